@@ -1,0 +1,40 @@
+# herald - the README's commands. Everything is built by CMake under build/.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+ifeq ($(CI),true)
+CMAKE_FLAGS += -DHERALD_WERROR=ON
+endif
+
+.PHONY: all deps build run test test-asan bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@scripts/run.sh $(BUILD)/herald
+
+test: build
+	@scripts/deps.sh --test
+	cd $(BUILD) && ctest --output-on-failure -j 2 $(CTEST_ARGS)
+ifeq ($(CI),true)
+	$(MAKE) test-asan
+endif
+
+# The whole unit suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DHERALD_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j 2 $(CTEST_ARGS)
+
+bench: build
+	@scripts/bench.sh $(BUILD)/herald
+
+clean:
+	rm -rf $(BUILD) build-asan

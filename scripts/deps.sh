@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages herald needs to build and test, when missing.
+# Idempotent and quiet when everything is present.
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config
+      libjansson-dev libmicrohttpd-dev libsqlite3-dev librdkafka-dev libcurl4-openssl-dev
+      libssl-dev libinih-dev libicu-dev zlib1g-dev libcmocka-dev
+      sqlite3 curl python3 kcat gnuplot-nox)
+if [ "${1:-}" = "--test" ]; then
+  pkgs+=(default-jre-headless maven)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+# Java/Maven may come from elsewhere (an SDK install); accept them on PATH.
+if [ ${#missing[@]} -gt 0 ]; then
+  filtered=()
+  for p in "${missing[@]}"; do
+    case "$p" in
+      default-jre-headless) command -v java >/dev/null && continue ;;
+      maven) command -v mvn >/dev/null && continue ;;
+    esac
+    filtered+=("$p")
+  done
+  missing=("${filtered[@]+"${filtered[@]}"}")
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

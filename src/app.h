@@ -1,0 +1,41 @@
+/*
+ * app.h - the running herald process: config, bus, store, and the
+ * pipeline's shared counters. One app_t per process; parts receive it
+ * borrowed and never free it.
+ */
+#ifndef HERALD_APP_H
+#define HERALD_APP_H
+
+#include "bus/bus.h"
+#include "config/config.h"
+#include "store/store.h"
+
+#include <stdatomic.h>
+
+/* Topic names (DESIGN §1). */
+#define TOPIC_RAW "raw-events"
+#define TOPIC_STATUS "notification-status"
+#define TOPIC_DLQ "notifications-dlq"
+/* notifications-<channel>: see topic_for_channel(). */
+
+typedef struct app {
+    config_t *cfg;
+    bus_t *bus;
+    store_t *store;
+    atomic_int stopping;        /* set by SIGTERM/SIGINT */
+    /* counters for /metrics */
+    atomic_llong events_accepted;
+    atomic_llong events_rejected;
+    atomic_llong events_duplicate;
+    atomic_llong notifs_fanned_out;
+    atomic_llong notifs_suppressed;
+    atomic_llong notifs_sent;
+    atomic_llong notifs_failed;
+    atomic_llong dlq_records;
+    atomic_llong status_rows_written;
+} app_t;
+
+/* "notifications-push" etc. Static string. */
+const char *topic_for_channel(int channel);
+
+#endif

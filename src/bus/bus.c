@@ -1,0 +1,158 @@
+/*
+ * bus.c - the bus registry and thin wrappers over the backend vtable.
+ */
+#include "bus/bus.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+static const bus_ops_t *const backends[] = {&bus_embedded_ops, &bus_kafka_ops};
+
+hr_t bus_open(const bus_opts_t *opts, bus_t **out)
+{
+    const char *name = opts->backend ? opts->backend : "embedded";
+    for (size_t i = 0; i < ARRAY_LEN(backends); i++)
+        if (strcmp(backends[i]->name, name) == 0) return backends[i]->open(opts, out);
+    return HR_INVALID;
+}
+
+void bus_close(bus_t *bus)
+{
+    if (bus) bus->ops->close(bus);
+}
+
+const char *bus_backend_name(const bus_t *bus) { return bus->ops->name; }
+
+hr_t bus_topic_ensure(bus_t *bus, const char *topic, const bus_topic_opts_t *o)
+{
+    return bus->ops->topic_ensure(bus, topic, o);
+}
+
+int32_t bus_partitions(bus_t *bus, const char *topic) { return bus->ops->partitions(bus, topic); }
+
+hr_t bus_produce(bus_t *bus, const char *topic, int32_t partition, const void *key,
+                 size_t key_len, const void *value, size_t value_len, bus_batch_t *batch)
+{
+    if (batch) {
+        pthread_mutex_lock(&batch->mu);
+        batch->pending++;
+        pthread_mutex_unlock(&batch->mu);
+    }
+    hr_t r = bus->ops->produce(bus, topic, partition, key, key_len, value, value_len, batch);
+    if (r != HR_OK && batch) {
+        pthread_mutex_lock(&batch->mu);
+        batch->pending--;
+        pthread_mutex_unlock(&batch->mu);
+    }
+    return r;
+}
+
+hr_t bus_flush(bus_t *bus, int timeout_ms) { return bus->ops->flush(bus, timeout_ms); }
+
+void bus_batch_init(bus_batch_t *b)
+{
+    memset(b, 0, sizeof(*b));
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+}
+
+void bus_batch_release(bus_batch_t *b)
+{
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
+}
+
+void bus_batch_ack(bus_batch_t *b, hr_t result)
+{
+    pthread_mutex_lock(&b->mu);
+    b->pending--;
+    if (result != HR_OK) {
+        b->failed++;
+        b->last_error = result;
+    }
+    if (b->pending == 0) pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+hr_t bus_batch_wait(bus_t *bus, bus_batch_t *b, int timeout_ms)
+{
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : hclock_mono_ns() + (int64_t)timeout_ms * 1000000;
+    for (;;) {
+        pthread_mutex_lock(&b->mu);
+        if (b->pending == 0) {
+            hr_t r = b->failed ? (hr_t)b->last_error : HR_OK;
+            if (r == HR_OK && b->failed) r = HR_ERR;
+            b->failed = 0;
+            b->last_error = 0;
+            pthread_mutex_unlock(&b->mu);
+            return r;
+        }
+        if (hclock_mono_ns() >= deadline) {
+            pthread_mutex_unlock(&b->mu);
+            return HR_TIMEOUT;
+        }
+        if (bus->ops->serve) {
+            pthread_mutex_unlock(&b->mu);
+            bus->ops->serve(bus, 5);
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 5 * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+        pthread_mutex_unlock(&b->mu);
+    }
+}
+
+hr_t bus_consumer_new(bus_t *bus, const char *group, const char *const *topics, int ntopics,
+                      const bus_rebalance_t *rb, bus_consumer_t **out)
+{
+    return bus->ops->consumer_new(bus, group, topics, ntopics, rb, out);
+}
+
+int bus_poll(bus_consumer_t *c, bus_msg_t *msgs, int max, int timeout_ms)
+{
+    return c->ops->poll(c, msgs, max, timeout_ms);
+}
+
+hr_t bus_store_offset(bus_consumer_t *c, const char *topic, int32_t partition, int64_t next)
+{
+    return c->ops->store_offset(c, topic, partition, next);
+}
+
+hr_t bus_commit(bus_consumer_t *c) { return c->ops->commit(c); }
+
+hr_t bus_pause(bus_consumer_t *c, const char *topic, int32_t partition)
+{
+    return c->ops->pause(c, topic, partition);
+}
+
+hr_t bus_resume(bus_consumer_t *c, const char *topic, int32_t partition)
+{
+    return c->ops->resume(c, topic, partition);
+}
+
+hr_t bus_seek(bus_consumer_t *c, const char *topic, int32_t partition, int64_t offset)
+{
+    return c->ops->seek(c, topic, partition, offset);
+}
+
+void bus_consumer_close(bus_consumer_t *c)
+{
+    if (c) c->ops->consumer_close(c);
+}
+
+hr_t bus_group_reset(bus_t *bus, const char *group, const char *topic, int64_t to_time_ms)
+{
+    return bus->ops->group_reset(bus, group, topic, to_time_ms);
+}
+
+hr_t bus_lag(bus_t *bus, const char *group, const char *topic, bus_lag_t **out, int *n)
+{
+    return bus->ops->lag(bus, group, topic, out, n);
+}

@@ -1,0 +1,196 @@
+/*
+ * bus.h - the message log ("bus"): partitioned topics, consumer groups,
+ * committed offsets. Two backends implement it: embedded (segment files in
+ * the data dir, bus_embedded.c) and Kafka (librdkafka, bus_kafka.c). Stage
+ * code is written only against this header; the same contract tests
+ * (tests/unit/test_bus_contract.c) run against both.
+ *
+ * Semantics every backend keeps:
+ *  - A record's partition is murmur2(key) % partitions (Kafka's Java rule)
+ *    unless the producer names one. Order is kept per partition.
+ *  - Each consumer group reads every record independently ("a log, not a
+ *    queue"). Within a group a partition is owned by one consumer at a time;
+ *    ownership changes are announced through the rebalance callbacks.
+ *  - At-least-once: a consumer calls bus_store_offset(next) only after the
+ *    outputs it produced for the input were acknowledged (bus_batch_wait), and
+ *    bus_commit() persists stored offsets. Backends also commit stored offsets
+ *    periodically and synchronously when a partition is revoked or the
+ *    consumer closes.
+ *
+ * Threads: a bus_t may be shared by any number of threads. A bus_consumer_t
+ * belongs to the one thread that polls it; its callbacks run on that thread,
+ * inside bus_poll().
+ */
+#ifndef HERALD_BUS_H
+#define HERALD_BUS_H
+
+#include "core/common.h"
+
+#include <pthread.h>
+
+typedef struct bus bus_t;
+typedef struct bus_consumer bus_consumer_t;
+
+/* Options for opening a bus. Strings are copied by bus_open(). */
+typedef struct bus_opts {
+    const char *backend;        /* "embedded" or "kafka" */
+    /* embedded */
+    const char *dir;            /* directory for topics and offsets */
+    const char *fsync;          /* "never" | "interval" | "always" (default interval) */
+    int fsync_interval_ms;      /* for "interval"; default 1000 */
+    int64_t segment_bytes;      /* roll segments at this size; default 64 MiB */
+    int flush_interval_us;      /* producer batching window; default 1000 */
+    /* kafka */
+    const char *brokers;        /* bootstrap servers */
+    /* extra backend settings, passed through (kafka.<name> -> librdkafka <name>) */
+    const char *const *kv;      /* NULL-terminated pairs: key, value, key, value, ..., NULL */
+} bus_opts_t;
+
+/* Topic settings for bus_topic_ensure(). */
+typedef struct bus_topic_opts {
+    int32_t partitions;
+    int16_t replication;        /* kafka only; embedded ignores */
+    int16_t min_insync;         /* kafka only */
+    int64_t retention_ms;       /* -1 = forever */
+    int64_t retention_bytes;    /* per partition; -1 = unlimited */
+} bus_topic_opts_t;
+
+/* A record seen by a consumer. Pointers stay valid until the next
+ * bus_poll() or bus_consumer_close() on the same consumer. */
+typedef struct bus_msg {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp_ms;       /* append time */
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+} bus_msg_t;
+
+/* Tracks acknowledgements for a set of produced records. Initialise with
+ * bus_batch_init(), pass to bus_produce(), then bus_batch_wait(). A batch may
+ * be reused after wait returns. Not shared between threads except by the bus
+ * itself (its ack path). */
+typedef struct bus_batch {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int64_t pending;
+    int64_t failed;
+    int last_error;             /* hr_t of the last failure */
+} bus_batch_t;
+
+void bus_batch_init(bus_batch_t *b);
+void bus_batch_release(bus_batch_t *b);
+/* Called by backends when one record of the batch is acknowledged. */
+void bus_batch_ack(bus_batch_t *b, hr_t result);
+/* Waits until every record produced with this batch is acknowledged.
+ * HR_OK if all succeeded; the last error if any failed (failed count in
+ * b->failed); HR_TIMEOUT if timeout_ms (>=0) passed first; -1 = forever.
+ * On HR_OK or error the batch is reset and can be reused. */
+hr_t bus_batch_wait(bus_t *bus, bus_batch_t *b, int timeout_ms);
+
+/* Rebalance callbacks, called on the polling thread inside bus_poll().
+ * revoked: the consumer is about to lose the partition; flush per-partition
+ * state and store offsets now; the backend commits synchronously after it. */
+typedef struct bus_rebalance {
+    void (*assigned)(void *opaque, const char *topic, int32_t partition);
+    void (*revoked)(void *opaque, const char *topic, int32_t partition);
+    void *opaque;
+} bus_rebalance_t;
+
+/* Lag of one group on one partition. */
+typedef struct bus_lag {
+    char topic[128];
+    int32_t partition;
+    int64_t committed;          /* -1 when none */
+    int64_t end_offset;         /* high watermark */
+    int64_t lag;
+} bus_lag_t;
+
+/* ---- backend vtable (for bus.c and the backends only) ---- */
+typedef struct bus_ops {
+    const char *name;
+    hr_t (*open)(const bus_opts_t *opts, bus_t **out);
+    void (*close)(bus_t *bus);
+    hr_t (*topic_ensure)(bus_t *bus, const char *topic, const bus_topic_opts_t *o);
+    int32_t (*partitions)(bus_t *bus, const char *topic);
+    hr_t (*produce)(bus_t *bus, const char *topic, int32_t partition, const void *key,
+                    size_t key_len, const void *value, size_t value_len, bus_batch_t *batch);
+    hr_t (*flush)(bus_t *bus, int timeout_ms);
+    /* Let the backend serve acks while a batch waits (kafka: rd_kafka_poll). May be NULL. */
+    void (*serve)(bus_t *bus, int timeout_ms);
+    hr_t (*consumer_new)(bus_t *bus, const char *group, const char *const *topics,
+                         int ntopics, const bus_rebalance_t *rb, bus_consumer_t **out);
+    int (*poll)(bus_consumer_t *c, bus_msg_t *msgs, int max, int timeout_ms);
+    hr_t (*store_offset)(bus_consumer_t *c, const char *topic, int32_t partition,
+                         int64_t next_offset);
+    hr_t (*commit)(bus_consumer_t *c);
+    hr_t (*pause)(bus_consumer_t *c, const char *topic, int32_t partition);
+    hr_t (*resume)(bus_consumer_t *c, const char *topic, int32_t partition);
+    hr_t (*seek)(bus_consumer_t *c, const char *topic, int32_t partition, int64_t offset);
+    void (*consumer_close)(bus_consumer_t *c);
+    hr_t (*group_reset)(bus_t *bus, const char *group, const char *topic, int64_t to_time_ms);
+    hr_t (*lag)(bus_t *bus, const char *group, const char *topic, bus_lag_t **out, int *n);
+} bus_ops_t;
+
+/* Every backend struct starts with this. */
+struct bus {
+    const bus_ops_t *ops;
+};
+struct bus_consumer {
+    const bus_ops_t *ops;
+    bus_t *bus;
+};
+
+/* ---- public API ---- */
+
+/* Opens the backend named by opts->backend. */
+hr_t bus_open(const bus_opts_t *opts, bus_t **out);
+/* Flushes outstanding produces and frees the bus. Consumers must be closed first. */
+void bus_close(bus_t *bus);
+const char *bus_backend_name(const bus_t *bus);
+
+/* Creates the topic if missing (an existing topic keeps its partitions). */
+hr_t bus_topic_ensure(bus_t *bus, const char *topic, const bus_topic_opts_t *o);
+/* Partition count, or -1 when the topic does not exist. */
+int32_t bus_partitions(bus_t *bus, const char *topic);
+
+/* Appends a record. partition < 0 picks murmur2(key) % partitions (key
+ * required then). The bytes are copied. batch may be NULL (fire and forget;
+ * only for tests and tools). HR_AGAIN when the producer queue is full: serve
+ * and retry. */
+hr_t bus_produce(bus_t *bus, const char *topic, int32_t partition, const void *key,
+                 size_t key_len, const void *value, size_t value_len, bus_batch_t *batch);
+/* Waits until everything produced so far is acknowledged. */
+hr_t bus_flush(bus_t *bus, int timeout_ms);
+
+/* Joins `group` and subscribes to the topics. rb may be NULL. */
+hr_t bus_consumer_new(bus_t *bus, const char *group, const char *const *topics, int ntopics,
+                      const bus_rebalance_t *rb, bus_consumer_t **out);
+/* Fills up to max records; returns how many (0 on timeout), or a negative hr_t. */
+int bus_poll(bus_consumer_t *c, bus_msg_t *msgs, int max, int timeout_ms);
+/* Marks everything before next_offset on the partition as processed. */
+hr_t bus_store_offset(bus_consumer_t *c, const char *topic, int32_t partition,
+                      int64_t next_offset);
+/* Persists stored offsets now (synchronously). */
+hr_t bus_commit(bus_consumer_t *c);
+hr_t bus_pause(bus_consumer_t *c, const char *topic, int32_t partition);
+hr_t bus_resume(bus_consumer_t *c, const char *topic, int32_t partition);
+/* Moves the consumer's position on an owned partition. */
+hr_t bus_seek(bus_consumer_t *c, const char *topic, int32_t partition, int64_t offset);
+/* Commits stored offsets, leaves the group, frees. */
+void bus_consumer_close(bus_consumer_t *c);
+
+/* Offline replay: sets the group's committed offsets on every partition of
+ * topic to the first record with timestamp >= to_time_ms (0 = earliest).
+ * The group must have no live members. */
+hr_t bus_group_reset(bus_t *bus, const char *group, const char *topic, int64_t to_time_ms);
+/* Lag per partition; *out is allocated, caller frees. */
+hr_t bus_lag(bus_t *bus, const char *group, const char *topic, bus_lag_t **out, int *n);
+
+/* Backend registry (bus.c). */
+extern const bus_ops_t bus_embedded_ops;
+extern const bus_ops_t bus_kafka_ops;
+
+#endif

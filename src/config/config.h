@@ -1,0 +1,57 @@
+/*
+ * config.h - herald's settings: one declarative table (config.c) of
+ * name, type, default, range and doc. Sources, later overriding earlier:
+ * defaults, the config file (INI; "[section] key = v" is read as
+ * "section.key"), HERALD_* environment variables (HERALD_BUS_FSYNC ->
+ * bus.fsync; HERALD_KAFKA_<NAME> -> kafka.<name> with '_' -> '.'), then
+ * command-line flags. Unknown keys are rejected and named, except kafka.*
+ * which pass straight to librdkafka.
+ */
+#ifndef HERALD_CONFIG_H
+#define HERALD_CONFIG_H
+
+#include "core/common.h"
+
+typedef struct config {
+    char *data_dir;             /* data_dir */
+    char *listen;               /* http.listen  HOST:PORT */
+    int64_t http_max_body;      /* http.max_body bytes */
+    int http_threads;           /* http.threads */
+    char *bus_backend;          /* bus.backend embedded|kafka */
+    char *bus_fsync;            /* bus.fsync never|interval|always */
+    int bus_fsync_interval_ms;  /* bus.fsync_interval_ms */
+    int64_t bus_segment_bytes;  /* bus.segment_bytes */
+    int bus_partitions;         /* bus.partitions (default for every topic) */
+    int bus_flush_interval_us;  /* bus.flush_interval_us */
+    char *kafka_brokers;        /* kafka.bootstrap.servers (also --kafka-brokers) */
+    int kafka_replication;      /* topics.replication */
+    int kafka_min_insync;       /* topics.min_insync */
+    int64_t retention_raw_ms;   /* topics.retention.raw_ms */
+    int64_t retention_notif_ms; /* topics.retention.notifications_ms */
+    int64_t retention_status_ms;/* topics.retention.status_ms */
+    int64_t retention_dlq_ms;   /* topics.retention.dlq_ms */
+    char *store_backend;        /* store.backend sqlite|postgres */
+    char *store_dsn;            /* store.dsn (default <data_dir>/herald.db) */
+    char *roles;                /* roles: all | comma list of ingest,fanout,dispatch:push,status */
+    int workers_per_stage;      /* pipeline.workers: consumer threads per group */
+    int batch_max;              /* pipeline.batch_max records per poll */
+    char *log_level;            /* log.level */
+    char *provider_mode;        /* sandbox.mode file|null */
+    /* kafka.* passthrough, NULL-terminated key/value pairs */
+    char **kafka_kv;
+    int kafka_kv_n;
+} config_t;
+
+/* Fills defaults. */
+void config_init(config_t *c);
+void config_release(config_t *c);
+/* Sets one key from text; HR_INVALID with why filled naming the key. */
+hr_t config_set(config_t *c, const char *key, const char *value, char *why, size_t why_len);
+hr_t config_load_file(config_t *c, const char *path, char *why, size_t why_len);
+hr_t config_load_env(config_t *c, char *why, size_t why_len);
+/* Prints the reference table (name, type, default, doc) as Markdown. */
+void config_print_reference(void *file);
+/* kafka.* pairs as a NULL-terminated array for bus_opts_t.kv (borrowed). */
+const char *const *config_kafka_kv(const config_t *c);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * notif.h - the notification and status records that travel on internal
+ * topics, and their codec.
+ *
+ * Internal topics carry a compact, versioned binary record (JSON costs ~6 us
+ * per record per hop, see DESIGN §9). The JSON form exists for the DLQ, the
+ * API and debugging. Decoding is zero-copy: the decoded struct's strings
+ * point into the input bytes and are NOT NUL-terminated; each string is a
+ * (ptr, len) pair (hstr_t).
+ *
+ * Binary layout (little-endian), version 1:
+ *   u8 magic 'N' | u8 version | u8 kind (1 = notification, 2 = status)
+ *   | u8 channel | u8 priority | u8 status | u16 attempt
+ *   | i64 created_at_ms | i64 due_at_ms | i64 status_at_ms | i64 accepted_at_us
+ *   | then strings, each u32 length + bytes, in the order of NOTIF_STRINGS.
+ */
+#ifndef HERALD_NOTIF_H
+#define HERALD_NOTIF_H
+
+#include "core/buf.h"
+#include "core/common.h"
+
+#include <string.h>
+
+typedef struct hstr {
+    const char *p;
+    size_t n;
+} hstr_t;
+
+#define HSTR(s) ((hstr_t){(s), (s) ? strlen(s) : 0})
+
+typedef enum channel {
+    CH_PUSH = 0,
+    CH_SMS,
+    CH_EMAIL,
+    CH_INAPP,
+    CH_WEBHOOK,
+    CH__COUNT
+} channel_t;
+
+const char *channel_name(channel_t c);
+int channel_parse(const char *s, size_t n); /* -1 if unknown */
+
+typedef enum priority { PRIO_LOW = 0, PRIO_NORMAL, PRIO_HIGH, PRIO_CRITICAL } priority_t;
+const char *priority_name(priority_t p);
+int priority_parse(const char *s, size_t n);
+
+typedef enum notif_status {
+    ST_PENDING = 0,
+    ST_SENT,
+    ST_DELIVERED,
+    ST_FAILED,
+    ST_SUPPRESSED,
+    ST_RATE_LIMITED,
+    ST_DEFERRED,
+    ST_DEAD,
+    ST__COUNT
+} notif_status_t;
+const char *status_name(notif_status_t s);
+int status_parse(const char *s, size_t n);
+
+/* One notification: one (event, recipient, channel). Also used as the status
+ * record (kind 2) with status / status_at / channel_msg_id / error set. */
+typedef struct notif {
+    uint8_t kind;               /* 1 notification, 2 status */
+    channel_t channel;
+    priority_t priority;
+    notif_status_t status;
+    uint16_t attempt;
+    int64_t created_at_ms;
+    int64_t due_at_ms;
+    int64_t status_at_ms;
+    int64_t accepted_at_us;     /* when ingest accepted the event (latency) */
+    hstr_t notification_id;
+    hstr_t event_id;
+    hstr_t user_id;
+    hstr_t category;
+    hstr_t title;
+    hstr_t body;
+    hstr_t address;             /* device token / phone / email / url */
+    hstr_t platform;            /* apns | fcm for push; empty otherwise */
+    hstr_t channel_msg_id;      /* provider's message id (status) */
+    hstr_t error;               /* reason (status failed/dead/suppressed) */
+    hstr_t metadata;            /* JSON object text, may be empty */
+} notif_t;
+
+#define NOTIF_MAGIC 'N'
+#define NOTIF_VERSION 1
+
+/* Appends the binary encoding to out. */
+hr_t notif_encode(const notif_t *n, buf_t *out);
+/* Decodes; n's strings point into data. HR_INVALID on a malformed record. */
+hr_t notif_decode(const void *data, size_t len, notif_t *n);
+/* JSON form (for DLQ, API, sandbox lines and debugging). */
+hr_t notif_to_json(const notif_t *n, buf_t *out);
+
+/* notification_id = lowercase hex of the first 16 bytes of
+ * SHA-256(event_id '\0' user_id '\0' channel_name): deterministic, so
+ * re-processing an event yields the same ids. out must hold 33 bytes. */
+void notif_make_id(hstr_t event_id, hstr_t user_id, channel_t ch, char out[33]);
+
+#endif

@@ -1,0 +1,51 @@
+#include "stage/ingest.h"
+
+#include "core/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const topic_names[CH__COUNT] = {
+    [CH_PUSH] = "notifications-push",   [CH_SMS] = "notifications-sms",
+    [CH_EMAIL] = "notifications-email", [CH_INAPP] = "notifications-inapp",
+    [CH_WEBHOOK] = "notifications-webhook",
+};
+
+const char *topic_for_channel(int channel)
+{
+    if (channel < 0 || channel >= CH__COUNT) return NULL;
+    return topic_names[channel];
+}
+
+hr_t ingest_publish(app_t *app, event_t *evs, int n)
+{
+    bus_batch_t batch;
+    hr_t r = HR_OK;
+    int64_t now = hclock_now_us();
+
+    bus_batch_init(&batch);
+    for (int i = 0; i < n; i++) {
+        json_object_set_new(evs[i].doc, "_accepted_at_us", json_integer(now));
+        char *text = json_dumps(evs[i].doc, JSON_COMPACT);
+        if (!text) {
+            r = HR_ERR;
+            break;
+        }
+        for (int tries = 0;; tries++) {
+            r = bus_produce(app->bus, TOPIC_RAW, -1, evs[i].event_id, strlen(evs[i].event_id),
+                            text, strlen(text), &batch);
+            if (r != HR_AGAIN || tries > 200) break;
+            bus_flush(app->bus, 10);
+        }
+        free(text);
+        if (r != HR_OK) break;
+    }
+    hr_t w = bus_batch_wait(app->bus, &batch, 30000);
+    bus_batch_release(&batch);
+    if (r == HR_OK) r = w;
+    if (r == HR_OK)
+        atomic_fetch_add(&app->events_accepted, n);
+    else
+        log_warn("ingest", "publishing %d events failed: %s", n, hr_str(r));
+    return r;
+}

@@ -1,0 +1,186 @@
+/*
+ * store.h - herald's durable state: users, preferences, subscriptions,
+ * follows, templates, the event dedupe table, and notification records with
+ * their status history. Backends: SQLite (store_sqlite.c, embedded default)
+ * and later PostgreSQL. The same tests (tests/unit/test_store.c) run against
+ * every backend.
+ *
+ * Ownership: strings passed in are copied; structs filled by the store own
+ * their strings and are freed with the matching *_clear(). A store_t may be
+ * used from several threads; backends serialise internally as needed.
+ */
+#ifndef HERALD_STORE_H
+#define HERALD_STORE_H
+
+#include "core/common.h"
+#include "model/notif.h"
+
+typedef struct store store_t;
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_MAX_DEVICES 16
+
+typedef struct device {
+    char *platform;             /* "apns" | "fcm" */
+    char *token;
+} device_t;
+
+typedef struct user {
+    char *user_id;
+    char *email;                /* NULL when absent */
+    char *phone;
+    char *locale;               /* default "en" */
+    char *timezone;             /* IANA name, default "UTC" */
+    char *quiet_start;          /* "HH:MM" or NULL */
+    char *quiet_end;
+    char *webhook_url;          /* NULL when absent */
+    int ndevices;
+    device_t devices[STORE_MAX_DEVICES];
+    int64_t updated_at_ms;
+} user_t;
+void user_clear(user_t *u);
+
+/* One preference: category "" means "all categories" (the channel switch). */
+typedef struct pref {
+    char *category;
+    channel_t channel;
+    bool enabled;
+} pref_t;
+
+typedef struct template_rec {
+    char *event_type;
+    channel_t channel;
+    char *locale;
+    char *title;
+    char *body;
+} template_rec_t;
+void template_rec_clear(template_rec_t *t);
+
+/* A notification row as the status sink writes it and the API reads it. */
+typedef struct notif_row {
+    char *notification_id;
+    char *event_id;
+    char *user_id;
+    channel_t channel;
+    char *category;
+    char *title;
+    char *body;
+    char *address;
+    notif_status_t status;
+    int attempt;
+    char *channel_msg_id;
+    char *error;
+    int64_t created_at_ms;
+    int64_t updated_at_ms;
+    int64_t delivered_at_ms;    /* 0 when not sent */
+} notif_row_t;
+void notif_row_clear(notif_row_t *r);
+
+typedef struct status_hist {
+    notif_status_t status;
+    int attempt;
+    int64_t at_ms;
+    char *detail;               /* error or channel_msg_id; may be NULL */
+} status_hist_t;
+
+/* Outcome of store_event_claim(). */
+typedef enum claim {
+    CLAIM_NEW = 0,              /* first time this event_id is seen */
+    CLAIM_SAME = 1,             /* seen before at the same source position: re-processing */
+    CLAIM_DUP = 2,              /* seen before at another position: a duplicate publish */
+} claim_t;
+
+typedef struct store_ops {
+    const char *name;
+    hr_t (*open)(const char *dsn, store_t **out);
+    void (*close)(store_t *s);
+    int (*schema_version)(store_t *s);
+
+    hr_t (*user_put)(store_t *s, const user_t *u);
+    hr_t (*user_get)(store_t *s, const char *user_id, user_t *out);
+    hr_t (*prefs_replace)(store_t *s, const char *user_id, const pref_t *prefs, int n);
+    hr_t (*prefs_get)(store_t *s, const char *user_id, pref_t **out, int *n);
+    hr_t (*sub_add)(store_t *s, const char *topic, const char *user_id);
+    hr_t (*sub_del)(store_t *s, const char *topic, const char *user_id);
+    hr_t (*subs_page)(store_t *s, const char *topic, const char *after, int limit,
+                      char ***ids, int *n);
+    hr_t (*follow_add)(store_t *s, const char *follower, const char *actor);
+    hr_t (*followers_page)(store_t *s, const char *actor, const char *after, int limit,
+                           char ***ids, int *n);
+    hr_t (*template_put)(store_t *s, const template_rec_t *t);
+    hr_t (*template_get)(store_t *s, const char *event_type, channel_t ch, const char *locale,
+                         template_rec_t *out);
+    hr_t (*template_channels)(store_t *s, const char *event_type, unsigned *mask);
+    hr_t (*event_claim)(store_t *s, const char *event_id, const char *position, claim_t *out);
+    hr_t (*notif_write_batch)(store_t *s, const notif_t *const *recs, int n);
+    hr_t (*notif_get)(store_t *s, const char *notification_id, notif_row_t *out,
+                      status_hist_t **hist, int *nhist);
+    hr_t (*notif_list_user)(store_t *s, const char *user_id, const char *cursor, int limit,
+                            notif_row_t **rows, int *n, char **next_cursor);
+    hr_t (*notif_sent)(store_t *s, const char *notification_id, bool *sent);
+} store_ops_t;
+
+struct store {
+    const store_ops_t *ops;
+};
+
+/* ---- public API (thin wrappers, store.c) ---- */
+
+/* backend: "sqlite" (dsn = file path) or "postgres" (dsn = conninfo). */
+hr_t store_open(const char *backend, const char *dsn, store_t **out);
+void store_close(store_t *s);
+int store_schema_version(store_t *s);
+
+/* Insert or replace the user (devices replaced as a whole). */
+hr_t store_user_put(store_t *s, const user_t *u);
+/* HR_NOTFOUND when unknown. */
+hr_t store_user_get(store_t *s, const char *user_id, user_t *out);
+/* Replaces all preferences of the user in one transaction. */
+hr_t store_prefs_replace(store_t *s, const char *user_id, const pref_t *prefs, int n);
+/* *out allocated (free each category then the array with prefs_free). */
+hr_t store_prefs_get(store_t *s, const char *user_id, pref_t **out, int *n);
+void prefs_free(pref_t *p, int n);
+/* Is channel allowed for (user, category)? category rule beats channel rule;
+ * default allowed. */
+bool prefs_allowed(const pref_t *p, int n, const char *category, channel_t ch);
+
+hr_t store_sub_add(store_t *s, const char *topic, const char *user_id);
+hr_t store_sub_del(store_t *s, const char *topic, const char *user_id); /* HR_NOTFOUND */
+/* Page of subscriber ids ordered by user_id, strictly after `after` (NULL =
+ * from the start). *ids allocated; free with ids_free. *n < limit = last page. */
+hr_t store_subs_page(store_t *s, const char *topic, const char *after, int limit, char ***ids,
+                     int *n);
+hr_t store_follow_add(store_t *s, const char *follower, const char *actor);
+hr_t store_followers_page(store_t *s, const char *actor, const char *after, int limit,
+                          char ***ids, int *n);
+void ids_free(char **ids, int n);
+
+hr_t store_template_put(store_t *s, const template_rec_t *t);
+/* Finds (type, channel, locale), falling back to the language part
+ * ("pt-BR" -> "pt") and then to "en". HR_NOTFOUND when none. */
+hr_t store_template_get(store_t *s, const char *event_type, channel_t ch, const char *locale,
+                        template_rec_t *out);
+/* Bit mask (1u << channel) of channels having any template for the type. */
+hr_t store_template_channels(store_t *s, const char *event_type, unsigned *mask);
+
+/* Dedupe by event_id; position identifies the source record (e.g.
+ * "raw-events/3/1042"). */
+hr_t store_event_claim(store_t *s, const char *event_id, const char *position, claim_t *out);
+
+/* Status sink: upserts notification rows from status records (kind 2) in
+ * one transaction, appending status history. A record never moves a row
+ * back from a final state (sent/delivered/dead) to an earlier one. */
+hr_t store_notif_write_batch(store_t *s, const notif_t *const *recs, int n);
+hr_t store_notif_get(store_t *s, const char *notification_id, notif_row_t *out,
+                     status_hist_t **hist, int *nhist);
+void status_hist_free(status_hist_t *h, int n);
+/* Newest first. cursor NULL = newest; *next_cursor allocated or NULL at the end. */
+hr_t store_notif_list_user(store_t *s, const char *user_id, const char *cursor, int limit,
+                           notif_row_t **rows, int *n, char **next_cursor);
+void notif_rows_free(notif_row_t *rows, int n);
+/* Was this notification already recorded as sent or delivered? */
+hr_t store_notif_sent(store_t *s, const char *notification_id, bool *sent);
+
+extern const store_ops_t store_sqlite_ops;
+
+#endif
