@@ -27,7 +27,12 @@ typedef struct hstr {
     size_t n;
 } hstr_t;
 
-#define HSTR(s) ((hstr_t){(s), (s) ? strlen(s) : 0})
+static inline hstr_t hstr_of(const char *s)
+{
+    hstr_t h = {s, s ? strlen(s) : 0};
+    return h;
+}
+#define HSTR(s) hstr_of(s)
 
 typedef enum channel {
     CH_PUSH = 0,
@@ -86,6 +91,11 @@ typedef struct notif {
 
 #define NOTIF_MAGIC 'N'
 #define NOTIF_VERSION 1
+
+/* The string fields in wire order (X-macro: X(field) per notif_t member). */
+#define NOTIF_STRINGS(X)                                                     \
+    X(notification_id) X(event_id) X(user_id) X(category) X(title) X(body)   \
+    X(address) X(platform) X(channel_msg_id) X(error) X(metadata)
 
 /* Appends the binary encoding to out. */
 hr_t notif_encode(const notif_t *n, buf_t *out);

@@ -118,6 +118,7 @@ typedef struct store_ops {
     hr_t (*notif_list_user)(store_t *s, const char *user_id, const char *cursor, int limit,
                             notif_row_t **rows, int *n, char **next_cursor);
     hr_t (*notif_sent)(store_t *s, const char *notification_id, bool *sent);
+    hr_t (*notif_purge)(store_t *s, int64_t before_ms, int64_t *deleted);
 } store_ops_t;
 
 struct store {
@@ -180,6 +181,11 @@ hr_t store_notif_list_user(store_t *s, const char *user_id, const char *cursor, 
 void notif_rows_free(notif_row_t *rows, int n);
 /* Was this notification already recorded as sent or delivered? */
 hr_t store_notif_sent(store_t *s, const char *notification_id, bool *sent);
+/* Retention (DESIGN §4: 90 days): deletes notifications created before
+ * before_ms with their status history, and dedupe entries first seen before
+ * it. Works in small transactions so other writers interleave. *deleted
+ * (may be NULL) = notifications removed. */
+hr_t store_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted);
 
 extern const store_ops_t store_sqlite_ops;
 

@@ -1,0 +1,290 @@
+/*
+ * config.c - the one options table. Every setting herald reads is a row
+ * here: name, type, default, range, doc. config_set() validates and names
+ * the bad key; config_print_reference() generates docs/configuration.md.
+ */
+#include "config/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { OPT_STR, OPT_INT, OPT_I64, OPT_ENUM } opt_type_t;
+
+typedef struct opt {
+    const char *name;
+    opt_type_t type;
+    size_t off;
+    const char *def;
+    int64_t min, max;           /* OPT_INT / OPT_I64 */
+    const char *choices;        /* OPT_ENUM: '|' separated */
+    const char *doc;
+} opt_t;
+
+#define F(field) offsetof(config_t, field)
+#define H (INT64_C(3600000))
+#define D (24 * H)
+
+static const opt_t opts[] = {
+    {"data_dir", OPT_STR, F(data_dir), "./var", 0, 0, NULL,
+     "Directory for the embedded bus, the SQLite store and sandbox output."},
+    {"http.listen", OPT_STR, F(listen), "127.0.0.1:8080", 0, 0, NULL,
+     "HOST:PORT the HTTP API listens on (port 0 picks a free port)."},
+    {"http.max_body", OPT_I64, F(http_max_body), "1048576", 1024, INT64_C(1) << 30, NULL,
+     "Largest accepted request body in bytes; larger bodies get 413."},
+    {"http.threads", OPT_INT, F(http_threads), "4", 1, 256, NULL,
+     "HTTP worker threads."},
+    {"bus.backend", OPT_ENUM, F(bus_backend), "embedded", 0, 0, "embedded|kafka",
+     "Message bus: the embedded log or Apache Kafka."},
+    {"bus.fsync", OPT_ENUM, F(bus_fsync), "interval", 0, 0, "never|interval|always",
+     "Embedded bus durability: fdatasync never, every fsync_interval_ms, or before every ack."},
+    {"bus.fsync_interval_ms", OPT_INT, F(bus_fsync_interval_ms), "1000", 1, 3600000, NULL,
+     "Embedded bus: fdatasync period for fsync=interval."},
+    {"bus.segment_bytes", OPT_I64, F(bus_segment_bytes), "67108864", 65536, INT64_C(1) << 40,
+     NULL, "Embedded bus: segment file size before rolling."},
+    {"bus.partitions", OPT_INT, F(bus_partitions), "4", 1, 10000, NULL,
+     "Partitions of each topic herald creates."},
+    {"bus.flush_interval_us", OPT_INT, F(bus_flush_interval_us), "1000", 50, 1000000, NULL,
+     "Embedded bus: producer batching window in microseconds."},
+    {"kafka.bootstrap.servers", OPT_STR, F(kafka_brokers), "127.0.0.1:9092", 0, 0, NULL,
+     "Kafka bootstrap servers (also --kafka-brokers). Any other kafka.<name> passes to librdkafka."},
+    {"topics.replication", OPT_INT, F(kafka_replication), "1", 1, 16, NULL,
+     "Kafka replication factor of created topics (3 in production)."},
+    {"topics.min_insync", OPT_INT, F(kafka_min_insync), "1", 1, 16, NULL,
+     "Kafka min.insync.replicas of created topics (2 in production)."},
+    {"topics.retention.raw_ms", OPT_I64, F(retention_raw_ms), "3600000", -1, INT64_MAX, NULL,
+     "Retention of raw-events (1 h)."},
+    {"topics.retention.notifications_ms", OPT_I64, F(retention_notif_ms), "86400000", -1,
+     INT64_MAX, NULL, "Retention of notifications-<channel> topics (24 h)."},
+    {"topics.retention.status_ms", OPT_I64, F(retention_status_ms), "604800000", -1, INT64_MAX,
+     NULL, "Retention of notification-status (7 d)."},
+    {"topics.retention.dlq_ms", OPT_I64, F(retention_dlq_ms), "1209600000", -1, INT64_MAX, NULL,
+     "Retention of notifications-dlq (14 d)."},
+    {"store.backend", OPT_ENUM, F(store_backend), "sqlite", 0, 0, "sqlite|postgres",
+     "Store backend."},
+    {"store.dsn", OPT_STR, F(store_dsn), "", 0, 0, NULL,
+     "Store location: SQLite file (default <data_dir>/herald.db) or PostgreSQL conninfo."},
+    {"roles", OPT_STR, F(roles), "all", 0, 0, NULL,
+     "Stages this process runs: all, or a comma list of ingest,fanout,dispatch:<channel>,status."},
+    {"pipeline.workers", OPT_INT, F(workers_per_stage), "1", 1, 64, NULL,
+     "Consumer threads per consumer group."},
+    {"pipeline.batch_max", OPT_INT, F(batch_max), "512", 1, 65536, NULL,
+     "Records a stage takes per poll (one ack wait per batch)."},
+    {"log.level", OPT_ENUM, F(log_level), "info", 0, 0, "debug|info|warn|error|off",
+     "Diagnostic log level."},
+    {"sandbox.mode", OPT_ENUM, F(provider_mode), "file", 0, 0, "file|null",
+     "Sandbox provider: append a JSON line per delivery, or record nothing (benchmarks)."},
+};
+
+static const opt_t *find(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_LEN(opts); i++)
+        if (strcmp(opts[i].name, name) == 0) return &opts[i];
+    return NULL;
+}
+
+static hr_t parse_i64(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s) return HR_INVALID;
+    /* accept unit suffixes for sizes and durations */
+    if (*end) {
+        if (strcmp(end, "k") == 0 || strcmp(end, "KiB") == 0) v *= 1024;
+        else if (strcmp(end, "M") == 0 || strcmp(end, "MiB") == 0) v *= 1024 * 1024;
+        else if (strcmp(end, "s") == 0) v *= 1000;
+        else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0) v *= 60000;
+        else if (strcmp(end, "h") == 0) v *= 3600000;
+        else if (strcmp(end, "d") == 0) v *= 86400000;
+        else return HR_INVALID;
+    }
+    *out = v;
+    return HR_OK;
+}
+
+static hr_t set_kafka_kv(config_t *c, const char *name, const char *value)
+{
+    for (int i = 0; i < c->kafka_kv_n; i += 2) {
+        if (strcmp(c->kafka_kv[i], name) == 0) {
+            free(c->kafka_kv[i + 1]);
+            c->kafka_kv[i + 1] = xstrdup(value);
+            return HR_OK;
+        }
+    }
+    c->kafka_kv = xrealloc(c->kafka_kv, sizeof(char *) * ((size_t)c->kafka_kv_n + 3));
+    c->kafka_kv[c->kafka_kv_n++] = xstrdup(name);
+    c->kafka_kv[c->kafka_kv_n++] = xstrdup(value);
+    c->kafka_kv[c->kafka_kv_n] = NULL;
+    return HR_OK;
+}
+
+hr_t config_set(config_t *c, const char *key, const char *value, char *why, size_t why_len)
+{
+    const opt_t *o = find(key);
+    if (!o) {
+        if (strncmp(key, "kafka.", 6) == 0 && key[6]) return set_kafka_kv(c, key + 6, value);
+        snprintf(why, why_len, "unknown configuration key '%s'", key);
+        return HR_INVALID;
+    }
+    char *base = (char *)c;
+    switch (o->type) {
+    case OPT_STR: {
+        char **p = (char **)(base + o->off);
+        free(*p);
+        *p = xstrdup(value);
+        return HR_OK;
+    }
+    case OPT_ENUM: {
+        size_t n = strlen(value);
+        const char *ch = o->choices;
+        while (*ch) {
+            const char *bar = strchr(ch, '|');
+            size_t len = bar ? (size_t)(bar - ch) : strlen(ch);
+            if (len == n && strncmp(ch, value, n) == 0) {
+                char **p = (char **)(base + o->off);
+                free(*p);
+                *p = xstrdup(value);
+                return HR_OK;
+            }
+            ch += len + (bar ? 1 : 0);
+        }
+        snprintf(why, why_len, "%s: '%s' is not one of %s", key, value, o->choices);
+        return HR_INVALID;
+    }
+    case OPT_INT:
+    case OPT_I64: {
+        int64_t v;
+        if (parse_i64(value, &v) != HR_OK) {
+            snprintf(why, why_len, "%s: '%s' is not a number", key, value);
+            return HR_INVALID;
+        }
+        if (v < o->min || v > o->max) {
+            snprintf(why, why_len, "%s: %lld is outside [%lld, %lld]", key, (long long)v,
+                     (long long)o->min, (long long)o->max);
+            return HR_INVALID;
+        }
+        if (o->type == OPT_INT)
+            *(int *)(base + o->off) = (int)v;
+        else
+            *(int64_t *)(base + o->off) = v;
+        return HR_OK;
+    }
+    }
+    return HR_ERR;
+}
+
+void config_init(config_t *c)
+{
+    char why[256];
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < ARRAY_LEN(opts); i++)
+        if (config_set(c, opts[i].name, opts[i].def, why, sizeof(why)) != HR_OK) abort();
+}
+
+void config_release(config_t *c)
+{
+    for (size_t i = 0; i < ARRAY_LEN(opts); i++)
+        if (opts[i].type == OPT_STR || opts[i].type == OPT_ENUM) free(*(char **)((char *)c + opts[i].off));
+    for (int i = 0; i < c->kafka_kv_n; i++) free(c->kafka_kv[i]);
+    free(c->kafka_kv);
+    memset(c, 0, sizeof(*c));
+}
+
+typedef struct ini_ctx {
+    config_t *c;
+    char *why;
+    size_t why_len;
+    hr_t r;
+} ini_ctx_t;
+
+static int ini_cb(void *user, const char *section, const char *name, const char *value)
+{
+    ini_ctx_t *x = user;
+    char key[256];
+    if (section && *section)
+        snprintf(key, sizeof(key), "%s.%s", section, name);
+    else
+        snprintf(key, sizeof(key), "%s", name);
+    if (x->r != HR_OK) return 0;
+    x->r = config_set(x->c, key, value, x->why, x->why_len);
+    return x->r == HR_OK;
+}
+
+hr_t config_load_file(config_t *c, const char *path, char *why, size_t why_len)
+{
+    ini_ctx_t x = {c, why, why_len, HR_OK};
+    int rc = ini_parse(path, ini_cb, &x);
+    if (rc < 0) {
+        snprintf(why, why_len, "cannot read config file %s", path);
+        return HR_INVALID;
+    }
+    if (x.r != HR_OK) return x.r;
+    if (rc > 0) {
+        snprintf(why, why_len, "%s:%d: syntax error", path, rc);
+        return HR_INVALID;
+    }
+    return HR_OK;
+}
+
+extern char **environ;
+
+hr_t config_load_env(config_t *c, char *why, size_t why_len)
+{
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, "HERALD_", 7) != 0) continue;
+        const char *eq = strchr(*e, '=');
+        if (!eq) continue;
+        char env[256], key[256];
+        size_t n = (size_t)(eq - (*e + 7));
+        if (n == 0 || n >= sizeof(env)) continue;
+        memcpy(env, *e + 7, n);
+        env[n] = '\0';
+        for (size_t i = 0; i <= n; i++) env[i] = (char)tolower((unsigned char)env[i]);
+        /* Match against the table: a key matches when its '.' and '_' both map to '_'. */
+        const opt_t *hit = NULL;
+        for (size_t i = 0; i < ARRAY_LEN(opts) && !hit; i++) {
+            const char *a = opts[i].name, *b = env;
+            while (*a && *b && (*a == *b || (*a == '.' && *b == '_'))) a++, b++;
+            if (!*a && !*b) hit = &opts[i];
+        }
+        if (hit) {
+            snprintf(key, sizeof(key), "%s", hit->name);
+        } else if (strncmp(env, "kafka_", 6) == 0) {
+            snprintf(key, sizeof(key), "kafka.%s", env + 6);
+            for (char *p = key + 6; *p; p++)
+                if (*p == '_') *p = '.';
+        } else {
+            /* Tests and tools use other HERALD_* variables; ignore them. */
+            continue;
+        }
+        hr_t r = config_set(c, key, eq + 1, why, why_len);
+        if (r != HR_OK) return r;
+    }
+    return HR_OK;
+}
+
+const char *const *config_kafka_kv(const config_t *c)
+{
+    static const char *const empty[] = {NULL};
+    return c->kafka_kv ? (const char *const *)c->kafka_kv : empty;
+}
+
+void config_print_reference(void *file)
+{
+    FILE *f = file;
+    fprintf(f, "| key | type | default | doc |\n| --- | --- | --- | --- |\n");
+    for (size_t i = 0; i < ARRAY_LEN(opts); i++) {
+        const opt_t *o = &opts[i];
+        const char *t = o->type == OPT_STR ? "string"
+                      : o->type == OPT_ENUM ? o->choices
+                                             : "integer";
+        fprintf(f, "| `%s` | %s | `%s` | %s |\n", o->name, t, o->def, o->doc);
+    }
+    fprintf(f, "| `kafka.<name>` | string | | Passed straight to librdkafka (e.g. `kafka.security.protocol`). |\n");
+}

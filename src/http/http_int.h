@@ -1,0 +1,156 @@
+/*
+ * http_int.h - what the HTTP server (server.c), the router (router.c) and
+ * the API handlers (api.c) share. Not for use outside src/http/.
+ *
+ * A request lives from the first libmicrohttpd callback to the completion
+ * callback. Everything it owns (decoded path parameters, query values, the
+ * body) is freed then; handlers borrow it and never free it.
+ */
+#ifndef HERALD_HTTP_INT_H
+#define HERALD_HTTP_INT_H
+
+#include "core/buf.h"
+#include "http/http.h"
+#include "model/event.h"
+
+#include <jansson.h>
+#include <stdatomic.h>
+
+/* Methods as bits, so a route table can say which it allows. */
+enum http_method {
+    HM_GET = 1u << 0,
+    HM_HEAD = 1u << 1,
+    HM_POST = 1u << 2,
+    HM_PUT = 1u << 3,
+    HM_DELETE = 1u << 4,
+    HM_OPTIONS = 1u << 5,
+    HM_OTHER = 1u << 6,
+};
+
+/* Media types a request body may carry. */
+enum http_media {
+    MEDIA_NONE = 0,
+    MEDIA_JSON,
+    MEDIA_CE,           /* application/cloudevents+json: one structured CloudEvent */
+    MEDIA_CE_BATCH,     /* application/cloudevents-batch+json: an array */
+};
+
+#define HTTP_MAX_PARAMS 4
+#define HTTP_MAX_HEADERS 4
+#define HTTP_ID_MAX 200           /* bytes of a decoded id (path or body) */
+
+typedef struct http_req http_req_t;
+typedef struct http_resp http_resp_t;
+typedef void (*http_handler_fn)(http_req_t *rq, http_resp_t *rs);
+
+/* Route flags. */
+#define RT_BODY 1u      /* takes a JSON body (Content-Type checked, 415 otherwise) */
+#define RT_EVENTS 2u    /* also accepts the CloudEvents media types */
+#define RT_STORE 4u     /* needs app->store (503 without it) */
+#define RT_BUS 8u       /* needs app->bus */
+
+/* One route: a method and a pattern of literal and "{name}" segments. The
+ * names become problem "field" values when a parameter is invalid. */
+typedef struct http_route {
+    unsigned method;
+    const char *pattern;
+    http_handler_fn fn;
+    unsigned flags;
+} http_route_t;
+
+/* The API's routes (api.c). */
+extern const http_route_t http_routes[];
+extern const size_t http_nroutes;
+
+struct http_server {
+    app_t *app;
+    struct MHD_Daemon *daemon;
+    int port;
+    atomic_llong responses[6];  /* by status class: [1] 1xx ... [5] 5xx; [0] aborted */
+};
+
+struct http_req {
+    http_server_t *srv;
+    app_t *app;
+    struct MHD_Connection *conn;
+    unsigned method;
+    const char *method_name;
+    const char *path;           /* raw (not decoded), owned by libmicrohttpd */
+    const http_route_t *route;
+    char *params[HTTP_MAX_PARAMS]; /* decoded path parameters, in pattern order */
+    int nparams;
+    int media;
+    buf_t body;                 /* limited to cfg->http_max_body */
+    bool too_large;
+    size_t discarded;
+    bool responded;
+    int status;
+    int64_t start_ns;
+    char **owned;               /* freed with the request (req_keep) */
+    int nowned, capowned;
+};
+
+struct http_resp {
+    int status;
+    char *body;                 /* malloc'd; handed to libmicrohttpd */
+    size_t len;
+    const char *content_type;
+    int nhdr;
+    struct {
+        const char *name;
+        char value[160];
+    } hdr[HTTP_MAX_HEADERS];
+};
+
+/* ---- router.c ---- */
+
+/* Matches a raw path against the route table.
+ * HR_OK: *route set, params decoded into rq->params.
+ * HR_NOTFOUND: no route has this path.
+ * HR_DECLINED: the path exists but not with this method; *allow = method bits.
+ * HR_INVALID: a path parameter is not a valid id; pb names it. */
+hr_t router_match(http_req_t *rq, unsigned *allow, problem_t *pb);
+/* "GET, HEAD, PUT" for a method bit set. */
+void router_allow_str(unsigned allow, char *out, size_t len);
+
+/* Percent-decodes s[0..n) into a new NUL-terminated string (plus_space:
+ * '+' means ' ', as in query strings). false on a malformed escape. */
+bool pct_decode(const char *s, size_t n, bool plus_space, char **out, size_t *out_len);
+/* Percent-encodes everything but unreserved characters (RFC 3986). */
+void pct_encode(buf_t *b, const char *s);
+/* An id: 1..HTTP_ID_MAX bytes of valid UTF-8 without control characters. */
+bool id_valid(const char *s, size_t n);
+/* Valid UTF-8 without control characters (any length). */
+bool text_printable(const char *s, size_t n);
+
+/* ---- server.c: request and response helpers for handlers ---- */
+
+/* Keeps p until the request ends; returns p. */
+void *req_keep(http_req_t *rq, void *p);
+/* A query parameter, percent-decoded; NULL when absent. *bad set when the
+ * value has a malformed escape (the caller answers 400 naming it). */
+const char *req_query(http_req_t *rq, const char *name, bool *bad);
+
+/* Answers doc (reference stolen) as application/json. */
+void resp_json(http_resp_t *rs, int status, json_t *doc);
+/* Answers an RFC 9457 problem. field may be NULL. type NULL = about:blank. */
+void resp_problem(http_resp_t *rs, int status, const char *type, const char *field,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Same with extension members (reference stolen; may be NULL). */
+void resp_problem_ext(http_resp_t *rs, int status, const char *type, const char *field,
+                      json_t *ext, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void resp_text(http_resp_t *rs, int status, const char *content_type, char *body, size_t len);
+void resp_header(http_resp_t *rs, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Problem type URIs. */
+#define PROBLEM_MALFORMED "urn:herald:problem:malformed-body"
+#define PROBLEM_PARAM "urn:herald:problem:invalid-parameter"
+#define PROBLEM_VALIDATION "urn:herald:problem:validation"
+#define PROBLEM_UNAVAILABLE "urn:herald:problem:unavailable"
+
+/* ---- api.c ---- */
+/* Prometheus text for /metrics (server counters included). */
+void api_metrics(http_server_t *srv, buf_t *out);
+
+#endif

@@ -1,0 +1,339 @@
+/*
+ * event.c - validation of the events producers publish (DESIGN §4, §6).
+ *
+ * DESIGN. An event is a jansson object; event_t borrows strings and
+ * sub-objects from it and holds one reference to the whole document, so
+ * parsing copies nothing. Validation stops at the first problem and names
+ * the field JSON-pointer style ("audience.users[3]", "data.priority") so the
+ * HTTP API can answer with problem+json and the fan-out stage can put the
+ * reason on the DLQ record. A field set to null counts as absent. Unknown
+ * top-level fields are ignored (producers may carry their own); unknown
+ * keys inside "audience" are refused, since a misspelt audience kind would
+ * otherwise silently notify nobody.
+ *
+ * Two shapes are accepted:
+ *   herald:      {"event_id","type","audience",...}
+ *   CloudEvents: {"specversion":"1.0","id","type","source","time","subject",
+ *                 "data":{...}}, with herald's attributes (audience, actor,
+ *                 category, priority, channels, tenant) as top-level
+ *                 extension attributes or inside data; the top level wins.
+ *                 subject stands in for actor when actor is absent.
+ */
+#include "model/event.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define EVENT_ID_MAX 200   /* bytes; also the limit for user ids and topics */
+#define AUDIENCE_USERS_MAX 10000
+
+static hr_t fail(problem_t *pb, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static hr_t fail(problem_t *pb, const char *field, const char *fmt, ...)
+{
+    if (pb) {
+        snprintf(pb->field, sizeof(pb->field), "%s", field);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(pb->detail, sizeof(pb->detail), fmt, ap);
+        va_end(ap);
+    }
+    return HR_INVALID;
+}
+
+/* Checks that v is a string of 1..max bytes without NUL (max 0: no limit;
+ * allow_empty: 0 bytes allowed) and borrows it. */
+static hr_t take_string(json_t *v, const char *field, size_t max, bool allow_empty,
+                        const char **out, problem_t *pb)
+{
+    if (!json_is_string(v)) return fail(pb, field, "must be a string");
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (n == 0 && !allow_empty) return fail(pb, field, "must not be empty");
+    if (max && n > max) return fail(pb, field, "must be at most %zu bytes", max);
+    if (strlen(s) != n) return fail(pb, field, "must not contain NUL characters");
+    *out = s;
+    return HR_OK;
+}
+
+/* A top-level member; null counts as absent. */
+static json_t *member(json_t *obj, const char *key)
+{
+    json_t *v = obj ? json_object_get(obj, key) : NULL;
+    return json_is_null(v) ? NULL : v;
+}
+
+/* A herald attribute: the top-level member, or in CloudEvents form the
+ * member of data. Writes the field's name for problems into name. */
+static json_t *attribute(json_t *obj, json_t *data, bool ce, const char *key, char *name,
+                         size_t name_len)
+{
+    json_t *v = member(obj, key);
+    if (!v && ce && data) {
+        v = member(data, key);
+        if (v) {
+            snprintf(name, name_len, "data.%s", key);
+            return v;
+        }
+    }
+    snprintf(name, name_len, "%s", key);
+    return v;
+}
+
+static hr_t parse_users(json_t *users, const char *field, event_t *ev, problem_t *pb)
+{
+    char name[128];
+    if (!json_is_array(users)) return fail(pb, field, "must be an array of user ids");
+    size_t count = json_array_size(users);
+    if (count == 0) return fail(pb, field, "must not be empty");
+    if (count > AUDIENCE_USERS_MAX)
+        return fail(pb, field, "has %zu users; at most %d are allowed in one event", count,
+                    AUDIENCE_USERS_MAX);
+    for (size_t i = 0; i < count; i++) {
+        const char *s;
+        snprintf(name, sizeof(name), "%s[%zu]", field, i);
+        hr_t r = take_string(json_array_get(users, i), name, EVENT_ID_MAX, false, &s, pb);
+        if (r != HR_OK) return r;
+    }
+    ev->audience = AUD_USERS;
+    ev->audience_users = users;
+    return HR_OK;
+}
+
+static hr_t parse_audience(json_t *aud, const char *field, event_t *ev, problem_t *pb)
+{
+    char name[128];
+    const char *key;
+    json_t *v;
+    int kinds = 0;
+
+    if (!aud) return fail(pb, field, "is required: {\"users\":[...]}, {\"topic\":...} or {\"followers_of\":...}");
+    if (!json_is_object(aud)) return fail(pb, field, "must be an object");
+
+    json_object_foreach(aud, key, v) {
+        hr_t r;
+        snprintf(name, sizeof(name), "%s.%s", field, key);
+        if (strcmp(key, "users") == 0) {
+            r = parse_users(v, name, ev, pb);
+        } else if (strcmp(key, "topic") == 0) {
+            ev->audience = AUD_TOPIC;
+            r = take_string(v, name, EVENT_ID_MAX, false, &ev->audience_topic, pb);
+        } else if (strcmp(key, "followers_of") == 0) {
+            ev->audience = AUD_FOLLOWERS;
+            r = take_string(v, name, EVENT_ID_MAX, false, &ev->audience_followers_of, pb);
+        } else {
+            return fail(pb, name, "unknown audience kind (want users, topic or followers_of)");
+        }
+        if (r != HR_OK) return r;
+        kinds++;
+    }
+    if (kinds == 0)
+        return fail(pb, field, "must have one of users, topic, followers_of");
+    if (kinds > 1)
+        return fail(pb, field, "must have exactly one of users, topic, followers_of");
+    return HR_OK;
+}
+
+static hr_t parse_channels(json_t *chs, const char *field, event_t *ev, problem_t *pb)
+{
+    char name[128];
+    if (!json_is_array(chs)) return fail(pb, field, "must be an array of channel names");
+    if (json_array_size(chs) == 0)
+        return fail(pb, field, "must not be empty (leave it out to use the template's channels)");
+    unsigned mask = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(chs, i, v) {
+        snprintf(name, sizeof(name), "%s[%zu]", field, i);
+        if (!json_is_string(v)) return fail(pb, name, "must be a string");
+        int c = channel_parse(json_string_value(v), json_string_length(v));
+        if (c < 0)
+            return fail(pb, name, "unknown channel (want push, sms, email, inapp or webhook)");
+        mask |= 1u << c;
+    }
+    ev->channels_mask = mask;
+    return HR_OK;
+}
+
+static hr_t optional_string(json_t *v, const char *field, const char **out, problem_t *pb)
+{
+    if (!v) return HR_OK;
+    return take_string(v, field, 0, true, out, pb);
+}
+
+hr_t event_from_json(json_t *obj, event_t *ev, problem_t *pb)
+{
+    char name[128];
+    hr_t r = HR_OK;
+    json_t *v;
+    event_t e;
+
+    memset(&e, 0, sizeof(e));
+    memset(ev, 0, sizeof(*ev));
+    if (!json_is_object(obj)) return fail(pb, "", "the event must be a JSON object");
+
+    bool ce = false;
+    if ((v = member(obj, "specversion"))) {
+        if (!json_is_string(v) || strcmp(json_string_value(v), "1.0") != 0)
+            return fail(pb, "specversion", "unsupported CloudEvents specversion (want \"1.0\")");
+        ce = true;
+    }
+
+    /* data comes first: in CloudEvents form it may hold herald's fields. */
+    if ((v = member(obj, "data"))) {
+        if (!json_is_object(v)) return fail(pb, "data", "must be an object");
+        e.data = v;
+    }
+
+    const char *id_key = ce ? "id" : "event_id";
+    if (!(v = member(obj, id_key))) return fail(pb, id_key, "is required");
+    if ((r = take_string(v, id_key, EVENT_ID_MAX, false, &e.event_id, pb)) != HR_OK) return r;
+
+    if (!(v = member(obj, "type"))) return fail(pb, "type", "is required");
+    if ((r = take_string(v, "type", 0, false, &e.type, pb)) != HR_OK) return r;
+
+    if ((r = optional_string(member(obj, "source"), "source", &e.source, pb)) != HR_OK) return r;
+
+    if ((v = member(obj, "time"))) {
+        if (!json_is_string(v)) return fail(pb, "time", "must be an RFC 3339 string");
+        if (parse_rfc3339_ms(json_string_value(v), &e.time_ms) != HR_OK)
+            return fail(pb, "time", "is not an RFC 3339 time like 2024-05-01T12:00:00Z");
+    }
+
+    v = attribute(obj, e.data, ce, "actor", name, sizeof(name));
+    if ((r = optional_string(v, name, &e.actor, pb)) != HR_OK) return r;
+    if (!e.actor && ce &&
+        (r = optional_string(member(obj, "subject"), "subject", &e.actor, pb)) != HR_OK)
+        return r;
+
+    v = attribute(obj, e.data, ce, "tenant", name, sizeof(name));
+    if ((r = optional_string(v, name, &e.tenant, pb)) != HR_OK) return r;
+
+    v = attribute(obj, e.data, ce, "category", name, sizeof(name));
+    if ((r = optional_string(v, name, &e.category, pb)) != HR_OK) return r;
+    if (!e.category || !*e.category) e.category = "default";
+
+    e.priority = PRIO_NORMAL;
+    if ((v = attribute(obj, e.data, ce, "priority", name, sizeof(name)))) {
+        int p = json_is_string(v) ? priority_parse(json_string_value(v), json_string_length(v)) : -1;
+        if (p < 0) return fail(pb, name, "must be one of low, normal, high, critical");
+        e.priority = (priority_t)p;
+    }
+
+    if ((v = attribute(obj, e.data, ce, "channels", name, sizeof(name))) &&
+        (r = parse_channels(v, name, &e, pb)) != HR_OK)
+        return r;
+
+    v = attribute(obj, e.data, ce, "audience", name, sizeof(name));
+    if ((r = parse_audience(v, name, &e, pb)) != HR_OK) return r;
+
+    if ((v = member(obj, "_accepted_at_us"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+            return fail(pb, "_accepted_at_us", "must be a non-negative integer");
+        e.accepted_at_us = json_integer_value(v);
+    }
+
+    e.doc = json_incref(obj);
+    *ev = e;
+    return HR_OK;
+}
+
+hr_t event_parse(const char *text, size_t len, event_t *ev, problem_t *pb)
+{
+    json_error_t err;
+    memset(ev, 0, sizeof(*ev));
+    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    if (!doc)
+        return fail(pb, "", "invalid JSON at line %d, column %d: %s", err.line, err.column,
+                    err.text);
+    hr_t r = event_from_json(doc, ev, pb);
+    json_decref(doc);
+    return r;
+}
+
+void event_clear(event_t *ev)
+{
+    json_decref(ev->doc);
+    memset(ev, 0, sizeof(*ev));
+}
+
+/* --------------------------------------------------------------- time */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+ * days_from_civil). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static bool is_leap(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Reads exactly n digits; stops at the first non-digit (so never past a
+ * terminating NUL). */
+static bool read_digits(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+hr_t parse_rfc3339_ms(const char *s, int64_t *out_ms)
+{
+    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y, mo, d, h, mi, sec, oh = 0, om = 0, ms = 0;
+
+    if (!s) return HR_INVALID;
+    if (!read_digits(s, 4, &y) || s[4] != '-' || !read_digits(s + 5, 2, &mo) || s[7] != '-' ||
+        !read_digits(s + 8, 2, &d))
+        return HR_INVALID;
+    if (s[10] != 'T' && s[10] != 't' && s[10] != ' ') return HR_INVALID;
+    if (!read_digits(s + 11, 2, &h) || s[13] != ':' || !read_digits(s + 14, 2, &mi) ||
+        s[16] != ':' || !read_digits(s + 17, 2, &sec))
+        return HR_INVALID;
+
+    const char *p = s + 19;
+    if (*p == '.') {
+        int nd = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, nd++) {
+            if (nd < 3) ms = ms * 10 + (*p - '0');
+        }
+        if (nd == 0) return HR_INVALID;
+        for (; nd < 3; nd++) ms *= 10;
+    }
+
+    int sign = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        sign = *p == '-' ? -1 : 1;
+        if (!read_digits(p + 1, 2, &oh) || p[3] != ':' || !read_digits(p + 4, 2, &om))
+            return HR_INVALID;
+        p += 6;
+    } else {
+        return HR_INVALID;
+    }
+    if (*p != '\0') return HR_INVALID;
+
+    if (mo < 1 || mo > 12 || d < 1) return HR_INVALID;
+    int dim = mdays[mo - 1] + (mo == 2 && is_leap(y));
+    if (d > dim || h > 23 || mi > 59 || sec > 60 || oh > 23 || om > 59) return HR_INVALID;
+
+    int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec;
+    secs -= (int64_t)sign * (oh * 3600 + om * 60);
+    *out_ms = secs * 1000 + ms;
+    return HR_OK;
+}

@@ -1,0 +1,233 @@
+/*
+ * template.c - rendering "{{actor}} commented: {{data.text}}".
+ *
+ * DESIGN. Rendering runs once per notification, so it allocates nothing
+ * besides growth of the output buffer: the template is scanned in place,
+ * data paths are walked with json_object_getn() on the key's bytes, and
+ * numbers are formatted on the stack.
+ *
+ * Syntax. "{{" name "}}" with optional spaces or tabs around the name. A
+ * name is a run of bytes other than whitespace and braces. A run of three or
+ * more '{' and a "{{" that does not open a well-formed variable are copied
+ * literally. Variables: event_id type actor category source tenant priority
+ * user_id user.locale and data.<path>, where path segments are object keys
+ * or array indexes ("data.items.0.name"). Strings render as they are,
+ * numbers and booleans as text; a missing variable, null, an object or an
+ * array renders as empty. No escaping is applied: the output is plain text.
+ */
+#include "model/template.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_space(char c) { return c == ' ' || c == '\t'; }
+
+static bool is_name_char(char c)
+{
+    return (unsigned char)c > ' ' && c != '{' && c != '}' && c != 0x7f;
+}
+
+/* s points at "{{". If a variable follows, sets its name and returns the
+ * position just past its "}}"; otherwise returns NULL. */
+static const char *scan_var(const char *s, const char **name, size_t *name_len)
+{
+    const char *p = s + 2;
+    while (is_space(*p)) p++;
+    const char *b = p;
+    while (is_name_char(*p)) p++;
+    const char *e = p;
+    while (is_space(*p)) p++;
+    if (e == b || p[0] != '}' || p[1] != '}') return NULL;
+    *name = b;
+    *name_len = (size_t)(e - b);
+    return p + 2;
+}
+
+static size_t brace_run(const char *s)
+{
+    size_t n = 0;
+    while (s[n] == '{') n++;
+    return n;
+}
+
+static bool name_is(const char *name, size_t n, const char *lit)
+{
+    return strlen(lit) == n && memcmp(name, lit, n) == 0;
+}
+
+/* Walks data.<path> from the event's data; NULL if any step is missing. */
+static json_t *data_lookup(json_t *cur, const char *path, size_t n)
+{
+    const char *end = path + n;
+    while (cur && path <= end) {
+        const char *dot = memchr(path, '.', (size_t)(end - path));
+        const char *seg_end = dot ? dot : end;
+        size_t sl = (size_t)(seg_end - path);
+        if (sl == 0) return NULL;
+        if (json_is_object(cur)) {
+            cur = json_object_getn(cur, path, sl);
+        } else if (json_is_array(cur)) {
+            size_t idx = 0;
+            for (const char *q = path; q < seg_end; q++) {
+                if (*q < '0' || *q > '9' || idx > 1000000) return NULL;
+                idx = idx * 10 + (size_t)(*q - '0');
+            }
+            cur = json_array_get(cur, idx);
+        } else {
+            return NULL;
+        }
+        if (!dot) return cur;
+        path = dot + 1;
+    }
+    return NULL;
+}
+
+static hr_t render_json(buf_t *out, json_t *v)
+{
+    char num[40];
+    int n;
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return buf_append(out, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER:
+        n = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return buf_append(out, num, (size_t)n);
+    case JSON_REAL: {
+        double d = json_real_value(v);
+        /* Shortest of %.15g / %.17g that reads back as the same double. */
+        n = snprintf(num, sizeof(num), "%.15g", d);
+        if (strtod(num, NULL) != d) n = snprintf(num, sizeof(num), "%.17g", d);
+        return buf_append(out, num, (size_t)n);
+    }
+    case JSON_TRUE:
+        return buf_append(out, "true", 4);
+    case JSON_FALSE:
+        return buf_append(out, "false", 5);
+    default:
+        return HR_OK; /* null, object, array: empty */
+    }
+}
+
+static hr_t append_cstr(buf_t *out, const char *s)
+{
+    return s ? buf_append(out, s, strlen(s)) : HR_OK;
+}
+
+/* The known variables other than data.<path>. */
+static const char *const plain_vars[] = {
+    "event_id", "type", "actor", "category", "source", "tenant", "priority",
+    "user_id", "user.locale",
+};
+
+static hr_t render_var(const char *name, size_t n, const tmpl_ctx_t *ctx, buf_t *out)
+{
+    const event_t *ev = ctx->ev;
+    if (n > 5 && memcmp(name, "data.", 5) == 0) {
+        json_t *v = ev ? data_lookup(ev->data, name + 5, n - 5) : NULL;
+        return v ? render_json(out, v) : HR_OK;
+    }
+    if (name_is(name, n, "user_id")) return append_cstr(out, ctx->user_id);
+    if (name_is(name, n, "user.locale")) return append_cstr(out, ctx->locale);
+    if (!ev) return HR_OK;
+    if (name_is(name, n, "event_id")) return append_cstr(out, ev->event_id);
+    if (name_is(name, n, "type")) return append_cstr(out, ev->type);
+    if (name_is(name, n, "actor")) return append_cstr(out, ev->actor);
+    if (name_is(name, n, "category"))
+        return append_cstr(out, ev->category ? ev->category : "default");
+    if (name_is(name, n, "source")) return append_cstr(out, ev->source);
+    if (name_is(name, n, "tenant")) return append_cstr(out, ev->tenant);
+    if (name_is(name, n, "priority")) return append_cstr(out, priority_name(ev->priority));
+    return HR_OK;
+}
+
+hr_t tmpl_render(const char *tmpl, const tmpl_ctx_t *ctx, buf_t *out)
+{
+    size_t start = out->len;
+    hr_t r = HR_OK;
+    const char *p = tmpl ? tmpl : "";
+
+    for (;;) {
+        const char *open = strstr(p, "{{");
+        if (!open) {
+            r = buf_append(out, p, strlen(p));
+            break;
+        }
+        size_t run = brace_run(open);
+        const char *name = NULL;
+        size_t name_len = 0;
+        const char *after = run == 2 ? scan_var(open, &name, &name_len) : NULL;
+        if (!after) {
+            /* Literal: the whole brace run ("{{{..."), or a stray "{{". */
+            after = open + (run > 2 ? run : 2);
+            if ((r = buf_append(out, p, (size_t)(after - p))) != HR_OK) break;
+        } else {
+            if ((r = buf_append(out, p, (size_t)(open - p))) != HR_OK) break;
+            if ((r = render_var(name, name_len, ctx, out)) != HR_OK) break;
+        }
+        p = after;
+    }
+
+    if (r != HR_OK) {
+        out->len = start; /* leave the buffer as it was */
+        if (out->data) out->data[start] = '\0';
+    }
+    return r;
+}
+
+static hr_t check_fail(char *why, size_t why_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static hr_t check_fail(char *why, size_t why_len, const char *fmt, ...)
+{
+    if (why && why_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, why_len, fmt, ap);
+        va_end(ap);
+    }
+    return HR_INVALID;
+}
+
+static bool known_var(const char *name, size_t n)
+{
+    if (n > 5 && memcmp(name, "data.", 5) == 0) {
+        /* Every segment must be non-empty: "data.a..b" or "data.a." never match. */
+        for (size_t i = 4; i < n; i++) {
+            if (name[i] == '.' && (i + 1 == n || name[i + 1] == '.')) return false;
+        }
+        return true;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(plain_vars); i++) {
+        if (name_is(name, n, plain_vars[i])) return true;
+    }
+    return false;
+}
+
+hr_t tmpl_check(const char *tmpl, char *why, size_t why_len)
+{
+    if (!tmpl) return check_fail(why, why_len, "template is missing");
+    const char *p = tmpl;
+    const char *open;
+    while ((open = strstr(p, "{{"))) {
+        size_t run = brace_run(open);
+        size_t at = (size_t)(open - tmpl);
+        if (run > 2) {
+            p = open + run; /* literal */
+            continue;
+        }
+        const char *name;
+        size_t name_len;
+        const char *after = scan_var(open, &name, &name_len);
+        if (!after)
+            return check_fail(why, why_len,
+                              "\"{{\" at offset %zu does not open a variable like {{actor}}", at);
+        if (!known_var(name, name_len))
+            return check_fail(why, why_len, "unknown variable \"%.*s\" at offset %zu",
+                              (int)(name_len > 64 ? 64 : name_len), name, at);
+        p = after;
+    }
+    if (why && why_len) why[0] = '\0';
+    return HR_OK;
+}

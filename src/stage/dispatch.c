@@ -1,0 +1,156 @@
+/*
+ * dispatch.c - notifications-<channel> -> provider -> notification-status.
+ *
+ * One consumer group per channel ("dispatch-<channel>"), so a slow channel
+ * never holds back a fast one. A batch is decoded, notifications already
+ * recorded as sent are skipped (the id is the idempotency key), the rest go
+ * to the provider in one call, and one status record per notification is
+ * produced. Input offsets are stored by the stage loop only after those
+ * status records are acknowledged.
+ *
+ * Not yet here (later issues): quiet hours, per-user rate limits, provider
+ * token buckets, circuit breaker, retry topics. A retriable failure is
+ * recorded as status "failed"; a permanent one as "dead" plus a DLQ record.
+ */
+#include "stage/stage.h"
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "provider/provider.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct dispatch {
+    app_t *app;
+    channel_t ch;
+    provider_t *provider;
+    int cap;
+    notif_t *notifs;
+    const notif_t **send;
+    const bus_msg_t **src;
+    send_result_t *res;
+    buf_t enc;
+} dispatch_t;
+
+static const char *const group_names[CH__COUNT] = {
+    [CH_PUSH] = "dispatch-push",   [CH_SMS] = "dispatch-sms",
+    [CH_EMAIL] = "dispatch-email", [CH_INAPP] = "dispatch-inapp",
+    [CH_WEBHOOK] = "dispatch-webhook",
+};
+static const char *const stage_names[CH__COUNT] = {
+    [CH_PUSH] = "dispatch:push",   [CH_SMS] = "dispatch:sms",
+    [CH_EMAIL] = "dispatch:email", [CH_INAPP] = "dispatch:inapp",
+    [CH_WEBHOOK] = "dispatch:webhook",
+};
+
+static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
+{
+    dispatch_t *d = xcalloc(1, sizeof(*d));
+    d->app = app;
+    d->ch = (channel_t)(intptr_t)def->arg;
+    d->cap = app->cfg->batch_max;
+    d->notifs = xcalloc((size_t)d->cap, sizeof(*d->notifs));
+    d->send = xcalloc((size_t)d->cap, sizeof(*d->send));
+    d->src = xcalloc((size_t)d->cap, sizeof(*d->src));
+    d->res = xcalloc((size_t)d->cap, sizeof(*d->res));
+    buf_init(&d->enc, 0);
+    char *dir = xasprintf("%s/sandbox", app->cfg->data_dir);
+    bool null_mode = strcmp(app->cfg->provider_mode, "null") == 0;
+    if (sandbox_provider_new(dir, d->ch, null_mode, &d->provider) != HR_OK) d->provider = NULL;
+    free(dir);
+    return d;
+}
+
+static void dispatch_free(void *state)
+{
+    dispatch_t *d = state;
+    provider_free(d->provider);
+    free(d->notifs);
+    free(d->send);
+    free(d->src);
+    free(d->res);
+    buf_release(&d->enc);
+    free(d);
+}
+
+static hr_t emit(dispatch_t *d, notif_t *n, bus_batch_t *batch)
+{
+    buf_reset(&d->enc);
+    notif_encode(n, &d->enc);
+    return stage_produce(d->app, TOPIC_STATUS, -1, n->user_id.p, n->user_id.n, d->enc.data,
+                         d->enc.len, batch);
+}
+
+static hr_t dispatch_process(void *state, const bus_msg_t *msgs, int n, bus_batch_t *batch)
+{
+    dispatch_t *d = state;
+    app_t *app = d->app;
+    int ns = 0;
+    hr_t r = HR_OK;
+
+    if (!d->provider) return HR_ERR; /* the stage loop backs off and retries */
+    for (int i = 0; i < n && r == HR_OK; i++) {
+        notif_t *x = &d->notifs[ns];
+        if (notif_decode(msgs[i].value, msgs[i].value_len, x) != HR_OK || x->kind != 1) {
+            r = stage_dead_letter(app, &msgs[i], stage_names[d->ch], "undecodable notification",
+                                  batch);
+            continue;
+        }
+        char id[64];
+        snprintf(id, sizeof(id), "%.*s", (int)x->notification_id.n, x->notification_id.p);
+        bool sent = false;
+        r = store_notif_sent(app->store, id, &sent);
+        if (r != HR_OK) break;
+        if (sent) {
+            log_debug(stage_names[d->ch], "%s already sent; skipped", id);
+            continue;
+        }
+        d->send[ns] = x;
+        d->src[ns] = &msgs[i];
+        ns++;
+    }
+    if (r != HR_OK || ns == 0) return r;
+
+    provider_send(d->provider, d->send, ns, d->res);
+    for (int i = 0; i < ns && r == HR_OK; i++) {
+        notif_t *x = &d->notifs[i];
+        send_result_t *res = &d->res[i];
+        x->kind = 2;
+        x->status_at_ms = hclock_now_ms();
+        switch (res->cls) {
+        case SEND_OK:
+            x->status = ST_SENT;
+            x->channel_msg_id = HSTR(res->msg_id);
+            atomic_fetch_add(&app->notifs_sent, 1);
+            break;
+        case SEND_RETRY:
+            x->status = ST_FAILED;
+            x->error = HSTR(res->error);
+            atomic_fetch_add(&app->notifs_failed, 1);
+            break;
+        case SEND_PERMANENT:
+            x->status = ST_DEAD;
+            x->error = HSTR(res->error);
+            atomic_fetch_add(&app->notifs_failed, 1);
+            r = stage_dead_letter(app, d->src[i], stage_names[d->ch], res->error, batch);
+            break;
+        }
+        if (r == HR_OK) r = emit(d, x, batch);
+    }
+    return r;
+}
+
+void dispatch_stage_def(int channel, stage_def_t *out)
+{
+    *out = (stage_def_t){
+        .name = stage_names[channel],
+        .group = group_names[channel],
+        .topic = topic_for_channel(channel),
+        .state_new = dispatch_new,
+        .state_free = dispatch_free,
+        .process = dispatch_process,
+        .arg = (void *)(intptr_t)channel,
+    };
+}

@@ -1,0 +1,79 @@
+/*
+ * pipeline.c - starts the stages this process runs (cfg->roles) with
+ * cfg->workers_per_stage consumer threads each, and stops them gracefully:
+ * workers finish their batch, outputs are acknowledged, offsets committed.
+ */
+#include "stage/stage.h"
+
+#include "core/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_STAGES (2 + CH__COUNT)
+
+struct pipeline {
+    app_t *app;
+    stage_def_t defs[MAX_STAGES];
+    int ndefs;
+    stage_worker_t **workers;
+    int nworkers;
+};
+
+/* Is `role` in the comma list (or is the list "all")? */
+static bool has_role(const char *roles, const char *role)
+{
+    if (strcmp(roles, "all") == 0) return true;
+    size_t n = strlen(role);
+    const char *p = roles;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == n && strncmp(p, role, n) == 0) return true;
+        if (strncmp(role, "dispatch:", 9) == 0 && len == 8 && strncmp(p, "dispatch", 8) == 0)
+            return true;
+        p += len + (comma ? 1 : 0);
+    }
+    return false;
+}
+
+hr_t pipeline_start(app_t *app, pipeline_t **out)
+{
+    pipeline_t *p = xcalloc(1, sizeof(*p));
+    const char *roles = app->cfg->roles;
+    p->app = app;
+    if (has_role(roles, "fanout")) p->defs[p->ndefs++] = fanout_stage;
+    for (int ch = 0; ch < CH__COUNT; ch++) {
+        stage_def_t d;
+        dispatch_stage_def(ch, &d);
+        if (has_role(roles, d.name)) p->defs[p->ndefs++] = d;
+    }
+    if (has_role(roles, "status")) p->defs[p->ndefs++] = status_stage;
+
+    int per = app->cfg->workers_per_stage;
+    p->workers = xcalloc((size_t)(p->ndefs * per), sizeof(*p->workers));
+    for (int i = 0; i < p->ndefs; i++) {
+        for (int w = 0; w < per; w++) {
+            hr_t r = stage_worker_start(app, &p->defs[i], w, &p->workers[p->nworkers]);
+            if (r != HR_OK) {
+                atomic_store(&app->stopping, 1);
+                pipeline_stop(p);
+                return r;
+            }
+            p->nworkers++;
+        }
+        log_info("pipeline", "stage %s: %d worker(s) on %s", p->defs[i].name, per,
+                 p->defs[i].topic);
+    }
+    *out = p;
+    return HR_OK;
+}
+
+void pipeline_stop(pipeline_t *p)
+{
+    if (!p) return;
+    atomic_store(&p->app->stopping, 1);
+    for (int i = 0; i < p->nworkers; i++) stage_worker_join(p->workers[i]);
+    free(p->workers);
+    free(p);
+}
