@@ -43,6 +43,18 @@ static hr_t fail(problem_t *pb, const char *field, const char *fmt, ...)
     return HR_INVALID;
 }
 
+/* Builds a field name; long names are cut (problem_t holds 128 bytes). */
+static void field_name(char *dst, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void field_name(char *dst, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, n, fmt, ap);
+    va_end(ap);
+}
+
 /* Checks that v is a string of 1..max bytes without NUL (max 0: no limit;
  * allow_empty: 0 bytes allowed) and borrows it. */
 static hr_t take_string(json_t *v, const char *field, size_t max, bool allow_empty,
@@ -74,11 +86,11 @@ static json_t *attribute(json_t *obj, json_t *data, bool ce, const char *key, ch
     if (!v && ce && data) {
         v = member(data, key);
         if (v) {
-            snprintf(name, name_len, "data.%s", key);
+            field_name(name, name_len, "data.%s", key);
             return v;
         }
     }
-    snprintf(name, name_len, "%s", key);
+    field_name(name, name_len, "%s", key);
     return v;
 }
 
@@ -93,7 +105,7 @@ static hr_t parse_users(json_t *users, const char *field, event_t *ev, problem_t
                     AUDIENCE_USERS_MAX);
     for (size_t i = 0; i < count; i++) {
         const char *s;
-        snprintf(name, sizeof(name), "%s[%zu]", field, i);
+        field_name(name, sizeof(name), "%s[%zu]", field, i);
         hr_t r = take_string(json_array_get(users, i), name, EVENT_ID_MAX, false, &s, pb);
         if (r != HR_OK) return r;
     }
@@ -114,7 +126,7 @@ static hr_t parse_audience(json_t *aud, const char *field, event_t *ev, problem_
 
     json_object_foreach(aud, key, v) {
         hr_t r;
-        snprintf(name, sizeof(name), "%s.%s", field, key);
+        field_name(name, sizeof(name), "%s.%s", field, key);
         if (strcmp(key, "users") == 0) {
             r = parse_users(v, name, ev, pb);
         } else if (strcmp(key, "topic") == 0) {
@@ -146,7 +158,7 @@ static hr_t parse_channels(json_t *chs, const char *field, event_t *ev, problem_
     size_t i;
     json_t *v;
     json_array_foreach(chs, i, v) {
-        snprintf(name, sizeof(name), "%s[%zu]", field, i);
+        field_name(name, sizeof(name), "%s[%zu]", field, i);
         if (!json_is_string(v)) return fail(pb, name, "must be a string");
         int c = channel_parse(json_string_value(v), json_string_length(v));
         if (c < 0)

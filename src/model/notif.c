@@ -20,7 +20,6 @@
 
 #include <jansson.h>
 #include <openssl/sha.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 /* ---------------------------------------------------------------- names */
@@ -251,13 +250,22 @@ static void jw_raw(jw_t *w, const void *p, size_t n)
 
 #define jw_lit(w, s) jw_raw((w), (s), sizeof(s) - 1)
 
-static void jw_str(jw_t *w, const char *str, size_t n)
+/* Claims n bytes at the end of the buffer for the caller to fill; NULL
+ * after a failure. One limit check and no per-piece call overhead. */
+static char *jw_grab(jw_t *w, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0, run = 0;
+    if (w->r != HR_OK || (w->r = buf_reserve(w->b, n)) != HR_OK) return NULL;
+    char *p = w->b->data + w->b->len;
+    w->b->len += n;
+    w->b->data[w->b->len] = '\0';
+    return p;
+}
 
-    jw_lit(w, "\"");
+/* Length of the prefix of s that JSON can carry as it is: printable ASCII
+ * other than '"' and '\', and well-formed UTF-8. */
+static size_t json_clean_prefix(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
     while (i < n) {
         unsigned c = s[i];
         if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
@@ -265,11 +273,19 @@ static void jw_str(jw_t *w, const char *str, size_t n)
             continue;
         }
         size_t k = c >= 0x80 ? utf8_seq_len(s + i, n - i) : 0;
-        if (k) {
-            i += k;
-            continue;
-        }
-        jw_raw(w, s + run, i - run);
+        if (!k) break;
+        i += k;
+    }
+    return i;
+}
+
+/* Escapes s (which starts with a byte that needs it) and closes the string. */
+static void jw_str_tail(jw_t *w, const unsigned char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
         switch (c) {
         case '"': jw_lit(w, "\\\""); break;
         case '\\': jw_lit(w, "\\\\"); break;
@@ -286,24 +302,46 @@ static void jw_str(jw_t *w, const char *str, size_t n)
                 jw_lit(w, "\\ufffd"); /* a byte that is not well-formed UTF-8 */
             }
         }
-        run = ++i;
+        i++;
+        size_t clean = json_clean_prefix(s + i, n - i);
+        jw_raw(w, s + i, clean);
+        i += clean;
     }
-    jw_raw(w, s + run, i - run);
     jw_lit(w, "\"");
 }
 
+/* key_comma is `,"name":`; the common case (nothing to escape) is a single
+ * grab and two copies. */
 static void jw_key_str(jw_t *w, const char *key_comma, size_t kn, hstr_t v)
 {
-    jw_raw(w, key_comma, kn);
-    jw_str(w, v.p, v.n);
+    const unsigned char *s = (const unsigned char *)v.p;
+    size_t clean = json_clean_prefix(s, v.n);
+    bool whole = clean == v.n;
+    char *p = jw_grab(w, kn + 1 + clean + whole);
+    if (!p) return;
+    memcpy(p, key_comma, kn);
+    p += kn;
+    *p++ = '"';
+    if (clean) memcpy(p, s, clean);
+    if (whole) p[clean] = '"';
+    else jw_str_tail(w, s + clean, v.n - clean);
 }
 
 static void jw_key_int(jw_t *w, const char *key_comma, size_t kn, int64_t v)
 {
     char num[24];
-    int len = snprintf(num, sizeof(num), "%lld", (long long)v);
-    jw_raw(w, key_comma, kn);
-    jw_raw(w, num, (size_t)len);
+    char *e = num + sizeof(num), *d = e;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--d = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *--d = '-';
+    size_t dn = (size_t)(e - d);
+    char *p = jw_grab(w, kn + dn);
+    if (!p) return;
+    memcpy(p, key_comma, kn);
+    memcpy(p + kn, d, dn);
 }
 
 #define KEY(name) ",\"" name "\":", sizeof(",\"" name "\":") - 1

@@ -14,6 +14,10 @@
  * or array indexes ("data.items.0.name"). Strings render as they are,
  * numbers and booleans as text; a missing variable, null, an object or an
  * array renders as empty. No escaping is applied: the output is plain text.
+ *
+ * Limit. When out's limit is reached the rendering is cut there (never
+ * inside a UTF-8 sequence) and HR_AGAIN is returned: a too-long title
+ * arrives shortened rather than empty.
  */
 #include "model/template.h"
 
@@ -21,6 +25,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Appends what fits: all of it (HR_OK), or the longest prefix within the
+ * limit that does not split a UTF-8 sequence (HR_AGAIN). */
+static hr_t out_put(buf_t *out, const char *p, size_t n)
+{
+    hr_t r = buf_append(out, p, n);
+    if (r != HR_AGAIN) return r;
+    size_t room = out->limit > out->len ? out->limit - out->len : 0;
+    if (room >= n) return r;
+    while (room > 0 && ((unsigned char)p[room] & 0xC0) == 0x80) room--;
+    if (room) buf_append(out, p, room);
+    return HR_AGAIN;
+}
 
 static bool is_space(char c) { return c == ' ' || c == '\t'; }
 
@@ -90,21 +107,21 @@ static hr_t render_json(buf_t *out, json_t *v)
     int n;
     switch (json_typeof(v)) {
     case JSON_STRING:
-        return buf_append(out, json_string_value(v), json_string_length(v));
+        return out_put(out, json_string_value(v), json_string_length(v));
     case JSON_INTEGER:
         n = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return buf_append(out, num, (size_t)n);
+        return out_put(out, num, (size_t)n);
     case JSON_REAL: {
         double d = json_real_value(v);
         /* Shortest of %.15g / %.17g that reads back as the same double. */
         n = snprintf(num, sizeof(num), "%.15g", d);
         if (strtod(num, NULL) != d) n = snprintf(num, sizeof(num), "%.17g", d);
-        return buf_append(out, num, (size_t)n);
+        return out_put(out, num, (size_t)n);
     }
     case JSON_TRUE:
-        return buf_append(out, "true", 4);
+        return out_put(out, "true", 4);
     case JSON_FALSE:
-        return buf_append(out, "false", 5);
+        return out_put(out, "false", 5);
     default:
         return HR_OK; /* null, object, array: empty */
     }
@@ -112,7 +129,7 @@ static hr_t render_json(buf_t *out, json_t *v)
 
 static hr_t append_cstr(buf_t *out, const char *s)
 {
-    return s ? buf_append(out, s, strlen(s)) : HR_OK;
+    return s ? out_put(out, s, strlen(s)) : HR_OK;
 }
 
 /* The known variables other than data.<path>. */
@@ -144,14 +161,13 @@ static hr_t render_var(const char *name, size_t n, const tmpl_ctx_t *ctx, buf_t 
 
 hr_t tmpl_render(const char *tmpl, const tmpl_ctx_t *ctx, buf_t *out)
 {
-    size_t start = out->len;
     hr_t r = HR_OK;
     const char *p = tmpl ? tmpl : "";
 
     for (;;) {
         const char *open = strstr(p, "{{");
         if (!open) {
-            r = buf_append(out, p, strlen(p));
+            r = out_put(out, p, strlen(p));
             break;
         }
         size_t run = brace_run(open);
@@ -161,18 +177,14 @@ hr_t tmpl_render(const char *tmpl, const tmpl_ctx_t *ctx, buf_t *out)
         if (!after) {
             /* Literal: the whole brace run ("{{{..."), or a stray "{{". */
             after = open + (run > 2 ? run : 2);
-            if ((r = buf_append(out, p, (size_t)(after - p))) != HR_OK) break;
+            if ((r = out_put(out, p, (size_t)(after - p))) != HR_OK) break;
         } else {
-            if ((r = buf_append(out, p, (size_t)(open - p))) != HR_OK) break;
+            if ((r = out_put(out, p, (size_t)(open - p))) != HR_OK) break;
             if ((r = render_var(name, name_len, ctx, out)) != HR_OK) break;
         }
         p = after;
     }
 
-    if (r != HR_OK) {
-        out->len = start; /* leave the buffer as it was */
-        if (out->data) out->data[start] = '\0';
-    }
     return r;
 }
 

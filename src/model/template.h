@@ -18,7 +18,8 @@ typedef struct tmpl_ctx {
     const char *locale;
 } tmpl_ctx_t;
 
-/* Appends the rendering of tmpl to out. HR_AGAIN if out's limit is hit. */
+/* Appends the rendering of tmpl to out. HR_AGAIN if out's limit is hit; out
+ * then holds the rendering cut at the limit (never inside a UTF-8 sequence). */
 hr_t tmpl_render(const char *tmpl, const tmpl_ctx_t *ctx, buf_t *out);
 /* Checks a template's syntax; HR_INVALID with a reason in why. */
 hr_t tmpl_check(const char *tmpl, char *why, size_t why_len);

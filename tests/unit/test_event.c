@@ -1,0 +1,371 @@
+/* Unit tests for src/model/event.c: herald and CloudEvents shapes, problems
+ * that name the field, RFC 3339 times. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "model/event.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static hr_t parse(const char *text, event_t *ev, problem_t *pb)
+{
+    memset(pb, 0, sizeof(*pb));
+    return event_parse(text, strlen(text), ev, pb);
+}
+
+static void test_herald_full(void **state)
+{
+    (void)state;
+    const char *text =
+        "{\"event_id\":\"evt-1\",\"type\":\"post.created\",\"source\":\"/social\","
+        "\"time\":\"2024-05-01T12:00:00.250Z\",\"actor\":\"kylie\",\"tenant\":\"acme\","
+        "\"audience\":{\"users\":[\"u1\",\"u2\",\"u3\"]},\"data\":{\"text\":\"hi\"},"
+        "\"category\":\"social\",\"priority\":\"critical\",\"channels\":[\"push\",\"email\"],"
+        "\"_accepted_at_us\":1714564800250000}";
+    event_t ev;
+    problem_t pb;
+    assert_int_equal(parse(text, &ev, &pb), HR_OK);
+    assert_non_null(ev.doc);
+    assert_string_equal(ev.event_id, "evt-1");
+    assert_string_equal(ev.type, "post.created");
+    assert_string_equal(ev.source, "/social");
+    assert_string_equal(ev.actor, "kylie");
+    assert_string_equal(ev.tenant, "acme");
+    assert_string_equal(ev.category, "social");
+    assert_true(ev.time_ms == 1714564800250);
+    assert_int_equal(ev.priority, PRIO_CRITICAL);
+    assert_int_equal(ev.audience, AUD_USERS);
+    assert_int_equal(json_array_size(ev.audience_users), 3);
+    assert_string_equal(json_string_value(json_array_get(ev.audience_users, 2)), "u3");
+    assert_string_equal(json_string_value(json_object_get(ev.data, "text")), "hi");
+    assert_int_equal(ev.channels_mask, (1u << CH_PUSH) | (1u << CH_EMAIL));
+    assert_true(ev.accepted_at_us == 1714564800250000);
+    /* The event holds the only reference; clear drops it. */
+    assert_int_equal(ev.doc->refcount, 1);
+    event_clear(&ev);
+    assert_null(ev.doc);
+}
+
+static void test_herald_defaults(void **state)
+{
+    (void)state;
+    event_t ev;
+    problem_t pb;
+    assert_int_equal(parse("{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"topic\":\"product:iphone15\"},"
+                           "\"priority\":null,\"data\":null,\"actor\":null}",
+                           &ev, &pb),
+                     HR_OK);
+    assert_int_equal(ev.audience, AUD_TOPIC);
+    assert_string_equal(ev.audience_topic, "product:iphone15");
+    assert_int_equal(ev.priority, PRIO_NORMAL);
+    assert_string_equal(ev.category, "default");
+    assert_null(ev.actor);
+    assert_null(ev.source);
+    assert_null(ev.tenant);
+    assert_null(ev.data);
+    assert_true(ev.time_ms == 0);
+    assert_int_equal(ev.channels_mask, 0);
+    assert_true(ev.accepted_at_us == 0);
+    event_clear(&ev);
+
+    assert_int_equal(parse("{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"followers_of\":\"kylie\"},"
+                           "\"unknown_field\":[1,2,3]}",
+                           &ev, &pb),
+                     HR_OK);
+    assert_int_equal(ev.audience, AUD_FOLLOWERS);
+    assert_string_equal(ev.audience_followers_of, "kylie");
+    event_clear(&ev);
+}
+
+static void test_cloudevents(void **state)
+{
+    (void)state;
+    event_t ev;
+    problem_t pb;
+    /* herald attributes inside data; subject stands in for actor. */
+    const char *inside =
+        "{\"specversion\":\"1.0\",\"id\":\"ce-1\",\"type\":\"com.shop.restock\",\"source\":\"/shop\","
+        "\"time\":\"2024-05-01T14:00:00+02:00\",\"subject\":\"shop-bot\","
+        "\"data\":{\"audience\":{\"topic\":\"product:iphone15\"},\"priority\":\"high\","
+        "\"category\":\"stock\",\"channels\":[\"sms\"],\"name\":\"iPhone 15\"}}";
+    assert_int_equal(parse(inside, &ev, &pb), HR_OK);
+    assert_string_equal(ev.event_id, "ce-1");
+    assert_string_equal(ev.type, "com.shop.restock");
+    assert_string_equal(ev.source, "/shop");
+    assert_string_equal(ev.actor, "shop-bot");
+    assert_true(ev.time_ms == 1714564800000);
+    assert_int_equal(ev.audience, AUD_TOPIC);
+    assert_string_equal(ev.audience_topic, "product:iphone15");
+    assert_int_equal(ev.priority, PRIO_HIGH);
+    assert_string_equal(ev.category, "stock");
+    assert_int_equal(ev.channels_mask, 1u << CH_SMS);
+    assert_string_equal(json_string_value(json_object_get(ev.data, "name")), "iPhone 15");
+    event_clear(&ev);
+
+    /* Extension attributes at the top level win over data; actor beats subject. */
+    const char *ext =
+        "{\"specversion\":\"1.0\",\"id\":\"ce-2\",\"type\":\"t\",\"source\":\"/s\",\"subject\":\"sub\","
+        "\"actor\":\"act\",\"audience\":{\"users\":[\"u1\"]},\"priority\":\"low\","
+        "\"data\":{\"priority\":\"critical\",\"audience\":{\"topic\":\"x\"}}}";
+    assert_int_equal(parse(ext, &ev, &pb), HR_OK);
+    assert_string_equal(ev.actor, "act");
+    assert_int_equal(ev.priority, PRIO_LOW);
+    assert_int_equal(ev.audience, AUD_USERS);
+    event_clear(&ev);
+
+    /* event_from_json takes its own reference. */
+    json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:{s:s}}", "specversion", "1.0", "id", "ce-3",
+                            "type", "t", "source", "/s", "audience", "followers_of", "kylie");
+    assert_non_null(obj);
+    assert_int_equal(event_from_json(obj, &ev, &pb), HR_OK);
+    assert_int_equal(obj->refcount, 2);
+    assert_string_equal(ev.event_id, "ce-3");
+    event_clear(&ev);
+    assert_int_equal(obj->refcount, 1);
+    json_decref(obj);
+}
+
+/* Each bad input and the field the problem must name. */
+static const struct bad_case {
+    const char *json;
+    const char *field;
+    const char *detail; /* substring of the detail */
+} bad_cases[] = {
+    {"{\"event_id\":", "", "invalid JSON"},
+    {"[1,2]", "", "JSON object"},
+    {"{\"event_id\":\"a\",\"event_id\":\"b\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"}}", "",
+     "duplicate"},
+    {"{\"type\":\"t\",\"audience\":{\"topic\":\"x\"}}", "event_id", "required"},
+    {"{\"event_id\":\"\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"}}", "event_id", "empty"},
+    {"{\"event_id\":7,\"type\":\"t\",\"audience\":{\"topic\":\"x\"}}", "event_id", "string"},
+    {"{\"event_id\":\"e\",\"audience\":{\"topic\":\"x\"}}", "type", "required"},
+    {"{\"event_id\":\"e\",\"type\":[],\"audience\":{\"topic\":\"x\"}}", "type", "string"},
+    {"{\"event_id\":\"e\",\"type\":\"t\"}", "audience", "required"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":\"everyone\"}", "audience", "object"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{}}", "audience", "one of"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"users\":[]}}", "audience.users", "empty"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"users\":\"u1\"}}", "audience.users", "array"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"users\":[\"a\",\"b\",\"c\",4]}}",
+     "audience.users[3]", "string"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"users\":[\"a\",\"\"]}}", "audience.users[1]",
+     "empty"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"users\":[\"a\"],\"topic\":\"x\"}}", "audience",
+     "exactly one"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"follower_of\":\"k\"}}", "audience.follower_of",
+     "unknown"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"topic\":5}}", "audience.topic", "string"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"},\"channels\":[\"push\",\"fax\"]}",
+     "channels[1]", "unknown channel"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"},\"channels\":\"push\"}", "channels",
+     "array"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"},\"channels\":[]}", "channels",
+     "empty"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"},\"priority\":\"urgent\"}",
+     "priority", "low, normal"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"},\"priority\":3}", "priority",
+     "low, normal"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"},\"time\":\"yesterday\"}", "time",
+     "RFC 3339"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"},\"time\":1714564800}", "time",
+     "RFC 3339"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"},\"data\":[1]}", "data", "object"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"},\"actor\":{}}", "actor", "string"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"},\"category\":1}", "category",
+     "string"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"},\"tenant\":true}", "tenant",
+     "string"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"},\"source\":1.5}", "source",
+     "string"},
+    {"{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"},\"_accepted_at_us\":\"now\"}",
+     "_accepted_at_us", "integer"},
+    /* CloudEvents */
+    {"{\"specversion\":\"0.3\",\"id\":\"c\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"}}", "specversion",
+     "1.0"},
+    {"{\"specversion\":\"1.0\",\"type\":\"t\",\"source\":\"/s\",\"data\":{\"audience\":{\"topic\":\"x\"}}}",
+     "id", "required"},
+    {"{\"specversion\":\"1.0\",\"id\":\"c\",\"type\":\"t\",\"source\":\"/s\",\"data\":{\"audience\":{\"users\":[1]}}}",
+     "data.audience.users[0]", "string"},
+    {"{\"specversion\":\"1.0\",\"id\":\"c\",\"type\":\"t\",\"source\":\"/s\",\"data\":{\"audience\":{\"topic\":\"x\"},"
+     "\"priority\":\"meh\"}}",
+     "data.priority", "low, normal"},
+    {"{\"specversion\":\"1.0\",\"id\":\"c\",\"type\":\"t\",\"source\":\"/s\",\"subject\":9,"
+     "\"data\":{\"audience\":{\"topic\":\"x\"}}}",
+     "subject", "string"},
+};
+
+static void test_bad_inputs_name_the_field(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(bad_cases); i++) {
+        event_t ev;
+        problem_t pb;
+        hr_t r = parse(bad_cases[i].json, &ev, &pb);
+        if (r != HR_INVALID || strcmp(pb.field, bad_cases[i].field) != 0 ||
+            !strstr(pb.detail, bad_cases[i].detail))
+            fail_msg("case %zu %s: got %s field=\"%s\" detail=\"%s\"; want field \"%s\" (\"%s\")", i,
+                     bad_cases[i].json, hr_str(r), pb.field, pb.detail, bad_cases[i].field,
+                     bad_cases[i].detail);
+        /* A failed parse leaves nothing to free. */
+        assert_null(ev.doc);
+        assert_null(ev.event_id);
+    }
+}
+
+static void test_limits(void **state)
+{
+    (void)state;
+    event_t ev;
+    problem_t pb;
+    char id[256];
+    buf_t b;
+
+    /* event_id: 200 bytes pass, 201 fail. */
+    for (int len = 200; len <= 201; len++) {
+        memset(id, 'i', (size_t)len);
+        id[len] = '\0';
+        buf_init(&b, 0);
+        buf_printf(&b, "{\"event_id\":\"%s\",\"type\":\"t\",\"audience\":{\"topic\":\"x\"}}", id);
+        hr_t r = parse(buf_cstr(&b), &ev, &pb);
+        if (len == 200) {
+            assert_int_equal(r, HR_OK);
+            assert_int_equal(strlen(ev.event_id), 200);
+            event_clear(&ev);
+        } else {
+            assert_int_equal(r, HR_INVALID);
+            assert_string_equal(pb.field, "event_id");
+        }
+        buf_release(&b);
+    }
+
+    /* audience.users: 10000 pass, 10001 fail. */
+    for (int count = 10000; count <= 10001; count++) {
+        buf_init(&b, 0);
+        buf_append_str(&b, "{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"users\":[");
+        for (int i = 0; i < count; i++) buf_printf(&b, "%s\"u%d\"", i ? "," : "", i);
+        buf_append_str(&b, "]}}");
+        hr_t r = event_parse(b.data, b.len, &ev, &pb);
+        if (count == 10000) {
+            assert_int_equal(r, HR_OK);
+            assert_int_equal(json_array_size(ev.audience_users), 10000);
+            event_clear(&ev);
+        } else {
+            assert_int_equal(r, HR_INVALID);
+            assert_string_equal(pb.field, "audience.users");
+        }
+        buf_release(&b);
+    }
+
+    /* An embedded NUL (built with jansson, which allows it) is refused. */
+    json_t *obj = json_pack("{s:s#, s:s, s:{s:s}}", "event_id", "a\0b", (size_t)3, "type", "t",
+                            "audience", "topic", "x");
+    assert_non_null(obj);
+    assert_int_equal(event_from_json(obj, &ev, &pb), HR_INVALID);
+    assert_string_equal(pb.field, "event_id");
+    assert_int_equal(obj->refcount, 1);
+    json_decref(obj);
+
+    /* A NULL problem pointer is allowed. */
+    assert_int_equal(event_parse("{}", 2, &ev, NULL), HR_INVALID);
+}
+
+/* Every prefix and many byte-mutations of a valid event: each answer is a
+ * clean OK or a problem with a detail, never a crash or a leak. */
+static void test_truncated_and_mutated(void **state)
+{
+    (void)state;
+    const char *text =
+        "{\"specversion\":\"1.0\",\"id\":\"ce-1\",\"type\":\"t\",\"source\":\"/s\","
+        "\"time\":\"2024-05-01T14:00:00+02:00\",\"subject\":\"bot\",\"channels\":[\"sms\"],"
+        "\"data\":{\"audience\":{\"users\":[\"a\",\"b\"]},\"priority\":\"high\"}}";
+    size_t len = strlen(text);
+    event_t ev;
+    problem_t pb;
+    for (size_t n = 0; n < len; n++) {
+        pb.detail[0] = '\0';
+        assert_int_equal(event_parse(text, n, &ev, &pb), HR_INVALID);
+        assert_true(pb.detail[0] != '\0');
+    }
+    char copy[512];
+    uint64_t seed = 12345;
+    int ok = 0, invalid = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        memcpy(copy, text, len);
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        /* One byte replaced by JSON punctuation, a letter, or NUL (index 13). */
+        copy[(seed >> 33) % len] = " \"{}[],:0a\\-."[(seed >> 20) % 14];
+        pb.detail[0] = '\0';
+        hr_t r = event_parse(copy, len, &ev, &pb);
+        if (r == HR_OK) {
+            ok++;
+            assert_non_null(ev.event_id);
+            event_clear(&ev);
+        } else {
+            invalid++;
+            assert_int_equal(r, HR_INVALID);
+            assert_true(pb.detail[0] != '\0');
+        }
+    }
+    assert_true(ok > 0 && invalid > 0);
+}
+
+static void test_rfc3339(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        int64_t ms;
+    } good[] = {
+        {"1970-01-01T00:00:00Z", 0},
+        {"2024-05-01T12:00:00Z", 1714564800000},
+        {"2024-05-01T12:00:00.5Z", 1714564800500},
+        {"2024-05-01T12:00:00.123456789Z", 1714564800123},
+        {"2024-05-01t12:00:00z", 1714564800000},
+        {"2024-05-01 12:00:00Z", 1714564800000},
+        {"2024-05-01T14:30:00+02:30", 1714564800000},
+        {"2024-05-01T09:00:00-03:00", 1714564800000},
+        {"2024-02-29T00:00:00Z", 1709164800000},
+        {"2000-02-29T23:59:59.999Z", 951868799999},
+        {"1969-12-31T23:59:59Z", -1000},
+        {"1900-03-01T00:00:00Z", -2203891200000},
+        {"2016-12-31T23:59:60Z", 1483228800000}, /* leap second rolls into the next minute */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+        int64_t ms = 42;
+        if (parse_rfc3339_ms(good[i].in, &ms) != HR_OK || ms != good[i].ms)
+            fail_msg("%s: got %lld want %lld", good[i].in, (long long)ms, (long long)good[i].ms);
+    }
+    static const char *const bad[] = {
+        "", "2024", "2024-05-01", "2024-05-01T12:00:00", "2024-05-01T12:00Z",
+        "2024-13-01T00:00:00Z", "2024-00-01T00:00:00Z", "2023-02-29T00:00:00Z",
+        "1900-02-29T00:00:00Z", "2024-04-31T00:00:00Z", "2024-05-01T24:00:00Z",
+        "2024-05-01T12:60:00Z", "2024-05-01T12:00:61Z", "2024-05-01T12:00:00.Z",
+        "2024-05-01T12:00:00+2:00", "2024-05-01T12:00:00+02", "2024-05-01T12:00:00+24:00",
+        "2024-05-01T12:00:00Zjunk", "2024-05-01X12:00:00Z", "24-05-01T12:00:00Z",
+        "2024-5-01T12:00:00Z", " 2024-05-01T12:00:00Z", "2024-05-01T12:00:00+02:00 ",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        int64_t ms = 42;
+        if (parse_rfc3339_ms(bad[i], &ms) != HR_INVALID) fail_msg("accepted \"%s\"", bad[i]);
+        assert_true(ms == 42);
+    }
+    int64_t ms;
+    assert_int_equal(parse_rfc3339_ms(NULL, &ms), HR_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_herald_full),
+        cmocka_unit_test(test_herald_defaults),
+        cmocka_unit_test(test_cloudevents),
+        cmocka_unit_test(test_bad_inputs_name_the_field),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_truncated_and_mutated),
+        cmocka_unit_test(test_rfc3339),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
