@@ -1,0 +1,488 @@
+/*
+ * server.c - the libmicrohttpd glue: daemon options, the request lifecycle,
+ * body limits, and the response and problem helpers handlers use.
+ *
+ * DESIGN: libmicrohttpd calls the access handler several times per request:
+ * once when the headers are in, once per piece of body, once more at the
+ * end. Everything that can be decided from the headers is decided on the
+ * first call - route (404/405), path parameters (400), Content-Length over
+ * the limit (413), Content-Type (415) - and answered before a byte of body
+ * is read, so a client sending "Expect: 100-continue" never uploads it.
+ * A body without Content-Length (chunked) is buffered up to the limit and
+ * then discarded while counting; far past the limit the connection is
+ * dropped. The handler runs once, on the final call, with the whole body.
+ *
+ * Threads: every callback runs on one of the pool's threads; a request is
+ * only ever touched by the thread that owns its connection.
+ */
+#include "http/http_int.h"
+
+#include "core/log.h"
+
+#include <microhttpd.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#define HTTP_CONN_LIMIT 1024u       /* simultaneous connections */
+#define HTTP_CONN_TIMEOUT_S 30u     /* idle connection timeout */
+#define HTTP_CONN_MEMORY (128u * 1024u) /* per-connection read/write buffer */
+#define HTTP_BACKLOG 1024u
+/* A chunked body is drained up to this multiple of the limit before the
+ * connection is dropped instead of answered. */
+#define HTTP_DISCARD_FACTOR 4
+
+/* ---------------------------------------------------------------- helpers */
+
+void *req_keep(http_req_t *rq, void *p)
+{
+    if (rq->nowned == rq->capowned) {
+        rq->capowned = rq->capowned ? rq->capowned * 2 : 8;
+        rq->owned = xrealloc(rq->owned, (size_t)rq->capowned * sizeof(*rq->owned));
+    }
+    rq->owned[rq->nowned++] = p;
+    return p;
+}
+
+const char *req_query(http_req_t *rq, const char *name, bool *bad)
+{
+    const char *raw = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, name);
+    char *v = NULL;
+    *bad = false;
+    if (!raw) return NULL;
+    if (!pct_decode(raw, strlen(raw), true, &v, NULL)) {
+        *bad = true;
+        return NULL;
+    }
+    return req_keep(rq, v);
+}
+
+void resp_text(http_resp_t *rs, int status, const char *content_type, char *body, size_t len)
+{
+    free(rs->body);
+    rs->status = status;
+    rs->content_type = content_type;
+    rs->body = body;
+    rs->len = len;
+}
+
+void resp_json(http_resp_t *rs, int status, json_t *doc)
+{
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (!text) {
+        /* only on allocation failure or invalid UTF-8 in a string */
+        text = xstrdup("{\"type\":\"about:blank\",\"title\":\"Internal Server Error\","
+                       "\"status\":500}");
+        status = 500;
+        resp_text(rs, status, "application/problem+json", text, strlen(text));
+        return;
+    }
+    resp_text(rs, status, "application/json", text, strlen(text));
+}
+
+void resp_header(http_resp_t *rs, const char *name, const char *fmt, ...)
+{
+    int i;
+    for (i = 0; i < rs->nhdr; i++)
+        if (strcasecmp(rs->hdr[i].name, name) == 0) break;
+    if (i == HTTP_MAX_HEADERS) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rs->hdr[i].value, sizeof(rs->hdr[i].value), fmt, ap);
+    va_end(ap);
+    rs->hdr[i].name = name;
+    if (i == rs->nhdr) rs->nhdr++;
+}
+
+static const char *status_title(int status)
+{
+    const char *t = MHD_get_reason_phrase_for((unsigned)status);
+    return t && *t ? t : "Error";
+}
+
+static void vproblem(http_resp_t *rs, int status, const char *type, const char *field,
+                     json_t *ext, const char *fmt, va_list ap)
+{
+    char detail[512];
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    json_t *p = json_object();
+    json_object_set_new(p, "type", json_string(type ? type : "about:blank"));
+    json_object_set_new(p, "title", json_string(status_title(status)));
+    json_object_set_new(p, "status", json_integer(status));
+    /* detail may quote client input: keep it valid UTF-8 for the encoder */
+    json_t *d = json_string(detail);
+    json_object_set_new(p, "detail", d ? d : json_string("(detail not printable)"));
+    if (field) {
+        json_t *f = json_string(field);
+        json_object_set_new(p, "field", f ? f : json_string("(field not printable)"));
+    }
+    if (ext) {
+        json_object_update_missing(p, ext);
+        json_decref(ext);
+    }
+    char *text = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    if (!text) text = xstrdup("{\"type\":\"about:blank\",\"status\":500}");
+    resp_text(rs, status, "application/problem+json", text, strlen(text));
+}
+
+void resp_problem(http_resp_t *rs, int status, const char *type, const char *field,
+                  const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vproblem(rs, status, type, field, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void resp_problem_ext(http_resp_t *rs, int status, const char *type, const char *field,
+                      json_t *ext, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vproblem(rs, status, type, field, ext, fmt, ap);
+    va_end(ap);
+}
+
+/* ---------------------------------------------------------- request cycle */
+
+static unsigned method_bit(const char *m)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } tab[] = {{"GET", HM_GET},       {"HEAD", HM_HEAD},     {"POST", HM_POST},
+               {"PUT", HM_PUT},       {"DELETE", HM_DELETE}, {"OPTIONS", HM_OPTIONS}};
+    for (size_t i = 0; i < ARRAY_LEN(tab); i++)
+        if (strcmp(tab[i].name, m) == 0) return tab[i].bit;
+    return HM_OTHER;
+}
+
+/* The media type of the request body (parameters ignored), case-insensitive. */
+static int media_of(struct MHD_Connection *conn)
+{
+    const char *ct =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!ct) return MEDIA_NONE;
+    while (*ct == ' ' || *ct == '\t') ct++;
+    size_t n = strcspn(ct, ";");
+    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t')) n--;
+    static const struct {
+        const char *name;
+        int media;
+    } tab[] = {{"application/json", MEDIA_JSON},
+               {"application/cloudevents+json", MEDIA_CE},
+               {"application/cloudevents-batch+json", MEDIA_CE_BATCH}};
+    for (size_t i = 0; i < ARRAY_LEN(tab); i++)
+        if (strlen(tab[i].name) == n && strncasecmp(ct, tab[i].name, n) == 0) return tab[i].media;
+    return -1;
+}
+
+static enum MHD_Result send_resp(http_req_t *rq, http_resp_t *rs)
+{
+    if (!rs->body) {
+        rs->body = xstrdup("");
+        rs->len = 0;
+    }
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(rs->len, rs->body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(rs->body);
+        rs->body = NULL;
+        return MHD_NO;
+    }
+    rs->body = NULL; /* the response owns it now */
+    if (rs->content_type && rs->len)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, rs->content_type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    for (int i = 0; i < rs->nhdr; i++) MHD_add_response_header(r, rs->hdr[i].name, rs->hdr[i].value);
+    enum MHD_Result ok = MHD_queue_response(rq->conn, (unsigned)rs->status, r);
+    MHD_destroy_response(r);
+    rq->responded = true;
+    rq->status = rs->status;
+    return ok;
+}
+
+static void req_free(http_req_t *rq)
+{
+    for (int i = 0; i < rq->nparams; i++) free(rq->params[i]);
+    for (int i = 0; i < rq->nowned; i++) free(rq->owned[i]);
+    free(rq->owned);
+    buf_release(&rq->body);
+    free(rq);
+}
+
+/* First callback: everything decidable from the request line and headers.
+ * Returns true when a response was produced in rs. */
+static bool early_checks(http_req_t *rq, http_resp_t *rs)
+{
+    app_t *app = rq->app;
+    unsigned allow = 0;
+    problem_t pb = {{0}, {0}};
+    char allow_s[80];
+
+    if (rq->method == HM_OPTIONS && strcmp(rq->path, "*") == 0) {
+        resp_header(rs, MHD_HTTP_HEADER_ALLOW, "GET, HEAD, POST, PUT, DELETE, OPTIONS");
+        resp_text(rs, 204, NULL, NULL, 0);
+        return true;
+    }
+    hr_t r = router_match(rq, &allow, &pb);
+    switch (r) {
+    case HR_OK:
+        break;
+    case HR_NOTFOUND:
+        resp_problem(rs, 404, NULL, NULL, "no resource at this path");
+        return true;
+    case HR_DECLINED:
+        router_allow_str(allow, allow_s, sizeof(allow_s));
+        resp_header(rs, MHD_HTTP_HEADER_ALLOW, "%s", allow_s);
+        if (rq->method == HM_OPTIONS) {
+            resp_text(rs, 204, NULL, NULL, 0);
+            return true;
+        }
+        resp_problem(rs, 405, NULL, NULL, "%s is not allowed here; allowed: %s",
+                     rq->method_name, allow_s);
+        return true;
+    case HR_INVALID:
+        resp_problem(rs, 400, PROBLEM_PARAM, pb.field, "%s", pb.detail);
+        return true;
+    default:
+        resp_problem(rs, 500, NULL, NULL, "routing failed");
+        return true;
+    }
+
+    const char *cl =
+        MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(cl, &end, 10);
+        if (errno == 0 && end != cl && v > (unsigned long long)app->cfg->http_max_body) {
+            resp_problem(rs, 413, NULL, "body", "the body is %llu bytes; the limit is %lld", v,
+                         (long long)app->cfg->http_max_body);
+            return true;
+        }
+    }
+    if (rq->route->flags & RT_BODY) {
+        int m = media_of(rq->conn);
+        bool ok = m == MEDIA_JSON || ((rq->route->flags & RT_EVENTS) && m > MEDIA_JSON);
+        if (!ok) {
+            const char *types = (rq->route->flags & RT_EVENTS)
+                                    ? "application/json, application/cloudevents+json, "
+                                      "application/cloudevents-batch+json"
+                                    : "application/json";
+            resp_header(rs, "Accept", "%s", types);
+            resp_problem(rs, 415, NULL, "Content-Type", "Content-Type must be %s", types);
+            return true;
+        }
+        rq->media = m;
+    }
+    if (((rq->route->flags & RT_STORE) && !app->store) ||
+        ((rq->route->flags & RT_BUS) && !app->bus)) {
+        resp_problem(rs, 503, PROBLEM_UNAVAILABLE, NULL,
+                     "this process does not run the part that serves this path");
+        return true;
+    }
+    return false;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    http_server_t *srv = cls;
+    http_req_t *rq = *con_cls;
+    http_resp_t rs;
+
+    memset(&rs, 0, sizeof(rs));
+    if (!rq) {
+        rq = xcalloc(1, sizeof(*rq));
+        rq->srv = srv;
+        rq->app = srv->app;
+        rq->conn = conn;
+        rq->method = method_bit(method);
+        rq->method_name = method;
+        rq->path = url;
+        rq->start_ns = hclock_mono_ns();
+        buf_init(&rq->body, (size_t)srv->app->cfg->http_max_body);
+        *con_cls = rq;
+        if (early_checks(rq, &rs)) return send_resp(rq, &rs);
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (rq->responded) return MHD_YES;
+        if (!rq->too_large && buf_append(&rq->body, upload_data, n) != HR_OK) {
+            rq->too_large = true;
+            buf_release(&rq->body);
+        }
+        if (rq->too_large) {
+            rq->discarded += n;
+            if (rq->discarded > (size_t)srv->app->cfg->http_max_body * HTTP_DISCARD_FACTOR) {
+                log_info("http", "%s %s: body far over the limit, dropping the connection",
+                         method, url);
+                return MHD_NO;
+            }
+        }
+        return MHD_YES;
+    }
+    if (rq->responded) return MHD_YES;
+    if (rq->too_large) {
+        resp_problem(&rs, 413, NULL, "body", "the body is over the limit of %lld bytes",
+                     (long long)srv->app->cfg->http_max_body);
+    } else {
+        buf_cstr(&rq->body);
+        rq->route->fn(rq, &rs);
+        if (!rs.status) resp_problem(&rs, 500, NULL, NULL, "the handler gave no answer");
+    }
+    return send_resp(rq, &rs);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    http_server_t *srv = cls;
+    http_req_t *rq = *con_cls;
+    if (!rq) return;
+    int cls_idx = (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->status >= 100 &&
+                   rq->status < 600)
+                      ? rq->status / 100
+                      : 0;
+    atomic_fetch_add(&srv->responses[cls_idx], 1);
+    log_debug("http", "%s %s -> %d (%.3f ms)%s", rq->method_name, rq->path, rq->status,
+              (double)(hclock_mono_ns() - rq->start_ns) / 1e6,
+              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted");
+    req_free(rq);
+    *con_cls = NULL;
+}
+
+/* Keeps the path and query undecoded: router.c decodes each segment and
+ * req_query() each value, so "%2F" in an id stays inside its segment. */
+static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
+{
+    return strlen(s);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+    log_warn("http", "%s", line);
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+/* "HOST:PORT", "[V6]:PORT", ":PORT", "*:PORT" -> socket address. */
+static hr_t parse_listen(const char *listen, struct sockaddr_storage *ss, bool *v6)
+{
+    char host[256];
+    const char *port_s;
+    if (!listen || !*listen) return HR_INVALID;
+    if (listen[0] == '[') {
+        const char *rb = strchr(listen, ']');
+        if (!rb || rb[1] != ':' || (size_t)(rb - listen - 1) >= sizeof(host)) return HR_INVALID;
+        memcpy(host, listen + 1, (size_t)(rb - listen - 1));
+        host[rb - listen - 1] = '\0';
+        port_s = rb + 2;
+    } else {
+        const char *colon = strrchr(listen, ':');
+        if (!colon || (size_t)(colon - listen) >= sizeof(host)) return HR_INVALID;
+        memcpy(host, listen, (size_t)(colon - listen));
+        host[colon - listen] = '\0';
+        port_s = colon + 1;
+    }
+    char *end = NULL;
+    errno = 0;
+    long port = strtol(port_s, &end, 10);
+    if (errno || end == port_s || *end || port < 0 || port > 65535) return HR_INVALID;
+
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    const char *node = (host[0] == '\0' || strcmp(host, "*") == 0) ? NULL : host;
+    if (!node) hints.ai_family = AF_INET;
+    int gai = getaddrinfo(node, "0", &hints, &res); /* port set below */
+    if (gai != 0 || !res) {
+        log_error("http", "cannot resolve listen host '%s': %s", host, gai_strerror(gai));
+        return HR_INVALID;
+    }
+    memset(ss, 0, sizeof(*ss));
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    *v6 = ss->ss_family == AF_INET6;
+    if (*v6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+    return HR_OK;
+}
+
+hr_t http_start(app_t *app, const char *listen, http_server_t **out)
+{
+    struct sockaddr_storage ss;
+    bool v6 = false;
+    hr_t r = parse_listen(listen, &ss, &v6);
+    *out = NULL;
+    if (r != HR_OK) {
+        log_error("http", "bad listen address '%s' (want HOST:PORT)", listen ? listen : "");
+        return r;
+    }
+
+    http_server_t *s = xcalloc(1, sizeof(*s));
+    s->app = app;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    if (v6) flags |= MHD_USE_IPv6;
+    unsigned threads = app->cfg->http_threads > 1 ? (unsigned)app->cfg->http_threads : 1;
+    struct MHD_OptionItem pool[] = {
+        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    uint16_t port = ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                             : ((struct sockaddr_in *)&ss)->sin_port);
+    s->daemon = MHD_start_daemon(
+        flags, port, NULL, NULL, on_request, s,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, /* first, so it sees every message */
+        MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
+        MHD_OPTION_ARRAY, pool, /* a pool only for more than one thread */
+        MHD_OPTION_CONNECTION_LIMIT, HTTP_CONN_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, HTTP_CONN_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, HTTP_BACKLOG,
+        MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_END);
+    if (!s->daemon) {
+        log_error("http", "cannot listen on %s", listen);
+        free(s);
+        return HR_ERR;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : 0;
+    log_info("http", "listening on %s (port %d, %u threads)", listen, s->port, threads);
+    *out = s;
+    return HR_OK;
+}
+
+int http_port(http_server_t *s) { return s->port; }
+
+void http_stop(http_server_t *s)
+{
+    if (!s) return;
+    MHD_stop_daemon(s->daemon);
+    free(s);
+}
