@@ -1,0 +1,57 @@
+# Shared helpers for integration tests (sourced). Starts herald on a free
+# port under a fresh data dir and cleans up on exit.
+set -euo pipefail
+HERALD=${1:?usage: $0 path/to/herald}
+HERALD=$(cd "$(dirname "$HERALD")" && pwd)/$(basename "$HERALD")
+WORK=$(mktemp -d -t herald-it.XXXXXX)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+BASE="http://127.0.0.1:$PORT"
+HERALD_PID=""
+
+cleanup() {
+  if [ -n "$HERALD_PID" ]; then kill -TERM "$HERALD_PID" 2>/dev/null || true; wait "$HERALD_PID" 2>/dev/null || true; fi
+  if [ "${KEEP_WORK:-0}" = 1 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; [ -f "$WORK/herald.log" ] && tail -n 40 "$WORK/herald.log" >&2; exit 1; }
+
+# start_herald [extra args...]: starts and waits for /readyz.
+start_herald() {
+  "$HERALD" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" "$@" >>"$WORK/herald.log" 2>&1 &
+  HERALD_PID=$!
+  for _ in $(seq 1 200); do
+    curl -fs "$BASE/readyz" >/dev/null 2>&1 && return 0
+    kill -0 "$HERALD_PID" 2>/dev/null || fail "herald exited during start"
+    sleep 0.05
+  done
+  fail "herald not ready"
+}
+
+stop_herald() {
+  kill -TERM "$HERALD_PID"; wait "$HERALD_PID" || true; HERALD_PID=""
+}
+
+# req METHOD PATH [BODY] -> prints "STATUS BODY"
+req() {
+  local out code
+  out=$(mktemp -p "$WORK")
+  if [ $# -ge 3 ]; then
+    code=$(curl -s -o "$out" -w '%{http_code}' -X "$1" -H 'Content-Type: application/json' --data-binary "$3" "$BASE$2")
+  else
+    code=$(curl -s -o "$out" -w '%{http_code}' -X "$1" "$BASE$2")
+  fi
+  echo "$code $(cat "$out")"
+  rm -f "$out"
+}
+
+expect_status() { # expect_status CODE METHOD PATH [BODY]
+  local want=$1; shift
+  local got
+  got=$(req "$@")
+  [ "${got%% *}" = "$want" ] || fail "$* -> $got (wanted $want)"
+  echo "${got#* }"
+}
+
+# notif_id EVENT USER CHANNEL: herald's deterministic notification id
+notif_id() { printf '%s\0%s\0%s' "$1" "$2" "$3" | sha256sum | cut -c1-32; }
