@@ -43,7 +43,7 @@ int32_t murmur2_partition(const void *key, size_t len, int32_t partitions)
 uint64_t fnv1a64(const void *data, size_t len)
 {
     const unsigned char *p = data;
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = 14695981039346656037ULL;
     for (size_t i = 0; i < len; i++) {
         h ^= p[i];
         h *= 1099511628211ULL;
