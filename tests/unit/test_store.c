@@ -1,0 +1,898 @@
+/*
+ * test_store.c - the store contract, run against one backend.
+ *
+ * HERALD_TEST_STORE names the backend (default "sqlite"). SQLite gets a fresh
+ * database file in a temporary directory per test; other backends take their
+ * DSN from HERALD_TEST_STORE_DSN, which must name an empty database.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "store/store.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct fx {
+    char dir[64];
+    char *backend;
+    char *dsn;
+    store_t *s;
+} fx_t;
+
+static bool is_sqlite(const fx_t *f) { return strcmp(f->backend, "sqlite") == 0; }
+
+static int setup(void **state)
+{
+    fx_t *f = xcalloc(1, sizeof(*f));
+    const char *b = getenv("HERALD_TEST_STORE");
+    f->backend = xstrdup(b && b[0] ? b : "sqlite");
+    if (is_sqlite(f)) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(f->dir, sizeof(f->dir), "%s/herald-store-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+        if (!mkdtemp(f->dir)) return -1;
+        f->dsn = xasprintf("%s/herald.db", f->dir);
+    } else {
+        const char *d = getenv("HERALD_TEST_STORE_DSN");
+        if (!d) return -1;
+        f->dsn = xstrdup(d);
+    }
+    if (store_open(f->backend, f->dsn, &f->s) != HR_OK) return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    store_close(f->s);
+    if (is_sqlite(f)) {
+        static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+        for (size_t i = 0; i < ARRAY_LEN(suffix); i++) {
+            char *p = xasprintf("%s%s", f->dsn, suffix[i]);
+            unlink(p);
+            free(p);
+        }
+        rmdir(f->dir);
+    }
+    free(f->dsn);
+    free(f->backend);
+    free(f);
+    return 0;
+}
+
+static void reopen(fx_t *f)
+{
+    store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+}
+
+/* ---- registry, schema ---- */
+
+static void test_open_unknown_backend(void **state)
+{
+    (void)state;
+    store_t *s = (store_t *)1;
+    assert_int_equal(store_open("no-such-backend", "x", &s), HR_INVALID);
+    assert_null(s);
+}
+
+static void test_schema_version(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
+    reopen(f);
+    assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
+}
+
+/* ---- users ---- */
+
+static void test_user_put_get_replace(void **state)
+{
+    fx_t *f = *state;
+    user_t u = {
+        .user_id = "u1",
+        .email = "u1@example.com",
+        .phone = "+15550001",
+        .locale = "pt-BR",
+        .timezone = "America/Sao_Paulo",
+        .quiet_start = "22:00",
+        .quiet_end = "07:00",
+        .webhook_url = "https://example.com/hook",
+        .ndevices = 2,
+        .devices = {{"apns", "tok-a"}, {"fcm", "tok-b"}},
+        .updated_at_ms = 1700000000000,
+    };
+    assert_int_equal(store_user_put(f->s, &u), HR_OK);
+
+    user_t g;
+    assert_int_equal(store_user_get(f->s, "u1", &g), HR_OK);
+    assert_string_equal(g.user_id, "u1");
+    assert_string_equal(g.email, "u1@example.com");
+    assert_string_equal(g.phone, "+15550001");
+    assert_string_equal(g.locale, "pt-BR");
+    assert_string_equal(g.timezone, "America/Sao_Paulo");
+    assert_string_equal(g.quiet_start, "22:00");
+    assert_string_equal(g.quiet_end, "07:00");
+    assert_string_equal(g.webhook_url, "https://example.com/hook");
+    assert_int_equal(g.updated_at_ms, 1700000000000);
+    assert_int_equal(g.ndevices, 2);
+    assert_string_equal(g.devices[0].platform, "apns");
+    assert_string_equal(g.devices[0].token, "tok-a");
+    assert_string_equal(g.devices[1].platform, "fcm");
+    assert_string_equal(g.devices[1].token, "tok-b");
+    user_clear(&g);
+
+    /* replace: fewer fields, one device; defaults for locale / timezone */
+    user_t u2 = {.user_id = "u1", .phone = "+15550002", .ndevices = 1,
+                 .devices = {{"fcm", "tok-c"}}};
+    assert_int_equal(store_user_put(f->s, &u2), HR_OK);
+    assert_int_equal(store_user_get(f->s, "u1", &g), HR_OK);
+    assert_null(g.email);
+    assert_null(g.webhook_url);
+    assert_null(g.quiet_start);
+    assert_string_equal(g.phone, "+15550002");
+    assert_string_equal(g.locale, "en");
+    assert_string_equal(g.timezone, "UTC");
+    assert_true(g.updated_at_ms > 0);
+    assert_int_equal(g.ndevices, 1);
+    assert_string_equal(g.devices[0].token, "tok-c");
+    user_clear(&g);
+
+    /* devices removed as a whole */
+    u2.ndevices = 0;
+    assert_int_equal(store_user_put(f->s, &u2), HR_OK);
+    assert_int_equal(store_user_get(f->s, "u1", &g), HR_OK);
+    assert_int_equal(g.ndevices, 0);
+    user_clear(&g);
+
+    assert_int_equal(store_user_get(f->s, "nobody", &g), HR_NOTFOUND);
+    assert_null(g.user_id);
+    user_clear(&g);
+}
+
+static void test_user_invalid(void **state)
+{
+    fx_t *f = *state;
+    user_t u = {.user_id = "u1", .ndevices = STORE_MAX_DEVICES + 1};
+    assert_int_equal(store_user_put(f->s, &u), HR_INVALID);
+    u.ndevices = 1; /* device without a token */
+    u.devices[0].platform = "apns";
+    assert_int_equal(store_user_put(f->s, &u), HR_INVALID);
+    user_t v = {.user_id = ""};
+    assert_int_equal(store_user_put(f->s, &v), HR_INVALID);
+    user_t g;
+    assert_int_equal(store_user_get(f->s, "u1", &g), HR_NOTFOUND);
+}
+
+/* ---- preferences ---- */
+
+static void test_prefs_replace_get(void **state)
+{
+    fx_t *f = *state;
+    pref_t in[] = {
+        {"", CH_SMS, false},
+        {"social", CH_PUSH, true},
+        {"social", CH_EMAIL, false},
+    };
+    assert_int_equal(store_prefs_replace(f->s, "u1", in, 3), HR_OK);
+    pref_t *p = NULL;
+    int n = 0;
+    assert_int_equal(store_prefs_get(f->s, "u1", &p, &n), HR_OK);
+    assert_int_equal(n, 3);
+    int seen = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(p[i].category, "") == 0 && p[i].channel == CH_SMS && !p[i].enabled) seen |= 1;
+        if (strcmp(p[i].category, "social") == 0 && p[i].channel == CH_PUSH && p[i].enabled)
+            seen |= 2;
+        if (strcmp(p[i].category, "social") == 0 && p[i].channel == CH_EMAIL && !p[i].enabled)
+            seen |= 4;
+    }
+    assert_int_equal(seen, 7);
+    prefs_free(p, n);
+
+    /* replace drops what is not repeated */
+    pref_t in2[] = {{"promo", CH_EMAIL, false}};
+    assert_int_equal(store_prefs_replace(f->s, "u1", in2, 1), HR_OK);
+    assert_int_equal(store_prefs_get(f->s, "u1", &p, &n), HR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(p[0].category, "promo");
+    assert_int_equal(p[0].channel, CH_EMAIL);
+    assert_false(p[0].enabled);
+    prefs_free(p, n);
+
+    assert_int_equal(store_prefs_replace(f->s, "u1", NULL, 0), HR_OK);
+    assert_int_equal(store_prefs_get(f->s, "u1", &p, &n), HR_OK);
+    assert_int_equal(n, 0);
+    prefs_free(p, n);
+
+    /* other users untouched; unknown users have none */
+    assert_int_equal(store_prefs_replace(f->s, "u2", in, 3), HR_OK);
+    assert_int_equal(store_prefs_get(f->s, "u3", &p, &n), HR_OK);
+    assert_int_equal(n, 0);
+    prefs_free(p, n);
+
+    pref_t bad[] = {{"", CH__COUNT, true}};
+    assert_int_equal(store_prefs_replace(f->s, "u2", bad, 1), HR_INVALID);
+    assert_int_equal(store_prefs_get(f->s, "u2", &p, &n), HR_OK);
+    assert_int_equal(n, 3);
+    prefs_free(p, n);
+}
+
+static void test_prefs_allowed(void **state)
+{
+    (void)state;
+    assert_true(prefs_allowed(NULL, 0, "social", CH_PUSH)); /* default allowed */
+    pref_t p[] = {
+        {"", CH_SMS, false},          /* SMS off ... */
+        {"security", CH_SMS, true},   /* ... except for security */
+        {"social", CH_EMAIL, false},  /* no social email */
+        {"", CH_PUSH, true},
+        {"promo", CH_PUSH, false},
+    };
+    int n = (int)ARRAY_LEN(p);
+    assert_false(prefs_allowed(p, n, "social", CH_SMS));
+    assert_true(prefs_allowed(p, n, "security", CH_SMS));
+    assert_false(prefs_allowed(p, n, NULL, CH_SMS));
+    assert_false(prefs_allowed(p, n, "", CH_SMS));
+    assert_false(prefs_allowed(p, n, "social", CH_EMAIL));
+    assert_true(prefs_allowed(p, n, "orders", CH_EMAIL));
+    assert_false(prefs_allowed(p, n, "promo", CH_PUSH));
+    assert_true(prefs_allowed(p, n, "social", CH_PUSH));
+    assert_true(prefs_allowed(p, n, "social", CH_WEBHOOK));
+}
+
+/* ---- subscriptions and follows ---- */
+
+/* Walks every page of size `limit`; returns the total, checking the ids are
+ * strictly increasing across pages. */
+typedef hr_t (*page_fn)(store_t *, const char *, const char *, int, char ***, int *);
+
+static int walk_pages(store_t *s, page_fn fn, const char *key, int limit, int *pages)
+{
+    char *after = NULL;
+    int total = 0;
+    *pages = 0;
+    for (;;) {
+        char **ids = NULL;
+        int n = -1;
+        assert_int_equal(fn(s, key, after, limit, &ids, &n), HR_OK);
+        assert_true(n >= 0 && n <= limit);
+        for (int i = 0; i < n; i++) {
+            if (i > 0) assert_true(strcmp(ids[i - 1], ids[i]) < 0);
+            if (i == 0 && after) assert_true(strcmp(after, ids[0]) < 0);
+        }
+        total += n;
+        (*pages)++;
+        free(after);
+        after = n ? xstrdup(ids[n - 1]) : NULL;
+        ids_free(ids, n);
+        if (n < limit) break;
+    }
+    free(after);
+    return total;
+}
+
+static void test_subscriptions(void **state)
+{
+    fx_t *f = *state;
+    char id[32];
+    for (int i = 0; i < 25; i++) {
+        snprintf(id, sizeof(id), "user-%03d", (i * 7) % 25); /* out of order */
+        assert_int_equal(store_sub_add(f->s, "product:iphone15", id), HR_OK);
+    }
+    assert_int_equal(store_sub_add(f->s, "product:iphone15", "user-003"), HR_OK); /* dup */
+    assert_int_equal(store_sub_add(f->s, "product:other", "user-900"), HR_OK);
+    assert_int_equal(store_sub_add(f->s, "", "user-1"), HR_INVALID);
+
+    int pages = 0;
+    assert_int_equal(walk_pages(f->s, store_subs_page, "product:iphone15", 10, &pages), 25);
+    assert_int_equal(pages, 3);
+
+    char **ids = NULL;
+    int n = 0;
+    assert_int_equal(store_subs_page(f->s, "product:iphone15", NULL, 3, &ids, &n), HR_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(ids[0], "user-000");
+    assert_string_equal(ids[2], "user-002");
+    ids_free(ids, n);
+    assert_int_equal(store_subs_page(f->s, "product:iphone15", "user-022", 10, &ids, &n), HR_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(ids[0], "user-023");
+    assert_string_equal(ids[1], "user-024");
+    ids_free(ids, n);
+
+    assert_int_equal(store_sub_del(f->s, "product:iphone15", "user-010"), HR_OK);
+    assert_int_equal(store_sub_del(f->s, "product:iphone15", "user-010"), HR_NOTFOUND);
+    assert_int_equal(store_sub_del(f->s, "product:nothing", "user-001"), HR_NOTFOUND);
+    assert_int_equal(walk_pages(f->s, store_subs_page, "product:iphone15", 10, &pages), 24);
+    assert_int_equal(store_subs_page(f->s, "product:iphone15", "user-009", 1, &ids, &n), HR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], "user-011");
+    ids_free(ids, n);
+
+    assert_int_equal(store_subs_page(f->s, "product:none", NULL, 10, &ids, &n), HR_OK);
+    assert_int_equal(n, 0);
+    ids_free(ids, n);
+    assert_int_equal(store_subs_page(f->s, "product:iphone15", NULL, 0, &ids, &n), HR_INVALID);
+}
+
+static void test_follows(void **state)
+{
+    fx_t *f = *state;
+    char id[32];
+    for (int i = 0; i < 120; i++) {
+        snprintf(id, sizeof(id), "fan%04d", 119 - i);
+        assert_int_equal(store_follow_add(f->s, id, "kylie"), HR_OK);
+    }
+    assert_int_equal(store_follow_add(f->s, "fan0001", "kylie"), HR_OK); /* dup */
+    assert_int_equal(store_follow_add(f->s, "kylie", "fan0001"), HR_OK); /* other direction */
+    int pages = 0;
+    assert_int_equal(walk_pages(f->s, store_followers_page, "kylie", 50, &pages), 120);
+    assert_int_equal(pages, 3);
+    assert_int_equal(walk_pages(f->s, store_followers_page, "kylie", 120, &pages), 120);
+    assert_int_equal(pages, 2); /* a full page, then an empty one */
+    char **ids = NULL;
+    int n = 0;
+    assert_int_equal(store_followers_page(f->s, "fan0001", NULL, 10, &ids, &n), HR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], "kylie");
+    ids_free(ids, n);
+}
+
+/* ---- templates ---- */
+
+static void put_tpl(store_t *s, const char *type, channel_t ch, const char *locale,
+                    const char *title)
+{
+    template_rec_t t = {.event_type = (char *)type, .channel = ch, .locale = (char *)locale,
+                        .title = (char *)title, .body = "body"};
+    assert_int_equal(store_template_put(s, &t), HR_OK);
+}
+
+static void expect_tpl(store_t *s, const char *type, channel_t ch, const char *locale,
+                       const char *title, const char *found_locale)
+{
+    template_rec_t t;
+    assert_int_equal(store_template_get(s, type, ch, locale, &t), HR_OK);
+    assert_string_equal(t.title, title);
+    assert_string_equal(t.body, "body");
+    assert_string_equal(t.event_type, type);
+    assert_int_equal(t.channel, ch);
+    assert_string_equal(t.locale, found_locale);
+    template_rec_clear(&t);
+}
+
+static void test_templates(void **state)
+{
+    fx_t *f = *state;
+    put_tpl(f->s, "comment", CH_PUSH, "en", "EN");
+    put_tpl(f->s, "comment", CH_PUSH, "pt", "PT");
+    put_tpl(f->s, "comment", CH_PUSH, "pt-BR", "PT-BR");
+    put_tpl(f->s, "comment", CH_EMAIL, "en", "EN mail");
+    put_tpl(f->s, "comment", CH_INAPP, "de", "DE inapp");
+
+    expect_tpl(f->s, "comment", CH_PUSH, "pt-BR", "PT-BR", "pt-BR");
+    expect_tpl(f->s, "comment", CH_PUSH, "pt-br", "PT-BR", "pt-BR"); /* case-insensitive */
+    expect_tpl(f->s, "comment", CH_PUSH, "pt-PT", "PT", "pt");
+    expect_tpl(f->s, "comment", CH_PUSH, "pt_AO", "PT", "pt");
+    expect_tpl(f->s, "comment", CH_PUSH, "pt", "PT", "pt");
+    expect_tpl(f->s, "comment", CH_PUSH, "fr-CA", "EN", "en");
+    expect_tpl(f->s, "comment", CH_PUSH, NULL, "EN", "en");
+    expect_tpl(f->s, "comment", CH_EMAIL, "pt-BR", "EN mail", "en");
+    expect_tpl(f->s, "comment", CH_INAPP, "de-AT", "DE inapp", "de");
+
+    template_rec_t t;
+    assert_int_equal(store_template_get(f->s, "comment", CH_INAPP, "fr", &t), HR_NOTFOUND);
+    assert_int_equal(store_template_get(f->s, "comment", CH_SMS, "en", &t), HR_NOTFOUND);
+    assert_int_equal(store_template_get(f->s, "nope", CH_PUSH, "en", &t), HR_NOTFOUND);
+
+    /* put replaces */
+    put_tpl(f->s, "comment", CH_PUSH, "pt", "PT v2");
+    expect_tpl(f->s, "comment", CH_PUSH, "pt-PT", "PT v2", "pt");
+
+    unsigned mask = 99;
+    assert_int_equal(store_template_channels(f->s, "comment", &mask), HR_OK);
+    assert_int_equal(mask, (1u << CH_PUSH) | (1u << CH_EMAIL) | (1u << CH_INAPP));
+    assert_int_equal(store_template_channels(f->s, "nope", &mask), HR_OK);
+    assert_int_equal(mask, 0);
+
+    template_rec_t bad = {.event_type = "x", .channel = CH__COUNT};
+    assert_int_equal(store_template_put(f->s, &bad), HR_INVALID);
+}
+
+/* ---- event dedupe ---- */
+
+static void test_event_claim(void **state)
+{
+    fx_t *f = *state;
+    claim_t c = (claim_t)-1;
+    assert_int_equal(store_event_claim(f->s, "ev1", "raw-events/3/1042", &c), HR_OK);
+    assert_int_equal(c, CLAIM_NEW);
+    assert_int_equal(store_event_claim(f->s, "ev1", "raw-events/3/1042", &c), HR_OK);
+    assert_int_equal(c, CLAIM_SAME);
+    assert_int_equal(store_event_claim(f->s, "ev1", "raw-events/1/7", &c), HR_OK);
+    assert_int_equal(c, CLAIM_DUP);
+    assert_int_equal(store_event_claim(f->s, "ev2", "raw-events/1/7", &c), HR_OK);
+    assert_int_equal(c, CLAIM_NEW);
+    /* the first position stays the reference */
+    assert_int_equal(store_event_claim(f->s, "ev1", "raw-events/3/1042", &c), HR_OK);
+    assert_int_equal(c, CLAIM_SAME);
+    assert_int_equal(store_event_claim(f->s, "", "p", &c), HR_INVALID);
+}
+
+/* ---- notifications ---- */
+
+static notif_t mk(const char *id, const char *user, notif_status_t st, int attempt,
+                  int64_t created, int64_t at)
+{
+    notif_t n = {
+        .kind = 2,
+        .channel = CH_PUSH,
+        .priority = PRIO_NORMAL,
+        .status = st,
+        .attempt = (uint16_t)attempt,
+        .created_at_ms = created,
+        .status_at_ms = at,
+        .notification_id = HSTR(id),
+        .event_id = HSTR("ev-1"),
+        .user_id = HSTR(user),
+        .category = HSTR("social"),
+        .title = HSTR("Kylie posted"),
+        .body = HSTR("Look at this"),
+        .address = HSTR("tok-a"),
+    };
+    return n;
+}
+
+static hr_t write1(store_t *s, notif_t n)
+{
+    const notif_t *p = &n;
+    return store_notif_write_batch(s, &p, 1);
+}
+
+static notif_status_t status_of(store_t *s, const char *id)
+{
+    notif_row_t r;
+    assert_int_equal(store_notif_get(s, id, &r, NULL, NULL), HR_OK);
+    notif_status_t st = r.status;
+    notif_row_clear(&r);
+    return st;
+}
+
+static void test_notif_upsert_final_state(void **state)
+{
+    fx_t *f = *state;
+    const int64_t t0 = 1700000000000;
+    assert_int_equal(write1(f->s, mk("n1", "u1", ST_PENDING, 1, t0, t0)), HR_OK);
+
+    notif_row_t r;
+    status_hist_t *h = NULL;
+    int nh = 0;
+    assert_int_equal(store_notif_get(f->s, "n1", &r, &h, &nh), HR_OK);
+    assert_string_equal(r.notification_id, "n1");
+    assert_string_equal(r.event_id, "ev-1");
+    assert_string_equal(r.user_id, "u1");
+    assert_int_equal(r.channel, CH_PUSH);
+    assert_string_equal(r.category, "social");
+    assert_string_equal(r.title, "Kylie posted");
+    assert_string_equal(r.body, "Look at this");
+    assert_string_equal(r.address, "tok-a");
+    assert_int_equal(r.status, ST_PENDING);
+    assert_int_equal(r.attempt, 1);
+    assert_null(r.channel_msg_id);
+    assert_null(r.error);
+    assert_int_equal(r.created_at_ms, t0);
+    assert_int_equal(r.updated_at_ms, t0);
+    assert_int_equal(r.delivered_at_ms, 0);
+    assert_int_equal(nh, 1);
+    assert_int_equal(h[0].status, ST_PENDING);
+    assert_null(h[0].detail);
+    notif_row_clear(&r);
+    status_hist_free(h, nh);
+    bool sent = true;
+    assert_int_equal(store_notif_sent(f->s, "n1", &sent), HR_OK);
+    assert_false(sent);
+
+    /* failed, then sent: both in one batch */
+    notif_t fail = mk("n1", "u1", ST_FAILED, 1, t0, t0 + 10);
+    fail.error = HSTR("timeout");
+    notif_t ok = mk("n1", "u1", ST_SENT, 2, t0, t0 + 20);
+    ok.channel_msg_id = HSTR("apns-123");
+    const notif_t *batch[] = {&fail, &ok};
+    assert_int_equal(store_notif_write_batch(f->s, batch, 2), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "n1", &r, NULL, NULL), HR_OK);
+    assert_int_equal(r.status, ST_SENT);
+    assert_int_equal(r.attempt, 2);
+    assert_string_equal(r.channel_msg_id, "apns-123");
+    assert_null(r.error);
+    assert_int_equal(r.updated_at_ms, t0 + 20);
+    assert_int_equal(r.delivered_at_ms, t0 + 20);
+    notif_row_clear(&r);
+    assert_int_equal(store_notif_sent(f->s, "n1", &sent), HR_OK);
+    assert_true(sent);
+
+    /* late non-final records do not move it back */
+    notif_t late_fail = mk("n1", "u1", ST_FAILED, 1, t0, t0 + 30);
+    late_fail.error = HSTR("late");
+    assert_int_equal(write1(f->s, late_fail), HR_OK);
+    assert_int_equal(write1(f->s, mk("n1", "u1", ST_PENDING, 1, t0, t0 + 31)), HR_OK);
+    assert_int_equal(write1(f->s, mk("n1", "u1", ST_DEAD, 3, t0, t0 + 32)), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "n1", &r, NULL, NULL), HR_OK);
+    assert_int_equal(r.status, ST_SENT);
+    assert_int_equal(r.attempt, 2);
+    assert_null(r.error);
+    assert_int_equal(r.updated_at_ms, t0 + 20);
+    notif_row_clear(&r);
+
+    /* delivered after sent does move it; sent after delivered does not */
+    assert_int_equal(write1(f->s, mk("n1", "u1", ST_DELIVERED, 2, t0, t0 + 40)), HR_OK);
+    assert_int_equal(write1(f->s, mk("n1", "u1", ST_SENT, 2, t0, t0 + 50)), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "n1", &r, &h, &nh), HR_OK);
+    assert_int_equal(r.status, ST_DELIVERED);
+    assert_string_equal(r.channel_msg_id, "apns-123"); /* kept: the receipt had none */
+    assert_int_equal(r.delivered_at_ms, t0 + 40);
+    assert_int_equal(store_notif_sent(f->s, "n1", &sent), HR_OK);
+    assert_true(sent);
+
+    /* every record is history, in arrival order */
+    static const notif_status_t want[] = {ST_PENDING, ST_FAILED,    ST_SENT, ST_FAILED,
+                                          ST_PENDING, ST_DEAD,      ST_DELIVERED, ST_SENT};
+    assert_int_equal(nh, (int)ARRAY_LEN(want));
+    for (int i = 0; i < nh; i++) assert_int_equal(h[i].status, want[i]);
+    assert_string_equal(h[1].detail, "timeout");
+    assert_string_equal(h[2].detail, "apns-123");
+    assert_int_equal(h[2].attempt, 2);
+    assert_int_equal(h[2].at_ms, t0 + 20);
+    assert_string_equal(h[3].detail, "late");
+    notif_row_clear(&r);
+    status_hist_free(h, nh);
+
+    assert_int_equal(store_notif_get(f->s, "missing", &r, &h, &nh), HR_NOTFOUND);
+    assert_null(h);
+    assert_int_equal(nh, 0);
+    assert_int_equal(store_notif_sent(f->s, "missing", &sent), HR_OK);
+    assert_false(sent);
+}
+
+static void test_notif_dead_rules(void **state)
+{
+    fx_t *f = *state;
+    const int64_t t0 = 1700000000000;
+    notif_t d = mk("n2", "u1", ST_DEAD, 4, t0, t0 + 1);
+    d.error = HSTR("invalid token");
+    assert_int_equal(write1(f->s, d), HR_OK);
+    assert_int_equal(write1(f->s, mk("n2", "u1", ST_FAILED, 3, t0, t0 + 2)), HR_OK);
+    assert_int_equal(write1(f->s, mk("n2", "u1", ST_RATE_LIMITED, 3, t0, t0 + 2)), HR_OK);
+    assert_int_equal(status_of(f->s, "n2"), ST_DEAD);
+    /* a redriven notification that then succeeds becomes sent */
+    assert_int_equal(write1(f->s, mk("n2", "u1", ST_SENT, 5, t0, t0 + 3)), HR_OK);
+    assert_int_equal(status_of(f->s, "n2"), ST_SENT);
+
+    /* non-final states replace each other freely */
+    assert_int_equal(write1(f->s, mk("n3", "u1", ST_DEFERRED, 1, t0, t0)), HR_OK);
+    assert_int_equal(write1(f->s, mk("n3", "u1", ST_SUPPRESSED, 1, t0, t0 + 1)), HR_OK);
+    assert_int_equal(status_of(f->s, "n3"), ST_SUPPRESSED);
+}
+
+static void test_notif_batch_invalid_and_empty(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(store_notif_write_batch(f->s, NULL, 0), HR_OK);
+    notif_t good = mk("n4", "u1", ST_PENDING, 1, 5, 5);
+    notif_t noid = mk("", "u1", ST_PENDING, 1, 5, 5);
+    notif_t badst = mk("n5", "u1", ST__COUNT, 1, 5, 5);
+    const notif_t *b[] = {&noid, &good, &badst};
+    /* invalid records are skipped, never block the batch */
+    assert_int_equal(store_notif_write_batch(f->s, b, 3), HR_OK);
+    assert_int_equal(status_of(f->s, "n4"), ST_PENDING);
+    notif_row_t r;
+    assert_int_equal(store_notif_get(f->s, "n5", &r, NULL, NULL), HR_NOTFOUND);
+}
+
+/* Strings of a notif_t are (ptr, len), not NUL-terminated: bind by length. */
+static void test_notif_hstr_not_terminated(void **state)
+{
+    fx_t *f = *state;
+    const char raw[] = "n6XXu9YYTitleZZ";
+    notif_t n = mk("x", "x", ST_PENDING, 1, 7, 7);
+    n.notification_id = (hstr_t){raw, 2};
+    n.user_id = (hstr_t){raw + 4, 2};
+    n.title = (hstr_t){raw + 8, 5};
+    n.metadata = (hstr_t){"{\"k\":1}", 7};
+    assert_int_equal(write1(f->s, n), HR_OK);
+    notif_row_t r;
+    assert_int_equal(store_notif_get(f->s, "n6", &r, NULL, NULL), HR_OK);
+    assert_string_equal(r.user_id, "u9");
+    assert_string_equal(r.title, "Title");
+    notif_row_clear(&r);
+}
+
+static void test_notif_list_paging(void **state)
+{
+    fx_t *f = *state;
+    /* 25 rows for u1: created_at in groups of 3 equal stamps (ties ordered
+     * by id), written out of order; plus rows for u2 */
+    enum { N = 25 };
+    notif_t recs[N + 3];
+    char ids[N + 3][16];
+    const notif_t *ptrs[N + 3];
+    for (int i = 0; i < N; i++) {
+        int k = (i * 11) % N;
+        snprintf(ids[i], sizeof(ids[i]), "id%02d", k);
+        recs[i] = mk(ids[i], "u1", ST_PENDING, 1, 1000 + (k / 3) * 10, 1000);
+        ptrs[i] = &recs[i];
+    }
+    for (int i = N; i < N + 3; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "other%d", i);
+        recs[i] = mk(ids[i], "u2", ST_PENDING, 1, 5000, 5000);
+        ptrs[i] = &recs[i];
+    }
+    assert_int_equal(store_notif_write_batch(f->s, ptrs, N + 3), HR_OK);
+
+    char *cursor = NULL;
+    int got = 0, pages = 0;
+    int64_t last_ms = INT64_MAX;
+    char last_id[16] = "~";
+    for (;;) {
+        notif_row_t *rows = NULL;
+        int n = -1;
+        char *next = NULL;
+        assert_int_equal(store_notif_list_user(f->s, "u1", cursor, 10, &rows, &n, &next), HR_OK);
+        pages++;
+        for (int i = 0; i < n; i++) {
+            assert_string_equal(rows[i].user_id, "u1");
+            /* strictly older, or same time and smaller id */
+            assert_true(rows[i].created_at_ms < last_ms ||
+                        (rows[i].created_at_ms == last_ms &&
+                         strcmp(rows[i].notification_id, last_id) < 0));
+            last_ms = rows[i].created_at_ms;
+            snprintf(last_id, sizeof(last_id), "%s", rows[i].notification_id);
+            /* ids were numbered so newest-first order is descending id */
+            char want[16];
+            snprintf(want, sizeof(want), "id%02d", N - 1 - got - i);
+            assert_string_equal(rows[i].notification_id, want);
+        }
+        got += n;
+        notif_rows_free(rows, n);
+        free(cursor);
+        cursor = next;
+        if (!next) break;
+        assert_int_equal(n, 10);
+    }
+    assert_int_equal(got, N);
+    assert_int_equal(pages, 3);
+
+    /* exactly one page: no cursor */
+    notif_row_t *rows = NULL;
+    int n = 0;
+    char *next = (char *)"x";
+    assert_int_equal(store_notif_list_user(f->s, "u2", NULL, 3, &rows, &n, &next), HR_OK);
+    assert_int_equal(n, 3);
+    assert_null(next);
+    notif_rows_free(rows, n);
+    assert_int_equal(store_notif_list_user(f->s, "nobody", NULL, 3, &rows, &n, &next), HR_OK);
+    assert_int_equal(n, 0);
+    assert_null(next);
+    notif_rows_free(rows, n);
+
+    static const char *const bad[] = {"garbage", "123", "123:", ":id", "12x:id", " 12:id",
+                                      "99999999999999999999999:id"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        rows = (notif_row_t *)1;
+        assert_int_equal(store_notif_list_user(f->s, "u1", bad[i], 10, &rows, &n, &next),
+                         HR_INVALID);
+        assert_null(rows);
+    }
+    assert_int_equal(store_notif_list_user(f->s, "u1", NULL, 0, &rows, &n, &next), HR_INVALID);
+}
+
+static void test_persists_across_reopen(void **state)
+{
+    fx_t *f = *state;
+    user_t u = {.user_id = "u1", .email = "a@b.c"};
+    assert_int_equal(store_user_put(f->s, &u), HR_OK);
+    assert_int_equal(store_sub_add(f->s, "t", "u1"), HR_OK);
+    assert_int_equal(write1(f->s, mk("n1", "u1", ST_SENT, 1, 10, 10)), HR_OK);
+    claim_t c;
+    assert_int_equal(store_event_claim(f->s, "ev1", "p/0/1", &c), HR_OK);
+    reopen(f);
+    user_t g;
+    assert_int_equal(store_user_get(f->s, "u1", &g), HR_OK);
+    assert_string_equal(g.email, "a@b.c");
+    user_clear(&g);
+    bool sent = false;
+    assert_int_equal(store_notif_sent(f->s, "n1", &sent), HR_OK);
+    assert_true(sent);
+    assert_int_equal(store_event_claim(f->s, "ev1", "p/0/1", &c), HR_OK);
+    assert_int_equal(c, CLAIM_SAME);
+    char **ids = NULL;
+    int n = 0;
+    assert_int_equal(store_subs_page(f->s, "t", NULL, 5, &ids, &n), HR_OK);
+    assert_int_equal(n, 1);
+    ids_free(ids, n);
+}
+
+static void test_purge(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 12000 }; /* more than one purge chunk */
+    notif_t *recs = xcalloc(N, sizeof(*recs));
+    const notif_t **ptrs = xcalloc(N, sizeof(*ptrs));
+    char (*ids)[16] = xcalloc(N, sizeof(*ids));
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "p%05d", i);
+        /* mostly old, with a few new ones in between */
+        int64_t created = i % 100 == 0 ? 9000 : 1000 + i % 7;
+        recs[i] = mk(ids[i], "u1", ST_PENDING, 1, created, created);
+        ptrs[i] = &recs[i];
+    }
+    assert_int_equal(store_notif_write_batch(f->s, ptrs, N), HR_OK);
+    assert_int_equal(write1(f->s, mk("p00001", "u1", ST_SENT, 1, 1001, 9500)), HR_OK);
+    int64_t deleted = -1;
+    assert_int_equal(store_notif_purge(f->s, 5000, &deleted), HR_OK);
+    assert_int_equal(deleted, N - N / 100);
+    notif_row_t r;
+    status_hist_t *h = NULL;
+    int nh = 0;
+    assert_int_equal(store_notif_get(f->s, "p00001", &r, NULL, NULL), HR_NOTFOUND);
+    assert_int_equal(store_notif_get(f->s, "p00100", &r, &h, &nh), HR_OK);
+    assert_int_equal(nh, 1);
+    notif_row_clear(&r);
+    status_hist_free(h, nh);
+    /* the re-inserted id starts a fresh history */
+    assert_int_equal(write1(f->s, mk("p00001", "u1", ST_PENDING, 1, 9001, 9001)), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "p00001", &r, &h, &nh), HR_OK);
+    assert_int_equal(nh, 1);
+    notif_row_clear(&r);
+    status_hist_free(h, nh);
+    assert_int_equal(store_notif_purge(f->s, 5000, &deleted), HR_OK);
+    assert_int_equal(deleted, 0);
+    free(ids);
+    free(ptrs);
+    free(recs);
+}
+
+/* ---- concurrency: the sink writes while API threads read ---- */
+
+enum { CW_BATCHES = 40, CW_BATCH = 250 };
+
+typedef struct conc {
+    store_t *s;
+    _Atomic int writer_done;
+    _Atomic int errors;
+    _Atomic int reads;
+} conc_t;
+
+static void *conc_writer(void *arg)
+{
+    conc_t *c = arg;
+    notif_t *recs = xcalloc(CW_BATCH, sizeof(*recs));
+    const notif_t **ptrs = xcalloc(CW_BATCH, sizeof(*ptrs));
+    char (*ids)[24] = xcalloc(CW_BATCH, sizeof(*ids));
+    for (int b = 0; b < CW_BATCHES; b++) {
+        for (int i = 0; i < CW_BATCH; i++) {
+            snprintf(ids[i], sizeof(ids[i]), "c%03d-%04d", b, i);
+            recs[i] = mk(ids[i], i % 2 ? "ua" : "ub", ST_PENDING, 1, 1000 + b, 1000 + b);
+            ptrs[i] = &recs[i];
+        }
+        if (store_notif_write_batch(c->s, ptrs, CW_BATCH) != HR_OK) c->errors++;
+        /* and upgrade the previous batch to sent */
+        for (int i = 0; i < CW_BATCH; i++) recs[i].status = ST_SENT;
+        if (store_notif_write_batch(c->s, ptrs, CW_BATCH) != HR_OK) c->errors++;
+        claim_t cl;
+        if (store_event_claim(c->s, ids[0], "p", &cl) != HR_OK || cl != CLAIM_NEW) c->errors++;
+    }
+    free(ids);
+    free(ptrs);
+    free(recs);
+    c->writer_done = 1;
+    return NULL;
+}
+
+static void *conc_reader(void *arg)
+{
+    conc_t *c = arg;
+    bool seen_sent = false;
+    while (!c->writer_done) {
+        notif_row_t *rows = NULL;
+        int n = 0;
+        char *next = NULL;
+        if (store_notif_list_user(c->s, "ua", NULL, 20, &rows, &n, &next) != HR_OK) c->errors++;
+        for (int i = 1; i < n; i++)
+            if (rows[i].created_at_ms > rows[i - 1].created_at_ms) c->errors++;
+        notif_rows_free(rows, n);
+        free(next);
+        user_t u;
+        if (store_user_get(c->s, "reader-user", &u) != HR_OK) c->errors++;
+        user_clear(&u);
+        /* once a reader has seen a commit, later reads see it too */
+        bool sent = false;
+        if (store_notif_sent(c->s, "c000-0000", &sent) != HR_OK || (seen_sent && !sent))
+            c->errors++;
+        seen_sent = seen_sent || sent;
+        char **ids = NULL;
+        int ni = 0;
+        if (store_subs_page(c->s, "t", NULL, 10, &ids, &ni) != HR_OK || ni != 1) c->errors++;
+        ids_free(ids, ni);
+        c->reads++;
+    }
+    return NULL;
+}
+
+static void test_concurrent_write_read(void **state)
+{
+    fx_t *f = *state;
+    user_t u = {.user_id = "reader-user"};
+    assert_int_equal(store_user_put(f->s, &u), HR_OK);
+    assert_int_equal(store_sub_add(f->s, "t", "reader-user"), HR_OK);
+    conc_t c = {.s = f->s};
+    pthread_t w, r1, r2;
+    assert_int_equal(pthread_create(&r1, NULL, conc_reader, &c), 0);
+    assert_int_equal(pthread_create(&r2, NULL, conc_reader, &c), 0);
+    assert_int_equal(pthread_create(&w, NULL, conc_writer, &c), 0);
+    pthread_join(w, NULL);
+    pthread_join(r1, NULL);
+    pthread_join(r2, NULL);
+    assert_int_equal(c.errors, 0);
+    assert_true(c.reads > 0);
+
+    /* everything landed, newest first, all sent */
+    int total = 0;
+    char *cursor = NULL;
+    do {
+        notif_row_t *rows = NULL;
+        int n = 0;
+        char *next = NULL;
+        assert_int_equal(store_notif_list_user(f->s, "ua", cursor, 1000, &rows, &n, &next),
+                         HR_OK);
+        for (int i = 0; i < n; i++) assert_int_equal(rows[i].status, ST_SENT);
+        total += n;
+        notif_rows_free(rows, n);
+        free(cursor);
+        cursor = next;
+    } while (cursor);
+    assert_int_equal(total, CW_BATCHES * CW_BATCH / 2);
+    notif_row_t row;
+    status_hist_t *h = NULL;
+    int nh = 0;
+    assert_int_equal(store_notif_get(f->s, "c039-0001", &row, &h, &nh), HR_OK);
+    assert_int_equal(nh, 2);
+    notif_row_clear(&row);
+    status_hist_free(h, nh);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_unknown_backend),
+        cmocka_unit_test(test_prefs_allowed),
+        T(test_schema_version),
+        T(test_user_put_get_replace),
+        T(test_user_invalid),
+        T(test_prefs_replace_get),
+        T(test_subscriptions),
+        T(test_follows),
+        T(test_templates),
+        T(test_event_claim),
+        T(test_notif_upsert_final_state),
+        T(test_notif_dead_rules),
+        T(test_notif_batch_invalid_and_empty),
+        T(test_notif_hstr_not_terminated),
+        T(test_notif_list_paging),
+        T(test_persists_across_reopen),
+        T(test_purge),
+        T(test_concurrent_write_read),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
