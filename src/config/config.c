@@ -66,7 +66,7 @@ static const opt_t opts[] = {
     {"topics.retention.dlq_ms", OPT_I64, F(retention_dlq_ms), "1209600000", -1, INT64_MAX, NULL,
      "Retention of notifications-dlq (14 d)."},
     {"store.backend", OPT_ENUM, F(store_backend), "sqlite", 0, 0, "sqlite|postgres",
-     "Store backend."},
+     "Store backend (postgres is not implemented yet)."},
     {"store.dsn", OPT_STR, F(store_dsn), "", 0, 0, NULL,
      "Store location: SQLite file (default <data_dir>/herald.db) or PostgreSQL conninfo."},
     {"roles", OPT_STR, F(roles), "all", 0, 0, NULL,
@@ -281,10 +281,13 @@ void config_print_reference(void *file)
     fprintf(f, "| key | type | default | doc |\n| --- | --- | --- | --- |\n");
     for (size_t i = 0; i < ARRAY_LEN(opts); i++) {
         const opt_t *o = &opts[i];
-        const char *t = o->type == OPT_STR ? "string"
-                      : o->type == OPT_ENUM ? o->choices
-                                             : "integer";
-        fprintf(f, "| `%s` | %s | `%s` | %s |\n", o->name, t, o->def, o->doc);
+        fprintf(f, "| `%s` | ", o->name);
+        if (o->type == OPT_ENUM) {
+            for (const char *p = o->choices; *p; p++) fputs(*p == '|' ? " \\| " : (char[]){*p, 0}, f);
+        } else {
+            fputs(o->type == OPT_STR ? "string" : "integer", f);
+        }
+        fprintf(f, " | `%s` | %s |\n", o->def, o->doc);
     }
     fprintf(f, "| `kafka.<name>` | string | | Passed straight to librdkafka (e.g. `kafka.security.protocol`). |\n");
 }

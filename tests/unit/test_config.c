@@ -1,0 +1,123 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "config/config.h"
+
+static void test_defaults(void **st)
+{
+    (void)st;
+    config_t c;
+    config_init(&c);
+    assert_string_equal(c.data_dir, "./var");
+    assert_string_equal(c.listen, "127.0.0.1:8080");
+    assert_string_equal(c.bus_backend, "embedded");
+    assert_int_equal(c.bus_partitions, 4);
+    assert_int_equal(c.retention_raw_ms, 3600000);
+    assert_int_equal(c.retention_dlq_ms, 14LL * 24 * 3600 * 1000);
+    config_release(&c);
+}
+
+static void test_set_validates_and_names_key(void **st)
+{
+    (void)st;
+    config_t c;
+    char why[256];
+    config_init(&c);
+    assert_int_equal(config_set(&c, "bus.fsync", "always", why, sizeof(why)), 0);
+    assert_string_equal(c.bus_fsync, "always");
+    assert_int_not_equal(config_set(&c, "bus.fsync", "sometimes", why, sizeof(why)), 0);
+    assert_non_null(strstr(why, "bus.fsync"));
+    assert_string_equal(c.bus_fsync, "always");
+    assert_int_not_equal(config_set(&c, "bus.partitions", "0", why, sizeof(why)), 0);
+    assert_non_null(strstr(why, "bus.partitions"));
+    assert_int_not_equal(config_set(&c, "bus.partitions", "many", why, sizeof(why)), 0);
+    assert_int_not_equal(config_set(&c, "no.such.key", "1", why, sizeof(why)), 0);
+    assert_non_null(strstr(why, "no.such.key"));
+    assert_int_equal(config_set(&c, "topics.retention.raw_ms", "2h", why, sizeof(why)), 0);
+    assert_int_equal(c.retention_raw_ms, 2 * 3600000);
+    config_release(&c);
+}
+
+static void test_kafka_passthrough(void **st)
+{
+    (void)st;
+    config_t c;
+    char why[256];
+    config_init(&c);
+    assert_int_equal(config_set(&c, "kafka.security.protocol", "SASL_SSL", why, sizeof(why)), 0);
+    assert_int_equal(config_set(&c, "kafka.security.protocol", "SSL", why, sizeof(why)), 0);
+    assert_int_equal(config_set(&c, "kafka.bootstrap.servers", "h:1", why, sizeof(why)), 0);
+    assert_string_equal(c.kafka_brokers, "h:1");
+    const char *const *kv = config_kafka_kv(&c);
+    assert_string_equal(kv[0], "security.protocol");
+    assert_string_equal(kv[1], "SSL");
+    assert_null(kv[2]);
+    config_release(&c);
+}
+
+static void test_file_and_env(void **st)
+{
+    (void)st;
+    char path[] = "/tmp/herald-config-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text = "data_dir = /srv/herald\n[bus]\nfsync = never\npartitions = 8\n"
+                       "[kafka]\nsasl.mechanism = PLAIN\n";
+    assert_int_equal(write(fd, text, strlen(text)), (int)strlen(text));
+    close(fd);
+
+    config_t c;
+    char why[256];
+    config_init(&c);
+    assert_int_equal(config_load_file(&c, path, why, sizeof(why)), 0);
+    assert_string_equal(c.data_dir, "/srv/herald");
+    assert_string_equal(c.bus_fsync, "never");
+    assert_int_equal(c.bus_partitions, 8);
+    assert_string_equal(config_kafka_kv(&c)[0], "sasl.mechanism");
+
+    setenv("HERALD_BUS_PARTITIONS", "12", 1);
+    setenv("HERALD_KAFKA_CLIENT_ID", "herald-test", 1);
+    assert_int_equal(config_load_env(&c, why, sizeof(why)), 0);
+    assert_int_equal(c.bus_partitions, 12);
+    assert_string_equal(config_kafka_kv(&c)[2], "client.id");
+    assert_string_equal(config_kafka_kv(&c)[3], "herald-test");
+    setenv("HERALD_BUS_FSYNC", "bogus", 1);
+    assert_int_not_equal(config_load_env(&c, why, sizeof(why)), 0);
+    assert_non_null(strstr(why, "bus.fsync"));
+    unsetenv("HERALD_BUS_FSYNC");
+    unsetenv("HERALD_BUS_PARTITIONS");
+    unsetenv("HERALD_KAFKA_CLIENT_ID");
+    config_release(&c);
+
+    /* A bad key in the file is named. */
+    fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    const char *bad = "[bus]\nfsinc = never\n";
+    assert_int_equal(write(fd, bad, strlen(bad)), (int)strlen(bad));
+    close(fd);
+    config_init(&c);
+    assert_int_not_equal(config_load_file(&c, path, why, sizeof(why)), 0);
+    assert_non_null(strstr(why, "bus.fsinc"));
+    config_release(&c);
+    unlink(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_set_validates_and_names_key),
+        cmocka_unit_test(test_kafka_passthrough),
+        cmocka_unit_test(test_file_and_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
