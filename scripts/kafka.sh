@@ -76,6 +76,11 @@ cluster_nodes() { # node count of the formatted cluster, 0 if none
 
 need_java() {
     command -v java >/dev/null || die "java not found (run scripts/deps.sh --test)"
+    local v
+    v=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+    if [ -n "$v" ] && [ "$v" -lt 17 ] && [ "${VERSION%%.*}" -ge 4 ]; then
+        die "Kafka $VERSION needs Java 17 or newer (found $v)"
+    fi
 }
 
 fetch() {
@@ -194,19 +199,25 @@ EOF
 }
 
 format() { # nodes
-    local n=$1 i cid
+    local n=$1 i cid dir
     # A cluster id is 16 random bytes in URL-safe base64 without padding.
     cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
     rm -rf "$STATE"
     mkdir -p "$STATE"
+    # Static controller quorum (controller.quorum.voters): every node formats
+    # alone with the same cluster id; the nodes format in parallel.
+    local pids=()
     for ((i = 1; i <= n; i++)); do
         write_config "$i" "$n"
-        local dir
         dir=$(node_dir "$i")
-        if ! java -Xmx256m -cp "$(classpath)" -Dlog4j2.configurationFile="$dir/log4j2.xml" \
+        java -Xmx256m -cp "$(classpath)" -Dlog4j2.configurationFile="$dir/log4j2.xml" \
             kafka.tools.StorageTool format --cluster-id "$cid" \
-            --config "$dir/server.properties" --ignore-formatted >"$dir/format.log" 2>&1; then
-            cat "$dir/format.log" >&2
+            --config "$dir/server.properties" --ignore-formatted >"$dir/format.log" 2>&1 &
+        pids+=($!)
+    done
+    for ((i = 1; i <= n; i++)); do
+        if ! wait "${pids[$((i - 1))]}"; then
+            cat "$(node_dir "$i")/format.log" >&2
             die "cannot format node $i storage"
         fi
     done
@@ -215,10 +226,15 @@ format() { # nodes
 
 # ---- processes ----
 
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 launch() { # node nodes
-    local i=$1 n=$2 dir
+    local i=$1 n=$2 dir p
     dir=$(node_dir "$i")
     if [ -n "$(node_pid "$i")" ]; then return 0; fi
+    for p in "$(broker_port "$i" "$n")" "$(controller_port "$i" "$n")"; do
+        port_busy "$p" && die "port $p is in use by another process (a broker started elsewhere?)"
+    done
     # setsid: the broker outlives this script and is not hit by its terminal's signals.
     setsid java -Xmx"$HEAP" -Xms"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -Djava.awt.headless=true -Dkafka.logs.dir="$dir" \
@@ -228,26 +244,31 @@ launch() { # node nodes
     echo $! >"$dir/pid"
 }
 
-# True when the broker answers a metadata request listing `want` brokers.
-probe() { # port want
-    local port=$1 want=$2
+# True when the broker on `port` answers a metadata request that lists every
+# broker id given (registered with the controller).
+probe() { # port id...
+    local port=$1
+    shift
     if command -v kcat >/dev/null; then
-        local out
+        local out id
         out=$(kcat -L -b "127.0.0.1:$port" -m 2 -J 2>/dev/null) || return 1
-        local got
-        got=$(grep -o '"brokers":\[[^]]*\]' <<<"$out" | grep -o '"id":' | wc -l)
-        [ "$got" -ge "$want" ]
+        out=$(grep -o '"brokers":\[[^]]*\]' <<<"$out") || return 1
+        for id in "$@"; do
+            grep -q "\"id\":$id," <<<"$out" || return 1
+        done
     else
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+        port_busy "$port"
     fi
 }
 
-wait_ready() { # nodes nodes-to-check...
-    local n=$1
-    shift
-    local start=$SECONDS i
+wait_ready() { # nodes want-all(0|1) node...
+    local n=$1 all=$2
+    shift 2
+    local start=$SECONDS i ids
     for i in "$@"; do
-        while ! probe "$(broker_port "$i" "$n")" "$n"; do
+        if [ "$all" = 1 ]; then ids=$(seq 1 "$n"); else ids=$i; fi
+        # shellcheck disable=SC2086
+        while [ -z "$(node_pid "$i")" ] || ! probe "$(broker_port "$i" "$n")" $ids; do
             if [ -z "$(node_pid "$i")" ]; then
                 tail -40 "$(node_dir "$i")/server.log" >&2 2>/dev/null || true
                 tail -20 "$(node_dir "$i")/stdout.log" >&2 2>/dev/null || true
@@ -278,11 +299,11 @@ cmd_start() {
         [ "$have" -gt 0 ] || die "no cluster formatted; start it first"
         [ "$node" -ge 1 ] && [ "$node" -le "$have" ] || die "no node $node"
         launch "$node" "$have"
-        wait_ready "$have" "$node"
+        wait_ready "$have" 0 "$node"
         bootstrap "$have"
         return 0
     fi
-    n=${n:-$( [ "$have" -gt 0 ] && echo "$have" || echo 1)}
+    n=${n:-1}
     [ "$n" -eq 1 ] || [ "$n" -eq 3 ] || die "--nodes must be 1 or 3"
     local i running=0
     for ((i = 1; i <= have; i++)); do [ -n "$(node_pid "$i")" ] && running=1; done
@@ -295,7 +316,7 @@ cmd_start() {
     for ((i = 1; i <= n; i++)); do launch "$i" "$n"; done
     local all=()
     for ((i = 1; i <= n; i++)); do all+=("$i"); done
-    wait_ready "$n" "${all[@]}"
+    wait_ready "$n" 1 "${all[@]}"
     say "$n-node cluster ready in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s"
     bootstrap "$n"
 }
