@@ -75,4 +75,5 @@ start_herald
 req GET /v1/notifications/$(notif_id ev-1 alice push) | grep -q '"status":"sent"' || fail "status lost on restart"
 sleep 0.3
 [ "$(wc -l < "$WORK/data/sandbox/push.jsonl")" = 3 ] || fail "re-delivered after restart"
+stop_herald
 echo "PASS"

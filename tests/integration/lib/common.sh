@@ -28,8 +28,13 @@ start_herald() {
   fail "herald not ready"
 }
 
+# stop_herald: SIGTERM, and the graceful shutdown must exit 0 (under the
+# sanitizer build a leak or UB report makes it non-zero).
 stop_herald() {
-  kill -TERM "$HERALD_PID"; wait "$HERALD_PID" || true; HERALD_PID=""
+  local rc=0
+  kill -TERM "$HERALD_PID"; wait "$HERALD_PID" || rc=$?
+  HERALD_PID=""
+  [ "$rc" = 0 ] || fail "herald exited with $rc on SIGTERM"
 }
 
 # req METHOD PATH [BODY] -> prints "STATUS BODY"

@@ -129,7 +129,9 @@ while time.time() < deadline:
         break
     time.sleep(0.25)
 proc.send_signal(signal.SIGTERM)
-proc.wait(timeout=60)
+rc = proc.wait(timeout=60)
+if rc != 0:
+    sys.exit(f"herald exited with {rc} on SIGTERM (see herald.log)")
 lost = len(expected - seen)
 dups = lines - len(seen)
 unexpected = len(seen - expected)
