@@ -8,6 +8,7 @@
 
 #include "bus/bus.h"
 #include "config/config.h"
+#include "core/hist.h"
 #include "store/store.h"
 
 #include <stdatomic.h>
@@ -33,6 +34,11 @@ typedef struct app {
     atomic_llong notifs_failed;
     atomic_llong dlq_records;
     atomic_llong status_rows_written;
+    /* End-to-end latency per channel, in microseconds: from the event's
+     * accepted_at_us (stamped by ingest) to the return of the provider call
+     * that delivered the notification. Merged by the dispatchers once per
+     * batch; exposed on /metrics as herald_delivery_latency_seconds. */
+    hist_t delivery_latency[CH__COUNT];
 } app_t;
 
 /* "notifications-push" etc. Static string. */

@@ -2,6 +2,7 @@
  * main.c - the herald command line: serve, produce, replay, topics, version.
  */
 #include "app.h"
+#include "bench/bench.h"
 #include "bus/bus.h"
 #include "config/config.h"
 #include "core/log.h"
@@ -434,6 +435,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "produce") == 0) return cmd_produce(argc - 1, argv + 1);
     if (strcmp(cmd, "replay") == 0) return cmd_replay(argc - 1, argv + 1);
     if (strcmp(cmd, "topics") == 0) return cmd_topics(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0) return bench_main(argc - 1, argv + 1);
     if (strcmp(cmd, "config") == 0) {
         config_print_reference(stdout);
         return 0;

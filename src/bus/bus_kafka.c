@@ -13,6 +13,17 @@
  *    long (5 min): through a broker outage records wait and are retried
  *    (idempotence keeps them unduplicated and in order), the stages back off
  *    on HR_AGAIN, and the pipeline finishes once brokers return.
+ *  - librdkafka retries retriable produce errors (NOT_ENOUGH_REPLICAS,
+ *    leader changes, timeouts) silently. So that a stalled producer is never
+ *    silent, the poller thread watches delivery progress: when records stay
+ *    unacknowledged with no delivery report for STALL_WARN_MS it logs how
+ *    many wait and, from fresh metadata, which partitions of herald's topics
+ *    have no leader or an ISR below min.insync.replicas (writes to those get
+ *    NOT_ENOUGH_REPLICAS); it logs again every STALL_WARN_MS and once when
+ *    deliveries resume. The metadata comes through a handle of its own
+ *    (created on the first stall): a broker answers one request per
+ *    connection at a time, and an acks=all produce waiting for replicas
+ *    that are gone holds the producer's connection for request.timeout.ms.
  *  - One rd_kafka_t per consumer. Offsets are stored only by the stage
  *    (enable.auto.offset.store=false) after its outputs are acknowledged.
  *    Stored offsets are committed every auto.commit.interval.ms from
@@ -59,6 +70,8 @@
 #define TOPIC_CACHE_TTL_MS 5000
 /* Rate limit of repeated error lines. */
 #define ERR_LOG_INTERVAL_MS 5000
+/* Producer stall warning: records unacknowledged and no delivery report for this long. */
+#define STALL_WARN_MS 10000
 
 /* ---- rate-limited error log ---- */
 
@@ -100,6 +113,7 @@ static int64_t errlog_admit(errlog_t *e)
 typedef struct topic_cache_entry {
     char *name;
     int32_t partitions;
+    int16_t min_insync;     /* as created by this bus (0: unknown) */
     int64_t fetched_ms;     /* monotonic */
 } topic_cache_entry_t;
 
@@ -120,6 +134,9 @@ typedef struct kbus {
     errlog_t err_log;       /* client errors (error_cb) */
     errlog_t dr_log;        /* failed deliveries */
     atomic_llong dr_failed;
+    atomic_llong produced;  /* records handed to librdkafka, for the stall watch */
+    atomic_llong dr_count;  /* their delivery reports */
+    rd_kafka_t *meta_rk;    /* stall watch metadata (poller thread; lazily) */
 } kbus_t;
 
 /* Invariants: held[0..nheld) are the messages returned by the last poll and
@@ -244,6 +261,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     kbus_t *b = opaque;
     hr_t r = map_err(m->err);
+    atomic_fetch_add(&b->dr_count, 1);
     if (r != HR_OK) {
         atomic_fetch_add(&b->dr_failed, 1);
         int64_t more = errlog_admit(&b->dr_log);
@@ -273,10 +291,108 @@ fail:
 
 /* ---- producer ---- */
 
+static int32_t cache_get(kbus_t *b, const char *topic, int64_t *age_ms);
+static int16_t cache_min_insync(kbus_t *b, const char *topic);
+
+/* Describes into out the partitions of herald's topics that cannot take
+ * acks=all writes now: no leader, or an ISR below the topic's
+ * min.insync.replicas (the broker answers NOT_ENOUGH_REPLICAS); other
+ * under-replicated partitions are only counted. Poller thread. */
+static void describe_unhealthy(kbus_t *b, char *out, size_t cap)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    size_t len = 0;
+    int under = 0;
+    out[0] = '\0';
+    if (!b->meta_rk) {
+        char why[512];
+        rd_kafka_conf_t *conf = conf_base(b);
+        if (conf && conf_set_pairs(conf, (const char *const *)b->kv) == HR_OK &&
+            conf_set(conf, "client.id", "herald-watch") == HR_OK) {
+            b->meta_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+            if (b->meta_rk) conf = NULL;
+        }
+        if (conf) rd_kafka_conf_destroy(conf);
+    }
+    if (!b->meta_rk ||
+        rd_kafka_metadata(b->meta_rk, 1, NULL, &md, 3000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(out, cap, "; no metadata from the brokers");
+        return;
+    }
+    /* "topic[0,1,3] topic2[2]" per kind; kind 0: no leader, 1: ISR below minimum */
+    char lists[2][512];
+    size_t lens[2] = {0, 0};
+    lists[0][0] = lists[1][0] = '\0';
+    for (int i = 0; i < md->topic_cnt; i++) {
+        const struct rd_kafka_metadata_topic *t = &md->topics[i];
+        if (cache_get(b, t->topic, NULL) <= 0) continue; /* not one of ours */
+        int16_t min_isr = cache_min_insync(b, t->topic);
+        bool open[2] = {false, false};
+        for (int p = 0; p < t->partition_cnt; p++) {
+            const struct rd_kafka_metadata_partition *mp = &t->partitions[p];
+            int kind = mp->leader < 0 || mp->err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ? 0
+                       : min_isr > 0 && mp->isr_cnt < min_isr                           ? 1
+                                                                                        : -1;
+            if (kind < 0) {
+                if (mp->isr_cnt < mp->replica_cnt) under++;
+                continue;
+            }
+            size_t room = sizeof(lists[kind]) - lens[kind];
+            int w = open[kind] ? snprintf(lists[kind] + lens[kind], room, ",%d", (int)mp->id)
+                               : snprintf(lists[kind] + lens[kind], room, "%s%s[%d",
+                                          lens[kind] ? " " : "", t->topic, (int)mp->id);
+            if (w < 0 || (size_t)w >= room) {
+                lists[kind][lens[kind]] = '\0';
+                continue;
+            }
+            lens[kind] += (size_t)w;
+            open[kind] = true;
+        }
+        for (int k = 0; k < 2; k++)
+            if (open[k] && lens[k] + 1 < sizeof(lists[k])) {
+                lists[k][lens[k]++] = ']';
+                lists[k][lens[k]] = '\0';
+            }
+    }
+    rd_kafka_metadata_destroy(md);
+    if (lens[1])
+        len += (size_t)snprintf(out + len, cap - len,
+                                "; too few in-sync replicas (NOT_ENOUGH_REPLICAS): %s", lists[1]);
+    if (lens[0] && len < cap)
+        len += (size_t)snprintf(out + len, cap - len, "; no leader: %s", lists[0]);
+    if (under && len < cap)
+        snprintf(out + len, cap - len, "; %d partitions under-replicated", under);
+}
+
+/* Serves delivery reports and watches for a producer that makes no progress. */
 static void *poller_main(void *arg)
 {
     kbus_t *b = arg;
-    while (!atomic_load(&b->stop)) rd_kafka_poll(b->rk, 100);
+    int64_t last_count = 0, progress_ms = hclock_mono_ns() / 1000000, warned_ms = 0;
+    bool stalled = false;
+    while (!atomic_load(&b->stop)) {
+        rd_kafka_poll(b->rk, 100);
+        int64_t now = hclock_mono_ns() / 1000000;
+        int64_t count = atomic_load(&b->dr_count);
+        int64_t waiting = atomic_load(&b->produced) - count;
+        if (count != last_count || waiting <= 0) {
+            if (stalled)
+                log_info(LOGC, "deliveries resumed after %" PRId64 " s without acknowledgements",
+                         (now - progress_ms) / 1000);
+            stalled = false;
+            last_count = count;
+            progress_ms = now;
+            continue;
+        }
+        if (now - progress_ms < STALL_WARN_MS || (stalled && now - warned_ms < STALL_WARN_MS))
+            continue;
+        char why[1024];
+        describe_unhealthy(b, why, sizeof(why));
+        log_warn(LOGC, "%" PRId64 " records unacknowledged for %" PRId64 " s; retrying until "
+                 "message.timeout.ms%s", waiting, (now - progress_ms) / 1000, why);
+        stalled = true;
+        warned_ms = hclock_mono_ns() / 1000000;
+    }
     return NULL;
 }
 
@@ -383,6 +499,7 @@ static void kclose(bus_t *bus)
     }
     atomic_store(&b->stop, 1);
     pthread_join(b->poller, NULL);
+    if (b->meta_rk) rd_kafka_destroy(b->meta_rk);
     rd_kafka_poll(b->rk, 0);
     rd_kafka_destroy(b->rk);
     kbus_free(b);
@@ -439,6 +556,25 @@ static void cache_put(kbus_t *b, const char *topic, int32_t n)
     if (n > b->cache[i].partitions) b->cache[i].partitions = n;
     b->cache[i].fetched_ms = now;
     pthread_mutex_unlock(&b->cache_mu);
+}
+
+/* Remembers a topic's min.insync.replicas (for the stall warning). */
+static void cache_note_min_insync(kbus_t *b, const char *topic, int16_t min_insync)
+{
+    pthread_mutex_lock(&b->cache_mu);
+    for (int i = 0; i < b->ncache; i++)
+        if (strcmp(b->cache[i].name, topic) == 0) b->cache[i].min_insync = min_insync;
+    pthread_mutex_unlock(&b->cache_mu);
+}
+
+static int16_t cache_min_insync(kbus_t *b, const char *topic)
+{
+    int16_t m = 0;
+    pthread_mutex_lock(&b->cache_mu);
+    for (int i = 0; i < b->ncache; i++)
+        if (strcmp(b->cache[i].name, topic) == 0) m = b->cache[i].min_insync;
+    pthread_mutex_unlock(&b->cache_mu);
+    return m;
 }
 
 /* Cached partition count, 0 if unknown; *age_ms gets its age. */
@@ -569,6 +705,8 @@ static hr_t ktopic_ensure(bus_t *bus, const char *topic, const bus_topic_opts_t 
     }
     /* An existing topic keeps its partitions: wait for what it has. */
     wait_topic_ready(b, topic, err == RD_KAFKA_RESP_ERR_NO_ERROR ? parts : 1);
+    /* Existing topics are assumed to have the configured value too. */
+    if (o && o->min_insync > 0) cache_note_min_insync(b, topic, o->min_insync);
     r = HR_OK;
 out:
     if (ev) rd_kafka_event_destroy(ev);
@@ -605,7 +743,10 @@ static hr_t kproduce(bus_t *bus, const char *topic, int32_t partition, const voi
         RD_KAFKA_V_PARTITION(partition >= 0 ? partition : RD_KAFKA_PARTITION_UA),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key ? key_len : 0),
         RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_OPAQUE(batch), RD_KAFKA_V_END);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return HR_OK;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        atomic_fetch_add(&b->produced, 1);
+        return HR_OK;
+    }
     hr_t r = map_err(err);
     if (r != HR_AGAIN) log_warn(LOGC, "produce to %s: %s", topic, rd_kafka_err2str(err));
     return r;

@@ -10,6 +10,18 @@
  * per-channel and per-category opt-outs, and produce the notification keyed
  * by the receiver's user id.
  *
+ * Per polled batch, not per event or per recipient, so that the store is
+ * off the hot path:
+ *  - every event of the batch is claimed in one store transaction;
+ *  - recipients come from a bounded cache (recipients.h), and the misses of
+ *    a batch (or of an audience page) are read in one store snapshot;
+ *  - templates and each type's channel set are cached until a template
+ *    changes (the store's change feed says when).
+ * An event claimed before at the same position is being processed again
+ * (after a crash or a failed batch): its notifications may already have been
+ * delivered, so each is looked up in the store and skipped when recorded as
+ * sent. The dispatchers then deliver only what is new.
+ *
  * Runs on the stage worker's thread; state is per worker.
  */
 #include "stage/stage.h"
@@ -18,19 +30,28 @@
 #include "core/log.h"
 #include "model/event.h"
 #include "model/template.h"
+#include "stage/recipients.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define AUDIENCE_PAGE 1000
-#define TMPL_CACHE 16
+#define TMPL_CACHE 64
+/* Recipient cache, shared out between the fan-out workers: ~180 bytes per
+ * user with one device, so 128 MiB holds about 730 thousand users. Changes
+ * made through another process are seen within RECIP_TTL_MS. */
+#define RECIP_CACHE_BYTES ((size_t)128 << 20)
+#define RECIP_TTL_MS 60000
 
 typedef struct tmpl_slot {
-    int channel;
+    char *type;
+    int channel;                /* -1: the type's channel mask */
     char locale[32];
     bool found;
+    unsigned mask;
     template_rec_t rec;
+    uint64_t used;
 } tmpl_slot_t;
 
 typedef struct fanout {
@@ -38,9 +59,21 @@ typedef struct fanout {
     buf_t enc;
     buf_t title;
     buf_t body;
-    buf_t addr;
-    tmpl_slot_t cache[TMPL_CACHE]; /* per event: (channel, locale) -> template */
+    recip_cache_t *recips;
+    tmpl_slot_t cache[TMPL_CACHE];
     int ncache;
+    uint64_t tmpl_epoch;
+    uint64_t tick;
+    /* the batch being processed */
+    int cap;
+    event_t *evs;
+    bool *ok;                   /* evs[i] parsed */
+    claim_t *claims;
+    const char **ids;
+    const char **positions;
+    char (*posbuf)[160];
+    const char **aud;           /* explicit recipients of the batch, for the prefetch */
+    size_t naud, caud;
 } fanout_t;
 
 static void *fanout_new(app_t *app, const stage_def_t *def, int worker)
@@ -50,14 +83,35 @@ static void *fanout_new(app_t *app, const stage_def_t *def, int worker)
     buf_init(&f->enc, 0);
     buf_init(&f->title, 4096);
     buf_init(&f->body, 64 * 1024);
-    buf_init(&f->addr, 0);
+    int workers = app->cfg->workers_per_stage > 0 ? app->cfg->workers_per_stage : 1;
+    f->recips = recip_cache_new(app->store, RECIP_CACHE_BYTES / (size_t)workers, RECIP_TTL_MS);
+    int64_t t0 = hclock_mono_ns(), loaded = 0;
+    hr_t r = recip_cache_prime(f->recips, &loaded);
+    recip_stats_t st;
+    recip_cache_stats(f->recips, &st);
+    if (r != HR_OK)
+        log_warn("fanout", "filling the recipient cache failed: %s", hr_str(r));
+    else if (loaded)
+        log_info("fanout", "recipient cache: %lld of %lld users read in %.1f s (%.0f MB)",
+                 (long long)st.entries, (long long)loaded, (double)(hclock_mono_ns() - t0) / 1e9,
+                 (double)st.bytes / 1048576.0);
+    f->tmpl_epoch = store_templates_epoch(app->store);
+    f->cap = app->cfg->batch_max;
+    f->evs = xcalloc((size_t)f->cap, sizeof(*f->evs));
+    f->ok = xcalloc((size_t)f->cap, sizeof(*f->ok));
+    f->claims = xcalloc((size_t)f->cap, sizeof(*f->claims));
+    f->ids = xcalloc((size_t)f->cap, sizeof(*f->ids));
+    f->positions = xcalloc((size_t)f->cap, sizeof(*f->positions));
+    f->posbuf = xcalloc((size_t)f->cap, sizeof(*f->posbuf));
     return f;
 }
 
 static void cache_clear(fanout_t *f)
 {
-    for (int i = 0; i < f->ncache; i++)
+    for (int i = 0; i < f->ncache; i++) {
         if (f->cache[i].found) template_rec_clear(&f->cache[i].rec);
+        free(f->cache[i].type);
+    }
     f->ncache = 0;
 }
 
@@ -65,26 +119,73 @@ static void fanout_free(void *state)
 {
     fanout_t *f = state;
     cache_clear(f);
+    recip_cache_free(f->recips);
     buf_release(&f->enc);
     buf_release(&f->title);
     buf_release(&f->body);
-    buf_release(&f->addr);
+    free(f->evs);
+    free(f->ok);
+    free(f->claims);
+    free(f->ids);
+    free(f->positions);
+    free(f->posbuf);
+    free(f->aud);
     free(f);
 }
 
-static const template_rec_t *template_for(fanout_t *f, const char *type, int ch,
-                                          const char *locale)
+/* A cache slot for (type, channel, locale): the existing one, or a fresh
+ * one (the least recently used when full) with *fresh set. */
+static tmpl_slot_t *tmpl_slot(fanout_t *f, const char *type, int ch, const char *locale, bool *fresh)
 {
-    for (int i = 0; i < f->ncache; i++)
-        if (f->cache[i].channel == ch && strcmp(f->cache[i].locale, locale) == 0)
-            return f->cache[i].found ? &f->cache[i].rec : NULL;
-    if (f->ncache == TMPL_CACHE) cache_clear(f);
-    tmpl_slot_t *s = &f->cache[f->ncache++];
+    f->tick++;
+    for (int i = 0; i < f->ncache; i++) {
+        tmpl_slot_t *s = &f->cache[i];
+        if (s->channel == ch && strcmp(s->type, type) == 0 && strcmp(s->locale, locale) == 0) {
+            s->used = f->tick;
+            *fresh = false;
+            return s;
+        }
+    }
+    tmpl_slot_t *s;
+    if (f->ncache < TMPL_CACHE) {
+        s = &f->cache[f->ncache++];
+    } else {
+        s = &f->cache[0];
+        for (int i = 1; i < TMPL_CACHE; i++)
+            if (f->cache[i].used < s->used) s = &f->cache[i];
+        if (s->found) template_rec_clear(&s->rec);
+        free(s->type);
+    }
     memset(s, 0, sizeof(*s));
+    s->type = xstrdup(type);
     s->channel = ch;
     snprintf(s->locale, sizeof(s->locale), "%s", locale);
-    s->found = store_template_get(f->app->store, type, (channel_t)ch, locale, &s->rec) == HR_OK;
+    s->used = f->tick;
+    *fresh = true;
+    return s;
+}
+
+static const template_rec_t *template_for(fanout_t *f, const char *type, int ch, const char *locale)
+{
+    bool fresh;
+    tmpl_slot_t *s = tmpl_slot(f, type, ch, locale, &fresh);
+    if (fresh) s->found = store_template_get(f->app->store, type, (channel_t)ch, locale, &s->rec) == HR_OK;
     return s->found ? &s->rec : NULL;
+}
+
+static hr_t template_mask(fanout_t *f, const char *type, unsigned *mask)
+{
+    bool fresh;
+    tmpl_slot_t *s = tmpl_slot(f, type, -1, "", &fresh);
+    if (fresh) {
+        hr_t r = store_template_channels(f->app->store, type, &s->mask);
+        if (r != HR_OK) {
+            s->type[0] = '\0'; /* never matches a type: asked again next time */
+            return r;
+        }
+    }
+    *mask = s->mask;
+    return HR_OK;
 }
 
 /* Emits a status record (suppressed / failed) for a notification that will
@@ -103,79 +204,51 @@ static hr_t emit_status(fanout_t *f, notif_t *n, notif_status_t st, const char *
                          f->enc.len, batch);
 }
 
-/* Fills f->addr with the channel address of the user; false when none. */
-static bool address_for(fanout_t *f, const user_t *u, int ch, const char **platform)
-{
-    buf_reset(&f->addr);
-    *platform = "";
-    switch (ch) {
-    case CH_PUSH:
-        for (int i = 0; i < u->ndevices; i++) {
-            if (i) buf_append(&f->addr, ",", 1);
-            buf_printf(&f->addr, "%s:%s", u->devices[i].platform, u->devices[i].token);
-        }
-        if (u->ndevices) *platform = u->devices[0].platform;
-        break;
-    case CH_SMS:
-        if (u->phone) buf_append_str(&f->addr, u->phone);
-        break;
-    case CH_EMAIL:
-        if (u->email) buf_append_str(&f->addr, u->email);
-        break;
-    case CH_INAPP: buf_append_str(&f->addr, u->user_id); break;
-    case CH_WEBHOOK:
-        if (u->webhook_url) buf_append_str(&f->addr, u->webhook_url);
-        break;
-    }
-    buf_cstr(&f->addr);
-    return f->addr.len > 0;
-}
-
 static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const char *user_id,
-                        bus_batch_t *batch)
+                        bool replay, bus_batch_t *batch)
 {
     app_t *app = f->app;
-    user_t u;
-    pref_t *prefs = NULL;
-    int nprefs = 0;
-    hr_t r = store_user_get(app->store, user_id, &u);
-    bool known = r == HR_OK;
-    if (r != HR_OK && r != HR_NOTFOUND) return r;
-    if (known && store_prefs_get(app->store, user_id, &prefs, &nprefs) != HR_OK) {
-        user_clear(&u);
-        return HR_ERR;
-    }
+    hr_t r;
+    const recipient_t *rc = recip_cache_get(f->recips, user_id, &r);
+    if (!rc) return r;
     const char *category = ev->category ? ev->category : "default";
-    const char *locale = known && u.locale ? u.locale : "en";
+    const char *locale = rc->locale;
+    int64_t now = hclock_now_ms();
+    size_t uid_len = strlen(user_id);
     r = HR_OK;
     for (int ch = 0; ch < CH__COUNT && r == HR_OK; ch++) {
         if (!(mask & (1u << ch))) continue;
         char nid[33];
-        notif_make_id(HSTR(ev->event_id), HSTR(user_id), (channel_t)ch, nid);
+        notif_make_id(HSTR(ev->event_id), (hstr_t){user_id, uid_len}, (channel_t)ch, nid);
         notif_t n = {
             .kind = 1,
             .channel = (channel_t)ch,
             .priority = ev->priority,
             .status = ST_PENDING,
             .attempt = 1,
-            .created_at_ms = hclock_now_ms(),
+            .created_at_ms = now,
+            .due_at_ms = now,
             .accepted_at_us = ev->accepted_at_us,
-            .notification_id = HSTR(nid),
+            .notification_id = {nid, 32},
             .event_id = HSTR(ev->event_id),
-            .user_id = HSTR(user_id),
+            .user_id = {user_id, uid_len},
             .category = HSTR(category),
         };
-        n.due_at_ms = n.created_at_ms;
-        if (!known) {
+        if (replay) {
+            bool sent = false;
+            if ((r = store_notif_sent(app->store, nid, &sent)) != HR_OK) break;
+            if (sent) continue; /* delivered the first time round */
+        }
+        if (!rc->known) {
             r = emit_status(f, &n, ST_FAILED, "unknown_user", batch);
             continue;
         }
-        if (ev->priority != PRIO_CRITICAL && !prefs_allowed(prefs, nprefs, category, (channel_t)ch)) {
+        if (ev->priority != PRIO_CRITICAL &&
+            !prefs_allowed(rc->prefs, rc->nprefs, category, (channel_t)ch)) {
             r = emit_status(f, &n, ST_SUPPRESSED, "preference", batch);
             continue;
         }
-        const char *platform;
-        if (!address_for(f, &u, ch, &platform)) {
+        if (rc->addr_len[ch] == 0) {
             r = emit_status(f, &n, ST_SUPPRESSED, "no_address", batch);
             continue;
         }
@@ -191,16 +264,14 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
         tmpl_render(t->body ? t->body : "", &ctx, &f->body);
         n.title = (hstr_t){f->title.data ? f->title.data : "", f->title.len};
         n.body = (hstr_t){f->body.data ? f->body.data : "", f->body.len};
-        n.address = (hstr_t){f->addr.data, f->addr.len};
-        n.platform = HSTR(platform);
+        n.address = (hstr_t){rc->addr[ch], rc->addr_len[ch]};
+        n.platform = ch == CH_PUSH ? HSTR(rc->platform) : HSTR("");
         buf_reset(&f->enc);
         notif_encode(&n, &f->enc);
-        r = stage_produce(app, topic_for_channel(ch), -1, user_id, strlen(user_id), f->enc.data,
+        r = stage_produce(app, topic_for_channel(ch), -1, user_id, uid_len, f->enc.data,
                           f->enc.len, batch);
-        if (r == HR_OK) atomic_fetch_add(&app->notifs_fanned_out, 1);
+        if (r == HR_OK) atomic_fetch_add_explicit(&app->notifs_fanned_out, 1, memory_order_relaxed);
     }
-    prefs_free(prefs, nprefs);
-    if (known) user_clear(&u);
     return r;
 }
 
@@ -208,7 +279,7 @@ typedef hr_t (*page_fn)(store_t *s, const char *key, const char *after, int limi
                         int *n);
 
 static hr_t fan_pages(fanout_t *f, const event_t *ev, unsigned mask, page_fn page,
-                      const char *key, bus_batch_t *batch)
+                      const char *key, bool replay, bus_batch_t *batch)
 {
     char *after = NULL;
     hr_t r = HR_OK;
@@ -217,7 +288,8 @@ static hr_t fan_pages(fanout_t *f, const event_t *ev, unsigned mask, page_fn pag
         int n = 0;
         r = page(f->app->store, key, after, AUDIENCE_PAGE, &ids, &n);
         if (r != HR_OK) break;
-        for (int i = 0; i < n && r == HR_OK; i++) r = fan_to_user(f, ev, mask, ids[i], batch);
+        r = recip_cache_prefetch(f->recips, (const char *const *)ids, n);
+        for (int i = 0; i < n && r == HR_OK; i++) r = fan_to_user(f, ev, mask, ids[i], replay, batch);
         free(after);
         after = n > 0 ? xstrdup(ids[n - 1]) : NULL;
         ids_free(ids, n);
@@ -227,70 +299,116 @@ static hr_t fan_pages(fanout_t *f, const event_t *ev, unsigned mask, page_fn pag
     return r;
 }
 
-static hr_t fanout_one(fanout_t *f, const bus_msg_t *m, bus_batch_t *batch)
+/* Fans out one parsed and claimed event. */
+static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, claim_t claim,
+                         bus_batch_t *batch)
 {
     app_t *app = f->app;
-    event_t ev;
-    problem_t pb;
-    memset(&pb, 0, sizeof(pb));
-    if (event_parse(m->value, m->value_len, &ev, &pb) != HR_OK) {
-        char reason[512];
-        snprintf(reason, sizeof(reason), "invalid event: %s: %s", pb.field, pb.detail);
-        atomic_fetch_add(&app->events_rejected, 1);
-        return stage_dead_letter(app, m, "fanout", reason, batch);
-    }
-    hr_t r;
-    char pos[160];
-    snprintf(pos, sizeof(pos), "%s/%d/%lld", m->topic, m->partition, (long long)m->offset);
-    claim_t claim;
-    r = store_event_claim(app->store, ev.event_id, pos, &claim);
-    if (r != HR_OK) goto out;
     if (claim == CLAIM_DUP) {
         atomic_fetch_add(&app->events_duplicate, 1);
-        log_debug("fanout", "duplicate event %s dropped", ev.event_id);
-        goto out;
+        log_debug("fanout", "duplicate event %s dropped", ev->event_id);
+        return HR_OK;
     }
-    unsigned mask = ev.channels_mask;
-    if (!mask) {
-        r = store_template_channels(app->store, ev.type, &mask);
-        if (r != HR_OK) goto out;
-    }
+    unsigned mask = ev->channels_mask;
+    hr_t r;
+    if (!mask && (r = template_mask(f, ev->type, &mask)) != HR_OK) return r;
     if (!mask) {
         char reason[300];
-        snprintf(reason, sizeof(reason), "no templates for event type '%s'", ev.type);
-        r = stage_dead_letter(app, m, "fanout", reason, batch);
-        goto out;
+        snprintf(reason, sizeof(reason), "no templates for event type '%s'", ev->type);
+        return stage_dead_letter(app, m, "fanout", reason, batch);
     }
-    cache_clear(f);
-    switch (ev.audience) {
+    bool replay = claim == CLAIM_SAME;
+    r = HR_OK;
+    switch (ev->audience) {
     case AUD_USERS: {
         size_t i;
         json_t *v;
-        json_array_foreach(ev.audience_users, i, v)
+        json_array_foreach(ev->audience_users, i, v)
         {
-            r = fan_to_user(f, &ev, mask, json_string_value(v), batch);
+            r = fan_to_user(f, ev, mask, json_string_value(v), replay, batch);
             if (r != HR_OK) break;
         }
         break;
     }
-    case AUD_TOPIC: r = fan_pages(f, &ev, mask, store_subs_page, ev.audience_topic, batch); break;
+    case AUD_TOPIC:
+        r = fan_pages(f, ev, mask, store_subs_page, ev->audience_topic, replay, batch);
+        break;
     case AUD_FOLLOWERS:
-        r = fan_pages(f, &ev, mask, store_followers_page, ev.audience_followers_of, batch);
+        r = fan_pages(f, ev, mask, store_followers_page, ev->audience_followers_of, replay, batch);
         break;
     }
-out:
-    event_clear(&ev);
     return r;
+}
+
+static void aud_push(fanout_t *f, const char *id)
+{
+    if (f->naud == f->caud) {
+        f->caud = f->caud ? f->caud * 2 : 1024;
+        f->aud = xrealloc(f->aud, f->caud * sizeof(*f->aud));
+    }
+    f->aud[f->naud++] = id;
 }
 
 static hr_t fanout_process(void *state, const bus_msg_t *msgs, int n, bus_batch_t *batch)
 {
     fanout_t *f = state;
-    for (int i = 0; i < n; i++) {
-        hr_t r = fanout_one(f, &msgs[i], batch);
-        if (r != HR_OK) return r;
+    app_t *app = f->app;
+    hr_t r = HR_OK;
+    if (n > f->cap) return HR_INVALID;
+
+    /* what changed in the store since the last batch */
+    recip_cache_sync(f->recips);
+    uint64_t te = store_templates_epoch(app->store);
+    if (te != f->tmpl_epoch) {
+        cache_clear(f);
+        f->tmpl_epoch = te;
     }
-    return HR_OK;
+
+    /* 1. parse; bad records go to the DLQ */
+    int nv = 0;
+    memset(f->ok, 0, (size_t)n * sizeof(*f->ok));
+    for (int i = 0; i < n && r == HR_OK; i++) {
+        problem_t pb;
+        memset(&pb, 0, sizeof(pb));
+        f->ok[i] = event_parse(msgs[i].value, msgs[i].value_len, &f->evs[i], &pb) == HR_OK;
+        if (!f->ok[i]) {
+            char reason[512];
+            snprintf(reason, sizeof(reason), "invalid event: %s: %s", pb.field, pb.detail);
+            atomic_fetch_add(&app->events_rejected, 1);
+            r = stage_dead_letter(app, &msgs[i], "fanout", reason, batch);
+            continue;
+        }
+        snprintf(f->posbuf[i], sizeof(f->posbuf[i]), "%s/%d/%lld", msgs[i].topic, msgs[i].partition,
+                 (long long)msgs[i].offset);
+        f->ids[nv] = f->evs[i].event_id;
+        f->positions[nv] = f->posbuf[i];
+        nv++;
+    }
+
+    /* 2. claim them all at once */
+    if (r == HR_OK) r = store_event_claim_batch(app->store, f->ids, f->positions, nv, f->claims);
+
+    /* 3. read the recipients the cache lacks, in one go */
+    f->naud = 0;
+    for (int i = 0, k = 0; i < n && r == HR_OK; i++) {
+        if (!f->ok[i]) continue;
+        claim_t c = f->claims[k++];
+        if (c == CLAIM_DUP || f->evs[i].audience != AUD_USERS) continue;
+        size_t j;
+        json_t *v;
+        json_array_foreach(f->evs[i].audience_users, j, v) aud_push(f, json_string_value(v));
+    }
+    if (r == HR_OK && f->naud) r = recip_cache_prefetch(f->recips, f->aud, (int)f->naud);
+
+    /* 4. fan out */
+    for (int i = 0, k = 0; i < n && r == HR_OK; i++) {
+        if (!f->ok[i]) continue;
+        r = fanout_event(f, &msgs[i], &f->evs[i], f->claims[k++], batch);
+    }
+
+    for (int i = 0; i < n; i++)
+        if (f->ok[i]) event_clear(&f->evs[i]);
+    return r;
 }
 
 const stage_def_t fanout_stage = {

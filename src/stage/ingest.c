@@ -40,7 +40,7 @@ hr_t ingest_publish(app_t *app, event_t *evs, int n)
         free(text);
         if (r != HR_OK) break;
     }
-    hr_t w = bus_batch_wait(app->bus, &batch, 30000);
+    hr_t w = bus_batch_wait(app->bus, &batch, -1); /* outlive every ack */
     bus_batch_release(&batch);
     if (r == HR_OK) r = w;
     if (r == HR_OK)

@@ -6,11 +6,17 @@
 #include "core/buf.h"
 #include "core/log.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+typedef struct inflight inflight_t;
 
 struct stage_worker {
     app_t *app;
@@ -19,6 +25,10 @@ struct stage_worker {
     pthread_t thread;
     bus_consumer_t *consumer;
     void *state;
+    /* batches in flight (worker thread only) */
+    inflight_t *ring;
+    int64_t head, tail;
+    bool failed;                /* a batch in the ring failed: poll no more until it is retired */
 };
 
 typedef struct part_range {
@@ -28,64 +38,206 @@ typedef struct part_range {
     int64_t last;
 } part_range_t;
 
+static void on_assigned(void *opaque, const char *topic, int32_t partition)
+{
+    stage_worker_t *w = opaque;
+    if (w->def->partition_changed) w->def->partition_changed(w->state, topic, partition, true);
+}
+
+static void drain(stage_worker_t *w);
+
+/* Before a partition goes: finish what is in flight so its offsets are
+ * stored now (the bus commits them right after this returns). */
+static void on_revoked(void *opaque, const char *topic, int32_t partition)
+{
+    stage_worker_t *w = opaque;
+    drain(w);
+    if (w->def->partition_changed) w->def->partition_changed(w->state, topic, partition, false);
+}
+
+/* One polled batch whose outputs may still be unacknowledged. */
+struct inflight {
+    bus_batch_t batch;
+    part_range_t ranges[256];
+    int nr;
+    int n;
+    hr_t r;                     /* what process() returned */
+};
+
+/* Copies of records (gathering stages), valid until the next gather. */
+typedef struct gathered {
+    buf_t bytes;
+    size_t *key_at, *val_at;
+    int cap;
+} gathered_t;
+
+static void ranges_of(inflight_t *f, const char *topic, const bus_msg_t *msgs, int n)
+{
+    f->nr = 0;
+    for (int i = 0; i < n; i++) {
+        int j = 0;
+        while (j < f->nr && f->ranges[j].partition != msgs[i].partition) j++;
+        if (j == f->nr) {
+            if (f->nr == (int)ARRAY_LEN(f->ranges)) abort(); /* more partitions than any config allows */
+            f->ranges[f->nr++] = (part_range_t){topic, msgs[i].partition, msgs[i].offset, msgs[i].offset};
+        } else {
+            if (msgs[i].offset < f->ranges[j].first) f->ranges[j].first = msgs[i].offset;
+            if (msgs[i].offset > f->ranges[j].last) f->ranges[j].last = msgs[i].offset;
+        }
+    }
+}
+
+/* Polls more records after a first batch of n (already in msgs), copying
+ * them all so that they outlive the polls, until `want` records are there
+ * or the bus has nothing more right now. Returns the new count. */
+static int gather(stage_worker_t *w, gathered_t *g, bus_msg_t *msgs, int n, int want)
+{
+    buf_reset(&g->bytes);
+    if (g->cap < want) {
+        g->cap = want;
+        g->key_at = xrealloc(g->key_at, (size_t)want * sizeof(*g->key_at));
+        g->val_at = xrealloc(g->val_at, (size_t)want * sizeof(*g->val_at));
+    }
+    int total = 0;
+    for (;;) {
+        for (int i = 0; i < n; i++) {
+            bus_msg_t *m = &msgs[total + i];
+            g->key_at[total + i] = g->bytes.len;
+            buf_append(&g->bytes, m->key, m->key_len);
+            g->val_at[total + i] = g->bytes.len;
+            buf_append(&g->bytes, m->value, m->value_len);
+            m->topic = w->def->topic;
+        }
+        total += n;
+        int room = want - total;
+        if (room <= 0) break;
+        n = bus_poll(w->consumer, msgs + total, room, 0);
+        if (n <= 0) break;
+    }
+    for (int i = 0; i < total; i++) {
+        msgs[i].key = g->bytes.data + g->key_at[i];
+        msgs[i].value = g->bytes.data + g->val_at[i];
+    }
+    return total;
+}
+
+/*
+ * The loop. Up to PIPELINE batches are in flight: while the bus
+ * acknowledges the outputs of one, the next is polled and processed. Input
+ * offsets are stored strictly in order, each only after its batch's outputs
+ * are acknowledged. When a batch fails, every later one is abandoned too:
+ * the worker waits for what is in flight, seeks back to the failed batch's
+ * first records and processes from there again after a pause.
+ */
+#define PIPELINE 4
+
+/* Waits for the oldest batch in flight. true when its offsets were stored;
+ * false when it failed (it stays in the ring). */
+static bool retire_oldest(stage_worker_t *w, hr_t *acked)
+{
+    inflight_t *f = &w->ring[w->tail % PIPELINE];
+    *acked = bus_batch_wait(w->app->bus, &f->batch, -1);
+    if (f->r != HR_OK || *acked != HR_OK) return false;
+    for (int j = 0; j < f->nr; j++)
+        bus_store_offset(w->consumer, f->ranges[j].topic, f->ranges[j].partition, f->ranges[j].last + 1);
+    w->tail++;
+    return true;
+}
+
+/* Retires every batch in flight that succeeded, in order, up to the first
+ * failure. */
+static void drain(stage_worker_t *w)
+{
+    hr_t acked;
+    while (w->ring && w->head > w->tail && retire_oldest(w, &acked)) {
+    }
+}
+
+/* The oldest batch failed: abandon it and everything after it, and seek
+ * back to its first records. */
+static void rewind_failed(stage_worker_t *w)
+{
+    part_range_t back[256];
+    int nb = 0;
+    for (int64_t k = w->tail; k < w->head; k++) {
+        inflight_t *x = &w->ring[k % PIPELINE];
+        if (k > w->tail) bus_batch_wait(w->app->bus, &x->batch, -1);
+        for (int j = 0; j < x->nr; j++) {
+            int b = 0;
+            while (b < nb && back[b].partition != x->ranges[j].partition) b++;
+            if (b == nb) back[nb++] = x->ranges[j];
+            else if (x->ranges[j].first < back[b].first) back[b].first = x->ranges[j].first;
+        }
+    }
+    w->tail = w->head;
+    w->failed = false;
+    for (int b = 0; b < nb; b++) bus_seek(w->consumer, back[b].topic, back[b].partition, back[b].first);
+}
+
 static void *worker_main(void *arg)
 {
     stage_worker_t *w = arg;
     app_t *app = w->app;
     const stage_def_t *def = w->def;
+    char tname[16];
+    snprintf(tname, sizeof(tname), "%s", def->name); /* shows in top -H, perf */
+    pthread_setname_np(pthread_self(), tname);
+    if (def->nice && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), def->nice) != 0)
+        log_warn(def->name, "cannot lower the thread's priority: %s", strerror(errno));
     int max = app->cfg->batch_max;
-    bus_msg_t *msgs = xcalloc((size_t)max, sizeof(*msgs));
-    part_range_t ranges[256];
-    bus_batch_t batch;
+    int cap = def->gather > max ? def->gather : max;
+    bus_msg_t *msgs = xcalloc((size_t)cap, sizeof(*msgs));
+    gathered_t g;
+    memset(&g, 0, sizeof(g));
+    buf_init(&g.bytes, 0);
     int backoff_ms = 10;
 
-    bus_batch_init(&batch);
-    while (!atomic_load(&app->stopping)) {
-        int n = bus_poll(w->consumer, msgs, max, 100);
-        if (n < 0) {
-            log_warn(def->name, "poll failed: %s", hr_str((hr_t)n));
-            usleep(100000);
-            continue;
-        }
-        if (n == 0) continue;
-
-        int nr = 0;
-        for (int i = 0; i < n; i++) {
-            int j = 0;
-            for (; j < nr; j++)
-                if (ranges[j].partition == msgs[i].partition &&
-                    strcmp(ranges[j].topic, msgs[i].topic) == 0)
-                    break;
-            if (j == nr) {
-                if (nr == (int)ARRAY_LEN(ranges)) abort(); /* more partitions than any config allows */
-                ranges[nr++] = (part_range_t){msgs[i].topic, msgs[i].partition, msgs[i].offset,
-                                              msgs[i].offset};
-            } else {
-                if (msgs[i].offset < ranges[j].first) ranges[j].first = msgs[i].offset;
-                if (msgs[i].offset > ranges[j].last) ranges[j].last = msgs[i].offset;
+    w->ring = xcalloc(PIPELINE, sizeof(*w->ring));
+    for (int i = 0; i < PIPELINE; i++) bus_batch_init(&w->ring[i].batch);
+    for (;;) {
+        bool stopping = atomic_load(&app->stopping);
+        if (stopping && w->head == w->tail) break;
+        int n = 0;
+        if (!stopping && !w->failed && w->head - w->tail < PIPELINE) {
+            n = bus_poll(w->consumer, msgs, max, w->head > w->tail ? 0 : 100);
+            if (n < 0) {
+                log_warn(def->name, "poll failed: %s", hr_str((hr_t)n));
+                usleep(100000);
+                continue;
             }
+            if (n > 0 && def->gather > max) n = gather(w, &g, msgs, n, def->gather);
         }
+        if (n > 0) {
+            inflight_t *f = &w->ring[w->head % PIPELINE];
+            ranges_of(f, def->topic, msgs, n);
+            f->n = n;
+            f->r = def->process(w->state, msgs, n, &f->batch);
+            w->head++;
+            if (f->r != HR_OK) w->failed = true;
+            else if (w->head - w->tail < PIPELINE) continue;
+        }
+        if (w->head == w->tail) continue;
 
-        hr_t r = def->process(w->state, msgs, n, &batch);
-        hr_t acked = bus_batch_wait(app->bus, &batch, -1);
-        if (r == HR_OK && acked == HR_OK) {
-            for (int j = 0; j < nr; j++)
-                bus_store_offset(w->consumer, ranges[j].topic, ranges[j].partition,
-                                 ranges[j].last + 1);
+        hr_t acked;
+        if (retire_oldest(w, &acked)) {
             backoff_ms = 10;
             continue;
         }
-        /* Something failed: process the batch again after a pause. */
-        log_warn(def->name, "batch of %d failed (process: %s, outputs: %s); retrying in %d ms", n,
-                 hr_str(r), hr_str(acked), backoff_ms);
-        for (int j = 0; j < nr; j++)
-            bus_seek(w->consumer, ranges[j].topic, ranges[j].partition, ranges[j].first);
+        inflight_t *f = &w->ring[w->tail % PIPELINE];
+        log_warn(def->name, "batch of %d failed (process: %s, outputs: %s); retrying in %d ms", f->n,
+                 hr_str(f->r), hr_str(acked), backoff_ms);
+        rewind_failed(w);
         for (int slept = 0; slept < backoff_ms && !atomic_load(&app->stopping); slept += 10)
             usleep(10000);
         if (backoff_ms < 5000) backoff_ms *= 2;
     }
-    bus_batch_release(&batch);
+    for (int i = 0; i < PIPELINE; i++) bus_batch_release(&w->ring[i].batch);
+    free(w->ring);
+    w->ring = NULL;
     free(msgs);
+    buf_release(&g.bytes);
+    free(g.key_at);
+    free(g.val_at);
     return NULL;
 }
 
@@ -96,13 +248,15 @@ hr_t stage_worker_start(app_t *app, const stage_def_t *def, int index, stage_wor
     w->def = def;
     w->index = index;
     const char *topics[1] = {def->topic};
-    hr_t r = bus_consumer_new(app->bus, def->group, topics, 1, NULL, &w->consumer);
+    w->state = def->state_new ? def->state_new(app, def, index) : NULL;
+    bus_rebalance_t rb = {.assigned = on_assigned, .revoked = on_revoked, .opaque = w};
+    hr_t r = bus_consumer_new(app->bus, def->group, topics, 1, &rb, &w->consumer);
     if (r != HR_OK) {
         log_error(def->name, "cannot join group %s: %s", def->group, hr_str(r));
+        if (def->state_free) def->state_free(w->state);
         free(w);
         return r;
     }
-    w->state = def->state_new ? def->state_new(app, def, index) : NULL;
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
         if (def->state_free) def->state_free(w->state);
         bus_consumer_close(w->consumer);

@@ -4,6 +4,10 @@
  * outputs with the given ack batch), wait until every output is
  * acknowledged by the bus, and only then store the input offsets.
  *
+ * Several batches may be in flight: the next one is processed while the bus
+ * acknowledges the outputs of the previous ones, and offsets are stored in
+ * order as acknowledgements complete.
+ *
  * If any output fails, the worker seeks its partitions back to the first
  * record of the batch, backs off and processes the batch again: never a gap,
  * at worst a duplicate (notification ids are deterministic, so duplicates are
@@ -26,6 +30,18 @@ typedef struct stage_def {
     /* Processes msgs; produces outputs with `batch`. A return other than
      * HR_OK means "could not process; retry the whole batch later". */
     hr_t (*process)(void *state, const bus_msg_t *msgs, int n, bus_batch_t *batch);
+    /* Optional: the worker gained (assigned) or lost a partition of its
+     * input. Runs on the worker's thread, between batches. */
+    void (*partition_changed)(void *state, const char *topic, int32_t partition, bool assigned);
+    /* Scheduling priority of the worker threads (nice value, 0 = normal).
+     * A stage nobody waits for (the status sink) runs above 0 so that,
+     * when CPU is short, delivery gets it first and the stage lags. */
+    int nice;
+    /* Records per process() call when above pipeline.batch_max: the worker
+     * keeps polling (without waiting) and copies records until it has this
+     * many or the bus has no more for now. For stages whose cost is per
+     * call (one store transaction per batch). 0 = batch_max. */
+    int gather;
     void *arg;                  /* stage-specific (e.g. the channel) */
 } stage_def_t;
 

@@ -97,7 +97,12 @@ typedef struct store_ops {
     int (*schema_version)(store_t *s);
 
     hr_t (*user_put)(store_t *s, const user_t *u);
+    hr_t (*user_put_batch)(store_t *s, const user_t *users, int n); /* may be NULL */
     hr_t (*user_get)(store_t *s, const char *user_id, user_t *out);
+    hr_t (*users_get_batch)(store_t *s, const char *const *ids, int n, user_t *out, hr_t *found,
+                            pref_t **prefs, int *nprefs); /* may be NULL */
+    hr_t (*users_scan)(store_t *s, const char *after, int limit, user_t *out, pref_t **prefs,
+                       int *nprefs, int *n); /* may be NULL */
     hr_t (*prefs_replace)(store_t *s, const char *user_id, const pref_t *prefs, int n);
     hr_t (*prefs_get)(store_t *s, const char *user_id, pref_t **out, int *n);
     hr_t (*sub_add)(store_t *s, const char *topic, const char *user_id);
@@ -112,6 +117,8 @@ typedef struct store_ops {
                          template_rec_t *out);
     hr_t (*template_channels)(store_t *s, const char *event_type, unsigned *mask);
     hr_t (*event_claim)(store_t *s, const char *event_id, const char *position, claim_t *out);
+    hr_t (*event_claim_batch)(store_t *s, const char *const *event_ids,
+                              const char *const *positions, int n, claim_t *out); /* may be NULL */
     hr_t (*notif_write_batch)(store_t *s, const notif_t *const *recs, int n);
     hr_t (*notif_get)(store_t *s, const char *notification_id, notif_row_t *out,
                       status_hist_t **hist, int *nhist);
@@ -121,8 +128,11 @@ typedef struct store_ops {
     hr_t (*notif_purge)(store_t *s, int64_t before_ms, int64_t *deleted);
 } store_ops_t;
 
+struct store_feed;
+
 struct store {
     const store_ops_t *ops;
+    struct store_feed *feed;    /* change feed (store.c); backends leave it alone */
 };
 
 /* ---- public API (thin wrappers, store.c) ---- */
@@ -134,8 +144,23 @@ int store_schema_version(store_t *s);
 
 /* Insert or replace the user (devices replaced as a whole). */
 hr_t store_user_put(store_t *s, const user_t *u);
+/* Bulk load: puts n users in one transaction (all or none). For seeding
+ * and imports; users sorted by user_id load fastest. */
+hr_t store_user_put_batch(store_t *s, const user_t *users, int n);
 /* HR_NOTFOUND when unknown. */
 hr_t store_user_get(store_t *s, const char *user_id, user_t *out);
+/* Reads n users with their devices and preferences in one read snapshot
+ * (fan-out's lookups for a batch of recipients). found[i] is HR_OK or
+ * HR_NOTFOUND; out[i] (user_clear) and prefs[i] (prefs_free, nprefs[i]) are
+ * filled for found users. Any other error fails the call and fills nothing. */
+hr_t store_users_get_batch(store_t *s, const char *const *ids, int n, user_t *out, hr_t *found,
+                           pref_t **prefs, int *nprefs);
+/* Reads up to limit users with user_id > after (NULL: from the first), in
+ * user_id order, with devices and preferences, in one snapshot; *n < limit
+ * means the end. Free each out[i] (user_clear) and prefs[i] (prefs_free).
+ * HR_DECLINED when the backend cannot scan. */
+hr_t store_users_scan(store_t *s, const char *after, int limit, user_t *out, pref_t **prefs,
+                      int *nprefs, int *n);
 /* Replaces all preferences of the user in one transaction. */
 hr_t store_prefs_replace(store_t *s, const char *user_id, const pref_t *prefs, int n);
 /* *out allocated (free each category then the array with prefs_free). */
@@ -167,10 +192,18 @@ hr_t store_template_channels(store_t *s, const char *event_type, unsigned *mask)
 /* Dedupe by event_id; position identifies the source record (e.g.
  * "raw-events/3/1042"). */
 hr_t store_event_claim(store_t *s, const char *event_id, const char *position, claim_t *out);
+/* The same for n events in one transaction (out[i] for event_ids[i]); an id
+ * that appears twice in the batch at different positions is a duplicate the
+ * second time. All or nothing: on error no claim is recorded. */
+hr_t store_event_claim_batch(store_t *s, const char *const *event_ids, const char *const *positions,
+                             int n, claim_t *out);
 
-/* Status sink: upserts notification rows from status records (kind 2) in
- * one transaction, appending status history. A record never moves a row
- * back from a final state (sent/delivered/dead) to an earlier one. */
+/* Status sink: upserts notification rows from status records (kind 2),
+ * appending status history. A record never moves a row back from a final
+ * state (sent/delivered/dead) to an earlier one. Backends may commit a large
+ * batch in several transactions so that short writes are not held up; on an
+ * error the rows of the transactions already committed stay (writing the
+ * batch again repeats their history entries, as any re-processing does). */
 hr_t store_notif_write_batch(store_t *s, const notif_t *const *recs, int n);
 hr_t store_notif_get(store_t *s, const char *notification_id, notif_row_t *out,
                      status_hist_t **hist, int *nhist);
@@ -186,6 +219,24 @@ hr_t store_notif_sent(store_t *s, const char *notification_id, bool *sent);
  * it. Works in small transactions so other writers interleave. *deleted
  * (may be NULL) = notifications removed. */
 hr_t store_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted);
+
+/* ---- change feed: keeps in-process caches of store data exact ----
+ * Every successful user_put (and batch), prefs_replace and template_put
+ * made through a store_t is announced here after it commits. Caches compare
+ * an epoch before use and drop what changed. Writes made by another process
+ * (another herald sharing the database) are not seen: caches bound their
+ * staleness with a TTL for those. Any thread. */
+
+/* Bumped once per changed user. */
+uint64_t store_users_epoch(store_t *s);
+/* Calls fn(arg, user_id) for each user changed after epoch `since` (the
+ * same id may come more than once) and sets *now to the current epoch.
+ * HR_AGAIN when more users changed than the feed remembers: drop everything.
+ * fn runs under the feed's lock and must not call the store. */
+hr_t store_users_changed(store_t *s, uint64_t since, uint64_t *now,
+                         void (*fn)(void *arg, const char *user_id), void *arg);
+/* Bumped on every template change. */
+uint64_t store_templates_epoch(store_t *s);
 
 extern const store_ops_t store_sqlite_ops;
 

@@ -25,31 +25,62 @@
  * a persisted contract (the binary record of model/notif.h carries them);
  * docs/internals/store.md lists them.
  *
+ * Checkpoints run on their own thread and connection (PASSIVE, once a
+ * commit leaves WAL_CHECKPOINT_PAGES in the WAL), not inside the writer's
+ * commit: copying pages back into the database and fsyncing it
+ * never holds up a write. Deleted content is zeroed only where that costs
+ * no extra I/O (secure_delete = FAST; Debian builds SQLite with it fully on,
+ * which halves the status sink's insert rate).
+ *
+ * The status sink's batches are long transactions on the writer. Short
+ * writes (fan-out's event claims, API writes) announce themselves in
+ * w.waiters; the batch writer then commits what it has, lets them in, and
+ * goes on in a new transaction. Fan-out therefore waits for at most a
+ * commit, never for a whole batch.
+ *
  * Threads: any thread may call any function; calls serialise per connection.
  */
 #include "core/log.h"
 #include "store/store.h"
 
 #include <assert.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define LOG "store"
 #define BUSY_TIMEOUT_MS 5000
-#define WRITER_CACHE_KIB 65536  /* page cache of the writer: indexes stay hot */
-#define READER_CACHE_KIB 16384
+/* Page caches. The writer's holds the dirty pages of a status batch and the
+ * index pages it visits (32 MiB did as well as 64 in a 600k-row test; 16
+ * halved the rate); the reader serves API reads and fan-out's cache misses. */
+#define WRITER_CACHE_KIB 32768
+#define READER_CACHE_KIB 8192
+/* Memory-mapped reads, for the writer only. The reader ran fan-out's
+ * lookups through a map that SQLite re-creates whenever the file grows -
+ * which, with the status sink writing, is all the time: munmap and page
+ * faults took a third of fan-out's time. It reads through its page cache. */
 #define MMAP_BYTES (256LL << 20)
 /* Checkpoint every 64 MiB of WAL rather than SQLite's 4 MiB: a 10k-row batch
  * dirties thousands of index pages, and pages dirtied by several batches are
  * then copied into the database once (measured ~1.4x on 1M rows). */
 #define WAL_CHECKPOINT_PAGES 16384
-#define WAL_KEEP_BYTES (64LL << 20)
+/* The WAL is cut back to this when it restarts. Above the checkpoint size
+ * plus a large batch, so that it is not truncated every cycle: truncating
+ * drops the file's page cache, and the transaction that restarts the WAL
+ * (often a small one, like an event claim) paid ~1 ms per restart for it. */
+#define WAL_KEEP_BYTES (192LL << 20)
 #define PURGE_CHUNK 5000
+#define CKPT_INTERVAL_MS 200
+#define DEDUPE_CKPT_PAGES 1000
+#define CKPT_FORCE_FRAMES 65536  /* ~256 MB: wait for readers and restart the WAL */
+#define YIELD_EVERY 32           /* batch rows between looks for waiting writers */
 
 /* The schema stores status and channel codes; the final-state rule below
  * names sent (1), delivered (2) and dead (7). */
@@ -134,6 +165,9 @@ typedef enum stmt_id {
     S_PREF_DEL,
     S_PREF_ADD,
     S_PREF_GET,
+    S_USER_SCAN,
+    S_DEV_SCAN,
+    S_PREF_SCAN,
     S_SUB_ADD,
     S_SUB_DEL,
     S_SUB_PAGE,
@@ -180,6 +214,12 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_PREF_DEL] = "DELETE FROM preferences WHERE user_id = ?1",
     [S_PREF_ADD] = "INSERT OR REPLACE INTO preferences (user_id, category, channel, enabled)"
                    " VALUES (?1, ?2, ?3, ?4)",
+    [S_USER_SCAN] = "SELECT user_id, email, phone, locale, timezone, quiet_start, quiet_end,"
+                    " webhook_url, updated_at FROM users WHERE user_id > ?1 ORDER BY user_id LIMIT ?2",
+    [S_DEV_SCAN] = "SELECT user_id, platform, token FROM devices WHERE user_id > ?1 AND user_id <= ?2"
+                   " ORDER BY user_id, seq",
+    [S_PREF_SCAN] = "SELECT user_id, category, channel, enabled FROM preferences"
+                    " WHERE user_id > ?1 AND user_id <= ?2 ORDER BY user_id, category, channel",
     [S_PREF_GET] = "SELECT category, channel, enabled FROM preferences WHERE user_id = ?1"
                    " ORDER BY category, channel",
     [S_SUB_ADD] = "INSERT INTO subscriptions (topic, user_id, created_at) VALUES (?1, ?2, ?3)"
@@ -248,19 +288,41 @@ static const char *const stmt_sql[S__COUNT] = {
 typedef struct conn {
     sqlite3 *db;
     pthread_mutex_t mu;
+    _Atomic int waiters;        /* short writes waiting for mu (writer only) */
     sqlite3_stmt *st[S__COUNT];
 } conn_t;
+
+typedef enum conn_role { ROLE_WRITER, ROLE_READER, ROLE_CHECKPOINT, ROLE_DEDUPE } conn_role_t;
 
 typedef struct sq_store {
     store_t base;               /* first: store_t* <-> sq_store_t* */
     conn_t w;                   /* writer: every write, the schema */
     conn_t r;                   /* reader (unused for in-memory databases) */
     conn_t *rd;                 /* &r, or &w when the database is in memory */
+    conn_t ev;                  /* the dedupe database (events), its own file and writer */
+    conn_t ck;                  /* checkpointer (file databases) */
+    conn_t ev_ck;               /* checkpointer's connection to the dedupe database */
+    pthread_t ck_thread;
+    bool ck_started;
+    pthread_mutex_t ck_mu;
+    pthread_cond_t ck_cv;
+    bool ck_stop;
+    _Atomic int wal_frames;     /* frames in the WAL after the last commit */
+    _Atomic int ev_frames;      /* the same for the dedupe database */
 } sq_store_t;
 
 static sq_store_t *sq(store_t *s) { return (sq_store_t *)s; }
 
 /* ---- connection helpers ---- */
+
+/* Locks the writer for a short write, asking a running batch to let it in
+ * (see the DESIGN note above). */
+static void writer_lock(conn_t *c)
+{
+    atomic_fetch_add(&c->waiters, 1);
+    pthread_mutex_lock(&c->mu);
+    atomic_fetch_sub(&c->waiters, 1);
+}
 
 static hr_t sq_err(conn_t *c, int rc, const char *what)
 {
@@ -359,9 +421,11 @@ static char *col_str(sqlite3_stmt *st, int i)
 static bool nonempty(const char *s) { return s && s[0]; }
 
 /* c->mu is initialised by the caller. */
-static hr_t conn_open(conn_t *c, const char *path, bool writer)
+static hr_t conn_open(conn_t *c, const char *path, conn_role_t role)
 {
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+    bool writer = role == ROLE_WRITER;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+                (writer || role == ROLE_DEDUPE ? SQLITE_OPEN_CREATE : 0);
     int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
     if (rc != SQLITE_OK) {
         log_error(LOG, "open %s: %s", path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
@@ -374,12 +438,15 @@ static hr_t conn_open(conn_t *c, const char *path, bool writer)
         snprintf(extra, sizeof(extra),
                  " PRAGMA wal_autocheckpoint = %d; PRAGMA journal_size_limit = %lld;",
                  WAL_CHECKPOINT_PAGES, WAL_KEEP_BYTES);
-    else
+    else if (role == ROLE_READER)
         snprintf(extra, sizeof(extra), " PRAGMA query_only = 1;");
+    else
+        extra[0] = '\0';
     snprintf(pragmas, sizeof(pragmas),
-             "PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;"
+             "PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; PRAGMA secure_delete = FAST;"
              " PRAGMA cache_size = -%d; PRAGMA mmap_size = %lld;%s",
-             writer ? WRITER_CACHE_KIB : READER_CACHE_KIB, MMAP_BYTES, extra);
+             writer ? WRITER_CACHE_KIB : role == ROLE_READER ? READER_CACHE_KIB : 2048,
+             writer ? MMAP_BYTES : 0LL, extra);
     char *msg = NULL;
     if (sqlite3_exec(c->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
         log_error(LOG, "configure %s: %s", path, msg ? msg : "?");
@@ -387,6 +454,13 @@ static hr_t conn_open(conn_t *c, const char *path, bool writer)
         return HR_ERR;
     }
     return HR_OK;
+}
+
+/* Closes a connection that failed to open completely, keeping c->mu. */
+static void conn_close_db(conn_t *c)
+{
+    if (c->db) sqlite3_close(c->db);
+    c->db = NULL;
 }
 
 static void conn_close(conn_t *c)
@@ -460,13 +534,150 @@ out:
 
 /* ---- open / close ---- */
 
+/* After each commit on the writer: the WAL now holds nframes frames. Wakes
+ * the checkpointer once enough have gathered. Runs under w.mu. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int nframes)
+{
+    sq_store_t *q = arg;
+    atomic_store(&q->wal_frames, nframes);
+    if (nframes >= WAL_CHECKPOINT_PAGES) {
+        pthread_mutex_lock(&q->ck_mu);
+        pthread_cond_signal(&q->ck_cv);
+        pthread_mutex_unlock(&q->ck_mu);
+    }
+    return SQLITE_OK;
+}
+
+/* The same for the dedupe database, whose WAL is kept small. */
+static int ev_wal_hook(void *arg, sqlite3 *db, const char *name, int nframes)
+{
+    sq_store_t *q = arg;
+    atomic_store(&q->ev_frames, nframes);
+    return SQLITE_OK;
+}
+
+/* One PASSIVE checkpoint (RESTART when the WAL has grown past
+ * CKPT_FORCE_FRAMES because readers kept the last ones from finishing). */
+static void checkpoint(conn_t *c)
+{
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (rc == SQLITE_OK && log >= CKPT_FORCE_FRAMES && done < log)
+        rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &done);
+    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) log_warn(LOG, "checkpoint: %s", sqlite3_errmsg(c->db));
+}
+
+/* The checkpointer thread: copies committed WAL frames back into the
+ * databases (PASSIVE: never blocks the writers or readers), off the
+ * writers' paths - the main database once WAL_CHECKPOINT_PAGES have
+ * gathered, the dedupe database every CKPT_INTERVAL_MS it has
+ * DEDUPE_CKPT_PAGES. */
+static void *checkpointer_main(void *arg)
+{
+    sq_store_t *q = arg;
+    pthread_mutex_lock(&q->ck_mu);
+    while (!q->ck_stop) {
+        bool main_due = atomic_load(&q->wal_frames) >= WAL_CHECKPOINT_PAGES;
+        bool ev_due = q->ev_ck.db && atomic_load(&q->ev_frames) >= DEDUPE_CKPT_PAGES;
+        if (!main_due && !ev_due) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (long)CKPT_INTERVAL_MS * 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&q->ck_cv, &q->ck_mu, &ts);
+            continue;
+        }
+        pthread_mutex_unlock(&q->ck_mu);
+        if (main_due) {
+            checkpoint(&q->ck);
+            atomic_store(&q->wal_frames, 0); /* the next commit reports the WAL's size again */
+        }
+        if (ev_due) {
+            checkpoint(&q->ev_ck);
+            atomic_store(&q->ev_frames, 0);
+        }
+        pthread_mutex_lock(&q->ck_mu);
+    }
+    pthread_mutex_unlock(&q->ck_mu);
+    return NULL;
+}
+
 static void sq_close(store_t *s)
 {
     sq_store_t *q = sq(s);
+    if (q->ck_started) {
+        pthread_mutex_lock(&q->ck_mu);
+        q->ck_stop = true;
+        pthread_cond_signal(&q->ck_cv);
+        pthread_mutex_unlock(&q->ck_mu);
+        pthread_join(q->ck_thread, NULL);
+    }
+    conn_close(&q->ck);
+    conn_close(&q->ev_ck);
+    conn_close(&q->ev);
     if (q->w.db) sqlite3_exec(q->w.db, "PRAGMA optimize", NULL, NULL, NULL);
     conn_close(&q->r);
     conn_close(&q->w);
+    pthread_mutex_destroy(&q->ck_mu);
+    pthread_cond_destroy(&q->ck_cv);
     free(q);
+}
+
+/* The dedupe table lives in a database of its own ("herald.db" ->
+ * "herald.events.db"): fan-out claims every event there, and a separate
+ * file means a separate write lock, so claims never queue behind the
+ * status sink's long transactions on the main database. */
+static char *dedupe_path(const char *dsn, bool memory)
+{
+    if (memory) return xstrdup(":memory:");
+    size_t n = strlen(dsn);
+    if (n > 3 && strcmp(dsn + n - 3, ".db") == 0) return xasprintf("%.*s.events.db", (int)(n - 3), dsn);
+    return xasprintf("%s.events", dsn);
+}
+
+static const char dedupe_schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS events ("
+    "  event_id TEXT PRIMARY KEY, position TEXT NOT NULL,"
+    "  first_seen_ms INTEGER NOT NULL);";
+
+/* Creates the dedupe table and moves any rows a store from before the split
+ * kept in the main database's events table. */
+static hr_t dedupe_init(sq_store_t *q, const char *dsn, const char *path, bool memory)
+{
+    conn_t *c = &q->ev;
+    hr_t r = conn_open(c, path, ROLE_DEDUPE);
+    if (r == HR_OK && !memory) r = set_wal(c, path);
+    if (r != HR_OK) return r;
+    char *msg = NULL;
+    if (sqlite3_exec(c->db, dedupe_schema_sql, NULL, NULL, &msg) != SQLITE_OK) {
+        log_error(LOG, "%s: %s", path, msg ? msg : "?");
+        sqlite3_free(msg);
+        return HR_ERR;
+    }
+    if (memory) return HR_OK;
+    sqlite3_stmt *st = NULL;
+    bool old_rows = false;
+    if (sqlite3_prepare_v2(q->w.db, "SELECT 1 FROM events LIMIT 1", -1, &st, NULL) == SQLITE_OK)
+        old_rows = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (!old_rows) return HR_OK;
+    char *sql = sqlite3_mprintf("ATTACH %Q AS old; BEGIN;"
+                                " INSERT OR IGNORE INTO main.events SELECT event_id, position, first_seen_ms"
+                                " FROM old.events; DELETE FROM old.events; COMMIT; DETACH old;",
+                                dsn);
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
+    sqlite3_free(sql);
+    if (rc != SQLITE_OK) {
+        log_error(LOG, "moving the dedupe table to %s: %s", path, msg ? msg : "?");
+        sqlite3_free(msg);
+        sqlite3_exec(c->db, "ROLLBACK; DETACH old;", NULL, NULL, NULL);
+        return HR_ERR;
+    }
+    log_info(LOG, "moved the dedupe table to %s", path);
+    return HR_OK;
 }
 
 static hr_t sq_open(const char *dsn, store_t **out)
@@ -475,13 +686,31 @@ static hr_t sq_open(const char *dsn, store_t **out)
     q->base.ops = &store_sqlite_ops;
     pthread_mutex_init(&q->w.mu, NULL);
     pthread_mutex_init(&q->r.mu, NULL);
+    pthread_mutex_init(&q->ck.mu, NULL);
+    pthread_mutex_init(&q->ev.mu, NULL);
+    pthread_mutex_init(&q->ev_ck.mu, NULL);
+    pthread_mutex_init(&q->ck_mu, NULL);
+    pthread_cond_init(&q->ck_cv, NULL);
     bool memory = dsn[0] == '\0' || strcmp(dsn, ":memory:") == 0;
     q->rd = memory ? &q->w : &q->r;
-    hr_t r = conn_open(&q->w, dsn, true);
+    hr_t r = conn_open(&q->w, dsn, ROLE_WRITER);
     if (r != HR_OK) goto out;
     if (!memory && (r = set_wal(&q->w, dsn)) != HR_OK) goto out;
     if ((r = schema_init(&q->w)) != HR_OK) goto out;
-    if (!memory && (r = conn_open(&q->r, dsn, false)) != HR_OK) goto out;
+    if (!memory && (r = conn_open(&q->r, dsn, ROLE_READER)) != HR_OK) goto out;
+    char *evp = dedupe_path(dsn, memory);
+    r = dedupe_init(q, dsn, evp, memory);
+    if (r == HR_OK && !memory && conn_open(&q->ck, dsn, ROLE_CHECKPOINT) == HR_OK) {
+        if (conn_open(&q->ev_ck, evp, ROLE_CHECKPOINT) != HR_OK) conn_close_db(&q->ev_ck);
+        if (pthread_create(&q->ck_thread, NULL, checkpointer_main, q) == 0) {
+            q->ck_started = true;
+            /* the hooks replace the writers' own autocheckpoints */
+            sqlite3_wal_hook(q->w.db, wal_hook, q);
+            if (q->ev_ck.db) sqlite3_wal_hook(q->ev.db, ev_wal_hook, q);
+        }
+    } /* otherwise the writers checkpoint in their commits */
+    free(evp);
+    if (r != HR_OK) goto out;
     *out = &q->base;
 out:
     if (r != HR_OK) sq_close(&q->base);
@@ -506,22 +735,23 @@ static int sq_schema_version(store_t *s)
 
 /* ---- users ---- */
 
-static hr_t sq_user_put(store_t *s, const user_t *u)
+static hr_t sq_user_put_batch(store_t *s, const user_t *users, int n);
+
+static bool user_valid(const user_t *u)
 {
     if (!u || !nonempty(u->user_id) || u->ndevices < 0 || u->ndevices > STORE_MAX_DEVICES)
-        return HR_INVALID;
+        return false;
     for (int i = 0; i < u->ndevices; i++)
-        if (!nonempty(u->devices[i].platform) || !nonempty(u->devices[i].token))
-            return HR_INVALID;
-    conn_t *c = &sq(s)->w;
-    pthread_mutex_lock(&c->mu);
-    hr_t r = tx_begin(c, true);
-    if (r != HR_OK) goto out;
+        if (!nonempty(u->devices[i].platform) || !nonempty(u->devices[i].token)) return false;
+    return true;
+}
+
+/* Writes one user and its devices inside the caller's transaction. */
+static hr_t user_write(conn_t *c, const user_t *u)
+{
+    hr_t r;
     sqlite3_stmt *st = stmt(c, S_USER_PUT);
-    if (!st) {
-        r = HR_ERR;
-        goto end;
-    }
+    if (!st) return HR_ERR;
     bind_str(st, 1, u->user_id);
     bind_str(st, 2, u->email);
     bind_str(st, 3, u->phone);
@@ -531,45 +761,47 @@ static hr_t sq_user_put(store_t *s, const user_t *u)
     bind_str(st, 7, u->quiet_end);
     bind_str(st, 8, u->webhook_url);
     sqlite3_bind_int64(st, 9, u->updated_at_ms ? u->updated_at_ms : hclock_now_ms());
-    if ((r = step_done(c, st, "user put")) != HR_OK) goto end;
+    if ((r = step_done(c, st, "user put")) != HR_OK) return r;
 
-    if (!(st = stmt(c, S_DEV_DEL))) {
-        r = HR_ERR;
-        goto end;
-    }
+    if (!(st = stmt(c, S_DEV_DEL))) return HR_ERR;
     bind_str(st, 1, u->user_id);
-    if ((r = step_done(c, st, "devices delete")) != HR_OK) goto end;
-    if (!(st = stmt(c, S_DEV_ADD))) {
-        r = HR_ERR;
-        goto end;
-    }
+    if ((r = step_done(c, st, "devices delete")) != HR_OK) return r;
+    if (!(st = stmt(c, S_DEV_ADD))) return HR_ERR;
     for (int i = 0; i < u->ndevices; i++) {
         bind_str(st, 1, u->user_id);
         sqlite3_bind_int(st, 2, i);
         bind_str(st, 3, u->devices[i].platform);
         bind_str(st, 4, u->devices[i].token);
-        if ((r = step_done(c, st, "device add")) != HR_OK) goto end;
+        if ((r = step_done(c, st, "device add")) != HR_OK) return r;
     }
-end:
-    r = tx_end(c, r);
-out:
+    return HR_OK;
+}
+
+static hr_t sq_user_put(store_t *s, const user_t *u)
+{
+    return u ? sq_user_put_batch(s, u, 1) : HR_INVALID;
+}
+
+static hr_t sq_user_put_batch(store_t *s, const user_t *users, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!user_valid(&users[i])) return HR_INVALID;
+    conn_t *c = &sq(s)->w;
+    writer_lock(c);
+    hr_t r = tx_begin(c, true);
+    for (int i = 0; i < n && r == HR_OK; i++) r = user_write(c, &users[i]);
+    if (r == HR_OK || sqlite3_get_autocommit(c->db) == 0) r = tx_end(c, r);
     pthread_mutex_unlock(&c->mu);
     return r;
 }
 
-static hr_t sq_user_get(store_t *s, const char *user_id, user_t *out)
+/* Reads one user and its devices; c->mu held, inside a read transaction.
+ * HR_NOTFOUND when absent. out is zeroed first and filled only on HR_OK. */
+static hr_t user_read(conn_t *c, const char *user_id, user_t *out)
 {
     memset(out, 0, sizeof(*out));
-    if (!nonempty(user_id)) return HR_INVALID;
-    conn_t *c = sq(s)->rd;
-    pthread_mutex_lock(&c->mu);
-    hr_t r = tx_begin(c, false); /* one snapshot for user and devices */
-    if (r != HR_OK) goto out;
     sqlite3_stmt *st = stmt(c, S_USER_GET);
-    if (!st) {
-        r = HR_ERR;
-        goto end;
-    }
+    if (!st) return HR_ERR;
     bind_str(st, 1, user_id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
@@ -584,13 +816,11 @@ static hr_t sq_user_get(store_t *s, const char *user_id, user_t *out)
         out->updated_at_ms = sqlite3_column_int64(st, 7);
     }
     sqlite3_reset(st);
-    if (rc != SQLITE_ROW) {
-        r = rc == SQLITE_DONE ? HR_NOTFOUND : sq_err(c, rc, "user get");
-        goto end;
-    }
+    if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? HR_NOTFOUND : sq_err(c, rc, "user get");
+    hr_t r = HR_OK;
     if (!(st = stmt(c, S_DEV_GET))) {
         r = HR_ERR;
-        goto end;
+        goto out;
     }
     bind_str(st, 1, user_id);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && out->ndevices < STORE_MAX_DEVICES) {
@@ -600,12 +830,202 @@ static hr_t sq_user_get(store_t *s, const char *user_id, user_t *out)
     }
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) r = sq_err(c, rc, "devices get");
-end:
-    r = tx_end(c, r);
-    if (r != HR_OK) user_clear(out);
 out:
+    if (r != HR_OK) user_clear(out);
+    return r;
+}
+
+/* Reads a user's preferences; c->mu held. */
+static hr_t prefs_read(conn_t *c, const char *user_id, pref_t **out, int *n)
+{
+    hr_t r = HR_OK;
+    pref_t *p = NULL;
+    int np = 0, cap = 0;
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(c, S_PREF_GET);
+    if (!st) return HR_ERR;
+    bind_str(st, 1, user_id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (np == cap) {
+            cap = cap ? cap * 2 : 8;
+            p = xrealloc(p, (size_t)cap * sizeof(*p));
+        }
+        p[np].category = col_str(st, 0);
+        if (!p[np].category) p[np].category = xstrdup("");
+        p[np].channel = (channel_t)sqlite3_column_int(st, 1);
+        p[np].enabled = sqlite3_column_int(st, 2) != 0;
+        np++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) r = sq_err(c, rc, "preferences get");
+    if (r != HR_OK) {
+        prefs_free(p, np);
+        return r;
+    }
+    *out = p;
+    *n = np;
+    return HR_OK;
+}
+
+static hr_t sq_user_get(store_t *s, const char *user_id, user_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!nonempty(user_id)) return HR_INVALID;
+    conn_t *c = sq(s)->rd;
+    pthread_mutex_lock(&c->mu);
+    hr_t r = tx_begin(c, false); /* one snapshot for user and devices */
+    if (r == HR_OK) {
+        r = user_read(c, user_id, out);
+        hr_t e = tx_end(c, r == HR_NOTFOUND ? HR_OK : r);
+        if (r == HR_OK && e != HR_OK) {
+            user_clear(out);
+            r = e;
+        }
+    }
     pthread_mutex_unlock(&c->mu);
     return r;
+}
+
+/* Fan-out's lookups for a batch: one read snapshot, statements reused,
+ * one lock acquisition instead of two transactions per recipient. */
+static hr_t sq_users_get_batch(store_t *s, const char *const *ids, int n, user_t *out, hr_t *found,
+                               pref_t **prefs, int *nprefs)
+{
+    for (int i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof(out[i]));
+        prefs[i] = NULL;
+        nprefs[i] = 0;
+        found[i] = HR_NOTFOUND;
+    }
+    conn_t *c = sq(s)->rd;
+    pthread_mutex_lock(&c->mu);
+    hr_t r = tx_begin(c, false);
+    int i = 0;
+    for (; i < n && r == HR_OK; i++) {
+        if (!nonempty(ids[i])) continue;
+        found[i] = user_read(c, ids[i], &out[i]);
+        if (found[i] == HR_NOTFOUND) continue;
+        r = found[i];
+        if (r == HR_OK && (r = prefs_read(c, ids[i], &prefs[i], &nprefs[i])) != HR_OK) {
+            user_clear(&out[i]);
+            found[i] = r;
+        }
+    }
+    if (sqlite3_get_autocommit(c->db) == 0) {
+        hr_t e = tx_end(c, r);
+        if (r == HR_OK) r = e;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (r != HR_OK)
+        for (int k = 0; k < n; k++) {
+            if (found[k] == HR_OK) {
+                user_clear(&out[k]);
+                prefs_free(prefs[k], nprefs[k]);
+                prefs[k] = NULL;
+                nprefs[k] = 0;
+            }
+            found[k] = HR_NOTFOUND;
+        }
+    return r;
+}
+
+/* Users in key order with their devices and preferences: three range
+ * scans merged, in one snapshot (fan-out fills its cache with it). */
+static hr_t sq_users_scan(store_t *s, const char *after, int limit, user_t *out, pref_t **prefs,
+                          int *nprefs, int *n)
+{
+    *n = 0;
+    if (limit <= 0) return HR_INVALID;
+    conn_t *c = sq(s)->rd;
+    int k = 0;
+    pthread_mutex_lock(&c->mu);
+    hr_t r = tx_begin(c, false);
+    sqlite3_stmt *us = r == HR_OK ? stmt(c, S_USER_SCAN) : NULL;
+    sqlite3_stmt *ds = us ? stmt(c, S_DEV_SCAN) : NULL;
+    sqlite3_stmt *ps = ds ? stmt(c, S_PREF_SCAN) : NULL;
+    if (r == HR_OK && !ps) r = HR_ERR;
+    int rc = SQLITE_DONE;
+    if (r == HR_OK) {
+        bind_str(us, 1, after ? after : "");
+        sqlite3_bind_int(us, 2, limit);
+        while ((rc = sqlite3_step(us)) == SQLITE_ROW) {
+            user_t *u = &out[k];
+            memset(u, 0, sizeof(*u));
+            prefs[k] = NULL;
+            nprefs[k] = 0;
+            u->user_id = col_str(us, 0);
+            u->email = col_str(us, 1);
+            u->phone = col_str(us, 2);
+            u->locale = col_str(us, 3);
+            u->timezone = col_str(us, 4);
+            u->quiet_start = col_str(us, 5);
+            u->quiet_end = col_str(us, 6);
+            u->webhook_url = col_str(us, 7);
+            u->updated_at_ms = sqlite3_column_int64(us, 8);
+            k++;
+        }
+        sqlite3_reset(us);
+        if (rc != SQLITE_DONE) r = sq_err(c, rc, "users scan");
+    }
+    if (r == HR_OK && k > 0) {
+        /* devices and preferences of the same key range, merged by user_id */
+        const char *lo = after ? after : "", *hi = out[k - 1].user_id;
+        bind_str(ds, 1, lo);
+        bind_str(ds, 2, hi);
+        int j = 0;
+        while ((rc = sqlite3_step(ds)) == SQLITE_ROW) {
+            const char *uid = (const char *)sqlite3_column_text(ds, 0);
+            while (j < k && strcmp(out[j].user_id, uid) < 0) j++;
+            if (j == k) break;
+            user_t *u = &out[j];
+            if (strcmp(u->user_id, uid) != 0 || u->ndevices == STORE_MAX_DEVICES) continue;
+            u->devices[u->ndevices].platform = col_str(ds, 1);
+            u->devices[u->ndevices].token = col_str(ds, 2);
+            u->ndevices++;
+        }
+        sqlite3_reset(ds);
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW) r = sq_err(c, rc, "devices scan");
+        bind_str(ps, 1, lo);
+        bind_str(ps, 2, hi);
+        int cap = 0;
+        j = 0;
+        while (r == HR_OK && (rc = sqlite3_step(ps)) == SQLITE_ROW) {
+            const char *uid = (const char *)sqlite3_column_text(ps, 0);
+            while (j < k && strcmp(out[j].user_id, uid) < 0) {
+                j++;
+                cap = 0;
+            }
+            if (j == k) break;
+            if (strcmp(out[j].user_id, uid) != 0) continue;
+            if (nprefs[j] == cap) {
+                cap = cap ? cap * 2 : 4;
+                prefs[j] = xrealloc(prefs[j], (size_t)cap * sizeof(*prefs[j]));
+            }
+            pref_t *p = &prefs[j][nprefs[j]++];
+            p->category = col_str(ps, 1);
+            if (!p->category) p->category = xstrdup("");
+            p->channel = (channel_t)sqlite3_column_int(ps, 2);
+            p->enabled = sqlite3_column_int(ps, 3) != 0;
+        }
+        sqlite3_reset(ps);
+        if (r == HR_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) r = sq_err(c, rc, "preferences scan");
+    }
+    if (sqlite3_get_autocommit(c->db) == 0) {
+        hr_t e = tx_end(c, r);
+        if (r == HR_OK) r = e;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (r != HR_OK) {
+        for (int i = 0; i < k; i++) {
+            user_clear(&out[i]);
+            prefs_free(prefs[i], nprefs[i]);
+        }
+        return r;
+    }
+    *n = k;
+    return HR_OK;
 }
 
 /* ---- preferences ---- */
@@ -616,7 +1036,7 @@ static hr_t sq_prefs_replace(store_t *s, const char *user_id, const pref_t *pref
     for (int i = 0; i < n; i++)
         if ((unsigned)prefs[i].channel >= CH__COUNT) return HR_INVALID;
     conn_t *c = &sq(s)->w;
-    pthread_mutex_lock(&c->mu);
+    writer_lock(c);
     hr_t r = tx_begin(c, true);
     if (r != HR_OK) goto out;
     sqlite3_stmt *st = stmt(c, S_PREF_DEL);
@@ -651,38 +1071,9 @@ static hr_t sq_prefs_get(store_t *s, const char *user_id, pref_t **out, int *n)
     if (!nonempty(user_id)) return HR_INVALID;
     conn_t *c = sq(s)->rd;
     pthread_mutex_lock(&c->mu);
-    hr_t r = HR_OK;
-    pref_t *p = NULL;
-    int np = 0, cap = 0;
-    sqlite3_stmt *st = stmt(c, S_PREF_GET);
-    if (!st) {
-        r = HR_ERR;
-        goto out;
-    }
-    bind_str(st, 1, user_id);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (np == cap) {
-            cap = cap ? cap * 2 : 8;
-            p = xrealloc(p, (size_t)cap * sizeof(*p));
-        }
-        p[np].category = col_str(st, 0);
-        if (!p[np].category) p[np].category = xstrdup("");
-        p[np].channel = (channel_t)sqlite3_column_int(st, 1);
-        p[np].enabled = sqlite3_column_int(st, 2) != 0;
-        np++;
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) r = sq_err(c, rc, "preferences get");
-out:
+    hr_t r = prefs_read(c, user_id, out, n);
     pthread_mutex_unlock(&c->mu);
-    if (r != HR_OK) {
-        prefs_free(p, np);
-        return r;
-    }
-    *out = p;
-    *n = np;
-    return HR_OK;
+    return r;
 }
 
 /* ---- subscriptions and follows ---- */
@@ -693,7 +1084,7 @@ static hr_t set_add(store_t *s, stmt_id_t id, const char *key, const char *membe
 {
     if (!nonempty(key) || !nonempty(member)) return HR_INVALID;
     conn_t *c = &sq(s)->w;
-    pthread_mutex_lock(&c->mu);
+    writer_lock(c);
     hr_t r = HR_ERR;
     sqlite3_stmt *st = stmt(c, id);
     if (st) {
@@ -756,7 +1147,7 @@ static hr_t sq_sub_del(store_t *s, const char *topic, const char *user_id)
 {
     if (!nonempty(topic) || !nonempty(user_id)) return HR_INVALID;
     conn_t *c = &sq(s)->w;
-    pthread_mutex_lock(&c->mu);
+    writer_lock(c);
     hr_t r = HR_ERR;
     sqlite3_stmt *st = stmt(c, S_SUB_DEL);
     if (st) {
@@ -792,7 +1183,7 @@ static hr_t sq_template_put(store_t *s, const template_rec_t *t)
 {
     if (!t || !nonempty(t->event_type) || (unsigned)t->channel >= CH__COUNT) return HR_INVALID;
     conn_t *c = &sq(s)->w;
-    pthread_mutex_lock(&c->mu);
+    writer_lock(c);
     hr_t r = HR_ERR;
     sqlite3_stmt *st = stmt(c, S_TPL_PUT);
     if (st) {
@@ -870,27 +1261,22 @@ static hr_t sq_template_channels(store_t *s, const char *event_type, unsigned *m
 
 /* ---- event dedupe ---- */
 
-static hr_t sq_event_claim(store_t *s, const char *event_id, const char *position, claim_t *out)
+/* One claim on the writer (c->mu held, inside or outside a transaction). */
+static hr_t claim_one(conn_t *c, const char *event_id, const char *position, int64_t now,
+                      claim_t *out)
 {
-    if (!nonempty(event_id)) return HR_INVALID;
-    if (!position) position = "";
-    conn_t *c = &sq(s)->w;
-    pthread_mutex_lock(&c->mu);
-    hr_t r = HR_ERR;
     sqlite3_stmt *st = stmt(c, S_EVENT_ADD);
-    if (!st) goto out;
+    if (!st) return HR_ERR;
     bind_str(st, 1, event_id);
     bind_str(st, 2, position);
-    sqlite3_bind_int64(st, 3, hclock_now_ms());
-    if ((r = step_done(c, st, "event claim")) != HR_OK) goto out;
+    sqlite3_bind_int64(st, 3, now);
+    hr_t r = step_done(c, st, "event claim");
+    if (r != HR_OK) return r;
     if (sqlite3_changes(c->db) == 1) {
         *out = CLAIM_NEW;
-        goto out;
+        return HR_OK;
     }
-    if (!(st = stmt(c, S_EVENT_GET))) {
-        r = HR_ERR;
-        goto out;
-    }
+    if (!(st = stmt(c, S_EVENT_GET))) return HR_ERR;
     bind_str(st, 1, event_id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
@@ -900,7 +1286,36 @@ static hr_t sq_event_claim(store_t *s, const char *event_id, const char *positio
         r = sq_err(c, rc, "event claim lookup");
     }
     sqlite3_reset(st);
-out:
+    return r;
+}
+
+static hr_t sq_event_claim(store_t *s, const char *event_id, const char *position, claim_t *out)
+{
+    if (!nonempty(event_id)) return HR_INVALID;
+    if (!position) position = "";
+    conn_t *c = &sq(s)->ev;
+    pthread_mutex_lock(&c->mu);
+    hr_t r = claim_one(c, event_id, position, hclock_now_ms(), out);
+    pthread_mutex_unlock(&c->mu);
+    return r;
+}
+
+/* One write transaction for the whole batch: fan-out claims every event of
+ * a polled batch at once instead of committing once per event. */
+static hr_t sq_event_claim_batch(store_t *s, const char *const *ids, const char *const *positions,
+                                 int n, claim_t *out)
+{
+    for (int i = 0; i < n; i++)
+        if (!nonempty(ids[i])) return HR_INVALID;
+    conn_t *c = &sq(s)->ev;
+    int64_t now = hclock_now_ms();
+    pthread_mutex_lock(&c->mu);
+    hr_t r = tx_begin(c, true);
+    if (r == HR_OK) {
+        for (int i = 0; i < n && r == HR_OK; i++)
+            r = claim_one(c, ids[i], positions[i] ? positions[i] : "", now, &out[i]);
+        r = tx_end(c, r);
+    }
     pthread_mutex_unlock(&c->mu);
     return r;
 }
@@ -929,8 +1344,9 @@ static bool notif_valid(const notif_t *m)
 #undef STR_OK
 }
 
-/* The hot path of the status sink: one transaction, cached statements,
- * strings bound in place (no copies, no allocation per row). */
+/* The hot path of the status sink: one transaction (committed early when a
+ * short write waits for the writer, see DESIGN), cached statements, strings
+ * bound in place (no copies, no allocation per row). */
 static hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
 {
     if (n < 0 || (n > 0 && !recs)) return HR_INVALID;
@@ -995,12 +1411,20 @@ static hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         sqlite3_bind_int64(hi, 5, at);
         bind_hstr_opt(hi, 6, m->error.n ? m->error : m->channel_msg_id);
         r = step_done(c, hi, "status history add");
+        if (r == HR_OK && (i + 1) % YIELD_EVERY == 0 && i + 1 < n && atomic_load(&c->waiters) > 0) {
+            /* a short write is waiting: commit, let it in, go on */
+            if ((r = tx_end(c, r)) != HR_OK) break;
+            pthread_mutex_unlock(&c->mu);
+            for (int k = 0; k < 1000 && atomic_load(&c->waiters) > 0; k++) sched_yield();
+            pthread_mutex_lock(&c->mu);
+            r = tx_begin(c, true);
+        }
     }
     /* the bound pointers belong to the caller: drop them */
     sqlite3_clear_bindings(up);
     sqlite3_clear_bindings(look);
     sqlite3_clear_bindings(hi);
-    r = tx_end(c, r);
+    if (sqlite3_get_autocommit(c->db) == 0) r = tx_end(c, r);
 out:
     pthread_mutex_unlock(&c->mu);
     if (skipped) log_warn(LOG, "notification batch: skipped %d invalid record(s) of %d", skipped, n);
@@ -1242,6 +1666,7 @@ static hr_t sq_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted)
         pthread_mutex_unlock(&c->mu);
     }
     int changed = PURGE_CHUNK;
+    c = &sq(s)->ev;
     while (r == HR_OK && changed == PURGE_CHUNK) {
         pthread_mutex_lock(&c->mu);
         sqlite3_stmt *st = stmt(c, S_PURGE_EVENTS);
@@ -1267,7 +1692,10 @@ const store_ops_t store_sqlite_ops = {
     .close = sq_close,
     .schema_version = sq_schema_version,
     .user_put = sq_user_put,
+    .user_put_batch = sq_user_put_batch,
     .user_get = sq_user_get,
+    .users_get_batch = sq_users_get_batch,
+    .users_scan = sq_users_scan,
     .prefs_replace = sq_prefs_replace,
     .prefs_get = sq_prefs_get,
     .sub_add = sq_sub_add,
@@ -1279,6 +1707,7 @@ const store_ops_t store_sqlite_ops = {
     .template_get = sq_template_get,
     .template_channels = sq_template_channels,
     .event_claim = sq_event_claim,
+    .event_claim_batch = sq_event_claim_batch,
     .notif_write_batch = sq_notif_write_batch,
     .notif_get = sq_notif_get,
     .notif_list_user = sq_notif_list_user,

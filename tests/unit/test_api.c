@@ -1064,9 +1064,24 @@ static void test_metrics(void **state)
         char name[128], decl[160];
         snprintf(name, sizeof(name), "%.*s", (int)strcspn(l, "{ "), l);
         snprintf(decl, sizeof(decl), "# TYPE %s ", name);
-        if (!strstr(r.body, decl)) fail_msg("undeclared metric %s", name);
+        if (strstr(r.body, decl)) continue;
+        /* a histogram's samples are <name>_bucket, _sum and _count */
+        static const char *const sfx[] = {"_bucket", "_sum", "_count"};
+        bool ok = false;
+        for (size_t k = 0; k < ARRAY_LEN(sfx) && !ok; k++) {
+            size_t nl = strlen(name), sl = strlen(sfx[k]);
+            if (nl <= sl || strcmp(name + nl - sl, sfx[k]) != 0) continue;
+            snprintf(decl, sizeof(decl), "# TYPE %.*s histogram\n", (int)(nl - sl), name);
+            ok = strstr(r.body, decl) != NULL;
+        }
+        if (!ok) fail_msg("undeclared metric %s", name);
     }
     free(copy);
+    /* the latency histogram: cumulative buckets up to +Inf, which equals _count */
+    assert_non_null(strstr(r.body, "# TYPE herald_delivery_latency_seconds histogram\n"));
+    assert_non_null(strstr(r.body, "herald_delivery_latency_seconds_bucket{channel=\"push\",le=\"1.6e-05\"} "));
+    assert_non_null(strstr(r.body, "herald_delivery_latency_seconds_bucket{channel=\"push\",le=\"+Inf\"} 0\n"));
+    assert_non_null(strstr(r.body, "herald_delivery_latency_seconds_count{channel=\"push\"} 0\n"));
     hresp_clear(&r);
 }
 

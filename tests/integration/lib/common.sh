@@ -7,9 +7,15 @@ WORK=$(mktemp -d -t herald-it.XXXXXX)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 BASE="http://127.0.0.1:$PORT"
 HERALD_PID=""
+# Seconds start_herald waits for /readyz (a Kafka bus creates topics first).
+READY_TIMEOUT=${READY_TIMEOUT:-10}
+# Functions run at exit after herald stops and before the work dir goes (e.g. stop a broker).
+CLEANUP_HOOKS=()
 
 cleanup() {
   if [ -n "$HERALD_PID" ]; then kill -TERM "$HERALD_PID" 2>/dev/null || true; wait "$HERALD_PID" 2>/dev/null || true; fi
+  local h
+  for h in "${CLEANUP_HOOKS[@]+"${CLEANUP_HOOKS[@]}"}"; do "$h" || true; done
   if [ "${KEEP_WORK:-0}" = 1 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -20,7 +26,7 @@ fail() { echo "FAIL: $*" >&2; [ -f "$WORK/herald.log" ] && tail -n 40 "$WORK/her
 start_herald() {
   "$HERALD" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" "$@" >>"$WORK/herald.log" 2>&1 &
   HERALD_PID=$!
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 $((READY_TIMEOUT * 20))); do
     curl -fs "$BASE/readyz" >/dev/null 2>&1 && return 0
     kill -0 "$HERALD_PID" 2>/dev/null || fail "herald exited during start"
     sleep 0.05

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# bench.sh - `make bench`: runs `herald bench` on both bus backends and writes
+# bench/results/*.json, BENCHMARKS.md and bench/chart.png.
+#
+#   scripts/bench.sh build/herald
+#
+# Runs, in order (about 7 minutes on 2 cores):
+#   embedded-null   embedded bus, sandbox provider recording nothing: max
+#                   throughput, raw-bus baseline, latency at 10/50/90 % of max
+#   embedded-file   the same with the sandbox writing its JSON lines (max, 50 %)
+#   kafka-null      a single-node KRaft broker started for the run (scripts/kafka.sh,
+#                   own state dir and port), raw librdkafka baseline, sweep
+# Kafka mode needs Java; without it the run says so and is skipped.
+#
+# Environment:
+#   HERALD_BENCH_USERS      distinct users (default 1000000)
+#   HERALD_BENCH_DURATION   seconds of the max-throughput run (default 15)
+#   HERALD_BENCH_ONLY       run only these labels (space separated)
+#   HERALD_BENCH_BROKERS    use this Kafka instead of starting one (its herald topics must be empty)
+set -euo pipefail
+
+HERALD=${1:?usage: scripts/bench.sh path/to/herald}
+HERALD=$(cd "$(dirname "$HERALD")" && pwd)/$(basename "$HERALD")
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OUT=bench/results
+mkdir -p "$OUT"
+
+USERS=${HERALD_BENCH_USERS:-1000000}
+DURATION=${HERALD_BENCH_DURATION:-15}
+ONLY=${HERALD_BENCH_ONLY:-}
+commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit+modified"; fi
+
+WORK=$(mktemp -d -t herald-bench.XXXXXX)
+KAFKA_STARTED=""
+cleanup() {
+    if [ -n "$KAFKA_STARTED" ]; then
+        HERALD_KAFKA_DIR="$WORK/kafka" scripts/kafka.sh stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
+
+t_start=$SECONDS
+common=(--users "$USERS" --commit "$commit" --seed-cache "$WORK/seed" --seed 1)
+
+if want embedded-null; then
+    "$HERALD" bench --label embedded-null --bus embedded --sink null "${common[@]}" \
+        --duration "$DURATION" --sweep 10,50,90 --sweep-duration 8 --drain-timeout 40 \
+        --out "$OUT/embedded-null.json"
+fi
+if want embedded-file; then
+    "$HERALD" bench --label embedded-file --bus embedded --sink file "${common[@]}" \
+        --duration "$DURATION" --sweep 50 --sweep-duration 8 --drain-timeout 20 --no-raw \
+        --out "$OUT/embedded-file.json"
+fi
+
+if want kafka-null; then
+    brokers=${HERALD_BENCH_BROKERS:-}
+    if [ -z "$brokers" ]; then
+        if ! command -v java >/dev/null; then
+            echo "bench: Java not found: Kafka mode skipped (scripts/deps.sh --test installs it)" >&2
+            rm -f "$OUT/kafka-null.json"
+            echo '{"schema":1,"label":"kafka-null","skipped":"Java not found"}' >"$OUT/kafka-null.json"
+        else
+            port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+            echo "bench: starting a single-node Kafka broker on 127.0.0.1:$port" >&2
+            if brokers=$(HERALD_KAFKA_DIR="$WORK/kafka" HERALD_KAFKA_PORT="$port" scripts/kafka.sh start); then
+                KAFKA_STARTED=1
+            else
+                echo "bench: the Kafka broker did not start: Kafka mode skipped" >&2
+                echo '{"schema":1,"label":"kafka-null","skipped":"the broker did not start"}' >"$OUT/kafka-null.json"
+                brokers=""
+            fi
+        fi
+    fi
+    if [ -n "$brokers" ]; then
+        "$HERALD" bench --label kafka-null --bus kafka --kafka-brokers "$brokers" --sink null "${common[@]}" \
+            --duration "$DURATION" --sweep 10,50,90 --sweep-duration 8 --drain-timeout 30 \
+            --out "$OUT/kafka-null.json"
+    fi
+    if [ -n "$KAFKA_STARTED" ]; then
+        HERALD_KAFKA_DIR="$WORK/kafka" scripts/kafka.sh stop >/dev/null 2>&1 || true
+        KAFKA_STARTED=""
+    fi
+fi
+
+python3 bench/report.py "$OUT" BENCHMARKS.md bench/chart.png
+echo "bench: done in $((SECONDS - t_start)) s: $OUT/*.json, BENCHMARKS.md, bench/chart.png" >&2

@@ -1,0 +1,834 @@
+/*
+ * bench.c - `herald bench`, the benchmark driver.
+ *
+ * DESIGN
+ *  The measured process is a `herald serve` child running the whole
+ *  pipeline with the sandbox provider (sandbox.mode null or file). This
+ *  process seeds the store before the child starts, generates the load over
+ *  HTTP (gen.c), reads the child's /metrics and /proc entries, and runs the
+ *  raw bus baseline in-process while no herald runs. Phases:
+ *
+ *   1. seed      users (email, phone, one push device) and templates, straight into SQLite
+ *   2. raw       the bus alone, same records, sizes, hops and groups (raw_*.c)
+ *   3. max       closed loop for --duration s: the highest rate with a bounded backlog
+ *   4. drain     wait until every notification is settled and the status sink has
+ *                caught up; the sink's own rate is measured here
+ *   5. sweep     fixed offered rates at --sweep percent of the max: p99 per channel
+ *
+ *  Latency comes from herald's own histograms (/metrics,
+ *  herald_delivery_latency_seconds): event accepted by ingest -> provider
+ *  call returned, every notification counted. A window's figures are the
+ *  difference of two scrapes.
+ *
+ *  The result is one JSON document (--out) with the commit, the machine and
+ *  the mode; scripts/bench.sh turns the results into BENCHMARKS.md and a
+ *  chart.
+ */
+#include "bench/bench.h"
+
+#include "bench/bench_int.h"
+#include "app.h"
+#include "bus/bus.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SETS 32
+#define MAX_SWEEP 16
+#define RECORD_POOL 4096
+/* Ingest handlers wait for the bus to acknowledge each request's events, so
+ * the pool bounds requests in flight; 4 (the default) caps a fixed-rate
+ * generator on Kafka, where an acknowledgement takes ~10 ms. */
+#define BENCH_HTTP_THREADS "http.threads=16"
+
+typedef struct bopts {
+    const char *bus;
+    const char *brokers;
+    const char *sink;
+    int64_t users;
+    double duration;
+    double warmup;
+    const char *sweep;
+    double sweep_duration;
+    double rate;
+    bool raw;
+    double raw_duration;
+    int raw_depth;
+    int conns;
+    int batch;
+    int64_t window;
+    uint64_t seed;
+    const char *data_dir;
+    bool keep;
+    const char *out;
+    const char *label;
+    const char *commit;
+    const char *seed_cache;
+    double drain_timeout;
+    const char *sets[MAX_SETS];
+    int nsets;
+    int partitions;
+} bopts_t;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: herald bench [options]\n"
+            "Runs the whole pipeline (ingest, fan-out, dispatch, status events, the status\n"
+            "sink) under generated load against a `herald serve` child, beside the raw bus.\n\n"
+            "  --bus embedded|kafka    bus backend (default embedded)\n"
+            "  --kafka-brokers B       Kafka bootstrap servers (default 127.0.0.1:9092)\n"
+            "  --sink null|file        sandbox provider mode (default null: no I/O per delivery)\n"
+            "  --users N               distinct users seeded (default 1000000)\n"
+            "  --duration S            max-throughput run, seconds (default 20)\n"
+            "  --warmup S              unmeasured lead-in of every run (default 3)\n"
+            "  --sweep P,P,...         offered load, percent of the max, for latency (default 10,50,90)\n"
+            "  --sweep-duration S      measured seconds per sweep point (default 10)\n"
+            "  --rate EPS              skip the max run: one fixed-rate run at EPS events/s\n"
+            "  --no-raw                skip the raw bus baseline\n"
+            "  --raw-duration S        raw baseline seconds (default 10)\n"
+            "  --raw-depth N           batches in flight per raw relay (default 4)\n"
+            "  --conns N               generator connections (default 4)\n"
+            "  --batch N               events per request (default 500)\n"
+            "  --window N              notifications in flight in the max run (default 1000000)\n"
+            "  --seed N                workload seed (default 1)\n"
+            "  --drain-timeout S       longest wait for the status sink to catch up (default 90)\n"
+            "  --data-dir DIR          work directory (default: a temporary one, removed after)\n"
+            "  --keep                  keep the work directory\n"
+            "  --seed-cache DIR        reuse a seeded store from DIR (created when missing)\n"
+            "  --set KEY=VALUE         passed to herald serve (repeatable)\n"
+            "  --label NAME            name of this result\n"
+            "  --commit ID             commit recorded in the result (default: git rev-parse)\n"
+            "  --out FILE              write the result JSON to FILE\n");
+}
+
+enum { O_BUS = 1, O_BROKERS, O_SINK, O_USERS, O_DURATION, O_WARMUP, O_SWEEP, O_SWEEP_DUR, O_RATE,
+       O_NORAW, O_RAW_DUR, O_RAW_DEPTH, O_CONNS, O_BATCH, O_WINDOW, O_SEED, O_DATA, O_KEEP, O_OUT,
+       O_LABEL, O_COMMIT, O_SEED_CACHE, O_DRAIN, O_SET, O_PARTS, O_HELP };
+
+static int parse(int argc, char **argv, bopts_t *o)
+{
+    static const struct option lo[] = {
+        {"bus", required_argument, NULL, O_BUS},
+        {"kafka-brokers", required_argument, NULL, O_BROKERS},
+        {"sink", required_argument, NULL, O_SINK},
+        {"users", required_argument, NULL, O_USERS},
+        {"duration", required_argument, NULL, O_DURATION},
+        {"warmup", required_argument, NULL, O_WARMUP},
+        {"sweep", required_argument, NULL, O_SWEEP},
+        {"sweep-duration", required_argument, NULL, O_SWEEP_DUR},
+        {"rate", required_argument, NULL, O_RATE},
+        {"no-raw", no_argument, NULL, O_NORAW},
+        {"raw-duration", required_argument, NULL, O_RAW_DUR},
+        {"raw-depth", required_argument, NULL, O_RAW_DEPTH},
+        {"conns", required_argument, NULL, O_CONNS},
+        {"batch", required_argument, NULL, O_BATCH},
+        {"window", required_argument, NULL, O_WINDOW},
+        {"seed", required_argument, NULL, O_SEED},
+        {"data-dir", required_argument, NULL, O_DATA},
+        {"keep", no_argument, NULL, O_KEEP},
+        {"out", required_argument, NULL, O_OUT},
+        {"label", required_argument, NULL, O_LABEL},
+        {"commit", required_argument, NULL, O_COMMIT},
+        {"seed-cache", required_argument, NULL, O_SEED_CACHE},
+        {"drain-timeout", required_argument, NULL, O_DRAIN},
+        {"set", required_argument, NULL, O_SET},
+        {"partitions", required_argument, NULL, O_PARTS},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    *o = (bopts_t){
+        .bus = "embedded", .brokers = "127.0.0.1:9092", .sink = "null", .users = 1000000,
+        .duration = 20, .warmup = 3, .sweep = "10,50,90", .sweep_duration = 10, .raw = true,
+        .raw_duration = 10, .raw_depth = 4, .conns = 4, .batch = 500, .window = 1000000, .seed = 1,
+        .drain_timeout = 90, .partitions = 4,
+    };
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case O_BUS: o->bus = optarg; break;
+        case O_BROKERS: o->brokers = optarg; break;
+        case O_SINK: o->sink = optarg; break;
+        case O_USERS: o->users = strtoll(optarg, NULL, 10); break;
+        case O_DURATION: o->duration = strtod(optarg, NULL); break;
+        case O_WARMUP: o->warmup = strtod(optarg, NULL); break;
+        case O_SWEEP: o->sweep = optarg; break;
+        case O_SWEEP_DUR: o->sweep_duration = strtod(optarg, NULL); break;
+        case O_RATE: o->rate = strtod(optarg, NULL); break;
+        case O_NORAW: o->raw = false; break;
+        case O_RAW_DUR: o->raw_duration = strtod(optarg, NULL); break;
+        case O_RAW_DEPTH: o->raw_depth = atoi(optarg); break;
+        case O_CONNS: o->conns = atoi(optarg); break;
+        case O_BATCH: o->batch = atoi(optarg); break;
+        case O_WINDOW: o->window = strtoll(optarg, NULL, 10); break;
+        case O_SEED: o->seed = strtoull(optarg, NULL, 10); break;
+        case O_DATA: o->data_dir = optarg; break;
+        case O_KEEP: o->keep = true; break;
+        case O_OUT: o->out = optarg; break;
+        case O_LABEL: o->label = optarg; break;
+        case O_COMMIT: o->commit = optarg; break;
+        case O_SEED_CACHE: o->seed_cache = optarg; break;
+        case O_DRAIN: o->drain_timeout = strtod(optarg, NULL); break;
+        case O_PARTS: o->partitions = atoi(optarg); break;
+        case O_SET:
+            if (o->nsets == MAX_SETS) {
+                fprintf(stderr, "herald bench: too many --set\n");
+                return 2;
+            }
+            o->sets[o->nsets++] = optarg;
+            break;
+        case O_HELP: usage(stdout); return 1;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (strcmp(o->bus, "embedded") != 0 && strcmp(o->bus, "kafka") != 0) {
+        fprintf(stderr, "herald bench: --bus must be embedded or kafka\n");
+        return 2;
+    }
+    if (strcmp(o->sink, "null") != 0 && strcmp(o->sink, "file") != 0) {
+        fprintf(stderr, "herald bench: --sink must be null or file\n");
+        return 2;
+    }
+    if (o->users < 1 || o->duration <= 0 || o->batch < 1 || o->batch > 1000 || o->conns < 1 ||
+        o->window < 1 || o->partitions < 1) {
+        fprintf(stderr, "herald bench: bad --users, --duration, --batch (1..1000), --conns, --window or --partitions\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* ---- small helpers ---- */
+
+static void run_cmd(const char *cmd, char *out, size_t n)
+{
+    out[0] = '\0';
+    FILE *p = popen(cmd, "r");
+    if (!p) return;
+    if (fgets(out, (int)n, p)) out[strcspn(out, "\r\n")] = '\0';
+    pclose(p);
+}
+
+static json_t *machine_json(void)
+{
+    char model[256] = "", line[512];
+    FILE *f = fopen("/proc/cpuinfo", "re");
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "model name", 10) == 0) {
+            const char *c = strchr(line, ':');
+            if (c) snprintf(model, sizeof(model), "%s", c + 2);
+            model[strcspn(model, "\n")] = '\0';
+            break;
+        }
+    if (f) fclose(f);
+    struct utsname u;
+    uname(&u);
+    double mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024 * 1024);
+    return json_pack("{s:i,s:s,s:f,s:s}", "cores", (int)sysconf(_SC_NPROCESSORS_ONLN), "cpu_model",
+                     model, "mem_gib", round(mem * 10) / 10, "kernel", u.release);
+}
+
+static json_t *latency_json(const hist_snap_t *s)
+{
+    if (s->total == 0) return json_null();
+    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:f}", "count", (json_int_t)s->total, "p50_ms",
+                     (double)hist_quantile(s, 0.50) / 1000.0, "p95_ms",
+                     (double)hist_quantile(s, 0.95) / 1000.0, "p99_ms",
+                     (double)hist_quantile(s, 0.99) / 1000.0, "max_ms", (double)s->max / 1000.0,
+                     "mean_ms", (double)s->sum / (double)s->total / 1000.0);
+}
+
+static json_t *latencies_json(const metrics_t *a, const metrics_t *b)
+{
+    json_t *o = json_object();
+    for (int ch = 0; ch < CH__COUNT; ch++) {
+        hist_snap_t d;
+        hist_snap_sub(&a->latency[ch], &b->latency[ch], &d);
+        if (d.total) json_object_set_new(o, channel_name((channel_t)ch), latency_json(&d));
+    }
+    return o;
+}
+
+static void print_latencies(const char *indent, const metrics_t *a, const metrics_t *b)
+{
+    for (int ch = 0; ch < CH__COUNT; ch++) {
+        hist_snap_t d;
+        hist_snap_sub(&a->latency[ch], &b->latency[ch], &d);
+        if (!d.total) continue;
+        printf("%s%-6s p50 %8.2f ms  p95 %8.2f ms  p99 %8.2f ms  max %8.2f ms  (%llu)\n", indent,
+               channel_name((channel_t)ch), (double)hist_quantile(&d, 0.50) / 1000.0,
+               (double)hist_quantile(&d, 0.95) / 1000.0, (double)hist_quantile(&d, 0.99) / 1000.0,
+               (double)d.max / 1000.0, (unsigned long long)d.total);
+    }
+}
+
+static hr_t copy_file(const char *from, const char *to)
+{
+    FILE *a = fopen(from, "rb"), *b = a ? fopen(to, "wb") : NULL;
+    hr_t r = a && b ? HR_OK : HR_ERR;
+    char buf[1 << 16];
+    size_t n;
+    while (r == HR_OK && (n = fread(buf, 1, sizeof(buf), a)) > 0)
+        if (fwrite(buf, 1, n, b) != n) r = HR_ERR;
+    if (a) fclose(a);
+    if (b && fclose(b) != 0) r = HR_ERR;
+    return r;
+}
+
+static void rm_rf(const char *dir)
+{
+    char *cmd = xasprintf("rm -rf '%s'", dir);
+    if (system(cmd) != 0) log_warn("bench", "could not remove %s", dir);
+    free(cmd);
+}
+
+/* Records like the ones herald moves: encoded notifications and status
+ * records of the benchmark's channel mix, with their own ids, users,
+ * addresses and texts. */
+void record_pool_build(int n, uint64_t seed, buf_t **notifs, buf_t **statuses, size_t *notif_mean,
+                       size_t *status_mean)
+{
+    static const char *const texts[] = {
+        "Back in stock: the blue one you asked about, in your size.",
+        "Your order #4711 has shipped and arrives on Thursday.",
+        "Kylie commented on the photo you shared this morning.",
+        "Price drop on an item in your wish list: now 20% off.",
+    };
+    workload_t wl;
+    workload_init(&wl, seed, 1000000, "pool");
+    *notifs = xcalloc((size_t)n, sizeof(buf_t));
+    *statuses = xcalloc((size_t)n, sizeof(buf_t));
+    size_t tn = 0, ts = 0;
+    for (int i = 0; i < n; i++) {
+        char user[16], actor[16], ev[32], nid[33], title[64], body[160], addr[96], msgid[48];
+        workload_user_id((int64_t)workload_rand(&wl, 1000000), user);
+        workload_user_id((int64_t)workload_rand(&wl, 1000000), actor);
+        snprintf(ev, sizeof(ev), "b1700000000-%d", i);
+        int r = (int)workload_rand(&wl, 100);
+        channel_t ch = r < 70 ? CH_PUSH : r < 90 ? CH_INAPP : r < 98 ? CH_EMAIL : CH_SMS;
+        notif_make_id(HSTR(ev), HSTR(user), ch, nid);
+        snprintf(title, sizeof(title), "%s posted something new", actor);
+        snprintf(body, sizeof(body), "Hi %s, %s wrote: %s", user, actor, texts[i % 4]);
+        unsigned long long k = workload_rand(&wl, UINT64_MAX);
+        if (ch == CH_PUSH)
+            snprintf(addr, sizeof(addr), "fcm:fcm-%016llx%016llx%016llx", k, k * 0x9e3779b97f4a7c15ull,
+                     k * 0xbf58476d1ce4e5b9ull);
+        else if (ch == CH_EMAIL)
+            snprintf(addr, sizeof(addr), "%s@example.com", user);
+        else if (ch == CH_SMS)
+            snprintf(addr, sizeof(addr), "+1555%07d", (int)(k % 10000000));
+        else
+            snprintf(addr, sizeof(addr), "%s", user);
+        notif_t x = {
+            .kind = 1, .channel = ch, .priority = PRIO_NORMAL, .status = ST_PENDING, .attempt = 1,
+            .created_at_ms = 1700000000000 + i, .due_at_ms = 1700000000000 + i,
+            .accepted_at_us = 1700000000000000 + i, .notification_id = {nid, 32}, .event_id = HSTR(ev),
+            .user_id = HSTR(user), .category = HSTR("social"), .title = HSTR(title), .body = HSTR(body),
+            .address = HSTR(addr), .platform = HSTR(ch == CH_PUSH ? "fcm" : ""),
+        };
+        buf_init(&(*notifs)[i], 0);
+        notif_encode(&x, &(*notifs)[i]);
+        tn += (*notifs)[i].len;
+        snprintf(msgid, sizeof(msgid), "sandbox-%s", nid);
+        x.kind = 2;
+        x.status = ST_SENT;
+        x.status_at_ms = x.created_at_ms + 3;
+        x.channel_msg_id = HSTR(msgid);
+        buf_init(&(*statuses)[i], 0);
+        notif_encode(&x, &(*statuses)[i]);
+        ts += (*statuses)[i].len;
+    }
+    workload_release(&wl);
+    *notif_mean = n ? tn / (size_t)n : 0;
+    *status_mean = n ? ts / (size_t)n : 0;
+}
+
+void record_pool_free(int n, buf_t *notifs, buf_t *statuses)
+{
+    for (int i = 0; i < n; i++) {
+        buf_release(&notifs[i]);
+        buf_release(&statuses[i]);
+    }
+    free(notifs);
+    free(statuses);
+}
+
+/* ---- the measured child ---- */
+
+typedef struct run {
+    bopts_t *o;
+    child_t child;
+    int port;
+    char *work;
+    int64_t offered;            /* notifications accepted so far (all phases) */
+    int64_t offered_events;
+    workload_t wl;
+    bus_t *lag_bus;             /* kafka: our own handle for lag queries */
+    char *seed_db;              /* the seeded store every herald starts from */
+    int64_t peak_rss;           /* over every herald started */
+    int instance;
+} run_t;
+
+/* Lag per stage: from /metrics (embedded) or the broker (kafka). */
+static void lag_now(run_t *R, const metrics_t *m, int64_t *fan, int64_t *disp, int64_t *stat)
+{
+    *fan = m->lag_fanout;
+    *disp = m->lag_dispatch;
+    *stat = m->lag_status;
+    if (!R->lag_bus) return;
+    static const struct {
+        const char *group, *topic;
+        int which;
+    } q[] = {
+        {"fanout", TOPIC_RAW, 0},
+        {"dispatch-push", "notifications-push", 1},
+        {"dispatch-inapp", "notifications-inapp", 1},
+        {"dispatch-email", "notifications-email", 1},
+        {"dispatch-sms", "notifications-sms", 1},
+        {"status", TOPIC_STATUS, 2},
+    };
+    *fan = *disp = *stat = 0;
+    for (size_t i = 0; i < ARRAY_LEN(q); i++) {
+        bus_lag_t *l = NULL;
+        int n = 0;
+        if (bus_lag(R->lag_bus, q[i].group, q[i].topic, &l, &n) != HR_OK) continue;
+        int64_t s = 0;
+        for (int k = 0; k < n; k++) s += l[k].lag;
+        free(l);
+        *(q[i].which == 0 ? fan : q[i].which == 1 ? disp : stat) += s;
+    }
+}
+
+/* Waits until every accepted notification is settled (and, with `sink`,
+ * written to the store). Returns seconds waited, or -1 on timeout. */
+static double wait_drain(run_t *R, bool sink, double timeout, metrics_t *last)
+{
+    double t0 = now_s();
+    for (;;) {
+        if (metrics_scrape(R->port, last) == HR_OK && metrics_done(last) >= R->offered &&
+            (!sink || last->status_rows_written >= R->offered))
+            return now_s() - t0;
+        if (now_s() - t0 > timeout) return -1;
+        usleep(100000);
+    }
+}
+
+static hr_t gen(run_t *R, double rate, int batch, double seconds, int64_t window, gen_result_t *g)
+{
+    gen_opts_t go = {
+        .port = R->port,
+        .conns = R->o->conns,
+        .batch = batch,
+        .rate = rate,
+        .duration_s = seconds,
+        .window = window,
+        .offered_base = R->offered,
+    };
+    hr_t r = gen_run(&R->wl, &go, g);
+    R->offered += g->notifs;
+    R->offered_events += g->events;
+    if (g->rejected || g->errors)
+        log_warn("bench", "%lld request(s) refused, %lld connection error(s)", (long long)g->rejected,
+                 (long long)g->errors);
+    return r;
+}
+
+/* Events per request at a fixed rate: ~100 requests a second. */
+static int rate_batch(const bopts_t *o, double eps)
+{
+    return (int)fmax(1, fmin(o->batch, eps / 100));
+}
+
+/* Starts a fresh `herald serve`: its own data directory with a copy of the
+ * seeded store, and on Kafka empty topics and groups. */
+static hr_t herald_start(run_t *R, const char *name)
+{
+    const bopts_t *o = R->o;
+    bool kafka = strcmp(o->bus, "kafka") == 0;
+    char *data = xasprintf("%s/data-%s", R->work, name);
+    char *db = xasprintf("%s/herald.db", data);
+    char *logp = xasprintf("%s/herald-%s.log", R->work, name);
+    hr_t r = mkdir_p(data, 0755);
+    if (r == HR_OK) r = copy_file(R->seed_db, db);
+    if (r == HR_OK && kafka) r = kafka_reset_herald(o->brokers);
+    if (r != HR_OK) {
+        fprintf(stderr, "herald bench: cannot prepare %s\n", data);
+        goto out;
+    }
+    R->port = free_port();
+    R->offered = 0;
+    char listen[64];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", R->port);
+    char sink_set[64], parts_set[64];
+    snprintf(sink_set, sizeof(sink_set), "sandbox.mode=%s", o->sink);
+    snprintf(parts_set, sizeof(parts_set), "bus.partitions=%d", o->partitions);
+    const char *args[24 + 2 * MAX_SETS];
+    int na = 0;
+    args[na++] = "--data-dir";
+    args[na++] = data;
+    args[na++] = "--listen";
+    args[na++] = listen;
+    args[na++] = "--bus";
+    args[na++] = o->bus;
+    if (kafka) {
+        args[na++] = "--kafka-brokers";
+        args[na++] = o->brokers;
+    }
+    args[na++] = "--set";
+    args[na++] = sink_set;
+    args[na++] = "--set";
+    args[na++] = parts_set;
+    args[na++] = "--set";
+    args[na++] = "log.level=warn";
+    args[na++] = "--set";
+    args[na++] = BENCH_HTTP_THREADS;
+    for (int i = 0; i < o->nsets; i++) {
+        args[na++] = "--set";
+        args[na++] = o->sets[i];
+    }
+    args[na] = NULL;
+    r = child_start(&R->child, args, logp, R->port, 120000);
+    if (r != HR_OK) {
+        fprintf(stderr, "herald bench: herald serve did not become ready (log: %s)\n", logp);
+        goto out;
+    }
+    if (kafka && !R->lag_bus) {
+        bus_opts_t bo = {.backend = "kafka", .brokers = o->brokers};
+        if (bus_open(&bo, &R->lag_bus) != HR_OK) R->lag_bus = NULL;
+    }
+out:
+    free(data);
+    free(db);
+    free(logp);
+    return r;
+}
+
+static hr_t herald_stop(run_t *R)
+{
+    if (!R->child.pid) return HR_OK;
+    int64_t peak = 0, now = 0;
+    if (proc_rss(R->child.pid, &peak, &now) == HR_OK && peak > R->peak_rss) R->peak_rss = peak;
+    int st = child_stop(&R->child, 60000);
+    if (st != 0) {
+        log_warn("bench", "herald serve exited with status %d", st);
+        return HR_ERR;
+    }
+    return HR_OK;
+}
+
+static int sweep_list(const char *s, double *out)
+{
+    int n = 0;
+    while (s && *s && n < MAX_SWEEP) {
+        char *end;
+        double v = strtod(s, &end);
+        if (end == s) break;
+        if (v > 0) out[n++] = v;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+int bench_main(int argc, char **argv)
+{
+    bopts_t o;
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc == 1 ? 0 : rc;
+    hlog_set_level(HLOG_WARN);
+
+    run_t R;
+    memset(&R, 0, sizeof(R));
+    buf_t *pool_n = NULL, *pool_s = NULL;
+    R.o = &o;
+    json_t *res = json_object();
+    rc = 1;
+    bool kafka = strcmp(o.bus, "kafka") == 0;
+    char commit[128] = "";
+    if (o.commit) snprintf(commit, sizeof(commit), "%s", o.commit);
+    else run_cmd("git rev-parse --short=12 HEAD 2>/dev/null", commit, sizeof(commit));
+    char dirty[8] = "";
+    if (!o.commit) run_cmd("git status --porcelain --untracked-files=no 2>/dev/null | head -c1", dirty, sizeof(dirty));
+    char label[128];
+    snprintf(label, sizeof(label), "%s", o.label ? o.label : "");
+    if (!label[0]) snprintf(label, sizeof(label), "%s-%s", o.bus, o.sink);
+
+    /* ---- work dir ---- */
+    if (o.data_dir) {
+        R.work = xstrdup(o.data_dir);
+        if (mkdir_p(R.work, 0755) != HR_OK) {
+            fprintf(stderr, "herald bench: cannot create %s\n", R.work);
+            goto out;
+        }
+    } else {
+        char tmpl[] = "/tmp/herald-bench.XXXXXX";
+        if (!mkdtemp(tmpl)) {
+            fprintf(stderr, "herald bench: mkdtemp: %s\n", strerror(errno));
+            goto out;
+        }
+        R.work = xstrdup(tmpl);
+    }
+
+    time_t now = time(NULL);
+    char started[32];
+    strftime(started, sizeof(started), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    char run_id[24];
+    snprintf(run_id, sizeof(run_id), "b%lld", (long long)now);
+    workload_init(&R.wl, o.seed, o.users, run_id);
+
+    size_t notif_bytes, status_bytes;
+    record_pool_build(RECORD_POOL, o.seed, &pool_n, &pool_s, &notif_bytes, &status_bytes);
+    printf("herald bench %s: bus %s, sandbox %s, %lld users, seed %llu, commit %s%s, %ld cores\n", label,
+           o.bus, o.sink, (long long)o.users, (unsigned long long)o.seed, commit[0] ? commit : "unknown",
+           dirty[0] ? " (modified)" : "", sysconf(_SC_NPROCESSORS_ONLN));
+    fflush(stdout);
+
+    json_object_set_new(res, "schema", json_integer(1));
+    json_object_set_new(res, "label", json_string(label));
+    json_object_set_new(res, "commit", json_string(commit));
+    json_object_set_new(res, "commit_modified", json_boolean(dirty[0] != '\0'));
+    json_object_set_new(res, "started_at", json_string(started));
+    json_object_set_new(res, "herald_version", json_string(HERALD_VERSION));
+    json_object_set_new(res, "machine", machine_json());
+    json_t *mode = json_pack("{s:s,s:s,s:I,s:I,s:i,s:i,s:i}", "bus", o.bus, "sink", o.sink, "users",
+                             (json_int_t)o.users, "seed", (json_int_t)o.seed, "partitions", o.partitions,
+                             "generator_connections", o.conns, "events_per_request", o.batch);
+    json_t *sets = json_array();
+    for (int i = 0; i < o.nsets; i++) json_array_append_new(sets, json_string(o.sets[i]));
+    json_object_set_new(mode, "serve_settings", sets);
+    json_object_set_new(res, "mode", mode);
+
+    /* ---- 1. seed ---- */
+    {
+        char *cached = o.seed_cache ? xasprintf("%s/users-%lld.db", o.seed_cache, (long long)o.users) : NULL;
+        char *tmpdb = xasprintf("%s/seed.db", R.work);
+        const char *db = cached ? cached : tmpdb;
+        struct stat st;
+        double secs = 0;
+        hr_t r = HR_OK;
+        if (stat(db, &st) == 0) {
+            printf("seed: %lld users from the seed cache\n", (long long)o.users);
+        } else {
+            if (cached) mkdir_p(o.seed_cache, 0755);
+            char *tmp = xasprintf("%s.tmp", db);
+            unlink(tmp);
+            r = seed_store(tmp, o.users, &secs);
+            if (r == HR_OK && rename(tmp, db) != 0) r = HR_ERR;
+            free(tmp);
+            printf("seed: %lld users written to the store in %.1f s (%.0f users/s)\n", (long long)o.users, secs,
+                   (double)o.users / (secs > 0 ? secs : 1));
+        }
+        R.seed_db = xstrdup(db);
+        free(cached);
+        free(tmpdb);
+        fflush(stdout);
+        if (r != HR_OK) goto out;
+        json_object_set_new(res, "seed_s", json_real(secs));
+    }
+
+    /* ---- 2. raw baseline ---- */
+    if (o.raw) {
+        raw_opts_t ro = {
+            .partitions = o.partitions,
+            .batch_max = 512,
+            .depth = o.raw_depth,
+            .duration_s = o.raw_duration,
+            .warmup_s = o.raw_duration > 4 ? 2 : o.raw_duration / 3,
+            .window = o.window,
+            .seed = o.seed,
+            .users = o.users,
+            .notif_bytes = notif_bytes,
+            .status_bytes = status_bytes,
+            .notif_pool = pool_n,
+            .status_pool = pool_s,
+            .pool_n = RECORD_POOL,
+            .fsync = "interval",
+            .fsync_interval_ms = 1000,
+            .flush_interval_us = 1000,
+        };
+        raw_result_t rr;
+        hr_t r;
+        char *dir = xasprintf("%s/rawbus", R.work);
+        char prefix[64];
+        snprintf(prefix, sizeof(prefix), "rawbench-%s-", run_id);
+        if (kafka) {
+            ro.brokers = o.brokers;
+            ro.topic_prefix = prefix;
+            r = raw_kafka_run(&ro, &rr);
+        } else {
+            ro.dir = dir;
+            r = raw_embedded_run(&ro, &rr);
+        }
+        rm_rf(dir);
+        free(dir);
+        if (r != HR_OK) {
+            fprintf(stderr, "herald bench: the raw %s baseline failed: %s\n", o.bus, hr_str(r));
+            goto out;
+        }
+        printf("raw %s bus: %.0f notifications/s (%.0f events/s), %.2f CPU s per million, "
+               "records %zu B (event) %zu B (notification) %zu B (status)\n",
+               o.bus, rr.notifs_per_s, rr.events_per_s, rr.cpu_s_per_m, rr.raw_bytes_avg, notif_bytes,
+               status_bytes);
+        fflush(stdout);
+        json_object_set_new(res, "raw",
+                            json_pack("{s:f,s:f,s:f,s:f,s:f,s:i,s:I,s:I,s:I}", "notifs_per_s", rr.notifs_per_s,
+                                      "events_per_s", rr.events_per_s, "status_per_s", rr.status_per_s,
+                                      "cpu_s_per_m", rr.cpu_s_per_m, "elapsed_s", rr.elapsed_s, "depth",
+                                      o.raw_depth, "event_bytes", (json_int_t)rr.raw_bytes_avg,
+                                      "notif_bytes", (json_int_t)notif_bytes, "status_bytes",
+                                      (json_int_t)status_bytes));
+    }
+
+    /* ---- 3. max (or one fixed rate), on a fresh herald ---- */
+    if (herald_start(&R, "max") != HR_OK) goto out;
+    double max_nps = 0;
+    {
+        gen_result_t g;
+        metrics_t m0, m1;
+        double rate = o.rate > 0 ? o.rate : 0;
+        int batch = rate > 0 ? rate_batch(&o, rate) : o.batch;
+        const char *what = rate > 0 ? "fixed" : "max";
+        if (gen(&R, rate, batch, o.warmup, o.window, &g) != HR_OK) goto out;
+        if (metrics_scrape(R.port, &m0) != HR_OK) goto out;
+        double c0 = proc_cpu_s(R.child.pid), t0 = now_s();
+        if (gen(&R, rate, batch, o.duration, o.window, &g) != HR_OK) goto out;
+        double c1 = proc_cpu_s(R.child.pid), t1 = now_s();
+        if (metrics_scrape(R.port, &m1) != HR_OK) goto out;
+        double dt = t1 - t0;
+        int64_t fan, disp, stat;
+        lag_now(&R, &m1, &fan, &disp, &stat);
+        double eps = (double)(m1.events_accepted - m0.events_accepted) / dt;
+        double nps = (double)(m1.notifs_sent - m0.notifs_sent) / dt;
+        double rows = (double)(m1.status_rows_written - m0.status_rows_written) / dt;
+        double cpu = c1 - c0;
+        int64_t sent = m1.notifs_sent - m0.notifs_sent;
+        double cpu_per_m = sent ? cpu / ((double)sent / 1e6) : 0;
+        max_nps = nps;
+        int64_t peak = 0, rss = 0;
+        proc_rss(R.child.pid, &peak, &rss);
+        printf("%s: %.0f events/s in, %.0f notifications/s delivered, status sink %.0f rows/s;\n"
+               "     herald CPU %.2f cores (%.2f s per million notifications), generator %.2f cores; "
+               "peak RSS %.0f MB\n",
+               what, eps, nps, rows, cpu / dt, cpu_per_m, g.cpu_s / g.elapsed_s, (double)peak / 1048576.0);
+        printf("     lag when the load stopped: fan-out %lld events, dispatch %lld, status sink %lld records\n",
+               (long long)fan, (long long)disp, (long long)stat);
+        print_latencies("     ", &m1, &m0);
+        fflush(stdout);
+
+        /* delivery settles; then the sink has the CPU to itself: its own rate */
+        metrics_t ms, md;
+        double settle = wait_drain(&R, false, 60, &ms);
+        double t_settled = now_s();
+        double drain = wait_drain(&R, true, o.drain_timeout, &md);
+        double t_end = now_s();
+        double sink_rate = t_end - t_settled > 1 && md.status_rows_written > ms.status_rows_written
+                               ? (double)(md.status_rows_written - ms.status_rows_written) / (t_end - t_settled)
+                               : 0;
+        printf("     delivery settled %.1f s after the load stopped; the status sink then wrote %.0f rows/s "
+               "alone%s\n",
+               settle, sink_rate,
+               drain >= 0 ? " and caught up" : " (still behind when the bench moved on)");
+        fflush(stdout);
+
+        json_t *jm = json_pack(
+            "{s:s,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:{s:I,s:I,s:I},s:f,s:b,s:f,s:I,s:I,s:I}",
+            "kind", what, "duration_s", dt, "events_per_s", eps, "notifs_per_s", nps,
+            "status_rows_per_s", rows, "cpu_cores", cpu / dt, "cpu_s_per_m", cpu_per_m, "gen_cpu_cores",
+            g.cpu_s / g.elapsed_s, "offered_events_per_s", rate, "max_behind_s", g.max_behind_s,
+            "peak_rss_bytes", (json_int_t)peak, "rss_bytes", (json_int_t)rss, "lag_end", "fanout_events",
+            (json_int_t)fan, "dispatch_records", (json_int_t)disp, "status_records", (json_int_t)stat,
+            "settle_s", settle, "sink_caught_up", drain >= 0, "sink_rows_per_s_after", sink_rate,
+            "requests_refused", (json_int_t)g.rejected, "connection_errors", (json_int_t)g.errors,
+            "window_notifs", (json_int_t)o.window);
+        json_object_set_new(jm, "latency", latencies_json(&m1, &m0));
+        json_t *mix = json_object();
+        for (int ch = 0; ch < CH__COUNT; ch++)
+            if (R.wl.chan_notifs[ch])
+                json_object_set_new(mix, channel_name((channel_t)ch),
+                                    json_real((double)R.wl.chan_notifs[ch] / (double)R.wl.notifs));
+        json_object_set_new(res, "max", jm);
+        json_object_set_new(res, "workload",
+                            json_pack("{s:f,s:o,s:I,s:I}", "mean_audience",
+                                      (double)R.wl.notifs / (double)(R.wl.events ? R.wl.events : 1),
+                                      "channel_mix", mix, "events", (json_int_t)R.wl.events,
+                                      "notifications", (json_int_t)R.wl.notifs));
+    }
+
+    /* ---- 4. sweep, on another fresh herald (the max run's sink backlog
+     * would otherwise compete with it) ---- */
+    json_t *sweep = json_array();
+    json_object_set_new(res, "sweep", sweep);
+    double pcts[MAX_SWEEP];
+    int np = o.rate > 0 ? 0 : sweep_list(o.sweep, pcts);
+    double mean_aud = (double)R.wl.notifs / (double)(R.wl.events ? R.wl.events : 1);
+    if (np > 0 && (herald_stop(&R) != HR_OK || herald_start(&R, "sweep") != HR_OK)) goto out;
+    for (int i = 0; i < np; i++) {
+        double eps = pcts[i] / 100.0 * max_nps / mean_aud;
+        int batch = rate_batch(&o, eps);
+        gen_result_t g;
+        metrics_t a, b, before;
+        int64_t lf = -1, ld = -1, ls = -1;
+        if (metrics_scrape(R.port, &before) == HR_OK) lag_now(&R, &before, &lf, &ld, &ls);
+        if (gen(&R, eps, batch, o.warmup < 2 ? o.warmup : 2, 0, &g) != HR_OK) goto out;
+        if (metrics_scrape(R.port, &a) != HR_OK) goto out;
+        double c0 = proc_cpu_s(R.child.pid), t0 = now_s();
+        if (gen(&R, eps, batch, o.sweep_duration, 0, &g) != HR_OK) goto out;
+        double c1 = proc_cpu_s(R.child.pid), t1 = now_s();
+        metrics_t settled;
+        double settle = wait_drain(&R, false, 60, &settled);
+        if (metrics_scrape(R.port, &b) != HR_OK) goto out;
+        /* delivered during the window: what settled, over the generation time */
+        double nps = (double)(b.notifs_sent - a.notifs_sent) / (t1 - t0);
+        printf("sweep %3.0f%%: offered %.0f events/s (%.0f notifications/s, %d per request), delivered %.0f "
+               "notifications/s, herald CPU %.2f cores, schedule slip %.3f s, sink backlog at start %lld\n",
+               pcts[i], eps, eps * mean_aud, batch, nps, (c1 - c0) / (t1 - t0), g.max_behind_s, (long long)ls);
+        print_latencies("     ", &b, &a);
+        fflush(stdout);
+        json_t *p = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:i,s:I}", "pct", pcts[i], "offered_events_per_s", eps,
+                              "offered_notifs_per_s", eps * mean_aud, "notifs_per_s", nps, "cpu_cores",
+                              (c1 - c0) / (t1 - t0), "max_behind_s", g.max_behind_s, "settle_s", settle,
+                              "events_per_request", batch, "status_lag_at_start", (json_int_t)ls);
+        json_object_set_new(p, "latency", latencies_json(&b, &a));
+        json_array_append_new(sweep, p);
+        /* give the status sink a moment to catch up before the next point */
+        metrics_t md;
+        wait_drain(&R, true, o.drain_timeout / 3, &md);
+    }
+    if (herald_stop(&R) != HR_OK) goto out;
+    json_object_set_new(res, "peak_rss_bytes", json_integer(R.peak_rss));
+    printf("herald peak RSS: %.0f MB\n", (double)R.peak_rss / 1048576.0);
+    if (json_object_get(res, "raw") && max_nps > 0) {
+        double raw = json_real_value(json_object_get(json_object_get(res, "raw"), "notifs_per_s"));
+        json_object_set_new(res, "ratio_vs_raw", json_real(raw > 0 ? max_nps / raw : 0));
+        printf("herald / raw %s bus: %.0f / %.0f = %.0f %%\n", o.bus, max_nps, raw, raw > 0 ? 100 * max_nps / raw : 0);
+    }
+    rc = 0;
+out:
+    if (R.child.pid) herald_stop(&R);
+    if (R.lag_bus) bus_close(R.lag_bus);
+    if (rc == 0 && o.out) {
+        if (json_dump_file(res, o.out, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
+            fprintf(stderr, "herald bench: cannot write %s\n", o.out);
+            rc = 1;
+        } else {
+            printf("result: %s\n", o.out);
+        }
+    }
+    if (rc != 0 && R.work) fprintf(stderr, "herald bench: work directory kept: %s\n", R.work);
+    if (rc == 0 && R.work && !o.keep && !o.data_dir) rm_rf(R.work);
+    json_decref(res);
+    if (pool_n) record_pool_free(RECORD_POOL, pool_n, pool_s);
+    workload_release(&R.wl);
+    free(R.work);
+    free(R.seed_db);
+    return rc;
+}

@@ -1,0 +1,161 @@
+/*
+ * bench_int.h - what the parts of `herald bench` share. Not for use outside
+ * src/bench/.
+ *
+ *   bench.c        the driver: options, phases, result JSON
+ *   gen.c          load generator: HTTP/1.1 POST /v1/events over keep-alive
+ *                  connections, at a fixed rate or closed-loop
+ *   scrape.c       a tiny blocking HTTP client and the /metrics parser
+ *   seed.c         users and templates written straight into the store
+ *   raw_embedded.c the raw embedded-bus baseline
+ *   raw_kafka.c    the raw librdkafka baseline
+ *   proc.c         the measured child process: start, stop, CPU, RSS
+ */
+#ifndef HERALD_BENCH_INT_H
+#define HERALD_BENCH_INT_H
+
+#include "bench/workload.h"
+#include "core/buf.h"
+#include "core/hist.h"
+
+#include <stdatomic.h>
+#include <sys/types.h>
+
+/* ---- scrape.c ---- */
+
+/* GET path from 127.0.0.1:port; body into out. HR_OK on a 2xx answer. */
+hr_t http_get(int port, const char *path, buf_t *out, int timeout_ms);
+
+typedef struct metrics {
+    int64_t events_accepted;
+    int64_t events_rejected;
+    int64_t notifs_fanned_out;
+    int64_t notifs_sent;
+    int64_t notifs_failed;
+    int64_t notifs_suppressed;
+    int64_t dlq_records;
+    int64_t status_rows_written;
+    hist_snap_t latency[CH__COUNT];
+    int64_t lag_fanout, lag_dispatch, lag_status; /* -1 when not exposed */
+    bool has_lag;
+} metrics_t;
+
+/* Parses herald's /metrics text. */
+hr_t metrics_parse(const char *text, metrics_t *m);
+hr_t metrics_scrape(int port, metrics_t *m);
+/* Notifications whose fate is settled: sent, failed or suppressed. */
+static inline int64_t metrics_done(const metrics_t *m)
+{
+    return m->notifs_sent + m->notifs_failed + m->notifs_suppressed;
+}
+
+/* ---- proc.c ---- */
+
+typedef struct child {
+    pid_t pid;
+    int port;
+    char *log_path;
+} child_t;
+
+/* Starts `herald serve` (this executable) with args (NULL-terminated, after
+ * "serve"), output appended to log_path; waits for /readyz up to
+ * timeout_ms. */
+hr_t child_start(child_t *c, const char *const *args, const char *log_path, int port, int timeout_ms);
+/* SIGTERM, wait up to timeout_ms, then SIGKILL. Returns the exit status. */
+int child_stop(child_t *c, int timeout_ms);
+/* CPU seconds (user + system) used so far by pid. */
+double proc_cpu_s(pid_t pid);
+/* Peak and current resident set size in bytes. */
+hr_t proc_rss(pid_t pid, int64_t *peak, int64_t *now);
+/* CPU seconds of this process (all threads). */
+double self_cpu_s(void);
+/* A free TCP port on 127.0.0.1. */
+int free_port(void);
+double now_s(void);
+
+/* ---- gen.c ---- */
+
+typedef struct gen_opts {
+    int port;
+    int conns;                  /* requests in flight at once */
+    int batch;                  /* events per request */
+    double rate;                /* events/s; 0 = as fast as `window` allows */
+    double duration_s;
+    int64_t window;             /* closed loop: notifications in flight at most (0 = off) */
+    int64_t done_base;          /* metrics_done() when the generator's counts began */
+    int64_t offered_base;       /* notifications accepted before this run (same origin) */
+} gen_opts_t;
+
+typedef struct gen_result {
+    int64_t events;             /* accepted (202) */
+    int64_t notifs;             /* their audience sizes summed */
+    int64_t chan_notifs[CH__COUNT];
+    int64_t requests;
+    int64_t rejected;           /* requests answered other than 202 */
+    int64_t errors;             /* connection failures */
+    double elapsed_s;
+    double max_behind_s;        /* fixed rate: how far sending fell behind the schedule */
+    double cpu_s;               /* CPU the generator used */
+    double sent_bytes;
+} gen_result_t;
+
+/* Generates load with wl until duration_s passes. */
+hr_t gen_run(workload_t *wl, const gen_opts_t *o, gen_result_t *res);
+
+/* ---- seed.c ---- */
+
+/* Opens the SQLite store at path, writes `users` users (email, phone, one
+ * push device each) and the benchmark's templates for push, in-app, email
+ * and SMS. */
+hr_t seed_store(const char *path, int64_t users, double *seconds);
+
+/* ---- raw baselines ---- */
+
+typedef struct raw_opts {
+    const char *dir;            /* embedded: bus directory */
+    const char *brokers;        /* kafka */
+    const char *topic_prefix;   /* kafka: topics and groups get this prefix */
+    int partitions;
+    int batch_max;              /* records per poll, as herald's stages */
+    int depth;                  /* batches in flight per relay (1 = wait per batch) */
+    double duration_s;
+    double warmup_s;
+    int64_t window;             /* notifications in flight at most */
+    uint64_t seed;
+    int64_t users;
+    size_t notif_bytes;         /* mean value size of a notification record */
+    size_t status_bytes;        /* mean value size of a status record */
+    /* records to move: herald-encoded notifications and statuses with
+     * varied ids and text (so compression sees what it would see) */
+    const buf_t *notif_pool;
+    const buf_t *status_pool;
+    int pool_n;
+    const char *fsync;          /* embedded */
+    int fsync_interval_ms;
+    int flush_interval_us;
+} raw_opts_t;
+
+typedef struct raw_result {
+    double events_per_s;
+    double notifs_per_s;        /* through the dispatch hop, acknowledged */
+    double status_per_s;        /* read by the status consumer */
+    double cpu_s_per_m;         /* CPU seconds per million notifications */
+    double elapsed_s;
+    int64_t notifs;
+    int64_t events;
+    size_t raw_bytes_avg;
+} raw_result_t;
+
+hr_t raw_embedded_run(const raw_opts_t *o, raw_result_t *res);
+hr_t raw_kafka_run(const raw_opts_t *o, raw_result_t *res);
+/* Deletes herald's topics and consumer groups on a broker (no herald may be
+ * running against it) so that the next one starts empty. */
+hr_t kafka_reset_herald(const char *brokers);
+
+/* n realistic encoded notification and status records (free with
+ * record_pool_free); mean sizes in *notif_mean, *status_mean. */
+void record_pool_build(int n, uint64_t seed, buf_t **notifs, buf_t **statuses, size_t *notif_mean,
+                       size_t *status_mean);
+void record_pool_free(int n, buf_t *notifs, buf_t *statuses);
+
+#endif

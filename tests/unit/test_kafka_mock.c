@@ -1,0 +1,296 @@
+/*
+ * test_kafka_mock.c - fast error injection through the Kafka bus backend
+ * (bus_kafka.c) on librdkafka's in-process mock cluster: produce requests
+ * refused with NOT_ENOUGH_REPLICAS, NOT_ENOUGH_REPLICAS_AFTER_APPEND and
+ * REQUEST_TIMED_OUT, partition leaders moving mid-stream, a leader broker
+ * going down and coming back. In every case bus_batch_wait() must end in
+ * success and every record must be in the topic exactly once, in order per
+ * key. These complement the real-broker tests (tests/integration/kafka_*.sh,
+ * tests/fault/), they do not replace them.
+ *
+ * The mock cluster has no CreateTopics handler: topics are created with
+ * rd_kafka_mock_topic_create(). Records are read back with a plain
+ * librdkafka consumer (assign, no group) except in the consumer test.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "bus/bus.h"
+#include "core/log.h"
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define TOPIC "mock-events"
+#define PARTITIONS 4
+#define BROKERS 3
+#define KEYS 20
+#define APIKEY_PRODUCE 0
+#define WAIT_MS 30000
+
+typedef struct fixture {
+    rd_kafka_t *host;           /* owns the mock cluster */
+    rd_kafka_mock_cluster_t *mc;
+    char *bootstraps;
+    bus_t *bus;
+} fixture_t;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    char why[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "log_level", "0", why, sizeof(why));
+    f->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    assert_non_null(f->host);
+    f->mc = rd_kafka_mock_cluster_new(f->host, BROKERS);
+    assert_non_null(f->mc);
+    f->bootstraps = strdup(rd_kafka_mock_cluster_bootstraps(f->mc));
+    assert_int_equal(rd_kafka_mock_topic_create(f->mc, TOPIC, PARTITIONS, BROKERS), 0);
+    static const char *const kv[] = {
+        "retry.backoff.ms", "20",
+        "log_level", "0",           /* the injected errors are expected */
+        NULL,
+    };
+    bus_opts_t o = {.backend = "kafka", .brokers = f->bootstraps, .kv = kv};
+    assert_int_equal(bus_open(&o, &f->bus), HR_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    if (f->bus) bus_close(f->bus);
+    rd_kafka_mock_cluster_destroy(f->mc);
+    rd_kafka_destroy(f->host);
+    free(f->bootstraps);
+    free(f);
+    return 0;
+}
+
+/* Produces records seq..seq+n-1: key "user-<seq % KEYS>", value "<seq>". */
+static void produce_range(fixture_t *f, bus_batch_t *b, int seq, int n)
+{
+    for (int i = seq; i < seq + n; i++) {
+        char key[32], val[32];
+        snprintf(key, sizeof(key), "user-%d", i % KEYS);
+        snprintf(val, sizeof(val), "%d", i);
+        hr_t r;
+        while ((r = bus_produce(f->bus, TOPIC, -1, key, strlen(key), val, strlen(val), b)) ==
+               HR_AGAIN)
+            sleep_ms(1);
+        assert_int_equal(r, HR_OK);
+    }
+}
+
+static void wait_acked(fixture_t *f, bus_batch_t *b)
+{
+    int64_t t0 = now_ms();
+    hr_t r = bus_batch_wait(f->bus, b, WAIT_MS);
+    print_message("  acknowledged in %lld ms: %s\n", (long long)(now_ms() - t0), hr_str(r));
+    assert_int_equal(r, HR_OK);
+    assert_int_equal(b->failed, 0);
+}
+
+/* Reads the whole topic from the beginning; checks that it holds 0..n-1
+ * exactly once each, and in order per key. */
+static void check_topic(fixture_t *f, int n)
+{
+    char why[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", f->bootstraps, why, sizeof(why));
+    rd_kafka_conf_set(conf, "log_level", "0", why, sizeof(why));
+    rd_kafka_conf_set(conf, "group.id", "mock-check", why, sizeof(why)); /* never joined */
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", why, sizeof(why));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+    assert_non_null(rk);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTITIONS);
+    for (int p = 0; p < PARTITIONS; p++)
+        rd_kafka_topic_partition_list_add(l, TOPIC, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    assert_int_equal(rd_kafka_assign(rk, l), 0);
+    rd_kafka_topic_partition_list_destroy(l);
+
+    int *seen = calloc((size_t)n, sizeof(int));
+    int last[KEYS];
+    for (int k = 0; k < KEYS; k++) last[k] = -1;
+    int got = 0, dups = 0, disorder = 0;
+    int64_t deadline = now_ms() + WAIT_MS, quiet_until = 0;
+    while (now_ms() < deadline && (got < n || now_ms() < quiet_until)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m) continue;
+        if (!m->err) {
+            char val[32] = {0};
+            memcpy(val, m->payload, m->len < sizeof(val) - 1 ? m->len : sizeof(val) - 1);
+            int v = atoi(val);
+            assert_true(v >= 0 && v < n);
+            if (seen[v]++) dups++;
+            got++;
+            if (v <= last[v % KEYS]) disorder++;
+            last[v % KEYS] = v;
+            if (got == n) quiet_until = now_ms() + 300; /* watch for extra copies */
+        }
+        rd_kafka_message_destroy(m);
+    }
+    int missing = 0;
+    for (int i = 0; i < n; i++) missing += seen[i] == 0;
+    print_message("  topic holds %d records: %d missing, %d duplicates, %d out of order\n", got,
+                  missing, dups, disorder);
+    free(seen);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    assert_int_equal(missing, 0);
+    assert_int_equal(dups, 0);
+    assert_int_equal(disorder, 0);
+}
+
+/* Produce requests refused with retriable errors by every broker (each
+ * leads some partition): librdkafka retries, idempotently, and the batch ends
+ * in success once every injected error was served. */
+static void test_retriable_produce_errors(void **state)
+{
+    fixture_t *f = *state;
+    for (int p = 0; p < PARTITIONS; p++)
+        rd_kafka_mock_partition_set_leader(f->mc, TOPIC, p, 1 + p % BROKERS);
+    for (int32_t id = 1; id <= BROKERS; id++)
+        assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(
+                             f->mc, id, APIKEY_PRODUCE, 6,
+                             RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, 0,
+                             RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, 200,
+                             RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND, 0,
+                             RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, 0,
+                             RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, 0,
+                             RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, 0),
+                         0);
+    bus_batch_t b;
+    bus_batch_init(&b);
+    produce_range(f, &b, 0, 1000);
+    wait_acked(f, &b);
+    for (int32_t id = 1; id <= BROKERS; id++) {
+        size_t left = 99;
+        assert_int_equal(rd_kafka_mock_broker_error_stack_cnt(f->mc, id, APIKEY_PRODUCE, &left), 0);
+        assert_int_equal(left, 0); /* every refusal was met and retried */
+    }
+    /* and the next batch is unaffected */
+    produce_range(f, &b, 1000, 1000);
+    wait_acked(f, &b);
+    bus_batch_release(&b);
+    check_topic(f, 2000);
+}
+
+/* Every partition's leader moves to another broker mid-stream. */
+static void test_leader_change_mid_stream(void **state)
+{
+    fixture_t *f = *state;
+    bus_batch_t b;
+    bus_batch_init(&b);
+    produce_range(f, &b, 0, 1500);
+    for (int p = 0; p < PARTITIONS; p++)
+        rd_kafka_mock_partition_set_leader(f->mc, TOPIC, p, 1 + (p + 1) % BROKERS);
+    produce_range(f, &b, 1500, 1500);
+    wait_acked(f, &b);
+    for (int p = 0; p < PARTITIONS; p++)
+        rd_kafka_mock_partition_set_leader(f->mc, TOPIC, p, 1 + (p + 2) % BROKERS);
+    produce_range(f, &b, 3000, 1000);
+    wait_acked(f, &b);
+    bus_batch_release(&b);
+    check_topic(f, 4000);
+}
+
+/* The leader of every partition is down for 1.5 s while records wait. */
+static void test_leader_down_and_back(void **state)
+{
+    fixture_t *f = *state;
+    for (int p = 0; p < PARTITIONS; p++) rd_kafka_mock_partition_set_leader(f->mc, TOPIC, p, 2);
+    bus_batch_t b;
+    bus_batch_init(&b);
+    produce_range(f, &b, 0, 500);
+    wait_acked(f, &b);
+    rd_kafka_mock_broker_set_down(f->mc, 2);
+    produce_range(f, &b, 500, 1000);
+    assert_int_equal(bus_batch_wait(f->bus, &b, 1500), HR_TIMEOUT); /* nothing can be acked */
+    rd_kafka_mock_broker_set_up(f->mc, 2);
+    wait_acked(f, &b);
+    bus_batch_release(&b);
+    check_topic(f, 1500);
+}
+
+/* A bus consumer group keeps reading every record while leaders move and
+ * fetches fail. */
+static void test_consumer_through_leader_changes(void **state)
+{
+    fixture_t *f = *state;
+    bus_batch_t b;
+    bus_batch_init(&b);
+    produce_range(f, &b, 0, 1000);
+    wait_acked(f, &b);
+    const char *topics[1] = {TOPIC};
+    bus_consumer_t *c = NULL;
+    assert_int_equal(bus_consumer_new(f->bus, "mock-group", topics, 1, NULL, &c), HR_OK);
+    char *seen = calloc(2000, 1);
+    int got = 0, dups = 0;
+    bool moved = false;
+    int64_t deadline = now_ms() + WAIT_MS;
+    bus_msg_t msgs[64];
+    while (got < 2000 && now_ms() < deadline) {
+        int n = bus_poll(c, msgs, 64, 100);
+        assert_true(n >= 0);
+        for (int i = 0; i < n; i++) {
+            char val[32] = {0};
+            memcpy(val, msgs[i].value, msgs[i].value_len < 31 ? msgs[i].value_len : 31);
+            int v = atoi(val);
+            assert_true(v >= 0 && v < 2000);
+            if (seen[v]++) dups++;
+            got++;
+            bus_store_offset(c, msgs[i].topic, msgs[i].partition, msgs[i].offset + 1);
+        }
+        if (got >= 500 && !moved) {
+            moved = true;
+            for (int p = 0; p < PARTITIONS; p++)
+                rd_kafka_mock_partition_set_leader(f->mc, TOPIC, p, 1 + (p + 1) % BROKERS);
+            produce_range(f, &b, 1000, 1000);
+            wait_acked(f, &b);
+        }
+    }
+    assert_int_equal(bus_commit(c), HR_OK);
+    bus_consumer_close(c);
+    bus_batch_release(&b);
+    free(seen);
+    print_message("  consumer read %d records, %d duplicates\n", got, dups);
+    assert_int_equal(got, 2000);
+    assert_int_equal(dups, 0);
+}
+
+int main(void)
+{
+    hlog_set_level(HLOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_retriable_produce_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leader_change_mid_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leader_down_and_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consumer_through_leader_changes, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
