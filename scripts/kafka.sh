@@ -260,8 +260,12 @@ EOF
 format() { # nodes
     local n=$1 i cid dir port
     port=${HERALD_KAFKA_PORT:-$(default_port "$n")}
-    # A cluster id is 16 random bytes in URL-safe base64 without padding.
-    cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    # A cluster id is 16 random bytes in URL-safe base64 without padding; like
+    # Kafka's own ids, never one that starts with '-' (an option to the tool).
+    cid=-
+    while [ "${cid#-}" != "$cid" ]; do
+        cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    done
     rm -rf "$STATE"
     mkdir -p "$STATE"
     echo "$port" >"$STATE/port"

@@ -3,7 +3,9 @@
  */
 #include "bus/bus.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -63,6 +65,32 @@ void bus_batch_release(bus_batch_t *b)
     pthread_cond_destroy(&b->cv);
 }
 
+bus_batch_t *bus_batch_new(void)
+{
+    bus_batch_t *b = xmalloc(sizeof(*b));
+    bus_batch_init(b);
+    b->heap = true;
+    return b;
+}
+
+void bus_batch_free(bus_batch_t *b)
+{
+    if (!b) return;
+    assert(b->heap);
+    bus_batch_release(b);
+    free(b);
+}
+
+void bus_batch_abandon(bus_batch_t *b)
+{
+    assert(b->heap);
+    pthread_mutex_lock(&b->mu);
+    bool done = b->pending == 0;
+    b->abandoned = true;
+    pthread_mutex_unlock(&b->mu);
+    if (done) bus_batch_free(b);
+}
+
 void bus_batch_ack(bus_batch_t *b, hr_t result)
 {
     pthread_mutex_lock(&b->mu);
@@ -71,8 +99,10 @@ void bus_batch_ack(bus_batch_t *b, hr_t result)
         b->failed++;
         b->last_error = result;
     }
+    bool reap = b->pending == 0 && b->abandoned;
     if (b->pending == 0) pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
+    if (reap) bus_batch_free(b); /* nobody waits any more: the last ack frees it */
 }
 
 hr_t bus_batch_wait(bus_t *bus, bus_batch_t *b, int timeout_ms)

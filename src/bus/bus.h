@@ -78,10 +78,20 @@ typedef struct bus_batch {
     int64_t pending;
     int64_t failed;
     int last_error;             /* hr_t of the last failure */
+    bool heap;                  /* made by bus_batch_new() */
+    bool abandoned;             /* freed by the last ack (bus_batch_abandon) */
 } bus_batch_t;
 
 void bus_batch_init(bus_batch_t *b);
 void bus_batch_release(bus_batch_t *b);
+/* A heap batch for callers that may stop waiting before every ack arrives
+ * (the HTTP ingest path answers 503 after a timeout). Free it with
+ * bus_batch_free() once bus_batch_wait() returned HR_OK or an error, or hand
+ * it to bus_batch_abandon() after HR_TIMEOUT: the bus keeps pointers to the
+ * batch until each record is acknowledged, and the last ack frees it then. */
+bus_batch_t *bus_batch_new(void);
+void bus_batch_free(bus_batch_t *b);
+void bus_batch_abandon(bus_batch_t *b);
 /* Called by backends when one record of the batch is acknowledged. */
 void bus_batch_ack(bus_batch_t *b, hr_t result);
 /* Waits until every record produced with this batch is acknowledged.

@@ -115,10 +115,7 @@ npush=$(wc -l < "$SB/push.jsonl")
 [ "$npush" = 8 ] || fail "re-delivered after restart: $npush push lines (wanted 8): $(cat "$SB/push.jsonl")"
 
 # Graceful stop: exit code 0 (under the sanitizers a leak or error changes it).
-kill -TERM "$HERALD_PID"
-rc=0; wait "$HERALD_PID" || rc=$?
-HERALD_PID=""
-[ "$rc" = 0 ] || fail "herald exited with $rc on SIGTERM"
+stop_herald
 if grep -qE 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:' "$WORK/herald.log"; then
   grep -A20 -E 'Sanitizer|runtime error:' "$WORK/herald.log" | head -60 >&2
   fail "sanitizer report in herald's log"

@@ -37,7 +37,9 @@ assert feeder.done.is_set(), "producer did not finish"
 print(f"all {len(events)} events accepted ({feeder.errors} failed requests retried)")
 
 lines = wait_delivered([h.sandbox()], expected, 180)
-h.stop(timeout=60)
+rc = h.stop(timeout=60)
+if rc != 0:
+    sys.exit(f"herald exited with {rc} on SIGTERM (see herald.log)")
 t = tally(expected, lines)
 print(tally_str(t))
 sys.exit(1 if t["lost"] or t["unexpected"] else 0)

@@ -49,10 +49,15 @@ def check(ok, what):
 
 
 def kafka(*args):
-    env = dict(os.environ, HERALD_KAFKA_DIR=kafka_dir)
-    r = subprocess.run(["bash", kafka_sh] + list(args), env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"kafka.sh {' '.join(args)} failed: {r.stderr}")
+    return subprocess.Popen(["bash", kafka_sh] + list(args), env=dict(os.environ, HERALD_KAFKA_DIR=kafka_dir),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def kafka_wait(*procs):
+    for p in procs:
+        _, err = p.communicate()
+        if p.returncode != 0:
+            sys.exit(f"kafka.sh {' '.join(p.args[2:])} failed: {err}")
 
 
 def metadata(via):
@@ -110,31 +115,28 @@ KcatFeeder(brokers, warm, 100).start()
 t0 = time.time()
 wait_delivered(paths, expected, 90)
 log(f"pipeline warmed up (first deliveries) in {time.time() - t0:.1f} s")
-events, more = make_events(n_events, scenario)
-expected |= more
-feeder = KcatFeeder(brokers, events, rate, log_path=os.path.join(work, "kcat.log"))
-t_start = time.time()
-feeder.start()
-
-deadline = time.time() + 120
-while time.time() < deadline and not (feeder.sent >= n_events // 3 and read_deliveries(paths)):
-    time.sleep(0.05)
-
-md = metadata(1)
 leads = {}
-for leader, _ in md.values():
+for leader, _ in metadata(1).values():
     leads[leader] = leads.get(leader, 0) + 1
 if scenario == "broker-kill":
     victims = [max(sorted(leads), key=lambda k: leads[k])] if leads else [1]
 else:
     victims = [2, 3]
 survivor = min(set(broker_addr) - set(victims))
-delivered_before = len(read_deliveries(paths))
-t_kill = time.time()
-for v in victims:
-    kafka("stop", "--node", str(v))
-log(f"killed broker(s) {victims} with -9 after {feeder.sent} of {n_events} events were produced "
-    f"and {delivered_before} notifications delivered (partition leaders before: {leads})")
+
+events, more = make_events(n_events, scenario)
+expected |= more
+feeder = KcatFeeder(brokers, events, rate, log_path=os.path.join(work, "kcat.log"))
+t_start = time.time()
+feeder.start()
+deadline = time.time() + 120
+while time.time() < deadline and feeder.sent < n_events // 3:
+    time.sleep(0.02)
+t_kill, sent_at_kill = time.time(), feeder.sent
+kafka_wait(*[kafka("stop", "--node", str(v)) for v in victims])
+log(f"killed broker(s) {victims} with -9 after {sent_at_kill} of {n_events} events were produced "
+    f"(the kill took {time.time() - t_kill:.1f} s; {len(read_deliveries(paths))} notifications "
+    f"delivered by then; partitions of {', '.join(TOPICS)} led per broker before: {leads})")
 
 if scenario == "min-isr":
     # Wait for the controller to fence the dead brokers: one replica in sync.
@@ -193,8 +195,9 @@ if scenario == "min-isr":
     if stall:
         log("herald: " + stall[-1][:400])
     t_restart = time.time()
-    kafka("start", "--node", str(victims[0]))
-    log(f"restarted broker {victims[0]} in {time.time() - t_restart:.1f} s")
+    kafka_wait(kafka("start", "--node", str(victims[0])))
+    t_back = time.time()
+    log(f"restarted broker {victims[0]}: registered and serving {t_back - t_restart:.1f} s later")
 
 lines = wait_delivered(paths, expected, 240)
 feeder.done.wait(60)
@@ -208,8 +211,8 @@ if scenario == "broker-kill":
 else:
     after = sorted(d["delivered_at_us"] / 1e6 for d in lines if d["delivered_at_us"] / 1e6 > t_restart)
     if after:
-        log(f"deliveries resumed {after[0] - t_restart:.1f} s after the broker restart; "
-            f"backlog drained {last - t_restart:.1f} s after it")
+        log(f"deliveries resumed {after[0] - t_back:+.1f} s after the broker was back; "
+            f"backlog drained {last - t_back:.1f} s after it")
 check(t["lost"] == 0, f"{t['lost']} notifications lost")
 check(t["unexpected"] == 0, f"{t['unexpected']} unexpected notifications")
 check(feeder.returncode == 0, f"kcat exited with {feeder.returncode}")
