@@ -74,7 +74,7 @@ def summary_table(runs):
     rows = [
         "| mode | events/s in | notifications/s delivered | raw bus, notifications/s | herald ÷ raw "
         "| CPU s per million notifications (herald / raw) | peak RSS | status sink rows/s (under load / alone) "
-        "| lag when the load stopped (fan-out / dispatch / sink) |",
+        "| lag when the load stopped (fan-out events / dispatch records / sink records) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for label in ORDER:
@@ -189,14 +189,16 @@ def targets(runs):
         p = p99_at(e, 50)
         line("embedded: p99 event → push delivered < 100 ms at 50 % of max", "%s ms" % ms(p), p is not None and p < 100)
         rss = e.get("peak_rss_bytes") or 0
-        line("RSS < 256 MB with %s users (embedded)" % k(g(e, "mode", "users")), mb(rss), rss < 256 * 1048576)
+        line("RSS < 256 MB with {:,} users (embedded)".format(g(e, "mode", "users", default=0)), mb(rss),
+             rss < 256 * 1048576)
     if kf and not kf.get("skipped"):
         r = kf.get("ratio_vs_raw") or 0
         line("Kafka: ≥ 50 % of the raw broker rate", "%.0f %%" % (100 * r), r >= 0.5)
         p = p99_at(kf, 50)
         line("Kafka: p99 event → push delivered < 100 ms at 50 % of max", "%s ms" % ms(p), p is not None and p < 100)
         rss = kf.get("peak_rss_bytes") or 0
-        line("RSS < 256 MB with %s users (Kafka)" % k(g(kf, "mode", "users")), mb(rss), rss < 256 * 1048576)
+        line("RSS < 256 MB with {:,} users (Kafka)".format(g(kf, "mode", "users", default=0)), mb(rss),
+             rss < 256 * 1048576)
     elif kf.get("skipped"):
         out.append("| Kafka mode | skipped: %s | |" % kf["skipped"])
     return "\n".join(out)
@@ -207,6 +209,7 @@ def chart(runs, png):
         return "(gnuplot not found: chart not drawn)"
     tmp = tempfile.mkdtemp()
     plots_t, plots_l = [], []
+    colors = {"embedded-null": "#7b2cbf", "embedded-file": "#2a9d8f", "kafka-null": "#1d6fd1"}
     for i, label in enumerate(ORDER):
         d = runs.get(label)
         if not d or d.get("skipped") or not d.get("sweep"):
@@ -219,9 +222,12 @@ def chart(runs, png):
                     g(p, "latency", "inapp", "p99_ms", default=0) or 0))
             m = d.get("max", {})
             f.write("%g %g NaN NaN\n" % (100, m.get("notifs_per_s", 0)))
-        plots_t.append("'%s' using 1:($2/1000) with linespoints lw 2 pt 7 title '%s'" % (path, TITLES[label]))
-        plots_l.append("'%s' using 1:3 with linespoints lw 2 pt 7 title '%s, push'" % (path, TITLES[label]))
-        plots_l.append("'%s' using 1:4 with linespoints lw 1 dt 2 pt 6 title '%s, in-app'" % (path, TITLES[label]))
+        raw = g(d, "raw", "notifs_per_s")
+        title = TITLES[label] + (" (raw bus: %s/s)" % k(raw) if raw else "")
+        lc = "lc rgb '%s'" % colors.get(label, "#444444")
+        plots_t.append("'%s' using 1:($2/1000) with linespoints lw 2 pt 7 %s title '%s'" % (path, lc, title))
+        plots_l.append("'%s' using 1:3 with linespoints lw 2 pt 7 %s title '%s, push'" % (path, lc, TITLES[label]))
+        plots_l.append("'%s' using 1:4 with linespoints lw 1 dt 2 pt 6 %s title '%s, in-app'" % (path, lc, TITLES[label]))
     if not plots_t:
         return "(no sweep results: chart not drawn)"
     script = """
@@ -230,12 +236,13 @@ set output '%s'
 set multiplot layout 1,2 title 'herald: throughput and p99 latency against offered load'
 set grid
 set key top left
-set xlabel 'offered load, %% of the measured maximum'
+set xlabel 'offered load, %% of the measured maximum (100 %% = the max run)'
 set ylabel 'notifications delivered per second (thousands)'
 set xrange [0:105]
 set yrange [0:*]
 plot %s
 set ylabel 'p99 event -> delivered (ms, log scale)'
+set xlabel 'offered load, %% of the measured maximum'
 set logscale y
 set yrange [*:*]
 set xrange [0:100]
@@ -288,12 +295,17 @@ event in 250 a burst of 250), one channel per event so that notifications split 
 shipped defaults otherwise (`bus.fsync=interval`, 1 s: status events are durable on the bus within
 a second, as every other record).
 
-* **max**: closed loop — the generator keeps at most 200,000 notifications accepted but not yet
+Settings besides the defaults, per mode: {settings}.
+
+* **max**: closed loop — the generator keeps at most {window} notifications accepted but not yet
   delivered, so the figure is the rate herald sustains with a bounded backlog. Its latency is that
-  backlog's queueing time, not a service time; see the sweep for latency.
-* **raw bus**: in the same run, before herald starts, the same number of records of the same sizes
-  (herald-encoded notifications and statuses) through the same topics, hops and consumer groups,
-  with no herald logic: a producer, a relay fanning each event out, four relays producing one status
+  backlog's queueing time, not a service time; see the sweep for latency. Each phase (max, sweep)
+  starts a fresh `herald serve` on a copy of the seeded store (on Kafka, with herald's topics and
+  groups deleted first) after one event has gone through the whole pipeline.
+* **raw bus**: in the same run, before herald starts, the same kinds of records in the same
+  proportions and sizes (the workload's events, then per event one herald-encoded notification per
+  recipient, one status per notification) through the same topics, partitions, hops and consumer
+  groups, as fast as they go, with no herald logic: a producer, a relay fanning each event out, four relays producing one status
   per notification, a status reader — each relay storing offsets only after its outputs are
   acknowledged, up to 4 batches in flight. Embedded: the embedded bus in-process. Kafka: librdkafka
   against the same broker. herald ÷ raw compares delivered notifications per second.
@@ -318,7 +330,7 @@ a second, as every other record).
 
 {sweep}
 
-At the max (closed loop, 200k notifications in flight — queueing time):
+At the max (closed loop, {window} notifications in flight — queueing time):
 
 {maxlat}
 
@@ -335,6 +347,10 @@ At the max (closed loop, 200k notifications in flight — queueing time):
         mem=mach.get("mem_gib", "?"),
         kernel=mach.get("kernel", "?"),
         users="{:,}".format(g(any_run, "mode", "users", default=0)),
+        window="{:,}".format(g(any_run, "max", "window_notifs", default=0)),
+        settings="; ".join(
+            "%s: `%s`" % (TITLES[l], "`, `".join(g(runs[l], "mode", "serve_settings", default=[])))
+            for l in ORDER if l in runs and not runs[l].get("skipped")),
         aud=g(any_run, "workload", "mean_audience", default=0),
         push=mix.get("push", 0),
         inapp=mix.get("inapp", 0),

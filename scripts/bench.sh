@@ -78,8 +78,11 @@ if want kafka-null; then
         fi
     fi
     if [ -n "$brokers" ]; then
+        # librdkafka's queues sized for a 256 MB process: by default every
+        # consumer may prefetch 64 MB and the producer hold 512 MB
         "$HERALD" bench --label kafka-null --bus kafka --kafka-brokers "$brokers" --sink null "${common[@]}" \
             --duration "$DURATION" --sweep 10,50,90 --sweep-duration 8 --drain-timeout 30 \
+            --set kafka.queued.max.messages.kbytes=8192 --set kafka.queue.buffering.max.kbytes=32768 \
             --out "$OUT/kafka-null.json"
     fi
     if [ -n "$KAFKA_STARTED" ]; then

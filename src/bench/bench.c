@@ -46,10 +46,13 @@
 #define MAX_SETS 32
 #define MAX_SWEEP 16
 #define RECORD_POOL 4096
-/* Ingest handlers wait for the bus to acknowledge each request's events, so
- * the pool bounds requests in flight; 4 (the default) caps a fixed-rate
- * generator on Kafka, where an acknowledgement takes ~10 ms. */
-#define BENCH_HTTP_THREADS "http.threads=16"
+/* Settings of the measured herald besides the defaults (recorded in each
+ * result with --set ones): one worker per core and stage - fan-out's CPU
+ * sets the pipeline's pace -, and 16 HTTP threads: ingest handlers wait for
+ * the bus to acknowledge each request's events, so the pool bounds the
+ * requests in flight, and 4 (the default) caps a fixed-rate generator on
+ * Kafka, where an acknowledgement takes ~10 ms. */
+static const char *const bench_settings[] = {"pipeline.workers=2", "http.threads=16"};
 
 typedef struct bopts {
     const char *bus;
@@ -78,6 +81,8 @@ typedef struct bopts {
     const char *sets[MAX_SETS];
     int nsets;
     int partitions;
+    bool raw_only;
+    bool verbose;
 } bopts_t;
 
 static void usage(FILE *f)
@@ -98,6 +103,8 @@ static void usage(FILE *f)
             "  --no-raw                skip the raw bus baseline\n"
             "  --raw-duration S        raw baseline seconds (default 10)\n"
             "  --raw-depth N           batches in flight per raw relay (default 4)\n"
+            "  --raw-only              run only the raw bus baseline\n"
+            "  --verbose               progress of the raw baseline every second\n"
             "  --conns N               generator connections (default 4)\n"
             "  --batch N               events per request (default 500)\n"
             "  --window N              notifications in flight in the max run (default 1000000)\n"
@@ -114,7 +121,7 @@ static void usage(FILE *f)
 
 enum { O_BUS = 1, O_BROKERS, O_SINK, O_USERS, O_DURATION, O_WARMUP, O_SWEEP, O_SWEEP_DUR, O_RATE,
        O_NORAW, O_RAW_DUR, O_RAW_DEPTH, O_CONNS, O_BATCH, O_WINDOW, O_SEED, O_DATA, O_KEEP, O_OUT,
-       O_LABEL, O_COMMIT, O_SEED_CACHE, O_DRAIN, O_SET, O_PARTS, O_HELP };
+       O_LABEL, O_COMMIT, O_SEED_CACHE, O_DRAIN, O_SET, O_PARTS, O_RAW_ONLY, O_VERBOSE, O_HELP };
 
 static int parse(int argc, char **argv, bopts_t *o)
 {
@@ -144,6 +151,8 @@ static int parse(int argc, char **argv, bopts_t *o)
         {"drain-timeout", required_argument, NULL, O_DRAIN},
         {"set", required_argument, NULL, O_SET},
         {"partitions", required_argument, NULL, O_PARTS},
+        {"raw-only", no_argument, NULL, O_RAW_ONLY},
+        {"verbose", no_argument, NULL, O_VERBOSE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -181,6 +190,8 @@ static int parse(int argc, char **argv, bopts_t *o)
         case O_SEED_CACHE: o->seed_cache = optarg; break;
         case O_DRAIN: o->drain_timeout = strtod(optarg, NULL); break;
         case O_PARTS: o->partitions = atoi(optarg); break;
+        case O_RAW_ONLY: o->raw_only = true; break;
+        case O_VERBOSE: o->verbose = true; break;
         case O_SET:
             if (o->nsets == MAX_SETS) {
                 fprintf(stderr, "herald bench: too many --set\n");
@@ -443,6 +454,8 @@ static hr_t gen(run_t *R, double rate, int batch, double seconds, int64_t window
     return r;
 }
 
+static double wait_drain(run_t *R, bool sink, double timeout, metrics_t *last);
+
 /* Events per request at a fixed rate: ~100 requests a second. */
 static int rate_batch(const bopts_t *o, double eps)
 {
@@ -490,8 +503,10 @@ static hr_t herald_start(run_t *R, const char *name)
     args[na++] = parts_set;
     args[na++] = "--set";
     args[na++] = "log.level=warn";
-    args[na++] = "--set";
-    args[na++] = BENCH_HTTP_THREADS;
+    for (size_t i = 0; i < ARRAY_LEN(bench_settings); i++) {
+        args[na++] = "--set";
+        args[na++] = bench_settings[i];
+    }
     for (int i = 0; i < o->nsets; i++) {
         args[na++] = "--set";
         args[na++] = o->sets[i];
@@ -505,6 +520,26 @@ static hr_t herald_start(run_t *R, const char *name)
     if (kafka && !R->lag_bus) {
         bus_opts_t bo = {.backend = "kafka", .brokers = o->brokers};
         if (bus_open(&bo, &R->lag_bus) != HR_OK) R->lag_bus = NULL;
+    }
+    /* Ready is not flowing: consumer groups may still be joining (seconds,
+     * on a fresh Kafka). One event through the whole pipeline first. */
+    {
+        buf_t ev, ans;
+        buf_init(&ev, 0);
+        buf_init(&ans, 0);
+        buf_append(&ev, "[", 1);
+        int ch;
+        int n = workload_next(&R->wl, &ev, &ch);
+        buf_append(&ev, "]", 1);
+        r = http_post(R->port, "/v1/events", ev.data, &ans, 30000);
+        if (r == HR_OK) {
+            R->offered += n;
+            metrics_t m;
+            if (wait_drain(R, false, 60, &m) < 0) r = HR_TIMEOUT;
+        }
+        if (r != HR_OK) fprintf(stderr, "herald bench: the first event did not get through: %s\n", hr_str(r));
+        buf_release(&ev);
+        buf_release(&ans);
     }
 out:
     free(data);
@@ -603,6 +638,7 @@ int bench_main(int argc, char **argv)
                              (json_int_t)o.users, "seed", (json_int_t)o.seed, "partitions", o.partitions,
                              "generator_connections", o.conns, "events_per_request", o.batch);
     json_t *sets = json_array();
+    for (size_t i = 0; i < ARRAY_LEN(bench_settings); i++) json_array_append_new(sets, json_string(bench_settings[i]));
     for (int i = 0; i < o.nsets; i++) json_array_append_new(sets, json_string(o.sets[i]));
     json_object_set_new(mode, "serve_settings", sets);
     json_object_set_new(res, "mode", mode);
@@ -654,6 +690,7 @@ int bench_main(int argc, char **argv)
             .fsync = "interval",
             .fsync_interval_ms = 1000,
             .flush_interval_us = 1000,
+            .verbose = o.verbose,
         };
         raw_result_t rr;
         hr_t r;
@@ -686,6 +723,11 @@ int bench_main(int argc, char **argv)
                                       o.raw_depth, "event_bytes", (json_int_t)rr.raw_bytes_avg,
                                       "notif_bytes", (json_int_t)notif_bytes, "status_bytes",
                                       (json_int_t)status_bytes));
+    }
+
+    if (o.raw_only) {
+        rc = 0;
+        goto out;
     }
 
     /* ---- 3. max (or one fixed rate), on a fresh herald ---- */

@@ -25,6 +25,8 @@
 
 /* GET path from 127.0.0.1:port; body into out. HR_OK on a 2xx answer. */
 hr_t http_get(int port, const char *path, buf_t *out, int timeout_ms);
+/* POST a JSON body. */
+hr_t http_post(int port, const char *path, const char *body, buf_t *out, int timeout_ms);
 
 typedef struct metrics {
     int64_t events_accepted;
@@ -130,6 +132,7 @@ typedef struct raw_opts {
     const buf_t *notif_pool;
     const buf_t *status_pool;
     int pool_n;
+    bool verbose;               /* progress every second on stderr */
     const char *fsync;          /* embedded */
     int fsync_interval_ms;
     int flush_interval_us;

@@ -293,7 +293,16 @@ hr_t raw_embedded_run(const raw_opts_t *o, raw_result_t *res)
         while (now_s() - t0 < o->warmup_s) usleep(10000);
         double c1 = self_cpu_s(), t1 = now_s();
         int64_t d1 = atomic_load(&x.done), e1 = atomic_load(&x.events), s1 = atomic_load(&x.status_read);
-        while (now_s() - t0 < o->duration_s) usleep(10000);
+        double next = t1 + 1;
+        while (now_s() - t0 < o->duration_s) {
+            usleep(10000);
+            if (o->verbose && now_s() >= next) {
+                fprintf(stderr, "raw: %.0f s: %lld events, %lld notifications offered, %lld delivered, %lld statuses read\n",
+                        now_s() - t0, (long long)atomic_load(&x.events), (long long)atomic_load(&x.offered),
+                        (long long)atomic_load(&x.done), (long long)atomic_load(&x.status_read));
+                next += 1;
+            }
+        }
         double c2 = self_cpu_s(), t2 = now_s();
         int64_t d2 = atomic_load(&x.done), e2 = atomic_load(&x.events), s2 = atomic_load(&x.status_read);
         res->elapsed_s = t2 - t1;

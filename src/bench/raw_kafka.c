@@ -415,6 +415,18 @@ hr_t raw_kafka_run(const raw_opts_t *o, raw_result_t *res)
             started++;
         }
     }
+    /* every group joined and assigned before the clock starts: a fresh
+     * broker takes seconds to load its group coordinator */
+    for (int waited = 0; r == HR_OK && waited < 600; waited++) {
+        int ready = 0;
+        for (int i = 0; i < started; i++) {
+            rd_kafka_topic_partition_list_t *a = NULL;
+            if (rd_kafka_assignment(relays[i].cons, &a) == RD_KAFKA_RESP_ERR_NO_ERROR && a && a->cnt > 0) ready++;
+            if (a) rd_kafka_topic_partition_list_destroy(a);
+        }
+        if (ready == started) break;
+        usleep(50000);
+    }
     rproducer_t prod = {.x = &x};
     bool prod_started = r == HR_OK && pthread_create(&prod.th, NULL, producer_main, &prod) == 0;
     if (r == HR_OK && !prod_started) r = HR_ERR;
@@ -423,7 +435,16 @@ hr_t raw_kafka_run(const raw_opts_t *o, raw_result_t *res)
         while (now_s() - t0 < o->warmup_s) usleep(10000);
         double c1 = self_cpu_s(), t1 = now_s();
         int64_t d1 = atomic_load(&x.done), e1 = atomic_load(&x.events), s1 = atomic_load(&x.status_read);
-        while (now_s() - t0 < o->duration_s) usleep(10000);
+        double next = t1 + 1;
+        while (now_s() - t0 < o->duration_s) {
+            usleep(10000);
+            if (o->verbose && now_s() >= next) {
+                fprintf(stderr, "raw: %.0f s: %lld events, %lld notifications offered, %lld delivered, %lld statuses read\n",
+                        now_s() - t0, (long long)atomic_load(&x.events), (long long)atomic_load(&x.offered),
+                        (long long)atomic_load(&x.done), (long long)atomic_load(&x.status_read));
+                next += 1;
+            }
+        }
         double c2 = self_cpu_s(), t2 = now_s();
         int64_t d2 = atomic_load(&x.done), e2 = atomic_load(&x.events), s2 = atomic_load(&x.status_read);
         res->elapsed_s = t2 - t1;

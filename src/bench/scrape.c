@@ -29,7 +29,10 @@ static int wait_fd(int fd, short ev, int64_t deadline_ns)
     }
 }
 
-hr_t http_get(int port, const char *path, buf_t *out, int timeout_ms)
+/* One request on a fresh connection (Connection: close); the body of the
+ * answer into out. HR_OK on a 2xx answer. */
+static hr_t http_call(int port, const char *method, const char *path, const char *body, buf_t *out,
+                      int timeout_ms)
 {
     hr_t r = HR_ERR;
     int64_t deadline = hclock_mono_ns() + (int64_t)timeout_ms * 1000000;
@@ -37,10 +40,20 @@ hr_t http_get(int port, const char *path, buf_t *out, int timeout_ms)
     if (fd < 0) return HR_ERR;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    buf_t req;
+    buf_init(&req, 0);
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) goto out;
-    char req[512];
-    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
-    if (n <= 0 || (size_t)n >= sizeof(req) || write(fd, req, (size_t)n) != n) goto out;
+    buf_printf(&req, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n", method, path);
+    if (body)
+        buf_printf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
+    else
+        buf_append_str(&req, "\r\n");
+    for (size_t sent = 0; sent < req.len;) {
+        ssize_t w = write(fd, req.data + sent, req.len - sent);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) goto out;
+        sent += (size_t)w;
+    }
     buf_reset(out);
     buf_t in;
     buf_init(&in, 0);
@@ -68,8 +81,19 @@ hr_t http_get(int port, const char *path, buf_t *out, int timeout_ms)
     }
     buf_release(&in);
 out:
+    buf_release(&req);
     close(fd);
     return r;
+}
+
+hr_t http_get(int port, const char *path, buf_t *out, int timeout_ms)
+{
+    return http_call(port, "GET", path, NULL, out, timeout_ms);
+}
+
+hr_t http_post(int port, const char *path, const char *body, buf_t *out, int timeout_ms)
+{
+    return http_call(port, "POST", path, body, out, timeout_ms);
 }
 
 static bool starts(const char *line, const char *prefix, const char **rest)

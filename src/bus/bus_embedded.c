@@ -391,8 +391,10 @@ static void batch_ack_n(bus_batch_t *bt, int64_t n, hr_t result)
         bt->failed += n;
         bt->last_error = result;
     }
+    bool reap = bt->pending == 0 && bt->abandoned;
     if (bt->pending == 0) pthread_cond_broadcast(&bt->cv);
     pthread_mutex_unlock(&bt->mu);
+    if (reap) bus_batch_free(bt); /* its waiter gave up (bus_batch_abandon): the last ack frees it */
 }
 
 /* ---- segments ---- */

@@ -13,8 +13,10 @@
  * Per polled batch, not per event or per recipient, so that the store is
  * off the hot path:
  *  - every event of the batch is claimed in one store transaction;
- *  - recipients come from a bounded cache (recipients.h), and the misses of
- *    a batch (or of an audience page) are read in one store snapshot;
+ *  - recipients come from a bounded cache shared by the workers
+ *    (recipients.h), filled from the store when the first worker starts;
+ *    the misses of a batch (or of an audience page) are read in one store
+ *    snapshot;
  *  - templates and each type's channel set are cached until a template
  *    changes (the store's change feed says when).
  * An event claimed before at the same position is being processed again
@@ -32,17 +34,64 @@
 #include "model/template.h"
 #include "stage/recipients.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define AUDIENCE_PAGE 1000
 #define TMPL_CACHE 64
-/* Recipient cache, shared out between the fan-out workers: ~180 bytes per
- * user with one device, so 128 MiB holds about 730 thousand users. Changes
- * made through another process are seen within RECIP_TTL_MS. */
+/* The recipient cache, one per process and shared by the fan-out workers:
+ * ~150 bytes per user with one device, so 128 MiB holds about 850 thousand
+ * users. Changes made through another process are seen within RECIP_TTL_MS. */
 #define RECIP_CACHE_BYTES ((size_t)128 << 20)
 #define RECIP_TTL_MS 60000
+
+/* The shared cache: made (and filled) by the first worker, freed by the last. */
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static recip_cache_t *shared_cache;
+static store_t *shared_store;
+static int shared_refs;
+
+static recip_cache_t *cache_acquire(app_t *app)
+{
+    pthread_mutex_lock(&shared_mu);
+    if (shared_refs > 0 && shared_store != app->store) {
+        /* another app in this process (tests): it keeps its own */
+        pthread_mutex_unlock(&shared_mu);
+        return NULL;
+    }
+    if (shared_refs++ == 0) {
+        shared_store = app->store;
+        shared_cache = recip_cache_new(app->store, RECIP_CACHE_BYTES, RECIP_TTL_MS);
+        int64_t t0 = hclock_mono_ns(), loaded = 0;
+        hr_t r = recip_cache_prime(shared_cache, &loaded);
+        recip_stats_t st;
+        recip_cache_stats(shared_cache, &st);
+        if (r != HR_OK)
+            log_warn("fanout", "filling the recipient cache failed: %s", hr_str(r));
+        else if (loaded)
+            log_info("fanout", "recipient cache: %lld of %lld users read in %.1f s (%.0f MB)",
+                     (long long)st.entries, (long long)loaded, (double)(hclock_mono_ns() - t0) / 1e9,
+                     (double)st.bytes / 1048576.0);
+    }
+    recip_cache_t *c = shared_cache;
+    pthread_mutex_unlock(&shared_mu);
+    return c;
+}
+
+static void cache_release(recip_cache_t *c)
+{
+    pthread_mutex_lock(&shared_mu);
+    if (c == shared_cache && --shared_refs == 0) {
+        recip_cache_free(shared_cache);
+        shared_cache = NULL;
+        shared_store = NULL;
+    } else if (c != shared_cache) {
+        recip_cache_free(c);
+    }
+    pthread_mutex_unlock(&shared_mu);
+}
 
 typedef struct tmpl_slot {
     char *type;
@@ -59,7 +108,8 @@ typedef struct fanout {
     buf_t enc;
     buf_t title;
     buf_t body;
-    recip_cache_t *recips;
+    recip_cache_t *rcache;
+    recip_reader_t *recips;
     tmpl_slot_t cache[TMPL_CACHE];
     int ncache;
     uint64_t tmpl_epoch;
@@ -83,18 +133,9 @@ static void *fanout_new(app_t *app, const stage_def_t *def, int worker)
     buf_init(&f->enc, 0);
     buf_init(&f->title, 4096);
     buf_init(&f->body, 64 * 1024);
-    int workers = app->cfg->workers_per_stage > 0 ? app->cfg->workers_per_stage : 1;
-    f->recips = recip_cache_new(app->store, RECIP_CACHE_BYTES / (size_t)workers, RECIP_TTL_MS);
-    int64_t t0 = hclock_mono_ns(), loaded = 0;
-    hr_t r = recip_cache_prime(f->recips, &loaded);
-    recip_stats_t st;
-    recip_cache_stats(f->recips, &st);
-    if (r != HR_OK)
-        log_warn("fanout", "filling the recipient cache failed: %s", hr_str(r));
-    else if (loaded)
-        log_info("fanout", "recipient cache: %lld of %lld users read in %.1f s (%.0f MB)",
-                 (long long)st.entries, (long long)loaded, (double)(hclock_mono_ns() - t0) / 1e9,
-                 (double)st.bytes / 1048576.0);
+    f->rcache = cache_acquire(app);
+    if (!f->rcache) f->rcache = recip_cache_new(app->store, RECIP_CACHE_BYTES / 8, RECIP_TTL_MS);
+    f->recips = recip_reader_new(f->rcache);
     f->tmpl_epoch = store_templates_epoch(app->store);
     f->cap = app->cfg->batch_max;
     f->evs = xcalloc((size_t)f->cap, sizeof(*f->evs));
@@ -119,7 +160,8 @@ static void fanout_free(void *state)
 {
     fanout_t *f = state;
     cache_clear(f);
-    recip_cache_free(f->recips);
+    recip_reader_free(f->recips);
+    cache_release(f->rcache);
     buf_release(&f->enc);
     buf_release(&f->title);
     buf_release(&f->body);
@@ -209,7 +251,7 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
 {
     app_t *app = f->app;
     hr_t r;
-    const recipient_t *rc = recip_cache_get(f->recips, user_id, &r);
+    const recipient_t *rc = recip_get(f->recips, user_id, &r);
     if (!rc) return r;
     const char *category = ev->category ? ev->category : "default";
     const char *locale = rc->locale;
@@ -288,7 +330,7 @@ static hr_t fan_pages(fanout_t *f, const event_t *ev, unsigned mask, page_fn pag
         int n = 0;
         r = page(f->app->store, key, after, AUDIENCE_PAGE, &ids, &n);
         if (r != HR_OK) break;
-        r = recip_cache_prefetch(f->recips, (const char *const *)ids, n);
+        r = recip_prefetch(f->recips, (const char *const *)ids, n);
         for (int i = 0; i < n && r == HR_OK; i++) r = fan_to_user(f, ev, mask, ids[i], replay, batch);
         free(after);
         after = n > 0 ? xstrdup(ids[n - 1]) : NULL;
@@ -357,7 +399,7 @@ static hr_t fanout_process(void *state, const bus_msg_t *msgs, int n, bus_batch_
     if (n > f->cap) return HR_INVALID;
 
     /* what changed in the store since the last batch */
-    recip_cache_sync(f->recips);
+    recip_sync(f->recips);
     uint64_t te = store_templates_epoch(app->store);
     if (te != f->tmpl_epoch) {
         cache_clear(f);
@@ -398,7 +440,7 @@ static hr_t fanout_process(void *state, const bus_msg_t *msgs, int n, bus_batch_
         json_t *v;
         json_array_foreach(f->evs[i].audience_users, j, v) aud_push(f, json_string_value(v));
     }
-    if (r == HR_OK && f->naud) r = recip_cache_prefetch(f->recips, f->aud, (int)f->naud);
+    if (r == HR_OK && f->naud) r = recip_prefetch(f->recips, f->aud, (int)f->naud);
 
     /* 4. fan out */
     for (int i = 0, k = 0; i < n && r == HR_OK; i++) {

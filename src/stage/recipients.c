@@ -1,41 +1,51 @@
 /*
  * recipients.c - fan-out's recipient cache (see recipients.h).
  *
- * An entry is one allocation in a compact form - a small header with the
- * string lengths, then the strings and the preferences packed behind it -
- * about 150 bytes for a user with one device, so a million users fit in
- * ~160 MB. recip_cache_get() unpacks the entry into a recipient_t view held
- * by the cache. The table is an array of sets of WAYS entry pointers; the
- * set is chosen by the id's hash.
+ * An entry is one block in a compact form - a small header with the string
+ * lengths, then the strings and the preferences packed behind it - ~140
+ * bytes for a user with an e-mail address, a phone number and one device,
+ * kept in a slab of 144-byte slots. The
+ * table is an array of sets of WAYS entry pointers; the set is chosen by the
+ * id's hash, and sets are guarded by NSTRIPES mutexes (set % NSTRIPES). A
+ * reader copies a hit out under the lock and unpacks its copy, so entries
+ * can be replaced by other threads at any time.
  */
 #include "stage/recipients.h"
 
 #include "core/hash.h"
 #include "core/log.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define WAYS 4
-#define EST_ENTRY_BYTES 176     /* sizing guess per entry, with malloc's overhead */
+#define NSTRIPES 256
+#define EST_ENTRY_BYTES 144     /* sizing guess per entry (a slab slot) */
 #define MAX_ENTRY_BYTES 2048    /* larger users are not cached (read on every use) */
 #define PREFETCH_CHUNK 512
 
 /* The strings of an entry, in order. */
 enum { S_ID, S_LOCALE, S_PUSH, S_SMS, S_EMAIL, S_HOOK, S_PLATFORM, S__N };
 
-typedef struct rentry {
-    uint64_t hash;
+typedef struct __attribute__((packed)) rentry {
+    uint32_t hash;              /* low bits pick the set; all 32 filter compares */
     int32_t loaded_s;           /* seconds since the cache was made */
     uint32_t push_len;          /* up to 16 devices of 4 KB tokens */
-    uint16_t len[S__N];         /* the other string lengths (each stored with a NUL) */
+    uint16_t len[S__N];         /* the other string lengths */
     uint16_t nprefs;
     bool known;
     bool used;                  /* CLOCK reference bit */
-    /* then: the strings; then per preference: u8 channel, u8 enabled,
-     * u8 category length, category, NUL */
+    /* then: the strings (id, locale and platform NUL-terminated, the
+     * addresses not); then per preference: u8 channel, u8 enabled, u8
+     * category length, category, NUL */
     char data[];
 } rentry_t;
+
+/* Is string i stored with a NUL? (addresses are used with their lengths) */
+static bool has_nul(int i) { return i == S_ID || i == S_LOCALE || i == S_PLATFORM; }
 
 struct recip_cache {
     store_t *store;
@@ -44,17 +54,71 @@ struct recip_cache {
     int64_t born_ms;
     rentry_t **slots;           /* nsets * WAYS */
     size_t nsets;
-    size_t bytes;
-    int64_t entries;
-    uint64_t epoch;
-    int64_t lookups, loads;
-    rentry_t *scratch;          /* an uncached entry handed out by get() */
-    recipient_t view;           /* what get() returns */
-    pref_t *prefs;              /* the view's preferences */
-    int cprefs;
+    pthread_mutex_t stripes[NSTRIPES];
+    /* Entries of up to SLAB_SLOT bytes (nearly all) live in one anonymous
+     * mapping of fixed slots, reused through a free list: the cache churns
+     * constantly, and through malloc the freed and new entries of different
+     * threads fragment the heap until RSS is well above the budget. */
+    pthread_mutex_t slab_mu;
+    char *slab;
+    size_t slab_len;            /* bytes mapped (untouched pages cost nothing) */
+    uint32_t slab_slots, slab_next;
+    uint32_t *slab_free;        /* stack of free slot numbers */
+    uint32_t slab_nfree;
+    _Atomic int64_t bytes;
+    _Atomic int64_t entries;
+    _Atomic int64_t lookups, loads;
 };
 
-static size_t malloc_cost(size_t n) { return (n + 16 + 15) & ~(size_t)15; }
+struct recip_reader {
+    recip_cache_t *c;
+    uint64_t epoch;
+    rentry_t *copy;             /* the last hit, copied out */
+    size_t copy_cap;
+    rentry_t *own;              /* an entry that was not cached */
+    recipient_t view;
+    pref_t *prefs;
+    int cprefs;
+    int64_t lookups, loads;     /* not yet added to the cache's */
+};
+
+#define SLAB_SLOT 144           /* an entry with one device, e-mail and phone: ~135 */
+
+/* glibc's chunk for an n-byte request */
+static size_t malloc_cost(size_t n) { return n + 8 <= 32 ? 32 : (n + 8 + 15) & ~(size_t)15; }
+
+static bool in_slab(const recip_cache_t *c, const void *p)
+{
+    return c->slab && (const char *)p >= c->slab && (const char *)p < c->slab + c->slab_len;
+}
+
+/* Memory an entry of n bytes takes in the cache. */
+static size_t cost_of(size_t n) { return n <= SLAB_SLOT ? SLAB_SLOT : malloc_cost(n); }
+
+/* Storage for an n-byte entry; NULL when the slab is full. */
+static void *store_alloc(recip_cache_t *c, size_t n)
+{
+    if (n > SLAB_SLOT || !c->slab) return xmalloc(n);
+    void *p = NULL;
+    pthread_mutex_lock(&c->slab_mu);
+    if (c->slab_nfree) p = c->slab + (size_t)c->slab_free[--c->slab_nfree] * SLAB_SLOT;
+    else if (c->slab_next < c->slab_slots) p = c->slab + (size_t)c->slab_next++ * SLAB_SLOT;
+    pthread_mutex_unlock(&c->slab_mu);
+    return p;
+}
+
+static void store_free(recip_cache_t *c, void *p)
+{
+    if (!in_slab(c, p)) {
+        free(p);
+        return;
+    }
+    pthread_mutex_lock(&c->slab_mu);
+    c->slab_free[c->slab_nfree++] = (uint32_t)(((char *)p - c->slab) / SLAB_SLOT);
+    pthread_mutex_unlock(&c->slab_mu);
+}
+
+static uint32_t id_hash(const char *id, size_t n) { return (uint32_t)fnv1a64(id, n); }
 
 recip_cache_t *recip_cache_new(store_t *store, size_t max_bytes, int ttl_ms)
 {
@@ -64,38 +128,25 @@ recip_cache_t *recip_cache_new(store_t *store, size_t max_bytes, int ttl_ms)
     c->ttl_s = ttl_ms > 0 ? (ttl_ms + 999) / 1000 : 0;
     c->born_ms = hclock_now_ms();
     size_t want = max_bytes / ((EST_ENTRY_BYTES + sizeof(void *)) * WAYS);
-    c->nsets = 1;
+    c->nsets = NSTRIPES;
     while (c->nsets < want) c->nsets *= 2; /* the byte budget is what binds */
     c->slots = xcalloc(c->nsets * WAYS, sizeof(*c->slots));
-    c->bytes = c->nsets * WAYS * sizeof(*c->slots);
-    c->epoch = store_users_epoch(store);
+    atomic_store(&c->bytes, (int64_t)(c->nsets * WAYS * sizeof(*c->slots)));
+    for (int i = 0; i < NSTRIPES; i++) pthread_mutex_init(&c->stripes[i], NULL);
+    pthread_mutex_init(&c->slab_mu, NULL);
+    size_t nslots = max_bytes / SLAB_SLOT;
+    if (nslots > UINT32_MAX) nslots = UINT32_MAX;
+    if (nslots > 0) {
+        size_t len = nslots * SLAB_SLOT;
+        void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m != MAP_FAILED) {
+            c->slab = m;
+            c->slab_len = len;
+            c->slab_slots = (uint32_t)nslots;
+            c->slab_free = xmalloc(nslots * sizeof(*c->slab_free));
+        }
+    }
     return c;
-}
-
-static size_t entry_cost(const rentry_t *e);
-
-static void entry_drop(recip_cache_t *c, rentry_t **slot)
-{
-    if (!*slot) return;
-    c->bytes -= entry_cost(*slot);
-    c->entries--;
-    free(*slot);
-    *slot = NULL;
-}
-
-static void clear_all(recip_cache_t *c)
-{
-    for (size_t i = 0; i < c->nsets * WAYS; i++) entry_drop(c, &c->slots[i]);
-}
-
-void recip_cache_free(recip_cache_t *c)
-{
-    if (!c) return;
-    clear_all(c);
-    free(c->slots);
-    free(c->scratch);
-    free(c->prefs);
-    free(c);
 }
 
 static size_t slen(const rentry_t *e, int i) { return i == S_PUSH ? e->push_len : e->len[i]; }
@@ -103,41 +154,72 @@ static size_t slen(const rentry_t *e, int i) { return i == S_PUSH ? e->push_len 
 static size_t entry_size(const rentry_t *e)
 {
     size_t n = sizeof(*e);
-    for (int i = 0; i < S__N; i++) n += slen(e, i) + 1;
-    const unsigned char *p = (const unsigned char *)e->data + (n - sizeof(*e));
+    for (int i = 0; i < S__N; i++) n += slen(e, i) + has_nul(i);
+    const unsigned char *p = (const unsigned char *)e + n;
     for (int i = 0; i < e->nprefs; i++) {
-        size_t cl = p[2];
-        n += 3 + cl + 1;
-        p += 3 + cl + 1;
+        size_t step = 3 + (size_t)p[2] + 1;
+        n += step;
+        p += step;
     }
     return n;
 }
 
-static size_t entry_cost(const rentry_t *e) { return malloc_cost(entry_size(e)); }
-
-static rentry_t **find(recip_cache_t *c, const char *id, size_t idl, uint64_t h)
+/* stripe lock held */
+static void entry_drop(recip_cache_t *c, rentry_t **slot)
 {
-    rentry_t **set = &c->slots[(h & (c->nsets - 1)) * WAYS];
+    if (!*slot) return;
+    atomic_fetch_sub(&c->bytes, (int64_t)cost_of(entry_size(*slot)));
+    atomic_fetch_sub(&c->entries, 1);
+    store_free(c, *slot);
+    *slot = NULL;
+}
+
+static size_t set_of(const recip_cache_t *c, uint32_t h) { return h & (c->nsets - 1); }
+static pthread_mutex_t *stripe(recip_cache_t *c, size_t set) { return &c->stripes[set % NSTRIPES]; }
+
+/* stripe lock held */
+static rentry_t **find(recip_cache_t *c, const char *id, size_t idl, uint32_t h)
+{
+    rentry_t **set = &c->slots[set_of(c, h) * WAYS];
     for (int w = 0; w < WAYS; w++)
         if (set[w] && set[w]->hash == h && set[w]->len[S_ID] == idl && memcmp(set[w]->data, id, idl) == 0)
             return &set[w];
     return NULL;
 }
 
+void recip_cache_free(recip_cache_t *c)
+{
+    if (!c) return;
+    for (size_t i = 0; i < c->nsets * WAYS; i++)
+        if (c->slots[i] && !in_slab(c, c->slots[i])) free(c->slots[i]);
+    for (int i = 0; i < NSTRIPES; i++) pthread_mutex_destroy(&c->stripes[i]);
+    pthread_mutex_destroy(&c->slab_mu);
+    if (c->slab) munmap(c->slab, c->slab_len);
+    free(c->slab_free);
+    free(c->slots);
+    free(c);
+}
+
 static void drop_id(void *arg, const char *id)
 {
     recip_cache_t *c = arg;
     size_t idl = strlen(id);
-    rentry_t **e = find(c, id, idl, fnv1a64(id, idl));
+    uint32_t h = id_hash(id, idl);
+    pthread_mutex_t *mu = stripe(c, set_of(c, h));
+    pthread_mutex_lock(mu);
+    rentry_t **e = find(c, id, idl, h);
     if (e) entry_drop(c, e);
+    pthread_mutex_unlock(mu);
 }
 
-void recip_cache_sync(recip_cache_t *c)
+static void drop_all(recip_cache_t *c)
 {
-    uint64_t now = store_users_epoch(c->store);
-    if (now == c->epoch) return;
-    if (store_users_changed(c->store, c->epoch, &now, drop_id, c) != HR_OK) clear_all(c);
-    c->epoch = now;
+    for (size_t s = 0; s < c->nsets; s++) {
+        pthread_mutex_t *mu = stripe(c, s);
+        pthread_mutex_lock(mu);
+        for (int w = 0; w < WAYS; w++) entry_drop(c, &c->slots[s * WAYS + w]);
+        pthread_mutex_unlock(mu);
+    }
 }
 
 /* Builds an entry from what the store returned (u and prefs are borrowed).
@@ -161,19 +243,17 @@ static rentry_t *entry_build(const char *id, bool known, const user_t *u, const 
         if (i == S_PUSH && known) /* every device as platform:token, comma separated */
             for (int d = 0; d < u->ndevices; d++)
                 len[i] += (d ? 1 : 0) + strlen(u->devices[d].platform) + 1 + strlen(u->devices[d].token);
-        n += len[i] + 1;
+        if (i != S_PUSH && len[i] > UINT16_MAX) len[i] = UINT16_MAX; /* beyond any API limit */
+        n += len[i] + has_nul(i);
     }
     if (np > UINT16_MAX) np = UINT16_MAX;
     for (int i = 0; i < np; i++) {
         size_t cl = strlen(prefs[i].category ? prefs[i].category : "");
         n += 3 + (cl > 255 ? 255 : cl) + 1;
     }
-    for (int i = 0; i < S__N; i++)
-        if (i != S_PUSH && len[i] > UINT16_MAX) len[i] = UINT16_MAX; /* beyond any API limit */
-
     rentry_t *e = xmalloc(n);
     memset(e, 0, sizeof(*e));
-    e->hash = fnv1a64(id, len[S_ID]);
+    e->hash = id_hash(id, len[S_ID]);
     e->known = known;
     e->nprefs = (uint16_t)np;
     e->push_len = (uint32_t)len[S_PUSH];
@@ -194,8 +274,8 @@ static rentry_t *entry_build(const char *id, bool known, const user_t *u, const 
         } else if (len[i]) {
             memcpy(p, str[i], len[i]);
         }
-        p[len[i]] = '\0';
-        p += len[i] + 1;
+        if (has_nul(i)) p[len[i]] = '\0';
+        p += len[i] + has_nul(i);
     }
     for (int i = 0; i < np; i++) {
         const char *cat = prefs[i].category ? prefs[i].category : "";
@@ -211,15 +291,15 @@ static rentry_t *entry_build(const char *id, bool known, const user_t *u, const 
     return e;
 }
 
-/* Fills the cache's view from e. */
-static const recipient_t *view_of(recip_cache_t *c, const rentry_t *e)
+/* Unpacks e (the reader's own memory) into the reader's view. */
+static const recipient_t *view_of(recip_reader_t *rd, const rentry_t *e)
 {
-    recipient_t *r = &c->view;
+    recipient_t *r = &rd->view;
     const char *s[S__N];
     const char *p = e->data;
     for (int i = 0; i < S__N; i++) {
         s[i] = p;
-        p += slen(e, i) + 1;
+        p += slen(e, i) + has_nul(i);
     }
     r->user_id = s[S_ID];
     r->known = e->known;
@@ -235,18 +315,18 @@ static const recipient_t *view_of(recip_cache_t *c, const rentry_t *e)
     r->addr[CH_WEBHOOK] = s[S_HOOK];
     r->addr_len[CH_WEBHOOK] = e->len[S_HOOK];
     r->platform = s[S_PLATFORM];
-    if (e->nprefs > c->cprefs) {
-        c->cprefs = e->nprefs;
-        c->prefs = xrealloc(c->prefs, (size_t)c->cprefs * sizeof(*c->prefs));
+    if (e->nprefs > rd->cprefs) {
+        rd->cprefs = e->nprefs;
+        rd->prefs = xrealloc(rd->prefs, (size_t)rd->cprefs * sizeof(*rd->prefs));
     }
     const unsigned char *q = (const unsigned char *)p;
     for (int i = 0; i < e->nprefs; i++) {
-        c->prefs[i].channel = (channel_t)q[0];
-        c->prefs[i].enabled = q[1] != 0;
-        c->prefs[i].category = (char *)(q + 3);
+        rd->prefs[i].channel = (channel_t)q[0];
+        rd->prefs[i].enabled = q[1] != 0;
+        rd->prefs[i].category = (char *)(q + 3);
         q += 3 + q[2] + 1;
     }
-    r->prefs = e->nprefs ? c->prefs : NULL;
+    r->prefs = e->nprefs ? rd->prefs : NULL;
     r->nprefs = e->nprefs;
     return r;
 }
@@ -258,14 +338,20 @@ static bool fresh(const recip_cache_t *c, const rentry_t *e, int32_t now_s)
     return c->ttl_s <= 0 || now_s - e->loaded_s < c->ttl_s;
 }
 
-/* Puts e in the cache (taking it) or, when it should not be cached, keeps
- * it as the scratch entry. Returns e. */
-static rentry_t *insert(recip_cache_t *c, rentry_t *e, int32_t now_s)
+/* Puts a copy of e in the cache; false when it should not be cached. The
+ * caller keeps e. */
+static bool insert(recip_cache_t *c, rentry_t *e, int32_t now_s)
 {
+    size_t size = entry_size(e), cost = cost_of(size);
+    if (cost > MAX_ENTRY_BYTES) return false;
     e->loaded_s = now_s;
+    e->used = false;
+    size_t s = set_of(c, e->hash);
+    pthread_mutex_t *mu = stripe(c, s);
+    pthread_mutex_lock(mu);
     rentry_t **old = find(c, e->data, e->len[S_ID], e->hash);
     if (old) entry_drop(c, old);
-    rentry_t **set = &c->slots[(e->hash & (c->nsets - 1)) * WAYS];
+    rentry_t **set = &c->slots[s * WAYS];
     int victim = -1;
     for (int w = 0; w < WAYS && victim < 0; w++)
         if (!set[w]) victim = w;
@@ -276,33 +362,49 @@ static rentry_t *insert(recip_cache_t *c, rentry_t *e, int32_t now_s)
             else set[w]->used = false;
         }
     if (victim < 0) victim = 0;
-    size_t cost = entry_cost(e), freed = set[victim] ? entry_cost(set[victim]) : 0;
-    if (cost > MAX_ENTRY_BYTES || c->bytes - freed + cost > c->max_bytes) {
-        free(c->scratch);
-        c->scratch = e;
-        return e;
+    int64_t freed = set[victim] ? (int64_t)cost_of(entry_size(set[victim])) : 0;
+    bool ok = atomic_load(&c->bytes) - freed + (int64_t)cost <= (int64_t)c->max_bytes;
+    if (ok) {
+        entry_drop(c, &set[victim]);
+        rentry_t *copy = store_alloc(c, size);
+        ok = copy != NULL;
+        if (ok) {
+            memcpy(copy, e, size);
+            set[victim] = copy;
+            atomic_fetch_add(&c->bytes, (int64_t)cost);
+            atomic_fetch_add(&c->entries, 1);
+        }
     }
-    entry_drop(c, &set[victim]);
-    set[victim] = e;
-    c->bytes += cost;
-    c->entries++;
-    return e;
+    pthread_mutex_unlock(mu);
+    return ok;
 }
 
-/* Reads ids from the store and inserts them. *last: the entry of the last id. */
-static hr_t load(recip_cache_t *c, const char *const *ids, int n, rentry_t **last)
+/* Reads ids from the store and caches them. *last: the entry of the last
+ * id, owned by the reader (a copy when it was cached). */
+static hr_t load(recip_reader_t *rd, const char *const *ids, int n, const rentry_t **last)
 {
+    recip_cache_t *c = rd->c;
     user_t *u = xcalloc((size_t)n, sizeof(*u));
     hr_t *found = xcalloc((size_t)n, sizeof(*found));
     pref_t **prefs = xcalloc((size_t)n, sizeof(*prefs));
     int *np = xcalloc((size_t)n, sizeof(*np));
+    /* cache only what no concurrent change can have made stale */
+    uint64_t e0 = store_users_epoch(c->store);
     hr_t r = store_users_get_batch(c->store, ids, n, u, found, prefs, np);
-    c->loads += n;
+    bool cacheable = store_users_epoch(c->store) == e0;
+    rd->loads += n;
     int32_t now_s = age_now(c);
     for (int i = 0; i < n && r == HR_OK; i++) {
         bool known = found[i] == HR_OK;
-        rentry_t *e = insert(c, entry_build(ids[i], known, &u[i], prefs[i], np[i]), now_s);
-        if (last) *last = e;
+        rentry_t *e = entry_build(ids[i], known, &u[i], prefs[i], np[i]);
+        if (cacheable) insert(c, e, now_s);
+        if (last && i == n - 1) { /* the caller reads this one */
+            free(rd->own);
+            rd->own = e;
+            *last = e;
+        } else {
+            free(e);
+        }
         if (known) {
             user_clear(&u[i]);
             prefs_free(prefs[i], np[i]);
@@ -325,13 +427,14 @@ hr_t recip_cache_prime(recip_cache_t *c, int64_t *loaded)
     hr_t r = HR_OK;
     *loaded = 0;
     int32_t now_s = age_now(c);
-    while (c->bytes < c->max_bytes / 100 * 95) {
+    while (atomic_load(&c->bytes) < (int64_t)(c->max_bytes / 100 * 95)) {
         int n = 0;
         r = store_users_scan(c->store, after, PAGE, u, prefs, np, &n);
         if (r != HR_OK) break;
         for (int i = 0; i < n; i++) {
-            rentry_t **old = find(c, u[i].user_id, strlen(u[i].user_id), fnv1a64(u[i].user_id, strlen(u[i].user_id)));
-            if (!old) insert(c, entry_build(u[i].user_id, true, &u[i], prefs[i], np[i]), now_s);
+            rentry_t *e = entry_build(u[i].user_id, true, &u[i], prefs[i], np[i]);
+            insert(c, e, now_s);
+            free(e);
         }
         *loaded += n;
         free(after);
@@ -349,52 +452,109 @@ hr_t recip_cache_prime(recip_cache_t *c, int64_t *loaded)
     return r == HR_DECLINED ? HR_OK : r;
 }
 
-hr_t recip_cache_prefetch(recip_cache_t *c, const char *const *ids, int n)
+recip_reader_t *recip_reader_new(recip_cache_t *c)
+{
+    recip_reader_t *rd = xcalloc(1, sizeof(*rd));
+    rd->c = c;
+    rd->epoch = store_users_epoch(c->store);
+    return rd;
+}
+
+static void flush_counts(recip_reader_t *rd)
+{
+    atomic_fetch_add(&rd->c->lookups, rd->lookups);
+    atomic_fetch_add(&rd->c->loads, rd->loads);
+    rd->lookups = rd->loads = 0;
+}
+
+void recip_reader_free(recip_reader_t *rd)
+{
+    if (!rd) return;
+    flush_counts(rd);
+    free(rd->copy);
+    free(rd->own);
+    free(rd->prefs);
+    free(rd);
+}
+
+void recip_sync(recip_reader_t *rd)
+{
+    flush_counts(rd);
+    recip_cache_t *c = rd->c;
+    uint64_t now = store_users_epoch(c->store);
+    if (now == rd->epoch) return;
+    if (store_users_changed(c->store, rd->epoch, &now, drop_id, c) != HR_OK) drop_all(c);
+    rd->epoch = now;
+}
+
+/* Is id cached and fresh? */
+static bool cached(recip_cache_t *c, const char *id, int32_t now_s)
+{
+    size_t idl = strlen(id);
+    uint32_t h = id_hash(id, idl);
+    pthread_mutex_t *mu = stripe(c, set_of(c, h));
+    pthread_mutex_lock(mu);
+    rentry_t **e = find(c, id, idl, h);
+    bool ok = e && fresh(c, *e, now_s);
+    pthread_mutex_unlock(mu);
+    return ok;
+}
+
+hr_t recip_prefetch(recip_reader_t *rd, const char *const *ids, int n)
 {
     const char *miss[PREFETCH_CHUNK];
     int nm = 0;
-    int32_t now_s = age_now(c);
+    int32_t now_s = age_now(rd->c);
     for (int i = 0; i < n; i++) {
-        if (!ids[i] || !ids[i][0]) continue;
-        size_t idl = strlen(ids[i]);
-        rentry_t **e = find(c, ids[i], idl, fnv1a64(ids[i], idl));
-        if (e && fresh(c, *e, now_s)) continue;
-        bool dup = false; /* the same id twice in one chunk: load it once */
+        if (!ids[i] || !ids[i][0] || cached(rd->c, ids[i], now_s)) continue;
+        bool dup = false; /* the same id close together: load it once */
         for (int k = nm - 1; k >= 0 && k >= nm - 8 && !dup; k--) dup = strcmp(miss[k], ids[i]) == 0;
         if (dup) continue;
         miss[nm++] = ids[i];
         if (nm == PREFETCH_CHUNK) {
-            hr_t r = load(c, miss, nm, NULL);
+            hr_t r = load(rd, miss, nm, NULL);
             if (r != HR_OK) return r;
             nm = 0;
         }
     }
-    return nm ? load(c, miss, nm, NULL) : HR_OK;
+    return nm ? load(rd, miss, nm, NULL) : HR_OK;
 }
 
-const recipient_t *recip_cache_get(recip_cache_t *c, const char *id, hr_t *err)
+const recipient_t *recip_get(recip_reader_t *rd, const char *id, hr_t *err)
 {
+    recip_cache_t *c = rd->c;
     *err = HR_OK;
-    c->lookups++;
+    rd->lookups++;
     size_t idl = strlen(id);
-    uint64_t h = fnv1a64(id, idl);
+    uint32_t h = id_hash(id, idl);
+    pthread_mutex_t *mu = stripe(c, set_of(c, h));
+    pthread_mutex_lock(mu);
     rentry_t **e = find(c, id, idl, h);
     if (e && fresh(c, *e, age_now(c))) {
         (*e)->used = true;
-        return view_of(c, *e);
+        size_t sz = entry_size(*e);
+        if (sz > rd->copy_cap) {
+            rd->copy_cap = sz < 256 ? 256 : sz;
+            free(rd->copy);
+            rd->copy = xmalloc(rd->copy_cap);
+        }
+        memcpy(rd->copy, *e, sz);
+        pthread_mutex_unlock(mu);
+        return view_of(rd, rd->copy);
     }
-    rentry_t *got = NULL;
+    pthread_mutex_unlock(mu);
+    const rentry_t *got = NULL;
     const char *ids[1] = {id};
-    hr_t r = load(c, ids, 1, &got);
-    if (r == HR_OK && got) return view_of(c, got);
+    hr_t r = load(rd, ids, 1, &got);
+    if (r == HR_OK && got) return view_of(rd, got);
     *err = r != HR_OK ? r : HR_ERR;
     return NULL;
 }
 
-void recip_cache_stats(const recip_cache_t *c, recip_stats_t *out)
+void recip_cache_stats(recip_cache_t *c, recip_stats_t *out)
 {
-    out->lookups = c->lookups;
-    out->loads = c->loads;
-    out->entries = c->entries;
-    out->bytes = (int64_t)c->bytes;
+    out->lookups = atomic_load(&c->lookups);
+    out->loads = atomic_load(&c->loads);
+    out->entries = atomic_load(&c->entries);
+    out->bytes = atomic_load(&c->bytes);
 }

@@ -1,20 +1,26 @@
 /*
  * recipients.h - fan-out's cache of what it needs to know about a recipient:
  * whether the user exists, locale, the address on each channel, and the
- * preferences. One cache per fan-out worker; not shared between threads.
+ * preferences. One cache per process, shared by the fan-out workers; each
+ * worker reads it through its own recip_reader_t.
  *
  * Why: reading a user, its devices and its preferences from SQLite costs
  * two read transactions and three index probes per recipient (~20 us; ~6 us
  * even batched in one transaction), which alone would cap fan-out far below
- * the bus. A hit costs a hash and a compare.
+ * the bus. A hit costs a hash, a compare and a copy of ~150 bytes.
  *
  * Bounded: at most `max_bytes` of entries (set-associative, 4 ways, CLOCK
  * replacement within a set); users with very large records are not cached.
  *
- * Exact within the process: before each batch recip_cache_sync() reads the
- * store's change feed (store.h) and drops the users changed through the API
- * since. Changes made by another process sharing the store (split roles)
- * are picked up within `ttl_ms`: an entry older than that is read again.
+ * Exact within the process: before each batch a worker calls recip_sync(),
+ * which drops the users the store's change feed (store.h) reports changed
+ * through the API since its last call; and an entry read from the store is
+ * cached only if no user changed while it was being read. Changes made by
+ * another process sharing the store (split roles) are picked up within
+ * `ttl_ms`: an entry older than that is read again.
+ *
+ * Threads: the cache may be shared by any number of threads (striped
+ * locks); a reader belongs to one thread.
  */
 #ifndef HERALD_RECIPIENTS_H
 #define HERALD_RECIPIENTS_H
@@ -33,28 +39,34 @@ typedef struct recipient {
 } recipient_t;
 
 typedef struct recip_cache recip_cache_t;
+typedef struct recip_reader recip_reader_t;
 
 recip_cache_t *recip_cache_new(store_t *store, size_t max_bytes, int ttl_ms);
+/* No reader may be left. */
 void recip_cache_free(recip_cache_t *c);
 /* Fills the cache from the store's users, in key order, until it is 95 %
  * full or every user is in (a sequential scan: ~1 s per million users).
  * Without it a cold cache reads each recipient's first notification from
- * the store one by one. *loaded: users read. */
+ * the store one by one. *loaded: users read. Before any reader runs. */
 hr_t recip_cache_prime(recip_cache_t *c, int64_t *loaded);
+
+recip_reader_t *recip_reader_new(recip_cache_t *c);
+void recip_reader_free(recip_reader_t *r);
 /* Applies the store's change feed. Call before each batch. */
-void recip_cache_sync(recip_cache_t *c);
+void recip_sync(recip_reader_t *r);
 /* Loads every id of ids that is not cached with one store read. */
-hr_t recip_cache_prefetch(recip_cache_t *c, const char *const *ids, int n);
+hr_t recip_prefetch(recip_reader_t *r, const char *const *ids, int n);
 /* The recipient for id, from the cache or (on a miss) from the store. The
- * pointer is valid until the next call on c. NULL with *err set when the
+ * pointer is valid until the next call with r. NULL with *err set when the
  * store failed. */
-const recipient_t *recip_cache_get(recip_cache_t *c, const char *id, hr_t *err);
+const recipient_t *recip_get(recip_reader_t *r, const char *id, hr_t *err);
 
 typedef struct recip_stats {
-    int64_t lookups;            /* recip_cache_get() calls */
+    int64_t lookups;            /* recip_get() calls */
     int64_t loads;              /* users read from the store (prefetch or miss) */
     int64_t entries, bytes;
 } recip_stats_t;
-void recip_cache_stats(const recip_cache_t *c, recip_stats_t *out);
+/* The cache's entries and bytes, with the lookups and loads of every reader. */
+void recip_cache_stats(recip_cache_t *c, recip_stats_t *out);
 
 #endif

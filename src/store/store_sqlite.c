@@ -44,16 +44,19 @@
 #include "store/store.h"
 
 #include <assert.h>
-#include <stdatomic.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #define LOG "store"
 #define BUSY_TIMEOUT_MS 5000
@@ -575,6 +578,10 @@ static void checkpoint(conn_t *c)
 static void *checkpointer_main(void *arg)
 {
     sq_store_t *q = arg;
+    /* background work: when CPU is short, whoever waits for an answer goes first */
+    pthread_setname_np(pthread_self(), "store-ckpt");
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+        log_debug(LOG, "checkpointer: cannot lower its priority: %s", strerror(errno));
     pthread_mutex_lock(&q->ck_mu);
     while (!q->ck_stop) {
         bool main_due = atomic_load(&q->wal_frames) >= WAL_CHECKPOINT_PAGES;

@@ -15,6 +15,7 @@
 #include "store/store.h"
 
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,11 +56,16 @@ static int teardown(void **state)
     store_close(f->s);
     if (is_sqlite(f)) {
         static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-        for (size_t i = 0; i < ARRAY_LEN(suffix); i++) {
-            char *p = xasprintf("%s%s", f->dsn, suffix[i]);
-            unlink(p);
-            free(p);
-        }
+        /* the main database and the dedupe database beside it */
+        char *ev = xasprintf("%.*s.events.db", (int)(strlen(f->dsn) - 3), f->dsn);
+        const char *bases[] = {f->dsn, ev};
+        for (size_t b = 0; b < ARRAY_LEN(bases); b++)
+            for (size_t i = 0; i < ARRAY_LEN(suffix); i++) {
+                char *p = xasprintf("%s%s", bases[b], suffix[i]);
+                unlink(p);
+                free(p);
+            }
+        free(ev);
         rmdir(f->dir);
     }
     free(f->dsn);
@@ -73,6 +79,19 @@ static void reopen(fx_t *f)
     store_close(f->s);
     f->s = NULL;
     assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+}
+
+static void collect_ids(void *arg, const char *id)
+{
+    char *seen = arg;
+    size_t n = strlen(seen);
+    snprintf(seen + n, 64 - n, "%s ", id);
+}
+
+static void collect_none(void *arg, const char *id)
+{
+    (void)arg;
+    (void)id;
 }
 
 /* ---- registry, schema ---- */
@@ -427,6 +446,151 @@ static void test_event_claim(void **state)
     assert_int_equal(store_event_claim(f->s, "ev1", "raw-events/3/1042", &c), HR_OK);
     assert_int_equal(c, CLAIM_SAME);
     assert_int_equal(store_event_claim(f->s, "", "p", &c), HR_INVALID);
+}
+
+static void test_event_claim_batch(void **state)
+{
+    fx_t *f = *state;
+    claim_t c;
+    assert_int_equal(store_event_claim(f->s, "old", "raw-events/0/1", &c), HR_OK);
+    const char *ids[] = {"a", "b", "a", "old", "old", "c"};
+    const char *pos[] = {"raw-events/0/5", "raw-events/0/6", "raw-events/1/2", "raw-events/0/1",
+                         "raw-events/0/9", "raw-events/0/7"};
+    claim_t out[6];
+    assert_int_equal(store_event_claim_batch(f->s, ids, pos, 6, out), HR_OK);
+    assert_int_equal(out[0], CLAIM_NEW);
+    assert_int_equal(out[1], CLAIM_NEW);
+    assert_int_equal(out[2], CLAIM_DUP);  /* same id later in the batch, elsewhere */
+    assert_int_equal(out[3], CLAIM_SAME); /* re-processing */
+    assert_int_equal(out[4], CLAIM_DUP);
+    assert_int_equal(out[5], CLAIM_NEW);
+    /* the batch's claims are there for single claims too */
+    assert_int_equal(store_event_claim(f->s, "b", "raw-events/0/6", &c), HR_OK);
+    assert_int_equal(c, CLAIM_SAME);
+    assert_int_equal(store_event_claim_batch(f->s, ids, pos, 0, out), HR_OK);
+    const char *bad[] = {"x", ""};
+    assert_int_equal(store_event_claim_batch(f->s, bad, pos, 2, out), HR_INVALID);
+    /* nothing of a refused batch was recorded */
+    assert_int_equal(store_event_claim(f->s, "x", "p", &c), HR_OK);
+    assert_int_equal(c, CLAIM_NEW);
+}
+
+/* SQLite keeps the dedupe table in a database of its own; claims recorded
+ * in the main database by an older herald are moved there on open. */
+static void test_dedupe_moved(void **state)
+{
+    fx_t *f = *state;
+    if (!is_sqlite(f)) skip();
+    store_close(f->s);
+    f->s = NULL;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO events (event_id, position, first_seen_ms)"
+                                      " VALUES ('legacy', 'raw-events/2/40', 1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    claim_t c;
+    assert_int_equal(store_event_claim(f->s, "legacy", "raw-events/2/40", &c), HR_OK);
+    assert_int_equal(c, CLAIM_SAME);
+    assert_int_equal(store_event_claim(f->s, "legacy", "raw-events/0/1", &c), HR_OK);
+    assert_int_equal(c, CLAIM_DUP);
+}
+
+/* ---- bulk user reads and writes, the change feed ---- */
+
+static void test_users_batch_and_scan(void **state)
+{
+    fx_t *f = *state;
+    user_t us[3] = {
+        {.user_id = "u1", .email = "u1@example.com", .ndevices = 1,
+         .devices = {{.platform = "apns", .token = "t1"}}},
+        {.user_id = "u2", .phone = "+15550001", .locale = "fr"},
+        {.user_id = "u3", .ndevices = 2,
+         .devices = {{.platform = "fcm", .token = "a"}, {.platform = "apns", .token = "b"}}},
+    };
+    uint64_t e0 = store_users_epoch(f->s);
+    assert_int_equal(store_user_put_batch(f->s, us, 3), HR_OK);
+    pref_t p = {.category = "social", .channel = CH_EMAIL, .enabled = false};
+    assert_int_equal(store_prefs_replace(f->s, "u3", &p, 1), HR_OK);
+
+    const char *ids[] = {"u3", "nobody", "u1"};
+    user_t out[3];
+    hr_t found[3];
+    pref_t *prefs[3];
+    int np[3];
+    assert_int_equal(store_users_get_batch(f->s, ids, 3, out, found, prefs, np), HR_OK);
+    assert_int_equal(found[0], HR_OK);
+    assert_int_equal(found[1], HR_NOTFOUND);
+    assert_int_equal(found[2], HR_OK);
+    assert_int_equal(out[0].ndevices, 2);
+    assert_string_equal(out[0].devices[1].token, "b");
+    assert_int_equal(np[0], 1);
+    assert_string_equal(prefs[0][0].category, "social");
+    assert_string_equal(out[2].email, "u1@example.com");
+    assert_int_equal(np[2], 0);
+    for (int i = 0; i < 3; i++)
+        if (found[i] == HR_OK) {
+            user_clear(&out[i]);
+            prefs_free(prefs[i], np[i]);
+        }
+
+    /* a scan in key order, page by page, devices and preferences merged in */
+    user_t page[2];
+    int n = 0;
+    assert_int_equal(store_users_scan(f->s, NULL, 2, page, prefs, np, &n), HR_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(page[0].user_id, "u1");
+    assert_string_equal(page[1].user_id, "u2");
+    assert_string_equal(page[1].locale, "fr");
+    assert_int_equal(page[0].ndevices, 1);
+    for (int i = 0; i < n; i++) {
+        user_clear(&page[i]);
+        prefs_free(prefs[i], np[i]);
+    }
+    assert_int_equal(store_users_scan(f->s, "u2", 2, page, prefs, np, &n), HR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(page[0].user_id, "u3");
+    assert_int_equal(page[0].ndevices, 2);
+    assert_int_equal(np[0], 1);
+    user_clear(&page[0]);
+    prefs_free(prefs[0], np[0]);
+
+    /* every change was announced: three puts and a preference change */
+    assert_int_equal(store_users_epoch(f->s), e0 + 4);
+    char seen[64] = "";
+    uint64_t now = 0;
+    assert_int_equal(store_users_changed(f->s, e0 + 1, &now, collect_ids, seen), HR_OK);
+    assert_int_equal(now, e0 + 4);
+    assert_string_equal(seen, "u2 u3 u3 ");
+    uint64_t t0 = store_templates_epoch(f->s);
+    template_rec_t t = {.event_type = "x", .channel = CH_PUSH, .locale = "en", .title = "t", .body = "b"};
+    assert_int_equal(store_template_put(f->s, &t), HR_OK);
+    assert_int_equal(store_templates_epoch(f->s), t0 + 1);
+}
+
+/* The feed remembers a bounded number of changes; older epochs get
+ * HR_AGAIN ("drop everything"). */
+static void test_change_feed_overflow(void **state)
+{
+    fx_t *f = *state;
+    uint64_t e0 = store_users_epoch(f->s);
+    enum { N = 5000 };
+    user_t *us = xcalloc(N, sizeof(*us));
+    char (*ids)[16] = xcalloc(N, sizeof(*ids));
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "u%05d", i);
+        us[i].user_id = ids[i];
+    }
+    assert_int_equal(store_user_put_batch(f->s, us, N), HR_OK);
+    uint64_t now = 0;
+    char seen[64] = "";
+    assert_int_equal(store_users_changed(f->s, e0, &now, collect_none, seen), HR_AGAIN);
+    assert_int_equal(now, e0 + N);
+    assert_int_equal(store_users_changed(f->s, now, &now, collect_none, seen), HR_OK);
+    free(us);
+    free(ids);
 }
 
 /* ---- notifications ---- */
@@ -884,6 +1048,10 @@ int main(void)
         T(test_follows),
         T(test_templates),
         T(test_event_claim),
+        T(test_event_claim_batch),
+        T(test_dedupe_moved),
+        T(test_users_batch_and_scan),
+        T(test_change_feed_overflow),
         T(test_notif_upsert_final_state),
         T(test_notif_dead_rules),
         T(test_notif_batch_invalid_and_empty),

@@ -1,0 +1,197 @@
+/*
+ * test_recipients.c - fan-out's recipient cache: what a recipient looks
+ * like, that changes made through the store are seen from the next batch on,
+ * that the byte budget holds, and that readers on several threads agree.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "stage/recipients.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct fx {
+    char dir[64];
+    store_t *s;
+} fx_t;
+
+static void put_user(store_t *s, const char *id, const char *email, const char *token)
+{
+    user_t u = {.user_id = (char *)id, .email = (char *)email, .phone = "+15550100", .locale = "de"};
+    if (token) {
+        u.ndevices = 1;
+        u.devices[0].platform = "apns";
+        u.devices[0].token = (char *)token;
+    }
+    assert_int_equal(store_user_put(s, &u), HR_OK);
+}
+
+static int setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof(*f));
+    strcpy(f->dir, "/tmp/herald-recip-XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    char *db = xasprintf("%s/herald.db", f->dir);
+    hr_t r = store_open("sqlite", db, &f->s);
+    free(db);
+    if (r != HR_OK) return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    store_close(f->s);
+    char *cmd = xasprintf("rm -rf '%s'", f->dir);
+    if (system(cmd) != 0) return -1;
+    free(cmd);
+    free(f);
+    return 0;
+}
+
+static void test_view_and_changes(void **state)
+{
+    fx_t *f = *state;
+    put_user(f->s, "ann", "ann@example.com", "tok-ann");
+    put_user(f->s, "ben", NULL, NULL);
+    pref_t p = {.category = "social", .channel = CH_EMAIL, .enabled = false};
+    assert_int_equal(store_prefs_replace(f->s, "ann", &p, 1), HR_OK);
+
+    recip_cache_t *c = recip_cache_new(f->s, 1 << 20, 60000);
+    int64_t loaded = 0;
+    assert_int_equal(recip_cache_prime(c, &loaded), HR_OK);
+    assert_int_equal(loaded, 2);
+    recip_reader_t *r = recip_reader_new(c);
+    hr_t err;
+    const recipient_t *a = recip_get(r, "ann", &err);
+    assert_non_null(a);
+    assert_true(a->known);
+    assert_string_equal(a->user_id, "ann");
+    assert_string_equal(a->locale, "de");
+    assert_int_equal(a->addr_len[CH_PUSH], strlen("apns:tok-ann"));
+    assert_memory_equal(a->addr[CH_PUSH], "apns:tok-ann", a->addr_len[CH_PUSH]);
+    assert_memory_equal(a->addr[CH_EMAIL], "ann@example.com", a->addr_len[CH_EMAIL]);
+    assert_memory_equal(a->addr[CH_INAPP], "ann", a->addr_len[CH_INAPP]);
+    assert_int_equal(a->addr_len[CH_WEBHOOK], 0);
+    assert_string_equal(a->platform, "apns");
+    assert_int_equal(a->nprefs, 1);
+    assert_false(prefs_allowed(a->prefs, a->nprefs, "social", CH_EMAIL));
+    assert_true(prefs_allowed(a->prefs, a->nprefs, "social", CH_PUSH));
+
+    const recipient_t *b = recip_get(r, "ben", &err);
+    assert_non_null(b);
+    assert_int_equal(b->addr_len[CH_PUSH], 0);
+    assert_int_equal(b->addr_len[CH_EMAIL], 0);
+    const recipient_t *z = recip_get(r, "zed", &err);
+    assert_non_null(z);
+    assert_false(z->known);
+
+    /* changes through the store are seen after the next sync */
+    put_user(f->s, "ann", "new@example.com", "tok-2");
+    assert_int_equal(store_prefs_replace(f->s, "ann", NULL, 0), HR_OK);
+    put_user(f->s, "zed", "zed@example.com", NULL);
+    recip_sync(r);
+    a = recip_get(r, "ann", &err);
+    assert_memory_equal(a->addr[CH_EMAIL], "new@example.com", a->addr_len[CH_EMAIL]);
+    assert_memory_equal(a->addr[CH_PUSH], "apns:tok-2", a->addr_len[CH_PUSH]);
+    assert_int_equal(a->nprefs, 0);
+    z = recip_get(r, "zed", &err);
+    assert_true(z->known);
+
+    const char *ids[] = {"ann", "ben", "zed", "nobody", ""};
+    assert_int_equal(recip_prefetch(r, ids, 5), HR_OK);
+    recip_stats_t st;
+    recip_reader_free(r);
+    recip_cache_stats(c, &st);
+    assert_true(st.entries >= 3);
+    assert_int_equal(st.lookups, 5);
+    recip_cache_free(c);
+}
+
+/* A tiny budget: nothing fits, every answer still comes from the store. */
+static void test_budget(void **state)
+{
+    fx_t *f = *state;
+    put_user(f->s, "ann", "ann@example.com", "tok-ann");
+    recip_cache_t *c = recip_cache_new(f->s, 1, 60000);
+    recip_reader_t *r = recip_reader_new(c);
+    hr_t err;
+    for (int i = 0; i < 3; i++) {
+        const recipient_t *a = recip_get(r, "ann", &err);
+        assert_non_null(a);
+        assert_memory_equal(a->addr[CH_EMAIL], "ann@example.com", a->addr_len[CH_EMAIL]);
+    }
+    recip_stats_t st;
+    recip_reader_free(r);
+    recip_cache_stats(c, &st);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(st.loads, 3);
+    recip_cache_free(c);
+}
+
+typedef struct worker {
+    recip_cache_t *c;
+    int errors;
+} worker_t;
+
+static void *reader_main(void *arg)
+{
+    worker_t *w = arg;
+    recip_reader_t *r = recip_reader_new(w->c);
+    char id[16], want[32];
+    for (int i = 0; i < 20000; i++) {
+        int k = (i * 7919) % 500;
+        snprintf(id, sizeof(id), "u%03d", k);
+        snprintf(want, sizeof(want), "%s@example.com", id);
+        hr_t err;
+        const recipient_t *x = recip_get(r, id, &err);
+        if (!x || x->addr_len[CH_EMAIL] != strlen(want) || memcmp(x->addr[CH_EMAIL], want, strlen(want)) != 0)
+            w->errors++;
+    }
+    recip_reader_free(r);
+    return NULL;
+}
+
+/* Readers on four threads share a cache smaller than the users: entries
+ * are replaced under them all the time, and every answer stays right. */
+static void test_threads(void **state)
+{
+    fx_t *f = *state;
+    char id[16], email[32];
+    for (int k = 0; k < 500; k++) {
+        snprintf(id, sizeof(id), "u%03d", k);
+        snprintf(email, sizeof(email), "%s@example.com", id);
+        put_user(f->s, id, email, "t");
+    }
+    recip_cache_t *c = recip_cache_new(f->s, 40000, 60000);
+    worker_t w[4] = {{c, 0}, {c, 0}, {c, 0}, {c, 0}};
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) assert_int_equal(pthread_create(&th[i], NULL, reader_main, &w[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].errors, 0);
+    }
+    recip_stats_t st;
+    recip_cache_stats(c, &st);
+    assert_true(st.bytes <= 40000);
+    recip_cache_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_view_and_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
