@@ -34,6 +34,7 @@ static void usage_main(FILE *f)
             "  produce   publish an event (argument, --file or stdin)\n"
             "  replay    reset a consumer group to earliest or to a time\n"
             "  topics    create the topics (create) or size them (plan)\n"
+            "  bench     run the benchmark (make bench)\n"
             "  config    print the configuration reference\n"
             "  version   print the version\n\n"
             "Run 'herald <command> --help' for a command's options.\n");
