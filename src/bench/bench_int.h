@@ -149,6 +149,18 @@ typedef struct raw_result {
     size_t raw_bytes_avg;
 } raw_result_t;
 
+/* The counters a raw baseline's threads advance. */
+typedef struct raw_counters {
+    _Atomic int64_t *events;
+    _Atomic int64_t *offered;
+    _Atomic int64_t *done;
+    _Atomic int64_t *status_read;
+} raw_counters_t;
+
+/* Waits out the warm-up, then measures rates and CPU over the rest of
+ * o->duration_s into res (raw_measure.c). Runs on the caller's thread. */
+void raw_measure(const raw_opts_t *o, const raw_counters_t *k, raw_result_t *res);
+
 hr_t raw_embedded_run(const raw_opts_t *o, raw_result_t *res);
 hr_t raw_kafka_run(const raw_opts_t *o, raw_result_t *res);
 /* Deletes herald's topics and consumer groups on a broker (no herald may be

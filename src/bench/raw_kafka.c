@@ -431,29 +431,8 @@ hr_t raw_kafka_run(const raw_opts_t *o, raw_result_t *res)
     bool prod_started = r == HR_OK && pthread_create(&prod.th, NULL, producer_main, &prod) == 0;
     if (r == HR_OK && !prod_started) r = HR_ERR;
     if (r == HR_OK) {
-        double t0 = now_s();
-        while (now_s() - t0 < o->warmup_s) usleep(10000);
-        double c1 = self_cpu_s(), t1 = now_s();
-        int64_t d1 = atomic_load(&x.done), e1 = atomic_load(&x.events), s1 = atomic_load(&x.status_read);
-        double next = t1 + 1;
-        while (now_s() - t0 < o->duration_s) {
-            usleep(10000);
-            if (o->verbose && now_s() >= next) {
-                fprintf(stderr, "raw: %.0f s: %lld events, %lld notifications offered, %lld delivered, %lld statuses read\n",
-                        now_s() - t0, (long long)atomic_load(&x.events), (long long)atomic_load(&x.offered),
-                        (long long)atomic_load(&x.done), (long long)atomic_load(&x.status_read));
-                next += 1;
-            }
-        }
-        double c2 = self_cpu_s(), t2 = now_s();
-        int64_t d2 = atomic_load(&x.done), e2 = atomic_load(&x.events), s2 = atomic_load(&x.status_read);
-        res->elapsed_s = t2 - t1;
-        res->notifs = d2 - d1;
-        res->events = e2 - e1;
-        res->notifs_per_s = (double)(d2 - d1) / (t2 - t1);
-        res->events_per_s = (double)(e2 - e1) / (t2 - t1);
-        res->status_per_s = (double)(s2 - s1) / (t2 - t1);
-        res->cpu_s_per_m = d2 > d1 ? (c2 - c1) / ((double)(d2 - d1) / 1e6) : 0;
+        raw_counters_t k = {&x.events, &x.offered, &x.done, &x.status_read};
+        raw_measure(o, &k, res);
     }
     atomic_store(&x.stop, true);
     if (prod_started) pthread_join(prod.th, NULL);
