@@ -29,6 +29,7 @@ struct stage_worker {
     inflight_t *ring;
     int64_t head, tail;
     bool failed;                /* a batch in the ring failed: poll no more until it is retired */
+    int range_cap;              /* records per batch at most, so partitions per batch at most */
 };
 
 typedef struct part_range {
@@ -58,7 +59,7 @@ static void on_revoked(void *opaque, const char *topic, int32_t partition)
 /* One polled batch whose outputs may still be unacknowledged. */
 struct inflight {
     bus_batch_t batch;
-    part_range_t ranges[256];
+    part_range_t *ranges;       /* range_cap entries: a batch touches at most one per record */
     int nr;
     int n;
     hr_t r;                     /* what process() returned */
@@ -78,7 +79,6 @@ static void ranges_of(inflight_t *f, const char *topic, const bus_msg_t *msgs, i
         int j = 0;
         while (j < f->nr && f->ranges[j].partition != msgs[i].partition) j++;
         if (j == f->nr) {
-            if (f->nr == (int)ARRAY_LEN(f->ranges)) abort(); /* more partitions than any config allows */
             f->ranges[f->nr++] = (part_range_t){topic, msgs[i].partition, msgs[i].offset, msgs[i].offset};
         } else {
             if (msgs[i].offset < f->ranges[j].first) f->ranges[j].first = msgs[i].offset;
@@ -157,7 +157,8 @@ static void drain(stage_worker_t *w)
  * back to its first records. */
 static void rewind_failed(stage_worker_t *w)
 {
-    part_range_t back[256];
+    /* every batch in the ring may touch range_cap partitions; this is the rare error path */
+    part_range_t *back = xcalloc((size_t)PIPELINE * (size_t)w->range_cap, sizeof(*back));
     int nb = 0;
     for (int64_t k = w->tail; k < w->head; k++) {
         inflight_t *x = &w->ring[k % PIPELINE];
@@ -172,6 +173,7 @@ static void rewind_failed(stage_worker_t *w)
     w->tail = w->head;
     w->failed = false;
     for (int b = 0; b < nb; b++) bus_seek(w->consumer, back[b].topic, back[b].partition, back[b].first);
+    free(back);
 }
 
 static void *worker_main(void *arg)
@@ -193,7 +195,11 @@ static void *worker_main(void *arg)
     int backoff_ms = 10;
 
     w->ring = xcalloc(PIPELINE, sizeof(*w->ring));
-    for (int i = 0; i < PIPELINE; i++) bus_batch_init(&w->ring[i].batch);
+    w->range_cap = cap;
+    for (int i = 0; i < PIPELINE; i++) {
+        bus_batch_init(&w->ring[i].batch);
+        w->ring[i].ranges = xcalloc((size_t)cap, sizeof(*w->ring[i].ranges));
+    }
     for (;;) {
         bool stopping = atomic_load(&app->stopping);
         if (stopping && w->head == w->tail) break;
@@ -231,7 +237,10 @@ static void *worker_main(void *arg)
             usleep(10000);
         if (backoff_ms < 5000) backoff_ms *= 2;
     }
-    for (int i = 0; i < PIPELINE; i++) bus_batch_release(&w->ring[i].batch);
+    for (int i = 0; i < PIPELINE; i++) {
+        bus_batch_release(&w->ring[i].batch);
+        free(w->ring[i].ranges);
+    }
     free(w->ring);
     w->ring = NULL;
     free(msgs);

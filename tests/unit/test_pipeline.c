@@ -19,6 +19,9 @@
 #include "stage/stage.h"
 #include "stage/topics.h"
 
+/* Partitions of notification-status created by setup (the other topics get 2). */
+static int g_status_partitions = 2;
+
 typedef struct fx {
     char dir[64];
     config_t cfg;
@@ -44,6 +47,8 @@ static int setup(void **state)
     bus_opts_t o = {.backend = "embedded", .dir = busdir, .fsync = "never"};
     assert_int_equal(bus_open(&o, &f->app.bus), HR_OK);
     free(busdir);
+    bus_topic_opts_t many = {.partitions = g_status_partitions, .retention_ms = -1, .retention_bytes = -1};
+    assert_int_equal(bus_topic_ensure(f->app.bus, TOPIC_STATUS, &many), HR_OK);
     assert_int_equal(topics_create_all(&f->app), HR_OK);
 
     store_t *s = f->app.store;
@@ -306,6 +311,50 @@ static void test_replay_redelivers_nothing_twice(void **state)
     json_decref(push);
 }
 
+static int setup_many(void **state)
+{
+    g_status_partitions = 300;
+    int r = setup(state);
+    g_status_partitions = 2;
+    return r;
+}
+
+/* The status sink gathers records of many partitions into one batch (up to
+ * 8,192): a batch spanning more partitions than any fixed table in the stage
+ * loop would hold must still be processed, not abort the process. */
+static void test_batch_spanning_300_partitions(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(bus_partitions(f->app.bus, TOPIC_STATUS), 300);
+    bus_batch_t b;
+    buf_t enc;
+    bus_batch_init(&b);
+    buf_init(&enc, 0);
+    for (int p = 0; p < 300; p++) {
+        char ev[16], id[33];
+        snprintf(ev, sizeof(ev), "m%d", p);
+        notif_make_id(HSTR(ev), HSTR("ann"), CH_PUSH, id);
+        notif_t n = {.kind = 2, .channel = CH_PUSH, .status = ST_SENT, .attempt = 1,
+                     .created_at_ms = hclock_now_ms(), .status_at_ms = hclock_now_ms(),
+                     .notification_id = HSTR(id), .event_id = HSTR(ev), .user_id = HSTR("ann"),
+                     .category = HSTR("default"), .title = HSTR("t"), .body = HSTR("b"),
+                     .address = HSTR("fcm:tok-ann"), .channel_msg_id = HSTR("x")};
+        buf_reset(&enc);
+        assert_int_equal(notif_encode(&n, &enc), HR_OK);
+        assert_int_equal(bus_produce(f->app.bus, TOPIC_STATUS, p, "ann", 3, enc.data, enc.len, &b),
+                         HR_OK);
+    }
+    assert_int_equal(bus_batch_wait(f->app.bus, &b, 10000), HR_OK);
+    bus_batch_release(&b);
+    buf_release(&enc);
+    start(f); /* everything is already there: the sink gathers all 300 partitions at once */
+    for (int p = 0; p < 300; p++) {
+        char ev[16];
+        snprintf(ev, sizeof(ev), "m%d", p);
+        assert_int_equal(wait_status(f, ev, "ann", CH_PUSH), ST_SENT);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +364,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_records_go_to_dlq_and_partition_moves_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_user_and_duplicates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_redelivers_nothing_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_spanning_300_partitions, setup_many, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
