@@ -133,7 +133,7 @@ static inline int64_t get_i64(const unsigned char *p)
 
 static bool notif_enums_valid(unsigned kind, unsigned ch, unsigned prio, unsigned st)
 {
-    return (kind == 1 || kind == 2) && ch < CH__COUNT && prio <= PRIO_CRITICAL && st < ST__COUNT;
+    return (kind == REC_NOTIFICATION || kind == REC_STATUS) && ch < CH__COUNT && prio <= PRIO_CRITICAL && st < ST__COUNT;
 }
 
 hr_t notif_encode(const notif_t *n, buf_t *out)
@@ -376,7 +376,7 @@ hr_t notif_to_json(const notif_t *n, buf_t *out)
     size_t start = out->len;
 
     jw_lit(&w, "{\"kind\":");
-    if (n->kind == 2) jw_lit(&w, "\"status\"");
+    if (n->kind == REC_STATUS) jw_lit(&w, "\"status\"");
     else jw_lit(&w, "\"notification\"");
     jw_key_str(&w, KEY("notification_id"), n->notification_id);
     jw_key_str(&w, KEY("event_id"), n->event_id);

@@ -9,7 +9,7 @@
  * (ptr, len) pair (hstr_t).
  *
  * Binary layout (little-endian), version 1:
- *   u8 magic 'N' | u8 version | u8 kind (1 = notification, 2 = status)
+ *   u8 magic 'N' | u8 version | u8 kind (record_kind_t)
  *   | u8 channel | u8 priority | u8 status | u16 attempt
  *   | i64 created_at_ms | i64 due_at_ms | i64 status_at_ms | i64 accepted_at_us
  *   | then strings, each u32 length + bytes, in the order of NOTIF_STRINGS.
@@ -64,10 +64,17 @@ typedef enum notif_status {
 const char *status_name(notif_status_t s);
 int status_parse(const char *s, size_t n);
 
+/* What a record on an internal topic is. */
+typedef enum record_kind {
+    REC_NOTIFICATION = 1,       /* to be dispatched (notifications-<channel>) */
+    REC_STATUS = 2,             /* a status change (notification-status) */
+} record_kind_t;
+
 /* One notification: one (event, recipient, channel). Also used as the status
- * record (kind 2) with status / status_at / channel_msg_id / error set. */
+ * record (REC_STATUS) with status / status_at / channel_msg_id / error set;
+ * see model/lifecycle.h for the one function that makes that change. */
 typedef struct notif {
-    uint8_t kind;               /* 1 notification, 2 status */
+    uint8_t kind;               /* record_kind_t */
     channel_t channel;
     priority_t priority;
     notif_status_t status;

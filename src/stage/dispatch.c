@@ -24,6 +24,7 @@
  * recorded as status "failed"; a permanent one as "dead" plus a DLQ record.
  */
 #include "stage/stage.h"
+#include "model/lifecycle.h"
 
 #include "core/buf.h"
 #include "core/log.h"
@@ -155,7 +156,7 @@ static hr_t dispatch_process(void *state, const bus_msg_t *msgs, int n, bus_batc
         bool maybe_seen = *below < 0 || msgs[i].offset < *below;
         if (*below >= 0 && msgs[i].offset + 1 > *below) *below = msgs[i].offset + 1;
         notif_t *x = &d->notifs[ns];
-        if (notif_decode(msgs[i].value, msgs[i].value_len, x) != HR_OK || x->kind != 1) {
+        if (notif_decode(msgs[i].value, msgs[i].value_len, x) != HR_OK || x->kind != REC_NOTIFICATION) {
             r = stage_dead_letter(app, &msgs[i], stage_names[d->ch], "undecodable notification",
                                   batch);
             continue;
@@ -188,22 +189,18 @@ static hr_t dispatch_process(void *state, const bus_msg_t *msgs, int n, bus_batc
     for (int i = 0; i < ns && r == HR_OK; i++) {
         notif_t *x = &d->notifs[i];
         send_result_t *res = &d->res[i];
-        x->kind = 2;
-        x->status_at_ms = hclock_now_ms();
+        int64_t at = hclock_now_ms();
         switch (res->cls) {
         case SEND_OK:
-            x->status = ST_SENT;
-            x->channel_msg_id = HSTR(res->msg_id);
+            lifecycle_transition(x, ST_SENT, at, HSTR(res->msg_id), stage_names[d->ch]);
             atomic_fetch_add(&app->notifs_sent, 1);
             break;
         case SEND_RETRY:
-            x->status = ST_FAILED;
-            x->error = HSTR(res->error);
+            lifecycle_transition(x, ST_FAILED, at, HSTR(res->error), stage_names[d->ch]);
             atomic_fetch_add(&app->notifs_failed, 1);
             break;
         case SEND_PERMANENT:
-            x->status = ST_DEAD;
-            x->error = HSTR(res->error);
+            lifecycle_transition(x, ST_DEAD, at, HSTR(res->error), stage_names[d->ch]);
             atomic_fetch_add(&app->notifs_failed, 1);
             r = stage_dead_letter(app, d->src[i], stage_names[d->ch], res->error, batch);
             break;

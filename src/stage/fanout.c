@@ -27,6 +27,7 @@
  * Runs on the stage worker's thread; state is per worker.
  */
 #include "stage/stage.h"
+#include "model/lifecycle.h"
 
 #include "core/buf.h"
 #include "core/log.h"
@@ -235,10 +236,7 @@ static hr_t template_mask(fanout_t *f, const char *type, unsigned *mask)
 static hr_t emit_status(fanout_t *f, notif_t *n, notif_status_t st, const char *why,
                         bus_batch_t *batch)
 {
-    n->kind = 2;
-    n->status = st;
-    n->status_at_ms = hclock_now_ms();
-    n->error = HSTR(why);
+    lifecycle_transition(n, st, hclock_now_ms(), HSTR(why), "fanout");
     buf_reset(&f->enc);
     notif_encode(n, &f->enc);
     if (st == ST_SUPPRESSED) atomic_fetch_add(&f->app->notifs_suppressed, 1);
@@ -263,7 +261,7 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
         char nid[33];
         notif_make_id(HSTR(ev->event_id), (hstr_t){user_id, uid_len}, (channel_t)ch, nid);
         notif_t n = {
-            .kind = 1,
+            .kind = REC_NOTIFICATION,
             .channel = (channel_t)ch,
             .priority = ev->priority,
             .status = ST_PENDING,

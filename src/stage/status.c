@@ -52,7 +52,7 @@ static hr_t sink_process(void *state, const bus_msg_t *msgs, int n, bus_batch_t 
     hr_t r = HR_OK;
     for (int i = 0; i < n && r == HR_OK; i++) {
         if (notif_decode(msgs[i].value, msgs[i].value_len, &s->recs[k]) != HR_OK ||
-            s->recs[k].kind != 2) {
+            s->recs[k].kind != REC_STATUS) {
             r = stage_dead_letter(s->app, &msgs[i], "status", "undecodable status record", batch);
             continue;
         }
