@@ -389,8 +389,10 @@ static void aud_push(fanout_t *f, const char *id)
     f->aud[f->naud++] = id;
 }
 
-static hr_t fanout_process(void *state, const bus_msg_t *msgs, int n, bus_batch_t *batch)
+static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, int n,
+                            bus_batch_t *batch)
 {
+    UNUSED(cx);
     fanout_t *f = state;
     app_t *app = f->app;
     hr_t r = HR_OK;
