@@ -305,6 +305,10 @@ static void rewind_failed(stage_worker_t *w)
 
 static void dlq_log_flush(void);
 
+/* After "not now" with nothing paused: a short wait so that a stage
+ * answering HR_LATER for a condition that persists cannot spin the CPU. */
+#define LATER_NAP_MS 10
+
 /* Sleeps up to ms, in 10 ms steps, while the app is not stopping. */
 static void nap(app_t *app, int ms)
 {
@@ -378,7 +382,7 @@ static void *worker_main(void *arg)
             bool paused = f->paused;
             log_debug(def->name, "batch of %d: not now; delivered again", f->n);
             rewind_failed(w);
-            if (!paused) nap(app, retry_min);
+            if (!paused) nap(app, LATER_NAP_MS);
             continue;
         }
         if (atomic_load(&app->stopping)) {

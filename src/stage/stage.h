@@ -26,8 +26,8 @@
  *  - return HR_LATER ("not now"): the whole batch is rewound and delivered
  *    again like after a failure, but without the back-off and without a
  *    warning. A stage that says "not now" normally pauses what it is
- *    waiting for first; if it paused nothing, the worker waits
- *    def->retry_min_ms before polling again so that it cannot spin.
+ *    waiting for first; if it paused nothing, the worker waits 10 ms
+ *    before polling again so that it cannot spin.
  * A deferral ("this record, not before 09:00") is a rewind to the record
  * plus a pause of its partition until then.
  */
@@ -69,8 +69,7 @@ typedef struct stage_def {
      * call (one store transaction per batch). 0 = batch_max. */
     int gather;
     /* Back-off after a failed batch: starts at retry_min_ms, doubles up to
-     * retry_max_ms (0 = 10 ms and 5 s). retry_min_ms is also the pause
-     * after HR_LATER when process paused nothing. */
+     * retry_max_ms (0 = 10 ms and 5 s). HR_LATER does not use it. */
     int retry_min_ms;
     int retry_max_ms;
     void *arg;                  /* stage-specific (e.g. the channel) */
