@@ -273,6 +273,9 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
             .event_id = HSTR(ev->event_id),
             .user_id = {user_id, uid_len},
             .category = HSTR(category),
+            /* the recipient cache has no time zone or quiet hours yet */
+            .quiet_start_min = NOTIF_QUIET_NONE,
+            .quiet_end_min = NOTIF_QUIET_NONE,
         };
         if (replay) {
             bool sent = false;
