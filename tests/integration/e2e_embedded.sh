@@ -62,7 +62,9 @@ for _ in $(seq 1 200); do req GET /v1/notifications/$(notif_id ev-2 nobody push)
 req GET /v1/notifications/$(notif_id ev-2 nobody push) | grep -q '"status":"failed"' || fail "unknown user not failed"
 # Fan-out has dropped the duplicate (it produces nothing for it, so nothing
 # can still be on its way): only then is "no new line" meaningful.
-dup_seen() { curl -fs "$BASE/metrics" | grep -q '^herald_events_duplicate_total 1$'; }
+# (Read /metrics whole first: with pipefail, grep -q closing the pipe early
+# would fail curl.)
+dup_seen() { local m; m=$(curl -fs "$BASE/metrics") && grep -q '^herald_events_duplicate_total 1$' <<<"$m"; }
 for _ in $(seq 1 200); do dup_seen && break; sleep 0.05; done
 dup_seen || fail "fan-out did not report the duplicate"
 [ "$(wc -l < "$WORK/data/sandbox/push.jsonl")" = 3 ] || fail "duplicate event delivered again"
