@@ -83,8 +83,8 @@ hr_t stage_worker_start(app_t *app, const stage_def_t *def, int index, stage_wor
 void stage_worker_join(stage_worker_t *w);
 
 /* Flow control, from inside process() (see the top of this file). Each
- * returns HR_DECLINED when the worker does not own the partition (any
- * more). */
+ * fails (HR_DECLINED on the embedded bus) when the worker does not own the
+ * partition (any more). */
 /* Stops delivering the partition. until_ms: wall-clock time
  * (hclock_now_ms()) at which the worker resumes it by itself; 0 = only
  * stage_resume() does. Pausing a paused partition sets the new time. */
