@@ -21,6 +21,7 @@ const char *hr_str(hr_t r)
     case HR_TIMEOUT: return "timeout";
     case HR_CONFLICT: return "conflict";
     case HR_CLOSED: return "closed";
+    case HR_LATER: return "later";
     }
     return "unknown";
 }

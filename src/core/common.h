@@ -4,7 +4,9 @@
  *
  * Functions return an hr_t: HR_OK (0) on success, a negative code otherwise.
  * HR_AGAIN means "full / try later" (a normal answer, not a failure);
- * HR_DECLINED means "not mine". Allocation failure of small objects aborts
+ * HR_DECLINED means "not mine"; HR_LATER means "not now" (the caller
+ * should offer the same work again later; a deferral, not a failure: the
+ * stage loop rewinds without back-off or warning). Allocation failure of small objects aborts
  * in one place (xmalloc and friends) instead of being checked everywhere.
  */
 #ifndef HERALD_COMMON_H
@@ -24,6 +26,7 @@ typedef enum hr {
     HR_TIMEOUT   = -6,
     HR_CONFLICT  = -7,  /* already exists / duplicate */
     HR_CLOSED    = -8,  /* shutting down */
+    HR_LATER     = -9,  /* not now: offer it again later (not a failure) */
 } hr_t;
 
 const char *hr_str(hr_t r);

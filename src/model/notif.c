@@ -88,11 +88,12 @@ int status_parse(const char *s, size_t n)
 /* ---------------------------------------------------------------- codec */
 
 /* magic, version, kind, channel, priority, status (u8 each), attempt (u16),
- * four i64 timestamps. */
-#define NOTIF_HEADER_LEN 40
-#define NOTIF_STRING_COUNT (0 NOTIF_STRINGS(NOTIF_COUNT_ONE))
+ * four i64 timestamps; version 2 adds two i16 (quiet hours). */
+#define NOTIF_HEADER_V1_LEN 40
+#define NOTIF_HEADER_LEN 44
 #define NOTIF_COUNT_ONE(f) +1
-#define NOTIF_MIN_LEN (NOTIF_HEADER_LEN + 4 * NOTIF_STRING_COUNT)
+#define NOTIF_STRING_V1_COUNT (0 NOTIF_STRINGS_V1(NOTIF_COUNT_ONE))
+#define NOTIF_MIN_V1_LEN (NOTIF_HEADER_V1_LEN + 4 * NOTIF_STRING_V1_COUNT)
 
 static inline void put_u16(unsigned char *p, uint16_t v)
 {
@@ -136,10 +137,18 @@ static bool notif_enums_valid(unsigned kind, unsigned ch, unsigned prio, unsigne
     return (kind == REC_NOTIFICATION || kind == REC_STATUS) && ch < CH__COUNT && prio <= PRIO_CRITICAL && st < ST__COUNT;
 }
 
+/* Both NOTIF_QUIET_NONE, or both minutes of a day. */
+static bool notif_quiet_valid(int start, int end)
+{
+    if (start == NOTIF_QUIET_NONE || end == NOTIF_QUIET_NONE) return start == end;
+    return start >= 0 && start < 1440 && end >= 0 && end < 1440;
+}
+
 hr_t notif_encode(const notif_t *n, buf_t *out)
 {
     if (!notif_enums_valid(n->kind, (unsigned)n->channel, (unsigned)n->priority,
-                           (unsigned)n->status))
+                           (unsigned)n->status) ||
+        !notif_quiet_valid(n->quiet_start_min, n->quiet_end_min))
         return HR_INVALID;
 
     size_t total = NOTIF_HEADER_LEN;
@@ -164,6 +173,8 @@ hr_t notif_encode(const notif_t *n, buf_t *out)
     put_i64(p + 16, n->due_at_ms);
     put_i64(p + 24, n->status_at_ms);
     put_i64(p + 32, n->accepted_at_us);
+    put_u16(p + 40, (uint16_t)n->quiet_start_min);
+    put_u16(p + 42, (uint16_t)n->quiet_end_min);
     p += NOTIF_HEADER_LEN;
 #define NOTIF_WRITE_ONE(f)                                                    \
     put_u32(p, (uint32_t)n->f.n);                                             \
@@ -180,9 +191,10 @@ hr_t notif_encode(const notif_t *n, buf_t *out)
 
 hr_t notif_decode(const void *data, size_t len, notif_t *n)
 {
-    if (!data || len < NOTIF_MIN_LEN) return HR_INVALID;
+    if (!data || len < NOTIF_MIN_V1_LEN) return HR_INVALID;
     const unsigned char *p = data;
-    if (p[0] != NOTIF_MAGIC || p[1] != NOTIF_VERSION) return HR_INVALID;
+    unsigned version = p[1];
+    if (p[0] != NOTIF_MAGIC || version < 1 || version > NOTIF_VERSION) return HR_INVALID;
     if (!notif_enums_valid(p[2], p[3], p[4], p[5])) return HR_INVALID;
 
     notif_t t;
@@ -195,8 +207,16 @@ hr_t notif_decode(const void *data, size_t len, notif_t *n)
     t.due_at_ms = get_i64(p + 16);
     t.status_at_ms = get_i64(p + 24);
     t.accepted_at_us = get_i64(p + 32);
+    size_t off = NOTIF_HEADER_V1_LEN;
+    t.quiet_start_min = t.quiet_end_min = NOTIF_QUIET_NONE;
+    if (version >= 2) {
+        if (len - off < 4) return HR_INVALID;
+        t.quiet_start_min = (int16_t)get_u16(p + 40);
+        t.quiet_end_min = (int16_t)get_u16(p + 42);
+        if (!notif_quiet_valid(t.quiet_start_min, t.quiet_end_min)) return HR_INVALID;
+        off = NOTIF_HEADER_LEN;
+    }
 
-    size_t off = NOTIF_HEADER_LEN;
     /* Invariant: off <= len before each step; lengths are compared with
      * what remains, so no sum can overflow and no byte past len is read. */
 #define NOTIF_READ_ONE(f)                                                     \
@@ -209,9 +229,16 @@ hr_t notif_decode(const void *data, size_t len, notif_t *n)
         t.f.n = sl;                                                           \
         off += sl;                                                            \
     }
-    NOTIF_STRINGS(NOTIF_READ_ONE)
+#define NOTIF_EMPTY_ONE(f) t.f = (hstr_t){(const char *)p + off, 0}; /* empty, inside the input */
+    NOTIF_STRINGS_V1(NOTIF_READ_ONE)
+    if (version >= 2) {
+        NOTIF_STRINGS_V2(NOTIF_READ_ONE)
+    } else {
+        NOTIF_STRINGS_V2(NOTIF_EMPTY_ONE)
+    }
+#undef NOTIF_EMPTY_ONE
 #undef NOTIF_READ_ONE
-    if (off != len) return HR_INVALID; /* trailing bytes: not a v1 record */
+    if (off != len) return HR_INVALID; /* trailing bytes: not a record of this version */
 
     *n = t;
     return HR_OK;

@@ -142,7 +142,7 @@ static hr_t emit(dispatch_t *d, notif_t *n, bus_batch_t *batch)
                          d->enc.len, batch);
 }
 
-static hr_t dispatch_process(void *state, const bus_msg_t *msgs, int n, bus_batch_t *batch)
+static hr_t dispatch_process(void *state, stage_ctx_t *cx __attribute__((unused)), const bus_msg_t *msgs, int n, bus_batch_t *batch)
 {
     dispatch_t *d = state;
     app_t *app = d->app;

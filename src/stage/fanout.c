@@ -273,6 +273,9 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
             .event_id = HSTR(ev->event_id),
             .user_id = {user_id, uid_len},
             .category = HSTR(category),
+            /* the recipient cache has no time zone or quiet hours yet */
+            .quiet_start_min = NOTIF_QUIET_NONE,
+            .quiet_end_min = NOTIF_QUIET_NONE,
         };
         if (replay) {
             bool sent = false;
@@ -389,8 +392,10 @@ static void aud_push(fanout_t *f, const char *id)
     f->aud[f->naud++] = id;
 }
 
-static hr_t fanout_process(void *state, const bus_msg_t *msgs, int n, bus_batch_t *batch)
+static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, int n,
+                            bus_batch_t *batch)
 {
+    UNUSED(cx);
     fanout_t *f = state;
     app_t *app = f->app;
     hr_t r = HR_OK;

@@ -1,5 +1,7 @@
 /*
- * stage.c - the generic consume -> process -> ack -> store-offset loop.
+ * stage.c - the generic consume -> process -> ack -> store-offset loop,
+ * and the flow control stages use from process() (pause, resume, rewind,
+ * "not now").
  */
 #include "stage/stage.h"
 
@@ -18,6 +20,13 @@
 
 typedef struct inflight inflight_t;
 
+/* A partition paused by the stage (worker thread only). */
+typedef struct paused {
+    char *topic;
+    int32_t partition;
+    int64_t until_ms;           /* 0 = until stage_resume() */
+} paused_t;
+
 struct stage_worker {
     app_t *app;
     const stage_def_t *def;
@@ -30,6 +39,10 @@ struct stage_worker {
     int64_t head, tail;
     bool failed;                /* a batch in the ring failed: poll no more until it is retired */
     int range_cap;              /* records per batch at most, so partitions per batch at most */
+    /* partitions the stage paused (worker thread only) */
+    paused_t *paused;
+    int npaused, cpaused;
+    bool paused_now;            /* the current process() call paused something */
 };
 
 typedef struct part_range {
@@ -37,7 +50,27 @@ typedef struct part_range {
     int32_t partition;
     int64_t first;
     int64_t last;
+    int64_t next;               /* offset to store: last + 1, or where the stage rewound */
 } part_range_t;
+
+/* What process() gets: the worker and the batch being processed. */
+struct stage_ctx {
+    stage_worker_t *w;
+    inflight_t *f;
+};
+
+static int paused_find(stage_worker_t *w, const char *topic, int32_t partition)
+{
+    for (int i = 0; i < w->npaused; i++)
+        if (w->paused[i].partition == partition && strcmp(w->paused[i].topic, topic) == 0) return i;
+    return -1;
+}
+
+static void paused_drop(stage_worker_t *w, int i)
+{
+    free(w->paused[i].topic);
+    w->paused[i] = w->paused[--w->npaused];
+}
 
 static void on_assigned(void *opaque, const char *topic, int32_t partition)
 {
@@ -53,6 +86,13 @@ static void on_revoked(void *opaque, const char *topic, int32_t partition)
 {
     stage_worker_t *w = opaque;
     drain(w);
+    /* A pause belongs to this owner: resume now (Kafka would otherwise keep
+     * the partition paused if it came back to this consumer). */
+    int i = paused_find(w, topic, partition);
+    if (i >= 0) {
+        bus_resume(w->consumer, topic, partition);
+        paused_drop(w, i);
+    }
     if (w->def->partition_changed) w->def->partition_changed(w->state, topic, partition, false);
 }
 
@@ -63,6 +103,7 @@ struct inflight {
     int nr;
     int n;
     hr_t r;                     /* what process() returned */
+    bool paused;                /* process() paused a partition */
 };
 
 /* Copies of records (gathering stages), valid until the next gather. */
@@ -79,12 +120,96 @@ static void ranges_of(inflight_t *f, const char *topic, const bus_msg_t *msgs, i
         int j = 0;
         while (j < f->nr && f->ranges[j].partition != msgs[i].partition) j++;
         if (j == f->nr) {
-            f->ranges[f->nr++] = (part_range_t){topic, msgs[i].partition, msgs[i].offset, msgs[i].offset};
+            f->ranges[f->nr++] = (part_range_t){topic, msgs[i].partition, msgs[i].offset, msgs[i].offset, 0};
         } else {
             if (msgs[i].offset < f->ranges[j].first) f->ranges[j].first = msgs[i].offset;
             if (msgs[i].offset > f->ranges[j].last) f->ranges[j].last = msgs[i].offset;
         }
     }
+    for (int j = 0; j < f->nr; j++) f->ranges[j].next = f->ranges[j].last + 1;
+}
+
+static part_range_t *range_of(inflight_t *f, const char *topic, int32_t partition)
+{
+    for (int j = 0; j < f->nr; j++)
+        if (f->ranges[j].partition == partition && strcmp(f->ranges[j].topic, topic) == 0)
+            return &f->ranges[j];
+    return NULL;
+}
+
+/* ---- flow control (worker thread, inside process) ---- */
+
+hr_t stage_pause(stage_ctx_t *cx, const char *topic, int32_t partition, int64_t until_ms)
+{
+    stage_worker_t *w = cx->w;
+    hr_t r = bus_pause(w->consumer, topic, partition);
+    if (r != HR_OK) return r;
+    int i = paused_find(w, topic, partition);
+    if (i < 0) {
+        if (w->npaused == w->cpaused) {
+            w->cpaused = w->cpaused ? 2 * w->cpaused : 8;
+            w->paused = xrealloc(w->paused, (size_t)w->cpaused * sizeof(*w->paused));
+        }
+        i = w->npaused++;
+        w->paused[i] = (paused_t){xstrdup(topic), partition, 0};
+    }
+    w->paused[i].until_ms = until_ms > 0 ? until_ms : 0;
+    w->paused_now = true;
+    log_debug(w->def->name, "paused %s/%d until %lld", topic, partition, (long long)until_ms);
+    return HR_OK;
+}
+
+hr_t stage_resume(stage_ctx_t *cx, const char *topic, int32_t partition)
+{
+    stage_worker_t *w = cx->w;
+    hr_t r = bus_resume(w->consumer, topic, partition);
+    int i = paused_find(w, topic, partition);
+    if (i >= 0) paused_drop(w, i);
+    return r;
+}
+
+hr_t stage_rewind(stage_ctx_t *cx, const char *topic, int32_t partition, int64_t offset)
+{
+    part_range_t *g = range_of(cx->f, topic, partition);
+    if (!g || offset < g->first || offset > g->last) return HR_INVALID;
+    hr_t r = bus_seek(cx->w->consumer, topic, partition, offset);
+    if (r != HR_OK) return r;
+    if (offset < g->next) g->next = offset;
+    return HR_OK;
+}
+
+bool stage_rewound(const stage_ctx_t *cx, const bus_msg_t *m)
+{
+    const inflight_t *f = cx->f;
+    for (int j = 0; j < f->nr; j++)
+        if (f->ranges[j].partition == m->partition && strcmp(f->ranges[j].topic, m->topic) == 0)
+            return m->offset >= f->ranges[j].next;
+    return false;
+}
+
+/* Resumes the paused partitions whose time has come. Returns how long the
+ * next poll may wait: at most max_wait_ms, less when a resume is due sooner. */
+static int resume_due(stage_worker_t *w, int max_wait_ms)
+{
+    if (w->npaused == 0) return max_wait_ms;
+    int64_t now = hclock_now_ms();
+    int wait = max_wait_ms;
+    for (int i = 0; i < w->npaused;) {
+        paused_t *p = &w->paused[i];
+        if (p->until_ms == 0) {
+            i++;
+            continue;
+        }
+        if (p->until_ms <= now) {
+            log_debug(w->def->name, "resumed %s/%d", p->topic, p->partition);
+            bus_resume(w->consumer, p->topic, p->partition);
+            paused_drop(w, i);
+            continue;
+        }
+        if (p->until_ms - now < wait) wait = (int)(p->until_ms - now);
+        i++;
+    }
+    return wait;
 }
 
 /* Polls more records after a first batch of n (already in msgs), copying
@@ -125,9 +250,11 @@ static int gather(stage_worker_t *w, gathered_t *g, bus_msg_t *msgs, int n, int 
  * The loop. Up to PIPELINE batches are in flight: while the bus
  * acknowledges the outputs of one, the next is polled and processed. Input
  * offsets are stored strictly in order, each only after its batch's outputs
- * are acknowledged. When a batch fails, every later one is abandoned too:
- * the worker waits for what is in flight, seeks back to the failed batch's
- * first records and processes from there again after a pause.
+ * are acknowledged (a partition the stage rewound: up to the rewind). When
+ * a batch fails, every later one is abandoned too: the worker waits for
+ * what is in flight, seeks back to the failed batch's first records and
+ * processes from there again after a back-off. A batch whose process()
+ * said "not now" (HR_LATER) goes the same way without the back-off.
  */
 #define PIPELINE 4
 
@@ -139,7 +266,7 @@ static bool retire_oldest(stage_worker_t *w, hr_t *acked)
     *acked = bus_batch_wait(w->app->bus, &f->batch, -1);
     if (f->r != HR_OK || *acked != HR_OK) return false;
     for (int j = 0; j < f->nr; j++)
-        bus_store_offset(w->consumer, f->ranges[j].topic, f->ranges[j].partition, f->ranges[j].last + 1);
+        bus_store_offset(w->consumer, f->ranges[j].topic, f->ranges[j].partition, f->ranges[j].next);
     w->tail++;
     return true;
 }
@@ -176,6 +303,19 @@ static void rewind_failed(stage_worker_t *w)
     free(back);
 }
 
+static void dlq_log_flush(void);
+
+/* After "not now" with nothing paused: a short wait so that a stage
+ * answering HR_LATER for a condition that persists cannot spin the CPU. */
+#define LATER_NAP_MS 10
+
+/* Sleeps up to ms, in 10 ms steps, while the app is not stopping. */
+static void nap(app_t *app, int ms)
+{
+    for (int slept = 0; slept < ms && !atomic_load(&app->stopping); slept += 10)
+        usleep((useconds_t)(ms - slept < 10 ? ms - slept : 10) * 1000);
+}
+
 static void *worker_main(void *arg)
 {
     stage_worker_t *w = arg;
@@ -192,7 +332,10 @@ static void *worker_main(void *arg)
     gathered_t g;
     memset(&g, 0, sizeof(g));
     buf_init(&g.bytes, 0);
-    int backoff_ms = 10;
+    int retry_min = def->retry_min_ms > 0 ? def->retry_min_ms : 10;
+    int retry_max = def->retry_max_ms > 0 ? def->retry_max_ms : 5000;
+    if (retry_max < retry_min) retry_max = retry_min;
+    int backoff_ms = retry_min;
 
     w->ring = xcalloc(PIPELINE, sizeof(*w->ring));
     w->range_cap = cap;
@@ -205,7 +348,8 @@ static void *worker_main(void *arg)
         if (stopping && w->head == w->tail) break;
         int n = 0;
         if (!stopping && !w->failed && w->head - w->tail < PIPELINE) {
-            n = bus_poll(w->consumer, msgs, max, w->head > w->tail ? 0 : 100);
+            int wait = resume_due(w, w->head > w->tail ? 0 : 100);
+            n = bus_poll(w->consumer, msgs, max, wait);
             if (n < 0) {
                 log_warn(def->name, "poll failed: %s", hr_str((hr_t)n));
                 usleep(100000);
@@ -217,7 +361,10 @@ static void *worker_main(void *arg)
             inflight_t *f = &w->ring[w->head % PIPELINE];
             ranges_of(f, def->topic, msgs, n);
             f->n = n;
-            f->r = def->process(w->state, msgs, n, &f->batch);
+            stage_ctx_t cx = {w, f};
+            w->paused_now = false;
+            f->r = def->process(w->state, &cx, msgs, n, &f->batch);
+            f->paused = w->paused_now;
             w->head++;
             if (f->r != HR_OK) w->failed = true;
             else if (w->head - w->tail < PIPELINE) continue;
@@ -226,17 +373,31 @@ static void *worker_main(void *arg)
 
         hr_t acked;
         if (retire_oldest(w, &acked)) {
-            backoff_ms = 10;
+            backoff_ms = retry_min;
             continue;
         }
         inflight_t *f = &w->ring[w->tail % PIPELINE];
+        if (f->r == HR_LATER && acked == HR_OK) {
+            /* "not now": deliver it again, no back-off, no warning */
+            bool paused = f->paused;
+            log_debug(def->name, "batch of %d: not now; delivered again", f->n);
+            rewind_failed(w);
+            if (!paused) nap(app, LATER_NAP_MS);
+            continue;
+        }
+        if (atomic_load(&app->stopping)) {
+            log_info(def->name, "shutting down: batch of %d left for the next start (process: %s, "
+                     "outputs: %s)", f->n, hr_str(f->r), hr_str(acked));
+            rewind_failed(w);
+            continue;
+        }
         log_warn(def->name, "batch of %d failed (process: %s, outputs: %s); retrying in %d ms", f->n,
                  hr_str(f->r), hr_str(acked), backoff_ms);
         rewind_failed(w);
-        for (int slept = 0; slept < backoff_ms && !atomic_load(&app->stopping); slept += 10)
-            usleep(10000);
-        if (backoff_ms < 5000) backoff_ms *= 2;
+        nap(app, backoff_ms);
+        backoff_ms = backoff_ms > retry_max / 2 ? retry_max : backoff_ms * 2;
     }
+    dlq_log_flush();
     for (int i = 0; i < PIPELINE; i++) {
         bus_batch_release(&w->ring[i].batch);
         free(w->ring[i].ranges);
@@ -282,7 +443,57 @@ void stage_worker_join(stage_worker_t *w)
     pthread_join(w->thread, NULL);
     bus_consumer_close(w->consumer); /* commits stored offsets */
     if (w->def->state_free) w->def->state_free(w->state);
+    for (int i = 0; i < w->npaused; i++) free(w->paused[i].topic);
+    free(w->paused);
     free(w);
+}
+
+/*
+ * Dead-letter warnings are rate-limited per worker thread (a thread runs
+ * one stage): during an outage of a template or a flood of bad events,
+ * one line per record would drown the log. At most DLQ_LOG_BURST lines per
+ * DLQ_LOG_WINDOW_MS, then one summary line when the window ends (at the
+ * next dead letter, or when the worker stops). Kept local and tiny; a
+ * shared limiter may replace it.
+ */
+#define DLQ_LOG_BURST 5
+#define DLQ_LOG_WINDOW_MS 10000
+
+typedef struct loglimit {
+    int64_t start_ms;           /* window start (hclock_now_ms, so tests can move it) */
+    int logged;
+    long long suppressed;
+    char component[32];
+} loglimit_t;
+
+static _Thread_local loglimit_t dlq_limit;
+
+static void dlq_log_flush(void)
+{
+    loglimit_t *l = &dlq_limit;
+    if (l->suppressed)
+        log_warn(l->component, "dead-lettered %lld more records in the last %d s", l->suppressed,
+                 DLQ_LOG_WINDOW_MS / 1000);
+    l->suppressed = 0;
+    l->logged = 0;
+    l->start_ms = 0;
+}
+
+static bool dlq_log_allow(const char *component)
+{
+    loglimit_t *l = &dlq_limit;
+    int64_t now = hclock_now_ms();
+    if (l->start_ms == 0 || now - l->start_ms >= DLQ_LOG_WINDOW_MS || now < l->start_ms) {
+        dlq_log_flush();
+        l->start_ms = now;
+    }
+    snprintf(l->component, sizeof(l->component), "%s", component);
+    if (l->logged < DLQ_LOG_BURST) {
+        l->logged++;
+        return true;
+    }
+    l->suppressed++;
+    return false;
 }
 
 hr_t stage_dead_letter(app_t *app, const bus_msg_t *m, const char *stage, const char *reason,
@@ -313,21 +524,33 @@ hr_t stage_dead_letter(app_t *app, const bus_msg_t *m, const char *stage, const 
     }
     char *text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
+    if (!text) {
+        /* only when out of memory: retry the batch rather than lose the record */
+        log_error(stage, "cannot encode the dead letter for %s/%d/%lld", m->topic, m->partition,
+                  (long long)m->offset);
+        return HR_ERR;
+    }
     hr_t r = stage_produce(app, TOPIC_DLQ, m->key_len ? -1 : 0, m->key, m->key_len, text,
                            strlen(text), batch);
     free(text);
     if (r == HR_OK) atomic_fetch_add(&app->dlq_records, 1);
-    log_warn(stage, "dead-lettered %s/%d/%lld: %s", m->topic, m->partition, (long long)m->offset,
-             reason);
+    if (dlq_log_allow(stage))
+        log_warn(stage, "dead-lettered %s/%d/%lld: %s", m->topic, m->partition,
+                 (long long)m->offset, reason);
     return r;
 }
 
 hr_t stage_produce(app_t *app, const char *topic, int32_t partition, const void *key,
                    size_t key_len, const void *value, size_t value_len, bus_batch_t *batch)
 {
+    bool last_try = false;
     for (;;) {
         hr_t r = bus_produce(app->bus, topic, partition, key, key_len, value, value_len, batch);
         if (r != HR_AGAIN) return r;
+        /* Shutting down and still full after one more flush: give up; the
+         * caller's batch is rewound and processed after the restart. */
+        if (last_try) return HR_CLOSED;
+        last_try = atomic_load(&app->stopping);
         /* The producer queue is full: let it drain (backpressure, not loss). */
         bus_flush(app->bus, 10);
     }

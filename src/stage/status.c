@@ -45,8 +45,10 @@ static void sink_free(void *state)
     free(s);
 }
 
-static hr_t sink_process(void *state, const bus_msg_t *msgs, int n, bus_batch_t *batch)
+static hr_t sink_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, int n,
+                         bus_batch_t *batch)
 {
+    UNUSED(cx);
     sink_t *s = state;
     int k = 0;
     hr_t r = HR_OK;

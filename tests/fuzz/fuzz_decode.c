@@ -32,8 +32,9 @@ static void check_notif(const uint8_t *data, size_t size)
     buf_t b;
     buf_init(&b, 0);
     if (notif_encode(&n, &b) != HR_OK) abort();
-    /* A v1 record has one encoding: re-encoding reproduces the input. */
-    if (b.len != size || memcmp(b.data, data, size) != 0) abort();
+    /* A record of the current version has one encoding: re-encoding
+     * reproduces the input (an older version is re-encoded as the current). */
+    if (data[1] == NOTIF_VERSION && (b.len != size || memcmp(b.data, data, size) != 0)) abort();
     if (notif_decode(b.data, b.len, &again) != HR_OK) abort();
     buf_reset(&b);
     if (notif_to_json(&n, &b) != HR_OK) abort();

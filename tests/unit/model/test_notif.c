@@ -1,4 +1,5 @@
-/* Unit tests for src/model/notif.c: names, binary codec, JSON form, ids. */
+/* Unit tests for src/model/notif.c: names, binary codec (versions 1 and 2),
+ * JSON form, ids. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -52,6 +53,9 @@ static notif_t sample(void)
     n.channel_msg_id = HSTR("msg-9");
     n.error = HSTR("none");
     n.metadata = HSTR("{\"k\":1}");
+    n.timezone = HSTR("Europe/Paris");
+    n.quiet_start_min = 22 * 60;
+    n.quiet_end_min = 7 * 60 + 30;
     return n;
 }
 
@@ -66,6 +70,8 @@ static void assert_same(const notif_t *a, const notif_t *b)
     assert_true(a->due_at_ms == b->due_at_ms);
     assert_true(a->status_at_ms == b->status_at_ms);
     assert_true(a->accepted_at_us == b->accepted_at_us);
+    assert_int_equal(a->quiet_start_min, b->quiet_start_min);
+    assert_int_equal(a->quiet_end_min, b->quiet_end_min);
 #define SAME_STR(f) assert_true(hstr_eq(a->f, b->f.p, b->f.n));
     NOTIF_STRINGS(SAME_STR)
 #undef SAME_STR
@@ -140,7 +146,7 @@ static void test_roundtrip_empty_strings(void **state)
     buf_t b;
     buf_init(&b, 0);
     assert_int_equal(notif_encode(&in, &b), HR_OK);
-    assert_int_equal(b.len, 40 + 11 * 4); /* header plus eleven empty strings */
+    assert_int_equal(b.len, 44 + 12 * 4); /* header plus twelve empty strings */
     assert_int_equal(notif_decode(b.data, b.len, &out), HR_OK);
     assert_int_equal(out.kind, 2);
     assert_int_equal(out.status, ST_DEAD);
@@ -165,6 +171,16 @@ static void test_encode_rejects(void **state)
     n = sample();
     n.status = ST__COUNT;
     assert_int_equal(notif_encode(&n, &b), HR_INVALID);
+    /* quiet hours: minutes of a day, or both "none" */
+    static const int16_t bad_quiet[][2] = {
+        {1440, 0}, {0, 1440}, {-2, 0}, {NOTIF_QUIET_NONE, 60}, {60, NOTIF_QUIET_NONE},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad_quiet); i++) {
+        n = sample();
+        n.quiet_start_min = bad_quiet[i][0];
+        n.quiet_end_min = bad_quiet[i][1];
+        assert_int_equal(notif_encode(&n, &b), HR_INVALID);
+    }
     assert_int_equal(b.len, 0);
     buf_release(&b);
 
@@ -220,7 +236,10 @@ static void test_truncated_and_malformed(void **state)
         size_t off;
         unsigned char val;
     } bad[] = {
-        {0, 'X'}, {1, 0}, {1, 2}, {2, 0}, {2, 3}, {3, CH__COUNT}, {4, 4}, {5, ST__COUNT}, {5, 0xff},
+        {0, 'X'}, {1, 0}, {1, 3}, {2, 0}, {2, 3}, {3, CH__COUNT}, {4, 4}, {5, ST__COUNT}, {5, 0xff},
+        /* sample(): quiet 22:00 (0x0528) to 07:30 (0x01c2) */
+        {40, 0xa0}, {41, 0x06},     /* quiet start 1440, 1576 */
+        {43, 0x06}, {43, 0xff},     /* quiet end 1730, -62 */
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         char saved = b.data[bad[i].off];
@@ -229,9 +248,21 @@ static void test_truncated_and_malformed(void **state)
         b.data[bad[i].off] = saved;
     }
 
+    /* "No quiet hours" at one end only. */
+    b.data[42] = b.data[43] = (char)0xff;
+    assert_int_equal(decode_exact(b.data, b.len, &out), HR_INVALID);
+    b.data[42] = (char)0xc2;
+    b.data[43] = 0x01;
+    assert_int_equal(decode_exact(b.data, b.len, &out), HR_OK);
+
+    /* A version 2 record is not a version 1 record (nor the reverse). */
+    b.data[1] = 1;
+    assert_int_equal(decode_exact(b.data, b.len, &out), HR_INVALID);
+    b.data[1] = NOTIF_VERSION;
+
     /* A string length that points past the end (first string's length). */
-    b.data[40] = (char)0xff;
-    b.data[43] = (char)0xff;
+    b.data[44] = (char)0xff;
+    b.data[47] = (char)0xff;
     assert_int_equal(decode_exact(b.data, b.len, &out), HR_INVALID);
     buf_release(&b);
 }
@@ -258,15 +289,24 @@ static void test_random_garbage(void **state)
         } else if (mode == 1) {
             /* A plausible header followed by noise, with small string lengths
              * so the string walk is exercised. */
-            len = 40 + rng() % (sizeof(in) - 40);
+            unsigned version = 1 + (unsigned)(rng() % 2);
+            size_t hdr = version == 1 ? 40 : 44;
+            len = hdr + rng() % (sizeof(in) - hdr);
             for (size_t i = 0; i < len; i++) in[i] = (unsigned char)rng();
             in[0] = NOTIF_MAGIC;
-            in[1] = NOTIF_VERSION;
+            in[1] = (unsigned char)version;
             in[2] = (unsigned char)(1 + rng() % 2);
             in[3] = (unsigned char)(rng() % CH__COUNT);
             in[4] = (unsigned char)(rng() % 4);
             in[5] = (unsigned char)(rng() % ST__COUNT);
-            for (size_t i = 40; i + 4 <= len; i += 4 + in[i]) {
+            if (version == 2 && rng() % 4 != 0) { /* mostly valid quiet hours */
+                unsigned q = (unsigned)(rng() % 1440), e = (unsigned)(rng() % 1440);
+                in[40] = (unsigned char)q;
+                in[41] = (unsigned char)(q >> 8);
+                in[42] = (unsigned char)e;
+                in[43] = (unsigned char)(e >> 8);
+            }
+            for (size_t i = hdr; i + 4 <= len; i += 4 + in[i]) {
                 in[i] = (unsigned char)(rng() % 24);
                 in[i + 1] = in[i + 2] = in[i + 3] = 0;
                 if (rng() % 16 == 0) in[i + 3] = (unsigned char)rng(); /* huge length */
@@ -287,6 +327,10 @@ static void test_random_garbage(void **state)
             assert_true(out.channel < CH__COUNT);
             assert_true(out.status < ST__COUNT);
             assert_true(out.kind == 1 || out.kind == 2);
+            bool none = out.quiet_start_min == NOTIF_QUIET_NONE;
+            assert_true(none == (out.quiet_end_min == NOTIF_QUIET_NONE));
+            assert_true(none || (out.quiet_start_min >= 0 && out.quiet_start_min < 1440 &&
+                                 out.quiet_end_min >= 0 && out.quiet_end_min < 1440));
         }
     }
     /* Flips inside string contents or timestamps still decode: the loop
@@ -294,6 +338,110 @@ static void test_random_garbage(void **state)
     assert_true(mutated_ok > 0);
     assert_true(decoded >= mutated_ok);
     buf_release(&valid);
+}
+
+/* Little-endian helpers for building records by hand. */
+static void put_le(buf_t *b, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++) {
+        char c = (char)(v >> (8 * i));
+        buf_append(b, &c, 1);
+    }
+}
+
+static void put_str(buf_t *b, const char *s)
+{
+    put_le(b, strlen(s), 4);
+    buf_append(b, s, strlen(s));
+}
+
+/* A version 1 record, written byte by byte as herald 1 wrote it, still
+ * decodes: the fields version 2 added come out empty / none. Encoding it
+ * again writes version 2 with the same values. */
+static void test_decode_version_1(void **state)
+{
+    (void)state;
+    buf_t b;
+    buf_init(&b, 0);
+    buf_append(&b, "N", 1);
+    put_le(&b, 1, 1);                    /* version */
+    put_le(&b, REC_NOTIFICATION, 1);
+    put_le(&b, CH_SMS, 1);
+    put_le(&b, PRIO_HIGH, 1);
+    put_le(&b, ST_PENDING, 1);
+    put_le(&b, 3, 2);                    /* attempt */
+    put_le(&b, 1714564800123, 8);        /* created_at_ms */
+    put_le(&b, 1714564900000, 8);        /* due_at_ms */
+    put_le(&b, 0, 8);                    /* status_at_ms */
+    put_le(&b, (uint64_t)-5, 8);         /* accepted_at_us */
+    const char *strs[] = {"0123456789abcdef0123456789abcdef", "evt-1", "user-42", "social",
+                          "Title", "Body", "+15550001", "", "", "", "{}"};
+    for (size_t i = 0; i < ARRAY_LEN(strs); i++) put_str(&b, strs[i]);
+
+    notif_t n;
+    memset(&n, 0xa5, sizeof(n));
+    assert_int_equal(decode_exact(b.data, b.len, &n), HR_OK);
+    assert_int_equal(notif_decode(b.data, b.len, &n), HR_OK);
+    assert_int_equal(n.kind, REC_NOTIFICATION);
+    assert_int_equal(n.channel, CH_SMS);
+    assert_int_equal(n.priority, PRIO_HIGH);
+    assert_int_equal(n.status, ST_PENDING);
+    assert_int_equal(n.attempt, 3);
+    assert_true(n.created_at_ms == 1714564800123);
+    assert_true(n.due_at_ms == 1714564900000);
+    assert_true(n.status_at_ms == 0);
+    assert_true(n.accepted_at_us == -5);
+    assert_true(hstr_eq(n.notification_id, strs[0], strlen(strs[0])));
+    assert_true(hstr_eq(n.user_id, "user-42", 7));
+    assert_true(hstr_eq(n.address, "+15550001", 9));
+    assert_true(hstr_eq(n.metadata, "{}", 2));
+    assert_int_equal(n.timezone.n, 0);
+    assert_int_equal(n.quiet_start_min, NOTIF_QUIET_NONE);
+    assert_int_equal(n.quiet_end_min, NOTIF_QUIET_NONE);
+
+    /* truncated anywhere, or one byte longer: malformed */
+    for (size_t len = 0; len < b.len; len++) {
+        notif_t t;
+        assert_int_equal(decode_exact(b.data, len, &t), HR_INVALID);
+    }
+    buf_append(&b, "", 1);
+    notif_t t;
+    assert_int_equal(decode_exact(b.data, b.len, &t), HR_INVALID);
+    b.len--;
+
+    buf_t v2;
+    buf_init(&v2, 0);
+    assert_int_equal(notif_encode(&n, &v2), HR_OK);
+    assert_int_equal(v2.data[1], 2);
+    assert_int_equal(v2.len, b.len + 4 + 4); /* quiet hours, and the empty time zone */
+    notif_t again;
+    assert_int_equal(notif_decode(v2.data, v2.len, &again), HR_OK);
+    assert_same(&again, &n);
+    buf_release(&v2);
+    buf_release(&b);
+}
+
+/* Version 2 carries the time zone and quiet hours, "none" included. */
+static void test_version_2_fields(void **state)
+{
+    (void)state;
+    static const int16_t quiet[][2] = {
+        {22 * 60, 7 * 60}, {0, 1439}, {0, 0}, {NOTIF_QUIET_NONE, NOTIF_QUIET_NONE},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(quiet); i++) {
+        notif_t in = sample(), out;
+        in.timezone = i % 2 ? HSTR("America/Sao_Paulo") : HSTR("");
+        in.quiet_start_min = quiet[i][0];
+        in.quiet_end_min = quiet[i][1];
+        buf_t b;
+        buf_init(&b, 0);
+        assert_int_equal(notif_encode(&in, &b), HR_OK);
+        assert_int_equal(b.data[1], NOTIF_VERSION);
+        assert_int_equal(decode_exact(b.data, b.len, &out), HR_OK);
+        assert_int_equal(notif_decode(b.data, b.len, &out), HR_OK);
+        assert_same(&out, &in);
+        buf_release(&b);
+    }
 }
 
 static void test_make_id(void **state)
@@ -514,6 +662,8 @@ int main(void)
         cmocka_unit_test(test_encode_rejects),
         cmocka_unit_test(test_truncated_and_malformed),
         cmocka_unit_test(test_random_garbage),
+        cmocka_unit_test(test_decode_version_1),
+        cmocka_unit_test(test_version_2_fields),
         cmocka_unit_test(test_make_id),
         cmocka_unit_test(test_to_json_fields),
         cmocka_unit_test(test_to_json_escaping),
