@@ -1,6 +1,6 @@
 /*
  * http_int.h - what the HTTP server (server.c), the router (router.c) and
- * the API handlers (api.c) share. Not for use outside src/http/.
+ * the API (api_*.c, routes.c) share. Not for use outside src/http/.
  *
  * A request lives from the first libmicrohttpd callback to the completion
  * callback. Everything it owns (decoded path parameters, query values, the
@@ -58,7 +58,7 @@ typedef struct http_route {
     unsigned flags;
 } http_route_t;
 
-/* The API's routes (api.c). */
+/* The API's routes (routes.c). */
 extern const http_route_t http_routes[];
 extern const size_t http_nroutes;
 
@@ -149,7 +149,7 @@ void resp_header(http_resp_t *rs, const char *name, const char *fmt, ...)
 #define PROBLEM_VALIDATION "urn:herald:problem:validation"
 #define PROBLEM_UNAVAILABLE "urn:herald:problem:unavailable"
 
-/* ---- api.c ---- */
+/* ---- api_metrics.c ---- */
 /* Prometheus text for /metrics (server counters included). */
 void api_metrics(http_server_t *srv, buf_t *out);
 

@@ -1,5 +1,5 @@
 /*
- * router.c - matches request paths against the route table (api.c) and
+ * router.c - matches request paths against the route table (routes.c) and
  * decodes path parameters.
  *
  * DESIGN: patterns are "/"-separated literal segments and "{name}"
