@@ -32,9 +32,9 @@ void api_sub_post(http_req_t *rq, http_resp_t *rs)
         buf_t loc;
         buf_init(&loc, 0);
         buf_append_str(&loc, "/v1/topics/");
-        pct_encode(&loc, topic);
+        http_pct_encode(&loc, topic);
         buf_append_str(&loc, "/subscribers/");
-        pct_encode(&loc, user_id);
+        http_pct_encode(&loc, user_id);
         if (loc.len < sizeof(rs->hdr[0].value)) resp_header(rs, "Location", "%s", buf_cstr(&loc));
         buf_release(&loc);
     }
@@ -63,7 +63,7 @@ void api_sub_list(http_req_t *rq, http_resp_t *rs)
     int n = 0;
     if (!api_query_limit(rq, rs, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, &limit)) return;
     if (!api_query_cursor(rq, rs, &cursor)) return;
-    if (cursor && (!(after = b64u_decode(cursor)) || !id_valid(after, strlen(after)))) {
+    if (cursor && (!(after = b64u_decode(cursor)) || !http_id_valid(after, strlen(after)))) {
         free(after);
         resp_problem(rs, 400, PROBLEM_PARAM, "cursor",
                      "is not a cursor this API returned (use next_cursor as given)");

@@ -237,7 +237,7 @@ static bool prefs_from_json(json_t *doc, const char *user_id, pref_t **out, int 
         json_object_foreach(cats, k, v) {
             char f[200];
             api_fieldf(f, sizeof(f), "categories.%s", k);
-            if (!*k || strlen(k) > CATEGORY_MAX || !text_printable(k, strlen(k))) {
+            if (!*k || strlen(k) > CATEGORY_MAX || !http_text_printable(k, strlen(k))) {
                 api_bad(pb, f, "category names are 1 to %d printable bytes", CATEGORY_MAX);
                 goto fail;
             }

@@ -91,7 +91,7 @@ bool api_opt_string(json_t *obj, const char *key, const char *field, size_t max,
     const char *s = json_string_value(v);
     if (n == 0) return api_bad(pb, field, "must not be empty");
     if (n > max) return api_bad(pb, field, "must be at most %zu bytes", max);
-    if (!text_printable(s, n)) return api_bad(pb, field, "must not contain control characters");
+    if (!http_text_printable(s, n)) return api_bad(pb, field, "must not contain control characters");
     *out = s;
     return true;
 }
@@ -248,7 +248,7 @@ bool api_query_cursor(http_req_t *rq, http_resp_t *rs, const char **out)
     bool malformed;
     const char *v = req_query(rq, "cursor", &malformed);
     *out = NULL;
-    if (malformed || (v && (!*v || strlen(v) > CURSOR_MAX || !text_printable(v, strlen(v))))) {
+    if (malformed || (v && (!*v || strlen(v) > CURSOR_MAX || !http_text_printable(v, strlen(v))))) {
         resp_problem(rs, 400, PROBLEM_PARAM, "cursor",
                      "is not a cursor this API returned (use next_cursor as given)");
         return false;
@@ -310,7 +310,7 @@ bool api_body_id(json_t *doc, const char *key, const char **out, problem_t *pb)
     *out = NULL;
     if (!v || json_is_null(v)) return api_bad(pb, key, "is required");
     if (!json_is_string(v)) return api_bad(pb, key, "must be a string");
-    if (!id_valid(json_string_value(v), json_string_length(v)))
+    if (!http_id_valid(json_string_value(v), json_string_length(v)))
         return api_bad(pb, key, "must be 1 to %d bytes of printable UTF-8", HTTP_ID_MAX);
     *out = json_string_value(v);
     return true;

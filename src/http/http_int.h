@@ -115,13 +115,13 @@ void router_allow_str(unsigned allow, char *out, size_t len);
 
 /* Percent-decodes s[0..n) into a new NUL-terminated string (plus_space:
  * '+' means ' ', as in query strings). false on a malformed escape. */
-bool pct_decode(const char *s, size_t n, bool plus_space, char **out, size_t *out_len);
+bool http_pct_decode(const char *s, size_t n, bool plus_space, char **out, size_t *out_len);
 /* Percent-encodes everything but unreserved characters (RFC 3986). */
-void pct_encode(buf_t *b, const char *s);
+void http_pct_encode(buf_t *b, const char *s);
 /* An id: 1..HTTP_ID_MAX bytes of valid UTF-8 without control characters. */
-bool id_valid(const char *s, size_t n);
+bool http_id_valid(const char *s, size_t n);
 /* Valid UTF-8 without control characters (any length). */
-bool text_printable(const char *s, size_t n);
+bool http_text_printable(const char *s, size_t n);
 
 /* ---- server.c: request and response helpers for handlers ---- */
 

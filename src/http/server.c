@@ -58,7 +58,7 @@ const char *req_query(http_req_t *rq, const char *name, bool *bad)
     char *v = NULL;
     *bad = false;
     if (!raw) return NULL;
-    if (!pct_decode(raw, strlen(raw), true, &v, NULL)) {
+    if (!http_pct_decode(raw, strlen(raw), true, &v, NULL)) {
         *bad = true;
         return NULL;
     }
