@@ -112,17 +112,4 @@ typedef hr_t (*api_page_fn)(store_t *s, const char *key, const char *after, int 
                             char ***ids, int *n);
 bool api_set_contains(store_t *st, api_page_fn page, const char *key, const char *member);
 
-/* Field validators (pure; NUL-terminated input). */
-bool valid_email(const char *s);
-bool valid_phone(const char *s);
-bool valid_hhmm(const char *s);
-bool valid_locale(const char *s);
-bool valid_timezone(const char *s);
-bool valid_url(const char *s);
-
-/* base64url without padding, for cursors that carry an id (malloc'd;
- * decode: NULL when s is not base64url). */
-char *b64u_encode(const char *s);
-char *b64u_decode(const char *s);
-
 #endif

@@ -5,11 +5,13 @@
 #include "http/api_int.h"
 
 #include "model/template.h"
+#include "model/validate.h"
 
 #include <string.h>
 
 #define TEMPLATE_TITLE_MAX 1024
 #define TEMPLATE_BODY_MAX (64 * 1024)
+#define CHANNEL_NAME_MAX 16
 
 static json_t *template_json(const template_rec_t *t)
 {
@@ -61,11 +63,11 @@ static bool template_from_json(json_t *doc, template_rec_t *t, problem_t *pb)
     if (!api_opt_string(doc, "event_type", "event_type", HTTP_ID_MAX, &s, pb)) return false;
     if (s && strcmp(s, t->event_type) != 0)
         return api_bad(pb, "event_type", "does not match the path");
-    if (!api_opt_string(doc, "channel", "channel", 16, &s, pb)) return false;
+    if (!api_opt_string(doc, "channel", "channel", CHANNEL_NAME_MAX, &s, pb)) return false;
     if (s && strcmp(s, channel_name(t->channel)) != 0)
         return api_bad(pb, "channel", "does not match the path");
 
-    if (!api_opt_string(doc, "locale", "locale", 35, &s, pb)) return false;
+    if (!api_opt_string(doc, "locale", "locale", VALID_LOCALE_MAX, &s, pb)) return false;
     if (s && !valid_locale(s))
         return api_bad(pb, "locale", "must be a language tag like en or pt-BR");
     t->locale = (char *)(s ? s : "en");

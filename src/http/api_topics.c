@@ -4,6 +4,8 @@
  */
 #include "http/api_int.h"
 
+#include "core/base64.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,7 +65,9 @@ void api_sub_list(http_req_t *rq, http_resp_t *rs)
     int n = 0;
     if (!api_query_limit(rq, rs, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, &limit)) return;
     if (!api_query_cursor(rq, rs, &cursor)) return;
-    if (cursor && (!(after = b64u_decode(cursor)) || !http_id_valid(after, strlen(after)))) {
+    size_t after_len = 0;
+    if (cursor && (!(after = base64url_decode(cursor, strlen(cursor), &after_len)) ||
+                   !http_id_valid(after, after_len))) {
         free(after);
         resp_problem(rs, 400, PROBLEM_PARAM, "cursor",
                      "is not a cursor this API returned (use next_cursor as given)");
@@ -81,7 +85,7 @@ void api_sub_list(http_req_t *rq, http_resp_t *rs)
         json_array_append_new(items, api_json_str_or_null(ids[i]));
     json_t *next = json_null();
     if (n > limit) {
-        char *c = b64u_encode(ids[limit - 1]);
+        char *c = base64url_encode(ids[limit - 1], strlen(ids[limit - 1]));
         json_decref(next);
         next = json_string(c);
         free(c);

@@ -3,14 +3,15 @@
  */
 #include "http/api_int.h"
 
+#include "model/validate.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #define CATEGORY_MAX 128
 #define CATEGORIES_MAX 256
-#define EMAIL_MAX 254
-#define URL_MAX 2048
 #define TOKEN_MAX 4096
+#define DEVICE_PLATFORM_MAX 8 /* "apns" | "fcm" */
 
 static json_t *user_json(const user_t *u)
 {
@@ -48,21 +49,21 @@ static bool user_from_json(json_t *doc, const char *user_id, user_t *u, problem_
     if (!api_opt_string(doc, "user_id", "user_id", HTTP_ID_MAX, &s, pb)) return false;
     if (s && strcmp(s, user_id) != 0) return api_bad(pb, "user_id", "does not match the path");
 
-    if (!api_opt_string(doc, "email", "email", EMAIL_MAX, &s, pb)) return false;
+    if (!api_opt_string(doc, "email", "email", VALID_EMAIL_MAX, &s, pb)) return false;
     if (s && !valid_email(s)) return api_bad(pb, "email", "is not an email address");
     u->email = (char *)s;
 
-    if (!api_opt_string(doc, "phone", "phone", 16, &s, pb)) return false;
+    if (!api_opt_string(doc, "phone", "phone", VALID_PHONE_MAX, &s, pb)) return false;
     if (s && !valid_phone(s))
         return api_bad(pb, "phone", "must be an E.164 number: '+' then 7 to 15 digits");
     u->phone = (char *)s;
 
-    if (!api_opt_string(doc, "locale", "locale", 35, &s, pb)) return false;
+    if (!api_opt_string(doc, "locale", "locale", VALID_LOCALE_MAX, &s, pb)) return false;
     if (s && !valid_locale(s))
         return api_bad(pb, "locale", "must be a language tag like en or pt-BR");
     u->locale = (char *)(s ? s : "en");
 
-    if (!api_opt_string(doc, "timezone", "timezone", 64, &s, pb)) return false;
+    if (!api_opt_string(doc, "timezone", "timezone", VALID_TIMEZONE_MAX, &s, pb)) return false;
     if (s && !valid_timezone(s))
         return api_bad(pb, "timezone", "must be an IANA time zone name like Europe/Paris");
     u->timezone = (char *)(s ? s : "UTC");
@@ -74,12 +75,12 @@ static bool user_from_json(json_t *doc, const char *user_id, user_t *u, problem_
             return api_bad(pb, "quiet_hours",
                            "must be an object {\"start\":\"HH:MM\",\"end\":\"HH:MM\"}");
         if (!api_only_keys(v, qkeys, "quiet_hours.", pb)) return false;
-        if (!api_req_string(v, "start", "quiet_hours.start", 5, &s, pb)) return false;
-        if (!valid_hhmm(s))
+        if (!api_req_string(v, "start", "quiet_hours.start", VALID_HHMM_LEN, &s, pb)) return false;
+        if (!valid_hhmm(s, NULL))
             return api_bad(pb, "quiet_hours.start", "must be HH:MM (00:00 to 23:59)");
         u->quiet_start = (char *)s;
-        if (!api_req_string(v, "end", "quiet_hours.end", 5, &s, pb)) return false;
-        if (!valid_hhmm(s))
+        if (!api_req_string(v, "end", "quiet_hours.end", VALID_HHMM_LEN, &s, pb)) return false;
+        if (!valid_hhmm(s, NULL))
             return api_bad(pb, "quiet_hours.end", "must be HH:MM (00:00 to 23:59)");
         u->quiet_end = (char *)s;
     }
@@ -100,7 +101,7 @@ static bool user_from_json(json_t *doc, const char *user_id, user_t *u, problem_
             if (!json_is_object(d)) return api_bad(pb, f, "must be an object {platform, token}");
             if (!api_only_keys(d, dkeys, pfx, pb)) return false;
             api_fieldf(f, sizeof(f), "devices[%zu].platform", i);
-            if (!api_req_string(d, "platform", f, 8, &s, pb)) return false;
+            if (!api_req_string(d, "platform", f, DEVICE_PLATFORM_MAX, &s, pb)) return false;
             if (strcmp(s, "apns") != 0 && strcmp(s, "fcm") != 0)
                 return api_bad(pb, f, "must be apns or fcm");
             u->devices[i].platform = (char *)s;
@@ -111,7 +112,7 @@ static bool user_from_json(json_t *doc, const char *user_id, user_t *u, problem_
         }
     }
 
-    if (!api_opt_string(doc, "webhook_url", "webhook_url", URL_MAX, &s, pb)) return false;
+    if (!api_opt_string(doc, "webhook_url", "webhook_url", VALID_URL_MAX, &s, pb)) return false;
     if (s && !valid_url(s)) return api_bad(pb, "webhook_url", "must be an http:// or https:// URL");
     u->webhook_url = (char *)s;
     return true;

@@ -104,77 +104,6 @@ bool api_req_string(json_t *obj, const char *key, const char *field, size_t max,
     return true;
 }
 
-bool valid_email(const char *s)
-{
-    const char *at = strchr(s, '@');
-    if (!at || at == s || !at[1] || strchr(at + 1, '@')) return false;
-    for (const char *p = s; *p; p++)
-        if (*p == ' ' || *p == '\t') return false;
-    const char *dot = strchr(at + 1, '.');
-    return dot && dot != at + 1 && dot[1];
-}
-
-/* E.164: '+' and 7 to 15 digits, the first not 0. */
-bool valid_phone(const char *s)
-{
-    if (s[0] != '+' || s[1] < '1' || s[1] > '9') return false;
-    size_t n = 0;
-    for (const char *p = s + 1; *p; p++, n++)
-        if (*p < '0' || *p > '9') return false;
-    return n >= 7 && n <= 15;
-}
-
-bool valid_hhmm(const char *s)
-{
-    if (strlen(s) != 5 || s[2] != ':') return false;
-    for (int i = 0; i < 5; i++)
-        if (i != 2 && (s[i] < '0' || s[i] > '9')) return false;
-    int h = (s[0] - '0') * 10 + (s[1] - '0');
-    int m = (s[3] - '0') * 10 + (s[4] - '0');
-    return h < 24 && m < 60;
-}
-
-/* BCP 47-ish: letters, digits, '-' and '_'; starts with a letter. */
-bool valid_locale(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 2 || n > 35) return false;
-    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z'))) return false;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '-' || *p == '_'))
-            return false;
-    return true;
-}
-
-/* IANA zone names: "UTC", "Europe/Paris", "America/Argentina/Buenos_Aires",
- * "Etc/GMT+5". Existence is checked where quiet hours are evaluated. */
-bool valid_timezone(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 64 || s[0] == '/' || s[n - 1] == '/') return false;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '/' || *p == '_' || *p == '-' || *p == '+'))
-            return false;
-    return true;
-}
-
-bool valid_url(const char *s)
-{
-    const char *rest;
-    if (strncmp(s, "https://", 8) == 0)
-        rest = s + 8;
-    else if (strncmp(s, "http://", 7) == 0)
-        rest = s + 7;
-    else
-        return false;
-    if (!*rest || *rest == '/') return false;
-    for (const char *p = s; *p; p++)
-        if (*p == ' ') return false;
-    return true;
-}
-
 /* RFC 3339 UTC with milliseconds; null for 0 (never). */
 json_t *api_json_time(int64_t ms)
 {
@@ -255,53 +184,6 @@ bool api_query_cursor(http_req_t *rq, http_resp_t *rs, const char **out)
     }
     *out = v;
     return true;
-}
-
-/* base64url without padding, for cursors that carry an id. */
-static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-char *b64u_encode(const char *s)
-{
-    size_t n = strlen(s);
-    char *o = xmalloc(n / 3 * 4 + 5);
-    size_t j = 0;
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)p[i] << 16;
-        if (i + 1 < n) v |= (unsigned)p[i + 1] << 8;
-        if (i + 2 < n) v |= p[i + 2];
-        o[j++] = b64u[(v >> 18) & 63];
-        o[j++] = b64u[(v >> 12) & 63];
-        if (i + 1 < n) o[j++] = b64u[(v >> 6) & 63];
-        if (i + 2 < n) o[j++] = b64u[v & 63];
-    }
-    o[j] = '\0';
-    return o;
-}
-
-char *b64u_decode(const char *s)
-{
-    size_t n = strlen(s);
-    if (n % 4 == 1) return NULL;
-    char *o = xmalloc(n / 4 * 3 + 3);
-    size_t j = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *c = strchr(b64u, s[i]); /* s[i] is never NUL here */
-        if (!c) {
-            free(o);
-            return NULL;
-        }
-        acc = (acc << 6) | (unsigned)(c - b64u);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            o[j++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    o[j] = '\0';
-    return o;
 }
 
 bool api_body_id(json_t *doc, const char *key, const char **out, problem_t *pb)
