@@ -14,8 +14,9 @@
  *
  * DESIGN: every handler reads its whole input first - path parameters
  * (already decoded and checked by the router), query parameters, the JSON
- * body - and validates all of it into local structs that borrow from the
- * parsed document. Only then does it write to the store or the bus, so a
+ * body - and validates all of it into local structs (most borrow from the
+ * parsed document; a user_t is filled with copies, since its type owns its
+ * strings). Only then does it write to the store or the bus, so a
  * rejected request never leaves anything half-written. Validation stops at
  * the first problem and names the field the way event.c does
  * ("devices[1].platform", "[3].audience" for the third event of a batch).

@@ -34,7 +34,11 @@ static json_t *user_json(const user_t *u)
                      api_json_time(u->updated_at_ms));
 }
 
-/* Validates a user body into u (strings borrowed from doc). */
+static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
+
+/* Validates a user body into u. u owns copies of its strings whatever the
+ * outcome (a user_t may reach user_clear() or the store only that way):
+ * the caller frees them with user_clear(). */
 static bool user_from_json(json_t *doc, const char *user_id, user_t *u, problem_t *pb)
 {
     static const char *const keys[] = {"user_id", "email",   "phone",       "locale",
@@ -44,29 +48,29 @@ static bool user_from_json(json_t *doc, const char *user_id, user_t *u, problem_
     json_t *v;
 
     memset(u, 0, sizeof(*u));
-    u->user_id = (char *)user_id;
+    u->user_id = xstrdup(user_id);
     if (!api_only_keys(doc, keys, "", pb)) return false;
     if (!api_opt_string(doc, "user_id", "user_id", HTTP_ID_MAX, &s, pb)) return false;
     if (s && strcmp(s, user_id) != 0) return api_bad(pb, "user_id", "does not match the path");
 
     if (!api_opt_string(doc, "email", "email", VALID_EMAIL_MAX, &s, pb)) return false;
     if (s && !valid_email(s)) return api_bad(pb, "email", "is not an email address");
-    u->email = (char *)s;
+    u->email = dup_or_null(s);
 
     if (!api_opt_string(doc, "phone", "phone", VALID_PHONE_MAX, &s, pb)) return false;
     if (s && !valid_phone(s))
         return api_bad(pb, "phone", "must be an E.164 number: '+' then 7 to 15 digits");
-    u->phone = (char *)s;
+    u->phone = dup_or_null(s);
 
     if (!api_opt_string(doc, "locale", "locale", VALID_LOCALE_MAX, &s, pb)) return false;
     if (s && !valid_locale(s))
         return api_bad(pb, "locale", "must be a language tag like en or pt-BR");
-    u->locale = (char *)(s ? s : "en");
+    u->locale = xstrdup(s ? s : "en");
 
     if (!api_opt_string(doc, "timezone", "timezone", VALID_TIMEZONE_MAX, &s, pb)) return false;
     if (s && !valid_timezone(s))
         return api_bad(pb, "timezone", "must be an IANA time zone name like Europe/Paris");
-    u->timezone = (char *)(s ? s : "UTC");
+    u->timezone = xstrdup(s ? s : "UTC");
 
     v = json_object_get(doc, "quiet_hours");
     if (v && !json_is_null(v)) {
@@ -78,11 +82,11 @@ static bool user_from_json(json_t *doc, const char *user_id, user_t *u, problem_
         if (!api_req_string(v, "start", "quiet_hours.start", VALID_HHMM_LEN, &s, pb)) return false;
         if (!valid_hhmm(s, NULL))
             return api_bad(pb, "quiet_hours.start", "must be HH:MM (00:00 to 23:59)");
-        u->quiet_start = (char *)s;
+        u->quiet_start = dup_or_null(s);
         if (!api_req_string(v, "end", "quiet_hours.end", VALID_HHMM_LEN, &s, pb)) return false;
         if (!valid_hhmm(s, NULL))
             return api_bad(pb, "quiet_hours.end", "must be HH:MM (00:00 to 23:59)");
-        u->quiet_end = (char *)s;
+        u->quiet_end = dup_or_null(s);
     }
 
     v = json_object_get(doc, "devices");
@@ -104,17 +108,17 @@ static bool user_from_json(json_t *doc, const char *user_id, user_t *u, problem_
             if (!api_req_string(d, "platform", f, DEVICE_PLATFORM_MAX, &s, pb)) return false;
             if (strcmp(s, "apns") != 0 && strcmp(s, "fcm") != 0)
                 return api_bad(pb, f, "must be apns or fcm");
-            u->devices[i].platform = (char *)s;
+            u->ndevices = (int)i + 1;
+            u->devices[i].platform = xstrdup(s);
             api_fieldf(f, sizeof(f), "devices[%zu].token", i);
             if (!api_req_string(d, "token", f, TOKEN_MAX, &s, pb)) return false;
-            u->devices[i].token = (char *)s;
-            u->ndevices = (int)i + 1;
+            u->devices[i].token = xstrdup(s);
         }
     }
 
     if (!api_opt_string(doc, "webhook_url", "webhook_url", VALID_URL_MAX, &s, pb)) return false;
     if (s && !valid_url(s)) return api_bad(pb, "webhook_url", "must be an http:// or https:// URL");
-    u->webhook_url = (char *)s;
+    u->webhook_url = dup_or_null(s);
     return true;
 }
 
@@ -138,6 +142,7 @@ void api_user_put(http_req_t *rq, http_resp_t *rs)
     resp_json(rs, 200, user_json(&got));
     user_clear(&got);
 out:
+    user_clear(&u);
     json_decref(doc);
 }
 
