@@ -154,26 +154,34 @@ static void test_events(void **state)
     assert_true(atomic_load(&F.app.events_rejected) >= 10);
 }
 
-/* A bus that cannot take the events turns into 503 with Retry-After. */
+/* A bus that cannot take the events turns into 503 with Retry-After. The
+ * broken bus belongs to a second server of its own, so nothing changes
+ * under the fixture's running server. */
 static void test_events_unavailable(void **state)
 {
     hresp_t r;
     /* a bus without raw-events makes the publish fail */
-    bus_t *real = F.app.bus;
     char path[256];
     snprintf(path, sizeof(path), "%s/bus-empty", F.dir);
     bus_opts_t bo = {.backend = "embedded", .dir = path, .fsync = "never"};
-    bus_t *empty = NULL;
-    assert_int_equal(bus_open(&bo, &empty), HR_OK);
-    F.app.bus = empty;
-    hreq(&r, "POST", "/v1/events",
-         "{\"event_id\":\"ev-nobus\",\"type\":\"t\",\"audience\":{\"users\":[\"u1\"]}}");
-    F.app.bus = real;
+    app_t app = {.cfg = &F.cfg, .store = F.app.store};
+    assert_int_equal(bus_open(&bo, &app.bus), HR_OK);
+    http_server_t *srv = NULL;
+    assert_int_equal(http_start(&app, "127.0.0.1:0", &srv), HR_OK);
+
+    hreq_at(http_port(srv), &r, "POST", "/v1/events", NULL,
+            "{\"event_id\":\"ev-nobus\",\"type\":\"t\",\"audience\":{\"users\":[\"u1\"]}}");
     assert_problem(&r, 503, NULL);
     assert_string_equal(r.retry_after, "1");
     hresp_clear(&r);
-    bus_close(empty);
+    hreq_at(http_port(srv), &r, "GET", "/readyz", NULL, NULL);
+    assert_problem(&r, 503, NULL);
+    hresp_clear(&r);
 
+    http_stop(srv);
+    bus_close(app.bus);
+
+    /* the fixture's server was never touched */
     hreq(&r, "GET", "/readyz", NULL);
     assert_int_equal(r.status, 200);
     hresp_clear(&r);
