@@ -149,8 +149,8 @@ hr_t router_match(http_req_t *rq, unsigned *allow, problem_t *pb)
     unsigned want = rq->method == HM_HEAD ? HM_GET : rq->method;
     const http_route_t *hit = NULL;
     *allow = 0;
-    for (size_t i = 0; i < http_nroutes; i++) {
-        const http_route_t *r = &http_routes[i];
+    for (size_t i = 0; i < rq->srv->nroutes; i++) {
+        const http_route_t *r = &rq->srv->routes[i];
         if (!shape_matches(r->pattern, rq->path)) continue;
         *allow |= r->method;
         if (r->method == HM_GET) *allow |= HM_HEAD;
