@@ -14,12 +14,14 @@
  *
  * DESIGN: every handler reads its whole input first - path parameters
  * (already decoded and checked by the router), query parameters, the JSON
- * body - and validates all of it into local structs (most borrow from the
- * parsed document; a user_t is filled with copies, since its type owns its
- * strings). Only then does it write to the store or the bus, so a
- * rejected request never leaves anything half-written. Validation stops at
- * the first problem and names the field the way event.c does
- * ("devices[1].platform", "[3].audience" for the third event of a batch).
+ * body - and validates all of it into local structs. Structs of store.h
+ * types (user_t, pref_t, template_rec_t) own their strings, so they are
+ * filled with copies and freed with user_clear, prefs_free and
+ * template_rec_clear; other values borrow from the parsed document. Only
+ * then does it write to the store or the bus, so a rejected request never
+ * leaves anything half-written. Validation stops at the first problem and
+ * names the field the way event.c does ("devices[1].platform",
+ * "[3].audience" for the third event of a batch).
  *
  * Status codes: 400 the request cannot be read (malformed JSON, bad path or
  * query parameter); 422 the body is JSON but a field is invalid; 404 unknown

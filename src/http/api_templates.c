@@ -51,7 +51,9 @@ static bool tmpl_string(json_t *doc, const char *key, size_t max, const char **o
     return true;
 }
 
-/* Validates a template body into t (strings borrowed from doc). */
+/* Validates a template body into t (event_type and channel already set).
+ * t's strings are copies it owns whatever the outcome: the caller frees
+ * them with template_rec_clear(). */
 static bool template_from_json(json_t *doc, template_rec_t *t, problem_t *pb)
 {
     static const char *const keys[] = {"locale", "title", "body", "event_type", "channel", NULL};
@@ -70,16 +72,16 @@ static bool template_from_json(json_t *doc, template_rec_t *t, problem_t *pb)
     if (!api_opt_string(doc, "locale", "locale", VALID_LOCALE_MAX, &s, pb)) return false;
     if (s && !valid_locale(s))
         return api_bad(pb, "locale", "must be a language tag like en or pt-BR");
-    t->locale = (char *)(s ? s : "en");
+    t->locale = xstrdup(s ? s : "en");
 
     if (!tmpl_string(doc, "title", TEMPLATE_TITLE_MAX, &s, pb)) return false;
     if (s && tmpl_check(s, why, sizeof(why)) != HR_OK) return api_bad(pb, "title", "%s", why);
-    t->title = (char *)(s ? s : "");
+    t->title = xstrdup(s ? s : "");
 
     if (!tmpl_string(doc, "body", TEMPLATE_BODY_MAX, &s, pb)) return false;
     if (!s || !*s) return api_bad(pb, "body", "is required (a non-empty template)");
     if (tmpl_check(s, why, sizeof(why)) != HR_OK) return api_bad(pb, "body", "%s", why);
-    t->body = (char *)s;
+    t->body = xstrdup(s);
     return true;
 }
 
@@ -91,9 +93,9 @@ void api_template_put(http_req_t *rq, http_resp_t *rs)
 
     memset(&t, 0, sizeof(t));
     memset(&got, 0, sizeof(got));
-    t.event_type = rq->params[0];
     if (!path_channel(rq, rs, &t.channel)) return;
     if (!(doc = api_body_object(rq, rs))) return;
+    t.event_type = xstrdup(rq->params[0]);
     if (!template_from_json(doc, &t, &pb)) {
         api_answer_invalid(rs, &pb);
         goto out;
@@ -107,6 +109,7 @@ void api_template_put(http_req_t *rq, http_resp_t *rs)
     resp_json(rs, 200, template_json(&got));
     template_rec_clear(&got);
 out:
+    template_rec_clear(&t);
     json_decref(doc);
 }
 

@@ -191,7 +191,7 @@ static json_t *prefs_json(const pref_t *p, int n)
     return json_pack("{s:o,s:o}", "channels", chans, "categories", cats);
 }
 
-/* One {"push":true,...} map into prefs (category borrowed). */
+/* One {"push":true,...} map into prefs (category copied). */
 static bool channel_map(json_t *m, const char *category, const char *prefix, pref_t *out, int *n,
                         problem_t *pb)
 {
@@ -205,7 +205,7 @@ static bool channel_map(json_t *m, const char *category, const char *prefix, pre
         int ch = channel_parse(k, strlen(k));
         if (ch < 0) return api_bad(pb, f, "is not a channel (push, sms, email, inapp, webhook)");
         if (!json_is_boolean(v)) return api_bad(pb, f, "must be true or false");
-        out[*n].category = (char *)category;
+        out[*n].category = xstrdup(category);
         out[*n].channel = (channel_t)ch;
         out[*n].enabled = json_is_true(v);
         (*n)++;
@@ -213,8 +213,8 @@ static bool channel_map(json_t *m, const char *category, const char *prefix, pre
     return true;
 }
 
-/* Validates a preferences body into *out (allocated; categories borrowed
- * from doc). */
+/* Validates a preferences body into *out (allocated, with copies of the
+ * categories; free with prefs_free). */
 static bool prefs_from_json(json_t *doc, const char *user_id, pref_t **out, int *n,
                             problem_t *pb)
 {
@@ -253,7 +253,7 @@ static bool prefs_from_json(json_t *doc, const char *user_id, pref_t **out, int 
     *out = p;
     return true;
 fail:
-    free(p);
+    prefs_free(p, *n);
     *n = 0;
     return false;
 }
@@ -297,7 +297,7 @@ void api_prefs_put(http_req_t *rq, http_resp_t *rs)
     }
     answer_prefs(rq, rs, user_id);
 out:
-    free(p);
+    prefs_free(p, n);
     json_decref(doc);
 }
 
