@@ -22,8 +22,9 @@ typedef struct http_server http_server_t;
 hr_t http_start(app_t *app, const char *listen, http_server_t **out);
 /* The bound port (useful after port 0). */
 int http_port(http_server_t *s);
-/* Stops accepting, closes connections once their handlers return, joins the
- * pool threads and frees s. NULL is ignored. Not from a handler thread. */
+/* Stops accepting, ends open streaming responses, closes connections once
+ * their handlers return, joins the pool threads and frees s. NULL is
+ * ignored. Not from a handler thread. */
 void http_stop(http_server_t *s);
 
 #endif

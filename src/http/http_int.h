@@ -1,6 +1,6 @@
 /*
  * http_int.h - what the HTTP server (server.c), the router (router.c) and
- * the API handlers (api.c) share. Not for use outside src/http/.
+ * the API (api_*.c, routes.c) share. Not for use outside src/http/.
  *
  * A request lives from the first libmicrohttpd callback to the completion
  * callback. Everything it owns (decoded path parameters, query values, the
@@ -14,6 +14,7 @@
 #include "model/event.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 /* Methods as bits, so a route table can say which it allows. */
@@ -41,6 +42,7 @@ enum http_media {
 
 typedef struct http_req http_req_t;
 typedef struct http_resp http_resp_t;
+typedef struct http_stream http_stream_t;
 typedef void (*http_handler_fn)(http_req_t *rq, http_resp_t *rs);
 
 /* Route flags. */
@@ -58,15 +60,25 @@ typedef struct http_route {
     unsigned flags;
 } http_route_t;
 
-/* The API's routes (api.c). */
+/* The API's routes (routes.c): what http_start() serves. */
 extern const http_route_t http_routes[];
 extern const size_t http_nroutes;
 
+/* http_start() serving another route table (borrowed until http_stop()):
+ * for tests of the server itself. */
+hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *routes,
+                       size_t nroutes, http_server_t **out);
+
 struct http_server {
     app_t *app;
+    const http_route_t *routes;
+    size_t nroutes;
     struct MHD_Daemon *daemon;
     int port;
     atomic_llong responses[6];  /* by status class: [1] 1xx ... [5] 5xx; [0] aborted */
+    pthread_mutex_t streams_mu; /* guards streams and stopping */
+    http_stream_t *streams;     /* streaming responses whose connection is open */
+    bool stopping;              /* http_stop() has begun: new streams start ended */
 };
 
 struct http_req {
@@ -100,11 +112,12 @@ struct http_resp {
         const char *name;
         char value[160];
     } hdr[HTTP_MAX_HEADERS];
+    http_stream_t *stream;      /* set by resp_stream(): the body comes from it */
 };
 
 /* ---- router.c ---- */
 
-/* Matches a raw path against the route table.
+/* Matches a raw path against the server's route table.
  * HR_OK: *route set, params decoded into rq->params.
  * HR_NOTFOUND: no route has this path.
  * HR_DECLINED: the path exists but not with this method; *allow = method bits.
@@ -115,13 +128,13 @@ void router_allow_str(unsigned allow, char *out, size_t len);
 
 /* Percent-decodes s[0..n) into a new NUL-terminated string (plus_space:
  * '+' means ' ', as in query strings). false on a malformed escape. */
-bool pct_decode(const char *s, size_t n, bool plus_space, char **out, size_t *out_len);
+bool http_pct_decode(const char *s, size_t n, bool plus_space, char **out, size_t *out_len);
 /* Percent-encodes everything but unreserved characters (RFC 3986). */
-void pct_encode(buf_t *b, const char *s);
+void http_pct_encode(buf_t *b, const char *s);
 /* An id: 1..HTTP_ID_MAX bytes of valid UTF-8 without control characters. */
-bool id_valid(const char *s, size_t n);
+bool http_id_valid(const char *s, size_t n);
 /* Valid UTF-8 without control characters (any length). */
-bool text_printable(const char *s, size_t n);
+bool http_text_printable(const char *s, size_t n);
 
 /* ---- server.c: request and response helpers for handlers ---- */
 
@@ -143,13 +156,48 @@ void resp_text(http_resp_t *rs, int status, const char *content_type, char *body
 void resp_header(http_resp_t *rs, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ---- server.c: streaming responses ----
+ *
+ * A handler whose body is produced over time (Server-Sent Events) answers
+ * with resp_stream(); the server sends the status and headers, then what a
+ * producer writes to the stream, chunked, as it arrives, until the producer
+ * closes the stream or the client goes away.
+ *
+ * Bounded: at most queue_max bytes wait per connection. A write that does
+ * not fit queues nothing and returns HR_AGAIN; the producer decides whether
+ * to retry later, drop the data, or close the stream (a slow client).
+ * While the queue is empty the connection is parked (suspended), costing no
+ * polling; a write wakes it.
+ *
+ * Ownership: resp_stream() returns the producer's reference; the producer
+ * must call http_stream_close() exactly once, also after a write said
+ * HR_CLOSED. The connection holds the other reference and drops it when it
+ * ends. Threads: write and close from any one thread at a time; the
+ * connection side runs on the server's threads. http_stop() ends every open
+ * stream (writes then say HR_CLOSED); the producer still closes its own. */
+
+/* Makes rs a streaming answer (status, content_type; no body). Returns the
+ * producer's reference. Called from a handler, at most once per request. */
+http_stream_t *resp_stream(http_req_t *rq, http_resp_t *rs, int status, const char *content_type,
+                           size_t queue_max);
+/* Queues data for the client. HR_OK; HR_AGAIN when it does not fit in the
+ * queue now (nothing queued); HR_CLOSED when the client has gone or the
+ * server is stopping; HR_INVALID when len exceeds queue_max (it never will
+ * fit). */
+hr_t http_stream_write(http_stream_t *st, const void *data, size_t len);
+/* Bytes queued and not yet handed to the connection. */
+size_t http_stream_queued(http_stream_t *st);
+/* Ends the body once the queued bytes are sent, and drops the producer's
+ * reference: st must not be used after. */
+void http_stream_close(http_stream_t *st);
+
 /* Problem type URIs. */
 #define PROBLEM_MALFORMED "urn:herald:problem:malformed-body"
 #define PROBLEM_PARAM "urn:herald:problem:invalid-parameter"
 #define PROBLEM_VALIDATION "urn:herald:problem:validation"
 #define PROBLEM_UNAVAILABLE "urn:herald:problem:unavailable"
 
-/* ---- api.c ---- */
+/* ---- api_metrics.c ---- */
 /* Prometheus text for /metrics (server counters included). */
 void api_metrics(http_server_t *srv, buf_t *out);
 

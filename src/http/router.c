@@ -1,5 +1,5 @@
 /*
- * router.c - matches request paths against the route table (api.c) and
+ * router.c - matches request paths against the route table (routes.c) and
  * decodes path parameters.
  *
  * DESIGN: patterns are "/"-separated literal segments and "{name}"
@@ -13,26 +13,20 @@
  */
 #include "http/http_int.h"
 
+#include "core/text.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-bool pct_decode(const char *s, size_t n, bool plus_space, char **out, size_t *out_len)
+bool http_pct_decode(const char *s, size_t n, bool plus_space, char **out, size_t *out_len)
 {
     char *d = xmalloc(n + 1);
     size_t j = 0;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '%') {
-            int hi = i + 1 < n ? hexval((unsigned char)s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
+            int hi = i + 1 < n ? hex_value((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < n ? hex_value((unsigned char)s[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 free(d);
                 return false;
@@ -51,9 +45,8 @@ bool pct_decode(const char *s, size_t n, bool plus_space, char **out, size_t *ou
     return true;
 }
 
-void pct_encode(buf_t *b, const char *s)
+void http_pct_encode(buf_t *b, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         unsigned c = *p;
         if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -61,49 +54,18 @@ void pct_encode(buf_t *b, const char *s)
             char ch = (char)c;
             buf_append(b, &ch, 1);
         } else {
-            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+            char esc[3] = {'%', hex_upper[c >> 4], hex_upper[c & 15]};
             buf_append(b, esc, 3);
         }
     }
 }
 
-/* Length of the UTF-8 sequence at s (0 if invalid): rejects overlongs,
- * surrogates and code points above U+10FFFF. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-bool text_printable(const char *s, size_t n)
+bool http_text_printable(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
         if (p[i] < 0x20 || p[i] == 0x7f) return false;
-        size_t l = utf8_len(p + i, n - i);
+        size_t l = utf8_seq_len(p + i, n - i);
         if (l == 0) return false;
         /* C1 controls U+0080..U+009F are encoded as c2 80..c2 9f */
         if (l == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0) return false;
@@ -112,9 +74,9 @@ bool text_printable(const char *s, size_t n)
     return true;
 }
 
-bool id_valid(const char *s, size_t n)
+bool http_id_valid(const char *s, size_t n)
 {
-    return n >= 1 && n <= HTTP_ID_MAX && text_printable(s, n);
+    return n >= 1 && n <= HTTP_ID_MAX && http_text_printable(s, n);
 }
 
 /* Splits the next segment off *p (which points just past a '/'). */
@@ -160,12 +122,12 @@ static hr_t capture(http_req_t *rq, const char *pattern, problem_t *pb)
         int nlen = (int)(pl - 2);
         char *v = NULL;
         size_t vlen = 0;
-        if (!pct_decode(qs, ql, false, &v, &vlen)) {
+        if (!http_pct_decode(qs, ql, false, &v, &vlen)) {
             snprintf(pb->field, sizeof(pb->field), "%.*s", nlen, ps + 1);
             snprintf(pb->detail, sizeof(pb->detail), "malformed percent-encoding");
             return HR_INVALID;
         }
-        if (!id_valid(v, vlen)) {
+        if (!http_id_valid(v, vlen)) {
             free(v);
             snprintf(pb->field, sizeof(pb->field), "%.*s", nlen, ps + 1);
             snprintf(pb->detail, sizeof(pb->detail),
@@ -187,8 +149,8 @@ hr_t router_match(http_req_t *rq, unsigned *allow, problem_t *pb)
     unsigned want = rq->method == HM_HEAD ? HM_GET : rq->method;
     const http_route_t *hit = NULL;
     *allow = 0;
-    for (size_t i = 0; i < http_nroutes; i++) {
-        const http_route_t *r = &http_routes[i];
+    for (size_t i = 0; i < rq->srv->nroutes; i++) {
+        const http_route_t *r = &rq->srv->routes[i];
         if (!shape_matches(r->pattern, rq->path)) continue;
         *allow |= r->method;
         if (r->method == HM_GET) *allow |= HM_HEAD;

@@ -12,8 +12,18 @@
  * then discarded while counting; far past the limit the connection is
  * dropped. The handler runs once, on the final call, with the whole body.
  *
+ * Streaming responses (resp_stream) are read by libmicrohttpd through a
+ * content reader callback from a bounded byte queue the producer fills from
+ * its own thread. With the queue empty the reader suspends the connection
+ * (libmicrohttpd would otherwise call it again at once, a busy loop) and the
+ * next write or the close resumes it. libmicrohttpd must not be stopped with
+ * a suspended connection, so the server keeps its open streams in a list
+ * and http_stop() ends and resumes each one first.
+ *
  * Threads: every callback runs on one of the pool's threads; a request is
- * only ever touched by the thread that owns its connection.
+ * only ever touched by the thread that owns its connection. A stream is
+ * shared by its connection's thread and its producer, under st->mu; the
+ * server's list of streams is under streams_mu (never taken inside st->mu).
  */
 #include "http/http_int.h"
 
@@ -22,6 +32,7 @@
 #include <microhttpd.h>
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -39,6 +50,8 @@
 /* A chunked body is drained up to this multiple of the limit before the
  * connection is dropped instead of answered. */
 #define HTTP_DISCARD_FACTOR 4
+/* Largest piece a streaming response hands libmicrohttpd at once. */
+#define HTTP_STREAM_BLOCK 4096u
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -58,7 +71,7 @@ const char *req_query(http_req_t *rq, const char *name, bool *bad)
     char *v = NULL;
     *bad = false;
     if (!raw) return NULL;
-    if (!pct_decode(raw, strlen(raw), true, &v, NULL)) {
+    if (!http_pct_decode(raw, strlen(raw), true, &v, NULL)) {
         *bad = true;
         return NULL;
     }
@@ -153,6 +166,167 @@ void resp_problem_ext(http_resp_t *rs, int status, const char *type, const char 
     va_end(ap);
 }
 
+/* ------------------------------------------------------------- streaming */
+
+struct http_stream {
+    pthread_mutex_t mu;
+    int refs;                   /* the producer's and the connection's */
+    struct MHD_Connection *conn;
+    http_server_t *srv;         /* NULL once unlinked from srv->streams */
+    char *q;                    /* queued bytes: q[head .. head + len) */
+    size_t head, len, cap;
+    bool ended;                 /* the producer closed: end after the queue */
+    bool gone;                  /* the connection ended or the server stops */
+    bool suspended;             /* the reader parked the connection */
+    http_stream_t *prev, *next; /* srv->streams */
+};
+
+static void stream_unref(http_stream_t *st)
+{
+    pthread_mutex_lock(&st->mu);
+    int left = --st->refs;
+    pthread_mutex_unlock(&st->mu);
+    if (left) return;
+    pthread_mutex_destroy(&st->mu);
+    free(st->q);
+    free(st);
+}
+
+/* st->mu held. Wakes a parked connection. */
+static void stream_wake(http_stream_t *st)
+{
+    if (!st->suspended) return;
+    st->suspended = false;
+    MHD_resume_connection(st->conn);
+}
+
+/* libmicrohttpd's content reader: the connection's thread. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    http_stream_t *st = cls;
+    ssize_t n;
+    pthread_mutex_lock(&st->mu);
+    if (st->len) {
+        size_t k = st->len < max ? st->len : max;
+        memcpy(out, st->q + st->head, k);
+        st->head += k;
+        st->len -= k;
+        if (!st->len) st->head = 0;
+        n = (ssize_t)k;
+    } else if (st->ended || st->gone) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        st->suspended = true;
+        MHD_suspend_connection(st->conn);
+        n = 0;
+    }
+    pthread_mutex_unlock(&st->mu);
+    return n;
+}
+
+/* libmicrohttpd is done with the response: the connection has ended (or
+ * the response was never sent). */
+static void stream_done(void *cls)
+{
+    http_stream_t *st = cls;
+    http_server_t *srv;
+    pthread_mutex_lock(&st->mu);
+    st->gone = true;
+    st->conn = NULL;
+    srv = st->srv;
+    pthread_mutex_unlock(&st->mu);
+    if (srv) {
+        pthread_mutex_lock(&srv->streams_mu);
+        if (st->prev) st->prev->next = st->next;
+        else srv->streams = st->next;
+        if (st->next) st->next->prev = st->prev;
+        st->srv = NULL;
+        pthread_mutex_unlock(&srv->streams_mu);
+    }
+    stream_unref(st);
+}
+
+http_stream_t *resp_stream(http_req_t *rq, http_resp_t *rs, int status, const char *content_type,
+                           size_t queue_max)
+{
+    assert(!rs->stream && queue_max > 0);
+    http_stream_t *st = xcalloc(1, sizeof(*st));
+    pthread_mutex_init(&st->mu, NULL);
+    st->refs = 2;
+    st->conn = rq->conn;
+    st->cap = queue_max;
+    st->q = xmalloc(queue_max);
+    http_server_t *srv = rq->srv;
+    pthread_mutex_lock(&srv->streams_mu);
+    if (srv->stopping) {
+        st->gone = true;
+    } else {
+        st->srv = srv;
+        st->next = srv->streams;
+        if (st->next) st->next->prev = st;
+        srv->streams = st;
+    }
+    pthread_mutex_unlock(&srv->streams_mu);
+    resp_text(rs, status, content_type, NULL, 0);
+    rs->stream = st;
+    return st;
+}
+
+hr_t http_stream_write(http_stream_t *st, const void *data, size_t len)
+{
+    hr_t r = HR_OK;
+    pthread_mutex_lock(&st->mu);
+    if (st->gone || st->ended) {
+        r = HR_CLOSED;
+    } else if (len > st->cap) {
+        r = HR_INVALID;
+    } else if (len > st->cap - st->len) {
+        r = HR_AGAIN;
+    } else {
+        if (st->head + st->len + len > st->cap) {
+            memmove(st->q, st->q + st->head, st->len);
+            st->head = 0;
+        }
+        memcpy(st->q + st->head + st->len, data, len);
+        st->len += len;
+        stream_wake(st);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return r;
+}
+
+size_t http_stream_queued(http_stream_t *st)
+{
+    pthread_mutex_lock(&st->mu);
+    size_t n = st->len;
+    pthread_mutex_unlock(&st->mu);
+    return n;
+}
+
+void http_stream_close(http_stream_t *st)
+{
+    pthread_mutex_lock(&st->mu);
+    st->ended = true;
+    if (!st->gone) stream_wake(st);
+    pthread_mutex_unlock(&st->mu);
+    stream_unref(st);
+}
+
+/* http_stop(): ends every open stream and resumes the parked ones, so that
+ * no connection is suspended when the daemon stops. */
+static void streams_stop(http_server_t *srv)
+{
+    pthread_mutex_lock(&srv->streams_mu);
+    srv->stopping = true;
+    for (http_stream_t *st = srv->streams; st; st = st->next) {
+        pthread_mutex_lock(&st->mu);
+        st->gone = true;
+        stream_wake(st);
+        pthread_mutex_unlock(&st->mu);
+    }
+    pthread_mutex_unlock(&srv->streams_mu);
+}
+
 /* ---------------------------------------------------------- request cycle */
 
 static unsigned method_bit(const char *m)
@@ -187,21 +361,40 @@ static int media_of(struct MHD_Connection *conn)
     return -1;
 }
 
+/* A response reading from rs->stream; the stream's connection reference
+ * passes to it (dropped by stream_done, also when this fails). */
+static struct MHD_Response *stream_response(http_resp_t *rs)
+{
+    http_stream_t *st = rs->stream;
+    rs->stream = NULL;
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, HTTP_STREAM_BLOCK,
+                                                               stream_read, st, stream_done);
+    if (!r) stream_done(st);
+    return r;
+}
+
 static enum MHD_Result send_resp(http_req_t *rq, http_resp_t *rs)
 {
-    if (!rs->body) {
-        rs->body = xstrdup("");
-        rs->len = 0;
-    }
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(rs->len, rs->body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
+    struct MHD_Response *r;
+    bool streaming = rs->stream != NULL;
+    if (streaming) {
         free(rs->body);
         rs->body = NULL;
-        return MHD_NO;
+        if (!(r = stream_response(rs))) return MHD_NO;
+    } else {
+        if (!rs->body) {
+            rs->body = xstrdup("");
+            rs->len = 0;
+        }
+        r = MHD_create_response_from_buffer(rs->len, rs->body, MHD_RESPMEM_MUST_FREE);
+        if (!r) {
+            free(rs->body);
+            rs->body = NULL;
+            return MHD_NO;
+        }
+        rs->body = NULL; /* the response owns it now */
     }
-    rs->body = NULL; /* the response owns it now */
-    if (rs->content_type && rs->len)
+    if (rs->content_type && (rs->len || streaming))
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, rs->content_type);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     for (int i = 0; i < rs->nhdr; i++) MHD_add_response_header(r, rs->hdr[i].name, rs->hdr[i].value);
@@ -434,6 +627,12 @@ static hr_t parse_listen(const char *listen, struct sockaddr_storage *ss, bool *
 
 hr_t http_start(app_t *app, const char *listen, http_server_t **out)
 {
+    return http_start_routes(app, listen, http_routes, http_nroutes, out);
+}
+
+hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *routes,
+                       size_t nroutes, http_server_t **out)
+{
     struct sockaddr_storage ss;
     bool v6 = false;
     hr_t r = parse_listen(listen, &ss, &v6);
@@ -445,7 +644,12 @@ hr_t http_start(app_t *app, const char *listen, http_server_t **out)
 
     http_server_t *s = xcalloc(1, sizeof(*s));
     s->app = app;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    s->routes = routes;
+    s->nroutes = nroutes;
+    pthread_mutex_init(&s->streams_mu, NULL);
+    /* suspend/resume parks streaming responses with nothing to send */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME;
     if (v6) flags |= MHD_USE_IPv6;
     unsigned threads = app->cfg->http_threads > 1 ? (unsigned)app->cfg->http_threads : 1;
     struct MHD_OptionItem pool[] = {
@@ -468,6 +672,7 @@ hr_t http_start(app_t *app, const char *listen, http_server_t **out)
         MHD_OPTION_END);
     if (!s->daemon) {
         log_error("http", "cannot listen on %s", listen);
+        pthread_mutex_destroy(&s->streams_mu);
         free(s);
         return HR_ERR;
     }
@@ -483,6 +688,9 @@ int http_port(http_server_t *s) { return s->port; }
 void http_stop(http_server_t *s)
 {
     if (!s) return;
+    streams_stop(s);
     MHD_stop_daemon(s->daemon);
+    assert(!s->streams); /* every stream's connection has ended */
+    pthread_mutex_destroy(&s->streams_mu);
     free(s);
 }

@@ -1,0 +1,118 @@
+/*
+ * api_int.h - what the API handler files (api_*.c) and the route table
+ * (routes.c) share. Not for use outside src/http/.
+ *
+ * One file per resource of docs/openapi.yaml, which is the contract; keep
+ * the two in step:
+ *   api_events.c         POST /v1/events
+ *   api_users.c          /v1/users/{user_id}, .../preferences, .../follows
+ *   api_topics.c         /v1/topics/{topic}/subscribers[/{user_id}]
+ *   api_templates.c      /v1/templates/{event_type}/{channel}
+ *   api_notifications.c  /v1/notifications/{id}, /v1/users/{user_id}/notifications
+ *   api_ops.c            /healthz, /readyz, /metrics (text from api_metrics.c)
+ *   api_util.c           the helpers below
+ *
+ * DESIGN: every handler reads its whole input first - path parameters
+ * (already decoded and checked by the router), query parameters, the JSON
+ * body - and validates all of it into local structs. Structs of store.h
+ * types (user_t, pref_t, template_rec_t) own their strings, so they are
+ * filled with copies and freed with user_clear, prefs_free and
+ * template_rec_clear; other values borrow from the parsed document. Only
+ * then does it write to the store or the bus, so a rejected request never
+ * leaves anything half-written. Validation stops at the first problem and
+ * names the field the way event.c does ("devices[1].platform",
+ * "[3].audience" for the third event of a batch).
+ *
+ * Status codes: 400 the request cannot be read (malformed JSON, bad path or
+ * query parameter); 422 the body is JSON but a field is invalid; 404 unknown
+ * resource; 503 with Retry-After when the bus or store says "try later".
+ *
+ * Handlers run on the server's pool threads and may block on the store and
+ * on bus acknowledgements.
+ */
+#ifndef HERALD_API_INT_H
+#define HERALD_API_INT_H
+
+#include "http/http_int.h"
+
+#define LIST_LIMIT_DEFAULT 50
+#define LIST_LIMIT_MAX 200
+#define CURSOR_MAX 512
+#define RETRY_AFTER_S 1
+
+/* ---- handlers (one group per api_*.c) ---- */
+
+void api_events_post(http_req_t *rq, http_resp_t *rs);
+
+void api_user_put(http_req_t *rq, http_resp_t *rs);
+void api_user_get(http_req_t *rq, http_resp_t *rs);
+void api_prefs_put(http_req_t *rq, http_resp_t *rs);
+void api_prefs_get(http_req_t *rq, http_resp_t *rs);
+void api_follow_post(http_req_t *rq, http_resp_t *rs);
+
+void api_sub_post(http_req_t *rq, http_resp_t *rs);
+void api_sub_delete(http_req_t *rq, http_resp_t *rs);
+void api_sub_list(http_req_t *rq, http_resp_t *rs);
+
+void api_template_put(http_req_t *rq, http_resp_t *rs);
+void api_template_get(http_req_t *rq, http_resp_t *rs);
+
+void api_notif_get(http_req_t *rq, http_resp_t *rs);
+void api_user_notifs(http_req_t *rq, http_resp_t *rs);
+
+void api_healthz(http_req_t *rq, http_resp_t *rs);
+void api_readyz(http_req_t *rq, http_resp_t *rs);
+void api_metrics_get(http_req_t *rq, http_resp_t *rs);
+
+/* ---- api_util.c: validation and answers shared by the handlers ---- */
+
+/* Fills pb; always returns false so validators can `return api_bad(...)`. */
+bool api_bad(problem_t *pb, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* snprintf for field names. */
+void api_fieldf(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Answers 422 naming pb->field. */
+void api_answer_invalid(http_resp_t *rs, const problem_t *pb);
+/* Answers a store or bus failure: 404, 503 with Retry-After, or 500. */
+void api_answer_backend(http_resp_t *rs, hr_t r, const char *what);
+
+/* Parses the request body as a JSON object or array. On failure answers
+ * 400 naming "body" with jansson's position and returns NULL. */
+json_t *api_body_json(http_req_t *rq, http_resp_t *rs);
+/* The same, and 422 unless the body is an object. */
+json_t *api_body_object(http_req_t *rq, http_resp_t *rs);
+/* Refuses members not in keys (a typo would otherwise be silently dropped). */
+bool api_only_keys(json_t *obj, const char *const *keys, const char *prefix, problem_t *pb);
+/* An optional string member of 1..max printable bytes: absent or null ->
+ * *out NULL. *out borrows from obj. */
+bool api_opt_string(json_t *obj, const char *key, const char *field, size_t max,
+                    const char **out, problem_t *pb);
+/* The same, required. */
+bool api_req_string(json_t *obj, const char *key, const char *field, size_t max,
+                    const char **out, problem_t *pb);
+/* A required id member (1..HTTP_ID_MAX printable bytes), borrowed from doc. */
+bool api_body_id(json_t *doc, const char *key, const char **out, problem_t *pb);
+
+/* RFC 3339 UTC with milliseconds; null for 0 (never). */
+json_t *api_json_time(int64_t ms);
+/* A string that may be NULL; invalid UTF-8 from a store row becomes null
+ * rather than failing the whole answer. */
+json_t *api_json_str_or_null(const char *s);
+
+/* limit: digits only, 1..hi; absent -> def. false after answering 400. */
+bool api_query_limit(http_req_t *rq, http_resp_t *rs, int def, int hi, int *out);
+/* cursor: opaque printable text, absent -> NULL. false after answering 400. */
+bool api_query_cursor(http_req_t *rq, http_resp_t *rs, const char **out);
+
+/* Is member already in the set? The store's pages list members strictly
+ * after a bound, so ask for the first member after the greatest string
+ * below `member` that no id can fall between: member with its last byte
+ * decremented and padded with 0xff bytes, which never occur in UTF-8 ids.
+ * Exact for bytewise ordering (SQLite); a store that sorts otherwise makes
+ * this answer false, so the API says 201 instead of 200 - never wrong data.
+ * Only decides the status code: the write that follows is idempotent. */
+typedef hr_t (*api_page_fn)(store_t *s, const char *key, const char *after, int limit,
+                            char ***ids, int *n);
+bool api_set_contains(store_t *st, api_page_fn page, const char *key, const char *member);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * api_ops.c - operations endpoints: /healthz, /readyz, /metrics.
+ */
+#include "http/api_int.h"
+
+void api_healthz(http_req_t *rq, http_resp_t *rs)
+{
+    resp_json(rs, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+void api_readyz(http_req_t *rq, http_resp_t *rs)
+{
+    app_t *app = rq->app;
+    bool store_ok = app->store && store_schema_version(app->store) > 0;
+    bool bus_ok = app->bus && bus_partitions(app->bus, TOPIC_RAW) > 0;
+    bool stopping = atomic_load(&app->stopping) != 0;
+    json_t *checks = json_pack("{s:s,s:s}", "store", store_ok ? "ok" : "unavailable", "bus",
+                               bus_ok ? "ok" : "unavailable");
+    if (store_ok && bus_ok && !stopping) {
+        resp_json(rs, 200, json_pack("{s:s,s:o}", "status", "ready", "checks", checks));
+        return;
+    }
+    resp_header(rs, "Retry-After", "%d", RETRY_AFTER_S);
+    resp_problem_ext(rs, 503, PROBLEM_UNAVAILABLE, NULL, json_pack("{s:o}", "checks", checks),
+                     "not ready:%s%s%s", store_ok ? "" : " store unreachable",
+                     bus_ok ? "" : " bus unreachable (no raw-events topic)",
+                     stopping ? " shutting down" : "");
+}
+
+void api_metrics_get(http_req_t *rq, http_resp_t *rs)
+{
+    buf_t b;
+    buf_init(&b, 0);
+    api_metrics(rq->srv, &b);
+    buf_cstr(&b);
+    resp_text(rs, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+}

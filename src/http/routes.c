@@ -1,0 +1,25 @@
+/*
+ * routes.c - the API's route table: method, path pattern, handler, flags.
+ * docs/openapi.yaml lists the same paths.
+ */
+#include "http/api_int.h"
+
+const http_route_t http_routes[] = {
+    {HM_POST, "/v1/events", api_events_post, RT_BODY | RT_EVENTS | RT_BUS},
+    {HM_PUT, "/v1/users/{user_id}", api_user_put, RT_BODY | RT_STORE},
+    {HM_GET, "/v1/users/{user_id}", api_user_get, RT_STORE},
+    {HM_PUT, "/v1/users/{user_id}/preferences", api_prefs_put, RT_BODY | RT_STORE},
+    {HM_GET, "/v1/users/{user_id}/preferences", api_prefs_get, RT_STORE},
+    {HM_POST, "/v1/users/{user_id}/follows", api_follow_post, RT_BODY | RT_STORE},
+    {HM_GET, "/v1/users/{user_id}/notifications", api_user_notifs, RT_STORE},
+    {HM_POST, "/v1/topics/{topic}/subscribers", api_sub_post, RT_BODY | RT_STORE},
+    {HM_GET, "/v1/topics/{topic}/subscribers", api_sub_list, RT_STORE},
+    {HM_DELETE, "/v1/topics/{topic}/subscribers/{user_id}", api_sub_delete, RT_STORE},
+    {HM_PUT, "/v1/templates/{event_type}/{channel}", api_template_put, RT_BODY | RT_STORE},
+    {HM_GET, "/v1/templates/{event_type}/{channel}", api_template_get, RT_STORE},
+    {HM_GET, "/v1/notifications/{notification_id}", api_notif_get, RT_STORE},
+    {HM_GET, "/healthz", api_healthz, 0},
+    {HM_GET, "/readyz", api_readyz, 0},
+    {HM_GET, "/metrics", api_metrics_get, 0},
+};
+const size_t http_nroutes = ARRAY_LEN(http_routes);

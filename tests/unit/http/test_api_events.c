@@ -1,0 +1,257 @@
+/*
+ * HTTP API tests: POST /v1/events: validation, publishing to raw-events, 503 when
+ * the bus cannot take them, many clients at once.
+ * Real server, bus and store (api_fixture.h).
+ */
+#include "api_fixture.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char good_batch[] =
+    "[{\"event_id\":\"ev-good-1\",\"type\":\"comment\",\"actor\":\"kylie\","
+    "\"audience\":{\"users\":[\"u1\",\"u2\"]},\"data\":{\"text\":\"hi\"}},"
+    " {\"event_id\":\"ev-good-2\",\"type\":\"restock\",\"audience\":{\"topic\":\"product:iphone15\"},"
+    "\"priority\":\"high\"},"
+    " {\"event_id\":\"ev-good-3\",\"type\":\"post\",\"actor\":\"kylie\","
+    "\"audience\":{\"followers_of\":\"kylie\"},\"channels\":[\"push\",\"inapp\"]}]";
+
+static void test_events(void **state)
+{
+    hresp_t r;
+
+    /* a batch with one bad event publishes nothing */
+    hreq(&r, "POST", "/v1/events",
+         "[{\"event_id\":\"ev-bad-0\",\"type\":\"t\",\"audience\":{\"users\":[\"u1\"]}},"
+         " {\"event_id\":\"ev-bad-1\",\"type\":\"t\",\"audience\":{\"users\":[\"u1\"]}},"
+         " {\"event_id\":\"ev-bad-2\",\"type\":\"t\"},"
+         " {\"event_id\":\"ev-bad-3\",\"type\":\"t\",\"audience\":{\"users\":[\"u1\"]}}]");
+    assert_problem(&r, 422, "[2].audience");
+    hresp_clear(&r);
+
+    hreq(&r, "POST", "/v1/events",
+         "[{\"event_id\":\"ev-bad-4\",\"type\":\"t\",\"audience\":{\"users\":[\"u1\",7]}}]");
+    assert_problem(&r, 422, "[0].audience.users[1]");
+    hresp_clear(&r);
+
+    hreq(&r, "POST", "/v1/events", "[{\"event_id\":\"ev-bad-5\",\"type\":\"t\","
+                                   "\"audience\":{\"users\":[\"u1\"]}}, 42]");
+    assert_problem(&r, 422, "[1]");
+    hresp_clear(&r);
+
+    /* a good batch of 3 */
+    hreq(&r, "POST", "/v1/events", good_batch);
+    assert_ok_json(&r, 202);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "accepted")), 3);
+    json_t *ids = json_object_get(r.json, "event_ids");
+    assert_int_equal(json_array_size(ids), 3);
+    assert_string_equal(json_string_value(json_array_get(ids, 0)), "ev-good-1");
+    assert_string_equal(json_string_value(json_array_get(ids, 2)), "ev-good-3");
+    hresp_clear(&r);
+
+    json_t *seen = drain_raw(3, 300);
+    assert_int_equal(json_array_size(seen), 3);
+    assert_true(ids_has(seen, "ev-good-1"));
+    assert_true(ids_has(seen, "ev-good-2"));
+    assert_true(ids_has(seen, "ev-good-3"));
+    json_decref(seen);
+
+    /* one object */
+    hreq(&r, "POST", "/v1/events",
+         "{\"event_id\":\"ev-one\",\"type\":\"comment\",\"audience\":{\"users\":[\"u1\"]}}");
+    assert_ok_json(&r, 202);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "accepted")), 1);
+    hresp_clear(&r);
+
+    /* CloudEvents, structured and batch; a charset parameter is fine */
+    hreq_ct(&r, "POST", "/v1/events", "application/cloudevents+json; charset=utf-8",
+            "{\"specversion\":\"1.0\",\"id\":\"ce-1\",\"type\":\"com.shop.restock\","
+            "\"source\":\"/shop\",\"time\":\"2024-05-01T12:00:00Z\",\"subject\":\"shop\","
+            "\"data\":{\"audience\":{\"topic\":\"product:iphone15\"},\"sku\":\"iphone15\"}}");
+    assert_ok_json(&r, 202);
+    hresp_clear(&r);
+    hreq_ct(&r, "POST", "/v1/events", "application/cloudevents-batch+json",
+            "[{\"specversion\":\"1.0\",\"id\":\"ce-2\",\"type\":\"t\",\"source\":\"/s\","
+            "\"audience\":{\"users\":[\"u9\"]}}]");
+    assert_ok_json(&r, 202);
+    hresp_clear(&r);
+    hreq_ct(&r, "POST", "/v1/events", "application/cloudevents-batch+json",
+            "{\"specversion\":\"1.0\",\"id\":\"ce-bad\",\"type\":\"t\",\"source\":\"/s\","
+            "\"audience\":{\"users\":[\"u9\"]}}");
+    assert_problem(&r, 422, "body");
+    hresp_clear(&r);
+    hreq_ct(&r, "POST", "/v1/events", "application/cloudevents+json",
+            "{\"specversion\":\"1.0\",\"type\":\"t\",\"source\":\"/s\","
+            "\"audience\":{\"users\":[\"u9\"]}}");
+    assert_problem(&r, 422, "id");
+    hresp_clear(&r);
+
+    seen = drain_raw(3, 300);
+    assert_int_equal(json_array_size(seen), 3);
+    assert_true(ids_has(seen, "ev-one"));
+    assert_true(ids_has(seen, "ce-1"));
+    assert_true(ids_has(seen, "ce-2"));
+    json_decref(seen);
+
+    /* bad input of every kind; none of it may reach the bus */
+    hreq(&r, "POST", "/v1/events", "{\"event_id\":\"ev-x\",\"type\":");
+    assert_problem(&r, 400, "body");
+    assert_true(json_is_integer(json_object_get(r.json, "line")));
+    assert_true(json_is_integer(json_object_get(r.json, "column")));
+    assert_non_null(strstr(jstr(r.json, "detail"), "line 1"));
+    hresp_clear(&r);
+
+    hreq(&r, "POST", "/v1/events", "");
+    assert_problem(&r, 400, "body");
+    hresp_clear(&r);
+
+    hreq(&r, "POST", "/v1/events", "{\"event_id\":\"a\",\"event_id\":\"b\"}");
+    assert_problem(&r, 400, "body"); /* duplicate keys are refused */
+    hresp_clear(&r);
+
+    hreq(&r, "POST", "/v1/events", "{\"type\":\"t\",\"audience\":{\"users\":[\"u1\"]}}");
+    assert_problem(&r, 422, "event_id");
+    hresp_clear(&r);
+
+    hreq(&r, "POST", "/v1/events",
+         "{\"event_id\":42,\"type\":\"t\",\"audience\":{\"users\":[\"u1\"]}}");
+    assert_problem(&r, 422, "event_id");
+    hresp_clear(&r);
+
+    hreq(&r, "POST", "/v1/events", "{\"event_id\":\"ev-p\",\"type\":\"t\",\"priority\":5,"
+                                   "\"audience\":{\"users\":[\"u1\"]}}");
+    assert_problem(&r, 422, "priority");
+    hresp_clear(&r);
+
+    hreq(&r, "POST", "/v1/events", "[]");
+    assert_problem(&r, 422, "body");
+    hresp_clear(&r);
+
+    hreq_ct(&r, "POST", "/v1/events", "text/plain",
+            "{\"event_id\":\"ev-ct\",\"type\":\"t\",\"audience\":{\"users\":[\"u1\"]}}");
+    assert_problem(&r, 415, "Content-Type");
+    hresp_clear(&r);
+
+    /* 1001 events: over the batch limit (and under the byte limit) */
+    {
+        buf_t b;
+        buf_init(&b, 0);
+        buf_append_str(&b, "[");
+        for (int i = 0; i < 1001; i++) buf_printf(&b, "%s{}", i ? "," : "");
+        buf_append_str(&b, "]");
+        hreq(&r, "POST", "/v1/events", buf_cstr(&b));
+        assert_problem(&r, 422, "body");
+        hresp_clear(&r);
+        buf_release(&b);
+    }
+
+    seen = drain_raw(0, 500);
+    assert_int_equal(json_array_size(seen), 0);
+    json_decref(seen);
+
+    assert_true(atomic_load(&F.app.events_accepted) >= 6);
+    assert_true(atomic_load(&F.app.events_rejected) >= 10);
+}
+
+/* A bus that cannot take the events turns into 503 with Retry-After. The
+ * broken bus belongs to a second server of its own, so nothing changes
+ * under the fixture's running server. */
+static void test_events_unavailable(void **state)
+{
+    hresp_t r;
+    /* a bus without raw-events makes the publish fail */
+    char path[256];
+    snprintf(path, sizeof(path), "%s/bus-empty", F.dir);
+    bus_opts_t bo = {.backend = "embedded", .dir = path, .fsync = "never"};
+    app_t app = {.cfg = &F.cfg, .store = F.app.store};
+    assert_int_equal(bus_open(&bo, &app.bus), HR_OK);
+    http_server_t *srv = NULL;
+    assert_int_equal(http_start(&app, "127.0.0.1:0", &srv), HR_OK);
+
+    hreq_at(http_port(srv), &r, "POST", "/v1/events", NULL,
+            "{\"event_id\":\"ev-nobus\",\"type\":\"t\",\"audience\":{\"users\":[\"u1\"]}}");
+    assert_problem(&r, 503, NULL);
+    assert_string_equal(r.retry_after, "1");
+    hresp_clear(&r);
+    hreq_at(http_port(srv), &r, "GET", "/readyz", NULL, NULL);
+    assert_problem(&r, 503, NULL);
+    hresp_clear(&r);
+
+    http_stop(srv);
+    bus_close(app.bus);
+
+    /* the fixture's server was never touched */
+    hreq(&r, "GET", "/readyz", NULL);
+    assert_int_equal(r.status, 200);
+    hresp_clear(&r);
+}
+
+/* Many clients at once: every batch is acknowledged and every event lands
+ * on raw-events exactly once. */
+static void test_concurrent_publish(void **state)
+{
+    enum { CLIENTS = 40, PER_BATCH = 5 };
+    CURLM *m = curl_multi_init();
+    CURL *easy[CLIENTS];
+    hresp_t resp[CLIENTS];
+    char *bodies[CLIENTS];
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/events", F.port);
+    for (int c = 0; c < CLIENTS; c++) {
+        buf_t b;
+        buf_init(&b, 0);
+        buf_append_str(&b, "[");
+        for (int i = 0; i < PER_BATCH; i++)
+            buf_printf(&b, "%s{\"event_id\":\"ev-c%d-%d\",\"type\":\"t\","
+                           "\"audience\":{\"users\":[\"u%d\"]}}",
+                       i ? "," : "", c, i, i);
+        buf_append_str(&b, "]");
+        bodies[c] = (char *)buf_cstr(&b); /* freed below */
+        memset(&resp[c], 0, sizeof(resp[c]));
+        easy[c] = curl_easy_init();
+        curl_easy_setopt(easy[c], CURLOPT_URL, url);
+        curl_easy_setopt(easy[c], CURLOPT_POSTFIELDS, bodies[c]);
+        curl_easy_setopt(easy[c], CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(easy[c], CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(easy[c], CURLOPT_WRITEDATA, &resp[c]);
+        curl_easy_setopt(easy[c], CURLOPT_TIMEOUT, 60L);
+        curl_multi_add_handle(m, easy[c]);
+    }
+    int running = 1;
+    while (running) {
+        assert_int_equal(curl_multi_perform(m, &running), CURLM_OK);
+        if (running) curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    for (int c = 0; c < CLIENTS; c++) {
+        curl_easy_getinfo(easy[c], CURLINFO_RESPONSE_CODE, &resp[c].status);
+        if (resp[c].status != 202) fail_msg("client %d: %ld %s", c, resp[c].status, resp[c].body);
+        curl_multi_remove_handle(m, easy[c]);
+        curl_easy_cleanup(easy[c]);
+        hresp_clear(&resp[c]);
+        free(bodies[c]);
+    }
+    curl_slist_free_all(hdrs);
+    curl_multi_cleanup(m);
+
+    json_t *seen = drain_raw(CLIENTS * PER_BATCH, 300);
+    assert_int_equal(json_array_size(seen), CLIENTS * PER_BATCH);
+    char id[64];
+    for (int c = 0; c < CLIENTS; c++)
+        for (int i = 0; i < PER_BATCH; i++) {
+            snprintf(id, sizeof(id), "ev-c%d-%d", c, i);
+            assert_true(ids_has(seen, id));
+        }
+    json_decref(seen);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_events),
+        cmocka_unit_test(test_concurrent_publish),
+        cmocka_unit_test(test_events_unavailable),
+    };
+    return cmocka_run_group_tests(tests, api_setup, api_teardown);
+}

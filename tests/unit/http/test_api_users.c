@@ -1,0 +1,213 @@
+/*
+ * HTTP API tests: /v1/users/{user_id}: profiles, preferences, follows.
+ * Real server, bus and store (api_fixture.h).
+ */
+#include "api_fixture.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void test_users(void **state)
+{
+    hresp_t r;
+    hreq(&r, "PUT", "/v1/users/u-alice",
+         "{\"email\":\"alice@example.com\",\"phone\":\"+14155550100\",\"locale\":\"pt-BR\","
+         "\"timezone\":\"America/Sao_Paulo\",\"quiet_hours\":{\"start\":\"22:00\",\"end\":\"07:00\"},"
+         "\"devices\":[{\"platform\":\"apns\",\"token\":\"tok-a\"},{\"platform\":\"fcm\",\"token\":\"tok-f\"}],"
+         "\"webhook_url\":\"https://hooks.example.com/alice\"}");
+    assert_ok_json(&r, 200);
+    assert_string_equal(jstr(r.json, "user_id"), "u-alice");
+    assert_string_equal(jstr(r.json, "email"), "alice@example.com");
+    hresp_clear(&r);
+
+    hreq(&r, "GET", "/v1/users/u-alice", NULL);
+    assert_ok_json(&r, 200);
+    assert_string_equal(jstr(r.json, "phone"), "+14155550100");
+    assert_string_equal(jstr(r.json, "locale"), "pt-BR");
+    assert_string_equal(jstr(r.json, "timezone"), "America/Sao_Paulo");
+    assert_string_equal(jstr(json_object_get(r.json, "quiet_hours"), "start"), "22:00");
+    assert_string_equal(jstr(json_object_get(r.json, "quiet_hours"), "end"), "07:00");
+    json_t *devs = json_object_get(r.json, "devices");
+    assert_int_equal(json_array_size(devs), 2);
+    assert_string_equal(jstr(json_array_get(devs, 1), "platform"), "fcm");
+    assert_string_equal(jstr(json_array_get(devs, 1), "token"), "tok-f");
+    assert_string_equal(jstr(r.json, "webhook_url"), "https://hooks.example.com/alice");
+    assert_true(json_is_string(json_object_get(r.json, "updated_at")));
+    hresp_clear(&r);
+
+    /* PUT replaces: absent fields go back to defaults */
+    hreq(&r, "PUT", "/v1/users/u-alice", "{\"email\":\"alice@example.org\"}");
+    assert_ok_json(&r, 200);
+    assert_true(json_is_null(json_object_get(r.json, "phone")));
+    assert_string_equal(jstr(r.json, "locale"), "en");
+    assert_string_equal(jstr(r.json, "timezone"), "UTC");
+    assert_true(json_is_null(json_object_get(r.json, "quiet_hours")));
+    assert_int_equal(json_array_size(json_object_get(r.json, "devices")), 0);
+    hresp_clear(&r);
+
+    /* ids are percent-decoded */
+    hreq(&r, "PUT", "/v1/users/team%2Fbob%20b", "{\"email\":\"bob@example.com\"}");
+    assert_ok_json(&r, 200);
+    assert_string_equal(jstr(r.json, "user_id"), "team/bob b");
+    hresp_clear(&r);
+    hreq(&r, "GET", "/v1/users/team%2Fbob%20b", NULL);
+    assert_ok_json(&r, 200);
+    assert_string_equal(jstr(r.json, "email"), "bob@example.com");
+    hresp_clear(&r);
+
+    hreq(&r, "GET", "/v1/users/nobody", NULL);
+    assert_problem(&r, 404, NULL);
+    hresp_clear(&r);
+
+    static const struct {
+        const char *body;
+        const char *field;
+    } bad[] = {
+        {"{\"email\":\"not-an-address\"}", "email"},
+        {"{\"email\":5}", "email"},
+        {"{\"phone\":\"4155550100\"}", "phone"},
+        {"{\"phone\":\"+1415abc0100\"}", "phone"},
+        {"{\"locale\":\"\"}", "locale"},
+        {"{\"timezone\":\"\"}", "timezone"},
+        {"{\"timezone\":7}", "timezone"},
+        {"{\"quiet_hours\":{\"start\":\"25:00\",\"end\":\"07:00\"}}", "quiet_hours.start"},
+        {"{\"quiet_hours\":{\"start\":\"22:00\"}}", "quiet_hours.end"},
+        {"{\"quiet_hours\":\"22-07\"}", "quiet_hours"},
+        {"{\"devices\":[{\"platform\":\"apns\",\"token\":\"t\"},{\"platform\":\"bb\",\"token\":\"t\"}]}",
+         "devices[1].platform"},
+        {"{\"devices\":[{\"platform\":\"fcm\"}]}", "devices[0].token"},
+        {"{\"devices\":{}}", "devices"},
+        {"{\"webhook_url\":\"ftp://x\"}", "webhook_url"},
+        {"{\"emial\":\"typo@example.com\"}", "emial"},
+        {"{\"user_id\":\"someone-else\"}", "user_id"},
+        {"[1,2]", "body"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        hreq(&r, "PUT", "/v1/users/u-bad", bad[i].body);
+        assert_problem(&r, 422, bad[i].field);
+        hresp_clear(&r);
+    }
+    /* 17 devices */
+    buf_t b;
+    buf_init(&b, 0);
+    buf_append_str(&b, "{\"devices\":[");
+    for (int i = 0; i <= STORE_MAX_DEVICES; i++)
+        buf_printf(&b, "%s{\"platform\":\"fcm\",\"token\":\"t%d\"}", i ? "," : "", i);
+    buf_append_str(&b, "]}");
+    hreq(&r, "PUT", "/v1/users/u-bad", buf_cstr(&b));
+    assert_problem(&r, 422, "devices");
+    hresp_clear(&r);
+    buf_release(&b);
+
+    hreq(&r, "PUT", "/v1/users/u-bad", "{\"email\":");
+    assert_problem(&r, 400, "body");
+    hresp_clear(&r);
+
+    /* nothing was written by the refused requests */
+    hreq(&r, "GET", "/v1/users/u-bad", NULL);
+    assert_problem(&r, 404, NULL);
+    hresp_clear(&r);
+}
+
+static void test_preferences(void **state)
+{
+    hresp_t r;
+    hreq(&r, "PUT", "/v1/users/u-prefs", "{\"email\":\"p@example.com\"}");
+    assert_int_equal(r.status, 200);
+    hresp_clear(&r);
+
+    hreq(&r, "GET", "/v1/users/u-prefs/preferences", NULL);
+    assert_ok_json(&r, 200);
+    assert_int_equal(json_object_size(json_object_get(r.json, "channels")), 0);
+    hresp_clear(&r);
+
+    hreq(&r, "PUT", "/v1/users/u-prefs/preferences",
+         "{\"channels\":{\"sms\":false},\"categories\":{\"social\":{\"push\":true,\"email\":false}}}");
+    assert_ok_json(&r, 200);
+    hresp_clear(&r);
+
+    hreq(&r, "GET", "/v1/users/u-prefs/preferences", NULL);
+    assert_ok_json(&r, 200);
+    json_t *ch = json_object_get(r.json, "channels");
+    assert_int_equal(json_object_size(ch), 1);
+    assert_true(json_is_false(json_object_get(ch, "sms")));
+    json_t *social = json_object_get(json_object_get(r.json, "categories"), "social");
+    assert_true(json_is_true(json_object_get(social, "push")));
+    assert_true(json_is_false(json_object_get(social, "email")));
+    hresp_clear(&r);
+
+    hreq(&r, "PUT", "/v1/users/u-prefs/preferences", "{\"channels\":{\"fax\":false}}");
+    assert_problem(&r, 422, "channels.fax");
+    hresp_clear(&r);
+    hreq(&r, "PUT", "/v1/users/u-prefs/preferences",
+         "{\"categories\":{\"social\":{\"push\":\"yes\"}}}");
+    assert_problem(&r, 422, "categories.social.push");
+    hresp_clear(&r);
+    hreq(&r, "PUT", "/v1/users/u-prefs/preferences", "{\"categories\":[]}");
+    assert_problem(&r, 422, "categories");
+    hresp_clear(&r);
+
+    /* the refused bodies changed nothing */
+    hreq(&r, "GET", "/v1/users/u-prefs/preferences", NULL);
+    assert_ok_json(&r, 200);
+    assert_true(json_is_false(json_object_get(json_object_get(r.json, "channels"), "sms")));
+    hresp_clear(&r);
+
+    hreq(&r, "PUT", "/v1/users/nobody/preferences", "{\"channels\":{\"sms\":false}}");
+    assert_problem(&r, 404, NULL);
+    hresp_clear(&r);
+    hreq(&r, "GET", "/v1/users/nobody/preferences", NULL);
+    assert_problem(&r, 404, NULL);
+    hresp_clear(&r);
+
+    hreq_ct(&r, "PUT", "/v1/users/u-prefs/preferences", "application/xml", "<prefs/>");
+    assert_problem(&r, 415, "Content-Type");
+    hresp_clear(&r);
+}
+
+static void test_follows(void **state)
+{
+    hresp_t r;
+    hreq(&r, "PUT", "/v1/users/u-fan", "{}");
+    assert_int_equal(r.status, 200);
+    hresp_clear(&r);
+
+    hreq(&r, "POST", "/v1/users/u-fan/follows", "{\"actor\":\"kylie\"}");
+    assert_ok_json(&r, 201);
+    assert_string_equal(jstr(r.json, "actor"), "kylie");
+    hresp_clear(&r);
+    hreq(&r, "POST", "/v1/users/u-fan/follows", "{\"actor\":\"kylie\"}");
+    assert_ok_json(&r, 200);
+    hresp_clear(&r);
+
+    char **ids = NULL;
+    int n = 0;
+    assert_int_equal(store_followers_page(F.app.store, "kylie", NULL, 10, &ids, &n), HR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], "u-fan");
+    ids_free(ids, n);
+
+    hreq(&r, "POST", "/v1/users/u-fan/follows", "{\"user\":\"kylie\"}");
+    assert_problem(&r, 422, "user");
+    hresp_clear(&r);
+    hreq(&r, "POST", "/v1/users/u-fan/follows", "{}");
+    assert_problem(&r, 422, "actor");
+    hresp_clear(&r);
+    hreq(&r, "POST", "/v1/users/u-fan/follows", "{\"actor\":\"u-fan\"}");
+    assert_problem(&r, 422, "actor");
+    hresp_clear(&r);
+    hreq(&r, "POST", "/v1/users/nobody/follows", "{\"actor\":\"kylie\"}");
+    assert_problem(&r, 404, NULL);
+    hresp_clear(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_users),
+        cmocka_unit_test(test_preferences),
+        cmocka_unit_test(test_follows),
+    };
+    return cmocka_run_group_tests(tests, api_setup, api_teardown);
+}

@@ -1,0 +1,129 @@
+/*
+ * Tests for src/model/validate.c: each validator at its edges, limits
+ * included.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "model/validate.h"
+
+#include <string.h>
+
+/* A string of n copies of c after prefix and before suffix. */
+static char *fill(char *out, const char *prefix, char c, size_t n, const char *suffix)
+{
+    size_t p = strlen(prefix);
+    memcpy(out, prefix, p);
+    memset(out + p, c, n);
+    memcpy(out + p + n, suffix, strlen(suffix) + 1);
+    return out;
+}
+
+static void test_email(void **state)
+{
+    static const char *const good[] = {"a@b.c", "alice@example.com", "a.b+tag@sub.example.org",
+                                       "x@y.z.w"};
+    static const char *const bad[] = {"",          "alice",      "@example.com", "alice@",
+                                      "a@@b.c",    "a@b@c.d",    "a@example",    "a@.com",
+                                      "a@b.",      "al ice@b.c", "a\t@b.c",      "a@b c.d"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) assert_true(valid_email(good[i]));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (valid_email(bad[i])) fail_msg("accepted \"%s\"", bad[i]);
+    char s[VALID_EMAIL_MAX + 16];
+    fill(s, "a@", 'b', VALID_EMAIL_MAX - 6, ".com"); /* exactly the limit */
+    assert_int_equal(strlen(s), VALID_EMAIL_MAX);
+    assert_true(valid_email(s));
+    fill(s, "a@", 'b', VALID_EMAIL_MAX - 5, ".com");
+    assert_false(valid_email(s));
+}
+
+static void test_phone(void **state)
+{
+    assert_true(valid_phone("+14155550100"));
+    assert_true(valid_phone("+1234567"));         /* 7 digits */
+    assert_true(valid_phone("+123456789012345")); /* 15 digits */
+    assert_int_equal(strlen("+123456789012345"), VALID_PHONE_MAX);
+    assert_false(valid_phone("+123456"));          /* 6 */
+    assert_false(valid_phone("+1234567890123456")); /* 16 */
+    assert_false(valid_phone("14155550100"));
+    assert_false(valid_phone("+04155550100"));
+    assert_false(valid_phone("+1415abc0100"));
+    assert_false(valid_phone("+1 415 555 0100"));
+    assert_false(valid_phone("+"));
+    assert_false(valid_phone(""));
+}
+
+static void test_hhmm(void **state)
+{
+    int m = -1;
+    assert_true(valid_hhmm("00:00", &m));
+    assert_int_equal(m, 0);
+    assert_true(valid_hhmm("23:59", &m));
+    assert_int_equal(m, 23 * 60 + 59);
+    assert_true(valid_hhmm("07:05", &m));
+    assert_int_equal(m, 425);
+    assert_true(valid_hhmm("12:30", NULL));
+    static const char *const bad[] = {"24:00", "12:60", "7:00", "07:0", "07-00", "0700",
+                                      "07:000", " 7:00", "ab:cd", "", "99:99", "-1:00"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        m = -1;
+        if (valid_hhmm(bad[i], &m)) fail_msg("accepted \"%s\"", bad[i]);
+        assert_int_equal(m, -1); /* untouched when invalid */
+    }
+}
+
+static void test_locale(void **state)
+{
+    static const char *const good[] = {"en", "pt-BR", "zh_Hant_TW", "sr-Latn-RS", "de1"};
+    static const char *const bad[] = {"", "e", "1en", "-en", "e n", "en.UTF-8", "fr@euro"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) assert_true(valid_locale(good[i]));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (valid_locale(bad[i])) fail_msg("accepted \"%s\"", bad[i]);
+    char s[VALID_LOCALE_MAX + 4];
+    assert_true(valid_locale(fill(s, "", 'a', VALID_LOCALE_MAX, "")));
+    assert_false(valid_locale(fill(s, "", 'a', VALID_LOCALE_MAX + 1, "")));
+}
+
+static void test_timezone(void **state)
+{
+    static const char *const good[] = {"UTC", "Europe/Paris", "America/Argentina/Buenos_Aires",
+                                       "Etc/GMT+5", "Etc/GMT-14", "America/Port-au-Prince"};
+    static const char *const bad[] = {"", "/Europe", "Europe/", "Europe Paris", "Europe\\Paris",
+                                      "UTC;", "Europe/Paris\n"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_true(valid_timezone(good[i]));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (valid_timezone(bad[i])) fail_msg("accepted \"%s\"", bad[i]);
+    char s[VALID_TIMEZONE_MAX + 4];
+    assert_true(valid_timezone(fill(s, "", 'Z', VALID_TIMEZONE_MAX, "")));
+    assert_false(valid_timezone(fill(s, "", 'Z', VALID_TIMEZONE_MAX + 1, "")));
+}
+
+static void test_url(void **state)
+{
+    static const char *const good[] = {"https://hooks.example.com/alice", "http://localhost:8080",
+                                       "https://x", "http://10.0.0.1/a?b=c"};
+    static const char *const bad[] = {"",         "ftp://x",       "https://",
+                                      "http:///x", "https//x",      "https://a b",
+                                      "HTTPS://x", "mailto:a@b.c", "//x"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) assert_true(valid_url(good[i]));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (valid_url(bad[i])) fail_msg("accepted \"%s\"", bad[i]);
+    char s[VALID_URL_MAX + 16];
+    fill(s, "https://", 'h', VALID_URL_MAX - 8, "");
+    assert_true(valid_url(s));
+    fill(s, "https://", 'h', VALID_URL_MAX - 7, "");
+    assert_false(valid_url(s));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_email),    cmocka_unit_test(test_phone),
+        cmocka_unit_test(test_hhmm),     cmocka_unit_test(test_locale),
+        cmocka_unit_test(test_timezone), cmocka_unit_test(test_url),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
