@@ -149,8 +149,4 @@ void resp_header(http_resp_t *rs, const char *name, const char *fmt, ...)
 #define PROBLEM_VALIDATION "urn:herald:problem:validation"
 #define PROBLEM_UNAVAILABLE "urn:herald:problem:unavailable"
 
-/* ---- api.c ---- */
-/* Prometheus text for /metrics (server counters included). */
-void api_metrics(http_server_t *srv, buf_t *out);
-
 #endif
