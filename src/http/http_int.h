@@ -66,7 +66,6 @@ struct http_server {
     app_t *app;
     struct MHD_Daemon *daemon;
     int port;
-    atomic_llong responses[6];  /* by status class: [1] 1xx ... [5] 5xx; [0] aborted */
 };
 
 struct http_req {

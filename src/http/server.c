@@ -352,14 +352,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    http_server_t *srv = cls;
     http_req_t *rq = *con_cls;
     if (!rq) return;
     int cls_idx = (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->status >= 100 &&
                    rq->status < 600)
                       ? rq->status / 100
                       : 0;
-    atomic_fetch_add(&srv->responses[cls_idx], 1);
+    METRIC_ADD_AT(http_responses, cls_idx, 1);
     log_debug("http", "%s %s -> %d (%.3f ms)%s", rq->method_name, rq->path, rq->status,
               (double)(hclock_mono_ns() - rq->start_ns) / 1e6,
               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted");

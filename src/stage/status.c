@@ -62,7 +62,7 @@ static hr_t sink_process(void *state, const bus_msg_t *msgs, int n, bus_batch_t 
     if (r != HR_OK || k == 0) return r;
     r = store_notif_write_batch(s->app->store, s->ptrs, k);
     if (r == HR_OK)
-        atomic_fetch_add(&s->app->status_rows_written, k);
+        METRIC_ADD(status_rows_written, k);
     else
         log_warn("status", "writing %d rows failed: %s", k, hr_str(r));
     return r;
