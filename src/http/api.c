@@ -1112,8 +1112,8 @@ const http_route_t http_routes[] = {
     {HM_PUT, "/v1/templates/{event_type}/{channel}", h_template_put, RT_BODY | RT_STORE},
     {HM_GET, "/v1/templates/{event_type}/{channel}", h_template_get, RT_STORE},
     {HM_GET, "/v1/notifications/{notification_id}", h_notif_get, RT_STORE},
-    {HM_GET, "/healthz", h_healthz, 0},
-    {HM_GET, "/readyz", h_readyz, 0},
-    {HM_GET, "/metrics", h_metrics, 0},
+    {HM_GET, "/healthz", h_healthz, RT_OPS},
+    {HM_GET, "/readyz", h_readyz, RT_OPS},
+    {HM_GET, "/metrics", h_metrics, RT_OPS},
 };
 const size_t http_nroutes = ARRAY_LEN(http_routes);

@@ -48,6 +48,7 @@ typedef void (*http_handler_fn)(http_req_t *rq, http_resp_t *rs);
 #define RT_EVENTS 2u    /* also accepts the CloudEvents media types */
 #define RT_STORE 4u     /* needs app->store (503 without it) */
 #define RT_BUS 8u       /* needs app->bus */
+#define RT_OPS 16u      /* operations (health, metrics): served whatever the roles */
 
 /* One route: a method and a pattern of literal and "{name}" segments. The
  * names become problem "field" values when a parameter is invalid. */
@@ -66,6 +67,7 @@ struct http_server {
     app_t *app;
     struct MHD_Daemon *daemon;
     int port;
+    bool api;                   /* the process runs the ingest role: every route, not only RT_OPS */
 };
 
 struct http_req {

@@ -260,6 +260,12 @@ static bool early_checks(http_req_t *rq, http_resp_t *rs)
         return true;
     }
 
+    if (!rq->srv->api && !(rq->route->flags & RT_OPS)) {
+        resp_problem(rs, 404, NULL, NULL,
+                     "this process does not run the ingest role: it serves /healthz, /readyz and "
+                     "/metrics only");
+        return true;
+    }
     const char *cl =
         MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
@@ -444,6 +450,8 @@ hr_t http_start(app_t *app, const char *listen, http_server_t **out)
 
     http_server_t *s = xcalloc(1, sizeof(*s));
     s->app = app;
+    /* the rule main.c applied to start the server at all */
+    s->api = strcmp(app->cfg->roles, "all") == 0 || strstr(app->cfg->roles, "ingest") != NULL;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     if (v6) flags |= MHD_USE_IPv6;
     unsigned threads = app->cfg->http_threads > 1 ? (unsigned)app->cfg->http_threads : 1;

@@ -11,7 +11,11 @@
 
 #include <cmocka.h>
 
+#include "app.h"
+#include "http/http.h"
 #include "metrics/metrics.h"
+
+#include <curl/curl.h>
 
 #include <fcntl.h>
 #include <math.h>
@@ -352,6 +356,79 @@ static void test_process(void **state)
     free(s);
 }
 
+/* ------------------------------------------------------------ HTTP */
+
+static size_t collect_body(char *p, size_t size, size_t n, void *ud)
+{
+    buf_append((buf_t *)ud, p, size * n);
+    return size * n;
+}
+
+/* Status of a request to the server on port; the body into body. */
+static long call(int port, const char *method, const char *path, buf_t *body)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    buf_reset(body);
+    CURL *h = curl_easy_init();
+    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    if (strcmp(method, "POST") == 0) curl_easy_setopt(h, CURLOPT_POSTFIELDS, "{}");
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+    long status = 0;
+    if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(h);
+    buf_cstr(body);
+    return status;
+}
+
+/* A process without the ingest role still answers health and metrics
+ * requests, and only those. */
+static void test_ops_whatever_the_roles(void **state)
+{
+    (void)state;
+    config_t cfg;
+    config_init(&cfg);
+    char why[256];
+    assert_int_equal(config_set(&cfg, "roles", "fanout,status", why, sizeof(why)), HR_OK);
+    app_t app;
+    memset(&app, 0, sizeof(app));
+    app.cfg = &cfg;
+    http_server_t *srv = NULL;
+    assert_int_equal(http_start(&app, "127.0.0.1:0", &srv), HR_OK);
+    int port = http_port(srv);
+    buf_t b;
+    buf_init(&b, 0);
+    assert_int_equal(call(port, "GET", "/healthz", &b), 200);
+    int64_t ok0 = METRIC_VALUE_AT(http_responses, 2);
+    assert_int_equal(call(port, "GET", "/metrics", &b), 200);
+    metrics_snap_t *s = malloc(sizeof(*s));
+    assert_int_equal(metrics_snap_parse(b.data, s), HR_OK);
+    assert_true(s->http_responses[2] >= ok0);
+    assert_true(s->process_resident_memory > 0);
+    /* the fine buckets on request */
+    assert_int_equal(call(port, "GET", "/metrics?buckets=fine", &b), 200);
+    assert_non_null(strstr(b.data, "_bucket{channel=\"push\",le=\"1.6e-05\"} "));
+    int64_t bad0 = METRIC_VALUE_AT(http_responses, 4);
+    assert_int_equal(call(port, "GET", "/metrics?buckets=many", &b), 400);
+    /* the API is not served */
+    assert_int_equal(call(port, "POST", "/v1/events", &b), 404);
+    assert_non_null(strstr(b.data, "ingest role"));
+    assert_int_equal(call(port, "GET", "/v1/users/ann", &b), 404);
+    http_stop(srv);
+    /* each answer counted once by class, also once the server's threads
+     * have ended */
+    assert_int_equal(METRIC_VALUE_AT(http_responses, 4) - bad0, 3);
+    buf_release(&b);
+    free(s);
+    config_release(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -363,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_parse_rejects_foreign_text),
         cmocka_unit_test(test_render_parse),
         cmocka_unit_test(test_process),
+        cmocka_unit_test(test_ops_whatever_the_roles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
