@@ -201,16 +201,14 @@ static int cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     if (pipeline_start(&app, &pipe) != HR_OK) goto out;
-    bool api = strcmp(c.cfg.roles, "all") == 0 || strstr(c.cfg.roles, "ingest") != NULL;
-    if (api) {
-        if (http_start(&app, c.cfg.listen, &http) != HR_OK) {
-            fprintf(stderr, "herald: cannot listen on %s\n", c.cfg.listen);
-            goto out;
-        }
-        log_info("serve", "herald %s listening on http://%s (port %d), data in %s, bus %s",
-                 HERALD_VERSION, c.cfg.listen, http_port(http), c.cfg.data_dir,
-                 c.cfg.bus_backend);
+    /* every process serves /healthz, /readyz and /metrics; the API only
+     * with the ingest role (http/server.c) */
+    if (http_start(&app, c.cfg.listen, &http) != HR_OK) {
+        fprintf(stderr, "herald: cannot listen on %s\n", c.cfg.listen);
+        goto out;
     }
+    log_info("serve", "herald %s listening on http://%s (port %d), data in %s, bus %s",
+             HERALD_VERSION, c.cfg.listen, http_port(http), c.cfg.data_dir, c.cfg.bus_backend);
     while (!got_signal) pause();
     log_info("serve", "signal %d: shutting down", (int)got_signal);
     rc = 0;

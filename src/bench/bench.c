@@ -264,7 +264,7 @@ static json_t *latencies_json(const metrics_t *a, const metrics_t *b)
     json_t *o = json_object();
     for (int ch = 0; ch < CH__COUNT; ch++) {
         hist_snap_t d;
-        hist_snap_sub(&a->latency[ch], &b->latency[ch], &d);
+        hist_snap_sub(&a->v.delivery_latency[ch], &b->v.delivery_latency[ch], &d);
         if (d.total) json_object_set_new(o, channel_name((channel_t)ch), latency_json(&d));
     }
     return o;
@@ -274,7 +274,7 @@ static void print_latencies(const char *indent, const metrics_t *a, const metric
 {
     for (int ch = 0; ch < CH__COUNT; ch++) {
         hist_snap_t d;
-        hist_snap_sub(&a->latency[ch], &b->latency[ch], &d);
+        hist_snap_sub(&a->v.delivery_latency[ch], &b->v.delivery_latency[ch], &d);
         if (!d.total) continue;
         printf("%s%-6s p50 %8.2f ms  p95 %8.2f ms  p99 %8.2f ms  max %8.2f ms  (%llu)\n", indent,
                channel_name((channel_t)ch), (double)hist_quantile(&d, 0.50) / 1000.0,
@@ -427,7 +427,7 @@ static double wait_drain(run_t *R, bool sink, double timeout, metrics_t *last)
     double t0 = now_s();
     for (;;) {
         if (metrics_scrape(R->port, last) == HR_OK && metrics_done(last) >= R->offered &&
-            (!sink || last->status_rows_written >= R->offered))
+            (!sink || last->v.status_rows_written >= R->offered))
             return now_s() - t0;
         if (now_s() - t0 > timeout) return -1;
         usleep(100000);
@@ -748,11 +748,11 @@ int bench_main(int argc, char **argv)
         double dt = t1 - t0;
         int64_t fan, disp, stat;
         lag_now(&R, &m1, &fan, &disp, &stat);
-        double eps = (double)(m1.events_accepted - m0.events_accepted) / dt;
-        double nps = (double)(m1.notifs_sent - m0.notifs_sent) / dt;
-        double rows = (double)(m1.status_rows_written - m0.status_rows_written) / dt;
+        double eps = (double)(m1.v.events_accepted - m0.v.events_accepted) / dt;
+        double nps = (double)(m1.v.notifs_sent - m0.v.notifs_sent) / dt;
+        double rows = (double)(m1.v.status_rows_written - m0.v.status_rows_written) / dt;
         double cpu = c1 - c0;
-        int64_t sent = m1.notifs_sent - m0.notifs_sent;
+        int64_t sent = m1.v.notifs_sent - m0.v.notifs_sent;
         double cpu_per_m = sent ? cpu / ((double)sent / 1e6) : 0;
         max_nps = nps;
         int64_t peak = 0, rss = 0;
@@ -772,8 +772,8 @@ int bench_main(int argc, char **argv)
         double t_settled = now_s();
         double drain = wait_drain(&R, true, o.drain_timeout, &md);
         double t_end = now_s();
-        double sink_rate = t_end - t_settled > 1 && md.status_rows_written > ms.status_rows_written
-                               ? (double)(md.status_rows_written - ms.status_rows_written) / (t_end - t_settled)
+        double sink_rate = t_end - t_settled > 1 && md.v.status_rows_written > ms.v.status_rows_written
+                               ? (double)(md.v.status_rows_written - ms.v.status_rows_written) / (t_end - t_settled)
                                : 0;
         printf("     delivery settled %.1f s after the load stopped; the status sink then wrote %.0f rows/s "
                "alone%s\n",
@@ -829,7 +829,7 @@ int bench_main(int argc, char **argv)
         double settle = wait_drain(&R, false, 60, &settled);
         if (metrics_scrape(R.port, &b) != HR_OK) goto out;
         /* delivered during the window: what settled, over the generation time */
-        double nps = (double)(b.notifs_sent - a.notifs_sent) / (t1 - t0);
+        double nps = (double)(b.v.notifs_sent - a.v.notifs_sent) / (t1 - t0);
         printf("sweep %3.0f%%: offered %.0f events/s (%.0f notifications/s, %d per request), delivered %.0f "
                "notifications/s, herald CPU %.2f cores, schedule slip %.3f s, sink backlog at start %lld\n",
                pcts[i], eps, eps * mean_aud, batch, nps, (c1 - c0) / (t1 - t0), g.max_behind_s, (long long)ls);

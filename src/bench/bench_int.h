@@ -17,6 +17,7 @@
 #include "bench/workload.h"
 #include "core/buf.h"
 #include "core/hist.h"
+#include "metrics/metrics.h"
 
 #include <stdatomic.h>
 #include <sys/types.h>
@@ -28,27 +29,24 @@ hr_t http_get(int port, const char *path, buf_t *out, int timeout_ms);
 /* POST a JSON body. */
 hr_t http_post(int port, const char *path, const char *body, buf_t *out, int timeout_ms);
 
+/* A scrape of herald's /metrics: every metric of src/metrics/metrics.def
+ * (v.notifs_sent, v.delivery_latency[ch] with the fine buckets and max...)
+ * and the embedded bus's lag summed per stage. */
 typedef struct metrics {
-    int64_t events_accepted;
-    int64_t events_rejected;
-    int64_t notifs_fanned_out;
-    int64_t notifs_sent;
-    int64_t notifs_failed;
-    int64_t notifs_suppressed;
-    int64_t dlq_records;
-    int64_t status_rows_written;
-    hist_snap_t latency[CH__COUNT];
+    metrics_snap_t v;
     int64_t lag_fanout, lag_dispatch, lag_status; /* -1 when not exposed */
     bool has_lag;
 } metrics_t;
 
-/* Parses herald's /metrics text. */
+/* Parses herald's /metrics text (metrics_snap_parse, then the lag sums and
+ * each latency histogram's max). */
 hr_t metrics_parse(const char *text, metrics_t *m);
+/* GET /metrics?buckets=fine (the fine buckets give quantiles within 12.5 %). */
 hr_t metrics_scrape(int port, metrics_t *m);
 /* Notifications whose fate is settled: sent, failed or suppressed. */
 static inline int64_t metrics_done(const metrics_t *m)
 {
-    return m->notifs_sent + m->notifs_failed + m->notifs_suppressed;
+    return m->v.notifs_sent + m->v.notifs_failed + m->v.notifs_suppressed;
 }
 
 /* ---- proc.c ---- */

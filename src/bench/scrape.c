@@ -1,12 +1,14 @@
 /*
  * scrape.c - a minimal blocking HTTP/1.1 GET against 127.0.0.1 and the
- * parser of herald's /metrics text (the counters, the latency histograms
- * and the lag gauges the benchmark reads).
+ * benchmark's reading of herald's /metrics text: metrics_snap_parse (the
+ * parser generated from src/metrics/metrics.def) plus the sums the
+ * benchmark wants (lag per stage).
  */
 #include "bench/bench_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -96,97 +98,31 @@ hr_t http_post(int port, const char *path, const char *body, buf_t *out, int tim
     return http_call(port, "POST", path, body, out, timeout_ms);
 }
 
-static bool starts(const char *line, const char *prefix, const char **rest)
-{
-    size_t n = strlen(prefix);
-    if (strncmp(line, prefix, n) != 0) return false;
-    *rest = line + n;
-    return true;
-}
-
-static int channel_of(const char *s)
-{
-    for (int ch = 0; ch < CH__COUNT; ch++) {
-        const char *name = channel_name((channel_t)ch);
-        size_t n = strlen(name);
-        if (strncmp(s, name, n) == 0 && s[n] == '"') return ch;
-    }
-    return -1;
-}
-
 hr_t metrics_parse(const char *text, metrics_t *m)
 {
-    static const struct {
-        const char *name;
-        size_t off;
-    } counters[] = {
-        {"herald_events_accepted_total ", offsetof(metrics_t, events_accepted)},
-        {"herald_events_rejected_total ", offsetof(metrics_t, events_rejected)},
-        {"herald_notifications_fanned_out_total ", offsetof(metrics_t, notifs_fanned_out)},
-        {"herald_notifications_sent_total ", offsetof(metrics_t, notifs_sent)},
-        {"herald_notifications_failed_total ", offsetof(metrics_t, notifs_failed)},
-        {"herald_notifications_suppressed_total ", offsetof(metrics_t, notifs_suppressed)},
-        {"herald_dlq_records_total ", offsetof(metrics_t, dlq_records)},
-        {"herald_status_rows_written_total ", offsetof(metrics_t, status_rows_written)},
-    };
     memset(m, 0, sizeof(*m));
-    uint64_t cum_prev[CH__COUNT] = {0};
-    bool any = false;
-    for (const char *line = text; line && *line;) {
-        const char *nl = strchr(line, '\n');
-        const char *rest;
-        if (line[0] != '#') {
-            for (size_t i = 0; i < ARRAY_LEN(counters); i++)
-                if (starts(line, counters[i].name, &rest)) {
-                    *(int64_t *)((char *)m + counters[i].off) = strtoll(rest, NULL, 10);
-                    any = true;
-                }
-            if (starts(line, "herald_delivery_latency_seconds_bucket{channel=\"", &rest)) {
-                int ch = channel_of(rest);
-                const char *le = strstr(rest, "le=\"");
-                const char *val = strstr(rest, "} ");
-                if (ch >= 0 && le && val) {
-                    uint64_t cum = strtoull(val + 2, NULL, 10);
-                    int idx;
-                    if (strncmp(le + 4, "+Inf", 4) == 0) {
-                        idx = HIST_BUCKETS - 1;
-                    } else {
-                        double s = strtod(le + 4, NULL);
-                        uint64_t us = (uint64_t)(s * 1e6 + 0.5);
-                        idx = hist_index(us ? us - 1 : 0);
-                    }
-                    m->latency[ch].count[idx] += cum >= cum_prev[ch] ? cum - cum_prev[ch] : 0;
-                    m->latency[ch].total = cum;
-                    cum_prev[ch] = cum;
-                }
-            } else if (starts(line, "herald_delivery_latency_seconds_sum{channel=\"", &rest)) {
-                int ch = channel_of(rest);
-                const char *val = strstr(rest, "} ");
-                if (ch >= 0 && val) m->latency[ch].sum = (uint64_t)(strtod(val + 2, NULL) * 1e6);
-            } else if (starts(line, "herald_delivery_latency_max_seconds{channel=\"", &rest)) {
-                int ch = channel_of(rest);
-                const char *val = strstr(rest, "} ");
-                if (ch >= 0 && val) m->latency[ch].max = (uint64_t)(strtod(val + 2, NULL) * 1e6 + 0.5);
-            } else if (starts(line, "herald_bus_lag_records{group=\"", &rest)) {
-                const char *val = strstr(rest, "} ");
-                int64_t v = val ? strtoll(val + 2, NULL, 10) : 0;
-                m->has_lag = true;
-                if (strncmp(rest, "fanout\"", 7) == 0) m->lag_fanout += v;
-                else if (strncmp(rest, "dispatch-", 9) == 0) m->lag_dispatch += v;
-                else if (strncmp(rest, "status\"", 7) == 0) m->lag_status += v;
-            }
-        }
-        line = nl ? nl + 1 : NULL;
+    hr_t r = metrics_snap_parse(text, &m->v);
+    for (int ch = 0; ch < CH__COUNT; ch++) {
+        double mx = m->v.delivery_latency_max[ch];
+        if (mx > 0) m->v.delivery_latency[ch].max = (uint64_t)(mx * 1e6 + 0.5);
+    }
+    for (int i = 0; i < METRIC_N_BUS_GROUP; i++) {
+        double lag = m->v.bus_lag[i];
+        if (isnan(lag)) continue;
+        m->has_lag = true;
+        if (i == METRIC_BUS_FANOUT) m->lag_fanout += (int64_t)lag;
+        else if (i == METRIC_BUS_STATUS) m->lag_status += (int64_t)lag;
+        else m->lag_dispatch += (int64_t)lag;
     }
     if (!m->has_lag) m->lag_fanout = m->lag_dispatch = m->lag_status = -1;
-    return any ? HR_OK : HR_INVALID;
+    return r;
 }
 
 hr_t metrics_scrape(int port, metrics_t *m)
 {
     buf_t b;
     buf_init(&b, 0);
-    hr_t r = http_get(port, "/metrics", &b, 10000);
+    hr_t r = http_get(port, "/metrics?buckets=fine", &b, 10000);
     if (r == HR_OK) r = metrics_parse(b.data ? b.data : "", m);
     buf_release(&b);
     return r;

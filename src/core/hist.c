@@ -3,9 +3,22 @@
  */
 #include "core/hist.h"
 
+#include <pthread.h>
 #include <string.h>
 
 _Static_assert(HIST_BUCKETS == 304, "bucket layout changed: update the exposition and docs");
+
+const uint64_t hist_coarse_le[HIST_COARSE] = {
+    50,        70,                                                    /* us */
+    100,       200,       300,       500,       700,                  /* 100 us */
+    1000,      2000,      3000,      5000,      7000,                 /* 1 ms */
+    10000,     20000,     30000,     50000,     70000,                /* 10 ms */
+    100000,    200000,    300000,    500000,    700000,               /* 100 ms */
+    1000000,   2000000,   3000000,   5000000,   7000000,              /* 1 s */
+    10000000,  20000000,  30000000,  60000000,                        /* 10 s .. 60 s */
+};
+uint8_t hist_coarse_of[HIST_BUCKETS];
+static pthread_once_t coarse_once = PTHREAD_ONCE_INIT;
 
 int hist_index(uint64_t v)
 {
@@ -33,8 +46,19 @@ uint64_t hist_bucket_hi(int i)
     return hist_bucket_lo(i) + ((uint64_t)1 << (e - HIST_SUB_BITS)) - 1;
 }
 
+static void coarse_build(void)
+{
+    int j = 0;
+    for (int i = 0; i < HIST_BUCKETS; i++) {
+        uint64_t lo = hist_bucket_lo(i);
+        while (j < HIST_COARSE && hist_coarse_le[j] <= lo) j++;
+        hist_coarse_of[i] = (uint8_t)j;
+    }
+}
+
 void hist_local_init(hist_local_t *h)
 {
+    pthread_once(&coarse_once, coarse_build);
     memset(h, 0, sizeof(*h));
     h->lo = HIST_BUCKETS;
     h->hi = -1;
@@ -47,6 +71,11 @@ void hist_merge(hist_t *shared, hist_local_t *local)
         if (!local->count[i]) continue;
         atomic_fetch_add_explicit(&shared->count[i], local->count[i], memory_order_relaxed);
         local->count[i] = 0;
+    }
+    for (int j = 0; j <= HIST_COARSE; j++) {
+        if (!local->coarse[j]) continue;
+        atomic_fetch_add_explicit(&shared->coarse[j], local->coarse[j], memory_order_relaxed);
+        local->coarse[j] = 0;
     }
     atomic_fetch_add_explicit(&shared->sum, local->sum, memory_order_relaxed);
     atomic_fetch_add_explicit(&shared->total, local->total, memory_order_relaxed);
@@ -70,6 +99,8 @@ void hist_read(const hist_t *h, hist_snap_t *out)
     /* total is the sum of the buckets as read, so quantiles stay consistent
      * with the counts even while a merge is running */
     out->total = total;
+    for (int j = 0; j <= HIST_COARSE; j++)
+        out->coarse[j] = atomic_load_explicit(&h->coarse[j], memory_order_relaxed);
     out->sum = atomic_load_explicit(&h->sum, memory_order_relaxed);
     out->max = atomic_load_explicit(&h->max, memory_order_relaxed);
 }
@@ -83,6 +114,8 @@ void hist_snap_sub(const hist_snap_t *a, const hist_snap_t *b, hist_snap_t *out)
         out->total += out->count[i];
         if (out->count[i]) top = i;
     }
+    for (int j = 0; j <= HIST_COARSE; j++)
+        out->coarse[j] = a->coarse[j] >= b->coarse[j] ? a->coarse[j] - b->coarse[j] : 0;
     out->sum = a->sum >= b->sum ? a->sum - b->sum : 0;
     /* the window's max lies in its highest bucket; a's max is exact when it
      * falls in that bucket */

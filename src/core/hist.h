@@ -6,6 +6,14 @@
  * precision) from 16 up to 2^40 (12 days in microseconds). Values beyond the
  * last bucket land in it. Every value is counted: no sampling, no decay.
  *
+ * Beside these fine buckets every value is also counted in one of
+ * HIST_COARSE + 1 coarse buckets with round bounds (1, 2, 3, 5, 7 per
+ * decade, 50 us to 60 s, then overflow): the set /metrics exposes, so that a
+ * dashboard can ask for "under 500 ms" exactly. The fine buckets cannot give
+ * those counts (a round bound falls inside a fine bucket), hence the second
+ * count per record; it costs a table look-up and a compare. Quantiles use
+ * the fine buckets.
+ *
  * Two types:
  *  - hist_t, shared: atomic counters, written by hist_merge(), read by any
  *    thread at any time (scrapes). Zero-initialised memory is an empty hist_t.
@@ -26,8 +34,19 @@
 #define HIST_MAX_EXP 40                          /* values < 2^40 have their own bucket */
 #define HIST_BUCKETS (HIST_LINEAR + (HIST_MAX_EXP - HIST_SUB_BITS - 1) * HIST_SUB)
 
+/* Coarse bucket j < HIST_COARSE holds the values v (whole microseconds) with
+ * hist_coarse_le[j-1] <= v < hist_coarse_le[j]; bucket HIST_COARSE holds
+ * the rest. A value of v us stands for [v, v+1) us, so bucket j is exposed
+ * as le = hist_coarse_le[j] microseconds. */
+#define HIST_COARSE 31
+extern const uint64_t hist_coarse_le[HIST_COARSE];
+/* Coarse bucket of the smallest value of each fine bucket (hist_local_init
+ * fills it once per process). */
+extern uint8_t hist_coarse_of[HIST_BUCKETS];
+
 typedef struct hist {
     _Atomic uint64_t count[HIST_BUCKETS];
+    _Atomic uint64_t coarse[HIST_COARSE + 1];
     _Atomic uint64_t total;
     _Atomic uint64_t sum;
     _Atomic uint64_t max;
@@ -35,6 +54,7 @@ typedef struct hist {
 
 typedef struct hist_local {
     uint64_t count[HIST_BUCKETS];
+    uint64_t coarse[HIST_COARSE + 1];
     uint64_t total, sum, max;
     int lo, hi;                 /* touched index range; lo > hi when empty */
 } hist_local_t;
@@ -42,7 +62,8 @@ typedef struct hist_local {
 /* A plain (non-atomic) copy of a histogram, for reading and arithmetic. */
 typedef struct hist_snap {
     uint64_t count[HIST_BUCKETS];
-    uint64_t total, sum, max;
+    uint64_t coarse[HIST_COARSE + 1];
+    uint64_t total, sum, max;   /* total: the fine buckets' sum */
 } hist_snap_t;
 
 /* Bucket of v. */
@@ -51,11 +72,23 @@ int hist_index(uint64_t v);
 uint64_t hist_bucket_lo(int i);
 uint64_t hist_bucket_hi(int i);
 
+/* Coarse bucket of v. */
+static inline int hist_coarse_index(int fine, uint64_t v)
+{
+    int j = hist_coarse_of[fine];
+    /* a fine bucket is narrower than the gap between two coarse bounds, so
+     * at most one bound lies inside it */
+    if (j < HIST_COARSE && v >= hist_coarse_le[j]) j++;
+    return j;
+}
+
+/* Clears h (and builds hist_coarse_of on the first call). */
 void hist_local_init(hist_local_t *h);
 static inline void hist_record(hist_local_t *h, uint64_t v)
 {
     int i = hist_index(v);
     h->count[i]++;
+    h->coarse[hist_coarse_index(i, v)]++;
     h->total++;
     h->sum += v;
     if (v > h->max) h->max = v;

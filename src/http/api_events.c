@@ -21,7 +21,7 @@ void api_events_post(http_req_t *rq, http_resp_t *rs)
 
     json_t *doc = api_body_json(rq, rs);
     if (!doc) {
-        atomic_fetch_add(&app->events_rejected, 1);
+        METRIC_INC(events_rejected);
         return;
     }
     bool is_array = json_is_array(doc);
@@ -78,7 +78,7 @@ void api_events_post(http_req_t *rq, http_resp_t *rs)
     goto out;
 
 rejected:
-    atomic_fetch_add(&app->events_rejected, n > 0 ? n : 1);
+    METRIC_ADD(events_rejected, n > 0 ? n : 1);
 out:
     for (int i = 0; i < ok && evs; i++) event_clear(&evs[i]);
     free(evs);

@@ -9,7 +9,7 @@
  *   api_topics.c         /v1/topics/{topic}/subscribers[/{user_id}]
  *   api_templates.c      /v1/templates/{event_type}/{channel}
  *   api_notifications.c  /v1/notifications/{id}, /v1/users/{user_id}/notifications
- *   api_ops.c            /healthz, /readyz, /metrics (text from api_metrics.c)
+ *   api_ops.c            /healthz, /readyz, /metrics (text from src/metrics/)
  *   api_util.c           the helpers below
  *
  * DESIGN: every handler reads its whole input first - path parameters

@@ -3,6 +3,10 @@
  */
 #include "http/api_int.h"
 
+#include "metrics/metrics.h"
+
+#include <string.h>
+
 void api_healthz(http_req_t *rq, http_resp_t *rs)
 {
     resp_json(rs, 200, json_pack("{s:s}", "status", "ok"));
@@ -27,11 +31,19 @@ void api_readyz(http_req_t *rq, http_resp_t *rs)
                      stopping ? " shutting down" : "");
 }
 
+/* Prometheus text (src/metrics/). ?buckets=fine exposes every fine
+ * histogram bucket, for quantiles (herald bench). */
 void api_metrics_get(http_req_t *rq, http_resp_t *rs)
 {
+    bool malformed = false;
+    const char *buckets = req_query(rq, "buckets", &malformed);
+    if (malformed || (buckets && strcmp(buckets, "fine") != 0 && strcmp(buckets, "coarse") != 0)) {
+        resp_problem(rs, 400, PROBLEM_PARAM, "buckets", "buckets must be fine or coarse");
+        return;
+    }
     buf_t b;
     buf_init(&b, 0);
-    api_metrics(rq->srv, &b);
+    metrics_render(rq->app, buckets && strcmp(buckets, "fine") == 0 ? METRICS_FINE : 0, &b);
     buf_cstr(&b);
     resp_text(rs, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
 }

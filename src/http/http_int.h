@@ -50,6 +50,7 @@ typedef void (*http_handler_fn)(http_req_t *rq, http_resp_t *rs);
 #define RT_EVENTS 2u    /* also accepts the CloudEvents media types */
 #define RT_STORE 4u     /* needs app->store (503 without it) */
 #define RT_BUS 8u       /* needs app->bus */
+#define RT_OPS 16u      /* operations (health, metrics): served whatever the roles */
 
 /* One route: a method and a pattern of literal and "{name}" segments. The
  * names become problem "field" values when a parameter is invalid. */
@@ -75,10 +76,10 @@ struct http_server {
     size_t nroutes;
     struct MHD_Daemon *daemon;
     int port;
-    atomic_llong responses[6];  /* by status class: [1] 1xx ... [5] 5xx; [0] aborted */
     pthread_mutex_t streams_mu; /* guards streams and stopping */
     http_stream_t *streams;     /* streaming responses whose connection is open */
     bool stopping;              /* http_stop() has begun: new streams start ended */
+    bool api;                   /* the process runs the ingest role: every route, not only RT_OPS */
 };
 
 struct http_req {
@@ -196,9 +197,5 @@ void http_stream_close(http_stream_t *st);
 #define PROBLEM_PARAM "urn:herald:problem:invalid-parameter"
 #define PROBLEM_VALIDATION "urn:herald:problem:validation"
 #define PROBLEM_UNAVAILABLE "urn:herald:problem:unavailable"
-
-/* ---- api_metrics.c ---- */
-/* Prometheus text for /metrics (server counters included). */
-void api_metrics(http_server_t *srv, buf_t *out);
 
 #endif

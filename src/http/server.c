@@ -453,6 +453,12 @@ static bool early_checks(http_req_t *rq, http_resp_t *rs)
         return true;
     }
 
+    if (!rq->srv->api && !(rq->route->flags & RT_OPS)) {
+        resp_problem(rs, 404, NULL, NULL,
+                     "this process does not run the ingest role: it serves /healthz, /readyz and "
+                     "/metrics only");
+        return true;
+    }
     const char *cl =
         MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
@@ -545,14 +551,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    http_server_t *srv = cls;
     http_req_t *rq = *con_cls;
     if (!rq) return;
     int cls_idx = (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->status >= 100 &&
                    rq->status < 600)
                       ? rq->status / 100
                       : 0;
-    atomic_fetch_add(&srv->responses[cls_idx], 1);
+    METRIC_ADD_AT(http_responses, cls_idx, 1);
     log_debug("http", "%s %s -> %d (%.3f ms)%s", rq->method_name, rq->path, rq->status,
               (double)(hclock_mono_ns() - rq->start_ns) / 1e6,
               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted");
@@ -647,6 +652,8 @@ hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *route
     s->routes = routes;
     s->nroutes = nroutes;
     pthread_mutex_init(&s->streams_mu, NULL);
+    /* the rule main.c applied to start the server at all */
+    s->api = strcmp(app->cfg->roles, "all") == 0 || strstr(app->cfg->roles, "ingest") != NULL;
     /* suspend/resume parks streaming responses with nothing to send */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
                      MHD_ALLOW_SUSPEND_RESUME;

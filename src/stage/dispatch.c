@@ -185,7 +185,7 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx __attribute__((unused)
         if (d->res[i].cls == SEND_OK && x->accepted_at_us > 0 && now_us >= x->accepted_at_us)
             hist_record(&d->lat, (uint64_t)(now_us - x->accepted_at_us));
     }
-    hist_merge(&app->delivery_latency[d->ch], &d->lat);
+    hist_merge(METRIC_HIST(delivery_latency, d->ch), &d->lat);
     for (int i = 0; i < ns && r == HR_OK; i++) {
         notif_t *x = &d->notifs[i];
         send_result_t *res = &d->res[i];
@@ -193,15 +193,15 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx __attribute__((unused)
         switch (res->cls) {
         case SEND_OK:
             lifecycle_transition(x, ST_SENT, at, HSTR(res->msg_id), stage_names[d->ch]);
-            atomic_fetch_add(&app->notifs_sent, 1);
+            METRIC_INC(notifs_sent);
             break;
         case SEND_RETRY:
             lifecycle_transition(x, ST_FAILED, at, HSTR(res->error), stage_names[d->ch]);
-            atomic_fetch_add(&app->notifs_failed, 1);
+            METRIC_INC(notifs_failed);
             break;
         case SEND_PERMANENT:
             lifecycle_transition(x, ST_DEAD, at, HSTR(res->error), stage_names[d->ch]);
-            atomic_fetch_add(&app->notifs_failed, 1);
+            METRIC_INC(notifs_failed);
             r = stage_dead_letter(app, d->src[i], stage_names[d->ch], res->error, batch);
             break;
         }

@@ -239,7 +239,7 @@ static hr_t emit_status(fanout_t *f, notif_t *n, notif_status_t st, const char *
     lifecycle_transition(n, st, hclock_now_ms(), HSTR(why), "fanout");
     buf_reset(&f->enc);
     notif_encode(n, &f->enc);
-    if (st == ST_SUPPRESSED) atomic_fetch_add(&f->app->notifs_suppressed, 1);
+    if (st == ST_SUPPRESSED) METRIC_INC(notifs_suppressed);
     return stage_produce(f->app, TOPIC_STATUS, -1, n->user_id.p, n->user_id.n, f->enc.data,
                          f->enc.len, batch);
 }
@@ -313,7 +313,7 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
         notif_encode(&n, &f->enc);
         r = stage_produce(app, topic_for_channel(ch), -1, user_id, uid_len, f->enc.data,
                           f->enc.len, batch);
-        if (r == HR_OK) atomic_fetch_add_explicit(&app->notifs_fanned_out, 1, memory_order_relaxed);
+        if (r == HR_OK) METRIC_INC(notifs_fanned_out);
     }
     return r;
 }
@@ -348,7 +348,7 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, cla
 {
     app_t *app = f->app;
     if (claim == CLAIM_DUP) {
-        atomic_fetch_add(&app->events_duplicate, 1);
+        METRIC_INC(events_duplicate);
         log_debug("fanout", "duplicate event %s dropped", ev->event_id);
         return HR_OK;
     }
@@ -419,7 +419,7 @@ static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, 
         if (!f->ok[i]) {
             char reason[512];
             snprintf(reason, sizeof(reason), "invalid event: %s: %s", pb.field, pb.detail);
-            atomic_fetch_add(&app->events_rejected, 1);
+            METRIC_INC(events_rejected);
             r = stage_dead_letter(app, &msgs[i], "fanout", reason, batch);
             continue;
         }

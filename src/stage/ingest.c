@@ -52,7 +52,7 @@ hr_t ingest_publish(app_t *app, event_t *evs, int n)
         bus_batch_free(batch);
     if (r == HR_OK) r = w;
     if (r == HR_OK)
-        atomic_fetch_add(&app->events_accepted, n);
+        METRIC_ADD(events_accepted, n);
     else
         log_warn("ingest", "publishing %d events failed: %s", n, hr_str(r));
     return r;

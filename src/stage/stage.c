@@ -533,7 +533,7 @@ hr_t stage_dead_letter(app_t *app, const bus_msg_t *m, const char *stage, const 
     hr_t r = stage_produce(app, TOPIC_DLQ, m->key_len ? -1 : 0, m->key, m->key_len, text,
                            strlen(text), batch);
     free(text);
-    if (r == HR_OK) atomic_fetch_add(&app->dlq_records, 1);
+    if (r == HR_OK) METRIC_INC(dlq_records);
     if (dlq_log_allow(stage))
         log_warn(stage, "dead-lettered %s/%d/%lld: %s", m->topic, m->partition,
                  (long long)m->offset, reason);

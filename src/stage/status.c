@@ -64,7 +64,7 @@ static hr_t sink_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, in
     if (r != HR_OK || k == 0) return r;
     r = store_notif_write_batch(s->app->store, s->ptrs, k);
     if (r == HR_OK)
-        atomic_fetch_add(&s->app->status_rows_written, k);
+        METRIC_ADD(status_rows_written, k);
     else
         log_warn("status", "writing %d rows failed: %s", k, hr_str(r));
     return r;
