@@ -48,7 +48,7 @@ struct http_xfer {
 
 /* ------------------------------------------------------------ requests */
 
-void http_req_init(http_req_t *r)
+void prov_http_req_init(prov_http_req_t *r)
 {
     memset(r, 0, sizeof(*r));
     r->method = "POST";
@@ -57,7 +57,7 @@ void http_req_init(http_req_t *r)
     buf_init(&r->body, 0);
 }
 
-void http_req_reset(http_req_t *r)
+void prov_http_req_reset(prov_http_req_t *r)
 {
     r->method = "POST";
     r->timeout_ms = 0;
@@ -66,14 +66,14 @@ void http_req_reset(http_req_t *r)
     buf_reset(&r->body);
 }
 
-void http_req_release(http_req_t *r)
+void prov_http_req_release(prov_http_req_t *r)
 {
     buf_release(&r->url);
     buf_release(&r->headers);
     buf_release(&r->body);
 }
 
-bool http_resp_header(const http_resp_t *r, const char *name, const char **v, size_t *n)
+bool prov_http_header(const prov_http_resp_t *r, const char *name, const char **v, size_t *n)
 {
     size_t nl = strlen(name);
     const char *p = r->headers, *end = r->headers ? r->headers + r->headers_len : NULL;
@@ -175,7 +175,7 @@ static void finish(http_xfer_t *x, http_xfer_result_t result, const char *error)
 {
     long status = 0;
     if (result == HTTP_DONE) curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-    http_resp_t resp = {
+    prov_http_resp_t resp = {
         .result = result,
         .error = error ? error : "",
         .status = (int)status,
@@ -297,7 +297,7 @@ void http_xfer_cancel(http_xfer_t *x)
     finish(x, HTTP_SHUTDOWN, "cancelled at shutdown");
 }
 
-hr_t http_xfer_start(http_engine_t *e, http_xfer_t *x, const http_req_t *req, http_done_fn done,
+hr_t http_xfer_start(http_engine_t *e, http_xfer_t *x, const prov_http_req_t *req, http_done_fn done,
                      void *ud)
 {
     if (!x->easy && !(x->easy = curl_easy_init())) return HR_ERR;
@@ -344,7 +344,10 @@ hr_t http_xfer_start(http_engine_t *e, http_xfer_t *x, const http_req_t *req, ht
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout < CONNECT_TIMEOUT_MS ? timeout : CONNECT_TIMEOUT_MS);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
+    /* Over TLS, ALPN says at the handshake whether the connection can carry
+     * more streams: wait for it rather than open another connection. Plain
+     * http is HTTP/1.1 here, where waiting would serialise the requests. */
+    curl_easy_setopt(c, CURLOPT_PIPEWAIT, strncasecmp(x->url.data, "https:", 6) == 0 ? 1L : 0L);
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, x);

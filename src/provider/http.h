@@ -25,17 +25,17 @@
 typedef struct http_engine http_engine_t;
 
 /* What a builder produces: pure data, no curl. */
-typedef struct http_req {
+typedef struct prov_http_req {
     const char *method;         /* "POST" */
     buf_t url;                  /* NUL-terminated */
     buf_t headers;              /* "Name: value\n" lines */
     buf_t body;
     long timeout_ms;            /* whole request, 0 = engine default */
-} http_req_t;
+} prov_http_req_t;
 
-void http_req_init(http_req_t *r);
-void http_req_reset(http_req_t *r);
-void http_req_release(http_req_t *r);
+void prov_http_req_init(prov_http_req_t *r);
+void prov_http_req_reset(prov_http_req_t *r);
+void prov_http_req_release(prov_http_req_t *r);
 
 /* How a transfer ended, before any HTTP status. */
 typedef enum http_xfer_result {
@@ -47,7 +47,7 @@ typedef enum http_xfer_result {
 } http_xfer_result_t;
 
 /* What a classifier sees: pure data. */
-typedef struct http_resp {
+typedef struct prov_http_resp {
     http_xfer_result_t result;
     const char *error;          /* transport error text when result != HTTP_DONE */
     int status;                 /* HTTP status; 0 without a response */
@@ -57,11 +57,11 @@ typedef struct http_resp {
     const char *body;
     size_t body_len;
     int64_t now_ms;             /* wall clock when it ended (for Retry-After dates) */
-} http_resp_t;
+} prov_http_resp_t;
 
 /* Finds header `name` (case-insensitive) in r's header lines; the value,
  * trimmed, is (*v, *n). False when absent. */
-bool http_resp_header(const http_resp_t *r, const char *name, const char **v, size_t *n);
+bool prov_http_header(const prov_http_resp_t *r, const char *name, const char **v, size_t *n);
 
 /* Retry-After (RFC 9110 §10.2.3) as milliseconds from now_ms: delta-seconds
  * or an HTTP-date; 0 when absent, unparseable or in the past. Capped at
@@ -82,7 +82,7 @@ int http_engine_run(http_engine_t *e, int timeout_ms);
 
 /* One transfer slot, owned by a provider and reused. */
 typedef struct http_xfer http_xfer_t;
-typedef void (*http_done_fn)(void *ud, http_xfer_t *x, const http_resp_t *resp);
+typedef void (*http_done_fn)(void *ud, http_xfer_t *x, const prov_http_resp_t *resp);
 
 http_xfer_t *http_xfer_new(void);
 /* Cancels x first if it is running. */
@@ -93,7 +93,7 @@ void http_xfer_cancel(http_xfer_t *x);
  * after the call). done(ud, x, resp) runs exactly once when it ends, from
  * http_engine_run() or http_engine_free(). HR_ERR if curl refuses it (then
  * no callback). */
-hr_t http_xfer_start(http_engine_t *e, http_xfer_t *x, const http_req_t *req, http_done_fn done,
+hr_t http_xfer_start(http_engine_t *e, http_xfer_t *x, const prov_http_req_t *req, http_done_fn done,
                      void *ud);
 
 #endif

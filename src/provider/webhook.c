@@ -23,9 +23,9 @@
 
 /* ----------------------------------------------------------- pure part */
 
-hr_t webhook_build(const webhook_conf_t *c, const notif_t *n, http_req_t *req)
+hr_t webhook_build(const webhook_conf_t *c, const notif_t *n, prov_http_req_t *req)
 {
-    http_req_reset(req);
+    prov_http_req_reset(req);
     req->method = "POST";
     req->timeout_ms = c->timeout_ms;
     hr_t r = buf_append_str(&req->url, c->url);
@@ -40,11 +40,11 @@ hr_t webhook_build(const webhook_conf_t *c, const notif_t *n, http_req_t *req)
     return r;
 }
 
-void webhook_classify(const http_resp_t *r, send_result_t *res)
+void webhook_classify(const prov_http_resp_t *r, send_result_t *res)
 {
     const char *v;
     size_t vn;
-    int64_t after = http_resp_header(r, "Retry-After", &v, &vn) ? http_retry_after_ms(v, vn, r->now_ms) : 0;
+    int64_t after = prov_http_header(r, "Retry-After", &v, &vn) ? http_retry_after_ms(v, vn, r->now_ms) : 0;
     int s = r->status;
 
     if (r->result != HTTP_DONE) {
@@ -66,7 +66,7 @@ void webhook_classify(const http_resp_t *r, send_result_t *res)
     send_result_set(res, cls, s, "HTTP %d%s%s", s, *reason ? " " : "", reason);
     if (cls == SEND_OK) {
         res->error[0] = '\0';
-        if (http_resp_header(r, "X-Message-Id", &v, &vn))
+        if (prov_http_header(r, "X-Message-Id", &v, &vn))
             snprintf(res->msg_id, sizeof(res->msg_id), "%.*s", (int)vn, v);
     }
     if (cls == SEND_RETRY || cls == SEND_THROTTLED) res->retry_after_ms = after;
@@ -87,7 +87,7 @@ typedef struct webhook {
     provider_t base;
     webhook_conf_t conf;
     http_engine_t *engine;
-    http_req_t req;             /* scratch for the builder */
+    prov_http_req_t req;             /* scratch for the builder */
     slot_t *slots;
     int *free_slots;            /* stack of free slot indexes */
     int nfree, cap;
@@ -99,7 +99,7 @@ static void slot_release(webhook_t *w, slot_t *s)
     w->free_slots[w->nfree++] = (int)(s - w->slots);
 }
 
-static void on_done(void *ud, http_xfer_t *x, const http_resp_t *resp)
+static void on_done(void *ud, http_xfer_t *x, const prov_http_resp_t *resp)
 {
     slot_t *s = ud;
     webhook_t *w = s->w;
@@ -159,7 +159,7 @@ static void webhook_close(provider_t *p)
     webhook_t *w = (webhook_t *)p;
     webhook_poll(p);
     for (int i = 0; i < w->cap; i++) http_xfer_free(w->slots[i].x); /* cancels: RETRY */
-    http_req_release(&w->req);
+    prov_http_req_release(&w->req);
     free(w->slots);
     free(w->free_slots);
     free(w);
@@ -192,7 +192,7 @@ static hr_t webhook_open(const provider_env_t *env, provider_t **out, char *why,
         w->slots[i].w = w;
         w->free_slots[w->nfree++] = w->cap - 1 - i;
     }
-    http_req_init(&w->req);
+    prov_http_req_init(&w->req);
     *out = &w->base;
     return HR_OK;
 }

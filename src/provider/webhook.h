@@ -25,7 +25,7 @@ typedef struct webhook_conf {
 
 /* Fills req (reset first) with the request for n. HR_OK, or the buffer
  * error. */
-hr_t webhook_build(const webhook_conf_t *c, const notif_t *n, http_req_t *req);
+hr_t webhook_build(const webhook_conf_t *c, const notif_t *n, prov_http_req_t *req);
 
 /* Classes a response:
  *   2xx -> OK (msg_id: the X-Message-Id header, else empty)
@@ -36,6 +36,6 @@ hr_t webhook_build(const webhook_conf_t *c, const notif_t *n, http_req_t *req);
  *   other 4xx -> PERMANENT
  *   anything else (1xx, 3xx: redirects are not followed) -> RETRY
  * code is the HTTP status (0 without one); error says status and reason. */
-void webhook_classify(const http_resp_t *r, send_result_t *res);
+void webhook_classify(const prov_http_resp_t *r, send_result_t *res);
 
 #endif
