@@ -145,7 +145,7 @@ hr_t http_engine_new(http_engine_t **out)
 
 int http_engine_active(const http_engine_t *e) { return e->active; }
 
-static http_xfer_result_t map_curl(CURLcode rc)
+static prov_http_xfer_result_t map_curl(CURLcode rc)
 {
     switch (rc) {
     case CURLE_OK: return HTTP_DONE;
@@ -171,7 +171,7 @@ static void unlink_xfer(http_xfer_t *x)
 }
 
 /* Reports the end of x (already unlinked) to its owner. */
-static void finish(http_xfer_t *x, http_xfer_result_t result, const char *error)
+static void finish(http_xfer_t *x, prov_http_xfer_result_t result, const char *error)
 {
     long status = 0;
     if (result == HTTP_DONE) curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);

@@ -38,17 +38,17 @@ void prov_http_req_reset(prov_http_req_t *r);
 void prov_http_req_release(prov_http_req_t *r);
 
 /* How a transfer ended, before any HTTP status. */
-typedef enum http_xfer_result {
+typedef enum prov_http_xfer_result {
     HTTP_DONE = 0,              /* a response arrived; status is set */
     HTTP_TIMEOUT,               /* no (whole) response within the timeout */
     HTTP_CONNECT,               /* could not connect / resolve / TLS handshake */
     HTTP_SHUTDOWN,              /* cancelled: the engine is closing */
     HTTP_FAILED,                /* anything else (connection dropped mid-way, ...) */
-} http_xfer_result_t;
+} prov_http_xfer_result_t;
 
 /* What a classifier sees: pure data. */
 typedef struct prov_http_resp {
-    http_xfer_result_t result;
+    prov_http_xfer_result_t result;
     const char *error;          /* transport error text when result != HTTP_DONE */
     int status;                 /* HTTP status; 0 without a response */
     const char *reason;         /* status line reason ("" on HTTP/2) */

@@ -158,6 +158,14 @@ hr_t provider_config_check(const config_t *cfg, char *why, size_t why_len)
             snprintf(why, why_len, "unknown configuration key '%s' (provider type %s)", key, type);
             return HR_INVALID;
         }
+        if (strcmp(k, "max_in_flight") == 0) {
+            char *end;
+            long long v = strtoll(kv[1], &end, 10);
+            if (end == kv[1] || *end || v < 1 || v > IN_FLIGHT_MAX) {
+                snprintf(why, why_len, "%s: '%s' is not an integer in [1, %d]", key, kv[1], IN_FLIGHT_MAX);
+                return HR_INVALID;
+            }
+        }
     }
     for (int c = 0; c < CH__COUNT; c++) {
         char store[512];
@@ -310,7 +318,7 @@ void provider_set_close(provider_set_t *s)
     if (!s) return;
     int left = provider_set_in_flight(s);
     if (left)
-        log_warn("provider", "%s: %d requests in flight at close; completed as retry",
+        log_warn("provider", "%s: %d requests still in flight at close; completing them",
                  channel_name(s->ch), left);
     for (int i = s->n - 1; i >= 0; i--) {
         s->p[i]->ops->close(s->p[i]);

@@ -25,8 +25,9 @@
  *  - Completions are delivered only from provider_set_poll() and
  *    provider_set_close(), on the caller's thread, never from inside
  *    submit(): the callback may submit again.
- *  - At close every request still in flight is completed with SEND_RETRY
- *    ("shutdown") and the number is logged. Dispatch waits for its batch's
+ *  - At close every request still in flight is completed (with SEND_RETRY
+ *    "shutdown" unless the provider can finish it without waiting) and
+ *    the number is logged. Dispatch waits for its batch's
  *    completions before returning, so normally none are left.
  *
  * The vtable, the base struct and the helpers providers use are in
@@ -99,7 +100,7 @@ hr_t provider_set_submit(provider_set_t *s, const notif_t *n, send_result_t *res
 int provider_set_poll(provider_set_t *s, int timeout_ms);
 /* Requests accepted and not yet completed, over all providers. */
 int provider_set_in_flight(const provider_set_t *s);
-/* Completes what is left (SEND_RETRY "shutdown"), logs how many, frees. */
+/* Completes what is left (see the top), logs how many, frees. */
 void provider_set_close(provider_set_t *s);
 
 #endif

@@ -42,7 +42,9 @@ typedef struct provider_ops {
     /* Completes what is ready without waiting (e.g. the sandbox's write);
      * returns how many. NULL when completions come from the engine. */
     int (*poll)(provider_t *p);
-    /* Completes everything still in flight with SEND_RETRY, then frees. */
+    /* Completes everything still in flight, then frees: what it can finish
+     * without waiting as it would have (the sandbox writes its lines), the
+     * rest with SEND_RETRY ("shutdown"). */
     void (*close)(provider_t *p);
 } provider_ops_t;
 
