@@ -101,8 +101,13 @@ static int sandbox_poll(provider_t *p)
             res->address_invalid = false;
             res->retry_after_ms = 0;
             res->error[0] = '\0';
-            snprintf(res->msg_id, sizeof(res->msg_id), "sandbox-%.*s",
-                     (int)q->n->notification_id.n, q->n->notification_id.p);
+            /* "sandbox-<id>"; memcpy, not snprintf: this runs per
+             * notification in benchmarks, where snprintf was most of the cost. */
+            hstr_t id = q->n->notification_id;
+            size_t l = id.n < sizeof(res->msg_id) - 9 ? id.n : sizeof(res->msg_id) - 9;
+            memcpy(res->msg_id, "sandbox-", 8);
+            if (l) memcpy(res->msg_id + 8, id.p, l);
+            res->msg_id[8 + l] = '\0';
         }
         provider_complete(p, res, q->cookie);
     }
