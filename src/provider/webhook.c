@@ -92,6 +92,7 @@ typedef struct webhook {
     int *free_slots;            /* stack of free slot indexes */
     int nfree, cap;
     int nfailed;
+    bool refusing;              /* the last verdict was FATAL */
 } webhook_t;
 
 static void slot_release(webhook_t *w, slot_t *s)
@@ -106,9 +107,15 @@ static void on_done(void *ud, http_xfer_t *x, const prov_http_resp_t *resp)
     webhook_classify(resp, s->res);
     if (s->res->cls == SEND_OK && !s->res->msg_id[0])
         snprintf(s->res->msg_id, sizeof(s->res->msg_id), "%s", s->id);
-    if (s->res->cls == SEND_FATAL)
+    /* One line when the provider starts refusing us and one when it stops,
+     * not one per notification. */
+    if (s->res->cls == SEND_FATAL && !w->refusing)
         log_error(w->base.name, "%s: %s (check provider.%s settings)", w->conf.url, s->res->error,
                   w->base.name);
+    else if (s->res->cls == SEND_OK && w->refusing)
+        log_info(w->base.name, "%s accepts requests again", w->conf.url);
+    if (s->res->cls == SEND_FATAL) w->refusing = true;
+    else if (s->res->cls == SEND_OK) w->refusing = false;
     send_result_t *res = s->res;
     void *cookie = s->cookie;
     slot_release(w, s);
