@@ -192,7 +192,7 @@ hr_t provider_config_check(const config_t *cfg, char *why, size_t why_len)
 
 struct provider_set {
     channel_t ch;
-    http_engine_t *engine;
+    http_engine_t *engine;      /* NULL until a provider that speaks HTTP opens */
     int n;
     provider_t *p[SET_MAX];
     char *names[SET_MAX];
@@ -228,12 +228,13 @@ hr_t provider_set_open(const config_t *cfg, channel_t ch, provider_done_fn done,
     char store[512];
     const char *names[SET_MAX];
     int n = route_names(cfg, ch, store, sizeof(store), names);
-    if ((r = http_engine_new(&s->engine)) != HR_OK) {
-        snprintf(why, why_len, "cannot start the HTTP engine");
-        goto out;
-    }
     for (int i = 0; i < n; i++) {
         const provider_ops_t *ops = provider_lookup(instance_type(cfg, names[i]));
+        /* The engine (and libcurl) only when a provider speaks HTTP. */
+        if (ops->uses_http && !s->engine && (r = http_engine_new(&s->engine)) != HR_OK) {
+            snprintf(why, why_len, "cannot start the HTTP engine");
+            goto out;
+        }
         s->names[i] = xstrdup(names[i]);
         s->kv[i] = section_of(cfg, names[i]);
         provider_env_t env = {
@@ -302,7 +303,8 @@ int provider_set_poll(provider_set_t *s, int timeout_ms)
     int got = 0;
     for (int i = 0; i < s->n; i++)
         if (s->p[i]->ops->poll) got += s->p[i]->ops->poll(s->p[i]);
-    if (http_engine_active(s->engine) > 0) got += http_engine_run(s->engine, got ? 0 : timeout_ms);
+    if (s->engine && http_engine_active(s->engine) > 0)
+        got += http_engine_run(s->engine, got ? 0 : timeout_ms);
     return got;
 }
 

@@ -21,7 +21,7 @@ typedef struct provider_env {
     /* The instance's section provider.<name>.<key>: NULL-terminated key,
      * value pairs with keys stripped to <key>. Read with provider_conf(). */
     const char *const *kv;
-    http_engine_t *engine;      /* the dispatcher thread's engine */
+    http_engine_t *engine;      /* the dispatcher thread's engine (NULL unless uses_http) */
     provider_done_fn done;
     void *done_ud;
 } provider_env_t;
@@ -32,6 +32,7 @@ typedef struct provider_ops {
      * (NULL-terminated); config checks name anything else. */
     const char *const *keys;
     int default_max_in_flight;
+    bool uses_http;             /* needs env->engine (the set starts one only then) */
     /* Opens an instance; on failure fills why (naming the key) and returns
      * an error. The base fields are set by the registry after it returns. */
     hr_t (*open)(const provider_env_t *env, provider_t **out, char *why, size_t why_len);

@@ -172,6 +172,7 @@ const provider_ops_t sandbox_provider_ops = {
     .name = "sandbox",
     .keys = NULL,
     .default_max_in_flight = SANDBOX_DEFAULT_IN_FLIGHT,
+    .uses_http = false,
     .open = sandbox_open,
     .submit = sandbox_submit,
     .poll = sandbox_poll,

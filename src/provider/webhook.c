@@ -210,6 +210,7 @@ const provider_ops_t webhook_provider_ops = {
     .name = "webhook",
     .keys = webhook_keys,
     .default_max_in_flight = WEBHOOK_DEFAULT_IN_FLIGHT,
+    .uses_http = true,
     .open = webhook_open,
     .submit = webhook_submit,
     .poll = webhook_poll,
