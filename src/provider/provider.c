@@ -218,8 +218,8 @@ static const char **section_of(const config_t *cfg, const char *name)
     return out;
 }
 
-hr_t provider_set_open(const config_t *cfg, channel_t ch, provider_done_fn done, void *ud,
-                       provider_set_t **out, char *why, size_t why_len)
+hr_t provider_set_open(const config_t *cfg, struct app *app, channel_t ch, provider_done_fn done,
+                       void *ud, provider_set_t **out, char *why, size_t why_len)
 {
     hr_t r = provider_config_check(cfg, why, why_len);
     if (r != HR_OK) return r;
@@ -241,6 +241,7 @@ hr_t provider_set_open(const config_t *cfg, channel_t ch, provider_done_fn done,
             .name = s->names[i],
             .channel = ch,
             .data_dir = cfg->data_dir,
+            .app = app,
             .null_mode = cfg->provider_mode && strcmp(cfg->provider_mode, "null") == 0,
             .kv = s->kv[i],
             .engine = s->engine,

@@ -90,8 +90,11 @@ hr_t provider_config_check(const config_t *cfg, char *why, size_t why_len);
  * to the first listed. */
 typedef struct provider_set provider_set_t;
 
-hr_t provider_set_open(const config_t *cfg, channel_t ch, provider_done_fn done, void *ud,
-                       provider_set_t **out, char *why, size_t why_len);
+struct app;
+/* app: the process's services for providers that need them (the in-app
+ * provider: store, SSE hub); may be NULL (tests). Borrowed. */
+hr_t provider_set_open(const config_t *cfg, struct app *app, channel_t ch, provider_done_fn done,
+                       void *ud, provider_set_t **out, char *why, size_t why_len);
 /* Routes n and submits it: HR_OK (one completion follows) or HR_AGAIN
  * (that provider is full: poll, then submit n again). */
 hr_t provider_set_submit(provider_set_t *s, const notif_t *n, send_result_t *res, void *cookie);

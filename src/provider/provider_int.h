@@ -17,6 +17,7 @@ typedef struct provider_env {
     const char *name;           /* instance name: "sandbox", "webhook", "acme-hooks" */
     channel_t channel;
     const char *data_dir;       /* data_dir setting */
+    struct app *app;            /* the process's services; NULL in tests */
     bool null_mode;             /* sandbox.mode=null (benchmarks) */
     /* The instance's section provider.<name>.<key>: NULL-terminated key,
      * value pairs with keys stripped to <key>. Read with provider_conf(). */

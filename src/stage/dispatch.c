@@ -121,7 +121,7 @@ static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
     buf_init(&d->enc, 0);
     hist_local_init(&d->lat);
     char why[256];
-    if (provider_set_open(app->cfg, d->ch, on_sent, d, &d->providers, why, sizeof(why)) != HR_OK) {
+    if (provider_set_open(app->cfg, app, d->ch, on_sent, d, &d->providers, why, sizeof(why)) != HR_OK) {
         log_error(stage_names[d->ch], "cannot open the channel's providers: %s", why);
         d->providers = NULL;
     }

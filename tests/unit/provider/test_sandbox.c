@@ -60,7 +60,7 @@ static void test_lines_are_json_even_for_invalid_utf8(void **st)
     fx_init(&f, "data_dir", dir, "sandbox.mode", "file", NULL);
     provider_set_t *s = NULL;
     char why[256];
-    assert_int_equal(provider_set_open(&f.cfg, CH_EMAIL, fx_done, &f, &s, why, sizeof(why)), HR_OK);
+    assert_int_equal(provider_set_open(&f.cfg, NULL, CH_EMAIL, fx_done, &f, &s, why, sizeof(why)), HR_OK);
     fx_notif(&f, 0, CH_EMAIL, "bad \xff\xfe title \xc3", "");
     fx_notif(&f, 1, CH_EMAIL, "ctl \x01 \"q\" \\ \xe2\x9c\x93", "");
     f.n[1].body = HSTR("overlong \xc0\xaf surrogate \xed\xa0\x80");
@@ -97,7 +97,7 @@ static void test_bound_and_null_mode(void **st)
     fx_init(&f, "data_dir", sub, "sandbox.mode", "null", "provider.sandbox.max_in_flight", "4", NULL);
     provider_set_t *s = NULL;
     char why[256];
-    assert_int_equal(provider_set_open(&f.cfg, CH_EMAIL, fx_done, &f, &s, why, sizeof(why)), HR_OK);
+    assert_int_equal(provider_set_open(&f.cfg, NULL, CH_EMAIL, fx_done, &f, &s, why, sizeof(why)), HR_OK);
     for (int i = 0; i < 5; i++) fx_notif(&f, i, CH_EMAIL, "t", "");
     for (int i = 0; i < 4; i++)
         assert_int_equal(provider_set_submit(s, &f.n[i], &f.res[i], (void *)(intptr_t)i), HR_OK);
@@ -125,7 +125,7 @@ static void expect_bad(const char *key, const char *value, const char *why_has)
     assert_int_equal(provider_config_check(&c, why, sizeof(why)), HR_INVALID);
     if (!strstr(why, why_has)) fail_msg("'%s' does not name '%s'", why, why_has);
     provider_set_t *s = NULL;
-    assert_int_not_equal(provider_set_open(&c, CH_PUSH, fx_done, NULL, &s, why, sizeof(why)), HR_OK);
+    assert_int_not_equal(provider_set_open(&c, NULL, CH_PUSH, fx_done, NULL, &s, why, sizeof(why)), HR_OK);
     config_release(&c);
 }
 
@@ -153,7 +153,7 @@ static void test_config_check(void **st)
     config_init(&c);
     assert_int_equal(config_set(&c, "channel.push.providers", "webhook", why, sizeof(why)), HR_OK);
     provider_set_t *s = NULL;
-    assert_int_equal(provider_set_open(&c, CH_PUSH, fx_done, NULL, &s, why, sizeof(why)), HR_INVALID);
+    assert_int_equal(provider_set_open(&c, NULL, CH_PUSH, fx_done, NULL, &s, why, sizeof(why)), HR_INVALID);
     assert_non_null(strstr(why, "provider.webhook.url"));
     config_release(&c);
 

@@ -37,7 +37,7 @@ static provider_set_t *open_hook(fx_t *f, const char *max_in_flight, const char 
             max_in_flight, "provider.hook.timeout_ms", timeout_ms, NULL);
     provider_set_t *s = NULL;
     char why[256] = "";
-    if (provider_set_open(&f->cfg, CH_WEBHOOK, fx_done, f, &s, why, sizeof(why)) != HR_OK)
+    if (provider_set_open(&f->cfg, NULL, CH_WEBHOOK, fx_done, f, &s, why, sizeof(why)) != HR_OK)
         fail_msg("%s", why);
     return s;
 }
@@ -138,7 +138,7 @@ static void test_connection_refused_is_retry(void **st)
     fx_init(&f, "channel.webhook.providers", "webhook", "provider.webhook.url", url, NULL);
     provider_set_t *s = NULL;
     char why[256];
-    assert_int_equal(provider_set_open(&f.cfg, CH_WEBHOOK, fx_done, &f, &s, why, sizeof(why)), HR_OK);
+    assert_int_equal(provider_set_open(&f.cfg, NULL, CH_WEBHOOK, fx_done, &f, &s, why, sizeof(why)), HR_OK);
     fx_notif(&f, 0, CH_WEBHOOK, "", "");
     fx_deliver(&f, s, 1, 100);
     assert_int_equal(f.res[0].cls, SEND_RETRY);
@@ -180,7 +180,7 @@ static void test_route_by_platform(void **st)
             "provider.apns.url", apns, "provider.fcm.type", "webhook", "provider.fcm.url", fcm, NULL);
     provider_set_t *s = NULL;
     char why[256];
-    assert_int_equal(provider_set_open(&f.cfg, CH_PUSH, fx_done, &f, &s, why, sizeof(why)), HR_OK);
+    assert_int_equal(provider_set_open(&f.cfg, NULL, CH_PUSH, fx_done, &f, &s, why, sizeof(why)), HR_OK);
     fx_notif(&f, 0, CH_PUSH, "", "apns");
     fx_notif(&f, 1, CH_PUSH, "", "fcm");
     fx_notif(&f, 2, CH_PUSH, "", "fcm");
