@@ -108,20 +108,37 @@ static hr_t parse_i64(const char *s, int64_t *out)
     return HR_OK;
 }
 
-static hr_t set_kafka_kv(config_t *c, const char *name, const char *value)
+static hr_t set_kv(char ***kv, int *kv_n, const char *name, const char *value)
 {
-    for (int i = 0; i < c->kafka_kv_n; i += 2) {
-        if (strcmp(c->kafka_kv[i], name) == 0) {
-            free(c->kafka_kv[i + 1]);
-            c->kafka_kv[i + 1] = xstrdup(value);
+    for (int i = 0; i < *kv_n; i += 2) {
+        if (strcmp((*kv)[i], name) == 0) {
+            free((*kv)[i + 1]);
+            (*kv)[i + 1] = xstrdup(value);
             return HR_OK;
         }
     }
-    c->kafka_kv = xrealloc(c->kafka_kv, sizeof(char *) * ((size_t)c->kafka_kv_n + 3));
-    c->kafka_kv[c->kafka_kv_n++] = xstrdup(name);
-    c->kafka_kv[c->kafka_kv_n++] = xstrdup(value);
-    c->kafka_kv[c->kafka_kv_n] = NULL;
+    *kv = xrealloc(*kv, sizeof(char *) * ((size_t)*kv_n + 3));
+    (*kv)[(*kv_n)++] = xstrdup(name);
+    (*kv)[(*kv_n)++] = xstrdup(value);
+    (*kv)[*kv_n] = NULL;
     return HR_OK;
+}
+
+static hr_t set_kafka_kv(config_t *c, const char *name, const char *value)
+{
+    return set_kv(&c->kafka_kv, &c->kafka_kv_n, name, value);
+}
+
+/* provider.<name>.<key> and channel.<channel>.<key>: kept whole for the
+ * provider registry, which validates them (provider_config_check). */
+static bool is_provider_key(const char *key)
+{
+    const char *rest = strncmp(key, "provider.", 9) == 0  ? key + 9
+                       : strncmp(key, "channel.", 8) == 0 ? key + 8
+                                                           : NULL;
+    if (!rest) return false;
+    const char *dot = strchr(rest, '.');
+    return dot && dot > rest && dot[1];
 }
 
 hr_t config_set(config_t *c, const char *key, const char *value, char *why, size_t why_len)
@@ -129,6 +146,7 @@ hr_t config_set(config_t *c, const char *key, const char *value, char *why, size
     const opt_t *o = find(key);
     if (!o) {
         if (strncmp(key, "kafka.", 6) == 0 && key[6]) return set_kafka_kv(c, key + 6, value);
+        if (is_provider_key(key)) return set_kv(&c->provider_kv, &c->provider_kv_n, key, value);
         snprintf(why, why_len, "unknown configuration key '%s'", key);
         return HR_INVALID;
     }
@@ -193,6 +211,8 @@ void config_release(config_t *c)
         if (opts[i].type == OPT_STR || opts[i].type == OPT_ENUM) free(*(char **)((char *)c + opts[i].off));
     for (int i = 0; i < c->kafka_kv_n; i++) free(c->kafka_kv[i]);
     free(c->kafka_kv);
+    for (int i = 0; i < c->provider_kv_n; i++) free(c->provider_kv[i]);
+    free(c->provider_kv);
     memset(c, 0, sizeof(*c));
 }
 
@@ -259,6 +279,12 @@ hr_t config_load_env(config_t *c, char *why, size_t why_len)
             snprintf(key, sizeof(key), "kafka.%s", env + 6);
             for (char *p = key + 6; *p; p++)
                 if (*p == '_') *p = '.';
+        } else if (strncmp(env, "provider_", 9) == 0 || strncmp(env, "channel_", 8) == 0) {
+            /* <prefix>_<name>_<key>: names have no '_', keys may. */
+            snprintf(key, sizeof(key), "%s", env);
+            char *p = strchr(key, '_');
+            *p = '.';
+            if ((p = strchr(p + 1, '_'))) *p = '.';
         } else {
             /* Tests and tools use other HERALD_* variables; ignore them. */
             continue;
@@ -273,6 +299,12 @@ const char *const *config_kafka_kv(const config_t *c)
 {
     static const char *const empty[] = {NULL};
     return c->kafka_kv ? (const char *const *)c->kafka_kv : empty;
+}
+
+const char *const *config_provider_kv(const config_t *c)
+{
+    static const char *const empty[] = {NULL};
+    return c->provider_kv ? (const char *const *)c->provider_kv : empty;
 }
 
 void config_print_reference(void *file)
@@ -290,4 +322,6 @@ void config_print_reference(void *file)
         fprintf(f, " | `%s` | %s |\n", o->def, o->doc);
     }
     fprintf(f, "| `kafka.<name>` | string | | Passed straight to librdkafka (e.g. `kafka.security.protocol`). |\n");
+    fprintf(f, "| `provider.<name>.<key>` | string | | Settings of provider instance <name> (`type`, `max_in_flight`, and the provider's own keys; see docs/internals/provider.md). |\n");
+    fprintf(f, "| `channel.<channel>.providers` | string | `sandbox` | Provider instances a channel delivers through, comma separated; push picks the one named like the device's platform. |\n");
 }

@@ -5,7 +5,10 @@
  * "section.key"), HERALD_* environment variables (HERALD_BUS_FSYNC ->
  * bus.fsync; HERALD_KAFKA_<NAME> -> kafka.<name> with '_' -> '.'), then
  * command-line flags. Unknown keys are rejected and named, except kafka.*
- * which pass straight to librdkafka.
+ * which pass straight to librdkafka, and provider.<name>.<key> and
+ * channel.<channel>.<key> which pass to the provider registry
+ * (provider_config_check() validates them; HERALD_PROVIDER_<NAME>_<KEY> ->
+ * provider.<name>.<key>, HERALD_CHANNEL_<CH>_<KEY> -> channel.<ch>.<key>).
  */
 #ifndef HERALD_CONFIG_H
 #define HERALD_CONFIG_H
@@ -40,6 +43,9 @@ typedef struct config {
     /* kafka.* passthrough, NULL-terminated key/value pairs */
     char **kafka_kv;
     int kafka_kv_n;
+    /* provider.* and channel.* passthrough, whole keys, NULL-terminated */
+    char **provider_kv;
+    int provider_kv_n;
 } config_t;
 
 /* Fills defaults. */
@@ -53,5 +59,8 @@ hr_t config_load_env(config_t *c, char *why, size_t why_len);
 void config_print_reference(void *file);
 /* kafka.* pairs as a NULL-terminated array for bus_opts_t.kv (borrowed). */
 const char *const *config_kafka_kv(const config_t *c);
+/* provider.* and channel.* pairs (whole keys) as a NULL-terminated array
+ * (borrowed). */
+const char *const *config_provider_kv(const config_t *c);
 
 #endif

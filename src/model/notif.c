@@ -9,14 +9,12 @@
  * touching them. Integers are assembled byte by byte, which is
  * endian-independent; compilers fold it into single loads and stores.
  *
- * The JSON form escapes strings by hand rather than through jansson: it is
- * what the sandbox provider writes per delivery, and building a json_t tree
- * and dumping it costs a few microseconds per record (DESIGN §9), while the
- * hand-written escaper is a single pass over the bytes. It emits valid JSON
- * for any input: control characters are escaped, and bytes that are not
- * well-formed UTF-8 are replaced with U+FFFD.
+ * The JSON form is written with core/json_write.h (the one escaper, shared
+ * with the sandbox provider): a single pass, valid JSON for any input.
  */
 #include "model/notif.h"
+
+#include "core/json_write.h"
 
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -246,134 +244,13 @@ hr_t notif_decode(const void *data, size_t len, notif_t *n)
 
 /* ----------------------------------------------------------------- JSON */
 
-/* Length of the well-formed UTF-8 sequence at s (2..4 bytes; Unicode table
- * 3-7: no overlongs, no surrogates, nothing above U+10FFFF), or 0. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
+/* The JSON writer and string escaper live in core/json_write.c. */
+#define KEY(name) JW_KEY(name)
+
+static inline void jw_key_s(jw_t *w, const char *key, size_t kn, hstr_t v)
 {
-    unsigned c = s[0];
-    if (c < 0xC2 || c > 0xF4) return 0;
-    if (c < 0xE0) return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c == 0xE0) lo = 0xA0;
-    else if (c == 0xED) hi = 0x9F;
-    else if (c == 0xF0) lo = 0x90;
-    else if (c == 0xF4) hi = 0x8F;
-    if (n < 2 || s[1] < lo || s[1] > hi) return 0;
-    if (n < 3 || (s[2] & 0xC0) != 0x80) return 0;
-    if (c < 0xF0) return 3;
-    if (n < 4 || (s[3] & 0xC0) != 0x80) return 0;
-    return 4;
+    jw_key_str(w, key, kn, v.p, v.n);
 }
-
-/* A JSON writer that remembers the first failure, so the emitting code
- * reads as a straight list; the caller checks w.r once at the end. */
-typedef struct jw {
-    buf_t *b;
-    hr_t r;
-} jw_t;
-
-static void jw_raw(jw_t *w, const void *p, size_t n)
-{
-    if (w->r == HR_OK) w->r = buf_append(w->b, p, n);
-}
-
-#define jw_lit(w, s) jw_raw((w), (s), sizeof(s) - 1)
-
-/* Claims n bytes at the end of the buffer for the caller to fill; NULL
- * after a failure. One limit check and no per-piece call overhead. */
-static char *jw_grab(jw_t *w, size_t n)
-{
-    if (w->r != HR_OK || (w->r = buf_reserve(w->b, n)) != HR_OK) return NULL;
-    char *p = w->b->data + w->b->len;
-    w->b->len += n;
-    w->b->data[w->b->len] = '\0';
-    return p;
-}
-
-/* Length of the prefix of s that JSON can carry as it is: printable ASCII
- * other than '"' and '\', and well-formed UTF-8. */
-static size_t json_clean_prefix(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            i++;
-            continue;
-        }
-        size_t k = c >= 0x80 ? utf8_seq_len(s + i, n - i) : 0;
-        if (!k) break;
-        i += k;
-    }
-    return i;
-}
-
-/* Escapes s (which starts with a byte that needs it) and closes the string. */
-static void jw_str_tail(jw_t *w, const unsigned char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        switch (c) {
-        case '"': jw_lit(w, "\\\""); break;
-        case '\\': jw_lit(w, "\\\\"); break;
-        case '\b': jw_lit(w, "\\b"); break;
-        case '\f': jw_lit(w, "\\f"); break;
-        case '\n': jw_lit(w, "\\n"); break;
-        case '\r': jw_lit(w, "\\r"); break;
-        case '\t': jw_lit(w, "\\t"); break;
-        default:
-            if (c < 0x20) {
-                char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                jw_raw(w, e, sizeof(e));
-            } else {
-                jw_lit(w, "\\ufffd"); /* a byte that is not well-formed UTF-8 */
-            }
-        }
-        i++;
-        size_t clean = json_clean_prefix(s + i, n - i);
-        jw_raw(w, s + i, clean);
-        i += clean;
-    }
-    jw_lit(w, "\"");
-}
-
-/* key_comma is `,"name":`; the common case (nothing to escape) is a single
- * grab and two copies. */
-static void jw_key_str(jw_t *w, const char *key_comma, size_t kn, hstr_t v)
-{
-    const unsigned char *s = (const unsigned char *)v.p;
-    size_t clean = json_clean_prefix(s, v.n);
-    bool whole = clean == v.n;
-    char *p = jw_grab(w, kn + 1 + clean + whole);
-    if (!p) return;
-    memcpy(p, key_comma, kn);
-    p += kn;
-    *p++ = '"';
-    if (clean) memcpy(p, s, clean);
-    if (whole) p[clean] = '"';
-    else jw_str_tail(w, s + clean, v.n - clean);
-}
-
-static void jw_key_int(jw_t *w, const char *key_comma, size_t kn, int64_t v)
-{
-    char num[24];
-    char *e = num + sizeof(num), *d = e;
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do {
-        *--d = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0) *--d = '-';
-    size_t dn = (size_t)(e - d);
-    char *p = jw_grab(w, kn + dn);
-    if (!p) return;
-    memcpy(p, key_comma, kn);
-    memcpy(p + kn, d, dn);
-}
-
-#define KEY(name) ",\"" name "\":", sizeof(",\"" name "\":") - 1
 
 /* metadata is JSON object text: embedded as an object when it parses as
  * one (re-serialized compactly when it spans lines, so the output stays one
@@ -383,7 +260,7 @@ static void jw_metadata(jw_t *w, hstr_t md)
     if (md.n == 0) return;
     json_t *obj = json_loadb(md.p, md.n, 0, NULL);
     if (!json_is_object(obj)) {
-        jw_key_str(w, KEY("metadata"), md);
+        jw_key_str(w, KEY("metadata"), md.p, md.n);
     } else if (!memchr(md.p, '\n', md.n) && !memchr(md.p, '\r', md.n)) {
         jw_raw(w, KEY("metadata"));
         jw_raw(w, md.p, md.n);
@@ -399,30 +276,30 @@ static void jw_metadata(jw_t *w, hstr_t md)
 
 hr_t notif_to_json(const notif_t *n, buf_t *out)
 {
-    jw_t w = {out, HR_OK};
+    jw_t w = JW_INIT(out);
     size_t start = out->len;
 
     jw_lit(&w, "{\"kind\":");
     if (n->kind == REC_STATUS) jw_lit(&w, "\"status\"");
     else jw_lit(&w, "\"notification\"");
-    jw_key_str(&w, KEY("notification_id"), n->notification_id);
-    jw_key_str(&w, KEY("event_id"), n->event_id);
-    jw_key_str(&w, KEY("user_id"), n->user_id);
-    jw_key_str(&w, KEY("channel"), HSTR(channel_name(n->channel)));
-    jw_key_str(&w, KEY("priority"), HSTR(priority_name(n->priority)));
-    jw_key_str(&w, KEY("status"), HSTR(status_name(n->status)));
+    jw_key_s(&w, KEY("notification_id"), n->notification_id);
+    jw_key_s(&w, KEY("event_id"), n->event_id);
+    jw_key_s(&w, KEY("user_id"), n->user_id);
+    jw_key_s(&w, KEY("channel"), HSTR(channel_name(n->channel)));
+    jw_key_s(&w, KEY("priority"), HSTR(priority_name(n->priority)));
+    jw_key_s(&w, KEY("status"), HSTR(status_name(n->status)));
     jw_key_int(&w, KEY("attempt"), n->attempt);
-    jw_key_str(&w, KEY("category"), n->category);
-    jw_key_str(&w, KEY("title"), n->title);
-    jw_key_str(&w, KEY("body"), n->body);
-    jw_key_str(&w, KEY("address"), n->address);
-    jw_key_str(&w, KEY("platform"), n->platform);
+    jw_key_s(&w, KEY("category"), n->category);
+    jw_key_s(&w, KEY("title"), n->title);
+    jw_key_s(&w, KEY("body"), n->body);
+    jw_key_s(&w, KEY("address"), n->address);
+    jw_key_s(&w, KEY("platform"), n->platform);
     jw_key_int(&w, KEY("created_at_ms"), n->created_at_ms);
     jw_key_int(&w, KEY("due_at_ms"), n->due_at_ms);
     jw_key_int(&w, KEY("status_at_ms"), n->status_at_ms);
     jw_key_int(&w, KEY("accepted_at_us"), n->accepted_at_us);
-    jw_key_str(&w, KEY("channel_msg_id"), n->channel_msg_id);
-    jw_key_str(&w, KEY("error"), n->error);
+    jw_key_s(&w, KEY("channel_msg_id"), n->channel_msg_id);
+    jw_key_s(&w, KEY("error"), n->error);
     jw_metadata(&w, n->metadata);
     jw_lit(&w, "}");
 

@@ -19,9 +19,22 @@
  * store query (a random index probe, the most expensive step per record)
  * off the hot path without giving up the "skip what is already sent" rule.
  *
+ * Delivery goes through the channel's provider set (provider/provider.h):
+ * every notification of the batch is submitted (when a provider is full,
+ * the dispatcher takes completions and submits the rest), then the
+ * dispatcher waits for the last completion, so each submitted notification
+ * has exactly one result before any status is produced. Results map to
+ * statuses by class, through lifecycle_transition:
+ *   OK -> sent; RETRY, THROTTLED -> failed; PERMANENT -> dead + DLQ record;
+ *   FATAL (the provider is misconfigured) -> nothing is marked or
+ *   dead-lettered: the statuses of the notifications that did go out are
+ *   produced, the batch's partitions pause for FATAL_PAUSE_MS and the batch
+ *   is offered again after it (HR_LATER; the store check skips what was
+ *   sent).
+ *
  * Not yet here (later issues): quiet hours, per-user rate limits, provider
- * token buckets, circuit breaker, retry topics. A retriable failure is
- * recorded as status "failed"; a permanent one as "dead" plus a DLQ record.
+ * token buckets, circuit breaker, retry topics (RETRY and THROTTLED are
+ * recorded as "failed"; retry_after_ms is not used yet).
  */
 #include "stage/stage.h"
 #include "model/lifecycle.h"
@@ -34,15 +47,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* How long one wait for provider completions may block before the loop
+ * looks again (requests have their own timeouts, so waits end). */
+#define COMPLETION_WAIT_MS 100
+
+/* How long a channel's partitions pause after its provider answered FATAL
+ * (misconfigured); the batch is tried again after it. */
+#define FATAL_PAUSE_MS 30000
+
 typedef struct dispatch {
     app_t *app;
     channel_t ch;
-    provider_t *provider;
+    provider_set_t *providers;  /* NULL when the channel's providers failed to open */
+    int ndone;                  /* completions of the current batch */
+    int *fresh;                 /* indexes completed since the last take_completions */
+    int nfresh;
     int cap;
     notif_t *notifs;
     const notif_t **send;
     const bus_msg_t **src;
-    send_result_t *res;
+    send_result_t *res;         /* result slot per submitted notification */
     buf_t enc;
     hist_local_t lat;           /* latencies of the batch, merged into app's */
     /* Per input partition: records below this offset are checked against
@@ -62,6 +86,32 @@ static const char *const stage_names[CH__COUNT] = {
     [CH_WEBHOOK] = "dispatch:webhook",
 };
 
+/* Provider completion: res is d->res[i] for cookie i. Runs on this
+ * dispatcher's thread, from provider_set_poll(). */
+static void on_sent(void *ud, send_result_t *res, void *cookie)
+{
+    dispatch_t *d = ud;
+    d->fresh[d->nfresh++] = (int)(intptr_t)cookie;
+    d->ndone++;
+}
+
+/* Takes completions (waiting up to wait_ms for the first) and records the
+ * delivery latency of those that went out: one clock read per round, not
+ * per notification. */
+static void take_completions(dispatch_t *d, int wait_ms)
+{
+    provider_set_poll(d->providers, wait_ms);
+    if (d->nfresh == 0) return;
+    int64_t now_us = hclock_now_us();
+    for (int k = 0; k < d->nfresh; k++) {
+        int i = d->fresh[k];
+        const notif_t *x = d->send[i];
+        if (d->res[i].cls == SEND_OK && x->accepted_at_us > 0 && now_us >= x->accepted_at_us)
+            hist_record(&d->lat, (uint64_t)(now_us - x->accepted_at_us));
+    }
+    d->nfresh = 0;
+}
+
 static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
 {
     dispatch_t *d = xcalloc(1, sizeof(*d));
@@ -72,12 +122,14 @@ static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
     d->send = xcalloc((size_t)d->cap, sizeof(*d->send));
     d->src = xcalloc((size_t)d->cap, sizeof(*d->src));
     d->res = xcalloc((size_t)d->cap, sizeof(*d->res));
+    d->fresh = xcalloc((size_t)d->cap, sizeof(*d->fresh));
     buf_init(&d->enc, 0);
     hist_local_init(&d->lat);
-    char *dir = xasprintf("%s/sandbox", app->cfg->data_dir);
-    bool null_mode = strcmp(app->cfg->provider_mode, "null") == 0;
-    if (sandbox_provider_new(dir, d->ch, null_mode, &d->provider) != HR_OK) d->provider = NULL;
-    free(dir);
+    char why[256];
+    if (provider_set_open(app->cfg, app, d->ch, on_sent, d, &d->providers, why, sizeof(why)) != HR_OK) {
+        log_error(stage_names[d->ch], "cannot open the channel's providers: %s", why);
+        d->providers = NULL;
+    }
     return d;
 }
 
@@ -85,11 +137,12 @@ static void dispatch_free(void *state)
 {
     dispatch_t *d = state;
     free(d->check_below);
-    provider_free(d->provider);
+    provider_set_close(d->providers);
     free(d->notifs);
     free(d->send);
     free(d->src);
     free(d->res);
+    free(d->fresh);
     buf_release(&d->enc);
     free(d);
 }
@@ -142,14 +195,79 @@ static hr_t emit(dispatch_t *d, notif_t *n, bus_batch_t *batch)
                          d->enc.len, batch);
 }
 
-static hr_t dispatch_process(void *state, stage_ctx_t *cx __attribute__((unused)), const bus_msg_t *msgs, int n, bus_batch_t *batch)
+/* Submits send[0..ns) and waits until each has its completion. */
+static void deliver(dispatch_t *d, int ns)
+{
+    d->ndone = 0;
+    for (int i = 0; i < ns; i++) {
+        hr_t r;
+        while ((r = provider_set_submit(d->providers, d->send[i], &d->res[i], (void *)(intptr_t)i)) ==
+               HR_AGAIN)
+            take_completions(d, COMPLETION_WAIT_MS); /* full: make room */
+        if (r != HR_OK) {
+            send_result_set(&d->res[i], SEND_RETRY, 0, "provider refused: %s", hr_str(r));
+            d->ndone++;
+        }
+    }
+    bool told = false;
+    while (d->ndone < ns) {
+        take_completions(d, COMPLETION_WAIT_MS);
+        if (!told && atomic_load(&d->app->stopping)) {
+            log_info(stage_names[d->ch], "stopping: waiting for %d provider requests in flight",
+                     ns - d->ndone);
+            told = true;
+        }
+    }
+}
+
+/* Produces the status (and DLQ record) for send[i] from its result. In a
+ * batch with a FATAL result only deliveries are recorded (see the top). */
+static hr_t record(dispatch_t *d, int i, bool fatal, bus_batch_t *batch)
+{
+    app_t *app = d->app;
+    notif_t *x = &d->notifs[i];
+    send_result_t *res = &d->res[i];
+    const char *by = stage_names[d->ch];
+    int64_t at = hclock_now_ms();
+    hr_t r = HR_OK;
+    if (fatal && res->cls != SEND_OK) return HR_OK;
+    switch (res->cls) {
+    case SEND_OK:
+        lifecycle_transition(x, ST_SENT, at, HSTR(res->msg_id), by);
+        METRIC_INC(notifs_sent);
+        break;
+    case SEND_RETRY:
+    case SEND_THROTTLED:
+        /* Retry tiers come later: recorded as failed, as before. */
+        lifecycle_transition(x, ST_FAILED, at, HSTR(res->error), by);
+        METRIC_INC(notifs_failed);
+        break;
+    case SEND_PERMANENT:
+        if (res->address_invalid) {
+            size_t l = strlen(res->error);
+            snprintf(res->error + l, sizeof(res->error) - l, " (address invalid)");
+        }
+        lifecycle_transition(x, ST_DEAD, at, HSTR(res->error), by);
+        METRIC_INC(notifs_failed);
+        r = stage_dead_letter(app, d->src[i], by, res->error, batch);
+        break;
+    case SEND_FATAL:
+    case SEND__COUNT:
+        return HR_OK;
+    }
+    if (r == HR_OK) r = emit(d, x, batch);
+    return r;
+}
+
+static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, int n,
+                              bus_batch_t *batch)
 {
     dispatch_t *d = state;
     app_t *app = d->app;
     int ns = 0;
     hr_t r = HR_OK;
 
-    if (!d->provider) return HR_ERR; /* the stage loop backs off and retries */
+    if (!d->providers) return HR_ERR; /* the stage loop backs off and retries */
     learn_watermarks(d, msgs, n);
     for (int i = 0; i < n && r == HR_OK; i++) {
         int64_t *below = part_slot(d, msgs[i].partition);
@@ -178,34 +296,27 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx __attribute__((unused)
     }
     if (r != HR_OK || ns == 0) return r;
 
-    provider_send(d->provider, d->send, ns, d->res);
-    int64_t now_us = hclock_now_us();
-    for (int i = 0; i < ns; i++) {
-        const notif_t *x = d->send[i];
-        if (d->res[i].cls == SEND_OK && x->accepted_at_us > 0 && now_us >= x->accepted_at_us)
-            hist_record(&d->lat, (uint64_t)(now_us - x->accepted_at_us));
-    }
+    deliver(d, ns);
     hist_merge(METRIC_HIST(delivery_latency, d->ch), &d->lat);
-    for (int i = 0; i < ns && r == HR_OK; i++) {
-        notif_t *x = &d->notifs[i];
-        send_result_t *res = &d->res[i];
-        int64_t at = hclock_now_ms();
-        switch (res->cls) {
-        case SEND_OK:
-            lifecycle_transition(x, ST_SENT, at, HSTR(res->msg_id), stage_names[d->ch]);
-            METRIC_INC(notifs_sent);
-            break;
-        case SEND_RETRY:
-            lifecycle_transition(x, ST_FAILED, at, HSTR(res->error), stage_names[d->ch]);
-            METRIC_INC(notifs_failed);
-            break;
-        case SEND_PERMANENT:
-            lifecycle_transition(x, ST_DEAD, at, HSTR(res->error), stage_names[d->ch]);
-            METRIC_INC(notifs_failed);
-            r = stage_dead_letter(app, d->src[i], stage_names[d->ch], res->error, batch);
-            break;
+    int fatal = -1;
+    for (int i = 0; i < ns && fatal < 0; i++)
+        if (d->res[i].cls == SEND_FATAL) fatal = i;
+    for (int i = 0; i < ns && r == HR_OK; i++) r = record(d, i, fatal >= 0, batch);
+    if (r == HR_OK && fatal >= 0) {
+        /* The provider is misconfigured: nothing more will pass until an
+         * operator fixes it. Nothing is dead-lettered or marked: the
+         * batch's partitions pause for FATAL_PAUSE_MS and the batch is
+         * offered again after it ("not now", no error back-off); the store
+         * check skips what did go out. The next attempt is the probe. */
+        int64_t until = hclock_now_ms() + FATAL_PAUSE_MS;
+        for (int i = 0; i < n && cx; i++) {
+            bool seen = false;
+            for (int j = 0; j < i && !seen; j++) seen = msgs[j].partition == msgs[i].partition;
+            if (!seen) stage_pause(cx, msgs[i].topic, msgs[i].partition, until);
         }
-        if (r == HR_OK) r = emit(d, x, batch);
+        log_error(stage_names[d->ch], "provider failure, batch of %d held back for %d s: %s", ns,
+                  FATAL_PAUSE_MS / 1000, d->res[fatal].error);
+        r = HR_LATER;
     }
     return r;
 }

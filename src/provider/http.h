@@ -1,0 +1,99 @@
+/*
+ * http.h - the libcurl multi engine HTTP providers share, and the plain
+ * request / response structs their pure builders and classifiers use.
+ *
+ * One engine per dispatcher thread: a curl multi handle with HTTP/2
+ * multiplexing (CURLPIPE_MULTIPLEX; easy handles set PIPEWAIT so new
+ * requests wait for a stream on an existing connection instead of opening
+ * another), connections reused across requests, and a timeout per request.
+ * One thread drives hundreds of streams by calling http_engine_run().
+ *
+ * A provider owns its transfers (http_xfer_t, one per in-flight slot, kept
+ * and reused so steady state allocates nothing per request but curl's
+ * header list), and starts them on the engine; when a transfer ends the
+ * engine calls the transfer's done callback with the response, from inside
+ * http_engine_run(), on the engine's thread.
+ *
+ * Threads: everything here runs on the one thread that owns the engine.
+ */
+#ifndef HERALD_PROVIDER_HTTP_H
+#define HERALD_PROVIDER_HTTP_H
+
+#include "core/buf.h"
+#include "core/common.h"
+
+typedef struct http_engine http_engine_t;
+
+/* What a builder produces: pure data, no curl. */
+typedef struct prov_http_req {
+    const char *method;         /* "POST" */
+    buf_t url;                  /* NUL-terminated */
+    buf_t headers;              /* "Name: value\n" lines */
+    buf_t body;
+    long timeout_ms;            /* whole request, 0 = engine default */
+} prov_http_req_t;
+
+void prov_http_req_init(prov_http_req_t *r);
+void prov_http_req_reset(prov_http_req_t *r);
+void prov_http_req_release(prov_http_req_t *r);
+
+/* How a transfer ended, before any HTTP status. */
+typedef enum prov_http_xfer_result {
+    HTTP_DONE = 0,              /* a response arrived; status is set */
+    HTTP_TIMEOUT,               /* no (whole) response within the timeout */
+    HTTP_CONNECT,               /* could not connect / resolve / TLS handshake */
+    HTTP_SHUTDOWN,              /* cancelled: the engine is closing */
+    HTTP_FAILED,                /* anything else (connection dropped mid-way, ...) */
+} prov_http_xfer_result_t;
+
+/* What a classifier sees: pure data. */
+typedef struct prov_http_resp {
+    prov_http_xfer_result_t result;
+    const char *error;          /* transport error text when result != HTTP_DONE */
+    int status;                 /* HTTP status; 0 without a response */
+    const char *reason;         /* status line reason ("" on HTTP/2) */
+    const char *headers;        /* the response's header lines as received */
+    size_t headers_len;
+    const char *body;
+    size_t body_len;
+    int64_t now_ms;             /* wall clock when it ended (for Retry-After dates) */
+} prov_http_resp_t;
+
+/* Finds header `name` (case-insensitive) in r's header lines; the value,
+ * trimmed, is (*v, *n). False when absent. */
+bool prov_http_header(const prov_http_resp_t *r, const char *name, const char **v, size_t *n);
+
+/* Retry-After (RFC 9110 §10.2.3) as milliseconds from now_ms: delta-seconds
+ * or an HTTP-date; 0 when absent, unparseable or in the past. Capped at
+ * one day. */
+int64_t http_retry_after_ms(const char *v, size_t n, int64_t now_ms);
+
+/* ----------------------------------------------------------- engine */
+
+hr_t http_engine_new(http_engine_t **out);
+/* Cancels what is still running (each transfer completes with
+ * HTTP_SHUTDOWN first) and frees the engine. */
+void http_engine_free(http_engine_t *e);
+/* Transfers started and not yet completed. */
+int http_engine_active(const http_engine_t *e);
+/* Drives transfers: waits up to timeout_ms for network activity, then
+ * completes every transfer that ended. Returns how many completed. */
+int http_engine_run(http_engine_t *e, int timeout_ms);
+
+/* One transfer slot, owned by a provider and reused. */
+typedef struct http_xfer http_xfer_t;
+typedef void (*http_done_fn)(void *ud, http_xfer_t *x, const prov_http_resp_t *resp);
+
+http_xfer_t *http_xfer_new(void);
+/* Cancels x first if it is running. */
+void http_xfer_free(http_xfer_t *x);
+/* Stops x if it is running; its done callback runs with HTTP_SHUTDOWN. */
+void http_xfer_cancel(http_xfer_t *x);
+/* Starts req on e (req is copied where curl needs it; it may be reset
+ * after the call). done(ud, x, resp) runs exactly once when it ends, from
+ * http_engine_run() or http_engine_free(). HR_ERR if curl refuses it (then
+ * no callback). */
+hr_t http_xfer_start(http_engine_t *e, http_xfer_t *x, const prov_http_req_t *req, http_done_fn done,
+                     void *ud);
+
+#endif

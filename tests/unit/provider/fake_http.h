@@ -1,0 +1,34 @@
+/*
+ * fake_http.h - a tiny scripted HTTP server for provider tests (libmicrohttpd,
+ * one thread per connection, on 127.0.0.1 with a free port).
+ *
+ * Each request's answer is scripted by the request body: a JSON object
+ * whose "title" holds space-separated words
+ *   status=NNN  retry-after=TEXT (underscores become spaces)  msgid=ID
+ *   delay=MS (sleep before answering)
+ * Anything missing: 200 with no extra headers.
+ *
+ * The server counts requests, the most answered at once, and the
+ * Idempotency-Key values and paths it saw. fake_http_hold() makes requests
+ * wait until `k` are being answered at once (or every expected request
+ * has arrived, or 5 s passed), which proves k were in flight together.
+ */
+#ifndef FAKE_HTTP_H
+#define FAKE_HTTP_H
+
+#include <stdbool.h>
+
+typedef struct fake_http fake_http_t;
+
+fake_http_t *fake_http_start(void);
+void fake_http_stop(fake_http_t *f);
+/* "http://127.0.0.1:<port><path>"; static buffer per server. */
+const char *fake_http_url(fake_http_t *f, const char *path);
+void fake_http_hold(fake_http_t *f, int k, int expected_total);
+int fake_http_requests(fake_http_t *f);
+int fake_http_max_concurrent(fake_http_t *f);
+/* How many requests carried this Idempotency-Key / went to this path. */
+int fake_http_key_count(fake_http_t *f, const char *key);
+int fake_http_path_count(fake_http_t *f, const char *path);
+
+#endif
