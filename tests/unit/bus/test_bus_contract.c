@@ -90,7 +90,7 @@ static void test_key_order_and_partition(void **state)
         assert_int_equal(sscanf(r->key, "user-%d", &k), 1);
         assert_true(k >= 0 && k < NKEYS);
         /* per-key order, nothing lost, nothing repeated */
-        assert_int_equal(atoi(r->val), next[k]);
+        assert_int_equal((int)strtol(r->val, NULL, 10), next[k]);
         next[k]++;
         /* partition = murmur2(key) % n, like Kafka's Java producer */
         assert_int_equal(r->part, murmur2_partition(r->key, strlen(r->key), 8));
@@ -128,7 +128,7 @@ static void test_two_groups_read_everything(void **state)
     consume(c2, &r2, 300);
     bool seen1[300] = {false}, seen2[300] = {false};
     for (size_t i = 0; i < 300; i++) {
-        int k1 = atoi(r1.v[i].key + 1), k2 = atoi(r2.v[i].key + 1);
+        int k1 = (int)strtol(r1.v[i].key + 1, NULL, 10), k2 = (int)strtol(r2.v[i].key + 1, NULL, 10);
         assert_false(seen1[k1]);
         assert_false(seen2[k2]);
         seen1[k1] = seen2[k2] = true;
@@ -651,9 +651,9 @@ static void test_concurrent_producers(void **state)
     consume(c, &got, NT * N);
     int next[NT] = {0};
     for (size_t i = 0; i < got.n; i++) {
-        int id = atoi(got.v[i].key + strlen("producer-"));
+        int id = (int)strtol(got.v[i].key + strlen("producer-"), NULL, 10);
         assert_true(id >= 0 && id < NT);
-        assert_int_equal(atoi(got.v[i].val), next[id]);
+        assert_int_equal((int)strtol(got.v[i].val, NULL, 10), next[id]);
         next[id]++;
     }
     bus_consumer_close(c);

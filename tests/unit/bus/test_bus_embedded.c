@@ -228,7 +228,7 @@ static void test_kill9_after_ack(void **state)
     char *seen = calloc(6000, 1);
     assert_non_null(seen);
     for (size_t i = 0; i < got.n; i++) {
-        int k = atoi(got.v[i].key);
+        int k = (int)strtol(got.v[i].key, NULL, 10);
         assert_true(k >= 0 && k < 6000);
         assert_int_equal(seen[k], 0);
         seen[k] = 1;
