@@ -14,7 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 const char *backend(void)
 {
     const char *b = getenv("HERALD_TEST_BUS");
