@@ -7,9 +7,14 @@ pkgs=(build-essential cmake pkg-config
       libjansson-dev libmicrohttpd-dev libsqlite3-dev librdkafka-dev libcurl4-openssl-dev
       libssl-dev libinih-dev libicu-dev zlib1g-dev libcmocka-dev
       sqlite3 curl python3 kcat gnuplot-nox)
-if [ "${1:-}" = "--test" ]; then
-  pkgs+=(default-jre-headless maven)
-fi
+# --test: Java and Maven for the Kafka broker tests; --fuzz: clang and its
+# libFuzzer runtime for `make fuzz`.
+for arg in "$@"; do
+  case "$arg" in
+    --test) pkgs+=(default-jre-headless maven) ;;
+    --fuzz) pkgs+=(clang libclang-rt-dev) ;;
+  esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,27 +1,95 @@
 /*
- * bus.c - the bus registry and thin wrappers over the backend vtable.
+ * bus.c - the bus registry, thin wrappers over the backend vtable and the
+ * produce batches (acknowledgement counting, abandoned heap batches).
+ *
+ * Batch ownership: a caller owns its batch until bus_batch_abandon(); from
+ * then on the bus it was produced to owns it (a list in struct bus). The ack
+ * path (bus_batch_ack_n, on backend threads) only counts and signals; the
+ * bus frees abandoned batches whose records are all acknowledged on a
+ * caller's thread: in bus_batch_wait(), bus_batch_abandon() and bus_close().
  */
-#include "bus/bus.h"
+#include "bus/bus_int.h"
+
+#include "core/cond.h"
+#include "core/log.h"
 
 #include <assert.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const bus_ops_t *const backends[] = {&bus_embedded_ops, &bus_kafka_ops};
+
+hr_t bus_open_with(const bus_ops_t *ops, const bus_opts_t *opts, bus_t **out)
+{
+    hr_t r = ops->open(opts, out);
+    if (r != HR_OK) return r;
+    pthread_mutex_init(&(*out)->abandoned_mu, NULL);
+    (*out)->abandoned = NULL;
+    return HR_OK;
+}
 
 hr_t bus_open(const bus_opts_t *opts, bus_t **out)
 {
     const char *name = opts->backend ? opts->backend : "embedded";
     for (size_t i = 0; i < ARRAY_LEN(backends); i++)
-        if (strcmp(backends[i]->name, name) == 0) return backends[i]->open(opts, out);
+        if (strcmp(backends[i]->name, name) == 0) return bus_open_with(backends[i], opts, out);
     return HR_INVALID;
+}
+
+static void batches_free(bus_batch_t *list)
+{
+    while (list) {
+        bus_batch_t *next = list->next;
+        bus_batch_free(list);
+        list = next;
+    }
+}
+
+/* Frees the bus's abandoned batches whose records are all acknowledged. The
+ * last ack has returned by then: pending reaches 0 under b->mu and no record
+ * of the batch is acked twice. Caller's thread, never an ack path. */
+static void abandoned_reap(bus_t *bus)
+{
+    bus_batch_t *done = NULL;
+    pthread_mutex_lock(&bus->abandoned_mu);
+    bus_batch_t **pp = &bus->abandoned;
+    while (*pp) {
+        bus_batch_t *b = *pp;
+        pthread_mutex_lock(&b->mu);
+        bool acked = b->pending == 0;
+        pthread_mutex_unlock(&b->mu);
+        if (acked) {
+            *pp = b->next;
+            b->next = done;
+            done = b;
+        } else {
+            pp = &b->next;
+        }
+    }
+    pthread_mutex_unlock(&bus->abandoned_mu);
+    batches_free(done);
 }
 
 void bus_close(bus_t *bus)
 {
-    if (bus) bus->ops->close(bus);
+    if (!bus) return;
+    pthread_mutex_lock(&bus->abandoned_mu);
+    bus_batch_t *left = bus->abandoned;
+    bus->abandoned = NULL;
+    pthread_mutex_unlock(&bus->abandoned_mu);
+    pthread_mutex_destroy(&bus->abandoned_mu);
+    bus->ops->close(bus); /* completes every record produced: no ack can follow */
+    size_t n = 0;
+    for (bus_batch_t **pp = &left; *pp;) {
+        if ((*pp)->pending == 0) {
+            pp = &(*pp)->next;
+            continue;
+        }
+        *pp = (*pp)->next; /* a backend broke the one-completion rule: leak, do not free */
+        n++;
+    }
+    if (n) log_error("bus", "close: %zu abandoned batches still had unacknowledged records", n);
+    batches_free(left);
 }
 
 const char *bus_backend_name(const bus_t *bus) { return bus->ops->name; }
@@ -39,6 +107,7 @@ hr_t bus_produce(bus_t *bus, const char *topic, int32_t partition, const void *k
     if (batch) {
         pthread_mutex_lock(&batch->mu);
         batch->pending++;
+        batch->bus = bus;
         pthread_mutex_unlock(&batch->mu);
     }
     hr_t r = bus->ops->produce(bus, topic, partition, key, key_len, value, value_len, batch);
@@ -86,27 +155,36 @@ void bus_batch_abandon(bus_batch_t *b)
     assert(b->heap);
     pthread_mutex_lock(&b->mu);
     bool done = b->pending == 0;
+    bus_t *bus = b->bus;
     b->abandoned = true;
     pthread_mutex_unlock(&b->mu);
-    if (done) bus_batch_free(b);
+    if (done || !bus) {
+        bus_batch_free(b); /* nothing in flight: the caller's thread frees it now */
+        return;
+    }
+    pthread_mutex_lock(&bus->abandoned_mu);
+    b->next = bus->abandoned;
+    bus->abandoned = b;
+    pthread_mutex_unlock(&bus->abandoned_mu);
+    abandoned_reap(bus); /* also the ones abandoned earlier */
 }
 
-void bus_batch_ack(bus_batch_t *b, hr_t result)
+void bus_batch_ack_n(bus_batch_t *b, int64_t n, hr_t result)
 {
     pthread_mutex_lock(&b->mu);
-    b->pending--;
+    b->pending -= n;
     if (result != HR_OK) {
-        b->failed++;
+        b->failed += n;
         b->last_error = result;
     }
-    bool reap = b->pending == 0 && b->abandoned;
     if (b->pending == 0) pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
-    if (reap) bus_batch_free(b); /* nobody waits any more: the last ack frees it */
 }
 
 hr_t bus_batch_wait(bus_t *bus, bus_batch_t *b, int timeout_ms)
 {
+    /* unlocked peek: a batch abandoned just now is reaped by a later call */
+    if (__atomic_load_n(&bus->abandoned, __ATOMIC_RELAXED)) abandoned_reap(bus);
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : hclock_mono_ns() + (int64_t)timeout_ms * 1000000;
     for (;;) {
         pthread_mutex_lock(&b->mu);
@@ -122,19 +200,7 @@ hr_t bus_batch_wait(bus_t *bus, bus_batch_t *b, int timeout_ms)
             pthread_mutex_unlock(&b->mu);
             return HR_TIMEOUT;
         }
-        if (bus->ops->serve) {
-            pthread_mutex_unlock(&b->mu);
-            bus->ops->serve(bus, 5);
-            continue;
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 5 * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+        cond_timedwait_ms(&b->cv, &b->mu, 5);
         pthread_mutex_unlock(&b->mu);
     }
 }

@@ -3,7 +3,8 @@
  * committed offsets. Two backends implement it: embedded (segment files in
  * the data dir, bus_embedded.c) and Kafka (librdkafka, bus_kafka.c). Stage
  * code is written only against this header; the same contract tests
- * (tests/unit/test_bus_contract.c) run against both.
+ * (tests/unit/bus/test_bus_contract.c) run against both. The backend vtable
+ * is private to src/bus/ (bus_int.h).
  *
  * Semantics every backend keeps:
  *  - A record's partition is murmur2(key) % partitions (Kafka's Java rule)
@@ -71,7 +72,7 @@ typedef struct bus_msg {
 /* Tracks acknowledgements for a set of produced records. Initialise with
  * bus_batch_init(), pass to bus_produce(), then bus_batch_wait(). A batch may
  * be reused after wait returns. Not shared between threads except by the bus
- * itself (its ack path). */
+ * itself (its ack path). The ack path only counts: it never frees a batch. */
 typedef struct bus_batch {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -79,7 +80,9 @@ typedef struct bus_batch {
     int64_t failed;
     int last_error;             /* hr_t of the last failure */
     bool heap;                  /* made by bus_batch_new() */
-    bool abandoned;             /* freed by the last ack (bus_batch_abandon) */
+    bool abandoned;             /* handed to the bus by bus_batch_abandon() */
+    bus_t *bus;                 /* the bus it was last produced to */
+    struct bus_batch *next;     /* in that bus's list of abandoned batches */
 } bus_batch_t;
 
 void bus_batch_init(bus_batch_t *b);
@@ -87,13 +90,14 @@ void bus_batch_release(bus_batch_t *b);
 /* A heap batch for callers that may stop waiting before every ack arrives
  * (the HTTP ingest path answers 503 after a timeout). Free it with
  * bus_batch_free() once bus_batch_wait() returned HR_OK or an error, or hand
- * it to bus_batch_abandon() after HR_TIMEOUT: the bus keeps pointers to the
- * batch until each record is acknowledged, and the last ack frees it then. */
+ * it to bus_batch_abandon() after HR_TIMEOUT: the batch then belongs to the
+ * bus it was produced to, which keeps it until its last record is
+ * acknowledged and frees it afterwards, outside the ack path (in a later
+ * bus_batch_wait() on that bus, a later bus_batch_abandon(), or bus_close()).
+ * The caller must not touch it after bus_batch_abandon(). */
 bus_batch_t *bus_batch_new(void);
 void bus_batch_free(bus_batch_t *b);
 void bus_batch_abandon(bus_batch_t *b);
-/* Called by backends when one record of the batch is acknowledged. */
-void bus_batch_ack(bus_batch_t *b, hr_t result);
 /* Waits until every record produced with this batch is acknowledged.
  * HR_OK if all succeeded; the last error if any failed (failed count in
  * b->failed); HR_TIMEOUT if timeout_ms (>=0) passed first; -1 = forever.
@@ -117,41 +121,6 @@ typedef struct bus_lag {
     int64_t end_offset;         /* high watermark */
     int64_t lag;
 } bus_lag_t;
-
-/* ---- backend vtable (for bus.c and the backends only) ---- */
-typedef struct bus_ops {
-    const char *name;
-    hr_t (*open)(const bus_opts_t *opts, bus_t **out);
-    void (*close)(bus_t *bus);
-    hr_t (*topic_ensure)(bus_t *bus, const char *topic, const bus_topic_opts_t *o);
-    int32_t (*partitions)(bus_t *bus, const char *topic);
-    hr_t (*produce)(bus_t *bus, const char *topic, int32_t partition, const void *key,
-                    size_t key_len, const void *value, size_t value_len, bus_batch_t *batch);
-    hr_t (*flush)(bus_t *bus, int timeout_ms);
-    /* Let the backend serve acks while a batch waits (kafka: rd_kafka_poll). May be NULL. */
-    void (*serve)(bus_t *bus, int timeout_ms);
-    hr_t (*consumer_new)(bus_t *bus, const char *group, const char *const *topics,
-                         int ntopics, const bus_rebalance_t *rb, bus_consumer_t **out);
-    int (*poll)(bus_consumer_t *c, bus_msg_t *msgs, int max, int timeout_ms);
-    hr_t (*store_offset)(bus_consumer_t *c, const char *topic, int32_t partition,
-                         int64_t next_offset);
-    hr_t (*commit)(bus_consumer_t *c);
-    hr_t (*pause)(bus_consumer_t *c, const char *topic, int32_t partition);
-    hr_t (*resume)(bus_consumer_t *c, const char *topic, int32_t partition);
-    hr_t (*seek)(bus_consumer_t *c, const char *topic, int32_t partition, int64_t offset);
-    void (*consumer_close)(bus_consumer_t *c);
-    hr_t (*group_reset)(bus_t *bus, const char *group, const char *topic, int64_t to_time_ms);
-    hr_t (*lag)(bus_t *bus, const char *group, const char *topic, bus_lag_t **out, int *n);
-} bus_ops_t;
-
-/* Every backend struct starts with this. */
-struct bus {
-    const bus_ops_t *ops;
-};
-struct bus_consumer {
-    const bus_ops_t *ops;
-    bus_t *bus;
-};
 
 /* ---- public API ---- */
 
@@ -198,9 +167,5 @@ void bus_consumer_close(bus_consumer_t *c);
 hr_t bus_group_reset(bus_t *bus, const char *group, const char *topic, int64_t to_time_ms);
 /* Lag per partition; *out is allocated, caller frees. */
 hr_t bus_lag(bus_t *bus, const char *group, const char *topic, bus_lag_t **out, int *n);
-
-/* Backend registry (bus.c). */
-extern const bus_ops_t bus_embedded_ops;
-extern const bus_ops_t bus_kafka_ops;
 
 #endif

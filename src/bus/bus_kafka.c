@@ -45,8 +45,9 @@
  * Errors never crash: librdkafka errors are mapped to hr_t and logged at a
  * limited rate (one line per kind per interval, with the count suppressed).
  */
-#include "bus/bus.h"
+#include "bus/bus_int.h"
 
+#include "core/errlog.h"
 #include "core/log.h"
 
 #include <librdkafka/rdkafka.h>
@@ -72,41 +73,6 @@
 #define ERR_LOG_INTERVAL_MS 5000
 /* Producer stall warning: records unacknowledged and no delivery report for this long. */
 #define STALL_WARN_MS 10000
-
-/* ---- rate-limited error log ---- */
-
-/* One line per interval; the lines in between are counted and reported with
- * the next one ("N more in the last T s"). Any thread. */
-typedef struct errlog {
-    pthread_mutex_t mu;
-    int64_t last_ms;
-    int64_t suppressed;
-} errlog_t;
-
-static void errlog_init(errlog_t *e)
-{
-    memset(e, 0, sizeof(*e));
-    pthread_mutex_init(&e->mu, NULL);
-}
-
-static void errlog_release(errlog_t *e) { pthread_mutex_destroy(&e->mu); }
-
-/* Returns how many lines were suppressed before this one, or -1 when this
- * line must be suppressed too. */
-static int64_t errlog_admit(errlog_t *e)
-{
-    int64_t now = hclock_mono_ns() / 1000000, r = -1;
-    pthread_mutex_lock(&e->mu);
-    if (e->last_ms == 0 || now - e->last_ms >= ERR_LOG_INTERVAL_MS) {
-        r = e->suppressed;
-        e->suppressed = 0;
-        e->last_ms = now;
-    } else {
-        e->suppressed++;
-    }
-    pthread_mutex_unlock(&e->mu);
-    return r;
-}
 
 /* ---- types ---- */
 
@@ -237,7 +203,7 @@ static void log_client_error(errlog_t *e, rd_kafka_t *rk, int err, const char *r
     if (more < 0) return;
     if (more > 0)
         log_warn(LOGC, "%s: %s: %s (%" PRId64 " more errors in the last %d s)", rd_kafka_name(rk),
-                 rd_kafka_err2name(err), reason, more, ERR_LOG_INTERVAL_MS / 1000);
+                 rd_kafka_err2name(err), reason, more, errlog_interval_s(e));
     else
         log_warn(LOGC, "%s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name(err), reason);
 }
@@ -269,7 +235,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
             log_warn(LOGC, "delivery to %s [%" PRId32 "] failed: %s (%" PRId64
                      " more failures in the last %d s)",
                      m->rkt ? rd_kafka_topic_name(m->rkt) : "?", m->partition,
-                     rd_kafka_err2str(m->err), more, ERR_LOG_INTERVAL_MS / 1000);
+                     rd_kafka_err2str(m->err), more, errlog_interval_s(&b->dr_log));
     }
     if (m->_private) bus_batch_ack(m->_private, r);
 }
@@ -434,8 +400,8 @@ static hr_t kopen(const bus_opts_t *opts, bus_t **out)
 
     b->base.ops = &bus_kafka_ops;
     pthread_mutex_init(&b->cache_mu, NULL);
-    errlog_init(&b->err_log);
-    errlog_init(&b->dr_log);
+    errlog_init(&b->err_log, ERR_LOG_INTERVAL_MS);
+    errlog_init(&b->dr_log, ERR_LOG_INTERVAL_MS);
     if (opts->brokers && *opts->brokers) b->brokers = xstrdup(opts->brokers);
     size_t n = 0;
     while (opts->kv && opts->kv[n]) n++;
@@ -855,7 +821,7 @@ static rd_kafka_t *consumer_handle(kbus_t *b, const char *group, kconsumer_t *c)
         size_t len = sizeof(buf);
         c->commit_interval_ms = 1000;
         if (rd_kafka_conf_get(conf, "auto.commit.interval.ms", buf, &len) == RD_KAFKA_CONF_OK)
-            c->commit_interval_ms = atoi(buf);
+            c->commit_interval_ms = (int)strtol(buf, NULL, 10); /* librdkafka validated it */
         rd_kafka_conf_set_opaque(conf, c);
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
         rd_kafka_conf_set_offset_commit_cb(conf, offset_commit_cb);
@@ -880,7 +846,7 @@ static hr_t kconsumer_new(bus_t *bus, const char *group, const char *const *topi
     c->base.ops = &bus_kafka_ops;
     c->base.bus = bus;
     c->group = xstrdup(group);
-    errlog_init(&c->err_log);
+    errlog_init(&c->err_log, ERR_LOG_INTERVAL_MS);
     if (rb) {
         c->rb = *rb;
         c->has_rb = true;
@@ -1251,7 +1217,6 @@ const bus_ops_t bus_kafka_ops = {
     .partitions = kpartitions,
     .produce = kproduce,
     .flush = kflush,
-    .serve = NULL, /* the poller thread serves delivery reports */
     .consumer_new = kconsumer_new,
     .poll = kpoll,
     .store_offset = kstore_offset,

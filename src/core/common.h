@@ -53,4 +53,13 @@ hr_t mkdir_p(const char *path, unsigned mode);
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define UNUSED(x) ((void)(x))
 
+/* Last: the headers that declare the banned calls first, then the ban. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifndef HERALD_ALLOW_BANNED
+#include "core/banned.h"
+#endif
+
 #endif

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The bus contract (tests/unit/test_bus_contract.c) against a real Apache
+# The bus contract (tests/unit/bus/test_bus_contract.c) against a real Apache
 # Kafka broker: the same tests the embedded backend passes, run with
 # HERALD_TEST_BUS=kafka.
 #

@@ -144,7 +144,7 @@ static void check_topic(fixture_t *f, int n)
         if (!m->err) {
             char val[32] = {0};
             memcpy(val, m->payload, m->len < sizeof(val) - 1 ? m->len : sizeof(val) - 1);
-            int v = atoi(val);
+            int v = (int)strtol(val, NULL, 10);
             assert_true(v >= 0 && v < n);
             if (seen[v]++) dups++;
             got++;
@@ -260,7 +260,7 @@ static void test_consumer_through_leader_changes(void **state)
         for (int i = 0; i < n; i++) {
             char val[32] = {0};
             memcpy(val, msgs[i].value, msgs[i].value_len < 31 ? msgs[i].value_len : 31);
-            int v = atoi(val);
+            int v = (int)strtol(val, NULL, 10);
             assert_true(v >= 0 && v < 2000);
             if (seen[v]++) dups++;
             got++;

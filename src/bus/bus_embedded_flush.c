@@ -1,0 +1,311 @@
+/*
+ * bus_embedded_flush.c - the embedded bus's flusher thread (swaps each
+ * partition's pending buffer, fills in CRCs, writes, publishes, acks the
+ * batches, runs retention) and the fsync policy (never / interval: a syncer
+ * thread / always: fdatasync before the ack).
+ */
+#include "bus/bus_embedded_int.h"
+
+#include "core/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LOGC "bus"
+
+/* ---- wake-ups ---- */
+
+void emb_wake_consumers(emb_bus_t *b)
+{
+    atomic_fetch_add(&b->data_seq, 1);
+    pthread_mutex_lock(&b->data_mu);
+    pthread_cond_broadcast(&b->data_cv);
+    pthread_mutex_unlock(&b->data_mu);
+}
+
+/* Asks the flusher to write now instead of waiting for the interval. */
+void emb_kick_flusher(emb_bus_t *b)
+{
+    pthread_mutex_lock(&b->fl_mu);
+    b->fl_urgent = true;
+    pthread_cond_signal(&b->fl_cv);
+    pthread_mutex_unlock(&b->fl_mu);
+}
+
+/* ---- waiting for acks ---- */
+
+hr_t emb_flush(bus_t *bb, int timeout_ms)
+{
+    emb_bus_t *b = (emb_bus_t *)bb;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : hclock_mono_ns() + (int64_t)timeout_ms * 1000000;
+    size_t nt = atomic_load_explicit(&b->ntopics, memory_order_acquire);
+    size_t np = 0;
+    for (size_t i = 0; i < nt; i++) np += (size_t)b->tlist[i]->nparts;
+    int64_t *want = xmalloc((np ? np : 1) * sizeof(*want));
+    size_t k = 0;
+    bool any = false;
+    for (size_t i = 0; i < nt; i++)
+        for (int32_t j = 0; j < b->tlist[i]->nparts; j++) {
+            part_t *p = &b->tlist[i]->parts[j];
+            pthread_mutex_lock(&p->mu);
+            want[k] = p->next_off;
+            pthread_mutex_unlock(&p->mu);
+            any = any || atomic_load(&p->acked) < want[k];
+            k++;
+        }
+    hr_t r = HR_OK;
+    if (any) emb_kick_flusher(b);
+    for (;;) {
+        uint64_t seq = atomic_load(&b->data_seq);
+        bool done = true;
+        k = 0;
+        for (size_t i = 0; i < nt && done; i++)
+            for (int32_t j = 0; j < b->tlist[i]->nparts; j++, k++)
+                if (atomic_load(&b->tlist[i]->parts[j].acked) < want[k]) {
+                    done = false;
+                    break;
+                }
+        if (done) break;
+        if (hclock_mono_ns() >= deadline) {
+            r = HR_TIMEOUT;
+            break;
+        }
+        pthread_mutex_lock(&b->data_mu);
+        while (atomic_load(&b->data_seq) == seq)
+            if (cond_wait_until(&b->data_cv, &b->data_mu, deadline) == ETIMEDOUT) break;
+        pthread_mutex_unlock(&b->data_mu);
+    }
+    free(want);
+    return r;
+}
+
+/* ---- flusher ---- */
+
+/* Writes one piece of the flush buffer to the active segment and publishes
+ * it to readers. */
+static hr_t write_piece(emb_bus_t *b, part_t *p, seg_t *s, const char *data, size_t len,
+                        int64_t last_off, int64_t max_ts)
+{
+    if (emb_write_all(s->fd, data, len) != HR_OK ||
+        (b->fsync_mode == FSYNC_ALWAYS && fdatasync(s->fd) != 0)) {
+        log_error(LOGC, "write %s: %s", s->path, strerror(errno));
+        if (ftruncate(s->fd, s->size) != 0)
+            log_error(LOGC, "truncate %s: %s", s->path, strerror(errno));
+        s->idx_next = s->nidx ? s->idx[s->nidx - 1].pos + IDX_STEP : 0;
+        p->nfidx = 0;
+        return HR_ERR;
+    }
+    pthread_mutex_lock(&p->seg_mu);
+    s->size += (int64_t)len;
+    if (b->fsync_mode != FSYNC_INTERVAL) s->synced = s->size;
+    s->end = last_off + 1;
+    if (max_ts > s->max_ts) s->max_ts = max_ts;
+    for (size_t i = 0; i < p->nfidx; i++) emb_idx_push(&s->idx, &s->nidx, &s->cidx, p->fidx[i].off, p->fidx[i].pos);
+    p->nfidx = 0;
+    p->total_bytes += (int64_t)len;
+    atomic_store(&p->hw, last_off + 1);
+    pthread_mutex_unlock(&p->seg_mu);
+    return HR_OK;
+}
+
+/* Seals the active segment and starts a new one at `base`. */
+static hr_t roll(emb_bus_t *b, part_t *p, int64_t base, seg_t **active)
+{
+    seg_t *s;
+    if (emb_seg_create_active(b, p, base, &s) != HR_OK) return HR_ERR;
+    pthread_mutex_lock(&p->seg_mu);
+    seg_t *old = p->segs[p->nsegs - 1];
+    old->sealed = true;
+    emb_seg_maybe_close(old);
+    emb_segs_push(p, s);
+    pthread_mutex_unlock(&p->seg_mu);
+    *active = s;
+    emb_retention(p, hclock_now_ms());
+    return HR_OK;
+}
+
+static void ack_runs(ack_run_t *runs, size_t nruns, int64_t nok)
+{
+    for (size_t i = 0; i < nruns; i++) {
+        int64_t n = runs[i].n, ok = n < nok ? n : nok;
+        nok -= ok;
+        if (!runs[i].b) continue;
+        if (ok) bus_batch_ack_n(runs[i].b, ok, HR_OK);
+        if (n - ok) bus_batch_ack_n(runs[i].b, n - ok, HR_ERR);
+    }
+}
+
+/* Flusher thread. Returns true if anything was acked. */
+static bool part_flush(emb_bus_t *b, part_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    if (p->plen == 0) {
+        pthread_mutex_unlock(&p->mu);
+        return false;
+    }
+    char *buf = p->pend;
+    size_t n = p->plen, cap = p->pcap;
+    p->pend = p->fbuf;
+    p->pcap = p->fcap;
+    p->plen = 0;
+    p->fbuf = buf;
+    p->fcap = cap;
+    ack_run_t *runs = p->acks;
+    size_t nruns = p->nacks, cruns = p->cacks;
+    p->acks = p->facks;
+    p->cacks = p->cfacks;
+    p->nacks = 0;
+    p->facks = runs;
+    p->cfacks = cruns;
+    int64_t end_off = p->next_off;
+    pthread_mutex_unlock(&p->mu);
+
+    seg_t *s = p->segs[p->nsegs - 1]; /* only this thread changes the list's tail */
+    int64_t fsize = s->size, nok = 0, piece_recs = 0, last_off = -1, max_ts = 0;
+    size_t i = 0, piece = 0;
+    hr_t r = HR_OK;
+    p->nfidx = 0;
+    while (i < n) {
+        char *rec = buf + i;
+        uint32_t len = le_get32(rec);
+        int64_t off = le_get64(rec + 8);
+        int64_t at = fsize + (int64_t)(i - piece);
+        if (at > 0 && at + (int64_t)len > b->segment_bytes) {
+            if (i > piece) {
+                if ((r = write_piece(b, p, s, buf + piece, i - piece, last_off, max_ts)) != HR_OK) break;
+                nok += piece_recs;
+            }
+            if ((r = roll(b, p, off, &s)) != HR_OK) break;
+            fsize = 0;
+            piece = i;
+            piece_recs = 0;
+            at = 0;
+        }
+        if (at >= s->idx_next) {
+            emb_idx_push(&p->fidx, &p->nfidx, &p->cfidx, off, at);
+            s->idx_next = at + IDX_STEP;
+        }
+        le_put32(rec + 4, rec_crc(rec, len));
+        int64_t ts = le_get64(rec + 16);
+        if (ts > max_ts) max_ts = ts;
+        last_off = off;
+        piece_recs++;
+        i += len;
+    }
+    if (r == HR_OK && i > piece && write_piece(b, p, s, buf + piece, i - piece, last_off, max_ts) == HR_OK)
+        nok += piece_recs;
+    ack_runs(runs, nruns, nok);
+    atomic_store(&p->acked, end_off);
+
+    if (p->fcap > SHRINK_BYTES && n < p->fcap / 4) {
+        free(p->fbuf);
+        p->fbuf = NULL;
+        p->fcap = 0;
+    }
+    return true;
+}
+
+static bool flush_all(emb_bus_t *b)
+{
+    bool any = false;
+    size_t nt = atomic_load_explicit(&b->ntopics, memory_order_acquire);
+    for (size_t i = 0; i < nt; i++)
+        for (int32_t j = 0; j < b->tlist[i]->nparts; j++) any |= part_flush(b, &b->tlist[i]->parts[j]);
+    return any;
+}
+
+static void housekeeping(emb_bus_t *b)
+{
+    int64_t now = hclock_now_ms();
+    size_t nt = atomic_load_explicit(&b->ntopics, memory_order_acquire);
+    for (size_t i = 0; i < nt; i++)
+        for (int32_t j = 0; j < b->tlist[i]->nparts; j++) emb_retention(&b->tlist[i]->parts[j], now);
+}
+
+void *emb_flusher_main(void *arg)
+{
+    emb_bus_t *b = arg;
+    int64_t next_house = hclock_mono_ns() + (int64_t)HOUSEKEEP_MS * 1000000;
+    for (;;) {
+        pthread_mutex_lock(&b->fl_mu);
+        while (!b->fl_stop && !b->fl_urgent && !atomic_load(&b->dirty))
+            if (cond_wait_until(&b->fl_cv, &b->fl_mu, next_house) == ETIMEDOUT) break;
+        if (!b->fl_stop && !b->fl_urgent && atomic_load(&b->dirty)) {
+            /* batching window: let more records gather */
+            int64_t until = hclock_mono_ns() + (int64_t)b->flush_interval_us * 1000;
+            while (!b->fl_stop && !b->fl_urgent)
+                if (cond_wait_until(&b->fl_cv, &b->fl_mu, until) == ETIMEDOUT) break;
+        }
+        bool stop = b->fl_stop;
+        b->fl_urgent = false;
+        pthread_mutex_unlock(&b->fl_mu);
+
+        atomic_store(&b->dirty, 0);
+        if (flush_all(b)) emb_wake_consumers(b);
+        if (hclock_mono_ns() >= next_house) {
+            housekeeping(b);
+            next_house = hclock_mono_ns() + (int64_t)HOUSEKEEP_MS * 1000000;
+        }
+        if (stop) break;
+    }
+    return NULL;
+}
+
+/* ---- fsync policy: the syncer (fsync=interval) ---- */
+
+/* fdatasyncs every segment with written but unsynced bytes. */
+void emb_sync_all(emb_bus_t *b)
+{
+    seg_t **v = NULL;
+    int64_t *sz = NULL;
+    size_t cap = 0;
+    size_t nt = atomic_load_explicit(&b->ntopics, memory_order_acquire);
+    for (size_t i = 0; i < nt; i++)
+        for (int32_t j = 0; j < b->tlist[i]->nparts; j++) {
+            part_t *p = &b->tlist[i]->parts[j];
+            size_t n = 0;
+            pthread_mutex_lock(&p->seg_mu);
+            for (size_t k = 0; k < p->nsegs; k++) {
+                seg_t *s = p->segs[k];
+                if (s->synced >= s->size || s->fd < 0) continue;
+                if (n == cap) {
+                    cap = cap ? cap * 2 : 16;
+                    v = xrealloc(v, cap * sizeof(*v));
+                    sz = xrealloc(sz, cap * sizeof(*sz));
+                }
+                s->refs++;
+                v[n] = s;
+                sz[n++] = s->size;
+            }
+            pthread_mutex_unlock(&p->seg_mu);
+            for (size_t k = 0; k < n; k++) {
+                bool ok = fdatasync(v[k]->fd) == 0;
+                if (!ok) log_error(LOGC, "fdatasync %s: %s", v[k]->path, strerror(errno));
+                pthread_mutex_lock(&p->seg_mu);
+                if (ok && sz[k] > v[k]->synced) v[k]->synced = sz[k];
+                emb_seg_unref(v[k]);
+                pthread_mutex_unlock(&p->seg_mu);
+            }
+        }
+    free(v);
+    free(sz);
+}
+
+void *emb_syncer_main(void *arg)
+{
+    emb_bus_t *b = arg;
+    for (;;) {
+        int64_t until = hclock_mono_ns() + (int64_t)b->fsync_interval_ms * 1000000;
+        pthread_mutex_lock(&b->fl_mu);
+        while (!b->sy_stop)
+            if (cond_wait_until(&b->sy_cv, &b->fl_mu, until) == ETIMEDOUT) break;
+        bool stop = b->sy_stop;
+        pthread_mutex_unlock(&b->fl_mu);
+        if (stop) break;
+        emb_sync_all(b);
+    }
+    return NULL;
+}

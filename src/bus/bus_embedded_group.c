@@ -1,0 +1,399 @@
+/*
+ * bus_embedded_group.c - consumer groups of the embedded bus: committed
+ * offsets files, range assignment over members, handing partitions over
+ * (revoke, commit, release, take), offline reset and lag.
+ */
+#include "bus/bus_embedded_int.h"
+
+#include "core/log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOGC "bus"
+
+/* ---- offsets and membership ---- */
+
+static goff_t *goff_find(group_t *g, const char *topic, int32_t part)
+{
+    for (size_t i = 0; i < g->noffs; i++)
+        if (g->offs[i].part == part && strcmp(g->offs[i].topic, topic) == 0) return &g->offs[i];
+    return NULL;
+}
+
+static goff_t *goff_get(group_t *g, const char *topic, int32_t part)
+{
+    goff_t *o = goff_find(g, topic, part);
+    if (o) return o;
+    if (g->noffs == g->coffs) {
+        g->coffs = g->coffs ? g->coffs * 2 : 16;
+        g->offs = xrealloc(g->offs, g->coffs * sizeof(*g->offs));
+    }
+    o = &g->offs[g->noffs++];
+    o->topic = xstrdup(topic);
+    o->part = part;
+    o->off = -1;
+    return o;
+}
+
+static int64_t group_committed(group_t *g, const char *topic, int32_t part)
+{
+    goff_t *o = goff_find(g, topic, part);
+    return o ? o->off : -1;
+}
+
+static void group_load(group_t *g)
+{
+    FILE *f = fopen(g->path, "re");
+    if (!f) return;
+    char line[512], topic[NAME_MAX_LEN + 1];
+    int part;
+    long long off;
+    while (fgets(line, sizeof(line), f)) {
+        if (line[0] == '#') continue;
+        if (sscanf(line, "%127s %d %lld", topic, &part, &off) != 3) continue;
+        if (!emb_name_ok(topic) || part < 0 || off < 0) continue;
+        goff_get(g, topic, part)->off = off;
+    }
+    fclose(f);
+}
+
+/* g->mu held. */
+static hr_t group_save(emb_bus_t *b, group_t *g)
+{
+    if (!g->dirty) return HR_OK;
+    size_t cap = 64 + g->noffs * (NAME_MAX_LEN + 48), len = 0;
+    char *text = xmalloc(cap);
+    len += (size_t)snprintf(text, cap, "# herald group offsets v1: topic partition next-offset\n");
+    for (size_t i = 0; i < g->noffs; i++) {
+        if (g->offs[i].off < 0) continue;
+        len += (size_t)snprintf(text + len, cap - len, "%s %d %" PRId64 "\n", g->offs[i].topic,
+                                (int)g->offs[i].part, g->offs[i].off);
+    }
+    char *gdir = xasprintf("%s/groups", b->dir);
+    hr_t r = emb_write_file_atomic(gdir, g->path, text, len);
+    free(gdir);
+    free(text);
+    if (r == HR_OK) g->dirty = false;
+    return r;
+}
+
+/* b->mu held. */
+group_t *emb_group_get(emb_bus_t *b, const char *name)
+{
+    for (size_t i = 0; i < b->ngroups; i++)
+        if (strcmp(b->groups[i]->name, name) == 0) return b->groups[i];
+    group_t *g = xcalloc(1, sizeof(*g));
+    g->name = xstrdup(name);
+    g->path = xasprintf("%s/groups/%s.offsets", b->dir, name);
+    pthread_mutex_init(&g->mu, NULL);
+    group_load(g);
+    if (b->ngroups == b->cgroups) {
+        b->cgroups = b->cgroups ? b->cgroups * 2 : 8;
+        b->groups = xrealloc(b->groups, b->cgroups * sizeof(*b->groups));
+    }
+    b->groups[b->ngroups++] = g;
+    return g;
+}
+
+void emb_group_free(group_t *g)
+{
+    for (size_t i = 0; i < g->noffs; i++) free(g->offs[i].topic);
+    free(g->offs);
+    free(g->own);
+    free(g->members);
+    free(g->name);
+    free(g->path);
+    pthread_mutex_destroy(&g->mu);
+    free(g);
+}
+
+static own_t *own_find(group_t *g, const topic_t *t, int32_t part)
+{
+    for (size_t i = 0; i < g->nown; i++)
+        if (g->own[i].t == t && g->own[i].part == part) return &g->own[i];
+    return NULL;
+}
+
+static own_t *own_get(group_t *g, topic_t *t, int32_t part)
+{
+    own_t *e = own_find(g, t, part);
+    if (e) return e;
+    if (g->nown == g->cown) {
+        g->cown = g->cown ? g->cown * 2 : 16;
+        g->own = xrealloc(g->own, g->cown * sizeof(*g->own));
+    }
+    e = &g->own[g->nown++];
+    memset(e, 0, sizeof(*e));
+    e->t = t;
+    e->part = part;
+    return e;
+}
+
+bool emb_member_subscribes(const emb_consumer_t *c, const char *topic)
+{
+    for (int i = 0; i < c->ntopics; i++)
+        if (strcmp(c->topics[i], topic) == 0) return true;
+    return false;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* ---- assignment ---- */
+
+/* g->mu held. Recomputes target owners: for each subscribed topic (by name),
+ * range assignment over its subscribers in join order. */
+void emb_group_assign(emb_bus_t *b, group_t *g)
+{
+    for (size_t i = 0; i < g->nown; i++) g->own[i].target = NULL;
+
+    size_t nt = 0, ct = 0;
+    const char **names = NULL;
+    for (size_t m = 0; m < g->nmembers; m++)
+        for (int k = 0; k < g->members[m]->ntopics; k++) {
+            if (nt == ct) {
+                ct = ct ? ct * 2 : 8;
+                names = xrealloc(names, ct * sizeof(*names));
+            }
+            names[nt++] = g->members[m]->topics[k];
+        }
+    if (nt > 1) qsort(names, nt, sizeof(*names), cmp_str);
+
+    emb_consumer_t **subs = xcalloc(g->nmembers ? g->nmembers : 1, sizeof(*subs));
+    for (size_t i = 0; i < nt; i++) {
+        if (i > 0 && strcmp(names[i], names[i - 1]) == 0) continue;
+        topic_t *t = topic_find(b, names[i]);
+        if (!t) continue;
+        size_t ns = 0;
+        for (size_t m = 0; m < g->nmembers; m++)
+            if (emb_member_subscribes(g->members[m], names[i])) subs[ns++] = g->members[m];
+        int32_t q = t->nparts / (int32_t)ns, rem = t->nparts % (int32_t)ns, p = 0;
+        for (size_t s = 0; s < ns; s++) {
+            int32_t cnt = q + ((int32_t)s < rem ? 1 : 0);
+            for (int32_t k = 0; k < cnt; k++, p++) own_get(g, t, p)->target = subs[s];
+        }
+    }
+    free(subs);
+    free(names);
+
+    size_t w = 0;
+    for (size_t i = 0; i < g->nown; i++)
+        if (g->own[i].owner || g->own[i].target) g->own[w++] = g->own[i];
+    g->nown = w;
+    atomic_fetch_add(&g->gen, 1);
+}
+
+/* ---- commit and rebalance (on the polling thread) ---- */
+
+hr_t emb_commit(bus_consumer_t *bc)
+{
+    emb_consumer_t *c = (emb_consumer_t *)bc;
+    group_t *g = c->g;
+    hr_t r = HR_OK;
+    pthread_mutex_lock(&g->mu);
+    for (size_t i = 0; i < c->nparts; i++) {
+        cpart_t *cp = c->parts[i];
+        if (cp->stored < 0) continue;
+        goff_t *o = goff_get(g, cp->t->name, cp->part);
+        if (o->off != cp->stored) {
+            o->off = cp->stored;
+            g->dirty = true;
+        }
+    }
+    r = group_save(c->eb, g);
+    pthread_mutex_unlock(&g->mu);
+    c->last_commit_ns = hclock_mono_ns();
+    return r;
+}
+
+/* Gives up every owned partition the group wants elsewhere (all of them when
+ * `all`): revoked callbacks, one synchronous commit, then release. */
+void emb_revoke_parts(emb_consumer_t *c, bool all)
+{
+    group_t *g = c->g;
+    size_t n = 0;
+    cpart_t **gone = xcalloc(c->nparts ? c->nparts : 1, sizeof(*gone));
+    pthread_mutex_lock(&g->mu);
+    for (size_t i = 0; i < c->nparts; i++) {
+        own_t *e = own_find(g, c->parts[i]->t, c->parts[i]->part);
+        if (all || !e || e->target != c) gone[n++] = c->parts[i];
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (n == 0) {
+        free(gone);
+        return;
+    }
+    if (c->has_rb && c->rb.revoked)
+        for (size_t i = 0; i < n; i++) c->rb.revoked(c->rb.opaque, gone[i]->t->name, gone[i]->part);
+    if (emb_commit(&c->base) != HR_OK) log_error(LOGC, "group %s: commit on revoke failed", g->name);
+
+    pthread_mutex_lock(&g->mu);
+    for (size_t i = 0; i < n; i++) {
+        own_t *e = own_find(g, gone[i]->t, gone[i]->part);
+        if (e && e->owner == c) e->owner = NULL;
+    }
+    atomic_fetch_add(&g->gen, 1);
+    pthread_mutex_unlock(&g->mu);
+
+    size_t w = 0;
+    for (size_t i = 0; i < c->nparts; i++) {
+        bool drop = false;
+        for (size_t k = 0; k < n && !drop; k++) drop = c->parts[i] == gone[k];
+        if (!drop) {
+            c->parts[w++] = c->parts[i];
+            continue;
+        }
+        if (c->rpart == c->parts[i]) drop_buffer(c);
+        emb_cpart_drop_seg(c->parts[i]);
+        free(c->parts[i]);
+    }
+    c->nparts = w;
+    c->rr = 0;
+    free(gone);
+    emb_wake_consumers(c->eb);
+}
+
+/* Applies ownership changes of the group; runs on the polling thread. */
+void emb_rebalance(emb_consumer_t *c)
+{
+    group_t *g = c->g;
+    uint64_t gen = atomic_load(&g->gen);
+    if (gen == c->seen_gen) return;
+    c->seen_gen = gen;
+    emb_revoke_parts(c, false);
+
+    size_t first = c->nparts;
+    pthread_mutex_lock(&g->mu);
+    for (size_t i = 0; i < g->nown; i++) {
+        own_t *e = &g->own[i];
+        if (e->target != c || e->owner) continue;
+        e->owner = c;
+        cpart_t *cp = xcalloc(1, sizeof(*cp));
+        cp->t = e->t;
+        cp->part = e->part;
+        cp->p = &e->t->parts[e->part];
+        cp->stored = -1;
+        cp->pos = group_committed(g, e->t->name, e->part);
+        if (c->nparts == c->cparts) {
+            c->cparts = c->cparts ? c->cparts * 2 : 16;
+            c->parts = xrealloc(c->parts, c->cparts * sizeof(*c->parts));
+        }
+        c->parts[c->nparts++] = cp;
+    }
+    pthread_mutex_unlock(&g->mu);
+    for (size_t i = first; i < c->nparts; i++) {
+        cpart_t *cp = c->parts[i];
+        cp->pos = emb_clamp_offset(cp->p, cp->pos < 0 ? 0 : cp->pos);
+        log_debug(LOGC, "group %s: member %" PRIu64 " takes %s/%d at %" PRId64, g->name, c->id, cp->t->name,
+                  (int)cp->part, cp->pos);
+    }
+    for (size_t i = first; i < c->nparts; i++)
+        if (c->has_rb && c->rb.assigned) c->rb.assigned(c->rb.opaque, c->parts[i]->t->name, c->parts[i]->part);
+}
+
+/* ---- offline group tools ---- */
+
+/* First offset whose append time is >= ts, or the end of the partition. */
+static int64_t offset_for_time(part_t *p, int64_t ts)
+{
+    int64_t found = -1;
+    pthread_mutex_lock(&p->seg_mu);
+    for (size_t k = 0; k < p->nsegs && found < 0; k++) {
+        seg_t *s = p->segs[k];
+        /* max_ts is exact for indexed segments and an upper bound (file
+         * mtime) otherwise, so skipping on it is safe. */
+        if (s->size == 0 || s->max_ts < ts || emb_seg_open_fd(s) != HR_OK) continue;
+        s->refs++;
+        int fd = s->fd;
+        int64_t size = s->size;
+        pthread_mutex_unlock(&p->seg_mu);
+        scan_t sc;
+        const char *rec;
+        uint32_t len;
+        emb_scan_init(&sc, fd, size, s->base);
+        while (emb_scan_next(&sc, &rec, &len) == 1) {
+            if (le_get64(rec + 16) >= ts) {
+                found = le_get64(rec + 8);
+                break;
+            }
+            sc.pos += len;
+        }
+        emb_scan_release(&sc);
+        pthread_mutex_lock(&p->seg_mu);
+        emb_seg_unref(s);
+    }
+    pthread_mutex_unlock(&p->seg_mu);
+    return found >= 0 ? found : atomic_load(&p->hw);
+}
+
+hr_t emb_group_reset(bus_t *bb, const char *group, const char *topic, int64_t to_time_ms)
+{
+    emb_bus_t *b = (emb_bus_t *)bb;
+    if (!emb_name_ok(group)) return HR_INVALID;
+    topic_t *t = topic_find(b, topic);
+    if (!t) return HR_NOTFOUND;
+    hr_t r;
+    pthread_mutex_lock(&b->mu);
+    group_t *g = emb_group_get(b, group);
+    pthread_mutex_lock(&g->mu);
+    if (g->nmembers) {
+        r = HR_CONFLICT;
+        goto out;
+    }
+    for (int32_t i = 0; i < t->nparts; i++) {
+        part_t *p = &t->parts[i];
+        int64_t off;
+        if (to_time_ms <= 0) {
+            pthread_mutex_lock(&p->seg_mu);
+            off = p->log_start;
+            pthread_mutex_unlock(&p->seg_mu);
+        } else {
+            off = offset_for_time(p, to_time_ms);
+        }
+        goff_get(g, t->name, i)->off = off;
+    }
+    g->dirty = true;
+    r = group_save(b, g);
+    log_info(LOGC, "group %s: offsets of %s reset to time %" PRId64, group, topic, to_time_ms);
+out:
+    pthread_mutex_unlock(&g->mu);
+    pthread_mutex_unlock(&b->mu);
+    return r;
+}
+
+hr_t emb_lag(bus_t *bb, const char *group, const char *topic, bus_lag_t **out, int *n)
+{
+    emb_bus_t *b = (emb_bus_t *)bb;
+    *out = NULL;
+    *n = 0;
+    if (!emb_name_ok(group)) return HR_INVALID;
+    topic_t *t = topic_find(b, topic);
+    if (!t) return HR_NOTFOUND;
+    bus_lag_t *v = xcalloc((size_t)t->nparts, sizeof(*v));
+    pthread_mutex_lock(&b->mu);
+    group_t *g = emb_group_get(b, group);
+    pthread_mutex_lock(&g->mu);
+    for (int32_t i = 0; i < t->nparts; i++) {
+        part_t *p = &t->parts[i];
+        snprintf(v[i].topic, sizeof(v[i].topic), "%s", t->name);
+        v[i].partition = i;
+        v[i].committed = group_committed(g, t->name, i);
+        pthread_mutex_lock(&p->seg_mu);
+        int64_t start = p->log_start;
+        v[i].end_offset = atomic_load(&p->hw);
+        pthread_mutex_unlock(&p->seg_mu);
+        int64_t from = v[i].committed >= 0 ? v[i].committed : start;
+        if (from < start) from = start;
+        v[i].lag = v[i].end_offset > from ? v[i].end_offset - from : 0;
+    }
+    pthread_mutex_unlock(&g->mu);
+    pthread_mutex_unlock(&b->mu);
+    *out = v;
+    *n = t->nparts;
+    return HR_OK;
+}

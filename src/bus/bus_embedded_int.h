@@ -1,0 +1,325 @@
+/*
+ * bus_embedded_int.h - what the files of the embedded bus share (private to
+ * src/bus/bus_embedded*.c and the segment scanner's fuzz target).
+ *
+ *   bus_embedded.c        open/close, topics, produce, consumers and poll
+ *   bus_embedded_log.c    files: segments, the record scanner, recovery of a
+ *                         torn tail, topic metadata, retention
+ *   bus_embedded_group.c  consumer groups: offsets files, assignment,
+ *                         rebalance, commit, offline reset and lag
+ *   bus_embedded_flush.c  the flusher (writes, acks), the fsync policy (syncer)
+ *
+ * The design and invariants are described atop bus_embedded.c and above each
+ * struct below.
+ */
+#ifndef HERALD_BUS_EMBEDDED_INT_H
+#define HERALD_BUS_EMBEDDED_INT_H
+
+#include "bus/bus_int.h"
+#include "core/cond.h"
+#include "core/endian.h"
+#include "core/hash.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <zlib.h>
+
+/* Record: u32 len (whole record), u32 crc32 (of bytes 8..len), i64 offset,
+ * i64 append time ms, u32 key length, key, value. Little-endian. */
+#define REC_HDR 28
+#define REC_MAX ((size_t)16 << 20)
+#define IDX_STEP 4096                 /* one sparse index entry per 4 KiB */
+#define URGENT_BYTES ((size_t)256 << 10)
+#define READ_CHUNK ((size_t)256 << 10)
+#define SCAN_CHUNK ((size_t)1 << 20)
+#define DEF_MAX_PENDING ((int64_t)64 << 20)
+#define DEF_SEGMENT_BYTES ((int64_t)64 << 20)
+#define MIN_SEGMENT_BYTES ((int64_t)1024)
+#define SHRINK_BYTES ((size_t)4 << 20)
+#define TOPIC_SLOTS 4096              /* power of two */
+#define MAX_TOPICS 2048
+#define MAX_PARTITIONS 1024
+#define NAME_MAX_LEN 127
+#define AUTOCOMMIT_MS 1000
+#define HOUSEKEEP_MS 1000
+
+enum { FSYNC_NEVER, FSYNC_INTERVAL, FSYNC_ALWAYS };
+
+/* ---- types ---- */
+
+typedef struct idx_ent {
+    int64_t off;
+    int64_t pos;
+} idx_ent_t;
+
+/* One segment file. Guarded by its partition's seg_mu, except that the
+ * flusher alone writes the active (last, unsealed) segment's file.
+ * Invariants: records in [0, size) are written and verified; base <= every
+ * offset in the file; the list holds one reference, readers one each; fd is
+ * closed when the segment is sealed, synced and only the list refers to it. */
+typedef struct seg {
+    int64_t base;
+    int64_t end;        /* offset after the last record (when indexed) */
+    int64_t size;       /* readable bytes */
+    int64_t synced;     /* bytes known to be on disk (or not needing sync) */
+    int64_t max_ts;     /* newest append time (mtime for unindexed segments) */
+    int64_t idx_next;   /* flusher: file position of the next index entry */
+    int fd;
+    int refs;
+    bool sealed;
+    bool indexed;
+    bool dead;          /* deleted by retention */
+    idx_ent_t *idx;
+    size_t nidx, cidx;
+    char *path;
+} seg_t;
+
+typedef struct ack_run {
+    bus_batch_t *b;
+    int64_t n;
+} ack_run_t;
+
+typedef struct topic topic_t;
+
+typedef struct part {
+    topic_t *t;
+    int32_t id;
+    char *dir;
+
+    /* producer side, under mu */
+    pthread_mutex_t mu;
+    char *pend;
+    size_t plen, pcap;
+    ack_run_t *acks;
+    size_t nacks, cacks;
+    int64_t next_off;
+    int64_t last_ts;
+
+    /* flusher only */
+    char *fbuf;
+    size_t fcap;
+    ack_run_t *facks;
+    size_t cfacks;
+    idx_ent_t *fidx;
+    size_t nfidx, cfidx;
+
+    /* segments, under seg_mu */
+    pthread_mutex_t seg_mu;
+    seg_t **segs;
+    size_t nsegs, csegs;
+    int64_t log_start;
+    int64_t total_bytes;
+    _Atomic int64_t hw;    /* offset after the last readable record */
+    _Atomic int64_t acked; /* every record below this offset has been acked */
+} part_t;
+
+struct topic {
+    char *name;
+    size_t name_len;
+    char *dir;
+    int32_t nparts;
+    int64_t retention_ms;
+    int64_t retention_bytes;
+    part_t *parts;
+};
+
+typedef struct emb_consumer emb_consumer_t;
+
+/* Ownership of one partition inside a group: `owner` holds it now, `target`
+ * should hold it. owner changes only owner -> NULL (release, by the owner)
+ * and NULL -> target (take, by the target). */
+typedef struct own {
+    topic_t *t;
+    int32_t part;
+    emb_consumer_t *owner;
+    emb_consumer_t *target;
+} own_t;
+
+typedef struct goff {
+    char *topic;
+    int32_t part;
+    int64_t off;
+} goff_t;
+
+typedef struct group {
+    char *name;
+    char *path;
+    pthread_mutex_t mu;
+    emb_consumer_t **members; /* join order */
+    size_t nmembers, cmembers;
+    uint64_t next_id;
+    _Atomic uint64_t gen;     /* bumped on every ownership change */
+    own_t *own;
+    size_t nown, cown;
+    goff_t *offs;             /* committed offsets */
+    size_t noffs, coffs;
+    bool dirty;               /* offs differ from the file */
+} group_t;
+
+/* A partition owned by a consumer. */
+typedef struct cpart {
+    topic_t *t;
+    part_t *p;
+    int32_t part;
+    int64_t pos;      /* next offset to hand out */
+    int64_t stored;   /* -1 = nothing stored */
+    bool paused;
+    seg_t *seg;       /* referenced segment holding pos, or NULL */
+    int64_t fpos;     /* file position in seg of the first record not yet parsed */
+} cpart_t;
+
+struct emb_consumer {
+    bus_consumer_t base;
+    struct emb_bus *eb;
+    group_t *g;
+    uint64_t id;
+    char **topics;
+    int ntopics;
+    bus_rebalance_t rb;
+    bool has_rb;
+    cpart_t **parts;
+    size_t nparts, cparts;
+    size_t rr;
+    uint64_t seen_gen;
+    /* read buffer: bytes [rdone, rlen) are unparsed data of rpart */
+    char *rbuf;
+    size_t rcap, rlen, rdone;
+    cpart_t *rpart;
+    int64_t rlimit;   /* readable end of rpart's segment when the buffer was filled */
+    int64_t last_commit_ns;
+};
+
+typedef struct emb_bus {
+    bus_t base;
+    char *dir;
+    int lock_fd;
+    int fsync_mode;
+    int fsync_interval_ms;
+    int64_t segment_bytes;
+    int flush_interval_us;
+    size_t max_pending;
+
+    pthread_mutex_t mu; /* topic creation, group list */
+    _Atomic(topic_t *) slots[TOPIC_SLOTS];
+    topic_t *tlist[MAX_TOPICS];
+    _Atomic size_t ntopics;
+    group_t **groups;
+    size_t ngroups, cgroups;
+
+    pthread_mutex_t fl_mu;
+    pthread_cond_t fl_cv;
+    bool fl_stop;
+    bool fl_urgent;
+    _Atomic int dirty;
+    _Atomic bool closing;
+    pthread_t flusher;
+    bool flusher_started;
+    pthread_t syncer;
+    bool syncer_started;
+    bool sy_stop;
+    pthread_cond_t sy_cv;
+
+    pthread_mutex_t data_mu;
+    pthread_cond_t data_cv;
+    _Atomic uint64_t data_seq;
+} emb_bus_t;
+
+/* Sequential reader over a segment file (bus_embedded_log.c). */
+typedef struct scan {
+    int fd;
+    int64_t limit;   /* bytes of the file to consider */
+    int64_t pos;     /* file position of the next record */
+    int64_t prev;    /* offset of the previous record (base - 1 at start) */
+    char *buf;
+    size_t cap;
+    int64_t bpos;    /* file position of buf[0] */
+    size_t blen;
+} scan_t;
+
+/* What emb_seg_scan() learns about a segment. */
+typedef struct seg_info {
+    idx_ent_t *idx;
+    size_t nidx, cidx;
+    int64_t end, max_ts, valid, idx_next;
+} seg_info_t;
+
+/* ---- small helpers (inline: the produce and read paths use them) ---- */
+
+static inline uint32_t rec_crc(const char *rec, uint32_t len)
+{
+    return (uint32_t)crc32(0L, (const Bytef *)rec + 8, (uInt)(len - 8));
+}
+
+static inline topic_t *topic_find(emb_bus_t *b, const char *name)
+{
+    size_t len = strlen(name);
+    uint64_t h = fnv1a64(name, len);
+    for (size_t i = 0; i < TOPIC_SLOTS; i++) {
+        topic_t *t = atomic_load_explicit(&b->slots[(h + i) & (TOPIC_SLOTS - 1)], memory_order_acquire);
+        if (!t) return NULL;
+        if (t->name_len == len && memcmp(t->name, name, len) == 0) return t;
+    }
+    return NULL;
+}
+
+static inline void drop_buffer(emb_consumer_t *c)
+{
+    c->rpart = NULL;
+    c->rlen = c->rdone = 0;
+}
+
+/* ---- bus_embedded_log.c ---- */
+bool emb_name_ok(const char *s);
+hr_t emb_write_all(int fd, const char *data, size_t len);
+void emb_fsync_dir(const char *dir);
+hr_t emb_write_file_atomic(const char *dir, const char *path, const char *data, size_t len);
+void emb_seg_maybe_close(seg_t *s);
+void emb_seg_unref(seg_t *s);
+hr_t emb_seg_open_fd(seg_t *s);
+void emb_idx_push(idx_ent_t **v, size_t *n, size_t *cap, int64_t off, int64_t pos);
+int64_t emb_seg_lookup(const seg_t *s, int64_t off);
+void emb_scan_init(scan_t *sc, int fd, int64_t limit, int64_t base);
+void emb_scan_release(scan_t *sc);
+int emb_scan_next(scan_t *sc, const char **rec, uint32_t *len);
+void emb_seg_ensure_index(part_t *p, seg_t *s);
+void emb_segs_push(part_t *p, seg_t *s);
+hr_t emb_seg_create_active(emb_bus_t *b, part_t *p, int64_t base, seg_t **out);
+void emb_topic_free(topic_t *t);
+void emb_topic_publish(emb_bus_t *b, topic_t *t);
+char *emb_topic_meta_text(const topic_t *t);
+topic_t *emb_topic_alloc(emb_bus_t *b, const char *name);
+hr_t emb_topic_open_parts(emb_bus_t *b, topic_t *t);
+hr_t emb_load_topics(emb_bus_t *b);
+void emb_retention(part_t *p, int64_t now_ms);
+/* Walks a whole segment file of `size` bytes whose first offset is `base`:
+ * builds its sparse index, end and max_ts and returns the length of the
+ * valid prefix in si->valid (the caller frees si->idx). Bytes after the
+ * first invalid record (torn, corrupt or out of order) are not trusted.
+ * Reads the file with pread() only; no locks, no bus needed. */
+void emb_seg_scan(int fd, int64_t size, int64_t base, seg_info_t *si);
+
+/* ---- bus_embedded_group.c ---- */
+group_t *emb_group_get(emb_bus_t *b, const char *name);
+void emb_group_free(group_t *g);
+bool emb_member_subscribes(const emb_consumer_t *c, const char *topic);
+void emb_group_assign(emb_bus_t *b, group_t *g);
+hr_t emb_commit(bus_consumer_t *bc);
+void emb_revoke_parts(emb_consumer_t *c, bool all);
+void emb_rebalance(emb_consumer_t *c);
+hr_t emb_group_reset(bus_t *bb, const char *group, const char *topic, int64_t to_time_ms);
+hr_t emb_lag(bus_t *bb, const char *group, const char *topic, bus_lag_t **out, int *n);
+
+/* ---- bus_embedded_flush.c ---- */
+void emb_wake_consumers(emb_bus_t *b);
+void emb_kick_flusher(emb_bus_t *b);
+hr_t emb_flush(bus_t *bb, int timeout_ms);
+void *emb_flusher_main(void *arg);
+void emb_sync_all(emb_bus_t *b);
+void *emb_syncer_main(void *arg);
+
+/* ---- bus_embedded.c ---- */
+void emb_cpart_drop_seg(cpart_t *cp);
+int64_t emb_clamp_offset(part_t *p, int64_t off);
+
+#endif

@@ -1,0 +1,372 @@
+/*
+ * test_bus_embedded.c - what only the embedded backend promises, checked on
+ * its files: a torn or corrupt tail is cut off on open, an ack means the
+ * record was written, records acked before kill -9 survive, one process per
+ * directory (LOCK), retention by size and age, and the fsync modes.
+ */
+#include "bus_harness.h"
+
+#include "core/log.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Every fsync mode: acks arrive, a waited batch is reusable, records read back. */
+static void test_fsync_policies(void **state)
+{
+    ctx_t *cx = *state;
+    roundtrip(cx, "always");
+    roundtrip(cx, "never");
+    roundtrip(cx, "interval");
+}
+
+/* ---- files ---- */
+
+static char *last_segment(ctx_t *cx, const char *topic, int32_t part)
+{
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/topics/%s/%d", cx->dir, topic, (int)part);
+    struct dirent **list = NULL;
+    int n = scandir(dir, &list, NULL, alphasort);
+    assert_true(n > 0);
+    char *path = NULL;
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(list[i]->d_name);
+        if (l > 4 && strcmp(list[i]->d_name + l - 4, ".log") == 0) {
+            free(path);
+            path = xasprintf("%s/%s", dir, list[i]->d_name);
+        }
+        free(list[i]);
+    }
+    free(list);
+    assert_non_null(path);
+    return path;
+}
+
+static int count_segments(ctx_t *cx, const char *topic, int32_t part)
+{
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/topics/%s/%d", cx->dir, topic, (int)part);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (l > 4 && strcmp(de->d_name + l - 4, ".log") == 0) n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+/* Reads the whole partition with a fresh group; checks "v0".."v<n-1>". */
+static void expect_values(ctx_t *cx, const char *topic, int n, const char *group)
+{
+    bus_consumer_t *c = subscribe(cx->bus, name(cx, group), topic, NULL);
+    recs_t got = {0};
+    consume(c, &got, (size_t)n);
+    for (int i = 0; i < n; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "v%d", i);
+        assert_int_equal(got.v[i].off, i);
+        assert_string_equal(got.v[i].val, want);
+    }
+    expect_quiet(c);
+    bus_consumer_close(c);
+    recs_free(&got);
+}
+
+static void test_torn_tail(void **state)
+{
+    ctx_t *cx = *state;
+    bus_t *b = open_bus(cx);
+    const char *t = name(cx, "torn");
+    ensure_topic(b, t, 1, -1, -1);
+    produce_seq(b, t, 0, 0, 10);
+    bus_close(b);
+    cx->bus = NULL;
+    hlog_set_level(HLOG_ERROR); /* the repairs below log warnings */
+
+    /* 1. garbage appended after the last record */
+    char *seg = last_segment(cx, t, 0);
+    off_t good = file_size(seg);
+    FILE *f = fopen(seg, "ab");
+    assert_non_null(f);
+    fputs("\x11garbage-garbage-garbage", f);
+    fclose(f);
+    b = open_bus(cx);
+    assert_int_equal(file_size(seg), good);
+    expect_values(cx, t, 10, "g1");
+    produce_seq(b, t, 0, 10, 5);
+    expect_values(cx, t, 15, "g2");
+
+    /* 2. the last record cut in the middle */
+    bus_close(b);
+    cx->bus = NULL;
+    off_t full = file_size(seg);
+    assert_int_equal(truncate(seg, full - 3), 0);
+    b = open_bus(cx);
+    expect_values(cx, t, 14, "g3");
+    produce_seq(b, t, 0, 14, 1); /* gets offset 14 again */
+    expect_values(cx, t, 15, "g4");
+
+    /* 3. a flipped byte in the last record's value fails its CRC */
+    bus_close(b);
+    cx->bus = NULL;
+    full = file_size(seg);
+    int fd = open(seg, O_RDWR);
+    assert_true(fd >= 0);
+    char ch;
+    assert_int_equal(pread(fd, &ch, 1, full - 1), 1);
+    ch ^= 0x40;
+    assert_int_equal(pwrite(fd, &ch, 1, full - 1), 1);
+    close(fd);
+    b = open_bus(cx);
+    assert_true(file_size(seg) < full);
+    expect_values(cx, t, 14, "g5");
+    hlog_set_level(HLOG_WARN);
+    free(seg);
+}
+
+/* An acknowledged record is in the segment file (so a crash of the process
+ * after the ack cannot lose it). */
+static void test_ack_means_written(void **state)
+{
+    ctx_t *cx = *state;
+    bus_t *b = open_bus_with(cx, "never", 0, 100000, NULL); /* long batching window */
+    const char *t = name(cx, "acked");
+    ensure_topic(b, t, 1, -1, -1);
+    char *seg = last_segment(cx, t, 0);
+    assert_int_equal(file_size(seg), 0);
+    bus_batch_t batch;
+    bus_batch_init(&batch);
+    char val[50];
+    memset(val, 'w', sizeof(val));
+    for (int i = 0; i < 100; i++) produce(b, t, 0, "key", val, sizeof(val), &batch);
+    wait_batch(b, &batch);
+    /* header (28 bytes) + key + value per record */
+    assert_int_equal(file_size(seg), 100 * (28 + 3 + 50));
+    bus_batch_release(&batch);
+    free(seg);
+}
+
+/* kill -9 right after the acks: everything acknowledged is there on reopen. */
+static void test_kill9_after_ack(void **state)
+{
+    ctx_t *cx = *state;
+    const char *t = name(cx, "kill9");
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        bus_opts_t o;
+        memset(&o, 0, sizeof(o));
+        o.backend = "embedded";
+        o.dir = cx->dir;
+        o.fsync = "never";
+        bus_t *b = NULL;
+        bus_topic_opts_t to = {.partitions = 2, .retention_ms = -1, .retention_bytes = -1};
+        if (bus_open(&o, &b) != HR_OK || bus_topic_ensure(b, t, &to) != HR_OK) _exit(1);
+        bus_batch_t batch;
+        bus_batch_init(&batch);
+        char key[32];
+        int acked = 0;
+        for (int round = 0; round < 50; round++) {
+            for (int i = 0; i < 100; i++) {
+                snprintf(key, sizeof(key), "%d", acked + i);
+                if (bus_produce(b, t, -1, key, strlen(key), key, strlen(key), &batch) != HR_OK) _exit(1);
+            }
+            if (bus_batch_wait(b, &batch, 10000) != HR_OK) _exit(1);
+            acked += 100;
+            if (write(fds[1], &acked, sizeof(acked)) != sizeof(acked)) _exit(1);
+        }
+        /* more records in flight, never waited for */
+        for (int i = 0; i < 1000; i++) {
+            snprintf(key, sizeof(key), "%d", acked + i);
+            (void)bus_produce(b, t, -1, key, strlen(key), key, strlen(key), &batch);
+        }
+        kill(getpid(), SIGKILL);
+        _exit(1);
+    }
+    close(fds[1]);
+    int acked = 0, v;
+    while (read(fds[0], &v, sizeof(v)) == sizeof(v)) acked = v;
+    close(fds[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_int_equal(acked, 5000);
+
+    bus_t *b = open_bus(cx);
+    assert_int_equal(bus_partitions(b, t), 2);
+    bus_consumer_t *c = subscribe(b, name(cx, "g"), t, NULL);
+    recs_t got = {0};
+    int64_t deadline = now_ms() + wait_ms();
+    for (;;) {
+        int n = poll_into(c, &got, 200);
+        if ((n == 0 && got.n >= (size_t)acked) || now_ms() > deadline) break;
+    }
+    /* every acked key is there exactly once; in-flight ones may or may not be */
+    char *seen = calloc(6000, 1);
+    assert_non_null(seen);
+    for (size_t i = 0; i < got.n; i++) {
+        int k = (int)strtol(got.v[i].key, NULL, 10);
+        assert_true(k >= 0 && k < 6000);
+        assert_int_equal(seen[k], 0);
+        seen[k] = 1;
+        assert_string_equal(got.v[i].key, got.v[i].val);
+    }
+    for (int k = 0; k < acked; k++) assert_int_equal(seen[k], 1);
+    free(seen);
+    bus_consumer_close(c);
+    recs_free(&got);
+}
+
+static void test_lock(void **state)
+{
+    ctx_t *cx = *state;
+    open_bus(cx);
+    bus_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.backend = "embedded";
+    o.dir = cx->dir;
+    bus_t *other = NULL;
+    hlog_set_level(HLOG_OFF);
+    assert_int_equal(bus_open(&o, &other), HR_CONFLICT);
+    hlog_set_level(HLOG_WARN);
+    assert_null(other);
+    bus_close(cx->bus);
+    cx->bus = NULL;
+    assert_int_equal(bus_open(&o, &other), HR_OK); /* close released the lock */
+    cx->bus = other;
+}
+
+static void test_retention_by_size(void **state)
+{
+    ctx_t *cx = *state;
+    bus_t *b = open_bus_with(cx, "never", 4096, 0, NULL);
+    const char *t = name(cx, "retsize");
+    ensure_topic(b, t, 1, -1, 8192);
+    char val[100];
+    memset(val, 'r', sizeof(val));
+    bus_batch_t batch;
+    bus_batch_init(&batch);
+    for (int i = 0; i < 400; i++) {
+        snprintf(val, 16, "%08d", i);
+        produce(b, t, 0, NULL, val, sizeof(val), &batch);
+    }
+    wait_batch(b, &batch);
+    bus_batch_release(&batch);
+    /* ~50 KB written in 4 KB segments; about 8 KB (plus the active one) kept */
+    int nseg = count_segments(cx, t, 0);
+    assert_true(nseg >= 2 && nseg <= 4);
+
+    bus_consumer_t *c = subscribe(b, name(cx, "g"), t, NULL);
+    recs_t got = {0};
+    int64_t deadline = now_ms() + wait_ms();
+    while ((got.n == 0 || got.v[got.n - 1].off < 399) && now_ms() < deadline) poll_into(c, &got, 100);
+    assert_true(got.n > 0);
+    int64_t first = got.v[0].off;
+    assert_true(first > 0);
+    assert_int_equal((int64_t)got.n, 400 - first);
+    for (size_t i = 0; i < got.n; i++) assert_int_equal(got.v[i].off, first + (int64_t)i);
+    bus_consumer_close(c);
+
+    bus_lag_t *lag = NULL;
+    int n = 0;
+    assert_int_equal(bus_lag(b, name(cx, "fresh"), t, &lag, &n), HR_OK);
+    assert_int_equal(lag[0].end_offset, 400);
+    assert_int_equal(lag[0].lag, 400 - first);
+    free(lag);
+    recs_free(&got);
+}
+
+static void test_retention_by_age(void **state)
+{
+    ctx_t *cx = *state;
+    bus_t *b = open_bus_with(cx, "never", 4096, 0, NULL);
+    const char *t = name(cx, "retage");
+    ensure_topic(b, t, 1, 60000, -1);
+    char val[100];
+    memset(val, 'a', sizeof(val));
+    int64_t real = hclock_now_ms();
+    hclock_set_fake(real - 3600 * 1000); /* an hour ago */
+    bus_batch_t batch;
+    bus_batch_init(&batch);
+    for (int i = 0; i < 200; i++) produce(b, t, 0, NULL, val, sizeof(val), &batch);
+    wait_batch(b, &batch);
+    hclock_set_fake(0);
+    /* new records roll segments, which applies retention */
+    for (int i = 0; i < 100; i++) produce(b, t, 0, NULL, val, sizeof(val), &batch);
+    wait_batch(b, &batch);
+    bus_batch_release(&batch);
+
+    bus_consumer_t *c = subscribe(b, name(cx, "g"), t, NULL);
+    recs_t got = {0};
+    int64_t deadline = now_ms() + wait_ms();
+    while ((got.n == 0 || got.v[got.n - 1].off < 299) && now_ms() < deadline) poll_into(c, &got, 100);
+    assert_true(got.n > 0);
+    /* the old segments are gone; everything new is there */
+    assert_true(got.v[0].off > 0 && got.v[0].off <= 200);
+    assert_int_equal(got.v[got.n - 1].off, 299);
+    bus_consumer_close(c);
+    recs_free(&got);
+}
+
+/* A consumer whose committed position was deleted by retention starts at
+ * the log start. */
+static void test_retention_moves_consumer(void **state)
+{
+    ctx_t *cx = *state;
+    bus_t *b = open_bus_with(cx, "never", 4096, 0, NULL);
+    const char *t = name(cx, "retmove"), *g = name(cx, "g");
+    ensure_topic(b, t, 1, -1, 4096);
+    produce_seq(b, t, 0, 0, 10);
+    bus_consumer_t *c = subscribe(b, g, t, NULL);
+    recs_t got = {0};
+    consume(c, &got, 10);
+    assert_int_equal(bus_store_offset(c, t, 0, 2), HR_OK);
+    bus_consumer_close(c);
+    produce_seq(b, t, 0, 10, 2000);
+    c = subscribe(b, g, t, NULL);
+    recs_free(&got);
+    consume(c, &got, 1);
+    assert_true(got.v[0].off > 10);
+    bus_consumer_close(c);
+    recs_free(&got);
+}
+
+int main(void)
+{
+    unsetenv("HERALD_TEST_BUS"); /* these tests are about the embedded backend's files */
+    hlog_set_level(HLOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_fsync_policies, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_torn_tail, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_ack_means_written, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_after_ack, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_lock, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_retention_by_size, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_retention_by_age, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_retention_moves_consumer, harness_setup, harness_teardown),
+    };
+    return cmocka_run_group_tests_name("embedded", tests, NULL, NULL);
+}
