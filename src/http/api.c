@@ -719,32 +719,6 @@ static bool body_id(json_t *doc, const char *key, const char **out, problem_t *p
     return true;
 }
 
-/* Is member already in the set? The store's pages list members strictly
- * after a bound, so ask for the first member after the greatest string
- * below `member` that no id can fall between: member with its last byte
- * decremented and padded with 0xff bytes, which never occur in UTF-8 ids.
- * Exact for bytewise ordering (SQLite); a store that sorts otherwise makes
- * this answer false, so the API says 201 instead of 200 - never wrong data.
- * Only decides the status code: the write that follows is idempotent. */
-typedef hr_t (*page_fn)(store_t *s, const char *key, const char *after, int limit, char ***ids,
-                        int *n);
-static bool set_contains(store_t *st, page_fn page, const char *key, const char *member)
-{
-    size_t n = strlen(member);
-    char bound[HTTP_ID_MAX + 8];
-    char **ids = NULL;
-    int got = 0;
-    if (n == 0 || n > HTTP_ID_MAX) return false;
-    memcpy(bound, member, n);
-    bound[n - 1] = (char)((unsigned char)bound[n - 1] - 1); /* ids hold no byte 0x00 */
-    memset(bound + n, 0xff, 4);
-    bound[n + 4] = '\0';
-    bool found = page(st, key, bound, 1, &ids, &got) == HR_OK && got == 1 &&
-                 strcmp(ids[0], member) == 0;
-    ids_free(ids, got);
-    return found;
-}
-
 static void h_sub_post(http_req_t *rq, http_resp_t *rs)
 {
     static const char *const keys[] = {"user_id", NULL};
@@ -756,8 +730,9 @@ static void h_sub_post(http_req_t *rq, http_resp_t *rs)
         answer_invalid(rs, &pb);
         goto out;
     }
-    bool existed = set_contains(rq->app->store, store_subs_page, topic, user_id);
-    hr_t r = store_sub_add(rq->app->store, topic, user_id);
+    bool created = false;
+    hr_t r = store_sub_add(rq->app->store, topic, user_id, &created);
+    bool existed = !created;
     if (r == HR_CONFLICT) { /* a store that reports duplicates */
         r = HR_OK;
         existed = true;
@@ -844,8 +819,9 @@ static void h_follow_post(http_req_t *rq, http_resp_t *rs)
         goto out;
     }
     if (!user_must_exist(rq, rs, user_id)) goto out;
-    bool existed = set_contains(rq->app->store, store_followers_page, actor, user_id);
-    hr_t r = store_follow_add(rq->app->store, user_id, actor);
+    bool created = false;
+    hr_t r = store_follow_add(rq->app->store, user_id, actor, &created);
+    bool existed = !created;
     if (r == HR_CONFLICT) { /* a store that reports duplicates */
         r = HR_OK;
         existed = true;
