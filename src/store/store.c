@@ -91,14 +91,6 @@ bool store_user_valid(const user_t *u)
     return true;
 }
 
-bool store_notif_valid(const notif_t *m)
-{
-#define STR_OK(f) &&m->f.n <= STORE_NOTIF_STR_MAX && (m->f.p || m->f.n == 0)
-    return m && m->notification_id.n > 0 && (unsigned)m->status < ST__COUNT &&
-           (unsigned)m->channel < CH__COUNT NOTIF_STRINGS(STR_OK);
-#undef STR_OK
-}
-
 void store_locale_chain(const char *locale, char lang[STORE_LANG_MAX],
                         const char *chain[STORE_LOCALE_CHAIN])
 {

@@ -39,12 +39,24 @@
 void store_locale_chain(const char *locale, char lang[STORE_LANG_MAX],
                         const char *chain[STORE_LOCALE_CHAIN]);
 
-/* The validation store.c applies (exposed for backends' asserts). */
+/* The validation store.c applies (exposed for backends' asserts). A user
+ * needs an id and at most STORE_MAX_DEVICES devices, each with platform and
+ * token. */
 bool store_user_valid(const user_t *u);
-bool store_notif_valid(const notif_t *m);
+
 /* Longest string bound from a record: far above any real field, and below
  * SQLite's limit so that binding cannot fail. */
 #define STORE_NOTIF_STR_MAX (64u << 20)
+
+/* A status record the store can write: an id, a known status and channel,
+ * sane strings. Inline: the status sink checks every record. */
+static inline bool store_notif_valid(const notif_t *m)
+{
+#define STR_OK(f) &&m->f.n <= STORE_NOTIF_STR_MAX && (m->f.p || m->f.n == 0)
+    return m && m->notification_id.n > 0 && (unsigned)m->status < ST__COUNT &&
+           (unsigned)m->channel < CH__COUNT NOTIF_STRINGS(STR_OK);
+#undef STR_OK
+}
 
 /* Does a stored status count as "sent" for store_notif_sent? */
 static inline bool store_status_sent(notif_status_t st)
