@@ -63,7 +63,7 @@ hr_t sq_event_claim(store_t *s, const char *event_id, const char *position, clai
 /* One write transaction for the whole batch: fan-out claims every event of
  * a polled batch at once instead of committing once per event. */
 hr_t sq_event_claim_batch(store_t *s, const char *const *ids, const char *const *positions,
-                                 int n, claim_t *out)
+                          int n, claim_t *out)
 {
     conn_t *c = &sq(s)->ev;
     int64_t now = hclock_now_ms();
