@@ -104,15 +104,4 @@ bool api_query_limit(http_req_t *rq, http_resp_t *rs, int def, int hi, int *out)
 /* cursor: opaque printable text, absent -> NULL. false after answering 400. */
 bool api_query_cursor(http_req_t *rq, http_resp_t *rs, const char **out);
 
-/* Is member already in the set? The store's pages list members strictly
- * after a bound, so ask for the first member after the greatest string
- * below `member` that no id can fall between: member with its last byte
- * decremented and padded with 0xff bytes, which never occur in UTF-8 ids.
- * Exact for bytewise ordering (SQLite); a store that sorts otherwise makes
- * this answer false, so the API says 201 instead of 200 - never wrong data.
- * Only decides the status code: the write that follows is idempotent. */
-typedef hr_t (*api_page_fn)(store_t *s, const char *key, const char *after, int limit,
-                            char ***ids, int *n);
-bool api_set_contains(store_t *st, api_page_fn page, const char *key, const char *member);
-
 #endif

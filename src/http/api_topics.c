@@ -20,8 +20,9 @@ void api_sub_post(http_req_t *rq, http_resp_t *rs)
         api_answer_invalid(rs, &pb);
         goto out;
     }
-    bool existed = api_set_contains(rq->app->store, store_subs_page, topic, user_id);
-    hr_t r = store_sub_add(rq->app->store, topic, user_id);
+    bool created = false;
+    hr_t r = store_sub_add(rq->app->store, topic, user_id, &created);
+    bool existed = !created;
     if (r == HR_CONFLICT) { /* a store that reports duplicates */
         r = HR_OK;
         existed = true;

@@ -323,8 +323,9 @@ void api_follow_post(http_req_t *rq, http_resp_t *rs)
         goto out;
     }
     if (!user_must_exist(rq, rs, user_id)) goto out;
-    bool existed = api_set_contains(rq->app->store, store_followers_page, actor, user_id);
-    hr_t r = store_follow_add(rq->app->store, user_id, actor);
+    bool created = false;
+    hr_t r = store_follow_add(rq->app->store, user_id, actor, &created);
+    bool existed = !created;
     if (r == HR_CONFLICT) { /* a store that reports duplicates */
         r = HR_OK;
         existed = true;

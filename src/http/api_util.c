@@ -197,21 +197,3 @@ bool api_body_id(json_t *doc, const char *key, const char **out, problem_t *pb)
     *out = json_string_value(v);
     return true;
 }
-
-/* See api_int.h. */
-bool api_set_contains(store_t *st, api_page_fn page, const char *key, const char *member)
-{
-    size_t n = strlen(member);
-    char bound[HTTP_ID_MAX + 8];
-    char **ids = NULL;
-    int got = 0;
-    if (n == 0 || n > HTTP_ID_MAX) return false;
-    memcpy(bound, member, n);
-    bound[n - 1] = (char)((unsigned char)bound[n - 1] - 1); /* ids hold no byte 0x00 */
-    memset(bound + n, 0xff, 4);
-    bound[n + 4] = '\0';
-    bool found = page(st, key, bound, 1, &ids, &got) == HR_OK && got == 1 &&
-                 strcmp(ids[0], member) == 0;
-    ids_free(ids, got);
-    return found;
-}

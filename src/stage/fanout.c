@@ -28,6 +28,7 @@
  */
 #include "stage/stage.h"
 #include "model/lifecycle.h"
+#include "policy/prefs.h"
 
 #include "core/buf.h"
 #include "core/log.h"

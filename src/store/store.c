@@ -1,21 +1,29 @@
 /*
- * store.c - the store registry (backend name -> vtable), thin wrappers over
- * the vtable, and the helpers shared by every backend (freeing the structs
- * the store fills, preference evaluation).
- *
- * Adding a backend: write store_<name>.c defining `const store_ops_t
- * store_<name>_ops`, declare it in store.h and list it in `backends` below.
- * tests/unit/test_store.c then runs against it with HERALD_TEST_STORE=<name>.
+ * store.c - the store registry (backend name -> vtable), and the semantics
+ * every backend shares, decided here once: argument validation, emptying
+ * out-parameters, dropping invalid status records, the template locale
+ * chain, the listing cursor, fallbacks for optional ops, the change feed,
+ * and freeing the structs the store fills. store_int.h says what a backend
+ * may then take for granted.
  */
-#include "store/store.h"
+#include "store/store_int.h"
+
+#include "core/log.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define LOG "store"
+
 static const store_ops_t *const backends[] = {&store_sqlite_ops};
+
+static bool nonempty(const char *s) { return s && s[0]; }
 
 /* ---- change feed ---- */
 
@@ -71,6 +79,49 @@ hr_t store_users_changed(store_t *s, uint64_t since, uint64_t *now,
     return r;
 }
 
+
+/* ---- validation and shared semantics ---- */
+
+bool store_user_valid(const user_t *u)
+{
+    if (!u || !nonempty(u->user_id) || u->ndevices < 0 || u->ndevices > STORE_MAX_DEVICES)
+        return false;
+    for (int i = 0; i < u->ndevices; i++)
+        if (!nonempty(u->devices[i].platform) || !nonempty(u->devices[i].token)) return false;
+    return true;
+}
+
+void store_locale_chain(const char *locale, char lang[STORE_LANG_MAX],
+                        const char *chain[STORE_LOCALE_CHAIN])
+{
+    if (!nonempty(locale)) locale = "en";
+    /* language part: "pt-BR" -> "pt"; too long a part is ignored */
+    size_t ll = strcspn(locale, "-_");
+    if (ll >= STORE_LANG_MAX) ll = 0;
+    memcpy(lang, locale, ll);
+    lang[ll] = '\0';
+    chain[0] = locale;
+    chain[1] = ll ? lang : locale;
+    chain[2] = "en";
+}
+
+static bool channel_valid(channel_t ch) { return (unsigned)ch < CH__COUNT; }
+
+/* Listing cursor: "<created_at_ms>:<notification_id>" of the last row. */
+static hr_t cursor_parse(const char *cur, int64_t *ms, const char **id)
+{
+    if (!((cur[0] >= '0' && cur[0] <= '9') || cur[0] == '-')) return HR_INVALID;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(cur, &end, 10);
+    if (errno || end == cur || *end != ':' || end[1] == '\0') return HR_INVALID;
+    *ms = v;
+    *id = end + 1;
+    return HR_OK;
+}
+
+/* ---- open, close ---- */
+
 hr_t store_open(const char *backend, const char *dsn, store_t **out)
 {
     assert(out);
@@ -105,8 +156,11 @@ void store_close(store_t *s)
 
 int store_schema_version(store_t *s) { return s->ops->schema_version(s); }
 
+/* ---- users and preferences ---- */
+
 hr_t store_user_put(store_t *s, const user_t *u)
 {
+    if (!store_user_valid(u)) return HR_INVALID;
     hr_t r = s->ops->user_put(s, u);
     if (r == HR_OK) feed_user(s, u->user_id);
     return r;
@@ -115,6 +169,8 @@ hr_t store_user_put(store_t *s, const user_t *u)
 hr_t store_user_put_batch(store_t *s, const user_t *users, int n)
 {
     if (n < 0 || (n > 0 && !users)) return HR_INVALID;
+    for (int i = 0; i < n; i++)
+        if (!store_user_valid(&users[i])) return HR_INVALID;
     hr_t r = HR_OK;
     if (s->ops->user_put_batch) {
         r = s->ops->user_put_batch(s, users, n);
@@ -128,6 +184,50 @@ hr_t store_user_put_batch(store_t *s, const user_t *users, int n)
     return r;
 }
 
+hr_t store_user_get(store_t *s, const char *user_id, user_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!nonempty(user_id)) return HR_INVALID;
+    return s->ops->user_get(s, user_id, out);
+}
+
+hr_t store_users_get_batch(store_t *s, const char *const *ids, int n, user_t *out, hr_t *found,
+                           pref_t **prefs, int *nprefs)
+{
+    if (n < 0 || (n > 0 && (!ids || !out || !found || !prefs || !nprefs))) return HR_INVALID;
+    for (int i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof(out[i]));
+        prefs[i] = NULL;
+        nprefs[i] = 0;
+        found[i] = HR_NOTFOUND;
+        if (!ids[i]) return HR_INVALID;
+    }
+    if (s->ops->users_get_batch) return s->ops->users_get_batch(s, ids, n, out, found, prefs, nprefs);
+    hr_t r = HR_OK;
+    for (int i = 0; i < n && r == HR_OK; i++) {
+        if (!nonempty(ids[i])) continue;
+        r = s->ops->user_get(s, ids[i], &out[i]);
+        if (r == HR_NOTFOUND) {
+            r = HR_OK;
+            continue;
+        }
+        if (r == HR_OK && (r = s->ops->prefs_get(s, ids[i], &prefs[i], &nprefs[i])) != HR_OK)
+            store_user_clear(&out[i]);
+        if (r == HR_OK) found[i] = HR_OK;
+    }
+    if (r != HR_OK)
+        for (int k = 0; k < n; k++) {
+            if (found[k] == HR_OK) {
+                store_user_clear(&out[k]);
+                store_prefs_free(prefs[k], nprefs[k]);
+                prefs[k] = NULL;
+                nprefs[k] = 0;
+            }
+            found[k] = HR_NOTFOUND;
+        }
+    return r;
+}
+
 hr_t store_users_scan(store_t *s, const char *after, int limit, user_t *out, pref_t **prefs,
                       int *nprefs, int *n)
 {
@@ -137,38 +237,11 @@ hr_t store_users_scan(store_t *s, const char *after, int limit, user_t *out, pre
     return s->ops->users_scan(s, after, limit, out, prefs, nprefs, n);
 }
 
-hr_t store_users_get_batch(store_t *s, const char *const *ids, int n, user_t *out, hr_t *found,
-                           pref_t **prefs, int *nprefs)
-{
-    if (n < 0 || (n > 0 && (!ids || !out || !found || !prefs || !nprefs))) return HR_INVALID;
-    if (s->ops->users_get_batch) return s->ops->users_get_batch(s, ids, n, out, found, prefs, nprefs);
-    hr_t r = HR_OK;
-    int i = 0;
-    for (; i < n && r == HR_OK; i++) {
-        prefs[i] = NULL;
-        nprefs[i] = 0;
-        found[i] = s->ops->user_get(s, ids[i], &out[i]);
-        if (found[i] == HR_NOTFOUND) continue;
-        r = found[i];
-        if (r == HR_OK && (r = s->ops->prefs_get(s, ids[i], &prefs[i], &nprefs[i])) != HR_OK)
-            user_clear(&out[i]);
-    }
-    if (r != HR_OK)
-        for (int k = 0; k < i - 1; k++)
-            if (found[k] == HR_OK) {
-                user_clear(&out[k]);
-                prefs_free(prefs[k], nprefs[k]);
-            }
-    return r;
-}
-
-hr_t store_user_get(store_t *s, const char *user_id, user_t *out)
-{
-    return s->ops->user_get(s, user_id, out);
-}
-
 hr_t store_prefs_replace(store_t *s, const char *user_id, const pref_t *prefs, int n)
 {
+    if (!nonempty(user_id) || n < 0 || (n > 0 && !prefs)) return HR_INVALID;
+    for (int i = 0; i < n; i++)
+        if (!channel_valid(prefs[i].channel)) return HR_INVALID;
     hr_t r = s->ops->prefs_replace(s, user_id, prefs, n);
     if (r == HR_OK) feed_user(s, user_id);
     return r;
@@ -176,38 +249,63 @@ hr_t store_prefs_replace(store_t *s, const char *user_id, const pref_t *prefs, i
 
 hr_t store_prefs_get(store_t *s, const char *user_id, pref_t **out, int *n)
 {
+    *out = NULL;
+    *n = 0;
+    if (!nonempty(user_id)) return HR_INVALID;
     return s->ops->prefs_get(s, user_id, out, n);
 }
 
-hr_t store_sub_add(store_t *s, const char *topic, const char *user_id)
+/* ---- subscriptions and follows ---- */
+
+hr_t store_sub_add(store_t *s, const char *topic, const char *user_id, bool *created)
 {
-    return s->ops->sub_add(s, topic, user_id);
+    bool c = false;
+    if (created) *created = false;
+    if (!nonempty(topic) || !nonempty(user_id)) return HR_INVALID;
+    hr_t r = s->ops->sub_add(s, topic, user_id, &c);
+    if (r == HR_OK && created) *created = c;
+    return r;
 }
 
 hr_t store_sub_del(store_t *s, const char *topic, const char *user_id)
 {
+    if (!nonempty(topic) || !nonempty(user_id)) return HR_INVALID;
     return s->ops->sub_del(s, topic, user_id);
 }
 
 hr_t store_subs_page(store_t *s, const char *topic, const char *after, int limit, char ***ids,
                      int *n)
 {
+    *ids = NULL;
+    *n = 0;
+    if (!nonempty(topic) || limit <= 0) return HR_INVALID;
     return s->ops->subs_page(s, topic, after, limit, ids, n);
 }
 
-hr_t store_follow_add(store_t *s, const char *follower, const char *actor)
+hr_t store_follow_add(store_t *s, const char *follower, const char *actor, bool *created)
 {
-    return s->ops->follow_add(s, follower, actor);
+    bool c = false;
+    if (created) *created = false;
+    if (!nonempty(follower) || !nonempty(actor)) return HR_INVALID;
+    hr_t r = s->ops->follow_add(s, follower, actor, &c);
+    if (r == HR_OK && created) *created = c;
+    return r;
 }
 
 hr_t store_followers_page(store_t *s, const char *actor, const char *after, int limit,
                           char ***ids, int *n)
 {
+    *ids = NULL;
+    *n = 0;
+    if (!nonempty(actor) || limit <= 0) return HR_INVALID;
     return s->ops->followers_page(s, actor, after, limit, ids, n);
 }
 
+/* ---- templates ---- */
+
 hr_t store_template_put(store_t *s, const template_rec_t *t)
 {
+    if (!t || !nonempty(t->event_type) || !channel_valid(t->channel)) return HR_INVALID;
     hr_t r = s->ops->template_put(s, t);
     if (r == HR_OK && s->feed) atomic_fetch_add(&s->feed->templates_epoch, 1);
     return r;
@@ -216,17 +314,27 @@ hr_t store_template_put(store_t *s, const template_rec_t *t)
 hr_t store_template_get(store_t *s, const char *event_type, channel_t ch, const char *locale,
                         template_rec_t *out)
 {
-    return s->ops->template_get(s, event_type, ch, locale, out);
+    memset(out, 0, sizeof(*out));
+    if (!nonempty(event_type) || !channel_valid(ch)) return HR_INVALID;
+    char lang[STORE_LANG_MAX];
+    const char *chain[STORE_LOCALE_CHAIN];
+    store_locale_chain(locale, lang, chain);
+    return s->ops->template_get(s, event_type, ch, chain, out);
 }
 
 hr_t store_template_channels(store_t *s, const char *event_type, unsigned *mask)
 {
+    *mask = 0;
+    if (!nonempty(event_type)) return HR_INVALID;
     return s->ops->template_channels(s, event_type, mask);
 }
 
+/* ---- event dedupe ---- */
+
 hr_t store_event_claim(store_t *s, const char *event_id, const char *position, claim_t *out)
 {
-    return s->ops->event_claim(s, event_id, position, out);
+    if (!nonempty(event_id)) return HR_INVALID;
+    return s->ops->event_claim(s, event_id, position ? position : "", out);
 }
 
 hr_t store_event_claim_batch(store_t *s, const char *const *event_ids, const char *const *positions,
@@ -234,44 +342,109 @@ hr_t store_event_claim_batch(store_t *s, const char *const *event_ids, const cha
 {
     if (n < 0 || (n > 0 && (!event_ids || !positions || !out))) return HR_INVALID;
     if (n == 0) return HR_OK;
+    for (int i = 0; i < n; i++)
+        if (!nonempty(event_ids[i])) return HR_INVALID;
     if (s->ops->event_claim_batch) return s->ops->event_claim_batch(s, event_ids, positions, n, out);
     for (int i = 0; i < n; i++) {
-        hr_t r = s->ops->event_claim(s, event_ids[i], positions[i], &out[i]);
+        hr_t r = s->ops->event_claim(s, event_ids[i], positions[i] ? positions[i] : "", &out[i]);
         if (r != HR_OK) return r;
     }
     return HR_OK;
 }
 
+/* ---- notifications ---- */
+
 hr_t store_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
 {
-    return s->ops->notif_write_batch(s, recs, n);
+    if (n < 0 || (n > 0 && !recs)) return HR_INVALID;
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad += !store_notif_valid(recs[i]);
+    if (bad == 0) return n ? s->ops->notif_write_batch(s, recs, n) : HR_OK;
+    /* bad input must not stop the sink's partition: skip it, say so */
+    log_warn(LOG, "notification batch: skipped %d invalid record(s) of %d", bad, n);
+    if (bad == n) return HR_OK;
+    const notif_t **ok = xmalloc((size_t)(n - bad) * sizeof(*ok));
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (store_notif_valid(recs[i])) ok[k++] = recs[i];
+    hr_t r = s->ops->notif_write_batch(s, ok, k);
+    free(ok);
+    return r;
 }
 
 hr_t store_notif_get(store_t *s, const char *notification_id, notif_row_t *out,
                      status_hist_t **hist, int *nhist)
 {
+    memset(out, 0, sizeof(*out));
+    if (hist) *hist = NULL;
+    if (nhist) *nhist = 0;
+    if (!nonempty(notification_id) || (hist && !nhist)) return HR_INVALID;
     return s->ops->notif_get(s, notification_id, out, hist, nhist);
 }
 
 hr_t store_notif_list_user(store_t *s, const char *user_id, const char *cursor, int limit,
                            notif_row_t **rows, int *n, char **next_cursor)
 {
-    return s->ops->notif_list_user(s, user_id, cursor, limit, rows, n, next_cursor);
+    *rows = NULL;
+    *n = 0;
+    *next_cursor = NULL;
+    /* INT_MAX: the backend reads limit + 1 rows to know whether more exist */
+    if (!nonempty(user_id) || limit <= 0 || limit == INT_MAX) return HR_INVALID;
+    int64_t after_ms = 0;
+    const char *after_id = NULL;
+    if (nonempty(cursor) && cursor_parse(cursor, &after_ms, &after_id) != HR_OK) return HR_INVALID;
+    bool more = false;
+    hr_t r = s->ops->notif_list_user(s, user_id, after_ms, after_id, limit, rows, n, &more);
+    if (r == HR_OK && more && *n > 0) {
+        const notif_row_t *last = &(*rows)[*n - 1];
+        *next_cursor = xasprintf("%lld:%s", (long long)last->created_at_ms, last->notification_id);
+    }
+    return r;
 }
 
 hr_t store_notif_sent(store_t *s, const char *notification_id, bool *sent)
 {
+    *sent = false;
+    if (!nonempty(notification_id)) return HR_INVALID;
     return s->ops->notif_sent(s, notification_id, sent);
+}
+
+hr_t store_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent)
+{
+    if (n < 0 || (n > 0 && (!ids || !sent))) return HR_INVALID;
+    for (int i = 0; i < n; i++) sent[i] = false;
+    for (int i = 0; i < n; i++)
+        if (ids[i].n == 0 || !ids[i].p) return HR_INVALID;
+    if (n == 0) return HR_OK;
+    if (s->ops->notif_sent_batch) {
+        hr_t r = s->ops->notif_sent_batch(s, ids, n, sent);
+        if (r != HR_OK)
+            for (int i = 0; i < n; i++) sent[i] = false;
+        return r;
+    }
+    /* fallback: one lookup per id (ids are not NUL-terminated: copy) */
+    hr_t r = HR_OK;
+    for (int i = 0; i < n && r == HR_OK; i++) {
+        char *id = xstrndup(ids[i].p, ids[i].n);
+        r = s->ops->notif_sent(s, id, &sent[i]);
+        free(id);
+    }
+    if (r != HR_OK)
+        for (int i = 0; i < n; i++) sent[i] = false;
+    return r;
 }
 
 hr_t store_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted)
 {
-    return s->ops->notif_purge(s, before_ms, deleted);
+    int64_t d = 0;
+    hr_t r = s->ops->notif_purge(s, before_ms, &d);
+    if (deleted) *deleted = d;
+    return r;
 }
 
-/* ---- helpers shared by the backends ---- */
+/* ---- freeing what the store fills ---- */
 
-void user_clear(user_t *u)
+void store_user_clear(user_t *u)
 {
     if (!u) return;
     free(u->user_id);
@@ -314,36 +487,21 @@ void notif_row_clear(notif_row_t *r)
     memset(r, 0, sizeof(*r));
 }
 
-void prefs_free(pref_t *p, int n)
+void store_prefs_free(pref_t *p, int n)
 {
     if (!p) return;
     for (int i = 0; i < n; i++) free(p[i].category);
     free(p);
 }
 
-/* A rule for exactly (category, ch) wins; then the channel switch
- * (category ""); otherwise the channel is allowed. */
-bool prefs_allowed(const pref_t *p, int n, const char *category, channel_t ch)
-{
-    int channel_rule = -1;
-    bool has_category = category && category[0];
-    for (int i = 0; i < n; i++) {
-        if (p[i].channel != ch) continue;
-        const char *c = p[i].category ? p[i].category : "";
-        if (has_category && strcmp(c, category) == 0) return p[i].enabled;
-        if (c[0] == '\0') channel_rule = p[i].enabled;
-    }
-    return channel_rule != 0;
-}
-
-void ids_free(char **ids, int n)
+void store_ids_free(char **ids, int n)
 {
     if (!ids) return;
     for (int i = 0; i < n; i++) free(ids[i]);
     free(ids);
 }
 
-void status_hist_free(status_hist_t *h, int n)
+void store_status_hist_free(status_hist_t *h, int n)
 {
     if (!h) return;
     for (int i = 0; i < n; i++) free(h[i].detail);

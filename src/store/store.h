@@ -2,8 +2,8 @@
  * store.h - herald's durable state: users, preferences, subscriptions,
  * follows, templates, the event dedupe table, and notification records with
  * their status history. Backends: SQLite (store_sqlite.c, embedded default)
- * and later PostgreSQL. The same tests (tests/unit/test_store.c) run against
- * every backend.
+ * and later PostgreSQL. The same tests (tests/unit/store/test_store.c) run
+ * against every backend; the backend interface is in store_int.h.
  *
  * Ownership: strings passed in are copied; structs filled by the store own
  * their strings and are freed with the matching *_clear(). A store_t may be
@@ -38,7 +38,6 @@ typedef struct user {
     device_t devices[STORE_MAX_DEVICES];
     int64_t updated_at_ms;
 } user_t;
-void user_clear(user_t *u);
 
 /* One preference: category "" means "all categories" (the channel switch). */
 typedef struct pref {
@@ -54,6 +53,7 @@ typedef struct template_rec {
     char *title;
     char *body;
 } template_rec_t;
+/* Frees the template's strings and zeroes it; NULL is a no-op. */
 void template_rec_clear(template_rec_t *t);
 
 /* A notification row as the status sink writes it and the API reads it. */
@@ -74,6 +74,7 @@ typedef struct notif_row {
     int64_t updated_at_ms;
     int64_t delivered_at_ms;    /* 0 when not sent */
 } notif_row_t;
+/* Frees the row's strings and zeroes it; NULL is a no-op. */
 void notif_row_clear(notif_row_t *r);
 
 typedef struct status_hist {
@@ -90,107 +91,82 @@ typedef enum claim {
     CLAIM_DUP = 2,              /* seen before at another position: a duplicate publish */
 } claim_t;
 
-typedef struct store_ops {
-    const char *name;
-    hr_t (*open)(const char *dsn, store_t **out);
-    void (*close)(store_t *s);
-    int (*schema_version)(store_t *s);
+/* ---- public API (store.c) ----
+ * Every call validates its arguments (HR_INVALID, nothing stored) and
+ * sets its out-parameters to empty (NULL, 0, false) first, so they are safe
+ * to free after any answer. Backend errors: HR_AGAIN (busy, try later) or HR_ERR (logged). */
 
-    hr_t (*user_put)(store_t *s, const user_t *u);
-    hr_t (*user_put_batch)(store_t *s, const user_t *users, int n); /* may be NULL */
-    hr_t (*user_get)(store_t *s, const char *user_id, user_t *out);
-    hr_t (*users_get_batch)(store_t *s, const char *const *ids, int n, user_t *out, hr_t *found,
-                            pref_t **prefs, int *nprefs); /* may be NULL */
-    hr_t (*users_scan)(store_t *s, const char *after, int limit, user_t *out, pref_t **prefs,
-                       int *nprefs, int *n); /* may be NULL */
-    hr_t (*prefs_replace)(store_t *s, const char *user_id, const pref_t *prefs, int n);
-    hr_t (*prefs_get)(store_t *s, const char *user_id, pref_t **out, int *n);
-    hr_t (*sub_add)(store_t *s, const char *topic, const char *user_id);
-    hr_t (*sub_del)(store_t *s, const char *topic, const char *user_id);
-    hr_t (*subs_page)(store_t *s, const char *topic, const char *after, int limit,
-                      char ***ids, int *n);
-    hr_t (*follow_add)(store_t *s, const char *follower, const char *actor);
-    hr_t (*followers_page)(store_t *s, const char *actor, const char *after, int limit,
-                           char ***ids, int *n);
-    hr_t (*template_put)(store_t *s, const template_rec_t *t);
-    hr_t (*template_get)(store_t *s, const char *event_type, channel_t ch, const char *locale,
-                         template_rec_t *out);
-    hr_t (*template_channels)(store_t *s, const char *event_type, unsigned *mask);
-    hr_t (*event_claim)(store_t *s, const char *event_id, const char *position, claim_t *out);
-    hr_t (*event_claim_batch)(store_t *s, const char *const *event_ids,
-                              const char *const *positions, int n, claim_t *out); /* may be NULL */
-    hr_t (*notif_write_batch)(store_t *s, const notif_t *const *recs, int n);
-    hr_t (*notif_get)(store_t *s, const char *notification_id, notif_row_t *out,
-                      status_hist_t **hist, int *nhist);
-    hr_t (*notif_list_user)(store_t *s, const char *user_id, const char *cursor, int limit,
-                            notif_row_t **rows, int *n, char **next_cursor);
-    hr_t (*notif_sent)(store_t *s, const char *notification_id, bool *sent);
-    hr_t (*notif_purge)(store_t *s, int64_t before_ms, int64_t *deleted);
-} store_ops_t;
-
-struct store_feed;
-
-struct store {
-    const store_ops_t *ops;
-    struct store_feed *feed;    /* change feed (store.c); backends leave it alone */
-};
-
-/* ---- public API (thin wrappers, store.c) ---- */
-
-/* backend: "sqlite" (dsn = file path) or "postgres" (dsn = conninfo). */
+/* Opens the store. backend: "sqlite" (dsn = file path, or ":memory:") or
+ * NULL for "sqlite"; an unknown backend is HR_INVALID. Creates the schema
+ * when absent; a database with a newer schema is HR_INVALID. Close with
+ * store_close. */
 hr_t store_open(const char *backend, const char *dsn, store_t **out);
+/* Closes and frees the store; NULL is a no-op. No call may be running. */
 void store_close(store_t *s);
+/* The schema version stored in the database, -1 on error. */
 int store_schema_version(store_t *s);
 
-/* Insert or replace the user (devices replaced as a whole). */
+/* Insert or replace the user (devices replaced as a whole). HR_INVALID
+ * when the user_id is empty, ndevices is out of [0, STORE_MAX_DEVICES] or a
+ * device lacks its platform or token. */
 hr_t store_user_put(store_t *s, const user_t *u);
 /* Bulk load: puts n users in one transaction (all or none). For seeding
  * and imports; users sorted by user_id load fastest. */
 hr_t store_user_put_batch(store_t *s, const user_t *users, int n);
-/* HR_NOTFOUND when unknown. */
+/* Reads the user with its devices into *out (free with store_user_clear).
+ * HR_NOTFOUND when unknown. */
 hr_t store_user_get(store_t *s, const char *user_id, user_t *out);
 /* Reads n users with their devices and preferences in one read snapshot
  * (fan-out's lookups for a batch of recipients). found[i] is HR_OK or
- * HR_NOTFOUND; out[i] (user_clear) and prefs[i] (prefs_free, nprefs[i]) are
- * filled for found users. Any other error fails the call and fills nothing. */
+ * HR_NOTFOUND (also for an empty id); out[i] (store_user_clear) and
+ * prefs[i] (store_prefs_free, nprefs[i]) are filled for found users. Any
+ * other error fails the call and fills nothing. */
 hr_t store_users_get_batch(store_t *s, const char *const *ids, int n, user_t *out, hr_t *found,
                            pref_t **prefs, int *nprefs);
 /* Reads up to limit users with user_id > after (NULL: from the first), in
  * user_id order, with devices and preferences, in one snapshot; *n < limit
- * means the end. Free each out[i] (user_clear) and prefs[i] (prefs_free).
- * HR_DECLINED when the backend cannot scan. */
+ * means the end. Free each out[i] (store_user_clear) and prefs[i]
+ * (store_prefs_free). HR_DECLINED when the backend cannot scan. */
 hr_t store_users_scan(store_t *s, const char *after, int limit, user_t *out, pref_t **prefs,
                       int *nprefs, int *n);
-/* Replaces all preferences of the user in one transaction. */
+/* Replaces all preferences of the user in one transaction. HR_INVALID for
+ * an unknown channel. The user need not exist. */
 hr_t store_prefs_replace(store_t *s, const char *user_id, const pref_t *prefs, int n);
-/* *out allocated (free each category then the array with prefs_free). */
+/* The user's preferences, ordered by (category, channel); a missing
+ * category reads as "". *out allocated (free with store_prefs_free). */
 hr_t store_prefs_get(store_t *s, const char *user_id, pref_t **out, int *n);
-void prefs_free(pref_t *p, int n);
-/* Is channel allowed for (user, category)? category rule beats channel rule;
- * default allowed. */
-bool prefs_allowed(const pref_t *p, int n, const char *category, channel_t ch);
 
-hr_t store_sub_add(store_t *s, const char *topic, const char *user_id);
-hr_t store_sub_del(store_t *s, const char *topic, const char *user_id); /* HR_NOTFOUND */
+/* Subscribes user_id to topic. Idempotent: HR_OK also when already
+ * subscribed; *created (may be NULL) tells whether the subscription is new. */
+hr_t store_sub_add(store_t *s, const char *topic, const char *user_id, bool *created);
+/* Unsubscribes; HR_NOTFOUND when the subscription does not exist. */
+hr_t store_sub_del(store_t *s, const char *topic, const char *user_id);
 /* Page of subscriber ids ordered by user_id, strictly after `after` (NULL =
- * from the start). *ids allocated; free with ids_free. *n < limit = last page. */
+ * from the start). *ids allocated; free with store_ids_free. *n < limit =
+ * last page. */
 hr_t store_subs_page(store_t *s, const char *topic, const char *after, int limit, char ***ids,
                      int *n);
-hr_t store_follow_add(store_t *s, const char *follower, const char *actor);
+/* follower follows actor. Idempotent like store_sub_add; *created (may be
+ * NULL) tells whether the follow is new. */
+hr_t store_follow_add(store_t *s, const char *follower, const char *actor, bool *created);
+/* Page of actor's followers, like store_subs_page. */
 hr_t store_followers_page(store_t *s, const char *actor, const char *after, int limit,
                           char ***ids, int *n);
-void ids_free(char **ids, int n);
 
+/* Insert or replace the template for (event_type, channel, locale); locale
+ * NULL or "" means "en", and compares case-insensitively. */
 hr_t store_template_put(store_t *s, const template_rec_t *t);
 /* Finds (type, channel, locale), falling back to the language part
- * ("pt-BR" -> "pt") and then to "en". HR_NOTFOUND when none. */
+ * ("pt-BR" -> "pt") and then to "en"; out->locale says which matched.
+ * HR_NOTFOUND when none. Free out with template_rec_clear. */
 hr_t store_template_get(store_t *s, const char *event_type, channel_t ch, const char *locale,
                         template_rec_t *out);
 /* Bit mask (1u << channel) of channels having any template for the type. */
 hr_t store_template_channels(store_t *s, const char *event_type, unsigned *mask);
 
 /* Dedupe by event_id; position identifies the source record (e.g.
- * "raw-events/3/1042"). */
+ * "raw-events/3/1042"; NULL = ""). The first position seen stays the
+ * reference. */
 hr_t store_event_claim(store_t *s, const char *event_id, const char *position, claim_t *out);
 /* The same for n events in one transaction (out[i] for event_ids[i]); an id
  * that appears twice in the batch at different positions is a duplicate the
@@ -198,27 +174,56 @@ hr_t store_event_claim(store_t *s, const char *event_id, const char *position, c
 hr_t store_event_claim_batch(store_t *s, const char *const *event_ids, const char *const *positions,
                              int n, claim_t *out);
 
-/* Status sink: upserts notification rows from status records (kind 2),
- * appending status history. A record never moves a row back from a final
- * state (sent/delivered/dead) to an earlier one. Backends may commit a large
- * batch in several transactions so that short writes are not held up; on an
- * error the rows of the transactions already committed stay (writing the
- * batch again repeats their history entries, as any re-processing does). */
+/* Status sink: upserts notification rows from status records (kind
+ * REC_STATUS), appending status history. A stored row moves only by the
+ * rank rule of model/lifecycle.h (lifecycle_may_replace): never back from a
+ * final state (sent/delivered/dead) to an earlier one, whatever the order
+ * of arrival. Invalid records (no id, unknown status or channel) are
+ * skipped with a warning. Backends may commit a large batch in several
+ * transactions so that short writes are not held up; on an error the rows
+ * of the transactions already committed stay (writing the batch again
+ * repeats their history entries, as any re-processing does). */
 hr_t store_notif_write_batch(store_t *s, const notif_t *const *recs, int n);
+/* Reads one notification row and, when hist is not NULL, its status
+ * history oldest first (*hist allocated, free with store_status_hist_free).
+ * HR_NOTFOUND when unknown. Free out with notif_row_clear. */
 hr_t store_notif_get(store_t *s, const char *notification_id, notif_row_t *out,
                      status_hist_t **hist, int *nhist);
-void status_hist_free(status_hist_t *h, int n);
-/* Newest first. cursor NULL = newest; *next_cursor allocated or NULL at the end. */
+/* The user's notifications, newest first, at most limit. cursor NULL =
+ * newest; *next_cursor allocated (free()) or NULL at the end; a malformed
+ * cursor is HR_INVALID. Free *rows with notif_rows_free. */
 hr_t store_notif_list_user(store_t *s, const char *user_id, const char *cursor, int limit,
                            notif_row_t **rows, int *n, char **next_cursor);
+/* Frees n rows and the array; NULL is a no-op. */
 void notif_rows_free(notif_row_t *rows, int n);
-/* Was this notification already recorded as sent or delivered? */
+/* Was this notification already recorded as sent or delivered? Unknown ids
+ * are not sent (HR_OK, false). */
 hr_t store_notif_sent(store_t *s, const char *notification_id, bool *sent);
+/* The same for n ids (not NUL-terminated) in one read snapshot: sent[i] for
+ * ids[i]. An empty id is HR_INVALID. On error sent[] is all false. */
+hr_t store_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent);
 /* Retention (DESIGN §4: 90 days): deletes notifications created before
  * before_ms with their status history, and dedupe entries first seen before
  * it. Works in small transactions so other writers interleave. *deleted
  * (may be NULL) = notifications removed. */
 hr_t store_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted);
+
+/* ---- freeing what the store fills ---- */
+
+/* Frees the user's strings and zeroes it; NULL is a no-op. */
+void store_user_clear(user_t *u);
+/* Frees n preferences (their categories) and the array; NULL is a no-op. */
+void store_prefs_free(pref_t *p, int n);
+/* Frees n ids and the array (from the *_page calls); NULL is a no-op. */
+void store_ids_free(char **ids, int n);
+/* Frees n history entries and the array; NULL is a no-op. */
+void store_status_hist_free(status_hist_t *h, int n);
+
+/* Older names of the four above, kept for existing callers. */
+static inline void user_clear(user_t *u) { store_user_clear(u); }
+static inline void prefs_free(pref_t *p, int n) { store_prefs_free(p, n); }
+static inline void ids_free(char **ids, int n) { store_ids_free(ids, n); }
+static inline void status_hist_free(status_hist_t *h, int n) { store_status_hist_free(h, n); }
 
 /* ---- change feed: keeps in-process caches of store data exact ----
  * Every successful user_put (and batch), prefs_replace and template_put
@@ -237,7 +242,5 @@ hr_t store_users_changed(store_t *s, uint64_t since, uint64_t *now,
                          void (*fn)(void *arg, const char *user_id), void *arg);
 /* Bumped on every template change. */
 uint64_t store_templates_epoch(store_t *s);
-
-extern const store_ops_t store_sqlite_ops;
 
 #endif

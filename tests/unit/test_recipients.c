@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "policy/prefs.h"
 #include "stage/recipients.h"
 
 #include <pthread.h>

@@ -169,7 +169,7 @@ static void test_topic_audience_locale_and_optout(void **state)
     fx_t *f = *state;
     store_t *s = f->app.store;
     for (int i = 0; i < 3; i++)
-        assert_int_equal(store_sub_add(s, "product:x", (const char *[]){"ann", "ben", "cat"}[i]), HR_OK);
+        assert_int_equal(store_sub_add(s, "product:x", (const char *[]){"ann", "ben", "cat"}[i], NULL), HR_OK);
     /* cat turned email off for the "social" category only */
     pref_t p = {.category = "social", .channel = CH_EMAIL, .enabled = false};
     assert_int_equal(store_prefs_replace(s, "cat", &p, 1), HR_OK);
@@ -209,8 +209,8 @@ static void test_followers_and_channels_override(void **state)
 {
     fx_t *f = *state;
     store_t *s = f->app.store;
-    assert_int_equal(store_follow_add(s, "dan", "Kylie"), HR_OK);
-    assert_int_equal(store_follow_add(s, "ann", "Kylie"), HR_OK);
+    assert_int_equal(store_follow_add(s, "dan", "Kylie", NULL), HR_OK);
+    assert_int_equal(store_follow_add(s, "ann", "Kylie", NULL), HR_OK);
     start(f);
     produce_raw(f, "e2", "{\"event_id\":\"e2\",\"type\":\"posted\",\"actor\":\"Kylie\","
                          "\"audience\":{\"followers_of\":\"Kylie\"},\"channels\":[\"push\"],"

@@ -1,9 +1,15 @@
 /*
- * test_store.c - the store contract, run against one backend.
+ * test_store.c - the store contract (store.h), run against one backend.
  *
- * HERALD_TEST_STORE names the backend (default "sqlite"). SQLite gets a fresh
- * database file in a temporary directory per test; other backends take their
- * DSN from HERALD_TEST_STORE_DSN, which must name an empty database.
+ * Choosing the backend: HERALD_TEST_STORE=<backend> (default "sqlite").
+ * SQLite gets a fresh database file in a temporary directory per test;
+ * other backends take their DSN from HERALD_TEST_STORE_DSN, which must name
+ * an empty database (store_fixture.c). For example:
+ *
+ *   HERALD_TEST_STORE=postgres HERALD_TEST_STORE_DSN=postgresql:///herald_test \
+ *       build/test_store
+ *
+ * Backend-specific tests live beside this file (test_store_sqlite.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,74 +18,15 @@
 
 #include <cmocka.h>
 
+#include "model/lifecycle.h"
 #include "store/store.h"
+#include "store_fixture.h"
 
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-typedef struct fx {
-    char dir[64];
-    char *backend;
-    char *dsn;
-    store_t *s;
-} fx_t;
-
-static bool is_sqlite(const fx_t *f) { return strcmp(f->backend, "sqlite") == 0; }
-
-static int setup(void **state)
-{
-    fx_t *f = xcalloc(1, sizeof(*f));
-    const char *b = getenv("HERALD_TEST_STORE");
-    f->backend = xstrdup(b && b[0] ? b : "sqlite");
-    if (is_sqlite(f)) {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(f->dir, sizeof(f->dir), "%s/herald-store-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-        if (!mkdtemp(f->dir)) return -1;
-        f->dsn = xasprintf("%s/herald.db", f->dir);
-    } else {
-        const char *d = getenv("HERALD_TEST_STORE_DSN");
-        if (!d) return -1;
-        f->dsn = xstrdup(d);
-    }
-    if (store_open(f->backend, f->dsn, &f->s) != HR_OK) return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx_t *f = *state;
-    store_close(f->s);
-    if (is_sqlite(f)) {
-        static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-        /* the main database and the dedupe database beside it */
-        char *ev = xasprintf("%.*s.events.db", (int)(strlen(f->dsn) - 3), f->dsn);
-        const char *bases[] = {f->dsn, ev};
-        for (size_t b = 0; b < ARRAY_LEN(bases); b++)
-            for (size_t i = 0; i < ARRAY_LEN(suffix); i++) {
-                char *p = xasprintf("%s%s", bases[b], suffix[i]);
-                unlink(p);
-                free(p);
-            }
-        free(ev);
-        rmdir(f->dir);
-    }
-    free(f->dsn);
-    free(f->backend);
-    free(f);
-    return 0;
-}
-
-static void reopen(fx_t *f)
-{
-    store_close(f->s);
-    f->s = NULL;
-    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
-}
 
 static void collect_ids(void *arg, const char *id)
 {
@@ -108,7 +55,7 @@ static void test_schema_version(void **state)
 {
     fx_t *f = *state;
     assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
-    reopen(f);
+    fx_reopen(f);
     assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
 }
 
@@ -246,29 +193,6 @@ static void test_prefs_replace_get(void **state)
     prefs_free(p, n);
 }
 
-static void test_prefs_allowed(void **state)
-{
-    (void)state;
-    assert_true(prefs_allowed(NULL, 0, "social", CH_PUSH)); /* default allowed */
-    pref_t p[] = {
-        {"", CH_SMS, false},          /* SMS off ... */
-        {"security", CH_SMS, true},   /* ... except for security */
-        {"social", CH_EMAIL, false},  /* no social email */
-        {"", CH_PUSH, true},
-        {"promo", CH_PUSH, false},
-    };
-    int n = (int)ARRAY_LEN(p);
-    assert_false(prefs_allowed(p, n, "social", CH_SMS));
-    assert_true(prefs_allowed(p, n, "security", CH_SMS));
-    assert_false(prefs_allowed(p, n, NULL, CH_SMS));
-    assert_false(prefs_allowed(p, n, "", CH_SMS));
-    assert_false(prefs_allowed(p, n, "social", CH_EMAIL));
-    assert_true(prefs_allowed(p, n, "orders", CH_EMAIL));
-    assert_false(prefs_allowed(p, n, "promo", CH_PUSH));
-    assert_true(prefs_allowed(p, n, "social", CH_PUSH));
-    assert_true(prefs_allowed(p, n, "social", CH_WEBHOOK));
-}
-
 /* ---- subscriptions and follows ---- */
 
 /* Walks every page of size `limit`; returns the total, checking the ids are
@@ -306,11 +230,11 @@ static void test_subscriptions(void **state)
     char id[32];
     for (int i = 0; i < 25; i++) {
         snprintf(id, sizeof(id), "user-%03d", (i * 7) % 25); /* out of order */
-        assert_int_equal(store_sub_add(f->s, "product:iphone15", id), HR_OK);
+        assert_int_equal(store_sub_add(f->s, "product:iphone15", id, NULL), HR_OK);
     }
-    assert_int_equal(store_sub_add(f->s, "product:iphone15", "user-003"), HR_OK); /* dup */
-    assert_int_equal(store_sub_add(f->s, "product:other", "user-900"), HR_OK);
-    assert_int_equal(store_sub_add(f->s, "", "user-1"), HR_INVALID);
+    assert_int_equal(store_sub_add(f->s, "product:iphone15", "user-003", NULL), HR_OK); /* dup */
+    assert_int_equal(store_sub_add(f->s, "product:other", "user-900", NULL), HR_OK);
+    assert_int_equal(store_sub_add(f->s, "", "user-1", NULL), HR_INVALID);
 
     int pages = 0;
     assert_int_equal(walk_pages(f->s, store_subs_page, "product:iphone15", 10, &pages), 25);
@@ -350,10 +274,10 @@ static void test_follows(void **state)
     char id[32];
     for (int i = 0; i < 120; i++) {
         snprintf(id, sizeof(id), "fan%04d", 119 - i);
-        assert_int_equal(store_follow_add(f->s, id, "kylie"), HR_OK);
+        assert_int_equal(store_follow_add(f->s, id, "kylie", NULL), HR_OK);
     }
-    assert_int_equal(store_follow_add(f->s, "fan0001", "kylie"), HR_OK); /* dup */
-    assert_int_equal(store_follow_add(f->s, "kylie", "fan0001"), HR_OK); /* other direction */
+    assert_int_equal(store_follow_add(f->s, "fan0001", "kylie", NULL), HR_OK); /* dup */
+    assert_int_equal(store_follow_add(f->s, "kylie", "fan0001", NULL), HR_OK); /* other direction */
     int pages = 0;
     assert_int_equal(walk_pages(f->s, store_followers_page, "kylie", 50, &pages), 120);
     assert_int_equal(pages, 3);
@@ -365,6 +289,45 @@ static void test_follows(void **state)
     assert_int_equal(n, 1);
     assert_string_equal(ids[0], "kylie");
     ids_free(ids, n);
+}
+
+/* The created flags answer "was this row new?" whatever order the backend
+ * sorts ids in (the API's 201 vs 200 rests on them). */
+static void test_created_flags(void **state)
+{
+    fx_t *f = *state;
+    static const char *const ids[] = {"zed", "Zed", "abc", "\xc3\xbc-user", "a", "ab"};
+    bool created = true;
+    for (size_t i = 0; i < ARRAY_LEN(ids); i++) {
+        assert_int_equal(store_sub_add(f->s, "t", ids[i], &created), HR_OK);
+        assert_true(created);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(ids); i++) {
+        created = true;
+        assert_int_equal(store_sub_add(f->s, "t", ids[i], &created), HR_OK);
+        assert_false(created);
+    }
+    assert_int_equal(store_sub_add(f->s, "t2", "zed", &created), HR_OK); /* another topic */
+    assert_true(created);
+    assert_int_equal(store_sub_del(f->s, "t", "abc"), HR_OK);
+    assert_int_equal(store_sub_add(f->s, "t", "abc", &created), HR_OK); /* again after delete */
+    assert_true(created);
+    created = true;
+    assert_int_equal(store_sub_add(f->s, "", "abc", &created), HR_INVALID);
+    assert_false(created);
+
+    for (size_t i = 0; i < ARRAY_LEN(ids); i++) {
+        assert_int_equal(store_follow_add(f->s, ids[i], "kylie", &created), HR_OK);
+        assert_true(created);
+        created = true;
+        assert_int_equal(store_follow_add(f->s, ids[i], "kylie", &created), HR_OK);
+        assert_false(created);
+    }
+    assert_int_equal(store_follow_add(f->s, "kylie", "zed", &created), HR_OK); /* reverse */
+    assert_true(created);
+    created = true;
+    assert_int_equal(store_follow_add(f->s, "kylie", NULL, &created), HR_INVALID);
+    assert_false(created);
 }
 
 /* ---- templates ---- */
@@ -473,29 +436,6 @@ static void test_event_claim_batch(void **state)
     /* nothing of a refused batch was recorded */
     assert_int_equal(store_event_claim(f->s, "x", "p", &c), HR_OK);
     assert_int_equal(c, CLAIM_NEW);
-}
-
-/* SQLite keeps the dedupe table in a database of its own; claims recorded
- * in the main database by an older herald are moved there on open. */
-static void test_dedupe_moved(void **state)
-{
-    fx_t *f = *state;
-    if (!is_sqlite(f)) skip();
-    store_close(f->s);
-    f->s = NULL;
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "INSERT INTO events (event_id, position, first_seen_ms)"
-                                      " VALUES ('legacy', 'raw-events/2/40', 1)",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
-    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
-    claim_t c;
-    assert_int_equal(store_event_claim(f->s, "legacy", "raw-events/2/40", &c), HR_OK);
-    assert_int_equal(c, CLAIM_SAME);
-    assert_int_equal(store_event_claim(f->s, "legacy", "raw-events/0/1", &c), HR_OK);
-    assert_int_equal(c, CLAIM_DUP);
 }
 
 /* ---- bulk user reads and writes, the change feed ---- */
@@ -747,6 +687,111 @@ static void test_notif_dead_rules(void **state)
     assert_int_equal(status_of(f->s, "n3"), ST_SUPPRESSED);
 }
 
+/* The rank rule of model/lifecycle.h, driven through the store: for every
+ * (stored, incoming) pair the row ends as lifecycle_may_replace says (a
+ * refused record leaves the row as it was), and the history keeps every
+ * record. */
+static void test_notif_rank_rule_pairs(void **state)
+{
+    fx_t *f = *state;
+    const int64_t t0 = 1700000000000;
+    for (int a = 0; a < ST__COUNT; a++)
+        for (int b = 0; b < ST__COUNT; b++) {
+            char id[16];
+            snprintf(id, sizeof(id), "r%d-%d", a, b);
+            assert_int_equal(write1(f->s, mk(id, "u1", (notif_status_t)a, 1, t0, t0)), HR_OK);
+            assert_int_equal(write1(f->s, mk(id, "u1", (notif_status_t)b, 2, t0, t0 + 1)), HR_OK);
+            bool replaced = lifecycle_may_replace((notif_status_t)a, (notif_status_t)b);
+            notif_status_t want = replaced ? (notif_status_t)b : (notif_status_t)a;
+            notif_row_t r;
+            status_hist_t *h = NULL;
+            int nh = 0;
+            assert_int_equal(store_notif_get(f->s, id, &r, &h, &nh), HR_OK);
+            if (r.status != want) fail_msg("%s: stored %d, want %d", id, (int)r.status, (int)want);
+            assert_int_equal(r.attempt, replaced ? 2 : 1); /* a refused record changes nothing */
+            assert_int_equal(nh, 2);
+            notif_row_clear(&r);
+            store_status_hist_free(h, nh);
+        }
+}
+
+/* Out-of-order arrival: every order of a notification's statuses, written
+ * one record per batch and all in one batch, ends at the highest rank, and
+ * the stored rank never goes down on the way. */
+static void test_notif_rank_rule_out_of_order(void **state)
+{
+    fx_t *f = *state;
+    static const notif_status_t seqs[][3] = {
+        {ST_PENDING, ST_SENT, ST_DELIVERED},
+        {ST_FAILED, ST_DEAD, ST_SENT},
+        {ST_DEFERRED, ST_RATE_LIMITED, ST_DEAD},
+    };
+    static const int perms[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+    const int64_t t0 = 1700000000000;
+    for (size_t q = 0; q < ARRAY_LEN(seqs); q++) {
+        notif_status_t top = seqs[q][0];
+        for (int k = 1; k < 3; k++)
+            if (lifecycle_rank(seqs[q][k]) > lifecycle_rank(top)) top = seqs[q][k];
+        for (int p = 0; p < 6; p++) {
+            char one[16], all[16];
+            snprintf(one, sizeof(one), "o%zu-%d", q, p);
+            snprintf(all, sizeof(all), "b%zu-%d", q, p);
+            notif_t batch[3];
+            const notif_t *ptrs[3];
+            int rank = 0;
+            for (int k = 0; k < 3; k++) {
+                notif_status_t st = seqs[q][perms[p][k]];
+                assert_int_equal(write1(f->s, mk(one, "u1", st, k + 1, t0, t0 + k)), HR_OK);
+                notif_status_t now = status_of(f->s, one);
+                if (rank > 0) assert_true(lifecycle_rank(now) >= rank);
+                rank = lifecycle_rank(now);
+                batch[k] = mk(all, "u1", st, k + 1, t0, t0 + k);
+                ptrs[k] = &batch[k];
+            }
+            assert_int_equal(status_of(f->s, one), top);
+            assert_int_equal(store_notif_write_batch(f->s, ptrs, 3), HR_OK);
+            assert_int_equal(status_of(f->s, all), top);
+        }
+    }
+}
+
+/* The batch "already sent" check agrees with store_notif_sent id by id;
+ * ids are (ptr, len), not NUL-terminated. */
+static void test_notif_sent_batch(void **state)
+{
+    fx_t *f = *state;
+    const int64_t t0 = 1700000000000;
+    assert_int_equal(write1(f->s, mk("s1", "u1", ST_SENT, 1, t0, t0)), HR_OK);
+    assert_int_equal(write1(f->s, mk("s2", "u1", ST_PENDING, 1, t0, t0)), HR_OK);
+    assert_int_equal(write1(f->s, mk("s3", "u1", ST_DELIVERED, 1, t0, t0)), HR_OK);
+    assert_int_equal(write1(f->s, mk("s4", "u1", ST_DEAD, 1, t0, t0)), HR_OK);
+    assert_int_equal(write1(f->s, mk("s5", "u1", ST_FAILED, 1, t0, t0)), HR_OK);
+    const char raw[] = "s1s2s3s4s5s6s1";
+    hstr_t ids[7];
+    for (int i = 0; i < 7; i++) ids[i] = (hstr_t){raw + 2 * i, 2};
+    bool sent[7];
+    memset(sent, 1, sizeof(sent));
+    assert_int_equal(store_notif_sent_batch(f->s, ids, 7, sent), HR_OK);
+    static const bool want[7] = {true, false, true, false, false, false, true};
+    for (int i = 0; i < 7; i++) {
+        char id[3] = {raw[2 * i], raw[2 * i + 1], 0};
+        bool one = !want[i];
+        assert_int_equal(store_notif_sent(f->s, id, &one), HR_OK);
+        assert_int_equal(one, want[i]);
+        assert_int_equal(sent[i], want[i]);
+    }
+    /* a later sent moves the answer */
+    assert_int_equal(write1(f->s, mk("s4", "u1", ST_SENT, 2, t0, t0 + 1)), HR_OK);
+    assert_int_equal(store_notif_sent_batch(f->s, &ids[3], 1, sent), HR_OK);
+    assert_true(sent[0]);
+
+    assert_int_equal(store_notif_sent_batch(f->s, NULL, 0, NULL), HR_OK);
+    hstr_t bad[2] = {ids[0], {raw, 0}};
+    sent[0] = true;
+    assert_int_equal(store_notif_sent_batch(f->s, bad, 2, sent), HR_INVALID);
+    assert_false(sent[0]);
+}
+
 static void test_notif_batch_invalid_and_empty(void **state)
 {
     fx_t *f = *state;
@@ -864,11 +909,11 @@ static void test_persists_across_reopen(void **state)
     fx_t *f = *state;
     user_t u = {.user_id = "u1", .email = "a@b.c"};
     assert_int_equal(store_user_put(f->s, &u), HR_OK);
-    assert_int_equal(store_sub_add(f->s, "t", "u1"), HR_OK);
+    assert_int_equal(store_sub_add(f->s, "t", "u1", NULL), HR_OK);
     assert_int_equal(write1(f->s, mk("n1", "u1", ST_SENT, 1, 10, 10)), HR_OK);
     claim_t c;
     assert_int_equal(store_event_claim(f->s, "ev1", "p/0/1", &c), HR_OK);
-    reopen(f);
+    fx_reopen(f);
     user_t g;
     assert_int_equal(store_user_get(f->s, "u1", &g), HR_OK);
     assert_string_equal(g.email, "a@b.c");
@@ -997,7 +1042,7 @@ static void test_concurrent_write_read(void **state)
     fx_t *f = *state;
     user_t u = {.user_id = "reader-user"};
     assert_int_equal(store_user_put(f->s, &u), HR_OK);
-    assert_int_equal(store_sub_add(f->s, "t", "reader-user"), HR_OK);
+    assert_int_equal(store_sub_add(f->s, "t", "reader-user", NULL), HR_OK);
     conc_t c = {.s = f->s};
     pthread_t w, r1, r2;
     assert_int_equal(pthread_create(&r1, NULL, conc_reader, &c), 0);
@@ -1036,24 +1081,26 @@ static void test_concurrent_write_read(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_unknown_backend),
-        cmocka_unit_test(test_prefs_allowed),
         T(test_schema_version),
         T(test_user_put_get_replace),
         T(test_user_invalid),
         T(test_prefs_replace_get),
         T(test_subscriptions),
         T(test_follows),
+        T(test_created_flags),
         T(test_templates),
         T(test_event_claim),
         T(test_event_claim_batch),
-        T(test_dedupe_moved),
         T(test_users_batch_and_scan),
         T(test_change_feed_overflow),
         T(test_notif_upsert_final_state),
         T(test_notif_dead_rules),
+        T(test_notif_rank_rule_pairs),
+        T(test_notif_rank_rule_out_of_order),
+        T(test_notif_sent_batch),
         T(test_notif_batch_invalid_and_empty),
         T(test_notif_hstr_not_terminated),
         T(test_notif_list_paging),

@@ -1,0 +1,14 @@
+/*
+ * schema.h - the store schemas, compiled in from the .sql files beside this
+ * header (the build turns each into a NUL-terminated string, see
+ * cmake/embed.cmake).
+ */
+#ifndef HERALD_STORE_SCHEMA_H
+#define HERALD_STORE_SCHEMA_H
+
+/* schema/sqlite.sql: the main SQLite database. */
+extern const char store_schema_sqlite[];
+/* schema/sqlite_events.sql: the SQLite dedupe database. */
+extern const char store_schema_sqlite_events[];
+
+#endif

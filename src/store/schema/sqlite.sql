@@ -1,0 +1,74 @@
+-- herald: the SQLite schema of the main database.
+-- schema_version: 1
+--
+-- Applied at every open (each statement is IF NOT EXISTS); the version is
+-- STORE_SCHEMA_VERSION in store.h and is recorded in schema_version. A
+-- change to this file that existing databases need is a new version with
+-- its migration in schema_init (store_sqlite.c). Channels and statuses are
+-- the enum numbers of model/notif.h (docs/internals/store.md lists them).
+
+CREATE TABLE IF NOT EXISTS schema_version (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  version INTEGER NOT NULL);
+
+CREATE TABLE IF NOT EXISTS users (
+  user_id TEXT PRIMARY KEY,
+  email TEXT, phone TEXT,
+  locale TEXT NOT NULL, timezone TEXT NOT NULL,
+  quiet_start TEXT, quiet_end TEXT, webhook_url TEXT,
+  updated_at INTEGER NOT NULL) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS devices (
+  user_id TEXT NOT NULL, seq INTEGER NOT NULL,
+  platform TEXT NOT NULL, token TEXT NOT NULL,
+  PRIMARY KEY (user_id, seq)) WITHOUT ROWID;
+
+-- category '' = the channel switch for all categories
+CREATE TABLE IF NOT EXISTS preferences (
+  user_id TEXT NOT NULL, category TEXT NOT NULL, channel INTEGER NOT NULL,
+  enabled INTEGER NOT NULL,
+  PRIMARY KEY (user_id, category, channel)) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS subscriptions (
+  topic TEXT NOT NULL, user_id TEXT NOT NULL, created_at INTEGER NOT NULL,
+  PRIMARY KEY (topic, user_id)) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS follows (
+  actor TEXT NOT NULL, follower TEXT NOT NULL, created_at INTEGER NOT NULL,
+  PRIMARY KEY (actor, follower)) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS templates (
+  event_type TEXT NOT NULL, channel INTEGER NOT NULL,
+  locale TEXT NOT NULL COLLATE NOCASE,
+  title TEXT NOT NULL, body TEXT NOT NULL, updated_at INTEGER NOT NULL,
+  PRIMARY KEY (event_type, channel, locale)) WITHOUT ROWID;
+
+-- rowid tables: rows are appended in arrival order, which the purge relies
+-- on to find old rows first. The dedupe claims live in a database of their
+-- own (sqlite_events.sql); this table is where a store from before that
+-- split kept them, and open moves any rows found here.
+CREATE TABLE IF NOT EXISTS events (
+  event_id TEXT PRIMARY KEY, position TEXT NOT NULL,
+  first_seen_ms INTEGER NOT NULL);
+
+CREATE TABLE IF NOT EXISTS notifications (
+  notification_id TEXT PRIMARY KEY,
+  event_id TEXT NOT NULL, user_id TEXT NOT NULL, channel INTEGER NOT NULL,
+  category TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,
+  address TEXT NOT NULL, status INTEGER NOT NULL, attempt INTEGER NOT NULL,
+  channel_msg_id TEXT,
+  idempotency_key TEXT GENERATED ALWAYS AS (notification_id) VIRTUAL,
+  metadata TEXT, error TEXT,
+  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, delivered_at INTEGER);
+
+CREATE INDEX IF NOT EXISTS notifications_user
+  ON notifications (user_id, created_at DESC, notification_id DESC);
+
+-- notif_rowid = notifications.rowid: statuses arrive soon after their
+-- notification was created, so this index grows at its end, where a
+-- notification_id index would take random inserts
+CREATE TABLE IF NOT EXISTS status_history (
+  notif_rowid INTEGER NOT NULL, notification_id TEXT NOT NULL,
+  status INTEGER NOT NULL, attempt INTEGER NOT NULL, at_ms INTEGER NOT NULL, detail TEXT);
+
+CREATE INDEX IF NOT EXISTS status_history_notif ON status_history (notif_rowid);

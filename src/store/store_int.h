@@ -1,0 +1,129 @@
+/*
+ * store_int.h - the backend side of the store: the vtable every backend
+ * fills, and the semantics store.c decides once for all of them.
+ *
+ * Only store.c and the backends (store_<name>*.c) include this; the rest of
+ * herald sees store.h.
+ *
+ * What store.c does before an op runs, so a backend need not repeat it:
+ *  - zeroes the out-parameters (structs, arrays, counts, flags);
+ *  - validates the arguments: ids non-empty, channels in range, limits
+ *    positive, users (user_valid) and preferences well-formed; a bad
+ *    argument answers HR_INVALID without calling the backend;
+ *  - drops invalid notification records (notif_valid) from a status batch
+ *    with one warning, so the backend sees only valid ones;
+ *  - computes the template locale chain (store_locale_chain);
+ *  - supplies fallbacks for the ops marked "may be NULL".
+ * What a backend must do itself: the rank rule when it upserts a status
+ * (model/lifecycle.h: lifecycle_rank, lifecycle_may_replace, and
+ * lifecycle_rank_sql to write it in SQL), atomicity as store.h promises,
+ * and the change of nothing on error.
+ *
+ * Adding a backend: write store_<name>.c defining `const store_ops_t
+ * store_<name>_ops` (its state struct starts with `store_t base`), declare
+ * it below and list it in `backends` in store.c. tests/unit/store/
+ * test_store.c then runs against it with HERALD_TEST_STORE=<name>.
+ */
+#ifndef HERALD_STORE_INT_H
+#define HERALD_STORE_INT_H
+
+#include "store/store.h"
+
+/* The locale chain of store_template_get: the exact locale, its language
+ * part ("pt-BR" -> "pt"; "_" also separates), then "en". Entries may repeat. */
+#define STORE_LOCALE_CHAIN 3
+#define STORE_LANG_MAX 32
+
+/* Fills chain[] for `locale` (NULL or "" = "en"); lang is the storage for
+ * the language part and must outlive chain. */
+void store_locale_chain(const char *locale, char lang[STORE_LANG_MAX],
+                        const char *chain[STORE_LOCALE_CHAIN]);
+
+/* The validation store.c applies (exposed for backends' asserts). A user
+ * needs an id and at most STORE_MAX_DEVICES devices, each with platform and
+ * token. */
+bool store_user_valid(const user_t *u);
+
+/* Longest string bound from a record: far above any real field, and below
+ * SQLite's limit so that binding cannot fail. */
+#define STORE_NOTIF_STR_MAX (64u << 20)
+
+/* A status record the store can write: an id, a known status and channel,
+ * sane strings. Inline: the status sink checks every record. */
+static inline bool store_notif_valid(const notif_t *m)
+{
+#define STR_OK(f) &&m->f.n <= STORE_NOTIF_STR_MAX && (m->f.p || m->f.n == 0)
+    return m && m->notification_id.n > 0 && (unsigned)m->status < ST__COUNT &&
+           (unsigned)m->channel < CH__COUNT NOTIF_STRINGS(STR_OK);
+#undef STR_OK
+}
+
+/* Does a stored status count as "sent" for store_notif_sent? */
+static inline bool store_status_sent(notif_status_t st)
+{
+    return st == ST_SENT || st == ST_DELIVERED;
+}
+
+/* The vtable. Arguments arrive validated and out-parameters zeroed (see
+ * above); ops marked "may be NULL" have a fallback in store.c. */
+typedef struct store_ops {
+    const char *name;
+    hr_t (*open)(const char *dsn, store_t **out);
+    void (*close)(store_t *s);
+    int (*schema_version)(store_t *s);
+
+    hr_t (*user_put)(store_t *s, const user_t *u);
+    hr_t (*user_put_batch)(store_t *s, const user_t *users, int n); /* may be NULL */
+    hr_t (*user_get)(store_t *s, const char *user_id, user_t *out);
+    /* ids[i] may be "" (not found). */
+    hr_t (*users_get_batch)(store_t *s, const char *const *ids, int n, user_t *out, hr_t *found,
+                            pref_t **prefs, int *nprefs); /* may be NULL */
+    hr_t (*users_scan)(store_t *s, const char *after, int limit, user_t *out, pref_t **prefs,
+                       int *nprefs, int *n); /* may be NULL: HR_DECLINED */
+    hr_t (*prefs_replace)(store_t *s, const char *user_id, const pref_t *prefs, int n);
+    hr_t (*prefs_get)(store_t *s, const char *user_id, pref_t **out, int *n);
+    /* *created: the pair was not there before. */
+    hr_t (*sub_add)(store_t *s, const char *topic, const char *user_id, bool *created);
+    hr_t (*sub_del)(store_t *s, const char *topic, const char *user_id);
+    hr_t (*subs_page)(store_t *s, const char *topic, const char *after, int limit,
+                      char ***ids, int *n);
+    hr_t (*follow_add)(store_t *s, const char *follower, const char *actor, bool *created);
+    hr_t (*followers_page)(store_t *s, const char *actor, const char *after, int limit,
+                           char ***ids, int *n);
+    hr_t (*template_put)(store_t *s, const template_rec_t *t);
+    /* The first of chain[] (store_locale_chain) that has a template wins. */
+    hr_t (*template_get)(store_t *s, const char *event_type, channel_t ch,
+                         const char *const chain[STORE_LOCALE_CHAIN], template_rec_t *out);
+    hr_t (*template_channels)(store_t *s, const char *event_type, unsigned *mask);
+    /* position is never NULL; positions[i] of the batch may be (= ""). */
+    hr_t (*event_claim)(store_t *s, const char *event_id, const char *position, claim_t *out);
+    hr_t (*event_claim_batch)(store_t *s, const char *const *event_ids,
+                              const char *const *positions, int n, claim_t *out); /* may be NULL */
+    /* recs are all valid (store_notif_valid); n > 0. */
+    hr_t (*notif_write_batch)(store_t *s, const notif_t *const *recs, int n);
+    /* hist and nhist may be NULL (no history wanted). */
+    hr_t (*notif_get)(store_t *s, const char *notification_id, notif_row_t *out,
+                      status_hist_t **hist, int *nhist);
+    /* Newest first, at most limit rows; after_id non-NULL: only rows
+     * ordered after (after_ms, after_id), the last row of the previous page.
+     * *more: another row exists beyond the page. */
+    hr_t (*notif_list_user)(store_t *s, const char *user_id, int64_t after_ms,
+                            const char *after_id, int limit, notif_row_t **rows, int *n,
+                            bool *more);
+    hr_t (*notif_sent)(store_t *s, const char *notification_id, bool *sent);
+    /* ids are non-empty; n > 0. */
+    hr_t (*notif_sent_batch)(store_t *s, const hstr_t *ids, int n, bool *sent); /* may be NULL */
+    hr_t (*notif_purge)(store_t *s, int64_t before_ms, int64_t *deleted);
+} store_ops_t;
+
+struct store_feed;
+
+struct store {
+    const store_ops_t *ops;
+    struct store_feed *feed;    /* change feed (store.c); backends leave it alone */
+};
+
+/* The backends. */
+extern const store_ops_t store_sqlite_ops;
+
+#endif

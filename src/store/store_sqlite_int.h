@@ -1,0 +1,211 @@
+/*
+ * store_sqlite_int.h - what the SQLite backend's files share: the
+ * connection and store structs, the statement ids, and the helpers that
+ * run statements and bind or read columns.
+ *
+ *   store_sqlite.c        open/close, pragmas, WAL, checkpointer, schema,
+ *                         the statement table, the helpers below
+ *   store_sqlite_users.c  users, preferences, subscriptions, follows,
+ *                         templates
+ *   store_sqlite_notif.c  dedupe claims, notification write/read/list/sent,
+ *                         purge
+ *
+ * The DESIGN note is atop store_sqlite.c. Conventions for every function
+ * here: "c->mu held" means the caller locked the connection; a statement is
+ * reset before its connection's mutex is released.
+ */
+#ifndef HERALD_STORE_SQLITE_INT_H
+#define HERALD_STORE_SQLITE_INT_H
+
+#include "store/store_int.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+
+#define SQ_LOG "store"
+
+/* Notifications per purge transaction. */
+#define SQ_PURGE_CHUNK 5000
+
+typedef enum stmt_id {
+    S_BEGIN,
+    S_BEGIN_IMMEDIATE,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_VERSION_GET,
+    S_USER_PUT,
+    S_USER_GET,
+    S_DEV_DEL,
+    S_DEV_ADD,
+    S_DEV_GET,
+    S_PREF_DEL,
+    S_PREF_ADD,
+    S_PREF_GET,
+    S_USER_SCAN,
+    S_DEV_SCAN,
+    S_PREF_SCAN,
+    S_SUB_ADD,
+    S_SUB_DEL,
+    S_SUB_PAGE,
+    S_FOLLOW_ADD,
+    S_FOLLOW_PAGE,
+    S_TPL_PUT,
+    S_TPL_GET,
+    S_TPL_CHANNELS,
+    S_EVENT_ADD,
+    S_EVENT_GET,
+    S_NOTIF_UPSERT,
+    S_NOTIF_ROWID,
+    S_HIST_ADD,
+    S_NOTIF_GET,
+    S_HIST_GET,
+    S_NOTIF_LIST,
+    S_NOTIF_LIST_AFTER,
+    S_NOTIF_STATUS,
+    S_PURGE_PICK,
+    S_PURGE_HIST,
+    S_PURGE_NOTIF,
+    S_PURGE_EVENTS,
+    S__COUNT
+} stmt_id_t;
+
+/* One SQLite connection with its statement cache. Invariant: every cached
+ * statement is reset whenever mu is not held. */
+typedef struct conn {
+    sqlite3 *db;
+    pthread_mutex_t mu;
+    _Atomic int waiters;        /* short writes waiting for mu (writer only) */
+    sqlite3_stmt *st[S__COUNT];
+} conn_t;
+
+typedef enum conn_role { ROLE_WRITER, ROLE_READER, ROLE_CHECKPOINT, ROLE_DEDUPE } conn_role_t;
+
+typedef struct sq_store {
+    store_t base;               /* first: store_t* <-> sq_store_t* */
+    conn_t w;                   /* writer: every write, the schema */
+    conn_t r;                   /* reader (unused for in-memory databases) */
+    conn_t *rd;                 /* &r, or &w when the database is in memory */
+    conn_t ev;                  /* the dedupe database (events), its own file and writer */
+    conn_t ck;                  /* checkpointer (file databases) */
+    conn_t ev_ck;               /* checkpointer's connection to the dedupe database */
+    pthread_t ck_thread;
+    bool ck_started;
+    pthread_mutex_t ck_mu;
+    pthread_cond_t ck_cv;
+    bool ck_stop;
+    _Atomic int wal_frames;     /* frames in the WAL after the last commit */
+    _Atomic int ev_frames;      /* the same for the dedupe database */
+} sq_store_t;
+
+static inline sq_store_t *sq(store_t *s) { return (sq_store_t *)s; }
+
+/* ---- running statements (store_sqlite.c) ---- */
+
+/* Locks the writer for a short write, asking a running batch to let it in
+ * (see the DESIGN note in store_sqlite.c). */
+void sq_writer_lock(conn_t *c);
+/* Maps a failed SQLite call to a result: busy/locked -> HR_AGAIN,
+ * constraint -> HR_CONFLICT, else HR_ERR; logs it. */
+hr_t sq_err(conn_t *c, int rc, const char *what);
+/* The connection's cached statement; prepared on first use. NULL (logged)
+ * if preparing fails. c->mu held; reset it before unlocking. */
+sqlite3_stmt *sq_stmt(conn_t *c, stmt_id_t id);
+/* Steps a statement that returns no rows, then resets it. */
+hr_t sq_step_done(conn_t *c, sqlite3_stmt *st, const char *what);
+/* BEGIN (read) or BEGIN IMMEDIATE (write). */
+hr_t sq_tx_begin(conn_t *c, bool write);
+/* Ends a transaction begun with sq_tx_begin: commits if r is HR_OK,
+ * otherwise rolls back. Returns the outcome. */
+hr_t sq_tx_end(conn_t *c, hr_t r);
+
+/* Reads the current row of st into elem (zeroed) for sq_collect. */
+typedef void (*sq_row_fn)(sqlite3_stmt *st, void *elem);
+
+/* A growing array that sq_collect fills; v is owned by the caller. */
+typedef struct sq_rows {
+    void *v;
+    int n, cap;
+} sq_rows_t;
+
+/* Steps st (already bound) through its rows, appending each to rows (as
+ * elements of `size` bytes read by `read`), at most max rows; *more (may
+ * be NULL) tells whether a row follows the last one taken. Resets st. On
+ * error the rows read so far stay in rows for the caller to free. */
+hr_t sq_collect(conn_t *c, sqlite3_stmt *st, size_t size, int max, sq_row_fn read,
+                sq_rows_t *rows, bool *more, const char *what);
+
+/* ---- binding and reading (inline: the status sink binds per row) ---- */
+
+/* NULL binds SQL NULL. */
+static inline void bind_str(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* hstr_t is not NUL-terminated: always bind with its length. */
+static inline void bind_hstr(sqlite3_stmt *st, int i, hstr_t h)
+{
+    sqlite3_bind_text(st, i, h.p ? h.p : "", (int)h.n, SQLITE_STATIC);
+}
+
+/* Empty binds SQL NULL. */
+static inline void bind_hstr_opt(sqlite3_stmt *st, int i, hstr_t h)
+{
+    if (h.n)
+        sqlite3_bind_text(st, i, h.p, (int)h.n, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* A copy of a text column; NULL for SQL NULL. */
+static inline char *col_str(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    if (!t) return NULL;
+    return xstrndup((const char *)t, (size_t)sqlite3_column_bytes(st, i));
+}
+
+static inline bool nonempty(const char *s) { return s && s[0]; }
+
+/* ---- the ops, by file ---- */
+
+/* store_sqlite_users.c */
+hr_t sq_user_put(store_t *s, const user_t *u);
+hr_t sq_user_put_batch(store_t *s, const user_t *users, int n);
+hr_t sq_user_get(store_t *s, const char *user_id, user_t *out);
+hr_t sq_users_get_batch(store_t *s, const char *const *ids, int n, user_t *out, hr_t *found,
+                        pref_t **prefs, int *nprefs);
+hr_t sq_users_scan(store_t *s, const char *after, int limit, user_t *out, pref_t **prefs,
+                   int *nprefs, int *n);
+hr_t sq_prefs_replace(store_t *s, const char *user_id, const pref_t *prefs, int n);
+hr_t sq_prefs_get(store_t *s, const char *user_id, pref_t **out, int *n);
+hr_t sq_sub_add(store_t *s, const char *topic, const char *user_id, bool *created);
+hr_t sq_sub_del(store_t *s, const char *topic, const char *user_id);
+hr_t sq_subs_page(store_t *s, const char *topic, const char *after, int limit, char ***ids,
+                  int *n);
+hr_t sq_follow_add(store_t *s, const char *follower, const char *actor, bool *created);
+hr_t sq_followers_page(store_t *s, const char *actor, const char *after, int limit, char ***ids,
+                       int *n);
+hr_t sq_template_put(store_t *s, const template_rec_t *t);
+hr_t sq_template_get(store_t *s, const char *event_type, channel_t ch,
+                     const char *const chain[STORE_LOCALE_CHAIN], template_rec_t *out);
+hr_t sq_template_channels(store_t *s, const char *event_type, unsigned *mask);
+
+/* store_sqlite_notif.c */
+hr_t sq_event_claim(store_t *s, const char *event_id, const char *position, claim_t *out);
+hr_t sq_event_claim_batch(store_t *s, const char *const *ids, const char *const *positions,
+                          int n, claim_t *out);
+hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n);
+hr_t sq_notif_get(store_t *s, const char *notification_id, notif_row_t *out,
+                  status_hist_t **hist, int *nhist);
+hr_t sq_notif_list_user(store_t *s, const char *user_id, int64_t after_ms, const char *after_id,
+                        int limit, notif_row_t **rows, int *n, bool *more);
+hr_t sq_notif_sent(store_t *s, const char *notification_id, bool *sent);
+hr_t sq_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent);
+hr_t sq_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted);
+
+#endif

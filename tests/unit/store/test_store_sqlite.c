@@ -1,0 +1,147 @@
+/*
+ * test_store_sqlite.c - what only the SQLite backend promises, beyond the
+ * contract of test_store.c: the embedded schema files and their version,
+ * the move of the dedupe table into a database of its own, and store.c's
+ * fallbacks for optional ops (run over SQLite with those ops removed).
+ * Always runs against SQLite, whatever HERALD_TEST_STORE says.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "store/schema/schema.h"
+#include "store/store.h"
+#include "store/store_int.h"
+#include "store_fixture.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The .sql files are compiled in whole and say which version they are. */
+static void test_schema_embedded(void **state)
+{
+    fx_t *f = *state;
+    char mark[64];
+    snprintf(mark, sizeof(mark), "-- schema_version: %d\n", STORE_SCHEMA_VERSION);
+    assert_non_null(strstr(store_schema_sqlite, mark));
+    assert_non_null(strstr(store_schema_sqlite, "CREATE INDEX IF NOT EXISTS status_history_notif"));
+    snprintf(mark, sizeof(mark), "-- schema_version: %d ", STORE_SCHEMA_VERSION);
+    assert_non_null(strstr(store_schema_sqlite_events, mark));
+    assert_non_null(strstr(store_schema_sqlite_events, "CREATE TABLE IF NOT EXISTS events"));
+
+    /* the database has every table of the file and records the version */
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT (SELECT version FROM schema_version),"
+                                        " (SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                                        "  AND name IN ('users', 'devices', 'preferences',"
+                                        "  'subscriptions', 'follows', 'templates', 'events',"
+                                        "  'notifications', 'status_history'))",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), STORE_SCHEMA_VERSION);
+    assert_int_equal(sqlite3_column_int(st, 1), 9);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* SQLite keeps the dedupe table in a database of its own; claims recorded
+ * in the main database by an older herald are moved there on open. */
+static void test_dedupe_moved(void **state)
+{
+    fx_t *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO events (event_id, position, first_seen_ms)"
+                                      " VALUES ('legacy', 'raw-events/2/40', 1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    claim_t c;
+    assert_int_equal(store_event_claim(f->s, "legacy", "raw-events/2/40", &c), HR_OK);
+    assert_int_equal(c, CLAIM_SAME);
+    assert_int_equal(store_event_claim(f->s, "legacy", "raw-events/0/1", &c), HR_OK);
+    assert_int_equal(c, CLAIM_DUP);
+}
+
+/* store.c's fallbacks: the same answers with the optional ops missing. */
+static void test_fallbacks(void **state)
+{
+    fx_t *f = *state;
+    store_ops_t bare = *f->s->ops;
+    bare.user_put_batch = NULL;
+    bare.users_get_batch = NULL;
+    bare.users_scan = NULL;
+    bare.event_claim_batch = NULL;
+    bare.notif_sent_batch = NULL;
+    const store_ops_t *orig = f->s->ops;
+    f->s->ops = &bare;
+
+    user_t us[2] = {{.user_id = "u1", .locale = "fr"}, {.user_id = "u2"}};
+    assert_int_equal(store_user_put_batch(f->s, us, 2), HR_OK);
+    pref_t pr[] = {{"", CH_SMS, false}};
+    assert_int_equal(store_prefs_replace(f->s, "u2", pr, 1), HR_OK);
+    const char *ids[] = {"u2", "nobody", "", "u1"};
+    user_t out[4];
+    hr_t found[4];
+    pref_t *prefs[4];
+    int nprefs[4];
+    assert_int_equal(store_users_get_batch(f->s, ids, 4, out, found, prefs, nprefs), HR_OK);
+    assert_int_equal(found[0], HR_OK);
+    assert_int_equal(nprefs[0], 1);
+    assert_int_equal(found[1], HR_NOTFOUND);
+    assert_int_equal(found[2], HR_NOTFOUND);
+    assert_int_equal(found[3], HR_OK);
+    assert_string_equal(out[3].locale, "fr");
+    for (int i = 0; i < 4; i++) {
+        store_user_clear(&out[i]);
+        store_prefs_free(prefs[i], nprefs[i]);
+    }
+    int n = -1;
+    assert_int_equal(store_users_scan(f->s, NULL, 4, out, prefs, nprefs, &n), HR_DECLINED);
+    assert_int_equal(n, 0);
+
+    const char *ev[] = {"e1", "e2", "e1"};
+    const char *pos[] = {"p1", "p2", "p3"};
+    claim_t c[3];
+    assert_int_equal(store_event_claim_batch(f->s, ev, pos, 3, c), HR_OK);
+    assert_int_equal(c[0], CLAIM_NEW);
+    assert_int_equal(c[1], CLAIM_NEW);
+    assert_int_equal(c[2], CLAIM_DUP);
+
+    notif_t m = {.kind = REC_STATUS, .channel = CH_PUSH, .status = ST_SENT, .attempt = 1,
+                 .notification_id = HSTR("n1"), .event_id = HSTR("e1"), .user_id = HSTR("u1")};
+    const notif_t *mp = &m;
+    assert_int_equal(store_notif_write_batch(f->s, &mp, 1), HR_OK);
+    const char raw[] = "n1n2";
+    hstr_t nids[2] = {{raw, 2}, {raw + 2, 2}};
+    bool sent[2] = {false, true};
+    assert_int_equal(store_notif_sent_batch(f->s, nids, 2, sent), HR_OK);
+    assert_true(sent[0]);
+    assert_false(sent[1]);
+    f->s->ops = orig;
+}
+
+int main(void)
+{
+    unsetenv("HERALD_TEST_STORE"); /* the fixture's default: sqlite */
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_schema_embedded),
+        T(test_dedupe_moved),
+        T(test_fallbacks),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
