@@ -9,15 +9,10 @@
 #include "bus/bus.h"
 #include "config/config.h"
 #include "core/hist.h"
+#include "model/names.h"
 #include "store/store.h"
 
 #include <stdatomic.h>
-
-/* Topic names (DESIGN §1). */
-#define TOPIC_RAW "raw-events"
-#define TOPIC_STATUS "notification-status"
-#define TOPIC_DLQ "notifications-dlq"
-/* notifications-<channel>: see topic_for_channel(). */
 
 typedef struct app {
     config_t *cfg;
@@ -40,8 +35,5 @@ typedef struct app {
      * batch; exposed on /metrics as herald_delivery_latency_seconds. */
     hist_t delivery_latency[CH__COUNT];
 } app_t;
-
-/* "notifications-push" etc. Static string. */
-const char *topic_for_channel(int channel);
 
 #endif

@@ -346,17 +346,6 @@ out:
     return rc;
 }
 
-static const char *default_topic_for_group(const char *group)
-{
-    if (strcmp(group, "fanout") == 0) return TOPIC_RAW;
-    if (strcmp(group, "status") == 0) return TOPIC_STATUS;
-    if (strncmp(group, "dispatch-", 9) == 0) {
-        for (int ch = 0; ch < CH__COUNT; ch++)
-            if (strcmp(group + 9, channel_name((channel_t)ch)) == 0) return topic_for_channel(ch);
-    }
-    return NULL;
-}
-
 static int cmd_replay(int argc, char **argv)
 {
     cli_t c;
@@ -370,7 +359,7 @@ static int cmd_replay(int argc, char **argv)
         config_release(&c.cfg);
         return c.help ? 0 : 2;
     }
-    const char *topic = c.topic ? c.topic : default_topic_for_group(c.group);
+    const char *topic = c.topic ? c.topic : names_group_topic(c.group);
     if (!topic) {
         fprintf(stderr, "herald: --topic is required for group %s\n", c.group);
         config_release(&c.cfg);

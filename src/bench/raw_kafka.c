@@ -388,21 +388,17 @@ hr_t raw_kafka_run(const raw_opts_t *o, raw_result_t *res)
     }
     hr_t r = admin_topics(&x, true);
 
-    static const char *const dgroups[CH__COUNT] = {
-        [CH_PUSH] = "dispatch-push", [CH_SMS] = "dispatch-sms", [CH_EMAIL] = "dispatch-email",
-        [CH_INAPP] = "dispatch-inapp", [CH_WEBHOOK] = "dispatch-webhook",
-    };
     rrelay_t relays[2 + RK_NCH];
     int nrel = 0;
     relays[nrel++] = (rrelay_t){.x = &x, .kind = 0, .topic = x.t_raw};
-    snprintf(relays[0].group, sizeof(relays[0].group), "%sfanout", pre);
+    snprintf(relays[0].group, sizeof(relays[0].group), "%s%s", pre, GROUP_FANOUT);
     for (int i = 0; i < RK_NCH; i++) {
         rrelay_t *rl = &relays[nrel++];
         *rl = (rrelay_t){.x = &x, .kind = 1, .topic = x.t_notif[rk_channels[i]]};
-        snprintf(rl->group, sizeof(rl->group), "%s%s", pre, dgroups[rk_channels[i]]);
+        snprintf(rl->group, sizeof(rl->group), "%s%s", pre, names_for_channel(rk_channels[i])->group);
     }
     relays[nrel] = (rrelay_t){.x = &x, .kind = 2, .topic = x.t_status};
-    snprintf(relays[nrel].group, sizeof(relays[nrel].group), "%sstatus", pre);
+    snprintf(relays[nrel].group, sizeof(relays[nrel].group), "%s%s", pre, GROUP_STATUS);
     nrel++;
     int started = 0;
     for (int i = 0; i < nrel && r == HR_OK; i++) {

@@ -1145,19 +1145,14 @@ static void bus_lag_metrics(app_t *app, buf_t *out)
                         "processed yet (embedded bus).\n"
                         "# TYPE herald_bus_lag_records gauge\n");
     const char *groups[2 + CH__COUNT], *topics[2 + CH__COUNT];
-    static const char *const dgroups[CH__COUNT] = {
-        [CH_PUSH] = "dispatch-push",   [CH_SMS] = "dispatch-sms",
-        [CH_EMAIL] = "dispatch-email", [CH_INAPP] = "dispatch-inapp",
-        [CH_WEBHOOK] = "dispatch-webhook",
-    };
     int n = 0;
-    groups[n] = "fanout";
+    groups[n] = GROUP_FANOUT;
     topics[n++] = TOPIC_RAW;
     for (int ch = 0; ch < CH__COUNT; ch++) {
-        groups[n] = dgroups[ch];
-        topics[n++] = topic_for_channel(ch);
+        groups[n] = names_for_channel(ch)->group;
+        topics[n++] = names_for_channel(ch)->topic;
     }
-    groups[n] = "status";
+    groups[n] = GROUP_STATUS;
     topics[n++] = TOPIC_STATUS;
     for (int i = 0; i < n; i++) {
         bus_lag_t *lags = NULL;

@@ -51,17 +51,6 @@ typedef struct dispatch {
     int32_t nparts;
 } dispatch_t;
 
-static const char *const group_names[CH__COUNT] = {
-    [CH_PUSH] = "dispatch-push",   [CH_SMS] = "dispatch-sms",
-    [CH_EMAIL] = "dispatch-email", [CH_INAPP] = "dispatch-inapp",
-    [CH_WEBHOOK] = "dispatch-webhook",
-};
-static const char *const stage_names[CH__COUNT] = {
-    [CH_PUSH] = "dispatch:push",   [CH_SMS] = "dispatch:sms",
-    [CH_EMAIL] = "dispatch:email", [CH_INAPP] = "dispatch:inapp",
-    [CH_WEBHOOK] = "dispatch:webhook",
-};
-
 static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
 {
     dispatch_t *d = xcalloc(1, sizeof(*d));
@@ -123,8 +112,8 @@ static void learn_watermarks(dispatch_t *d, const bus_msg_t *msgs, int n)
     if (!need) return;
     bus_lag_t *lags = NULL;
     int nl = 0;
-    if (bus_lag(d->app->bus, group_names[d->ch], topic_for_channel(d->ch), &lags, &nl) != HR_OK) {
-        log_warn(stage_names[d->ch], "cannot read partition ends; checking every record");
+    if (bus_lag(d->app->bus, names_for_channel(d->ch)->group, topic_for_channel(d->ch), &lags, &nl) != HR_OK) {
+        log_warn(names_for_channel(d->ch)->stage, "cannot read partition ends; checking every record");
         return;
     }
     for (int k = 0; k < nl; k++) {
@@ -157,7 +146,7 @@ static hr_t dispatch_process(void *state, const bus_msg_t *msgs, int n, bus_batc
         if (*below >= 0 && msgs[i].offset + 1 > *below) *below = msgs[i].offset + 1;
         notif_t *x = &d->notifs[ns];
         if (notif_decode(msgs[i].value, msgs[i].value_len, x) != HR_OK || x->kind != REC_NOTIFICATION) {
-            r = stage_dead_letter(app, &msgs[i], stage_names[d->ch], "undecodable notification",
+            r = stage_dead_letter(app, &msgs[i], names_for_channel(d->ch)->stage, "undecodable notification",
                                   batch);
             continue;
         }
@@ -168,7 +157,7 @@ static hr_t dispatch_process(void *state, const bus_msg_t *msgs, int n, bus_batc
             r = store_notif_sent(app->store, id, &sent);
             if (r != HR_OK) break;
             if (sent) {
-                log_debug(stage_names[d->ch], "%s already sent; skipped", id);
+                log_debug(names_for_channel(d->ch)->stage, "%s already sent; skipped", id);
                 continue;
             }
         }
@@ -192,17 +181,17 @@ static hr_t dispatch_process(void *state, const bus_msg_t *msgs, int n, bus_batc
         int64_t at = hclock_now_ms();
         switch (res->cls) {
         case SEND_OK:
-            lifecycle_transition(x, ST_SENT, at, HSTR(res->msg_id), stage_names[d->ch]);
+            lifecycle_transition(x, ST_SENT, at, HSTR(res->msg_id), names_for_channel(d->ch)->stage);
             atomic_fetch_add(&app->notifs_sent, 1);
             break;
         case SEND_RETRY:
-            lifecycle_transition(x, ST_FAILED, at, HSTR(res->error), stage_names[d->ch]);
+            lifecycle_transition(x, ST_FAILED, at, HSTR(res->error), names_for_channel(d->ch)->stage);
             atomic_fetch_add(&app->notifs_failed, 1);
             break;
         case SEND_PERMANENT:
-            lifecycle_transition(x, ST_DEAD, at, HSTR(res->error), stage_names[d->ch]);
+            lifecycle_transition(x, ST_DEAD, at, HSTR(res->error), names_for_channel(d->ch)->stage);
             atomic_fetch_add(&app->notifs_failed, 1);
-            r = stage_dead_letter(app, d->src[i], stage_names[d->ch], res->error, batch);
+            r = stage_dead_letter(app, d->src[i], names_for_channel(d->ch)->stage, res->error, batch);
             break;
         }
         if (r == HR_OK) r = emit(d, x, batch);
@@ -213,9 +202,9 @@ static hr_t dispatch_process(void *state, const bus_msg_t *msgs, int n, bus_batc
 void dispatch_stage_def(int channel, stage_def_t *out)
 {
     *out = (stage_def_t){
-        .name = stage_names[channel],
-        .group = group_names[channel],
-        .topic = topic_for_channel(channel),
+        .name = names_for_channel(channel)->stage,
+        .group = names_for_channel(channel)->group,
+        .topic = names_for_channel(channel)->topic,
         .state_new = dispatch_new,
         .state_free = dispatch_free,
         .process = dispatch_process,

@@ -452,8 +452,8 @@ static hr_t fanout_process(void *state, const bus_msg_t *msgs, int n, bus_batch_
 }
 
 const stage_def_t fanout_stage = {
-    .name = "fanout",
-    .group = "fanout",
+    .name = STAGE_FANOUT,
+    .group = GROUP_FANOUT,
     .topic = TOPIC_RAW,
     .state_new = fanout_new,
     .state_free = fanout_free,

@@ -7,19 +7,6 @@
 /* How long an API request waits for the bus before answering 503. A
  * re-post of the same events is safe: event_id dedupes. */
 #define INGEST_ACK_TIMEOUT_MS 10000
-#include <string.h>
-
-static const char *const topic_names[CH__COUNT] = {
-    [CH_PUSH] = "notifications-push",   [CH_SMS] = "notifications-sms",
-    [CH_EMAIL] = "notifications-email", [CH_INAPP] = "notifications-inapp",
-    [CH_WEBHOOK] = "notifications-webhook",
-};
-
-const char *topic_for_channel(int channel)
-{
-    if (channel < 0 || channel >= CH__COUNT) return NULL;
-    return topic_names[channel];
-}
 
 hr_t ingest_publish(app_t *app, event_t *evs, int n)
 {

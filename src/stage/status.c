@@ -69,8 +69,8 @@ static hr_t sink_process(void *state, const bus_msg_t *msgs, int n, bus_batch_t 
 }
 
 const stage_def_t status_stage = {
-    .name = "status",
-    .group = "status",
+    .name = STAGE_STATUS,
+    .group = GROUP_STATUS,
     .topic = TOPIC_STATUS,
     .state_new = sink_new,
     .state_free = sink_free,
