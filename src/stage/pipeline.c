@@ -36,7 +36,10 @@ hr_t pipeline_start(app_t *app, pipeline_t **out)
         dispatch_stage_def(ch, &d);
         if (roles_has_stage(&roles, d.name)) p->defs[p->ndefs++] = d;
     }
-    if (roles.status) p->defs[p->ndefs++] = status_stage;
+    if (roles.status) {
+        p->defs[p->ndefs] = status_stage;
+        p->defs[p->ndefs++].gather = app->cfg->status_gather; /* status.gather */
+    }
 
     int per = app->cfg->workers_per_stage;
     p->workers = xcalloc((size_t)(p->ndefs * per), sizeof(*p->workers));

@@ -129,7 +129,7 @@ static int gather(stage_worker_t *w, gathered_t *g, bus_msg_t *msgs, int n, int 
  * the worker waits for what is in flight, seeks back to the failed batch's
  * first records and processes from there again after a pause.
  */
-#define PIPELINE 4
+#define PIPELINE (w->app->cfg->pipeline_depth) /* pipeline.depth */
 
 /* Waits for the oldest batch in flight. true when its offsets were stored;
  * false when it failed (it stays in the ring). */

@@ -31,7 +31,7 @@ static void *sink_new(app_t *app, const stage_def_t *def, int worker)
 {
     sink_t *s = xcalloc(1, sizeof(*s));
     s->app = app;
-    s->cap = app->cfg->batch_max > SINK_GATHER ? app->cfg->batch_max : SINK_GATHER;
+    s->cap = app->cfg->batch_max > app->cfg->status_gather ? app->cfg->batch_max : app->cfg->status_gather;
     s->recs = xcalloc((size_t)s->cap, sizeof(*s->recs));
     s->ptrs = xcalloc((size_t)s->cap, sizeof(*s->ptrs));
     return s;
