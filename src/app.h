@@ -2,6 +2,10 @@
  * app.h - the running herald process: config, bus, store, and the
  * pipeline's shared counters. One app_t per process; parts receive it
  * borrowed and never free it.
+ *
+ * app.c builds it from the config (app_open), starts the services the
+ * roles name (app_start_services) and takes them down in order
+ * (app_close). The command line and the tests use the same functions.
  */
 #ifndef HERALD_APP_H
 #define HERALD_APP_H
@@ -35,5 +39,32 @@ typedef struct app {
      * batch; exposed on /metrics as herald_delivery_latency_seconds. */
     hist_t delivery_latency[CH__COUNT];
 } app_t;
+
+/* ---- assembly (app.c) ---- */
+
+/* What app_open() opens beside the bus. */
+typedef struct app_open_opts {
+    bool store;                 /* the store (data_dir is created first) */
+    bool topics;                /* create every topic herald uses, when missing */
+    char why[256];              /* out: what failed, in words for the user */
+} app_open_opts_t;
+
+/* Builds the process from cfg: checks the roles, opens the bus (the
+ * embedded bus gets the bus.embedded.* settings, Kafka the kafka.* ones)
+ * and, as o asks, the store and the topics. cfg is borrowed until
+ * app_close(). On failure nothing is left open, *out is NULL and o->why
+ * says what failed. Main thread. */
+hr_t app_open(config_t *cfg, app_open_opts_t *o, app_t **out);
+/* Starts the pipeline stages cfg->roles names and, with the ingest role,
+ * the HTTP API on cfg->listen. On failure what started is stopped again
+ * and why is filled. Main thread; call at most once. */
+hr_t app_start_services(app_t *app, char *why, size_t why_len);
+/* The HTTP API's bound port; 0 when this process serves no API. */
+int app_http_port(const app_t *app);
+/* Graceful stop, in order: the HTTP API (no new events), the stages (they
+ * finish their batches, wait for acknowledgements and commit), then a bus
+ * flush; logs how many records were still in flight at each step. Then
+ * closes the bus and the store and frees app. NULL is ignored. */
+void app_close(app_t *app);
 
 #endif

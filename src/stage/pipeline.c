@@ -64,7 +64,12 @@ void pipeline_stop(pipeline_t *p)
 {
     if (!p) return;
     atomic_store(&p->app->stopping, 1);
+    int64_t t0 = hclock_mono_ns();
     for (int i = 0; i < p->nworkers; i++) stage_worker_join(p->workers[i]);
+    if (p->nworkers)
+        log_info("shutdown", "pipeline: %d worker(s) of %d stage(s) stopped in %lld ms; "
+                             "their batches in flight were acknowledged and offsets committed",
+                 p->nworkers, p->ndefs, (long long)((hclock_mono_ns() - t0) / 1000000));
     free(p->workers);
     free(p);
 }
