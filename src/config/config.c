@@ -312,7 +312,7 @@ const char *const *config_kafka_kv(const config_t *c)
 void config_print_reference(void *file)
 {
     FILE *f = file;
-    fprintf(f, "| key | type | default | doc |\n| --- | --- | --- | --- |\n");
+    fprintf(f, "| key | type | range | default | doc |\n| --- | --- | --- | --- | --- |\n");
     for (size_t i = 0; i < ARRAY_LEN(opts); i++) {
         const opt_t *o = &opts[i];
         fprintf(f, "| `%s` | ", o->name);
@@ -321,9 +321,16 @@ void config_print_reference(void *file)
         } else {
             fputs(o->type == OPT_STR ? "string" : "integer", f);
         }
+        fputs(" |", f);
+        if (o->type == OPT_INT || o->type == OPT_I64) {
+            if (o->max == INT64_MAX)
+                fprintf(f, " >= %lld", (long long)o->min);
+            else
+                fprintf(f, " %lld .. %lld", (long long)o->min, (long long)o->max);
+        }
         fprintf(f, " | `%s` | %s |\n", o->def, o->doc);
     }
-    fprintf(f, "| `kafka.<name>` | string | | Passed straight to librdkafka (e.g. `kafka.security.protocol`). "
+    fprintf(f, "| `kafka.<name>` | string | | | Passed straight to librdkafka (e.g. `kafka.security.protocol`). "
                "From the environment: `HERALD_KAFKA_<NAME>`, where `_` becomes `.` and `__` becomes `_` "
                "(`HERALD_KAFKA_SASL_OAUTHBEARER_CLIENT__ID` sets `kafka.sasl.oauthbearer.client_id`). |\n");
 }
