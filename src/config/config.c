@@ -7,6 +7,8 @@
  */
 #include "config/config.h"
 
+#include "model/names.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
@@ -100,6 +102,21 @@ static const opt_t opts[] = {
      "Sandbox provider: append a JSON line per delivery, or record nothing (benchmarks)."},
 };
 
+static hr_t check_roles(const char *value, char *why, size_t why_len)
+{
+    roles_t r;
+    return roles_parse(value, &r, why, why_len);
+}
+
+/* String settings with a syntax of their own: checked when set, naming the
+ * key in why. */
+static const struct {
+    const char *name;
+    hr_t (*check)(const char *value, char *why, size_t why_len);
+} checks[] = {
+    {"roles", check_roles},
+};
+
 static const opt_t *find(const char *name)
 {
     for (size_t i = 0; i < ARRAY_LEN(opts); i++)
@@ -160,6 +177,9 @@ hr_t config_set(config_t *c, const char *key, const char *value, char *why, size
     char *base = (char *)c;
     switch (o->type) {
     case OPT_STR: {
+        for (size_t i = 0; i < ARRAY_LEN(checks); i++)
+            if (strcmp(checks[i].name, o->name) == 0 && checks[i].check(value, why, why_len) != HR_OK)
+                return HR_INVALID;
         char **p = (char **)(base + o->off);
         free(*p);
         *p = xstrdup(value);

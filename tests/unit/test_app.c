@@ -67,7 +67,11 @@ static void set(fx_t *f, const char *key, const char *value)
 static void test_bad_roles_open_nothing(void **st)
 {
     fx_t *f = *st;
-    set(f, "roles", "fanout,dispatch:fax");
+    /* config_set refuses it; a caller filling config_t itself gets the same check */
+    char why[256];
+    assert_int_equal(config_set(&f->cfg, "roles", "fanout,dispatch:fax", why, sizeof(why)), HR_INVALID);
+    free(f->cfg.roles);
+    f->cfg.roles = xstrdup("fanout,dispatch:fax");
     app_open_opts_t o = {.store = true, .topics = true};
     app_t *app = (app_t *)&o; /* must be reset */
     assert_int_equal(app_open(&f->cfg, &o, &app), HR_INVALID);

@@ -155,6 +155,10 @@ static void test_knobs(void **st)
     assert_non_null(strstr(why, "pipeline.depth"));
     assert_int_equal(config_set(&c, "ingest.ack_timeout_ms", "2s", why, sizeof(why)), HR_OK);
     assert_int_equal(c.ingest_ack_timeout_ms, 2000);
+    assert_int_equal(config_set(&c, "roles", "ingest,dispatch:sms", why, sizeof(why)), HR_OK);
+    assert_int_not_equal(config_set(&c, "roles", "ingest,dispatch:fax", why, sizeof(why)), HR_OK);
+    assert_non_null(strstr(why, "'dispatch:fax'"));
+    assert_string_equal(c.roles, "ingest,dispatch:sms");
     /* embedded settings are not kafka passthrough */
     assert_null(config_kafka_kv(&c)[0]);
     config_release(&c);
