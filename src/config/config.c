@@ -78,7 +78,8 @@ static const opt_t opts[] = {
     {"store.dsn", OPT_STR, F(store_dsn), "", 0, 0, NULL,
      "Store location: SQLite file (default <data_dir>/herald.db) or PostgreSQL conninfo."},
     {"roles", OPT_STR, F(roles), "all", 0, 0, NULL,
-     "Stages this process runs: all, or a comma list of ingest,fanout,dispatch:<channel>,status."},
+     "Parts this process runs: all, or a comma list of ingest (the HTTP API), fanout, dispatch "
+     "(every channel), dispatch:<channel>, status."},
     {"pipeline.workers", OPT_INT, F(workers_per_stage), "1", 1, 64, NULL,
      "Consumer threads per consumer group."},
     {"pipeline.batch_max", OPT_INT, F(batch_max), "512", 1, 65536, NULL,

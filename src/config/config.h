@@ -36,7 +36,7 @@ typedef struct config {
     int64_t retention_dlq_ms;   /* topics.retention.dlq_ms */
     char *store_backend;        /* store.backend sqlite|postgres */
     char *store_dsn;            /* store.dsn (default <data_dir>/herald.db) */
-    char *roles;                /* roles: all | comma list of ingest,fanout,dispatch:push,status */
+    char *roles;                /* roles: all | comma list of ingest,fanout,dispatch[:<channel>],status (model/names.h) */
     int workers_per_stage;      /* pipeline.workers: consumer threads per group */
     int batch_max;              /* pipeline.batch_max records per poll */
     int pipeline_depth;         /* pipeline.depth batches in flight per worker */
