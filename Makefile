@@ -17,7 +17,15 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-run: build
+# Quiet until herald's banner: the build prints one line, or its log when it
+# fails. Ctrl-C (SIGINT) or SIGTERM stops herald gracefully; it exits 0 and
+# make reports no error.
+run: deps
+	@mkdir -p $(BUILD)
+	@{ cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) && \
+	   cmake --build $(BUILD) -j $(JOBS); } >$(BUILD)/build.log 2>&1 || \
+	 { cat $(BUILD)/build.log; echo "make run: the build failed (log: $(BUILD)/build.log)" >&2; exit 1; }
+	@echo "built $(BUILD)/herald (log: $(BUILD)/build.log)"
 	@scripts/run.sh $(BUILD)/herald
 
 # Java and Maven (for the real Kafka broker) are required under CI; a developer

@@ -32,16 +32,22 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <spawn.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #define MAX_SETS 32
 #define MAX_SWEEP 16
@@ -221,13 +227,44 @@ static int parse(int argc, char **argv, bopts_t *o)
 
 /* ---- small helpers ---- */
 
-static void run_cmd(const char *cmd, char *out, size_t n)
+/* Runs argv[0] (found on PATH) with stderr to /dev/null and keeps the first
+ * line of its standard output in out ("" when it fails). No shell: the
+ * arguments are passed as they are. */
+static void run_argv(char *const argv[], char *out, size_t n)
 {
     out[0] = '\0';
-    FILE *p = popen(cmd, "r");
-    if (!p) return;
-    if (fgets(out, (int)n, p)) out[strcspn(out, "\r\n")] = '\0';
-    pclose(p);
+    int fd[2];
+    if (pipe2(fd, O_CLOEXEC) != 0) return;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    int e = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fd[1]);
+    if (e == 0) {
+        /* read to the end, so the child never blocks on a full pipe */
+        size_t len = 0;
+        char chunk[4096];
+        ssize_t got;
+        while ((got = read(fd[0], chunk, sizeof(chunk))) != 0) {
+            if (got < 0) {
+                if (errno == EINTR) continue;
+                break;
+            }
+            size_t take = (size_t)got < n - 1 - len ? (size_t)got : n - 1 - len;
+            memcpy(out + len, chunk, take);
+            len += take;
+        }
+        out[len] = '\0';
+        out[strcspn(out, "\r\n")] = '\0';
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+        }
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) out[0] = '\0';
+    }
+    close(fd[0]);
 }
 
 static json_t *machine_json(void)
@@ -296,11 +333,20 @@ static hr_t copy_file(const char *from, const char *to)
     return r;
 }
 
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    if (remove(path) != 0 && errno != ENOENT) log_warn("bench", "cannot remove %s: %s", path, strerror(errno));
+    return 0; /* remove what can be removed */
+}
+
+/* Removes dir and everything below it (depth first, symlinks not followed). */
 static void rm_rf(const char *dir)
 {
-    char *cmd = xasprintf("rm -rf '%s'", dir);
-    if (system(cmd) != 0) log_warn("bench", "could not remove %s", dir);
-    free(cmd);
+    if (nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+        log_warn("bench", "could not remove %s: %s", dir, strerror(errno));
 }
 
 /* Records like the ones herald moves: encoded notifications and status
@@ -590,9 +636,11 @@ int bench_main(int argc, char **argv)
     bool kafka = strcmp(o.bus, "kafka") == 0;
     char commit[128] = "";
     if (o.commit) snprintf(commit, sizeof(commit), "%s", o.commit);
-    else run_cmd("git rev-parse --short=12 HEAD 2>/dev/null", commit, sizeof(commit));
+    else run_argv((char *const[]){"git", "rev-parse", "--short=12", "HEAD", NULL}, commit, sizeof(commit));
     char dirty[8] = "";
-    if (!o.commit) run_cmd("git status --porcelain --untracked-files=no 2>/dev/null | head -c1", dirty, sizeof(dirty));
+    if (!o.commit)
+        run_argv((char *const[]){"git", "status", "--porcelain", "--untracked-files=no", NULL}, dirty,
+                 sizeof(dirty));
     char label[128];
     snprintf(label, sizeof(label), "%s", o.label ? o.label : "");
     if (!label[0]) snprintf(label, sizeof(label), "%s-%s", o.bus, o.sink);

@@ -263,17 +263,13 @@ hr_t raw_embedded_run(const raw_opts_t *o, raw_result_t *res)
         return r;
     }
 
-    static const char *const dgroups[CH__COUNT] = {
-        [CH_PUSH] = "dispatch-push", [CH_SMS] = "dispatch-sms", [CH_EMAIL] = "dispatch-email",
-        [CH_INAPP] = "dispatch-inapp", [CH_WEBHOOK] = "dispatch-webhook",
-    };
     relay_t relays[2 + RAW_NCH];
     int nrel = 0;
-    relays[nrel++] = (relay_t){.x = &x, .kind = 0, .topic = TOPIC_RAW, .group = "fanout"};
+    relays[nrel++] = (relay_t){.x = &x, .kind = 0, .topic = TOPIC_RAW, .group = GROUP_FANOUT};
     for (int i = 0; i < RAW_NCH; i++)
         relays[nrel++] = (relay_t){.x = &x, .kind = 1, .topic = x.topics[raw_channels[i]],
-                                   .group = dgroups[raw_channels[i]], .ch = raw_channels[i]};
-    relays[nrel++] = (relay_t){.x = &x, .kind = 2, .topic = TOPIC_STATUS, .group = "status"};
+                                   .group = names_for_channel(raw_channels[i])->group, .ch = raw_channels[i]};
+    relays[nrel++] = (relay_t){.x = &x, .kind = 2, .topic = TOPIC_STATUS, .group = GROUP_STATUS};
     int started = 0;
     for (int i = 0; i < nrel && r == HR_OK; i++) {
         const char *t[1] = {relays[i].topic};

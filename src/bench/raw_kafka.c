@@ -10,6 +10,7 @@
  * Topics and groups get a fresh prefix and the topics are deleted after.
  */
 #include "bench/bench_int.h"
+#include "bus/bus_kafka.h"
 
 #include "app.h"
 #include "core/log.h"
@@ -345,18 +346,6 @@ static rd_kafka_t *consumer_new(const raw_opts_t *o, const char *group, const ch
 
 hr_t raw_kafka_run(const raw_opts_t *o, raw_result_t *res)
 {
-    static const char *const producer_defaults[] = {
-        "enable.idempotence", "true",
-        "acks", "all",
-        "partitioner", "murmur2_random",
-        "linger.ms", "5",
-        "batch.num.messages", "10000",
-        "batch.size", "1048576",
-        "compression.type", "lz4",
-        "queue.buffering.max.messages", "500000",
-        "queue.buffering.max.kbytes", "524288",
-        NULL,
-    };
     memset(res, 0, sizeof(*res));
     rk_ctx_t x;
     memset(&x, 0, sizeof(x));
@@ -369,7 +358,8 @@ hr_t raw_kafka_run(const raw_opts_t *o, raw_result_t *res)
 
     char why[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (!conf_kv(conf, producer_defaults) ||
+    /* herald's own producer settings: the baseline measures the same producer */
+    if (!conf_kv(conf, bus_kafka_producer_defaults()) ||
         rd_kafka_conf_set(conf, "bootstrap.servers", o->brokers, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(conf);
         return HR_INVALID;
@@ -388,21 +378,17 @@ hr_t raw_kafka_run(const raw_opts_t *o, raw_result_t *res)
     }
     hr_t r = admin_topics(&x, true);
 
-    static const char *const dgroups[CH__COUNT] = {
-        [CH_PUSH] = "dispatch-push", [CH_SMS] = "dispatch-sms", [CH_EMAIL] = "dispatch-email",
-        [CH_INAPP] = "dispatch-inapp", [CH_WEBHOOK] = "dispatch-webhook",
-    };
     rrelay_t relays[2 + RK_NCH];
     int nrel = 0;
     relays[nrel++] = (rrelay_t){.x = &x, .kind = 0, .topic = x.t_raw};
-    snprintf(relays[0].group, sizeof(relays[0].group), "%sfanout", pre);
+    snprintf(relays[0].group, sizeof(relays[0].group), "%s%s", pre, GROUP_FANOUT);
     for (int i = 0; i < RK_NCH; i++) {
         rrelay_t *rl = &relays[nrel++];
         *rl = (rrelay_t){.x = &x, .kind = 1, .topic = x.t_notif[rk_channels[i]]};
-        snprintf(rl->group, sizeof(rl->group), "%s%s", pre, dgroups[rk_channels[i]]);
+        snprintf(rl->group, sizeof(rl->group), "%s%s", pre, names_for_channel(rk_channels[i])->group);
     }
     relays[nrel] = (rrelay_t){.x = &x, .kind = 2, .topic = x.t_status};
-    snprintf(relays[nrel].group, sizeof(relays[nrel].group), "%sstatus", pre);
+    snprintf(relays[nrel].group, sizeof(relays[nrel].group), "%s%s", pre, GROUP_STATUS);
     nrel++;
     int started = 0;
     for (int i = 0; i < nrel && r == HR_OK; i++) {

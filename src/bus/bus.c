@@ -121,6 +121,11 @@ hr_t bus_produce(bus_t *bus, const char *topic, int32_t partition, const void *k
 
 hr_t bus_flush(bus_t *bus, int timeout_ms) { return bus->ops->flush(bus, timeout_ms); }
 
+int64_t bus_outstanding(bus_t *bus)
+{
+    return bus->ops->outstanding ? bus->ops->outstanding(bus) : -1;
+}
+
 void bus_batch_init(bus_batch_t *b)
 {
     memset(b, 0, sizeof(*b));

@@ -143,6 +143,9 @@ hr_t bus_produce(bus_t *bus, const char *topic, int32_t partition, const void *k
                  size_t key_len, const void *value, size_t value_len, bus_batch_t *batch);
 /* Waits until everything produced so far is acknowledged. */
 hr_t bus_flush(bus_t *bus, int timeout_ms);
+/* Records produced and not acknowledged yet (for the shutdown report); -1
+ * when the backend cannot tell. */
+int64_t bus_outstanding(bus_t *bus);
 
 /* Joins `group` and subscribes to the topics. rb may be NULL. */
 hr_t bus_consumer_new(bus_t *bus, const char *group, const char *const *topics, int ntopics,

@@ -317,6 +317,24 @@ static hr_t emb_produce(bus_t *bb, const char *topic, int32_t partition, const v
     return HR_OK;
 }
 
+/* Records below each partition's end that are not acknowledged yet. */
+static int64_t emb_outstanding(bus_t *bb)
+{
+    emb_bus_t *b = (emb_bus_t *)bb;
+    size_t nt = atomic_load_explicit(&b->ntopics, memory_order_acquire);
+    int64_t n = 0;
+    for (size_t i = 0; i < nt; i++)
+        for (int32_t j = 0; j < b->tlist[i]->nparts; j++) {
+            part_t *p = &b->tlist[i]->parts[j];
+            pthread_mutex_lock(&p->mu);
+            int64_t end = p->next_off;
+            pthread_mutex_unlock(&p->mu);
+            int64_t acked = atomic_load(&p->acked);
+            if (end > acked) n += end - acked;
+        }
+    return n;
+}
+
 /* ---- consumers ---- */
 
 static cpart_t *cpart_find(emb_consumer_t *c, const char *topic, int32_t part)
@@ -650,4 +668,5 @@ const bus_ops_t bus_embedded_ops = {
     .consumer_close = emb_consumer_close,
     .group_reset = emb_group_reset,
     .lag = emb_lag,
+    .outstanding = emb_outstanding,
 };

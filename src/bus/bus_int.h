@@ -34,6 +34,8 @@ typedef struct bus_ops {
     void (*consumer_close)(bus_consumer_t *c);
     hr_t (*group_reset)(bus_t *bus, const char *group, const char *topic, int64_t to_time_ms);
     hr_t (*lag)(bus_t *bus, const char *group, const char *topic, bus_lag_t **out, int *n);
+    /* Records produced and not acknowledged yet. May be NULL. */
+    int64_t (*outstanding)(bus_t *bus);
 } bus_ops_t;
 
 /* Every backend struct starts with this. The backend sets ops; bus.c owns

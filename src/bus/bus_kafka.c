@@ -46,6 +46,7 @@
  * limited rate (one line per kind per interval, with the count suppressed).
  */
 #include "bus/bus_int.h"
+#include "bus/bus_kafka.h"
 
 #include "core/errlog.h"
 #include "core/log.h"
@@ -374,25 +375,30 @@ static void kbus_free(kbus_t *b)
     free(b);
 }
 
+/* herald's producer settings, applied before the kafka.* ones (which may
+ * override them). Shared with the benchmark's raw librdkafka baseline. */
+static const char *const producer_defaults[] = {
+    "enable.idempotence", "true",
+    "acks", "all",
+    "partitioner", "murmur2_random",
+    /* throughput: up to 5 ms of batching, large batches, lz4 */
+    "linger.ms", "5",
+    "batch.num.messages", "10000",
+    "batch.size", "1048576",
+    "compression.type", "lz4",
+    /* bounded memory: 64 MiB of unacknowledged records, then HR_AGAIN
+     * (librdkafka's default of 1 GiB let RSS grow past 390 MB in benchmarks) */
+    "queue.buffering.max.messages", "500000",
+    "queue.buffering.max.kbytes", "65536",
+    /* keep retrying through broker outages */
+    "message.timeout.ms", "300000",
+    NULL,
+};
+
+const char *const *bus_kafka_producer_defaults(void) { return producer_defaults; }
+
 static hr_t kopen(const bus_opts_t *opts, bus_t **out)
 {
-    static const char *const producer_defaults[] = {
-        "enable.idempotence", "true",
-        "acks", "all",
-        "partitioner", "murmur2_random",
-        /* throughput: up to 5 ms of batching, large batches, lz4 */
-        "linger.ms", "5",
-        "batch.num.messages", "10000",
-        "batch.size", "1048576",
-        "compression.type", "lz4",
-        /* bounded memory: 64 MiB of unacknowledged records, then HR_AGAIN
-         * (librdkafka's default of 1 GiB let RSS grow past 390 MB in benchmarks) */
-        "queue.buffering.max.messages", "500000",
-        "queue.buffering.max.kbytes", "65536",
-        /* keep retrying through broker outages */
-        "message.timeout.ms", "300000",
-        NULL,
-    };
     kbus_t *b = xcalloc(1, sizeof(*b));
     rd_kafka_conf_t *conf = NULL;
     hr_t r = HR_INVALID;
@@ -718,6 +724,12 @@ static hr_t kproduce(bus_t *bus, const char *topic, int32_t partition, const voi
     hr_t r = map_err(err);
     if (r != HR_AGAIN) log_warn(LOGC, "produce to %s: %s", topic, rd_kafka_err2str(err));
     return r;
+}
+
+/* Messages (and requests) librdkafka has not finished with. */
+static int64_t koutstanding(bus_t *bus)
+{
+    return rd_kafka_outq_len(((kbus_t *)bus)->rk);
 }
 
 static hr_t kflush(bus_t *bus, int timeout_ms)
@@ -1227,4 +1239,5 @@ const bus_ops_t bus_kafka_ops = {
     .consumer_close = kconsumer_close,
     .group_reset = kgroup_reset,
     .lag = klag,
+    .outstanding = koutstanding,
 };

@@ -1,9 +1,13 @@
 /*
  * config.c - the one options table. Every setting herald reads is a row
  * here: name, type, default, range, doc. config_set() validates and names
- * the bad key; config_print_reference() generates docs/configuration.md.
+ * the bad key; config_print_reference() prints the reference table
+ * (`herald config`), which the README carries verbatim
+ * (tests/integration/readme_config.sh checks that they match).
  */
 #include "config/config.h"
+
+#include "model/names.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -27,8 +31,6 @@ typedef struct opt {
 } opt_t;
 
 #define F(field) offsetof(config_t, field)
-#define H (INT64_C(3600000))
-#define D (24 * H)
 
 static const opt_t opts[] = {
     {"data_dir", OPT_STR, F(data_dir), "./var", 0, 0, NULL,
@@ -39,6 +41,8 @@ static const opt_t opts[] = {
      "Largest accepted request body in bytes; larger bodies get 413."},
     {"http.threads", OPT_INT, F(http_threads), "4", 1, 256, NULL,
      "HTTP worker threads."},
+    {"http.connection_limit", OPT_INT, F(http_connection_limit), "1024", 1, 1000000, NULL,
+     "Simultaneous HTTP connections; more are refused at accept."},
     {"bus.backend", OPT_ENUM, F(bus_backend), "embedded", 0, 0, "embedded|kafka",
      "Message bus: the embedded log or Apache Kafka."},
     {"bus.fsync", OPT_ENUM, F(bus_fsync), "interval", 0, 0, "never|interval|always",
@@ -51,6 +55,10 @@ static const opt_t opts[] = {
      "Partitions of each topic herald creates."},
     {"bus.flush_interval_us", OPT_INT, F(bus_flush_interval_us), "1000", 50, 1000000, NULL,
      "Embedded bus: producer batching window in microseconds."},
+    {"bus.embedded.max_pending_bytes", OPT_I64, F(bus_embedded_max_pending), "67108864", 4096,
+     INT64_C(1) << 40, NULL,
+     "Embedded bus: bytes of records a partition holds before they are written; beyond it "
+     "producers wait (backpressure)."},
     {"kafka.bootstrap.servers", OPT_STR, F(kafka_brokers), "127.0.0.1:9092", 0, 0, NULL,
      "Kafka bootstrap servers (also --kafka-brokers). Any other kafka.<name> passes to librdkafka."},
     {"topics.replication", OPT_INT, F(kafka_replication), "1", 1, 16, NULL,
@@ -70,15 +78,44 @@ static const opt_t opts[] = {
     {"store.dsn", OPT_STR, F(store_dsn), "", 0, 0, NULL,
      "Store location: SQLite file (default <data_dir>/herald.db) or PostgreSQL conninfo."},
     {"roles", OPT_STR, F(roles), "all", 0, 0, NULL,
-     "Stages this process runs: all, or a comma list of ingest,fanout,dispatch:<channel>,status."},
+     "Parts this process runs: all, or a comma list of ingest (the HTTP API), fanout, dispatch "
+     "(every channel), dispatch:<channel>, status."},
     {"pipeline.workers", OPT_INT, F(workers_per_stage), "1", 1, 64, NULL,
      "Consumer threads per consumer group."},
     {"pipeline.batch_max", OPT_INT, F(batch_max), "512", 1, 65536, NULL,
      "Records a stage takes per poll (one ack wait per batch)."},
+    {"pipeline.depth", OPT_INT, F(pipeline_depth), "4", 1, 64, NULL,
+     "Batches a stage worker keeps in flight: processing the next while the bus acknowledges "
+     "the outputs of earlier ones."},
+    {"ingest.ack_timeout_ms", OPT_INT, F(ingest_ack_timeout_ms), "10000", 1, 600000, NULL,
+     "How long POST /v1/events waits for the bus to acknowledge its events before answering "
+     "503 (a retry is safe: event_id dedupes)."},
+    {"fanout.recipient_cache_bytes", OPT_I64, F(fanout_cache_bytes), "134217728", 1048576,
+     INT64_C(1) << 40, NULL,
+     "Fan-out recipient cache, shared by the fan-out workers (~150 bytes per user with one "
+     "device)."},
+    {"status.gather", OPT_INT, F(status_gather), "8192", 1, 1048576, NULL,
+     "Status sink: rows per store transaction (bigger transactions write each index page once "
+     "for more rows)."},
     {"log.level", OPT_ENUM, F(log_level), "info", 0, 0, "debug|info|warn|error|off",
      "Diagnostic log level."},
     {"sandbox.mode", OPT_ENUM, F(provider_mode), "file", 0, 0, "file|null",
      "Sandbox provider: append a JSON line per delivery, or record nothing (benchmarks)."},
+};
+
+static hr_t check_roles(const char *value, char *why, size_t why_len)
+{
+    roles_t r;
+    return roles_parse(value, &r, why, why_len);
+}
+
+/* String settings with a syntax of their own: checked when set, naming the
+ * key in why. */
+static const struct {
+    const char *name;
+    hr_t (*check)(const char *value, char *why, size_t why_len);
+} checks[] = {
+    {"roles", check_roles},
 };
 
 static const opt_t *find(const char *name)
@@ -88,23 +125,29 @@ static const opt_t *find(const char *name)
     return NULL;
 }
 
+/* A decimal integer with an optional unit suffix (k/KiB, M/MiB for sizes;
+ * s, m/min, h, d for durations in ms). HR_INVALID for junk and for values
+ * that do not fit in 64 bits, before or after the unit. */
 static hr_t parse_i64(const char *s, int64_t *out)
 {
+    static const struct {
+        const char *suffix;
+        int64_t mul;
+    } units[] = {
+        {"k", 1024}, {"KiB", 1024}, {"M", 1024 * 1024}, {"MiB", 1024 * 1024},
+        {"s", 1000}, {"m", 60000}, {"min", 60000}, {"h", 3600000}, {"d", 86400000},
+    };
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (errno || end == s) return HR_INVALID;
-    /* accept unit suffixes for sizes and durations */
+    int64_t r = v;
     if (*end) {
-        if (strcmp(end, "k") == 0 || strcmp(end, "KiB") == 0) v *= 1024;
-        else if (strcmp(end, "M") == 0 || strcmp(end, "MiB") == 0) v *= 1024 * 1024;
-        else if (strcmp(end, "s") == 0) v *= 1000;
-        else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0) v *= 60000;
-        else if (strcmp(end, "h") == 0) v *= 3600000;
-        else if (strcmp(end, "d") == 0) v *= 86400000;
-        else return HR_INVALID;
+        size_t i = 0;
+        while (i < ARRAY_LEN(units) && strcmp(end, units[i].suffix) != 0) i++;
+        if (i == ARRAY_LEN(units) || __builtin_mul_overflow(r, units[i].mul, &r)) return HR_INVALID;
     }
-    *out = v;
+    *out = r;
     return HR_OK;
 }
 
@@ -153,6 +196,9 @@ hr_t config_set(config_t *c, const char *key, const char *value, char *why, size
     char *base = (char *)c;
     switch (o->type) {
     case OPT_STR: {
+        for (size_t i = 0; i < ARRAY_LEN(checks); i++)
+            if (strcmp(checks[i].name, o->name) == 0 && checks[i].check(value, why, why_len) != HR_OK)
+                return HR_INVALID;
         char **p = (char **)(base + o->off);
         free(*p);
         *p = xstrdup(value);
@@ -275,10 +321,19 @@ hr_t config_load_env(config_t *c, char *why, size_t why_len)
         }
         if (hit) {
             snprintf(key, sizeof(key), "%s", hit->name);
-        } else if (strncmp(env, "kafka_", 6) == 0) {
-            snprintf(key, sizeof(key), "kafka.%s", env + 6);
-            for (char *p = key + 6; *p; p++)
-                if (*p == '_') *p = '.';
+        } else if (strncmp(env, "kafka_", 6) == 0 && env[6]) {
+            /* librdkafka names use '.' and sometimes '_': '_' -> '.', '__' -> '_' */
+            size_t k = 0;
+            k += (size_t)snprintf(key, sizeof(key), "kafka.");
+            for (const char *p = env + 6; *p && k + 1 < sizeof(key); p++) {
+                if (p[0] == '_' && p[1] == '_') {
+                    key[k++] = '_';
+                    p++;
+                } else {
+                    key[k++] = *p == '_' ? '.' : *p;
+                }
+            }
+            key[k] = '\0';
         } else if (strncmp(env, "provider_", 9) == 0 || strncmp(env, "channel_", 8) == 0) {
             /* <prefix>_<name>_<key>: names have no '_', keys may. */
             snprintf(key, sizeof(key), "%s", env);
@@ -310,7 +365,7 @@ const char *const *config_provider_kv(const config_t *c)
 void config_print_reference(void *file)
 {
     FILE *f = file;
-    fprintf(f, "| key | type | default | doc |\n| --- | --- | --- | --- |\n");
+    fprintf(f, "| key | type | range | default | doc |\n| --- | --- | --- | --- | --- |\n");
     for (size_t i = 0; i < ARRAY_LEN(opts); i++) {
         const opt_t *o = &opts[i];
         fprintf(f, "| `%s` | ", o->name);
@@ -319,9 +374,18 @@ void config_print_reference(void *file)
         } else {
             fputs(o->type == OPT_STR ? "string" : "integer", f);
         }
+        fputs(" |", f);
+        if (o->type == OPT_INT || o->type == OPT_I64) {
+            if (o->max == INT64_MAX)
+                fprintf(f, " >= %lld", (long long)o->min);
+            else
+                fprintf(f, " %lld .. %lld", (long long)o->min, (long long)o->max);
+        }
         fprintf(f, " | `%s` | %s |\n", o->def, o->doc);
     }
-    fprintf(f, "| `kafka.<name>` | string | | Passed straight to librdkafka (e.g. `kafka.security.protocol`). |\n");
-    fprintf(f, "| `provider.<name>.<key>` | string | | Settings of provider instance <name> (`type`, `max_in_flight`, and the provider's own keys; see docs/internals/provider.md). |\n");
-    fprintf(f, "| `channel.<channel>.providers` | string | `sandbox` | Provider instances a channel delivers through, comma separated; push picks the one named like the device's platform. |\n");
+    fprintf(f, "| `kafka.<name>` | string | | | Passed straight to librdkafka (e.g. `kafka.security.protocol`). "
+               "From the environment: `HERALD_KAFKA_<NAME>`, where `_` becomes `.` and `__` becomes `_` "
+               "(`HERALD_KAFKA_SASL_OAUTHBEARER_CLIENT__ID` sets `kafka.sasl.oauthbearer.client_id`). |\n");
+    fprintf(f, "| `provider.<name>.<key>` | string | | | Settings of provider instance <name> (`type`, `max_in_flight`, and the provider's own keys; see docs/internals/provider.md). |\n");
+    fprintf(f, "| `channel.<channel>.providers` | string | | `sandbox` | Provider instances a channel delivers through, comma separated; push picks the one named like the device's platform. |\n");
 }

@@ -3,12 +3,15 @@
  * name, type, default, range and doc. Sources, later overriding earlier:
  * defaults, the config file (INI; "[section] key = v" is read as
  * "section.key"), HERALD_* environment variables (HERALD_BUS_FSYNC ->
- * bus.fsync; HERALD_KAFKA_<NAME> -> kafka.<name> with '_' -> '.'), then
- * command-line flags. Unknown keys are rejected and named, except kafka.*
- * which pass straight to librdkafka, and provider.<name>.<key> and
- * channel.<channel>.<key> which pass to the provider registry
- * (provider_config_check() validates them; HERALD_PROVIDER_<NAME>_<KEY> ->
- * provider.<name>.<key>, HERALD_CHANNEL_<CH>_<KEY> -> channel.<ch>.<key>).
+ * bus.fsync; HERALD_KAFKA_<NAME> -> kafka.<name> with '_' -> '.' and
+ * '__' -> '_', so HERALD_KAFKA_SASL_OAUTHBEARER_CLIENT__ID sets
+ * kafka.sasl.oauthbearer.client_id), then command-line flags. Unknown keys
+ * are rejected and named, except kafka.* which pass straight to librdkafka,
+ * and provider.<name>.<key> and channel.<channel>.<key> which pass to the
+ * provider registry (provider_config_check() validates them;
+ * HERALD_PROVIDER_<NAME>_<KEY> -> provider.<name>.<key>,
+ * HERALD_CHANNEL_<CH>_<KEY> -> channel.<ch>.<key>).
+ * `herald config` prints the table (the README's configuration reference).
  */
 #ifndef HERALD_CONFIG_H
 #define HERALD_CONFIG_H
@@ -20,12 +23,14 @@ typedef struct config {
     char *listen;               /* http.listen  HOST:PORT */
     int64_t http_max_body;      /* http.max_body bytes */
     int http_threads;           /* http.threads */
+    int http_connection_limit;  /* http.connection_limit */
     char *bus_backend;          /* bus.backend embedded|kafka */
     char *bus_fsync;            /* bus.fsync never|interval|always */
     int bus_fsync_interval_ms;  /* bus.fsync_interval_ms */
     int64_t bus_segment_bytes;  /* bus.segment_bytes */
     int bus_partitions;         /* bus.partitions (default for every topic) */
     int bus_flush_interval_us;  /* bus.flush_interval_us */
+    int64_t bus_embedded_max_pending; /* bus.embedded.max_pending_bytes */
     char *kafka_brokers;        /* kafka.bootstrap.servers (also --kafka-brokers) */
     int kafka_replication;      /* topics.replication */
     int kafka_min_insync;       /* topics.min_insync */
@@ -35,9 +40,13 @@ typedef struct config {
     int64_t retention_dlq_ms;   /* topics.retention.dlq_ms */
     char *store_backend;        /* store.backend sqlite|postgres */
     char *store_dsn;            /* store.dsn (default <data_dir>/herald.db) */
-    char *roles;                /* roles: all | comma list of ingest,fanout,dispatch:push,status */
+    char *roles;                /* roles: all | comma list of ingest,fanout,dispatch[:<channel>],status (model/names.h) */
     int workers_per_stage;      /* pipeline.workers: consumer threads per group */
     int batch_max;              /* pipeline.batch_max records per poll */
+    int pipeline_depth;         /* pipeline.depth batches in flight per worker */
+    int ingest_ack_timeout_ms;  /* ingest.ack_timeout_ms */
+    int64_t fanout_cache_bytes; /* fanout.recipient_cache_bytes */
+    int status_gather;          /* status.gather rows per store transaction */
     char *log_level;            /* log.level */
     char *provider_mode;        /* sandbox.mode file|null */
     /* kafka.* passthrough, NULL-terminated key/value pairs */

@@ -43,7 +43,6 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#define HTTP_CONN_LIMIT 1024u       /* simultaneous connections */
 #define HTTP_CONN_TIMEOUT_S 30u     /* idle connection timeout */
 #define HTTP_CONN_MEMORY (128u * 1024u) /* per-connection read/write buffer */
 #define HTTP_BACKLOG 1024u
@@ -670,7 +669,7 @@ hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *route
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, /* first, so it sees every message */
         MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
         MHD_OPTION_ARRAY, pool, /* a pool only for more than one thread */
-        MHD_OPTION_CONNECTION_LIMIT, HTTP_CONN_LIMIT,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->cfg->http_connection_limit,
         MHD_OPTION_CONNECTION_TIMEOUT, HTTP_CONN_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, HTTP_BACKLOG,

@@ -37,15 +37,15 @@ static const char *const http_classes[METRIC_N_HTTP_CLASS] = {"aborted", "1xx", 
 static void bus_group(int i, char *group, size_t cap, const char **topic)
 {
     if (i == METRIC_BUS_FANOUT) {
-        snprintf(group, cap, "fanout");
+        snprintf(group, cap, "%s", GROUP_FANOUT);
         *topic = TOPIC_RAW;
     } else if (i == METRIC_BUS_STATUS) {
-        snprintf(group, cap, "status");
+        snprintf(group, cap, "%s", GROUP_STATUS);
         *topic = TOPIC_STATUS;
     } else {
         int ch = i - METRIC_BUS_DISPATCH(0);
-        snprintf(group, cap, "dispatch-%s", channel_name((channel_t)ch));
-        *topic = topic_for_channel(ch);
+        snprintf(group, cap, "%s", names_for_channel(ch)->group);
+        *topic = names_for_channel(ch)->topic;
     }
 }
 

@@ -75,17 +75,6 @@ typedef struct dispatch {
     int32_t nparts;
 } dispatch_t;
 
-static const char *const group_names[CH__COUNT] = {
-    [CH_PUSH] = "dispatch-push",   [CH_SMS] = "dispatch-sms",
-    [CH_EMAIL] = "dispatch-email", [CH_INAPP] = "dispatch-inapp",
-    [CH_WEBHOOK] = "dispatch-webhook",
-};
-static const char *const stage_names[CH__COUNT] = {
-    [CH_PUSH] = "dispatch:push",   [CH_SMS] = "dispatch:sms",
-    [CH_EMAIL] = "dispatch:email", [CH_INAPP] = "dispatch:inapp",
-    [CH_WEBHOOK] = "dispatch:webhook",
-};
-
 /* Provider completion: res is d->res[i] for cookie i. Runs on this
  * dispatcher's thread, from provider_set_poll(). */
 static void on_sent(void *ud, send_result_t *res, void *cookie)
@@ -127,7 +116,7 @@ static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
     hist_local_init(&d->lat);
     char why[256];
     if (provider_set_open(app->cfg, app, d->ch, on_sent, d, &d->providers, why, sizeof(why)) != HR_OK) {
-        log_error(stage_names[d->ch], "cannot open the channel's providers: %s", why);
+        log_error(names_for_channel(d->ch)->stage, "cannot open the channel's providers: %s", why);
         d->providers = NULL;
     }
     return d;
@@ -176,8 +165,8 @@ static void learn_watermarks(dispatch_t *d, const bus_msg_t *msgs, int n)
     if (!need) return;
     bus_lag_t *lags = NULL;
     int nl = 0;
-    if (bus_lag(d->app->bus, group_names[d->ch], topic_for_channel(d->ch), &lags, &nl) != HR_OK) {
-        log_warn(stage_names[d->ch], "cannot read partition ends; checking every record");
+    if (bus_lag(d->app->bus, names_for_channel(d->ch)->group, topic_for_channel(d->ch), &lags, &nl) != HR_OK) {
+        log_warn(names_for_channel(d->ch)->stage, "cannot read partition ends; checking every record");
         return;
     }
     for (int k = 0; k < nl; k++) {
@@ -213,7 +202,7 @@ static void deliver(dispatch_t *d, int ns)
     while (d->ndone < ns) {
         take_completions(d, COMPLETION_WAIT_MS);
         if (!told && atomic_load(&d->app->stopping)) {
-            log_info(stage_names[d->ch], "stopping: waiting for %d provider requests in flight",
+            log_info(names_for_channel(d->ch)->stage, "stopping: waiting for %d provider requests in flight",
                      ns - d->ndone);
             told = true;
         }
@@ -227,7 +216,7 @@ static hr_t record(dispatch_t *d, int i, bool fatal, bus_batch_t *batch)
     app_t *app = d->app;
     notif_t *x = &d->notifs[i];
     send_result_t *res = &d->res[i];
-    const char *by = stage_names[d->ch];
+    const char *by = names_for_channel(d->ch)->stage;
     int64_t at = hclock_now_ms();
     hr_t r = HR_OK;
     if (fatal && res->cls != SEND_OK) return HR_OK;
@@ -275,7 +264,7 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
         if (*below >= 0 && msgs[i].offset + 1 > *below) *below = msgs[i].offset + 1;
         notif_t *x = &d->notifs[ns];
         if (notif_decode(msgs[i].value, msgs[i].value_len, x) != HR_OK || x->kind != REC_NOTIFICATION) {
-            r = stage_dead_letter(app, &msgs[i], stage_names[d->ch], "undecodable notification",
+            r = stage_dead_letter(app, &msgs[i], names_for_channel(d->ch)->stage, "undecodable notification",
                                   batch);
             continue;
         }
@@ -286,7 +275,7 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
             r = store_notif_sent(app->store, id, &sent);
             if (r != HR_OK) break;
             if (sent) {
-                log_debug(stage_names[d->ch], "%s already sent; skipped", id);
+                log_debug(names_for_channel(d->ch)->stage, "%s already sent; skipped", id);
                 continue;
             }
         }
@@ -314,7 +303,7 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
             for (int j = 0; j < i && !seen; j++) seen = msgs[j].partition == msgs[i].partition;
             if (!seen) stage_pause(cx, msgs[i].topic, msgs[i].partition, until);
         }
-        log_error(stage_names[d->ch], "provider failure, batch of %d held back for %d s: %s", ns,
+        log_error(names_for_channel(d->ch)->stage, "provider failure, batch of %d held back for %d s: %s", ns,
                   FATAL_PAUSE_MS / 1000, d->res[fatal].error);
         r = HR_LATER;
     }
@@ -324,9 +313,9 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
 void dispatch_stage_def(int channel, stage_def_t *out)
 {
     *out = (stage_def_t){
-        .name = stage_names[channel],
-        .group = group_names[channel],
-        .topic = topic_for_channel(channel),
+        .name = names_for_channel(channel)->stage,
+        .group = names_for_channel(channel)->group,
+        .topic = names_for_channel(channel)->topic,
         .state_new = dispatch_new,
         .state_free = dispatch_free,
         .process = dispatch_process,

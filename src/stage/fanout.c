@@ -43,10 +43,10 @@
 
 #define AUDIENCE_PAGE 1000
 #define TMPL_CACHE 64
-/* The recipient cache, one per process and shared by the fan-out workers:
- * ~150 bytes per user with one device, so 128 MiB holds about 850 thousand
- * users. Changes made through another process are seen within RECIP_TTL_MS. */
-#define RECIP_CACHE_BYTES ((size_t)128 << 20)
+/* The recipient cache, one per process and shared by the fan-out workers
+ * (fanout.recipient_cache_bytes): ~150 bytes per user with one device, so
+ * 128 MiB holds about 850 thousand users. Changes made through another
+ * process are seen within RECIP_TTL_MS. */
 #define RECIP_TTL_MS 60000
 
 /* The shared cache: made (and filled) by the first worker, freed by the last. */
@@ -65,7 +65,7 @@ static recip_cache_t *cache_acquire(app_t *app)
     }
     if (shared_refs++ == 0) {
         shared_store = app->store;
-        shared_cache = recip_cache_new(app->store, RECIP_CACHE_BYTES, RECIP_TTL_MS);
+        shared_cache = recip_cache_new(app->store, (size_t)app->cfg->fanout_cache_bytes, RECIP_TTL_MS);
         int64_t t0 = hclock_mono_ns(), loaded = 0;
         hr_t r = recip_cache_prime(shared_cache, &loaded);
         recip_stats_t st;
@@ -136,7 +136,7 @@ static void *fanout_new(app_t *app, const stage_def_t *def, int worker)
     buf_init(&f->title, 4096);
     buf_init(&f->body, 64 * 1024);
     f->rcache = cache_acquire(app);
-    if (!f->rcache) f->rcache = recip_cache_new(app->store, RECIP_CACHE_BYTES / 8, RECIP_TTL_MS);
+    if (!f->rcache) f->rcache = recip_cache_new(app->store, (size_t)app->cfg->fanout_cache_bytes / 8, RECIP_TTL_MS);
     f->recips = recip_reader_new(f->rcache);
     f->tmpl_epoch = store_templates_epoch(app->store);
     f->cap = app->cfg->batch_max;
@@ -458,8 +458,8 @@ static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, 
 }
 
 const stage_def_t fanout_stage = {
-    .name = "fanout",
-    .group = "fanout",
+    .name = STAGE_FANOUT,
+    .group = GROUP_FANOUT,
     .topic = TOPIC_RAW,
     .state_new = fanout_new,
     .state_free = fanout_free,

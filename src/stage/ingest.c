@@ -1,25 +1,21 @@
+/*
+ * ingest.c - the HTTP API's way onto the bus: validated events go to
+ * raw-events, keyed by event_id. Not a stage (no consumer group): it runs
+ * on the HTTP pool threads, which wait for the bus to acknowledge each
+ * request's events (up to ingest.ack_timeout_ms) before answering.
+ */
 #include "stage/ingest.h"
 
 #include "core/log.h"
 
 #include <stdlib.h>
-
-/* How long an API request waits for the bus before answering 503. A
- * re-post of the same events is safe: event_id dedupes. */
-#define INGEST_ACK_TIMEOUT_MS 10000
 #include <string.h>
 
-static const char *const topic_names[CH__COUNT] = {
-    [CH_PUSH] = "notifications-push",   [CH_SMS] = "notifications-sms",
-    [CH_EMAIL] = "notifications-email", [CH_INAPP] = "notifications-inapp",
-    [CH_WEBHOOK] = "notifications-webhook",
-};
+/* When the producer queue is full, flush for FULL_WAIT_MS and try again, at
+ * most FULL_TRIES times (about 2 s), then answer "full" (503). */
+#define FULL_TRIES 200
+#define FULL_WAIT_MS 10
 
-const char *topic_for_channel(int channel)
-{
-    if (channel < 0 || channel >= CH__COUNT) return NULL;
-    return topic_names[channel];
-}
 
 hr_t ingest_publish(app_t *app, event_t *evs, int n)
 {
@@ -39,13 +35,13 @@ hr_t ingest_publish(app_t *app, event_t *evs, int n)
         for (int tries = 0;; tries++) {
             r = bus_produce(app->bus, TOPIC_RAW, -1, evs[i].event_id, strlen(evs[i].event_id),
                             text, strlen(text), batch);
-            if (r != HR_AGAIN || tries > 200) break;
-            bus_flush(app->bus, 10);
+            if (r != HR_AGAIN || tries > FULL_TRIES) break;
+            bus_flush(app->bus, FULL_WAIT_MS);
         }
         free(text);
         if (r != HR_OK) break;
     }
-    hr_t w = bus_batch_wait(app->bus, batch, INGEST_ACK_TIMEOUT_MS);
+    hr_t w = bus_batch_wait(app->bus, batch, app->cfg->ingest_ack_timeout_ms);
     if (w == HR_TIMEOUT)
         bus_batch_abandon(batch);
     else

@@ -20,35 +20,26 @@ struct pipeline {
     int nworkers;
 };
 
-/* Is `role` in the comma list (or is the list "all")? */
-static bool has_role(const char *roles, const char *role)
-{
-    if (strcmp(roles, "all") == 0) return true;
-    size_t n = strlen(role);
-    const char *p = roles;
-    while (*p) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == n && strncmp(p, role, n) == 0) return true;
-        if (strncmp(role, "dispatch:", 9) == 0 && len == 8 && strncmp(p, "dispatch", 8) == 0)
-            return true;
-        p += len + (comma ? 1 : 0);
-    }
-    return false;
-}
-
 hr_t pipeline_start(app_t *app, pipeline_t **out)
 {
+    roles_t roles;
+    char why[256];
+    if (roles_parse(app->cfg->roles, &roles, why, sizeof(why)) != HR_OK) {
+        log_error("pipeline", "%s", why);
+        return HR_INVALID;
+    }
     pipeline_t *p = xcalloc(1, sizeof(*p));
-    const char *roles = app->cfg->roles;
     p->app = app;
-    if (has_role(roles, "fanout")) p->defs[p->ndefs++] = fanout_stage;
+    if (roles.fanout) p->defs[p->ndefs++] = fanout_stage;
     for (int ch = 0; ch < CH__COUNT; ch++) {
         stage_def_t d;
         dispatch_stage_def(ch, &d);
-        if (has_role(roles, d.name)) p->defs[p->ndefs++] = d;
+        if (roles_has_stage(&roles, d.name)) p->defs[p->ndefs++] = d;
     }
-    if (has_role(roles, "status")) p->defs[p->ndefs++] = status_stage;
+    if (roles.status) {
+        p->defs[p->ndefs] = status_stage;
+        p->defs[p->ndefs++].gather = app->cfg->status_gather; /* status.gather */
+    }
 
     int per = app->cfg->workers_per_stage;
     p->workers = xcalloc((size_t)(p->ndefs * per), sizeof(*p->workers));
@@ -73,7 +64,12 @@ void pipeline_stop(pipeline_t *p)
 {
     if (!p) return;
     atomic_store(&p->app->stopping, 1);
+    int64_t t0 = hclock_mono_ns();
     for (int i = 0; i < p->nworkers; i++) stage_worker_join(p->workers[i]);
+    if (p->nworkers)
+        log_info("shutdown", "pipeline: %d worker(s) of %d stage(s) stopped in %lld ms; "
+                             "their batches in flight were acknowledged and offsets committed",
+                 p->nworkers, p->ndefs, (long long)((hclock_mono_ns() - t0) / 1000000));
     free(p->workers);
     free(p);
 }

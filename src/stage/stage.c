@@ -256,7 +256,7 @@ static int gather(stage_worker_t *w, gathered_t *g, bus_msg_t *msgs, int n, int 
  * processes from there again after a back-off. A batch whose process()
  * said "not now" (HR_LATER) goes the same way without the back-off.
  */
-#define PIPELINE 4
+#define PIPELINE (w->app->cfg->pipeline_depth) /* pipeline.depth */
 
 /* Waits for the oldest batch in flight. true when its offsets were stored;
  * false when it failed (it stays in the ring). */

@@ -31,7 +31,7 @@ static void *sink_new(app_t *app, const stage_def_t *def, int worker)
 {
     sink_t *s = xcalloc(1, sizeof(*s));
     s->app = app;
-    s->cap = app->cfg->batch_max > SINK_GATHER ? app->cfg->batch_max : SINK_GATHER;
+    s->cap = app->cfg->batch_max > app->cfg->status_gather ? app->cfg->batch_max : app->cfg->status_gather;
     s->recs = xcalloc((size_t)s->cap, sizeof(*s->recs));
     s->ptrs = xcalloc((size_t)s->cap, sizeof(*s->ptrs));
     return s;
@@ -71,8 +71,8 @@ static hr_t sink_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, in
 }
 
 const stage_def_t status_stage = {
-    .name = "status",
-    .group = "status",
+    .name = STAGE_STATUS,
+    .group = GROUP_STATUS,
     .topic = TOPIC_STATUS,
     .state_new = sink_new,
     .state_free = sink_free,

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "core/common.h"
 
 static void test_defaults(void **st)
 {
@@ -111,6 +112,77 @@ static void test_file_and_env(void **st)
     unlink(path);
 }
 
+static void test_unit_suffixes_and_overflow(void **st)
+{
+    (void)st;
+    config_t c;
+    char why[256];
+    config_init(&c);
+    assert_int_equal(config_set(&c, "bus.segment_bytes", "64MiB", why, sizeof(why)), HR_OK);
+    assert_int_equal(c.bus_segment_bytes, 64LL << 20);
+    assert_int_equal(config_set(&c, "topics.retention.dlq_ms", "14d", why, sizeof(why)), HR_OK);
+    assert_int_equal(c.retention_dlq_ms, 14LL * 86400000);
+    assert_int_equal(config_set(&c, "topics.retention.raw_ms", "-1", why, sizeof(why)), HR_OK);
+    assert_int_equal(c.retention_raw_ms, -1);
+    /* 2^62 ms fits; times a day it does not, and must not wrap into range */
+    assert_int_equal(config_set(&c, "topics.retention.raw_ms", "4611686018427387904", why, sizeof(why)), HR_OK);
+    assert_int_not_equal(config_set(&c, "topics.retention.raw_ms", "4611686018427387904d", why, sizeof(why)), HR_OK);
+    assert_non_null(strstr(why, "topics.retention.raw_ms"));
+    /* 2^64 / 1024 wraps to 0 in 64 bits: refused, not accepted as 0 */
+    assert_int_not_equal(config_set(&c, "topics.retention.raw_ms", "18014398509481984k", why, sizeof(why)), HR_OK);
+    assert_int_not_equal(config_set(&c, "topics.retention.raw_ms", "-9223372036854775807d", why, sizeof(why)), HR_OK);
+    assert_int_equal(c.retention_raw_ms, INT64_C(4611686018427387904));
+    assert_int_not_equal(config_set(&c, "bus.segment_bytes", "1X", why, sizeof(why)), HR_OK);
+    assert_int_not_equal(config_set(&c, "bus.segment_bytes", "99999999999999999999", why, sizeof(why)), HR_OK);
+    config_release(&c);
+}
+
+static void test_knobs(void **st)
+{
+    (void)st;
+    config_t c;
+    char why[256];
+    config_init(&c);
+    assert_int_equal(c.http_connection_limit, 1024);
+    assert_int_equal(c.bus_embedded_max_pending, 64LL << 20);
+    assert_int_equal(c.pipeline_depth, 4);
+    assert_int_equal(c.ingest_ack_timeout_ms, 10000);
+    assert_int_equal(c.fanout_cache_bytes, 128LL << 20);
+    assert_int_equal(c.status_gather, 8192);
+    assert_int_equal(config_set(&c, "bus.embedded.max_pending_bytes", "1MiB", why, sizeof(why)), HR_OK);
+    assert_int_equal(c.bus_embedded_max_pending, 1 << 20);
+    assert_int_not_equal(config_set(&c, "pipeline.depth", "0", why, sizeof(why)), HR_OK);
+    assert_non_null(strstr(why, "pipeline.depth"));
+    assert_int_equal(config_set(&c, "ingest.ack_timeout_ms", "2s", why, sizeof(why)), HR_OK);
+    assert_int_equal(c.ingest_ack_timeout_ms, 2000);
+    assert_int_equal(config_set(&c, "roles", "ingest,dispatch:sms", why, sizeof(why)), HR_OK);
+    assert_int_not_equal(config_set(&c, "roles", "ingest,dispatch:fax", why, sizeof(why)), HR_OK);
+    assert_non_null(strstr(why, "'dispatch:fax'"));
+    assert_string_equal(c.roles, "ingest,dispatch:sms");
+    /* embedded settings are not kafka passthrough */
+    assert_null(config_kafka_kv(&c)[0]);
+    config_release(&c);
+}
+
+static void test_env_kafka_underscore(void **st)
+{
+    (void)st;
+    config_t c;
+    char why[256];
+    config_init(&c);
+    setenv("HERALD_KAFKA_SASL_OAUTHBEARER_CLIENT__ID", "me", 1);
+    setenv("HERALD_BUS_EMBEDDED_MAX_PENDING_BYTES", "8192", 1);
+    assert_int_equal(config_load_env(&c, why, sizeof(why)), HR_OK);
+    const char *const *kv = config_kafka_kv(&c);
+    assert_string_equal(kv[0], "sasl.oauthbearer.client_id");
+    assert_string_equal(kv[1], "me");
+    assert_null(kv[2]);
+    assert_int_equal(c.bus_embedded_max_pending, 8192);
+    unsetenv("HERALD_KAFKA_SASL_OAUTHBEARER_CLIENT__ID");
+    unsetenv("HERALD_BUS_EMBEDDED_MAX_PENDING_BYTES");
+    config_release(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -118,6 +190,9 @@ int main(void)
         cmocka_unit_test(test_set_validates_and_names_key),
         cmocka_unit_test(test_kafka_passthrough),
         cmocka_unit_test(test_file_and_env),
+        cmocka_unit_test(test_unit_suffixes_and_overflow),
+        cmocka_unit_test(test_knobs),
+        cmocka_unit_test(test_env_kafka_underscore),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,179 @@
+/*
+ * app.c - assembles the running services from the config: the bus, the
+ * store and the topics (app_open), then the pipeline stages and the HTTP
+ * API the roles name (app_start_services), and takes them down in the
+ * reverse order (app_close).
+ *
+ * DESIGN
+ *  Shutdown goes from the edge inwards so that every accepted event gets
+ *  its completion: the HTTP API stops first (no new events; requests in
+ *  progress finish), then the stages drain (each worker waits for the
+ *  acknowledgements of its batches in flight and commits its offsets), and
+ *  last the bus flushes whatever is still queued - the records of ingest
+ *  requests that already answered 503 after ingest.ack_timeout_ms. The log
+ *  says how many records each step still had in flight.
+ */
+#include "app.h"
+
+#include "provider/provider.h"
+
+#include "core/log.h"
+#include "http/http.h"
+#include "stage/stage.h"
+#include "stage/topics.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How long the final bus flush may take before the bus fails what is left. */
+#define APP_FLUSH_TIMEOUT_MS 10000
+
+/* The app and what app.c keeps about it. */
+typedef struct app_impl {
+    app_t app;                  /* first: app_close() gets back from &app */
+    roles_t roles;
+    pipeline_t *pipe;
+    http_server_t *http;
+    bool started;               /* app_start_services ran */
+} app_impl_t;
+
+static app_impl_t *impl_of(app_t *app) { return (app_impl_t *)((char *)app - offsetof(app_impl_t, app)); }
+
+static hr_t open_bus(const config_t *cfg, bus_t **bus, char *why, size_t why_len)
+{
+    char *dir = xasprintf("%s/bus", cfg->data_dir);
+    bool embedded = strcmp(cfg->bus_backend, "embedded") == 0;
+    /* Each backend gets its own settings: kafka.* go to librdkafka only. */
+    char pending[32];
+    snprintf(pending, sizeof(pending), "%lld", (long long)cfg->bus_embedded_max_pending);
+    const char *const embedded_kv[] = {"max_pending_bytes", pending, NULL};
+    const char *const *kafka_kv = config_kafka_kv(cfg);
+    if (embedded)
+        for (size_t i = 0; kafka_kv[i] && kafka_kv[i + 1]; i += 2)
+            log_warn("bus", "kafka.%s ignored: the bus is embedded", kafka_kv[i]);
+    bus_opts_t o = {
+        .backend = cfg->bus_backend,
+        .dir = dir,
+        .fsync = cfg->bus_fsync,
+        .fsync_interval_ms = cfg->bus_fsync_interval_ms,
+        .segment_bytes = cfg->bus_segment_bytes,
+        .flush_interval_us = cfg->bus_flush_interval_us,
+        .brokers = cfg->kafka_brokers,
+        .kv = embedded ? embedded_kv : kafka_kv,
+    };
+    hr_t r = bus_open(&o, bus);
+    free(dir);
+    if (r != HR_OK)
+        snprintf(why, why_len, "cannot open the %s bus: %s%s", cfg->bus_backend, hr_str(r),
+                 r == HR_CONFLICT ? " (another herald owns this data dir)" : "");
+    return r;
+}
+
+static hr_t open_store(const config_t *cfg, store_t **store, char *why, size_t why_len)
+{
+    if (mkdir_p(cfg->data_dir, 0755) != HR_OK) {
+        snprintf(why, why_len, "cannot create data dir %s", cfg->data_dir);
+        return HR_ERR;
+    }
+    char *dsn = cfg->store_dsn[0] ? xstrdup(cfg->store_dsn)
+                                  : xasprintf("%s/herald.db", cfg->data_dir);
+    hr_t r = store_open(cfg->store_backend, dsn, store);
+    if (r != HR_OK) snprintf(why, why_len, "cannot open the store %s: %s", dsn, hr_str(r));
+    free(dsn);
+    return r;
+}
+
+hr_t app_open(config_t *cfg, app_open_opts_t *o, app_t **out)
+{
+    app_impl_t *a = xcalloc(1, sizeof(*a));
+    hr_t r;
+    *out = NULL;
+    o->why[0] = '\0';
+    a->app.cfg = cfg;
+    if ((r = roles_parse(cfg->roles, &a->roles, o->why, sizeof(o->why))) != HR_OK) goto out;
+    if ((r = provider_config_check(cfg, o->why, sizeof(o->why))) != HR_OK) goto out;
+    if (o->store && (r = open_store(cfg, &a->app.store, o->why, sizeof(o->why))) != HR_OK) goto out;
+    if ((r = open_bus(cfg, &a->app.bus, o->why, sizeof(o->why))) != HR_OK) goto out;
+    if (o->topics && (r = topics_create_all(&a->app)) != HR_OK) {
+        snprintf(o->why, sizeof(o->why), "cannot create the topics on the %s bus: %s",
+                 cfg->bus_backend, hr_str(r));
+        goto out;
+    }
+    *out = &a->app;
+    a = NULL;
+out:
+    if (a) app_close(&a->app);
+    return r;
+}
+
+hr_t app_start_services(app_t *app, char *why, size_t why_len)
+{
+    app_impl_t *a = impl_of(app);
+    const config_t *cfg = app->cfg;
+    hr_t r;
+    a->started = true;
+    if ((r = pipeline_start(app, &a->pipe)) != HR_OK) {
+        snprintf(why, why_len, "cannot start the pipeline stages (%s): %s", cfg->roles, hr_str(r));
+        return r;
+    }
+    /* every process serves /healthz, /readyz and /metrics; the rest of
+     * the API only with the ingest role (http/server.c) */
+    if ((r = http_start(app, cfg->listen, &a->http)) != HR_OK) {
+        snprintf(why, why_len, "cannot listen on %s", cfg->listen);
+        pipeline_stop(a->pipe);
+        a->pipe = NULL;
+        return r;
+    }
+    return HR_OK;
+}
+
+int app_http_port(const app_t *app)
+{
+    const app_impl_t *a = (const app_impl_t *)((const char *)app - offsetof(app_impl_t, app));
+    return a->http ? http_port(a->http) : 0;
+}
+
+/* Flushes the bus and says what was in flight. */
+static void flush_bus(app_impl_t *a)
+{
+    bus_t *bus = a->app.bus;
+    int64_t before = bus_outstanding(bus);
+    int64_t t0 = hclock_mono_ns();
+    hr_t r = bus_flush(bus, APP_FLUSH_TIMEOUT_MS);
+    long long ms = (long long)((hclock_mono_ns() - t0) / 1000000);
+    if (r == HR_OK) {
+        if (a->started || before > 0)
+            log_info("shutdown", "bus flushed: %lld record(s) were awaiting acknowledgement, "
+                                 "all acknowledged in %lld ms",
+                     (long long)(before > 0 ? before : 0), ms);
+        return;
+    }
+    int64_t left = bus_outstanding(bus);
+    log_warn("shutdown", "bus flush %s after %lld ms: %lld of %lld record(s) still "
+                         "unacknowledged; closing the bus fails them",
+             r == HR_TIMEOUT ? "timed out" : hr_str(r), ms, (long long)left,
+             (long long)before);
+}
+
+void app_close(app_t *app)
+{
+    if (!app) return;
+    app_impl_t *a = impl_of(app);
+    if (a->http) {
+        http_stop(a->http); /* no new events; requests in progress finish */
+        a->http = NULL;
+        log_info("shutdown", "HTTP API stopped");
+    }
+    if (a->pipe) {
+        pipeline_stop(a->pipe); /* drain batches, commit offsets */
+        a->pipe = NULL;
+    }
+    if (app->bus) {
+        flush_bus(a);
+        bus_close(app->bus);
+    }
+    store_close(app->store);
+    free(a);
+}
