@@ -33,7 +33,7 @@ static void check_decode(const char *s, size_t n, bool plus_space)
     if (strlen(d) == dlen) { /* no NUL inside: encode and decode again */
         buf_t b;
         buf_init(&b, 0);
-        pct_encode(&b, d);
+        http_pct_encode(&b, d);
         char *again = NULL;
         size_t alen = 0;
         if (!http_pct_decode(b.data, b.len, false, &again, &alen)) abort();
@@ -41,7 +41,7 @@ static void check_decode(const char *s, size_t n, bool plus_space)
         free(again);
         buf_release(&b);
     }
-    (void)id_valid(d, dlen);
+    (void)http_id_valid(d, dlen);
     free(d);
 }
 
@@ -54,11 +54,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = size - 1;
 
     check_decode(raw, n, sel & 0x80);
-    (void)text_printable(raw, n);
+    (void)http_text_printable(raw, n);
 
     char *path = xstrndup(raw, n); /* the server hands the router a C string */
+    /* the router reads the table from the server: the real route table */
+    static http_server_t srv;
+    srv.routes = http_routes;
+    srv.nroutes = http_nroutes;
     http_req_t rq;
     memset(&rq, 0, sizeof(rq));
+    rq.srv = &srv;
     rq.method = methods[sel % ARRAY_LEN(methods)];
     rq.path = path;
     unsigned allow = 0;
@@ -68,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (r == HR_OK && !rq.route) abort();
     if (rq.nparams > HTTP_MAX_PARAMS) abort();
     for (int i = 0; i < rq.nparams; i++) {
-        if (!id_valid(rq.params[i], strlen(rq.params[i]))) abort();
+        if (!http_id_valid(rq.params[i], strlen(rq.params[i]))) abort();
         free(rq.params[i]);
     }
     char allow_text[64];
