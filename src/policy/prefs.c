@@ -70,5 +70,11 @@ bool prefs_deliver(const pref_t *p, int n, const char *category, channel_t ch, p
 {
     if (!required) return prefs_allowed(p, n, category, ch);
     if (prio == PRIO_CRITICAL) return true;
-    return prefs_allowed(p, n, NULL, ch); /* only the channel switch counts */
+    /* An opt-out of the category does not count; an opt-in does (it beats
+     * the switch as for any category); otherwise the channel switch. */
+    if (category && category[0])
+        for (int i = 0; i < n; i++)
+            if (p[i].channel == ch && p[i].enabled && p[i].category && strcmp(p[i].category, category) == 0)
+                return true;
+    return prefs_allowed(p, n, NULL, ch);
 }

@@ -7,17 +7,19 @@
  * The rules (docs/design.md §1, issue "dispatch policy"):
  *  - A category may be REQUIRED (policy.required_categories, e.g. security
  *    alerts and one-time codes): users cannot opt out of it. A preference
- *    naming a required category is ignored; the channel switch (category
- *    "", "no SMS at all") still applies to a required notification unless
- *    it is critical.
+ *    turning a required category off is ignored (one turning it on counts,
+ *    as for any category); the channel switch (category "", "no SMS at
+ *    all") still applies to a required notification unless it is critical,
+ *    so a required alert reaches the user on the channels they keep on.
  *  - `critical` priority overrides preferences ONLY for required categories:
  *    a critical notification of a required category ignores every
  *    preference; a critical notification of any other category honours them
  *    like any other priority. (Critical also bypasses quiet hours and rate
  *    limits; the dispatcher decides that from the record's priority.)
- * Preferences that opt out of a required category are stored as given (the
- * API does not know the process's configuration); they simply have no
- * effect while the category is required.
+ * Preferences that opt out of a required category are stored as given
+ * (accepted by the API, which would otherwise refuse preferences that were
+ * valid when written each time the setting changes); they have no effect
+ * while the category is required.
  *
  * Pure: no I/O, no state; any thread.
  */
