@@ -8,6 +8,7 @@
 #include "config/config.h"
 
 #include "model/names.h"
+#include "policy/prefs.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -101,12 +102,28 @@ static const opt_t opts[] = {
      "Diagnostic log level."},
     {"sandbox.mode", OPT_ENUM, F(provider_mode), "file", 0, 0, "file|null",
      "Sandbox provider: append a JSON line per delivery, or record nothing (benchmarks)."},
+    {"policy.required_categories", OPT_STR, F(required_categories), "security,otp", 0, 0, NULL,
+     "Categories users cannot opt out of, comma separated (empty: none). Preferences naming "
+     "them are ignored; a critical notification of one also ignores the channel switches. "
+     "Critical priority overrides no preference of any other category."},
 };
 
 static hr_t check_roles(const char *value, char *why, size_t why_len)
 {
     roles_t r;
     return roles_parse(value, &r, why, why_len);
+}
+
+static hr_t check_categories(const char *value, char *why, size_t why_len)
+{
+    prefs_required_t r;
+    if (prefs_required_parse(value, &r) == HR_OK) {
+        prefs_required_clear(&r);
+        return HR_OK;
+    }
+    snprintf(why, why_len, "policy.required_categories: '%s' is not a comma list of category names "
+             "(letters, digits, _ - . :, at most %d bytes each)", value, PREFS_CATEGORY_MAX);
+    return HR_INVALID;
 }
 
 /* String settings with a syntax of their own: checked when set, naming the
@@ -116,6 +133,7 @@ static const struct {
     hr_t (*check)(const char *value, char *why, size_t why_len);
 } checks[] = {
     {"roles", check_roles},
+    {"policy.required_categories", check_categories},
 };
 
 static const opt_t *find(const char *name)

@@ -49,6 +49,7 @@ typedef struct config {
     int status_gather;          /* status.gather rows per store transaction */
     char *log_level;            /* log.level */
     char *provider_mode;        /* sandbox.mode file|null */
+    char *required_categories;  /* policy.required_categories, comma list (policy/prefs.h) */
     /* kafka.* passthrough, NULL-terminated key/value pairs */
     char **kafka_kv;
     int kafka_kv_n;

@@ -1,15 +1,88 @@
 /*
  * api_events.c - POST /v1/events: validate a batch of events (herald or
  * CloudEvents shape) and publish it to raw-events.
+ *
+ * Fail early: an event that fan-out could only dead-letter - its type has
+ * no template on any channel and it carries no inline content - is refused
+ * with 422 naming `type` (`channels` when its content has no per-channel
+ * part and nothing else chooses a channel). Which channels have templates
+ * is cached per type (type_channels), so a batch costs no store read while
+ * templates stay unchanged: entries are keyed by the store's templates
+ * epoch (any template written through this process invalidates them) and
+ * live TYPES_TTL_MS (a template written by another process sharing the
+ * store is seen within that).
  */
 #include "http/api_int.h"
 
+#include "core/hash.h"
 #include "stage/ingest.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define EVENTS_BATCH_MAX 1000
+#define TYPES_CACHE 256         /* slots, direct-mapped by the type's hash */
+#define TYPES_TTL_MS 2000
+#define TYPES_NAME_MAX 128      /* longer type names are not cached */
+
+typedef struct type_slot {
+    const store_t *store;
+    uint64_t epoch;
+    int64_t at_ms;
+    unsigned mask;
+    char type[TYPES_NAME_MAX];
+} type_slot_t;
+
+static pthread_mutex_t types_mu = PTHREAD_MUTEX_INITIALIZER;
+static type_slot_t types[TYPES_CACHE];
+
+/* The channels having a template for type: from the cache, or the store.
+ * Any HTTP thread. */
+static hr_t type_channels(store_t *s, const char *type, unsigned *mask)
+{
+    size_t n = strlen(type);
+    bool cacheable = n < TYPES_NAME_MAX;
+    type_slot_t *slot = &types[fnv1a64(type, n) % TYPES_CACHE];
+    uint64_t epoch = store_templates_epoch(s);
+    int64_t now = hclock_now_ms();
+    if (cacheable) {
+        pthread_mutex_lock(&types_mu);
+        bool hit = slot->store == s && slot->epoch == epoch && now - slot->at_ms < TYPES_TTL_MS &&
+                   strcmp(slot->type, type) == 0;
+        if (hit) *mask = slot->mask;
+        pthread_mutex_unlock(&types_mu);
+        if (hit) return HR_OK;
+    }
+    hr_t r = store_template_channels(s, type, mask);
+    if (r == HR_OK && cacheable) {
+        pthread_mutex_lock(&types_mu);
+        slot->store = s;
+        slot->epoch = epoch; /* read before the query: a change during it is a miss next time */
+        slot->at_ms = now;
+        slot->mask = *mask;
+        memcpy(slot->type, type, n + 1);
+        pthread_mutex_unlock(&types_mu);
+    }
+    return r;
+}
+
+/* Can fan-out make a notification of ev at all? HR_INVALID with pb filled
+ * when not; a store error otherwise. */
+static hr_t check_deliverable(store_t *s, const event_t *ev, problem_t *pb)
+{
+    if (ev->content && (ev->channels_mask || ev->content_mask)) return HR_OK;
+    unsigned mask = 0;
+    hr_t r = type_channels(s, ev->type, &mask);
+    if (r != HR_OK || mask) return r;
+    if (!ev->content)
+        api_bad(pb, "type", "has no template on any channel (PUT /v1/templates/%s/{channel}) "
+                "and the event carries no inline content", ev->type);
+    else
+        api_bad(pb, "channels", "is needed: the type has no template and content has no "
+                "per-channel part, so nothing says where to send it");
+    return HR_INVALID;
+}
 
 void api_events_post(http_req_t *rq, http_resp_t *rs)
 {
@@ -48,11 +121,26 @@ void api_events_post(http_req_t *rq, http_resp_t *rs)
     }
 
     /* validate every event before publishing any */
+    char f[160];
     evs = xcalloc((size_t)n, sizeof(*evs));
     for (ok = 0; ok < n; ok++) {
         json_t *e = is_array ? json_array_get(doc, (size_t)ok) : doc;
-        if (event_from_json(e, &evs[ok], &pb) == HR_OK) continue;
-        char f[160];
+        if (event_from_json(e, &evs[ok], &pb) == HR_OK) {
+            /* without a store (a process that only ingests), fan-out decides */
+            hr_t r = app->store ? check_deliverable(app->store, &evs[ok], &pb) : HR_OK;
+            if (r == HR_OK) continue;
+            ok++; /* parsed: freed below */
+            if (r != HR_INVALID) {
+                api_answer_backend(rs, r, "templates");
+                goto rejected;
+            }
+            if (is_array)
+                api_fieldf(f, sizeof(f), "[%d].%s", ok - 1, pb.field);
+            else
+                api_fieldf(f, sizeof(f), "%s", pb.field);
+            resp_problem(rs, 422, PROBLEM_VALIDATION, f, "%s %s", pb.field, pb.detail);
+            goto rejected;
+        }
         if (is_array)
             api_fieldf(f, sizeof(f), pb.field[0] ? "[%d].%s" : "[%d]%s", ok, pb.field);
         else

@@ -15,11 +15,13 @@
  *   herald:      {"event_id","type","audience",...}
  *   CloudEvents: {"specversion":"1.0","id","type","source","time","subject",
  *                 "data":{...}}, with herald's attributes (audience, actor,
- *                 category, priority, channels, tenant) as top-level
+ *                 category, priority, channels, tenant, send_at,
+ *                 content) as top-level
  *                 extension attributes or inside data; the top level wins.
  *                 subject stands in for actor when actor is absent.
  */
 #include "model/event.h"
+#include "model/template.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -169,6 +171,58 @@ static hr_t parse_channels(json_t *chs, const char *field, event_t *ev, problem_
     return HR_OK;
 }
 
+/* One content object: only "title" and "body" (strings, template syntax),
+ * at least one of them; or, at the top level (top), channel names too. */
+static hr_t parse_content_obj(json_t *obj, const char *field, bool top, event_t *ev, problem_t *pb)
+{
+    char name[128], why[200];
+    const char *key;
+    json_t *v;
+    int texts = 0;
+    if (!json_is_object(obj)) return fail(pb, field, "must be an object with title and/or body");
+    json_object_foreach(obj, key, v) {
+        field_name(name, sizeof(name), "%s.%s", field, key);
+        bool title = strcmp(key, "title") == 0;
+        if (title || strcmp(key, "body") == 0) {
+            const char *s;
+            hr_t r = take_string(v, name, title ? EVENT_CONTENT_TITLE_MAX : EVENT_CONTENT_BODY_MAX,
+                                 true, &s, pb);
+            if (r != HR_OK) return r;
+            if (tmpl_check(s, why, sizeof(why)) != HR_OK) return fail(pb, name, "%s", why);
+            texts++;
+            continue;
+        }
+        int ch = top ? channel_parse(key, strlen(key)) : -1;
+        if (ch < 0)
+            return fail(pb, name, top ? "unknown key (want title, body or a channel name)"
+                                      : "unknown key (want title or body)");
+        hr_t r = parse_content_obj(v, name, false, ev, pb);
+        if (r != HR_OK) return r;
+        ev->content_mask |= 1u << ch;
+    }
+    if (top) {
+        ev->content_default = texts > 0;
+        if (!texts && !ev->content_mask)
+            return fail(pb, field, "must have title and/or body, or content per channel");
+    } else if (!texts) {
+        return fail(pb, field, "must have title and/or body");
+    }
+    return HR_OK;
+}
+
+bool event_content_for(const event_t *ev, channel_t ch, const char **title, const char **body)
+{
+    json_t *obj = NULL;
+    if (!ev->content) return false;
+    if (ev->content_mask & (1u << ch)) obj = json_object_get(ev->content, channel_name(ch));
+    else if (ev->content_default) obj = ev->content;
+    if (!obj) return false;
+    json_t *t = json_object_get(obj, "title"), *b = json_object_get(obj, "body");
+    *title = json_is_string(t) ? json_string_value(t) : "";
+    *body = json_is_string(b) ? json_string_value(b) : "";
+    return true;
+}
+
 static hr_t optional_string(json_t *v, const char *field, const char **out, problem_t *pb)
 {
     if (!v) return HR_OK;
@@ -240,6 +294,21 @@ hr_t event_from_json(json_t *obj, event_t *ev, problem_t *pb)
 
     v = attribute(obj, e.data, ce, "audience", name, sizeof(name));
     if ((r = parse_audience(v, name, &e, pb)) != HR_OK) return r;
+
+    v = attribute(obj, e.data, ce, "send_at", name, sizeof(name));
+    if (v) {
+        if (!json_is_string(v) || parse_rfc3339_ms(json_string_value(v), &e.send_at_ms) != HR_OK)
+            return fail(pb, name, "is not an RFC 3339 time like 2024-05-01T12:00:00Z");
+        if (e.send_at_ms > hclock_now_ms() + EVENT_SEND_AT_MAX_AHEAD_MS)
+            return fail(pb, name, "is more than a year ahead");
+        if (e.send_at_ms <= 0) e.send_at_ms = 0; /* 1970 or before: now */
+    }
+
+    v = attribute(obj, e.data, ce, "content", name, sizeof(name));
+    if (v) {
+        if ((r = parse_content_obj(v, name, true, &e, pb)) != HR_OK) return r;
+        e.content = v;
+    }
 
     if ((v = member(obj, "_accepted_at_us"))) {
         if (!json_is_integer(v) || json_integer_value(v) < 0)

@@ -32,7 +32,32 @@ typedef struct event {
     json_t *data;               /* borrowed: object, may be NULL */
     unsigned channels_mask;     /* bit per channel_t; 0 = template set */
     int64_t accepted_at_us;     /* set by ingest ("_accepted_at_us"), 0 if absent */
+    int64_t send_at_ms;         /* "send_at": deliver no earlier than this (ms since
+                                 * epoch); 0 when absent. A past time means now. */
+    json_t *content;            /* borrowed: inline "content" object, NULL if absent */
+    unsigned content_mask;      /* channels content names ({"push":{...}}) */
+    bool content_default;       /* content has a title/body for every channel */
 } event_t;
+
+/* Inline content (instead of a template), per channel or for all:
+ *   "content": {"title": "...", "body": "...",            <- every channel
+ *               "push": {"title": "...", "body": "..."},   <- push only
+ *               "email": {...}}
+ * A channel's own object wins over the top-level title/body. Each text is
+ * rendered like a template ({{actor}}, {{data.x}}; text without {{ is sent
+ * as is). An object needs title or body (a missing one is empty); other
+ * keys are refused. Channels: `channels` when given, else the type's
+ * templates plus the channels content names; top-level title/body alone
+ * chooses no channel. */
+#define EVENT_CONTENT_TITLE_MAX 1024
+#define EVENT_CONTENT_BODY_MAX (64 * 1024)
+/* send_at further ahead than this is refused (naming send_at). */
+#define EVENT_SEND_AT_MAX_AHEAD_MS (366LL * 24 * 3600 * 1000)
+
+/* The inline content for channel ch: true with *title and *body set
+ * (borrowed from ev->doc; "" when the object lacks one) when the event
+ * carries content for ch, false when ch uses a template. */
+bool event_content_for(const event_t *ev, channel_t ch, const char **title, const char **body);
 
 /* A validation failure: which field and why. Static strings or owned by
  * the problem (free with problem_clear). */

@@ -4,6 +4,7 @@
 #include "model/validate.h"
 
 #include <string.h>
+#include <unicode/ucal.h>
 
 static bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -49,6 +50,13 @@ bool valid_locale(const char *s)
     return true;
 }
 
+/* Existence is asked of ICU's copy of the tz database rather than of the C
+ * library's /usr/share/zoneinfo: quiet hours are computed with ICU
+ * (policy/quiet.c), so a zone the API admits is exactly a zone the
+ * dispatcher can evaluate, whatever tzdata package the host has. The
+ * syntax check comes first, so ICU only ever sees short ASCII names (no
+ * "..", no NUL). isSystemID is false for custom ids like "GMT+05:00",
+ * which ICU would otherwise canonicalise and accept. */
 bool valid_timezone(const char *s)
 {
     size_t n = strlen(s);
@@ -56,7 +64,13 @@ bool valid_timezone(const char *s)
     for (const char *p = s; *p; p++)
         if (!(is_alpha(*p) || is_digit(*p) || *p == '/' || *p == '_' || *p == '-' || *p == '+'))
             return false;
-    return true;
+    UChar id[VALID_TIMEZONE_MAX], canon[128];
+    for (size_t i = 0; i < n; i++) id[i] = (UChar)(unsigned char)s[i];
+    UBool system = 0;
+    UErrorCode err = U_ZERO_ERROR;
+    ucal_getCanonicalTimeZoneID(id, (int32_t)n, canon, (int32_t)(sizeof(canon) / sizeof(canon[0])),
+                                &system, &err);
+    return U_SUCCESS(err) && system;
 }
 
 bool valid_url(const char *s)

@@ -29,9 +29,11 @@ bool valid_hhmm(const char *s, int *minute_of_day);
 /* BCP 47-ish: 2..VALID_LOCALE_MAX letters, digits, '-' and '_', starting
  * with a letter ("en", "pt-BR"). */
 bool valid_locale(const char *s);
-/* IANA zone name syntax: "UTC", "Europe/Paris", "Etc/GMT+5"; letters,
- * digits, '/', '_', '-', '+', not starting or ending with '/'. Whether the
- * zone exists is checked where quiet hours are evaluated. */
+/* An IANA time zone that exists in the tz database (ICU's): "UTC",
+ * "Europe/Paris", "Etc/GMT+5"; at most VALID_TIMEZONE_MAX bytes of letters,
+ * digits, '/', '_', '-', '+', not starting or ending with '/'. Links
+ * ("US/Eastern") are accepted; "Mars/Olympus" and custom ids ("GMT+05:00")
+ * are not. Thread-safe. */
 bool valid_timezone(const char *s);
 /* http:// or https:// with a host part, no spaces; at most VALID_URL_MAX. */
 bool valid_url(const char *s);

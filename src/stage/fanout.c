@@ -6,9 +6,12 @@
  * (a second publish of the same id is dropped; re-processing the same record
  * after a crash is not a duplicate and fans out again, producing the same
  * notification ids), resolve the audience page by page, and for each
- * recipient and channel render the template in the user's locale, honour the
- * per-channel and per-category opt-outs, and produce the notification keyed
- * by the receiver's user id.
+ * recipient and channel render the template in the user's locale (or the
+ * event's inline content), honour the per-channel and per-category opt-outs
+ * (policy/prefs.h: required categories, critical priority), and produce the
+ * notification keyed by the receiver's user id. The record carries what the
+ * dispatcher's policy needs: priority, the recipient's time zone and quiet
+ * hours (from the recipient cache), and due_at (the event's send_at, or now).
  *
  * Per polled batch, not per event or per recipient, so that the store is
  * off the hot path:
@@ -112,6 +115,7 @@ typedef struct fanout {
     buf_t body;
     recip_cache_t *rcache;
     recip_reader_t *recips;
+    prefs_required_t required;  /* policy.required_categories */
     tmpl_slot_t cache[TMPL_CACHE];
     int ncache;
     uint64_t tmpl_epoch;
@@ -139,6 +143,9 @@ static void *fanout_new(app_t *app, const stage_def_t *def, int worker)
     if (!f->rcache) f->rcache = recip_cache_new(app->store, (size_t)app->cfg->fanout_cache_bytes / 8, RECIP_TTL_MS);
     f->recips = recip_reader_new(f->rcache);
     f->tmpl_epoch = store_templates_epoch(app->store);
+    if (prefs_required_parse(app->cfg->required_categories, &f->required) != HR_OK)
+        log_warn("fanout", "policy.required_categories '%s' is malformed; no category is required",
+                 app->cfg->required_categories);
     f->cap = app->cfg->batch_max;
     f->evs = xcalloc((size_t)f->cap, sizeof(*f->evs));
     f->ok = xcalloc((size_t)f->cap, sizeof(*f->ok));
@@ -164,6 +171,7 @@ static void fanout_free(void *state)
     cache_clear(f);
     recip_reader_free(f->recips);
     cache_release(f->rcache);
+    prefs_required_clear(&f->required);
     buf_release(&f->enc);
     buf_release(&f->title);
     buf_release(&f->body);
@@ -253,8 +261,10 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
     const recipient_t *rc = recip_get(f->recips, user_id, &r);
     if (!rc) return r;
     const char *category = ev->category ? ev->category : "default";
+    bool required = prefs_required_has(&f->required, category);
     const char *locale = rc->locale;
     int64_t now = hclock_now_ms();
+    int64_t due = ev->send_at_ms > now ? ev->send_at_ms : now;
     size_t uid_len = strlen(user_id);
     r = HR_OK;
     for (int ch = 0; ch < CH__COUNT && r == HR_OK; ch++) {
@@ -268,15 +278,15 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
             .status = ST_PENDING,
             .attempt = 1,
             .created_at_ms = now,
-            .due_at_ms = now,
+            .due_at_ms = due,
             .accepted_at_us = ev->accepted_at_us,
             .notification_id = {nid, 32},
             .event_id = HSTR(ev->event_id),
             .user_id = {user_id, uid_len},
             .category = HSTR(category),
-            /* the recipient cache has no time zone or quiet hours yet */
-            .quiet_start_min = NOTIF_QUIET_NONE,
-            .quiet_end_min = NOTIF_QUIET_NONE,
+            .timezone = HSTR(rc->timezone),
+            .quiet_start_min = rc->quiet_start_min,
+            .quiet_end_min = rc->quiet_end_min,
         };
         if (replay) {
             bool sent = false;
@@ -287,8 +297,7 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
             r = emit_status(f, &n, ST_FAILED, "unknown_user", batch);
             continue;
         }
-        if (ev->priority != PRIO_CRITICAL &&
-            !prefs_allowed(rc->prefs, rc->nprefs, category, (channel_t)ch)) {
+        if (!prefs_deliver(rc->prefs, rc->nprefs, category, (channel_t)ch, ev->priority, required)) {
             r = emit_status(f, &n, ST_SUPPRESSED, "preference", batch);
             continue;
         }
@@ -296,16 +305,21 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
             r = emit_status(f, &n, ST_SUPPRESSED, "no_address", batch);
             continue;
         }
-        const template_rec_t *t = template_for(f, ev->type, ch, locale);
-        if (!t) {
-            r = emit_status(f, &n, ST_FAILED, "no_template", batch);
-            continue;
+        const char *title, *body;
+        if (!event_content_for(ev, (channel_t)ch, &title, &body)) {
+            const template_rec_t *t = template_for(f, ev->type, ch, locale);
+            if (!t) {
+                r = emit_status(f, &n, ST_FAILED, "no_template", batch);
+                continue;
+            }
+            title = t->title ? t->title : "";
+            body = t->body ? t->body : "";
         }
         tmpl_ctx_t ctx = {.ev = ev, .user_id = user_id, .locale = locale};
         buf_reset(&f->title);
         buf_reset(&f->body);
-        tmpl_render(t->title ? t->title : "", &ctx, &f->title); /* truncated at the limit */
-        tmpl_render(t->body ? t->body : "", &ctx, &f->body);
+        tmpl_render(title, &ctx, &f->title); /* truncated at the limit */
+        tmpl_render(body, &ctx, &f->body);
         n.title = (hstr_t){f->title.data ? f->title.data : "", f->title.len};
         n.body = (hstr_t){f->body.data ? f->body.data : "", f->body.len};
         n.address = (hstr_t){rc->addr[ch], rc->addr_len[ch]};
@@ -355,10 +369,15 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, cla
     }
     unsigned mask = ev->channels_mask;
     hr_t r;
-    if (!mask && (r = template_mask(f, ev->type, &mask)) != HR_OK) return r;
     if (!mask) {
+        if ((r = template_mask(f, ev->type, &mask)) != HR_OK) return r;
+        mask |= ev->content_mask;
+    }
+    if (!mask) {
+        /* The API refuses these (422 naming type); they come from elsewhere. */
         char reason[300];
-        snprintf(reason, sizeof(reason), "no templates for event type '%s'", ev->type);
+        snprintf(reason, sizeof(reason), "no templates for event type '%s' and no inline content",
+                 ev->type);
         return stage_dead_letter(app, m, "fanout", reason, batch);
     }
     bool replay = claim == CLAIM_SAME;

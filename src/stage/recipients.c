@@ -9,11 +9,17 @@
  * id's hash, and sets are guarded by NSTRIPES mutexes (set % NSTRIPES). A
  * reader copies a hit out under the lock and unpacks its copy, so entries
  * can be replaced by other threads at any time.
+ *
+ * Time zones are interned: an entry holds a 16-bit id into the cache's
+ * zone table (a few hundred IANA names are in use; the table holds up to
+ * ZONES_MAX and never forgets one), and quiet hours are two int16 minutes
+ * of the day - 6 bytes per user instead of a string each.
  */
 #include "stage/recipients.h"
 
 #include "core/hash.h"
 #include "core/log.h"
+#include "model/validate.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -26,6 +32,8 @@
 #define EST_ENTRY_BYTES 144     /* sizing guess per entry (a slab slot) */
 #define MAX_ENTRY_BYTES 2048    /* larger users are not cached (read on every use) */
 #define PREFETCH_CHUNK 512
+#define ZONES_MAX 4096          /* distinct time zone names a cache interns */
+#define ZONE_HASH 8192          /* open-addressing slots (power of two, > 2 * ZONES_MAX) */
 
 /* The strings of an entry, in order. */
 enum { S_ID, S_LOCALE, S_PUSH, S_SMS, S_EMAIL, S_HOOK, S_PLATFORM, S__N };
@@ -36,6 +44,9 @@ typedef struct __attribute__((packed)) rentry {
     uint32_t push_len;          /* up to 16 devices of 4 KB tokens */
     uint16_t len[S__N];         /* the other string lengths */
     uint16_t nprefs;
+    uint16_t zone;              /* time zone: index in the cache's zone table; 0 = unknown */
+    int16_t quiet_start;        /* quiet hours (minutes of the day) or NOTIF_QUIET_NONE */
+    int16_t quiet_end;
     bool known;
     bool used;                  /* CLOCK reference bit */
     /* then: the strings (id, locale and platform NUL-terminated, the
@@ -65,6 +76,14 @@ struct recip_cache {
     uint32_t slab_slots, slab_next;
     uint32_t *slab_free;        /* stack of free slot numbers */
     uint32_t slab_nfree;
+    /* Interned time zone names: zone_names[id] for id 1..nzones (0 is "",
+     * unknown). A name is published before any entry carrying its id is
+     * built, and never changes or goes away while the cache lives. */
+    pthread_mutex_t zone_mu;
+    _Atomic(char *) zone_names[ZONES_MAX];
+    uint16_t zone_hash[ZONE_HASH]; /* ids by name hash; 0 = empty slot */
+    int nzones;
+    bool zones_full_logged;
     _Atomic int64_t bytes;
     _Atomic int64_t entries;
     _Atomic int64_t lookups, loads;
@@ -82,7 +101,7 @@ struct recip_reader {
     int64_t lookups, loads;     /* not yet added to the cache's */
 };
 
-#define SLAB_SLOT 144           /* an entry with one device, e-mail and phone: ~135 */
+#define SLAB_SLOT 144           /* an entry with one device, e-mail and phone: ~140 */
 
 /* glibc's chunk for an n-byte request */
 static size_t malloc_cost(size_t n) { return n + 8 <= 32 ? 32 : (n + 8 + 15) & ~(size_t)15; }
@@ -120,6 +139,60 @@ static void store_free(recip_cache_t *c, void *p)
 
 static uint32_t id_hash(const char *id, size_t n) { return (uint32_t)fnv1a64(id, n); }
 
+/* The id of time zone name (NULL or "" = 0, unknown), interning it when
+ * new. When the table is full a new name reads as unknown (UTC), logged
+ * once: the API admits only real IANA zones, so that takes thousands of
+ * distinct names written around it. */
+static uint16_t zone_intern(recip_cache_t *c, const char *name)
+{
+    if (!name || !name[0]) return 0;
+    size_t n = strlen(name);
+    uint32_t h = id_hash(name, n);
+    uint16_t id = 0;
+    pthread_mutex_lock(&c->zone_mu);
+    for (uint32_t i = h & (ZONE_HASH - 1);; i = (i + 1) & (ZONE_HASH - 1)) {
+        uint16_t z = c->zone_hash[i];
+        if (z == 0) {
+            if (c->nzones + 1 >= ZONES_MAX) {
+                if (!c->zones_full_logged)
+                    log_warn("fanout", "more than %d time zone names in use; '%s' and later new "
+                             "ones are read as UTC", ZONES_MAX - 1, name);
+                c->zones_full_logged = true;
+                break;
+            }
+            id = (uint16_t)++c->nzones;
+            atomic_store_explicit(&c->zone_names[id], xstrdup(name), memory_order_release);
+            c->zone_hash[i] = id;
+            break;
+        }
+        if (strcmp(atomic_load_explicit(&c->zone_names[z], memory_order_relaxed), name) == 0) {
+            id = z;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->zone_mu);
+    return id;
+}
+
+static const char *zone_name(recip_cache_t *c, uint16_t id)
+{
+    if (id == 0 || id >= ZONES_MAX) return "";
+    const char *s = atomic_load_explicit(&c->zone_names[id], memory_order_acquire);
+    return s ? s : "";
+}
+
+/* Quiet hours from the user's "HH:MM" pair: both valid, or none. */
+static void quiet_of(const user_t *u, int16_t *start, int16_t *end)
+{
+    int a, b;
+    if (u->quiet_start && u->quiet_end && valid_hhmm(u->quiet_start, &a) && valid_hhmm(u->quiet_end, &b)) {
+        *start = (int16_t)a;
+        *end = (int16_t)b;
+    } else {
+        *start = *end = NOTIF_QUIET_NONE;
+    }
+}
+
 recip_cache_t *recip_cache_new(store_t *store, size_t max_bytes, int ttl_ms)
 {
     recip_cache_t *c = xcalloc(1, sizeof(*c));
@@ -134,6 +207,7 @@ recip_cache_t *recip_cache_new(store_t *store, size_t max_bytes, int ttl_ms)
     atomic_store(&c->bytes, (int64_t)(c->nsets * WAYS * sizeof(*c->slots)));
     for (int i = 0; i < NSTRIPES; i++) pthread_mutex_init(&c->stripes[i], NULL);
     pthread_mutex_init(&c->slab_mu, NULL);
+    pthread_mutex_init(&c->zone_mu, NULL);
     size_t nslots = max_bytes / SLAB_SLOT;
     if (nslots > UINT32_MAX) nslots = UINT32_MAX;
     if (nslots > 0) {
@@ -194,6 +268,8 @@ void recip_cache_free(recip_cache_t *c)
         if (c->slots[i] && !in_slab(c, c->slots[i])) free(c->slots[i]);
     for (int i = 0; i < NSTRIPES; i++) pthread_mutex_destroy(&c->stripes[i]);
     pthread_mutex_destroy(&c->slab_mu);
+    for (int i = 1; i <= c->nzones; i++) free(atomic_load(&c->zone_names[i]));
+    pthread_mutex_destroy(&c->zone_mu);
     if (c->slab) munmap(c->slab, c->slab_len);
     free(c->slab_free);
     free(c->slots);
@@ -225,7 +301,8 @@ static void drop_all(recip_cache_t *c)
 /* Builds an entry from what the store returned (u and prefs are borrowed).
  * The API's limits (ids, emails, URLs, 128-byte categories) keep every
  * length within the header's fields. */
-static rentry_t *entry_build(const char *id, bool known, const user_t *u, const pref_t *prefs, int np)
+static rentry_t *entry_build(recip_cache_t *c, const char *id, bool known, const user_t *u,
+                             const pref_t *prefs, int np)
 {
     const char *str[S__N] = {
         [S_ID] = id,
@@ -256,6 +333,11 @@ static rentry_t *entry_build(const char *id, bool known, const user_t *u, const 
     e->hash = id_hash(id, len[S_ID]);
     e->known = known;
     e->nprefs = (uint16_t)np;
+    e->zone = known ? zone_intern(c, u->timezone) : 0;
+    int16_t qs = NOTIF_QUIET_NONE, qe = NOTIF_QUIET_NONE;
+    if (known) quiet_of(u, &qs, &qe);
+    e->quiet_start = qs;
+    e->quiet_end = qe;
     e->push_len = (uint32_t)len[S_PUSH];
     char *p = e->data;
     for (int i = 0; i < S__N; i++) {
@@ -328,6 +410,9 @@ static const recipient_t *view_of(recip_reader_t *rd, const rentry_t *e)
     }
     r->prefs = e->nprefs ? rd->prefs : NULL;
     r->nprefs = e->nprefs;
+    r->timezone = zone_name(rd->c, e->zone);
+    r->quiet_start_min = e->quiet_start;
+    r->quiet_end_min = e->quiet_end;
     return r;
 }
 
@@ -396,7 +481,7 @@ static hr_t load(recip_reader_t *rd, const char *const *ids, int n, const rentry
     int32_t now_s = age_now(c);
     for (int i = 0; i < n && r == HR_OK; i++) {
         bool known = found[i] == HR_OK;
-        rentry_t *e = entry_build(ids[i], known, &u[i], prefs[i], np[i]);
+        rentry_t *e = entry_build(c, ids[i], known, &u[i], prefs[i], np[i]);
         if (cacheable) insert(c, e, now_s);
         if (last && i == n - 1) { /* the caller reads this one */
             free(rd->own);
@@ -432,7 +517,7 @@ hr_t recip_cache_prime(recip_cache_t *c, int64_t *loaded)
         r = store_users_scan(c->store, after, PAGE, u, prefs, np, &n);
         if (r != HR_OK) break;
         for (int i = 0; i < n; i++) {
-            rentry_t *e = entry_build(u[i].user_id, true, &u[i], prefs[i], np[i]);
+            rentry_t *e = entry_build(c, u[i].user_id, true, &u[i], prefs[i], np[i]);
             insert(c, e, now_s);
             free(e);
         }

@@ -1,7 +1,7 @@
 /*
  * recipients.h - fan-out's cache of what it needs to know about a recipient:
- * whether the user exists, locale, the address on each channel, and the
- * preferences. One cache per process, shared by the fan-out workers; each
+ * whether the user exists, locale, the address on each channel, the
+ * preferences, the time zone and the quiet hours. One cache per process, shared by the fan-out workers; each
  * worker reads it through its own recip_reader_t.
  *
  * Why: reading a user, its devices and its preferences from SQLite costs
@@ -36,6 +36,11 @@ typedef struct recipient {
     const char *platform;           /* first push device's platform, "" when none */
     const pref_t *prefs;
     int nprefs;
+    /* What the dispatch policy needs (copied into the notification record
+     * so that a dispatcher decides quiet hours without a store read). */
+    const char *timezone;           /* IANA name; "" when unknown (read as UTC) */
+    int16_t quiet_start_min;        /* minutes after local midnight, 0..1439, */
+    int16_t quiet_end_min;          /* or both NOTIF_QUIET_NONE */
 } recipient_t;
 
 typedef struct recip_cache recip_cache_t;

@@ -164,6 +164,24 @@ static void test_knobs(void **st)
     config_release(&c);
 }
 
+static void test_required_categories(void **st)
+{
+    (void)st;
+    config_t c;
+    char why[256];
+    config_init(&c);
+    assert_string_equal(c.required_categories, "security,otp");
+    assert_int_equal(config_set(&c, "policy.required_categories", "security, 2fa", why, sizeof(why)),
+                     HR_OK);
+    assert_string_equal(c.required_categories, "security, 2fa");
+    assert_int_equal(config_set(&c, "policy.required_categories", "", why, sizeof(why)), HR_OK);
+    assert_int_not_equal(config_set(&c, "policy.required_categories", "otp;drop", why, sizeof(why)),
+                         HR_OK);
+    assert_non_null(strstr(why, "policy.required_categories"));
+    assert_string_equal(c.required_categories, ""); /* unchanged */
+    config_release(&c);
+}
+
 static void test_env_kafka_underscore(void **st)
 {
     (void)st;
@@ -192,6 +210,7 @@ int main(void)
         cmocka_unit_test(test_file_and_env),
         cmocka_unit_test(test_unit_suffixes_and_overflow),
         cmocka_unit_test(test_knobs),
+        cmocka_unit_test(test_required_categories),
         cmocka_unit_test(test_env_kafka_underscore),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

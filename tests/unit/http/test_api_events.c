@@ -246,12 +246,85 @@ static void test_concurrent_publish(void **state)
     json_decref(seen);
 }
 
+/* Fail early: an event fan-out could only dead-letter is refused. */
+static void test_fail_early_without_template(void **state)
+{
+    (void)state;
+    hresp_t r;
+    /* no template for the type, no content: 422 naming type */
+    hreq(&r, "POST", "/v1/events",
+         "{\"event_id\":\"fe-1\",\"type\":\"untemplated\",\"audience\":{\"users\":[\"u1\"]}}");
+    assert_problem(&r, 422, "type");
+    assert_non_null(strstr(r.body, "untemplated"));
+    hresp_clear(&r);
+    /* in a batch the field carries the index; nothing of the batch is published */
+    hreq(&r, "POST", "/v1/events",
+         "[{\"event_id\":\"fe-2\",\"type\":\"t\",\"audience\":{\"users\":[\"u1\"]}},"
+         " {\"event_id\":\"fe-3\",\"type\":\"untemplated\",\"audience\":{\"users\":[\"u1\"]},"
+         "\"channels\":[\"push\"]}]");
+    assert_problem(&r, 422, "[1].type");
+    hresp_clear(&r);
+    /* top-level content alone names no channel */
+    hreq(&r, "POST", "/v1/events",
+         "{\"event_id\":\"fe-4\",\"type\":\"untemplated\",\"audience\":{\"users\":[\"u1\"]},"
+         "\"content\":{\"title\":\"Hi\"}}");
+    assert_problem(&r, 422, "channels");
+    hresp_clear(&r);
+    /* bad content is named */
+    hreq(&r, "POST", "/v1/events",
+         "{\"event_id\":\"fe-5\",\"type\":\"untemplated\",\"audience\":{\"users\":[\"u1\"]},"
+         "\"content\":{\"pager\":{\"body\":\"x\"}}}");
+    assert_problem(&r, 422, "content.pager");
+    hresp_clear(&r);
+    /* inline content: accepted (per channel, or for all with channels) */
+    hreq(&r, "POST", "/v1/events",
+         "[{\"event_id\":\"fe-6\",\"type\":\"untemplated\",\"audience\":{\"users\":[\"u1\"]},"
+         "\"content\":{\"push\":{\"title\":\"Hi\",\"body\":\"there\"}}},"
+         " {\"event_id\":\"fe-7\",\"type\":\"untemplated\",\"audience\":{\"users\":[\"u1\"]},"
+         "\"channels\":[\"email\"],\"content\":{\"title\":\"Hi\",\"body\":\"there\"}}]");
+    assert_ok_json(&r, 202);
+    hresp_clear(&r);
+    json_t *seen = drain_raw(2, 100);
+    assert_true(ids_has(seen, "fe-6"));
+    assert_true(ids_has(seen, "fe-7"));
+    assert_false(ids_has(seen, "fe-2"));
+    json_decref(seen);
+    /* once a template exists, the same event is accepted (the cached answer
+     * goes with the template change) */
+    template_rec_t t = {.event_type = "untemplated", .channel = CH_SMS, .locale = "en",
+                        .title = "", .body = "b"};
+    assert_int_equal(store_template_put(F.app.store, &t), HR_OK);
+    hreq(&r, "POST", "/v1/events",
+         "{\"event_id\":\"fe-1\",\"type\":\"untemplated\",\"audience\":{\"users\":[\"u1\"]}}");
+    assert_ok_json(&r, 202);
+    hresp_clear(&r);
+    seen = drain_raw(1, 100);
+    assert_true(ids_has(seen, "fe-1"));
+    json_decref(seen);
+}
+
+/* The fixture, plus a push template for each event type the tests send:
+ * an event of a type without any template is refused (see
+ * test_fail_early_without_template). */
+static int setup(void **state)
+{
+    int r = api_setup(state);
+    static const char *const types[] = {"t", "comment", "restock", "post", "com.shop.restock"};
+    for (size_t i = 0; r == 0 && i < ARRAY_LEN(types); i++) {
+        template_rec_t t = {.event_type = (char *)types[i], .channel = CH_PUSH, .locale = "en",
+                            .title = "t", .body = "b"};
+        if (store_template_put(F.app.store, &t) != HR_OK) r = -1;
+    }
+    return r;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_events),
         cmocka_unit_test(test_concurrent_publish),
         cmocka_unit_test(test_events_unavailable),
+        cmocka_unit_test(test_fail_early_without_template),
     };
-    return cmocka_run_group_tests(tests, api_setup, api_teardown);
+    return cmocka_run_group_tests(tests, setup, api_teardown);
 }

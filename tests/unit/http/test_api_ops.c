@@ -105,11 +105,26 @@ static void test_metrics(void **state)
     hresp_clear(&r);
 }
 
+/* The fixture, plus a push template for each event type the tests send:
+ * an event of a type without any template is refused (see
+ * test_fail_early_without_template). */
+static int setup(void **state)
+{
+    int r = api_setup(state);
+    static const char *const types[] = {"t"};
+    for (size_t i = 0; r == 0 && i < ARRAY_LEN(types); i++) {
+        template_rec_t t = {.event_type = (char *)types[i], .channel = CH_PUSH, .locale = "en",
+                            .title = "t", .body = "b"};
+        if (store_template_put(F.app.store, &t) != HR_OK) r = -1;
+    }
+    return r;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_health),
         cmocka_unit_test(test_metrics),
     };
-    return cmocka_run_group_tests(tests, api_setup, api_teardown);
+    return cmocka_run_group_tests(tests, setup, api_teardown);
 }

@@ -71,6 +71,9 @@ static void test_users(void **state)
         {"{\"locale\":\"\"}", "locale"},
         {"{\"timezone\":\"\"}", "timezone"},
         {"{\"timezone\":7}", "timezone"},
+        {"{\"timezone\":\"Mars/Olympus\"}", "timezone"},    /* not in the tz database */
+        {"{\"timezone\":\"../etc/passwd\"}", "timezone"},
+        {"{\"timezone\":\"Europe/Paris\",\"email\":\"x\"}", "email"}, /* Paris is fine */
         {"{\"quiet_hours\":{\"start\":\"25:00\",\"end\":\"07:00\"}}", "quiet_hours.start"},
         {"{\"quiet_hours\":{\"start\":\"22:00\"}}", "quiet_hours.end"},
         {"{\"quiet_hours\":\"22-07\"}", "quiet_hours"},

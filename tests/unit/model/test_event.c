@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static hr_t parse(const char *text, event_t *ev, problem_t *pb)
 {
@@ -356,6 +357,132 @@ static void test_rfc3339(void **state)
     assert_int_equal(parse_rfc3339_ms(NULL, &ms), HR_INVALID);
 }
 
+/* Formats ms since the epoch as RFC 3339 (UTC, whole seconds). */
+static void rfc3339(int64_t ms, char *out, size_t n)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void test_send_at(void **state)
+{
+    (void)state;
+    event_t ev;
+    problem_t pb;
+    char text[512], when[32];
+    /* absent: 0 (now) */
+    assert_int_equal(parse("{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"users\":[\"u\"]}}",
+                           &ev, &pb), HR_OK);
+    assert_true(ev.send_at_ms == 0);
+    event_clear(&ev);
+    /* in the past: kept (fan-out takes now) */
+    assert_int_equal(parse("{\"event_id\":\"e\",\"type\":\"t\",\"send_at\":\"2024-05-01T12:00:00Z\","
+                           "\"audience\":{\"users\":[\"u\"]}}", &ev, &pb), HR_OK);
+    assert_true(ev.send_at_ms == 1714564800000);
+    event_clear(&ev);
+    /* a day ahead: fine; in CloudEvents form inside data too */
+    int64_t day = hclock_now_ms() / 1000 * 1000 + 86400000;
+    rfc3339(day, when, sizeof(when));
+    snprintf(text, sizeof(text), "{\"specversion\":\"1.0\",\"id\":\"c\",\"type\":\"t\",\"source\":\"/s\","
+             "\"data\":{\"send_at\":\"%s\",\"audience\":{\"users\":[\"u\"]}}}", when);
+    assert_int_equal(parse(text, &ev, &pb), HR_OK);
+    assert_true(ev.send_at_ms == day);
+    event_clear(&ev);
+    /* more than a year ahead: refused, naming the field */
+    rfc3339(hclock_now_ms() + EVENT_SEND_AT_MAX_AHEAD_MS + 86400000, when, sizeof(when));
+    snprintf(text, sizeof(text), "{\"event_id\":\"e\",\"type\":\"t\",\"send_at\":\"%s\","
+             "\"audience\":{\"users\":[\"u\"]}}", when);
+    assert_int_equal(parse(text, &ev, &pb), HR_INVALID);
+    assert_string_equal(pb.field, "send_at");
+    assert_non_null(strstr(pb.detail, "year"));
+    snprintf(text, sizeof(text), "{\"specversion\":\"1.0\",\"id\":\"c\",\"type\":\"t\",\"source\":\"/s\","
+             "\"data\":{\"send_at\":\"%s\",\"audience\":{\"users\":[\"u\"]}}}", when);
+    assert_int_equal(parse(text, &ev, &pb), HR_INVALID);
+    assert_string_equal(pb.field, "data.send_at");
+    /* malformed */
+    static const char *const bad[] = {"\"tomorrow\"", "1714564800", "\"2024-05-01\"", "{}"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        snprintf(text, sizeof(text), "{\"event_id\":\"e\",\"type\":\"t\",\"send_at\":%s,"
+                 "\"audience\":{\"users\":[\"u\"]}}", bad[i]);
+        assert_int_equal(parse(text, &ev, &pb), HR_INVALID);
+        assert_string_equal(pb.field, "send_at");
+    }
+}
+
+static void test_inline_content(void **state)
+{
+    (void)state;
+    event_t ev;
+    problem_t pb;
+    const char *title, *body;
+    /* per channel and a default for the others */
+    assert_int_equal(parse("{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"users\":[\"u\"]},"
+                           "\"content\":{\"title\":\"T\",\"body\":\"B {{data.x}}\","
+                           "\"push\":{\"title\":\"P\"},\"sms\":{\"body\":\"S\"}}}",
+                           &ev, &pb), HR_OK);
+    assert_int_equal(ev.content_mask, (1u << CH_PUSH) | (1u << CH_SMS));
+    assert_true(ev.content_default);
+    assert_true(event_content_for(&ev, CH_PUSH, &title, &body));
+    assert_string_equal(title, "P");
+    assert_string_equal(body, ""); /* the channel's object wins whole */
+    assert_true(event_content_for(&ev, CH_SMS, &title, &body));
+    assert_string_equal(title, "");
+    assert_string_equal(body, "S");
+    assert_true(event_content_for(&ev, CH_EMAIL, &title, &body));
+    assert_string_equal(title, "T");
+    assert_string_equal(body, "B {{data.x}}");
+    event_clear(&ev);
+    /* per channel only: other channels use templates */
+    assert_int_equal(parse("{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"users\":[\"u\"]},"
+                           "\"content\":{\"email\":{\"title\":\"E\",\"body\":\"e\"}}}", &ev, &pb),
+                     HR_OK);
+    assert_int_equal(ev.content_mask, 1u << CH_EMAIL);
+    assert_false(ev.content_default);
+    assert_false(event_content_for(&ev, CH_PUSH, &title, &body));
+    event_clear(&ev);
+    /* none */
+    assert_int_equal(parse("{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"users\":[\"u\"]},"
+                           "\"content\":null}", &ev, &pb), HR_OK);
+    assert_null(ev.content);
+    assert_false(event_content_for(&ev, CH_PUSH, &title, &body));
+    event_clear(&ev);
+    /* bad shapes name the field */
+    static const struct {
+        const char *content;
+        const char *field;
+    } bad[] = {
+        {"\"hi\"", "content"},
+        {"{}", "content"},
+        {"{\"titel\":\"x\"}", "content.titel"},
+        {"{\"title\":5}", "content.title"},
+        {"{\"pager\":{\"body\":\"x\"}}", "content.pager"},
+        {"{\"push\":\"x\"}", "content.push"},
+        {"{\"push\":{}}", "content.push"},
+        {"{\"push\":{\"body\":\"x\",\"email\":{}}}", "content.push.email"},
+        {"{\"push\":{\"body\":\"{{data.x\"}}", "content.push.body"},
+    };
+    char text[512];
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        snprintf(text, sizeof(text), "{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"users\":[\"u\"]},"
+                 "\"content\":%s}", bad[i].content);
+        if (parse(text, &ev, &pb) != HR_INVALID) fail_msg("accepted %s", bad[i].content);
+        if (strcmp(pb.field, bad[i].field) != 0)
+            fail_msg("%s: field %s, want %s", bad[i].content, pb.field, bad[i].field);
+    }
+    /* too long a title */
+    buf_t b;
+    buf_init(&b, 0);
+    buf_append_str(&b, "{\"event_id\":\"e\",\"type\":\"t\",\"audience\":{\"users\":[\"u\"]},"
+                       "\"content\":{\"title\":\"");
+    for (int i = 0; i <= EVENT_CONTENT_TITLE_MAX; i++) buf_append_str(&b, "x");
+    buf_append_str(&b, "\"}}");
+    assert_int_equal(parse(buf_cstr(&b), &ev, &pb), HR_INVALID);
+    assert_string_equal(pb.field, "content.title");
+    buf_release(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +493,8 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_truncated_and_mutated),
         cmocka_unit_test(test_rfc3339),
+        cmocka_unit_test(test_send_at),
+        cmocka_unit_test(test_inline_content),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -91,14 +91,18 @@ static void test_timezone(void **state)
     static const char *const good[] = {"UTC", "Europe/Paris", "America/Argentina/Buenos_Aires",
                                        "Etc/GMT+5", "Etc/GMT-14", "America/Port-au-Prince"};
     static const char *const bad[] = {"", "/Europe", "Europe/", "Europe Paris", "Europe\\Paris",
-                                      "UTC;", "Europe/Paris\n"};
+                                      "UTC;", "Europe/Paris\n", "Mars/Olympus", "../etc/passwd",
+                                      "Europe/../UTC", "GMT+05:00", "Europe/Pariss"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         assert_true(valid_timezone(good[i]));
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (valid_timezone(bad[i])) fail_msg("accepted \"%s\"", bad[i]);
     char s[VALID_TIMEZONE_MAX + 4];
-    assert_true(valid_timezone(fill(s, "", 'Z', VALID_TIMEZONE_MAX, "")));
+    /* the right syntax and length, but no such zone in the tz database */
+    assert_false(valid_timezone(fill(s, "", 'Z', VALID_TIMEZONE_MAX, "")));
     assert_false(valid_timezone(fill(s, "", 'Z', VALID_TIMEZONE_MAX + 1, "")));
+    assert_true(valid_timezone("America/New_York"));
+    assert_true(valid_timezone("US/Eastern")); /* a link */
 }
 
 static void test_url(void **state)

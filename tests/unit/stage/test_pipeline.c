@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "app.h"
@@ -235,18 +236,195 @@ static void test_followers_and_channels_override(void **state)
     json_decref(email);
 }
 
-static void test_critical_bypasses_optout(void **state)
+/* critical overrides preferences only for a required category
+ * (policy.required_categories, default "security,otp"); a required
+ * category's own opt-out is ignored at any priority. */
+static void test_critical_overrides_only_required_categories(void **state)
 {
     fx_t *f = *state;
-    pref_t p = {.category = "", .channel = CH_PUSH, .enabled = false};
-    assert_int_equal(store_prefs_replace(f->app.store, "ann", &p, 1), HR_OK);
+    /* ann: push off altogether, and no "promo" push, and no "security" push */
+    pref_t pa[] = {{.category = "", .channel = CH_PUSH, .enabled = false},
+                   {.category = "promo", .channel = CH_PUSH, .enabled = false},
+                   {.category = "security", .channel = CH_PUSH, .enabled = false}};
+    assert_int_equal(store_prefs_replace(f->app.store, "ann", pa, 3), HR_OK);
+    /* ben: no "promo" push, no "security" push (the push switch is on) */
+    pref_t pb[] = {{.category = "promo", .channel = CH_PUSH, .enabled = false},
+                   {.category = "security", .channel = CH_PUSH, .enabled = false}};
+    assert_int_equal(store_prefs_replace(f->app.store, "ben", pb, 2), HR_OK);
     start(f);
     produce_raw(f, "e3", "{\"event_id\":\"e3\",\"type\":\"posted\",\"audience\":{\"users\":"
                          "[\"ann\"]},\"channels\":[\"push\"],\"data\":{}}");
+    /* critical, not a required category: the opt-outs hold */
     produce_raw(f, "e4", "{\"event_id\":\"e4\",\"type\":\"posted\",\"priority\":\"critical\","
-                         "\"audience\":{\"users\":[\"ann\"]},\"channels\":[\"push\"],\"data\":{}}");
+                         "\"category\":\"promo\",\"audience\":{\"users\":[\"ann\",\"ben\"]},"
+                         "\"channels\":[\"push\"],\"data\":{}}");
+    /* critical, required: delivered whatever the preferences say */
+    produce_raw(f, "e5", "{\"event_id\":\"e5\",\"type\":\"posted\",\"priority\":\"critical\","
+                         "\"category\":\"security\",\"audience\":{\"users\":[\"ann\",\"ben\"]},"
+                         "\"channels\":[\"push\"],\"data\":{}}");
+    /* normal, required: the category opt-out is ignored, the push switch is not */
+    produce_raw(f, "e6", "{\"event_id\":\"e6\",\"type\":\"posted\",\"category\":\"security\","
+                         "\"audience\":{\"users\":[\"ann\",\"ben\"]},\"channels\":[\"push\"],"
+                         "\"data\":{}}");
     assert_int_equal(wait_status(f, "e3", "ann", CH_PUSH), ST_SUPPRESSED);
-    assert_int_equal(wait_status(f, "e4", "ann", CH_PUSH), ST_SENT);
+    assert_int_equal(wait_status(f, "e4", "ann", CH_PUSH), ST_SUPPRESSED);
+    assert_int_equal(wait_status(f, "e4", "ben", CH_PUSH), ST_SUPPRESSED);
+    assert_int_equal(wait_status(f, "e5", "ann", CH_PUSH), ST_SENT);
+    assert_int_equal(wait_status(f, "e5", "ben", CH_PUSH), ST_SENT);
+    assert_int_equal(wait_status(f, "e6", "ann", CH_PUSH), ST_SUPPRESSED);
+    assert_int_equal(wait_status(f, "e6", "ben", CH_PUSH), ST_SENT);
+}
+
+/* Reads n records of a notifications topic with a fresh group, decoded;
+ * *bufs keeps their bytes (free each and the array). */
+static int channel_records(fx_t *f, channel_t ch, notif_t *out, int want, char ***bufs)
+{
+    const char *topics[] = {topic_for_channel(ch)};
+    bus_consumer_t *c;
+    char group[64];
+    snprintf(group, sizeof(group), "test-reader-%s", channel_name(ch));
+    assert_int_equal(bus_consumer_new(f->app.bus, group, topics, 1, NULL, &c), HR_OK);
+    bus_msg_t m[16];
+    int got = 0;
+    *bufs = calloc((size_t)want, sizeof(char *));
+    for (int tries = 0; tries < 100 && got < want; tries++) {
+        int n = bus_poll(c, m, 16, 50);
+        for (int i = 0; i < n && got < want; i++) {
+            (*bufs)[got] = malloc(m[i].value_len);
+            memcpy((*bufs)[got], m[i].value, m[i].value_len);
+            assert_int_equal(notif_decode((*bufs)[got], m[i].value_len, &out[got]), HR_OK);
+            got++;
+        }
+    }
+    bus_consumer_close(c);
+    return got;
+}
+
+static bool hstr_is(hstr_t h, const char *s) { return h.n == strlen(s) && memcmp(h.p, s, h.n) == 0; }
+
+/* The notification record carries what the dispatch policy needs: the
+ * recipient's time zone and quiet hours (from the recipient cache, no store
+ * read at dispatch), the priority, and due_at from the event's send_at. */
+static void test_record_carries_zone_quiet_hours_and_send_at(void **state)
+{
+    fx_t *f = *state;
+    user_t u = {.user_id = "eve", .locale = "en", .timezone = "Europe/Paris",
+                .quiet_start = "22:00", .quiet_end = "07:00", .ndevices = 1};
+    u.devices[0].platform = "fcm";
+    u.devices[0].token = "tok-eve";
+    assert_int_equal(store_user_put(f->app.store, &u), HR_OK);
+    start(f);
+    /* eve is read before the pipeline starts (cache prime); fay after */
+    user_t u2 = {.user_id = "fay", .locale = "en", .timezone = "America/New_York",
+                 .quiet_start = "23:30", .quiet_end = "06:15", .ndevices = 1};
+    u2.devices[0].platform = "fcm";
+    u2.devices[0].token = "tok-fay";
+    assert_int_equal(store_user_put(f->app.store, &u2), HR_OK);
+    int64_t t0 = hclock_now_ms();
+    /* an hour ahead, whole seconds */
+    time_t later = (time_t)(t0 / 1000 + 3600);
+    struct tm tm;
+    char when[32], ev[512];
+    gmtime_r(&later, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    produce_raw(f, "q1", "{\"event_id\":\"q1\",\"type\":\"posted\",\"priority\":\"high\","
+                         "\"audience\":{\"users\":[\"eve\",\"ann\",\"fay\"]},"
+                         "\"channels\":[\"push\"],\"data\":{}}");
+    snprintf(ev, sizeof(ev), "{\"event_id\":\"q2\",\"type\":\"posted\",\"send_at\":\"%s\","
+             "\"audience\":{\"users\":[\"eve\"]},\"channels\":[\"push\"],\"data\":{}}", when);
+    produce_raw(f, "q2", ev);
+    /* a send_at in the past means now */
+    produce_raw(f, "q3", "{\"event_id\":\"q3\",\"type\":\"posted\",\"send_at\":"
+                         "\"2001-01-01T00:00:00Z\",\"audience\":{\"users\":[\"fay\"]},"
+                         "\"channels\":[\"push\"],\"data\":{}}");
+    notif_t n[5];
+    char **bufs;
+    assert_int_equal(channel_records(f, CH_PUSH, n, 5, &bufs), 5);
+    int seen = 0;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(n[i].kind, REC_NOTIFICATION);
+        bool q1 = hstr_is(n[i].event_id, "q1"), q2 = hstr_is(n[i].event_id, "q2");
+        if (q1) assert_int_equal(n[i].priority, PRIO_HIGH);
+        if (q2) {
+            assert_int_equal(n[i].due_at_ms, (int64_t)later * 1000);
+            assert_int_equal(n[i].priority, PRIO_NORMAL);
+        } else {
+            assert_in_range(n[i].due_at_ms, t0, hclock_now_ms());
+        }
+        if (hstr_is(n[i].user_id, "eve")) {
+            assert_true(hstr_is(n[i].timezone, "Europe/Paris"));
+            assert_int_equal(n[i].quiet_start_min, 22 * 60);
+            assert_int_equal(n[i].quiet_end_min, 7 * 60);
+            seen |= q1 ? 1 : 2;
+        } else if (hstr_is(n[i].user_id, "fay")) {
+            assert_true(hstr_is(n[i].timezone, "America/New_York"));
+            assert_int_equal(n[i].quiet_start_min, 23 * 60 + 30);
+            assert_int_equal(n[i].quiet_end_min, 6 * 60 + 15);
+            seen |= q1 ? 4 : 8;
+        } else {
+            assert_true(hstr_is(n[i].user_id, "ann"));
+            assert_true(hstr_is(n[i].timezone, "UTC"));
+            assert_int_equal(n[i].quiet_start_min, NOTIF_QUIET_NONE);
+            assert_int_equal(n[i].quiet_end_min, NOTIF_QUIET_NONE);
+            seen |= 16;
+        }
+        free(bufs[i]);
+    }
+    free(bufs);
+    assert_int_equal(seen, 31);
+}
+
+/* An event of a type without templates, carrying its own content: fanned
+ * out on the channels content names (or `channels`), rendered like a
+ * template. */
+static void test_inline_content(void **state)
+{
+    fx_t *f = *state;
+    start(f);
+    /* per channel only: push, which has no "oneoff" template */
+    produce_raw(f, "c1", "{\"event_id\":\"c1\",\"type\":\"oneoff\",\"actor\":\"Kylie\","
+                         "\"audience\":{\"users\":[\"ann\"]},\"data\":{\"code\":\"123\"},"
+                         "\"content\":{\"push\":{\"title\":\"Code from {{actor}}\","
+                         "\"body\":\"{{data.code}}\"}}}");
+    /* for all channels, with an email override, and a channel list */
+    produce_raw(f, "c2", "{\"event_id\":\"c2\",\"type\":\"oneoff\",\"audience\":{\"users\":"
+                         "[\"ben\"]},\"channels\":[\"push\",\"email\"],\"content\":{"
+                         "\"title\":\"Hello\",\"body\":\"as is\","
+                         "\"email\":{\"title\":\"Mail\",\"body\":\"for {{user_id}}\"}}}");
+    /* inline content beats the template of a templated type */
+    produce_raw(f, "c3", "{\"event_id\":\"c3\",\"type\":\"posted\",\"audience\":{\"users\":"
+                         "[\"cat\"]},\"channels\":[\"push\"],\"content\":{\"body\":\"mine\"}}");
+    assert_int_equal(wait_status(f, "c1", "ann", CH_PUSH), ST_SENT);
+    assert_int_equal(wait_status(f, "c2", "ben", CH_PUSH), ST_SENT);
+    assert_int_equal(wait_status(f, "c2", "ben", CH_EMAIL), ST_SENT);
+    assert_int_equal(wait_status(f, "c3", "cat", CH_PUSH), ST_SENT);
+    json_t *push = sandbox_lines(f, "push");
+    assert_int_equal(json_array_size(push), 3);
+    size_t i;
+    json_t *v;
+    json_array_foreach(push, i, v)
+    {
+        const char *ev = json_string_value(json_object_get(v, "event_id"));
+        const char *title = json_string_value(json_object_get(v, "title"));
+        const char *body = json_string_value(json_object_get(v, "body"));
+        if (strcmp(ev, "c1") == 0) {
+            assert_string_equal(title, "Code from Kylie");
+            assert_string_equal(body, "123");
+        } else if (strcmp(ev, "c2") == 0) {
+            assert_string_equal(title, "Hello");
+            assert_string_equal(body, "as is");
+        } else {
+            assert_string_equal(ev, "c3");
+            assert_string_equal(title, "");
+            assert_string_equal(body, "mine");
+        }
+    }
+    json_decref(push);
+    json_t *email = sandbox_lines(f, "email");
+    assert_int_equal(json_array_size(email), 1); /* c1 went to push only */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(email, 0), "title")), "Mail");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(email, 0), "body")), "for ben");
+    json_decref(email);
 }
 
 static void test_bad_records_go_to_dlq_and_partition_moves_on(void **state)
@@ -263,7 +441,8 @@ static void test_bad_records_go_to_dlq_and_partition_moves_on(void **state)
     assert_int_equal(wait_status(f, "good", "ann", CH_PUSH), ST_SENT);
     json_t *dlq = dlq_records(f, 4);
     assert_int_equal(json_array_size(dlq), 4);
-    const char *want[] = {"invalid event: ", "type", "audience.users", "no templates"};
+    const char *want[] = {"invalid event: ", "type", "audience.users",
+                          "no templates for event type 'nobody_templated' and no inline content"};
     for (size_t i = 0; i < 4; i++) {
         json_t *r = json_array_get(dlq, i);
         const char *reason = json_string_value(json_object_get(r, "reason"));
@@ -366,7 +545,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_topic_audience_locale_and_optout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_followers_and_channels_override, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_critical_bypasses_optout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_critical_overrides_only_required_categories, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_carries_zone_quiet_hours_and_send_at, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inline_content, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_records_go_to_dlq_and_partition_moves_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_user_and_duplicates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_redelivers_nothing_twice, setup, teardown),

@@ -187,12 +187,61 @@ static void test_threads(void **state)
     recip_cache_free(c);
 }
 
+/* Time zone and quiet hours travel through the cache (interned zones, two
+ * int16), for cached entries, store misses and changed users alike. */
+static void test_zone_and_quiet_hours(void **state)
+{
+    fx_t *f = *state;
+    user_t u = {.user_id = "paris", .locale = "fr", .timezone = "Europe/Paris",
+                .quiet_start = "22:00", .quiet_end = "07:00"};
+    assert_int_equal(store_user_put(f->s, &u), HR_OK);
+    user_t u2 = {.user_id = "paris2", .locale = "fr", .timezone = "Europe/Paris"};
+    assert_int_equal(store_user_put(f->s, &u2), HR_OK);
+    put_user(f->s, "plain", NULL, NULL); /* no zone given: the store's UTC */
+
+    recip_cache_t *c = recip_cache_new(f->s, 1 << 20, 60000);
+    int64_t loaded = 0;
+    assert_int_equal(recip_cache_prime(c, &loaded), HR_OK);
+    recip_reader_t *r = recip_reader_new(c);
+    hr_t err;
+    const recipient_t *a = recip_get(r, "paris", &err);
+    assert_non_null(a);
+    assert_string_equal(a->timezone, "Europe/Paris");
+    assert_int_equal(a->quiet_start_min, 22 * 60);
+    assert_int_equal(a->quiet_end_min, 7 * 60);
+    const char *zone = a->timezone;
+    a = recip_get(r, "paris2", &err);
+    assert_ptr_equal(a->timezone, zone); /* interned: one copy of the name */
+    assert_int_equal(a->quiet_start_min, NOTIF_QUIET_NONE);
+    assert_int_equal(a->quiet_end_min, NOTIF_QUIET_NONE);
+    a = recip_get(r, "plain", &err);
+    assert_string_equal(a->timezone, "UTC");
+    a = recip_get(r, "nobody", &err); /* unknown: no zone, no quiet hours */
+    assert_non_null(a);
+    assert_false(a->known);
+    assert_string_equal(a->timezone, "");
+    assert_int_equal(a->quiet_start_min, NOTIF_QUIET_NONE);
+
+    /* a change is seen from the next batch on */
+    user_t u3 = {.user_id = "paris", .locale = "fr", .timezone = "America/New_York",
+                 .quiet_start = "23:30", .quiet_end = "06:15"};
+    assert_int_equal(store_user_put(f->s, &u3), HR_OK);
+    recip_sync(r);
+    a = recip_get(r, "paris", &err);
+    assert_string_equal(a->timezone, "America/New_York");
+    assert_int_equal(a->quiet_start_min, 23 * 60 + 30);
+    assert_int_equal(a->quiet_end_min, 6 * 60 + 15);
+    recip_reader_free(r);
+    recip_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_view_and_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zone_and_quiet_hours, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
