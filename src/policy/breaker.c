@@ -173,6 +173,12 @@ int64_t breaker_retry_at(breaker_t *b, int64_t now_ms)
     return b->state == BREAKER_OPEN ? b->open_until : now_ms;
 }
 
+void breaker_cancel(breaker_t *b, int n)
+{
+    if (b->state != BREAKER_HALF_OPEN || n < 1) return;
+    b->probes_out = b->probes_out > n ? b->probes_out - n : 0;
+}
+
 int64_t breaker_transitions(const breaker_t *b)
 {
     return b->transitions;

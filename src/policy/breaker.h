@@ -70,6 +70,11 @@ void breaker_free(breaker_t *b);
  * probe slot: the caller must breaker_record() its result. */
 bool breaker_allow(breaker_t *b, int64_t now_ms);
 
+/* Returns n half-open probe slots that breaker_allow granted for requests
+ * that were not made after all (a later policy step refused them). No
+ * effect in other states. */
+void breaker_cancel(breaker_t *b, int n);
+
 /* The result of a request that breaker_allow let through. A result that
  * arrives while open (sent before it opened) is ignored. */
 void breaker_record(breaker_t *b, int64_t now_ms, bool ok);

@@ -65,6 +65,13 @@ int64_t bucket_take(bucket_t *b, int64_t now_ms, int n)
     return (missing + b->rate - 1) / b->rate;
 }
 
+void bucket_refund(bucket_t *b, int n)
+{
+    if (b->rate == 0 || n < 1) return;
+    b->tokens_m += (int64_t)n * 1000;
+    if (b->tokens_m > b->cap_m) b->tokens_m = b->cap_m;
+}
+
 int64_t bucket_available(bucket_t *b, int64_t now_ms)
 {
     if (b->rate == 0) return INT64_MAX;

@@ -46,6 +46,10 @@ void bucket_init(bucket_t *b, int64_t rate, int64_t burst, int64_t now_ms);
  * Time going backwards is treated as no time passing. */
 int64_t bucket_take(bucket_t *b, int64_t now_ms, int n);
 
+/* Gives back n tokens taken by a bucket_take whose request was not made
+ * after all (a later policy step refused it), up to the burst. */
+void bucket_refund(bucket_t *b, int n);
+
 /* Tokens available at now_ms (whole tokens, rounded down; for tests and
  * logs). */
 int64_t bucket_available(bucket_t *b, int64_t now_ms);

@@ -101,6 +101,8 @@ static void test_every_transition(void **st)
     breaker_record(b, t, true);
     assert_int_equal(breaker_state(b, t), BREAKER_HALF_OPEN);
     assert_false(breaker_allow(b, t)); /* two succeeded, one still out: 3 in all */
+    breaker_cancel(b, 1);               /* that one was not sent after all */
+    assert_true(breaker_allow(b, t));   /* its slot is free again */
     /* One probe fails: open again, for a new cool-down. */
     breaker_record(b, t + 5, false);
     assert_int_equal(breaker_state(b, t + 5), BREAKER_OPEN);

@@ -47,6 +47,12 @@ static void test_take_n_and_wait(void **st)
     assert_int_equal(bucket_take(&b, 1200, 250), 0);
     assert_int_equal(bucket_available(&b, 1200), 0);
     assert_int_equal(bucket_take(&b, 1200, 1), 1510); /* -150 + 1 token: 1.51 s */
+    /* a refund gives tokens back, never above the burst */
+    bucket_refund(&b, 160);
+    assert_int_equal(bucket_available(&b, 1200), 10);
+    bucket_refund(&b, 1000);
+    assert_int_equal(bucket_available(&b, 1200), 100);
+    assert_int_equal(bucket_take(&b, 1200, 250), 0);
     /* time going backwards: no refill, no crash */
     assert_true(bucket_take(&b, 0, 1) > 0);
 }
