@@ -7,11 +7,12 @@ pkgs=(build-essential cmake pkg-config
       libjansson-dev libmicrohttpd-dev libsqlite3-dev librdkafka-dev libcurl4-openssl-dev
       libssl-dev libinih-dev libicu-dev zlib1g-dev libcmocka-dev
       sqlite3 curl python3 kcat gnuplot-nox)
+pkgs+=(libhiredis-dev)  # the Redis rate limiter (src/policy/ratelimit_redis.c)
 # --test: Java and Maven for the Kafka broker tests; --fuzz: clang and its
 # libFuzzer runtime for `make fuzz`.
 for arg in "$@"; do
   case "$arg" in
-    --test) pkgs+=(default-jre-headless maven) ;;
+    --test) pkgs+=(default-jre-headless maven redis-server) ;;  # redis-server: the Redis rate-limit tests
     --fuzz) pkgs+=(clang libclang-rt-dev) ;;
   esac
 done

@@ -106,6 +106,29 @@ static const opt_t opts[] = {
      "Categories users cannot opt out of, comma separated (empty: none). Preferences naming "
      "them are ignored; a critical notification of one also ignores the channel switches. "
      "Critical priority overrides no preference of any other category."},
+    {"ratelimit.push", OPT_INT, F(ratelimit_push), "10", 0, 1000000, NULL,
+     "Push notifications per recipient per ratelimit.window_ms (0 = unlimited); more get "
+     "status rate_limited."},
+    {"ratelimit.sms", OPT_INT, F(ratelimit_sms), "2", 0, 1000000, NULL,
+     "SMS per recipient per ratelimit.window_ms (0 = unlimited)."},
+    {"ratelimit.email", OPT_INT, F(ratelimit_email), "3", 0, 1000000, NULL,
+     "Emails per recipient per ratelimit.window_ms (0 = unlimited)."},
+    {"ratelimit.inapp", OPT_INT, F(ratelimit_inapp), "20", 0, 1000000, NULL,
+     "In-app notifications per recipient per ratelimit.window_ms (0 = unlimited)."},
+    {"ratelimit.webhook", OPT_INT, F(ratelimit_webhook), "60", 0, 1000000, NULL,
+     "Webhook calls per recipient per ratelimit.window_ms (0 = unlimited)."},
+    {"ratelimit.window_ms", OPT_I64, F(ratelimit_window_ms), "3600000", 1000, INT64_C(2592000000),
+     NULL, "Sliding window of the per-recipient rate limits (1 h)."},
+    {"ratelimit.backend", OPT_ENUM, F(ratelimit_backend), "local", 0, 0, "local|redis",
+     "Rate-limit state: local (held by the partition's dispatcher, snapshotted under "
+     "<data_dir>/ratelimit) or redis (shared; fails open when Redis is down)."},
+    {"ratelimit.redis", OPT_STR, F(ratelimit_redis), "127.0.0.1:6379", 0, 0, NULL,
+     "Redis for ratelimit.backend=redis: HOST:PORT or a unix socket path."},
+    {"ratelimit.redis_timeout_ms", OPT_INT, F(ratelimit_redis_timeout_ms), "100", 1, 60000, NULL,
+     "Redis connect and command timeout; after a failure no reconnect for 1 s."},
+    {"ratelimit.snapshot_ms", OPT_I64, F(ratelimit_snapshot_ms), "10000", 0, INT64_C(86400000),
+     NULL, "Local rate limits: snapshot period (also written on rebalance and shutdown; a crash "
+     "forgets at most this much; 0 = only then)."},
 };
 
 static hr_t check_roles(const char *value, char *why, size_t why_len)

@@ -50,6 +50,17 @@ typedef struct config {
     char *log_level;            /* log.level */
     char *provider_mode;        /* sandbox.mode file|null */
     char *required_categories;  /* policy.required_categories, comma list (policy/prefs.h) */
+    /* policy/ratelimit.h: notifications per recipient per window, by channel (0 = unlimited) */
+    int ratelimit_push;         /* ratelimit.push */
+    int ratelimit_sms;          /* ratelimit.sms */
+    int ratelimit_email;        /* ratelimit.email */
+    int ratelimit_inapp;        /* ratelimit.inapp */
+    int ratelimit_webhook;      /* ratelimit.webhook */
+    int64_t ratelimit_window_ms;/* ratelimit.window_ms */
+    char *ratelimit_backend;    /* ratelimit.backend local|redis */
+    char *ratelimit_redis;      /* ratelimit.redis address */
+    int ratelimit_redis_timeout_ms; /* ratelimit.redis_timeout_ms */
+    int64_t ratelimit_snapshot_ms;  /* ratelimit.snapshot_ms */
     /* kafka.* passthrough, NULL-terminated key/value pairs */
     char **kafka_kv;
     int kafka_kv_n;

@@ -16,6 +16,7 @@
 #include "app.h"
 #include "bus/bus.h"
 #include "metrics/metrics_int.h"
+#include "policy/breaker.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -151,6 +152,11 @@ static void read_process_max_fds(collect_t *cx)
 static void read_process_start_time(collect_t *cx)
 {
     cx->s->process_start_time = proc(cx)->start_time_s;
+}
+
+static void read_breaker_state(collect_t *cx)
+{
+    for (int ch = 0; ch < CH__COUNT; ch++) cx->s->breaker_state[ch] = (double)breaker_channel_state(ch);
 }
 
 void metrics_collect(app_t *app, metrics_snap_t *s)

@@ -152,7 +152,8 @@ hr_t provider_config_check(const config_t *cfg, char *why, size_t why_len)
             return HR_INVALID;
         }
         const char *k = dot + 1;
-        bool known = strcmp(k, "type") == 0 || strcmp(k, "max_in_flight") == 0;
+        bool known = strcmp(k, "type") == 0 || strcmp(k, "max_in_flight") == 0 ||
+                     strcmp(k, "rate") == 0 || strcmp(k, "burst") == 0; /* policy/bucket.h */
         for (const char *const *a = ops->keys; a && *a && !known; a++) known = strcmp(*a, k) == 0;
         if (!known) {
             snprintf(why, why_len, "unknown configuration key '%s' (provider type %s)", key, type);

@@ -1,0 +1,31 @@
+/*
+ * ratelimit_int.h - the rate limiter's backend interface (private to
+ * src/policy/ratelimit*.c). Backend structs put ratelimit_t first.
+ */
+#ifndef HERALD_POLICY_RATELIMIT_INT_H
+#define HERALD_POLICY_RATELIMIT_INT_H
+
+#include "policy/ratelimit.h"
+
+typedef struct ratelimit_ops {
+    const char *name;
+    hr_t (*open)(const ratelimit_opts_t *o, ratelimit_t **out, char *why, size_t why_len);
+    /* Sets reqs[i].allowed for each; n >= 1; limit > 0. */
+    void (*check)(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t now_ms);
+    void (*assigned)(ratelimit_t *rl, int32_t partition, int64_t now_ms);
+    void (*revoked)(ratelimit_t *rl, int32_t partition, int64_t now_ms);
+    void (*tick)(ratelimit_t *rl, int64_t now_ms);
+    void (*close)(ratelimit_t *rl);
+} ratelimit_ops_t;
+
+struct ratelimit {
+    const ratelimit_ops_t *ops;
+    channel_t ch;
+    int limit;
+    int64_t window_ms;
+};
+
+extern const ratelimit_ops_t ratelimit_local_ops;
+extern const ratelimit_ops_t ratelimit_redis_ops;
+
+#endif

@@ -1,0 +1,409 @@
+/*
+ * ratelimit_local.c - the local rate-limit backend: exact sliding windows
+ * held by the dispatcher that owns the input partition (ratelimit.h).
+ *
+ * DESIGN. Per partition a hash table of users; per user a ring of the send
+ * times still in the window, at most `limit` of them (a sliding log: exact,
+ * and bounded by the limit). A check drops the times that left the window
+ * and allows when fewer than `limit` remain. Users whose ring empties are
+ * forgotten by ratelimit_tick's sweep, so memory follows the users active
+ * in the last window.
+ *
+ * Persistence: <state_dir>/<channel>-<partition>.rl, written (temporary
+ * file, fsync, rename) on revoke, on close and every snapshot_ms from
+ * ratelimit_tick; read on assign (or the partition's first check).
+ * Crash consistency: a crash loses the sends since the last snapshot
+ * (at most snapshot_ms of them, 10 s by default); after it those users may
+ * receive up to `limit` more in that window. A snapshot is all or nothing:
+ * a damaged file (bad magic, length or CRC) is ignored with a warning and
+ * the partition starts empty (fail open, like a Redis outage).
+ */
+#include "policy/ratelimit_int.h"
+
+#include "core/hash.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+typedef struct entry {
+    struct entry *next;
+    uint64_t hash;
+    int head, n;                /* ring of send times: ts[head], ... n of them, oldest first */
+    uint32_t user_len;
+    char *user;                 /* points after ts[] in the same allocation */
+    int64_t ts[];
+} entry_t;
+
+typedef struct part {
+    int32_t id;
+    entry_t **slots;
+    size_t nslots, count;
+    bool dirty;                 /* changed since the last snapshot */
+} part_t;
+
+typedef struct local {
+    ratelimit_t base;
+    char *dir;                  /* NULL = not kept */
+    int64_t snapshot_ms, last_snapshot;
+    part_t **parts;             /* by partition id; NULL = not held */
+    int32_t nparts;
+} local_t;
+
+static const char MAGIC[8] = {'H', 'R', 'L', 'S', 'N', 'A', 'P', '1'};
+
+static void part_free(part_t *p)
+{
+    if (!p) return;
+    for (size_t i = 0; i < p->nslots; i++)
+        for (entry_t *e = p->slots[i], *nx; e; e = nx) {
+            nx = e->next;
+            free(e);
+        }
+    free(p->slots);
+    free(p);
+}
+
+static part_t *part_new(int32_t id)
+{
+    part_t *p = xcalloc(1, sizeof(*p));
+    p->id = id;
+    p->nslots = 64;
+    p->slots = xcalloc(p->nslots, sizeof(*p->slots));
+    return p;
+}
+
+static void grow(part_t *p)
+{
+    size_t n = p->nslots * 2;
+    entry_t **s = xcalloc(n, sizeof(*s));
+    for (size_t i = 0; i < p->nslots; i++)
+        for (entry_t *e = p->slots[i], *nx; e; e = nx) {
+            nx = e->next;
+            e->next = s[e->hash & (n - 1)];
+            s[e->hash & (n - 1)] = e;
+        }
+    free(p->slots);
+    p->slots = s;
+    p->nslots = n;
+}
+
+static entry_t *lookup(local_t *l, part_t *p, const char *user, size_t len, bool create)
+{
+    uint64_t h = fnv1a64(user, len);
+    for (entry_t *e = p->slots[h & (p->nslots - 1)]; e; e = e->next)
+        if (e->hash == h && e->user_len == len && memcmp(e->user, user, len) == 0) return e;
+    if (!create) return NULL;
+    if (p->count >= p->nslots) grow(p);
+    size_t cap = (size_t)l->base.limit;
+    entry_t *e = xmalloc(sizeof(*e) + cap * sizeof(int64_t) + len + 1);
+    e->hash = h;
+    e->head = e->n = 0;
+    e->user_len = (uint32_t)len;
+    e->user = (char *)&e->ts[cap];
+    memcpy(e->user, user, len);
+    e->user[len] = 0;
+    e->next = p->slots[h & (p->nslots - 1)];
+    p->slots[h & (p->nslots - 1)] = e;
+    p->count++;
+    return e;
+}
+
+static void expire(const local_t *l, entry_t *e, int64_t now_ms)
+{
+    int cap = l->base.limit;
+    while (e->n > 0 && e->ts[e->head] <= now_ms - l->base.window_ms) {
+        e->head = (e->head + 1) % cap;
+        e->n--;
+    }
+}
+
+/* Appends t (dropping the oldest when full: only for loading). */
+static void push(const local_t *l, entry_t *e, int64_t t)
+{
+    int cap = l->base.limit;
+    if (e->n == cap) {
+        e->head = (e->head + 1) % cap;
+        e->n--;
+    }
+    e->ts[(e->head + e->n) % cap] = t;
+    e->n++;
+}
+
+static void snap_path(const local_t *l, int32_t id, char *out, size_t len, const char *suffix)
+{
+    snprintf(out, len, "%s/%s-%d.rl%s", l->dir, channel_name(l->base.ch), (int)id, suffix);
+}
+
+/* ---- snapshot file: MAGIC | i64 window_ms | u32 entries | entries | u32 crc32 of everything before
+ * entry: u32 user_len | user | u32 n | n x i64 send time, oldest first (host byte order: the
+ * file belongs to this machine's data_dir) */
+
+static hr_t write_all(int fd, const void *p, size_t n, uLong *crc)
+{
+    *crc = crc32(*crc, p, (uInt)n);
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return HR_ERR;
+        c += w;
+        n -= (size_t)w;
+    }
+    return HR_OK;
+}
+
+static hr_t snapshot(local_t *l, part_t *p)
+{
+    if (!l->dir || !p->dirty) return HR_OK;
+    char tmp[4200], path[4200];
+    snap_path(l, p->id, tmp, sizeof(tmp), ".tmp");
+    snap_path(l, p->id, path, sizeof(path), "");
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_warn("ratelimit", "cannot write %s: %s", tmp, strerror(errno));
+        return HR_ERR;
+    }
+    uLong crc = crc32(0, Z_NULL, 0);
+    /* buffered: one write per 64 KiB */
+    char *buf = xmalloc(65536);
+    size_t used = 0;
+    hr_t r = HR_OK;
+#define PUT(ptr, len)                                                                              \
+    do {                                                                                           \
+        size_t len_ = (len);                                                                       \
+        if (used + len_ > 65536) {                                                                 \
+            if (r == HR_OK) r = write_all(fd, buf, used, &crc);                                    \
+            used = 0;                                                                              \
+        }                                                                                          \
+        if (len_ > 65536) {                                                                        \
+            if (r == HR_OK) r = write_all(fd, (ptr), len_, &crc);                                  \
+        } else {                                                                                   \
+            memcpy(buf + used, (ptr), len_);                                                       \
+            used += len_;                                                                          \
+        }                                                                                          \
+    } while (0)
+    uint32_t count = 0;
+    for (size_t i = 0; i < p->nslots; i++)
+        for (entry_t *e = p->slots[i]; e; e = e->next) count += e->n > 0;
+    PUT(MAGIC, sizeof(MAGIC));
+    PUT(&l->base.window_ms, sizeof(int64_t));
+    PUT(&count, sizeof(count));
+    for (size_t i = 0; i < p->nslots; i++)
+        for (entry_t *e = p->slots[i]; e; e = e->next) {
+            if (e->n == 0) continue;
+            uint32_t n = (uint32_t)e->n;
+            PUT(&e->user_len, sizeof(uint32_t));
+            PUT(e->user, e->user_len);
+            PUT(&n, sizeof(n));
+            for (int k = 0; k < e->n; k++) PUT(&e->ts[(e->head + k) % l->base.limit], sizeof(int64_t));
+        }
+#undef PUT
+    if (r == HR_OK && used) r = write_all(fd, buf, used, &crc);
+    free(buf);
+    uint32_t c32 = (uint32_t)crc;
+    uLong ignored = 0;
+    if (r == HR_OK) r = write_all(fd, &c32, sizeof(c32), &ignored);
+    if (r == HR_OK && fsync(fd) != 0) r = HR_ERR;
+    if (close(fd) != 0) r = HR_ERR;
+    if (r == HR_OK && rename(tmp, path) != 0) r = HR_ERR;
+    if (r != HR_OK) {
+        log_warn("ratelimit", "cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return r;
+    }
+    p->dirty = false;
+    return HR_OK;
+}
+
+/* Reads the partition's snapshot into p (which is empty). */
+static void load(local_t *l, part_t *p, int64_t now_ms)
+{
+    if (!l->dir) return;
+    char path[4200];
+    snap_path(l, p->id, path, sizeof(path), "");
+    FILE *f = fopen(path, "rbe");
+    if (!f) {
+        if (errno != ENOENT) log_warn("ratelimit", "cannot read %s: %s", path, strerror(errno));
+        return;
+    }
+    char *data = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (cap - len < 65536) data = xrealloc(data, cap = cap * 2 + 65536);
+        size_t got = fread(data + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) break;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    size_t head = sizeof(MAGIC) + sizeof(int64_t) + sizeof(uint32_t);
+    uint32_t count = 0, crc = 0;
+    if (!bad && len >= head + 4) {
+        memcpy(&crc, data + len - 4, 4);
+        bad = memcmp(data, MAGIC, sizeof(MAGIC)) != 0 || crc != (uint32_t)crc32(crc32(0, Z_NULL, 0), (const Bytef *)data, (uInt)(len - 4));
+        memcpy(&count, data + sizeof(MAGIC) + sizeof(int64_t), 4);
+    } else {
+        bad = true;
+    }
+    size_t at = head, end = len - (bad ? 0 : 4);
+    /* First pass validates the structure, the second loads: all or nothing. */
+    for (int pass = 0; pass < 2 && !bad; pass++) {
+        at = head;
+        for (uint32_t k = 0; k < count && !bad; k++) {
+            uint32_t ul, n;
+            if (at + 4 > end) { bad = true; break; }
+            memcpy(&ul, data + at, 4);
+            at += 4;
+            if (ul > end - at) { bad = true; break; }
+            const char *user = data + at;
+            at += ul;
+            if (at + 4 > end) { bad = true; break; }
+            memcpy(&n, data + at, 4);
+            at += 4;
+            if ((size_t)n > (end - at) / 8) { bad = true; break; }
+            if (pass == 1) {
+                entry_t *e = lookup(l, p, user, ul, true);
+                for (uint32_t j = 0; j < n; j++) {
+                    int64_t t;
+                    memcpy(&t, data + at + (size_t)j * 8, 8);
+                    push(l, e, t); /* a smaller limit than when written keeps the newest */
+                }
+                expire(l, e, now_ms);
+            }
+            at += (size_t)n * 8;
+        }
+        if (!bad && at != end) bad = true;
+    }
+    free(data);
+    if (bad) log_warn("ratelimit", "%s is damaged; starting %s partition %d empty", path,
+                      channel_name(l->base.ch), (int)p->id);
+}
+
+static part_t *part_get(local_t *l, int32_t id, int64_t now_ms)
+{
+    if (id < 0) id = 0;
+    if (id >= l->nparts) {
+        int32_t n = l->nparts ? l->nparts : 8;
+        while (n <= id) n *= 2;
+        l->parts = xrealloc(l->parts, (size_t)n * sizeof(*l->parts));
+        memset(l->parts + l->nparts, 0, (size_t)(n - l->nparts) * sizeof(*l->parts));
+        l->nparts = n;
+    }
+    if (!l->parts[id]) {
+        l->parts[id] = part_new(id);
+        load(l, l->parts[id], now_ms);
+    }
+    return l->parts[id];
+}
+
+static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t now_ms)
+{
+    local_t *l = (local_t *)rl;
+    for (int i = 0; i < n; i++) {
+        part_t *p = part_get(l, reqs[i].partition, now_ms);
+        entry_t *e = lookup(l, p, reqs[i].user, reqs[i].user_len, true);
+        expire(l, e, now_ms);
+        reqs[i].allowed = e->n < rl->limit;
+        if (reqs[i].allowed) {
+            e->ts[(e->head + e->n) % rl->limit] = now_ms;
+            e->n++;
+            p->dirty = true;
+        }
+    }
+}
+
+static void local_assigned(ratelimit_t *rl, int32_t partition, int64_t now_ms)
+{
+    local_t *l = (local_t *)rl;
+    if (partition < 0) return;
+    if (partition < l->nparts && l->parts[partition]) {
+        part_free(l->parts[partition]); /* whoever owned it meanwhile wrote newer state */
+        l->parts[partition] = NULL;
+    }
+    part_get(l, partition, now_ms);
+}
+
+static void local_revoked(ratelimit_t *rl, int32_t partition, int64_t now_ms)
+{
+    local_t *l = (local_t *)rl;
+    if (partition < 0 || partition >= l->nparts || !l->parts[partition]) return;
+    snapshot(l, l->parts[partition]);
+    part_free(l->parts[partition]);
+    l->parts[partition] = NULL;
+}
+
+/* Forgets users with nothing left in the window. */
+static void sweep(local_t *l, part_t *p, int64_t now_ms)
+{
+    for (size_t i = 0; i < p->nslots; i++)
+        for (entry_t **pe = &p->slots[i]; *pe;) {
+            entry_t *e = *pe;
+            expire(l, e, now_ms);
+            if (e->n == 0) {
+                *pe = e->next;
+                free(e);
+                p->count--;
+            } else {
+                pe = &e->next;
+            }
+        }
+}
+
+static void local_tick(ratelimit_t *rl, int64_t now_ms)
+{
+    local_t *l = (local_t *)rl;
+    if (l->last_snapshot == 0) l->last_snapshot = now_ms;
+    int64_t every = l->snapshot_ms > 0 ? l->snapshot_ms : 10000;
+    if (now_ms - l->last_snapshot < every) return;
+    l->last_snapshot = now_ms;
+    for (int32_t i = 0; i < l->nparts; i++) {
+        if (!l->parts[i]) continue;
+        sweep(l, l->parts[i], now_ms);
+        if (l->snapshot_ms > 0) snapshot(l, l->parts[i]);
+    }
+}
+
+static void local_close(ratelimit_t *rl)
+{
+    local_t *l = (local_t *)rl;
+    for (int32_t i = 0; i < l->nparts; i++) {
+        if (!l->parts[i]) continue;
+        snapshot(l, l->parts[i]);
+        part_free(l->parts[i]);
+    }
+    free(l->parts);
+    free(l->dir);
+    free(l);
+}
+
+static hr_t local_open(const ratelimit_opts_t *o, ratelimit_t **out, char *why, size_t why_len)
+{
+    local_t *l = xcalloc(1, sizeof(*l));
+    if (o->state_dir && *o->state_dir) {
+        if (mkdir_p(o->state_dir, 0700) != HR_OK) {
+            snprintf(why, why_len, "ratelimit: cannot create %s", o->state_dir);
+            free(l);
+            return HR_ERR;
+        }
+        l->dir = xstrdup(o->state_dir);
+    }
+    l->snapshot_ms = o->snapshot_ms;
+    *out = &l->base;
+    return HR_OK;
+}
+
+const ratelimit_ops_t ratelimit_local_ops = {
+    .name = "local",
+    .open = local_open,
+    .check = local_check,
+    .assigned = local_assigned,
+    .revoked = local_revoked,
+    .tick = local_tick,
+    .close = local_close,
+};

@@ -1,0 +1,389 @@
+/*
+ * test_ratelimit.c - per-recipient sliding-window rate limits
+ * (policy/ratelimit.h): the local backend (exact, kept across close and
+ * rebalance) and the Redis backend against a real redis-server started
+ * here (skipped with the reason when redis-server is missing, unless
+ * CI=true), including Redis killed mid-run (fail open, counted) and back.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "metrics/metrics.h"
+#include "policy/ratelimit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define HOUR 3600000
+static const int64_t T0 = 1790000000000; /* an injected clock */
+
+static char tmpdir[256];
+
+static int setup(void **st)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/herald-rl-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **st)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static ratelimit_t *open_rl(const char *backend, int limit, const char *dir, const char *redis)
+{
+    ratelimit_opts_t o = {
+        .channel = CH_PUSH,
+        .limit = limit,
+        .window_ms = HOUR,
+        .backend = backend,
+        .state_dir = dir,
+        .redis = redis,
+        .redis_timeout_ms = 500,
+        .redis_retry_ms = 1000,
+    };
+    ratelimit_t *rl = NULL;
+    char why[256];
+    assert_int_equal(ratelimit_open_opts(&o, &rl, why, sizeof(why)), HR_OK);
+    return rl;
+}
+
+static bool check(ratelimit_t *rl, int32_t part, const char *user, int64_t now)
+{
+    bool ok = false;
+    assert_int_equal(ratelimit_check(rl, part, user, strlen(user), now, &ok), HR_OK);
+    return ok;
+}
+
+/* 15 checks for one user in the window -> exactly 10; other users are
+ * unaffected; the window slides. Shared by both backends. */
+static void limits_and_slides(ratelimit_t *rl)
+{
+    int64_t limited0 = METRIC_VALUE_AT(ratelimit_limited, CH_PUSH);
+    int allowed = 0;
+    for (int i = 0; i < 15; i++) allowed += check(rl, 1, "alice", T0 + i * 1000);
+    assert_int_equal(allowed, 10);
+    assert_int_equal(METRIC_VALUE_AT(ratelimit_limited, CH_PUSH) - limited0, 5);
+    /* the first 10 went through: sends at T0 .. T0 + 9 s */
+    assert_false(check(rl, 1, "alice", T0 + 20 * 60000));
+    for (int i = 0; i < 10; i++) assert_true(check(rl, 1, "bob", T0 + 30 * 60000));
+    assert_false(check(rl, 1, "bob", T0 + 30 * 60000));
+    assert_true(check(rl, 2, "carol", T0 + 30 * 60000));
+    /* One hour after the first send it leaves the window: one slot. */
+    assert_false(check(rl, 1, "alice", T0 + HOUR - 1));
+    assert_true(check(rl, 1, "alice", T0 + HOUR));
+    assert_false(check(rl, 1, "alice", T0 + HOUR));
+    assert_true(check(rl, 1, "alice", T0 + HOUR + 1000));
+    assert_false(check(rl, 1, "alice", T0 + HOUR + 1500));
+    /* Two hours later everything has left: 10 again. */
+    allowed = 0;
+    for (int i = 0; i < 12; i++) allowed += check(rl, 1, "alice", T0 + 3 * HOUR);
+    assert_int_equal(allowed, 10);
+}
+
+/* A batch behaves like the same checks one by one. */
+static void batch(ratelimit_t *rl, int64_t t)
+{
+    ratelimit_req_t q[20];
+    for (int i = 0; i < 20; i++) {
+        const char *u = i % 4 == 3 ? "dave" : "erin"; /* 15 erin, 5 dave */
+        q[i] = (ratelimit_req_t){.partition = 3, .user = u, .user_len = strlen(u)};
+    }
+    assert_int_equal(ratelimit_check_batch(rl, q, 20, t), HR_OK);
+    int erin = 0, dave = 0, erin_seen = 0;
+    for (int i = 0; i < 20; i++) {
+        if (i % 4 == 3) {
+            dave += q[i].allowed;
+        } else {
+            erin += q[i].allowed;
+            assert_int_equal(q[i].allowed, erin_seen < 10); /* the first ten in order */
+            erin_seen++;
+        }
+    }
+    assert_int_equal(erin, 10);
+    assert_int_equal(dave, 5);
+}
+
+static void test_local_limits(void **st)
+{
+    ratelimit_t *rl = open_rl("local", 10, NULL, NULL);
+    assert_string_equal(ratelimit_backend_name(rl), "local");
+    limits_and_slides(rl);
+    batch(rl, T0);
+    ratelimit_close(rl);
+}
+
+static void test_unlimited(void **st)
+{
+    ratelimit_t *rl = open_rl("local", 0, NULL, NULL);
+    for (int i = 0; i < 1000; i++) assert_true(check(rl, 0, "x", T0));
+    ratelimit_close(rl);
+}
+
+/* The local state survives close/reopen and a rebalance (revoke on one
+ * owner, assign on the next); snapshots are written periodically. */
+static void test_local_persists(void **st)
+{
+    char dir[300];
+    snprintf(dir, sizeof(dir), "%s/state", tmpdir);
+    ratelimit_t *rl = open_rl("local", 10, dir, NULL);
+    for (int i = 0; i < 7; i++) assert_true(check(rl, 5, "alice", T0 + i));
+    for (int i = 0; i < 10; i++) assert_true(check(rl, 6, "bob", T0 + i));
+    ratelimit_close(rl);
+
+    rl = open_rl("local", 10, dir, NULL);
+    ratelimit_partition_assigned(rl, 5, T0 + 100);
+    for (int i = 0; i < 3; i++) assert_true(check(rl, 5, "alice", T0 + 100));
+    assert_false(check(rl, 5, "alice", T0 + 100));
+    assert_false(check(rl, 6, "bob", T0 + 100)); /* loaded on first use */
+    /* Rebalance: this owner loses partition 5, another gains it. */
+    ratelimit_partition_revoked(rl, 5, T0 + 200);
+    ratelimit_t *other = open_rl("local", 10, dir, NULL);
+    ratelimit_partition_assigned(other, 5, T0 + 300);
+    assert_false(check(other, 5, "alice", T0 + 300));
+    /* ... and the window still slides after the move */
+    assert_true(check(other, 5, "alice", T0 + HOUR));
+    ratelimit_close(other);
+    ratelimit_close(rl);
+
+    /* A smaller limit after a restart keeps the newest sends. */
+    ratelimit_t *small = open_rl("local", 3, dir, NULL);
+    assert_false(check(small, 5, "alice", T0 + HOUR + 1));
+    ratelimit_close(small);
+
+    /* Periodic snapshots from ratelimit_tick. */
+    ratelimit_opts_t o = {.channel = CH_SMS, .limit = 2, .window_ms = HOUR, .backend = "local",
+                          .state_dir = dir, .snapshot_ms = 10000};
+    char why[256], path[400];
+    snprintf(path, sizeof(path), "%s/sms-0.rl", dir);
+    ratelimit_t *p = NULL;
+    assert_int_equal(ratelimit_open_opts(&o, &p, why, sizeof(why)), HR_OK);
+    ratelimit_tick(p, T0);
+    assert_true(check(p, 0, "frank", T0));
+    ratelimit_tick(p, T0 + 9999);
+    struct stat sb;
+    assert_int_not_equal(stat(path, &sb), 0);
+    ratelimit_tick(p, T0 + 10000);
+    assert_int_equal(stat(path, &sb), 0);
+    /* "crash": the state as of that snapshot is what a new owner sees */
+    assert_true(check(p, 0, "frank", T0 + 10001)); /* not in the snapshot */
+    ratelimit_t *q = NULL;
+    assert_int_equal(ratelimit_open_opts(&o, &q, why, sizeof(why)), HR_OK);
+    assert_true(check(q, 0, "frank", T0 + 10002));  /* 1 in the snapshot + this one */
+    assert_false(check(q, 0, "frank", T0 + 10003));
+    ratelimit_close(q);
+    ratelimit_close(p);
+
+    /* A damaged snapshot is ignored: the partition starts empty. */
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, 20, SEEK_SET);
+    fputc('X', f);
+    fclose(f);
+    assert_int_equal(ratelimit_open_opts(&o, &q, why, sizeof(why)), HR_OK);
+    assert_true(check(q, 0, "frank", T0 + 10004));
+    assert_true(check(q, 0, "frank", T0 + 10004));
+    assert_false(check(q, 0, "frank", T0 + 10004));
+    ratelimit_close(q);
+}
+
+static void test_config(void **st)
+{
+    config_t c;
+    config_init(&c);
+    char why[256];
+    assert_int_equal(c.ratelimit_push, 10);
+    assert_int_equal(c.ratelimit_email, 3);
+    assert_int_equal(c.ratelimit_sms, 2);
+    assert_int_equal(c.ratelimit_inapp, 20);
+    assert_int_equal(c.ratelimit_webhook, 60);
+    assert_int_equal(c.ratelimit_window_ms, HOUR);
+    assert_string_equal(c.ratelimit_backend, "local");
+    assert_int_equal(config_set(&c, "ratelimit.backend", "memcached", why, sizeof(why)), HR_INVALID);
+    assert_int_equal(config_set(&c, "ratelimit.email", "-1", why, sizeof(why)), HR_INVALID);
+    assert_int_equal(config_set(&c, "ratelimit.window_ms", "1m", why, sizeof(why)), HR_OK);
+    assert_int_equal(config_set(&c, "ratelimit.sms", "1", why, sizeof(why)), HR_OK);
+    free(c.data_dir);
+    c.data_dir = strdup(tmpdir);
+    ratelimit_t *rl = NULL;
+    assert_int_equal(ratelimit_open(&c, CH_SMS, &rl, why, sizeof(why)), HR_OK);
+    assert_int_equal(ratelimit_limit(rl), 1);
+    assert_true(check(rl, 0, "u", T0));
+    assert_false(check(rl, 0, "u", T0 + 59999));
+    assert_true(check(rl, 0, "u", T0 + 60000));
+    ratelimit_close(rl);
+    ratelimit_opts_t o = {.channel = CH_PUSH, .limit = 1, .window_ms = HOUR, .backend = "bogus"};
+    assert_int_equal(ratelimit_open_opts(&o, &rl, why, sizeof(why)), HR_INVALID);
+    assert_non_null(strstr(why, "ratelimit.backend"));
+    o.backend = "redis";
+    o.redis = "no-port";
+    assert_int_equal(ratelimit_open_opts(&o, &rl, why, sizeof(why)), HR_INVALID);
+    assert_non_null(strstr(why, "ratelimit.redis"));
+    config_release(&c);
+}
+
+/* ---- a real redis-server ---- */
+
+static pid_t redis_pid = -1;
+static char sock[300];
+
+static bool have_redis(void)
+{
+    const char *path = getenv("PATH");
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%s", path ? path : "/usr/bin:/bin");
+    for (char *d = strtok(buf, ":"); d; d = strtok(NULL, ":")) {
+        char p[4200];
+        snprintf(p, sizeof(p), "%s/redis-server", d);
+        if (access(p, X_OK) == 0) return true;
+    }
+    return false;
+}
+
+static void redis_start(void)
+{
+    snprintf(sock, sizeof(sock), "%s/r.sock", tmpdir);
+    char *argv[] = {"redis-server", "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no",
+                    "--loglevel", "warning", "--dir", tmpdir, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0); /* its start-up banner */
+    assert_int_equal(posix_spawnp(&redis_pid, "redis-server", &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    /* Wait for it to answer (it starts in milliseconds; give it 10 s). */
+    for (int i = 0; i < 1000; i++) {
+        redisContext *c = redisConnectUnix(sock);
+        if (c && !c->err) {
+            redisReply *y = redisCommand(c, "PING");
+            bool ok = y && y->type == REDIS_REPLY_STATUS;
+            if (y) freeReplyObject(y);
+            redisFree(c);
+            if (ok) return;
+        } else if (c) {
+            redisFree(c);
+        }
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    fail_msg("redis-server did not come up on %s", sock);
+}
+
+static void redis_kill(void)
+{
+    if (redis_pid <= 0) return;
+    kill(redis_pid, SIGKILL);
+    waitpid(redis_pid, NULL, 0);
+    redis_pid = -1;
+    unlink(sock);
+}
+
+static bool redis_or_skip(void)
+{
+    if (have_redis()) return true;
+    const char *ci = getenv("CI");
+    if (ci && strcmp(ci, "true") == 0) fail_msg("redis-server is not installed (scripts/deps.sh --test)");
+    print_message("skipped: redis-server is not installed (scripts/deps.sh --test installs it)\n");
+    return false;
+}
+
+static void test_redis_limits(void **st)
+{
+    if (!redis_or_skip()) skip();
+    redis_start();
+    ratelimit_t *rl = open_rl("redis", 10, NULL, sock);
+    assert_string_equal(ratelimit_backend_name(rl), "redis");
+    int64_t err0 = METRIC_VALUE(ratelimit_redis_errors);
+    limits_and_slides(rl);
+    batch(rl, T0);
+    assert_int_equal(METRIC_VALUE(ratelimit_redis_errors), err0);
+    /* Two limiters (two processes) share the window. */
+    ratelimit_t *other = open_rl("redis", 10, NULL, sock);
+    for (int i = 0; i < 5; i++) assert_true(check(rl, 0, "gina", T0 + i));
+    for (int i = 0; i < 5; i++) assert_true(check(other, 9, "gina", T0 + 10 + i));
+    assert_false(check(rl, 0, "gina", T0 + 20));
+    assert_false(check(other, 0, "gina", T0 + 20));
+    /* The key expires with the window. */
+    redisContext *c = redisConnectUnix(sock);
+    redisReply *y = redisCommand(c, "PTTL herald:rl:push:gina");
+    assert_true(y->type == REDIS_REPLY_INTEGER && y->integer > 0 && y->integer <= HOUR);
+    freeReplyObject(y);
+    /* A script cache flush (what a restart does) is survived. */
+    y = redisCommand(c, "SCRIPT FLUSH");
+    freeReplyObject(y);
+    redisFree(c);
+    assert_false(check(rl, 0, "gina", T0 + 30));
+    assert_true(check(rl, 0, "hank", T0 + 30));
+    assert_int_equal(METRIC_VALUE(ratelimit_redis_errors), err0);
+    ratelimit_close(other);
+    ratelimit_close(rl);
+    redis_kill();
+}
+
+static void test_redis_outage(void **st)
+{
+    if (!redis_or_skip()) skip();
+    redis_start();
+    ratelimit_t *rl = open_rl("redis", 10, NULL, sock);
+    int64_t err0 = METRIC_VALUE(ratelimit_redis_errors);
+    for (int i = 0; i < 10; i++) assert_true(check(rl, 0, "ivan", T0));
+    assert_false(check(rl, 0, "ivan", T0));
+    /* Killed mid-run: every check is allowed (fail open) and counted. */
+    redis_kill();
+    int64_t t = T0 + 1;
+    for (int i = 0; i < 20; i++) assert_true(check(rl, 0, "ivan", t));
+    ratelimit_req_t q[5];
+    for (int i = 0; i < 5; i++) q[i] = (ratelimit_req_t){.partition = 0, .user = "ivan", .user_len = 4};
+    assert_int_equal(ratelimit_check_batch(rl, q, 5, t), HR_OK);
+    for (int i = 0; i < 5; i++) assert_true(q[i].allowed);
+    assert_int_equal(METRIC_VALUE(ratelimit_redis_errors) - err0, 25);
+    /* Back (empty: it kept nothing): limiting again once the retry
+     * interval has passed. */
+    redis_start();
+    t += 1000;
+    int allowed = 0;
+    for (int i = 0; i < 15; i++) allowed += check(rl, 0, "ivan", t);
+    assert_int_equal(allowed, 10);
+    assert_int_equal(METRIC_VALUE(ratelimit_redis_errors) - err0, 25);
+    ratelimit_close(rl);
+    redis_kill();
+
+    /* Down from the start: open succeeds, checks fail open. */
+    ratelimit_t *down = open_rl("redis", 1, NULL, sock);
+    err0 = METRIC_VALUE(ratelimit_redis_errors);
+    for (int i = 0; i < 3; i++) assert_true(check(down, 0, "judy", T0));
+    assert_int_equal(METRIC_VALUE(ratelimit_redis_errors) - err0, 3);
+    ratelimit_close(down);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_local_limits),
+        cmocka_unit_test(test_unlimited),
+        cmocka_unit_test(test_local_persists),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_redis_limits),
+        cmocka_unit_test(test_redis_outage),
+    };
+    int r = cmocka_run_group_tests(tests, setup, teardown);
+    redis_kill();
+    return r;
+}
