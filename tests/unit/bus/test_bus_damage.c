@@ -211,7 +211,7 @@ static void flip_case(ctx_t *cx, bool active, const char *label)
     assert_true(total >= 6 && damaged >= 1 && damaged <= 2);
     flip(victim, at, 4);
 
-    uint64_t skipped = METRIC_VALUE(bus_records_skipped), bytes = METRIC_VALUE(bus_corrupt_bytes);
+    int64_t skipped = METRIC_VALUE(bus_records_skipped), bytes = METRIC_VALUE(bus_corrupt_bytes);
     hlog_set_level(HLOG_OFF);
     bus_t *b = open_bus_with(cx, "never", SEG_BYTES, 0, NULL);
     int64_t lost = consume_all(cx, t, 0, first, damaged);
@@ -287,7 +287,7 @@ static void test_deleted_segment(void **state)
     assert_int_not_equal(try_open(cx, NULL), HR_OK);
     table_add("sealed segment deleted", damaged, damaged, "open refused");
     static const char *const kv[] = {"accept_loss", "1", NULL};
-    uint64_t missing = METRIC_VALUE(bus_records_missing);
+    int64_t missing = METRIC_VALUE(bus_records_missing);
     open_bus_with(cx, "never", SEG_BYTES, 0, kv);
     int64_t lost = consume_all(cx, t, 0, first, damaged);
     hlog_set_level(HLOG_WARN);

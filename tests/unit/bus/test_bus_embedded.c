@@ -406,7 +406,7 @@ static void test_disk_bound_drops(void **state)
     consume(c, &got, 10);
     assert_int_equal(bus_store_offset(c, t, 0, 2), HR_OK);
     bus_consumer_close(c);
-    uint64_t dropped = METRIC_VALUE(bus_records_dropped);
+    int64_t dropped = METRIC_VALUE(bus_records_dropped);
     hlog_set_level(HLOG_OFF); /* the drops are logged as errors */
     produce_seq(b, t, 0, 10, 2000);
     hlog_set_level(HLOG_WARN);
