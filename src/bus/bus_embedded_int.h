@@ -3,8 +3,9 @@
  * src/bus/bus_embedded*.c and the segment scanner's fuzz target).
  *
  *   bus_embedded.c        open/close, topics, produce, consumers and poll
- *   bus_embedded_log.c    files: segments, the record scanner, recovery of a
- *                         torn tail, topic metadata, retention
+ *   bus_embedded_log.c    files: segments, the record scanner, recovery (torn
+ *                         tail, damage, missing segments), topic metadata,
+ *                         retention, health
  *   bus_embedded_group.c  consumer groups: offsets files, assignment,
  *                         rebalance, commit, offline reset and lag
  *   bus_embedded_flush.c  the flusher (writes, acks), the fsync policy (syncer)
