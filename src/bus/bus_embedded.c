@@ -544,7 +544,8 @@ static int64_t skip_damage(emb_bus_t *b, cpart_t *cp, int64_t limit)
     hole_t nh = {cp->fpos, limit, cp->pos, 0};
     if (emb_scan_resync(&sc)) {
         nh.end = sc.pos;
-        nh.recs = le_get64(sc.buf + (sc.pos - sc.bpos) + 8) - cp->pos;
+        int64_t next = le_get64(sc.buf + (sc.pos - sc.bpos) + 8);
+        nh.recs = next > cp->pos ? next - cp->pos : 0;
     } else if (next_base > cp->pos) {
         nh.recs = next_base - cp->pos;
     }

@@ -730,6 +730,13 @@ hr_t emb_check_consistency(emb_bus_t *b)
                                 ": acknowledged records are missing",
                           g->path, o->off, t->name, (int)o->part, p->dir, p->next_off);
                 bad = true;
+                if (b->accept_loss) {
+                    /* new records must not reuse offsets the group believes it has read */
+                    METRIC_ADD(bus_records_missing, (uint64_t)(o->off - p->next_off));
+                    p->next_off = o->off;
+                    atomic_store(&p->hw, p->next_off);
+                    atomic_store(&p->acked, p->next_off);
+                }
             }
         }
     }

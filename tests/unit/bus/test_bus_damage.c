@@ -297,6 +297,44 @@ static void test_deleted_segment(void **state)
     segments_free(segs, n);
 }
 
+/* The newest segment deleted after a group committed past its records:
+ * refused; with accept_loss the bus starts, and new records do not reuse the
+ * offsets the group believes it has read. */
+static void test_deleted_newest_segment(void **state)
+{
+    ctx_t *cx = *state;
+    const char *t = fill(cx, NULL);
+    bus_t *b = open_bus_with(cx, "never", SEG_BYTES, 0, NULL);
+    const char *g = name(cx, "committed");
+    bus_consumer_t *c = subscribe(b, g, t, NULL);
+    recs_t got = {0};
+    consume(c, &got, N_RECORDS);
+    assert_int_equal(bus_store_offset(c, t, 0, N_RECORDS / N_PARTS), HR_OK);
+    bus_consumer_close(c);
+    recs_free(&got);
+    bus_close(b);
+    cx->bus = NULL;
+    char **segs;
+    int n = segments(cx, t, 0, &segs);
+    int64_t damaged = count_records(segs[n - 1]);
+    assert_int_equal(unlink(segs[n - 1]), 0);
+    hlog_set_level(HLOG_OFF);
+    assert_int_not_equal(try_open(cx, NULL), HR_OK);
+    table_add("newest segment deleted (group committed past it)", damaged, damaged, "open refused");
+    static const char *const kv[] = {"accept_loss", "1", NULL};
+    b = open_bus_with(cx, "never", SEG_BYTES, 0, kv);
+    hlog_set_level(HLOG_WARN);
+    produce_str(b, t, 0, NULL, "after", NULL);
+    assert_int_equal(bus_flush(b, wait_ms()), HR_OK);
+    c = subscribe(b, g, t, NULL);
+    consume(c, &got, 1);
+    assert_int_equal(got.v[0].off, N_RECORDS / N_PARTS); /* a fresh offset, seen by the group */
+    assert_string_equal(got.v[0].val, "after");
+    bus_consumer_close(c);
+    recs_free(&got);
+    segments_free(segs, n);
+}
+
 /* meta edited to fewer partitions than the data has: refused. */
 static void test_meta_fewer_partitions(void **state)
 {
@@ -383,6 +421,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flip_accepted, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_truncated_sealed, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_deleted_segment, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_deleted_newest_segment, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_meta_fewer_partitions, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_is_not_damage, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_flip_while_running, harness_setup, harness_teardown),
