@@ -46,9 +46,13 @@ static hr_t open_bus(const config_t *cfg, bus_t **bus, char *why, size_t why_len
     char *dir = xasprintf("%s/bus", cfg->data_dir);
     bool embedded = strcmp(cfg->bus_backend, "embedded") == 0;
     /* Each backend gets its own settings: kafka.* go to librdkafka only. */
-    char pending[32];
+    char pending[32], max_disk[32];
     snprintf(pending, sizeof(pending), "%lld", (long long)cfg->bus_embedded_max_pending);
-    const char *const embedded_kv[] = {"max_pending_bytes", pending, NULL};
+    snprintf(max_disk, sizeof(max_disk), "%lld", (long long)cfg->bus_embedded_max_disk);
+    const char *const embedded_kv[] = {
+        "max_pending_bytes", pending,
+        "accept_loss", strcmp(cfg->bus_embedded_accept_loss, "true") == 0 ? "1" : "0",
+        "max_disk_bytes", max_disk, NULL};
     const char *const *kafka_kv = config_kafka_kv(cfg);
     if (embedded)
         for (size_t i = 0; kafka_kv[i] && kafka_kv[i + 1]; i += 2)

@@ -257,3 +257,9 @@ hr_t bus_lag(bus_t *bus, const char *group, const char *topic, bus_lag_t **out, 
 {
     return bus->ops->lag(bus, group, topic, out, n);
 }
+
+bus_health_t bus_health(bus_t *bus, char *why, size_t why_len)
+{
+    if (why_len) why[0] = '\0';
+    return bus->ops->health ? bus->ops->health(bus, why, why_len) : BUS_HEALTH_OK;
+}

@@ -171,4 +171,12 @@ hr_t bus_group_reset(bus_t *bus, const char *group, const char *topic, int64_t t
 /* Lag per partition; *out is allocated, caller frees. */
 hr_t bus_lag(bus_t *bus, const char *group, const char *topic, bus_lag_t **out, int *n);
 
+/* Health of the bus. DEGRADED: it serves, but something is wrong that an
+ * operator must see (embedded: segment writes fail, e.g. the disk is full,
+ * until a write succeeds again; damaged records were skipped and
+ * bus.embedded.accept_loss is not set). why gets a one-line reason (empty
+ * when OK). Cheap; any thread. */
+typedef enum bus_health { BUS_HEALTH_OK = 0, BUS_HEALTH_DEGRADED = 1 } bus_health_t;
+bus_health_t bus_health(bus_t *bus, char *why, size_t why_len);
+
 #endif

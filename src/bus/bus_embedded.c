@@ -93,10 +93,14 @@ static hr_t emb_open(const bus_opts_t *opts, bus_t **out)
     if (b->segment_bytes < MIN_SEGMENT_BYTES) b->segment_bytes = MIN_SEGMENT_BYTES;
     b->flush_interval_us = opts->flush_interval_us > 0 ? opts->flush_interval_us : 1000;
     for (size_t i = 0; opts->kv && opts->kv[i] && opts->kv[i + 1]; i += 2)
-        if (strcmp(opts->kv[i], "max_pending_bytes") != 0)
+        if (strcmp(opts->kv[i], "max_pending_bytes") != 0 && strcmp(opts->kv[i], "accept_loss") != 0 &&
+            strcmp(opts->kv[i], "max_disk_bytes") != 0)
             log_warn(LOGC, "ignoring unknown embedded bus setting %s", opts->kv[i]);
     int64_t mp = kv_int(opts->kv, "max_pending_bytes", DEF_MAX_PENDING);
     b->max_pending = (size_t)(mp >= 4096 ? mp : 4096);
+    b->accept_loss = kv_int(opts->kv, "accept_loss", 0) != 0;
+    b->max_disk_bytes = kv_int(opts->kv, "max_disk_bytes", 0);
+    pthread_mutex_init(&b->health_mu, NULL);
     pthread_mutex_init(&b->mu, NULL);
     pthread_mutex_init(&b->fl_mu, NULL);
     cond_init_mono(&b->fl_cv);
@@ -127,6 +131,8 @@ static hr_t emb_open(const bus_opts_t *opts, bus_t **out)
         goto out;
     }
     if (emb_load_topics(b) != HR_OK) goto out;
+    emb_groups_load(b);
+    if (emb_check_consistency(b) != HR_OK) goto out;
 
     if (pthread_create(&b->flusher, NULL, emb_flusher_main, b) != 0) goto out;
     b->flusher_started = true;
@@ -178,8 +184,27 @@ static void emb_close(bus_t *bb)
     pthread_cond_destroy(&b->sy_cv);
     pthread_mutex_destroy(&b->data_mu);
     pthread_cond_destroy(&b->data_cv);
+    pthread_mutex_destroy(&b->health_mu);
     free(b->dir);
     free(b);
+}
+
+/* Degraded while segment writes fail (until one succeeds) and after damage
+ * that accept_loss did not accept. */
+static bus_health_t emb_health(bus_t *bb, char *why, size_t why_len)
+{
+    emb_bus_t *b = (emb_bus_t *)bb;
+    bus_health_t h = BUS_HEALTH_OK;
+    pthread_mutex_lock(&b->health_mu);
+    if (atomic_load(&b->write_failing)) {
+        snprintf(why, why_len, "%s", b->write_why);
+        h = BUS_HEALTH_DEGRADED;
+    } else if (b->loss_why[0]) {
+        snprintf(why, why_len, "%s", b->loss_why);
+        h = BUS_HEALTH_DEGRADED;
+    }
+    pthread_mutex_unlock(&b->health_mu);
+    return h;
 }
 
 /* ---- topics ---- */
@@ -495,6 +520,42 @@ out:
     return ok;
 }
 
+/* The bytes at cp->fpos of cp->seg are not a valid record (damage found
+ * while running, or a hole found at load): returns the file position of
+ * the next valid record, or `limit` when none follows. Counts new damage
+ * once (it is remembered in the segment for every reader). */
+static int64_t skip_damage(emb_bus_t *b, cpart_t *cp, int64_t limit)
+{
+    part_t *p = cp->p;
+    seg_t *s = cp->seg;
+    pthread_mutex_lock(&p->seg_mu);
+    const hole_t *h = emb_seg_hole_at(s, cp->fpos);
+    int64_t to = h ? h->end : -1, next_base = -1;
+    int fd = s->fd;
+    for (size_t k = 0; k + 1 < p->nsegs; k++)
+        if (p->segs[k] == s) next_base = p->segs[k + 1]->base;
+    pthread_mutex_unlock(&p->seg_mu);
+    if (to >= 0) return to < limit ? to : limit;
+
+    scan_t sc;
+    emb_scan_init(&sc, fd, limit, s->base);
+    sc.pos = cp->fpos;
+    sc.prev = cp->pos - 1 > s->base - 1 ? cp->pos - 1 : s->base - 1;
+    hole_t nh = {cp->fpos, limit, cp->pos, 0};
+    if (emb_scan_resync(&sc)) {
+        nh.end = sc.pos;
+        int64_t next = le_get64(sc.buf + (sc.pos - sc.bpos) + 8);
+        nh.recs = next > cp->pos ? next - cp->pos : 0;
+    } else if (next_base > cp->pos) {
+        nh.recs = next_base - cp->pos;
+    }
+    emb_scan_release(&sc);
+    pthread_mutex_lock(&p->seg_mu);
+    if (!emb_seg_hole_at(s, nh.pos)) emb_note_damage(b, p, s, &nh);
+    pthread_mutex_unlock(&p->seg_mu);
+    return nh.end;
+}
+
 /* Hands out parsed records of the read buffer (which holds rpart's data). */
 static int take_records(emb_consumer_t *c, bus_msg_t *msgs, int max, int64_t limit)
 {
@@ -507,9 +568,7 @@ static int take_records(emb_consumer_t *c, bus_msg_t *msgs, int max, int64_t lim
         if (!bad && len > c->rlen - c->rdone) break;
         if (!bad) bad = le_get32(r + 24) > len - REC_HDR || rec_crc(r, len) != le_get32(r + 4);
         if (bad) {
-            log_error(LOGC, "%s/%d: corrupt record at byte %" PRId64 " of %s; skipping to byte %" PRId64,
-                      cp->t->name, (int)cp->part, cp->fpos, cp->seg->path, limit);
-            cp->fpos = limit;
+            cp->fpos = skip_damage(c->eb, cp, limit);
             drop_buffer(c);
             break;
         }
@@ -556,9 +615,7 @@ static int read_part(emb_consumer_t *c, cpart_t *cp, bus_msg_t *msgs, int max)
             /* not even one whole record: it is bigger than the buffer */
             uint32_t len = c->rlen >= 4 ? le_get32(c->rbuf) : 0;
             if (len <= c->rcap || len > REC_MAX) {
-                log_error(LOGC, "%s/%d: unreadable data at byte %" PRId64 " of %s", cp->t->name,
-                          (int)cp->part, cp->fpos, cp->seg->path);
-                cp->fpos = limit;
+                cp->fpos = skip_damage(c->eb, cp, limit);
                 drop_buffer(c);
                 continue;
             }
@@ -669,4 +726,5 @@ const bus_ops_t bus_embedded_ops = {
     .group_reset = emb_group_reset,
     .lag = emb_lag,
     .outstanding = emb_outstanding,
+    .health = emb_health,
 };

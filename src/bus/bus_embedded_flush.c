@@ -91,7 +91,9 @@ static hr_t write_piece(emb_bus_t *b, part_t *p, seg_t *s, const char *data, siz
 {
     if (emb_write_all(s->fd, data, len) != HR_OK ||
         (b->fsync_mode == FSYNC_ALWAYS && fdatasync(s->fd) != 0)) {
-        log_error(LOGC, "write %s: %s", s->path, strerror(errno));
+        int err = errno;
+        log_error(LOGC, "write %s: %s", s->path, strerror(err));
+        emb_set_write_failed(b, s->path, err);
         if (ftruncate(s->fd, s->size) != 0)
             log_error(LOGC, "truncate %s: %s", s->path, strerror(errno));
         s->idx_next = s->nidx ? s->idx[s->nidx - 1].pos + IDX_STEP : 0;
@@ -108,22 +110,31 @@ static hr_t write_piece(emb_bus_t *b, part_t *p, seg_t *s, const char *data, siz
     p->total_bytes += (int64_t)len;
     atomic_store(&p->hw, last_off + 1);
     pthread_mutex_unlock(&p->seg_mu);
+    emb_set_write_ok(b);
     return HR_OK;
 }
 
-/* Seals the active segment and starts a new one at `base`. */
-static hr_t roll(emb_bus_t *b, part_t *p, int64_t base, seg_t **active)
+/* Seals the active segment and starts a new one. Its base is where the old
+ * one ends (not the first offset written to it: a failed write may leave a
+ * gap), so that consecutive segments always join and a gap between them
+ * means a lost file. */
+static hr_t roll(emb_bus_t *b, part_t *p, int64_t first, seg_t **active)
 {
     seg_t *s;
-    if (emb_seg_create_active(b, p, base, &s) != HR_OK) return HR_ERR;
+    seg_t *old = p->segs[p->nsegs - 1]; /* only this thread changes the list's tail */
+    int64_t base = old->end > old->base ? old->end : first;
+    if (emb_seg_create_active(b, p, base, &s) != HR_OK) {
+        emb_set_write_failed(b, p->dir, errno);
+        return HR_ERR;
+    }
     pthread_mutex_lock(&p->seg_mu);
-    seg_t *old = p->segs[p->nsegs - 1];
     old->sealed = true;
     emb_seg_maybe_close(old);
     emb_segs_push(p, s);
     pthread_mutex_unlock(&p->seg_mu);
     *active = s;
-    emb_retention(p, hclock_now_ms());
+    emb_retention(b, p, hclock_now_ms());
+    emb_disk_bound(b);
     return HR_OK;
 }
 
@@ -222,7 +233,8 @@ static void housekeeping(emb_bus_t *b)
     int64_t now = hclock_now_ms();
     size_t nt = atomic_load_explicit(&b->ntopics, memory_order_acquire);
     for (size_t i = 0; i < nt; i++)
-        for (int32_t j = 0; j < b->tlist[i]->nparts; j++) emb_retention(&b->tlist[i]->parts[j], now);
+        for (int32_t j = 0; j < b->tlist[i]->nparts; j++) emb_retention(b, &b->tlist[i]->parts[j], now);
+    emb_disk_bound(b);
 }
 
 void *emb_flusher_main(void *arg)

@@ -7,6 +7,7 @@
 
 #include "core/log.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -396,4 +397,48 @@ hr_t emb_lag(bus_t *bb, const char *group, const char *topic, bus_lag_t **out, i
     *out = v;
     *n = t->nparts;
     return HR_OK;
+}
+
+/* ---- registered groups (retention) ---- */
+
+void emb_groups_load(emb_bus_t *b)
+{
+    char *gdir = xasprintf("%s/groups", b->dir);
+    DIR *d = opendir(gdir);
+    free(gdir);
+    if (!d) return;
+    struct dirent *de;
+    pthread_mutex_lock(&b->mu);
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n <= 8 || strcmp(de->d_name + n - 8, ".offsets") != 0 || n - 8 > NAME_MAX_LEN) continue;
+        char name[NAME_MAX_LEN + 1];
+        memcpy(name, de->d_name, n - 8);
+        name[n - 8] = '\0';
+        if (emb_name_ok(name)) (void)emb_group_get(b, name);
+    }
+    pthread_mutex_unlock(&b->mu);
+    closedir(d);
+}
+
+int64_t emb_group_floor(emb_bus_t *b, const topic_t *t, int32_t part, int64_t start, char *who,
+                        size_t who_len)
+{
+    int64_t floor = INT64_MAX;
+    pthread_mutex_lock(&b->mu);
+    for (size_t i = 0; i < b->ngroups; i++) {
+        group_t *g = b->groups[i];
+        pthread_mutex_lock(&g->mu);
+        int64_t need = group_committed(g, t->name, part);
+        if (need < 0)
+            for (size_t m = 0; m < g->nmembers && need < 0; m++)
+                if (emb_member_subscribes(g->members[m], t->name)) need = start;
+        if (need >= 0 && need < floor) {
+            floor = need;
+            snprintf(who, who_len, "%s", g->name);
+        }
+        pthread_mutex_unlock(&g->mu);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return floor;
 }

@@ -3,8 +3,9 @@
  * src/bus/bus_embedded*.c and the segment scanner's fuzz target).
  *
  *   bus_embedded.c        open/close, topics, produce, consumers and poll
- *   bus_embedded_log.c    files: segments, the record scanner, recovery of a
- *                         torn tail, topic metadata, retention
+ *   bus_embedded_log.c    files: segments, the record scanner, recovery (torn
+ *                         tail, damage, missing segments), topic metadata,
+ *                         retention, health
  *   bus_embedded_group.c  consumer groups: offsets files, assignment,
  *                         rebalance, commit, offline reset and lag
  *   bus_embedded_flush.c  the flusher (writes, acks), the fsync policy (syncer)
@@ -43,6 +44,9 @@
 #define NAME_MAX_LEN 127
 #define AUTOCOMMIT_MS 1000
 #define HOUSEKEEP_MS 1000
+/* Resynchronising after damage accepts a record whose offset is at most this
+ * far past what the skipped bytes could hold (failed writes leave gaps). */
+#define RESYNC_GAP ((int64_t)1 << 24)
 
 enum { FSYNC_NEVER, FSYNC_INTERVAL, FSYNC_ALWAYS };
 
@@ -52,6 +56,13 @@ typedef struct idx_ent {
     int64_t off;
     int64_t pos;
 } idx_ent_t;
+
+/* Damaged bytes [pos, end) of a segment file, skipped by readers; recs is
+ * how many offsets went missing with them (counted once, when found). */
+typedef struct hole {
+    int64_t pos, end;
+    int64_t first, recs; /* first missing offset (-1 unknown), how many */
+} hole_t;
 
 /* One segment file. Guarded by its partition's seg_mu, except that the
  * flusher alone writes the active (last, unsealed) segment's file.
@@ -72,6 +83,8 @@ typedef struct seg {
     bool dead;          /* deleted by retention */
     idx_ent_t *idx;
     size_t nidx, cidx;
+    hole_t *holes;      /* damaged ranges found so far, by position */
+    size_t nholes, choles;
     char *path;
 } seg_t;
 
@@ -122,6 +135,7 @@ struct topic {
     int64_t retention_ms;
     int64_t retention_bytes;
     part_t *parts;
+    struct emb_bus *bus;
 };
 
 typedef struct emb_consumer emb_consumer_t;
@@ -223,6 +237,14 @@ typedef struct emb_bus {
     pthread_mutex_t data_mu;
     pthread_cond_t data_cv;
     _Atomic uint64_t data_seq;
+
+    /* damage and health (bus_embedded_log.c) */
+    bool accept_loss;           /* start despite missing data; damage does not degrade */
+    int64_t max_disk_bytes;     /* hard bound for retention; 0 = none */
+    _Atomic bool write_failing; /* the last segment write failed (flusher sets/clears) */
+    pthread_mutex_t health_mu;
+    char write_why[200];        /* under health_mu */
+    char loss_why[256];         /* under health_mu; "" = no unaccepted loss */
 } emb_bus_t;
 
 /* Sequential reader over a segment file (bus_embedded_log.c). */
@@ -241,6 +263,8 @@ typedef struct scan {
 typedef struct seg_info {
     idx_ent_t *idx;
     size_t nidx, cidx;
+    hole_t *holes;      /* damaged ranges followed by valid records */
+    size_t nholes, choles;
     int64_t end, max_ts, valid, idx_next;
 } seg_info_t;
 
@@ -282,6 +306,25 @@ int64_t emb_seg_lookup(const seg_t *s, int64_t off);
 void emb_scan_init(scan_t *sc, int fd, int64_t limit, int64_t base);
 void emb_scan_release(scan_t *sc);
 int emb_scan_next(scan_t *sc, const char **rec, uint32_t *len);
+/* After emb_scan_next() returned -1 at sc->pos: finds the next position in
+ * the file where a valid record begins (length, key length, CRC, and an
+ * offset after sc->prev and no further than the skipped bytes could hold
+ * plus RESYNC_GAP). 1 with sc->pos there, 0 when there is none (sc->pos
+ * unchanged: the rest is a torn tail). */
+int emb_scan_resync(scan_t *sc);
+/* Records damage found in segment s (seg_mu held): logs it once, counts it
+ * (metrics) and, unless accept_loss, marks the bus degraded. */
+void emb_note_damage(emb_bus_t *b, part_t *p, seg_t *s, const hole_t *h);
+/* seg_mu held. The hole of s containing pos, or NULL. */
+const hole_t *emb_seg_hole_at(const seg_t *s, int64_t pos);
+/* Deletes the partition's first segment (seg_mu held; not the active one). */
+void emb_seg_delete_first(part_t *p);
+void emb_set_write_failed(emb_bus_t *b, const char *path, int err);
+static inline void emb_set_write_ok(emb_bus_t *b)
+{
+    if (atomic_load_explicit(&b->write_failing, memory_order_relaxed))
+        atomic_store(&b->write_failing, false);
+}
 void emb_seg_ensure_index(part_t *p, seg_t *s);
 void emb_segs_push(part_t *p, seg_t *s);
 hr_t emb_seg_create_active(emb_bus_t *b, part_t *p, int64_t base, seg_t **out);
@@ -291,7 +334,15 @@ char *emb_topic_meta_text(const topic_t *t);
 topic_t *emb_topic_alloc(emb_bus_t *b, const char *name);
 hr_t emb_topic_open_parts(emb_bus_t *b, topic_t *t);
 hr_t emb_load_topics(emb_bus_t *b);
-void emb_retention(part_t *p, int64_t now_ms);
+/* Retention of one partition: deletes whole sealed segments that are past
+ * the topic's retention and that every registered group has read. */
+void emb_retention(emb_bus_t *b, part_t *p, int64_t now_ms);
+/* The hard disk bound (max_disk_bytes): deletes the oldest sealed segments
+ * of the bus, read or not, until it fits; logs and counts unread records. */
+void emb_disk_bound(emb_bus_t *b);
+/* Checks loaded topics against the groups' committed offsets (after
+ * emb_load_topics and emb_groups_load). */
+hr_t emb_check_consistency(emb_bus_t *b);
 /* Walks a whole segment file of `size` bytes whose first offset is `base`:
  * builds its sparse index, end and max_ts and returns the length of the
  * valid prefix in si->valid (the caller frees si->idx). Bytes after the
@@ -309,6 +360,14 @@ void emb_revoke_parts(emb_consumer_t *c, bool all);
 void emb_rebalance(emb_consumer_t *c);
 hr_t emb_group_reset(bus_t *bb, const char *group, const char *topic, int64_t to_time_ms);
 hr_t emb_lag(bus_t *bb, const char *group, const char *topic, bus_lag_t **out, int *n);
+/* Loads every group that has an offsets file (so retention knows them). */
+void emb_groups_load(emb_bus_t *b);
+/* The lowest offset a registered group still needs on the partition: its
+ * committed offset, or `start` for a group with a live member on the topic
+ * and nothing committed; INT64_MAX when no group reads it. Names that
+ * group in who. Takes b->mu and the groups' locks (no seg_mu held). */
+int64_t emb_group_floor(emb_bus_t *b, const topic_t *t, int32_t part, int64_t start, char *who,
+                        size_t who_len);
 
 /* ---- bus_embedded_flush.c ---- */
 void emb_wake_consumers(emb_bus_t *b);

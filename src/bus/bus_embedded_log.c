@@ -1,12 +1,23 @@
 /*
  * bus_embedded_log.c - the embedded bus's files: segment files and their
  * sparse index, the record scanner that verifies every record read from
- * disk, loading a partition (cutting off a torn or corrupt tail), topic
- * metadata and retention. See bus_embedded.c for the design.
+ * disk, loading a partition (skipping damaged records, cutting off a torn
+ * tail, refusing missing segments), topic metadata, retention and the bus's
+ * health. See bus_embedded.c for the design.
+ *
+ * Damage versus a torn tail: a write the process did not finish (a crash)
+ * can only leave bad bytes at the very end of the active segment, after the
+ * last record it acknowledged; they are cut off. Bad bytes followed by a
+ * valid record, or anywhere in a sealed segment, are damage: the scanner
+ * resynchronises on the next valid record, so the damage costs only the
+ * records it hit, and the loss is logged, counted and reported by
+ * bus_health(). Offsets that are missing between two segments (a deleted
+ * file) stop bus_open unless bus.embedded.accept_loss is set.
  */
 #include "bus/bus_embedded_int.h"
 
 #include "core/log.h"
+#include "metrics/metrics.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -106,6 +117,7 @@ static seg_t *seg_new(char *path, int64_t base)
 static void seg_free(seg_t *s)
 {
     if (s->fd >= 0) close(s->fd);
+    free(s->holes);
     free(s->idx);
     free(s->path);
     free(s);
@@ -224,7 +236,50 @@ int emb_scan_next(scan_t *sc, const char **rec, uint32_t *len)
     return 1;
 }
 
+int emb_scan_resync(scan_t *sc)
+{
+    int64_t from = sc->pos;
+    int64_t max_off = sc->prev + (sc->limit - from) / REC_HDR + RESYNC_GAP;
+    /* Cheap tests first (length, offset window), the CRC last: random bytes
+     * almost never get that far. */
+    for (int64_t q = from + 1; q + REC_HDR <= sc->limit; q++) {
+        sc->pos = q;
+        if (scan_need(sc, REC_HDR) != HR_OK) break;
+        const char *r = sc->buf + (q - sc->bpos);
+        uint32_t n = le_get32(r);
+        if (n < REC_HDR || n > REC_MAX || q + (int64_t)n > sc->limit) continue;
+        int64_t off = le_get64(r + 8);
+        if (off <= sc->prev || off > max_off || le_get32(r + 24) > n - REC_HDR) continue;
+        if (scan_need(sc, n) != HR_OK) continue;
+        r = sc->buf + (q - sc->bpos);
+        if (rec_crc(r, n) == le_get32(r + 4)) return 1;
+    }
+    sc->pos = from;
+    return 0;
+}
+
 /* ---- segment scan and index ---- */
+
+static void hole_push(hole_t **v, size_t *n, size_t *cap, int64_t pos, int64_t end, int64_t first,
+                      int64_t recs)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 4;
+        *v = xrealloc(*v, *cap * sizeof(**v));
+    }
+    (*v)[*n].pos = pos;
+    (*v)[*n].end = end;
+    (*v)[*n].first = first;
+    (*v)[*n].recs = recs;
+    (*n)++;
+}
+
+const hole_t *emb_seg_hole_at(const seg_t *s, int64_t pos)
+{
+    for (size_t i = 0; i < s->nholes; i++)
+        if (s->holes[i].pos <= pos && pos < s->holes[i].end) return &s->holes[i];
+    return NULL;
+}
 
 void emb_seg_scan(int fd, int64_t size, int64_t base, seg_info_t *si)
 {
@@ -234,7 +289,16 @@ void emb_seg_scan(int fd, int64_t size, int64_t base, seg_info_t *si)
     memset(si, 0, sizeof(*si));
     si->end = base;
     emb_scan_init(&sc, fd, size, base);
-    while (emb_scan_next(&sc, &rec, &len) == 1) {
+    for (;;) {
+        int k = emb_scan_next(&sc, &rec, &len);
+        if (k == 0) break;
+        if (k < 0) {
+            int64_t bad = sc.pos, prev = sc.prev;
+            if (!emb_scan_resync(&sc)) break; /* nothing valid follows: a torn tail */
+            int64_t next = le_get64(sc.buf + (sc.pos - sc.bpos) + 8);
+            hole_push(&si->holes, &si->nholes, &si->choles, bad, sc.pos, prev + 1, next - prev - 1);
+            continue;
+        }
         if (sc.pos >= si->idx_next) {
             emb_idx_push(&si->idx, &si->nidx, &si->cidx, le_get64(rec + 8), sc.pos);
             si->idx_next = sc.pos + IDX_STEP;
@@ -263,9 +327,15 @@ void emb_seg_ensure_index(part_t *p, seg_t *s)
         free(si.idx);
         return;
     }
+    for (size_t i = 0; i < si.nholes; i++)
+        if (!emb_seg_hole_at(s, si.holes[i].pos)) emb_note_damage(p->t->bus, p, s, &si.holes[i]);
+    free(si.holes);
     if (si.valid < size) {
-        log_error(LOGC, "%s: corrupt record at byte %" PRId64 "; the rest of the segment is skipped",
-                  s->path, si.valid);
+        /* a sealed segment was complete: a bad tail is damage */
+        hole_t h = {si.valid, size, si.end, 0};
+        for (size_t k = 0; k + 1 < p->nsegs; k++)
+            if (p->segs[k] == s && p->segs[k + 1]->base > si.end) h.recs = p->segs[k + 1]->base - si.end;
+        if (!emb_seg_hole_at(s, si.valid)) emb_note_damage(p->t->bus, p, s, &h);
         p->total_bytes -= size - si.valid;
         s->size = si.valid;
     }
@@ -313,8 +383,56 @@ hr_t emb_seg_create_active(emb_bus_t *b, part_t *p, int64_t base, seg_t **out)
     return HR_OK;
 }
 
-/* Loads a partition's segments; verifies the last one record by record and
- * cuts off a torn or corrupt tail. */
+/* Verifies one segment file at load (seg_mu not needed: single-threaded
+ * open). The active segment's bad tail is cut off (a torn write); damage
+ * elsewhere becomes holes. */
+static hr_t seg_load(emb_bus_t *b, part_t *p, seg_t *s, bool active, int64_t next_base)
+{
+    int fd = open(s->path, active ? O_RDWR | O_APPEND | O_CLOEXEC : O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        log_error(LOGC, "open %s: %s", s->path, strerror(errno));
+        return HR_ERR;
+    }
+    seg_info_t si;
+    emb_seg_scan(fd, s->size, s->base, &si);
+    for (size_t i = 0; i < si.nholes; i++) emb_note_damage(b, p, s, &si.holes[i]);
+    free(si.holes);
+    if (si.valid < s->size && active) {
+        log_warn(LOGC, "%s: torn tail at byte %" PRId64 " (an unacknowledged write), dropping %" PRId64
+                       " bytes",
+                 s->path, si.valid, s->size - si.valid);
+        if (ftruncate(fd, si.valid) != 0) {
+            log_error(LOGC, "truncate %s: %s", s->path, strerror(errno));
+            free(si.idx);
+            close(fd);
+            return HR_ERR;
+        }
+        if (b->fsync_mode != FSYNC_NEVER) (void)fdatasync(fd);
+    } else if (si.valid < s->size) {
+        hole_t h = {si.valid, s->size, si.end, next_base > si.end ? next_base - si.end : 0};
+        emb_note_damage(b, p, s, &h);
+    }
+    p->total_bytes -= s->size - si.valid;
+    s->size = si.valid;
+    s->synced = si.valid;
+    s->idx = si.idx;
+    s->nidx = si.nidx;
+    s->cidx = si.cidx;
+    s->end = si.end;
+    s->idx_next = si.idx_next;
+    if (si.nidx) s->max_ts = si.max_ts;
+    s->indexed = true;
+    if (active)
+        s->fd = fd;
+    else
+        close(fd);
+    return HR_OK;
+}
+
+/* Loads a partition's segments and verifies every record: damaged records
+ * are skipped (holes), the active segment's torn tail is cut off, and
+ * offsets missing between segments (a lost file) refuse the load unless
+ * accept_loss. */
 static hr_t part_load(emb_bus_t *b, part_t *p)
 {
     hr_t r = HR_ERR;
@@ -357,7 +475,7 @@ static hr_t part_load(emb_bus_t *b, part_t *p)
         s->size = st.st_size;
         s->synced = st.st_size;
         s->max_ts = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
-        s->sealed = true;
+        s->sealed = i + 1 < nb;
         emb_segs_push(p, s);
         p->total_bytes += s->size;
     }
@@ -366,36 +484,33 @@ static hr_t part_load(emb_bus_t *b, part_t *p)
         seg_t *s;
         if (emb_seg_create_active(b, p, 0, &s) != HR_OK) goto out;
         emb_segs_push(p, s);
-    } else {
-        seg_t *s = p->segs[p->nsegs - 1];
-        s->sealed = false;
-        s->fd = open(s->path, O_RDWR | O_APPEND | O_CLOEXEC);
-        if (s->fd < 0) {
-            log_error(LOGC, "open %s: %s", s->path, strerror(errno));
+    }
+    for (size_t i = 0; i < nb; i++) {
+        seg_t *s = p->segs[i];
+        bool active = i + 1 == nb;
+        if (seg_load(b, p, s, active, active ? -1 : p->segs[i + 1]->base) != HR_OK) goto out;
+        if (i == 0) continue;
+        seg_t *prev = p->segs[i - 1];
+        bool tail_hole = prev->nholes && prev->holes[prev->nholes - 1].end >= prev->size &&
+                         prev->holes[prev->nholes - 1].pos == prev->size;
+        if (prev->end == s->base || tail_hole) continue;
+        /* Offsets between two segments are missing: a segment file was
+         * deleted or lost (or the files do not belong together). */
+        int64_t lo = prev->end, hi = s->base;
+        log_error(LOGC,
+                  "%s/%d: offsets %" PRId64 "..%" PRId64 " are missing between %s (ends at %" PRId64
+                  ") and %s: a segment file was deleted or lost",
+                  p->t->name, (int)p->id, lo, hi - 1, prev->path, prev->end, s->path);
+        if (!b->accept_loss) {
+            log_error(LOGC, "refusing to open the bus at %s with acknowledged records missing; "
+                            "restore the file, or set bus.embedded.accept_loss=true to start without "
+                            "them",
+                      b->dir);
             goto out;
         }
-        seg_info_t si;
-        emb_seg_scan(s->fd, s->size, s->base, &si);
-        if (si.valid < s->size) {
-            log_warn(LOGC, "%s: torn or corrupt tail at byte %" PRId64 ", dropping %" PRId64 " bytes",
-                     s->path, si.valid, s->size - si.valid);
-            if (ftruncate(s->fd, si.valid) != 0) {
-                log_error(LOGC, "truncate %s: %s", s->path, strerror(errno));
-                free(si.idx);
-                goto out;
-            }
-            if (b->fsync_mode != FSYNC_NEVER) (void)fdatasync(s->fd);
-            p->total_bytes -= s->size - si.valid;
-            s->size = si.valid;
-            s->synced = si.valid;
-        }
-        s->idx = si.idx;
-        s->nidx = si.nidx;
-        s->cidx = si.cidx;
-        s->end = si.end;
-        s->idx_next = si.idx_next;
-        if (si.nidx) s->max_ts = si.max_ts;
-        s->indexed = true;
+        if (hi > lo) METRIC_ADD(bus_records_missing, (uint64_t)(hi - lo));
+        log_warn(LOGC, "%s/%d: bus.embedded.accept_loss is set: starting without %" PRId64 " records",
+                 p->t->name, (int)p->id, hi > lo ? hi - lo : 0);
     }
     seg_t *last = p->segs[p->nsegs - 1];
     p->next_off = last->end;
@@ -487,6 +602,7 @@ topic_t *emb_topic_alloc(emb_bus_t *b, const char *name)
     t->name = xstrdup(name);
     t->name_len = strlen(name);
     t->dir = xasprintf("%s/topics/%s", b->dir, name);
+    t->bus = b;
     return t;
 }
 
@@ -536,27 +652,208 @@ out:
     return r;
 }
 
+/* ---- damage and health ---- */
+
+void emb_note_damage(emb_bus_t *b, part_t *p, seg_t *s, const hole_t *h)
+{
+    hole_push(&s->holes, &s->nholes, &s->choles, h->pos, h->end, h->first, h->recs);
+    if (h->first >= 0 && h->recs > 0)
+        log_error(LOGC,
+                  "%s/%d: damaged bytes %" PRId64 "..%" PRId64 " of %s: skipped %" PRId64
+                  " record(s), offsets %" PRId64 "..%" PRId64,
+                  p->t->name, (int)p->id, h->pos, h->end - 1, s->path, h->recs, h->first,
+                  h->first + h->recs - 1);
+    else
+        log_error(LOGC, "%s/%d: damaged bytes %" PRId64 "..%" PRId64 " of %s: skipped %" PRId64
+                        " record(s)",
+                  p->t->name, (int)p->id, h->pos, h->end - 1, s->path, h->recs);
+    METRIC_ADD(bus_records_skipped, (uint64_t)(h->recs > 0 ? h->recs : 0));
+    METRIC_ADD(bus_corrupt_bytes, (uint64_t)(h->end - h->pos));
+    if (b->accept_loss) return;
+    pthread_mutex_lock(&b->health_mu);
+    if (!b->loss_why[0])
+        snprintf(b->loss_why, sizeof(b->loss_why),
+                 "damaged records skipped in %s (see the log; bus.embedded.accept_loss=true accepts "
+                 "the loss)",
+                 s->path);
+    pthread_mutex_unlock(&b->health_mu);
+}
+
+void emb_set_write_failed(emb_bus_t *b, const char *path, int err)
+{
+    pthread_mutex_lock(&b->health_mu);
+    snprintf(b->write_why, sizeof(b->write_why), "writing %s failed: %s", path, strerror(err));
+    pthread_mutex_unlock(&b->health_mu);
+    atomic_store(&b->write_failing, true);
+}
+
+/* ---- consistency of metadata, files and offsets ---- */
+
+hr_t emb_check_consistency(emb_bus_t *b)
+{
+    bool bad = false;
+    size_t nt = atomic_load(&b->ntopics);
+    /* partition directories the meta file does not know */
+    for (size_t i = 0; i < nt; i++) {
+        topic_t *t = b->tlist[i];
+        DIR *d = opendir(t->dir);
+        if (!d) continue;
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            char *end;
+            long v = strtol(de->d_name, &end, 10);
+            if (end == de->d_name || *end || v < t->nparts) continue;
+            log_error(LOGC, "%s/meta says %d partitions but the partition directory %s/%s exists: "
+                            "the metadata does not match the data",
+                      t->dir, (int)t->nparts, t->dir, de->d_name);
+            bad = true;
+        }
+        closedir(d);
+    }
+    /* committed offsets the log cannot hold */
+    for (size_t gi = 0; gi < b->ngroups; gi++) {
+        group_t *g = b->groups[gi];
+        for (size_t k = 0; k < g->noffs; k++) {
+            goff_t *o = &g->offs[k];
+            topic_t *t = topic_find(b, o->topic);
+            if (!t || o->off < 0) continue;
+            if (o->part >= t->nparts) {
+                log_error(LOGC, "%s has an offset for partition %d of %s, whose meta (%s/meta) says "
+                                "%d partitions",
+                          g->path, (int)o->part, t->name, t->dir, (int)t->nparts);
+                bad = true;
+                continue;
+            }
+            part_t *p = &t->parts[o->part];
+            if (o->off > p->next_off) {
+                log_error(LOGC, "%s committed offset %" PRId64 " of %s/%d but the log in %s ends at %" PRId64
+                                ": acknowledged records are missing",
+                          g->path, o->off, t->name, (int)o->part, p->dir, p->next_off);
+                bad = true;
+                if (b->accept_loss) {
+                    /* new records must not reuse offsets the group believes it has read */
+                    METRIC_ADD(bus_records_missing, (uint64_t)(o->off - p->next_off));
+                    p->next_off = o->off;
+                    atomic_store(&p->hw, p->next_off);
+                    atomic_store(&p->acked, p->next_off);
+                }
+            }
+        }
+    }
+    if (!bad) return HR_OK;
+    if (!b->accept_loss) {
+        log_error(LOGC, "refusing to open the bus at %s: its files are inconsistent (see above); "
+                        "set bus.embedded.accept_loss=true to start anyway",
+                  b->dir);
+        return HR_ERR;
+    }
+    log_warn(LOGC, "bus.embedded.accept_loss is set: starting the bus at %s despite the above", b->dir);
+    return HR_OK;
+}
+
 /* ---- retention ---- */
 
-void emb_retention(part_t *p, int64_t now_ms)
+/* seg_mu held. */
+void emb_seg_delete_first(part_t *p)
+{
+    seg_t *s = p->segs[0];
+    memmove(p->segs, p->segs + 1, (p->nsegs - 1) * sizeof(*p->segs));
+    p->nsegs--;
+    p->total_bytes -= s->size;
+    p->log_start = p->segs[0]->base;
+    s->dead = true;
+    if (unlink(s->path) != 0) log_warn(LOGC, "unlink %s: %s", s->path, strerror(errno));
+    emb_seg_unref(s);
+}
+
+/* seg_mu held. Whether the first segment is past the topic's retention. */
+static const char *retention_due(const part_t *p, int64_t now_ms)
+{
+    const topic_t *t = p->t;
+    if (p->nsegs < 2 || !p->segs[0]->sealed) return NULL;
+    const seg_t *s = p->segs[0];
+    if (t->retention_bytes >= 0 && p->total_bytes - s->size >= t->retention_bytes) return "size";
+    if (t->retention_ms >= 0 && now_ms - s->max_ts > t->retention_ms) return "age";
+    return NULL;
+}
+
+void emb_retention(emb_bus_t *b, part_t *p, int64_t now_ms)
 {
     const topic_t *t = p->t;
     if (t->retention_ms < 0 && t->retention_bytes < 0) return;
     pthread_mutex_lock(&p->seg_mu);
-    while (p->nsegs > 1 && p->segs[0]->sealed) {
+    bool due = retention_due(p, now_ms) != NULL;
+    int64_t start = p->log_start;
+    pthread_mutex_unlock(&p->seg_mu);
+    if (!due) return;
+    /* Only now (rarely) look at the groups: a segment goes only when every
+     * registered group has committed past it. */
+    char who[NAME_MAX_LEN + 1] = "";
+    int64_t floor = emb_group_floor(b, t, p->id, start, who, sizeof(who));
+    pthread_mutex_lock(&p->seg_mu);
+    const char *why;
+    while ((why = retention_due(p, now_ms)) != NULL) {
         seg_t *s = p->segs[0];
-        bool by_size = t->retention_bytes >= 0 && p->total_bytes - s->size >= t->retention_bytes;
-        bool by_age = t->retention_ms >= 0 && now_ms - s->max_ts > t->retention_ms;
-        if (!by_size && !by_age) break;
-        memmove(p->segs, p->segs + 1, (p->nsegs - 1) * sizeof(*p->segs));
-        p->nsegs--;
-        p->total_bytes -= s->size;
-        p->log_start = p->segs[0]->base;
-        s->dead = true;
-        if (unlink(s->path) != 0) log_warn(LOGC, "unlink %s: %s", s->path, strerror(errno));
+        int64_t next = p->segs[1]->base;
+        if (next > floor) {
+            log_debug(LOGC, "%s/%d: retention keeps segment %" PRId64 ": group %s has not read past %" PRId64,
+                      t->name, (int)p->id, s->base, who, floor);
+            break;
+        }
         log_info(LOGC, "%s/%d: retention (%s) deleted segment %" PRId64 " (%" PRId64 " bytes)", t->name,
-                 (int)p->id, by_size ? "size" : "age", s->base, s->size);
-        emb_seg_unref(s);
+                 (int)p->id, why, s->base, s->size);
+        emb_seg_delete_first(p);
     }
     pthread_mutex_unlock(&p->seg_mu);
+}
+
+void emb_disk_bound(emb_bus_t *b)
+{
+    if (b->max_disk_bytes <= 0) return;
+    size_t nt = atomic_load_explicit(&b->ntopics, memory_order_acquire);
+    for (;;) {
+        int64_t total = 0, oldest_ts = INT64_MAX;
+        part_t *victim = NULL;
+        for (size_t i = 0; i < nt; i++)
+            for (int32_t j = 0; j < b->tlist[i]->nparts; j++) {
+                part_t *p = &b->tlist[i]->parts[j];
+                pthread_mutex_lock(&p->seg_mu);
+                total += p->total_bytes;
+                if (p->nsegs > 1 && p->segs[0]->sealed && p->segs[0]->max_ts < oldest_ts) {
+                    oldest_ts = p->segs[0]->max_ts;
+                    victim = p;
+                }
+                pthread_mutex_unlock(&p->seg_mu);
+            }
+        if (total <= b->max_disk_bytes || !victim) return;
+        part_t *p = victim;
+        pthread_mutex_lock(&p->seg_mu);
+        int64_t start = p->log_start;
+        pthread_mutex_unlock(&p->seg_mu);
+        char who[NAME_MAX_LEN + 1] = "";
+        int64_t floor = emb_group_floor(b, p->t, p->id, start, who, sizeof(who));
+        pthread_mutex_lock(&p->seg_mu);
+        if (p->nsegs > 1 && p->segs[0]->sealed) {
+            seg_t *s = p->segs[0];
+            int64_t base = s->base, next = p->segs[1]->base, size = s->size;
+            emb_seg_delete_first(p);
+            pthread_mutex_unlock(&p->seg_mu);
+            if (floor < next) {
+                int64_t from = floor > base ? floor : base;
+                log_error(LOGC, "%s/%d: the bus is over bus.embedded.max_disk_bytes (%" PRId64
+                                " > %" PRId64 "): deleted segment %" PRId64 " (%" PRId64
+                                " bytes) with %" PRId64 " record(s) group %s had not read, offsets %" PRId64
+                                "..%" PRId64,
+                          p->t->name, (int)p->id, total, b->max_disk_bytes, base, size, next - from, who,
+                          from, next - 1);
+                METRIC_ADD(bus_records_dropped, (uint64_t)(next - from));
+            } else {
+                log_warn(LOGC, "%s/%d: the bus is over bus.embedded.max_disk_bytes: deleted segment %" PRId64
+                               " (%" PRId64 " bytes, read by every group)",
+                         p->t->name, (int)p->id, base, size);
+            }
+        } else {
+            pthread_mutex_unlock(&p->seg_mu);
+        }
+    }
 }

@@ -36,6 +36,8 @@ typedef struct bus_ops {
     hr_t (*lag)(bus_t *bus, const char *group, const char *topic, bus_lag_t **out, int *n);
     /* Records produced and not acknowledged yet. May be NULL. */
     int64_t (*outstanding)(bus_t *bus);
+    /* OK, or DEGRADED with the reason in why. May be NULL (always OK). */
+    bus_health_t (*health)(bus_t *bus, char *why, size_t why_len);
 } bus_ops_t;
 
 /* Every backend struct starts with this. The backend sets ops; bus.c owns

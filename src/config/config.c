@@ -60,6 +60,12 @@ static const opt_t opts[] = {
      INT64_C(1) << 40, NULL,
      "Embedded bus: bytes of records a partition holds before they are written; beyond it "
      "producers wait (backpressure)."},
+    {"bus.embedded.accept_loss", OPT_ENUM, F(bus_embedded_accept_loss), "false", 0, 0, "false|true",
+     "Embedded bus: start even when segment files are missing or the metadata does not match the "
+     "data (logged and counted), and do not report skipped damaged records as degraded."},
+    {"bus.embedded.max_disk_bytes", OPT_I64, F(bus_embedded_max_disk), "0", 0, INT64_MAX, NULL,
+     "Embedded bus: hard bound on segment bytes; past it the oldest segments are deleted even "
+     "if a group has not read them (logged, counted). 0 = none: retention waits for every group."},
     {"kafka.bootstrap.servers", OPT_STR, F(kafka_brokers), "127.0.0.1:9092", 0, 0, NULL,
      "Kafka bootstrap servers (also --kafka-brokers). Any other kafka.<name> passes to librdkafka."},
     {"topics.replication", OPT_INT, F(kafka_replication), "1", 1, 16, NULL,
@@ -91,6 +97,9 @@ static const opt_t opts[] = {
     {"ingest.ack_timeout_ms", OPT_INT, F(ingest_ack_timeout_ms), "10000", 1, 600000, NULL,
      "How long POST /v1/events waits for the bus to acknowledge its events before answering "
      "503 (a retry is safe: event_id dedupes)."},
+    {"ingest.max_backlog_records", OPT_I64, F(ingest_max_backlog), "1000000", 0, INT64_MAX, NULL,
+     "Admission control: POST /v1/events answers 429 with Retry-After while fan-out has more "
+     "than this many raw-events records unprocessed (0 = no bound)."},
     {"fanout.recipient_cache_bytes", OPT_I64, F(fanout_cache_bytes), "134217728", 1048576,
      INT64_C(1) << 40, NULL,
      "Fan-out recipient cache, shared by the fan-out workers (~150 bytes per user with one "

@@ -31,6 +31,8 @@ typedef struct config {
     int bus_partitions;         /* bus.partitions (default for every topic) */
     int bus_flush_interval_us;  /* bus.flush_interval_us */
     int64_t bus_embedded_max_pending; /* bus.embedded.max_pending_bytes */
+    char *bus_embedded_accept_loss;   /* bus.embedded.accept_loss false|true */
+    int64_t bus_embedded_max_disk;    /* bus.embedded.max_disk_bytes, 0 = none */
     char *kafka_brokers;        /* kafka.bootstrap.servers (also --kafka-brokers) */
     int kafka_replication;      /* topics.replication */
     int kafka_min_insync;       /* topics.min_insync */
@@ -45,6 +47,7 @@ typedef struct config {
     int batch_max;              /* pipeline.batch_max records per poll */
     int pipeline_depth;         /* pipeline.depth batches in flight per worker */
     int ingest_ack_timeout_ms;  /* ingest.ack_timeout_ms */
+    int64_t ingest_max_backlog; /* ingest.max_backlog_records, 0 = none */
     int64_t fanout_cache_bytes; /* fanout.recipient_cache_bytes */
     int status_gather;          /* status.gather rows per store transaction */
     char *log_level;            /* log.level */

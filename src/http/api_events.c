@@ -92,6 +92,18 @@ void api_events_post(http_req_t *rq, http_resp_t *rs)
     problem_t pb;
     memset(&pb, 0, sizeof(pb));
 
+    /* Admission control, before any work: fan-out is too far behind. */
+    int64_t backlog;
+    if (ingest_admit(app, &backlog) == HR_AGAIN) {
+        METRIC_INC(ingest_refused_backlog);
+        resp_header(rs, "Retry-After", "%d", RETRY_AFTER_S);
+        resp_problem(rs, 429, PROBLEM_UNAVAILABLE, NULL,
+                     "fan-out is %lld records behind (ingest.max_backlog_records is %lld); retry "
+                     "later",
+                     (long long)backlog, (long long)app->cfg->ingest_max_backlog);
+        return;
+    }
+
     json_t *doc = api_body_json(rq, rs);
     if (!doc) {
         METRIC_INC(events_rejected);
@@ -154,10 +166,13 @@ void api_events_post(http_req_t *rq, http_resp_t *rs)
     if (r != HR_OK) {
         /* Full, slow or failing: some events may have gone out, so the
          * client retries the whole request; fan-out dedupes by event_id. */
+        char why[256];
+        bool degraded = bus_health(app->bus, why, sizeof(why)) != BUS_HEALTH_OK;
         resp_header(rs, "Retry-After", "%d", RETRY_AFTER_S);
         resp_problem(rs, 503, PROBLEM_UNAVAILABLE, NULL,
-                     "the bus did not take the events (%s); retry the whole request "
-                     "(event_id makes it idempotent)", hr_str(r));
+                     "the bus did not take the events (%s%s%s); retry the whole request "
+                     "(event_id makes it idempotent)",
+                     hr_str(r), degraded ? ": " : "", degraded ? why : "");
         goto out;
     }
     json_t *ids = json_array();

@@ -4,6 +4,7 @@
 #include "http/api_int.h"
 
 #include "metrics/metrics.h"
+#include "stage/ingest.h"
 
 #include <string.h>
 
@@ -12,22 +13,38 @@ void api_healthz(http_req_t *rq, http_resp_t *rs)
     resp_json(rs, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* Ready = the store answers, the bus has raw-events and is not degraded
+ * (bus_health: writes failing, unaccepted damage), ingest is not refusing
+ * events for backlog (ingest.max_backlog_records: a load balancer should
+ * stop sending while POST /v1/events answers 429), and no shutdown. */
 void api_readyz(http_req_t *rq, http_resp_t *rs)
 {
     app_t *app = rq->app;
     bool store_ok = app->store && store_schema_version(app->store) > 0;
     bool bus_ok = app->bus && bus_partitions(app->bus, TOPIC_RAW) > 0;
     bool stopping = atomic_load(&app->stopping) != 0;
-    json_t *checks = json_pack("{s:s,s:s}", "store", store_ok ? "ok" : "unavailable", "bus",
-                               bus_ok ? "ok" : "unavailable");
-    if (store_ok && bus_ok && !stopping) {
+    char why[256] = "", bus_txt[300], backlog_txt[128] = "";
+    bool degraded = app->bus && bus_health(app->bus, why, sizeof(why)) != BUS_HEALTH_OK;
+    int64_t backlog = -1;
+    bool backlog_ok = !bus_ok || ingest_admit(app, &backlog) == HR_OK;
+    snprintf(bus_txt, sizeof(bus_txt), "%s%s", !bus_ok ? "unavailable" : degraded ? "degraded: " : "ok",
+             bus_ok && degraded ? why : "");
+    json_t *checks = json_pack("{s:s,s:s}", "store", store_ok ? "ok" : "unavailable", "bus", bus_txt);
+    if (app->cfg->ingest_max_backlog > 0 && backlog >= 0) {
+        snprintf(backlog_txt, sizeof(backlog_txt), "%s: fan-out is %lld records behind (bound %lld)",
+                 backlog_ok ? "ok" : "over", (long long)backlog, (long long)app->cfg->ingest_max_backlog);
+        json_object_set_new(checks, "backlog", json_string(backlog_txt));
+    }
+    if (store_ok && bus_ok && !degraded && backlog_ok && !stopping) {
         resp_json(rs, 200, json_pack("{s:s,s:o}", "status", "ready", "checks", checks));
         return;
     }
     resp_header(rs, "Retry-After", "%d", RETRY_AFTER_S);
     resp_problem_ext(rs, 503, PROBLEM_UNAVAILABLE, NULL, json_pack("{s:o}", "checks", checks),
-                     "not ready:%s%s%s", store_ok ? "" : " store unreachable",
+                     "not ready:%s%s%s%s%s%s%s", store_ok ? "" : " store unreachable",
                      bus_ok ? "" : " bus unreachable (no raw-events topic)",
+                     bus_ok && degraded ? " bus degraded: " : "", bus_ok && degraded ? why : "",
+                     backlog_ok ? "" : " ingest refuses events, backlog ", backlog_ok ? "" : backlog_txt,
                      stopping ? " shutting down" : "");
 }
 

@@ -8,6 +8,8 @@
 
 #include "core/log.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +18,47 @@
 #define FULL_TRIES 200
 #define FULL_WAIT_MS 10
 
+
+/* Fan-out's backlog, cached for every HTTP thread: one thread refreshes it
+ * (trylock) while the others use the last value. Keyed by the bus, since a
+ * test process may run several. */
+static struct {
+    pthread_mutex_t refresh;
+    _Atomic(bus_t *) bus;
+    _Atomic int64_t at_ns;
+    _Atomic int64_t backlog;
+} cache = {.refresh = PTHREAD_MUTEX_INITIALIZER};
+
+static int64_t backlog_now(app_t *app)
+{
+    bus_lag_t *lags = NULL;
+    int n = 0;
+    if (bus_lag(app->bus, GROUP_FANOUT, TOPIC_RAW, &lags, &n) != HR_OK) return -1;
+    int64_t sum = 0;
+    for (int i = 0; i < n; i++) sum += lags[i].lag;
+    free(lags);
+    return sum;
+}
+
+hr_t ingest_admit(app_t *app, int64_t *backlog)
+{
+    int64_t bound = app->cfg->ingest_max_backlog;
+    *backlog = -1;
+    if (bound <= 0 || !app->bus) return HR_OK;
+    int64_t now = hclock_mono_ns();
+    int64_t ttl_ms = strcmp(bus_backend_name(app->bus), "embedded") == 0 ? INGEST_BACKLOG_REFRESH_MS : 5000;
+    bool fresh = atomic_load(&cache.bus) == app->bus && now - atomic_load(&cache.at_ns) < ttl_ms * 1000000;
+    if (!fresh && pthread_mutex_trylock(&cache.refresh) == 0) {
+        int64_t v = backlog_now(app);
+        atomic_store(&cache.backlog, v);
+        atomic_store(&cache.at_ns, hclock_mono_ns());
+        atomic_store(&cache.bus, app->bus);
+        pthread_mutex_unlock(&cache.refresh);
+    }
+    if (atomic_load(&cache.bus) != app->bus) return HR_OK; /* another thread is refreshing it */
+    *backlog = atomic_load(&cache.backlog);
+    return *backlog > bound ? HR_AGAIN : HR_OK;
+}
 
 hr_t ingest_publish(app_t *app, event_t *evs, int n)
 {

@@ -13,4 +13,14 @@
  * another error when the bus failed. Runs on the caller's thread. */
 hr_t ingest_publish(app_t *app, event_t *evs, int n);
 
+/* Admission control: HR_AGAIN while fan-out's backlog on raw-events (records
+ * not yet committed by its group) is above ingest.max_backlog_records, HR_OK
+ * otherwise (and always when the bound is 0). *backlog gets the backlog
+ * (-1 when unknown). Cheap: the backlog is cached and refreshed at most
+ * every INGEST_BACKLOG_REFRESH_MS (embedded bus; 5 s on Kafka, where asking
+ * costs a client and broker round trips) by one of the calling threads.
+ * Any thread. */
+#define INGEST_BACKLOG_REFRESH_MS 100
+hr_t ingest_admit(app_t *app, int64_t *backlog);
+
 #endif

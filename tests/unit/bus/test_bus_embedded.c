@@ -2,11 +2,14 @@
  * test_bus_embedded.c - what only the embedded backend promises, checked on
  * its files: a torn or corrupt tail is cut off on open, an ack means the
  * record was written, records acked before kill -9 survive, one process per
- * directory (LOCK), retention by size and age, and the fsync modes.
+ * directory (LOCK), retention by size and age (never past what a registered
+ * group has not read, unless the hard disk bound forces it), and the fsync
+ * modes.
  */
 #include "bus_harness.h"
 
 #include "core/log.h"
+#include "metrics/metrics.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -331,13 +334,15 @@ static void test_retention_by_age(void **state)
     recs_free(&got);
 }
 
-/* A consumer whose committed position was deleted by retention starts at
- * the log start. */
-static void test_retention_moves_consumer(void **state)
+/* Retention never deletes what a registered group has not committed past:
+ * a group that committed offset 2 keeps everything from 2 on, however far
+ * past retention_bytes the partition grows; once it commits past the old
+ * segments, the next roll deletes them. */
+static void test_retention_keeps_unread(void **state)
 {
     ctx_t *cx = *state;
     bus_t *b = open_bus_with(cx, "never", 4096, 0, NULL);
-    const char *t = name(cx, "retmove"), *g = name(cx, "g");
+    const char *t = name(cx, "retkeep"), *g = name(cx, "g");
     ensure_topic(b, t, 1, -1, 4096);
     produce_seq(b, t, 0, 0, 10);
     bus_consumer_t *c = subscribe(b, g, t, NULL);
@@ -346,10 +351,72 @@ static void test_retention_moves_consumer(void **state)
     assert_int_equal(bus_store_offset(c, t, 0, 2), HR_OK);
     bus_consumer_close(c);
     produce_seq(b, t, 0, 10, 2000);
+    assert_true(count_segments(cx, t, 0) > 10);
+    c = subscribe(b, g, t, NULL);
+    recs_free(&got);
+    consume(c, &got, 2008);
+    assert_int_equal(got.v[0].off, 2); /* nothing unread was deleted */
+    assert_int_equal(got.v[got.n - 1].off, 2009);
+    assert_int_equal(bus_store_offset(c, t, 0, 2010), HR_OK);
+    assert_int_equal(bus_commit(c), HR_OK);
+    bus_consumer_close(c);
+    produce_seq(b, t, 0, 2010, 200); /* rolls: retention runs */
+    assert_true(count_segments(cx, t, 0) <= 3);
+    recs_free(&got);
+}
+
+/* The same by age (fake clock): old segments stay until the group commits. */
+static void test_retention_age_unread(void **state)
+{
+    ctx_t *cx = *state;
+    bus_t *b = open_bus_with(cx, "never", 4096, 0, NULL);
+    const char *t = name(cx, "retageg"), *g = name(cx, "g");
+    ensure_topic(b, t, 1, 60000, -1);
+    bus_consumer_t *c = subscribe(b, g, t, NULL); /* a live member: nothing read yet */
+    int64_t real = hclock_now_ms();
+    hclock_set_fake(real - 3600 * 1000);
+    produce_seq(b, t, 0, 0, 1000);
+    hclock_set_fake(0);
+    produce_seq(b, t, 0, 1000, 200);
+    int before = count_segments(cx, t, 0);
+    assert_true(before > 5);
+    recs_t got = {0};
+    consume(c, &got, 1200);
+    assert_int_equal(got.v[0].off, 0);
+    assert_int_equal(bus_store_offset(c, t, 0, 1200), HR_OK);
+    assert_int_equal(bus_commit(c), HR_OK);
+    produce_seq(b, t, 0, 1200, 200); /* rolls: the hour-old segments go now */
+    assert_true(count_segments(cx, t, 0) < before);
+    bus_consumer_close(c);
+    recs_free(&got);
+}
+
+/* The hard disk bound deletes unread segments, says so and counts them; a
+ * consumer whose position was deleted starts at the log start. */
+static void test_disk_bound_drops(void **state)
+{
+    ctx_t *cx = *state;
+    const char *const kv[] = {"max_disk_bytes", "16384", NULL};
+    bus_t *b = open_bus_with(cx, "never", 4096, 0, kv);
+    const char *t = name(cx, "bound"), *g = name(cx, "g");
+    ensure_topic(b, t, 1, -1, -1);
+    produce_seq(b, t, 0, 0, 10);
+    bus_consumer_t *c = subscribe(b, g, t, NULL);
+    recs_t got = {0};
+    consume(c, &got, 10);
+    assert_int_equal(bus_store_offset(c, t, 0, 2), HR_OK);
+    bus_consumer_close(c);
+    int64_t dropped = METRIC_VALUE(bus_records_dropped);
+    hlog_set_level(HLOG_OFF); /* the drops are logged as errors */
+    produce_seq(b, t, 0, 10, 2000);
+    hlog_set_level(HLOG_WARN);
+    assert_true(count_segments(cx, t, 0) <= 6);
     c = subscribe(b, g, t, NULL);
     recs_free(&got);
     consume(c, &got, 1);
-    assert_true(got.v[0].off > 10);
+    int64_t first = got.v[0].off;
+    assert_true(first > 10);
+    assert_int_equal((int64_t)(METRIC_VALUE(bus_records_dropped) - dropped), first - 2);
     bus_consumer_close(c);
     recs_free(&got);
 }
@@ -366,7 +433,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_retention_by_size, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_retention_by_age, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(test_retention_moves_consumer, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_retention_keeps_unread, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_retention_age_unread, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_disk_bound_drops, harness_setup, harness_teardown),
     };
     return cmocka_run_group_tests_name("embedded", tests, NULL, NULL);
 }
