@@ -43,6 +43,13 @@ static const opt_t opts[] = {
      "HTTP worker threads."},
     {"http.connection_limit", OPT_INT, F(http_connection_limit), "1024", 1, 1000000, NULL,
      "Simultaneous HTTP connections; more are refused at accept."},
+    {"http.per_client_connections", OPT_INT, F(http_per_client_connections), "64", 1, 1000000,
+     NULL, "Simultaneous HTTP connections from one client address; more are refused at accept."},
+    {"http.header_timeout_ms", OPT_INT, F(http_header_timeout_ms), "10000", 10, 3600000, NULL,
+     "A request's line and headers must arrive within this time of the connection opening (or "
+     "of the previous answer on it), however slowly bytes trickle in; then it is closed."},
+    {"http.body_timeout_ms", OPT_INT, F(http_body_timeout_ms), "30000", 10, 3600000, NULL,
+     "A request's body must arrive within this time of its headers; then it is closed."},
     {"bus.backend", OPT_ENUM, F(bus_backend), "embedded", 0, 0, "embedded|kafka",
      "Message bus: the embedded log or Apache Kafka."},
     {"bus.fsync", OPT_ENUM, F(bus_fsync), "interval", 0, 0, "never|interval|always",

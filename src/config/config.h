@@ -24,6 +24,9 @@ typedef struct config {
     int64_t http_max_body;      /* http.max_body bytes */
     int http_threads;           /* http.threads */
     int http_connection_limit;  /* http.connection_limit */
+    int http_per_client_connections; /* http.per_client_connections */
+    int http_header_timeout_ms; /* http.header_timeout_ms */
+    int http_body_timeout_ms;   /* http.body_timeout_ms */
     char *bus_backend;          /* bus.backend embedded|kafka */
     char *bus_fsync;            /* bus.fsync never|interval|always */
     int bus_fsync_interval_ms;  /* bus.fsync_interval_ms */

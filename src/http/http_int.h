@@ -70,6 +70,8 @@ extern const size_t http_nroutes;
 hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *routes,
                        size_t nroutes, http_server_t **out);
 
+typedef struct conn_track conn_track_t;
+
 struct http_server {
     app_t *app;
     const http_route_t *routes;
@@ -80,6 +82,13 @@ struct http_server {
     http_stream_t *streams;     /* streaming responses whose connection is open */
     bool stopping;              /* http_stop() has begun: new streams start ended */
     bool api;                   /* the process runs the ingest role: every route, not only RT_OPS */
+    /* request deadlines (server.c, "connection deadlines") */
+    pthread_mutex_t conns_mu;   /* guards conns, every track's fields, wd_stop */
+    pthread_cond_t wd_cv;       /* wakes the watchdog to stop */
+    conn_track_t *conns;        /* every open connection */
+    pthread_t watchdog;
+    bool wd_started, wd_stop;
+    int64_t header_ns, body_ns; /* cfg http.header_timeout_ms, http.body_timeout_ms */
 };
 
 struct http_req {
@@ -99,6 +108,7 @@ struct http_req {
     bool responded;
     int status;
     int64_t start_ns;
+    conn_track_t *track;        /* the connection's deadline track (NULL if none) */
     char **owned;               /* freed with the request (req_keep) */
     int nowned, capowned;
 };
