@@ -109,6 +109,10 @@ struct http_req {
     int status;
     int64_t start_ns;
     conn_track_t *track;        /* the connection's deadline track (NULL if none) */
+    bool started;               /* the access handler has seen the request */
+    const char *target;         /* the raw request target as first seen (on_target) */
+    size_t target_len;          /* its strlen() then */
+    bool target_bad;            /* it holds a space or control character */
     char **owned;               /* freed with the request (req_keep) */
     int nowned, capowned;
 };
@@ -152,7 +156,8 @@ bool http_text_printable(const char *s, size_t n);
 /* Keeps p until the request ends; returns p. */
 void *req_keep(http_req_t *rq, void *p);
 /* A query parameter, percent-decoded; NULL when absent. *bad set when the
- * value has a malformed escape (the caller answers 400 naming it). */
+ * value has a malformed escape or decodes to a control character such as
+ * "%00" (the caller answers 400 naming it). */
 const char *req_query(http_req_t *rq, const char *name, bool *bad);
 
 /* Answers doc (reference stolen) as application/json. */

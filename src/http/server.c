@@ -20,6 +20,15 @@
  * a suspended connection, so the server keeps its open streams in a list
  * and http_stop() ends and resumes each one first.
  *
+ * Request framing: a space, control character or NUL in the request
+ * target, "%00" in a query value, and Content-Length given twice or beside
+ * Transfer-Encoding are answered 400 problem+json (on_target,
+ * target_refused, early_checks, req_query). What libmicrohttpd refuses
+ * while parsing, before the access handler runs - a malformed request line
+ * or header, a request head over the connection memory, an unsupported HTTP
+ * version, broken chunked framing - it answers itself with a fixed HTML
+ * page: libmicrohttpd 0.9.75 offers no hook to replace those bodies.
+ *
  * Connection deadlines: libmicrohttpd's own timeout is an idle timeout, so
  * a client sending a byte every few seconds keeps a half-sent request open
  * for ever, and a thousand such connections take every slot. The server
@@ -87,9 +96,16 @@ const char *req_query(http_req_t *rq, const char *name, bool *bad)
 {
     const char *raw = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, name);
     char *v = NULL;
+    size_t n = 0;
     *bad = false;
     if (!raw) return NULL;
-    if (!http_pct_decode(raw, strlen(raw), true, &v, NULL)) {
+    if (!http_pct_decode(raw, strlen(raw), true, &v, &n)) {
+        *bad = true;
+        return NULL;
+    }
+    /* "%00" would cut the value short; no value of this API holds controls */
+    if (!http_text_printable(v, n)) {
+        free(v);
         *bad = true;
         return NULL;
     }
@@ -550,6 +566,48 @@ static void req_free(http_req_t *rq)
     free(rq);
 }
 
+/* libmicrohttpd's URI log callback: the request target as it arrived,
+ * before the query is split off. Creates the request (*con_cls of the
+ * access handler; on_completed frees it, also when libmicrohttpd refuses the
+ * request before the handler sees it). */
+static void *on_target(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    http_req_t *rq = xcalloc(1, sizeof(*rq));
+    rq->target = uri;
+    rq->target_len = strlen(uri);
+    for (const unsigned char *p = (const unsigned char *)uri; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f) rq->target_bad = true;
+    return rq;
+}
+
+/* A raw space, control character or NUL in the request target: libmicrohttpd
+ * would hand on the target cut at the NUL, or with the space inside an id.
+ * The NUL shows as a gap: libmicrohttpd splits the request line in place,
+ * so the version follows the target's end, one separator later. */
+static bool target_refused(http_req_t *rq, const char *version, http_resp_t *rs)
+{
+    bool nul = false;
+    if (rq->target && version && *version && version > rq->target &&
+        (size_t)(version - rq->target) <= HTTP_CONN_MEMORY)
+        nul = (size_t)(version - rq->target) - 1 != rq->target_len;
+    if (!rq->target_bad && !nul) return false;
+    resp_header(rs, MHD_HTTP_HEADER_CONNECTION, "close");
+    resp_problem(rs, 400, PROBLEM_PARAM, "target",
+                 "the request target holds a %s; percent-encode it",
+                 nul ? "NUL byte" : "space or control character");
+    return true;
+}
+
+/* Counts the request's Content-Length and Transfer-Encoding headers. */
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    int *n = cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) n[0]++;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) n[1]++;
+    return MHD_YES;
+}
+
 /* First callback: everything decidable from the request line and headers.
  * Returns true when a response was produced in rs. */
 static bool early_checks(http_req_t *rq, http_resp_t *rs)
@@ -593,6 +651,17 @@ static bool early_checks(http_req_t *rq, http_resp_t *rs)
         resp_problem(rs, 404, NULL, NULL,
                      "this process does not run the ingest role: it serves /healthz, /readyz and "
                      "/metrics only");
+        return true;
+    }
+    /* two lengths, or a length beside chunked framing, let a proxy and this
+     * server disagree about where the body ends (request smuggling) */
+    int framing[2] = {0, 0};
+    MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, count_framing, framing);
+    if (framing[0] > 1 || (framing[0] && framing[1])) {
+        resp_header(rs, MHD_HTTP_HEADER_CONNECTION, "close");
+        resp_problem(rs, 400, NULL, "Content-Length", "%s",
+                     framing[1] ? "Content-Length and Transfer-Encoding are both given"
+                                : "Content-Length is given more than once");
         return true;
     }
     const char *cl =
@@ -640,8 +709,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     http_resp_t rs;
 
     memset(&rs, 0, sizeof(rs));
-    if (!rq) {
-        rq = xcalloc(1, sizeof(*rq));
+    if (!rq || !rq->started) {
+        if (!rq) rq = xcalloc(1, sizeof(*rq));
+        rq->started = true;
         rq->srv = srv;
         rq->app = srv->app;
         rq->conn = conn;
@@ -653,7 +723,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         track_phase(srv, rq->track, CT_BODY);
         buf_init(&rq->body, (size_t)srv->app->cfg->http_max_body);
         *con_cls = rq;
-        if (early_checks(rq, &rs)) return send_resp(rq, &rs);
+        if (target_refused(rq, version, &rs) || early_checks(rq, &rs)) return send_resp(rq, &rs);
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -693,6 +763,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_server_t *srv = cls;
     http_req_t *rq = *con_cls;
     if (!rq) return;
+    if (!rq->started) { /* libmicrohttpd refused it before the handler saw it */
+        req_free(rq);
+        *con_cls = NULL;
+        return;
+    }
     /* the next request on this connection starts its header deadline now */
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) track_phase(srv, track_of(conn), CT_HEAD);
     int cls_idx = (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->status >= 100 &&
@@ -853,6 +928,7 @@ hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *route
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, HTTP_BACKLOG,
         MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
+        MHD_OPTION_URI_LOG_CALLBACK, on_target, NULL,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_END);
     if (!s->daemon || watchdog_start(s) != HR_OK) {
