@@ -212,5 +212,6 @@ void http_stream_close(http_stream_t *st);
 #define PROBLEM_PARAM "urn:herald:problem:invalid-parameter"
 #define PROBLEM_VALIDATION "urn:herald:problem:validation"
 #define PROBLEM_UNAVAILABLE "urn:herald:problem:unavailable"
+#define PROBLEM_NO_SPACE "urn:herald:problem:no-space"
 
 #endif
