@@ -94,6 +94,10 @@ static const opt_t opts[] = {
     {"pipeline.depth", OPT_INT, F(pipeline_depth), "4", 1, 64, NULL,
      "Batches a stage worker keeps in flight: processing the next while the bus acknowledges "
      "the outputs of earlier ones."},
+    {"api.allow_private_webhook_urls", OPT_INT, F(api_allow_private_webhook_urls), "0", 0, 1,
+     NULL,
+     "1 lets a user's webhook_url name localhost or a private, link-local or loopback address "
+     "literal; 0 answers 422 (the server would otherwise call into its own network)."},
     {"ingest.ack_timeout_ms", OPT_INT, F(ingest_ack_timeout_ms), "10000", 1, 600000, NULL,
      "How long POST /v1/events waits for the bus to acknowledge its events before answering "
      "503 (a retry is safe: event_id dedupes)."},

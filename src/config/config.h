@@ -48,6 +48,7 @@ typedef struct config {
     int batch_max;              /* pipeline.batch_max records per poll */
     int pipeline_depth;         /* pipeline.depth batches in flight per worker */
     int ingest_ack_timeout_ms;  /* ingest.ack_timeout_ms */
+    int api_allow_private_webhook_urls; /* api.allow_private_webhook_urls 0|1 */
     int64_t fanout_cache_bytes; /* fanout.recipient_cache_bytes */
     int status_gather;          /* status.gather rows per store transaction */
     char *log_level;            /* log.level */
