@@ -44,7 +44,9 @@ static const opt_t opts[] = {
     {"http.connection_limit", OPT_INT, F(http_connection_limit), "1024", 1, 1000000, NULL,
      "Simultaneous HTTP connections; more are refused at accept."},
     {"http.per_client_connections", OPT_INT, F(http_per_client_connections), "64", 1, 1000000,
-     NULL, "Simultaneous HTTP connections from one client address; more are refused at accept."},
+     NULL,
+     "Simultaneous HTTP connections from one client address; more are refused at accept "
+     "(behind a reverse proxy every client shares its address: raise it)."},
     {"http.header_timeout_ms", OPT_INT, F(http_header_timeout_ms), "10000", 10, 3600000, NULL,
      "A request's line and headers must arrive within this time of the connection opening (or "
      "of the previous answer on it), however slowly bytes trickle in; then it is closed."},
