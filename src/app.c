@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* How long the final bus flush may take before the bus fails what is left. */
 #define APP_FLUSH_TIMEOUT_MS 10000
@@ -77,7 +78,7 @@ static hr_t open_bus(const config_t *cfg, bus_t **bus, char *why, size_t why_len
 
 static hr_t open_store(const config_t *cfg, store_t **store, char *why, size_t why_len)
 {
-    if (mkdir_p(cfg->data_dir, 0755) != HR_OK) {
+    if (mkdir_p(cfg->data_dir, 0700) != HR_OK) {
         snprintf(why, why_len, "cannot create data dir %s", cfg->data_dir);
         return HR_ERR;
     }
@@ -96,6 +97,10 @@ hr_t app_open(config_t *cfg, app_open_opts_t *o, app_t **out)
     *out = NULL;
     o->why[0] = '\0';
     a->app.cfg = cfg;
+    /* herald's data is private: every file and directory the process
+     * creates from here on (bus segments and metadata, SQLite files and
+     * their journals, sandbox output) is readable by its owner only */
+    umask(077);
     if ((r = roles_parse(cfg->roles, &a->roles, o->why, sizeof(o->why))) != HR_OK) goto out;
     if ((r = provider_config_check(cfg, o->why, sizeof(o->why))) != HR_OK) goto out;
     if (o->store && (r = open_store(cfg, &a->app.store, o->why, sizeof(o->why))) != HR_OK) goto out;

@@ -44,6 +44,15 @@ static const opt_t opts[] = {
      "HTTP worker threads."},
     {"http.connection_limit", OPT_INT, F(http_connection_limit), "1024", 1, 1000000, NULL,
      "Simultaneous HTTP connections; more are refused at accept."},
+    {"http.per_client_connections", OPT_INT, F(http_per_client_connections), "64", 1, 1000000,
+     NULL,
+     "Simultaneous HTTP connections from one client address; more are refused at accept "
+     "(behind a reverse proxy every client shares its address: raise it)."},
+    {"http.header_timeout_ms", OPT_INT, F(http_header_timeout_ms), "10000", 10, 3600000, NULL,
+     "A request's line and headers must arrive within this time of the connection opening (or "
+     "of the previous answer on it), however slowly bytes trickle in; then it is closed."},
+    {"http.body_timeout_ms", OPT_INT, F(http_body_timeout_ms), "30000", 10, 3600000, NULL,
+     "A request's body must arrive within this time of its headers; then it is closed."},
     {"bus.backend", OPT_ENUM, F(bus_backend), "embedded", 0, 0, "embedded|kafka",
      "Message bus: the embedded log or Apache Kafka."},
     {"bus.fsync", OPT_ENUM, F(bus_fsync), "interval", 0, 0, "never|interval|always",
@@ -94,6 +103,10 @@ static const opt_t opts[] = {
     {"pipeline.depth", OPT_INT, F(pipeline_depth), "4", 1, 64, NULL,
      "Batches a stage worker keeps in flight: processing the next while the bus acknowledges "
      "the outputs of earlier ones."},
+    {"api.allow_private_webhook_urls", OPT_INT, F(api_allow_private_webhook_urls), "0", 0, 1,
+     NULL,
+     "1 lets a user's webhook_url name localhost or a private, link-local or loopback address "
+     "literal; 0 answers 422 (the server would otherwise call into its own network)."},
     {"ingest.ack_timeout_ms", OPT_INT, F(ingest_ack_timeout_ms), "10000", 1, 600000, NULL,
      "How long POST /v1/events waits for the bus to acknowledge its events before answering "
      "503 (a retry is safe: event_id dedupes)."},

@@ -24,6 +24,9 @@ typedef struct config {
     int64_t http_max_body;      /* http.max_body bytes */
     int http_threads;           /* http.threads */
     int http_connection_limit;  /* http.connection_limit */
+    int http_per_client_connections; /* http.per_client_connections */
+    int http_header_timeout_ms; /* http.header_timeout_ms */
+    int http_body_timeout_ms;   /* http.body_timeout_ms */
     char *bus_backend;          /* bus.backend embedded|kafka */
     char *bus_fsync;            /* bus.fsync never|interval|always */
     int bus_fsync_interval_ms;  /* bus.fsync_interval_ms */
@@ -48,6 +51,7 @@ typedef struct config {
     int pipeline_depth;         /* pipeline.depth batches in flight per worker */
     int ingest_ack_timeout_ms;  /* ingest.ack_timeout_ms */
     int64_t ingest_max_backlog; /* ingest.max_backlog_records, 0 = none */
+    int api_allow_private_webhook_urls; /* api.allow_private_webhook_urls 0|1 */
     int64_t fanout_cache_bytes; /* fanout.recipient_cache_bytes */
     int status_gather;          /* status.gather rows per store transaction */
     char *log_level;            /* log.level */

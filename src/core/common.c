@@ -22,6 +22,7 @@ const char *hr_str(hr_t r)
     case HR_CONFLICT: return "conflict";
     case HR_CLOSED: return "closed";
     case HR_LATER: return "later";
+    case HR_NOSPACE: return "no space";
     }
     return "unknown";
 }

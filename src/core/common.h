@@ -27,6 +27,7 @@ typedef enum hr {
     HR_CONFLICT  = -7,  /* already exists / duplicate */
     HR_CLOSED    = -8,  /* shutting down */
     HR_LATER     = -9,  /* not now: offer it again later (not a failure) */
+    HR_NOSPACE   = -10, /* the disk (or a size limit) is full: retry once space is freed */
 } hr_t;
 
 const char *hr_str(hr_t r);

@@ -84,6 +84,17 @@ static hr_t check_deliverable(store_t *s, const event_t *ev, problem_t *pb)
     return HR_INVALID;
 }
 
+/* Why ingest_publish() failed, for the 503's detail. */
+static const char *publish_reason(hr_t r)
+{
+    switch (r) {
+    case HR_AGAIN: return "it is full (backpressure)";
+    case HR_TIMEOUT: return "it did not acknowledge them within ingest.ack_timeout_ms";
+    case HR_CLOSED: return "the server is shutting down";
+    default: return "it failed to write them (the server log says why)";
+    }
+}
+
 void api_events_post(http_req_t *rq, http_resp_t *rs)
 {
     app_t *app = rq->app;
@@ -163,6 +174,10 @@ void api_events_post(http_req_t *rq, http_resp_t *rs)
     }
 
     hr_t r = ingest_publish(app, evs, n);
+    if (r == HR_NOSPACE) {
+        api_answer_nospace(rs, "events", "the bus");
+        goto out;
+    }
     if (r != HR_OK) {
         /* Full, slow or failing: some events may have gone out, so the
          * client retries the whole request; fan-out dedupes by event_id. */
@@ -170,9 +185,9 @@ void api_events_post(http_req_t *rq, http_resp_t *rs)
         bool degraded = bus_health(app->bus, why, sizeof(why)) != BUS_HEALTH_OK;
         resp_header(rs, "Retry-After", "%d", RETRY_AFTER_S);
         resp_problem(rs, 503, PROBLEM_UNAVAILABLE, NULL,
-                     "the bus did not take the events (%s%s%s); retry the whole request "
+                     "the bus did not take the events: %s%s%s; retry the whole request "
                      "(event_id makes it idempotent)",
-                     hr_str(r), degraded ? ": " : "", degraded ? why : "");
+                     publish_reason(r), degraded ? ": " : "", degraded ? why : "");
         goto out;
     }
     json_t *ids = json_array();

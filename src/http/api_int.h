@@ -39,6 +39,7 @@
 #define LIST_LIMIT_MAX 200
 #define CURSOR_MAX 512
 #define RETRY_AFTER_S 1
+#define RETRY_NOSPACE_S 30      /* Retry-After when a disk is full: an operator must act */
 
 /* ---- handlers (one group per api_*.c) ---- */
 
@@ -73,8 +74,12 @@ bool api_bad(problem_t *pb, const char *field, const char *fmt, ...)
 void api_fieldf(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Answers 422 naming pb->field. */
 void api_answer_invalid(http_resp_t *rs, const problem_t *pb);
-/* Answers a store or bus failure: 404, 503 with Retry-After, or 500. */
+/* Answers a store or bus failure: 404, 503 with Retry-After, 507 with
+ * Retry-After for HR_NOSPACE, or 500. */
 void api_answer_backend(http_resp_t *rs, hr_t r, const char *what);
+/* Answers 507 Insufficient Storage with Retry-After: where ("the store",
+ * "the bus") is out of disk space. */
+void api_answer_nospace(http_resp_t *rs, const char *what, const char *where);
 
 /* Parses the request body as a JSON object or array. On failure answers
  * 400 naming "body" with jansson's position and returns NULL. */

@@ -8,6 +8,10 @@
 
 #include <string.h>
 
+/* readyz says "no space" this long after the store last refused a write
+ * for want of disk space (a later failure renews it). */
+#define NOSPACE_NOT_READY_MS 10000
+
 void api_healthz(http_req_t *rq, http_resp_t *rs)
 {
     resp_json(rs, 200, json_pack("{s:s}", "status", "ok"));
@@ -21,6 +25,8 @@ void api_readyz(http_req_t *rq, http_resp_t *rs)
 {
     app_t *app = rq->app;
     bool store_ok = app->store && store_schema_version(app->store) > 0;
+    int64_t nospace = store_nospace_at_ms();
+    bool store_full = nospace > 0 && hclock_now_ms() - nospace < NOSPACE_NOT_READY_MS;
     bool bus_ok = app->bus && bus_partitions(app->bus, TOPIC_RAW) > 0;
     bool stopping = atomic_load(&app->stopping) != 0;
     char why[256] = "", bus_txt[300], backlog_txt[128] = "";
@@ -29,19 +35,21 @@ void api_readyz(http_req_t *rq, http_resp_t *rs)
     bool backlog_ok = !bus_ok || ingest_admit(app, &backlog) == HR_OK;
     snprintf(bus_txt, sizeof(bus_txt), "%s%s", !bus_ok ? "unavailable" : degraded ? "degraded: " : "ok",
              bus_ok && degraded ? why : "");
-    json_t *checks = json_pack("{s:s,s:s}", "store", store_ok ? "ok" : "unavailable", "bus", bus_txt);
+    json_t *checks = json_pack("{s:s,s:s}", "store",
+                               !store_ok ? "unavailable" : store_full ? "no space" : "ok", "bus", bus_txt);
     if (app->cfg->ingest_max_backlog > 0 && backlog >= 0) {
         snprintf(backlog_txt, sizeof(backlog_txt), "%s: fan-out is %lld records behind (bound %lld)",
                  backlog_ok ? "ok" : "over", (long long)backlog, (long long)app->cfg->ingest_max_backlog);
         json_object_set_new(checks, "backlog", json_string(backlog_txt));
     }
-    if (store_ok && bus_ok && !degraded && backlog_ok && !stopping) {
+    if (store_ok && !store_full && bus_ok && !degraded && backlog_ok && !stopping) {
         resp_json(rs, 200, json_pack("{s:s,s:o}", "status", "ready", "checks", checks));
         return;
     }
     resp_header(rs, "Retry-After", "%d", RETRY_AFTER_S);
     resp_problem_ext(rs, 503, PROBLEM_UNAVAILABLE, NULL, json_pack("{s:o}", "checks", checks),
-                     "not ready:%s%s%s%s%s%s%s", store_ok ? "" : " store unreachable",
+                     "not ready:%s%s%s%s%s%s%s%s", store_ok ? "" : " store unreachable",
+                     store_ok && store_full ? " store out of disk space" : "",
                      bus_ok ? "" : " bus unreachable (no raw-events topic)",
                      bus_ok && degraded ? " bus degraded: " : "", bus_ok && degraded ? why : "",
                      backlog_ok ? "" : " ingest refuses events, backlog ", backlog_ok ? "" : backlog_txt,

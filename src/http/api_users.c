@@ -133,6 +133,15 @@ void api_user_put(http_req_t *rq, http_resp_t *rs)
         api_answer_invalid(rs, &pb);
         goto out;
     }
+    /* the server would call it: no reaching into its own network */
+    if (u.webhook_url && !rq->app->cfg->api_allow_private_webhook_urls &&
+        url_host_private(u.webhook_url)) {
+        api_bad(&pb, "webhook_url",
+                "must not point at localhost or a private, link-local or loopback address "
+                "(set api.allow_private_webhook_urls to allow it)");
+        api_answer_invalid(rs, &pb);
+        goto out;
+    }
     hr_t r = store_user_put(rq->app->store, &u);
     if (r == HR_OK) r = store_user_get(rq->app->store, user_id, &got);
     if (r != HR_OK) {

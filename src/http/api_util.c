@@ -125,6 +125,14 @@ json_t *api_json_str_or_null(const char *s)
     return v ? v : json_null();
 }
 
+void api_answer_nospace(http_resp_t *rs, const char *what, const char *where)
+{
+    resp_header(rs, "Retry-After", "%d", RETRY_NOSPACE_S);
+    resp_problem(rs, 507, PROBLEM_NO_SPACE, NULL,
+                 "%s: %s has no disk space left; retry once space is freed",
+                 what, where);
+}
+
 /* Answers a store or bus failure. */
 void api_answer_backend(http_resp_t *rs, hr_t r, const char *what)
 {
@@ -138,6 +146,9 @@ void api_answer_backend(http_resp_t *rs, hr_t r, const char *what)
         resp_header(rs, "Retry-After", "%d", RETRY_AFTER_S);
         resp_problem(rs, 503, PROBLEM_UNAVAILABLE, NULL, "%s: %s, try again later", what,
                      hr_str(r));
+        return;
+    case HR_NOSPACE:
+        api_answer_nospace(rs, what, "the store");
         return;
     default:
         log_warn("http", "%s: %s", what, hr_str(r));

@@ -70,6 +70,8 @@ extern const size_t http_nroutes;
 hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *routes,
                        size_t nroutes, http_server_t **out);
 
+typedef struct conn_track conn_track_t;
+
 struct http_server {
     app_t *app;
     const http_route_t *routes;
@@ -80,6 +82,13 @@ struct http_server {
     http_stream_t *streams;     /* streaming responses whose connection is open */
     bool stopping;              /* http_stop() has begun: new streams start ended */
     bool api;                   /* the process runs the ingest role: every route, not only RT_OPS */
+    /* request deadlines (server.c, "connection deadlines") */
+    pthread_mutex_t conns_mu;   /* guards conns, every track's fields, wd_stop */
+    pthread_cond_t wd_cv;       /* wakes the watchdog to stop */
+    conn_track_t *conns;        /* every open connection */
+    pthread_t watchdog;
+    bool wd_started, wd_stop;
+    int64_t header_ns, body_ns; /* cfg http.header_timeout_ms, http.body_timeout_ms */
 };
 
 struct http_req {
@@ -99,6 +108,11 @@ struct http_req {
     bool responded;
     int status;
     int64_t start_ns;
+    conn_track_t *track;        /* the connection's deadline track (NULL if none) */
+    bool started;               /* the access handler has seen the request */
+    const char *target;         /* the raw request target as first seen (on_target) */
+    size_t target_len;          /* its strlen() then */
+    bool target_bad;            /* it holds a space or control character */
     char **owned;               /* freed with the request (req_keep) */
     int nowned, capowned;
 };
@@ -142,7 +156,8 @@ bool http_text_printable(const char *s, size_t n);
 /* Keeps p until the request ends; returns p. */
 void *req_keep(http_req_t *rq, void *p);
 /* A query parameter, percent-decoded; NULL when absent. *bad set when the
- * value has a malformed escape (the caller answers 400 naming it). */
+ * value has a malformed escape or decodes to a control character such as
+ * "%00" (the caller answers 400 naming it). */
 const char *req_query(http_req_t *rq, const char *name, bool *bad);
 
 /* Answers doc (reference stolen) as application/json. */
@@ -197,5 +212,6 @@ void http_stream_close(http_stream_t *st);
 #define PROBLEM_PARAM "urn:herald:problem:invalid-parameter"
 #define PROBLEM_VALIDATION "urn:herald:problem:validation"
 #define PROBLEM_UNAVAILABLE "urn:herald:problem:unavailable"
+#define PROBLEM_NO_SPACE "urn:herald:problem:no-space"
 
 #endif

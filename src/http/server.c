@@ -20,6 +20,32 @@
  * a suspended connection, so the server keeps its open streams in a list
  * and http_stop() ends and resumes each one first.
  *
+ * Request framing: a space, control character or NUL in the request
+ * target, "%00" in a query value, and Content-Length given twice or beside
+ * Transfer-Encoding are answered 400 problem+json (on_target,
+ * target_refused, early_checks, req_query). What libmicrohttpd refuses
+ * while parsing, before the access handler runs - a malformed request line
+ * or header, a request head over the connection memory, an unsupported HTTP
+ * version, broken chunked framing - it answers itself with a fixed HTML
+ * page: libmicrohttpd 0.9.75 offers no hook to replace those bodies.
+ *
+ * Connection deadlines: libmicrohttpd's own timeout is an idle timeout, so
+ * a client sending a byte every few seconds keeps a half-sent request open
+ * for ever, and a thousand such connections take every slot. The server
+ * therefore tracks each connection (MHD_OPTION_NOTIFY_CONNECTION) with a
+ * deadline for its current phase: the request line and headers must arrive
+ * within http.header_timeout_ms of the connection opening or of the
+ * previous answer on it, the body within http.body_timeout_ms of the
+ * headers; while a handler runs or a response streams there is none. A
+ * watchdog thread shuts down (shutdown(2), not close: libmicrohttpd owns the
+ * descriptor) the socket of every connection past its deadline; the
+ * connection's thread then sees the end of the stream and closes it.
+ * libmicrohttpd reports a connection closed before it closes the socket,
+ * and the watchdog only touches tracked sockets under conns_mu, so it never
+ * shuts down a reused descriptor. Per-client limits
+ * (http.per_client_connections) keep one address from holding every slot
+ * in the meantime.
+ *
  * Threads: every callback runs on one of the pool's threads; a request is
  * only ever touched by the thread that owns its connection. A stream is
  * shared by its connection's thread and its producer, under st->mu; the
@@ -27,6 +53,7 @@
  */
 #include "http/http_int.h"
 
+#include "core/cond.h"
 #include "core/log.h"
 
 #include <microhttpd.h>
@@ -42,6 +69,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define HTTP_CONN_TIMEOUT_S 30u     /* idle connection timeout */
 #define HTTP_CONN_MEMORY (128u * 1024u) /* per-connection read/write buffer */
@@ -68,9 +96,16 @@ const char *req_query(http_req_t *rq, const char *name, bool *bad)
 {
     const char *raw = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, name);
     char *v = NULL;
+    size_t n = 0;
     *bad = false;
     if (!raw) return NULL;
-    if (!http_pct_decode(raw, strlen(raw), true, &v, NULL)) {
+    if (!http_pct_decode(raw, strlen(raw), true, &v, &n)) {
+        *bad = true;
+        return NULL;
+    }
+    /* "%00" would cut the value short; no value of this API holds controls */
+    if (!http_text_printable(v, n)) {
+        free(v);
         *bad = true;
         return NULL;
     }
@@ -326,6 +361,124 @@ static void streams_stop(http_server_t *srv)
     pthread_mutex_unlock(&srv->streams_mu);
 }
 
+/* ---------------------------------------------------- connection deadlines */
+
+enum { CT_HEAD, CT_BODY, CT_BUSY };
+
+struct conn_track {
+    conn_track_t *prev, *next; /* srv->conns */
+    int fd;
+    int phase;                 /* CT_*: what the connection is waiting for */
+    int64_t deadline_ns;       /* hclock_mono_ns() bound of the phase; 0 = none */
+    bool cut;                  /* the watchdog shut its socket down */
+};
+
+/* Any thread: moves ct to phase (deadline from now; CT_BUSY has none). */
+static void track_phase(http_server_t *srv, conn_track_t *ct, int phase)
+{
+    if (!ct) return;
+    int64_t now = hclock_mono_ns();
+    pthread_mutex_lock(&srv->conns_mu);
+    ct->phase = phase;
+    ct->deadline_ns = phase == CT_HEAD   ? now + srv->header_ns
+                      : phase == CT_BODY ? now + srv->body_ns
+                                         : 0;
+    pthread_mutex_unlock(&srv->conns_mu);
+}
+
+static conn_track_t *track_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* libmicrohttpd: a connection opened or closed (before its socket is). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    http_server_t *srv = cls;
+    conn_track_t *ct = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci) return;
+        ct = xcalloc(1, sizeof(*ct));
+        ct->fd = ci->connect_fd;
+        pthread_mutex_lock(&srv->conns_mu);
+        ct->phase = CT_HEAD;
+        ct->deadline_ns = hclock_mono_ns() + srv->header_ns;
+        ct->next = srv->conns;
+        if (ct->next) ct->next->prev = ct;
+        srv->conns = ct;
+        pthread_mutex_unlock(&srv->conns_mu);
+        *socket_context = ct;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && ct) {
+        pthread_mutex_lock(&srv->conns_mu);
+        if (ct->prev) ct->prev->next = ct->next;
+        else srv->conns = ct->next;
+        if (ct->next) ct->next->prev = ct->prev;
+        pthread_mutex_unlock(&srv->conns_mu);
+        free(ct);
+        *socket_context = NULL;
+    }
+}
+
+/* The watchdog's period: a quarter of the shorter deadline, 10..250 ms. */
+static int64_t watchdog_tick_ns(const http_server_t *srv)
+{
+    int64_t t = (srv->header_ns < srv->body_ns ? srv->header_ns : srv->body_ns) / 4;
+    if (t < 10 * 1000000LL) t = 10 * 1000000LL;
+    if (t > 250 * 1000000LL) t = 250 * 1000000LL;
+    return t;
+}
+
+static void *watchdog_main(void *arg)
+{
+    http_server_t *srv = arg;
+    int64_t tick = watchdog_tick_ns(srv);
+    pthread_mutex_lock(&srv->conns_mu);
+    while (!srv->wd_stop) {
+        int64_t now = hclock_mono_ns();
+        int cut_head = 0, cut_body = 0;
+        for (conn_track_t *ct = srv->conns; ct; ct = ct->next) {
+            if (ct->cut || !ct->deadline_ns || now < ct->deadline_ns) continue;
+            ct->cut = true;
+            shutdown(ct->fd, SHUT_RDWR);
+            if (ct->phase == CT_HEAD) cut_head++;
+            else cut_body++;
+        }
+        if (cut_head + cut_body) {
+            METRIC_ADD(http_deadline_closed, cut_head + cut_body);
+            log_info("http",
+                     "closed %d connection(s) whose request headers and %d whose body missed "
+                     "the deadline",
+                     cut_head, cut_body);
+        }
+        cond_wait_until(&srv->wd_cv, &srv->conns_mu, hclock_mono_ns() + tick);
+    }
+    pthread_mutex_unlock(&srv->conns_mu);
+    return NULL;
+}
+
+static hr_t watchdog_start(http_server_t *srv)
+{
+    if (pthread_create(&srv->watchdog, NULL, watchdog_main, srv) != 0) return HR_ERR;
+    srv->wd_started = true;
+    return HR_OK;
+}
+
+static void watchdog_stop(http_server_t *srv)
+{
+    if (!srv->wd_started) return;
+    pthread_mutex_lock(&srv->conns_mu);
+    srv->wd_stop = true;
+    pthread_cond_signal(&srv->wd_cv);
+    pthread_mutex_unlock(&srv->conns_mu);
+    pthread_join(srv->watchdog, NULL);
+    srv->wd_started = false;
+}
+
 /* ---------------------------------------------------------- request cycle */
 
 static unsigned method_bit(const char *m)
@@ -413,6 +566,48 @@ static void req_free(http_req_t *rq)
     free(rq);
 }
 
+/* libmicrohttpd's URI log callback: the request target as it arrived,
+ * before the query is split off. Creates the request (*con_cls of the
+ * access handler; on_completed frees it, also when libmicrohttpd refuses the
+ * request before the handler sees it). */
+static void *on_target(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    http_req_t *rq = xcalloc(1, sizeof(*rq));
+    rq->target = uri;
+    rq->target_len = strlen(uri);
+    for (const unsigned char *p = (const unsigned char *)uri; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f) rq->target_bad = true;
+    return rq;
+}
+
+/* A raw space, control character or NUL in the request target: libmicrohttpd
+ * would hand on the target cut at the NUL, or with the space inside an id.
+ * The NUL shows as a gap: libmicrohttpd splits the request line in place,
+ * so the version follows the target's end, one separator later. */
+static bool target_refused(http_req_t *rq, const char *version, http_resp_t *rs)
+{
+    bool nul = false;
+    if (rq->target && version && *version && version > rq->target &&
+        (size_t)(version - rq->target) <= HTTP_CONN_MEMORY)
+        nul = (size_t)(version - rq->target) - 1 != rq->target_len;
+    if (!rq->target_bad && !nul) return false;
+    resp_header(rs, MHD_HTTP_HEADER_CONNECTION, "close");
+    resp_problem(rs, 400, PROBLEM_PARAM, "target",
+                 "the request target holds a %s; percent-encode it",
+                 nul ? "NUL byte" : "space or control character");
+    return true;
+}
+
+/* Counts the request's Content-Length and Transfer-Encoding headers. */
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    int *n = cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) n[0]++;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) n[1]++;
+    return MHD_YES;
+}
+
 /* First callback: everything decidable from the request line and headers.
  * Returns true when a response was produced in rs. */
 static bool early_checks(http_req_t *rq, http_resp_t *rs)
@@ -456,6 +651,17 @@ static bool early_checks(http_req_t *rq, http_resp_t *rs)
         resp_problem(rs, 404, NULL, NULL,
                      "this process does not run the ingest role: it serves /healthz, /readyz and "
                      "/metrics only");
+        return true;
+    }
+    /* two lengths, or a length beside chunked framing, let a proxy and this
+     * server disagree about where the body ends (request smuggling) */
+    int framing[2] = {0, 0};
+    MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, count_framing, framing);
+    if (framing[0] > 1 || (framing[0] && framing[1])) {
+        resp_header(rs, MHD_HTTP_HEADER_CONNECTION, "close");
+        resp_problem(rs, 400, NULL, "Content-Length", "%s",
+                     framing[1] ? "Content-Length and Transfer-Encoding are both given"
+                                : "Content-Length is given more than once");
         return true;
     }
     const char *cl =
@@ -503,8 +709,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     http_resp_t rs;
 
     memset(&rs, 0, sizeof(rs));
-    if (!rq) {
-        rq = xcalloc(1, sizeof(*rq));
+    if (!rq || !rq->started) {
+        if (!rq) rq = xcalloc(1, sizeof(*rq));
+        rq->started = true;
         rq->srv = srv;
         rq->app = srv->app;
         rq->conn = conn;
@@ -512,9 +719,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq->method_name = method;
         rq->path = url;
         rq->start_ns = hclock_mono_ns();
+        rq->track = track_of(conn);
+        track_phase(srv, rq->track, CT_BODY);
         buf_init(&rq->body, (size_t)srv->app->cfg->http_max_body);
         *con_cls = rq;
-        if (early_checks(rq, &rs)) return send_resp(rq, &rs);
+        if (target_refused(rq, version, &rs) || early_checks(rq, &rs)) return send_resp(rq, &rs);
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -541,6 +750,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                      (long long)srv->app->cfg->http_max_body);
     } else {
         buf_cstr(&rq->body);
+        track_phase(srv, rq->track, CT_BUSY); /* the handler and the answer take their time */
         rq->route->fn(rq, &rs);
         if (!rs.status) resp_problem(&rs, 500, NULL, NULL, "the handler gave no answer");
     }
@@ -550,8 +760,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    http_server_t *srv = cls;
     http_req_t *rq = *con_cls;
     if (!rq) return;
+    if (!rq->started) { /* libmicrohttpd refused it before the handler saw it */
+        req_free(rq);
+        *con_cls = NULL;
+        return;
+    }
+    /* the next request on this connection starts its header deadline now */
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) track_phase(srv, track_of(conn), CT_HEAD);
     int cls_idx = (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->status >= 100 &&
                    rq->status < 600)
                       ? rq->status / 100
@@ -571,8 +789,30 @@ static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
     return strlen(s);
 }
 
+/* libmicrohttpd's messages, at most MHD_LOG_BURST a second: a flood of
+ * refused connections would otherwise write a line for each. */
+#define MHD_LOG_BURST 5
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static int64_t window_ns;
+    static int lines;
+    static long suppressed;
+    int64_t now = hclock_mono_ns();
+    long dropped = 0;
+    pthread_mutex_lock(&mu);
+    if (now - window_ns >= 1000000000LL) {
+        dropped = suppressed;
+        suppressed = 0;
+        lines = 0;
+        window_ns = now;
+    }
+    bool show = lines < MHD_LOG_BURST;
+    if (show) lines++;
+    else suppressed++;
+    pthread_mutex_unlock(&mu);
+    if (dropped) log_warn("http", "%ld more libmicrohttpd messages in the last second", dropped);
+    if (!show) return;
     char line[512];
     vsnprintf(line, sizeof(line), fmt, ap);
     size_t n = strlen(line);
@@ -629,6 +869,14 @@ static hr_t parse_listen(const char *listen, struct sockaddr_storage *ss, bool *
     return HR_OK;
 }
 
+static void server_free(http_server_t *s)
+{
+    pthread_mutex_destroy(&s->streams_mu);
+    pthread_mutex_destroy(&s->conns_mu);
+    pthread_cond_destroy(&s->wd_cv);
+    free(s);
+}
+
 hr_t http_start(app_t *app, const char *listen, http_server_t **out)
 {
     return http_start_routes(app, listen, http_routes, http_nroutes, out);
@@ -651,6 +899,10 @@ hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *route
     s->routes = routes;
     s->nroutes = nroutes;
     pthread_mutex_init(&s->streams_mu, NULL);
+    pthread_mutex_init(&s->conns_mu, NULL);
+    cond_init_mono(&s->wd_cv);
+    s->header_ns = (int64_t)app->cfg->http_header_timeout_ms * 1000000;
+    s->body_ns = (int64_t)app->cfg->http_body_timeout_ms * 1000000;
     /* the rule main.c applied to start the server at all */
     s->api = strcmp(app->cfg->roles, "all") == 0 || strstr(app->cfg->roles, "ingest") != NULL;
     /* suspend/resume parks streaming responses with nothing to send */
@@ -670,16 +922,19 @@ hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *route
         MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
         MHD_OPTION_ARRAY, pool, /* a pool only for more than one thread */
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->cfg->http_connection_limit,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg->http_per_client_connections,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_CONNECTION_TIMEOUT, HTTP_CONN_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, HTTP_BACKLOG,
         MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
+        MHD_OPTION_URI_LOG_CALLBACK, on_target, NULL,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_END);
-    if (!s->daemon) {
+    if (!s->daemon || watchdog_start(s) != HR_OK) {
         log_error("http", "cannot listen on %s", listen);
-        pthread_mutex_destroy(&s->streams_mu);
-        free(s);
+        if (s->daemon) MHD_stop_daemon(s->daemon);
+        server_free(s);
         return HR_ERR;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -694,9 +949,13 @@ int http_port(http_server_t *s) { return s->port; }
 void http_stop(http_server_t *s)
 {
     if (!s) return;
+    /* stop accepting first, so nothing new arrives while connections close */
+    MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
+    if (lfd != MHD_INVALID_SOCKET) close(lfd);
     streams_stop(s);
-    MHD_stop_daemon(s->daemon);
-    assert(!s->streams); /* every stream's connection has ended */
-    pthread_mutex_destroy(&s->streams_mu);
-    free(s);
+    watchdog_stop(s);
+    MHD_stop_daemon(s->daemon); /* closes idle and half-sent connections at once */
+    assert(!s->streams);        /* every stream's connection has ended */
+    assert(!s->conns);
+    server_free(s);
 }

@@ -29,6 +29,7 @@
 
 #define EVENT_ID_MAX 200   /* bytes; also the limit for user ids and topics */
 #define AUDIENCE_USERS_MAX 10000
+#define EVENT_TYPE_MAX 128 /* bytes; a type names templates, it is not a payload */
 
 static hr_t fail(problem_t *pb, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -258,9 +259,13 @@ hr_t event_from_json(json_t *obj, event_t *ev, problem_t *pb)
     if ((r = take_string(v, id_key, EVENT_ID_MAX, false, &e.event_id, pb)) != HR_OK) return r;
 
     if (!(v = member(obj, "type"))) return fail(pb, "type", "is required");
-    if ((r = take_string(v, "type", 0, false, &e.type, pb)) != HR_OK) return r;
+    if ((r = take_string(v, "type", EVENT_TYPE_MAX, false, &e.type, pb)) != HR_OK) return r;
 
-    if ((r = optional_string(member(obj, "source"), "source", &e.source, pb)) != HR_OK) return r;
+    /* CloudEvents 1.0 makes source REQUIRED and non-empty */
+    if (ce && !(v = member(obj, "source"))) return fail(pb, "source", "is required");
+    if (ce && (r = take_string(v, "source", 0, false, &e.source, pb)) != HR_OK) return r;
+    if (!ce && (r = optional_string(member(obj, "source"), "source", &e.source, pb)) != HR_OK)
+        return r;
 
     if ((v = member(obj, "time"))) {
         if (!json_is_string(v)) return fail(pb, "time", "must be an RFC 3339 string");

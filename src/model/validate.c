@@ -3,8 +3,12 @@
  */
 #include "model/validate.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
 #include <string.h>
 #include <unicode/ucal.h>
+#include <strings.h>
 
 static bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -87,4 +91,91 @@ bool valid_url(const char *s)
     for (const char *p = s; *p; p++)
         if (*p == ' ') return false;
     return true;
+}
+
+/* Is a host-order IPv4 address outside the public internet? */
+static bool ipv4_private(uint32_t a)
+{
+    static const struct {
+        uint32_t net;
+        int bits;
+    } ranges[] = {
+        {0x00000000u, 8},  /* 0/8 "this network" */
+        {0x0a000000u, 8},  /* 10/8 */
+        {0x64400000u, 10}, /* 100.64/10 shared (CGNAT) */
+        {0x7f000000u, 8},  /* 127/8 loopback */
+        {0xa9fe0000u, 16}, /* 169.254/16 link-local, cloud metadata */
+        {0xac100000u, 12}, /* 172.16/12 */
+        {0xc0000000u, 24}, /* 192.0.0/24 protocol assignments */
+        {0xc0a80000u, 16}, /* 192.168/16 */
+        {0xc6120000u, 15}, /* 198.18/15 benchmarking */
+        {0xe0000000u, 4},  /* 224/4 multicast */
+        {0xf0000000u, 4},  /* 240/4 reserved, broadcast */
+    };
+    for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++)
+        if ((a >> (32 - ranges[i].bits)) == (ranges[i].net >> (32 - ranges[i].bits))) return true;
+    return false;
+}
+
+static bool ipv6_private(const unsigned char b[16])
+{
+    static const unsigned char zero[16] = {0};
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+    if (memcmp(b, zero, 15) == 0 && (b[15] == 0 || b[15] == 1)) return true; /* ::, ::1 */
+    if ((b[0] & 0xfe) == 0xfc) return true;                   /* fc00::/7 unique local */
+    if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return true;   /* fe80::/10 link-local */
+    if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) return true;   /* fec0::/10 site-local */
+    if (b[0] == 0xff) return true;                            /* ff00::/8 multicast */
+    if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0 || memcmp(b, zero, 12) == 0) {
+        uint32_t a = (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15];
+        return ipv4_private(a); /* IPv4-mapped, NAT64 and IPv4-compatible forms */
+    }
+    return false;
+}
+
+bool url_host_private(const char *url)
+{
+    const char *p = strstr(url, "://");
+    if (!p) return true;
+    p += 3;
+    size_t alen = strcspn(p, "/?#");
+    /* userinfo ends at the last '@' of the authority */
+    for (size_t i = alen; i > 0; i--) {
+        if (p[i - 1] == '@') {
+            p += i;
+            alen -= i;
+            break;
+        }
+    }
+    char host[256];
+    size_t hlen;
+    if (alen && p[0] == '[') {
+        const char *rb = memchr(p, ']', alen);
+        if (!rb) return true;
+        hlen = (size_t)(rb - p - 1);
+        if (hlen >= sizeof(host)) return true;
+        memcpy(host, p + 1, hlen);
+        host[hlen] = '\0';
+        if (strchr(host, '%')) return true; /* a zone id ("%25eth0") names a local link */
+        unsigned char b[16];
+        if (inet_pton(AF_INET6, host, b) != 1) return true;
+        return ipv6_private(b);
+    }
+    hlen = strcspn(p, ":/?#");
+    if (hlen > alen) hlen = alen;
+    if (hlen == 0 || hlen >= sizeof(host)) return true;
+    memcpy(host, p, hlen);
+    host[hlen] = '\0';
+    if (host[hlen - 1] == '.') host[--hlen] = '\0'; /* "localhost." is localhost */
+    if (hlen == 0) return true;
+    /* a percent-encoded host could spell any of the below in disguise */
+    if (strchr(host, '%')) return true;
+    if (strcasecmp(host, "localhost") == 0) return true;
+    if (hlen > 10 && strcasecmp(host + hlen - 10, ".localhost") == 0) return true;
+    /* inet_aton, unlike inet_pton, takes every form a resolver does:
+     * "127.1", "0x7f.0.0.1", "017700000001", "2130706433" */
+    struct in_addr a4;
+    if (inet_aton(host, &a4)) return ipv4_private(ntohl(a4.s_addr));
+    return false;
 }

@@ -37,5 +37,14 @@ bool valid_locale(const char *s);
 bool valid_timezone(const char *s);
 /* http:// or https:// with a host part, no spaces; at most VALID_URL_MAX. */
 bool valid_url(const char *s);
+/* For a valid_url(): does its host name a place inside the network rather
+ * than on the internet - "localhost" (and *.localhost), or an IPv4 / IPv6
+ * literal that is loopback, private (RFC 1918, fc00::/7), shared (CGNAT),
+ * link-local (169.254/16 - cloud metadata - and fe80::/10), unspecified,
+ * multicast or reserved? IPv4 literals count in every form a resolver
+ * takes ("127.1", "0x7f.1", "2130706433"), IPv4-mapped IPv6 by their IPv4
+ * part. Names are not resolved: a name that resolves to such an address
+ * passes here. */
+bool url_host_private(const char *url);
 
 #endif

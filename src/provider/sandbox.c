@@ -10,7 +10,13 @@
  * one write(2) on an O_APPEND descriptor and only then completes those
  * notifications. So a batch is one write, lines from several threads never
  * interleave, and a line is on disk before its notification counts as
- * sent. In null mode submit/poll touch no memory but the pending array and
+ * sent. A write that fails part-way (a full disk) is undone: the file is
+ * truncated back to its size before the batch and every notification of it
+ * is RETRY, so the file only ever holds whole lines, each written once. The
+ * write and the undo happen under flock(2), so another writer of the file
+ * (a thread or process delivering the same channel) cannot append between
+ * them and lose its line to the truncation. In null mode submit/poll touch
+ * no memory but the pending array and
  * make no system calls. Strings go through core/json_write, so a line is
  * valid JSON whatever bytes a title holds.
  *
@@ -27,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct pending {
@@ -71,23 +79,41 @@ static hr_t sandbox_submit(provider_t *p, const notif_t *n, send_result_t *res, 
     return HR_OK;
 }
 
+/* Appends s->out whole or not at all; 0 or the errno that stopped it. */
+static int sandbox_write(sandbox_t *s)
+{
+    int err = 0;
+    size_t off = 0;
+    struct stat st;
+    while (flock(s->fd, LOCK_EX) != 0)
+        if (errno != EINTR) return errno;
+    if (fstat(s->fd, &st) != 0) err = errno;
+    while (!err && off < s->out.len) {
+        ssize_t w = write(s->fd, s->out.data + off, s->out.len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) err = errno;
+        else if (w == 0) err = EIO;
+        else off += (size_t)w;
+    }
+    if (err) {
+        /* a torn last line would be read as a delivery by nobody and break
+         * every reader of the file: take the batch back */
+        if (off && ftruncate(s->fd, st.st_size) != 0)
+            log_error("sandbox", "%s.jsonl: cannot undo a partial write of %zu bytes: %s",
+                      channel_name(s->ch), off, strerror(errno));
+        log_error("sandbox", "write %s.jsonl: %s; the batch will be retried",
+                  channel_name(s->ch), strerror(err));
+    }
+    flock(s->fd, LOCK_UN);
+    return err;
+}
+
 static int sandbox_poll(provider_t *p)
 {
     sandbox_t *s = (sandbox_t *)p;
     int n = s->npending;
     if (n == 0) return 0;
-    int err = 0;
-    size_t off = 0;
-    while (s->fd >= 0 && off < s->out.len) {
-        ssize_t w = write(s->fd, s->out.data + off, s->out.len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) {
-            err = errno;
-            log_error("sandbox", "write %s.jsonl: %s", channel_name(s->ch), strerror(err));
-            break;
-        }
-        off += (size_t)w;
-    }
+    int err = s->fd >= 0 ? sandbox_write(s) : 0;
     buf_reset(&s->out);
     s->npending = 0;
     for (int i = 0; i < n; i++) {
@@ -144,13 +170,13 @@ static hr_t sandbox_open(const provider_env_t *env, provider_t **out, char *why,
     char *dir = NULL, *path = NULL;
     if (!env->null_mode) {
         dir = xasprintf("%s/sandbox", env->data_dir);
-        if (mkdir_p(dir, 0755) != HR_OK) {
+        if (mkdir_p(dir, 0700) != HR_OK) {
             snprintf(why, why_len, "sandbox: cannot create %s", dir);
             r = HR_ERR;
             goto out;
         }
         path = xasprintf("%s/%s.jsonl", dir, channel_name(s->ch));
-        s->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        s->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
         if (s->fd < 0) {
             snprintf(why, why_len, "sandbox: open %s: %s", path, strerror(errno));
             r = HR_ERR;

@@ -156,6 +156,12 @@ void store_close(store_t *s)
 
 int store_schema_version(store_t *s) { return s->ops->schema_version(s); }
 
+static _Atomic int64_t nospace_at_ms;
+
+void store_note_nospace(void) { atomic_store(&nospace_at_ms, hclock_now_ms()); }
+
+int64_t store_nospace_at_ms(void) { return atomic_load(&nospace_at_ms); }
+
 /* ---- users and preferences ---- */
 
 hr_t store_user_put(store_t *s, const user_t *u)

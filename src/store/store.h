@@ -105,6 +105,9 @@ hr_t store_open(const char *backend, const char *dsn, store_t **out);
 void store_close(store_t *s);
 /* The schema version stored in the database, -1 on error. */
 int store_schema_version(store_t *s);
+/* hclock_now_ms() of the last write a store refused for want of disk space
+ * (HR_NOSPACE: SQLITE_FULL, ENOSPC), 0 if none. Process-wide; any thread. */
+int64_t store_nospace_at_ms(void);
 
 /* Insert or replace the user (devices replaced as a whole). HR_INVALID
  * when the user_id is empty, ndevices is out of [0, STORE_MAX_DEVICES] or a

@@ -123,6 +123,9 @@ struct store {
     struct store_feed *feed;    /* change feed (store.c); backends leave it alone */
 };
 
+/* A backend's write failed for want of disk space (store_nospace_at_ms). */
+void store_note_nospace(void);
+
 /* The backends. */
 extern const store_ops_t store_sqlite_ops;
 

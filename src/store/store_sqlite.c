@@ -223,6 +223,10 @@ hr_t sq_err(conn_t *c, int rc, const char *what)
         return HR_AGAIN;
     }
     log_error(LOG, "%s: %s (%d)", what, sqlite3_errmsg(c->db), rc);
+    if (prim == SQLITE_FULL) { /* ENOSPC, a quota, or max_page_count */
+        store_note_nospace();
+        return HR_NOSPACE;
+    }
     return prim == SQLITE_CONSTRAINT ? HR_CONFLICT : HR_ERR;
 }
 

@@ -168,6 +168,51 @@ static void test_embedded_settings(void **st)
     free(big);
 }
 
+static int loose = 0, seen = 0;
+
+static int check_mode(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)flag;
+    if (ftw->level == 0) return 0; /* the test's own directory */
+    seen++;
+    if (sb->st_mode & 077) {
+        fprintf(stderr, "%s is mode %o\n", path, (unsigned)(sb->st_mode & 07777));
+        loose++;
+    }
+    return 0;
+}
+
+/* Nothing herald writes is readable by other users: the data dir is 0700
+ * and every file under it 0600 (bus segments, SQLite files, sandbox). */
+static void test_data_is_private(void **st)
+{
+    fx_t *f = *st;
+    char data[128];
+    snprintf(data, sizeof(data), "%s/data", f->dir);
+    set(f, "data_dir", data);
+    set(f, "roles", "all");
+    mode_t old = umask(022);
+    app_open_opts_t o = {.store = true, .topics = true};
+    app_t *app = NULL;
+    assert_int_equal(app_open(&f->cfg, &o, &app), HR_OK);
+    char why[256];
+    assert_int_equal(app_start_services(app, why, sizeof(why)), HR_OK);
+    json_error_t je;
+    json_t *doc = json_loads("{\"event_id\":\"e-p\",\"type\":\"t\",\"audience\":{\"users\":[\"u\"]}}", 0, &je);
+    event_t ev;
+    problem_t pb;
+    assert_int_equal(event_from_json(doc, &ev, &pb), HR_OK);
+    assert_int_equal(ingest_publish(app, &ev, 1), HR_OK);
+    assert_int_equal(bus_flush(app->bus, 10000), HR_OK);
+    event_clear(&ev);
+    json_decref(doc);
+    app_close(app);
+    umask(old);
+    nftw(f->dir, check_mode, 16, FTW_PHYS);
+    assert_true(seen > 3);
+    assert_int_equal(loose, 0);
+}
+
 int main(void)
 {
     hlog_set_level(HLOG_WARN);
@@ -176,6 +221,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stages_without_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_then_close_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_embedded_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_is_private, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -137,6 +137,47 @@ static void test_unit_suffixes_and_overflow(void **st)
     config_release(&c);
 }
 
+/* Absurd HTTP limits are refused by name, never clamped into range. */
+static void test_http_limits_refused(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *key, *value;
+    } bad[] = {
+        {"http.max_body", "0"},
+        {"http.max_body", "-1"},
+        {"http.max_body", "1023"},
+        {"http.max_body", "99999999999999999999"},
+        {"http.max_body", "18014398509481984k"},
+        {"http.max_body", "2048M"},
+        {"http.max_body", "1G"},
+        {"http.max_body", "1e9"},
+        {"http.per_client_connections", "0"},
+        {"http.header_timeout_ms", "0"},
+        {"http.body_timeout_ms", "5d"},
+        {"api.allow_private_webhook_urls", "2"},
+    };
+    config_t c;
+    char why[256];
+    config_init(&c);
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        why[0] = '\0';
+        if (config_set(&c, bad[i].key, bad[i].value, why, sizeof(why)) != HR_INVALID)
+            fail_msg("%s = %s accepted", bad[i].key, bad[i].value);
+        if (!strstr(why, bad[i].key)) fail_msg("%s = %s: '%s' does not name it", bad[i].key,
+                                               bad[i].value, why);
+    }
+    assert_int_equal(c.http_max_body, 1048576);
+    assert_int_equal(c.http_per_client_connections, 64);
+    assert_int_equal(c.http_header_timeout_ms, 10000);
+    assert_int_equal(c.http_body_timeout_ms, 30000);
+    assert_int_equal(c.api_allow_private_webhook_urls, 0);
+    assert_int_equal(config_set(&c, "http.max_body", "1GiB", why, sizeof(why)), HR_INVALID);
+    assert_int_equal(config_set(&c, "http.max_body", "1024M", why, sizeof(why)), HR_OK);
+    assert_int_equal(c.http_max_body, INT64_C(1) << 30);
+    config_release(&c);
+}
+
 static void test_knobs(void **st)
 {
     (void)st;
@@ -211,6 +252,7 @@ int main(void)
         cmocka_unit_test(test_unit_suffixes_and_overflow),
         cmocka_unit_test(test_knobs),
         cmocka_unit_test(test_required_categories),
+        cmocka_unit_test(test_http_limits_refused),
         cmocka_unit_test(test_env_kafka_underscore),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

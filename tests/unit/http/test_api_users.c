@@ -82,6 +82,10 @@ static void test_users(void **state)
         {"{\"devices\":[{\"platform\":\"fcm\"}]}", "devices[0].token"},
         {"{\"devices\":{}}", "devices"},
         {"{\"webhook_url\":\"ftp://x\"}", "webhook_url"},
+        {"{\"webhook_url\":\"http://169.254.169.254/latest/meta-data\"}", "webhook_url"},
+        {"{\"webhook_url\":\"http://localhost:8080/admin\"}", "webhook_url"},
+        {"{\"webhook_url\":\"http://[::1]/x\"}", "webhook_url"},
+        {"{\"webhook_url\":\"https://10.0.0.7/hook\"}", "webhook_url"},
         {"{\"emial\":\"typo@example.com\"}", "emial"},
         {"{\"user_id\":\"someone-else\"}", "user_id"},
         {"[1,2]", "body"},
@@ -91,6 +95,13 @@ static void test_users(void **state)
         assert_problem(&r, 422, bad[i].field);
         hresp_clear(&r);
     }
+    /* api.allow_private_webhook_urls lets an operator point webhooks inside */
+    F.cfg.api_allow_private_webhook_urls = 1;
+    hreq(&r, "PUT", "/v1/users/u-inside", "{\"webhook_url\":\"http://10.0.0.7/hook\"}");
+    F.cfg.api_allow_private_webhook_urls = 0;
+    assert_ok_json(&r, 200);
+    assert_string_equal(jstr(r.json, "webhook_url"), "http://10.0.0.7/hook");
+    hresp_clear(&r);
     /* 17 devices */
     buf_t b;
     buf_init(&b, 0);

@@ -142,12 +142,59 @@ static void test_body_limit(void **state)
     hresp_clear(&r);
 }
 
+/* Raw bytes the request line must not carry, smuggling-prone framing and
+ * "%00" in a query value: 400 problem+json, never a truncated id. */
+static void test_request_framing(void **state)
+{
+    static const struct {
+        const char *req;
+        size_t len;
+        const char *field;
+    } cases[] = {
+#define C(s, f) {s, sizeof(s) - 1, f}
+        C("GET /v1/users/a\0b HTTP/1.1\r\nHost: x\r\n\r\n", "\"field\":\"target\""),
+        C("GET /v1/users/a b HTTP/1.1\r\nHost: x\r\n\r\n", "\"field\":\"target\""),
+        C("GET /v1/users/a\x7f HTTP/1.1\r\nHost: x\r\n\r\n", "\"field\":\"target\""),
+        C("GET /v1/users/u1/notifications?limit=5%00x HTTP/1.1\r\nHost: x\r\n\r\n",
+          "\"field\":\"limit\""),
+        C("GET /v1/users/u1/notifications?cursor=ab%00cd HTTP/1.1\r\nHost: x\r\n\r\n",
+          "\"field\":\"cursor\""),
+        C("PUT /v1/users/u1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          "Content-Length: 2\r\nContent-Length: 20\r\n\r\n{}",
+          "\"field\":\"Content-Length\""),
+        C("PUT /v1/users/u1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          "Content-Length: 7\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+          "\"field\":\"Content-Length\""),
+#undef C
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        char *out = raw_exchange(cases[i].req, cases[i].len, 5000);
+        if (!strstr(out, "HTTP/1.1 400") || !strstr(out, "application/problem+json") ||
+            !strstr(out, cases[i].field))
+            fail_msg("case %zu: %s", i, out);
+        free(out);
+    }
+    /* none of them created the user the truncated or spaced id would name */
+    hresp_t r;
+    hreq(&r, "GET", "/v1/users/a", NULL);
+    assert_problem(&r, 404, NULL);
+    hresp_clear(&r);
+    hreq(&r, "GET", "/v1/users/u1", NULL);
+    assert_problem(&r, 404, NULL);
+    hresp_clear(&r);
+    /* a plain request on a fresh connection still works */
+    hreq(&r, "GET", "/healthz", NULL);
+    assert_int_equal(r.status, 200);
+    hresp_clear(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listen),
         cmocka_unit_test(test_routing_errors),
         cmocka_unit_test(test_body_limit),
+        cmocka_unit_test(test_request_framing),
     };
     return cmocka_run_group_tests(tests, api_setup, api_teardown);
 }

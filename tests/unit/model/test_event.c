@@ -196,7 +196,38 @@ static const struct bad_case {
     {"{\"specversion\":\"1.0\",\"id\":\"c\",\"type\":\"t\",\"source\":\"/s\",\"subject\":9,"
      "\"data\":{\"audience\":{\"topic\":\"x\"}}}",
      "subject", "string"},
+    {"{\"specversion\":\"1.0\",\"id\":\"c\",\"type\":\"t\",\"data\":{\"audience\":{\"topic\":\"x\"}}}",
+     "source", "required"},
+    {"{\"specversion\":\"1.0\",\"id\":\"c\",\"type\":\"t\",\"source\":\"\","
+     "\"data\":{\"audience\":{\"topic\":\"x\"}}}",
+     "source", "empty"},
+    {"{\"specversion\":\"1.0\",\"id\":\"c\",\"type\":\"t\",\"source\":null,"
+     "\"data\":{\"audience\":{\"topic\":\"x\"}}}",
+     "source", "required"},
 };
+
+/* type names templates: 128 bytes at most, and the refusal names it. */
+static void test_type_length(void **state)
+{
+    (void)state;
+    char type[130];
+    char json[400];
+    event_t ev;
+    problem_t pb;
+    memset(type, 't', sizeof(type));
+    type[128] = '\0';
+    snprintf(json, sizeof(json), "{\"event_id\":\"e\",\"type\":\"%s\",\"audience\":{\"topic\":\"x\"}}",
+             type);
+    assert_int_equal(parse(json, &ev, &pb), HR_OK);
+    event_clear(&ev);
+    type[128] = 't';
+    type[129] = '\0';
+    snprintf(json, sizeof(json), "{\"event_id\":\"e\",\"type\":\"%s\",\"audience\":{\"topic\":\"x\"}}",
+             type);
+    assert_int_equal(parse(json, &ev, &pb), HR_INVALID);
+    assert_string_equal(pb.field, "type");
+    assert_non_null(strstr(pb.detail, "at most 128 bytes"));
+}
 
 static void test_bad_inputs_name_the_field(void **state)
 {
@@ -490,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_herald_defaults),
         cmocka_unit_test(test_cloudevents),
         cmocka_unit_test(test_bad_inputs_name_the_field),
+        cmocka_unit_test(test_type_length),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_truncated_and_mutated),
         cmocka_unit_test(test_rfc3339),

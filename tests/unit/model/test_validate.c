@@ -122,12 +122,41 @@ static void test_url(void **state)
     assert_false(valid_url(s));
 }
 
+/* Hosts inside the network are told apart from the internet, in every
+ * spelling a resolver or libcurl would take. */
+static void test_url_host_private(void **state)
+{
+    (void)state;
+    static const char *const inside[] = {
+        "http://localhost/h", "https://LOCALHOST:8443/h", "http://localhost./h",
+        "http://api.localhost/h", "http://127.0.0.1/h", "http://127.1/h", "http://0x7f.0.0.1/h",
+        "http://2130706433/h", "http://017700000001/h", "http://0.0.0.0:80/h", "http://10.1.2.3/h",
+        "http://172.16.0.1/h", "http://172.31.255.255/h", "http://192.168.1.1/h",
+        "http://169.254.169.254/latest/meta-data", "http://100.64.0.1/h", "http://224.0.0.1/h",
+        "http://255.255.255.255/h", "http://user:pw@10.0.0.1/h", "http://good.com@127.0.0.1/h",
+        "http://[::1]/h", "http://[::]/h", "http://[fe80::1%25eth0]/h", "http://[fe80::1]/h",
+        "http://[fd00::1]:8080/h", "http://[::ffff:127.0.0.1]/h", "http://[::ffff:a9fe:a9fe]/h",
+        "http://[ff02::1]/h", "http://%31%32%37.0.0.1/h", "http://[::1/h", "http:///h",
+    };
+    static const char *const outside[] = {
+        "https://example.com/hook", "http://hooks.example.com:8080/a?b=c", "http://8.8.8.8/h",
+        "http://172.32.0.1/h", "http://192.169.0.1/h", "http://100.128.0.1/h",
+        "http://[2001:db8::1]/h", "http://[2606:4700::1111]/h", "https://localhost.example.com/h",
+        "http://10.example.com/h", "http://u@example.com/h",
+    };
+    for (size_t i = 0; i < sizeof(inside) / sizeof(inside[0]); i++)
+        if (!url_host_private(inside[i])) fail_msg("\"%s\" not seen as private", inside[i]);
+    for (size_t i = 0; i < sizeof(outside) / sizeof(outside[0]); i++)
+        if (url_host_private(outside[i])) fail_msg("\"%s\" seen as private", outside[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_email),    cmocka_unit_test(test_phone),
         cmocka_unit_test(test_hhmm),     cmocka_unit_test(test_locale),
         cmocka_unit_test(test_timezone), cmocka_unit_test(test_url),
+        cmocka_unit_test(test_url_host_private),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
