@@ -101,6 +101,10 @@ static const opt_t opts[] = {
      "Diagnostic log level."},
     {"sandbox.mode", OPT_ENUM, F(provider_mode), "file", 0, 0, "file|null",
      "Sandbox provider: append a JSON line per delivery, or record nothing (benchmarks)."},
+    {"retry.delays_ms", OPT_STR, F(retry_delays), "30000,300000,1800000", 0, 0, NULL,
+     "Delays of the retry tiers <channel>-retry-30s, -5m, -30m after a retriable failure (three "
+     "comma-separated milliseconds; the topic names stay). A provider's Retry-After is honoured "
+     "when longer."},
 };
 
 static hr_t check_roles(const char *value, char *why, size_t why_len)
@@ -111,11 +115,37 @@ static hr_t check_roles(const char *value, char *why, size_t why_len)
 
 /* String settings with a syntax of their own: checked when set, naming the
  * key in why. */
+hr_t config_parse_delays(const char *text, int64_t *out, char *why, size_t why_len)
+{
+    const char *p = text;
+    for (int i = 0; i < RETRY_TIERS; i++) {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno || v < 1 || v > INT64_C(86400000) * 30 ||
+            (i < RETRY_TIERS - 1 ? *end != ',' : *end != '\0')) {
+            snprintf(why, why_len, "retry.delays_ms: '%s' is not %d comma-separated delays in ms "
+                     "(1 ms to 30 days each)", text, RETRY_TIERS);
+            return HR_INVALID;
+        }
+        out[i] = v;
+        p = end + 1;
+    }
+    return HR_OK;
+}
+
+static hr_t check_delays(const char *value, char *why, size_t why_len)
+{
+    int64_t d[RETRY_TIERS];
+    return config_parse_delays(value, d, why, why_len);
+}
+
 static const struct {
     const char *name;
     hr_t (*check)(const char *value, char *why, size_t why_len);
 } checks[] = {
     {"roles", check_roles},
+    {"retry.delays_ms", check_delays},
 };
 
 static const opt_t *find(const char *name)
