@@ -57,8 +57,11 @@ hr_t pipeline_start(app_t *app, pipeline_t **out)
             }
             p->nworkers++;
         }
-        log_info("pipeline", "stage %s: %d worker(s) on %s", p->defs[i].name, per,
-                 p->defs[i].topic);
+        if (per == 1 && strncmp(p->defs[i].name, "retry:", 6) == 0) /* fifteen of them: quiet */
+            log_debug("pipeline", "stage %s: 1 worker on %s", p->defs[i].name, p->defs[i].topic);
+        else
+            log_info("pipeline", "stage %s: %d worker(s) on %s", p->defs[i].name, per,
+                     p->defs[i].topic);
     }
     *out = p;
     return HR_OK;
