@@ -64,7 +64,8 @@ const channel_names_t *names_for_channel(int channel);
 const char *topic_for_channel(int channel);
 /* The topic a consumer group reads (the default for `herald replay`):
  * fanout -> raw-events, dispatch-<channel> -> notifications-<channel>,
- * status -> notification-status. NULL for a group herald does not run. */
+ * status -> notification-status, a retry tier group -> its topic. NULL for a
+ * group herald does not run. */
 const char *names_group_topic(const char *group);
 
 /* ---- roles ---- */
