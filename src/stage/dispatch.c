@@ -352,13 +352,19 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
         }
         /* a retried or scheduled record may come more than once (the
          * scheduler and the retry tiers deliver at least once) */
-        if (x->attempt > 1 || x->due_at_ms > 0) maybe_seen = true;
+        bool again = x->attempt > 1 || x->due_at_ms > 0;
+        if (again) maybe_seen = true;
         if (maybe_seen) {
             char id[64];
             snprintf(id, sizeof(id), "%.*s", (int)x->notification_id.n, x->notification_id.p);
             bool sent = false;
             r = store_notif_sent(app->store, id, &sent);
             if (r != HR_OK) break;
+            /* a copy earlier in this batch (a record repeated by a retried
+             * batch upstream) is not sent twice either */
+            for (int j = 0; again && j < ns && !sent; j++)
+                sent = d->send[j]->notification_id.n == x->notification_id.n &&
+                       memcmp(d->send[j]->notification_id.p, x->notification_id.p, x->notification_id.n) == 0;
             if (sent) {
                 log_debug(names_for_channel(d->ch)->stage, "%s already sent; skipped", id);
                 continue;
