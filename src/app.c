@@ -19,6 +19,7 @@
 
 #include "core/log.h"
 #include "http/http.h"
+#include "stage/scheduler.h"
 #include "stage/stage.h"
 #include "stage/topics.h"
 
@@ -36,6 +37,7 @@ typedef struct app_impl {
     app_t app;                  /* first: app_close() gets back from &app */
     roles_t roles;
     pipeline_t *pipe;
+    scheduler_t *sched;         /* deferred notifications; with a dispatch role */
     http_server_t *http;
     bool started;               /* app_start_services ran */
 } app_impl_t;
@@ -127,12 +129,22 @@ hr_t app_start_services(app_t *app, char *why, size_t why_len)
         snprintf(why, why_len, "cannot start the pipeline stages (%s): %s", cfg->roles, hr_str(r));
         return r;
     }
+    bool dispatches = false;
+    for (int ch = 0; ch < CH__COUNT; ch++) dispatches |= a->roles.dispatch[ch];
+    if (dispatches && app->store && (r = scheduler_start(app, &a->sched)) != HR_OK) {
+        snprintf(why, why_len, "cannot start the scheduler: %s", hr_str(r));
+        pipeline_stop(a->pipe);
+        a->pipe = NULL;
+        return r;
+    }
     /* every process serves /healthz, /readyz and /metrics; the rest of
      * the API only with the ingest role (http/server.c) */
     if ((r = http_start(app, cfg->listen, &a->http)) != HR_OK) {
         snprintf(why, why_len, "cannot listen on %s", cfg->listen);
         pipeline_stop(a->pipe);
         a->pipe = NULL;
+        scheduler_stop(a->sched);
+        a->sched = NULL;
         return r;
     }
     return HR_OK;
@@ -179,6 +191,8 @@ void app_close(app_t *app)
         pipeline_stop(a->pipe); /* drain batches, commit offsets */
         a->pipe = NULL;
     }
+    scheduler_stop(a->sched); /* its round ends; what is due stays in the store */
+    a->sched = NULL;
     if (app->bus) {
         flush_bus(a);
         bus_close(app->bus);

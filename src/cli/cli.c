@@ -10,7 +10,8 @@
 #include <string.h>
 
 enum { OPT_CONFIG = 1000, OPT_DATA_DIR, OPT_LISTEN, OPT_ROLES, OPT_BUS, OPT_BROKERS, OPT_SET,
-       OPT_URL, OPT_FILE, OPT_GROUP, OPT_TOPIC, OPT_EARLIEST, OPT_DATETIME, OPT_HELP };
+       OPT_URL, OPT_FILE, OPT_GROUP, OPT_TOPIC, OPT_EARLIEST, OPT_DATETIME, OPT_HELP,
+       OPT_SINCE, OPT_REASON, OPT_LIMIT, OPT_ID, OPT_ALL };
 
 static const struct option common_opts[] = {
     {"config", required_argument, NULL, OPT_CONFIG},
@@ -27,6 +28,11 @@ static const struct option common_opts[] = {
     {"to-earliest", no_argument, NULL, OPT_EARLIEST},
     {"to-datetime", required_argument, NULL, OPT_DATETIME},
     {"help", no_argument, NULL, OPT_HELP},
+    {"since", required_argument, NULL, OPT_SINCE},
+    {"reason", required_argument, NULL, OPT_REASON},
+    {"limit", required_argument, NULL, OPT_LIMIT},
+    {"id", required_argument, NULL, OPT_ID},
+    {"all", no_argument, NULL, OPT_ALL},
     {NULL, 0, NULL, 0},
 };
 
@@ -85,6 +91,11 @@ static int parse(cli_t *c, int argc, char **argv)
             case OPT_EARLIEST: c->earliest = true; break;
             case OPT_DATETIME: c->datetime = optarg; break;
             case OPT_HELP: c->help = true; break;
+            case OPT_SINCE: c->since = optarg; break;
+            case OPT_REASON: c->reason = optarg; break;
+            case OPT_LIMIT: c->limit = optarg; break;
+            case OPT_ID: c->id = optarg; break;
+            case OPT_ALL: c->all = true; break;
             default: config_release(&c->cfg); return 2; /* getopt said why */
             }
         }

@@ -24,6 +24,11 @@ typedef struct cli {
     const char *topic;
     bool earliest;
     const char *datetime;
+    const char *since;          /* dlq: --since, --reason, --limit, --id, --all */
+    const char *reason;
+    const char *limit;
+    const char *id;
+    bool all;
     bool help;
     int argi;                   /* first positional argument */
 } cli_t;
@@ -45,6 +50,7 @@ int cmd_produce(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_topics(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_dlq(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 #endif

@@ -12,7 +12,8 @@ static const char usage[] =
     "usage: herald replay --group G (--to-earliest | --to-datetime RFC3339)\n"
     "                     [--topic T] [--data-dir DIR | --bus kafka ...]\n"
     "Resets the group's committed offsets so it processes records again.\n"
-    "Groups: fanout, dispatch-<channel>, status. Stop the group's consumers\n"
+    "Groups: fanout, dispatch-<channel>, <channel>-retry-30s|5m|30m, status.\n"
+    "Stop the group's consumers\n"
     "first (the embedded bus belongs to one process: stop 'herald serve').\n";
 
 int cmd_replay(int argc, char **argv)

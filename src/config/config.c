@@ -103,6 +103,10 @@ static const opt_t opts[] = {
     {"pipeline.depth", OPT_INT, F(pipeline_depth), "4", 1, 64, NULL,
      "Batches a stage worker keeps in flight: processing the next while the bus acknowledges "
      "the outputs of earlier ones."},
+    {"api.refuse_undeliverable_events", OPT_INT, F(api_refuse_undeliverable), "1", 0, 1, NULL,
+     "1: POST /v1/events answers 422 for an event whose type has no template on any channel and "
+     "that carries no inline content. 0: accept it; fan-out dead-letters it, and it can be "
+     "redriven once a template exists (for producers that ship before their templates)."},
     {"api.allow_private_webhook_urls", OPT_INT, F(api_allow_private_webhook_urls), "0", 0, 1,
      NULL,
      "1 lets a user's webhook_url name localhost or a private, link-local or loopback address "
@@ -151,6 +155,10 @@ static const opt_t opts[] = {
     {"ratelimit.snapshot_ms", OPT_I64, F(ratelimit_snapshot_ms), "10000", 0, INT64_C(86400000),
      NULL, "Local rate limits: snapshot period (also written on rebalance and shutdown; a crash "
      "forgets at most this much; 0 = only then)."},
+    {"retry.delays_ms", OPT_STR, F(retry_delays), "30000,300000,1800000", 0, 0, NULL,
+     "Delays of the retry tiers <channel>-retry-30s, -5m, -30m after a retriable failure (three "
+     "comma-separated milliseconds; the topic names stay). A provider's Retry-After is honoured "
+     "when longer."},
 };
 
 static hr_t check_roles(const char *value, char *why, size_t why_len)
@@ -173,12 +181,38 @@ static hr_t check_categories(const char *value, char *why, size_t why_len)
 
 /* String settings with a syntax of their own: checked when set, naming the
  * key in why. */
+hr_t config_parse_delays(const char *text, int64_t *out, char *why, size_t why_len)
+{
+    const char *p = text;
+    for (int i = 0; i < RETRY_TIERS; i++) {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno || v < 1 || v > INT64_C(86400000) * 30 ||
+            (i < RETRY_TIERS - 1 ? *end != ',' : *end != '\0')) {
+            snprintf(why, why_len, "retry.delays_ms: '%s' is not %d comma-separated delays in ms "
+                     "(1 ms to 30 days each)", text, RETRY_TIERS);
+            return HR_INVALID;
+        }
+        out[i] = v;
+        p = end + 1;
+    }
+    return HR_OK;
+}
+
+static hr_t check_delays(const char *value, char *why, size_t why_len)
+{
+    int64_t d[RETRY_TIERS];
+    return config_parse_delays(value, d, why, why_len);
+}
+
 static const struct {
     const char *name;
     hr_t (*check)(const char *value, char *why, size_t why_len);
 } checks[] = {
     {"roles", check_roles},
     {"policy.required_categories", check_categories},
+    {"retry.delays_ms", check_delays},
 };
 
 static const opt_t *find(const char *name)

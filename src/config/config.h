@@ -52,6 +52,7 @@ typedef struct config {
     int ingest_ack_timeout_ms;  /* ingest.ack_timeout_ms */
     int64_t ingest_max_backlog; /* ingest.max_backlog_records, 0 = none */
     int api_allow_private_webhook_urls; /* api.allow_private_webhook_urls 0|1 */
+    int api_refuse_undeliverable; /* api.refuse_undeliverable_events 0|1 */
     int64_t fanout_cache_bytes; /* fanout.recipient_cache_bytes */
     int status_gather;          /* status.gather rows per store transaction */
     char *log_level;            /* log.level */
@@ -68,6 +69,7 @@ typedef struct config {
     char *ratelimit_redis;      /* ratelimit.redis address */
     int ratelimit_redis_timeout_ms; /* ratelimit.redis_timeout_ms */
     int64_t ratelimit_snapshot_ms;  /* ratelimit.snapshot_ms */
+    char *retry_delays;         /* retry.delays_ms "30000,300000,1800000" (config_parse_delays) */
     /* kafka.* passthrough, NULL-terminated key/value pairs */
     char **kafka_kv;
     int kafka_kv_n;
@@ -83,6 +85,9 @@ void config_release(config_t *c);
 hr_t config_set(config_t *c, const char *key, const char *value, char *why, size_t why_len);
 hr_t config_load_file(config_t *c, const char *path, char *why, size_t why_len);
 hr_t config_load_env(config_t *c, char *why, size_t why_len);
+/* Parses retry.delays_ms: RETRY_TIERS (model/names.h) comma-separated
+ * delays in ms, each 1 ms .. 30 days. HR_INVALID with why naming the key. */
+hr_t config_parse_delays(const char *text, int64_t *out, char *why, size_t why_len);
 /* Prints the reference table (name, type, default, doc) as Markdown. */
 void config_print_reference(void *file);
 /* kafka.* pairs as a NULL-terminated array for bus_opts_t.kv (borrowed). */

@@ -150,7 +150,8 @@ void api_events_post(http_req_t *rq, http_resp_t *rs)
         json_t *e = is_array ? json_array_get(doc, (size_t)ok) : doc;
         if (event_from_json(e, &evs[ok], &pb) == HR_OK) {
             /* without a store (a process that only ingests), fan-out decides */
-            hr_t r = app->store ? check_deliverable(app->store, &evs[ok], &pb) : HR_OK;
+            hr_t r = app->store && app->cfg->api_refuse_undeliverable
+                         ? check_deliverable(app->store, &evs[ok], &pb) : HR_OK;
             if (r == HR_OK) continue;
             ok++; /* parsed: freed below */
             if (r != HR_INVALID) {

@@ -18,6 +18,8 @@ const http_route_t http_routes[] = {
     {HM_PUT, "/v1/templates/{event_type}/{channel}", api_template_put, RT_BODY | RT_STORE},
     {HM_GET, "/v1/templates/{event_type}/{channel}", api_template_get, RT_STORE},
     {HM_GET, "/v1/notifications/{notification_id}", api_notif_get, RT_STORE},
+    {HM_GET, "/v1/dlq", api_dlq_list, RT_STORE | RT_BUS},
+    {HM_POST, "/v1/dlq/redrive", api_dlq_redrive, RT_BODY | RT_STORE | RT_BUS},
     {HM_GET, "/healthz", api_healthz, RT_OPS},
     {HM_GET, "/readyz", api_readyz, RT_OPS},
     {HM_GET, "/metrics", api_metrics_get, RT_OPS},

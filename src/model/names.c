@@ -13,6 +13,7 @@ const int64_t retry_tier_delay_ms[RETRY_TIERS] = {30000, 300000, 1800000};
     {                                                                                          \
         "notifications-" ch, "dispatch-" ch, "dispatch:" ch,                                   \
         {ch "-retry-30s", ch "-retry-5m", ch "-retry-30m"},                                    \
+        {"retry:" ch ":30s", "retry:" ch ":5m", "retry:" ch ":30m"},                           \
     }
 
 static const channel_names_t channel_table[CH__COUNT] = {
@@ -39,6 +40,9 @@ const char *names_group_topic(const char *group)
     if (strcmp(group, GROUP_STATUS) == 0) return TOPIC_STATUS;
     for (int ch = 0; ch < CH__COUNT; ch++)
         if (strcmp(group, channel_table[ch].group) == 0) return channel_table[ch].topic;
+    for (int ch = 0; ch < CH__COUNT; ch++)
+        for (int t = 0; t < RETRY_TIERS; t++)
+            if (strcmp(group, channel_table[ch].retry_topic[t]) == 0) return channel_table[ch].retry_topic[t];
     return NULL;
 }
 

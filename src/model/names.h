@@ -13,7 +13,9 @@
  *   (HTTP API)               -                  ingest
  *
  * Each channel also has retry-tier topics, <channel>-retry-30s, -5m and
- * -30m, for the retry stage (not created yet: no stage uses them).
+ * -30m, each read by its retry stage (stage/retry.c) in the consumer group
+ * of the same name, "retry:<channel>:<tier>" in logs. The names stay when
+ * retry.delays_ms changes the delays.
  *
  * Roles: the `roles` setting is "all" or a comma list of role names; the
  * role "dispatch" stands for every dispatch:<channel>.
@@ -42,7 +44,8 @@
 #define ROLE_DISPATCH "dispatch"  /* every dispatch:<channel> */
 #define ROLE_ALL "all"
 
-/* Retry tiers: delays after a retriable failure, shortest first. */
+/* Retry tiers: default delays after a retriable failure, shortest first
+ * (retry.delays_ms overrides them). */
 enum { RETRY_TIERS = 3 };
 extern const int64_t retry_tier_delay_ms[RETRY_TIERS];
 
@@ -51,7 +54,8 @@ typedef struct channel_names {
     const char *topic;                      /* "notifications-push" */
     const char *group;                      /* "dispatch-push" */
     const char *stage;                      /* "dispatch:push", also its role name */
-    const char *retry_topic[RETRY_TIERS];   /* "push-retry-30s", "-5m", "-30m" */
+    const char *retry_topic[RETRY_TIERS];   /* "push-retry-30s", "-5m", "-30m"; also their groups */
+    const char *retry_stage[RETRY_TIERS];   /* "retry:push:30s", ... (thread and log names) */
 } channel_names_t;
 
 /* The channel's names; NULL when channel is out of range. */
@@ -60,7 +64,8 @@ const channel_names_t *names_for_channel(int channel);
 const char *topic_for_channel(int channel);
 /* The topic a consumer group reads (the default for `herald replay`):
  * fanout -> raw-events, dispatch-<channel> -> notifications-<channel>,
- * status -> notification-status. NULL for a group herald does not run. */
+ * status -> notification-status, a retry tier group -> its topic. NULL for a
+ * group herald does not run. */
 const char *names_group_topic(const char *group);
 
 /* ---- roles ---- */

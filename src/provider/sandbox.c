@@ -20,6 +20,11 @@
  * make no system calls. Strings go through core/json_write, so a line is
  * valid JSON whatever bytes a title holds.
  *
+ * Test hook: an address containing "sandbox-fail-retry" fails with RETRY,
+ * one containing "sandbox-fail-permanent" with PERMANENT and
+ * address_invalid (an unregistered token); neither is written. One memmem
+ * per notification; no real address contains these words.
+ *
  * Config: provider.sandbox.max_in_flight (notifications per write).
  */
 #include "provider/provider_int.h"
@@ -41,7 +46,19 @@ typedef struct pending {
     const notif_t *n;
     send_result_t *res;
     void *cookie;
+    send_class_t fail;          /* test hook: SEND_OK or the class to answer */
 } pending_t;
+
+#define FAIL_RETRY "sandbox-fail-retry"
+#define FAIL_PERMANENT "sandbox-fail-permanent"
+
+static send_class_t test_failure(const notif_t *n)
+{
+    if (n->address.n < sizeof(FAIL_RETRY) - 1) return SEND_OK;
+    if (memmem(n->address.p, n->address.n, FAIL_RETRY, sizeof(FAIL_RETRY) - 1)) return SEND_RETRY;
+    if (memmem(n->address.p, n->address.n, FAIL_PERMANENT, sizeof(FAIL_PERMANENT) - 1)) return SEND_PERMANENT;
+    return SEND_OK;
+}
 
 typedef struct sandbox {
     provider_t base;
@@ -74,8 +91,9 @@ static hr_t sandbox_submit(provider_t *p, const notif_t *n, send_result_t *res, 
 {
     sandbox_t *s = (sandbox_t *)p;
     /* The registry bounds in_flight by max_in_flight == cap. */
-    s->pending[s->npending++] = (pending_t){n, res, cookie};
-    if (s->fd >= 0) sandbox_line(&s->out, n);
+    send_class_t fail = test_failure(n);
+    s->pending[s->npending++] = (pending_t){n, res, cookie, fail};
+    if (s->fd >= 0 && fail == SEND_OK) sandbox_line(&s->out, n);
     return HR_OK;
 }
 
@@ -121,6 +139,10 @@ static int sandbox_poll(provider_t *p)
         send_result_t *res = q->res;
         if (err) {
             send_result_set(res, SEND_RETRY, 0, "sandbox write: %s", strerror(err));
+        } else if (q->fail != SEND_OK) {
+            send_result_set(res, q->fail, q->fail == SEND_RETRY ? 503 : 404, "sandbox: injected %s",
+                            q->fail == SEND_RETRY ? "failure" : "unregistered address");
+            res->address_invalid = q->fail == SEND_PERMANENT;
         } else {
             res->cls = SEND_OK;
             res->code = 0;

@@ -25,16 +25,28 @@
  * dispatcher waits for the last completion, so each submitted notification
  * has exactly one result before any status is produced. Results map to
  * statuses by class, through lifecycle_transition:
- *   OK -> sent; RETRY, THROTTLED -> failed; PERMANENT -> dead + DLQ record;
+ *   OK -> sent;
+ *   RETRY, THROTTLED -> failed (this attempt), and the notification goes to
+ *     the channel's next retry tier (<channel>-retry-30s, -5m, -30m, see
+ *     stage/retry.c) with attempt + 1 and due_at = now + max(the tier's
+ *     delay, the provider's retry_after_ms); after the last tier -> dead +
+ *     DLQ record ("retries exhausted: ...");
+ *   PERMANENT -> dead + DLQ record; when the provider says the address is
+ *     dead (address_invalid) it is also invalidated in the store
+ *     (store_address_invalidate) so that fan-out stops using it;
  *   FATAL (the provider is misconfigured) -> nothing is marked or
  *   dead-lettered: the statuses of the notifications that did go out are
  *   produced, the batch's partitions pause for FATAL_PAUSE_MS and the batch
  *   is offered again after it (HR_LATER; the store check skips what was
  *   sent).
  *
+ * A notification whose due_at_ms is in the future (a scheduled send, or a
+ * retry tier that let it through early) is not sent: schedule_defer()
+ * keeps it in the store until then and records "deferred" (stage/
+ * scheduler.h). Normal sends touch the store no more than before.
+ *
  * Not yet here (later issues): quiet hours, per-user rate limits, provider
- * token buckets, circuit breaker, retry topics (RETRY and THROTTLED are
- * recorded as "failed"; retry_after_ms is not used yet).
+ * token buckets, circuit breaker.
  */
 #include "stage/stage.h"
 #include "model/lifecycle.h"
@@ -42,6 +54,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "provider/provider.h"
+#include "stage/scheduler.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +81,8 @@ typedef struct dispatch {
     const bus_msg_t **src;
     send_result_t *res;         /* result slot per submitted notification */
     buf_t enc;
+    buf_t enc_retry;            /* the notification for the next retry tier */
+    int64_t delays[RETRY_TIERS];/* retry.delays_ms */
     hist_local_t lat;           /* latencies of the batch, merged into app's */
     /* Per input partition: records below this offset are checked against
      * the store before sending; -1 = not known yet (taken over since). */
@@ -113,8 +128,11 @@ static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
     d->res = xcalloc((size_t)d->cap, sizeof(*d->res));
     d->fresh = xcalloc((size_t)d->cap, sizeof(*d->fresh));
     buf_init(&d->enc, 0);
+    buf_init(&d->enc_retry, 0);
     hist_local_init(&d->lat);
     char why[256];
+    if (config_parse_delays(app->cfg->retry_delays, d->delays, why, sizeof(why)) != HR_OK)
+        memcpy(d->delays, retry_tier_delay_ms, sizeof(d->delays)); /* checked when set */
     if (provider_set_open(app->cfg, app, d->ch, on_sent, d, &d->providers, why, sizeof(why)) != HR_OK) {
         log_error(names_for_channel(d->ch)->stage, "cannot open the channel's providers: %s", why);
         d->providers = NULL;
@@ -133,6 +151,7 @@ static void dispatch_free(void *state)
     free(d->res);
     free(d->fresh);
     buf_release(&d->enc);
+    buf_release(&d->enc_retry);
     free(d);
 }
 
@@ -209,6 +228,48 @@ static void deliver(dispatch_t *d, int ns)
     }
 }
 
+/* A retriable failure of x (attempt k, counted from 1): to retry tier k-1
+ * with attempt k+1, or, after the last tier, false (the caller
+ * dead-letters it). The record produced is the notification as it came,
+ * with the new attempt and due time. */
+static hr_t to_retry_tier(dispatch_t *d, const notif_t *x, const send_result_t *res, bool *queued,
+                          bus_batch_t *batch)
+{
+    int tier = x->attempt > 0 ? x->attempt - 1 : 0;
+    *queued = false;
+    if (tier >= RETRY_TIERS) return HR_OK;
+    notif_t y = *x;
+    int64_t wait = d->delays[tier];
+    if (res->retry_after_ms > wait) wait = res->retry_after_ms;
+    y.attempt = (uint16_t)(tier + 2);
+    y.due_at_ms = hclock_now_ms() + wait;
+    buf_reset(&d->enc_retry);
+    hr_t r = notif_encode(&y, &d->enc_retry);
+    if (r == HR_OK)
+        r = stage_produce(d->app, names_for_channel(d->ch)->retry_topic[tier], -1, y.user_id.p,
+                          y.user_id.n, d->enc_retry.data, d->enc_retry.len, batch);
+    if (r == HR_OK) {
+        *queued = true;
+        METRIC_INC(notifs_retried);
+    }
+    return r;
+}
+
+/* The provider says the address is dead: stop using it. A store failure
+ * only costs a later attempt (logged), never the notification. */
+static void invalidate_address(dispatch_t *d, const notif_t *x, const char *reason)
+{
+    char *user = xstrndup(x->user_id.p, x->user_id.n);
+    char *addr = xstrndup(x->address.p, x->address.n);
+    hr_t r = store_address_invalidate(d->app->store, user, d->ch, addr, reason);
+    if (r != HR_OK && r != HR_NOTFOUND)
+        log_warn(names_for_channel(d->ch)->stage, "cannot mark %s's address invalid: %s", user, hr_str(r));
+    else
+        METRIC_INC(addresses_invalidated);
+    free(user);
+    free(addr);
+}
+
 /* Produces the status (and DLQ record) for send[i] from its result. In a
  * batch with a FATAL result only deliveries are recorded (see the top). */
 static hr_t record(dispatch_t *d, int i, bool fatal, bus_batch_t *batch)
@@ -226,13 +287,33 @@ static hr_t record(dispatch_t *d, int i, bool fatal, bus_batch_t *batch)
         METRIC_INC(notifs_sent);
         break;
     case SEND_RETRY:
-    case SEND_THROTTLED:
-        /* Retry tiers come later: recorded as failed, as before. */
-        lifecycle_transition(x, ST_FAILED, at, HSTR(res->error), by);
+    case SEND_THROTTLED: {
+        bool queued = false;
+        r = to_retry_tier(d, x, res, &queued, batch);
+        if (r != HR_OK) return r;
         METRIC_INC(notifs_failed);
+        if (queued) {
+            lifecycle_transition(x, ST_FAILED, at, HSTR(res->error), by);
+            break;
+        }
+        /* "retries exhausted after N attempts: <last error>" (cut to fit) */
+        char why[sizeof(res->error)];
+        memcpy(why, res->error, sizeof(why));
+        int l = snprintf(res->error, sizeof(res->error), "retries exhausted after %u attempts: ",
+                         (unsigned)x->attempt);
+        if (l > 0 && (size_t)l < sizeof(res->error)) {
+            size_t room = sizeof(res->error) - (size_t)l - 1, wl = strnlen(why, sizeof(why) - 1);
+            if (wl > room) wl = room;
+            memcpy(res->error + l, why, wl);
+            res->error[(size_t)l + wl] = '\0';
+        }
+        lifecycle_transition(x, ST_DEAD, at, HSTR(res->error), by);
+        r = stage_dead_letter(app, d->src[i], by, res->error, batch);
         break;
+    }
     case SEND_PERMANENT:
         if (res->address_invalid) {
+            invalidate_address(d, x, res->error);
             size_t l = strlen(res->error);
             snprintf(res->error + l, sizeof(res->error) - l, " (address invalid)");
         }
@@ -258,6 +339,7 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
 
     if (!d->providers) return HR_ERR; /* the stage loop backs off and retries */
     learn_watermarks(d, msgs, n);
+    int64_t now = hclock_now_ms();
     for (int i = 0; i < n && r == HR_OK; i++) {
         int64_t *below = part_slot(d, msgs[i].partition);
         bool maybe_seen = *below < 0 || msgs[i].offset < *below;
@@ -268,16 +350,29 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
                                   batch);
             continue;
         }
+        /* a retried or scheduled record may come more than once (the
+         * scheduler and the retry tiers deliver at least once) */
+        bool again = x->attempt > 1 || x->due_at_ms > 0;
+        if (again) maybe_seen = true;
         if (maybe_seen) {
             char id[64];
             snprintf(id, sizeof(id), "%.*s", (int)x->notification_id.n, x->notification_id.p);
             bool sent = false;
             r = store_notif_sent(app->store, id, &sent);
             if (r != HR_OK) break;
+            /* a copy earlier in this batch (a record repeated by a retried
+             * batch upstream) is not sent twice either */
+            for (int j = 0; again && j < ns && !sent; j++)
+                sent = d->send[j]->notification_id.n == x->notification_id.n &&
+                       memcmp(d->send[j]->notification_id.p, x->notification_id.p, x->notification_id.n) == 0;
             if (sent) {
                 log_debug(names_for_channel(d->ch)->stage, "%s already sent; skipped", id);
                 continue;
             }
+        }
+        if (x->due_at_ms > now) { /* scheduled for later: kept in the store until due */
+            r = schedule_defer(app, x, x->due_at_ms, batch);
+            continue;
         }
         d->send[ns] = x;
         d->src[ns] = &msgs[i];

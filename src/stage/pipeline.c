@@ -1,6 +1,7 @@
 /*
  * pipeline.c - starts the stages this process runs (cfg->roles) with
- * cfg->workers_per_stage consumer threads each, and stops them gracefully:
+ * cfg->workers_per_stage consumer threads each (a channel's dispatch role
+ * brings its retry-tier stages, one worker each: they mostly wait), and stops them gracefully:
  * workers finish their batch, outputs are acknowledged, offsets committed.
  */
 #include "stage/stage.h"
@@ -10,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_STAGES (2 + CH__COUNT)
+#define MAX_STAGES (2 + CH__COUNT * (1 + RETRY_TIERS))
 
 struct pipeline {
     app_t *app;
@@ -34,16 +35,19 @@ hr_t pipeline_start(app_t *app, pipeline_t **out)
     for (int ch = 0; ch < CH__COUNT; ch++) {
         stage_def_t d;
         dispatch_stage_def(ch, &d);
-        if (roles_has_stage(&roles, d.name)) p->defs[p->ndefs++] = d;
+        if (!roles_has_stage(&roles, d.name)) continue;
+        p->defs[p->ndefs++] = d;
+        for (int t = 0; t < RETRY_TIERS; t++) retry_stage_def(ch, t, &p->defs[p->ndefs++]);
     }
     if (roles.status) {
         p->defs[p->ndefs] = status_stage;
         p->defs[p->ndefs++].gather = app->cfg->status_gather; /* status.gather */
     }
 
-    int per = app->cfg->workers_per_stage;
-    p->workers = xcalloc((size_t)(p->ndefs * per), sizeof(*p->workers));
+    int workers = app->cfg->workers_per_stage;
+    p->workers = xcalloc((size_t)(p->ndefs * workers), sizeof(*p->workers));
     for (int i = 0; i < p->ndefs; i++) {
+        int per = strncmp(p->defs[i].name, "retry:", 6) == 0 ? 1 : workers;
         for (int w = 0; w < per; w++) {
             hr_t r = stage_worker_start(app, &p->defs[i], w, &p->workers[p->nworkers]);
             if (r != HR_OK) {
@@ -53,8 +57,11 @@ hr_t pipeline_start(app_t *app, pipeline_t **out)
             }
             p->nworkers++;
         }
-        log_info("pipeline", "stage %s: %d worker(s) on %s", p->defs[i].name, per,
-                 p->defs[i].topic);
+        if (per == 1 && strncmp(p->defs[i].name, "retry:", 6) == 0) /* fifteen of them: quiet */
+            log_debug("pipeline", "stage %s: 1 worker on %s", p->defs[i].name, p->defs[i].topic);
+        else
+            log_info("pipeline", "stage %s: %d worker(s) on %s", p->defs[i].name, per,
+                     p->defs[i].topic);
     }
     *out = p;
     return HR_OK;

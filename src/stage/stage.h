@@ -118,6 +118,10 @@ extern const stage_def_t fanout_stage;
 extern const stage_def_t status_stage;
 /* dispatch stage for one channel; def->arg carries the channel. */
 void dispatch_stage_def(int channel, stage_def_t *out);
+/* retry stage of one channel's tier (0..RETRY_TIERS-1; retry.c): reads
+ * <channel>-retry-<tier> and produces due records back to
+ * notifications-<channel>. Runs where the channel's dispatch role runs. */
+void retry_stage_def(int channel, int tier, stage_def_t *out);
 
 /* pipeline.c: starts the stages named by cfg->roles. */
 typedef struct pipeline pipeline_t;

@@ -23,6 +23,9 @@ hr_t topics_create_all(app_t *app)
     hr_t r = ensure(app, TOPIC_RAW, c->retention_raw_ms);
     for (int ch = 0; r == HR_OK && ch < CH__COUNT; ch++)
         r = ensure(app, topic_for_channel(ch), c->retention_notif_ms);
+    for (int ch = 0; r == HR_OK && ch < CH__COUNT; ch++)
+        for (int t = 0; r == HR_OK && t < RETRY_TIERS; t++)
+            r = ensure(app, names_for_channel(ch)->retry_topic[t], c->retention_notif_ms);
     if (r == HR_OK) r = ensure(app, TOPIC_STATUS, c->retention_status_ms);
     if (r == HR_OK) r = ensure(app, TOPIC_DLQ, c->retention_dlq_ms);
     return r;

@@ -9,7 +9,8 @@
 
 /* Creates (if missing) every topic herald uses: raw-events, one
  * notifications-<channel> per channel, notification-status,
- * notifications-dlq, with partitions, replication, min.insync.replicas and
+ * notifications-dlq, and the retry tiers <channel>-retry-30s/-5m/-30m (the
+ * notifications' retention), with partitions, replication, min.insync.replicas and
  * retention from config. */
 hr_t topics_create_all(app_t *app);
 

@@ -448,6 +448,136 @@ hr_t store_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted)
     return r;
 }
 
+/* ---- dispatch policy ---- */
+
+hr_t store_sched_put(store_t *s, const char *notification_id, channel_t ch, int64_t due_at_ms,
+                     const void *rec, size_t rec_len)
+{
+    if (!nonempty(notification_id) || (unsigned)ch >= CH__COUNT || !rec || rec_len == 0 ||
+        rec_len > STORE_NOTIF_STR_MAX)
+        return HR_INVALID;
+    return s->ops->sched_put(s, notification_id, ch, due_at_ms, rec, rec_len);
+}
+
+hr_t store_sched_due(store_t *s, int64_t now_ms, int limit, sched_row_t **rows, int *n)
+{
+    *rows = NULL;
+    *n = 0;
+    if (limit <= 0) return HR_INVALID;
+    return s->ops->sched_due(s, now_ms, limit, rows, n);
+}
+
+hr_t store_sched_next(store_t *s, int64_t *due)
+{
+    *due = INT64_MAX;
+    return s->ops->sched_next(s, due);
+}
+
+hr_t store_sched_del(store_t *s, const char *notification_id, int64_t due_at_ms)
+{
+    if (!nonempty(notification_id)) return HR_INVALID;
+    return s->ops->sched_del(s, notification_id, due_at_ms);
+}
+
+void store_sched_rows_free(sched_row_t *rows, int n)
+{
+    if (!rows) return;
+    for (int i = 0; i < n; i++) {
+        free(rows[i].notification_id);
+        free(rows[i].rec);
+    }
+    free(rows);
+}
+
+/* Is device d one of the comma-separated "platform:token" of a push address? */
+static bool device_listed(const device_t *d, const char *address)
+{
+    size_t pl = strlen(d->platform), tl = strlen(d->token);
+    for (const char *p = address; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if ((len == pl + 1 + tl && memcmp(p, d->platform, pl) == 0 && p[pl] == ':' &&
+             memcmp(p + pl + 1, d->token, tl) == 0) ||
+            (len == tl && memcmp(p, d->token, tl) == 0))
+            return true;
+        p += len + (end ? 1 : 0);
+    }
+    return false;
+}
+
+/* Takes the address off u; true when something changed. */
+static bool user_drop_address(user_t *u, channel_t ch, const char *address)
+{
+    char **field = ch == CH_SMS ? &u->phone : ch == CH_EMAIL ? &u->email
+                 : ch == CH_WEBHOOK ? &u->webhook_url : NULL;
+    if (field) {
+        if (!*field || strcmp(*field, address) != 0) return false;
+        free(*field);
+        *field = NULL;
+        return true;
+    }
+    if (ch != CH_PUSH) return false;
+    int kept = 0;
+    for (int i = 0; i < u->ndevices; i++) {
+        if (device_listed(&u->devices[i], address)) {
+            free(u->devices[i].platform);
+            free(u->devices[i].token);
+            continue;
+        }
+        u->devices[kept++] = u->devices[i];
+    }
+    bool changed = kept != u->ndevices;
+    for (int i = kept; i < u->ndevices; i++) u->devices[i] = (device_t){NULL, NULL};
+    u->ndevices = kept;
+    return changed;
+}
+
+hr_t store_address_invalidate(store_t *s, const char *user_id, channel_t ch, const char *address,
+                              const char *reason)
+{
+    if (!nonempty(user_id) || (unsigned)ch >= CH__COUNT || !nonempty(address)) return HR_INVALID;
+    hr_t r = s->ops->address_invalid_add(s, user_id, ch, address, reason ? reason : "",
+                                         hclock_now_ms());
+    if (r != HR_OK) return r;
+    user_t u;
+    memset(&u, 0, sizeof(u));
+    r = s->ops->user_get(s, user_id, &u);
+    if (r == HR_OK && user_drop_address(&u, ch, address)) r = store_user_put(s, &u);
+    store_user_clear(&u);
+    return r;
+}
+
+hr_t store_address_is_invalid(store_t *s, const char *user_id, channel_t ch, const char *address,
+                              bool *invalid)
+{
+    *invalid = false;
+    if (!nonempty(user_id) || (unsigned)ch >= CH__COUNT || !nonempty(address)) return HR_INVALID;
+    return s->ops->address_invalid_get(s, user_id, ch, address, invalid);
+}
+
+hr_t store_event_release(store_t *s, const char *event_id)
+{
+    if (!nonempty(event_id)) return HR_INVALID;
+    return s->ops->event_release(s, event_id);
+}
+
+hr_t store_dlq_mark_redriven(store_t *s, const char *dlq_id, bool *first)
+{
+    bool f = false;
+    if (first) *first = false;
+    if (!nonempty(dlq_id)) return HR_INVALID;
+    hr_t r = s->ops->dlq_mark(s, dlq_id, hclock_now_ms(), &f);
+    if (first) *first = f;
+    return r;
+}
+
+hr_t store_dlq_redriven(store_t *s, const char *dlq_id, bool *done)
+{
+    *done = false;
+    if (!nonempty(dlq_id)) return HR_INVALID;
+    return s->ops->dlq_get(s, dlq_id, done);
+}
+
 /* ---- freeing what the store fills ---- */
 
 void store_user_clear(user_t *u)

@@ -211,6 +211,58 @@ hr_t store_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent);
  * (may be NULL) = notifications removed. */
 hr_t store_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted);
 
+/* ---- dispatch policy: deferrals, dead addresses, redrives ---- */
+
+/* A deferred notification (the scheduler's table). */
+typedef struct sched_row {
+    char *notification_id;
+    channel_t channel;
+    int64_t due_at_ms;
+    void *rec;                  /* the encoded notification (model/notif.h) */
+    size_t rec_len;
+} sched_row_t;
+/* Frees n rows and the array; NULL is a no-op. */
+void store_sched_rows_free(sched_row_t *rows, int n);
+
+/* Keeps the encoded notification rec until due_at_ms (insert or replace by
+ * notification_id). Durable when it returns HR_OK. */
+hr_t store_sched_put(store_t *s, const char *notification_id, channel_t ch, int64_t due_at_ms,
+                     const void *rec, size_t rec_len);
+/* Up to limit rows with due_at_ms <= now_ms, earliest first (*rows
+ * allocated: store_sched_rows_free). */
+hr_t store_sched_due(store_t *s, int64_t now_ms, int limit, sched_row_t **rows, int *n);
+/* The earliest due time kept; *due = INT64_MAX when nothing is kept. */
+hr_t store_sched_next(store_t *s, int64_t *due);
+/* Deletes the row of notification_id if its due time is still due_at_ms
+ * (a deferral replaced meanwhile stays). HR_OK also when nothing matched. */
+hr_t store_sched_del(store_t *s, const char *notification_id, int64_t due_at_ms);
+
+/* A provider said `address` of the user on channel ch is dead (unregistered
+ * token, invalid number, hard bounce): records it with reason in the table
+ * of invalid addresses and removes it from the user (the devices whose
+ * "platform:token" is in a push address, which lists a user's devices
+ * comma-separated; the e-mail address, phone number or webhook URL when it
+ * equals address), so fan-out stops using it; the change feed tells the
+ * recipient caches. HR_NOTFOUND when the user is unknown (still recorded).
+ * A later user update may register the address again; it is then used
+ * again (the record stays). */
+hr_t store_address_invalidate(store_t *s, const char *user_id, channel_t ch, const char *address,
+                              const char *reason);
+/* Was (user_id, ch, address) ever invalidated? */
+hr_t store_address_is_invalid(store_t *s, const char *user_id, channel_t ch, const char *address,
+                              bool *invalid);
+
+/* Forgets the dedupe claim of event_id, so that the event can be processed
+ * again as new (a redrive of a dead-lettered event). HR_OK also when the
+ * event was never claimed. */
+hr_t store_event_release(store_t *s, const char *event_id);
+
+/* Records that the DLQ entry `dlq_id` ("<partition>-<offset>") was
+ * redriven; *first (may be NULL) is false when it was recorded before. */
+hr_t store_dlq_mark_redriven(store_t *s, const char *dlq_id, bool *first);
+/* Was the DLQ entry redriven? */
+hr_t store_dlq_redriven(store_t *s, const char *dlq_id, bool *done);
+
 /* ---- freeing what the store fills ---- */
 
 /* Frees the user's strings and zeroes it; NULL is a no-op. */

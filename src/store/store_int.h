@@ -114,6 +114,21 @@ typedef struct store_ops {
     /* ids are non-empty; n > 0. */
     hr_t (*notif_sent_batch)(store_t *s, const hstr_t *ids, int n, bool *sent); /* may be NULL */
     hr_t (*notif_purge)(store_t *s, int64_t before_ms, int64_t *deleted);
+    /* Dispatch policy (store.h). rec_len > 0; limit > 0. */
+    hr_t (*sched_put)(store_t *s, const char *notification_id, channel_t ch, int64_t due_at_ms,
+                      const void *rec, size_t rec_len);
+    hr_t (*sched_due)(store_t *s, int64_t now_ms, int limit, sched_row_t **rows, int *n);
+    hr_t (*sched_next)(store_t *s, int64_t *due);
+    hr_t (*sched_del)(store_t *s, const char *notification_id, int64_t due_at_ms);
+    /* Records the address as invalid (insert or replace). The removal from
+     * the user is store.c's (user_get + user_put). */
+    hr_t (*address_invalid_add)(store_t *s, const char *user_id, channel_t ch, const char *address,
+                                const char *reason, int64_t at_ms);
+    hr_t (*address_invalid_get)(store_t *s, const char *user_id, channel_t ch, const char *address,
+                                bool *invalid);
+    hr_t (*event_release)(store_t *s, const char *event_id);
+    hr_t (*dlq_mark)(store_t *s, const char *dlq_id, int64_t at_ms, bool *first);
+    hr_t (*dlq_get)(store_t *s, const char *dlq_id, bool *done);
 } store_ops_t;
 
 struct store_feed;

@@ -172,6 +172,19 @@ static const char *stmt_sql[S__COUNT] = {
     [S_PURGE_NOTIF] = "DELETE FROM notifications WHERE rowid = ?1",
     [S_PURGE_EVENTS] = "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events NOT INDEXED"
                        " WHERE first_seen_ms < ?1 ORDER BY rowid LIMIT ?2)",
+    [S_SCHED_PUT] = "INSERT OR REPLACE INTO scheduled (notification_id, channel, due_at_ms, record)"
+                    " VALUES (?1, ?2, ?3, ?4)",
+    [S_SCHED_DUE] = "SELECT notification_id, channel, due_at_ms, record FROM scheduled"
+                    " WHERE due_at_ms <= ?1 ORDER BY due_at_ms LIMIT ?2",
+    [S_SCHED_NEXT] = "SELECT min(due_at_ms) FROM scheduled",
+    [S_SCHED_DEL] = "DELETE FROM scheduled WHERE notification_id = ?1 AND due_at_ms = ?2",
+    [S_ADDR_BAD_ADD] = "INSERT OR REPLACE INTO invalid_addresses (user_id, channel, address, reason,"
+                       " at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_ADDR_BAD_GET] = "SELECT 1 FROM invalid_addresses WHERE user_id = ?1 AND channel = ?2"
+                       " AND address = ?3",
+    [S_EVENT_DEL] = "DELETE FROM events WHERE event_id = ?1",
+    [S_DLQ_MARK] = "INSERT INTO dlq_redriven (dlq_id, at_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    [S_DLQ_GET] = "SELECT 1 FROM dlq_redriven WHERE dlq_id = ?1",
 };
 
 /* The status sink's upsert. ?17 = rank of the incoming status
@@ -636,4 +649,13 @@ const store_ops_t store_sqlite_ops = {
     .notif_sent = sq_notif_sent,
     .notif_sent_batch = sq_notif_sent_batch,
     .notif_purge = sq_notif_purge,
+    .sched_put = sq_sched_put,
+    .sched_due = sq_sched_due,
+    .sched_next = sq_sched_next,
+    .sched_del = sq_sched_del,
+    .address_invalid_add = sq_address_invalid_add,
+    .address_invalid_get = sq_address_invalid_get,
+    .event_release = sq_event_release,
+    .dlq_mark = sq_dlq_mark,
+    .dlq_get = sq_dlq_get,
 };

@@ -9,6 +9,9 @@
  *                         templates
  *   store_sqlite_notif.c  dedupe claims, notification write/read/list/sent,
  *                         purge
+ *   store_sqlite_flow.c   dispatch policy: scheduled (deferred)
+ *                         notifications, invalid addresses, claim release,
+ *                         redriven DLQ entries
  *
  * The DESIGN note is atop store_sqlite.c. Conventions for every function
  * here: "c->mu held" means the caller locked the connection; a statement is
@@ -67,6 +70,15 @@ typedef enum stmt_id {
     S_PURGE_HIST,
     S_PURGE_NOTIF,
     S_PURGE_EVENTS,
+    S_SCHED_PUT,
+    S_SCHED_DUE,
+    S_SCHED_NEXT,
+    S_SCHED_DEL,
+    S_ADDR_BAD_ADD,
+    S_ADDR_BAD_GET,
+    S_EVENT_DEL,
+    S_DLQ_MARK,
+    S_DLQ_GET,
     S__COUNT
 } stmt_id_t;
 
@@ -207,5 +219,19 @@ hr_t sq_notif_list_user(store_t *s, const char *user_id, int64_t after_ms, const
 hr_t sq_notif_sent(store_t *s, const char *notification_id, bool *sent);
 hr_t sq_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent);
 hr_t sq_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted);
+
+/* store_sqlite_flow.c */
+hr_t sq_sched_put(store_t *s, const char *notification_id, channel_t ch, int64_t due_at_ms,
+                  const void *rec, size_t rec_len);
+hr_t sq_sched_due(store_t *s, int64_t now_ms, int limit, sched_row_t **rows, int *n);
+hr_t sq_sched_next(store_t *s, int64_t *due);
+hr_t sq_sched_del(store_t *s, const char *notification_id, int64_t due_at_ms);
+hr_t sq_address_invalid_add(store_t *s, const char *user_id, channel_t ch, const char *address,
+                            const char *reason, int64_t at_ms);
+hr_t sq_address_invalid_get(store_t *s, const char *user_id, channel_t ch, const char *address,
+                            bool *invalid);
+hr_t sq_event_release(store_t *s, const char *event_id);
+hr_t sq_dlq_mark(store_t *s, const char *dlq_id, int64_t at_ms, bool *first);
+hr_t sq_dlq_get(store_t *s, const char *dlq_id, bool *done);
 
 #endif

@@ -72,3 +72,23 @@ CREATE TABLE IF NOT EXISTS status_history (
   status INTEGER NOT NULL, attempt INTEGER NOT NULL, at_ms INTEGER NOT NULL, detail TEXT);
 
 CREATE INDEX IF NOT EXISTS status_history_notif ON status_history (notif_rowid);
+
+-- Dispatch policy (no schema version change: new tables only). Deferred
+-- notifications until due (scheduled sends, quiet hours): the scheduler
+-- takes the due ones by due_at_ms, whatever their user or channel.
+CREATE TABLE IF NOT EXISTS scheduled (
+  notification_id TEXT PRIMARY KEY, channel INTEGER NOT NULL,
+  due_at_ms INTEGER NOT NULL, record BLOB NOT NULL) WITHOUT ROWID;
+
+CREATE INDEX IF NOT EXISTS scheduled_due ON scheduled (due_at_ms);
+
+-- Addresses a provider declared dead (unregistered token, invalid number,
+-- hard bounce); the address is also removed from the user.
+CREATE TABLE IF NOT EXISTS invalid_addresses (
+  user_id TEXT NOT NULL, channel INTEGER NOT NULL, address TEXT NOT NULL,
+  reason TEXT, at_ms INTEGER NOT NULL,
+  PRIMARY KEY (user_id, channel, address)) WITHOUT ROWID;
+
+-- DLQ entries ("<partition>-<offset>") already redriven.
+CREATE TABLE IF NOT EXISTS dlq_redriven (
+  dlq_id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
