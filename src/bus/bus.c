@@ -257,3 +257,13 @@ hr_t bus_lag(bus_t *bus, const char *group, const char *topic, bus_lag_t **out, 
 {
     return bus->ops->lag(bus, group, topic, out, n);
 }
+
+hr_t bus_read_range(bus_t *bus, const char *topic, int32_t partition, int64_t from, int64_t to,
+                    bus_read_fn fn, void *ud)
+{
+    if (!topic || !fn || partition < 0) return HR_INVALID;
+    if (from < 0) from = 0;
+    if (to <= from) return HR_OK;
+    if (!bus->ops->read_range) return HR_DECLINED;
+    return bus->ops->read_range(bus, topic, partition, from, to, fn, ud);
+}

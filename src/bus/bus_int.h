@@ -36,6 +36,9 @@ typedef struct bus_ops {
     hr_t (*lag)(bus_t *bus, const char *group, const char *topic, bus_lag_t **out, int *n);
     /* Records produced and not acknowledged yet. May be NULL. */
     int64_t (*outstanding)(bus_t *bus);
+    /* bus_read_range. May be NULL (HR_DECLINED). */
+    hr_t (*read_range)(bus_t *bus, const char *topic, int32_t partition, int64_t from, int64_t to,
+                       bus_read_fn fn, void *ud);
 } bus_ops_t;
 
 /* Every backend struct starts with this. The backend sets ops; bus.c owns

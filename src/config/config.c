@@ -101,6 +101,17 @@ static const opt_t opts[] = {
      "Diagnostic log level."},
     {"sandbox.mode", OPT_ENUM, F(provider_mode), "file", 0, 0, "file|null",
      "Sandbox provider: append a JSON line per delivery, or record nothing (benchmarks)."},
+    {"pipeline.commit_interval_ms", OPT_INT, F(commit_interval_ms), "100", 0, 60000, NULL,
+     "How often a stage worker commits its stored offsets (0 = after every batch); what a "
+     "crash makes the next start process again."},
+    {"dispatch.sent_memory", OPT_INT, F(dispatch_sent_memory), "262144", 0, 100000000, NULL,
+     "Notification ids a dispatch worker remembers as sent (the tail of notification-status "
+     "read on takeover, and its own deliveries) to skip copies after a crash; ~24 bytes each."},
+    {"store.accept_damage", OPT_ENUM, F(store_accept_damage), "false", 0, 0, "false|true",
+     "Start although the store's integrity check found damage (/readyz still reports it)."},
+    {"store.check_ms", OPT_INT, F(store_check_ms), "10000", 0, 3600000, NULL,
+     "Time bound of the store's integrity check at start (0 = skip it); a check cut short "
+     "says so in the log."},
 };
 
 static hr_t check_roles(const char *value, char *why, size_t why_len)

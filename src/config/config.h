@@ -49,6 +49,10 @@ typedef struct config {
     int status_gather;          /* status.gather rows per store transaction */
     char *log_level;            /* log.level */
     char *provider_mode;        /* sandbox.mode file|null */
+    int commit_interval_ms;     /* pipeline.commit_interval_ms: stored offsets committed this often */
+    int dispatch_sent_memory;   /* dispatch.sent_memory: sent ids a dispatch worker remembers */
+    char *store_accept_damage;  /* store.accept_damage false|true */
+    int store_check_ms;         /* store.check_ms: time bound of the integrity check at start */
     /* kafka.* passthrough, NULL-terminated key/value pairs */
     char **kafka_kv;
     int kafka_kv_n;
