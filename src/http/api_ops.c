@@ -16,18 +16,25 @@ void api_readyz(http_req_t *rq, http_resp_t *rs)
 {
     app_t *app = rq->app;
     bool store_ok = app->store && store_schema_version(app->store) > 0;
+    char damage[512] = "";
+    bool store_sound = !app->store || store_health(app->store, damage, sizeof(damage)) == HR_OK;
     bool bus_ok = app->bus && bus_partitions(app->bus, TOPIC_RAW) > 0;
     bool stopping = atomic_load(&app->stopping) != 0;
-    json_t *checks = json_pack("{s:s,s:s}", "store", store_ok ? "ok" : "unavailable", "bus",
-                               bus_ok ? "ok" : "unavailable");
+    json_t *checks = json_pack("{s:s,s:s}", "store", !store_ok ? "unavailable" : store_sound ? "ok" : "damaged",
+                               "bus", bus_ok ? "ok" : "unavailable");
+    if (!store_sound) {
+        json_object_set_new(checks, "store_damage", json_string(damage));
+        store_ok = false;
+    }
     if (store_ok && bus_ok && !stopping) {
         resp_json(rs, 200, json_pack("{s:s,s:o}", "status", "ready", "checks", checks));
         return;
     }
     resp_header(rs, "Retry-After", "%d", RETRY_AFTER_S);
     resp_problem_ext(rs, 503, PROBLEM_UNAVAILABLE, NULL, json_pack("{s:o}", "checks", checks),
-                     "not ready:%s%s%s", store_ok ? "" : " store unreachable",
-                     bus_ok ? "" : " bus unreachable (no raw-events topic)",
+                     "not ready:%s%s%s%s%s", store_ok || !store_sound ? "" : " store unreachable",
+                     store_sound ? "" : " store damaged: ",
+                     store_sound ? "" : damage, bus_ok ? "" : " bus unreachable (no raw-events topic)",
                      stopping ? " shutting down" : "");
 }
 

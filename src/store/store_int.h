@@ -68,7 +68,7 @@ static inline bool store_status_sent(notif_status_t st)
  * above); ops marked "may be NULL" have a fallback in store.c. */
 typedef struct store_ops {
     const char *name;
-    hr_t (*open)(const char *dsn, store_t **out);
+    hr_t (*open)(const char *dsn, const store_open_opts_t *o, store_t **out); /* o never NULL */
     void (*close)(store_t *s);
     int (*schema_version)(store_t *s);
 
@@ -114,6 +114,8 @@ typedef struct store_ops {
     /* ids are non-empty; n > 0. */
     hr_t (*notif_sent_batch)(store_t *s, const hstr_t *ids, int n, bool *sent); /* may be NULL */
     hr_t (*notif_purge)(store_t *s, int64_t before_ms, int64_t *deleted);
+    /* store_health; why has room (why_len > 0). May be NULL: always sound. */
+    hr_t (*health)(store_t *s, char *why, size_t why_len);
 } store_ops_t;
 
 struct store_feed;

@@ -12,6 +12,7 @@ delivered and sandbox lines; lost = expected - distinct, duplicates = lines
 - distinct. Fails when anything is lost or duplicates pass MAX_DUP_PERMILLE
 per mille of the expected notifications in either phase.
 """
+import json
 import os
 import random
 import sys
@@ -20,8 +21,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from herald_stream import (FANOUT, USERS, Herald, call, log, nid, read_deliveries,  # noqa: E402
-                           setup_users)
+from herald_stream import FANOUT, USERS, Herald, call, log, nid, setup_users  # noqa: E402
 
 herald, work, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 kills = int(sys.argv[4]) if len(sys.argv) > 4 else 20
@@ -65,10 +65,28 @@ class Feeder(threading.Thread):
         return out
 
 
+def read_deliveries(path):
+    """Whole sandbox lines; a line torn by a kill in the middle of the
+    sandbox's write (another line follows it) is not a delivery: counted
+    in `torn`."""
+    out, torn = [], 0
+    if not os.path.exists(path):
+        return out, torn
+    with open(path, "rb") as fp:
+        for line in fp:
+            if not line.endswith(b"\n"):
+                continue  # being written
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                torn += 1
+    return out, torn
+
+
 def drain(h, expected, timeout=60):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        seen = {d["notification_id"] for d in read_deliveries([h.sandbox()])}
+        seen = {d["notification_id"] for d in read_deliveries(h.sandbox())[0]}
         if expected <= seen:
             break
         time.sleep(0.2)
@@ -76,12 +94,13 @@ def drain(h, expected, timeout=60):
 
 
 def tally(name, h, expected, nkills):
-    lines = [d for d in read_deliveries([h.sandbox()]) if d["notification_id"] in expected]
+    all_lines, torn = read_deliveries(h.sandbox())
+    lines = [d for d in all_lines if d["notification_id"] in expected]
     seen = {d["notification_id"] for d in lines}
     lost, dups = len(expected - seen), len(lines) - len(seen)
     pct = 100.0 * dups / max(1, len(expected))
     log(f"{name}: kills={nkills} expected={len(expected)} delivered_distinct={len(seen)} "
-        f"lines={len(lines)} lost={lost} duplicates={dups} ({pct:.3f} %)")
+        f"lines={len(lines)} lost={lost} duplicates={dups} ({pct:.3f} %) torn_lines_so_far={torn}")
     return lost, dups
 
 
