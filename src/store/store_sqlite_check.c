@@ -186,10 +186,11 @@ hr_t sq_wal_check(const char *db_path, char *why, size_t why_len)
     char detail[256];
     if (!sq_wal_damaged(data, got, detail, sizeof(detail))) goto out;
     /* Keep the damaged log: SQLite rewrites it once the database is used. */
-    char *keep = xasprintf("%s.damaged-%lld", wal, (long long)(hclock_now_ms() / 1000));
+    char *keep = xasprintf("%s.damaged-%lld", wal, (long long)hclock_now_ms());
     int kfd = open(keep, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     bool kept = kfd >= 0 && write(kfd, data, got) == (ssize_t)got && fsync(kfd) == 0;
     if (kfd >= 0) close(kfd);
+    else kept = errno == EEXIST; /* the same log, copied this millisecond */
     snprintf(why, why_len, "%s: %s (a copy is in %s)", wal, detail, kept ? keep : "nowhere: copying failed");
     free(keep);
     r = HR_ERR;
@@ -221,7 +222,7 @@ hr_t sq_quick_check(sqlite3 *db, const char *path, int time_ms, char *why, size_
     int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(5)", -1, &st, NULL);
     size_t used = 0;
     int problems = 0;
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *line = (const char *)sqlite3_column_text(st, 0);
         if (line && strcmp(line, "ok") == 0) continue;
         problems++;
@@ -229,6 +230,8 @@ hr_t sq_quick_check(sqlite3 *db, const char *path, int time_ms, char *why, size_
             used += (size_t)snprintf(why + used, why_len - used, "%s%s", problems > 1 ? "; " : "",
                                      line ? line : "?");
     }
+    for (char *c = why; *c; c++)
+        if (*c == '\n') *c = ' '; /* one log line */
     int rc_step = rc;
     sqlite3_finalize(st);
     sqlite3_progress_handler(db, 0, NULL, NULL);
