@@ -6,7 +6,7 @@ Usage: crash_loop.py HERALD_BINARY WORKDIR PORT [KILLS LOOP_KILLS MAX_DUP_PERMIL
 
 Phase 1: KILLS (20) kill -9 under load, each 0.3-0.7 s after the process is
 ready; phase 2: a crash loop of LOOP_KILLS (10) kill -9, 0.7 s after each
-start (ready or not). After each phase herald runs until every accepted
+start (ready or not), with a backlog of 2 s of events. After each phase herald runs until every accepted
 event is delivered. For each phase: expected notification ids, distinct ids
 delivered and sandbox lines; lost = expected - distinct, duplicates = lines
 - distinct. Fails when anything is lost or duplicates pass MAX_DUP_PERMILLE
@@ -131,6 +131,7 @@ if lost or dups > max_dup_permille * len(exp) / 1000:
 # Phase 2: a crash loop, 0.7 s after each start.
 f = Feeder("loop")
 f.start()
+time.sleep(2)  # a backlog for the loop to work through
 for k in range(loop_kills):
     h.kill()
     h.start_nowait()
