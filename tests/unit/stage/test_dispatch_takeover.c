@@ -30,8 +30,11 @@ typedef struct tfx {
     buf_t enc;
 } tfx_t;
 
+/* *st may point to the partition count of notification-status (the other
+ * topics get 1); NULL = 1. */
 static int setup(void **st)
 {
+    int status_partitions = *st ? *(const int *)*st : 1;
     tfx_t *f = calloc(1, sizeof(*f));
     char why[256];
     snprintf(f->dir, sizeof(f->dir), "/tmp/herald-takeover-XXXXXX");
@@ -47,6 +50,8 @@ static int setup(void **st)
     bus_opts_t o = {.backend = "embedded", .dir = busdir, .fsync = "never"};
     assert_int_equal(bus_open(&o, &f->app.bus), HR_OK);
     free(busdir);
+    bus_topic_opts_t to = {.partitions = status_partitions, .retention_ms = -1, .retention_bytes = -1};
+    assert_int_equal(bus_topic_ensure(f->app.bus, TOPIC_STATUS, &to), HR_OK);
     assert_int_equal(topics_create_all(&f->app), HR_OK);
     buf_init(&f->enc, 0);
     *st = f;
@@ -201,9 +206,12 @@ static void test_next_owner_learns(void **st)
 
 int main(void)
 {
+    static const int three = 3; /* status partitions differ: every one is read */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_status_tail_skips, setup, teardown),
         cmocka_unit_test_setup_teardown(test_next_owner_learns, setup, teardown),
+        cmocka_unit_test_prestate_setup_teardown(test_status_tail_skips, setup, teardown, (void *)&three),
+        cmocka_unit_test_prestate_setup_teardown(test_next_owner_learns, setup, teardown, (void *)&three),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
