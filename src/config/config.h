@@ -51,6 +51,7 @@ typedef struct config {
     char *provider_mode;        /* sandbox.mode file|null */
     int commit_interval_ms;     /* pipeline.commit_interval_ms: stored offsets committed this often */
     int dispatch_sent_memory;   /* dispatch.sent_memory: sent ids a dispatch worker remembers */
+    int dispatch_status_every;  /* dispatch.status_every: provider calls between status writes */
     char *store_accept_damage;  /* store.accept_damage false|true */
     int store_check_ms;         /* store.check_ms: time bound of the integrity check at start */
     /* kafka.* passthrough, NULL-terminated key/value pairs */

@@ -305,10 +305,10 @@ static hr_t emit(dispatch_t *d, notif_t *n, bus_batch_t *batch)
 }
 
 /* Submits send[0..ns) and waits until each has its completion. */
-static void deliver(dispatch_t *d, int ns)
+static void deliver(dispatch_t *d, int from, int to)
 {
     d->ndone = 0;
-    for (int i = 0; i < ns; i++) {
+    for (int i = from; i < to; i++) {
         hr_t r;
         while ((r = provider_set_submit(d->providers, d->send[i], &d->res[i], (void *)(intptr_t)i)) ==
                HR_AGAIN)
@@ -319,11 +319,11 @@ static void deliver(dispatch_t *d, int ns)
         }
     }
     bool told = false;
-    while (d->ndone < ns) {
+    while (d->ndone < to - from) {
         take_completions(d, COMPLETION_WAIT_MS);
         if (!told && atomic_load(&d->app->stopping)) {
             log_info(names_for_channel(d->ch)->stage, "stopping: waiting for %d provider requests in flight",
-                     ns - d->ndone);
+                     to - from - d->ndone);
             told = true;
         }
     }
@@ -425,17 +425,27 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
     }
     if (ns == 0) return HR_OK;
 
-    deliver(d, ns);
-    hist_merge(METRIC_HIST(delivery_latency, d->ch), &d->lat);
+    /* In slices of dispatch.status_every: the status records of a slice are
+     * written before the provider sees the next one, so a crash repeats at
+     * most one slice of provider calls. A FATAL result ends the batch after
+     * its slice (only that slice's deliveries are recorded). */
+    int every = app->cfg->dispatch_status_every > 0 ? app->cfg->dispatch_status_every : ns;
     int fatal = -1;
-    for (int i = 0; i < ns && fatal < 0; i++)
-        if (d->res[i].cls == SEND_FATAL) fatal = i;
-    for (int i = 0; i < ns && r == HR_OK; i++) r = record(d, i, fatal >= 0, batch);
-    /* The notifications are out; until their status records are written, a
-     * crash would send them again. Ask the bus to write now rather than at
-     * its next batching interval (not waiting: the stage loop waits for the
-     * acks as usual). */
-    if (r == HR_OK) bus_flush(app->bus, 0);
+    for (int from = 0; from < ns && r == HR_OK && fatal < 0;) {
+        int to = ns - from > every ? from + every : ns;
+        deliver(d, from, to);
+        hist_merge(METRIC_HIST(delivery_latency, d->ch), &d->lat);
+        for (int i = from; i < to && fatal < 0; i++)
+            if (d->res[i].cls == SEND_FATAL) fatal = i;
+        for (int i = from; i < to && r == HR_OK; i++) r = record(d, i, fatal >= 0, batch);
+        from = to;
+        if (r != HR_OK) break;
+        /* The notifications are out; until their status records are
+         * written, a crash would send them again: have the bus write now
+         * rather than at its next batching interval. */
+        bus_flush(app->bus, 0);
+        if (from < ns && fatal < 0) r = bus_batch_wait(app->bus, batch, -1);
+    }
     if (r == HR_OK && fatal >= 0) {
         /* The provider is misconfigured: nothing more will pass until an
          * operator fixes it. Nothing is dead-lettered or marked: the
