@@ -66,9 +66,9 @@ class Feeder(threading.Thread):
 
 
 def read_deliveries(path):
-    """Whole sandbox lines; a line torn by a kill in the middle of the
-    sandbox's write (another line follows it) is not a delivery: counted
-    in `torn`."""
+    """Whole sandbox lines. A line torn by a kill in the middle of the
+    sandbox's write is not a delivery (counted in `torn`); the line the next
+    process wrote right after it (no newline between) is."""
     out, torn = [], 0
     if not os.path.exists(path):
         return out, torn
@@ -80,6 +80,14 @@ def read_deliveries(path):
                 out.append(json.loads(line))
             except ValueError:
                 torn += 1
+                # the next process appended a whole line right after the
+                # torn one: that delivery is there
+                at = line.rfind(b'{"notification_id"')
+                if at > 0:
+                    try:
+                        out.append(json.loads(line[at:]))
+                    except ValueError:
+                        pass
     return out, torn
 
 
