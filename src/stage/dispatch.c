@@ -20,7 +20,10 @@
  * hash probe): it catches what the previous owner sent after the sink's
  * last commit and the copies fan-out produces when it processes an event
  * again after a crash. What a kill -9 can still repeat are the provider
- * calls whose status records were not written yet.
+ * calls whose status records were not written yet: at most
+ * dispatch.status_every, since the statuses of each such slice are written
+ * before the provider gets the next one (and the stage keeps one batch in
+ * flight, stage_def_t.max_depth).
  *
  * Which records are looked up in the store before sending: only those that
  * may have been handed to a dispatcher before - offsets below the
