@@ -431,7 +431,8 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
     /* In slices of dispatch.status_every: the status records of a slice are
      * written before the provider sees the next one, so a crash repeats at
      * most one slice of provider calls. A FATAL result ends the batch after
-     * its slice (only that slice's deliveries are recorded). */
+     * its slice: in that slice only the deliveries are recorded (earlier
+     * slices are recorded in full), and the batch is offered again. */
     int every = app->cfg->dispatch_status_every > 0 ? app->cfg->dispatch_status_every : ns;
     int fatal = -1;
     for (int from = 0; from < ns && r == HR_OK && fatal < 0;) {
