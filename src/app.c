@@ -86,8 +86,10 @@ static hr_t open_store(const config_t *cfg, store_t **store, char *why, size_t w
     }
     char *dsn = cfg->store_dsn[0] ? xstrdup(cfg->store_dsn)
                                   : xasprintf("%s/herald.db", cfg->data_dir);
-    hr_t r = store_open(cfg->store_backend, dsn, store);
-    if (r != HR_OK) snprintf(why, why_len, "cannot open the store %s: %s", dsn, hr_str(r));
+    store_open_opts_t so = {.check_ms = cfg->store_check_ms,
+                            .accept_damage = strcmp(cfg->store_accept_damage, "true") == 0};
+    hr_t r = store_open_with(cfg->store_backend, dsn, &so, store);
+    if (r != HR_OK) snprintf(why, why_len, "cannot open the store %s: %s (see the log)", dsn, hr_str(r));
     free(dsn);
     return r;
 }

@@ -263,3 +263,13 @@ bus_health_t bus_health(bus_t *bus, char *why, size_t why_len)
     if (why_len) why[0] = '\0';
     return bus->ops->health ? bus->ops->health(bus, why, why_len) : BUS_HEALTH_OK;
 }
+
+hr_t bus_read_range(bus_t *bus, const char *topic, int32_t partition, int64_t from, int64_t to,
+                    bus_read_fn fn, void *ud)
+{
+    if (!topic || !fn || partition < 0) return HR_INVALID;
+    if (from < 0) from = 0;
+    if (to <= from) return HR_OK;
+    if (!bus->ops->read_range) return HR_DECLINED;
+    return bus->ops->read_range(bus, topic, partition, from, to, fn, ud);
+}

@@ -178,5 +178,18 @@ hr_t bus_lag(bus_t *bus, const char *group, const char *topic, bus_lag_t **out, 
  * when OK). Cheap; any thread. */
 typedef enum bus_health { BUS_HEALTH_OK = 0, BUS_HEALTH_DEGRADED = 1 } bus_health_t;
 bus_health_t bus_health(bus_t *bus, char *why, size_t why_len);
+/* Called by bus_read_range() for each record in offset order; the record
+ * is valid only during the call. Return false to stop reading. */
+typedef bool (*bus_read_fn)(void *ud, const bus_msg_t *m);
+/* Reads records [from, to) of one partition outside any consumer group:
+ * nothing is committed, no member joins or leaves, nothing waits for
+ * records not written yet (it stops at the end the partition has now).
+ * For a stage that must look back at what was produced (dispatch reads
+ * the tail of notification-status when it takes a partition over). Records
+ * below the partition's start (retention) are skipped. HR_DECLINED when
+ * the backend cannot do it; HR_NOTFOUND for an unknown topic; HR_INVALID
+ * for a partition out of range. */
+hr_t bus_read_range(bus_t *bus, const char *topic, int32_t partition, int64_t from, int64_t to,
+                    bus_read_fn fn, void *ud);
 
 #endif

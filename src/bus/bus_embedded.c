@@ -706,6 +706,37 @@ static hr_t emb_seek(bus_consumer_t *bc, const char *topic, int32_t partition, i
     return HR_OK;
 }
 
+/* bus_read_range: a private cursor over the partition, the same reader a
+ * consumer uses, but in no group (nothing to commit or hand over). */
+static hr_t emb_read_range(bus_t *bb, const char *topic, int32_t partition, int64_t from,
+                           int64_t to, bus_read_fn fn, void *ud)
+{
+    emb_bus_t *b = (emb_bus_t *)bb;
+    topic_t *t = topic_find(b, topic);
+    if (!t) return HR_NOTFOUND;
+    if (partition >= t->nparts) return HR_INVALID;
+    emb_consumer_t c;
+    memset(&c, 0, sizeof(c));
+    c.base.ops = &bus_embedded_ops;
+    c.base.bus = bb;
+    c.eb = b;
+    c.rcap = READ_CHUNK;
+    c.rbuf = xmalloc(c.rcap);
+    cpart_t cp = {.t = t, .p = &t->parts[partition], .part = partition, .stored = -1};
+    cp.pos = emb_clamp_offset(cp.p, from);
+    bus_msg_t msgs[256];
+    hr_t r = HR_OK;
+    bool more = true;
+    while (more && cp.pos < to) {
+        int n = read_part(&c, &cp, msgs, (int)ARRAY_LEN(msgs));
+        if (n < 0) r = (hr_t)n;
+        if (n <= 0) break;
+        for (int i = 0; i < n && more; i++) more = msgs[i].offset < to && fn(ud, &msgs[i]);
+    }
+    emb_cpart_drop_seg(&cp);
+    free(c.rbuf);
+    return r;
+}
 
 const bus_ops_t bus_embedded_ops = {
     .name = "embedded",
@@ -727,4 +758,5 @@ const bus_ops_t bus_embedded_ops = {
     .lag = emb_lag,
     .outstanding = emb_outstanding,
     .health = emb_health,
+    .read_range = emb_read_range,
 };

@@ -38,6 +38,9 @@ typedef struct bus_ops {
     int64_t (*outstanding)(bus_t *bus);
     /* OK, or DEGRADED with the reason in why. May be NULL (always OK). */
     bus_health_t (*health)(bus_t *bus, char *why, size_t why_len);
+    /* bus_read_range. May be NULL (HR_DECLINED). */
+    hr_t (*read_range)(bus_t *bus, const char *topic, int32_t partition, int64_t from, int64_t to,
+                       bus_read_fn fn, void *ud);
 } bus_ops_t;
 
 /* Every backend struct starts with this. The backend sets ops; bus.c owns

@@ -1221,6 +1221,59 @@ out:
     return r;
 }
 
+/* bus_read_range: a consumer handle of no group (it never subscribes, so
+ * it never joins one; the group.id only names it), the partition assigned
+ * at `from`, polled until `to`. Gives up after READ_RANGE_TIMEOUT_MS. */
+#define READ_RANGE_TIMEOUT_MS 30000
+
+static hr_t kread_range(bus_t *bus, const char *topic, int32_t partition, int64_t from, int64_t to,
+                        bus_read_fn fn, void *ud)
+{
+    kbus_t *b = (kbus_t *)bus;
+    rd_kafka_t *rk = consumer_handle(b, "herald-read-range", NULL);
+    if (!rk) return HR_ERR;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = from;
+    hr_t r = HR_OK;
+    rd_kafka_resp_err_t err = rd_kafka_assign(rk, l);
+    if (err) {
+        log_warn(LOGC, "reading %s [%" PRId32 "]: %s", topic, partition, rd_kafka_err2str(err));
+        r = map_err(err);
+        goto out;
+    }
+    int64_t deadline = hclock_mono_ns() + (int64_t)READ_RANGE_TIMEOUT_MS * 1000000;
+    int64_t next = from;
+    bool more = true;
+    while (more && next < to) {
+        if (hclock_mono_ns() >= deadline) {
+            log_warn(LOGC, "reading %s [%" PRId32 "]: offset %" PRId64 " of %" PRId64 " after %d s", topic,
+                     partition, next, to, READ_RANGE_TIMEOUT_MS / 1000);
+            r = HR_TIMEOUT;
+            break;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m) continue;
+        if (m->err) {
+            log_warn(LOGC, "reading %s [%" PRId32 "]: %s", topic, partition, rd_kafka_err2str(m->err));
+            r = map_err(m->err);
+            rd_kafka_message_destroy(m);
+            break;
+        }
+        rd_kafka_timestamp_type_t tstype;
+        bus_msg_t bm = {.topic = topic, .partition = partition, .offset = m->offset,
+                        .timestamp_ms = rd_kafka_message_timestamp(m, &tstype), .key = m->key,
+                        .key_len = m->key_len, .value = m->payload, .value_len = m->len};
+        next = m->offset + 1;
+        if (m->offset < to) more = fn(ud, &bm);
+        rd_kafka_message_destroy(m);
+    }
+out:
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    return r;
+}
+
 const bus_ops_t bus_kafka_ops = {
     .name = "kafka",
     .open = kopen,
@@ -1240,4 +1293,5 @@ const bus_ops_t bus_kafka_ops = {
     .group_reset = kgroup_reset,
     .lag = klag,
     .outstanding = koutstanding,
+    .read_range = kread_range,
 };

@@ -159,6 +159,21 @@ static const opt_t opts[] = {
      "Delays of the retry tiers <channel>-retry-30s, -5m, -30m after a retriable failure (three "
      "comma-separated milliseconds; the topic names stay). A provider's Retry-After is honoured "
      "when longer."},
+    {"pipeline.commit_interval_ms", OPT_INT, F(commit_interval_ms), "100", 0, 60000, NULL,
+     "How often a stage worker commits its stored offsets (0 = after every batch); what a "
+     "crash makes the next start process again."},
+    {"dispatch.sent_memory", OPT_INT, F(dispatch_sent_memory), "262144", 0, 100000000, NULL,
+     "Notification ids a dispatch worker remembers as sent (the tail of notification-status "
+     "read on takeover, and its own deliveries) to skip copies after a crash; ~24 bytes each."},
+    {"dispatch.status_every", OPT_INT, F(dispatch_status_every), "128", 0, 65536, NULL,
+     "Notifications dispatch hands to the provider before it waits for their status records to "
+     "be written (0 = the whole batch): a crash repeats at most this many provider calls. Keep "
+     "it at or above the providers' max_in_flight so that their concurrency is used."},
+    {"store.accept_damage", OPT_ENUM, F(store_accept_damage), "false", 0, 0, "false|true",
+     "Start although the store's integrity check found damage (/readyz still reports it)."},
+    {"store.check_ms", OPT_INT, F(store_check_ms), "10000", 0, 3600000, NULL,
+     "Time bound of the store's integrity check at start (0 = skip it); a check cut short "
+     "says so in the log."},
 };
 
 static hr_t check_roles(const char *value, char *why, size_t why_len)

@@ -70,6 +70,11 @@ typedef struct config {
     int ratelimit_redis_timeout_ms; /* ratelimit.redis_timeout_ms */
     int64_t ratelimit_snapshot_ms;  /* ratelimit.snapshot_ms */
     char *retry_delays;         /* retry.delays_ms "30000,300000,1800000" (config_parse_delays) */
+    int commit_interval_ms;     /* pipeline.commit_interval_ms: stored offsets committed this often */
+    int dispatch_sent_memory;   /* dispatch.sent_memory: sent ids a dispatch worker remembers */
+    int dispatch_status_every;  /* dispatch.status_every: provider calls between status writes */
+    char *store_accept_damage;  /* store.accept_damage false|true */
+    int store_check_ms;         /* store.check_ms: time bound of the integrity check at start */
     /* kafka.* passthrough, NULL-terminated key/value pairs */
     char **kafka_kv;
     int kafka_kv_n;

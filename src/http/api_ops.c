@@ -17,7 +17,7 @@ void api_healthz(http_req_t *rq, http_resp_t *rs)
     resp_json(rs, 200, json_pack("{s:s}", "status", "ok"));
 }
 
-/* Ready = the store answers, the bus has raw-events and is not degraded
+/* Ready = the store answers and is sound (no damage found, disk not full), the bus has raw-events and is not degraded
  * (bus_health: writes failing, unaccepted damage), ingest is not refusing
  * events for backlog (ingest.max_backlog_records: a load balancer should
  * stop sending while POST /v1/events answers 429), and no shutdown. */
@@ -25,6 +25,8 @@ void api_readyz(http_req_t *rq, http_resp_t *rs)
 {
     app_t *app = rq->app;
     bool store_ok = app->store && store_schema_version(app->store) > 0;
+    char damage[512] = "";
+    bool store_sound = !app->store || store_health(app->store, damage, sizeof(damage)) == HR_OK;
     int64_t nospace = store_nospace_at_ms();
     bool store_full = nospace > 0 && hclock_now_ms() - nospace < NOSPACE_NOT_READY_MS;
     bool bus_ok = app->bus && bus_partitions(app->bus, TOPIC_RAW) > 0;
@@ -36,7 +38,12 @@ void api_readyz(http_req_t *rq, http_resp_t *rs)
     snprintf(bus_txt, sizeof(bus_txt), "%s%s", !bus_ok ? "unavailable" : degraded ? "degraded: " : "ok",
              bus_ok && degraded ? why : "");
     json_t *checks = json_pack("{s:s,s:s}", "store",
-                               !store_ok ? "unavailable" : store_full ? "no space" : "ok", "bus", bus_txt);
+                               !store_ok ? "unavailable" : !store_sound ? "damaged"
+                               : store_full ? "no space" : "ok", "bus", bus_txt);
+    if (!store_sound) {
+        json_object_set_new(checks, "store_damage", json_string(damage));
+        store_ok = false;
+    }
     if (app->cfg->ingest_max_backlog > 0 && backlog >= 0) {
         snprintf(backlog_txt, sizeof(backlog_txt), "%s: fan-out is %lld records behind (bound %lld)",
                  backlog_ok ? "ok" : "over", (long long)backlog, (long long)app->cfg->ingest_max_backlog);
@@ -48,7 +55,8 @@ void api_readyz(http_req_t *rq, http_resp_t *rs)
     }
     resp_header(rs, "Retry-After", "%d", RETRY_AFTER_S);
     resp_problem_ext(rs, 503, PROBLEM_UNAVAILABLE, NULL, json_pack("{s:o}", "checks", checks),
-                     "not ready:%s%s%s%s%s%s%s%s", store_ok ? "" : " store unreachable",
+                     "not ready:%s%s%s%s%s%s%s%s%s%s", store_ok || !store_sound ? "" : " store unreachable",
+                     store_sound ? "" : " store damaged: ", store_sound ? "" : damage,
                      store_ok && store_full ? " store out of disk space" : "",
                      bus_ok ? "" : " bus unreachable (no raw-events topic)",
                      bus_ok && degraded ? " bus degraded: " : "", bus_ok && degraded ? why : "",

@@ -8,6 +8,23 @@
  * produced. Input offsets are stored by the stage loop only after those
  * status records are acknowledged.
  *
+ * "Already sent?" has two sources. The store knows what the status sink
+ * has written; the sink lags, but every status record is durable on the bus
+ * (notification-status) before the input offset that produced it is
+ * stored. So a worker that takes a partition over first reads the tail of
+ * notification-status the sink has not committed yet (the same partition
+ * index: both topics are keyed by user_id; every partition when the counts
+ * differ) and remembers the ids recorded as sent for its channel, then adds
+ * each id it sends itself (sent_ids.h: a bounded FIFO set,
+ * dispatch.sent_memory ids). Every record is checked against that set (a
+ * hash probe): it catches what the previous owner sent after the sink's
+ * last commit and the copies fan-out produces when it processes an event
+ * again after a crash. What a kill -9 can still repeat are the provider
+ * calls whose status records were not written yet: at most
+ * dispatch.status_every, since the statuses of each such slice are written
+ * before the provider gets the next one (and the stage keeps one batch in
+ * flight, stage_def_t.max_depth).
+ *
  * Which records are looked up in the store before sending: only those that
  * may have been handed to a dispatcher before - offsets below the
  * partition's end when this worker took the partition over (a previous
@@ -55,6 +72,7 @@
 #include "core/log.h"
 #include "provider/provider.h"
 #include "stage/scheduler.h"
+#include "stage/sent_ids.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,7 +105,14 @@ typedef struct dispatch {
     /* Per input partition: records below this offset are checked against
      * the store before sending; -1 = not known yet (taken over since). */
     int64_t *check_below;
+    bool *tail_known;           /* per input partition: notification-status's tail was read */
     int32_t nparts;
+    sent_ids_t sent;            /* ids known as sent (see the top) */
+    sent_ids_t in_batch;        /* ids of the batch being processed */
+    bool *maybe_seen;           /* per decoded record of the batch: look it up in the store */
+    hstr_t *ask;                /* ids to look up in the store, one query per batch */
+    bool *answer;
+    bool read_declined;         /* the bus cannot read a range: the store only (warned once) */
 } dispatch_t;
 
 /* Provider completion: res is d->res[i] for cookie i. Runs on this
@@ -127,6 +152,11 @@ static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
     d->src = xcalloc((size_t)d->cap, sizeof(*d->src));
     d->res = xcalloc((size_t)d->cap, sizeof(*d->res));
     d->fresh = xcalloc((size_t)d->cap, sizeof(*d->fresh));
+    d->maybe_seen = xcalloc((size_t)d->cap, sizeof(*d->maybe_seen));
+    d->ask = xcalloc((size_t)d->cap, sizeof(*d->ask));
+    d->answer = xcalloc((size_t)d->cap, sizeof(*d->answer));
+    sent_ids_init(&d->sent, (size_t)app->cfg->dispatch_sent_memory);
+    sent_ids_init(&d->in_batch, (size_t)d->cap);
     buf_init(&d->enc, 0);
     buf_init(&d->enc_retry, 0);
     hist_local_init(&d->lat);
@@ -144,6 +174,12 @@ static void dispatch_free(void *state)
 {
     dispatch_t *d = state;
     free(d->check_below);
+    free(d->tail_known);
+    free(d->maybe_seen);
+    free(d->ask);
+    free(d->answer);
+    sent_ids_release(&d->sent);
+    sent_ids_release(&d->in_batch);
     provider_set_close(d->providers);
     free(d->notifs);
     free(d->send);
@@ -161,7 +197,11 @@ static int64_t *part_slot(dispatch_t *d, int32_t partition)
         int32_t n = d->nparts ? d->nparts : 8;
         while (n <= partition) n *= 2;
         d->check_below = xrealloc(d->check_below, (size_t)n * sizeof(*d->check_below));
-        for (int32_t i = d->nparts; i < n; i++) d->check_below[i] = -1;
+        d->tail_known = xrealloc(d->tail_known, (size_t)n * sizeof(*d->tail_known));
+        for (int32_t i = d->nparts; i < n; i++) {
+            d->check_below[i] = -1;
+            d->tail_known[i] = false;
+        }
         d->nparts = n;
     }
     return &d->check_below[partition];
@@ -172,7 +212,9 @@ static void dispatch_partition_changed(void *state, const char *topic, int32_t p
 {
     /* Either way the partition's history is unknown again: whoever owned
      * it meanwhile may have processed records past what this worker saw. */
-    *part_slot(state, partition) = -1;
+    dispatch_t *d = state;
+    *part_slot(d, partition) = -1;
+    d->tail_known[partition] = false;
 }
 
 /* Learns the end offsets of partitions whose watermark is unknown. Until it
@@ -195,6 +237,87 @@ static void learn_watermarks(dispatch_t *d, const bus_msg_t *msgs, int n)
     free(lags);
 }
 
+/* What read_tail() collects. */
+typedef struct tail_scan {
+    dispatch_t *d;
+    int64_t records, sent;
+} tail_scan_t;
+
+static bool tail_record(void *ud, const bus_msg_t *m)
+{
+    tail_scan_t *t = ud;
+    notif_t x;
+    t->records++;
+    if (notif_decode(m->value, m->value_len, &x) != HR_OK || x.kind != REC_STATUS) return true;
+    if (x.channel != t->d->ch || (x.status != ST_SENT && x.status != ST_DELIVERED)) return true;
+    if (sent_ids_add(&t->d->sent, x.notification_id)) t->sent++;
+    return true;
+}
+
+/* Reads what the status sink has not committed yet of the notification-
+ * status partitions that hold the users of input partition `part` (the
+ * same index when the partition counts agree, else all) into d->sent. */
+static hr_t read_tail(dispatch_t *d, int32_t part, bool *all_parts)
+{
+    const char *by = names_for_channel(d->ch)->stage;
+    int32_t nin = bus_partitions(d->app->bus, topic_for_channel(d->ch));
+    int32_t nst = bus_partitions(d->app->bus, TOPIC_STATUS);
+    *all_parts = nin != nst;
+    if (nst <= 0) return HR_OK; /* no status topic: nothing was sent through it */
+    bus_lag_t *lags = NULL;
+    int nl = 0;
+    hr_t r = bus_lag(d->app->bus, GROUP_STATUS, TOPIC_STATUS, &lags, &nl);
+    if (r != HR_OK) {
+        log_warn(by, "cannot read where the status sink is: %s", hr_str(r));
+        return r;
+    }
+    tail_scan_t t = {d, 0, 0};
+    int64_t t0 = hclock_mono_ns();
+    for (int k = 0; k < nl && r == HR_OK; k++) {
+        if (!*all_parts && lags[k].partition != part) continue;
+        r = bus_read_range(d->app->bus, TOPIC_STATUS, lags[k].partition,
+                           lags[k].committed < 0 ? 0 : lags[k].committed, lags[k].end_offset,
+                           tail_record, &t);
+    }
+    free(lags);
+    if (r == HR_DECLINED) {
+        if (!d->read_declined)
+            log_warn(by, "the %s bus cannot read notification-status back; after a crash only the "
+                         "store says what was sent", bus_backend_name(d->app->bus));
+        d->read_declined = true;
+        return HR_OK;
+    }
+    if (r != HR_OK) {
+        log_warn(by, "cannot read the tail of %s: %s", TOPIC_STATUS, hr_str(r));
+        return r;
+    }
+    if (t.records > 0)
+        log_info(by, "took over %s/%d: %lld sent notification(s) among %lld status record(s) the "
+                     "store does not have yet (%lld ms)",
+                 topic_for_channel(d->ch), (int)part, (long long)t.sent, (long long)t.records,
+                 (long long)((hclock_mono_ns() - t0) / 1000000));
+    if (t.sent > (int64_t)d->sent.max)
+        log_warn(by, "dispatch.sent_memory (%zu) holds only the newest of them", d->sent.max);
+    return HR_OK;
+}
+
+/* Reads the status tail for the batch's partitions not known yet. */
+static hr_t learn_tails(dispatch_t *d, const bus_msg_t *msgs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int32_t p = msgs[i].partition;
+        part_slot(d, p);
+        if (d->tail_known[p]) continue;
+        bool all = false;
+        hr_t r = d->sent.max ? read_tail(d, p, &all) : HR_OK;
+        if (r != HR_OK) return r;
+        d->tail_known[p] = true;
+        if (all) /* every status partition was read: good for every input partition */
+            for (int32_t q = 0; q < d->nparts; q++) d->tail_known[q] = true;
+    }
+    return HR_OK;
+}
+
 static hr_t emit(dispatch_t *d, notif_t *n, bus_batch_t *batch)
 {
     buf_reset(&d->enc);
@@ -204,10 +327,10 @@ static hr_t emit(dispatch_t *d, notif_t *n, bus_batch_t *batch)
 }
 
 /* Submits send[0..ns) and waits until each has its completion. */
-static void deliver(dispatch_t *d, int ns)
+static void deliver(dispatch_t *d, int from, int to)
 {
     d->ndone = 0;
-    for (int i = 0; i < ns; i++) {
+    for (int i = from; i < to; i++) {
         hr_t r;
         while ((r = provider_set_submit(d->providers, d->send[i], &d->res[i], (void *)(intptr_t)i)) ==
                HR_AGAIN)
@@ -218,11 +341,11 @@ static void deliver(dispatch_t *d, int ns)
         }
     }
     bool told = false;
-    while (d->ndone < ns) {
+    while (d->ndone < to - from) {
         take_completions(d, COMPLETION_WAIT_MS);
         if (!told && atomic_load(&d->app->stopping)) {
             log_info(names_for_channel(d->ch)->stage, "stopping: waiting for %d provider requests in flight",
-                     ns - d->ndone);
+                     to - from - d->ndone);
             told = true;
         }
     }
@@ -283,6 +406,7 @@ static hr_t record(dispatch_t *d, int i, bool fatal, bus_batch_t *batch)
     if (fatal && res->cls != SEND_OK) return HR_OK;
     switch (res->cls) {
     case SEND_OK:
+        sent_ids_add(&d->sent, x->notification_id);
         lifecycle_transition(x, ST_SENT, at, HSTR(res->msg_id), by);
         METRIC_INC(notifs_sent);
         break;
@@ -340,52 +464,81 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
     if (!d->providers) return HR_ERR; /* the stage loop backs off and retries */
     learn_watermarks(d, msgs, n);
     int64_t now = hclock_now_ms();
+    if ((r = learn_tails(d, msgs, n)) != HR_OK) return r;
+    /* Decode; skip what is known as sent (or twice in this batch); collect
+     * the ids to ask the store about. */
+    sent_ids_clear(&d->in_batch);
+    int nd = 0, nask = 0;
     for (int i = 0; i < n && r == HR_OK; i++) {
         int64_t *below = part_slot(d, msgs[i].partition);
         bool maybe_seen = *below < 0 || msgs[i].offset < *below;
         if (*below >= 0 && msgs[i].offset + 1 > *below) *below = msgs[i].offset + 1;
-        notif_t *x = &d->notifs[ns];
+        notif_t *x = &d->notifs[nd];
         if (notif_decode(msgs[i].value, msgs[i].value_len, x) != HR_OK || x->kind != REC_NOTIFICATION) {
             r = stage_dead_letter(app, &msgs[i], names_for_channel(d->ch)->stage, "undecodable notification",
                                   batch);
             continue;
         }
-        /* a retried or scheduled record may come more than once (the
-         * scheduler and the retry tiers deliver at least once) */
-        bool again = x->attempt > 1 || x->due_at_ms > 0;
-        if (again) maybe_seen = true;
-        if (maybe_seen) {
-            char id[64];
-            snprintf(id, sizeof(id), "%.*s", (int)x->notification_id.n, x->notification_id.p);
-            bool sent = false;
-            r = store_notif_sent(app->store, id, &sent);
-            if (r != HR_OK) break;
-            /* a copy earlier in this batch (a record repeated by a retried
-             * batch upstream) is not sent twice either */
-            for (int j = 0; again && j < ns && !sent; j++)
-                sent = d->send[j]->notification_id.n == x->notification_id.n &&
-                       memcmp(d->send[j]->notification_id.p, x->notification_id.p, x->notification_id.n) == 0;
-            if (sent) {
-                log_debug(names_for_channel(d->ch)->stage, "%s already sent; skipped", id);
-                continue;
-            }
-        }
-        if (x->due_at_ms > now) { /* scheduled for later: kept in the store until due */
-            r = schedule_defer(app, x, x->due_at_ms, batch);
+        if (sent_ids_has(&d->sent, x->notification_id) || sent_ids_has(&d->in_batch, x->notification_id)) {
+            log_debug(names_for_channel(d->ch)->stage, "%.*s already sent; skipped",
+                      (int)x->notification_id.n, x->notification_id.p);
+            METRIC_INC(notifs_skipped_sent);
             continue;
         }
-        d->send[ns] = x;
-        d->src[ns] = &msgs[i];
+        sent_ids_add(&d->in_batch, x->notification_id);
+        /* a retried, scheduled or redriven record may come more than once
+         * (the scheduler and the retry tiers deliver at least once): ask */
+        if (x->attempt > 1 || x->due_at_ms > 0) maybe_seen = true;
+        d->maybe_seen[nd] = maybe_seen && x->notification_id.n > 0;
+        if (d->maybe_seen[nd]) d->ask[nask++] = x->notification_id;
+        d->src[nd] = &msgs[i];
+        nd++;
+    }
+    if (r != HR_OK) return r;
+    if (nask > 0 && (r = store_notif_sent_batch(app->store, d->ask, nask, d->answer)) != HR_OK) return r;
+    for (int i = 0, k = 0; i < nd; i++) {
+        if (d->maybe_seen[i] && d->answer[k++]) {
+            log_debug(names_for_channel(d->ch)->stage, "%.*s already sent; skipped",
+                      (int)d->notifs[i].notification_id.n, d->notifs[i].notification_id.p);
+            METRIC_INC(notifs_skipped_sent);
+            continue;
+        }
+        if (d->notifs[i].due_at_ms > now) { /* scheduled for later: kept in the store until due */
+            if ((r = schedule_defer(app, &d->notifs[i], d->notifs[i].due_at_ms, batch)) != HR_OK) return r;
+            continue;
+        }
+        /* compact: notifs[ns] and src[ns] are the ns-th record to send */
+        if (ns != i) {
+            d->notifs[ns] = d->notifs[i];
+            d->src[ns] = d->src[i];
+        }
+        d->send[ns] = &d->notifs[ns];
         ns++;
     }
-    if (r != HR_OK || ns == 0) return r;
+    if (ns == 0) return HR_OK;
 
-    deliver(d, ns);
-    hist_merge(METRIC_HIST(delivery_latency, d->ch), &d->lat);
+    /* In slices of dispatch.status_every: the status records of a slice are
+     * written before the provider sees the next one, so a crash repeats at
+     * most one slice of provider calls. A FATAL result ends the batch after
+     * its slice: in that slice only the deliveries are recorded (earlier
+     * slices are recorded in full), and the batch is offered again. */
+    int every = app->cfg->dispatch_status_every > 0 ? app->cfg->dispatch_status_every : ns;
     int fatal = -1;
-    for (int i = 0; i < ns && fatal < 0; i++)
-        if (d->res[i].cls == SEND_FATAL) fatal = i;
-    for (int i = 0; i < ns && r == HR_OK; i++) r = record(d, i, fatal >= 0, batch);
+    for (int from = 0; from < ns && r == HR_OK && fatal < 0;) {
+        int to = ns - from > every ? from + every : ns;
+        deliver(d, from, to);
+        hist_merge(METRIC_HIST(delivery_latency, d->ch), &d->lat);
+        for (int i = from; i < to && fatal < 0; i++)
+            if (d->res[i].cls == SEND_FATAL) fatal = i;
+        for (int i = from; i < to && r == HR_OK; i++) r = record(d, i, fatal >= 0, batch);
+        from = to;
+        if (r != HR_OK) break;
+        /* The notifications are out; until their status records are
+         * written, a crash would send them again: have the bus write now
+         * rather than at its next batching interval. */
+        bus_flush(app->bus, 0);
+        if (from < ns && fatal < 0) r = bus_batch_wait(app->bus, batch, -1);
+    }
     if (r == HR_OK && fatal >= 0) {
         /* The provider is misconfigured: nothing more will pass until an
          * operator fixes it. Nothing is dead-lettered or marked: the
@@ -415,6 +568,7 @@ void dispatch_stage_def(int channel, stage_def_t *out)
         .state_free = dispatch_free,
         .process = dispatch_process,
         .partition_changed = dispatch_partition_changed,
+        .max_depth = 1,
         .arg = (void *)(intptr_t)channel,
     };
 }

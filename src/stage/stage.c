@@ -43,6 +43,9 @@ struct stage_worker {
     paused_t *paused;
     int npaused, cpaused;
     bool paused_now;            /* the current process() call paused something */
+    /* offset commits (worker thread only) */
+    int64_t last_commit_ns;     /* monotonic time of the last commit */
+    bool uncommitted;           /* offsets were stored since then */
 };
 
 typedef struct part_range {
@@ -256,7 +259,15 @@ static int gather(stage_worker_t *w, gathered_t *g, bus_msg_t *msgs, int n, int 
  * processes from there again after a back-off. A batch whose process()
  * said "not now" (HR_LATER) goes the same way without the back-off.
  */
-#define PIPELINE (w->app->cfg->pipeline_depth) /* pipeline.depth */
+#define PIPELINE (pipeline_of(w))
+
+/* Batches a worker keeps in flight: pipeline.depth, or fewer when the stage
+ * says so (stage_def_t.max_depth). */
+static int pipeline_of(const stage_worker_t *w)
+{
+    int depth = w->app->cfg->pipeline_depth;
+    return w->def->max_depth > 0 && w->def->max_depth < depth ? w->def->max_depth : depth;
+}
 
 /* Waits for the oldest batch in flight. true when its offsets were stored;
  * false when it failed (it stays in the ring). */
@@ -267,8 +278,23 @@ static bool retire_oldest(stage_worker_t *w, hr_t *acked)
     if (f->r != HR_OK || *acked != HR_OK) return false;
     for (int j = 0; j < f->nr; j++)
         bus_store_offset(w->consumer, f->ranges[j].topic, f->ranges[j].partition, f->ranges[j].next);
+    w->uncommitted = f->nr > 0 || w->uncommitted;
     w->tail++;
     return true;
+}
+
+/* Commits the stored offsets once pipeline.commit_interval_ms has passed
+ * since the last commit (0: after every batch). What is stored but not
+ * committed is processed again after a crash, so the interval bounds the
+ * work a kill -9 repeats (the backends' own periodic commit, once a second,
+ * stays as a fallback). A failed commit is retried at the next batch. */
+static void commit_due(stage_worker_t *w)
+{
+    if (!w->uncommitted) return;
+    int64_t now = hclock_mono_ns();
+    if (now - w->last_commit_ns < (int64_t)w->app->cfg->commit_interval_ms * 1000000) return;
+    w->last_commit_ns = now;
+    if (bus_commit(w->consumer) == HR_OK) w->uncommitted = false;
 }
 
 /* Retires every batch in flight that succeeded, in order, up to the first
@@ -369,10 +395,14 @@ static void *worker_main(void *arg)
             if (f->r != HR_OK) w->failed = true;
             else if (w->head - w->tail < PIPELINE) continue;
         }
-        if (w->head == w->tail) continue;
+        if (w->head == w->tail) {
+            commit_due(w); /* idle: what was stored last gets committed too */
+            continue;
+        }
 
         hr_t acked;
         if (retire_oldest(w, &acked)) {
+            commit_due(w);
             backoff_ms = retry_min;
             continue;
         }

@@ -68,6 +68,12 @@ typedef struct stage_def {
      * many or the bus has no more for now. For stages whose cost is per
      * call (one store transaction per batch). 0 = batch_max. */
     int gather;
+    /* Batches in flight at most, when fewer than pipeline.depth (0 = no
+     * limit of the stage's own). Dispatch keeps 1: its batch's outputs
+     * (status records) must be written before it calls the provider for
+     * the next, because a crash repeats every provider call whose status
+     * record was not written yet. */
+    int max_depth;
     /* Back-off after a failed batch: starts at retry_min_ms, doubles up to
      * retry_max_ms (0 = 10 ms and 5 s). HR_LATER does not use it. */
     int retry_min_ms;

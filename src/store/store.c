@@ -124,13 +124,27 @@ static hr_t cursor_parse(const char *cur, int64_t *ms, const char **id)
 
 hr_t store_open(const char *backend, const char *dsn, store_t **out)
 {
+    return store_open_with(backend, dsn, NULL, out);
+}
+
+hr_t store_health(store_t *s, char *why, size_t why_len)
+{
+    assert(s && why && why_len > 0);
+    why[0] = '\0';
+    return s->ops->health ? s->ops->health(s, why, why_len) : HR_OK;
+}
+
+hr_t store_open_with(const char *backend, const char *dsn, const store_open_opts_t *o, store_t **out)
+{
     assert(out);
     *out = NULL;
     const char *name = backend ? backend : "sqlite";
     if (!dsn) return HR_INVALID;
+    /* Without options: a check of a few seconds, damage refuses to open. */
+    static const store_open_opts_t defaults = {.check_ms = 10000, .accept_damage = false};
     for (size_t i = 0; i < ARRAY_LEN(backends); i++) {
         if (strcmp(backends[i]->name, name) != 0) continue;
-        hr_t r = backends[i]->open(dsn, out);
+        hr_t r = backends[i]->open(dsn, o ? o : &defaults, out);
         if (r == HR_OK) {
             struct store_feed *f = xcalloc(1, sizeof(*f));
             pthread_mutex_init(&f->mu, NULL);

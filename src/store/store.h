@@ -101,6 +101,20 @@ typedef enum claim {
  * when absent; a database with a newer schema is HR_INVALID. Close with
  * store_close. */
 hr_t store_open(const char *backend, const char *dsn, store_t **out);
+/* What store_open_with() checks when it opens. */
+typedef struct store_open_opts {
+    int check_ms;               /* time bound of the integrity check (0 = skip it) */
+    bool accept_damage;         /* open even when the checks find damage */
+} store_open_opts_t;
+/* store_open with the integrity checks of the backend (SQLite: the WAL and
+ * PRAGMA quick_check, bounded by o->check_ms). Damage found is logged and
+ * makes the open fail with HR_ERR, unless o->accept_damage: then the store
+ * opens and store_health() reports it. o NULL = store_open(). */
+hr_t store_open_with(const char *backend, const char *dsn, const store_open_opts_t *o, store_t **out);
+/* HR_OK when the store is sound as far as it knows; HR_ERR with why filled
+ * when the checks at open found damage or the backend has reported
+ * corruption since. */
+hr_t store_health(store_t *s, char *why, size_t why_len);
 /* Closes and frees the store; NULL is a no-op. No call may be running. */
 void store_close(store_t *s);
 /* The schema version stored in the database, -1 on error. */

@@ -68,7 +68,7 @@ static inline bool store_status_sent(notif_status_t st)
  * above); ops marked "may be NULL" have a fallback in store.c. */
 typedef struct store_ops {
     const char *name;
-    hr_t (*open)(const char *dsn, store_t **out);
+    hr_t (*open)(const char *dsn, const store_open_opts_t *o, store_t **out); /* o never NULL */
     void (*close)(store_t *s);
     int (*schema_version)(store_t *s);
 
@@ -129,6 +129,8 @@ typedef struct store_ops {
     hr_t (*event_release)(store_t *s, const char *event_id);
     hr_t (*dlq_mark)(store_t *s, const char *dlq_id, int64_t at_ms, bool *first);
     hr_t (*dlq_get)(store_t *s, const char *dlq_id, bool *done);
+    /* store_health; why has room (why_len > 0). May be NULL: always sound. */
+    hr_t (*health)(store_t *s, char *why, size_t why_len);
 } store_ops_t;
 
 struct store_feed;

@@ -217,6 +217,7 @@ static void sql_init(void)
     assert(w > 0 && (size_t)w < sizeof(notif_upsert_sql));
     (void)w;
     stmt_sql[S_NOTIF_UPSERT] = notif_upsert_sql;
+    sq_log_install(); /* before the first connection */
 }
 
 /* ---- running statements ---- */
@@ -567,7 +568,54 @@ static hr_t dedupe_init(sq_store_t *q, const char *dsn, const char *path, bool m
     return HR_OK;
 }
 
-static hr_t sq_open(const char *dsn, store_t **out)
+/* Damage found at open: logged; refuses the open unless accepted, else
+ * remembered for store_health. */
+static hr_t damage_found(sq_store_t *q, const store_open_opts_t *o, const char *what)
+{
+    size_t l = strlen(q->damage);
+    snprintf(q->damage + l, sizeof(q->damage) - l, "%s%s", l ? "; " : "", what);
+    if (o->accept_damage) {
+        log_error(LOG, "damaged store: %s; starting anyway (store.accept_damage=true)", what);
+        return HR_OK;
+    }
+    log_error(LOG, "damaged store: %s; refusing to open it (store.accept_damage=true opens it as it is)",
+              what);
+    return HR_ERR;
+}
+
+/* Checks both databases' WALs before SQLite reads them. */
+static hr_t check_wals(sq_store_t *q, const store_open_opts_t *o, const char *dsn, const char *evp)
+{
+    char why[400];
+    hr_t r = HR_OK;
+    if (sq_wal_check(dsn, why, sizeof(why)) != HR_OK) r = damage_found(q, o, why);
+    if (r == HR_OK && sq_wal_check(evp, why, sizeof(why)) != HR_OK) r = damage_found(q, o, why);
+    return r;
+}
+
+static hr_t check_db(sq_store_t *q, const store_open_opts_t *o, sqlite3 *db, const char *path)
+{
+    char why[400], what[480];
+    if (sq_quick_check(db, path, o->check_ms, why, sizeof(why)) == HR_OK) return HR_OK;
+    snprintf(what, sizeof(what), "%s: %s", path, why);
+    return damage_found(q, o, what);
+}
+
+static hr_t sq_health(store_t *s, char *why, size_t why_len)
+{
+    sq_store_t *q = sq(s);
+    if (q->damage[0]) {
+        snprintf(why, why_len, "%s", q->damage);
+        return HR_ERR;
+    }
+    uint64_t n = sq_corrupt_reports() - q->corrupt_at_open;
+    if (n == 0) return HR_OK;
+    snprintf(why, why_len, "SQLite reported corruption %llu time(s) since the store opened (see the log)",
+             (unsigned long long)n);
+    return HR_ERR;
+}
+
+static hr_t sq_open(const char *dsn, const store_open_opts_t *o, store_t **out)
 {
     pthread_once(&sql_once, sql_init);
     sq_store_t *q = xcalloc(1, sizeof(*q));
@@ -581,13 +629,19 @@ static hr_t sq_open(const char *dsn, store_t **out)
     pthread_cond_init(&q->ck_cv, NULL);
     bool memory = dsn[0] == '\0' || strcmp(dsn, ":memory:") == 0;
     q->rd = memory ? &q->w : &q->r;
-    hr_t r = conn_open(&q->w, dsn, ROLE_WRITER);
-    if (r != HR_OK) goto out;
-    if (!memory && (r = set_wal(&q->w, dsn)) != HR_OK) goto out;
-    if ((r = schema_init(&q->w)) != HR_OK) goto out;
-    if (!memory && (r = conn_open(&q->r, dsn, ROLE_READER)) != HR_OK) goto out;
     char *evp = dedupe_path(dsn, memory);
+    hr_t r = memory ? HR_OK : check_wals(q, o, dsn, evp);
+    if (r == HR_OK) r = conn_open(&q->w, dsn, ROLE_WRITER);
+    if (r == HR_OK && !memory) r = set_wal(&q->w, dsn);
+    if (r == HR_OK && !memory) r = check_db(q, o, q->w.db, dsn);
+    if (r == HR_OK) r = schema_init(&q->w);
+    if (r == HR_OK && !memory) r = conn_open(&q->r, dsn, ROLE_READER);
+    if (r != HR_OK) {
+        free(evp);
+        goto out;
+    }
     r = dedupe_init(q, dsn, evp, memory);
+    if (r == HR_OK && !memory) r = check_db(q, o, q->ev.db, evp);
     if (r == HR_OK && !memory && conn_open(&q->ck, dsn, ROLE_CHECKPOINT) == HR_OK) {
         if (conn_open(&q->ev_ck, evp, ROLE_CHECKPOINT) != HR_OK) conn_close_db(&q->ev_ck);
         if (pthread_create(&q->ck_thread, NULL, checkpointer_main, q) == 0) {
@@ -599,6 +653,7 @@ static hr_t sq_open(const char *dsn, store_t **out)
     } /* otherwise the writers checkpoint in their commits */
     free(evp);
     if (r != HR_OK) goto out;
+    q->corrupt_at_open = sq_corrupt_reports();
     *out = &q->base;
 out:
     if (r != HR_OK) sq_close(&q->base);
@@ -658,4 +713,5 @@ const store_ops_t store_sqlite_ops = {
     .event_release = sq_event_release,
     .dlq_mark = sq_dlq_mark,
     .dlq_get = sq_dlq_get,
+    .health = sq_health,
 };

@@ -108,9 +108,30 @@ typedef struct sq_store {
     bool ck_stop;
     _Atomic int wal_frames;     /* frames in the WAL after the last commit */
     _Atomic int ev_frames;      /* the same for the dedupe database */
+    char damage[512];           /* what the checks at open found; "" = nothing */
+    uint64_t corrupt_at_open;   /* sq_corrupt_reports() when opened */
 } sq_store_t;
 
 static inline sq_store_t *sq(store_t *s) { return (sq_store_t *)s; }
+
+/* ---- damage (store_sqlite_check.c) ---- */
+
+/* Routes SQLite's error log to herald's log (rate-limited). Call before
+ * the first connection of the process; later calls do nothing. */
+void sq_log_install(void);
+/* Corruption reports SQLite logged so far in this process. */
+uint64_t sq_corrupt_reports(void);
+/* Does this WAL image (len bytes) hold committed frames that SQLite's
+ * recovery would drop (a damaged frame before them, or a damaged header)?
+ * why says what. Pure: for tests. */
+bool sq_wal_damaged(const unsigned char *wal, size_t len, char *why, size_t why_len);
+/* Checks <db_path>-wal before SQLite reads it. HR_ERR when damaged (why
+ * filled; the WAL is copied to <db_path>-wal.damaged-<unix time>); HR_OK
+ * when sound or absent. */
+hr_t sq_wal_check(const char *db_path, char *why, size_t why_len);
+/* PRAGMA quick_check, stopped after time_ms (0: skipped; a check cut
+ * short is logged and counts as passed). HR_ERR with why when damaged. */
+hr_t sq_quick_check(sqlite3 *db, const char *path, int time_ms, char *why, size_t why_len);
 
 /* ---- running statements (store_sqlite.c) ---- */
 

@@ -114,6 +114,16 @@ class Herald:
             time.sleep(0.05)
         sys.exit(f"{self.name} not ready after {timeout}s")
 
+    def start_nowait(self):
+        """Starts the process without waiting for /readyz (crash loops)."""
+        logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "serve", "--data-dir", self.data_dir, "--listen",
+             f"127.0.0.1:{self.port}"] + self.args, stdout=logf, stderr=logf)
+        _children.append(self.proc)
+        logf.close()
+        return self
+
     def call(self, method, path, body=None, timeout=10):
         return call(self.port, method, path, body, timeout)
 
