@@ -951,10 +951,14 @@ void http_stop(http_server_t *s)
     if (!s) return;
     /* stop accepting first, so nothing new arrives while connections close */
     MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
-    if (lfd != MHD_INVALID_SOCKET) close(lfd);
     streams_stop(s);
     watchdog_stop(s);
     MHD_stop_daemon(s->daemon); /* closes idle and half-sent connections at once */
+    /* The quiesced listen socket is ours, but only after the daemon has
+     * stopped: its polling thread removes it from its epoll set on its next
+     * turn, and closing it first made that fail ("Failed to remove listen FD
+     * from epoll set", a fatal error in libmicrohttpd 0.9.75). */
+    if (lfd != MHD_INVALID_SOCKET) close(lfd);
     assert(!s->streams);        /* every stream's connection has ended */
     assert(!s->conns);
     server_free(s);
