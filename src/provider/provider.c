@@ -156,7 +156,9 @@ hr_t provider_config_check(const config_t *cfg, char *why, size_t why_len)
         const char *k = dot + 1;
         bool known = strcmp(k, "type") == 0 || strcmp(k, "max_in_flight") == 0 ||
                      strcmp(k, "rate") == 0 || strcmp(k, "burst") == 0 || /* policy/bucket.h */
-                     strncmp(k, "breaker_", 8) == 0; /* policy/breaker.h, checked at open */
+                     strcmp(k, "breaker_window_ms") == 0 || strcmp(k, "breaker_min_requests") == 0 ||
+                     strcmp(k, "breaker_error_pct") == 0 || strcmp(k, "breaker_cooldown_ms") == 0 ||
+                     strcmp(k, "breaker_probes") == 0; /* policy/breaker.h, ranges checked at open */
         for (const char *const *a = ops->keys; a && *a && !known; a++) known = strcmp(*a, k) == 0;
         if (!known) {
             snprintf(why, why_len, "unknown configuration key '%s' (provider type %s)", key, type);
