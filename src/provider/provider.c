@@ -14,6 +14,8 @@
 #include "provider/provider_int.h"
 
 #include "core/log.h"
+#include "policy/breaker.h"
+#include "policy/bucket.h"
 #include "provider/http.h"
 
 #include <stdarg.h>
@@ -153,7 +155,10 @@ hr_t provider_config_check(const config_t *cfg, char *why, size_t why_len)
         }
         const char *k = dot + 1;
         bool known = strcmp(k, "type") == 0 || strcmp(k, "max_in_flight") == 0 ||
-                     strcmp(k, "rate") == 0 || strcmp(k, "burst") == 0; /* policy/bucket.h */
+                     strcmp(k, "rate") == 0 || strcmp(k, "burst") == 0 || /* policy/bucket.h */
+                     strcmp(k, "breaker_window_ms") == 0 || strcmp(k, "breaker_min_requests") == 0 ||
+                     strcmp(k, "breaker_error_pct") == 0 || strcmp(k, "breaker_cooldown_ms") == 0 ||
+                     strcmp(k, "breaker_probes") == 0; /* policy/breaker.h, ranges checked at open */
         for (const char *const *a = ops->keys; a && *a && !known; a++) known = strcmp(*a, k) == 0;
         if (!known) {
             snprintf(why, why_len, "unknown configuration key '%s' (provider type %s)", key, type);
@@ -198,7 +203,35 @@ struct provider_set {
     provider_t *p[SET_MAX];
     char *names[SET_MAX];
     const char **kv[SET_MAX];   /* each instance's section, keys stripped */
+    bucket_t bucket[SET_MAX];   /* per instance: provider.<name>.rate/burst */
+    breaker_t *breaker[SET_MAX];/* per instance: provider.<name>.breaker_* */
 };
+
+/* The breaker of one instance from provider.<name>.breaker_window_ms,
+ * _min_requests, _error_pct, _cooldown_ms, _probes (defaults:
+ * policy/breaker.h). */
+static hr_t breaker_of(const provider_env_t *env, channel_t ch, breaker_t **out, char *why,
+                       size_t why_len)
+{
+    breaker_opts_t o;
+    breaker_opts_default(&o);
+    o.name = env->name;
+    o.channel = (int)ch;
+    int64_t win, minr, pct, cool, probes;
+    hr_t r = provider_conf_int(env, "breaker_window_ms", o.window_ms, 10, INT64_C(86400000), &win, why, why_len);
+    if (r == HR_OK) r = provider_conf_int(env, "breaker_min_requests", o.min_requests, 1, 1000000, &minr, why, why_len);
+    if (r == HR_OK) r = provider_conf_int(env, "breaker_error_pct", o.error_pct, 1, 100, &pct, why, why_len);
+    if (r == HR_OK) r = provider_conf_int(env, "breaker_cooldown_ms", o.cooldown_ms, 1, INT64_C(86400000), &cool, why, why_len);
+    if (r == HR_OK) r = provider_conf_int(env, "breaker_probes", o.probes, 1, 1000, &probes, why, why_len);
+    if (r != HR_OK) return r;
+    o.window_ms = win;
+    o.min_requests = (int)minr;
+    o.error_pct = (int)pct;
+    o.cooldown_ms = cool;
+    o.probes = (int)probes;
+    *out = breaker_new(&o);
+    return HR_OK;
+}
 
 /* The pairs of provider.<name>.*, keys stripped; borrowed from cfg. */
 static const char **section_of(const config_t *cfg, const char *name)
@@ -252,8 +285,18 @@ hr_t provider_set_open(const config_t *cfg, struct app *app, channel_t ch, provi
         int64_t max;
         r = provider_conf_int(&env, "max_in_flight", ops->default_max_in_flight, 1, IN_FLIGHT_MAX,
                               &max, why, why_len);
+        int64_t rate = 0, burst = 0;
+        if (r == HR_OK)
+            r = bucket_conf(cfg, names[i], instance_type(cfg, names[i]), cfg->workers_per_stage, &rate,
+                            &burst, why, why_len);
+        if (r == HR_OK) r = breaker_of(&env, ch, &s->breaker[i], why, why_len);
         if (r == HR_OK) r = ops->open(&env, &s->p[i], why, why_len);
-        if (r != HR_OK) goto out;
+        if (r != HR_OK) {
+            breaker_free(s->breaker[i]);
+            s->breaker[i] = NULL;
+            goto out;
+        }
+        bucket_init(&s->bucket[i], rate, burst, hclock_now_ms());
         s->n = i + 1;
         provider_t *p = s->p[i];
         p->ops = ops;
@@ -267,6 +310,7 @@ out:
     if (r != HR_OK) {
         for (int i = n - 1; i >= 0; i--) {
             if (i < s->n) s->p[i]->ops->close(s->p[i]);
+            if (i < s->n) breaker_free(s->breaker[i]);
             free(s->names[i]);
             free(s->kv[i]);
         }
@@ -279,15 +323,35 @@ out:
     return HR_OK;
 }
 
-static provider_t *route(provider_set_t *s, const notif_t *n)
+int provider_set_route(const provider_set_t *s, const notif_t *n)
 {
     if (s->n > 1 && n->platform.n) {
         for (int i = 0; i < s->n; i++)
             if (strlen(s->names[i]) == n->platform.n &&
                 memcmp(s->names[i], n->platform.p, n->platform.n) == 0)
-                return s->p[i];
+                return i;
     }
-    return s->p[0];
+    return 0;
+}
+
+static provider_t *route(provider_set_t *s, const notif_t *n)
+{
+    return s->p[provider_set_route(s, n)];
+}
+
+int provider_set_count(const provider_set_t *s)
+{
+    return s->n;
+}
+
+bucket_t *provider_set_bucket(provider_set_t *s, int i)
+{
+    return &s->bucket[i];
+}
+
+breaker_t *provider_set_breaker(provider_set_t *s, int i)
+{
+    return s->breaker[i];
 }
 
 hr_t provider_set_submit(provider_set_t *s, const notif_t *n, send_result_t *res, void *cookie)
@@ -326,6 +390,7 @@ void provider_set_close(provider_set_t *s)
                  channel_name(s->ch), left);
     for (int i = s->n - 1; i >= 0; i--) {
         s->p[i]->ops->close(s->p[i]);
+        breaker_free(s->breaker[i]);
         free(s->names[i]);
         free(s->kv[i]);
     }

@@ -103,6 +103,16 @@ hr_t provider_set_submit(provider_set_t *s, const notif_t *n, send_result_t *res
 int provider_set_poll(provider_set_t *s, int timeout_ms);
 /* Requests accepted and not yet completed, over all providers. */
 int provider_set_in_flight(const provider_set_t *s);
+/* Per-instance policy state, owned by the set (one dispatcher thread):
+ * the instance a notification goes to (index 0..count), its token bucket
+ * (provider.<name>.rate/burst, shared by pipeline.workers; policy/bucket.h)
+ * and its circuit breaker (provider.<name>.breaker_*; policy/breaker.h). */
+struct bucket;
+struct breaker;
+int provider_set_count(const provider_set_t *s);
+int provider_set_route(const provider_set_t *s, const notif_t *n);
+struct bucket *provider_set_bucket(provider_set_t *s, int i);
+struct breaker *provider_set_breaker(provider_set_t *s, int i);
 /* Completes what is left (see the top), logs how many, frees. */
 void provider_set_close(provider_set_t *s);
 

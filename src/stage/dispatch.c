@@ -62,14 +62,30 @@
  * keeps it in the store until then and records "deferred" (stage/
  * scheduler.h). Normal sends touch the store no more than before.
  *
- * Not yet here (later issues): quiet hours, per-user rate limits, provider
- * token buckets, circuit breaker.
+ * The policy chain (docs/internals/policy.md) runs per notification after
+ * the checks above and before the provider, with one clock read per batch:
+ *   breaker, once per batch: an instance's breaker open -> every partition
+ *     of the batch pauses until breaker_retry_at() and the batch comes
+ *     again then (HR_LATER): lag builds in the bus, no retry storm;
+ *   quiet hours (not for critical; users without a window skip ICU) ->
+ *     schedule_defer() until the window ends ("deferred");
+ *   breaker_allow (half-open probes) and the instance's token bucket: no
+ *     probe slot, or no token within BUCKET_SHORT_WAIT_MS -> the partition
+ *     is rewound to this record and paused until it may go; the batch's
+ *     other partitions go on (a short wait blocks, taking completions);
+ *   rate limit (not for critical), one ratelimit_check_batch() for the
+ *     batch: over -> "rate_limited", the token and probe given back;
+ *   provider -> breaker_record() (PERMANENT counts as a healthy answer).
  */
 #include "stage/stage.h"
 #include "model/lifecycle.h"
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "policy/breaker.h"
+#include "policy/bucket.h"
+#include "policy/quiet.h"
+#include "policy/ratelimit.h"
 #include "provider/provider.h"
 #include "stage/scheduler.h"
 #include "stage/sent_ids.h"
@@ -77,6 +93,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* How long one wait for provider completions may block before the loop
  * looks again (requests have their own timeouts, so waits end). */
@@ -85,6 +102,10 @@
 /* How long a channel's partitions pause after its provider answered FATAL
  * (misconfigured); the batch is tried again after it. */
 #define FATAL_PAUSE_MS 30000
+
+/* A token due within this many ms is waited for in place (taking provider
+ * completions meanwhile); a longer wait pauses the partition instead. */
+#define BUCKET_SHORT_WAIT_MS 20
 
 typedef struct dispatch {
     app_t *app;
@@ -113,6 +134,13 @@ typedef struct dispatch {
     hstr_t *ask;                /* ids to look up in the store, one query per batch */
     bool *answer;
     bool read_declined;         /* the bus cannot read a range: the store only (warned once) */
+    /* the policy chain (docs/internals/policy.md) */
+    quiet_ctx_t *quiet;         /* NULL when ICU cannot open: quiet hours not applied (logged) */
+    ratelimit_t *rl;            /* NULL when the limiter cannot open (logged): not limited */
+    int *pidx;                  /* provider instance of send[i] */
+    bool *probe;                /* send[i] took a breaker probe slot (half-open) */
+    ratelimit_req_t *reqs;
+    int *req_of;                /* send index of reqs[k] */
 } dispatch_t;
 
 /* Provider completion: res is d->res[i] for cookie i. Runs on this
@@ -157,6 +185,10 @@ static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
     d->answer = xcalloc((size_t)d->cap, sizeof(*d->answer));
     sent_ids_init(&d->sent, (size_t)app->cfg->dispatch_sent_memory);
     sent_ids_init(&d->in_batch, (size_t)d->cap);
+    d->pidx = xcalloc((size_t)d->cap, sizeof(*d->pidx));
+    d->probe = xcalloc((size_t)d->cap, sizeof(*d->probe));
+    d->reqs = xcalloc((size_t)d->cap, sizeof(*d->reqs));
+    d->req_of = xcalloc((size_t)d->cap, sizeof(*d->req_of));
     buf_init(&d->enc, 0);
     buf_init(&d->enc_retry, 0);
     hist_local_init(&d->lat);
@@ -166,6 +198,12 @@ static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
     if (provider_set_open(app->cfg, app, d->ch, on_sent, d, &d->providers, why, sizeof(why)) != HR_OK) {
         log_error(names_for_channel(d->ch)->stage, "cannot open the channel's providers: %s", why);
         d->providers = NULL;
+    }
+    d->quiet = quiet_ctx_new();
+    if (!d->quiet) log_error(names_for_channel(d->ch)->stage, "cannot open ICU: quiet hours are not applied");
+    if (ratelimit_open(app->cfg, d->ch, &d->rl, why, sizeof(why)) != HR_OK) {
+        log_error(names_for_channel(d->ch)->stage, "cannot open the rate limiter: %s; not limiting", why);
+        d->rl = NULL;
     }
     return d;
 }
@@ -181,6 +219,12 @@ static void dispatch_free(void *state)
     sent_ids_release(&d->sent);
     sent_ids_release(&d->in_batch);
     provider_set_close(d->providers);
+    quiet_ctx_free(d->quiet);
+    ratelimit_close(d->rl);
+    free(d->pidx);
+    free(d->probe);
+    free(d->reqs);
+    free(d->req_of);
     free(d->notifs);
     free(d->send);
     free(d->src);
@@ -215,6 +259,8 @@ static void dispatch_partition_changed(void *state, const char *topic, int32_t p
     dispatch_t *d = state;
     *part_slot(d, partition) = -1;
     d->tail_known[partition] = false;
+    if (d->rl && assigned) ratelimit_partition_assigned(d->rl, partition, hclock_now_ms());
+    if (d->rl && !assigned) ratelimit_partition_revoked(d->rl, partition, hclock_now_ms());
 }
 
 /* Learns the end offsets of partitions whose watermark is unknown. Until it
@@ -453,6 +499,159 @@ static hr_t record(dispatch_t *d, int i, bool fatal, bus_batch_t *batch)
     return r;
 }
 
+/* ------------------------------------------------------------ policy chain */
+
+/* Pauses every partition of the batch until until_ms. */
+static void pause_batch(stage_ctx_t *cx, const bus_msg_t *msgs, int n, int64_t until)
+{
+    for (int i = 0; i < n && cx; i++) {
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++) seen = msgs[j].partition == msgs[i].partition;
+        if (!seen) stage_pause(cx, msgs[i].topic, msgs[i].partition, until);
+    }
+}
+
+/* Once per batch: when a provider instance's breaker is open, the batch's
+ * partitions pause until its cool-down ends (returns true). A channel
+ * with several instances (an SMS pool) pauses while any of them is open:
+ * one look per batch, before anything of the batch is acted on. */
+static bool breaker_holds(dispatch_t *d, stage_ctx_t *cx, const bus_msg_t *msgs, int n, int64_t now)
+{
+    int64_t until = 0;
+    for (int i = 0; i < provider_set_count(d->providers); i++) {
+        breaker_t *b = provider_set_breaker(d->providers, i);
+        if (breaker_state(b, now) == BREAKER_OPEN) {
+            int64_t t = breaker_retry_at(b, now);
+            if (t > until) until = t;
+        }
+    }
+    if (until == 0) return false;
+    pause_batch(cx, msgs, n, until);
+    return true;
+}
+
+/* Has m's partition delivered again from m on, paused until until_ms.
+ * Without a stage context (direct calls in tests) there is nothing to
+ * rewind: false, the record goes on. */
+static bool hold(stage_ctx_t *cx, const bus_msg_t *m, int64_t until)
+{
+    if (!cx) return false;
+    if (stage_rewind(cx, m->topic, m->partition, m->offset) != HR_OK) return false;
+    stage_pause(cx, m->topic, m->partition, until);
+    return true;
+}
+
+typedef enum admit { ADMIT_SEND, ADMIT_DONE, ADMIT_HELD } admit_t;
+
+/* Quiet hours, breaker probe slot and token for x (send slot `slot`).
+ * *now is the batch's clock, moved on only after a short token wait. */
+static admit_t admit(dispatch_t *d, stage_ctx_t *cx, notif_t *x, const bus_msg_t *m, int slot,
+                     int64_t *now, bus_batch_t *batch, hr_t *r)
+{
+    /* quiet hours: not for critical; no window, no ICU call */
+    if (x->priority != PRIO_CRITICAL && d->quiet && x->quiet_start_min != NOTIF_QUIET_NONE &&
+        x->quiet_start_min != x->quiet_end_min) {
+        bool inside = false;
+        int64_t ends = 0;
+        hr_t q = quiet_check(d->quiet, x->timezone.p, x->timezone.n, x->quiet_start_min, x->quiet_end_min,
+                             *now, &inside, &ends);
+        if (q == HR_NOTFOUND)
+            log_debug(names_for_channel(d->ch)->stage, "unknown time zone '%.*s': quiet hours in UTC",
+                      (int)x->timezone.n, x->timezone.p);
+        if (inside) {
+            *r = schedule_defer(d->app, x, ends, batch);
+            return ADMIT_DONE;
+        }
+    }
+    int pi = provider_set_route(d->providers, x);
+    breaker_t *b = provider_set_breaker(d->providers, pi);
+    bool probe = breaker_state(b, *now) == BREAKER_HALF_OPEN;
+    if (!breaker_allow(b, *now)) {
+        if (hold(cx, m, breaker_retry_at(b, *now))) return ADMIT_HELD;
+        probe = false;
+    }
+    bucket_t *bk = provider_set_bucket(d->providers, pi);
+    int64_t w = bucket_take(bk, *now, 1);
+    if (w > 0 && w <= BUCKET_SHORT_WAIT_MS) {
+        /* a short wait in place: nothing of this dispatcher is in flight
+         * between batches and the bucket is the channel's own, so this
+         * holds back no one who could go */
+        struct timespec ts = {0, (long)w * 1000000L};
+        nanosleep(&ts, NULL);
+        *now = hclock_now_ms();
+        w = bucket_take(bk, *now, 1);
+    }
+    if (w > 0 && hold(cx, m, *now + w)) {
+        if (probe) breaker_cancel(b, 1);
+        return ADMIT_HELD;
+    }
+    d->pidx[slot] = pi;
+    d->probe[slot] = probe;
+    return ADMIT_SEND;
+}
+
+/* The rate limit for send[0..*ns), one check for the batch (critical ones
+ * and retries skip it). Those over the limit get "rate_limited" and give their token
+ * and probe slot back; the rest are moved down to stay contiguous. */
+static hr_t rate_limit(dispatch_t *d, int *ns, int64_t now, bus_batch_t *batch)
+{
+    int nr = 0;
+    for (int i = 0; i < *ns && d->rl; i++) {
+        /* critical skips it; a retry passed it at its first attempt */
+        if (d->notifs[i].priority == PRIO_CRITICAL || d->notifs[i].attempt > 1) continue;
+        d->reqs[nr] = (ratelimit_req_t){.partition = d->src[i]->partition, .user = d->notifs[i].user_id.p,
+                                        .user_len = d->notifs[i].user_id.n, .allowed = true};
+        d->req_of[nr++] = i;
+    }
+    if (nr == 0) return HR_OK;
+    if (ratelimit_check_batch(d->rl, d->reqs, nr, now) != HR_OK) return HR_OK; /* fails open */
+    const char *by = names_for_channel(d->ch)->stage;
+    hr_t r = HR_OK;
+    int w = 0, k = 0;
+    for (int i = 0; i < *ns; i++) {
+        bool denied = false;
+        if (k < nr && d->req_of[k] == i) denied = !d->reqs[k++].allowed;
+        if (denied) {
+            bucket_refund(provider_set_bucket(d->providers, d->pidx[i]), 1);
+            if (d->probe[i]) breaker_cancel(provider_set_breaker(d->providers, d->pidx[i]), 1);
+            lifecycle_transition(&d->notifs[i], ST_RATE_LIMITED, now, HSTR("over the recipient's rate limit"),
+                                 by);
+            if (r == HR_OK) r = emit(d, &d->notifs[i], batch);
+            continue;
+        }
+        if (w != i) {
+            d->notifs[w] = d->notifs[i];
+            d->src[w] = d->src[i];
+            d->pidx[w] = d->pidx[i];
+            d->probe[w] = d->probe[i];
+        }
+        d->send[w] = &d->notifs[w];
+        w++;
+    }
+    *ns = w;
+    return r;
+}
+
+/* Each result to its instance's breaker: a bad address (PERMANENT) is a
+ * healthy answer; FATAL is a configuration matter (its own pause). */
+static void breaker_results(dispatch_t *d, int from, int to)
+{
+    int64_t now = hclock_now_ms();
+    for (int i = from; i < to; i++) {
+        breaker_t *b = provider_set_breaker(d->providers, d->pidx[i]);
+        switch (d->res[i].cls) {
+        case SEND_OK:
+        case SEND_PERMANENT: breaker_record(b, now, true); break;
+        case SEND_RETRY:
+        case SEND_THROTTLED: breaker_record(b, now, false); break;
+        case SEND_FATAL:
+        case SEND__COUNT:
+            if (d->probe[i]) breaker_cancel(b, 1);
+            break;
+        }
+    }
+}
+
 static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, int n,
                               bus_batch_t *batch)
 {
@@ -465,11 +664,14 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
     learn_watermarks(d, msgs, n);
     int64_t now = hclock_now_ms();
     if ((r = learn_tails(d, msgs, n)) != HR_OK) return r;
+    if (breaker_holds(d, cx, msgs, n, now)) return HR_LATER; /* lag builds in the bus */
+    if (d->rl) ratelimit_tick(d->rl, now);
     /* Decode; skip what is known as sent (or twice in this batch); collect
      * the ids to ask the store about. */
     sent_ids_clear(&d->in_batch);
     int nd = 0, nask = 0;
     for (int i = 0; i < n && r == HR_OK; i++) {
+        if (cx && stage_rewound(cx, &msgs[i])) continue; /* held back by the policy chain */
         int64_t *below = part_slot(d, msgs[i].partition);
         bool maybe_seen = *below < 0 || msgs[i].offset < *below;
         if (*below >= 0 && msgs[i].offset + 1 > *below) *below = msgs[i].offset + 1;
@@ -507,15 +709,23 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
             if ((r = schedule_defer(app, &d->notifs[i], d->notifs[i].due_at_ms, batch)) != HR_OK) return r;
             continue;
         }
+        /* held back by the policy chain (a rewind of its partition) */
+        if (cx && stage_rewound(cx, d->src[i])) continue;
         /* compact: notifs[ns] and src[ns] are the ns-th record to send */
         if (ns != i) {
             d->notifs[ns] = d->notifs[i];
             d->src[ns] = d->src[i];
         }
+        /* the policy chain: quiet hours, breaker probe slot, token */
+        if (admit(d, cx, &d->notifs[ns], d->src[ns], ns, &now, batch, &r) != ADMIT_SEND) {
+            if (r != HR_OK) return r;
+            continue;
+        }
         d->send[ns] = &d->notifs[ns];
         ns++;
     }
-    if (ns == 0) return HR_OK;
+    if (ns > 0) r = rate_limit(d, &ns, now, batch);
+    if (r != HR_OK || ns == 0) return r;
 
     /* In slices of dispatch.status_every: the status records of a slice are
      * written before the provider sees the next one, so a crash repeats at
@@ -527,6 +737,7 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
     for (int from = 0; from < ns && r == HR_OK && fatal < 0;) {
         int to = ns - from > every ? from + every : ns;
         deliver(d, from, to);
+        breaker_results(d, from, to);
         hist_merge(METRIC_HIST(delivery_latency, d->ch), &d->lat);
         for (int i = from; i < to && fatal < 0; i++)
             if (d->res[i].cls == SEND_FATAL) fatal = i;
@@ -545,12 +756,7 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
          * batch's partitions pause for FATAL_PAUSE_MS and the batch is
          * offered again after it ("not now", no error back-off); the store
          * check skips what did go out. The next attempt is the probe. */
-        int64_t until = hclock_now_ms() + FATAL_PAUSE_MS;
-        for (int i = 0; i < n && cx; i++) {
-            bool seen = false;
-            for (int j = 0; j < i && !seen; j++) seen = msgs[j].partition == msgs[i].partition;
-            if (!seen) stage_pause(cx, msgs[i].topic, msgs[i].partition, until);
-        }
+        pause_batch(cx, msgs, n, hclock_now_ms() + FATAL_PAUSE_MS);
         log_error(names_for_channel(d->ch)->stage, "provider failure, batch of %d held back for %d s: %s", ns,
                   FATAL_PAUSE_MS / 1000, d->res[fatal].error);
         r = HR_LATER;

@@ -11,7 +11,8 @@
  * (policy/prefs.h: required categories, critical priority), and produce the
  * notification keyed by the receiver's user id. The record carries what the
  * dispatcher's policy needs: priority, the recipient's time zone and quiet
- * hours (from the recipient cache), and due_at (the event's send_at, or now).
+ * hours (from the recipient cache), and due_at (the event's send_at when in
+ * the future, else 0 = now).
  *
  * Per polled batch, not per event or per recipient, so that the store is
  * off the hot path:
@@ -264,7 +265,9 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
     bool required = prefs_required_has(&f->required, category);
     const char *locale = rc->locale;
     int64_t now = hclock_now_ms();
-    int64_t due = ev->send_at_ms > now ? ev->send_at_ms : now;
+    /* 0 = now: dispatch treats due_at > 0 as scheduled, retried or redriven
+     * (looked up in the store before sending) */
+    int64_t due = ev->send_at_ms > now ? ev->send_at_ms : 0;
     size_t uid_len = strlen(user_id);
     r = HR_OK;
     for (int ch = 0; ch < CH__COUNT && r == HR_OK; ch++) {

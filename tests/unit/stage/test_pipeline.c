@@ -349,7 +349,7 @@ static void test_record_carries_zone_quiet_hours_and_send_at(void **state)
             assert_int_equal(n[i].due_at_ms, (int64_t)later * 1000);
             assert_int_equal(n[i].priority, PRIO_NORMAL);
         } else {
-            assert_in_range(n[i].due_at_ms, t0, hclock_now_ms());
+            assert_int_equal(n[i].due_at_ms, 0); /* now: not scheduled */
         }
         if (hstr_is(n[i].user_id, "eve")) {
             assert_true(hstr_is(n[i].timezone, "Europe/Paris"));
