@@ -13,6 +13,8 @@
  */
 #include "provider/provider_int.h"
 
+#include "core/hash.h"
+
 #include "core/log.h"
 #include "policy/breaker.h"
 #include "policy/bucket.h"
@@ -323,15 +325,21 @@ out:
     return HR_OK;
 }
 
+/* Push: the instance named like the device's platform (apns, fcm), else
+ * the first. Other channels with several instances form a pool of
+ * accounts (SMS over several Twilio accounts): a hash of the user id picks
+ * one, so a user's notifications keep one account and their order. */
 int provider_set_route(const provider_set_t *s, const notif_t *n)
 {
-    if (s->n > 1 && n->platform.n) {
+    if (s->n <= 1) return 0;
+    if (n->platform.n) {
         for (int i = 0; i < s->n; i++)
             if (strlen(s->names[i]) == n->platform.n &&
                 memcmp(s->names[i], n->platform.p, n->platform.n) == 0)
                 return i;
     }
-    return 0;
+    if (n->channel == CH_PUSH || !n->user_id.n) return 0;
+    return (int)(fnv1a64(n->user_id.p, n->user_id.n) % (uint64_t)s->n);
 }
 
 static provider_t *route(provider_set_t *s, const notif_t *n)

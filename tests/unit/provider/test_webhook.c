@@ -192,6 +192,32 @@ static void test_route_by_platform(void **st)
     fx_release(&f);
 }
 
+/* Other channels with several instances are a pool of accounts: each user
+ * sticks to one instance, and users spread over all of them. */
+static void test_route_pool_by_user(void **st)
+{
+    static fx_t f;
+    fx_init(&f, "channel.sms.providers", "sms_a, sms_b", "provider.sms_a.type", "sandbox",
+            "provider.sms_b.type", "sandbox", NULL);
+    provider_set_t *s = NULL;
+    char why[256];
+    assert_int_equal(provider_set_open(&f.cfg, NULL, CH_SMS, fx_done, &f, &s, why, sizeof(why)), HR_OK);
+    assert_int_equal(provider_set_count(s), 2);
+    int used[2] = {0, 0};
+    for (int u = 0; u < 200; u++) {
+        char id[16];
+        snprintf(id, sizeof(id), "user-%d", u);
+        notif_t n = {.channel = CH_SMS, .user_id = HSTR(id)};
+        int i = provider_set_route(s, &n);
+        assert_in_range(i, 0, 1);
+        assert_int_equal(provider_set_route(s, &n), i); /* a user keeps one account */
+        used[i]++;
+    }
+    assert_true(used[0] > 50 && used[1] > 50);
+    provider_set_close(s);
+    fx_release(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -201,6 +227,7 @@ int main(void)
         cmocka_unit_test(test_connection_refused_is_retry),
         cmocka_unit_test(test_close_completes_in_flight),
         cmocka_unit_test(test_route_by_platform),
+        cmocka_unit_test(test_route_pool_by_user),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
