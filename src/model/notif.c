@@ -14,6 +14,9 @@
  */
 #include "model/notif.h"
 
+#include "core/endian.h"
+#include "core/text.h"
+
 #include "core/json_write.h"
 
 #include <jansson.h>
@@ -93,42 +96,6 @@ int status_parse(const char *s, size_t n)
 #define NOTIF_STRING_V1_COUNT (0 NOTIF_STRINGS_V1(NOTIF_COUNT_ONE))
 #define NOTIF_MIN_V1_LEN (NOTIF_HEADER_V1_LEN + 4 * NOTIF_STRING_V1_COUNT)
 
-static inline void put_u16(unsigned char *p, uint16_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static inline void put_u32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
-
-static inline void put_i64(unsigned char *p, int64_t s)
-{
-    uint64_t v = (uint64_t)s;
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static inline uint16_t get_u16(const unsigned char *p)
-{
-    return (uint16_t)(p[0] | (unsigned)p[1] << 8);
-}
-
-static inline uint32_t get_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline int64_t get_i64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return (int64_t)v;
-}
 
 static bool notif_enums_valid(unsigned kind, unsigned ch, unsigned prio, unsigned st)
 {
@@ -166,16 +133,16 @@ hr_t notif_encode(const notif_t *n, buf_t *out)
     p[3] = (unsigned char)n->channel;
     p[4] = (unsigned char)n->priority;
     p[5] = (unsigned char)n->status;
-    put_u16(p + 6, n->attempt);
-    put_i64(p + 8, n->created_at_ms);
-    put_i64(p + 16, n->due_at_ms);
-    put_i64(p + 24, n->status_at_ms);
-    put_i64(p + 32, n->accepted_at_us);
-    put_u16(p + 40, (uint16_t)n->quiet_start_min);
-    put_u16(p + 42, (uint16_t)n->quiet_end_min);
+    le_put16(p + 6, n->attempt);
+    le_put64(p + 8, n->created_at_ms);
+    le_put64(p + 16, n->due_at_ms);
+    le_put64(p + 24, n->status_at_ms);
+    le_put64(p + 32, n->accepted_at_us);
+    le_put16(p + 40, (uint16_t)n->quiet_start_min);
+    le_put16(p + 42, (uint16_t)n->quiet_end_min);
     p += NOTIF_HEADER_LEN;
 #define NOTIF_WRITE_ONE(f)                                                    \
-    put_u32(p, (uint32_t)n->f.n);                                             \
+    le_put32(p, (uint32_t)n->f.n);                                             \
     p += 4;                                                                   \
     if (n->f.n) memcpy(p, n->f.p, n->f.n);                                    \
     p += n->f.n;
@@ -200,17 +167,17 @@ hr_t notif_decode(const void *data, size_t len, notif_t *n)
     t.channel = (channel_t)p[3];
     t.priority = (priority_t)p[4];
     t.status = (notif_status_t)p[5];
-    t.attempt = get_u16(p + 6);
-    t.created_at_ms = get_i64(p + 8);
-    t.due_at_ms = get_i64(p + 16);
-    t.status_at_ms = get_i64(p + 24);
-    t.accepted_at_us = get_i64(p + 32);
+    t.attempt = le_get16(p + 6);
+    t.created_at_ms = le_get64(p + 8);
+    t.due_at_ms = le_get64(p + 16);
+    t.status_at_ms = le_get64(p + 24);
+    t.accepted_at_us = le_get64(p + 32);
     size_t off = NOTIF_HEADER_V1_LEN;
     t.quiet_start_min = t.quiet_end_min = NOTIF_QUIET_NONE;
     if (version >= 2) {
         if (len - off < 4) return HR_INVALID;
-        t.quiet_start_min = (int16_t)get_u16(p + 40);
-        t.quiet_end_min = (int16_t)get_u16(p + 42);
+        t.quiet_start_min = (int16_t)le_get16(p + 40);
+        t.quiet_end_min = (int16_t)le_get16(p + 42);
         if (!notif_quiet_valid(t.quiet_start_min, t.quiet_end_min)) return HR_INVALID;
         off = NOTIF_HEADER_LEN;
     }
@@ -220,7 +187,7 @@ hr_t notif_decode(const void *data, size_t len, notif_t *n)
 #define NOTIF_READ_ONE(f)                                                     \
     {                                                                         \
         if (len - off < 4) return HR_INVALID;                                 \
-        size_t sl = get_u32(p + off);                                         \
+        size_t sl = le_get32(p + off);                                         \
         off += 4;                                                             \
         if (sl > len - off) return HR_INVALID;                                \
         t.f.p = (const char *)p + off;                                        \
@@ -345,7 +312,6 @@ static void sha256(const void *data, size_t len, unsigned char out[SHA256_DIGEST
 
 void notif_make_id(hstr_t event_id, hstr_t user_id, channel_t ch, char out[33])
 {
-    static const char hex[] = "0123456789abcdef";
     const char *cn = channel_name(ch);
     size_t cl = strlen(cn);
     size_t total = event_id.n + 1 + user_id.n + 1 + cl;
@@ -366,8 +332,8 @@ void notif_make_id(hstr_t event_id, hstr_t user_id, channel_t ch, char out[33])
     if (m != stack) free(m);
 
     for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
+        out[2 * i] = hex_lower[md[i] >> 4];
+        out[2 * i + 1] = hex_lower[md[i] & 15];
     }
     out[32] = '\0';
 }

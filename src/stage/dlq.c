@@ -14,6 +14,7 @@
 #include "stage/dlq.h"
 
 #include "core/log.h"
+#include "core/text.h"
 #include "model/event.h"
 #include "stage/stage.h"
 
@@ -259,12 +260,6 @@ json_t *dlq_entry_json(const dlq_entry_t *e)
 
 /* ---- redrive ---- */
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* The original payload bytes of a DLQ record (malloc'd), or NULL. */
 static char *payload_of(json_t *rec, size_t *len)
 {
@@ -280,7 +275,7 @@ static char *payload_of(json_t *rec, size_t *len)
     *len = strlen(hex) / 2;
     char *b = xmalloc(*len + 1);
     for (size_t i = 0; i < *len; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        int hi = hex_value((unsigned char)hex[2 * i]), lo = hex_value((unsigned char)hex[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             free(b);
             return NULL;

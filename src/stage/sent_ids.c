@@ -10,23 +10,17 @@
  */
 #include "stage/sent_ids.h"
 
+#include "core/text.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
 static bool key_of(hstr_t id, sent_key_t *k)
 {
     if (id.n != 32 || !id.p) return false;
     uint64_t v[2] = {0, 0};
     for (size_t i = 0; i < 32; i++) {
-        int h = hexval(id.p[i]);
+        int h = hex_value((unsigned char)id.p[i]);
         if (h < 0) return false;
         v[i / 16] = v[i / 16] << 4 | (uint64_t)h;
     }

@@ -7,6 +7,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/text.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -539,12 +540,11 @@ hr_t stage_dead_letter(app_t *app, const bus_msg_t *m, const char *stage, const 
     /* Keep the payload readable when it is text, else base16. */
     json_t *p = json_stringn(m->value, m->value_len);
     if (!p) {
-        static const char hex[] = "0123456789abcdef";
         char *h = xmalloc(m->value_len * 2 + 1);
         const unsigned char *v = m->value;
         for (size_t i = 0; i < m->value_len; i++) {
-            h[2 * i] = hex[v[i] >> 4];
-            h[2 * i + 1] = hex[v[i] & 15];
+            h[2 * i] = hex_lower[v[i] >> 4];
+            h[2 * i + 1] = hex_lower[v[i] & 15];
         }
         h[m->value_len * 2] = '\0';
         json_object_set_new(o, "payload_hex", json_string(h));
