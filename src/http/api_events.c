@@ -69,12 +69,30 @@ static hr_t type_channels(store_t *s, const char *type, unsigned *mask)
 
 /* Can fan-out make a notification of ev at all? HR_INVALID with pb filled
  * when not; a store error otherwise. */
-static hr_t check_deliverable(store_t *s, const event_t *ev, problem_t *pb)
+static hr_t check_deliverable(store_t *s, const event_t *ev, const char **last_type,
+                              unsigned *last_mask, problem_t *pb)
 {
-    if (ev->content && (ev->channels_mask || ev->content_mask)) return HR_OK;
     unsigned mask = 0;
-    hr_t r = type_channels(s, ev->type, &mask);
-    if (r != HR_OK || mask) return r;
+    if (*last_type && strcmp(*last_type, ev->type) == 0) {
+        mask = *last_mask; /* a batch mostly repeats one type: one look-up per run */
+    } else {
+        hr_t r = type_channels(s, ev->type, &mask);
+        if (r != HR_OK) return r;
+        *last_type = ev->type;
+        *last_mask = mask;
+    }
+    /* what fan-out can render per channel: a template, or inline content
+     * (a top-level title/body covers every channel) */
+    unsigned can = mask | (ev->content ? (ev->content_default ? ~0u : ev->content_mask) : 0);
+    /* the channels fan-out will use: the event's own list, or else those */
+    unsigned want = ev->channels_mask ? ev->channels_mask
+                                      : mask | (ev->content ? ev->content_mask : 0);
+    if (want & can) return HR_OK;
+    if (ev->channels_mask && (mask || ev->content)) {
+        api_bad(pb, "channels", "names no channel with a template for type %s or inline content",
+                ev->type);
+        return HR_INVALID;
+    }
     if (!ev->content)
         api_bad(pb, "type", "has no template on any channel (PUT /v1/templates/%s/{channel}) "
                 "and the event carries no inline content", ev->type);
@@ -145,13 +163,16 @@ void api_events_post(http_req_t *rq, http_resp_t *rs)
 
     /* validate every event before publishing any */
     char f[160];
+    const char *last_type = NULL; /* the type checked last (owned by evs) and its template mask */
+    unsigned last_mask = 0;
     evs = xcalloc((size_t)n, sizeof(*evs));
     for (ok = 0; ok < n; ok++) {
         json_t *e = is_array ? json_array_get(doc, (size_t)ok) : doc;
         if (event_from_json(e, &evs[ok], &pb) == HR_OK) {
             /* without a store (a process that only ingests), fan-out decides */
             hr_t r = app->store && app->cfg->api_refuse_undeliverable
-                         ? check_deliverable(app->store, &evs[ok], &pb) : HR_OK;
+                         ? check_deliverable(app->store, &evs[ok], &last_type, &last_mask, &pb)
+                         : HR_OK;
             if (r == HR_OK) continue;
             ok++; /* parsed: freed below */
             if (r != HR_INVALID) {

@@ -670,7 +670,7 @@ static bool early_checks(http_req_t *rq, http_resp_t *rs)
         char *end = NULL;
         errno = 0;
         unsigned long long v = strtoull(cl, &end, 10);
-        if (errno == 0 && end != cl && v > (unsigned long long)app->cfg->http_max_body) {
+        if (end != cl && (errno == ERANGE || v > (unsigned long long)app->cfg->http_max_body)) {
             resp_problem(rs, 413, NULL, "body", "the body is %llu bytes; the limit is %lld", v,
                          (long long)app->cfg->http_max_body);
             return true;

@@ -301,6 +301,22 @@ static void test_fail_early_without_template(void **state)
     seen = drain_raw(1, 100);
     assert_true(ids_has(seen, "fe-1"));
     json_decref(seen);
+    /* the event's own channels must include one fan-out can render: the type
+     * has an sms template only, so push alone is refused, push + sms is not */
+    hreq(&r, "POST", "/v1/events",
+         "{\"event_id\":\"fe-8\",\"type\":\"untemplated\",\"audience\":{\"users\":[\"u1\"]},"
+         "\"channels\":[\"push\"]}");
+    assert_problem(&r, 422, "channels");
+    hresp_clear(&r);
+    hreq(&r, "POST", "/v1/events",
+         "{\"event_id\":\"fe-9\",\"type\":\"untemplated\",\"audience\":{\"users\":[\"u1\"]},"
+         "\"channels\":[\"push\",\"sms\"]}");
+    assert_ok_json(&r, 202);
+    hresp_clear(&r);
+    seen = drain_raw(1, 100);
+    assert_true(ids_has(seen, "fe-9"));
+    assert_false(ids_has(seen, "fe-8"));
+    json_decref(seen);
 }
 
 /* The fixture, plus a push template for each event type the tests send:
