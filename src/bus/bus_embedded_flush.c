@@ -40,6 +40,11 @@ void emb_kick_flusher(emb_bus_t *b)
 hr_t emb_flush(bus_t *bb, int timeout_ms)
 {
     emb_bus_t *b = (emb_bus_t *)bb;
+    if (timeout_ms == 0) { /* "write now", waiting for nothing (dispatch between slices) */
+        if (!atomic_load(&b->dirty)) return HR_OK;
+        emb_kick_flusher(b);
+        return HR_TIMEOUT;
+    }
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : hclock_mono_ns() + (int64_t)timeout_ms * 1000000;
     size_t nt = atomic_load_explicit(&b->ntopics, memory_order_acquire);
     size_t np = 0;

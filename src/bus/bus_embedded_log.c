@@ -325,6 +325,7 @@ void emb_seg_ensure_index(part_t *p, seg_t *s)
     pthread_mutex_lock(&p->seg_mu);
     if (s->indexed) {
         free(si.idx);
+        free(si.holes);
         return;
     }
     for (size_t i = 0; i < si.nholes; i++)

@@ -127,6 +127,7 @@ typedef struct dispatch {
      * the store before sending; -1 = not known yet (taken over since). */
     int64_t *check_below;
     bool *tail_known;           /* per input partition: notification-status's tail was read */
+    int64_t *offered;           /* per input partition: offsets below were offered to this worker */
     int32_t nparts;
     sent_ids_t sent;            /* ids known as sent (see the top) */
     sent_ids_t in_batch;        /* ids of the batch being processed */
@@ -139,6 +140,7 @@ typedef struct dispatch {
     ratelimit_t *rl;            /* NULL when the limiter cannot open (logged): not limited */
     int *pidx;                  /* provider instance of send[i] */
     bool *probe;                /* send[i] took a breaker probe slot (half-open) */
+    bool *again;                /* send[i] was offered to this worker before: not rate-limited again */
     ratelimit_req_t *reqs;
     int *req_of;                /* send index of reqs[k] */
 } dispatch_t;
@@ -187,6 +189,7 @@ static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
     sent_ids_init(&d->in_batch, (size_t)d->cap);
     d->pidx = xcalloc((size_t)d->cap, sizeof(*d->pidx));
     d->probe = xcalloc((size_t)d->cap, sizeof(*d->probe));
+    d->again = xcalloc((size_t)d->cap, sizeof(*d->again));
     d->reqs = xcalloc((size_t)d->cap, sizeof(*d->reqs));
     d->req_of = xcalloc((size_t)d->cap, sizeof(*d->req_of));
     buf_init(&d->enc, 0);
@@ -213,6 +216,7 @@ static void dispatch_free(void *state)
     dispatch_t *d = state;
     free(d->check_below);
     free(d->tail_known);
+    free(d->offered);
     free(d->maybe_seen);
     free(d->ask);
     free(d->answer);
@@ -223,6 +227,7 @@ static void dispatch_free(void *state)
     ratelimit_close(d->rl);
     free(d->pidx);
     free(d->probe);
+    free(d->again);
     free(d->reqs);
     free(d->req_of);
     free(d->notifs);
@@ -242,9 +247,11 @@ static int64_t *part_slot(dispatch_t *d, int32_t partition)
         while (n <= partition) n *= 2;
         d->check_below = xrealloc(d->check_below, (size_t)n * sizeof(*d->check_below));
         d->tail_known = xrealloc(d->tail_known, (size_t)n * sizeof(*d->tail_known));
+        d->offered = xrealloc(d->offered, (size_t)n * sizeof(*d->offered));
         for (int32_t i = d->nparts; i < n; i++) {
             d->check_below[i] = -1;
             d->tail_known[i] = false;
+            d->offered[i] = -1;
         }
         d->nparts = n;
     }
@@ -259,6 +266,7 @@ static void dispatch_partition_changed(void *state, const char *topic, int32_t p
     dispatch_t *d = state;
     *part_slot(d, partition) = -1;
     d->tail_known[partition] = false;
+    d->offered[partition] = -1;
     if (d->rl && assigned) ratelimit_partition_assigned(d->rl, partition, hclock_now_ms());
     if (d->rl && !assigned) ratelimit_partition_revoked(d->rl, partition, hclock_now_ms());
 }
@@ -597,8 +605,11 @@ static hr_t rate_limit(dispatch_t *d, int *ns, int64_t now, bus_batch_t *batch)
 {
     int nr = 0;
     for (int i = 0; i < *ns && d->rl; i++) {
-        /* critical skips it; a retry passed it at its first attempt */
-        if (d->notifs[i].priority == PRIO_CRITICAL || d->notifs[i].attempt > 1) continue;
+        /* critical skips it; a retry passed it at its first attempt, and a
+         * record offered again (a batch rewound, a replay) was counted when
+         * it was first offered: counting it again could rate-limit a
+         * notification that was never sent */
+        if (d->notifs[i].priority == PRIO_CRITICAL || d->notifs[i].attempt > 1 || d->again[i]) continue;
         d->reqs[nr] = (ratelimit_req_t){.partition = d->src[i]->partition, .user = d->notifs[i].user_id.p,
                                         .user_len = d->notifs[i].user_id.n, .allowed = true};
         d->req_of[nr++] = i;
@@ -624,6 +635,7 @@ static hr_t rate_limit(dispatch_t *d, int *ns, int64_t now, bus_batch_t *batch)
             d->src[w] = d->src[i];
             d->pidx[w] = d->pidx[i];
             d->probe[w] = d->probe[i];
+            d->again[w] = d->again[i];
         }
         d->send[w] = &d->notifs[w];
         w++;
@@ -652,6 +664,17 @@ static void breaker_results(dispatch_t *d, int from, int to)
     }
 }
 
+/* A notification id herald can key on and send as an idempotency key:
+ * 1..64 bytes of printable ASCII without spaces (herald's own are 32 hex
+ * digits). Anything else would share the empty key or split a header. */
+static bool id_sane(hstr_t id)
+{
+    if (id.n == 0 || id.n > 64) return false;
+    for (size_t i = 0; i < id.n; i++)
+        if ((unsigned char)id.p[i] <= 0x20 || (unsigned char)id.p[i] >= 0x7f) return false;
+    return true;
+}
+
 static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, int n,
                               bus_batch_t *batch)
 {
@@ -671,7 +694,6 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
     sent_ids_clear(&d->in_batch);
     int nd = 0, nask = 0;
     for (int i = 0; i < n && r == HR_OK; i++) {
-        if (cx && stage_rewound(cx, &msgs[i])) continue; /* held back by the policy chain */
         int64_t *below = part_slot(d, msgs[i].partition);
         bool maybe_seen = *below < 0 || msgs[i].offset < *below;
         if (*below >= 0 && msgs[i].offset + 1 > *below) *below = msgs[i].offset + 1;
@@ -681,10 +703,26 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
                                   batch);
             continue;
         }
-        if (sent_ids_has(&d->sent, x->notification_id) || sent_ids_has(&d->in_batch, x->notification_id)) {
+        if (!id_sane(x->notification_id)) {
+            r = stage_dead_letter(app, &msgs[i], names_for_channel(d->ch)->stage,
+                                  "notification_id empty, too long or not printable ASCII", batch);
+            continue;
+        }
+        if (sent_ids_has(&d->in_batch, x->notification_id)) {
+            METRIC_INC(notifs_skipped_sent); /* its first copy in this batch decides */
+            continue;
+        }
+        if (sent_ids_has(&d->sent, x->notification_id)) {
+            /* Sent before (by this worker, or recorded on the status topic):
+             * the provider is not called again, but the status is produced
+             * again, in case the first one never reached the bus (a batch
+             * whose outputs failed is offered again); the store's rank rule
+             * keeps one "sent". */
             log_debug(names_for_channel(d->ch)->stage, "%.*s already sent; skipped",
                       (int)x->notification_id.n, x->notification_id.p);
             METRIC_INC(notifs_skipped_sent);
+            lifecycle_transition(x, ST_SENT, now, (hstr_t){NULL, 0}, names_for_channel(d->ch)->stage);
+            r = emit(d, x, batch);
             continue;
         }
         sent_ids_add(&d->in_batch, x->notification_id);
@@ -705,12 +743,12 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
             METRIC_INC(notifs_skipped_sent);
             continue;
         }
+        /* held back by the policy chain (a rewind of its partition) */
+        if (cx && stage_rewound(cx, d->src[i])) continue;
         if (d->notifs[i].due_at_ms > now) { /* scheduled for later: kept in the store until due */
             if ((r = schedule_defer(app, &d->notifs[i], d->notifs[i].due_at_ms, batch)) != HR_OK) return r;
             continue;
         }
-        /* held back by the policy chain (a rewind of its partition) */
-        if (cx && stage_rewound(cx, d->src[i])) continue;
         /* compact: notifs[ns] and src[ns] are the ns-th record to send */
         if (ns != i) {
             d->notifs[ns] = d->notifs[i];
@@ -721,6 +759,10 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
             if (r != HR_OK) return r;
             continue;
         }
+        /* offered to this worker before (its batch was rewound or held) */
+        int64_t *off = &d->offered[d->src[ns]->partition];
+        d->again[ns] = d->src[ns]->offset < *off;
+        if (d->src[ns]->offset + 1 > *off) *off = d->src[ns]->offset + 1;
         d->send[ns] = &d->notifs[ns];
         ns++;
     }

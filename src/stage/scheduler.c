@@ -68,24 +68,30 @@ hr_t scheduler_run_once(app_t *app, int64_t now_ms, int *moved)
     if (r != HR_OK || n == 0) return r;
     bus_batch_t batch;
     bus_batch_init(&batch);
-    int produced = 0;
+    int produced = 0, moved_n = 0;
     for (int i = 0; i < n && r == HR_OK; i++) {
         notif_t x;
         const char *topic = topic_for_channel(rows[i].channel);
         if (!topic || notif_decode(rows[i].rec, rows[i].rec_len, &x) != HR_OK) {
-            log_error(SCHED_LOG, "scheduled notification %s is unreadable; dropped", rows[i].notification_id);
-            r = store_sched_del(app->store, rows[i].notification_id, rows[i].due_at_ms);
-            continue;
+            /* kept with its reason, not dropped: the row goes once the DLQ
+             * record is acknowledged, with the others */
+            bus_msg_t m = {.topic = "scheduled", .partition = -1, .offset = -1,
+                           .key = rows[i].notification_id, .key_len = strlen(rows[i].notification_id),
+                           .value = rows[i].rec, .value_len = rows[i].rec_len};
+            r = stage_dead_letter(app, &m, SCHED_LOG, "scheduled notification unreadable", &batch);
+        } else {
+            r = stage_produce(app, topic, -1, x.user_id.p, x.user_id.n, rows[i].rec, rows[i].rec_len,
+                              &batch);
+            if (r == HR_OK) moved_n++;
         }
-        r = stage_produce(app, topic, -1, x.user_id.p, x.user_id.n, rows[i].rec, rows[i].rec_len, &batch);
         if (r == HR_OK) produced = i + 1;
     }
     hr_t acked = bus_batch_wait(app->bus, &batch, SCHED_ACK_TIMEOUT_MS);
     if (acked == HR_OK) {
         for (int i = 0; i < produced && r == HR_OK; i++)
             r = store_sched_del(app->store, rows[i].notification_id, rows[i].due_at_ms);
-        if (moved) *moved = produced;
-        METRIC_ADD(notifs_rescheduled, produced);
+        if (moved) *moved = moved_n;
+        METRIC_ADD(notifs_rescheduled, moved_n);
     } else {
         log_warn(SCHED_LOG, "%d due notification(s) not acknowledged by the bus (%s); kept for the next round",
                  produced, hr_str(acked));

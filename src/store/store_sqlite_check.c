@@ -144,9 +144,12 @@ bool sq_wal_damaged(const unsigned char *w, size_t len, char *why, size_t why_le
         if (s[0] != be32(f + 16) || s[1] != be32(f + 20)) break;
         if (be32(f + 4) != 0) last_commit = valid + 1;
     }
-    /* Past the break: frames of this WAL generation that end a transaction. */
+    /* Past the break: frames of this WAL generation that end a transaction.
+     * The damaged frame itself is not counted: a commit frame torn by a
+     * power loss (WAL not yet synced) looks the same and loses nothing
+     * that was durable. */
     size_t lost_commits = 0, last = 0;
-    for (size_t k = valid; k < nframes; k++) {
+    for (size_t k = valid + 1; k < nframes; k++) {
         const unsigned char *f = w + WAL_HDR + k * fsz;
         if (be32(f + 8) == salt1 && be32(f + 12) == salt2 && be32(f + 4) != 0) {
             lost_commits++;

@@ -142,13 +142,16 @@ static void encode(buf_t *enc, int k, channel_t ch, const char *user, const char
     assert_int_equal(notif_encode(&x, enc), HR_OK);
 }
 
-/* Runs channel ch's process on the records in enc (offsets at[0..n)). */
+/* Runs channel ch's process on the records in enc (byte positions at[0..n)),
+ * as the next records of partition 0: offsets go on from call to call, as
+ * on a bus, so a dispatcher sees new records, not the same ones again. */
 static hr_t process(dfx_t *f, channel_t ch, const buf_t *enc, const size_t *at, int n)
 {
+    static int64_t next_offset;
     bus_msg_t *msgs = calloc((size_t)n, sizeof(*msgs));
     for (int i = 0; i < n; i++) {
         size_t end = i + 1 < n ? at[i + 1] : enc->len;
-        msgs[i] = (bus_msg_t){.topic = topic_for_channel(ch), .partition = 0, .offset = i, .key = "k",
+        msgs[i] = (bus_msg_t){.topic = topic_for_channel(ch), .partition = 0, .offset = next_offset++, .key = "k",
                               .key_len = 1, .value = enc->data + at[i], .value_len = end - at[i]};
     }
     bus_batch_t b;
