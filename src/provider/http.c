@@ -29,6 +29,7 @@ struct http_engine {
     CURLM *multi;
     http_xfer_t *running;       /* list of started transfers */
     int active;
+    int64_t transfers, connects;
 };
 
 struct http_xfer {
@@ -61,6 +62,7 @@ void prov_http_req_reset(prov_http_req_t *r)
 {
     r->method = "POST";
     r->timeout_ms = 0;
+    r->ca_file = r->cert_file = r->key_file = NULL;
     buf_reset(&r->url);
     buf_reset(&r->headers);
     buf_reset(&r->body);
@@ -145,6 +147,12 @@ hr_t http_engine_new(http_engine_t **out)
 
 int http_engine_active(const http_engine_t *e) { return e->active; }
 
+void http_engine_stats(const http_engine_t *e, int64_t *transfers, int64_t *connects)
+{
+    *transfers = e->transfers;
+    *connects = e->connects;
+}
+
 static prov_http_xfer_result_t map_curl(CURLcode rc)
 {
     switch (rc) {
@@ -200,6 +208,10 @@ static int reap(http_engine_t *e)
         http_xfer_t *x = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         CURLcode rc = m->data.result; /* m is invalid after remove_handle */
+        long nconn = 0;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_NUM_CONNECTS, &nconn);
+        e->transfers++;
+        e->connects += nconn;
         unlink_xfer(x);
         const char *err = rc == CURLE_OK ? "" : (x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
         finish(x, map_curl(rc), err);
@@ -356,6 +368,9 @@ hr_t http_xfer_start(http_engine_t *e, http_xfer_t *x, const prov_http_req_t *re
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(c, CURLOPT_PRIVATE, x);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "herald/" HERALD_VERSION);
+    curl_easy_setopt(c, CURLOPT_CAINFO, req->ca_file);
+    curl_easy_setopt(c, CURLOPT_SSLCERT, req->cert_file);
+    curl_easy_setopt(c, CURLOPT_SSLKEY, req->key_file);
 
     if (curl_multi_add_handle(e->multi, c) != CURLM_OK) return HR_ERR;
     x->engine = e;

@@ -31,6 +31,12 @@ typedef struct prov_http_req {
     buf_t headers;              /* "Name: value\n" lines */
     buf_t body;
     long timeout_ms;            /* whole request, 0 = engine default */
+    /* TLS, each borrowed (config values) and NULL for curl's default:
+     * the CA bundle that verifies the server (a test CA), and a client
+     * certificate + key in PEM (APNs certificate auth). */
+    const char *ca_file;
+    const char *cert_file;
+    const char *key_file;
 } prov_http_req_t;
 
 void prov_http_req_init(prov_http_req_t *r);
@@ -76,6 +82,10 @@ hr_t http_engine_new(http_engine_t **out);
 void http_engine_free(http_engine_t *e);
 /* Transfers started and not yet completed. */
 int http_engine_active(const http_engine_t *e);
+/* Counters since the engine started: transfers completed, and new
+ * connections they opened (CURLINFO_NUM_CONNECTS summed: with HTTP/2
+ * multiplexing, far fewer than transfers). */
+void http_engine_stats(const http_engine_t *e, int64_t *transfers, int64_t *connects);
 /* Drives transfers: waits up to timeout_ms for network activity, then
  * completes every transfer that ended. Returns how many completed. */
 int http_engine_run(http_engine_t *e, int timeout_ms);

@@ -2,20 +2,13 @@
  * webhook.c - a generic HTTP provider: POSTs each notification's JSON to a
  * configured URL through the dispatcher thread's engine (http.h). The
  * first real provider, and the model for the others: a pure builder and a
- * pure classifier (webhook.h), and a thin provider around them.
- *
- * DESIGN. The instance keeps max_in_flight slots, each with its transfer
- * (easy handle and buffers reused) and the completion it owes. submit()
- * takes a free slot, builds the request and starts it; the engine's done
- * callback classifies the response and completes the slot. A request that
- * cannot be built or started is completed from the next poll, never from
- * inside submit(). close() cancels running transfers, which completes
- * them as RETRY ("shutdown").
+ * pure classifier (webhook.h) on the shared HTTP provider part
+ * (http_provider.h).
  */
 #include "provider/webhook.h"
 
 #include "core/log.h"
-#include "provider/provider_int.h"
+#include "provider/http_provider.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,17 +37,12 @@ void webhook_classify(const prov_http_resp_t *r, send_result_t *res)
 {
     const char *v;
     size_t vn;
-    int64_t after = prov_http_header(r, "Retry-After", &v, &vn) ? http_retry_after_ms(v, vn, r->now_ms) : 0;
-    int s = r->status;
-
-    if (r->result != HTTP_DONE) {
-        static const char *const what[] = {
-            [HTTP_DONE] = "", [HTTP_TIMEOUT] = "timeout", [HTTP_CONNECT] = "connect",
-            [HTTP_SHUTDOWN] = "shutdown", [HTTP_FAILED] = "transfer",
-        };
-        send_result_set(res, SEND_RETRY, 0, "%s: %s", what[r->result], r->error ? r->error : "");
+    if (hprov_classify_transport(r, res)) {
+        res->retry_after_ms = 0;
         return;
     }
+    int64_t after = hprov_retry_after(r);
+    int s = r->status;
     const char *reason = r->reason ? r->reason : "";
     send_class_t cls;
     if (s >= 200 && s < 300) cls = SEND_OK;
@@ -74,113 +62,34 @@ void webhook_classify(const prov_http_resp_t *r, send_result_t *res)
 
 /* ------------------------------------------------------------ provider */
 
-typedef struct slot {
-    http_xfer_t *x;
-    send_result_t *res;
-    void *cookie;
-    char id[64];                /* notification id, for the default msg_id */
-    bool failed;                /* could not start: complete on the next poll */
-    struct webhook *w;
-} slot_t;
-
 typedef struct webhook {
-    provider_t base;
+    hprov_t hp;                 /* first: the shared HTTP provider part */
     webhook_conf_t conf;
-    http_engine_t *engine;
-    prov_http_req_t req;             /* scratch for the builder */
-    slot_t *slots;
-    int *free_slots;            /* stack of free slot indexes */
-    int nfree, cap;
-    int nfailed;
-    bool refusing;              /* the last verdict was FATAL */
 } webhook_t;
 
-static void slot_release(webhook_t *w, slot_t *s)
+static hr_t wh_build(hprov_t *hp, const notif_t *n, prov_http_req_t *req, send_result_t *res)
 {
-    w->free_slots[w->nfree++] = (int)(s - w->slots);
+    hr_t r = webhook_build(&((webhook_t *)hp)->conf, n, req);
+    if (r != HR_OK) send_result_set(res, SEND_PERMANENT, 0, "cannot build the request: %s", hr_str(r));
+    return r;
 }
 
-static void on_done(void *ud, http_xfer_t *x, const prov_http_resp_t *resp)
+static void wh_classify(hprov_t *hp, const prov_http_resp_t *resp, send_result_t *res)
 {
-    slot_t *s = ud;
-    webhook_t *w = s->w;
-    webhook_classify(resp, s->res);
-    if (s->res->cls == SEND_OK && !s->res->msg_id[0])
-        snprintf(s->res->msg_id, sizeof(s->res->msg_id), "%s", s->id);
-    /* One line when the provider starts refusing us and one when it stops,
-     * not one per notification. */
-    if (s->res->cls == SEND_FATAL && !w->refusing)
-        log_error(w->base.name, "%s: %s (check provider.%s settings)", w->conf.url, s->res->error,
-                  w->base.name);
-    else if (s->res->cls == SEND_OK && w->refusing)
-        log_info(w->base.name, "%s accepts requests again", w->conf.url);
-    if (s->res->cls == SEND_FATAL) w->refusing = true;
-    else if (s->res->cls == SEND_OK) w->refusing = false;
-    send_result_t *res = s->res;
-    void *cookie = s->cookie;
-    slot_release(w, s);
-    provider_complete(&w->base, res, cookie);
+    (void)hp;
+    webhook_classify(resp, res);
 }
 
-static hr_t webhook_submit(provider_t *p, const notif_t *n, send_result_t *res, void *cookie)
-{
-    webhook_t *w = (webhook_t *)p;
-    slot_t *s = &w->slots[w->free_slots[--w->nfree]]; /* the registry bounds in_flight by cap */
-    s->res = res;
-    s->cookie = cookie;
-    s->failed = false;
-    snprintf(s->id, sizeof(s->id), "%.*s", (int)n->notification_id.n, n->notification_id.p);
-    if (!s->x) s->x = http_xfer_new();
-    hr_t r = webhook_build(&w->conf, n, &w->req);
-    if (r != HR_OK) {
-        send_result_set(res, SEND_PERMANENT, 0, "cannot build the request: %s", hr_str(r));
-    } else if ((r = http_xfer_start(w->engine, s->x, &w->req, on_done, s)) != HR_OK) {
-        send_result_set(res, SEND_RETRY, 0, "cannot start the request");
-    }
-    if (r != HR_OK) {
-        s->failed = true;
-        w->nfailed++;
-    }
-    return HR_OK;
-}
-
-/* Completes the requests that never started. */
-static int webhook_poll(provider_t *p)
-{
-    webhook_t *w = (webhook_t *)p;
-    int n = 0;
-    for (int i = 0; i < w->cap && w->nfailed > 0; i++) {
-        slot_t *s = &w->slots[i];
-        if (!s->failed) continue;
-        s->failed = false;
-        w->nfailed--;
-        slot_release(w, s);
-        provider_complete(p, s->res, s->cookie);
-        n++;
-    }
-    return n;
-}
-
-static void webhook_close(provider_t *p)
-{
-    webhook_t *w = (webhook_t *)p;
-    webhook_poll(p);
-    for (int i = 0; i < w->cap; i++) http_xfer_free(w->slots[i].x); /* cancels: RETRY */
-    prov_http_req_release(&w->req);
-    free(w->slots);
-    free(w->free_slots);
-    free(w);
-}
+static const hprov_ops_t wh_hops = {.build = wh_build, .classify = wh_classify};
 
 #define WEBHOOK_DEFAULT_IN_FLIGHT 100
 
 static hr_t webhook_open(const provider_env_t *env, provider_t **out, char *why, size_t why_len)
 {
-    int64_t timeout, cap;
+    int64_t timeout;
+    int cap;
     hr_t r = provider_conf_int(env, "timeout_ms", 10000, 1, 600000, &timeout, why, why_len);
-    if (r == HR_OK)
-        r = provider_conf_int(env, "max_in_flight", WEBHOOK_DEFAULT_IN_FLIGHT, 1, 100000, &cap, why,
-                              why_len);
+    if (r == HR_OK) r = hprov_conf_cap(env, WEBHOOK_DEFAULT_IN_FLIGHT, &cap, why, why_len);
     if (r != HR_OK) return r;
     const char *url = provider_conf(env, "url", NULL);
     if (!url || !*url) {
@@ -191,16 +100,8 @@ static hr_t webhook_open(const provider_env_t *env, provider_t **out, char *why,
     w->conf.url = url;
     w->conf.authorization = provider_conf(env, "authorization", NULL);
     w->conf.timeout_ms = (long)timeout;
-    w->engine = env->engine;
-    w->cap = (int)cap;
-    w->slots = xcalloc((size_t)cap, sizeof(*w->slots));
-    w->free_slots = xcalloc((size_t)cap, sizeof(*w->free_slots));
-    for (int i = 0; i < w->cap; i++) {
-        w->slots[i].w = w;
-        w->free_slots[w->nfree++] = w->cap - 1 - i;
-    }
-    prov_http_req_init(&w->req);
-    *out = &w->base;
+    hprov_init(&w->hp, env, &wh_hops, url, cap);
+    *out = &w->hp.base;
     return HR_OK;
 }
 
@@ -212,7 +113,7 @@ const provider_ops_t webhook_provider_ops = {
     .default_max_in_flight = WEBHOOK_DEFAULT_IN_FLIGHT,
     .uses_http = true,
     .open = webhook_open,
-    .submit = webhook_submit,
-    .poll = webhook_poll,
-    .close = webhook_close,
+    .submit = hprov_submit,
+    .poll = hprov_poll,
+    .close = hprov_close,
 };
