@@ -609,6 +609,63 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
+/* The API key of the request: "Authorization: Bearer <key>" or
+ * "X-API-Key: <key>". NULL when neither is there. */
+static const char *request_key(struct MHD_Connection *conn, size_t *n)
+{
+    const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (v && strncasecmp(v, "Bearer ", 7) == 0) {
+        v += 7;
+        while (*v == ' ') v++;
+    } else {
+        v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-API-Key");
+    }
+    *n = v ? strlen(v) : 0;
+    return v;
+}
+
+/* The key check (auth.h) for routes that need one; true to go on, false
+ * when rs holds the 401, 403 or 503. */
+static bool authorize(http_req_t *rq, http_resp_t *rs)
+{
+    app_t *app = rq->app;
+    unsigned flags = rq->route->flags;
+    if (!app->auth) {
+        snprintf(rq->who.tenant, sizeof(rq->who.tenant), "%s", TENANT_DEFAULT);
+        rq->who.scopes = SCOPE__ALL;
+        return true;
+    }
+    if ((flags & RT_OPEN) ||
+        ((flags & RT_METRICS) && strcmp(app->cfg->auth_metrics_open, "true") == 0))
+        return true;
+    size_t n;
+    const char *key = request_key(rq->conn, &n);
+    char need[64];
+    switch (auth_check(app->auth, key, n, RT_NEED_OF(flags), &rq->who)) {
+    case AUTH_OK:
+        return true;
+    case AUTH_MISSING:
+        resp_header(rs, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"herald\"");
+        resp_problem(rs, 401, PROBLEM_UNAUTHENTICATED, "Authorization",
+                     "an API key is required: Authorization: Bearer <key> (herald keys create)");
+        return false;
+    case AUTH_INVALID:
+        resp_header(rs, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                    "Bearer realm=\"herald\", error=\"invalid_token\"");
+        resp_problem(rs, 401, PROBLEM_UNAUTHENTICATED, "Authorization",
+                     "the API key is not valid (malformed, unknown or revoked)");
+        return false;
+    case AUTH_FORBIDDEN:
+        resp_problem(rs, 403, PROBLEM_FORBIDDEN, NULL, "API key %s lacks the scope this needs (%s)",
+                     rq->who.key_id, scopes_format(RT_NEED_OF(flags), need, sizeof(need)));
+        return false;
+    case AUTH_UNAVAILABLE:
+    default:
+        resp_problem(rs, 503, PROBLEM_UNAVAILABLE, NULL, "the API key cannot be checked now");
+        return false;
+    }
+}
+
 /* First callback: everything decidable from the request line and headers.
  * Returns true when a response was produced in rs. */
 static bool early_checks(http_req_t *rq, http_resp_t *rs)
@@ -654,6 +711,7 @@ static bool early_checks(http_req_t *rq, http_resp_t *rs)
                      "/metrics only");
         return true;
     }
+    if (!authorize(rq, rs)) return true;
     /* two lengths, or a length beside chunked framing, let a proxy and this
      * server disagree about where the body ends (request smuggling) */
     int framing[2] = {0, 0};
