@@ -627,6 +627,32 @@ static void test_token_endpoint_failures(void **st)
     hclock_set_fake(0);
 }
 
+/* A notification that cannot be expressed completes PERMANENT without a
+ * send; without a device token its address is invalid. */
+static void test_unbuildable_is_permanent(void **st)
+{
+    static fx_t f;
+    fake_http_token(srv, "/token", 3600, 200);
+    int sends0 = fake_http_path_count(srv, SEND_PATH);
+    provider_set_t *s = open_fcm(&f, sa_path, token_url, "5000");
+    memset(f.completions, 0, sizeof(f.completions));
+    fx_notif(&f, 0, CH_PUSH, "", "fcm")->address = HSTR("");
+    fx_notif(&f, 1, CH_PUSH, "", "fcm")->metadata = HSTR("{\"ttl\":\"soon\"}");
+    fx_notif(&f, 2, CH_PUSH, "", "fcm");
+    fx_deliver(&f, s, 3, 8);
+    assert_int_equal(f.res[0].cls, SEND_PERMANENT);
+    assert_true(f.res[0].address_invalid);
+    assert_string_equal(f.res[0].error, "cannot build the request: no device token");
+    assert_int_equal(f.res[1].cls, SEND_PERMANENT);
+    assert_false(f.res[1].address_invalid);
+    assert_non_null(strstr(f.res[1].error, "metadata.ttl"));
+    assert_int_equal(f.res[2].cls, SEND_OK);
+    assert_string_equal(f.res[2].msg_id, "n-2"); /* no name in the answer: our id */
+    assert_int_equal(fake_http_path_count(srv, SEND_PATH) - sends0, 1);
+    provider_set_close(s);
+    fx_release(&f);
+}
+
 /* Nobody listening at the token URL: RETRY naming the connection. */
 static void test_token_endpoint_unreachable(void **st)
 {
@@ -743,6 +769,7 @@ int main(void)
         cmocka_unit_test(test_token_reused_until_due),
         cmocka_unit_test(test_unauthenticated_renews),
         cmocka_unit_test(test_token_endpoint_failures),
+        cmocka_unit_test(test_unbuildable_is_permanent),
         cmocka_unit_test(test_token_endpoint_unreachable),
         cmocka_unit_test(test_bad_credentials),
     };
