@@ -10,29 +10,33 @@
  * it expires (halfway through a short life); a 401 from the send API drops
  * it so the next send fetches a new one.
  *
- * Fetching the token is a blocking libcurl easy request on the dispatcher
- * thread, from the builder, once per token lifetime (about an hour): the
- * shared HTTP provider part builds requests synchronously and has no state
- * in which a notification waits for credentials, so fetching on the
- * engine would mean either changing every HTTP provider's slots to park
- * notifications, or failing each batch that meets an expired token as
- * RETRY. One round trip an hour per dispatcher is the cheaper price. A
- * failed fetch starts a back-off (2 s doubling to 60 s) during which no
- * fetch is tried, so a dead token endpoint costs one timeout per back-off
- * step rather than one per submit; meanwhile notifications complete RETRY
- * "no access token: ..." (FATAL when the endpoint refused the credentials:
- * invalid_grant, 400/401/403), and a token that only needed renewing stays
- * in use until it really expires.
+ * Getting a token. Renewal runs on the dispatcher thread's engine like a
+ * send: the first build after the token is due starts the token request
+ * and goes on sending with the current token, which is still good for 5
+ * minutes; the answer replaces it when it arrives. Only when there is no
+ * usable token at all (the first send, after a 401, after a renewal that
+ * kept failing until expiry) does the builder fetch one with a blocking
+ * libcurl easy request (same TLS options): the shared HTTP provider part
+ * builds synchronously and has no state in which a notification could
+ * wait for credentials, so the alternatives were parking slots in every
+ * HTTP provider or failing the whole first batch as RETRY. A failed
+ * request starts a back-off (2 s doubling to 60 s) during which none is
+ * tried, so a dead token endpoint costs one timeout per back-off step
+ * rather than one per submit; meanwhile notifications without a token
+ * complete RETRY "no access token: ..." (FATAL when the endpoint refused
+ * the credentials: invalid_grant, 400/401/403).
  *
- * A 401 drops the token only when it was fetched at least timeout_ms ago:
+ * A 401 drops the token only when it arrived at least timeout_ms ago:
  * requests sent with the previous token all answer within timeout_ms of
  * their start, so their 401s cannot drop the token that replaced it (a
  * thousand requests in flight would otherwise fetch a thousand tokens).
  *
  * Secrets: the private key lives only in the jwt_key_t (the PEM text is
- * wiped once loaded); the assertion and token answers are wiped after use;
- * the access token appears only in the Authorization header; no error text
- * or log line carries any of them.
+ * wiped once loaded); the assertion and the token answer are wiped after
+ * a blocking fetch (a renewal's copies stay in its transfer's buffers
+ * until the next renewal reuses them); the access token appears only in
+ * the Authorization header; no error text or log line carries any of
+ * them.
  *
  * Clock: hclock_now_ms() (tests set it with hclock_set_fake()).
  * Threads: one dispatcher thread, like every provider.
@@ -56,6 +60,7 @@
 
 #define CREDS_MAX (64 * 1024)   /* a service-account file is ~2.4 KB */
 #define TOKEN_ANSWER_MAX (64 * 1024)
+#define TOKEN_MAX (16 * 1024)
 #define TTL_MAX_S 2419200       /* FCM's longest android.ttl: 28 days */
 #define BACKOFF_MIN_MS 2000
 #define BACKOFF_MAX_MS 60000
@@ -511,13 +516,17 @@ typedef struct fcm {
     const char *token_url;      /* config token_url, else creds.token_uri */
     /* The access token and its schedule. Empty token: none. */
     buf_t token;
-    int64_t fetched_ms;         /* when it arrived */
+    int64_t fetched_ms;         /* when it arrived (the 401 rule) */
     int64_t renew_at_ms;        /* fetch a new one from here on */
     int64_t expires_at_ms;      /* unusable from here on */
     /* After a failed fetch: no attempt before retry_at_ms. */
     int64_t retry_at_ms, backoff_ms;
     send_class_t fail_cls;
     char fail[160];
+    /* The renewal on the engine (a token is still good meanwhile). */
+    http_xfer_t *tx;
+    bool refreshing;
+    int64_t refresh_asked_ms;
     /* The blocking token request. */
     CURL *easy;
     prov_http_req_t treq;
@@ -616,55 +625,96 @@ static void perform(fcm_t *f, const prov_http_req_t *req, char *errbuf, int64_t 
     resp->body_len = f->scratch.len;
 }
 
-/* One blocking token request (see DESIGN): a new token, or the back-off
- * (the current token, if any, stays until it expires). */
-static void token_fetch(fcm_t *f, int64_t now_ms)
+/* Signs a new assertion and builds the token request into f->treq. */
+static hr_t token_request(fcm_t *f, int64_t now_ms)
 {
-    char errbuf[CURL_ERROR_SIZE];
-    send_class_t cls;
-    int64_t expires_in = 0;
-    buf_t fresh;
-    buf_init(&fresh, 16 * 1024);
     buf_reset(&f->scratch);
     hr_t r = fcm_assertion(&f->creds, f->token_url, now_ms / 1000, &f->scratch);
     if (r == HR_OK)
         r = fcm_token_build(f->token_url, buf_cstr(&f->scratch), f->conf.ca_file, f->conf.timeout_ms,
                             &f->treq);
     if (f->scratch.data) OPENSSL_cleanse(f->scratch.data, f->scratch.len);
-    if (r != HR_OK) {
-        snprintf(f->why, sizeof(f->why), "cannot sign the assertion");
-        cls = SEND_FATAL;
-    } else {
-        prov_http_resp_t resp;
-        perform(f, &f->treq, errbuf, now_ms, &resp);
-        cls = fcm_token_parse(&resp, &fresh, &expires_in, f->why, sizeof(f->why));
-    }
-    /* The request held the assertion, the answer the token. */
-    if (f->treq.body.data) OPENSSL_cleanse(f->treq.body.data, f->treq.body.len);
-    if (f->scratch.data) OPENSSL_cleanse(f->scratch.data, f->scratch.len);
     buf_reset(&f->scratch);
+    if (r != HR_OK) snprintf(f->why, sizeof(f->why), "cannot sign the assertion");
+    return r;
+}
+
+/* Takes the outcome of a token request made at asked_ms: the new token
+ * (fresh is taken over), or the back-off (the current token, if any,
+ * stays until it expires). */
+static void token_result(fcm_t *f, send_class_t cls, buf_t *fresh, int64_t expires_in, int64_t asked_ms)
+{
+    if (f->treq.body.data) OPENSSL_cleanse(f->treq.body.data, f->treq.body.len); /* the assertion */
     if (cls == SEND_OK) {
         if (f->backoff_ms) log_info(f->hp.base.name, "%s: access token obtained again", f->token_url);
         token_drop(f);
         buf_release(&f->token);
-        f->token = fresh;
-        f->fetched_ms = now_ms;
-        f->renew_at_ms = fcm_token_renew_at(now_ms, expires_in);
-        f->expires_at_ms = now_ms + expires_in * 1000 - EXPIRY_SLACK_MS;
+        f->token = *fresh;
+        f->fetched_ms = hclock_now_ms(); /* sends from here on carry it */
+        f->renew_at_ms = fcm_token_renew_at(asked_ms, expires_in);
+        f->expires_at_ms = asked_ms + expires_in * 1000 - EXPIRY_SLACK_MS;
         if (f->expires_at_ms < f->renew_at_ms) f->expires_at_ms = f->renew_at_ms;
         f->backoff_ms = 0;
         f->retry_at_ms = 0;
         return;
     }
-    if (fresh.data) OPENSSL_cleanse(fresh.data, fresh.len);
-    buf_release(&fresh);
+    if (fresh->data) OPENSSL_cleanse(fresh->data, fresh->len);
+    buf_release(fresh);
     f->backoff_ms = f->backoff_ms ? f->backoff_ms * 2 : BACKOFF_MIN_MS;
     if (f->backoff_ms > BACKOFF_MAX_MS) f->backoff_ms = BACKOFF_MAX_MS;
-    f->retry_at_ms = now_ms + f->backoff_ms;
+    f->retry_at_ms = asked_ms + f->backoff_ms;
     f->fail_cls = cls;
     snprintf(f->fail, sizeof(f->fail), "%s", f->why);
     log_warn(f->hp.base.name, "no access token: %s (next attempt in %lld ms)", f->fail,
              (long long)f->backoff_ms);
+}
+
+/* The blocking fetch, when there is no token to send with (see DESIGN). */
+static void token_fetch(fcm_t *f, int64_t now_ms)
+{
+    char errbuf[CURL_ERROR_SIZE];
+    int64_t expires_in = 0;
+    buf_t fresh;
+    buf_init(&fresh, TOKEN_MAX);
+    send_class_t cls = SEND_FATAL;
+    if (token_request(f, now_ms) == HR_OK) {
+        prov_http_resp_t resp;
+        perform(f, &f->treq, errbuf, now_ms, &resp);
+        cls = fcm_token_parse(&resp, &fresh, &expires_in, f->why, sizeof(f->why));
+        if (f->scratch.data) OPENSSL_cleanse(f->scratch.data, f->scratch.len); /* the answer */
+        buf_reset(&f->scratch);
+    }
+    token_result(f, cls, &fresh, expires_in, now_ms);
+}
+
+/* The end of the renewal on the engine. */
+static void on_refresh_done(void *ud, http_xfer_t *x, const prov_http_resp_t *resp)
+{
+    (void)x;
+    fcm_t *f = ud;
+    f->refreshing = false;
+    if (resp->result == HTTP_SHUTDOWN) return; /* closing */
+    int64_t expires_in = 0;
+    buf_t fresh;
+    buf_init(&fresh, TOKEN_MAX);
+    send_class_t cls = fcm_token_parse(resp, &fresh, &expires_in, f->why, sizeof(f->why));
+    token_result(f, cls, &fresh, expires_in, f->refresh_asked_ms);
+}
+
+/* Renews a token that is still good on the engine, without waiting (see
+ * DESIGN); blocking if the request cannot start. */
+static void token_refresh(fcm_t *f, int64_t now_ms)
+{
+    if (token_request(f, now_ms) != HR_OK) {
+        buf_t none;
+        buf_init(&none, 0);
+        token_result(f, SEND_FATAL, &none, 0, now_ms);
+        return;
+    }
+    if (!f->tx) f->tx = http_xfer_new();
+    f->refresh_asked_ms = now_ms;
+    if (http_xfer_start(f->hp.engine, f->tx, &f->treq, on_refresh_done, f) == HR_OK) f->refreshing = true;
+    else token_fetch(f, now_ms);
 }
 
 static hr_t fcm_hbuild(hprov_t *hp, const notif_t *n, prov_http_req_t *req, send_result_t *res)
@@ -672,8 +722,9 @@ static hr_t fcm_hbuild(hprov_t *hp, const notif_t *n, prov_http_req_t *req, send
     fcm_t *f = (fcm_t *)hp;
     int64_t now = hclock_now_ms();
     if (f->token.len && now >= f->expires_at_ms) token_drop(f);
-    if ((!f->token.len || now >= f->renew_at_ms) && now >= f->retry_at_ms) {
-        token_fetch(f, now);
+    if (now >= f->retry_at_ms) {
+        if (!f->token.len) token_fetch(f, now); /* nothing to send with: wait for one */
+        else if (now >= f->renew_at_ms && !f->refreshing) token_refresh(f, now);
     }
     if (!f->token.len) {
         send_result_set(res, f->fail_cls, 0, "no access token: %s", f->fail);
@@ -703,6 +754,7 @@ static void fcm_hclassify(hprov_t *hp, const prov_http_resp_t *resp, send_result
 static void fcm_destroy(hprov_t *hp)
 {
     fcm_t *f = (fcm_t *)hp;
+    http_xfer_free(f->tx); /* a renewal still running ends as SHUTDOWN: ignored */
     token_drop(f);
     buf_release(&f->token);
     buf_release(&f->scratch);
@@ -762,7 +814,7 @@ static hr_t fcm_open(const provider_env_t *env, provider_t **out, char *why, siz
     f->conf.ca_file = provider_conf(env, "ca_file", NULL);
     f->conf.timeout_ms = (long)timeout;
     f->token_url = provider_conf(env, "token_url", f->creds.token_uri);
-    buf_init(&f->token, 16 * 1024);
+    buf_init(&f->token, TOKEN_MAX);
     buf_init(&f->scratch, TOKEN_ANSWER_MAX);
     prov_http_req_init(&f->treq);
     f->fail_cls = SEND_RETRY;
