@@ -514,9 +514,9 @@ static hr_t apns_open(const provider_env_t *env, provider_t **out, char *why, si
         bad = "key_file", what = "is required: configure token auth (key_file, key_id, team_id) or "
                                  "certificate auth (cert_file, cert_key_file)";
     else if (key_file && !id_valid(key_id))
-        bad = "key_id", what = "is required with key_file (the key's 10-character id)";
+        bad = "key_id", what = "is required with key_file: the key's id (10 characters, no spaces)";
     else if (key_file && !id_valid(team_id))
-        bad = "team_id", what = "is required with key_file (the 10-character team id)";
+        bad = "team_id", what = "is required with key_file: the team id (10 characters, no spaces)";
     else if (cert_key_file && !cert_file)
         bad = "cert_key_file", what = "needs cert_file";
     if (bad) {
