@@ -81,6 +81,30 @@ static bool token_valid(hstr_t t)
     return true;
 }
 
+bool apns_device_token(hstr_t address, hstr_t *token)
+{
+    const char *p = address.p ? address.p : "", *end = p + address.n;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma ? comma : end;
+        const char *colon = memchr(p, ':', (size_t)(e - p));
+        if (!colon) {
+            token->p = p;
+            token->n = (size_t)(e - p);
+            return true;
+        }
+        if (colon - p == 4 && memcmp(p, "apns", 4) == 0) {
+            token->p = colon + 1;
+            token->n = (size_t)(e - colon - 1);
+            return true;
+        }
+        p = comma ? comma + 1 : end;
+    }
+    token->p = "";
+    token->n = 0;
+    return false;
+}
+
 /* The parts of a notification's metadata the request uses; the json_t
  * pointers are borrowed from the parsed metadata. */
 typedef struct extras {
@@ -233,8 +257,16 @@ hr_t apns_build(const apns_conf_t *c, const char *bearer, int64_t now_s, const n
     req->ca_file = c->ca_file;
     req->cert_file = c->cert_file;
     req->key_file = c->cert_key_file;
-    if (!token_valid(n->address)) {
-        send_result_set(res, SEND_PERMANENT, 0, "%s", n->address.n ? "device token is not hex" : "no device token");
+    hstr_t token;
+    if (!apns_device_token(n->address, &token)) {
+        /* Routed here without an APNs device (only other platforms'): not
+         * this address's fault. */
+        send_result_set(res, SEND_PERMANENT, 0, "%s", n->address.n ? "no APNs device in the address" : "no device token");
+        res->address_invalid = n->address.n == 0;
+        return HR_INVALID;
+    }
+    if (!token_valid(token)) {
+        send_result_set(res, SEND_PERMANENT, 0, "%s", token.n ? "device token is not hex" : "no device token");
         res->address_invalid = true;
         return HR_INVALID;
     }
@@ -242,13 +274,18 @@ hr_t apns_build(const apns_conf_t *c, const char *bearer, int64_t now_s, const n
 
     const char *type = x.push_type ? x.push_type : c->push_type;
     int ti = push_type_index(type, x.push_type ? x.push_type_len : strlen(type));
+    if (ti < 0) { /* open() checks the setting; a caller that did not gets a result, not a crash */
+        send_result_set(res, SEND_PERMANENT, 0, "push_type is not an APNs push type");
+        json_decref(x.meta);
+        return HR_INVALID;
+    }
     bool background = strcmp(push_types[ti].type, "background") == 0;
     bool voip = strcmp(push_types[ti].type, "voip") == 0;
     const char *suffix = ends_with(c->topic, push_types[ti].suffix) ? "" : push_types[ti].suffix;
     int prio = !background && (n->priority == PRIO_HIGH || n->priority == PRIO_CRITICAL) ? 10 : 5;
     char uuid[37];
 
-    r = buf_printf(&req->url, "%s/3/device/%.*s", c->url, (int)n->address.n, n->address.p);
+    r = buf_printf(&req->url, "%s/3/device/%.*s", c->url, (int)token.n, token.p);
     if (r == HR_OK) r = buf_append_str(&req->headers, "content-type: application/json\n");
     if (r == HR_OK && id_as_uuid(n->notification_id, uuid)) r = buf_printf(&req->headers, "apns-id: %s\n", uuid);
     if (r == HR_OK) r = buf_printf(&req->headers, "apns-topic: %s%s\n", c->topic, suffix);
@@ -507,6 +544,8 @@ static hr_t apns_open(const provider_env_t *env, provider_t **out, char *why, si
         bad = "topic", what = "may not contain line breaks";
     else if (!apns_push_type_valid(push_type, strlen(push_type)))
         bad = "push_type", what = "is not an APNs push type (alert, background, voip, ...)";
+    else if (cert_key_file && !cert_file)
+        bad = "cert_key_file", what = "needs cert_file";
     else if (key_file && cert_file)
         bad = "cert_file", what = "and key_file both set: configure token auth (key_file, key_id, "
                                   "team_id) or certificate auth (cert_file), not both";
@@ -517,8 +556,6 @@ static hr_t apns_open(const provider_env_t *env, provider_t **out, char *why, si
         bad = "key_id", what = "is required with key_file: the key's id (10 characters, no spaces)";
     else if (key_file && !id_valid(team_id))
         bad = "team_id", what = "is required with key_file: the team id (10 characters, no spaces)";
-    else if (cert_key_file && !cert_file)
-        bad = "cert_key_file", what = "needs cert_file";
     if (bad) {
         snprintf(why, why_len, "provider.%s.%s %s", env->name, bad, what);
         return HR_INVALID;

@@ -4,7 +4,8 @@
  * token (JWT) cache. Tests state the exact request and the class of each
  * documented response (tests/unit/provider/test_apns.c).
  *
- * The request: POST {url}/3/device/{device token} over HTTP/2 with
+ * The request: POST {url}/3/device/{device token} over HTTP/2 (the token
+ * from the notification's address, apns_device_token()) with
  *   apns-id          the notification id (32 lowercase hex) as a UUID
  *                    8-4-4-4-12; omitted for other ids (APNs makes one)
  *   apns-topic       the topic setting (the app's bundle id), with the
@@ -40,6 +41,11 @@
  * {"content-available":1} plus thread-id. Metadata of the wrong shape, a
  * payload over the limit, or a device token that is empty or not hex is a
  * PERMANENT result (the last with address_invalid), never a request.
+ *
+ * An address listing several devices is sent to its first APNs device;
+ * a dead token there is PERMANENT without address_invalid (the shared HTTP
+ * provider part drops it: invalidating the list would remove all the
+ * user's devices).
  */
 #ifndef HERALD_PROVIDER_APNS_H
 #define HERALD_PROVIDER_APNS_H
@@ -72,6 +78,12 @@ typedef struct apns_conf {
 /* Is s a push type APNs knows (alert, background, location, voip,
  * complication, fileprovider, mdm, liveactivity, pushtotalk)? */
 bool apns_push_type_valid(const char *s, size_t n);
+
+/* The device token in a push address: the address itself when it is a
+ * bare token, else the token of its first "apns:<token>" entry (fan-out
+ * writes a user's devices as "platform:token", comma separated). False
+ * (token empty) when there is none. */
+bool apns_device_token(hstr_t address, hstr_t *token);
 
 /* Fills req (reset first) with the request for n at wall-clock time now_s.
  * bearer is the provider token for "authorization: bearer ..." (NULL under

@@ -158,6 +158,37 @@ static void test_build_requests(void **st)
     expect_request(&cm, NULL, &n, "request_minimal.txt");
 }
 
+/* The device token out of the address forms fan-out writes. */
+static void test_device_token(void **st)
+{
+    static const struct {
+        const char *address, *token;
+        bool found;
+    } cases[] = {
+        {TOKEN64, TOKEN64, true},
+        {"apns:" TOKEN64, TOKEN64, true},
+        {"fcm:f00d,apns:abcd,apns:ef01", "abcd", true},
+        {"fcm:f00d,bare01", "bare01", true},
+        {"apns:", "", true},
+        {"fcm:f00d", "", false},
+        {"fcm:f00d,", "", false}, /* a trailing comma is no entry */
+        {"", "", false},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        hstr_t t = {"junk", 4};
+        assert_int_equal(apns_device_token(HSTR(cases[i].address), &t), cases[i].found);
+        if (t.n != strlen(cases[i].token) || memcmp(t.p, cases[i].token, t.n) != 0)
+            fail_msg("case %zu: '%.*s'", i, (int)t.n, t.p);
+    }
+    /* "apns:<token>" builds the same request as the bare token. */
+    apns_conf_t c = conf();
+    notif_t n = notif("0123456789abcdef0123456789abcdef", PRIO_HIGH, "Your order shipped", "Arrives Tuesday",
+                      "fcm:f00d,apns:" TOKEN64,
+                      "{\"badge\":3,\"sound\":\"default\",\"thread_id\":\"orders\",\"collapse_id\":\"order-42\","
+                      "\"data\":{\"order_id\":42,\"deep_link\":\"herald://orders/42\"}}");
+    expect_request(&c, BEARER, &n, "request_alert.txt");
+}
+
 /* Notifications that cannot be sent are PERMANENT results, never
  * requests; a bad device token says address_invalid. */
 static void test_build_refusals(void **st)
@@ -174,6 +205,9 @@ static void test_build_refusals(void **st)
         const char *error;
     } cases[] = {
         {"", "t", "", true, "no device token"},
+        {"apns:", "t", "", true, "no device token"},
+        {"fcm:f00d", "t", "", false, "no APNs device in the address"},
+        {"apns:xyz0,fcm:f00d", "t", "", true, "device token is not hex"},
         {"xyz0", "t", "", true, "device token is not hex"},
         {"abc", "t", "", true, "device token is not hex"},
         {"a0b1 c2d3", "t", "", true, "device token is not hex"},
@@ -208,6 +242,14 @@ static void test_build_refusals(void **st)
         assert_int_equal(res.address_invalid, cases[i].address_invalid);
         assert_string_equal(res.error, cases[i].error);
     }
+    /* A configuration open() would refuse: a result, not a crash. */
+    apns_conf_t bad = conf();
+    bad.push_type = "banner";
+    notif_t nb = notif("0123456789abcdef0123456789abcdef", PRIO_NORMAL, "t", "", TOKEN64, "{\"badge\":1}");
+    send_result_t rb;
+    assert_int_equal(apns_build(&bad, NULL, T0, &nb, &req, &rb), HR_INVALID);
+    assert_int_equal(rb.cls, SEND_PERMANENT);
+
     /* VoIP pushes may be 5120 bytes. */
     char mid[4500];
     memset(mid, 'y', sizeof(mid) - 1);
@@ -572,7 +614,7 @@ static void test_open_errors(void **st)
         {"provider.apns.topic", "t", "provider.apns.cert_file", junk, "provider.apns.ca_file", "/nonexistent/ca",
          NULL, NULL, "provider.apns.ca_file: cannot read"},
         {"provider.apns.topic", "t", "provider.apns.cert_key_file", junk, NULL, NULL, NULL, NULL,
-         "provider.apns.key_file is required"},
+         "provider.apns.cert_key_file needs cert_file"},
         {"provider.apns.topic", "t", "provider.apns.cert_file", junk, "provider.apns.push_type", "banner", NULL, NULL,
          "provider.apns.push_type is not an APNs push type"},
         {"provider.apns.topic", "t", "provider.apns.cert_file", junk, "provider.apns.token_ttl_s", "3600", NULL, NULL,
@@ -882,8 +924,37 @@ static void test_end_to_end(void **st)
     e2e_deliver(&f, s, 1, 8);
     assert_string_equal(fk.seen[fk_count() - 1].auth, third_auth);
 
+    int before;
+    /* Fan-out's address forms: "apns:<token>" alone is invalidated when
+     * dead; in a list of the user's devices it is not (that would remove
+     * the others too), nor is a bad token in such a list. */
+    before = fk_count();
+    e2e_notif(&f, 0, "0410", PRIO_NORMAL);
+    e2e_notif(&f, 1, "0410", PRIO_NORMAL);
+    e2e_notif(&f, 2, "xxxx", PRIO_NORMAL);
+    static char one[80], several[96], bad_several[96];
+    snprintf(one, sizeof(one), "apns:%s", e2e_tokens[0]);
+    snprintf(several, sizeof(several), "apns:%s,fcm:f00d", e2e_tokens[1]);
+    snprintf(bad_several, sizeof(bad_several), "fcm:f00d,apns:%s", e2e_tokens[2]);
+    f.n[0].address = HSTR(one);
+    f.n[1].address = HSTR(several);
+    f.n[2].address = HSTR(bad_several);
+    e2e_deliver(&f, s, 3, 8);
+    assert_int_equal(fk_count() - before, 2);
+    for (int i = 0; i < 2; i++) { /* to the bare token, in either order */
+        const char *a = fk.seen[before].path + 10, *b = fk.seen[before + 1].path + 10;
+        assert_true(strcmp(a, e2e_tokens[i]) == 0 || strcmp(b, e2e_tokens[i]) == 0);
+    }
+    for (int i = 0; i < 3; i++) assert_int_equal(f.res[i].cls, SEND_PERMANENT);
+    assert_string_equal(f.res[0].error, "HTTP 410 Unregistered");
+    assert_true(f.res[0].address_invalid);
+    assert_string_equal(f.res[1].error, "HTTP 410 Unregistered");
+    assert_false(f.res[1].address_invalid);
+    assert_string_equal(f.res[2].error, "device token is not hex");
+    assert_false(f.res[2].address_invalid);
+
     /* A token that is not hex never reaches the server. */
-    int before = fk_count();
+    before = fk_count();
     fx_notif(&f, 0, CH_PUSH, "Hello", "apns");
     f.n[0].address = HSTR("not-a-token");
     e2e_deliver(&f, s, 1, 8);
@@ -927,6 +998,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_requests),
+        cmocka_unit_test(test_device_token),
         cmocka_unit_test(test_build_refusals),
         cmocka_unit_test(test_classify_documented),
         cmocka_unit_test(test_classify_ok_and_odd),
