@@ -53,6 +53,11 @@ static const opt_t opts[] = {
      "of the previous answer on it), however slowly bytes trickle in; then it is closed."},
     {"http.body_timeout_ms", OPT_INT, F(http_body_timeout_ms), "30000", 10, 3600000, NULL,
      "A request's body must arrive within this time of its headers; then it is closed."},
+    {"http.tls_cert_file", OPT_STR, F(http_tls_cert_file), "", 0, 0, NULL,
+     "PEM certificate (chain) for HTTPS on http.listen; empty = plain HTTP. Set with "
+     "http.tls_key_file."},
+    {"http.tls_key_file", OPT_STR, F(http_tls_key_file), "", 0, 0, NULL,
+     "PEM private key of http.tls_cert_file (unencrypted; keep it readable by herald only)."},
     {"bus.backend", OPT_ENUM, F(bus_backend), "embedded", 0, 0, "embedded|kafka",
      "Message bus: the embedded log or Apache Kafka."},
     {"bus.fsync", OPT_ENUM, F(bus_fsync), "interval", 0, 0, "never|interval|always",

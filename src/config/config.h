@@ -27,6 +27,8 @@ typedef struct config {
     int http_per_client_connections; /* http.per_client_connections */
     int http_header_timeout_ms; /* http.header_timeout_ms */
     int http_body_timeout_ms;   /* http.body_timeout_ms */
+    char *http_tls_cert_file;   /* http.tls_cert_file, "" = plain HTTP */
+    char *http_tls_key_file;    /* http.tls_key_file */
     char *bus_backend;          /* bus.backend embedded|kafka */
     char *bus_fsync;            /* bus.fsync never|interval|always */
     int bus_fsync_interval_ms;  /* bus.fsync_interval_ms */

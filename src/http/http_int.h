@@ -89,6 +89,7 @@ struct http_server {
     pthread_t watchdog;
     bool wd_started, wd_stop;
     int64_t header_ns, body_ns; /* cfg http.header_timeout_ms, http.body_timeout_ms */
+    char *tls_cert, *tls_key;   /* PEM text (libmicrohttpd keeps pointers); NULL = plain */
 };
 
 struct http_req {

@@ -57,6 +57,7 @@
 #include "core/log.h"
 
 #include <microhttpd.h>
+#include <openssl/crypto.h>
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -871,10 +872,61 @@ static hr_t parse_listen(const char *listen, struct sockaddr_storage *ss, bool *
 
 static void server_free(http_server_t *s)
 {
+    if (s->tls_key) {
+        OPENSSL_cleanse(s->tls_key, strlen(s->tls_key));
+        free(s->tls_key);
+    }
+    free(s->tls_cert);
     pthread_mutex_destroy(&s->streams_mu);
     pthread_mutex_destroy(&s->conns_mu);
     pthread_cond_destroy(&s->wd_cv);
     free(s);
+}
+
+/* Reads a PEM file for TLS into a NUL-terminated string (libmicrohttpd
+ * takes the certificate and key as text). NULL with a log line naming the
+ * setting (never the content) when it cannot. */
+static char *read_pem(const char *key, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        log_error("http", "%s: %s: %s", key, path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 20, n;
+    char *p = xmalloc(cap + 1);
+    n = fread(p, 1, cap + 1, f);
+    bool bad = ferror(f) || n > cap || n == 0 || memchr(p, '\0', n);
+    fclose(f);
+    if (bad || !memmem(p, n, "-----BEGIN ", 11)) {
+        log_error("http", "%s: %s is not a PEM file of at most 1 MiB", key, path);
+        OPENSSL_cleanse(p, cap + 1);
+        free(p);
+        return NULL;
+    }
+    p[n] = '\0';
+    return p;
+}
+
+/* Loads http.tls_cert_file and http.tls_key_file into s: HR_OK when both are
+ * empty (plain HTTP) or both load; HR_INVALID when only one is set or a file
+ * cannot be read. */
+static hr_t tls_load(http_server_t *s, const config_t *cfg)
+{
+    const char *cert = cfg->http_tls_cert_file, *key = cfg->http_tls_key_file;
+    bool has_cert = cert && *cert, has_key = key && *key;
+    if (!has_cert && !has_key) return HR_OK;
+    if (has_cert != has_key) {
+        log_error("http", "http.tls_cert_file and http.tls_key_file must be set together");
+        return HR_INVALID;
+    }
+    if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+        log_error("http", "http.tls_cert_file: this libmicrohttpd has no TLS support");
+        return HR_INVALID;
+    }
+    s->tls_cert = read_pem("http.tls_cert_file", cert);
+    s->tls_key = s->tls_cert ? read_pem("http.tls_key_file", key) : NULL;
+    return s->tls_key ? HR_OK : HR_INVALID;
 }
 
 hr_t http_start(app_t *app, const char *listen, http_server_t **out)
@@ -905,10 +957,22 @@ hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *route
     s->body_ns = (int64_t)app->cfg->http_body_timeout_ms * 1000000;
     /* the rule main.c applied to start the server at all */
     s->api = strcmp(app->cfg->roles, "all") == 0 || strstr(app->cfg->roles, "ingest") != NULL;
+    if ((r = tls_load(s, app->cfg)) != HR_OK) {
+        server_free(s);
+        return r;
+    }
     /* suspend/resume parks streaming responses with nothing to send */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
                      MHD_ALLOW_SUSPEND_RESUME;
     if (v6) flags |= MHD_USE_IPv6;
+    if (s->tls_cert) flags |= MHD_USE_TLS;
+    /* TLS 1.2 and 1.3 only, GnuTLS's default ciphers for them. */
+    struct MHD_OptionItem tls[] = {
+        {s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, s->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+        {MHD_OPTION_END, 0, NULL},
+    };
     unsigned threads = app->cfg->http_threads > 1 ? (unsigned)app->cfg->http_threads : 1;
     struct MHD_OptionItem pool[] = {
         {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
@@ -921,6 +985,7 @@ hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *route
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, /* first, so it sees every message */
         MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
         MHD_OPTION_ARRAY, pool, /* a pool only for more than one thread */
+        MHD_OPTION_ARRAY, tls,  /* only with a certificate */
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->cfg->http_connection_limit,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg->http_per_client_connections,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
@@ -939,7 +1004,8 @@ hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *route
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di ? di->port : 0;
-    log_info("http", "listening on %s (port %d, %u threads)", listen, s->port, threads);
+    log_info("http", "listening on %s (port %d, %u threads%s)", listen, s->port, threads,
+             s->tls_cert ? ", TLS" : "");
     *out = s;
     return HR_OK;
 }
