@@ -358,7 +358,14 @@ hr_t fcm_build(const fcm_conf_t *c, const char *access_token, const notif_t *n,
     req->method = "POST";
     req->timeout_ms = c->timeout_ms;
     req->ca_file = c->ca_file;
-    if (n->address.n == 0) {
+    /* Fan-out addresses a device as "fcm:<token>" (FCM tokens hold ':'
+     * themselves, so only that exact prefix is taken off). */
+    hstr_t tok = n->address;
+    if (tok.n > 4 && memcmp(tok.p, "fcm:", 4) == 0) {
+        tok.p += 4;
+        tok.n -= 4;
+    }
+    if (tok.n == 0) {
         snprintf(why, why_len, "no device token");
         return HR_INVALID;
     }
@@ -383,7 +390,7 @@ hr_t fcm_build(const fcm_conf_t *c, const char *access_token, const notif_t *n,
     }
     jw_t w = JW_INIT(&req->body);
     jw_lit(&w, "{\"message\":{");
-    jw_key_str(&w, JW_KEY0("token"), n->address.p, n->address.n);
+    jw_key_str(&w, JW_KEY0("token"), tok.p, tok.n);
     if (n->title.n || n->body.n) {
         jw_lit(&w, ",\"notification\":{");
         if (n->title.n) jw_key_str(&w, JW_KEY0("title"), n->title.p, n->title.n);
