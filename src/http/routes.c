@@ -20,6 +20,9 @@ const http_route_t http_routes[] = {
     {HM_GET, "/v1/notifications/{notification_id}", api_notif_get, RT_STORE},
     {HM_GET, "/v1/dlq", api_dlq_list, RT_STORE | RT_BUS},
     {HM_POST, "/v1/dlq/redrive", api_dlq_redrive, RT_BODY | RT_STORE | RT_BUS},
+    /* delivery callbacks: no API key (providers cannot send one); signed */
+    {HM_POST, "/v1/callbacks/twilio/{provider}", api_cb_twilio, RT_SMALL | RT_STORE | RT_BUS},
+    {HM_POST, "/v1/callbacks/sendgrid/{provider}", api_cb_sendgrid, RT_BODY | RT_STORE | RT_BUS},
     {HM_GET, "/healthz", api_healthz, RT_OPS},
     {HM_GET, "/readyz", api_readyz, RT_OPS},
     {HM_GET, "/metrics", api_metrics_get, RT_OPS},
