@@ -14,7 +14,7 @@
 char *fixture_load(const char *rel, size_t *len)
 {
     char path[1024];
-    snprintf(path, sizeof(path), "%s/%s", TEST_FIXTURES_DIR, rel);
+    snprintf(path, sizeof(path), "%s/%s", FIXTURE_DIR, rel);
     FILE *f = fopen(path, "rb");
     if (!f) fail_msg("cannot open fixture %s", path);
     size_t cap = 1 << 16, n = 0;

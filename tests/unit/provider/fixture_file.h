@@ -1,6 +1,6 @@
 /*
  * fixture_file.h - reads a provider test's fixture file from
- * TEST_FIXTURES_DIR (tests/unit/provider/fixtures/<provider>/...).
+ * FIXTURE_DIR (tests/unit/provider/fixtures/<provider>/...).
  */
 #ifndef FIXTURE_FILE_H
 #define FIXTURE_FILE_H
