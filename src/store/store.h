@@ -194,7 +194,7 @@ hr_t store_event_claim_batch(store_t *s, const char *const *event_ids, const cha
 /* Status sink: upserts notification rows from status records (kind
  * REC_STATUS), appending status history. A stored row moves only by the
  * rank rule of model/lifecycle.h (lifecycle_may_replace): never back from a
- * final state (sent/delivered/dead) to an earlier one, whatever the order
+ * final state (sent/delivered/undelivered/bounced/dead) to an earlier one, whatever the order
  * of arrival. Invalid records (no id, unknown status or channel) are
  * skipped with a warning. Backends may commit a large batch in several
  * transactions so that short writes are not held up; on an error the rows
@@ -213,7 +213,8 @@ hr_t store_notif_list_user(store_t *s, const char *user_id, const char *cursor, 
                            notif_row_t **rows, int *n, char **next_cursor);
 /* Frees n rows and the array; NULL is a no-op. */
 void notif_rows_free(notif_row_t *rows, int n);
-/* Was this notification already recorded as sent or delivered? Unknown ids
+/* Was this notification already recorded as sent (or delivered,
+ * undelivered, bounced: lifecycle_was_sent)? Unknown ids
  * are not sent (HR_OK, false). */
 hr_t store_notif_sent(store_t *s, const char *notification_id, bool *sent);
 /* The same for n ids (not NUL-terminated) in one read snapshot: sent[i] for

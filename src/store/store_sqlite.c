@@ -89,7 +89,8 @@
 #define CKPT_FORCE_FRAMES 65536  /* ~256 MB: wait for readers and restart the WAL */
 
 /* The schema stores status and channel codes. */
-_Static_assert(ST_PENDING == 0 && ST_SENT == 1 && ST_DELIVERED == 2 && ST_DEAD == 7,
+_Static_assert(ST_PENDING == 0 && ST_SENT == 1 && ST_DELIVERED == 2 && ST_DEAD == 7 &&
+                   ST_UNDELIVERED == 8 && ST_BOUNCED == 9,
                "status codes are stored in the database");
 _Static_assert(CH_PUSH == 0 && CH_WEBHOOK == 4, "channel codes are stored in the database");
 
