@@ -24,6 +24,7 @@ struct fake_http {
     int hold_k, hold_total;
     char *keys[MAX_SEEN];
     char *paths[MAX_SEEN];
+    char *signed_[MAX_SEEN];    /* "id\nts\nsig\nbody" of each request */
     int nseen;
 };
 
@@ -74,6 +75,13 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
                   sizeof(msgid), &delay_ms);
     json_decref(j);
     const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+    const char *wid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "webhook-id");
+    const char *wts = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "webhook-timestamp");
+    const char *wsig = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "webhook-signature");
+    char *sg = NULL;
+    if (asprintf(&sg, "%s\n%s\n%s\n%s", wid ? wid : "", wts ? wts : "", wsig ? wsig : "",
+                 k->body ? k->body : "") < 0)
+        sg = NULL;
 
     pthread_mutex_lock(&f->mu);
     f->requests++;
@@ -82,8 +90,11 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
     if (f->nseen < MAX_SEEN) {
         f->keys[f->nseen] = strdup(key ? key : "");
         f->paths[f->nseen] = strdup(url);
+        f->signed_[f->nseen] = sg;
+        sg = NULL;
         f->nseen++;
     }
+    free(sg);
     pthread_cond_broadcast(&f->cv);
     if (f->hold_k) {
         struct timespec until;
@@ -143,6 +154,7 @@ void fake_http_stop(fake_http_t *f)
     for (int i = 0; i < f->nseen; i++) {
         free(f->keys[i]);
         free(f->paths[i]);
+        free(f->signed_[i]);
     }
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);
@@ -185,3 +197,23 @@ static int count_in(fake_http_t *f, char **arr, const char *s)
 
 int fake_http_key_count(fake_http_t *f, const char *key) { return count_in(f, f->keys, key); }
 int fake_http_path_count(fake_http_t *f, const char *path) { return count_in(f, f->paths, path); }
+
+bool fake_http_signed(fake_http_t *f, const char *key, char *id, char *ts, char *sig, char *body,
+                      size_t cap)
+{
+    bool found = false;
+    pthread_mutex_lock(&f->mu);
+    for (int i = f->nseen - 1; i >= 0 && !found; i--) {
+        if (strcmp(f->keys[i], key) != 0 || !f->signed_[i]) continue;
+        char *out[4] = {id, ts, sig, body};
+        const char *p = f->signed_[i];
+        for (int k = 0; k < 4; k++) {
+            const char *e = k < 3 ? strchr(p, '\n') : p + strlen(p);
+            snprintf(out[k], cap, "%.*s", (int)(e - p), p);
+            p = k < 3 ? e + 1 : e;
+        }
+        found = true;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return found;
+}

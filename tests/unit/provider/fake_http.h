@@ -17,6 +17,7 @@
 #define FAKE_HTTP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef struct fake_http fake_http_t;
 
@@ -30,5 +31,10 @@ int fake_http_max_concurrent(fake_http_t *f);
 /* How many requests carried this Idempotency-Key / went to this path. */
 int fake_http_key_count(fake_http_t *f, const char *key);
 int fake_http_path_count(fake_http_t *f, const char *path);
+/* The webhook-id, webhook-timestamp and webhook-signature headers ("" when
+ * absent) and the body of the last request with this Idempotency-Key,
+ * each copied into a buffer of cap bytes. False when there was none. */
+bool fake_http_signed(fake_http_t *f, const char *key, char *id, char *ts, char *sig, char *body,
+                      size_t cap);
 
 #endif
