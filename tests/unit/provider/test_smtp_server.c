@@ -100,7 +100,7 @@ static bool have_python(void) { return python || !missing("python3-aiosmtpd is n
  * when tls, requiring AUTH as "user:pass" when auth is not NULL. */
 static void sink_start(sink_t *s, const char *name, bool tls, const char *auth)
 {
-    static const char script[] = TEST_DIR "/smtp_sink.py";
+    static const char script[] = HERALD_TEST_DIR "/smtp_sink.py";
     snprintf(s->dir, sizeof(s->dir), "%s/%s", work, name);
     assert_int_equal(mkdir(s->dir, 0700), 0);
     char pf[160];
