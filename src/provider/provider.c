@@ -33,6 +33,7 @@ static const provider_ops_t *const registry[] = {
     &apns_provider_ops,
     &twilio_provider_ops,
     &sendgrid_provider_ops,
+    &smtp_provider_ops,
 };
 
 #define SET_MAX 8               /* providers one channel may list */

@@ -17,7 +17,7 @@
 
 typedef struct store store_t;
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_MAX_DEVICES 16
 
 typedef struct device {
@@ -34,6 +34,11 @@ typedef struct user {
     char *quiet_start;          /* "HH:MM" or NULL */
     char *quiet_end;
     char *webhook_url;          /* NULL when absent */
+    /* The key the webhook provider signs this user's requests with
+     * ("whsec_<base64>" or raw text; provider/webhook.h). Write-only in
+     * the API. On put: NULL keeps the stored one, "" removes it. On get:
+     * NULL when none. */
+    char *webhook_secret;
     int ndevices;
     device_t devices[STORE_MAX_DEVICES];
     int64_t updated_at_ms;
