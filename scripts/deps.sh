@@ -8,11 +8,12 @@ pkgs=(build-essential cmake pkg-config
       libssl-dev libinih-dev libicu-dev zlib1g-dev libcmocka-dev
       sqlite3 curl python3 kcat gnuplot-nox)
 pkgs+=(libhiredis-dev)  # the Redis rate limiter (src/policy/ratelimit_redis.c)
-# --test: Java and Maven for the Kafka broker tests; --fuzz: clang and its
-# libFuzzer runtime for `make fuzz`.
+# --test: Java and Maven for the Kafka broker tests, prometheus for promtool
+# (the dashboard and alert rule tests); --fuzz: clang and its libFuzzer
+# runtime for `make fuzz`.
 for arg in "$@"; do
   case "$arg" in
-    --test) pkgs+=(default-jre-headless maven redis-server) ;;  # redis-server: the Redis rate-limit tests
+    --test) pkgs+=(default-jre-headless maven redis-server prometheus) ;;  # redis-server: the Redis rate-limit tests
     --fuzz) pkgs+=(clang libclang-rt-dev) ;;
   esac
 done
