@@ -51,7 +51,7 @@ fi
 # A running herald exposes every series family the files read (the
 # histograms' _bucket series are on /metrics whatever the traffic).
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$HERALD" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" >"$WORK/herald.log" 2>&1 &
+"$HERALD" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" --set log.format=json >"$WORK/herald.log" 2>&1 &
 HERALD_PID=$!
 for _ in $(seq 1 200); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
 curl -fs "http://127.0.0.1:$PORT/metrics" >"$WORK/metrics" || fail "GET /metrics"
@@ -74,4 +74,14 @@ if missing:
 print(f"/metrics carries all {len(names - {'up'})} series the dashboard and rules read")
 PY
 grep -q '^herald_delivery_attempts_total{channel="push",result="sent"} 0$' "$WORK/metrics" || fail "delivery_attempts labels"
+# log.format=json: every line herald wrote is one JSON object with the four fields.
+python3 - "$WORK/herald.log" <<'PY' || fail "log.format=json: $(head -c 2000 "$WORK/herald.log")"
+import json, sys
+lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
+assert lines, "no log lines"
+for l in lines:
+    o = json.loads(l)
+    assert sorted(o) == ["component", "level", "msg", "ts"], o
+print(f"log.format=json: {len(lines)} lines, each one JSON object")
+PY
 echo "ops monitoring files: OK"
