@@ -9,8 +9,10 @@ pkgs=(build-essential cmake pkg-config
       sqlite3 curl python3 kcat gnuplot-nox)
 pkgs+=(libhiredis-dev)  # the Redis rate limiter (src/policy/ratelimit_redis.c)
 # --test: Java and Maven for the Kafka broker tests, prometheus for promtool
-# (the dashboard and alert rule tests); --fuzz: clang and its libFuzzer
-# runtime for `make fuzz`.
+# (the dashboard and alert rule tests; Debian ships promtool only in it, and
+# on a machine run by systemd the package also starts a Prometheus server on
+# port 9090, which no test uses); --fuzz: clang and its libFuzzer runtime
+# for `make fuzz`.
 for arg in "$@"; do
   case "$arg" in
     --test) pkgs+=(default-jre-headless maven redis-server prometheus) ;;  # redis-server: the Redis rate-limit tests
