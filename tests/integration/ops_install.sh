@@ -105,14 +105,16 @@ for line in open(sys.argv[1]):
         section = m.group(1)
         out.append(line.lstrip("#"))
         continue
-    m = re.match(r"^#?([a-z_][a-z0-9_.]*)\s*=\s*(.*)$", line)
+    # "#key = value": a default, switched on below; "; key = value": an
+    # example needing files of its own: its key is checked, it stays off
+    m = re.match(r"^(#|; )?([a-z_][a-z0-9_.]*)\s*=\s*(.*)$", line)
     if m:
-        key = (section + "." if section else "") + m.group(1)
+        key = (section + "." if section else "") + m.group(2)
         ok = key in keys or re.match(r"^(kafka\.|provider\.[a-z0-9-]+\.|channel\.[a-z]+\.)", key)
         if not ok:
             sys.exit(f"herald.conf: unknown key {key}")
         n += 1
-        out.append(line.lstrip("#"))
+        out.append(line if m.group(1) == "; " else line.lstrip("#"))
         continue
     out.append(line)
 open(sys.argv[2], "w").writelines(out)

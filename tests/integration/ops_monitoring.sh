@@ -54,7 +54,8 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 "$HERALD" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" --set log.format=json >"$WORK/herald.log" 2>&1 &
 HERALD_PID=$!
 for _ in $(seq 1 200); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
-curl -fs "http://127.0.0.1:$PORT/metrics" >"$WORK/metrics" || fail "GET /metrics"
+# /metrics wants an admin key (as Prometheus sends it: authorization credentials_file)
+curl -fs -H "Authorization: Bearer $(cat "$WORK/data/admin.key")" "http://127.0.0.1:$PORT/metrics" >"$WORK/metrics" || fail "GET /metrics"
 python3 - "$WORK/metrics" "$DASH" "$RULES" "$ROOT/tests/ops" <<'PY' || fail "series missing from /metrics"
 import json, sys
 sys.path.insert(0, sys.argv[4])
@@ -84,4 +85,5 @@ for l in lines:
     assert sorted(o) == ["component", "level", "msg", "ts"], o
 print(f"log.format=json: {len(lines)} lines, each one JSON object")
 PY
+! grep -qF "$(cat "$WORK/data/admin.key")" "$WORK/herald.log" || fail "the admin key is in the log"
 echo "ops monitoring files: OK"
