@@ -8,11 +8,14 @@ pkgs=(build-essential cmake pkg-config
       libssl-dev libinih-dev libicu-dev zlib1g-dev libcmocka-dev
       sqlite3 curl python3 kcat gnuplot-nox)
 pkgs+=(libhiredis-dev)  # the Redis rate limiter (src/policy/ratelimit_redis.c)
-# --test: Java and Maven for the Kafka broker tests; --fuzz: clang and its
-# libFuzzer runtime for `make fuzz`.
+# --test: Java and Maven for the Kafka broker tests, prometheus for promtool
+# (the dashboard and alert rule tests; Debian ships promtool only in it, and
+# on a machine run by systemd the package also starts a Prometheus server on
+# port 9090, which no test uses); --fuzz: clang and its libFuzzer runtime
+# for `make fuzz`.
 for arg in "$@"; do
   case "$arg" in
-    --test) pkgs+=(default-jre-headless maven redis-server python3-aiosmtpd openssl) ;;  # redis-server: the Redis rate-limit tests; python3-aiosmtpd, openssl: the SMTP server tests
+    --test) pkgs+=(default-jre-headless maven redis-server python3-aiosmtpd openssl prometheus) ;;  # redis-server: the Redis rate-limit tests; python3-aiosmtpd, openssl: the SMTP server tests; prometheus: promtool for the alert rules
     --fuzz) pkgs+=(clang libclang-rt-dev) ;;
   esac
 done
