@@ -15,7 +15,7 @@ pkgs+=(libhiredis-dev)  # the Redis rate limiter (src/policy/ratelimit_redis.c)
 # for `make fuzz`.
 for arg in "$@"; do
   case "$arg" in
-    --test) pkgs+=(default-jre-headless maven redis-server python3-aiosmtpd openssl prometheus) ;;  # redis-server: the Redis rate-limit tests; python3-aiosmtpd, openssl: the SMTP server tests; prometheus: promtool for the alert rules
+    --test) pkgs+=(default-jre-headless maven redis-server python3-aiosmtpd openssl prometheus npm) ;;  # redis-server: the Redis rate-limit tests; python3-aiosmtpd, openssl: the SMTP server tests; prometheus: promtool for the alert rules
     --fuzz) pkgs+=(clang libclang-rt-dev) ;;
   esac
 done
@@ -31,6 +31,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     case "$p" in
       default-jre-headless) command -v java >/dev/null && continue ;;
       maven) command -v mvn >/dev/null && continue ;;
+      npm) command -v npm >/dev/null && continue ;;  # the OpenAPI linter (Redocly CLI, from npm)
     esac
     filtered+=("$p")
   done
