@@ -12,7 +12,7 @@ pkgs+=(libhiredis-dev)  # the Redis rate limiter (src/policy/ratelimit_redis.c)
 # libFuzzer runtime for `make fuzz`.
 for arg in "$@"; do
   case "$arg" in
-    --test) pkgs+=(default-jre-headless maven redis-server python3-aiosmtpd openssl) ;;  # redis-server: the Redis rate-limit tests; python3-aiosmtpd, openssl: the SMTP server tests
+    --test) pkgs+=(default-jre-headless maven redis-server python3-aiosmtpd openssl chromium) ;;  # redis-server: the Redis rate-limit tests; python3-aiosmtpd, openssl: the SMTP server tests; chromium: the status page test (headless)
     --fuzz) pkgs+=(clang libclang-rt-dev) ;;
   esac
 done
