@@ -235,7 +235,7 @@ static void test_summary_counters_and_lag(void **state)
     assert_int_equal(json_integer_value(json_object_get(fan, "partitions")), RAW_PARTITIONS);
     json_decref(a);
     json_decref(b);
-    drain_raw(2, 0);
+    json_decref(drain_raw(2, 0));
 }
 
 /* One row per provider: the worst state of its breakers. */
