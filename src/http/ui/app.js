@@ -170,8 +170,9 @@
     try {
       const [status, n] = await api('/v1/notifications/' + encodeURIComponent(id));
       if (status !== 200 || !n) {
-        msg.textContent = status === 404 ? 'No notification with this id.'
-          : 'GET /v1/notifications answered ' + status + ((n && n.detail) ? ': ' + n.detail : '');
+        // 404 is also what a process without the ingest role answers: show herald's words
+        msg.textContent = (status === 404 ? 'Not found' : 'GET /v1/notifications answered ' + status) +
+          ((n && n.detail) ? ': ' + n.detail : '.');
         return;
       }
       msg.textContent = '';

@@ -146,6 +146,13 @@ def main():
               "server text was parsed as HTML")
         log("a user id '<i>eve</i>' shows as text")
 
+        # --- an unknown id says so
+        b.eval("document.querySelector('#lookup-id').value = ''")
+        b.type_into("#lookup-id", "no-such-notification")
+        b.eval("document.querySelector('#lookup-go').click()")
+        b.wait(f"{q('#lookup-msg')}.startsWith('Not found')", what="the answer for an unknown id")
+        check(not b.eval(visible("#lookup-result")), "a result shown for an unknown id")
+
         # --- the looked-up notification's history, as the API has it
         b.eval("document.querySelector('#lookup-id').value = ''")
         b.type_into("#lookup-id", DEAD_ID)
