@@ -15,7 +15,7 @@ pkgs+=(libhiredis-dev)  # the Redis rate limiter (src/policy/ratelimit_redis.c)
 # for `make fuzz`.
 for arg in "$@"; do
   case "$arg" in
-    --test) pkgs+=(default-jre-headless maven redis-server python3-aiosmtpd openssl prometheus npm) ;;  # redis-server: the Redis rate-limit tests; python3-aiosmtpd, openssl: the SMTP server tests; prometheus: promtool for the alert rules
+    --test) pkgs+=(default-jre-headless maven redis-server python3-aiosmtpd openssl prometheus npm chromium) ;;  # redis-server: the Redis rate-limit tests; python3-aiosmtpd, openssl: the SMTP server tests; prometheus: promtool for the alert rules; npm: the OpenAPI linter; chromium: the status page test (headless)
     --fuzz) pkgs+=(clang libclang-rt-dev) ;;
   esac
 done
