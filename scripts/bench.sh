@@ -10,7 +10,11 @@
 #   embedded-file   the same with the sandbox writing its JSON lines (max, 50 %)
 #   kafka-null      a single-node KRaft broker started for the run (scripts/kafka.sh,
 #                   own state dir and port), raw librdkafka baseline, sweep
-# Kafka mode needs Java; without it the run says so and is skipped.
+#   http-engine     the HTTP engine alone (src/provider/http.c, no pipeline)
+#                   against the fake APNs (tests/fakeprov) over HTTP/2 + TLS,
+#                   0 and 20 ms injected delay (`herald bench http-engine`)
+# Kafka mode needs Java; without it the run says so and is skipped. The fake
+# providers need Go (scripts/deps.sh --test); without it http-engine is skipped.
 #
 # Environment:
 #   HERALD_BENCH_USERS      distinct users (default 1000000)
@@ -34,7 +38,9 @@ if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then com
 
 WORK=$(mktemp -d -t herald-bench.XXXXXX)
 KAFKA_STARTED=""
+FAKE_PID=""
 cleanup() {
+    if [ -n "$FAKE_PID" ]; then kill -TERM "$FAKE_PID" 2>/dev/null || true; wait "$FAKE_PID" 2>/dev/null || true; fi
     if [ -n "$KAFKA_STARTED" ]; then
         HERALD_KAFKA_DIR="$WORK/kafka" scripts/kafka.sh stop >/dev/null 2>&1 || true
     fi
@@ -88,6 +94,42 @@ if want kafka-null; then
     if [ -n "$KAFKA_STARTED" ]; then
         HERALD_KAFKA_DIR="$WORK/kafka" scripts/kafka.sh stop >/dev/null 2>&1 || true
         KAFKA_STARTED=""
+    fi
+fi
+
+# The fake providers on one core (GOMAXPROCS=1), recording off: the engine's
+# thread and the fake each get about a core of the two.
+fake_start() {
+    local bin
+    FAKE_PID=""
+    if ! bin=$(tests/fakeprov/build.sh "$(dirname "$HERALD")"); then
+        return 1
+    fi
+    rm -f "$WORK/fake.env"
+    GOMAXPROCS=1 "$bin" serve -record=false -ports-file "$WORK/fake.env" -ca-out "$WORK/fake-ca.pem" "$@" \
+        >"$WORK/fake.log" 2>&1 &
+    FAKE_PID=$!
+    for _ in $(seq 1 100); do [ -f "$WORK/fake.env" ] && break; sleep 0.05; done
+    [ -f "$WORK/fake.env" ] || return 1
+    # shellcheck disable=SC1091
+    source "$WORK/fake.env"
+}
+fake_stop() {
+    [ -n "$FAKE_PID" ] || return 0
+    kill -TERM "$FAKE_PID" 2>/dev/null || true
+    wait "$FAKE_PID" 2>/dev/null || true
+    FAKE_PID=""
+}
+
+if want http-engine; then
+    if fake_start; then
+        "$HERALD" bench http-engine --url "https://127.0.0.1:$FAKE_TLS_PORT" --ca-file "$WORK/fake-ca.pem" \
+            --control-port "$FAKE_CONTROL_PORT" --requests "${HERALD_BENCH_HTTP_REQUESTS:-300000}" \
+            --in-flight 500 --delays 0,20 --max-seconds 12 --commit "$commit" --out "$OUT/http-engine.json"
+        fake_stop
+    else
+        echo "bench: the fake providers could not be built or started: http-engine skipped" >&2
+        echo '{"schema":1,"label":"http-engine","skipped":"the fake providers (Go) are not available"}' >"$OUT/http-engine.json"
     fi
 fi
 

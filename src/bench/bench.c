@@ -122,7 +122,8 @@ static void usage(FILE *f)
             "  --set KEY=VALUE         passed to herald serve (repeatable)\n"
             "  --label NAME            name of this result\n"
             "  --commit ID             commit recorded in the result (default: git rev-parse)\n"
-            "  --out FILE              write the result JSON to FILE\n");
+            "  --out FILE              write the result JSON to FILE\n\n"
+            "herald bench http-engine --help: the HTTP engine alone against the fake APNs\n");
 }
 
 enum { O_BUS = 1, O_BROKERS, O_SINK, O_USERS, O_DURATION, O_WARMUP, O_SWEEP, O_SWEEP_DUR, O_RATE,
@@ -267,7 +268,7 @@ static void run_argv(char *const argv[], char *out, size_t n)
     close(fd[0]);
 }
 
-static json_t *machine_json(void)
+json_t *bench_machine_json(void)
 {
     char model[256] = "", line[512];
     FILE *f = fopen("/proc/cpuinfo", "re");
@@ -622,6 +623,7 @@ static int sweep_list(const char *s, double *out)
 
 int bench_main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "http-engine") == 0) return bench_http_engine_main(argc - 1, argv + 1);
     bopts_t o;
     int rc = parse(argc, argv, &o);
     if (rc) return rc == 1 ? 0 : rc;
@@ -681,7 +683,7 @@ int bench_main(int argc, char **argv)
     json_object_set_new(res, "commit_modified", json_boolean(dirty[0] != '\0'));
     json_object_set_new(res, "started_at", json_string(started));
     json_object_set_new(res, "herald_version", json_string(HERALD_VERSION));
-    json_object_set_new(res, "machine", machine_json());
+    json_object_set_new(res, "machine", bench_machine_json());
     json_t *mode = json_pack("{s:s,s:s,s:I,s:I,s:i,s:i,s:i}", "bus", o.bus, "sink", o.sink, "users",
                              (json_int_t)o.users, "seed", (json_int_t)o.seed, "partitions", o.partitions,
                              "generator_connections", o.conns, "events_per_request", o.batch);
