@@ -265,7 +265,8 @@ def providers_section(runs):
                 f.get("delay_ms", "?"), k(m.get("notifs_per_s")), m.get("cpu_s_per_m", 0),
                 f.get("fake_cpu_s_per_m", 0), f.get("tls_connections", "-"), f.get("max_concurrent_streams", "-"),
                 lat_cell(lat, "push", "p50_ms"), lat_cell(lat, "push"),
-                "`, `".join(x for x in g(d, "mode", "serve_settings", default=[]) if "apns" in x or "push" in x)))
+                "`, `".join(x for x in g(d, "mode", "serve_settings", default=[])
+                           if "_file=" not in x and ".url=" not in x and "key_id=" not in x and "team_id=" not in x)))
     return "\n".join(out)
 
 

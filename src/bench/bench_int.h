@@ -108,9 +108,9 @@ hr_t gen_run(workload_t *wl, const gen_opts_t *o, gen_result_t *res);
 /* ---- seed.c ---- */
 
 /* Opens the SQLite store at path, writes `users` users (email, phone, one
- * push device each) and the benchmark's templates for push, in-app, email
- * and SMS. */
-hr_t seed_store(const char *path, int64_t users, double *seconds);
+ * push device each, of platform "fcm" or "apns": an APNs token is 64 hex
+ * digits) and the benchmark's templates for push, in-app, email and SMS. */
+hr_t seed_store(const char *path, int64_t users, const char *platform, double *seconds);
 
 /* ---- bench.c ---- */
 
