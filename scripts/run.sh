@@ -22,8 +22,11 @@ demo() {
   done
   curl -fs "$base/healthz" >/dev/null 2>&1 || return 0 # herald did not start: reported below
 
-  put() { curl -fsS -X PUT -H 'Content-Type: application/json' "$base$1" -d "$2" >/dev/null; }
-  post() { curl -fsS -X POST -H 'Content-Type: application/json' "$base$1" -d "$2" >/dev/null; }
+  # The admin key herald made on its first start (README "API keys").
+  key=$(cat "$data/admin.key" 2>/dev/null) || key=""
+  auth=(-H "Authorization: Bearer $key")
+  put() { curl -fsS "${auth[@]}" -X PUT -H 'Content-Type: application/json' "$base$1" -d "$2" >/dev/null; }
+  post() { curl -fsS "${auth[@]}" -X POST -H 'Content-Type: application/json' "$base$1" -d "$2" >/dev/null; }
 
   put /v1/users/alice '{"email":"alice@example.com","phone":"+15550100001","locale":"en","timezone":"Europe/London","devices":[{"platform":"apns","token":"a1b2c3"}]}' &&
   put /v1/users/bob   '{"email":"bob@example.com","phone":"+15550100002","locale":"en","timezone":"America/New_York","devices":[{"platform":"fcm","token":"fcm-bob-1"}]}' &&
@@ -36,12 +39,13 @@ demo() {
   cat <<MSG
 
 herald is running on $base with demo data (users alice, bob, carol subscribed to product:iphone15).
-Try:
+Its first admin API key is in $data/admin.key (herald keys create makes more). Try:
 
-  curl -s -X POST $base/v1/events -H 'Content-Type: application/json' \\
+  export HERALD_API_KEY=\$(cat $data/admin.key)
+  curl -s -X POST $base/v1/events -H "Authorization: Bearer \$HERALD_API_KEY" -H 'Content-Type: application/json' \\
     -d '{"event_id":"restock-1","type":"back_in_stock","audience":{"topic":"product:iphone15"},"data":{"product":"iPhone 15","price":"\$799"}}'
 
-  curl -s $base/v1/users/alice/notifications      # three notifications (push, email, inapp), status "sent"
+  curl -s -H "Authorization: Bearer \$HERALD_API_KEY" $base/v1/users/alice/notifications   # three notifications (push, email, inapp), status "sent"
   tail -n 3 $data/sandbox/push.jsonl              # what the sandbox provider delivered
   tail -f $log                          # herald's log
 

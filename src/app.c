@@ -15,6 +15,8 @@
  */
 #include "app.h"
 
+#include "auth/auth.h"
+
 #include "provider/provider.h"
 
 #include "core/log.h"
@@ -78,8 +80,9 @@ static hr_t open_bus(const config_t *cfg, bus_t **bus, char *why, size_t why_len
     return r;
 }
 
-static hr_t open_store(const config_t *cfg, store_t **store, char *why, size_t why_len)
+hr_t store_open_cfg(const config_t *cfg, store_t **store, char *why, size_t why_len)
 {
+    umask(077);
     if (mkdir_p(cfg->data_dir, 0700) != HR_OK) {
         snprintf(why, why_len, "cannot create data dir %s", cfg->data_dir);
         return HR_ERR;
@@ -107,7 +110,9 @@ hr_t app_open(config_t *cfg, app_open_opts_t *o, app_t **out)
     umask(077);
     if ((r = roles_parse(cfg->roles, &a->roles, o->why, sizeof(o->why))) != HR_OK) goto out;
     if ((r = provider_config_check(cfg, o->why, sizeof(o->why))) != HR_OK) goto out;
-    if (o->store && (r = open_store(cfg, &a->app.store, o->why, sizeof(o->why))) != HR_OK) goto out;
+    if (o->store && (r = store_open_cfg(cfg, &a->app.store, o->why, sizeof(o->why))) != HR_OK) goto out;
+    if (a->app.store && strcmp(cfg->auth_enabled, "true") == 0)
+        a->app.auth = auth_new(a->app.store, cfg->auth_cache_ms, NULL);
     if ((r = open_bus(cfg, &a->app.bus, o->why, sizeof(o->why))) != HR_OK) goto out;
     if (o->topics && (r = topics_create_all(&a->app)) != HR_OK) {
         snprintf(o->why, sizeof(o->why), "cannot create the topics on the %s bus: %s",
@@ -138,6 +143,28 @@ hr_t app_start_services(app_t *app, char *why, size_t why_len)
         pipeline_stop(a->pipe);
         a->pipe = NULL;
         return r;
+    }
+    /* The first start on an empty store makes the first admin key, so
+     * that a new user can call the API at all (README "API keys"). */
+    if (app->auth) {
+        char *path = cfg->auth_bootstrap_file[0] ? xstrdup(cfg->auth_bootstrap_file)
+                                                 : xasprintf("%s/admin.key", cfg->data_dir);
+        bool created = false;
+        r = auth_bootstrap(app->store, path, &created, why, why_len);
+        if (created)
+            log_info("auth", "no API key existed: an admin key for tenant default was written to "
+                             "%s (mode 0600); `herald keys create` makes more",
+                     path);
+        free(path);
+        if (r != HR_OK) {
+            pipeline_stop(a->pipe);
+            a->pipe = NULL;
+            scheduler_stop(a->sched);
+            a->sched = NULL;
+            return r;
+        }
+    } else {
+        log_warn("auth", "auth.enabled = false: every API client is an admin of tenant default");
     }
     /* every process serves /healthz, /readyz and /metrics; the rest of
      * the API only with the ingest role (http/server.c) */
@@ -199,6 +226,7 @@ void app_close(app_t *app)
         flush_bus(a);
         bus_close(app->bus);
     }
+    auth_free(app->auth);
     store_close(app->store);
     free(a);
 }

@@ -21,6 +21,7 @@ typedef struct app {
     config_t *cfg;
     bus_t *bus;
     store_t *store;
+    struct auth *auth;          /* API key checks; NULL when auth.enabled = false */
     atomic_int stopping;        /* set by SIGTERM/SIGINT */
     /* Counters and histograms for /metrics are process-wide, declared in
      * metrics/metrics.def (METRIC_INC, METRIC_HIST). */
@@ -41,6 +42,10 @@ typedef struct app_open_opts {
  * app_close(). On failure nothing is left open, *out is NULL and o->why
  * says what failed. Main thread. */
 hr_t app_open(config_t *cfg, app_open_opts_t *o, app_t **out);
+/* Opens the store cfg names (store.backend, store.dsn or <data_dir>/herald.db),
+ * creating data_dir; why says what failed. For commands that need only the
+ * store (herald keys). */
+hr_t store_open_cfg(const config_t *cfg, store_t **store, char *why, size_t why_len);
 /* Starts the pipeline stages cfg->roles names and the HTTP server on
  * cfg->listen: /healthz, /readyz and /metrics always, the API with the
  * ingest role. On failure what started is stopped again

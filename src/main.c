@@ -17,6 +17,7 @@ static const struct command {
     {"produce", cmd_produce, "publish an event (argument, --file or stdin)"},
     {"replay", cmd_replay, "reset a consumer group to earliest or to a time"},
     {"topics", cmd_topics, "create the topics (create) or size them (plan)"},
+    {"keys", cmd_keys, "create, list or revoke API keys (create | list | revoke KEY_ID)"},
     {"dlq", cmd_dlq, "list the dead-letter topic (list) or send entries again (redrive)"},
     {"bench", bench_main, "run the benchmark (make bench)"},
     {"config", cmd_config, "print the configuration reference"},

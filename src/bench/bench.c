@@ -626,6 +626,19 @@ static hr_t herald_start(run_t *R, const char *name)
         fprintf(stderr, "herald bench: herald serve did not become ready (log: %s)\n", logp);
         goto out;
     }
+    /* The key herald made on its first start in this data dir: the load
+     * goes through the API key check as every client's would. */
+    {
+        char *kp = xasprintf("%s/admin.key", data);
+        FILE *kf = fopen(kp, "r");
+        bench_api_key[0] = '\0';
+        if (kf) {
+            if (fgets(bench_api_key, sizeof(bench_api_key), kf))
+                bench_api_key[strcspn(bench_api_key, "\r\n")] = '\0';
+            fclose(kf);
+        }
+        free(kp);
+    }
     if (kafka && !R->lag_bus) {
         bus_opts_t bo = {.backend = "kafka", .brokers = o->brokers};
         if (bus_open(&bo, &R->lag_bus) != HR_OK) R->lag_bus = NULL;

@@ -28,6 +28,9 @@
 /* ---- scrape.c ---- */
 
 /* GET path from 127.0.0.1:port; body into out. HR_OK on a 2xx answer. */
+/* The admin API key of the measured herald (its <data>/admin.key), sent
+ * with every request; "" before it exists. */
+extern char bench_api_key[128];
 hr_t http_get(int port, const char *path, buf_t *out, int timeout_ms);
 /* POST a JSON body. */
 hr_t http_post(int port, const char *path, const char *body, buf_t *out, int timeout_ms);

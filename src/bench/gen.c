@@ -98,8 +98,8 @@ static void conn_fill(gconn_t *c, workload_t *wl, int batch, buf_t *body)
     buf_reset(&c->req);
     buf_printf(&c->req,
                "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-               "Content-Length: %zu\r\n\r\n",
-               body->len);
+               "Authorization: Bearer %s\r\nContent-Length: %zu\r\n\r\n",
+               bench_api_key, body->len);
     buf_append(&c->req, body->data, body->len);
     c->sent = 0;
     buf_reset(&c->in);

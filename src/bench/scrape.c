@@ -31,6 +31,8 @@ static int wait_fd(int fd, short ev, int64_t deadline_ns)
     }
 }
 
+char bench_api_key[128];
+
 /* One request on a fresh connection (Connection: close); the body of the
  * answer into out. HR_OK on a 2xx answer. */
 static hr_t http_call(int port, const char *method, const char *path, const char *body, buf_t *out,
@@ -46,6 +48,7 @@ static hr_t http_call(int port, const char *method, const char *path, const char
     buf_init(&req, 0);
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) goto out;
     buf_printf(&req, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n", method, path);
+    if (bench_api_key[0]) buf_printf(&req, "Authorization: Bearer %s\r\n", bench_api_key);
     if (body)
         buf_printf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
     else

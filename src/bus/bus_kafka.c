@@ -161,11 +161,21 @@ static hr_t map_err(rd_kafka_resp_err_t err)
 
 /* ---- configuration ---- */
 
+/* Settings whose values are secrets (sasl.password, ssl.key.password,
+ * ssl.key.pem, sasl.oauthbearer.client.secret, ...): never logged. */
+static bool secret_key(const char *key)
+{
+    return strstr(key, "password") || strstr(key, "secret") || strstr(key, ".key.") ||
+           strstr(key, "sasl.jaas") || strstr(key, "sasl.oauthbearer.config");
+}
+
 static hr_t conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
 {
     char why[256];
     if (rd_kafka_conf_set(conf, key, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
-        log_error(LOGC, "kafka.%s=%s: %s", key, value, why);
+        /* librdkafka's reason may quote the value: drop it for secrets. */
+        if (secret_key(key)) log_error(LOGC, "kafka.%s (value hidden) refused", key);
+        else log_error(LOGC, "kafka.%s=%s: %s", key, value, why);
         return HR_INVALID;
     }
     return HR_OK;

@@ -5,13 +5,16 @@
 
 #include "core/log.h"
 
+#include <curl/curl.h>
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum { OPT_CONFIG = 1000, OPT_DATA_DIR, OPT_LISTEN, OPT_ROLES, OPT_BUS, OPT_BROKERS, OPT_SET,
        OPT_URL, OPT_FILE, OPT_GROUP, OPT_TOPIC, OPT_EARLIEST, OPT_DATETIME, OPT_HELP,
-       OPT_SINCE, OPT_REASON, OPT_LIMIT, OPT_ID, OPT_ALL };
+       OPT_SINCE, OPT_REASON, OPT_LIMIT, OPT_ID, OPT_ALL, OPT_KEY, OPT_TENANT, OPT_SCOPES,
+       OPT_NAME };
 
 static const struct option common_opts[] = {
     {"config", required_argument, NULL, OPT_CONFIG},
@@ -33,6 +36,10 @@ static const struct option common_opts[] = {
     {"limit", required_argument, NULL, OPT_LIMIT},
     {"id", required_argument, NULL, OPT_ID},
     {"all", no_argument, NULL, OPT_ALL},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"tenant", required_argument, NULL, OPT_TENANT},
+    {"scopes", required_argument, NULL, OPT_SCOPES},
+    {"name", required_argument, NULL, OPT_NAME},
     {NULL, 0, NULL, 0},
 };
 
@@ -96,6 +103,10 @@ static int parse(cli_t *c, int argc, char **argv)
             case OPT_LIMIT: c->limit = optarg; break;
             case OPT_ID: c->id = optarg; break;
             case OPT_ALL: c->all = true; break;
+            case OPT_KEY: c->key = optarg; break;
+            case OPT_TENANT: c->tenant = optarg; break;
+            case OPT_SCOPES: c->scopes = optarg; break;
+            case OPT_NAME: c->name = optarg; break;
             default: config_release(&c->cfg); return 2; /* getopt said why */
             }
         }
@@ -125,6 +136,30 @@ int cli_end(cli_t *c, int rc)
 {
     config_release(&c->cfg);
     return rc;
+}
+
+struct curl_slist *cli_auth_header(cli_t *c, struct curl_slist *h)
+{
+    char line[200];
+    const char *key = c->key ? c->key : getenv("HERALD_API_KEY");
+    char file_key[128] = "";
+    if (!key || !*key) {
+        char *path = c->cfg.auth_bootstrap_file[0] ? xstrdup(c->cfg.auth_bootstrap_file)
+                                                   : xasprintf("%s/admin.key", c->cfg.data_dir);
+        FILE *f = fopen(path, "r");
+        free(path);
+        if (f) {
+            if (fgets(file_key, sizeof(file_key), f)) file_key[strcspn(file_key, "\r\n")] = '\0';
+            fclose(f);
+        }
+        key = file_key;
+    }
+    if (!*key) return h;
+    snprintf(line, sizeof(line), "Authorization: Bearer %s", key);
+    h = curl_slist_append(h, line);
+    memset(file_key, 0, sizeof(file_key));
+    memset(line, 0, sizeof(line));
+    return h;
 }
 
 hr_t cli_open(cli_t *c, bool store, bool topics, app_t **out)

@@ -29,6 +29,10 @@ typedef struct cli {
     const char *limit;
     const char *id;
     bool all;
+    const char *key;            /* --key: the API key commands that call the API send */
+    const char *tenant;         /* keys: --tenant, --scopes, --name */
+    const char *scopes;
+    const char *name;
     bool help;
     int argi;                   /* first positional argument */
 } cli_t;
@@ -41,6 +45,12 @@ typedef struct cli {
 int cli_begin(cli_t *c, int argc, char **argv, const char *usage);
 /* Releases the config; returns rc. */
 int cli_end(cli_t *c, int rc);
+/* Appends "Authorization: Bearer <key>" to h for commands that call the
+ * API: --key, else $HERALD_API_KEY, else the bootstrap key file
+ * (auth.bootstrap_key_file, default <data_dir>/admin.key) when readable;
+ * h unchanged when there is none. */
+struct curl_slist;
+struct curl_slist *cli_auth_header(cli_t *c, struct curl_slist *h);
 /* app_open() that prints why it failed. */
 hr_t cli_open(cli_t *c, bool store, bool topics, app_t **out);
 
@@ -51,6 +61,7 @@ int cmd_replay(int argc, char **argv);
 int cmd_topics(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_dlq(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 #endif

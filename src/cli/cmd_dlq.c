@@ -50,7 +50,7 @@ static int call(cli_t *c, const char *method, const char *path_query, const char
     buf_t out;
     buf_init(&out, 0);
     CURL *h = curl_easy_init();
-    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    struct curl_slist *hdr = cli_auth_header(c, curl_slist_append(NULL, "Content-Type: application/json"));
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
     if (strcmp(method, "POST") == 0) curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);

@@ -61,7 +61,7 @@ static int post(cli_t *c, const char *text, size_t len)
     char *url = c->url ? xasprintf("%s/v1/events", c->url)
                        : xasprintf("http://%s/v1/events", c->cfg.listen);
     CURL *h = curl_easy_init();
-    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    struct curl_slist *hdr = cli_auth_header(c, curl_slist_append(NULL, "Content-Type: application/json"));
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);

@@ -53,6 +53,22 @@ static const opt_t opts[] = {
      "of the previous answer on it), however slowly bytes trickle in; then it is closed."},
     {"http.body_timeout_ms", OPT_INT, F(http_body_timeout_ms), "30000", 10, 3600000, NULL,
      "A request's body must arrive within this time of its headers; then it is closed."},
+    {"http.tls_cert_file", OPT_STR, F(http_tls_cert_file), "", 0, 0, NULL,
+     "PEM certificate (chain) for HTTPS on http.listen; empty = plain HTTP. Set with "
+     "http.tls_key_file."},
+    {"http.tls_key_file", OPT_STR, F(http_tls_key_file), "", 0, 0, NULL,
+     "PEM private key of http.tls_cert_file (unencrypted; keep it readable by herald only)."},
+    {"auth.enabled", OPT_ENUM, F(auth_enabled), "true", 0, 0, "true|false",
+     "Every API route but /healthz, /readyz (and /metrics with auth.metrics_open) needs an API key "
+     "(`herald keys`); false serves everyone as an admin of tenant default (local experiments only)."},
+    {"auth.metrics_open", OPT_ENUM, F(auth_metrics_open), "false", 0, 0, "true|false",
+     "Serve /metrics without a key (otherwise it needs an admin key as a bearer token)."},
+    {"auth.cache_ms", OPT_INT, F(auth_cache_ms), "5000", 0, 3600000, NULL,
+     "How long a verified API key is trusted before the store is asked again: a revoked key "
+     "stops working within this time."},
+    {"auth.bootstrap_key_file", OPT_STR, F(auth_bootstrap_file), "", 0, 0, NULL,
+     "Where `herald serve` writes the first admin key when the store has none (mode 0600); "
+     "empty = <data_dir>/admin.key."},
     {"bus.backend", OPT_ENUM, F(bus_backend), "embedded", 0, 0, "embedded|kafka",
      "Message bus: the embedded log or Apache Kafka."},
     {"bus.fsync", OPT_ENUM, F(bus_fsync), "interval", 0, 0, "never|interval|always",

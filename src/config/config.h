@@ -27,6 +27,8 @@ typedef struct config {
     int http_per_client_connections; /* http.per_client_connections */
     int http_header_timeout_ms; /* http.header_timeout_ms */
     int http_body_timeout_ms;   /* http.body_timeout_ms */
+    char *http_tls_cert_file;   /* http.tls_cert_file, "" = plain HTTP */
+    char *http_tls_key_file;    /* http.tls_key_file */
     char *bus_backend;          /* bus.backend embedded|kafka */
     char *bus_fsync;            /* bus.fsync never|interval|always */
     int bus_fsync_interval_ms;  /* bus.fsync_interval_ms */
@@ -45,6 +47,10 @@ typedef struct config {
     int64_t retention_dlq_ms;   /* topics.retention.dlq_ms */
     char *store_backend;        /* store.backend sqlite|postgres */
     char *store_dsn;            /* store.dsn (default <data_dir>/herald.db) */
+    char *auth_enabled;         /* auth.enabled: "true" | "false" */
+    char *auth_metrics_open;    /* auth.metrics_open: "true" | "false" */
+    int auth_cache_ms;          /* auth.cache_ms */
+    char *auth_bootstrap_file;  /* auth.bootstrap_key_file ("" = <data_dir>/admin.key) */
     char *roles;                /* roles: all | comma list of ingest,fanout,dispatch[:<channel>],status (model/names.h) */
     int workers_per_stage;      /* pipeline.workers: consumer threads per group */
     int batch_max;              /* pipeline.batch_max records per poll */

@@ -9,6 +9,7 @@
 #ifndef HERALD_HTTP_INT_H
 #define HERALD_HTTP_INT_H
 
+#include "auth/auth.h"
 #include "core/buf.h"
 #include "http/http.h"
 #include "model/event.h"
@@ -51,6 +52,11 @@ typedef void (*http_handler_fn)(http_req_t *rq, http_resp_t *rs);
 #define RT_STORE 4u     /* needs app->store (503 without it) */
 #define RT_BUS 8u       /* needs app->bus */
 #define RT_OPS 16u      /* operations (health, metrics): served whatever the roles */
+#define RT_OPEN 32u     /* no API key needed (health; provider callbacks, which sign) */
+#define RT_METRICS 64u  /* open when auth.metrics_open = true, else as RT_NEED says */
+/* The scopes (auth.h SCOPE_*) a route accepts, any of them; admin passes. */
+#define RT_NEED(scopes) ((unsigned)(scopes) << 8)
+#define RT_NEED_OF(flags) ((flags) >> 8)
 
 /* One route: a method and a pattern of literal and "{name}" segments. The
  * names become problem "field" values when a parameter is invalid. */
@@ -89,6 +95,7 @@ struct http_server {
     pthread_t watchdog;
     bool wd_started, wd_stop;
     int64_t header_ns, body_ns; /* cfg http.header_timeout_ms, http.body_timeout_ms */
+    char *tls_cert, *tls_key;   /* PEM text (libmicrohttpd keeps pointers); NULL = plain */
 };
 
 struct http_req {
@@ -115,6 +122,8 @@ struct http_req {
     bool target_bad;            /* it holds a space or control character */
     char **owned;               /* freed with the request (req_keep) */
     int nowned, capowned;
+    auth_ctx_t who;             /* the caller: its key's tenant and scopes (set before the
+                                 * handler runs; tenant "default", every scope without auth) */
 };
 
 struct http_resp {
@@ -212,6 +221,8 @@ void http_stream_close(http_stream_t *st);
 #define PROBLEM_PARAM "urn:herald:problem:invalid-parameter"
 #define PROBLEM_VALIDATION "urn:herald:problem:validation"
 #define PROBLEM_UNAVAILABLE "urn:herald:problem:unavailable"
+#define PROBLEM_UNAUTHENTICATED "urn:herald:problem:unauthenticated"
+#define PROBLEM_FORBIDDEN "urn:herald:problem:forbidden"
 #define PROBLEM_NO_SPACE "urn:herald:problem:no-space"
 
 #endif

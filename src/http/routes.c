@@ -1,27 +1,29 @@
 /*
  * routes.c - the API's route table: method, path pattern, handler, flags.
+ * Every route names the API key scopes it accepts (RT_NEED; auth.h), or
+ * RT_OPEN; one that names neither is admin only.
  * docs/openapi.yaml lists the same paths.
  */
 #include "http/api_int.h"
 
 const http_route_t http_routes[] = {
-    {HM_POST, "/v1/events", api_events_post, RT_BODY | RT_EVENTS | RT_BUS},
-    {HM_PUT, "/v1/users/{user_id}", api_user_put, RT_BODY | RT_STORE},
-    {HM_GET, "/v1/users/{user_id}", api_user_get, RT_STORE},
-    {HM_PUT, "/v1/users/{user_id}/preferences", api_prefs_put, RT_BODY | RT_STORE},
-    {HM_GET, "/v1/users/{user_id}/preferences", api_prefs_get, RT_STORE},
-    {HM_POST, "/v1/users/{user_id}/follows", api_follow_post, RT_BODY | RT_STORE},
-    {HM_GET, "/v1/users/{user_id}/notifications", api_user_notifs, RT_STORE},
-    {HM_POST, "/v1/topics/{topic}/subscribers", api_sub_post, RT_BODY | RT_STORE},
-    {HM_GET, "/v1/topics/{topic}/subscribers", api_sub_list, RT_STORE},
-    {HM_DELETE, "/v1/topics/{topic}/subscribers/{user_id}", api_sub_delete, RT_STORE},
-    {HM_PUT, "/v1/templates/{event_type}/{channel}", api_template_put, RT_BODY | RT_STORE},
-    {HM_GET, "/v1/templates/{event_type}/{channel}", api_template_get, RT_STORE},
-    {HM_GET, "/v1/notifications/{notification_id}", api_notif_get, RT_STORE},
-    {HM_GET, "/v1/dlq", api_dlq_list, RT_STORE | RT_BUS},
-    {HM_POST, "/v1/dlq/redrive", api_dlq_redrive, RT_BODY | RT_STORE | RT_BUS},
-    {HM_GET, "/healthz", api_healthz, RT_OPS},
-    {HM_GET, "/readyz", api_readyz, RT_OPS},
-    {HM_GET, "/metrics", api_metrics_get, RT_OPS},
+    {HM_POST, "/v1/events", api_events_post, RT_BODY | RT_EVENTS | RT_BUS | RT_NEED(SCOPE_PUBLISH)},
+    {HM_PUT, "/v1/users/{user_id}", api_user_put, RT_BODY | RT_STORE | RT_NEED(SCOPE_MANAGE)},
+    {HM_GET, "/v1/users/{user_id}", api_user_get, RT_STORE | RT_NEED(SCOPE_READ | SCOPE_MANAGE)},
+    {HM_PUT, "/v1/users/{user_id}/preferences", api_prefs_put, RT_BODY | RT_STORE | RT_NEED(SCOPE_MANAGE)},
+    {HM_GET, "/v1/users/{user_id}/preferences", api_prefs_get, RT_STORE | RT_NEED(SCOPE_READ | SCOPE_MANAGE)},
+    {HM_POST, "/v1/users/{user_id}/follows", api_follow_post, RT_BODY | RT_STORE | RT_NEED(SCOPE_MANAGE)},
+    {HM_GET, "/v1/users/{user_id}/notifications", api_user_notifs, RT_STORE | RT_NEED(SCOPE_READ)},
+    {HM_POST, "/v1/topics/{topic}/subscribers", api_sub_post, RT_BODY | RT_STORE | RT_NEED(SCOPE_MANAGE)},
+    {HM_GET, "/v1/topics/{topic}/subscribers", api_sub_list, RT_STORE | RT_NEED(SCOPE_READ | SCOPE_MANAGE)},
+    {HM_DELETE, "/v1/topics/{topic}/subscribers/{user_id}", api_sub_delete, RT_STORE | RT_NEED(SCOPE_MANAGE)},
+    {HM_PUT, "/v1/templates/{event_type}/{channel}", api_template_put, RT_BODY | RT_STORE | RT_NEED(SCOPE_MANAGE)},
+    {HM_GET, "/v1/templates/{event_type}/{channel}", api_template_get, RT_STORE | RT_NEED(SCOPE_READ | SCOPE_MANAGE)},
+    {HM_GET, "/v1/notifications/{notification_id}", api_notif_get, RT_STORE | RT_NEED(SCOPE_READ)},
+    {HM_GET, "/v1/dlq", api_dlq_list, RT_STORE | RT_BUS | RT_NEED(SCOPE_ADMIN)},
+    {HM_POST, "/v1/dlq/redrive", api_dlq_redrive, RT_BODY | RT_STORE | RT_BUS | RT_NEED(SCOPE_ADMIN)},
+    {HM_GET, "/healthz", api_healthz, RT_OPS | RT_OPEN},
+    {HM_GET, "/readyz", api_readyz, RT_OPS | RT_OPEN},
+    {HM_GET, "/metrics", api_metrics_get, RT_OPS | RT_METRICS | RT_NEED(SCOPE_ADMIN)},
 };
 const size_t http_nroutes = ARRAY_LEN(http_routes);

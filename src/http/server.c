@@ -57,6 +57,7 @@
 #include "core/log.h"
 
 #include <microhttpd.h>
+#include <openssl/crypto.h>
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -608,6 +609,63 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
+/* The API key of the request: "Authorization: Bearer <key>" or
+ * "X-API-Key: <key>". NULL when neither is there. */
+static const char *request_key(struct MHD_Connection *conn, size_t *n)
+{
+    const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (v && strncasecmp(v, "Bearer ", 7) == 0) {
+        v += 7;
+        while (*v == ' ') v++;
+    } else {
+        v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-API-Key");
+    }
+    *n = v ? strlen(v) : 0;
+    return v;
+}
+
+/* The key check (auth.h) for routes that need one; true to go on, false
+ * when rs holds the 401, 403 or 503. */
+static bool authorize(http_req_t *rq, http_resp_t *rs)
+{
+    app_t *app = rq->app;
+    unsigned flags = rq->route->flags;
+    if (!app->auth) {
+        snprintf(rq->who.tenant, sizeof(rq->who.tenant), "%s", TENANT_DEFAULT);
+        rq->who.scopes = SCOPE__ALL;
+        return true;
+    }
+    if ((flags & RT_OPEN) ||
+        ((flags & RT_METRICS) && strcmp(app->cfg->auth_metrics_open, "true") == 0))
+        return true;
+    size_t n;
+    const char *key = request_key(rq->conn, &n);
+    char need[64];
+    switch (auth_check(app->auth, key, n, RT_NEED_OF(flags), &rq->who)) {
+    case AUTH_OK:
+        return true;
+    case AUTH_MISSING:
+        resp_header(rs, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"herald\"");
+        resp_problem(rs, 401, PROBLEM_UNAUTHENTICATED, "Authorization",
+                     "an API key is required: Authorization: Bearer <key> (herald keys create)");
+        return false;
+    case AUTH_INVALID:
+        resp_header(rs, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                    "Bearer realm=\"herald\", error=\"invalid_token\"");
+        resp_problem(rs, 401, PROBLEM_UNAUTHENTICATED, "Authorization",
+                     "the API key is not valid (malformed, unknown or revoked)");
+        return false;
+    case AUTH_FORBIDDEN:
+        resp_problem(rs, 403, PROBLEM_FORBIDDEN, NULL, "API key %s lacks the scope this needs (%s)",
+                     rq->who.key_id, scopes_format(RT_NEED_OF(flags), need, sizeof(need)));
+        return false;
+    case AUTH_UNAVAILABLE:
+    default:
+        resp_problem(rs, 503, PROBLEM_UNAVAILABLE, NULL, "the API key cannot be checked now");
+        return false;
+    }
+}
+
 /* First callback: everything decidable from the request line and headers.
  * Returns true when a response was produced in rs. */
 static bool early_checks(http_req_t *rq, http_resp_t *rs)
@@ -653,6 +711,7 @@ static bool early_checks(http_req_t *rq, http_resp_t *rs)
                      "/metrics only");
         return true;
     }
+    if (!authorize(rq, rs)) return true;
     /* two lengths, or a length beside chunked framing, let a proxy and this
      * server disagree about where the body ends (request smuggling) */
     int framing[2] = {0, 0};
@@ -871,10 +930,61 @@ static hr_t parse_listen(const char *listen, struct sockaddr_storage *ss, bool *
 
 static void server_free(http_server_t *s)
 {
+    if (s->tls_key) {
+        OPENSSL_cleanse(s->tls_key, strlen(s->tls_key));
+        free(s->tls_key);
+    }
+    free(s->tls_cert);
     pthread_mutex_destroy(&s->streams_mu);
     pthread_mutex_destroy(&s->conns_mu);
     pthread_cond_destroy(&s->wd_cv);
     free(s);
+}
+
+/* Reads a PEM file for TLS into a NUL-terminated string (libmicrohttpd
+ * takes the certificate and key as text). NULL with a log line naming the
+ * setting (never the content) when it cannot. */
+static char *read_pem(const char *key, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        log_error("http", "%s: %s: %s", key, path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 20, n;
+    char *p = xmalloc(cap + 1);
+    n = fread(p, 1, cap + 1, f);
+    bool bad = ferror(f) || n > cap || n == 0 || memchr(p, '\0', n);
+    fclose(f);
+    if (bad || !memmem(p, n, "-----BEGIN ", 11)) {
+        log_error("http", "%s: %s is not a PEM file of at most 1 MiB", key, path);
+        OPENSSL_cleanse(p, cap + 1);
+        free(p);
+        return NULL;
+    }
+    p[n] = '\0';
+    return p;
+}
+
+/* Loads http.tls_cert_file and http.tls_key_file into s: HR_OK when both are
+ * empty (plain HTTP) or both load; HR_INVALID when only one is set or a file
+ * cannot be read. */
+static hr_t tls_load(http_server_t *s, const config_t *cfg)
+{
+    const char *cert = cfg->http_tls_cert_file, *key = cfg->http_tls_key_file;
+    bool has_cert = cert && *cert, has_key = key && *key;
+    if (!has_cert && !has_key) return HR_OK;
+    if (has_cert != has_key) {
+        log_error("http", "http.tls_cert_file and http.tls_key_file must be set together");
+        return HR_INVALID;
+    }
+    if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+        log_error("http", "http.tls_cert_file: this libmicrohttpd has no TLS support");
+        return HR_INVALID;
+    }
+    s->tls_cert = read_pem("http.tls_cert_file", cert);
+    s->tls_key = s->tls_cert ? read_pem("http.tls_key_file", key) : NULL;
+    return s->tls_key ? HR_OK : HR_INVALID;
 }
 
 hr_t http_start(app_t *app, const char *listen, http_server_t **out)
@@ -905,10 +1015,22 @@ hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *route
     s->body_ns = (int64_t)app->cfg->http_body_timeout_ms * 1000000;
     /* the rule main.c applied to start the server at all */
     s->api = strcmp(app->cfg->roles, "all") == 0 || strstr(app->cfg->roles, "ingest") != NULL;
+    if ((r = tls_load(s, app->cfg)) != HR_OK) {
+        server_free(s);
+        return r;
+    }
     /* suspend/resume parks streaming responses with nothing to send */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
                      MHD_ALLOW_SUSPEND_RESUME;
     if (v6) flags |= MHD_USE_IPv6;
+    if (s->tls_cert) flags |= MHD_USE_TLS;
+    /* TLS 1.2 and 1.3 only, GnuTLS's default ciphers for them. */
+    struct MHD_OptionItem tls[] = {
+        {s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, s->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+        {MHD_OPTION_END, 0, NULL},
+    };
     unsigned threads = app->cfg->http_threads > 1 ? (unsigned)app->cfg->http_threads : 1;
     struct MHD_OptionItem pool[] = {
         {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
@@ -921,6 +1043,7 @@ hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *route
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, /* first, so it sees every message */
         MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
         MHD_OPTION_ARRAY, pool, /* a pool only for more than one thread */
+        MHD_OPTION_ARRAY, tls,  /* only with a certificate */
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->cfg->http_connection_limit,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg->http_per_client_connections,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
@@ -939,7 +1062,8 @@ hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *route
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di ? di->port : 0;
-    log_info("http", "listening on %s (port %d, %u threads)", listen, s->port, threads);
+    log_info("http", "listening on %s (port %d, %u threads%s)", listen, s->port, threads,
+             s->tls_cert ? ", TLS" : "");
     *out = s;
     return HR_OK;
 }

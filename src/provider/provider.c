@@ -29,6 +29,7 @@
 static const provider_ops_t *const registry[] = {
     &sandbox_provider_ops,
     &webhook_provider_ops,
+    &fcm_provider_ops,
 };
 
 #define SET_MAX 8               /* providers one channel may list */

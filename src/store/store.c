@@ -585,6 +585,36 @@ hr_t store_dlq_mark_redriven(store_t *s, const char *dlq_id, bool *first)
     return r;
 }
 
+static bool key_id_ok(const char *id)
+{
+    return nonempty(id) && strlen(id) <= STORE_KEY_ID_MAX;
+}
+
+hr_t store_key_put(store_t *s, const api_key_rec_t *k)
+{
+    if (!key_id_ok(k->key_id) || !nonempty(k->tenant) || k->scopes == 0) return HR_INVALID;
+    return s->ops->key_put(s, k);
+}
+
+hr_t store_key_get(store_t *s, const char *key_id, api_key_rec_t *out)
+{
+    if (!key_id_ok(key_id)) return HR_NOTFOUND;
+    return s->ops->key_get(s, key_id, out);
+}
+
+hr_t store_key_list(store_t *s, api_key_rec_t **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    return s->ops->key_list(s, out, n);
+}
+
+hr_t store_key_revoke(store_t *s, const char *key_id, int64_t at_ms)
+{
+    if (!key_id_ok(key_id)) return HR_NOTFOUND;
+    return s->ops->key_revoke(s, key_id, at_ms > 0 ? at_ms : 1);
+}
+
 hr_t store_dlq_redriven(store_t *s, const char *dlq_id, bool *done)
 {
     *done = false;

@@ -277,6 +277,32 @@ hr_t store_dlq_mark_redriven(store_t *s, const char *dlq_id, bool *first);
 /* Was the DLQ entry redriven? */
 hr_t store_dlq_redriven(store_t *s, const char *dlq_id, bool *done);
 
+/* ---- API keys (auth/apikey.h makes and checks them) ---- */
+
+#define STORE_KEY_ID_MAX 32
+#define STORE_TENANT_MAX 64
+#define STORE_KEY_NAME_MAX 128
+
+typedef struct api_key_rec {
+    char key_id[STORE_KEY_ID_MAX + 1];
+    unsigned char secret_hash[32];  /* SHA-256 of the secret part */
+    char tenant[STORE_TENANT_MAX + 1];
+    unsigned scopes;                /* SCOPE_* bits */
+    char name[STORE_KEY_NAME_MAX + 1];
+    int64_t created_at_ms;
+    int64_t revoked_at_ms;          /* 0 = active */
+} api_key_rec_t;
+
+/* Inserts a new key; HR_CONFLICT when key_id exists. */
+hr_t store_key_put(store_t *s, const api_key_rec_t *k);
+/* HR_NOTFOUND when there is no such key (revoked keys are found). */
+hr_t store_key_get(store_t *s, const char *key_id, api_key_rec_t *out);
+/* Every key, oldest first (*out malloc'd; free it). */
+hr_t store_key_list(store_t *s, api_key_rec_t **out, int *n);
+/* Marks the key revoked at at_ms (HR_NOTFOUND: no such key; a key already
+ * revoked keeps its first time). */
+hr_t store_key_revoke(store_t *s, const char *key_id, int64_t at_ms);
+
 /* ---- freeing what the store fills ---- */
 
 /* Frees the user's strings and zeroes it; NULL is a no-op. */

@@ -129,6 +129,11 @@ typedef struct store_ops {
     hr_t (*event_release)(store_t *s, const char *event_id);
     hr_t (*dlq_mark)(store_t *s, const char *dlq_id, int64_t at_ms, bool *first);
     hr_t (*dlq_get)(store_t *s, const char *dlq_id, bool *done);
+    /* API keys (store.h); arguments already checked. */
+    hr_t (*key_put)(store_t *s, const api_key_rec_t *k);
+    hr_t (*key_get)(store_t *s, const char *key_id, api_key_rec_t *out);
+    hr_t (*key_list)(store_t *s, api_key_rec_t **out, int *n);
+    hr_t (*key_revoke)(store_t *s, const char *key_id, int64_t at_ms);
     /* store_health; why has room (why_len > 0). May be NULL: always sound. */
     hr_t (*health)(store_t *s, char *why, size_t why_len);
 } store_ops_t;

@@ -185,6 +185,14 @@ static const char *stmt_sql[S__COUNT] = {
     [S_EVENT_DEL] = "DELETE FROM events WHERE event_id = ?1",
     [S_DLQ_MARK] = "INSERT INTO dlq_redriven (dlq_id, at_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     [S_DLQ_GET] = "SELECT 1 FROM dlq_redriven WHERE dlq_id = ?1",
+    [S_KEY_PUT] = "INSERT INTO api_keys (key_id, secret_hash, tenant, scopes, name, created_at_ms)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_KEY_GET] = "SELECT key_id, secret_hash, tenant, scopes, name, created_at_ms,"
+                  " coalesce(revoked_at_ms, 0) FROM api_keys WHERE key_id = ?1",
+    [S_KEY_LIST] = "SELECT key_id, secret_hash, tenant, scopes, name, created_at_ms,"
+                   " coalesce(revoked_at_ms, 0) FROM api_keys ORDER BY created_at_ms, key_id",
+    [S_KEY_REVOKE] = "UPDATE api_keys SET revoked_at_ms = coalesce(revoked_at_ms, ?2)"
+                     " WHERE key_id = ?1",
 };
 
 /* The status sink's upsert. ?17 = rank of the incoming status
@@ -712,6 +720,10 @@ const store_ops_t store_sqlite_ops = {
     .address_invalid_get = sq_address_invalid_get,
     .event_release = sq_event_release,
     .dlq_mark = sq_dlq_mark,
+    .key_put = sq_key_put,
+    .key_get = sq_key_get,
+    .key_list = sq_key_list,
+    .key_revoke = sq_key_revoke,
     .dlq_get = sq_dlq_get,
     .health = sq_health,
 };

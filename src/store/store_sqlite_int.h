@@ -79,6 +79,10 @@ typedef enum stmt_id {
     S_EVENT_DEL,
     S_DLQ_MARK,
     S_DLQ_GET,
+    S_KEY_PUT,
+    S_KEY_GET,
+    S_KEY_LIST,
+    S_KEY_REVOKE,
     S__COUNT
 } stmt_id_t;
 
@@ -253,6 +257,11 @@ hr_t sq_address_invalid_get(store_t *s, const char *user_id, channel_t ch, const
                             bool *invalid);
 hr_t sq_event_release(store_t *s, const char *event_id);
 hr_t sq_dlq_mark(store_t *s, const char *dlq_id, int64_t at_ms, bool *first);
+/* store_sqlite_keys.c */
+hr_t sq_key_put(store_t *s, const api_key_rec_t *k);
+hr_t sq_key_get(store_t *s, const char *key_id, api_key_rec_t *out);
+hr_t sq_key_list(store_t *s, api_key_rec_t **out, int *n);
+hr_t sq_key_revoke(store_t *s, const char *key_id, int64_t at_ms);
 hr_t sq_dlq_get(store_t *s, const char *dlq_id, bool *done);
 
 #endif

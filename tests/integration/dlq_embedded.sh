@@ -13,7 +13,7 @@ start_herald --set retry.delays_ms=20,20,20 --set api.refuse_undeliverable_event
 expect_status 200 PUT /v1/users/dora '{"email":"dora@example.com","locale":"en","timezone":"UTC","devices":[{"platform":"fcm","token":"tok-dora"}]}' >/dev/null
 expect_status 202 POST /v1/events '{"event_id":"ev-dl","type":"welcome","audience":{"users":["dora"]},"data":{}}' >/dev/null
 
-dlq() { "$HERALD" dlq "$@" --url "$BASE"; }
+dlq() { "$HERALD" dlq "$@" --url "$BASE" --key "$(api_key)"; }
 listed=""
 for _ in $(seq 1 200); do
   listed=$(dlq list --reason "no templates") || fail "dlq list: $listed"

@@ -64,7 +64,7 @@ req GET /v1/notifications/$(notif_id ev-2 nobody push) | grep -q '"status":"fail
 # can still be on its way): only then is "no new line" meaningful.
 # (Read /metrics whole first: with pipefail, grep -q closing the pipe early
 # would fail curl.)
-dup_seen() { local m; m=$(curl -fs "$BASE/metrics") && grep -q '^herald_events_duplicate_total 1$' <<<"$m"; }
+dup_seen() { local m; m=$(acurl -fs "$BASE/metrics") && grep -q '^herald_events_duplicate_total 1$' <<<"$m"; }
 for _ in $(seq 1 200); do dup_seen && break; sleep 0.05; done
 dup_seen || fail "fan-out did not report the duplicate"
 [ "$(wc -l < "$WORK/data/sandbox/push.jsonl")" = 3 ] || fail "duplicate event delivered again"

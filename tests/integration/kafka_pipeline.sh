@@ -101,7 +101,7 @@ wait_for 30 status_is kcat-2 carol push sent || fail "good event after the garba
 wait_for 30 status_is ev-3 bob push sent || fail "API event after the garbage not delivered"
 npush=$(wc -l < "$SB/push.jsonl")
 [ "$npush" = 7 ] || fail "push lines after kcat events: $npush (wanted 7): $(cat "$SB/push.jsonl")"
-m=$(curl -fs "$BASE/metrics" | grep '^herald_dlq_records_total ' || true)
+m=$(acurl -fs "$BASE/metrics" | grep '^herald_dlq_records_total ' || true)
 [ "${m##* }" = 2 ] || fail "herald_dlq_records_total: '$m' (wanted 2)"
 
 # ---- 3. graceful restart: committed offsets, nothing re-delivered ----

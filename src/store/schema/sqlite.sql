@@ -89,6 +89,14 @@ CREATE TABLE IF NOT EXISTS invalid_addresses (
   reason TEXT, at_ms INTEGER NOT NULL,
   PRIMARY KEY (user_id, channel, address)) WITHOUT ROWID;
 
+-- API keys (no schema version change: a new table only). secret_hash is
+-- SHA-256 of the key's secret part; the key itself is shown once, at
+-- creation, and never stored. scopes is a bit set (auth/apikey.h).
+CREATE TABLE IF NOT EXISTS api_keys (
+  key_id TEXT PRIMARY KEY, secret_hash BLOB NOT NULL, tenant TEXT NOT NULL,
+  scopes INTEGER NOT NULL, name TEXT NOT NULL, created_at_ms INTEGER NOT NULL,
+  revoked_at_ms INTEGER) WITHOUT ROWID;
+
 -- DLQ entries ("<partition>-<offset>") already redriven.
 CREATE TABLE IF NOT EXISTS dlq_redriven (
   dlq_id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;

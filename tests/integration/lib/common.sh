@@ -43,14 +43,19 @@ stop_herald() {
   [ "$rc" = 0 ] || fail "herald exited with $rc on SIGTERM"
 }
 
+# The admin API key herald wrote on its first start (auth.bootstrap_key_file).
+api_key() { cat "${KEY_FILE:-$WORK/data/admin.key}" 2>/dev/null || true; }
+# curl with the admin key.
+acurl() { curl -H "Authorization: Bearer $(api_key)" "$@"; }
+
 # req METHOD PATH [BODY] -> prints "STATUS BODY"
 req() {
   local out code
   out=$(mktemp -p "$WORK")
   if [ $# -ge 3 ]; then
-    code=$(curl -s -o "$out" -w '%{http_code}' -X "$1" -H 'Content-Type: application/json' --data-binary "$3" "$BASE$2")
+    code=$(acurl -s -o "$out" -w '%{http_code}' -X "$1" -H 'Content-Type: application/json' --data-binary "$3" "$BASE$2")
   else
-    code=$(curl -s -o "$out" -w '%{http_code}' -X "$1" "$BASE$2")
+    code=$(acurl -s -o "$out" -w '%{http_code}' -X "$1" "$BASE$2")
   fi
   echo "$code $(cat "$out")"
   rm -f "$out"

@@ -73,11 +73,36 @@ def partition_for(key, partitions):
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
+# port -> data dir of the herald serving it: call() sends the admin API key
+# herald wrote there on its first start (<data_dir>/admin.key).
+_DATA_DIRS = {}
+_KEYS = {}
+
+
+def api_key(port):
+    """The admin key of the herald on port, once it has written one."""
+    if port in _KEYS:
+        return _KEYS[port]
+    d = _DATA_DIRS.get(port)
+    try:
+        with open(os.path.join(d, "admin.key")) as f:
+            _KEYS[port] = f.read().strip()
+    except (OSError, TypeError):
+        # A herald sharing another's store finds keys there and writes none:
+        # any key of the run is an admin key of the same tenant.
+        return next(iter(_KEYS.values()), None)
+    return _KEYS[port]
+
+
 def call(port, method, path, body=None, timeout=10):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"Content-Type": "application/json"}
+    key = api_key(port)
+    if key:
+        headers["Authorization"] = "Bearer " + key
     try:
         c.request(method, path, body=json.dumps(body) if body is not None else None,
-                  headers={"Content-Type": "application/json"})
+                  headers=headers)
         r = c.getresponse()
         return r.status, r.read()
     finally:
@@ -95,6 +120,7 @@ class Herald:
 
     def __init__(self, binary, data_dir, port, args=(), log_path=None, name="herald"):
         self.binary, self.data_dir, self.port = binary, data_dir, port
+        _DATA_DIRS[port] = data_dir
         self.args = self.NO_RATE_LIMITS + list(args)
         self.name = name
         self.log_path = log_path or os.path.join(os.path.dirname(data_dir), f"{name}.log")

@@ -60,6 +60,14 @@ void hresp_clear(hresp_t *r)
     memset(r, 0, sizeof(*r));
 }
 
+struct curl_slist *auth_header(struct curl_slist *h)
+{
+    char auth[160];
+    if (!F.use_key) return h;
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", F.use_key);
+    return curl_slist_append(h, auth);
+}
+
 void hreq_at(int port, hresp_t *r, const char *method, const char *path, const char *ctype,
              const char *body)
 {
@@ -80,6 +88,7 @@ void hreq_at(int port, hresp_t *r, const char *method, const char *path, const c
         hdrs = curl_slist_append(hdrs, cth);
         hdrs = curl_slist_append(hdrs, "Expect:");
     }
+    hdrs = auth_header(hdrs);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
@@ -143,7 +152,19 @@ char *raw_exchange(const char *req, size_t len, int timeout_ms)
     a.sin_port = htons((uint16_t)F.port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+    /* The key goes right after the request line, so what the test wrote
+     * about the rest of the request stays as it wrote it. */
+    const char *eol = memmem(req, len, "\r\n", 2);
+    if (F.use_key && eol) {
+        size_t head = (size_t)(eol - req) + 2;
+        char auth[160];
+        int an = snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", F.use_key);
+        assert_int_equal(send(fd, req, head, MSG_NOSIGNAL), (ssize_t)head);
+        assert_int_equal(send(fd, auth, (size_t)an, MSG_NOSIGNAL), (ssize_t)an);
+        req += head;
+        len -= head;
+    }
+    if (len) assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
     size_t cap = 8192, n = 0;
     char *out = calloc(1, cap);
     for (;;) {
@@ -248,6 +269,12 @@ int api_setup(void **state)
 
     snprintf(path, sizeof(path), "%s/herald.db", F.dir);
     if (store_open("sqlite", path, &F.app.store) != HR_OK) return -1;
+    /* Real key checks, as herald serves; every request sends an admin key
+     * unless a test says otherwise (test_api_auth.c). */
+    F.app.auth = auth_new(F.app.store, 5000, NULL);
+    if (apikey_create(F.app.store, TENANT_DEFAULT, SCOPE_ADMIN, "fixture", F.key, NULL) != HR_OK)
+        return -1;
+    F.use_key = F.key;
 
     /* join the group before anything is published, so the test sees every
      * record whatever the backend's starting position for a new group */
@@ -271,6 +298,7 @@ int api_teardown(void **state)
 {
     http_stop(F.srv);
     if (F.raw) bus_consumer_close(F.raw);
+    auth_free(F.app.auth);
     store_close(F.app.store);
     bus_close(F.app.bus);
     config_release(&F.cfg);

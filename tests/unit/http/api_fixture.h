@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "app.h"
+#include "auth/auth.h"
 #include "http/http.h"
 
 #include <curl/curl.h>
@@ -31,6 +32,9 @@ typedef struct fixture {
     bus_consumer_t *raw;    /* group "api-test" on raw-events */
     int assigned;
     int port;
+    char key[APIKEY_LEN + 1];   /* an admin key of tenant "default" */
+    const char *use_key;        /* what requests send: F.key unless a test changes it;
+                                 * NULL = no key */
 } fixture_t;
 
 extern fixture_t F;
@@ -60,6 +64,9 @@ void hreq_ct(hresp_t *r, const char *method, const char *path, const char *ctype
              const char *body);
 void hreq(hresp_t *r, const char *method, const char *path, const char *body);
 void hresp_clear(hresp_t *r);
+/* Appends the "Authorization: Bearer <F.use_key>" header (when a key is in
+ * use) to h; for tests that build their own curl requests. */
+struct curl_slist *auth_header(struct curl_slist *h);
 /* libcurl write callback appending to an hresp_t's body. */
 size_t on_body(char *p, size_t sz, size_t n, void *ud);
 

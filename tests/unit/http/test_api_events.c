@@ -196,7 +196,7 @@ static void test_concurrent_publish(void **state)
     CURL *easy[CLIENTS];
     hresp_t resp[CLIENTS];
     char *bodies[CLIENTS];
-    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    struct curl_slist *hdrs = auth_header(curl_slist_append(NULL, "Content-Type: application/json"));
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/events", F.port);
     for (int c = 0; c < CLIENTS; c++) {

@@ -193,10 +193,13 @@ static void test_body_trickle(void **state)
 {
     http_server_t *s = start_with(PER_CLIENT, 300, 400);
     int port = http_port(s);
-    static const char head[] = "PUT /v1/users/slow HTTP/1.1\r\nHost: x\r\n"
-                               "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n";
+    char head[512];
+    int hn = snprintf(head, sizeof(head),
+                      "PUT /v1/users/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                      "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+                      F.key);
     int fd = dial(port, "127.0.0.1");
-    assert_int_equal(send(fd, head, sizeof(head) - 1, MSG_NOSIGNAL), (ssize_t)(sizeof(head) - 1));
+    assert_int_equal(send(fd, head, (size_t)hn, MSG_NOSIGNAL), (ssize_t)hn);
     double t0 = now_ms();
     bool cut = false;
     for (int i = 0; i < 100 && !cut; i++) {

@@ -24,7 +24,12 @@ struct fake_http {
     int hold_k, hold_total;
     char *keys[MAX_SEEN];
     char *paths[MAX_SEEN];
+    char *auths[MAX_SEEN];
     int nseen;
+    /* The token endpoint (fake_http_token). */
+    char token_path[128];
+    int token_expires_in, token_status, tokens;
+    char token_body[8192], token_ctype[128];
 };
 
 typedef struct conn {
@@ -70,10 +75,15 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
     json_t *j = k->body ? json_loadb(k->body, k->len, 0, NULL) : NULL;
     int status = 200, delay_ms = 0;
     char ra[128] = "", msgid[96] = "";
-    answer_script(json_string_value(json_object_get(j, "title")), &status, ra, sizeof(ra), msgid,
-                  sizeof(msgid), &delay_ms);
+    const char *title = json_string_value(json_object_get(j, "title"));
+    if (!title)
+        title = json_string_value(json_object_get(
+            json_object_get(json_object_get(j, "message"), "notification"), "title"));
+    answer_script(title, &status, ra, sizeof(ra), msgid, sizeof(msgid), &delay_ms);
     json_decref(j);
     const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    char answer[512] = "{}";
 
     pthread_mutex_lock(&f->mu);
     f->requests++;
@@ -82,7 +92,25 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
     if (f->nseen < MAX_SEEN) {
         f->keys[f->nseen] = strdup(key ? key : "");
         f->paths[f->nseen] = strdup(url);
+        f->auths[f->nseen] = strdup(auth ? auth : "");
         f->nseen++;
+    }
+    if (f->token_path[0] && strcmp(url, f->token_path) == 0) {
+        const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+        snprintf(f->token_body, sizeof(f->token_body), "%s", k->body ? k->body : "");
+        snprintf(f->token_ctype, sizeof(f->token_ctype), "%s", ct ? ct : "");
+        status = f->token_status;
+        ra[0] = msgid[0] = '\0';
+        delay_ms = 0;
+        if (status == 200)
+            snprintf(answer, sizeof(answer),
+                     "{\"access_token\":\"tok-%d\",\"expires_in\":%d,\"token_type\":\"Bearer\"}",
+                     ++f->tokens, f->token_expires_in);
+        else if (status == 400)
+            snprintf(answer, sizeof(answer),
+                     "{\"error\":\"invalid_grant\",\"error_description\":\"Invalid JWT Signature.\"}");
+    } else if (msgid[0]) {
+        snprintf(answer, sizeof(answer), "{\"name\":\"%s\"}", msgid);
     }
     pthread_cond_broadcast(&f->cv);
     if (f->hold_k) {
@@ -100,8 +128,7 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
     pthread_mutex_lock(&f->mu);
     f->current--;
     pthread_mutex_unlock(&f->mu);
-    static const char ok[] = "{}";
-    struct MHD_Response *r = MHD_create_response_from_buffer(sizeof(ok) - 1, (void *)ok, MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(answer), answer, MHD_RESPMEM_MUST_COPY);
     if (ra[0]) MHD_add_response_header(r, "Retry-After", ra);
     if (msgid[0]) MHD_add_response_header(r, "X-Message-Id", msgid);
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
@@ -143,6 +170,7 @@ void fake_http_stop(fake_http_t *f)
     for (int i = 0; i < f->nseen; i++) {
         free(f->keys[i]);
         free(f->paths[i]);
+        free(f->auths[i]);
     }
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);
@@ -185,3 +213,21 @@ static int count_in(fake_http_t *f, char **arr, const char *s)
 
 int fake_http_key_count(fake_http_t *f, const char *key) { return count_in(f, f->keys, key); }
 int fake_http_path_count(fake_http_t *f, const char *path) { return count_in(f, f->paths, path); }
+int fake_http_auth_count(fake_http_t *f, const char *auth) { return count_in(f, f->auths, auth); }
+
+void fake_http_token(fake_http_t *f, const char *path, int expires_in, int status)
+{
+    pthread_mutex_lock(&f->mu);
+    snprintf(f->token_path, sizeof(f->token_path), "%s", path);
+    f->token_expires_in = expires_in;
+    f->token_status = status;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void fake_http_token_last(fake_http_t *f, char *body, size_t body_cap, char *ctype, size_t ctype_cap)
+{
+    pthread_mutex_lock(&f->mu);
+    snprintf(body, body_cap, "%s", f->token_body);
+    snprintf(ctype, ctype_cap, "%s", f->token_ctype);
+    pthread_mutex_unlock(&f->mu);
+}

@@ -3,10 +3,16 @@
  * one thread per connection, on 127.0.0.1 with a free port).
  *
  * Each request's answer is scripted by the request body: a JSON object
- * whose "title" holds space-separated words
- *   status=NNN  retry-after=TEXT (underscores become spaces)  msgid=ID
+ * whose "title" (or, for FCM bodies, "message.notification.title") holds
+ * space-separated words
+ *   status=NNN  retry-after=TEXT (underscores become spaces)
+ *   msgid=ID (an X-Message-Id header and the body {"name":"ID"})
  *   delay=MS (sleep before answering)
  * Anything missing: 200 with no extra headers.
+ *
+ * An OAuth2 token endpoint (fake_http_token) answers its path instead:
+ * {"access_token":"tok-<n>","expires_in":E} for the n-th token it hands
+ * out, or the status set with an invalid_grant error (400) or "{}".
  *
  * The server counts requests, the most answered at once, and the
  * Idempotency-Key values and paths it saw. fake_http_hold() makes requests
@@ -17,6 +23,7 @@
 #define FAKE_HTTP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef struct fake_http fake_http_t;
 
@@ -30,5 +37,12 @@ int fake_http_max_concurrent(fake_http_t *f);
 /* How many requests carried this Idempotency-Key / went to this path. */
 int fake_http_key_count(fake_http_t *f, const char *key);
 int fake_http_path_count(fake_http_t *f, const char *path);
+/* Requests to path answer as a token endpoint: status 200 hands out
+ * tokens living expires_in seconds; 400 is invalid_grant. */
+void fake_http_token(fake_http_t *f, const char *path, int expires_in, int status);
+/* How many requests carried this Authorization header value. */
+int fake_http_auth_count(fake_http_t *f, const char *auth);
+/* The body and Content-Type of the last token request ("" if none). */
+void fake_http_token_last(fake_http_t *f, char *body, size_t body_cap, char *ctype, size_t ctype_cap);
 
 #endif
