@@ -152,7 +152,7 @@ for d in 0 20; do
     fi
     if ! "$HERALD" bench --label "$label" --bus embedded --sink null --users "${HERALD_BENCH_PUSH_USERS:-100000}" \
         --commit "$commit" --seed-cache "$WORK/seed" --seed 1 --push-only --device-platform apns \
-        --fake-control "$FAKE_CONTROL_PORT" --fake-delay "$d" --duration 10 --warmup 2 --sweep "" --no-raw \
+        --fake-control "$FAKE_CONTROL_PORT" --fake-delay "$d" --duration 10 --warmup 2 --sweep "" --no-raw --window 5000 \
         --drain-timeout 20 --set channel.push.providers=apns \
         --set provider.apns.url="https://127.0.0.1:$FAKE_TLS_PORT" --set provider.apns.ca_file="$WORK/fake-ca.pem" \
         --set provider.apns.key_file="$WORK/apns.p8" --set provider.apns.key_id=BENCHKEY01 \
