@@ -49,6 +49,11 @@ struct hprov {
     bool refusing;              /* the last verdict was FATAL */
 };
 
+/* Completions: the type's verdict as it is, except that address_invalid is
+ * dropped for a push address that lists several devices ("platform:token"
+ * comma separated: invalidating it would remove all of the user's devices
+ * for one dead token). */
+
 /* Sets up hp (already zeroed, e.g. by xcalloc) with cap slots. target is
  * borrowed (the config value). */
 void hprov_init(hprov_t *hp, const provider_env_t *env, const hprov_ops_t *ops, const char *target,

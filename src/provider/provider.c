@@ -30,6 +30,7 @@ static const provider_ops_t *const registry[] = {
     &sandbox_provider_ops,
     &webhook_provider_ops,
     &fcm_provider_ops,
+    &apns_provider_ops,
 };
 
 #define SET_MAX 8               /* providers one channel may list */

@@ -78,6 +78,7 @@ hr_t provider_conf_int(const provider_env_t *env, const char *key, int64_t def, 
 extern const provider_ops_t sandbox_provider_ops;
 extern const provider_ops_t webhook_provider_ops;
 extern const provider_ops_t fcm_provider_ops;
+extern const provider_ops_t apns_provider_ops;
 
 /* The registry: the type named `type`, or NULL. */
 const provider_ops_t *provider_lookup(const char *type);

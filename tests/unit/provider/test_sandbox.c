@@ -145,7 +145,7 @@ static void test_config_check(void **st)
     expect_bad("provider.webhook.ulr", "http://x/", "provider.webhook.ulr");
     expect_bad("channel.pigeon.providers", "sandbox", "channel.pigeon.providers");
     expect_bad("channel.push.provider", "sandbox", "channel.push.provider");
-    expect_bad("channel.push.providers", "apns", "'apns' is not a provider type");
+    expect_bad("channel.push.providers", "pigeon", "'pigeon' is not a provider type");
     expect_bad("channel.push.providers", " , ", "channel.push.providers");
     expect_bad("provider.sandbox.max_in_flight", "0", "provider.sandbox.max_in_flight");
 
