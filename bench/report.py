@@ -223,8 +223,10 @@ def providers_section(runs):
             "`GOMAXPROCS=1`, recording off) over HTTP/2 + TLS: APNs-sized alert POSTs to `/3/device/<token>`, no "
             "pipeline and no provider logic. Commit %s. CPU is the bench process's (getrusage: the engine and libcurl), "
             "the fake's from its own getrusage; connections are those the engine opened (`http_engine_stats`) and "
-            "the fake accepted; streams are the most the fake saw in flight on one connection."
-            % ("{:,}".format(g(e, "mode", "in_flight", default=0)), e.get("commit", "?")),
+            "the fake accepted; streams are the most the fake saw in flight on one connection. "
+            "1-minute load average when it started: %s (%s cores)."
+            % ("{:,}".format(g(e, "mode", "in_flight", default=0)), e.get("commit", "?"),
+               g(e, "machine", "loadavg_1m", default="?"), g(e, "machine", "cores", default="?")),
             "",
             "| injected delay | requests | requests/s | CPU s per million (engine / fake) | connections (engine / fake) "
             "| max concurrent streams |",
@@ -244,11 +246,14 @@ def providers_section(runs):
     else:
         d0 = next(d for d in push if not d.get("skipped"))
         out += [
-            "**The push pipeline** (`herald bench --provider apns`): the whole pipeline of the tables above, "
-            "embedded bus, every event a push to users whose one device is an APNs token, delivered by the APNs "
-            "provider (token auth, ES256 JWT from a test .p8; TLS with the fake's CA) to the fake APNs. %s users; "
-            "closed loop as in **max**. CPU is the `herald serve` process's."
-            % "{:,}".format(g(d0, "mode", "users", default=0)),
+            "**The push pipeline** (`herald bench --push-only --device-platform apns --fake-control ...`): the "
+            "whole pipeline of the tables above, embedded bus, every event a push to users whose one device is an "
+            "APNs token, delivered by the APNs provider (token auth, ES256 JWT from a test .p8; TLS with the fake's "
+            "CA) to the fake APNs, which verifies every token. %s users; closed loop as in **max**, with at most %s "
+            "notifications in flight (so the latency is mostly that queue). CPU is the `herald serve` process's. "
+            "1-minute load average when the runs started: %s."
+            % ("{:,}".format(g(d0, "mode", "users", default=0)), "{:,}".format(g(d0, "max", "window_notifs", default=0)),
+               " / ".join(str(g(d, "machine", "loadavg_1m", default="?")) for d in push)),
             "",
             "| injected delay | notifications/s delivered | herald CPU s per million | fake CPU s per million "
             "| APNs connections | max concurrent streams | push p50 / p99 (ms) | settings |",

@@ -309,8 +309,13 @@ json_t *bench_machine_json(void)
     struct utsname u;
     uname(&u);
     double mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024 * 1024);
-    return json_pack("{s:i,s:s,s:f,s:s}", "cores", (int)sysconf(_SC_NPROCESSORS_ONLN), "cpu_model",
-                     model, "mem_gib", round(mem * 10) / 10, "kernel", u.release);
+    /* the 1-minute load average when the run started: on a shared machine
+     * it says how much of the cores the run could have had */
+    double load[1] = {0};
+    if (getloadavg(load, 1) != 1) load[0] = -1;
+    return json_pack("{s:i,s:s,s:f,s:s,s:f}", "cores", (int)sysconf(_SC_NPROCESSORS_ONLN), "cpu_model",
+                     model, "mem_gib", round(mem * 10) / 10, "kernel", u.release, "loadavg_1m",
+                     round(load[0] * 100) / 100);
 }
 
 static json_t *latency_json(const hist_snap_t *s)

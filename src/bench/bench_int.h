@@ -117,7 +117,8 @@ hr_t seed_store(const char *path, int64_t users, const char *platform, double *s
 
 /* ---- bench.c ---- */
 
-/* {"cores","cpu_model","mem_gib","kernel"} of this machine (new reference). */
+/* {"cores","cpu_model","mem_gib","kernel","loadavg_1m"} of this machine
+ * (new reference). */
 json_t *bench_machine_json(void);
 
 /* ---- http_engine.c ---- */
