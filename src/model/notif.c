@@ -312,9 +312,15 @@ static void sha256(const void *data, size_t len, unsigned char out[SHA256_DIGEST
 
 void notif_make_id(hstr_t event_id, hstr_t user_id, channel_t ch, char out[33])
 {
+    notif_make_device_id(event_id, user_id, ch, (hstr_t){NULL, 0}, out);
+}
+
+void notif_make_device_id(hstr_t event_id, hstr_t user_id, channel_t ch, hstr_t device,
+                          char out[33])
+{
     const char *cn = channel_name(ch);
     size_t cl = strlen(cn);
-    size_t total = event_id.n + 1 + user_id.n + 1 + cl;
+    size_t total = event_id.n + 1 + user_id.n + 1 + cl + (device.n ? 1 + device.n : 0);
     unsigned char stack[512];
     unsigned char *m = total <= sizeof(stack) ? stack : xmalloc(total);
     unsigned char *p = m;
@@ -326,6 +332,11 @@ void notif_make_id(hstr_t event_id, hstr_t user_id, channel_t ch, char out[33])
     p += user_id.n;
     *p++ = '\0';
     memcpy(p, cn, cl);
+    p += cl;
+    if (device.n) {
+        *p++ = '\0';
+        memcpy(p, device.p, device.n);
+    }
 
     unsigned char md[SHA256_DIGEST_LENGTH];
     sha256(m, total, md);

@@ -135,5 +135,11 @@ hr_t notif_to_json(const notif_t *n, buf_t *out);
  * SHA-256(event_id '\0' user_id '\0' channel_name): deterministic, so
  * re-processing an event yields the same ids. out must hold 33 bytes. */
 void notif_make_id(hstr_t event_id, hstr_t user_id, channel_t ch, char out[33]);
+/* A push notification per device: a user's first device keeps
+ * notif_make_id's id; each further device ("platform:token") gets the first
+ * 16 bytes of SHA-256(event_id '\0' user_id '\0' channel_name '\0' device).
+ * device empty = notif_make_id. */
+void notif_make_device_id(hstr_t event_id, hstr_t user_id, channel_t ch, hstr_t device,
+                          char out[33]);
 
 #endif

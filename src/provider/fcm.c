@@ -351,26 +351,6 @@ static hr_t metadata_android(jw_t *w, json_t *md, char *why, size_t why_len)
     return HR_OK;
 }
 
-/* The registration token in a push address: the address itself when it is
- * a bare token, else its first "fcm:<token>" entry of "platform:token,...".
- * False when there is none. */
-static bool device_token(hstr_t address, hstr_t *token)
-{
-    const char *p = address.p ? address.p : "", *end = p + address.n;
-    while (p < end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *e = comma ? comma : end;
-        const char *colon = memchr(p, ':', (size_t)(e - p));
-        if (!colon || (colon - p == 3 && memcmp(p, "fcm", 3) == 0)) {
-            token->p = colon ? colon + 1 : p;
-            token->n = (size_t)(e - token->p);
-            return token->n > 0;
-        }
-        p = comma ? comma + 1 : end;
-    }
-    return false;
-}
-
 hr_t fcm_build(const fcm_conf_t *c, const char *access_token, const notif_t *n,
                prov_http_req_t *req, char *why, size_t why_len)
 {
@@ -378,9 +358,15 @@ hr_t fcm_build(const fcm_conf_t *c, const char *access_token, const notif_t *n,
     req->method = "POST";
     req->timeout_ms = c->timeout_ms;
     req->ca_file = c->ca_file;
-    hstr_t token;
-    if (!device_token(n->address, &token)) {
-        snprintf(why, why_len, "%s", n->address.n ? "no FCM device in the address" : "no device token");
+    /* Fan-out addresses a device as "fcm:<token>" (FCM tokens hold ':'
+     * themselves, so only that exact prefix is taken off). */
+    hstr_t tok = n->address;
+    if (tok.n > 4 && memcmp(tok.p, "fcm:", 4) == 0) {
+        tok.p += 4;
+        tok.n -= 4;
+    }
+    if (tok.n == 0) {
+        snprintf(why, why_len, "no device token");
         return HR_INVALID;
     }
     json_t *md = NULL;
@@ -404,7 +390,7 @@ hr_t fcm_build(const fcm_conf_t *c, const char *access_token, const notif_t *n,
     }
     jw_t w = JW_INIT(&req->body);
     jw_lit(&w, "{\"message\":{");
-    jw_key_str(&w, JW_KEY0("token"), token.p, token.n);
+    jw_key_str(&w, JW_KEY0("token"), tok.p, tok.n);
     if (n->title.n || n->body.n) {
         jw_lit(&w, ",\"notification\":{");
         if (n->title.n) jw_key_str(&w, JW_KEY0("title"), n->title.p, n->title.n);

@@ -254,6 +254,21 @@ static hr_t emit_status(fanout_t *f, notif_t *n, notif_status_t st, const char *
                          f->enc.len, batch);
 }
 
+/* The next device of a push address list ("platform:token,..."): its
+ * entry in *dev and platform in *plat; false at the end. *pos advances. */
+static bool next_device(const char *list, size_t len, size_t *pos, hstr_t *dev, hstr_t *plat)
+{
+    if (*pos >= len) return false;
+    const char *p = list + *pos, *end = list + len;
+    const char *comma = memchr(p, ',', (size_t)(end - p));
+    const char *e = comma ? comma : end;
+    *dev = (hstr_t){p, (size_t)(e - p)};
+    const char *colon = memchr(p, ':', (size_t)(e - p));
+    *plat = (hstr_t){p, colon ? (size_t)(colon - p) : 0};
+    *pos = (size_t)(e - list) + (comma ? 1 : 0);
+    return true;
+}
+
 static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const char *user_id,
                         bool replay, bus_batch_t *batch)
 {
@@ -291,7 +306,7 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
             .quiet_start_min = rc->quiet_start_min,
             .quiet_end_min = rc->quiet_end_min,
         };
-        if (replay) {
+        if (replay && ch != CH_PUSH) { /* push: per device, below */
             bool sent = false;
             if ((r = store_notif_sent(app->store, nid, &sent)) != HR_OK) break;
             if (sent) continue; /* delivered the first time round */
@@ -325,13 +340,41 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
         tmpl_render(body, &ctx, &f->body);
         n.title = (hstr_t){f->title.data ? f->title.data : "", f->title.len};
         n.body = (hstr_t){f->body.data ? f->body.data : "", f->body.len};
-        n.address = (hstr_t){rc->addr[ch], rc->addr_len[ch]};
-        n.platform = ch == CH_PUSH ? HSTR(rc->platform) : HSTR("");
-        buf_reset(&f->enc);
-        notif_encode(&n, &f->enc);
-        r = stage_produce(app, topic_for_channel(ch), -1, user_id, uid_len, f->enc.data,
-                          f->enc.len, batch);
-        if (r == HR_OK) METRIC_INC(notifs_fanned_out);
+        if (ch != CH_PUSH) {
+            n.address = (hstr_t){rc->addr[ch], rc->addr_len[ch]};
+            n.platform = HSTR("");
+            buf_reset(&f->enc);
+            notif_encode(&n, &f->enc);
+            r = stage_produce(app, topic_for_channel(ch), -1, user_id, uid_len, f->enc.data,
+                              f->enc.len, batch);
+            if (r == HR_OK) METRIC_INC(notifs_fanned_out);
+            continue;
+        }
+        /* Push: one notification per device, each to its own platform's
+         * provider, so that a dead token invalidates only itself. The first
+         * device keeps the (event, user, channel) id. */
+        size_t pos = 0;
+        hstr_t dev, plat;
+        char did[33];
+        for (int d = 0; r == HR_OK && next_device(rc->addr[ch], rc->addr_len[ch], &pos, &dev, &plat);
+             d++) {
+            if (d > 0)
+                notif_make_device_id(HSTR(ev->event_id), (hstr_t){user_id, uid_len},
+                                     (channel_t)ch, dev, did);
+            n.notification_id = (hstr_t){d > 0 ? did : nid, 32};
+            if (replay) {
+                bool sent = false;
+                if ((r = store_notif_sent(app->store, d > 0 ? did : nid, &sent)) != HR_OK) break;
+                if (sent) continue; /* delivered the first time round */
+            }
+            n.address = dev;
+            n.platform = plat;
+            buf_reset(&f->enc);
+            notif_encode(&n, &f->enc);
+            r = stage_produce(app, topic_for_channel(ch), -1, user_id, uid_len, f->enc.data,
+                              f->enc.len, batch);
+            if (r == HR_OK) METRIC_INC(notifs_fanned_out);
+        }
     }
     return r;
 }

@@ -217,27 +217,6 @@ static void test_build_refuses(void **st)
         assert_int_equal(fcm_build(&c, "tok", &n, &req, why, sizeof(why)), HR_INVALID);
         assert_non_null(strstr(why, cases[i].why));
     }
-    /* The token from a push address: bare, "fcm:<token>", or the first fcm
-     * entry of "platform:token,..."; none there is refused. */
-    static const struct {
-        const char *address, *token;
-    } addrs[] = {
-        {"t", "t"}, {"fcm:tok-1", "tok-1"}, {"apns:aa11,fcm:tok-2,fcm:tok-3", "tok-2"}, {"apns:aa11", NULL},
-        {"fcm:", NULL},
-    };
-    for (size_t i = 0; i < ARRAY_LEN(addrs); i++) {
-        notif_t n = {.address = HSTR(addrs[i].address), .title = HSTR("x")};
-        char why[128] = "";
-        if (!addrs[i].token) {
-            assert_int_equal(fcm_build(&c, "tok", &n, &req, why, sizeof(why)), HR_INVALID);
-            assert_non_null(strstr(why, "no FCM device"));
-            continue;
-        }
-        assert_int_equal(fcm_build(&c, "tok", &n, &req, why, sizeof(why)), HR_OK);
-        char want[160];
-        snprintf(want, sizeof(want), "{\"message\":{\"token\":\"%s\",", addrs[i].token);
-        assert_memory_equal(req.body.data, want, strlen(want));
-    }
     /* Metadata that is not a JSON object is not for us: sent without it. */
     static const char *const ignored[] = {"not json", "[1,2]", "\"s\""};
     for (size_t i = 0; i < ARRAY_LEN(ignored); i++) {

@@ -337,6 +337,49 @@ static void test_permanent_invalidates_address(void **state)
     assert_int_equal(METRIC_VALUE(notifs_sent) - sent_before, 1);
 }
 
+/* A user with three devices gets one push notification per device, each
+ * to its own platform, and a dead token takes only itself off the user. */
+static void test_push_per_device(void **state)
+{
+    fx_t *f = *state;
+    user_t u = {.user_id = "dev3", .locale = "en", .timezone = "UTC", .ndevices = 3};
+    u.devices[0] = (device_t){"apns", "aa11"};
+    u.devices[1] = (device_t){"fcm", "sandbox-fail-permanent"};
+    u.devices[2] = (device_t){"fcm", "proj:tok-3"};
+    assert_int_equal(store_user_put(f->app.store, &u), HR_OK);
+    start(f);
+    produce_event(f, "e-d1", "posted", "dev3", "[\"push\"]");
+    /* the first device keeps the (event, user, channel) id */
+    assert_true(wait_for(f, "e-d1", "dev3", CH_PUSH, ST_SENT));
+    char id1[33], id2[33];
+    notif_make_device_id(HSTR("e-d1"), HSTR("dev3"), CH_PUSH, HSTR("fcm:sandbox-fail-permanent"), id1);
+    notif_make_device_id(HSTR("e-d1"), HSTR("dev3"), CH_PUSH, HSTR("fcm:proj:tok-3"), id2);
+    notif_row_t row;
+    notif_status_t st1 = ST__COUNT, st2 = ST__COUNT;
+    for (int i = 0; i < 500 && (st1 != ST_DEAD || st2 != ST_SENT); i++) {
+        usleep(20000);
+        if (store_notif_get(f->app.store, id1, &row, NULL, NULL) == HR_OK) {
+            st1 = row.status;
+            notif_row_clear(&row);
+        }
+        if (store_notif_get(f->app.store, id2, &row, NULL, NULL) == HR_OK) {
+            st2 = row.status;
+            assert_string_equal(row.address, "fcm:proj:tok-3");
+            notif_row_clear(&row);
+        }
+    }
+    assert_int_equal(st1, ST_DEAD);
+    assert_int_equal(st2, ST_SENT);
+    assert_int_equal(sandbox_count(f, "push", "dev3"), 2);
+    /* only the dead device left the user */
+    user_t back;
+    assert_int_equal(store_user_get(f->app.store, "dev3", &back), HR_OK);
+    assert_int_equal(back.ndevices, 2);
+    assert_string_equal(back.devices[0].token, "aa11");
+    assert_string_equal(back.devices[1].token, "proj:tok-3");
+    store_user_clear(&back);
+}
+
 /* ---- DLQ ---- */
 
 static void test_dlq_redrive_event_after_template_added(void **state)
@@ -413,6 +456,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_tiers_then_dlq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_waits_until_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_survives_restart_and_does_not_block, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_push_per_device, setup, teardown),
         cmocka_unit_test_setup_teardown(test_permanent_invalidates_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dlq_redrive_event_after_template_added, setup, teardown),
         cmocka_unit_test(test_dlq_since_parse),
