@@ -13,7 +13,7 @@ pkgs+=(libhiredis-dev)  # the Redis rate limiter (src/policy/ratelimit_redis.c)
 # `make fuzz`.
 for arg in "$@"; do
   case "$arg" in
-    --test) pkgs+=(default-jre-headless maven redis-server golang-go) ;;  # redis-server: the Redis rate-limit tests
+    --test) pkgs+=(default-jre-headless maven redis-server python3-aiosmtpd openssl golang-go) ;;  # redis-server: the Redis rate-limit tests; python3-aiosmtpd, openssl: the SMTP server tests; golang-go: tests/fakeprov
     --fuzz) pkgs+=(clang libclang-rt-dev) ;;
   esac
 done

@@ -60,3 +60,36 @@ char *base64url_decode(const char *s, size_t n, size_t *out_len)
     if (out_len) *out_len = len;
     return o;
 }
+
+char *base64_encode(const void *p, size_t n)
+{
+    assert(n <= (size_t)INT32_MAX / 4 * 3);
+    char *o = xmalloc((n + 2) / 3 * 4 + 1);
+    int len = EVP_EncodeBlock((unsigned char *)o, p, (int)n);
+    o[len] = '\0';
+    return o;
+}
+
+unsigned char *base64_decode(const char *s, size_t n, size_t *out_len)
+{
+    if (n % 4 != 0 || n > (size_t)INT32_MAX / 2) return NULL;
+    size_t pad = 0;
+    if (n && s[n - 1] == '=') pad++;
+    if (n > 1 && s[n - 2] == '=') pad++;
+    for (size_t i = 0; i < n - pad; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/'))
+            return NULL;
+    }
+    unsigned char *o = xmalloc(n / 4 * 3 + 1);
+    int got = n ? EVP_DecodeBlock(o, (const unsigned char *)s, (int)n) : 0;
+    if (got < 0) {
+        free(o);
+        return NULL;
+    }
+    size_t len = n / 4 * 3 - pad; /* EVP_DecodeBlock counts the padding as zero bytes */
+    o[len] = '\0';
+    if (out_len) *out_len = len;
+    return o;
+}

@@ -11,6 +11,7 @@
  *   api_notifications.c  /v1/notifications/{id}, /v1/users/{user_id}/notifications
  *   api_ops.c            /healthz, /readyz, /metrics (text from src/metrics/)
  *   api_dlq.c            /v1/dlq, /v1/dlq/redrive
+ *   api_callbacks.c      /v1/callbacks/twilio/{provider}, /v1/callbacks/sendgrid/{provider}
  *   api_util.c           the helpers below
  *
  * DESIGN: every handler reads its whole input first - path parameters
@@ -64,6 +65,9 @@ void api_user_notifs(http_req_t *rq, http_resp_t *rs);
 
 void api_dlq_list(http_req_t *rq, http_resp_t *rs);
 void api_dlq_redrive(http_req_t *rq, http_resp_t *rs);
+
+void api_cb_twilio(http_req_t *rq, http_resp_t *rs);
+void api_cb_sendgrid(http_req_t *rq, http_resp_t *rs);
 
 void api_healthz(http_req_t *rq, http_resp_t *rs);
 void api_readyz(http_req_t *rq, http_resp_t *rs);

@@ -4,7 +4,9 @@
 #include "http/api_int.h"
 
 #include "model/validate.h"
+#include "provider/webhook.h"
 
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +14,7 @@
 #define CATEGORIES_MAX 256
 #define TOKEN_MAX 4096
 #define DEVICE_PLATFORM_MAX 8 /* "apns" | "fcm" */
+#define WEBHOOK_SECRET_MAX 256 /* "whsec_" + base64 of a 128-byte key is 178 */
 
 static json_t *user_json(const user_t *u)
 {
@@ -24,13 +27,15 @@ static json_t *user_json(const user_t *u)
     json_t *qh = (u->quiet_start && u->quiet_end)
                      ? json_pack("{s:s,s:s}", "start", u->quiet_start, "end", u->quiet_end)
                      : json_null();
-    return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "user_id",
+    /* webhook_secret is write-only: whether one is set, never its value */
+    return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "user_id",
                      api_json_str_or_null(u->user_id), "email", api_json_str_or_null(u->email),
                      "phone", api_json_str_or_null(u->phone), "locale",
                      api_json_str_or_null(u->locale), "timezone",
                      api_json_str_or_null(u->timezone), "quiet_hours",
                      qh ? qh : json_null(), "devices", devs, "webhook_url",
-                     api_json_str_or_null(u->webhook_url), "updated_at",
+                     api_json_str_or_null(u->webhook_url), "webhook_secret_set",
+                     u->webhook_secret != NULL, "updated_at",
                      api_json_time(u->updated_at_ms));
 }
 
@@ -38,12 +43,16 @@ static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
 
 /* Validates a user body into u. u owns copies of its strings whatever the
  * outcome (a user_t may reach user_clear() or the store only that way):
- * the caller frees them with user_clear(). */
+ * the caller frees them with user_clear(). webhook_secret: absent keeps
+ * the stored one (u->webhook_secret NULL), null removes it (""), a string
+ * replaces it; webhook_secret_set (what GET answers) is accepted and
+ * ignored so that a GET body can be PUT back. */
 static bool user_from_json(json_t *doc, const char *user_id, user_t *u, problem_t *pb)
 {
-    static const char *const keys[] = {"user_id", "email",   "phone",       "locale",
-                                       "timezone", "quiet_hours", "devices", "webhook_url",
-                                       "updated_at", NULL};
+    static const char *const keys[] = {"user_id",     "email",          "phone",
+                                       "locale",      "timezone",       "quiet_hours",
+                                       "devices",     "webhook_url",    "webhook_secret",
+                                       "webhook_secret_set", "updated_at", NULL};
     const char *s;
     json_t *v;
 
@@ -119,6 +128,23 @@ static bool user_from_json(json_t *doc, const char *user_id, user_t *u, problem_
     if (!api_opt_string(doc, "webhook_url", "webhook_url", VALID_URL_MAX, &s, pb)) return false;
     if (s && !valid_url(s)) return api_bad(pb, "webhook_url", "must be an http:// or https:// URL");
     u->webhook_url = dup_or_null(s);
+
+    v = json_object_get(doc, "webhook_secret");
+    if (v && json_is_null(v)) {
+        u->webhook_secret = xstrdup(""); /* remove */
+    } else if (v) {
+        webhook_key_t key;
+        /* the messages never repeat the value */
+        if (!api_opt_string(doc, "webhook_secret", "webhook_secret", WEBHOOK_SECRET_MAX, &s, pb))
+            return false;
+        if (webhook_secret_parse(s, &key) != HR_OK)
+            return api_bad(pb, "webhook_secret",
+                           "must be whsec_ followed by the base64 of a %d to %d byte key, or %d to %d "
+                           "printable ASCII characters",
+                           WEBHOOK_KEY_MIN, WEBHOOK_KEY_MAX, WEBHOOK_KEY_MIN, WEBHOOK_KEY_MAX);
+        OPENSSL_cleanse(&key, sizeof(key));
+        u->webhook_secret = xstrdup(s);
+    }
     return true;
 }
 

@@ -57,6 +57,9 @@ typedef void (*http_handler_fn)(http_req_t *rq, http_resp_t *rs);
 /* The scopes (auth.h SCOPE_*) a route accepts, any of them; admin passes. */
 #define RT_NEED(scopes) ((unsigned)(scopes) << 8)
 #define RT_NEED_OF(flags) ((flags) >> 8)
+#define RT_SMALL 128u   /* body bounded by HTTP_SMALL_BODY, not http.max_body (413 above) */
+
+#define HTTP_SMALL_BODY (16 * 1024)
 
 /* One route: a method and a pattern of literal and "{name}" segments. The
  * names become problem "field" values when a parameter is invalid. */
@@ -120,6 +123,8 @@ struct http_req {
     const char *target;         /* the raw request target as first seen (on_target) */
     size_t target_len;          /* its strlen() then */
     bool target_bad;            /* it holds a space or control character */
+    const char *target_copy;    /* a copy of the target as first seen, query included (the
+                                 * server splits and unescapes its buffer in place later) */
     char **owned;               /* freed with the request (req_keep) */
     int nowned, capowned;
     auth_ctx_t who;             /* the caller: its key's tenant and scopes (set before the
@@ -168,6 +173,10 @@ void *req_keep(http_req_t *rq, void *p);
  * value has a malformed escape or decodes to a control character such as
  * "%00" (the caller answers 400 naming it). */
 const char *req_query(http_req_t *rq, const char *name, bool *bad);
+
+/* A request header's value (case-insensitive name), NULL when absent.
+ * Owned by libmicrohttpd; valid until the request ends. */
+const char *req_header(http_req_t *rq, const char *name);
 
 /* Answers doc (reference stolen) as application/json. */
 void resp_json(http_resp_t *rs, int status, json_t *doc);

@@ -22,6 +22,9 @@ const http_route_t http_routes[] = {
     {HM_GET, "/v1/notifications/{notification_id}", api_notif_get, RT_STORE | RT_NEED(SCOPE_READ)},
     {HM_GET, "/v1/dlq", api_dlq_list, RT_STORE | RT_BUS | RT_NEED(SCOPE_ADMIN)},
     {HM_POST, "/v1/dlq/redrive", api_dlq_redrive, RT_BODY | RT_STORE | RT_BUS | RT_NEED(SCOPE_ADMIN)},
+    /* delivery callbacks: no API key (providers cannot send one); signed */
+    {HM_POST, "/v1/callbacks/twilio/{provider}", api_cb_twilio, RT_SMALL | RT_STORE | RT_BUS | RT_OPEN},
+    {HM_POST, "/v1/callbacks/sendgrid/{provider}", api_cb_sendgrid, RT_BODY | RT_STORE | RT_BUS | RT_OPEN},
     {HM_GET, "/healthz", api_healthz, RT_OPS | RT_OPEN},
     {HM_GET, "/readyz", api_readyz, RT_OPS | RT_OPEN},
     {HM_GET, "/metrics", api_metrics_get, RT_OPS | RT_METRICS | RT_NEED(SCOPE_ADMIN)},

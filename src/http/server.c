@@ -113,6 +113,11 @@ const char *req_query(http_req_t *rq, const char *name, bool *bad)
     return req_keep(rq, v);
 }
 
+const char *req_header(http_req_t *rq, const char *name)
+{
+    return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
+}
+
 void resp_text(http_resp_t *rs, int status, const char *content_type, char *body, size_t len)
 {
     free(rs->body);
@@ -576,6 +581,7 @@ static void *on_target(void *cls, const char *uri, struct MHD_Connection *conn)
     http_req_t *rq = xcalloc(1, sizeof(*rq));
     rq->target = uri;
     rq->target_len = strlen(uri);
+    rq->target_copy = req_keep(rq, xstrdup(uri));
     for (const unsigned char *p = (const unsigned char *)uri; *p; p++)
         if (*p <= 0x20 || *p == 0x7f) rq->target_bad = true;
     return rq;
@@ -705,6 +711,8 @@ static bool early_checks(http_req_t *rq, http_resp_t *rs)
         return true;
     }
 
+    if ((rq->route->flags & RT_SMALL) && rq->body.limit > HTTP_SMALL_BODY)
+        rq->body.limit = HTTP_SMALL_BODY;
     if (!rq->srv->api && !(rq->route->flags & RT_OPS)) {
         resp_problem(rs, 404, NULL, NULL,
                      "this process does not run the ingest role: it serves /healthz, /readyz and "
@@ -729,9 +737,9 @@ static bool early_checks(http_req_t *rq, http_resp_t *rs)
         char *end = NULL;
         errno = 0;
         unsigned long long v = strtoull(cl, &end, 10);
-        if (end != cl && (errno == ERANGE || v > (unsigned long long)app->cfg->http_max_body)) {
-            resp_problem(rs, 413, NULL, "body", "the body is %llu bytes; the limit is %lld", v,
-                         (long long)app->cfg->http_max_body);
+        if (end != cl && (errno == ERANGE || v > (unsigned long long)rq->body.limit)) {
+            resp_problem(rs, 413, NULL, "body", "the body is %llu bytes; the limit is %zu", v,
+                         rq->body.limit);
             return true;
         }
     }
@@ -795,7 +803,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         if (rq->too_large) {
             rq->discarded += n;
-            if (rq->discarded > (size_t)srv->app->cfg->http_max_body * HTTP_DISCARD_FACTOR) {
+            if (rq->discarded > rq->body.limit * HTTP_DISCARD_FACTOR) {
                 log_info("http", "%s %s: body far over the limit, dropping the connection",
                          method, url);
                 return MHD_NO;
@@ -805,8 +813,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (rq->responded) return MHD_YES;
     if (rq->too_large) {
-        resp_problem(&rs, 413, NULL, "body", "the body is over the limit of %lld bytes",
-                     (long long)srv->app->cfg->http_max_body);
+        resp_problem(&rs, 413, NULL, "body", "the body is over the limit of %zu bytes",
+                     rq->body.limit);
     } else {
         buf_cstr(&rq->body);
         track_phase(srv, rq->track, CT_BUSY); /* the handler and the answer take their time */

@@ -34,6 +34,13 @@ static const char *const http_classes[METRIC_N_HTTP_CLASS] = {"aborted", "1xx", 
 
 /* ============================================================ labels */
 
+static const char *const cb_providers[METRIC_CB_PROVIDERS] = {"twilio", "sendgrid"};
+static const char *const cb_outcomes[METRIC_CB__OUTCOMES] = {
+#define CB_NAME(id, name) [id] = name,
+    METRIC_CB_OUTCOMES(CB_NAME)
+#undef CB_NAME
+};
+
 /* Consumer group and topic of an ML_BUS_GROUP value. */
 static void bus_group(int i, char *group, size_t cap, const char **topic)
 {
@@ -70,6 +77,10 @@ void metrics_label(const metrics_snap_t *s, metric_labels_t set, int i, buf_t *o
     case ML_BUILD:
         buf_printf(out, "version=\"%s\",bus=\"%s\"", HERALD_VERSION,
                    s->build_bus ? s->build_bus : "none");
+        break;
+    case ML_CALLBACK:
+        buf_printf(out, "provider=\"%s\",outcome=\"%s\"", cb_providers[i / METRIC_CB__OUTCOMES],
+                   cb_outcomes[i % METRIC_CB__OUTCOMES]);
         break;
     }
 }

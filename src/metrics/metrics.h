@@ -47,6 +47,7 @@ typedef enum metric_labels {
     ML_HTTP_CLASS,  /* class="aborted", "1xx" .. "5xx": index 0, 1 .. 5 */
     ML_BUS_GROUP,   /* group="fanout",topic="raw-events" ...: METRIC_BUS_* below */
     ML_BUILD,       /* version="...",bus="..." */
+    ML_CALLBACK,    /* provider="twilio",outcome="delivered" ...: METRIC_CB_AT below */
 } metric_labels_t;
 
 /* Values per label set, and the dimension of a snapshot field. */
@@ -55,16 +56,42 @@ typedef enum metric_labels {
 #define METRIC_N_HTTP_CLASS 6
 #define METRIC_N_BUS_GROUP (2 + CH__COUNT)
 #define METRIC_N_BUILD 1
+#define METRIC_N_CALLBACK (METRIC_CB_PROVIDERS * METRIC_CB__OUTCOMES)
 #define METRIC_DIM_NONE
 #define METRIC_DIM_CHANNEL [METRIC_N_CHANNEL]
 #define METRIC_DIM_HTTP_CLASS [METRIC_N_HTTP_CLASS]
 #define METRIC_DIM_BUS_GROUP [METRIC_N_BUS_GROUP]
 #define METRIC_DIM_BUILD
+#define METRIC_DIM_CALLBACK [METRIC_N_CALLBACK]
 
 /* The consumer groups of ML_BUS_GROUP. */
 #define METRIC_BUS_FANOUT 0
 #define METRIC_BUS_DISPATCH(ch) (1 + (ch))
 #define METRIC_BUS_STATUS (1 + CH__COUNT)
+
+/* The values of ML_CALLBACK: delivery callbacks (src/http/api_callbacks.c)
+ * by provider type and what became of each report. */
+#define METRIC_CB_TWILIO 0
+#define METRIC_CB_SENDGRID 1
+#define METRIC_CB_PROVIDERS 2
+#define METRIC_CB_OUTCOMES(X)                                                                   \
+    X(METRIC_CB_DELIVERED, "delivered")     /* recorded: delivered */                          \
+    X(METRIC_CB_UNDELIVERED, "undelivered") /* recorded: undelivered */                        \
+    X(METRIC_CB_BOUNCED, "bounced")         /* recorded: bounced */                            \
+    X(METRIC_CB_IGNORED, "ignored")         /* a status herald does not record (queued, open) */ \
+    X(METRIC_CB_UNKNOWN, "unknown")         /* no such notification (pruned, or not stored yet) */ \
+    X(METRIC_CB_NO_ID, "no_id")             /* an event without herald's notification id */    \
+    X(METRIC_CB_FORBIDDEN, "forbidden")     /* a request whose signature did not verify */     \
+    X(METRIC_CB_MALFORMED, "malformed")     /* a request refused with 400 or 415 */            \
+    X(METRIC_CB_UNAVAILABLE, "unavailable") /* a request answered 503: the bus or store failed */
+enum metric_cb_outcome {
+#define METRIC_CB_ENUM(id, name) id,
+    METRIC_CB_OUTCOMES(METRIC_CB_ENUM)
+#undef METRIC_CB_ENUM
+    METRIC_CB__OUTCOMES
+};
+/* The ML_CALLBACK index of (provider, outcome). */
+#define METRIC_CB_AT(provider, outcome) ((provider) * METRIC_CB__OUTCOMES + (outcome))
 
 /* ---- counting ---- */
 

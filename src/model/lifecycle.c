@@ -39,6 +39,11 @@ bool lifecycle_may_replace(notif_status_t from, notif_status_t to)
     return rf == 0 || lifecycle_rank(to) > rf;
 }
 
+bool lifecycle_was_sent(notif_status_t s)
+{
+    return lifecycle_rank(s) >= 2;
+}
+
 const char *lifecycle_rank_sql(const char *col, char *out, size_t cap)
 {
     size_t len = 0;

@@ -10,8 +10,14 @@
  *   a row whose status has rank 0 takes any status; a row whose status has
  *   rank > 0 takes only a status of higher rank.
  *
- * Ranks: dead 1 < sent 2 < delivered 3, everything else 0. dead < sent so
- * that a dead-lettered notification redriven successfully becomes sent.
+ * Ranks: dead 1 < sent 2 < delivered = undelivered = bounced 3, everything
+ * else 0. dead < sent so that a dead-lettered notification redriven
+ * successfully becomes sent. The three of rank 3 are what a provider
+ * reports after accepting it (delivery callbacks, src/http/api_callbacks.c);
+ * being equal, the first report to arrive stays (a late "bounced" never
+ * replaces "delivered"). A provider's final failure is `undelivered`, not
+ * `failed`: failed has rank 0 (herald's own "will try again"), so it would
+ * let any later record move the row and a re-processed `sent` overwrite it.
  * The store's SQL is generated from the same table (lifecycle_rank_sql), so
  * the rule is written once.
  *
@@ -36,7 +42,9 @@
     X(ST_SUPPRESSED, "suppressed", 0, true)           \
     X(ST_RATE_LIMITED, "rate_limited", 0, false)      \
     X(ST_DEFERRED, "deferred", 0, false)              \
-    X(ST_DEAD, "dead", 1, true)
+    X(ST_DEAD, "dead", 1, true)                       \
+    X(ST_UNDELIVERED, "undelivered", 3, true)         \
+    X(ST_BOUNCED, "bounced", 3, true)
 
 /* Rank for the replacement rule; 0 for unknown values. */
 int lifecycle_rank(notif_status_t s);
@@ -44,6 +52,10 @@ int lifecycle_rank(notif_status_t s);
 bool lifecycle_is_final(notif_status_t s);
 /* The rank rule: may a stored row in `from` take `to`? */
 bool lifecycle_may_replace(notif_status_t from, notif_status_t to);
+
+/* Did a provider accept the notification (sent, or a report after it:
+ * rank >= 2)? Dispatch must not send it again. */
+bool lifecycle_was_sent(notif_status_t s);
 
 /* SQL expression giving the rank of the integer status column `col`,
  * generated from the table: "(CASE col WHEN 7 THEN 1 ... ELSE 0 END)".

@@ -44,6 +44,7 @@ static const char *const status_names[ST__COUNT] = {
     [ST_DELIVERED] = "delivered", [ST_FAILED] = "failed",
     [ST_SUPPRESSED] = "suppressed", [ST_RATE_LIMITED] = "rate_limited",
     [ST_DEFERRED] = "deferred",   [ST_DEAD] = "dead",
+    [ST_UNDELIVERED] = "undelivered", [ST_BOUNCED] = "bounced",
 };
 
 /* Exact, case-sensitive lookup of (s, n) in a name table; -1 if absent. */

@@ -67,6 +67,10 @@ typedef enum notif_status {
     ST_RATE_LIMITED,
     ST_DEFERRED,
     ST_DEAD,
+    /* Set by delivery callbacks (after sent). Appended: the number is
+     * stored (binary record, store), so old values never move. */
+    ST_UNDELIVERED,             /* the provider reports a final failure */
+    ST_BOUNCED,                 /* the recipient's server refused it (e-mail hard bounce) */
     ST__COUNT
 } notif_status_t;
 const char *status_name(notif_status_t s);

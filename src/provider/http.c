@@ -9,6 +9,11 @@
  * response buffers are reused from one request to the next. A transfer's
  * end is reported exactly once: from http_engine_run() when curl says it is
  * done, or with HTTP_SHUTDOWN from http_xfer_cancel()/http_engine_free().
+ *
+ * SMTP transfers (http_xfer_start_smtp) run on the same multi handle and
+ * report through the same callback; only the setup differs. A transfer
+ * remembers which kind it last ran and resets its easy handle when the
+ * kind changes, so the HTTP path sets exactly the options it always did.
  */
 #include "provider/http.h"
 
@@ -32,9 +37,14 @@ struct http_engine {
     int64_t transfers, connects;
 };
 
+typedef enum xfer_kind { XK_NONE = 0, XK_HTTP, XK_SMTP } xfer_kind_t;
+
 struct http_xfer {
     CURL *easy;
+    xfer_kind_t kind;           /* what the easy handle was last set up for */
     struct curl_slist *hdrs;
+    struct curl_slist *rcpt;    /* SMTP: the envelope recipients */
+    curl_mime *mime;            /* SMTP: the message body */
     buf_t body;                 /* request body (curl reads it in place) */
     buf_t url;
     buf_t resp_headers;
@@ -73,6 +83,41 @@ void prov_http_req_release(prov_http_req_t *r)
     buf_release(&r->url);
     buf_release(&r->headers);
     buf_release(&r->body);
+}
+
+void prov_smtp_req_init(prov_smtp_req_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    buf_init(&r->url, 0);
+    buf_init(&r->mail_from, 0);
+    buf_init(&r->rcpt, 0);
+    buf_init(&r->headers, 0);
+    for (int i = 0; i < PROV_SMTP_PARTS_MAX; i++) buf_init(&r->parts[i].data, 0);
+}
+
+void prov_smtp_req_reset(prov_smtp_req_t *r)
+{
+    buf_reset(&r->url);
+    buf_reset(&r->mail_from);
+    buf_reset(&r->rcpt);
+    buf_reset(&r->headers);
+    for (int i = 0; i < PROV_SMTP_PARTS_MAX; i++) {
+        buf_reset(&r->parts[i].data);
+        r->parts[i].type = NULL;
+    }
+    r->nparts = 0;
+    r->timeout_ms = 0;
+    r->tls = PROV_SMTP_TLS_TRY;
+    r->username = r->password = r->ca_file = NULL;
+}
+
+void prov_smtp_req_release(prov_smtp_req_t *r)
+{
+    buf_release(&r->url);
+    buf_release(&r->mail_from);
+    buf_release(&r->rcpt);
+    buf_release(&r->headers);
+    for (int i = 0; i < PROV_SMTP_PARTS_MAX; i++) buf_release(&r->parts[i].data);
 }
 
 bool prov_http_header(const prov_http_resp_t *r, const char *name, const char **v, size_t *n)
@@ -179,14 +224,17 @@ static void unlink_xfer(http_xfer_t *x)
 }
 
 /* Reports the end of x (already unlinked) to its owner. */
-static void finish(http_xfer_t *x, prov_http_xfer_result_t result, const char *error)
+static void finish(http_xfer_t *x, prov_http_xfer_result_t result, CURLcode rc, const char *error)
 {
     long status = 0;
-    if (result == HTTP_DONE) curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    /* SMTP: the reply that refused us is the classifier's input. */
+    if (result == HTTP_DONE || x->kind == XK_SMTP)
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     prov_http_resp_t resp = {
         .result = result,
         .error = error ? error : "",
         .status = (int)status,
+        .curl_code = (int)rc,
         .reason = x->reason,
         .headers = x->resp_headers.data ? x->resp_headers.data : "",
         .headers_len = x->resp_headers.len,
@@ -214,7 +262,7 @@ static int reap(http_engine_t *e)
         e->connects += nconn;
         unlink_xfer(x);
         const char *err = rc == CURLE_OK ? "" : (x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
-        finish(x, map_curl(rc), err);
+        finish(x, map_curl(rc), rc, err);
         n++;
     }
     return n;
@@ -245,6 +293,8 @@ void http_engine_free(http_engine_t *e)
 }
 
 /* ----------------------------------------------------------- transfers */
+
+static hr_t xfer_add(http_engine_t *e, http_xfer_t *x, http_done_fn done, void *ud);
 
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 {
@@ -293,8 +343,10 @@ void http_xfer_free(http_xfer_t *x)
 {
     if (!x) return;
     if (x->engine) http_xfer_cancel(x);
+    curl_mime_free(x->mime); /* first: it unbinds itself from the easy handle */
     if (x->easy) curl_easy_cleanup(x->easy);
     curl_slist_free_all(x->hdrs);
+    curl_slist_free_all(x->rcpt);
     buf_release(&x->body);
     buf_release(&x->url);
     buf_release(&x->resp_headers);
@@ -306,13 +358,19 @@ void http_xfer_cancel(http_xfer_t *x)
 {
     if (!x->engine) return;
     unlink_xfer(x);
-    finish(x, HTTP_SHUTDOWN, "cancelled at shutdown");
+    finish(x, HTTP_SHUTDOWN, CURLE_ABORTED_BY_CALLBACK, "cancelled at shutdown");
 }
 
 hr_t http_xfer_start(http_engine_t *e, http_xfer_t *x, const prov_http_req_t *req, http_done_fn done,
                      void *ud)
 {
     if (!x->easy && !(x->easy = curl_easy_init())) return HR_ERR;
+    if (x->kind != XK_HTTP) {
+        curl_mime_free(x->mime);
+        x->mime = NULL;
+        if (x->kind != XK_NONE) curl_easy_reset(x->easy);
+        x->kind = XK_HTTP;
+    }
     CURL *c = x->easy;
     curl_slist_free_all(x->hdrs);
     x->hdrs = NULL;
@@ -372,7 +430,13 @@ hr_t http_xfer_start(http_engine_t *e, http_xfer_t *x, const prov_http_req_t *re
     curl_easy_setopt(c, CURLOPT_SSLCERT, req->cert_file);
     curl_easy_setopt(c, CURLOPT_SSLKEY, req->key_file);
 
-    if (curl_multi_add_handle(e->multi, c) != CURLM_OK) return HR_ERR;
+    return xfer_add(e, x, done, ud);
+}
+
+/* Hands the set-up transfer x to e's multi handle. */
+static hr_t xfer_add(http_engine_t *e, http_xfer_t *x, http_done_fn done, void *ud)
+{
+    if (curl_multi_add_handle(e->multi, x->easy) != CURLM_OK) return HR_ERR;
     x->engine = e;
     x->done = done;
     x->ud = ud;
@@ -382,4 +446,128 @@ hr_t http_xfer_start(http_engine_t *e, http_xfer_t *x, const prov_http_req_t *re
     e->running = x;
     e->active++;
     return HR_OK;
+}
+
+/* ---------------------------------------------------------------- SMTP */
+
+/* The header lines of req as curl's list; a line starting with a space or
+ * a tab folds into the previous one ("\r\n" + line). */
+static hr_t smtp_headers(http_xfer_t *x, const buf_t *hb)
+{
+    const char *p = hb->data, *end = p ? p + hb->len : NULL;
+    buf_t line;
+    buf_init(&line, 0);
+    hr_t r = HR_OK;
+    while (p && p < end && r == HR_OK) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((eol ? eol : end) - p);
+        const char *next = eol ? eol + 1 : end;
+        if (n) {
+            r = buf_append(&line, p, n);
+            /* continuation lines that follow */
+            while (r == HR_OK && next < end && (*next == ' ' || *next == '\t')) {
+                const char *e2 = memchr(next, '\n', (size_t)(end - next));
+                size_t n2 = (size_t)((e2 ? e2 : end) - next);
+                r = buf_append(&line, "\r\n", 2);
+                if (r == HR_OK) r = buf_append(&line, next, n2);
+                next = e2 ? e2 + 1 : end;
+            }
+            if (r == HR_OK) {
+                struct curl_slist *h = curl_slist_append(x->hdrs, buf_cstr(&line));
+                if (!h) r = HR_ERR;
+                else x->hdrs = h;
+            }
+            buf_reset(&line);
+        }
+        p = next;
+    }
+    buf_release(&line);
+    return r;
+}
+
+/* The body: a multipart/alternative part holding req's parts, each
+ * quoted-printable, inside the message curl builds (curl makes the top
+ * level multipart/mixed and adds MIME-Version). */
+static hr_t smtp_mime(http_xfer_t *x, const prov_smtp_req_t *req)
+{
+    curl_mime_free(x->mime);
+    x->mime = curl_mime_init(x->easy);
+    curl_mime *alt = curl_mime_init(x->easy);
+    if (!x->mime || !alt) goto fail;
+    for (int i = 0; i < req->nparts; i++) {
+        const prov_smtp_part_t *pt = &req->parts[i];
+        curl_mimepart *mp = curl_mime_addpart(alt);
+        if (!mp || curl_mime_data(mp, pt->data.data ? pt->data.data : "", pt->data.len) != CURLE_OK ||
+            curl_mime_type(mp, pt->type) != CURLE_OK ||
+            curl_mime_encoder(mp, "quoted-printable") != CURLE_OK)
+            goto fail;
+    }
+    curl_mimepart *top = curl_mime_addpart(x->mime);
+    if (!top || curl_mime_subparts(top, alt) != CURLE_OK) goto fail;
+    alt = NULL; /* top owns it */
+    if (curl_mime_type(top, "multipart/alternative") != CURLE_OK) return HR_ERR;
+    struct curl_slist *inl = curl_slist_append(NULL, "Content-Disposition: inline");
+    if (!inl) return HR_ERR;
+    if (curl_mime_headers(top, inl, 1) != CURLE_OK) {
+        curl_slist_free_all(inl);
+        return HR_ERR;
+    }
+    return HR_OK;
+fail:
+    curl_mime_free(alt);
+    return HR_ERR;
+}
+
+hr_t http_xfer_start_smtp(http_engine_t *e, http_xfer_t *x, const prov_smtp_req_t *req,
+                          http_done_fn done, void *ud)
+{
+    if (!x->easy && !(x->easy = curl_easy_init())) return HR_ERR;
+    if (x->kind != XK_SMTP) {
+        if (x->kind != XK_NONE) curl_easy_reset(x->easy);
+        x->kind = XK_SMTP;
+    }
+    CURL *c = x->easy;
+    curl_slist_free_all(x->hdrs);
+    curl_slist_free_all(x->rcpt);
+    x->hdrs = x->rcpt = NULL;
+    buf_reset(&x->url);
+    buf_reset(&x->resp_headers);
+    buf_reset(&x->resp_body);
+    x->reason[0] = '\0';
+    x->errbuf[0] = '\0';
+    if (buf_append(&x->url, req->url.data ? req->url.data : "", req->url.len) != HR_OK) return HR_ERR;
+    buf_cstr(&x->url);
+    struct curl_slist *rc = curl_slist_append(NULL, req->rcpt.data ? req->rcpt.data : "");
+    if (!rc) return HR_ERR;
+    x->rcpt = rc;
+    if (smtp_headers(x, &req->headers) != HR_OK || smtp_mime(x, req) != HR_OK) return HR_ERR;
+
+    static const long use_ssl[] = {
+        [PROV_SMTP_TLS_TRY] = CURLUSESSL_TRY,
+        [PROV_SMTP_TLS_REQUIRE] = CURLUSESSL_ALL,
+        [PROV_SMTP_TLS_NONE] = CURLUSESSL_NONE,
+    };
+    long timeout = req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS;
+    curl_easy_setopt(c, CURLOPT_URL, x->url.data);
+    curl_easy_setopt(c, CURLOPT_MAIL_FROM, req->mail_from.data ? req->mail_from.data : "<>");
+    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, x->rcpt);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->hdrs); /* SMTP: the message's header */
+    curl_easy_setopt(c, CURLOPT_MIMEPOST, x->mime);
+    curl_easy_setopt(c, CURLOPT_USE_SSL, use_ssl[req->tls]);
+    curl_easy_setopt(c, CURLOPT_USERNAME, req->username);
+    curl_easy_setopt(c, CURLOPT_PASSWORD, req->password);
+    curl_easy_setopt(c, CURLOPT_CAINFO, req->ca_file);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout < CONNECT_TIMEOUT_MS ? timeout : CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* The server's replies arrive as "header" lines: the classifier reads
+     * the text of the last one. */
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(c, CURLOPT_PRIVATE, x);
+    return xfer_add(e, x, done, ud);
 }

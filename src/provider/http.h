@@ -56,7 +56,11 @@ typedef enum prov_http_xfer_result {
 typedef struct prov_http_resp {
     prov_http_xfer_result_t result;
     const char *error;          /* transport error text when result != HTTP_DONE */
-    int status;                 /* HTTP status; 0 without a response */
+    /* HTTP status; 0 without a response. SMTP transfers: the last reply
+     * code the server sent, whatever the result (a refused RCPT ends the
+     * transfer as HTTP_FAILED with status 550). */
+    int status;
+    int curl_code;              /* libcurl's CURLcode (0 = CURLE_OK), for the detail */
     const char *reason;         /* status line reason ("" on HTTP/2) */
     const char *headers;        /* the response's header lines as received */
     size_t headers_len;
@@ -73,6 +77,44 @@ bool prov_http_header(const prov_http_resp_t *r, const char *name, const char **
  * or an HTTP-date; 0 when absent, unparseable or in the past. Capped at
  * one day. */
 int64_t http_retry_after_ms(const char *v, size_t n, int64_t now_ms);
+
+/* What an SMTP builder produces (smtp.h): one message to one recipient,
+ * pure data. The engine turns it into a MIME message (curl_mime): the
+ * header lines, then a multipart/alternative body of the parts, each
+ * quoted-printable. */
+#define PROV_SMTP_PARTS_MAX 2
+
+typedef enum prov_smtp_tls {
+    PROV_SMTP_TLS_TRY = 0,      /* STARTTLS when the server offers it */
+    PROV_SMTP_TLS_REQUIRE,      /* STARTTLS or fail (smtps:// URLs are TLS from the start) */
+    PROV_SMTP_TLS_NONE,         /* never STARTTLS */
+} prov_smtp_tls_t;
+
+typedef struct prov_smtp_part {
+    const char *type;           /* "text/plain; charset=UTF-8" (static) */
+    buf_t data;                 /* CRLF line ends */
+} prov_smtp_part_t;
+
+typedef struct prov_smtp_req {
+    buf_t url;                  /* "smtp://host:port" (NUL-terminated) */
+    buf_t mail_from;            /* envelope sender "<a@example.com>" (NUL-terminated) */
+    buf_t rcpt;                 /* envelope recipient "<b@example.com>" (NUL-terminated) */
+    /* Header lines "Name: value\n"; a line starting with a space continues
+     * (folds) the previous one. No CR or LF inside a value. */
+    buf_t headers;
+    prov_smtp_part_t parts[PROV_SMTP_PARTS_MAX];
+    int nparts;
+    long timeout_ms;            /* whole transfer, 0 = engine default */
+    prov_smtp_tls_t tls;
+    /* Borrowed (config values), NULL for none / curl's default. */
+    const char *username;
+    const char *password;
+    const char *ca_file;
+} prov_smtp_req_t;
+
+void prov_smtp_req_init(prov_smtp_req_t *r);
+void prov_smtp_req_reset(prov_smtp_req_t *r);
+void prov_smtp_req_release(prov_smtp_req_t *r);
 
 /* ----------------------------------------------------------- engine */
 
@@ -105,5 +147,12 @@ void http_xfer_cancel(http_xfer_t *x);
  * no callback). */
 hr_t http_xfer_start(http_engine_t *e, http_xfer_t *x, const prov_http_req_t *req, http_done_fn done,
                      void *ud);
+/* The same for one SMTP message (libcurl's SMTP: EHLO, STARTTLS as
+ * req->tls says, AUTH when a username is set, MAIL FROM, RCPT TO, DATA).
+ * SMTP cannot carry several messages at once on a connection: each
+ * running transfer holds one, and curl reuses connections from one
+ * message to the next. resp->status is the last SMTP reply code. */
+hr_t http_xfer_start_smtp(http_engine_t *e, http_xfer_t *x, const prov_smtp_req_t *req,
+                          http_done_fn done, void *ud);
 
 #endif

@@ -31,6 +31,9 @@ static const provider_ops_t *const registry[] = {
     &webhook_provider_ops,
     &fcm_provider_ops,
     &apns_provider_ops,
+    &twilio_provider_ops,
+    &sendgrid_provider_ops,
+    &smtp_provider_ops,
 };
 
 #define SET_MAX 8               /* providers one channel may list */

@@ -79,6 +79,9 @@ extern const provider_ops_t sandbox_provider_ops;
 extern const provider_ops_t webhook_provider_ops;
 extern const provider_ops_t fcm_provider_ops;
 extern const provider_ops_t apns_provider_ops;
+extern const provider_ops_t twilio_provider_ops;
+extern const provider_ops_t sendgrid_provider_ops;
+extern const provider_ops_t smtp_provider_ops;
 
 /* The registry: the type named `type`, or NULL. */
 const provider_ops_t *provider_lookup(const char *type);

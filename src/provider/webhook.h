@@ -8,7 +8,17 @@
  * configured URL with Idempotency-Key: <notification_id>.
  * Config (provider.<name>.*): url (required), timeout_ms (default 10000),
  * max_in_flight (default 100), authorization (optional Authorization
- * header value).
+ * header value), secret or secret_file (optional signing secret).
+ *
+ * Signing (Standard Webhooks): with a secret, each request carries
+ *   webhook-id: <notification_id>
+ *   webhook-timestamp: <unix seconds>
+ *   webhook-signature: v1,<base64(HMAC-SHA256(key, id "." timestamp "." body))>
+ * The secret is "whsec_<base64 of the key>" or, without the prefix, the
+ * key's bytes as they are. The user's own secret (user.webhook_secret in
+ * the store) wins over the instance's; with neither, no signature headers.
+ * The user's secret is read from the store at send time, never carried in
+ * the notification record (records travel on topics and land in the DLQ).
  */
 #ifndef HERALD_PROVIDER_WEBHOOK_H
 #define HERALD_PROVIDER_WEBHOOK_H
@@ -16,6 +26,26 @@
 #include "model/notif.h"
 #include "provider/http.h"
 #include "provider/provider.h"
+
+/* A signing key: the secret's decoded bytes. */
+#define WEBHOOK_KEY_MIN 24
+#define WEBHOOK_KEY_MAX 128
+typedef struct webhook_key {
+    size_t n;
+    unsigned char k[WEBHOOK_KEY_MAX];
+} webhook_key_t;
+
+/* Parses a secret: "whsec_" + standard base64 ('=' padding optional) of
+ * a WEBHOOK_KEY_MIN..MAX-byte key, or else WEBHOOK_KEY_MIN..MAX printable
+ * ASCII characters used as the key's bytes. HR_INVALID otherwise (out
+ * untouched). Pure; never logs. */
+hr_t webhook_secret_parse(const char *s, webhook_key_t *out);
+
+/* Appends the three signature header lines ("webhook-id: ...\n",
+ * "webhook-timestamp: ...\n", "webhook-signature: v1,...\n") for body,
+ * signed with key at unix time ts_s. Pure. */
+hr_t webhook_sign(const webhook_key_t *key, hstr_t id, int64_t ts_s, const char *body, size_t body_len,
+                  buf_t *headers);
 
 typedef struct webhook_conf {
     const char *url;

@@ -303,7 +303,7 @@ static bool tail_record(void *ud, const bus_msg_t *m)
     notif_t x;
     t->records++;
     if (notif_decode(m->value, m->value_len, &x) != HR_OK || x.kind != REC_STATUS) return true;
-    if (x.channel != t->d->ch || (x.status != ST_SENT && x.status != ST_DELIVERED)) return true;
+    if (x.channel != t->d->ch || !lifecycle_was_sent(x.status)) return true;
     if (sent_ids_add(&t->d->sent, x.notification_id)) t->sent++;
     return true;
 }

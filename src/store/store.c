@@ -11,6 +11,7 @@
 #include "core/log.h"
 
 #include <assert.h>
+#include <openssl/crypto.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -635,6 +636,10 @@ void store_user_clear(user_t *u)
     free(u->quiet_start);
     free(u->quiet_end);
     free(u->webhook_url);
+    if (u->webhook_secret) {
+        OPENSSL_cleanse(u->webhook_secret, strlen(u->webhook_secret));
+        free(u->webhook_secret);
+    }
     for (int i = 0; i < u->ndevices && i < STORE_MAX_DEVICES; i++) {
         free(u->devices[i].platform);
         free(u->devices[i].token);

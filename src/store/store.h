@@ -17,7 +17,7 @@
 
 typedef struct store store_t;
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_MAX_DEVICES 16
 
 typedef struct device {
@@ -34,6 +34,11 @@ typedef struct user {
     char *quiet_start;          /* "HH:MM" or NULL */
     char *quiet_end;
     char *webhook_url;          /* NULL when absent */
+    /* The key the webhook provider signs this user's requests with
+     * ("whsec_<base64>" or raw text; provider/webhook.h). Write-only in
+     * the API. On put: NULL keeps the stored one, "" removes it. On get:
+     * NULL when none. */
+    char *webhook_secret;
     int ndevices;
     device_t devices[STORE_MAX_DEVICES];
     int64_t updated_at_ms;
@@ -194,7 +199,7 @@ hr_t store_event_claim_batch(store_t *s, const char *const *event_ids, const cha
 /* Status sink: upserts notification rows from status records (kind
  * REC_STATUS), appending status history. A stored row moves only by the
  * rank rule of model/lifecycle.h (lifecycle_may_replace): never back from a
- * final state (sent/delivered/dead) to an earlier one, whatever the order
+ * final state (sent/delivered/undelivered/bounced/dead) to an earlier one, whatever the order
  * of arrival. Invalid records (no id, unknown status or channel) are
  * skipped with a warning. Backends may commit a large batch in several
  * transactions so that short writes are not held up; on an error the rows
@@ -213,7 +218,8 @@ hr_t store_notif_list_user(store_t *s, const char *user_id, const char *cursor, 
                            notif_row_t **rows, int *n, char **next_cursor);
 /* Frees n rows and the array; NULL is a no-op. */
 void notif_rows_free(notif_row_t *rows, int n);
-/* Was this notification already recorded as sent or delivered? Unknown ids
+/* Was this notification already recorded as sent (or delivered,
+ * undelivered, bounced: lifecycle_was_sent)? Unknown ids
  * are not sent (HR_OK, false). */
 hr_t store_notif_sent(store_t *s, const char *notification_id, bool *sent);
 /* The same for n ids (not NUL-terminated) in one read snapshot: sent[i] for

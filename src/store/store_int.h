@@ -27,6 +27,7 @@
 #ifndef HERALD_STORE_INT_H
 #define HERALD_STORE_INT_H
 
+#include "model/lifecycle.h"
 #include "store/store.h"
 
 /* The locale chain of store_template_get: the exact locale, its language
@@ -58,10 +59,11 @@ static inline bool store_notif_valid(const notif_t *m)
 #undef STR_OK
 }
 
-/* Does a stored status count as "sent" for store_notif_sent? */
+/* Does a stored status count as "sent" for store_notif_sent? (sent, or a
+ * provider's report after it: delivered, undelivered, bounced) */
 static inline bool store_status_sent(notif_status_t st)
 {
-    return st == ST_SENT || st == ST_DELIVERED;
+    return lifecycle_was_sent(st);
 }
 
 /* The vtable. Arguments arrive validated and out-parameters zeroed (see

@@ -89,7 +89,8 @@
 #define CKPT_FORCE_FRAMES 65536  /* ~256 MB: wait for readers and restart the WAL */
 
 /* The schema stores status and channel codes. */
-_Static_assert(ST_PENDING == 0 && ST_SENT == 1 && ST_DELIVERED == 2 && ST_DEAD == 7,
+_Static_assert(ST_PENDING == 0 && ST_SENT == 1 && ST_DELIVERED == 2 && ST_DEAD == 7 &&
+                   ST_UNDELIVERED == 8 && ST_BOUNCED == 9,
                "status codes are stored in the database");
 _Static_assert(CH_PUSH == 0 && CH_WEBHOOK == 4, "channel codes are stored in the database");
 
@@ -107,13 +108,16 @@ static const char *stmt_sql[S__COUNT] = {
     [S_VERSION_GET] = "SELECT version FROM schema_version WHERE id = 1",
     [S_USER_PUT] =
         "INSERT INTO users (user_id, email, phone, locale, timezone, quiet_start, quiet_end,"
-        " webhook_url, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        " webhook_url, updated_at, webhook_secret)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULLIF(?10, ''))"
         " ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, phone = excluded.phone,"
         " locale = excluded.locale, timezone = excluded.timezone,"
         " quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end,"
-        " webhook_url = excluded.webhook_url, updated_at = excluded.updated_at",
+        " webhook_url = excluded.webhook_url, updated_at = excluded.updated_at,"
+        /* ?10 NULL keeps the stored secret, '' removes it */
+        " webhook_secret = CASE WHEN ?10 IS NULL THEN webhook_secret ELSE NULLIF(?10, '') END",
     [S_USER_GET] = "SELECT email, phone, locale, timezone, quiet_start, quiet_end, webhook_url,"
-                   " updated_at FROM users WHERE user_id = ?1",
+                   " updated_at, webhook_secret FROM users WHERE user_id = ?1",
     [S_DEV_DEL] = "DELETE FROM devices WHERE user_id = ?1",
     [S_DEV_ADD] = "INSERT INTO devices (user_id, seq, platform, token) VALUES (?1, ?2, ?3, ?4)",
     [S_DEV_GET] = "SELECT platform, token FROM devices WHERE user_id = ?1 ORDER BY seq",
@@ -121,7 +125,8 @@ static const char *stmt_sql[S__COUNT] = {
     [S_PREF_ADD] = "INSERT OR REPLACE INTO preferences (user_id, category, channel, enabled)"
                    " VALUES (?1, ?2, ?3, ?4)",
     [S_USER_SCAN] = "SELECT user_id, email, phone, locale, timezone, quiet_start, quiet_end,"
-                    " webhook_url, updated_at FROM users WHERE user_id > ?1 ORDER BY user_id LIMIT ?2",
+                    " webhook_url, updated_at, webhook_secret FROM users WHERE user_id > ?1"
+                    " ORDER BY user_id LIMIT ?2",
     [S_DEV_SCAN] = "SELECT user_id, platform, token FROM devices WHERE user_id > ?1 AND user_id <= ?2"
                    " ORDER BY user_id, seq",
     [S_PREF_SCAN] = "SELECT user_id, category, channel, enabled FROM preferences"
@@ -424,7 +429,16 @@ static hr_t schema_init(conn_t *c)
         r = HR_INVALID;
         goto out;
     }
-    /* version < STORE_SCHEMA_VERSION: migrations go here once there are any. */
+    /* Migrations, one per version step, in the same transaction. */
+    if (version == 1) {
+        if (sqlite3_exec(c->db, store_schema_sqlite_migrate_2, NULL, NULL, &msg) != SQLITE_OK) {
+            log_error(LOG, "schema migration to version 2: %s", msg ? msg : "?");
+            sqlite3_free(msg);
+            r = HR_ERR;
+            goto out;
+        }
+        log_info(LOG, "database schema migrated from version 1 to 2");
+    }
 out:
     return sq_tx_end(c, r);
 }

@@ -30,6 +30,7 @@ static hr_t user_write(conn_t *c, const user_t *u)
     bind_str(st, 7, u->quiet_end);
     bind_str(st, 8, u->webhook_url);
     sqlite3_bind_int64(st, 9, u->updated_at_ms ? u->updated_at_ms : hclock_now_ms());
+    bind_str(st, 10, u->webhook_secret);
     if ((r = sq_step_done(c, st, "user put")) != HR_OK) return r;
 
     if (!(st = sq_stmt(c, S_DEV_DEL))) return HR_ERR;
@@ -81,6 +82,7 @@ static hr_t user_read(conn_t *c, const char *user_id, user_t *out)
         out->quiet_end = col_str(st, 5);
         out->webhook_url = col_str(st, 6);
         out->updated_at_ms = sqlite3_column_int64(st, 7);
+        out->webhook_secret = col_str(st, 8);
     }
     sqlite3_reset(st);
     if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? HR_NOTFOUND : sq_err(c, rc, "user get");
@@ -215,6 +217,7 @@ hr_t sq_users_scan(store_t *s, const char *after, int limit, user_t *out, pref_t
             u->quiet_end = col_str(us, 6);
             u->webhook_url = col_str(us, 7);
             u->updated_at_ms = sqlite3_column_int64(us, 8);
+            u->webhook_secret = col_str(us, 9);
             k++;
         }
         sqlite3_reset(us);

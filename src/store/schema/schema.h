@@ -10,5 +10,7 @@
 extern const char store_schema_sqlite[];
 /* schema/sqlite_events.sql: the SQLite dedupe database. */
 extern const char store_schema_sqlite_events[];
+/* schema/sqlite_migrate_2.sql: a version 1 main database to version 2. */
+extern const char store_schema_sqlite_migrate_2[];
 
 #endif

@@ -1,5 +1,5 @@
 -- herald: the SQLite schema of the main database.
--- schema_version: 1
+-- schema_version: 2
 --
 -- Applied at every open (each statement is IF NOT EXISTS); the version is
 -- STORE_SCHEMA_VERSION in store.h and is recorded in schema_version. A
@@ -16,7 +16,8 @@ CREATE TABLE IF NOT EXISTS users (
   email TEXT, phone TEXT,
   locale TEXT NOT NULL, timezone TEXT NOT NULL,
   quiet_start TEXT, quiet_end TEXT, webhook_url TEXT,
-  updated_at INTEGER NOT NULL) WITHOUT ROWID;
+  updated_at INTEGER NOT NULL,
+  webhook_secret TEXT) WITHOUT ROWID;   -- version 2 (sqlite_migrate_2.sql)
 
 CREATE TABLE IF NOT EXISTS devices (
   user_id TEXT NOT NULL, seq INTEGER NOT NULL,

@@ -76,6 +76,31 @@ static void test_refusals(void **state)
     assert_null(base64url_decode("Zm\0v", 4, NULL));
 }
 
+/* Standard padded base64 (RFC 4648 section 4): the vectors, the '+' '/'
+ * alphabet, and strict refusals. */
+static void test_standard(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *plain, *enc;
+    } v[] = {{"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"}, {"foob", "Zm9vYg=="},
+             {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}, {"\xfb\xff", "+/8="}};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        char *e = base64_encode(v[i].plain, strlen(v[i].plain));
+        assert_string_equal(e, v[i].enc);
+        free(e);
+        size_t n = 99;
+        unsigned char *d = base64_decode(v[i].enc, strlen(v[i].enc), &n);
+        assert_non_null(d);
+        assert_int_equal(n, strlen(v[i].plain));
+        assert_memory_equal(d, v[i].plain, n);
+        free(d);
+    }
+    const char *bad[] = {"Zg=", "Zg", "Z===", "Zm9v-_8=", "Zg==Zg==", "Zm 9", "=Zm9"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_null(base64_decode(bad[i], strlen(bad[i]), NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -83,6 +108,7 @@ int main(void)
         cmocka_unit_test(test_url_alphabet),
         cmocka_unit_test(test_round_trip_all_bytes),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_standard),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -216,12 +216,87 @@ static void test_follows(void **state)
     hresp_clear(&r);
 }
 
+/* webhook_secret is write-only: stored and used, never answered (GET and
+ * PUT say webhook_secret_set), kept by a PUT that does not name it,
+ * removed by null, validated without echoing the value. */
+static void test_webhook_secret(void **state)
+{
+    static const char secret[] = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"; /* 24-byte key */
+    hresp_t r;
+    hreq(&r, "PUT", "/v1/users/u-sig", "{\"webhook_url\":\"https://hooks.example.com/s\","
+                                       "\"webhook_secret\":\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"}");
+    assert_ok_json(&r, 200);
+    assert_true(json_is_true(json_object_get(r.json, "webhook_secret_set")));
+    assert_null(json_object_get(r.json, "webhook_secret"));
+    assert_null(strstr(r.body, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    hresp_clear(&r);
+
+    hreq(&r, "GET", "/v1/users/u-sig", NULL);
+    assert_ok_json(&r, 200);
+    assert_true(json_is_true(json_object_get(r.json, "webhook_secret_set")));
+    assert_null(json_object_get(r.json, "webhook_secret"));
+    assert_null(strstr(r.body, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    /* the GET body PUT back as it is keeps the secret */
+    char *again = json_dumps(r.json, 0);
+    hresp_clear(&r);
+    hreq(&r, "PUT", "/v1/users/u-sig", again);
+    free(again);
+    assert_ok_json(&r, 200);
+    assert_true(json_is_true(json_object_get(r.json, "webhook_secret_set")));
+    hresp_clear(&r);
+
+    user_t u;
+    assert_int_equal(store_user_get(F.app.store, "u-sig", &u), HR_OK);
+    assert_string_equal(u.webhook_secret, secret);
+    user_clear(&u);
+
+    /* a PUT without it keeps it; null removes it; raw text is accepted */
+    hreq(&r, "PUT", "/v1/users/u-sig", "{\"email\":\"sig@example.com\"}");
+    assert_true(json_is_true(json_object_get(r.json, "webhook_secret_set")));
+    hresp_clear(&r);
+    hreq(&r, "PUT", "/v1/users/u-sig", "{\"webhook_secret\":null}");
+    assert_ok_json(&r, 200);
+    assert_true(json_is_false(json_object_get(r.json, "webhook_secret_set")));
+    hresp_clear(&r);
+    assert_int_equal(store_user_get(F.app.store, "u-sig", &u), HR_OK);
+    assert_null(u.webhook_secret);
+    user_clear(&u);
+    hreq(&r, "PUT", "/v1/users/u-sig", "{\"webhook_secret\":\"a plain secret of 24+ chars!\"}");
+    assert_ok_json(&r, 200);
+    assert_true(json_is_true(json_object_get(r.json, "webhook_secret_set")));
+    hresp_clear(&r);
+    hreq(&r, "PUT", "/v1/users/u-nosig", "{}");
+    assert_true(json_is_false(json_object_get(r.json, "webhook_secret_set")));
+    hresp_clear(&r);
+
+    static const char *const bad[] = {
+        "{\"webhook_secret\":\"too-short-secret-23char\"}",          /* 24 is the least: 23 */
+        "{\"webhook_secret\":\"whsec_c2hvcnQ=\"}",                   /* a 5-byte key */
+        "{\"webhook_secret\":\"whsec_not*base64*at*all*but*long*enough\"}",
+        "{\"webhook_secret\":\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLa-w\"}", /* base64url alphabet */
+        "{\"webhook_secret\":\"a secret with a tab\\there, long enough\"}",
+        "{\"webhook_secret\":\"\"}",
+        "{\"webhook_secret\":42}",
+        "{\"webhook_secret\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}", /* 150 */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        hreq(&r, "PUT", "/v1/users/u-sig", bad[i]);
+        assert_problem(&r, 422, "webhook_secret");
+        assert_null(strstr(r.body, "c2hvcnQ"));
+        assert_null(strstr(r.body, "too-short"));
+        assert_null(strstr(r.body, "not*base64"));
+        hresp_clear(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_users),
         cmocka_unit_test(test_preferences),
         cmocka_unit_test(test_follows),
+        cmocka_unit_test(test_webhook_secret),
     };
     return cmocka_run_group_tests(tests, api_setup, api_teardown);
 }

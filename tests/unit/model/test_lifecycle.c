@@ -32,12 +32,37 @@ static void test_rank_rule(void **state)
     assert_int_equal(lifecycle_rank((notif_status_t)99), 0);
 }
 
+/* What delivery callbacks report: after sent, never back, and the first
+ * report of rank 3 stays. */
+static void test_callback_statuses(void **state)
+{
+    (void)state;
+    assert_string_equal(status_name(ST_UNDELIVERED), "undelivered");
+    assert_string_equal(status_name(ST_BOUNCED), "bounced");
+    assert_int_equal(status_parse("bounced", 7), ST_BOUNCED);
+    const notif_status_t reports[] = {ST_DELIVERED, ST_UNDELIVERED, ST_BOUNCED};
+    for (int i = 0; i < 3; i++) {
+        assert_true(lifecycle_is_final(reports[i]));
+        assert_true(lifecycle_was_sent(reports[i]));
+        assert_true(lifecycle_may_replace(ST_SENT, reports[i]));
+        assert_true(lifecycle_may_replace(ST_DEAD, reports[i]));
+        assert_false(lifecycle_may_replace(reports[i], ST_SENT));
+        assert_false(lifecycle_may_replace(reports[i], ST_FAILED));
+        assert_false(lifecycle_may_replace(reports[i], ST_DEAD));
+        for (int j = 0; j < 3; j++) assert_false(lifecycle_may_replace(reports[i], reports[j]));
+    }
+    assert_true(lifecycle_was_sent(ST_SENT));
+    assert_false(lifecycle_was_sent(ST_DEAD));
+    assert_false(lifecycle_was_sent(ST_FAILED));
+}
+
 static void test_rank_sql(void **state)
 {
     (void)state;
     char sql[200];
     assert_string_equal(lifecycle_rank_sql("status", sql, sizeof(sql)),
-                        "(CASE status WHEN 1 THEN 2 WHEN 2 THEN 3 WHEN 7 THEN 1 ELSE 0 END)");
+                        "(CASE status WHEN 1 THEN 2 WHEN 2 THEN 3 WHEN 7 THEN 1 WHEN 8 THEN 3 "
+                        "WHEN 9 THEN 3 ELSE 0 END)");
 }
 
 static void test_transition(void **state)
@@ -61,6 +86,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rank_rule),
         cmocka_unit_test(test_rank_sql),
+        cmocka_unit_test(test_callback_statuses),
         cmocka_unit_test(test_transition),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

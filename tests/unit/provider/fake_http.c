@@ -25,6 +25,7 @@ struct fake_http {
     char *keys[MAX_SEEN];
     char *paths[MAX_SEEN];
     char *auths[MAX_SEEN];
+    char *signed_[MAX_SEEN];    /* "id\nts\nsig\nbody" of each request */
     int nseen;
     /* The token endpoint (fake_http_token). */
     char token_path[128];
@@ -84,6 +85,13 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
     const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     char answer[512] = "{}";
+    const char *wid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "webhook-id");
+    const char *wts = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "webhook-timestamp");
+    const char *wsig = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "webhook-signature");
+    char *sg = NULL;
+    if (asprintf(&sg, "%s\n%s\n%s\n%s", wid ? wid : "", wts ? wts : "", wsig ? wsig : "",
+                 k->body ? k->body : "") < 0)
+        sg = NULL;
 
     pthread_mutex_lock(&f->mu);
     f->requests++;
@@ -93,8 +101,11 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
         f->keys[f->nseen] = strdup(key ? key : "");
         f->paths[f->nseen] = strdup(url);
         f->auths[f->nseen] = strdup(auth ? auth : "");
+        f->signed_[f->nseen] = sg;
+        sg = NULL;
         f->nseen++;
     }
+    free(sg);
     if (f->token_path[0] && strcmp(url, f->token_path) == 0) {
         const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
         snprintf(f->token_body, sizeof(f->token_body), "%s", k->body ? k->body : "");
@@ -171,6 +182,7 @@ void fake_http_stop(fake_http_t *f)
         free(f->keys[i]);
         free(f->paths[i]);
         free(f->auths[i]);
+        free(f->signed_[i]);
     }
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);
@@ -230,4 +242,24 @@ void fake_http_token_last(fake_http_t *f, char *body, size_t body_cap, char *cty
     snprintf(body, body_cap, "%s", f->token_body);
     snprintf(ctype, ctype_cap, "%s", f->token_ctype);
     pthread_mutex_unlock(&f->mu);
+}
+
+bool fake_http_signed(fake_http_t *f, const char *key, char *id, char *ts, char *sig, char *body,
+                      size_t cap)
+{
+    bool found = false;
+    pthread_mutex_lock(&f->mu);
+    for (int i = f->nseen - 1; i >= 0 && !found; i--) {
+        if (strcmp(f->keys[i], key) != 0 || !f->signed_[i]) continue;
+        char *out[4] = {id, ts, sig, body};
+        const char *p = f->signed_[i];
+        for (int k = 0; k < 4; k++) {
+            const char *e = k < 3 ? strchr(p, '\n') : p + strlen(p);
+            snprintf(out[k], cap, "%.*s", (int)(e - p), p);
+            p = k < 3 ? e + 1 : e;
+        }
+        found = true;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return found;
 }

@@ -44,5 +44,10 @@ void fake_http_token(fake_http_t *f, const char *path, int expires_in, int statu
 int fake_http_auth_count(fake_http_t *f, const char *auth);
 /* The body and Content-Type of the last token request ("" if none). */
 void fake_http_token_last(fake_http_t *f, char *body, size_t body_cap, char *ctype, size_t ctype_cap);
+/* The webhook-id, webhook-timestamp and webhook-signature headers ("" when
+ * absent) and the body of the last request with this Idempotency-Key,
+ * each copied into a buffer of cap bytes. False when there was none. */
+bool fake_http_signed(fake_http_t *f, const char *key, char *id, char *ts, char *sig, char *body,
+                      size_t cap);
 
 #endif

@@ -75,6 +75,52 @@ static void test_dedupe_moved(void **state)
     assert_int_equal(c, CLAIM_DUP);
 }
 
+/* A version 1 database (users without webhook_secret) is migrated to 2 at
+ * open: its users stay, the column exists and takes a secret. */
+static void test_schema_migrated_from_1(void **state)
+{
+    fx_t *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "ALTER TABLE users DROP COLUMN webhook_secret;"
+                                  "UPDATE schema_version SET version = 1;"
+                                  "INSERT INTO users (user_id, email, locale, timezone, updated_at)"
+                                  " VALUES ('old', 'old@example.com', 'en', 'UTC', 1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    assert_int_equal(store_schema_version(f->s), 2);
+    user_t u;
+    assert_int_equal(store_user_get(f->s, "old", &u), HR_OK);
+    assert_string_equal(u.email, "old@example.com");
+    assert_null(u.webhook_secret);
+    user_clear(&u);
+    user_t w = {.user_id = "old", .email = "old@example.com", .webhook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"};
+    assert_int_equal(store_user_put(f->s, &w), HR_OK);
+    assert_int_equal(store_user_get(f->s, "old", &u), HR_OK);
+    assert_string_equal(u.webhook_secret, w.webhook_secret);
+    user_clear(&u);
+    /* NULL keeps it, "" removes it */
+    w.webhook_secret = NULL;
+    assert_int_equal(store_user_put(f->s, &w), HR_OK);
+    assert_int_equal(store_user_get(f->s, "old", &u), HR_OK);
+    assert_non_null(u.webhook_secret);
+    user_clear(&u);
+    w.webhook_secret = "";
+    assert_int_equal(store_user_put(f->s, &w), HR_OK);
+    assert_int_equal(store_user_get(f->s, "old", &u), HR_OK);
+    assert_null(u.webhook_secret);
+    user_clear(&u);
+    /* opening again changes nothing */
+    store_close(f->s);
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    assert_int_equal(store_schema_version(f->s), 2);
+}
+
 /* store.c's fallbacks: the same answers with the optional ops missing. */
 static void test_fallbacks(void **state)
 {
@@ -140,6 +186,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_schema_embedded),
         T(test_dedupe_moved),
+        T(test_schema_migrated_from_1),
         T(test_fallbacks),
     };
 #undef T
