@@ -15,7 +15,7 @@ pkgs+=(libhiredis-dev)  # the Redis rate limiter (src/policy/ratelimit_redis.c)
 # for `make fuzz`.
 for arg in "$@"; do
   case "$arg" in
-    --test) pkgs+=(default-jre-headless maven redis-server python3-aiosmtpd openssl prometheus npm chromium) ;;  # redis-server: the Redis rate-limit tests; python3-aiosmtpd, openssl: the SMTP server tests; prometheus: promtool for the alert rules; npm: the OpenAPI linter; chromium: the status page test (headless)
+    --test) pkgs+=(default-jre-headless maven redis-server python3-aiosmtpd openssl prometheus npm chromium golang-go) ;;  # redis-server: the Redis rate-limit tests; python3-aiosmtpd, openssl: the SMTP server tests; prometheus: promtool for the alert rules; npm: the OpenAPI linter; chromium: the status page test (headless); golang-go: tests/fakeprov (only when no go is on PATH)
     --fuzz) pkgs+=(clang libclang-rt-dev) ;;
   esac
 done
@@ -24,7 +24,7 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-# Java/Maven may come from elsewhere (an SDK install); accept them on PATH.
+# Java, Maven and Go may come from elsewhere (an SDK install); accept them on PATH.
 if [ ${#missing[@]} -gt 0 ]; then
   filtered=()
   for p in "${missing[@]}"; do
@@ -32,6 +32,7 @@ if [ ${#missing[@]} -gt 0 ]; then
       default-jre-headless) command -v java >/dev/null && continue ;;
       maven) command -v mvn >/dev/null && continue ;;
       npm) command -v npm >/dev/null && continue ;;  # the OpenAPI linter (Redocly CLI, from npm)
+      golang-go) command -v go >/dev/null && continue ;;
     esac
     filtered+=("$p")
   done
