@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the fake providers into BUILD_DIR/fakeprov/fakeprov and prints its
-# path. Go's cache and path live in the build directory; concurrent callers
-# (ctest -j) serialise on a lock. Exit 77 when no Go toolchain is found
+# path. Go's build cache is shared by every build directory (it is safe for
+# concurrent use), outside the tree like the Kafka jars, so the normal and the
+# sanitizer builds compile Go's standard library once; concurrent callers of
+# this script (ctest -j) serialise on a lock. Exit 77 when no Go toolchain is found
 # (scripts/deps.sh --test installs golang-go).
 #
 #   tests/fakeprov/build.sh BUILD_DIR [--check]
@@ -23,7 +25,9 @@ if [ -z "$GO" ]; then
   exit 77
 fi
 
-export GOCACHE="$OUT/gocache" GOPATH="$OUT/gopath" GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0 GO111MODULE=on
+CACHE=${HERALD_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/herald}
+mkdir -p "$CACHE"
+export GOCACHE="$CACHE/go-build" GOPATH="$OUT/gopath" GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0 GO111MODULE=on
 exec 9>"$OUT/.lock"
 flock 9
 if [ "$CHECK" = --check ]; then
