@@ -32,7 +32,7 @@
 #define SQ_PURGE_CHUNK 5000
 /* Notifications (and, separately, followers) per erase transaction: keeps
  * each one to tens of milliseconds (store_user_erase). */
-#define SQ_ERASE_CHUNK 2000
+#define SQ_ERASE_CHUNK 1000
 
 typedef enum stmt_id {
     S_BEGIN,

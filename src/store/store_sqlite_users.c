@@ -515,7 +515,8 @@ hr_t sq_user_erase(store_t *s, const char *user_id, store_erase_t *st)
         sq_writer_lock(c);
         r = erase_step(c, user_id, st, &done);
         pthread_mutex_unlock(&c->mu);
-        if (!done && atomic_load(&c->waiters) > 0) sched_yield();
+        /* let a waiting short write in (a mutex is not fair) */
+        for (int k = 0; !done && k < 1000 && atomic_load(&c->waiters) > 0; k++) sched_yield();
     }
     return r;
 }
