@@ -830,9 +830,13 @@ static bool early_checks(http_req_t *rq, http_resp_t *rs)
 static enum MHD_Result stream_piece(http_req_t *rq, const char *data, size_t n)
 {
     http_server_t *srv = rq->srv;
+    size_t room = rq->streamed < rq->body.limit ? rq->body.limit - rq->streamed : 0;
     rq->streamed += n;
     if (!rq->too_large && rq->streamed > rq->body.limit) {
-        rq->too_large = true; /* what came before was fed; the handler says so */
+        /* the consumer gets the body up to the limit; the handler says the rest was not taken */
+        if (room && !rq->sink_stopped && !rq->route->stream->feed(rq, rq->sink, data, room))
+            rq->sink_stopped = true;
+        rq->too_large = true;
         rq->discarded = 0;
     }
     if (rq->too_large || rq->sink_stopped) {
