@@ -248,7 +248,7 @@ const char *api_id_public(http_req_t *rq, const char *stored)
 
 bool api_page_query(http_req_t *rq, http_resp_t *rs, int *limit, const char **after)
 {
-    const char *cursor;
+    const char *cursor, *name = "cursor";
     bool malformed = false;
     *after = NULL;
     if (!api_query_limit(rq, rs, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, limit)) return false;
@@ -262,13 +262,14 @@ bool api_page_query(http_req_t *rq, http_resp_t *rs, int *limit, const char **af
             return false;
         }
         cursor = v;
+        name = "after";
     }
     if (!cursor) return true;
     size_t n = 0;
     char *id = base64url_decode(cursor, strlen(cursor), &n);
     if (!id || !http_id_valid(id, n)) {
         free(id);
-        resp_problem(rs, 400, PROBLEM_PARAM, "cursor",
+        resp_problem(rs, 400, PROBLEM_PARAM, name,
                      "is not a cursor this API returned (use next_cursor as given)");
         return false;
     }

@@ -181,6 +181,9 @@ static void test_list_users(void **state)
     hreq(&r, "GET", "/v1/users?after=%00", NULL);
     assert_problem(&r, 400, "after");
     hresp_clear(&r);
+    hreq(&r, "GET", "/v1/users?after=not-a-cursor!", NULL);
+    assert_problem(&r, 400, "after");
+    hresp_clear(&r);
 }
 
 /* ---- follows and subscriptions ---- */
