@@ -127,6 +127,10 @@ static const opt_t opts[] = {
      NULL,
      "1 lets a user's webhook_url name localhost or a private, link-local or loopback address "
      "literal; 0 answers 422 (the server would otherwise call into its own network)."},
+    {"api.import_max_bytes", OPT_I64, F(api_import_max_bytes), "1073741824", 1024,
+     INT64_C(1) << 40, NULL,
+     "Largest body of POST /v1/users/import (NDJSON, read as it streams in, not buffered); "
+     "larger bodies get 413. Other routes are bounded by http.max_body."},
     {"ingest.ack_timeout_ms", OPT_INT, F(ingest_ack_timeout_ms), "10000", 1, 600000, NULL,
      "How long POST /v1/events waits for the bus to acknowledge its events before answering "
      "503 (a retry is safe: event_id dedupes)."},

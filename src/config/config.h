@@ -59,6 +59,7 @@ typedef struct config {
     int64_t ingest_max_backlog; /* ingest.max_backlog_records, 0 = none */
     int api_allow_private_webhook_urls; /* api.allow_private_webhook_urls 0|1 */
     int api_refuse_undeliverable; /* api.refuse_undeliverable_events 0|1 */
+    int64_t api_import_max_bytes; /* api.import_max_bytes: POST /v1/users/import body bound */
     int64_t fanout_cache_bytes; /* fanout.recipient_cache_bytes */
     int status_gather;          /* status.gather rows per store transaction */
     char *log_level;            /* log.level */

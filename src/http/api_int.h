@@ -6,6 +6,9 @@
  * the two in step:
  *   api_events.c         POST /v1/events
  *   api_users.c          /v1/users/{user_id}, .../preferences, .../follows
+ *   api_users_life.c     DELETE /v1/users/{user_id} (erasure), GET /v1/users,
+ *                        .../follows (list, unfollow), .../subscriptions
+ *   api_users_import.c   POST /v1/users/import (NDJSON, streamed)
  *   api_topics.c         /v1/topics/{topic}/subscribers[/{user_id}]
  *   api_templates.c      /v1/templates/{event_type}/{channel}
  *   api_notifications.c  /v1/notifications/{id}, /v1/users/{user_id}/notifications
@@ -50,6 +53,13 @@
 void api_events_post(http_req_t *rq, http_resp_t *rs);
 
 void api_user_put(http_req_t *rq, http_resp_t *rs);
+void api_user_delete(http_req_t *rq, http_resp_t *rs);
+void api_users_list(http_req_t *rq, http_resp_t *rs);
+void api_users_import(http_req_t *rq, http_resp_t *rs);
+extern const http_body_stream_t api_users_import_body;
+void api_follow_delete(http_req_t *rq, http_resp_t *rs);
+void api_following_list(http_req_t *rq, http_resp_t *rs);
+void api_user_topics(http_req_t *rq, http_resp_t *rs);
 void api_user_get(http_req_t *rq, http_resp_t *rs);
 void api_prefs_put(http_req_t *rq, http_resp_t *rs);
 void api_prefs_get(http_req_t *rq, http_resp_t *rs);
@@ -92,6 +102,8 @@ void api_answer_invalid(http_resp_t *rs, const problem_t *pb);
 /* Answers a store or bus failure: 404, 503 with Retry-After, 507 with
  * Retry-After for HR_NOSPACE, or 500. */
 void api_answer_backend(http_resp_t *rs, hr_t r, const char *what);
+/* The same with extension members (reference stolen; may be NULL). */
+void api_answer_backend_ext(http_resp_t *rs, hr_t r, const char *what, json_t *ext);
 /* Answers 507 Insufficient Storage with Retry-After: where ("the store",
  * "the bus") is out of disk space. */
 void api_answer_nospace(http_resp_t *rs, const char *what, const char *where);
@@ -123,5 +135,35 @@ json_t *api_json_str_or_null(const char *s);
 bool api_query_limit(http_req_t *rq, http_resp_t *rs, int def, int hi, int *out);
 /* cursor: opaque printable text, absent -> NULL. false after answering 400. */
 bool api_query_cursor(http_req_t *rq, http_resp_t *rs, const char **out);
+
+/* ---- api_users.c: the user body, shared with the import ---- */
+
+/* Validates a user body (PUT /v1/users/{user_id}, one import line) into u,
+ * which owns copies of its strings whatever the outcome (free with
+ * user_clear). A user_id member must equal user_id. */
+bool api_user_from_json(json_t *doc, const char *user_id, user_t *u, problem_t *pb);
+/* false (pb names webhook_url) when u's webhook URL names a private
+ * address and the configuration does not allow that. */
+bool api_user_webhook_ok(http_req_t *rq, const user_t *u, problem_t *pb);
+/* The user as GET /v1/users/{user_id} answers it (id as the client knows it). */
+json_t *api_user_json(http_req_t *rq, const user_t *u);
+
+/* ---- ids: the one place each kind of id from a path or body passes ----
+ * The store's id for an id a client gave: today the same string; tenant
+ * isolation qualifies it here. api_id_public is the inverse, for ids the
+ * store returns (user, actor or topic). Results live as long as rq. */
+const char *api_user_ref(http_req_t *rq, const char *id);
+const char *api_actor_ref(http_req_t *rq, const char *id);
+const char *api_topic_ref(http_req_t *rq, const char *id);
+const char *api_id_public(http_req_t *rq, const char *stored);
+
+/* ---- pages of ids (GET /v1/users, a user's follows and subscriptions) ---- */
+
+/* limit (1..LIST_LIMIT_MAX, default LIST_LIMIT_DEFAULT) and the cursor
+ * ("cursor", or its other name "after"): *after is the last id of the
+ * previous page, NULL for the first. false after answering 400. */
+bool api_page_query(http_req_t *rq, http_resp_t *rs, int *limit, const char **after);
+/* next_cursor for a page that ended at id last (NULL: the end: null). */
+json_t *api_page_next(const char *last);
 
 #endif

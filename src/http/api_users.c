@@ -375,3 +375,27 @@ void api_follow_post(http_req_t *rq, http_resp_t *rs)
 out:
     json_decref(doc);
 }
+
+/* ---- shared with api_users_life.c and api_users_import.c ---- */
+
+bool api_user_from_json(json_t *doc, const char *user_id, user_t *u, problem_t *pb)
+{
+    return user_from_json(doc, user_id, u, pb);
+}
+
+bool api_user_webhook_ok(http_req_t *rq, const user_t *u, problem_t *pb)
+{
+    if (!u->webhook_url || rq->app->cfg->api_allow_private_webhook_urls ||
+        !url_host_private(u->webhook_url))
+        return true;
+    return api_bad(pb, "webhook_url",
+                   "must not point at localhost or a private, link-local or loopback address "
+                   "(set api.allow_private_webhook_urls to allow it)");
+}
+
+json_t *api_user_json(http_req_t *rq, const user_t *u)
+{
+    json_t *doc = user_json(u);
+    json_object_set_new(doc, "user_id", api_json_str_or_null(api_id_public(rq, u->user_id)));
+    return doc;
+}

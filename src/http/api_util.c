@@ -4,6 +4,8 @@
  */
 #include "http/api_int.h"
 
+#include "core/base64.h"
+
 #include "core/log.h"
 
 #include <stdarg.h>
@@ -136,23 +138,30 @@ void api_answer_nospace(http_resp_t *rs, const char *what, const char *where)
 /* Answers a store or bus failure. */
 void api_answer_backend(http_resp_t *rs, hr_t r, const char *what)
 {
+    api_answer_backend_ext(rs, r, what, NULL);
+}
+
+void api_answer_backend_ext(http_resp_t *rs, hr_t r, const char *what, json_t *ext)
+{
     switch (r) {
     case HR_NOTFOUND:
-        resp_problem(rs, 404, NULL, NULL, "%s not found", what);
+        resp_problem_ext(rs, 404, NULL, NULL, ext, "%s not found", what);
         return;
     case HR_AGAIN:
     case HR_TIMEOUT:
     case HR_CLOSED:
         resp_header(rs, "Retry-After", "%d", RETRY_AFTER_S);
-        resp_problem(rs, 503, PROBLEM_UNAVAILABLE, NULL, "%s: %s, try again later", what,
-                     hr_str(r));
+        resp_problem_ext(rs, 503, PROBLEM_UNAVAILABLE, NULL, ext, "%s: %s, try again later", what,
+                         hr_str(r));
         return;
     case HR_NOSPACE:
-        api_answer_nospace(rs, what, "the store");
+        resp_header(rs, "Retry-After", "%d", RETRY_NOSPACE_S);
+        resp_problem_ext(rs, 507, PROBLEM_NO_SPACE, NULL, ext,
+                         "%s: the store has no disk space left; retry once space is freed", what);
         return;
     default:
         log_warn("http", "%s: %s", what, hr_str(r));
-        resp_problem(rs, 500, NULL, NULL, "%s failed: %s", what, hr_str(r));
+        resp_problem_ext(rs, 500, NULL, NULL, ext, "%s failed: %s", what, hr_str(r));
         return;
     }
 }
@@ -207,4 +216,72 @@ bool api_body_id(json_t *doc, const char *key, const char **out, problem_t *pb)
         return api_bad(pb, key, "must be 1 to %d bytes of printable UTF-8", HTTP_ID_MAX);
     *out = json_string_value(v);
     return true;
+}
+
+/* ---- ids from paths and bodies ---- */
+
+const char *api_user_ref(http_req_t *rq, const char *id)
+{
+    (void)rq;
+    return id;
+}
+
+const char *api_actor_ref(http_req_t *rq, const char *id)
+{
+    (void)rq;
+    return id;
+}
+
+const char *api_topic_ref(http_req_t *rq, const char *id)
+{
+    (void)rq;
+    return id;
+}
+
+const char *api_id_public(http_req_t *rq, const char *stored)
+{
+    (void)rq;
+    return stored;
+}
+
+/* ---- pages of ids ---- */
+
+bool api_page_query(http_req_t *rq, http_resp_t *rs, int *limit, const char **after)
+{
+    const char *cursor, *name = "cursor";
+    bool malformed = false;
+    *after = NULL;
+    if (!api_query_limit(rq, rs, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, limit)) return false;
+    if (!api_query_cursor(rq, rs, &cursor)) return false;
+    if (!cursor) {
+        /* "after" is another name of "cursor" */
+        const char *v = req_query(rq, "after", &malformed);
+        if (malformed || (v && (!*v || strlen(v) > CURSOR_MAX))) {
+            resp_problem(rs, 400, PROBLEM_PARAM, "after",
+                         "is not a cursor this API returned (use next_cursor as given)");
+            return false;
+        }
+        cursor = v;
+        name = "after";
+    }
+    if (!cursor) return true;
+    size_t n = 0;
+    char *id = base64url_decode(cursor, strlen(cursor), &n);
+    if (!id || !http_id_valid(id, n)) {
+        free(id);
+        resp_problem(rs, 400, PROBLEM_PARAM, name,
+                     "is not a cursor this API returned (use next_cursor as given)");
+        return false;
+    }
+    *after = req_keep(rq, id);
+    return true;
+}
+
+json_t *api_page_next(const char *last)
+{
+    if (!last) return json_null();
+    char *c = base64url_encode(last, strlen(last));
+    json_t *v = json_string(c);
+    free(c);
+    return v ? v : json_null();
 }

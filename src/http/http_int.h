@@ -61,6 +61,27 @@ typedef void (*http_handler_fn)(http_req_t *rq, http_resp_t *rs);
 
 #define HTTP_SMALL_BODY (16 * 1024)
 
+/* A request body consumed while it arrives instead of buffered whole
+ * (server.c, "streamed bodies"): for bodies far larger than http.max_body,
+ * such as a bulk import. The route's handler still runs once at the end
+ * and answers; it finds the consumer's state in rq->sink. Every function
+ * runs on the request's connection thread. */
+typedef struct http_body_stream {
+    const char *media;          /* the one Content-Type accepted (415 otherwise) */
+    /* Body bytes accepted: 413 before a byte is read when Content-Length
+     * says more; a chunked body past it is no longer fed (rq->too_large is
+     * set and the handler answers). */
+    int64_t (*limit)(const config_t *cfg);
+    /* Once the request passed every check on its headers, before the
+     * first byte of body: the consumer's state (rq->sink). */
+    void *(*start)(http_req_t *rq);
+    /* The next piece of the body (pieces split anywhere, lines included).
+     * false stops the feeding: the rest is read and dropped. */
+    bool (*feed)(http_req_t *rq, void *state, const char *data, size_t n);
+    /* Frees the state when the request ends (handler run or not). */
+    void (*release)(void *state);
+} http_body_stream_t;
+
 /* One route: a method and a pattern of literal and "{name}" segments. The
  * names become problem "field" values when a parameter is invalid. */
 typedef struct http_route {
@@ -68,6 +89,7 @@ typedef struct http_route {
     const char *pattern;
     http_handler_fn fn;
     unsigned flags;
+    const http_body_stream_t *stream; /* NULL: the body (RT_BODY) is buffered whole */
 } http_route_t;
 
 /* The API's routes (routes.c): what http_start() serves. */
@@ -136,6 +158,11 @@ struct http_req {
     int nowned, capowned;
     auth_ctx_t who;             /* the caller: its key's tenant and scopes (set before the
                                  * handler runs; tenant "default", every scope without auth) */
+    /* streamed bodies (route->stream) */
+    void *sink;                 /* the consumer's state (route->stream->start) */
+    bool sink_stopped;          /* feed said stop: the rest is dropped */
+    uint64_t streamed;          /* body bytes received */
+    uint64_t progress;          /* bytes since the body deadline was last renewed */
 };
 
 struct http_resp {

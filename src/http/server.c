@@ -12,6 +12,17 @@
  * then discarded while counting; far past the limit the connection is
  * dropped. The handler runs once, on the final call, with the whole body.
  *
+ * Streamed bodies: a route with a body stream (http_body_stream_t; the
+ * bulk import) is not buffered. Its consumer gets each piece as
+ * libmicrohttpd hands it over (at most the connection's buffer, 128 KiB)
+ * and does its work there, on the connection's thread, so the client is
+ * held back by TCP while the store writes: memory stays bounded whatever
+ * the body's size. The limit is the stream's own (a config key), checked
+ * against Content-Length first. The body deadline would cut a large upload
+ * short, so it is renewed each time another HTTP_STREAM_PROGRESS bytes
+ * have arrived; the consumer's own time does not count against the client.
+ * A trickle below that rate still meets the deadline.
+ *
  * Streaming responses (resp_stream) are read by libmicrohttpd through a
  * content reader callback from a bounded byte queue the producer fills from
  * its own thread. With the queue empty the reader suspends the connection
@@ -80,6 +91,8 @@
 #define HTTP_DISCARD_FACTOR 4
 /* Largest piece a streaming response hands libmicrohttpd at once. */
 #define HTTP_STREAM_BLOCK 4096u
+/* A streamed request body renews its deadline after this many bytes. */
+#define HTTP_STREAM_PROGRESS (64u * 1024u)
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -392,6 +405,31 @@ static void track_phase(http_server_t *srv, conn_track_t *ct, int phase)
     pthread_mutex_unlock(&srv->conns_mu);
 }
 
+/* Any thread: ct is busy (no deadline); returns how much of its body
+ * deadline was left, for track_resume. */
+static int64_t track_pause(http_server_t *srv, conn_track_t *ct)
+{
+    if (!ct) return 0;
+    int64_t now = hclock_mono_ns();
+    pthread_mutex_lock(&srv->conns_mu);
+    int64_t left = ct->deadline_ns ? ct->deadline_ns - now : srv->body_ns;
+    ct->phase = CT_BUSY;
+    ct->deadline_ns = 0;
+    pthread_mutex_unlock(&srv->conns_mu);
+    return left;
+}
+
+/* Back to waiting for body with `left` of the deadline remaining. */
+static void track_resume(http_server_t *srv, conn_track_t *ct, int64_t left)
+{
+    if (!ct) return;
+    int64_t now = hclock_mono_ns();
+    pthread_mutex_lock(&srv->conns_mu);
+    ct->phase = CT_BODY;
+    ct->deadline_ns = now + (left > 0 ? left : 1);
+    pthread_mutex_unlock(&srv->conns_mu);
+}
+
 static conn_track_t *track_of(struct MHD_Connection *conn)
 {
     const union MHD_ConnectionInfo *ci =
@@ -519,6 +557,18 @@ static int media_of(struct MHD_Connection *conn)
     return -1;
 }
 
+/* Is the request's Content-Type (parameters ignored) this one? */
+static bool media_is(struct MHD_Connection *conn, const char *want)
+{
+    const char *ct =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!ct) return false;
+    while (*ct == ' ' || *ct == '\t') ct++;
+    size_t n = strcspn(ct, ";");
+    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t')) n--;
+    return strlen(want) == n && strncasecmp(ct, want, n) == 0;
+}
+
 /* A response reading from rs->stream; the stream's connection reference
  * passes to it (dropped by stream_done, also when this fails). */
 static struct MHD_Response *stream_response(http_resp_t *rs)
@@ -565,6 +615,7 @@ static enum MHD_Result send_resp(http_req_t *rq, http_resp_t *rs)
 
 static void req_free(http_req_t *rq)
 {
+    if (rq->sink && rq->route && rq->route->stream) rq->route->stream->release(rq->sink);
     for (int i = 0; i < rq->nparams; i++) free(rq->params[i]);
     for (int i = 0; i < rq->nowned; i++) free(rq->owned[i]);
     free(rq->owned);
@@ -713,6 +764,7 @@ static bool early_checks(http_req_t *rq, http_resp_t *rs)
 
     if ((rq->route->flags & RT_SMALL) && rq->body.limit > HTTP_SMALL_BODY)
         rq->body.limit = HTTP_SMALL_BODY;
+    if (rq->route->stream) rq->body.limit = (size_t)rq->route->stream->limit(app->cfg);
     if (!rq->srv->api && !(rq->route->flags & RT_OPS)) {
         resp_problem(rs, 404, NULL, NULL,
                      "this process does not run the ingest role: it serves /healthz, /readyz and "
@@ -743,7 +795,14 @@ static bool early_checks(http_req_t *rq, http_resp_t *rs)
             return true;
         }
     }
-    if (rq->route->flags & RT_BODY) {
+    if (rq->route->stream) {
+        const http_body_stream_t *bs = rq->route->stream;
+        if (!media_is(rq->conn, bs->media)) {
+            resp_header(rs, "Accept", "%s", bs->media);
+            resp_problem(rs, 415, NULL, "Content-Type", "Content-Type must be %s", bs->media);
+            return true;
+        }
+    } else if (rq->route->flags & RT_BODY) {
         int m = media_of(rq->conn);
         bool ok = m == MEDIA_JSON || ((rq->route->flags & RT_EVENTS) && m > MEDIA_JSON);
         if (!ok) {
@@ -764,6 +823,40 @@ static bool early_checks(http_req_t *rq, http_resp_t *rs)
         return true;
     }
     return false;
+}
+
+/* A piece of a streamed body: fed to the route's consumer while under the
+ * limit and not stopped, else counted and dropped. */
+static enum MHD_Result stream_piece(http_req_t *rq, const char *data, size_t n)
+{
+    http_server_t *srv = rq->srv;
+    size_t room = rq->streamed < rq->body.limit ? rq->body.limit - rq->streamed : 0;
+    rq->streamed += n;
+    if (!rq->too_large && rq->streamed > rq->body.limit) {
+        /* the consumer gets the body up to the limit; the handler says the rest was not taken */
+        if (room && !rq->sink_stopped && !rq->route->stream->feed(rq, rq->sink, data, room))
+            rq->sink_stopped = true;
+        rq->too_large = true;
+        rq->discarded = 0;
+    }
+    if (rq->too_large || rq->sink_stopped) {
+        rq->discarded += n;
+        if (rq->too_large && rq->discarded > rq->body.limit * HTTP_DISCARD_FACTOR) {
+            log_info("http", "%s %s: body far over the limit, dropping the connection",
+                     rq->method_name, rq->path);
+            return MHD_NO;
+        }
+        return MHD_YES;
+    }
+    int64_t left = track_pause(srv, rq->track);
+    if (!rq->route->stream->feed(rq, rq->sink, data, n)) rq->sink_stopped = true;
+    rq->progress += n;
+    if (rq->progress >= HTTP_STREAM_PROGRESS) {
+        rq->progress = 0;
+        left = srv->body_ns;
+    }
+    track_resume(srv, rq->track, left);
+    return MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -791,7 +884,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         buf_init(&rq->body, (size_t)srv->app->cfg->http_max_body);
         *con_cls = rq;
         if (target_refused(rq, version, &rs) || early_checks(rq, &rs)) return send_resp(rq, &rs);
+        if (rq->route->stream) rq->sink = rq->route->stream->start(rq);
         return MHD_YES;
+    }
+    if (*upload_data_size && rq->route && rq->route->stream && !rq->responded) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        return stream_piece(rq, upload_data, n);
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
@@ -812,7 +911,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (rq->responded) return MHD_YES;
-    if (rq->too_large) {
+    if (rq->route->stream) { /* its handler answers, also for a body over the limit */
+        track_phase(srv, rq->track, CT_BUSY);
+        rq->route->fn(rq, &rs);
+        if (!rs.status) resp_problem(&rs, 500, NULL, NULL, "the handler gave no answer");
+    } else if (rq->too_large) {
         resp_problem(&rs, 413, NULL, "body", "the body is over the limit of %zu bytes",
                      rq->body.limit);
     } else {

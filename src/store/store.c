@@ -8,6 +8,7 @@
  */
 #include "store/store_int.h"
 
+#include "core/hash.h"
 #include "core/log.h"
 
 #include <assert.h>
@@ -30,14 +31,103 @@ static bool nonempty(const char *s) { return s && s[0]; }
 
 #define FEED_RING 4096          /* changed user ids remembered */
 
+#define ERASED_BLOOM_BITS 65536 /* one hash, one bit: a miss costs a bit test */
+
+/* A user erased by store_user_erase: status records of notifications
+ * created before until_ms are dropped by store_notif_write_batch. until_ms
+ * is INT64_MAX until the user is put again (then the time of that put). */
+typedef struct erased {
+    char *user_id;
+    int64_t until_ms;
+} erased_t;
+
 /* Invariant: ring[e % FEED_RING] holds the id of change e for
- * users_epoch - FEED_RING <= e < users_epoch. */
+ * users_epoch - FEED_RING <= e < users_epoch. erased[k % STORE_ERASED_MAX]
+ * holds erase k for nerased - STORE_ERASED_MAX <= k < nerased; bloom has
+ * the bit of each of them (and maybe of older ones: a false hit only costs
+ * a scan). erased, nerased and bloom are under mu. */
 struct store_feed {
     pthread_mutex_t mu;
     _Atomic uint64_t users_epoch;
     _Atomic uint64_t templates_epoch;
     char *ring[FEED_RING];
+    _Atomic uint64_t nerased;
+    erased_t erased[STORE_ERASED_MAX];
+    uint64_t bloom[ERASED_BLOOM_BITS / 64];
 };
+
+static uint64_t erased_bit(const char *id, size_t n)
+{
+    return fnv1a64(id, n) & (ERASED_BLOOM_BITS - 1);
+}
+
+/* mu held. The entry for id (n bytes), or NULL. */
+static erased_t *erased_find(struct store_feed *f, const char *id, size_t n)
+{
+    uint64_t b = erased_bit(id, n);
+    if (!(f->bloom[b / 64] & (UINT64_C(1) << (b % 64)))) return NULL;
+    uint64_t total = atomic_load(&f->nerased);
+    uint64_t k = total > STORE_ERASED_MAX ? total - STORE_ERASED_MAX : 0;
+    for (erased_t *hit = NULL; k < total; k++) {
+        erased_t *e = &f->erased[k % STORE_ERASED_MAX];
+        if (strlen(e->user_id) == n && memcmp(e->user_id, id, n) == 0) hit = e;
+        if (k + 1 == total) return hit; /* the latest entry for id wins */
+    }
+    return NULL;
+}
+
+/* Remembers that user_id is being erased (before the rows go, so that the
+ * sink cannot re-create them meanwhile). */
+static void erased_add(store_t *s, const char *user_id)
+{
+    struct store_feed *f = s->feed;
+    if (!f) return;
+    pthread_mutex_lock(&f->mu);
+    erased_t *e = erased_find(f, user_id, strlen(user_id));
+    if (e) {
+        e->until_ms = INT64_MAX;
+    } else {
+        uint64_t k = atomic_load(&f->nerased);
+        e = &f->erased[k % STORE_ERASED_MAX];
+        free(e->user_id);
+        e->user_id = xstrdup(user_id);
+        e->until_ms = INT64_MAX;
+        if (k + 1 > STORE_ERASED_MAX && (k + 1) % STORE_ERASED_MAX == 0) {
+            /* a full turn of the ring: rebuild the filter from what it holds */
+            memset(f->bloom, 0, sizeof(f->bloom));
+            for (int i = 0; i < STORE_ERASED_MAX; i++)
+                if (f->erased[i].user_id) {
+                    uint64_t b = erased_bit(f->erased[i].user_id, strlen(f->erased[i].user_id));
+                    f->bloom[b / 64] |= UINT64_C(1) << (b % 64);
+                }
+        }
+        uint64_t b = erased_bit(user_id, strlen(user_id));
+        f->bloom[b / 64] |= UINT64_C(1) << (b % 64);
+        atomic_store(&f->nerased, k + 1);
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* A user is put: if it was erased, its records from now on are kept. */
+static void erased_recreated(store_t *s, const char *user_id, int64_t now_ms)
+{
+    struct store_feed *f = s->feed;
+    if (!f || atomic_load(&f->nerased) == 0) return;
+    pthread_mutex_lock(&f->mu);
+    erased_t *e = erased_find(f, user_id, strlen(user_id));
+    if (e && e->until_ms == INT64_MAX) e->until_ms = now_ms;
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* mu held. Is m a status of a notification of an erased user, created
+ * before the erase (or before the user was put again)? */
+static bool erased_drops(struct store_feed *f, const notif_t *m, int64_t now_ms)
+{
+    erased_t *e = erased_find(f, m->user_id.p ? m->user_id.p : "", m->user_id.n);
+    if (!e) return false;
+    int64_t t = m->created_at_ms ? m->created_at_ms : m->status_at_ms ? m->status_at_ms : now_ms;
+    return t < e->until_ms;
+}
 
 static void feed_user(store_t *s, const char *user_id)
 {
@@ -164,6 +254,7 @@ void store_close(store_t *s)
     s->ops->close(s);
     if (f) {
         for (size_t i = 0; i < FEED_RING; i++) free(f->ring[i]);
+        for (size_t i = 0; i < STORE_ERASED_MAX; i++) free(f->erased[i].user_id);
         pthread_mutex_destroy(&f->mu);
         free(f);
     }
@@ -182,8 +273,12 @@ int64_t store_nospace_at_ms(void) { return atomic_load(&nospace_at_ms); }
 hr_t store_user_put(store_t *s, const user_t *u)
 {
     if (!store_user_valid(u)) return HR_INVALID;
+    int64_t now = hclock_now_ms();
     hr_t r = s->ops->user_put(s, u);
-    if (r == HR_OK) feed_user(s, u->user_id);
+    if (r == HR_OK) {
+        erased_recreated(s, u->user_id, now);
+        feed_user(s, u->user_id);
+    }
     return r;
 }
 
@@ -193,14 +288,21 @@ hr_t store_user_put_batch(store_t *s, const user_t *users, int n)
     for (int i = 0; i < n; i++)
         if (!store_user_valid(&users[i])) return HR_INVALID;
     hr_t r = HR_OK;
+    int64_t now = hclock_now_ms();
     if (s->ops->user_put_batch) {
         r = s->ops->user_put_batch(s, users, n);
-        for (int i = 0; i < n && r == HR_OK; i++) feed_user(s, users[i].user_id);
+        for (int i = 0; i < n && r == HR_OK; i++) {
+            erased_recreated(s, users[i].user_id, now);
+            feed_user(s, users[i].user_id);
+        }
         return r;
     }
     for (int i = 0; i < n && r == HR_OK; i++) {
         r = s->ops->user_put(s, &users[i]);
-        if (r == HR_OK) feed_user(s, users[i].user_id);
+        if (r == HR_OK) {
+            erased_recreated(s, users[i].user_id, now);
+            feed_user(s, users[i].user_id);
+        }
     }
     return r;
 }
@@ -322,6 +424,79 @@ hr_t store_followers_page(store_t *s, const char *actor, const char *after, int 
     return s->ops->followers_page(s, actor, after, limit, ids, n);
 }
 
+/* ---- user lifecycle ---- */
+
+hr_t store_user_erase(store_t *s, const char *user_id, store_erase_t *stats)
+{
+    store_erase_t st = {0, 0, 0};
+    if (stats) *stats = st;
+    if (!nonempty(user_id)) return HR_INVALID;
+    erased_add(s, user_id); /* first: the sink must not re-create what goes */
+    hr_t r = s->ops->user_erase(s, user_id, &st);
+    /* also after a partial erase: caches must not keep what is gone */
+    if (st.notifications || st.rows) feed_user(s, user_id);
+    if (stats) *stats = st;
+    if (r == HR_OK && st.notifications == 0 && st.rows == 0) r = HR_NOTFOUND;
+    if (r == HR_OK)
+        log_info(LOG, "erased a user: %lld notification(s) and %lld other row(s) in %d transaction(s)",
+                 (long long)st.notifications, (long long)st.rows, st.transactions);
+    return r;
+}
+
+hr_t store_users_page(store_t *s, const char *after, int limit, user_t **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (limit <= 0 || limit > 100000) return HR_INVALID;
+    if (!s->ops->users_scan) return HR_DECLINED;
+    user_t *u = xcalloc((size_t)limit, sizeof(*u));
+    pref_t **prefs = xcalloc((size_t)limit, sizeof(*prefs));
+    int *nprefs = xcalloc((size_t)limit, sizeof(*nprefs));
+    int k = 0;
+    hr_t r = s->ops->users_scan(s, nonempty(after) ? after : NULL, limit, u, prefs, nprefs, &k);
+    for (int i = 0; i < k; i++) store_prefs_free(prefs[i], nprefs[i]);
+    free(prefs);
+    free(nprefs);
+    if (r != HR_OK) {
+        free(u);
+        return r;
+    }
+    *out = u;
+    *n = k;
+    return HR_OK;
+}
+
+void store_users_free(user_t *u, int n)
+{
+    if (!u) return;
+    for (int i = 0; i < n; i++) store_user_clear(&u[i]);
+    free(u);
+}
+
+hr_t store_follow_del(store_t *s, const char *follower, const char *actor)
+{
+    if (!nonempty(follower) || !nonempty(actor)) return HR_INVALID;
+    return s->ops->follow_del(s, follower, actor);
+}
+
+hr_t store_following_page(store_t *s, const char *follower, const char *after, int limit,
+                          char ***ids, int *n)
+{
+    *ids = NULL;
+    *n = 0;
+    if (!nonempty(follower) || limit <= 0) return HR_INVALID;
+    return s->ops->following_page(s, follower, after, limit, ids, n);
+}
+
+hr_t store_user_topics_page(store_t *s, const char *user_id, const char *after, int limit,
+                            char ***topics, int *n)
+{
+    *topics = NULL;
+    *n = 0;
+    if (!nonempty(user_id) || limit <= 0) return HR_INVALID;
+    return s->ops->user_topics_page(s, user_id, after, limit, topics, n);
+}
+
 /* ---- templates ---- */
 
 hr_t store_template_put(store_t *s, const template_rec_t *t)
@@ -380,15 +555,26 @@ hr_t store_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     if (n < 0 || (n > 0 && !recs)) return HR_INVALID;
     int bad = 0;
     for (int i = 0; i < n; i++) bad += !store_notif_valid(recs[i]);
-    if (bad == 0) return n ? s->ops->notif_write_batch(s, recs, n) : HR_OK;
+    struct store_feed *f = s->feed;
+    bool erasures = f && atomic_load(&f->nerased) > 0;
+    if (bad == 0 && !erasures) return n ? s->ops->notif_write_batch(s, recs, n) : HR_OK;
     /* bad input must not stop the sink's partition: skip it, say so */
-    log_warn(LOG, "notification batch: skipped %d invalid record(s) of %d", bad, n);
-    if (bad == n) return HR_OK;
-    const notif_t **ok = xmalloc((size_t)(n - bad) * sizeof(*ok));
-    int k = 0;
-    for (int i = 0; i < n; i++)
-        if (store_notif_valid(recs[i])) ok[k++] = recs[i];
-    hr_t r = s->ops->notif_write_batch(s, ok, k);
+    if (bad) log_warn(LOG, "notification batch: skipped %d invalid record(s) of %d", bad, n);
+    const notif_t **ok = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(*ok));
+    int k = 0, gone = 0;
+    int64_t now = hclock_now_ms();
+    if (erasures) pthread_mutex_lock(&f->mu);
+    for (int i = 0; i < n; i++) {
+        if (!store_notif_valid(recs[i])) continue;
+        if (erasures && erased_drops(f, recs[i], now)) {
+            gone++;
+            continue;
+        }
+        ok[k++] = recs[i];
+    }
+    if (erasures) pthread_mutex_unlock(&f->mu);
+    if (gone) log_info(LOG, "notification batch: dropped %d status record(s) of erased users", gone);
+    hr_t r = k ? s->ops->notif_write_batch(s, ok, k) : HR_OK;
     free(ok);
     return r;
 }
@@ -471,7 +657,11 @@ hr_t store_sched_put(store_t *s, const char *notification_id, channel_t ch, int6
     if (!nonempty(notification_id) || (unsigned)ch >= CH__COUNT || !rec || rec_len == 0 ||
         rec_len > STORE_NOTIF_STR_MAX)
         return HR_INVALID;
-    return s->ops->sched_put(s, notification_id, ch, due_at_ms, rec, rec_len);
+    /* the receiver, so that erasing a user finds its deferred notifications */
+    notif_t m;
+    hstr_t user_id = {"", 0};
+    if (notif_decode(rec, rec_len, &m) == HR_OK && m.user_id.n) user_id = m.user_id;
+    return s->ops->sched_put(s, notification_id, user_id, ch, due_at_ms, rec, rec_len);
 }
 
 hr_t store_sched_due(store_t *s, int64_t now_ms, int limit, sched_row_t **rows, int *n)

@@ -17,7 +17,7 @@
 
 typedef struct store store_t;
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_MAX_DEVICES 16
 
 typedef struct device {
@@ -175,6 +175,49 @@ hr_t store_follow_add(store_t *s, const char *follower, const char *actor, bool 
 hr_t store_followers_page(store_t *s, const char *actor, const char *after, int limit,
                           char ***ids, int *n);
 
+/* ---- user lifecycle ---- */
+
+/* What store_user_erase removed. */
+typedef struct store_erase {
+    int64_t notifications;      /* notification rows (their status history went with them) */
+    int64_t rows;               /* every other row: the user, devices, preferences,
+                                 * subscriptions, follows both ways, invalid addresses,
+                                 * scheduled notifications */
+    int transactions;           /* write transactions it took */
+} store_erase_t;
+
+/* Right to erasure: deletes everything the store keeps about user_id - the
+ * user row (with its webhook secret), devices, preferences, topic
+ * subscriptions, follows (as follower and as the followed actor), invalid
+ * address records, notification rows with their status history, and the
+ * user's scheduled (deferred) notifications. HR_NOTFOUND when none of that
+ * existed (nothing changed). One transaction when the user has at most a
+ * backend's chunk of notifications and followers; larger histories go in
+ * bounded chunks (other writers interleave) and the user row with the rest
+ * goes in the last one, so a failed erase leaves the user in place and
+ * calling it again finishes the work. Announced on the change feed (caches
+ * drop the user); status records of notifications created before the
+ * erase that reach store_notif_write_batch later in this process are
+ * dropped rather than re-creating rows (the last STORE_ERASED_MAX erased
+ * users are remembered, in memory only). stats may be NULL. */
+hr_t store_user_erase(store_t *s, const char *user_id, store_erase_t *stats);
+#define STORE_ERASED_MAX 1024
+/* Up to limit users with user_id > after (NULL: from the first), in
+ * user_id order, with their devices. *out allocated (free with
+ * store_users_free); *n < limit means the last page. */
+hr_t store_users_page(store_t *s, const char *after, int limit, user_t **out, int *n);
+/* Frees n users and the array; NULL is a no-op. */
+void store_users_free(user_t *u, int n);
+/* follower stops following actor; HR_NOTFOUND when it did not. */
+hr_t store_follow_del(store_t *s, const char *follower, const char *actor);
+/* Page of the actors follower follows, ordered, strictly after `after`
+ * (NULL = from the start); like store_subs_page. */
+hr_t store_following_page(store_t *s, const char *follower, const char *after, int limit,
+                          char ***ids, int *n);
+/* Page of the topics user_id is subscribed to, like store_subs_page. */
+hr_t store_user_topics_page(store_t *s, const char *user_id, const char *after, int limit,
+                            char ***topics, int *n);
+
 /* Insert or replace the template for (event_type, channel, locale); locale
  * NULL or "" means "en", and compares case-insensitively. */
 hr_t store_template_put(store_t *s, const template_rec_t *t);
@@ -327,8 +370,8 @@ static inline void ids_free(char **ids, int n) { store_ids_free(ids, n); }
 static inline void status_hist_free(status_hist_t *h, int n) { store_status_hist_free(h, n); }
 
 /* ---- change feed: keeps in-process caches of store data exact ----
- * Every successful user_put (and batch), prefs_replace and template_put
- * made through a store_t is announced here after it commits. Caches compare
+ * Every successful user_put (and batch), prefs_replace, user_erase and
+ * template_put made through a store_t is announced here after it commits. Caches compare
  * an epoch before use and drop what changed. Writes made by another process
  * (another herald sharing the database) are not seen: caches bound their
  * staleness with a TTL for those. Any thread. */

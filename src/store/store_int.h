@@ -92,6 +92,14 @@ typedef struct store_ops {
     hr_t (*follow_add)(store_t *s, const char *follower, const char *actor, bool *created);
     hr_t (*followers_page)(store_t *s, const char *actor, const char *after, int limit,
                            char ***ids, int *n);
+    /* User lifecycle (store.h). user_erase fills *st (zeroed; HR_NOTFOUND
+     * is store.c's, from the counts). */
+    hr_t (*user_erase)(store_t *s, const char *user_id, store_erase_t *st);
+    hr_t (*follow_del)(store_t *s, const char *follower, const char *actor);
+    hr_t (*following_page)(store_t *s, const char *follower, const char *after, int limit,
+                           char ***ids, int *n);
+    hr_t (*user_topics_page)(store_t *s, const char *user_id, const char *after, int limit,
+                             char ***topics, int *n);
     hr_t (*template_put)(store_t *s, const template_rec_t *t);
     /* The first of chain[] (store_locale_chain) that has a template wins. */
     hr_t (*template_get)(store_t *s, const char *event_type, channel_t ch,
@@ -117,8 +125,10 @@ typedef struct store_ops {
     hr_t (*notif_sent_batch)(store_t *s, const hstr_t *ids, int n, bool *sent); /* may be NULL */
     hr_t (*notif_purge)(store_t *s, int64_t before_ms, int64_t *deleted);
     /* Dispatch policy (store.h). rec_len > 0; limit > 0. */
-    hr_t (*sched_put)(store_t *s, const char *notification_id, channel_t ch, int64_t due_at_ms,
-                      const void *rec, size_t rec_len);
+    /* user_id: the record's receiver (store.c decodes it), empty when the
+     * record does not decode. */
+    hr_t (*sched_put)(store_t *s, const char *notification_id, hstr_t user_id, channel_t ch,
+                      int64_t due_at_ms, const void *rec, size_t rec_len);
     hr_t (*sched_due)(store_t *s, int64_t now_ms, int limit, sched_row_t **rows, int *n);
     hr_t (*sched_next)(store_t *s, int64_t *due);
     hr_t (*sched_del)(store_t *s, const char *notification_id, int64_t due_at_ms);

@@ -177,8 +177,8 @@ static const char *stmt_sql[S__COUNT] = {
     [S_PURGE_NOTIF] = "DELETE FROM notifications WHERE rowid = ?1",
     [S_PURGE_EVENTS] = "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events NOT INDEXED"
                        " WHERE first_seen_ms < ?1 ORDER BY rowid LIMIT ?2)",
-    [S_SCHED_PUT] = "INSERT OR REPLACE INTO scheduled (notification_id, channel, due_at_ms, record)"
-                    " VALUES (?1, ?2, ?3, ?4)",
+    [S_SCHED_PUT] = "INSERT OR REPLACE INTO scheduled (notification_id, channel, due_at_ms, record,"
+                    " user_id) VALUES (?1, ?2, ?3, ?4, NULLIF(?5, ''))",
     [S_SCHED_DUE] = "SELECT notification_id, channel, due_at_ms, record FROM scheduled"
                     " WHERE due_at_ms <= ?1 ORDER BY due_at_ms LIMIT ?2",
     [S_SCHED_NEXT] = "SELECT min(due_at_ms) FROM scheduled",
@@ -198,6 +198,22 @@ static const char *stmt_sql[S__COUNT] = {
                    " coalesce(revoked_at_ms, 0) FROM api_keys ORDER BY created_at_ms, key_id",
     [S_KEY_REVOKE] = "UPDATE api_keys SET revoked_at_ms = coalesce(revoked_at_ms, ?2)"
                      " WHERE key_id = ?1",
+    /* user lifecycle (store_sqlite_users.c); an erase deletes the picked
+     * notifications with S_PURGE_HIST and S_PURGE_NOTIF */
+    [S_ERASE_PICK] = "SELECT rowid FROM notifications WHERE user_id = ?1 LIMIT ?2",
+    [S_ERASE_FOLLOWERS] = "DELETE FROM follows WHERE actor = ?1 AND follower IN (SELECT follower"
+                          " FROM follows WHERE actor = ?1 ORDER BY follower LIMIT ?2)",
+    [S_ERASE_USER] = "DELETE FROM users WHERE user_id = ?1",
+    [S_ERASE_PREFS] = "DELETE FROM preferences WHERE user_id = ?1",
+    [S_ERASE_SUBS] = "DELETE FROM subscriptions WHERE user_id = ?1",
+    [S_ERASE_FOLLOWING] = "DELETE FROM follows WHERE follower = ?1",
+    [S_ERASE_ADDR] = "DELETE FROM invalid_addresses WHERE user_id = ?1",
+    [S_ERASE_SCHED] = "DELETE FROM scheduled WHERE user_id = ?1",
+    [S_FOLLOW_DEL] = "DELETE FROM follows WHERE actor = ?1 AND follower = ?2",
+    [S_FOLLOWING_PAGE] = "SELECT actor FROM follows WHERE follower = ?1 AND actor > ?2"
+                         " ORDER BY actor LIMIT ?3",
+    [S_USER_TOPICS_PAGE] = "SELECT topic FROM subscriptions WHERE user_id = ?1 AND topic > ?2"
+                           " ORDER BY topic LIMIT ?3",
 };
 
 /* The status sink's upsert. ?17 = rank of the incoming status
@@ -438,6 +454,24 @@ static hr_t schema_init(conn_t *c)
             goto out;
         }
         log_info(LOG, "database schema migrated from version 1 to 2");
+    }
+    if (version == 1 || version == 2) {
+        if (sqlite3_exec(c->db, store_schema_sqlite_migrate_3, NULL, NULL, &msg) != SQLITE_OK) {
+            log_error(LOG, "schema migration to version 3: %s", msg ? msg : "?");
+            sqlite3_free(msg);
+            r = HR_ERR;
+            goto out;
+        }
+        int64_t filled = 0;
+        if ((r = sq_sched_fill_users(c, &filled)) != HR_OK) goto out;
+        log_info(LOG, "database schema migrated from version 2 to 3 (%lld scheduled row(s))",
+                 (long long)filled);
+    }
+    if (sqlite3_exec(c->db, store_schema_sqlite_indexes, NULL, NULL, &msg) != SQLITE_OK) {
+        log_error(LOG, "schema indexes: %s", msg ? msg : "?");
+        sqlite3_free(msg);
+        r = HR_ERR;
+        goto out;
     }
 out:
     return sq_tx_end(c, r);
@@ -726,6 +760,10 @@ const store_ops_t store_sqlite_ops = {
     .notif_sent = sq_notif_sent,
     .notif_sent_batch = sq_notif_sent_batch,
     .notif_purge = sq_notif_purge,
+    .user_erase = sq_user_erase,
+    .follow_del = sq_follow_del,
+    .following_page = sq_following_page,
+    .user_topics_page = sq_user_topics_page,
     .sched_put = sq_sched_put,
     .sched_due = sq_sched_due,
     .sched_next = sq_sched_next,

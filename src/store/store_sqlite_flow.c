@@ -34,6 +34,7 @@ static hr_t write_one(store_t *s, stmt_id_t id, const char *what,
 
 typedef struct sched_args {
     const char *id;
+    hstr_t user_id;
     channel_t ch;
     int64_t due;
     const void *rec;
@@ -47,13 +48,45 @@ static void bind_sched_put(sqlite3_stmt *st, const void *arg)
     sqlite3_bind_int(st, 2, (int)a->ch);
     sqlite3_bind_int64(st, 3, a->due);
     sqlite3_bind_blob(st, 4, a->rec, (int)a->len, SQLITE_STATIC);
+    bind_hstr(st, 5, a->user_id);
 }
 
-hr_t sq_sched_put(store_t *s, const char *notification_id, channel_t ch, int64_t due_at_ms,
-                  const void *rec, size_t rec_len)
+hr_t sq_sched_put(store_t *s, const char *notification_id, hstr_t user_id, channel_t ch,
+                  int64_t due_at_ms, const void *rec, size_t rec_len)
 {
-    sched_args_t a = {notification_id, ch, due_at_ms, rec, rec_len};
+    sched_args_t a = {notification_id, user_id, ch, due_at_ms, rec, rec_len};
     return write_one(s, S_SCHED_PUT, "schedule put", bind_sched_put, &a, NULL);
+}
+
+hr_t sq_sched_fill_users(conn_t *c, int64_t *filled)
+{
+    sqlite3_stmt *sel = NULL, *up = NULL;
+    hr_t r = HR_OK;
+    int rc;
+    *filled = 0;
+    if (sqlite3_prepare_v2(c->db, "SELECT notification_id, record FROM scheduled"
+                                  " WHERE user_id IS NULL", -1, &sel, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(c->db, "UPDATE scheduled SET user_id = ?2 WHERE notification_id = ?1",
+                           -1, &up, NULL) != SQLITE_OK) {
+        r = sq_err(c, sqlite3_errcode(c->db), "schedule fill users");
+        goto out;
+    }
+    while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
+        notif_t m;
+        const void *rec = sqlite3_column_blob(sel, 1);
+        int len = sqlite3_column_bytes(sel, 1);
+        if (!rec || len <= 0 || notif_decode(rec, (size_t)len, &m) != HR_OK || m.user_id.n == 0)
+            continue; /* stays NULL: not a record this herald reads */
+        sqlite3_bind_value(up, 1, sqlite3_column_value(sel, 0));
+        bind_hstr(up, 2, m.user_id);
+        if ((r = sq_step_done(c, up, "schedule fill users")) != HR_OK) goto out;
+        (*filled)++;
+    }
+    if (rc != SQLITE_DONE) r = sq_err(c, rc, "schedule fill users");
+out:
+    sqlite3_finalize(sel);
+    sqlite3_finalize(up);
+    return r;
 }
 
 static void read_sched(sqlite3_stmt *st, void *elem)

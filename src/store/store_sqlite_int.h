@@ -30,6 +30,9 @@
 
 /* Notifications per purge transaction. */
 #define SQ_PURGE_CHUNK 5000
+/* Notifications (and, separately, followers) per erase transaction: keeps
+ * each one to tens of milliseconds (store_user_erase). */
+#define SQ_ERASE_CHUNK 1000
 
 typedef enum stmt_id {
     S_BEGIN,
@@ -83,6 +86,17 @@ typedef enum stmt_id {
     S_KEY_GET,
     S_KEY_LIST,
     S_KEY_REVOKE,
+    S_ERASE_PICK,
+    S_ERASE_FOLLOWERS,
+    S_ERASE_USER,
+    S_ERASE_PREFS,
+    S_ERASE_SUBS,
+    S_ERASE_FOLLOWING,
+    S_ERASE_ADDR,
+    S_ERASE_SCHED,
+    S_FOLLOW_DEL,
+    S_FOLLOWING_PAGE,
+    S_USER_TOPICS_PAGE,
     S__COUNT
 } stmt_id_t;
 
@@ -227,6 +241,12 @@ hr_t sq_subs_page(store_t *s, const char *topic, const char *after, int limit, c
 hr_t sq_follow_add(store_t *s, const char *follower, const char *actor, bool *created);
 hr_t sq_followers_page(store_t *s, const char *actor, const char *after, int limit, char ***ids,
                        int *n);
+hr_t sq_user_erase(store_t *s, const char *user_id, store_erase_t *st);
+hr_t sq_follow_del(store_t *s, const char *follower, const char *actor);
+hr_t sq_following_page(store_t *s, const char *follower, const char *after, int limit,
+                       char ***ids, int *n);
+hr_t sq_user_topics_page(store_t *s, const char *user_id, const char *after, int limit,
+                         char ***topics, int *n);
 hr_t sq_template_put(store_t *s, const template_rec_t *t);
 hr_t sq_template_get(store_t *s, const char *event_type, channel_t ch,
                      const char *const chain[STORE_LOCALE_CHAIN], template_rec_t *out);
@@ -246,8 +266,11 @@ hr_t sq_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent);
 hr_t sq_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted);
 
 /* store_sqlite_flow.c */
-hr_t sq_sched_put(store_t *s, const char *notification_id, channel_t ch, int64_t due_at_ms,
-                  const void *rec, size_t rec_len);
+hr_t sq_sched_put(store_t *s, const char *notification_id, hstr_t user_id, channel_t ch,
+                  int64_t due_at_ms, const void *rec, size_t rec_len);
+/* Schema migration to version 3: fills scheduled.user_id of the rows that
+ * lack it from their records. c->mu held, inside the schema transaction. */
+hr_t sq_sched_fill_users(conn_t *c, int64_t *filled);
 hr_t sq_sched_due(store_t *s, int64_t now_ms, int limit, sched_row_t **rows, int *n);
 hr_t sq_sched_next(store_t *s, int64_t *due);
 hr_t sq_sched_del(store_t *s, const char *notification_id, int64_t due_at_ms);

@@ -10,6 +10,7 @@
 #include "store/store_sqlite_int.h"
 
 #include <limits.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -401,6 +402,123 @@ hr_t sq_followers_page(store_t *s, const char *actor, const char *after, int lim
                        int *n)
 {
     return set_page(s, S_FOLLOW_PAGE, actor, after, limit, ids, n, "followers page");
+}
+
+/* ---- user lifecycle ---- */
+
+hr_t sq_follow_del(store_t *s, const char *follower, const char *actor)
+{
+    conn_t *c = &sq(s)->w;
+    sq_writer_lock(c);
+    hr_t r = HR_ERR;
+    sqlite3_stmt *st = sq_stmt(c, S_FOLLOW_DEL);
+    if (st) {
+        bind_str(st, 1, actor);
+        bind_str(st, 2, follower);
+        r = sq_step_done(c, st, "follow delete");
+        if (r == HR_OK && sqlite3_changes(c->db) == 0) r = HR_NOTFOUND;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return r;
+}
+
+hr_t sq_following_page(store_t *s, const char *follower, const char *after, int limit,
+                       char ***ids, int *n)
+{
+    return set_page(s, S_FOLLOWING_PAGE, follower, after, limit, ids, n, "following page");
+}
+
+hr_t sq_user_topics_page(store_t *s, const char *user_id, const char *after, int limit,
+                         char ***topics, int *n)
+{
+    return set_page(s, S_USER_TOPICS_PAGE, user_id, after, limit, topics, n, "user topics page");
+}
+
+/* Runs a delete bound to (user_id[, limit]); adds the rows it removed. */
+static hr_t erase_run(conn_t *c, stmt_id_t id, const char *user_id, int limit, int64_t *count,
+                      const char *what)
+{
+    sqlite3_stmt *st = sq_stmt(c, id);
+    if (!st) return HR_ERR;
+    bind_str(st, 1, user_id);
+    if (limit) sqlite3_bind_int(st, 2, limit);
+    hr_t r = sq_step_done(c, st, what);
+    if (r == HR_OK) *count += sqlite3_changes(c->db);
+    return r;
+}
+
+static void erase_rowid(sqlite3_stmt *st, void *elem) { *(int64_t *)elem = sqlite3_column_int64(st, 0); }
+
+/* One erase transaction, c->mu held: up to SQ_ERASE_CHUNK notifications
+ * (with their history) and as many followers; when neither filled its
+ * chunk, the user's other rows as well, and *done is set. */
+static hr_t erase_step(conn_t *c, const char *user_id, store_erase_t *st, bool *done)
+{
+    static const struct {
+        stmt_id_t id;
+        const char *what;
+    } rest[] = {
+        {S_ERASE_USER, "erase user"},       {S_DEV_DEL, "erase devices"},
+        {S_ERASE_PREFS, "erase preferences"}, {S_ERASE_SUBS, "erase subscriptions"},
+        {S_ERASE_FOLLOWING, "erase follows"}, {S_ERASE_ADDR, "erase invalid addresses"},
+        {S_ERASE_SCHED, "erase scheduled"},
+    };
+    sq_rows_t ids = {0};
+    int64_t notifs = 0, rows = 0, followers = 0, hist = 0;
+    sqlite3_stmt *pick = sq_stmt(c, S_ERASE_PICK);
+    sqlite3_stmt *dh = sq_stmt(c, S_PURGE_HIST);
+    sqlite3_stmt *dn = sq_stmt(c, S_PURGE_NOTIF);
+    hr_t r = pick && dh && dn ? sq_tx_begin(c, true) : HR_ERR;
+    if (r == HR_OK) {
+        bind_str(pick, 1, user_id);
+        sqlite3_bind_int(pick, 2, SQ_ERASE_CHUNK);
+        r = sq_collect(c, pick, sizeof(int64_t), SQ_ERASE_CHUNK, erase_rowid, &ids, NULL,
+                       "erase pick");
+    }
+    const int64_t *rowids = ids.v;
+    for (int i = 0; i < ids.n && r == HR_OK; i++) {
+        sqlite3_bind_int64(dh, 1, rowids[i]);
+        if ((r = sq_step_done(c, dh, "erase history")) != HR_OK) break;
+        hist += sqlite3_changes(c->db);
+        sqlite3_bind_int64(dn, 1, rowids[i]);
+        if ((r = sq_step_done(c, dn, "erase notification")) != HR_OK) break;
+        notifs += sqlite3_changes(c->db);
+    }
+    if (r == HR_OK)
+        r = erase_run(c, S_ERASE_FOLLOWERS, user_id, SQ_ERASE_CHUNK, &followers, "erase followers");
+    bool last = ids.n < SQ_ERASE_CHUNK && followers < SQ_ERASE_CHUNK;
+    for (size_t i = 0; last && i < ARRAY_LEN(rest) && r == HR_OK; i++)
+        r = erase_run(c, rest[i].id, user_id, 0, &rows, rest[i].what);
+    free(ids.v);
+    r = sq_tx_end(c, r);
+    if (r != HR_OK) return r;
+    (void)hist; /* history rows go with their notification: not counted apart */
+    st->notifications += notifs;
+    st->rows += followers + rows;
+    st->transactions++;
+    *done = last;
+    return HR_OK;
+}
+
+/* DESIGN: a user with few notifications and followers is erased in one
+ * transaction. Larger ones go in chunks of SQ_ERASE_CHUNK, the writer
+ * released between them (so the status sink and API writes interleave),
+ * and the user row with everything else in the last transaction: until
+ * that commits the user still exists, and a second call goes on where a
+ * failed one stopped. */
+hr_t sq_user_erase(store_t *s, const char *user_id, store_erase_t *st)
+{
+    conn_t *c = &sq(s)->w;
+    bool done = false;
+    hr_t r = HR_OK;
+    while (!done && r == HR_OK) {
+        sq_writer_lock(c);
+        r = erase_step(c, user_id, st, &done);
+        pthread_mutex_unlock(&c->mu);
+        /* let a waiting short write in (a mutex is not fair) */
+        for (int k = 0; !done && k < 1000 && atomic_load(&c->waiters) > 0; k++) sched_yield();
+    }
+    return r;
 }
 
 /* ---- templates ---- */

@@ -1,5 +1,5 @@
 -- herald: the SQLite schema of the main database.
--- schema_version: 2
+-- schema_version: 3
 --
 -- Applied at every open (each statement is IF NOT EXISTS); the version is
 -- STORE_SCHEMA_VERSION in store.h and is recorded in schema_version. A
@@ -34,9 +34,15 @@ CREATE TABLE IF NOT EXISTS subscriptions (
   topic TEXT NOT NULL, user_id TEXT NOT NULL, created_at INTEGER NOT NULL,
   PRIMARY KEY (topic, user_id)) WITHOUT ROWID;
 
+-- a user's topics (listing them, erasing the user)
+CREATE INDEX IF NOT EXISTS subscriptions_user ON subscriptions (user_id, topic);
+
 CREATE TABLE IF NOT EXISTS follows (
   actor TEXT NOT NULL, follower TEXT NOT NULL, created_at INTEGER NOT NULL,
   PRIMARY KEY (actor, follower)) WITHOUT ROWID;
+
+-- whom a user follows (listing, erasing the user)
+CREATE INDEX IF NOT EXISTS follows_follower ON follows (follower, actor);
 
 CREATE TABLE IF NOT EXISTS templates (
   event_type TEXT NOT NULL, channel INTEGER NOT NULL,
@@ -77,9 +83,13 @@ CREATE INDEX IF NOT EXISTS status_history_notif ON status_history (notif_rowid);
 -- Dispatch policy (no schema version change: new tables only). Deferred
 -- notifications until due (scheduled sends, quiet hours): the scheduler
 -- takes the due ones by due_at_ms, whatever their user or channel.
+-- user_id (the record's receiver, NULL when it does not decode) lets an
+-- erasure find a user's deferred notifications; its index is created in
+-- sqlite_indexes.sql, after the migrations.
 CREATE TABLE IF NOT EXISTS scheduled (
   notification_id TEXT PRIMARY KEY, channel INTEGER NOT NULL,
-  due_at_ms INTEGER NOT NULL, record BLOB NOT NULL) WITHOUT ROWID;
+  due_at_ms INTEGER NOT NULL, record BLOB NOT NULL,
+  user_id TEXT) WITHOUT ROWID;         -- version 3 (sqlite_migrate_3.sql)
 
 CREATE INDEX IF NOT EXISTS scheduled_due ON scheduled (due_at_ms);
 

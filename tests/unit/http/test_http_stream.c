@@ -38,7 +38,7 @@ static void h_stream(http_req_t *rq, http_resp_t *rs)
 }
 
 static const http_route_t routes[] = {
-    {HM_GET, "/stream", h_stream, 0},
+    {HM_GET, "/stream", h_stream, 0, NULL},
 };
 
 static int setup(void **state)

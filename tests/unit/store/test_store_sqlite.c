@@ -75,8 +75,9 @@ static void test_dedupe_moved(void **state)
     assert_int_equal(c, CLAIM_DUP);
 }
 
-/* A version 1 database (users without webhook_secret) is migrated to 2 at
- * open: its users stay, the column exists and takes a secret. */
+/* A version 1 database (users without webhook_secret) is migrated to the
+ * current version at open: its users stay, the column exists and takes a
+ * secret. */
 static void test_schema_migrated_from_1(void **state)
 {
     fx_t *f = *state;
@@ -86,6 +87,8 @@ static void test_schema_migrated_from_1(void **state)
     assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db,
                                   "ALTER TABLE users DROP COLUMN webhook_secret;"
+                                  "DROP INDEX scheduled_user;"
+                                  "ALTER TABLE scheduled DROP COLUMN user_id;"
                                   "UPDATE schema_version SET version = 1;"
                                   "INSERT INTO users (user_id, email, locale, timezone, updated_at)"
                                   " VALUES ('old', 'old@example.com', 'en', 'UTC', 1)",
@@ -93,7 +96,7 @@ static void test_schema_migrated_from_1(void **state)
                      SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
-    assert_int_equal(store_schema_version(f->s), 2);
+    assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
     user_t u;
     assert_int_equal(store_user_get(f->s, "old", &u), HR_OK);
     assert_string_equal(u.email, "old@example.com");
@@ -118,7 +121,64 @@ static void test_schema_migrated_from_1(void **state)
     /* opening again changes nothing */
     store_close(f->s);
     assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
-    assert_int_equal(store_schema_version(f->s), 2);
+    assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
+}
+
+/* A version 2 database (scheduled without user_id) is migrated to 3 at
+ * open: the receiver of each deferred notification is read from its record,
+ * so erasing the user finds it; a record that does not decode keeps NULL. */
+static void test_schema_migrated_from_2(void **state)
+{
+    fx_t *f = *state;
+    notif_t m = {.kind = REC_NOTIFICATION, .channel = CH_EMAIL, .status = ST_PENDING,
+                 .notification_id = HSTR("d1"), .event_id = HSTR("e1"), .user_id = HSTR("late")};
+    buf_t b;
+    buf_init(&b, 0);
+    assert_int_equal(notif_encode(&m, &b), HR_OK);
+    store_close(f->s);
+    f->s = NULL;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP INDEX scheduled_user;"
+                                  "ALTER TABLE scheduled DROP COLUMN user_id;"
+                                  "UPDATE schema_version SET version = 2;"
+                                  "INSERT INTO scheduled VALUES ('junk', 2, 5, x'00');",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO scheduled VALUES ('d1', 2, 5, ?1)", -1,
+                                        &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_blob(st, 1, b.data, (int)b.len, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    buf_release(&b);
+
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    assert_int_equal(store_schema_version(f->s), 3);
+    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT notification_id, user_id FROM scheduled"
+                                            " ORDER BY notification_id", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal(sqlite3_column_text(st, 0), "d1");
+    assert_string_equal(sqlite3_column_text(st, 1), "late");
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal(sqlite3_column_text(st, 0), "junk");
+    assert_null(sqlite3_column_text(st, 1));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    store_erase_t er;
+    assert_int_equal(store_user_erase(f->s, "late", &er), HR_OK);
+    assert_int_equal(er.rows, 1);
+    sched_row_t *rows = NULL;
+    int n = 0;
+    assert_int_equal(store_sched_due(f->s, 10, 10, &rows, &n), HR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].notification_id, "junk");
+    store_sched_rows_free(rows, n);
 }
 
 /* store.c's fallbacks: the same answers with the optional ops missing. */
@@ -187,6 +247,7 @@ int main(void)
         T(test_schema_embedded),
         T(test_dedupe_moved),
         T(test_schema_migrated_from_1),
+        T(test_schema_migrated_from_2),
         T(test_fallbacks),
     };
 #undef T

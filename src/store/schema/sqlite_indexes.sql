@@ -1,0 +1,5 @@
+-- herald: indexes of the main SQLite database on columns a migration may
+-- have added, so they cannot be in sqlite.sql (which runs before the
+-- migrations). Run by schema_init at every open, after the migrations.
+
+CREATE INDEX IF NOT EXISTS scheduled_user ON scheduled (user_id);
