@@ -170,6 +170,11 @@ out:
     free(payload);
 }
 
+void dlq_entry_tenant(const dlq_entry_t *e, char *out)
+{
+    rec_tenant(e->rec, out);
+}
+
 /* Does rec belong to tenant (NULL: every tenant)? */
 static bool rec_of(json_t *rec, const char *tenant)
 {

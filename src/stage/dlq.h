@@ -86,6 +86,10 @@ hr_t dlq_size(app_t *app, int64_t *records, int64_t *stamp);
  * dlq_entries_free. */
 hr_t dlq_latest(app_t *app, int max, dlq_entry_t **out, int *n);
 
+/* The tenant e belongs to, written to out ("" = the default tenant);
+ * out holds TENANT_NAME_MAX + 1 bytes (model/tenant.h). */
+void dlq_entry_tenant(const dlq_entry_t *e, char *out);
+
 /* JSON for an entry as `herald dlq list` and GET /v1/dlq show it: id,
  * at_ms, reason, stage, topic, partition, offset, redriven, payload or
  * payload_hex. New reference. */
