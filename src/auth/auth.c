@@ -12,6 +12,8 @@
  */
 #include "auth/auth.h"
 
+#include "model/tenant.h"
+
 #include "core/base64.h"
 #include "core/sha256.h"
 #include "core/text.h"
@@ -77,14 +79,7 @@ const char *scopes_format(unsigned scopes, char *out, size_t cap)
 
 bool tenant_valid(const char *t)
 {
-    size_t n = t ? strlen(t) : 0;
-    if (n == 0 || n > STORE_TENANT_MAX) return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = t[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (i > 0 && (c == '-' || c == '_'));
-        if (!ok) return false;
-    }
-    return true;
+    return tenant_name_valid(t);
 }
 
 hr_t apikey_create(store_t *s, const char *tenant, unsigned scopes, const char *name,

@@ -43,3 +43,17 @@ bool utf8_valid(const char *s, size_t n)
     }
     return true;
 }
+
+bool utf8_printable(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        if (p[i] < 0x20 || p[i] == 0x7f) return false;
+        size_t l = utf8_seq_len(p + i, n - i);
+        if (l == 0) return false;
+        /* C1 controls U+0080..U+009F are encoded as c2 80..c2 9f */
+        if (l == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0) return false;
+        i += l;
+    }
+    return true;
+}

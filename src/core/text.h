@@ -28,4 +28,9 @@ size_t utf8_seq_len(const unsigned char *s, size_t n);
 /* Is s[0..n) well-formed UTF-8? (NUL and other controls are allowed.) */
 bool utf8_valid(const char *s, size_t n);
 
+/* Is s[0..n) well-formed UTF-8 without control characters: no C0 (NUL to
+ * 0x1F, which includes the tenant separator 0x1F), no DEL, no C1
+ * (U+0080..U+009F)? The rule for every id and name a client sends. */
+bool utf8_printable(const char *s, size_t n);
+
 #endif

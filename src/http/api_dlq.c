@@ -9,6 +9,8 @@
  *        -> 200 {"id": ..., "redriven": 1}; 404 unknown id; 422 not redrivable
  *   POST /v1/dlq/redrive {"all": true, "reason": "..."}
  *        -> 200 {"redriven": n, "skipped": m} (entries not redriven before)
+ *
+ * An admin key sees and redrives only its tenant's entries (dlq.h).
  */
 #include "http/api_int.h"
 
@@ -32,7 +34,7 @@ void api_dlq_list(http_req_t *rq, http_resp_t *rs)
         resp_problem(rs, 400, PROBLEM_PARAM, bad ? "since" : "reason", "malformed percent-encoding");
         return;
     }
-    dlq_filter_t f = {.reason = reason, .limit = limit};
+    dlq_filter_t f = {.reason = reason, .limit = limit, .tenant = rq->who.tenant};
     if (since && !dlq_since_parse(since, hclock_now_ms(), &f.since_ms)) {
         resp_problem(rs, 400, PROBLEM_PARAM, "since",
                      "must be milliseconds since the epoch, an RFC 3339 time or an age (90s, 15m, 2h, 7d)");
@@ -98,7 +100,7 @@ void api_dlq_redrive(http_req_t *rq, http_resp_t *rs)
     hr_t r;
     if (id) {
         char why[256];
-        r = dlq_redrive_id(rq->app, id, why, sizeof(why));
+        r = dlq_redrive_id_of(rq->app, rq->who.tenant, id, why, sizeof(why));
         if (r == HR_OK)
             resp_json(rs, 200, json_pack("{s:s,s:i}", "id", id, "redriven", 1));
         else if (r == HR_INVALID) {
@@ -109,7 +111,7 @@ void api_dlq_redrive(http_req_t *rq, http_resp_t *rs)
         goto out;
     }
     int done = 0, skipped = 0;
-    r = dlq_redrive_all(rq->app, reason, &done, &skipped);
+    r = dlq_redrive_all_of(rq->app, rq->who.tenant, reason, &done, &skipped);
     if (r != HR_OK) {
         api_answer_backend(rs, r, "redriving the DLQ");
         goto out;

@@ -11,6 +11,12 @@
  * epoch (any template written through this process invalidates them) and
  * live TYPES_TTL_MS (a template written by another process sharing the
  * store is seen within that).
+ *
+ * Tenants (DESIGN §10): an event belongs to the caller's key's tenant. One
+ * naming another tenant is refused (403 naming tenant); a tenant other
+ * than the default one is written into the event's "tenant" member, which
+ * fan-out qualifies every id with. The template check looks at the
+ * tenant's own templates.
  */
 #include "http/api_int.h"
 
@@ -24,7 +30,7 @@
 #define EVENTS_BATCH_MAX 1000
 #define TYPES_CACHE 256         /* slots, direct-mapped by the type's hash */
 #define TYPES_TTL_MS 2000
-#define TYPES_NAME_MAX 128      /* longer type names are not cached */
+#define TYPES_NAME_MAX (TENANT_QID_MAX + 1) /* longer type names are not cached */
 
 typedef struct type_slot {
     const store_t *store;
@@ -67,8 +73,8 @@ static hr_t type_channels(store_t *s, const char *type, unsigned *mask)
     return r;
 }
 
-/* Can fan-out make a notification of ev at all? HR_INVALID with pb filled
- * when not; a store error otherwise. */
+/* Can fan-out make a notification of ev (of the caller's tenant) at all?
+ * HR_INVALID with pb filled when not; a store error otherwise. */
 static hr_t check_deliverable(store_t *s, const event_t *ev, const char **last_type,
                               unsigned *last_mask, problem_t *pb)
 {
@@ -76,7 +82,9 @@ static hr_t check_deliverable(store_t *s, const event_t *ev, const char **last_t
     if (*last_type && strcmp(*last_type, ev->type) == 0) {
         mask = *last_mask; /* a batch mostly repeats one type: one look-up per run */
     } else {
-        hr_t r = type_channels(s, ev->type, &mask);
+        char qbuf[TENANT_QID_MAX + 1];
+        const char *qtype = tenant_qualify_to(ev->tenant, ev->type, qbuf);
+        hr_t r = qtype ? type_channels(s, qtype, &mask) : HR_OK;
         if (r != HR_OK) return r;
         *last_type = ev->type;
         *last_mask = mask;
@@ -100,6 +108,18 @@ static hr_t check_deliverable(store_t *s, const event_t *ev, const char **last_t
         api_bad(pb, "channels", "is needed: the type has no template and content has no "
                 "per-channel part, so nothing says where to send it");
     return HR_INVALID;
+}
+
+/* Makes ev the caller's tenant's: false when it names another tenant. */
+static bool stamp_tenant(event_t *ev, const char *tenant)
+{
+    bool both_default = tenant_is_default(ev->tenant) && tenant_is_default(tenant);
+    if (ev->tenant && !both_default && strcmp(ev->tenant, tenant) != 0) return false;
+    if (!tenant_is_default(tenant)) {
+        json_object_set_new(ev->doc, "tenant", json_string(tenant));
+        ev->tenant = json_string_value(json_object_get(ev->doc, "tenant"));
+    }
+    return true;
 }
 
 /* Why ingest_publish() failed, for the 503's detail. */
@@ -169,6 +189,15 @@ void api_events_post(http_req_t *rq, http_resp_t *rs)
     for (ok = 0; ok < n; ok++) {
         json_t *e = is_array ? json_array_get(doc, (size_t)ok) : doc;
         if (event_from_json(e, &evs[ok], &pb) == HR_OK) {
+            if (!stamp_tenant(&evs[ok], rq->who.tenant)) {
+                ok++; /* parsed: freed below */
+                if (is_array) api_fieldf(f, sizeof(f), "[%d].tenant", ok - 1);
+                else api_fieldf(f, sizeof(f), "tenant");
+                resp_problem(rs, 403, PROBLEM_FORBIDDEN, f,
+                             "tenant: the event names a tenant other than the API key's (%s)",
+                             rq->who.tenant);
+                goto rejected;
+            }
             /* without a store (a process that only ingests), fan-out decides */
             hr_t r = app->store && app->cfg->api_refuse_undeliverable
                          ? check_deliverable(app->store, &evs[ok], &last_type, &last_mask, &pb)

@@ -30,6 +30,13 @@
  * names the field the way event.c does ("devices[1].platform",
  * "[3].audience" for the third event of a batch).
  *
+ * Tenants (DESIGN §10, model/tenant.h): the store and the pipeline know
+ * no tenants. Every handler qualifies each id it receives (path, query,
+ * body, cursor) with the caller's tenant (rq->who.tenant, api_qualify)
+ * before it touches the store, and unqualifies each id it answers
+ * (tenant_unqualify); a row of another tenant is answered 404, never 403,
+ * so that its existence is not confirmed.
+ *
  * Status codes: 400 the request cannot be read (malformed JSON, bad path or
  * query parameter); 422 the body is JSON but a field is invalid; 404 unknown
  * resource; 503 with Retry-After when the bus or store says "try later".
@@ -41,6 +48,7 @@
 #define HERALD_API_INT_H
 
 #include "http/http_int.h"
+#include "model/tenant.h"
 
 #define LIST_LIMIT_DEFAULT 50
 #define LIST_LIMIT_MAX 200
@@ -124,6 +132,10 @@ bool api_req_string(json_t *obj, const char *key, const char *field, size_t max,
                     const char **out, problem_t *pb);
 /* A required id member (1..HTTP_ID_MAX printable bytes), borrowed from doc. */
 bool api_body_id(json_t *doc, const char *key, const char **out, problem_t *pb);
+
+/* id as the store keeps it for the caller's tenant (tenant.h): malloc'd,
+ * free(). */
+char *api_qualify(const http_req_t *rq, const char *id);
 
 /* RFC 3339 UTC with milliseconds; null for 0 (never). */
 json_t *api_json_time(int64_t ms);

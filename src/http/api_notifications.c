@@ -1,6 +1,7 @@
 /*
  * api_notifications.c - /v1/notifications/{notification_id} and a user's
- * notification list (/v1/users/{user_id}/notifications).
+ * notification list (/v1/users/{user_id}/notifications). A notification
+ * belongs to its user's tenant (api_int.h): another tenant's is not found.
  */
 #include "http/api_int.h"
 
@@ -11,8 +12,10 @@ static json_t *notif_row_json(const notif_row_t *n)
 {
     json_t *o = json_object();
     json_object_set_new(o, "notification_id", api_json_str_or_null(n->notification_id));
-    json_object_set_new(o, "event_id", api_json_str_or_null(n->event_id));
-    json_object_set_new(o, "user_id", api_json_str_or_null(n->user_id));
+    json_object_set_new(o, "event_id",
+                        api_json_str_or_null(n->event_id ? tenant_unqualify(n->event_id) : NULL));
+    json_object_set_new(o, "user_id",
+                        api_json_str_or_null(n->user_id ? tenant_unqualify(n->user_id) : NULL));
     json_object_set_new(o, "channel", api_json_str_or_null(channel_name(n->channel)));
     json_object_set_new(o, "category", api_json_str_or_null(n->category));
     json_object_set_new(o, "title", api_json_str_or_null(n->title));
@@ -35,6 +38,12 @@ void api_notif_get(http_req_t *rq, http_resp_t *rs)
     int nhist = 0;
     memset(&row, 0, sizeof(row));
     hr_t r = store_notif_get(rq->app->store, rq->params[0], &row, &hist, &nhist);
+    if (r == HR_OK && !tenant_owns(rq->who.tenant, row.user_id ? row.user_id : "")) {
+        /* another tenant's: not found, as if it did not exist */
+        notif_row_clear(&row);
+        status_hist_free(hist, nhist);
+        r = HR_NOTFOUND;
+    }
     if (r != HR_OK) {
         api_answer_backend(rs, r, "notification");
         return;
@@ -61,7 +70,9 @@ void api_user_notifs(http_req_t *rq, http_resp_t *rs)
     char *next = NULL;
     if (!api_query_limit(rq, rs, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, &limit)) return;
     if (!api_query_cursor(rq, rs, &cursor)) return;
-    hr_t r = store_notif_list_user(rq->app->store, rq->params[0], cursor, limit, &rows, &n, &next);
+    char *user_id = api_qualify(rq, rq->params[0]);
+    hr_t r = store_notif_list_user(rq->app->store, user_id, cursor, limit, &rows, &n, &next);
+    free(user_id);
     if (r == HR_INVALID) {
         resp_problem(rs, 400, PROBLEM_PARAM, "cursor",
                      "is not a cursor this API returned (use next_cursor as given)");

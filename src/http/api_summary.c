@@ -134,6 +134,9 @@ static json_t *dlq_latest_json(const dlq_entry_t *e, int n)
             json_object_set_new(o, keys[k], json_is_string(v) ? json_incref(v) : json_null());
         }
         json_object_set_new(o, "redriven", json_boolean(e[i].redriven));
+        char t[TENANT_NAME_MAX + 1];
+        dlq_entry_tenant(&e[i], t); /* whose it is: answers show each tenant its own */
+        json_object_set_new(o, "_tenant", json_string(t));
         json_array_append_new(a, o);
     }
     return a;
@@ -182,7 +185,21 @@ static json_t *summary_dlq(http_req_t *rq, json_t *errors)
         pthread_mutex_unlock(&srv->sum_scan_mu);
     }
     pthread_mutex_lock(&srv->sum_mu);
-    json_t *latest = srv->sum_dlq_latest ? json_deep_copy(srv->sum_dlq_latest) : NULL;
+    json_t *latest = NULL;
+    if (srv->sum_dlq_latest) { /* the caller's tenant's entries among the latest (DESIGN §10) */
+        latest = json_array();
+        size_t i;
+        json_t *o;
+        json_array_foreach(srv->sum_dlq_latest, i, o) {
+            const char *t = json_string_value(json_object_get(o, "_tenant"));
+            bool mine = tenant_is_default(rq->who.tenant) ? !t || !*t
+                                                          : t && strcmp(t, rq->who.tenant) == 0;
+            if (!mine) continue;
+            json_t *c = json_deep_copy(o);
+            json_object_del(c, "_tenant");
+            json_array_append_new(latest, c);
+        }
+    }
     int64_t latest_at = srv->sum_dlq_latest ? srv->sum_dlq_at_ms : 0;
     pthread_mutex_unlock(&srv->sum_mu);
     return json_pack("{s:I,s:o,s:o}", "size", (json_int_t)size, "latest", latest ? latest : json_null(),

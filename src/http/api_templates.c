@@ -1,6 +1,7 @@
 /*
  * api_templates.c - /v1/templates/{event_type}/{channel}: store and read
- * per-locale templates (syntax checked by tmpl_check).
+ * per-locale templates (syntax checked by tmpl_check). Event types are the
+ * caller's tenant's (api_int.h).
  */
 #include "http/api_int.h"
 
@@ -16,7 +17,8 @@
 static json_t *template_json(const template_rec_t *t)
 {
     return json_pack("{s:o,s:s,s:o,s:o,s:o}", "event_type",
-                     api_json_str_or_null(t->event_type), "channel", channel_name(t->channel),
+                     api_json_str_or_null(t->event_type ? tenant_unqualify(t->event_type) : NULL),
+                     "channel", channel_name(t->channel),
                      "locale", api_json_str_or_null(t->locale), "title",
                      api_json_str_or_null(t->title), "body", api_json_str_or_null(t->body));
 }
@@ -51,7 +53,8 @@ static bool tmpl_string(json_t *doc, const char *key, size_t max, const char **o
     return true;
 }
 
-/* Validates a template body into t (event_type and channel already set).
+/* Validates a template body into t (event_type, unqualified, and channel
+ * already set).
  * t's strings are copies it owns whatever the outcome: the caller frees
  * them with template_rec_clear(). */
 static bool template_from_json(json_t *doc, template_rec_t *t, problem_t *pb)
@@ -100,6 +103,8 @@ void api_template_put(http_req_t *rq, http_resp_t *rs)
         api_answer_invalid(rs, &pb);
         goto out;
     }
+    free(t.event_type);
+    t.event_type = api_qualify(rq, rq->params[0]);
     hr_t r = store_template_put(rq->app->store, &t);
     if (r == HR_OK) r = store_template_get(rq->app->store, t.event_type, t.channel, t.locale, &got);
     if (r != HR_OK) {
@@ -125,7 +130,9 @@ void api_template_get(http_req_t *rq, http_resp_t *rs)
         return;
     }
     memset(&t, 0, sizeof(t));
-    hr_t r = store_template_get(rq->app->store, rq->params[0], ch, locale ? locale : "en", &t);
+    char *type = api_qualify(rq, rq->params[0]);
+    hr_t r = store_template_get(rq->app->store, type, ch, locale ? locale : "en", &t);
+    free(type);
     if (r != HR_OK) {
         api_answer_backend(rs, r, "template");
         return;

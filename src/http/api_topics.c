@@ -1,6 +1,7 @@
 /*
  * api_topics.c - /v1/topics/{topic}/subscribers: subscribe, unsubscribe,
- * list (pages with an opaque cursor).
+ * list (pages with an opaque cursor). Topics and user ids are the caller's
+ * tenant's (api_int.h); a cursor holds the id as the tenant named it.
  */
 #include "http/api_int.h"
 
@@ -21,7 +22,10 @@ void api_sub_post(http_req_t *rq, http_resp_t *rs)
         goto out;
     }
     bool created = false;
-    hr_t r = store_sub_add(rq->app->store, topic, user_id, &created);
+    char *qtopic = api_qualify(rq, topic), *quser = api_qualify(rq, user_id);
+    hr_t r = store_sub_add(rq->app->store, qtopic, quser, &created);
+    free(qtopic);
+    free(quser);
     bool existed = !created;
     if (r == HR_CONFLICT) { /* a store that reports duplicates */
         r = HR_OK;
@@ -50,7 +54,10 @@ out:
 
 void api_sub_delete(http_req_t *rq, http_resp_t *rs)
 {
-    hr_t r = store_sub_del(rq->app->store, rq->params[0], rq->params[1]);
+    char *qtopic = api_qualify(rq, rq->params[0]), *quser = api_qualify(rq, rq->params[1]);
+    hr_t r = store_sub_del(rq->app->store, qtopic, quser);
+    free(qtopic);
+    free(quser);
     if (r != HR_OK) {
         api_answer_backend(rs, r, "subscription");
         return;
@@ -75,18 +82,22 @@ void api_sub_list(http_req_t *rq, http_resp_t *rs)
         return;
     }
     /* one extra row tells whether another page exists */
-    hr_t r = store_subs_page(rq->app->store, rq->params[0], after, limit + 1, &ids, &n);
+    char *qtopic = api_qualify(rq, rq->params[0]), *qafter = after ? api_qualify(rq, after) : NULL;
+    hr_t r = store_subs_page(rq->app->store, qtopic, qafter, limit + 1, &ids, &n);
     free(after);
+    free(qtopic);
+    free(qafter);
     if (r != HR_OK) {
         api_answer_backend(rs, r, "listing subscribers");
         return;
     }
     json_t *items = json_array();
     for (int i = 0; i < n && i < limit; i++)
-        json_array_append_new(items, api_json_str_or_null(ids[i]));
+        json_array_append_new(items, api_json_str_or_null(tenant_unqualify(ids[i])));
     json_t *next = json_null();
     if (n > limit) {
-        char *c = base64url_encode(ids[limit - 1], strlen(ids[limit - 1]));
+        const char *last = tenant_unqualify(ids[limit - 1]);
+        char *c = base64url_encode(last, strlen(last));
         json_decref(next);
         next = json_string(c);
         free(c);

@@ -29,7 +29,7 @@ static json_t *user_json(const user_t *u)
                      : json_null();
     /* webhook_secret is write-only: whether one is set, never its value */
     return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "user_id",
-                     api_json_str_or_null(u->user_id), "email", api_json_str_or_null(u->email),
+                     api_json_str_or_null(u->user_id ? tenant_unqualify(u->user_id) : NULL), "email", api_json_str_or_null(u->email),
                      "phone", api_json_str_or_null(u->phone), "locale",
                      api_json_str_or_null(u->locale), "timezone",
                      api_json_str_or_null(u->timezone), "quiet_hours",
@@ -150,15 +150,17 @@ static bool user_from_json(json_t *doc, const char *user_id, user_t *u, problem_
 
 void api_user_put(http_req_t *rq, http_resp_t *rs)
 {
-    const char *user_id = rq->params[0];
     problem_t pb;
     user_t u, got;
     json_t *doc = api_body_object(rq, rs);
-    if (!doc) return;
-    if (!user_from_json(doc, user_id, &u, &pb)) {
+    char *user_id = api_qualify(rq, rq->params[0]);
+    if (!doc) goto out0;
+    if (!user_from_json(doc, rq->params[0], &u, &pb)) {
         api_answer_invalid(rs, &pb);
         goto out;
     }
+    free(u.user_id);
+    u.user_id = xstrdup(user_id);
     /* the server would call it: no reaching into its own network */
     if (u.webhook_url && !rq->app->cfg->api_allow_private_webhook_urls &&
         url_host_private(u.webhook_url)) {
@@ -179,12 +181,16 @@ void api_user_put(http_req_t *rq, http_resp_t *rs)
 out:
     user_clear(&u);
     json_decref(doc);
+out0:
+    free(user_id);
 }
 
 void api_user_get(http_req_t *rq, http_resp_t *rs)
 {
     user_t u;
-    hr_t r = store_user_get(rq->app->store, rq->params[0], &u);
+    char *user_id = api_qualify(rq, rq->params[0]);
+    hr_t r = store_user_get(rq->app->store, user_id, &u);
+    free(user_id);
     if (r != HR_OK) {
         api_answer_backend(rs, r, "user");
         return;
@@ -193,7 +199,7 @@ void api_user_get(http_req_t *rq, http_resp_t *rs)
     user_clear(&u);
 }
 
-/* 404 unless the user has a profile; true when it does. */
+/* 404 unless the user (qualified) has a profile; true when it does. */
 static bool user_must_exist(http_req_t *rq, http_resp_t *rs, const char *user_id)
 {
     user_t u;
@@ -293,6 +299,7 @@ fail:
     return false;
 }
 
+/* user_id: qualified. */
 static void answer_prefs(http_req_t *rq, http_resp_t *rs, const char *user_id)
 {
     pref_t *p = NULL;
@@ -307,20 +314,20 @@ static void answer_prefs(http_req_t *rq, http_resp_t *rs, const char *user_id)
         return;
     }
     json_t *doc = prefs_json(p, n);
-    json_object_set_new(doc, "user_id", json_string(user_id));
+    json_object_set_new(doc, "user_id", json_string(tenant_unqualify(user_id)));
     resp_json(rs, 200, doc);
     prefs_free(p, n);
 }
 
 void api_prefs_put(http_req_t *rq, http_resp_t *rs)
 {
-    const char *user_id = rq->params[0];
     problem_t pb;
     pref_t *p = NULL;
     int n = 0;
     json_t *doc = api_body_object(rq, rs);
     if (!doc) return;
-    if (!prefs_from_json(doc, user_id, &p, &n, &pb)) {
+    char *user_id = api_qualify(rq, rq->params[0]);
+    if (!prefs_from_json(doc, rq->params[0], &p, &n, &pb)) {
         api_answer_invalid(rs, &pb);
         goto out;
     }
@@ -334,12 +341,14 @@ void api_prefs_put(http_req_t *rq, http_resp_t *rs)
 out:
     prefs_free(p, n);
     json_decref(doc);
+    free(user_id);
 }
 
 void api_prefs_get(http_req_t *rq, http_resp_t *rs)
 {
-    if (!user_must_exist(rq, rs, rq->params[0])) return;
-    answer_prefs(rq, rs, rq->params[0]);
+    char *user_id = api_qualify(rq, rq->params[0]);
+    if (user_must_exist(rq, rs, user_id)) answer_prefs(rq, rs, user_id);
+    free(user_id);
 }
 
 void api_follow_post(http_req_t *rq, http_resp_t *rs)
@@ -357,9 +366,12 @@ void api_follow_post(http_req_t *rq, http_resp_t *rs)
         resp_problem(rs, 422, PROBLEM_VALIDATION, "actor", "actor: a user cannot follow themselves");
         goto out;
     }
-    if (!user_must_exist(rq, rs, user_id)) goto out;
-    bool created = false;
-    hr_t r = store_follow_add(rq->app->store, user_id, actor, &created);
+    char *quser = api_qualify(rq, user_id), *qactor = api_qualify(rq, actor);
+    bool created = false, exists = user_must_exist(rq, rs, quser);
+    hr_t r = exists ? store_follow_add(rq->app->store, quser, qactor, &created) : HR_OK;
+    free(quser);
+    free(qactor);
+    if (!exists) goto out; /* answered 404 */
     bool existed = !created;
     if (r == HR_CONFLICT) { /* a store that reports duplicates */
         r = HR_OK;

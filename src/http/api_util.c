@@ -106,6 +106,11 @@ bool api_req_string(json_t *obj, const char *key, const char *field, size_t max,
     return true;
 }
 
+char *api_qualify(const http_req_t *rq, const char *id)
+{
+    return tenant_qualify(rq->who.tenant, id);
+}
+
 /* RFC 3339 UTC with milliseconds; null for 0 (never). */
 json_t *api_json_time(int64_t ms)
 {

@@ -62,16 +62,7 @@ void http_pct_encode(buf_t *b, const char *s)
 
 bool http_text_printable(const char *s, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        if (p[i] < 0x20 || p[i] == 0x7f) return false;
-        size_t l = utf8_seq_len(p + i, n - i);
-        if (l == 0) return false;
-        /* C1 controls U+0080..U+009F are encoded as c2 80..c2 9f */
-        if (l == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0) return false;
-        i += l;
-    }
-    return true;
+    return utf8_printable(s, n);
 }
 
 bool http_id_valid(const char *s, size_t n)

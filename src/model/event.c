@@ -22,6 +22,9 @@
  */
 #include "model/event.h"
 #include "model/template.h"
+#include "model/tenant.h"
+
+#include "core/text.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,6 +33,8 @@
 #define EVENT_ID_MAX 200   /* bytes; also the limit for user ids and topics */
 #define AUDIENCE_USERS_MAX 10000
 #define EVENT_TYPE_MAX 128 /* bytes; a type names templates, it is not a payload */
+/* every id fits a tenant-qualified id (tenant.h) */
+_Static_assert(EVENT_ID_MAX <= TENANT_ID_MAX && EVENT_TYPE_MAX <= TENANT_ID_MAX, "ids qualify");
 
 static hr_t fail(problem_t *pb, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -73,6 +78,16 @@ static hr_t take_string(json_t *v, const char *field, size_t max, bool allow_emp
     return HR_OK;
 }
 
+/* An id (event id, type, user, topic, actor): take_string, and no
+ * control characters at all - the tenant separator (tenant.h) among them. */
+static hr_t take_id(json_t *v, const char *field, size_t max, const char **out, problem_t *pb)
+{
+    hr_t r = take_string(v, field, max, false, out, pb);
+    if (r == HR_OK && !utf8_printable(*out, strlen(*out)))
+        return fail(pb, field, "must not contain control characters");
+    return r;
+}
+
 /* A top-level member; null counts as absent. */
 static json_t *member(json_t *obj, const char *key)
 {
@@ -109,7 +124,7 @@ static hr_t parse_users(json_t *users, const char *field, event_t *ev, problem_t
     for (size_t i = 0; i < count; i++) {
         const char *s;
         field_name(name, sizeof(name), "%s[%zu]", field, i);
-        hr_t r = take_string(json_array_get(users, i), name, EVENT_ID_MAX, false, &s, pb);
+        hr_t r = take_id(json_array_get(users, i), name, EVENT_ID_MAX, &s, pb);
         if (r != HR_OK) return r;
     }
     ev->audience = AUD_USERS;
@@ -134,10 +149,10 @@ static hr_t parse_audience(json_t *aud, const char *field, event_t *ev, problem_
             r = parse_users(v, name, ev, pb);
         } else if (strcmp(key, "topic") == 0) {
             ev->audience = AUD_TOPIC;
-            r = take_string(v, name, EVENT_ID_MAX, false, &ev->audience_topic, pb);
+            r = take_id(v, name, EVENT_ID_MAX, &ev->audience_topic, pb);
         } else if (strcmp(key, "followers_of") == 0) {
             ev->audience = AUD_FOLLOWERS;
-            r = take_string(v, name, EVENT_ID_MAX, false, &ev->audience_followers_of, pb);
+            r = take_id(v, name, EVENT_ID_MAX, &ev->audience_followers_of, pb);
         } else {
             return fail(pb, name, "unknown audience kind (want users, topic or followers_of)");
         }
@@ -256,10 +271,10 @@ hr_t event_from_json(json_t *obj, event_t *ev, problem_t *pb)
 
     const char *id_key = ce ? "id" : "event_id";
     if (!(v = member(obj, id_key))) return fail(pb, id_key, "is required");
-    if ((r = take_string(v, id_key, EVENT_ID_MAX, false, &e.event_id, pb)) != HR_OK) return r;
+    if ((r = take_id(v, id_key, EVENT_ID_MAX, &e.event_id, pb)) != HR_OK) return r;
 
     if (!(v = member(obj, "type"))) return fail(pb, "type", "is required");
-    if ((r = take_string(v, "type", EVENT_TYPE_MAX, false, &e.type, pb)) != HR_OK) return r;
+    if ((r = take_id(v, "type", EVENT_TYPE_MAX, &e.type, pb)) != HR_OK) return r;
 
     /* CloudEvents 1.0 makes source REQUIRED and non-empty */
     if (ce && !(v = member(obj, "source"))) return fail(pb, "source", "is required");
@@ -274,13 +289,17 @@ hr_t event_from_json(json_t *obj, event_t *ev, problem_t *pb)
     }
 
     v = attribute(obj, e.data, ce, "actor", name, sizeof(name));
-    if ((r = optional_string(v, name, &e.actor, pb)) != HR_OK) return r;
-    if (!e.actor && ce &&
-        (r = optional_string(member(obj, "subject"), "subject", &e.actor, pb)) != HR_OK)
+    if (v && (r = take_id(v, name, 0, &e.actor, pb)) != HR_OK) return r;
+    if (!e.actor && ce && (v = member(obj, "subject")) &&
+        (r = take_id(v, "subject", 0, &e.actor, pb)) != HR_OK)
         return r;
 
+    /* whose event it is (tenant.h): fan-out qualifies every id with it */
     v = attribute(obj, e.data, ce, "tenant", name, sizeof(name));
     if ((r = optional_string(v, name, &e.tenant, pb)) != HR_OK) return r;
+    if (e.tenant && !tenant_name_valid(e.tenant))
+        return fail(pb, name, "must be a tenant name: 1 to %d of a-z, 0-9, '-' and '_', "
+                    "starting with a letter or digit", TENANT_NAME_MAX);
 
     v = attribute(obj, e.data, ce, "category", name, sizeof(name));
     if ((r = optional_string(v, name, &e.category, pb)) != HR_OK) return r;

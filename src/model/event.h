@@ -22,7 +22,7 @@ typedef struct event {
     const char *source;         /* may be NULL */
     const char *actor;          /* may be NULL */
     const char *category;       /* may be NULL -> "default" */
-    const char *tenant;         /* may be NULL */
+    const char *tenant;         /* may be NULL (the default tenant); a tenant_name_valid() */
     int64_t time_ms;            /* 0 when absent */
     priority_t priority;
     audience_kind_t audience;

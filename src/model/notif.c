@@ -13,6 +13,7 @@
  * with the sandbox provider): a single pass, valid JSON for any input.
  */
 #include "model/notif.h"
+#include "model/tenant.h"
 
 #include "core/sha256.h"
 
@@ -253,8 +254,15 @@ hr_t notif_to_json(const notif_t *n, buf_t *out)
     if (n->kind == REC_STATUS) jw_lit(&w, "\"status\"");
     else jw_lit(&w, "\"notification\"");
     jw_key_s(&w, KEY("notification_id"), n->notification_id);
-    jw_key_s(&w, KEY("event_id"), n->event_id);
-    jw_key_s(&w, KEY("user_id"), n->user_id);
+    /* ids as the tenant named them (tenant.h), and the tenant when it is
+     * not the default one */
+    hstr_t tenant, uid, etenant, eid;
+    tenant_split(n->user_id, &tenant, &uid);
+    tenant_split(n->event_id, &etenant, &eid);
+    if (!tenant.n) tenant = etenant;
+    jw_key_s(&w, KEY("event_id"), eid);
+    jw_key_s(&w, KEY("user_id"), uid);
+    if (tenant.n) jw_key_s(&w, KEY("tenant"), tenant);
     jw_key_s(&w, KEY("channel"), HSTR(channel_name(n->channel)));
     jw_key_s(&w, KEY("priority"), HSTR(priority_name(n->priority)));
     jw_key_s(&w, KEY("status"), HSTR(status_name(n->status)));

@@ -132,12 +132,17 @@ hr_t notif_encode(const notif_t *n, buf_t *out);
 /* Decodes version 1 or 2; n's strings point into data. HR_INVALID on a
  * malformed record. */
 hr_t notif_decode(const void *data, size_t len, notif_t *n);
-/* JSON form (for DLQ, API, sandbox lines and debugging). */
+/* JSON form (for DLQ, API, sandbox lines and debugging). event_id and
+ * user_id are shown as their tenant named them, with a "tenant" member
+ * when it is not the default one (tenant.h): the separator never leaves
+ * herald. */
 hr_t notif_to_json(const notif_t *n, buf_t *out);
 
 /* notification_id = lowercase hex of the first 16 bytes of
  * SHA-256(event_id '\0' user_id '\0' channel_name): deterministic, so
- * re-processing an event yields the same ids. out must hold 33 bytes. */
+ * re-processing an event yields the same ids. Fan-out passes the
+ * tenant-qualified ids (tenant.h), so two tenants' same event and user
+ * ids make different notifications. out must hold 33 bytes. */
 void notif_make_id(hstr_t event_id, hstr_t user_id, channel_t ch, char out[33]);
 /* A push notification per device: a user's first device keeps
  * notif_make_id's id; each further device ("platform:token") gets the first

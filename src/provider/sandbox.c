@@ -32,6 +32,7 @@
 #include "core/buf.h"
 #include "core/json_write.h"
 #include "core/log.h"
+#include "model/tenant.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -74,8 +75,13 @@ static void sandbox_line(buf_t *b, const notif_t *x)
     jw_t w = JW_INIT(b);
     jw_lit(&w, "{");
     jw_key_str(&w, JW_KEY0("notification_id"), x->notification_id.p, x->notification_id.n);
-    jw_key_str(&w, JW_KEY("event_id"), x->event_id.p, x->event_id.n);
-    jw_key_str(&w, JW_KEY("user_id"), x->user_id.p, x->user_id.n);
+    /* ids as their tenant named them (tenant.h) */
+    hstr_t tenant, uid, etenant, eid;
+    tenant_split(x->user_id, &tenant, &uid);
+    tenant_split(x->event_id, &etenant, &eid);
+    jw_key_str(&w, JW_KEY("event_id"), eid.p, eid.n);
+    jw_key_str(&w, JW_KEY("user_id"), uid.p, uid.n);
+    if (tenant.n) jw_key_str(&w, JW_KEY("tenant"), tenant.p, tenant.n);
     const char *cn = channel_name(x->channel);
     jw_key_str(&w, JW_KEY("channel"), cn, strlen(cn));
     jw_key_str(&w, JW_KEY("address"), x->address.p, x->address.n);

@@ -22,6 +22,7 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "provider/http_provider.h"
+#include "model/tenant.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -221,8 +222,8 @@ static hr_t user_key(webhook_t *w, const notif_t *n, const webhook_key_t **key)
         if (store_users_changed(w->store, w->epoch, &now, drop_user, w) != HR_OK) drop_all(w);
         w->epoch = now;
     }
-    char id[256];
-    if (n->user_id.n >= sizeof(id)) return HR_OK; /* no such user id can exist (HTTP_ID_MAX) */
+    char id[TENANT_QID_MAX + 1]; /* a tenant-qualified user id (tenant.h) */
+    if (n->user_id.n >= sizeof(id)) return HR_OK; /* no such user id can exist */
     memcpy(id, n->user_id.p, n->user_id.n);
     id[n->user_id.n] = '\0';
     int64_t t = hclock_now_ms();

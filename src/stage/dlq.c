@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/text.h"
 #include "model/event.h"
+#include "model/tenant.h"
 #include "stage/stage.h"
 
 #include <assert.h>
@@ -130,6 +131,59 @@ bool dlq_since_parse(const char *text, int64_t now_ms, int64_t *out)
     return parse_rfc3339_ms(text, out) == HR_OK;
 }
 
+static char *payload_of(json_t *rec, size_t *len);
+
+/* ---- tenants ---- */
+
+/* The tenant an event document names (its "tenant" member, or data's in
+ * CloudEvents form); NULL for the default tenant. Borrowed from ev. */
+static const char *event_tenant(json_t *ev)
+{
+    json_t *t = json_object_get(ev, "tenant");
+    if (!t && json_object_get(ev, "specversion"))
+        t = json_object_get(json_object_get(ev, "data"), "tenant");
+    return json_is_string(t) ? json_string_value(t) : NULL;
+}
+
+/* Writes the tenant rec belongs to ("" = the default tenant) to out. */
+static void rec_tenant(json_t *rec, char out[TENANT_NAME_MAX + 1])
+{
+    out[0] = '\0';
+    const char *topic = json_string_value(json_object_get(rec, "topic"));
+    size_t len = 0;
+    char *payload = payload_of(rec, &len);
+    if (!topic || !payload) goto out;
+    if (strcmp(topic, TOPIC_RAW) == 0) {
+        json_t *ev = json_loadb(payload, len, 0, NULL);
+        const char *t = event_tenant(ev);
+        if (t && tenant_name_valid(t) && !tenant_is_default(t)) snprintf(out, TENANT_NAME_MAX + 1, "%s", t);
+        json_decref(ev);
+        goto out;
+    }
+    notif_t x;
+    if (notif_decode(payload, len, &x) == HR_OK) {
+        hstr_t t, id;
+        tenant_split(x.user_id, &t, &id);
+        if (t.n && t.n <= TENANT_NAME_MAX) snprintf(out, TENANT_NAME_MAX + 1, "%.*s", (int)t.n, t.p);
+    }
+out:
+    free(payload);
+}
+
+void dlq_entry_tenant(const dlq_entry_t *e, char *out)
+{
+    rec_tenant(e->rec, out);
+}
+
+/* Does rec belong to tenant (NULL: every tenant)? */
+static bool rec_of(json_t *rec, const char *tenant)
+{
+    if (!tenant) return true;
+    char t[TENANT_NAME_MAX + 1];
+    rec_tenant(rec, t);
+    return tenant_is_default(tenant) ? !t[0] : strcmp(t, tenant) == 0;
+}
+
 /* ---- list ---- */
 
 static void entry_set(dlq_entry_t *e, const bus_msg_t *m, json_t *rec)
@@ -164,6 +218,7 @@ static json_t *parse_rec(const bus_msg_t *m)
 
 static bool matches(const dlq_filter_t *f, json_t *rec)
 {
+    if (!rec_of(rec, f->tenant)) return false;
     if (f->since_ms > 0 && json_integer_value(json_object_get(rec, "at_ms")) < f->since_ms) return false;
     if (f->reason && *f->reason) {
         const char *why = json_string_value(json_object_get(rec, "reason"));
@@ -339,6 +394,7 @@ json_t *dlq_entry_json(const dlq_entry_t *e)
 /* The original payload bytes of a DLQ record (malloc'd), or NULL. */
 static char *payload_of(json_t *rec, size_t *len)
 {
+    *len = 0;
     json_t *p = json_object_get(rec, "payload");
     if (json_is_string(p)) {
         *len = json_string_length(p);
@@ -388,11 +444,17 @@ static hr_t redrive_produce(app_t *app, json_t *rec, bus_batch_t *batch, char *w
         /* an event: forget its dedupe claim, or fan-out would drop it as a duplicate */
         json_t *ev = json_loadb(payload, len, 0, NULL);
         const char *eid = json_string_value(json_object_get(ev, "event_id"));
-        if (eid && *eid && (r = store_event_release(app->store, eid)) != HR_OK) {
+        if (!eid && json_object_get(ev, "specversion"))
+            eid = json_string_value(json_object_get(ev, "id"));
+        /* fan-out claims the tenant-qualified id */
+        char *qeid = eid && *eid ? tenant_qualify(event_tenant(ev), eid) : NULL;
+        if (qeid && (r = store_event_release(app->store, qeid)) != HR_OK) {
             snprintf(why, why_len, "cannot release the claim of event %s: %s", eid, hr_str(r));
+            free(qeid);
             json_decref(ev);
             goto out;
         }
+        free(qeid);
         const char *key = eid && *eid ? eid : "redrive";
         r = stage_produce(app, TOPIC_RAW, -1, key, strlen(key), payload, len, batch);
         json_decref(ev);
@@ -438,6 +500,11 @@ static bool find_visit(void *arg, const bus_msg_t *m)
 
 hr_t dlq_redrive_id(app_t *app, const char *id, char *why, size_t why_len)
 {
+    return dlq_redrive_id_of(app, NULL, id, why, why_len);
+}
+
+hr_t dlq_redrive_id_of(app_t *app, const char *tenant, const char *id, char *why, size_t why_len)
+{
     why[0] = '\0';
     finder_t f = {0};
     if (!dlq_id_parse(id, &f.p, &f.o)) {
@@ -450,7 +517,8 @@ hr_t dlq_redrive_id(app_t *app, const char *id, char *why, size_t why_len)
         snprintf(why, why_len, "cannot read %s: %s", TOPIC_DLQ, hr_str(r));
         return r;
     }
-    if (!f.rec) {
+    if (!f.rec || !rec_of(f.rec, tenant)) { /* another tenant's: as if absent */
+        json_decref(f.rec);
         snprintf(why, why_len, "no DLQ entry %s", id);
         return HR_NOTFOUND;
     }
@@ -469,6 +537,7 @@ hr_t dlq_redrive_id(app_t *app, const char *id, char *why, size_t why_len)
 
 typedef struct driver {
     app_t *app;
+    const char *tenant;
     const char *reason;
     bus_batch_t batch;
     char (*ids)[48];
@@ -485,9 +554,9 @@ static bool drive_visit(void *arg, const bus_msg_t *m)
     if ((d->r = store_dlq_redriven(d->app->store, id, &done)) != HR_OK) return false;
     if (done) return true;
     json_t *rec = parse_rec(m);
-    dlq_filter_t f = {.reason = d->reason};
+    dlq_filter_t f = {.reason = d->reason, .tenant = d->tenant};
     if (!rec || !matches(&f, rec)) {
-        if (!rec) d->skipped++;
+        if (!rec && (!d->tenant || tenant_is_default(d->tenant))) d->skipped++; /* the default tenant's */
         json_decref(rec);
         return true;
     }
@@ -513,7 +582,13 @@ static bool drive_visit(void *arg, const bus_msg_t *m)
 
 hr_t dlq_redrive_all(app_t *app, const char *reason, int *done, int *skipped)
 {
-    driver_t d = {.app = app, .reason = reason};
+    return dlq_redrive_all_of(app, NULL, reason, done, skipped);
+}
+
+hr_t dlq_redrive_all_of(app_t *app, const char *tenant, const char *reason, int *done,
+                        int *skipped)
+{
+    driver_t d = {.app = app, .tenant = tenant, .reason = reason};
     bus_batch_init(&d.batch);
     *done = *skipped = 0;
     hr_t r = scan(app, drive_visit, &d);

@@ -18,6 +18,12 @@
  * records the entry id as redriven in the store, so `--all` skips it next
  * time.
  *
+ * Tenants (DESIGN §10): an entry belongs to the tenant of its record - an
+ * event's "tenant" member, a notification's (qualified) user id; a record
+ * that says neither (unreadable) belongs to the default tenant. The API
+ * shows and redrives only the caller's tenant's entries; `herald dlq`
+ * (the operator) sees every tenant's.
+ *
  * Threads: any; calls block on the bus and the store.
  */
 #ifndef HERALD_DLQ_H
@@ -40,6 +46,7 @@ typedef struct dlq_filter {
     const char *reason;         /* substring of the reason; NULL = any */
     const char *after;          /* an id: entries after it in (partition, offset) order; NULL = first */
     int limit;                  /* at most this many; <= 0 = no limit */
+    const char *tenant;         /* only this tenant's entries; NULL = every tenant's */
 } dlq_filter_t;
 
 /* Lists entries in (partition, offset) order. *more: entries matching the
@@ -58,10 +65,15 @@ bool dlq_since_parse(const char *text, int64_t now_ms, int64_t *out);
  * request). HR_NOTFOUND: no such entry; HR_INVALID: the record cannot be
  * redriven (why says why). */
 hr_t dlq_redrive_id(app_t *app, const char *id, char *why, size_t why_len);
+/* The same for an entry of tenant's (another tenant's entry is HR_NOTFOUND). */
+hr_t dlq_redrive_id_of(app_t *app, const char *tenant, const char *id, char *why, size_t why_len);
 /* Redrives every entry not redriven yet whose reason contains `reason`
  * (NULL = all). *done = entries redriven, *skipped = entries that cannot be
  * redriven (logged). */
 hr_t dlq_redrive_all(app_t *app, const char *reason, int *done, int *skipped);
+/* The same for tenant's entries only (NULL = every tenant's). */
+hr_t dlq_redrive_all_of(app_t *app, const char *tenant, const char *reason, int *done,
+                        int *skipped);
 
 /* The DLQ's size without a scan: *records = records on the topic now (its
  * reader never commits, so its lag is every record kept), *stamp = the sum
@@ -73,6 +85,10 @@ hr_t dlq_size(app_t *app, int64_t *records, int64_t *stamp);
  * their redriven flag; a full scan like dlq_list. Free with
  * dlq_entries_free. */
 hr_t dlq_latest(app_t *app, int max, dlq_entry_t **out, int *n);
+
+/* The tenant e belongs to, written to out ("" = the default tenant);
+ * out holds TENANT_NAME_MAX + 1 bytes (model/tenant.h). */
+void dlq_entry_tenant(const dlq_entry_t *e, char *out);
 
 /* JSON for an entry as `herald dlq list` and GET /v1/dlq show it: id,
  * at_ms, reason, stage, topic, partition, offset, redriven, payload or

@@ -14,6 +14,13 @@
  * hours (from the recipient cache), and due_at (the event's send_at when in
  * the future, else 0 = now).
  *
+ * Tenants (DESIGN §10, model/tenant.h): every id the event names - its
+ * event id, type, audience users, topic, followers_of actor - is qualified
+ * with the event's tenant before it touches the store or makes an id, so
+ * dedupe, recipients, templates and notification ids of two tenants never
+ * meet; the default tenant's ids stay as they are. Records carry the
+ * qualified user and event ids; whatever shows them outside unqualifies.
+ *
  * Per polled batch, not per event or per recipient, so that the store is
  * off the hot path:
  *  - every event of the batch is claimed in one store transaction;
@@ -38,6 +45,7 @@
 #include "core/log.h"
 #include "model/event.h"
 #include "model/template.h"
+#include "model/tenant.h"
 #include "stage/recipients.h"
 
 #include <pthread.h>
@@ -128,6 +136,10 @@ typedef struct fanout {
     claim_t *claims;
     const char **ids;
     const char **positions;
+    const char **eids;          /* evs[i]'s tenant-qualified event id */
+    char (*eidbuf)[TENANT_QID_MAX + 1];
+    char **owned;               /* qualified ids made for this batch (non-default tenants) */
+    size_t nowned, cowned;
     char (*posbuf)[160];
     const char **aud;           /* explicit recipients of the batch, for the prefetch */
     size_t naud, caud;
@@ -153,6 +165,8 @@ static void *fanout_new(app_t *app, const stage_def_t *def, int worker)
     f->claims = xcalloc((size_t)f->cap, sizeof(*f->claims));
     f->ids = xcalloc((size_t)f->cap, sizeof(*f->ids));
     f->positions = xcalloc((size_t)f->cap, sizeof(*f->positions));
+    f->eids = xcalloc((size_t)f->cap, sizeof(*f->eids));
+    f->eidbuf = xcalloc((size_t)f->cap, sizeof(*f->eidbuf));
     f->posbuf = xcalloc((size_t)f->cap, sizeof(*f->posbuf));
     return f;
 }
@@ -181,6 +195,9 @@ static void fanout_free(void *state)
     free(f->claims);
     free(f->ids);
     free(f->positions);
+    free(f->eids);
+    free(f->eidbuf);
+    free(f->owned);
     free(f->posbuf);
     free(f->aud);
     free(f);
@@ -269,10 +286,20 @@ static bool next_device(const char *list, size_t len, size_t *pos, hstr_t *dev, 
     return true;
 }
 
-static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const char *user_id,
+/* One event as fan-out sees it: the parsed event and its ids qualified
+ * with its tenant (model/tenant.h). */
+typedef struct fan_ev {
+    const event_t *ev;
+    const char *event_id;       /* qualified */
+    const char *type;           /* qualified */
+} fan_ev_t;
+
+/* user_id: qualified with the event's tenant. */
+static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const char *user_id,
                         bool replay, bus_batch_t *batch)
 {
     app_t *app = f->app;
+    const event_t *ev = fe->ev;
     hr_t r;
     const recipient_t *rc = recip_get(f->recips, user_id, &r);
     if (!rc) return r;
@@ -288,7 +315,7 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
     for (int ch = 0; ch < CH__COUNT && r == HR_OK; ch++) {
         if (!(mask & (1u << ch))) continue;
         char nid[33];
-        notif_make_id(HSTR(ev->event_id), (hstr_t){user_id, uid_len}, (channel_t)ch, nid);
+        notif_make_id(HSTR(fe->event_id), (hstr_t){user_id, uid_len}, (channel_t)ch, nid);
         notif_t n = {
             .kind = REC_NOTIFICATION,
             .channel = (channel_t)ch,
@@ -299,7 +326,7 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
             .due_at_ms = due,
             .accepted_at_us = ev->accepted_at_us,
             .notification_id = {nid, 32},
-            .event_id = HSTR(ev->event_id),
+            .event_id = HSTR(fe->event_id),
             .user_id = {user_id, uid_len},
             .category = HSTR(category),
             .timezone = HSTR(rc->timezone),
@@ -325,7 +352,7 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
         }
         const char *title, *body;
         if (!event_content_for(ev, (channel_t)ch, &title, &body)) {
-            const template_rec_t *t = template_for(f, ev->type, ch, locale);
+            const template_rec_t *t = template_for(f, fe->type, ch, locale);
             if (!t) {
                 r = emit_status(f, &n, ST_FAILED, "no_template", batch);
                 continue;
@@ -333,7 +360,7 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
             title = t->title ? t->title : "";
             body = t->body ? t->body : "";
         }
-        tmpl_ctx_t ctx = {.ev = ev, .user_id = user_id, .locale = locale};
+        tmpl_ctx_t ctx = {.ev = ev, .user_id = tenant_unqualify(user_id), .locale = locale};
         buf_reset(&f->title);
         buf_reset(&f->body);
         tmpl_render(title, &ctx, &f->title); /* truncated at the limit */
@@ -359,7 +386,7 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
         for (int d = 0; r == HR_OK && next_device(rc->addr[ch], rc->addr_len[ch], &pos, &dev, &plat);
              d++) {
             if (d > 0)
-                notif_make_device_id(HSTR(ev->event_id), (hstr_t){user_id, uid_len},
+                notif_make_device_id(HSTR(fe->event_id), (hstr_t){user_id, uid_len},
                                      (channel_t)ch, dev, did);
             n.notification_id = (hstr_t){d > 0 ? did : nid, 32};
             if (replay) {
@@ -382,7 +409,8 @@ static hr_t fan_to_user(fanout_t *f, const event_t *ev, unsigned mask, const cha
 typedef hr_t (*page_fn)(store_t *s, const char *key, const char *after, int limit, char ***ids,
                         int *n);
 
-static hr_t fan_pages(fanout_t *f, const event_t *ev, unsigned mask, page_fn page,
+/* key: the qualified topic or actor; the pages hold qualified user ids. */
+static hr_t fan_pages(fanout_t *f, const fan_ev_t *fe, unsigned mask, page_fn page,
                       const char *key, bool replay, bus_batch_t *batch)
 {
     char *after = NULL;
@@ -393,7 +421,7 @@ static hr_t fan_pages(fanout_t *f, const event_t *ev, unsigned mask, page_fn pag
         r = page(f->app->store, key, after, AUDIENCE_PAGE, &ids, &n);
         if (r != HR_OK) break;
         r = recip_prefetch(f->recips, (const char *const *)ids, n);
-        for (int i = 0; i < n && r == HR_OK; i++) r = fan_to_user(f, ev, mask, ids[i], replay, batch);
+        for (int i = 0; i < n && r == HR_OK; i++) r = fan_to_user(f, fe, mask, ids[i], replay, batch);
         free(after);
         after = n > 0 ? xstrdup(ids[n - 1]) : NULL;
         ids_free(ids, n);
@@ -403,9 +431,9 @@ static hr_t fan_pages(fanout_t *f, const event_t *ev, unsigned mask, page_fn pag
     return r;
 }
 
-/* Fans out one parsed and claimed event. */
-static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, claim_t claim,
-                         bus_batch_t *batch)
+/* Fans out one parsed and claimed event; eid: its qualified event id. */
+static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, const char *eid,
+                         claim_t claim, bus_batch_t *batch)
 {
     app_t *app = f->app;
     if (claim == CLAIM_DUP) {
@@ -413,10 +441,14 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, cla
         log_debug("fanout", "duplicate event %s dropped", ev->event_id);
         return HR_OK;
     }
+    /* ids are validated at most TENANT_ID_MAX bytes, so they qualify */
+    char qtype[TENANT_QID_MAX + 1], qkey[TENANT_QID_MAX + 1], quser[TENANT_QID_MAX + 1];
+    fan_ev_t fe = {.ev = ev, .event_id = eid, .type = tenant_qualify_to(ev->tenant, ev->type, qtype)};
     unsigned mask = ev->channels_mask;
     hr_t r;
+    if (!fe.type) return stage_dead_letter(app, m, "fanout", "invalid event: type: too long", batch);
     if (!mask) {
-        if ((r = template_mask(f, ev->type, &mask)) != HR_OK) return r;
+        if ((r = template_mask(f, fe.type, &mask)) != HR_OK) return r;
         mask |= ev->content_mask;
     }
     if (!mask) {
@@ -434,19 +466,38 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, cla
         json_t *v;
         json_array_foreach(ev->audience_users, i, v)
         {
-            r = fan_to_user(f, ev, mask, json_string_value(v), replay, batch);
+            const char *uid = tenant_qualify_to(ev->tenant, json_string_value(v), quser);
+            r = uid ? fan_to_user(f, &fe, mask, uid, replay, batch)
+                    : stage_dead_letter(app, m, "fanout", "invalid event: audience: too long", batch);
             if (r != HR_OK) break;
         }
         break;
     }
-    case AUD_TOPIC:
-        r = fan_pages(f, ev, mask, store_subs_page, ev->audience_topic, replay, batch);
-        break;
-    case AUD_FOLLOWERS:
-        r = fan_pages(f, ev, mask, store_followers_page, ev->audience_followers_of, replay, batch);
+    case AUD_TOPIC: {
+        const char *topic = tenant_qualify_to(ev->tenant, ev->audience_topic, qkey);
+        r = topic ? fan_pages(f, &fe, mask, store_subs_page, topic, replay, batch)
+                  : stage_dead_letter(app, m, "fanout", "invalid event: audience: too long", batch);
         break;
     }
+    case AUD_FOLLOWERS: {
+        const char *actor = tenant_qualify_to(ev->tenant, ev->audience_followers_of, qkey);
+        r = actor ? fan_pages(f, &fe, mask, store_followers_page, actor, replay, batch)
+                  : stage_dead_letter(app, m, "fanout", "invalid event: audience: too long", batch);
+        break;
+    }
+    }
     return r;
+}
+
+/* id qualified with tenant, owned by the batch when it had to be made. */
+static const char *batch_qualify(fanout_t *f, const char *tenant, const char *id)
+{
+    if (tenant_is_default(tenant)) return id;
+    if (f->nowned == f->cowned) {
+        f->cowned = f->cowned ? f->cowned * 2 : 256;
+        f->owned = xrealloc(f->owned, f->cowned * sizeof(*f->owned));
+    }
+    return f->owned[f->nowned++] = tenant_qualify(tenant, id);
 }
 
 static void aud_push(fanout_t *f, const char *id)
@@ -491,7 +542,15 @@ static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, 
         }
         snprintf(f->posbuf[i], sizeof(f->posbuf[i]), "%s/%d/%lld", msgs[i].topic, msgs[i].partition,
                  (long long)msgs[i].offset);
-        f->ids[nv] = f->evs[i].event_id;
+        /* dedupe per tenant: two tenants may use the same event id */
+        f->eids[i] = tenant_qualify_to(f->evs[i].tenant, f->evs[i].event_id, f->eidbuf[i]);
+        if (!f->eids[i]) { /* cannot be: event ids are validated shorter */
+            event_clear(&f->evs[i]);
+            f->ok[i] = false;
+            r = stage_dead_letter(app, &msgs[i], "fanout", "invalid event: event_id: too long", batch);
+            continue;
+        }
+        f->ids[nv] = f->eids[i];
         f->positions[nv] = f->posbuf[i];
         nv++;
     }
@@ -507,18 +566,21 @@ static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, 
         if (c == CLAIM_DUP || f->evs[i].audience != AUD_USERS) continue;
         size_t j;
         json_t *v;
-        json_array_foreach(f->evs[i].audience_users, j, v) aud_push(f, json_string_value(v));
+        json_array_foreach(f->evs[i].audience_users, j, v)
+            aud_push(f, batch_qualify(f, f->evs[i].tenant, json_string_value(v)));
     }
     if (r == HR_OK && f->naud) r = recip_prefetch(f->recips, f->aud, (int)f->naud);
 
     /* 4. fan out */
     for (int i = 0, k = 0; i < n && r == HR_OK; i++) {
         if (!f->ok[i]) continue;
-        r = fanout_event(f, &msgs[i], &f->evs[i], f->claims[k++], batch);
+        r = fanout_event(f, &msgs[i], &f->evs[i], f->eids[i], f->claims[k++], batch);
     }
 
     for (int i = 0; i < n; i++)
         if (f->ok[i]) event_clear(&f->evs[i]);
+    for (size_t i = 0; i < f->nowned; i++) free(f->owned[i]);
+    f->nowned = 0;
     return r;
 }
 
