@@ -12,6 +12,7 @@
  * page to know whether another follows.
  */
 #include "http/api_int.h"
+#include "model/tenant.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,21 +32,78 @@ void api_user_delete(http_req_t *rq, http_resp_t *rs)
     resp_text(rs, 204, NULL, NULL, 0);
 }
 
+/* A tenant's users are the stored ids it owns (model/tenant.h): for a named
+ * tenant one contiguous range (its prefix), for the default tenant the ids
+ * without a tenant, spread among the others' ranges. Pages are filled by
+ * reading the store in runs and keeping what the caller's tenant owns; a
+ * page may come back short (with a cursor) after USERS_SCAN_MAX runs. */
+#define USERS_SCAN_MAX 32
+
 void api_users_list(http_req_t *rq, http_resp_t *rs)
 {
-    int limit, n = 0;
+    int limit;
     const char *after;
-    user_t *users = NULL;
     if (!api_page_query(rq, rs, &limit, &after)) return;
-    hr_t r = store_users_page(rq->app->store, after, limit + 1, &users, &n);
-    if (r != HR_OK) {
-        api_answer_backend(rs, r, "listing users");
-        return;
+    const char *tenant = rq->who.tenant;
+    bool named = !tenant_is_default(tenant);
+    char *prefix = named ? tenant_qualify(tenant, "") : NULL; /* "<tenant>\x1f" */
+    char *from = xstrdup(after ? after : "");
+    if (named && strcmp(from, prefix) < 0) {
+        free(from);
+        from = xstrdup(prefix);
     }
     json_t *items = json_array();
-    for (int i = 0; i < n && i < limit; i++) json_array_append_new(items, api_user_json(rq, &users[i]));
-    json_t *next = api_page_next(n > limit ? users[limit - 1].user_id : NULL);
-    store_users_free(users, n);
+    int got = 0;
+    bool more = false, end = false;
+    char *last = NULL;
+    for (int run = 0; run < USERS_SCAN_MAX && got < limit && !end; run++) {
+        user_t *users = NULL;
+        int n = 0;
+        hr_t r = store_users_page(rq->app->store, from[0] ? from : NULL, limit + 1, &users, &n);
+        if (r != HR_OK) {
+            api_answer_backend(rs, r, "listing users");
+            json_decref(items);
+            free(prefix);
+            free(from);
+            free(last);
+            return;
+        }
+        if (n <= limit) end = true;
+        for (int i = 0; i < n; i++) {
+            const char *id = users[i].user_id;
+            free(from);
+            from = xstrdup(id);
+            if (named && strncmp(id, prefix, strlen(prefix)) != 0) { /* past the range */
+                end = true;
+                break;
+            }
+            if (!tenant_owns(tenant, id)) continue;
+            if (got == limit) { /* one more of ours exists */
+                more = true;
+                end = true;
+                break;
+            }
+            json_array_append_new(items, api_user_json(rq, &users[i]));
+            free(last);
+            last = xstrdup(id);
+            got++;
+        }
+        store_users_free(users, n);
+    }
+    /* Stopped before the end (a full page, or the scan bound): the caller
+     * goes on after the last id kept, or after the last one read when the
+     * page came back short. */
+    if (!end) {
+        more = true;
+        if (got < limit) {
+            free(last);
+            last = xstrdup(from);
+        }
+    }
+    json_t *next = api_page_next(more ? last : NULL);
+    free(prefix);
+    free(from);
+    free(last);
     resp_json(rs, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor", next));
 }
 

@@ -4,6 +4,8 @@
  */
 #include "http/api_int.h"
 
+#include "model/tenant.h"
+
 #include "core/base64.h"
 
 #include "core/log.h"
@@ -225,28 +227,24 @@ bool api_body_id(json_t *doc, const char *key, const char **out, problem_t *pb)
 
 /* ---- ids from paths and bodies ---- */
 
-const char *api_user_ref(http_req_t *rq, const char *id)
+/* The caller's tenant's stored form of id (model/tenant.h), kept until the
+ * request ends. */
+static const char *qualified(http_req_t *rq, const char *id)
 {
-    (void)rq;
-    return id;
+    if (!id || tenant_is_default(rq->who.tenant)) return id;
+    return req_keep(rq, tenant_qualify(rq->who.tenant, id));
 }
 
-const char *api_actor_ref(http_req_t *rq, const char *id)
-{
-    (void)rq;
-    return id;
-}
+const char *api_user_ref(http_req_t *rq, const char *id) { return qualified(rq, id); }
 
-const char *api_topic_ref(http_req_t *rq, const char *id)
-{
-    (void)rq;
-    return id;
-}
+const char *api_actor_ref(http_req_t *rq, const char *id) { return qualified(rq, id); }
+
+const char *api_topic_ref(http_req_t *rq, const char *id) { return qualified(rq, id); }
 
 const char *api_id_public(http_req_t *rq, const char *stored)
 {
     (void)rq;
-    return stored;
+    return stored ? tenant_unqualify(stored) : stored;
 }
 
 /* ---- pages of ids ---- */
