@@ -12,5 +12,7 @@ extern const char store_schema_sqlite[];
 extern const char store_schema_sqlite_events[];
 /* schema/sqlite_migrate_2.sql: a version 1 main database to version 2. */
 extern const char store_schema_sqlite_migrate_2[];
+/* schema/sqlite_migrate_3.sql: a version 2 main database to version 3. */
+extern const char store_schema_sqlite_migrate_3[];
 
 #endif

@@ -75,8 +75,9 @@ static void test_dedupe_moved(void **state)
     assert_int_equal(c, CLAIM_DUP);
 }
 
-/* A version 1 database (users without webhook_secret) is migrated to 2 at
- * open: its users stay, the column exists and takes a secret. */
+/* A version 1 database (users without webhook_secret, notifications
+ * without traceparent) is migrated to the current version at open: its
+ * users stay, the column exists and takes a secret. */
 static void test_schema_migrated_from_1(void **state)
 {
     fx_t *f = *state;
@@ -86,6 +87,7 @@ static void test_schema_migrated_from_1(void **state)
     assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db,
                                   "ALTER TABLE users DROP COLUMN webhook_secret;"
+                                  "ALTER TABLE notifications DROP COLUMN traceparent;"
                                   "UPDATE schema_version SET version = 1;"
                                   "INSERT INTO users (user_id, email, locale, timezone, updated_at)"
                                   " VALUES ('old', 'old@example.com', 'en', 'UTC', 1)",
@@ -93,7 +95,7 @@ static void test_schema_migrated_from_1(void **state)
                      SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
-    assert_int_equal(store_schema_version(f->s), 2);
+    assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
     user_t u;
     assert_int_equal(store_user_get(f->s, "old", &u), HR_OK);
     assert_string_equal(u.email, "old@example.com");
@@ -118,7 +120,82 @@ static void test_schema_migrated_from_1(void **state)
     /* opening again changes nothing */
     store_close(f->s);
     assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
-    assert_int_equal(store_schema_version(f->s), 2);
+    assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
+}
+
+/* A status record for the sink (kind REC_STATUS). */
+static notif_t status_rec(const char *id, notif_status_t st, const char *traceparent)
+{
+    notif_t n;
+    memset(&n, 0, sizeof(n));
+    n.kind = REC_STATUS;
+    n.channel = CH_WEBHOOK;
+    n.status = st;
+    n.attempt = 1;
+    n.created_at_ms = 1000;
+    n.status_at_ms = 2000;
+    n.notification_id = HSTR(id);
+    n.event_id = HSTR("e1");
+    n.user_id = HSTR("u1");
+    n.category = HSTR("default");
+    n.title = HSTR("t");
+    n.body = HSTR("b");
+    n.address = HSTR("https://example.com/h");
+    n.quiet_start_min = n.quiet_end_min = NOTIF_QUIET_NONE;
+    n.traceparent = HSTR(traceparent);
+    return n;
+}
+
+/* A version 2 database (notifications without traceparent) is migrated to
+ * 3 at open: its rows stay (traceparent NULL), new status records store
+ * theirs, a record without one keeps the row's, and a malformed one is not
+ * stored. */
+static void test_schema_migrated_from_2(void **state)
+{
+    fx_t *f = *state;
+    static const char tp[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    store_close(f->s);
+    f->s = NULL;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "ALTER TABLE notifications DROP COLUMN traceparent;"
+                                  "UPDATE schema_version SET version = 2;"
+                                  "INSERT INTO notifications (notification_id, event_id, user_id,"
+                                  " channel, category, title, body, address, status, attempt,"
+                                  " created_at, updated_at) VALUES ('old', 'e0', 'u1', 4, 'default',"
+                                  " 't', 'b', 'a', 1, 1, 1, 1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    assert_int_equal(store_schema_version(f->s), 3);
+    notif_row_t row;
+    assert_int_equal(store_notif_get(f->s, "old", &row, NULL, NULL), HR_OK);
+    assert_null(row.traceparent);
+    notif_row_clear(&row);
+
+    notif_t a = status_rec("n1", ST_FAILED, tp);
+    const notif_t *recs[] = {&a};
+    assert_int_equal(store_notif_write_batch(f->s, recs, 1), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "n1", &row, NULL, NULL), HR_OK);
+    assert_string_equal(row.traceparent, tp);
+    notif_row_clear(&row);
+    /* a later record without one keeps it */
+    notif_t b = status_rec("n1", ST_SENT, "");
+    recs[0] = &b;
+    assert_int_equal(store_notif_write_batch(f->s, recs, 1), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "n1", &row, NULL, NULL), HR_OK);
+    assert_int_equal(row.status, ST_SENT);
+    assert_string_equal(row.traceparent, tp);
+    notif_row_clear(&row);
+    /* malformed (a hand-made record): the row is written, without it */
+    notif_t c = status_rec("n2", ST_SENT, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nX: y");
+    recs[0] = &c;
+    assert_int_equal(store_notif_write_batch(f->s, recs, 1), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "n2", &row, NULL, NULL), HR_OK);
+    assert_null(row.traceparent);
+    notif_row_clear(&row);
 }
 
 /* store.c's fallbacks: the same answers with the optional ops missing. */
@@ -187,6 +264,7 @@ int main(void)
         T(test_schema_embedded),
         T(test_dedupe_moved),
         T(test_schema_migrated_from_1),
+        T(test_schema_migrated_from_2),
         T(test_fallbacks),
     };
 #undef T
