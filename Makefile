@@ -6,7 +6,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DHERALD_WERROR=ON
 endif
 
-.PHONY: all deps build run test test-asan bench fuzz clean
+.PHONY: all deps build run test test-asan bench fuzz clean install
 
 all: build
 
@@ -53,6 +53,13 @@ fuzz:
 	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHERALD_FUZZ=ON >/dev/null
 	@cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
 	@scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+# The binary, the man page, the systemd unit, a sample configuration (kept
+# when one is installed already), the dashboard and the alert rules, under
+# PREFIX and DESTDIR (cmake/install.cmake lists where each goes).
+PREFIX ?= /usr/local
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 bench: build
 	@scripts/bench.sh $(BUILD)/herald

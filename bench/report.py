@@ -204,6 +204,77 @@ def targets(runs):
     return "\n".join(out)
 
 
+PUSH_LABELS = ["push-apns-0ms", "push-apns-20ms"]
+
+
+def providers_section(runs):
+    """The HTTP engine alone and the push pipeline, both against the fake
+    APNs of tests/fakeprov (http-engine.json, push-apns-*.json)."""
+    out = ["## Push over HTTP/2: the engine alone and the pipeline", ""]
+    e = runs.get("http-engine")
+    if not e:
+        out.append("(no http-engine result: `HERALD_BENCH_ONLY=http-engine make bench`)")
+    elif e.get("skipped"):
+        out.append("Engine alone: skipped: %s." % e["skipped"])
+    else:
+        out += [
+            "**The HTTP engine alone** (`herald bench http-engine`): one thread drives `src/provider/http.c`'s "
+            "libcurl multi engine with %s requests in flight against the fake APNs (`tests/fakeprov`, Go, "
+            "`GOMAXPROCS=1`, recording off) over HTTP/2 + TLS: APNs-sized alert POSTs to `/3/device/<token>`, no "
+            "pipeline and no provider logic. Commit %s. CPU is the bench process's (getrusage: the engine and libcurl), "
+            "the fake's from its own getrusage; connections are those the engine opened (`http_engine_stats`) and "
+            "the fake accepted; streams are the most the fake saw in flight on one connection. "
+            "1-minute load average when it started: %s (%s cores)."
+            % ("{:,}".format(g(e, "mode", "in_flight", default=0)), e.get("commit", "?"),
+               g(e, "machine", "loadavg_1m", default="?"), g(e, "machine", "cores", default="?")),
+            "",
+            "| injected delay | requests | requests/s | CPU s per million (engine / fake) | connections (engine / fake) "
+            "| max concurrent streams |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in e.get("runs", []):
+            out.append("| %d ms | %s | **%s** | %.1f / %.1f | %d / %d | %d |" % (
+                r["delay_ms"], k(r["requests"]), k(r["requests_per_s"]), r["cpu_s_per_m"], r["fake_cpu_s_per_m"],
+                r["connections"], r["fake_tls_connections"], r["max_concurrent_streams"]))
+    out.append("")
+    push = [runs[l] for l in PUSH_LABELS if l in runs]
+    if not push:
+        out.append("(no push pipeline result: it needs the APNs provider; `HERALD_BENCH_ONLY=\"push-apns-0ms "
+                   "push-apns-20ms\" make bench`)")
+    elif all(d.get("skipped") for d in push):
+        out.append("Push pipeline: skipped: %s." % push[0]["skipped"])
+    else:
+        d0 = next(d for d in push if not d.get("skipped"))
+        out += [
+            "**The push pipeline** (`herald bench --push-only --device-platform apns --fake-control ...`): the "
+            "whole pipeline of the tables above, embedded bus, every event a push to users whose one device is an "
+            "APNs token, delivered by the APNs provider (token auth, ES256 JWT from a test .p8; TLS with the fake's "
+            "CA) to the fake APNs, which verifies every token. %s users; closed loop as in **max**, with at most %s "
+            "notifications in flight (so the latency is mostly that queue). CPU is the `herald serve` process's. "
+            "1-minute load average when the runs started: %s."
+            % ("{:,}".format(g(d0, "mode", "users", default=0)), "{:,}".format(g(d0, "max", "window_notifs", default=0)),
+               " / ".join(str(g(d, "machine", "loadavg_1m", default="?")) for d in push)),
+            "",
+            "| injected delay | notifications/s delivered | herald CPU s per million | fake CPU s per million "
+            "| APNs connections | max concurrent streams | push p50 / p99 (ms) | settings |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for d in push:
+            if d.get("skipped"):
+                out.append("| %s | skipped: %s | | | | | | |" % (d.get("label"), d["skipped"]))
+                continue
+            m = d.get("max", {})
+            f = d.get("fake", {})
+            lat = m.get("latency", {})
+            out.append("| %s ms | **%s** | %.1f | %.1f | %s | %s | %s / %s | `%s` |" % (
+                f.get("delay_ms", "?"), k(m.get("notifs_per_s")), m.get("cpu_s_per_m", 0),
+                f.get("fake_cpu_s_per_m", 0), f.get("tls_connections", "-"), f.get("max_concurrent_streams", "-"),
+                lat_cell(lat, "push", "p50_ms"), lat_cell(lat, "push"),
+                "`, `".join(x for x in g(d, "mode", "serve_settings", default=[])
+                           if "_file=" not in x and ".url=" not in x and "key_id=" not in x and "team_id=" not in x)))
+    return "\n".join(out)
+
+
 def chart(runs, png):
     if not shutil.which("gnuplot"):
         return "(gnuplot not found: chart not drawn)"
@@ -338,6 +409,8 @@ At the max (closed loop, {window} notifications in flight — queueing time):
 
 {targets}
 
+{providers}
+
 {notes}
 """.format(
         commits=", ".join(commits),
@@ -361,6 +434,7 @@ At the max (closed loop, {window} notifications in flight — queueing time):
         sweep=sweep_table(runs),
         maxlat=max_latency_table(runs),
         targets=targets(runs),
+        providers=providers_section(runs),
         notes=notes,
     )
     with open(md, "w") as f:

@@ -10,13 +10,21 @@
 #   embedded-file   the same with the sandbox writing its JSON lines (max, 50 %)
 #   kafka-null      a single-node KRaft broker started for the run (scripts/kafka.sh,
 #                   own state dir and port), raw librdkafka baseline, sweep
-# Kafka mode needs Java; without it the run says so and is skipped.
+#   http-engine     the HTTP engine alone (src/provider/http.c, no pipeline)
+#                   against the fake APNs (tests/fakeprov) over HTTP/2 + TLS,
+#                   0 and 20 ms injected delay (`herald bench http-engine`)
+#   push-apns-0ms   the whole pipeline, every event a push, delivered by the
+#   push-apns-20ms  APNs provider (token auth, TLS) to the fake APNs answering
+#                   at once / after 20 ms (max run only)
+# Kafka mode needs Java; without it the run says so and is skipped. The fake
+# providers need Go (scripts/deps.sh --test); without it http-engine is skipped.
 #
 # Environment:
 #   HERALD_BENCH_USERS      distinct users (default 1000000)
 #   HERALD_BENCH_DURATION   seconds of the max-throughput run (default 15)
 #   HERALD_BENCH_ONLY       run only these labels (space separated)
 #   HERALD_BENCH_BROKERS    use this Kafka instead of starting one (its herald topics must be empty)
+#   HERALD_BENCH_PUSH_USERS users of the push runs (default 100000)
 set -euo pipefail
 
 HERALD=${1:?usage: scripts/bench.sh path/to/herald}
@@ -34,7 +42,9 @@ if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then com
 
 WORK=$(mktemp -d -t herald-bench.XXXXXX)
 KAFKA_STARTED=""
+FAKE_PID=""
 cleanup() {
+    if [ -n "$FAKE_PID" ]; then kill -TERM "$FAKE_PID" 2>/dev/null || true; wait "$FAKE_PID" 2>/dev/null || true; fi
     if [ -n "$KAFKA_STARTED" ]; then
         HERALD_KAFKA_DIR="$WORK/kafka" scripts/kafka.sh stop >/dev/null 2>&1 || true
     fi
@@ -90,6 +100,68 @@ if want kafka-null; then
         KAFKA_STARTED=""
     fi
 fi
+
+# The fake providers on one core (GOMAXPROCS=1), recording off: the engine's
+# thread and the fake each get about a core of the two.
+FAKE_BIN=""
+fake_build() { [ -n "$FAKE_BIN" ] || FAKE_BIN=$(tests/fakeprov/build.sh "$(dirname "$HERALD")"); }
+fake_start() {
+    FAKE_PID=""
+    fake_build || return 1
+    rm -f "$WORK/fake.env"
+    GOMAXPROCS=1 "$FAKE_BIN" serve -record=false -ports-file "$WORK/fake.env" -ca-out "$WORK/fake-ca.pem" "$@" \
+        >"$WORK/fake.log" 2>&1 &
+    FAKE_PID=$!
+    for _ in $(seq 1 100); do [ -f "$WORK/fake.env" ] && break; sleep 0.05; done
+    [ -f "$WORK/fake.env" ] || return 1
+    # shellcheck disable=SC1091
+    source "$WORK/fake.env"
+}
+fake_stop() {
+    [ -n "$FAKE_PID" ] || return 0
+    kill -TERM "$FAKE_PID" 2>/dev/null || true
+    wait "$FAKE_PID" 2>/dev/null || true
+    FAKE_PID=""
+}
+
+if want http-engine; then
+    if fake_start; then
+        "$HERALD" bench http-engine --url "https://127.0.0.1:$FAKE_TLS_PORT" --ca-file "$WORK/fake-ca.pem" \
+            --control-port "$FAKE_CONTROL_PORT" --requests "${HERALD_BENCH_HTTP_REQUESTS:-300000}" \
+            --in-flight 500 --delays 0,20 --max-seconds 12 --commit "$commit" --out "$OUT/http-engine.json"
+        fake_stop
+    else
+        echo "bench: the fake providers could not be built or started: http-engine skipped" >&2
+        echo '{"schema":1,"label":"http-engine","skipped":"the fake providers (Go) are not available"}' >"$OUT/http-engine.json"
+    fi
+fi
+
+# The push pipeline: herald's APNs provider against the fake, which checks
+# the ES256 provider tokens signed with a key made here.
+push_skip() {
+    echo "bench: $2: push runs skipped" >&2
+    echo "{\"schema\":1,\"label\":\"$1\",\"skipped\":\"$2\"}" >"$OUT/$1.json"
+}
+for d in 0 20; do
+    label=push-apns-${d}ms
+    want "$label" || continue
+    if ! fake_build || ! "$FAKE_BIN" gen-p8 -out "$WORK/apns.p8" ||
+        ! fake_start -apns-key "$WORK/apns.p8" -apns-key-id BENCHKEY01 -apns-team-id BENCHTEAM1; then
+        push_skip "$label" "the fake providers (Go) are not available"
+        continue
+    fi
+    if ! "$HERALD" bench --label "$label" --bus embedded --sink null --users "${HERALD_BENCH_PUSH_USERS:-100000}" \
+        --commit "$commit" --seed-cache "$WORK/seed" --seed 1 --push-only --device-platform apns \
+        --fake-control "$FAKE_CONTROL_PORT" --fake-delay "$d" --duration 10 --warmup 2 --sweep "" --no-raw --window 5000 \
+        --drain-timeout 20 --set channel.push.providers=apns \
+        --set provider.apns.url="https://127.0.0.1:$FAKE_TLS_PORT" --set provider.apns.ca_file="$WORK/fake-ca.pem" \
+        --set provider.apns.key_file="$WORK/apns.p8" --set provider.apns.key_id=BENCHKEY01 \
+        --set provider.apns.team_id=BENCHTEAM1 --set provider.apns.topic=com.example.herald \
+        --set dispatch.status_every=500 --out "$OUT/$label.json"; then
+        push_skip "$label" "herald bench failed (does this herald have the APNs provider?)"
+    fi
+    fake_stop
+done
 
 python3 bench/report.py "$OUT" BENCHMARKS.md bench/chart.png
 echo "bench: done in $((SECONDS - t_start)) s: $OUT/*.json, BENCHMARKS.md, bench/chart.png" >&2

@@ -126,12 +126,41 @@ out:
     return r;
 }
 
+static void noop_done(void *ud, send_result_t *res, void *cookie)
+{
+    (void)ud;
+    (void)res;
+    (void)cookie;
+}
+
+/* Opens (and closes) the providers of every channel this process
+ * dispatches, so that a provider that cannot start (no APNs topic, an
+ * unreadable key or credentials file) stops `herald serve` at once,
+ * naming the setting, instead of leaving a dispatcher without providers. */
+static hr_t providers_try(app_impl_t *a, char *why, size_t why_len)
+{
+    for (int ch = 0; ch < CH__COUNT; ch++) {
+        if (!a->roles.dispatch[ch]) continue;
+        provider_set_t *s = NULL;
+        char inner[256] = "";
+        hr_t r = provider_set_open(a->app.cfg, &a->app, (channel_t)ch, noop_done, NULL, &s, inner,
+                                   sizeof(inner));
+        if (r != HR_OK) {
+            snprintf(why, why_len, "channel %s: %s", channel_name((channel_t)ch), inner);
+            return r;
+        }
+        provider_set_close(s);
+    }
+    return HR_OK;
+}
+
 hr_t app_start_services(app_t *app, char *why, size_t why_len)
 {
     app_impl_t *a = impl_of(app);
     const config_t *cfg = app->cfg;
     hr_t r;
     a->started = true;
+    if ((r = providers_try(a, why, why_len)) != HR_OK) return r;
     if ((r = pipeline_start(app, &a->pipe)) != HR_OK) {
         snprintf(why, why_len, "cannot start the pipeline stages (%s): %s", cfg->roles, hr_str(r));
         return r;

@@ -13,6 +13,7 @@
 #include "auth/auth.h"
 
 #include "core/base64.h"
+#include "core/sha256.h"
 #include "core/text.h"
 
 #include <openssl/crypto.h>
@@ -106,7 +107,7 @@ hr_t apikey_create(store_t *s, const char *tenant, unsigned scopes, const char *
         char *sec = base64url_encode(secret, sizeof(secret));
         OPENSSL_cleanse(secret, sizeof(secret));
         snprintf(key_out, APIKEY_LEN + 1, "hk_%s_%s", rec.key_id, sec);
-        SHA256((const unsigned char *)sec, strlen(sec), rec.secret_hash);
+        sha256(sec, strlen(sec), rec.secret_hash);
         OPENSSL_cleanse(sec, strlen(sec));
         free(sec);
         snprintf(rec.tenant, sizeof(rec.tenant), "%s", tenant);
@@ -207,7 +208,7 @@ auth_result_t auth_check(auth_t *a, const char *key, size_t n, unsigned need, au
     if (!parse_key(key, n, id, &secret)) return AUTH_INVALID;
 
     unsigned char digest[32];
-    SHA256((const unsigned char *)key, n, digest);
+    sha256(key, n, digest);
     unsigned idx = ((unsigned)digest[0] | (unsigned)digest[1] << 8) % AUTH_CACHE_SLOTS;
     pthread_mutex_t *mu = &a->mu[idx % AUTH_STRIPES];
     int64_t now = a->now_ms();
@@ -227,7 +228,7 @@ auth_result_t auth_check(auth_t *a, const char *key, size_t n, unsigned need, au
     if (r == HR_NOTFOUND) return AUTH_INVALID;
     if (r != HR_OK) return AUTH_UNAVAILABLE;
     unsigned char sh[32];
-    SHA256((const unsigned char *)secret, APIKEY_SECRET_B64, sh);
+    sha256(secret, APIKEY_SECRET_B64, sh);
     if (CRYPTO_memcmp(sh, rec.secret_hash, sizeof(sh)) != 0 || rec.revoked_at_ms != 0)
         return AUTH_INVALID;
     memset(who, 0, sizeof(*who));
@@ -257,11 +258,20 @@ hr_t auth_bootstrap(store_t *s, const char *path, bool *created, char *why, size
     }
     if (n > 0) return HR_OK;
     char key[APIKEY_LEN + 1];
-    /* O_EXCL: never overwrite a file someone else put there. */
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    /* Written to a temporary name and linked into place, so that a reader
+     * never sees a half-written file, and never over a file someone else
+     * put there (link fails with EEXIST). */
+    if (access(path, F_OK) == 0) {
+        snprintf(why, why_len, "%s exists but the store has no API key: move it away", path);
+        return HR_CONFLICT;
+    }
+    char *tmp = xasprintf("%s.tmp", path);
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        snprintf(why, why_len, "cannot create %s for the first admin key: %s", path,
+        snprintf(why, why_len, "cannot create %s for the first admin key: %s", tmp,
                  strerror(errno));
+        free(tmp);
         return HR_ERR;
     }
     r = apikey_create(s, TENANT_DEFAULT, SCOPE_ADMIN, "bootstrap admin key", key, NULL);
@@ -279,7 +289,12 @@ hr_t auth_bootstrap(store_t *s, const char *path, bool *created, char *why, size
     }
     OPENSSL_cleanse(key, sizeof(key));
     close(fd);
-    if (r != HR_OK) unlink(path);
-    else *created = true;
+    if (r == HR_OK && link(tmp, path) != 0) {
+        snprintf(why, why_len, "cannot create %s: %s", path, strerror(errno));
+        r = HR_ERR;
+    }
+    unlink(tmp);
+    free(tmp);
+    if (r == HR_OK) *created = true;
     return r;
 }

@@ -89,6 +89,10 @@ typedef struct bopts {
     int partitions;
     bool raw_only;
     bool verbose;
+    bool push_only;             /* every event a push (the push provider benchmark) */
+    const char *platform;       /* seeded devices: fcm | apns */
+    int fake_control;           /* the fake providers' control port (0: none) */
+    int fake_delay;             /* injected APNs delay set on the fake, ms */
 } bopts_t;
 
 static void usage(FILE *f)
@@ -122,12 +126,19 @@ static void usage(FILE *f)
             "  --set KEY=VALUE         passed to herald serve (repeatable)\n"
             "  --label NAME            name of this result\n"
             "  --commit ID             commit recorded in the result (default: git rev-parse)\n"
-            "  --out FILE              write the result JSON to FILE\n");
+            "  --out FILE              write the result JSON to FILE\n"
+            "  --push-only             every event a push notification (push provider benchmark)\n"
+            "  --device-platform P     seeded devices: fcm (default) or apns (64 hex digit tokens)\n"
+            "  --fake-control PORT     the fake providers (tests/fakeprov): reset them before each\n"
+            "                          herald starts, report their connections, streams and CPU\n"
+            "  --fake-delay MS         with --fake-control: APNs answers after MS ms (default 0)\n\n"
+            "herald bench http-engine --help: the HTTP engine alone against the fake APNs\n");
 }
 
 enum { O_BUS = 1, O_BROKERS, O_SINK, O_USERS, O_DURATION, O_WARMUP, O_SWEEP, O_SWEEP_DUR, O_RATE,
        O_NORAW, O_RAW_DUR, O_RAW_DEPTH, O_CONNS, O_BATCH, O_WINDOW, O_SEED, O_DATA, O_KEEP, O_OUT,
-       O_LABEL, O_COMMIT, O_SEED_CACHE, O_DRAIN, O_SET, O_PARTS, O_RAW_ONLY, O_VERBOSE, O_HELP };
+       O_LABEL, O_COMMIT, O_SEED_CACHE, O_DRAIN, O_SET, O_PARTS, O_RAW_ONLY, O_VERBOSE, O_PUSH_ONLY,
+       O_PLATFORM, O_FAKE_CTL, O_FAKE_DELAY, O_HELP };
 
 static int parse(int argc, char **argv, bopts_t *o)
 {
@@ -159,6 +170,10 @@ static int parse(int argc, char **argv, bopts_t *o)
         {"partitions", required_argument, NULL, O_PARTS},
         {"raw-only", no_argument, NULL, O_RAW_ONLY},
         {"verbose", no_argument, NULL, O_VERBOSE},
+        {"push-only", no_argument, NULL, O_PUSH_ONLY},
+        {"device-platform", required_argument, NULL, O_PLATFORM},
+        {"fake-control", required_argument, NULL, O_FAKE_CTL},
+        {"fake-delay", required_argument, NULL, O_FAKE_DELAY},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -166,7 +181,7 @@ static int parse(int argc, char **argv, bopts_t *o)
         .bus = "embedded", .brokers = "127.0.0.1:9092", .sink = "null", .users = 1000000,
         .duration = 20, .warmup = 3, .sweep = "10,50,90", .sweep_duration = 10, .raw = true,
         .raw_duration = 10, .raw_depth = 4, .conns = 4, .batch = 500, .window = 1000000, .seed = 1,
-        .drain_timeout = 90, .partitions = 4,
+        .drain_timeout = 90, .partitions = 4, .platform = "fcm",
     };
     optind = 1;
     int c;
@@ -198,6 +213,10 @@ static int parse(int argc, char **argv, bopts_t *o)
         case O_PARTS: o->partitions = atoi(optarg); break;
         case O_RAW_ONLY: o->raw_only = true; break;
         case O_VERBOSE: o->verbose = true; break;
+        case O_PUSH_ONLY: o->push_only = true; break;
+        case O_PLATFORM: o->platform = optarg; break;
+        case O_FAKE_CTL: o->fake_control = atoi(optarg); break;
+        case O_FAKE_DELAY: o->fake_delay = atoi(optarg); break;
         case O_SET:
             if (o->nsets == MAX_SETS) {
                 fprintf(stderr, "herald bench: too many --set\n");
@@ -211,6 +230,14 @@ static int parse(int argc, char **argv, bopts_t *o)
     }
     if (strcmp(o->bus, "embedded") != 0 && strcmp(o->bus, "kafka") != 0) {
         fprintf(stderr, "herald bench: --bus must be embedded or kafka\n");
+        return 2;
+    }
+    if (strcmp(o->platform, "fcm") != 0 && strcmp(o->platform, "apns") != 0) {
+        fprintf(stderr, "herald bench: --device-platform must be fcm or apns\n");
+        return 2;
+    }
+    if (o->fake_delay < 0 || o->fake_delay > 10000) {
+        fprintf(stderr, "herald bench: --fake-delay in 0..10000 ms\n");
         return 2;
     }
     if (strcmp(o->sink, "null") != 0 && strcmp(o->sink, "file") != 0) {
@@ -267,7 +294,7 @@ static void run_argv(char *const argv[], char *out, size_t n)
     close(fd[0]);
 }
 
-static json_t *machine_json(void)
+json_t *bench_machine_json(void)
 {
     char model[256] = "", line[512];
     FILE *f = fopen("/proc/cpuinfo", "re");
@@ -282,8 +309,13 @@ static json_t *machine_json(void)
     struct utsname u;
     uname(&u);
     double mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024 * 1024);
-    return json_pack("{s:i,s:s,s:f,s:s}", "cores", (int)sysconf(_SC_NPROCESSORS_ONLN), "cpu_model",
-                     model, "mem_gib", round(mem * 10) / 10, "kernel", u.release);
+    /* the 1-minute load average when the run started: on a shared machine
+     * it says how much of the cores the run could have had */
+    double load[1] = {0};
+    if (getloadavg(load, 1) != 1) load[0] = -1;
+    return json_pack("{s:i,s:s,s:f,s:s,s:f}", "cores", (int)sysconf(_SC_NPROCESSORS_ONLN), "cpu_model",
+                     model, "mem_gib", round(mem * 10) / 10, "kernel", u.release, "loadavg_1m",
+                     round(load[0] * 100) / 100);
 }
 
 static json_t *latency_json(const hist_snap_t *s)
@@ -508,6 +540,41 @@ static int rate_batch(const bopts_t *o, double eps)
     return (int)fmax(1, fmin(o->batch, eps / 100));
 }
 
+/* The fake providers (tests/fakeprov), when --fake-control names them:
+ * counters and recordings reset, recording off, the APNs delay set. */
+static hr_t fake_prepare(const bopts_t *o)
+{
+    buf_t ans;
+    buf_init(&ans, 0);
+    char body[96];
+    snprintf(body, sizeof(body), "{\"route\":\"apns\",\"ms\":%d}", o->fake_delay);
+    hr_t r = http_post(o->fake_control, "/reset", "", &ans, 5000);
+    if (r == HR_OK) r = http_post(o->fake_control, "/control/record", "{\"on\":false}", &ans, 5000);
+    if (r == HR_OK) r = http_post(o->fake_control, "/control/latency", body, &ans, 5000);
+    buf_release(&ans);
+    if (r != HR_OK) fprintf(stderr, "herald bench: the fake providers' control port %d does not answer\n", o->fake_control);
+    return r;
+}
+
+/* The fake's /stats (NULL when it does not answer). */
+static json_t *fake_stats(const bopts_t *o)
+{
+    buf_t b;
+    buf_init(&b, 0);
+    json_t *j = NULL;
+    if (http_get(o->fake_control, "/stats", &b, 5000) == HR_OK) j = json_loadb(b.data, b.len, 0, NULL);
+    buf_release(&b);
+    return j;
+}
+
+static double fake_cpu_s(const bopts_t *o)
+{
+    json_t *j = o->fake_control ? fake_stats(o) : NULL;
+    double v = j ? json_number_value(json_object_get(j, "cpu_s")) : 0;
+    json_decref(j);
+    return v;
+}
+
 /* Starts a fresh `herald serve`: its own data directory with a copy of the
  * seeded store, and on Kafka empty topics and groups. */
 static hr_t herald_start(run_t *R, const char *name)
@@ -520,6 +587,7 @@ static hr_t herald_start(run_t *R, const char *name)
     hr_t r = mkdir_p(data, 0755);
     if (r == HR_OK) r = copy_file(R->seed_db, db);
     if (r == HR_OK && kafka) r = kafka_reset_herald(o->brokers);
+    if (r == HR_OK && o->fake_control) r = fake_prepare(o);
     if (r != HR_OK) {
         fprintf(stderr, "herald bench: cannot prepare %s\n", data);
         goto out;
@@ -635,6 +703,7 @@ static int sweep_list(const char *s, double *out)
 
 int bench_main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "http-engine") == 0) return bench_http_engine_main(argc - 1, argv + 1);
     bopts_t o;
     int rc = parse(argc, argv, &o);
     if (rc) return rc == 1 ? 0 : rc;
@@ -680,6 +749,7 @@ int bench_main(int argc, char **argv)
     char run_id[24];
     snprintf(run_id, sizeof(run_id), "b%lld", (long long)now);
     workload_init(&R.wl, o.seed, o.users, run_id);
+    if (o.push_only) R.wl.share = wl_push_only;
 
     size_t notif_bytes, status_bytes;
     record_pool_build(RECORD_POOL, o.seed, &pool_n, &pool_s, &notif_bytes, &status_bytes);
@@ -694,7 +764,7 @@ int bench_main(int argc, char **argv)
     json_object_set_new(res, "commit_modified", json_boolean(dirty[0] != '\0'));
     json_object_set_new(res, "started_at", json_string(started));
     json_object_set_new(res, "herald_version", json_string(HERALD_VERSION));
-    json_object_set_new(res, "machine", machine_json());
+    json_object_set_new(res, "machine", bench_machine_json());
     json_t *mode = json_pack("{s:s,s:s,s:I,s:I,s:i,s:i,s:i}", "bus", o.bus, "sink", o.sink, "users",
                              (json_int_t)o.users, "seed", (json_int_t)o.seed, "partitions", o.partitions,
                              "generator_connections", o.conns, "events_per_request", o.batch);
@@ -702,11 +772,16 @@ int bench_main(int argc, char **argv)
     for (size_t i = 0; i < ARRAY_LEN(bench_settings); i++) json_array_append_new(sets, json_string(bench_settings[i]));
     for (int i = 0; i < o.nsets; i++) json_array_append_new(sets, json_string(o.sets[i]));
     json_object_set_new(mode, "serve_settings", sets);
+    json_object_set_new(mode, "push_only", json_boolean(o.push_only));
+    json_object_set_new(mode, "device_platform", json_string(o.platform));
     json_object_set_new(res, "mode", mode);
 
     /* ---- 1. seed ---- */
     {
-        char *cached = o.seed_cache ? xasprintf("%s/users-%lld.db", o.seed_cache, (long long)o.users) : NULL;
+        bool fcm = strcmp(o.platform, "fcm") == 0;
+        char *cached = o.seed_cache ? xasprintf("%s/users-%lld%s%s.db", o.seed_cache, (long long)o.users,
+                                                fcm ? "" : "-", fcm ? "" : o.platform)
+                                    : NULL;
         char *tmpdb = xasprintf("%s/seed.db", R.work);
         const char *db = cached ? cached : tmpdb;
         struct stat st;
@@ -718,7 +793,7 @@ int bench_main(int argc, char **argv)
             if (cached) mkdir_p(o.seed_cache, 0755);
             char *tmp = xasprintf("%s.tmp", db);
             unlink(tmp);
-            r = seed_store(tmp, o.users, &secs);
+            r = seed_store(tmp, o.users, o.platform, &secs);
             if (r == HR_OK && rename(tmp, db) != 0) r = HR_ERR;
             free(tmp);
             printf("seed: %lld users written to the store in %.1f s (%.0f users/s)\n", (long long)o.users, secs,
@@ -802,9 +877,11 @@ int bench_main(int argc, char **argv)
         const char *what = rate > 0 ? "fixed" : "max";
         if (gen(&R, rate, batch, o.warmup, o.window, &g) != HR_OK) goto out;
         if (metrics_scrape(R.port, &m0) != HR_OK) goto out;
+        double fc0 = fake_cpu_s(&o);
         double c0 = proc_cpu_s(R.child.pid), t0 = now_s();
         if (gen(&R, rate, batch, o.duration, o.window, &g) != HR_OK) goto out;
         double c1 = proc_cpu_s(R.child.pid), t1 = now_s();
+        double fc1 = fake_cpu_s(&o);
         if (metrics_scrape(R.port, &m1) != HR_OK) goto out;
         double dt = t1 - t0;
         int64_t fan, disp, stat;
@@ -859,6 +936,23 @@ int bench_main(int argc, char **argv)
                 json_object_set_new(mix, channel_name((channel_t)ch),
                                     json_real((double)R.wl.chan_notifs[ch] / (double)R.wl.notifs));
         json_object_set_new(res, "max", jm);
+        json_t *fs = o.fake_control ? fake_stats(&o) : NULL;
+        if (fs) {
+            json_t *req = json_object_get(fs, "requests");
+            int64_t conns = json_integer_value(json_object_get(fs, "tls_connections"));
+            int64_t streams = json_integer_value(json_object_get(fs, "max_concurrent_streams"));
+            double fcpm = sent ? (fc1 - fc0) / ((double)sent / 1e6) : 0;
+            printf("     the fake providers: %lld TLS connection(s) opened, at most %lld streams on one, "
+                   "%.1f CPU s per million notifications (APNs delay %d ms)\n",
+                   (long long)conns, (long long)streams, fcpm, o.fake_delay);
+            json_object_set_new(res, "fake",
+                                json_pack("{s:i,s:I,s:I,s:f,s:O,s:O}", "delay_ms", o.fake_delay, "tls_connections",
+                                          (json_int_t)conns, "max_concurrent_streams", (json_int_t)streams,
+                                          "fake_cpu_s_per_m", fcpm, "requests", req ? req : json_null(),
+                                          "responses", json_object_get(fs, "responses") ? json_object_get(fs, "responses") : json_null()));
+            json_decref(fs);
+            fflush(stdout);
+        }
         json_object_set_new(res, "workload",
                             json_pack("{s:f,s:o,s:I,s:I}", "mean_audience",
                                       (double)R.wl.notifs / (double)(R.wl.events ? R.wl.events : 1),

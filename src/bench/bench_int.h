@@ -10,6 +10,7 @@
  *   raw_embedded.c the raw embedded-bus baseline
  *   raw_kafka.c    the raw librdkafka baseline
  *   proc.c         the measured child process: start, stop, CPU, RSS
+ *   http_engine.c  `herald bench http-engine`: the HTTP engine alone
  */
 #ifndef HERALD_BENCH_INT_H
 #define HERALD_BENCH_INT_H
@@ -18,6 +19,8 @@
 #include "core/buf.h"
 #include "core/hist.h"
 #include "metrics/metrics.h"
+
+#include <jansson.h>
 
 #include <stdatomic.h>
 #include <sys/types.h>
@@ -108,9 +111,20 @@ hr_t gen_run(workload_t *wl, const gen_opts_t *o, gen_result_t *res);
 /* ---- seed.c ---- */
 
 /* Opens the SQLite store at path, writes `users` users (email, phone, one
- * push device each) and the benchmark's templates for push, in-app, email
- * and SMS. */
-hr_t seed_store(const char *path, int64_t users, double *seconds);
+ * push device each, of platform "fcm" or "apns": an APNs token is 64 hex
+ * digits) and the benchmark's templates for push, in-app, email and SMS. */
+hr_t seed_store(const char *path, int64_t users, const char *platform, double *seconds);
+
+/* ---- bench.c ---- */
+
+/* {"cores","cpu_model","mem_gib","kernel","loadavg_1m"} of this machine
+ * (new reference). */
+json_t *bench_machine_json(void);
+
+/* ---- http_engine.c ---- */
+
+/* `herald bench http-engine ...` (argv[0] is "http-engine"): exit code. */
+int bench_http_engine_main(int argc, char **argv);
 
 /* ---- raw baselines ---- */
 

@@ -14,7 +14,7 @@
 
 #define SEED_BATCH 10000
 
-hr_t seed_store(const char *path, int64_t users, double *seconds)
+hr_t seed_store(const char *path, int64_t users, const char *platform, double *seconds)
 {
     store_t *st = NULL;
     double t0 = now_s();
@@ -38,6 +38,7 @@ hr_t seed_store(const char *path, int64_t users, double *seconds)
     char (*emails)[48] = xcalloc(SEED_BATCH, sizeof(*emails));
     char (*phones)[32] = xcalloc(SEED_BATCH, sizeof(*phones));
     char (*tokens)[80] = xcalloc(SEED_BATCH, sizeof(*tokens));
+    bool apns = strcmp(platform, "apns") == 0;
     int64_t now = hclock_now_ms();
     for (int64_t base = 0; base < users && r == HR_OK; base += SEED_BATCH) {
         int n = users - base < SEED_BATCH ? (int)(users - base) : SEED_BATCH;
@@ -48,18 +49,25 @@ hr_t seed_store(const char *path, int64_t users, double *seconds)
             workload_user_id(k, ids[i]);
             snprintf(emails[i], sizeof(emails[i]), "%s@example.com", ids[i]);
             snprintf(phones[i], sizeof(phones[i]), "+1555%07lld", (long long)k);
-            /* an FCM registration token is ~150 bytes; 64 keeps the store small */
-            snprintf(tokens[i], sizeof(tokens[i]), "fcm-%016llx%016llx%016llx",
-                     (unsigned long long)(k * 0x9e3779b97f4a7c15ull),
-                     (unsigned long long)(k * 0xbf58476d1ce4e5b9ull),
-                     (unsigned long long)(k * 0x94d049bb133111ebull));
+            /* an FCM registration token is ~150 bytes; 64 keeps the store
+             * small. An APNs device token is 32 bytes in hex. */
+            if (apns)
+                snprintf(tokens[i], sizeof(tokens[i]), "%016llx%016llx%016llx%016llx",
+                         (unsigned long long)(k * 0x9e3779b97f4a7c15ull),
+                         (unsigned long long)(k * 0xbf58476d1ce4e5b9ull),
+                         (unsigned long long)(k * 0x94d049bb133111ebull), (unsigned long long)k);
+            else
+                snprintf(tokens[i], sizeof(tokens[i]), "fcm-%016llx%016llx%016llx",
+                         (unsigned long long)(k * 0x9e3779b97f4a7c15ull),
+                         (unsigned long long)(k * 0xbf58476d1ce4e5b9ull),
+                         (unsigned long long)(k * 0x94d049bb133111ebull));
             u->user_id = ids[i];
             u->email = emails[i];
             u->phone = phones[i];
             u->locale = (char *)"en";
             u->timezone = (char *)"UTC";
             u->ndevices = 1;
-            u->devices[0].platform = (char *)"fcm";
+            u->devices[0].platform = (char *)platform;
             u->devices[0].token = tokens[i];
             u->updated_at_ms = now;
         }

@@ -12,6 +12,8 @@ const double wl_channel_share[CH__COUNT] = {
     [CH_PUSH] = 0.70, [CH_INAPP] = 0.20, [CH_EMAIL] = 0.08, [CH_SMS] = 0.02, [CH_WEBHOOK] = 0.0,
 };
 
+const double wl_push_only[CH__COUNT] = {[CH_PUSH] = 1.0};
+
 const char wl_template_title[] = "{{actor}} posted something new";
 const char wl_template_body[] = "Hi {{user_id}}, {{actor}} wrote: {{data.text}}";
 
@@ -71,6 +73,7 @@ void workload_init(workload_t *w, uint64_t seed, int64_t users, const char *run)
     memset(w, 0, sizeof(*w));
     w->rng = seed;
     w->users = users > 0 ? users : 1;
+    w->share = wl_channel_share;
     /* mean = (1 - p) (1 + lambda) + p * burst = 5 */
     double p = 1.0 / WL_BURST_EVERY;
     w->lambda = (WL_MEAN_AUDIENCE - p * WL_BURST_SIZE) / (1.0 - p) - 1.0;
@@ -89,8 +92,8 @@ static int pick_channel(workload_t *w, int n)
     int best = CH_PUSH;
     double best_gap = -1e300;
     for (int ch = 0; ch < CH__COUNT; ch++) {
-        if (wl_channel_share[ch] <= 0) continue;
-        double gap = wl_channel_share[ch] * (double)(w->notifs + n) - (double)w->chan_notifs[ch];
+        if (w->share[ch] <= 0) continue;
+        double gap = w->share[ch] * (double)(w->notifs + n) - (double)w->chan_notifs[ch];
         if (gap > best_gap) {
             best_gap = gap;
             best = ch;

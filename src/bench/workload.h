@@ -28,6 +28,7 @@ typedef struct workload {
     uint64_t rng;
     int64_t users;
     double lambda;              /* Poisson mean of the non-burst part, minus the 1 */
+    const double *share;        /* channel shares of notifications (sum 1): wl_channel_share by default */
     int64_t chan_notifs[CH__COUNT];
     int64_t notifs;
     int64_t events;
@@ -35,8 +36,10 @@ typedef struct workload {
     int32_t *pick;              /* scratch: the audience being drawn */
 } workload_t;
 
-/* The channel shares of notifications (sum 1). */
+/* The channel shares of notifications (sum 1), and push only (the push
+ * provider benchmark: workload_init, then w->share = wl_push_only). */
 extern const double wl_channel_share[CH__COUNT];
+extern const double wl_push_only[CH__COUNT];
 
 void workload_init(workload_t *w, uint64_t seed, int64_t users, const char *run);
 void workload_release(workload_t *w);

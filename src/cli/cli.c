@@ -115,6 +115,8 @@ static int parse(cli_t *c, int argc, char **argv)
     c->argi = optind;
     int lvl = hlog_parse_level(c->cfg.log_level);
     if (lvl >= 0) hlog_set_level(lvl);
+    int fmt = hlog_parse_format(c->cfg.log_format);
+    if (fmt >= 0) hlog_set_format(fmt);
     return 0;
 bad:
     fprintf(stderr, "herald: %s\n", why);

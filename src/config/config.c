@@ -142,6 +142,9 @@ static const opt_t opts[] = {
      "for more rows)."},
     {"log.level", OPT_ENUM, F(log_level), "info", 0, 0, "debug|info|warn|error|off",
      "Diagnostic log level."},
+    {"log.format", OPT_ENUM, F(log_format), "text", 0, 0, "text|json",
+     "Diagnostic log lines on stderr: text, or one JSON object per line (ts, level, component, "
+     "msg) for log collectors."},
     {"sandbox.mode", OPT_ENUM, F(provider_mode), "file", 0, 0, "file|null",
      "Sandbox provider: append a JSON line per delivery, or record nothing (benchmarks)."},
     {"policy.required_categories", OPT_STR, F(required_categories), "security,otp", 0, 0, NULL,

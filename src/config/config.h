@@ -62,6 +62,7 @@ typedef struct config {
     int64_t fanout_cache_bytes; /* fanout.recipient_cache_bytes */
     int status_gather;          /* status.gather rows per store transaction */
     char *log_level;            /* log.level */
+    char *log_format;           /* log.format text|json */
     char *provider_mode;        /* sandbox.mode file|null */
     char *required_categories;  /* policy.required_categories, comma list (policy/prefs.h) */
     /* policy/ratelimit.h: notifications per recipient per window, by channel (0 = unlimited) */

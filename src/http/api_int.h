@@ -12,6 +12,8 @@
  *   api_ops.c            /healthz, /readyz, /metrics (text from src/metrics/)
  *   api_dlq.c            /v1/dlq, /v1/dlq/redrive
  *   api_callbacks.c      /v1/callbacks/twilio/{provider}, /v1/callbacks/sendgrid/{provider}
+ *   api_summary.c        /v1/ops/summary (what the status page shows)
+ *   api_ui.c             /ui, /ui/app.js, /ui/style.css (the status page, src/http/ui/)
  *   api_util.c           the helpers below
  *
  * DESIGN: every handler reads its whole input first - path parameters
@@ -72,6 +74,11 @@ void api_cb_sendgrid(http_req_t *rq, http_resp_t *rs);
 void api_healthz(http_req_t *rq, http_resp_t *rs);
 void api_readyz(http_req_t *rq, http_resp_t *rs);
 void api_metrics_get(http_req_t *rq, http_resp_t *rs);
+void api_ops_summary(http_req_t *rq, http_resp_t *rs);
+
+void api_ui_page(http_req_t *rq, http_resp_t *rs);
+void api_ui_js(http_req_t *rq, http_resp_t *rs);
+void api_ui_css(http_req_t *rq, http_resp_t *rs);
 
 /* ---- api_util.c: validation and answers shared by the handlers ---- */
 

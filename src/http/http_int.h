@@ -38,7 +38,7 @@ enum http_media {
 };
 
 #define HTTP_MAX_PARAMS 4
-#define HTTP_MAX_HEADERS 4
+#define HTTP_MAX_HEADERS 6
 #define HTTP_ID_MAX 200           /* bytes of a decoded id (path or body) */
 
 typedef struct http_req http_req_t;
@@ -99,6 +99,13 @@ struct http_server {
     bool wd_started, wd_stop;
     int64_t header_ns, body_ns; /* cfg http.header_timeout_ms, http.body_timeout_ms */
     char *tls_cert, *tls_key;   /* PEM text (libmicrohttpd keeps pointers); NULL = plain */
+    /* GET /v1/ops/summary's cache of the DLQ's latest entries (api_summary.c):
+     * rescanned only when the DLQ grew, at most every SUMMARY_DLQ_RESCAN_MS */
+    pthread_mutex_t sum_mu;     /* guards the three below (held briefly) */
+    pthread_mutex_t sum_scan_mu;/* held by the one request reading the DLQ (trylock) */
+    int64_t sum_dlq_stamp;      /* dlq_size()'s stamp when sum_dlq_latest was read */
+    int64_t sum_dlq_at_ms;      /* when it was read; 0 = never */
+    json_t *sum_dlq_latest;     /* JSON array of entries, newest first; NULL = never read */
 };
 
 struct http_req {

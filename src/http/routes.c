@@ -28,5 +28,10 @@ const http_route_t http_routes[] = {
     {HM_GET, "/healthz", api_healthz, RT_OPS | RT_OPEN},
     {HM_GET, "/readyz", api_readyz, RT_OPS | RT_OPEN},
     {HM_GET, "/metrics", api_metrics_get, RT_OPS | RT_METRICS | RT_NEED(SCOPE_ADMIN)},
+    {HM_GET, "/v1/ops/summary", api_ops_summary, RT_OPS | RT_NEED(SCOPE_ADMIN)},
+    /* the status page: static files, no data, no key (its data calls send one) */
+    {HM_GET, "/ui", api_ui_page, RT_OPS | RT_OPEN},
+    {HM_GET, "/ui/app.js", api_ui_js, RT_OPS | RT_OPEN},
+    {HM_GET, "/ui/style.css", api_ui_css, RT_OPS | RT_OPEN},
 };
 const size_t http_nroutes = ARRAY_LEN(http_routes);

@@ -965,6 +965,9 @@ static void server_free(http_server_t *s)
     free(s->tls_cert);
     pthread_mutex_destroy(&s->streams_mu);
     pthread_mutex_destroy(&s->conns_mu);
+    pthread_mutex_destroy(&s->sum_mu);
+    pthread_mutex_destroy(&s->sum_scan_mu);
+    json_decref(s->sum_dlq_latest);
     pthread_cond_destroy(&s->wd_cv);
     free(s);
 }
@@ -1038,6 +1041,8 @@ hr_t http_start_routes(app_t *app, const char *listen, const http_route_t *route
     s->nroutes = nroutes;
     pthread_mutex_init(&s->streams_mu, NULL);
     pthread_mutex_init(&s->conns_mu, NULL);
+    pthread_mutex_init(&s->sum_mu, NULL);
+    pthread_mutex_init(&s->sum_scan_mu, NULL);
     cond_init_mono(&s->wd_cv);
     s->header_ns = (int64_t)app->cfg->http_header_timeout_ms * 1000000;
     s->body_ns = (int64_t)app->cfg->http_body_timeout_ms * 1000000;

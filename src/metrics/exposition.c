@@ -31,6 +31,7 @@
 
 static const char *const http_classes[METRIC_N_HTTP_CLASS] = {"aborted", "1xx", "2xx",
                                                                "3xx",     "4xx", "5xx"};
+static const char *const results[METRIC_RESULT__COUNT] = {"sent", "failed", "dead"};
 
 /* ============================================================ labels */
 
@@ -66,6 +67,10 @@ void metrics_label(const metrics_snap_t *s, metric_labels_t set, int i, buf_t *o
         break;
     case ML_CHANNEL:
         buf_printf(out, "channel=\"%s\"", channel_name((channel_t)i));
+        break;
+    case ML_CHANNEL_RESULT:
+        buf_printf(out, "channel=\"%s\",result=\"%s\"",
+                   channel_name((channel_t)(i / METRIC_RESULT__COUNT)), results[i % METRIC_RESULT__COUNT]);
         break;
     case ML_HTTP_CLASS:
         buf_printf(out, "class=\"%s\"", http_classes[i]);

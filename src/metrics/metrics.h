@@ -44,6 +44,7 @@ typedef struct app app_t;
 typedef enum metric_labels {
     ML_NONE,
     ML_CHANNEL,     /* channel="push" ...: channel_t order */
+    ML_CHANNEL_RESULT, /* channel="push",result="sent" ...: METRIC_CHANNEL_RESULT below */
     ML_HTTP_CLASS,  /* class="aborted", "1xx" .. "5xx": index 0, 1 .. 5 */
     ML_BUS_GROUP,   /* group="fanout",topic="raw-events" ...: METRIC_BUS_* below */
     ML_BUILD,       /* version="...",bus="..." */
@@ -53,16 +54,23 @@ typedef enum metric_labels {
 /* Values per label set, and the dimension of a snapshot field. */
 #define METRIC_N_NONE 1
 #define METRIC_N_CHANNEL CH__COUNT
+#define METRIC_N_CHANNEL_RESULT (CH__COUNT * METRIC_RESULT__COUNT)
 #define METRIC_N_HTTP_CLASS 6
 #define METRIC_N_BUS_GROUP (2 + CH__COUNT)
 #define METRIC_N_BUILD 1
 #define METRIC_N_CALLBACK (METRIC_CB_PROVIDERS * METRIC_CB__OUTCOMES)
 #define METRIC_DIM_NONE
 #define METRIC_DIM_CHANNEL [METRIC_N_CHANNEL]
+#define METRIC_DIM_CHANNEL_RESULT [METRIC_N_CHANNEL_RESULT]
 #define METRIC_DIM_HTTP_CLASS [METRIC_N_HTTP_CLASS]
 #define METRIC_DIM_BUS_GROUP [METRIC_N_BUS_GROUP]
 #define METRIC_DIM_BUILD
 #define METRIC_DIM_CALLBACK [METRIC_N_CALLBACK]
+
+/* The outcomes of ML_CHANNEL_RESULT (the lifecycle states a provider call
+ * ends in), and the index of channel ch's outcome res. */
+enum metric_result { METRIC_RESULT_SENT, METRIC_RESULT_FAILED, METRIC_RESULT_DEAD, METRIC_RESULT__COUNT };
+#define METRIC_CHANNEL_RESULT(ch, res) ((ch) * METRIC_RESULT__COUNT + (res))
 
 /* The consumer groups of ML_BUS_GROUP. */
 #define METRIC_BUS_FANOUT 0

@@ -14,6 +14,8 @@
  */
 #include "model/notif.h"
 
+#include "core/sha256.h"
+
 #include "core/endian.h"
 #include "core/text.h"
 
@@ -285,37 +287,6 @@ hr_t notif_to_json(const notif_t *n, buf_t *out)
 }
 
 /* ------------------------------------------------------------------- id */
-
-/* SHA-256 through a digest fetched once and a context kept per thread:
- * OpenSSL 3's one-shot SHA256() fetches the algorithm on every call, which
- * cost more than hashing the few bytes of an id (fan-out makes one id per
- * notification). */
-static EVP_MD *sha256_md;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-static pthread_key_t sha256_key;
-
-static void sha256_ctx_free(void *ctx) { EVP_MD_CTX_free(ctx); }
-
-static void sha256_init(void)
-{
-    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (pthread_key_create(&sha256_key, sha256_ctx_free) != 0) abort();
-}
-
-static void sha256(const void *data, size_t len, unsigned char out[SHA256_DIGEST_LENGTH])
-{
-    pthread_once(&sha256_once, sha256_init);
-    EVP_MD_CTX *ctx = pthread_getspecific(sha256_key);
-    if (!ctx) {
-        ctx = EVP_MD_CTX_new();
-        if (!ctx) abort();
-        pthread_setspecific(sha256_key, ctx);
-    }
-    unsigned int n = 0;
-    if (!sha256_md || !EVP_DigestInit_ex2(ctx, sha256_md, NULL) || !EVP_DigestUpdate(ctx, data, len) ||
-        !EVP_DigestFinal_ex(ctx, out, &n))
-        SHA256(data, len, out); /* the slow path still gives the right answer */
-}
 
 void notif_make_id(hstr_t event_id, hstr_t user_id, channel_t ch, char out[33])
 {

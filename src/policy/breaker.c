@@ -9,8 +9,11 @@
 #include "metrics/metrics.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct slot {
     int64_t epoch;      /* now_ms / width when the slot was last reset */
@@ -27,7 +30,16 @@ struct breaker {
     int probes_out;     /* half-open: allowed, result not recorded yet */
     int probes_ok;      /* half-open: successes */
     int64_t transitions;
+    /* what breaker_list reads from other threads; written by the owner */
+    _Atomic int pub_state;
+    _Atomic int64_t pub_open_until;
+    _Atomic int64_t pub_transitions;
+    struct breaker *reg_prev, *reg_next; /* the registry (exported only; reg_mu) */
 };
+
+/* The registry of exported breakers (breaker_list). */
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static breaker_t *reg_head;
 
 /* Breakers per channel and state, behind the herald_breaker_state gauge. */
 static _Atomic int live[CH__COUNT][3];
@@ -76,14 +88,31 @@ breaker_t *breaker_new(const breaker_opts_t *o)
     b->slots = xcalloc((size_t)b->o.buckets, sizeof(*b->slots));
     for (int i = 0; i < b->o.buckets; i++) b->slots[i].epoch = INT64_MIN;
     b->state = BREAKER_CLOSED;
-    if (exported(b)) atomic_fetch_add(&live[b->o.channel][BREAKER_CLOSED], 1);
+    atomic_init(&b->pub_state, BREAKER_CLOSED);
+    atomic_init(&b->pub_open_until, 0);
+    atomic_init(&b->pub_transitions, 0);
+    if (exported(b)) {
+        atomic_fetch_add(&live[b->o.channel][BREAKER_CLOSED], 1);
+        pthread_mutex_lock(&reg_mu);
+        b->reg_next = reg_head;
+        if (reg_head) reg_head->reg_prev = b;
+        reg_head = b;
+        pthread_mutex_unlock(&reg_mu);
+    }
     return b;
 }
 
 void breaker_free(breaker_t *b)
 {
     if (!b) return;
-    if (exported(b)) atomic_fetch_sub(&live[b->o.channel][b->state], 1);
+    if (exported(b)) {
+        atomic_fetch_sub(&live[b->o.channel][b->state], 1);
+        pthread_mutex_lock(&reg_mu);
+        if (b->reg_prev) b->reg_prev->reg_next = b->reg_next;
+        else reg_head = b->reg_next;
+        if (b->reg_next) b->reg_next->reg_prev = b->reg_prev;
+        pthread_mutex_unlock(&reg_mu);
+    }
     free(b->slots);
     free(b->name);
     free(b);
@@ -95,6 +124,50 @@ breaker_state_t breaker_channel_state(int channel)
     if (atomic_load(&live[channel][BREAKER_OPEN]) > 0) return BREAKER_OPEN;
     if (atomic_load(&live[channel][BREAKER_HALF_OPEN]) > 0) return BREAKER_HALF_OPEN;
     return BREAKER_CLOSED;
+}
+
+static int info_cmp(const void *a, const void *b)
+{
+    const breaker_info_t *x = a, *y = b;
+    if (x->channel != y->channel) return x->channel < y->channel ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+void breaker_list(breaker_info_t **out, int *n)
+{
+    breaker_info_t *v = NULL;
+    int nv = 0, cap = 0;
+    pthread_mutex_lock(&reg_mu);
+    for (breaker_t *b = reg_head; b; b = b->reg_next) {
+        int i = 0;
+        while (i < nv && !(v[i].channel == b->o.channel && strncmp(v[i].name, b->name, sizeof(v[i].name) - 1) == 0))
+            i++;
+        if (i == nv) {
+            if (nv == cap) {
+                cap = cap ? cap * 2 : 8;
+                v = xrealloc(v, (size_t)cap * sizeof(*v));
+            }
+            v[nv] = (breaker_info_t){.channel = b->o.channel, .state = BREAKER_CLOSED};
+            snprintf(v[nv].name, sizeof(v[nv].name), "%s", b->name);
+            nv++;
+        }
+        breaker_info_t *x = &v[i];
+        breaker_state_t st = (breaker_state_t)atomic_load(&b->pub_state);
+        x->breakers++;
+        if (st == BREAKER_OPEN) {
+            x->open++;
+            int64_t until = atomic_load(&b->pub_open_until);
+            if (until > x->open_until_ms) x->open_until_ms = until;
+        } else if (st == BREAKER_HALF_OPEN) {
+            x->half_open++;
+        }
+        if (st > x->state) x->state = st;
+        x->transitions += atomic_load(&b->pub_transitions);
+    }
+    pthread_mutex_unlock(&reg_mu);
+    if (nv > 1) qsort(v, (size_t)nv, sizeof(*v), info_cmp);
+    *out = v;
+    *n = nv;
 }
 
 static void window_clear(breaker_t *b)
@@ -122,6 +195,9 @@ static void set_state(breaker_t *b, breaker_state_t to, int64_t now_ms, const ch
         b->open_until = 0;
         break;
     }
+    atomic_store(&b->pub_open_until, to == BREAKER_OPEN ? b->open_until : 0);
+    atomic_store(&b->pub_transitions, b->transitions);
+    atomic_store(&b->pub_state, (int)to);
     if (exported(b)) {
         atomic_fetch_sub(&live[b->o.channel][from], 1);
         atomic_fetch_add(&live[b->o.channel][to], 1);

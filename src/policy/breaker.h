@@ -18,8 +18,15 @@
  * updates the herald_breaker_state gauge (per channel: the worst state of
  * the channel's breakers, 0 closed, 1 half-open, 2 open).
  *
+ * Exported breakers (channel >= 0) are also listed in a process-wide
+ * registry that breaker_list() reads: per provider name, the worst state
+ * of its breakers (one per dispatch worker), for GET /v1/ops/summary and
+ * the status page.
+ *
  * Threads: a breaker_t belongs to one thread (the dispatcher that owns the
- * provider); the gauge behind it is process-wide and atomic.
+ * provider); the gauge and the registry behind it are process-wide (atomic
+ * states; a mutex held briefly by breaker_new, breaker_free and
+ * breaker_list).
  */
 #ifndef HERALD_POLICY_BREAKER_H
 #define HERALD_POLICY_BREAKER_H
@@ -94,5 +101,23 @@ int64_t breaker_transitions(const breaker_t *b);
 /* The herald_breaker_state gauge of a channel: the worst state of its live
  * breakers (BREAKER_CLOSED when it has none). Any thread. */
 breaker_state_t breaker_channel_state(int channel);
+
+/* One provider's breakers as breaker_list() reports them. */
+typedef struct breaker_info {
+    char name[64];              /* the provider's name (breaker_opts_t.name) */
+    int channel;                /* channel_t */
+    breaker_state_t state;      /* the worst state of its breakers */
+    int breakers;               /* how many (one per dispatch worker) */
+    int open;                   /* of which open */
+    int half_open;              /* of which half-open */
+    int64_t open_until_ms;      /* open: the latest end of a cool-down; else 0 */
+    int64_t transitions;        /* state changes so far, all its breakers */
+} breaker_info_t;
+
+/* The live exported breakers grouped by (name, channel), sorted by channel
+ * then name. *out is allocated (free() it; NULL when there are none). A
+ * breaker that is open past its cool-down shows open until its owner next
+ * asks it (breaker_allow), which is when it turns half-open. Any thread. */
+void breaker_list(breaker_info_t **out, int *n);
 
 #endif

@@ -463,6 +463,7 @@ static hr_t record(dispatch_t *d, int i, bool fatal, bus_batch_t *batch)
         sent_ids_add(&d->sent, x->notification_id);
         lifecycle_transition(x, ST_SENT, at, HSTR(res->msg_id), by);
         METRIC_INC(notifs_sent);
+        METRIC_ADD_AT(delivery_attempts, METRIC_CHANNEL_RESULT(d->ch, METRIC_RESULT_SENT), 1);
         break;
     case SEND_RETRY:
     case SEND_THROTTLED: {
@@ -470,6 +471,8 @@ static hr_t record(dispatch_t *d, int i, bool fatal, bus_batch_t *batch)
         r = to_retry_tier(d, x, res, &queued, batch);
         if (r != HR_OK) return r;
         METRIC_INC(notifs_failed);
+        METRIC_ADD_AT(delivery_attempts,
+                      METRIC_CHANNEL_RESULT(d->ch, queued ? METRIC_RESULT_FAILED : METRIC_RESULT_DEAD), 1);
         if (queued) {
             lifecycle_transition(x, ST_FAILED, at, HSTR(res->error), by);
             break;
@@ -497,6 +500,7 @@ static hr_t record(dispatch_t *d, int i, bool fatal, bus_batch_t *batch)
         }
         lifecycle_transition(x, ST_DEAD, at, HSTR(res->error), by);
         METRIC_INC(notifs_failed);
+        METRIC_ADD_AT(delivery_attempts, METRIC_CHANNEL_RESULT(d->ch, METRIC_RESULT_DEAD), 1);
         r = stage_dead_letter(app, d->src[i], by, res->error, batch);
         break;
     case SEND_FATAL:

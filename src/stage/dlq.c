@@ -18,6 +18,7 @@
 #include "model/event.h"
 #include "stage/stage.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -227,6 +228,81 @@ hr_t dlq_list(app_t *app, const dlq_filter_t *f, dlq_entry_t **out, int *n, bool
         l.n = f->limit;
         *more = true;
     }
+    for (int i = 0; i < l.n && r == HR_OK; i++) r = store_dlq_redriven(app->store, l.v[i].id, &l.v[i].redriven);
+    if (r != HR_OK) {
+        dlq_entries_free(l.v, l.n);
+        return r;
+    }
+    *out = l.v;
+    *n = l.n;
+    return HR_OK;
+}
+
+/* ---- summary (GET /v1/ops/summary) ---- */
+
+hr_t dlq_size(app_t *app, int64_t *records, int64_t *stamp)
+{
+    bus_lag_t *lags = NULL;
+    int nl = 0;
+    *records = *stamp = 0;
+    hr_t r = bus_lag(app->bus, DLQ_GROUP, TOPIC_DLQ, &lags, &nl);
+    if (r == HR_NOTFOUND) return HR_OK; /* no DLQ topic yet: empty */
+    if (r != HR_OK) return r;
+    for (int i = 0; i < nl; i++) {
+        *records += lags[i].lag;
+        *stamp += lags[i].end_offset;
+    }
+    free(lags);
+    return HR_OK;
+}
+
+/* Newest first: at_ms descending, then position descending. */
+static int newest_cmp(const void *a, const void *b)
+{
+    const dlq_entry_t *x = a, *y = b;
+    json_int_t ax = json_integer_value(json_object_get(x->rec, "at_ms"));
+    json_int_t ay = json_integer_value(json_object_get(y->rec, "at_ms"));
+    if (ax != ay) return ax > ay ? -1 : 1;
+    return -entry_cmp(a, b);
+}
+
+/* Keeps the `keep` newest entries seen (sorting and cutting at 4 x keep). */
+typedef struct newest {
+    dlq_entry_t *v;
+    int n, cap, keep;
+} newest_t;
+
+static void newest_cut(newest_t *l)
+{
+    qsort(l->v, (size_t)l->n, sizeof(*l->v), newest_cmp);
+    for (int i = l->keep; i < l->n; i++) json_decref(l->v[i].rec);
+    if (l->n > l->keep) l->n = l->keep;
+}
+
+static bool newest_visit(void *arg, const bus_msg_t *m)
+{
+    newest_t *l = arg;
+    json_t *rec = parse_rec(m);
+    if (!rec) rec = json_pack("{s:s}", "reason", "(unreadable DLQ record)");
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 4 * l->keep + 1;
+        l->v = xrealloc(l->v, (size_t)l->cap * sizeof(*l->v));
+    }
+    memset(&l->v[l->n], 0, sizeof(l->v[l->n]));
+    entry_set(&l->v[l->n++], m, rec);
+    if (l->n > 4 * l->keep) newest_cut(l);
+    return true;
+}
+
+hr_t dlq_latest(app_t *app, int max, dlq_entry_t **out, int *n)
+{
+    assert(max > 0);
+    *out = NULL;
+    *n = 0;
+    newest_t l = {.keep = max};
+    hr_t r = scan(app, newest_visit, &l);
+    if (r == HR_NOTFOUND) r = HR_OK;
+    if (r == HR_OK && l.n) newest_cut(&l);
     for (int i = 0; i < l.n && r == HR_OK; i++) r = store_dlq_redriven(app->store, l.v[i].id, &l.v[i].redriven);
     if (r != HR_OK) {
         dlq_entries_free(l.v, l.n);

@@ -63,6 +63,17 @@ hr_t dlq_redrive_id(app_t *app, const char *id, char *why, size_t why_len);
  * redriven (logged). */
 hr_t dlq_redrive_all(app_t *app, const char *reason, int *done, int *skipped);
 
+/* The DLQ's size without a scan: *records = records on the topic now (its
+ * reader never commits, so its lag is every record kept), *stamp = the sum
+ * of the end offsets, which grows with every record dead-lettered (a cache
+ * of dlq_latest() is stale when it changed). 0 and 0 before the topic
+ * exists. */
+hr_t dlq_size(app_t *app, int64_t *records, int64_t *stamp);
+/* The `max` (> 0) entries dead-lettered last (at_ms, newest first), with
+ * their redriven flag; a full scan like dlq_list. Free with
+ * dlq_entries_free. */
+hr_t dlq_latest(app_t *app, int max, dlq_entry_t **out, int *n);
+
 /* JSON for an entry as `herald dlq list` and GET /v1/dlq show it: id,
  * at_ms, reason, stage, topic, partition, offset, redriven, payload or
  * payload_hex. New reference. */

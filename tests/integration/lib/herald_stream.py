@@ -86,7 +86,10 @@ def api_key(port):
     d = _DATA_DIRS.get(port)
     try:
         with open(os.path.join(d, "admin.key")) as f:
-            _KEYS[port] = f.read().strip()
+            key = f.read().strip()
+        if not key:
+            raise OSError("not written yet")
+        _KEYS[port] = key
     except (OSError, TypeError):
         # A herald sharing another's store finds keys there and writes none:
         # any key of the run is an admin key of the same tenant.

@@ -128,6 +128,7 @@ static void fill(metrics_snap_t *s)
     s->dlq_records = 8;
     s->status_rows_written = 9;
     for (int i = 0; i < METRIC_N_HTTP_CLASS; i++) s->http_responses[i] = 100 + i;
+    for (int i = 0; i < METRIC_N_CHANNEL_RESULT; i++) s->delivery_attempts[i] = 200 + i;
     for (int i = 0; i < METRIC_N_BUS_GROUP; i++) s->bus_lag[i] = i == 3 ? NAN : 10.0 * i;
     static hist_t h[CH__COUNT];
     memset(h, 0, sizeof(h));
@@ -141,6 +142,13 @@ static void fill(metrics_snap_t *s)
         hist_read(&h[ch], &s->delivery_latency[ch]);
         s->delivery_latency_max[ch] = (double)s->delivery_latency[ch].max / 1e6;
     }
+    static hist_t w;
+    memset(&w, 0, sizeof(w));
+    hist_local_t l;
+    hist_local_init(&l);
+    for (uint64_t v = 100; v < 5000000; v = v * 2 + 7) hist_record(&l, v);
+    hist_merge(&w, &l);
+    hist_read(&w, &s->status_write);
 }
 
 static void assert_same_values(const metrics_snap_t *a, const metrics_snap_t *b, bool fine)
@@ -246,6 +254,14 @@ static void test_exposition_text(void **state)
     assert_non_null(strstr(b.data, "\nherald_http_responses_total{class=\"aborted\"} 100\n"));
     assert_non_null(strstr(b.data, "\nherald_http_responses_total{class=\"5xx\"} 105\n"));
     assert_non_null(strstr(b.data, "\nherald_delivery_latency_seconds_bucket{channel=\"sms\",le=\"0.5\"} "));
+    /* outcomes per channel: channel-major, sent, failed, dead */
+    assert_non_null(strstr(b.data, "\nherald_delivery_attempts_total{channel=\"push\",result=\"sent\"} 200\n"));
+    assert_non_null(strstr(b.data, "\nherald_delivery_attempts_total{channel=\"push\",result=\"dead\"} 202\n"));
+    assert_non_null(strstr(b.data, "\nherald_delivery_attempts_total{channel=\"sms\",result=\"failed\"} 204\n"));
+    assert_int_equal(METRIC_CHANNEL_RESULT(CH_SMS, METRIC_RESULT_FAILED), 4);
+    /* an unlabelled histogram: le is its only label */
+    assert_non_null(strstr(b.data, "\nherald_status_write_seconds_bucket{le=\"0.001\"} "));
+    assert_non_null(strstr(b.data, "\nherald_status_write_seconds_count "));
     assert_non_null(strstr(b.data, "\nherald_bus_lag_records{group=\"fanout\",topic=\"raw-events\"} 0\n"));
     assert_non_null(strstr(b.data, "\nherald_bus_lag_records{group=\"dispatch-push\",topic=\"notifications-push\"} 10\n"));
     assert_null(strstr(b.data, "group=\"dispatch-email\""));     /* NaN: not exposed */

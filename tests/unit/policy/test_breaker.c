@@ -13,6 +13,8 @@
 #include "metrics/metrics.h"
 #include "policy/breaker.h"
 
+#include <stdlib.h>
+
 typedef struct changes {
     int n;
     breaker_state_t from[64], to[64];
@@ -208,6 +210,74 @@ static void test_incident_bounded(void **st)
     breaker_free(b);
 }
 
+/* breaker_list: one row per (provider, channel) with the worst state,
+ * counts per state and the latest open_until; sorted by channel, name;
+ * unexported breakers and freed ones are not listed. */
+static void test_list(void **st)
+{
+    (void)st;
+    breaker_opts_t o;
+    breaker_opts_default(&o);
+    o.min_requests = 1;
+    o.cooldown_ms = 1000;
+    o.probes = 2;
+    o.channel = CH_EMAIL;
+    o.name = "smtp";
+    breaker_t *a = breaker_new(&o), *b = breaker_new(&o), *c = breaker_new(&o);
+    o.name = "apns";
+    o.channel = CH_PUSH;
+    breaker_t *d = breaker_new(&o);
+    o.channel = -1;
+    o.name = "hidden";
+    breaker_t *e = breaker_new(&o);
+
+    breaker_info_t *v = NULL;
+    int n = -1;
+    breaker_list(&v, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].name, "apns"); /* push sorts before email */
+    assert_int_equal(v[0].channel, CH_PUSH);
+    assert_string_equal(v[1].name, "smtp");
+    assert_int_equal(v[1].breakers, 3);
+    assert_int_equal(v[1].state, BREAKER_CLOSED);
+    assert_int_equal(v[1].open_until_ms, 0);
+    free(v);
+
+    /* a opens at 100 (until 1100), b at 500 (until 1500); at 1200 a is
+     * asked and turns half-open */
+    assert_true(breaker_allow(a, 100));
+    breaker_record(a, 100, false);
+    assert_true(breaker_allow(b, 500));
+    breaker_record(b, 500, false);
+    breaker_list(&v, &n);
+    assert_int_equal(v[1].state, BREAKER_OPEN);
+    assert_int_equal(v[1].open, 2);
+    assert_int_equal(v[1].open_until_ms, 1500);
+    assert_int_equal(v[1].transitions, 2);
+    assert_int_equal(v[0].state, BREAKER_CLOSED);
+    free(v);
+    assert_int_equal(breaker_state(a, 1200), BREAKER_HALF_OPEN);
+    breaker_list(&v, &n);
+    assert_int_equal(v[1].state, BREAKER_OPEN);
+    assert_int_equal(v[1].open, 1);
+    assert_int_equal(v[1].half_open, 1);
+    free(v);
+    breaker_free(b);
+    breaker_list(&v, &n);
+    assert_int_equal(v[1].state, BREAKER_HALF_OPEN);
+    assert_int_equal(v[1].breakers, 2);
+    assert_int_equal(v[1].open_until_ms, 0);
+    free(v);
+
+    breaker_free(a);
+    breaker_free(c);
+    breaker_free(d);
+    breaker_free(e);
+    breaker_list(&v, &n);
+    assert_int_equal(n, 0);
+    assert_null(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_every_transition),
         cmocka_unit_test(test_window_slides),
         cmocka_unit_test(test_incident_bounded),
+        cmocka_unit_test(test_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

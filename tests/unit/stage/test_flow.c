@@ -287,6 +287,9 @@ static void test_traceparent_every_hop(void **state)
 static void test_retry_tiers_then_dlq(void **state)
 {
     fx_t *f = *state;
+#define PUSH_OUTCOME(res) METRIC_VALUE_AT(delivery_attempts, METRIC_CHANNEL_RESULT(CH_PUSH, METRIC_RESULT_##res))
+    int64_t sent0 = PUSH_OUTCOME(SENT), failed0 = PUSH_OUTCOME(FAILED), dead0 = PUSH_OUTCOME(DEAD);
+    uint64_t writes0 = atomic_load(&METRIC_HIST(status_write, 0)->total);
     start(f);
     produce_event(f, "e-retry", "posted", "rita", "[\"push\"]");
     produce_event(f, "e-ok", "posted", "ann", "[\"push\"]");
@@ -306,6 +309,14 @@ static void test_retry_tiers_then_dlq(void **state)
     assert_int_equal(h[3].attempt, 4);
     assert_non_null(strstr(h[3].detail, "retries exhausted after 4 attempts"));
     status_hist_free(h, nh);
+    /* the outcomes per channel count the same story: ann sent, rita failed
+     * three times, then dead */
+    assert_int_equal(PUSH_OUTCOME(SENT) - sent0, 1);
+    assert_int_equal(PUSH_OUTCOME(FAILED) - failed0, 3);
+    assert_int_equal(PUSH_OUTCOME(DEAD) - dead0, 1);
+#undef PUSH_OUTCOME
+    /* the status rows read above were written in timed store transactions */
+    assert_true(atomic_load(&METRIC_HIST(status_write, 0)->total) > writes0);
 
     dlq_filter_t fl = {.reason = "retries exhausted"};
     dlq_entry_t *e = NULL;

@@ -1,0 +1,3 @@
+module herald.test/fakeprov
+
+go 1.19
