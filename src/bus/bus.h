@@ -67,6 +67,14 @@ typedef struct bus_msg {
     size_t key_len;
     const void *value;
     size_t value_len;
+    /* The record's `traceparent` header (W3C Trace Context), the one record
+     * header herald reads: Kafka fills it for records whose producer set it
+     * (events produced straight to raw-events); NULL/0 when absent and
+     * always on the embedded bus, whose only producer is herald, which
+     * carries the trace context inside its records (the event's JSON, the
+     * notification record). Not validated here. Lives as long as value. */
+    const char *traceparent;
+    size_t traceparent_len;
 } bus_msg_t;
 
 /* Tracks acknowledgements for a set of produced records. Initialise with

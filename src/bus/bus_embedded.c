@@ -586,6 +586,8 @@ static int take_records(emb_consumer_t *c, bus_msg_t *msgs, int max, int64_t lim
         m->key_len = klen;
         m->value = r + REC_HDR + klen;
         m->value_len = len - REC_HDR - klen;
+        m->traceparent = NULL; /* no record headers in segment files (bus.h) */
+        m->traceparent_len = 0;
         cp->pos = off + 1;
     }
     return n;

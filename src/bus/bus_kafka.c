@@ -905,6 +905,23 @@ out:
     return r;
 }
 
+/* The record's last `traceparent` header into o (bus.h), NULL when it has
+ * none. librdkafka parses a record's headers only when asked, and this is
+ * the only one herald reads. */
+static void kafka_traceparent(rd_kafka_message_t *m, bus_msg_t *o)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *v = NULL;
+    size_t vn = 0;
+    o->traceparent = NULL;
+    o->traceparent_len = 0;
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+    if (rd_kafka_header_get_last(hdrs, "traceparent", &v, &vn) != RD_KAFKA_RESP_ERR_NO_ERROR || !v)
+        return;
+    o->traceparent = v;
+    o->traceparent_len = vn;
+}
+
 static int kpoll(bus_consumer_t *bc, bus_msg_t *msgs, int max, int timeout_ms)
 {
     kconsumer_t *c = (kconsumer_t *)bc;
@@ -954,6 +971,7 @@ static int kpoll(bus_consumer_t *bc, bus_msg_t *msgs, int max, int timeout_ms)
         o->key_len = m->key_len;
         o->value = m->payload;
         o->value_len = m->len;
+        kafka_traceparent(m, o);
         c->held[n++] = m;
     }
     c->nheld = n;

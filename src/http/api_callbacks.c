@@ -140,6 +140,7 @@ static void record(http_req_t *rq, http_resp_t *rs, int provider, report_t *rp, 
         x.title = HSTR(w->title);
         x.body = HSTR(w->body);
         x.address = HSTR(w->address);
+        x.traceparent = HSTR(w->traceparent);
         x.quiet_start_min = x.quiet_end_min = NOTIF_QUIET_NONE;
         lifecycle_transition(&x, rp[i].to, now, HSTR(rp[i].detail), CB_STAGE);
         buf_reset(&enc);

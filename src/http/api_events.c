@@ -17,6 +17,12 @@
  * than the default one is written into the event's "tenant" member, which
  * fan-out qualifies every id with. The template check looks at the
  * tenant's own templates.
+ * Tracing: a `traceparent` header (W3C Trace Context) applies to every
+ * event of the request that carries no `traceparent` of its own (the
+ * event's own value is the more specific context, as a CloudEvent's
+ * distributed tracing attribute is meant to be). A malformed header, or
+ * more than one, is refused with 400 naming `traceparent` before the body
+ * is read; a malformed field is a 422 naming it like any bad member.
  */
 #include "http/api_int.h"
 
@@ -153,6 +159,25 @@ void api_events_post(http_req_t *rq, http_resp_t *rs)
         return;
     }
 
+    /* The request's trace context (see the top), checked before the body. */
+    char tp[TRACEPARENT_LEN + 1] = "";
+    const char *tph = req_header(rq, "traceparent");
+    if (tph) {
+        const char *why = NULL;
+        if (req_header_count(rq, "traceparent") > 1) {
+            resp_problem(rs, 400, PROBLEM_PARAM, "traceparent", "traceparent is given more than once");
+            METRIC_INC(events_rejected);
+            return;
+        }
+        if (trace_normalize(tph, strlen(tph), tp, &why) != HR_OK) {
+            resp_problem(rs, 400, PROBLEM_PARAM, "traceparent",
+                         "traceparent %s (want W3C Trace Context: 00-<32 hex>-<16 hex>-<2 hex>, "
+                         "lowercase, ids not all zero)", why);
+            METRIC_INC(events_rejected);
+            return;
+        }
+    }
+
     json_t *doc = api_body_json(rq, rs);
     if (!doc) {
         METRIC_INC(events_rejected);
@@ -223,6 +248,9 @@ void api_events_post(http_req_t *rq, http_resp_t *rs)
                      pb.field[0] ? " " : "", pb.detail);
         goto rejected;
     }
+
+    for (int i = 0; i < n && tp[0]; i++)
+        if (!evs[i].traceparent[0]) memcpy(evs[i].traceparent, tp, sizeof(tp));
 
     hr_t r = ingest_publish(app, evs, n);
     if (r == HR_NOSPACE) {

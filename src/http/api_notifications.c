@@ -28,6 +28,7 @@ static json_t *notif_row_json(const notif_row_t *n)
     json_object_set_new(o, "created_at", api_json_time(n->created_at_ms));
     json_object_set_new(o, "updated_at", api_json_time(n->updated_at_ms));
     json_object_set_new(o, "delivered_at", api_json_time(n->delivered_at_ms));
+    json_object_set_new(o, "traceparent", api_json_str_or_null(n->traceparent));
     return o;
 }
 

@@ -211,6 +211,8 @@ const char *req_query(http_req_t *rq, const char *name, bool *bad);
 /* A request header's value (case-insensitive name), NULL when absent.
  * Owned by libmicrohttpd; valid until the request ends. */
 const char *req_header(http_req_t *rq, const char *name);
+/* How many times the request carries header `name` (case-insensitive). */
+int req_header_count(http_req_t *rq, const char *name);
 
 /* Answers doc (reference stolen) as application/json. */
 void resp_json(http_resp_t *rs, int status, json_t *doc);

@@ -131,6 +131,26 @@ const char *req_header(http_req_t *rq, const char *name)
     return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
 }
 
+typedef struct header_count {
+    const char *name;
+    int n;
+} header_count_t;
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    header_count_t *c = cls;
+    if (strcasecmp(key, c->name) == 0) c->n++;
+    return MHD_YES;
+}
+
+int req_header_count(http_req_t *rq, const char *name)
+{
+    header_count_t c = {name, 0};
+    MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, count_header, &c);
+    return c.n;
+}
+
 void resp_text(http_resp_t *rs, int status, const char *content_type, char *body, size_t len)
 {
     free(rs->body);

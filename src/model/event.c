@@ -19,6 +19,9 @@
  *                 content) as top-level
  *                 extension attributes or inside data; the top level wins.
  *                 subject stands in for actor when actor is absent.
+ * Both shapes take "traceparent" at the top level only (in CloudEvents it
+ * is the distributed tracing extension's attribute, never part of data);
+ * a malformed one is refused like any bad field (model/trace.h).
  */
 #include "model/event.h"
 #include "model/template.h"
@@ -332,6 +335,13 @@ hr_t event_from_json(json_t *obj, event_t *ev, problem_t *pb)
     if (v) {
         if ((r = parse_content_obj(v, name, true, &e, pb)) != HR_OK) return r;
         e.content = v;
+    }
+
+    if ((v = member(obj, "traceparent"))) {
+        const char *why = "must be a string";
+        if (!json_is_string(v) ||
+            trace_normalize(json_string_value(v), json_string_length(v), e.traceparent, &why) != HR_OK)
+            return fail(pb, "traceparent", "%s (want W3C 00-<32 hex>-<16 hex>-<2 hex>)", why);
     }
 
     if ((v = member(obj, "_accepted_at_us"))) {

@@ -10,6 +10,7 @@
 
 #include "core/common.h"
 #include "model/notif.h"
+#include "model/trace.h"
 
 #include <jansson.h>
 
@@ -37,6 +38,12 @@ typedef struct event {
     json_t *content;            /* borrowed: inline "content" object, NULL if absent */
     unsigned content_mask;      /* channels content names ({"push":{...}}) */
     bool content_default;       /* content has a title/body for every channel */
+    /* "traceparent" (W3C Trace Context; in CloudEvents the distributed
+     * tracing extension attribute): validated and written in version 00
+     * form; "" when absent. Ingest and fan-out may fill it from the
+     * transport (the HTTP header, the Kafka record header) when the event
+     * carries none: the event's own value wins. */
+    char traceparent[TRACEPARENT_LEN + 1];
 } event_t;
 
 /* Inline content (instead of a template), per channel or for all:

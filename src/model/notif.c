@@ -205,6 +205,11 @@ hr_t notif_decode(const void *data, size_t len, notif_t *n)
     } else {
         NOTIF_STRINGS_V2(NOTIF_EMPTY_ONE)
     }
+    if (version >= 3) {
+        NOTIF_STRINGS_V3(NOTIF_READ_ONE)
+    } else {
+        NOTIF_STRINGS_V3(NOTIF_EMPTY_ONE)
+    }
 #undef NOTIF_EMPTY_ONE
 #undef NOTIF_READ_ONE
     if (off != len) return HR_INVALID; /* trailing bytes: not a record of this version */
@@ -278,6 +283,7 @@ hr_t notif_to_json(const notif_t *n, buf_t *out)
     jw_key_int(&w, KEY("accepted_at_us"), n->accepted_at_us);
     jw_key_s(&w, KEY("channel_msg_id"), n->channel_msg_id);
     jw_key_s(&w, KEY("error"), n->error);
+    if (n->traceparent.n) jw_key_s(&w, KEY("traceparent"), n->traceparent);
     jw_metadata(&w, n->metadata);
     jw_lit(&w, "}");
 

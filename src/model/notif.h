@@ -8,15 +8,17 @@
  * point into the input bytes and are NOT NUL-terminated; each string is a
  * (ptr, len) pair (hstr_t).
  *
- * Binary layout (little-endian), version 2 (what notif_encode writes):
- *   u8 magic 'N' | u8 version (2) | u8 kind (record_kind_t)
+ * Binary layout (little-endian), version 3 (what notif_encode writes):
+ *   u8 magic 'N' | u8 version (3) | u8 kind (record_kind_t)
  *   | u8 channel | u8 priority | u8 status | u16 attempt
  *   | i64 created_at_ms | i64 due_at_ms | i64 status_at_ms | i64 accepted_at_us
  *   | i16 quiet_start_min | i16 quiet_end_min
  *   | then strings, each u32 length + bytes, in the order of NOTIF_STRINGS
- *     (NOTIF_STRINGS_V1, then NOTIF_STRINGS_V2).
+ *     (NOTIF_STRINGS_V1, then NOTIF_STRINGS_V2, then NOTIF_STRINGS_V3).
  * Version 1 (still decoded) lacks the two quiet-hours fields and the
  * NOTIF_STRINGS_V2 strings; decoding it leaves them empty and -1.
+ * Version 2 (still decoded) lacks the NOTIF_STRINGS_V3 strings (the W3C
+ * traceparent); decoding it leaves them empty.
  *
  * A new version adds fields at the end of the fixed part or of the string
  * list, never in between, so that decoding an older version is "read less,
@@ -110,26 +112,32 @@ typedef struct notif {
     hstr_t timezone;            /* IANA name; empty = unknown (UTC) */
     int16_t quiet_start_min;    /* quiet hours, minutes after local midnight, */
     int16_t quiet_end_min;      /* 0..1439 each, or both NOTIF_QUIET_NONE */
+    /* Version 3: the W3C trace context of the event (model/trace.h), as
+     * ingest or fan-out accepted it (version 00 form, 55 characters); empty
+     * when the event came without one. The codec carries the bytes as they
+     * are: whoever puts it on a wire checks it (trace_is_v00). */
+    hstr_t traceparent;
 } notif_t;
 
 #define NOTIF_MAGIC 'N'
-#define NOTIF_VERSION 2         /* written; 1 and 2 are read */
+#define NOTIF_VERSION 3         /* written; 1, 2 and 3 are read */
 #define NOTIF_QUIET_NONE (-1)   /* no quiet hours */
 
 /* The string fields in wire order (X-macro: X(field) per notif_t member):
- * those of version 1, then those version 2 added. */
+ * those of version 1, then those versions 2 and 3 added. */
 #define NOTIF_STRINGS_V1(X)                                                  \
     X(notification_id) X(event_id) X(user_id) X(category) X(title) X(body)   \
     X(address) X(platform) X(channel_msg_id) X(error) X(metadata)
 #define NOTIF_STRINGS_V2(X) X(timezone)
-#define NOTIF_STRINGS(X) NOTIF_STRINGS_V1(X) NOTIF_STRINGS_V2(X)
+#define NOTIF_STRINGS_V3(X) X(traceparent)
+#define NOTIF_STRINGS(X) NOTIF_STRINGS_V1(X) NOTIF_STRINGS_V2(X) NOTIF_STRINGS_V3(X)
 
-/* Appends the binary encoding (version 2) to out. HR_INVALID for
+/* Appends the binary encoding (version 3) to out. HR_INVALID for
  * out-of-range enums or quiet hours (each 0..1439, or both
  * NOTIF_QUIET_NONE). A zeroed notif_t has quiet hours 00:00-00:00, an empty
  * window; set both to NOTIF_QUIET_NONE to say "none". */
 hr_t notif_encode(const notif_t *n, buf_t *out);
-/* Decodes version 1 or 2; n's strings point into data. HR_INVALID on a
+/* Decodes version 1, 2 or 3; n's strings point into data. HR_INVALID on a
  * malformed record. */
 hr_t notif_decode(const void *data, size_t len, notif_t *n);
 /* JSON form (for DLQ, API, sandbox lines and debugging). event_id and

@@ -21,6 +21,7 @@
 #include "core/base64.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "model/trace.h"
 #include "provider/http_provider.h"
 #include "model/tenant.h"
 
@@ -51,6 +52,11 @@ hr_t webhook_build(const webhook_conf_t *c, const notif_t *n, prov_http_req_t *r
                        n->notification_id.p);
     if (r == HR_OK && c->authorization && *c->authorization)
         r = buf_printf(&req->headers, "Authorization: %s\n", c->authorization);
+    /* the event's trace context goes on to the receiver (W3C Trace Context:
+     * the header travels with the request), only in the one form herald
+     * writes: a record carrying anything else gets no header */
+    if (r == HR_OK && n->traceparent.n && trace_is_v00(n->traceparent.p, n->traceparent.n))
+        r = buf_printf(&req->headers, "traceparent: %.*s\n", (int)n->traceparent.n, n->traceparent.p);
     if (r == HR_OK) r = notif_to_json(n, &req->body);
     if (r == HR_OK) buf_cstr(&req->url);
     return r;

@@ -12,7 +12,9 @@
  * notification keyed by the receiver's user id. The record carries what the
  * dispatcher's policy needs: priority, the recipient's time zone and quiet
  * hours (from the recipient cache), and due_at (the event's send_at when in
- * the future, else 0 = now).
+ * the future, else 0 = now). It also carries the event's trace context
+ * (traceparent: the event's own, else the Kafka record's header; an
+ * invalid header is ignored, as W3C Trace Context asks of a receiver).
  *
  * Tenants (DESIGN §10, model/tenant.h): every id the event names - its
  * event id, type, audience users, topic, followers_of actor - is qualified
@@ -332,6 +334,7 @@ static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const ch
             .timezone = HSTR(rc->timezone),
             .quiet_start_min = rc->quiet_start_min,
             .quiet_end_min = rc->quiet_end_min,
+            .traceparent = HSTR(ev->traceparent),
         };
         if (replay && ch != CH_PUSH) { /* push: per device, below */
             bool sent = false;
@@ -540,6 +543,10 @@ static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, 
             r = stage_dead_letter(app, &msgs[i], "fanout", reason, batch);
             continue;
         }
+        if (!f->evs[i].traceparent[0] && msgs[i].traceparent_len &&
+            trace_normalize(msgs[i].traceparent, msgs[i].traceparent_len, f->evs[i].traceparent,
+                            NULL) != HR_OK)
+            log_debug("fanout", "event %s: invalid traceparent header ignored", f->evs[i].event_id);
         snprintf(f->posbuf[i], sizeof(f->posbuf[i]), "%s/%d/%lld", msgs[i].topic, msgs[i].partition,
                  (long long)msgs[i].offset);
         /* dedupe per tenant: two tenants may use the same event id */

@@ -70,6 +70,10 @@ hr_t ingest_publish(app_t *app, event_t *evs, int n)
 
     for (int i = 0; i < n; i++) {
         json_object_set_new(evs[i].doc, "_accepted_at_us", json_integer(now));
+        /* the trace context fan-out carries on: the event's own or the
+         * request's, in version 00 form (model/event.h) */
+        if (evs[i].traceparent[0])
+            json_object_set_new(evs[i].doc, "traceparent", json_string(evs[i].traceparent));
         char *text = json_dumps(evs[i].doc, JSON_COMPACT);
         if (!text) {
             r = HR_ERR;

@@ -113,7 +113,7 @@ struct inflight {
 /* Copies of records (gathering stages), valid until the next gather. */
 typedef struct gathered {
     buf_t bytes;
-    size_t *key_at, *val_at;
+    size_t *key_at, *val_at, *tp_at;
     int cap;
 } gathered_t;
 
@@ -226,6 +226,7 @@ static int gather(stage_worker_t *w, gathered_t *g, bus_msg_t *msgs, int n, int 
         g->cap = want;
         g->key_at = xrealloc(g->key_at, (size_t)want * sizeof(*g->key_at));
         g->val_at = xrealloc(g->val_at, (size_t)want * sizeof(*g->val_at));
+        g->tp_at = xrealloc(g->tp_at, (size_t)want * sizeof(*g->tp_at));
     }
     int total = 0;
     for (;;) {
@@ -235,6 +236,8 @@ static int gather(stage_worker_t *w, gathered_t *g, bus_msg_t *msgs, int n, int 
             buf_append(&g->bytes, m->key, m->key_len);
             g->val_at[total + i] = g->bytes.len;
             buf_append(&g->bytes, m->value, m->value_len);
+            g->tp_at[total + i] = g->bytes.len;
+            buf_append(&g->bytes, m->traceparent, m->traceparent_len);
             m->topic = w->def->topic;
         }
         total += n;
@@ -246,6 +249,7 @@ static int gather(stage_worker_t *w, gathered_t *g, bus_msg_t *msgs, int n, int 
     for (int i = 0; i < total; i++) {
         msgs[i].key = g->bytes.data + g->key_at[i];
         msgs[i].value = g->bytes.data + g->val_at[i];
+        if (msgs[i].traceparent) msgs[i].traceparent = g->bytes.data + g->tp_at[i];
     }
     return total;
 }
@@ -439,6 +443,7 @@ static void *worker_main(void *arg)
     buf_release(&g.bytes);
     free(g.key_at);
     free(g.val_at);
+    free(g.tp_at);
     return NULL;
 }
 

@@ -859,6 +859,7 @@ void notif_row_clear(notif_row_t *r)
     free(r->address);
     free(r->channel_msg_id);
     free(r->error);
+    free(r->traceparent);
     memset(r, 0, sizeof(*r));
 }
 

@@ -17,7 +17,7 @@
 
 typedef struct store store_t;
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define STORE_MAX_DEVICES 16
 
 typedef struct device {
@@ -78,6 +78,7 @@ typedef struct notif_row {
     int64_t created_at_ms;
     int64_t updated_at_ms;
     int64_t delivered_at_ms;    /* 0 when not sent */
+    char *traceparent;          /* W3C trace context the records carried; NULL when none */
 } notif_row_t;
 /* Frees the row's strings and zeroes it; NULL is a no-op. */
 void notif_row_clear(notif_row_t *r);

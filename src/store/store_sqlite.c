@@ -96,7 +96,7 @@ _Static_assert(CH_PUSH == 0 && CH_WEBHOOK == 4, "channel codes are stored in the
 
 #define NOTIF_COLS                                                                         \
     "notification_id, event_id, user_id, channel, category, title, body, address, status, " \
-    "attempt, channel_msg_id, error, created_at, updated_at, delivered_at"
+    "attempt, channel_msg_id, error, created_at, updated_at, delivered_at, traceparent"
 
 /* The statements, by id. S_NOTIF_UPSERT is written at first open from
  * NOTIF_UPSERT_FMT (sql_init). */
@@ -216,20 +216,22 @@ static const char *stmt_sql[S__COUNT] = {
                            " ORDER BY topic LIMIT ?3",
 };
 
-/* The status sink's upsert. ?17 = rank of the incoming status
+/* The status sink's upsert. ?18 = the record's traceparent (NULL = none: a
+ * row keeps the one it has). ?17 = rank of the incoming status
  * (lifecycle_rank); each %1$s is the rank of the stored status, generated
  * by lifecycle_rank_sql. The WHERE is lifecycle_may_replace. Unqualified
  * columns in DO UPDATE are the existing row. */
 #define NOTIF_UPSERT_FMT                                                                        \
     "INSERT INTO notifications (notification_id, event_id, user_id, channel, category,"         \
     " title, body, address, status, attempt, channel_msg_id, metadata, error, created_at,"       \
-    " updated_at, delivered_at)"                                                                \
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"           \
+    " updated_at, delivered_at, traceparent)"                                                   \
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?18)"      \
     " ON CONFLICT (notification_id) DO UPDATE SET status = excluded.status,"                    \
     " attempt = excluded.attempt,"                                                              \
     " channel_msg_id = COALESCE(excluded.channel_msg_id, channel_msg_id),"                      \
     " metadata = COALESCE(excluded.metadata, metadata), error = excluded.error,"                \
     " updated_at = excluded.updated_at,"                                                        \
+    " traceparent = COALESCE(excluded.traceparent, traceparent),"                               \
     " delivered_at = CASE WHEN excluded.status = 2"                                             \
     "   THEN COALESCE(excluded.delivered_at, delivered_at)"                                     \
     "   ELSE COALESCE(delivered_at, excluded.delivered_at) END"                                 \
@@ -445,27 +447,32 @@ static hr_t schema_init(conn_t *c)
         r = HR_INVALID;
         goto out;
     }
-    /* Migrations, one per version step, in the same transaction. */
-    if (version == 1) {
-        if (sqlite3_exec(c->db, store_schema_sqlite_migrate_2, NULL, NULL, &msg) != SQLITE_OK) {
-            log_error(LOG, "schema migration to version 2: %s", msg ? msg : "?");
+    /* Migrations, one per version step, in order, in the same transaction
+     * (a new database got the current schema from sqlite.sql: version 0).
+     * Version 3 also fills scheduled.user_id by decoding the rows' records. */
+    static const struct {
+        int to;
+        const char *sql;
+    } steps[] = {
+        {2, store_schema_sqlite_migrate_2},
+        {3, store_schema_sqlite_migrate_3},
+        {4, store_schema_sqlite_migrate_4},
+    };
+    for (size_t i = 0; version > 0 && i < ARRAY_LEN(steps); i++) {
+        if (version >= steps[i].to) continue;
+        if (sqlite3_exec(c->db, steps[i].sql, NULL, NULL, &msg) != SQLITE_OK) {
+            log_error(LOG, "schema migration to version %d: %s", steps[i].to, msg ? msg : "?");
             sqlite3_free(msg);
             r = HR_ERR;
             goto out;
         }
-        log_info(LOG, "database schema migrated from version 1 to 2");
-    }
-    if (version == 1 || version == 2) {
-        if (sqlite3_exec(c->db, store_schema_sqlite_migrate_3, NULL, NULL, &msg) != SQLITE_OK) {
-            log_error(LOG, "schema migration to version 3: %s", msg ? msg : "?");
-            sqlite3_free(msg);
-            r = HR_ERR;
-            goto out;
+        if (steps[i].to == 3) {
+            int64_t filled = 0;
+            if ((r = sq_sched_fill_users(c, &filled)) != HR_OK) goto out;
+            log_info(LOG, "scheduled.user_id filled for %lld row(s)", (long long)filled);
         }
-        int64_t filled = 0;
-        if ((r = sq_sched_fill_users(c, &filled)) != HR_OK) goto out;
-        log_info(LOG, "database schema migrated from version 2 to 3 (%lld scheduled row(s))",
-                 (long long)filled);
+        log_info(LOG, "database schema migrated from version %d to %d", version, steps[i].to);
+        version = steps[i].to;
     }
     if (sqlite3_exec(c->db, store_schema_sqlite_indexes, NULL, NULL, &msg) != SQLITE_OK) {
         log_error(LOG, "schema indexes: %s", msg ? msg : "?");

@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "model/lifecycle.h"
+#include "model/trace.h"
 
 #include <limits.h>
 #include <sched.h>
@@ -115,6 +116,9 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         if (sent) sqlite3_bind_int64(up, 16, at);
         else sqlite3_bind_null(up, 16);
         sqlite3_bind_int(up, 17, lifecycle_rank(m->status));
+        /* only a well-formed trace context is kept (the API shows it) */
+        bind_hstr_opt(up, 18, trace_is_v00(m->traceparent.p, m->traceparent.n) ? m->traceparent
+                                                                              : (hstr_t){NULL, 0});
         /* The history row needs the notification's rowid. When the upsert
          * inserted, last_insert_rowid moved to it; otherwise (update, or a
          * record refused by the final-state rule) look it up: a cheap probe
@@ -178,6 +182,7 @@ static void row_read(sqlite3_stmt *st, void *elem)
     r->created_at_ms = sqlite3_column_int64(st, 12);
     r->updated_at_ms = sqlite3_column_int64(st, 13);
     r->delivered_at_ms = sqlite3_column_int64(st, 14); /* NULL reads as 0 */
+    r->traceparent = col_str(st, 15);
 }
 
 static void hist_row(sqlite3_stmt *st, void *elem)
@@ -204,7 +209,7 @@ hr_t sq_notif_get(store_t *s, const char *notification_id, notif_row_t *out,
     int64_t rowid = 0;
     if (rc == SQLITE_ROW) {
         row_read(st, out);
-        rowid = sqlite3_column_int64(st, 15);
+        rowid = sqlite3_column_int64(st, 16);
     }
     sqlite3_reset(st);
     if (rc != SQLITE_ROW) r = rc == SQLITE_DONE ? HR_NOTFOUND : sq_err(c, rc, "notification get");

@@ -64,6 +64,21 @@ write("fuzz_notif", "utf8", notif(1, 1, 2, 1, 1, [b"id", b"e", b"u", b"c", "t\u0
 write("fuzz_notif", "truncated", notif(1, 0, 1, 0, 0, ids)[:45])
 write("fuzz_notif", "bad_version", b"N\x02" + notif(1, 0, 1, 0, 0, ids)[2:])
 
+
+# versions 2 (quiet hours, time zone) and 3 (traceparent) of the same record
+def notif_v(version, kind, channel, prio, status, attempt, quiet, strings):
+    head = struct.pack("<BBBBBBHqqqqhh", ord("N"), version, kind, channel, prio, status, attempt,
+                       T, T + 1000, T + 2000, T * 1000, quiet[0], quiet[1])
+    return head + b"".join(struct.pack("<I", len(s)) + s for s in strings)
+
+
+TP = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+write("fuzz_notif", "v2_status", notif_v(2, 2, 4, 1, 1, 1, (1320, 420), status + [b"Europe/Paris"]))
+write("fuzz_notif", "v3_traceparent", notif_v(3, 1, 4, 1, 0, 1, (-1, -1), ids + [b"UTC", TP]))
+write("fuzz_notif", "v3_traceparent_crlf",
+      notif_v(3, 2, 4, 1, 1, 1, (-1, -1), status + [b"", TP + b"\r\nX-Evil: 1"]))
+write("fuzz_notif", "bad_version_4", b"N\x04" + notif_v(3, 1, 4, 1, 0, 1, (-1, -1), ids + [b"", TP])[2:])
+
 # ---- events and templates (src/model/event.h, template.h) ----
 full = ('{"event_id":"evt-1","type":"post.created","source":"/social",'
         '"time":"2024-05-01T12:00:00.250Z","actor":"kylie","tenant":"acme",'
@@ -81,6 +96,10 @@ write("fuzz_event", "template_broken", "{{ {{{x}}} }} {{data.}} {{\n" + full)
 write("fuzz_event", "followers", '{"event_id":"e","type":"t","audience":{"followers_of":"kylie"},'
       '"actor":"kylie","data":{}}')
 write("fuzz_event", "empty_object", "{}")
+write("fuzz_event", "traceparent", full[:-1] + ',"traceparent":"' + TP.decode() + '"}')
+write("fuzz_event", "traceparent_ce", ce[:-1] + ',"traceparent":"01-' + TP.decode()[3:] + '-x"}')
+write("fuzz_event", "traceparent_bad", full[:-1] + ',"traceparent":"00-00000000000000000000000000000000-'
+      '00f067aa0ba902b7-01"}')
 
 # ---- request paths (src/http/router.c); first byte: method and decode mode ----
 GET, POST, PUT, DELETE = 0, 2, 3, 4

@@ -14,6 +14,8 @@ extern const char store_schema_sqlite_events[];
 extern const char store_schema_sqlite_migrate_2[];
 /* schema/sqlite_migrate_3.sql: a version 2 main database to version 3. */
 extern const char store_schema_sqlite_migrate_3[];
+/* schema/sqlite_migrate_4.sql: a version 3 main database to version 4. */
+extern const char store_schema_sqlite_migrate_4[];
 /* schema/sqlite_indexes.sql: indexes on migrated columns, after migrating. */
 extern const char store_schema_sqlite_indexes[];
 

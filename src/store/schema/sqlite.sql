@@ -1,5 +1,5 @@
 -- herald: the SQLite schema of the main database.
--- schema_version: 3
+-- schema_version: 4
 --
 -- Applied at every open (each statement is IF NOT EXISTS); the version is
 -- STORE_SCHEMA_VERSION in store.h and is recorded in schema_version. A
@@ -66,7 +66,8 @@ CREATE TABLE IF NOT EXISTS notifications (
   channel_msg_id TEXT,
   idempotency_key TEXT GENERATED ALWAYS AS (notification_id) VIRTUAL,
   metadata TEXT, error TEXT,
-  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, delivered_at INTEGER);
+  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, delivered_at INTEGER,
+  traceparent TEXT);                    -- version 4 (sqlite_migrate_4.sql)
 
 CREATE INDEX IF NOT EXISTS notifications_user
   ON notifications (user_id, created_at DESC, notification_id DESC);

@@ -283,11 +283,67 @@ static void test_consumer_through_leader_changes(void **state)
     assert_int_equal(dups, 0);
 }
 
+/* A record's traceparent header reaches the consumer as bus_msg_t's
+ * traceparent (the last one when repeated); records without one have none,
+ * and other headers are not taken for it. Records produced by an outside
+ * producer, as events are when written straight to raw-events. */
+static void test_traceparent_header(void **state)
+{
+    fixture_t *f = *state;
+    static const char tp1[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    static const char tp2[] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+    char why[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", f->bootstraps, why, sizeof(why));
+    rd_kafka_conf_set(conf, "log_level", "0", why, sizeof(why));
+    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    assert_non_null(p);
+    /* all on partition 0, so they come back in this order */
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(TOPIC), RD_KAFKA_V_PARTITION(0),
+                                       RD_KAFKA_V_VALUE("a", 1),
+                                       RD_KAFKA_V_HEADER("traceparent", tp1, (ssize_t)strlen(tp1)),
+                                       RD_KAFKA_V_END),
+                     0);
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(TOPIC), RD_KAFKA_V_PARTITION(0),
+                                       RD_KAFKA_V_VALUE("b", 1),
+                                       RD_KAFKA_V_HEADER("tracestate", "x=1", 3), RD_KAFKA_V_END),
+                     0);
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(TOPIC), RD_KAFKA_V_PARTITION(0),
+                                       RD_KAFKA_V_VALUE("c", 1),
+                                       RD_KAFKA_V_HEADER("traceparent", tp1, (ssize_t)strlen(tp1)),
+                                       RD_KAFKA_V_HEADER("traceparent", tp2, (ssize_t)strlen(tp2)),
+                                       RD_KAFKA_V_END),
+                     0);
+    assert_int_equal(rd_kafka_flush(p, WAIT_MS), 0);
+    rd_kafka_destroy(p);
+
+    const char *topics[1] = {TOPIC};
+    bus_consumer_t *c = NULL;
+    assert_int_equal(bus_consumer_new(f->bus, "trace-group", topics, 1, NULL, &c), HR_OK);
+    char seen[3][64] = {"?", "?", "?"};
+    int got = 0;
+    int64_t deadline = now_ms() + WAIT_MS;
+    bus_msg_t msgs[8];
+    while (got < 3 && now_ms() < deadline) {
+        int n = bus_poll(c, msgs, 8, 100);
+        assert_true(n >= 0);
+        for (int i = 0; i < n && got < 3; i++, got++)
+            snprintf(seen[got], sizeof(seen[got]), "%c:%.*s", *(const char *)msgs[i].value,
+                     (int)msgs[i].traceparent_len, msgs[i].traceparent ? msgs[i].traceparent : "");
+    }
+    bus_consumer_close(c);
+    assert_int_equal(got, 3);
+    assert_string_equal(seen[0], "a:00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assert_string_equal(seen[1], "b:");
+    assert_string_equal(seen[2], "c:00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00");
+}
+
 int main(void)
 {
     hlog_set_level(HLOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_retriable_produce_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_traceparent_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leader_change_mid_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leader_down_and_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consumer_through_leader_changes, setup, teardown),

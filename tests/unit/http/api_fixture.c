@@ -89,6 +89,7 @@ void hreq_at(int port, hresp_t *r, const char *method, const char *path, const c
         hdrs = curl_slist_append(hdrs, "Expect:");
     }
     hdrs = auth_header(hdrs);
+    for (int i = 0; i < 4 && F.extra_headers[i]; i++) hdrs = curl_slist_append(hdrs, F.extra_headers[i]);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
@@ -192,7 +193,8 @@ static void on_revoked(void *opaque, const char *topic, int32_t partition)
     ((fixture_t *)opaque)->assigned--;
 }
 
-json_t *drain_raw(int want, int extra_ms)
+/* drain_raw and drain_raw_docs: docs = the records, else their ids. */
+static json_t *drain(int want, int extra_ms, bool docs)
 {
     json_t *ids = json_array();
     bus_msg_t msgs[64];
@@ -212,13 +214,17 @@ json_t *drain_raw(int want, int extra_ms)
             assert_non_null(id);
             assert_int_equal(msgs[i].key_len, strlen(id));
             assert_memory_equal(msgs[i].key, id, msgs[i].key_len);
-            json_array_append_new(ids, json_string(id));
+            json_array_append_new(ids, docs ? json_incref(v) : json_string(id));
             json_decref(v);
             bus_store_offset(F.raw, msgs[i].topic, msgs[i].partition, msgs[i].offset + 1);
         }
     }
     return ids;
 }
+
+json_t *drain_raw(int want, int extra_ms) { return drain(want, extra_ms, false); }
+
+json_t *drain_raw_docs(int want, int extra_ms) { return drain(want, extra_ms, true); }
 
 bool ids_has(json_t *ids, const char *id)
 {

@@ -35,6 +35,8 @@ typedef struct fixture {
     char key[APIKEY_LEN + 1];   /* an admin key of tenant "default" */
     const char *use_key;        /* what requests send: F.key unless a test changes it;
                                  * NULL = no key */
+    const char *extra_headers[4]; /* header lines every request adds ("Name: value"),
+                                   * up to the first NULL; a test sets and clears them */
 } fixture_t;
 
 extern fixture_t F;
@@ -84,6 +86,8 @@ char *raw_exchange(const char *req, size_t len, int timeout_ms);
 /* Reads raw-events until `want` records arrived (then extra_ms longer, to
  * see any extra); returns the event_ids seen as a JSON array. */
 json_t *drain_raw(int want, int extra_ms);
+/* The same, returning the records themselves (parsed JSON objects). */
+json_t *drain_raw_docs(int want, int extra_ms);
 bool ids_has(json_t *ids, const char *id);
 
 #endif

@@ -334,6 +334,99 @@ static int setup(void **state)
     return r;
 }
 
+#define TP_H "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+#define TP_E "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+
+/* The published record of event id among docs, or NULL. */
+static json_t *doc_of(json_t *docs, const char *id)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(docs, i, v)
+    {
+        const char *e = jstr(v, "event_id") ? jstr(v, "event_id") : jstr(v, "id");
+        if (e && strcmp(e, id) == 0) return v;
+    }
+    return NULL;
+}
+
+/* The traceparent header: refused with 400 naming it when malformed or
+ * repeated (nothing published); applied to the events of a batch without
+ * their own; an event's own wins and is written in version 00 form. */
+static void test_traceparent(void **state)
+{
+    (void)state;
+    hresp_t r;
+    static const char one[] =
+        "{\"event_id\":\"tp-0\",\"type\":\"comment\",\"audience\":{\"users\":[\"u1\"]}}";
+    static const char *const bad[] = {
+        "traceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "traceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "traceparent: ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        "traceparent: nonsense",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        F.extra_headers[0] = bad[i];
+        hreq(&r, "POST", "/v1/events", one);
+        assert_problem(&r, 400, "traceparent");
+        hresp_clear(&r);
+    }
+    /* twice, even when both are valid */
+    F.extra_headers[0] = "traceparent: " TP_H;
+    F.extra_headers[1] = "traceparent: " TP_E;
+    hreq(&r, "POST", "/v1/events", one);
+    assert_problem(&r, 400, "traceparent");
+    hresp_clear(&r);
+    F.extra_headers[1] = NULL;
+    json_t *none = drain_raw(1, 100);
+    assert_int_equal(json_array_size(none), 0); /* nothing was published */
+    json_decref(none);
+
+    /* a malformed field is a 422 naming it, with its index */
+    hreq(&r, "POST", "/v1/events",
+         "[{\"event_id\":\"tp-x\",\"type\":\"comment\",\"audience\":{\"users\":[\"u1\"]}},"
+         " {\"event_id\":\"tp-y\",\"type\":\"comment\",\"audience\":{\"users\":[\"u1\"]},"
+         "\"traceparent\":\"00-xyz\"}]");
+    assert_problem(&r, 422, "[1].traceparent");
+    hresp_clear(&r);
+
+    /* the header goes to each event without its own */
+    hreq(&r, "POST", "/v1/events",
+         "[{\"event_id\":\"tp-1\",\"type\":\"comment\",\"audience\":{\"users\":[\"u1\"]}},"
+         " {\"event_id\":\"tp-2\",\"type\":\"comment\",\"audience\":{\"users\":[\"u1\"]},"
+         "\"traceparent\":\"" TP_E "\"},"
+         " {\"event_id\":\"tp-3\",\"type\":\"comment\",\"audience\":{\"users\":[\"u1\"]},"
+         "\"traceparent\":\"01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-future\"}]");
+    assert_ok_json(&r, 202);
+    hresp_clear(&r);
+    F.extra_headers[0] = NULL;
+    /* a CloudEvent's distributed tracing attribute, without a header */
+    hreq_ct(&r, "POST", "/v1/events", "application/cloudevents+json",
+            "{\"specversion\":\"1.0\",\"id\":\"tp-ce\",\"type\":\"comment\",\"source\":\"/s\","
+            "\"traceparent\":\"" TP_H "\",\"data\":{\"audience\":{\"users\":[\"u1\"]}}}");
+    assert_ok_json(&r, 202);
+    hresp_clear(&r);
+    /* no header, no field: none */
+    hreq(&r, "POST", "/v1/events",
+         "{\"event_id\":\"tp-4\",\"type\":\"comment\",\"audience\":{\"users\":[\"u1\"]}}");
+    assert_ok_json(&r, 202);
+    hresp_clear(&r);
+
+    json_t *docs = drain_raw_docs(5, 100);
+    assert_int_equal(json_array_size(docs), 5);
+    assert_string_equal(jstr(doc_of(docs, "tp-1"), "traceparent"), TP_H);
+    assert_string_equal(jstr(doc_of(docs, "tp-2"), "traceparent"), TP_E);
+    assert_string_equal(jstr(doc_of(docs, "tp-3"), "traceparent"),
+                        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert_string_equal(jstr(doc_of(docs, "tp-ce"), "traceparent"), TP_H);
+    assert_non_null(doc_of(docs, "tp-4"));
+    assert_null(json_object_get(doc_of(docs, "tp-4"), "traceparent"));
+    json_decref(docs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -341,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_publish),
         cmocka_unit_test(test_events_unavailable),
         cmocka_unit_test(test_fail_early_without_template),
+        cmocka_unit_test(test_traceparent),
     };
     return cmocka_run_group_tests(tests, setup, api_teardown);
 }

@@ -117,10 +117,61 @@ static void test_notifications(void **state)
     hresp_clear(&r);
 }
 
+/* The trace context the notification's records carried is part of the
+ * row the API shows; null when they carried none. */
+static void test_notification_traceparent(void **state)
+{
+    (void)state;
+    static const char tp[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    notif_t n;
+    memset(&n, 0, sizeof(n));
+    n.kind = REC_STATUS;
+    n.channel = CH_WEBHOOK;
+    n.status = ST_SENT;
+    n.attempt = 1;
+    n.created_at_ms = n.status_at_ms = 1714564800000;
+    n.notification_id = HSTR("n-traced");
+    n.event_id = HSTR("ev-traced");
+    n.user_id = HSTR("u-traced");
+    n.category = HSTR("default");
+    n.title = HSTR("t");
+    n.body = HSTR("b");
+    n.address = HSTR("https://example.com/h");
+    n.quiet_start_min = n.quiet_end_min = NOTIF_QUIET_NONE;
+    n.traceparent = HSTR(tp);
+    const notif_t *one = &n;
+    assert_int_equal(store_notif_write_batch(F.app.store, &one, 1), HR_OK);
+    n.notification_id = HSTR("n-untraced");
+    n.traceparent = HSTR("");
+    assert_int_equal(store_notif_write_batch(F.app.store, &one, 1), HR_OK);
+
+    hresp_t r;
+    hreq(&r, "GET", "/v1/notifications/n-traced", NULL);
+    assert_ok_json(&r, 200);
+    assert_string_equal(jstr(r.json, "traceparent"), tp);
+    hresp_clear(&r);
+    hreq(&r, "GET", "/v1/notifications/n-untraced", NULL);
+    assert_ok_json(&r, 200);
+    assert_true(json_is_null(json_object_get(r.json, "traceparent")));
+    hresp_clear(&r);
+    hreq(&r, "GET", "/v1/users/u-traced/notifications", NULL);
+    assert_ok_json(&r, 200);
+    json_t *items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 2);
+    int traced = 0;
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = jstr(json_array_get(items, i), "traceparent");
+        if (v && strcmp(v, tp) == 0) traced++;
+    }
+    assert_int_equal(traced, 1);
+    hresp_clear(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_notifications),
+        cmocka_unit_test(test_notification_traceparent),
     };
     return cmocka_run_group_tests(tests, api_setup, api_teardown);
 }

@@ -247,6 +247,60 @@ static void test_bad_inputs_name_the_field(void **state)
     }
 }
 
+/* traceparent: the herald shape's field and the CloudEvents distributed
+ * tracing extension attribute; strict, written back in version 00 form. */
+static void test_traceparent(void **state)
+{
+    (void)state;
+    event_t ev;
+    problem_t pb;
+    const char *herald = "{\"event_id\":\"e1\",\"type\":\"t\",\"audience\":{\"users\":[\"u\"]},"
+                         "\"traceparent\":\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"}";
+    assert_int_equal(parse(herald, &ev, &pb), HR_OK);
+    assert_string_equal(ev.traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    event_clear(&ev);
+
+    const char *ce = "{\"specversion\":\"1.0\",\"id\":\"c1\",\"type\":\"t\",\"source\":\"/s\","
+                     "\"traceparent\":\"01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03-more\","
+                     "\"data\":{\"audience\":{\"users\":[\"u\"]}}}";
+    assert_int_equal(parse(ce, &ev, &pb), HR_OK);
+    /* a later version: read as 00, only the sampled flag kept */
+    assert_string_equal(ev.traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    event_clear(&ev);
+
+    /* absent or null: empty */
+    const char *none = "{\"event_id\":\"e1\",\"type\":\"t\",\"audience\":{\"users\":[\"u\"]},"
+                       "\"traceparent\":null}";
+    assert_int_equal(parse(none, &ev, &pb), HR_OK);
+    assert_string_equal(ev.traceparent, "");
+    event_clear(&ev);
+
+    /* inside CloudEvents data it is the producer's own data, not the attribute */
+    const char *in_data = "{\"specversion\":\"1.0\",\"id\":\"c1\",\"type\":\"t\",\"source\":\"/s\","
+                          "\"data\":{\"traceparent\":\"junk\",\"audience\":{\"users\":[\"u\"]}}}";
+    assert_int_equal(parse(in_data, &ev, &pb), HR_OK);
+    assert_string_equal(ev.traceparent, "");
+    event_clear(&ev);
+
+    static const char *const bad[] = {
+        "\"00-00000000000000000000000000000000-00f067aa0ba902b7-01\"",
+        "\"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01\"",
+        "\"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"",
+        "\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x\"",
+        "42",
+        "\"\"",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "{\"event_id\":\"e1\",\"type\":\"t\",\"audience\":{\"users\":[\"u\"]},"
+                 "\"traceparent\":%s}", bad[i]);
+        assert_int_equal(parse(text, &ev, &pb), HR_INVALID);
+        assert_string_equal(pb.field, "traceparent");
+        assert_null(ev.doc);
+    }
+}
+
 static void test_limits(void **state)
 {
     (void)state;
@@ -522,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_cloudevents),
         cmocka_unit_test(test_bad_inputs_name_the_field),
         cmocka_unit_test(test_type_length),
+        cmocka_unit_test(test_traceparent),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_truncated_and_mutated),
         cmocka_unit_test(test_rfc3339),

@@ -1,4 +1,4 @@
-/* Unit tests for src/model/notif.c: names, binary codec (versions 1 and 2),
+/* Unit tests for src/model/notif.c: names, binary codec (versions 1, 2 and 3),
  * JSON form, ids. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -56,6 +56,7 @@ static notif_t sample(void)
     n.timezone = HSTR("Europe/Paris");
     n.quiet_start_min = 22 * 60;
     n.quiet_end_min = 7 * 60 + 30;
+    n.traceparent = HSTR("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     return n;
 }
 
@@ -146,7 +147,7 @@ static void test_roundtrip_empty_strings(void **state)
     buf_t b;
     buf_init(&b, 0);
     assert_int_equal(notif_encode(&in, &b), HR_OK);
-    assert_int_equal(b.len, 44 + 12 * 4); /* header plus twelve empty strings */
+    assert_int_equal(b.len, 44 + 13 * 4); /* header plus thirteen empty strings */
     assert_int_equal(notif_decode(b.data, b.len, &out), HR_OK);
     assert_int_equal(out.kind, 2);
     assert_int_equal(out.status, ST_DEAD);
@@ -236,7 +237,7 @@ static void test_truncated_and_malformed(void **state)
         size_t off;
         unsigned char val;
     } bad[] = {
-        {0, 'X'}, {1, 0}, {1, 3}, {2, 0}, {2, 3}, {3, CH__COUNT}, {4, 4}, {5, ST__COUNT}, {5, 0xff},
+        {0, 'X'}, {1, 0}, {1, 4}, {2, 0}, {2, 3}, {3, CH__COUNT}, {4, 4}, {5, ST__COUNT}, {5, 0xff},
         /* sample(): quiet 22:00 (0x0528) to 07:30 (0x01c2) */
         {40, 0xa0}, {41, 0x06},     /* quiet start 1440, 1576 */
         {43, 0x06}, {43, 0xff},     /* quiet end 1730, -62 */
@@ -255,9 +256,13 @@ static void test_truncated_and_malformed(void **state)
     b.data[43] = 0x01;
     assert_int_equal(decode_exact(b.data, b.len, &out), HR_OK);
 
-    /* A version 2 record is not a version 1 record (nor the reverse). */
-    b.data[1] = 1;
-    assert_int_equal(decode_exact(b.data, b.len, &out), HR_INVALID);
+    /* A version 3 record is not a version 1 or 2 record (nor the reverse),
+     * and version 4 is not known yet. */
+    for (int v = 1; v <= 4; v++) {
+        if (v == NOTIF_VERSION) continue;
+        b.data[1] = (char)v;
+        assert_int_equal(decode_exact(b.data, b.len, &out), HR_INVALID);
+    }
     b.data[1] = NOTIF_VERSION;
 
     /* A string length that points past the end (first string's length). */
@@ -409,11 +414,14 @@ static void test_decode_version_1(void **state)
     assert_int_equal(decode_exact(b.data, b.len, &t), HR_INVALID);
     b.len--;
 
+    assert_int_equal(n.traceparent.n, 0);
+
     buf_t v2;
     buf_init(&v2, 0);
     assert_int_equal(notif_encode(&n, &v2), HR_OK);
-    assert_int_equal(v2.data[1], 2);
-    assert_int_equal(v2.len, b.len + 4 + 4); /* quiet hours, and the empty time zone */
+    assert_int_equal(v2.data[1], NOTIF_VERSION);
+    /* quiet hours, the empty time zone (v2) and the empty traceparent (v3) */
+    assert_int_equal(v2.len, b.len + 4 + 4 + 4);
     notif_t again;
     assert_int_equal(notif_decode(v2.data, v2.len, &again), HR_OK);
     assert_same(&again, &n);
@@ -442,6 +450,103 @@ static void test_version_2_fields(void **state)
         assert_same(&out, &in);
         buf_release(&b);
     }
+}
+
+/* A version 2 record, written byte by byte as herald wrote it before
+ * version 3, still decodes: the traceparent comes out empty. Encoding it
+ * again writes version 3 with the same values. */
+static void test_decode_version_2(void **state)
+{
+    (void)state;
+    buf_t b;
+    buf_init(&b, 0);
+    buf_append(&b, "N", 1);
+    put_le(&b, 2, 1);                    /* version */
+    put_le(&b, REC_STATUS, 1);
+    put_le(&b, CH_WEBHOOK, 1);
+    put_le(&b, PRIO_NORMAL, 1);
+    put_le(&b, ST_SENT, 1);
+    put_le(&b, 1, 2);                    /* attempt */
+    put_le(&b, 1714564800123, 8);        /* created_at_ms */
+    put_le(&b, 0, 8);                    /* due_at_ms */
+    put_le(&b, 1714564800500, 8);        /* status_at_ms */
+    put_le(&b, 1714564800000000, 8);     /* accepted_at_us */
+    put_le(&b, 22 * 60, 2);              /* quiet start */
+    put_le(&b, 7 * 60, 2);               /* quiet end */
+    const char *strs[] = {"0123456789abcdef0123456789abcdef", "evt-2", "user-7", "default",
+                          "T", "B", "https://example.com/hook", "", "msg-1", "", "",
+                          "Europe/Paris"};
+    for (size_t i = 0; i < ARRAY_LEN(strs); i++) put_str(&b, strs[i]);
+
+    notif_t n;
+    memset(&n, 0xa5, sizeof(n));
+    assert_int_equal(decode_exact(b.data, b.len, &n), HR_OK);
+    assert_int_equal(notif_decode(b.data, b.len, &n), HR_OK);
+    assert_int_equal(n.kind, REC_STATUS);
+    assert_int_equal(n.channel, CH_WEBHOOK);
+    assert_int_equal(n.status, ST_SENT);
+    assert_true(n.status_at_ms == 1714564800500);
+    assert_true(hstr_eq(n.event_id, "evt-2", 5));
+    assert_true(hstr_eq(n.channel_msg_id, "msg-1", 5));
+    assert_true(hstr_eq(n.timezone, "Europe/Paris", 12));
+    assert_int_equal(n.quiet_start_min, 22 * 60);
+    assert_int_equal(n.quiet_end_min, 7 * 60);
+    assert_int_equal(n.traceparent.n, 0);
+    assert_non_null(n.traceparent.p); /* empty, inside the input */
+
+    for (size_t len = 0; len < b.len; len++) {
+        notif_t t;
+        assert_int_equal(decode_exact(b.data, len, &t), HR_INVALID);
+    }
+
+    buf_t v3;
+    buf_init(&v3, 0);
+    assert_int_equal(notif_encode(&n, &v3), HR_OK);
+    assert_int_equal(v3.data[1], 3);
+    assert_int_equal(v3.len, b.len + 4); /* the empty traceparent */
+    notif_t again;
+    assert_int_equal(notif_decode(v3.data, v3.len, &again), HR_OK);
+    assert_same(&again, &n);
+    buf_release(&v3);
+    buf_release(&b);
+}
+
+/* Version 3 carries the traceparent as the last string; the JSON form
+ * shows it only when there is one. */
+static void test_version_3_traceparent(void **state)
+{
+    (void)state;
+    static const char tp[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    notif_t in = sample(), out;
+    in.traceparent = HSTR(tp);
+    in.body = HSTR("text"); /* sample()'s has a NUL, which jansson's reader refuses */
+    buf_t b;
+    buf_init(&b, 0);
+    assert_int_equal(notif_encode(&in, &b), HR_OK);
+    assert_int_equal(b.data[1], 3);
+    /* the record ends with u32 55 and the 55 characters */
+    assert_true(b.len > 59);
+    assert_memory_equal(b.data + b.len - 55, tp, 55);
+    assert_int_equal((unsigned char)b.data[b.len - 59], 55);
+    assert_int_equal(decode_exact(b.data, b.len, &out), HR_OK);
+    assert_int_equal(notif_decode(b.data, b.len, &out), HR_OK);
+    assert_same(&out, &in);
+    assert_true(hstr_eq(out.traceparent, tp, 55));
+
+    buf_t j;
+    buf_init(&j, 0);
+    assert_int_equal(notif_to_json(&out, &j), HR_OK);
+    json_t *doc = json_loads(j.data, 0, NULL);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "traceparent")), tp);
+    json_decref(doc);
+
+    in.traceparent = HSTR("");
+    buf_reset(&j);
+    assert_int_equal(notif_to_json(&in, &j), HR_OK);
+    assert_null(strstr(j.data, "traceparent"));
+    buf_release(&j);
+    buf_release(&b);
 }
 
 static void test_make_id(void **state)
@@ -664,6 +769,8 @@ int main(void)
         cmocka_unit_test(test_random_garbage),
         cmocka_unit_test(test_decode_version_1),
         cmocka_unit_test(test_version_2_fields),
+        cmocka_unit_test(test_decode_version_2),
+        cmocka_unit_test(test_version_3_traceparent),
         cmocka_unit_test(test_make_id),
         cmocka_unit_test(test_to_json_fields),
         cmocka_unit_test(test_to_json_escaping),

@@ -25,6 +25,7 @@ struct fake_http {
     char *keys[MAX_SEEN];
     char *paths[MAX_SEEN];
     char *auths[MAX_SEEN];
+    char *traces[MAX_SEEN];     /* the traceparent header of each request ("" when none) */
     char *signed_[MAX_SEEN];    /* "id\nts\nsig\nbody" of each request */
     int nseen;
     /* The token endpoint (fake_http_token). */
@@ -84,6 +85,7 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
     json_decref(j);
     const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    const char *trace = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent");
     char answer[512] = "{}";
     const char *wid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "webhook-id");
     const char *wts = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "webhook-timestamp");
@@ -101,6 +103,7 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
         f->keys[f->nseen] = strdup(key ? key : "");
         f->paths[f->nseen] = strdup(url);
         f->auths[f->nseen] = strdup(auth ? auth : "");
+        f->traces[f->nseen] = strdup(trace ? trace : "");
         f->signed_[f->nseen] = sg;
         sg = NULL;
         f->nseen++;
@@ -182,6 +185,7 @@ void fake_http_stop(fake_http_t *f)
         free(f->keys[i]);
         free(f->paths[i]);
         free(f->auths[i]);
+        free(f->traces[i]);
         free(f->signed_[i]);
     }
     pthread_mutex_destroy(&f->mu);
@@ -226,6 +230,11 @@ static int count_in(fake_http_t *f, char **arr, const char *s)
 int fake_http_key_count(fake_http_t *f, const char *key) { return count_in(f, f->keys, key); }
 int fake_http_path_count(fake_http_t *f, const char *path) { return count_in(f, f->paths, path); }
 int fake_http_auth_count(fake_http_t *f, const char *auth) { return count_in(f, f->auths, auth); }
+
+int fake_http_trace_count(fake_http_t *f, const char *traceparent)
+{
+    return count_in(f, f->traces, traceparent);
+}
 
 void fake_http_token(fake_http_t *f, const char *path, int expires_in, int status)
 {

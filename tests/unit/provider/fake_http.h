@@ -42,6 +42,8 @@ int fake_http_path_count(fake_http_t *f, const char *path);
 void fake_http_token(fake_http_t *f, const char *path, int expires_in, int status);
 /* How many requests carried this Authorization header value. */
 int fake_http_auth_count(fake_http_t *f, const char *auth);
+/* How many requests carried this traceparent header value ("" = none). */
+int fake_http_trace_count(fake_http_t *f, const char *traceparent);
 /* The body and Content-Type of the last token request ("" if none). */
 void fake_http_token_last(fake_http_t *f, char *body, size_t body_cap, char *ctype, size_t ctype_cap);
 /* The webhook-id, webhook-timestamp and webhook-signature headers ("" when

@@ -157,6 +157,32 @@ static void test_build_request(void **st)
     assert_int_equal(webhook_build(&c, &n, &req), HR_OK);
     assert_string_equal(buf_cstr(&req.headers), "Content-Type: application/json\n"
                                                 "Idempotency-Key: 0123abcd\n");
+
+    /* The trace context goes on as a traceparent header, and in the body. */
+    n.traceparent = HSTR("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assert_int_equal(webhook_build(&c, &n, &req), HR_OK);
+    assert_string_equal(buf_cstr(&req.headers),
+                        "Content-Type: application/json\n"
+                        "Idempotency-Key: 0123abcd\n"
+                        "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n");
+    j = json_loadb(req.body.data, req.body.len, 0, &err);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "traceparent")),
+                        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    json_decref(j);
+    /* anything else a record may carry is not put on the wire */
+    static const char *const bad[] = {
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nX-Evil: 1",
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "junk",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        n.traceparent = HSTR(bad[i]);
+        assert_int_equal(webhook_build(&c, &n, &req), HR_OK);
+        assert_string_equal(buf_cstr(&req.headers), "Content-Type: application/json\n"
+                                                    "Idempotency-Key: 0123abcd\n");
+    }
     prov_http_req_release(&req);
 }
 

@@ -66,6 +66,25 @@ static void test_many_in_flight_bounded(void **st)
     fx_release(&f);
 }
 
+/* The notification's trace context reaches the receiver as a traceparent
+ * header; a notification without one sends none. */
+static void test_traceparent_forwarded(void **st)
+{
+    static fx_t f;
+    static const char tp[] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    provider_set_t *s = open_hook(&f, "4", "5000");
+    int before = fake_http_trace_count(srv, tp), none = fake_http_trace_count(srv, "");
+    fx_notif(&f, 0, CH_WEBHOOK, "", "")->traceparent = HSTR(tp);
+    fx_notif(&f, 1, CH_WEBHOOK, "", "");
+    fx_deliver(&f, s, 2, 4);
+    assert_int_equal(f.res[0].cls, SEND_OK);
+    assert_int_equal(f.res[1].cls, SEND_OK);
+    assert_int_equal(fake_http_trace_count(srv, tp) - before, 1);
+    assert_int_equal(fake_http_trace_count(srv, "") - none, 1);
+    provider_set_close(s);
+    fx_release(&f);
+}
+
 /* Every class from real responses, Retry-After parsed. */
 static void test_classes(void **st)
 {
@@ -222,6 +241,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_many_in_flight_bounded),
+        cmocka_unit_test(test_traceparent_forwarded),
         cmocka_unit_test(test_classes),
         cmocka_unit_test(test_timeout_is_retry),
         cmocka_unit_test(test_connection_refused_is_retry),

@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "model/event.h"
 #include "stage/dlq.h"
+#include "stage/ingest.h"
 #include "stage/scheduler.h"
 #include "stage/stage.h"
 #include "stage/topics.h"
@@ -176,6 +178,108 @@ static int sandbox_count(fx_t *f, const char *channel, const char *user)
         if (strstr(line, want)) n++;
     fclose(fp);
     return n;
+}
+
+/* The stored row's traceparent for (event, user, channel); "" when the row
+ * has none, "?" when there is no row. Into out (56 bytes). */
+static const char *trace_of(fx_t *f, const char *ev, const char *user, channel_t ch, char out[56])
+{
+    char id[33];
+    notif_make_id(HSTR(ev), HSTR(user), ch, id);
+    notif_row_t row;
+    if (store_notif_get(f->app.store, id, &row, NULL, NULL) != HR_OK) return "?";
+    snprintf(out, 56, "%s", row.traceparent ? row.traceparent : "");
+    notif_row_clear(&row);
+    return out;
+}
+
+/* ---- tracing ---- */
+
+#define TP_API "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+#define TP_KAFKA "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+#define TP_OWN "00-11111111111111111111111111111111-2222222222222222-00"
+
+/* The trace context an event came with reaches the stored notification
+ * row through every hop: ingest (the API's publishing path, the header
+ * already applied) -> raw-events -> fan-out -> notifications-push ->
+ * dispatch -> notification-status -> the status sink; also through the
+ * retry tiers to dead + DLQ, and for fan-out's own status records
+ * (suppressed: no address). A Kafka record's traceparent header is used
+ * when the event has none of its own (fed to fan-out as the Kafka backend
+ * hands it over: the embedded bus has no headers), and loses to the
+ * event's own. An event without any leaves the row without one. */
+static void test_traceparent_every_hop(void **state)
+{
+    fx_t *f = *state;
+    start(f);
+    char buf[56];
+
+    /* through the API's path: the event with its (header-given) context */
+    static const char *const texts[] = {
+        "{\"event_id\":\"t-api\",\"type\":\"posted\",\"actor\":\"x\",\"channels\":[\"push\",\"email\"],"
+        "\"audience\":{\"users\":[\"ann\",\"ben\",\"rita\"]},\"traceparent\":\"" TP_API "\"}",
+        "{\"event_id\":\"t-none\",\"type\":\"posted\",\"actor\":\"x\",\"channels\":[\"push\"],"
+        "\"audience\":{\"users\":[\"ann\"]}}",
+    };
+    event_t evs[2];
+    problem_t pb;
+    for (int i = 0; i < 2; i++) assert_int_equal(event_parse(texts[i], strlen(texts[i]), &evs[i], &pb), HR_OK);
+    assert_int_equal(ingest_publish(&f->app, evs, 2), HR_OK);
+    for (int i = 0; i < 2; i++) event_clear(&evs[i]);
+
+    assert_true(wait_for(f, "t-api", "ann", CH_PUSH, ST_SENT));
+    assert_true(wait_for(f, "t-api", "ann", CH_EMAIL, ST_SENT));
+    assert_true(wait_for(f, "t-api", "ben", CH_EMAIL, ST_SUPPRESSED)); /* fan-out's own record */
+    assert_true(wait_for(f, "t-api", "rita", CH_PUSH, ST_DEAD));      /* retry tiers, DLQ */
+    assert_true(wait_for(f, "t-none", "ann", CH_PUSH, ST_SENT));
+    assert_string_equal(trace_of(f, "t-api", "ann", CH_PUSH, buf), TP_API);
+    assert_string_equal(trace_of(f, "t-api", "ann", CH_EMAIL, buf), TP_API);
+    assert_string_equal(trace_of(f, "t-api", "ben", CH_PUSH, buf), TP_API);
+    assert_string_equal(trace_of(f, "t-api", "ben", CH_EMAIL, buf), TP_API);
+    assert_string_equal(trace_of(f, "t-api", "rita", CH_PUSH, buf), TP_API);
+    assert_string_equal(trace_of(f, "t-none", "ann", CH_PUSH, buf), "");
+    /* the dead-lettered record carries it too (the binary record, in hex) */
+    dlq_filter_t fl = {.reason = "retries exhausted"};
+    dlq_entry_t *e = NULL;
+    int n = 0;
+    bool more = false;
+    assert_int_equal(dlq_list(&f->app, &fl, &e, &n, &more), HR_OK);
+    assert_int_equal(n, 1);
+    const char *hex = json_string_value(json_object_get(e[0].rec, "payload_hex"));
+    assert_non_null(hex);
+    char want[2 * sizeof(TP_API)];
+    for (size_t i = 0; i < sizeof(TP_API) - 1; i++) snprintf(want + 2 * i, 3, "%02x", (unsigned char)TP_API[i]);
+    assert_non_null(strstr(hex, want));
+    dlq_entries_free(e, n);
+
+    /* Records as a Kafka consumer hands them over: a traceparent header */
+    static const char *const raw[] = {
+        "{\"event_id\":\"t-kafka\",\"type\":\"posted\",\"actor\":\"x\",\"channels\":[\"push\"],"
+        "\"audience\":{\"users\":[\"ann\"]}}",
+        "{\"event_id\":\"t-own\",\"type\":\"posted\",\"actor\":\"x\",\"channels\":[\"push\"],"
+        "\"audience\":{\"users\":[\"ann\"]},\"traceparent\":\"" TP_OWN "\"}",
+        "{\"event_id\":\"t-badhdr\",\"type\":\"posted\",\"actor\":\"x\",\"channels\":[\"push\"],"
+        "\"audience\":{\"users\":[\"ann\"]}}",
+    };
+    static const char *const hdr[] = {TP_KAFKA, TP_KAFKA, "00-NOT-A-TRACE"};
+    bus_msg_t msgs[3];
+    for (int i = 0; i < 3; i++)
+        msgs[i] = (bus_msg_t){.topic = TOPIC_RAW, .partition = 0, .offset = 1000 + i, .key = "k",
+                              .key_len = 1, .value = raw[i], .value_len = strlen(raw[i]),
+                              .traceparent = hdr[i], .traceparent_len = strlen(hdr[i])};
+    void *st = fanout_stage.state_new(&f->app, &fanout_stage, 9);
+    bus_batch_t b;
+    bus_batch_init(&b);
+    assert_int_equal(fanout_stage.process(st, NULL, msgs, 3, &b), HR_OK);
+    assert_int_equal(bus_batch_wait(f->app.bus, &b, 10000), HR_OK);
+    bus_batch_release(&b);
+    fanout_stage.state_free(st);
+    assert_true(wait_for(f, "t-kafka", "ann", CH_PUSH, ST_SENT));
+    assert_true(wait_for(f, "t-own", "ann", CH_PUSH, ST_SENT));
+    assert_true(wait_for(f, "t-badhdr", "ann", CH_PUSH, ST_SENT)); /* a bad header costs nothing */
+    assert_string_equal(trace_of(f, "t-kafka", "ann", CH_PUSH, buf), TP_KAFKA);
+    assert_string_equal(trace_of(f, "t-own", "ann", CH_PUSH, buf), TP_OWN);
+    assert_string_equal(trace_of(f, "t-badhdr", "ann", CH_PUSH, buf), "");
 }
 
 /* ---- retry tiers ---- */
@@ -465,6 +569,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_retry_tiers_then_dlq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_traceparent_every_hop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_waits_until_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_survives_restart_and_does_not_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_push_per_device, setup, teardown),

@@ -75,9 +75,9 @@ static void test_dedupe_moved(void **state)
     assert_int_equal(c, CLAIM_DUP);
 }
 
-/* A version 1 database (users without webhook_secret) is migrated to the
- * current version at open: its users stay, the column exists and takes a
- * secret. */
+/* A version 1 database (users without webhook_secret, notifications
+ * without traceparent) is migrated to the current version at open: its
+ * users stay, the column exists and takes a secret. */
 static void test_schema_migrated_from_1(void **state)
 {
     fx_t *f = *state;
@@ -89,6 +89,7 @@ static void test_schema_migrated_from_1(void **state)
                                   "ALTER TABLE users DROP COLUMN webhook_secret;"
                                   "DROP INDEX scheduled_user;"
                                   "ALTER TABLE scheduled DROP COLUMN user_id;"
+                                  "ALTER TABLE notifications DROP COLUMN traceparent;"
                                   "UPDATE schema_version SET version = 1;"
                                   "INSERT INTO users (user_id, email, locale, timezone, updated_at)"
                                   " VALUES ('old', 'old@example.com', 'en', 'UTC', 1)",
@@ -124,7 +125,7 @@ static void test_schema_migrated_from_1(void **state)
     assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
 }
 
-/* A version 2 database (scheduled without user_id) is migrated to 3 at
+/* A version 2 database (scheduled without user_id) is migrated at
  * open: the receiver of each deferred notification is read from its record,
  * so erasing the user finds it; a record that does not decode keeps NULL. */
 static void test_schema_migrated_from_2(void **state)
@@ -143,6 +144,7 @@ static void test_schema_migrated_from_2(void **state)
     assert_int_equal(sqlite3_exec(db,
                                   "DROP INDEX scheduled_user;"
                                   "ALTER TABLE scheduled DROP COLUMN user_id;"
+                                  "ALTER TABLE notifications DROP COLUMN traceparent;"
                                   "UPDATE schema_version SET version = 2;"
                                   "INSERT INTO scheduled VALUES ('junk', 2, 5, x'00');",
                                   NULL, NULL, NULL),
@@ -157,7 +159,7 @@ static void test_schema_migrated_from_2(void **state)
     buf_release(&b);
 
     assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
-    assert_int_equal(store_schema_version(f->s), 3);
+    assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
     assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT notification_id, user_id FROM scheduled"
                                             " ORDER BY notification_id", -1, &st, NULL),
@@ -179,6 +181,81 @@ static void test_schema_migrated_from_2(void **state)
     assert_int_equal(n, 1);
     assert_string_equal(rows[0].notification_id, "junk");
     store_sched_rows_free(rows, n);
+}
+
+/* A status record for the sink (kind REC_STATUS). */
+static notif_t status_rec(const char *id, notif_status_t st, const char *traceparent)
+{
+    notif_t n;
+    memset(&n, 0, sizeof(n));
+    n.kind = REC_STATUS;
+    n.channel = CH_WEBHOOK;
+    n.status = st;
+    n.attempt = 1;
+    n.created_at_ms = 1000;
+    n.status_at_ms = 2000;
+    n.notification_id = HSTR(id);
+    n.event_id = HSTR("e1");
+    n.user_id = HSTR("u1");
+    n.category = HSTR("default");
+    n.title = HSTR("t");
+    n.body = HSTR("b");
+    n.address = HSTR("https://example.com/h");
+    n.quiet_start_min = n.quiet_end_min = NOTIF_QUIET_NONE;
+    n.traceparent = HSTR(traceparent);
+    return n;
+}
+
+/* A version 3 database (notifications without traceparent) is migrated to
+ * 4 at open: its rows stay (traceparent NULL), new status records store
+ * theirs, a record without one keeps the row's, and a malformed one is not
+ * stored. */
+static void test_schema_migrated_from_3(void **state)
+{
+    fx_t *f = *state;
+    static const char tp[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    store_close(f->s);
+    f->s = NULL;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "ALTER TABLE notifications DROP COLUMN traceparent;"
+                                  "UPDATE schema_version SET version = 3;"
+                                  "INSERT INTO notifications (notification_id, event_id, user_id,"
+                                  " channel, category, title, body, address, status, attempt,"
+                                  " created_at, updated_at) VALUES ('old', 'e0', 'u1', 4, 'default',"
+                                  " 't', 'b', 'a', 1, 1, 1, 1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    assert_int_equal(store_schema_version(f->s), 4);
+    notif_row_t row;
+    assert_int_equal(store_notif_get(f->s, "old", &row, NULL, NULL), HR_OK);
+    assert_null(row.traceparent);
+    notif_row_clear(&row);
+
+    notif_t a = status_rec("n1", ST_FAILED, tp);
+    const notif_t *recs[] = {&a};
+    assert_int_equal(store_notif_write_batch(f->s, recs, 1), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "n1", &row, NULL, NULL), HR_OK);
+    assert_string_equal(row.traceparent, tp);
+    notif_row_clear(&row);
+    /* a later record without one keeps it */
+    notif_t b = status_rec("n1", ST_SENT, "");
+    recs[0] = &b;
+    assert_int_equal(store_notif_write_batch(f->s, recs, 1), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "n1", &row, NULL, NULL), HR_OK);
+    assert_int_equal(row.status, ST_SENT);
+    assert_string_equal(row.traceparent, tp);
+    notif_row_clear(&row);
+    /* malformed (a hand-made record): the row is written, without it */
+    notif_t c = status_rec("n2", ST_SENT, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nX: y");
+    recs[0] = &c;
+    assert_int_equal(store_notif_write_batch(f->s, recs, 1), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "n2", &row, NULL, NULL), HR_OK);
+    assert_null(row.traceparent);
+    notif_row_clear(&row);
 }
 
 /* store.c's fallbacks: the same answers with the optional ops missing. */
@@ -248,6 +325,7 @@ int main(void)
         T(test_dedupe_moved),
         T(test_schema_migrated_from_1),
         T(test_schema_migrated_from_2),
+        T(test_schema_migrated_from_3),
         T(test_fallbacks),
     };
 #undef T
