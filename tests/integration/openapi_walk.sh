@@ -3,7 +3,8 @@
 # every operation of it is a route herald serves and declares its key scopes
 # (x-herald-scopes) or `security: []`, and against a running herald every
 # keyed operation answers 401 without a key or with a bad one, 403 to a key
-# of a scope it does not accept, and neither to a key of a scope it does.
+# of a scope it does not accept, and neither to a key of a scope it does; with
+# another tenant's admin key no answer shows the first tenant's data.
 # Redocly CLI comes from npm once and is cached outside the tree.
 . "$(dirname "$0")/lib/common.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,8 +30,14 @@ KEYS="$WORK/keys.json"
     k=$("$HERALD" keys create --scopes "$s" --name "walk-$s" --data-dir "$WORK/data" 2>/dev/null) || fail "keys create $s"
     echo "\"$s\": \"$k\","
   done
+  k=$("$HERALD" keys create --scopes admin --tenant walk-other --name walk-other --data-dir "$WORK/data" 2>/dev/null) || fail "keys create other tenant"
+  echo "\"other\": \"$k\","
   echo "\"_\": \"\"}"
 } >"$KEYS"
+# The default tenant's data the other tenant must never see.
+expect_status 200 PUT /v1/users/walk1 '{"email":"walk-secret-marker@example.com","locale":"en","timezone":"UTC","devices":[{"platform":"fcm","token":"walk-secret-token"}]}' >/dev/null
+expect_status 200 PUT /v1/templates/walk1/push '{"locale":"en","title":"walk-secret-title","body":"b"}' >/dev/null
+expect_status 201 POST /v1/topics/walk1/subscribers '{"user_id":"walk1"}' >/dev/null
 python3 - "$WORK/openapi.json" "$KEYS" "$PORT" "$ROOT/src/http/routes.c" <<'PY' || fail "the walk found differences"
 import http.client, json, re, sys
 spec = json.load(open(sys.argv[1])); keys = json.load(open(sys.argv[2])); port = int(sys.argv[3])
@@ -39,6 +46,30 @@ routes = set((m.group(1).lower(), m.group(2)) for m in
 root_sec = spec.get("security")
 bad = []
 ops = []
+# First, before anything is written: another tenant's admin key reads every
+# GET operation (path ids = the first tenant's) and never sees its data.
+reads = 0
+for path, item in spec["paths"].items():
+    op = item.get("get")
+    if not op or op.get("security", root_sec) == []:
+        continue
+    url = re.sub(r"\{[^}]+\}", "walk1", path).replace("/walk1/walk1", "/walk1/push")
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", url, headers={"Authorization": "Bearer " + keys["other"]})
+    r = c.getresponse(); text = r.read().decode("utf-8", "replace"); c.close()
+    reads += 1
+    if "walk-secret" in text:
+        bad.append(f"GET {url}: another tenant's key sees the first tenant's data")
+    if r.status in (401, 403):
+        bad.append(f"GET {url}: another tenant's admin key got {r.status}")
+    # the first tenant's own admin key does see it (the check can fail)
+    if url == "/v1/users/walk1":
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", url, headers={"Authorization": "Bearer " + keys["admin"]})
+        r = c.getresponse(); text = r.read().decode("utf-8", "replace"); c.close()
+        if "walk-secret" not in text:
+            bad.append("GET /v1/users/walk1: the first tenant's own key does not see its user")
+print(f"another tenant's key read {reads} GET operations")
 for path, item in spec["paths"].items():
     for meth, op in item.items():
         if meth not in ("get", "put", "post", "delete", "patch"):
