@@ -93,6 +93,44 @@ static void sandbox_line(buf_t *b, const notif_t *x)
     jw_lit(&w, "}\n");
 }
 
+/* A process killed in the middle of a write (kill -9) can leave a torn
+ * last line, and the next line appended to it would be unreadable for
+ * every reader of the file. Its notifications were never completed, so
+ * they are delivered again: cut the torn tail back to the last newline.
+ * Under the file's lock, like every write. */
+static void sandbox_repair(int fd, const char *path)
+{
+    struct stat st;
+    while (flock(fd, LOCK_EX) != 0)
+        if (errno != EINTR) return;
+    if (fstat(fd, &st) == 0 && st.st_size > 0) {
+        int rfd = open(path, O_RDONLY | O_CLOEXEC);
+        char buf[4096];
+        off_t end = st.st_size, keep = -1;
+        while (rfd >= 0 && end > 0 && keep < 0) {
+            off_t from = end > (off_t)sizeof(buf) ? end - (off_t)sizeof(buf) : 0;
+            ssize_t n = pread(rfd, buf, (size_t)(end - from), from);
+            if (n <= 0) break;
+            for (ssize_t i = n - 1; i >= 0; i--)
+                if (buf[i] == '\n') {
+                    keep = from + i + 1;
+                    break;
+                }
+            if (keep < 0 && from == 0) keep = 0;
+            end = from;
+        }
+        if (rfd >= 0) close(rfd);
+        if (keep >= 0 && keep < st.st_size) {
+            if (ftruncate(fd, keep) == 0)
+                log_warn("sandbox", "%s: cut a torn last line of %lld bytes (a write cut short)",
+                         path, (long long)(st.st_size - keep));
+            else
+                log_error("sandbox", "%s: cannot cut a torn last line: %s", path, strerror(errno));
+        }
+    }
+    flock(fd, LOCK_UN);
+}
+
 static hr_t sandbox_submit(provider_t *p, const notif_t *n, send_result_t *res, void *cookie)
 {
     sandbox_t *s = (sandbox_t *)p;
@@ -210,6 +248,7 @@ static hr_t sandbox_open(const provider_env_t *env, provider_t **out, char *why,
             r = HR_ERR;
             goto out;
         }
+        sandbox_repair(s->fd, path);
     }
 out:
     free(dir);

@@ -87,6 +87,43 @@ static void test_lines_are_json_even_for_invalid_utf8(void **st)
     fx_release(&f);
 }
 
+/* A torn last line (a process killed in the middle of a write) is cut at
+ * open, so the next line does not glue onto it: every line stays JSON. */
+static void test_torn_line_cut_at_open(void **st)
+{
+    static fx_t f;
+    char sub[96], path[160];
+    snprintf(sub, sizeof(sub), "%s/torn", dir);
+    snprintf(path, sizeof(path), "%s/sandbox", sub);
+    assert_int_equal(mkdir_p(path, 0700), HR_OK);
+    snprintf(path, sizeof(path), "%s/sandbox/email.jsonl", sub);
+    FILE *fp = fopen(path, "w");
+    fputs("{\"notification_id\":\"whole\"}\n{\"notification_id\":\"to", fp);
+    fclose(fp);
+    fx_init(&f, "data_dir", sub, "sandbox.mode", "file", NULL);
+    provider_set_t *s = NULL;
+    char why[256];
+    assert_int_equal(provider_set_open(&f.cfg, NULL, CH_EMAIL, fx_done, &f, &s, why, sizeof(why)), HR_OK);
+    fx_notif(&f, 0, CH_EMAIL, "after", "");
+    fx_deliver(&f, s, 1, 1024);
+    provider_set_close(s);
+    fp = fopen(path, "r");
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof(line), fp)) {
+        json_error_t err;
+        json_t *o = json_loads(line, 0, &err);
+        if (!o) fail_msg("line %d is not JSON (%s): %s", n + 1, err.text, line);
+        const char *id = json_string_value(json_object_get(o, "notification_id"));
+        assert_string_equal(id, n == 0 ? "whole" : "n-0");
+        json_decref(o);
+        n++;
+    }
+    fclose(fp);
+    assert_int_equal(n, 2);
+    fx_release(&f);
+}
+
 /* The bound: with max_in_flight 4 the fifth submit is "full" until a
  * poll completes the first four; null mode writes nothing. */
 static void test_bound_and_null_mode(void **st)
@@ -179,6 +216,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lines_are_json_even_for_invalid_utf8),
         cmocka_unit_test(test_bound_and_null_mode),
+        cmocka_unit_test(test_torn_line_cut_at_open),
         cmocka_unit_test(test_config_check),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
