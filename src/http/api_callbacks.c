@@ -378,6 +378,19 @@ void api_cb_sendgrid(http_req_t *rq, http_resp_t *rs)
                          "the request's signature does not verify");
             return;
         }
+    } else {
+        /* Unsigned events could mark any notification delivered or bounced
+         * (and a bounce invalidates the address): refused unless the
+         * operator says the path is protected some other way. */
+        const char *open = provider_setting(rq->app->cfg, inst, "accept_unsigned_events");
+        if (!open || strcmp(open, "true") != 0) {
+            count(P, METRIC_CB_FORBIDDEN, 1);
+            resp_problem(rs, 403, NULL, "X-Twilio-Email-Event-Webhook-Signature",
+                         "provider.%s has no event_public_key: set it (SendGrid's signed event "
+                         "webhook) or accept_unsigned_events = true",
+                         inst);
+            return;
+        }
     }
     json_t *doc = api_body_json(rq, rs);
     if (!doc) {

@@ -279,7 +279,7 @@ static hr_t sendgrid_open(const provider_env_t *env, provider_t **out, char *why
 }
 
 static const char *const sendgrid_keys[] = {"url", "api_key", "api_key_file", "from", "from_name",
-                                            "event_public_key", "timeout_ms", "ca_file", NULL};
+                                            "event_public_key", "accept_unsigned_events", "timeout_ms", "ca_file", NULL};
 
 const provider_ops_t sendgrid_provider_ops = {
     .name = "sendgrid",

@@ -218,6 +218,9 @@ static int setup(void **state)
     set("provider.tw.status_callback_url", TW_BASE "/");
     set("provider.sg.type", "sendgrid");
     set("provider.sg.from", "noreply@shop.example");
+    set("provider.sg.accept_unsigned_events", "true");
+    set("provider.sgu.type", "sendgrid");
+    set("provider.sgu.from", "noreply@shop.example");
     set("provider.sgs.type", "sendgrid");
     set("provider.sgs.from", "noreply@shop.example");
     set("provider.sgs.event_public_key", pub);
@@ -521,8 +524,12 @@ static void test_sendgrid_malformed(void **state)
         hresp_clear(&r);
     }
     assert_int_equal(cb_count(METRIC_CB_SENDGRID, METRIC_CB_MALFORMED) - before, (int64_t)ARRAY_LEN(cases));
-    /* an empty batch is fine; a twilio instance is not a sendgrid one */
+    /* without a key and without accept_unsigned_events, unsigned posts are refused */
     hresp_t r;
+    post(&r, "/v1/callbacks/sendgrid/sgu", "application/json", "[]", NULL, NULL);
+    assert_problem(&r, 403, "X-Twilio-Email-Event-Webhook-Signature");
+    hresp_clear(&r);
+    /* an empty batch is fine; a twilio instance is not a sendgrid one */
     post(&r, "/v1/callbacks/sendgrid/sg", "application/json", "[]", NULL, NULL);
     assert_int_equal(r.status, 204);
     hresp_clear(&r);
