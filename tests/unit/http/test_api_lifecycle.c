@@ -107,7 +107,7 @@ static void test_list_users(void **state)
     hresp_clear(&r);
 
     /* pages of 2 from just before our users */
-    char path[256], cursor[256] = "";
+    char path[512], cursor[256] = "";
     int seen = 0, pages = 0;
     hreq(&r, "GET", "/v1/users?limit=200", NULL);
     items = json_object_get(r.json, "items");
