@@ -270,9 +270,10 @@ hr_t store_notif_sent(store_t *s, const char *notification_id, bool *sent);
  * ids[i]. An empty id is HR_INVALID. On error sent[] is all false. */
 hr_t store_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent);
 /* Retention (DESIGN §4: 90 days): deletes notifications created before
- * before_ms with their status history, and dedupe entries first seen before
- * it. Works in small transactions so other writers interleave. *deleted
- * (may be NULL) = notifications removed. */
+ * before_ms with their status history, in-app inbox items created before
+ * it, and dedupe entries first seen before it. Works in small transactions
+ * so other writers interleave. *deleted (may be NULL) = notifications
+ * removed (inbox items are logged, not counted). */
 hr_t store_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted);
 
 /* ---- dispatch policy: deferrals, dead addresses, redrives ---- */

@@ -243,6 +243,9 @@ static const char *stmt_sql[S__COUNT] = {
         " WHEN 1 THEN seen_at_ms IS NULL WHEN 2 THEN read_at_ms IS NULL"
         " ELSE archived_at_ms IS NULL END))",
     [S_INBOX_DEL] = "DELETE FROM inbox WHERE user_id = ?1 AND notification_id = ?2",
+    [S_PURGE_INBOX] = "DELETE FROM inbox WHERE (user_id, notification_id) IN (SELECT user_id,"
+                      " notification_id FROM inbox INDEXED BY inbox_created WHERE created_at_ms < ?1"
+                      " LIMIT ?2)",
 };
 
 /* The status sink's upsert. ?18 = the record's traceparent (NULL = none: a

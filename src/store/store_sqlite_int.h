@@ -104,6 +104,7 @@ typedef enum stmt_id {
     S_INBOX_COUNTS,
     S_INBOX_MARK,
     S_INBOX_DEL,
+    S_PURGE_INBOX,
     S__COUNT
 } stmt_id_t;
 

@@ -124,3 +124,5 @@ CREATE TABLE IF NOT EXISTS inbox (
   PRIMARY KEY (user_id, notification_id)) WITHOUT ROWID;
 
 CREATE INDEX IF NOT EXISTS inbox_user_time ON inbox (user_id, created_at_ms, notification_id);
+-- retention (store_notif_purge) deletes items by age
+CREATE INDEX IF NOT EXISTS inbox_created ON inbox (created_at_ms);

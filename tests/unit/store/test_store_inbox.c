@@ -3,7 +3,8 @@
  * the state of an item already there, listings by filter newest first with
  * cursor paging, counts, marks (one and all; read implies seen, archive
  * implies both), delete, one user never sees another's items, erasure
- * removes them, and bad arguments are HR_INVALID.
+ * removes them, retention purges them by age, and bad arguments are
+ * HR_INVALID.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -197,6 +198,23 @@ static void test_inbox_delete_users_apart_erase(void **state)
     assert_string_equal(ids, "n1");
 }
 
+static void test_inbox_purge_by_age(void **state)
+{
+    fx_t *f = *state;
+    char ids[256];
+    put(f->s, "u1", "old1", 1000, true);
+    put(f->s, "u2", "old2", 1999, true);
+    put(f->s, "u1", "new1", 2000, true);
+    int64_t deleted = -1;
+    assert_int_equal(store_notif_purge(f->s, 2000, &deleted), HR_OK);
+    assert_int_equal(deleted, 0); /* no notification rows; items are not counted there */
+    list_ids(f->s, "u1", INBOX_ACTIVE, NULL, 10, ids, sizeof(ids), NULL);
+    assert_string_equal(ids, "new1");
+    list_ids(f->s, "u2", INBOX_ACTIVE, NULL, 10, ids, sizeof(ids), NULL);
+    assert_string_equal(ids, "");
+    counts(f->s, "u1", 1, 1);
+}
+
 static void test_inbox_invalid(void **state)
 {
     fx_t *f = *state;
@@ -240,6 +258,7 @@ int main(void)
         T(test_inbox_paging_newest_first),
         T(test_inbox_marks_filters_counts),
         T(test_inbox_delete_users_apart_erase),
+        T(test_inbox_purge_by_age),
         T(test_inbox_invalid),
     };
 #undef T
