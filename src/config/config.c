@@ -522,5 +522,5 @@ void config_print_reference(void *file)
                "From the environment: `HERALD_KAFKA_<NAME>`, where `_` becomes `.` and `__` becomes `_` "
                "(`HERALD_KAFKA_SASL_OAUTHBEARER_CLIENT__ID` sets `kafka.sasl.oauthbearer.client_id`). |\n");
     fprintf(f, "| `provider.<name>.<key>` | string | | | Settings of provider instance <name> (`type`, `max_in_flight`, and the provider's own keys; see docs/internals/provider.md). |\n");
-    fprintf(f, "| `channel.<channel>.providers` | string | | `sandbox` | Provider instances a channel delivers through, comma separated; push picks the one named like the device's platform, other channels spread users over the list (a pool of accounts; a user stays on one). |\n");
+    fprintf(f, "| `channel.<channel>.providers` | string | | `sandbox` | Provider instances a channel delivers through, comma separated (default `inapp` for the in-app channel: its users' inboxes, unless `sandbox.mode` is `null`); push picks the one named like the device's platform, other channels spread users over the list (a pool of accounts; a user stays on one). |\n");
 }

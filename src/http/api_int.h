@@ -82,6 +82,14 @@ void api_template_get(http_req_t *rq, http_resp_t *rs);
 
 void api_notif_get(http_req_t *rq, http_resp_t *rs);
 void api_user_notifs(http_req_t *rq, http_resp_t *rs);
+/* api_inbox.c */
+void api_inbox_list(http_req_t *rq, http_resp_t *rs);
+void api_inbox_counts(http_req_t *rq, http_resp_t *rs);
+void api_inbox_mark(http_req_t *rq, http_resp_t *rs);
+void api_inbox_read_all(http_req_t *rq, http_resp_t *rs);
+void api_inbox_seen_all(http_req_t *rq, http_resp_t *rs);
+void api_inbox_archive_all(http_req_t *rq, http_resp_t *rs);
+void api_inbox_delete(http_req_t *rq, http_resp_t *rs);
 
 void api_dlq_list(http_req_t *rq, http_resp_t *rs);
 void api_dlq_redrive(http_req_t *rq, http_resp_t *rs);

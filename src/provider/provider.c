@@ -7,7 +7,7 @@
  * itself (so "provider.webhook.url = ..." needs no type line, and two
  * webhook instances can be "hooks-a" and "hooks-b" of type webhook).
  * channel.<channel>.providers lists the instances a channel uses, default
- * "sandbox". The set counts requests in flight per provider and returns
+ * "sandbox" ("inapp" for the in-app channel: its inbox). The set counts requests in flight per provider and returns
  * HR_AGAIN at the provider's bound, so no provider sees more than
  * max_in_flight at once and every provider gets the bound for free.
  */
@@ -34,6 +34,7 @@ static const provider_ops_t *const registry[] = {
     &twilio_provider_ops,
     &sendgrid_provider_ops,
     &smtp_provider_ops,
+    &inapp_provider_ops,
 };
 
 #define SET_MAX 8               /* providers one channel may list */
@@ -117,6 +118,16 @@ static const char *instance_type(const config_t *cfg, const char *name)
     return t ? t : name;
 }
 
+/* The provider instance a channel uses when channel.<ch>.providers is not
+ * set: the in-app channel stores its notifications in the inbox (inapp.c),
+ * every other channel writes the sandbox file. sandbox.mode=null
+ * (benchmarks: record nothing) keeps the in-app channel on the sandbox. */
+static const char *channel_default_provider(const config_t *cfg, channel_t ch)
+{
+    bool null_mode = cfg->provider_mode && strcmp(cfg->provider_mode, "null") == 0;
+    return ch == CH_INAPP && !null_mode ? "inapp" : "sandbox";
+}
+
 /* Splits channel ch's provider list into names[] (each NUL-terminated in
  * store); returns the count, or -1 when malformed. */
 static int route_names(const config_t *cfg, channel_t ch, char *store, size_t cap,
@@ -125,7 +136,7 @@ static int route_names(const config_t *cfg, channel_t ch, char *store, size_t ca
     char key[64];
     snprintf(key, sizeof(key), "channel.%s.providers", channel_name(ch));
     const char *list = kv_get(cfg, key);
-    snprintf(store, cap, "%s", list ? list : "sandbox");
+    snprintf(store, cap, "%s", list ? list : channel_default_provider(cfg, ch));
     int n = 0;
     for (char *save = NULL, *t = strtok_r(store, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
         if (n == SET_MAX) return -1;

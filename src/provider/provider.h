@@ -85,7 +85,7 @@ hr_t provider_config_check(const config_t *cfg, char *why, size_t why_len);
 
 /* The providers of one dispatcher (one channel, one thread), with the
  * thread's HTTP engine. Routing: channel.<channel>.providers lists
- * instance names (default "sandbox"); a notification goes to the listed
+ * instance names (default "sandbox"; "inapp" for the in-app channel); a notification goes to the listed
  * provider whose name equals its platform field (push: apns | fcm), else
  * to the first listed. */
 typedef struct provider_set provider_set_t;

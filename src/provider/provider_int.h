@@ -82,6 +82,7 @@ extern const provider_ops_t apns_provider_ops;
 extern const provider_ops_t twilio_provider_ops;
 extern const provider_ops_t sendgrid_provider_ops;
 extern const provider_ops_t smtp_provider_ops;
+extern const provider_ops_t inapp_provider_ops;
 
 /* The registry: the type named `type`, or NULL. */
 const provider_ops_t *provider_lookup(const char *type);

@@ -890,3 +890,94 @@ void notif_rows_free(notif_row_t *rows, int n)
     for (int i = 0; i < n; i++) notif_row_clear(&rows[i]);
     free(rows);
 }
+
+/* ---- in-app inbox ---- */
+
+void inbox_item_clear(inbox_item_t *it)
+{
+    if (!it) return;
+    free(it->user_id);
+    free(it->notification_id);
+    free(it->event_id);
+    free(it->category);
+    free(it->title);
+    free(it->body);
+    memset(it, 0, sizeof(*it));
+}
+
+void inbox_items_free(inbox_item_t *v, int n)
+{
+    if (!v) return;
+    for (int i = 0; i < n; i++) inbox_item_clear(&v[i]);
+    free(v);
+}
+
+static bool inbox_mark_valid(inbox_mark_t m)
+{
+    return m == INBOX_MARK_SEEN || m == INBOX_MARK_READ || m == INBOX_MARK_ARCHIVED;
+}
+
+hr_t store_inbox_put(store_t *s, const inbox_item_t *it, bool *created)
+{
+    bool dummy;
+    if (!created) created = &dummy;
+    *created = false;
+    if (!it || !nonempty(it->user_id) || !nonempty(it->notification_id) || it->created_at_ms <= 0)
+        return HR_INVALID;
+    return s->ops->inbox_put(s, it, created);
+}
+
+hr_t store_inbox_list(store_t *s, const char *user_id, inbox_filter_t f, const char *cursor,
+                      int limit, inbox_item_t **items, int *n, char **next_cursor)
+{
+    *items = NULL;
+    *n = 0;
+    *next_cursor = NULL;
+    /* INT_MAX: the backend reads limit + 1 rows to know whether more exist */
+    if (!nonempty(user_id) || limit <= 0 || limit == INT_MAX ||
+        (unsigned)f >= INBOX_FILTER__COUNT)
+        return HR_INVALID;
+    int64_t after_ms = 0;
+    const char *after_id = NULL;
+    if (nonempty(cursor) && cursor_parse(cursor, &after_ms, &after_id) != HR_OK) return HR_INVALID;
+    bool more = false;
+    hr_t r = s->ops->inbox_list(s, user_id, f, after_ms, after_id, limit, items, n, &more);
+    if (r == HR_OK && more && *n > 0) {
+        const inbox_item_t *last = &(*items)[*n - 1];
+        *next_cursor = xasprintf("%lld:%s", (long long)last->created_at_ms, last->notification_id);
+    }
+    return r;
+}
+
+hr_t store_inbox_counts(store_t *s, const char *user_id, int64_t *unread, int64_t *unseen)
+{
+    *unread = 0;
+    *unseen = 0;
+    if (!nonempty(user_id)) return HR_INVALID;
+    return s->ops->inbox_counts(s, user_id, unread, unseen);
+}
+
+hr_t store_inbox_mark(store_t *s, const char *user_id, const char *notification_id,
+                      inbox_mark_t m, int64_t at_ms)
+{
+    if (!nonempty(user_id) || !nonempty(notification_id) || !inbox_mark_valid(m) || at_ms <= 0)
+        return HR_INVALID;
+    int64_t changed = 0;
+    return s->ops->inbox_mark(s, user_id, notification_id, m, at_ms, &changed);
+}
+
+hr_t store_inbox_mark_all(store_t *s, const char *user_id, inbox_mark_t m, int64_t at_ms,
+                          int64_t *changed)
+{
+    int64_t dummy;
+    if (!changed) changed = &dummy;
+    *changed = 0;
+    if (!nonempty(user_id) || !inbox_mark_valid(m) || at_ms <= 0) return HR_INVALID;
+    return s->ops->inbox_mark(s, user_id, NULL, m, at_ms, changed);
+}
+
+hr_t store_inbox_del(store_t *s, const char *user_id, const char *notification_id)
+{
+    if (!nonempty(user_id) || !nonempty(notification_id)) return HR_INVALID;
+    return s->ops->inbox_del(s, user_id, notification_id);
+}

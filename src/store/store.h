@@ -17,7 +17,7 @@
 
 typedef struct store store_t;
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 #define STORE_MAX_DEVICES 16
 
 typedef struct device {
@@ -190,8 +190,8 @@ typedef struct store_erase {
 /* Right to erasure: deletes everything the store keeps about user_id - the
  * user row (with its webhook secret), devices, preferences, topic
  * subscriptions, follows (as follower and as the followed actor), invalid
- * address records, notification rows with their status history, and the
- * user's scheduled (deferred) notifications. HR_NOTFOUND when none of that
+ * address records, notification rows with their status history, the
+ * user's scheduled (deferred) notifications and inbox items. HR_NOTFOUND when none of that
  * existed (nothing changed). One transaction when the user has at most a
  * backend's chunk of notifications and followers; larger histories go in
  * bounded chunks (other writers interleave) and the user row with the rest
@@ -270,9 +270,10 @@ hr_t store_notif_sent(store_t *s, const char *notification_id, bool *sent);
  * ids[i]. An empty id is HR_INVALID. On error sent[] is all false. */
 hr_t store_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent);
 /* Retention (DESIGN §4: 90 days): deletes notifications created before
- * before_ms with their status history, and dedupe entries first seen before
- * it. Works in small transactions so other writers interleave. *deleted
- * (may be NULL) = notifications removed. */
+ * before_ms with their status history, in-app inbox items created before
+ * it, and dedupe entries first seen before it. Works in small transactions
+ * so other writers interleave. *deleted (may be NULL) = notifications
+ * removed (inbox items are logged, not counted). */
 hr_t store_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted);
 
 /* ---- dispatch policy: deferrals, dead addresses, redrives ---- */
@@ -352,6 +353,72 @@ hr_t store_key_list(store_t *s, api_key_rec_t **out, int *n);
 /* Marks the key revoked at at_ms (HR_NOTFOUND: no such key; a key already
  * revoked keeps its first time). */
 hr_t store_key_revoke(store_t *s, const char *key_id, int64_t at_ms);
+
+/* ---- in-app inbox (schema version 5) ----
+ * One item per in-app notification of a user, written by the "inapp"
+ * provider (provider/inapp.c) and read and changed by the inbox API.
+ * user_id is the stored (tenant-qualified) id. States are timestamps:
+ * seen (the user saw it in a list), read (opened), archived (put away);
+ * reading implies seen, archiving implies read and seen. Unread = not read
+ * and not archived; unseen = not seen and not archived. */
+
+typedef struct inbox_item {
+    char *user_id;
+    char *notification_id;
+    char *event_id;             /* NULL when absent */
+    char *category;             /* NULL when absent */
+    char *title;
+    char *body;
+    int64_t created_at_ms;
+    int64_t seen_at_ms;         /* 0 = not seen */
+    int64_t read_at_ms;         /* 0 = not read */
+    int64_t archived_at_ms;     /* 0 = not archived */
+} inbox_item_t;
+/* Frees the item's strings and zeroes it; NULL is a no-op. */
+void inbox_item_clear(inbox_item_t *it);
+/* Frees n items and the array; NULL is a no-op. */
+void inbox_items_free(inbox_item_t *v, int n);
+
+/* Which items a listing returns. */
+typedef enum inbox_filter {
+    INBOX_ACTIVE = 0,           /* every item not archived (the default) */
+    INBOX_UNREAD,
+    INBOX_READ,                 /* read, not archived */
+    INBOX_SEEN,                 /* seen, not archived */
+    INBOX_ARCHIVED,
+    INBOX_FILTER__COUNT
+} inbox_filter_t;
+
+/* A state change. */
+typedef enum inbox_mark {
+    INBOX_MARK_SEEN = 1,
+    INBOX_MARK_READ,            /* also seen */
+    INBOX_MARK_ARCHIVED,        /* also read and seen */
+} inbox_mark_t;
+
+/* Adds the item (strings copied). Idempotent: an item already there for
+ * (user_id, notification_id) is kept as it is (a redelivery does not make a
+ * read item unread); *created (may be NULL) tells whether it is new.
+ * HR_INVALID without user_id, notification_id or created_at_ms > 0. */
+hr_t store_inbox_put(store_t *s, const inbox_item_t *it, bool *created);
+/* The user's items that match f, newest first (created_at_ms, then
+ * notification_id), at most limit; cursor as store_notif_list_user's
+ * (NULL = newest; *next_cursor allocated or NULL at the end; malformed =
+ * HR_INVALID). Free *items with inbox_items_free. */
+hr_t store_inbox_list(store_t *s, const char *user_id, inbox_filter_t f, const char *cursor,
+                      int limit, inbox_item_t **items, int *n, char **next_cursor);
+/* Unread and unseen counts of the user (archived items count in neither). */
+hr_t store_inbox_counts(store_t *s, const char *user_id, int64_t *unread, int64_t *unseen);
+/* Marks one item at at_ms (a state already set keeps its first time).
+ * HR_NOTFOUND when the user has no such item. */
+hr_t store_inbox_mark(store_t *s, const char *user_id, const char *notification_id,
+                      inbox_mark_t m, int64_t at_ms);
+/* Marks every item of the user not yet in that state; *changed (may be
+ * NULL) = how many changed. One transaction. */
+hr_t store_inbox_mark_all(store_t *s, const char *user_id, inbox_mark_t m, int64_t at_ms,
+                          int64_t *changed);
+/* Deletes one item; HR_NOTFOUND when the user has no such item. */
+hr_t store_inbox_del(store_t *s, const char *user_id, const char *notification_id);
 
 /* ---- freeing what the store fills ---- */
 

@@ -146,6 +146,17 @@ typedef struct store_ops {
     hr_t (*key_get)(store_t *s, const char *key_id, api_key_rec_t *out);
     hr_t (*key_list)(store_t *s, api_key_rec_t **out, int *n);
     hr_t (*key_revoke)(store_t *s, const char *key_id, int64_t at_ms);
+    /* In-app inbox (store.h). after_id NULL: from the newest; else only
+     * items ordered after (after_ms, after_id). *more: another item exists
+     * beyond the page. notification_id NULL in inbox_mark: every item of
+     * the user not yet in that state. *changed: rows changed. */
+    hr_t (*inbox_put)(store_t *s, const inbox_item_t *it, bool *created);
+    hr_t (*inbox_list)(store_t *s, const char *user_id, inbox_filter_t f, int64_t after_ms,
+                       const char *after_id, int limit, inbox_item_t **items, int *n, bool *more);
+    hr_t (*inbox_counts)(store_t *s, const char *user_id, int64_t *unread, int64_t *unseen);
+    hr_t (*inbox_mark)(store_t *s, const char *user_id, const char *notification_id,
+                       inbox_mark_t m, int64_t at_ms, int64_t *changed);
+    hr_t (*inbox_del)(store_t *s, const char *user_id, const char *notification_id);
     /* store_health; why has room (why_len > 0). May be NULL: always sound. */
     hr_t (*health)(store_t *s, char *why, size_t why_len);
 } store_ops_t;

@@ -94,6 +94,10 @@ _Static_assert(ST_PENDING == 0 && ST_SENT == 1 && ST_DELIVERED == 2 && ST_DEAD =
                "status codes are stored in the database");
 _Static_assert(CH_PUSH == 0 && CH_WEBHOOK == 4, "channel codes are stored in the database");
 
+/* The inbox columns in the order store_sqlite_inbox.c reads them. */
+#define INBOX_COLS                                                                         \
+    "user_id, notification_id, event_id, category, title, body, created_at_ms,"            \
+    " coalesce(seen_at_ms, 0), coalesce(read_at_ms, 0), coalesce(archived_at_ms, 0)"
 #define NOTIF_COLS                                                                         \
     "notification_id, event_id, user_id, channel, category, title, body, address, status, " \
     "attempt, channel_msg_id, error, created_at, updated_at, delivered_at, traceparent"
@@ -214,6 +218,34 @@ static const char *stmt_sql[S__COUNT] = {
                          " ORDER BY actor LIMIT ?3",
     [S_USER_TOPICS_PAGE] = "SELECT topic FROM subscriptions WHERE user_id = ?1 AND topic > ?2"
                            " ORDER BY topic LIMIT ?3",
+    [S_ERASE_INBOX] = "DELETE FROM inbox WHERE user_id = ?1",
+    [S_INBOX_PUT] = "INSERT INTO inbox (user_id, notification_id, event_id, category, title, body,"
+                    " created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+    /* ?3 = the filter (inbox_filter_t); ?4, ?5 = the cursor (NULL ?5: none) */
+    [S_INBOX_LIST] =
+        "SELECT " INBOX_COLS " FROM inbox WHERE user_id = ?1"
+        " AND (?5 IS NULL OR created_at_ms < ?4 OR (created_at_ms = ?4 AND notification_id < ?5))"
+        " AND CASE ?3 WHEN 0 THEN archived_at_ms IS NULL"
+        " WHEN 1 THEN read_at_ms IS NULL AND archived_at_ms IS NULL"
+        " WHEN 2 THEN read_at_ms IS NOT NULL AND archived_at_ms IS NULL"
+        " WHEN 3 THEN seen_at_ms IS NOT NULL AND archived_at_ms IS NULL"
+        " ELSE archived_at_ms IS NOT NULL END"
+        " ORDER BY created_at_ms DESC, notification_id DESC LIMIT ?2",
+    [S_INBOX_COUNTS] = "SELECT coalesce(sum(read_at_ms IS NULL), 0), coalesce(sum(seen_at_ms IS NULL), 0)"
+                       " FROM inbox WHERE user_id = ?1 AND archived_at_ms IS NULL",
+    /* ?3 = inbox_mark_t (1 seen, 2 read, 3 archived), each implying the
+     * ones before; ?2 NULL = every item not yet in that state */
+    [S_INBOX_MARK] =
+        "UPDATE inbox SET seen_at_ms = coalesce(seen_at_ms, ?4),"
+        " read_at_ms = CASE WHEN ?3 >= 2 THEN coalesce(read_at_ms, ?4) ELSE read_at_ms END,"
+        " archived_at_ms = CASE WHEN ?3 >= 3 THEN coalesce(archived_at_ms, ?4) ELSE archived_at_ms END"
+        " WHERE user_id = ?1 AND (notification_id = ?2 OR (?2 IS NULL AND CASE ?3"
+        " WHEN 1 THEN seen_at_ms IS NULL WHEN 2 THEN read_at_ms IS NULL"
+        " ELSE archived_at_ms IS NULL END))",
+    [S_INBOX_DEL] = "DELETE FROM inbox WHERE user_id = ?1 AND notification_id = ?2",
+    [S_PURGE_INBOX] = "DELETE FROM inbox WHERE (user_id, notification_id) IN (SELECT user_id,"
+                      " notification_id FROM inbox INDEXED BY inbox_created WHERE created_at_ms < ?1"
+                      " LIMIT ?2)",
 };
 
 /* The status sink's upsert. ?18 = the record's traceparent (NULL = none: a
@@ -457,6 +489,7 @@ static hr_t schema_init(conn_t *c)
         {2, store_schema_sqlite_migrate_2},
         {3, store_schema_sqlite_migrate_3},
         {4, store_schema_sqlite_migrate_4},
+        {5, store_schema_sqlite_migrate_5},
     };
     for (size_t i = 0; version > 0 && i < ARRAY_LEN(steps); i++) {
         if (version >= steps[i].to) continue;
@@ -783,6 +816,11 @@ const store_ops_t store_sqlite_ops = {
     .key_get = sq_key_get,
     .key_list = sq_key_list,
     .key_revoke = sq_key_revoke,
+    .inbox_put = sq_inbox_put,
+    .inbox_list = sq_inbox_list,
+    .inbox_counts = sq_inbox_counts,
+    .inbox_mark = sq_inbox_mark,
+    .inbox_del = sq_inbox_del,
     .dlq_get = sq_dlq_get,
     .health = sq_health,
 };

@@ -9,6 +9,7 @@
  *                         templates
  *   store_sqlite_notif.c  dedupe claims, notification write/read/list/sent,
  *                         purge
+ *   store_sqlite_inbox.c  the in-app inbox
  *   store_sqlite_flow.c   dispatch policy: scheduled (deferred)
  *                         notifications, invalid addresses, claim release,
  *                         redriven DLQ entries
@@ -97,6 +98,13 @@ typedef enum stmt_id {
     S_FOLLOW_DEL,
     S_FOLLOWING_PAGE,
     S_USER_TOPICS_PAGE,
+    S_ERASE_INBOX,
+    S_INBOX_PUT,
+    S_INBOX_LIST,
+    S_INBOX_COUNTS,
+    S_INBOX_MARK,
+    S_INBOX_DEL,
+    S_PURGE_INBOX,
     S__COUNT
 } stmt_id_t;
 
@@ -286,5 +294,13 @@ hr_t sq_key_get(store_t *s, const char *key_id, api_key_rec_t *out);
 hr_t sq_key_list(store_t *s, api_key_rec_t **out, int *n);
 hr_t sq_key_revoke(store_t *s, const char *key_id, int64_t at_ms);
 hr_t sq_dlq_get(store_t *s, const char *dlq_id, bool *done);
+/* store_sqlite_inbox.c */
+hr_t sq_inbox_put(store_t *s, const inbox_item_t *it, bool *created);
+hr_t sq_inbox_list(store_t *s, const char *user_id, inbox_filter_t f, int64_t after_ms,
+                   const char *after_id, int limit, inbox_item_t **items, int *n, bool *more);
+hr_t sq_inbox_counts(store_t *s, const char *user_id, int64_t *unread, int64_t *unseen);
+hr_t sq_inbox_mark(store_t *s, const char *user_id, const char *notification_id, inbox_mark_t m,
+                   int64_t at_ms, int64_t *changed);
+hr_t sq_inbox_del(store_t *s, const char *user_id, const char *notification_id);
 
 #endif

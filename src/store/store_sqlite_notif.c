@@ -355,7 +355,26 @@ hr_t sq_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted)
         r = purge_chunk(c, before_ms, &last, &total, &done);
         pthread_mutex_unlock(&c->mu);
     }
+    /* inbox items of the same age, in chunks as well */
     int changed = SQ_PURGE_CHUNK;
+    int64_t items = 0;
+    while (r == HR_OK && changed == SQ_PURGE_CHUNK) {
+        pthread_mutex_lock(&c->mu);
+        sqlite3_stmt *st = sq_stmt(c, S_PURGE_INBOX);
+        if (st) {
+            sqlite3_bind_int64(st, 1, before_ms);
+            sqlite3_bind_int(st, 2, SQ_PURGE_CHUNK);
+            r = sq_step_done(c, st, "purge inbox");
+            changed = sqlite3_changes(c->db);
+            items += changed;
+        } else {
+            r = HR_ERR;
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
+    if (items) log_info(LOG, "purged %lld inbox item(s) created before %lld", (long long)items,
+                        (long long)before_ms);
+    changed = SQ_PURGE_CHUNK;
     c = &sq(s)->ev;
     while (r == HR_OK && changed == SQ_PURGE_CHUNK) {
         pthread_mutex_lock(&c->mu);

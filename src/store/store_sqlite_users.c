@@ -461,7 +461,7 @@ static hr_t erase_step(conn_t *c, const char *user_id, store_erase_t *st, bool *
         {S_ERASE_USER, "erase user"},       {S_DEV_DEL, "erase devices"},
         {S_ERASE_PREFS, "erase preferences"}, {S_ERASE_SUBS, "erase subscriptions"},
         {S_ERASE_FOLLOWING, "erase follows"}, {S_ERASE_ADDR, "erase invalid addresses"},
-        {S_ERASE_SCHED, "erase scheduled"},
+        {S_ERASE_SCHED, "erase scheduled"}, {S_ERASE_INBOX, "erase inbox"},
     };
     sq_rows_t ids = {0};
     int64_t notifs = 0, rows = 0, followers = 0, hist = 0;

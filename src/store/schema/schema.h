@@ -16,6 +16,8 @@ extern const char store_schema_sqlite_migrate_2[];
 extern const char store_schema_sqlite_migrate_3[];
 /* schema/sqlite_migrate_4.sql: a version 3 main database to version 4. */
 extern const char store_schema_sqlite_migrate_4[];
+/* schema/sqlite_migrate_5.sql: a version 4 main database to version 5. */
+extern const char store_schema_sqlite_migrate_5[];
 /* schema/sqlite_indexes.sql: indexes on migrated columns, after migrating. */
 extern const char store_schema_sqlite_indexes[];
 

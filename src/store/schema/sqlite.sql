@@ -1,5 +1,5 @@
 -- herald: the SQLite schema of the main database.
--- schema_version: 4
+-- schema_version: 5
 --
 -- Applied at every open (each statement is IF NOT EXISTS); the version is
 -- STORE_SCHEMA_VERSION in store.h and is recorded in schema_version. A
@@ -112,3 +112,17 @@ CREATE TABLE IF NOT EXISTS api_keys (
 -- DLQ entries ("<partition>-<offset>") already redriven.
 CREATE TABLE IF NOT EXISTS dlq_redriven (
   dlq_id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
+
+-- The in-app inbox (version 5, sqlite_migrate_5.sql): one item per in-app
+-- notification of a user, written by the inapp provider. States are the
+-- times they were first set (NULL = not yet). The key leads with user_id:
+-- every read and change is one user's, newest first.
+CREATE TABLE IF NOT EXISTS inbox (
+  user_id TEXT NOT NULL, notification_id TEXT NOT NULL, event_id TEXT, category TEXT,
+  title TEXT, body TEXT, created_at_ms INTEGER NOT NULL,
+  seen_at_ms INTEGER, read_at_ms INTEGER, archived_at_ms INTEGER,
+  PRIMARY KEY (user_id, notification_id)) WITHOUT ROWID;
+
+CREATE INDEX IF NOT EXISTS inbox_user_time ON inbox (user_id, created_at_ms, notification_id);
+-- retention (store_notif_purge) deletes items by age
+CREATE INDEX IF NOT EXISTS inbox_created ON inbox (created_at_ms);

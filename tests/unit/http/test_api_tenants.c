@@ -68,7 +68,7 @@ static int setup(void **state)
 
 /* Texts only acme's data holds: none may appear in an answer to beta. */
 static const char *const acme_marks[] = {"a-secret@acme.example", "a-only", "A-TEMPLATE",
-                                         "A-NOTIF-TITLE", "acme-dlq-marker", "acme"};
+                                         "A-NOTIF-TITLE", "acme-dlq-marker", "A-INBOX-TITLE", "acme"};
 
 static void seed_acme(void)
 {
@@ -92,6 +92,13 @@ static void seed_acme(void)
     const notif_t *recs[] = {&n};
     assert_int_equal(store_notif_write_batch(F.app.store, recs, 1), HR_OK);
 
+    /* an in-app inbox item of acme's u1, as the inapp provider stores it */
+    char uid1[TENANT_QID_MAX + 1];
+    tenant_qualify_to("acme", "u1", uid1);
+    inbox_item_t it = {.user_id = uid1, .notification_id = nid_a0, .event_id = eid,
+                       .title = "A-INBOX-TITLE", .body = "b", .created_at_ms = 1000};
+    assert_int_equal(store_inbox_put(F.app.store, &it, NULL), HR_OK);
+
     /* a dead-lettered event of acme's */
     const char *dl =
         "{\"reason\":\"acme-dlq-marker\",\"stage\":\"fanout\",\"topic\":\"raw-events\",\"partition\":0,"
@@ -109,7 +116,7 @@ static void concrete(const char *pattern, char *out, size_t cap)
 {
     static const struct { const char *name, *value; } params[] = {
         {"{user_id}", "u1"}, {"{topic}", "t"}, {"{event_type}", "ev"}, {"{channel}", "push"},
-        {"{notification_id}", nid_a0}, {"{provider}", "sandbox"},
+        {"{notification_id}", nid_a0}, {"{provider}", "sandbox"}, {"{action}", "read"},
     };
     size_t k = 0;
     for (const char *p = pattern; *p && k + 40 < cap;) {
@@ -199,6 +206,22 @@ static void test_every_route_with_another_tenants_key(void **state)
             assert_int_equal(r.status, 200);
             assert_int_equal(items_of(&r), 0);
         }
+        /* acme's inbox item: absent for beta, whatever the route does */
+        if (rt->method == HM_GET && strcmp(rt->pattern, "/v1/users/{user_id}/inbox") == 0) {
+            assert_int_equal(r.status, 200);
+            assert_int_equal(items_of(&r), 0);
+        }
+        if (rt->method == HM_GET && strcmp(rt->pattern, "/v1/users/{user_id}/inbox/counts") == 0) {
+            assert_int_equal(r.status, 200);
+            assert_int_equal(json_integer_value(json_object_get(r.json, "unread")), 0);
+        }
+        if (strcmp(rt->pattern, "/v1/users/{user_id}/inbox/{notification_id}/{action}") == 0 ||
+            strcmp(rt->pattern, "/v1/users/{user_id}/inbox/{notification_id}") == 0)
+            assert_problem(&r, 404, NULL);
+        if (rt->method == HM_POST && strcmp(rt->pattern, "/v1/users/{user_id}/inbox/read-all") == 0) {
+            assert_int_equal(r.status, 200);
+            assert_int_equal(json_integer_value(json_object_get(r.json, "changed")), 0);
+        }
         if (rt->method == HM_POST && strcmp(rt->pattern, "/v1/dlq/redrive") == 0) {
             assert_int_equal(r.status, 200);
             assert_int_equal(json_integer_value(json_object_get(r.json, "redriven")), 0);
@@ -220,6 +243,16 @@ static void test_every_route_with_another_tenants_key(void **state)
     hresp_clear(&r);
 
     /* acme's data is as it was */
+    as(key_a, &r, "GET", "/v1/users/u1/inbox", NULL);
+    assert_ok_json(&r, 200);
+    assert_int_equal(items_of(&r), 1);
+    json_t *item = json_array_get(json_object_get(r.json, "items"), 0);
+    assert_string_equal(jstr(item, "title"), "A-INBOX-TITLE");
+    assert_string_equal(jstr(item, "user_id"), "u1");
+    assert_string_equal(jstr(item, "event_id"), "e0");
+    assert_true(json_is_null(json_object_get(item, "read_at")));
+    assert_true(json_is_null(json_object_get(item, "archived_at")));
+    hresp_clear(&r);
     as(key_a, &r, "GET", "/v1/users/u1", NULL);
     assert_ok_json(&r, 200);
     assert_string_equal(jstr(r.json, "email"), "a-secret@acme.example");

@@ -495,6 +495,53 @@ static void test_push_per_device(void **state)
     store_user_clear(&back);
 }
 
+/* ---- the in-app inbox ---- */
+
+/* An event with an in-app template lands in the user's inbox through the
+ * default in-app provider (inapp), completes as sent, and writes no
+ * sandbox line; a user the event does not name gets nothing. */
+static void test_inapp_lands_in_inbox(void **state)
+{
+    fx_t *f = *state;
+    template_rec_t t = {.event_type = "liked", .channel = CH_INAPP, .locale = "en",
+                        .title = "{{actor}} liked your post", .body = "see it"};
+    assert_int_equal(store_template_put(f->app.store, &t), HR_OK);
+    start(f);
+    produce_event(f, "e-in1", "liked", "ann", "[\"inapp\"]");
+    assert_true(wait_for(f, "e-in1", "ann", CH_INAPP, ST_SENT));
+    char id[33];
+    notif_make_id(HSTR("e-in1"), HSTR("ann"), CH_INAPP, id);
+    notif_row_t row;
+    assert_int_equal(store_notif_get(f->app.store, id, &row, NULL, NULL), HR_OK);
+    char msg[64];
+    snprintf(msg, sizeof(msg), "inapp-%s", id);
+    assert_string_equal(row.channel_msg_id, msg);
+    notif_row_clear(&row);
+
+    inbox_item_t *items = NULL;
+    int n = 0;
+    char *next = NULL;
+    assert_int_equal(store_inbox_list(f->app.store, "ann", INBOX_ACTIVE, NULL, 10, &items, &n, &next),
+                     HR_OK);
+    assert_int_equal(n, 1);
+    assert_null(next);
+    assert_string_equal(items[0].notification_id, id);
+    assert_string_equal(items[0].user_id, "ann");
+    assert_string_equal(items[0].event_id, "e-in1");
+    assert_string_equal(items[0].title, "x liked your post");
+    assert_string_equal(items[0].body, "see it");
+    assert_true(items[0].created_at_ms > 0);
+    assert_int_equal(items[0].read_at_ms, 0);
+    inbox_items_free(items, n);
+    int64_t unread = 0, unseen = 0;
+    assert_int_equal(store_inbox_counts(f->app.store, "ann", &unread, &unseen), HR_OK);
+    assert_int_equal(unread, 1);
+    assert_int_equal(unseen, 1);
+    assert_int_equal(store_inbox_counts(f->app.store, "ben", &unread, &unseen), HR_OK);
+    assert_int_equal(unread, 0);
+    assert_int_equal(sandbox_count(f, "inapp", "ann"), 0);
+}
+
 /* ---- DLQ ---- */
 
 static void test_dlq_redrive_event_after_template_added(void **state)
@@ -573,6 +620,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_waits_until_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_survives_restart_and_does_not_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_push_per_device, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inapp_lands_in_inbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_permanent_invalidates_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dlq_redrive_event_after_template_added, setup, teardown),
         cmocka_unit_test(test_dlq_since_parse),

@@ -229,7 +229,7 @@ static void test_schema_migrated_from_3(void **state)
                      SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
-    assert_int_equal(store_schema_version(f->s), 4);
+    assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
     notif_row_t row;
     assert_int_equal(store_notif_get(f->s, "old", &row, NULL, NULL), HR_OK);
     assert_null(row.traceparent);
