@@ -323,6 +323,7 @@ static hr_t pg_user_put(store_t *s, const user_t *u) { return pg_user_put_batch(
 /* Reads the user (p->mu held). */
 static hr_t user_read(pg_t *p, const char *user_id, user_t *out)
 {
+    memset(out, 0, sizeof(*out));
     const char *v[] = {user_id};
     hr_t r;
     PGresult *res = pg_q(p, "user get",
@@ -395,10 +396,11 @@ static hr_t pg_prefs_replace(store_t *s, const char *user_id, const pref_t *pref
     return r;
 }
 
-static hr_t pg_prefs_get(store_t *s, const char *user_id, pref_t **out, int *n)
+/* The user's preferences (p->mu held). */
+static hr_t prefs_read(pg_t *p, const char *user_id, pref_t **out, int *n)
 {
-    pg_t *p = pg(s);
-    pthread_mutex_lock(&p->mu);
+    *out = NULL;
+    *n = 0;
     const char *v[] = {user_id};
     hr_t r;
     PGresult *res = pg_q(p, "prefs get",
@@ -418,6 +420,58 @@ static hr_t pg_prefs_get(store_t *s, const char *user_id, pref_t **out, int *n)
         *n = rows;
         PQclear(res);
     }
+    return r;
+}
+
+static hr_t pg_prefs_get(store_t *s, const char *user_id, pref_t **out, int *n)
+{
+    pg_t *p = pg(s);
+    pthread_mutex_lock(&p->mu);
+    hr_t r = prefs_read(p, user_id, out, n);
+    pthread_mutex_unlock(&p->mu);
+    return r;
+}
+
+/* One snapshot (REPEATABLE READ): up to limit users after `after`, each
+ * with devices and preferences. First cut: a query per user. */
+static hr_t pg_users_scan(store_t *s, const char *after, int limit, user_t *out, pref_t **prefs,
+                          int *nprefs, int *n)
+{
+    pg_t *p = pg(s);
+    num_t lim = num(limit);
+    const char *v[] = {after ? after : "", lim.s};
+    pthread_mutex_lock(&p->mu);
+    hr_t r = pg_x(p, "begin", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL);
+    PGresult *res = NULL;
+    if (r == HR_OK)
+        res = pg_q(p, "users scan",
+                   "SELECT user_id FROM users WHERE user_id > $1 ORDER BY user_id LIMIT $2", 2,
+                   v, &r);
+    int got = 0;
+    if (res) {
+        int rows = PQntuples(res);
+        for (int i = 0; i < rows && r == HR_OK; i++) {
+            r = user_read(p, PQgetvalue(res, i, 0), &out[i]);
+            if (r == HR_NOTFOUND) r = HR_ERR; /* cannot happen in one snapshot */
+            if (r == HR_OK) {
+                r = prefs_read(p, out[i].user_id, &prefs[i], &nprefs[i]);
+                if (r != HR_OK) store_user_clear(&out[i]);
+            }
+            if (r == HR_OK) got = i + 1;
+        }
+        PQclear(res);
+    }
+    r = tx_end(p, r);
+    if (r != HR_OK) {
+        for (int i = 0; i < got; i++) {
+            store_user_clear(&out[i]);
+            store_prefs_free(prefs[i], nprefs[i]);
+            prefs[i] = NULL;
+            nprefs[i] = 0;
+        }
+        got = 0;
+    }
+    *n = got;
     pthread_mutex_unlock(&p->mu);
     return r;
 }
@@ -1042,6 +1096,7 @@ const store_ops_t store_pg_ops = {
     .user_put = pg_user_put,
     .user_put_batch = pg_user_put_batch,
     .user_get = pg_user_get,
+    .users_scan = pg_users_scan,
     .prefs_replace = pg_prefs_replace,
     .prefs_get = pg_prefs_get,
     .sub_add = pg_sub_add,
