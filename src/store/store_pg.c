@@ -13,8 +13,8 @@
  * The dedupe claims rely on the primary key of `events` (INSERT ... ON
  * CONFLICT DO NOTHING), which makes a claim exact across processes.
  *
- * Not done yet (each answers HR_ERR with a log line naming the op): user
- * erasure, the scheduler's table, API keys. Still to come for production:
+ * Not done yet (each answers HR_ERR with a log line naming the op): API
+ * keys. Still to come for production:
  * a connection pool, batched (multi-row/COPY) status writes, notifications
  * partitioned by day, LISTEN/NOTIFY for the change feed.
  *
@@ -27,6 +27,7 @@
 #include "model/trace.h"
 #include "store/schema/schema.h"
 
+#include <endian.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -36,6 +37,7 @@
 
 #define LOG "store"
 #define PURGE_CHUNK 500         /* notifications per purge transaction */
+#define ERASE_CHUNK 1000        /* notifications (and followers) per erase transaction */
 #define MIGRATE_LOCK 0x68657261 /* advisory lock key of the schema migration ("hera") */
 
 typedef struct pg {
@@ -595,10 +597,78 @@ static hr_t pg_user_topics_page(store_t *s, const char *user_id, const char *aft
                 user_id, after, limit, topics, n);
 }
 
+/* Runs a delete taking (user_id[, limit]); adds the rows it removed. */
+static hr_t erase_run(pg_t *p, const char *what, const char *sql, const char *user_id,
+                      const char *limit, int64_t *count)
+{
+    const char *v[] = {user_id, limit};
+    hr_t r;
+    PGresult *res = pg_q(p, what, sql, limit ? 2 : 1, v, &r);
+    if (res) *count += pg_changed(res);
+    PQclear(res);
+    return r;
+}
+
+/* One erase transaction (p->mu held): up to ERASE_CHUNK notifications with
+ * their history and as many followers; when neither filled its chunk, the
+ * user's other rows as well, and *done is set (as the SQLite backend). */
+static hr_t erase_step(pg_t *p, const char *user_id, store_erase_t *st, bool *done)
+{
+    static const struct {
+        const char *what, *sql;
+    } rest[] = {
+        {"erase user", "DELETE FROM users WHERE user_id = $1"},
+        {"erase devices", "DELETE FROM devices WHERE user_id = $1"},
+        {"erase preferences", "DELETE FROM preferences WHERE user_id = $1"},
+        {"erase subscriptions", "DELETE FROM subscriptions WHERE user_id = $1"},
+        {"erase follows", "DELETE FROM follows WHERE follower = $1"},
+        {"erase invalid addresses", "DELETE FROM invalid_addresses WHERE user_id = $1"},
+        {"erase scheduled", "DELETE FROM scheduled WHERE user_id = $1"},
+    };
+    num_t chunk = num(ERASE_CHUNK);
+    int64_t notifs = 0, followers = 0, rows = 0, hist = 0;
+    hr_t r = tx_begin(p);
+    if (r == HR_OK)
+        r = erase_run(p, "erase history",
+                      "DELETE FROM status_history WHERE notification_id IN (SELECT notification_id"
+                      " FROM notifications WHERE user_id = $1 ORDER BY notification_id LIMIT $2)",
+                      user_id, chunk.s, &hist);
+    if (r == HR_OK)
+        r = erase_run(p, "erase notifications",
+                      "DELETE FROM notifications WHERE notification_id IN (SELECT notification_id"
+                      " FROM notifications WHERE user_id = $1 ORDER BY notification_id LIMIT $2)",
+                      user_id, chunk.s, &notifs);
+    if (r == HR_OK)
+        r = erase_run(p, "erase followers",
+                      "DELETE FROM follows WHERE actor = $1 AND follower IN (SELECT follower"
+                      " FROM follows WHERE actor = $1 ORDER BY follower LIMIT $2)",
+                      user_id, chunk.s, &followers);
+    bool last = notifs < ERASE_CHUNK && followers < ERASE_CHUNK;
+    for (size_t i = 0; last && i < ARRAY_LEN(rest) && r == HR_OK; i++)
+        r = erase_run(p, rest[i].what, rest[i].sql, user_id, NULL, &rows);
+    r = tx_end(p, r);
+    if (r != HR_OK) return r;
+    (void)hist; /* history rows go with their notification: not counted apart */
+    st->notifications += notifs;
+    st->rows += followers + rows;
+    st->transactions++;
+    *done = last;
+    return HR_OK;
+}
+
+/* Chunked like the SQLite backend (store.h): the user row goes last, so a
+ * failed erase leaves the user in place and a second call finishes. */
 static hr_t pg_user_erase(store_t *s, const char *user_id, store_erase_t *st)
 {
-    (void)s, (void)user_id, (void)st;
-    return not_yet("user erase");
+    pg_t *p = pg(s);
+    bool done = false;
+    hr_t r = HR_OK;
+    while (!done && r == HR_OK) {
+        pthread_mutex_lock(&p->mu);
+        r = erase_step(p, user_id, st, &done);
+        pthread_mutex_unlock(&p->mu);
+    }
+    return r;
 }
 
 /* ---- templates ---- */
@@ -973,28 +1043,93 @@ static hr_t pg_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted)
 static hr_t pg_sched_put(store_t *s, const char *notification_id, hstr_t user_id, channel_t ch,
                          int64_t due_at_ms, const void *rec, size_t rec_len)
 {
-    (void)s, (void)notification_id, (void)user_id, (void)ch, (void)due_at_ms, (void)rec,
-        (void)rec_len;
-    return not_yet("scheduled put");
+    pg_t *p = pg(s);
+    num_t c = num(ch), due = num(due_at_ms);
+    char *uid = hdup(user_id, true);
+    /* the record goes in binary (parameter 4), the rest as text */
+    const char *v[] = {notification_id, c.s, due.s, rec, uid};
+    const int len[] = {0, 0, 0, (int)rec_len, 0};
+    const int fmt[] = {0, 0, 0, 1, 0};
+    pthread_mutex_lock(&p->mu);
+    hr_t r = HR_OK;
+    PGresult *res = rec_len > (size_t)INT32_MAX
+                        ? NULL
+                        : PQexecParams(p->conn,
+                                       "INSERT INTO scheduled (notification_id, channel, due_at_ms,"
+                                       " record, user_id) VALUES ($1, $2, $3, $4, $5)"
+                                       " ON CONFLICT (notification_id) DO UPDATE SET"
+                                       " channel = excluded.channel, due_at_ms = excluded.due_at_ms,"
+                                       " record = excluded.record, user_id = excluded.user_id",
+                                       5, NULL, v, len, fmt, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) r = pg_fail(p, res, "scheduled put");
+    PQclear(res);
+    pthread_mutex_unlock(&p->mu);
+    free(uid);
+    return r;
 }
 
 static hr_t pg_sched_due(store_t *s, int64_t now_ms, int limit, sched_row_t **rows, int *n)
 {
-    (void)s, (void)now_ms, (void)limit, (void)rows, (void)n;
-    return not_yet("scheduled due");
+    pg_t *p = pg(s);
+    num_t now = num(now_ms), lim = num(limit);
+    const char *v[] = {now.s, lim.s};
+    pthread_mutex_lock(&p->mu);
+    hr_t r = HR_OK;
+    /* results in binary: the record comes back as its bytes */
+    PGresult *res = PQexecParams(p->conn,
+                                 "SELECT notification_id, channel::int8, due_at_ms, record"
+                                 " FROM scheduled WHERE due_at_ms <= $1"
+                                 " ORDER BY due_at_ms, notification_id LIMIT $2",
+                                 2, NULL, v, NULL, NULL, 1);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        r = pg_fail(p, res, "scheduled due");
+    } else {
+        int got = PQntuples(res);
+        if (got > 0) *rows = xcalloc((size_t)got, sizeof(**rows));
+        for (int i = 0; i < got; i++) {
+            sched_row_t *w = &(*rows)[i];
+            int idlen = PQgetlength(res, i, 0);
+            w->notification_id = xmalloc((size_t)idlen + 1);
+            memcpy(w->notification_id, PQgetvalue(res, i, 0), (size_t)idlen);
+            w->notification_id[idlen] = '\0';
+            uint64_t be[2] = {0, 0};
+            memcpy(&be[0], PQgetvalue(res, i, 1), sizeof(be[0]));
+            memcpy(&be[1], PQgetvalue(res, i, 2), sizeof(be[1]));
+            w->channel = (channel_t)(int64_t)be64toh(be[0]);
+            w->due_at_ms = (int64_t)be64toh(be[1]);
+            w->rec_len = (size_t)PQgetlength(res, i, 3);
+            w->rec = xmalloc(w->rec_len ? w->rec_len : 1);
+            if (w->rec_len) memcpy(w->rec, PQgetvalue(res, i, 3), w->rec_len);
+        }
+        *n = got;
+    }
+    PQclear(res);
+    pthread_mutex_unlock(&p->mu);
+    return r;
 }
 
 static hr_t pg_sched_next(store_t *s, int64_t *due)
 {
-    (void)s;
-    *due = INT64_MAX;
-    return not_yet("scheduled next");
+    pg_t *p = pg(s);
+    pthread_mutex_lock(&p->mu);
+    hr_t r;
+    PGresult *res = pg_q(p, "scheduled next", "SELECT min(due_at_ms) FROM scheduled", 0, NULL, &r);
+    if (res) *due = PQgetisnull(res, 0, 0) ? INT64_MAX : col_i64(res, 0, 0);
+    PQclear(res);
+    pthread_mutex_unlock(&p->mu);
+    return r;
 }
 
 static hr_t pg_sched_del(store_t *s, const char *notification_id, int64_t due_at_ms)
 {
-    (void)s, (void)notification_id, (void)due_at_ms;
-    return not_yet("scheduled delete");
+    pg_t *p = pg(s);
+    num_t due = num(due_at_ms);
+    const char *v[] = {notification_id, due.s};
+    pthread_mutex_lock(&p->mu);
+    hr_t r = pg_x(p, "scheduled delete",
+                  "DELETE FROM scheduled WHERE notification_id = $1 AND due_at_ms = $2", 2, v);
+    pthread_mutex_unlock(&p->mu);
+    return r;
 }
 
 static hr_t pg_address_invalid_add(store_t *s, const char *user_id, channel_t ch,

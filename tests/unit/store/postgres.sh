@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The store contract tests (test_store) against the PostgreSQL backend.
-# Usage: postgres.sh <path to test_store>
+# The backend-parameterised store tests (test_store, test_store_flow,
+# test_store_erase) against the PostgreSQL backend.
+# Usage: postgres.sh <path to test_store> [more test binaries...]
 #
 # Starts a throw-away server with scripts/pg.sh and stops it after, unless
 # HERALD_TEST_STORE_DSN names one already (its public schema is dropped
 # before every test!). Without PostgreSQL installed the test is skipped
 # (exit 77), except when CI=true: there a missing server is a failure.
 set -euo pipefail
-bin=${1:?usage: postgres.sh <test_store>}
+[ $# -gt 0 ] || { echo "usage: postgres.sh <test binary>..." >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 
@@ -28,4 +29,9 @@ if [ -z "${HERALD_TEST_STORE_DSN:-}" ]; then
   eval "$out"
   trap '"$root/scripts/pg.sh" stop "$HERALD_PG_DIR"' EXIT
 fi
-HERALD_TEST_STORE=postgres "$bin"
+rc=0
+for t in "$@"; do
+  echo "== $(basename "$t") on PostgreSQL"
+  HERALD_TEST_STORE=postgres "$t" || rc=1
+done
+exit $rc
