@@ -1079,6 +1079,37 @@ static void test_concurrent_write_read(void **state)
     status_hist_free(h, nh);
 }
 
+/* API keys: insert once, read back byte for byte, list, revoke keeps its
+ * first time. */
+static void test_api_keys(void **state)
+{
+    fx_t *f = *state;
+    api_key_rec_t k = {.key_id = "k1", .tenant = "acme", .scopes = 5, .name = "ci",
+                       .created_at_ms = 1000};
+    for (int i = 0; i < 32; i++) k.secret_hash[i] = (unsigned char)(i * 37 + 200);
+    assert_int_equal(store_key_put(f->s, &k), HR_OK);
+    assert_int_equal(store_key_put(f->s, &k), HR_CONFLICT);
+    api_key_rec_t g;
+    assert_int_equal(store_key_get(f->s, "k1", &g), HR_OK);
+    assert_memory_equal(g.secret_hash, k.secret_hash, 32);
+    assert_string_equal(g.tenant, "acme");
+    assert_string_equal(g.name, "ci");
+    assert_int_equal(g.scopes, 5);
+    assert_int_equal(g.created_at_ms, 1000);
+    assert_int_equal(g.revoked_at_ms, 0);
+    assert_int_equal(store_key_get(f->s, "nope", &g), HR_NOTFOUND);
+    assert_int_equal(store_key_revoke(f->s, "k1", 2000), HR_OK);
+    assert_int_equal(store_key_revoke(f->s, "k1", 3000), HR_OK);
+    assert_int_equal(store_key_revoke(f->s, "nope", 3000), HR_NOTFOUND);
+    api_key_rec_t *all = NULL;
+    int n = 0;
+    assert_int_equal(store_key_list(f->s, &all, &n), HR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(all[0].key_id, "k1");
+    assert_int_equal(all[0].revoked_at_ms, 2000);
+    free(all);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -1106,7 +1137,7 @@ int main(void)
         T(test_notif_list_paging),
         T(test_persists_across_reopen),
         T(test_purge),
-        T(test_concurrent_write_read),
+        T(test_concurrent_write_read), T(test_api_keys),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
