@@ -60,14 +60,26 @@ static void notice_drop(void *arg, const char *msg)
     (void)msg; /* "relation already exists, skipping" and the like */
 }
 
+/* libpq's message on one line, without its trailing newline (at most
+ * cap - 1 bytes; newlines inside become spaces). */
+static const char *one_line(const char *msg, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (; msg && msg[n] && n + 1 < cap; n++) buf[n] = msg[n] == '\n' || msg[n] == '\t' ? ' ' : msg[n];
+    while (n > 0 && buf[n - 1] == ' ') n--;
+    buf[n] = '\0';
+    return n ? buf : "(no message)";
+}
+
 /* HR_* for a failed result: serialization failures and deadlocks may be
  * retried, a full disk is HR_NOSPACE. Logs what failed. */
 static hr_t pg_fail(pg_t *p, PGresult *res, const char *what)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(p->conn);
+    char line[1024];
     log_error(LOG, "postgres: %s failed: %s%s%s", what, state ? state : "", state ? " " : "",
-              msg && msg[0] ? msg : "(no message)");
+              one_line(msg, line, sizeof(line)));
     if (state && (!strcmp(state, "40001") || !strcmp(state, "40P01"))) return HR_AGAIN;
     if (state && !strcmp(state, "53100")) {
         store_note_nospace();
@@ -231,7 +243,9 @@ static hr_t pg_open(const char *dsn, const store_open_opts_t *o, store_t **out)
     hr_t r = HR_OK;
     if (PQstatus(p->conn) != CONNECTION_OK) {
         /* libpq's message names host and database, never the password */
-        log_error(LOG, "postgres: cannot connect: %s", PQerrorMessage(p->conn));
+        char line[1024];
+        log_error(LOG, "postgres: cannot connect: %s",
+                  one_line(PQerrorMessage(p->conn), line, sizeof(line)));
         r = HR_ERR;
     } else {
         PQsetNoticeProcessor(p->conn, notice_drop, NULL);
