@@ -1110,6 +1110,32 @@ static void test_api_keys(void **state)
     free(all);
 }
 
+/* Two stores on one database (two herald processes sharing it): an event
+ * is new to exactly one of them, whichever claims first, and a user one
+ * writes the other reads. */
+static void test_two_stores_share(void **state)
+{
+    fx_t *f = *state;
+    store_t *b = NULL;
+    assert_int_equal(store_open(f->backend, f->dsn, &b), HR_OK);
+    claim_t c1, c2;
+    assert_int_equal(store_event_claim(f->s, "shared-1", "p/1", &c1), HR_OK);
+    assert_int_equal(store_event_claim(b, "shared-1", "p/1", &c2), HR_OK);
+    assert_int_equal(c1, CLAIM_NEW);
+    assert_int_equal(c2, CLAIM_SAME);
+    assert_int_equal(store_event_claim(b, "shared-2", "p/2", &c2), HR_OK);
+    assert_int_equal(store_event_claim(f->s, "shared-2", "p/9", &c1), HR_OK);
+    assert_int_equal(c2, CLAIM_NEW);
+    assert_int_equal(c1, CLAIM_DUP);
+    user_t u = {.user_id = "shared-user", .email = "s@example.com"};
+    assert_int_equal(store_user_put(b, &u), HR_OK);
+    user_t g;
+    assert_int_equal(store_user_get(f->s, "shared-user", &g), HR_OK);
+    assert_string_equal(g.email, "s@example.com");
+    user_clear(&g);
+    store_close(b);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -1137,7 +1163,7 @@ int main(void)
         T(test_notif_list_paging),
         T(test_persists_across_reopen),
         T(test_purge),
-        T(test_concurrent_write_read), T(test_api_keys),
+        T(test_concurrent_write_read), T(test_api_keys), T(test_two_stores_share),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
