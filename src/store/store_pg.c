@@ -13,8 +13,8 @@
  * The dedupe claims rely on the primary key of `events` (INSERT ... ON
  * CONFLICT DO NOTHING), which makes a claim exact across processes.
  *
- * Every op of the vtable is implemented; the optional batch reads use
- * store.c's fallbacks (one query per id). Still to come for production:
+ * Every op of the vtable is implemented; users_get_batch uses store.c's
+ * fallback (one query per id, not one snapshot). Still to come for production:
  * a connection pool, batched (multi-row/COPY) status writes, notifications
  * partitioned by day, LISTEN/NOTIFY for the change feed.
  *
@@ -1013,6 +1013,53 @@ static hr_t pg_notif_sent(store_t *s, const char *notification_id, bool *sent)
     return r;
 }
 
+/* One query, so one snapshot: ids go in as a text[] literal
+ * ({"a","b"}, '"' and '\' escaped). An id holding a NUL byte cannot be
+ * stored (text), so it is left out and reads as not sent. */
+static hr_t pg_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent)
+{
+    pg_t *p = pg(s);
+    size_t cap = 3;
+    for (int i = 0; i < n; i++) cap += 2 * ids[i].n + 3;
+    char *arr = xmalloc(cap), *w = arr;
+    *w++ = '{';
+    bool first = true;
+    for (int i = 0; i < n; i++) {
+        if (memchr(ids[i].p, '\0', ids[i].n)) continue;
+        if (!first) *w++ = ',';
+        first = false;
+        *w++ = '"';
+        for (size_t k = 0; k < ids[i].n; k++) {
+            char c = ids[i].p[k];
+            if (c == '"' || c == '\\') *w++ = '\\';
+            *w++ = c;
+        }
+        *w++ = '"';
+    }
+    *w++ = '}';
+    *w = '\0';
+    const char *v[] = {arr};
+    pthread_mutex_lock(&p->mu);
+    hr_t r;
+    PGresult *res = pg_q(p, "notifications sent",
+                         "SELECT notification_id, status FROM notifications"
+                         " WHERE notification_id = ANY($1::text[])",
+                         1, v, &r);
+    if (res) {
+        for (int j = 0; j < PQntuples(res); j++) {
+            const char *id = PQgetvalue(res, j, 0);
+            size_t len = (size_t)PQgetlength(res, j, 0);
+            bool yes = store_status_sent((notif_status_t)col_i64(res, j, 1));
+            for (int i = 0; i < n; i++)
+                if (ids[i].n == len && memcmp(ids[i].p, id, len) == 0) sent[i] = yes;
+        }
+        PQclear(res);
+    }
+    pthread_mutex_unlock(&p->mu);
+    free(arr);
+    return r;
+}
+
 /* Deletes in chunks of PURGE_CHUNK notifications (their history with
  * them), then the old dedupe claims. */
 static hr_t pg_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted)
@@ -1361,6 +1408,7 @@ const store_ops_t store_pg_ops = {
     .notif_get = pg_notif_get,
     .notif_list_user = pg_notif_list_user,
     .notif_sent = pg_notif_sent,
+    .notif_sent_batch = pg_notif_sent_batch,
     .notif_purge = pg_notif_purge,
     .sched_put = pg_sched_put,
     .sched_due = pg_sched_due,

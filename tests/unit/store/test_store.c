@@ -790,6 +790,13 @@ static void test_notif_sent_batch(void **state)
     sent[0] = true;
     assert_int_equal(store_notif_sent_batch(f->s, bad, 2, sent), HR_INVALID);
     assert_false(sent[0]);
+
+    /* ids with quotes, backslashes, commas and braces are ids like others */
+    assert_int_equal(write1(f->s, mk("q\"\\,{}", "u1", ST_SENT, 1, t0, t0)), HR_OK);
+    hstr_t odd[2] = {hstr_of("q\"\\,{}"), hstr_of("q\"")};
+    assert_int_equal(store_notif_sent_batch(f->s, odd, 2, sent), HR_OK);
+    assert_true(sent[0]);
+    assert_false(sent[1]);
 }
 
 static void test_notif_batch_invalid_and_empty(void **state)
