@@ -8,6 +8,7 @@ pkgs=(build-essential cmake pkg-config
       libssl-dev libinih-dev libicu-dev zlib1g-dev libcmocka-dev
       sqlite3 curl python3 kcat gnuplot-nox)
 pkgs+=(libhiredis-dev)  # the Redis rate limiter (src/policy/ratelimit_redis.c)
+pkgs+=(libpq-dev)  # the PostgreSQL store (src/store/store_pg.c; built when pkg-config finds libpq)
 # --test: Java and Maven for the Kafka broker tests, prometheus for promtool
 # (the dashboard and alert rule tests; Debian ships promtool only in it, and
 # on a machine run by systemd the package also starts a Prometheus server on
@@ -15,7 +16,7 @@ pkgs+=(libhiredis-dev)  # the Redis rate limiter (src/policy/ratelimit_redis.c)
 # for `make fuzz`.
 for arg in "$@"; do
   case "$arg" in
-    --test) pkgs+=(default-jre-headless maven redis-server python3-aiosmtpd openssl prometheus npm chromium golang-go) ;;  # redis-server: the Redis rate-limit tests; python3-aiosmtpd, openssl: the SMTP server tests; prometheus: promtool for the alert rules; npm: the OpenAPI linter; chromium: the status page test (headless); golang-go: tests/fakeprov (only when no go is on PATH)
+    --test) pkgs+=(default-jre-headless maven redis-server python3-aiosmtpd openssl prometheus npm chromium golang-go postgresql) ;;  # postgresql: the PostgreSQL store contract tests (scripts/pg.sh starts a throw-away server); redis-server: the Redis rate-limit tests; python3-aiosmtpd, openssl: the SMTP server tests; prometheus: promtool for the alert rules; npm: the OpenAPI linter; chromium: the status page test (headless); golang-go: tests/fakeprov (only when no go is on PATH)
     --fuzz) pkgs+=(clang libclang-rt-dev) ;;
   esac
 done

@@ -92,7 +92,12 @@ hr_t store_open_cfg(const config_t *cfg, store_t **store, char *why, size_t why_
     store_open_opts_t so = {.check_ms = cfg->store_check_ms,
                             .accept_damage = strcmp(cfg->store_accept_damage, "true") == 0};
     hr_t r = store_open_with(cfg->store_backend, dsn, &so, store);
-    if (r != HR_OK) snprintf(why, why_len, "cannot open the store %s: %s (see the log)", dsn, hr_str(r));
+    /* a PostgreSQL conninfo may hold a password: only a file path is shown */
+    if (r != HR_OK && strcmp(cfg->store_backend, "sqlite") == 0)
+        snprintf(why, why_len, "cannot open the store %s: %s (see the log)", dsn, hr_str(r));
+    else if (r != HR_OK)
+        snprintf(why, why_len, "cannot open the %s store: %s (see the log)", cfg->store_backend,
+                 hr_str(r));
     free(dsn);
     return r;
 }

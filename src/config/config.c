@@ -106,9 +106,9 @@ static const opt_t opts[] = {
     {"topics.retention.dlq_ms", OPT_I64, F(retention_dlq_ms), "1209600000", -1, INT64_MAX, NULL,
      "Retention of notifications-dlq (14 d)."},
     {"store.backend", OPT_ENUM, F(store_backend), "sqlite", 0, 0, "sqlite|postgres",
-     "Store backend (postgres is not implemented yet)."},
+     "Store backend (postgres: in builds with libpq; its contract tests pass, see docs/internals/store.md)."},
     {"store.dsn", OPT_STR, F(store_dsn), "", 0, 0, NULL,
-     "Store location: SQLite file (default <data_dir>/herald.db) or PostgreSQL conninfo."},
+     "Store location: SQLite file (default <data_dir>/herald.db) or PostgreSQL conninfo (never logged: it may hold a password)."},
     {"roles", OPT_STR, F(roles), "all", 0, 0, NULL,
      "Parts this process runs: all, or a comma list of ingest (the HTTP API), fanout, dispatch "
      "(every channel), dispatch:<channel>, status."},

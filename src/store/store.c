@@ -23,7 +23,12 @@
 
 #define LOG "store"
 
-static const store_ops_t *const backends[] = {&store_sqlite_ops};
+static const store_ops_t *const backends[] = {
+    &store_sqlite_ops,
+#ifdef HERALD_HAVE_PG
+    &store_pg_ops,
+#endif
+};
 
 static bool nonempty(const char *s) { return s && s[0]; }
 

@@ -173,5 +173,8 @@ void store_note_nospace(void);
 
 /* The backends. */
 extern const store_ops_t store_sqlite_ops;
+#ifdef HERALD_HAVE_PG
+extern const store_ops_t store_pg_ops; /* store_pg.c: "postgres" (libpq) */
+#endif
 
 #endif

@@ -15,6 +15,29 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef HERALD_HAVE_PG
+#include <libpq-fe.h>
+
+/* PostgreSQL: the tests want an empty database; drop everything in the
+ * public schema of the one HERALD_TEST_STORE_DSN names. */
+static int pg_empty(const char *dsn)
+{
+    PGconn *c = PQconnectdb(dsn);
+    int rc = -1;
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *res = PQexec(c, "SET client_min_messages = warning;"
+                                  " DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public");
+        rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+        if (rc != 0) fprintf(stderr, "store fixture: emptying the database: %s", PQerrorMessage(c));
+        PQclear(res);
+    } else {
+        fprintf(stderr, "store fixture: %s", PQerrorMessage(c));
+    }
+    PQfinish(c);
+    return rc;
+}
+#endif
+
 bool fx_is_sqlite(const fx_t *f) { return strcmp(f->backend, "sqlite") == 0; }
 
 int fx_setup(void **state)
@@ -31,6 +54,9 @@ int fx_setup(void **state)
         const char *d = getenv("HERALD_TEST_STORE_DSN");
         if (!d) return -1;
         f->dsn = xstrdup(d);
+#ifdef HERALD_HAVE_PG
+        if (strcmp(f->backend, "postgres") == 0 && pg_empty(f->dsn) != 0) return -1;
+#endif
     }
     if (store_open(f->backend, f->dsn, &f->s) != HR_OK) return -1;
     *state = f;

@@ -790,6 +790,13 @@ static void test_notif_sent_batch(void **state)
     sent[0] = true;
     assert_int_equal(store_notif_sent_batch(f->s, bad, 2, sent), HR_INVALID);
     assert_false(sent[0]);
+
+    /* ids with quotes, backslashes, commas and braces are ids like others */
+    assert_int_equal(write1(f->s, mk("q\"\\,{}", "u1", ST_SENT, 1, t0, t0)), HR_OK);
+    hstr_t odd[2] = {hstr_of("q\"\\,{}"), hstr_of("q\"")};
+    assert_int_equal(store_notif_sent_batch(f->s, odd, 2, sent), HR_OK);
+    assert_true(sent[0]);
+    assert_false(sent[1]);
 }
 
 static void test_notif_batch_invalid_and_empty(void **state)
@@ -1079,6 +1086,63 @@ static void test_concurrent_write_read(void **state)
     status_hist_free(h, nh);
 }
 
+/* API keys: insert once, read back byte for byte, list, revoke keeps its
+ * first time. */
+static void test_api_keys(void **state)
+{
+    fx_t *f = *state;
+    api_key_rec_t k = {.key_id = "k1", .tenant = "acme", .scopes = 5, .name = "ci",
+                       .created_at_ms = 1000};
+    for (int i = 0; i < 32; i++) k.secret_hash[i] = (unsigned char)(i * 37 + 200);
+    assert_int_equal(store_key_put(f->s, &k), HR_OK);
+    assert_int_equal(store_key_put(f->s, &k), HR_CONFLICT);
+    api_key_rec_t g;
+    assert_int_equal(store_key_get(f->s, "k1", &g), HR_OK);
+    assert_memory_equal(g.secret_hash, k.secret_hash, 32);
+    assert_string_equal(g.tenant, "acme");
+    assert_string_equal(g.name, "ci");
+    assert_int_equal(g.scopes, 5);
+    assert_int_equal(g.created_at_ms, 1000);
+    assert_int_equal(g.revoked_at_ms, 0);
+    assert_int_equal(store_key_get(f->s, "nope", &g), HR_NOTFOUND);
+    assert_int_equal(store_key_revoke(f->s, "k1", 2000), HR_OK);
+    assert_int_equal(store_key_revoke(f->s, "k1", 3000), HR_OK);
+    assert_int_equal(store_key_revoke(f->s, "nope", 3000), HR_NOTFOUND);
+    api_key_rec_t *all = NULL;
+    int n = 0;
+    assert_int_equal(store_key_list(f->s, &all, &n), HR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(all[0].key_id, "k1");
+    assert_int_equal(all[0].revoked_at_ms, 2000);
+    free(all);
+}
+
+/* Two stores on one database (two herald processes sharing it): an event
+ * is new to exactly one of them, whichever claims first, and a user one
+ * writes the other reads. */
+static void test_two_stores_share(void **state)
+{
+    fx_t *f = *state;
+    store_t *b = NULL;
+    assert_int_equal(store_open(f->backend, f->dsn, &b), HR_OK);
+    claim_t c1, c2;
+    assert_int_equal(store_event_claim(f->s, "shared-1", "p/1", &c1), HR_OK);
+    assert_int_equal(store_event_claim(b, "shared-1", "p/1", &c2), HR_OK);
+    assert_int_equal(c1, CLAIM_NEW);
+    assert_int_equal(c2, CLAIM_SAME);
+    assert_int_equal(store_event_claim(b, "shared-2", "p/2", &c2), HR_OK);
+    assert_int_equal(store_event_claim(f->s, "shared-2", "p/9", &c1), HR_OK);
+    assert_int_equal(c2, CLAIM_NEW);
+    assert_int_equal(c1, CLAIM_DUP);
+    user_t u = {.user_id = "shared-user", .email = "s@example.com"};
+    assert_int_equal(store_user_put(b, &u), HR_OK);
+    user_t g;
+    assert_int_equal(store_user_get(f->s, "shared-user", &g), HR_OK);
+    assert_string_equal(g.email, "s@example.com");
+    user_clear(&g);
+    store_close(b);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -1106,7 +1170,7 @@ int main(void)
         T(test_notif_list_paging),
         T(test_persists_across_reopen),
         T(test_purge),
-        T(test_concurrent_write_read),
+        T(test_concurrent_write_read), T(test_api_keys), T(test_two_stores_share),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
