@@ -922,8 +922,23 @@ static bool inbox_mark_valid(inbox_mark_t m)
     return m == INBOX_MARK_SEEN || m == INBOX_MARK_READ || m == INBOX_MARK_ARCHIVED;
 }
 
+/* The inbox is not in every backend yet (PostgreSQL: issue 15 follows):
+ * an error with one log line per process, never a NULL call. */
+static bool inbox_supported(store_t *s)
+{
+    static atomic_int told;
+    if (s->ops->inbox_put && s->ops->inbox_list && s->ops->inbox_counts && s->ops->inbox_mark &&
+        s->ops->inbox_del)
+        return true;
+    if (!atomic_exchange(&told, 1))
+        log_error("store", "the %s store has no inbox yet: in-app notifications cannot be stored",
+                  s->ops->name);
+    return false;
+}
+
 hr_t store_inbox_put(store_t *s, const inbox_item_t *it, bool *created)
 {
+    if (!inbox_supported(s)) return HR_ERR;
     bool dummy;
     if (!created) created = &dummy;
     *created = false;
@@ -938,6 +953,7 @@ hr_t store_inbox_list(store_t *s, const char *user_id, inbox_filter_t f, const c
     *items = NULL;
     *n = 0;
     *next_cursor = NULL;
+    if (!inbox_supported(s)) return HR_ERR;
     /* INT_MAX: the backend reads limit + 1 rows to know whether more exist */
     if (!nonempty(user_id) || limit <= 0 || limit == INT_MAX ||
         (unsigned)f >= INBOX_FILTER__COUNT)
@@ -958,6 +974,7 @@ hr_t store_inbox_counts(store_t *s, const char *user_id, int64_t *unread, int64_
 {
     *unread = 0;
     *unseen = 0;
+    if (!inbox_supported(s)) return HR_ERR;
     if (!nonempty(user_id)) return HR_INVALID;
     return s->ops->inbox_counts(s, user_id, unread, unseen);
 }
@@ -965,6 +982,7 @@ hr_t store_inbox_counts(store_t *s, const char *user_id, int64_t *unread, int64_
 hr_t store_inbox_mark(store_t *s, const char *user_id, const char *notification_id,
                       inbox_mark_t m, int64_t at_ms)
 {
+    if (!inbox_supported(s)) return HR_ERR;
     if (!nonempty(user_id) || !nonempty(notification_id) || !inbox_mark_valid(m) || at_ms <= 0)
         return HR_INVALID;
     int64_t changed = 0;
@@ -977,12 +995,14 @@ hr_t store_inbox_mark_all(store_t *s, const char *user_id, inbox_mark_t m, int64
     int64_t dummy;
     if (!changed) changed = &dummy;
     *changed = 0;
+    if (!inbox_supported(s)) return HR_ERR;
     if (!nonempty(user_id) || !inbox_mark_valid(m) || at_ms <= 0) return HR_INVALID;
     return s->ops->inbox_mark(s, user_id, NULL, m, at_ms, changed);
 }
 
 hr_t store_inbox_del(store_t *s, const char *user_id, const char *notification_id)
 {
+    if (!inbox_supported(s)) return HR_ERR;
     if (!nonempty(user_id) || !nonempty(notification_id)) return HR_INVALID;
     return s->ops->inbox_del(s, user_id, notification_id);
 }
