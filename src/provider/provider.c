@@ -19,6 +19,7 @@
 #include "policy/breaker.h"
 #include "policy/bucket.h"
 #include "provider/http.h"
+#include "provider/settings.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -109,15 +110,6 @@ static const char *kv_get(const config_t *cfg, const char *key)
     return NULL;
 }
 
-/* Type of instance `name` (provider.<name>.type, default the name). */
-static const char *instance_type(const config_t *cfg, const char *name)
-{
-    char key[160];
-    snprintf(key, sizeof(key), "provider.%s.type", name);
-    const char *t = kv_get(cfg, key);
-    return t ? t : name;
-}
-
 /* The provider instance a channel uses when channel.<ch>.providers is not
  * set: the in-app channel stores its notifications in the inbox (inapp.c),
  * every other channel writes the sandbox file. sandbox.mode=null
@@ -165,7 +157,7 @@ hr_t provider_config_check(const config_t *cfg, char *why, size_t why_len)
         const char *name = key + 9, *dot = strchr(name, '.');
         char inst[128];
         snprintf(inst, sizeof(inst), "%.*s", (int)(dot - name), name);
-        const char *type = instance_type(cfg, inst);
+        const char *type = provider_instance_type(cfg, inst);
         const provider_ops_t *ops = provider_lookup(type);
         if (!ops) {
             snprintf(why, why_len, "provider.%s: unknown provider type '%s'", inst, type);
@@ -201,7 +193,7 @@ hr_t provider_config_check(const config_t *cfg, char *why, size_t why_len)
             return HR_INVALID;
         }
         for (int i = 0; i < n; i++) {
-            const char *type = instance_type(cfg, names[i]);
+            const char *type = provider_instance_type(cfg, names[i]);
             if (!provider_lookup(type)) {
                 snprintf(why, why_len, "channel.%s.providers: '%s' is not a provider type (set provider.%s.type)",
                          channel_name((channel_t)c), names[i], names[i]);
@@ -281,7 +273,7 @@ hr_t provider_set_open(const config_t *cfg, struct app *app, channel_t ch, provi
     const char *names[SET_MAX];
     int n = route_names(cfg, ch, store, sizeof(store), names);
     for (int i = 0; i < n; i++) {
-        const provider_ops_t *ops = provider_lookup(instance_type(cfg, names[i]));
+        const provider_ops_t *ops = provider_lookup(provider_instance_type(cfg, names[i]));
         /* The engine (and libcurl) only when a provider speaks HTTP. */
         if (ops->uses_http && !s->engine && (r = http_engine_new(&s->engine)) != HR_OK) {
             snprintf(why, why_len, "cannot start the HTTP engine");
@@ -305,7 +297,7 @@ hr_t provider_set_open(const config_t *cfg, struct app *app, channel_t ch, provi
                               &max, why, why_len);
         int64_t rate = 0, burst = 0;
         if (r == HR_OK)
-            r = bucket_conf(cfg, names[i], instance_type(cfg, names[i]), cfg->workers_per_stage, &rate,
+            r = bucket_conf(cfg, names[i], provider_instance_type(cfg, names[i]), cfg->workers_per_stage, &rate,
                             &burst, why, why_len);
         if (r == HR_OK) r = breaker_of(&env, ch, &s->breaker[i], why, why_len);
         if (r == HR_OK) r = ops->open(&env, &s->p[i], why, why_len);

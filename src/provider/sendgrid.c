@@ -238,10 +238,6 @@ static const hprov_ops_t sg_hops = {.build = sg_build, .classify = sg_classify, 
 
 #define SENDGRID_DEFAULT_IN_FLIGHT 100
 
-static const char *env_get(const void *ctx, const char *key)
-{
-    return provider_conf(ctx, key, NULL);
-}
 
 static hr_t sendgrid_open(const provider_env_t *env, provider_t **out, char *why, size_t why_len)
 {
@@ -256,7 +252,7 @@ static hr_t sendgrid_open(const provider_env_t *env, provider_t **out, char *why
         snprintf(why, why_len, "provider.%s.from is required", env->name);
         return HR_INVALID;
     }
-    r = provider_secret(env_get, env, env->name, "api_key_file", "api_key", &key, why, why_len);
+    r = provider_secret(provider_env_get, env, env->name, "api_key_file", "api_key", &key, why, why_len);
     if (r != HR_OK) return r;
     if (!key) {
         snprintf(why, why_len, "provider.%s.api_key_file or provider.%s.api_key is required",

@@ -4,6 +4,8 @@
  */
 #include "provider/settings.h"
 
+#include "provider/provider_int.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,11 @@ const char *provider_instance_type(const config_t *cfg, const char *instance)
 {
     const char *t = provider_setting(cfg, instance, "type");
     return t ? t : instance;
+}
+
+const char *provider_env_get(const void *env, const char *key)
+{
+    return provider_conf(env, key, NULL);
 }
 
 void provider_secret_free(char *s)

@@ -34,6 +34,9 @@ typedef const char *(*provider_get_fn)(const void *ctx, const char *key);
 hr_t provider_secret(provider_get_fn get, const void *ctx, const char *name, const char *file_key,
                      const char *value_key, char **out, char *why, size_t why_len);
 
+/* The provider_get_fn of an open provider: ctx is its provider_env_t. */
+const char *provider_env_get(const void *env, const char *key);
+
 /* Overwrites a secret's bytes and frees it; NULL is a no-op. */
 void provider_secret_free(char *s);
 

@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/text.h"
 #include "provider/http_provider.h"
+#include "provider/settings.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -32,7 +33,6 @@
 #define SMTP_DEFAULT_IN_FLIGHT 4
 #define SUBJECT_PLAIN_MAX 900     /* an ASCII subject longer than this is folded as encoded words */
 #define EW_CHUNK 45               /* bytes per encoded word: 60 base64 chars, 72 with the frame */
-#define PASSWORD_MAX 4096
 
 /* ----------------------------------------------------------- pure part */
 
@@ -442,35 +442,6 @@ static void smtp_close(provider_t *p)
     smtp_free(sp);
 }
 
-/* Reads the password file: its first line. HR_INVALID with why naming the
- * key (never the content). */
-static hr_t read_password(const provider_env_t *env, const char *path, char **out, char *why,
-                          size_t why_len)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(why, why_len, "provider.%s.password_file: cannot open %s: %s", env->name, path,
-                 strerror(errno));
-        return HR_INVALID;
-    }
-    char *buf = xmalloc(PASSWORD_MAX + 1);
-    size_t n = fread(buf, 1, PASSWORD_MAX, f);
-    bool more = fgetc(f) != EOF;
-    fclose(f);
-    buf[n] = '\0';
-    char *nl = strpbrk(buf, "\r\n");
-    if (nl) *nl = '\0';
-    if (!buf[0] || (more && !nl)) {
-        snprintf(why, why_len, "provider.%s.password_file: %s is empty or longer than %d bytes",
-                 env->name, path, PASSWORD_MAX);
-        OPENSSL_cleanse(buf, PASSWORD_MAX);
-        free(buf);
-        return HR_INVALID;
-    }
-    *out = buf;
-    return HR_OK;
-}
-
 static bool header_safe(const char *s)
 {
     for (; *s; s++)
@@ -533,7 +504,8 @@ static hr_t smtp_open(const provider_env_t *env, provider_t **out, char *why, si
         return HR_INVALID;
     }
     smtp_prov_t *sp = xcalloc(1, sizeof(*sp));
-    if (pwf && (r = read_password(env, pwf, &sp->password, why, why_len)) != HR_OK) {
+    if (pwf && (r = provider_secret(provider_env_get, env, env->name, "password_file", NULL,
+                                    &sp->password, why, why_len)) != HR_OK) {
         free(sp);
         return r;
     }

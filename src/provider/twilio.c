@@ -234,10 +234,6 @@ static const hprov_ops_t tw_hops = {.build = tw_build, .classify = tw_classify, 
 
 #define TWILIO_DEFAULT_IN_FLIGHT 100
 
-static const char *env_get(const void *ctx, const char *key)
-{
-    return provider_conf(ctx, key, NULL);
-}
 
 static hr_t twilio_open(const provider_env_t *env, provider_t **out, char *why, size_t why_len)
 {
@@ -259,7 +255,7 @@ static hr_t twilio_open(const provider_env_t *env, provider_t **out, char *why, 
                  env->name, env->name);
         return HR_INVALID;
     }
-    r = provider_secret(env_get, env, env->name, "auth_token_file", "auth_token", &token, why, why_len);
+    r = provider_secret(provider_env_get, env, env->name, "auth_token_file", "auth_token", &token, why, why_len);
     if (r != HR_OK) return r;
     if (!token) {
         snprintf(why, why_len, "provider.%s.auth_token_file or provider.%s.auth_token is required",

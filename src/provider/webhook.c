@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "model/trace.h"
 #include "provider/http_provider.h"
+#include "provider/settings.h"
 #include "model/tenant.h"
 
 #include <errno.h>
@@ -36,7 +37,6 @@
 
 #define SECRET_CACHE 1024         /* entries (a power of two) */
 #define SECRET_TTL_MS 30000
-#define SECRET_FILE_MAX 1024
 
 /* ----------------------------------------------------------- pure part */
 
@@ -294,7 +294,8 @@ static const hprov_ops_t wh_hops = {.build = wh_build, .classify = wh_classify, 
 
 #define WEBHOOK_DEFAULT_IN_FLIGHT 100
 
-/* The instance's secret from `secret` or `secret_file` (its first line).
+/* The instance's secret from `secret` or `secret_file` (provider_secret: the
+ * file's content, white space trimmed).
  * why names the key, never the secret. */
 static hr_t instance_key(const provider_env_t *env, webhook_key_t *key, bool *has, char *why,
                          size_t why_len)
@@ -305,21 +306,13 @@ static hr_t instance_key(const provider_env_t *env, webhook_key_t *key, bool *ha
         snprintf(why, why_len, "provider.%s: set secret or secret_file, not both", env->name);
         return HR_INVALID;
     }
-    char buf[SECRET_FILE_MAX + 1];
-    const char *key_name = "secret";
+    char *file = NULL;
+    const char *key_name = path ? "secret_file" : "secret";
     if (path) {
-        key_name = "secret_file";
-        FILE *f = fopen(path, "r");
-        if (!f) {
-            snprintf(why, why_len, "provider.%s.secret_file: cannot open %s: %s", env->name, path, strerror(errno));
-            return HR_INVALID;
-        }
-        size_t n = fread(buf, 1, SECRET_FILE_MAX, f);
-        fclose(f);
-        buf[n] = '\0';
-        char *nl = strpbrk(buf, "\r\n");
-        if (nl) *nl = '\0';
-        s = buf;
+        hr_t fr = provider_secret(provider_env_get, env, env->name, "secret_file", NULL, &file, why,
+                                  why_len);
+        if (fr != HR_OK) return fr;
+        s = file;
     }
     hr_t r = HR_OK;
     if (s && webhook_secret_parse(s, key) != HR_OK) {
@@ -331,7 +324,7 @@ static hr_t instance_key(const provider_env_t *env, webhook_key_t *key, bool *ha
     } else if (s) {
         *has = true;
     }
-    OPENSSL_cleanse(buf, sizeof(buf));
+    provider_secret_free(file);
     return r;
 }
 
