@@ -65,6 +65,7 @@
 #include "http/http_int.h"
 
 #include "core/cond.h"
+#include "core/file.h"
 #include "core/log.h"
 
 #include <microhttpd.h>
@@ -1080,23 +1081,17 @@ static void server_free(http_server_t *s)
  * setting (never the content) when it cannot. */
 static char *read_pem(const char *key, const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        log_error("http", "%s: %s: %s", key, path, strerror(errno));
+    char *p = NULL, why[256];
+    size_t n = 0;
+    if (file_read_small(path, 1 << 20, &p, &n, why, sizeof(why)) != HR_OK) {
+        log_error("http", "%s: %s", key, why);
         return NULL;
     }
-    size_t cap = 1 << 20, n;
-    char *p = xmalloc(cap + 1);
-    n = fread(p, 1, cap + 1, f);
-    bool bad = ferror(f) || n > cap || n == 0 || memchr(p, '\0', n);
-    fclose(f);
-    if (bad || !memmem(p, n, "-----BEGIN ", 11)) {
+    if (n == 0 || memchr(p, '\0', n) || !memmem(p, n, "-----BEGIN ", 11)) {
         log_error("http", "%s: %s is not a PEM file of at most 1 MiB", key, path);
-        OPENSSL_cleanse(p, cap + 1);
-        free(p);
+        file_secret_free(p, n);
         return NULL;
     }
-    p[n] = '\0';
     return p;
 }
 

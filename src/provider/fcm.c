@@ -43,6 +43,8 @@
  */
 #include "provider/fcm.h"
 
+#include "core/file.h"
+
 #include "core/json_write.h"
 #include "core/log.h"
 #include "provider/http_provider.h"
@@ -78,44 +80,10 @@ static char *dup_or_null(const char *s)
     return s && *s ? xstrdup(s) : NULL;
 }
 
-/* Reads path whole into a new buffer (NUL-terminated), at most CREDS_MAX
- * bytes; plain read(2), so no stdio buffer keeps a copy of the key. */
+/* The credentials file whole (core/file.h), at most CREDS_MAX bytes. */
 static hr_t read_file(const char *path, char **out, size_t *len, char *why, size_t why_len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(why, why_len, "%s: %s", path, strerror(errno));
-        return errno == ENOENT ? HR_NOTFOUND : HR_INVALID;
-    }
-    char *b = xmalloc(CREDS_MAX + 1);
-    size_t n = 0;
-    hr_t r = HR_OK;
-    for (;;) {
-        ssize_t k = read(fd, b + n, CREDS_MAX + 1 - n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) {
-            snprintf(why, why_len, "%s: %s", path, strerror(errno));
-            r = HR_INVALID;
-            break;
-        }
-        if (k == 0) break;
-        n += (size_t)k;
-        if (n > CREDS_MAX) {
-            snprintf(why, why_len, "%s: over %d bytes, not a service-account file", path, CREDS_MAX);
-            r = HR_INVALID;
-            break;
-        }
-    }
-    close(fd);
-    if (r != HR_OK) {
-        OPENSSL_cleanse(b, CREDS_MAX + 1);
-        free(b);
-        return r;
-    }
-    b[n] = '\0';
-    *out = b;
-    *len = n;
-    return HR_OK;
+    return file_read_small(path, CREDS_MAX, out, len, why, why_len);
 }
 
 hr_t fcm_creds_load(const char *path, fcm_creds_t *c, char *why, size_t why_len)

@@ -4,6 +4,7 @@
 #include "provider/jwt.h"
 
 #include "core/base64.h"
+#include "core/file.h"
 
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
@@ -74,27 +75,14 @@ hr_t jwt_key_from_pem(const char *pem, size_t len, jwt_key_t **out, char *why, s
 hr_t jwt_key_load(const char *path, jwt_key_t **out, char *why, size_t why_len)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(why, why_len, "%s: %s", path, strerror(errno));
-        return HR_INVALID;
-    }
-    char *pem = xmalloc(PEM_MAX + 1);
-    size_t n = fread(pem, 1, PEM_MAX + 1, f);
-    bool err = ferror(f);
-    fclose(f);
-    hr_t r;
-    if (err) {
-        snprintf(why, why_len, "%s: read error", path);
-        r = HR_INVALID;
-    } else {
-        char inner[200];
-        r = jwt_key_from_pem(pem, n, out, inner, sizeof(inner));
-        if (r != HR_OK) snprintf(why, why_len, "%s: %s", path, inner);
-    }
-    /* The buffer held key material: clear it before it goes back. */
-    OPENSSL_cleanse(pem, PEM_MAX + 1);
-    free(pem);
+    char *pem = NULL;
+    size_t n = 0;
+    hr_t r = file_read_small(path, PEM_MAX, &pem, &n, why, why_len);
+    if (r != HR_OK) return r == HR_NOTFOUND ? HR_INVALID : r;
+    char inner[200];
+    r = jwt_key_from_pem(pem, n, out, inner, sizeof(inner));
+    if (r != HR_OK) snprintf(why, why_len, "%s: %s", path, inner);
+    file_secret_free(pem, n); /* it held key material */
     return r;
 }
 

@@ -6,6 +6,8 @@
 
 #include "provider/provider_int.h"
 
+#include "core/file.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,27 +57,23 @@ hr_t provider_secret(provider_get_fn get, const void *ctx, const char *name, con
         if (v && *v) *out = xstrdup(v);
         return HR_OK;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(why, why_len, "provider.%s.%s: cannot read %s: %s", name, file_key, path,
-                 strerror(errno));
+    char *b = NULL;
+    size_t n = 0;
+    char inner[200];
+    hr_t fr = file_read_small(path, PROVIDER_SECRET_MAX, &b, &n, inner, sizeof(inner));
+    if (fr != HR_OK) {
+        snprintf(why, why_len, "provider.%s.%s: cannot read %s", name, file_key, inner);
         return HR_INVALID;
     }
-    char *b = xmalloc(PROVIDER_SECRET_MAX + 1);
-    size_t n = fread(b, 1, PROVIDER_SECRET_MAX + 1, f);
-    bool err = ferror(f) != 0;
-    fclose(f);
-    const char *what = err ? "could not be read" : n > PROVIDER_SECRET_MAX ? "is too large" : NULL;
+    size_t len = n;
+    const char *what = NULL;
     size_t s = 0;
-    if (!what) {
-        while (n && is_space(b[n - 1])) n--;
-        while (s < n && is_space(b[s])) s++;
-        if (s == n) what = "is empty";
-        else if (memchr(b + s, '\0', n - s)) what = "holds a NUL byte";
-    }
+    while (n && is_space(b[n - 1])) n--;
+    while (s < n && is_space(b[s])) s++;
+    if (s == n) what = "is empty";
+    else if (memchr(b + s, '\0', n - s)) what = "holds a NUL byte";
     if (what) {
-        memset(b, 0, PROVIDER_SECRET_MAX + 1);
-        free(b);
+        file_secret_free(b, len);
         snprintf(why, why_len, "provider.%s.%s: %s %s", name, file_key, path, what);
         return HR_INVALID;
     }
