@@ -24,22 +24,12 @@ struct hprov_slot {
     void *cookie;
     char id[72];                /* notification id, for the default msg_id */
     bool failed;                /* could not start: complete on the next poll */
-    bool several;               /* the address lists several devices (push) */
     hprov_t *hp;
 };
 
 static void slot_release(hprov_t *hp, hprov_slot_t *s)
 {
     hp->free_slots[hp->nfree++] = (int)(s - hp->slots);
-}
-
-/* A push address lists all of a user's devices ("platform:token,..."),
- * and invalidating it removes every one of them from the user: one dead
- * token must not take the others along, so the verdict stays PERMANENT
- * without address_invalid there. */
-static void slot_verdict(hprov_slot_t *s)
-{
-    if (s->several) s->res->address_invalid = false;
 }
 
 void hprov_init(hprov_t *hp, const provider_env_t *env, const hprov_ops_t *ops, const char *target,
@@ -90,7 +80,6 @@ static void on_done(void *ud, http_xfer_t *x, const prov_http_resp_t *resp)
     hprov_slot_t *s = ud;
     hprov_t *hp = s->hp;
     hp->hops->classify(hp, resp, s->res);
-    slot_verdict(s);
     if (s->res->cls == SEND_OK && !s->res->msg_id[0])
         snprintf(s->res->msg_id, sizeof(s->res->msg_id), "%s", s->id);
     /* One line when the provider starts refusing us and one when it stops,
@@ -115,7 +104,6 @@ hr_t hprov_submit(provider_t *p, const notif_t *n, send_result_t *res, void *coo
     s->res = res;
     s->cookie = cookie;
     s->failed = false;
-    s->several = n->channel == CH_PUSH && n->address.n && memchr(n->address.p, ',', n->address.n) != NULL;
     snprintf(s->id, sizeof(s->id), "%.*s", (int)n->notification_id.n, n->notification_id.p);
     if (!s->x) s->x = http_xfer_new();
     prov_http_req_reset(&hp->req);
@@ -139,8 +127,7 @@ int hprov_poll(provider_t *p)
         if (!s->failed) continue;
         s->failed = false;
         hp->nfailed--;
-        slot_verdict(s);
-        slot_release(hp, s);
+            slot_release(hp, s);
         provider_complete(p, s->res, s->cookie);
         n++;
     }

@@ -436,6 +436,10 @@ static hr_t to_retry_tier(dispatch_t *d, const notif_t *x, const send_result_t *
  * only costs a later attempt (logged), never the notification. */
 static void invalidate_address(dispatch_t *d, const notif_t *x, const char *reason)
 {
+    /* A push record from before fan-out made one notification per device
+     * lists every device ("apns:a,fcm:b"); invalidating it would remove
+     * them all for one dead token: leave such an address alone. */
+    if (d->ch == CH_PUSH && memchr(x->address.p, ',', x->address.n)) return;
     char *user = xstrndup(x->user_id.p, x->user_id.n);
     char *addr = xstrndup(x->address.p, x->address.n);
     hr_t r = store_address_invalidate(d->app->store, user, d->ch, addr, reason);

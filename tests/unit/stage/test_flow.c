@@ -542,6 +542,40 @@ static void test_inapp_lands_in_inbox(void **state)
     assert_int_equal(sandbox_count(f, "inapp", "ann"), 0);
 }
 
+/* A push record from before one-notification-per-device lists every
+ * device; a dead token in it must not take the user's devices away. */
+static void test_legacy_device_list_not_invalidated(void **state)
+{
+    fx_t *f = *state;
+    start(f);
+    notif_t n = {.kind = REC_NOTIFICATION, .channel = CH_PUSH, .status = ST_PENDING, .attempt = 1,
+                 .created_at_ms = hclock_now_ms(), .notification_id = HSTR("legacy-1"),
+                 .event_id = HSTR("e-legacy"), .user_id = HSTR("pam"), .category = HSTR("default"),
+                 .title = HSTR("t"), .body = HSTR("b"),
+                 .address = HSTR("fcm:sandbox-fail-permanent,fcm:other-device"),
+                 .platform = HSTR("fcm"), .quiet_start_min = NOTIF_QUIET_NONE,
+                 .quiet_end_min = NOTIF_QUIET_NONE};
+    buf_t b;
+    buf_init(&b, 0);
+    assert_int_equal(notif_encode(&n, &b), HR_OK);
+    produce(f, topic_for_channel(CH_PUSH), -1, "pam", b.data, b.len);
+    buf_release(&b);
+    notif_row_t row;
+    bool dead = false;
+    for (int i = 0; i < 500 && !dead; i++) {
+        usleep(20000);
+        if (store_notif_get(f->app.store, "legacy-1", &row, NULL, NULL) == HR_OK) {
+            dead = row.status == ST_DEAD;
+            notif_row_clear(&row);
+        }
+    }
+    assert_true(dead);
+    user_t u;
+    assert_int_equal(store_user_get(f->app.store, "pam", &u), HR_OK);
+    assert_int_equal(u.ndevices, 1); /* still there */
+    store_user_clear(&u);
+}
+
 /* ---- DLQ ---- */
 
 static void test_dlq_redrive_event_after_template_added(void **state)
@@ -620,6 +654,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_waits_until_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_survives_restart_and_does_not_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_push_per_device, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_device_list_not_invalidated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inapp_lands_in_inbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_permanent_invalidates_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dlq_redrive_event_after_template_added, setup, teardown),
