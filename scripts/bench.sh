@@ -4,12 +4,15 @@
 #
 #   scripts/bench.sh build/herald
 #
-# Runs, in order (about 7 minutes on 2 cores):
-#   embedded-null   embedded bus, sandbox provider recording nothing: max
-#                   throughput, raw-bus baseline, latency at 10/50/90 % of max
-#   embedded-file   the same with the sandbox writing its JSON lines (max, 50 %)
+# Runs, in order (about 12 minutes on 2 cores):
+#   embedded-null   embedded bus, sandbox provider recording nothing: raw-bus
+#                   baseline, burst (closed loop), the sustained rate (a search
+#                   for the highest offered rate at which every stage, the
+#                   status sink included, keeps up), latency at 10/50/90 % of it
+#   embedded-file   the same with the sandbox writing its JSON lines (latency at 50 %)
 #   kafka-null      a single-node KRaft broker started for the run (scripts/kafka.sh,
-#                   own state dir and port), raw librdkafka baseline, sweep
+#                   own state dir and port), raw librdkafka baseline, burst,
+#                   sustained rate, sweep; the same columns as embedded-null
 #   http-engine     the HTTP engine alone (src/provider/http.c, no pipeline)
 #                   against the fake APNs (tests/fakeprov) over HTTP/2 + TLS,
 #                   0 and 20 ms injected delay (`herald bench http-engine`)
@@ -21,7 +24,12 @@
 #
 # Environment:
 #   HERALD_BENCH_USERS      distinct users (default 1000000)
-#   HERALD_BENCH_DURATION   seconds of the max-throughput run (default 15)
+#   HERALD_BENCH_DURATION   seconds of the burst (closed-loop) run (default 15)
+#   HERALD_BENCH_HOLD       measured seconds per step of the sustained search (default 15)
+#   HERALD_BENCH_STEPS      steps of the sustained search at most (default 8)
+#   HERALD_BENCH_TOLERANCE  the search's precision: it stops when the rates that kept up
+#                           and did not are within 1 + this (default 0.1)
+#   HERALD_BENCH_DRAIN      longest wait, seconds, for every backlog to drain (default 90)
 #   HERALD_BENCH_ONLY       run only these labels (space separated)
 #   HERALD_BENCH_BROKERS    use this Kafka instead of starting one (its herald topics must be empty)
 #   HERALD_BENCH_PUSH_USERS users of the push runs (default 100000)
@@ -37,6 +45,7 @@ mkdir -p "$OUT"
 USERS=${HERALD_BENCH_USERS:-1000000}
 DURATION=${HERALD_BENCH_DURATION:-15}
 ONLY=${HERALD_BENCH_ONLY:-}
+DRAIN=${HERALD_BENCH_DRAIN:-90}
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit+modified"; fi
 
@@ -56,15 +65,18 @@ want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
 t_start=$SECONDS
 common=(--users "$USERS" --commit "$commit" --seed-cache "$WORK/seed" --seed 1)
+# the sustained-rate search: steps of 3 s unmeasured + HOLD s measured
+sustain=(--hold "${HERALD_BENCH_HOLD:-15}" --step-warmup 3 --steps "${HERALD_BENCH_STEPS:-8}"
+         --tolerance "${HERALD_BENCH_TOLERANCE:-0.1}")
 
 if want embedded-null; then
-    "$HERALD" bench --label embedded-null --bus embedded --sink null "${common[@]}" \
-        --duration "$DURATION" --sweep 10,50,90 --sweep-duration 8 --drain-timeout 40 \
+    "$HERALD" bench --label embedded-null --bus embedded --sink null "${common[@]}" "${sustain[@]}" \
+        --duration "$DURATION" --sweep 10,50,90 --sweep-duration 8 --drain-timeout "$DRAIN" \
         --out "$OUT/embedded-null.json"
 fi
 if want embedded-file; then
-    "$HERALD" bench --label embedded-file --bus embedded --sink file "${common[@]}" \
-        --duration "$DURATION" --sweep 50 --sweep-duration 8 --drain-timeout 20 --no-raw \
+    "$HERALD" bench --label embedded-file --bus embedded --sink file "${common[@]}" "${sustain[@]}" \
+        --duration "$DURATION" --sweep 50 --sweep-duration 8 --drain-timeout "$DRAIN" --no-raw \
         --out "$OUT/embedded-file.json"
 fi
 
@@ -91,7 +103,7 @@ if want kafka-null; then
         # librdkafka's queues sized for a 256 MB process: by default every
         # consumer may prefetch 64 MB and the producer hold 512 MB
         "$HERALD" bench --label kafka-null --bus kafka --kafka-brokers "$brokers" --sink null "${common[@]}" \
-            --duration "$DURATION" --sweep 10,50,90 --sweep-duration 8 --drain-timeout 30 \
+            "${sustain[@]}" --duration "$DURATION" --sweep 10,50,90 --sweep-duration 8 --drain-timeout "$DRAIN" \
             --set kafka.queued.max.messages.kbytes=8192 --set kafka.queue.buffering.max.kbytes=32768 \
             --out "$OUT/kafka-null.json"
     fi
@@ -154,7 +166,7 @@ for d in 0 20; do
     fi
     if ! "$HERALD" bench --label "$label" --bus embedded --sink null --users "${HERALD_BENCH_PUSH_USERS:-100000}" \
         --commit "$commit" --seed-cache "$WORK/seed" --seed 1 --push-only --device-platform apns \
-        --fake-control "$FAKE_CONTROL_PORT" --fake-delay "$d" --duration 10 --warmup 2 --sweep "" --no-raw --window 5000 \
+        --fake-control "$FAKE_CONTROL_PORT" --fake-delay "$d" --duration 10 --warmup 2 --sweep "" --no-raw --no-sustain --window 5000 \
         --drain-timeout 20 --set channel.push.providers=apns \
         --set provider.apns.url="https://127.0.0.1:$FAKE_TLS_PORT" --set provider.apns.ca_file="$WORK/fake-ca.pem" \
         --set provider.apns.key_file="$WORK/apns.p8" --set provider.apns.key_id=BENCHKEY01 \

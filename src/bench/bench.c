@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
@@ -51,6 +52,8 @@ extern char **environ;
 
 #define MAX_SETS 32
 #define MAX_SWEEP 16
+#define MAX_STEPS 32
+#define MAX_SAMPLES 1024
 #define RECORD_POOL 4096
 /* Settings of the measured herald besides the defaults (recorded in each
  * result with --set ones): one worker per core and stage - fan-out's CPU
@@ -93,6 +96,11 @@ typedef struct bopts {
     const char *platform;       /* seeded devices: fcm | apns */
     int fake_control;           /* the fake providers' control port (0: none) */
     int fake_delay;             /* injected APNs delay set on the fake, ms */
+    bool sustain;               /* search for the sustained rate */
+    double hold;                /* measured seconds per step of the search */
+    double step_warmup;         /* unmeasured seconds at the start of each step */
+    int steps;                  /* steps of the search at most */
+    double tolerance;           /* the search stops when hi / lo <= 1 + tolerance */
 } bopts_t;
 
 static void usage(FILE *f)
@@ -107,9 +115,16 @@ static void usage(FILE *f)
             "  --users N               distinct users seeded (default 1000000)\n"
             "  --duration S            max-throughput run, seconds (default 20)\n"
             "  --warmup S              unmeasured lead-in of every run (default 3)\n"
-            "  --sweep P,P,...         offered load, percent of the max, for latency (default 10,50,90)\n"
+            "  --sweep P,P,...         offered load, percent of the sustained rate (of the max without\n"
+            "                          one), for latency (default 10,50,90)\n"
             "  --sweep-duration S      measured seconds per sweep point (default 10)\n"
             "  --rate EPS              skip the max run: one fixed-rate run at EPS events/s\n"
+            "  --no-sustain            skip the search for the sustained rate\n"
+            "  --hold S                measured seconds per step of the search (default 10)\n"
+            "  --step-warmup S         unmeasured seconds at the start of each step (default 3)\n"
+            "  --steps N               steps of the search at most (default 8)\n"
+            "  --tolerance F           stop when the rates that kept up and did not are within\n"
+            "                          1 + F of each other (default 0.1)\n"
             "  --no-raw                skip the raw bus baseline\n"
             "  --raw-duration S        raw baseline seconds (default 10)\n"
             "  --raw-depth N           batches in flight per raw relay (default 4)\n"
@@ -138,7 +153,7 @@ static void usage(FILE *f)
 enum { O_BUS = 1, O_BROKERS, O_SINK, O_USERS, O_DURATION, O_WARMUP, O_SWEEP, O_SWEEP_DUR, O_RATE,
        O_NORAW, O_RAW_DUR, O_RAW_DEPTH, O_CONNS, O_BATCH, O_WINDOW, O_SEED, O_DATA, O_KEEP, O_OUT,
        O_LABEL, O_COMMIT, O_SEED_CACHE, O_DRAIN, O_SET, O_PARTS, O_RAW_ONLY, O_VERBOSE, O_PUSH_ONLY,
-       O_PLATFORM, O_FAKE_CTL, O_FAKE_DELAY, O_HELP };
+       O_PLATFORM, O_FAKE_CTL, O_FAKE_DELAY, O_NO_SUSTAIN, O_HOLD, O_STEP_WARM, O_STEPS, O_TOL, O_HELP };
 
 static int parse(int argc, char **argv, bopts_t *o)
 {
@@ -174,6 +189,11 @@ static int parse(int argc, char **argv, bopts_t *o)
         {"device-platform", required_argument, NULL, O_PLATFORM},
         {"fake-control", required_argument, NULL, O_FAKE_CTL},
         {"fake-delay", required_argument, NULL, O_FAKE_DELAY},
+        {"no-sustain", no_argument, NULL, O_NO_SUSTAIN},
+        {"hold", required_argument, NULL, O_HOLD},
+        {"step-warmup", required_argument, NULL, O_STEP_WARM},
+        {"steps", required_argument, NULL, O_STEPS},
+        {"tolerance", required_argument, NULL, O_TOL},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -181,7 +201,8 @@ static int parse(int argc, char **argv, bopts_t *o)
         .bus = "embedded", .brokers = "127.0.0.1:9092", .sink = "null", .users = 1000000,
         .duration = 20, .warmup = 3, .sweep = "10,50,90", .sweep_duration = 10, .raw = true,
         .raw_duration = 10, .raw_depth = 4, .conns = 4, .batch = 500, .window = 1000000, .seed = 1,
-        .drain_timeout = 90, .partitions = 4, .platform = "fcm",
+        .drain_timeout = 90, .partitions = 4, .platform = "fcm", .sustain = true, .hold = 10,
+        .step_warmup = 3, .steps = 8, .tolerance = 0.1,
     };
     optind = 1;
     int c;
@@ -217,6 +238,11 @@ static int parse(int argc, char **argv, bopts_t *o)
         case O_PLATFORM: o->platform = optarg; break;
         case O_FAKE_CTL: o->fake_control = atoi(optarg); break;
         case O_FAKE_DELAY: o->fake_delay = atoi(optarg); break;
+        case O_NO_SUSTAIN: o->sustain = false; break;
+        case O_HOLD: o->hold = strtod(optarg, NULL); break;
+        case O_STEP_WARM: o->step_warmup = strtod(optarg, NULL); break;
+        case O_STEPS: o->steps = atoi(optarg); break;
+        case O_TOL: o->tolerance = strtod(optarg, NULL); break;
         case O_SET:
             if (o->nsets == MAX_SETS) {
                 fprintf(stderr, "herald bench: too many --set\n");
@@ -245,8 +271,10 @@ static int parse(int argc, char **argv, bopts_t *o)
         return 2;
     }
     if (o->users < 1 || o->duration <= 0 || o->batch < 1 || o->batch > 1000 || o->conns < 1 ||
-        o->window < 1 || o->partitions < 1) {
-        fprintf(stderr, "herald bench: bad --users, --duration, --batch (1..1000), --conns, --window or --partitions\n");
+        o->window < 1 || o->partitions < 1 || o->hold < 1 || o->step_warmup < 0 || o->steps < 1 ||
+        o->steps > MAX_STEPS || o->tolerance <= 0) {
+        fprintf(stderr, "herald bench: bad --users, --duration, --batch (1..1000), --conns, --window, --partitions, "
+                        "--hold (>= 1), --step-warmup, --steps (1..%d) or --tolerance\n", MAX_STEPS);
         return 2;
     }
     return 0;
@@ -466,6 +494,8 @@ typedef struct run {
     char *seed_db;              /* the seeded store every herald starts from */
     int64_t peak_rss;           /* over every herald started */
     int instance;
+    char *data;                 /* the running herald's data directory */
+    double mean_aud;            /* notifications per event of the workload */
 } run_t;
 
 /* Lag per stage: from /metrics (embedded) or the broker (kafka). */
@@ -516,7 +546,9 @@ static hr_t gen(run_t *R, double rate, int batch, double seconds, int64_t window
 {
     gen_opts_t go = {
         .port = R->port,
-        .conns = R->o->conns,
+        /* open loop: enough connections that a slow answer does not hold
+         * the schedule back (herald serves 16 at once, bench_settings) */
+        .conns = rate > 0 && R->o->conns < 16 ? 16 : R->o->conns,
         .batch = batch,
         .rate = rate,
         .duration_s = seconds,
@@ -594,6 +626,8 @@ static hr_t herald_start(run_t *R, const char *name)
     }
     R->port = free_port();
     R->offered = 0;
+    free(R->data);
+    R->data = xstrdup(data);
     char listen[64];
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", R->port);
     char sink_set[64], parts_set[64];
@@ -681,11 +715,291 @@ static hr_t herald_stop(run_t *R)
     int64_t peak = 0, now = 0;
     if (proc_rss(R->child.pid, &peak, &now) == HR_OK && peak > R->peak_rss) R->peak_rss = peak;
     int st = child_stop(&R->child, 60000);
+    /* its store and bus files (gigabytes after a long run) are not needed
+     * any more */
+    if (R->data && !R->o->keep && st == 0) rm_rf(R->data);
     if (st != 0) {
         log_warn("bench", "herald serve exited with status %d", st);
         return HR_ERR;
     }
     return HR_OK;
+}
+
+/* ---- the sustained-rate search ---- */
+
+/* The backlog of each stage in notifications: fan-out's lag (events) times
+ * the mean audience, dispatch's and the status sink's lag (records). Where
+ * the bus does not report lag, the counters stand in: accepted minus fanned
+ * out, fanned out minus settled, settled minus written. */
+enum { SG_FANOUT, SG_DISPATCH, SG_STATUS, SG__COUNT };
+static const char *const sg_names[SG__COUNT] = {"fanout", "dispatch", "status"};
+
+static void behind_now(run_t *R, const metrics_t *m, double out[SG__COUNT])
+{
+    int64_t fan, disp, stat;
+    lag_now(R, m, &fan, &disp, &stat);
+    if (fan >= 0 && disp >= 0 && stat >= 0) {
+        out[SG_FANOUT] = (double)fan * R->mean_aud;
+        out[SG_DISPATCH] = (double)disp;
+        out[SG_STATUS] = (double)stat;
+        return;
+    }
+    double acc = (double)m->v.events_accepted * R->mean_aud;
+    double fanned = (double)(m->v.notifs_fanned_out + m->v.notifs_suppressed);
+    out[SG_FANOUT] = fmax(0, acc - fanned);
+    out[SG_DISPATCH] = fmax(0, (double)m->v.notifs_fanned_out - (double)metrics_done(m));
+    out[SG_STATUS] = fmax(0, (double)m->v.notifs_sent - (double)m->v.status_rows_written);
+}
+
+/* What a measured window saw of the herald and of the machine. */
+typedef struct window_snap {
+    metrics_t m;
+    double t, cpu, self_cpu, busy;
+    tcpu_snap_t threads;
+    json_t *load;
+} window_snap_t;
+
+static hr_t window_take(run_t *R, window_snap_t *w)
+{
+    hr_t r = metrics_scrape(R->port, &w->m);
+    w->t = now_s();
+    w->cpu = proc_cpu_s(R->child.pid);
+    w->self_cpu = self_cpu_s();
+    if (!machine_busy_s(&w->busy)) w->busy = -1;
+    tcpu_snap(R->child.pid, &w->threads);
+    w->load = loadavg_json();
+    return r;
+}
+
+static void window_release(window_snap_t *w)
+{
+    tcpu_free(&w->threads);
+    json_decref(w->load);
+    w->load = NULL;
+}
+
+/* Cores the rest of the machine used over a window: busy time minus the
+ * measured herald's and this process's (the generator's). -1 if unknown. */
+static double others_cores(const window_snap_t *a, const window_snap_t *b)
+{
+    if (a->busy < 0 || b->busy < 0 || b->t <= a->t) return -1;
+    double v = (b->busy - a->busy - (b->cpu - a->cpu) - (b->self_cpu - a->self_cpu)) / (b->t - a->t);
+    return v < 0 ? 0 : v;
+}
+
+/* Samples the backlogs during a step, from t_hold0 to t_hold1, beside the
+ * generator. */
+typedef struct sampler {
+    run_t *R;
+    double t_hold0, t_hold1;
+    window_snap_t a, b;
+    hr_t ra, rb;
+    int n;
+    double t[MAX_SAMPLES];
+    double behind[SG__COUNT][MAX_SAMPLES];
+} sampler_t;
+
+static void sample_one(sampler_t *s, const metrics_t *m, double t)
+{
+    if (s->n == MAX_SAMPLES) return;
+    double b[SG__COUNT];
+    behind_now(s->R, m, b);
+    s->t[s->n] = t - s->t_hold0;
+    for (int i = 0; i < SG__COUNT; i++) s->behind[i][s->n] = b[i];
+    s->n++;
+}
+
+static void *sampler_main(void *arg)
+{
+    sampler_t *s = arg;
+    while (now_s() < s->t_hold0) usleep(20000);
+    s->ra = window_take(s->R, &s->a);
+    if (s->ra == HR_OK) sample_one(s, &s->a.m, s->a.t);
+    double next = s->a.t + 0.5;
+    for (;;) {
+        double now = now_s();
+        if (now >= s->t_hold1) break;
+        if (now < next) {
+            usleep((useconds_t)((fmin(next, s->t_hold1) - now) * 1e6) + 1000);
+            continue;
+        }
+        next += 0.5;
+        metrics_t m;
+        if (metrics_scrape(s->R->port, &m) == HR_OK) sample_one(s, &m, now_s());
+    }
+    s->rb = window_take(s->R, &s->b);
+    if (s->rb == HR_OK) sample_one(s, &s->b.m, s->b.t);
+    return NULL;
+}
+
+typedef struct step {
+    double rate;                /* offered notifications/s */
+    bool pass;
+    double cap;                 /* the slowest stage's processed rate, notifications/s */
+    double dt, delivered_per_s, rows_per_s, cpu_s, notifs, others;
+    tcpu_groups_t g;
+    json_t *j;                  /* the step's record (owned by the caller) */
+} step_t;
+
+/* One step: `nps` notifications/s offered (open loop) for step_warmup +
+ * hold seconds; the hold is measured. */
+static hr_t run_step(run_t *R, double nps, step_t *st)
+{
+    const bopts_t *o = R->o;
+    memset(st, 0, sizeof(*st));
+    st->rate = nps;
+    double eps = nps / R->mean_aud;
+    int batch = rate_batch(o, eps);
+    sampler_t *s = xcalloc(1, sizeof(*s));
+    s->R = R;
+    s->ra = s->rb = HR_ERR;
+    double t0 = now_s();
+    s->t_hold0 = t0 + o->step_warmup;
+    s->t_hold1 = s->t_hold0 + o->hold;
+    pthread_t th;
+    if (pthread_create(&th, NULL, sampler_main, s) != 0) {
+        free(s);
+        return HR_ERR;
+    }
+    gen_result_t g;
+    hr_t r = gen(R, eps, batch, o->step_warmup + o->hold, 0, &g);
+    pthread_join(th, NULL);
+    if (r == HR_OK && (s->ra != HR_OK || s->rb != HR_OK)) r = HR_ERR;
+    if (r != HR_OK) goto out;
+
+    const metrics_t *a = &s->a.m, *b = &s->b.m;
+    double dt = s->b.t - s->a.t;
+    double acc_eps = (double)(b->v.events_accepted - a->v.events_accepted) / dt;
+    double done = (double)(metrics_done(b) - metrics_done(a));
+    double rows = (double)(b->v.status_rows_written - a->v.status_rows_written) / dt;
+    double fanned = (double)(b->v.notifs_fanned_out + b->v.notifs_suppressed - a->v.notifs_fanned_out -
+                             a->v.notifs_suppressed) / dt;
+    st->dt = dt;
+    st->delivered_per_s = done / dt;
+    st->rows_per_s = rows;
+    st->notifs = done;
+    st->cpu_s = s->b.cpu - s->a.cpu;
+    st->others = others_cores(&s->a, &s->b);
+    tcpu_diff(&s->a.threads, &s->b.threads, &st->g);
+    double processed[SG__COUNT] = {fanned, done / dt, rows};
+    st->cap = fmin(acc_eps * R->mean_aud, fmin(processed[0], fmin(processed[1], processed[2])));
+
+    /* ingest: the offered rate was accepted (the generator did not fall
+     * behind its schedule, nothing refused) */
+    char why[256] = "";
+    bool ok = true;
+    if (acc_eps < (1 - SUSTAIN_GROWTH_REL) * eps || g.rejected || g.errors) {
+        ok = false;
+        snprintf(why, sizeof(why), "ingest accepted %.0f of %.0f events/s%s", acc_eps, eps,
+                 g.rejected || g.errors ? ", requests refused" : "");
+    }
+    json_t *stages = json_object();
+    for (int i = 0; i < SG__COUNT; i++) {
+        double slope = sustain_slope(s->t, s->behind[i], s->n);
+        double tail = sustain_tail(s->behind[i], s->n);
+        char w[96];
+        bool sok = sustain_keeps_up(nps, dt, slope, tail, w, sizeof(w));
+        if (!sok && ok) snprintf(why, sizeof(why), "%s: %s", sg_names[i], w);
+        ok = ok && sok;
+        json_object_set_new(stages, sg_names[i],
+                            json_pack("{s:b,s:f,s:f,s:f,s:f}", "kept_up", sok, "backlog_start", s->behind[i][0],
+                                      "backlog_end", tail, "growth_per_s", slope, "processed_per_s", processed[i]));
+    }
+    st->pass = ok;
+    double cpu_pm = done > 0 ? st->cpu_s / (done / 1e6) : 0;
+    st->j = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:b,s:s,s:f,s:f,s:f,s:f,s:f,s:I,s:i,s:o,s:o,s:O,s:O}",
+                      "offered_notifs_per_s", nps, "offered_events_per_s", eps, "accepted_events_per_s",
+                      acc_eps, "delivered_per_s", done / dt, "status_rows_per_s", rows, "duration_s", dt, "kept_up",
+                      ok, "why_not", why, "cpu_cores", st->cpu_s / dt, "cpu_s_per_m", cpu_pm, "gen_cpu_cores",
+                      g.cpu_s / g.elapsed_s, "others_cores", st->others, "max_behind_s", g.max_behind_s,
+                      "status_rows_total", (json_int_t)b->v.status_rows_written, "samples", s->n, "stages",
+                      stages, "threads", tcpu_json(&st->g, done), "loadavg_start", s->a.load, "loadavg_end",
+                      s->b.load);
+    printf("step %.0f notifications/s (%.0f events/s): delivered %.0f/s, sink %.0f rows/s, herald %.2f cores, "
+           "%.1f CPU s/M, others %.2f cores: %s%s%s\n",
+           nps, eps, done / dt, rows, st->cpu_s / dt, cpu_pm, st->others, ok ? "kept up" : "fell behind",
+           ok ? "" : " - ", why);
+    fflush(stdout);
+out:
+    window_release(&s->a);
+    window_release(&s->b);
+    free(s);
+    return r;
+}
+
+/* The running herald with every stage caught up: waits, and starts a
+ * fresh one (named name) when the backlog does not drain in time. */
+static hr_t caught_up(run_t *R, const char *name)
+{
+    metrics_t m;
+    double w = wait_drain(R, true, R->o->drain_timeout, &m);
+    if (w >= 0) return HR_OK;
+    printf("     the backlog did not drain in %.0f s: a fresh herald\n", R->o->drain_timeout);
+    fflush(stdout);
+    hr_t r = herald_stop(R);
+    if (r == HR_OK) r = herald_start(R, name);
+    return r;
+}
+
+/* The search: the highest offered rate at which every stage keeps up. lo
+ * is the highest rate that kept up, hi the lowest that did not (at first
+ * the burst rate: a fixed rate above what the closed loop reached is not
+ * sustained). Each step after a failed one starts with every backlog
+ * drained. The best step's record goes to *best (its json owned by res). */
+static hr_t sustain_search(run_t *R, double burst, double first, json_t *res, step_t *best)
+{
+    const bopts_t *o = R->o;
+    double lo = 0, hi = burst * 1.02, cap = 0;
+    double r = fmin(first, hi / (1 + o->tolerance / 2));
+    json_t *steps = json_array();
+    json_t *js = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:o}", "hold_s", o->hold, "warmup_s", o->step_warmup,
+                           "tolerance", o->tolerance, "growth_rel", SUSTAIN_GROWTH_REL, "growth_abs",
+                           SUSTAIN_GROWTH_ABS, "level_s", SUSTAIN_LEVEL_S, "level_abs", SUSTAIN_LEVEL_ABS,
+                           "first_guess", first, "steps", steps);
+    json_object_set_new(res, "sustained", js);
+    memset(best, 0, sizeof(*best));
+    int restarts = 0;
+    hr_t rc = HR_OK;
+    for (int k = 0; k < o->steps && r > 0; k++) {
+        step_t st;
+        rc = run_step(R, r, &st);
+        if (rc != HR_OK) break;
+        json_array_append_new(steps, st.j);
+        if (st.pass) {
+            lo = r;
+            *best = st;
+            cap = 0;
+        } else {
+            hi = r;
+            cap = st.cap;
+        }
+        r = sustain_next(lo, hi, cap, o->tolerance);
+        if (r > 0 && !st.pass) {
+            char name[32];
+            snprintf(name, sizeof(name), "sustain-%d", ++restarts);
+            rc = caught_up(R, name);
+            if (rc != HR_OK) break;
+        }
+    }
+    json_object_set_new(js, "notifs_per_s", json_real(lo));
+    json_object_set_new(js, "events_per_s", json_real(lo / R->mean_aud));
+    json_object_set_new(js, "upper_notifs_per_s", json_real(hi));
+    if (best->j) {
+        json_object_set_new(js, "status_rows_per_s", json_real(best->rows_per_s));
+        json_object_set_new(js, "delivered_per_s", json_real(best->delivered_per_s));
+        json_object_set_new(js, "cpu_cores", json_real(best->cpu_s / best->dt));
+        json_object_set_new(js, "cpu_s_per_m", json_real(best->notifs > 0 ? best->cpu_s / (best->notifs / 1e6) : 0));
+        json_object_set_new(js, "others_cores", json_real(best->others));
+        json_object_set_new(js, "threads", json_incref(json_object_get(best->j, "threads")));
+        printf("sustained: %.0f notifications/s (%.0f events/s) kept up; %.0f did not. At it: sink %.0f rows/s, "
+               "%.2f CPU s per million notifications (every stage)\n",
+               lo, lo / R->mean_aud, hi, best->rows_per_s, best->notifs > 0 ? best->cpu_s / (best->notifs / 1e6) : 0);
+        tcpu_print("     ", &best->g, best->notifs);
+    } else {
+        printf("sustained: no step kept up (the lowest tried: %.0f notifications/s)\n", hi);
+    }
+    fflush(stdout);
+    return rc;
 }
 
 static int sweep_list(const char *s, double *out)
@@ -765,6 +1079,7 @@ int bench_main(int argc, char **argv)
     json_object_set_new(res, "started_at", json_string(started));
     json_object_set_new(res, "herald_version", json_string(HERALD_VERSION));
     json_object_set_new(res, "machine", bench_machine_json());
+    json_object_set_new(res, "loadavg_start", loadavg_json());
     json_t *mode = json_pack("{s:s,s:s,s:I,s:I,s:i,s:i,s:i}", "bus", o.bus, "sink", o.sink, "users",
                              (json_int_t)o.users, "seed", (json_int_t)o.seed, "partitions", o.partitions,
                              "generator_connections", o.conns, "events_per_request", o.batch);
@@ -868,22 +1183,40 @@ int bench_main(int argc, char **argv)
 
     /* ---- 3. max (or one fixed rate), on a fresh herald ---- */
     if (herald_start(&R, "max") != HR_OK) goto out;
-    double max_nps = 0;
+    double max_nps = 0, first_guess = 0;
     {
         gen_result_t g;
         metrics_t m0, m1;
         double rate = o.rate > 0 ? o.rate : 0;
         int batch = rate > 0 ? rate_batch(&o, rate) : o.batch;
         const char *what = rate > 0 ? "fixed" : "max";
+        /* CPU and notifications from before the warm-up: with the sink's
+         * deferred work counted until it has caught up, they are the whole
+         * cost of these notifications */
+        double c_pre = proc_cpu_s(R.child.pid);
+        int64_t off_pre = R.offered;
         if (gen(&R, rate, batch, o.warmup, o.window, &g) != HR_OK) goto out;
-        if (metrics_scrape(R.port, &m0) != HR_OK) goto out;
+        window_snap_t wa, wb;
+        memset(&wb, 0, sizeof(wb));
+        hr_t wr = window_take(&R, &wa);
+        m0 = wa.m;
         double fc0 = fake_cpu_s(&o);
-        double c0 = proc_cpu_s(R.child.pid), t0 = now_s();
-        if (gen(&R, rate, batch, o.duration, o.window, &g) != HR_OK) goto out;
-        double c1 = proc_cpu_s(R.child.pid), t1 = now_s();
+        double c0 = wa.cpu, t0 = wa.t;
+        if (wr == HR_OK) wr = gen(&R, rate, batch, o.duration, o.window, &g);
         double fc1 = fake_cpu_s(&o);
-        if (metrics_scrape(R.port, &m1) != HR_OK) goto out;
+        if (wr == HR_OK) wr = window_take(&R, &wb);
+        if (wr != HR_OK) {
+            window_release(&wa);
+            window_release(&wb);
+            goto out;
+        }
+        m1 = wb.m;
+        double c1 = wb.cpu, t1 = wb.t;
         double dt = t1 - t0;
+        tcpu_groups_t tg;
+        tcpu_diff(&wa.threads, &wb.threads, &tg);
+        double others = others_cores(&wa, &wb);
+        R.mean_aud = (double)R.wl.notifs / (double)(R.wl.events ? R.wl.events : 1);
         int64_t fan, disp, stat;
         lag_now(&R, &m1, &fan, &disp, &stat);
         double eps = (double)(m1.v.events_accepted - m0.v.events_accepted) / dt;
@@ -902,7 +1235,19 @@ int bench_main(int argc, char **argv)
         printf("     lag when the load stopped: fan-out %lld events, dispatch %lld, status sink %lld records\n",
                (long long)fan, (long long)disp, (long long)stat);
         print_latencies("     ", &m1, &m0);
+        double done_w = (double)(metrics_done(&m1) - metrics_done(&m0));
+        tcpu_print("     ", &tg, done_w);
+        printf("     the status sink wrote %.0f %% of the window's rows in it; others used %.2f cores\n",
+               done_w > 0 ? 100 * rows * dt / done_w : 0, others);
         fflush(stdout);
+        /* the first guess of the sustained search: the cores herald had,
+         * over the CPU of a notification with its status row */
+        double sink_cpu = tg.user_s[TG_STATUS] + tg.sys_s[TG_STATUS] + tg.user_s[TG_CKPT] + tg.sys_s[TG_CKPT];
+        double rows_w = rows * dt;
+        if (rows_w > 0 && done_w > 0)
+            first_guess = (cpu / dt) / ((cpu - sink_cpu) / done_w + sink_cpu / rows_w);
+        else
+            first_guess = nps / 2;
 
         /* delivery settles; then the sink has the CPU to itself: its own rate */
         metrics_t ms, md;
@@ -917,6 +1262,11 @@ int bench_main(int argc, char **argv)
                "alone%s\n",
                settle, sink_rate,
                drain >= 0 ? " and caught up" : " (still behind when the bench moved on)");
+        double cpu_drained = drain >= 0 ? proc_cpu_s(R.child.pid) - c_pre : -1;
+        int64_t n_drained = R.offered - off_pre;
+        if (cpu_drained >= 0 && n_drained > 0)
+            printf("     counted until the sink caught up: %.2f CPU s per million notifications\n",
+                   cpu_drained / ((double)n_drained / 1e6));
         fflush(stdout);
 
         json_t *jm = json_pack(
@@ -930,6 +1280,16 @@ int bench_main(int argc, char **argv)
             "requests_refused", (json_int_t)g.rejected, "connection_errors", (json_int_t)g.errors,
             "window_notifs", (json_int_t)o.window);
         json_object_set_new(jm, "latency", latencies_json(&m1, &m0));
+        json_object_set_new(jm, "threads", tcpu_json(&tg, done_w));
+        json_object_set_new(jm, "sink_rows_share", json_real(done_w > 0 ? rows * dt / done_w : 0));
+        json_object_set_new(jm, "others_cores", json_real(others));
+        json_object_set_new(jm, "loadavg_start", json_incref(wa.load));
+        json_object_set_new(jm, "loadavg_end", json_incref(wb.load));
+        json_object_set_new(jm, "cpu_s_per_m_drained", cpu_drained >= 0 && n_drained > 0
+                                                              ? json_real(cpu_drained / ((double)n_drained / 1e6))
+                                                              : json_null());
+        window_release(&wa);
+        window_release(&wb);
         json_t *mix = json_object();
         for (int ch = 0; ch < CH__COUNT; ch++)
             if (R.wl.chan_notifs[ch])
@@ -960,16 +1320,40 @@ int bench_main(int argc, char **argv)
                                       "notifications", (json_int_t)R.wl.notifs));
     }
 
-    /* ---- 4. sweep, on another fresh herald (the max run's sink backlog
-     * would otherwise compete with it) ---- */
+    /* ---- 4. the sustained rate, on another fresh herald (the max run's
+     * sink backlog would otherwise compete with it) ---- */
+    double base_nps = max_nps;
+    const char *base = "max";
+    step_t best;
+    memset(&best, 0, sizeof(best));
+    bool searched = o.rate <= 0 && o.sustain && max_nps > 0;
+    if (searched) {
+        if (herald_stop(&R) != HR_OK || herald_start(&R, "sustain") != HR_OK) goto out;
+        if (sustain_search(&R, max_nps, first_guess, res, &best) != HR_OK) goto out;
+        double lo = json_real_value(json_object_get(json_object_get(res, "sustained"), "notifs_per_s"));
+        if (lo > 0) {
+            base_nps = lo;
+            base = "sustained";
+        }
+    }
+
+    /* ---- 5. sweep: latency at shares of the sustained rate, on the same
+     * herald with every stage caught up (or a fresh one) ---- */
     json_t *sweep = json_array();
     json_object_set_new(res, "sweep", sweep);
+    json_object_set_new(res, "sweep_base", json_string(base));
     double pcts[MAX_SWEEP];
     int np = o.rate > 0 ? 0 : sweep_list(o.sweep, pcts);
     double mean_aud = (double)R.wl.notifs / (double)(R.wl.events ? R.wl.events : 1);
-    if (np > 0 && (herald_stop(&R) != HR_OK || herald_start(&R, "sweep") != HR_OK)) goto out;
+    if (np > 0) {
+        if (searched) {
+            if (caught_up(&R, "sweep") != HR_OK) goto out;
+        } else if (herald_stop(&R) != HR_OK || herald_start(&R, "sweep") != HR_OK) {
+            goto out;
+        }
+    }
     for (int i = 0; i < np; i++) {
-        double eps = pcts[i] / 100.0 * max_nps / mean_aud;
+        double eps = pcts[i] / 100.0 * base_nps / mean_aud;
         int batch = rate_batch(&o, eps);
         gen_result_t g;
         metrics_t a, b, before;
@@ -985,9 +1369,9 @@ int bench_main(int argc, char **argv)
         if (metrics_scrape(R.port, &b) != HR_OK) goto out;
         /* delivered during the window: what settled, over the generation time */
         double nps = (double)(b.v.notifs_sent - a.v.notifs_sent) / (t1 - t0);
-        printf("sweep %3.0f%%: offered %.0f events/s (%.0f notifications/s, %d per request), delivered %.0f "
+        printf("sweep %3.0f%% of %s: offered %.0f events/s (%.0f notifications/s, %d per request), delivered %.0f "
                "notifications/s, herald CPU %.2f cores, schedule slip %.3f s, sink backlog at start %lld\n",
-               pcts[i], eps, eps * mean_aud, batch, nps, (c1 - c0) / (t1 - t0), g.max_behind_s, (long long)ls);
+               pcts[i], base, eps, eps * mean_aud, batch, nps, (c1 - c0) / (t1 - t0), g.max_behind_s, (long long)ls);
         print_latencies("     ", &b, &a);
         fflush(stdout);
         json_t *p = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:i,s:I}", "pct", pcts[i], "offered_events_per_s", eps,
@@ -1004,9 +1388,21 @@ int bench_main(int argc, char **argv)
     json_object_set_new(res, "peak_rss_bytes", json_integer(R.peak_rss));
     printf("herald peak RSS: %.0f MB\n", (double)R.peak_rss / 1048576.0);
     if (json_object_get(res, "raw") && max_nps > 0) {
+        /* the headline ratio: the sustained rate over the raw bus's (the
+         * burst's beside it) */
         double raw = json_real_value(json_object_get(json_object_get(res, "raw"), "notifs_per_s"));
-        json_object_set_new(res, "ratio_vs_raw", json_real(raw > 0 ? max_nps / raw : 0));
-        printf("herald / raw %s bus: %.0f / %.0f = %.0f %%\n", o.bus, max_nps, raw, raw > 0 ? 100 * max_nps / raw : 0);
+        double sus = searched ? json_real_value(json_object_get(json_object_get(res, "sustained"), "notifs_per_s")) : 0;
+        json_object_set_new(res, "ratio_vs_raw_burst", json_real(raw > 0 ? max_nps / raw : 0));
+        if (searched) json_object_set_new(res, "ratio_vs_raw", json_real(raw > 0 ? sus / raw : 0));
+        printf("herald / raw %s bus: sustained %.0f / %.0f = %.0f %%, burst %.0f / %.0f = %.0f %%\n", o.bus, sus,
+               raw, raw > 0 ? 100 * sus / raw : 0, max_nps, raw, raw > 0 ? 100 * max_nps / raw : 0);
+    }
+    json_object_set_new(res, "loadavg_end", loadavg_json());
+    {
+        double l[3] = {0};
+        if (getloadavg(l, 3) == 3)
+            printf("load average at the end: %.2f %.2f %.2f (%ld cores)\n", l[0], l[1], l[2],
+                   sysconf(_SC_NPROCESSORS_ONLN));
     }
     rc = 0;
 out:
@@ -1025,6 +1421,7 @@ out:
     json_decref(res);
     if (pool_n) record_pool_free(RECORD_POOL, pool_n, pool_s);
     workload_release(&R.wl);
+    free(R.data);
     free(R.work);
     free(R.seed_db);
     return rc;

@@ -11,6 +11,8 @@
  *   raw_kafka.c    the raw librdkafka baseline
  *   proc.c         the measured child process: start, stop, CPU, RSS
  *   http_engine.c  `herald bench http-engine`: the HTTP engine alone
+ *   threads.c      per-thread CPU of the measured herald, grouped by stage
+ *   sustain.c      the sustained-rate search's decisions (keeps up? next rate)
  */
 #ifndef HERALD_BENCH_INT_H
 #define HERALD_BENCH_INT_H
@@ -78,6 +80,73 @@ double self_cpu_s(void);
 /* A free TCP port on 127.0.0.1. */
 int free_port(void);
 double now_s(void);
+
+/* ---- threads.c ---- */
+
+/* What a thread of herald does, from its name. */
+enum {
+    TG_INGEST,      /* MHD-*: HTTP ingest and the rest of the API */
+    TG_FANOUT,      /* fanout */
+    TG_DISPATCH,    /* dispatch:<channel> */
+    TG_RETRY,       /* retry:<channel>:<tier> */
+    TG_STATUS,      /* status: the status sink */
+    TG_CKPT,        /* store-ckpt: SQLite checkpoints (store and dedupe db) */
+    TG_BUS,         /* unnamed threads: the bus's I/O (flusher, syncer, poller), watchdog */
+    TG_MAIN,        /* the main thread */
+    TG_KAFKA,       /* rdk:*: librdkafka */
+    TG_OTHER,
+    TG__COUNT
+};
+extern const char *const tcpu_group_names[TG__COUNT];
+int tcpu_group(const char *comm, int tid, int pid);
+
+typedef struct tcpu_snap {
+    int n;
+    struct {
+        int tid, group;
+        unsigned long long user_ticks, sys_ticks;
+    } *t;
+} tcpu_snap_t;
+
+typedef struct tcpu_groups {
+    double user_s[TG__COUNT], sys_s[TG__COUNT];
+    int threads[TG__COUNT];
+} tcpu_groups_t;
+
+/* Every thread's CPU time so far (from /proc/<pid>/task/<tid>/stat). */
+hr_t tcpu_snap(int pid, tcpu_snap_t *s);
+void tcpu_free(tcpu_snap_t *s);
+/* CPU seconds per group between two snapshots. */
+void tcpu_diff(const tcpu_snap_t *a, const tcpu_snap_t *b, tcpu_groups_t *out);
+/* {"fanout":{"threads","cpu_s","sys_s","cpu_us_per_notif"},...} */
+json_t *tcpu_json(const tcpu_groups_t *g, double notifs);
+void tcpu_print(const char *indent, const tcpu_groups_t *g, double notifs);
+/* CPU seconds the whole machine has been busy (all cores, /proc/stat). */
+bool machine_busy_s(double *busy);
+/* {"1m","5m","15m"} load averages now. */
+json_t *loadavg_json(void);
+
+/* ---- sustain.c ---- */
+
+#define SUSTAIN_GROWTH_REL 0.03   /* backlog growth allowed over a hold, share of the input */
+#define SUSTAIN_GROWTH_ABS 8192.0 /* ... plus this many records (one gathered sink batch) */
+#define SUSTAIN_LEVEL_S 3.0       /* backlog allowed at the end: seconds of input */
+#define SUSTAIN_LEVEL_ABS 32768.0 /* ... or this many records, whichever is more */
+#define SUSTAIN_TAIL 4            /* samples averaged for the backlog at the end */
+
+/* Least-squares slope of y over t (0 with fewer than 2 points). */
+double sustain_slope(const double *t, const double *y, int n);
+/* Mean of the last SUSTAIN_TAIL values. */
+double sustain_tail(const double *y, int n);
+/* Whether a stage with input `rate` (notifications/s) kept up over a hold
+ * of hold_s seconds, given its backlog's slope and level at the end; why
+ * (may be NULL) says what failed. */
+bool sustain_keeps_up(double rate, double hold_s, double slope, double tail, char *why, size_t n);
+/* The next rate to try, given the highest rate that kept up (lo, 0 for
+ * none), the lowest that did not (hi), and the bottleneck's processed rate
+ * in the last failed step (cap, 0 when the last step passed). 0 when
+ * hi / lo <= 1 + tol: the search is done. */
+double sustain_next(double lo, double hi, double cap, double tol);
 
 /* ---- gen.c ---- */
 
