@@ -761,8 +761,11 @@ typedef struct window_snap {
 
 static hr_t window_take(run_t *R, window_snap_t *w)
 {
+    /* the scrape's moment: the middle of the request (it can take a while
+     * on a busy machine) */
+    double t0 = now_s();
     hr_t r = metrics_scrape(R->port, &w->m);
-    w->t = now_s();
+    w->t = (t0 + now_s()) / 2;
     w->cpu = proc_cpu_s(R->child.pid);
     w->self_cpu = self_cpu_s();
     if (!machine_busy_s(&w->busy)) w->busy = -1;
