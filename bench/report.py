@@ -459,10 +459,12 @@ Settings besides the defaults, per mode: {settings}.
   committed offsets on Kafka; fan-out's events counted as their notifications) neither grows nor
   piles up. Found by a search on a fresh `herald serve`: each step offers a fixed rate (open loop)
   for a few unmeasured seconds, then holds it while the backlogs are sampled twice a second. A step
-  keeps up when, for every stage, the least-squares slope of its backlog times the hold stays within
-  3 % of what arrived plus 8,192 records (one gathered sink transaction), the backlog at the end is
-  under 3 s of input (or 32,768 records), and ingest accepted at least 97 % of the offered events
-  with none refused. The first step is an estimate from the burst (the cores herald had, over the
+  keeps up when, for ingest and every stage, the least-squares slope of its backlog times the hold stays within
+  3 % of what arrived plus 4,096 records (the backlog saws up and down by the status sink's gathered
+  transactions of up to 8,192 rows), and the backlog at the end is under 3 s of input (or 32,768
+  records). Ingest is judged the same way, its backlog being what the generator's schedule offered
+  minus what herald accepted, and no request may be refused. At low rates the 4,096 records limit
+  the precision (a 15 s hold at 10k notifications/s allows 5.7 % growth). The first step is an estimate from the burst (the cores herald had, over the
   CPU of a notification plus that of its status row); after a step that fell behind, the next tries
   the rate the slowest stage actually processed (when it lies inside the bracket) or bisects, with
   every backlog drained first (or a fresh herald when it does not drain in time). The search stops

@@ -129,7 +129,7 @@ json_t *loadavg_json(void);
 /* ---- sustain.c ---- */
 
 #define SUSTAIN_GROWTH_REL 0.03   /* backlog growth allowed over a hold, share of the input */
-#define SUSTAIN_GROWTH_ABS 8192.0 /* ... plus this many records (one gathered sink batch) */
+#define SUSTAIN_GROWTH_ABS 4096.0 /* ... plus this many records (half a gathered sink batch) */
 #define SUSTAIN_LEVEL_S 3.0       /* backlog allowed at the end: seconds of input */
 #define SUSTAIN_LEVEL_ABS 32768.0 /* ... or this many records, whichever is more */
 #define SUSTAIN_TAIL 4            /* samples averaged for the backlog at the end */

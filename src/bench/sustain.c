@@ -8,7 +8,7 @@
  * events times the mean audience). A stage keeps up when, over the hold,
  *  - its backlog does not grow: the least-squares slope times the hold is at
  *    most SUSTAIN_GROWTH_REL of what arrived plus SUSTAIN_GROWTH_ABS records
- *    (one gathered sink transaction: the backlog saws up and down by a batch
+ *    (half a gathered sink transaction: the backlog saws up and down by a batch
  *    even when a stage keeps up), and
  *  - its backlog stays bounded: the mean of the last samples is at most
  *    SUSTAIN_LEVEL_S seconds of input, or SUSTAIN_LEVEL_ABS records at low
