@@ -174,7 +174,7 @@ def steps_table(runs):
                     g(d, "sustained", "warmup_s", default=0), 100 * g(d, "sustained", "tolerance", default=0)),
                 "",
                 "| # | offered notifications/s | delivered/s | status rows/s | backlog growth per s "
-                "(fan-out / dispatch / sink) | herald cores | CPU s per million | other processes' cores "
+                "(ingest / fan-out / dispatch / sink) | herald cores | CPU s per million | other processes' cores "
                 "| load average | kept up? |",
                 "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
         for i, st in enumerate(steps, 1):
@@ -182,7 +182,7 @@ def steps_table(runs):
             out.append("| %d | %s | %s | %s | %s | %.2f | %.1f | %s | %s | %s |" % (
                 i, k(st.get("offered_notifs_per_s")), k(st.get("delivered_per_s")),
                 k(st.get("status_rows_per_s")),
-                " / ".join("%.0f" % g(sg, x, "growth_per_s", default=0) for x in ("fanout", "dispatch", "status")),
+                " / ".join("%.0f" % g(sg, x, "growth_per_s", default=0) for x in ("ingest", "fanout", "dispatch", "status")),
                 st.get("cpu_cores", 0), st.get("cpu_s_per_m", 0),
                 ("%.2f" % st["others_cores"]) if st.get("others_cores", -1) >= 0 else "-",
                 ("%.1f" % g(st, "loadavg_start", "1m")) if g(st, "loadavg_start", "1m") is not None else "-",
@@ -477,6 +477,9 @@ Settings besides the defaults, per mode: {settings}.
   waiting for a backlog to drain). The per-stage table splits it by thread
   (`/proc/<pid>/task/*/stat`, grouped by thread name: `MHD-*` ingest, `fanout`, `dispatch:*`,
   `retry:*`, `status`, `store-ckpt`, unnamed threads = the bus's I/O threads and the HTTP watchdog).
+  Some of that work is paid per second rather than per notification (idle workers woken by every
+  bus flush - the `retry` column -, flushes, checkpoints): at a low sustained rate it weighs more per
+  notification, so compare runs whose sustained rates are alike, stage by stage.
 * **burst** (second column): closed loop — the generator keeps at most {window} notifications
   accepted but not yet delivered. Delivery runs at full speed while the status sink (nice 10, which
   delivery never waits for) writes only part of the rows; the rest is left on the bus. Its CPU per
