@@ -405,7 +405,7 @@ void record_pool_build(int n, uint64_t seed, buf_t **notifs, buf_t **statuses, s
         snprintf(ev, sizeof(ev), "b1700000000-%d", i);
         int r = (int)workload_rand(&wl, 100);
         channel_t ch = r < 70 ? CH_PUSH : r < 90 ? CH_INAPP : r < 98 ? CH_EMAIL : CH_SMS;
-        notif_make_id(HSTR(ev), HSTR(user), ch, nid);
+        notif_make_id(1700000000000000 + i, HSTR(ev), HSTR(user), ch, nid);
         snprintf(title, sizeof(title), "%s posted something new", actor);
         snprintf(body, sizeof(body), "Hi %s, %s wrote: %s", user, actor, texts[i % 4]);
         unsigned long long k = workload_rand(&wl, UINT64_MAX);
