@@ -132,7 +132,8 @@ static void usage(FILE *f)
             "  --fake-control PORT     the fake providers (tests/fakeprov): reset them before each\n"
             "                          herald starts, report their connections, streams and CPU\n"
             "  --fake-delay MS         with --fake-control: APNs answers after MS ms (default 0)\n\n"
-            "herald bench http-engine --help: the HTTP engine alone against the fake APNs\n");
+            "herald bench http-engine --help: the HTTP engine alone against the fake APNs\n"
+            "herald bench sink --help: the status store alone (status rows into SQLite)\n");
 }
 
 enum { O_BUS = 1, O_BROKERS, O_SINK, O_USERS, O_DURATION, O_WARMUP, O_SWEEP, O_SWEEP_DUR, O_RATE,
@@ -704,6 +705,7 @@ static int sweep_list(const char *s, double *out)
 int bench_main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "http-engine") == 0) return bench_http_engine_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "sink") == 0) return bench_sink_main(argc - 1, argv + 1);
     bopts_t o;
     int rc = parse(argc, argv, &o);
     if (rc) return rc == 1 ? 0 : rc;

@@ -11,6 +11,7 @@
  *   raw_kafka.c    the raw librdkafka baseline
  *   proc.c         the measured child process: start, stop, CPU, RSS
  *   http_engine.c  `herald bench http-engine`: the HTTP engine alone
+ *   sink.c         `herald bench sink`: the status store alone
  */
 #ifndef HERALD_BENCH_INT_H
 #define HERALD_BENCH_INT_H
@@ -125,6 +126,11 @@ json_t *bench_machine_json(void);
 
 /* `herald bench http-engine ...` (argv[0] is "http-engine"): exit code. */
 int bench_http_engine_main(int argc, char **argv);
+
+/* ---- sink.c ---- */
+
+/* `herald bench sink ...` (argv[0] is "sink"): exit code. */
+int bench_sink_main(int argc, char **argv);
 
 /* ---- raw baselines ---- */
 
