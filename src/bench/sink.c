@@ -212,7 +212,7 @@ int bench_sink_main(int argc, char **argv)
         double g0 = thread_cpu_s();
         for (int i = 0; i < n; i++) {
             if (have_prev && i % 10 == 9) { /* a provider's report on an earlier one */
-                cur[i] = prev[i];
+                cur[i] = prev[i - 1];           /* a new one there (i - 1 is not 9 mod 10) */
                 row_bind(&cur[i]);
                 cur[i].n.status = ST_DELIVERED;
                 cur[i].n.status_at_ms += 2000;
