@@ -19,6 +19,9 @@
 #   push-apns-0ms   the whole pipeline, every event a push, delivered by the
 #   push-apns-20ms  APNs provider (token auth, TLS) to the fake APNs answering
 #                   at once / after 20 ms (max run only)
+#   sink-sqlite     the status store alone (`herald bench sink`): status rows
+#                   through store_notif_write_batch into a fresh SQLite file,
+#                   rows/s and rows per CPU-second per million rows
 # Kafka mode needs Java; without it the run says so and is skipped. The fake
 # providers need Go (scripts/deps.sh --test); without it http-engine is skipped.
 #
@@ -33,6 +36,7 @@
 #   HERALD_BENCH_ONLY       run only these labels (space separated)
 #   HERALD_BENCH_BROKERS    use this Kafka instead of starting one (its herald topics must be empty)
 #   HERALD_BENCH_PUSH_USERS users of the push runs (default 100000)
+#   HERALD_BENCH_SINK_ROWS  status rows of the sink-sqlite run (default 10000000)
 set -euo pipefail
 
 HERALD=${1:?usage: scripts/bench.sh path/to/herald}
@@ -146,6 +150,11 @@ if want http-engine; then
         echo "bench: the fake providers could not be built or started: http-engine skipped" >&2
         echo '{"schema":1,"label":"http-engine","skipped":"the fake providers (Go) are not available"}' >"$OUT/http-engine.json"
     fi
+fi
+
+if want sink-sqlite; then
+    "$HERALD" bench sink --rows "${HERALD_BENCH_SINK_ROWS:-10000000}" --dir "$WORK" \
+        --out "$OUT/sink-sqlite.json"
 fi
 
 # The push pipeline: herald's APNs provider against the fake, which checks

@@ -147,7 +147,8 @@ static void usage(FILE *f)
             "  --fake-control PORT     the fake providers (tests/fakeprov): reset them before each\n"
             "                          herald starts, report their connections, streams and CPU\n"
             "  --fake-delay MS         with --fake-control: APNs answers after MS ms (default 0)\n\n"
-            "herald bench http-engine --help: the HTTP engine alone against the fake APNs\n");
+            "herald bench http-engine --help: the HTTP engine alone against the fake APNs\n"
+            "herald bench sink --help: the status store alone (status rows into SQLite)\n");
 }
 
 enum { O_BUS = 1, O_BROKERS, O_SINK, O_USERS, O_DURATION, O_WARMUP, O_SWEEP, O_SWEEP_DUR, O_RATE,
@@ -433,7 +434,7 @@ void record_pool_build(int n, uint64_t seed, buf_t **notifs, buf_t **statuses, s
         snprintf(ev, sizeof(ev), "b1700000000-%d", i);
         int r = (int)workload_rand(&wl, 100);
         channel_t ch = r < 70 ? CH_PUSH : r < 90 ? CH_INAPP : r < 98 ? CH_EMAIL : CH_SMS;
-        notif_make_id(HSTR(ev), HSTR(user), ch, nid);
+        notif_make_id(1700000000000000 + i, HSTR(ev), HSTR(user), ch, nid);
         snprintf(title, sizeof(title), "%s posted something new", actor);
         snprintf(body, sizeof(body), "Hi %s, %s wrote: %s", user, actor, texts[i % 4]);
         unsigned long long k = workload_rand(&wl, UINT64_MAX);
@@ -1043,6 +1044,7 @@ static int sweep_list(const char *s, double *out)
 int bench_main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "http-engine") == 0) return bench_http_engine_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "sink") == 0) return bench_sink_main(argc - 1, argv + 1);
     bopts_t o;
     int rc = parse(argc, argv, &o);
     if (rc) return rc == 1 ? 0 : rc;

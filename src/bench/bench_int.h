@@ -13,6 +13,7 @@
  *   http_engine.c  `herald bench http-engine`: the HTTP engine alone
  *   threads.c      per-thread CPU of the measured herald, grouped by stage
  *   sustain.c      the sustained-rate search's decisions (keeps up? next rate)
+ *   sink.c         `herald bench sink`: the status store alone
  */
 #ifndef HERALD_BENCH_INT_H
 #define HERALD_BENCH_INT_H
@@ -194,6 +195,11 @@ json_t *bench_machine_json(void);
 
 /* `herald bench http-engine ...` (argv[0] is "http-engine"): exit code. */
 int bench_http_engine_main(int argc, char **argv);
+
+/* ---- sink.c ---- */
+
+/* `herald bench sink ...` (argv[0] is "sink"): exit code. */
+int bench_sink_main(int argc, char **argv);
 
 /* ---- raw baselines ---- */
 

@@ -296,13 +296,49 @@ hr_t notif_to_json(const notif_t *n, buf_t *out)
 
 /* ------------------------------------------------------------------- id */
 
-void notif_make_id(hstr_t event_id, hstr_t user_id, channel_t ch, char out[33])
+static int64_t id_time_ms(int64_t accepted_at_us)
 {
-    notif_make_device_id(event_id, user_id, ch, (hstr_t){NULL, 0}, out);
+    if (accepted_at_us <= 0) return 0;
+    int64_t ms = accepted_at_us / 1000;
+    return ms > NOTIF_ID_TIME_MAX ? NOTIF_ID_TIME_MAX : ms;
 }
 
-void notif_make_device_id(hstr_t event_id, hstr_t user_id, channel_t ch, hstr_t device,
-                          char out[33])
+/* The 12 hex digits of the time part. */
+static void id_put_time(int64_t ms, char out[12])
+{
+    for (int i = 11; i >= 0; i--) {
+        out[i] = hex_lower[ms & 15];
+        ms >>= 4;
+    }
+}
+
+void notif_id_bound(int64_t at_ms, char out[33])
+{
+    id_put_time(at_ms < 0 ? 0 : at_ms > NOTIF_ID_TIME_MAX ? NOTIF_ID_TIME_MAX : at_ms, out);
+    memset(out + 12, '0', 20);
+    out[32] = '\0';
+}
+
+int64_t notif_id_time_ms(hstr_t id)
+{
+    if (id.n != 32 || !id.p) return -1;
+    int64_t ms = 0;
+    for (size_t i = 0; i < 32; i++) {
+        int v = hex_value((unsigned char)id.p[i]);
+        if (v < 0) return -1;
+        if (i < 12) ms = ms << 4 | v;
+    }
+    return ms;
+}
+
+void notif_make_id(int64_t accepted_at_us, hstr_t event_id, hstr_t user_id, channel_t ch,
+                   char out[33])
+{
+    notif_make_device_id(accepted_at_us, event_id, user_id, ch, (hstr_t){NULL, 0}, out);
+}
+
+void notif_make_device_id(int64_t accepted_at_us, hstr_t event_id, hstr_t user_id, channel_t ch,
+                          hstr_t device, char out[33])
 {
     const char *cn = channel_name(ch);
     size_t cl = strlen(cn);
@@ -328,9 +364,10 @@ void notif_make_device_id(hstr_t event_id, hstr_t user_id, channel_t ch, hstr_t 
     sha256(m, total, md);
     if (m != stack) free(m);
 
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex_lower[md[i] >> 4];
-        out[2 * i + 1] = hex_lower[md[i] & 15];
+    id_put_time(id_time_ms(accepted_at_us), out);
+    for (int i = 0; i < 10; i++) {
+        out[12 + 2 * i] = hex_lower[md[i] >> 4];
+        out[12 + 2 * i + 1] = hex_lower[md[i] & 15];
     }
     out[32] = '\0';
 }

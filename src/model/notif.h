@@ -146,17 +146,43 @@ hr_t notif_decode(const void *data, size_t len, notif_t *n);
  * herald. */
 hr_t notif_to_json(const notif_t *n, buf_t *out);
 
-/* notification_id = lowercase hex of the first 16 bytes of
- * SHA-256(event_id '\0' user_id '\0' channel_name): deterministic, so
- * re-processing an event yields the same ids. Fan-out passes the
- * tenant-qualified ids (tenant.h), so two tenants' same event and user
- * ids make different notifications. out must hold 33 bytes. */
-void notif_make_id(hstr_t event_id, hstr_t user_id, channel_t ch, char out[33]);
+/* Notification ids: 32 lowercase hex digits (16 bytes), time-ordered and
+ * deterministic:
+ *
+ *   bytes 0..5   the event's accepted time in ms (accepted_at_us / 1000,
+ *                big-endian 48 bits: until the year 10889)
+ *   bytes 6..15  the first 10 bytes (80 bits) of
+ *                SHA-256(event_id '\0' user_id '\0' channel_name)
+ *
+ * The same event record gives the same ids however often it is processed
+ * (accepted_at_us travels in the record: ingest stamps it, "_accepted_at_us"
+ * in the raw JSON, and every notification record carries it). Ids sort by
+ * accepted time, so the store's id index grows at its right-hand edge and
+ * retention deletes a range at its left (store/store_sqlite.c).
+ *
+ * accepted_at_us <= 0 (raw JSON from an outside producer without the
+ * stamp): the time part is 0, so the id depends on the ids and channel
+ * only and stays deterministic across re-processing and redrives (the
+ * bus offset or arrival time would not). Such ids sort before every
+ * stamped one; the store then pays a random index insert for them, as it
+ * did for every id before (retention goes by the rows' own times, not by
+ * the ids). Fan-out passes the tenant-qualified ids (tenant.h), so two
+ * tenants' same event and user ids make different notifications. out must
+ * hold 33 bytes. */
+void notif_make_id(int64_t accepted_at_us, hstr_t event_id, hstr_t user_id, channel_t ch,
+                   char out[33]);
 /* A push notification per device: a user's first device keeps
- * notif_make_id's id; each further device ("platform:token") gets the first
- * 16 bytes of SHA-256(event_id '\0' user_id '\0' channel_name '\0' device).
- * device empty = notif_make_id. */
-void notif_make_device_id(hstr_t event_id, hstr_t user_id, channel_t ch, hstr_t device,
-                          char out[33]);
+ * notif_make_id's id; each further device ("platform:token") gets the same
+ * time part and 80 bits of SHA-256(event_id '\0' user_id '\0' channel_name
+ * '\0' device). device empty = notif_make_id. */
+void notif_make_device_id(int64_t accepted_at_us, hstr_t event_id, hstr_t user_id, channel_t ch,
+                          hstr_t device, char out[33]);
+/* The time part (ms) of a notification id; -1 when id is not 32 hex digits. */
+int64_t notif_id_time_ms(hstr_t id);
+/* The smallest id with time part at_ms (clamped to 0 .. 2^48 - 1): every
+ * id of an earlier time sorts before it (a range bound). out must hold 33
+ * bytes. */
+void notif_id_bound(int64_t at_ms, char out[33]);
+#define NOTIF_ID_TIME_MAX ((INT64_C(1) << 48) - 1)
 
 #endif

@@ -317,7 +317,7 @@ static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const ch
     for (int ch = 0; ch < CH__COUNT && r == HR_OK; ch++) {
         if (!(mask & (1u << ch))) continue;
         char nid[33];
-        notif_make_id(HSTR(fe->event_id), (hstr_t){user_id, uid_len}, (channel_t)ch, nid);
+        notif_make_id(ev->accepted_at_us, HSTR(fe->event_id), (hstr_t){user_id, uid_len}, (channel_t)ch, nid);
         notif_t n = {
             .kind = REC_NOTIFICATION,
             .channel = (channel_t)ch,
@@ -389,7 +389,7 @@ static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const ch
         for (int d = 0; r == HR_OK && next_device(rc->addr[ch], rc->addr_len[ch], &pos, &dev, &plat);
              d++) {
             if (d > 0)
-                notif_make_device_id(HSTR(fe->event_id), (hstr_t){user_id, uid_len},
+                notif_make_device_id(ev->accepted_at_us, HSTR(fe->event_id), (hstr_t){user_id, uid_len},
                                      (channel_t)ch, dev, did);
             n.notification_id = (hstr_t){d > 0 ? did : nid, 32};
             if (replay) {

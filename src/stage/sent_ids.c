@@ -2,7 +2,8 @@
  * sent_ids.c - see sent_ids.h.
  *
  * Written here rather than taken from a library: the keys are fixed 16-byte
- * values that are already uniformly distributed (they are SHA-256 bytes),
+ * values whose low 8 bytes are already uniformly distributed (SHA-256
+ * bytes; the high ones start with a time, model/notif.h),
  * and the set needs FIFO eviction under a hard bound, which the general
  * hash tables in Debian (glib, uthash) would need extra bookkeeping for. A
  * ring keeps the ids in insertion order; an open-addressing table (linear

@@ -17,18 +17,23 @@
  * is released, so no read snapshot outlives a call.
  *
  * Table layout for the write path (DESIGN §9: append-ordered inserts are ~10x
- * cheaper than random-key ones): notifications and status_history are rowid
- * tables, so rows are appended. The random keys (notification_id, the
- * per-user listing key) live in the two secondary indexes the reads need;
- * status_history is indexed by the notification's rowid, which grows with
- * time, so its index is appended to as well. An in-memory database (":memory:")
- * has a single connection for both roles.
+ * cheaper than random-key ones; schema version 6): every key written per
+ * status row grows at its right-hand edge. status_log is append-only (one
+ * row per status record, the content in a notification's first row only)
+ * with one index, on the notification id, which starts with the event's
+ * accepted time (model/notif.h). The per-user listing is a small LSM tree
+ * of sorted runs (user_runs): each sink transaction appends one run of the
+ * notifications it created, sorted by user; runs are merged level by level
+ * (STORE_RUN_FANIN at a time), so a listing reads a bounded number of runs
+ * and no write touches a random B-tree page per row. See
+ * store_sqlite_notif.c. An in-memory database (":memory:") has a single
+ * connection for both roles.
  *
  * Channels and statuses are stored as their enum numbers, which are already
  * a persisted contract (the binary record of model/notif.h carries them);
  * docs/internals/store.md lists them. The schema is schema/sqlite.sql; the
- * rank rule of model/lifecycle.h is written into the upsert's SQL at first
- * open (lifecycle_rank_sql), so the rule exists once.
+ * rank rule of model/lifecycle.h is applied when a notification's rows are
+ * read (lifecycle_may_replace), so the rule exists once.
  *
  * Checkpoints run on their own thread and connection (PASSIVE, once a
  * commit leaves WAL_CHECKPOINT_PAGES in the WAL), not inside the writer's
@@ -98,12 +103,13 @@ _Static_assert(CH_PUSH == 0 && CH_WEBHOOK == 4, "channel codes are stored in the
 #define INBOX_COLS                                                                         \
     "user_id, notification_id, event_id, category, title, body, created_at_ms,"            \
     " coalesce(seen_at_ms, 0), coalesce(read_at_ms, 0), coalesce(archived_at_ms, 0)"
-#define NOTIF_COLS                                                                         \
-    "notification_id, event_id, user_id, channel, category, title, body, address, status, " \
-    "attempt, channel_msg_id, error, created_at, updated_at, delivered_at, traceparent"
+/* The status log's columns in the order store_sqlite_notif.c reads them. */
+#define LOG_COLS                                                                            \
+    "status, attempt, at_ms, channel_msg_id, error, metadata, traceparent, event_id, user_id," \
+    " channel, category, title, body, address, created_at"
 
-/* The statements, by id. S_NOTIF_UPSERT is written at first open from
- * NOTIF_UPSERT_FMT (sql_init). */
+/* The statements, by id. S_NOTIF_STATUS is written at first open
+ * (sql_init). */
 static const char *stmt_sql[S__COUNT] = {
     [S_BEGIN] = "BEGIN",
     [S_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
@@ -161,24 +167,44 @@ static const char *stmt_sql[S__COUNT] = {
     [S_EVENT_ADD] = "INSERT INTO events (event_id, position, first_seen_ms) VALUES (?1, ?2, ?3)"
                     " ON CONFLICT DO NOTHING",
     [S_EVENT_GET] = "SELECT position FROM events WHERE event_id = ?1",
-    [S_NOTIF_ROWID] = "SELECT rowid FROM notifications WHERE notification_id = ?1",
-    [S_HIST_ADD] = "INSERT INTO status_history (notif_rowid, notification_id, status, attempt,"
-                   " at_ms, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [S_NOTIF_GET] = "SELECT " NOTIF_COLS ", rowid FROM notifications WHERE notification_id = ?1",
-    [S_HIST_GET] = "SELECT status, attempt, at_ms, detail FROM status_history"
-                   " WHERE notif_rowid = ?1 ORDER BY rowid",
-    [S_NOTIF_LIST] = "SELECT " NOTIF_COLS " FROM notifications WHERE user_id = ?1"
-                     " ORDER BY created_at DESC, notification_id DESC LIMIT ?2",
+    /* the status log (store_sqlite_notif.c); ?1..?8 every row, ?9..?16
+     * the content (NULL but in a notification's first row) */
+    [S_LOG_ADD] = "INSERT INTO status_log (notification_id, status, attempt, at_ms, channel_msg_id,"
+                  " error, metadata, traceparent, event_id, user_id, channel, category, title, body,"
+                  " address, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+                  " ?13, ?14, ?15, ?16)",
+    [S_LOG_HAS] = "SELECT 1 FROM status_log WHERE notification_id = ?1 LIMIT 1",
+    [S_RUN_ADD] = "INSERT OR IGNORE INTO user_runs (run, user_id, created_at, notification_id)"
+                  " VALUES (?1, ?2, ?3, ?4)",
+    [S_RUN_LIST_ADD] = "INSERT INTO user_run_list (run, level, rows, max_created) VALUES (?1, ?2, ?3, ?4)",
+    [S_RUN_MAX] = "SELECT coalesce(max(run), 0) FROM user_runs",
+    [S_NOTIF_GET] = "SELECT " LOG_COLS " FROM status_log WHERE notification_id = ?1 ORDER BY seq",
+    [S_NOTIF_LIST] = "SELECT DISTINCT created_at, notification_id FROM user_runs"
+                     " WHERE run IN (SELECT run FROM user_run_list) AND user_id = ?1"
+                     " ORDER BY created_at DESC, notification_id DESC",
     [S_NOTIF_LIST_AFTER] =
-        "SELECT " NOTIF_COLS " FROM notifications WHERE user_id = ?1"
-        " AND (created_at < ?3 OR (created_at = ?3 AND notification_id < ?4))"
-        " ORDER BY created_at DESC, notification_id DESC LIMIT ?2",
-    [S_NOTIF_STATUS] = "SELECT status FROM notifications WHERE notification_id = ?1",
-    /* NOT INDEXED: walk the table in rowid (arrival) order, oldest first */
-    [S_PURGE_PICK] = "SELECT rowid FROM notifications NOT INDEXED"
-                     " WHERE rowid > ?1 AND created_at < ?2 ORDER BY rowid LIMIT ?3",
-    [S_PURGE_HIST] = "DELETE FROM status_history WHERE notif_rowid = ?1",
-    [S_PURGE_NOTIF] = "DELETE FROM notifications WHERE rowid = ?1",
+        "SELECT DISTINCT created_at, notification_id FROM user_runs"
+        " WHERE run IN (SELECT run FROM user_run_list) AND user_id = ?1"
+        " AND (created_at < ?2 OR (created_at = ?2 AND notification_id < ?3))"
+        " ORDER BY created_at DESC, notification_id DESC",
+    /* S_NOTIF_STATUS is written at first open (sql_init): any row of a
+     * status that counts as sent (lifecycle_was_sent) */
+    /* retention: the log's oldest rows in arrival order */
+    [S_PURGE_PICK] = "SELECT seq, coalesce(created_at, 0), CASE WHEN event_id IS NOT NULL THEN"
+                     " notification_id END FROM status_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    [S_PURGE_RUNS] = "DELETE FROM user_runs WHERE run IN (SELECT run FROM user_run_list"
+                     " WHERE max_created < ?1)",
+    [S_PURGE_RUN_LIST] = "DELETE FROM user_run_list WHERE max_created < ?1",
+    /* merging the runs of a level (store_sqlite_notif.c) */
+    [S_RUN_FULL_LEVEL] = "SELECT level FROM user_run_list GROUP BY level HAVING count(*) >= ?1"
+                         " ORDER BY level LIMIT 1",
+    [S_RUN_MERGE] = "INSERT INTO user_runs (run, user_id, created_at, notification_id)"
+                    " SELECT ?1, user_id, created_at, notification_id FROM user_runs"
+                    " WHERE run IN (SELECT run FROM user_run_list WHERE level = ?2)"
+                    " AND created_at >= ?3 ORDER BY user_id, created_at, notification_id",
+    [S_RUN_MERGE_MAX] = "SELECT coalesce(max(max_created), 0) FROM user_run_list WHERE level = ?1",
+    [S_RUN_DROP] = "DELETE FROM user_runs WHERE run IN (SELECT run FROM user_run_list WHERE level = ?1)",
+    [S_RUN_LIST_DROP] = "DELETE FROM user_run_list WHERE level = ?1",
     [S_PURGE_EVENTS] = "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events NOT INDEXED"
                        " WHERE first_seen_ms < ?1 ORDER BY rowid LIMIT ?2)",
     [S_SCHED_PUT] = "INSERT OR REPLACE INTO scheduled (notification_id, channel, due_at_ms, record,"
@@ -202,9 +228,13 @@ static const char *stmt_sql[S__COUNT] = {
                    " coalesce(revoked_at_ms, 0) FROM api_keys ORDER BY created_at_ms, key_id",
     [S_KEY_REVOKE] = "UPDATE api_keys SET revoked_at_ms = coalesce(revoked_at_ms, ?2)"
                      " WHERE key_id = ?1",
-    /* user lifecycle (store_sqlite_users.c); an erase deletes the picked
-     * notifications with S_PURGE_HIST and S_PURGE_NOTIF */
-    [S_ERASE_PICK] = "SELECT rowid FROM notifications WHERE user_id = ?1 LIMIT ?2",
+    /* user lifecycle (store_sqlite_users.c): an erase picks the user's
+     * notification ids from the runs, deletes their log rows and run rows */
+    [S_ERASE_PICK] = "SELECT DISTINCT notification_id FROM user_runs WHERE run IN (SELECT run FROM"
+                     " user_run_list) AND user_id = ?1 LIMIT ?2",
+    [S_ERASE_LOG] = "DELETE FROM status_log WHERE notification_id = ?1",
+    [S_ERASE_RUNS] = "DELETE FROM user_runs WHERE run IN (SELECT run FROM user_run_list)"
+                     " AND user_id = ?1 AND notification_id = ?2",
     [S_ERASE_FOLLOWERS] = "DELETE FROM follows WHERE actor = ?1 AND follower IN (SELECT follower"
                           " FROM follows WHERE actor = ?1 ORDER BY follower LIMIT ?2)",
     [S_ERASE_USER] = "DELETE FROM users WHERE user_id = ?1",
@@ -248,38 +278,29 @@ static const char *stmt_sql[S__COUNT] = {
                       " LIMIT ?2)",
 };
 
-/* The status sink's upsert. ?18 = the record's traceparent (NULL = none: a
- * row keeps the one it has). ?17 = rank of the incoming status
- * (lifecycle_rank); each %1$s is the rank of the stored status, generated
- * by lifecycle_rank_sql. The WHERE is lifecycle_may_replace. Unqualified
- * columns in DO UPDATE are the existing row. */
-#define NOTIF_UPSERT_FMT                                                                        \
-    "INSERT INTO notifications (notification_id, event_id, user_id, channel, category,"         \
-    " title, body, address, status, attempt, channel_msg_id, metadata, error, created_at,"       \
-    " updated_at, delivered_at, traceparent)"                                                   \
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?18)"      \
-    " ON CONFLICT (notification_id) DO UPDATE SET status = excluded.status,"                    \
-    " attempt = excluded.attempt,"                                                              \
-    " channel_msg_id = COALESCE(excluded.channel_msg_id, channel_msg_id),"                      \
-    " metadata = COALESCE(excluded.metadata, metadata), error = excluded.error,"                \
-    " updated_at = excluded.updated_at,"                                                        \
-    " traceparent = COALESCE(excluded.traceparent, traceparent),"                               \
-    " delivered_at = CASE WHEN excluded.status = 2"                                             \
-    "   THEN COALESCE(excluded.delivered_at, delivered_at)"                                     \
-    "   ELSE COALESCE(delivered_at, excluded.delivered_at) END"                                 \
-    " WHERE %1$s = 0 OR ?17 > %1$s"
-
-static char notif_upsert_sql[2048];
+static char notif_sent_sql[256];
 static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
 
+/* "Already sent?" from the table of model/lifecycle.h: a row of the id with
+ * a status that counts as sent. Such a status, once stored, is what the
+ * rank rule keeps (rank >= 2 is only replaced by a higher one, which also
+ * counts as sent), so any such row answers for the folded state. */
 static void sql_init(void)
 {
-    char rank[256];
-    lifecycle_rank_sql("status", rank, sizeof(rank));
-    int w = snprintf(notif_upsert_sql, sizeof(notif_upsert_sql), NOTIF_UPSERT_FMT, rank);
-    assert(w > 0 && (size_t)w < sizeof(notif_upsert_sql));
+    char in[64] = "";
+    size_t l = 0;
+    for (int st = 0; st < ST__COUNT; st++) {
+        if (!lifecycle_was_sent((notif_status_t)st)) continue;
+        int w = snprintf(in + l, sizeof(in) - l, "%s%d", l ? ", " : "", st);
+        assert(w > 0 && (size_t)w < sizeof(in) - l);
+        l += (size_t)w;
+    }
+    int w = snprintf(notif_sent_sql, sizeof(notif_sent_sql),
+                     "SELECT 1 FROM status_log WHERE notification_id = ?1 AND status IN (%s) LIMIT 1",
+                     in);
+    assert(w > 0 && (size_t)w < sizeof(notif_sent_sql));
     (void)w;
-    stmt_sql[S_NOTIF_UPSERT] = notif_upsert_sql;
+    stmt_sql[S_NOTIF_STATUS] = notif_sent_sql;
     sq_log_install(); /* before the first connection */
 }
 
@@ -490,6 +511,7 @@ static hr_t schema_init(conn_t *c)
         {3, store_schema_sqlite_migrate_3},
         {4, store_schema_sqlite_migrate_4},
         {5, store_schema_sqlite_migrate_5},
+        {6, store_schema_sqlite_migrate_6},
     };
     for (size_t i = 0; version > 0 && i < ARRAY_LEN(steps); i++) {
         if (version >= steps[i].to) continue;
@@ -711,6 +733,18 @@ static hr_t sq_health(store_t *s, char *why, size_t why_len)
     return HR_ERR;
 }
 
+/* The next run of the per-user listing: above every run there is. */
+static hr_t runs_init(sq_store_t *q)
+{
+    conn_t *c = &q->w;
+    sqlite3_stmt *st = sq_stmt(c, S_RUN_MAX);
+    if (!st) return HR_ERR;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) q->next_run = sqlite3_column_int64(st, 0) + 1;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? HR_OK : sq_err(c, rc, "user runs");
+}
+
 static hr_t sq_open(const char *dsn, const store_open_opts_t *o, store_t **out)
 {
     pthread_once(&sql_once, sql_init);
@@ -731,6 +765,7 @@ static hr_t sq_open(const char *dsn, const store_open_opts_t *o, store_t **out)
     if (r == HR_OK && !memory) r = set_wal(&q->w, dsn);
     if (r == HR_OK && !memory) r = check_db(q, o, q->w.db, dsn);
     if (r == HR_OK) r = schema_init(&q->w);
+    if (r == HR_OK) r = runs_init(q);
     if (r == HR_OK && !memory) r = conn_open(&q->r, dsn, ROLE_READER);
     if (r != HR_OK) {
         free(evp);

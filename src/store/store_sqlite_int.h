@@ -31,6 +31,10 @@
 
 /* Notifications per purge transaction. */
 #define SQ_PURGE_CHUNK 5000
+/* Status log rows per purge transaction. */
+#define SQ_PURGE_LOG_CHUNK 20000
+/* Runs of one level merged into one run of the next (user_runs). */
+#define SQ_RUN_FANIN 16
 /* Notifications (and, separately, followers) per erase transaction: keeps
  * each one to tens of milliseconds (store_user_erase). */
 #define SQ_ERASE_CHUNK 1000
@@ -62,17 +66,25 @@ typedef enum stmt_id {
     S_TPL_CHANNELS,
     S_EVENT_ADD,
     S_EVENT_GET,
-    S_NOTIF_UPSERT,
-    S_NOTIF_ROWID,
-    S_HIST_ADD,
+    S_LOG_ADD,
+    S_LOG_HAS,
+    S_RUN_ADD,
+    S_RUN_LIST_ADD,
+    S_RUN_MAX,
     S_NOTIF_GET,
-    S_HIST_GET,
     S_NOTIF_LIST,
     S_NOTIF_LIST_AFTER,
     S_NOTIF_STATUS,
     S_PURGE_PICK,
-    S_PURGE_HIST,
-    S_PURGE_NOTIF,
+    S_PURGE_RUNS,
+    S_PURGE_RUN_LIST,
+    S_RUN_FULL_LEVEL,
+    S_RUN_MERGE,
+    S_RUN_MERGE_MAX,
+    S_RUN_DROP,
+    S_RUN_LIST_DROP,
+    S_ERASE_LOG,
+    S_ERASE_RUNS,
     S_PURGE_EVENTS,
     S_SCHED_PUT,
     S_SCHED_DUE,
@@ -135,6 +147,11 @@ typedef struct sq_store {
     _Atomic int wal_frames;     /* frames in the WAL after the last commit */
     _Atomic int ev_frames;      /* the same for the dedupe database */
     char damage[512];           /* what the checks at open found; "" = nothing */
+    /* The per-user runs (store_sqlite_notif.c), under w.mu: the next run's
+     * number (above every run in user_runs, so a run is appended) and
+     * the purge's last horizon (a merge drops older rows). */
+    int64_t next_run;
+    int64_t purged_before;
     uint64_t corrupt_at_open;   /* sq_corrupt_reports() when opened */
 } sq_store_t;
 

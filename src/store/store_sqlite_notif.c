@@ -1,7 +1,8 @@
 /*
  * store_sqlite_notif.c - the SQLite backend's ops for the event dedupe
- * claims and the notification records: the status sink's batched upserts
- * (the hot path), reads, listing, the "already sent" checks and the purge
+ * claims and the notification records: the status sink's appends to the
+ * status log (the hot path), reads, listing, the "already sent" checks, the
+ * per-user runs and the purge
  * (store_sqlite_int.h lists the files of the backend; the DESIGN note is
  * atop store_sqlite.c).
  *
@@ -79,73 +80,196 @@ hr_t sq_event_claim_batch(store_t *s, const char *const *ids, const char *const 
     return r;
 }
 
-/* ---- notifications ---- */
+/* ---- notifications ----
+ *
+ * DESIGN (schema version 6, sqlite.sql). A status record becomes one row
+ * appended to status_log; nothing is updated in place. The id index is the
+ * only index the log has, and ids start with the event's accepted time, so
+ * the index grows at its right-hand edge like the log itself. Before a row
+ * is appended, one probe of that index (pages the batch just visited) tells
+ * whether the notification has rows already: if not, this row carries the
+ * content and the notification joins this transaction's run.
+ *
+ * What GET shows is the fold of the id's rows in arrival order by the rank
+ * rule (row_fold: lifecycle_may_replace), the same as the upsert of version
+ * 5 computed at write time; the rows themselves are the history. "Already
+ * sent?" is one probe for a row with a status that counts as sent.
+ *
+ * The per-user listing is a small LSM tree: each write transaction appends
+ * one run (user_runs, key (run, user, created, id), the run's number above
+ * every other) holding the notifications it created, sorted in memory; when
+ * a level has SQ_RUN_FANIN runs they are merged into one run of the next
+ * level in one transaction (a sort and an append), so each notification is
+ * rewritten about log_16(rows / batch) times and a listing reads at most
+ * SQ_RUN_FANIN - 1 runs per level, one seek each.
+ */
+
+/* A notification created in this transaction: its key in the run. */
+typedef struct run_key {
+    hstr_t user;
+    int64_t created;
+    hstr_t id;
+} run_key_t;
+
+/* SQLite's BINARY order of two texts: bytes, then the shorter first. */
+static int hstr_cmp(hstr_t a, hstr_t b)
+{
+    size_t n = a.n < b.n ? a.n : b.n;
+    int c = n ? memcmp(a.p, b.p, n) : 0;
+    if (c) return c;
+    return a.n < b.n ? -1 : a.n > b.n;
+}
+
+static int run_key_cmp(const void *x, const void *y)
+{
+    const run_key_t *a = x, *b = y;
+    int c = hstr_cmp(a->user, b->user);
+    if (c) return c;
+    if (a->created != b->created) return a->created < b->created ? -1 : 1;
+    return hstr_cmp(a->id, b->id);
+}
+
+/* Appends the run of keys[0..n) (sorted here) with its user_run_list row:
+ * one level-0 run. c->mu held, inside the write transaction. */
+static hr_t run_write(sq_store_t *q, conn_t *c, run_key_t *keys, int n)
+{
+    if (n == 0) return HR_OK;
+    sqlite3_stmt *add = sq_stmt(c, S_RUN_ADD);
+    sqlite3_stmt *list = sq_stmt(c, S_RUN_LIST_ADD);
+    if (!add || !list) return HR_ERR;
+    qsort(keys, (size_t)n, sizeof(*keys), run_key_cmp);
+    int64_t run = q->next_run++, max_created = 0;
+    hr_t r = HR_OK;
+    for (int i = 0; i < n && r == HR_OK; i++) {
+        sqlite3_bind_int64(add, 1, run);
+        bind_hstr(add, 2, keys[i].user);
+        sqlite3_bind_int64(add, 3, keys[i].created);
+        bind_hstr(add, 4, keys[i].id);
+        r = sq_step_done(c, add, "user run add");
+        if (keys[i].created > max_created) max_created = keys[i].created;
+    }
+    sqlite3_clear_bindings(add);
+    if (r != HR_OK) return r;
+    sqlite3_bind_int64(list, 1, run);
+    sqlite3_bind_int(list, 2, 0);
+    sqlite3_bind_int(list, 3, n);
+    sqlite3_bind_int64(list, 4, max_created);
+    return sq_step_done(c, list, "user run list add");
+}
+
+/* Merges the runs of every level that has SQ_RUN_FANIN of them, lowest
+ * first, one transaction per merge. c->mu held, outside a transaction. */
+static hr_t runs_merge(sq_store_t *q, conn_t *c)
+{
+    for (;;) {
+        sqlite3_stmt *full = sq_stmt(c, S_RUN_FULL_LEVEL);
+        sqlite3_stmt *maxc = sq_stmt(c, S_RUN_MERGE_MAX);
+        if (!full || !maxc) return HR_ERR;
+        sqlite3_bind_int(full, 1, SQ_RUN_FANIN);
+        int rc = sqlite3_step(full);
+        int level = rc == SQLITE_ROW ? sqlite3_column_int(full, 0) : -1;
+        sqlite3_reset(full);
+        if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? HR_OK : sq_err(c, rc, "user runs");
+        hr_t r = sq_tx_begin(c, true);
+        if (r != HR_OK) return r;
+        int64_t run = q->next_run++, max_created = 0;
+        sqlite3_bind_int(maxc, 1, level);
+        if ((rc = sqlite3_step(maxc)) == SQLITE_ROW) max_created = sqlite3_column_int64(maxc, 0);
+        sqlite3_reset(maxc);
+        if (rc != SQLITE_ROW) r = sq_err(c, rc, "user runs");
+        sqlite3_stmt *st = r == HR_OK ? sq_stmt(c, S_RUN_MERGE) : NULL;
+        int64_t rows = 0;
+        if (r == HR_OK && !st) r = HR_ERR;
+        if (r == HR_OK) {
+            sqlite3_bind_int64(st, 1, run);
+            sqlite3_bind_int(st, 2, level);
+            sqlite3_bind_int64(st, 3, q->purged_before); /* rows purged meanwhile go */
+            r = sq_step_done(c, st, "user runs merge");
+            rows = sqlite3_changes64(c->db);
+        }
+        static const stmt_id_t drops[] = {S_RUN_DROP, S_RUN_LIST_DROP};
+        for (size_t i = 0; i < ARRAY_LEN(drops) && r == HR_OK; i++) {
+            if (!(st = sq_stmt(c, drops[i]))) {
+                r = HR_ERR;
+                break;
+            }
+            sqlite3_bind_int(st, 1, level);
+            r = sq_step_done(c, st, "user runs drop");
+        }
+        if (r == HR_OK && rows > 0) {
+            if (!(st = sq_stmt(c, S_RUN_LIST_ADD))) {
+                r = HR_ERR;
+            } else {
+                sqlite3_bind_int64(st, 1, run);
+                sqlite3_bind_int(st, 2, level + 1);
+                sqlite3_bind_int64(st, 3, rows);
+                sqlite3_bind_int64(st, 4, max_created);
+                r = sq_step_done(c, st, "user run list add");
+            }
+        }
+        if ((r = sq_tx_end(c, r)) != HR_OK) return r;
+        log_debug(LOG, "merged the level-%d runs into run %lld (%lld rows)", level, (long long)run,
+                  (long long)rows);
+    }
+}
 
 /* The hot path of the status sink: one transaction (committed early when a
- * short write waits for the writer, see DESIGN), cached statements, strings
- * bound in place (no copies, no allocation per row). */
+ * short write waits for the writer, see DESIGN atop store_sqlite.c), cached
+ * statements, strings bound in place (no copies; one allocation per batch
+ * for the run's keys). */
 hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
 {
-    conn_t *c = &sq(s)->w;
+    sq_store_t *q = sq(s);
+    conn_t *c = &q->w;
+    run_key_t *keys = xmalloc((size_t)n * sizeof(*keys));
+    int nkeys = 0;
     pthread_mutex_lock(&c->mu);
-    sqlite3_stmt *up = sq_stmt(c, S_NOTIF_UPSERT);
-    sqlite3_stmt *look = sq_stmt(c, S_NOTIF_ROWID);
-    sqlite3_stmt *hi = sq_stmt(c, S_HIST_ADD);
-    hr_t r = up && look && hi ? sq_tx_begin(c, true) : HR_ERR;
+    sqlite3_stmt *add = sq_stmt(c, S_LOG_ADD);
+    sqlite3_stmt *has = sq_stmt(c, S_LOG_HAS);
+    hr_t r = add && has ? sq_tx_begin(c, true) : HR_ERR;
     if (r != HR_OK) goto out;
     int64_t now = hclock_now_ms();
     for (int i = 0; i < n && r == HR_OK; i++) {
         const notif_t *m = recs[i]; /* valid: store.c dropped the others */
         int64_t at = m->status_at_ms ? m->status_at_ms : now;
-        bool sent = store_status_sent(m->status);
-        bind_hstr(up, 1, m->notification_id);
-        bind_hstr(up, 2, m->event_id);
-        bind_hstr(up, 3, m->user_id);
-        sqlite3_bind_int(up, 4, (int)m->channel);
-        bind_hstr(up, 5, m->category);
-        bind_hstr(up, 6, m->title);
-        bind_hstr(up, 7, m->body);
-        bind_hstr(up, 8, m->address);
-        sqlite3_bind_int(up, 9, (int)m->status);
-        sqlite3_bind_int(up, 10, m->attempt);
-        bind_hstr_opt(up, 11, m->channel_msg_id);
-        bind_hstr_opt(up, 12, m->metadata);
-        bind_hstr_opt(up, 13, m->error);
-        sqlite3_bind_int64(up, 14, m->created_at_ms ? m->created_at_ms : at);
-        sqlite3_bind_int64(up, 15, at);
-        if (sent) sqlite3_bind_int64(up, 16, at);
-        else sqlite3_bind_null(up, 16);
-        sqlite3_bind_int(up, 17, lifecycle_rank(m->status));
-        /* only a well-formed trace context is kept (the API shows it) */
-        bind_hstr_opt(up, 18, trace_is_v00(m->traceparent.p, m->traceparent.n) ? m->traceparent
-                                                                              : (hstr_t){NULL, 0});
-        /* The history row needs the notification's rowid. When the upsert
-         * inserted, last_insert_rowid moved to it; otherwise (update, or a
-         * record refused by the final-state rule) look it up: a cheap probe
-         * of the index page just visited. */
-        int64_t before = sqlite3_last_insert_rowid(c->db);
-        if ((r = sq_step_done(c, up, "notification upsert")) != HR_OK) break;
-        int64_t rowid = sqlite3_last_insert_rowid(c->db);
-        if (rowid == before) {
-            bind_hstr(look, 1, m->notification_id);
-            int rc = sqlite3_step(look);
-            if (rc == SQLITE_ROW) rowid = sqlite3_column_int64(look, 0);
-            sqlite3_reset(look);
-            if (rc != SQLITE_ROW) {
-                r = sq_err(c, rc, "notification rowid");
-                break;
-            }
+        int64_t created = m->created_at_ms ? m->created_at_ms : at;
+        /* the first row of the notification carries its content */
+        bind_hstr(has, 1, m->notification_id);
+        int rc = sqlite3_step(has);
+        sqlite3_reset(has);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            r = sq_err(c, rc, "status log probe");
+            break;
         }
-
-        sqlite3_bind_int64(hi, 1, rowid);
-        bind_hstr(hi, 2, m->notification_id);
-        sqlite3_bind_int(hi, 3, (int)m->status);
-        sqlite3_bind_int(hi, 4, m->attempt);
-        sqlite3_bind_int64(hi, 5, at);
-        bind_hstr_opt(hi, 6, m->error.n ? m->error : m->channel_msg_id);
-        r = sq_step_done(c, hi, "status history add");
+        bool first = rc == SQLITE_DONE;
+        bind_hstr(add, 1, m->notification_id);
+        sqlite3_bind_int(add, 2, (int)m->status);
+        sqlite3_bind_int(add, 3, m->attempt);
+        sqlite3_bind_int64(add, 4, at);
+        bind_hstr_opt(add, 5, m->channel_msg_id);
+        bind_hstr_opt(add, 6, m->error);
+        bind_hstr_opt(add, 7, m->metadata);
+        /* only a well-formed trace context is kept (the API shows it) */
+        bind_hstr_opt(add, 8, trace_is_v00(m->traceparent.p, m->traceparent.n) ? m->traceparent
+                                                                              : (hstr_t){NULL, 0});
+        if (first) {
+            bind_hstr(add, 9, m->event_id);
+            bind_hstr(add, 10, m->user_id);
+            sqlite3_bind_int(add, 11, (int)m->channel);
+            bind_hstr(add, 12, m->category);
+            bind_hstr(add, 13, m->title);
+            bind_hstr(add, 14, m->body);
+            bind_hstr(add, 15, m->address);
+            sqlite3_bind_int64(add, 16, created);
+            keys[nkeys++] = (run_key_t){m->user_id, created, m->notification_id};
+        } else {
+            for (int k = 9; k <= 16; k++) sqlite3_bind_null(add, k);
+        }
+        r = sq_step_done(c, add, "status log add");
         if (r == HR_OK && (i + 1) % YIELD_EVERY == 0 && i + 1 < n && atomic_load(&c->waiters) > 0) {
             /* a short write is waiting: commit, let it in, go on */
+            r = run_write(q, c, keys, nkeys);
+            nkeys = 0;
             if ((r = sq_tx_end(c, r)) != HR_OK) break;
             pthread_mutex_unlock(&c->mu);
             for (int k = 0; k < YIELD_SPINS && atomic_load(&c->waiters) > 0; k++) sched_yield();
@@ -153,45 +277,89 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
             r = sq_tx_begin(c, true);
         }
     }
+    if (r == HR_OK) r = run_write(q, c, keys, nkeys);
     /* the bound pointers belong to the caller: drop them */
-    sqlite3_clear_bindings(up);
-    sqlite3_clear_bindings(look);
-    sqlite3_clear_bindings(hi);
+    sqlite3_clear_bindings(add);
+    sqlite3_clear_bindings(has);
     if (sqlite3_get_autocommit(c->db) == 0) r = sq_tx_end(c, r);
+    /* the batch is stored: a merge that fails is tried again after the next */
+    if (r == HR_OK && runs_merge(q, c) != HR_OK) log_warn(LOG, "merging the per-user runs failed");
 out:
     pthread_mutex_unlock(&c->mu);
+    free(keys);
     return r;
 }
 
-/* Fills r from a row selected with NOTIF_COLS (an sq_row_fn). */
-static void row_read(sqlite3_stmt *st, void *elem)
+/* Folds the rows of one notification (S_NOTIF_GET, bound; LOG_COLS) into
+ * *out by the rank rule, in arrival order, as the upsert of schema version
+ * 5 did at write time; appends each row to hist when not NULL. HR_NOTFOUND
+ * when no row holds the content (unknown, or purged). Resets st. */
+static hr_t row_fold(conn_t *c, sqlite3_stmt *st, const char *id, notif_row_t *out,
+                     sq_rows_t *hist)
 {
-    notif_row_t *r = elem;
-    r->notification_id = col_str(st, 0);
-    r->event_id = col_str(st, 1);
-    r->user_id = col_str(st, 2);
-    r->channel = (channel_t)sqlite3_column_int(st, 3);
-    r->category = col_str(st, 4);
-    r->title = col_str(st, 5);
-    r->body = col_str(st, 6);
-    r->address = col_str(st, 7);
-    r->status = (notif_status_t)sqlite3_column_int(st, 8);
-    r->attempt = sqlite3_column_int(st, 9);
-    r->channel_msg_id = col_str(st, 10);
-    r->error = col_str(st, 11);
-    r->created_at_ms = sqlite3_column_int64(st, 12);
-    r->updated_at_ms = sqlite3_column_int64(st, 13);
-    r->delivered_at_ms = sqlite3_column_int64(st, 14); /* NULL reads as 0 */
-    r->traceparent = col_str(st, 15);
-}
-
-static void hist_row(sqlite3_stmt *st, void *elem)
-{
-    status_hist_t *h = elem;
-    h->status = (notif_status_t)sqlite3_column_int(st, 0);
-    h->attempt = sqlite3_column_int(st, 1);
-    h->at_ms = sqlite3_column_int64(st, 2);
-    h->detail = col_str(st, 3);
+    int rc, nrows = 0;
+    bool content = false;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        notif_status_t status = (notif_status_t)sqlite3_column_int(st, 0);
+        int attempt = sqlite3_column_int(st, 1);
+        int64_t at = sqlite3_column_int64(st, 2);
+        bool msgid = sqlite3_column_type(st, 3) != SQLITE_NULL;
+        bool err = sqlite3_column_type(st, 4) != SQLITE_NULL;
+        if (hist) {
+            if (hist->n == hist->cap) {
+                hist->cap = hist->cap ? hist->cap * 2 : 8;
+                hist->v = xrealloc(hist->v, (size_t)hist->cap * sizeof(status_hist_t));
+            }
+            status_hist_t *h = &((status_hist_t *)hist->v)[hist->n++];
+            h->status = status;
+            h->attempt = attempt;
+            h->at_ms = at;
+            h->detail = col_str(st, err ? 4 : 3); /* the error, else the message id */
+        }
+        if (!content && sqlite3_column_type(st, 7) != SQLITE_NULL) {
+            content = true;
+            out->event_id = col_str(st, 7);
+            out->user_id = col_str(st, 8);
+            out->channel = (channel_t)sqlite3_column_int(st, 9);
+            out->category = col_str(st, 10);
+            out->title = col_str(st, 11);
+            out->body = col_str(st, 12);
+            out->address = col_str(st, 13);
+            out->created_at_ms = sqlite3_column_int64(st, 14);
+        }
+        int64_t delivered = store_status_sent(status) ? at : 0;
+        if (nrows++ == 0) { /* the insert */
+            out->status = status;
+            out->attempt = attempt;
+            out->channel_msg_id = col_str(st, 3);
+            out->error = col_str(st, 4);
+            out->traceparent = col_str(st, 6);
+            out->updated_at_ms = at;
+            out->delivered_at_ms = delivered;
+            continue;
+        }
+        if (!lifecycle_may_replace(out->status, status)) continue; /* refused: history only */
+        out->status = status;
+        out->attempt = attempt;
+        if (msgid) {
+            free(out->channel_msg_id);
+            out->channel_msg_id = col_str(st, 3);
+        }
+        free(out->error);
+        out->error = err ? col_str(st, 4) : NULL;
+        if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
+            free(out->traceparent);
+            out->traceparent = col_str(st, 6);
+        }
+        out->updated_at_ms = at;
+        if (status == ST_DELIVERED) out->delivered_at_ms = delivered ? delivered : out->delivered_at_ms;
+        else if (!out->delivered_at_ms) out->delivered_at_ms = delivered;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return sq_err(c, rc, "notification get");
+    if (!content) return HR_NOTFOUND;
+    out->notification_id = xstrdup(id);
+    return HR_OK;
 }
 
 hr_t sq_notif_get(store_t *s, const char *notification_id, notif_row_t *out,
@@ -201,23 +369,10 @@ hr_t sq_notif_get(store_t *s, const char *notification_id, notif_row_t *out,
     sq_rows_t h = {0};
     pthread_mutex_lock(&c->mu);
     sqlite3_stmt *st = sq_stmt(c, S_NOTIF_GET);
-    sqlite3_stmt *hs = hist ? sq_stmt(c, S_HIST_GET) : NULL;
-    hr_t r = st && (hs || !hist) ? sq_tx_begin(c, false) : HR_ERR; /* one snapshot */
+    hr_t r = st ? sq_tx_begin(c, false) : HR_ERR; /* one snapshot */
     if (r != HR_OK) goto out;
     bind_str(st, 1, notification_id);
-    int rc = sqlite3_step(st);
-    int64_t rowid = 0;
-    if (rc == SQLITE_ROW) {
-        row_read(st, out);
-        rowid = sqlite3_column_int64(st, 16);
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW) r = rc == SQLITE_DONE ? HR_NOTFOUND : sq_err(c, rc, "notification get");
-    if (r == HR_OK && hs) {
-        sqlite3_bind_int64(hs, 1, rowid);
-        r = sq_collect(c, hs, sizeof(status_hist_t), INT_MAX, hist_row, &h, NULL,
-                       "status history get");
-    }
+    r = row_fold(c, st, notification_id, out, hist ? &h : NULL);
     r = sq_tx_end(c, r);
 out:
     pthread_mutex_unlock(&c->mu);
@@ -233,23 +388,51 @@ out:
     return HR_OK;
 }
 
+/* The user's notification ids from the runs, newest first, each folded
+ * from the log; ids whose rows were purged are passed over. */
 hr_t sq_notif_list_user(store_t *s, const char *user_id, int64_t after_ms, const char *after_id,
                         int limit, notif_row_t **rows, int *n, bool *more)
 {
     conn_t *c = sq(s)->rd;
     sq_rows_t v = {0};
+    *more = false;
     pthread_mutex_lock(&c->mu);
-    hr_t r = HR_ERR;
     sqlite3_stmt *st = sq_stmt(c, after_id ? S_NOTIF_LIST_AFTER : S_NOTIF_LIST);
-    if (st) {
-        bind_str(st, 1, user_id);
-        sqlite3_bind_int(st, 2, limit + 1); /* one more tells whether a next page exists */
-        if (after_id) {
-            sqlite3_bind_int64(st, 3, after_ms);
-            bind_str(st, 4, after_id);
-        }
-        r = sq_collect(c, st, sizeof(notif_row_t), limit, row_read, &v, more, "notification list");
+    sqlite3_stmt *get = sq_stmt(c, S_NOTIF_GET);
+    hr_t r = st && get ? sq_tx_begin(c, false) : HR_ERR; /* one snapshot */
+    if (r != HR_OK) goto out;
+    bind_str(st, 1, user_id);
+    if (after_id) {
+        sqlite3_bind_int64(st, 2, after_ms);
+        bind_str(st, 3, after_id);
     }
+    int rc;
+    while (r == HR_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (v.n >= limit) {
+            *more = true;
+            break;
+        }
+        const char *id = (const char *)sqlite3_column_text(st, 1);
+        if (!id) continue;
+        if (v.n == v.cap) {
+            v.cap = v.cap ? v.cap * 2 : (limit < 16 ? limit : 16);
+            v.v = xrealloc(v.v, (size_t)v.cap * sizeof(notif_row_t));
+        }
+        notif_row_t *row = &((notif_row_t *)v.v)[v.n];
+        memset(row, 0, sizeof(*row));
+        sqlite3_bind_text(get, 1, id, -1, SQLITE_TRANSIENT);
+        r = row_fold(c, get, id, row, NULL);
+        if (r == HR_OK) {
+            v.n++;
+        } else {
+            notif_row_clear(row);
+            if (r == HR_NOTFOUND) r = HR_OK; /* purged: not listed */
+        }
+    }
+    if (r == HR_OK && !*more && rc != SQLITE_DONE) r = sq_err(c, rc, "notification list");
+    sqlite3_reset(st);
+    r = sq_tx_end(c, r);
+out:
     pthread_mutex_unlock(&c->mu);
     if (r != HR_OK) {
         notif_rows_free(v.v, v.n);
@@ -271,10 +454,7 @@ hr_t sq_notif_sent(store_t *s, const char *notification_id, bool *sent)
     if (st) {
         bind_str(st, 1, notification_id);
         int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            int status = sqlite3_column_int(st, 0);
-            *sent = store_status_sent((notif_status_t)status);
-        }
+        *sent = rc == SQLITE_ROW;
         sqlite3_reset(st);
         r = rc == SQLITE_ROW || rc == SQLITE_DONE ? HR_OK : sq_err(c, rc, "notification sent");
     }
@@ -293,7 +473,7 @@ hr_t sq_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent)
     for (int i = 0; i < n && r == HR_OK; i++) {
         bind_hstr(st, 1, ids[i]);
         int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) sent[i] = store_status_sent((notif_status_t)sqlite3_column_int(st, 0));
+        sent[i] = rc == SQLITE_ROW;
         sqlite3_reset(st);
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) r = sq_err(c, rc, "notification sent batch");
     }
@@ -303,49 +483,82 @@ hr_t sq_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent)
     return r;
 }
 
-static void rowid_row(sqlite3_stmt *st, void *elem)
+typedef struct purge_row {
+    int64_t seq, created;
+    char *id;                   /* a notification's first row: its id; else NULL */
+} purge_row_t;
+
+static void purge_row(sqlite3_stmt *st, void *elem)
 {
-    *(int64_t *)elem = sqlite3_column_int64(st, 0);
+    purge_row_t *p = elem;
+    p->seq = sqlite3_column_int64(st, 0);
+    p->created = sqlite3_column_int64(st, 1);
+    p->id = col_str(st, 2);
 }
 
-/* One purge transaction: up to SQ_PURGE_CHUNK notifications after rowid
- * *last. Sets *done when the table has been walked to its end. c->mu held. */
+/* One purge transaction over the next SQ_PURGE_LOG_CHUNK log rows after
+ * seq *last, oldest first: each notification whose first row is among
+ * them and that was created before before_ms goes with all its rows (one
+ * probe of the id index, near its left-hand edge). Sets *done when the
+ * chunk had none (the log is in arrival order, so the old notifications
+ * are behind us) or the log ended. c->mu held. */
 static hr_t purge_chunk(conn_t *c, int64_t before_ms, int64_t *last, int64_t *deleted,
                         bool *done)
 {
-    sq_rows_t ids = {0};
+    sq_rows_t rows = {0};
     sqlite3_stmt *pick = sq_stmt(c, S_PURGE_PICK);
-    sqlite3_stmt *dh = sq_stmt(c, S_PURGE_HIST);
-    sqlite3_stmt *dn = sq_stmt(c, S_PURGE_NOTIF);
-    hr_t r = pick && dh && dn ? sq_tx_begin(c, true) : HR_ERR;
+    sqlite3_stmt *del = sq_stmt(c, S_ERASE_LOG);
+    hr_t r = pick && del ? sq_tx_begin(c, true) : HR_ERR;
     if (r == HR_OK) {
         sqlite3_bind_int64(pick, 1, *last);
-        sqlite3_bind_int64(pick, 2, before_ms);
-        sqlite3_bind_int(pick, 3, SQ_PURGE_CHUNK);
-        r = sq_collect(c, pick, sizeof(int64_t), SQ_PURGE_CHUNK, rowid_row, &ids, NULL,
+        sqlite3_bind_int(pick, 2, SQ_PURGE_LOG_CHUNK);
+        r = sq_collect(c, pick, sizeof(purge_row_t), SQ_PURGE_LOG_CHUNK, purge_row, &rows, NULL,
                        "purge scan");
     }
-    const int64_t *rowids = ids.v;
-    for (int i = 0; i < ids.n && r == HR_OK; i++) {
-        sqlite3_bind_int64(dh, 1, rowids[i]);
-        r = sq_step_done(c, dh, "purge history");
-        if (r != HR_OK) break;
-        sqlite3_bind_int64(dn, 1, rowids[i]);
-        r = sq_step_done(c, dn, "purge notification");
+    purge_row_t *p = rows.v;
+    int64_t old = 0;
+    for (int i = 0; i < rows.n && r == HR_OK; i++) {
+        if (!p[i].id || p[i].created >= before_ms) continue;
+        bind_str(del, 1, p[i].id);
+        r = sq_step_done(c, del, "purge log");
+        old++;
     }
     r = sq_tx_end(c, r);
     if (r == HR_OK) {
-        *deleted += ids.n;
-        if (ids.n) *last = rowids[ids.n - 1];
-        *done = ids.n < SQ_PURGE_CHUNK;
+        *deleted += old;
+        if (rows.n) *last = p[rows.n - 1].seq;
+        *done = old == 0 || rows.n < SQ_PURGE_LOG_CHUNK;
     }
-    free(ids.v);
+    for (int i = 0; i < rows.n; i++) free(p[i].id);
+    free(rows.v);
+    return r;
+}
+
+/* The runs whose every notification is older than before_ms go whole;
+ * older rows of other runs are passed over by listings (their log rows are
+ * gone) and dropped by the next merge. c->mu held. */
+static hr_t purge_runs(sq_store_t *q, conn_t *c, int64_t before_ms)
+{
+    sqlite3_stmt *a = sq_stmt(c, S_PURGE_RUNS);
+    sqlite3_stmt *b = sq_stmt(c, S_PURGE_RUN_LIST);
+    hr_t r = a && b ? sq_tx_begin(c, true) : HR_ERR;
+    if (r == HR_OK) {
+        sqlite3_bind_int64(a, 1, before_ms);
+        r = sq_step_done(c, a, "purge runs");
+    }
+    if (r == HR_OK) {
+        sqlite3_bind_int64(b, 1, before_ms);
+        r = sq_step_done(c, b, "purge run list");
+    }
+    r = sq_tx_end(c, r);
+    if (r == HR_OK && before_ms > q->purged_before) q->purged_before = before_ms;
     return r;
 }
 
 hr_t sq_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted)
 {
-    conn_t *c = &sq(s)->w;
+    sq_store_t *q = sq(s);
+    conn_t *c = &q->w;
     int64_t total = 0, last = 0;
     bool done = false;
     hr_t r = HR_OK;
@@ -353,6 +566,11 @@ hr_t sq_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted)
     while (!done && r == HR_OK) {
         pthread_mutex_lock(&c->mu);
         r = purge_chunk(c, before_ms, &last, &total, &done);
+        pthread_mutex_unlock(&c->mu);
+    }
+    if (r == HR_OK) {
+        pthread_mutex_lock(&c->mu);
+        r = purge_runs(q, c, before_ms);
         pthread_mutex_unlock(&c->mu);
     }
     /* inbox items of the same age, in chunks as well */

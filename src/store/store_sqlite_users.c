@@ -447,10 +447,11 @@ static hr_t erase_run(conn_t *c, stmt_id_t id, const char *user_id, int limit, i
     return r;
 }
 
-static void erase_rowid(sqlite3_stmt *st, void *elem) { *(int64_t *)elem = sqlite3_column_int64(st, 0); }
+static void erase_id(sqlite3_stmt *st, void *elem) { *(char **)elem = col_str(st, 0); }
 
 /* One erase transaction, c->mu held: up to SQ_ERASE_CHUNK notifications
- * (with their history) and as many followers; when neither filled its
+ * (their status log rows and their rows in the per-user runs) and as
+ * many followers; when neither filled its
  * chunk, the user's other rows as well, and *done is set. */
 static hr_t erase_step(conn_t *c, const char *user_id, store_erase_t *st, bool *done)
 {
@@ -466,24 +467,26 @@ static hr_t erase_step(conn_t *c, const char *user_id, store_erase_t *st, bool *
     sq_rows_t ids = {0};
     int64_t notifs = 0, rows = 0, followers = 0, hist = 0;
     sqlite3_stmt *pick = sq_stmt(c, S_ERASE_PICK);
-    sqlite3_stmt *dh = sq_stmt(c, S_PURGE_HIST);
-    sqlite3_stmt *dn = sq_stmt(c, S_PURGE_NOTIF);
+    sqlite3_stmt *dh = sq_stmt(c, S_ERASE_LOG);
+    sqlite3_stmt *dn = sq_stmt(c, S_ERASE_RUNS);
     hr_t r = pick && dh && dn ? sq_tx_begin(c, true) : HR_ERR;
     if (r == HR_OK) {
         bind_str(pick, 1, user_id);
         sqlite3_bind_int(pick, 2, SQ_ERASE_CHUNK);
-        r = sq_collect(c, pick, sizeof(int64_t), SQ_ERASE_CHUNK, erase_rowid, &ids, NULL,
+        r = sq_collect(c, pick, sizeof(char *), SQ_ERASE_CHUNK, erase_id, &ids, NULL,
                        "erase pick");
     }
-    const int64_t *rowids = ids.v;
+    char **nids = ids.v;
     for (int i = 0; i < ids.n && r == HR_OK; i++) {
-        sqlite3_bind_int64(dh, 1, rowids[i]);
-        if ((r = sq_step_done(c, dh, "erase history")) != HR_OK) break;
+        bind_str(dh, 1, nids[i]);
+        if ((r = sq_step_done(c, dh, "erase status log")) != HR_OK) break;
         hist += sqlite3_changes(c->db);
-        sqlite3_bind_int64(dn, 1, rowids[i]);
-        if ((r = sq_step_done(c, dn, "erase notification")) != HR_OK) break;
-        notifs += sqlite3_changes(c->db);
+        notifs += sqlite3_changes(c->db) > 0; /* rows of a notification not yet purged */
+        bind_str(dn, 1, user_id);
+        bind_str(dn, 2, nids[i]);
+        if ((r = sq_step_done(c, dn, "erase user runs")) != HR_OK) break;
     }
+    for (int i = 0; i < ids.n; i++) free(nids[i]);
     if (r == HR_OK)
         r = erase_run(c, S_ERASE_FOLLOWERS, user_id, SQ_ERASE_CHUNK, &followers, "erase followers");
     bool last = ids.n < SQ_ERASE_CHUNK && followers < SQ_ERASE_CHUNK;

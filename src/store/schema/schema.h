@@ -18,6 +18,8 @@ extern const char store_schema_sqlite_migrate_3[];
 extern const char store_schema_sqlite_migrate_4[];
 /* schema/sqlite_migrate_5.sql: a version 4 main database to version 5. */
 extern const char store_schema_sqlite_migrate_5[];
+/* schema/sqlite_migrate_6.sql: a version 5 main database to version 6. */
+extern const char store_schema_sqlite_migrate_6[];
 /* schema/sqlite_indexes.sql: indexes on migrated columns, after migrating. */
 extern const char store_schema_sqlite_indexes[];
 /* schema/pg.sql: the PostgreSQL database (store_pg.c; built with libpq). */

@@ -1,5 +1,5 @@
 -- herald: the SQLite schema of the main database.
--- schema_version: 5
+-- schema_version: 6
 --
 -- Applied at every open (each statement is IF NOT EXISTS); the version is
 -- STORE_SCHEMA_VERSION in store.h and is recorded in schema_version. A
@@ -58,28 +58,39 @@ CREATE TABLE IF NOT EXISTS events (
   event_id TEXT PRIMARY KEY, position TEXT NOT NULL,
   first_seen_ms INTEGER NOT NULL);
 
-CREATE TABLE IF NOT EXISTS notifications (
-  notification_id TEXT PRIMARY KEY,
-  event_id TEXT NOT NULL, user_id TEXT NOT NULL, channel INTEGER NOT NULL,
-  category TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,
-  address TEXT NOT NULL, status INTEGER NOT NULL, attempt INTEGER NOT NULL,
-  channel_msg_id TEXT,
-  idempotency_key TEXT GENERATED ALWAYS AS (notification_id) VIRTUAL,
-  metadata TEXT, error TEXT,
-  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, delivered_at INTEGER,
-  traceparent TEXT);                    -- version 4 (sqlite_migrate_4.sql)
+-- Notifications (version 6, sqlite_migrate_6.sql; before it the tables
+-- notifications and status_history). The status log: one row per status
+-- record the sink wrote, appended (seq = arrival order), never updated.
+-- A notification's first row also holds its content (event_id .. address,
+-- created_at; NULL in later rows), so the content is stored once. What GET
+-- shows is the rows of the id folded in seq order by the rank rule of
+-- model/lifecycle.h (store_sqlite_notif.c); the rows are its history.
+-- The only index is the notification id, which starts with the event's
+-- accepted time (model/notif.h): it grows at its right-hand edge.
+CREATE TABLE IF NOT EXISTS status_log (
+  seq INTEGER PRIMARY KEY,
+  notification_id TEXT NOT NULL,
+  status INTEGER NOT NULL, attempt INTEGER NOT NULL, at_ms INTEGER NOT NULL,
+  channel_msg_id TEXT, error TEXT, metadata TEXT, traceparent TEXT,
+  event_id TEXT, user_id TEXT, channel INTEGER, category TEXT, title TEXT, body TEXT,
+  address TEXT, created_at INTEGER);
 
-CREATE INDEX IF NOT EXISTS notifications_user
-  ON notifications (user_id, created_at DESC, notification_id DESC);
+CREATE INDEX IF NOT EXISTS status_log_id ON status_log (notification_id);
 
--- notif_rowid = notifications.rowid: statuses arrive soon after their
--- notification was created, so this index grows at its end, where a
--- notification_id index would take random inserts
-CREATE TABLE IF NOT EXISTS status_history (
-  notif_rowid INTEGER NOT NULL, notification_id TEXT NOT NULL,
-  status INTEGER NOT NULL, attempt INTEGER NOT NULL, at_ms INTEGER NOT NULL, detail TEXT);
+-- The per-user listing as sorted runs (a small LSM tree): each write
+-- transaction of the sink adds one run holding the notifications it
+-- created, keyed (run, user, time), so it is appended at the right-hand
+-- edge; STORE_RUN_FANIN runs of a level are merged into one run of the
+-- next level. A listing reads every run in user_run_list (one seek each).
+-- A run's rows are visible once its user_run_list row exists.
+CREATE TABLE IF NOT EXISTS user_runs (
+  run INTEGER NOT NULL, user_id TEXT NOT NULL, created_at INTEGER NOT NULL,
+  notification_id TEXT NOT NULL,
+  PRIMARY KEY (run, user_id, created_at, notification_id)) WITHOUT ROWID;
 
-CREATE INDEX IF NOT EXISTS status_history_notif ON status_history (notif_rowid);
+CREATE TABLE IF NOT EXISTS user_run_list (
+  run INTEGER PRIMARY KEY, level INTEGER NOT NULL, rows INTEGER NOT NULL,
+  max_created INTEGER NOT NULL);
 
 -- Dispatch policy (no schema version change: new tables only). Deferred
 -- notifications until due (scheduled sends, quiet hours): the scheduler

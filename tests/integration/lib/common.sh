@@ -69,5 +69,23 @@ expect_status() { # expect_status CODE METHOD PATH [BODY]
   echo "${got#* }"
 }
 
-# notif_id EVENT USER CHANNEL: herald's deterministic notification id
-notif_id() { printf '%s\0%s\0%s' "$1" "$2" "$3" | sha256sum | cut -c1-32; }
+# notif_id EVENT USER CHANNEL: herald's notification id. Its last 20 hex
+# digits are sha256(event NUL user NUL channel); the first 12 are the
+# event's accepted time in ms (model/notif.h), which only herald knows: look
+# the id up in the user's listing (waiting up to 10 s for it to appear).
+# Not found: the id of an event without an accepted time (time part 0).
+notif_id() {
+  local h u body id i
+  h=$(printf '%s\0%s\0%s' "$1" "$2" "$3" | sha256sum | cut -c1-20)
+  u=""
+  for ((i = 0; i < ${#2}; i++)); do # percent-encode the user id (ASCII)
+    case "${2:i:1}" in [a-zA-Z0-9._~-]) u+="${2:i:1}" ;; *) u+=$(printf '%%%02X' "'${2:i:1}") ;; esac
+  done
+  for i in $(seq 1 200); do
+    body=$(req GET "/v1/users/$u/notifications?limit=200")
+    id=$(printf '%s' "$body" | grep -o '"notification_id":"[0-9a-f]\{12\}'"$h"'"' | head -1 | cut -d'"' -f4)
+    [ -n "$id" ] && { echo "$id"; return; }
+    sleep 0.05
+  done
+  echo "000000000000$h"
+}

@@ -21,7 +21,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from herald_stream import FANOUT, USERS, Herald, call, log, nid, setup_users  # noqa: E402
+from herald_stream import FANOUT, USERS, Herald, call, log, nid, nkey, setup_users  # noqa: E402
 
 herald, work, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 kills = int(sys.argv[4]) if len(sys.argv) > 4 else 20
@@ -94,7 +94,7 @@ def read_deliveries(path):
 def drain(h, expected, timeout=60):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        seen = {d["notification_id"] for d in read_deliveries(h.sandbox())[0]}
+        seen = {nkey(d) for d in read_deliveries(h.sandbox())[0]}
         if expected <= seen:
             break
         time.sleep(0.2)
@@ -103,8 +103,8 @@ def drain(h, expected, timeout=60):
 
 def tally(name, h, expected, nkills):
     all_lines, torn = read_deliveries(h.sandbox())
-    lines = [d for d in all_lines if d["notification_id"] in expected]
-    seen = {d["notification_id"] for d in lines}
+    lines = [d for d in all_lines if nkey(d) in expected]
+    seen = {nkey(d) for d in lines}
     lost, dups = len(expected - seen), len(lines) - len(seen)
     pct = 100.0 * dups / max(1, len(expected))
     log(f"{name}: kills={nkills} expected={len(expected)} delivered_distinct={len(seen)} "

@@ -553,34 +553,97 @@ static void test_make_id(void **state)
 {
     (void)state;
     char a[33], b[33];
-    notif_make_id(HSTR("evt-1"), HSTR("user-42"), CH_PUSH, a);
-    /* Pinned: first 16 bytes of SHA-256("evt-1\0user-42\0push"). */
-    assert_string_equal(a, "04ee3bc8b7f8e6ac58f8936e86f88b4f");
-    notif_make_id(HSTR("evt-1"), HSTR("user-42"), CH_PUSH, b);
+    const int64_t T = 1700000000123456; /* accepted at, us: 1700000000123 ms = 0x018bcfe5687b */
+    notif_make_id(T, HSTR("evt-1"), HSTR("user-42"), CH_PUSH, a);
+    /* Pinned: the ms time in 12 hex digits, then the first 10 bytes of
+     * SHA-256("evt-1\0user-42\0push") (computed outside herald). */
+    assert_string_equal(a, "018bcfe5687b" "04ee3bc8b7f8e6ac58f8");
+    notif_make_id(T, HSTR("evt-1"), HSTR("user-42"), CH_PUSH, b);
     assert_string_equal(a, b);
+    /* the same ms: the same id; microseconds do not count */
+    notif_make_id(T + 543, HSTR("evt-1"), HSTR("user-42"), CH_PUSH, b);
+    assert_string_equal(a, b);
+    assert_int_equal(notif_id_time_ms(HSTR(a)), 1700000000123);
 
     for (int c = 1; c < CH__COUNT; c++) {
-        notif_make_id(HSTR("evt-1"), HSTR("user-42"), (channel_t)c, b);
+        notif_make_id(T, HSTR("evt-1"), HSTR("user-42"), (channel_t)c, b);
         assert_string_not_equal(a, b);
     }
-    notif_make_id(HSTR("evt-1"), HSTR("user-43"), CH_PUSH, b);
+    notif_make_id(T, HSTR("evt-1"), HSTR("user-43"), CH_PUSH, b);
     assert_string_not_equal(a, b);
-    notif_make_id(HSTR("evt-2"), HSTR("user-42"), CH_PUSH, b);
+    notif_make_id(T, HSTR("evt-2"), HSTR("user-42"), CH_PUSH, b);
     assert_string_not_equal(a, b);
     /* The separator keeps ("ab","c") apart from ("a","bc"). */
-    notif_make_id(HSTR("ab"), HSTR("c"), CH_SMS, a);
-    notif_make_id(HSTR("a"), HSTR("bc"), CH_SMS, b);
+    notif_make_id(T, HSTR("ab"), HSTR("c"), CH_SMS, a);
+    notif_make_id(T, HSTR("a"), HSTR("bc"), CH_SMS, b);
     assert_string_not_equal(a, b);
     /* Only the given lengths count, not what follows in memory. */
-    notif_make_id((hstr_t){"evt-1XYZ", 5}, (hstr_t){"user-42!", 7}, CH_PUSH, a);
-    assert_string_equal(a, "04ee3bc8b7f8e6ac58f8936e86f88b4f");
+    notif_make_id(T, (hstr_t){"evt-1XYZ", 5}, (hstr_t){"user-42!", 7}, CH_PUSH, a);
+    assert_string_equal(a, "018bcfe5687b04ee3bc8b7f8e6ac58f8");
+
+    /* Without an accepted time (raw JSON without the stamp) the time part
+     * is 0: still deterministic. Negative times count as 0. */
+    notif_make_id(0, HSTR("evt-1"), HSTR("user-42"), CH_PUSH, a);
+    assert_string_equal(a, "000000000000" "04ee3bc8b7f8e6ac58f8");
+    notif_make_id(-5, HSTR("evt-1"), HSTR("user-42"), CH_PUSH, b);
+    assert_string_equal(a, b);
+    assert_int_equal(notif_id_time_ms(HSTR(a)), 0);
+    /* Beyond 48 bits the time is clamped, never wrapped. */
+    notif_make_id(INT64_MAX, HSTR("e"), HSTR("u"), CH_PUSH, a);
+    assert_memory_equal(a, "ffffffffffff", 12);
+    assert_int_equal(notif_id_time_ms(HSTR(a)), NOTIF_ID_TIME_MAX);
 
     /* Long inputs take the heap path and hash the same way. */
     char big[1000];
     memset(big, 'x', sizeof(big));
-    notif_make_id((hstr_t){big, sizeof(big)}, HSTR("u"), CH_EMAIL, a);
-    assert_string_equal(a, "da07d6ccf5b681dc90bde4c88a9408b7");
+    notif_make_id(T, (hstr_t){big, sizeof(big)}, HSTR("u"), CH_EMAIL, a);
+    assert_string_equal(a, "018bcfe5687b" "da07d6ccf5b681dc90bd");
     for (int i = 0; i < 32; i++) assert_true(strchr("0123456789abcdef", a[i]) != NULL);
+}
+
+/* Ids sort by accepted time (as text and as bytes), whatever the hash. */
+static void test_make_id_time_ordered(void **state)
+{
+    (void)state;
+    char prev[33] = "", cur[33], bound[33];
+    for (int i = 0; i < 200; i++) {
+        char ev[16];
+        snprintf(ev, sizeof(ev), "e%d", 199 - i); /* hashes in no order */
+        notif_make_id(1700000000000000 + (int64_t)i * 1000, HSTR(ev), HSTR("u"), CH_PUSH, cur);
+        assert_true(strcmp(prev, cur) < 0);
+        notif_id_bound(1700000000000 + i, bound);
+        assert_true(strcmp(prev, bound) < 0);
+        assert_true(strcmp(bound, cur) <= 0);
+        memcpy(prev, cur, sizeof(cur));
+    }
+    notif_id_bound(1700000000123, bound);
+    assert_string_equal(bound, "018bcfe5687b" "00000000000000000000");
+    notif_id_bound(-1, bound);
+    assert_string_equal(bound, "00000000000000000000000000000000");
+}
+
+/* Further devices share the time part and differ in the hash; an empty
+ * device is the user's first id. */
+static void test_make_device_id(void **state)
+{
+    (void)state;
+    const int64_t T = 1700000000123456;
+    char a[33], b[33];
+    notif_make_device_id(T, HSTR("evt-1"), HSTR("user-42"), CH_PUSH, HSTR("fcm:tok"), a);
+    /* SHA-256("evt-1\0user-42\0push\0fcm:tok"), first 10 bytes */
+    assert_string_equal(a, "018bcfe5687b" "ae418606e800ce20c7af");
+    notif_make_device_id(T, HSTR("evt-1"), HSTR("user-42"), CH_PUSH, (hstr_t){NULL, 0}, a);
+    notif_make_id(T, HSTR("evt-1"), HSTR("user-42"), CH_PUSH, b);
+    assert_string_equal(a, b);
+}
+
+static void test_id_time_of_bad_ids(void **state)
+{
+    (void)state;
+    assert_int_equal(notif_id_time_ms(HSTR("")), -1);
+    assert_int_equal(notif_id_time_ms(HSTR("018bcfe5687b04ee3bc8b7f8e6ac58f")), -1);
+    assert_int_equal(notif_id_time_ms(HSTR("018bcfe5687b04ee3bc8b7f8e6ac58fg")), -1);
+    assert_int_equal(notif_id_time_ms((hstr_t){NULL, 32}), -1);
 }
 
 /* NUL bytes come out as \u0000, valid JSON that jansson reads only with
@@ -772,6 +835,9 @@ int main(void)
         cmocka_unit_test(test_decode_version_2),
         cmocka_unit_test(test_version_3_traceparent),
         cmocka_unit_test(test_make_id),
+        cmocka_unit_test(test_make_id_time_ordered),
+        cmocka_unit_test(test_make_device_id),
+        cmocka_unit_test(test_id_time_of_bad_ids),
         cmocka_unit_test(test_to_json_fields),
         cmocka_unit_test(test_to_json_escaping),
         cmocka_unit_test(test_to_json_invalid_utf8),

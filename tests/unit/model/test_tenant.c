@@ -87,20 +87,21 @@ static void test_tenant_names(void **st)
     assert_false(tenant_is_default("acme"));
 }
 
-/* The default tenant's notification ids are what they always were, and
+/* The default tenant's notification ids hash the ids as given, and
  * two tenants' same event and user ids make different ones. */
 static void test_notification_ids(void **st)
 {
     (void)st;
     char a[33], b[33], d[33], q[TENANT_QID_MAX + 1], q2[TENANT_QID_MAX + 1];
-    /* lowercase hex of SHA-256("e1\0u1\0push")[0..16), computed outside herald */
-    notif_make_id(HSTR(tenant_qualify_to("default", "e1", q)),
+    /* the time part (0 here), then lowercase hex of
+     * SHA-256("e1\0u1\0push")[0..10), computed outside herald */
+    notif_make_id(0, HSTR(tenant_qualify_to("default", "e1", q)),
                   HSTR(tenant_qualify_to("default", "u1", q2)), CH_PUSH, d);
-    assert_string_equal(d, "5ff9f7356b0027362b2fbdb27d5e8d44");
-    notif_make_id(HSTR(tenant_qualify_to("acme", "e1", q)),
+    assert_string_equal(d, "000000000000" "5ff9f7356b0027362b2f");
+    notif_make_id(0, HSTR(tenant_qualify_to("acme", "e1", q)),
                   HSTR(tenant_qualify_to("acme", "u1", q2)), CH_PUSH, a);
-    assert_string_equal(a, "32bfea242756672d91734ca6fc0e303c"); /* of "acme\x1f" "e1\0acme\x1f" "u1\0push" */
-    notif_make_id(HSTR(tenant_qualify_to("beta", "e1", q)),
+    assert_string_equal(a, "000000000000" "32bfea242756672d9173"); /* of "acme\x1f" "e1\0acme\x1f" "u1\0push" */
+    notif_make_id(0, HSTR(tenant_qualify_to("beta", "e1", q)),
                   HSTR(tenant_qualify_to("beta", "u1", q2)), CH_PUSH, b);
     assert_string_not_equal(a, b);
     assert_string_not_equal(a, d);

@@ -75,7 +75,7 @@ static int teardown(void **st)
 
 static notif_t make(const char *ev, channel_t ch, char id[33])
 {
-    notif_make_id(HSTR(ev), HSTR("ann"), ch, id);
+    notif_make_id(0, HSTR(ev), HSTR("ann"), ch, id);
     notif_t x;
     memset(&x, 0, sizeof(x));
     x.kind = REC_NOTIFICATION;
@@ -139,7 +139,7 @@ static void run(tfx_t *f, const char *const *evs, int n, int64_t first)
 static int delivered(tfx_t *f, const char *ev)
 {
     char id[33];
-    notif_make_id(HSTR(ev), HSTR("ann"), CH_PUSH, id);
+    notif_make_id(0, HSTR(ev), HSTR("ann"), CH_PUSH, id);
     char *path = xasprintf("%s/sandbox/push.jsonl", f->dir);
     FILE *fp = fopen(path, "r");
     free(path);
@@ -161,7 +161,7 @@ static void test_status_tail_skips(void **st)
     put_status(f, "e4", CH_EMAIL, ST_SENT);
     bool sent = true;
     char id[33];
-    notif_make_id(HSTR("e1"), HSTR("ann"), CH_PUSH, id);
+    notif_make_id(0, HSTR("e1"), HSTR("ann"), CH_PUSH, id);
     assert_int_equal(store_notif_sent(f->app.store, id, &sent), HR_OK);
     assert_false(sent); /* the store does not know */
 

@@ -134,13 +134,36 @@ static void produce_event(fx_t *f, const char *id, const char *type, const char 
     free(ev);
 }
 
+/* The id fan-out gave (event, user, channel): ids start with the event's
+ * accepted time (model/notif.h), which only events that came through
+ * ingest have, so look the user's rows up and recompute the id from each
+ * one's time part; the id of an event without the stamp (time part 0)
+ * when there is none yet. */
+static void find_id(fx_t *f, const char *ev, const char *user, channel_t ch, char id[33])
+{
+    notif_make_id(0, HSTR(ev), HSTR(user), ch, id);
+    notif_row_t *rows = NULL;
+    int n = 0;
+    char *next = NULL;
+    if (store_notif_list_user(f->app.store, user, NULL, 1000, &rows, &n, &next) != HR_OK) return;
+    for (int i = 0; i < n; i++) {
+        char want[33];
+        int64_t ms = notif_id_time_ms(HSTR(rows[i].notification_id));
+        if (ms < 0 || rows[i].channel != ch) continue;
+        notif_make_id(ms * 1000, HSTR(ev), HSTR(user), ch, want);
+        if (strcmp(want, rows[i].notification_id) == 0) memcpy(id, want, sizeof(want));
+    }
+    notif_rows_free(rows, n);
+    free(next);
+}
+
 /* The stored status of (event, user, channel), ST__COUNT when unknown;
  * *nhist = history entries. */
 static notif_status_t status_of(fx_t *f, const char *ev, const char *user, channel_t ch, int *nhist,
                                 status_hist_t **hist)
 {
     char id[33];
-    notif_make_id(HSTR(ev), HSTR(user), ch, id);
+    find_id(f, ev, user, ch, id);
     notif_row_t row;
     status_hist_t *h = NULL;
     int nh = 0;
@@ -185,7 +208,7 @@ static int sandbox_count(fx_t *f, const char *channel, const char *user)
 static const char *trace_of(fx_t *f, const char *ev, const char *user, channel_t ch, char out[56])
 {
     char id[33];
-    notif_make_id(HSTR(ev), HSTR(user), ch, id);
+    find_id(f, ev, user, ch, id);
     notif_row_t row;
     if (store_notif_get(f->app.store, id, &row, NULL, NULL) != HR_OK) return "?";
     snprintf(out, 56, "%s", row.traceparent ? row.traceparent : "");
@@ -364,7 +387,7 @@ static void test_retry_waits_until_due(void **state)
 static void produce_due(fx_t *f, const char *ev, const char *user, int64_t due)
 {
     char id[33], addr[64];
-    notif_make_id(HSTR(ev), HSTR(user), CH_PUSH, id);
+    notif_make_id(0, HSTR(ev), HSTR(user), CH_PUSH, id);
     snprintf(addr, sizeof(addr), "fcm:tok-%s", user);
     notif_t n = {.kind = REC_NOTIFICATION, .channel = CH_PUSH, .priority = PRIO_NORMAL,
                  .status = ST_PENDING, .attempt = 1, .created_at_ms = hclock_now_ms(),
@@ -467,8 +490,8 @@ static void test_push_per_device(void **state)
     /* the first device keeps the (event, user, channel) id */
     assert_true(wait_for(f, "e-d1", "dev3", CH_PUSH, ST_SENT));
     char id1[33], id2[33];
-    notif_make_device_id(HSTR("e-d1"), HSTR("dev3"), CH_PUSH, HSTR("fcm:sandbox-fail-permanent"), id1);
-    notif_make_device_id(HSTR("e-d1"), HSTR("dev3"), CH_PUSH, HSTR("fcm:proj:tok-3"), id2);
+    notif_make_device_id(0, HSTR("e-d1"), HSTR("dev3"), CH_PUSH, HSTR("fcm:sandbox-fail-permanent"), id1);
+    notif_make_device_id(0, HSTR("e-d1"), HSTR("dev3"), CH_PUSH, HSTR("fcm:proj:tok-3"), id2);
     notif_row_t row;
     notif_status_t st1 = ST__COUNT, st2 = ST__COUNT;
     for (int i = 0; i < 500 && (st1 != ST_DEAD || st2 != ST_SENT); i++) {
@@ -510,7 +533,7 @@ static void test_inapp_lands_in_inbox(void **state)
     produce_event(f, "e-in1", "liked", "ann", "[\"inapp\"]");
     assert_true(wait_for(f, "e-in1", "ann", CH_INAPP, ST_SENT));
     char id[33];
-    notif_make_id(HSTR("e-in1"), HSTR("ann"), CH_INAPP, id);
+    find_id(f, "e-in1", "ann", CH_INAPP, id);
     notif_row_t row;
     assert_int_equal(store_notif_get(f->app.store, id, &row, NULL, NULL), HR_OK);
     char msg[64];

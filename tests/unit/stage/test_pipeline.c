@@ -129,7 +129,7 @@ static json_t *sandbox_lines(fx_t *f, const char *channel)
 static notif_status_t wait_status(fx_t *f, const char *ev, const char *user, channel_t ch)
 {
     char id[33];
-    notif_make_id(HSTR(ev), HSTR(user), ch, id);
+    notif_make_id(0, HSTR(ev), HSTR(user), ch, id);
     for (int i = 0; i < 400; i++) {
         notif_row_t row;
         status_hist_t *h = NULL;
@@ -518,7 +518,7 @@ static void test_batch_spanning_300_partitions(void **state)
     for (int p = 0; p < 300; p++) {
         char ev[16], id[33];
         snprintf(ev, sizeof(ev), "m%d", p);
-        notif_make_id(HSTR(ev), HSTR("ann"), CH_PUSH, id);
+        notif_make_id(0, HSTR(ev), HSTR("ann"), CH_PUSH, id);
         notif_t n = {.kind = 2, .channel = CH_PUSH, .status = ST_SENT, .attempt = 1,
                      .created_at_ms = hclock_now_ms(), .status_at_ms = hclock_now_ms(),
                      .notification_id = HSTR(id), .event_id = HSTR(ev), .user_id = HSTR("ann"),

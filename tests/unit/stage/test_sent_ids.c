@@ -19,7 +19,7 @@ static hstr_t id_of(int i, char buf[33])
 {
     char ev[32];
     snprintf(ev, sizeof(ev), "ev-%d", i);
-    notif_make_id(HSTR(ev), HSTR("ann"), CH_PUSH, buf);
+    notif_make_id(1700000000000000 + (int64_t)i * 1000, HSTR(ev), HSTR("ann"), CH_PUSH, buf);
     return (hstr_t){buf, 32};
 }
 

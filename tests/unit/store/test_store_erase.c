@@ -123,8 +123,8 @@ static counts_t count_user(const fx_t *f, const char *u)
         count1(db, "SELECT count(*) FROM follows WHERE follower = ?1", u),
         count1(db, "SELECT count(*) FROM follows WHERE actor = ?1", u),
         count1(db, "SELECT count(*) FROM invalid_addresses WHERE user_id = ?1", u),
-        count1(db, "SELECT count(*) FROM notifications WHERE user_id = ?1", u),
-        count1(db, "SELECT count(*) FROM status_history WHERE notification_id LIKE ?1 || '-n%'", u),
+        count1(db, "SELECT count(*) FROM user_runs WHERE user_id = ?1", u),
+        count1(db, "SELECT count(*) FROM status_log WHERE notification_id LIKE ?1 || '-n%'", u),
         count1(db, "SELECT count(*) FROM scheduled WHERE notification_id LIKE ?1 || '-%'", u),
     };
     sqlite3_close(db);

@@ -22,6 +22,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The notification tables of schema versions 1 to 5 (sqlite.sql of
+ * version 5; traceparent came with version 4), which a database of such a
+ * version has and version 6 replaced. */
+#define V5_NOTIF_TABLES(traceparent)                                                          \
+    "CREATE TABLE notifications (notification_id TEXT PRIMARY KEY, event_id TEXT NOT NULL,"    \
+    " user_id TEXT NOT NULL, channel INTEGER NOT NULL, category TEXT NOT NULL,"                \
+    " title TEXT NOT NULL, body TEXT NOT NULL, address TEXT NOT NULL, status INTEGER NOT NULL," \
+    " attempt INTEGER NOT NULL, channel_msg_id TEXT,"                                          \
+    " idempotency_key TEXT GENERATED ALWAYS AS (notification_id) VIRTUAL, metadata TEXT,"      \
+    " error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"                   \
+    " delivered_at INTEGER" traceparent ");"                                                   \
+    "CREATE INDEX notifications_user ON notifications (user_id, created_at DESC,"               \
+    " notification_id DESC);"                                                                  \
+    "CREATE TABLE status_history (notif_rowid INTEGER NOT NULL, notification_id TEXT NOT NULL," \
+    " status INTEGER NOT NULL, attempt INTEGER NOT NULL, at_ms INTEGER NOT NULL, detail TEXT);" \
+    "CREATE INDEX status_history_notif ON status_history (notif_rowid);"
+
 /* The .sql files are compiled in whole and say which version they are. */
 static void test_schema_embedded(void **state)
 {
@@ -29,7 +46,7 @@ static void test_schema_embedded(void **state)
     char mark[64];
     snprintf(mark, sizeof(mark), "-- schema_version: %d\n", STORE_SCHEMA_VERSION);
     assert_non_null(strstr(store_schema_sqlite, mark));
-    assert_non_null(strstr(store_schema_sqlite, "CREATE INDEX IF NOT EXISTS status_history_notif"));
+    assert_non_null(strstr(store_schema_sqlite, "CREATE INDEX IF NOT EXISTS status_log_id"));
     snprintf(mark, sizeof(mark), "-- schema_version: %d ", STORE_SCHEMA_VERSION);
     assert_non_null(strstr(store_schema_sqlite_events, mark));
     assert_non_null(strstr(store_schema_sqlite_events, "CREATE TABLE IF NOT EXISTS events"));
@@ -43,12 +60,12 @@ static void test_schema_embedded(void **state)
                                         " (SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                         "  AND name IN ('users', 'devices', 'preferences',"
                                         "  'subscriptions', 'follows', 'templates', 'events',"
-                                        "  'notifications', 'status_history'))",
+                                        "  'status_log', 'user_runs', 'user_run_list'))",
                                         -1, &st, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_int_equal(sqlite3_column_int(st, 0), STORE_SCHEMA_VERSION);
-    assert_int_equal(sqlite3_column_int(st, 1), 9);
+    assert_int_equal(sqlite3_column_int(st, 1), 10);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
@@ -89,7 +106,7 @@ static void test_schema_migrated_from_1(void **state)
                                   "ALTER TABLE users DROP COLUMN webhook_secret;"
                                   "DROP INDEX scheduled_user;"
                                   "ALTER TABLE scheduled DROP COLUMN user_id;"
-                                  "ALTER TABLE notifications DROP COLUMN traceparent;"
+                                  V5_NOTIF_TABLES("")
                                   "UPDATE schema_version SET version = 1;"
                                   "INSERT INTO users (user_id, email, locale, timezone, updated_at)"
                                   " VALUES ('old', 'old@example.com', 'en', 'UTC', 1)",
@@ -144,7 +161,7 @@ static void test_schema_migrated_from_2(void **state)
     assert_int_equal(sqlite3_exec(db,
                                   "DROP INDEX scheduled_user;"
                                   "ALTER TABLE scheduled DROP COLUMN user_id;"
-                                  "ALTER TABLE notifications DROP COLUMN traceparent;"
+                                  V5_NOTIF_TABLES("")
                                   "UPDATE schema_version SET version = 2;"
                                   "INSERT INTO scheduled VALUES ('junk', 2, 5, x'00');",
                                   NULL, NULL, NULL),
@@ -219,7 +236,7 @@ static void test_schema_migrated_from_3(void **state)
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db,
-                                  "ALTER TABLE notifications DROP COLUMN traceparent;"
+                                  V5_NOTIF_TABLES("")
                                   "UPDATE schema_version SET version = 3;"
                                   "INSERT INTO notifications (notification_id, event_id, user_id,"
                                   " channel, category, title, body, address, status, attempt,"
@@ -256,6 +273,193 @@ static void test_schema_migrated_from_3(void **state)
     assert_int_equal(store_notif_get(f->s, "n2", &row, NULL, NULL), HR_OK);
     assert_null(row.traceparent);
     notif_row_clear(&row);
+}
+
+/* A version 5 database (notifications + status_history) is migrated to
+ * the status log at open: GET shows the same row and history, the listing
+ * the same notifications, "already sent?" the same answer; the old tables
+ * are gone; later records fold onto the migrated rows by the rank rule. */
+static void test_schema_migrated_from_5(void **state)
+{
+    fx_t *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     V5_NOTIF_TABLES(", traceparent TEXT")
+                     "UPDATE schema_version SET version = 5;"
+                     /* a: failed then sent (with the provider's id) */
+                     "INSERT INTO notifications (notification_id, event_id, user_id, channel,"
+                     " category, title, body, address, status, attempt, channel_msg_id, metadata,"
+                     " error, created_at, updated_at, delivered_at, traceparent) VALUES"
+                     " ('a', 'e1', 'u1', 0, 'social', 'T', 'B', 'tok', 1, 2, 'msg-1', '{}', NULL,"
+                     " 100, 300, 300, '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'),"
+                     " ('b', 'e2', 'u1', 2, 'social', 'T2', 'B2', 'x@y', 3, 1, NULL, NULL,"
+                     " 'timeout', 200, 250, NULL, NULL),"
+                     " ('c', 'e3', 'u2', 2, 'social', 'T3', 'B3', 'z@y', 0, 1, NULL, NULL, NULL,"
+                     " 50, 50, NULL, NULL);"
+                     "INSERT INTO status_history VALUES (1, 'a', 3, 1, 200, 'timeout'),"
+                     " (2, 'b', 3, 1, 250, 'timeout'), (1, 'a', 1, 2, 300, 'msg-1');",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
+
+    notif_row_t row;
+    status_hist_t *h = NULL;
+    int nh = 0;
+    assert_int_equal(store_notif_get(f->s, "a", &row, &h, &nh), HR_OK);
+    assert_int_equal(row.status, ST_SENT);
+    assert_int_equal(row.attempt, 2);
+    assert_string_equal(row.event_id, "e1");
+    assert_string_equal(row.title, "T");
+    assert_string_equal(row.channel_msg_id, "msg-1");
+    assert_null(row.error);
+    assert_int_equal(row.created_at_ms, 100);
+    assert_int_equal(row.updated_at_ms, 300);
+    assert_int_equal(row.delivered_at_ms, 300);
+    assert_string_equal(row.traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assert_int_equal(nh, 2);
+    assert_int_equal(h[0].status, ST_FAILED);
+    assert_string_equal(h[0].detail, "timeout");
+    assert_int_equal(h[1].status, ST_SENT);
+    assert_string_equal(h[1].detail, "msg-1");
+    notif_row_clear(&row);
+    status_hist_free(h, nh);
+    assert_int_equal(store_notif_get(f->s, "b", &row, NULL, NULL), HR_OK);
+    assert_int_equal(row.status, ST_FAILED);
+    assert_string_equal(row.error, "timeout");
+    notif_row_clear(&row);
+    /* no history: one row with its state */
+    assert_int_equal(store_notif_get(f->s, "c", &row, &h, &nh), HR_OK);
+    assert_int_equal(row.status, ST_PENDING);
+    assert_int_equal(nh, 1);
+    notif_row_clear(&row);
+    status_hist_free(h, nh);
+    bool sent = false;
+    assert_int_equal(store_notif_sent(f->s, "a", &sent), HR_OK);
+    assert_true(sent);
+    assert_int_equal(store_notif_sent(f->s, "b", &sent), HR_OK);
+    assert_false(sent);
+
+    notif_row_t *rows = NULL;
+    int n = 0;
+    char *next = NULL;
+    assert_int_equal(store_notif_list_user(f->s, "u1", NULL, 10, &rows, &n, &next), HR_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].notification_id, "b"); /* newest first */
+    assert_string_equal(rows[1].notification_id, "a");
+    notif_rows_free(rows, n);
+
+    /* a late failed record does not move the sent row back */
+    notif_t late = status_rec("a", ST_FAILED, "");
+    const notif_t *recs[] = {&late};
+    assert_int_equal(store_notif_write_batch(f->s, recs, 1), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "a", &row, &h, &nh), HR_OK);
+    assert_int_equal(row.status, ST_SENT);
+    assert_string_equal(row.title, "T"); /* the content stays the first one */
+    assert_int_equal(nh, 3);
+    notif_row_clear(&row);
+    status_hist_free(h, nh);
+
+    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name IN"
+                                            " ('notifications', 'status_history')", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    /* opening again changes nothing */
+    store_close(f->s);
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    assert_int_equal(store_notif_list_user(f->s, "u1", NULL, 10, &rows, &n, &next), HR_OK);
+    assert_int_equal(n, 2);
+    notif_rows_free(rows, n);
+}
+
+/* The per-user listing's runs: every write transaction adds one, 16 runs
+ * of a level merge into one of the next; the listing sees every
+ * notification once, newest first, across runs and merges and pages; the
+ * purge drops the runs it empties. */
+static void test_user_runs_merge(void **state)
+{
+    fx_t *f = *state;
+    enum { BATCHES = 40, PER = 10 };
+    char ids[BATCHES * PER][24];
+    notif_t recs[PER];
+    const notif_t *ptrs[PER];
+    for (int b = 0; b < BATCHES; b++) {
+        for (int i = 0; i < PER; i++) {
+            int k = b * PER + i;
+            snprintf(ids[k], sizeof(ids[k]), "r%04d", k);
+            recs[i] = status_rec(ids[k], ST_SENT, "");
+            recs[i].user_id = HSTR(i % 2 ? "odd" : "even");
+            recs[i].created_at_ms = 1000 + k;
+            recs[i].status_at_ms = 1000 + k;
+            ptrs[i] = &recs[i];
+        }
+        assert_int_equal(store_notif_write_batch(f->s, ptrs, PER), HR_OK);
+        /* a second status of the same notifications joins no run */
+        for (int i = 0; i < PER; i++) recs[i].status = ST_DELIVERED;
+        assert_int_equal(store_notif_write_batch(f->s, ptrs, PER), HR_OK);
+    }
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sum(level = 0), sum(level = 1), sum(rows),"
+                                            " (SELECT count(*) FROM user_runs) FROM user_run_list",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), BATCHES % 16); /* 40 runs: 2 merged twice */
+    assert_int_equal(sqlite3_column_int(st, 1), BATCHES / 16);
+    assert_int_equal(sqlite3_column_int(st, 2), BATCHES * PER);
+    assert_int_equal(sqlite3_column_int(st, 3), BATCHES * PER);
+    sqlite3_finalize(st);
+
+    /* page through "odd": 200 notifications, newest first, each once */
+    int seen = 0, expect = BATCHES * PER - 1;
+    char *cursor = NULL;
+    do {
+        notif_row_t *rows = NULL;
+        int n = 0;
+        char *next = NULL;
+        assert_int_equal(store_notif_list_user(f->s, "odd", cursor, 7, &rows, &n, &next), HR_OK);
+        for (int i = 0; i < n; i++, expect -= 2) {
+            assert_string_equal(rows[i].notification_id, ids[expect]);
+            assert_int_equal(rows[i].status, ST_DELIVERED);
+            seen++;
+        }
+        notif_rows_free(rows, n);
+        free(cursor);
+        cursor = next;
+    } while (cursor);
+    assert_int_equal(seen, BATCHES * PER / 2);
+
+    /* retention: what is older goes, from the log and the runs */
+    int64_t deleted = 0;
+    assert_int_equal(store_notif_purge(f->s, 1000 + BATCHES * PER, &deleted), HR_OK);
+    assert_int_equal(deleted, BATCHES * PER);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM user_runs),"
+                                            " (SELECT count(*) FROM user_run_list),"
+                                            " (SELECT count(*) FROM status_log)", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
+    assert_int_equal(sqlite3_column_int(st, 1), 0);
+    assert_int_equal(sqlite3_column_int(st, 2), 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    notif_row_t *rows = NULL;
+    int n = 0;
+    char *next = NULL;
+    assert_int_equal(store_notif_list_user(f->s, "odd", NULL, 7, &rows, &n, &next), HR_OK);
+    assert_int_equal(n, 0);
 }
 
 /* store.c's fallbacks: the same answers with the optional ops missing. */
@@ -326,6 +530,8 @@ int main(void)
         T(test_schema_migrated_from_1),
         T(test_schema_migrated_from_2),
         T(test_schema_migrated_from_3),
+        T(test_schema_migrated_from_5),
+        T(test_user_runs_merge),
         T(test_fallbacks),
     };
 #undef T

@@ -1,0 +1,304 @@
+/*
+ * sink.c - `herald bench sink`: the status store alone.
+ *
+ * Writes realistic status rows through the real store API
+ * (store_notif_write_batch, batches of the status sink's size) into a fresh
+ * SQLite file, in this process, and reports per slice of rows (default one
+ * million) the wall rate, the rows per CPU-second (every thread of this
+ * process: the writer and the store's checkpointer) and the bytes written
+ * per row (/proc/self/io: wchar = bytes handed to write(2), write_bytes =
+ * bytes sent to the block layer). The CPU this benchmark spends making the
+ * rows (formatting, SHA-256 ids) is measured apart and left out of the
+ * store's figures (gen_cpu_s). A flat figure across slices is the goal:
+ * the cost of a row must not grow with the table.
+ *
+ * Rows: the benchmark's channel mix and texts (like record_pool_build),
+ * one million users, ids made by notif_make_id from an accepted time that
+ * advances by 3 us per notification (~333k/s); every tenth row of a batch
+ * after the first is a second status (delivered) of a notification of the
+ * previous batch, as provider callbacks produce.
+ */
+#include "bench/bench_int.h"
+
+#include "core/log.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* CPU seconds of the calling thread (the rows' making is not the store's). */
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef struct srow {
+    char user[16], ev[32], nid[33], title[64], body[160], addr[96], msgid[48];
+    notif_t n;
+} srow_t;
+
+typedef struct io_counts {
+    int64_t wchar, write_bytes;
+} io_counts_t;
+
+static io_counts_t io_now(void)
+{
+    io_counts_t c = {0, 0};
+    FILE *fp = fopen("/proc/self/io", "r");
+    if (!fp) return c;
+    char line[128];
+    while (fgets(line, sizeof(line), fp)) {
+        long long v = 0;
+        if (sscanf(line, "wchar: %lld", &v) == 1) c.wchar = v;
+        else if (sscanf(line, "write_bytes: %lld", &v) == 1) c.write_bytes = v;
+    }
+    fclose(fp);
+    return c;
+}
+
+static const char *const texts[] = {
+    "Back in stock: the blue one you asked about, in your size.",
+    "Your order #4711 has shipped and arrives on Thursday.",
+    "Kylie commented on the photo you shared this morning.",
+    "Price drop on an item in your wish list: now 20% off.",
+};
+
+/* Row k of the run: a new notification, its first status (sent). */
+static void row_make(workload_t *wl, int64_t k, srow_t *r)
+{
+    char actor[16];
+    workload_user_id((int64_t)workload_rand(wl, 1000000), r->user);
+    workload_user_id((int64_t)workload_rand(wl, 1000000), actor);
+    snprintf(r->ev, sizeof(r->ev), "s-%" PRId64, k);
+    int p = (int)workload_rand(wl, 100);
+    channel_t ch = p < 70 ? CH_PUSH : p < 90 ? CH_INAPP : p < 98 ? CH_EMAIL : CH_SMS;
+    int64_t accepted_us = 1700000000000000 + k * 3;
+    notif_make_id(accepted_us, HSTR(r->ev), HSTR(r->user), ch, r->nid);
+    snprintf(r->title, sizeof(r->title), "%s posted something new", actor);
+    snprintf(r->body, sizeof(r->body), "Hi %s, %s wrote: %s", r->user, actor, texts[k % 4]);
+    unsigned long long x = workload_rand(wl, UINT64_MAX);
+    if (ch == CH_PUSH)
+        snprintf(r->addr, sizeof(r->addr), "fcm:fcm-%016llx%016llx%016llx", x, x * 0x9e3779b97f4a7c15ull,
+                 x * 0xbf58476d1ce4e5b9ull);
+    else if (ch == CH_EMAIL)
+        snprintf(r->addr, sizeof(r->addr), "%s@example.com", r->user);
+    else if (ch == CH_SMS)
+        snprintf(r->addr, sizeof(r->addr), "+1555%07d", (int)(x % 10000000));
+    else
+        snprintf(r->addr, sizeof(r->addr), "%s", r->user);
+    snprintf(r->msgid, sizeof(r->msgid), "sandbox-%s", r->nid);
+    int64_t ms = accepted_us / 1000;
+    r->n = (notif_t){
+        .kind = REC_STATUS, .channel = ch, .priority = PRIO_NORMAL, .status = ST_SENT, .attempt = 1,
+        .created_at_ms = ms, .status_at_ms = ms + 3, .accepted_at_us = accepted_us,
+        .user_id = HSTR(r->user), .category = HSTR("social"),
+        .quiet_start_min = NOTIF_QUIET_NONE, .quiet_end_min = NOTIF_QUIET_NONE,
+    };
+}
+
+/* The strings point into r itself: set after r has its final address. */
+static void row_bind(srow_t *r)
+{
+    r->n.notification_id = (hstr_t){r->nid, 32};
+    r->n.event_id = HSTR(r->ev);
+    r->n.user_id = HSTR(r->user);
+    r->n.title = HSTR(r->title);
+    r->n.body = HSTR(r->body);
+    r->n.address = HSTR(r->addr);
+    r->n.platform = HSTR(r->n.channel == CH_PUSH ? "fcm" : "");
+    r->n.channel_msg_id = HSTR(r->msgid);
+}
+
+static void usage(void)
+{
+    printf("usage: herald bench sink [--rows N] [--batch N] [--slice N] [--dir DIR] [--out FILE]\n"
+           "  --rows N    status rows to write (default 10000000)\n"
+           "  --batch N   rows per store_notif_write_batch (default 8192, the status sink's)\n"
+           "  --slice N   rows per reported slice (default 1000000)\n"
+           "  --dir DIR   where the fresh SQLite file goes (default ./bench-sink.<pid>; removed after)\n"
+           "  --out FILE  the result as JSON\n");
+}
+
+/* cpu: the store's (the process's minus gen, the rows' making). */
+static json_t *slice_json(int64_t end, int64_t rows, double wall, double cpu, double gen,
+                          io_counts_t io)
+{
+    double r = (double)rows;
+    return json_pack("{s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "rows_end", (json_int_t)end, "rows",
+                     (json_int_t)rows, "wall_s", wall, "cpu_s", cpu, "gen_cpu_s", gen, "rows_per_s",
+                     wall > 0 ? r / wall : 0.0,
+                     "rows_per_cpu_s", cpu > 0 ? r / cpu : 0.0, "cpu_us_per_row", r > 0 ? cpu * 1e6 / r : 0.0,
+                     "wchar_per_row", r > 0 ? (double)io.wchar / r : 0.0, "disk_bytes_per_row",
+                     r > 0 ? (double)io.write_bytes / r : 0.0);
+}
+
+int bench_sink_main(int argc, char **argv)
+{
+    int64_t rows = 10000000, slice = 1000000;
+    int batch = 8192;
+    const char *dir_opt = NULL, *out = NULL;
+    static const struct option longs[] = {
+        {"rows", required_argument, NULL, 'r'}, {"batch", required_argument, NULL, 'b'},
+        {"slice", required_argument, NULL, 's'}, {"dir", required_argument, NULL, 'd'},
+        {"out", required_argument, NULL, 'o'},   {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+        case 'r': rows = strtoll(optarg, NULL, 10); break;
+        case 'b': batch = (int)strtol(optarg, NULL, 10); break;
+        case 's': slice = strtoll(optarg, NULL, 10); break;
+        case 'd': dir_opt = optarg; break;
+        case 'o': out = optarg; break;
+        case 'h': usage(); return 0;
+        default: usage(); return 2;
+        }
+    }
+    if (rows <= 0 || batch <= 0 || batch > 1048576 || slice <= 0) {
+        usage();
+        return 2;
+    }
+    hlog_set_level(HLOG_WARN);
+    char *dir = dir_opt ? xstrdup(dir_opt) : xasprintf("bench-sink.%d", (int)getpid());
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "bench sink: %s: %s\n", dir, strerror(errno));
+        free(dir);
+        return 1;
+    }
+    char *db = xasprintf("%s/sink.db", dir);
+    char *evdb = xasprintf("%s/sink.events.db", dir);
+    static const char *const sfx[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < ARRAY_LEN(sfx); i++) {
+        char *p = xasprintf("%s%s", db, sfx[i]);
+        unlink(p);
+        free(p);
+        p = xasprintf("%s%s", evdb, sfx[i]);
+        unlink(p);
+        free(p);
+    }
+    store_t *s = NULL;
+    int rc = 1;
+    srow_t *cur = xcalloc((size_t)batch, sizeof(*cur)), *prev = xcalloc((size_t)batch, sizeof(*prev));
+    const notif_t **ptrs = xcalloc((size_t)batch, sizeof(*ptrs));
+    json_t *slices = json_array();
+    if (store_open("sqlite", db, &s) != HR_OK) {
+        fprintf(stderr, "bench sink: cannot open %s\n", db);
+        goto out;
+    }
+    workload_t wl;
+    workload_init(&wl, 42, 1000000, "sink");
+    printf("bench sink: %" PRId64 " rows, batches of %d, into %s (load %.1f)\n", rows, batch, db,
+           json_real_value(json_object_get(bench_machine_json(), "loadavg_1m")));
+    printf("(CPU: the store's, every thread; the rows' making left out)\n");
+    printf("%10s %10s %12s %12s %10s %10s %10s\n", "rows", "wall_s", "rows/s", "rows/cpu-s",
+           "cpu-us/row", "wchar/row", "disk/row");
+    double t0 = now_s(), c0 = self_cpu_s(), ts = t0, cs = c0, gen = 0, gs = 0;
+    io_counts_t i0 = io_now(), is = i0;
+    int64_t done = 0, made = 0, slice_start = 0, next_slice = slice;
+    bool have_prev = false;
+    while (done < rows) {
+        int n = rows - done < batch ? (int)(rows - done) : batch;
+        double g0 = thread_cpu_s();
+        for (int i = 0; i < n; i++) {
+            if (have_prev && i % 10 == 9) { /* a provider's report on an earlier one */
+                cur[i] = prev[i - 1];           /* a new one there (i - 1 is not 9 mod 10) */
+                row_bind(&cur[i]);
+                cur[i].n.status = ST_DELIVERED;
+                cur[i].n.status_at_ms += 2000;
+            } else {
+                row_make(&wl, made++, &cur[i]);
+                row_bind(&cur[i]);
+            }
+            ptrs[i] = &cur[i].n;
+        }
+        gen += thread_cpu_s() - g0;
+        hr_t r = store_notif_write_batch(s, ptrs, n);
+        if (r != HR_OK) {
+            fprintf(stderr, "bench sink: write failed at row %" PRId64 ": %s\n", done, hr_str(r));
+            goto out;
+        }
+        done += n;
+        srow_t *t = prev;
+        prev = cur;
+        cur = t;
+        have_prev = n == batch;
+        if (done >= next_slice || done == rows) {
+            double tw = now_s(), cw = self_cpu_s();
+            io_counts_t iw = io_now();
+            io_counts_t d = {iw.wchar - is.wchar, iw.write_bytes - is.write_bytes};
+            json_t *sj = slice_json(done, done - slice_start, tw - ts, cw - cs - (gen - gs), gen - gs, d);
+            printf("%10" PRId64 " %10.1f %12.0f %12.0f %10.2f %10.0f %10.0f\n", done,
+                   json_real_value(json_object_get(sj, "wall_s")),
+                   json_real_value(json_object_get(sj, "rows_per_s")),
+                   json_real_value(json_object_get(sj, "rows_per_cpu_s")),
+                   json_real_value(json_object_get(sj, "cpu_us_per_row")),
+                   json_real_value(json_object_get(sj, "wchar_per_row")),
+                   json_real_value(json_object_get(sj, "disk_bytes_per_row")));
+            fflush(stdout);
+            json_array_append_new(slices, sj);
+            ts = tw;
+            cs = cw;
+            gs = gen;
+            is = iw;
+            slice_start = done;
+            while (next_slice <= done) next_slice += slice;
+        }
+    }
+    double tw = now_s(), cw = self_cpu_s();
+    io_counts_t iw = io_now();
+    workload_release(&wl);
+    store_close(s);
+    s = NULL;
+    struct stat sb;
+    int64_t db_bytes = stat(db, &sb) == 0 ? (int64_t)sb.st_size : -1;
+    json_t *total = slice_json(done, done, tw - t0, cw - c0 - gen, gen,
+                               (io_counts_t){iw.wchar - i0.wchar, iw.write_bytes - i0.write_bytes});
+    printf("total: %.0f rows/s, %.0f rows per CPU-s, %.2f CPU-us/row; database %.1f MB (%.0f B/row)\n",
+           json_real_value(json_object_get(total, "rows_per_s")),
+           json_real_value(json_object_get(total, "rows_per_cpu_s")),
+           json_real_value(json_object_get(total, "cpu_us_per_row")), (double)db_bytes / 1e6,
+           done ? (double)db_bytes / (double)done : 0.0);
+    json_t *res = json_pack("{s:i,s:s,s:s,s:I,s:i,s:I,s:o,s:o,s:I,s:o}", "schema", 1, "label",
+                            "sink-sqlite", "mode", "sink", "rows", (json_int_t)done,
+                            "batch", batch, "schema_version", (json_int_t)STORE_SCHEMA_VERSION, "slices",
+                            slices, "total", total, "db_bytes", (json_int_t)db_bytes, "machine",
+                            bench_machine_json());
+    slices = NULL;
+    if (out && json_dump_file(res, out, JSON_INDENT(2)) != 0) {
+        fprintf(stderr, "bench sink: cannot write %s\n", out);
+        json_decref(res);
+        goto out;
+    }
+    json_decref(res);
+    rc = 0;
+out:
+    if (s) store_close(s);
+    json_decref(slices);
+    free(ptrs);
+    free(cur);
+    free(prev);
+    for (size_t i = 0; i < ARRAY_LEN(sfx); i++) {
+        char *p = xasprintf("%s%s", db, sfx[i]);
+        unlink(p);
+        free(p);
+        p = xasprintf("%s%s", evdb, sfx[i]);
+        unlink(p);
+        free(p);
+    }
+    if (!dir_opt) rmdir(dir);
+    free(db);
+    free(evdb);
+    free(dir);
+    return rc;
+}
