@@ -313,7 +313,7 @@ static hr_t emb_produce(bus_t *bb, const char *topic, int32_t partition, const v
     le_put32(rec + 4, 0); /* the flusher fills in the CRC */
     le_put64(rec + 8, p->next_off++);
     le_put64(rec + 16, now);
-    le_put32(rec + 24, (uint32_t)key_len);
+    le_put32(rec + 24, (uint32_t)key_len | REC_ATTR_CRC32C);
     if (key_len) memcpy(rec + REC_HDR, key, key_len);
     if (value_len) memcpy(rec + REC_HDR + key_len, value, value_len);
     urgent = p->plen < URGENT_BYTES && p->plen + len >= URGENT_BYTES;
@@ -566,7 +566,7 @@ static int take_records(emb_consumer_t *c, bus_msg_t *msgs, int max, int64_t lim
         uint32_t len = le_get32(r);
         bool bad = len < REC_HDR || len > REC_MAX;
         if (!bad && len > c->rlen - c->rdone) break;
-        if (!bad) bad = le_get32(r + 24) > len - REC_HDR || rec_crc(r, len) != le_get32(r + 4);
+        if (!bad) bad = rec_klen(r, len) < 0 || rec_crc(r, len) != le_get32(r + 4);
         if (bad) {
             cp->fpos = skip_damage(c->eb, cp, limit);
             drop_buffer(c);
@@ -576,7 +576,7 @@ static int take_records(emb_consumer_t *c, bus_msg_t *msgs, int max, int64_t lim
         c->rdone += len;
         cp->fpos += len;
         if (off < cp->pos) continue;
-        uint32_t klen = le_get32(r + 24);
+        size_t klen = (size_t)rec_klen(r, len);
         bus_msg_t *m = &msgs[n++];
         m->topic = cp->t->name;
         m->partition = cp->part;

@@ -18,6 +18,7 @@
 
 #include "bus/bus_int.h"
 #include "core/cond.h"
+#include "core/crc32c.h"
 #include "core/endian.h"
 #include "core/hash.h"
 
@@ -26,9 +27,16 @@
 #include <string.h>
 #include <zlib.h>
 
-/* Record: u32 len (whole record), u32 crc32 (of bytes 8..len), i64 offset,
- * i64 append time ms, u32 key length, key, value. Little-endian. */
+/* Record: u32 len (whole record), u32 crc (of bytes 8..len), i64 offset,
+ * i64 append time ms, u32 key field, key, value. Little-endian. The key
+ * field holds the key length in its low 24 bits (a record is at most 16 MiB)
+ * and attribute bits above: REC_ATTR_CRC32C says the crc is CRC-32C; without
+ * it the crc is zlib's CRC-32, as every record written before CRC-32C was
+ * (those segments stay readable, record by record: an active segment may
+ * hold both). Other attribute bits set make the record invalid. */
 #define REC_HDR 28
+#define REC_KLEN_MASK 0x00FFFFFFu
+#define REC_ATTR_CRC32C 0x80000000u
 #define REC_MAX ((size_t)16 << 20)
 #define IDX_STEP 4096                 /* one sparse index entry per 4 KiB */
 #define URGENT_BYTES ((size_t)256 << 10)
@@ -270,9 +278,21 @@ typedef struct seg_info {
 
 /* ---- small helpers (inline: the produce and read paths use them) ---- */
 
+/* The CRC a record of len bytes should carry, by its attribute bit. */
 static inline uint32_t rec_crc(const char *rec, uint32_t len)
 {
+    if (le_get32(rec + 24) & REC_ATTR_CRC32C) return crc32c(0, rec + 8, len - 8);
     return (uint32_t)crc32(0L, (const Bytef *)rec + 8, (uInt)(len - 8));
+}
+
+/* The key length of a record of len bytes, or -1 when the key field is
+ * invalid (unknown attribute bits, or a key longer than the record). */
+static inline int64_t rec_klen(const char *rec, uint32_t len)
+{
+    uint32_t f = le_get32(rec + 24);
+    if (f & ~(REC_KLEN_MASK | REC_ATTR_CRC32C)) return -1;
+    f &= REC_KLEN_MASK;
+    return f > len - REC_HDR ? -1 : (int64_t)f;
 }
 
 static inline topic_t *topic_find(emb_bus_t *b, const char *name)
