@@ -107,6 +107,8 @@ static hr_t emb_open(const bus_opts_t *opts, bus_t **out)
     cond_init_mono(&b->sy_cv);
     pthread_mutex_init(&b->data_mu, NULL);
     cond_init_mono(&b->data_cv);
+    pthread_mutex_init(&b->cons_mu, NULL);
+    b->fl_topics = xcalloc(MAX_TOPICS, sizeof(*b->fl_topics));
 
     char *path = xasprintf("%s/groups", b->dir);
     hr_t m = mkdir_p(path, 0755);
@@ -184,6 +186,11 @@ static void emb_close(bus_t *bb)
     pthread_cond_destroy(&b->sy_cv);
     pthread_mutex_destroy(&b->data_mu);
     pthread_cond_destroy(&b->data_cv);
+    pthread_mutex_destroy(&b->cons_mu);
+    free(b->cons);
+    free(b->fl_out);
+    free(b->fl_parts);
+    free(b->fl_topics);
     pthread_mutex_destroy(&b->health_mu);
     free(b->dir);
     free(b);
@@ -527,6 +534,8 @@ static hr_t emb_consumer_new(bus_t *bb, const char *group, const char *const *to
     c->rcap = READ_CHUNK;
     c->rbuf = xmalloc(c->rcap);
     c->last_commit_ns = hclock_mono_ns();
+    c->wtopics = xcalloc((size_t)ntopics, sizeof(*c->wtopics));
+    emb_cons_add(b, c);
 
     pthread_mutex_lock(&b->mu);
     group_t *g = emb_group_get(b, group);
@@ -566,10 +575,12 @@ static void emb_consumer_close(bus_consumer_t *bc)
     emb_group_assign(b, g);
     pthread_mutex_unlock(&g->mu);
     pthread_mutex_unlock(&b->mu);
+    emb_cons_remove(b, c);
     emb_wake_consumers(b);
 
     for (int i = 0; i < c->ntopics; i++) free(c->topics[i]);
     free(c->topics);
+    free(c->wtopics);
     free(c->parts);
     free(c->rbuf);
     free(c);
@@ -770,17 +781,15 @@ static int emb_poll(bus_consumer_t *bc, bus_msg_t *msgs, int max, int timeout_ms
     emb_bus_t *b = c->eb;
     if (max <= 0 || !msgs) return HR_INVALID;
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : hclock_mono_ns() + (int64_t)timeout_ms * 1000000;
+    (void)b;
     for (;;) {
-        uint64_t seq = atomic_load(&b->data_seq);
+        uint32_t seq = atomic_load(&c->wseq);
         emb_rebalance(c);
         if (hclock_mono_ns() - c->last_commit_ns >= (int64_t)AUTOCOMMIT_MS * 1000000) emb_commit(bc);
         int n = fill(c, msgs, max);
         if (n != 0) return n;
         if (hclock_mono_ns() >= deadline) return 0;
-        pthread_mutex_lock(&b->data_mu);
-        while (atomic_load(&b->data_seq) == seq)
-            if (cond_wait_until(&b->data_cv, &b->data_mu, deadline) == ETIMEDOUT) break;
-        pthread_mutex_unlock(&b->data_mu);
+        emb_cons_sleep(c, seq, deadline);
     }
 }
 

@@ -101,6 +101,12 @@ typedef struct ack_run {
     int64_t n;
 } ack_run_t;
 
+/* One batch's acknowledgements in one flush (all its partitions). */
+typedef struct ack_out {
+    bus_batch_t *b;
+    int64_t ok, err;
+} ack_out_t;
+
 typedef struct topic topic_t;
 
 typedef struct part {
@@ -133,12 +139,14 @@ typedef struct part {
     int64_t total_bytes;
     _Atomic int64_t hw;    /* offset after the last readable record */
     _Atomic int64_t acked; /* every record below this offset has been acked */
+    int64_t fl_end;        /* flusher: acked becomes this after the flush's acks */
 } part_t;
 
 struct topic {
     char *name;
     size_t name_len;
     char *dir;
+    size_t tix;               /* position in the bus's tlist */
     int32_t nparts;
     int64_t retention_ms;
     int64_t retention_bytes;
@@ -210,6 +218,12 @@ struct emb_consumer {
     cpart_t *rpart;
     int64_t rlimit;   /* readable end of rpart's segment when the buffer was filled */
     int64_t last_commit_ns;
+    /* wake-ups: the flusher bumps wseq when a subscribed topic got data
+     * (and every waker on a rebalance) and futex-wakes the consumer when it
+     * sleeps; wtopics[i] caches topics[i] once it exists (under cons_mu) */
+    _Atomic uint32_t wseq;
+    _Atomic int sleeping;
+    topic_t **wtopics;
 };
 
 typedef struct emb_bus {
@@ -242,9 +256,24 @@ typedef struct emb_bus {
     bool sy_stop;
     pthread_cond_t sy_cv;
 
+    /* bus_flush waiters: data_seq is bumped after every flush; data_cv is
+     * broadcast only when someone waits (flush_waiters) */
     pthread_mutex_t data_mu;
     pthread_cond_t data_cv;
     _Atomic uint64_t data_seq;
+    _Atomic int flush_waiters;
+
+    /* consumers, for targeted wake-ups (bus_embedded_flush.c) */
+    pthread_mutex_t cons_mu;
+    emb_consumer_t **cons;
+    size_t ncons, ccons;
+
+    /* flusher only: what one flush acknowledges, folded per batch */
+    struct ack_out *fl_out;
+    size_t nfl_out, cfl_out;
+    part_t **fl_parts;        /* partitions flushed, whose acked moves after the acks */
+    size_t nfl_parts, cfl_parts;
+    bool *fl_topics;          /* by tix: topics that got data in this flush */
 
     /* damage and health (bus_embedded_log.c) */
     bool accept_loss;           /* start despite missing data; damage does not degrade */
@@ -390,7 +419,13 @@ int64_t emb_group_floor(emb_bus_t *b, const topic_t *t, int32_t part, int64_t st
                         size_t who_len);
 
 /* ---- bus_embedded_flush.c ---- */
+/* Wakes every consumer and bus_flush waiter (rebalances, new topics). */
 void emb_wake_consumers(emb_bus_t *b);
+/* Registers / unregisters a consumer for wake-ups. */
+void emb_cons_add(emb_bus_t *b, emb_consumer_t *c);
+void emb_cons_remove(emb_bus_t *b, emb_consumer_t *c);
+/* The polling thread sleeps until woken (wseq differs from seq) or deadline. */
+void emb_cons_sleep(emb_consumer_t *c, uint32_t seq, int64_t deadline_ns);
 void emb_kick_flusher(emb_bus_t *b);
 hr_t emb_flush(bus_t *bb, int timeout_ms);
 void *emb_flusher_main(void *arg);

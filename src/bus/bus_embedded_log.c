@@ -559,6 +559,7 @@ void emb_topic_publish(emb_bus_t *b, topic_t *t)
         size_t slot = (h + i) & (TOPIC_SLOTS - 1);
         if (atomic_load_explicit(&b->slots[slot], memory_order_relaxed) == NULL) {
             size_t n = atomic_load(&b->ntopics);
+            t->tix = n;
             b->tlist[n] = t;
             atomic_store_explicit(&b->ntopics, n + 1, memory_order_release);
             atomic_store_explicit(&b->slots[slot], t, memory_order_release);

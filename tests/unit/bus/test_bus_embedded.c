@@ -8,6 +8,8 @@
  */
 #include "bus_harness.h"
 
+#include "bus/bus_embedded_int.h"
+
 #include "core/log.h"
 #include "metrics/metrics.h"
 
@@ -241,6 +243,43 @@ static void test_crc32_segment_reads(void **state)
     hlog_set_level(HLOG_WARN);
     assert_int_equal(bus_health(b, why, sizeof(why)), BUS_HEALTH_DEGRADED);
     expect_old(cx, 8, 1, "r4");
+}
+
+/* A flush wakes only the consumers of the topics that got data: a consumer
+ * of an idle topic is not woken (its wake-up counter stays put). */
+static void test_targeted_wakeups(void **state)
+{
+    ctx_t *cx = *state;
+    bus_t *b = open_bus(cx);
+    const char *ta = name(cx, "busy"), *tb = name(cx, "idle");
+    ensure_topic(b, ta, 2, -1, -1);
+    ensure_topic(b, tb, 2, -1, -1);
+    bus_consumer_t *ca = subscribe(b, name(cx, "ga"), ta, NULL);
+    bus_consumer_t *cb = subscribe(b, name(cx, "gb"), tb, NULL);
+    recs_t got = {0};
+    for (int i = 0; i < 3; i++) { /* settle the assignments */
+        poll_into(ca, &got, 0);
+        poll_into(cb, &got, 0);
+    }
+    assert_int_equal(got.n, 0);
+    uint32_t wa = atomic_load(&((emb_consumer_t *)ca)->wseq);
+    uint32_t wb = atomic_load(&((emb_consumer_t *)cb)->wseq);
+    for (int round = 0; round < 5; round++) {
+        produce_seq(b, ta, round % 2, round * 10, 10);
+        consume(ca, &got, 10);
+    }
+    assert_int_equal(got.n, 50);
+    assert_true(atomic_load(&((emb_consumer_t *)ca)->wseq) != wa);
+    assert_int_equal(atomic_load(&((emb_consumer_t *)cb)->wseq), wb);
+    /* and the idle one still wakes for its own data */
+    produce_seq(b, tb, 0, 0, 3);
+    recs_t gb = {0};
+    consume(cb, &gb, 3);
+    assert_true(atomic_load(&((emb_consumer_t *)cb)->wseq) != wb);
+    bus_consumer_close(ca);
+    bus_consumer_close(cb);
+    recs_free(&got);
+    recs_free(&gb);
 }
 
 /* An acknowledged record is in the segment file (so a crash of the process
@@ -526,6 +565,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_tail, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_ack_means_written, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_crc32_segment_reads, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_targeted_wakeups, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_kill9_after_ack, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_lock, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_retention_by_size, harness_setup, harness_teardown),
