@@ -9,6 +9,7 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,9 +180,27 @@ hr_t emb_flush(bus_t *bb, int timeout_ms)
 
 /* Writes one piece of the flush buffer to the active segment and publishes
  * it to readers. */
+/* Reserves the active segment's blocks ahead of a write of len bytes
+ * (FALLOC_FL_KEEP_SIZE: the file's size, and so what recovery reads, does
+ * not change; the reserve past the end is released when the segment is
+ * sealed). Best effort: a file system without fallocate just appends. */
+static void prealloc(emb_bus_t *b, seg_t *s, size_t len)
+{
+    int64_t need = s->size + (int64_t)len;
+    if (need <= s->prealloc) return;
+    int64_t upto = need + PREALLOC_STEP;
+    if (upto > b->segment_bytes) upto = need > b->segment_bytes ? need : b->segment_bytes;
+    int64_t from = s->prealloc > s->size ? s->prealloc : s->size;
+    if (fallocate(s->fd, FALLOC_FL_KEEP_SIZE, from, upto - from) == 0)
+        s->prealloc = upto;
+    else
+        s->prealloc = INT64_MAX; /* unsupported or full: stop trying on this segment */
+}
+
 static hr_t write_piece(emb_bus_t *b, part_t *p, seg_t *s, const char *data, size_t len,
                         int64_t last_off, int64_t max_ts)
 {
+    prealloc(b, s, len);
     if (emb_write_all(s->fd, data, len) != HR_OK ||
         (b->fsync_mode == FSYNC_ALWAYS && fdatasync(s->fd) != 0)) {
         int err = errno;
@@ -220,6 +239,8 @@ static hr_t roll(emb_bus_t *b, part_t *p, int64_t first, seg_t **active)
         emb_set_write_failed(b, p->dir, errno);
         return HR_ERR;
     }
+    if (old->prealloc > old->size && old->fd >= 0 && ftruncate(old->fd, old->size) != 0)
+        log_warn(LOGC, "releasing the reserve of %s: %s", old->path, strerror(errno));
     pthread_mutex_lock(&p->seg_mu);
     old->sealed = true;
     emb_seg_maybe_close(old);

@@ -46,6 +46,10 @@
 #define DEF_SEGMENT_BYTES ((int64_t)64 << 20)
 #define MIN_SEGMENT_BYTES ((int64_t)1024)
 #define SHRINK_BYTES ((size_t)4 << 20)
+/* The flusher reserves the active segment's blocks this far ahead of the
+ * writes (fallocate, keeping the size): appending into reserved blocks
+ * costs the kernel less than allocating them write by write. */
+#define PREALLOC_STEP ((int64_t)4 << 20)
 #define TOPIC_SLOTS 4096              /* power of two */
 #define MAX_TOPICS 2048
 #define MAX_PARTITIONS 1024
@@ -84,6 +88,7 @@ typedef struct seg {
     int64_t synced;     /* bytes known to be on disk (or not needing sync) */
     int64_t max_ts;     /* newest append time (mtime for unindexed segments) */
     int64_t idx_next;   /* flusher: file position of the next index entry */
+    int64_t prealloc;   /* flusher: blocks are reserved (fallocate) up to here */
     int fd;
     int refs;
     bool sealed;
