@@ -89,6 +89,19 @@ static hr_t produce(raw_ctx_t *x, const char *topic, const void *key, size_t kle
     }
 }
 
+/* bus_produce_batch, waiting while the producer queue is full. */
+static hr_t produce_many(raw_ctx_t *x, const char *topic, const bus_rec_t *recs, int n, bus_batch_t *b)
+{
+    int k = 0;
+    for (;;) {
+        int got = 0;
+        hr_t r = bus_produce_batch(x->bus, topic, recs + k, n - k, b, &got);
+        k += got;
+        if (r != HR_AGAIN) return r;
+        bus_flush(x->bus, 10);
+    }
+}
+
 static hr_t retire(relay_t *rl, slot_t *s)
 {
     raw_ctx_t *x = rl->x;
@@ -112,7 +125,9 @@ static void *relay_main(void *arg)
     for (int i = 0; i < depth; i++) bus_batch_init(&ring[i].b);
     int64_t head = 0, tail = 0, seq = 0;
     hr_t r = HR_OK;
-    char key[WL_USER_ID_LEN + 1];
+    int crecs = o->batch_max > 64 ? o->batch_max : 64;
+    bus_rec_t *recs = xcalloc((size_t)crecs, sizeof(*recs));
+    char(*keys)[WL_USER_ID_LEN + 1] = NULL;
 
     while (r == HR_OK) {
         bool stopping = atomic_load(&x->stop);
@@ -123,25 +138,36 @@ static void *relay_main(void *arg)
         }
         if (n > 0) {
             slot_t *s = &ring[head % depth];
+            int nr = 0;
             for (int i = 0; i < n && r == HR_OK; i++) {
                 const bus_msg_t *m = &msgs[i];
                 add_range(s, m);
                 if (rl->kind == 0) {
+                    /* one event's notifications, one batch produce (as fan-out) */
                     const unsigned char *v = m->value;
                     int cnt = v[0] | v[1] << 8, ch = v[2];
-                    for (int k = 0; k < cnt && r == HR_OK; k++) {
-                        workload_user_id((int64_t)((seq++ * 2654435761u) % (uint64_t)o->users), key);
-                        const buf_t *b = &o->notif_pool[seq % (uint64_t)o->pool_n];
-                        r = produce(x, x->topics[ch], key, WL_USER_ID_LEN, b->data, b->len, &s->b);
+                    if (cnt > crecs) {
+                        crecs = cnt;
+                        recs = xrealloc(recs, (size_t)crecs * sizeof(*recs));
+                        free(keys);
+                        keys = NULL;
                     }
+                    if (!keys) keys = xcalloc((size_t)crecs, sizeof(*keys));
+                    for (int k = 0; k < cnt; k++) {
+                        workload_user_id((int64_t)((seq++ * 2654435761u) % (uint64_t)o->users), keys[k]);
+                        const buf_t *b = &o->notif_pool[seq % (uint64_t)o->pool_n];
+                        recs[k] = (bus_rec_t){-1, keys[k], WL_USER_ID_LEN, b->data, b->len};
+                    }
+                    r = produce_many(x, x->topics[ch], recs, cnt, &s->b);
                 } else if (rl->kind == 1) {
                     const buf_t *b = &o->status_pool[seq++ % (uint64_t)o->pool_n];
-                    r = produce(x, TOPIC_STATUS, m->key, m->key_len, b->data, b->len, &s->b);
+                    recs[nr++] = (bus_rec_t){-1, m->key, m->key_len, b->data, b->len};
                     s->count++;
                 } else {
                     atomic_fetch_add_explicit(&x->status_read, 1, memory_order_relaxed);
                 }
             }
+            if (rl->kind == 1 && nr && r == HR_OK) r = produce_many(x, TOPIC_STATUS, recs, nr, &s->b);
             head++;
         }
         if (head > tail && (head - tail == depth || n == 0)) {
@@ -151,6 +177,8 @@ static void *relay_main(void *arg)
         if (stopping && head == tail) break;
     }
     for (int i = 0; i < depth; i++) bus_batch_release(&ring[i].b);
+    free(recs);
+    free(keys);
     free(ring);
     free(msgs);
     rl->result = r;

@@ -119,6 +119,38 @@ hr_t bus_produce(bus_t *bus, const char *topic, int32_t partition, const void *k
     return r;
 }
 
+hr_t bus_produce_batch(bus_t *bus, const char *topic, const bus_rec_t *recs, int n, bus_batch_t *batch,
+                       int *done)
+{
+    int k = 0;
+    hr_t r = HR_OK;
+    if (n <= 0) goto out;
+    if (!bus->ops->produce_batch) {
+        for (; k < n; k++) {
+            const bus_rec_t *x = &recs[k];
+            r = bus_produce(bus, topic, x->partition, x->key, x->key_len, x->value, x->value_len, batch);
+            if (r != HR_OK) break;
+        }
+        goto out;
+    }
+    if (batch) { /* one count for the whole batch, corrected after */
+        pthread_mutex_lock(&batch->mu);
+        batch->pending += n;
+        batch->bus = bus;
+        pthread_mutex_unlock(&batch->mu);
+    }
+    r = bus->ops->produce_batch(bus, topic, recs, n, batch, &k);
+    if (k < n && batch) {
+        pthread_mutex_lock(&batch->mu);
+        batch->pending -= n - k;
+        if (batch->pending == 0) pthread_cond_broadcast(&batch->cv);
+        pthread_mutex_unlock(&batch->mu);
+    }
+out:
+    if (done) *done = k;
+    return r;
+}
+
 hr_t bus_flush(bus_t *bus, int timeout_ms) { return bus->ops->flush(bus, timeout_ms); }
 
 int64_t bus_outstanding(bus_t *bus)

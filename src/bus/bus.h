@@ -149,6 +149,25 @@ int32_t bus_partitions(bus_t *bus, const char *topic);
  * and retry. */
 hr_t bus_produce(bus_t *bus, const char *topic, int32_t partition, const void *key,
                  size_t key_len, const void *value, size_t value_len, bus_batch_t *batch);
+/* One record of bus_produce_batch(). */
+typedef struct bus_rec {
+    int32_t partition;          /* < 0: murmur2(key) % partitions (key required) */
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+} bus_rec_t;
+
+/* Appends n records to one topic, as n bus_produce() calls in that order
+ * would (same partitions, same order within each partition, same batch),
+ * but cheaper: the embedded bus looks the topic up once, reads the clock
+ * once and takes each partition's lock once per call. Stops at the first
+ * record that fails: *done (may be NULL) gets how many records from the
+ * start were produced, and the result is that record's error (HR_AGAIN
+ * when the producer queue is full: serve, then retry from recs + *done);
+ * HR_OK when all n were. */
+hr_t bus_produce_batch(bus_t *bus, const char *topic, const bus_rec_t *recs, int n, bus_batch_t *batch,
+                       int *done);
 /* Waits until everything produced so far is acknowledged. */
 hr_t bus_flush(bus_t *bus, int timeout_ms);
 /* Records produced and not acknowledged yet (for the shutdown report); -1

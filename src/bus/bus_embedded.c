@@ -107,6 +107,8 @@ static hr_t emb_open(const bus_opts_t *opts, bus_t **out)
     cond_init_mono(&b->sy_cv);
     pthread_mutex_init(&b->data_mu, NULL);
     cond_init_mono(&b->data_cv);
+    pthread_mutex_init(&b->cons_mu, NULL);
+    b->fl_topics = xcalloc(MAX_TOPICS, sizeof(*b->fl_topics));
 
     char *path = xasprintf("%s/groups", b->dir);
     hr_t m = mkdir_p(path, 0755);
@@ -184,6 +186,11 @@ static void emb_close(bus_t *bb)
     pthread_cond_destroy(&b->sy_cv);
     pthread_mutex_destroy(&b->data_mu);
     pthread_cond_destroy(&b->data_cv);
+    pthread_mutex_destroy(&b->cons_mu);
+    free(b->cons);
+    free(b->fl_out);
+    free(b->fl_parts);
+    free(b->fl_topics);
     pthread_mutex_destroy(&b->health_mu);
     free(b->dir);
     free(b);
@@ -270,36 +277,13 @@ static int32_t emb_partitions(bus_t *bb, const char *name)
 
 /* ---- produce ---- */
 
-static hr_t emb_produce(bus_t *bb, const char *topic, int32_t partition, const void *key,
-                        size_t key_len, const void *value, size_t value_len, bus_batch_t *batch)
+/* p->mu held, room checked. Encodes one record into the partition's
+ * pending buffer and counts it for the batch's ack. Returns true when the
+ * buffer just passed URGENT_BYTES. */
+static bool part_append(part_t *p, const void *key, size_t key_len, const void *value, size_t value_len,
+                        int64_t now, bus_batch_t *batch)
 {
-    emb_bus_t *b = (emb_bus_t *)bb;
-    topic_t *t = topic_find(b, topic);
-    if (!t) return HR_NOTFOUND;
-    if (partition < 0) {
-        if (!key) return HR_INVALID;
-        partition = murmur2_partition(key, key_len, t->nparts);
-    } else if (partition >= t->nparts) {
-        return HR_INVALID;
-    }
-    if (key_len > REC_MAX || value_len > REC_MAX) return HR_INVALID;
     size_t len = REC_HDR + key_len + value_len;
-    if (len > REC_MAX || len > b->max_pending) return HR_INVALID;
-
-    part_t *p = &t->parts[partition];
-    int64_t now = hclock_now_ms();
-    bool urgent = false;
-
-    pthread_mutex_lock(&p->mu);
-    if (atomic_load_explicit(&b->closing, memory_order_relaxed)) {
-        pthread_mutex_unlock(&p->mu);
-        return HR_CLOSED;
-    }
-    if (p->plen + len > b->max_pending) {
-        pthread_mutex_unlock(&p->mu);
-        emb_kick_flusher(b);
-        return HR_AGAIN;
-    }
     if (p->plen + len > p->pcap) {
         size_t cap = p->pcap ? p->pcap : (size_t)64 << 10;
         while (cap < p->plen + len) cap *= 2;
@@ -313,10 +297,10 @@ static hr_t emb_produce(bus_t *bb, const char *topic, int32_t partition, const v
     le_put32(rec + 4, 0); /* the flusher fills in the CRC */
     le_put64(rec + 8, p->next_off++);
     le_put64(rec + 16, now);
-    le_put32(rec + 24, (uint32_t)key_len);
+    le_put32(rec + 24, (uint32_t)key_len | REC_ATTR_CRC32C);
     if (key_len) memcpy(rec + REC_HDR, key, key_len);
     if (value_len) memcpy(rec + REC_HDR + key_len, value, value_len);
-    urgent = p->plen < URGENT_BYTES && p->plen + len >= URGENT_BYTES;
+    bool urgent = p->plen < URGENT_BYTES && p->plen + len >= URGENT_BYTES;
     p->plen += len;
     if (p->nacks && p->acks[p->nacks - 1].b == batch) {
         p->acks[p->nacks - 1].n++;
@@ -329,8 +313,13 @@ static hr_t emb_produce(bus_t *bb, const char *topic, int32_t partition, const v
         p->acks[p->nacks].n = 1;
         p->nacks++;
     }
-    pthread_mutex_unlock(&p->mu);
+    return urgent;
+}
 
+/* After records were appended: wakes the flusher (at once when a buffer
+ * passed URGENT_BYTES, else only if it does not know yet). */
+static void produced(emb_bus_t *b, bool urgent)
+{
     if (urgent) {
         atomic_store(&b->dirty, 1);
         emb_kick_flusher(b);
@@ -339,7 +328,140 @@ static hr_t emb_produce(bus_t *bb, const char *topic, int32_t partition, const v
         pthread_cond_signal(&b->fl_cv);
         pthread_mutex_unlock(&b->fl_mu);
     }
+}
+
+/* The partition of a record, or -1 when invalid (no key and no partition,
+ * partition out of range, too big). */
+static int32_t rec_partition(const emb_bus_t *b, const topic_t *t, int32_t partition, const void *key,
+                             size_t key_len, size_t value_len)
+{
+    if (partition < 0) {
+        if (!key) return -1;
+        partition = murmur2_partition(key, key_len, t->nparts);
+    } else if (partition >= t->nparts) {
+        return -1;
+    }
+    if (key_len > REC_MAX || value_len > REC_MAX) return -1;
+    size_t len = REC_HDR + key_len + value_len;
+    if (len > REC_MAX || len > b->max_pending) return -1;
+    return partition;
+}
+
+static hr_t emb_produce(bus_t *bb, const char *topic, int32_t partition, const void *key,
+                        size_t key_len, const void *value, size_t value_len, bus_batch_t *batch)
+{
+    emb_bus_t *b = (emb_bus_t *)bb;
+    topic_t *t = topic_find(b, topic);
+    if (!t) return HR_NOTFOUND;
+    partition = rec_partition(b, t, partition, key, key_len, value_len);
+    if (partition < 0) return HR_INVALID;
+    size_t len = REC_HDR + key_len + value_len;
+    part_t *p = &t->parts[partition];
+    int64_t now = hclock_now_ms();
+
+    pthread_mutex_lock(&p->mu);
+    if (atomic_load_explicit(&b->closing, memory_order_relaxed)) {
+        pthread_mutex_unlock(&p->mu);
+        return HR_CLOSED;
+    }
+    if (p->plen + len > b->max_pending) {
+        pthread_mutex_unlock(&p->mu);
+        emb_kick_flusher(b);
+        return HR_AGAIN;
+    }
+    bool urgent = part_append(p, key, key_len, value, value_len, now, batch);
+    pthread_mutex_unlock(&p->mu);
+    produced(b, urgent);
     return HR_OK;
+}
+
+#define CHUNK_RECS 256
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Up to CHUNK_RECS records: locks each partition they go to once (in
+ * partition order, so two batch producers cannot deadlock), finds the
+ * longest prefix that fits, appends it, unlocks. */
+static hr_t produce_chunk(emb_bus_t *b, topic_t *t, const bus_rec_t *recs, int n, bus_batch_t *batch,
+                          int64_t now, int *done, bool *urgent)
+{
+    int32_t pid[CHUNK_RECS], uniq[CHUNK_RECS];
+    size_t need[CHUNK_RECS];
+    int nu = 0, k = 0;
+    hr_t r = HR_OK;
+    *done = 0;
+    for (; k < n; k++) {
+        const bus_rec_t *x = &recs[k];
+        pid[k] = rec_partition(b, t, x->partition, x->key, x->key_len, x->value_len);
+        if (pid[k] < 0) {
+            r = HR_INVALID;
+            break;
+        }
+        uniq[nu++] = pid[k];
+    }
+    n = k; /* the valid prefix */
+    if (n == 0) return r;
+    qsort(uniq, (size_t)nu, sizeof(*uniq), cmp_i32);
+    int w = 0;
+    for (int i = 0; i < nu; i++)
+        if (w == 0 || uniq[w - 1] != uniq[i]) uniq[w++] = uniq[i];
+    nu = w;
+    for (int i = 0; i < nu; i++) pthread_mutex_lock(&t->parts[uniq[i]].mu);
+    if (atomic_load_explicit(&b->closing, memory_order_relaxed)) {
+        r = HR_CLOSED;
+        n = 0;
+    }
+    /* the longest prefix that fits every partition's pending buffer */
+    for (int i = 0; i < nu; i++) need[i] = t->parts[uniq[i]].plen;
+    for (k = 0; k < n; k++) {
+        const bus_rec_t *x = &recs[k];
+        size_t len = REC_HDR + x->key_len + x->value_len;
+        int lo = 0, hi = nu - 1;
+        while (uniq[(lo + hi) / 2] != pid[k]) {
+            if (uniq[(lo + hi) / 2] < pid[k])
+                lo = (lo + hi) / 2 + 1;
+            else
+                hi = (lo + hi) / 2 - 1;
+        }
+        size_t *q = &need[(lo + hi) / 2];
+        if (*q + len > b->max_pending) {
+            r = HR_AGAIN;
+            break;
+        }
+        *q += len;
+    }
+    n = k;
+    for (k = 0; k < n; k++) {
+        const bus_rec_t *x = &recs[k];
+        *urgent |= part_append(&t->parts[pid[k]], x->key, x->key_len, x->value, x->value_len, now, batch);
+    }
+    for (int i = nu - 1; i >= 0; i--) pthread_mutex_unlock(&t->parts[uniq[i]].mu);
+    *done = n;
+    return r;
+}
+
+static hr_t emb_produce_batch(bus_t *bb, const char *topic, const bus_rec_t *recs, int n, bus_batch_t *batch,
+                              int *done)
+{
+    emb_bus_t *b = (emb_bus_t *)bb;
+    *done = 0;
+    topic_t *t = topic_find(b, topic);
+    if (!t) return HR_NOTFOUND;
+    int64_t now = hclock_now_ms();
+    bool urgent = false;
+    hr_t r = HR_OK;
+    while (*done < n && r == HR_OK) {
+        int m = n - *done < CHUNK_RECS ? n - *done : CHUNK_RECS, got;
+        r = produce_chunk(b, t, recs + *done, m, batch, now, &got, &urgent);
+        *done += got;
+    }
+    if (*done) produced(b, urgent);
+    if (r == HR_AGAIN) emb_kick_flusher(b);
+    return r;
 }
 
 /* Records below each partition's end that are not acknowledged yet. */
@@ -412,6 +534,8 @@ static hr_t emb_consumer_new(bus_t *bb, const char *group, const char *const *to
     c->rcap = READ_CHUNK;
     c->rbuf = xmalloc(c->rcap);
     c->last_commit_ns = hclock_mono_ns();
+    c->wtopics = xcalloc((size_t)ntopics, sizeof(*c->wtopics));
+    emb_cons_add(b, c);
 
     pthread_mutex_lock(&b->mu);
     group_t *g = emb_group_get(b, group);
@@ -451,10 +575,12 @@ static void emb_consumer_close(bus_consumer_t *bc)
     emb_group_assign(b, g);
     pthread_mutex_unlock(&g->mu);
     pthread_mutex_unlock(&b->mu);
+    emb_cons_remove(b, c);
     emb_wake_consumers(b);
 
     for (int i = 0; i < c->ntopics; i++) free(c->topics[i]);
     free(c->topics);
+    free(c->wtopics);
     free(c->parts);
     free(c->rbuf);
     free(c);
@@ -566,7 +692,7 @@ static int take_records(emb_consumer_t *c, bus_msg_t *msgs, int max, int64_t lim
         uint32_t len = le_get32(r);
         bool bad = len < REC_HDR || len > REC_MAX;
         if (!bad && len > c->rlen - c->rdone) break;
-        if (!bad) bad = le_get32(r + 24) > len - REC_HDR || rec_crc(r, len) != le_get32(r + 4);
+        if (!bad) bad = rec_klen(r, len) < 0 || rec_crc(r, len) != le_get32(r + 4);
         if (bad) {
             cp->fpos = skip_damage(c->eb, cp, limit);
             drop_buffer(c);
@@ -576,7 +702,7 @@ static int take_records(emb_consumer_t *c, bus_msg_t *msgs, int max, int64_t lim
         c->rdone += len;
         cp->fpos += len;
         if (off < cp->pos) continue;
-        uint32_t klen = le_get32(r + 24);
+        size_t klen = (size_t)rec_klen(r, len);
         bus_msg_t *m = &msgs[n++];
         m->topic = cp->t->name;
         m->partition = cp->part;
@@ -655,17 +781,15 @@ static int emb_poll(bus_consumer_t *bc, bus_msg_t *msgs, int max, int timeout_ms
     emb_bus_t *b = c->eb;
     if (max <= 0 || !msgs) return HR_INVALID;
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : hclock_mono_ns() + (int64_t)timeout_ms * 1000000;
+    (void)b;
     for (;;) {
-        uint64_t seq = atomic_load(&b->data_seq);
+        uint32_t seq = atomic_load(&c->wseq);
         emb_rebalance(c);
         if (hclock_mono_ns() - c->last_commit_ns >= (int64_t)AUTOCOMMIT_MS * 1000000) emb_commit(bc);
         int n = fill(c, msgs, max);
         if (n != 0) return n;
         if (hclock_mono_ns() >= deadline) return 0;
-        pthread_mutex_lock(&b->data_mu);
-        while (atomic_load(&b->data_seq) == seq)
-            if (cond_wait_until(&b->data_cv, &b->data_mu, deadline) == ETIMEDOUT) break;
-        pthread_mutex_unlock(&b->data_mu);
+        emb_cons_sleep(c, seq, deadline);
     }
 }
 
@@ -747,6 +871,7 @@ const bus_ops_t bus_embedded_ops = {
     .topic_ensure = emb_topic_ensure,
     .partitions = emb_partitions,
     .produce = emb_produce,
+    .produce_batch = emb_produce_batch,
     .flush = emb_flush,
     .consumer_new = emb_consumer_new,
     .poll = emb_poll,

@@ -9,21 +9,108 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define LOGC "bus"
 
-/* ---- wake-ups ---- */
+/* ---- wake-ups ----
+ *
+ * Each consumer sleeps on its own futex word (wseq), so that a flush wakes
+ * only the consumers subscribed to a topic that got data, and a busy
+ * consumer (not asleep) costs the flusher one atomic add, no syscall. The
+ * sleeper publishes `sleeping` and re-reads wseq; the waker bumps wseq and
+ * then reads `sleeping` (both sequentially consistent): one of the two sees
+ * the other, so no wake-up is lost. bus_flush waiters use data_cv, which is
+ * broadcast only when one waits. */
 
-void emb_wake_consumers(emb_bus_t *b)
+static void futex_wake_all(_Atomic uint32_t *w)
+{
+    syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+static void cons_wake(emb_consumer_t *c)
+{
+    atomic_fetch_add(&c->wseq, 1);
+    if (atomic_load(&c->sleeping)) futex_wake_all(&c->wseq);
+}
+
+void emb_cons_sleep(emb_consumer_t *c, uint32_t seq, int64_t deadline_ns)
+{
+    atomic_store(&c->sleeping, 1);
+    if (atomic_load(&c->wseq) == seq) {
+        struct timespec ts, *tp = NULL;
+        if (deadline_ns != INT64_MAX) {
+            int64_t left = deadline_ns - hclock_mono_ns();
+            if (left < 0) left = 0;
+            ts.tv_sec = left / 1000000000;
+            ts.tv_nsec = left % 1000000000;
+            tp = &ts;
+        }
+        syscall(SYS_futex, (uint32_t *)&c->wseq, FUTEX_WAIT_PRIVATE, seq, tp, NULL, 0);
+    }
+    atomic_store(&c->sleeping, 0);
+}
+
+void emb_cons_add(emb_bus_t *b, emb_consumer_t *c)
+{
+    pthread_mutex_lock(&b->cons_mu);
+    if (b->ncons == b->ccons) {
+        b->ccons = b->ccons ? b->ccons * 2 : 16;
+        b->cons = xrealloc(b->cons, b->ccons * sizeof(*b->cons));
+    }
+    b->cons[b->ncons++] = c;
+    pthread_mutex_unlock(&b->cons_mu);
+}
+
+void emb_cons_remove(emb_bus_t *b, emb_consumer_t *c)
+{
+    pthread_mutex_lock(&b->cons_mu);
+    for (size_t i = 0; i < b->ncons; i++)
+        if (b->cons[i] == c) {
+            b->cons[i] = b->cons[--b->ncons];
+            break;
+        }
+    pthread_mutex_unlock(&b->cons_mu);
+}
+
+static void wake_flush_waiters(emb_bus_t *b)
 {
     atomic_fetch_add(&b->data_seq, 1);
+    if (!atomic_load(&b->flush_waiters)) return;
     pthread_mutex_lock(&b->data_mu);
     pthread_cond_broadcast(&b->data_cv);
     pthread_mutex_unlock(&b->data_mu);
+}
+
+void emb_wake_consumers(emb_bus_t *b)
+{
+    pthread_mutex_lock(&b->cons_mu);
+    for (size_t i = 0; i < b->ncons; i++) cons_wake(b->cons[i]);
+    pthread_mutex_unlock(&b->cons_mu);
+    wake_flush_waiters(b);
+}
+
+/* After a flush: wakes the consumers subscribed to a topic in b->fl_topics. */
+static void wake_readers(emb_bus_t *b)
+{
+    pthread_mutex_lock(&b->cons_mu);
+    for (size_t i = 0; i < b->ncons; i++) {
+        emb_consumer_t *c = b->cons[i];
+        for (int k = 0; k < c->ntopics; k++) {
+            if (!c->wtopics[k]) c->wtopics[k] = topic_find(b, c->topics[k]);
+            if (c->wtopics[k] && b->fl_topics[c->wtopics[k]->tix]) {
+                cons_wake(c);
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&b->cons_mu);
 }
 
 /* Asks the flusher to write now instead of waiting for the interval. */
@@ -79,8 +166,10 @@ hr_t emb_flush(bus_t *bb, int timeout_ms)
             break;
         }
         pthread_mutex_lock(&b->data_mu);
+        atomic_fetch_add(&b->flush_waiters, 1);
         while (atomic_load(&b->data_seq) == seq)
             if (cond_wait_until(&b->data_cv, &b->data_mu, deadline) == ETIMEDOUT) break;
+        atomic_fetch_sub(&b->flush_waiters, 1);
         pthread_mutex_unlock(&b->data_mu);
     }
     free(want);
@@ -91,9 +180,27 @@ hr_t emb_flush(bus_t *bb, int timeout_ms)
 
 /* Writes one piece of the flush buffer to the active segment and publishes
  * it to readers. */
+/* Reserves the active segment's blocks ahead of a write of len bytes
+ * (FALLOC_FL_KEEP_SIZE: the file's size, and so what recovery reads, does
+ * not change; the reserve past the end is released when the segment is
+ * sealed). Best effort: a file system without fallocate just appends. */
+static void prealloc(emb_bus_t *b, seg_t *s, size_t len)
+{
+    int64_t need = s->size + (int64_t)len;
+    if (need <= s->prealloc) return;
+    int64_t upto = need + PREALLOC_STEP;
+    if (upto > b->segment_bytes) upto = need > b->segment_bytes ? need : b->segment_bytes;
+    int64_t from = s->prealloc > s->size ? s->prealloc : s->size;
+    if (fallocate(s->fd, FALLOC_FL_KEEP_SIZE, from, upto - from) == 0)
+        s->prealloc = upto;
+    else
+        s->prealloc = INT64_MAX; /* unsupported or full: stop trying on this segment */
+}
+
 static hr_t write_piece(emb_bus_t *b, part_t *p, seg_t *s, const char *data, size_t len,
                         int64_t last_off, int64_t max_ts)
 {
+    prealloc(b, s, len);
     if (emb_write_all(s->fd, data, len) != HR_OK ||
         (b->fsync_mode == FSYNC_ALWAYS && fdatasync(s->fd) != 0)) {
         int err = errno;
@@ -132,6 +239,8 @@ static hr_t roll(emb_bus_t *b, part_t *p, int64_t first, seg_t **active)
         emb_set_write_failed(b, p->dir, errno);
         return HR_ERR;
     }
+    if (old->prealloc > old->size && old->fd >= 0 && ftruncate(old->fd, old->size) != 0)
+        log_warn(LOGC, "releasing the reserve of %s: %s", old->path, strerror(errno));
     pthread_mutex_lock(&p->seg_mu);
     old->sealed = true;
     emb_seg_maybe_close(old);
@@ -143,15 +252,52 @@ static hr_t roll(emb_bus_t *b, part_t *p, int64_t first, seg_t **active)
     return HR_OK;
 }
 
-static void ack_runs(ack_run_t *runs, size_t nruns, int64_t nok)
+/* Adds one partition's ack runs to the flush's acknowledgements: the first
+ * nok records succeeded, the rest failed. */
+static void ack_collect(emb_bus_t *b, const ack_run_t *runs, size_t nruns, int64_t nok)
 {
     for (size_t i = 0; i < nruns; i++) {
         int64_t n = runs[i].n, ok = n < nok ? n : nok;
         nok -= ok;
         if (!runs[i].b) continue;
-        if (ok) bus_batch_ack_n(runs[i].b, ok, HR_OK);
-        if (n - ok) bus_batch_ack_n(runs[i].b, n - ok, HR_ERR);
+        if (b->nfl_out && b->fl_out[b->nfl_out - 1].b == runs[i].b) {
+            b->fl_out[b->nfl_out - 1].ok += ok;
+            b->fl_out[b->nfl_out - 1].err += n - ok;
+            continue;
+        }
+        if (b->nfl_out == b->cfl_out) {
+            b->cfl_out = b->cfl_out ? b->cfl_out * 2 : 256;
+            b->fl_out = xrealloc(b->fl_out, b->cfl_out * sizeof(*b->fl_out));
+        }
+        b->fl_out[b->nfl_out++] = (ack_out_t){runs[i].b, ok, n - ok};
     }
+}
+
+static int cmp_ack_out(const void *x, const void *y)
+{
+    uintptr_t a = (uintptr_t)((const ack_out_t *)x)->b, c = (uintptr_t)((const ack_out_t *)y)->b;
+    return a < c ? -1 : a > c;
+}
+
+/* Acknowledges what the flush collected: one bus_batch_ack_n per batch and
+ * result (a batch whose records went to many partitions is woken once),
+ * then moves each flushed partition's acked offset. */
+static void ack_flush(emb_bus_t *b)
+{
+    if (b->nfl_out > 1) qsort(b->fl_out, b->nfl_out, sizeof(*b->fl_out), cmp_ack_out);
+    for (size_t i = 0; i < b->nfl_out;) {
+        ack_out_t a = b->fl_out[i++];
+        while (i < b->nfl_out && b->fl_out[i].b == a.b) {
+            a.ok += b->fl_out[i].ok;
+            a.err += b->fl_out[i].err;
+            i++;
+        }
+        if (a.ok) bus_batch_ack_n(a.b, a.ok, HR_OK);
+        if (a.err) bus_batch_ack_n(a.b, a.err, HR_ERR);
+    }
+    b->nfl_out = 0;
+    for (size_t i = 0; i < b->nfl_parts; i++) atomic_store(&b->fl_parts[i]->acked, b->fl_parts[i]->fl_end);
+    b->nfl_parts = 0;
 }
 
 /* Flusher thread. Returns true if anything was acked. */
@@ -213,8 +359,14 @@ static bool part_flush(emb_bus_t *b, part_t *p)
     }
     if (r == HR_OK && i > piece && write_piece(b, p, s, buf + piece, i - piece, last_off, max_ts) == HR_OK)
         nok += piece_recs;
-    ack_runs(runs, nruns, nok);
-    atomic_store(&p->acked, end_off);
+    ack_collect(b, runs, nruns, nok);
+    p->fl_end = end_off;
+    if (b->nfl_parts == b->cfl_parts) {
+        b->cfl_parts = b->cfl_parts ? b->cfl_parts * 2 : 64;
+        b->fl_parts = xrealloc(b->fl_parts, b->cfl_parts * sizeof(*b->fl_parts));
+    }
+    b->fl_parts[b->nfl_parts++] = p;
+    b->fl_topics[p->t->tix] = true;
 
     if (p->fcap > SHRINK_BYTES && n < p->fcap / 4) {
         free(p->fbuf);
@@ -224,13 +376,19 @@ static bool part_flush(emb_bus_t *b, part_t *p)
     return true;
 }
 
-static bool flush_all(emb_bus_t *b)
+/* Flushes every partition, wakes the consumers of the topics that got data,
+ * then acknowledges. */
+static void flush_all(emb_bus_t *b)
 {
     bool any = false;
     size_t nt = atomic_load_explicit(&b->ntopics, memory_order_acquire);
     for (size_t i = 0; i < nt; i++)
         for (int32_t j = 0; j < b->tlist[i]->nparts; j++) any |= part_flush(b, &b->tlist[i]->parts[j]);
-    return any;
+    if (!any) return;
+    wake_readers(b);
+    ack_flush(b);
+    memset(b->fl_topics, 0, nt * sizeof(*b->fl_topics));
+    wake_flush_waiters(b); /* acked moved */
 }
 
 static void housekeeping(emb_bus_t *b)
@@ -261,7 +419,7 @@ void *emb_flusher_main(void *arg)
         pthread_mutex_unlock(&b->fl_mu);
 
         atomic_store(&b->dirty, 0);
-        if (flush_all(b)) emb_wake_consumers(b);
+        flush_all(b);
         if (hclock_mono_ns() >= next_house) {
             housekeeping(b);
             next_house = hclock_mono_ns() + (int64_t)HOUSEKEEP_MS * 1000000;

@@ -18,6 +18,7 @@
 
 #include "bus/bus_int.h"
 #include "core/cond.h"
+#include "core/crc32c.h"
 #include "core/endian.h"
 #include "core/hash.h"
 
@@ -26,9 +27,16 @@
 #include <string.h>
 #include <zlib.h>
 
-/* Record: u32 len (whole record), u32 crc32 (of bytes 8..len), i64 offset,
- * i64 append time ms, u32 key length, key, value. Little-endian. */
+/* Record: u32 len (whole record), u32 crc (of bytes 8..len), i64 offset,
+ * i64 append time ms, u32 key field, key, value. Little-endian. The key
+ * field holds the key length in its low 24 bits (a record is at most 16 MiB)
+ * and attribute bits above: REC_ATTR_CRC32C says the crc is CRC-32C; without
+ * it the crc is zlib's CRC-32, as every record written before CRC-32C was
+ * (those segments stay readable, record by record: an active segment may
+ * hold both). Other attribute bits set make the record invalid. */
 #define REC_HDR 28
+#define REC_KLEN_MASK 0x00FFFFFFu
+#define REC_ATTR_CRC32C 0x80000000u
 #define REC_MAX ((size_t)16 << 20)
 #define IDX_STEP 4096                 /* one sparse index entry per 4 KiB */
 #define URGENT_BYTES ((size_t)256 << 10)
@@ -38,6 +46,10 @@
 #define DEF_SEGMENT_BYTES ((int64_t)64 << 20)
 #define MIN_SEGMENT_BYTES ((int64_t)1024)
 #define SHRINK_BYTES ((size_t)4 << 20)
+/* The flusher reserves the active segment's blocks this far ahead of the
+ * writes (fallocate, keeping the size): appending into reserved blocks
+ * costs the kernel less than allocating them write by write. */
+#define PREALLOC_STEP ((int64_t)4 << 20)
 #define TOPIC_SLOTS 4096              /* power of two */
 #define MAX_TOPICS 2048
 #define MAX_PARTITIONS 1024
@@ -76,6 +88,7 @@ typedef struct seg {
     int64_t synced;     /* bytes known to be on disk (or not needing sync) */
     int64_t max_ts;     /* newest append time (mtime for unindexed segments) */
     int64_t idx_next;   /* flusher: file position of the next index entry */
+    int64_t prealloc;   /* flusher: blocks are reserved (fallocate) up to here */
     int fd;
     int refs;
     bool sealed;
@@ -92,6 +105,12 @@ typedef struct ack_run {
     bus_batch_t *b;
     int64_t n;
 } ack_run_t;
+
+/* One batch's acknowledgements in one flush (all its partitions). */
+typedef struct ack_out {
+    bus_batch_t *b;
+    int64_t ok, err;
+} ack_out_t;
 
 typedef struct topic topic_t;
 
@@ -125,12 +144,14 @@ typedef struct part {
     int64_t total_bytes;
     _Atomic int64_t hw;    /* offset after the last readable record */
     _Atomic int64_t acked; /* every record below this offset has been acked */
+    int64_t fl_end;        /* flusher: acked becomes this after the flush's acks */
 } part_t;
 
 struct topic {
     char *name;
     size_t name_len;
     char *dir;
+    size_t tix;               /* position in the bus's tlist */
     int32_t nparts;
     int64_t retention_ms;
     int64_t retention_bytes;
@@ -202,6 +223,12 @@ struct emb_consumer {
     cpart_t *rpart;
     int64_t rlimit;   /* readable end of rpart's segment when the buffer was filled */
     int64_t last_commit_ns;
+    /* wake-ups: the flusher bumps wseq when a subscribed topic got data
+     * (and every waker on a rebalance) and futex-wakes the consumer when it
+     * sleeps; wtopics[i] caches topics[i] once it exists (under cons_mu) */
+    _Atomic uint32_t wseq;
+    _Atomic int sleeping;
+    topic_t **wtopics;
 };
 
 typedef struct emb_bus {
@@ -234,9 +261,24 @@ typedef struct emb_bus {
     bool sy_stop;
     pthread_cond_t sy_cv;
 
+    /* bus_flush waiters: data_seq is bumped after every flush; data_cv is
+     * broadcast only when someone waits (flush_waiters) */
     pthread_mutex_t data_mu;
     pthread_cond_t data_cv;
     _Atomic uint64_t data_seq;
+    _Atomic int flush_waiters;
+
+    /* consumers, for targeted wake-ups (bus_embedded_flush.c) */
+    pthread_mutex_t cons_mu;
+    emb_consumer_t **cons;
+    size_t ncons, ccons;
+
+    /* flusher only: what one flush acknowledges, folded per batch */
+    struct ack_out *fl_out;
+    size_t nfl_out, cfl_out;
+    part_t **fl_parts;        /* partitions flushed, whose acked moves after the acks */
+    size_t nfl_parts, cfl_parts;
+    bool *fl_topics;          /* by tix: topics that got data in this flush */
 
     /* damage and health (bus_embedded_log.c) */
     bool accept_loss;           /* start despite missing data; damage does not degrade */
@@ -270,9 +312,21 @@ typedef struct seg_info {
 
 /* ---- small helpers (inline: the produce and read paths use them) ---- */
 
+/* The CRC a record of len bytes should carry, by its attribute bit. */
 static inline uint32_t rec_crc(const char *rec, uint32_t len)
 {
+    if (le_get32(rec + 24) & REC_ATTR_CRC32C) return crc32c(0, rec + 8, len - 8);
     return (uint32_t)crc32(0L, (const Bytef *)rec + 8, (uInt)(len - 8));
+}
+
+/* The key length of a record of len bytes, or -1 when the key field is
+ * invalid (unknown attribute bits, or a key longer than the record). */
+static inline int64_t rec_klen(const char *rec, uint32_t len)
+{
+    uint32_t f = le_get32(rec + 24);
+    if (f & ~(REC_KLEN_MASK | REC_ATTR_CRC32C)) return -1;
+    f &= REC_KLEN_MASK;
+    return f > len - REC_HDR ? -1 : (int64_t)f;
 }
 
 static inline topic_t *topic_find(emb_bus_t *b, const char *name)
@@ -370,7 +424,13 @@ int64_t emb_group_floor(emb_bus_t *b, const topic_t *t, int32_t part, int64_t st
                         size_t who_len);
 
 /* ---- bus_embedded_flush.c ---- */
+/* Wakes every consumer and bus_flush waiter (rebalances, new topics). */
 void emb_wake_consumers(emb_bus_t *b);
+/* Registers / unregisters a consumer for wake-ups. */
+void emb_cons_add(emb_bus_t *b, emb_consumer_t *c);
+void emb_cons_remove(emb_bus_t *b, emb_consumer_t *c);
+/* The polling thread sleeps until woken (wseq differs from seq) or deadline. */
+void emb_cons_sleep(emb_consumer_t *c, uint32_t seq, int64_t deadline_ns);
 void emb_kick_flusher(emb_bus_t *b);
 hr_t emb_flush(bus_t *bb, int timeout_ms);
 void *emb_flusher_main(void *arg);

@@ -226,7 +226,7 @@ int emb_scan_next(scan_t *sc, const char **rec, uint32_t *len)
     if (n < REC_HDR || n > REC_MAX) return -1;
     if (scan_need(sc, n) != HR_OK) return -1;
     r = sc->buf + (sc->pos - sc->bpos);
-    if (le_get32(r + 24) > n - REC_HDR) return -1;
+    if (rec_klen(r, n) < 0) return -1;
     if (rec_crc(r, n) != le_get32(r + 4)) return -1;
     int64_t off = le_get64(r + 8);
     if (off <= sc->prev) return -1;
@@ -249,7 +249,7 @@ int emb_scan_resync(scan_t *sc)
         uint32_t n = le_get32(r);
         if (n < REC_HDR || n > REC_MAX || q + (int64_t)n > sc->limit) continue;
         int64_t off = le_get64(r + 8);
-        if (off <= sc->prev || off > max_off || le_get32(r + 24) > n - REC_HDR) continue;
+        if (off <= sc->prev || off > max_off || rec_klen(r, n) < 0) continue;
         if (scan_need(sc, n) != HR_OK) continue;
         r = sc->buf + (q - sc->bpos);
         if (rec_crc(r, n) == le_get32(r + 4)) return 1;
@@ -559,6 +559,7 @@ void emb_topic_publish(emb_bus_t *b, topic_t *t)
         size_t slot = (h + i) & (TOPIC_SLOTS - 1);
         if (atomic_load_explicit(&b->slots[slot], memory_order_relaxed) == NULL) {
             size_t n = atomic_load(&b->ntopics);
+            t->tix = n;
             b->tlist[n] = t;
             atomic_store_explicit(&b->ntopics, n + 1, memory_order_release);
             atomic_store_explicit(&b->slots[slot], t, memory_order_release);

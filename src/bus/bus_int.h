@@ -21,6 +21,12 @@ typedef struct bus_ops {
     int32_t (*partitions)(bus_t *bus, const char *topic);
     hr_t (*produce)(bus_t *bus, const char *topic, int32_t partition, const void *key,
                     size_t key_len, const void *value, size_t value_len, bus_batch_t *batch);
+    /* bus_produce_batch: produces a prefix of recs, sets *done to its
+     * length (always set), returns HR_OK or the error of recs[*done]. The
+     * batch's pending count is bus.c's. May be NULL (bus.c loops over
+     * produce). */
+    hr_t (*produce_batch)(bus_t *bus, const char *topic, const bus_rec_t *recs, int n, bus_batch_t *batch,
+                          int *done);
     hr_t (*flush)(bus_t *bus, int timeout_ms);
     hr_t (*consumer_new)(bus_t *bus, const char *group, const char *const *topics,
                          int ntopics, const bus_rebalance_t *rb, bus_consumer_t **out);

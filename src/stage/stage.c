@@ -590,3 +590,25 @@ hr_t stage_produce(app_t *app, const char *topic, int32_t partition, const void 
         bus_flush(app->bus, 10);
     }
 }
+
+hr_t stage_produce_batch(app_t *app, const char *topic, const bus_rec_t *recs, int n, bus_batch_t *batch,
+                         int *done)
+{
+    bool last_try = false;
+    int k = 0;
+    hr_t r = HR_OK;
+    while (k < n) {
+        int got = 0;
+        r = bus_produce_batch(app->bus, topic, recs + k, n - k, batch, &got);
+        k += got;
+        if (r != HR_AGAIN) break;
+        if (last_try) {
+            r = HR_CLOSED;
+            break;
+        }
+        last_try = atomic_load(&app->stopping);
+        bus_flush(app->bus, 10);
+    }
+    if (done) *done = k;
+    return r;
+}

@@ -112,6 +112,14 @@ bool stage_rewound(const stage_ctx_t *cx, const bus_msg_t *m);
 hr_t stage_produce(app_t *app, const char *topic, int32_t partition, const void *key,
                    size_t key_len, const void *value, size_t value_len, bus_batch_t *batch);
 
+/* bus_produce_batch with stage_produce's waiting: produces all n records
+ * of recs to topic (in order, one batch), waiting while the producer queue
+ * is full. Stops at the first record that fails for another reason (or
+ * HR_CLOSED while stopping, as stage_produce); *done (may be NULL) gets how
+ * many were produced. */
+hr_t stage_produce_batch(app_t *app, const char *topic, const bus_rec_t *recs, int n, bus_batch_t *batch,
+                         int *done);
+
 /* Produces a DLQ record: {"reason","stage","topic","partition","offset","at_ms","payload"}
  * (or "payload_hex" when the payload is not UTF-8). Logs a warning per
  * record, at most a few per 10 s per worker thread; the rest are counted

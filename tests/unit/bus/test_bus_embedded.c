@@ -8,6 +8,8 @@
  */
 #include "bus_harness.h"
 
+#include "bus/bus_embedded_int.h"
+
 #include "core/log.h"
 #include "metrics/metrics.h"
 
@@ -145,6 +147,139 @@ static void test_torn_tail(void **state)
     expect_values(cx, t, 14, "g5");
     hlog_set_level(HLOG_WARN);
     free(seg);
+}
+
+/* Copies a fixture file into the bus directory. */
+static void copy_fixture(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* Reads topic "old" from the start in a new group: n records, keys "key-<i>". */
+static void expect_old(ctx_t *cx, int n, int skip, const char *group)
+{
+    bus_consumer_t *c = subscribe(cx->bus, name(cx, group), "old", NULL);
+    recs_t got = {0};
+    consume(c, &got, (size_t)(skip >= 0 ? n - 1 : n));
+    for (int i = 0, k = 0; i < n; i++) {
+        if (i == skip) continue;
+        char key[16];
+        snprintf(key, sizeof(key), "key-%d", i);
+        assert_int_equal(got.v[k].off, i);
+        assert_string_equal(got.v[k].key, key);
+        if (i < 5) assert_non_null(strstr(got.v[k].val, "written with zlib crc32"));
+        k++;
+    }
+    expect_quiet(c);
+    bus_consumer_close(c);
+    recs_free(&got);
+}
+
+/* Segments written before CRC-32C (zlib CRC-32, no attribute bit; the
+ * fixture was written by that version) still read; new records appended to
+ * such a segment carry CRC-32C and the two read back together; damage in an
+ * old record is still found. */
+static void test_crc32_segment_reads(void **state)
+{
+    ctx_t *cx = *state;
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/topics/old/0", cx->dir);
+    assert_int_equal(mkdir_p(path, 0755), HR_OK);
+    snprintf(path, sizeof(path), "%s/topics/old/meta", cx->dir);
+    copy_fixture(FIXTURE_DIR "/crc32-segment/meta", path);
+    char seg[1024];
+    snprintf(seg, sizeof(seg), "%s/topics/old/0/00000000000000000000.log", cx->dir);
+    copy_fixture(FIXTURE_DIR "/crc32-segment/00000000000000000000.log", seg);
+    off_t old_size = file_size(seg);
+    assert_int_equal(old_size, 320); /* 5 records of 64 bytes */
+
+    bus_t *b = open_bus(cx);
+    char why[256];
+    assert_int_equal(bus_health(b, why, sizeof(why)), BUS_HEALTH_OK);
+    expect_old(cx, 5, -1, "r1");
+    bus_batch_t batch;
+    bus_batch_init(&batch);
+    for (int i = 5; i < 8; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "key-%d", i);
+        produce_str(b, "old", 0, key, "new", &batch);
+    }
+    wait_batch(b, &batch);
+    bus_batch_release(&batch);
+    expect_old(cx, 8, -1, "r2");
+
+    /* the new records say CRC-32C in their key field; the old ones do not */
+    int fd = open(seg, O_RDWR);
+    assert_true(fd >= 0);
+    unsigned char attr;
+    assert_int_equal(pread(fd, &attr, 1, 27), 1);
+    assert_int_equal(attr, 0);
+    assert_int_equal(pread(fd, &attr, 1, old_size + 27), 1);
+    assert_int_equal(attr & 0x80, 0x80);
+    close(fd);
+
+    reopen_bus(cx);
+    expect_old(cx, 8, -1, "r3");
+
+    /* a flipped byte in old record 1 (bytes 64..127): damage, skipped */
+    bus_close(cx->bus);
+    cx->bus = NULL;
+    fd = open(seg, O_RDWR);
+    assert_true(fd >= 0);
+    char ch;
+    assert_int_equal(pread(fd, &ch, 1, 100), 1);
+    ch ^= 0x20;
+    assert_int_equal(pwrite(fd, &ch, 1, 100), 1);
+    close(fd);
+    hlog_set_level(HLOG_OFF); /* the damage is logged as an error */
+    b = open_bus(cx);
+    hlog_set_level(HLOG_WARN);
+    assert_int_equal(bus_health(b, why, sizeof(why)), BUS_HEALTH_DEGRADED);
+    expect_old(cx, 8, 1, "r4");
+}
+
+/* A flush wakes only the consumers of the topics that got data: a consumer
+ * of an idle topic is not woken (its wake-up counter stays put). */
+static void test_targeted_wakeups(void **state)
+{
+    ctx_t *cx = *state;
+    bus_t *b = open_bus(cx);
+    const char *ta = name(cx, "busy"), *tb = name(cx, "idle");
+    ensure_topic(b, ta, 2, -1, -1);
+    ensure_topic(b, tb, 2, -1, -1);
+    bus_consumer_t *ca = subscribe(b, name(cx, "ga"), ta, NULL);
+    bus_consumer_t *cb = subscribe(b, name(cx, "gb"), tb, NULL);
+    recs_t got = {0};
+    for (int i = 0; i < 3; i++) { /* settle the assignments */
+        poll_into(ca, &got, 0);
+        poll_into(cb, &got, 0);
+    }
+    assert_int_equal(got.n, 0);
+    uint32_t wa = atomic_load(&((emb_consumer_t *)ca)->wseq);
+    uint32_t wb = atomic_load(&((emb_consumer_t *)cb)->wseq);
+    for (int round = 0; round < 5; round++) {
+        produce_seq(b, ta, round % 2, round * 10, 10);
+        consume(ca, &got, 10);
+    }
+    assert_int_equal(got.n, 50);
+    assert_true(atomic_load(&((emb_consumer_t *)ca)->wseq) != wa);
+    assert_int_equal(atomic_load(&((emb_consumer_t *)cb)->wseq), wb);
+    /* and the idle one still wakes for its own data */
+    produce_seq(b, tb, 0, 0, 3);
+    recs_t gb = {0};
+    consume(cb, &gb, 3);
+    assert_true(atomic_load(&((emb_consumer_t *)cb)->wseq) != wb);
+    bus_consumer_close(ca);
+    bus_consumer_close(cb);
+    recs_free(&got);
+    recs_free(&gb);
 }
 
 /* An acknowledged record is in the segment file (so a crash of the process
@@ -429,6 +564,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fsync_policies, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_ack_means_written, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_crc32_segment_reads, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_targeted_wakeups, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_kill9_after_ack, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_lock, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_retention_by_size, harness_setup, harness_teardown),
