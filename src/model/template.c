@@ -142,7 +142,7 @@ static hr_t render_var(const char *name, size_t n, const tmpl_ctx_t *ctx, buf_t 
 {
     const event_t *ev = ctx->ev;
     if (n > 5 && memcmp(name, "data.", 5) == 0) {
-        json_t *v = ev ? data_lookup(ev->data, name + 5, n - 5) : NULL;
+        json_t *v = ev ? data_lookup(event_data(ev), name + 5, n - 5) : NULL;
         return v ? render_json(out, v) : HR_OK;
     }
     if (name_is(name, n, "user_id")) return append_cstr(out, ctx->user_id);

@@ -2,7 +2,9 @@
  * fanout.c - raw-events -> notifications-<channel> (+ status for
  * suppressed ones, DLQ for bad records).
  *
- * For each event: parse and validate (bad -> DLQ), dedupe by event_id
+ * For each event: decode a binary event record (what the API writes,
+ * model/event.h) or parse and validate JSON (what outside producers write)
+ * - bad -> DLQ, a record as its JSON rendition -, dedupe by event_id
  * (a second publish of the same id is dropped; re-processing the same record
  * after a crash is not a duplicate and fans out again, producing the same
  * notification ids), resolve the audience page by page, and for each
@@ -288,6 +290,25 @@ static bool next_device(const char *list, size_t len, size_t *pos, hstr_t *dev, 
     return true;
 }
 
+/* Dead-letters m, the record of ev. A binary record goes to the DLQ as its
+ * JSON rendition, so that it reads, filters by tenant and redrives (its
+ * claim released by event_id) like any event. */
+static hr_t dead_letter(fanout_t *f, const bus_msg_t *m, const event_t *ev, const char *reason,
+                        bus_batch_t *batch)
+{
+    if (!ev || !ev->rec) return stage_dead_letter(f->app, m, "fanout", reason, batch);
+    json_t *j = event_to_json(ev);
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!text) return HR_ERR;
+    bus_msg_t copy = *m;
+    copy.value = text;
+    copy.value_len = strlen(text);
+    hr_t r = stage_dead_letter(f->app, &copy, "fanout", reason, batch);
+    free(text);
+    return r;
+}
+
 /* One event as fan-out sees it: the parsed event and its ids qualified
  * with its tenant (model/tenant.h). */
 typedef struct fan_ev {
@@ -438,7 +459,6 @@ static hr_t fan_pages(fanout_t *f, const fan_ev_t *fe, unsigned mask, page_fn pa
 static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, const char *eid,
                          claim_t claim, bus_batch_t *batch)
 {
-    app_t *app = f->app;
     if (claim == CLAIM_DUP) {
         METRIC_INC(events_duplicate);
         log_debug("fanout", "duplicate event %s dropped", ev->event_id);
@@ -449,7 +469,7 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, con
     fan_ev_t fe = {.ev = ev, .event_id = eid, .type = tenant_qualify_to(ev->tenant, ev->type, qtype)};
     unsigned mask = ev->channels_mask;
     hr_t r;
-    if (!fe.type) return stage_dead_letter(app, m, "fanout", "invalid event: type: too long", batch);
+    if (!fe.type) return dead_letter(f, m, ev, "invalid event: type: too long", batch);
     if (!mask) {
         if ((r = template_mask(f, fe.type, &mask)) != HR_OK) return r;
         mask |= ev->content_mask;
@@ -459,19 +479,18 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, con
         char reason[300];
         snprintf(reason, sizeof(reason), "no templates for event type '%s' and no inline content",
                  ev->type);
-        return stage_dead_letter(app, m, "fanout", reason, batch);
+        return dead_letter(f, m, ev, reason, batch);
     }
     bool replay = claim == CLAIM_SAME;
     r = HR_OK;
     switch (ev->audience) {
     case AUD_USERS: {
-        size_t i;
-        json_t *v;
-        json_array_foreach(ev->audience_users, i, v)
-        {
-            const char *uid = tenant_qualify_to(ev->tenant, json_string_value(v), quser);
+        event_users_t it;
+        event_users_begin(ev, &it);
+        for (const char *u; (u = event_users_next(&it));) {
+            const char *uid = tenant_qualify_to(ev->tenant, u, quser);
             r = uid ? fan_to_user(f, &fe, mask, uid, replay, batch)
-                    : stage_dead_letter(app, m, "fanout", "invalid event: audience: too long", batch);
+                    : dead_letter(f, m, ev, "invalid event: audience: too long", batch);
             if (r != HR_OK) break;
         }
         break;
@@ -479,13 +498,13 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, con
     case AUD_TOPIC: {
         const char *topic = tenant_qualify_to(ev->tenant, ev->audience_topic, qkey);
         r = topic ? fan_pages(f, &fe, mask, store_subs_page, topic, replay, batch)
-                  : stage_dead_letter(app, m, "fanout", "invalid event: audience: too long", batch);
+                  : dead_letter(f, m, ev, "invalid event: audience: too long", batch);
         break;
     }
     case AUD_FOLLOWERS: {
         const char *actor = tenant_qualify_to(ev->tenant, ev->audience_followers_of, qkey);
         r = actor ? fan_pages(f, &fe, mask, store_followers_page, actor, replay, batch)
-                  : stage_dead_letter(app, m, "fanout", "invalid event: audience: too long", batch);
+                  : dead_letter(f, m, ev, "invalid event: audience: too long", batch);
         break;
     }
     }
@@ -535,7 +554,9 @@ static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, 
     for (int i = 0; i < n && r == HR_OK; i++) {
         problem_t pb;
         memset(&pb, 0, sizeof(pb));
-        f->ok[i] = event_parse(msgs[i].value, msgs[i].value_len, &f->evs[i], &pb) == HR_OK;
+        f->ok[i] = (event_is_record(msgs[i].value, msgs[i].value_len)
+                        ? event_decode(msgs[i].value, msgs[i].value_len, &f->evs[i], &pb)
+                        : event_parse(msgs[i].value, msgs[i].value_len, &f->evs[i], &pb)) == HR_OK;
         if (!f->ok[i]) {
             char reason[512];
             snprintf(reason, sizeof(reason), "invalid event: %s: %s", pb.field, pb.detail);
@@ -552,9 +573,9 @@ static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, 
         /* dedupe per tenant: two tenants may use the same event id */
         f->eids[i] = tenant_qualify_to(f->evs[i].tenant, f->evs[i].event_id, f->eidbuf[i]);
         if (!f->eids[i]) { /* cannot be: event ids are validated shorter */
+            r = dead_letter(f, &msgs[i], &f->evs[i], "invalid event: event_id: too long", batch);
             event_clear(&f->evs[i]);
             f->ok[i] = false;
-            r = stage_dead_letter(app, &msgs[i], "fanout", "invalid event: event_id: too long", batch);
             continue;
         }
         f->ids[nv] = f->eids[i];
@@ -571,10 +592,10 @@ static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, 
         if (!f->ok[i]) continue;
         claim_t c = f->claims[k++];
         if (c == CLAIM_DUP || f->evs[i].audience != AUD_USERS) continue;
-        size_t j;
-        json_t *v;
-        json_array_foreach(f->evs[i].audience_users, j, v)
-            aud_push(f, batch_qualify(f, f->evs[i].tenant, json_string_value(v)));
+        event_users_t it;
+        event_users_begin(&f->evs[i], &it);
+        for (const char *u; (u = event_users_next(&it));)
+            aud_push(f, batch_qualify(f, f->evs[i].tenant, u));
     }
     if (r == HR_OK && f->naud) r = recip_prefetch(f->recips, f->aud, (int)f->naud);
 
