@@ -121,8 +121,19 @@ typedef struct tmpl_slot {
     uint64_t used;
 } tmpl_slot_t;
 
+/* A channel's title and body prerendered for the event being fanned out
+ * (template.h: the recipient's variables are holes), so that what does not
+ * depend on the recipient is rendered once per event and channel. */
+typedef struct pre_slot {
+    uint64_t serial;            /* the event's (fan_ev_t); 0 = empty */
+    const char *src_title, *src_body; /* what was prerendered */
+    tmpl_pre_t title, body;
+} pre_slot_t;
+
 typedef struct fanout {
     app_t *app;
+    pre_slot_t pre[CH__COUNT];
+    uint64_t serial;            /* events fanned out: fan_ev_t.serial */
     buf_t enc;
     buf_t title;
     buf_t body;
@@ -156,6 +167,10 @@ static void *fanout_new(app_t *app, const stage_def_t *def, int worker)
     buf_init(&f->enc, 0);
     buf_init(&f->title, 4096);
     buf_init(&f->body, 64 * 1024);
+    for (int c = 0; c < CH__COUNT; c++) {
+        tmpl_pre_init(&f->pre[c].title);
+        tmpl_pre_init(&f->pre[c].body);
+    }
     f->rcache = cache_acquire(app);
     if (!f->rcache) f->rcache = recip_cache_new(app->store, (size_t)app->cfg->fanout_cache_bytes / 8, RECIP_TTL_MS);
     f->recips = recip_reader_new(f->rcache);
@@ -175,8 +190,15 @@ static void *fanout_new(app_t *app, const stage_def_t *def, int worker)
     return f;
 }
 
+/* Forgets the prerendered texts (they may borrow a template about to go). */
+static void pre_forget(fanout_t *f)
+{
+    for (int c = 0; c < CH__COUNT; c++) f->pre[c].serial = 0;
+}
+
 static void cache_clear(fanout_t *f)
 {
+    pre_forget(f);
     for (int i = 0; i < f->ncache; i++) {
         if (f->cache[i].found) template_rec_clear(&f->cache[i].rec);
         free(f->cache[i].type);
@@ -194,6 +216,10 @@ static void fanout_free(void *state)
     buf_release(&f->enc);
     buf_release(&f->title);
     buf_release(&f->body);
+    for (int c = 0; c < CH__COUNT; c++) {
+        tmpl_pre_release(&f->pre[c].title);
+        tmpl_pre_release(&f->pre[c].body);
+    }
     free(f->evs);
     free(f->ok);
     free(f->claims);
@@ -229,6 +255,7 @@ static tmpl_slot_t *tmpl_slot(fanout_t *f, const char *type, int ch, const char 
             if (f->cache[i].used < s->used) s = &f->cache[i];
         if (s->found) template_rec_clear(&s->rec);
         free(s->type);
+        pre_forget(f);
     }
     memset(s, 0, sizeof(*s));
     s->type = xstrdup(type);
@@ -315,6 +342,7 @@ typedef struct fan_ev {
     const event_t *ev;
     const char *event_id;       /* qualified */
     const char *type;           /* qualified */
+    uint64_t serial;            /* this fan-out's count of events, from 1 */
 } fan_ev_t;
 
 /* user_id: qualified with the event's tenant. */
@@ -384,11 +412,19 @@ static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const ch
             title = t->title ? t->title : "";
             body = t->body ? t->body : "";
         }
-        tmpl_ctx_t ctx = {.ev = ev, .user_id = tenant_unqualify(user_id), .locale = locale};
+        pre_slot_t *ps = &f->pre[ch];
+        if (ps->serial != fe->serial || ps->src_title != title || ps->src_body != body) {
+            tmpl_prerender(title, ev, &ps->title);
+            tmpl_prerender(body, ev, &ps->body);
+            ps->serial = fe->serial;
+            ps->src_title = title;
+            ps->src_body = body;
+        }
+        const char *uid = tenant_unqualify(user_id);
         buf_reset(&f->title);
         buf_reset(&f->body);
-        tmpl_render(title, &ctx, &f->title); /* truncated at the limit */
-        tmpl_render(body, &ctx, &f->body);
+        tmpl_finish(&ps->title, uid, locale, &f->title); /* truncated at the limit */
+        tmpl_finish(&ps->body, uid, locale, &f->body);
         n.title = (hstr_t){f->title.data ? f->title.data : "", f->title.len};
         n.body = (hstr_t){f->body.data ? f->body.data : "", f->body.len};
         if (ch != CH_PUSH) {
@@ -466,7 +502,8 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, con
     }
     /* ids are validated at most TENANT_ID_MAX bytes, so they qualify */
     char qtype[TENANT_QID_MAX + 1], qkey[TENANT_QID_MAX + 1], quser[TENANT_QID_MAX + 1];
-    fan_ev_t fe = {.ev = ev, .event_id = eid, .type = tenant_qualify_to(ev->tenant, ev->type, qtype)};
+    fan_ev_t fe = {.ev = ev, .event_id = eid, .type = tenant_qualify_to(ev->tenant, ev->type, qtype),
+                   .serial = ++f->serial};
     unsigned mask = ev->channels_mask;
     hr_t r;
     if (!fe.type) return dead_letter(f, m, ev, "invalid event: type: too long", batch);
@@ -531,6 +568,36 @@ static void aud_push(fanout_t *f, const char *id)
     f->aud[f->naud++] = id;
 }
 
+/* Appends v in decimal at p; the end. */
+static char *put_dec(char *p, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n) *p++ = tmp[--n];
+    return p;
+}
+
+/* "topic/partition/offset" (the dedupe claim's position) into out (160
+ * bytes): formatted by hand, it runs per event. */
+static void position(char *out, size_t cap, const bus_msg_t *m)
+{
+    size_t tl = strlen(m->topic);
+    if (tl + 2 * 21 + 3 > cap || m->partition < 0 || m->offset < 0) { /* cannot be */
+        snprintf(out, cap, "%s/%d/%lld", m->topic, m->partition, (long long)m->offset);
+        return;
+    }
+    char *p = out;
+    memcpy(p, m->topic, tl);
+    p += tl;
+    *p++ = '/';
+    p = put_dec(p, (uint64_t)m->partition);
+    *p++ = '/';
+    p = put_dec(p, (uint64_t)m->offset);
+    *p = '\0';
+}
+
 static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, int n,
                             bus_batch_t *batch)
 {
@@ -568,8 +635,7 @@ static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, 
             trace_normalize(msgs[i].traceparent, msgs[i].traceparent_len, f->evs[i].traceparent,
                             NULL) != HR_OK)
             log_debug("fanout", "event %s: invalid traceparent header ignored", f->evs[i].event_id);
-        snprintf(f->posbuf[i], sizeof(f->posbuf[i]), "%s/%d/%lld", msgs[i].topic, msgs[i].partition,
-                 (long long)msgs[i].offset);
+        position(f->posbuf[i], sizeof(f->posbuf[i]), &msgs[i]);
         /* dedupe per tenant: two tenants may use the same event id */
         f->eids[i] = tenant_qualify_to(f->evs[i].tenant, f->evs[i].event_id, f->eidbuf[i]);
         if (!f->eids[i]) { /* cannot be: event ids are validated shorter */
