@@ -653,6 +653,8 @@ void recip_reader_free(recip_reader_t *rd)
 void recip_sync(recip_reader_t *rd)
 {
     flush_counts(rd);
+    /* what the last batch's prefetches recorded may be stale from now on */
+    for (int i = 0; i < RECIP_LISTS; i++) rd->lists[i].n = rd->lists[i].next = 0;
     recip_cache_t *c = rd->c;
     uint64_t now = store_users_epoch(c->store);
     if (now == rd->epoch) return;
