@@ -32,6 +32,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define EVENT_ID_MAX 200   /* bytes; also the limit for user ids and topics */
 #define AUDIENCE_USERS_MAX 10000
@@ -111,7 +112,9 @@ static json_t *attribute(json_t *obj, json_t *data, bool ce, const char *key, ch
             return v;
         }
     }
-    field_name(name, name_len, "%s", key);
+    size_t kl = strlen(key); /* keys are short literals */
+    if (kl < name_len) memcpy(name, key, kl + 1);
+    else name[0] = '\0';
     return v;
 }
 
@@ -126,12 +129,14 @@ static hr_t parse_users(json_t *users, const char *field, event_t *ev, problem_t
                     AUDIENCE_USERS_MAX);
     for (size_t i = 0; i < count; i++) {
         const char *s;
+        /* the field's name is made only for a problem (this runs per user) */
+        if (take_id(json_array_get(users, i), field, EVENT_ID_MAX, &s, NULL) == HR_OK) continue;
         field_name(name, sizeof(name), "%s[%zu]", field, i);
-        hr_t r = take_id(json_array_get(users, i), name, EVENT_ID_MAX, &s, pb);
-        if (r != HR_OK) return r;
+        return take_id(json_array_get(users, i), name, EVENT_ID_MAX, &s, pb);
     }
     ev->audience = AUD_USERS;
     ev->audience_users = users;
+    ev->audience_n = count;
     return HR_OK;
 }
 
@@ -179,12 +184,14 @@ static hr_t parse_channels(json_t *chs, const char *field, event_t *ev, problem_
     size_t i;
     json_t *v;
     json_array_foreach(chs, i, v) {
+        int c = json_is_string(v) ? channel_parse(json_string_value(v), json_string_length(v)) : -1;
+        if (c >= 0) {
+            mask |= 1u << c;
+            continue;
+        }
         field_name(name, sizeof(name), "%s[%zu]", field, i);
         if (!json_is_string(v)) return fail(pb, name, "must be a string");
-        int c = channel_parse(json_string_value(v), json_string_length(v));
-        if (c < 0)
-            return fail(pb, name, "unknown channel (want push, sms, email, inapp or webhook)");
-        mask |= 1u << c;
+        return fail(pb, name, "unknown channel (want push, sms, email, inapp or webhook)");
     }
     ev->channels_mask = mask;
     return HR_OK;
@@ -371,7 +378,335 @@ hr_t event_parse(const char *text, size_t len, event_t *ev, problem_t *pb)
 void event_clear(event_t *ev)
 {
     json_decref(ev->doc);
+    if (ev->rec) { /* a record owns its parsed data and content */
+        json_decref(ev->data);
+        json_decref(ev->content);
+    }
     memset(ev, 0, sizeof(*ev));
+}
+
+/* --------------------------------------------------- audience and data */
+
+void event_users_begin(const event_t *ev, event_users_t *it)
+{
+    it->ev = ev;
+    it->i = 0;
+    it->p = ev->rec_users;
+}
+
+const char *event_users_next(event_users_t *it)
+{
+    const event_t *ev = it->ev;
+    if (ev->audience != AUD_USERS || it->i >= ev->audience_n) return NULL;
+    it->i++;
+    if (!ev->rec) return json_string_value(json_array_get(ev->audience_users, it->i - 1));
+    uint16_t n;
+    memcpy(&n, it->p, 2); /* checked by event_decode */
+    const char *u = it->p + 2;
+    it->p = u + n + 1;
+    return u;
+}
+
+json_t *event_data(const event_t *ev)
+{
+    if (!ev->rec || ev->data_tried || !ev->data_text) return ev->data;
+    event_t *m = (event_t *)ev; /* parsed once, on first use (event.h) */
+    m->data_tried = true;
+    json_t *d = json_loadb(ev->data_text, ev->data_len, 0, NULL);
+    if (!json_is_object(d)) {
+        json_decref(d); /* checked by event_decode: cannot be */
+        d = NULL;
+    }
+    m->data = d;
+    return d;
+}
+
+/* ------------------------------------------------------- binary record */
+
+_Static_assert(CH__COUNT <= 8, "a channel mask fits a byte");
+
+enum { RS_EVENT_ID, RS_TYPE, RS_SOURCE, RS_ACTOR, RS_CATEGORY, RS_TENANT, RS_TRACEPARENT,
+       RS_AUD_KEY, RS_DATA, RS_CONTENT, RS__N };
+#define REC_HEADER 32
+
+static void put_u32(buf_t *b, uint32_t v) { buf_append(b, &v, 4); }
+static void put_i64(buf_t *b, int64_t v) { buf_append(b, &v, 8); }
+
+static void put_str(buf_t *b, const char *s, size_t n)
+{
+    if (!s) {
+        put_u32(b, 0);
+        return;
+    }
+    put_u32(b, (uint32_t)n + 1);
+    buf_append(b, s, n);
+    buf_append(b, "", 1);
+}
+
+static void put_cstr(buf_t *b, const char *s) { put_str(b, s, s ? strlen(s) : 0); }
+
+/* v's compact JSON text as a string of the record (absent when v is). */
+static hr_t put_json(buf_t *b, json_t *v)
+{
+    if (!v) {
+        put_u32(b, 0);
+        return HR_OK;
+    }
+    size_t at = b->len;
+    put_u32(b, 0);
+    size_t room = b->cap - b->len;
+    size_t need = json_dumpb(v, b->data + b->len, room, JSON_COMPACT);
+    if (need == 0) return HR_ERR;
+    if (need > room) {
+        if (buf_reserve(b, need) != HR_OK) return HR_ERR;
+        json_dumpb(v, b->data + b->len, need, JSON_COMPACT);
+    }
+    b->len += need;
+    uint32_t n1 = (uint32_t)need + 1;
+    memcpy(b->data + at, &n1, 4);
+    buf_append(b, "", 1);
+    return HR_OK;
+}
+
+hr_t event_encode(const event_t *ev, buf_t *out)
+{
+    unsigned char h[8] = {EVENT_REC_MAGIC, 'E', EVENT_REC_VERSION, ev->content_default ? 1 : 0,
+                          (unsigned char)ev->priority, (unsigned char)ev->audience,
+                          (unsigned char)ev->channels_mask, (unsigned char)ev->content_mask};
+    if (buf_reserve(out, 256) != HR_OK) return HR_ERR;
+    buf_append(out, h, sizeof(h));
+    put_i64(out, ev->accepted_at_us);
+    put_i64(out, ev->send_at_ms);
+    put_i64(out, ev->time_ms);
+    put_cstr(out, ev->event_id);
+    put_cstr(out, ev->type);
+    put_cstr(out, ev->source);
+    put_cstr(out, ev->actor);
+    put_cstr(out, ev->category);
+    put_cstr(out, ev->tenant);
+    put_cstr(out, ev->traceparent[0] ? ev->traceparent : NULL);
+    put_cstr(out, ev->audience == AUD_TOPIC       ? ev->audience_topic
+                  : ev->audience == AUD_FOLLOWERS ? ev->audience_followers_of
+                                                  : NULL);
+    hr_t r = put_json(out, event_data(ev));
+    if (r == HR_OK) r = put_json(out, ev->content);
+    if (r != HR_OK) return r;
+    put_u32(out, (uint32_t)(ev->audience == AUD_USERS ? ev->audience_n : 0));
+    event_users_t it;
+    event_users_begin(ev, &it);
+    for (const char *u; (u = event_users_next(&it));) {
+        uint16_t n = (uint16_t)strlen(u); /* ids are at most EVENT_ID_MAX bytes */
+        buf_append(out, &n, 2);
+        buf_append(out, u, (size_t)n + 1);
+    }
+    return out->len > 0 ? HR_OK : HR_ERR;
+}
+
+/* A record's reader: bytes left, and where it stands. */
+typedef struct rd {
+    const unsigned char *p, *end;
+} rd_t;
+
+static bool rd_take(rd_t *r, size_t n, const unsigned char **at)
+{
+    if ((size_t)(r->end - r->p) < n) return false;
+    *at = r->p;
+    r->p += n;
+    return true;
+}
+
+/* A string of the record: NULL when absent; false when malformed. */
+static bool rd_str(rd_t *r, const char **s, size_t *len)
+{
+    const unsigned char *q;
+    uint32_t n1;
+    if (!rd_take(r, 4, &q)) return false;
+    memcpy(&n1, q, 4);
+    *s = NULL;
+    *len = 0;
+    if (n1 == 0) return true;
+    if (!rd_take(r, n1, &q) || q[n1 - 1] != '\0') return false;
+    *s = (const char *)q;
+    *len = n1 - 1;
+    return true;
+}
+
+/* A record's id: what take_id() asks of a JSON one. */
+static hr_t rec_id(const char *s, size_t n, const char *field, size_t max, problem_t *pb)
+{
+    if (!s) return fail(pb, field, "is required");
+    if (n == 0) return fail(pb, field, "must not be empty");
+    if (max && n > max) return fail(pb, field, "must be at most %zu bytes", max);
+    if (memchr(s, '\0', n)) return fail(pb, field, "must not contain NUL characters");
+    if (!utf8_printable(s, n)) return fail(pb, field, "must not contain control characters");
+    return HR_OK;
+}
+
+hr_t event_decode(const void *p, size_t n, event_t *ev, problem_t *pb)
+{
+    event_t e;
+    memset(&e, 0, sizeof(e));
+    memset(ev, 0, sizeof(*ev));
+    rd_t r = {p, (const unsigned char *)p + n};
+    const unsigned char *h;
+    hr_t res = HR_INVALID;
+    if (!rd_take(&r, REC_HEADER, &h) || h[0] != EVENT_REC_MAGIC || h[1] != 'E')
+        return fail(pb, "", "not an event record");
+    if (h[2] != EVENT_REC_VERSION)
+        return fail(pb, "", "event record version %u is not supported (want %d)", h[2], EVENT_REC_VERSION);
+    unsigned all = (1u << CH__COUNT) - 1;
+    if (h[3] > 1) return fail(pb, "", "event record: unknown flags");
+    if (h[4] > PRIO_CRITICAL) return fail(pb, "priority", "must be one of low, normal, high, critical");
+    if (h[5] < AUD_USERS || h[5] > AUD_FOLLOWERS) return fail(pb, "audience", "unknown audience kind");
+    if ((h[6] & ~all) || (h[7] & ~all)) return fail(pb, "channels", "unknown channel");
+    e.rec = true;
+    e.content_default = h[3] & 1;
+    e.priority = (priority_t)h[4];
+    e.audience = (audience_kind_t)h[5];
+    e.channels_mask = h[6];
+    memcpy(&e.accepted_at_us, h + 8, 8);
+    memcpy(&e.send_at_ms, h + 16, 8);
+    memcpy(&e.time_ms, h + 24, 8);
+    if (e.accepted_at_us < 0) return fail(pb, "_accepted_at_us", "must be a non-negative integer");
+    if (e.send_at_ms < 0) return fail(pb, "send_at", "is not an RFC 3339 time like 2024-05-01T12:00:00Z");
+    const char *s[RS__N];
+    size_t len[RS__N];
+    for (int i = 0; i < RS__N; i++)
+        if (!rd_str(&r, &s[i], &len[i])) return fail(pb, "", "event record: truncated");
+    if (rec_id(s[RS_EVENT_ID], len[RS_EVENT_ID], "event_id", EVENT_ID_MAX, pb) != HR_OK ||
+        rec_id(s[RS_TYPE], len[RS_TYPE], "type", EVENT_TYPE_MAX, pb) != HR_OK ||
+        (s[RS_ACTOR] && rec_id(s[RS_ACTOR], len[RS_ACTOR], "actor", 0, pb) != HR_OK))
+        return HR_INVALID;
+    for (int i = RS_SOURCE; i <= RS_TENANT; i++)
+        if (s[i] && memchr(s[i], '\0', len[i])) return fail(pb, "", "event record: NUL in a string");
+    e.event_id = s[RS_EVENT_ID];
+    e.type = s[RS_TYPE];
+    e.source = s[RS_SOURCE];
+    e.actor = s[RS_ACTOR];
+    e.category = s[RS_CATEGORY] && len[RS_CATEGORY] ? s[RS_CATEGORY] : "default";
+    e.tenant = s[RS_TENANT];
+    if (e.tenant && !tenant_name_valid(e.tenant))
+        return fail(pb, "tenant", "must be a tenant name: 1 to %d of a-z, 0-9, '-' and '_', "
+                    "starting with a letter or digit", TENANT_NAME_MAX);
+    if (s[RS_TRACEPARENT] &&
+        trace_normalize(s[RS_TRACEPARENT], len[RS_TRACEPARENT], e.traceparent, NULL) != HR_OK)
+        return fail(pb, "traceparent", "is not a W3C traceparent");
+    if (e.audience == AUD_USERS) {
+        const unsigned char *q;
+        uint32_t nu;
+        if (s[RS_AUD_KEY] || !rd_take(&r, 4, &q)) return fail(pb, "audience", "event record: malformed");
+        memcpy(&nu, q, 4);
+        if (nu == 0) return fail(pb, "audience.users", "must not be empty");
+        if (nu > AUDIENCE_USERS_MAX)
+            return fail(pb, "audience.users", "has %u users; at most %d are allowed in one event",
+                        nu, AUDIENCE_USERS_MAX);
+        e.rec_users = (const char *)r.p;
+        e.audience_n = nu;
+        for (uint32_t i = 0; i < nu; i++) {
+            uint16_t ul;
+            if (!rd_take(&r, 2, &q)) return fail(pb, "audience.users", "event record: truncated");
+            memcpy(&ul, q, 2);
+            if (!rd_take(&r, (size_t)ul + 1, &q) || q[ul] != '\0')
+                return fail(pb, "audience.users", "event record: truncated");
+            if (rec_id((const char *)q, ul, "audience.users", EVENT_ID_MAX, NULL) != HR_OK) {
+                char name[128];
+                field_name(name, sizeof(name), "audience.users[%u]", i);
+                return rec_id((const char *)q, ul, name, EVENT_ID_MAX, pb);
+            }
+        }
+    } else {
+        const unsigned char *q;
+        uint32_t nu;
+        const char *field = e.audience == AUD_TOPIC ? "audience.topic" : "audience.followers_of";
+        if (!rd_take(&r, 4, &q)) return fail(pb, "audience", "event record: truncated");
+        memcpy(&nu, q, 4);
+        if (nu != 0) return fail(pb, "audience", "event record: malformed");
+        if (rec_id(s[RS_AUD_KEY], len[RS_AUD_KEY], field, EVENT_ID_MAX, pb) != HR_OK) return HR_INVALID;
+        if (e.audience == AUD_TOPIC) e.audience_topic = s[RS_AUD_KEY];
+        else e.audience_followers_of = s[RS_AUD_KEY];
+    }
+    if (r.p != r.end) return fail(pb, "", "event record: trailing bytes");
+    if (s[RS_DATA]) {
+        /* parsed when a template first reads it; its shape is checked here
+         * cheaply: a JSON object's text starts with '{' */
+        if (len[RS_DATA] < 2 || s[RS_DATA][0] != '{') return fail(pb, "data", "must be an object");
+        e.data_text = s[RS_DATA];
+        e.data_len = len[RS_DATA];
+    }
+    if (s[RS_CONTENT]) { /* rare: parsed and checked now, like a JSON event's */
+        json_t *c = json_loadb(s[RS_CONTENT], len[RS_CONTENT], JSON_REJECT_DUPLICATES, NULL);
+        if (!c) return fail(pb, "content", "event record: invalid JSON");
+        event_t k;
+        memset(&k, 0, sizeof(k));
+        res = parse_content_obj(c, "content", true, &k, pb);
+        if (res != HR_OK) {
+            json_decref(c);
+            return res;
+        }
+        e.content = c;
+        e.content_mask = k.content_mask;
+        e.content_default = k.content_default;
+    } else if (h[7] || e.content_default) {
+        return fail(pb, "content", "event record: content mask without content");
+    }
+    *ev = e;
+    return HR_OK;
+}
+
+/* RFC 3339 UTC with milliseconds, for event_to_json. */
+static json_t *time_json(int64_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char s[40];
+    if (!gmtime_r(&t, &tm)) return json_null();
+    size_t n = strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(s + n, sizeof(s) - n, ".%03dZ", (int)(ms >= 0 ? ms % 1000 : 0));
+    return json_string(s);
+}
+
+static void set_str(json_t *o, const char *k, const char *v)
+{
+    if (v) json_object_set_new(o, k, json_string(v));
+}
+
+json_t *event_to_json(const event_t *ev)
+{
+    json_t *o = json_object();
+    set_str(o, "event_id", ev->event_id);
+    set_str(o, "type", ev->type);
+    set_str(o, "source", ev->source);
+    set_str(o, "actor", ev->actor);
+    set_str(o, "category", ev->category);
+    set_str(o, "tenant", ev->tenant);
+    if (ev->time_ms) json_object_set_new(o, "time", time_json(ev->time_ms));
+    json_object_set_new(o, "priority", json_string(priority_name(ev->priority)));
+    if (ev->channels_mask) {
+        json_t *a = json_array();
+        for (int c = 0; c < CH__COUNT; c++)
+            if (ev->channels_mask & (1u << c)) json_array_append_new(a, json_string(channel_name((channel_t)c)));
+        json_object_set_new(o, "channels", a);
+    }
+    json_t *aud = json_object();
+    if (ev->audience == AUD_USERS) {
+        json_t *a = json_array();
+        event_users_t it;
+        event_users_begin(ev, &it);
+        for (const char *u; (u = event_users_next(&it));) json_array_append_new(a, json_string(u));
+        json_object_set_new(aud, "users", a);
+    } else if (ev->audience == AUD_TOPIC) {
+        set_str(aud, "topic", ev->audience_topic);
+    } else if (ev->audience == AUD_FOLLOWERS) {
+        set_str(aud, "followers_of", ev->audience_followers_of);
+    }
+    json_object_set_new(o, "audience", aud);
+    if (ev->send_at_ms) json_object_set_new(o, "send_at", time_json(ev->send_at_ms));
+    json_t *d = event_data(ev);
+    if (d) json_object_set(o, "data", d);
+    if (ev->content) json_object_set(o, "content", ev->content);
+    if (ev->traceparent[0]) set_str(o, "traceparent", ev->traceparent);
+    if (ev->accepted_at_us) json_object_set_new(o, "_accepted_at_us", json_integer(ev->accepted_at_us));
+    return o;
 }
 
 /* --------------------------------------------------------------- time */

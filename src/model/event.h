@@ -8,11 +8,19 @@
 #ifndef HERALD_EVENT_H
 #define HERALD_EVENT_H
 
+#include "core/buf.h"
 #include "core/common.h"
 #include "model/notif.h"
 #include "model/trace.h"
 
 #include <jansson.h>
+
+/* A validation failure: which field and why. Static strings or owned by
+ * the problem (free with problem_clear). */
+typedef struct problem {
+    char field[128];
+    char detail[256];
+} problem_t;
 
 typedef enum audience_kind { AUD_USERS = 1, AUD_TOPIC, AUD_FOLLOWERS } audience_kind_t;
 
@@ -27,10 +35,13 @@ typedef struct event {
     int64_t time_ms;            /* 0 when absent */
     priority_t priority;
     audience_kind_t audience;
-    json_t *audience_users;     /* borrowed: array of strings (AUD_USERS) */
+    json_t *audience_users;     /* borrowed: array of strings (AUD_USERS, JSON form only);
+                                 * read the users with event_users_next() */
+    size_t audience_n;          /* AUD_USERS: how many */
     const char *audience_topic;       /* AUD_TOPIC */
     const char *audience_followers_of; /* AUD_FOLLOWERS */
-    json_t *data;               /* borrowed: object, may be NULL */
+    json_t *data;               /* borrowed: object, may be NULL; a record's is parsed
+                                 * on first use: read it with event_data() */
     unsigned channels_mask;     /* bit per channel_t; 0 = template set */
     int64_t accepted_at_us;     /* set by ingest ("_accepted_at_us"), 0 if absent */
     int64_t send_at_ms;         /* "send_at": deliver no earlier than this (ms since
@@ -44,7 +55,59 @@ typedef struct event {
      * transport (the HTTP header, the Kafka record header) when the event
      * carries none: the event's own value wins. */
     char traceparent[TRACEPARENT_LEN + 1];
+    /* Decoded from a binary event record (event_decode): the strings point
+     * into the record, which must outlive the event. */
+    bool rec;
+    bool data_tried;            /* rec: data parsed (or found unparsable) */
+    const char *rec_users;      /* rec, AUD_USERS: the first user entry */
+    const char *data_text;      /* rec: data's JSON text, NULL when absent */
+    size_t data_len;
 } event_t;
+
+/* The audience's users (AUD_USERS) in order, in either form:
+ *   event_users_t it; event_users_begin(ev, &it);
+ *   for (const char *u; (u = event_users_next(&it));) ... */
+typedef struct event_users {
+    const event_t *ev;
+    size_t i;
+    const char *p;
+} event_users_t;
+void event_users_begin(const event_t *ev, event_users_t *it);
+const char *event_users_next(event_users_t *it);
+
+/* The event's data object (NULL when absent). A record's data is parsed on
+ * the first call (not thread-safe: an event belongs to one thread). */
+json_t *event_data(const event_t *ev);
+
+/* The binary event record: what ingest writes to raw-events for events that
+ * came through the API, so that fan-out neither re-serialises nor parses
+ * JSON per event. Outside producers keep publishing JSON: a record starts
+ * with the byte 0xFF, which no JSON text (UTF-8) contains, then 'E' and a
+ * version byte. Layout (version 1, integers little-endian):
+ *   0xFF 'E' version flags(bit 0: content_default)
+ *   u8 priority, u8 audience kind, u8 channels_mask, u8 content_mask
+ *   i64 accepted_at_us, i64 send_at_ms, i64 time_ms
+ *   ten strings, each u32 (length + 1; 0 = absent), the bytes, a NUL:
+ *     event_id type source actor category tenant traceparent
+ *     audience key (topic / followers_of) data (JSON text) content (JSON text)
+ *   u32 user count, then per user: u16 length, the bytes, a NUL
+ * Decoding checks everything event_from_json() checks of the same fields
+ * (a record may come from anyone who can write to the topic). */
+#define EVENT_REC_MAGIC 0xFF
+#define EVENT_REC_VERSION 1
+static inline bool event_is_record(const void *p, size_t n)
+{
+    return n > 0 && ((const unsigned char *)p)[0] == EVENT_REC_MAGIC;
+}
+/* Appends ev (valid, from event_from_json) as a record to out. */
+hr_t event_encode(const event_t *ev, buf_t *out);
+/* Decodes a record of n bytes at p into ev, without copying: ev borrows p.
+ * HR_INVALID with pb filled on a malformed record. Free with event_clear. */
+hr_t event_decode(const void *p, size_t n, event_t *ev, problem_t *pb);
+/* The event as a herald-shape JSON object equivalent to it (what goes to
+ * the dead-letter queue for a record, so that it can be read and redriven
+ * like any event). New reference. */
+json_t *event_to_json(const event_t *ev);
 
 /* Inline content (instead of a template), per channel or for all:
  *   "content": {"title": "...", "body": "...",            <- every channel
@@ -66,12 +129,6 @@ typedef struct event {
  * carries content for ch, false when ch uses a template. */
 bool event_content_for(const event_t *ev, channel_t ch, const char **title, const char **body);
 
-/* A validation failure: which field and why. Static strings or owned by
- * the problem (free with problem_clear). */
-typedef struct problem {
-    char field[128];
-    char detail[256];
-} problem_t;
 
 /* Parses and validates one event object. Accepts the herald shape and
  * CloudEvents 1.0 (id, type, source, time, subject, data; herald fields may

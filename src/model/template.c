@@ -138,11 +138,21 @@ static const char *const plain_vars[] = {
     "user_id", "user.locale",
 };
 
-static hr_t render_var(const char *name, size_t n, const tmpl_ctx_t *ctx, buf_t *out)
+/* pre: record the recipient's variables as holes there instead. */
+static hr_t render_var(const char *name, size_t n, const tmpl_ctx_t *ctx, buf_t *out, tmpl_pre_t *pre)
 {
     const event_t *ev = ctx->ev;
+    if (pre && (name_is(name, n, "user_id") || name_is(name, n, "user.locale"))) {
+        if (pre->nholes < 0 || pre->nholes == TMPL_PRE_HOLES) {
+            pre->nholes = -1;
+            return HR_OK;
+        }
+        pre->holes[pre->nholes].at = (uint32_t)out->len;
+        pre->holes[pre->nholes++].var = name_is(name, n, "user_id") ? 0 : 1;
+        return HR_OK;
+    }
     if (n > 5 && memcmp(name, "data.", 5) == 0) {
-        json_t *v = ev ? data_lookup(ev->data, name + 5, n - 5) : NULL;
+        json_t *v = ev ? data_lookup(event_data(ev), name + 5, n - 5) : NULL;
         return v ? render_json(out, v) : HR_OK;
     }
     if (name_is(name, n, "user_id")) return append_cstr(out, ctx->user_id);
@@ -159,7 +169,7 @@ static hr_t render_var(const char *name, size_t n, const tmpl_ctx_t *ctx, buf_t 
     return HR_OK;
 }
 
-hr_t tmpl_render(const char *tmpl, const tmpl_ctx_t *ctx, buf_t *out)
+static hr_t render(const char *tmpl, const tmpl_ctx_t *ctx, buf_t *out, tmpl_pre_t *pre)
 {
     hr_t r = HR_OK;
     const char *p = tmpl ? tmpl : "";
@@ -180,11 +190,52 @@ hr_t tmpl_render(const char *tmpl, const tmpl_ctx_t *ctx, buf_t *out)
             if ((r = out_put(out, p, (size_t)(after - p))) != HR_OK) break;
         } else {
             if ((r = out_put(out, p, (size_t)(open - p))) != HR_OK) break;
-            if ((r = render_var(name, name_len, ctx, out)) != HR_OK) break;
+            if ((r = render_var(name, name_len, ctx, out, pre)) != HR_OK) break;
         }
         p = after;
     }
 
+    return r;
+}
+
+hr_t tmpl_render(const char *tmpl, const tmpl_ctx_t *ctx, buf_t *out)
+{
+    return render(tmpl, ctx, out, NULL);
+}
+
+void tmpl_pre_init(tmpl_pre_t *pre)
+{
+    memset(pre, 0, sizeof(*pre));
+    buf_init(&pre->text, 0);
+}
+
+void tmpl_pre_release(tmpl_pre_t *pre) { buf_release(&pre->text); }
+
+void tmpl_prerender(const char *tmpl, const event_t *ev, tmpl_pre_t *pre)
+{
+    buf_reset(&pre->text);
+    pre->nholes = 0;
+    pre->tmpl = tmpl;
+    pre->ev = ev;
+    tmpl_ctx_t ctx = {.ev = ev};
+    if (render(tmpl, &ctx, &pre->text, pre) != HR_OK) pre->nholes = -1; /* out of memory: the slow way */
+}
+
+hr_t tmpl_finish(const tmpl_pre_t *pre, const char *user_id, const char *locale, buf_t *out)
+{
+    if (pre->nholes < 0) {
+        tmpl_ctx_t ctx = {.ev = pre->ev, .user_id = user_id, .locale = locale};
+        return render(pre->tmpl, &ctx, out, NULL);
+    }
+    const char *t = pre->text.data ? pre->text.data : "";
+    size_t at = 0;
+    hr_t r = HR_OK;
+    for (int i = 0; i < pre->nholes && r == HR_OK; i++) {
+        if ((r = out_put(out, t + at, pre->holes[i].at - at)) != HR_OK) break;
+        at = pre->holes[i].at;
+        r = append_cstr(out, pre->holes[i].var == 0 ? user_id : locale);
+    }
+    if (r == HR_OK) r = out_put(out, t + at, pre->text.len - at);
     return r;
 }
 

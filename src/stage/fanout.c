@@ -2,7 +2,9 @@
  * fanout.c - raw-events -> notifications-<channel> (+ status for
  * suppressed ones, DLQ for bad records).
  *
- * For each event: parse and validate (bad -> DLQ), dedupe by event_id
+ * For each event: decode a binary event record (what the API writes,
+ * model/event.h) or parse and validate JSON (what outside producers write)
+ * - bad -> DLQ, a record as its JSON rendition -, dedupe by event_id
  * (a second publish of the same id is dropped; re-processing the same record
  * after a crash is not a duplicate and fans out again, producing the same
  * notification ids), resolve the audience page by page, and for each
@@ -119,8 +121,19 @@ typedef struct tmpl_slot {
     uint64_t used;
 } tmpl_slot_t;
 
+/* A channel's title and body prerendered for the event being fanned out
+ * (template.h: the recipient's variables are holes), so that what does not
+ * depend on the recipient is rendered once per event and channel. */
+typedef struct pre_slot {
+    uint64_t serial;            /* the event's (fan_ev_t); 0 = empty */
+    const char *src_title, *src_body; /* what was prerendered */
+    tmpl_pre_t title, body;
+} pre_slot_t;
+
 typedef struct fanout {
     app_t *app;
+    pre_slot_t pre[CH__COUNT];
+    uint64_t serial;            /* events fanned out: fan_ev_t.serial */
     buf_t enc;
     buf_t title;
     buf_t body;
@@ -154,6 +167,10 @@ static void *fanout_new(app_t *app, const stage_def_t *def, int worker)
     buf_init(&f->enc, 0);
     buf_init(&f->title, 4096);
     buf_init(&f->body, 64 * 1024);
+    for (int c = 0; c < CH__COUNT; c++) {
+        tmpl_pre_init(&f->pre[c].title);
+        tmpl_pre_init(&f->pre[c].body);
+    }
     f->rcache = cache_acquire(app);
     if (!f->rcache) f->rcache = recip_cache_new(app->store, (size_t)app->cfg->fanout_cache_bytes / 8, RECIP_TTL_MS);
     f->recips = recip_reader_new(f->rcache);
@@ -173,8 +190,15 @@ static void *fanout_new(app_t *app, const stage_def_t *def, int worker)
     return f;
 }
 
+/* Forgets the prerendered texts (they may borrow a template about to go). */
+static void pre_forget(fanout_t *f)
+{
+    for (int c = 0; c < CH__COUNT; c++) f->pre[c].serial = 0;
+}
+
 static void cache_clear(fanout_t *f)
 {
+    pre_forget(f);
     for (int i = 0; i < f->ncache; i++) {
         if (f->cache[i].found) template_rec_clear(&f->cache[i].rec);
         free(f->cache[i].type);
@@ -192,6 +216,10 @@ static void fanout_free(void *state)
     buf_release(&f->enc);
     buf_release(&f->title);
     buf_release(&f->body);
+    for (int c = 0; c < CH__COUNT; c++) {
+        tmpl_pre_release(&f->pre[c].title);
+        tmpl_pre_release(&f->pre[c].body);
+    }
     free(f->evs);
     free(f->ok);
     free(f->claims);
@@ -227,6 +255,7 @@ static tmpl_slot_t *tmpl_slot(fanout_t *f, const char *type, int ch, const char 
             if (f->cache[i].used < s->used) s = &f->cache[i];
         if (s->found) template_rec_clear(&s->rec);
         free(s->type);
+        pre_forget(f);
     }
     memset(s, 0, sizeof(*s));
     s->type = xstrdup(type);
@@ -288,12 +317,32 @@ static bool next_device(const char *list, size_t len, size_t *pos, hstr_t *dev, 
     return true;
 }
 
+/* Dead-letters m, the record of ev. A binary record goes to the DLQ as its
+ * JSON rendition, so that it reads, filters by tenant and redrives (its
+ * claim released by event_id) like any event. */
+static hr_t dead_letter(fanout_t *f, const bus_msg_t *m, const event_t *ev, const char *reason,
+                        bus_batch_t *batch)
+{
+    if (!ev || !ev->rec) return stage_dead_letter(f->app, m, "fanout", reason, batch);
+    json_t *j = event_to_json(ev);
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!text) return HR_ERR;
+    bus_msg_t copy = *m;
+    copy.value = text;
+    copy.value_len = strlen(text);
+    hr_t r = stage_dead_letter(f->app, &copy, "fanout", reason, batch);
+    free(text);
+    return r;
+}
+
 /* One event as fan-out sees it: the parsed event and its ids qualified
  * with its tenant (model/tenant.h). */
 typedef struct fan_ev {
     const event_t *ev;
     const char *event_id;       /* qualified */
     const char *type;           /* qualified */
+    uint64_t serial;            /* this fan-out's count of events, from 1 */
 } fan_ev_t;
 
 /* user_id: qualified with the event's tenant. */
@@ -363,11 +412,19 @@ static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const ch
             title = t->title ? t->title : "";
             body = t->body ? t->body : "";
         }
-        tmpl_ctx_t ctx = {.ev = ev, .user_id = tenant_unqualify(user_id), .locale = locale};
+        pre_slot_t *ps = &f->pre[ch];
+        if (ps->serial != fe->serial || ps->src_title != title || ps->src_body != body) {
+            tmpl_prerender(title, ev, &ps->title);
+            tmpl_prerender(body, ev, &ps->body);
+            ps->serial = fe->serial;
+            ps->src_title = title;
+            ps->src_body = body;
+        }
+        const char *uid = tenant_unqualify(user_id);
         buf_reset(&f->title);
         buf_reset(&f->body);
-        tmpl_render(title, &ctx, &f->title); /* truncated at the limit */
-        tmpl_render(body, &ctx, &f->body);
+        tmpl_finish(&ps->title, uid, locale, &f->title); /* truncated at the limit */
+        tmpl_finish(&ps->body, uid, locale, &f->body);
         n.title = (hstr_t){f->title.data ? f->title.data : "", f->title.len};
         n.body = (hstr_t){f->body.data ? f->body.data : "", f->body.len};
         if (ch != CH_PUSH) {
@@ -438,7 +495,6 @@ static hr_t fan_pages(fanout_t *f, const fan_ev_t *fe, unsigned mask, page_fn pa
 static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, const char *eid,
                          claim_t claim, bus_batch_t *batch)
 {
-    app_t *app = f->app;
     if (claim == CLAIM_DUP) {
         METRIC_INC(events_duplicate);
         log_debug("fanout", "duplicate event %s dropped", ev->event_id);
@@ -446,10 +502,11 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, con
     }
     /* ids are validated at most TENANT_ID_MAX bytes, so they qualify */
     char qtype[TENANT_QID_MAX + 1], qkey[TENANT_QID_MAX + 1], quser[TENANT_QID_MAX + 1];
-    fan_ev_t fe = {.ev = ev, .event_id = eid, .type = tenant_qualify_to(ev->tenant, ev->type, qtype)};
+    fan_ev_t fe = {.ev = ev, .event_id = eid, .type = tenant_qualify_to(ev->tenant, ev->type, qtype),
+                   .serial = ++f->serial};
     unsigned mask = ev->channels_mask;
     hr_t r;
-    if (!fe.type) return stage_dead_letter(app, m, "fanout", "invalid event: type: too long", batch);
+    if (!fe.type) return dead_letter(f, m, ev, "invalid event: type: too long", batch);
     if (!mask) {
         if ((r = template_mask(f, fe.type, &mask)) != HR_OK) return r;
         mask |= ev->content_mask;
@@ -459,19 +516,18 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, con
         char reason[300];
         snprintf(reason, sizeof(reason), "no templates for event type '%s' and no inline content",
                  ev->type);
-        return stage_dead_letter(app, m, "fanout", reason, batch);
+        return dead_letter(f, m, ev, reason, batch);
     }
     bool replay = claim == CLAIM_SAME;
     r = HR_OK;
     switch (ev->audience) {
     case AUD_USERS: {
-        size_t i;
-        json_t *v;
-        json_array_foreach(ev->audience_users, i, v)
-        {
-            const char *uid = tenant_qualify_to(ev->tenant, json_string_value(v), quser);
+        event_users_t it;
+        event_users_begin(ev, &it);
+        for (const char *u; (u = event_users_next(&it));) {
+            const char *uid = tenant_qualify_to(ev->tenant, u, quser);
             r = uid ? fan_to_user(f, &fe, mask, uid, replay, batch)
-                    : stage_dead_letter(app, m, "fanout", "invalid event: audience: too long", batch);
+                    : dead_letter(f, m, ev, "invalid event: audience: too long", batch);
             if (r != HR_OK) break;
         }
         break;
@@ -479,13 +535,13 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, con
     case AUD_TOPIC: {
         const char *topic = tenant_qualify_to(ev->tenant, ev->audience_topic, qkey);
         r = topic ? fan_pages(f, &fe, mask, store_subs_page, topic, replay, batch)
-                  : stage_dead_letter(app, m, "fanout", "invalid event: audience: too long", batch);
+                  : dead_letter(f, m, ev, "invalid event: audience: too long", batch);
         break;
     }
     case AUD_FOLLOWERS: {
         const char *actor = tenant_qualify_to(ev->tenant, ev->audience_followers_of, qkey);
         r = actor ? fan_pages(f, &fe, mask, store_followers_page, actor, replay, batch)
-                  : stage_dead_letter(app, m, "fanout", "invalid event: audience: too long", batch);
+                  : dead_letter(f, m, ev, "invalid event: audience: too long", batch);
         break;
     }
     }
@@ -512,6 +568,36 @@ static void aud_push(fanout_t *f, const char *id)
     f->aud[f->naud++] = id;
 }
 
+/* Appends v in decimal at p; the end. */
+static char *put_dec(char *p, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n) *p++ = tmp[--n];
+    return p;
+}
+
+/* "topic/partition/offset" (the dedupe claim's position) into out (160
+ * bytes): formatted by hand, it runs per event. */
+static void position(char *out, size_t cap, const bus_msg_t *m)
+{
+    size_t tl = strlen(m->topic);
+    if (tl + 2 * 21 + 3 > cap || m->partition < 0 || m->offset < 0) { /* cannot be */
+        snprintf(out, cap, "%s/%d/%lld", m->topic, m->partition, (long long)m->offset);
+        return;
+    }
+    char *p = out;
+    memcpy(p, m->topic, tl);
+    p += tl;
+    *p++ = '/';
+    p = put_dec(p, (uint64_t)m->partition);
+    *p++ = '/';
+    p = put_dec(p, (uint64_t)m->offset);
+    *p = '\0';
+}
+
 static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, int n,
                             bus_batch_t *batch)
 {
@@ -535,7 +621,9 @@ static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, 
     for (int i = 0; i < n && r == HR_OK; i++) {
         problem_t pb;
         memset(&pb, 0, sizeof(pb));
-        f->ok[i] = event_parse(msgs[i].value, msgs[i].value_len, &f->evs[i], &pb) == HR_OK;
+        f->ok[i] = (event_is_record(msgs[i].value, msgs[i].value_len)
+                        ? event_decode(msgs[i].value, msgs[i].value_len, &f->evs[i], &pb)
+                        : event_parse(msgs[i].value, msgs[i].value_len, &f->evs[i], &pb)) == HR_OK;
         if (!f->ok[i]) {
             char reason[512];
             snprintf(reason, sizeof(reason), "invalid event: %s: %s", pb.field, pb.detail);
@@ -547,14 +635,13 @@ static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, 
             trace_normalize(msgs[i].traceparent, msgs[i].traceparent_len, f->evs[i].traceparent,
                             NULL) != HR_OK)
             log_debug("fanout", "event %s: invalid traceparent header ignored", f->evs[i].event_id);
-        snprintf(f->posbuf[i], sizeof(f->posbuf[i]), "%s/%d/%lld", msgs[i].topic, msgs[i].partition,
-                 (long long)msgs[i].offset);
+        position(f->posbuf[i], sizeof(f->posbuf[i]), &msgs[i]);
         /* dedupe per tenant: two tenants may use the same event id */
         f->eids[i] = tenant_qualify_to(f->evs[i].tenant, f->evs[i].event_id, f->eidbuf[i]);
         if (!f->eids[i]) { /* cannot be: event ids are validated shorter */
+            r = dead_letter(f, &msgs[i], &f->evs[i], "invalid event: event_id: too long", batch);
             event_clear(&f->evs[i]);
             f->ok[i] = false;
-            r = stage_dead_letter(app, &msgs[i], "fanout", "invalid event: event_id: too long", batch);
             continue;
         }
         f->ids[nv] = f->eids[i];
@@ -571,10 +658,10 @@ static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, 
         if (!f->ok[i]) continue;
         claim_t c = f->claims[k++];
         if (c == CLAIM_DUP || f->evs[i].audience != AUD_USERS) continue;
-        size_t j;
-        json_t *v;
-        json_array_foreach(f->evs[i].audience_users, j, v)
-            aud_push(f, batch_qualify(f, f->evs[i].tenant, json_string_value(v)));
+        event_users_t it;
+        event_users_begin(&f->evs[i], &it);
+        for (const char *u; (u = event_users_next(&it));)
+            aud_push(f, batch_qualify(f, f->evs[i].tenant, u));
     }
     if (r == HR_OK && f->naud) r = recip_prefetch(f->recips, f->aud, (int)f->naud);
 

@@ -7,9 +7,9 @@
 #include "app.h"
 #include "model/event.h"
 
-/* Publishes validated events to raw-events keyed by event_id, stamping each
- * with "_accepted_at_us" (for latency figures) and, when ev->traceparent is
- * set, "traceparent" (its version 00 form). Returns once every record is
+/* Publishes validated events to raw-events keyed by event_id, as binary
+ * event records (model/event.h) stamped with the accepted time (for latency
+ * figures; evs[i].accepted_at_us is set) and carrying ev->traceparent. Returns once every record is
  * acknowledged by the bus: HR_OK; HR_AGAIN when the bus is full (answer 503);
  * another error when the bus failed. Runs on the caller's thread. */
 hr_t ingest_publish(app_t *app, event_t *evs, int n);

@@ -101,6 +101,33 @@ write("fuzz_event", "traceparent_ce", ce[:-1] + ',"traceparent":"01-' + TP.decod
 write("fuzz_event", "traceparent_bad", full[:-1] + ',"traceparent":"00-00000000000000000000000000000000-'
       '00f067aa0ba902b7-01"}')
 
+
+def event_record(flags, prio, aud, chmask, cmask, accepted, send_at, time_ms, strings, users):
+    """A binary event record, version 1 (model/event.h)."""
+    out = bytes([0xFF, ord("E"), 1, flags, prio, aud, chmask, cmask])
+    out += struct.pack("<qqq", accepted, send_at, time_ms)
+    for s in strings:  # event_id type source actor category tenant traceparent key data content
+        if s is None:
+            out += struct.pack("<I", 0)
+        else:
+            b = s.encode()
+            out += struct.pack("<I", len(b) + 1) + b + b"\0"
+    out += struct.pack("<I", len(users))
+    for u in users:
+        b = u.encode()
+        out += struct.pack("<H", len(b)) + b + b"\0"
+    return out
+
+
+# records start with a template line: their length fields may hold a newline byte
+write("fuzz_event", "record_users", b"{{actor}}: {{data.text}} {{user_id}}\n" + event_record(
+    0, 2, 1, 0b00101, 0b00001, 1700000000000000, 0, 0,
+    ["e1", "comment", None, "ann", "social", "acme", TP.decode(), None, '{"text":"hi","a":{"b":[1,2]}}',
+     '{"title":"T","push":{"body":"B {{data.text}}"}}'], ["u1", "u2", "u3"]))
+write("fuzz_event", "record_topic", b"{{type}}\n" + event_record(
+    0, 1, 2, 0, 0, 1, 0, 1714564800000,
+    ["e2", "t", "/src", None, "default", None, None, "news", None, None], []))
+
 # ---- request paths (src/http/router.c); first byte: method and decode mode ----
 GET, POST, PUT, DELETE = 0, 2, 3, 4
 write("fuzz_router", "events", bytes([POST]) + b"/v1/events")

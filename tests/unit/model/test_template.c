@@ -181,6 +181,43 @@ static void test_check(void **state)
     assert_int_equal(tmpl_check("{{nope}}", NULL, 0), HR_INVALID);
 }
 
+/* A template prerendered for the event and finished per recipient is
+ * exactly tmpl_render()'s output, at every output limit (the cut and its
+ * HR_AGAIN included), with many holes (the fallback) too. */
+static void test_prerender(void **state)
+{
+    (void)state;
+    static const char *const tmpls[] = {
+        "Hi {{user_id}}, {{actor}} wrote: {{data.text}}",
+        "{{actor}} posted",
+        "{{user_id}}{{user.locale}}{{user_id}} {{data.uni}} {{ user_id }}!",
+        "{{{user_id}}} {{user_id",
+        "",
+        "{{user_id}}{{user_id}}{{user_id}}{{user_id}}{{user_id}}{{user_id}}{{user_id}}{{user_id}}"
+        "{{user_id}}{{user_id}}{{user_id}}{{user_id}}{{user_id}}{{user_id}}{{user_id}}{{user_id}}"
+        "{{user_id}} {{actor}}",
+    };
+    tmpl_pre_t pre;
+    tmpl_pre_init(&pre);
+    for (size_t t = 0; t < sizeof(tmpls) / sizeof(tmpls[0]); t++) {
+        tmpl_prerender(tmpls[t], &ev, &pre);
+        for (size_t limit = 0; limit < 90; limit++) {
+            tmpl_ctx_t ctx = {.ev = &ev, .user_id = "usr-\xc3\xa9", .locale = "de-CH"};
+            buf_t a, b;
+            buf_init(&a, limit);
+            buf_init(&b, limit);
+            hr_t ra = tmpl_render(tmpls[t], &ctx, &a);
+            hr_t rb = tmpl_finish(&pre, ctx.user_id, ctx.locale, &b);
+            assert_int_equal(ra, rb);
+            assert_int_equal(a.len, b.len);
+            if (a.len) assert_memory_equal(a.data, b.data, a.len);
+            buf_release(&a);
+            buf_release(&b);
+        }
+    }
+    tmpl_pre_release(&pre);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +227,7 @@ int main(void)
         cmocka_unit_test(test_literal_braces),
         cmocka_unit_test(test_limit),
         cmocka_unit_test(test_check),
+        cmocka_unit_test(test_prerender),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

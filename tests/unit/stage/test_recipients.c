@@ -118,6 +118,57 @@ static void test_view_and_changes(void **state)
     recip_cache_free(c);
 }
 
+/* A prefetch records each id's entry (hits, misses, repeated ids, unknown
+ * users), and recip_get() answers from that record - in order, skipping
+ * ids, with a nested prefetch between - without reading the id again. The
+ * cache is given no room, so every answer not taken from the record would
+ * be a store read (counted in loads); a batch (recip_sync) ends the record. */
+static void test_prefetch_records(void **state)
+{
+    fx_t *f = *state;
+    put_user(f->s, "ann", "ann@example.com", "tok-ann");
+    put_user(f->s, "ben", "ben@example.com", NULL);
+    put_user(f->s, "cat", "cat@example.com", "tok-cat");
+    recip_cache_t *c = recip_cache_new(f->s, 1, 60000);
+    recip_reader_t *r = recip_reader_new(c);
+    hr_t err;
+    recip_stats_t st;
+    const char *ids[] = {"ann", "ben", "ben", "nobody", "cat", "ben", "ann"};
+    assert_int_equal(recip_prefetch(r, ids, 7), HR_OK);
+    static const char *const want[] = {"ann", "ben", "ben", "nobody", "cat", "ben", "ann"};
+    for (int i = 0; i < 7; i++) {
+        if (i == 2) continue; /* an event fan-out dropped */
+        const recipient_t *x = recip_get(r, want[i], &err);
+        assert_non_null(x);
+        assert_string_equal(x->user_id, want[i]);
+        assert_int_equal(x->known, strcmp(want[i], "nobody") != 0);
+        if (x->known) {
+            char mail[64];
+            snprintf(mail, sizeof(mail), "%s@example.com", want[i]);
+            assert_memory_equal(x->addr[CH_EMAIL], mail, x->addr_len[CH_EMAIL]);
+        }
+        if (i == 3) { /* a nested prefetch (an audience page) and back */
+            const char *page[] = {"cat", "zed"};
+            assert_int_equal(recip_prefetch(r, page, 2), HR_OK);
+            assert_string_equal(recip_get(r, "cat", &err)->user_id, "cat");
+            assert_false(recip_get(r, "zed", &err)->known);
+        }
+    }
+    /* ann, ben, nobody, cat, and the page's cat and zed: nothing read twice
+     * (the repeated ben and ann came from the record) */
+    recip_sync(r);
+    recip_cache_stats(c, &st);
+    assert_int_equal(st.loads, 4 + 2);
+    assert_int_equal(st.lookups, 6 + 2);
+    /* after recip_sync the record is gone: a plain read */
+    assert_string_equal(recip_get(r, "ben", &err)->addr[CH_EMAIL], "ben@example.com");
+    recip_sync(r);
+    recip_cache_stats(c, &st);
+    assert_int_equal(st.loads, 4 + 2 + 1);
+    recip_reader_free(r);
+    recip_cache_free(c);
+}
+
 /* A tiny budget: nothing fits, every answer still comes from the store. */
 static void test_budget(void **state)
 {
@@ -239,6 +290,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_view_and_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefetch_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zone_and_quiet_hours, setup, teardown),
