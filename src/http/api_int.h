@@ -18,6 +18,7 @@
  *   api_summary.c        /v1/ops/summary (what the status page shows)
  *   api_inbox.c          /v1/users/{user_id}/inbox... (list, counts, marks, token)
  *   api_inbox_stream.c   /v1/users/{user_id}/inbox/stream (Server-Sent Events)
+ *   api_inbox_page.c     /inbox, /inbox/inbox.js, /inbox/inbox.css (web/inbox/)
  *   api_ui.c             /ui, /ui/app.js, /ui/style.css (the status page, src/http/ui/)
  *   api_util.c           the helpers below
  *
@@ -112,6 +113,10 @@ void api_ops_summary(http_req_t *rq, http_resp_t *rs);
 void api_ui_page(http_req_t *rq, http_resp_t *rs);
 void api_ui_js(http_req_t *rq, http_resp_t *rs);
 void api_ui_css(http_req_t *rq, http_resp_t *rs);
+/* api_inbox_page.c: the embeddable inbox page (web/inbox/) */
+void api_inbox_page(http_req_t *rq, http_resp_t *rs);
+void api_inbox_page_js(http_req_t *rq, http_resp_t *rs);
+void api_inbox_page_css(http_req_t *rq, http_resp_t *rs);
 
 /* ---- api_util.c: validation and answers shared by the handlers ---- */
 

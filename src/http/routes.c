@@ -55,5 +55,9 @@ const http_route_t http_routes[] = {
     {HM_GET, "/ui", api_ui_page, RT_OPS | RT_OPEN, NULL},
     {HM_GET, "/ui/app.js", api_ui_js, RT_OPS | RT_OPEN, NULL},
     {HM_GET, "/ui/style.css", api_ui_css, RT_OPS | RT_OPEN, NULL},
+    /* the embeddable inbox page (web/inbox/): static files; its calls send a user token */
+    {HM_GET, "/inbox", api_inbox_page, RT_OPEN, NULL},
+    {HM_GET, "/inbox/inbox.js", api_inbox_page_js, RT_OPEN, NULL},
+    {HM_GET, "/inbox/inbox.css", api_inbox_page_css, RT_OPEN, NULL},
 };
 const size_t http_nroutes = ARRAY_LEN(http_routes);

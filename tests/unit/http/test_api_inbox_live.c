@@ -6,7 +6,8 @@
  * Last-Event-ID replays exactly what was missed; heartbeats come when idle;
  * a mark through the API is announced; the per-user limit answers 429. A
  * token opens its own user's inbox routes only: 403 for another user or
- * any other route, 401 when expired, forged or malformed. Real server,
+ * any other route, 401 when expired, forged or malformed. The inbox page's
+ * files are served without a key. Real server,
  * bus and store (api_fixture.h) plus a hub and a token key.
  */
 #include "api_fixture.h"
@@ -443,6 +444,30 @@ static void test_token_issue_validation(void **state)
     F.use_key = F.key;
 }
 
+/* ------------------------------------------------------------ the page */
+
+static void test_inbox_page_files(void **state)
+{
+    (void)state;
+    hresp_t r;
+    F.use_key = NULL; /* static files: no key */
+    hreq(&r, "GET", "/inbox", NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.ctype, "text/html"));
+    assert_non_null(strstr(r.body, "/inbox/inbox.js"));
+    hresp_clear(&r);
+    hreq(&r, "GET", "/inbox/inbox.js", NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.ctype, "text/javascript"));
+    assert_non_null(strstr(r.body, "EventSource"));
+    hresp_clear(&r);
+    hreq(&r, "GET", "/inbox/inbox.css", NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.ctype, "text/css"));
+    hresp_clear(&r);
+    F.use_key = F.key;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -454,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_token_opens_own_inbox_only),
         cmocka_unit_test(test_token_expired_forged_refused),
         cmocka_unit_test(test_token_issue_validation),
+        cmocka_unit_test(test_inbox_page_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
