@@ -205,8 +205,9 @@ static const opt_t opts[] = {
     {"inbox.stream_queue", OPT_INT, F(inbox_stream_queue), "64", 1, 100000, NULL,
      "Events waiting for one live stream's client; a client further behind is dropped (it "
      "reconnects and resumes from the store)."},
-    {"inbox.stream_heartbeat_ms", OPT_INT, F(inbox_stream_heartbeat_ms), "15000", 10, 3600000,
-     NULL, "A live stream idle this long gets a comment line (keeps proxies from closing it)."},
+    {"inbox.stream_heartbeat_ms", OPT_INT, F(inbox_stream_heartbeat_ms), "15000", 10, 25000,
+     NULL, "A live stream idle this long gets a comment line (keeps proxies from closing it; at "
+     "most 25 s, under the server's 30 s idle timeout)."},
     {"inbox.stream_replay", OPT_INT, F(inbox_stream_replay), "50", 1, 200, NULL,
      "Items a resumed live stream (Last-Event-ID) replays at most; with more missed it gets a "
      "reset event and the client reloads the list."},
