@@ -16,6 +16,8 @@
 #include "app.h"
 
 #include "auth/auth.h"
+#include "auth/user_token.h"
+#include "http/inbox_hub.h"
 
 #include "provider/provider.h"
 
@@ -102,6 +104,29 @@ hr_t store_open_cfg(const config_t *cfg, store_t **store, char *why, size_t why_
     return r;
 }
 
+/* The in-app inbox's live streams and user token key (inbox.* settings). */
+static hr_t inbox_open(app_t *app, char *why, size_t why_len)
+{
+    const config_t *cfg = app->cfg;
+    inbox_hub_opts_t ho = {.max_streams = cfg->inbox_stream_max,
+                           .max_per_user = cfg->inbox_stream_max_per_user,
+                           .queue_max = cfg->inbox_stream_queue,
+                           .heartbeat_ms = cfg->inbox_stream_heartbeat_ms,
+                           .thread = true};
+    if (!(app->inbox_hub = inbox_hub_new(&ho))) {
+        snprintf(why, why_len, "cannot start the inbox's live streams");
+        return HR_ERR;
+    }
+    char *path = cfg->inbox_token_secret_file[0] ? xstrdup(cfg->inbox_token_secret_file)
+                                                 : xasprintf("%s/inbox_token.key", cfg->data_dir);
+    char err[256];
+    if (!cfg->inbox_token_secret_file[0]) mkdir_p(cfg->data_dir, 0700);
+    hr_t r = user_token_key_load(path, &app->user_tokens, err, sizeof(err));
+    if (r != HR_OK) snprintf(why, why_len, "inbox.token_secret_file: %.200s", err);
+    free(path);
+    return r;
+}
+
 hr_t app_open(config_t *cfg, app_open_opts_t *o, app_t **out)
 {
     app_impl_t *a = xcalloc(1, sizeof(*a));
@@ -118,6 +143,7 @@ hr_t app_open(config_t *cfg, app_open_opts_t *o, app_t **out)
     if (o->store && (r = store_open_cfg(cfg, &a->app.store, o->why, sizeof(o->why))) != HR_OK) goto out;
     if (a->app.store && strcmp(cfg->auth_enabled, "true") == 0)
         a->app.auth = auth_new(a->app.store, cfg->auth_cache_ms, NULL);
+    if (a->app.store && (r = inbox_open(&a->app, o->why, sizeof(o->why))) != HR_OK) goto out;
     if ((r = open_bus(cfg, &a->app.bus, o->why, sizeof(o->why))) != HR_OK) goto out;
     if (o->topics && (r = topics_create_all(&a->app)) != HR_OK) {
         snprintf(o->why, sizeof(o->why), "cannot create the topics on the %s bus: %s",
@@ -260,6 +286,8 @@ void app_close(app_t *app)
         flush_bus(a);
         bus_close(app->bus);
     }
+    inbox_hub_free(app->inbox_hub); /* after the stages: the inapp provider publishes to it */
+    user_token_key_free(app->user_tokens);
     auth_free(app->auth);
     store_close(app->store);
     free(a);

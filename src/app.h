@@ -22,6 +22,8 @@ typedef struct app {
     bus_t *bus;
     store_t *store;
     struct auth *auth;          /* API key checks; NULL when auth.enabled = false */
+    struct inbox_hub *inbox_hub; /* live inbox streams (http/inbox_hub.h); NULL without a store */
+    struct user_token_key *user_tokens; /* signs user tokens (auth/user_token.h); NULL without a store */
     atomic_int stopping;        /* set by SIGTERM/SIGINT */
     /* Counters and histograms for /metrics are process-wide, declared in
      * metrics/metrics.def (METRIC_INC, METRIC_HIST). */

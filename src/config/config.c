@@ -197,6 +197,28 @@ static const opt_t opts[] = {
     {"store.check_ms", OPT_INT, F(store_check_ms), "10000", 0, 3600000, NULL,
      "Time bound of the store's integrity check at start (0 = skip it); a check cut short "
      "says so in the log."},
+    {"inbox.stream_max", OPT_INT, F(inbox_stream_max), "1000", 1, 1000000, NULL,
+     "Live inbox streams (GET /v1/users/{user_id}/inbox/stream) open at once in total; more "
+     "get 429."},
+    {"inbox.stream_max_per_user", OPT_INT, F(inbox_stream_max_per_user), "8", 1, 1000, NULL,
+     "Live inbox streams open at once for one user; more get 429."},
+    {"inbox.stream_queue", OPT_INT, F(inbox_stream_queue), "64", 1, 100000, NULL,
+     "Events waiting for one live stream's client; a client further behind is dropped (it "
+     "reconnects and resumes from the store)."},
+    {"inbox.stream_heartbeat_ms", OPT_INT, F(inbox_stream_heartbeat_ms), "15000", 10, 25000,
+     NULL, "A live stream idle this long gets a comment line (keeps proxies from closing it; at "
+     "most 25 s, under the server's 30 s idle timeout)."},
+    {"inbox.stream_replay", OPT_INT, F(inbox_stream_replay), "50", 1, 200, NULL,
+     "Items a resumed live stream (Last-Event-ID) replays at most; with more missed it gets a "
+     "reset event and the client reloads the list."},
+    {"inbox.token_secret_file", OPT_STR, F(inbox_token_secret_file), "", 0, 0, NULL,
+     "File holding the secret that signs user tokens (at least 32 bytes; share it between "
+     "processes behind one address); empty = <data_dir>/inbox_token.key, made on first start "
+     "(mode 0600)."},
+    {"inbox.token_ttl_s", OPT_INT, F(inbox_token_ttl_s), "3600", 10, 31536000, NULL,
+     "Lifetime of a user token when POST /v1/users/{user_id}/inbox/token names none."},
+    {"inbox.token_max_ttl_s", OPT_INT, F(inbox_token_max_ttl_s), "86400", 10, 31536000, NULL,
+     "Longest lifetime a user token may be given."},
 };
 
 static hr_t check_roles(const char *value, char *why, size_t why_len)

@@ -83,6 +83,15 @@ typedef struct config {
     int dispatch_status_every;  /* dispatch.status_every: provider calls between status writes */
     char *store_accept_damage;  /* store.accept_damage false|true */
     int store_check_ms;         /* store.check_ms: time bound of the integrity check at start */
+    /* inbox.*: live streams and user tokens (http/inbox_hub.h, auth/user_token.h) */
+    int inbox_stream_max;       /* inbox.stream_max: live streams in total */
+    int inbox_stream_max_per_user; /* inbox.stream_max_per_user */
+    int inbox_stream_queue;     /* inbox.stream_queue: events waiting per stream */
+    int inbox_stream_heartbeat_ms; /* inbox.stream_heartbeat_ms */
+    int inbox_stream_replay;    /* inbox.stream_replay: items replayed on resume */
+    char *inbox_token_secret_file; /* inbox.token_secret_file ("" = <data_dir>/inbox_token.key) */
+    int inbox_token_ttl_s;      /* inbox.token_ttl_s: default token lifetime */
+    int inbox_token_max_ttl_s;  /* inbox.token_max_ttl_s */
     /* kafka.* passthrough, NULL-terminated key/value pairs */
     char **kafka_kv;
     int kafka_kv_n;

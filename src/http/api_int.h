@@ -16,6 +16,9 @@
  *   api_dlq.c            /v1/dlq, /v1/dlq/redrive
  *   api_callbacks.c      /v1/callbacks/twilio/{provider}, /v1/callbacks/sendgrid/{provider}
  *   api_summary.c        /v1/ops/summary (what the status page shows)
+ *   api_inbox.c          /v1/users/{user_id}/inbox... (list, counts, marks, token)
+ *   api_inbox_stream.c   /v1/users/{user_id}/inbox/stream (Server-Sent Events)
+ *   api_inbox_page.c     /inbox, /inbox/inbox.js, /inbox/inbox.css (web/inbox/)
  *   api_ui.c             /ui, /ui/app.js, /ui/style.css (the status page, src/http/ui/)
  *   api_util.c           the helpers below
  *
@@ -90,6 +93,11 @@ void api_inbox_read_all(http_req_t *rq, http_resp_t *rs);
 void api_inbox_seen_all(http_req_t *rq, http_resp_t *rs);
 void api_inbox_archive_all(http_req_t *rq, http_resp_t *rs);
 void api_inbox_delete(http_req_t *rq, http_resp_t *rs);
+void api_inbox_token(http_req_t *rq, http_resp_t *rs);
+/* an item as the inbox API and its live stream show it */
+json_t *inbox_item_json(const inbox_item_t *it);
+/* api_inbox_stream.c */
+void api_inbox_stream(http_req_t *rq, http_resp_t *rs);
 
 void api_dlq_list(http_req_t *rq, http_resp_t *rs);
 void api_dlq_redrive(http_req_t *rq, http_resp_t *rs);
@@ -105,6 +113,10 @@ void api_ops_summary(http_req_t *rq, http_resp_t *rs);
 void api_ui_page(http_req_t *rq, http_resp_t *rs);
 void api_ui_js(http_req_t *rq, http_resp_t *rs);
 void api_ui_css(http_req_t *rq, http_resp_t *rs);
+/* api_inbox_page.c: the embeddable inbox page (web/inbox/) */
+void api_inbox_page(http_req_t *rq, http_resp_t *rs);
+void api_inbox_page_js(http_req_t *rq, http_resp_t *rs);
+void api_inbox_page_css(http_req_t *rq, http_resp_t *rs);
 
 /* ---- api_util.c: validation and answers shared by the handlers ---- */
 

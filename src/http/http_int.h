@@ -56,8 +56,11 @@ typedef void (*http_handler_fn)(http_req_t *rq, http_resp_t *rs);
 #define RT_METRICS 64u  /* open when auth.metrics_open = true, else as RT_NEED says */
 /* The scopes (auth.h SCOPE_*) a route accepts, any of them; admin passes. */
 #define RT_NEED(scopes) ((unsigned)(scopes) << 8)
-#define RT_NEED_OF(flags) ((flags) >> 8)
+#define RT_NEED_OF(flags) (((flags) >> 8) & 0xffu)
 #define RT_SMALL 128u   /* body bounded by HTTP_SMALL_BODY, not http.max_body (413 above) */
+/* Also opens to a user token (auth/user_token.h) for the path's {user_id}
+ * (the first parameter): the in-app inbox routes. */
+#define RT_USER (1u << 16)
 
 #define HTTP_SMALL_BODY (16 * 1024)
 
@@ -158,6 +161,7 @@ struct http_req {
     int nowned, capowned;
     auth_ctx_t who;             /* the caller: its key's tenant and scopes (set before the
                                  * handler runs; tenant "default", every scope without auth) */
+    bool user_token;            /* the caller is a user token for params[0] (RT_USER), not a key */
     /* streamed bodies (route->stream) */
     void *sink;                 /* the consumer's state (route->stream->start) */
     bool sink_stopped;          /* feed said stop: the rest is dropped */
@@ -257,6 +261,8 @@ http_stream_t *resp_stream(http_req_t *rq, http_resp_t *rs, int status, const ch
 hr_t http_stream_write(http_stream_t *st, const void *data, size_t len);
 /* Bytes queued and not yet handed to the connection. */
 size_t http_stream_queued(http_stream_t *st);
+/* Has the client gone (or the server begun to stop)? Writes then say HR_CLOSED. */
+bool http_stream_gone(http_stream_t *st);
 /* Ends the body once the queued bytes are sent, and drops the producer's
  * reference: st must not be used after. */
 void http_stream_close(http_stream_t *st);

@@ -26,13 +26,16 @@ const http_route_t http_routes[] = {
     {HM_POST, "/v1/users/{user_id}/follows", api_follow_post, RT_BODY | RT_STORE | RT_NEED(SCOPE_MANAGE), NULL},
     {HM_GET, "/v1/users/{user_id}/notifications", api_user_notifs, RT_STORE | RT_NEED(SCOPE_READ), NULL},
     /* the in-app inbox (api_inbox.c) */
-    {HM_GET, "/v1/users/{user_id}/inbox", api_inbox_list, RT_STORE | RT_NEED(SCOPE_READ), NULL},
-    {HM_GET, "/v1/users/{user_id}/inbox/counts", api_inbox_counts, RT_STORE | RT_NEED(SCOPE_READ), NULL},
-    {HM_POST, "/v1/users/{user_id}/inbox/read-all", api_inbox_read_all, RT_STORE | RT_NEED(SCOPE_MANAGE), NULL},
-    {HM_POST, "/v1/users/{user_id}/inbox/seen-all", api_inbox_seen_all, RT_STORE | RT_NEED(SCOPE_MANAGE), NULL},
-    {HM_POST, "/v1/users/{user_id}/inbox/archive-all", api_inbox_archive_all, RT_STORE | RT_NEED(SCOPE_MANAGE), NULL},
-    {HM_POST, "/v1/users/{user_id}/inbox/{notification_id}/{action}", api_inbox_mark, RT_STORE | RT_NEED(SCOPE_MANAGE), NULL},
-    {HM_DELETE, "/v1/users/{user_id}/inbox/{notification_id}", api_inbox_delete, RT_STORE | RT_NEED(SCOPE_MANAGE), NULL},
+    {HM_GET, "/v1/users/{user_id}/inbox", api_inbox_list, RT_STORE | RT_USER | RT_NEED(SCOPE_READ), NULL},
+    {HM_GET, "/v1/users/{user_id}/inbox/counts", api_inbox_counts, RT_STORE | RT_USER | RT_NEED(SCOPE_READ), NULL},
+    {HM_POST, "/v1/users/{user_id}/inbox/read-all", api_inbox_read_all, RT_STORE | RT_USER | RT_NEED(SCOPE_MANAGE), NULL},
+    {HM_POST, "/v1/users/{user_id}/inbox/seen-all", api_inbox_seen_all, RT_STORE | RT_USER | RT_NEED(SCOPE_MANAGE), NULL},
+    {HM_POST, "/v1/users/{user_id}/inbox/archive-all", api_inbox_archive_all, RT_STORE | RT_USER | RT_NEED(SCOPE_MANAGE), NULL},
+    {HM_POST, "/v1/users/{user_id}/inbox/{notification_id}/{action}", api_inbox_mark, RT_STORE | RT_USER | RT_NEED(SCOPE_MANAGE), NULL},
+    {HM_DELETE, "/v1/users/{user_id}/inbox/{notification_id}", api_inbox_delete, RT_STORE | RT_USER | RT_NEED(SCOPE_MANAGE), NULL},
+    /* the inbox live (api_inbox_stream.c) and user tokens for browsers (RT_USER) */
+    {HM_GET, "/v1/users/{user_id}/inbox/stream", api_inbox_stream, RT_STORE | RT_USER | RT_NEED(SCOPE_READ), NULL},
+    {HM_POST, "/v1/users/{user_id}/inbox/token", api_inbox_token, RT_SMALL | RT_STORE | RT_NEED(SCOPE_MANAGE), NULL},
     {HM_POST, "/v1/topics/{topic}/subscribers", api_sub_post, RT_BODY | RT_STORE | RT_NEED(SCOPE_MANAGE), NULL},
     {HM_GET, "/v1/topics/{topic}/subscribers", api_sub_list, RT_STORE | RT_NEED(SCOPE_READ | SCOPE_MANAGE), NULL},
     {HM_DELETE, "/v1/topics/{topic}/subscribers/{user_id}", api_sub_delete, RT_STORE | RT_NEED(SCOPE_MANAGE), NULL},
@@ -52,5 +55,9 @@ const http_route_t http_routes[] = {
     {HM_GET, "/ui", api_ui_page, RT_OPS | RT_OPEN, NULL},
     {HM_GET, "/ui/app.js", api_ui_js, RT_OPS | RT_OPEN, NULL},
     {HM_GET, "/ui/style.css", api_ui_css, RT_OPS | RT_OPEN, NULL},
+    /* the embeddable inbox page (web/inbox/): static files; its calls send a user token */
+    {HM_GET, "/inbox", api_inbox_page, RT_OPEN, NULL},
+    {HM_GET, "/inbox/inbox.js", api_inbox_page_js, RT_OPEN, NULL},
+    {HM_GET, "/inbox/inbox.css", api_inbox_page_css, RT_OPEN, NULL},
 };
 const size_t http_nroutes = ARRAY_LEN(http_routes);

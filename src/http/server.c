@@ -64,6 +64,8 @@
  */
 #include "http/http_int.h"
 
+#include "auth/user_token.h"
+
 #include "core/cond.h"
 #include "core/file.h"
 #include "core/log.h"
@@ -375,6 +377,14 @@ size_t http_stream_queued(http_stream_t *st)
     size_t n = st->len;
     pthread_mutex_unlock(&st->mu);
     return n;
+}
+
+bool http_stream_gone(http_stream_t *st)
+{
+    pthread_mutex_lock(&st->mu);
+    bool gone = st->gone;
+    pthread_mutex_unlock(&st->mu);
+    return gone;
 }
 
 void http_stream_close(http_stream_t *st)
@@ -702,6 +712,39 @@ static const char *request_key(struct MHD_Connection *conn, size_t *n)
     return v;
 }
 
+/* A user token (auth/user_token.h) in place of an API key: it opens the
+ * RT_USER routes of its own user (the path's first parameter) in its
+ * tenant, nothing else. 401 when it is malformed, forged or expired, 403
+ * on another route or for another user. */
+static bool authorize_user(http_req_t *rq, http_resp_t *rs, const char *tok, size_t n)
+{
+    user_token_t t;
+    hr_t r = rq->app->user_tokens
+                 ? user_token_verify(rq->app->user_tokens, tok, n, hclock_now_ms() / 1000, &t)
+                 : HR_INVALID;
+    if (r != HR_OK) {
+        resp_header(rs, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                    "Bearer realm=\"herald\", error=\"invalid_token\"");
+        resp_problem(rs, 401, PROBLEM_UNAUTHENTICATED, "Authorization", "%s",
+                     r == HR_TIMEOUT ? "the user token has expired"
+                                     : "the user token is not valid (malformed or not signed here)");
+        return false;
+    }
+    if (!(rq->route->flags & RT_USER)) {
+        resp_problem(rs, 403, PROBLEM_FORBIDDEN, NULL,
+                     "a user token opens its user's inbox only; this needs an API key");
+        return false;
+    }
+    if (rq->nparams < 1 || strcmp(rq->params[0], t.user_id) != 0) {
+        resp_problem(rs, 403, PROBLEM_FORBIDDEN, NULL, "this user token is for another user");
+        return false;
+    }
+    memset(&rq->who, 0, sizeof(rq->who));
+    snprintf(rq->who.tenant, sizeof(rq->who.tenant), "%s", t.tenant);
+    rq->user_token = true;
+    return true;
+}
+
 /* The key check (auth.h) for routes that need one; true to go on, false
  * when rs holds the 401, 403 or 503. */
 static bool authorize(http_req_t *rq, http_resp_t *rs)
@@ -718,6 +761,17 @@ static bool authorize(http_req_t *rq, http_resp_t *rs)
         return true;
     size_t n;
     const char *key = request_key(rq->conn, &n);
+    bool in_query = false;
+    if (!key && (key = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "token"))) {
+        n = strlen(key); /* EventSource cannot send headers; never logged */
+        in_query = true;
+    }
+    if (user_token_like(key, n)) return authorize_user(rq, rs, key, n);
+    if (in_query) {
+        resp_problem(rs, 401, PROBLEM_UNAUTHENTICATED, "token",
+                     "?token= takes a user token only; send API keys in Authorization");
+        return false;
+    }
     char need[64];
     switch (auth_check(app->auth, key, n, RT_NEED_OF(flags), &rq->who)) {
     case AUTH_OK:

@@ -13,7 +13,9 @@
  * write that did land changes nothing), SEND_PERMANENT for a notification
  * the store refuses (no user or id). The user id stored is the
  * tenant-qualified one, so the API's tenant helpers keep tenants apart.
- * close() writes what is still pending, like the sandbox.
+ * close() writes what is still pending, like the sandbox. A new item is
+ * published to its user's live streams (http/inbox_hub.h) right after the
+ * write, from the dispatcher thread that wrote it.
  *
  * Needs the process's store (env->app->store); opening without one fails.
  *
@@ -23,6 +25,7 @@
 
 #include "app.h"
 #include "core/log.h"
+#include "http/inbox_hub.h"
 #include "store/store.h"
 
 #include <assert.h>
@@ -39,6 +42,7 @@ typedef struct pending {
 typedef struct inapp {
     provider_t base;
     store_t *store;             /* borrowed from the app */
+    inbox_hub_t *hub;           /* the app's live streams; NULL = none */
     pending_t *pending;         /* submitted since the last poll */
     int npending, cap;
 } inapp_t;
@@ -66,7 +70,10 @@ static void inapp_store(inapp_t *s, const notif_t *n, send_result_t *res)
         .body = xstrndup(n->body.p ? n->body.p : "", n->body.n),
         .created_at_ms = n->created_at_ms > 0 ? n->created_at_ms : hclock_now_ms(),
     };
-    hr_t r = store_inbox_put(s->store, &it, NULL);
+    bool created = false;
+    hr_t r = store_inbox_put(s->store, &it, &created);
+    /* the user's live streams hear of it from this thread (inbox_hub.h) */
+    if (r == HR_OK && created && s->hub) inbox_hub_new_item(s->hub, s->store, &it);
     if (r == HR_OK) {
         res->cls = SEND_OK;
         res->code = 0;
@@ -117,6 +124,7 @@ static hr_t inapp_open(const provider_env_t *env, provider_t **out, char *why, s
     if (r != HR_OK) return r;
     inapp_t *s = xcalloc(1, sizeof(*s));
     s->store = env->app->store;
+    s->hub = env->app->inbox_hub;
     s->cap = (int)cap;
     s->pending = xcalloc((size_t)cap, sizeof(*s->pending));
     *out = &s->base;
