@@ -141,6 +141,10 @@ static const opt_t opts[] = {
      INT64_C(1) << 40, NULL,
      "Fan-out recipient cache, shared by the fan-out workers (~150 bytes per user with one "
      "device)."},
+    {"fanout.exactly_once", OPT_ENUM, F(fanout_exactly_once), "false", 0, 0, "false|true",
+     "Kafka bus: fan-out writes each batch's notifications and its raw-events offsets in one "
+     "transaction, and every consumer reads committed records only, so a fan-out process killed "
+     "mid-stream leaves no duplicate notification records (one batch in flight per worker)."},
     {"status.gather", OPT_INT, F(status_gather), "8192", 1, 1048576, NULL,
      "Status sink: rows per store transaction (bigger transactions write each index page once "
      "for more rows)."},
