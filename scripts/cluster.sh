@@ -88,13 +88,30 @@ redis_down() { # [signal]
 
 # ---- PostgreSQL ----
 
+# The server's directory is pg.sh's own temporary one (as root the server
+# runs as another user, who must reach it: a directory under a private
+# parent would not do); $STATE/pg.dir names it.
+pg_dir() { cat "$STATE/pg.dir" 2>/dev/null || true; }
+
 pg_up() {
-  if [ -f "$STATE/pg/port" ] && pg status "$STATE/pg" >/dev/null 2>&1; then return 0; fi
-  [ -d "$STATE/pg" ] && pg stop "$STATE/pg" >/dev/null 2>&1 || true
-  pg start "$STATE/pg" >/dev/null || die "cannot start PostgreSQL (scripts/pg.sh)"
+  local dir
+  dir=$(pg_dir)
+  if [ -n "$dir" ] && [ -f "$dir/port" ] && pg status "$dir" >/dev/null 2>&1; then return 0; fi
+  [ -n "$dir" ] && [ -d "$dir" ] && pg stop "$dir" >/dev/null 2>&1 || true
+  local out
+  out=$(pg start) || die "cannot start PostgreSQL (scripts/pg.sh)"
+  sed -n "s/^HERALD_PG_DIR='\(.*\)'$/\1/p" <<<"$out" >"$STATE/pg.dir"
+  [ -n "$(pg_dir)" ] || die "scripts/pg.sh printed no directory"
 }
 
-dsn() { echo "postgresql://herald@/herald?host=$STATE/pg/sock&port=$(cat "$STATE/pg/port")"; }
+pg_down() {
+  local dir
+  dir=$(pg_dir)
+  [ -n "$dir" ] && [ -d "$dir" ] && pg stop "$dir" >/dev/null 2>&1 || true
+  rm -f "$STATE/pg.dir"
+}
+
+dsn() { local dir; dir=$(pg_dir); echo "postgresql://herald@/herald?host=$dir/sock&port=$(cat "$dir/port")"; }
 
 # ---- herald instances ----
 
@@ -203,7 +220,7 @@ cmd_down() {
   for i in $(instances); do herald_stop "$i" TERM; done
   redis_down
   [ -d "$STATE/kafka" ] && kafka stop >/dev/null 2>&1 || true
-  [ -d "$STATE/pg" ] && pg stop "$STATE/pg" >/dev/null 2>&1 || true
+  pg_down
   rm -rf "$STATE"
   say "stopped; $STATE removed"
 }
@@ -213,7 +230,7 @@ cmd_status() {
   local up=0 i pid
   echo "Kafka ($STATE/kafka):"
   kafka status 2>/dev/null | sed 's/^/  /' || echo "  stopped"
-  if [ -f "$STATE/pg/port" ] && pg status "$STATE/pg" >/dev/null 2>&1; then
+  if [ -n "$(pg_dir)" ] && pg status "$(pg_dir)" >/dev/null 2>&1; then
     echo "PostgreSQL: running, DSN $(dsn)"
   else
     echo "PostgreSQL: stopped"
