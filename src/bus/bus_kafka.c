@@ -139,6 +139,12 @@ typedef struct kconsumer {
     char *txn_id;
     rd_kafka_t *txn_rk;
     bool txn_open;
+    /* records produced through txn_rk and their delivery reports (both on
+     * the consumer's thread: txn_rk is only served there), and the batch
+     * of the last one: what a dropped producer never reported is failed
+     * on it, so that the stage never waits for an ack that cannot come */
+    int64_t txn_sent, txn_reported;
+    bus_batch_t *txn_batch;
 } kconsumer_t;
 
 /* The transaction open on this thread, whose producer kproduce/kflush use. */
@@ -752,13 +758,18 @@ static hr_t kproduce(bus_t *bus, const char *topic, int32_t partition, const voi
         }
         if (partition >= n) return HR_INVALID;
     }
+    rd_kafka_t *prk = producer_for(b);
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        producer_for(b), RD_KAFKA_V_TOPIC(topic),
+        prk, RD_KAFKA_V_TOPIC(topic),
         RD_KAFKA_V_PARTITION(partition >= 0 ? partition : RD_KAFKA_PARTITION_UA),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key ? key_len : 0),
         RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_OPAQUE(batch), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         atomic_fetch_add(&b->produced, 1);
+        if (prk != b->rk) { /* the transaction's (producer_for) */
+            txn_current->txn_sent++;
+            txn_current->txn_batch = batch;
+        }
         return HR_OK;
     }
     hr_t r = map_err(err);
@@ -1350,8 +1361,17 @@ out:
 
 /* ---- transactions (exactly-once read-process-write) ---- */
 
+/* Delivery reports of the transactional producer (the consumer's thread). */
+static void txn_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    kconsumer_t *c = opaque;
+    c->txn_reported++;
+    dr_msg_cb(rk, m, c->base.bus);
+}
+
 /* Fails what the transactional producer still holds (each record gets its
- * delivery report) and destroys it. */
+ * delivery report) and destroys it. A record it never reported (it
+ * cannot be purged) is failed on its batch here. */
 static void txn_drop(kconsumer_t *c)
 {
     if (!c->txn_rk) return;
@@ -1361,6 +1381,23 @@ static void txn_drop(kconsumer_t *c)
     rd_kafka_destroy(c->txn_rk);
     c->txn_rk = NULL;
     c->txn_open = false;
+    int64_t missing = c->txn_sent - c->txn_reported;
+    if (missing > 0 && c->txn_batch) {
+        log_warn(LOGC, "group %s: %" PRId64 " records of a dropped transaction never reported; "
+                 "failed", c->group, missing);
+        bus_batch_ack_n(c->txn_batch, missing, HR_CLOSED);
+    }
+    c->txn_sent = c->txn_reported = 0;
+    c->txn_batch = NULL;
+}
+
+/* After an abort: every record of the transaction reported, or the
+ * producer dropped (which fails the rest). */
+static void txn_settle(kconsumer_t *c)
+{
+    if (!c->txn_rk) return;
+    rd_kafka_flush(c->txn_rk, 10000);
+    if (c->txn_sent != c->txn_reported) txn_drop(c);
 }
 
 /* Logs a failed transactional call and consumes e; returns its hr_t (never
@@ -1398,9 +1435,11 @@ static hr_t txn_ensure(kconsumer_t *c)
         rd_kafka_conf_destroy(conf);
         return HR_INVALID;
     }
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-    rd_kafka_conf_set_error_cb(conf, producer_error_cb);
-    rd_kafka_conf_set_opaque(conf, b);
+    rd_kafka_conf_set_dr_msg_cb(conf, txn_dr_cb);
+    rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
+    rd_kafka_conf_set_opaque(conf, c);
+    c->txn_sent = c->txn_reported = 0;
+    c->txn_batch = NULL;
     c->txn_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
     if (!c->txn_rk) {
         if (errlog_admit(&c->err_log) >= 0)
@@ -1456,7 +1495,7 @@ static void ktxn_abort(bus_consumer_t *bc)
         return;
     }
     /* the purged records' delivery reports (failures) */
-    rd_kafka_flush(c->txn_rk, 5000);
+    txn_settle(c);
 }
 
 static hr_t ktxn_commit(bus_consumer_t *bc, const bus_offset_t *offs, int n)
@@ -1479,6 +1518,7 @@ static hr_t ktxn_commit(bus_consumer_t *bc, const bus_offset_t *offs, int n)
         e = rd_kafka_commit_transaction(c->txn_rk, ADMIN_TIMEOUT_MS);
         if (!e) {
             c->txn_open = false;
+            txn_settle(c); /* the commit's flush served them; never wait on an ack */
             return HR_OK;
         }
         if (!rd_kafka_error_is_retriable(e) || attempt >= 2) break;
