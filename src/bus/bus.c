@@ -305,3 +305,24 @@ hr_t bus_read_range(bus_t *bus, const char *topic, int32_t partition, int64_t fr
     if (!bus->ops->read_range) return HR_DECLINED;
     return bus->ops->read_range(bus, topic, partition, from, to, fn, ud);
 }
+
+hr_t bus_txn_init(bus_consumer_t *c, const char *txn_id)
+{
+    if (!c->ops->txn_init) return HR_DECLINED;
+    return c->ops->txn_init(c, txn_id);
+}
+
+hr_t bus_txn_begin(bus_consumer_t *c)
+{
+    return c->ops->txn_begin ? c->ops->txn_begin(c) : HR_DECLINED;
+}
+
+hr_t bus_txn_commit(bus_consumer_t *c, const bus_offset_t *offs, int n)
+{
+    return c->ops->txn_commit ? c->ops->txn_commit(c, offs, n) : HR_DECLINED;
+}
+
+void bus_txn_abort(bus_consumer_t *c)
+{
+    if (c->ops->txn_abort) c->ops->txn_abort(c);
+}

@@ -219,4 +219,33 @@ typedef bool (*bus_read_fn)(void *ud, const bus_msg_t *m);
 hr_t bus_read_range(bus_t *bus, const char *topic, int32_t partition, int64_t from, int64_t to,
                     bus_read_fn fn, void *ud);
 
+/* ---- exactly-once read-process-write (Kafka; fanout.exactly_once) ----
+ * A consumer may own a transactional producer: between bus_txn_begin() and
+ * bus_txn_commit()/bus_txn_abort(), every bus_produce() and bus_flush() made
+ * on the calling thread to the consumer's bus goes through it, and
+ * bus_txn_commit() commits those records together with the consumer's input
+ * offsets (the group's, as if stored and committed), atomically: consumers
+ * reading committed records only see them once the transaction commits, and
+ * never when it aborts. The produced records' batches are acknowledged by
+ * the commit (or failed by the abort). The embedded bus has no transactions
+ * (bus_txn_init answers HR_DECLINED). */
+typedef struct bus_offset {
+    const char *topic;
+    int32_t partition;
+    int64_t next;               /* the next offset to read */
+} bus_offset_t;
+/* Makes the consumer transactional; txn_id names its producer and must be
+ * stable across restarts of the same process and unique among processes
+ * (the broker fences an older producer with the same id and aborts what it
+ * left open). The producer is created and registered lazily, by the first
+ * bus_txn_begin(). */
+hr_t bus_txn_init(bus_consumer_t *c, const char *txn_id);
+/* Starts a transaction on the calling thread (the consumer's). */
+hr_t bus_txn_begin(bus_consumer_t *c);
+/* Sends the offsets and commits; on failure the transaction is aborted and
+ * an error returned (process the input again). */
+hr_t bus_txn_commit(bus_consumer_t *c, const bus_offset_t *offs, int n);
+/* Aborts the open transaction, if any. */
+void bus_txn_abort(bus_consumer_t *c);
+
 #endif

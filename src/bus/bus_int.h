@@ -47,6 +47,11 @@ typedef struct bus_ops {
     /* bus_read_range. May be NULL (HR_DECLINED). */
     hr_t (*read_range)(bus_t *bus, const char *topic, int32_t partition, int64_t from, int64_t to,
                        bus_read_fn fn, void *ud);
+    /* bus_txn_*. May be NULL (HR_DECLINED). */
+    hr_t (*txn_init)(bus_consumer_t *c, const char *txn_id);
+    hr_t (*txn_begin)(bus_consumer_t *c);
+    hr_t (*txn_commit)(bus_consumer_t *c, const bus_offset_t *offs, int n);
+    void (*txn_abort)(bus_consumer_t *c);
 } bus_ops_t;
 
 /* Every backend struct starts with this. The backend sets ops; bus.c owns

@@ -41,6 +41,18 @@
  *    offsets.
  *  - bus_opts_t.kv pairs go to rd_kafka_conf_set() for the producer and every
  *    consumer, after herald's defaults (SASL, SSL, tuning).
+ *  - Exactly-once read-process-write (bus_txn_*, fanout.exactly_once): a
+ *    transactional consumer owns a second producer, transactional.id set,
+ *    made on its first bus_txn_begin(). While a transaction is open on a
+ *    thread (txn_current), kproduce/kflush on that thread go through it;
+ *    bus_txn_commit() sends the input offsets with the group's metadata
+ *    (KIP-447: a member fenced by a rebalance cannot commit) and commits;
+ *    delivery reports are served by the commit's flush, so the batch is
+ *    acknowledged before it returns. transaction.timeout.ms defaults to
+ *    TXN_TIMEOUT_MS: what a killed process left open holds back
+ *    read_committed readers of its partitions at most that long (a restart
+ *    with the same transactional.id aborts it at once). A fatal error
+ *    (fenced) drops the producer; the next begin makes a new one.
  *
  * Errors never crash: librdkafka errors are mapped to hr_t and logged at a
  * limited rate (one line per kind per interval, with the count suppressed).
@@ -74,6 +86,8 @@
 #define ERR_LOG_INTERVAL_MS 5000
 /* Producer stall warning: records unacknowledged and no delivery report for this long. */
 #define STALL_WARN_MS 10000
+/* Transactional producers (bus_txn_*): default transaction.timeout.ms. */
+#define TXN_TIMEOUT_MS "10000"
 
 /* ---- types ---- */
 
@@ -119,7 +133,29 @@ typedef struct kconsumer {
     int commit_interval_ms;     /* auto.commit.interval.ms */
     int64_t last_commit_ns;     /* monotonic */
     errlog_t err_log;
+    /* exactly-once (bus_txn_*): txn_id set by bus_txn_init; txn_rk made
+     * and registered (init_transactions) by the first begin; txn_open
+     * between begin and commit/abort */
+    char *txn_id;
+    rd_kafka_t *txn_rk;
+    bool txn_open;
+    /* records produced through txn_rk and their delivery reports (both on
+     * the consumer's thread: txn_rk is only served there), and the batch
+     * of the last one: what a dropped producer never reported is failed
+     * on it, so that the stage never waits for an ack that cannot come */
+    int64_t txn_sent, txn_reported;
+    bus_batch_t *txn_batch;
 } kconsumer_t;
+
+/* The transaction open on this thread, whose producer kproduce/kflush use. */
+static _Thread_local struct kconsumer *txn_current;
+
+/* The producer for a produce or flush on bus b from this thread. */
+static inline rd_kafka_t *producer_for(struct kbus *b)
+{
+    kconsumer_t *c = txn_current;
+    return c && c->txn_open && c->base.bus == &b->base ? c->txn_rk : b->rk;
+}
 
 /* ---- error mapping ---- */
 
@@ -722,13 +758,18 @@ static hr_t kproduce(bus_t *bus, const char *topic, int32_t partition, const voi
         }
         if (partition >= n) return HR_INVALID;
     }
+    rd_kafka_t *prk = producer_for(b);
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        b->rk, RD_KAFKA_V_TOPIC(topic),
+        prk, RD_KAFKA_V_TOPIC(topic),
         RD_KAFKA_V_PARTITION(partition >= 0 ? partition : RD_KAFKA_PARTITION_UA),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key ? key_len : 0),
         RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_OPAQUE(batch), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         atomic_fetch_add(&b->produced, 1);
+        if (prk != b->rk) { /* the transaction's (producer_for) */
+            txn_current->txn_sent++;
+            txn_current->txn_batch = batch;
+        }
         return HR_OK;
     }
     hr_t r = map_err(err);
@@ -745,7 +786,7 @@ static int64_t koutstanding(bus_t *bus)
 static hr_t kflush(bus_t *bus, int timeout_ms)
 {
     kbus_t *b = (kbus_t *)bus;
-    rd_kafka_resp_err_t err = rd_kafka_flush(b->rk, timeout_ms);
+    rd_kafka_resp_err_t err = rd_kafka_flush(producer_for(b), timeout_ms);
     if (err == RD_KAFKA_RESP_ERR__TIMED_OUT) return HR_TIMEOUT;
     return map_err(err);
 }
@@ -802,9 +843,13 @@ static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     log_client_error(&c->err_log, rk, err, "offset commit failed");
 }
 
+static void txn_drop(kconsumer_t *c);
+
 static void kconsumer_free(kconsumer_t *c)
 {
     held_release(c);
+    txn_drop(c);
+    free(c->txn_id);
     free(c->held);
     free(c->group);
     errlog_release(&c->err_log);
@@ -824,6 +869,8 @@ static rd_kafka_t *consumer_handle(kbus_t *b, const char *group, kconsumer_t *c)
         /* prefetch at most 16 MiB per consumer (librdkafka default: 64 MiB) */
         "queued.max.messages.kbytes", "16384",
         "enable.partition.eof", "false",
+        /* never a record of an open or aborted transaction (bus_txn_*) */
+        "isolation.level", "read_committed",
         NULL,
     };
     char why[512];
@@ -1051,6 +1098,7 @@ static void kconsumer_close(bus_consumer_t *bc)
 {
     kconsumer_t *c = (kconsumer_t *)bc;
     held_release(c);
+    if (c->txn_open) bus_txn_abort(bc);
     /* What is stored now is committed now; then the close revokes (stage
      * callback, another synchronous commit) and leaves the group. */
     rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
@@ -1280,7 +1328,16 @@ static hr_t kread_range(bus_t *bus, const char *topic, int32_t partition, int64_
             break;
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-        if (!m) continue;
+        if (!m) {
+            /* Transaction markers (fanout.exactly_once) take offsets but are
+             * never returned: the position says when they were the rest. */
+            rd_kafka_topic_partition_list_t *pl = rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(pl, topic, partition);
+            if (rd_kafka_position(rk, pl) == RD_KAFKA_RESP_ERR_NO_ERROR && pl->elems[0].offset >= to)
+                more = false;
+            rd_kafka_topic_partition_list_destroy(pl);
+            continue;
+        }
         if (m->err) {
             log_warn(LOGC, "reading %s [%" PRId32 "]: %s", topic, partition, rd_kafka_err2str(m->err));
             r = map_err(m->err);
@@ -1299,6 +1356,182 @@ out:
     rd_kafka_topic_partition_list_destroy(l);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    return r;
+}
+
+/* ---- transactions (exactly-once read-process-write) ---- */
+
+/* Delivery reports of the transactional producer (the consumer's thread). */
+static void txn_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    kconsumer_t *c = opaque;
+    c->txn_reported++;
+    dr_msg_cb(rk, m, c->base.bus);
+}
+
+/* Fails what the transactional producer still holds (each record gets its
+ * delivery report) and destroys it. A record it never reported (it
+ * cannot be purged) is failed on its batch here. */
+static void txn_drop(kconsumer_t *c)
+{
+    if (!c->txn_rk) return;
+    if (txn_current == c) txn_current = NULL;
+    rd_kafka_purge(c->txn_rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_flush(c->txn_rk, 5000);
+    rd_kafka_destroy(c->txn_rk);
+    c->txn_rk = NULL;
+    c->txn_open = false;
+    int64_t missing = c->txn_sent - c->txn_reported;
+    if (missing > 0 && c->txn_batch) {
+        log_warn(LOGC, "group %s: %" PRId64 " records of a dropped transaction never reported; "
+                 "failed", c->group, missing);
+        bus_batch_ack_n(c->txn_batch, missing, HR_CLOSED);
+    }
+    c->txn_sent = c->txn_reported = 0;
+    c->txn_batch = NULL;
+}
+
+/* After an abort: every record of the transaction reported, or the
+ * producer dropped (which fails the rest). */
+static void txn_settle(kconsumer_t *c)
+{
+    if (!c->txn_rk) return;
+    rd_kafka_flush(c->txn_rk, 10000);
+    if (c->txn_sent != c->txn_reported) txn_drop(c);
+}
+
+/* Logs a failed transactional call and consumes e; returns its hr_t (never
+ * HR_OK). A fatal error drops the producer. */
+static hr_t txn_error(kconsumer_t *c, const char *what, rd_kafka_error_t *e)
+{
+    hr_t r = map_err(rd_kafka_error_code(e));
+    if (r == HR_OK) r = HR_ERR;
+    bool fatal = rd_kafka_error_is_fatal(e);
+    int64_t more = errlog_admit(&c->err_log);
+    if (more >= 0)
+        log_warn(LOGC, "group %s: transaction %s: %s%s (%" PRId64 " more errors in the last %d s)",
+                 c->group, what, rd_kafka_error_string(e), fatal ? " (fatal: new producer)" : "",
+                 more, errlog_interval_s(&c->err_log));
+    rd_kafka_error_destroy(e);
+    if (fatal) txn_drop(c);
+    return r;
+}
+
+/* The transactional producer, made and registered if need be. */
+static hr_t txn_ensure(kconsumer_t *c)
+{
+    if (c->txn_rk) return HR_OK;
+    kbus_t *b = (kbus_t *)c->base.bus;
+    char why[512];
+    rd_kafka_conf_t *conf = conf_base(b);
+    if (!conf) return HR_INVALID;
+    if (conf_set_pairs(conf, producer_defaults) != HR_OK ||
+        conf_set(conf, "transaction.timeout.ms", TXN_TIMEOUT_MS) != HR_OK ||
+        /* librdkafka: a record may not outlive the transaction it is in */
+        conf_set(conf, "message.timeout.ms", TXN_TIMEOUT_MS) != HR_OK ||
+        conf_set_pairs(conf, (const char *const *)b->kv) != HR_OK ||
+        conf_set(conf, "transactional.id", c->txn_id) != HR_OK ||
+        conf_set(conf, "client.id", "herald-txn") != HR_OK) {
+        rd_kafka_conf_destroy(conf);
+        return HR_INVALID;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, txn_dr_cb);
+    rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
+    rd_kafka_conf_set_opaque(conf, c);
+    c->txn_sent = c->txn_reported = 0;
+    c->txn_batch = NULL;
+    c->txn_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    if (!c->txn_rk) {
+        if (errlog_admit(&c->err_log) >= 0)
+            log_error(LOGC, "group %s: cannot create the transactional producer: %s", c->group, why);
+        rd_kafka_conf_destroy(conf);
+        return HR_INVALID;
+    }
+    int64_t t0 = hclock_mono_ns();
+    rd_kafka_error_t *e = rd_kafka_init_transactions(c->txn_rk, ADMIN_TIMEOUT_MS);
+    if (e) {
+        hr_t r = txn_error(c, "init", e);
+        txn_drop(c);
+        return r;
+    }
+    log_info(LOGC, "group %s: transactional producer %s ready in %" PRId64 " ms", c->group,
+             c->txn_id, (hclock_mono_ns() - t0) / 1000000);
+    return HR_OK;
+}
+
+static hr_t ktxn_init(bus_consumer_t *bc, const char *txn_id)
+{
+    kconsumer_t *c = (kconsumer_t *)bc;
+    if (!txn_id || !*txn_id) return HR_INVALID;
+    free(c->txn_id);
+    c->txn_id = xstrdup(txn_id);
+    return HR_OK;
+}
+
+static hr_t ktxn_begin(bus_consumer_t *bc)
+{
+    kconsumer_t *c = (kconsumer_t *)bc;
+    if (!c->txn_id) return HR_DECLINED;
+    if (c->txn_open) return HR_CONFLICT;
+    hr_t r = txn_ensure(c);
+    if (r != HR_OK) return r;
+    rd_kafka_error_t *e = rd_kafka_begin_transaction(c->txn_rk);
+    if (e) return txn_error(c, "begin", e);
+    c->txn_open = true;
+    txn_current = c;
+    return HR_OK;
+}
+
+static void ktxn_abort(bus_consumer_t *bc)
+{
+    kconsumer_t *c = (kconsumer_t *)bc;
+    if (txn_current == c) txn_current = NULL;
+    if (!c->txn_open || !c->txn_rk) return;
+    c->txn_open = false;
+    rd_kafka_error_t *e = rd_kafka_abort_transaction(c->txn_rk, ADMIN_TIMEOUT_MS);
+    if (e) {
+        txn_error(c, "abort", e);
+        txn_drop(c); /* cannot go on with a transaction in an unknown state */
+        return;
+    }
+    /* the purged records' delivery reports (failures) */
+    txn_settle(c);
+}
+
+static hr_t ktxn_commit(bus_consumer_t *bc, const bus_offset_t *offs, int n)
+{
+    kconsumer_t *c = (kconsumer_t *)bc;
+    if (!c->txn_open || !c->txn_rk) return HR_DECLINED;
+    txn_current = NULL; /* nothing more goes into this transaction */
+    rd_kafka_error_t *e = NULL;
+    if (n > 0) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+        for (int i = 0; i < n; i++)
+            rd_kafka_topic_partition_list_add(l, offs[i].topic, offs[i].partition)->offset = offs[i].next;
+        rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(c->rk);
+        e = rd_kafka_send_offsets_to_transaction(c->txn_rk, l, md, ADMIN_TIMEOUT_MS);
+        rd_kafka_consumer_group_metadata_destroy(md);
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+    /* A retriable commit error (a timeout) may be retried as is. */
+    for (int attempt = 0; !e; attempt++) {
+        e = rd_kafka_commit_transaction(c->txn_rk, ADMIN_TIMEOUT_MS);
+        if (!e) {
+            c->txn_open = false;
+            txn_settle(c); /* the commit's flush served them; never wait on an ack */
+            return HR_OK;
+        }
+        if (!rd_kafka_error_is_retriable(e) || attempt >= 2) break;
+        rd_kafka_error_destroy(e);
+        e = NULL;
+    }
+    bool abortable = rd_kafka_error_txn_requires_abort(e) || !rd_kafka_error_is_fatal(e);
+    hr_t r = txn_error(c, "commit", e);
+    if (abortable && c->txn_rk) {
+        c->txn_open = true;
+        ktxn_abort(bc);
+    }
+    c->txn_open = false;
     return r;
 }
 
@@ -1322,4 +1555,8 @@ const bus_ops_t bus_kafka_ops = {
     .lag = klag,
     .outstanding = koutstanding,
     .read_range = kread_range,
+    .txn_init = ktxn_init,
+    .txn_begin = ktxn_begin,
+    .txn_commit = ktxn_commit,
+    .txn_abort = ktxn_abort,
 };

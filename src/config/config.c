@@ -141,6 +141,10 @@ static const opt_t opts[] = {
      INT64_C(1) << 40, NULL,
      "Fan-out recipient cache, shared by the fan-out workers (~150 bytes per user with one "
      "device)."},
+    {"fanout.exactly_once", OPT_ENUM, F(fanout_exactly_once), "false", 0, 0, "false|true",
+     "Kafka bus: fan-out writes each batch's notifications and its raw-events offsets in one "
+     "transaction, and every consumer reads committed records only, so a fan-out process killed "
+     "mid-stream leaves no duplicate notification records (one batch in flight per worker)."},
     {"status.gather", OPT_INT, F(status_gather), "8192", 1, 1048576, NULL,
      "Status sink: rows per store transaction (bigger transactions write each index page once "
      "for more rows)."},
@@ -175,6 +179,10 @@ static const opt_t opts[] = {
      "Redis for ratelimit.backend=redis: HOST:PORT or a unix socket path."},
     {"ratelimit.redis_timeout_ms", OPT_INT, F(ratelimit_redis_timeout_ms), "100", 1, 60000, NULL,
      "Redis connect and command timeout; after a failure no reconnect for 1 s."},
+    {"budget.redis", OPT_STR, F(budget_redis), "", 0, 0, NULL,
+     "Cluster-wide provider token budgets (provider.<name>.rate/burst) in this Redis "
+     "(HOST:PORT or a socket path), shared by every herald process instead of each having the "
+     "whole rate; empty = per process. Fails open when Redis is down."},
     {"ratelimit.snapshot_ms", OPT_I64, F(ratelimit_snapshot_ms), "10000", 0, INT64_C(86400000),
      NULL, "Local rate limits: snapshot period (also written on rebalance and shutdown; a crash "
      "forgets at most this much; 0 = only then)."},

@@ -61,6 +61,8 @@ typedef struct config {
     int api_refuse_undeliverable; /* api.refuse_undeliverable_events 0|1 */
     int64_t api_import_max_bytes; /* api.import_max_bytes: POST /v1/users/import body bound */
     int64_t fanout_cache_bytes; /* fanout.recipient_cache_bytes */
+    char *fanout_exactly_once;  /* fanout.exactly_once false|true */
+    char *budget_redis;         /* budget.redis: empty = local provider buckets */
     int status_gather;          /* status.gather rows per store transaction */
     char *log_level;            /* log.level */
     char *log_format;           /* log.format text|json */

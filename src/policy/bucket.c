@@ -2,9 +2,18 @@
  * bucket.c - provider token buckets (bucket.h). Written here rather than
  * taken from a library: the whole algorithm is a refill and a comparison,
  * and herald needs it on an injected clock with exact integer arithmetic.
+ * The cluster-wide budget is the same bucket kept in Redis (hiredis, one
+ * Lua script), with the failure handling of the Redis rate limiter
+ * (ratelimit_redis.c).
  */
 #include "policy/bucket.h"
 
+#include "core/errlog.h"
+#include "core/log.h"
+#include "metrics/metrics.h"
+
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +44,7 @@ void bucket_init(bucket_t *b, int64_t rate, int64_t burst, int64_t now_ms)
     b->cap_m = burst * 1000;
     b->tokens_m = b->cap_m;
     b->last_ms = now_ms;
+    b->shared = NULL;
 }
 
 static void refill(bucket_t *b, int64_t now_ms)
@@ -50,8 +60,12 @@ static void refill(bucket_t *b, int64_t now_ms)
     if (b->tokens_m > b->cap_m) b->tokens_m = b->cap_m;
 }
 
+static int64_t shared_take(bucket_t *b, int64_t now_ms, int n);
+static int64_t shared_available(bucket_t *b, int64_t now_ms);
+
 int64_t bucket_take(bucket_t *b, int64_t now_ms, int n)
 {
+    if (b->shared) return shared_take(b, now_ms, n < 1 ? 1 : n);
     if (b->rate == 0) return 0;
     if (n < 1) n = 1;
     refill(b, now_ms);
@@ -65,18 +79,27 @@ int64_t bucket_take(bucket_t *b, int64_t now_ms, int n)
     return (missing + b->rate - 1) / b->rate;
 }
 
-void bucket_refund(bucket_t *b, int n)
-{
-    if (b->rate == 0 || n < 1) return;
-    b->tokens_m += (int64_t)n * 1000;
-    if (b->tokens_m > b->cap_m) b->tokens_m = b->cap_m;
-}
+void bucket_refund(bucket_t *b, int n);
 
 int64_t bucket_available(bucket_t *b, int64_t now_ms)
 {
+    if (b->shared) return shared_available(b, now_ms);
     if (b->rate == 0) return INT64_MAX;
     refill(b, now_ms);
     return b->tokens_m > 0 ? b->tokens_m / 1000 : 0;
+}
+
+static void shared_refund(bucket_t *b, int n);
+
+void bucket_refund(bucket_t *b, int n)
+{
+    if (b->shared && n >= 1) {
+        shared_refund(b, n);
+        return;
+    }
+    if (b->rate == 0 || n < 1) return;
+    b->tokens_m += (int64_t)n * 1000;
+    if (b->tokens_m > b->cap_m) b->tokens_m = b->cap_m;
 }
 
 static const char *kv_get(const config_t *cfg, const char *key)
@@ -118,4 +141,243 @@ hr_t bucket_conf(const config_t *cfg, const char *name, const char *type, int sh
     *rate = (r + share - 1) / share;
     *burst = (b + share - 1) / share;
     return HR_OK;
+}
+
+/* ---- the cluster-wide budget in Redis ---- */
+
+/* KEYS[1] the instance's hash {t: tokens in thousandths, l: last refill
+ * ms}; ARGV: now_ms, rate/s, burst in thousandths, want, min. Refills,
+ * then takes between min and want whole tokens (as many as there are),
+ * or nothing. Returns {taken, 0}, or {0, ms until min tokens}; with min 0
+ * it only reports {whole tokens available, 0}. A take of more than the
+ * burst is granted once it is full and leaves debt (as bucket_take). */
+static const char SCRIPT[] =
+    "local now = tonumber(ARGV[1])\n"
+    "local rate = tonumber(ARGV[2])\n"
+    "local cap = tonumber(ARGV[3])\n"
+    "local want = tonumber(ARGV[4])\n"
+    "local min = tonumber(ARGV[5])\n"
+    "local v = redis.call('HMGET', KEYS[1], 't', 'l')\n"
+    "local t = tonumber(v[1])\n"
+    "local l = tonumber(v[2])\n"
+    "if not t or not l then t = cap; l = now end\n"
+    "if now > l then\n"
+    "  t = t + (now - l) * rate\n"
+    "  if t > cap then t = cap end\n"
+    "  l = now\n"
+    "end\n"
+    "if min <= 0 then\n"
+    "  if t < 0 then return {0, 0} end\n"
+    "  return {math.floor(t / 1000), 0}\n"
+    "end\n"
+    "local need = min * 1000\n"
+    "if need > cap then need = cap end\n"
+    "if t < need then return {0, math.ceil((need - t) / rate)} end\n"
+    "local got = min\n"
+    "local extra = math.floor((t - min * 1000) / 1000)\n"
+    "if extra > want - min then extra = want - min end\n"
+    "if extra > 0 then got = min + extra end\n"
+    "t = t - got * 1000\n"
+    "redis.call('HSET', KEYS[1], 't', t, 'l', l)\n"
+    "redis.call('PEXPIRE', KEYS[1], math.ceil(cap / rate) + 60000)\n"
+    "return {got, 0}\n";
+
+#define REDIS_RETRY_MS 1000
+#define REDIS_LOG_MS 10000
+
+/* Invariants: c is NULL or connected with the script loaded (sha); lease
+ * is tokens granted by Redis and not spent yet. */
+struct bucket_redis {
+    char *host;                 /* NULL for a unix socket */
+    int port;
+    char *path;
+    char *addr;                 /* for logs */
+    char *key;                  /* herald:bucket:<name> */
+    struct timeval timeout;
+    redisContext *c;
+    char sha[41];
+    int64_t down_until;         /* no reconnect before (now_ms) */
+    int64_t rate, cap_m;        /* the whole cluster's */
+    int64_t lease;
+    errlog_t log;
+};
+
+static void redis_fail(bucket_redis_t *r, int64_t now_ms, const char *what)
+{
+    METRIC_INC(bucket_redis_errors);
+    const char *err = r->c && r->c->errstr[0] ? r->c->errstr : what;
+    int64_t more = errlog_admit(&r->log);
+    if (more >= 0)
+        log_warn("bucket", "redis %s (%s): %s; granting (fail open) (%" PRId64 " more in the last %d s)",
+                 r->addr, r->key, err, more, errlog_interval_s(&r->log));
+    if (r->c) redisFree(r->c);
+    r->c = NULL;
+    r->sha[0] = 0;
+    if (r->down_until <= now_ms) r->down_until = now_ms + REDIS_RETRY_MS;
+}
+
+static bool redis_load(bucket_redis_t *r)
+{
+    redisReply *y = redisCommand(r->c, "SCRIPT LOAD %s", SCRIPT);
+    bool ok = y && y->type == REDIS_REPLY_STRING && y->len == 40;
+    if (ok) memcpy(r->sha, y->str, 41);
+    if (y) freeReplyObject(y);
+    return ok;
+}
+
+static bool redis_connect(bucket_redis_t *r, int64_t now_ms)
+{
+    if (r->c) return true;
+    if (now_ms < r->down_until) {
+        METRIC_INC(bucket_redis_errors); /* down: counted, logged at the failure */
+        return false;
+    }
+    r->c = r->path ? redisConnectUnixWithTimeout(r->path, r->timeout)
+                   : redisConnectWithTimeout(r->host, r->port, r->timeout);
+    if (!r->c || r->c->err || redisSetTimeout(r->c, r->timeout) != REDIS_OK || !redis_load(r)) {
+        redis_fail(r, now_ms, "cannot connect");
+        return false;
+    }
+    log_info("bucket", "provider budget %s in redis %s", r->key, r->addr);
+    return true;
+}
+
+/* One script call. true with *got / *wait set when Redis answered. */
+static bool redis_take(bucket_redis_t *r, int64_t now_ms, int64_t want, int64_t min, int64_t *got,
+                       int64_t *wait)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!redis_connect(r, now_ms)) return false;
+        char now[24], rate[24], cap[24], w[24], m[24];
+        snprintf(now, sizeof(now), "%" PRId64, now_ms);
+        snprintf(rate, sizeof(rate), "%" PRId64, r->rate);
+        snprintf(cap, sizeof(cap), "%" PRId64, r->cap_m);
+        snprintf(w, sizeof(w), "%" PRId64, want);
+        snprintf(m, sizeof(m), "%" PRId64, min);
+        redisReply *y = redisCommand(r->c, "EVALSHA %s 1 %s %s %s %s %s %s", r->sha, r->key, now,
+                                     rate, cap, w, m);
+        if (!y) {
+            redis_fail(r, now_ms, "no answer");
+            return false;
+        }
+        bool noscript = y->type == REDIS_REPLY_ERROR && strncmp(y->str, "NOSCRIPT", 8) == 0;
+        bool ok = y->type == REDIS_REPLY_ARRAY && y->elements == 2 &&
+                  y->element[0]->type == REDIS_REPLY_INTEGER &&
+                  y->element[1]->type == REDIS_REPLY_INTEGER;
+        if (ok) {
+            *got = y->element[0]->integer;
+            *wait = y->element[1]->integer;
+        } else if (!noscript) {
+            int64_t more = errlog_admit(&r->log);
+            if (more >= 0)
+                log_warn("bucket", "redis answered %s for %s; granting (%" PRId64 " more in the last %d s)",
+                         y->type == REDIS_REPLY_ERROR ? y->str : "an unexpected reply", r->key, more,
+                         errlog_interval_s(&r->log));
+            METRIC_INC(bucket_redis_errors);
+        }
+        freeReplyObject(y);
+        if (ok) return true;
+        if (!noscript) return false;
+        /* the script cache was flushed (a restart): load it again */
+        if (!redis_load(r)) {
+            redis_fail(r, now_ms, "cannot load the script");
+            return false;
+        }
+    }
+    return false;
+}
+
+static int64_t shared_take(bucket_t *b, int64_t now_ms, int n)
+{
+    bucket_redis_t *r = b->shared;
+    if (r->lease >= n) {
+        r->lease -= n;
+        return 0;
+    }
+    int64_t min = n - r->lease, chunk = r->rate / 20;
+    int64_t want = chunk > min ? chunk : min;
+    int64_t got = 0, wait = 0;
+    if (!redis_take(r, now_ms, want, min, &got, &wait)) return 0; /* fail open */
+    if (got >= min) {
+        r->lease += got - n;
+        return 0;
+    }
+    return wait > 0 ? wait : 1;
+}
+
+static void shared_refund(bucket_t *b, int n)
+{
+    b->shared->lease += n; /* spent by the next takes */
+}
+
+static int64_t shared_available(bucket_t *b, int64_t now_ms)
+{
+    bucket_redis_t *r = b->shared;
+    int64_t got = 0, wait = 0;
+    if (!redis_take(r, now_ms, 0, 0, &got, &wait)) return INT64_MAX;
+    return got + r->lease;
+}
+
+hr_t bucket_share(bucket_t *b, const char *addr, const char *name, int64_t rate, int64_t burst,
+                  int timeout_ms, char *why, size_t why_len)
+{
+    if (rate <= 0) return HR_OK; /* unlimited: nothing to share */
+    if (!addr || !*addr) {
+        snprintf(why, why_len, "budget.redis: empty");
+        return HR_INVALID;
+    }
+    const char *a = strncmp(addr, "unix:", 5) == 0 ? addr + 5 : addr;
+    bucket_redis_t *r = xcalloc(1, sizeof(*r));
+    if (a[0] == '/') {
+        r->path = xstrdup(a);
+    } else {
+        const char *colon = strrchr(a, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : 0;
+        if (!colon || colon == a || !end || *end || port < 1 || port > 65535) {
+            snprintf(why, why_len, "budget.redis: '%s' is not host:port or a socket path", a);
+            free(r);
+            return HR_INVALID;
+        }
+        r->host = xstrndup(a, (size_t)(colon - a));
+        r->port = (int)port;
+    }
+    r->addr = xstrdup(a);
+    size_t kl = strlen("herald:bucket:") + strlen(name) + 1;
+    r->key = xmalloc(kl);
+    snprintf(r->key, kl, "herald:bucket:%s", name);
+    int ms = timeout_ms > 0 ? timeout_ms : 100;
+    r->timeout = (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    if (burst < 1) burst = rate;
+    r->rate = rate;
+    r->cap_m = burst * 1000;
+    errlog_init(&r->log, REDIS_LOG_MS);
+    bucket_release(b);
+    b->shared = r;
+    return HR_OK;
+}
+
+hr_t bucket_share_config(bucket_t *b, const config_t *cfg, const char *name, const char *type,
+                         char *why, size_t why_len)
+{
+    if (!cfg->budget_redis || !*cfg->budget_redis) return HR_OK;
+    int64_t rate = 0, burst = 0;
+    hr_t r = bucket_conf(cfg, name, type, 1, &rate, &burst, why, why_len);
+    if (r != HR_OK) return r;
+    return bucket_share(b, cfg->budget_redis, name, rate, burst, cfg->ratelimit_redis_timeout_ms, why,
+                        why_len);
+}
+
+void bucket_release(bucket_t *b)
+{
+    bucket_redis_t *r = b->shared;
+    if (!r) return;
+    if (r->c) redisFree(r->c);
+    errlog_release(&r->log);
+    free(r->host);
+    free(r->path);
+    free(r->addr);
+    free(r->key);
+    free(r);
+    b->shared = NULL;
 }

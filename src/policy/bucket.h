@@ -19,6 +19,20 @@
  * provider set); no locking. With pipeline.workers > 1 each worker has its
  * own provider set, so give each bucket rate / workers (bucket_conf's
  * `share` argument does that division).
+ *
+ * Cluster-wide budgets (budget.redis set, bucket_share_config): N herald
+ * processes together respect one provider instance's limit instead of N
+ * times it. The bucket then lives in Redis, one hash per provider instance
+ * (herald:bucket:<name>), with the whole cluster's rate and burst, and is
+ * refilled and taken by one Lua script (atomic, exact in thousandths, like
+ * the local one). So that every notification does not cost a round trip,
+ * a take asks for a lease of up to rate/20 tokens (50 ms worth, at least
+ * n) and spends it locally; a process holds at most that much unspent.
+ * When Redis cannot be reached (connect, timeout, an error reply) takes are
+ * granted (fail open: deliver rather than stall), counted in
+ * herald_bucket_redis_errors_total, logged once per 10 s, and no reconnect
+ * is tried for a second. Time is the caller's clock, as for the local
+ * bucket (hosts keep their clocks in sync).
  */
 #ifndef HERALD_POLICY_BUCKET_H
 #define HERALD_POLICY_BUCKET_H
@@ -27,11 +41,15 @@
 
 #include <stdint.h>
 
+typedef struct bucket_redis bucket_redis_t;
+
 typedef struct bucket {
     int64_t rate;       /* tokens per second; 0 = unlimited */
     int64_t cap_m;      /* burst, in thousandths of a token */
     int64_t tokens_m;   /* thousandths; may go below 0 after an oversized take */
     int64_t last_ms;    /* when tokens_m was last brought up to date */
+    /* cluster-wide budget in Redis (bucket_share), else NULL */
+    bucket_redis_t *shared;
 } bucket_t;
 
 /* A full bucket at now_ms. rate: tokens per second (0 = unlimited, every
@@ -53,6 +71,21 @@ void bucket_refund(bucket_t *b, int n);
 /* Tokens available at now_ms (whole tokens, rounded down; for tests and
  * logs). */
 int64_t bucket_available(bucket_t *b, int64_t now_ms);
+
+/* Makes b draw from the cluster-wide budget of provider instance `name`
+ * in the Redis at addr ("HOST:PORT", a socket path or "unix:PATH"), with
+ * the whole cluster's rate and burst (not divided among workers or
+ * processes). timeout_ms: connect and command timeout. HR_INVALID with why
+ * when addr is malformed. Redis is reached lazily, by the first take. */
+hr_t bucket_share(bucket_t *b, const char *addr, const char *name, int64_t rate, int64_t burst,
+                  int timeout_ms, char *why, size_t why_len);
+/* bucket_share from the configuration: budget.redis (empty: the bucket
+ * stays local, HR_OK) and the instance's undivided rate and burst (a rate
+ * of 0 stays local: unlimited). */
+hr_t bucket_share_config(bucket_t *b, const config_t *cfg, const char *name, const char *type,
+                         char *why, size_t why_len);
+/* Frees what bucket_share made (a local bucket has nothing). */
+void bucket_release(bucket_t *b);
 
 /* The default rate of a provider type ("fcm", "apns", "ses", "sns",
  * "twilio"); 0 (unlimited) for any other type. */

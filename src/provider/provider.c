@@ -315,12 +315,17 @@ hr_t provider_set_open(const config_t *cfg, struct app *app, channel_t ch, provi
         p->done_ud = ud;
         p->in_flight = 0;
         p->max_in_flight = (int)max;
+        /* budget.redis: one budget for every process (policy/bucket.h) */
+        r = bucket_share_config(&s->bucket[i], cfg, names[i], provider_instance_type(cfg, names[i]), why,
+                                why_len);
+        if (r != HR_OK) goto out;
     }
 out:
     if (r != HR_OK) {
         for (int i = n - 1; i >= 0; i--) {
             if (i < s->n) s->p[i]->ops->close(s->p[i]);
             if (i < s->n) breaker_free(s->breaker[i]);
+            if (i < s->n) bucket_release(&s->bucket[i]);
             free(s->names[i]);
             free(s->kv[i]);
         }
@@ -407,6 +412,7 @@ void provider_set_close(provider_set_t *s)
     for (int i = s->n - 1; i >= 0; i--) {
         s->p[i]->ops->close(s->p[i]);
         breaker_free(s->breaker[i]);
+        bucket_release(&s->bucket[i]);
         free(s->names[i]);
         free(s->kv[i]);
     }

@@ -6,6 +6,7 @@
 #include "stage/stage.h"
 
 #include "core/buf.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "core/text.h"
 
@@ -47,6 +48,10 @@ struct stage_worker {
     /* offset commits (worker thread only) */
     int64_t last_commit_ns;     /* monotonic time of the last commit */
     bool uncommitted;           /* offsets were stored since then */
+    /* exactly-once (fanout.exactly_once on Kafka): each batch is one
+     * transaction holding its outputs and its input offsets; one batch in
+     * flight */
+    bool txn;
 };
 
 typedef struct part_range {
@@ -270,6 +275,7 @@ static int gather(stage_worker_t *w, gathered_t *g, bus_msg_t *msgs, int n, int 
  * says so (stage_def_t.max_depth). */
 static int pipeline_of(const stage_worker_t *w)
 {
+    if (w->txn) return 1; /* the commit waits for the outputs anyway */
     int depth = w->app->cfg->pipeline_depth;
     return w->def->max_depth > 0 && w->def->max_depth < depth ? w->def->max_depth : depth;
 }
@@ -281,7 +287,7 @@ static bool retire_oldest(stage_worker_t *w, hr_t *acked)
     inflight_t *f = &w->ring[w->tail % PIPELINE];
     *acked = bus_batch_wait(w->app->bus, &f->batch, -1);
     if (f->r != HR_OK || *acked != HR_OK) return false;
-    for (int j = 0; j < f->nr; j++)
+    for (int j = 0; !w->txn && j < f->nr; j++) /* a transaction committed them */
         bus_store_offset(w->consumer, f->ranges[j].topic, f->ranges[j].partition, f->ranges[j].next);
     w->uncommitted = f->nr > 0 || w->uncommitted;
     w->tail++;
@@ -335,6 +341,38 @@ static void rewind_failed(stage_worker_t *w)
 }
 
 static void dlq_log_flush(void);
+
+/* Exactly-once: ends the batch's transaction, committing its outputs with
+ * its input offsets when process() succeeded, else aborting. Returns what
+ * the batch's result is now. */
+static hr_t txn_end(stage_worker_t *w, inflight_t *f, hr_t r)
+{
+    if (r != HR_OK) {
+        bus_txn_abort(w->consumer);
+        return r;
+    }
+    bus_offset_t *offs = xcalloc((size_t)(f->nr > 0 ? f->nr : 1), sizeof(*offs));
+    for (int j = 0; j < f->nr; j++)
+        offs[j] = (bus_offset_t){f->ranges[j].topic, f->ranges[j].partition, f->ranges[j].next};
+    r = bus_txn_commit(w->consumer, offs, f->nr);
+    free(offs);
+    return r;
+}
+
+/* A stable name for the worker's transactional producer: unique per
+ * process (host and data dir) and worker, the same after a restart, so
+ * that the broker aborts what a killed predecessor left open. */
+static void txn_id_of(const stage_worker_t *w, char *out, size_t cap)
+{
+    char host[256] = "", dir[4096];
+    if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+    const char *d = w->app->cfg->data_dir ? w->app->cfg->data_dir : "";
+    char *real = realpath(d, NULL);
+    int len = snprintf(dir, sizeof(dir), "%s%c%s", host, 0, real ? real : d);
+    free(real);
+    uint64_t h = fnv1a64(dir, len > 0 && (size_t)len < sizeof(dir) ? (size_t)len : sizeof(dir) - 1);
+    snprintf(out, cap, "herald-%s-%016llx-%d", w->def->group, (unsigned long long)h, w->index);
+}
 
 /* After "not now" with nothing paused: a short wait so that a stage
  * answering HR_LATER for a condition that persists cannot spin the CPU. */
@@ -394,7 +432,12 @@ static void *worker_main(void *arg)
             f->n = n;
             stage_ctx_t cx = {w, f};
             w->paused_now = false;
-            f->r = def->process(w->state, &cx, msgs, n, &f->batch);
+            if (w->txn) {
+                f->r = bus_txn_begin(w->consumer);
+                if (f->r == HR_OK) f->r = txn_end(w, f, def->process(w->state, &cx, msgs, n, &f->batch));
+            } else {
+                f->r = def->process(w->state, &cx, msgs, n, &f->batch);
+            }
             f->paused = w->paused_now;
             w->head++;
             if (f->r != HR_OK) w->failed = true;
@@ -462,6 +505,19 @@ hr_t stage_worker_start(app_t *app, const stage_def_t *def, int index, stage_wor
         if (def->state_free) def->state_free(w->state);
         free(w);
         return r;
+    }
+    if (def->process == fanout_stage.process && app->cfg->fanout_exactly_once &&
+        strcmp(app->cfg->fanout_exactly_once, "true") == 0) {
+        char id[256];
+        txn_id_of(w, id, sizeof(id));
+        r = bus_txn_init(w->consumer, id);
+        if (r == HR_OK) {
+            w->txn = true;
+            log_info(def->name, "exactly-once: transactional producer %s", id);
+        } else if (index == 0) {
+            log_warn(def->name, "fanout.exactly_once needs the Kafka bus (%s); at-least-once",
+                     hr_str(r));
+        }
     }
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
         if (def->state_free) def->state_free(w->state);
