@@ -141,6 +141,12 @@ static const opt_t opts[] = {
      INT64_C(1) << 40, NULL,
      "Fan-out recipient cache, shared by the fan-out workers (~150 bytes per user with one "
      "device)."},
+    {"fanout.chunk_threshold", OPT_I64, F(fanout_chunk_threshold), "10000", 0, INT64_MAX, NULL,
+     "Chunked fan-out: once a follower or topic audience has reached this many users, the "
+     "worker reading the event hands the rest to chunk tasks on fanout-chunks, which every "
+     "fan-out worker expands (0 = never)."},
+    {"fanout.chunk_size", OPT_I64, F(fanout_chunk_size), "5000", 1, 10000000, NULL,
+     "Users per chunk task of chunked fan-out."},
     {"status.gather", OPT_INT, F(status_gather), "8192", 1, 1048576, NULL,
      "Status sink: rows per store transaction (bigger transactions write each index page once "
      "for more rows)."},

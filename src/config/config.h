@@ -61,6 +61,8 @@ typedef struct config {
     int api_refuse_undeliverable; /* api.refuse_undeliverable_events 0|1 */
     int64_t api_import_max_bytes; /* api.import_max_bytes: POST /v1/users/import body bound */
     int64_t fanout_cache_bytes; /* fanout.recipient_cache_bytes */
+    int64_t fanout_chunk_threshold; /* fanout.chunk_threshold (stage/chunks.h), 0 = never */
+    int64_t fanout_chunk_size;  /* fanout.chunk_size users per chunk task */
     int status_gather;          /* status.gather rows per store transaction */
     char *log_level;            /* log.level */
     char *log_format;           /* log.format text|json */
