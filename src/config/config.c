@@ -147,6 +147,10 @@ static const opt_t opts[] = {
      "fan-out worker expands (0 = never)."},
     {"fanout.chunk_size", OPT_I64, F(fanout_chunk_size), "5000", 1, 10000000, NULL,
      "Users per chunk task of chunked fan-out."},
+    {"fanout.pull_threshold", OPT_I64, F(fanout_pull_threshold), "100000", 0, INT64_MAX, NULL,
+     "Pull fan-out: an event to the followers of an actor with at least this many followers "
+     "stores its in-app item once, merged into each follower's inbox when read, instead of "
+     "one inbox item per follower; push, e-mail, SMS and webhook still fan out (0 = never)."},
     {"status.gather", OPT_INT, F(status_gather), "8192", 1, 1048576, NULL,
      "Status sink: rows per store transaction (bigger transactions write each index page once "
      "for more rows)."},

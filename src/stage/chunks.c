@@ -6,6 +6,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "stage/pullfan.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,14 +94,22 @@ static hr_t plan_emit(void *arg, uint32_t index, const char *after, const char *
     return r;
 }
 
-hr_t chunks_plan(app_t *app, const bus_msg_t *m, const char *event_id, const char *traceparent,
-                 chunk_kind_t kind, const char *key, const char *after, unsigned flags,
-                 bus_batch_t *batch)
+hr_t chunks_plan(app_t *app, const bus_msg_t *m, const event_t *ev, const char *event_id,
+                 const char *type, unsigned mask, chunk_kind_t kind, const char *key,
+                 const char *after, bus_batch_t *batch)
 {
+    unsigned flags = 0;
+    if (kind == CHUNK_FOLLOWERS && (mask & (1u << CH_INAPP))) {
+        bool pull = false;
+        hr_t r = pull_fan_event(app, ev, event_id, type, key, after, &pull);
+        if (r != HR_OK) return r;
+        if (pull) flags |= CHUNK_F_PULL;
+        if (pull && !(mask & ~(1u << CH_INAPP))) return HR_OK; /* nothing else to fan out */
+    }
     plan_ctx_t p = {
         .app = app,
         .c = {.kind = kind, .flags = flags, .event_id = (char *)event_id, .key = (char *)key,
-              .traceparent = (char *)(traceparent ? traceparent : ""),
+              .traceparent = (char *)ev->traceparent,
               .event = (char *)m->value, .event_len = m->value_len},
         .batch = batch,
     };

@@ -24,6 +24,7 @@
 #define HERALD_CHUNKS_H
 
 #include "model/chunk.h"
+#include "model/event.h"
 #include "stage/stage.h"
 
 /* A page of an audience, like store_followers_page / store_subs_page. */
@@ -44,12 +45,15 @@ hr_t chunk_plan_walk(chunk_page_fn page, store_t *s, const char *key, const char
 /* fanout.c's hook: users fanned out so far for one event (done); true when
  * the rest should go to chunk tasks (fanout.chunk_threshold). */
 bool chunks_due(const app_t *app, int64_t done);
-/* Plans and produces the chunk tasks of the event in m (raw-events) for the
- * audience of key after `after` (the last user fanned out directly).
- * event_id: qualified; traceparent: the event's (may be ""). */
-hr_t chunks_plan(app_t *app, const bus_msg_t *m, const char *event_id, const char *traceparent,
-                 chunk_kind_t kind, const char *key, const char *after, unsigned flags,
-                 bus_batch_t *batch);
+/* Plans and produces the chunk tasks of the event ev in m (raw-events) for
+ * the audience of key after `after` (the last user fanned out directly).
+ * event_id and type: qualified; mask: the event's channels. For followers
+ * and the in-app channel it first asks pull fan-out (pullfan.h): when the
+ * in-app item goes by pull, the tasks carry CHUNK_F_PULL, and none is made
+ * when in-app was the only channel. */
+hr_t chunks_plan(app_t *app, const bus_msg_t *m, const event_t *ev, const char *event_id,
+                 const char *type, unsigned mask, chunk_kind_t kind, const char *key,
+                 const char *after, bus_batch_t *batch);
 
 /* fanout.c: expands one chunk task with a fan-out worker's state (from
  * fanout_stage.state_new). replay: the task is being processed again (check

@@ -439,9 +439,9 @@ static hr_t fan_pages(fanout_t *f, const fan_ev_t *fe, unsigned mask, page_fn pa
         done += keep;
         if (r != HR_OK || n < AUDIENCE_PAGE || keep < n) break;
         if (!ck && chunks_due(f->app, done)) {
-            r = chunks_plan(f->app, fe->m, fe->event_id, fe->ev->traceparent,
+            r = chunks_plan(f->app, fe->m, fe->ev, fe->event_id, fe->type, mask,
                             page == store_subs_page ? CHUNK_TOPIC : CHUNK_FOLLOWERS, key, after,
-                            0, batch);
+                            batch);
             break;
         }
     }
@@ -477,6 +477,8 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, con
                  ev->type);
         return stage_dead_letter(app, m, "fanout", reason, batch);
     }
+    /* chunks.h / pullfan.h: in-app went by pull for this chunk's event */
+    if (f->chunk && (f->chunk->flags & CHUNK_F_PULL) && !(mask &= ~(1u << CH_INAPP))) return HR_OK;
     bool replay = claim == CLAIM_SAME;
     r = HR_OK;
     switch (ev->audience) {
