@@ -71,8 +71,8 @@ hr_t pull_fan_event(app_t *app, const event_t *ev, const char *eid, const char *
     if (r != HR_OK) return r;
     *pull = true;
     if (created) METRIC_INC(fanout_pull_items);
-    log_debug("fanout", "event %s: in-app by pull for the %s+ followers of %s", eid,
-              n >= limit ? "many" : "few", actor);
+    log_debug("fanout", "event %s: in-app by pull for the %lld+ followers of %s", eid,
+              (long long)n, actor);
     return HR_OK;
 }
 
