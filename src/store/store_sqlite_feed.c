@@ -211,3 +211,19 @@ hr_t sq_feed_del(store_t *s, const char *user_id, const char *notification_id)
     pthread_mutex_unlock(&c->mu);
     return r;
 }
+
+hr_t sq_feed_erase(conn_t *c, const char *user_id, int64_t *count)
+{
+    static const char *const sql[] = {"DELETE FROM feed_state WHERE user_id = ?1",
+                                       "DELETE FROM actor_feed WHERE actor = ?1"};
+    for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+        sqlite3_stmt *st = prep(c, sql[i]);
+        if (!st) return HR_ERR;
+        bind_str(st, 1, user_id);
+        int rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) return sq_err(c, rc, "erase feed");
+        *count += sqlite3_changes(c->db);
+    }
+    return HR_OK;
+}

@@ -313,5 +313,8 @@ hr_t sq_feed_list(store_t *s, const char *user_id, inbox_filter_t f, int64_t aft
 hr_t sq_feed_mark(store_t *s, const char *user_id, const char *notification_id, inbox_mark_t m,
                   int64_t at_ms, int64_t *changed);
 hr_t sq_feed_del(store_t *s, const char *user_id, const char *notification_id);
+/* Erasing a user (c->mu held, inside the caller's transaction): its feed
+ * states and, as an actor, its feed items. *count += rows deleted. */
+hr_t sq_feed_erase(conn_t *c, const char *user_id, int64_t *count);
 
 #endif
