@@ -145,6 +145,16 @@ static const opt_t opts[] = {
      "Kafka bus: fan-out writes each batch's notifications and its raw-events offsets in one "
      "transaction, and every consumer reads committed records only, so a fan-out process killed "
      "mid-stream leaves no duplicate notification records (one batch in flight per worker)."},
+    {"fanout.chunk_threshold", OPT_I64, F(fanout_chunk_threshold), "10000", 0, INT64_MAX, NULL,
+     "Chunked fan-out: once a follower or topic audience has reached this many users, the "
+     "worker reading the event hands the rest to chunk tasks on fanout-chunks, which every "
+     "fan-out worker expands (0 = never)."},
+    {"fanout.chunk_size", OPT_I64, F(fanout_chunk_size), "5000", 1, 10000000, NULL,
+     "Users per chunk task of chunked fan-out."},
+    {"fanout.pull_threshold", OPT_I64, F(fanout_pull_threshold), "100000", 0, INT64_MAX, NULL,
+     "Pull fan-out: an event to the followers of an actor with at least this many followers "
+     "stores its in-app item once, merged into each follower's inbox when read, instead of "
+     "one inbox item per follower; push, e-mail, SMS and webhook still fan out (0 = never)."},
     {"status.gather", OPT_INT, F(status_gather), "8192", 1, 1048576, NULL,
      "Status sink: rows per store transaction (bigger transactions write each index page once "
      "for more rows)."},

@@ -63,6 +63,9 @@ typedef struct config {
     int64_t fanout_cache_bytes; /* fanout.recipient_cache_bytes */
     char *fanout_exactly_once;  /* fanout.exactly_once false|true */
     char *budget_redis;         /* budget.redis: empty = local provider buckets */
+    int64_t fanout_chunk_threshold; /* fanout.chunk_threshold (stage/chunks.h), 0 = never */
+    int64_t fanout_chunk_size;  /* fanout.chunk_size users per chunk task */
+    int64_t fanout_pull_threshold; /* fanout.pull_threshold (stage/pullfan.h), 0 = never */
     int status_gather;          /* status.gather rows per store transaction */
     char *log_level;            /* log.level */
     char *log_format;           /* log.format text|json */

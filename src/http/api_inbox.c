@@ -15,6 +15,7 @@
  * item already in that state is 200 too.
  */
 #include "http/api_int.h"
+#include "stage/pullfan.h" /* the inbox merges pulled feed items */
 
 #include "auth/user_token.h"
 #include "core/file.h"
@@ -74,7 +75,7 @@ void api_inbox_list(http_req_t *rq, http_resp_t *rs)
     if (!api_query_limit(rq, rs, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, &limit)) return;
     if (!api_query_cursor(rq, rs, &cursor)) return;
     const char *user_id = api_user_ref(rq, rq->params[0]);
-    hr_t r = store_inbox_list(rq->app->store, user_id, f, cursor, limit, &items, &n, &next);
+    hr_t r = pull_inbox_list(rq->app, user_id, f, cursor, limit, &items, &n, &next);
     if (r == HR_INVALID) {
         resp_problem(rs, 400, PROBLEM_PARAM, "cursor",
                      "is not a cursor this API returned (use next_cursor as given)");
@@ -107,7 +108,7 @@ static inbox_mark_t mark_of(const char *action)
 static void answer_counts(http_req_t *rq, http_resp_t *rs, const char *user_id, json_t *extra)
 {
     int64_t unread = 0, unseen = 0;
-    hr_t r = store_inbox_counts(rq->app->store, user_id, &unread, &unseen);
+    hr_t r = pull_inbox_counts(rq->app, user_id, &unread, &unseen);
     if (r != HR_OK) {
         json_decref(extra);
         api_answer_backend(rs, r, "inbox counts");
@@ -158,7 +159,7 @@ void api_inbox_mark(http_req_t *rq, http_resp_t *rs)
         return;
     }
     const char *user_id = api_user_ref(rq, rq->params[0]);
-    hr_t r = store_inbox_mark(rq->app->store, user_id, rq->params[1], m, hclock_now_ms());
+    hr_t r = pull_inbox_mark(rq->app, user_id, rq->params[1], m, hclock_now_ms());
     if (r != HR_OK) {
         api_answer_backend(rs, r, "inbox item");
         return;
@@ -173,7 +174,7 @@ static void mark_all(http_req_t *rq, http_resp_t *rs, inbox_mark_t m, const char
 {
     int64_t changed = 0;
     const char *user_id = api_user_ref(rq, rq->params[0]);
-    hr_t r = store_inbox_mark_all(rq->app->store, user_id, m, hclock_now_ms(), &changed);
+    hr_t r = pull_inbox_mark_all(rq->app, user_id, m, hclock_now_ms(), &changed);
     if (r != HR_OK) {
         api_answer_backend(rs, r, "inbox");
         return;
@@ -189,7 +190,7 @@ void api_inbox_archive_all(http_req_t *rq, http_resp_t *rs) { mark_all(rq, rs, I
 void api_inbox_delete(http_req_t *rq, http_resp_t *rs)
 {
     const char *user_id = api_user_ref(rq, rq->params[0]);
-    hr_t r = store_inbox_del(rq->app->store, user_id, rq->params[1]);
+    hr_t r = pull_inbox_del(rq->app, user_id, rq->params[1]);
     if (r != HR_OK) {
         api_answer_backend(rs, r, "inbox item");
         return;

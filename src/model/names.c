@@ -38,6 +38,7 @@ const char *names_group_topic(const char *group)
 {
     if (strcmp(group, GROUP_FANOUT) == 0) return TOPIC_RAW;
     if (strcmp(group, GROUP_STATUS) == 0) return TOPIC_STATUS;
+    if (strcmp(group, GROUP_CHUNKS) == 0) return TOPIC_CHUNKS;
     for (int ch = 0; ch < CH__COUNT; ch++)
         if (strcmp(group, channel_table[ch].group) == 0) return channel_table[ch].topic;
     for (int ch = 0; ch < CH__COUNT; ch++)
@@ -102,6 +103,7 @@ bool roles_has_stage(const roles_t *r, const char *stage)
 {
     if (strcmp(stage, STAGE_FANOUT) == 0) return r->fanout;
     if (strcmp(stage, STAGE_STATUS) == 0) return r->status;
+    if (strcmp(stage, STAGE_CHUNKS) == 0) return r->fanout;
     for (int ch = 0; ch < CH__COUNT; ch++)
         if (strcmp(stage, channel_table[ch].stage) == 0) return r->dispatch[ch];
     return false;

@@ -44,6 +44,12 @@
 #define ROLE_DISPATCH "dispatch"  /* every dispatch:<channel> */
 #define ROLE_ALL "all"
 
+/* Chunked fan-out (stage/chunks.h): chunk tasks of big audiences, read by
+ * the fan-out role's workers in their own group. */
+#define TOPIC_CHUNKS "fanout-chunks"
+#define GROUP_CHUNKS "fanout-chunks"
+#define STAGE_CHUNKS "fanout-chunks"
+
 /* Retry tiers: default delays after a retriable failure, shortest first
  * (retry.delays_ms overrides them). */
 enum { RETRY_TIERS = 3 };

@@ -51,6 +51,7 @@
 #include "model/template.h"
 #include "model/tenant.h"
 #include "stage/recipients.h"
+#include "stage/chunks.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -158,6 +159,7 @@ typedef struct fanout {
     char (*posbuf)[160];
     const char **aud;           /* explicit recipients of the batch, for the prefetch */
     size_t naud, caud;
+    const chunk_t *chunk;       /* chunks.h: the chunk task being expanded, else NULL */
 } fanout_t;
 
 static void *fanout_new(app_t *app, const stage_def_t *def, int worker)
@@ -343,6 +345,7 @@ typedef struct fan_ev {
     const char *event_id;       /* qualified */
     const char *type;           /* qualified */
     uint64_t serial;            /* this fan-out's count of events, from 1 */
+    const bus_msg_t *m;         /* its record (chunks.h plans from it) */
 } fan_ev_t;
 
 /* user_id: qualified with the event's tenant. */
@@ -473,19 +476,31 @@ typedef hr_t (*page_fn)(store_t *s, const char *key, const char *after, int limi
 static hr_t fan_pages(fanout_t *f, const fan_ev_t *fe, unsigned mask, page_fn page,
                       const char *key, bool replay, bus_batch_t *batch)
 {
-    char *after = NULL;
+    /* chunks.h: a chunk task expands its key range (after, until]; an event
+     * hands the rest of an audience above fanout.chunk_threshold to chunks */
+    const chunk_t *ck = f->chunk;
+    char *after = ck && ck->after[0] ? xstrdup(ck->after) : NULL;
+    int64_t done = 0;
     hr_t r = HR_OK;
     for (;;) {
         char **ids = NULL;
         int n = 0;
         r = page(f->app->store, key, after, AUDIENCE_PAGE, &ids, &n);
         if (r != HR_OK) break;
-        r = recip_prefetch(f->recips, (const char *const *)ids, n);
-        for (int i = 0; i < n && r == HR_OK; i++) r = fan_to_user(f, fe, mask, ids[i], replay, batch);
+        int keep = ck ? chunk_in_range(ck, ids, n) : n;
+        r = recip_prefetch(f->recips, (const char *const *)ids, keep);
+        for (int i = 0; i < keep && r == HR_OK; i++) r = fan_to_user(f, fe, mask, ids[i], replay, batch);
         free(after);
         after = n > 0 ? xstrdup(ids[n - 1]) : NULL;
         ids_free(ids, n);
-        if (r != HR_OK || n < AUDIENCE_PAGE) break;
+        done += keep;
+        if (r != HR_OK || n < AUDIENCE_PAGE || keep < n) break;
+        if (!ck && chunks_due(f->app, done)) {
+            r = chunks_plan(f->app, fe->m, fe->ev, fe->event_id, fe->type, mask,
+                            page == store_subs_page ? CHUNK_TOPIC : CHUNK_FOLLOWERS, key, after,
+                            batch);
+            break;
+        }
     }
     free(after);
     return r;
@@ -503,7 +518,7 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, con
     /* ids are validated at most TENANT_ID_MAX bytes, so they qualify */
     char qtype[TENANT_QID_MAX + 1], qkey[TENANT_QID_MAX + 1], quser[TENANT_QID_MAX + 1];
     fan_ev_t fe = {.ev = ev, .event_id = eid, .type = tenant_qualify_to(ev->tenant, ev->type, qtype),
-                   .serial = ++f->serial};
+                   .serial = ++f->serial, .m = m};
     unsigned mask = ev->channels_mask;
     hr_t r;
     if (!fe.type) return dead_letter(f, m, ev, "invalid event: type: too long", batch);
@@ -518,6 +533,8 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, con
                  ev->type);
         return dead_letter(f, m, ev, reason, batch);
     }
+    /* chunks.h / pullfan.h: in-app went by pull for this chunk's event */
+    if (f->chunk && (f->chunk->flags & CHUNK_F_PULL) && !(mask &= ~(1u << CH_INAPP))) return HR_OK;
     bool replay = claim == CLAIM_SAME;
     r = HR_OK;
     switch (ev->audience) {
@@ -686,3 +703,28 @@ const stage_def_t fanout_stage = {
     .state_free = fanout_free,
     .process = fanout_process,
 };
+
+/* chunks.h: expands one chunk task like an event, over its key range only. */
+hr_t fanout_chunk_expand(void *state, const bus_msg_t *m, const chunk_t *c, bool replay,
+                         bus_batch_t *batch)
+{
+    fanout_t *f = state;
+    recip_sync(f->recips);
+    uint64_t te = store_templates_epoch(f->app->store);
+    if (te != f->tmpl_epoch) {
+        cache_clear(f);
+        f->tmpl_epoch = te;
+    }
+    event_t ev;
+    problem_t pb;
+    memset(&pb, 0, sizeof(pb));
+    if (event_parse(c->event, c->event_len, &ev, &pb) != HR_OK)
+        return stage_dead_letter(f->app, m, "fanout", "invalid chunk task: event", batch);
+    if (!ev.traceparent[0] && c->traceparent[0])
+        snprintf(ev.traceparent, sizeof(ev.traceparent), "%s", c->traceparent);
+    f->chunk = c;
+    hr_t r = fanout_event(f, m, &ev, c->event_id, replay ? CLAIM_SAME : CLAIM_NEW, batch);
+    f->chunk = NULL;
+    event_clear(&ev);
+    return r;
+}

@@ -7,11 +7,12 @@
 #include "stage/stage.h"
 
 #include "core/log.h"
+#include "stage/chunks.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_STAGES (2 + CH__COUNT * (1 + RETRY_TIERS))
+#define MAX_STAGES (3 + CH__COUNT * (1 + RETRY_TIERS))
 
 struct pipeline {
     app_t *app;
@@ -32,6 +33,7 @@ hr_t pipeline_start(app_t *app, pipeline_t **out)
     pipeline_t *p = xcalloc(1, sizeof(*p));
     p->app = app;
     if (roles.fanout) p->defs[p->ndefs++] = fanout_stage;
+    if (roles.fanout) chunks_stage_def(&p->defs[p->ndefs++]); /* stage/chunks.h */
     for (int ch = 0; ch < CH__COUNT; ch++) {
         stage_def_t d;
         dispatch_stage_def(ch, &d);

@@ -28,5 +28,6 @@ hr_t topics_create_all(app_t *app)
             r = ensure(app, names_for_channel(ch)->retry_topic[t], c->retention_notif_ms);
     if (r == HR_OK) r = ensure(app, TOPIC_STATUS, c->retention_status_ms);
     if (r == HR_OK) r = ensure(app, TOPIC_DLQ, c->retention_dlq_ms);
+    if (r == HR_OK) r = ensure(app, TOPIC_CHUNKS, c->retention_raw_ms); /* stage/chunks.h */
     return r;
 }

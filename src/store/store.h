@@ -420,6 +420,36 @@ hr_t store_inbox_mark_all(store_t *s, const char *user_id, inbox_mark_t m, int64
 /* Deletes one item; HR_NOTFOUND when the user has no such item. */
 hr_t store_inbox_del(store_t *s, const char *user_id, const char *notification_id);
 
+/* ---- pull fan-out: the actor feed (stage/pullfan.h) ----
+ * An in-app item of an actor with a huge audience is stored once, as a
+ * feed item, instead of one inbox item per follower. A follower sees it
+ * when it follows the actor (since before the item was made) and its id
+ * sorts after the item's after_key (the followers up to after_key got
+ * their own inbox items). Per-follower states are rows made on the first
+ * mark or delete. Backends without it (PostgreSQL for now) answer
+ * HR_DECLINED; the inbox then shows inbox items only. */
+
+/* Stores the feed item once (it->user_id is ignored; actor is the key);
+ * idempotent like store_inbox_put. priority: the event's. */
+hr_t store_feed_put(store_t *s, const char *actor, const char *after_key, int priority,
+                    const inbox_item_t *it, bool *created);
+/* Followers of actor, counted up to limit (*n <= limit). */
+hr_t store_followers_count(store_t *s, const char *actor, int64_t limit, int64_t *n);
+/* The feed items user_id sees that match f, newest first, at most limit,
+ * ordered after the cursor (after_id NULL = from the newest), with the
+ * user's states; prio[i] (allocated, may be NULL) = item i's priority.
+ * *more: another item follows. Free *items with inbox_items_free. */
+hr_t store_feed_list(store_t *s, const char *user_id, inbox_filter_t f, int64_t after_ms,
+                     const char *after_id, int limit, inbox_item_t **items, int **prio, int *n,
+                     bool *more);
+/* Marks one feed item the user sees (notification_id), or every one not
+ * yet in that state (NULL), making the user's state rows. *changed: items
+ * changed. HR_NOTFOUND: the user sees no such item. */
+hr_t store_feed_mark(store_t *s, const char *user_id, const char *notification_id,
+                     inbox_mark_t m, int64_t at_ms, int64_t *changed);
+/* Hides a feed item from the user. HR_NOTFOUND as above. */
+hr_t store_feed_del(store_t *s, const char *user_id, const char *notification_id);
+
 /* ---- freeing what the store fills ---- */
 
 /* Frees the user's strings and zeroes it; NULL is a no-op. */

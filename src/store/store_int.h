@@ -159,6 +159,17 @@ typedef struct store_ops {
     hr_t (*inbox_del)(store_t *s, const char *user_id, const char *notification_id);
     /* store_health; why has room (why_len > 0). May be NULL: always sound. */
     hr_t (*health)(store_t *s, char *why, size_t why_len);
+    /* Pull fan-out's actor feed (store.h); NULL = not in this backend.
+     * Arguments already checked. */
+    hr_t (*feed_put)(store_t *s, const char *actor, const char *after_key, int priority,
+                     const inbox_item_t *it, bool *created);
+    hr_t (*followers_count)(store_t *s, const char *actor, int64_t limit, int64_t *n);
+    hr_t (*feed_list)(store_t *s, const char *user_id, inbox_filter_t f, int64_t after_ms,
+                      const char *after_id, int limit, inbox_item_t **items, int **prio, int *n,
+                      bool *more);
+    hr_t (*feed_mark)(store_t *s, const char *user_id, const char *notification_id,
+                      inbox_mark_t m, int64_t at_ms, int64_t *changed);
+    hr_t (*feed_del)(store_t *s, const char *user_id, const char *notification_id);
 } store_ops_t;
 
 struct store_feed;

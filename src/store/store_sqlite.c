@@ -858,4 +858,10 @@ const store_ops_t store_sqlite_ops = {
     .inbox_del = sq_inbox_del,
     .dlq_get = sq_dlq_get,
     .health = sq_health,
+    /* store_sqlite_feed.c */
+    .feed_put = sq_feed_put,
+    .followers_count = sq_followers_count,
+    .feed_list = sq_feed_list,
+    .feed_mark = sq_feed_mark,
+    .feed_del = sq_feed_del,
 };

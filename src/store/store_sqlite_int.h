@@ -320,4 +320,18 @@ hr_t sq_inbox_mark(store_t *s, const char *user_id, const char *notification_id,
                    int64_t at_ms, int64_t *changed);
 hr_t sq_inbox_del(store_t *s, const char *user_id, const char *notification_id);
 
+/* store_sqlite_feed.c (pull fan-out's actor feed) */
+hr_t sq_feed_put(store_t *s, const char *actor, const char *after_key, int priority,
+                 const inbox_item_t *it, bool *created);
+hr_t sq_followers_count(store_t *s, const char *actor, int64_t limit, int64_t *n);
+hr_t sq_feed_list(store_t *s, const char *user_id, inbox_filter_t f, int64_t after_ms,
+                  const char *after_id, int limit, inbox_item_t **items, int **prio, int *n,
+                  bool *more);
+hr_t sq_feed_mark(store_t *s, const char *user_id, const char *notification_id, inbox_mark_t m,
+                  int64_t at_ms, int64_t *changed);
+hr_t sq_feed_del(store_t *s, const char *user_id, const char *notification_id);
+/* Erasing a user (c->mu held, inside the caller's transaction): its feed
+ * states and, as an actor, its feed items. *count += rows deleted. */
+hr_t sq_feed_erase(conn_t *c, const char *user_id, int64_t *count);
+
 #endif

@@ -492,6 +492,7 @@ static hr_t erase_step(conn_t *c, const char *user_id, store_erase_t *st, bool *
     bool last = ids.n < SQ_ERASE_CHUNK && followers < SQ_ERASE_CHUNK;
     for (size_t i = 0; last && i < ARRAY_LEN(rest) && r == HR_OK; i++)
         r = erase_run(c, rest[i].id, user_id, 0, &rows, rest[i].what);
+    if (last && r == HR_OK) r = sq_feed_erase(c, user_id, &rows); /* store_sqlite_feed.c */
     free(ids.v);
     r = sq_tx_end(c, r);
     if (r != HR_OK) return r;

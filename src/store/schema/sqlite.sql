@@ -137,3 +137,19 @@ CREATE TABLE IF NOT EXISTS inbox (
 CREATE INDEX IF NOT EXISTS inbox_user_time ON inbox (user_id, created_at_ms, notification_id);
 -- retention (store_notif_purge) deletes items by age
 CREATE INDEX IF NOT EXISTS inbox_created ON inbox (created_at_ms);
+
+-- Pull fan-out (stage/pullfan.h; no schema version of its own: the tables
+-- are created when missing): an in-app item of an actor with a huge
+-- audience, stored once. Followers whose id sorts after after_key see it
+-- (the ones up to it got inbox items); their states are feed_state rows,
+-- made on the first mark or delete.
+CREATE TABLE IF NOT EXISTS actor_feed (
+  actor TEXT NOT NULL, notification_id TEXT NOT NULL, event_id TEXT, category TEXT,
+  title TEXT, body TEXT, priority INTEGER NOT NULL, after_key TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (actor, notification_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS feed_state (
+  user_id TEXT NOT NULL, notification_id TEXT NOT NULL,
+  seen_at_ms INTEGER, read_at_ms INTEGER, archived_at_ms INTEGER,
+  deleted INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (user_id, notification_id)) WITHOUT ROWID;
