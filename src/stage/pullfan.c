@@ -16,11 +16,11 @@
 
 #define FEED_PAGE 200
 
-void pull_feed_id(const char *eid, const char *actor, char out[33])
+void pull_feed_id(int64_t accepted_at_us, const char *eid, const char *actor, char out[33])
 {
     char key[TENANT_QID_MAX + 8];
     snprintf(key, sizeof(key), "feed:%s", actor);
-    notif_make_id(HSTR(eid), HSTR(key), CH_INAPP, out);
+    notif_make_id(accepted_at_us, HSTR(eid), HSTR(key), CH_INAPP, out);
 }
 
 hr_t pull_fan_event(app_t *app, const event_t *ev, const char *eid, const char *type,
@@ -52,7 +52,7 @@ hr_t pull_fan_event(app_t *app, const event_t *ev, const char *eid, const char *
     tmpl_render(title, &ctx, &bt); /* truncated at the limit */
     tmpl_render(body, &ctx, &bb);
     char nid[33];
-    pull_feed_id(eid, actor, nid);
+    pull_feed_id(ev->accepted_at_us, eid, actor, nid);
     int64_t at = ev->accepted_at_us > 0 ? ev->accepted_at_us / 1000 : hclock_now_ms();
     inbox_item_t it = {
         .notification_id = nid,

@@ -35,7 +35,7 @@ hr_t pull_fan_event(app_t *app, const event_t *ev, const char *eid, const char *
                     const char *actor, const char *after_key, bool *pull);
 
 /* The feed item's notification id for (event, actor) into out[33]. */
-void pull_feed_id(const char *eid, const char *actor, char out[33]);
+void pull_feed_id(int64_t accepted_at_us, const char *eid, const char *actor, char out[33]);
 
 /* The inbox as a follower sees it (store.h "in-app inbox" for the
  * arguments and results). */
