@@ -25,7 +25,7 @@
 #include "core/log.h"
 #include "model/lifecycle.h"
 #include "model/trace.h"
-#include "store/schema/schema.h"
+#include "store/store_pg.h"
 
 #include <endian.h>
 #include <inttypes.h>
@@ -191,20 +191,6 @@ static hr_t version_read(pg_t *p, int *version)
     return HR_OK;
 }
 
-/* The versioned schema files, oldest first: each brings the database to
- * its version. */
-static const struct {
-    int version;
-    const char *sql;
-} migrations[] = {
-    {4, store_schema_pg},
-};
-
-/* The PostgreSQL schema's own version (the last of migrations[]); it
- * follows the SQLite one's numbering where they share steps, and lags it
- * where a feature is not in this backend yet (the inbox, SQLite's 5). */
-#define PG_SCHEMA_VERSION 4
-
 static hr_t schema_init(pg_t *p)
 {
     hr_t r = tx_begin(p);
@@ -217,24 +203,25 @@ static hr_t schema_init(pg_t *p)
                  " id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)", 0, NULL);
     int have = 0;
     if (r == HR_OK) r = version_read(p, &have);
-    if (r == HR_OK && have > PG_SCHEMA_VERSION) {
+    if (r == HR_OK && have > store_pg_schema_version()) {
         log_error(LOG, "postgres: the database has schema version %d, newer than this herald's %d",
-                  have, PG_SCHEMA_VERSION);
+                  have, store_pg_schema_version());
         r = HR_INVALID;
     }
-    for (size_t i = 0; r == HR_OK && i < ARRAY_LEN(migrations); i++) {
-        if (migrations[i].version <= have) continue;
-        PGresult *res = PQexec(p->conn, migrations[i].sql); /* several statements */
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) r = pg_fail(p, res, "schema migration");
+    for (int i = 0; r == HR_OK && i < store_pg_nmigrations; i++) {
+        const store_pg_migration_t *m = &store_pg_migrations[i];
+        if (m->version <= have) continue;
+        PGresult *res = PQexec(p->conn, m->sql); /* several statements */
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) r = pg_fail(p, res, m->name);
         PQclear(res);
         if (r != HR_OK) break;
-        num_t ver = num(migrations[i].version);
+        num_t ver = num(m->version);
         const char *vv[] = {ver.s};
         r = pg_x(p, "schema version",
                  "INSERT INTO schema_version (id, version) VALUES (1, $1)"
                  " ON CONFLICT (id) DO UPDATE SET version = excluded.version", 1, vv);
         if (r == HR_OK)
-            log_info(LOG, "postgres: schema at version %d", migrations[i].version);
+            log_info(LOG, "postgres: schema at version %d (%s)", m->version, m->name);
     }
     return tx_end(p, r);
 }

@@ -20,7 +20,6 @@ extern const char store_schema_sqlite_migrate_4[];
 extern const char store_schema_sqlite_migrate_5[];
 /* schema/sqlite_indexes.sql: indexes on migrated columns, after migrating. */
 extern const char store_schema_sqlite_indexes[];
-/* schema/pg.sql: the PostgreSQL database (store_pg.c; built with libpq). */
-extern const char store_schema_pg[];
+/* The PostgreSQL schema: the migrations of schema/pg/ (store/store_pg.h). */
 
 #endif
