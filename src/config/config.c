@@ -197,6 +197,12 @@ static const opt_t opts[] = {
     {"store.check_ms", OPT_INT, F(store_check_ms), "10000", 0, 3600000, NULL,
      "Time bound of the store's integrity check at start (0 = skip it); a check cut short "
      "says so in the log."},
+    {"store.pg_pool", OPT_INT, F(store_pg_pool), "8", 1, 256, NULL,
+     "PostgreSQL store: connections in the pool (API threads, fan-out, dispatch and the status "
+     "sink each take one per call)."},
+    {"store.pg_listen", OPT_ENUM, F(store_pg_listen), "true", 0, 0, "true|false",
+     "PostgreSQL store: follow other instances' writes of users, preferences and templates "
+     "(LISTEN/NOTIFY) so that recipient and template caches stay exact; one more connection."},
 };
 
 static hr_t check_roles(const char *value, char *why, size_t why_len)

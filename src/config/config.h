@@ -83,6 +83,8 @@ typedef struct config {
     int dispatch_status_every;  /* dispatch.status_every: provider calls between status writes */
     char *store_accept_damage;  /* store.accept_damage false|true */
     int store_check_ms;         /* store.check_ms: time bound of the integrity check at start */
+    int store_pg_pool;          /* store.pg_pool: PostgreSQL connections */
+    char *store_pg_listen;      /* store.pg_listen true|false: LISTEN for other instances' changes */
     /* kafka.* passthrough, NULL-terminated key/value pairs */
     char **kafka_kv;
     int kafka_kv_n;
