@@ -189,13 +189,6 @@ static hr_t schema_init(pgconn_t *cn)
     return pg_tx_end(cn, r);
 }
 
-hr_t pg_parts_open(pg_t *p)
-{
-    (void)p;
-    return HR_OK;
-}
-
-
 /* Frees p with its connections (the listener is stopped first). */
 static void pg_free(pg_t *p)
 {
@@ -634,13 +627,15 @@ static hr_t erase_step(pgconn_t *cn, const char *user_id, store_erase_t *st, boo
     hr_t r = pg_tx_begin(cn);
     if (r == HR_OK)
         r = erase_run(cn, "erase history",
-                      "DELETE FROM status_history WHERE notification_id IN (SELECT notification_id"
-                      " FROM notifications WHERE user_id = $1 ORDER BY notification_id LIMIT $2)",
+                      "DELETE FROM status_history WHERE (notification_id, created_at) IN"
+                      " (SELECT notification_id, created_at FROM notifications WHERE user_id = $1"
+                      " ORDER BY notification_id LIMIT $2)",
                       user_id, chunk.s, &hist);
     if (r == HR_OK)
         r = erase_run(cn, "erase notifications",
-                      "DELETE FROM notifications WHERE notification_id IN (SELECT notification_id"
-                      " FROM notifications WHERE user_id = $1 ORDER BY notification_id LIMIT $2)",
+                      "DELETE FROM notifications WHERE (notification_id, created_at) IN"
+                      " (SELECT notification_id, created_at FROM notifications WHERE user_id = $1"
+                      " ORDER BY notification_id LIMIT $2)",
                       user_id, chunk.s, &notifs);
     if (r == HR_OK)
         r = erase_run(cn, "erase followers",

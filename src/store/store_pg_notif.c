@@ -58,7 +58,7 @@ static void sql_init(void)
         " SELECT notification_id, event_id, user_id, channel, category, title, body, address,"
         " status, attempt, channel_msg_id, metadata, error, created_at, updated_at,"
         " delivered_at, traceparent FROM notif_stage WHERE rn = $1 ORDER BY notification_id"
-        " ON CONFLICT (notification_id) DO UPDATE SET status = excluded.status,"
+        " ON CONFLICT (notification_id, created_at) DO UPDATE SET status = excluded.status,"
         " attempt = excluded.attempt,"
         " channel_msg_id = COALESCE(excluded.channel_msg_id, notifications.channel_msg_id),"
         " metadata = COALESCE(excluded.metadata, notifications.metadata),"
@@ -215,6 +215,73 @@ static hr_t stage_copy(pgconn_t *cn, const cbuf_t *b)
     return r;
 }
 
+/* ---- partitions by day ---- */
+
+#define DAY_MS 86400000LL
+
+static int64_t day_of(int64_t ms) { return ms >= 0 ? ms / DAY_MS : -((-ms + DAY_MS - 1) / DAY_MS); }
+
+static bool day_known(pg_t *p, int64_t d)
+{
+    for (int i = 0; i < p->ndays; i++)
+        if (p->days[i] == d) return true;
+    return false;
+}
+
+/* Makes the partitions of day d (its own transaction) and remembers them. */
+static hr_t day_make(pg_t *p, pgconn_t *cn, int64_t d)
+{
+    pthread_mutex_lock(&p->part_mu);
+    bool known = day_known(p, d);
+    pthread_mutex_unlock(&p->part_mu);
+    if (known) return HR_OK;
+    num_t dn = num(d);
+    const char *v[] = {dn.s};
+    hr_t r = pg_x(cn, "notification partitions", "SELECT herald_notif_day($1)", 1, v);
+    if (r != HR_OK) return r;
+    pthread_mutex_lock(&p->part_mu);
+    if (!day_known(p, d)) {
+        if (p->ndays == p->capdays) {
+            p->capdays = p->capdays ? 2 * p->capdays : 16;
+            p->days = xrealloc(p->days, (size_t)p->capdays * sizeof(*p->days));
+        }
+        p->days[p->ndays++] = d;
+    }
+    pthread_mutex_unlock(&p->part_mu);
+    return HR_OK;
+}
+
+static void days_forget(pg_t *p)
+{
+    pthread_mutex_lock(&p->part_mu);
+    p->ndays = 0;
+    pthread_mutex_unlock(&p->part_mu);
+}
+
+/* The partitions of every day the batch's records were created on (as
+ * stage_text computes created_at), before the batch's transaction. */
+static hr_t days_ensure(pg_t *p, pgconn_t *cn, const notif_t *const *recs, int n, int64_t now)
+{
+    int64_t last = INT64_MIN;
+    hr_t r = HR_OK;
+    for (int i = 0; i < n && r == HR_OK; i++) {
+        const notif_t *m = recs[i];
+        int64_t at = m->status_at_ms ? m->status_at_ms : now;
+        int64_t d = day_of(m->created_at_ms ? m->created_at_ms : at);
+        if (d != last) r = day_make(p, cn, d);
+        last = d;
+    }
+    return r;
+}
+
+hr_t pg_parts_open(pg_t *p)
+{
+    int64_t today = day_of(hclock_now_ms());
+    hr_t r = HR_OK;
+    for (int64_t d = today - 1; d <= today + 2 && r == HR_OK; d++) r = day_make(p, &p->conns[0], d);
+    return r;
+}
+
 hr_t pg_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
 {
     pthread_once(&sql_once, sql_init);
@@ -230,8 +297,8 @@ hr_t pg_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
 
     pg_t *p = pg(s);
     pgconn_t *cn = pg_get(p);
-    hr_t r = HR_OK;
-    if (!cn->staged) {
+    hr_t r = days_ensure(p, cn, recs, n, hclock_now_ms());
+    if (r == HR_OK && !cn->staged) {
         r = pg_x(cn, "status stage", stage_sql, 0, NULL);
         cn->staged = r == HR_OK;
     }
@@ -245,12 +312,13 @@ hr_t pg_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         }
         if (r == HR_OK)
             r = pg_x(cn, "status history",
-                     "INSERT INTO status_history (notification_id, status, attempt, at_ms, detail)"
-                     " SELECT notification_id, status, attempt, updated_at, detail"
-                     " FROM notif_stage ORDER BY seq",
+                     "INSERT INTO status_history (notification_id, created_at, status, attempt,"
+                     " at_ms, detail) SELECT notification_id, created_at, status, attempt,"
+                     " updated_at, detail FROM notif_stage ORDER BY seq",
                      0, NULL);
         r = pg_tx_end(cn, r);
     }
+    if (r != HR_OK) days_forget(p); /* a day dropped by another instance's purge? */
     pg_put(p, cn);
     free(b.p);
     return r;
@@ -294,10 +362,12 @@ hr_t pg_notif_get(store_t *s, const char *notification_id, notif_row_t *out,
     else if (res) row_read(res, 0, out);
     PQclear(res);
     if (r == HR_OK && hist) {
+        num_t created = num(out->created_at_ms);
+        const char *hv[] = {notification_id, created.s};
         res = pg_q(cn, "status history get",
                    "SELECT status, attempt, at_ms, detail FROM status_history"
-                   " WHERE notification_id = $1 ORDER BY id",
-                   1, v, &r);
+                   " WHERE notification_id = $1 AND created_at = $2 ORDER BY id",
+                   2, hv, &r);
         if (res) {
             int rows = PQntuples(res);
             if (rows > 0) {
@@ -425,23 +495,66 @@ hr_t pg_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent)
 
 /* Deletes in chunks of PURGE_CHUNK notifications (their history with
  * them), then the old dedupe claims. */
+/* Retention by days: every day that ends at or before before_ms goes as a
+ * whole (DROP of its two partitions, one transaction each day; the rows
+ * are counted first). */
+static hr_t purge_days(pg_t *p, int64_t before_ms, int64_t *deleted)
+{
+    pgconn_t *cn = pg_get(p);
+    hr_t r;
+    PGresult *res = pg_q(cn, "purge days",
+                         "SELECT substr(c.relname, 16) FROM pg_inherits i"
+                         " JOIN pg_class c ON c.oid = i.inhrelid"
+                         " WHERE i.inhparent = 'notifications'::regclass"
+                         " AND c.relname LIKE 'notifications_d%'",
+                         0, NULL, &r);
+    int nd = res ? PQntuples(res) : 0;
+    for (int i = 0; i < nd && r == HR_OK; i++) {
+        const char *sfx = PQgetvalue(res, i, 0);
+        int64_t d = sfx[0] == 'm' ? -strtoll(sfx + 1, NULL, 10) : strtoll(sfx, NULL, 10);
+        if ((d + 1) * DAY_MS > before_ms) continue;
+        char sql[256];
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM notifications_d%s", sfx);
+        r = pg_tx_begin(cn);
+        PGresult *cnt = r == HR_OK ? pg_q(cn, "purge count", sql, 0, NULL, &r) : NULL;
+        int64_t rows = cnt ? col_i64(cnt, 0, 0) : 0;
+        PQclear(cnt);
+        snprintf(sql, sizeof(sql), "DROP TABLE notifications_d%s, status_history_d%s", sfx, sfx);
+        if (r == HR_OK) r = pg_x(cn, "purge drop", sql, 0, NULL);
+        r = pg_tx_end(cn, r);
+        if (r == HR_OK) {
+            if (deleted) *deleted += rows;
+            log_info(LOG, "purged the notifications of day %lld (%lld row(s))", (long long)d,
+                     (long long)rows);
+        }
+    }
+    PQclear(res);
+    pg_put(p, cn);
+    days_forget(p); /* the writer makes them again if a late record needs one */
+    return r;
+}
+
 hr_t pg_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted)
 {
     pg_t *p = pg(s);
     num_t before = num(before_ms), chunk = num(PURGE_CHUNK);
     const char *v[] = {before.s, chunk.s};
-    hr_t r = HR_OK;
+    hr_t r = purge_days(p, before_ms, deleted);
+    if (r != HR_OK) return r;
+    /* what is left before before_ms: part of one day, row by row */
     for (;;) {
         pgconn_t *cn = pg_get(p);
         long got = 0;
         r = pg_tx_begin(cn);
         if (r == HR_OK) {
             PGresult *res = pg_q(cn, "purge",
-                                 "WITH old AS (DELETE FROM notifications WHERE notification_id IN"
-                                 " (SELECT notification_id FROM notifications WHERE created_at < $1"
-                                 " LIMIT $2) RETURNING notification_id),"
-                                 " hist AS (DELETE FROM status_history WHERE notification_id IN"
-                                 " (SELECT notification_id FROM old))"
+                                 "WITH old AS (DELETE FROM notifications WHERE"
+                                 " (notification_id, created_at) IN (SELECT notification_id,"
+                                 " created_at FROM notifications WHERE created_at < $1 LIMIT $2)"
+                                 " RETURNING notification_id, created_at),"
+                                 " hist AS (DELETE FROM status_history WHERE"
+                                 " (notification_id, created_at) IN"
+                                 " (SELECT notification_id, created_at FROM old))"
                                  " SELECT count(*) FROM old",
                                  2, v, &r);
             if (res && PQntuples(res) > 0) got = (long)col_i64(res, 0, 0);

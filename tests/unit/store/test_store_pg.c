@@ -400,6 +400,57 @@ static void test_feed_across_stores(void **state)
     store_close(b);
     store_close(a);
 }
+/* ---- notifications partitioned by day ---- */
+
+static hr_t write_at(store_t *s, const char *id, notif_status_t st, int64_t created)
+{
+    notif_t n = {.kind = 2, .channel = CH_PUSH, .status = st, .attempt = 1,
+                 .created_at_ms = created, .status_at_ms = created + 10,
+                 .notification_id = {id, strlen(id)}, .event_id = HSTR("e"),
+                 .user_id = HSTR("u-days")};
+    const notif_t *pn = &n;
+    return store_notif_write_batch(s, &pn, 1);
+}
+
+/* Rows go to the partition of their day (made on demand for any day);
+ * retention drops the days before the cut whole and deletes the rows of
+ * the day the cut falls in; a late record of a dropped day makes its
+ * partition again. */
+static void test_partitions_by_day(void **state)
+{
+    (void)state;
+    empty_db();
+    store_t *s = open_with(2, false);
+    const int64_t day = 86400000, d0 = 19000 * day; /* 2022-01-08 */
+    char id[32];
+    for (int d = 0; d < 3; d++)
+        for (int i = 0; i < 5; i++) {
+            snprintf(id, sizeof(id), "d%d-%d", d, i);
+            assert_int_equal(write_at(s, id, ST_PENDING, d0 + d * day + i * 1000), HR_OK);
+        }
+    assert_int_equal(sql_int("SELECT count(*) FROM notifications_d19000"), 5);
+    assert_int_equal(sql_int("SELECT count(*) FROM notifications_d19002"), 5);
+    assert_int_equal(sql_int("SELECT count(*) FROM status_history_d19001"), 5);
+    /* cut in the middle of the third day: two days dropped, 2 rows deleted */
+    int64_t deleted = 0;
+    assert_int_equal(store_notif_purge(s, d0 + 2 * day + 2000, &deleted), HR_OK);
+    assert_int_equal(deleted, 12);
+    assert_int_equal(sql_int("SELECT count(*) FROM pg_class WHERE relname IN"
+                             " ('notifications_d19000', 'notifications_d19001',"
+                             " 'status_history_d19000', 'status_history_d19001')"),
+                     0);
+    assert_int_equal(sql_int("SELECT count(*) FROM notifications"), 3);
+    notif_row_t r;
+    assert_int_equal(store_notif_get(s, "d0-1", &r, NULL, NULL), HR_NOTFOUND);
+    assert_int_equal(store_notif_get(s, "d2-4", &r, NULL, NULL), HR_OK);
+    notif_row_clear(&r);
+    /* a late status of a dropped day */
+    assert_int_equal(write_at(s, "d0-1", ST_SENT, d0 + 1000), HR_OK);
+    assert_int_equal(store_notif_get(s, "d0-1", &r, NULL, NULL), HR_OK);
+    assert_int_equal(r.status, ST_SENT);
+    notif_row_clear(&r);
+    store_close(s);
+}
 #endif
 
 int main(void)
@@ -417,6 +468,7 @@ int main(void)
         cmocka_unit_test(test_pool_not_serialised),
         cmocka_unit_test(test_pool_threads),
         cmocka_unit_test(test_feed_across_stores),
+        cmocka_unit_test(test_partitions_by_day),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 #else
