@@ -22,6 +22,8 @@
 #   sink-sqlite     the status store alone (`herald bench sink`): status rows
 #                   through store_notif_write_batch into a fresh SQLite file,
 #                   rows/s and rows per CPU-second per million rows
+#   pg-sink         status rows/s into PostgreSQL through the store alone
+#                   (`herald bench pg-sink`, a throw-away server from scripts/pg.sh)
 # Kafka mode needs Java; without it the run says so and is skipped. The fake
 # providers need Go (scripts/deps.sh --test); without it http-engine is skipped.
 #
@@ -185,6 +187,24 @@ for d in 0 20; do
     fi
     fake_stop
 done
+
+# The PostgreSQL store alone: status rows/s through store_notif_write_batch
+# (`herald bench pg-sink`), on a throw-away server (scripts/pg.sh), without
+# and with 2 reader threads doing the API's and dispatch's reads meanwhile.
+if want pg-sink; then
+    if pg_env=$(scripts/pg.sh start 2>/dev/null); then
+        eval "$pg_env"
+        "$HERALD" bench pg-sink --dsn "$HERALD_TEST_STORE_DSN" --rows "${HERALD_BENCH_PG_ROWS:-200000}" \
+            --batch 1000 --commit "$commit" --out "$OUT/pg-sink.json" || echo "bench: pg-sink failed" >&2
+        "$HERALD" bench pg-sink --dsn "$HERALD_TEST_STORE_DSN" --rows "${HERALD_BENCH_PG_ROWS:-200000}" \
+            --batch 1000 --readers 2 --commit "$commit" --out "$OUT/pg-sink-load.json" ||
+            echo "bench: pg-sink under load failed" >&2
+        scripts/pg.sh stop "$HERALD_PG_DIR" >/dev/null 2>&1 || true
+    else
+        echo "bench: no PostgreSQL server (apt-get install postgresql): pg-sink skipped" >&2
+        echo '{"schema":1,"label":"pg-sink","skipped":"no PostgreSQL server installed"}' >"$OUT/pg-sink.json"
+    fi
+fi
 
 python3 bench/report.py "$OUT" BENCHMARKS.md bench/chart.png
 echo "bench: done in $((SECONDS - t_start)) s: $OUT/*.json, BENCHMARKS.md, bench/chart.png" >&2

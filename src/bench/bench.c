@@ -1045,6 +1045,7 @@ int bench_main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "http-engine") == 0) return bench_http_engine_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "sink") == 0) return bench_sink_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "pg-sink") == 0) return bench_pg_sink_main(argc - 1, argv + 1);
     bopts_t o;
     int rc = parse(argc, argv, &o);
     if (rc) return rc == 1 ? 0 : rc;

@@ -195,6 +195,8 @@ json_t *bench_machine_json(void);
 
 /* `herald bench http-engine ...` (argv[0] is "http-engine"): exit code. */
 int bench_http_engine_main(int argc, char **argv);
+/* pg_sink.c: `herald bench pg-sink` (status rows/s into PostgreSQL). */
+int bench_pg_sink_main(int argc, char **argv);
 
 /* ---- sink.c ---- */
 

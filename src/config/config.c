@@ -237,6 +237,12 @@ static const opt_t opts[] = {
      "Lifetime of a user token when POST /v1/users/{user_id}/inbox/token names none."},
     {"inbox.token_max_ttl_s", OPT_INT, F(inbox_token_max_ttl_s), "86400", 10, 31536000, NULL,
      "Longest lifetime a user token may be given."},
+    {"store.pg_pool", OPT_INT, F(store_pg_pool), "8", 1, 256, NULL,
+     "PostgreSQL store: connections in the pool (API threads, fan-out, dispatch and the status "
+     "sink each take one per call)."},
+    {"store.pg_listen", OPT_ENUM, F(store_pg_listen), "true", 0, 0, "true|false",
+     "PostgreSQL store: follow other instances' writes of users, preferences and templates "
+     "(LISTEN/NOTIFY) so that recipient and template caches stay exact; one more connection."},
 };
 
 static hr_t check_roles(const char *value, char *why, size_t why_len)

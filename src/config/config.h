@@ -97,6 +97,8 @@ typedef struct config {
     char *inbox_token_secret_file; /* inbox.token_secret_file ("" = <data_dir>/inbox_token.key) */
     int inbox_token_ttl_s;      /* inbox.token_ttl_s: default token lifetime */
     int inbox_token_max_ttl_s;  /* inbox.token_max_ttl_s */
+    int store_pg_pool;          /* store.pg_pool: PostgreSQL connections */
+    char *store_pg_listen;      /* store.pg_listen true|false: LISTEN for other instances' changes */
     /* kafka.* passthrough, NULL-terminated key/value pairs */
     char **kafka_kv;
     int kafka_kv_n;

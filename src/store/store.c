@@ -146,6 +146,25 @@ static void feed_user(store_t *s, const char *user_id)
     pthread_mutex_unlock(&f->mu);
 }
 
+void store_feed_remote_user(store_t *s, const char *user_id)
+{
+    struct store_feed *f = s->feed;
+    if (!f) return;
+    if (user_id) {
+        feed_user(s, user_id);
+        return;
+    }
+    /* past the ring: every reader's next store_users_changed is HR_AGAIN */
+    pthread_mutex_lock(&f->mu);
+    atomic_fetch_add(&f->users_epoch, FEED_RING + 1);
+    pthread_mutex_unlock(&f->mu);
+}
+
+void store_feed_remote_templates(store_t *s)
+{
+    if (s->feed) atomic_fetch_add(&s->feed->templates_epoch, 1);
+}
+
 uint64_t store_users_epoch(store_t *s)
 {
     return s->feed ? atomic_load(&s->feed->users_epoch) : 0;
@@ -245,6 +264,7 @@ hr_t store_open_with(const char *backend, const char *dsn, const store_open_opts
             struct store_feed *f = xcalloc(1, sizeof(*f));
             pthread_mutex_init(&f->mu, NULL);
             (*out)->feed = f;
+            if ((*out)->ops->opened) (*out)->ops->opened(*out);
         }
         return r;
     }

@@ -111,6 +111,8 @@ hr_t store_open(const char *backend, const char *dsn, store_t **out);
 typedef struct store_open_opts {
     int check_ms;               /* time bound of the integrity check (0 = skip it) */
     bool accept_damage;         /* open even when the checks find damage */
+    int pg_pool;                /* PostgreSQL: connections in the pool (0 = 8) */
+    bool pg_listen;             /* PostgreSQL: follow other processes' changes (LISTEN) */
 } store_open_opts_t;
 /* store_open with the integrity checks of the backend (SQLite: the WAL and
  * PRAGMA quick_check, bounded by o->check_ms). Damage found is logged and
@@ -471,7 +473,9 @@ static inline void status_hist_free(status_hist_t *h, int n) { store_status_hist
  * Every successful user_put (and batch), prefs_replace, user_erase and
  * template_put made through a store_t is announced here after it commits. Caches compare
  * an epoch before use and drop what changed. Writes made by another process
- * (another herald sharing the database) are not seen: caches bound their
+ * (another herald sharing the database) are seen on PostgreSQL opened with
+ * pg_listen (LISTEN/NOTIFY, store_pg_listen.c; herald's store.pg_listen),
+ * shortly after they commit; otherwise not, and caches bound their
  * staleness with a TTL for those. Any thread. */
 
 /* Bumped once per changed user. */

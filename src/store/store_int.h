@@ -72,6 +72,9 @@ typedef struct store_ops {
     const char *name;
     hr_t (*open)(const char *dsn, const store_open_opts_t *o, store_t **out); /* o never NULL */
     void (*close)(store_t *s);
+    /* May be NULL: called once by store_open_with after it has set up the
+     * change feed (a backend's own threads may announce from then on). */
+    void (*opened)(store_t *s);
     int (*schema_version)(store_t *s);
 
     hr_t (*user_put)(store_t *s, const user_t *u);
@@ -178,6 +181,13 @@ struct store {
     const store_ops_t *ops;
     struct store_feed *feed;    /* change feed (store.c); backends leave it alone */
 };
+
+/* Changes another process made (a backend that can see them, e.g.
+ * PostgreSQL's LISTEN): announced on the change feed like this process's
+ * own. user_id NULL: changes may have been missed, every cached user goes
+ * (store_users_changed answers HR_AGAIN). Any thread. */
+void store_feed_remote_user(store_t *s, const char *user_id);
+void store_feed_remote_templates(store_t *s);
 
 /* A backend's write failed for want of disk space (store_nospace_at_ms). */
 void store_note_nospace(void);

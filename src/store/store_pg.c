@@ -20,12 +20,12 @@
  *
  * Arguments arrive validated by store.c (store_int.h). Threads: any.
  */
-#include "store/store_int.h"
+#include "store/store_pg_int.h"
 
 #include "core/log.h"
 #include "model/lifecycle.h"
 #include "model/trace.h"
-#include "store/schema/schema.h"
+#include "store/store_pg.h"
 
 #include <endian.h>
 #include <inttypes.h>
@@ -40,17 +40,7 @@
 #define ERASE_CHUNK 1000        /* notifications (and followers) per erase transaction */
 #define MIGRATE_LOCK 0x68657261 /* advisory lock key of the schema migration ("hera") */
 
-typedef struct pg {
-    store_t base;
-    pthread_mutex_t mu;
-    PGconn *conn;
-} pg_t;
-
 extern const store_ops_t store_pg_ops;
-
-static pg_t *pg(store_t *s) { return (pg_t *)s; }
-
-static bool nonempty(const char *s) { return s && s[0]; }
 
 /* ---- plumbing ---- */
 
@@ -60,9 +50,7 @@ static void notice_drop(void *arg, const char *msg)
     (void)msg; /* "relation already exists, skipping" and the like */
 }
 
-/* libpq's message on one line, without its trailing newline (at most
- * cap - 1 bytes; newlines inside become spaces). */
-static const char *one_line(const char *msg, char *buf, size_t cap)
+const char *pg_one_line(const char *msg, char *buf, size_t cap)
 {
     size_t n = 0;
     for (; msg && msg[n] && n + 1 < cap; n++) buf[n] = msg[n] == '\n' || msg[n] == '\t' ? ' ' : msg[n];
@@ -71,15 +59,13 @@ static const char *one_line(const char *msg, char *buf, size_t cap)
     return n ? buf : "(no message)";
 }
 
-/* HR_* for a failed result: serialization failures and deadlocks may be
- * retried, a full disk is HR_NOSPACE. Logs what failed. */
-static hr_t pg_fail(pg_t *p, PGresult *res, const char *what)
+hr_t pg_fail(pgconn_t *cn, PGresult *res, const char *what)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(p->conn);
+    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(cn->conn);
     char line[1024];
     log_error(LOG, "postgres: %s failed: %s%s%s", what, state ? state : "", state ? " " : "",
-              one_line(msg, line, sizeof(line)));
+              pg_one_line(msg, line, sizeof(line)));
     if (state && (!strcmp(state, "40001") || !strcmp(state, "40P01"))) return HR_AGAIN;
     if (state && !strcmp(state, "53100")) {
         store_note_nospace();
@@ -88,102 +74,79 @@ static hr_t pg_fail(pg_t *p, PGresult *res, const char *what)
     return HR_ERR;
 }
 
-/* Runs sql with n text parameters (NULL = SQL NULL). On success returns
- * the result (PQclear it) and *r = HR_OK; on failure NULL and *r set. A
- * broken connection is reset once and the statement retried when no
- * transaction was open. */
-static PGresult *pg_q(pg_t *p, const char *what, const char *sql, int n, const char *const *v,
-                      hr_t *r)
+PGresult *pg_q(pgconn_t *cn, const char *what, const char *sql, int n, const char *const *v,
+               hr_t *r)
 {
     for (int attempt = 0;; attempt++) {
-        PGresult *res = PQexecParams(p->conn, sql, n, NULL, v, NULL, NULL, 0);
+        PGresult *res = PQexecParams(cn->conn, sql, n, NULL, v, NULL, NULL, 0);
         ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
             *r = HR_OK;
             return res;
         }
-        if (attempt == 0 && PQstatus(p->conn) == CONNECTION_BAD) {
+        if (attempt == 0 && PQstatus(cn->conn) == CONNECTION_BAD) {
             PQclear(res);
             log_warn(LOG, "postgres: connection lost during %s; reconnecting", what);
-            PQreset(p->conn);
-            if (PQstatus(p->conn) == CONNECTION_OK) continue;
-            *r = pg_fail(p, NULL, what);
+            PQreset(cn->conn);
+            cn->staged = false; /* a new session: its temporary tables are gone */
+            if (PQstatus(cn->conn) == CONNECTION_OK) {
+                atomic_store(&cn->pid, PQbackendPID(cn->conn));
+                continue;
+            }
+            *r = pg_fail(cn, NULL, what);
             return NULL;
         }
-        *r = pg_fail(p, res, what);
+        *r = pg_fail(cn, res, what);
         PQclear(res);
         return NULL;
     }
 }
 
-/* pg_q for statements whose rows are not wanted. */
-static hr_t pg_x(pg_t *p, const char *what, const char *sql, int n, const char *const *v)
+hr_t pg_x(pgconn_t *cn, const char *what, const char *sql, int n, const char *const *v)
 {
     hr_t r;
-    PQclear(pg_q(p, what, sql, n, v, &r));
+    PQclear(pg_q(cn, what, sql, n, v, &r));
     return r;
 }
 
-/* Rows a command changed ("INSERT 0 1" -> 1). */
-static long pg_changed(PGresult *res)
+long pg_changed(PGresult *res)
 {
     const char *t = PQcmdTuples(res);
     return t && t[0] ? strtol(t, NULL, 10) : 0;
 }
 
-static hr_t tx_begin(pg_t *p) { return pg_x(p, "begin", "BEGIN", 0, NULL); }
+hr_t pg_tx_begin(pgconn_t *cn) { return pg_x(cn, "begin", "BEGIN", 0, NULL); }
 
-/* Commits when r is HR_OK, else rolls back; returns the outcome. */
-static hr_t tx_end(pg_t *p, hr_t r)
+hr_t pg_tx_end(pgconn_t *cn, hr_t r)
 {
-    if (r == HR_OK) return pg_x(p, "commit", "COMMIT", 0, NULL);
-    pg_x(p, "rollback", "ROLLBACK", 0, NULL);
+    if (r == HR_OK) return pg_x(cn, "commit", "COMMIT", 0, NULL);
+    pg_x(cn, "rollback", "ROLLBACK", 0, NULL);
     return r;
 }
 
-static char *col(PGresult *res, int row, int c)
+pgconn_t *pg_get(pg_t *p)
 {
-    return PQgetisnull(res, row, c) ? NULL : xstrdup(PQgetvalue(res, row, c));
+    pthread_mutex_lock(&p->mu);
+    while (p->nfree == 0) pthread_cond_wait(&p->cv, &p->mu);
+    pgconn_t *cn = &p->conns[p->free_idx[--p->nfree]];
+    pthread_mutex_unlock(&p->mu);
+    return cn;
 }
 
-static int64_t col_i64(PGresult *res, int row, int c)
+void pg_put(pg_t *p, pgconn_t *cn)
 {
-    return PQgetisnull(res, row, c) ? 0 : strtoll(PQgetvalue(res, row, c), NULL, 10);
-}
-
-static bool col_bool(PGresult *res, int row, int c)
-{
-    const char *v = PQgetvalue(res, row, c);
-    return v && v[0] == 't';
-}
-
-/* A NUL-terminated copy of h (NULL when empty and opt). */
-static char *hdup(hstr_t h, bool opt)
-{
-    if (opt && h.n == 0) return NULL;
-    char *s = xmalloc(h.n + 1);
-    if (h.n) memcpy(s, h.p, h.n);
-    s[h.n] = '\0';
-    return s;
-}
-
-typedef struct num {
-    char s[24];
-} num_t;
-
-static num_t num(int64_t v)
-{
-    num_t n;
-    snprintf(n.s, sizeof(n.s), "%" PRId64, v);
-    return n;
+    pthread_mutex_lock(&p->mu);
+    p->free_idx[p->nfree++] = (int)(cn - p->conns);
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
 }
 
 /* ---- open, schema ---- */
 
-static hr_t version_read(pg_t *p, int *version)
+static hr_t version_read(pgconn_t *cn, int *version)
 {
     hr_t r;
-    PGresult *res = pg_q(p, "schema version", "SELECT version FROM schema_version WHERE id = 1",
+    PGresult *res = pg_q(cn, "schema version", "SELECT version FROM schema_version WHERE id = 1",
                          0, NULL, &r);
     if (!res) return r;
     *version = PQntuples(res) ? (int)col_i64(res, 0, 0) : 0;
@@ -191,110 +154,126 @@ static hr_t version_read(pg_t *p, int *version)
     return HR_OK;
 }
 
-/* The versioned schema files, oldest first: each brings the database to
- * its version. */
-static const struct {
-    int version;
-    const char *sql;
-} migrations[] = {
-    {4, store_schema_pg},
-};
-
-/* The PostgreSQL schema's own version (the last of migrations[]); it
- * follows the SQLite one's numbering where they share steps, and lags it
- * where a feature is not in this backend yet (the inbox, SQLite's 5). */
-#define PG_SCHEMA_VERSION 4
-
-static hr_t schema_init(pg_t *p)
+static hr_t schema_init(pgconn_t *cn)
 {
-    hr_t r = tx_begin(p);
+    hr_t r = pg_tx_begin(cn);
     if (r != HR_OK) return r;
     num_t key = num(MIGRATE_LOCK);
     const char *v[] = {key.s};
-    r = pg_x(p, "schema lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1, v);
+    r = pg_x(cn, "schema lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1, v);
     if (r == HR_OK)
-        r = pg_x(p, "schema", "CREATE TABLE IF NOT EXISTS schema_version ("
+        r = pg_x(cn, "schema", "CREATE TABLE IF NOT EXISTS schema_version ("
                  " id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)", 0, NULL);
     int have = 0;
-    if (r == HR_OK) r = version_read(p, &have);
-    if (r == HR_OK && have > PG_SCHEMA_VERSION) {
+    if (r == HR_OK) r = version_read(cn, &have);
+    if (r == HR_OK && have > store_pg_schema_version()) {
         log_error(LOG, "postgres: the database has schema version %d, newer than this herald's %d",
-                  have, PG_SCHEMA_VERSION);
+                  have, store_pg_schema_version());
         r = HR_INVALID;
     }
-    for (size_t i = 0; r == HR_OK && i < ARRAY_LEN(migrations); i++) {
-        if (migrations[i].version <= have) continue;
-        PGresult *res = PQexec(p->conn, migrations[i].sql); /* several statements */
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) r = pg_fail(p, res, "schema migration");
+    for (int i = 0; r == HR_OK && i < store_pg_nmigrations; i++) {
+        const store_pg_migration_t *m = &store_pg_migrations[i];
+        if (m->version <= have) continue;
+        PGresult *res = PQexec(cn->conn, m->sql); /* several statements */
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) r = pg_fail(cn, res, m->name);
         PQclear(res);
         if (r != HR_OK) break;
-        num_t ver = num(migrations[i].version);
+        num_t ver = num(m->version);
         const char *vv[] = {ver.s};
-        r = pg_x(p, "schema version",
+        r = pg_x(cn, "schema version",
                  "INSERT INTO schema_version (id, version) VALUES (1, $1)"
                  " ON CONFLICT (id) DO UPDATE SET version = excluded.version", 1, vv);
         if (r == HR_OK)
-            log_info(LOG, "postgres: schema at version %d", migrations[i].version);
+            log_info(LOG, "postgres: schema at version %d (%s)", m->version, m->name);
     }
-    return tx_end(p, r);
+    return pg_tx_end(cn, r);
+}
+
+/* Frees p with its connections (the listener is stopped first). */
+static void pg_free(pg_t *p)
+{
+    for (int i = 0; i < p->nconn; i++) PQfinish(p->conns[i].conn);
+    free(p->conns);
+    free(p->free_idx);
+    free(p->days);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->part_mu);
+    free(p);
+}
+
+static hr_t conn_open(pgconn_t *cn, const char *dsn)
+{
+    cn->conn = PQconnectdb(dsn);
+    if (PQstatus(cn->conn) != CONNECTION_OK) {
+        /* libpq's message names host and database, never the password */
+        char line[1024];
+        log_error(LOG, "postgres: cannot connect: %s",
+                  pg_one_line(PQerrorMessage(cn->conn), line, sizeof(line)));
+        return HR_ERR;
+    }
+    PQsetNoticeProcessor(cn->conn, notice_drop, NULL);
+    atomic_store(&cn->pid, PQbackendPID(cn->conn));
+    return HR_OK;
 }
 
 static hr_t pg_open(const char *dsn, const store_open_opts_t *o, store_t **out)
 {
-    (void)o; /* no integrity check to run: the server keeps its own */
+    /* no integrity check to run: the server keeps its own */
     pg_t *p = xcalloc(1, sizeof(*p));
     pthread_mutex_init(&p->mu, NULL);
-    p->conn = PQconnectdb(dsn);
-    hr_t r = HR_OK;
-    if (PQstatus(p->conn) != CONNECTION_OK) {
-        /* libpq's message names host and database, never the password */
-        char line[1024];
-        log_error(LOG, "postgres: cannot connect: %s",
-                  one_line(PQerrorMessage(p->conn), line, sizeof(line)));
-        r = HR_ERR;
-    } else {
-        PQsetNoticeProcessor(p->conn, notice_drop, NULL);
-        r = schema_init(p);
-    }
+    pthread_cond_init(&p->cv, NULL);
+    pthread_mutex_init(&p->part_mu, NULL);
+    p->nconn = o->pg_pool > 0 ? o->pg_pool : PG_POOL_DEFAULT;
+    if (p->nconn > PG_POOL_MAX) p->nconn = PG_POOL_MAX;
+    p->conns = xcalloc((size_t)p->nconn, sizeof(*p->conns));
+    p->free_idx = xcalloc((size_t)p->nconn, sizeof(*p->free_idx));
+    hr_t r = conn_open(&p->conns[0], dsn);
+    if (r == HR_OK) r = schema_init(&p->conns[0]);
+    for (int i = 1; i < p->nconn && r == HR_OK; i++) r = conn_open(&p->conns[i], dsn);
+    if (r == HR_OK) r = pg_parts_open(p);
+    if (r == HR_OK && o->pg_listen) r = pg_listen_start(p, dsn);
     if (r != HR_OK) {
-        PQfinish(p->conn);
-        pthread_mutex_destroy(&p->mu);
-        free(p);
+        pg_free(p);
         return r;
     }
+    /* the last connection first: pg_get takes from the end */
+    for (int i = p->nconn - 1; i >= 0; i--) p->free_idx[p->nfree++] = i;
     p->base.ops = &store_pg_ops;
     *out = &p->base;
     return HR_OK;
 }
 
+/* store.c's change feed exists now: the listener may announce. */
+static void pg_opened(store_t *s) { pg_listen_ready(pg(s)); }
+
 static void pg_close(store_t *s)
 {
     pg_t *p = pg(s);
-    PQfinish(p->conn);
-    pthread_mutex_destroy(&p->mu);
-    free(p);
+    pg_listen_stop(p);
+    pg_free(p);
 }
 
 static int pg_schema_version(store_t *s)
 {
     pg_t *p = pg(s);
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     int v = -1;
-    if (version_read(p, &v) != HR_OK) v = -1;
-    pthread_mutex_unlock(&p->mu);
+    if (version_read(cn, &v) != HR_OK) v = -1;
+    pg_put(p, cn);
     return v;
 }
 
 /* ---- users, devices, preferences ---- */
 
-static hr_t user_put_one(pg_t *p, const user_t *u)
+static hr_t user_put_one(pgconn_t *cn, const user_t *u)
 {
     num_t at = num(u->updated_at_ms ? u->updated_at_ms : hclock_now_ms());
     const char *v[] = {u->user_id, u->email, u->phone,
                        nonempty(u->locale) ? u->locale : "en",
                        nonempty(u->timezone) ? u->timezone : "UTC",
                        u->quiet_start, u->quiet_end, u->webhook_url, at.s, u->webhook_secret};
-    hr_t r = pg_x(p, "user put",
+    hr_t r = pg_x(cn, "user put",
                   "INSERT INTO users (user_id, email, phone, locale, timezone, quiet_start,"
                   " quiet_end, webhook_url, updated_at, webhook_secret)"
                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULLIF($10::text, ''))"
@@ -309,11 +288,11 @@ static hr_t user_put_one(pg_t *p, const user_t *u)
                   10, v);
     if (r != HR_OK) return r;
     const char *d[] = {u->user_id};
-    r = pg_x(p, "devices delete", "DELETE FROM devices WHERE user_id = $1", 1, d);
+    r = pg_x(cn, "devices delete", "DELETE FROM devices WHERE user_id = $1", 1, d);
     for (int i = 0; r == HR_OK && i < u->ndevices; i++) {
         num_t seq = num(i);
         const char *dv[] = {u->user_id, seq.s, u->devices[i].platform, u->devices[i].token};
-        r = pg_x(p, "device add",
+        r = pg_x(cn, "device add",
                  "INSERT INTO devices (user_id, seq, platform, token) VALUES ($1, $2, $3, $4)", 4,
                  dv);
     }
@@ -323,25 +302,25 @@ static hr_t user_put_one(pg_t *p, const user_t *u)
 static hr_t pg_user_put_batch(store_t *s, const user_t *users, int n)
 {
     pg_t *p = pg(s);
-    pthread_mutex_lock(&p->mu);
-    hr_t r = tx_begin(p);
+    pgconn_t *cn = pg_get(p);
+    hr_t r = pg_tx_begin(cn);
     if (r == HR_OK) {
-        for (int i = 0; i < n && r == HR_OK; i++) r = user_put_one(p, &users[i]);
-        r = tx_end(p, r);
+        for (int i = 0; i < n && r == HR_OK; i++) r = user_put_one(cn, &users[i]);
+        r = pg_tx_end(cn, r);
     }
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
 static hr_t pg_user_put(store_t *s, const user_t *u) { return pg_user_put_batch(s, u, 1); }
 
 /* Reads the user (p->mu held). */
-static hr_t user_read(pg_t *p, const char *user_id, user_t *out)
+static hr_t user_read(pgconn_t *cn, const char *user_id, user_t *out)
 {
     memset(out, 0, sizeof(*out));
     const char *v[] = {user_id};
     hr_t r;
-    PGresult *res = pg_q(p, "user get",
+    PGresult *res = pg_q(cn, "user get",
                          "SELECT email, phone, locale, timezone, quiet_start, quiet_end,"
                          " webhook_url, updated_at, webhook_secret FROM users WHERE user_id = $1",
                          1, v, &r);
@@ -361,7 +340,7 @@ static hr_t user_read(pg_t *p, const char *user_id, user_t *out)
     out->updated_at_ms = col_i64(res, 0, 7);
     out->webhook_secret = col(res, 0, 8);
     PQclear(res);
-    res = pg_q(p, "devices get",
+    res = pg_q(cn, "devices get",
                "SELECT platform, token FROM devices WHERE user_id = $1 ORDER BY seq LIMIT 16", 1,
                v, &r);
     if (!res) {
@@ -381,44 +360,48 @@ static hr_t user_read(pg_t *p, const char *user_id, user_t *out)
 static hr_t pg_user_get(store_t *s, const char *user_id, user_t *out)
 {
     pg_t *p = pg(s);
-    pthread_mutex_lock(&p->mu);
-    hr_t r = user_read(p, user_id, out);
-    pthread_mutex_unlock(&p->mu);
+    pgconn_t *cn = pg_get(p);
+    hr_t r = user_read(cn, user_id, out);
+    pg_put(p, cn);
     return r;
 }
 
 static hr_t pg_prefs_replace(store_t *s, const char *user_id, const pref_t *prefs, int n)
 {
     pg_t *p = pg(s);
-    pthread_mutex_lock(&p->mu);
-    hr_t r = tx_begin(p);
+    pgconn_t *cn = pg_get(p);
+    hr_t r = pg_tx_begin(cn);
     if (r == HR_OK) {
         const char *v[] = {user_id};
-        r = pg_x(p, "prefs delete", "DELETE FROM preferences WHERE user_id = $1", 1, v);
+        /* two replaces of one user's preferences must not interleave (the
+         * user row need not exist to lock it) */
+        r = pg_x(cn, "prefs lock", "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", 1, v);
+        if (r == HR_OK)
+            r = pg_x(cn, "prefs delete", "DELETE FROM preferences WHERE user_id = $1", 1, v);
         for (int i = 0; i < n && r == HR_OK; i++) {
             num_t ch = num(prefs[i].channel);
             const char *pv[] = {user_id, prefs[i].category ? prefs[i].category : "", ch.s,
                                 prefs[i].enabled ? "true" : "false"};
-            r = pg_x(p, "pref add",
+            r = pg_x(cn, "pref add",
                      "INSERT INTO preferences (user_id, category, channel, enabled)"
                      " VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, category, channel)"
                      " DO UPDATE SET enabled = excluded.enabled",
                      4, pv);
         }
-        r = tx_end(p, r);
+        r = pg_tx_end(cn, r);
     }
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
 /* The user's preferences (p->mu held). */
-static hr_t prefs_read(pg_t *p, const char *user_id, pref_t **out, int *n)
+static hr_t prefs_read(pgconn_t *cn, const char *user_id, pref_t **out, int *n)
 {
     *out = NULL;
     *n = 0;
     const char *v[] = {user_id};
     hr_t r;
-    PGresult *res = pg_q(p, "prefs get",
+    PGresult *res = pg_q(cn, "prefs get",
                          "SELECT category, channel, enabled FROM preferences WHERE user_id = $1"
                          " ORDER BY category, channel",
                          1, v, &r);
@@ -441,9 +424,9 @@ static hr_t prefs_read(pg_t *p, const char *user_id, pref_t **out, int *n)
 static hr_t pg_prefs_get(store_t *s, const char *user_id, pref_t **out, int *n)
 {
     pg_t *p = pg(s);
-    pthread_mutex_lock(&p->mu);
-    hr_t r = prefs_read(p, user_id, out, n);
-    pthread_mutex_unlock(&p->mu);
+    pgconn_t *cn = pg_get(p);
+    hr_t r = prefs_read(cn, user_id, out, n);
+    pg_put(p, cn);
     return r;
 }
 
@@ -455,28 +438,28 @@ static hr_t pg_users_scan(store_t *s, const char *after, int limit, user_t *out,
     pg_t *p = pg(s);
     num_t lim = num(limit);
     const char *v[] = {after ? after : "", lim.s};
-    pthread_mutex_lock(&p->mu);
-    hr_t r = pg_x(p, "begin", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL);
+    pgconn_t *cn = pg_get(p);
+    hr_t r = pg_x(cn, "begin", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL);
     PGresult *res = NULL;
     if (r == HR_OK)
-        res = pg_q(p, "users scan",
+        res = pg_q(cn, "users scan",
                    "SELECT user_id FROM users WHERE user_id > $1 ORDER BY user_id LIMIT $2", 2,
                    v, &r);
     int got = 0;
     if (res) {
         int rows = PQntuples(res);
         for (int i = 0; i < rows && r == HR_OK; i++) {
-            r = user_read(p, PQgetvalue(res, i, 0), &out[i]);
+            r = user_read(cn, PQgetvalue(res, i, 0), &out[i]);
             if (r == HR_NOTFOUND) r = HR_ERR; /* cannot happen in one snapshot */
             if (r == HR_OK) {
-                r = prefs_read(p, out[i].user_id, &prefs[i], &nprefs[i]);
+                r = prefs_read(cn, out[i].user_id, &prefs[i], &nprefs[i]);
                 if (r != HR_OK) store_user_clear(&out[i]);
             }
             if (r == HR_OK) got = i + 1;
         }
         PQclear(res);
     }
-    r = tx_end(p, r);
+    r = pg_tx_end(cn, r);
     if (r != HR_OK) {
         for (int i = 0; i < got; i++) {
             store_user_clear(&out[i]);
@@ -487,7 +470,7 @@ static hr_t pg_users_scan(store_t *s, const char *after, int limit, user_t *out,
         got = 0;
     }
     *n = got;
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -500,12 +483,12 @@ static hr_t add_pair(store_t *s, const char *what, const char *sql, const char *
     pg_t *p = pg(s);
     num_t now = num(hclock_now_ms());
     const char *v[] = {a, b, now.s};
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     hr_t r;
-    PGresult *res = pg_q(p, what, sql, 3, v, &r);
+    PGresult *res = pg_q(cn, what, sql, 3, v, &r);
     if (res && created) *created = pg_changed(res) == 1;
     PQclear(res);
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -514,12 +497,12 @@ static hr_t del_pair(store_t *s, const char *what, const char *sql, const char *
 {
     pg_t *p = pg(s);
     const char *v[] = {a, b};
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     hr_t r;
-    PGresult *res = pg_q(p, what, sql, 2, v, &r);
+    PGresult *res = pg_q(cn, what, sql, 2, v, &r);
     if (res && pg_changed(res) == 0) r = HR_NOTFOUND;
     PQclear(res);
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -530,9 +513,9 @@ static hr_t page(store_t *s, const char *what, const char *sql, const char *key,
     pg_t *p = pg(s);
     num_t lim = num(limit);
     const char *v[] = {key, after ? after : "", lim.s};
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     hr_t r;
-    PGresult *res = pg_q(p, what, sql, 3, v, &r);
+    PGresult *res = pg_q(cn, what, sql, 3, v, &r);
     if (res) {
         int rows = PQntuples(res);
         if (rows > 0) {
@@ -542,7 +525,7 @@ static hr_t page(store_t *s, const char *what, const char *sql, const char *key,
         *n = rows;
         PQclear(res);
     }
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -611,12 +594,12 @@ static hr_t pg_user_topics_page(store_t *s, const char *user_id, const char *aft
 }
 
 /* Runs a delete taking (user_id[, limit]); adds the rows it removed. */
-static hr_t erase_run(pg_t *p, const char *what, const char *sql, const char *user_id,
+static hr_t erase_run(pgconn_t *cn, const char *what, const char *sql, const char *user_id,
                       const char *limit, int64_t *count)
 {
     const char *v[] = {user_id, limit};
     hr_t r;
-    PGresult *res = pg_q(p, what, sql, limit ? 2 : 1, v, &r);
+    PGresult *res = pg_q(cn, what, sql, limit ? 2 : 1, v, &r);
     if (res) *count += pg_changed(res);
     PQclear(res);
     return r;
@@ -625,7 +608,7 @@ static hr_t erase_run(pg_t *p, const char *what, const char *sql, const char *us
 /* One erase transaction (p->mu held): up to ERASE_CHUNK notifications with
  * their history and as many followers; when neither filled its chunk, the
  * user's other rows as well, and *done is set (as the SQLite backend). */
-static hr_t erase_step(pg_t *p, const char *user_id, store_erase_t *st, bool *done)
+static hr_t erase_step(pgconn_t *cn, const char *user_id, store_erase_t *st, bool *done)
 {
     static const struct {
         const char *what, *sql;
@@ -637,29 +620,32 @@ static hr_t erase_step(pg_t *p, const char *user_id, store_erase_t *st, bool *do
         {"erase follows", "DELETE FROM follows WHERE follower = $1"},
         {"erase invalid addresses", "DELETE FROM invalid_addresses WHERE user_id = $1"},
         {"erase scheduled", "DELETE FROM scheduled WHERE user_id = $1"},
+        {"erase inbox", "DELETE FROM inbox WHERE user_id = $1"},
     };
     num_t chunk = num(ERASE_CHUNK);
     int64_t notifs = 0, followers = 0, rows = 0, hist = 0;
-    hr_t r = tx_begin(p);
+    hr_t r = pg_tx_begin(cn);
     if (r == HR_OK)
-        r = erase_run(p, "erase history",
-                      "DELETE FROM status_history WHERE notification_id IN (SELECT notification_id"
-                      " FROM notifications WHERE user_id = $1 ORDER BY notification_id LIMIT $2)",
+        r = erase_run(cn, "erase history",
+                      "DELETE FROM status_history WHERE (notification_id, created_at) IN"
+                      " (SELECT notification_id, created_at FROM notifications WHERE user_id = $1"
+                      " ORDER BY notification_id LIMIT $2)",
                       user_id, chunk.s, &hist);
     if (r == HR_OK)
-        r = erase_run(p, "erase notifications",
-                      "DELETE FROM notifications WHERE notification_id IN (SELECT notification_id"
-                      " FROM notifications WHERE user_id = $1 ORDER BY notification_id LIMIT $2)",
+        r = erase_run(cn, "erase notifications",
+                      "DELETE FROM notifications WHERE (notification_id, created_at) IN"
+                      " (SELECT notification_id, created_at FROM notifications WHERE user_id = $1"
+                      " ORDER BY notification_id LIMIT $2)",
                       user_id, chunk.s, &notifs);
     if (r == HR_OK)
-        r = erase_run(p, "erase followers",
+        r = erase_run(cn, "erase followers",
                       "DELETE FROM follows WHERE actor = $1 AND follower IN (SELECT follower"
                       " FROM follows WHERE actor = $1 ORDER BY follower LIMIT $2)",
                       user_id, chunk.s, &followers);
     bool last = notifs < ERASE_CHUNK && followers < ERASE_CHUNK;
     for (size_t i = 0; last && i < ARRAY_LEN(rest) && r == HR_OK; i++)
-        r = erase_run(p, rest[i].what, rest[i].sql, user_id, NULL, &rows);
-    r = tx_end(p, r);
+        r = erase_run(cn, rest[i].what, rest[i].sql, user_id, NULL, &rows);
+    r = pg_tx_end(cn, r);
     if (r != HR_OK) return r;
     (void)hist; /* history rows go with their notification: not counted apart */
     st->notifications += notifs;
@@ -677,9 +663,9 @@ static hr_t pg_user_erase(store_t *s, const char *user_id, store_erase_t *st)
     bool done = false;
     hr_t r = HR_OK;
     while (!done && r == HR_OK) {
-        pthread_mutex_lock(&p->mu);
-        r = erase_step(p, user_id, st, &done);
-        pthread_mutex_unlock(&p->mu);
+        pgconn_t *cn = pg_get(p);
+        r = erase_step(cn, user_id, st, &done);
+        pg_put(p, cn);
     }
     return r;
 }
@@ -692,15 +678,15 @@ static hr_t pg_template_put(store_t *s, const template_rec_t *t)
     num_t ch = num(t->channel), now = num(hclock_now_ms());
     const char *v[] = {t->event_type, ch.s, nonempty(t->locale) ? t->locale : "en",
                        t->title ? t->title : "", t->body ? t->body : "", now.s};
-    pthread_mutex_lock(&p->mu);
-    hr_t r = pg_x(p, "template put",
+    pgconn_t *cn = pg_get(p);
+    hr_t r = pg_x(cn, "template put",
                   "INSERT INTO templates (event_type, channel, locale_key, locale, title, body,"
                   " updated_at) VALUES ($1, $2, lower($3), $3, $4, $5, $6)"
                   " ON CONFLICT (event_type, channel, locale_key) DO UPDATE"
                   " SET locale = excluded.locale, title = excluded.title, body = excluded.body,"
                   " updated_at = excluded.updated_at",
                   6, v);
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -711,9 +697,9 @@ static hr_t pg_template_get(store_t *s, const char *event_type, channel_t ch,
     pg_t *p = pg(s);
     num_t c = num(ch);
     const char *v[] = {event_type, c.s, chain[0], chain[1], chain[2]};
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     hr_t r;
-    PGresult *res = pg_q(p, "template get",
+    PGresult *res = pg_q(cn, "template get",
                          "SELECT locale, title, body FROM templates"
                          " WHERE event_type = $1 AND channel = $2"
                          " AND locale_key IN (lower($3), lower($4), lower($5))"
@@ -732,7 +718,7 @@ static hr_t pg_template_get(store_t *s, const char *event_type, channel_t ch,
         }
         PQclear(res);
     }
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -740,9 +726,9 @@ static hr_t pg_template_channels(store_t *s, const char *event_type, unsigned *m
 {
     pg_t *p = pg(s);
     const char *v[] = {event_type};
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     hr_t r;
-    PGresult *res = pg_q(p, "template channels",
+    PGresult *res = pg_q(cn, "template channels",
                          "SELECT DISTINCT channel FROM templates WHERE event_type = $1", 1, v, &r);
     if (res) {
         for (int i = 0; i < PQntuples(res); i++) {
@@ -751,7 +737,7 @@ static hr_t pg_template_channels(store_t *s, const char *event_type, unsigned *m
         }
         PQclear(res);
     }
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -759,12 +745,12 @@ static hr_t pg_template_channels(store_t *s, const char *event_type, unsigned *m
 
 /* One claim (p->mu held): the primary key of events decides, whichever
  * process claims first. */
-static hr_t claim_one(pg_t *p, const char *event_id, const char *position, claim_t *out)
+static hr_t claim_one(pgconn_t *cn, const char *event_id, const char *position, claim_t *out)
 {
     num_t now = num(hclock_now_ms());
     const char *v[] = {event_id, position, now.s};
     hr_t r;
-    PGresult *res = pg_q(p, "event claim",
+    PGresult *res = pg_q(cn, "event claim",
                          "INSERT INTO events (event_id, position, first_seen_ms)"
                          " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                          3, v, &r);
@@ -775,7 +761,7 @@ static hr_t claim_one(pg_t *p, const char *event_id, const char *position, claim
         *out = CLAIM_NEW;
         return HR_OK;
     }
-    res = pg_q(p, "event claim lookup", "SELECT position FROM events WHERE event_id = $1", 1, v,
+    res = pg_q(cn, "event claim lookup", "SELECT position FROM events WHERE event_id = $1", 1, v,
                &r);
     if (!res) return r;
     if (PQntuples(res) == 0) {
@@ -790,24 +776,85 @@ static hr_t claim_one(pg_t *p, const char *event_id, const char *position, claim
 static hr_t pg_event_claim(store_t *s, const char *event_id, const char *position, claim_t *out)
 {
     pg_t *p = pg(s);
-    pthread_mutex_lock(&p->mu);
-    hr_t r = claim_one(p, event_id, position, out);
-    pthread_mutex_unlock(&p->mu);
+    pgconn_t *cn = pg_get(p);
+    hr_t r = claim_one(cn, event_id, position, out);
+    pg_put(p, cn);
     return r;
 }
 
+typedef struct claimed {
+    const char *id;
+    bool inserted;
+    const char *stored;         /* the position stored before (NULL: none) */
+    const char *ref;            /* the reference position within this batch */
+} claimed_t;
+
+static int claimed_cmp(const void *x, const void *y)
+{
+    return strcmp(((const claimed_t *)x)->id, ((const claimed_t *)y)->id);
+}
+
+/* One statement for the whole batch: the first position of each id is
+ * inserted ON CONFLICT DO NOTHING (the unique key decides between
+ * processes); the ids that were there already come back with their stored
+ * position. Then, in batch order: an id inserted here is NEW the first
+ * time, later copies compare with that first position; an id stored before
+ * compares with the stored position. An id neither inserted nor visible
+ * (another process claimed and released it meanwhile) is HR_AGAIN. */
 static hr_t pg_event_claim_batch(store_t *s, const char *const *ids, const char *const *positions,
                                  int n, claim_t *out)
 {
     pg_t *p = pg(s);
-    pthread_mutex_lock(&p->mu);
-    hr_t r = tx_begin(p);
-    if (r == HR_OK) {
-        for (int i = 0; i < n && r == HR_OK; i++)
-            r = claim_one(p, ids[i], positions[i] ? positions[i] : "", &out[i]);
-        r = tx_end(p, r);
+    char *a_ids = pg_text_array(NULL, ids, n), *a_pos = pg_text_array(NULL, positions, n);
+    num_t now = num(hclock_now_ms());
+    const char *v[] = {a_ids, a_pos, now.s};
+    pgconn_t *cn = pg_get(p);
+    hr_t r;
+    PGresult *res = pg_q(
+        cn, "event claim batch",
+        "WITH input AS (SELECT event_id, position, ord FROM"
+        " unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(event_id, position, ord)),"
+        " first AS (SELECT DISTINCT ON (event_id) event_id, position FROM input"
+        " ORDER BY event_id, ord),"
+        " ins AS (INSERT INTO events (event_id, position, first_seen_ms)"
+        " SELECT event_id, position, $3 FROM first ORDER BY event_id"
+        " ON CONFLICT DO NOTHING RETURNING event_id)"
+        " SELECT f.event_id, ins.event_id IS NOT NULL, e.position FROM first f"
+        " LEFT JOIN ins ON ins.event_id = f.event_id"
+        " LEFT JOIN events e ON e.event_id = f.event_id",
+        3, v, &r);
+    free(a_ids);
+    free(a_pos);
+    if (res) {
+        int rows = PQntuples(res);
+        claimed_t *c = xcalloc((size_t)(rows ? rows : 1), sizeof(*c));
+        for (int j = 0; j < rows; j++)
+            c[j] = (claimed_t){PQgetvalue(res, j, 0), col_bool(res, j, 1),
+                               PQgetisnull(res, j, 2) ? NULL : PQgetvalue(res, j, 2), NULL};
+        qsort(c, (size_t)rows, sizeof(*c), claimed_cmp);
+        for (int i = 0; i < n && r == HR_OK; i++) {
+            const char *pos = positions[i] ? positions[i] : "";
+            claimed_t key = {.id = ids[i]};
+            claimed_t *e = bsearch(&key, c, (size_t)rows, sizeof(*c), claimed_cmp);
+            if (!e) {
+                r = HR_ERR; /* an id the statement did not return */
+                log_error(LOG, "postgres: event claim batch: an id went missing");
+            } else if (e->ref) {
+                out[i] = strcmp(e->ref, pos) == 0 ? CLAIM_SAME : CLAIM_DUP;
+            } else if (e->inserted) {
+                out[i] = CLAIM_NEW;
+                e->ref = pos;
+            } else if (e->stored) {
+                e->ref = e->stored;
+                out[i] = strcmp(e->ref, pos) == 0 ? CLAIM_SAME : CLAIM_DUP;
+            } else {
+                r = HR_AGAIN;
+            }
+        }
+        free(c);
+        PQclear(res);
     }
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -815,289 +862,9 @@ static hr_t pg_event_release(store_t *s, const char *event_id)
 {
     pg_t *p = pg(s);
     const char *v[] = {event_id};
-    pthread_mutex_lock(&p->mu);
-    hr_t r = pg_x(p, "event release", "DELETE FROM events WHERE event_id = $1", 1, v);
-    pthread_mutex_unlock(&p->mu);
-    return r;
-}
-
-/* ---- notifications ---- */
-
-static char notif_upsert_sql[2048];
-static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
-
-/* The upsert with the rank rule of model/lifecycle.h written in SQL. */
-static void sql_init(void)
-{
-    char rank[256];
-    lifecycle_rank_sql("notifications.status", rank, sizeof(rank));
-    int w = snprintf(
-        notif_upsert_sql, sizeof(notif_upsert_sql),
-        "INSERT INTO notifications (notification_id, event_id, user_id, channel, category,"
-        " title, body, address, status, attempt, channel_msg_id, metadata, error, created_at,"
-        " updated_at, delivered_at, traceparent)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $18)"
-        " ON CONFLICT (notification_id) DO UPDATE SET status = excluded.status,"
-        " attempt = excluded.attempt,"
-        " channel_msg_id = COALESCE(excluded.channel_msg_id, notifications.channel_msg_id),"
-        " metadata = COALESCE(excluded.metadata, notifications.metadata),"
-        " error = excluded.error, updated_at = excluded.updated_at,"
-        " traceparent = COALESCE(excluded.traceparent, notifications.traceparent),"
-        " delivered_at = CASE WHEN excluded.status = 2"
-        "   THEN COALESCE(excluded.delivered_at, notifications.delivered_at)"
-        "   ELSE COALESCE(notifications.delivered_at, excluded.delivered_at) END"
-        " WHERE %1$s = 0 OR $17::int > %1$s",
-        rank);
-    if (w <= 0 || (size_t)w >= sizeof(notif_upsert_sql)) notif_upsert_sql[0] = '\0';
-}
-
-/* One record's upsert and history row (p->mu held, inside a transaction). */
-static hr_t notif_write_one(pg_t *p, const notif_t *m, int64_t now)
-{
-    int64_t at = m->status_at_ms ? m->status_at_ms : now;
-    char *str[] = {hdup(m->notification_id, false),
-                   hdup(m->event_id, false),
-                   hdup(m->user_id, false),
-                   hdup(m->category, false),
-                   hdup(m->title, false),
-                   hdup(m->body, false),
-                   hdup(m->address, false),
-                   hdup(m->channel_msg_id, true),
-                   hdup(m->metadata, true),
-                   hdup(m->error, true),
-                   trace_is_v00(m->traceparent.p, m->traceparent.n) ? hdup(m->traceparent, true)
-                                                                    : NULL};
-    num_t ch = num(m->channel), st = num(m->status), att = num(m->attempt),
-          created = num(m->created_at_ms ? m->created_at_ms : at), upd = num(at),
-          rank = num(lifecycle_rank(m->status));
-    const char *v[] = {str[0],  str[1], str[2], ch.s,   str[3], str[4],
-                       str[5],  str[6], st.s,   att.s,  str[7], str[8],
-                       str[9],  created.s, upd.s, store_status_sent(m->status) ? upd.s : NULL,
-                       rank.s, str[10]};
-    hr_t r = pg_x(p, "notification upsert", notif_upsert_sql, 18, v);
-    if (r == HR_OK) {
-        const char *hv[] = {str[0], st.s, att.s, upd.s, m->error.n ? str[9] : str[7]};
-        r = pg_x(p, "status history add",
-                 "INSERT INTO status_history (notification_id, status, attempt, at_ms, detail)"
-                 " VALUES ($1, $2, $3, $4, $5)",
-                 5, hv);
-    }
-    for (size_t i = 0; i < ARRAY_LEN(str); i++) free(str[i]);
-    return r;
-}
-
-static hr_t pg_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
-{
-    pthread_once(&sql_once, sql_init);
-    if (!notif_upsert_sql[0]) {
-        log_error(LOG, "postgres: notification upsert: the rank rule's SQL does not fit");
-        return HR_ERR;
-    }
-    pg_t *p = pg(s);
-    pthread_mutex_lock(&p->mu);
-    hr_t r = tx_begin(p);
-    if (r == HR_OK) {
-        int64_t now = hclock_now_ms();
-        for (int i = 0; i < n && r == HR_OK; i++) r = notif_write_one(p, recs[i], now);
-        r = tx_end(p, r);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return r;
-}
-
-#define NOTIF_COLS                                                                            \
-    "notification_id, event_id, user_id, channel, category, title, body, address, status,"    \
-    " attempt, channel_msg_id, error, created_at, updated_at, delivered_at, traceparent"
-
-static void row_read(PGresult *res, int i, notif_row_t *r)
-{
-    r->notification_id = col(res, i, 0);
-    r->event_id = col(res, i, 1);
-    r->user_id = col(res, i, 2);
-    r->channel = (channel_t)col_i64(res, i, 3);
-    r->category = col(res, i, 4);
-    r->title = col(res, i, 5);
-    r->body = col(res, i, 6);
-    r->address = col(res, i, 7);
-    r->status = (notif_status_t)col_i64(res, i, 8);
-    r->attempt = (int)col_i64(res, i, 9);
-    r->channel_msg_id = col(res, i, 10);
-    r->error = col(res, i, 11);
-    r->created_at_ms = col_i64(res, i, 12);
-    r->updated_at_ms = col_i64(res, i, 13);
-    r->delivered_at_ms = col_i64(res, i, 14);
-    r->traceparent = col(res, i, 15);
-}
-
-static hr_t pg_notif_get(store_t *s, const char *notification_id, notif_row_t *out,
-                         status_hist_t **hist, int *nhist)
-{
-    pg_t *p = pg(s);
-    const char *v[] = {notification_id};
-    pthread_mutex_lock(&p->mu);
-    hr_t r;
-    PGresult *res = pg_q(p, "notification get",
-                         "SELECT " NOTIF_COLS " FROM notifications WHERE notification_id = $1", 1,
-                         v, &r);
-    if (res && PQntuples(res) == 0) r = HR_NOTFOUND;
-    else if (res) row_read(res, 0, out);
-    PQclear(res);
-    if (r == HR_OK && hist) {
-        res = pg_q(p, "status history get",
-                   "SELECT status, attempt, at_ms, detail FROM status_history"
-                   " WHERE notification_id = $1 ORDER BY id",
-                   1, v, &r);
-        if (res) {
-            int rows = PQntuples(res);
-            if (rows > 0) {
-                *hist = xcalloc((size_t)rows, sizeof(**hist));
-                for (int i = 0; i < rows; i++) {
-                    (*hist)[i].status = (notif_status_t)col_i64(res, i, 0);
-                    (*hist)[i].attempt = (int)col_i64(res, i, 1);
-                    (*hist)[i].at_ms = col_i64(res, i, 2);
-                    (*hist)[i].detail = col(res, i, 3);
-                }
-            }
-            *nhist = rows;
-            PQclear(res);
-        } else {
-            notif_row_clear(out);
-        }
-    }
-    pthread_mutex_unlock(&p->mu);
-    return r;
-}
-
-static hr_t pg_notif_list_user(store_t *s, const char *user_id, int64_t after_ms,
-                               const char *after_id, int limit, notif_row_t **rows, int *n,
-                               bool *more)
-{
-    pg_t *p = pg(s);
-    num_t lim = num((int64_t)limit + 1), ams = num(after_ms);
-    const char *v[] = {user_id, lim.s, ams.s, after_id};
-    pthread_mutex_lock(&p->mu);
-    hr_t r;
-    PGresult *res =
-        after_id ? pg_q(p, "notification list",
-                        "SELECT " NOTIF_COLS " FROM notifications WHERE user_id = $1"
-                        " AND (created_at < $3 OR (created_at = $3 AND notification_id < $4))"
-                        " ORDER BY created_at DESC, notification_id DESC LIMIT $2",
-                        4, v, &r)
-                 : pg_q(p, "notification list",
-                        "SELECT " NOTIF_COLS " FROM notifications WHERE user_id = $1"
-                        " ORDER BY created_at DESC, notification_id DESC LIMIT $2",
-                        2, v, &r);
-    if (res) {
-        int got = PQntuples(res);
-        *more = got > limit;
-        if (got > limit) got = limit;
-        if (got > 0) {
-            *rows = xcalloc((size_t)got, sizeof(**rows));
-            for (int i = 0; i < got; i++) row_read(res, i, &(*rows)[i]);
-        }
-        *n = got;
-        PQclear(res);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return r;
-}
-
-static hr_t pg_notif_sent(store_t *s, const char *notification_id, bool *sent)
-{
-    pg_t *p = pg(s);
-    const char *v[] = {notification_id};
-    pthread_mutex_lock(&p->mu);
-    hr_t r;
-    PGresult *res = pg_q(p, "notification status",
-                         "SELECT status FROM notifications WHERE notification_id = $1", 1, v, &r);
-    if (res) {
-        *sent = PQntuples(res) > 0 && store_status_sent((notif_status_t)col_i64(res, 0, 0));
-        PQclear(res);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return r;
-}
-
-/* One query, so one snapshot: ids go in as a text[] literal
- * ({"a","b"}, '"' and '\' escaped). An id holding a NUL byte cannot be
- * stored (text), so it is left out and reads as not sent. */
-static hr_t pg_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent)
-{
-    pg_t *p = pg(s);
-    size_t cap = 3;
-    for (int i = 0; i < n; i++) cap += 2 * ids[i].n + 3;
-    char *arr = xmalloc(cap), *w = arr;
-    *w++ = '{';
-    bool first = true;
-    for (int i = 0; i < n; i++) {
-        if (memchr(ids[i].p, '\0', ids[i].n)) continue;
-        if (!first) *w++ = ',';
-        first = false;
-        *w++ = '"';
-        for (size_t k = 0; k < ids[i].n; k++) {
-            char c = ids[i].p[k];
-            if (c == '"' || c == '\\') *w++ = '\\';
-            *w++ = c;
-        }
-        *w++ = '"';
-    }
-    *w++ = '}';
-    *w = '\0';
-    const char *v[] = {arr};
-    pthread_mutex_lock(&p->mu);
-    hr_t r;
-    PGresult *res = pg_q(p, "notifications sent",
-                         "SELECT notification_id, status FROM notifications"
-                         " WHERE notification_id = ANY($1::text[])",
-                         1, v, &r);
-    if (res) {
-        for (int j = 0; j < PQntuples(res); j++) {
-            const char *id = PQgetvalue(res, j, 0);
-            size_t len = (size_t)PQgetlength(res, j, 0);
-            bool yes = store_status_sent((notif_status_t)col_i64(res, j, 1));
-            for (int i = 0; i < n; i++)
-                if (ids[i].n == len && memcmp(ids[i].p, id, len) == 0) sent[i] = yes;
-        }
-        PQclear(res);
-    }
-    pthread_mutex_unlock(&p->mu);
-    free(arr);
-    return r;
-}
-
-/* Deletes in chunks of PURGE_CHUNK notifications (their history with
- * them), then the old dedupe claims. */
-static hr_t pg_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted)
-{
-    pg_t *p = pg(s);
-    num_t before = num(before_ms), chunk = num(PURGE_CHUNK);
-    const char *v[] = {before.s, chunk.s};
-    hr_t r = HR_OK;
-    for (;;) {
-        pthread_mutex_lock(&p->mu);
-        long got = 0;
-        r = tx_begin(p);
-        if (r == HR_OK) {
-            PGresult *res = pg_q(p, "purge",
-                                 "WITH old AS (DELETE FROM notifications WHERE notification_id IN"
-                                 " (SELECT notification_id FROM notifications WHERE created_at < $1"
-                                 " LIMIT $2) RETURNING notification_id),"
-                                 " hist AS (DELETE FROM status_history WHERE notification_id IN"
-                                 " (SELECT notification_id FROM old))"
-                                 " SELECT count(*) FROM old",
-                                 2, v, &r);
-            if (res && PQntuples(res) > 0) got = (long)col_i64(res, 0, 0);
-            PQclear(res);
-            r = tx_end(p, r);
-        }
-        pthread_mutex_unlock(&p->mu);
-        if (r != HR_OK) return r;
-        if (deleted) *deleted += got;
-        if (got == 0) break;
-    }
-    pthread_mutex_lock(&p->mu);
-    r = pg_x(p, "purge events", "DELETE FROM events WHERE first_seen_ms < $1", 1, v);
-    pthread_mutex_unlock(&p->mu);
+    pgconn_t *cn = pg_get(p);
+    hr_t r = pg_x(cn, "event release", "DELETE FROM events WHERE event_id = $1", 1, v);
+    pg_put(p, cn);
     return r;
 }
 
@@ -1113,20 +880,20 @@ static hr_t pg_sched_put(store_t *s, const char *notification_id, hstr_t user_id
     const char *v[] = {notification_id, c.s, due.s, rec, uid};
     const int len[] = {0, 0, 0, (int)rec_len, 0};
     const int fmt[] = {0, 0, 0, 1, 0};
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     hr_t r = HR_OK;
     PGresult *res = rec_len > (size_t)INT32_MAX
                         ? NULL
-                        : PQexecParams(p->conn,
+                        : PQexecParams(cn->conn,
                                        "INSERT INTO scheduled (notification_id, channel, due_at_ms,"
                                        " record, user_id) VALUES ($1, $2, $3, $4, $5)"
                                        " ON CONFLICT (notification_id) DO UPDATE SET"
                                        " channel = excluded.channel, due_at_ms = excluded.due_at_ms,"
                                        " record = excluded.record, user_id = excluded.user_id",
                                        5, NULL, v, len, fmt, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) r = pg_fail(p, res, "scheduled put");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) r = pg_fail(cn, res, "scheduled put");
     PQclear(res);
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     free(uid);
     return r;
 }
@@ -1136,16 +903,16 @@ static hr_t pg_sched_due(store_t *s, int64_t now_ms, int limit, sched_row_t **ro
     pg_t *p = pg(s);
     num_t now = num(now_ms), lim = num(limit);
     const char *v[] = {now.s, lim.s};
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     hr_t r = HR_OK;
     /* results in binary: the record comes back as its bytes */
-    PGresult *res = PQexecParams(p->conn,
+    PGresult *res = PQexecParams(cn->conn,
                                  "SELECT notification_id, channel::int8, due_at_ms, record"
                                  " FROM scheduled WHERE due_at_ms <= $1"
                                  " ORDER BY due_at_ms, notification_id LIMIT $2",
                                  2, NULL, v, NULL, NULL, 1);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        r = pg_fail(p, res, "scheduled due");
+        r = pg_fail(cn, res, "scheduled due");
     } else {
         int got = PQntuples(res);
         if (got > 0) *rows = xcalloc((size_t)got, sizeof(**rows));
@@ -1167,19 +934,19 @@ static hr_t pg_sched_due(store_t *s, int64_t now_ms, int limit, sched_row_t **ro
         *n = got;
     }
     PQclear(res);
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
 static hr_t pg_sched_next(store_t *s, int64_t *due)
 {
     pg_t *p = pg(s);
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     hr_t r;
-    PGresult *res = pg_q(p, "scheduled next", "SELECT min(due_at_ms) FROM scheduled", 0, NULL, &r);
+    PGresult *res = pg_q(cn, "scheduled next", "SELECT min(due_at_ms) FROM scheduled", 0, NULL, &r);
     if (res) *due = PQgetisnull(res, 0, 0) ? INT64_MAX : col_i64(res, 0, 0);
     PQclear(res);
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -1188,10 +955,10 @@ static hr_t pg_sched_del(store_t *s, const char *notification_id, int64_t due_at
     pg_t *p = pg(s);
     num_t due = num(due_at_ms);
     const char *v[] = {notification_id, due.s};
-    pthread_mutex_lock(&p->mu);
-    hr_t r = pg_x(p, "scheduled delete",
+    pgconn_t *cn = pg_get(p);
+    hr_t r = pg_x(cn, "scheduled delete",
                   "DELETE FROM scheduled WHERE notification_id = $1 AND due_at_ms = $2", 2, v);
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -1201,13 +968,13 @@ static hr_t pg_address_invalid_add(store_t *s, const char *user_id, channel_t ch
     pg_t *p = pg(s);
     num_t c = num(ch), at = num(at_ms);
     const char *v[] = {user_id, c.s, address, reason, at.s};
-    pthread_mutex_lock(&p->mu);
-    hr_t r = pg_x(p, "invalid address add",
+    pgconn_t *cn = pg_get(p);
+    hr_t r = pg_x(cn, "invalid address add",
                   "INSERT INTO invalid_addresses (user_id, channel, address, reason, at_ms)"
                   " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, channel, address)"
                   " DO UPDATE SET reason = excluded.reason, at_ms = excluded.at_ms",
                   5, v);
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -1217,15 +984,15 @@ static hr_t pg_address_invalid_get(store_t *s, const char *user_id, channel_t ch
     pg_t *p = pg(s);
     num_t c = num(ch);
     const char *v[] = {user_id, c.s, address};
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     hr_t r;
-    PGresult *res = pg_q(p, "invalid address get",
+    PGresult *res = pg_q(cn, "invalid address get",
                          "SELECT 1 FROM invalid_addresses WHERE user_id = $1 AND channel = $2"
                          " AND address = $3",
                          3, v, &r);
     if (res) *invalid = PQntuples(res) > 0;
     PQclear(res);
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -1234,15 +1001,15 @@ static hr_t pg_dlq_mark(store_t *s, const char *dlq_id, int64_t at_ms, bool *fir
     pg_t *p = pg(s);
     num_t at = num(at_ms);
     const char *v[] = {dlq_id, at.s};
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     hr_t r;
-    PGresult *res = pg_q(p, "dlq mark",
+    PGresult *res = pg_q(cn, "dlq mark",
                          "INSERT INTO dlq_redriven (dlq_id, at_ms) VALUES ($1, $2)"
                          " ON CONFLICT DO NOTHING",
                          2, v, &r);
     if (res && first) *first = pg_changed(res) == 1;
     PQclear(res);
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -1250,13 +1017,13 @@ static hr_t pg_dlq_get(store_t *s, const char *dlq_id, bool *done)
 {
     pg_t *p = pg(s);
     const char *v[] = {dlq_id};
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     hr_t r;
     PGresult *res =
-        pg_q(p, "dlq get", "SELECT 1 FROM dlq_redriven WHERE dlq_id = $1", 1, v, &r);
+        pg_q(cn, "dlq get", "SELECT 1 FROM dlq_redriven WHERE dlq_id = $1", 1, v, &r);
     if (res) *done = PQntuples(res) > 0;
     PQclear(res);
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -1285,9 +1052,9 @@ static hr_t pg_key_put(store_t *s, const api_key_rec_t *k)
     num_t scopes = num(k->scopes), at = num(k->created_at_ms), rev = num(k->revoked_at_ms);
     const char *v[] = {k->key_id, hash, k->tenant, scopes.s, k->name, at.s,
                        k->revoked_at_ms ? rev.s : NULL};
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     hr_t r;
-    PGresult *res = pg_q(p, "API key put",
+    PGresult *res = pg_q(cn, "API key put",
                          "INSERT INTO api_keys (key_id, secret_hash, tenant, scopes, name,"
                          " created_at_ms, revoked_at_ms)"
                          " VALUES ($1, decode($2, 'hex'), $3, $4, $5, $6, $7)"
@@ -1295,7 +1062,7 @@ static hr_t pg_key_put(store_t *s, const api_key_rec_t *k)
                          7, v, &r);
     if (res && pg_changed(res) == 0) r = HR_CONFLICT;
     PQclear(res);
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -1330,26 +1097,26 @@ static hr_t pg_key_get(store_t *s, const char *key_id, api_key_rec_t *out)
 {
     pg_t *p = pg(s);
     const char *v[] = {key_id};
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     hr_t r;
     PGresult *res =
-        pg_q(p, "API key get", "SELECT " KEY_COLS " FROM api_keys WHERE key_id = $1", 1, v, &r);
+        pg_q(cn, "API key get", "SELECT " KEY_COLS " FROM api_keys WHERE key_id = $1", 1, v, &r);
     if (res && PQntuples(res) == 0) r = HR_NOTFOUND;
     else if (res && !key_read(res, 0, out)) {
         log_error(LOG, "postgres: API key get: a stored key has out-of-range fields");
         r = HR_ERR;
     }
     PQclear(res);
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
 static hr_t pg_key_list(store_t *s, api_key_rec_t **out, int *n)
 {
     pg_t *p = pg(s);
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     hr_t r;
-    PGresult *res = pg_q(p, "API key list",
+    PGresult *res = pg_q(cn, "API key list",
                          "SELECT " KEY_COLS " FROM api_keys ORDER BY created_at_ms, key_id", 0,
                          NULL, &r);
     if (res) {
@@ -1362,7 +1129,7 @@ static hr_t pg_key_list(store_t *s, api_key_rec_t **out, int *n)
         *n = got;
         PQclear(res);
     }
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -1371,16 +1138,16 @@ static hr_t pg_key_revoke(store_t *s, const char *key_id, int64_t at_ms)
     pg_t *p = pg(s);
     num_t at = num(at_ms);
     const char *v[] = {key_id, at.s};
-    pthread_mutex_lock(&p->mu);
+    pgconn_t *cn = pg_get(p);
     hr_t r;
     /* a key already revoked keeps its first time */
-    PGresult *res = pg_q(p, "API key revoke",
+    PGresult *res = pg_q(cn, "API key revoke",
                          "UPDATE api_keys SET revoked_at_ms = COALESCE(revoked_at_ms, $2)"
                          " WHERE key_id = $1",
                          2, v, &r);
     if (res && pg_changed(res) == 0) r = HR_NOTFOUND;
     PQclear(res);
-    pthread_mutex_unlock(&p->mu);
+    pg_put(p, cn);
     return r;
 }
 
@@ -1388,6 +1155,7 @@ const store_ops_t store_pg_ops = {
     .name = "postgres",
     .open = pg_open,
     .close = pg_close,
+    .opened = pg_opened,
     .schema_version = pg_schema_version,
     .user_put = pg_user_put,
     .user_put_batch = pg_user_put_batch,
@@ -1428,4 +1196,9 @@ const store_ops_t store_pg_ops = {
     .key_get = pg_key_get,
     .key_list = pg_key_list,
     .key_revoke = pg_key_revoke,
+    .inbox_put = pg_inbox_put,
+    .inbox_list = pg_inbox_list,
+    .inbox_counts = pg_inbox_counts,
+    .inbox_mark = pg_inbox_mark,
+    .inbox_del = pg_inbox_del,
 };

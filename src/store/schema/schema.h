@@ -22,7 +22,6 @@ extern const char store_schema_sqlite_migrate_5[];
 extern const char store_schema_sqlite_migrate_6[];
 /* schema/sqlite_indexes.sql: indexes on migrated columns, after migrating. */
 extern const char store_schema_sqlite_indexes[];
-/* schema/pg.sql: the PostgreSQL database (store_pg.c; built with libpq). */
-extern const char store_schema_pg[];
+/* The PostgreSQL schema: the migrations of schema/pg/ (store/store_pg.h). */
 
 #endif

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The backend-parameterised store tests (test_store, test_store_flow,
-# test_store_erase) against the PostgreSQL backend.
+# test_store_erase, test_store_inbox) and the PostgreSQL-only test_store_pg
+# against the PostgreSQL backend.
 # Usage: postgres.sh <path to test_store> [more test binaries...]
 #
 # Starts a throw-away server with scripts/pg.sh and stops it after, unless

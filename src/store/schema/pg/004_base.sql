@@ -1,13 +1,13 @@
--- herald: the PostgreSQL schema (store_pg.c).
+-- herald: the PostgreSQL schema (store_pg.c), version 4: the base tables.
 -- schema_version: 4
 --
--- Applied at open, in one transaction under an advisory lock, when the
--- database records an older version than STORE_SCHEMA_VERSION (store.h);
--- a later version is a new file pg_migrate_<n>.sql listed in store_pg.c's
--- migrations. Every statement is IF NOT EXISTS. Channels and statuses are
--- the enum numbers of model/notif.h; times are milliseconds since the epoch.
--- Still plain tables: notifications and status_history are to become
--- tables partitioned by day (retention by dropping partitions).
+-- The PostgreSQL schema is a list of versioned files, schema/pg/NNN_name.sql
+-- (NNN = the version the file brings the database to), compiled in at build
+-- time (CMakeLists.txt generates the list) and applied at open, oldest
+-- first, each not yet applied one in the same transaction under an advisory
+-- lock (store_pg.c schema_init). A file is never edited once released: a
+-- change is a new file. Channels and statuses are the enum numbers of
+-- model/notif.h; times are milliseconds since the epoch.
 
 CREATE TABLE IF NOT EXISTS schema_version (
   id INTEGER PRIMARY KEY CHECK (id = 1),
