@@ -54,8 +54,16 @@ def api(method, path, body=None, key=KEY):
         return r.status, json.load(r)
 
 
-def notif_id(event, user, channel):
-    return hashlib.sha256(f"{event}\0{user}\0{channel}".encode()).hexdigest()[:32]
+def notif_hash(event, user, channel):
+    """The hash part of a notification id (its last 20 hex digits): the first
+    12 are the event's accepted time in ms, which only herald knows."""
+    return hashlib.sha256(f"{event}\0{user}\0{channel}".encode()).hexdigest()[:20]
+
+
+def page_id(b, event, user):
+    """The full id of event's in-app notification for user, as the page got it."""
+    suffix = json.dumps(notif_hash(event, user, "inapp"))
+    return b.eval(f"Object.keys(window.heraldInbox.arrivals).find(k => k.endsWith({suffix})) || ''")
 
 
 def badge(b):
@@ -91,14 +99,15 @@ def main():
         lat = []
         for i in range(EVENTS):
             ev = f"inbox-ev-{i}"
-            nid = notif_id(ev, USER, "inapp")
+            nid = notif_hash(ev, USER, "inapp")
             title = f"<b>Hello {i}</b>"
             sent = time.time() * 1000
             st, _ = api("POST", "/v1/events", {
                 "event_id": ev, "type": "inbox_note", "audience": {"users": [USER]},
                 "channels": ["inapp"], "content": {"title": title, "body": f"body {i}"}})
             check(st == 202, f"POST /v1/events: {st}")
-            seen = b.wait(f"window.heraldInbox.arrivals[{json.dumps(nid)}] || 0", timeout=5,
+            seen = b.wait(f"(a => Object.keys(a).filter(k => k.endsWith({json.dumps(nid)})).map(k => a[k])[0])"
+                          f"(window.heraldInbox.arrivals) || 0", timeout=5,
                           what=f"item {i} on the page")
             lat.append(seen - sent)
             b.wait(f"parseInt(document.getElementById('unread').dataset.count || '0', 10) === {i + 1}",
@@ -118,7 +127,8 @@ def main():
         check(b.eval("document.querySelectorAll('#items b').length") == 0, "server text parsed as HTML")
 
         # mark one read with its button
-        first = notif_id("inbox-ev-0", USER, "inapp")
+        first = page_id(b, "inbox-ev-0", USER)
+        check(len(first) == 32, f"the page got inbox-ev-0: {first!r}")
         b.eval(f"document.querySelector('#items li[data-id=\"{first}\"] .mark').click()")
         b.wait(f"parseInt(document.getElementById('unread').dataset.count, 10) === {EVENTS - 1}",
                what="the bell after one mark")
@@ -129,7 +139,8 @@ def main():
         log(f"marked one read: bell {EVENTS - 1}, API unread {c['unread']}")
 
         # another device marks one read: the page follows
-        other = notif_id("inbox-ev-1", USER, "inapp")
+        other = page_id(b, "inbox-ev-1", USER)
+        check(len(other) == 32, f"the page got inbox-ev-1: {other!r}")
         api("POST", f"/v1/users/{USER}/inbox/{other}/read")
         b.wait(f"!document.querySelector('#items li[data-id=\"{other}\"]').classList.contains('unread')"
                f" && parseInt(document.getElementById('unread').dataset.count, 10) === {EVENTS - 2}",
