@@ -356,6 +356,66 @@ def providers_section(runs):
     return "\n".join(out)
 
 
+def stores_section(runs):
+    """The status stores alone (sink-sqlite.json, pg-sink*.json) and three
+    instances on a local cluster (cluster3.json)."""
+    out = ["## The status stores alone, and three instances", ""]
+    sq = runs.get("sink-sqlite")
+    if sq and not sq.get("skipped"):
+        out += ["**SQLite** (`herald bench sink`): status rows through `store_notif_write_batch` in batches of "
+                "%s into a fresh file (schema %s), per slice of about a million rows. CPU is every thread's "
+                "(generating the rows left out). Commit %s." % (sq.get("batch"), sq.get("schema_version"),
+                                                                  sq.get("commit", "?")), "",
+                "| rows so far | rows/s (wall) | rows per CPU-s | CPU-µs per row | bytes written per row |",
+                "| ---: | ---: | ---: | ---: | ---: |"]
+        for r in sq.get("slices", []):
+            out.append("| %s | %s | %s | %.1f | %.0f |" % (k(r["rows_end"]), k(r["rows_per_s"]),
+                                                         k(r["rows_per_cpu_s"]), r["cpu_us_per_row"],
+                                                         r.get("wchar_per_row", 0)))
+        out.append("")
+    else:
+        out += ["(no SQLite store result: `HERALD_BENCH_ONLY=sink-sqlite make bench`)", ""]
+    pg = [runs[l] for l in ("pg-sink", "pg-sink-load") if l in runs]
+    if pg and not all(d.get("skipped") for d in pg):
+        out += ["**PostgreSQL** (`herald bench pg-sink`): status rows through `store_notif_write_batch` "
+                "(COPY into a staging table, one merge per batch) on a throw-away server, then the same ids "
+                "again as `sent`; the second run with reader threads doing the API's reads meanwhile.", "",
+                "| run | rows | inserts/s | updates/s | reads/s | worst read |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for d in pg:
+            if d.get("skipped"):
+                continue
+            st = d.get("settings", {})
+            ins, upd = d.get("insert", {}), d.get("update", {})
+            out.append("| %d reader(s), batch %s | %s | %s | %s | %s | %s ms |" % (
+                st.get("readers", 0), st.get("batch"), k(st.get("rows")), k(ins.get("rows_per_s")),
+                k(upd.get("rows_per_s")), k(ins.get("reads_per_s")), ms(ins.get("worst_read_ms"))))
+        out.append("")
+    else:
+        out += ["(no PostgreSQL store result: `HERALD_BENCH_ONLY=pg-sink make bench`, needs postgresql)", ""]
+    cl = runs.get("cluster3")
+    if cl and not cl.get("skipped"):
+        out += ["**Three instances** (`bench/cluster3.py` on `scripts/cluster.sh`: three Kafka brokers, "
+                "PostgreSQL, Redis, three `herald serve` with every role, all on this machine): %s events "
+                "of %s recipients each produced into raw-events by kcat, delivered to the sandbox. CPU is the "
+                "three herald processes' only (the brokers, PostgreSQL and Redis share the same cores). "
+                "Load average at the start: %.1f." % ("{:,}".format(cl["events"]), cl["fanout"],
+                                                      cl.get("load_avg_start", 0)), "",
+                "| fan-out | notifications/s | herald CPU s per million | lost | duplicate deliveries "
+                "| share per instance |",
+                "| --- | ---: | ---: | ---: | ---: | --- |"]
+        for mode, r in cl.get("runs", {}).items():
+            out.append("| %s | %s | %.1f | %d | %d | %s |" % (
+                mode.replace("_", "-"), k(r["notifications_per_s"]), r["herald_cpu_s_per_million"],
+                r["lost"], r["duplicate_deliveries"], " / ".join("%.0f %%" % (x * 100)
+                                                                  for x in r["per_instance_share"])))
+        out.append("")
+    else:
+        out += ["(no three-instance result: `HERALD_BENCH_ONLY=cluster3 make bench`, needs Java, kcat, "
+                "postgresql, redis-server)", ""]
+    return "\n".join(out)
+
+
 def chart(runs, png):
     if not shutil.which("gnuplot"):
         return "(gnuplot not found: chart not drawn)"
@@ -538,6 +598,8 @@ At the max (closed loop, {window} notifications in flight — queueing time):
 
 {providers}
 
+{stores}
+
 {notes}
 """.format(
         commits=", ".join(commits),
@@ -564,6 +626,7 @@ At the max (closed loop, {window} notifications in flight — queueing time):
         maxlat=max_latency_table(runs),
         targets=targets(runs),
         providers=providers_section(runs),
+        stores=stores_section(runs),
         notes=notes,
     )
     with open(md, "w") as f:

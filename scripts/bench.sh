@@ -22,6 +22,8 @@
 #   sink-sqlite     the status store alone (`herald bench sink`): status rows
 #                   through store_notif_write_batch into a fresh SQLite file,
 #                   rows/s and rows per CPU-second per million rows
+#   cluster3        three herald instances on scripts/cluster.sh (Kafka x3,
+#                   PostgreSQL, Redis), with and without exactly-once fan-out
 #   pg-sink         status rows/s into PostgreSQL through the store alone
 #                   (`herald bench pg-sink`, a throw-away server from scripts/pg.sh)
 # Kafka mode needs Java; without it the run says so and is skipped. The fake
@@ -204,6 +206,15 @@ if want pg-sink; then
         echo "bench: no PostgreSQL server (apt-get install postgresql): pg-sink skipped" >&2
         echo '{"schema":1,"label":"pg-sink","skipped":"no PostgreSQL server installed"}' >"$OUT/pg-sink.json"
     fi
+fi
+
+# Three instances on a local cluster (scripts/cluster.sh: three Kafka brokers,
+# PostgreSQL, Redis): notifications/s and herald CPU per million, with and
+# without fanout.exactly_once (bench/cluster3.py).
+if want cluster3; then
+    rc=0
+    python3 bench/cluster3.py "$HERALD" "$OUT/cluster3.json" || rc=$?
+    [ "$rc" = 0 ] || [ "$rc" = 77 ] || echo "bench: cluster3 failed" >&2
 fi
 
 python3 bench/report.py "$OUT" BENCHMARKS.md bench/chart.png

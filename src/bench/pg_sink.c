@@ -204,7 +204,8 @@ int bench_pg_sink_main(int argc, char **argv)
         snprintf(R.ids[k], sizeof(R.ids[k]), "%012llx%020llx",
                  (unsigned long long)(R.t0_ms + k / 10), (unsigned long long)k * 2654435761u);
     for (int u = 0; u < o.users; u++) snprintf(R.uids[u], sizeof(R.uids[u]), "u%07d", u);
-    json_t *res = json_pack("{s:i,s:s,s:s}", "schema", 1, "label", "pg-sink", "commit", o.commit);
+    json_t *res = json_pack("{s:i,s:s,s:s}", "schema", 1, "label", o.readers ? "pg-sink-load" : "pg-sink",
+                            "commit", o.commit);
     json_object_set_new(res, "settings",
                         json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "rows", o.rows, "batch", o.batch,
                                   "writers", o.writers, "readers", o.readers, "pool", o.pool,
