@@ -31,7 +31,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration", "lib"))
-from herald_stream import KcatFeeder, nid, read_deliveries  # noqa: E402
+from herald_stream import KcatFeeder, nid, nkey, read_deliveries  # noqa: E402
 
 N = int(os.environ.get("HERALD_BENCH_CLUSTER_EVENTS", "30000"))
 USERS = int(os.environ.get("HERALD_BENCH_CLUSTER_USERS", "2000"))
@@ -166,7 +166,7 @@ def one_run(mode, brokers, pids, sandboxes):
     seen, last_change, lines = -1, time.time(), []
     while True:
         lines = read_deliveries(sandboxes)
-        got = {d["notification_id"] for d in lines} & expected
+        got = {nkey(d) for d in lines} & expected
         if len(got) == len(expected):
             break
         if len(lines) != seen:
@@ -176,9 +176,9 @@ def one_run(mode, brokers, pids, sandboxes):
         time.sleep(2)  # reading the files costs CPU too
     t_end = time.time()
     cpu1 = sum(cpu_s(p) for p in pids)
-    mine = [d for d in lines if d["notification_id"] in expected]
+    mine = [d for d in lines if nkey(d) in expected]
     last = max((d["delivered_at_us"] / 1e6 for d in mine), default=t_end)
-    delivered = len({d["notification_id"] for d in mine})
+    delivered = len({nkey(d) for d in mine})
     dups = len(mine) - delivered
     wall = max(last - t0, 1e-3)
     r = {"notifications": len(expected), "delivered": delivered, "lost": len(expected) - delivered,

@@ -39,7 +39,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import herald_stream  # noqa: E402
-from herald_stream import (Herald, KcatFeeder, call, log, make_events, partition_for,  # noqa: E402
+from herald_stream import (Herald, KcatFeeder, call, log, make_events, nkey, partition_for,  # noqa: E402
                            read_deliveries, setup_users, tally, tally_str, wait_delivered)
 
 herald_bin, work, cluster_sh = sys.argv[1:4]
@@ -185,13 +185,13 @@ def finish(hs, feeder, expected, tick=None):
     while True:
         lines = wait_delivered(paths_of(hs), expected, 5, tick)
         n = len(lines)
-        if expected <= {d["notification_id"] for d in lines}:
+        if expected <= {nkey(d) for d in lines}:
             break
         if n != seen:
             seen, last_change = n, time.time()
         elif time.time() - last_change > STALL_S:
             break
-    return lines, tally(expected, [d for d in lines if d["notification_id"] in expected])
+    return lines, tally(expected, [d for d in lines if nkey(d) in expected])
 
 
 def kill_scenario(name, hs, victim, prefix):
@@ -209,7 +209,7 @@ def kill_scenario(name, hs, victim, prefix):
     t_kill = time.time()
     victim.kill()
     log(f"[{name}] killed {victim.name} with -9 after {feeder.sent} of {N} events were produced")
-    pre = [d for d in read_deliveries(paths) if d["notification_id"] in expected]
+    pre = [d for d in read_deliveries(paths) if nkey(d) in expected]
     owned = {partition_for(d["user_id"], PARTITIONS) for d in pre if d["_src"] == vi}
     takeover = [None]
 
@@ -223,7 +223,7 @@ def kill_scenario(name, hs, victim, prefix):
 
     lines, t = finish(hs, feeder, expected, tick=tick)
     recs, rec_dups = channel_records(prefix)
-    last = max((d["delivered_at_us"] / 1e6 for d in lines if d["notification_id"] in expected),
+    last = max((d["delivered_at_us"] / 1e6 for d in lines if nkey(d) in expected),
                default=time.time())
     log(f"[{name}] {tally_str(t)}")
     fo = takeover[0] - t_kill if takeover[0] else None
@@ -327,7 +327,7 @@ subprocess.run(["bash", kafka_sh, "stop", "--node", str(victim)], env=kenv, chec
 log(f"[broker] killed broker {victim} (leading {leads.get(victim)} partitions) with -9 after "
     f"{feeder.sent} events")
 lines, t = finish(hs, feeder, expected)
-last = max((x["delivered_at_us"] / 1e6 for x in lines if x["notification_id"] in expected), default=time.time())
+last = max((x["delivered_at_us"] / 1e6 for x in lines if nkey(x) in expected), default=time.time())
 log(f"[broker] {tally_str(t)}; drained {last - t_kill:.1f} s after the kill")
 check(t["lost"] == 0, f"broker: {t['lost']} notifications lost")
 figures["broker"] = {"lost": t["lost"], "dup_deliveries": t["duplicates"], "drained_s": round(last - t_kill, 1)}
