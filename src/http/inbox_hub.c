@@ -111,7 +111,11 @@ bool inbox_event_id_parse(const char *id, int64_t *ms, const char **nid)
         if (v > (INT64_MAX - 9) / 10) return false;
         v = v * 10 + (*p - '0');
     }
-    if (p == id || *p != ':' || !p[1]) return false;
+    if (p == id || *p != ':') return false;
+    /* an id like the store's (herald's are 32 lowercase hex digits,
+     * model/notif.h): the stream echoes it back, so no other client text */
+    size_t n = strlen(p + 1);
+    if (n == 0 || n > 64 || strspn(p + 1, "0123456789abcdefghijklmnopqrstuvwxyz") != n) return false;
     *ms = v;
     *nid = p + 1;
     return true;

@@ -224,9 +224,17 @@ static void test_event_id_parse(void **state)
     (void)state;
     int64_t ms;
     const char *nid;
-    assert_true(inbox_event_id_parse("123:abc:d", &ms, &nid));
+    assert_true(inbox_event_id_parse("123:01a22ba998c303b7cc07066833a36586", &ms, &nid));
     assert_int_equal(ms, 123);
-    assert_string_equal(nid, "abc:d");
+    assert_string_equal(nid, "01a22ba998c303b7cc07066833a36586");
+    /* only an id like the store's after the colon (lowercase letters and
+     * digits, at most 64): the stream echoes it back */
+    assert_false(inbox_event_id_parse("123:abc:d", &ms, &nid));
+    assert_false(inbox_event_id_parse("1:%00", &ms, &nid));
+    assert_false(inbox_event_id_parse("1:01A22BA998C303B7CC07066833A36586", &ms, &nid));
+    char longer[80] = "1:";
+    memset(longer + 2, 'a', 65);
+    assert_false(inbox_event_id_parse(longer, &ms, &nid));
     assert_true(inbox_event_id_parse("0", &ms, &nid));
     assert_int_equal(ms, 0);
     assert_string_equal(nid, "");
