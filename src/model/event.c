@@ -656,12 +656,17 @@ hr_t event_decode(const void *p, size_t n, event_t *ev, problem_t *pb)
 /* RFC 3339 UTC with milliseconds, for event_to_json. */
 static json_t *time_json(int64_t ms)
 {
-    time_t t = (time_t)(ms / 1000);
+    /* floor division: times before 1970 keep their milliseconds */
+    int64_t sec = ms / 1000, frac = ms % 1000;
+    if (frac < 0) sec--, frac += 1000;
+    time_t t = (time_t)sec;
     struct tm tm;
-    char s[40];
+    char s[64];
     if (!gmtime_r(&t, &tm)) return json_null();
-    size_t n = strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(s + n, sizeof(s) - n, ".%03dZ", (int)(ms >= 0 ? ms % 1000 : 0));
+    /* four-digit years always (strftime's %Y gives "176" for year 176,
+     * which parse_rfc3339_ms rightly refuses) */
+    snprintf(s, sizeof(s), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
     return json_string(s);
 }
 
@@ -784,6 +789,10 @@ hr_t parse_rfc3339_ms(const char *s, int64_t *out_ms)
 
     int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec;
     secs -= (int64_t)sign * (oh * 3600 + om * 60);
+    /* an offset can move 0000-01-01 or 9999-12-31 out of the four-digit
+     * years; such a time could not be written back, so it is refused */
+    if (secs < days_from_civil(0, 1, 1) * 86400 || secs >= days_from_civil(10000, 1, 1) * 86400)
+        return HR_INVALID;
     *out_ms = secs * 1000 + ms;
     return HR_OK;
 }

@@ -418,6 +418,8 @@ static void test_rfc3339(void **state)
         {"1969-12-31T23:59:59Z", -1000},
         {"1900-03-01T00:00:00Z", -2203891200000},
         {"2016-12-31T23:59:60Z", 1483228800000}, /* leap second rolls into the next minute */
+        {"0000-01-01T00:00:00Z", -62167219200000},
+        {"9999-12-31T23:59:59.999Z", 253402300799999},
     };
     for (size_t i = 0; i < ARRAY_LEN(good); i++) {
         int64_t ms = 42;
@@ -432,6 +434,8 @@ static void test_rfc3339(void **state)
         "2024-05-01T12:00:00+2:00", "2024-05-01T12:00:00+02", "2024-05-01T12:00:00+24:00",
         "2024-05-01T12:00:00Zjunk", "2024-05-01X12:00:00Z", "24-05-01T12:00:00Z",
         "2024-5-01T12:00:00Z", " 2024-05-01T12:00:00Z", "2024-05-01T12:00:00+02:00 ",
+        /* an offset would move these out of four-digit years */
+        "9999-12-31T23:59:59-00:01", "0000-01-01T00:00:00+00:01",
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         int64_t ms = 42;
@@ -440,6 +444,34 @@ static void test_rfc3339(void **state)
     }
     int64_t ms;
     assert_int_equal(parse_rfc3339_ms(NULL, &ms), HR_INVALID);
+}
+
+/* event_to_json writes every time event_parse accepts so that it parses
+ * back to the same instant: four-digit years before 1000, milliseconds
+ * before 1970 (fuzz_event found "0176-05-01T12:00:00.250Z" written as
+ * "176-05-01..." and refused on the way back). */
+static void test_time_round_trip(void **state)
+{
+    (void)state;
+    static const char *const times[] = {
+        "0176-05-01T12:00:00.250Z", "1969-12-31T23:59:59.999Z", "0000-01-01T00:00:00.000Z",
+        "9999-12-31T23:59:59.999Z", "2024-05-01T12:00:00.001Z",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(times); i++) {
+        char doc[256];
+        snprintf(doc, sizeof(doc), "{\"event_id\":\"e\",\"type\":\"t\",\"time\":\"%s\","
+                 "\"audience\":{\"users\":[\"u\"]}}", times[i]);
+        event_t ev, back;
+        problem_t pb;
+        assert_int_equal(event_parse(doc, strlen(doc), &ev, &pb), HR_OK);
+        json_t *j = event_to_json(&ev);
+        assert_string_equal(json_string_value(json_object_get(j, "time")), times[i]);
+        assert_int_equal(event_from_json(j, &back, &pb), HR_OK);
+        assert_int_equal(back.time_ms, ev.time_ms);
+        event_clear(&back);
+        json_decref(j);
+        event_clear(&ev);
+    }
 }
 
 /* Formats ms since the epoch as RFC 3339 (UTC, whole seconds). */
@@ -689,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_truncated_and_mutated),
         cmocka_unit_test(test_rfc3339),
+        cmocka_unit_test(test_time_round_trip),
         cmocka_unit_test(test_send_at),
         cmocka_unit_test(test_inline_content),
         cmocka_unit_test(test_record),
