@@ -3,12 +3,12 @@
  * taken from a library: the whole algorithm is a refill and a comparison,
  * and herald needs it on an injected clock with exact integer arithmetic.
  * The cluster-wide budget is the same bucket kept in Redis (hiredis, one
- * Lua script), with the failure handling of the Redis rate limiter
- * (ratelimit_redis.c).
+ * Lua script), over the same connection code and failure rule as the
+ * Redis rate limiter (redis_link.c).
  */
 #include "policy/bucket.h"
+#include "policy/redis_link.h"
 
-#include "core/errlog.h"
 #include "core/log.h"
 #include "metrics/metrics.h"
 
@@ -183,84 +183,38 @@ static const char SCRIPT[] =
     "return {got, 0}\n";
 
 #define REDIS_RETRY_MS 1000
-#define REDIS_LOG_MS 10000
 
-/* Invariants: c is NULL or connected with the script loaded (sha); lease
- * is tokens granted by Redis and not spent yet. */
+/* Invariant: lease is tokens granted by Redis and not spent yet. */
 struct bucket_redis {
-    char *host;                 /* NULL for a unix socket */
-    int port;
-    char *path;
-    char *addr;                 /* for logs */
+    redis_link_t link;
     char *key;                  /* herald:bucket:<name> */
-    struct timeval timeout;
-    redisContext *c;
-    char sha[41];
-    int64_t down_until;         /* no reconnect before (now_ms) */
     int64_t rate, cap_m;        /* the whole cluster's */
     int64_t lease;
-    errlog_t log;
 };
-
-static void redis_fail(bucket_redis_t *r, int64_t now_ms, const char *what)
-{
-    METRIC_INC(bucket_redis_errors);
-    const char *err = r->c && r->c->errstr[0] ? r->c->errstr : what;
-    int64_t more = errlog_admit(&r->log);
-    if (more >= 0)
-        log_warn("bucket", "redis %s (%s): %s; granting (fail open) (%" PRId64 " more in the last %d s)",
-                 r->addr, r->key, err, more, errlog_interval_s(&r->log));
-    if (r->c) redisFree(r->c);
-    r->c = NULL;
-    r->sha[0] = 0;
-    if (r->down_until <= now_ms) r->down_until = now_ms + REDIS_RETRY_MS;
-}
-
-static bool redis_load(bucket_redis_t *r)
-{
-    redisReply *y = redisCommand(r->c, "SCRIPT LOAD %s", SCRIPT);
-    bool ok = y && y->type == REDIS_REPLY_STRING && y->len == 40;
-    if (ok) memcpy(r->sha, y->str, 41);
-    if (y) freeReplyObject(y);
-    return ok;
-}
-
-static bool redis_connect(bucket_redis_t *r, int64_t now_ms)
-{
-    if (r->c) return true;
-    if (now_ms < r->down_until) {
-        METRIC_INC(bucket_redis_errors); /* down: counted, logged at the failure */
-        return false;
-    }
-    r->c = r->path ? redisConnectUnixWithTimeout(r->path, r->timeout)
-                   : redisConnectWithTimeout(r->host, r->port, r->timeout);
-    if (!r->c || r->c->err || redisSetTimeout(r->c, r->timeout) != REDIS_OK || !redis_load(r)) {
-        redis_fail(r, now_ms, "cannot connect");
-        return false;
-    }
-    log_info("bucket", "provider budget %s in redis %s", r->key, r->addr);
-    return true;
-}
 
 /* One script call. true with *got / *wait set when Redis answered. */
 static bool redis_take(bucket_redis_t *r, int64_t now_ms, int64_t want, int64_t min, int64_t *got,
                        int64_t *wait)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (!redis_connect(r, now_ms)) return false;
+        if (!redis_link_connect(&r->link, now_ms)) {
+            METRIC_INC(bucket_redis_errors); /* a failed connect was logged */
+            return false;
+        }
         char now[24], rate[24], cap[24], w[24], m[24];
         snprintf(now, sizeof(now), "%" PRId64, now_ms);
         snprintf(rate, sizeof(rate), "%" PRId64, r->rate);
         snprintf(cap, sizeof(cap), "%" PRId64, r->cap_m);
         snprintf(w, sizeof(w), "%" PRId64, want);
         snprintf(m, sizeof(m), "%" PRId64, min);
-        redisReply *y = redisCommand(r->c, "EVALSHA %s 1 %s %s %s %s %s %s", r->sha, r->key, now,
-                                     rate, cap, w, m);
+        redisReply *y = redisCommand(r->link.c, "EVALSHA %s 1 %s %s %s %s %s %s", r->link.sha, r->key,
+                                     now, rate, cap, w, m);
         if (!y) {
-            redis_fail(r, now_ms, "no answer");
+            METRIC_INC(bucket_redis_errors);
+            redis_link_fail(&r->link, now_ms, "no answer");
             return false;
         }
-        bool noscript = y->type == REDIS_REPLY_ERROR && strncmp(y->str, "NOSCRIPT", 8) == 0;
+        bool noscript = redis_link_noscript(y);
         bool ok = y->type == REDIS_REPLY_ARRAY && y->elements == 2 &&
                   y->element[0]->type == REDIS_REPLY_INTEGER &&
                   y->element[1]->type == REDIS_REPLY_INTEGER;
@@ -268,19 +222,16 @@ static bool redis_take(bucket_redis_t *r, int64_t now_ms, int64_t want, int64_t 
             *got = y->element[0]->integer;
             *wait = y->element[1]->integer;
         } else if (!noscript) {
-            int64_t more = errlog_admit(&r->log);
-            if (more >= 0)
-                log_warn("bucket", "redis answered %s for %s; granting (%" PRId64 " more in the last %d s)",
-                         y->type == REDIS_REPLY_ERROR ? y->str : "an unexpected reply", r->key, more,
-                         errlog_interval_s(&r->log));
+            redis_link_bad_reply(&r->link, y);
             METRIC_INC(bucket_redis_errors);
         }
         freeReplyObject(y);
         if (ok) return true;
         if (!noscript) return false;
         /* the script cache was flushed (a restart): load it again */
-        if (!redis_load(r)) {
-            redis_fail(r, now_ms, "cannot load the script");
+        if (!redis_link_load(&r->link)) {
+            METRIC_INC(bucket_redis_errors);
+            redis_link_fail(&r->link, now_ms, "cannot load the script");
             return false;
         }
     }
@@ -322,36 +273,22 @@ hr_t bucket_share(bucket_t *b, const char *addr, const char *name, int64_t rate,
                   int timeout_ms, char *why, size_t why_len)
 {
     if (rate <= 0) return HR_OK; /* unlimited: nothing to share */
-    if (!addr || !*addr) {
-        snprintf(why, why_len, "budget.redis: empty");
-        return HR_INVALID;
-    }
-    const char *a = strncmp(addr, "unix:", 5) == 0 ? addr + 5 : addr;
     bucket_redis_t *r = xcalloc(1, sizeof(*r));
-    if (a[0] == '/') {
-        r->path = xstrdup(a);
-    } else {
-        const char *colon = strrchr(a, ':');
-        char *end = NULL;
-        long port = colon ? strtol(colon + 1, &end, 10) : 0;
-        if (!colon || colon == a || !end || *end || port < 1 || port > 65535) {
-            snprintf(why, why_len, "budget.redis: '%s' is not host:port or a socket path", a);
-            free(r);
-            return HR_INVALID;
-        }
-        r->host = xstrndup(a, (size_t)(colon - a));
-        r->port = (int)port;
-    }
-    r->addr = xstrdup(a);
     size_t kl = strlen("herald:bucket:") + strlen(name) + 1;
     r->key = xmalloc(kl);
     snprintf(r->key, kl, "herald:bucket:%s", name);
-    int ms = timeout_ms > 0 ? timeout_ms : 100;
-    r->timeout = (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    char what[160];
+    snprintf(what, sizeof(what), "provider budget %s", r->key);
+    hr_t h = redis_link_init(&r->link, addr, "budget.redis", timeout_ms, REDIS_RETRY_MS, SCRIPT, "bucket",
+                             what, "granting", why, why_len);
+    if (h != HR_OK) {
+        free(r->key);
+        free(r);
+        return h;
+    }
     if (burst < 1) burst = rate;
     r->rate = rate;
     r->cap_m = burst * 1000;
-    errlog_init(&r->log, REDIS_LOG_MS);
     bucket_release(b);
     b->shared = r;
     return HR_OK;
@@ -372,11 +309,7 @@ void bucket_release(bucket_t *b)
 {
     bucket_redis_t *r = b->shared;
     if (!r) return;
-    if (r->c) redisFree(r->c);
-    errlog_release(&r->log);
-    free(r->host);
-    free(r->path);
-    free(r->addr);
+    redis_link_release(&r->link);
     free(r->key);
     free(r);
     b->shared = NULL;

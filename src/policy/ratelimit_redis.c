@@ -16,8 +16,8 @@
  * sync (NTP), as for every other time herald stamps.
  */
 #include "policy/ratelimit_int.h"
+#include "policy/redis_link.h"
 
-#include "core/errlog.h"
 #include "core/log.h"
 #include "metrics/metrics.h"
 
@@ -43,58 +43,12 @@ static const char SCRIPT[] =
 
 typedef struct rredis {
     ratelimit_t base;
-    char *host;                 /* NULL for a unix socket */
-    int port;
-    char *path;                 /* unix socket */
+    redis_link_t link;
     char *prefix;
-    char *addr;                 /* for logs */
-    struct timeval timeout;
-    int64_t retry_ms;
-    redisContext *c;            /* NULL = not connected */
-    char sha[41];               /* the script's, once loaded on this connection */
-    int64_t down_until;         /* no reconnect before (now_ms) */
     uint64_t nonce, seq;        /* unique members */
-    errlog_t log;
     char *key;                  /* scratch */
     size_t key_cap;
 } rredis_t;
-
-static void fail(rredis_t *r, int64_t now_ms, int count, const char *what)
-{
-    METRIC_ADD(ratelimit_redis_errors, count);
-    const char *err = r->c && r->c->errstr[0] ? r->c->errstr : what;
-    int64_t more = errlog_admit(&r->log);
-    if (more >= 0)
-            log_warn("ratelimit", "redis %s: %s; allowing (fail open) (%" PRId64 " more in the last %d s)",
-                 r->addr, err, more, errlog_interval_s(&r->log));
-    if (r->c) redisFree(r->c);
-    r->c = NULL;
-    r->sha[0] = 0;
-    r->down_until = now_ms + r->retry_ms;
-}
-
-static bool load_script(rredis_t *r)
-{
-    redisReply *y = redisCommand(r->c, "SCRIPT LOAD %s", SCRIPT);
-    bool ok = y && y->type == REDIS_REPLY_STRING && y->len == 40;
-    if (ok) memcpy(r->sha, y->str, 41);
-    if (y) freeReplyObject(y);
-    return ok;
-}
-
-static bool connect_now(rredis_t *r, int64_t now_ms)
-{
-    if (r->c) return true;
-    if (now_ms < r->down_until) return false;
-    r->c = r->path ? redisConnectUnixWithTimeout(r->path, r->timeout)
-                   : redisConnectWithTimeout(r->host, r->port, r->timeout);
-    if (!r->c || r->c->err || redisSetTimeout(r->c, r->timeout) != REDIS_OK || !load_script(r)) {
-        fail(r, now_ms, 0, "cannot connect");
-        return false;
-    }
-    log_info("ratelimit", "connected to redis %s", r->addr);
-    return true;
-}
 
 static const char *key_of(rredis_t *r, const ratelimit_req_t *q, size_t *len)
 {
@@ -118,7 +72,7 @@ static void append(rredis_t *r, const ratelimit_req_t *q, int64_t now_ms)
     snprintf(member, sizeof(member), "%" PRId64 ":%016" PRIx64 ":%" PRIu64, now_ms, r->nonce, ++r->seq);
     size_t kl;
     const char *key = key_of(r, q, &kl);
-    redisAppendCommand(r->c, "EVALSHA %s 1 %b %s %s %s %s", r->sha, key, kl, now, win, lim, member);
+    redisAppendCommand(r->link.c, "EVALSHA %s 1 %b %s %s %s %s", r->link.sha, key, kl, now, win, lim, member);
 }
 
 /* Runs reqs[i] for each i with todo[i]; clears todo[i] of each answered.
@@ -132,20 +86,16 @@ static int round_trip(rredis_t *r, ratelimit_req_t *reqs, bool *todo, int n, int
     for (int i = 0; i < n; i++) {
         if (!todo[i]) continue;
         redisReply *y = NULL;
-        if (redisGetReply(r->c, (void **)&y) != REDIS_OK || !y) return -1;
+        if (redisGetReply(r->link.c, (void **)&y) != REDIS_OK || !y) return -1;
         if (y->type == REDIS_REPLY_INTEGER) {
             reqs[i].allowed = y->integer != 0;
             todo[i] = false;
-        } else if (y->type == REDIS_REPLY_ERROR && strncmp(y->str, "NOSCRIPT", 8) == 0) {
+        } else if (redis_link_noscript(y)) {
             noscript++; /* the script cache was flushed (a restart): stays todo */
         } else {
             /* an error reply (OOM, a key of another type): this one fails open */
             METRIC_INC(ratelimit_redis_errors);
-            int64_t more = errlog_admit(&r->log);
-            if (more >= 0)
-                log_warn("ratelimit", "redis answered %s; allowing (%" PRId64 " more in the last %d s)",
-                         y->type == REDIS_REPLY_ERROR ? y->str : "an unexpected reply", more,
-                         errlog_interval_s(&r->log));
+            redis_link_bad_reply(&r->link, y);
             reqs[i].allowed = true;
             todo[i] = false;
         }
@@ -165,17 +115,17 @@ static void redis_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t n
     }
     int left = n;
     for (int attempt = 0; attempt < 2 && left > 0; attempt++) {
-        if (!connect_now(r, now_ms)) break;
+        if (!redis_link_connect(&r->link, now_ms)) break;
         int k = round_trip(r, reqs, todo, n, now_ms);
         if (k < 0) break;
         left = k;
-        if (k > 0 && !load_script(r)) break;
+        if (k > 0 && !redis_link_load(&r->link)) break;
     }
     left = 0;
     for (int i = 0; i < n; i++) left += todo[i];
     if (left > 0) {
-        if (r->c) fail(r, now_ms, left, "no answer");
-        else METRIC_ADD(ratelimit_redis_errors, left); /* down: counted, logged at the failure */
+        METRIC_ADD(ratelimit_redis_errors, left); /* a failed connect was logged */
+        if (r->link.c) redis_link_fail(&r->link, now_ms, "no answer");
     }
     if (todo != stack) free(todo);
 }
@@ -183,12 +133,8 @@ static void redis_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t n
 static void redis_close(ratelimit_t *rl)
 {
     rredis_t *r = (rredis_t *)rl;
-    if (r->c) redisFree(r->c);
-    errlog_release(&r->log);
-    free(r->host);
-    free(r->path);
+    redis_link_release(&r->link);
     free(r->prefix);
-    free(r->addr);
     free(r->key);
     free(r);
 }
@@ -197,28 +143,14 @@ static hr_t redis_open(const ratelimit_opts_t *o, ratelimit_t **out, char *why, 
 {
     const char *a = o->redis && *o->redis ? o->redis : "127.0.0.1:6379";
     rredis_t *r = xcalloc(1, sizeof(*r));
-    if (strncmp(a, "unix:", 5) == 0) a += 5;
-    if (a[0] == '/') {
-        r->path = xstrdup(a);
-    } else {
-        const char *colon = strrchr(a, ':');
-        char *end = NULL;
-        long port = colon ? strtol(colon + 1, &end, 10) : 0;
-        if (!colon || colon == a || !end || *end || port < 1 || port > 65535) {
-            snprintf(why, why_len, "ratelimit.redis: '%s' is not host:port or a socket path", a);
-            free(r);
-            return HR_INVALID;
-        }
-        r->host = xstrndup(a, (size_t)(colon - a));
-        r->port = (int)port;
+    hr_t h = redis_link_init(&r->link, a, "ratelimit.redis", o->redis_timeout_ms, o->redis_retry_ms,
+                             SCRIPT, "ratelimit", "rate limits", "allowing", why, why_len);
+    if (h != HR_OK) {
+        free(r);
+        return h;
     }
-    r->addr = xstrdup(a);
-    int ms = o->redis_timeout_ms > 0 ? o->redis_timeout_ms : 100;
-    r->timeout = (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    r->retry_ms = o->redis_retry_ms > 0 ? o->redis_retry_ms : 1000;
     r->prefix = xstrdup(o->redis_prefix ? o->redis_prefix : "herald:rl:");
     if (getrandom(&r->nonce, sizeof(r->nonce), 0) != sizeof(r->nonce)) r->nonce = (uint64_t)hclock_mono_ns();
-    errlog_init(&r->log, 10000);
     *out = &r->base;
     return HR_OK;
 }
