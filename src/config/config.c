@@ -243,6 +243,9 @@ static const opt_t opts[] = {
     {"store.pg_listen", OPT_ENUM, F(store_pg_listen), "true", 0, 0, "true|false",
      "PostgreSQL store: follow other instances' writes of users, preferences and templates "
      "(LISTEN/NOTIFY) so that recipient and template caches stay exact; one more connection."},
+    {"store.sqlite_mmap_mb", OPT_INT, F(store_sqlite_mmap_mb), "0", 0, 65536, NULL,
+     "SQLite store: MiB of the database the status writer reads through a memory map (0 = none). "
+     "~7 % less CPU per status row, but every mapped page it touched counts in herald's RSS."},
 };
 
 static hr_t check_roles(const char *value, char *why, size_t why_len)

@@ -113,6 +113,7 @@ typedef struct store_open_opts {
     bool accept_damage;         /* open even when the checks find damage */
     int pg_pool;                /* PostgreSQL: connections in the pool (0 = 8) */
     bool pg_listen;             /* PostgreSQL: follow other processes' changes (LISTEN) */
+    int sqlite_mmap_mb;         /* SQLite: the writer's memory map, MiB (0 = none) */
 } store_open_opts_t;
 /* store_open with the integrity checks of the backend (SQLite: the WAL and
  * PRAGMA quick_check, bounded by o->check_ms). Damage found is logged and

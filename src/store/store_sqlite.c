@@ -75,11 +75,15 @@
 #define WRITER_CACHE_KIB 32768
 #define READER_CACHE_KIB 8192
 #define OTHER_CACHE_KIB 2048     /* checkpointer and dedupe connections */
-/* Memory-mapped reads, for the writer only. The reader ran fan-out's
- * lookups through a map that SQLite re-creates whenever the file grows -
- * which, with the status sink writing, is all the time: munmap and page
- * faults took a third of fan-out's time. It reads through its page cache. */
-#define MMAP_BYTES (256LL << 20)
+/* Memory-mapped reads (store.sqlite_mmap_mb), for the writer only. The
+ * reader ran fan-out's lookups through a map that SQLite re-creates
+ * whenever the file grows - which, with the status sink writing, is all
+ * the time: munmap and page faults took a third of fan-out's time. It reads
+ * through its page cache. Off by default: every page of the map the writer
+ * touched counts in the process's resident set (up to the whole map: 150 MB
+ * of the 490 MB peak of the 1M-user benchmark with 256 MB), for ~7 % of the
+ * status sink's CPU per row (12.8-13.3 against 13.9-14.3 us/row,
+ * `herald bench sink`, 600k rows, alternating runs). */
 /* Checkpoint every 64 MiB of WAL rather than SQLite's 4 MiB: a 10k-row batch
  * dirties thousands of index pages, and pages dirtied by several batches are
  * then copied into the database once (measured ~1.4x on 1M rows). */
@@ -394,7 +398,7 @@ hr_t sq_collect(conn_t *c, sqlite3_stmt *st, size_t size, int max, sq_row_fn rea
 /* ---- connections ---- */
 
 /* c->mu is initialised by the caller. */
-static hr_t conn_open(conn_t *c, const char *path, conn_role_t role)
+static hr_t conn_open(conn_t *c, const char *path, conn_role_t role, int64_t mmap_bytes)
 {
     bool writer = role == ROLE_WRITER;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
@@ -419,7 +423,7 @@ static hr_t conn_open(conn_t *c, const char *path, conn_role_t role)
              "PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; PRAGMA secure_delete = FAST;"
              " PRAGMA cache_size = -%d; PRAGMA mmap_size = %lld;%s",
              writer ? WRITER_CACHE_KIB : role == ROLE_READER ? READER_CACHE_KIB : OTHER_CACHE_KIB,
-             writer ? MMAP_BYTES : 0LL, extra);
+             writer ? (long long)mmap_bytes : 0LL, extra);
     char *msg = NULL;
     if (sqlite3_exec(c->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
         log_error(LOG, "configure %s: %s", path, msg ? msg : "?");
@@ -654,7 +658,7 @@ static char *dedupe_path(const char *dsn, bool memory)
 static hr_t dedupe_init(sq_store_t *q, const char *dsn, const char *path, bool memory)
 {
     conn_t *c = &q->ev;
-    hr_t r = conn_open(c, path, ROLE_DEDUPE);
+    hr_t r = conn_open(c, path, ROLE_DEDUPE, 0);
     if (r == HR_OK && !memory) r = set_wal(c, path);
     if (r != HR_OK) return r;
     char *msg = NULL;
@@ -761,20 +765,20 @@ static hr_t sq_open(const char *dsn, const store_open_opts_t *o, store_t **out)
     q->rd = memory ? &q->w : &q->r;
     char *evp = dedupe_path(dsn, memory);
     hr_t r = memory ? HR_OK : check_wals(q, o, dsn, evp);
-    if (r == HR_OK) r = conn_open(&q->w, dsn, ROLE_WRITER);
+    if (r == HR_OK) r = conn_open(&q->w, dsn, ROLE_WRITER, o ? (int64_t)o->sqlite_mmap_mb << 20 : 0);
     if (r == HR_OK && !memory) r = set_wal(&q->w, dsn);
     if (r == HR_OK && !memory) r = check_db(q, o, q->w.db, dsn);
     if (r == HR_OK) r = schema_init(&q->w);
     if (r == HR_OK) r = runs_init(q);
-    if (r == HR_OK && !memory) r = conn_open(&q->r, dsn, ROLE_READER);
+    if (r == HR_OK && !memory) r = conn_open(&q->r, dsn, ROLE_READER, 0);
     if (r != HR_OK) {
         free(evp);
         goto out;
     }
     r = dedupe_init(q, dsn, evp, memory);
     if (r == HR_OK && !memory) r = check_db(q, o, q->ev.db, evp);
-    if (r == HR_OK && !memory && conn_open(&q->ck, dsn, ROLE_CHECKPOINT) == HR_OK) {
-        if (conn_open(&q->ev_ck, evp, ROLE_CHECKPOINT) != HR_OK) conn_close_db(&q->ev_ck);
+    if (r == HR_OK && !memory && conn_open(&q->ck, dsn, ROLE_CHECKPOINT, 0) == HR_OK) {
+        if (conn_open(&q->ev_ck, evp, ROLE_CHECKPOINT, 0) != HR_OK) conn_close_db(&q->ev_ck);
         if (pthread_create(&q->ck_thread, NULL, checkpointer_main, q) == 0) {
             q->ck_started = true;
             /* the hooks replace the writers' own autocheckpoints */
