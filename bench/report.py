@@ -379,17 +379,20 @@ def stores_section(runs):
     if pg and not all(d.get("skipped") for d in pg):
         out += ["**PostgreSQL** (`herald bench pg-sink`): status rows through `store_notif_write_batch` "
                 "(COPY into a staging table, one merge per batch) on a throw-away server, then the same ids "
-                "again as `sent`; the second run with reader threads doing the API's reads meanwhile.", "",
-                "| run | rows | inserts/s | updates/s | reads/s | worst read |",
-                "| --- | ---: | ---: | ---: | ---: | ---: |"]
+                "again as `sent`; the second run with reader threads doing the API's reads meanwhile. "
+                "PostgreSQL runs on the same two cores.", "",
+                "| run | rows | inserts/s | updates/s | reads/s | worst read | load average at the start |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for d in pg:
             if d.get("skipped"):
                 continue
             st = d.get("settings", {})
             ins, upd = d.get("insert", {}), d.get("update", {})
-            out.append("| %d reader(s), batch %s | %s | %s | %s | %s | %s ms |" % (
+            la = (d.get("machine") or {}).get("loadavg_1m")
+            out.append("| %d reader(s), batch %s | %s | %s | %s | %s | %s ms | %s |" % (
                 st.get("readers", 0), st.get("batch"), k(st.get("rows")), k(ins.get("rows_per_s")),
-                k(upd.get("rows_per_s")), k(ins.get("reads_per_s")), ms(ins.get("worst_read_ms"))))
+                k(upd.get("rows_per_s")), k(ins.get("reads_per_s")), ms(ins.get("worst_read_ms")),
+                "%.1f" % la if la is not None else "-"))
         out.append("")
     else:
         out += ["(no PostgreSQL store result: `HERALD_BENCH_ONLY=pg-sink make bench`, needs postgresql)", ""]

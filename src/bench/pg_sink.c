@@ -210,6 +210,7 @@ int bench_pg_sink_main(int argc, char **argv)
                         json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "rows", o.rows, "batch", o.batch,
                                   "writers", o.writers, "readers", o.readers, "pool", o.pool,
                                   "users", o.users));
+    json_object_set_new(res, "machine", bench_machine_json()); /* the load beside the rates */
     int rc = phase(&R, "insert", ST_PENDING, res);
     rc |= phase(&R, "update", ST_SENT, res);
     if (o.out && json_dump_file(res, o.out, JSON_INDENT(2)) != 0) {
