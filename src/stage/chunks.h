@@ -20,9 +20,11 @@
  *
  * Memory: one page of ids at a time, whatever the audience's size.
  *
- * Each chunk worker logs its share at info, at most every
- * CHUNK_REPORT_MS and when it stops: "fanout-chunks worker <i>: <n> chunk
- * task(s), <u> users in <s> s" (what it expanded since its last line).
+ * Each chunk worker logs its share at info, at most every 10 s
+ * (CHUNK_REPORT_MS) and when it stops: "fanout-chunks worker <i>: <n> chunk
+ * task(s), <u> users in <s> s" (what it expanded since its last line; the
+ * time runs from the start of the first of those tasks to the end of the
+ * last).
  */
 #ifndef HERALD_CHUNKS_H
 #define HERALD_CHUNKS_H
