@@ -308,6 +308,11 @@ h.start(timeout=300)
 lines = wait_pushes("post-b", exp_b, WAIT_S)
 log(f"post-b: every push delivered {time.time() - t0:.1f} s after the restart")
 dup_b = check_pushes("post-b", lines, exp_b)
+# docs/internals/pipeline.md: a kill -9 repeats at most the provider calls
+# whose status records were not written, dispatch.status_every (128) per
+# dispatch worker; the copies fan-out makes of the chunk tasks in flight
+# are skipped by the dispatchers' sent-id memory.
+check(dup_b <= WORKERS * 128, f"post-b: {dup_b} duplicate pushes after one kill -9 (at most {WORKERS * 128})")
 m = metrics(h)
 log(f"post-b: after the restart: {int(mval(m, 'herald_fanout_chunks_expanded_total'))} chunk tasks expanded, "
     f"{int(mval(m, 'herald_fanout_chunks_duplicate_total'))} second copies dropped")
