@@ -30,6 +30,8 @@ WORKERS = 2
 PUSH_EVERY = 5
 ACTOR = "celeb"
 CHUNK_THRESHOLD, CHUNK_SIZE = 10000, 5000
+if not 100000 <= N <= 9999999:  # at or above fanout.pull_threshold; ids have 7 digits
+    sys.exit(f"FOLLOWERS must be 100000-9999999, not {N}")
 # bounds of the waits (a stuck pipeline fails instead of hanging)
 WAIT_S = 60 + N // 2000
 data = os.path.join(work, "data")
