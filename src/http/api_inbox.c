@@ -124,7 +124,8 @@ static void answer_counts(http_req_t *rq, http_resp_t *rs, const char *user_id, 
 void api_inbox_counts(http_req_t *rq, http_resp_t *rs)
 {
     int64_t unread = 0, unseen = 0;
-    hr_t r = store_inbox_counts(rq->app->store, api_user_ref(rq, rq->params[0]), &unread, &unseen);
+    /* with the feed items of followed actors (pull fan-out), as the listing */
+    hr_t r = pull_inbox_counts(rq->app, api_user_ref(rq, rq->params[0]), &unread, &unseen);
     if (r != HR_OK) {
         api_answer_backend(rs, r, "inbox counts");
         return;
@@ -199,7 +200,7 @@ void api_inbox_delete(http_req_t *rq, http_resp_t *rs)
     if (hub && inbox_hub_watched(hub, user_id)) {
         int64_t unread = 0, unseen = 0;
         publish_change(rq, user_id, "delete", rq->params[1], NULL);
-        if (store_inbox_counts(rq->app->store, user_id, &unread, &unseen) == HR_OK)
+        if (pull_inbox_counts(rq->app, user_id, &unread, &unseen) == HR_OK)
             inbox_hub_counts(hub, user_id, unread, unseen);
     }
     resp_text(rs, 204, NULL, NULL, 0);

@@ -25,6 +25,7 @@
  * inbox.stream_max_per_user streams are open; 503 without a hub.
  */
 #include "http/api_int.h"
+#include "stage/pullfan.h" /* counts include pulled feed items */
 
 #include "http/inbox_hub.h"
 
@@ -109,7 +110,7 @@ static bool build_start(http_req_t *rq, const char *user_id, bool resume, int64_
     *pos_id = *pos_ms > 0 ? xasprintf("%" PRId64 ":%s", *pos_ms, *pos_nid) : xstrdup("0");
     if (reset) buf_printf(b, "id: %s\nevent: reset\ndata: {}\n\n", *pos_id);
     int64_t unread = 0, unseen = 0;
-    if (store_inbox_counts(rq->app->store, user_id, &unread, &unseen) != HR_OK) return false;
+    if (pull_inbox_counts(rq->app, user_id, &unread, &unseen) != HR_OK) return false;
     buf_printf(b, "id: %s\nevent: counts\ndata: {\"unread\":%" PRId64 ",\"unseen\":%" PRId64 "}\n\n",
                 *pos_id, unread, unseen);
     return true;

@@ -55,9 +55,17 @@ hr_t chunk_decode(const void *data, size_t len, chunk_t *out)
         if ((size_t)(end - p) < 4) goto bad;
         uint32_t n = le_get32(p);
         p += 4;
-        if ((size_t)(end - p) < n || memchr(p, '\0', n)) goto bad;
-        *dst[i] = xstrndup((const char *)p, n);
-        if (i == CHUNK_STRINGS - 1) out->event_len = n;
+        if ((size_t)(end - p) < n) goto bad;
+        if (i < CHUNK_STRINGS - 1) {
+            if (memchr(p, '\0', n)) goto bad;
+            *dst[i] = xstrndup((const char *)p, n);
+        } else { /* the event: JSON, or the binary event record with NULs */
+            char *e = xmalloc((size_t)n + 1);
+            if (n) memcpy(e, p, n);
+            e[n] = '\0';
+            *dst[i] = e;
+            out->event_len = n;
+        }
         p += n;
     }
     if (p != end || !out->event_id[0] || !out->key[0]) goto bad;

@@ -9,7 +9,8 @@
  * (u32), then six length-prefixed (u32, little-endian) strings: the event's
  * tenant-qualified id, the audience key (qualified topic or actor), after
  * ("" = from the start), until ("" = to the end), the event's traceparent
- * ("" = none) and the event as it came on raw-events (JSON).
+ * ("" = none) and the event as it came on raw-events: JSON, or the binary
+ * event record the API writes (model/event.h), which holds NUL bytes.
  *
  * Threads: pure functions.
  */
@@ -39,7 +40,8 @@ typedef struct chunk {
     char *after;                /* exclusive lower bound; "" = from the start */
     char *until;                /* inclusive upper bound; "" = to the end */
     char *traceparent;          /* "" = none */
-    char *event;                /* the raw event (JSON), event_len bytes, NUL-terminated */
+    char *event;                /* the raw event (JSON or an event record), event_len bytes,
+                                 * NUL-terminated */
     size_t event_len;
 } chunk_t;
 

@@ -18,6 +18,9 @@
  * chunk tasks does not hold millions of notifications in flight and a
  * failure repeats little. */
 #define EXPAND_BUDGET 20000
+/* A chunk worker logs its share (tasks and users expanded) at most this
+ * often, and once more when it stops. */
+#define CHUNK_REPORT_MS 10000
 
 hr_t chunk_plan_walk(chunk_page_fn page, store_t *s, const char *key, const char *after,
                      int chunk_size, int page_size, chunk_emit_fn emit, void *arg,
@@ -140,12 +143,28 @@ typedef struct chunk_worker {
     claim_t *claims;
     char (*idbuf)[320];
     char (*posbuf)[160];
+    int worker;                 /* the stage's worker index */
+    int64_t rep_tasks, rep_users; /* expanded since the last report */
+    int64_t rep_since_ms;       /* when the first of them started; 0 = none */
+    int64_t rep_last_ms;        /* when the last of them was done */
 } chunk_worker_t;
+
+/* Logs what the worker expanded since its last line (chunks.h). */
+static void chunks_report(chunk_worker_t *w)
+{
+    if (!w->rep_tasks) return;
+    log_info("fanout", "fanout-chunks worker %d: %lld chunk task(s), %lld users in %.1f s", w->worker,
+             (long long)w->rep_tasks, (long long)w->rep_users,
+             (double)(w->rep_last_ms - w->rep_since_ms) / 1000.0);
+    w->rep_tasks = w->rep_users = 0;
+    w->rep_since_ms = 0;
+}
 
 static void *chunks_new(app_t *app, const stage_def_t *def, int worker)
 {
     chunk_worker_t *w = xcalloc(1, sizeof(*w));
     w->app = app;
+    w->worker = worker;
     w->fan = fanout_stage.state_new(app, def, worker);
     w->cap = app->cfg->batch_max;
     w->cs = xcalloc((size_t)w->cap, sizeof(*w->cs));
@@ -161,6 +180,7 @@ static void *chunks_new(app_t *app, const stage_def_t *def, int worker)
 static void chunks_free(void *state)
 {
     chunk_worker_t *w = state;
+    chunks_report(w);
     fanout_stage.state_free(w->fan);
     free(w->cs);
     free(w->ok);
@@ -191,6 +211,7 @@ static hr_t chunks_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, 
         if (!seen && (r = stage_rewind(cx, msgs[i].topic, msgs[i].partition, msgs[i].offset)) != HR_OK)
             return r;
     }
+    int64_t t0 = hclock_now_ms();
     int nv = 0;
     for (int i = 0; i < take && r == HR_OK; i++) {
         w->ok[i] = chunk_decode(msgs[i].value, msgs[i].value_len, &w->cs[i]) == HR_OK;
@@ -213,11 +234,20 @@ static hr_t chunks_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, 
             METRIC_INC(fanout_chunks_duplicate);
             continue;
         }
-        r = fanout_chunk_expand(w->fan, &msgs[i], &w->cs[i], c == CLAIM_SAME, batch);
-        if (r == HR_OK) METRIC_INC(fanout_chunks_expanded);
+        int64_t users = 0;
+        r = fanout_chunk_expand(w->fan, &msgs[i], &w->cs[i], c == CLAIM_SAME, batch, &users);
+        if (r != HR_OK) break;
+        METRIC_INC(fanout_chunks_expanded);
+        if (!w->rep_since_ms) w->rep_since_ms = t0;
+        w->rep_tasks++;
+        w->rep_users += users;
     }
     for (int i = 0; i < take; i++)
         if (w->ok[i]) chunk_clear(&w->cs[i]);
+    if (w->rep_since_ms) {
+        w->rep_last_ms = hclock_now_ms();
+        if (w->rep_last_ms - w->rep_since_ms >= CHUNK_REPORT_MS) chunks_report(w);
+    }
     return r;
 }
 

@@ -19,6 +19,12 @@
  * store's sent checks, as fan-out does for a replayed event.
  *
  * Memory: one page of ids at a time, whatever the audience's size.
+ *
+ * Each chunk worker logs its share at info, at most every 10 s
+ * (CHUNK_REPORT_MS) and when it stops: "fanout-chunks worker <i>: <n> chunk
+ * task(s), <u> users in <s> s" (what it expanded since its last line; the
+ * time runs from the start of the first of those tasks to the end of the
+ * last).
  */
 #ifndef HERALD_CHUNKS_H
 #define HERALD_CHUNKS_H
@@ -57,9 +63,10 @@ hr_t chunks_plan(app_t *app, const bus_msg_t *m, const event_t *ev, const char *
 
 /* fanout.c: expands one chunk task with a fan-out worker's state (from
  * fanout_stage.state_new). replay: the task is being processed again (check
- * the store before producing). */
+ * the store before producing). *users (may be NULL): the audience members
+ * of its range fanned out. */
 hr_t fanout_chunk_expand(void *state, const bus_msg_t *m, const chunk_t *c, bool replay,
-                         bus_batch_t *batch);
+                         bus_batch_t *batch, int64_t *users);
 
 /* The stage that consumes fanout-chunks (started with the fanout role). */
 void chunks_stage_def(stage_def_t *out);

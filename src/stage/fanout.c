@@ -160,6 +160,7 @@ typedef struct fanout {
     const char **aud;           /* explicit recipients of the batch, for the prefetch */
     size_t naud, caud;
     const chunk_t *chunk;       /* chunks.h: the chunk task being expanded, else NULL */
+    int64_t chunk_users;        /* users of its range fanned out so far */
 } fanout_t;
 
 static void *fanout_new(app_t *app, const stage_def_t *def, int worker)
@@ -494,6 +495,7 @@ static hr_t fan_pages(fanout_t *f, const fan_ev_t *fe, unsigned mask, page_fn pa
         after = n > 0 ? xstrdup(ids[n - 1]) : NULL;
         ids_free(ids, n);
         done += keep;
+        if (ck) f->chunk_users = done;
         if (r != HR_OK || n < AUDIENCE_PAGE || keep < n) break;
         if (!ck && chunks_due(f->app, done)) {
             r = chunks_plan(f->app, fe->m, fe->ev, fe->event_id, fe->type, mask,
@@ -706,9 +708,10 @@ const stage_def_t fanout_stage = {
 
 /* chunks.h: expands one chunk task like an event, over its key range only. */
 hr_t fanout_chunk_expand(void *state, const bus_msg_t *m, const chunk_t *c, bool replay,
-                         bus_batch_t *batch)
+                         bus_batch_t *batch, int64_t *users)
 {
     fanout_t *f = state;
+    if (users) *users = 0;
     recip_sync(f->recips);
     uint64_t te = store_templates_epoch(f->app->store);
     if (te != f->tmpl_epoch) {
@@ -718,13 +721,18 @@ hr_t fanout_chunk_expand(void *state, const bus_msg_t *m, const chunk_t *c, bool
     event_t ev;
     problem_t pb;
     memset(&pb, 0, sizeof(pb));
-    if (event_parse(c->event, c->event_len, &ev, &pb) != HR_OK)
+    /* the event as it came on raw-events: the API's binary record (ev
+     * borrows c->event, which outlives it) or JSON from another producer */
+    if ((event_is_record(c->event, c->event_len) ? event_decode(c->event, c->event_len, &ev, &pb)
+                                                 : event_parse(c->event, c->event_len, &ev, &pb)) != HR_OK)
         return stage_dead_letter(f->app, m, "fanout", "invalid chunk task: event", batch);
     if (!ev.traceparent[0] && c->traceparent[0])
         snprintf(ev.traceparent, sizeof(ev.traceparent), "%s", c->traceparent);
     f->chunk = c;
+    f->chunk_users = 0;
     hr_t r = fanout_event(f, m, &ev, c->event_id, replay ? CLAIM_SAME : CLAIM_NEW, batch);
     f->chunk = NULL;
+    if (users) *users = f->chunk_users;
     event_clear(&ev);
     return r;
 }
