@@ -391,16 +391,23 @@ if wanted("scale"):
     t0 = time.time()
     d = new_herald("d")
     hs.append(d)
-    feeder, expected = stream(hs, "scale-", N_OTHER, RATE // 2)
+    # slow enough to go on while d joins and the restarts begin (they take longer anyway)
+    feeder, expected = stream(hs, "scale-", N_OTHER, RATE // 8)
     while feeder.sent < N_OTHER // 4:
         time.sleep(0.05)
     d.start(timeout=90)
-    log(f"[scale] {d.name} joined after {feeder.sent} events; rolling restart with fanout.exactly_once=true")
+
+    def done():  # notifications of the stream delivered so far
+        return len({nkey(x) for x in read_deliveries(paths_of(hs))} & expected)
+
+    log(f"[scale] {d.name} started after {feeder.sent} events were produced, ready with {done()} of "
+        f"{len(expected)} notifications delivered; rolling restart with fanout.exactly_once=true")
     check(wait_settled(hs, timeout=90), "four instances did not split dispatch-push")
     for h in hs:
         restart(h, EOS)
         check(wait_settled(hs, timeout=90), f"rebalance after restarting {h.name} did not settle")
-        log(f"[scale] {h.name} restarted ({feeder.sent} events produced so far)")
+        log(f"[scale] {h.name} restarted ({feeder.sent} events produced, {done()} notifications "
+            f"delivered so far)")
     lines, t = finish(hs, feeder, expected)
     log(f"[scale] {tally_str(t)} ({time.time() - t0:.0f} s)")
     check(t["lost"] == 0, f"scale: {t['lost']} notifications lost")
