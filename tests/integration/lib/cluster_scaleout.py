@@ -391,8 +391,9 @@ if wanted("scale"):
     t0 = time.time()
     d = new_herald("d")
     hs.append(d)
-    # slow enough to go on while d joins and the restarts begin (they take longer anyway)
-    feeder, expected = stream(hs, "scale-", N_OTHER, RATE // 8)
+    # paced (~50 s) to go on while d joins and through the rolling restart,
+    # which takes about as long anyway
+    feeder, expected = stream(hs, "scale-", N_OTHER, RATE // 20)
     while feeder.sent < N_OTHER // 4:
         time.sleep(0.05)
     d.start(timeout=90)
