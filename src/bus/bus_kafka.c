@@ -1176,6 +1176,39 @@ out:
     return r;
 }
 
+/* ListOffsets: every partition of l gets its end offset (which = -1) or
+ * its first offset (which = -2), within timeout_ms; a partition with no
+ * answer is an error. Not rd_kafka_query_watermark_offsets(): in librdkafka
+ * before 2.3.0 it ignores its timeout and keeps asking a dead leader until
+ * that broker comes back (librdkafka #4460; 2.0.2 here), which held every
+ * dispatch worker taking partitions over after a broker was killed inside
+ * bus_lag for minutes, out of its group. rd_kafka_offsets_for_times() with
+ * Kafka's special timestamps (-1 latest, -2 earliest) is bounded by its
+ * timeout, and asks each leader once for all of its partitions; the next
+ * call asks the new leader. */
+#define LIST_OFFSETS_LATEST (-1)
+#define LIST_OFFSETS_EARLIEST (-2)
+
+static rd_kafka_resp_err_t list_offsets(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *l,
+                                        int64_t which, int timeout_ms)
+{
+    for (int i = 0; i < l->cnt; i++) {
+        l->elems[i].offset = which;
+        l->elems[i].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk, l, timeout_ms);
+    int i = 0;
+    for (; !err && i < l->cnt; i++) {
+        err = l->elems[i].err;
+        /* still the timestamp asked for: no answer in time */
+        if (!err && l->elems[i].offset < 0) err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    }
+    if (err && l->cnt > 0)
+        log_warn(LOGC, "offsets of %s [%" PRId32 "]: %s", l->elems[i > 0 ? i - 1 : 0].topic,
+                 l->elems[i > 0 ? i - 1 : 0].partition, rd_kafka_err2str(err));
+    return err;
+}
+
 static hr_t kgroup_reset(bus_t *bus, const char *group, const char *topic, int64_t to_time_ms)
 {
     kbus_t *b = (kbus_t *)bus;
@@ -1197,27 +1230,37 @@ static hr_t kgroup_reset(bus_t *bus, const char *group, const char *topic, int64
             goto out;
         }
     }
+    /* the partitions' ends (a time after the last record) or starts (time 0) */
+    rd_kafka_topic_partition_list_t *ends = rd_kafka_topic_partition_list_copy(l);
+    bool need = to_time_ms <= 0;
     for (int i = 0; i < l->cnt; i++) {
         rd_kafka_topic_partition_t *p = &l->elems[i];
         if (to_time_ms > 0 && p->err) {
             log_error(LOGC, "offsets for time on %s [%" PRId32 "]: %s", topic, p->partition,
                       rd_kafka_err2str(p->err));
             r = map_err(p->err);
+            rd_kafka_topic_partition_list_destroy(ends);
             goto out;
         }
-        if (to_time_ms > 0 && p->offset >= 0) continue;
-        int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t err =
-            rd_kafka_query_watermark_offsets(b->rk, topic, p->partition, &lo, &hi, META_TIMEOUT_MS);
-        if (err) {
-            log_error(LOGC, "watermarks of %s [%" PRId32 "]: %s", topic, p->partition,
-                      rd_kafka_err2str(err));
-            r = map_err(err);
-            goto out;
-        }
-        p->offset = to_time_ms > 0 ? hi : lo;
-        p->err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (p->offset < 0) need = true;
     }
+    if (need) {
+        rd_kafka_resp_err_t err = list_offsets(
+            b->rk, ends, to_time_ms > 0 ? LIST_OFFSETS_LATEST : LIST_OFFSETS_EARLIEST, META_TIMEOUT_MS);
+        if (err) {
+            log_error(LOGC, "offsets of %s: %s", topic, rd_kafka_err2str(err));
+            r = map_err(err);
+            rd_kafka_topic_partition_list_destroy(ends);
+            goto out;
+        }
+        for (int i = 0; i < l->cnt; i++) {
+            rd_kafka_topic_partition_t *p = &l->elems[i];
+            if (to_time_ms > 0 && p->offset >= 0) continue;
+            p->offset = ends->elems[i].offset;
+            p->err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(ends);
 
     /* Commit them as the group, from a consumer that does not join it. */
     rk = consumer_handle(b, group, NULL);
@@ -1248,6 +1291,7 @@ static hr_t klag(bus_t *bus, const char *group, const char *topic, bus_lag_t **o
     kbus_t *b = (kbus_t *)bus;
     rd_kafka_t *rk = NULL;
     bus_lag_t *lags = NULL;
+    rd_kafka_topic_partition_list_t *hi_l = NULL, *lo_l = NULL;
     hr_t r;
     rd_kafka_topic_partition_list_t *l = all_partitions(b, topic, &r);
     if (!l) return r;
@@ -1262,19 +1306,29 @@ static hr_t klag(bus_t *bus, const char *group, const char *topic, bus_lag_t **o
         r = map_err(err);
         goto out;
     }
+    /* ends of every partition; starts only for those with nothing committed */
+    hi_l = rd_kafka_topic_partition_list_copy(l);
+    if ((err = list_offsets(b->rk, hi_l, LIST_OFFSETS_LATEST, META_TIMEOUT_MS)) != 0) {
+        r = map_err(err);
+        goto out;
+    }
+    for (int i = 0; i < l->cnt; i++)
+        if (l->elems[i].err || l->elems[i].offset < 0) {
+            if (!lo_l) lo_l = rd_kafka_topic_partition_list_new(l->cnt);
+            rd_kafka_topic_partition_list_add(lo_l, topic, l->elems[i].partition);
+        }
+    if (lo_l && (err = list_offsets(b->rk, lo_l, LIST_OFFSETS_EARLIEST, META_TIMEOUT_MS)) != 0) {
+        r = map_err(err);
+        goto out;
+    }
     lags = xcalloc((size_t)l->cnt, sizeof(*lags));
     for (int i = 0; i < l->cnt; i++) {
         rd_kafka_topic_partition_t *p = &l->elems[i];
         bus_lag_t *g = &lags[i];
-        int64_t lo = 0, hi = 0;
-        err = rd_kafka_query_watermark_offsets(b->rk, topic, p->partition, &lo, &hi,
-                                               META_TIMEOUT_MS);
-        if (err) {
-            log_warn(LOGC, "watermarks of %s [%" PRId32 "]: %s", topic, p->partition,
-                     rd_kafka_err2str(err));
-            r = map_err(err);
-            goto out;
-        }
+        int64_t hi = hi_l->elems[i].offset, lo = 0;
+        rd_kafka_topic_partition_t *s0 =
+            lo_l ? rd_kafka_topic_partition_list_find(lo_l, topic, p->partition) : NULL;
+        if (s0) lo = s0->offset;
         snprintf(g->topic, sizeof(g->topic), "%s", topic);
         g->partition = p->partition;
         g->committed = p->err || p->offset < 0 ? -1 : p->offset;
@@ -1288,6 +1342,8 @@ static hr_t klag(bus_t *bus, const char *group, const char *topic, bus_lag_t **o
     lags = NULL;
     r = HR_OK;
 out:
+    if (hi_l) rd_kafka_topic_partition_list_destroy(hi_l);
+    if (lo_l) rd_kafka_topic_partition_list_destroy(lo_l);
     free(lags);
     if (rk) {
         rd_kafka_consumer_close(rk);

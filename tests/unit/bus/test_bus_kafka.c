@@ -237,6 +237,55 @@ static void test_leader_down_and_back(void **state)
     check_topic(f, 1500);
 }
 
+/* bus_lag while the leader of every partition is down: it answers (an
+ * error) within its timeout instead of waiting for the broker to come back
+ * (librdkafka 2.0.2's rd_kafka_query_watermark_offsets() did, which held a
+ * dispatch worker taking partitions over after a broker kill out of its
+ * group), and answers the ends again once the leader is back. */
+static void test_lag_with_leader_down(void **state)
+{
+    fixture_t *f = *state;
+    rd_kafka_mock_coordinator_set(f->mc, "group", "mock-lag", 1);
+    bus_batch_t b;
+    bus_batch_init(&b);
+    produce_range(f, &b, 0, 500);
+    wait_acked(f, &b);
+    bus_batch_release(&b);
+    bus_lag_t *lags = NULL;
+    int n = 0;
+    assert_int_equal(bus_lag(f->bus, "mock-lag", TOPIC, &lags, &n), HR_OK);
+    assert_int_equal(n, PARTITIONS);
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += lags[i].end_offset;
+    assert_int_equal(total, 500);
+    free(lags);
+    lags = NULL;
+
+    for (int p = 0; p < PARTITIONS; p++) rd_kafka_mock_partition_set_leader(f->mc, TOPIC, p, 2);
+    sleep_ms(300);
+    rd_kafka_mock_broker_set_down(f->mc, 2);
+    int64_t t0 = now_ms();
+    hr_t r = bus_lag(f->bus, "mock-lag", TOPIC, &lags, &n);
+    int64_t took = now_ms() - t0;
+    print_message("  bus_lag with every leader down: %s in %lld ms\n", hr_str(r), (long long)took);
+    if (r == HR_OK) free(lags);
+    lags = NULL;
+    assert_int_not_equal(r, HR_OK);
+    assert_true(took < 20000); /* the metadata and offsets timeouts (10 s), not "until it returns" */
+
+    rd_kafka_mock_broker_set_up(f->mc, 2);
+    int64_t deadline = now_ms() + WAIT_MS;
+    do {
+        r = bus_lag(f->bus, "mock-lag", TOPIC, &lags, &n);
+        if (r != HR_OK) sleep_ms(100);
+    } while (r != HR_OK && now_ms() < deadline);
+    assert_int_equal(r, HR_OK);
+    total = 0;
+    for (int i = 0; i < n; i++) total += lags[i].end_offset;
+    free(lags);
+    assert_int_equal(total, 500);
+}
+
 /* A bus consumer group keeps reading every record while leaders move and
  * fetches fail. */
 static void test_consumer_through_leader_changes(void **state)
@@ -347,6 +396,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_leader_change_mid_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leader_down_and_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consumer_through_leader_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lag_with_leader_down, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
