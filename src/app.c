@@ -23,6 +23,7 @@
 
 #include "core/log.h"
 #include "http/http.h"
+#include "stage/pullfan.h"
 #include "stage/scheduler.h"
 #include "stage/stage.h"
 #include "stage/topics.h"
@@ -107,6 +108,12 @@ hr_t store_open_cfg(const config_t *cfg, store_t **store, char *why, size_t why_
     return r;
 }
 
+/* A live stream's counts: the inbox merged with pulled feed items. */
+static hr_t hub_counts(void *ctx, const char *user_id, int64_t *unread, int64_t *unseen)
+{
+    return pull_inbox_counts(ctx, user_id, unread, unseen);
+}
+
 /* The in-app inbox's live streams and user token key (inbox.* settings). */
 static hr_t inbox_open(app_t *app, char *why, size_t why_len)
 {
@@ -115,7 +122,9 @@ static hr_t inbox_open(app_t *app, char *why, size_t why_len)
                            .max_per_user = cfg->inbox_stream_max_per_user,
                            .queue_max = cfg->inbox_stream_queue,
                            .heartbeat_ms = cfg->inbox_stream_heartbeat_ms,
-                           .thread = true};
+                           .thread = true,
+                           .counts = hub_counts,
+                           .counts_ctx = app};
     if (!(app->inbox_hub = inbox_hub_new(&ho))) {
         snprintf(why, why_len, "cannot start the inbox's live streams");
         return HR_ERR;

@@ -67,7 +67,8 @@ static bool build_start(http_req_t *rq, const char *user_id, bool resume, int64_
     char *next = NULL;
     int n = 0;
     int want = resume ? cfg->inbox_stream_replay : 1;
-    hr_t r = store_inbox_list(rq->app->store, user_id, INBOX_ACTIVE, NULL, want, &items, &n, &next);
+    /* the inbox as the user sees it: pulled feed items too */
+    hr_t r = pull_inbox_list(rq->app, user_id, INBOX_ACTIVE, NULL, want, &items, &n, &next);
     if (r != HR_OK) return false;
     *pos_ms = last_ms;
     *pos_nid = xstrdup(last_nid);

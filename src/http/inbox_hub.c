@@ -313,6 +313,29 @@ bool inbox_hub_watched(inbox_hub_t *h, const char *user_id)
     return any;
 }
 
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int inbox_hub_users(inbox_hub_t *h, char ***users)
+{
+    pthread_mutex_lock(&h->mu);
+    char **v = xcalloc((size_t)h->nsubs + 1, sizeof(*v));
+    int n = 0;
+    for (inbox_sub_t *s = h->subs; s; s = s->next) v[n++] = xstrdup(s->user);
+    pthread_mutex_unlock(&h->mu);
+    /* a user with several streams once */
+    qsort(v, (size_t)n, sizeof(*v), str_cmp);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (k && strcmp(v[k - 1], v[i]) == 0) free(v[i]);
+        else v[k++] = v[i];
+    }
+    *users = v;
+    return k;
+}
+
 void inbox_hub_publish(inbox_hub_t *h, const char *user_id, const char *event, const char *data,
                        int64_t item_ms, const char *item_nid)
 {
@@ -376,6 +399,7 @@ void inbox_hub_new_item(inbox_hub_t *h, store_t *store, const inbox_item_t *it)
     if (data) inbox_hub_publish(h, it->user_id, "item", data, it->created_at_ms, it->notification_id);
     free(data);
     int64_t unread = 0, unseen = 0;
-    if (store_inbox_counts(store, it->user_id, &unread, &unseen) == HR_OK)
-        inbox_hub_counts(h, it->user_id, unread, unseen);
+    hr_t r = h->o.counts ? h->o.counts(h->o.counts_ctx, it->user_id, &unread, &unseen)
+                         : store_inbox_counts(store, it->user_id, &unread, &unseen);
+    if (r == HR_OK) inbox_hub_counts(h, it->user_id, unread, unseen);
 }

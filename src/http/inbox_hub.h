@@ -46,6 +46,11 @@ typedef struct inbox_hub_opts {
     int64_t heartbeat_ms;       /* a comment line after this long without a write */
     bool thread;                /* run the pump on a thread of its own */
     int64_t (*now_ms)(void);    /* NULL = a monotonic clock; tests inject one */
+    /* A user's unread and unseen counts for the "counts" events of
+     * inbox_hub_new_item (the inbox merged with pulled feed items);
+     * NULL = store_inbox_counts. */
+    hr_t (*counts)(void *ctx, const char *user_id, int64_t *unread, int64_t *unseen);
+    void *counts_ctx;
 } inbox_hub_opts_t;
 
 /* Where a stream's text goes (an http_stream_t in the server). write:
@@ -79,14 +84,19 @@ void inbox_hub_leave(inbox_hub_t *h, inbox_sub_t *sub);
 
 /* Does anyone watch user_id? (Lets producers skip building events.) */
 bool inbox_hub_watched(inbox_hub_t *h, const char *user_id);
+/* The users watched now, each once, into *users (allocated; free each and
+ * the array). Returns how many. (Pull fan-out: which of them see a new
+ * feed item is the store's to say.) */
+int inbox_hub_users(inbox_hub_t *h, char ***users);
 /* Queues an event for every stream of user_id. data: one line of JSON.
  * An item event gives its position (item_ms > 0, item_nid); others 0, NULL. */
 void inbox_hub_publish(inbox_hub_t *h, const char *user_id, const char *event, const char *data,
                        int64_t item_ms, const char *item_nid);
 
-/* A new item was stored (the inapp provider, on its dispatcher thread):
- * when its user is watched, publishes it ("item") and the user's counts
- * read from store ("counts"). */
+/* A new item was stored (the inapp provider, on its dispatcher thread, or
+ * pull fan-out for a watched follower): when its user is watched,
+ * publishes it ("item") and the user's counts ("counts": opts.counts, else
+ * read from store). */
 void inbox_hub_new_item(inbox_hub_t *h, store_t *store, const inbox_item_t *it);
 /* Publishes a "counts" event {"unread","unseen"}. */
 void inbox_hub_counts(inbox_hub_t *h, const char *user_id, int64_t unread, int64_t unseen);

@@ -5,6 +5,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "http/inbox_hub.h"
 #include "model/template.h"
 #include "model/tenant.h"
 #include "policy/prefs.h"
@@ -21,6 +22,40 @@ void pull_feed_id(int64_t accepted_at_us, const char *eid, const char *actor, ch
     char key[TENANT_QID_MAX + 8];
     snprintf(key, sizeof(key), "feed:%s", actor);
     notif_make_id(accepted_at_us, HSTR(eid), HSTR(key), CH_INAPP, out);
+}
+
+/* How far down a watcher's merged inbox a new feed item is looked for
+ * (newest first: it is the newest unless other items came in meanwhile). */
+#define LIVE_LOOK 8
+
+/* A new feed item, live: every user watched in this process (their live
+ * streams, inbox_hub.h) who sees the item - follows the actor, past its
+ * after_key, wants its category - gets it and new counts, as for an inbox
+ * item of their own. Watchers are few next to the followers, so each is
+ * asked of the store rather than walking the audience. */
+static void pull_live(app_t *app, const char *nid)
+{
+    inbox_hub_t *hub = app->inbox_hub;
+    if (!hub || inbox_hub_streams(hub) == 0) return;
+    char **users = NULL;
+    int nu = inbox_hub_users(hub, &users);
+    for (int u = 0; u < nu; u++) {
+        inbox_item_t *it = NULL;
+        int n = 0;
+        char *next = NULL;
+        if (pull_inbox_list(app, users[u], INBOX_ACTIVE, NULL, LIVE_LOOK, &it, &n, &next) == HR_OK)
+            for (int i = 0; i < n; i++)
+                if (it[i].notification_id && strcmp(it[i].notification_id, nid) == 0) {
+                    free(it[i].user_id); /* the watcher's item now */
+                    it[i].user_id = xstrdup(users[u]);
+                    inbox_hub_new_item(hub, app->store, &it[i]);
+                    break;
+                }
+        inbox_items_free(it, n);
+        free(next);
+        free(users[u]);
+    }
+    free(users);
 }
 
 hr_t pull_fan_event(app_t *app, const event_t *ev, const char *eid, const char *type,
@@ -70,7 +105,10 @@ hr_t pull_fan_event(app_t *app, const event_t *ev, const char *eid, const char *
     if (have_t) template_rec_clear(&t);
     if (r != HR_OK) return r;
     *pull = true;
-    if (created) METRIC_INC(fanout_pull_items);
+    if (created) {
+        METRIC_INC(fanout_pull_items);
+        pull_live(app, nid);
+    }
     log_debug("fanout", "event %s: in-app by pull for the %lld+ followers of %s", eid,
               (long long)n, actor);
     return HR_OK;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "http/inbox_hub.h"
 #include "stage/chunks.h"
 #include "stage/pullfan.h"
 #include "stage/stage.h"
@@ -339,11 +340,76 @@ static void test_paging_merges_inbox_and_feed(void **state)
     assert_int_equal(unseen, 10);
 }
 
+/* A live stream's sink: the text written to it. */
+typedef struct sink {
+    buf_t text;
+    int closed;
+} sink_t;
+
+static hr_t sink_write(void *p, const void *data, size_t len)
+{
+    buf_append(&((sink_t *)p)->text, data, len);
+    return HR_OK;
+}
+static void sink_close(void *p) { ((sink_t *)p)->closed++; }
+static const inbox_sink_ops_t sink_ops = {sink_write, NULL, sink_close};
+
+static hr_t counts_of(void *ctx, const char *user, int64_t *unread, int64_t *unseen)
+{
+    return pull_inbox_counts(ctx, user, unread, unseen);
+}
+
+/* A pulled item is live too: a follower watching its inbox gets the item
+ * and counts that include it; a follower who opted out of the category and
+ * a user who follows nobody get nothing. */
+static void test_pulled_item_reaches_live_streams(void **state)
+{
+    fx_t *f = *state;
+    inbox_hub_opts_t ho = {.max_streams = 8, .max_per_user = 2, .queue_max = 16,
+                           .heartbeat_ms = 3600000, .thread = false, .counts = counts_of,
+                           .counts_ctx = &f->app};
+    f->app.inbox_hub = inbox_hub_new(&ho);
+    const char *who[] = {"f004500", "f005000", "lone"};
+    sink_t sk[3];
+    for (int i = 0; i < 3; i++) {
+        memset(&sk[i], 0, sizeof(sk[i]));
+        buf_init(&sk[i].text, 0);
+        inbox_sub_t *sub = NULL;
+        bool per_user = false;
+        assert_int_equal(inbox_hub_join(f->app.inbox_hub, who[i], &sink_ops, &sk[i], &per_user, &sub),
+                         HR_OK);
+        inbox_hub_release(f->app.inbox_hub, sub, 0, "", "0");
+    }
+    assert_int_equal(pipeline_start(&f->app, &f->pipe), HR_OK);
+    produce_raw(f, "star1", EVENT);
+    wait_all(f);
+    inbox_hub_pump(f->app.inbox_hub);
+    char nid[33];
+    int64_t unread = 0;
+    assert_int_equal(view(f, "f004500", &unread, nid), 1); /* pulled, not its own row */
+    const char *t = buf_cstr(&sk[0].text);
+    char want[96];
+    snprintf(want, sizeof(want), "event: item\ndata: {");
+    if (!strstr(t, want) || !strstr(t, nid)) fail_msg("f004500's stream: %s", t);
+    if (!strstr(t, "event: counts\ndata: {\"unread\":1,")) fail_msg("f004500's counts: %s", t);
+    for (int i = 1; i < 3; i++)
+        if (strstr(buf_cstr(&sk[i].text), "event: item")) fail_msg("%s got %s", who[i], buf_cstr(&sk[i].text));
+    pipeline_stop(f->pipe);
+    f->pipe = NULL;
+    inbox_hub_free(f->app.inbox_hub);
+    f->app.inbox_hub = NULL;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sk[i].closed, 1);
+        buf_release(&sk[i].text);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_celebrity_inapp_is_stored_once_and_pulled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paging_merges_inbox_and_feed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pulled_item_reaches_live_streams, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
