@@ -182,6 +182,10 @@ hr_t digest_stage_take(digest_stage_t *ds, notif_t *x, const bus_msg_t *m, int64
         digest_meta_clear(&meta);
         return r;
     }
+    if (x->user_id.n == 0 || !meta.dkey[0]) { /* not fan-out's: never let it hold the partition */
+        digest_meta_clear(&meta);
+        return HR_OK;
+    }
     if (ds->nq == ds->cap) { /* cannot be: one queued per record of the batch */
         digest_meta_clear(&meta);
         return HR_ERR;

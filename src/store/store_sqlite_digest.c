@@ -35,7 +35,8 @@ static const char *const sql[D__COUNT] = {
                    " WHERE user_id = ?1 AND channel = ?2 AND dkey = ?3 AND closed = 0",
     [D_CLOSE] = "UPDATE digests SET closed = 1 WHERE digest_id = ?1",
     [D_OPEN] = "INSERT INTO digests (digest_id, user_id, channel, dkey, opened_at_ms, due_at_ms,"
-               " closed, count, first_actor, last_actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, ?7, ?7)",
+               " closed, count, first_actor, last_actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, ?7, ?7)"
+               " ON CONFLICT DO NOTHING",
     [D_TOKEN] = "INSERT OR REPLACE INTO scheduled (notification_id, channel, due_at_ms, record, user_id)"
                 " VALUES (?1, ?2, ?3, ?4, ?5)",
     [D_MEMBER_ADD] = "INSERT INTO digest_members (notification_id, digest_id, user_id, at_ms)"
@@ -94,23 +95,31 @@ static hr_t add_one(conn_t *c, sqlite3_stmt **st, int64_t now_ms, digest_add_t *
         open = false;
     }
     if (!open) {
-        int64_t due = now_ms + m->window_ms;
-        digest_make_id(m->user_id, m->channel, m->dkey, now_ms, m->digest_id);
+        /* The id is made from the opening time. Taken already (a digest of
+         * the key opened in the same millisecond: only a clock stepping
+         * back does that), the next millisecond is. */
+        int64_t opened = now_ms, due;
+        for (int tries = 0;; tries++, opened++) {
+            due = opened + m->window_ms;
+            digest_make_id(m->user_id, m->channel, m->dkey, opened, m->digest_id);
+            sqlite3_stmt *o = st[D_OPEN];
+            bind_str(o, 1, m->digest_id);
+            bind_hstr(o, 2, m->user_id);
+            sqlite3_bind_int(o, 3, (int)m->channel);
+            bind_hstr(o, 4, m->dkey);
+            sqlite3_bind_int64(o, 5, opened);
+            sqlite3_bind_int64(o, 6, due);
+            bind_hstr(o, 7, m->actor);
+            if ((r = done(c, o, "digest open")) != HR_OK) return r;
+            if (sqlite3_changes(c->db) > 0) break;
+            if (tries == 16) return sq_err(c, SQLITE_CONSTRAINT, "digest open: id taken");
+        }
         buf_reset(tok);
         if (digest_token_make(m->rec, m->rec_len, m->digest_id, due, tok) != HR_OK) {
             log_warn(SQ_LOG, "digest member %.*s: record unreadable", (int)m->notification_id.n,
                      m->notification_id.p);
             return HR_INVALID;
         }
-        sqlite3_stmt *o = st[D_OPEN];
-        bind_str(o, 1, m->digest_id);
-        bind_hstr(o, 2, m->user_id);
-        sqlite3_bind_int(o, 3, (int)m->channel);
-        bind_hstr(o, 4, m->dkey);
-        sqlite3_bind_int64(o, 5, now_ms);
-        sqlite3_bind_int64(o, 6, due);
-        bind_hstr(o, 7, m->actor);
-        if ((r = done(c, o, "digest open")) != HR_OK) return r;
         sqlite3_stmt *t = st[D_TOKEN];
         bind_str(t, 1, m->digest_id);
         sqlite3_bind_int(t, 2, (int)m->channel);
