@@ -168,7 +168,6 @@ CREATE TABLE IF NOT EXISTS digests (
   first_actor TEXT NOT NULL DEFAULT '', last_actor TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS digests_open ON digests (user_id, channel, dkey) WHERE closed = 0;
 CREATE INDEX IF NOT EXISTS digests_user ON digests (user_id);
-CREATE INDEX IF NOT EXISTS digests_due ON digests (due_at_ms);
 CREATE TABLE IF NOT EXISTS digest_members (
   notification_id TEXT PRIMARY KEY, digest_id TEXT NOT NULL, user_id TEXT NOT NULL,
   at_ms INTEGER NOT NULL) WITHOUT ROWID;
