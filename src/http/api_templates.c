@@ -5,6 +5,7 @@
  */
 #include "http/api_int.h"
 
+#include "model/digest.h"
 #include "model/template.h"
 #include "model/validate.h"
 
@@ -14,13 +15,45 @@
 #define TEMPLATE_BODY_MAX (64 * 1024)
 #define CHANNEL_NAME_MAX 16
 
+/* {"window":"10m","key":"{{data.post_id}}"|null}, or null without a digest. */
+static json_t *digest_json(const template_rec_t *t)
+{
+    if (t->digest_window_ms <= 0) return json_null();
+    char w[32];
+    digest_window_format(t->digest_window_ms, w, sizeof(w));
+    return json_pack("{s:s,s:o}", "window", w, "key", api_json_str_or_null(t->digest_key));
+}
+
 static json_t *template_json(const template_rec_t *t)
 {
-    return json_pack("{s:o,s:s,s:o,s:o,s:o}", "event_type",
+    return json_pack("{s:o,s:s,s:o,s:o,s:o,s:o}", "event_type",
                      api_json_str_or_null(t->event_type ? tenant_unqualify(t->event_type) : NULL),
                      "channel", channel_name(t->channel),
                      "locale", api_json_str_or_null(t->locale), "title",
-                     api_json_str_or_null(t->title), "body", api_json_str_or_null(t->body));
+                     api_json_str_or_null(t->title), "body", api_json_str_or_null(t->body),
+                     "digest", digest_json(t));
+}
+
+/* The optional digest member: {"window":"10m","key":"{{data.post_id}}"};
+ * absent or null = none; key absent or null = the event type. */
+static bool digest_from_json(json_t *doc, template_rec_t *t, problem_t *pb)
+{
+    static const char *const keys[] = {"window", "key", NULL};
+    json_t *d = json_object_get(doc, "digest");
+    const char *s;
+    char why[200];
+    if (!d || json_is_null(d)) return true;
+    if (!json_is_object(d))
+        return api_bad(pb, "digest", "must be an object like {\"window\":\"10m\",\"key\":\"{{data.post_id}}\"}");
+    if (!api_only_keys(d, keys, "digest.", pb)) return false;
+    json_t *w = json_object_get(d, "window");
+    if (!w || !json_is_string(w)) return api_bad(pb, "digest.window", "is required: a duration like 10m, 90s or 2h");
+    if (digest_window_parse(json_string_value(w), &t->digest_window_ms, why, sizeof(why)) != HR_OK)
+        return api_bad(pb, "digest.window", "%s", why);
+    if (!api_opt_string(d, "key", "digest.key", DIGEST_KEY_TMPL_MAX, &s, pb)) return false;
+    if (s && digest_key_check(s, why, sizeof(why)) != HR_OK) return api_bad(pb, "digest.key", "%s", why);
+    t->digest_key = s ? xstrdup(s) : NULL;
+    return true;
 }
 
 /* The {channel} path parameter; false after answering 400. */
@@ -59,7 +92,7 @@ static bool tmpl_string(json_t *doc, const char *key, size_t max, const char **o
  * them with template_rec_clear(). */
 static bool template_from_json(json_t *doc, template_rec_t *t, problem_t *pb)
 {
-    static const char *const keys[] = {"locale", "title", "body", "event_type", "channel", NULL};
+    static const char *const keys[] = {"locale", "title", "body", "event_type", "channel", "digest", NULL};
     const char *s;
     char why[200];
 
@@ -85,7 +118,7 @@ static bool template_from_json(json_t *doc, template_rec_t *t, problem_t *pb)
     if (!s || !*s) return api_bad(pb, "body", "is required (a non-empty template)");
     if (tmpl_check(s, why, sizeof(why)) != HR_OK) return api_bad(pb, "body", "%s", why);
     t->body = xstrdup(s);
-    return true;
+    return digest_from_json(doc, t, pb);
 }
 
 void api_template_put(http_req_t *rq, http_resp_t *rs)

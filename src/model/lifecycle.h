@@ -10,8 +10,9 @@
  *   a row whose status has rank 0 takes any status; a row whose status has
  *   rank > 0 takes only a status of higher rank.
  *
- * Ranks: dead 1 < sent 2 < delivered = undelivered = bounced 3, everything
- * else 0. dead < sent so that a dead-lettered notification redriven
+ * Ranks: dead 1 < sent 2 = digested 2 < delivered = undelivered = bounced 3,
+ * everything else 0. digested (collapsed into a digest, model/digest.h)
+ * ranks with sent: the digest delivered it, so nothing sends it again. dead < sent so that a dead-lettered notification redriven
  * successfully becomes sent. The three of rank 3 are what a provider
  * reports after accepting it (delivery callbacks, src/http/api_callbacks.c);
  * being equal, the first report to arrive stays (a late "bounced" never
@@ -44,7 +45,8 @@
     X(ST_DEFERRED, "deferred", 0, false)              \
     X(ST_DEAD, "dead", 1, true)                       \
     X(ST_UNDELIVERED, "undelivered", 3, true)         \
-    X(ST_BOUNCED, "bounced", 3, true)
+    X(ST_BOUNCED, "bounced", 3, true)                 \
+    X(ST_DIGESTED, "digested", 2, true)
 
 /* Rank for the replacement rule; 0 for unknown values. */
 int lifecycle_rank(notif_status_t s);

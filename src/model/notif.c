@@ -48,6 +48,7 @@ static const char *const status_names[ST__COUNT] = {
     [ST_SUPPRESSED] = "suppressed", [ST_RATE_LIMITED] = "rate_limited",
     [ST_DEFERRED] = "deferred",   [ST_DEAD] = "dead",
     [ST_UNDELIVERED] = "undelivered", [ST_BOUNCED] = "bounced",
+    [ST_DIGESTED] = "digested",
 };
 
 /* Exact, case-sensitive lookup of (s, n) in a name table; -1 if absent. */

@@ -73,6 +73,9 @@ typedef enum notif_status {
      * stored (binary record, store), so old values never move. */
     ST_UNDELIVERED,             /* the provider reports a final failure */
     ST_BOUNCED,                 /* the recipient's server refused it (e-mail hard bounce) */
+    /* Appended likewise: collapsed into a digest (model/digest.h); the
+     * status's error says "into <digest id>", the delivered one's id. */
+    ST_DIGESTED,
     ST__COUNT
 } notif_status_t;
 const char *status_name(notif_status_t s);

@@ -14,6 +14,9 @@
  * or array indexes ("data.items.0.name"). Strings render as they are,
  * numbers and booleans as text; a missing variable, null, an object or an
  * array renders as empty. No escaping is applied: the output is plain text.
+ * digest.count, digest.others, digest.first_actor and digest.last_actor
+ * render as a digest of one (1, 0, actor, actor); ctx->spans records where
+ * (template.h).
  *
  * Limit. When out's limit is reached the rendering is cut there (never
  * inside a UTF-8 sequence) and HR_AGAIN is returned: a too-long title
@@ -136,7 +139,40 @@ static hr_t append_cstr(buf_t *out, const char *s)
 static const char *const plain_vars[] = {
     "event_id", "type", "actor", "category", "source", "tenant", "priority",
     "user_id", "user.locale",
+    "digest.count", "digest.others", "digest.first_actor", "digest.last_actor",
 };
+
+/* {{digest.*}}: its tmpl_dvar_t, or -1. */
+static int digest_var(const char *name, size_t n)
+{
+    if (n < 8 || memcmp(name, "digest.", 7) != 0) return -1;
+    if (name_is(name, n, "digest.count")) return TMPL_DV_COUNT;
+    if (name_is(name, n, "digest.others")) return TMPL_DV_OTHERS;
+    if (name_is(name, n, "digest.first_actor")) return TMPL_DV_FIRST;
+    if (name_is(name, n, "digest.last_actor")) return TMPL_DV_LAST;
+    return -1;
+}
+
+/* A digest variable as a digest of one, its span recorded. */
+static hr_t render_digest_var(int dv, const tmpl_ctx_t *ctx, buf_t *out)
+{
+    size_t at = out->len;
+    hr_t r;
+    if (dv == TMPL_DV_COUNT) r = out_put(out, "1", 1);
+    else if (dv == TMPL_DV_OTHERS) r = out_put(out, "0", 1);
+    else r = append_cstr(out, ctx->ev ? ctx->ev->actor : NULL);
+    tmpl_spans_t *sp = ctx->spans;
+    if (r == HR_OK && sp && sp->n >= 0) {
+        if (sp->n == TMPL_SPANS_MAX) {
+            sp->n = -1;
+        } else {
+            sp->v[sp->n].at = (uint32_t)at;
+            sp->v[sp->n].len = (uint32_t)(out->len - at);
+            sp->v[sp->n++].var = (uint8_t)dv;
+        }
+    }
+    return r;
+}
 
 /* pre: record the recipient's variables as holes there instead. */
 static hr_t render_var(const char *name, size_t n, const tmpl_ctx_t *ctx, buf_t *out, tmpl_pre_t *pre)
@@ -157,6 +193,8 @@ static hr_t render_var(const char *name, size_t n, const tmpl_ctx_t *ctx, buf_t 
     }
     if (name_is(name, n, "user_id")) return append_cstr(out, ctx->user_id);
     if (name_is(name, n, "user.locale")) return append_cstr(out, ctx->locale);
+    int dv = digest_var(name, n);
+    if (dv >= 0) return render_digest_var(dv, ctx, out);
     if (!ev) return HR_OK;
     if (name_is(name, n, "event_id")) return append_cstr(out, ev->event_id);
     if (name_is(name, n, "type")) return append_cstr(out, ev->type);

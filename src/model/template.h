@@ -5,6 +5,13 @@
  * {{user.locale}} and {{data.<path>}} where path walks nested objects with
  * dots. A missing variable renders as empty. "{{{" or unbalanced braces are
  * copied literally. Rendering is pure: no I/O.
+ *
+ * Digests (model/digest.h): {{digest.count}} {{digest.others}} (count - 1)
+ * {{digest.first_actor}} {{digest.last_actor}}. A notification that is not
+ * (yet) a digest renders them as a digest of one: 1, 0, the actor, the
+ * actor. With ctx->spans set, tmpl_render records where each of them went
+ * in the output, so that the digest's delivery can put the real values
+ * there (digest_splice).
  */
 #ifndef HERALD_TEMPLATE_H
 #define HERALD_TEMPLATE_H
@@ -12,10 +19,28 @@
 #include "core/buf.h"
 #include "model/event.h"
 
+/* Where a {{digest.*}} variable went in a rendering: bytes [at, at+len). */
+typedef enum tmpl_dvar {
+    TMPL_DV_COUNT = 0,
+    TMPL_DV_OTHERS,
+    TMPL_DV_FIRST,
+    TMPL_DV_LAST,
+    TMPL_DV__COUNT
+} tmpl_dvar_t;
+#define TMPL_SPANS_MAX 16
+typedef struct tmpl_spans {
+    int n;                      /* spans recorded; -1: more than TMPL_SPANS_MAX */
+    struct {
+        uint32_t at, len;
+        uint8_t var;            /* tmpl_dvar_t */
+    } v[TMPL_SPANS_MAX];
+} tmpl_spans_t;
+
 typedef struct tmpl_ctx {
     const event_t *ev;
     const char *user_id;
     const char *locale;
+    tmpl_spans_t *spans;        /* may be NULL: where {{digest.*}} went */
 } tmpl_ctx_t;
 
 /* Appends the rendering of tmpl to out. HR_AGAIN if out's limit is hit; out

@@ -87,6 +87,7 @@
 #include "policy/quiet.h"
 #include "policy/ratelimit.h"
 #include "provider/provider.h"
+#include "stage/digest.h"
 #include "stage/scheduler.h"
 #include "stage/sent_ids.h"
 
@@ -143,6 +144,7 @@ typedef struct dispatch {
     bool *again;                /* send[i] was offered to this worker before: not rate-limited again */
     ratelimit_req_t *reqs;
     int *req_of;                /* send index of reqs[k] */
+    digest_stage_t *digests;    /* stage/digest.h */
 } dispatch_t;
 
 /* Provider completion: res is d->res[i] for cookie i. Runs on this
@@ -195,6 +197,7 @@ static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
     buf_init(&d->enc, 0);
     buf_init(&d->enc_retry, 0);
     hist_local_init(&d->lat);
+    d->digests = digest_stage_new(app, d->ch, d->cap);
     char why[256];
     if (config_parse_delays(app->cfg->retry_delays, d->delays, why, sizeof(why)) != HR_OK)
         memcpy(d->delays, retry_tier_delay_ms, sizeof(d->delays)); /* checked when set */
@@ -230,6 +233,7 @@ static void dispatch_free(void *state)
     free(d->again);
     free(d->reqs);
     free(d->req_of);
+    digest_stage_free(d->digests);
     free(d->notifs);
     free(d->send);
     free(d->src);
@@ -304,6 +308,7 @@ static bool tail_record(void *ud, const bus_msg_t *m)
     t->records++;
     if (notif_decode(m->value, m->value_len, &x) != HR_OK || x.kind != REC_STATUS) return true;
     if (x.channel != t->d->ch || !lifecycle_was_sent(x.status)) return true;
+    if (x.status == ST_DIGESTED) return true; /* not sent: its digest was (stage/digest.h) */
     if (sent_ids_add(&t->d->sent, x.notification_id)) t->sent++;
     return true;
 }
@@ -700,6 +705,7 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
     /* Decode; skip what is known as sent (or twice in this batch); collect
      * the ids to ask the store about. */
     sent_ids_clear(&d->in_batch);
+    digest_stage_begin(d->digests);
     int nd = 0, nask = 0;
     for (int i = 0; i < n && r == HR_OK; i++) {
         int64_t *below = part_slot(d, msgs[i].partition);
@@ -757,6 +763,11 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
             if ((r = schedule_defer(app, &d->notifs[i], d->notifs[i].due_at_ms, batch)) != HR_OK) return r;
             continue;
         }
+        /* a digest's member is held (added to its digest at the end of the
+         * batch); its flush token becomes the digest's notification */
+        digest_take_t dt;
+        if ((r = digest_stage_take(d->digests, &d->notifs[i], d->src[i], now, batch, &dt)) != HR_OK) return r;
+        if (dt != DIGEST_TAKE_SEND) continue;
         /* compact: notifs[ns] and src[ns] are the ns-th record to send */
         if (ns != i) {
             d->notifs[ns] = d->notifs[i];
@@ -774,6 +785,7 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
         d->send[ns] = &d->notifs[ns];
         ns++;
     }
+    if ((r = digest_stage_end(d->digests, now, batch)) != HR_OK) return r;
     if (ns > 0) r = rate_limit(d, &ns, now, batch);
     if (r != HR_OK || ns == 0) return r;
 

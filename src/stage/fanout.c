@@ -47,6 +47,8 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/sha256.h"
+#include "model/digest.h"
 #include "model/event.h"
 #include "model/template.h"
 #include "model/tenant.h"
@@ -138,6 +140,8 @@ typedef struct fanout {
     buf_t enc;
     buf_t title;
     buf_t body;
+    buf_t dkey;                 /* a digest member's grouping key (model/digest.h) */
+    buf_t meta;                 /* its record metadata */
     recip_cache_t *rcache;
     recip_reader_t *recips;
     prefs_required_t required;  /* policy.required_categories */
@@ -170,6 +174,8 @@ static void *fanout_new(app_t *app, const stage_def_t *def, int worker)
     buf_init(&f->enc, 0);
     buf_init(&f->title, 4096);
     buf_init(&f->body, 64 * 1024);
+    buf_init(&f->dkey, 0);
+    buf_init(&f->meta, 0);
     for (int c = 0; c < CH__COUNT; c++) {
         tmpl_pre_init(&f->pre[c].title);
         tmpl_pre_init(&f->pre[c].body);
@@ -219,6 +225,8 @@ static void fanout_free(void *state)
     buf_release(&f->enc);
     buf_release(&f->title);
     buf_release(&f->body);
+    buf_release(&f->dkey);
+    buf_release(&f->meta);
     for (int c = 0; c < CH__COUNT; c++) {
         tmpl_pre_release(&f->pre[c].title);
         tmpl_pre_release(&f->pre[c].body);
@@ -349,6 +357,65 @@ typedef struct fan_ev {
     const bus_msg_t *m;         /* its record (chunks.h plans from it) */
 } fan_ev_t;
 
+/* A digest member (model/digest.h): renders title and body into f->title
+ * and f->body with the places of {{digest.*}} in ts and bs, and the key
+ * (the template's digest_key, else nothing: the event type alone) into
+ * f->dkey as "<qualified type> 0x1F <key>"; a key longer than
+ * DIGEST_KEY_MAX becomes '#' and its SHA-256. */
+static void digest_render(fanout_t *f, const fan_ev_t *fe, const template_rec_t *t, const char *uid,
+                          const char *locale, tmpl_spans_t *ts, tmpl_spans_t *bs)
+{
+    tmpl_ctx_t c = {.ev = fe->ev, .user_id = uid, .locale = locale, .spans = ts};
+    buf_reset(&f->title);
+    buf_reset(&f->body);
+    memset(ts, 0, sizeof(*ts));
+    memset(bs, 0, sizeof(*bs));
+    tmpl_render(t->title ? t->title : "", &c, &f->title); /* truncated at the limit */
+    c.spans = bs;
+    tmpl_render(t->body ? t->body : "", &c, &f->body);
+    c.spans = NULL;
+    buf_reset(&f->dkey);
+    buf_append(&f->dkey, fe->type, strlen(fe->type));
+    buf_append(&f->dkey, "\x1f", 1);
+    if (t->digest_key) {
+        size_t at = f->dkey.len;
+        tmpl_render(t->digest_key, &c, &f->dkey);
+        if (f->dkey.len - at > DIGEST_KEY_MAX) {
+            unsigned char md[32];
+            static const char hx[] = "0123456789abcdef";
+            sha256(f->dkey.data + at, f->dkey.len - at, md);
+            f->dkey.len = at;
+            char h[65];
+            h[0] = '#';
+            for (int i = 0; i < 32; i++) {
+                h[1 + 2 * i] = hx[md[i] >> 4];
+                h[2 + 2 * i] = hx[md[i] & 15];
+            }
+            buf_append(&f->dkey, h, 65);
+        }
+    }
+}
+
+/* The member's metadata into f->meta; dev: the push device (its own digest). */
+static hr_t digest_meta(fanout_t *f, const fan_ev_t *fe, const template_rec_t *t, hstr_t dev,
+                        const tmpl_spans_t *ts, const tmpl_spans_t *bs)
+{
+    size_t base = f->dkey.len;
+    if (dev.n) {
+        buf_append(&f->dkey, "\x1f", 1);
+        buf_append(&f->dkey, dev.p, dev.n);
+    }
+    buf_append(&f->dkey, "", 1); /* NUL */
+    digest_meta_t m = {.kind = DIGEST_MEMBER, .window_ms = t->digest_window_ms, .dkey = f->dkey.data,
+                       .actor = (char *)(fe->ev->actor ? fe->ev->actor : ""), .title = *ts, .body = *bs};
+    if (m.title.n < 0) m.title.n = 0; /* too many to splice: shown as a digest of one */
+    if (m.body.n < 0) m.body.n = 0;
+    buf_reset(&f->meta);
+    hr_t r = digest_meta_write(&m, &f->meta);
+    f->dkey.len = base;
+    return r;
+}
+
 /* user_id: qualified with the event's tenant. */
 static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const char *user_id,
                         bool replay, bus_batch_t *batch)
@@ -407,6 +474,7 @@ static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const ch
             continue;
         }
         const char *title, *body;
+        const template_rec_t *dt = NULL; /* the template declares a digest */
         if (!event_content_for(ev, (channel_t)ch, &title, &body)) {
             const template_rec_t *t = template_for(f, fe->type, ch, locale);
             if (!t) {
@@ -415,23 +483,34 @@ static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const ch
             }
             title = t->title ? t->title : "";
             body = t->body ? t->body : "";
-        }
-        pre_slot_t *ps = &f->pre[ch];
-        if (ps->serial != fe->serial || ps->src_title != title || ps->src_body != body) {
-            tmpl_prerender(title, ev, &ps->title);
-            tmpl_prerender(body, ev, &ps->body);
-            ps->serial = fe->serial;
-            ps->src_title = title;
-            ps->src_body = body;
+            /* critical goes out at once, never collapsed */
+            if (t->digest_window_ms > 0 && ev->priority != PRIO_CRITICAL) dt = t;
         }
         const char *uid = tenant_unqualify(user_id);
-        buf_reset(&f->title);
-        buf_reset(&f->body);
-        tmpl_finish(&ps->title, uid, locale, &f->title); /* truncated at the limit */
-        tmpl_finish(&ps->body, uid, locale, &f->body);
+        tmpl_spans_t ts, bs;
+        if (dt) {
+            digest_render(f, fe, dt, uid, locale, &ts, &bs);
+        } else {
+            pre_slot_t *ps = &f->pre[ch];
+            if (ps->serial != fe->serial || ps->src_title != title || ps->src_body != body) {
+                tmpl_prerender(title, ev, &ps->title);
+                tmpl_prerender(body, ev, &ps->body);
+                ps->serial = fe->serial;
+                ps->src_title = title;
+                ps->src_body = body;
+            }
+            buf_reset(&f->title);
+            buf_reset(&f->body);
+            tmpl_finish(&ps->title, uid, locale, &f->title); /* truncated at the limit */
+            tmpl_finish(&ps->body, uid, locale, &f->body);
+        }
         n.title = (hstr_t){f->title.data ? f->title.data : "", f->title.len};
         n.body = (hstr_t){f->body.data ? f->body.data : "", f->body.len};
         if (ch != CH_PUSH) {
+            if (dt) {
+                if ((r = digest_meta(f, fe, dt, (hstr_t){NULL, 0}, &ts, &bs)) != HR_OK) break;
+                n.metadata = (hstr_t){f->meta.data, f->meta.len};
+            }
             n.address = (hstr_t){rc->addr[ch], rc->addr_len[ch]};
             n.platform = HSTR("");
             buf_reset(&f->enc);
@@ -457,6 +536,10 @@ static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const ch
                 bool sent = false;
                 if ((r = store_notif_sent(app->store, d > 0 ? did : nid, &sent)) != HR_OK) break;
                 if (sent) continue; /* delivered the first time round */
+            }
+            if (dt) {
+                if ((r = digest_meta(f, fe, dt, dev, &ts, &bs)) != HR_OK) break;
+                n.metadata = (hstr_t){f->meta.data, f->meta.len};
             }
             n.address = dev;
             n.platform = plat;

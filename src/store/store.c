@@ -869,7 +869,40 @@ void template_rec_clear(template_rec_t *t)
     free(t->locale);
     free(t->title);
     free(t->body);
+    free(t->digest_key);
     memset(t, 0, sizeof(*t));
+}
+
+/* ---- digests ---- */
+
+hr_t store_digest_add_batch(store_t *s, int64_t now_ms, digest_add_t *v, int n)
+{
+    if (!s->ops->digest_add_batch) return HR_DECLINED;
+    for (int i = 0; i < n; i++) {
+        v[i].digest_id[0] = '\0';
+        v[i].added = v[i].opened = false;
+        if (!v[i].user_id.n || !v[i].notification_id.n || !v[i].dkey.n || (unsigned)v[i].channel >= CH__COUNT ||
+            v[i].window_ms <= 0 || !v[i].rec || !v[i].rec_len || v[i].rec_len > STORE_NOTIF_STR_MAX)
+            return HR_INVALID;
+    }
+    if (n <= 0) return n == 0 ? HR_OK : HR_INVALID;
+    return s->ops->digest_add_batch(s, now_ms, v, n);
+}
+
+hr_t store_digest_close(store_t *s, const char *digest_id, digest_info_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!nonempty(digest_id)) return HR_INVALID;
+    if (!s->ops->digest_close) return HR_DECLINED;
+    return s->ops->digest_close(s, digest_id, out);
+}
+
+void digest_info_clear(digest_info_t *d)
+{
+    if (!d) return;
+    free(d->first_actor);
+    free(d->last_actor);
+    memset(d, 0, sizeof(*d));
 }
 
 void notif_row_clear(notif_row_t *r)

@@ -17,7 +17,7 @@
 
 typedef struct store store_t;
 
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 #define STORE_MAX_DEVICES 16
 
 typedef struct device {
@@ -57,6 +57,10 @@ typedef struct template_rec {
     char *locale;
     char *title;
     char *body;
+    /* A digest (model/digest.h; schema version 7): window in ms, 0 = none;
+     * key template, NULL = the event type. */
+    int64_t digest_window_ms;
+    char *digest_key;
 } template_rec_t;
 /* Frees the template's strings and zeroes it; NULL is a no-op. */
 void template_rec_clear(template_rec_t *t);
@@ -452,6 +456,49 @@ hr_t store_feed_mark(store_t *s, const char *user_id, const char *notification_i
                      inbox_mark_t m, int64_t at_ms, int64_t *changed);
 /* Hides a feed item from the user. HR_NOTFOUND as above. */
 hr_t store_feed_del(store_t *s, const char *user_id, const char *notification_id);
+
+/* ---- digests (model/digest.h; schema version 7) ----
+ * State of the digests, owned by the dispatcher of the user's partition.
+ * Backends without it (PostgreSQL for now) answer HR_DECLINED; dispatch
+ * then delivers members one by one. */
+
+/* One member to add. In: every field but the outs; strings borrowed. */
+typedef struct digest_add {
+    hstr_t user_id;             /* stored (qualified) id */
+    channel_t channel;
+    hstr_t dkey;                /* digest_meta_t.dkey */
+    int64_t window_ms;
+    hstr_t notification_id;     /* the member's own id: counted once */
+    hstr_t actor;
+    const void *rec;            /* the member's encoded record: a digest it */
+    size_t rec_len;             /* opens keeps its flush token made from it */
+    /* out */
+    char digest_id[33];         /* the digest it is (or was already) in */
+    bool added;                 /* false: the member was counted before */
+    bool opened;                /* it opened the digest */
+} digest_add_t;
+/* Adds n members in one transaction, in order, at now_ms. A member joins
+ * the open digest of its (user, channel, dkey) while now_ms is before the
+ * digest's due time; otherwise that digest is closed (its token flushes it)
+ * and the member opens a new one: id digest_make_id(.., now_ms), due at
+ * now_ms + window_ms, its flush token (digest_token_make) kept in the
+ * scheduled table until then. A member already counted (same
+ * notification_id) changes nothing and gets its digest's id. All or
+ * nothing. n = 0 tells whether the backend keeps digests (HR_OK) or not
+ * (HR_DECLINED). */
+hr_t store_digest_add_batch(store_t *s, int64_t now_ms, digest_add_t *v, int n);
+
+/* A digest as its flush sees it. */
+typedef struct digest_info {
+    int64_t count;
+    char *first_actor, *last_actor;
+    int64_t opened_at_ms, due_at_ms;
+} digest_info_t;
+void digest_info_clear(digest_info_t *d);
+/* Closes the digest (no member joins it after this) and reads it; a
+ * closed one is read as it is, so a repeated flush renders the same.
+ * HR_NOTFOUND when unknown (purged, the user erased). */
+hr_t store_digest_close(store_t *s, const char *digest_id, digest_info_t *out);
 
 /* ---- freeing what the store fills ---- */
 

@@ -173,6 +173,9 @@ typedef struct store_ops {
     hr_t (*feed_mark)(store_t *s, const char *user_id, const char *notification_id,
                       inbox_mark_t m, int64_t at_ms, int64_t *changed);
     hr_t (*feed_del)(store_t *s, const char *user_id, const char *notification_id);
+    /* Digests (store.h); NULL = not in this backend. Arguments checked. */
+    hr_t (*digest_add_batch)(store_t *s, int64_t now_ms, digest_add_t *v, int n);
+    hr_t (*digest_close)(store_t *s, const char *digest_id, digest_info_t *out);
 } store_ops_t;
 
 struct store_feed;

@@ -157,13 +157,15 @@ static const char *stmt_sql[S__COUNT] = {
     [S_FOLLOW_PAGE] = "SELECT follower FROM follows WHERE actor = ?1 AND follower > ?2"
                       " ORDER BY follower LIMIT ?3",
     [S_TPL_PUT] =
-        "INSERT INTO templates (event_type, channel, locale, title, body, updated_at)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (event_type, channel, locale) DO UPDATE"
+        "INSERT INTO templates (event_type, channel, locale, title, body, updated_at,"
+        " digest_window_ms, digest_key)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (event_type, channel, locale) DO UPDATE"
         " SET locale = excluded.locale, title = excluded.title, body = excluded.body,"
-        " updated_at = excluded.updated_at",
+        " updated_at = excluded.updated_at, digest_window_ms = excluded.digest_window_ms,"
+        " digest_key = excluded.digest_key",
     /* ?3..?5: the locale chain (store_locale_chain); locale has NOCASE
      * collation: "pt-br" finds "pt-BR" */
-    [S_TPL_GET] = "SELECT locale, title, body FROM templates"
+    [S_TPL_GET] = "SELECT locale, title, body, digest_window_ms, digest_key FROM templates"
                   " WHERE event_type = ?1 AND channel = ?2 AND locale IN (?3, ?4, ?5)"
                   " ORDER BY CASE WHEN locale = ?3 THEN 0 WHEN locale = ?4 THEN 1 ELSE 2 END"
                   " LIMIT 1",
@@ -516,6 +518,7 @@ static hr_t schema_init(conn_t *c)
         {4, store_schema_sqlite_migrate_4},
         {5, store_schema_sqlite_migrate_5},
         {6, store_schema_sqlite_migrate_6},
+        {7, store_schema_sqlite_migrate_7},
     };
     for (size_t i = 0; version > 0 && i < ARRAY_LEN(steps); i++) {
         if (version >= steps[i].to) continue;
@@ -863,6 +866,8 @@ const store_ops_t store_sqlite_ops = {
     .dlq_get = sq_dlq_get,
     .health = sq_health,
     /* store_sqlite_feed.c */
+    .digest_add_batch = sq_digest_add_batch,
+    .digest_close = sq_digest_close,
     .feed_put = sq_feed_put,
     .followers_count = sq_followers_count,
     .feed_list = sq_feed_list,

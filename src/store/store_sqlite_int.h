@@ -334,4 +334,14 @@ hr_t sq_feed_del(store_t *s, const char *user_id, const char *notification_id);
  * states and, as an actor, its feed items. *count += rows deleted. */
 hr_t sq_feed_erase(conn_t *c, const char *user_id, int64_t *count);
 
+/* store_sqlite_digest.c (digests) */
+hr_t sq_digest_add_batch(store_t *s, int64_t now_ms, digest_add_t *v, int n);
+hr_t sq_digest_close(store_t *s, const char *digest_id, digest_info_t *out);
+/* Erasing a user (c->mu held, inside the caller's transaction): its
+ * digests and members. *count += rows deleted. */
+hr_t sq_digest_erase(conn_t *c, const char *user_id, int64_t *count);
+/* Retention (c->mu held): closed digests due before before_ms and members
+ * added before it. *count += rows deleted. */
+hr_t sq_digest_purge(conn_t *c, int64_t before_ms, int64_t *count);
+
 #endif

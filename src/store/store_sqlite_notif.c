@@ -592,6 +592,13 @@ hr_t sq_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted)
     }
     if (items) log_info(LOG, "purged %lld inbox item(s) created before %lld", (long long)items,
                         (long long)before_ms);
+    if (r == HR_OK) { /* digests closed and due before the cut, members added before it */
+        int64_t drows = 0;
+        pthread_mutex_lock(&c->mu);
+        r = sq_digest_purge(c, before_ms, &drows); /* store_sqlite_digest.c */
+        pthread_mutex_unlock(&c->mu);
+        if (drows) log_info(LOG, "purged %lld digest row(s) before %lld", (long long)drows, (long long)before_ms);
+    }
     changed = SQ_PURGE_CHUNK;
     c = &sq(s)->ev;
     while (r == HR_OK && changed == SQ_PURGE_CHUNK) {

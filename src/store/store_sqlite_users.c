@@ -493,6 +493,7 @@ static hr_t erase_step(conn_t *c, const char *user_id, store_erase_t *st, bool *
     for (size_t i = 0; last && i < ARRAY_LEN(rest) && r == HR_OK; i++)
         r = erase_run(c, rest[i].id, user_id, 0, &rows, rest[i].what);
     if (last && r == HR_OK) r = sq_feed_erase(c, user_id, &rows); /* store_sqlite_feed.c */
+    if (last && r == HR_OK) r = sq_digest_erase(c, user_id, &rows); /* store_sqlite_digest.c */
     free(ids.v);
     r = sq_tx_end(c, r);
     if (r != HR_OK) return r;
@@ -540,6 +541,8 @@ hr_t sq_template_put(store_t *s, const template_rec_t *t)
         bind_str(st, 4, t->title ? t->title : "");
         bind_str(st, 5, t->body ? t->body : "");
         sqlite3_bind_int64(st, 6, hclock_now_ms());
+        sqlite3_bind_int64(st, 7, t->digest_window_ms > 0 ? t->digest_window_ms : 0);
+        bind_str(st, 8, t->digest_window_ms > 0 && nonempty(t->digest_key) ? t->digest_key : NULL);
         r = sq_step_done(c, st, "template put");
     }
     pthread_mutex_unlock(&c->mu);
@@ -565,6 +568,8 @@ hr_t sq_template_get(store_t *s, const char *event_type, channel_t ch,
             out->locale = col_str(st, 0);
             out->title = col_str(st, 1);
             out->body = col_str(st, 2);
+            out->digest_window_ms = sqlite3_column_int64(st, 3);
+            out->digest_key = col_str(st, 4);
             r = HR_OK;
         } else {
             r = rc == SQLITE_DONE ? HR_NOTFOUND : sq_err(c, rc, "template get");

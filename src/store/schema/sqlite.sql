@@ -1,5 +1,5 @@
 -- herald: the SQLite schema of the main database.
--- schema_version: 6
+-- schema_version: 7
 --
 -- Applied at every open (each statement is IF NOT EXISTS); the version is
 -- STORE_SCHEMA_VERSION in store.h and is recorded in schema_version. A
@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS templates (
   event_type TEXT NOT NULL, channel INTEGER NOT NULL,
   locale TEXT NOT NULL COLLATE NOCASE,
   title TEXT NOT NULL, body TEXT NOT NULL, updated_at INTEGER NOT NULL,
+  digest_window_ms INTEGER NOT NULL DEFAULT 0,   -- version 7 (sqlite_migrate_7.sql)
+  digest_key TEXT,                               -- version 7
   PRIMARY KEY (event_type, channel, locale)) WITHOUT ROWID;
 
 -- rowid tables: rows are appended in arrival order, which the purge relies
@@ -153,3 +155,21 @@ CREATE TABLE IF NOT EXISTS feed_state (
   seen_at_ms INTEGER, read_at_ms INTEGER, archived_at_ms INTEGER,
   deleted INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (user_id, notification_id)) WITHOUT ROWID;
+
+-- Digests (version 7; model/digest.h, store_sqlite_digest.c). One row per
+-- digest: the grouping key (user, channel, dkey), the window, the count and
+-- the first and last actors. closed = 0 while it takes members (at most one
+-- such row per key); the flush closes it. Members are remembered by
+-- notification id, so that a member offered again is counted once.
+CREATE TABLE IF NOT EXISTS digests (
+  digest_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, channel INTEGER NOT NULL,
+  dkey TEXT NOT NULL, opened_at_ms INTEGER NOT NULL, due_at_ms INTEGER NOT NULL,
+  closed INTEGER NOT NULL DEFAULT 0, count INTEGER NOT NULL DEFAULT 0,
+  first_actor TEXT NOT NULL DEFAULT '', last_actor TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS digests_open ON digests (user_id, channel, dkey) WHERE closed = 0;
+CREATE INDEX IF NOT EXISTS digests_user ON digests (user_id);
+CREATE TABLE IF NOT EXISTS digest_members (
+  notification_id TEXT PRIMARY KEY, digest_id TEXT NOT NULL, user_id TEXT NOT NULL,
+  at_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS digest_members_user ON digest_members (user_id);
+CREATE INDEX IF NOT EXISTS digest_members_at ON digest_members (at_ms);

@@ -54,6 +54,13 @@ static void test_callback_statuses(void **state)
     assert_true(lifecycle_was_sent(ST_SENT));
     assert_false(lifecycle_was_sent(ST_DEAD));
     assert_false(lifecycle_was_sent(ST_FAILED));
+    /* digested: its digest delivered it; nothing sends it again, and a
+     * later record cannot move it back */
+    assert_true(lifecycle_was_sent(ST_DIGESTED));
+    assert_true(lifecycle_is_final(ST_DIGESTED));
+    assert_false(lifecycle_may_replace(ST_DIGESTED, ST_PENDING));
+    assert_true(lifecycle_may_replace(ST_PENDING, ST_DIGESTED));
+    assert_string_equal(status_name(ST_DIGESTED), "digested");
 }
 
 static void test_rank_sql(void **state)
@@ -62,7 +69,7 @@ static void test_rank_sql(void **state)
     char sql[200];
     assert_string_equal(lifecycle_rank_sql("status", sql, sizeof(sql)),
                         "(CASE status WHEN 1 THEN 2 WHEN 2 THEN 3 WHEN 7 THEN 1 WHEN 8 THEN 3 "
-                        "WHEN 9 THEN 3 ELSE 0 END)");
+                        "WHEN 9 THEN 3 WHEN 10 THEN 2 ELSE 0 END)");
 }
 
 static void test_transition(void **state)

@@ -39,6 +39,12 @@
     " status INTEGER NOT NULL, attempt INTEGER NOT NULL, at_ms INTEGER NOT NULL, detail TEXT);" \
     "CREATE INDEX status_history_notif ON status_history (notif_rowid);"
 
+/* What version 7 added to a version 6 database: the templates' digest
+ * columns (the digest tables are in sqlite.sql, created at every open). */
+#define V6_TEMPLATES                                                                           \
+    "ALTER TABLE templates DROP COLUMN digest_window_ms;"                                      \
+    "ALTER TABLE templates DROP COLUMN digest_key;"
+
 /* The .sql files are compiled in whole and say which version they are. */
 static void test_schema_embedded(void **state)
 {
@@ -107,7 +113,7 @@ static void test_schema_migrated_from_1(void **state)
                                   "DROP INDEX scheduled_user;"
                                   "ALTER TABLE scheduled DROP COLUMN user_id;"
                                   V5_NOTIF_TABLES("")
-                                  "UPDATE schema_version SET version = 1;"
+                                  V6_TEMPLATES "UPDATE schema_version SET version = 1;"
                                   "INSERT INTO users (user_id, email, locale, timezone, updated_at)"
                                   " VALUES ('old', 'old@example.com', 'en', 'UTC', 1)",
                                   NULL, NULL, NULL),
@@ -162,7 +168,7 @@ static void test_schema_migrated_from_2(void **state)
                                   "DROP INDEX scheduled_user;"
                                   "ALTER TABLE scheduled DROP COLUMN user_id;"
                                   V5_NOTIF_TABLES("")
-                                  "UPDATE schema_version SET version = 2;"
+                                  V6_TEMPLATES "UPDATE schema_version SET version = 2;"
                                   "INSERT INTO scheduled VALUES ('junk', 2, 5, x'00');",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
@@ -237,7 +243,7 @@ static void test_schema_migrated_from_3(void **state)
     assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db,
                                   V5_NOTIF_TABLES("")
-                                  "UPDATE schema_version SET version = 3;"
+                                  V6_TEMPLATES "UPDATE schema_version SET version = 3;"
                                   "INSERT INTO notifications (notification_id, event_id, user_id,"
                                   " channel, category, title, body, address, status, attempt,"
                                   " created_at, updated_at) VALUES ('old', 'e0', 'u1', 4, 'default',"
@@ -289,7 +295,7 @@ static void test_schema_migrated_from_5(void **state)
     assert_int_equal(
         sqlite3_exec(db,
                      V5_NOTIF_TABLES(", traceparent TEXT")
-                     "UPDATE schema_version SET version = 5;"
+                     V6_TEMPLATES "UPDATE schema_version SET version = 5;"
                      /* a: failed then sent (with the provider's id) */
                      "INSERT INTO notifications (notification_id, event_id, user_id, channel,"
                      " category, title, body, address, status, attempt, channel_msg_id, metadata,"
@@ -386,6 +392,50 @@ static void test_schema_migrated_from_5(void **state)
  * of a level merge into one of the next; the listing sees every
  * notification once, newest first, across runs and merges and pages; the
  * purge drops the runs it empties. */
+/* A version 6 database (templates without a digest) is migrated to 7 at
+ * open: its templates stay, without a digest; a digest can be stored then,
+ * and the digest tables work. */
+static void test_schema_migrated_from_6(void **state)
+{
+    fx_t *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP TABLE digests; DROP TABLE digest_members;" V6_TEMPLATES
+                                  "UPDATE schema_version SET version = 6;"
+                                  "INSERT INTO templates (event_type, channel, locale, title, body,"
+                                  " updated_at) VALUES ('like', 3, 'en', 'T', '{{actor}} liked', 1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    assert_int_equal(store_schema_version(f->s), 7);
+    template_rec_t t;
+    assert_int_equal(store_template_get(f->s, "like", CH_INAPP, "en", &t), HR_OK);
+    assert_string_equal(t.body, "{{actor}} liked");
+    assert_int_equal(t.digest_window_ms, 0);
+    assert_null(t.digest_key);
+    template_rec_clear(&t);
+    template_rec_t d = {.event_type = "like", .channel = CH_INAPP, .locale = "en", .title = "T",
+                        .body = "{{digest.count}} likes", .digest_window_ms = 600000,
+                        .digest_key = "{{data.post_id}}"};
+    assert_int_equal(store_template_put(f->s, &d), HR_OK);
+    assert_int_equal(store_template_get(f->s, "like", CH_INAPP, "en", &t), HR_OK);
+    assert_int_equal(t.digest_window_ms, 600000);
+    assert_string_equal(t.digest_key, "{{data.post_id}}");
+    template_rec_clear(&t);
+    assert_int_equal(store_digest_add_batch(f->s, 0, NULL, 0), HR_OK); /* the backend keeps digests */
+    /* opening again changes nothing */
+    store_close(f->s);
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    assert_int_equal(store_schema_version(f->s), 7);
+    assert_int_equal(store_template_get(f->s, "like", CH_INAPP, "en", &t), HR_OK);
+    assert_int_equal(t.digest_window_ms, 600000);
+    template_rec_clear(&t);
+}
+
 static void test_user_runs_merge(void **state)
 {
     fx_t *f = *state;
@@ -531,6 +581,7 @@ int main(void)
         T(test_schema_migrated_from_2),
         T(test_schema_migrated_from_3),
         T(test_schema_migrated_from_5),
+        T(test_schema_migrated_from_6),
         T(test_user_runs_merge),
         T(test_fallbacks),
     };
