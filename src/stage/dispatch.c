@@ -372,10 +372,13 @@ static hr_t learn_tails(dispatch_t *d, const bus_msg_t *msgs, int n)
     return HR_OK;
 }
 
+/* The status record of n. Attempt 1 may be the notification's first status
+ * (fan-out produced no status for it), so it carries the content the store
+ * keeps; a retry's (attempt > 1) follows the first attempt's, which did. */
 static hr_t emit(dispatch_t *d, notif_t *n, bus_batch_t *batch)
 {
     buf_reset(&d->enc);
-    notif_encode(n, &d->enc);
+    notif_encode_status(n, n->attempt <= 1, &d->enc);
     return stage_produce(d->app, TOPIC_STATUS, -1, n->user_id.p, n->user_id.n, d->enc.data,
                          d->enc.len, batch);
 }

@@ -298,7 +298,7 @@ static hr_t emit_status(fanout_t *f, notif_t *n, notif_status_t st, const char *
 {
     lifecycle_transition(n, st, hclock_now_ms(), HSTR(why), "fanout");
     buf_reset(&f->enc);
-    notif_encode(n, &f->enc);
+    notif_encode_status(n, true, &f->enc); /* the notification's only status: its content */
     if (st == ST_SUPPRESSED) METRIC_INC(notifs_suppressed);
     return stage_produce(f->app, TOPIC_STATUS, -1, n->user_id.p, n->user_id.n, f->enc.data,
                          f->enc.len, batch);
