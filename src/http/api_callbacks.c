@@ -144,7 +144,8 @@ static void record(http_req_t *rq, http_resp_t *rs, int provider, report_t *rp, 
         x.quiet_start_min = x.quiet_end_min = NOTIF_QUIET_NONE;
         lifecycle_transition(&x, rp[i].to, now, HSTR(rp[i].detail), CB_STAGE);
         buf_reset(&enc);
-        r = notif_encode(&x, &enc);
+        /* the stored row holds the content: a report carries none */
+        r = notif_encode_status(&x, false, &enc);
         if (r == HR_OK)
             r = stage_produce(app, TOPIC_STATUS, -1, x.user_id.p, x.user_id.n, enc.data, enc.len, batch);
     }

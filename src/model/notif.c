@@ -161,6 +161,8 @@ hr_t notif_encode(const notif_t *n, buf_t *out)
 
 hr_t notif_decode(const void *data, size_t len, notif_t *n)
 {
+    if (data && len > 0 && *(const unsigned char *)data == STATUS_REC_MAGIC)
+        return notif_decode_status(data, len, n);
     if (!data || len < NOTIF_MIN_V1_LEN) return HR_INVALID;
     const unsigned char *p = data;
     unsigned version = p[1];
@@ -168,6 +170,7 @@ hr_t notif_decode(const void *data, size_t len, notif_t *n)
     if (!notif_enums_valid(p[2], p[3], p[4], p[5])) return HR_INVALID;
 
     notif_t t;
+    t.no_content = false;
     t.kind = p[2];
     t.channel = (channel_t)p[3];
     t.priority = (priority_t)p[4];

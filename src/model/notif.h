@@ -30,6 +30,8 @@
 #include "core/buf.h"
 #include "core/common.h"
 
+#include <stdbool.h>
+
 #include <string.h>
 
 typedef struct hstr {
@@ -120,6 +122,10 @@ typedef struct notif {
      * when the event came without one. The codec carries the bytes as they
      * are: whoever puts it on a wire checks it (trace_is_v00). */
     hstr_t traceparent;
+    /* A status record ('S', below) that came without the content (event_id,
+     * category, title, body, address): the notification's earlier row holds
+     * it. False for every 'N' record and for records made in memory. */
+    bool no_content;
 } notif_t;
 
 #define NOTIF_MAGIC 'N'
@@ -140,7 +146,8 @@ typedef struct notif {
  * NOTIF_QUIET_NONE). A zeroed notif_t has quiet hours 00:00-00:00, an empty
  * window; set both to NOTIF_QUIET_NONE to say "none". */
 hr_t notif_encode(const notif_t *n, buf_t *out);
-/* Decodes version 1, 2 or 3; n's strings point into data. HR_INVALID on a
+/* Decodes version 1, 2 or 3, and status records in the compact form (magic
+ * 'S', notif_decode_status below); n's strings point into data. HR_INVALID on a
  * malformed record. */
 hr_t notif_decode(const void *data, size_t len, notif_t *n);
 /* JSON form (for DLQ, API, sandbox lines and debugging). event_id and
@@ -148,6 +155,24 @@ hr_t notif_decode(const void *data, size_t len, notif_t *n);
  * when it is not the default one (tenant.h): the separator never leaves
  * herald. */
 hr_t notif_to_json(const notif_t *n, buf_t *out);
+
+/* The status record on notification-status (model/status_rec.c): magic 'S',
+ * varint integers, only what the store and dispatch read back - id, user,
+ * channel, status, attempt, status and created times, the provider's
+ * message id and the error when present, metadata and traceparent when
+ * set - and, when `content` is true, the content the store keeps from the
+ * notification's first row (event_id, category, title, body, address).
+ * Without content it is ~60 bytes plus the ids. Give the content in every
+ * status that may be a notification's first (fan-out's, dispatch's for
+ * attempt 1); leave it out only where an earlier status carried it (a
+ * retry's attempt > 1, a delivery report, which starts from the stored
+ * row). notif_decode reads both forms ('N' records of kind REC_STATUS
+ * still on disk or in Kafka, and 'S'); an 'S' record decodes as kind
+ * REC_STATUS, priority normal, no quiet hours, no_content = !content. */
+#define STATUS_REC_MAGIC 'S'
+#define STATUS_REC_VERSION 1
+hr_t notif_encode_status(const notif_t *n, bool content, buf_t *out);
+hr_t notif_decode_status(const void *data, size_t len, notif_t *n);
 
 /* Notification ids: 32 lowercase hex digits (16 bytes), time-ordered and
  * deterministic:

@@ -88,6 +88,7 @@
 #include "policy/ratelimit.h"
 #include "provider/provider.h"
 #include "stage/digest.h"
+#include "stage/outbuf.h"
 #include "stage/scheduler.h"
 #include "stage/sent_ids.h"
 
@@ -120,7 +121,7 @@ typedef struct dispatch {
     const notif_t **send;
     const bus_msg_t **src;
     send_result_t *res;         /* result slot per submitted notification */
-    buf_t enc;
+    outbuf_t out;               /* the status records of a slice, produced at once */
     buf_t enc_retry;            /* the notification for the next retry tier */
     int64_t delays[RETRY_TIERS];/* retry.delays_ms */
     hist_local_t lat;           /* latencies of the batch, merged into app's */
@@ -194,7 +195,7 @@ static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
     d->again = xcalloc((size_t)d->cap, sizeof(*d->again));
     d->reqs = xcalloc((size_t)d->cap, sizeof(*d->reqs));
     d->req_of = xcalloc((size_t)d->cap, sizeof(*d->req_of));
-    buf_init(&d->enc, 0);
+    outbuf_init(&d->out, app);
     buf_init(&d->enc_retry, 0);
     hist_local_init(&d->lat);
     d->digests = digest_stage_new(app, d->ch, d->cap);
@@ -239,7 +240,7 @@ static void dispatch_free(void *state)
     free(d->src);
     free(d->res);
     free(d->fresh);
-    buf_release(&d->enc);
+    outbuf_release(&d->out);
     buf_release(&d->enc_retry);
     free(d);
 }
@@ -377,12 +378,19 @@ static hr_t learn_tails(dispatch_t *d, const bus_msg_t *msgs, int n)
     return HR_OK;
 }
 
+/* The status record of n. Attempt 1 may be the notification's first status
+ * (fan-out produced no status for it), so it carries the content the store
+ * keeps; a retry's (attempt > 1) follows the first attempt's, which did.
+ * Gathered: outbuf_flush() produces a slice's records at once. */
 static hr_t emit(dispatch_t *d, notif_t *n, bus_batch_t *batch)
 {
-    buf_reset(&d->enc);
-    notif_encode(n, &d->enc);
-    return stage_produce(d->app, TOPIC_STATUS, -1, n->user_id.p, n->user_id.n, d->enc.data,
-                         d->enc.len, batch);
+    size_t at = outbuf_mark(&d->out);
+    hr_t r = notif_encode_status(n, n->attempt <= 1, outbuf_bytes(&d->out));
+    if (r != HR_OK) {
+        outbuf_undo(&d->out, at);
+        return r;
+    }
+    return outbuf_commit(&d->out, TOPIC_STATUS, n->user_id.p, n->user_id.n, at, batch);
 }
 
 /* Submits send[0..ns) and waits until each has its completion. */
@@ -688,10 +696,9 @@ static bool id_sane(hstr_t id)
     return true;
 }
 
-static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, int n,
-                              bus_batch_t *batch)
+static hr_t dispatch_batch(dispatch_t *d, stage_ctx_t *cx, const bus_msg_t *msgs, int n,
+                           bus_batch_t *batch)
 {
-    dispatch_t *d = state;
     app_t *app = d->app;
     int ns = 0;
     hr_t r = HR_OK;
@@ -804,6 +811,8 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
         for (int i = from; i < to && fatal < 0; i++)
             if (d->res[i].cls == SEND_FATAL) fatal = i;
         for (int i = from; i < to && r == HR_OK; i++) r = record(d, i, fatal >= 0, batch);
+        hr_t fr = outbuf_flush(&d->out); /* the slice's status records */
+        if (r == HR_OK) r = fr;
         from = to;
         if (r != HR_OK) break;
         /* The notifications are out; until their status records are
@@ -824,6 +833,18 @@ static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs
         r = HR_LATER;
     }
     return r;
+}
+
+static hr_t dispatch_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, int n,
+                             bus_batch_t *batch)
+{
+    dispatch_t *d = state;
+    hr_t r = dispatch_batch(d, cx, msgs, n, batch);
+    /* what was gathered and not produced yet (statuses of skipped, deferred
+     * or rate-limited records; all of them after a failure, as record by
+     * record they would be on the bus already) */
+    hr_t fr = outbuf_flush(&d->out);
+    return r == HR_OK ? fr : r;
 }
 
 void dispatch_stage_def(int channel, stage_def_t *out)

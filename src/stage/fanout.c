@@ -54,6 +54,7 @@
 #include "model/tenant.h"
 #include "stage/recipients.h"
 #include "stage/chunks.h"
+#include "stage/outbuf.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -135,6 +136,7 @@ typedef struct pre_slot {
 
 typedef struct fanout {
     app_t *app;
+    outbuf_t out;               /* the batch's notifications and statuses, produced per topic */
     pre_slot_t pre[CH__COUNT];
     uint64_t serial;            /* events fanned out: fan_ev_t.serial */
     buf_t enc;
@@ -171,6 +173,7 @@ static void *fanout_new(app_t *app, const stage_def_t *def, int worker)
 {
     fanout_t *f = xcalloc(1, sizeof(*f));
     f->app = app;
+    outbuf_init(&f->out, app);
     buf_init(&f->enc, 0);
     buf_init(&f->title, 4096);
     buf_init(&f->body, 64 * 1024);
@@ -222,6 +225,7 @@ static void fanout_free(void *state)
     recip_reader_free(f->recips);
     cache_release(f->rcache);
     prefs_required_clear(&f->required);
+    outbuf_release(&f->out);
     buf_release(&f->enc);
     buf_release(&f->title);
     buf_release(&f->body);
@@ -306,11 +310,29 @@ static hr_t emit_status(fanout_t *f, notif_t *n, notif_status_t st, const char *
                         bus_batch_t *batch)
 {
     lifecycle_transition(n, st, hclock_now_ms(), HSTR(why), "fanout");
-    buf_reset(&f->enc);
-    notif_encode(n, &f->enc);
+    size_t at = outbuf_mark(&f->out);
+    hr_t r = notif_encode_status(n, true, outbuf_bytes(&f->out)); /* its only status: the content */
+    if (r != HR_OK) {
+        outbuf_undo(&f->out, at);
+        return r;
+    }
     if (st == ST_SUPPRESSED) METRIC_INC(notifs_suppressed);
-    return stage_produce(f->app, TOPIC_STATUS, -1, n->user_id.p, n->user_id.n, f->enc.data,
-                         f->enc.len, batch);
+    return outbuf_commit(&f->out, TOPIC_STATUS, n->user_id.p, n->user_id.n, at, batch);
+}
+
+/* Gathers notification n for its channel's topic, keyed by the user. A
+ * record that cannot be encoded (a value out of range, e.g. quiet hours
+ * from a bad user row) is recorded failed rather than retried forever. */
+static hr_t produce_notif(fanout_t *f, const notif_t *n, const char *user_id, size_t uid_len,
+                          bus_batch_t *batch)
+{
+    size_t at = outbuf_mark(&f->out);
+    if (notif_encode(n, outbuf_bytes(&f->out)) != HR_OK) {
+        outbuf_undo(&f->out, at);
+        notif_t x = *n;
+        return emit_status(f, &x, ST_FAILED, "unencodable notification", batch);
+    }
+    return outbuf_commit(&f->out, topic_for_channel(n->channel), user_id, uid_len, at, batch);
 }
 
 /* The next device of a push address list ("platform:token,..."): its
@@ -513,10 +535,7 @@ static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const ch
             }
             n.address = (hstr_t){rc->addr[ch], rc->addr_len[ch]};
             n.platform = HSTR("");
-            buf_reset(&f->enc);
-            notif_encode(&n, &f->enc);
-            r = stage_produce(app, topic_for_channel(ch), -1, user_id, uid_len, f->enc.data,
-                              f->enc.len, batch);
+            r = produce_notif(f, &n, user_id, uid_len, batch);
             if (r == HR_OK) METRIC_INC(notifs_fanned_out);
             continue;
         }
@@ -543,10 +562,7 @@ static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const ch
             }
             n.address = dev;
             n.platform = plat;
-            buf_reset(&f->enc);
-            notif_encode(&n, &f->enc);
-            r = stage_produce(app, topic_for_channel(ch), -1, user_id, uid_len, f->enc.data,
-                              f->enc.len, batch);
+            r = produce_notif(f, &n, user_id, uid_len, batch);
             if (r == HR_OK) METRIC_INC(notifs_fanned_out);
         }
     }
@@ -772,6 +788,10 @@ static hr_t fanout_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, 
         if (!f->ok[i]) continue;
         r = fanout_event(f, &msgs[i], &f->evs[i], f->eids[i], f->claims[k++], batch);
     }
+    /* the gathered outputs, one produce per topic (also after a failure:
+     * what was made is on the bus as it would have been record by record) */
+    hr_t fr = outbuf_flush(&f->out);
+    if (r == HR_OK) r = fr;
 
     for (int i = 0; i < n; i++)
         if (f->ok[i]) event_clear(&f->evs[i]);
@@ -816,6 +836,8 @@ hr_t fanout_chunk_expand(void *state, const bus_msg_t *m, const chunk_t *c, bool
     hr_t r = fanout_event(f, m, &ev, c->event_id, replay ? CLAIM_SAME : CLAIM_NEW, batch);
     f->chunk = NULL;
     if (users) *users = f->chunk_users;
+    hr_t fr = outbuf_flush(&f->out);
+    if (r == HR_OK) r = fr;
     event_clear(&ev);
     return r;
 }

@@ -51,7 +51,8 @@ hr_t schedule_defer(app_t *app, const notif_t *n, int64_t due_at_ms, bus_batch_t
         snprintf(when, sizeof(when), "until %lld", (long long)due_at_ms);
         lifecycle_transition(&st, ST_DEFERRED, hclock_now_ms(), HSTR(when), SCHED_LOG);
         buf_reset(&b);
-        r = notif_encode(&st, &b);
+        /* attempt 1 may be the notification's first status: with content */
+        r = notif_encode_status(&st, st.attempt <= 1, &b);
         if (r == HR_OK)
             r = stage_produce(app, TOPIC_STATUS, -1, n->user_id.p, n->user_id.n, b.data, b.len, batch);
     }

@@ -179,7 +179,8 @@ static const char *stmt_sql[S__COUNT] = {
                   " error, metadata, traceparent, event_id, user_id, channel, category, title, body,"
                   " address, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
                   " ?13, ?14, ?15, ?16)",
-    [S_LOG_HAS] = "SELECT 1 FROM status_log WHERE notification_id = ?1 LIMIT 1",
+    /* a row holding the content (event_id is set in content rows only) */
+    [S_LOG_HAS] = "SELECT 1 FROM status_log WHERE notification_id = ?1 AND event_id IS NOT NULL LIMIT 1",
     [S_RUN_ADD] = "INSERT OR IGNORE INTO user_runs (run, user_id, created_at, notification_id)"
                   " VALUES (?1, ?2, ?3, ?4)",
     [S_RUN_LIST_ADD] = "INSERT INTO user_run_list (run, level, rows, max_created) VALUES (?1, ?2, ?3, ?4)",

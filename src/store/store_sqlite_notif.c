@@ -233,15 +233,20 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         const notif_t *m = recs[i]; /* valid: store.c dropped the others */
         int64_t at = m->status_at_ms ? m->status_at_ms : now;
         int64_t created = m->created_at_ms ? m->created_at_ms : at;
-        /* the first row of the notification carries its content */
-        bind_hstr(has, 1, m->notification_id);
-        int rc = sqlite3_step(has);
-        sqlite3_reset(has);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-            r = sq_err(c, rc, "status log probe");
-            break;
+        /* the first row of the notification carries its content; a status
+         * record without content (a compact 'S' record of a later status)
+         * never does, and needs no probe */
+        bool first = false;
+        if (!m->no_content) {
+            bind_hstr(has, 1, m->notification_id);
+            int rc = sqlite3_step(has);
+            sqlite3_reset(has);
+            if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+                r = sq_err(c, rc, "status log probe");
+                break;
+            }
+            first = rc == SQLITE_DONE;
         }
-        bool first = rc == SQLITE_DONE;
         bind_hstr(add, 1, m->notification_id);
         sqlite3_bind_int(add, 2, (int)m->status);
         sqlite3_bind_int(add, 3, m->attempt);

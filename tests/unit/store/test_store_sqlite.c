@@ -570,6 +570,71 @@ static void test_fallbacks(void **state)
     f->s->ops = orig;
 }
 
+/* Status records without the content (the compact 'S' form of a later
+ * status): the content stays the one of the notification's first row, the
+ * notification is listed once, and a record without content that arrives
+ * before any content (out of order) does not keep the content from being
+ * stored when it comes. */
+static void test_status_without_content(void **state)
+{
+    fx_t *f = *state;
+    notif_t first = status_rec("n-slim", ST_FAILED, "");
+    first.error = HSTR("provider said 503");
+    notif_t later = status_rec("n-slim", ST_SENT, "");
+    later.attempt = 2;
+    later.status_at_ms = 3000;
+    later.channel_msg_id = HSTR("m-9");
+    later.event_id = later.category = later.title = later.body = later.address = (hstr_t){NULL, 0};
+    later.no_content = true;
+    const notif_t *recs[] = {&first, &later};
+    assert_int_equal(store_notif_write_batch(f->s, recs, 1), HR_OK);
+    assert_int_equal(store_notif_write_batch(f->s, recs + 1, 1), HR_OK);
+    notif_row_t row;
+    status_hist_t *h = NULL;
+    int nh = 0;
+    assert_int_equal(store_notif_get(f->s, "n-slim", &row, &h, &nh), HR_OK);
+    assert_int_equal(row.status, ST_SENT);
+    assert_int_equal(row.attempt, 2);
+    assert_string_equal(row.event_id, "e1");
+    assert_string_equal(row.title, "t");
+    assert_string_equal(row.body, "b");
+    assert_string_equal(row.channel_msg_id, "m-9");
+    assert_int_equal(row.created_at_ms, 1000);
+    assert_int_equal(nh, 2);
+    assert_string_equal(h[0].detail, "provider said 503");
+    assert_string_equal(h[1].detail, "m-9");
+    status_hist_free(h, nh);
+    notif_row_clear(&row);
+    bool sent = false;
+    assert_int_equal(store_notif_sent(f->s, "n-slim", &sent), HR_OK);
+    assert_true(sent);
+    notif_row_t *rows = NULL;
+    int n = 0;
+    char *next = NULL;
+    assert_int_equal(store_notif_list_user(f->s, "u1", NULL, 10, &rows, &n, &next), HR_OK);
+    assert_int_equal(n, 1);
+    notif_rows_free(rows, n);
+    free(next);
+
+    /* out of order: the record without content first */
+    notif_t early = later;
+    early.notification_id = HSTR("n-slim2");
+    notif_t content = status_rec("n-slim2", ST_FAILED, "");
+    recs[0] = &early;
+    recs[1] = &content;
+    assert_int_equal(store_notif_write_batch(f->s, recs, 1), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "n-slim2", &row, NULL, NULL), HR_NOTFOUND);
+    assert_int_equal(store_notif_write_batch(f->s, recs + 1, 1), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "n-slim2", &row, NULL, NULL), HR_OK);
+    assert_string_equal(row.title, "t");
+    assert_int_equal(row.status, ST_SENT); /* the rank rule: failed does not replace sent */
+    notif_row_clear(&row);
+    assert_int_equal(store_notif_list_user(f->s, "u1", NULL, 10, &rows, &n, &next), HR_OK);
+    assert_int_equal(n, 2);
+    notif_rows_free(rows, n);
+    free(next);
+}
+
 int main(void)
 {
     unsetenv("HERALD_TEST_STORE"); /* the fixture's default: sqlite */
@@ -584,6 +649,7 @@ int main(void)
         T(test_schema_migrated_from_6),
         T(test_user_runs_merge),
         T(test_fallbacks),
+        T(test_status_without_content),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
