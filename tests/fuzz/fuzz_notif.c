@@ -2,11 +2,16 @@
  * fuzz_notif.c - libFuzzer target: notif_decode(), the codec of the records
  * on the internal topics (any bytes may sit in a topic). Whatever decodes
  * is re-encoded and must give back the input; its JSON form must parse.
+ * The same bytes are also read as a record's digest metadata (a dispatcher
+ * reads it from any record on a channel topic), and the spans it names are
+ * spliced into a fixed text through a limited buffer: out-of-range or
+ * overlapping spans must be left alone, never read or written past.
  *
  * Built with -DHERALD_FUZZ=ON (clang); `make fuzz` runs every target.
  */
 #include "core/buf.h"
 #include "core/log.h"
+#include "model/digest.h"
 #include "model/notif.h"
 
 #include <jansson.h>
@@ -23,8 +28,27 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+static void digest_meta_fuzz(const uint8_t *data, size_t size)
+{
+    digest_meta_t m;
+    hr_t r = digest_meta_read((hstr_t){(const char *)data, size}, &m);
+    if (r == HR_OK) {
+        static const char text[] = "{{digest.count}} likes, the latest by {{digest.last_actor}}";
+        digest_vals_t v = {.count = 20, .first_actor = "a01", .last_actor = "a20"};
+        buf_t out;
+        buf_init(&out, 64); /* a limit, so the cut path runs too */
+        hr_t s = digest_splice((hstr_t){text, sizeof(text) - 1}, &m.title, &v, &out);
+        if ((s != HR_OK && s != HR_AGAIN) || out.len > 64) abort();
+        buf_reset(&out);
+        (void)digest_splice((hstr_t){text, sizeof(text) - 1}, &m.body, &v, &out);
+        buf_release(&out);
+    }
+    digest_meta_clear(&m);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    digest_meta_fuzz(data, size);
     notif_t n, again;
     if (notif_decode(data, size, &n) != HR_OK) return 0;
 
