@@ -562,6 +562,9 @@ static hr_t gen(run_t *R, double rate, int batch, double seconds, int64_t window
     if (g->rejected || g->errors)
         log_warn("bench", "%lld request(s) refused, %lld connection error(s)", (long long)g->rejected,
                  (long long)g->errors);
+    if (g->reconnects)
+        log_info("bench", "%lld connection(s) closed by herald and reopened (no request lost)",
+                 (long long)g->reconnects);
     return r;
 }
 
@@ -1309,6 +1312,7 @@ int bench_main(int argc, char **argv)
             "window_notifs", (json_int_t)o.window);
         json_object_set_new(jm, "latency", latencies_json(&m1, &m0));
         json_object_set_new(jm, "threads", tcpu_json(&tg, done_w));
+        json_object_set_new(jm, "reconnects", json_integer(g.reconnects));
         json_object_set_new(jm, "sink_rows_share", json_real(done_w > 0 ? rows * dt / done_w : 0));
         json_object_set_new(jm, "others_cores", json_real(others));
         json_object_set_new(jm, "loadavg_start", json_incref(wa.load));

@@ -168,7 +168,8 @@ typedef struct gen_result {
     int64_t chan_notifs[CH__COUNT];
     int64_t requests;
     int64_t rejected;           /* requests answered other than 202 */
-    int64_t errors;             /* connection failures */
+    int64_t errors;             /* connection failures (a request lost) */
+    int64_t reconnects;         /* connections the server closed, reopened without loss */
     double elapsed_s;
     double max_behind_s;        /* fixed rate: how far sending fell behind the schedule */
     double cpu_s;               /* CPU the generator used */

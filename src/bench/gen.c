@@ -24,6 +24,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,7 @@ typedef struct gconn {
     buf_t in;
     int events, notifs;
     int chan_notifs[CH__COUNT];
+    int resends;                /* times the current request was sent again */
 } gconn_t;
 
 typedef struct scraper {
@@ -103,6 +105,7 @@ static void conn_fill(gconn_t *c, workload_t *wl, int batch, buf_t *body)
     buf_append(&c->req, body->data, body->len);
     c->sent = 0;
     buf_reset(&c->in);
+    c->resends = 0;
     c->state = C_SEND;
 }
 
@@ -127,6 +130,7 @@ static int response_done(gconn_t *c, int *status)
 hr_t gen_run(workload_t *wl, const gen_opts_t *o, gen_result_t *res)
 {
     memset(res, 0, sizeof(*res));
+    signal(SIGPIPE, SIG_IGN);   /* a write to a connection herald closed fails with EPIPE */
     int nc = o->conns < 1 ? 1 : o->conns > MAX_CONNS ? MAX_CONNS : o->conns;
     gconn_t conns[MAX_CONNS];
     struct pollfd pfd[MAX_CONNS];
@@ -237,6 +241,38 @@ hr_t gen_run(workload_t *wl, const gen_opts_t *o, gen_result_t *res)
                         c->state = C_IDLE;
                     }
                 }
+            }
+            /* An idle keep-alive connection the server closed: reconnect
+             * before it is used (no request lost). */
+            if (c->state == C_IDLE && (pfd[i].revents & (POLLHUP | POLLERR))) {
+                close(c->fd);
+                c->fd = conn_open(o->port);
+                res->reconnects++;
+                if (c->fd < 0) {
+                    log_error("bench", "cannot reconnect to herald on port %d", o->port);
+                    r = HR_ERR;
+                    goto stop;
+                }
+                continue;
+            }
+            /* The connection failed before any byte of the answer came:
+             * the server closed it as the request went out (keep-alive
+             * race). The same request goes once more on a new connection;
+             * its events carry their ids, so one that did arrive is a
+             * duplicate the server drops. A second failure is an error. */
+            if (fail && c->in.len == 0 && c->resends == 0 && c->state != C_IDLE) {
+                close(c->fd);
+                c->fd = conn_open(o->port);
+                res->reconnects++;
+                if (c->fd < 0) {
+                    log_error("bench", "cannot reconnect to herald on port %d", o->port);
+                    r = HR_ERR;
+                    goto stop;
+                }
+                c->resends++;
+                c->sent = 0;
+                c->state = C_SEND;
+                continue;
             }
             if (fail) {
                 res->errors++;
