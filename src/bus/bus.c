@@ -260,6 +260,11 @@ hr_t bus_store_offset(bus_consumer_t *c, const char *topic, int32_t partition, i
 
 hr_t bus_commit(bus_consumer_t *c) { return c->ops->commit(c); }
 
+hr_t bus_commit_async(bus_consumer_t *c)
+{
+    return c->ops->commit_async ? c->ops->commit_async(c) : c->ops->commit(c);
+}
+
 hr_t bus_pause(bus_consumer_t *c, const char *topic, int32_t partition)
 {
     return c->ops->pause(c, topic, partition);

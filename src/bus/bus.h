@@ -184,6 +184,12 @@ hr_t bus_store_offset(bus_consumer_t *c, const char *topic, int32_t partition,
                       int64_t next_offset);
 /* Persists stored offsets now (synchronously). */
 hr_t bus_commit(bus_consumer_t *c);
+/* Commits stored offsets without waiting for the disk: the embedded bus
+ * hands its offsets file to a background thread (a new owner of a
+ * partition still starts from the committed offset at once; a crash may
+ * lose the commit, and that work is processed again). Backends without it
+ * commit synchronously. */
+hr_t bus_commit_async(bus_consumer_t *c);
 hr_t bus_pause(bus_consumer_t *c, const char *topic, int32_t partition);
 hr_t bus_resume(bus_consumer_t *c, const char *topic, int32_t partition);
 /* Moves the consumer's position on an owned partition. */

@@ -136,6 +136,7 @@ static hr_t emb_open(const bus_opts_t *opts, bus_t **out)
     emb_groups_load(b);
     if (emb_check_consistency(b) != HR_OK) goto out;
 
+    if (emb_committer_start(b) != HR_OK) goto out;
     if (pthread_create(&b->flusher, NULL, emb_flusher_main, b) != 0) goto out;
     b->flusher_started = true;
     if (b->fsync_mode == FSYNC_INTERVAL) {
@@ -170,6 +171,7 @@ static void emb_close(bus_t *bb)
         pthread_join(b->syncer, NULL);
     }
     if (b->fsync_mode != FSYNC_NEVER) emb_sync_all(b);
+    emb_committer_stop(b);
     for (size_t i = 0; i < b->ngroups; i++) {
         if (b->groups[i]->nmembers)
             log_error(LOGC, "closing the bus with %zu live members in group %s", b->groups[i]->nmembers,
@@ -785,7 +787,7 @@ static int emb_poll(bus_consumer_t *bc, bus_msg_t *msgs, int max, int timeout_ms
     for (;;) {
         uint32_t seq = atomic_load(&c->wseq);
         emb_rebalance(c);
-        if (hclock_mono_ns() - c->last_commit_ns >= (int64_t)AUTOCOMMIT_MS * 1000000) emb_commit(bc);
+        if (hclock_mono_ns() - c->last_commit_ns >= (int64_t)AUTOCOMMIT_MS * 1000000) emb_commit_async(bc);
         int n = fill(c, msgs, max);
         if (n != 0) return n;
         if (hclock_mono_ns() >= deadline) return 0;
@@ -877,6 +879,7 @@ const bus_ops_t bus_embedded_ops = {
     .poll = emb_poll,
     .store_offset = emb_store_offset,
     .commit = emb_commit,
+    .commit_async = emb_commit_async,
     .pause = emb_pause,
     .resume = emb_resume,
     .seek = emb_seek,

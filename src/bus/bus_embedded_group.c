@@ -35,7 +35,7 @@ static goff_t *goff_get(group_t *g, const char *topic, int32_t part)
     o = &g->offs[g->noffs++];
     o->topic = xstrdup(topic);
     o->part = part;
-    o->off = -1;
+    o->off = o->saved = -1;
     return o;
 }
 
@@ -43,6 +43,13 @@ static int64_t group_committed(group_t *g, const char *topic, int32_t part)
 {
     goff_t *o = goff_find(g, topic, part);
     return o ? o->off : -1;
+}
+
+/* What a restart would start from: retention keeps what this needs. */
+static int64_t group_saved(group_t *g, const char *topic, int32_t part)
+{
+    goff_t *o = goff_find(g, topic, part);
+    return o ? o->saved : -1;
 }
 
 static void group_load(group_t *g)
@@ -56,28 +63,52 @@ static void group_load(group_t *g)
         if (line[0] == '#') continue;
         if (sscanf(line, "%127s %d %lld", topic, &part, &off) != 3) continue;
         if (!emb_name_ok(topic) || part < 0 || off < 0) continue;
-        goff_get(g, topic, part)->off = off;
+        goff_t *o = goff_get(g, topic, part);
+        o->off = o->saved = off;
     }
     fclose(f);
 }
 
-/* g->mu held. */
+/* Writes the group's committed offsets to its file unless it holds them
+ * already. Neither g->mu nor save_mu held: the offsets are copied under mu,
+ * and the file (with its fsyncs) is written outside it, so that members
+ * committing meanwhile do not wait for the disk. */
 static hr_t group_save(emb_bus_t *b, group_t *g)
 {
-    if (!g->dirty) return HR_OK;
-    size_t cap = 64 + g->noffs * (NAME_MAX_LEN + 48), len = 0;
+    pthread_mutex_lock(&g->save_mu);
+    pthread_mutex_lock(&g->mu);
+    if (g->ver == g->saved_ver) {
+        pthread_mutex_unlock(&g->mu);
+        pthread_mutex_unlock(&g->save_mu);
+        return HR_OK;
+    }
+    uint64_t ver = g->ver;
+    size_t n = g->noffs;
+    int64_t *snap = xmalloc((n ? n : 1) * sizeof(*snap));
+    size_t cap = 64 + n * (NAME_MAX_LEN + 48), len = 0;
     char *text = xmalloc(cap);
     len += (size_t)snprintf(text, cap, "# herald group offsets v1: topic partition next-offset\n");
-    for (size_t i = 0; i < g->noffs; i++) {
+    for (size_t i = 0; i < n; i++) {
+        snap[i] = g->offs[i].off;
         if (g->offs[i].off < 0) continue;
         len += (size_t)snprintf(text + len, cap - len, "%s %d %" PRId64 "\n", g->offs[i].topic,
                                 (int)g->offs[i].part, g->offs[i].off);
     }
+    pthread_mutex_unlock(&g->mu);
+
     char *gdir = xasprintf("%s/groups", b->dir);
     hr_t r = emb_write_file_atomic(gdir, g->path, text, len);
     free(gdir);
     free(text);
-    if (r == HR_OK) g->dirty = false;
+    if (r == HR_OK) {
+        /* entries are only ever appended: the first n are the ones copied */
+        pthread_mutex_lock(&g->mu);
+        for (size_t i = 0; i < n; i++) g->offs[i].saved = snap[i];
+        g->saved_ver = ver;
+        pthread_mutex_unlock(&g->mu);
+    }
+    free(snap);
+    pthread_mutex_unlock(&g->save_mu);
     return r;
 }
 
@@ -90,6 +121,7 @@ group_t *emb_group_get(emb_bus_t *b, const char *name)
     g->name = xstrdup(name);
     g->path = xasprintf("%s/groups/%s.offsets", b->dir, name);
     pthread_mutex_init(&g->mu, NULL);
+    pthread_mutex_init(&g->save_mu, NULL);
     group_load(g);
     if (b->ngroups == b->cgroups) {
         b->cgroups = b->cgroups ? b->cgroups * 2 : 8;
@@ -108,6 +140,7 @@ void emb_group_free(group_t *g)
     free(g->name);
     free(g->path);
     pthread_mutex_destroy(&g->mu);
+    pthread_mutex_destroy(&g->save_mu);
     free(g);
 }
 
@@ -191,11 +224,10 @@ void emb_group_assign(emb_bus_t *b, group_t *g)
 
 /* ---- commit and rebalance (on the polling thread) ---- */
 
-hr_t emb_commit(bus_consumer_t *bc)
+/* Moves the consumer's stored offsets into the group's committed ones. */
+static void commit_stored(emb_consumer_t *c)
 {
-    emb_consumer_t *c = (emb_consumer_t *)bc;
     group_t *g = c->g;
-    hr_t r = HR_OK;
     pthread_mutex_lock(&g->mu);
     for (size_t i = 0; i < c->nparts; i++) {
         cpart_t *cp = c->parts[i];
@@ -203,13 +235,89 @@ hr_t emb_commit(bus_consumer_t *bc)
         goff_t *o = goff_get(g, cp->t->name, cp->part);
         if (o->off != cp->stored) {
             o->off = cp->stored;
-            g->dirty = true;
+            g->ver++;
         }
     }
-    r = group_save(c->eb, g);
     pthread_mutex_unlock(&g->mu);
     c->last_commit_ns = hclock_mono_ns();
-    return r;
+}
+
+hr_t emb_commit(bus_consumer_t *bc)
+{
+    emb_consumer_t *c = (emb_consumer_t *)bc;
+    commit_stored(c);
+    return group_save(c->eb, c->g);
+}
+
+/* Why asynchronous: writing the offsets file takes two fsyncs, and while
+ * the status store writes heavily on the same disk one of them can take
+ * hundreds of milliseconds (ext4 commits its journal for it); a stage
+ * that waited for them stopped delivering for that long every
+ * commit interval. A crash loses at most the commits not yet written:
+ * that work is processed again, as with any uncommitted offset. */
+hr_t emb_commit_async(bus_consumer_t *bc)
+{
+    emb_consumer_t *c = (emb_consumer_t *)bc;
+    emb_bus_t *b = c->eb;
+    commit_stored(c);
+    if (!b->committer_started) return group_save(b, c->g);
+    pthread_mutex_lock(&b->cm_mu);
+    b->cm_due = true;
+    pthread_cond_signal(&b->cm_cv);
+    pthread_mutex_unlock(&b->cm_mu);
+    return HR_OK;
+}
+
+/* Writes the file of every group whose offsets changed since. */
+static void save_all(emb_bus_t *b)
+{
+    pthread_mutex_lock(&b->mu);
+    size_t n = b->ngroups;
+    group_t **gs = xmalloc((n ? n : 1) * sizeof(*gs));
+    memcpy(gs, b->groups, n * sizeof(*gs));
+    pthread_mutex_unlock(&b->mu);
+    for (size_t i = 0; i < n; i++)
+        if (group_save(b, gs[i]) != HR_OK) log_error(LOGC, "group %s: cannot write its offsets", gs[i]->name);
+    free(gs);
+}
+
+static void *committer_main(void *arg)
+{
+    emb_bus_t *b = arg;
+    pthread_mutex_lock(&b->cm_mu);
+    for (;;) {
+        while (!b->cm_due && !b->cm_stop) pthread_cond_wait(&b->cm_cv, &b->cm_mu);
+        if (!b->cm_due) break;
+        b->cm_due = false;
+        pthread_mutex_unlock(&b->cm_mu);
+        save_all(b);
+        pthread_mutex_lock(&b->cm_mu);
+    }
+    pthread_mutex_unlock(&b->cm_mu);
+    return NULL;
+}
+
+hr_t emb_committer_start(emb_bus_t *b)
+{
+    pthread_mutex_init(&b->cm_mu, NULL);
+    pthread_cond_init(&b->cm_cv, NULL);
+    if (pthread_create(&b->committer, NULL, committer_main, b) != 0) return HR_ERR;
+    b->committer_started = true;
+    return HR_OK;
+}
+
+void emb_committer_stop(emb_bus_t *b)
+{
+    if (!b->committer_started) return;
+    pthread_mutex_lock(&b->cm_mu);
+    b->cm_stop = true;
+    pthread_cond_signal(&b->cm_cv);
+    pthread_mutex_unlock(&b->cm_mu);
+    pthread_join(b->committer, NULL);
+    b->committer_started = false;
+    save_all(b);
+    pthread_mutex_destroy(&b->cm_mu);
+    pthread_cond_destroy(&b->cm_cv);
 }
 
 /* Gives up every owned partition the group wants elsewhere (all of them when
@@ -358,9 +466,12 @@ hr_t emb_group_reset(bus_t *bb, const char *group, const char *topic, int64_t to
         }
         goff_get(g, t->name, i)->off = off;
     }
-    g->dirty = true;
+    g->ver++;
+    pthread_mutex_unlock(&g->mu);
     r = group_save(b, g);
     log_info(LOGC, "group %s: offsets of %s reset to time %" PRId64, group, topic, to_time_ms);
+    pthread_mutex_unlock(&b->mu);
+    return r;
 out:
     pthread_mutex_unlock(&g->mu);
     pthread_mutex_unlock(&b->mu);
@@ -429,7 +540,7 @@ int64_t emb_group_floor(emb_bus_t *b, const topic_t *t, int32_t part, int64_t st
     for (size_t i = 0; i < b->ngroups; i++) {
         group_t *g = b->groups[i];
         pthread_mutex_lock(&g->mu);
-        int64_t need = group_committed(g, t->name, part);
+        int64_t need = group_saved(g, t->name, part);
         if (need < 0)
             for (size_t m = 0; m < g->nmembers && need < 0; m++)
                 if (emb_member_subscribes(g->members[m], t->name)) need = start;

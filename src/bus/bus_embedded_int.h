@@ -174,7 +174,8 @@ typedef struct own {
 typedef struct goff {
     char *topic;
     int32_t part;
-    int64_t off;
+    int64_t off;      /* committed (what a new owner starts from) */
+    int64_t saved;    /* in the offsets file (what a restart starts from) */
 } goff_t;
 
 typedef struct group {
@@ -189,7 +190,11 @@ typedef struct group {
     size_t nown, cown;
     goff_t *offs;             /* committed offsets */
     size_t noffs, coffs;
-    bool dirty;               /* offs differ from the file */
+    uint64_t ver;             /* bumped when offs change (under mu) */
+    /* The offsets file: one writer at a time (save_mu, taken before mu);
+     * saved_ver is the ver it holds. */
+    pthread_mutex_t save_mu;
+    uint64_t saved_ver;
 } group_t;
 
 /* A partition owned by a consumer. */
@@ -279,6 +284,14 @@ typedef struct emb_bus {
     part_t **fl_parts;        /* partitions flushed, whose acked moves after the acks */
     size_t nfl_parts, cfl_parts;
     bool *fl_topics;          /* by tix: topics that got data in this flush */
+
+    /* the committer (bus_embedded_group.c): writes the offsets files of
+     * asynchronous commits, so that no polling thread waits for an fsync */
+    pthread_t committer;
+    bool committer_started;
+    pthread_mutex_t cm_mu;
+    pthread_cond_t cm_cv;
+    bool cm_stop, cm_due;
 
     /* damage and health (bus_embedded_log.c) */
     bool accept_loss;           /* start despite missing data; damage does not degrade */
@@ -409,7 +422,15 @@ group_t *emb_group_get(emb_bus_t *b, const char *name);
 void emb_group_free(group_t *g);
 bool emb_member_subscribes(const emb_consumer_t *c, const char *topic);
 void emb_group_assign(emb_bus_t *b, group_t *g);
+/* Commits the consumer's stored offsets and writes the group's offsets
+ * file before returning. */
 hr_t emb_commit(bus_consumer_t *bc);
+/* Commits the stored offsets (a new owner starts from them at once) and
+ * leaves the file to the committer thread. */
+hr_t emb_commit_async(bus_consumer_t *bc);
+/* Starts / stops the committer; stopping writes every pending file. */
+hr_t emb_committer_start(emb_bus_t *b);
+void emb_committer_stop(emb_bus_t *b);
 void emb_revoke_parts(emb_consumer_t *c, bool all);
 void emb_rebalance(emb_consumer_t *c);
 hr_t emb_group_reset(bus_t *bb, const char *group, const char *topic, int64_t to_time_ms);

@@ -34,6 +34,8 @@ typedef struct bus_ops {
     hr_t (*store_offset)(bus_consumer_t *c, const char *topic, int32_t partition,
                          int64_t next_offset);
     hr_t (*commit)(bus_consumer_t *c);
+    /* bus_commit_async. May be NULL (bus_commit). */
+    hr_t (*commit_async)(bus_consumer_t *c);
     hr_t (*pause)(bus_consumer_t *c, const char *topic, int32_t partition);
     hr_t (*resume)(bus_consumer_t *c, const char *topic, int32_t partition);
     hr_t (*seek)(bus_consumer_t *c, const char *topic, int32_t partition, int64_t offset);

@@ -305,7 +305,7 @@ static void commit_due(stage_worker_t *w)
     int64_t now = hclock_mono_ns();
     if (now - w->last_commit_ns < (int64_t)w->app->cfg->commit_interval_ms * 1000000) return;
     w->last_commit_ns = now;
-    if (bus_commit(w->consumer) == HR_OK) w->uncommitted = false;
+    if (bus_commit_async(w->consumer) == HR_OK) w->uncommitted = false;
 }
 
 /* Retires every batch in flight that succeeded, in order, up to the first

@@ -500,6 +500,57 @@ static void test_retention_keeps_unread(void **state)
     recs_free(&got);
 }
 
+/* bus_commit_async: the committed offset counts at once (lag, a new owner)
+ * while the offsets file is written by the committer thread shortly after;
+ * retention keeps what the file still needs. */
+static void test_commit_async(void **state)
+{
+    ctx_t *cx = *state;
+    bus_t *b = open_bus_with(cx, "never", 0, 0, NULL);
+    const char *t = name(cx, "casync"), *g = name(cx, "g");
+    ensure_topic(b, t, 1, -1, -1);
+    produce_seq(b, t, 0, 0, 10);
+    bus_consumer_t *c = subscribe(b, g, t, NULL);
+    recs_t got = {0};
+    consume(c, &got, 10);
+    assert_int_equal(bus_store_offset(c, t, 0, 6), HR_OK);
+    assert_int_equal(bus_commit_async(c), HR_OK);
+    bus_lag_t *lag = NULL;
+    int n = 0;
+    assert_int_equal(bus_lag(b, g, t, &lag, &n), HR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(lag[0].committed, 6);
+    free(lag);
+
+    char *path = xasprintf("%s/groups/%s.offsets", cx->dir, g);
+    char want[256];
+    snprintf(want, sizeof(want), "%s 0 6\n", t);
+    bool seen = false;
+    for (int i = 0; i < 500 && !seen; i++) { /* the committer writes it (at most 5 s) */
+        FILE *f = fopen(path, "re");
+        if (f) {
+            char text[1024];
+            size_t len = fread(text, 1, sizeof(text) - 1, f);
+            text[len] = '\0';
+            fclose(f);
+            seen = strstr(text, want) != NULL;
+        }
+        if (!seen) usleep(10000);
+    }
+    assert_true(seen);
+    free(path);
+    bus_consumer_close(c);
+
+    /* a restart starts from it */
+    b = reopen_bus(cx);
+    c = subscribe(b, g, t, NULL);
+    recs_free(&got);
+    consume(c, &got, 4);
+    assert_int_equal(got.v[0].off, 6);
+    bus_consumer_close(c);
+    recs_free(&got);
+}
+
 /* The same by age (fake clock): old segments stay until the group commits. */
 static void test_retention_age_unread(void **state)
 {
@@ -572,6 +623,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_by_age, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_retention_keeps_unread, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_retention_age_unread, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_commit_async, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_disk_bound_drops, harness_setup, harness_teardown),
     };
     return cmocka_run_group_tests_name("embedded", tests, NULL, NULL);
