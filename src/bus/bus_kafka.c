@@ -1065,6 +1065,18 @@ static hr_t kcommit(bus_consumer_t *bc)
     return map_err(err);
 }
 
+/* The stages' periodic commit: sent without waiting for the broker's
+ * answer (served by the next poll), as the poll's own commit is; a commit
+ * lost to a crash means that work is processed again. */
+static hr_t kcommit_async(bus_consumer_t *bc)
+{
+    kconsumer_t *c = (kconsumer_t *)bc;
+    rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 1);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET) return HR_OK;
+    log_warn(LOGC, "group %s: commit: %s", c->group, rd_kafka_err2str(err));
+    return map_err(err);
+}
+
 static hr_t kpause(bus_consumer_t *bc, const char *topic, int32_t partition)
 {
     kconsumer_t *c = (kconsumer_t *)bc;
@@ -1603,6 +1615,7 @@ const bus_ops_t bus_kafka_ops = {
     .poll = kpoll,
     .store_offset = kstore_offset,
     .commit = kcommit,
+    .commit_async = kcommit_async,
     .pause = kpause,
     .resume = kresume,
     .seek = kseek,
