@@ -2,14 +2,16 @@
  * recipients.c - fan-out's recipient cache (see recipients.h).
  *
  * An entry is one packed block: an 11-byte header (load time, size, flags,
- * id length), the id, then the fields as LEB128 varints and bytes - ~100
- * bytes for a user with an e-mail address, a phone number and one device
- * (it was 140 with a fixed header of 16-bit lengths and every string in
- * full). Short strings shared by many users - time zones, locales, device
- * platforms, the "@domain" of e-mail addresses, preference categories -
- * are interned in the cache's atom table and stored as a one- or two-byte
- * reference; quiet hours take 4 bytes only when set; a preference is a
- * byte and a category reference.
+ * id length), the id, then the fields as LEB128 varints and bytes - 81
+ * bytes for the benchmark's users (an e-mail address, a phone number and
+ * one 52-character push token; it was 140 with a fixed header of 16-bit
+ * lengths and every string in full). Short strings shared by many users -
+ * time zones, locales, device platforms, the "@domain" of e-mail
+ * addresses, preference categories - are interned in the cache's atom
+ * table and stored as a one- or two-byte reference; tokens, local parts
+ * and phone numbers are packed 6 or 4 bits a character when their
+ * characters allow (put_str); quiet hours take 4 bytes only when set; a
+ * preference is a byte and a category reference.
  *
  * Entries of up to SLAB_MAX bytes (nearly all) live in one anonymous
  * mapping carved into 8-byte size classes, each with its own free list;
@@ -45,7 +47,7 @@
 
 #define WAYS 8
 #define NSTRIPES 256
-#define EST_ENTRY_BYTES 104     /* sizing guess per entry (one device, e-mail, phone) */
+#define EST_ENTRY_BYTES 88      /* sizing guess per entry (one device, e-mail, phone) */
 #define MAX_ENTRY_BYTES 2048    /* larger users are not cached (read on every use) */
 #define PREFETCH_CHUNK 512
 #define ATOMS_MAX 16384         /* distinct short strings a cache interns */
@@ -67,12 +69,11 @@ typedef struct __attribute__((packed)) rentry {
     uint8_t flags;              /* F_* (F_USED: the CLOCK reference bit) */
     uint16_t idlen;
     /* then: the id (no NUL); zone ref; with F_QUIET two u16 minutes of the
-     * day (start, end); locale ref; varint devices, each a platform ref,
-     * varint token length and the token; varint phone length and phone;
-     * varint length of the e-mail address up to its last '@', those bytes
-     * and a ref to the rest ("@example.com"; "" without an '@'); varint
-     * webhook URL length and URL; varint preferences, each a byte
-     * (channel | enabled << 7) and a category ref. */
+     * day (start, end); locale ref; varint devices, each a platform ref
+     * and the token; the phone; the e-mail address up to its last '@' and
+     * a ref to the rest ("@example.com"; "" without an '@'); the webhook
+     * URL; varint preferences, each a byte (channel | enabled << 7) and a
+     * category ref. Strings as put_str() writes them. */
     char data[];
 } rentry_t;
 
@@ -282,10 +283,69 @@ static void put_var(wr_t *w, uint32_t v)
 
 static void put_u16(wr_t *w, uint16_t v) { put_bytes(w, &v, sizeof(v)); }
 
+/* Strings are stored in one of three forms, told by the low 2 bits of
+ * their varint header (length << 2 | form): raw bytes; 6 bits a character
+ * when every one is in [0-9a-zA-Z_-] (push tokens, ids, most local parts
+ * of e-mail addresses: 3/4 of the bytes); 4 bits a character when every
+ * one is a digit or one of "+-.() " (phone numbers: half). */
+enum { PS_RAW, PS_SIX, PS_NIBBLE };
+static const char six_chars[65] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_";
+static const char nibble_chars[17] = "0123456789+-.() ";
+
+static int six_code(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'z') return 10 + (ch - 'a');
+    if (ch >= 'A' && ch <= 'Z') return 36 + (ch - 'A');
+    return ch == '-' ? 62 : ch == '_' ? 63 : -1;
+}
+
+static int nibble_code(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    const char *q = ch ? strchr(nibble_chars + 10, ch) : NULL;
+    return q ? (int)(q - nibble_chars) : -1;
+}
+
+static size_t packed_len(int form, size_t n)
+{
+    return form == PS_SIX ? (n * 6 + 7) / 8 : form == PS_NIBBLE ? (n + 1) / 2 : n;
+}
+
 static void put_str(wr_t *w, const char *s, size_t n)
 {
-    put_var(w, (uint32_t)n);
-    put_bytes(w, s, n);
+    int form = PS_RAW;
+    if (n >= 4 && n <= (UINT32_MAX >> 2)) {
+        bool six = true, nib = true;
+        for (size_t i = 0; i < n && (six || nib); i++) {
+            six = six && six_code((unsigned char)s[i]) >= 0;
+            nib = nib && nibble_code((unsigned char)s[i]) >= 0;
+        }
+        form = nib ? PS_NIBBLE : six ? PS_SIX : PS_RAW;
+    }
+    put_var(w, (uint32_t)(n << 2 | (size_t)form));
+    if (form == PS_RAW) {
+        put_bytes(w, s, n);
+        return;
+    }
+    int width = form == PS_SIX ? 6 : 4;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int code = form == PS_SIX ? six_code((unsigned char)s[i]) : nibble_code((unsigned char)s[i]);
+        acc |= (uint32_t)code << bits;
+        bits += width;
+        while (bits >= 8) {
+            unsigned char b = (unsigned char)(acc & 0xff);
+            put_bytes(w, &b, 1);
+            acc >>= 8;
+            bits -= 8;
+        }
+    }
+    if (bits > 0) {
+        unsigned char b = (unsigned char)(acc & 0xff);
+        put_bytes(w, &b, 1);
+    }
 }
 
 /* A short string as an atom reference (see REF_*). */
@@ -327,12 +387,43 @@ static uint16_t get_u16(rd_t *r)
     return v;
 }
 
-static hstr_t get_str(rd_t *r)
+/* A stored string: its length n (characters), form and bytes. */
+typedef struct pstr {
+    const unsigned char *p;
+    size_t n;
+    int form;
+} pstr_t;
+
+static pstr_t get_str(rd_t *r)
 {
-    size_t n = get_var(r);
-    hstr_t s = {(const char *)r->p, n};
-    r->p += n;
+    uint32_t h = get_var(r);
+    pstr_t s = {r->p, h >> 2, (int)(h & 3)};
+    r->p += packed_len(s.form, s.n);
     return s;
+}
+
+/* Writes s's n characters at out; the end. */
+static char *unpack(pstr_t s, char *out)
+{
+    if (s.form == PS_RAW) {
+        if (s.n) memcpy(out, s.p, s.n);
+        return out + s.n;
+    }
+    const char *abc = s.form == PS_SIX ? six_chars : nibble_chars;
+    int width = s.form == PS_SIX ? 6 : 4;
+    uint32_t mask = (1u << width) - 1, acc = 0;
+    int bits = 0;
+    const unsigned char *p = s.p;
+    for (size_t i = 0; i < s.n; i++) {
+        if (bits < width) {
+            acc |= (uint32_t)*p++ << bits;
+            bits += 8;
+        }
+        out[i] = abc[acc & mask];
+        acc >>= width;
+        bits -= width;
+    }
+    return out + s.n;
 }
 
 /* An atom reference: the NUL-terminated string (an atom or inline). */
@@ -559,17 +650,17 @@ static const recipient_t *view_of(recip_reader_t *rd, const rentry_t *e)
     int ndev = (int)get_var(&in);
     if (ndev > STORE_MAX_DEVICES) ndev = STORE_MAX_DEVICES; /* never: entry_build's input */
     const char *plat[STORE_MAX_DEVICES];
-    hstr_t tok[STORE_MAX_DEVICES];
+    pstr_t tok[STORE_MAX_DEVICES];
     size_t push_len = 0;
     for (int d = 0; d < ndev; d++) {
         plat[d] = get_ref(c, &in);
         tok[d] = get_str(&in);
         push_len += (d ? 1 : 0) + strlen(plat[d]) + 1 + tok[d].n;
     }
-    hstr_t phone = get_str(&in), local = get_str(&in);
+    pstr_t phone = get_str(&in), local = get_str(&in);
     const char *domain = get_ref(c, &in);
     size_t dl = strlen(domain);
-    hstr_t hook = get_str(&in);
+    pstr_t hook = get_str(&in);
     /* text: id, push list, phone, e-mail, webhook, each with a NUL */
     char *t = text_room(rd, e->idlen + push_len + phone.n + local.n + dl + hook.n + 5);
     r->user_id = t;
@@ -584,25 +675,22 @@ static const recipient_t *view_of(recip_reader_t *rd, const rentry_t *e)
         memcpy(t, plat[d], pl);
         t += pl;
         *t++ = ':';
-        memcpy(t, tok[d].p, tok[d].n);
-        t += tok[d].n;
+        t = unpack(tok[d], t);
     }
     *t++ = '\0';
     r->addr[CH_SMS] = t;
     r->addr_len[CH_SMS] = phone.n;
-    memcpy(t, phone.p, phone.n);
-    t += phone.n;
+    t = unpack(phone, t);
     *t++ = '\0';
     r->addr[CH_EMAIL] = t;
     r->addr_len[CH_EMAIL] = local.n + dl;
-    memcpy(t, local.p, local.n);
-    memcpy(t + local.n, domain, dl);
-    t += local.n + dl;
+    t = unpack(local, t);
+    memcpy(t, domain, dl);
+    t += dl;
     *t++ = '\0';
     r->addr[CH_WEBHOOK] = t;
     r->addr_len[CH_WEBHOOK] = hook.n;
-    memcpy(t, hook.p, hook.n);
-    t += hook.n;
+    t = unpack(hook, t);
     *t = '\0';
     r->known = (e->flags & F_KNOWN) != 0;
     r->addr[CH_INAPP] = r->known ? r->user_id : "";
