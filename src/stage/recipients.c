@@ -195,6 +195,11 @@ static void *store_alloc(recip_cache_t *c, size_t n)
     } else if (c->slab_next + sz <= c->slab_len) {
         p = c->slab + c->slab_next;
         c->slab_next += sz;
+    } else {
+        /* the mapping is all cut up (users' sizes shifted over time): a
+         * free slot of a larger class; freed, it joins this class's list */
+        for (size_t j = k + 1; j < SLAB_CLASSES && !p; j++)
+            if (c->slab_free[j].n) p = c->slab + (size_t)c->slab_free[j].v[--c->slab_free[j].n] * SLAB_GRAIN;
     }
     pthread_mutex_unlock(&c->slab_mu);
     return p;
