@@ -5,7 +5,9 @@
 #include "bench/bench.h"
 #include "cli/cli.h"
 
+#include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const struct command {
@@ -32,8 +34,25 @@ static void usage_main(FILE *f)
     fprintf(f, "\nRun 'herald <command> --help' for a command's options.\n");
 }
 
+/* glibc's allocator, before any thread starts, unless the environment sets
+ * it (MALLOC_ARENA_MAX, GLIBC_TUNABLES). By default glibc gives threads
+ * that meet in an arena their own, up to 8 per core (herald runs ~55
+ * threads), and raises the mmap and trim thresholds to the largest block
+ * freed (up to 32 MiB), so that freed large buffers stay in the heaps.
+ * Fixed thresholds return them; 4 arenas share the free space of the
+ * threads. 1M-user benchmark at 3000 events/s: peak RSS 261-264 -> 239-248
+ * MB, no more mmap calls than ~20/s. */
+static void malloc_setup(void)
+{
+    if (getenv("MALLOC_ARENA_MAX") || getenv("GLIBC_TUNABLES")) return;
+    mallopt(M_ARENA_MAX, 4);
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+}
+
 int main(int argc, char **argv)
 {
+    malloc_setup();
     if (argc < 2) {
         usage_main(stderr);
         return 2;

@@ -2,8 +2,8 @@
  * sha256.h - SHA-256 for hot paths (notification ids, API key checks).
  *
  * OpenSSL 3's one-shot SHA256() fetches the algorithm on every call, which
- * costs more than hashing the few bytes of an id or a key: this fetches the
- * digest once and keeps one context per thread. Any thread.
+ * costs more than hashing the few bytes of an id or a key, and EVP
+ * allocates a context per hash: this hashes on the stack. Any thread.
  */
 #ifndef HERALD_SHA256_H
 #define HERALD_SHA256_H

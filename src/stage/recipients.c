@@ -1,17 +1,30 @@
 /*
  * recipients.c - fan-out's recipient cache (see recipients.h).
  *
- * An entry is one block in a compact form - a small header with the string
- * lengths, then the strings and the preferences packed behind it - ~140
- * bytes for a user with an e-mail address, a phone number and one device,
- * kept in a slab of 144-byte slots. The
- * table is an array of sets of WAYS tagged entry pointers; the set is chosen
- * by the low bits of the id's 32-bit hash, and each pointer carries the high
- * 16 bits of that hash in its unused top bits (user-space addresses fit in
- * 48 bits), so a set is 32 bytes (two per cache line) and a lookup reads an
- * entry only when its tag matches. Sets are guarded by NSTRIPES mutexes
- * (set % NSTRIPES). A reader copies a hit out under the lock and unpacks its
- * copy, so entries can be replaced by other threads at any time.
+ * An entry is one packed block: an 11-byte header (load time, size, flags,
+ * id length), the id, then the fields as LEB128 varints and bytes - 81
+ * bytes for the benchmark's users (an e-mail address, a phone number and
+ * one 52-character push token; it was 140 with a fixed header of 16-bit
+ * lengths and every string in full). Short strings shared by many users -
+ * time zones, locales, device platforms, the "@domain" of e-mail
+ * addresses, preference categories - are interned in the cache's atom
+ * table and stored as a one- or two-byte reference; tokens, local parts
+ * and phone numbers are packed 6 or 4 bits a character when their
+ * characters allow (put_str); quiet hours take 4 bytes only when set; a
+ * preference is a byte and a category reference.
+ *
+ * Entries of up to SLAB_MAX bytes (nearly all) live in one anonymous
+ * mapping carved into 8-byte size classes, each with its own free list;
+ * larger ones come from malloc. The table is an array of sets of WAYS
+ * tagged entry pointers; the set is chosen by the low bits of the id's
+ * 32-bit hash, and each pointer carries the high 16 bits of that hash in
+ * its unused top bits (user-space addresses fit in 48 bits), so a set of 8
+ * is one 64-byte cache line and a lookup reads an entry only when its tag
+ * matches. 8 ways instead of 4: at two slots per entry about 1 % of
+ * entries conflict out of their set instead of ~4 %. Sets are guarded by
+ * NSTRIPES mutexes (set % NSTRIPES). A reader copies a hit out under the
+ * lock and unpacks its copy, so entries can be replaced by other threads at
+ * any time.
  *
  * One lookup per recipient: recip_prefetch() copies every id's entry (a hit,
  * or what it read from the store) into the reader's own arena, in order;
@@ -19,11 +32,6 @@
  * up again. The slab and the set array are mapped with MADV_HUGEPAGE: with
  * 4 KiB pages nearly every lookup of a large cache missed the TLB (measured:
  * find() fell from 17.6 % to 4.1 % of fan-out's samples with huge pages).
- *
- * Time zones are interned: an entry holds a 16-bit id into the cache's
- * zone table (a few hundred IANA names are in use; the table holds up to
- * ZONES_MAX and never forgets one), and quiet hours are two int16 minutes
- * of the day - 6 bytes per user instead of a string each.
  */
 #include "stage/recipients.h"
 
@@ -37,36 +45,37 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define WAYS 4
+#define WAYS 8
 #define NSTRIPES 256
-#define EST_ENTRY_BYTES 144     /* sizing guess per entry (a slab slot) */
+#define EST_ENTRY_BYTES 88      /* sizing guess per entry (one device, e-mail, phone) */
 #define MAX_ENTRY_BYTES 2048    /* larger users are not cached (read on every use) */
 #define PREFETCH_CHUNK 512
-#define ZONES_MAX 4096          /* distinct time zone names a cache interns */
-#define ZONE_HASH 8192          /* open-addressing slots (power of two, > 2 * ZONES_MAX) */
+#define ATOMS_MAX 16384         /* distinct short strings a cache interns */
+#define ATOM_HASH 32768         /* open-addressing slots (power of two, > 2 * ATOMS_MAX) */
+#define ATOM_LEN_MAX 255        /* longer strings are stored inline */
+#define SLAB_GRAIN 8            /* size classes of the slab: multiples of 8 bytes */
+#define SLAB_MAX 256            /* larger entries come from malloc */
+#define SLAB_CLASSES (SLAB_MAX / SLAB_GRAIN + 1)
 
-/* The strings of an entry, in order. */
-enum { S_ID, S_LOCALE, S_PUSH, S_SMS, S_EMAIL, S_HOOK, S_PLATFORM, S__N };
+enum { F_KNOWN = 1, F_USED = 2, F_QUIET = 4 };
+
+/* An atom reference (a varint): 0 is "", 1 an inline NUL-terminated string
+ * that follows, k + 1 atom k of the cache's table. */
+enum { REF_EMPTY = 0, REF_INLINE = 1 };
 
 typedef struct __attribute__((packed)) rentry {
-    uint32_t hash;              /* low bits pick the set; all 32 filter compares */
     int32_t loaded_s;           /* seconds since the cache was made */
-    uint32_t push_len;          /* up to 16 devices of 4 KB tokens */
-    uint16_t len[S__N];         /* the other string lengths */
-    uint16_t nprefs;
-    uint16_t zone;              /* time zone: index in the cache's zone table; 0 = unknown */
-    int16_t quiet_start;        /* quiet hours (minutes of the day) or NOTIF_QUIET_NONE */
-    int16_t quiet_end;
-    bool known;
-    bool used;                  /* CLOCK reference bit */
-    /* then: the strings (id, locale and platform NUL-terminated, the
-     * addresses not); then per preference: u8 channel, u8 enabled, u8
-     * category length, category, NUL */
+    uint32_t size;              /* bytes of the whole entry */
+    uint8_t flags;              /* F_* (F_USED: the CLOCK reference bit) */
+    uint16_t idlen;
+    /* then: the id (no NUL); zone ref; with F_QUIET two u16 minutes of the
+     * day (start, end); locale ref; varint devices, each a platform ref
+     * and the token; the phone; the e-mail address up to its last '@' and
+     * a ref to the rest ("@example.com"; "" without an '@'); the webhook
+     * URL; varint preferences, each a byte (channel | enabled << 7) and a
+     * category ref. Strings as put_str() writes them. */
     char data[];
 } rentry_t;
-
-/* Is string i stored with a NUL? (addresses are used with their lengths) */
-static bool has_nul(int i) { return i == S_ID || i == S_LOCALE || i == S_PLATFORM; }
 
 struct recip_cache {
     store_t *store;
@@ -77,24 +86,26 @@ struct recip_cache {
     size_t slots_len;           /* bytes mapped for slots */
     size_t nsets;
     pthread_mutex_t stripes[NSTRIPES];
-    /* Entries of up to SLAB_SLOT bytes (nearly all) live in one anonymous
-     * mapping of fixed slots, reused through a free list: the cache churns
-     * constantly, and through malloc the freed and new entries of different
-     * threads fragment the heap until RSS is well above the budget. */
+    /* Entries of up to SLAB_MAX bytes (nearly all) live in one anonymous
+     * mapping, cut on demand into slots of their 8-byte size class and
+     * reused through per-class free lists: the cache churns constantly, and
+     * through malloc the freed and new entries of different threads
+     * fragment the heap until RSS is well above the budget. */
     pthread_mutex_t slab_mu;
     char *slab;
     size_t slab_len;            /* bytes mapped (untouched pages cost nothing) */
-    uint32_t slab_slots, slab_next;
-    uint32_t *slab_free;        /* stack of free slot numbers */
-    uint32_t slab_nfree;
-    /* Interned time zone names: zone_names[id] for id 1..nzones (0 is "",
-     * unknown). A name is published before any entry carrying its id is
-     * built, and never changes or goes away while the cache lives. */
-    pthread_mutex_t zone_mu;
-    _Atomic(char *) zone_names[ZONES_MAX];
-    uint16_t zone_hash[ZONE_HASH]; /* ids by name hash; 0 = empty slot */
-    int nzones;
-    bool zones_full_logged;
+    size_t slab_next;           /* bytes handed out so far */
+    struct slab_free {
+        uint32_t *v;            /* free slots, as offsets / SLAB_GRAIN */
+        uint32_t n, cap;
+    } slab_free[SLAB_CLASSES];
+    /* Interned short strings: atom_names[id] for id 1..natoms. A name is
+     * published before any entry carrying its id is built, and never
+     * changes or goes away while the cache lives. */
+    pthread_mutex_t atom_mu;
+    _Atomic(char *) atom_names[ATOMS_MAX];
+    uint16_t atom_hash[ATOM_HASH]; /* ids by name hash; 0 = empty slot */
+    int natoms;
     _Atomic int64_t bytes;
     _Atomic int64_t entries;
     _Atomic int64_t lookups, loads;
@@ -123,12 +134,12 @@ struct recip_reader {
     size_t copy_cap;
     rentry_t *own;              /* an entry that was not cached */
     recipient_t view;
+    char *text;                 /* the view's strings that are not in the entry */
+    size_t text_cap;
     pref_t *prefs;
     int cprefs;
     int64_t lookups, loads;     /* not yet added to the cache's */
 };
-
-#define SLAB_SLOT 144           /* an entry with one device, e-mail and phone: ~140 */
 
 /* glibc's chunk for an n-byte request */
 static size_t malloc_cost(size_t n) { return n + 8 <= 32 ? 32 : (n + 8 + 15) & ~(size_t)15; }
@@ -138,8 +149,10 @@ static bool in_slab(const recip_cache_t *c, const void *p)
     return c->slab && (const char *)p >= c->slab && (const char *)p < c->slab + c->slab_len;
 }
 
+static size_t slab_class(size_t n) { return (n + SLAB_GRAIN - 1) / SLAB_GRAIN; }
+
 /* Memory an entry of n bytes takes in the cache. */
-static size_t cost_of(size_t n) { return n <= SLAB_SLOT ? SLAB_SLOT : malloc_cost(n); }
+static size_t cost_of(size_t n) { return n <= SLAB_MAX ? slab_class(n) * SLAB_GRAIN : malloc_cost(n); }
 
 /* Anonymous memory of len bytes (rounded up to 2 MiB), aligned to 2 MiB and
  * advised for transparent huge pages; untouched pages cost nothing. NULL
@@ -172,68 +185,263 @@ static bool slot_tag_is(uint64_t v, uint32_t h) { return v && (uint16_t)(v >> 48
 /* Storage for an n-byte entry; NULL when the slab is full. */
 static void *store_alloc(recip_cache_t *c, size_t n)
 {
-    if (n > SLAB_SLOT || !c->slab) return xmalloc(n);
+    if (n > SLAB_MAX || !c->slab) return xmalloc(n);
+    size_t k = slab_class(n), sz = k * SLAB_GRAIN;
+    struct slab_free *fl = &c->slab_free[k];
     void *p = NULL;
     pthread_mutex_lock(&c->slab_mu);
-    if (c->slab_nfree) p = c->slab + (size_t)c->slab_free[--c->slab_nfree] * SLAB_SLOT;
-    else if (c->slab_next < c->slab_slots) p = c->slab + (size_t)c->slab_next++ * SLAB_SLOT;
+    if (fl->n) {
+        p = c->slab + (size_t)fl->v[--fl->n] * SLAB_GRAIN;
+    } else if (c->slab_next + sz <= c->slab_len) {
+        p = c->slab + c->slab_next;
+        c->slab_next += sz;
+    } else {
+        /* the mapping is all cut up (users' sizes shifted over time): a
+         * free slot of a larger class; freed, it joins this class's list */
+        for (size_t j = k + 1; j < SLAB_CLASSES && !p; j++)
+            if (c->slab_free[j].n) p = c->slab + (size_t)c->slab_free[j].v[--c->slab_free[j].n] * SLAB_GRAIN;
+    }
     pthread_mutex_unlock(&c->slab_mu);
     return p;
 }
 
-static void store_free(recip_cache_t *c, void *p)
+static void store_free(recip_cache_t *c, void *p, size_t n)
 {
     if (!in_slab(c, p)) {
         free(p);
         return;
     }
+    struct slab_free *fl = &c->slab_free[slab_class(n)];
     pthread_mutex_lock(&c->slab_mu);
-    c->slab_free[c->slab_nfree++] = (uint32_t)(((char *)p - c->slab) / SLAB_SLOT);
+    if (fl->n == fl->cap) {
+        fl->cap = fl->cap ? fl->cap * 2 : 1024;
+        fl->v = xrealloc(fl->v, fl->cap * sizeof(*fl->v));
+    }
+    fl->v[fl->n++] = (uint32_t)(((char *)p - c->slab) / SLAB_GRAIN);
     pthread_mutex_unlock(&c->slab_mu);
 }
 
 static uint32_t id_hash(const char *id, size_t n) { return (uint32_t)fnv1a64(id, n); }
 
-/* The id of time zone name (NULL or "" = 0, unknown), interning it when
- * new. When the table is full a new name reads as unknown (UTC), logged
- * once: the API admits only real IANA zones, so that takes thousands of
- * distinct names written around it. */
-static uint16_t zone_intern(recip_cache_t *c, const char *name)
+/* The id of short string s (n bytes, n > 0), interning it when new; 0 when
+ * it is too long or the table is full (the caller stores it inline). */
+static uint32_t atom_intern(recip_cache_t *c, const char *s, size_t n)
 {
-    if (!name || !name[0]) return 0;
-    size_t n = strlen(name);
-    uint32_t h = id_hash(name, n);
-    uint16_t id = 0;
-    pthread_mutex_lock(&c->zone_mu);
-    for (uint32_t i = h & (ZONE_HASH - 1);; i = (i + 1) & (ZONE_HASH - 1)) {
-        uint16_t z = c->zone_hash[i];
+    if (n > ATOM_LEN_MAX) return 0;
+    uint32_t h = id_hash(s, n);
+    uint32_t id = 0;
+    pthread_mutex_lock(&c->atom_mu);
+    for (uint32_t i = h & (ATOM_HASH - 1);; i = (i + 1) & (ATOM_HASH - 1)) {
+        uint16_t z = c->atom_hash[i];
         if (z == 0) {
-            if (c->nzones + 1 >= ZONES_MAX) {
-                if (!c->zones_full_logged)
-                    log_warn("fanout", "more than %d time zone names in use; '%s' and later new "
-                             "ones are read as UTC", ZONES_MAX - 1, name);
-                c->zones_full_logged = true;
-                break;
-            }
-            id = (uint16_t)++c->nzones;
-            atomic_store_explicit(&c->zone_names[id], xstrdup(name), memory_order_release);
-            c->zone_hash[i] = id;
+            if (c->natoms + 1 >= ATOMS_MAX) break; /* full: inline from now on */
+            id = (uint32_t)++c->natoms;
+            char *copy = xmalloc(n + 1);
+            memcpy(copy, s, n);
+            copy[n] = '\0';
+            atomic_store_explicit(&c->atom_names[id], copy, memory_order_release);
+            c->atom_hash[i] = (uint16_t)id;
             break;
         }
-        if (strcmp(atomic_load_explicit(&c->zone_names[z], memory_order_relaxed), name) == 0) {
+        const char *name = atomic_load_explicit(&c->atom_names[z], memory_order_relaxed);
+        if (strncmp(name, s, n) == 0 && name[n] == '\0') {
             id = z;
             break;
         }
     }
-    pthread_mutex_unlock(&c->zone_mu);
+    pthread_mutex_unlock(&c->atom_mu);
     return id;
 }
 
-static const char *zone_name(recip_cache_t *c, uint16_t id)
+static const char *atom_name(recip_cache_t *c, uint32_t id)
 {
-    if (id == 0 || id >= ZONES_MAX) return "";
-    const char *s = atomic_load_explicit(&c->zone_names[id], memory_order_acquire);
+    if (id == 0 || id >= ATOMS_MAX) return "";
+    const char *s = atomic_load_explicit(&c->atom_names[id], memory_order_acquire);
     return s ? s : "";
+}
+
+/* ---- the packed form ----
+ * A writer with p == NULL only counts (the first pass sizes the entry). */
+typedef struct wr {
+    char *p;
+    size_t n;
+} wr_t;
+
+static void put_bytes(wr_t *w, const void *s, size_t n)
+{
+    if (w->p && n) memcpy(w->p + w->n, s, n);
+    w->n += n;
+}
+
+static void put_var(wr_t *w, uint32_t v)
+{
+    unsigned char b[5];
+    size_t k = 0;
+    do {
+        b[k] = (unsigned char)(v & 0x7f);
+        v >>= 7;
+        if (v) b[k] |= 0x80;
+        k++;
+    } while (v);
+    put_bytes(w, b, k);
+}
+
+static void put_u16(wr_t *w, uint16_t v) { put_bytes(w, &v, sizeof(v)); }
+
+/* Strings are stored in one of three forms, told by the low 2 bits of
+ * their varint header (length << 2 | form): raw bytes; 6 bits a character
+ * when every one is in [0-9a-zA-Z_-] (push tokens, ids, most local parts
+ * of e-mail addresses: 3/4 of the bytes); 4 bits a character when every
+ * one is a digit or one of "+-.() " (phone numbers: half). */
+enum { PS_RAW, PS_SIX, PS_NIBBLE };
+static const char six_chars[65] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_";
+static const char nibble_chars[17] = "0123456789+-.() ";
+
+static int six_code(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'z') return 10 + (ch - 'a');
+    if (ch >= 'A' && ch <= 'Z') return 36 + (ch - 'A');
+    return ch == '-' ? 62 : ch == '_' ? 63 : -1;
+}
+
+static int nibble_code(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    const char *q = ch ? strchr(nibble_chars + 10, ch) : NULL;
+    return q ? (int)(q - nibble_chars) : -1;
+}
+
+static size_t packed_len(int form, size_t n)
+{
+    return form == PS_SIX ? (n * 6 + 7) / 8 : form == PS_NIBBLE ? (n + 1) / 2 : n;
+}
+
+static void put_str(wr_t *w, const char *s, size_t n)
+{
+    int form = PS_RAW;
+    if (n >= 4 && n <= (UINT32_MAX >> 2)) {
+        bool six = true, nib = true;
+        for (size_t i = 0; i < n && (six || nib); i++) {
+            six = six && six_code((unsigned char)s[i]) >= 0;
+            nib = nib && nibble_code((unsigned char)s[i]) >= 0;
+        }
+        form = nib ? PS_NIBBLE : six ? PS_SIX : PS_RAW;
+    }
+    put_var(w, (uint32_t)(n << 2 | (size_t)form));
+    if (form == PS_RAW) {
+        put_bytes(w, s, n);
+        return;
+    }
+    int width = form == PS_SIX ? 6 : 4;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int code = form == PS_SIX ? six_code((unsigned char)s[i]) : nibble_code((unsigned char)s[i]);
+        acc |= (uint32_t)code << bits;
+        bits += width;
+        while (bits >= 8) {
+            unsigned char b = (unsigned char)(acc & 0xff);
+            put_bytes(w, &b, 1);
+            acc >>= 8;
+            bits -= 8;
+        }
+    }
+    if (bits > 0) {
+        unsigned char b = (unsigned char)(acc & 0xff);
+        put_bytes(w, &b, 1);
+    }
+}
+
+/* A short string as an atom reference (see REF_*). */
+static void put_ref(recip_cache_t *c, wr_t *w, const char *s, size_t n)
+{
+    if (n == 0) {
+        put_var(w, REF_EMPTY);
+        return;
+    }
+    uint32_t id = atom_intern(c, s, n);
+    if (id) {
+        put_var(w, id + 1);
+        return;
+    }
+    put_var(w, REF_INLINE);
+    put_bytes(w, s, n);
+    put_bytes(w, "", 1);
+}
+
+typedef struct rd_ {
+    const unsigned char *p;
+} rd_t;
+
+static uint32_t get_var(rd_t *r)
+{
+    uint32_t v = 0;
+    for (int shift = 0;; shift += 7) {
+        unsigned char b = *r->p++;
+        v |= (uint32_t)(b & 0x7f) << shift;
+        if (!(b & 0x80) || shift >= 28) return v;
+    }
+}
+
+static uint16_t get_u16(rd_t *r)
+{
+    uint16_t v;
+    memcpy(&v, r->p, sizeof(v));
+    r->p += sizeof(v);
+    return v;
+}
+
+/* A stored string: its length n (characters), form and bytes. */
+typedef struct pstr {
+    const unsigned char *p;
+    size_t n;
+    int form;
+} pstr_t;
+
+static pstr_t get_str(rd_t *r)
+{
+    uint32_t h = get_var(r);
+    pstr_t s = {r->p, h >> 2, (int)(h & 3)};
+    r->p += packed_len(s.form, s.n);
+    return s;
+}
+
+/* Writes s's n characters at out; the end. */
+static char *unpack(pstr_t s, char *out)
+{
+    if (s.form == PS_RAW) {
+        if (s.n) memcpy(out, s.p, s.n);
+        return out + s.n;
+    }
+    const char *abc = s.form == PS_SIX ? six_chars : nibble_chars;
+    int width = s.form == PS_SIX ? 6 : 4;
+    uint32_t mask = (1u << width) - 1, acc = 0;
+    int bits = 0;
+    const unsigned char *p = s.p;
+    for (size_t i = 0; i < s.n; i++) {
+        if (bits < width) {
+            acc |= (uint32_t)*p++ << bits;
+            bits += 8;
+        }
+        out[i] = abc[acc & mask];
+        acc >>= width;
+        bits -= width;
+    }
+    return out + s.n;
+}
+
+/* An atom reference: the NUL-terminated string (an atom or inline). */
+static const char *get_ref(recip_cache_t *c, rd_t *r)
+{
+    uint32_t v = get_var(r);
+    if (v == REF_EMPTY) return "";
+    if (v == REF_INLINE) {
+        const char *s = (const char *)r->p;
+        r->p += strlen(s) + 1;
+        return s;
+    }
+    return atom_name(c, v - 1);
 }
 
 /* Quiet hours from the user's "HH:MM" pair: both valid, or none. */
@@ -255,6 +463,7 @@ recip_cache_t *recip_cache_new(store_t *store, size_t max_bytes, int ttl_ms)
     c->max_bytes = max_bytes;
     c->ttl_s = ttl_ms > 0 ? (ttl_ms + 999) / 1000 : 0;
     c->born_ms = hclock_now_ms();
+    /* about two slots per entry the budget holds (see the top) */
     size_t want = max_bytes / ((EST_ENTRY_BYTES + sizeof(void *)) * WAYS);
     c->nsets = NSTRIPES;
     while (c->nsets < want) c->nsets *= 2; /* the byte budget is what binds */
@@ -267,45 +476,30 @@ recip_cache_t *recip_cache_new(store_t *store, size_t max_bytes, int ttl_ms)
     atomic_store(&c->bytes, (int64_t)(c->nsets * WAYS * sizeof(*c->slots)));
     for (int i = 0; i < NSTRIPES; i++) pthread_mutex_init(&c->stripes[i], NULL);
     pthread_mutex_init(&c->slab_mu, NULL);
-    pthread_mutex_init(&c->zone_mu, NULL);
-    size_t nslots = max_bytes / SLAB_SLOT;
-    if (nslots > UINT32_MAX) nslots = UINT32_MAX;
-    if (nslots > 0) {
-        size_t len = nslots * SLAB_SLOT;
+    pthread_mutex_init(&c->atom_mu, NULL);
+    /* offsets are kept in 32 bits of SLAB_GRAIN units */
+    size_t len = max_bytes < (size_t)UINT32_MAX * SLAB_GRAIN ? max_bytes : (size_t)UINT32_MAX * SLAB_GRAIN;
+    if (len >= SLAB_MAX) {
         void *m = big_map(&len);
         if (m) {
             c->slab = m;
             c->slab_len = len;
-            c->slab_slots = (uint32_t)nslots;
-            c->slab_free = xmalloc(nslots * sizeof(*c->slab_free));
         }
     }
     return c;
 }
 
-static size_t slen(const rentry_t *e, int i) { return i == S_PUSH ? e->push_len : e->len[i]; }
-
-static size_t entry_size(const rentry_t *e)
-{
-    size_t n = sizeof(*e);
-    for (int i = 0; i < S__N; i++) n += slen(e, i) + has_nul(i);
-    const unsigned char *p = (const unsigned char *)e + n;
-    for (int i = 0; i < e->nprefs; i++) {
-        size_t step = 3 + (size_t)p[2] + 1;
-        n += step;
-        p += step;
-    }
-    return n;
-}
+static size_t entry_size(const rentry_t *e) { return e->size; }
 
 /* stripe lock held */
 static void entry_drop(recip_cache_t *c, uint64_t *slot)
 {
     if (!*slot) return;
     rentry_t *e = slot_entry(*slot);
-    atomic_fetch_sub(&c->bytes, (int64_t)cost_of(entry_size(e)));
+    size_t size = entry_size(e);
+    atomic_fetch_sub(&c->bytes, (int64_t)cost_of(size));
     atomic_fetch_sub(&c->entries, 1);
-    store_free(c, e);
+    store_free(c, e, size);
     *slot = 0;
 }
 
@@ -319,7 +513,7 @@ static uint64_t *find(recip_cache_t *c, const char *id, size_t idl, uint32_t h)
     for (int w = 0; w < WAYS; w++) {
         if (!slot_tag_is(set[w], h)) continue;
         const rentry_t *e = slot_entry(set[w]);
-        if (e->hash == h && e->len[S_ID] == idl && memcmp(e->data, id, idl) == 0) return &set[w];
+        if (e->idlen == idl && memcmp(e->data, id, idl) == 0) return &set[w];
     }
     return NULL;
 }
@@ -331,10 +525,10 @@ void recip_cache_free(recip_cache_t *c)
         if (c->slots[i] && !in_slab(c, slot_entry(c->slots[i]))) free(slot_entry(c->slots[i]));
     for (int i = 0; i < NSTRIPES; i++) pthread_mutex_destroy(&c->stripes[i]);
     pthread_mutex_destroy(&c->slab_mu);
-    for (int i = 1; i <= c->nzones; i++) free(atomic_load(&c->zone_names[i]));
-    pthread_mutex_destroy(&c->zone_mu);
+    for (int i = 1; i <= c->natoms; i++) free(atomic_load(&c->atom_names[i]));
+    pthread_mutex_destroy(&c->atom_mu);
     if (c->slab) munmap(c->slab, c->slab_len);
-    free(c->slab_free);
+    for (int i = 0; i < SLAB_CLASSES; i++) free(c->slab_free[i].v);
     if (c->slots_len) munmap(c->slots, c->slots_len);
     else free(c->slots);
     free(c);
@@ -362,121 +556,164 @@ static void drop_all(recip_cache_t *c)
     }
 }
 
+static size_t len_of(const char *s) { return s ? strlen(s) : 0; }
+
+/* The body of an entry (everything after the id) into w. */
+static void entry_body(recip_cache_t *c, wr_t *w, bool known, const user_t *u, const pref_t *prefs,
+                       int np)
+{
+    if (!known) {
+        put_var(w, REF_EMPTY);  /* zone */
+        put_ref(c, w, "en", 2); /* locale */
+        /* no devices, phone, e-mail (local part and domain), webhook, preferences */
+        for (int i = 0; i < 6; i++) put_var(w, 0);
+        return;
+    }
+    put_ref(c, w, u->timezone, len_of(u->timezone));
+    int16_t qs, qe;
+    quiet_of(u, &qs, &qe);
+    if (qs != NOTIF_QUIET_NONE) {
+        put_u16(w, (uint16_t)qs);
+        put_u16(w, (uint16_t)qe);
+    }
+    if (u->locale && u->locale[0]) put_ref(c, w, u->locale, strlen(u->locale));
+    else put_ref(c, w, "en", 2);
+    put_var(w, (uint32_t)u->ndevices);
+    for (int d = 0; d < u->ndevices; d++) {
+        put_ref(c, w, u->devices[d].platform, len_of(u->devices[d].platform));
+        put_str(w, u->devices[d].token ? u->devices[d].token : "", len_of(u->devices[d].token));
+    }
+    put_str(w, u->phone ? u->phone : "", len_of(u->phone));
+    const char *em = u->email ? u->email : "";
+    const char *at = strrchr(em, '@');
+    size_t local = at ? (size_t)(at - em) : strlen(em);
+    put_str(w, em, local);
+    put_ref(c, w, em + local, strlen(em + local));
+    put_str(w, u->webhook_url ? u->webhook_url : "", len_of(u->webhook_url));
+    put_var(w, (uint32_t)np);
+    for (int i = 0; i < np; i++) {
+        unsigned char b = (unsigned char)((prefs[i].channel & 0x7f) | (prefs[i].enabled ? 0x80 : 0));
+        put_bytes(w, &b, 1);
+        put_ref(c, w, prefs[i].category ? prefs[i].category : "", len_of(prefs[i].category));
+    }
+}
+
 /* Builds an entry from what the store returned (u and prefs are borrowed).
- * The API's limits (ids, emails, URLs, 128-byte categories) keep every
- * length within the header's fields. */
+ * The API's limits (ids, e-mails, URLs, 128-byte categories) keep every
+ * length far within the fields. */
 static rentry_t *entry_build(recip_cache_t *c, const char *id, bool known, const user_t *u,
                              const pref_t *prefs, int np)
 {
-    const char *str[S__N] = {
-        [S_ID] = id,
-        [S_LOCALE] = known && u->locale && u->locale[0] ? u->locale : "en",
-        [S_PUSH] = "",
-        [S_SMS] = known && u->phone ? u->phone : "",
-        [S_EMAIL] = known && u->email ? u->email : "",
-        [S_HOOK] = known && u->webhook_url ? u->webhook_url : "",
-        [S_PLATFORM] = known && u->ndevices ? u->devices[0].platform : "",
-    };
-    size_t len[S__N];
-    size_t n = sizeof(rentry_t);
-    for (int i = 0; i < S__N; i++) {
-        len[i] = strlen(str[i]);
-        if (i == S_PUSH && known) /* every device as platform:token, comma separated */
-            for (int d = 0; d < u->ndevices; d++)
-                len[i] += (d ? 1 : 0) + strlen(u->devices[d].platform) + 1 + strlen(u->devices[d].token);
-        if (i != S_PUSH && len[i] > UINT16_MAX) len[i] = UINT16_MAX; /* beyond any API limit */
-        n += len[i] + has_nul(i);
-    }
-    if (np > UINT16_MAX) np = UINT16_MAX;
-    for (int i = 0; i < np; i++) {
-        size_t cl = strlen(prefs[i].category ? prefs[i].category : "");
-        n += 3 + (cl > 255 ? 255 : cl) + 1;
-    }
-    rentry_t *e = xmalloc(n);
+    size_t idl = strlen(id);
+    if (idl > UINT16_MAX) idl = UINT16_MAX; /* beyond any API limit */
+    wr_t w = {NULL, sizeof(rentry_t) + idl};
+    entry_body(c, &w, known, u, prefs, np);
+    rentry_t *e = xmalloc(w.n);
     memset(e, 0, sizeof(*e));
-    e->hash = id_hash(id, len[S_ID]);
-    e->known = known;
-    e->nprefs = (uint16_t)np;
-    e->zone = known ? zone_intern(c, u->timezone) : 0;
-    int16_t qs = NOTIF_QUIET_NONE, qe = NOTIF_QUIET_NONE;
-    if (known) quiet_of(u, &qs, &qe);
-    e->quiet_start = qs;
-    e->quiet_end = qe;
-    e->push_len = (uint32_t)len[S_PUSH];
-    char *p = e->data;
-    for (int i = 0; i < S__N; i++) {
-        if (i != S_PUSH) e->len[i] = (uint16_t)len[i];
-        if (i == S_PUSH && known) {
-            char *q = p;
-            for (int d = 0; d < u->ndevices; d++) {
-                if (d) *q++ = ',';
-                size_t pl = strlen(u->devices[d].platform), tl = strlen(u->devices[d].token);
-                memcpy(q, u->devices[d].platform, pl);
-                q += pl;
-                *q++ = ':';
-                memcpy(q, u->devices[d].token, tl);
-                q += tl;
-            }
-        } else if (len[i]) {
-            memcpy(p, str[i], len[i]);
-        }
-        if (has_nul(i)) p[len[i]] = '\0';
-        p += len[i] + has_nul(i);
+    e->idlen = (uint16_t)idl;
+    e->flags = known ? F_KNOWN : 0;
+    int16_t qs, qe;
+    if (known) {
+        quiet_of(u, &qs, &qe);
+        if (qs != NOTIF_QUIET_NONE) e->flags |= F_QUIET;
     }
-    for (int i = 0; i < np; i++) {
-        const char *cat = prefs[i].category ? prefs[i].category : "";
-        size_t cl = strlen(cat);
-        if (cl > 255) cl = 255;
-        *p++ = (char)prefs[i].channel;
-        *p++ = (char)(prefs[i].enabled ? 1 : 0);
-        *p++ = (char)cl;
-        memcpy(p, cat, cl);
-        p[cl] = '\0';
-        p += cl + 1;
-    }
+    memcpy(e->data, id, idl);
+    /* the second pass writes no more than the first counted: an atom,
+     * once interned, stays */
+    wr_t w2 = {(char *)e, sizeof(rentry_t) + idl};
+    entry_body(c, &w2, known, u, prefs, np);
+    e->size = (uint32_t)w2.n;
     return e;
 }
 
-/* Unpacks e (the reader's own memory) into the reader's view. */
+/* Room for n bytes of the view's text. */
+static char *text_room(recip_reader_t *rd, size_t n)
+{
+    if (n > rd->text_cap) {
+        rd->text_cap = n < 512 ? 512 : n * 2;
+        free(rd->text);
+        rd->text = xmalloc(rd->text_cap);
+    }
+    return rd->text;
+}
+
+/* Unpacks e (the reader's own memory) into the reader's view. The push
+ * list ("platform:token,..."), the e-mail address and the other addresses
+ * are put together, NUL-terminated, in the reader's text. */
 static const recipient_t *view_of(recip_reader_t *rd, const rentry_t *e)
 {
+    recip_cache_t *c = rd->c;
     recipient_t *r = &rd->view;
-    const char *s[S__N];
-    const char *p = e->data;
-    for (int i = 0; i < S__N; i++) {
-        s[i] = p;
-        p += slen(e, i) + has_nul(i);
+    rd_t in = {(const unsigned char *)e->data + e->idlen};
+    r->timezone = get_ref(c, &in);
+    r->quiet_start_min = r->quiet_end_min = NOTIF_QUIET_NONE;
+    if (e->flags & F_QUIET) {
+        r->quiet_start_min = (int16_t)get_u16(&in);
+        r->quiet_end_min = (int16_t)get_u16(&in);
     }
-    r->user_id = s[S_ID];
-    r->known = e->known;
-    r->locale = s[S_LOCALE];
-    r->addr[CH_PUSH] = s[S_PUSH];
-    r->addr_len[CH_PUSH] = e->push_len;
-    r->addr[CH_SMS] = s[S_SMS];
-    r->addr_len[CH_SMS] = e->len[S_SMS];
-    r->addr[CH_EMAIL] = s[S_EMAIL];
-    r->addr_len[CH_EMAIL] = e->len[S_EMAIL];
-    r->addr[CH_INAPP] = e->known ? s[S_ID] : "";
-    r->addr_len[CH_INAPP] = e->known ? e->len[S_ID] : 0;
-    r->addr[CH_WEBHOOK] = s[S_HOOK];
-    r->addr_len[CH_WEBHOOK] = e->len[S_HOOK];
-    r->platform = s[S_PLATFORM];
-    if (e->nprefs > rd->cprefs) {
-        rd->cprefs = e->nprefs;
+    r->locale = get_ref(c, &in);
+    int ndev = (int)get_var(&in);
+    if (ndev > STORE_MAX_DEVICES) ndev = STORE_MAX_DEVICES; /* never: entry_build's input */
+    const char *plat[STORE_MAX_DEVICES];
+    pstr_t tok[STORE_MAX_DEVICES];
+    size_t push_len = 0;
+    for (int d = 0; d < ndev; d++) {
+        plat[d] = get_ref(c, &in);
+        tok[d] = get_str(&in);
+        push_len += (d ? 1 : 0) + strlen(plat[d]) + 1 + tok[d].n;
+    }
+    pstr_t phone = get_str(&in), local = get_str(&in);
+    const char *domain = get_ref(c, &in);
+    size_t dl = strlen(domain);
+    pstr_t hook = get_str(&in);
+    /* text: id, push list, phone, e-mail, webhook, each with a NUL */
+    char *t = text_room(rd, e->idlen + push_len + phone.n + local.n + dl + hook.n + 5);
+    r->user_id = t;
+    memcpy(t, e->data, e->idlen);
+    t += e->idlen;
+    *t++ = '\0';
+    r->addr[CH_PUSH] = t;
+    r->addr_len[CH_PUSH] = push_len;
+    for (int d = 0; d < ndev; d++) {
+        if (d) *t++ = ',';
+        size_t pl = strlen(plat[d]);
+        memcpy(t, plat[d], pl);
+        t += pl;
+        *t++ = ':';
+        t = unpack(tok[d], t);
+    }
+    *t++ = '\0';
+    r->addr[CH_SMS] = t;
+    r->addr_len[CH_SMS] = phone.n;
+    t = unpack(phone, t);
+    *t++ = '\0';
+    r->addr[CH_EMAIL] = t;
+    r->addr_len[CH_EMAIL] = local.n + dl;
+    t = unpack(local, t);
+    memcpy(t, domain, dl);
+    t += dl;
+    *t++ = '\0';
+    r->addr[CH_WEBHOOK] = t;
+    r->addr_len[CH_WEBHOOK] = hook.n;
+    t = unpack(hook, t);
+    *t = '\0';
+    r->known = (e->flags & F_KNOWN) != 0;
+    r->addr[CH_INAPP] = r->known ? r->user_id : "";
+    r->addr_len[CH_INAPP] = r->known ? e->idlen : 0;
+    r->platform = ndev ? plat[0] : "";
+    int np = (int)get_var(&in);
+    if (np > rd->cprefs) {
+        rd->cprefs = np;
         rd->prefs = xrealloc(rd->prefs, (size_t)rd->cprefs * sizeof(*rd->prefs));
     }
-    const unsigned char *q = (const unsigned char *)p;
-    for (int i = 0; i < e->nprefs; i++) {
-        rd->prefs[i].channel = (channel_t)q[0];
-        rd->prefs[i].enabled = q[1] != 0;
-        rd->prefs[i].category = (char *)(q + 3);
-        q += 3 + q[2] + 1;
+    for (int i = 0; i < np; i++) {
+        unsigned char b = *in.p++;
+        rd->prefs[i].channel = (channel_t)(b & 0x7f);
+        rd->prefs[i].enabled = (b & 0x80) != 0;
+        rd->prefs[i].category = (char *)get_ref(c, &in);
     }
-    r->prefs = e->nprefs ? rd->prefs : NULL;
-    r->nprefs = e->nprefs;
-    r->timezone = zone_name(rd->c, e->zone);
-    r->quiet_start_min = e->quiet_start;
-    r->quiet_end_min = e->quiet_end;
+    r->prefs = np ? rd->prefs : NULL;
+    r->nprefs = np;
     return r;
 }
 
@@ -494,11 +731,12 @@ static bool insert(recip_cache_t *c, rentry_t *e, int32_t now_s)
     size_t size = entry_size(e), cost = cost_of(size);
     if (cost > MAX_ENTRY_BYTES) return false;
     e->loaded_s = now_s;
-    e->used = false;
-    size_t s = set_of(c, e->hash);
+    e->flags &= (uint8_t)~F_USED;
+    uint32_t h = id_hash(e->data, e->idlen);
+    size_t s = set_of(c, h);
     pthread_mutex_t *mu = stripe(c, s);
     pthread_mutex_lock(mu);
-    uint64_t *old = find(c, e->data, e->len[S_ID], e->hash);
+    uint64_t *old = find(c, e->data, e->idlen, h);
     if (old) entry_drop(c, old);
     uint64_t *set = &c->slots[s * WAYS];
     int victim = -1;
@@ -508,8 +746,8 @@ static bool insert(recip_cache_t *c, rentry_t *e, int32_t now_s)
     for (int pass = 0; pass < 2 && victim < 0; pass++)
         for (int w = 0; w < WAYS && victim < 0; w++) {
             rentry_t *x = slot_entry(set[w]);
-            if (!x->used) victim = w;
-            else x->used = false;
+            if (!(x->flags & F_USED)) victim = w;
+            else x->flags &= (uint8_t)~F_USED;
         }
     if (victim < 0) victim = 0;
     int64_t freed = set[victim] ? (int64_t)cost_of(entry_size(slot_entry(set[victim]))) : 0;
@@ -520,7 +758,7 @@ static bool insert(recip_cache_t *c, rentry_t *e, int32_t now_s)
         ok = copy != NULL;
         if (ok) {
             memcpy(copy, e, size);
-            set[victim] = slot_make(copy, e->hash);
+            set[victim] = slot_make(copy, h);
             atomic_fetch_add(&c->bytes, (int64_t)cost);
             atomic_fetch_add(&c->entries, 1);
         }
@@ -646,6 +884,7 @@ void recip_reader_free(recip_reader_t *rd)
     }
     free(rd->copy);
     free(rd->own);
+    free(rd->text);
     free(rd->prefs);
     free(rd);
 }
@@ -674,7 +913,7 @@ static uint32_t copy_hit(recip_cache_t *c, const char *id, int32_t now_s, recip_
     uint64_t *e = find(c, id, idl, h);
     if (e && fresh(c, slot_entry(*e), now_s)) {
         rentry_t *x = slot_entry(*e);
-        x->used = true;
+        x->flags |= F_USED;
         off = list_put(l, x, entry_size(x));
     }
     pthread_mutex_unlock(mu);
@@ -755,7 +994,7 @@ static const rentry_t *recorded(recip_reader_t *rd, const char *id, size_t idl)
         for (int k = l->next; k < end; k++) {
             if (l->off[k] == OFF_NONE) continue;
             const rentry_t *e = (const rentry_t *)(l->arena + l->off[k]);
-            if (e->len[S_ID] == idl && memcmp(e->data, id, idl) == 0) {
+            if (e->idlen == idl && memcmp(e->data, id, idl) == 0) {
                 l->next = k + 1;
                 return e;
             }
@@ -778,7 +1017,7 @@ const recipient_t *recip_get(recip_reader_t *rd, const char *id, hr_t *err)
     uint64_t *e = find(c, id, idl, h);
     if (e && fresh(c, slot_entry(*e), age_now(c))) {
         rentry_t *x = slot_entry(*e);
-        x->used = true;
+        x->flags |= F_USED;
         size_t sz = entry_size(x);
         if (sz > rd->copy_cap) {
             rd->copy_cap = sz < 256 ? 256 : sz;

@@ -117,6 +117,7 @@ typedef enum stmt_id {
     S_INBOX_MARK,
     S_INBOX_DEL,
     S_PURGE_INBOX,
+    S_USER_FULL,
     S__COUNT
 } stmt_id_t;
 

@@ -81,6 +81,7 @@ static void test_view_and_changes(void **state)
     assert_int_equal(a->addr_len[CH_PUSH], strlen("apns:tok-ann"));
     assert_memory_equal(a->addr[CH_PUSH], "apns:tok-ann", a->addr_len[CH_PUSH]);
     assert_memory_equal(a->addr[CH_EMAIL], "ann@example.com", a->addr_len[CH_EMAIL]);
+    assert_string_equal(a->addr[CH_SMS], "+15550100"); /* 4 bits a character, odd length */
     assert_memory_equal(a->addr[CH_INAPP], "ann", a->addr_len[CH_INAPP]);
     assert_int_equal(a->addr_len[CH_WEBHOOK], 0);
     assert_string_equal(a->platform, "apns");
@@ -286,6 +287,164 @@ static void test_zone_and_quiet_hours(void **state)
     recip_cache_free(c);
 }
 
+/* Every field survives the packed form: several devices on different
+ * platforms, webhook, quiet hours, preferences, an address without an '@',
+ * locale and zone; for a primed entry, a store miss and a prefetch alike. */
+static void check_full(const recipient_t *a)
+{
+    assert_non_null(a);
+    assert_true(a->known);
+    assert_string_equal(a->user_id, "full");
+    assert_string_equal(a->locale, "pt-BR");
+    assert_string_equal(a->timezone, "America/Sao_Paulo");
+    assert_int_equal(a->quiet_start_min, 21 * 60 + 30);
+    assert_int_equal(a->quiet_end_min, 8 * 60);
+    /* packed 6 bits a character, raw (':', '/', '='), raw (short) */
+    const char *push = "apns:0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_,"
+                       "fcm:APA91b:x/y=z,apns:cc";
+    assert_int_equal(a->addr_len[CH_PUSH], strlen(push));
+    assert_memory_equal(a->addr[CH_PUSH], push, strlen(push));
+    assert_string_equal(a->platform, "apns");
+    assert_string_equal(a->addr[CH_SMS], "+4915112345678");
+    assert_int_equal(a->addr_len[CH_SMS], strlen("+4915112345678"));
+    assert_string_equal(a->addr[CH_EMAIL], "first.last+tag@mail.example.org");
+    assert_int_equal(a->addr_len[CH_EMAIL], strlen("first.last+tag@mail.example.org"));
+    assert_string_equal(a->addr[CH_WEBHOOK], "https://hooks.example.net/h/1");
+    assert_int_equal(a->addr_len[CH_WEBHOOK], strlen("https://hooks.example.net/h/1"));
+    assert_memory_equal(a->addr[CH_INAPP], "full", a->addr_len[CH_INAPP]);
+    assert_int_equal(a->nprefs, 3);
+    assert_false(prefs_allowed(a->prefs, a->nprefs, "marketing", CH_EMAIL));
+    assert_true(prefs_allowed(a->prefs, a->nprefs, "marketing", CH_PUSH));
+    assert_false(prefs_allowed(a->prefs, a->nprefs, "social", CH_SMS));
+    assert_true(prefs_allowed(a->prefs, a->nprefs, "", CH_SMS));
+}
+
+static void test_round_trip(void **state)
+{
+    fx_t *f = *state;
+    user_t u = {.user_id = "full", .email = "first.last+tag@mail.example.org", .phone = "+4915112345678",
+                .locale = "pt-BR", .timezone = "America/Sao_Paulo", .quiet_start = "21:30",
+                .quiet_end = "08:00", .webhook_url = "https://hooks.example.net/h/1", .ndevices = 3};
+    u.devices[0] = (device_t){"apns", "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_"};
+    u.devices[1] = (device_t){"fcm", "APA91b:x/y=z"};
+    u.devices[2] = (device_t){"apns", "cc"};
+    assert_int_equal(store_user_put(f->s, &u), HR_OK);
+    pref_t p[3] = {{.category = "marketing", .channel = CH_EMAIL, .enabled = false},
+                   {.category = "social", .channel = CH_SMS, .enabled = false},
+                   {.category = "", .channel = CH_SMS, .enabled = true}};
+    assert_int_equal(store_prefs_replace(f->s, "full", p, 3), HR_OK);
+    user_t v = {.user_id = "local", .email = "nodomain", .phone = "(555) 010-0199 x"};
+    assert_int_equal(store_user_put(f->s, &v), HR_OK);
+
+    recip_cache_t *c = recip_cache_new(f->s, 1 << 20, 60000);
+    int64_t loaded = 0;
+    assert_int_equal(recip_cache_prime(c, &loaded), HR_OK);
+    recip_reader_t *r = recip_reader_new(c);
+    hr_t err;
+    check_full(recip_get(r, "full", &err));
+    const recipient_t *b = recip_get(r, "local", &err);
+    assert_non_null(b);
+    assert_string_equal(b->addr[CH_EMAIL], "nodomain"); /* packed 6 bits */
+    assert_string_equal(b->addr[CH_SMS], "(555) 010-0199 x"); /* raw: the 'x' */
+    assert_int_equal(b->addr_len[CH_PUSH], 0);
+    assert_string_equal(b->platform, "");
+    assert_string_equal(b->locale, "en");
+    assert_int_equal(b->quiet_start_min, NOTIF_QUIET_NONE);
+    recip_reader_free(r);
+    recip_cache_free(c);
+
+    /* no room: read from the store on every use, and through a prefetch */
+    c = recip_cache_new(f->s, 1, 60000);
+    r = recip_reader_new(c);
+    check_full(recip_get(r, "full", &err));
+    const char *ids[] = {"local", "full"};
+    assert_int_equal(recip_prefetch(r, ids, 2), HR_OK);
+    assert_string_equal(recip_get(r, "local", &err)->addr[CH_EMAIL], "nodomain");
+    check_full(recip_get(r, "full", &err));
+    recip_reader_free(r);
+    recip_cache_free(c);
+}
+
+/* More distinct e-mail domains than the atom table holds: the later ones
+ * are stored inline, and every address still reads back. */
+static void test_many_domains(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 17000 };
+    user_t *us = calloc(N, sizeof(*us));
+    char (*ids)[16] = calloc(N, sizeof(*ids));
+    char (*mails)[48] = calloc(N, sizeof(*mails));
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "d%05d", i);
+        snprintf(mails[i], sizeof(mails[i]), "x@host%05d.example", i);
+        us[i].user_id = ids[i];
+        us[i].email = mails[i];
+    }
+    assert_int_equal(store_user_put_batch(f->s, us, N), HR_OK);
+    recip_cache_t *c = recip_cache_new(f->s, 16 << 20, 60000);
+    int64_t loaded = 0;
+    assert_int_equal(recip_cache_prime(c, &loaded), HR_OK);
+    assert_int_equal(loaded, N);
+    recip_reader_t *r = recip_reader_new(c);
+    hr_t err;
+    for (int i = 0; i < N; i++) {
+        const recipient_t *x = recip_get(r, ids[i], &err);
+        assert_non_null(x);
+        assert_string_equal(x->addr[CH_EMAIL], mails[i]);
+    }
+    recip_stats_t st;
+    recip_reader_free(r);
+    recip_cache_stats(c, &st);
+    assert_int_equal(st.loads, 0); /* all answered from the cache */
+    recip_cache_free(c);
+    free(us);
+    free(ids);
+    free(mails);
+}
+
+/* What an entry costs: a user like the benchmark's (8-byte id, e-mail at a
+ * shared domain, phone, one 52-byte push token, locale and zone) takes at
+ * most 88 bytes of the budget, and a cache sized for it holds nearly all
+ * of them despite set conflicts. */
+static void test_entry_bytes(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 20000 };
+    user_t *us = calloc(N, sizeof(*us));
+    char (*ids)[16] = calloc(N, sizeof(*ids));
+    char (*mails)[48] = calloc(N, sizeof(*mails));
+    char (*phones)[32] = calloc(N, sizeof(*phones));
+    char (*toks)[80] = calloc(N, sizeof(*toks));
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "u%07d", i);
+        snprintf(mails[i], sizeof(mails[i]), "%s@example.com", ids[i]);
+        snprintf(phones[i], sizeof(phones[i]), "+1555%07d", i);
+        snprintf(toks[i], sizeof(toks[i]), "fcm-%016llx%016llx%016llx", (unsigned long long)i * 7919u,
+                 (unsigned long long)i * 104729u, (unsigned long long)i);
+        us[i] = (user_t){.user_id = ids[i], .email = mails[i], .phone = phones[i], .locale = "en",
+                         .timezone = "UTC", .ndevices = 1};
+        us[i].devices[0] = (device_t){"fcm", toks[i]};
+    }
+    assert_int_equal(store_user_put_batch(f->s, us, N), HR_OK);
+    recip_cache_t *c = recip_cache_new(f->s, (size_t)N * (88 + 16) * 11 / 10, 60000);
+    recip_stats_t st0, st;
+    recip_cache_stats(c, &st0); /* the set array */
+    int64_t loaded = 0;
+    assert_int_equal(recip_cache_prime(c, &loaded), HR_OK);
+    recip_cache_stats(c, &st);
+    double per = (double)(st.bytes - st0.bytes) / (double)st.entries;
+    print_message("%lld of %d users cached, %.1f bytes per entry, %.1f with the sets\n",
+                  (long long)st.entries, N, per, (double)st.bytes / (double)st.entries);
+    assert_true(per <= 88.0);
+    assert_true(st.entries >= N * 97 / 100);
+    recip_cache_free(c);
+    free(us);
+    free(ids);
+    free(mails);
+    free(phones);
+    free(toks);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +453,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zone_and_quiet_hours, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_domains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_entry_bytes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
