@@ -113,9 +113,9 @@ static void rehash(part_t *p, size_t size)
     p->nslots = size;
 }
 
-static entry_t *lookup(local_t *l, part_t *p, const char *user, size_t len, bool create)
+/* The entry of user (hash h) in p, created when missing and `create`. */
+static entry_t *lookup_hashed(local_t *l, part_t *p, const char *user, size_t len, uint64_t h, bool create)
 {
-    uint64_t h = fnv1a64(user, len);
     size_t mask = p->nslots - 1;
     for (size_t i = (size_t)h & mask; p->slots[i].e; i = (i + 1) & mask) {
         entry_t *e = p->slots[i].e;
@@ -132,6 +132,11 @@ static entry_t *lookup(local_t *l, part_t *p, const char *user, size_t len, bool
     slot_put(p->slots, p->nslots, h, e);
     p->count++;
     return e;
+}
+
+static entry_t *lookup(local_t *l, part_t *p, const char *user, size_t len, bool create)
+{
+    return lookup_hashed(l, p, user, len, fnv1a64(user, len), create);
 }
 
 static void expire(const local_t *l, entry_t *e, int64_t now_ms)
@@ -351,12 +356,35 @@ static part_t *part_get(local_t *l, int32_t id, int64_t now_ms)
     return l->parts[id];
 }
 
+/* Requests looked up together: the table slots of a group are fetched from
+ * memory at once (prefetch), then their entries, then the checks run, so
+ * that the cache misses of a batch overlap instead of following each other. */
+#define CHECK_GROUP 16
+
 static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t now_ms)
 {
     local_t *l = (local_t *)rl;
+    uint64_t h[CHECK_GROUP];
+    part_t *ps[CHECK_GROUP];
     for (int i = 0; i < n; i++) {
-        part_t *p = part_get(l, reqs[i].partition, now_ms);
-        entry_t *e = lookup(l, p, reqs[i].user, reqs[i].user_len, true);
+        int k = i % CHECK_GROUP;
+        if (k == 0) {
+            int m = n - i < CHECK_GROUP ? n - i : CHECK_GROUP;
+            for (int j = 0; j < m; j++) {
+                ps[j] = part_get(l, reqs[i + j].partition, now_ms);
+                h[j] = fnv1a64(reqs[i + j].user, reqs[i + j].user_len);
+                __builtin_prefetch(&ps[j]->slots[h[j] & (ps[j]->nslots - 1)]);
+            }
+            for (int j = 0; j < m; j++) {
+                const slot_t *sl = &ps[j]->slots[h[j] & (ps[j]->nslots - 1)];
+                if (sl->e && sl->hash == h[j]) {
+                    __builtin_prefetch(sl->e);
+                    __builtin_prefetch((const char *)sl->e + 64);
+                }
+            }
+        }
+        part_t *p = ps[k]; /* part_get of a later request never frees an earlier one's */
+        entry_t *e = lookup_hashed(l, p, reqs[i].user, reqs[i].user_len, h[k], true);
         expire(l, e, now_ms);
         reqs[i].allowed = e->n < rl->limit;
         if (reqs[i].allowed) {

@@ -135,6 +135,7 @@ typedef struct dispatch {
     sent_ids_t in_batch;        /* ids of the batch being processed */
     sent_key_t *keys;           /* per decoded record: its id parsed once (sent_ids.h) */
     bool *keyed;                /* per decoded record: keys[] is valid (a 32-hex-digit id) */
+    bool *decoded;              /* per polled record: notifs[] holds it (a notification) */
     bool *maybe_seen;           /* per decoded record of the batch: look it up in the store */
     hstr_t *ask;                /* ids to look up in the store, one query per batch */
     bool *answer;
@@ -194,6 +195,7 @@ static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
     sent_ids_init(&d->in_batch, (size_t)d->cap);
     d->keys = xcalloc((size_t)d->cap, sizeof(*d->keys));
     d->keyed = xcalloc((size_t)d->cap, sizeof(*d->keyed));
+    d->decoded = xcalloc((size_t)d->cap, sizeof(*d->decoded));
     d->pidx = xcalloc((size_t)d->cap, sizeof(*d->pidx));
     d->probe = xcalloc((size_t)d->cap, sizeof(*d->probe));
     d->again = xcalloc((size_t)d->cap, sizeof(*d->again));
@@ -232,6 +234,7 @@ static void dispatch_free(void *state)
     sent_ids_release(&d->in_batch);
     free(d->keys);
     free(d->keyed);
+    free(d->decoded);
     provider_set_close(d->providers);
     quiet_ctx_free(d->quiet);
     ratelimit_close(d->rl);
@@ -722,24 +725,37 @@ static hr_t dispatch_batch(dispatch_t *d, stage_ctx_t *cx, const bus_msg_t *msgs
     sent_ids_clear(&d->in_batch);
     digest_stage_begin(d->digests);
     int nd = 0, nask = 0;
+    /* First every record is decoded and its id parsed (once, for the set
+     * operations below), and the sent-id table's slots of the whole batch
+     * are fetched together: that table is large and probed at random. */
+    for (int i = 0; i < n; i++) {
+        notif_t *x = &d->notifs[i];
+        d->decoded[i] = notif_decode(msgs[i].value, msgs[i].value_len, x) == HR_OK && x->kind == REC_NOTIFICATION;
+        d->keyed[i] = d->decoded[i] && sent_key_parse(x->notification_id, &d->keys[i]);
+        if (d->keyed[i]) sent_ids_prefetch(&d->sent, &d->keys[i]);
+    }
     for (int i = 0; i < n && r == HR_OK; i++) {
         int64_t *below = part_slot(d, msgs[i].partition);
         bool maybe_seen = *below < 0 || msgs[i].offset < *below;
         if (*below >= 0 && msgs[i].offset + 1 > *below) *below = msgs[i].offset + 1;
-        notif_t *x = &d->notifs[nd];
-        if (notif_decode(msgs[i].value, msgs[i].value_len, x) != HR_OK || x->kind != REC_NOTIFICATION) {
+        if (!d->decoded[i]) {
             r = stage_dead_letter(app, &msgs[i], names_for_channel(d->ch)->stage, "undecodable notification",
                                   batch);
             continue;
         }
+        if (nd != i) { /* compact: records before i that were dropped free their slots */
+            d->notifs[nd] = d->notifs[i];
+            d->keys[nd] = d->keys[i];
+            d->keyed[nd] = d->keyed[i];
+        }
+        notif_t *x = &d->notifs[nd];
         if (!id_sane(x->notification_id)) {
             r = stage_dead_letter(app, &msgs[i], names_for_channel(d->ch)->stage,
                                   "notification_id empty, too long or not printable ASCII", batch);
             continue;
         }
-        /* the id is parsed once for the set lookups of the batch */
         sent_key_t *key = &d->keys[nd];
-        bool keyed = d->keyed[nd] = sent_key_parse(x->notification_id, key);
+        bool keyed = d->keyed[nd];
         if (keyed && sent_ids_has_key(&d->in_batch, key)) {
             METRIC_INC(notifs_skipped_sent); /* its first copy in this batch decides */
             continue;

@@ -45,7 +45,7 @@ bool sent_key_parse(hstr_t id, sent_key_t *k)
     return true;
 }
 
-static uint64_t hash_of(const sent_key_t *k) { return k->lo ^ (k->hi * 0x9E3779B97F4A7C15ull); }
+static uint64_t hash_of(const sent_key_t *k) { return sent_key_hash(k); }
 
 /* The entry's tag: 32 bits of the hash, the low ones (the home's) included. */
 static uint64_t tag_of(uint64_t h) { return (h & 0xffffffffull) << 32; }
