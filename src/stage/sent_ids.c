@@ -78,7 +78,9 @@ static size_t slot_of_ring(const sent_ids_t *s, size_t r)
 void sent_ids_init(sent_ids_t *s, size_t max)
 {
     memset(s, 0, sizeof(*s));
-    if (max > UINT32_MAX - 1) max = UINT32_MAX - 1;
+    /* entries hold a ring index in 32 bits and their home in the 32 hash
+     * bits: the table (2 x max) must stay within 2^32 slots */
+    if (max > (size_t)1 << 30) max = (size_t)1 << 30;
     s->max = max;
 }
 
