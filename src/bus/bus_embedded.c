@@ -108,7 +108,6 @@ static hr_t emb_open(const bus_opts_t *opts, bus_t **out)
     pthread_mutex_init(&b->data_mu, NULL);
     cond_init_mono(&b->data_cv);
     pthread_mutex_init(&b->cons_mu, NULL);
-    b->fl_topics = xcalloc(MAX_TOPICS, sizeof(*b->fl_topics));
 
     char *path = xasprintf("%s/groups", b->dir);
     hr_t m = mkdir_p(path, 0755);
@@ -192,7 +191,6 @@ static void emb_close(bus_t *bb)
     free(b->cons);
     free(b->fl_out);
     free(b->fl_parts);
-    free(b->fl_topics);
     pthread_mutex_destroy(&b->health_mu);
     free(b->dir);
     free(b);
@@ -536,7 +534,6 @@ static hr_t emb_consumer_new(bus_t *bb, const char *group, const char *const *to
     c->rcap = READ_CHUNK;
     c->rbuf = xmalloc(c->rcap);
     c->last_commit_ns = hclock_mono_ns();
-    c->wtopics = xcalloc((size_t)ntopics, sizeof(*c->wtopics));
     emb_cons_add(b, c);
 
     pthread_mutex_lock(&b->mu);
@@ -582,7 +579,7 @@ static void emb_consumer_close(bus_consumer_t *bc)
 
     for (int i = 0; i < c->ntopics; i++) free(c->topics[i]);
     free(c->topics);
-    free(c->wtopics);
+    free(c->wparts);
     free(c->parts);
     free(c->rbuf);
     free(c);

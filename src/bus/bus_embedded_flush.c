@@ -22,12 +22,19 @@
 /* ---- wake-ups ----
  *
  * Each consumer sleeps on its own futex word (wseq), so that a flush wakes
- * only the consumers subscribed to a topic that got data, and a busy
- * consumer (not asleep) costs the flusher one atomic add, no syscall. The
- * sleeper publishes `sleeping` and re-reads wseq; the waker bumps wseq and
- * then reads `sleeping` (both sequentially consistent): one of the two sees
- * the other, so no wake-up is lost. bus_flush waiters use data_cv, which is
- * broadcast only when one waits. */
+ * only the consumers owning a partition that got data (a channel's
+ * dispatcher whose partitions got nothing sleeps on, so do the other
+ * members of a group), and a busy consumer (not asleep) costs the flusher
+ * one atomic add, no syscall. The sleeper publishes `sleeping` and re-reads
+ * wseq; the waker bumps wseq and then reads `sleeping` (both sequentially
+ * consistent): one of the two sees the other, so no wake-up is lost.
+ *
+ * Ownership changes: a consumer publishes the partitions it owns (wparts,
+ * under cons_mu) after taking or releasing some, before it reads them. A
+ * flush whose wake-ups ran before that publication had published its
+ * records' end (hw) before, so the consumer's read finds them; one after
+ * it sees the new owner. Rebalances wake every consumer.
+ * bus_flush waiters use data_cv, which is broadcast only when one waits. */
 
 static void futex_wake_all(_Atomic uint32_t *w)
 {
@@ -88,6 +95,19 @@ static void wake_flush_waiters(emb_bus_t *b)
     pthread_mutex_unlock(&b->data_mu);
 }
 
+void emb_cons_set_parts(emb_consumer_t *c)
+{
+    emb_bus_t *b = c->eb;
+    pthread_mutex_lock(&b->cons_mu);
+    if (c->cwparts < c->nparts) {
+        c->cwparts = c->nparts;
+        c->wparts = xrealloc(c->wparts, c->cwparts * sizeof(*c->wparts));
+    }
+    for (size_t i = 0; i < c->nparts; i++) c->wparts[i] = c->parts[i]->p;
+    c->nwparts = c->nparts;
+    pthread_mutex_unlock(&b->cons_mu);
+}
+
 void emb_wake_consumers(emb_bus_t *b)
 {
     pthread_mutex_lock(&b->cons_mu);
@@ -96,19 +116,17 @@ void emb_wake_consumers(emb_bus_t *b)
     wake_flush_waiters(b);
 }
 
-/* After a flush: wakes the consumers subscribed to a topic in b->fl_topics. */
+/* After a flush: wakes the consumers owning a partition it wrote to. */
 static void wake_readers(emb_bus_t *b)
 {
     pthread_mutex_lock(&b->cons_mu);
     for (size_t i = 0; i < b->ncons; i++) {
         emb_consumer_t *c = b->cons[i];
-        for (int k = 0; k < c->ntopics; k++) {
-            if (!c->wtopics[k]) c->wtopics[k] = topic_find(b, c->topics[k]);
-            if (c->wtopics[k] && b->fl_topics[c->wtopics[k]->tix]) {
+        for (size_t k = 0; k < c->nwparts; k++)
+            if (c->wparts[k]->fl_seq == b->fl_seq) {
                 cons_wake(c);
                 break;
             }
-        }
     }
     pthread_mutex_unlock(&b->cons_mu);
 }
@@ -366,7 +384,7 @@ static bool part_flush(emb_bus_t *b, part_t *p)
         b->fl_parts = xrealloc(b->fl_parts, b->cfl_parts * sizeof(*b->fl_parts));
     }
     b->fl_parts[b->nfl_parts++] = p;
-    b->fl_topics[p->t->tix] = true;
+    p->fl_seq = b->fl_seq;
 
     if (p->fcap > SHRINK_BYTES && n < p->fcap / 4) {
         free(p->fbuf);
@@ -382,12 +400,12 @@ static void flush_all(emb_bus_t *b)
 {
     bool any = false;
     size_t nt = atomic_load_explicit(&b->ntopics, memory_order_acquire);
+    b->fl_seq++;
     for (size_t i = 0; i < nt; i++)
         for (int32_t j = 0; j < b->tlist[i]->nparts; j++) any |= part_flush(b, &b->tlist[i]->parts[j]);
     if (!any) return;
     wake_readers(b);
     ack_flush(b);
-    memset(b->fl_topics, 0, nt * sizeof(*b->fl_topics));
     wake_flush_waiters(b); /* acked moved */
 }
 

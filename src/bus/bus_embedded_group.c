@@ -364,6 +364,7 @@ void emb_revoke_parts(emb_consumer_t *c, bool all)
     c->nparts = w;
     c->rr = 0;
     free(gone);
+    emb_cons_set_parts(c);
     emb_wake_consumers(c->eb);
 }
 
@@ -401,6 +402,7 @@ void emb_rebalance(emb_consumer_t *c)
         log_debug(LOGC, "group %s: member %" PRIu64 " takes %s/%d at %" PRId64, g->name, c->id, cp->t->name,
                   (int)cp->part, cp->pos);
     }
+    if (c->nparts > first) emb_cons_set_parts(c);
     for (size_t i = first; i < c->nparts; i++)
         if (c->has_rb && c->rb.assigned) c->rb.assigned(c->rb.opaque, c->parts[i]->t->name, c->parts[i]->part);
 }

@@ -145,6 +145,7 @@ typedef struct part {
     _Atomic int64_t hw;    /* offset after the last readable record */
     _Atomic int64_t acked; /* every record below this offset has been acked */
     int64_t fl_end;        /* flusher: acked becomes this after the flush's acks */
+    uint64_t fl_seq;       /* flusher: the last flush (b->fl_seq) that wrote records here */
 } part_t;
 
 struct topic {
@@ -228,12 +229,15 @@ struct emb_consumer {
     cpart_t *rpart;
     int64_t rlimit;   /* readable end of rpart's segment when the buffer was filled */
     int64_t last_commit_ns;
-    /* wake-ups: the flusher bumps wseq when a subscribed topic got data
-     * (and every waker on a rebalance) and futex-wakes the consumer when it
-     * sleeps; wtopics[i] caches topics[i] once it exists (under cons_mu) */
+    /* wake-ups: the flusher bumps wseq when a partition the consumer owns
+     * got data (and every waker on a rebalance) and futex-wakes the
+     * consumer when it sleeps; wparts are the partitions it owns, as the
+     * flusher sees them (under cons_mu; set by the polling thread after
+     * each ownership change, emb_cons_set_parts) */
     _Atomic uint32_t wseq;
     _Atomic int sleeping;
-    topic_t **wtopics;
+    part_t **wparts;
+    size_t nwparts, cwparts;
 };
 
 typedef struct emb_bus {
@@ -283,7 +287,7 @@ typedef struct emb_bus {
     size_t nfl_out, cfl_out;
     part_t **fl_parts;        /* partitions flushed, whose acked moves after the acks */
     size_t nfl_parts, cfl_parts;
-    bool *fl_topics;          /* by tix: topics that got data in this flush */
+    uint64_t fl_seq;          /* flushes so far (part_t.fl_seq) */
 
     /* the committer (bus_embedded_group.c): writes the offsets files of
      * asynchronous commits, so that no polling thread waits for an fsync */
@@ -450,6 +454,9 @@ void emb_wake_consumers(emb_bus_t *b);
 /* Registers / unregisters a consumer for wake-ups. */
 void emb_cons_add(emb_bus_t *b, emb_consumer_t *c);
 void emb_cons_remove(emb_bus_t *b, emb_consumer_t *c);
+/* Publishes the partitions c owns now to the flusher's wake-ups (the
+ * polling thread, after an ownership change). */
+void emb_cons_set_parts(emb_consumer_t *c);
 /* The polling thread sleeps until woken (wseq differs from seq) or deadline. */
 void emb_cons_sleep(emb_consumer_t *c, uint32_t seq, int64_t deadline_ns);
 void emb_kick_flusher(emb_bus_t *b);

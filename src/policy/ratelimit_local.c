@@ -9,6 +9,14 @@
  * forgotten by ratelimit_tick's sweep, so memory follows the users active
  * in the last window.
  *
+ * Cost: a check is one probe of an open-addressing table whose slots carry
+ * the user's full hash (no entry is read for another user) and one entry,
+ * which holds the user id next to its header and the send times after it
+ * (one or two cache lines). The sweep rebuilds the table from the users
+ * left, and when a snapshot is due the same pass writes them: the tick
+ * walks the users once per snapshot_ms, not once to sweep, once to count
+ * and once to write.
+ *
  * Persistence: <state_dir>/<channel>-<partition>.rl, written (temporary
  * file, fsync, rename) on revoke, on close and every snapshot_ms from
  * ratelimit_tick; read on assign (or the partition's first check).
@@ -24,6 +32,7 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,18 +40,29 @@
 #include <unistd.h>
 #include <zlib.h>
 
+/* One user: the header, the user id (NUL-terminated), then the ring of
+ * send times at ts_of(): ts[head], ... n of them, oldest first. */
 typedef struct entry {
-    struct entry *next;
-    uint64_t hash;
-    int head, n;                /* ring of send times: ts[head], ... n of them, oldest first */
+    int32_t head, n;
     uint32_t user_len;
-    char *user;                 /* points after ts[] in the same allocation */
-    int64_t ts[];
+    char user[];
 } entry_t;
+
+static inline size_t ts_offset(size_t user_len)
+{
+    return (offsetof(entry_t, user) + user_len + 1 + 7) & ~(size_t)7;
+}
+
+static inline int64_t *ts_of(entry_t *e) { return (int64_t *)(void *)((char *)e + ts_offset(e->user_len)); }
+
+typedef struct slot {
+    uint64_t hash;
+    entry_t *e;                 /* NULL = empty */
+} slot_t;
 
 typedef struct part {
     int32_t id;
-    entry_t **slots;
+    slot_t *slots;              /* linear probing, at most half full */
     size_t nslots, count;
     bool dirty;                 /* changed since the last snapshot */
 } part_t;
@@ -60,11 +80,7 @@ static const char MAGIC[8] = {'H', 'R', 'L', 'S', 'N', 'A', 'P', '1'};
 static void part_free(part_t *p)
 {
     if (!p) return;
-    for (size_t i = 0; i < p->nslots; i++)
-        for (entry_t *e = p->slots[i], *nx; e; e = nx) {
-            nx = e->next;
-            free(e);
-        }
+    for (size_t i = 0; i < p->nslots; i++) free(p->slots[i].e);
     free(p->slots);
     free(p);
 }
@@ -78,47 +94,57 @@ static part_t *part_new(int32_t id)
     return p;
 }
 
-static void grow(part_t *p)
+/* Puts e (hash h, not in the table) into a table of n slots with room. */
+static void slot_put(slot_t *slots, size_t n, uint64_t h, entry_t *e)
 {
-    size_t n = p->nslots * 2;
-    entry_t **s = xcalloc(n, sizeof(*s));
+    size_t i = (size_t)h & (n - 1);
+    while (slots[i].e) i = (i + 1) & (n - 1);
+    slots[i] = (slot_t){h, e};
+}
+
+/* Rebuilds p's table with `size` slots from the entries kept. */
+static void rehash(part_t *p, size_t size)
+{
+    slot_t *s = xcalloc(size, sizeof(*s));
     for (size_t i = 0; i < p->nslots; i++)
-        for (entry_t *e = p->slots[i], *nx; e; e = nx) {
-            nx = e->next;
-            e->next = s[e->hash & (n - 1)];
-            s[e->hash & (n - 1)] = e;
-        }
+        if (p->slots[i].e) slot_put(s, size, p->slots[i].hash, p->slots[i].e);
     free(p->slots);
     p->slots = s;
-    p->nslots = n;
+    p->nslots = size;
+}
+
+/* The entry of user (hash h) in p, created when missing and `create`. */
+static entry_t *lookup_hashed(local_t *l, part_t *p, const char *user, size_t len, uint64_t h, bool create)
+{
+    size_t mask = p->nslots - 1;
+    for (size_t i = (size_t)h & mask; p->slots[i].e; i = (i + 1) & mask) {
+        entry_t *e = p->slots[i].e;
+        if (p->slots[i].hash == h && e->user_len == len && memcmp(e->user, user, len) == 0) return e;
+    }
+    if (!create) return NULL;
+    if (2 * (p->count + 1) > p->nslots) rehash(p, p->nslots * 2);
+    size_t cap = (size_t)l->base.limit;
+    entry_t *e = xmalloc(ts_offset(len) + cap * sizeof(int64_t));
+    e->head = e->n = 0;
+    e->user_len = (uint32_t)len;
+    memcpy(e->user, user, len);
+    e->user[len] = 0;
+    slot_put(p->slots, p->nslots, h, e);
+    p->count++;
+    return e;
 }
 
 static entry_t *lookup(local_t *l, part_t *p, const char *user, size_t len, bool create)
 {
-    uint64_t h = fnv1a64(user, len);
-    for (entry_t *e = p->slots[h & (p->nslots - 1)]; e; e = e->next)
-        if (e->hash == h && e->user_len == len && memcmp(e->user, user, len) == 0) return e;
-    if (!create) return NULL;
-    if (p->count >= p->nslots) grow(p);
-    size_t cap = (size_t)l->base.limit;
-    entry_t *e = xmalloc(sizeof(*e) + cap * sizeof(int64_t) + len + 1);
-    e->hash = h;
-    e->head = e->n = 0;
-    e->user_len = (uint32_t)len;
-    e->user = (char *)&e->ts[cap];
-    memcpy(e->user, user, len);
-    e->user[len] = 0;
-    e->next = p->slots[h & (p->nslots - 1)];
-    p->slots[h & (p->nslots - 1)] = e;
-    p->count++;
-    return e;
+    return lookup_hashed(l, p, user, len, fnv1a64(user, len), create);
 }
 
 static void expire(const local_t *l, entry_t *e, int64_t now_ms)
 {
     int cap = l->base.limit;
-    while (e->n > 0 && e->ts[e->head] <= now_ms - l->base.window_ms) {
-        e->head = (e->head + 1) % cap;
+    const int64_t *ts = ts_of(e);
+    while (e->n > 0 && ts[e->head] <= now_ms - l->base.window_ms) {
+        e->head = e->head + 1 == cap ? 0 : e->head + 1;
         e->n--;
     }
 }
@@ -127,12 +153,35 @@ static void expire(const local_t *l, entry_t *e, int64_t now_ms)
 static void push(const local_t *l, entry_t *e, int64_t t)
 {
     int cap = l->base.limit;
+    int64_t *ts = ts_of(e);
     if (e->n == cap) {
         e->head = (e->head + 1) % cap;
         e->n--;
     }
-    e->ts[(e->head + e->n) % cap] = t;
+    ts[(e->head + e->n) % cap] = t;
     e->n++;
+}
+
+/* Forgets the users with nothing left in the window: the table is rebuilt
+ * from the others (smaller when many went). */
+static void sweep(local_t *l, part_t *p, int64_t now_ms)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < p->nslots; i++) {
+        entry_t *e = p->slots[i].e;
+        if (!e) continue;
+        expire(l, e, now_ms);
+        if (e->n == 0) {
+            free(e);
+            p->slots[i].e = NULL;
+        } else {
+            kept++;
+        }
+    }
+    p->count = kept;
+    size_t size = 64;
+    while (size < 2 * kept + 2) size *= 2;
+    rehash(p, size);
 }
 
 static void snap_path(const local_t *l, int32_t id, char *out, size_t len, const char *suffix)
@@ -158,7 +207,9 @@ static hr_t write_all(int fd, const void *p, size_t n, uLong *crc)
     return HR_OK;
 }
 
-static hr_t snapshot(local_t *l, part_t *p)
+/* Writes p's users with sends in the window. swept: every entry of p has
+ * some (sweep() just ran), so p->count is the count without a pass. */
+static hr_t snapshot(local_t *l, part_t *p, bool swept)
 {
     if (!l->dir || !p->dirty) return HR_OK;
     char tmp[4200], path[4200];
@@ -188,21 +239,24 @@ static hr_t snapshot(local_t *l, part_t *p)
             used += len_;                                                                          \
         }                                                                                          \
     } while (0)
-    uint32_t count = 0;
-    for (size_t i = 0; i < p->nslots; i++)
-        for (entry_t *e = p->slots[i]; e; e = e->next) count += e->n > 0;
+    uint32_t count = (uint32_t)p->count;
+    if (!swept) {
+        count = 0;
+        for (size_t i = 0; i < p->nslots; i++) count += p->slots[i].e && p->slots[i].e->n > 0;
+    }
     PUT(MAGIC, sizeof(MAGIC));
     PUT(&l->base.window_ms, sizeof(int64_t));
     PUT(&count, sizeof(count));
-    for (size_t i = 0; i < p->nslots; i++)
-        for (entry_t *e = p->slots[i]; e; e = e->next) {
-            if (e->n == 0) continue;
-            uint32_t n = (uint32_t)e->n;
-            PUT(&e->user_len, sizeof(uint32_t));
-            PUT(e->user, e->user_len);
-            PUT(&n, sizeof(n));
-            for (int k = 0; k < e->n; k++) PUT(&e->ts[(e->head + k) % l->base.limit], sizeof(int64_t));
-        }
+    for (size_t i = 0; i < p->nslots; i++) {
+        entry_t *e = p->slots[i].e;
+        if (!e || e->n == 0) continue;
+        uint32_t n = (uint32_t)e->n;
+        const int64_t *ts = ts_of(e);
+        PUT(&e->user_len, sizeof(uint32_t));
+        PUT(e->user, e->user_len);
+        PUT(&n, sizeof(n));
+        for (int k = 0; k < e->n; k++) PUT(&ts[(e->head + k) % l->base.limit], sizeof(int64_t));
+    }
 #undef PUT
     if (r == HR_OK && used) r = write_all(fd, buf, used, &crc);
     free(buf);
@@ -302,16 +356,39 @@ static part_t *part_get(local_t *l, int32_t id, int64_t now_ms)
     return l->parts[id];
 }
 
+/* Requests looked up together: the table slots of a group are fetched from
+ * memory at once (prefetch), then their entries, then the checks run, so
+ * that the cache misses of a batch overlap instead of following each other. */
+#define CHECK_GROUP 16
+
 static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t now_ms)
 {
     local_t *l = (local_t *)rl;
+    uint64_t h[CHECK_GROUP];
+    part_t *ps[CHECK_GROUP];
     for (int i = 0; i < n; i++) {
-        part_t *p = part_get(l, reqs[i].partition, now_ms);
-        entry_t *e = lookup(l, p, reqs[i].user, reqs[i].user_len, true);
+        int k = i % CHECK_GROUP;
+        if (k == 0) {
+            int m = n - i < CHECK_GROUP ? n - i : CHECK_GROUP;
+            for (int j = 0; j < m; j++) {
+                ps[j] = part_get(l, reqs[i + j].partition, now_ms);
+                h[j] = fnv1a64(reqs[i + j].user, reqs[i + j].user_len);
+                __builtin_prefetch(&ps[j]->slots[h[j] & (ps[j]->nslots - 1)]);
+            }
+            for (int j = 0; j < m; j++) {
+                const slot_t *sl = &ps[j]->slots[h[j] & (ps[j]->nslots - 1)];
+                if (sl->e && sl->hash == h[j]) {
+                    __builtin_prefetch(sl->e);
+                    __builtin_prefetch((const char *)sl->e + 64);
+                }
+            }
+        }
+        part_t *p = ps[k]; /* part_get of a later request never frees an earlier one's */
+        entry_t *e = lookup_hashed(l, p, reqs[i].user, reqs[i].user_len, h[k], true);
         expire(l, e, now_ms);
         reqs[i].allowed = e->n < rl->limit;
         if (reqs[i].allowed) {
-            e->ts[(e->head + e->n) % rl->limit] = now_ms;
+            ts_of(e)[(e->head + e->n) % rl->limit] = now_ms;
             e->n++;
             p->dirty = true;
         }
@@ -333,26 +410,9 @@ static void local_revoked(ratelimit_t *rl, int32_t partition, int64_t now_ms)
 {
     local_t *l = (local_t *)rl;
     if (partition < 0 || partition >= l->nparts || !l->parts[partition]) return;
-    snapshot(l, l->parts[partition]);
+    snapshot(l, l->parts[partition], false);
     part_free(l->parts[partition]);
     l->parts[partition] = NULL;
-}
-
-/* Forgets users with nothing left in the window. */
-static void sweep(local_t *l, part_t *p, int64_t now_ms)
-{
-    for (size_t i = 0; i < p->nslots; i++)
-        for (entry_t **pe = &p->slots[i]; *pe;) {
-            entry_t *e = *pe;
-            expire(l, e, now_ms);
-            if (e->n == 0) {
-                *pe = e->next;
-                free(e);
-                p->count--;
-            } else {
-                pe = &e->next;
-            }
-        }
 }
 
 static void local_tick(ratelimit_t *rl, int64_t now_ms)
@@ -365,7 +425,7 @@ static void local_tick(ratelimit_t *rl, int64_t now_ms)
     for (int32_t i = 0; i < l->nparts; i++) {
         if (!l->parts[i]) continue;
         sweep(l, l->parts[i], now_ms);
-        if (l->snapshot_ms > 0) snapshot(l, l->parts[i]);
+        if (l->snapshot_ms > 0) snapshot(l, l->parts[i], true);
     }
 }
 
@@ -374,7 +434,7 @@ static void local_close(ratelimit_t *rl)
     local_t *l = (local_t *)rl;
     for (int32_t i = 0; i < l->nparts; i++) {
         if (!l->parts[i]) continue;
-        snapshot(l, l->parts[i]);
+        snapshot(l, l->parts[i], false);
         part_free(l->parts[i]);
     }
     free(l->parts);

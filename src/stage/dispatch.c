@@ -133,6 +133,9 @@ typedef struct dispatch {
     int32_t nparts;
     sent_ids_t sent;            /* ids known as sent (see the top) */
     sent_ids_t in_batch;        /* ids of the batch being processed */
+    sent_key_t *keys;           /* per decoded record: its id parsed once (sent_ids.h) */
+    bool *keyed;                /* per decoded record: keys[] is valid (a 32-hex-digit id) */
+    bool *decoded;              /* per polled record: notifs[] holds it (a notification) */
     bool *maybe_seen;           /* per decoded record of the batch: look it up in the store */
     hstr_t *ask;                /* ids to look up in the store, one query per batch */
     bool *answer;
@@ -190,6 +193,9 @@ static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
     d->answer = xcalloc((size_t)d->cap, sizeof(*d->answer));
     sent_ids_init(&d->sent, (size_t)app->cfg->dispatch_sent_memory);
     sent_ids_init(&d->in_batch, (size_t)d->cap);
+    d->keys = xcalloc((size_t)d->cap, sizeof(*d->keys));
+    d->keyed = xcalloc((size_t)d->cap, sizeof(*d->keyed));
+    d->decoded = xcalloc((size_t)d->cap, sizeof(*d->decoded));
     d->pidx = xcalloc((size_t)d->cap, sizeof(*d->pidx));
     d->probe = xcalloc((size_t)d->cap, sizeof(*d->probe));
     d->again = xcalloc((size_t)d->cap, sizeof(*d->again));
@@ -226,6 +232,9 @@ static void dispatch_free(void *state)
     free(d->answer);
     sent_ids_release(&d->sent);
     sent_ids_release(&d->in_batch);
+    free(d->keys);
+    free(d->keyed);
+    free(d->decoded);
     provider_set_close(d->providers);
     quiet_ctx_free(d->quiet);
     ratelimit_close(d->rl);
@@ -477,7 +486,7 @@ static hr_t record(dispatch_t *d, int i, bool fatal, bus_batch_t *batch)
     if (fatal && res->cls != SEND_OK) return HR_OK;
     switch (res->cls) {
     case SEND_OK:
-        sent_ids_add(&d->sent, x->notification_id);
+        if (d->keyed[i]) sent_ids_add_key(&d->sent, &d->keys[i]);
         lifecycle_transition(x, ST_SENT, at, HSTR(res->msg_id), by);
         METRIC_INC(notifs_sent);
         METRIC_ADD_AT(delivery_attempts, METRIC_CHANNEL_RESULT(d->ch, METRIC_RESULT_SENT), 1);
@@ -654,6 +663,8 @@ static hr_t rate_limit(dispatch_t *d, int *ns, int64_t now, bus_batch_t *batch)
         if (w != i) {
             d->notifs[w] = d->notifs[i];
             d->src[w] = d->src[i];
+            d->keys[w] = d->keys[i];
+            d->keyed[w] = d->keyed[i];
             d->pidx[w] = d->pidx[i];
             d->probe[w] = d->probe[i];
             d->again[w] = d->again[i];
@@ -714,26 +725,42 @@ static hr_t dispatch_batch(dispatch_t *d, stage_ctx_t *cx, const bus_msg_t *msgs
     sent_ids_clear(&d->in_batch);
     digest_stage_begin(d->digests);
     int nd = 0, nask = 0;
+    /* First every record is decoded and its id parsed (once, for the set
+     * operations below), and the sent-id table's slots of the whole batch
+     * are fetched together: that table is large and probed at random. */
+    for (int i = 0; i < n; i++) {
+        notif_t *x = &d->notifs[i];
+        d->decoded[i] = notif_decode(msgs[i].value, msgs[i].value_len, x) == HR_OK && x->kind == REC_NOTIFICATION;
+        d->keyed[i] = d->decoded[i] && sent_key_parse(x->notification_id, &d->keys[i]);
+        if (d->keyed[i]) sent_ids_prefetch(&d->sent, &d->keys[i]);
+    }
     for (int i = 0; i < n && r == HR_OK; i++) {
         int64_t *below = part_slot(d, msgs[i].partition);
         bool maybe_seen = *below < 0 || msgs[i].offset < *below;
         if (*below >= 0 && msgs[i].offset + 1 > *below) *below = msgs[i].offset + 1;
-        notif_t *x = &d->notifs[nd];
-        if (notif_decode(msgs[i].value, msgs[i].value_len, x) != HR_OK || x->kind != REC_NOTIFICATION) {
+        if (!d->decoded[i]) {
             r = stage_dead_letter(app, &msgs[i], names_for_channel(d->ch)->stage, "undecodable notification",
                                   batch);
             continue;
         }
+        if (nd != i) { /* compact: records before i that were dropped free their slots */
+            d->notifs[nd] = d->notifs[i];
+            d->keys[nd] = d->keys[i];
+            d->keyed[nd] = d->keyed[i];
+        }
+        notif_t *x = &d->notifs[nd];
         if (!id_sane(x->notification_id)) {
             r = stage_dead_letter(app, &msgs[i], names_for_channel(d->ch)->stage,
                                   "notification_id empty, too long or not printable ASCII", batch);
             continue;
         }
-        if (sent_ids_has(&d->in_batch, x->notification_id)) {
+        sent_key_t *key = &d->keys[nd];
+        bool keyed = d->keyed[nd];
+        if (keyed && sent_ids_has_key(&d->in_batch, key)) {
             METRIC_INC(notifs_skipped_sent); /* its first copy in this batch decides */
             continue;
         }
-        if (sent_ids_has(&d->sent, x->notification_id)) {
+        if (keyed && sent_ids_has_key(&d->sent, key)) {
             /* Sent before (by this worker, or recorded on the status topic):
              * the provider is not called again, but the status is produced
              * again, in case the first one never reached the bus (a batch
@@ -746,7 +773,7 @@ static hr_t dispatch_batch(dispatch_t *d, stage_ctx_t *cx, const bus_msg_t *msgs
             r = emit(d, x, batch);
             continue;
         }
-        sent_ids_add(&d->in_batch, x->notification_id);
+        if (keyed) sent_ids_add_key(&d->in_batch, key);
         /* a retried, scheduled or redriven record may come more than once
          * (the scheduler and the retry tiers deliver at least once): ask */
         if (x->attempt > 1 || x->due_at_ms > 0) maybe_seen = true;
@@ -779,6 +806,8 @@ static hr_t dispatch_batch(dispatch_t *d, stage_ctx_t *cx, const bus_msg_t *msgs
         if (ns != i) {
             d->notifs[ns] = d->notifs[i];
             d->src[ns] = d->src[i];
+            d->keys[ns] = d->keys[i];
+            d->keyed[ns] = d->keyed[i];
         }
         /* the policy chain: quiet hours, breaker probe slot, token */
         if (admit(d, cx, &d->notifs[ns], d->src[ns], ns, &now, batch, &r) != ADMIT_SEND) {

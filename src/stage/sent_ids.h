@@ -5,8 +5,12 @@
  * Keys are notification ids as notif_make_id() writes them (32 hex digits),
  * kept as their 16 bytes; any other id is not kept (sent_ids_add says so)
  * and never found. When the set holds `max` ids the oldest one goes first
- * (FIFO), so memory stays bounded (~24 bytes an id). Memory grows with use
+ * (FIFO), so memory stays bounded (~32 bytes an id). Memory grows with use
  * up to that bound. One thread; no locking.
+ *
+ * A caller that asks about one id several times (dispatch: in the batch?
+ * sent before? then add it to both) parses it once with sent_key_parse()
+ * and uses the _key calls.
  */
 #ifndef HERALD_SENT_IDS_H
 #define HERALD_SENT_IDS_H
@@ -24,19 +28,40 @@ typedef struct sent_ids {
     size_t max;                 /* bound; 0 keeps nothing */
     sent_key_t *ring;           /* insertion order; [head, head + count) mod cap */
     size_t cap, head, count;
-    uint32_t *tab;              /* linear probing: ring index + 1, 0 = empty */
+    /* linear probing; an entry is (32 bits of the key's hash) << 32 |
+     * (ring index + 1), 0 = empty: a probe compares hashes without reading
+     * the ring, and a deletion finds each entry's home without it */
+    uint64_t *tab;
     size_t tmask;               /* table size - 1 (table size >= 2 x cap) */
+    bool evicted;               /* an id was evicted since the last clear */
 } sent_ids_t;
+
+/* The key of id: false when id is not 32 hex digits (such ids are not
+ * kept and never found). */
+bool sent_key_parse(hstr_t id, sent_key_t *k);
 
 void sent_ids_init(sent_ids_t *s, size_t max);
 /* Frees the memory; the set is empty (and usable) afterwards. */
 void sent_ids_release(sent_ids_t *s);
-/* Empties the set, keeping its memory. */
+/* Empties the set, keeping its memory (costs what it holds, not its
+ * size, while nothing was evicted). */
 void sent_ids_clear(sent_ids_t *s);
 /* Adds id (a no-op when present). false when the id is not 32 hex digits
  * (not kept) or max is 0. */
 bool sent_ids_add(sent_ids_t *s, hstr_t id);
 bool sent_ids_has(const sent_ids_t *s, hstr_t id);
+/* The same with a parsed key. sent_ids_add_key: false only when max is 0. */
+bool sent_ids_add_key(sent_ids_t *s, const sent_key_t *k);
+bool sent_ids_has_key(const sent_ids_t *s, const sent_key_t *k);
 static inline size_t sent_ids_count(const sent_ids_t *s) { return s->count; }
+
+static inline uint64_t sent_key_hash(const sent_key_t *k) { return k->lo ^ (k->hi * 0x9E3779B97F4A7C15ull); }
+/* Starts fetching k's table slot into the cache: a caller that will look
+ * up many keys prefetches them all first, so that their cache misses
+ * overlap instead of following each other. */
+static inline void sent_ids_prefetch(const sent_ids_t *s, const sent_key_t *k)
+{
+    if (s->tab) __builtin_prefetch(&s->tab[(size_t)sent_key_hash(k) & s->tmask]);
+}
 
 #endif

@@ -282,6 +282,61 @@ static void test_targeted_wakeups(void **state)
     recs_free(&gb);
 }
 
+/* The partition of c's first owned partition, or -1. */
+static int32_t first_owned(bus_consumer_t *c)
+{
+    emb_consumer_t *e = (emb_consumer_t *)c;
+    return e->nparts ? e->parts[0]->part : -1;
+}
+
+/* Within a group too: a flush wakes only the member owning a partition that
+ * got data; its fellow (other partitions of the same topic) is not woken,
+ * and wakes for its own partitions' data, also after it takes over the
+ * other's partitions. */
+static void test_partition_wakeups(void **state)
+{
+    ctx_t *cx = *state;
+    bus_t *b = open_bus(cx);
+    const char *t = name(cx, "shared");
+    ensure_topic(b, t, 4, -1, -1);
+    const char *g = name(cx, "grp");
+    bus_consumer_t *ca = subscribe(b, g, t, NULL);
+    bus_consumer_t *cb = subscribe(b, g, t, NULL);
+    recs_t got = {0};
+    for (int i = 0; i < 3; i++) { /* settle the assignments: two partitions each */
+        poll_into(ca, &got, 0);
+        poll_into(cb, &got, 0);
+    }
+    assert_int_equal(got.n, 0);
+    assert_int_equal(((emb_consumer_t *)ca)->nparts, 2);
+    assert_int_equal(((emb_consumer_t *)cb)->nparts, 2);
+    int32_t pa = first_owned(ca), pb = first_owned(cb);
+    uint32_t wa = atomic_load(&((emb_consumer_t *)ca)->wseq);
+    uint32_t wb = atomic_load(&((emb_consumer_t *)cb)->wseq);
+    for (int round = 0; round < 5; round++) {
+        produce_seq(b, t, pa, round * 10, 10);
+        consume(ca, &got, 10);
+    }
+    assert_int_equal(got.n, 50);
+    assert_true(atomic_load(&((emb_consumer_t *)ca)->wseq) != wa);
+    assert_int_equal(atomic_load(&((emb_consumer_t *)cb)->wseq), wb);
+    produce_seq(b, t, pb, 0, 3);
+    recs_t gb = {0};
+    consume(cb, &gb, 3);
+    assert_true(atomic_load(&((emb_consumer_t *)cb)->wseq) != wb);
+    /* a leaves: b owns all four and is woken for a's former partition */
+    bus_consumer_close(ca);
+    for (int i = 0; i < 3; i++) poll_into(cb, &gb, 0);
+    assert_int_equal(((emb_consumer_t *)cb)->nparts, 4);
+    wb = atomic_load(&((emb_consumer_t *)cb)->wseq);
+    produce_seq(b, t, pa, 50, 4);
+    consume(cb, &gb, 4);
+    assert_true(atomic_load(&((emb_consumer_t *)cb)->wseq) != wb);
+    bus_consumer_close(cb);
+    recs_free(&got);
+    recs_free(&gb);
+}
+
 /* An acknowledged record is in the segment file (so a crash of the process
  * after the ack cannot lose it). */
 static void test_ack_means_written(void **state)
@@ -617,6 +672,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ack_means_written, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_crc32_segment_reads, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_targeted_wakeups, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_partition_wakeups, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_kill9_after_ack, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_lock, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_retention_by_size, harness_setup, harness_teardown),

@@ -205,6 +205,49 @@ static void test_local_persists(void **st)
     ratelimit_close(q);
 }
 
+/* Many users of various id lengths in one partition (the table grows
+ * several times): each keeps its own exact count; the sweep forgets those
+ * whose sends left the window and keeps the others, whose snapshot (written
+ * by the same tick) a new owner loads. */
+static void test_local_many_users(void **st)
+{
+    (void)st;
+    enum { USERS = 5000 };
+    char dir[300], u[64];
+    snprintf(dir, sizeof(dir), "%s/many", tmpdir);
+    ratelimit_opts_t o = {.channel = CH_EMAIL, .limit = 3, .window_ms = HOUR, .backend = "local",
+                          .state_dir = dir, .snapshot_ms = 1000};
+    char why[256];
+    ratelimit_t *rl = NULL;
+    assert_int_equal(ratelimit_open_opts(&o, &rl, why, sizeof(why)), HR_OK);
+    ratelimit_tick(rl, T0);
+    /* even users: 3 sends at T0 (full); odd users: 1 send at T0 + 30 min */
+    for (int i = 0; i < USERS; i++) {
+        snprintf(u, sizeof(u), "user-%0*d", 1 + i % 40, i);
+        int64_t t = i % 2 ? T0 + HOUR / 2 : T0;
+        for (int k = 0; k < (i % 2 ? 1 : 3); k++) assert_true(check(rl, 7, u, t));
+    }
+    for (int i = 0; i < USERS; i++) {
+        snprintf(u, sizeof(u), "user-%0*d", 1 + i % 40, i);
+        if (i % 2 == 0) assert_false(check(rl, 7, u, T0 + HOUR / 2));
+    }
+    /* past the even users' window: the sweep drops them, the odd stay */
+    ratelimit_tick(rl, T0 + HOUR);
+    ratelimit_t *other = NULL;
+    assert_int_equal(ratelimit_open_opts(&o, &other, why, sizeof(why)), HR_OK);
+    ratelimit_partition_assigned(other, 7, T0 + HOUR);
+    for (int i = 0; i < USERS; i++) {
+        snprintf(u, sizeof(u), "user-%0*d", 1 + i % 40, i);
+        int want = i % 2 ? 2 : 3; /* odd: one send still in the window */
+        for (int k = 0; k < want; k++) assert_true(check(other, 7, u, T0 + HOUR));
+        assert_false(check(other, 7, u, T0 + HOUR));
+        for (int k = 0; k < want; k++) assert_true(check(rl, 7, u, T0 + HOUR));
+        assert_false(check(rl, 7, u, T0 + HOUR));
+    }
+    ratelimit_close(other);
+    ratelimit_close(rl);
+}
+
 static void test_config(void **st)
 {
     config_t c;
@@ -379,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_local_limits),
         cmocka_unit_test(test_unlimited),
         cmocka_unit_test(test_local_persists),
+        cmocka_unit_test(test_local_many_users),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_redis_limits),
         cmocka_unit_test(test_redis_outage),
