@@ -689,6 +689,14 @@ static void test_record(void **state)
     m[2] = 2;
     assert_int_equal(event_decode(m, rec.len, &d, &pb), HR_INVALID);
     assert_non_null(strstr(pb.detail, "version 2"));
+    /* the magic's second byte is not 'E': not a record of ours */
+    memcpy(m, rec.data, rec.len);
+    m[1] = 'X';
+    assert_int_equal(event_decode(m, rec.len, &d, &pb), HR_INVALID);
+    assert_string_equal(pb.detail, "not an event record");
+    /* a JSON text is never taken for a record: no JSON text starts with 0xFF */
+    assert_false(event_is_record(" \xff", 2));
+    assert_false(event_is_record("", 0));
     free(m);
     buf_release(&rec);
     event_clear(&ev);
