@@ -542,6 +542,19 @@ static hr_t rec_id(const char *s, size_t n, const char *field, size_t max, probl
     return HR_OK;
 }
 
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
+
+/* A time (ms since the epoch) that RFC 3339 writes with four-digit years,
+ * i.e. one parse_rfc3339_ms gives: a record's times must survive its JSON
+ * rendition (event_to_json), or a dead-lettered record could not be
+ * redriven (found by fuzz_event). */
+static bool time_writable(int64_t ms)
+{
+    int64_t lo = days_from_civil(0, 1, 1) * 86400 * 1000;
+    int64_t hi = days_from_civil(10000, 1, 1) * 86400 * 1000;
+    return ms >= lo && ms < hi;
+}
+
 hr_t event_decode(const void *p, size_t n, event_t *ev, problem_t *pb)
 {
     event_t e;
@@ -568,7 +581,12 @@ hr_t event_decode(const void *p, size_t n, event_t *ev, problem_t *pb)
     memcpy(&e.send_at_ms, h + 16, 8);
     memcpy(&e.time_ms, h + 24, 8);
     if (e.accepted_at_us < 0) return fail(pb, "_accepted_at_us", "must be a non-negative integer");
-    if (e.send_at_ms < 0) return fail(pb, "send_at", "is not an RFC 3339 time like 2024-05-01T12:00:00Z");
+    if (e.send_at_ms < 0 || !time_writable(e.send_at_ms))
+        return fail(pb, "send_at", "is not an RFC 3339 time like 2024-05-01T12:00:00Z");
+    if (e.send_at_ms > hclock_now_ms() + EVENT_SEND_AT_MAX_AHEAD_MS)
+        return fail(pb, "send_at", "is more than a year ahead");
+    if (!time_writable(e.time_ms))
+        return fail(pb, "time", "is not an RFC 3339 time like 2024-05-01T12:00:00Z");
     const char *s[RS__N];
     size_t len[RS__N];
     for (int i = 0; i < RS__N; i++)
@@ -577,8 +595,15 @@ hr_t event_decode(const void *p, size_t n, event_t *ev, problem_t *pb)
         rec_id(s[RS_TYPE], len[RS_TYPE], "type", EVENT_TYPE_MAX, pb) != HR_OK ||
         (s[RS_ACTOR] && rec_id(s[RS_ACTOR], len[RS_ACTOR], "actor", 0, pb) != HR_OK))
         return HR_INVALID;
-    for (int i = RS_SOURCE; i <= RS_TENANT; i++)
+    for (int i = RS_SOURCE; i <= RS_TENANT; i++) {
         if (s[i] && memchr(s[i], '\0', len[i])) return fail(pb, "", "event record: NUL in a string");
+        /* JSON strings are UTF-8: the rendition must keep them (fuzz_event) */
+        if (s[i] && !utf8_valid(s[i], len[i])) {
+            static const char *const names[] = {"source", "actor", "category", "tenant"};
+            _Static_assert(RS_TENANT - RS_SOURCE == 3, "the strings between source and tenant");
+            return fail(pb, names[i - RS_SOURCE], "must be UTF-8");
+        }
+    }
     e.event_id = s[RS_EVENT_ID];
     e.type = s[RS_TYPE];
     e.source = s[RS_SOURCE];

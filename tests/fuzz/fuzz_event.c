@@ -3,7 +3,13 @@
  * and the template engine (tmpl_check, tmpl_render) on what parsed; the
  * binary event record (event_decode on the raw input, and every parsed
  * event through event_encode -> event_decode -> event_to_json ->
- * event_from_json, which must all succeed and agree).
+ * event_from_json, which must all succeed and agree). Encoding is
+ * canonical: a decoded event encodes to the very record it came from, and
+ * whatever the decoder accepts (forged input included) encodes to a record
+ * it accepts again, which then re-encodes byte for byte; the JSON
+ * rendition of a decoded record parses back and encodes to the same bytes
+ * too. This is what lets fan-out dead-letter a record as JSON and redrive
+ * it without changing the event.
  *
  * Input: the first line is a template, the rest an event document. Without a
  * newline the whole input is the event and a fixed template touching every
@@ -41,6 +47,35 @@ static void render(const char *tmpl, const event_t *ev)
 
 static bool same(const char *a, const char *b) { return (!a && !b) || (a && b && strcmp(a, b) == 0); }
 
+/* d (decoded from rec) encodes to a record that decodes and encodes to
+ * the same bytes; its JSON rendition (the DLQ's) parses and encodes to
+ * them too. exact: rec itself is canonical (made by event_encode). */
+static void canonical(const event_t *d, const void *rec, size_t rec_len, bool exact)
+{
+    buf_t a, b;
+    buf_init(&a, 0);
+    buf_init(&b, 0);
+    if (event_encode(d, &a) != HR_OK) abort();
+    if (exact && (a.len != rec_len || memcmp(a.data, rec, rec_len) != 0)) abort();
+    event_t e;
+    problem_t pb;
+    if (event_decode(a.data, a.len, &e, &pb) != HR_OK) abort();
+    if (event_encode(&e, &b) != HR_OK) abort();
+    if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0) abort();
+    event_clear(&e);
+    /* through JSON: the rendition keeps every field of the record */
+    json_t *j = event_to_json(d);
+    event_t back;
+    if (event_from_json(j, &back, &pb) != HR_OK) abort();
+    buf_reset(&b);
+    if (event_encode(&back, &b) != HR_OK) abort();
+    if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0) abort();
+    event_clear(&back);
+    json_decref(j);
+    buf_release(&a);
+    buf_release(&b);
+}
+
 /* ev (parsed) as a record and back: the same event. */
 static void round_trip(const event_t *ev, const char *tmpl)
 {
@@ -64,6 +99,7 @@ static void round_trip(const event_t *ev, const char *tmpl)
         if (!same(x, event_users_next(&b))) abort();
     if ((event_data(&d) != NULL) != (event_data(ev) != NULL)) abort();
     render(tmpl, &d);
+    canonical(&d, rec.data, rec.len, true);
     json_t *j = event_to_json(&d);
     event_t back;
     if (event_from_json(j, &back, &pb) != HR_OK) abort();
@@ -99,7 +135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (doc_len) copy[0] = (char)EVENT_REC_MAGIC;
     if (event_decode(copy, doc_len, &ev, &pb) == HR_OK) {
         render(tmpl, &ev);
-        json_decref(event_to_json(&ev));
+        canonical(&ev, copy, doc_len, false);
         event_clear(&ev);
     }
     free(copy);

@@ -110,7 +110,7 @@ def event_record(flags, prio, aud, chmask, cmask, accepted, send_at, time_ms, st
         if s is None:
             out += struct.pack("<I", 0)
         else:
-            b = s.encode()
+            b = s.encode("utf-8", "surrogateescape")  # \udcXX: the byte XX
             out += struct.pack("<I", len(b) + 1) + b + b"\0"
     out += struct.pack("<I", len(users))
     for u in users:
@@ -127,6 +127,19 @@ write("fuzz_event", "record_users", b"{{actor}}: {{data.text}} {{user_id}}\n" + 
 write("fuzz_event", "record_topic", b"{{type}}\n" + event_record(
     0, 1, 2, 0, 0, 1, 0, 1714564800000,
     ["e2", "t", "/src", None, "default", None, None, "news", None, None], []))
+
+write("fuzz_event", "record_followers", b"{{actor}} {{data.x}}\n" + event_record(
+    1, 3, 3, 0b00001, 0, 1700000000000000, 1700000060000, -62135596800000,
+    ["e3", "post", None, "kylie", None, None, None, "kylie", '{"x":[true,null,1.5e300]}',
+     '{"title":"{{actor}}","body":"b"}'], []))
+# regressions: times outside the four-digit years, a string that is not UTF-8
+# (each decoded, and its JSON rendition was refused)
+write("fuzz_event", "record_far_time", b"{{type}}\n" + event_record(
+    0, 1, 2, 0, 0, 1, 0, 0x030000018F34069E,
+    ["e2", "t", "/src", None, "default", None, None, "news", None, None], []))
+write("fuzz_event", "record_bad_utf8", b"{{type}}\n" + event_record(
+    0, 1, 2, 0, 0, 1, 0, 0,
+    ["e2", "t", "/src", None, "de\udcff\udcfft", None, None, "news", None, None], []))
 
 # ---- request paths (src/http/router.c); first byte: method and decode mode ----
 GET, POST, PUT, DELETE = 0, 2, 3, 4

@@ -5,6 +5,8 @@
  */
 #include "api_fixture.h"
 
+#include "core/buf.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -427,10 +429,84 @@ static void test_traceparent(void **state)
     json_decref(docs);
 }
 
+/* The 202 names the accepted ids, escaped as JSON; a batch whose parsed
+ * document outgrows the HTTP thread's first arena chunk (280 events with
+ * ~100 bytes of data each, just under the fixture's body limit) is published whole, its data intact; after it a
+ * body that is not JSON, or repeats a key, is refused the same as ever
+ * (400 naming body and where), and the next request is served. */
+static void test_accepted_answer_and_big_batch(void **state)
+{
+    (void)state;
+    hresp_t r;
+    hreq(&r, "POST", "/v1/events",
+         "{\"event_id\":\"q\\\"uo\\\\te/\\u00e9\",\"type\":\"comment\",\"audience\":{\"users\":[\"u1\"]}}");
+    assert_int_equal(r.status, 202);
+    assert_string_equal(r.ctype, "application/json");
+    assert_string_equal(r.body, "{\"accepted\":1,\"event_ids\":[\"q\\\"uo\\\\te/\xc3\xa9\"]}");
+    hresp_clear(&r);
+    json_t *seen = drain_raw(1, 200);
+    assert_true(ids_has(seen, "q\"uo\\te/\xc3\xa9"));
+    json_decref(seen);
+
+    buf_t b;
+    buf_init(&b, 0);
+    char pad[101];
+    memset(pad, 'x', 100);
+    pad[100] = '\0';
+    buf_append_str(&b, "[");
+    for (int i = 0; i < 280; i++)
+        buf_printf(&b, "%s{\"event_id\":\"big-%d\",\"type\":\"comment\",\"audience\":{\"users\":"
+                       "[\"u%d\",\"v%d\"]},\"data\":{\"i\":%d,\"pad\":\"%s\",\"k\":[1,{\"z\":null}]}}",
+                   i ? "," : "", i, i, i, i, pad);
+    buf_append_str(&b, "]");
+    assert_true(b.len < MAX_BODY);
+    hreq(&r, "POST", "/v1/events", buf_cstr(&b));
+    assert_int_equal(r.status, 202);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "accepted")), 280);
+    assert_int_equal(json_array_size(json_object_get(r.json, "event_ids")), 280);
+    hresp_clear(&r);
+    buf_release(&b);
+    json_t *docs = drain_raw_docs(280, 300);
+    assert_int_equal(json_array_size(docs), 280);
+    size_t i;
+    json_t *d;
+    int found = 0;
+    json_array_foreach(docs, i, d) {
+        int n = -1;
+        assert_int_equal(sscanf(jstr(d, "event_id"), "big-%d", &n), 1);
+        json_t *data = json_object_get(d, "data");
+        assert_int_equal(json_integer_value(json_object_get(data, "i")), n);
+        assert_string_equal(jstr(data, "pad"), pad);
+        assert_int_equal(json_array_size(json_object_get(data, "k")), 2);
+        assert_int_equal(json_array_size(json_object_get(json_object_get(d, "audience"), "users")), 2);
+        found++;
+    }
+    assert_int_equal(found, 280);
+    json_decref(docs);
+
+    hreq(&r, "POST", "/v1/events", "[{\"event_id\":\"cut\",\"type\":");
+    assert_problem(&r, 400, "body");
+    assert_true(json_is_integer(json_object_get(r.json, "position")));
+    hresp_clear(&r);
+    hreq(&r, "POST", "/v1/events",
+         "{\"event_id\":\"dup\",\"event_id\":\"dup2\",\"type\":\"comment\",\"audience\":{\"users\":[\"u1\"]}}");
+    assert_problem(&r, 400, "body");
+    hresp_clear(&r);
+    hreq(&r, "POST", "/v1/events",
+         "{\"event_id\":\"after\",\"type\":\"comment\",\"audience\":{\"users\":[\"u1\"]}}");
+    assert_int_equal(r.status, 202);
+    hresp_clear(&r);
+    seen = drain_raw(1, 200);
+    assert_int_equal(json_array_size(seen), 1);
+    assert_true(ids_has(seen, "after"));
+    json_decref(seen);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_events),
+        cmocka_unit_test(test_accepted_answer_and_big_batch),
         cmocka_unit_test(test_concurrent_publish),
         cmocka_unit_test(test_events_unavailable),
         cmocka_unit_test(test_fail_early_without_template),

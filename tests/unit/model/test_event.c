@@ -689,6 +689,40 @@ static void test_record(void **state)
     m[2] = 2;
     assert_int_equal(event_decode(m, rec.len, &d, &pb), HR_INVALID);
     assert_non_null(strstr(pb.detail, "version 2"));
+    /* the magic's second byte is not 'E': not a record of ours */
+    memcpy(m, rec.data, rec.len);
+    m[1] = 'X';
+    assert_int_equal(event_decode(m, rec.len, &d, &pb), HR_INVALID);
+    assert_string_equal(pb.detail, "not an event record");
+    /* what its JSON rendition could not carry is refused (the DLQ shows a
+     * dead-lettered record as JSON and redrives that): a time past year
+     * 9999, send_at more than a year ahead, a category that is not UTF-8 */
+    int64_t far = INT64_C(253402300800000); /* 10000-01-01 */
+    memcpy(m, rec.data, rec.len);
+    memcpy(m + 24, &far, 8);
+    assert_int_equal(event_decode(m, rec.len, &d, &pb), HR_INVALID);
+    assert_string_equal(pb.field, "time");
+    far -= 1;                               /* 9999-12-31T23:59:59.999Z */
+    memcpy(m + 24, &far, 8);
+    assert_int_equal(event_decode(m, rec.len, &d, &pb), HR_OK);
+    json_t *fj = event_to_json(&d);
+    assert_string_equal(json_string_value(json_object_get(fj, "time")), "9999-12-31T23:59:59.999Z");
+    json_decref(fj);
+    event_clear(&d);
+    int64_t ahead = hclock_now_ms() + EVENT_SEND_AT_MAX_AHEAD_MS + 60000;
+    memcpy(m, rec.data, rec.len);
+    memcpy(m + 16, &ahead, 8);
+    assert_int_equal(event_decode(m, rec.len, &d, &pb), HR_INVALID);
+    assert_string_equal(pb.field, "send_at");
+    memcpy(m, rec.data, rec.len);
+    char *social = memmem(m, rec.len, "social", 7);
+    assert_non_null(social);
+    social[2] = '\xff';
+    assert_int_equal(event_decode(m, rec.len, &d, &pb), HR_INVALID);
+    assert_string_equal(pb.field, "category");
+    /* a JSON text is never taken for a record: no JSON text starts with 0xFF */
+    assert_false(event_is_record(" \xff", 2));
+    assert_false(event_is_record("", 0));
     free(m);
     buf_release(&rec);
     event_clear(&ev);

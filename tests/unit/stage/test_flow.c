@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "core/buf.h"
 #include "model/event.h"
 #include "stage/dlq.h"
 #include "stage/ingest.h"
@@ -303,6 +304,117 @@ static void test_traceparent_every_hop(void **state)
     assert_string_equal(trace_of(f, "t-kafka", "ann", CH_PUSH, buf), TP_KAFKA);
     assert_string_equal(trace_of(f, "t-own", "ann", CH_PUSH, buf), TP_OWN);
     assert_string_equal(trace_of(f, "t-badhdr", "ann", CH_PUSH, buf), "");
+}
+
+/* ---- the two forms of raw-events ---- */
+
+/* Waits (up to 10 s) for a DLQ entry whose reason contains `reason`;
+ * returns how many there are. */
+static int dlq_wait(fx_t *f, const char *reason, dlq_entry_t **e)
+{
+    dlq_filter_t fl = {.reason = reason};
+    int n = 0;
+    bool more;
+    *e = NULL;
+    for (int i = 0; i < 500 && n == 0; i++) {
+        dlq_entries_free(*e, n);
+        assert_int_equal(dlq_list(&f->app, &fl, e, &n, &more), HR_OK);
+        if (n == 0) usleep(20000);
+    }
+    return n;
+}
+
+/* raw-events carries the API's binary event records and outside
+ * producers' JSON side by side: both fan out; an event id seen in one form
+ * is a duplicate in the other; a damaged record goes to the DLQ with the
+ * decoder's reason while its partition moves on; an API event fan-out
+ * cannot deliver is dead-lettered as its JSON rendition, which reads
+ * (event_id, type, audience) and redrives like any event. */
+static void test_record_and_json_events_fan_out(void **state)
+{
+    fx_t *f = *state;
+    start(f);
+    static const char api_text[] =
+        "{\"event_id\":\"api-1\",\"type\":\"posted\",\"actor\":\"x\",\"channels\":[\"push\"],"
+        "\"audience\":{\"users\":[\"ann\",\"ben\"]},\"data\":{\"k\":1}}";
+    event_t ev;
+    problem_t pb;
+    assert_int_equal(event_parse(api_text, strlen(api_text), &ev, &pb), HR_OK);
+    assert_int_equal(ingest_publish(&f->app, &ev, 1), HR_OK);
+    assert_true(ev.accepted_at_us > 0);
+    event_clear(&ev);
+    produce_event(f, "json-1", "posted", "ann", "[\"push\"]");
+    assert_true(wait_for(f, "api-1", "ann", CH_PUSH, ST_SENT));
+    assert_true(wait_for(f, "api-1", "ben", CH_PUSH, ST_SENT));
+    assert_true(wait_for(f, "json-1", "ann", CH_PUSH, ST_SENT));
+
+    /* the API's id again as JSON, and the JSON one again through the API:
+     * duplicates; then a marker on each one's partition (same key) */
+    produce(f, TOPIC_RAW, -1, "api-1", api_text, strlen(api_text));
+    static const char json_again[] =
+        "{\"event_id\":\"json-1\",\"type\":\"posted\",\"actor\":\"x\",\"channels\":[\"push\"],"
+        "\"audience\":{\"users\":[\"ann\"]}}";
+    assert_int_equal(event_parse(json_again, strlen(json_again), &ev, &pb), HR_OK);
+    assert_int_equal(ingest_publish(&f->app, &ev, 1), HR_OK);
+    event_clear(&ev);
+
+    /* a damaged record (cut short) on the marker's partition */
+    static const char bad_text[] =
+        "{\"event_id\":\"bad-1\",\"type\":\"posted\",\"actor\":\"x\",\"channels\":[\"push\"],"
+        "\"audience\":{\"users\":[\"ann\"]}}";
+    assert_int_equal(event_parse(bad_text, strlen(bad_text), &ev, &pb), HR_OK);
+    buf_t rec;
+    buf_init(&rec, 0);
+    assert_int_equal(event_encode(&ev, &rec), HR_OK);
+    event_clear(&ev);
+    produce(f, TOPIC_RAW, -1, "api-1", rec.data, rec.len - 3);
+    buf_release(&rec);
+    static const char mark[] =
+        "{\"event_id\":\"mark-1\",\"type\":\"posted\",\"actor\":\"x\",\"channels\":[\"push\"],"
+        "\"audience\":{\"users\":[\"ann\"]}}";
+    produce(f, TOPIC_RAW, -1, "api-1", mark, strlen(mark));
+    static const char mark2[] =
+        "{\"event_id\":\"mark-2\",\"type\":\"posted\",\"actor\":\"x\",\"channels\":[\"push\"],"
+        "\"audience\":{\"users\":[\"ann\"]}}";
+    produce(f, TOPIC_RAW, -1, "json-1", mark2, strlen(mark2));
+    /* ann's pushes are dispatched in order (one partition): once both
+     * markers are sent, whatever came before them on either raw-events
+     * partition has been fanned out and delivered */
+    assert_true(wait_for(f, "mark-1", "ann", CH_PUSH, ST_SENT));
+    assert_true(wait_for(f, "mark-2", "ann", CH_PUSH, ST_SENT));
+    dlq_entry_t *e;
+    assert_int_equal(dlq_wait(f, "event record: truncated", &e), 1);
+    assert_string_equal(json_string_value(json_object_get(e[0].rec, "topic")), TOPIC_RAW);
+    assert_non_null(json_object_get(e[0].rec, "payload_hex")); /* the bytes as they were */
+    dlq_entries_free(e, 1);
+    assert_int_equal(sandbox_count(f, "push", "ann"), 4); /* api-1, json-1, mark-1, mark-2 */
+    assert_int_equal(sandbox_count(f, "push", "ben"), 1);
+
+    /* an API event of a type without templates: dead-lettered as JSON */
+    static const char w_text[] =
+        "{\"event_id\":\"api-w\",\"type\":\"welcome\",\"actor\":\"x\","
+        "\"audience\":{\"users\":[\"ann\"]},\"data\":{\"n\":7}}";
+    assert_int_equal(event_parse(w_text, strlen(w_text), &ev, &pb), HR_OK);
+    assert_int_equal(ingest_publish(&f->app, &ev, 1), HR_OK);
+    event_clear(&ev);
+    assert_int_equal(dlq_wait(f, "no templates", &e), 1);
+    const char *payload = json_string_value(json_object_get(e[0].rec, "payload"));
+    assert_non_null(payload);
+    json_t *j = json_loads(payload, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "event_id")), "api-w");
+    assert_string_equal(json_string_value(json_object_get(j, "type")), "welcome");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "data"), "n")), 7);
+    assert_true(json_is_integer(json_object_get(j, "_accepted_at_us")));
+    json_decref(j);
+    dlq_entries_free(e, 1);
+    template_rec_t t = {.event_type = "welcome", .channel = CH_PUSH, .locale = "en",
+                        .title = "welcome", .body = "n={{data.n}}"};
+    assert_int_equal(store_template_put(f->app.store, &t), HR_OK);
+    int done = 0, skipped = 0;
+    assert_int_equal(dlq_redrive_all(&f->app, "no templates", &done, &skipped), HR_OK);
+    assert_int_equal(done, 1);
+    assert_true(wait_for(f, "api-w", "ann", CH_PUSH, ST_SENT));
 }
 
 /* ---- retry tiers ---- */
@@ -674,6 +786,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_retry_tiers_then_dlq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_traceparent_every_hop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_and_json_events_fan_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_waits_until_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_survives_restart_and_does_not_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_push_per_device, setup, teardown),
