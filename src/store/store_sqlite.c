@@ -107,11 +107,6 @@ _Static_assert(CH_PUSH == 0 && CH_WEBHOOK == 4, "channel codes are stored in the
 #define INBOX_COLS                                                                         \
     "user_id, notification_id, event_id, category, title, body, created_at_ms,"            \
     " coalesce(seen_at_ms, 0), coalesce(read_at_ms, 0), coalesce(archived_at_ms, 0)"
-/* The status log's columns in the order store_sqlite_notif.c reads them. */
-#define LOG_COLS                                                                            \
-    "status, attempt, at_ms, channel_msg_id, error, metadata, traceparent, event_id, user_id," \
-    " channel, category, title, body, address, created_at"
-
 /* The statements, by id. S_NOTIF_STATUS is written at first open
  * (sql_init). */
 static const char *stmt_sql[S__COUNT] = {
@@ -181,19 +176,20 @@ static const char *stmt_sql[S__COUNT] = {
     [S_EVENT_ADD] = "INSERT INTO events (event_id, position, first_seen_ms) VALUES (?1, ?2, ?3)"
                     " ON CONFLICT DO NOTHING",
     [S_EVENT_GET] = "SELECT position FROM events WHERE event_id = ?1",
-    /* the status log (store_sqlite_notif.c); ?1..?8 every row, ?9..?16
-     * the content (NULL but in a notification's first row) */
-    [S_LOG_ADD] = "INSERT INTO status_log (notification_id, status, attempt, at_ms, channel_msg_id,"
-                  " error, metadata, traceparent, event_id, user_id, channel, category, title, body,"
-                  " address, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
-                  " ?13, ?14, ?15, ?16)",
-    /* a row holding the content (event_id is set in content rows only) */
-    [S_LOG_HAS] = "SELECT 1 FROM status_log WHERE notification_id = ?1 AND event_id IS NOT NULL LIMIT 1",
+    /* the status log (store_sqlite_notif.c): a row's content is its
+     * record (rec, the row record of store_sqlite_notif.c); content = 1 in
+     * the row that holds the notification's content */
+    [S_LOG_ADD] = "INSERT INTO status_log (notification_id, status, content, rec)"
+                  " VALUES (?1, ?2, ?3, ?4)",
+    /* a row holding the content: the key index covers it */
+    [S_LOG_HAS] = "SELECT 1 FROM status_log WHERE notification_id = ?1 AND content = 1 LIMIT 1",
+    [S_LOG_MAX] = "SELECT max(notification_id) FROM status_log",
     [S_RUN_ADD] = "INSERT OR IGNORE INTO user_runs (run, user_id, created_at, notification_id)"
                   " VALUES (?1, ?2, ?3, ?4)",
     [S_RUN_LIST_ADD] = "INSERT INTO user_run_list (run, level, rows, max_created) VALUES (?1, ?2, ?3, ?4)",
     [S_RUN_MAX] = "SELECT coalesce(max(run), 0) FROM user_runs",
-    [S_NOTIF_GET] = "SELECT " LOG_COLS " FROM status_log WHERE notification_id = ?1 ORDER BY seq",
+    [S_NOTIF_GET] = "SELECT status, content, rec FROM status_log WHERE notification_id = ?1"
+                    " ORDER BY seq",
     [S_NOTIF_LIST] = "SELECT DISTINCT created_at, notification_id FROM user_runs"
                      " WHERE run IN (SELECT run FROM user_run_list) AND user_id = ?1"
                      " ORDER BY created_at DESC, notification_id DESC",
@@ -204,9 +200,11 @@ static const char *stmt_sql[S__COUNT] = {
         " ORDER BY created_at DESC, notification_id DESC",
     /* S_NOTIF_STATUS is written at first open (sql_init): any row of a
      * status that counts as sent (lifecycle_was_sent) */
-    /* retention: the log's oldest rows in arrival order */
-    [S_PURGE_PICK] = "SELECT seq, coalesce(created_at, 0), CASE WHEN event_id IS NOT NULL THEN"
-                     " notification_id END FROM status_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    /* retention: the log's oldest rows in arrival order; the record and
+     * the id of content rows only (their created time) */
+    [S_PURGE_PICK] = "SELECT seq, content, CASE WHEN content THEN rec END,"
+                     " CASE WHEN content THEN notification_id END FROM status_log"
+                     " WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     [S_PURGE_RUNS] = "DELETE FROM user_runs WHERE run IN (SELECT run FROM user_run_list"
                      " WHERE max_created < ?1)",
     [S_PURGE_RUN_LIST] = "DELETE FROM user_run_list WHERE max_created < ?1",
@@ -446,6 +444,10 @@ static hr_t conn_open(conn_t *c, const char *path, conn_role_t role, int64_t mma
         sqlite3_free(msg);
         return HR_ERR;
     }
+    if (writer && sq_log_rec_register(c->db) != HR_OK) {
+        log_error(LOG, "configure %s: herald_log_rec: %s", path, sqlite3_errmsg(c->db));
+        return HR_ERR;
+    }
     return HR_OK;
 }
 
@@ -533,6 +535,7 @@ static hr_t schema_init(conn_t *c)
         {5, store_schema_sqlite_migrate_5},
         {6, store_schema_sqlite_migrate_6},
         {7, store_schema_sqlite_migrate_7},
+        {8, store_schema_sqlite_migrate_8},
     };
     for (size_t i = 0; version > 0 && i < ARRAY_LEN(steps); i++) {
         if (version >= steps[i].to) continue;

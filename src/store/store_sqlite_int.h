@@ -68,6 +68,7 @@ typedef enum stmt_id {
     S_EVENT_GET,
     S_LOG_ADD,
     S_LOG_HAS,
+    S_LOG_MAX,
     S_RUN_ADD,
     S_RUN_LIST_ADD,
     S_RUN_MAX,
@@ -290,6 +291,9 @@ hr_t sq_notif_list_user(store_t *s, const char *user_id, int64_t after_ms, const
 hr_t sq_notif_sent(store_t *s, const char *notification_id, bool *sent);
 hr_t sq_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent);
 hr_t sq_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted);
+/* Registers herald_log_rec() on a connection: a version 7 status log row
+ * as the row record of version 8 (the migration, sqlite_migrate_8.sql). */
+hr_t sq_log_rec_register(sqlite3 *db);
 
 /* store_sqlite_flow.c */
 hr_t sq_sched_put(store_t *s, const char *notification_id, hstr_t user_id, channel_t ch,

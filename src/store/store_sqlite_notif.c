@@ -80,6 +80,211 @@ hr_t sq_event_claim_batch(store_t *s, const char *const *ids, const char *const 
     return r;
 }
 
+/* ---- the status log's row record (schema version 8) ----
+ *
+ * A row's content is one blob, decoded on read: fewer columns to bind and
+ * store than the ~14 of version 7 and no column headers for the absent
+ * ones. Layout (version 1), integers as LEB128 varints, signed ones
+ * zigzag-coded:
+ *
+ *   u8 version (1) | u8 flags | varint attempt | zvarint at_ms
+ *   | [LR_MSGID] str channel_msg_id | [LR_ERROR] str error
+ *   | [LR_META] str metadata | [LR_TRACE] str traceparent
+ *   | [LR_CONTENT] zvarint (at_ms - created_at) | u8 channel
+ *                  | str event_id, user_id, category, title, body, address
+ *
+ * str = varint length + bytes. An optional string is absent when empty
+ * (it reads back as NULL, as the NULL columns of version 7 did); the
+ * content's strings are always there (empty reads back as ""). This is
+ * the store's own format, not the bus record's (model/status_rec.c), so
+ * that either can change without the other.
+ */
+enum { LR_MSGID = 1, LR_ERROR = 2, LR_META = 4, LR_TRACE = 8, LR_CONTENT = 16, LR_ALL = 31 };
+#define LR_VERSION 1
+#define LR_VARINT_MAX 10
+
+typedef struct log_rec {
+    int attempt;
+    int64_t at_ms;
+    hstr_t msgid, error, meta, trace;
+    bool content;
+    channel_t channel;
+    int64_t created;
+    hstr_t event_id, user_id, category, title, body, address;
+} log_rec_t;
+
+static size_t lr_varint_put(unsigned char *p, uint64_t v)
+{
+    size_t i = 0;
+    while (v >= 0x80) {
+        p[i++] = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    p[i++] = (unsigned char)v;
+    return i;
+}
+
+static uint64_t lr_zig(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+
+static int64_t lr_unzig(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
+
+static bool lr_varint_get(const unsigned char *p, size_t len, size_t *off, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (*off >= len) return false;
+        unsigned char b = p[(*off)++];
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool lr_str_get(const unsigned char *p, size_t len, size_t *off, hstr_t *s)
+{
+    uint64_t n;
+    if (!lr_varint_get(p, len, off, &n) || n > len - *off) return false;
+    s->p = (const char *)p + *off;
+    s->n = (size_t)n;
+    *off += (size_t)n;
+    return true;
+}
+
+static size_t lr_str_put(unsigned char *p, hstr_t s)
+{
+    size_t i = lr_varint_put(p, s.n);
+    if (s.n) memcpy(p + i, s.p, s.n);
+    return i + s.n;
+}
+
+/* The bytes lr_encode writes at most. */
+static size_t lr_size_max(const log_rec_t *r)
+{
+    size_t n = 2 + 4 * LR_VARINT_MAX + 1;
+    n += r->msgid.n + r->error.n + r->meta.n + r->trace.n + 4 * LR_VARINT_MAX;
+    if (r->content)
+        n += r->event_id.n + r->user_id.n + r->category.n + r->title.n + r->body.n + r->address.n +
+             6 * LR_VARINT_MAX;
+    return n;
+}
+
+/* Writes r into out (lr_size_max bytes); answers the length. */
+static size_t lr_encode(const log_rec_t *r, unsigned char *out)
+{
+    unsigned flags = (r->msgid.n ? LR_MSGID : 0) | (r->error.n ? LR_ERROR : 0) |
+                     (r->meta.n ? LR_META : 0) | (r->trace.n ? LR_TRACE : 0) |
+                     (r->content ? LR_CONTENT : 0);
+    size_t i = 0;
+    out[i++] = LR_VERSION;
+    out[i++] = (unsigned char)flags;
+    i += lr_varint_put(out + i, (uint64_t)(r->attempt < 0 ? 0 : r->attempt));
+    i += lr_varint_put(out + i, lr_zig(r->at_ms));
+    if (flags & LR_MSGID) i += lr_str_put(out + i, r->msgid);
+    if (flags & LR_ERROR) i += lr_str_put(out + i, r->error);
+    if (flags & LR_META) i += lr_str_put(out + i, r->meta);
+    if (flags & LR_TRACE) i += lr_str_put(out + i, r->trace);
+    if (flags & LR_CONTENT) {
+        i += lr_varint_put(out + i, lr_zig(r->at_ms - r->created));
+        out[i++] = (unsigned char)r->channel;
+        i += lr_str_put(out + i, r->event_id);
+        i += lr_str_put(out + i, r->user_id);
+        i += lr_str_put(out + i, r->category);
+        i += lr_str_put(out + i, r->title);
+        i += lr_str_put(out + i, r->body);
+        i += lr_str_put(out + i, r->address);
+    }
+    return i;
+}
+
+/* Reads a row record; its strings point into p. false when malformed. */
+static bool lr_decode(const void *data, size_t len, log_rec_t *r)
+{
+    const unsigned char *p = data;
+    memset(r, 0, sizeof(*r));
+    if (!p || len < 2 || p[0] != LR_VERSION || (p[1] & ~LR_ALL)) return false;
+    unsigned flags = p[1];
+    size_t off = 2;
+    uint64_t v;
+    if (!lr_varint_get(p, len, &off, &v) || v > INT_MAX) return false;
+    r->attempt = (int)v;
+    if (!lr_varint_get(p, len, &off, &v)) return false;
+    r->at_ms = lr_unzig(v);
+    if ((flags & LR_MSGID) && !lr_str_get(p, len, &off, &r->msgid)) return false;
+    if ((flags & LR_ERROR) && !lr_str_get(p, len, &off, &r->error)) return false;
+    if ((flags & LR_META) && !lr_str_get(p, len, &off, &r->meta)) return false;
+    if ((flags & LR_TRACE) && !lr_str_get(p, len, &off, &r->trace)) return false;
+    if (flags & LR_CONTENT) {
+        r->content = true;
+        if (!lr_varint_get(p, len, &off, &v)) return false;
+        r->created = r->at_ms - lr_unzig(v);
+        if (off >= len || p[off] >= CH__COUNT) return false;
+        r->channel = (channel_t)p[off++];
+        hstr_t *strs[] = {&r->event_id, &r->user_id, &r->category, &r->title, &r->body, &r->address};
+        for (size_t k = 0; k < ARRAY_LEN(strs); k++)
+            if (!lr_str_get(p, len, &off, strs[k])) return false;
+    }
+    return off == len;
+}
+
+/* A copy of s; NULL when absent (optional strings). */
+static char *lr_dup_opt(hstr_t s) { return s.n ? xstrndup(s.p, s.n) : NULL; }
+static char *lr_dup(hstr_t s) { return xstrndup(s.p ? s.p : "", s.n); }
+
+static hstr_t lr_val(sqlite3_value *v)
+{
+    const unsigned char *t = sqlite3_value_text(v);
+    return t ? (hstr_t){(const char *)t, (size_t)sqlite3_value_bytes(v)} : (hstr_t){NULL, 0};
+}
+
+/* herald_log_rec(attempt, at_ms, channel_msg_id, error, metadata,
+ * traceparent, event_id, user_id, channel, category, title, body, address,
+ * created_at): a version 7 row as a row record, the content when event_id
+ * is not NULL (the migration to version 8). */
+static void lr_sql_fn(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+    if (argc != 14) {
+        sqlite3_result_error(cx, "herald_log_rec: 14 arguments", -1);
+        return;
+    }
+    log_rec_t r = {
+        .attempt = sqlite3_value_int(argv[0]), .at_ms = sqlite3_value_int64(argv[1]),
+        .content = sqlite3_value_type(argv[6]) != SQLITE_NULL,
+    };
+    r.msgid = lr_val(argv[2]);
+    r.error = lr_val(argv[3]);
+    r.meta = lr_val(argv[4]);
+    r.trace = lr_val(argv[5]);
+    if (r.content) {
+        int ch = sqlite3_value_int(argv[8]);
+        r.channel = ch >= 0 && ch < CH__COUNT ? (channel_t)ch : CH_PUSH;
+        r.created = sqlite3_value_int64(argv[13]);
+        r.event_id = lr_val(argv[6]);
+        r.user_id = lr_val(argv[7]);
+        r.category = lr_val(argv[9]);
+        r.title = lr_val(argv[10]);
+        r.body = lr_val(argv[11]);
+        r.address = lr_val(argv[12]);
+    }
+    unsigned char *out = sqlite3_malloc64(lr_size_max(&r));
+    if (!out) {
+        sqlite3_result_error_nomem(cx);
+        return;
+    }
+    size_t n = lr_encode(&r, out);
+    sqlite3_result_blob64(cx, out, n, sqlite3_free);
+}
+
+hr_t sq_log_rec_register(sqlite3 *db)
+{
+    int rc = sqlite3_create_function_v2(db, "herald_log_rec", 14,
+                                        SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL,
+                                        lr_sql_fn, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? HR_OK : HR_ERR;
+}
+
 /* ---- notifications ----
  *
  * DESIGN (schema version 6, sqlite.sql). A status record becomes one row
@@ -213,31 +418,73 @@ static hr_t runs_merge(sq_store_t *q, conn_t *c)
     }
 }
 
+/* A record of the batch in write order: by id, then arrival (the rows of
+ * one notification keep their order, which is what the fold reads). */
+typedef struct ord {
+    const notif_t *m;
+    int i;
+} ord_t;
+
+static int ord_cmp(const void *x, const void *y)
+{
+    const ord_t *a = x, *b = y;
+    int c = hstr_cmp(a->m->notification_id, b->m->notification_id);
+    if (c) return c;
+    return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/* The largest notification id in the log (one seek at the index's right
+ * edge) into *max (owned; NULL when the log is empty). c->mu held, inside
+ * the write transaction. */
+static hr_t log_max_id(conn_t *c, char **max)
+{
+    free(*max);
+    *max = NULL;
+    sqlite3_stmt *st = sq_stmt(c, S_LOG_MAX);
+    if (!st) return HR_ERR;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *max = col_str(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? HR_OK : sq_err(c, rc, "status log max");
+}
+
 /* The hot path of the status sink: one transaction (committed early when a
  * short write waits for the writer, see DESIGN atop store_sqlite.c), cached
- * statements, strings bound in place (no copies; one allocation per batch
- * for the run's keys). */
+ * statements, strings bound in place (no copies; per batch one allocation
+ * for the order and the run's keys and one scratch buffer for the row
+ * records). The batch is written in id order: a notification that is new
+ * (its id above every id in the log when the transaction began, and not
+ * seen earlier in the batch) needs no probe, and the id index is appended
+ * to at its right-hand edge. */
 hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
 {
     sq_store_t *q = sq(s);
     conn_t *c = &q->w;
     run_key_t *keys = xmalloc((size_t)n * sizeof(*keys));
+    ord_t *ord = xmalloc((size_t)n * sizeof(*ord));
     int nkeys = 0;
+    size_t cap = 1024;
+    unsigned char *scratch = xmalloc(cap);
+    char *max = NULL;
+    for (int i = 0; i < n; i++) ord[i] = (ord_t){recs[i], i};
+    qsort(ord, (size_t)n, sizeof(*ord), ord_cmp);
     pthread_mutex_lock(&c->mu);
     sqlite3_stmt *add = sq_stmt(c, S_LOG_ADD);
     sqlite3_stmt *has = sq_stmt(c, S_LOG_HAS);
     hr_t r = add && has ? sq_tx_begin(c, true) : HR_ERR;
+    if (r == HR_OK) r = log_max_id(c, &max);
     if (r != HR_OK) goto out;
     int64_t now = hclock_now_ms();
+    bool prev_content = false;  /* the previous record's id has a content row */
     for (int i = 0; i < n && r == HR_OK; i++) {
-        const notif_t *m = recs[i]; /* valid: store.c dropped the others */
+        const notif_t *m = ord[i].m; /* valid: store.c dropped the others */
         int64_t at = m->status_at_ms ? m->status_at_ms : now;
         int64_t created = m->created_at_ms ? m->created_at_ms : at;
-        /* the first row of the notification carries its content; a status
-         * record without content (a compact 'S' record of a later status)
-         * never does, and needs no probe */
-        bool first = false;
-        if (!m->no_content) {
+        bool has_content;
+        if (i > 0 && hstr_cmp(m->notification_id, ord[i - 1].m->notification_id) == 0) {
+            has_content = prev_content;
+        } else if (max && hstr_cmp(m->notification_id, (hstr_t){max, strlen(max)}) <= 0) {
+            /* maybe stored before: one probe of the id index */
             bind_hstr(has, 1, m->notification_id);
             int rc = sqlite3_step(has);
             sqlite3_reset(has);
@@ -245,31 +492,35 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
                 r = sq_err(c, rc, "status log probe");
                 break;
             }
-            first = rc == SQLITE_DONE;
+            has_content = rc == SQLITE_ROW;
+        } else {
+            has_content = false; /* above every stored id: new */
         }
+        /* the first row of the notification carries its content; a status
+         * record without content (a compact 'S' record of a later status)
+         * never does */
+        bool first = !m->no_content && !has_content;
+        prev_content = has_content || first;
+        log_rec_t lr = {
+            .attempt = m->attempt, .at_ms = at, .msgid = m->channel_msg_id, .error = m->error,
+            .meta = m->metadata, .content = first, .channel = m->channel, .created = created,
+            .event_id = m->event_id, .user_id = m->user_id, .category = m->category,
+            .title = m->title, .body = m->body, .address = m->address,
+        };
+        /* only a well-formed trace context is kept (the API shows it) */
+        if (trace_is_v00(m->traceparent.p, m->traceparent.n)) lr.trace = m->traceparent;
+        size_t need = lr_size_max(&lr);
+        if (need > cap) {
+            cap = need;
+            free(scratch);
+            scratch = xmalloc(cap);
+        }
+        size_t len = lr_encode(&lr, scratch);
         bind_hstr(add, 1, m->notification_id);
         sqlite3_bind_int(add, 2, (int)m->status);
-        sqlite3_bind_int(add, 3, m->attempt);
-        sqlite3_bind_int64(add, 4, at);
-        bind_hstr_opt(add, 5, m->channel_msg_id);
-        bind_hstr_opt(add, 6, m->error);
-        bind_hstr_opt(add, 7, m->metadata);
-        /* only a well-formed trace context is kept (the API shows it) */
-        bind_hstr_opt(add, 8, trace_is_v00(m->traceparent.p, m->traceparent.n) ? m->traceparent
-                                                                              : (hstr_t){NULL, 0});
-        if (first) {
-            bind_hstr(add, 9, m->event_id);
-            bind_hstr(add, 10, m->user_id);
-            sqlite3_bind_int(add, 11, (int)m->channel);
-            bind_hstr(add, 12, m->category);
-            bind_hstr(add, 13, m->title);
-            bind_hstr(add, 14, m->body);
-            bind_hstr(add, 15, m->address);
-            sqlite3_bind_int64(add, 16, created);
-            keys[nkeys++] = (run_key_t){m->user_id, created, m->notification_id};
-        } else {
-            for (int k = 9; k <= 16; k++) sqlite3_bind_null(add, k);
-        }
+        sqlite3_bind_int(add, 3, first);
+        sqlite3_bind_blob(add, 4, scratch, (int)len, SQLITE_STATIC);
+        if (first) keys[nkeys++] = (run_key_t){m->user_id, created, m->notification_id};
         r = sq_step_done(c, add, "status log add");
         if (r == HR_OK && (i + 1) % YIELD_EVERY == 0 && i + 1 < n && atomic_load(&c->waiters) > 0) {
             /* a short write is waiting: commit, let it in, go on */
@@ -280,6 +531,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
             for (int k = 0; k < YIELD_SPINS && atomic_load(&c->waiters) > 0; k++) sched_yield();
             pthread_mutex_lock(&c->mu);
             r = sq_tx_begin(c, true);
+            if (r == HR_OK) r = log_max_id(c, &max);
         }
     }
     if (r == HR_OK) r = run_write(q, c, keys, nkeys);
@@ -290,26 +542,34 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     /* the batch is stored: a merge that fails is tried again after the next */
     if (r == HR_OK && runs_merge(q, c) != HR_OK) log_warn(LOG, "merging the per-user runs failed");
 out:
+    if (r != HR_OK && sqlite3_get_autocommit(c->db) == 0) sq_tx_end(c, r);
     pthread_mutex_unlock(&c->mu);
+    free(max);
+    free(scratch);
+    free(ord);
     free(keys);
     return r;
 }
 
-/* Folds the rows of one notification (S_NOTIF_GET, bound; LOG_COLS) into
- * *out by the rank rule, in arrival order, as the upsert of schema version
- * 5 did at write time; appends each row to hist when not NULL. HR_NOTFOUND
- * when no row holds the content (unknown, or purged). Resets st. */
+/* Folds the rows of one notification (S_NOTIF_GET, bound: status, c,
+ * rec in seq order) into *out by the rank rule, in arrival order, as the
+ * upsert of schema version 5 did at write time; appends each row to hist
+ * when not NULL. HR_NOTFOUND when no row holds the content (unknown, or
+ * purged). Resets st. */
 static hr_t row_fold(conn_t *c, sqlite3_stmt *st, const char *id, notif_row_t *out,
                      sq_rows_t *hist)
 {
     int rc, nrows = 0;
-    bool content = false;
+    bool content = false, bad = false;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         notif_status_t status = (notif_status_t)sqlite3_column_int(st, 0);
-        int attempt = sqlite3_column_int(st, 1);
-        int64_t at = sqlite3_column_int64(st, 2);
-        bool msgid = sqlite3_column_type(st, 3) != SQLITE_NULL;
-        bool err = sqlite3_column_type(st, 4) != SQLITE_NULL;
+        log_rec_t lr;
+        if (!lr_decode(sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2), &lr)) {
+            bad = true; /* damaged: passed over, said once */
+            continue;
+        }
+        int64_t at = lr.at_ms;
+        bool msgid = lr.msgid.n > 0, err = lr.error.n > 0;
         if (hist) {
             if (hist->n == hist->cap) {
                 hist->cap = hist->cap ? hist->cap * 2 : 8;
@@ -317,50 +577,51 @@ static hr_t row_fold(conn_t *c, sqlite3_stmt *st, const char *id, notif_row_t *o
             }
             status_hist_t *h = &((status_hist_t *)hist->v)[hist->n++];
             h->status = status;
-            h->attempt = attempt;
+            h->attempt = lr.attempt;
             h->at_ms = at;
-            h->detail = col_str(st, err ? 4 : 3); /* the error, else the message id */
+            h->detail = lr_dup_opt(err ? lr.error : lr.msgid); /* the error, else the message id */
         }
-        if (!content && sqlite3_column_type(st, 7) != SQLITE_NULL) {
+        if (!content && lr.content) {
             content = true;
-            out->event_id = col_str(st, 7);
-            out->user_id = col_str(st, 8);
-            out->channel = (channel_t)sqlite3_column_int(st, 9);
-            out->category = col_str(st, 10);
-            out->title = col_str(st, 11);
-            out->body = col_str(st, 12);
-            out->address = col_str(st, 13);
-            out->created_at_ms = sqlite3_column_int64(st, 14);
+            out->event_id = lr_dup(lr.event_id);
+            out->user_id = lr_dup(lr.user_id);
+            out->channel = lr.channel;
+            out->category = lr_dup(lr.category);
+            out->title = lr_dup(lr.title);
+            out->body = lr_dup(lr.body);
+            out->address = lr_dup(lr.address);
+            out->created_at_ms = lr.created;
         }
         int64_t delivered = store_status_sent(status) ? at : 0;
         if (nrows++ == 0) { /* the insert */
             out->status = status;
-            out->attempt = attempt;
-            out->channel_msg_id = col_str(st, 3);
-            out->error = col_str(st, 4);
-            out->traceparent = col_str(st, 6);
+            out->attempt = lr.attempt;
+            out->channel_msg_id = lr_dup_opt(lr.msgid);
+            out->error = lr_dup_opt(lr.error);
+            out->traceparent = lr_dup_opt(lr.trace);
             out->updated_at_ms = at;
             out->delivered_at_ms = delivered;
             continue;
         }
         if (!lifecycle_may_replace(out->status, status)) continue; /* refused: history only */
         out->status = status;
-        out->attempt = attempt;
+        out->attempt = lr.attempt;
         if (msgid) {
             free(out->channel_msg_id);
-            out->channel_msg_id = col_str(st, 3);
+            out->channel_msg_id = lr_dup_opt(lr.msgid);
         }
         free(out->error);
-        out->error = err ? col_str(st, 4) : NULL;
-        if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
+        out->error = lr_dup_opt(lr.error);
+        if (lr.trace.n) {
             free(out->traceparent);
-            out->traceparent = col_str(st, 6);
+            out->traceparent = lr_dup_opt(lr.trace);
         }
         out->updated_at_ms = at;
         if (status == ST_DELIVERED) out->delivered_at_ms = delivered ? delivered : out->delivered_at_ms;
         else if (!out->delivered_at_ms) out->delivered_at_ms = delivered;
     }
     sqlite3_reset(st);
+    if (bad) log_error(LOG, "notification %s: a status log row does not decode", id);
     if (rc != SQLITE_DONE) return sq_err(c, rc, "notification get");
     if (!content) return HR_NOTFOUND;
     out->notification_id = xstrdup(id);
@@ -497,8 +758,12 @@ static void purge_row(sqlite3_stmt *st, void *elem)
 {
     purge_row_t *p = elem;
     p->seq = sqlite3_column_int64(st, 0);
-    p->created = sqlite3_column_int64(st, 1);
-    p->id = col_str(st, 2);
+    log_rec_t lr;
+    if (sqlite3_column_int(st, 1) &&
+        lr_decode(sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2), &lr) && lr.content) {
+        p->created = lr.created;
+        p->id = col_str(st, 3);
+    }
 }
 
 /* One purge transaction over the next SQ_PURGE_LOG_CHUNK log rows after

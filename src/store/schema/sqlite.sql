@@ -1,5 +1,5 @@
 -- herald: the SQLite schema of the main database.
--- schema_version: 7
+-- schema_version: 8
 --
 -- Applied at every open (each statement is IF NOT EXISTS); the version is
 -- STORE_SCHEMA_VERSION in store.h and is recorded in schema_version. A
@@ -63,21 +63,23 @@ CREATE TABLE IF NOT EXISTS events (
 -- Notifications (version 6, sqlite_migrate_6.sql; before it the tables
 -- notifications and status_history). The status log: one row per status
 -- record the sink wrote, appended (seq = arrival order), never updated.
--- A notification's first row also holds its content (event_id .. address,
--- created_at; NULL in later rows), so the content is stored once. What GET
--- shows is the rows of the id folded in seq order by the rank rule of
--- model/lifecycle.h (store_sqlite_notif.c); the rows are its history.
--- The only index is the notification id, which starts with the event's
--- accepted time (model/notif.h): it grows at its right-hand edge.
+-- Version 8 (sqlite_migrate_8.sql): status is the status code ("already
+-- sent?" reads it); rec is the rest of the row as one blob (attempt, time,
+-- message id, error, metadata, traceparent and, in the row with
+-- content = 1, the notification's content: event_id, user_id, channel,
+-- category, title, body, address, created_at), the row record of
+-- store_sqlite_notif.c, decoded on read. A notification's first row with
+-- content carries it, so the content is stored once. What GET shows is the
+-- rows of the id folded in seq order by the rank rule of model/lifecycle.h
+-- (store_sqlite_notif.c); the rows are its history. The only index,
+-- status_log_key (notification_id, status, content; sqlite_indexes.sql),
+-- covers "already sent?" and the sink's "has content?" probe; the id starts
+-- with the event's accepted time (model/notif.h) and the sink writes a
+-- batch in id order, so it grows at its right-hand edge.
 CREATE TABLE IF NOT EXISTS status_log (
   seq INTEGER PRIMARY KEY,
   notification_id TEXT NOT NULL,
-  status INTEGER NOT NULL, attempt INTEGER NOT NULL, at_ms INTEGER NOT NULL,
-  channel_msg_id TEXT, error TEXT, metadata TEXT, traceparent TEXT,
-  event_id TEXT, user_id TEXT, channel INTEGER, category TEXT, title TEXT, body TEXT,
-  address TEXT, created_at INTEGER);
-
-CREATE INDEX IF NOT EXISTS status_log_id ON status_log (notification_id);
+  status INTEGER NOT NULL, content INTEGER NOT NULL, rec BLOB NOT NULL);
 
 -- The per-user listing as sorted runs (a small LSM tree): each write
 -- transaction of the sink adds one run holding the notifications it

@@ -3,3 +3,6 @@
 -- migrations). Run by schema_init at every open, after the migrations.
 
 CREATE INDEX IF NOT EXISTS scheduled_user ON scheduled (user_id);
+
+-- version 8: the status log's only index (sqlite.sql, sqlite_migrate_8.sql)
+CREATE INDEX IF NOT EXISTS status_log_key ON status_log (notification_id, status, content);

@@ -10,6 +10,20 @@
 -- error: it becomes the message id for sent and delivered (1, 2), the
 -- error otherwise. metadata and traceparent go into the first row. The
 -- migrated notifications form one run, at a level never merged (99).
+--
+-- sqlite.sql has made status_log in the layout of the current version:
+-- this step writes the layout of version 6 (which sqlite_migrate_8.sql
+-- turns into version 8's), so the empty table is made again as it was.
+
+DROP TABLE status_log;
+CREATE TABLE status_log (
+  seq INTEGER PRIMARY KEY,
+  notification_id TEXT NOT NULL,
+  status INTEGER NOT NULL, attempt INTEGER NOT NULL, at_ms INTEGER NOT NULL,
+  channel_msg_id TEXT, error TEXT, metadata TEXT, traceparent TEXT,
+  event_id TEXT, user_id TEXT, channel INTEGER, category TEXT, title TEXT, body TEXT,
+  address TEXT, created_at INTEGER);
+CREATE INDEX status_log_id ON status_log (notification_id);
 
 INSERT INTO status_log (notification_id, status, attempt, at_ms, channel_msg_id, error,
                         metadata, traceparent, event_id, user_id, channel, category, title, body,

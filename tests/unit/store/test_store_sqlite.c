@@ -45,6 +45,17 @@
     "ALTER TABLE templates DROP COLUMN digest_window_ms;"                                      \
     "ALTER TABLE templates DROP COLUMN digest_key;"
 
+/* The status log of versions 6 and 7 (a column per field, an index on the
+ * id), which version 8 replaced (a blob per row, status_log_key). */
+#define V7_STATUS_LOG                                                                          \
+    "DROP TABLE status_log;"                                                                   \
+    "CREATE TABLE status_log (seq INTEGER PRIMARY KEY, notification_id TEXT NOT NULL,"         \
+    " status INTEGER NOT NULL, attempt INTEGER NOT NULL, at_ms INTEGER NOT NULL,"              \
+    " channel_msg_id TEXT, error TEXT, metadata TEXT, traceparent TEXT, event_id TEXT,"        \
+    " user_id TEXT, channel INTEGER, category TEXT, title TEXT, body TEXT, address TEXT,"      \
+    " created_at INTEGER);"                                                                    \
+    "CREATE INDEX status_log_id ON status_log (notification_id);"
+
 /* The .sql files are compiled in whole and say which version they are. */
 static void test_schema_embedded(void **state)
 {
@@ -52,7 +63,8 @@ static void test_schema_embedded(void **state)
     char mark[64];
     snprintf(mark, sizeof(mark), "-- schema_version: %d\n", STORE_SCHEMA_VERSION);
     assert_non_null(strstr(store_schema_sqlite, mark));
-    assert_non_null(strstr(store_schema_sqlite, "CREATE INDEX IF NOT EXISTS status_log_id"));
+    assert_non_null(strstr(store_schema_sqlite, "CREATE TABLE IF NOT EXISTS status_log"));
+    assert_non_null(strstr(store_schema_sqlite_indexes, "CREATE INDEX IF NOT EXISTS status_log_key"));
     snprintf(mark, sizeof(mark), "-- schema_version: %d ", STORE_SCHEMA_VERSION);
     assert_non_null(strstr(store_schema_sqlite_events, mark));
     assert_non_null(strstr(store_schema_sqlite_events, "CREATE TABLE IF NOT EXISTS events"));
@@ -404,6 +416,7 @@ static void test_schema_migrated_from_6(void **state)
     assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db,
                                   "DROP TABLE digests; DROP TABLE digest_members;" V6_TEMPLATES
+                                  V7_STATUS_LOG
                                   "UPDATE schema_version SET version = 6;"
                                   "INSERT INTO templates (event_type, channel, locale, title, body,"
                                   " updated_at) VALUES ('like', 3, 'en', 'T', '{{actor}} liked', 1)",
@@ -411,7 +424,7 @@ static void test_schema_migrated_from_6(void **state)
                      SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
-    assert_int_equal(store_schema_version(f->s), 7);
+    assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
     template_rec_t t;
     assert_int_equal(store_template_get(f->s, "like", CH_INAPP, "en", &t), HR_OK);
     assert_string_equal(t.body, "{{actor}} liked");
@@ -430,10 +443,148 @@ static void test_schema_migrated_from_6(void **state)
     /* opening again changes nothing */
     store_close(f->s);
     assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
-    assert_int_equal(store_schema_version(f->s), 7);
+    assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
     assert_int_equal(store_template_get(f->s, "like", CH_INAPP, "en", &t), HR_OK);
     assert_int_equal(t.digest_window_ms, 600000);
     template_rec_clear(&t);
+}
+
+/* A version 7 database (the status log a column per field) is migrated to
+ * version 8 at open (a blob per row): GET shows the same row and history
+ * (content from the first row, the fold by the rank rule, the message id
+ * and error of each entry, metadata and traceparent), the listing the same
+ * notifications, "already sent?" the same answers; the old index is gone;
+ * later records fold onto the migrated rows. */
+static void test_schema_migrated_from_7(void **state)
+{
+    fx_t *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     V7_STATUS_LOG "UPDATE schema_version SET version = 7;"
+                     /* a: pending, failed, sent (provider's id); b: failed; c: no content
+                      * row (a later status of a purged notification) */
+                     "INSERT INTO status_log (seq, notification_id, status, attempt, at_ms,"
+                     " channel_msg_id, error, metadata, traceparent, event_id, user_id, channel,"
+                     " category, title, body, address, created_at) VALUES"
+                     " (1, 'a', 0, 1, 110, NULL, NULL, '{\"k\":1}',"
+                     " '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', 'e1', 'u1', 0,"
+                     " 'social', 'T', 'B', 'tok', 100),"
+                     " (2, 'b', 3, 1, 250, NULL, 'timeout', NULL, NULL, 'e2', 'u1', 2, 'social',"
+                     " 'T2', '', 'x@y', 200),"
+                     " (3, 'a', 3, 1, 200, NULL, 'timeout', NULL, NULL, NULL, NULL, NULL, NULL,"
+                     " NULL, NULL, NULL, NULL),"
+                     " (4, 'a', 1, 2, 300, 'msg-1', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+                     " NULL, NULL, NULL),"
+                     " (5, 'c', 2, 1, 400, 'msg-9', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+                     " NULL, NULL, NULL);"
+                     "INSERT INTO user_runs (run, user_id, created_at, notification_id) VALUES"
+                     " (1, 'u1', 100, 'a'), (1, 'u1', 200, 'b');"
+                     "INSERT INTO user_run_list (run, level, rows, max_created) VALUES (1, 0, 2, 200);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
+
+    notif_row_t row;
+    status_hist_t *h = NULL;
+    int nh = 0;
+    assert_int_equal(store_notif_get(f->s, "a", &row, &h, &nh), HR_OK);
+    assert_int_equal(row.status, ST_SENT);
+    assert_int_equal(row.attempt, 2);
+    assert_string_equal(row.event_id, "e1");
+    assert_string_equal(row.user_id, "u1");
+    assert_int_equal(row.channel, CH_PUSH);
+    assert_string_equal(row.category, "social");
+    assert_string_equal(row.title, "T");
+    assert_string_equal(row.body, "B");
+    assert_string_equal(row.address, "tok");
+    assert_string_equal(row.channel_msg_id, "msg-1");
+    assert_null(row.error);
+    assert_int_equal(row.created_at_ms, 100);
+    assert_int_equal(row.updated_at_ms, 300);
+    assert_int_equal(row.delivered_at_ms, 300);
+    assert_string_equal(row.traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assert_int_equal(nh, 3);
+    assert_int_equal(h[0].status, ST_PENDING);
+    assert_int_equal(h[0].at_ms, 110);
+    assert_null(h[0].detail);
+    assert_int_equal(h[1].status, ST_FAILED);
+    assert_string_equal(h[1].detail, "timeout");
+    assert_int_equal(h[2].status, ST_SENT);
+    assert_int_equal(h[2].attempt, 2);
+    assert_string_equal(h[2].detail, "msg-1");
+    notif_row_clear(&row);
+    status_hist_free(h, nh);
+    assert_int_equal(store_notif_get(f->s, "b", &row, NULL, NULL), HR_OK);
+    assert_int_equal(row.status, ST_FAILED);
+    assert_int_equal(row.channel, CH_EMAIL);
+    assert_string_equal(row.error, "timeout");
+    assert_string_equal(row.body, ""); /* empty, not absent */
+    assert_null(row.channel_msg_id);
+    assert_null(row.traceparent);
+    notif_row_clear(&row);
+    assert_int_equal(store_notif_get(f->s, "c", &row, NULL, NULL), HR_NOTFOUND);
+    bool sent = false;
+    assert_int_equal(store_notif_sent(f->s, "a", &sent), HR_OK);
+    assert_true(sent);
+    assert_int_equal(store_notif_sent(f->s, "b", &sent), HR_OK);
+    assert_false(sent);
+    assert_int_equal(store_notif_sent(f->s, "c", &sent), HR_OK);
+    assert_true(sent); /* as before: any row of a sent status */
+
+    notif_row_t *rows = NULL;
+    int n = 0;
+    char *next = NULL;
+    assert_int_equal(store_notif_list_user(f->s, "u1", NULL, 10, &rows, &n, &next), HR_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].notification_id, "b"); /* newest first */
+    assert_string_equal(rows[1].notification_id, "a");
+    assert_int_equal(rows[1].status, ST_SENT);
+    notif_rows_free(rows, n);
+
+    /* a late failed record does not move the sent row back; b takes a sent
+     * record with content but keeps its first content */
+    notif_t late = status_rec("a", ST_FAILED, "");
+    notif_t bs = status_rec("b", ST_SENT, "");
+    bs.title = HSTR("other");
+    const notif_t *recs[] = {&late, &bs};
+    assert_int_equal(store_notif_write_batch(f->s, recs, 2), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "a", &row, &h, &nh), HR_OK);
+    assert_int_equal(row.status, ST_SENT);
+    assert_string_equal(row.title, "T");
+    assert_int_equal(nh, 4);
+    notif_row_clear(&row);
+    status_hist_free(h, nh);
+    assert_int_equal(store_notif_get(f->s, "b", &row, NULL, NULL), HR_OK);
+    assert_int_equal(row.status, ST_SENT);
+    assert_string_equal(row.title, "T2");
+    notif_row_clear(&row);
+
+    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM sqlite_master WHERE name IN"
+                                            " ('status_log_id', 'status_log_v7')),"
+                                            " (SELECT count(*) FROM sqlite_master WHERE name ="
+                                            " 'status_log_key'), (SELECT count(*) FROM status_log)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
+    assert_int_equal(sqlite3_column_int(st, 1), 1);
+    assert_int_equal(sqlite3_column_int(st, 2), 7);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    /* opening again changes nothing */
+    store_close(f->s);
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "a", &row, NULL, NULL), HR_OK);
+    assert_int_equal(row.status, ST_SENT);
+    notif_row_clear(&row);
 }
 
 static void test_user_runs_merge(void **state)
@@ -647,6 +798,7 @@ int main(void)
         T(test_schema_migrated_from_3),
         T(test_schema_migrated_from_5),
         T(test_schema_migrated_from_6),
+        T(test_schema_migrated_from_7),
         T(test_user_runs_merge),
         T(test_fallbacks),
         T(test_status_without_content),
