@@ -68,8 +68,8 @@ static type_slot_t types[TYPES_CACHE];
  * made then) and released after the document's last reference is gone,
  * on the same thread, at the end of the request. Chunks double, so a
  * large body makes few of them; the first (ARENA_FIRST) stays for the
- * thread's next request. Hand-written: jansson takes nothing else, and
- * the alternative is a second JSON parser. */
+ * thread's next request (freed when the thread ends). Hand-written:
+ * jansson takes nothing else, and the alternative is a second JSON parser. */
 #define ARENA_FIRST (64u * 1024u)
 #define ARENA_ALIGN 16u
 
@@ -79,10 +79,23 @@ typedef struct arena_chunk {
     _Alignas(ARENA_ALIGN) unsigned char data[];
 } arena_chunk_t;
 
-static _Thread_local struct {
+typedef struct body_arena {
     arena_chunk_t *head; /* newest (largest) first */
     bool open;
-} body_arena;
+} body_arena_t;
+
+static _Thread_local body_arena_t body_arena;
+static pthread_key_t arena_key; /* its destructor frees a thread's chunks when it ends */
+
+static void arena_drop(void *v)
+{
+    body_arena_t *a = v;
+    for (arena_chunk_t *c = a->head, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    a->head = NULL;
+}
 
 static void *arena_malloc(size_t n)
 {
@@ -97,6 +110,7 @@ static void *arena_malloc(size_t n)
         nc->next = c;
         nc->cap = cap;
         nc->used = 0;
+        if (!c) pthread_setspecific(arena_key, &body_arena); /* the thread's first */
         body_arena.head = c = nc;
     }
     void *p = c->data + c->used;
@@ -112,7 +126,11 @@ static void arena_free(void *p)
     free(p);
 }
 
-static void arena_install(void) { json_set_alloc_funcs(arena_malloc, arena_free); }
+static void arena_install(void)
+{
+    if (pthread_key_create(&arena_key, arena_drop) != 0) abort();
+    json_set_alloc_funcs(arena_malloc, arena_free);
+}
 
 /* Empties the thread's arena: every value parsed into it must be gone. */
 static void arena_reset(void)
