@@ -207,61 +207,88 @@ static hr_t write_all(int fd, const void *p, size_t n, uLong *crc)
     return HR_OK;
 }
 
-/* Writes p's users with sends in the window. swept: every entry of p has
- * some (sweep() just ran), so p->count is the count without a pass. */
-static hr_t snapshot(local_t *l, part_t *p, bool swept)
+/* Writes p's users with sends in the window, in one pass over them. With
+ * sweep, the same pass first drops the send times that left the window at
+ * now_ms and forgets the users left with none (what sweep() does), so the
+ * tick reads each user once. The count in the header is written when the
+ * pass is over (pwrite); the file's CRC joins the header's and the body's
+ * (crc32_combine), so it covers the same bytes in the same order as ever. */
+static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too)
 {
-    if (!l->dir || !p->dirty) return HR_OK;
+    if (!l->dir || !p->dirty) {
+        if (sweep_too) sweep(l, p, now_ms);
+        return HR_OK;
+    }
     char tmp[4200], path[4200];
     snap_path(l, p->id, tmp, sizeof(tmp), ".tmp");
     snap_path(l, p->id, path, sizeof(path), "");
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         log_warn("ratelimit", "cannot write %s: %s", tmp, strerror(errno));
+        if (sweep_too) sweep(l, p, now_ms);
         return HR_ERR;
     }
-    uLong crc = crc32(0, Z_NULL, 0);
-    /* buffered: one write per 64 KiB */
-    char *buf = xmalloc(65536);
-    size_t used = 0;
-    hr_t r = HR_OK;
-#define PUT(ptr, len)                                                                              \
-    do {                                                                                           \
-        size_t len_ = (len);                                                                       \
-        if (used + len_ > 65536) {                                                                 \
-            if (r == HR_OK) r = write_all(fd, buf, used, &crc);                                    \
-            used = 0;                                                                              \
-        }                                                                                          \
-        if (len_ > 65536) {                                                                        \
-            if (r == HR_OK) r = write_all(fd, (ptr), len_, &crc);                                  \
-        } else {                                                                                   \
-            memcpy(buf + used, (ptr), len_);                                                       \
-            used += len_;                                                                          \
-        }                                                                                          \
-    } while (0)
-    uint32_t count = (uint32_t)p->count;
-    if (!swept) {
-        count = 0;
-        for (size_t i = 0; i < p->nslots; i++) count += p->slots[i].e && p->slots[i].e->n > 0;
-    }
-    PUT(MAGIC, sizeof(MAGIC));
-    PUT(&l->base.window_ms, sizeof(int64_t));
-    PUT(&count, sizeof(count));
+    enum { HEAD = sizeof(MAGIC) + sizeof(int64_t) + sizeof(uint32_t) };
+    char head[HEAD];
+    uint32_t count = 0;
+    memcpy(head, MAGIC, sizeof(MAGIC));
+    memcpy(head + sizeof(MAGIC), &l->base.window_ms, sizeof(int64_t));
+    memcpy(head + sizeof(MAGIC) + sizeof(int64_t), &count, sizeof(count)); /* for now */
+    uLong ignored = 0, body_crc = crc32(0, Z_NULL, 0);
+    z_off_t body_len = 0;
+    hr_t r = write_all(fd, head, HEAD, &ignored);
+    /* buffered: one write per 64 KiB (or per entry when one is bigger) */
+    size_t cap = 65536, used = 0;
+    char *buf = xmalloc(cap);
+    int limit = l->base.limit;
+    size_t kept = 0;
     for (size_t i = 0; i < p->nslots; i++) {
         entry_t *e = p->slots[i].e;
-        if (!e || e->n == 0) continue;
+        if (!e) continue;
+        if (sweep_too) {
+            expire(l, e, now_ms);
+            if (e->n == 0) {
+                free(e);
+                p->slots[i].e = NULL;
+                continue;
+            }
+            kept++;
+        }
+        if (e->n == 0) continue;
         uint32_t n = (uint32_t)e->n;
+        size_t need = 2 * sizeof(uint32_t) + e->user_len + (size_t)n * sizeof(int64_t);
+        if (used + need > cap) {
+            if (r == HR_OK) r = write_all(fd, buf, used, &body_crc);
+            body_len += (z_off_t)used;
+            used = 0;
+            if (need > cap) buf = xrealloc(buf, cap = need);
+        }
+        char *w = buf + used;
+        memcpy(w, &e->user_len, sizeof(uint32_t));
+        memcpy(w + 4, e->user, e->user_len);
+        memcpy(w + 4 + e->user_len, &n, sizeof(n));
+        /* the ring, oldest first: from head to the end, then from 0 */
         const int64_t *ts = ts_of(e);
-        PUT(&e->user_len, sizeof(uint32_t));
-        PUT(e->user, e->user_len);
-        PUT(&n, sizeof(n));
-        for (int k = 0; k < e->n; k++) PUT(&ts[(e->head + k) % l->base.limit], sizeof(int64_t));
+        uint32_t first = (uint32_t)(limit - e->head) < n ? (uint32_t)(limit - e->head) : n;
+        memcpy(w + 8 + e->user_len, ts + e->head, first * sizeof(int64_t));
+        memcpy(w + 8 + e->user_len + first * sizeof(int64_t), ts, (n - first) * sizeof(int64_t));
+        used += need;
+        count++;
     }
-#undef PUT
-    if (r == HR_OK && used) r = write_all(fd, buf, used, &crc);
+    if (r == HR_OK && used) r = write_all(fd, buf, used, &body_crc);
+    body_len += (z_off_t)used;
     free(buf);
-    uint32_t c32 = (uint32_t)crc;
-    uLong ignored = 0;
+    if (sweep_too) {
+        p->count = kept;
+        size_t size = 64;
+        while (size < 2 * kept + 2) size *= 2;
+        rehash(p, size);
+    }
+    memcpy(head + sizeof(MAGIC) + sizeof(int64_t), &count, sizeof(count));
+    uint32_t c32 = (uint32_t)crc32_combine(crc32(crc32(0, Z_NULL, 0), (const Bytef *)head, HEAD), body_crc, body_len);
+    if (r == HR_OK && pwrite(fd, head + sizeof(MAGIC) + sizeof(int64_t), sizeof(count),
+                             (off_t)(sizeof(MAGIC) + sizeof(int64_t))) != (ssize_t)sizeof(count))
+        r = HR_ERR;
     if (r == HR_OK) r = write_all(fd, &c32, sizeof(c32), &ignored);
     if (r == HR_OK && fsync(fd) != 0) r = HR_ERR;
     if (close(fd) != 0) r = HR_ERR;
@@ -410,7 +437,7 @@ static void local_revoked(ratelimit_t *rl, int32_t partition, int64_t now_ms)
 {
     local_t *l = (local_t *)rl;
     if (partition < 0 || partition >= l->nparts || !l->parts[partition]) return;
-    snapshot(l, l->parts[partition], false);
+    snapshot(l, l->parts[partition], now_ms, false);
     part_free(l->parts[partition]);
     l->parts[partition] = NULL;
 }
@@ -424,8 +451,10 @@ static void local_tick(ratelimit_t *rl, int64_t now_ms)
     l->last_snapshot = now_ms;
     for (int32_t i = 0; i < l->nparts; i++) {
         if (!l->parts[i]) continue;
-        sweep(l, l->parts[i], now_ms);
-        if (l->snapshot_ms > 0) snapshot(l, l->parts[i], true);
+        if (l->snapshot_ms > 0)
+            snapshot(l, l->parts[i], now_ms, true); /* sweeps in the same pass */
+        else
+            sweep(l, l->parts[i], now_ms);
     }
 }
 
@@ -434,7 +463,7 @@ static void local_close(ratelimit_t *rl)
     local_t *l = (local_t *)rl;
     for (int32_t i = 0; i < l->nparts; i++) {
         if (!l->parts[i]) continue;
-        snapshot(l, l->parts[i], false);
+        snapshot(l, l->parts[i], 0, false);
         part_free(l->parts[i]);
     }
     free(l->parts);
