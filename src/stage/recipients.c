@@ -308,8 +308,15 @@ static int six_code(unsigned char ch)
 static int nibble_code(unsigned char ch)
 {
     if (ch >= '0' && ch <= '9') return ch - '0';
-    const char *q = ch ? strchr(nibble_chars + 10, ch) : NULL;
-    return q ? (int)(q - nibble_chars) : -1;
+    switch (ch) {
+    case '+': return 10;
+    case '-': return 11;
+    case '.': return 12;
+    case '(': return 13;
+    case ')': return 14;
+    case ' ': return 15;
+    default: return -1;
+    }
 }
 
 static size_t packed_len(int form, size_t n)
@@ -329,28 +336,27 @@ static void put_str(wr_t *w, const char *s, size_t n)
         form = nib ? PS_NIBBLE : six ? PS_SIX : PS_RAW;
     }
     put_var(w, (uint32_t)(n << 2 | (size_t)form));
-    if (form == PS_RAW) {
-        put_bytes(w, s, n);
+    if (form == PS_RAW || !w->p) { /* counting: the length is known */
+        if (form == PS_RAW) put_bytes(w, s, n);
+        else w->n += packed_len(form, n);
         return;
     }
     int width = form == PS_SIX ? 6 : 4;
+    unsigned char *out = (unsigned char *)w->p + w->n;
     uint32_t acc = 0;
     int bits = 0;
     for (size_t i = 0; i < n; i++) {
         int code = form == PS_SIX ? six_code((unsigned char)s[i]) : nibble_code((unsigned char)s[i]);
         acc |= (uint32_t)code << bits;
         bits += width;
-        while (bits >= 8) {
-            unsigned char b = (unsigned char)(acc & 0xff);
-            put_bytes(w, &b, 1);
+        if (bits >= 8) {
+            *out++ = (unsigned char)(acc & 0xff);
             acc >>= 8;
             bits -= 8;
         }
     }
-    if (bits > 0) {
-        unsigned char b = (unsigned char)(acc & 0xff);
-        put_bytes(w, &b, 1);
-    }
+    if (bits > 0) *out++ = (unsigned char)(acc & 0xff);
+    w->n = (size_t)(out - (unsigned char *)w->p);
 }
 
 /* A short string as an atom reference (see REF_*). */

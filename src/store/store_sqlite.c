@@ -142,14 +142,17 @@ static const char *stmt_sql[S__COUNT] = {
                     " WHERE user_id > ?1 AND user_id <= ?2 ORDER BY user_id, category, channel",
     [S_PREF_GET] = "SELECT category, channel, enabled FROM preferences WHERE user_id = ?1"
                    " ORDER BY category, channel",
-    /* a user, its devices (in order) and its preferences in one statement:
-     * column 1 tells the row's kind */
+    /* a user, its devices and its preferences in one statement: column 1
+     * tells the row's kind. No ORDER BY (a sorter per read cost more than
+     * the two statements it saves): each part reads its table's primary
+     * key in order, and the reader puts devices by seq and preferences by
+     * (category, channel) should a plan ever return them otherwise. */
     [S_USER_FULL] = "SELECT 0, email, phone, locale, timezone, quiet_start, quiet_end, webhook_url,"
                     " updated_at, webhook_secret FROM users WHERE user_id = ?1"
                     " UNION ALL SELECT 1, platform, token, NULL, NULL, NULL, NULL, NULL, seq, NULL"
                     " FROM devices WHERE user_id = ?1"
                     " UNION ALL SELECT 2, category, channel, enabled, NULL, NULL, NULL, NULL, NULL, NULL"
-                    " FROM preferences WHERE user_id = ?1 ORDER BY 1, 9, 2, 3",
+                    " FROM preferences WHERE user_id = ?1",
     [S_SUB_ADD] = "INSERT INTO subscriptions (topic, user_id, created_at) VALUES (?1, ?2, ?3)"
                   " ON CONFLICT DO NOTHING",
     [S_SUB_DEL] = "DELETE FROM subscriptions WHERE topic = ?1 AND user_id = ?2",

@@ -164,6 +164,7 @@ static hr_t user_read_full(conn_t *c, const char *user_id, user_t *out, pref_t *
     bind_str(st, 1, user_id);
     bool found = false;
     int rc, cap = 0;
+    int64_t seq[STORE_MAX_DEVICES];
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         switch (sqlite3_column_int(st, 0)) {
         case 0:
@@ -179,10 +180,16 @@ static hr_t user_read_full(conn_t *c, const char *user_id, user_t *out, pref_t *
             out->webhook_secret = col_str(st, 9);
             break;
         case 1:
-            if (out->ndevices < STORE_MAX_DEVICES) {
-                device_t *d = &out->devices[out->ndevices++];
-                d->platform = col_str(st, 1);
-                d->token = col_str(st, 2);
+            if (out->ndevices < STORE_MAX_DEVICES) { /* in seq order (see S_USER_FULL) */
+                int64_t sq = sqlite3_column_int64(st, 8);
+                int at = out->ndevices++;
+                for (; at > 0 && seq[at - 1] > sq; at--) {
+                    seq[at] = seq[at - 1];
+                    out->devices[at] = out->devices[at - 1];
+                }
+                seq[at] = sq;
+                out->devices[at].platform = col_str(st, 1);
+                out->devices[at].token = col_str(st, 2);
             }
             break;
         default: {
@@ -190,11 +197,18 @@ static hr_t user_read_full(conn_t *c, const char *user_id, user_t *out, pref_t *
                 cap = cap ? cap * 2 : 4;
                 *prefs = xrealloc(*prefs, (size_t)cap * sizeof(**prefs));
             }
-            pref_t *p = &(*prefs)[(*np)++];
-            p->category = col_str(st, 1);
-            if (!p->category) p->category = xstrdup("");
-            p->channel = (channel_t)sqlite3_column_int(st, 2);
-            p->enabled = sqlite3_column_int(st, 3) != 0;
+            pref_t x = {.category = col_str(st, 1), .channel = (channel_t)sqlite3_column_int(st, 2),
+                        .enabled = sqlite3_column_int(st, 3) != 0};
+            if (!x.category) x.category = xstrdup("");
+            /* in (category, channel) order (see S_USER_FULL) */
+            int at = (*np)++;
+            for (; at > 0; at--) {
+                const pref_t *y = &(*prefs)[at - 1];
+                int cmp = strcmp(y->category, x.category);
+                if (cmp < 0 || (cmp == 0 && y->channel <= x.channel)) break;
+                (*prefs)[at] = *y;
+            }
+            (*prefs)[at] = x;
             break;
         }
         }
