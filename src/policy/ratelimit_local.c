@@ -19,7 +19,8 @@
  *
  * Persistence: <state_dir>/<channel>-<partition>.rl, written (temporary
  * file, fsync, rename) on revoke and on close, and every snapshot_ms from
- * ratelimit_tick (without the fsync: see snapshot()); read on assign (or the partition's first check).
+ * ratelimit_tick (without the fsync: see snapshot()); read on assign (or
+ * the partition's first check).
  * Crash consistency: a crash loses the sends since the last snapshot
  * (at most snapshot_ms of them, 10 s by default); after it those users may
  * receive up to `limit` more in that window. A snapshot is all or nothing:
