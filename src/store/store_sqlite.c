@@ -19,9 +19,10 @@
  * Table layout for the write path (DESIGN §9: append-ordered inserts are ~10x
  * cheaper than random-key ones; schema version 6): every key written per
  * status row grows at its right-hand edge. status_log is append-only (one
- * row per status record, the content in a notification's first row only)
- * with one index, on the notification id, which starts with the event's
- * accepted time (model/notif.h). The per-user listing is a small LSM tree
+ * row per status record, its fields in one blob since version 8, the
+ * content in a notification's first row only) with one index, led by the
+ * notification id, which starts with the event's accepted time
+ * (model/notif.h). The per-user listing is a small LSM tree
  * of sorted runs (user_runs): each sink transaction appends one run of the
  * notifications it created, sorted by user; runs are merged level by level
  * (STORE_RUN_FANIN at a time), so a listing reads a bounded number of runs

@@ -287,13 +287,17 @@ hr_t sq_log_rec_register(sqlite3 *db)
 
 /* ---- notifications ----
  *
- * DESIGN (schema version 6, sqlite.sql). A status record becomes one row
- * appended to status_log; nothing is updated in place. The id index is the
- * only index the log has, and ids start with the event's accepted time, so
- * the index grows at its right-hand edge like the log itself. Before a row
- * is appended, one probe of that index (pages the batch just visited) tells
- * whether the notification has rows already: if not, this row carries the
- * content and the notification joins this transaction's run.
+ * DESIGN (schema versions 6 and 8, sqlite.sql). A status record becomes one
+ * row appended to status_log (seq, id, status, content flag and the row
+ * record above as one blob); nothing is updated in place. The key index
+ * (notification_id, status, content) is the only index the log has, and
+ * ids start with the event's accepted time, so the index grows at its
+ * right-hand edge like the log itself; a batch is written in id order, so
+ * its new ids are appended in order. A record whose id is above every id
+ * in the log (read once per transaction) and not earlier in the batch is a
+ * new notification; any other takes one probe of that index (pages the
+ * batch just visited): when no row holds the content yet, this row carries
+ * it and the notification joins this transaction's run.
  *
  * What GET shows is the fold of the id's rows in arrival order by the rank
  * rule (row_fold: lifecycle_may_replace), the same as the upsert of version
