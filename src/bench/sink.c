@@ -198,8 +198,10 @@ int bench_sink_main(int argc, char **argv)
     }
     workload_t wl;
     workload_init(&wl, 42, 1000000, "sink");
+    json_t *mach = bench_machine_json();
     printf("bench sink: %" PRId64 " rows, batches of %d, into %s (load %.1f)\n", rows, batch, db,
-           json_real_value(json_object_get(bench_machine_json(), "loadavg_1m")));
+           json_real_value(json_object_get(mach, "loadavg_1m")));
+    json_decref(mach);
     printf("(CPU: the store's, every thread; the rows' making left out)\n");
     printf("%10s %10s %12s %12s %10s %10s %10s\n", "rows", "wall_s", "rows/s", "rows/cpu-s",
            "cpu-us/row", "wchar/row", "disk/row");

@@ -287,13 +287,17 @@ hr_t sq_log_rec_register(sqlite3 *db)
 
 /* ---- notifications ----
  *
- * DESIGN (schema version 6, sqlite.sql). A status record becomes one row
- * appended to status_log; nothing is updated in place. The id index is the
- * only index the log has, and ids start with the event's accepted time, so
- * the index grows at its right-hand edge like the log itself. Before a row
- * is appended, one probe of that index (pages the batch just visited) tells
- * whether the notification has rows already: if not, this row carries the
- * content and the notification joins this transaction's run.
+ * DESIGN (schema versions 6 and 8, sqlite.sql). A status record becomes one
+ * row appended to status_log (seq, id, status, content flag and the row
+ * record above as one blob); nothing is updated in place. The key index
+ * (notification_id, status, content) is the only index the log has, and
+ * ids start with the event's accepted time, so the index grows at its
+ * right-hand edge like the log itself; a batch is written in id order, so
+ * its new ids are appended in order. A record whose id is above every id
+ * in the log (read once per transaction) and not earlier in the batch is a
+ * new notification; any other takes one probe of that index (pages the
+ * batch just visited): when no row holds the content yet, this row carries
+ * it and the notification joins this transaction's run.
  *
  * What GET shows is the fold of the id's rows in arrival order by the rank
  * rule (row_fold: lifecycle_may_replace), the same as the upsert of version
@@ -434,16 +438,23 @@ static int ord_cmp(const void *x, const void *y)
 }
 
 /* The largest notification id in the log (one seek at the index's right
- * edge) into *max (owned; NULL when the log is empty). c->mu held, inside
- * the write transaction. */
-static hr_t log_max_id(conn_t *c, char **max)
+ * edge) into *max (owned, its length in max->n; p NULL when the log is
+ * empty). c->mu held, inside the write transaction. */
+static hr_t log_max_id(conn_t *c, hstr_t *max)
 {
-    free(*max);
-    *max = NULL;
+    free((char *)max->p);
+    *max = (hstr_t){NULL, 0};
     sqlite3_stmt *st = sq_stmt(c, S_LOG_MAX);
     if (!st) return HR_ERR;
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) *max = col_str(st, 0);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        const void *t = sqlite3_column_blob(st, 0); /* the bytes as stored */
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        char *p = xmalloc(len + 1);
+        if (len) memcpy(p, t, len);
+        p[len] = '\0';
+        *max = (hstr_t){p, len};
+    }
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? HR_OK : sq_err(c, rc, "status log max");
 }
@@ -465,7 +476,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     int nkeys = 0;
     size_t cap = 1024;
     unsigned char *scratch = xmalloc(cap);
-    char *max = NULL;
+    hstr_t max = {NULL, 0};
     for (int i = 0; i < n; i++) ord[i] = (ord_t){recs[i], i};
     qsort(ord, (size_t)n, sizeof(*ord), ord_cmp);
     pthread_mutex_lock(&c->mu);
@@ -483,7 +494,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         bool has_content;
         if (i > 0 && hstr_cmp(m->notification_id, ord[i - 1].m->notification_id) == 0) {
             has_content = prev_content;
-        } else if (max && hstr_cmp(m->notification_id, (hstr_t){max, strlen(max)}) <= 0) {
+        } else if (max.p && hstr_cmp(m->notification_id, max) <= 0) {
             /* maybe stored before: one probe of the id index */
             bind_hstr(has, 1, m->notification_id);
             int rc = sqlite3_step(has);
@@ -544,7 +555,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
 out:
     if (r != HR_OK && sqlite3_get_autocommit(c->db) == 0) sq_tx_end(c, r);
     pthread_mutex_unlock(&c->mu);
-    free(max);
+    free((char *)max.p);
     free(scratch);
     free(ord);
     free(keys);

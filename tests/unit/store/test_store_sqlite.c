@@ -587,6 +587,73 @@ static void test_schema_migrated_from_7(void **state)
     notif_row_clear(&row);
 }
 
+/* The sink writes a batch in id order (schema version 8): records of one
+ * notification keep their arrival order, the content is stored once (the
+ * first record with content, in this batch or an earlier one), and a
+ * record of an id below the log's largest is probed rather than taken as
+ * new. */
+static void test_batch_id_order(void **state)
+{
+    fx_t *f = *state;
+    notif_t m5 = status_rec("m5", ST_SENT, "");
+    m5.title = HSTR("first");
+    const notif_t *one[] = {&m5};
+    assert_int_equal(store_notif_write_batch(f->s, one, 1), HR_OK);
+    notif_t a = status_rec("m9", ST_PENDING, ""), b = status_rec("m1", ST_PENDING, ""),
+            c = status_rec("m9", ST_SENT, ""), d = status_rec("m5", ST_DELIVERED, ""),
+            e = status_rec("m1", ST_FAILED, "");
+    a.title = HSTR("nine");
+    c.title = HSTR("not this");
+    d.title = HSTR("nor this");
+    e.no_content = true;
+    c.status_at_ms = 2001;
+    d.status_at_ms = 2002;
+    e.status_at_ms = 2003;
+    const notif_t *recs[] = {&a, &b, &c, &d, &e};
+    assert_int_equal(store_notif_write_batch(f->s, recs, 5), HR_OK);
+    notif_row_t row;
+    status_hist_t *h = NULL;
+    int nh = 0;
+    assert_int_equal(store_notif_get(f->s, "m9", &row, &h, &nh), HR_OK);
+    assert_int_equal(row.status, ST_SENT);
+    assert_string_equal(row.title, "nine");
+    assert_int_equal(nh, 2);
+    assert_int_equal(h[0].status, ST_PENDING);
+    assert_int_equal(h[1].status, ST_SENT);
+    notif_row_clear(&row);
+    status_hist_free(h, nh);
+    assert_int_equal(store_notif_get(f->s, "m5", &row, &h, &nh), HR_OK);
+    assert_int_equal(row.status, ST_DELIVERED);
+    assert_string_equal(row.title, "first");
+    assert_int_equal(nh, 2);
+    notif_row_clear(&row);
+    status_hist_free(h, nh);
+    assert_int_equal(store_notif_get(f->s, "m1", &row, &h, &nh), HR_OK);
+    assert_int_equal(row.status, ST_FAILED);
+    assert_int_equal(nh, 2);
+    assert_int_equal(h[0].status, ST_PENDING);
+    notif_row_clear(&row);
+    status_hist_free(h, nh);
+    /* a replay of the batch changes what GET shows nowhere */
+    assert_int_equal(store_notif_write_batch(f->s, recs, 5), HR_OK);
+    assert_int_equal(store_notif_get(f->s, "m9", &row, NULL, NULL), HR_OK);
+    assert_int_equal(row.status, ST_SENT);
+    assert_string_equal(row.title, "nine");
+    notif_row_clear(&row);
+
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), sum(content) FROM status_log", -1, &st,
+                                        NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 11);
+    assert_int_equal(sqlite3_column_int(st, 1), 3); /* one content row per notification */
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 static void test_user_runs_merge(void **state)
 {
     fx_t *f = *state;
@@ -799,6 +866,7 @@ int main(void)
         T(test_schema_migrated_from_5),
         T(test_schema_migrated_from_6),
         T(test_schema_migrated_from_7),
+        T(test_batch_id_order),
         T(test_user_runs_merge),
         T(test_fallbacks),
         T(test_status_without_content),
