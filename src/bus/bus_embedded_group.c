@@ -273,7 +273,11 @@ static void save_all(emb_bus_t *b)
 {
     pthread_mutex_lock(&b->mu);
     size_t n = b->ngroups;
-    group_t **gs = xmalloc((n ? n : 1) * sizeof(*gs));
+    if (n == 0) {
+        pthread_mutex_unlock(&b->mu);
+        return;
+    }
+    group_t **gs = xmalloc(n * sizeof(*gs));
     memcpy(gs, b->groups, n * sizeof(*gs));
     pthread_mutex_unlock(&b->mu);
     for (size_t i = 0; i < n; i++)
