@@ -127,6 +127,18 @@ static int response_done(gconn_t *c, int *status)
     return have >= clen ? 1 : 0;
 }
 
+/* Replaces c's connection with a new one; false when herald cannot be
+ * reached. */
+static bool reconnect(gconn_t *c, int port, gen_result_t *res)
+{
+    close(c->fd);
+    c->fd = conn_open(port);
+    res->reconnects++;
+    if (c->fd >= 0) return true;
+    log_error("bench", "cannot reconnect to herald on port %d", port);
+    return false;
+}
+
 hr_t gen_run(workload_t *wl, const gen_opts_t *o, gen_result_t *res)
 {
     memset(res, 0, sizeof(*res));
@@ -245,11 +257,7 @@ hr_t gen_run(workload_t *wl, const gen_opts_t *o, gen_result_t *res)
             /* An idle keep-alive connection the server closed: reconnect
              * before it is used (no request lost). */
             if (c->state == C_IDLE && (pfd[i].revents & (POLLHUP | POLLERR))) {
-                close(c->fd);
-                c->fd = conn_open(o->port);
-                res->reconnects++;
-                if (c->fd < 0) {
-                    log_error("bench", "cannot reconnect to herald on port %d", o->port);
+                if (!reconnect(c, o->port, res)) {
                     r = HR_ERR;
                     goto stop;
                 }
@@ -261,11 +269,7 @@ hr_t gen_run(workload_t *wl, const gen_opts_t *o, gen_result_t *res)
              * its events carry their ids, so one that did arrive is a
              * duplicate the server drops. A second failure is an error. */
             if (fail && c->in.len == 0 && c->resends == 0 && c->state != C_IDLE) {
-                close(c->fd);
-                c->fd = conn_open(o->port);
-                res->reconnects++;
-                if (c->fd < 0) {
-                    log_error("bench", "cannot reconnect to herald on port %d", o->port);
+                if (!reconnect(c, o->port, res)) {
                     r = HR_ERR;
                     goto stop;
                 }
