@@ -24,6 +24,8 @@
  */
 #include "model/notif.h"
 
+#include "core/varint.h"
+
 #include <limits.h>
 
 enum {
@@ -36,53 +38,9 @@ enum {
 };
 
 #define SR_HEADER 5
-#define VARINT_MAX 10
-
-static size_t varint_put(unsigned char *p, uint64_t v)
-{
-    size_t i = 0;
-    while (v >= 0x80) {
-        p[i++] = (unsigned char)(v | 0x80);
-        v >>= 7;
-    }
-    p[i++] = (unsigned char)v;
-    return i;
-}
-
-static uint64_t zigzag(int64_t v)
-{
-    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-}
-
-static int64_t unzigzag(uint64_t v)
-{
-    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
-}
-
-/* Reads a varint at *off; false when it runs past len or past 64 bits. */
-static bool varint_get(const unsigned char *p, size_t len, size_t *off, uint64_t *v)
-{
-    uint64_t x = 0;
-    for (unsigned shift = 0; shift < 64; shift += 7) {
-        if (*off >= len) return false;
-        unsigned char b = p[(*off)++];
-        x |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = x;
-            return true;
-        }
-    }
-    return false;
-}
-
 static bool str_get(const unsigned char *p, size_t len, size_t *off, hstr_t *s)
 {
-    uint64_t n;
-    if (!varint_get(p, len, off, &n) || n > len - *off) return false;
-    s->p = (const char *)p + *off;
-    s->n = (size_t)n;
-    *off += (size_t)n;
-    return true;
+    return varint_span_get(p, len, off, &s->p, &s->n);
 }
 
 hr_t notif_encode_status(const notif_t *n, bool content, buf_t *out)
@@ -125,11 +83,7 @@ hr_t notif_encode_status(const notif_t *n, bool content, buf_t *out)
     p += varint_put(p, n->attempt);
     p += varint_put(p, zigzag(n->status_at_ms));
     p += varint_put(p, zigzag((int64_t)((uint64_t)n->status_at_ms - (uint64_t)n->created_at_ms)));
-    for (int i = 0; i < ns; i++) {
-        p += varint_put(p, strs[i]->n);
-        if (strs[i]->n) memcpy(p, strs[i]->p, strs[i]->n);
-        p += strs[i]->n;
-    }
+    for (int i = 0; i < ns; i++) p += varint_span_put(p, strs[i]->p, strs[i]->n);
     out->len += (size_t)(p - start);
     out->data[out->len] = '\0';
     return HR_OK;

@@ -37,6 +37,7 @@
 
 #include "core/hash.h"
 #include "core/log.h"
+#include "core/varint.h"
 #include "model/validate.h"
 
 #include <pthread.h>
@@ -275,15 +276,8 @@ static void put_bytes(wr_t *w, const void *s, size_t n)
 
 static void put_var(wr_t *w, uint32_t v)
 {
-    unsigned char b[5];
-    size_t k = 0;
-    do {
-        b[k] = (unsigned char)(v & 0x7f);
-        v >>= 7;
-        if (v) b[k] |= 0x80;
-        k++;
-    } while (v);
-    put_bytes(w, b, k);
+    unsigned char b[VARINT_MAX];
+    put_bytes(w, b, varint_put(b, v));
 }
 
 static void put_u16(wr_t *w, uint16_t v) { put_bytes(w, &v, sizeof(v)); }

@@ -11,6 +11,7 @@
 #include "store/store_sqlite_int.h"
 
 #include "core/log.h"
+#include "core/varint.h"
 #include "model/lifecycle.h"
 #include "model/trace.h"
 
@@ -101,7 +102,6 @@ hr_t sq_event_claim_batch(store_t *s, const char *const *ids, const char *const 
  */
 enum { LR_MSGID = 1, LR_ERROR = 2, LR_META = 4, LR_TRACE = 8, LR_CONTENT = 16, LR_ALL = 31 };
 #define LR_VERSION 1
-#define LR_VARINT_MAX 10
 
 typedef struct log_rec {
     int attempt;
@@ -113,61 +113,20 @@ typedef struct log_rec {
     hstr_t event_id, user_id, category, title, body, address;
 } log_rec_t;
 
-static size_t lr_varint_put(unsigned char *p, uint64_t v)
-{
-    size_t i = 0;
-    while (v >= 0x80) {
-        p[i++] = (unsigned char)(v | 0x80);
-        v >>= 7;
-    }
-    p[i++] = (unsigned char)v;
-    return i;
-}
-
-static uint64_t lr_zig(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
-
-static int64_t lr_unzig(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
-
-static bool lr_varint_get(const unsigned char *p, size_t len, size_t *off, uint64_t *v)
-{
-    uint64_t x = 0;
-    for (unsigned shift = 0; shift < 64; shift += 7) {
-        if (*off >= len) return false;
-        unsigned char b = p[(*off)++];
-        x |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = x;
-            return true;
-        }
-    }
-    return false;
-}
-
 static bool lr_str_get(const unsigned char *p, size_t len, size_t *off, hstr_t *s)
 {
-    uint64_t n;
-    if (!lr_varint_get(p, len, off, &n) || n > len - *off) return false;
-    s->p = (const char *)p + *off;
-    s->n = (size_t)n;
-    *off += (size_t)n;
-    return true;
+    return varint_span_get(p, len, off, &s->p, &s->n);
 }
 
-static size_t lr_str_put(unsigned char *p, hstr_t s)
-{
-    size_t i = lr_varint_put(p, s.n);
-    if (s.n) memcpy(p + i, s.p, s.n);
-    return i + s.n;
-}
+static size_t lr_str_put(unsigned char *p, hstr_t s) { return varint_span_put(p, s.p, s.n); }
 
-/* The bytes lr_encode writes at most. */
 static size_t lr_size_max(const log_rec_t *r)
 {
-    size_t n = 2 + 4 * LR_VARINT_MAX + 1;
-    n += r->msgid.n + r->error.n + r->meta.n + r->trace.n + 4 * LR_VARINT_MAX;
+    size_t n = 2 + 4 * VARINT_MAX + 1;
+    n += r->msgid.n + r->error.n + r->meta.n + r->trace.n + 4 * VARINT_MAX;
     if (r->content)
         n += r->event_id.n + r->user_id.n + r->category.n + r->title.n + r->body.n + r->address.n +
-             6 * LR_VARINT_MAX;
+             6 * VARINT_MAX;
     return n;
 }
 
@@ -180,14 +139,14 @@ static size_t lr_encode(const log_rec_t *r, unsigned char *out)
     size_t i = 0;
     out[i++] = LR_VERSION;
     out[i++] = (unsigned char)flags;
-    i += lr_varint_put(out + i, (uint64_t)(r->attempt < 0 ? 0 : r->attempt));
-    i += lr_varint_put(out + i, lr_zig(r->at_ms));
+    i += varint_put(out + i, (uint64_t)(r->attempt < 0 ? 0 : r->attempt));
+    i += varint_put(out + i, zigzag(r->at_ms));
     if (flags & LR_MSGID) i += lr_str_put(out + i, r->msgid);
     if (flags & LR_ERROR) i += lr_str_put(out + i, r->error);
     if (flags & LR_META) i += lr_str_put(out + i, r->meta);
     if (flags & LR_TRACE) i += lr_str_put(out + i, r->trace);
     if (flags & LR_CONTENT) {
-        i += lr_varint_put(out + i, lr_zig(r->at_ms - r->created));
+        i += varint_put(out + i, zigzag(r->at_ms - r->created));
         out[i++] = (unsigned char)r->channel;
         i += lr_str_put(out + i, r->event_id);
         i += lr_str_put(out + i, r->user_id);
@@ -208,18 +167,18 @@ static bool lr_decode(const void *data, size_t len, log_rec_t *r)
     unsigned flags = p[1];
     size_t off = 2;
     uint64_t v;
-    if (!lr_varint_get(p, len, &off, &v) || v > INT_MAX) return false;
+    if (!varint_get(p, len, &off, &v) || v > INT_MAX) return false;
     r->attempt = (int)v;
-    if (!lr_varint_get(p, len, &off, &v)) return false;
-    r->at_ms = lr_unzig(v);
+    if (!varint_get(p, len, &off, &v)) return false;
+    r->at_ms = unzigzag(v);
     if ((flags & LR_MSGID) && !lr_str_get(p, len, &off, &r->msgid)) return false;
     if ((flags & LR_ERROR) && !lr_str_get(p, len, &off, &r->error)) return false;
     if ((flags & LR_META) && !lr_str_get(p, len, &off, &r->meta)) return false;
     if ((flags & LR_TRACE) && !lr_str_get(p, len, &off, &r->trace)) return false;
     if (flags & LR_CONTENT) {
         r->content = true;
-        if (!lr_varint_get(p, len, &off, &v)) return false;
-        r->created = r->at_ms - lr_unzig(v);
+        if (!varint_get(p, len, &off, &v)) return false;
+        r->created = r->at_ms - unzigzag(v);
         if (off >= len || p[off] >= CH__COUNT) return false;
         r->channel = (channel_t)p[off++];
         hstr_t *strs[] = {&r->event_id, &r->user_id, &r->category, &r->title, &r->body, &r->address};
