@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "http/http.h"
 #include "stage/pullfan.h"
+#include "stage/retention.h"
 #include "stage/scheduler.h"
 #include "stage/stage.h"
 #include "stage/topics.h"
@@ -43,6 +44,7 @@ typedef struct app_impl {
     roles_t roles;
     pipeline_t *pipe;
     scheduler_t *sched;         /* deferred notifications; with a dispatch role */
+    retention_t *ret;           /* the store's retention; with the status role */
     http_server_t *http;
     bool started;               /* app_start_services ran */
 } app_impl_t;
@@ -248,6 +250,10 @@ hr_t app_start_services(app_t *app, char *why, size_t why_len)
         a->sched = NULL;
         return r;
     }
+    /* last, so that no failure above has it to stop; a thread that cannot
+     * start only means no purge: said, not fatal */
+    if (a->roles.status && app->store && retention_start(app, &a->ret) != HR_OK)
+        log_warn("retention", "cannot start the retention thread: nothing is purged");
     return HR_OK;
 }
 
@@ -292,6 +298,8 @@ void app_close(app_t *app)
         pipeline_stop(a->pipe); /* drain batches, commit offsets */
         a->pipe = NULL;
     }
+    retention_stop(a->ret); /* a purge under way finishes its run */
+    a->ret = NULL;
     scheduler_stop(a->sched); /* its round ends; what is due stays in the store */
     a->sched = NULL;
     if (app->bus) {

@@ -215,6 +215,12 @@ static const opt_t opts[] = {
     {"store.check_ms", OPT_INT, F(store_check_ms), "10000", 0, 3600000, NULL,
      "Time bound of the store's integrity check at start (0 = skip it); a check cut short "
      "says so in the log."},
+    {"store.retention_ms", OPT_I64, F(store_retention_ms), "7776000000", 0, INT64_MAX, NULL,
+     "Notifications (with their status history), inbox items, digests and dedupe claims older "
+     "than this are deleted by the process with the status role (0 = keep everything)."},
+    {"store.purge_interval_ms", OPT_I64, F(store_purge_interval_ms), "3600000", 1000,
+     INT64_C(2592000000),
+     NULL, "How often that purge runs; the first run is a minute after the start."},
     {"inbox.stream_max", OPT_INT, F(inbox_stream_max), "1000", 1, 1000000, NULL,
      "Live inbox streams (GET /v1/users/{user_id}/inbox/stream) open at once in total; more "
      "get 429."},

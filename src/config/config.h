@@ -88,6 +88,8 @@ typedef struct config {
     int dispatch_status_every;  /* dispatch.status_every: provider calls between status writes */
     char *store_accept_damage;  /* store.accept_damage false|true */
     int store_check_ms;         /* store.check_ms: time bound of the integrity check at start */
+    int64_t store_retention_ms; /* store.retention_ms: purge what is older (0 = never) */
+    int64_t store_purge_interval_ms; /* store.purge_interval_ms: how often the purge runs */
     /* inbox.*: live streams and user tokens (http/inbox_hub.h, auth/user_token.h) */
     int inbox_stream_max;       /* inbox.stream_max: live streams in total */
     int inbox_stream_max_per_user; /* inbox.stream_max_per_user */
