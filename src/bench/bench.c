@@ -494,6 +494,7 @@ typedef struct run {
     bus_t *lag_bus;             /* kafka: our own handle for lag queries */
     char *seed_db;              /* the seeded store every herald starts from */
     int64_t peak_rss;           /* over every herald started */
+    rss_info_t rss_sample;      /* the largest RSS sample of every herald started */
     int instance;
     char *data;                 /* the running herald's data directory */
     double mean_aud;            /* notifications per event of the workload */
@@ -718,6 +719,8 @@ static hr_t herald_stop(run_t *R)
     if (!R->child.pid) return HR_OK;
     int64_t peak = 0, now = 0;
     if (proc_rss(R->child.pid, &peak, &now) == HR_OK && peak > R->peak_rss) R->peak_rss = peak;
+    rss_info_t x = child_rss_max(&R->child);
+    if (x.rss > R->rss_sample.rss) R->rss_sample = x;
     int st = child_stop(&R->child, 60000);
     /* its store and bus files (gigabytes after a long run) are not needed
      * any more */
@@ -1418,7 +1421,18 @@ int bench_main(int argc, char **argv)
     }
     if (herald_stop(&R) != HR_OK) goto out;
     json_object_set_new(res, "peak_rss_bytes", json_integer(R.peak_rss));
-    printf("herald peak RSS: %.0f MB\n", (double)R.peak_rss / 1048576.0);
+    /* VmHWM is the kernel's peak; the largest sample tells what it was made
+     * of: anonymous pages (heap, caches, stacks) or file pages (mapped
+     * libraries and files, which the kernel may drop) */
+    json_object_set_new(res, "peak_rss_sample",
+                        json_pack("{s:I,s:I,s:I,s:I}", "rss_bytes", (json_int_t)R.rss_sample.rss, "anon_bytes",
+                                  (json_int_t)R.rss_sample.anon, "file_bytes", (json_int_t)R.rss_sample.file,
+                                  "shmem_bytes", (json_int_t)R.rss_sample.shmem));
+    printf("herald peak RSS: %.0f MB (the largest sample, every %d ms: %.0f MB = anonymous %.0f + file %.0f + "
+           "shared memory %.0f)\n",
+           (double)R.peak_rss / 1048576.0, RSS_SAMPLE_MS, (double)R.rss_sample.rss / 1048576.0,
+           (double)R.rss_sample.anon / 1048576.0, (double)R.rss_sample.file / 1048576.0,
+           (double)R.rss_sample.shmem / 1048576.0);
     if (json_object_get(res, "raw") && max_nps > 0) {
         /* the headline ratio: the sustained rate over the raw bus's (the
          * burst's beside it) */

@@ -25,7 +25,9 @@
 
 #include <jansson.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 /* ---- scrape.c ---- */
@@ -60,10 +62,29 @@ static inline int64_t metrics_done(const metrics_t *m)
 
 /* ---- proc.c ---- */
 
+/* Often enough to see the plateau of a burst and the drain after it; a read
+ * of /proc/<pid>/status costs some 20 us. */
+#define RSS_SAMPLE_MS 100
+
+/* A resident-set reading of /proc/<pid>/status, in bytes: VmHWM, VmRSS and
+ * VmRSS split into anonymous, file-backed and shared-memory pages. */
+typedef struct rss_info {
+    int64_t hwm, rss, anon, file, shmem;
+} rss_info_t;
+
 typedef struct child {
     pid_t pid;
     int port;
     char *log_path;
+    /* a thread samples the child's RSS every RSS_SAMPLE_MS while it runs and
+     * keeps the largest sample (its split into anonymous and file pages is
+     * what VmHWM, the kernel's peak, does not tell) */
+    pthread_t rss_th;
+    pid_t rss_pid;      /* the sampled process (pid may be cleared meanwhile) */
+    bool rss_started;
+    atomic_bool rss_stop;
+    pthread_mutex_t rss_mu;
+    rss_info_t rss_max; /* under rss_mu */
 } child_t;
 
 /* Starts `herald serve` (this executable) with args (NULL-terminated, after
@@ -76,6 +97,11 @@ int child_stop(child_t *c, int timeout_ms);
 double proc_cpu_s(pid_t pid);
 /* Peak and current resident set size in bytes. */
 hr_t proc_rss(pid_t pid, int64_t *peak, int64_t *now);
+/* The same with the split of VmRSS (RssAnon, RssFile, RssShmem). */
+hr_t proc_rss_info(pid_t pid, rss_info_t *out);
+/* The largest RSS sample of the running child so far (zeros before the
+ * first), with its VmHWM read now. */
+rss_info_t child_rss_max(child_t *c);
 /* CPU seconds of this process (all threads). */
 double self_cpu_s(void);
 /* A free TCP port on 127.0.0.1. */

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,57 @@
 #include <unistd.h>
 
 double now_s(void) { return (double)hclock_mono_ns() / 1e9; }
+
+static void rss_note(child_t *c)
+{
+    rss_info_t x;
+    if (c->rss_pid <= 0 || proc_rss_info(c->rss_pid, &x) != HR_OK) return;
+    pthread_mutex_lock(&c->rss_mu);
+    if (x.rss > c->rss_max.rss) c->rss_max = x;
+    pthread_mutex_unlock(&c->rss_mu);
+}
+
+static void *rss_main(void *arg)
+{
+    child_t *c = arg;
+    while (!atomic_load(&c->rss_stop)) {
+        rss_note(c);
+        usleep(RSS_SAMPLE_MS * 1000);
+    }
+    return NULL;
+}
+
+static void rss_start(child_t *c)
+{
+    memset(&c->rss_max, 0, sizeof(c->rss_max));
+    c->rss_pid = c->pid;
+    atomic_store(&c->rss_stop, false);
+    pthread_mutex_init(&c->rss_mu, NULL);
+    c->rss_started = pthread_create(&c->rss_th, NULL, rss_main, c) == 0;
+}
+
+static void rss_end(child_t *c)
+{
+    if (!c->rss_started) return;
+    atomic_store(&c->rss_stop, true);
+    pthread_join(c->rss_th, NULL);
+    c->rss_started = false;
+    rss_note(c);
+    pthread_mutex_destroy(&c->rss_mu);
+}
+
+rss_info_t child_rss_max(child_t *c)
+{
+    rss_info_t x = {0};
+    if (!c->rss_started) return x;
+    rss_note(c);
+    pthread_mutex_lock(&c->rss_mu);
+    x = c->rss_max;
+    pthread_mutex_unlock(&c->rss_mu);
+    rss_info_t now;
+    if (proc_rss_info(c->rss_pid, &now) == HR_OK) x.hwm = now.hwm;
+    return x;
+}
 
 int free_port(void)
 {
@@ -73,6 +125,7 @@ hr_t child_start(child_t *c, const char *const *args, const char *log_path, int 
     c->pid = pid;
     c->port = port;
     c->log_path = xstrdup(log_path);
+    rss_start(c);
     buf_t b;
     buf_init(&b, 0);
     hr_t r = HR_TIMEOUT;
@@ -92,12 +145,14 @@ hr_t child_start(child_t *c, const char *const *args, const char *log_path, int 
     }
     buf_release(&b);
     if (r != HR_OK && c->pid) child_stop(c, 5000);
+    else if (r != HR_OK) rss_end(c);
     return r;
 }
 
 int child_stop(child_t *c, int timeout_ms)
 {
     int status = -1;
+    rss_end(c);
     if (c->pid > 0) {
         kill(c->pid, SIGTERM);
         int64_t deadline = hclock_mono_ns() + (int64_t)timeout_ms * 1000000;
@@ -138,20 +193,33 @@ double proc_cpu_s(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-hr_t proc_rss(pid_t pid, int64_t *peak, int64_t *now)
+hr_t proc_rss_info(pid_t pid, rss_info_t *out)
 {
     char path[64], line[256];
     snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
     FILE *f = fopen(path, "re");
     if (!f) return HR_ERR;
-    *peak = *now = -1;
+    out->hwm = out->rss = -1;
+    out->anon = out->file = out->shmem = 0;
     long long kb;
     while (fgets(line, sizeof(line), f)) {
-        if (sscanf(line, "VmHWM: %lld kB", &kb) == 1) *peak = kb * 1024;
-        else if (sscanf(line, "VmRSS: %lld kB", &kb) == 1) *now = kb * 1024;
+        if (sscanf(line, "VmHWM: %lld kB", &kb) == 1) out->hwm = kb * 1024;
+        else if (sscanf(line, "VmRSS: %lld kB", &kb) == 1) out->rss = kb * 1024;
+        else if (sscanf(line, "RssAnon: %lld kB", &kb) == 1) out->anon = kb * 1024;
+        else if (sscanf(line, "RssFile: %lld kB", &kb) == 1) out->file = kb * 1024;
+        else if (sscanf(line, "RssShmem: %lld kB", &kb) == 1) out->shmem = kb * 1024;
     }
     fclose(f);
-    return *peak >= 0 ? HR_OK : HR_ERR;
+    return out->hwm >= 0 ? HR_OK : HR_ERR;
+}
+
+hr_t proc_rss(pid_t pid, int64_t *peak, int64_t *now)
+{
+    rss_info_t x;
+    hr_t r = proc_rss_info(pid, &x);
+    *peak = r == HR_OK ? x.hwm : -1;
+    *now = r == HR_OK ? x.rss : -1;
+    return r;
 }
 
 double self_cpu_s(void)

@@ -606,6 +606,74 @@ static void test_commit_async(void **state)
     recs_free(&got);
 }
 
+/* The sparse index places a reader that starts inside a segment (a seek, a
+ * takeover at a committed offset): every offset, on an entry or between
+ * two, is read from exactly there, with the index the flusher built and
+ * with the one the load scan builds after a restart. The index stays
+ * sparse: one entry per IDX_STEP bytes of log, the memory it costs. */
+static void seek_each(ctx_t *cx, const char *t, const char *group, int n)
+{
+    bus_consumer_t *c = subscribe(cx->bus, name(cx, group), t, NULL);
+    recs_t got = {0};
+    consume(c, &got, (size_t)n); /* assigned, and at the end */
+    static const int at[] = {0, 1, 63, 64, 65, 127, 128, 129, 300, 598, 599};
+    for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+        recs_free(&got);
+        assert_int_equal(bus_seek(c, t, 0, at[i]), HR_OK);
+        consume(c, &got, 1);
+        char want[16];
+        snprintf(want, sizeof(want), "v%d-", at[i]);
+        assert_int_equal(got.v[0].off, at[i]);
+        assert_memory_equal(got.v[0].val, want, strlen(want));
+        assert_int_equal(got.v[0].val_len, 1000);
+    }
+    recs_free(&got);
+    bus_consumer_close(c);
+}
+
+static void index_is_sparse(ctx_t *cx, const char *t)
+{
+    emb_bus_t *eb = (emb_bus_t *)cx->bus;
+    topic_t *tp = NULL;
+    for (size_t i = 0; i < atomic_load(&eb->ntopics) && !tp; i++)
+        if (strcmp(eb->tlist[i]->name, t) == 0) tp = eb->tlist[i];
+    assert_non_null(tp);
+    part_t *p = &tp->parts[0];
+    pthread_mutex_lock(&p->seg_mu);
+    assert_int_equal(p->nsegs, 1);
+    const seg_t *sg = p->segs[0];
+    int64_t size = sg->size;
+    size_t nidx = sg->nidx;
+    pthread_mutex_unlock(&p->seg_mu);
+    assert_true(size > 8 * IDX_STEP);
+    assert_true(nidx >= (size_t)(size / IDX_STEP));
+    assert_true(nidx <= (size_t)(size / IDX_STEP) + 1);
+}
+
+static void test_seek_inside_segment(void **state)
+{
+    ctx_t *cx = *state;
+    bus_t *b = open_bus_with(cx, "never", 0, 0, NULL);
+    const char *t = name(cx, "seekmid");
+    ensure_topic(b, t, 1, -1, -1);
+    enum { N = 600, VLEN = 1000 }; /* ~610 KB: entries every ~64 records */
+    bus_batch_t *batch = bus_batch_new();
+    char v[VLEN];
+    for (int i = 0; i < N; i++) {
+        memset(v, 'x', sizeof(v));
+        int k = snprintf(v, sizeof(v), "v%d-", i);
+        v[k] = 'x';
+        produce(b, t, 0, NULL, v, sizeof(v), batch);
+    }
+    wait_batch(b, batch);
+    bus_batch_free(batch);
+    index_is_sparse(cx, t);
+    seek_each(cx, t, "g1", N);
+    reopen_bus(cx);
+    index_is_sparse(cx, t);
+    seek_each(cx, t, "g2", N);
+}
+
 /* The same by age (fake clock): old segments stay until the group commits. */
 static void test_retention_age_unread(void **state)
 {
@@ -681,6 +749,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_age_unread, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_commit_async, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_disk_bound_drops, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_seek_inside_segment, harness_setup, harness_teardown),
     };
     return cmocka_run_group_tests_name("embedded", tests, NULL, NULL);
 }
