@@ -23,11 +23,12 @@
  * content in a notification's first row only) with one index, led by the
  * notification id, which starts with the event's accepted time
  * (model/notif.h). The per-user listing is a small LSM tree
- * of sorted runs (user_runs): each sink transaction appends one run of the
- * notifications it created, sorted by user; runs are merged level by level
- * (STORE_RUN_FANIN at a time), so a listing reads a bounded number of runs
- * and no write touches a random B-tree page per row. See
- * store_sqlite_notif.c. An in-memory database (":memory:") has a single
+ * of sorted runs: each sink transaction appends one run of the
+ * notifications it created, sorted by user, as blocks of keys (user_chunks,
+ * schema version 9); runs are merged level by level (SQ_RUN_FANIN at a
+ * time), so a listing reads a bounded number of runs and no write touches
+ * a random B-tree page per row. See store_sqlite_notif.c and
+ * store_sqlite_runs.c. An in-memory database (":memory:") has a single
  * connection for both roles.
  *
  * Channels and statuses are stored as their enum numbers, which are already
@@ -438,10 +439,10 @@ static hr_t conn_open(conn_t *c, const char *path, conn_role_t role, int64_t mma
     snprintf(pragmas, sizeof(pragmas),
              "PRAGMA synchronous = NORMAL; PRAGMA temp_store = %s; PRAGMA secure_delete = FAST;"
              " PRAGMA cache_size = -%d; PRAGMA mmap_size = %lld;%s",
-             /* the writer's temporary files (the sorts of the per-user runs'
-              * merges: a level-2 merge sorts ~2M keys) spill to disk: in
-              * memory they took the status sink's peak RSS from 119 to 243 MB
-              * at 2.5M rows (`herald bench sink`), at no measurable CPU */
+             /* the writer's temporary files spill to disk (up to schema 8 the
+              * per-user runs' merges sorted ~2M keys at level 2 in SQLite's
+              * sorter: in memory they took the status sink's peak RSS from
+              * 119 to 243 MB at 2.5M rows; since 9 the merges are in C) */
              writer ? "FILE" : "MEMORY",
              writer ? WRITER_CACHE_KIB : role == ROLE_READER ? READER_CACHE_KIB : OTHER_CACHE_KIB,
              writer ? (long long)mmap_bytes : 0LL, extra);
