@@ -35,7 +35,7 @@
 #define SQ_PURGE_CHUNK 5000
 /* Status log rows per purge transaction. */
 #define SQ_PURGE_LOG_CHUNK 20000
-/* Runs of one level merged into one run of the next (user_runs). */
+/* Runs of one level merged into one run of the next (user_chunks). */
 #define SQ_RUN_FANIN 16
 /* Notifications (and, separately, followers) per erase transaction: keeps
  * each one to tens of milliseconds (store_user_erase). */
@@ -150,8 +150,8 @@ typedef struct sq_store {
     _Atomic int wal_frames;     /* frames in the WAL after the last commit */
     _Atomic int ev_frames;      /* the same for the dedupe database */
     char damage[512];           /* what the checks at open found; "" = nothing */
-    /* The per-user runs (store_sqlite_notif.c), under w.mu: the next run's
-     * number (above every run in user_runs, so a run is appended) and
+    /* The per-user runs (store_sqlite_runs.c), under w.mu: the next run's
+     * number (above every run in user_chunks, so a run is appended) and
      * the purge's last horizon (a merge drops older rows). */
     int64_t next_run;
     int64_t purged_before;
