@@ -23,11 +23,12 @@
  * content in a notification's first row only) with one index, led by the
  * notification id, which starts with the event's accepted time
  * (model/notif.h). The per-user listing is a small LSM tree
- * of sorted runs (user_runs): each sink transaction appends one run of the
- * notifications it created, sorted by user; runs are merged level by level
- * (STORE_RUN_FANIN at a time), so a listing reads a bounded number of runs
- * and no write touches a random B-tree page per row. See
- * store_sqlite_notif.c. An in-memory database (":memory:") has a single
+ * of sorted runs: each sink transaction appends one run of the
+ * notifications it created, sorted by user, as blocks of keys (user_chunks,
+ * schema version 9); runs are merged level by level (SQ_RUN_FANIN at a
+ * time), so a listing reads a bounded number of runs and no write touches
+ * a random B-tree page per row. See store_sqlite_notif.c and
+ * store_sqlite_runs.c. An in-memory database (":memory:") has a single
  * connection for both roles.
  *
  * Channels and statuses are stored as their enum numbers, which are already
@@ -197,20 +198,18 @@ static const char *stmt_sql[S__COUNT] = {
     /* a row holding the content: the key index covers it */
     [S_LOG_HAS] = "SELECT 1 FROM status_log WHERE notification_id = ?1 AND content = 1 LIMIT 1",
     [S_LOG_MAX] = "SELECT max(notification_id) FROM status_log",
-    [S_RUN_ADD] = "INSERT OR IGNORE INTO user_runs (run, user_id, created_at, notification_id)"
-                  " VALUES (?1, ?2, ?3, ?4)",
+    /* the per-user runs (store_sqlite_runs.c): blocks of keys */
+    [S_RUN_ADD] = "INSERT INTO user_chunks (run, last_user, pos, keys) VALUES (?1, ?2, ?3, ?4)",
     [S_RUN_LIST_ADD] = "INSERT INTO user_run_list (run, level, rows, max_created) VALUES (?1, ?2, ?3, ?4)",
-    [S_RUN_MAX] = "SELECT coalesce(max(run), 0) FROM user_runs",
+    [S_RUN_MAX] = "SELECT max(coalesce((SELECT max(run) FROM user_chunks), 0),"
+                  " coalesce((SELECT max(run) FROM user_run_list), 0))",
     [S_NOTIF_GET] = "SELECT status, content, rec FROM status_log WHERE notification_id = ?1"
                     " ORDER BY seq",
-    [S_NOTIF_LIST] = "SELECT DISTINCT created_at, notification_id FROM user_runs"
-                     " WHERE run IN (SELECT run FROM user_run_list) AND user_id = ?1"
-                     " ORDER BY created_at DESC, notification_id DESC",
-    [S_NOTIF_LIST_AFTER] =
-        "SELECT DISTINCT created_at, notification_id FROM user_runs"
-        " WHERE run IN (SELECT run FROM user_run_list) AND user_id = ?1"
-        " AND (created_at < ?2 OR (created_at = ?2 AND notification_id < ?3))"
-        " ORDER BY created_at DESC, notification_id DESC",
+    [S_RUN_LIVE] = "SELECT run FROM user_run_list ORDER BY run",
+    /* a user's keys in a run start in the first block whose last key's
+     * user is not below it */
+    [S_RUN_SEEK] = "SELECT keys, last_user, pos FROM user_chunks WHERE run = ?1 AND last_user >= ?2"
+                   " ORDER BY last_user, pos",
     /* S_NOTIF_STATUS is written at first open (sql_init): any row of a
      * status that counts as sent (lifecycle_was_sent) */
     /* retention: the log's oldest rows in arrival order; the record and
@@ -218,18 +217,15 @@ static const char *stmt_sql[S__COUNT] = {
     [S_PURGE_PICK] = "SELECT seq, content, CASE WHEN content THEN rec END,"
                      " CASE WHEN content THEN notification_id END FROM status_log"
                      " WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    [S_PURGE_RUNS] = "DELETE FROM user_runs WHERE run IN (SELECT run FROM user_run_list"
+    [S_PURGE_RUNS] = "DELETE FROM user_chunks WHERE run IN (SELECT run FROM user_run_list"
                      " WHERE max_created < ?1)",
     [S_PURGE_RUN_LIST] = "DELETE FROM user_run_list WHERE max_created < ?1",
     /* merging the runs of a level (store_sqlite_notif.c) */
     [S_RUN_FULL_LEVEL] = "SELECT level FROM user_run_list GROUP BY level HAVING count(*) >= ?1"
                          " ORDER BY level LIMIT 1",
-    [S_RUN_MERGE] = "INSERT INTO user_runs (run, user_id, created_at, notification_id)"
-                    " SELECT ?1, user_id, created_at, notification_id FROM user_runs"
-                    " WHERE run IN (SELECT run FROM user_run_list WHERE level = ?2)"
-                    " AND created_at >= ?3 ORDER BY user_id, created_at, notification_id",
+    [S_RUN_MERGE] = "SELECT run FROM user_run_list WHERE level = ?1 ORDER BY run",
     [S_RUN_MERGE_MAX] = "SELECT coalesce(max(max_created), 0) FROM user_run_list WHERE level = ?1",
-    [S_RUN_DROP] = "DELETE FROM user_runs WHERE run IN (SELECT run FROM user_run_list WHERE level = ?1)",
+    [S_RUN_DROP] = "DELETE FROM user_chunks WHERE run IN (SELECT run FROM user_run_list WHERE level = ?1)",
     [S_RUN_LIST_DROP] = "DELETE FROM user_run_list WHERE level = ?1",
     [S_PURGE_EVENTS] = "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events NOT INDEXED"
                        " WHERE first_seen_ms < ?1 ORDER BY rowid LIMIT ?2)",
@@ -254,13 +250,11 @@ static const char *stmt_sql[S__COUNT] = {
                    " coalesce(revoked_at_ms, 0) FROM api_keys ORDER BY created_at_ms, key_id",
     [S_KEY_REVOKE] = "UPDATE api_keys SET revoked_at_ms = coalesce(revoked_at_ms, ?2)"
                      " WHERE key_id = ?1",
-    /* user lifecycle (store_sqlite_users.c): an erase picks the user's
-     * notification ids from the runs, deletes their log rows and run rows */
-    [S_ERASE_PICK] = "SELECT DISTINCT notification_id FROM user_runs WHERE run IN (SELECT run FROM"
-                     " user_run_list) AND user_id = ?1 LIMIT ?2",
+    /* user lifecycle (store_sqlite_users.c): an erase takes the user's
+     * keys out of the runs' blocks (store_sqlite_runs.c), deletes their
+     * log rows */
     [S_ERASE_LOG] = "DELETE FROM status_log WHERE notification_id = ?1",
-    [S_ERASE_RUNS] = "DELETE FROM user_runs WHERE run IN (SELECT run FROM user_run_list)"
-                     " AND user_id = ?1 AND notification_id = ?2",
+    [S_ERASE_RUNS] = "DELETE FROM user_chunks WHERE run = ?1 AND last_user = ?2 AND pos = ?3",
     [S_ERASE_FOLLOWERS] = "DELETE FROM follows WHERE actor = ?1 AND follower IN (SELECT follower"
                           " FROM follows WHERE actor = ?1 ORDER BY follower LIMIT ?2)",
     [S_ERASE_USER] = "DELETE FROM users WHERE user_id = ?1",
@@ -445,10 +439,10 @@ static hr_t conn_open(conn_t *c, const char *path, conn_role_t role, int64_t mma
     snprintf(pragmas, sizeof(pragmas),
              "PRAGMA synchronous = NORMAL; PRAGMA temp_store = %s; PRAGMA secure_delete = FAST;"
              " PRAGMA cache_size = -%d; PRAGMA mmap_size = %lld;%s",
-             /* the writer's temporary files (the sorts of the per-user runs'
-              * merges: a level-2 merge sorts ~2M keys) spill to disk: in
-              * memory they took the status sink's peak RSS from 119 to 243 MB
-              * at 2.5M rows (`herald bench sink`), at no measurable CPU */
+             /* the writer's temporary files spill to disk (up to schema 8 the
+              * per-user runs' merges sorted ~2M keys at level 2 in SQLite's
+              * sorter: in memory they took the status sink's peak RSS from
+              * 119 to 243 MB at 2.5M rows; since 9 the merges are in C) */
              writer ? "FILE" : "MEMORY",
              writer ? WRITER_CACHE_KIB : role == ROLE_READER ? READER_CACHE_KIB : OTHER_CACHE_KIB,
              writer ? (long long)mmap_bytes : 0LL, extra);
@@ -550,6 +544,7 @@ static hr_t schema_init(conn_t *c)
         {6, store_schema_sqlite_migrate_6},
         {7, store_schema_sqlite_migrate_7},
         {8, store_schema_sqlite_migrate_8},
+        {9, store_schema_sqlite_migrate_9},
     };
     for (size_t i = 0; version > 0 && i < ARRAY_LEN(steps); i++) {
         if (version >= steps[i].to) continue;
@@ -563,6 +558,11 @@ static hr_t schema_init(conn_t *c)
             int64_t filled = 0;
             if ((r = sq_sched_fill_users(c, &filled)) != HR_OK) goto out;
             log_info(LOG, "scheduled.user_id filled for %lld row(s)", (long long)filled);
+        }
+        if (steps[i].to == 9) {
+            int64_t keys = 0;
+            if ((r = sq_runs_migrate_9(c, &keys)) != HR_OK) goto out;
+            log_info(LOG, "per-user runs: %lld key(s) moved into blocks", (long long)keys);
         }
         log_info(LOG, "database schema migrated from version %d to %d", version, steps[i].to);
         version = steps[i].to;
@@ -771,18 +771,6 @@ static hr_t sq_health(store_t *s, char *why, size_t why_len)
     return HR_ERR;
 }
 
-/* The next run of the per-user listing: above every run there is. */
-static hr_t runs_init(sq_store_t *q)
-{
-    conn_t *c = &q->w;
-    sqlite3_stmt *st = sq_stmt(c, S_RUN_MAX);
-    if (!st) return HR_ERR;
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) q->next_run = sqlite3_column_int64(st, 0) + 1;
-    sqlite3_reset(st);
-    return rc == SQLITE_ROW ? HR_OK : sq_err(c, rc, "user runs");
-}
-
 static hr_t sq_open(const char *dsn, const store_open_opts_t *o, store_t **out)
 {
     pthread_once(&sql_once, sql_init);
@@ -803,7 +791,7 @@ static hr_t sq_open(const char *dsn, const store_open_opts_t *o, store_t **out)
     if (r == HR_OK && !memory) r = set_wal(&q->w, dsn);
     if (r == HR_OK && !memory) r = check_db(q, o, q->w.db, dsn);
     if (r == HR_OK) r = schema_init(&q->w);
-    if (r == HR_OK) r = runs_init(q);
+    if (r == HR_OK) r = sq_runs_init(q); /* store_sqlite_runs.c */
     if (r == HR_OK && !memory) r = conn_open(&q->r, dsn, ROLE_READER, 0);
     if (r != HR_OK) {
         free(evp);

@@ -9,6 +9,8 @@
  *                         templates
  *   store_sqlite_notif.c  dedupe claims, notification write/read/list/sent,
  *                         purge
+ *   store_sqlite_runs.c   the per-user listing's sorted runs (blocks of
+ *                         keys): write, merge, read, erase, purge
  *   store_sqlite_inbox.c  the in-app inbox
  *   store_sqlite_flow.c   dispatch policy: scheduled (deferred)
  *                         notifications, invalid addresses, claim release,
@@ -33,7 +35,7 @@
 #define SQ_PURGE_CHUNK 5000
 /* Status log rows per purge transaction. */
 #define SQ_PURGE_LOG_CHUNK 20000
-/* Runs of one level merged into one run of the next (user_runs). */
+/* Runs of one level merged into one run of the next (user_chunks). */
 #define SQ_RUN_FANIN 16
 /* Notifications (and, separately, followers) per erase transaction: keeps
  * each one to tens of milliseconds (store_user_erase). */
@@ -73,8 +75,8 @@ typedef enum stmt_id {
     S_RUN_LIST_ADD,
     S_RUN_MAX,
     S_NOTIF_GET,
-    S_NOTIF_LIST,
-    S_NOTIF_LIST_AFTER,
+    S_RUN_LIVE,
+    S_RUN_SEEK,
     S_NOTIF_STATUS,
     S_PURGE_PICK,
     S_PURGE_RUNS,
@@ -100,7 +102,6 @@ typedef enum stmt_id {
     S_KEY_GET,
     S_KEY_LIST,
     S_KEY_REVOKE,
-    S_ERASE_PICK,
     S_ERASE_FOLLOWERS,
     S_ERASE_USER,
     S_ERASE_PREFS,
@@ -149,8 +150,8 @@ typedef struct sq_store {
     _Atomic int wal_frames;     /* frames in the WAL after the last commit */
     _Atomic int ev_frames;      /* the same for the dedupe database */
     char damage[512];           /* what the checks at open found; "" = nothing */
-    /* The per-user runs (store_sqlite_notif.c), under w.mu: the next run's
-     * number (above every run in user_runs, so a run is appended) and
+    /* The per-user runs (store_sqlite_runs.c), under w.mu: the next run's
+     * number (above every run in user_chunks, so a run is appended) and
      * the purge's last horizon (a merge drops older rows). */
     int64_t next_run;
     int64_t purged_before;
@@ -294,6 +295,39 @@ hr_t sq_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted);
 /* Registers herald_log_rec() on a connection: a version 7 status log row
  * as the row record of version 8 (the migration, sqlite_migrate_8.sql). */
 hr_t sq_log_rec_register(sqlite3 *db);
+
+/* store_sqlite_runs.c: the per-user listing (schema version 9). A key of
+ * a run; the strings belong to the caller. */
+typedef struct run_key {
+    hstr_t user;
+    int64_t created;
+    hstr_t id;
+} run_key_t;
+/* Order of run keys: user, created, id (SQLite's BINARY order). */
+int sq_run_key_cmp(const void *a, const void *b);
+/* Appends keys[0..n) (sorted here) as one level-0 run with its
+ * user_run_list row. c->mu held, inside the write transaction. */
+hr_t sq_run_write(sq_store_t *q, conn_t *c, run_key_t *keys, int n);
+/* Merges the runs of every level that has SQ_RUN_FANIN of them, one
+ * transaction each. c->mu held, outside a transaction. */
+hr_t sq_runs_merge(sq_store_t *q, conn_t *c);
+/* The user's keys in the live runs, unsorted, possibly repeated: created
+ * times and ids (owned by the caller, each id and both arrays). c->mu
+ * held, inside a read transaction. */
+hr_t sq_runs_user(conn_t *c, const char *user_id, int64_t **created, char ***ids, int *n);
+/* Takes up to max of the user's keys out of the live runs; their ids into
+ * *ids (owned by the caller). c->mu held, inside the write transaction. */
+hr_t sq_runs_erase_user(conn_t *c, const char *user_id, int max, char ***ids, int *n);
+/* Retention: the runs whose every key is older than before_ms go whole;
+ * merges drop older keys from then on. c->mu held, outside a transaction. */
+hr_t sq_runs_purge(sq_store_t *q, conn_t *c, int64_t before_ms);
+/* q->next_run from the database (at open, w.mu held or not yet shared). */
+hr_t sq_runs_init(sq_store_t *q);
+/* Schema migration to version 9: user_runs (a row per key) becomes blocks
+ * of user_chunks; *keys = keys moved. Inside the schema transaction. */
+hr_t sq_runs_migrate_9(conn_t *c, int64_t *keys);
+/* Keys of user in a block (-1: it does not decode). For tests. */
+int sq_block_count_user(const void *data, size_t len, const char *user);
 
 /* store_sqlite_flow.c */
 hr_t sq_sched_put(store_t *s, const char *notification_id, hstr_t user_id, channel_t ch,

@@ -263,21 +263,14 @@ hr_t sq_log_rec_register(sqlite3 *db)
  * 5 computed at write time; the rows themselves are the history. "Already
  * sent?" is one probe for a row with a status that counts as sent.
  *
- * The per-user listing is a small LSM tree: each write transaction appends
- * one run (user_runs, key (run, user, created, id), the run's number above
- * every other) holding the notifications it created, sorted in memory; when
- * a level has SQ_RUN_FANIN runs they are merged into one run of the next
- * level in one transaction (a sort and an append), so each notification is
- * rewritten about log_16(rows / batch) times and a listing reads at most
- * SQ_RUN_FANIN - 1 runs per level, one seek each.
+ * The per-user listing is a small LSM tree (store_sqlite_runs.c): each
+ * write transaction appends one run holding the notifications it created,
+ * sorted in memory and stored as blocks of keys (schema version 9); when a
+ * level has SQ_RUN_FANIN runs they are merged into one run of the next
+ * level in one transaction, so each notification is rewritten about
+ * log_16(rows / batch) times and a listing reads at most SQ_RUN_FANIN - 1
+ * runs per level, one seek each.
  */
-
-/* A notification created in this transaction: its key in the run. */
-typedef struct run_key {
-    hstr_t user;
-    int64_t created;
-    hstr_t id;
-} run_key_t;
 
 /* SQLite's BINARY order of two texts: bytes, then the shorter first. */
 static int hstr_cmp(hstr_t a, hstr_t b)
@@ -288,112 +281,46 @@ static int hstr_cmp(hstr_t a, hstr_t b)
     return a.n < b.n ? -1 : a.n > b.n;
 }
 
-static int run_key_cmp(const void *x, const void *y)
-{
-    const run_key_t *a = x, *b = y;
-    int c = hstr_cmp(a->user, b->user);
-    if (c) return c;
-    if (a->created != b->created) return a->created < b->created ? -1 : 1;
-    return hstr_cmp(a->id, b->id);
-}
-
-/* Appends the run of keys[0..n) (sorted here) with its user_run_list row:
- * one level-0 run. c->mu held, inside the write transaction. */
-static hr_t run_write(sq_store_t *q, conn_t *c, run_key_t *keys, int n)
-{
-    if (n == 0) return HR_OK;
-    sqlite3_stmt *add = sq_stmt(c, S_RUN_ADD);
-    sqlite3_stmt *list = sq_stmt(c, S_RUN_LIST_ADD);
-    if (!add || !list) return HR_ERR;
-    qsort(keys, (size_t)n, sizeof(*keys), run_key_cmp);
-    int64_t run = q->next_run++, max_created = 0;
-    hr_t r = HR_OK;
-    for (int i = 0; i < n && r == HR_OK; i++) {
-        sqlite3_bind_int64(add, 1, run);
-        bind_hstr(add, 2, keys[i].user);
-        sqlite3_bind_int64(add, 3, keys[i].created);
-        bind_hstr(add, 4, keys[i].id);
-        r = sq_step_done(c, add, "user run add");
-        if (keys[i].created > max_created) max_created = keys[i].created;
-    }
-    sqlite3_clear_bindings(add);
-    if (r != HR_OK) return r;
-    sqlite3_bind_int64(list, 1, run);
-    sqlite3_bind_int(list, 2, 0);
-    sqlite3_bind_int(list, 3, n);
-    sqlite3_bind_int64(list, 4, max_created);
-    return sq_step_done(c, list, "user run list add");
-}
-
-/* Merges the runs of every level that has SQ_RUN_FANIN of them, lowest
- * first, one transaction per merge. c->mu held, outside a transaction. */
-static hr_t runs_merge(sq_store_t *q, conn_t *c)
-{
-    for (;;) {
-        sqlite3_stmt *full = sq_stmt(c, S_RUN_FULL_LEVEL);
-        sqlite3_stmt *maxc = sq_stmt(c, S_RUN_MERGE_MAX);
-        if (!full || !maxc) return HR_ERR;
-        sqlite3_bind_int(full, 1, SQ_RUN_FANIN);
-        int rc = sqlite3_step(full);
-        int level = rc == SQLITE_ROW ? sqlite3_column_int(full, 0) : -1;
-        sqlite3_reset(full);
-        if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? HR_OK : sq_err(c, rc, "user runs");
-        hr_t r = sq_tx_begin(c, true);
-        if (r != HR_OK) return r;
-        int64_t run = q->next_run++, max_created = 0;
-        sqlite3_bind_int(maxc, 1, level);
-        if ((rc = sqlite3_step(maxc)) == SQLITE_ROW) max_created = sqlite3_column_int64(maxc, 0);
-        sqlite3_reset(maxc);
-        if (rc != SQLITE_ROW) r = sq_err(c, rc, "user runs");
-        sqlite3_stmt *st = r == HR_OK ? sq_stmt(c, S_RUN_MERGE) : NULL;
-        int64_t rows = 0;
-        if (r == HR_OK && !st) r = HR_ERR;
-        if (r == HR_OK) {
-            sqlite3_bind_int64(st, 1, run);
-            sqlite3_bind_int(st, 2, level);
-            sqlite3_bind_int64(st, 3, q->purged_before); /* rows purged meanwhile go */
-            r = sq_step_done(c, st, "user runs merge");
-            rows = sqlite3_changes64(c->db);
-        }
-        static const stmt_id_t drops[] = {S_RUN_DROP, S_RUN_LIST_DROP};
-        for (size_t i = 0; i < ARRAY_LEN(drops) && r == HR_OK; i++) {
-            if (!(st = sq_stmt(c, drops[i]))) {
-                r = HR_ERR;
-                break;
-            }
-            sqlite3_bind_int(st, 1, level);
-            r = sq_step_done(c, st, "user runs drop");
-        }
-        if (r == HR_OK && rows > 0) {
-            if (!(st = sq_stmt(c, S_RUN_LIST_ADD))) {
-                r = HR_ERR;
-            } else {
-                sqlite3_bind_int64(st, 1, run);
-                sqlite3_bind_int(st, 2, level + 1);
-                sqlite3_bind_int64(st, 3, rows);
-                sqlite3_bind_int64(st, 4, max_created);
-                r = sq_step_done(c, st, "user run list add");
-            }
-        }
-        if ((r = sq_tx_end(c, r)) != HR_OK) return r;
-        log_debug(LOG, "merged the level-%d runs into run %lld (%lld rows)", level, (long long)run,
-                  (long long)rows);
-    }
-}
-
 /* A record of the batch in write order: by id, then arrival (the rows of
  * one notification keep their order, which is what the fold reads). */
 typedef struct ord {
     const notif_t *m;
     int i;
+    bool hex;                   /* the id is 32 lowercase hex digits: */
+    uint64_t hi, lo;            /* its value, which sorts as its text does */
 } ord_t;
 
 static int ord_cmp(const void *x, const void *y)
 {
     const ord_t *a = x, *b = y;
-    int c = hstr_cmp(a->m->notification_id, b->m->notification_id);
+    int c;
+    if (a->hex && b->hex)
+        c = a->hi != b->hi ? (a->hi < b->hi ? -1 : 1) : a->lo != b->lo ? (a->lo < b->lo ? -1 : 1) : 0;
+    else
+        c = hstr_cmp(a->m->notification_id, b->m->notification_id);
     if (c) return c;
     return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/* The sort key of a record: the pipeline's ids (model/notif.h) compare as
+ * two integers instead of a memcmp of 32 bytes sharing a long prefix. */
+static ord_t ord_make(const notif_t *m, int i)
+{
+    ord_t o = {m, i, false, 0, 0};
+    hstr_t id = m->notification_id;
+    if (id.n != 32) return o;
+    uint64_t v[2] = {0, 0};
+    for (size_t k = 0; k < 32; k++) {
+        unsigned char ch = (unsigned char)id.p[k];
+        unsigned d0 = (unsigned)ch - '0', da = (unsigned)ch - 'a';
+        unsigned d = d0 < 10 ? d0 : da < 6 ? da + 10 : 16;
+        if (d > 15) return o;
+        v[k / 16] = v[k / 16] << 4 | d;
+    }
+    o.hex = true;
+    o.hi = v[0];
+    o.lo = v[1];
+    return o;
 }
 
 /* The largest notification id in the log (one seek at the index's right
@@ -436,7 +363,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     size_t cap = 1024;
     unsigned char *scratch = xmalloc(cap);
     hstr_t max = {NULL, 0};
-    for (int i = 0; i < n; i++) ord[i] = (ord_t){recs[i], i};
+    for (int i = 0; i < n; i++) ord[i] = ord_make(recs[i], i);
     qsort(ord, (size_t)n, sizeof(*ord), ord_cmp);
     pthread_mutex_lock(&c->mu);
     sqlite3_stmt *add = sq_stmt(c, S_LOG_ADD);
@@ -494,7 +421,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         r = sq_step_done(c, add, "status log add");
         if (r == HR_OK && (i + 1) % YIELD_EVERY == 0 && i + 1 < n && atomic_load(&c->waiters) > 0) {
             /* a short write is waiting: commit, let it in, go on */
-            r = run_write(q, c, keys, nkeys);
+            r = sq_run_write(q, c, keys, nkeys); /* store_sqlite_runs.c */
             nkeys = 0;
             if ((r = sq_tx_end(c, r)) != HR_OK) break;
             pthread_mutex_unlock(&c->mu);
@@ -504,13 +431,13 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
             if (r == HR_OK) r = log_max_id(c, &max);
         }
     }
-    if (r == HR_OK) r = run_write(q, c, keys, nkeys);
+    if (r == HR_OK) r = sq_run_write(q, c, keys, nkeys);
     /* the bound pointers belong to the caller: drop them */
     sqlite3_clear_bindings(add);
     sqlite3_clear_bindings(has);
     if (sqlite3_get_autocommit(c->db) == 0) r = sq_tx_end(c, r);
     /* the batch is stored: a merge that fails is tried again after the next */
-    if (r == HR_OK && runs_merge(q, c) != HR_OK) log_warn(LOG, "merging the per-user runs failed");
+    if (r == HR_OK && sq_runs_merge(q, c) != HR_OK) log_warn(LOG, "merging the per-user runs failed");
 out:
     if (r != HR_OK && sqlite3_get_autocommit(c->db) == 0) sq_tx_end(c, r);
     pthread_mutex_unlock(&c->mu);
@@ -624,40 +551,59 @@ out:
     return HR_OK;
 }
 
+/* A candidate of a listing: a key of the user's runs. */
+typedef struct cand {
+    int64_t created;
+    const char *id;
+} cand_t;
+
+/* Newest first: created, then id, descending. */
+static int cand_cmp(const void *x, const void *y)
+{
+    const cand_t *a = x, *b = y;
+    if (a->created != b->created) return a->created > b->created ? -1 : 1;
+    return -strcmp(a->id, b->id);
+}
+
 /* The user's notification ids from the runs, newest first, each folded
- * from the log; ids whose rows were purged are passed over. */
+ * from the log; ids whose rows were purged are passed over. The runs'
+ * keys of the user are gathered (one seek per run), sorted and deduped
+ * here. */
 hr_t sq_notif_list_user(store_t *s, const char *user_id, int64_t after_ms, const char *after_id,
                         int limit, notif_row_t **rows, int *n, bool *more)
 {
     conn_t *c = sq(s)->rd;
     sq_rows_t v = {0};
+    int64_t *created = NULL;
+    char **ids = NULL;
+    cand_t *cand = NULL;
+    int nk = 0;
     *more = false;
     pthread_mutex_lock(&c->mu);
-    sqlite3_stmt *st = sq_stmt(c, after_id ? S_NOTIF_LIST_AFTER : S_NOTIF_LIST);
     sqlite3_stmt *get = sq_stmt(c, S_NOTIF_GET);
-    hr_t r = st && get ? sq_tx_begin(c, false) : HR_ERR; /* one snapshot */
+    hr_t r = get ? sq_tx_begin(c, false) : HR_ERR; /* one snapshot */
     if (r != HR_OK) goto out;
-    bind_str(st, 1, user_id);
-    if (after_id) {
-        sqlite3_bind_int64(st, 2, after_ms);
-        bind_str(st, 3, after_id);
-    }
-    int rc;
-    while (r == HR_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    r = sq_runs_user(c, user_id, &created, &ids, &nk); /* store_sqlite_runs.c */
+    cand = xmalloc((size_t)(nk ? nk : 1) * sizeof(*cand));
+    for (int i = 0; i < nk; i++) cand[i] = (cand_t){created[i], ids[i]};
+    qsort(cand, (size_t)nk, sizeof(*cand), cand_cmp);
+    for (int i = 0; i < nk && r == HR_OK; i++) {
+        if (i > 0 && cand_cmp(&cand[i], &cand[i - 1]) == 0) continue; /* in two runs */
+        if (after_id && (cand[i].created > after_ms ||
+                         (cand[i].created == after_ms && strcmp(cand[i].id, after_id) >= 0)))
+            continue;
         if (v.n >= limit) {
             *more = true;
             break;
         }
-        const char *id = (const char *)sqlite3_column_text(st, 1);
-        if (!id) continue;
         if (v.n == v.cap) {
             v.cap = v.cap ? v.cap * 2 : (limit < 16 ? limit : 16);
             v.v = xrealloc(v.v, (size_t)v.cap * sizeof(notif_row_t));
         }
         notif_row_t *row = &((notif_row_t *)v.v)[v.n];
         memset(row, 0, sizeof(*row));
-        sqlite3_bind_text(get, 1, id, -1, SQLITE_TRANSIENT);
-        r = row_fold(c, get, id, row, NULL);
+        bind_str(get, 1, cand[i].id);
+        r = row_fold(c, get, cand[i].id, row, NULL);
         if (r == HR_OK) {
             v.n++;
         } else {
@@ -665,11 +611,14 @@ hr_t sq_notif_list_user(store_t *s, const char *user_id, int64_t after_ms, const
             if (r == HR_NOTFOUND) r = HR_OK; /* purged: not listed */
         }
     }
-    if (r == HR_OK && !*more && rc != SQLITE_DONE) r = sq_err(c, rc, "notification list");
-    sqlite3_reset(st);
+    sqlite3_clear_bindings(get);
     r = sq_tx_end(c, r);
 out:
     pthread_mutex_unlock(&c->mu);
+    for (int i = 0; i < nk; i++) free(ids[i]);
+    free(ids);
+    free(created);
+    free(cand);
     if (r != HR_OK) {
         notif_rows_free(v.v, v.n);
         *more = false;
@@ -774,27 +723,6 @@ static hr_t purge_chunk(conn_t *c, int64_t before_ms, int64_t *last, int64_t *de
     return r;
 }
 
-/* The runs whose every notification is older than before_ms go whole;
- * older rows of other runs are passed over by listings (their log rows are
- * gone) and dropped by the next merge. c->mu held. */
-static hr_t purge_runs(sq_store_t *q, conn_t *c, int64_t before_ms)
-{
-    sqlite3_stmt *a = sq_stmt(c, S_PURGE_RUNS);
-    sqlite3_stmt *b = sq_stmt(c, S_PURGE_RUN_LIST);
-    hr_t r = a && b ? sq_tx_begin(c, true) : HR_ERR;
-    if (r == HR_OK) {
-        sqlite3_bind_int64(a, 1, before_ms);
-        r = sq_step_done(c, a, "purge runs");
-    }
-    if (r == HR_OK) {
-        sqlite3_bind_int64(b, 1, before_ms);
-        r = sq_step_done(c, b, "purge run list");
-    }
-    r = sq_tx_end(c, r);
-    if (r == HR_OK && before_ms > q->purged_before) q->purged_before = before_ms;
-    return r;
-}
-
 hr_t sq_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted)
 {
     sq_store_t *q = sq(s);
@@ -810,7 +738,7 @@ hr_t sq_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted)
     }
     if (r == HR_OK) {
         pthread_mutex_lock(&c->mu);
-        r = purge_runs(q, c, before_ms);
+        r = sq_runs_purge(q, c, before_ms); /* store_sqlite_runs.c */
         pthread_mutex_unlock(&c->mu);
     }
     /* inbox items of the same age, in chunks as well */

@@ -521,8 +521,6 @@ static hr_t erase_run(conn_t *c, stmt_id_t id, const char *user_id, int limit, i
     return r;
 }
 
-static void erase_id(sqlite3_stmt *st, void *elem) { *(char **)elem = col_str(st, 0); }
-
 /* One erase transaction, c->mu held: up to SQ_ERASE_CHUNK notifications
  * (their status log rows and their rows in the per-user runs) and as
  * many followers; when neither filled its
@@ -538,37 +536,30 @@ static hr_t erase_step(conn_t *c, const char *user_id, store_erase_t *st, bool *
         {S_ERASE_FOLLOWING, "erase follows"}, {S_ERASE_ADDR, "erase invalid addresses"},
         {S_ERASE_SCHED, "erase scheduled"}, {S_ERASE_INBOX, "erase inbox"},
     };
-    sq_rows_t ids = {0};
+    char **nids = NULL;
+    int nn = 0;
     int64_t notifs = 0, rows = 0, followers = 0, hist = 0;
-    sqlite3_stmt *pick = sq_stmt(c, S_ERASE_PICK);
     sqlite3_stmt *dh = sq_stmt(c, S_ERASE_LOG);
-    sqlite3_stmt *dn = sq_stmt(c, S_ERASE_RUNS);
-    hr_t r = pick && dh && dn ? sq_tx_begin(c, true) : HR_ERR;
-    if (r == HR_OK) {
-        bind_str(pick, 1, user_id);
-        sqlite3_bind_int(pick, 2, SQ_ERASE_CHUNK);
-        r = sq_collect(c, pick, sizeof(char *), SQ_ERASE_CHUNK, erase_id, &ids, NULL,
-                       "erase pick");
-    }
-    char **nids = ids.v;
-    for (int i = 0; i < ids.n && r == HR_OK; i++) {
+    hr_t r = dh ? sq_tx_begin(c, true) : HR_ERR;
+    /* up to SQ_ERASE_CHUNK of the user's notifications out of the runs
+     * (store_sqlite_runs.c), then their log rows */
+    if (r == HR_OK) r = sq_runs_erase_user(c, user_id, SQ_ERASE_CHUNK, &nids, &nn);
+    for (int i = 0; i < nn && r == HR_OK; i++) {
         bind_str(dh, 1, nids[i]);
         if ((r = sq_step_done(c, dh, "erase status log")) != HR_OK) break;
         hist += sqlite3_changes(c->db);
         notifs += sqlite3_changes(c->db) > 0; /* rows of a notification not yet purged */
-        bind_str(dn, 1, user_id);
-        bind_str(dn, 2, nids[i]);
-        if ((r = sq_step_done(c, dn, "erase user runs")) != HR_OK) break;
     }
-    for (int i = 0; i < ids.n; i++) free(nids[i]);
+    sqlite3_clear_bindings(dh);
+    for (int i = 0; i < nn; i++) free(nids[i]);
+    free(nids);
     if (r == HR_OK)
         r = erase_run(c, S_ERASE_FOLLOWERS, user_id, SQ_ERASE_CHUNK, &followers, "erase followers");
-    bool last = ids.n < SQ_ERASE_CHUNK && followers < SQ_ERASE_CHUNK;
+    bool last = nn < SQ_ERASE_CHUNK && followers < SQ_ERASE_CHUNK;
     for (size_t i = 0; last && i < ARRAY_LEN(rest) && r == HR_OK; i++)
         r = erase_run(c, rest[i].id, user_id, 0, &rows, rest[i].what);
     if (last && r == HR_OK) r = sq_feed_erase(c, user_id, &rows); /* store_sqlite_feed.c */
     if (last && r == HR_OK) r = sq_digest_erase(c, user_id, &rows); /* store_sqlite_digest.c */
-    free(ids.v);
     r = sq_tx_end(c, r);
     if (r != HR_OK) return r;
     (void)hist; /* history rows go with their notification: not counted apart */

@@ -24,6 +24,8 @@ extern const char store_schema_sqlite_migrate_6[];
 extern const char store_schema_sqlite_migrate_7[];
 /* schema/sqlite_migrate_8.sql: a version 7 main database to version 8. */
 extern const char store_schema_sqlite_migrate_8[];
+/* schema/sqlite_migrate_9.sql: a version 8 main database to version 9. */
+extern const char store_schema_sqlite_migrate_9[];
 /* schema/sqlite_indexes.sql: indexes on migrated columns, after migrating. */
 extern const char store_schema_sqlite_indexes[];
 /* The PostgreSQL schema: the migrations of schema/pg/ (store/store_pg.h). */

@@ -1,5 +1,5 @@
 -- herald: the SQLite schema of the main database.
--- schema_version: 8
+-- schema_version: 9
 --
 -- Applied at every open (each statement is IF NOT EXISTS); the version is
 -- STORE_SCHEMA_VERSION in store.h and is recorded in schema_version. A
@@ -83,14 +83,19 @@ CREATE TABLE IF NOT EXISTS status_log (
 
 -- The per-user listing as sorted runs (a small LSM tree): each write
 -- transaction of the sink adds one run holding the notifications it
--- created, keyed (run, user, time), so it is appended at the right-hand
--- edge; STORE_RUN_FANIN runs of a level are merged into one run of the
--- next level. A listing reads every run in user_run_list (one seek each).
--- A run's rows are visible once its user_run_list row exists.
-CREATE TABLE IF NOT EXISTS user_runs (
-  run INTEGER NOT NULL, user_id TEXT NOT NULL, created_at INTEGER NOT NULL,
-  notification_id TEXT NOT NULL,
-  PRIMARY KEY (run, user_id, created_at, notification_id)) WITHOUT ROWID;
+-- created, its keys (user, created, id) sorted; SQ_RUN_FANIN runs of a
+-- level are merged into one run of the next level. A listing reads every
+-- run in user_run_list (one seek each). A run's blocks are visible once
+-- its user_run_list row exists. Version 9 (sqlite_migrate_9.sql; before
+-- it user_runs, a row per key): a run is a sequence of blocks of up to 64
+-- keys (store_sqlite_runs.c encodes them), keyed (run, the user of the
+-- block's last key, the block's position in the run), so a run is
+-- appended at the right-hand edge and a user's keys in a run start at
+-- the first block whose last_user is not below the user.
+CREATE TABLE IF NOT EXISTS user_chunks (
+  run INTEGER NOT NULL, last_user TEXT NOT NULL, pos INTEGER NOT NULL,
+  keys BLOB NOT NULL,
+  PRIMARY KEY (run, last_user, pos)) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS user_run_list (
   run INTEGER PRIMARY KEY, level INTEGER NOT NULL, rows INTEGER NOT NULL,

@@ -16,6 +16,12 @@
 -- turns into version 8's), so the empty table is made again as it was.
 
 DROP TABLE status_log;
+-- the per-user runs of versions 6 to 8 (sqlite.sql makes user_chunks since
+-- version 9; sqlite_migrate_9.sql turns these rows into its blocks)
+CREATE TABLE IF NOT EXISTS user_runs (
+  run INTEGER NOT NULL, user_id TEXT NOT NULL, created_at INTEGER NOT NULL,
+  notification_id TEXT NOT NULL,
+  PRIMARY KEY (run, user_id, created_at, notification_id)) WITHOUT ROWID;
 CREATE TABLE status_log (
   seq INTEGER PRIMARY KEY,
   notification_id TEXT NOT NULL,

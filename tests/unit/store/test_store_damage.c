@@ -174,7 +174,13 @@ static void test_page_damage_reported(void **st)
     fill(s, 1000);
     store_close(s); /* checkpointed: everything is in the database file */
     off_t size = file_size(path);
-    const off_t page = 4096;
+    /* the database's page size: header bytes 16-17, big-endian */
+    unsigned char hdr[18];
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fread(hdr, 1, sizeof(hdr), fp), sizeof(hdr));
+    fclose(fp);
+    const off_t page = (off_t)hdr[16] << 8 | hdr[17];
     assert_true(size / page > 8);
     /* the header and cell pointers of a page in the middle of the file */
     overwrite(path, (size / page / 2) * page, 64);

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "store/store.h"
+#include "store/store_sqlite_int.h" /* sq_block_count_user */
 #include "store_fixture.h"
 
 #include <pthread.h>
@@ -111,10 +112,24 @@ static long count1(sqlite3 *db, const char *sql, const char *u)
     return n;
 }
 
+/* block_keys(keys, user): the user's keys in a block of the per-user runs
+ * (schema version 9: user_chunks holds the runs in blocks). */
+static void block_keys_fn(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+    assert_int_equal(argc, 2);
+    int n = sq_block_count_user(sqlite3_value_blob(argv[0]), (size_t)sqlite3_value_bytes(argv[0]),
+                                (const char *)sqlite3_value_text(argv[1]));
+    assert_true(n >= 0);
+    sqlite3_result_int(cx, n);
+}
+
 static counts_t count_user(const fx_t *f, const char *u)
 {
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_create_function(db, "block_keys", 2, SQLITE_UTF8, NULL, block_keys_fn,
+                                             NULL, NULL),
+                     SQLITE_OK);
     counts_t c = {
         count1(db, "SELECT count(*) FROM users WHERE user_id = ?1", u),
         count1(db, "SELECT count(*) FROM devices WHERE user_id = ?1", u),
@@ -123,7 +138,7 @@ static counts_t count_user(const fx_t *f, const char *u)
         count1(db, "SELECT count(*) FROM follows WHERE follower = ?1", u),
         count1(db, "SELECT count(*) FROM follows WHERE actor = ?1", u),
         count1(db, "SELECT count(*) FROM invalid_addresses WHERE user_id = ?1", u),
-        count1(db, "SELECT count(*) FROM user_runs WHERE user_id = ?1", u),
+        count1(db, "SELECT coalesce(sum(block_keys(keys, ?1)), 0) FROM user_chunks", u),
         count1(db, "SELECT count(*) FROM status_log WHERE notification_id LIKE ?1 || '-n%'", u),
         count1(db, "SELECT count(*) FROM scheduled WHERE notification_id LIKE ?1 || '-%'", u),
     };

@@ -15,6 +15,7 @@
 #include "store/schema/schema.h"
 #include "store/store.h"
 #include "store/store_int.h"
+#include "store/store_sqlite_int.h" /* sq_block_count_user */
 #include "store_fixture.h"
 
 #include <sqlite3.h>
@@ -56,6 +57,33 @@
     " created_at INTEGER);"                                                                    \
     "CREATE INDEX status_log_id ON status_log (notification_id);"
 
+/* The per-user runs of versions 6 to 8 (a row per key), which version 9
+ * replaced (blocks of keys, user_chunks). */
+#define V8_USER_RUNS                                                                           \
+    "CREATE TABLE user_runs (run INTEGER NOT NULL, user_id TEXT NOT NULL,"                     \
+    " created_at INTEGER NOT NULL, notification_id TEXT NOT NULL,"                             \
+    " PRIMARY KEY (run, user_id, created_at, notification_id)) WITHOUT ROWID;"
+
+/* block_keys(keys, user): the user's keys in a block of user_chunks. */
+static void block_keys_fn(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+    assert_int_equal(argc, 2);
+    int n = sq_block_count_user(sqlite3_value_blob(argv[0]), (size_t)sqlite3_value_bytes(argv[0]),
+                                (const char *)sqlite3_value_text(argv[1]));
+    assert_true(n >= 0);
+    sqlite3_result_int(cx, n);
+}
+
+static sqlite3 *db_open_raw(const char *dsn)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(dsn, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_create_function(db, "block_keys", 2, SQLITE_UTF8, NULL, block_keys_fn,
+                                             NULL, NULL),
+                     SQLITE_OK);
+    return db;
+}
+
 /* The .sql files are compiled in whole and say which version they are. */
 static void test_schema_embedded(void **state)
 {
@@ -78,7 +106,7 @@ static void test_schema_embedded(void **state)
                                         " (SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                         "  AND name IN ('users', 'devices', 'preferences',"
                                         "  'subscriptions', 'follows', 'templates', 'events',"
-                                        "  'status_log', 'user_runs', 'user_run_list'))",
+                                        "  'status_log', 'user_chunks', 'user_run_list'))",
                                         -1, &st, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -416,7 +444,7 @@ static void test_schema_migrated_from_6(void **state)
     assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db,
                                   "DROP TABLE digests; DROP TABLE digest_members;" V6_TEMPLATES
-                                  V7_STATUS_LOG
+                                  V7_STATUS_LOG V8_USER_RUNS
                                   "UPDATE schema_version SET version = 6;"
                                   "INSERT INTO templates (event_type, channel, locale, title, body,"
                                   " updated_at) VALUES ('like', 3, 'en', 'T', '{{actor}} liked', 1)",
@@ -464,7 +492,7 @@ static void test_schema_migrated_from_7(void **state)
     assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
     assert_int_equal(
         sqlite3_exec(db,
-                     V7_STATUS_LOG "UPDATE schema_version SET version = 7;"
+                     V7_STATUS_LOG V8_USER_RUNS "UPDATE schema_version SET version = 7;"
                      /* a: pending, failed, sent (provider's id); b: failed; c: no content
                       * row (a later status of a purged notification) */
                      "INSERT INTO status_log (seq, notification_id, status, attempt, at_ms,"
@@ -676,11 +704,11 @@ static void test_user_runs_merge(void **state)
         for (int i = 0; i < PER; i++) recs[i].status = ST_DELIVERED;
         assert_int_equal(store_notif_write_batch(f->s, ptrs, PER), HR_OK);
     }
-    sqlite3 *db = NULL;
+    sqlite3 *db = db_open_raw(f->dsn);
     sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT sum(level = 0), sum(level = 1), sum(rows),"
-                                            " (SELECT count(*) FROM user_runs) FROM user_run_list",
+                                            " (SELECT sum(block_keys(keys, 'odd') + block_keys(keys,"
+                                            " 'even')) FROM user_chunks) FROM user_run_list",
                                         -1, &st, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -713,7 +741,7 @@ static void test_user_runs_merge(void **state)
     int64_t deleted = 0;
     assert_int_equal(store_notif_purge(f->s, 1000 + BATCHES * PER, &deleted), HR_OK);
     assert_int_equal(deleted, BATCHES * PER);
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM user_runs),"
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM user_chunks),"
                                             " (SELECT count(*) FROM user_run_list),"
                                             " (SELECT count(*) FROM status_log)", -1, &st, NULL),
                      SQLITE_OK);
@@ -728,6 +756,134 @@ static void test_user_runs_merge(void **state)
     char *next = NULL;
     assert_int_equal(store_notif_list_user(f->s, "odd", NULL, 7, &rows, &n, &next), HR_OK);
     assert_int_equal(n, 0);
+}
+
+/* A version 8 database (the per-user runs a row per key in user_runs) is
+ * migrated to version 9 at open (blocks of keys in user_chunks, the same
+ * run numbers): the listings show the same notifications in the same
+ * order (a key in two runs once), GET and "already sent?" the same, the
+ * runs go on being written and merged, and erasure takes the migrated
+ * keys; user_runs is gone. */
+static void test_schema_migrated_from_8(void **state)
+{
+    fx_t *f = *state;
+    /* 70 notifications of u1 and u2 (created 1000 + k), ids in hex as the
+     * pipeline makes them, and one id that is not */
+    enum { N = 70 };
+    char ids[N][40];
+    for (int k = 0; k < N; k++) {
+        if (k == 5) snprintf(ids[k], sizeof(ids[k]), "Not-Hex-%d", k);
+        else snprintf(ids[k], sizeof(ids[k]), "%032x", 0x1000 + k);
+        notif_t m = status_rec(ids[k], k % 3 ? ST_SENT : ST_FAILED, "");
+        m.user_id = HSTR(k % 2 ? "u2" : "u1");
+        m.created_at_ms = 1000 + k;
+        const notif_t *one[] = {&m};
+        assert_int_equal(store_notif_write_batch(f->s, one, 1), HR_OK);
+    }
+    store_close(f->s);
+    f->s = NULL;
+    /* the same keys as version 8 kept them: two runs (levels 0 and 1), one
+     * key in both */
+    sqlite3 *db = db_open_raw(f->dsn);
+    assert_int_equal(sqlite3_exec(db, "DELETE FROM user_chunks; DELETE FROM user_run_list;"
+                                      V8_USER_RUNS "UPDATE schema_version SET version = 8;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO user_runs (run, user_id, created_at,"
+                                            " notification_id) VALUES (?1, ?2, ?3, ?4)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    for (int k = 0; k < N; k++) {
+        for (int twice = 0; twice < (k == 40 ? 2 : 1); twice++) {
+            sqlite3_bind_int(st, 1, k < 40 || (k == 40 && !twice) ? 3 : 7);
+            sqlite3_bind_text(st, 2, k % 2 ? "u2" : "u1", -1, SQLITE_STATIC);
+            sqlite3_bind_int(st, 3, 1000 + k);
+            sqlite3_bind_text(st, 4, ids[k], -1, SQLITE_STATIC);
+            assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+            sqlite3_reset(st);
+        }
+    }
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO user_run_list (run, level, rows, max_created)"
+                                      " VALUES (3, 1, 40, 1039), (7, 0, 31, 1069)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
+    /* u1's listing, newest first, in pages of 4 */
+    int expect = N - 2, seen = 0;
+    char *cursor = NULL;
+    do {
+        notif_row_t *rows = NULL;
+        int n = 0;
+        char *next = NULL;
+        assert_int_equal(store_notif_list_user(f->s, "u1", cursor, 4, &rows, &n, &next), HR_OK);
+        for (int i = 0; i < n; i++, expect -= 2, seen++) {
+            assert_string_equal(rows[i].notification_id, ids[expect]);
+            assert_int_equal(rows[i].created_at_ms, 1000 + expect);
+            assert_int_equal(rows[i].status, expect % 3 ? ST_SENT : ST_FAILED);
+        }
+        notif_rows_free(rows, n);
+        free(cursor);
+        cursor = next;
+    } while (cursor);
+    assert_int_equal(seen, N / 2);
+    notif_row_t row;
+    assert_int_equal(store_notif_get(f->s, ids[5], &row, NULL, NULL), HR_OK);
+    assert_string_equal(row.user_id, "u2");
+    notif_row_clear(&row);
+    bool sent = true;
+    assert_int_equal(store_notif_sent(f->s, ids[3], &sent), HR_OK);
+    assert_false(sent);
+    assert_int_equal(store_notif_sent(f->s, ids[4], &sent), HR_OK);
+    assert_true(sent);
+
+    db = db_open_raw(f->dsn);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM sqlite_master WHERE name ="
+                                            " 'user_runs'), (SELECT sum(block_keys(keys, 'u1'))"
+                                            " FROM user_chunks), (SELECT sum(block_keys(keys, 'u2'))"
+                                            " FROM user_chunks), (SELECT count(*) FROM user_chunks"
+                                            " WHERE run NOT IN (3, 7))",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
+    assert_int_equal(sqlite3_column_int(st, 1), N / 2 + 1); /* key 40 in both runs */
+    assert_int_equal(sqlite3_column_int(st, 2), N / 2);
+    assert_int_equal(sqlite3_column_int(st, 3), 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    /* a new notification joins a new run, above the migrated ones */
+    notif_t m = status_rec("ffffffffffffffffffffffffffffffff", ST_SENT, "");
+    m.user_id = HSTR("u1");
+    m.created_at_ms = 5000;
+    const notif_t *one[] = {&m};
+    assert_int_equal(store_notif_write_batch(f->s, one, 1), HR_OK);
+    notif_row_t *rows = NULL;
+    int n = 0;
+    char *next = NULL;
+    assert_int_equal(store_notif_list_user(f->s, "u1", NULL, 2, &rows, &n, &next), HR_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].notification_id, "ffffffffffffffffffffffffffffffff");
+    assert_string_equal(rows[1].notification_id, ids[N - 2]);
+    notif_rows_free(rows, n);
+    free(next);
+
+    /* erasure finds the migrated keys */
+    store_erase_t er = {0};
+    assert_int_equal(store_user_erase(f->s, "u2", &er), HR_OK);
+    assert_int_equal(er.notifications, N / 2);
+    assert_int_equal(store_notif_get(f->s, ids[5], &row, NULL, NULL), HR_NOTFOUND);
+    assert_int_equal(store_notif_list_user(f->s, "u2", NULL, 10, &rows, &n, &next), HR_OK);
+    assert_int_equal(n, 0);
+    notif_rows_free(rows, n);
+    assert_int_equal(store_notif_list_user(f->s, "u1", NULL, 100, &rows, &n, &next), HR_OK);
+    assert_int_equal(n, N / 2 + 1);
+    notif_rows_free(rows, n);
 }
 
 /* store.c's fallbacks: the same answers with the optional ops missing. */
@@ -866,6 +1022,7 @@ int main(void)
         T(test_schema_migrated_from_5),
         T(test_schema_migrated_from_6),
         T(test_schema_migrated_from_7),
+        T(test_schema_migrated_from_8),
         T(test_batch_id_order),
         T(test_user_runs_merge),
         T(test_fallbacks),

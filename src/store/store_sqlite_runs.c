@@ -1,0 +1,743 @@
+/*
+ * store_sqlite_runs.c - the SQLite backend's per-user listing: the sorted
+ * runs of (user, created, notification id) keys, written in blocks
+ * (schema version 9), merged, read, erased and purged
+ * (store_sqlite_int.h lists the files of the backend).
+ *
+ * DESIGN (schema version 9, sqlite.sql). Each write transaction of the
+ * status sink adds one run holding the notifications it created, sorted by
+ * (user, created, id); when a level has SQ_RUN_FANIN runs they are merged
+ * into one run of the next level (a small LSM tree; user_run_list says
+ * which runs are live). Version 6 to 8 stored a run as one row per key
+ * (user_runs): every key cost an INSERT with its B-tree descent and cell,
+ * and every merge an INSERT ... SELECT ... ORDER BY through SQLite's
+ * sorter, ~40 % of the sink's CPU. Since version 9 a run is a sequence of
+ * blocks (user_chunks): up to RUN_BLOCK_KEYS keys, RUN_BLOCK_BYTES bytes
+ * encoded, one row each, keyed (run, last_user, pos) - the user of the
+ * block's last key and the block's position in the run - so a user's keys
+ * start in the first block whose last_user >= the user (one seek per run).
+ * A merge is a k-way merge in C over one decoded block per input run; the
+ * old runs' blocks go with one DELETE (a block per ~40 keys).
+ *
+ * Block (version 1), integers LEB128 varints, signed ones zigzag-coded:
+ *
+ *   u8 version (1) | varint count | count x key
+ *   key = varint shared (bytes of the previous key's user it starts with)
+ *       | varint n + n bytes (the rest of the user)
+ *       | zvarint created - the previous key's created (0 for the first)
+ *       | varint id length + bytes; length 0: 16 bytes, an id of 32
+ *         lowercase hex digits (model/notif.h makes those) in binary
+ *
+ * Threads: any; every function here runs with c->mu held (the writer's,
+ * or the reader's for sq_runs_user).
+ */
+#include "store/store_sqlite_int.h"
+
+#include "core/log.h"
+#include "core/varint.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG SQ_LOG
+#define RUN_BLOCK_KEYS 64        /* keys per block at most */
+/* Encoded bytes after which a block is closed: with the key columns it stays
+ * inside a WITHOUT ROWID page's local payload (~1000 bytes with 4 KiB pages,
+ * ~2000 with 8 KiB), no overflow pages. */
+#define RUN_BLOCK_BYTES 880
+#define BLOCK_VERSION 1
+#define ID_BIN 16                /* a 32-hex-digit id in binary */
+
+/* SQLite's BINARY order of two texts: bytes, then the shorter first. */
+static int hstr_cmp(hstr_t a, hstr_t b)
+{
+    size_t n = a.n < b.n ? a.n : b.n;
+    int c = n ? memcmp(a.p, b.p, n) : 0;
+    if (c) return c;
+    return a.n < b.n ? -1 : a.n > b.n;
+}
+
+int sq_run_key_cmp(const void *x, const void *y)
+{
+    const run_key_t *a = x, *b = y;
+    int c = hstr_cmp(a->user, b->user);
+    if (c) return c;
+    if (a->created != b->created) return a->created < b->created ? -1 : 1;
+    return hstr_cmp(a->id, b->id);
+}
+
+/* ---- the block codec ---- */
+
+/* The value of a lowercase hex digit; -1 for any other byte. */
+static signed char hex_val[256];
+
+static void hex_init(void)
+{
+    memset(hex_val, -1, sizeof(hex_val));
+    for (int i = 0; i < 10; i++) hex_val['0' + i] = (signed char)i;
+    for (int i = 0; i < 6; i++) hex_val['a' + i] = (signed char)(10 + i);
+}
+
+/* Writes the 16 bytes of a 32-lowercase-hex-digit id into out; false (out
+ * undefined) for any other id. */
+static bool id_to_bin(hstr_t id, unsigned char out[ID_BIN])
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, hex_init);
+    if (id.n != 2 * ID_BIN) return false;
+    const unsigned char *p = (const unsigned char *)id.p;
+    int bad = 0;
+    for (size_t j = 0; j < ID_BIN; j++) {
+        int h = hex_val[p[2 * j]], l = hex_val[p[2 * j + 1]];
+        bad |= h | l;
+        out[j] = (unsigned char)(h << 4 | (l & 15));
+    }
+    return bad >= 0;
+}
+
+/* A block being written: keys appended in order. */
+typedef struct block_enc {
+    unsigned char *buf;          /* the body (keys), after room for the header */
+    size_t len, cap;
+    int count;
+    char *prev_user;             /* a copy of the last key's user */
+    size_t prev_n, prev_cap;
+    int64_t prev_created;
+} block_enc_t;
+
+#define BLOCK_HDR (1 + VARINT_MAX)
+
+static void enc_reset(block_enc_t *e)
+{
+    e->len = BLOCK_HDR;
+    e->count = 0;
+    e->prev_n = 0;
+    e->prev_created = 0;
+}
+
+static void enc_init(block_enc_t *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->cap = RUN_BLOCK_BYTES + 1024;
+    e->buf = xmalloc(e->cap);
+    enc_reset(e);
+}
+
+static void enc_release(block_enc_t *e)
+{
+    free(e->buf);
+    free(e->prev_user);
+    memset(e, 0, sizeof(*e));
+}
+
+static void enc_add(block_enc_t *e, const run_key_t *k)
+{
+    size_t need = e->len + 4 * VARINT_MAX + k->user.n + k->id.n;
+    if (need > e->cap) {
+        e->cap = need * 2;
+        e->buf = xrealloc(e->buf, e->cap);
+    }
+    size_t shared = 0;
+    while (shared < e->prev_n && shared < k->user.n && e->prev_user[shared] == k->user.p[shared])
+        shared++;
+    unsigned char *p = e->buf;
+    size_t i = e->len;
+    i += varint_put(p + i, shared);
+    i += varint_span_put(p + i, k->user.p + shared, k->user.n - shared);
+    i += varint_put(p + i, zigzag(e->count ? k->created - e->prev_created : k->created));
+    if (id_to_bin(k->id, p + i + 1)) {
+        p[i] = 0;
+        i += 1 + ID_BIN;
+    } else {
+        i += varint_span_put(p + i, k->id.p, k->id.n);
+    }
+    e->len = i;
+    e->count++;
+    if (k->user.n > e->prev_cap) {
+        e->prev_cap = k->user.n * 2;
+        e->prev_user = xrealloc(e->prev_user, e->prev_cap);
+    }
+    if (k->user.n - shared) memcpy(e->prev_user + shared, k->user.p + shared, k->user.n - shared);
+    e->prev_n = k->user.n;
+    e->prev_created = k->created;
+}
+
+static bool enc_full(const block_enc_t *e)
+{
+    return e->count >= RUN_BLOCK_KEYS || e->len - BLOCK_HDR >= RUN_BLOCK_BYTES;
+}
+
+/* The block's bytes (header in front of the body); *len set. */
+static const unsigned char *enc_finish(block_enc_t *e, size_t *len)
+{
+    unsigned char hdr[BLOCK_HDR];
+    size_t h = 0;
+    hdr[h++] = BLOCK_VERSION;
+    h += varint_put(hdr + h, (uint64_t)e->count);
+    unsigned char *start = e->buf + BLOCK_HDR - h;
+    memcpy(start, hdr, h);
+    *len = e->len - (BLOCK_HDR - h);
+    return start;
+}
+
+/* A decoded block: keys whose strings point into arena. */
+typedef struct block {
+    run_key_t *k;
+    int n, cap;
+    char *arena;
+    size_t acap;
+} block_t;
+
+static void block_release(block_t *b)
+{
+    free(b->k);
+    free(b->arena);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Decodes a block into b (its previous keys are dropped). false when
+ * malformed. */
+static bool block_decode(const void *data, size_t len, block_t *b)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = data;
+    b->n = 0;
+    if (!p || len < 2 || p[0] != BLOCK_VERSION) return false;
+    size_t off = 1;
+    uint64_t count, v;
+    if (!varint_get(p, len, &off, &count) || count > len) return false;
+    if ((int)count > b->cap) {
+        b->cap = (int)count;
+        b->k = xrealloc(b->k, (size_t)b->cap * sizeof(*b->k));
+    }
+    /* every decoded byte comes from the block, but for a shared prefix
+     * (at most the previous user) and a binary id (32 for 17): bounded */
+    size_t need = len * 2 + (size_t)count * 2 * ID_BIN + 1;
+    if (need > b->acap) {
+        b->acap = need;
+        free(b->arena);
+        b->arena = xmalloc(b->acap);
+    }
+    size_t a = 0;
+    int64_t created = 0;
+    const char *prev = NULL;
+    size_t prev_n = 0;
+    for (uint64_t j = 0; j < count; j++) {
+        uint64_t shared;
+        const char *rest;
+        size_t rest_n;
+        if (!varint_get(p, len, &off, &shared) || shared > prev_n) return false;
+        if (!varint_span_get(p, len, &off, &rest, &rest_n)) return false;
+        if (a + shared + rest_n > b->acap) return false;
+        char *user = b->arena + a;
+        if (shared) memcpy(user, prev, shared);
+        if (rest_n) memcpy(user + shared, rest, rest_n);
+        a += shared + rest_n;
+        if (!varint_get(p, len, &off, &v)) return false;
+        created = j ? created + unzigzag(v) : unzigzag(v);
+        hstr_t id;
+        if (off < len && p[off] == 0) {
+            off++;
+            if (len - off < ID_BIN || a + 2 * ID_BIN > b->acap) return false;
+            char *s = b->arena + a;
+            for (size_t i = 0; i < ID_BIN; i++) {
+                s[2 * i] = hex[p[off + i] >> 4];
+                s[2 * i + 1] = hex[p[off + i] & 15];
+            }
+            off += ID_BIN;
+            a += 2 * ID_BIN;
+            id = (hstr_t){s, 2 * ID_BIN};
+        } else {
+            const char *ip;
+            size_t in;
+            if (!varint_span_get(p, len, &off, &ip, &in) || a + in > b->acap) return false;
+            if (in) memcpy(b->arena + a, ip, in);
+            id = (hstr_t){b->arena + a, in};
+            a += in;
+        }
+        b->k[j] = (run_key_t){{user, shared + rest_n}, created, id};
+        prev = user;
+        prev_n = shared + rest_n;
+    }
+    b->n = (int)count;
+    return off == len;
+}
+
+int sq_block_count_user(const void *data, size_t len, const char *user)
+{
+    block_t b = {0};
+    int n = -1;
+    if (block_decode(data, len, &b)) {
+        n = 0;
+        hstr_t u = HSTR(user);
+        for (int i = 0; i < b.n; i++) n += hstr_cmp(b.k[i].user, u) == 0;
+    }
+    block_release(&b);
+    return n;
+}
+
+/* ---- writing a run ---- */
+
+/* A run being written: blocks appended at pos 0, 1, ... */
+typedef struct run_out {
+    conn_t *c;
+    sqlite3_stmt *add;
+    int64_t run, pos, rows, max_created;
+    block_enc_t e;
+} run_out_t;
+
+static hr_t out_init(run_out_t *o, conn_t *c, int64_t run)
+{
+    memset(o, 0, sizeof(*o));
+    o->c = c;
+    o->run = run;
+    if (!(o->add = sq_stmt(c, S_RUN_ADD))) return HR_ERR;
+    enc_init(&o->e);
+    return HR_OK;
+}
+
+static hr_t out_flush(run_out_t *o)
+{
+    if (o->e.count == 0) return HR_OK;
+    size_t len;
+    const unsigned char *blob = enc_finish(&o->e, &len);
+    sqlite3_bind_int64(o->add, 1, o->run);
+    sqlite3_bind_text(o->add, 2, o->e.prev_user ? o->e.prev_user : "", (int)o->e.prev_n,
+                      SQLITE_STATIC);
+    sqlite3_bind_int64(o->add, 3, o->pos++);
+    sqlite3_bind_blob(o->add, 4, blob, (int)len, SQLITE_STATIC);
+    hr_t r = sq_step_done(o->c, o->add, "user run block add");
+    sqlite3_clear_bindings(o->add);
+    enc_reset(&o->e);
+    return r;
+}
+
+static hr_t out_add(run_out_t *o, const run_key_t *k)
+{
+    enc_add(&o->e, k);
+    o->rows++;
+    if (k->created > o->max_created) o->max_created = k->created;
+    return enc_full(&o->e) ? out_flush(o) : HR_OK;
+}
+
+/* Flushes the last block and lists the run (it is visible from now on). */
+static hr_t out_end(run_out_t *o, int level)
+{
+    hr_t r = out_flush(o);
+    sqlite3_stmt *list = r == HR_OK ? sq_stmt(o->c, S_RUN_LIST_ADD) : NULL;
+    if (r == HR_OK && !list) r = HR_ERR;
+    if (r == HR_OK && o->rows) {
+        sqlite3_bind_int64(list, 1, o->run);
+        sqlite3_bind_int(list, 2, level);
+        sqlite3_bind_int64(list, 3, o->rows);
+        sqlite3_bind_int64(list, 4, o->max_created);
+        r = sq_step_done(o->c, list, "user run list add");
+    }
+    enc_release(&o->e);
+    return r;
+}
+
+hr_t sq_run_write(sq_store_t *q, conn_t *c, run_key_t *keys, int n)
+{
+    if (n == 0) return HR_OK;
+    qsort(keys, (size_t)n, sizeof(*keys), sq_run_key_cmp);
+    run_out_t o;
+    hr_t r = out_init(&o, c, q->next_run++);
+    for (int i = 0; i < n && r == HR_OK; i++) {
+        if (i > 0 && sq_run_key_cmp(&keys[i], &keys[i - 1]) == 0) continue;
+        r = out_add(&o, &keys[i]);
+    }
+    hr_t e = out_end(&o, 0);
+    return r == HR_OK ? e : r;
+}
+
+/* ---- reading runs block by block ---- */
+
+/* One run read in key order (its own statement: a merge reads several at
+ * once). */
+typedef struct run_in {
+    sqlite3_stmt *st;
+    block_t b;
+    int i;                       /* the next key of b */
+    bool done;
+} run_in_t;
+
+/* The current key; NULL at the end. Loads the next block when needed. */
+static hr_t in_peek(conn_t *c, run_in_t *in, const run_key_t **k)
+{
+    *k = NULL;
+    while (!in->done && in->i >= in->b.n) {
+        int rc = sqlite3_step(in->st);
+        if (rc == SQLITE_DONE) {
+            in->done = true;
+            break;
+        }
+        if (rc != SQLITE_ROW) return sq_err(c, rc, "user run read");
+        in->i = 0;
+        if (!block_decode(sqlite3_column_blob(in->st, 0), (size_t)sqlite3_column_bytes(in->st, 0),
+                          &in->b)) {
+            log_error(LOG, "a block of the per-user runs does not decode: passed over");
+            in->b.n = 0;
+        }
+    }
+    if (!in->done) *k = &in->b.k[in->i];
+    return HR_OK;
+}
+
+/* The heap of a merge: input indexes, the smallest current key on top. */
+static bool in_less(const run_in_t *in, int a, int b)
+{
+    return sq_run_key_cmp(&in[a].b.k[in[a].i], &in[b].b.k[in[b].i]) < 0;
+}
+
+static void heap_down(const run_in_t *in, int *heap, int nh, int at)
+{
+    for (;;) {
+        int l = 2 * at + 1, m = at;
+        if (l < nh && in_less(in, heap[l], heap[m])) m = l;
+        if (l + 1 < nh && in_less(in, heap[l + 1], heap[m])) m = l + 1;
+        if (m == at) return;
+        int t = heap[at];
+        heap[at] = heap[m];
+        heap[m] = t;
+        at = m;
+    }
+}
+
+static void heap_push(const run_in_t *in, int *heap, int *nh, int i)
+{
+    int at = (*nh)++;
+    heap[at] = i;
+    while (at > 0 && in_less(in, heap[at], heap[(at - 1) / 2])) {
+        int up = (at - 1) / 2, t = heap[at];
+        heap[at] = heap[up];
+        heap[up] = t;
+        at = up;
+    }
+}
+
+/* Merges the runs of every level that has SQ_RUN_FANIN of them, lowest
+ * first, one transaction per merge. c->mu held, outside a transaction. */
+hr_t sq_runs_merge(sq_store_t *q, conn_t *c)
+{
+    for (;;) {
+        sqlite3_stmt *full = sq_stmt(c, S_RUN_FULL_LEVEL);
+        sqlite3_stmt *pick = sq_stmt(c, S_RUN_MERGE);
+        if (!full || !pick) return HR_ERR;
+        sqlite3_bind_int(full, 1, SQ_RUN_FANIN);
+        int rc = sqlite3_step(full);
+        int level = rc == SQLITE_ROW ? sqlite3_column_int(full, 0) : -1;
+        sqlite3_reset(full);
+        if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? HR_OK : sq_err(c, rc, "user runs");
+        hr_t r = sq_tx_begin(c, true);
+        if (r != HR_OK) return r;
+        run_in_t in[SQ_RUN_FANIN * 2];
+        int nin = 0;
+        memset(in, 0, sizeof(in));
+        sqlite3_bind_int(pick, 1, level);
+        while (r == HR_OK && nin < (int)ARRAY_LEN(in) && (rc = sqlite3_step(pick)) == SQLITE_ROW) {
+            int64_t run = sqlite3_column_int64(pick, 0);
+            if (sqlite3_prepare_v2(c->db, "SELECT keys FROM user_chunks WHERE run = ?1"
+                                          " ORDER BY last_user, pos", -1, &in[nin].st, NULL) != SQLITE_OK) {
+                r = sq_err(c, sqlite3_errcode(c->db), "user runs merge");
+                break;
+            }
+            sqlite3_bind_int64(in[nin++].st, 1, run);
+        }
+        if (r == HR_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) r = sq_err(c, rc, "user runs");
+        sqlite3_reset(pick);
+        run_out_t o;
+        memset(&o, 0, sizeof(o));
+        if (r == HR_OK) r = out_init(&o, c, q->next_run++);
+        run_key_t last = {{NULL, 0}, 0, {NULL, 0}};
+        char *lastbuf = NULL;
+        size_t lastcap = 0;
+        bool have_last = false;
+        /* a binary heap of the inputs by their current key */
+        int heap[ARRAY_LEN(in)], nh = 0;
+        for (int i = 0; i < nin && r == HR_OK; i++) {
+            const run_key_t *k;
+            if ((r = in_peek(c, &in[i], &k)) == HR_OK && k) heap_push(in, heap, &nh, i);
+        }
+        while (r == HR_OK && nh > 0) {
+            int at = heap[0];
+            const run_key_t *min = &in[at].b.k[in[at].i];
+            /* rows purged meanwhile go; a key twice (a replayed batch) once */
+            bool take = min->created >= q->purged_before &&
+                        !(have_last && sq_run_key_cmp(min, &last) == 0);
+            if (take) {
+                if ((r = out_add(&o, min)) != HR_OK) break;
+                size_t need = min->user.n + min->id.n;
+                if (need > lastcap) {
+                    lastcap = need * 2;
+                    lastbuf = xrealloc(lastbuf, lastcap);
+                }
+                memcpy(lastbuf, min->user.p, min->user.n);
+                memcpy(lastbuf + min->user.n, min->id.p, min->id.n);
+                last = (run_key_t){{lastbuf, min->user.n}, min->created,
+                                   {lastbuf + min->user.n, min->id.n}};
+                have_last = true;
+            }
+            /* the next key of that input (min is stale from here) */
+            in[at].i++;
+            const run_key_t *k;
+            if ((r = in_peek(c, &in[at], &k)) != HR_OK) break;
+            if (!k) heap[0] = heap[--nh];
+            heap_down(in, heap, nh, 0);
+        }
+        free(lastbuf);
+        for (int i = 0; i < nin; i++) {
+            sqlite3_finalize(in[i].st);
+            block_release(&in[i].b);
+        }
+        int64_t rows = o.rows;
+        static const stmt_id_t drops[] = {S_RUN_DROP, S_RUN_LIST_DROP};
+        for (size_t i = 0; i < ARRAY_LEN(drops) && r == HR_OK; i++) {
+            sqlite3_stmt *st = sq_stmt(c, drops[i]);
+            if (!st) {
+                r = HR_ERR;
+                break;
+            }
+            sqlite3_bind_int(st, 1, level);
+            r = sq_step_done(c, st, "user runs drop");
+        }
+        if (o.e.buf) {
+            hr_t e = out_end(&o, level + 1); /* after the drops: its list row is new */
+            if (r == HR_OK) r = e;
+        }
+        if ((r = sq_tx_end(c, r)) != HR_OK) return r;
+        log_debug(LOG, "merged the level-%d runs into run %lld (%lld keys)", level,
+                  (long long)o.run, (long long)rows);
+    }
+}
+
+/* ---- a user's keys ---- */
+
+hr_t sq_runs_user(conn_t *c, const char *user_id, int64_t **created, char ***ids, int *n)
+{
+    sqlite3_stmt *live = sq_stmt(c, S_RUN_LIVE);
+    sqlite3_stmt *seek = sq_stmt(c, S_RUN_SEEK);
+    *created = NULL;
+    *ids = NULL;
+    *n = 0;
+    if (!live || !seek) return HR_ERR;
+    hstr_t u = HSTR(user_id);
+    block_t b = {0};
+    int cap = 0, rc;
+    hr_t r = HR_OK;
+    while (r == HR_OK && (rc = sqlite3_step(live)) == SQLITE_ROW) {
+        sqlite3_bind_int64(seek, 1, sqlite3_column_int64(live, 0));
+        bind_str(seek, 2, user_id);
+        bool past = false;
+        while (!past && (rc = sqlite3_step(seek)) == SQLITE_ROW) {
+            if (!block_decode(sqlite3_column_blob(seek, 0), (size_t)sqlite3_column_bytes(seek, 0), &b)) {
+                log_error(LOG, "a block of the per-user runs does not decode: passed over");
+                continue;
+            }
+            for (int i = 0; i < b.n && !past; i++) {
+                int cmp = hstr_cmp(b.k[i].user, u);
+                if (cmp > 0) past = true;
+                if (cmp != 0) continue;
+                if (*n == cap) {
+                    cap = cap ? cap * 2 : 16;
+                    *created = xrealloc(*created, (size_t)cap * sizeof(**created));
+                    *ids = xrealloc(*ids, (size_t)cap * sizeof(**ids));
+                }
+                (*created)[*n] = b.k[i].created;
+                (*ids)[(*n)++] = xstrndup(b.k[i].id.p, b.k[i].id.n);
+            }
+        }
+        sqlite3_reset(seek);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) r = sq_err(c, rc, "user runs seek");
+    }
+    if (r == HR_OK && rc != SQLITE_DONE) r = sq_err(c, rc, "user runs");
+    sqlite3_reset(live);
+    block_release(&b);
+    return r;
+}
+
+/* A block of a run holding keys of the user being erased. */
+typedef struct hit {
+    int64_t run, pos;
+    char *last_user;
+    void *blob;
+    size_t len;
+} hit_t;
+
+hr_t sq_runs_erase_user(conn_t *c, const char *user_id, int max, char ***ids, int *n)
+{
+    sqlite3_stmt *live = sq_stmt(c, S_RUN_LIVE);
+    sqlite3_stmt *seek = sq_stmt(c, S_RUN_SEEK);
+    sqlite3_stmt *del = sq_stmt(c, S_ERASE_RUNS);
+    sqlite3_stmt *add = sq_stmt(c, S_RUN_ADD);
+    *ids = NULL;
+    *n = 0;
+    if (!live || !seek || !del || !add) return HR_ERR;
+    hstr_t u = HSTR(user_id);
+    hit_t *hits = NULL;
+    int nhits = 0, hcap = 0, rc;
+    hr_t r = HR_OK;
+    block_t b = {0};
+    /* the blocks first (statements reset before any change) */
+    while (r == HR_OK && (rc = sqlite3_step(live)) == SQLITE_ROW) {
+        int64_t run = sqlite3_column_int64(live, 0);
+        sqlite3_bind_int64(seek, 1, run);
+        bind_str(seek, 2, user_id);
+        while ((rc = sqlite3_step(seek)) == SQLITE_ROW) {
+            const void *blob = sqlite3_column_blob(seek, 0);
+            size_t len = (size_t)sqlite3_column_bytes(seek, 0);
+            if (!block_decode(blob, len, &b)) continue;
+            bool mine = false, past = b.n == 0;
+            for (int i = 0; i < b.n; i++) {
+                int cmp = hstr_cmp(b.k[i].user, u);
+                mine |= cmp == 0;
+                past |= cmp > 0;
+            }
+            if (mine) {
+                if (nhits == hcap) {
+                    hcap = hcap ? hcap * 2 : 16;
+                    hits = xrealloc(hits, (size_t)hcap * sizeof(*hits));
+                }
+                hit_t *h = &hits[nhits++];
+                h->run = run;
+                h->last_user = col_str(seek, 1);
+                h->pos = sqlite3_column_int64(seek, 2);
+                h->blob = xmalloc(len);
+                memcpy(h->blob, blob, len);
+                h->len = len;
+            }
+            if (past) break;
+        }
+        sqlite3_reset(seek);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) r = sq_err(c, rc, "user runs seek");
+    }
+    if (r == HR_OK && rc != SQLITE_DONE) r = sq_err(c, rc, "user runs");
+    sqlite3_reset(live);
+    /* then each block without the user's keys, up to max of them */
+    int cap = 0;
+    block_enc_t e;
+    enc_init(&e);
+    for (int h = 0; h < nhits && r == HR_OK && *n < max; h++) {
+        if (!block_decode(hits[h].blob, hits[h].len, &b)) continue;
+        enc_reset(&e);
+        for (int i = 0; i < b.n; i++) {
+            if (*n < max && hstr_cmp(b.k[i].user, u) == 0) {
+                if (*n == cap) {
+                    cap = cap ? cap * 2 : 16;
+                    *ids = xrealloc(*ids, (size_t)cap * sizeof(**ids));
+                }
+                (*ids)[(*n)++] = xstrndup(b.k[i].id.p, b.k[i].id.n);
+                continue;
+            }
+            enc_add(&e, &b.k[i]);
+        }
+        sqlite3_bind_int64(del, 1, hits[h].run);
+        bind_str(del, 2, hits[h].last_user);
+        sqlite3_bind_int64(del, 3, hits[h].pos);
+        r = sq_step_done(c, del, "erase user runs");
+        if (r == HR_OK && e.count) { /* its new last user keeps it in order */
+            size_t len;
+            const unsigned char *blob = enc_finish(&e, &len);
+            sqlite3_bind_int64(add, 1, hits[h].run);
+            sqlite3_bind_text(add, 2, e.prev_user, (int)e.prev_n, SQLITE_STATIC);
+            sqlite3_bind_int64(add, 3, hits[h].pos);
+            sqlite3_bind_blob(add, 4, blob, (int)len, SQLITE_STATIC);
+            r = sq_step_done(c, add, "erase user runs");
+            sqlite3_clear_bindings(add);
+        }
+    }
+    sqlite3_clear_bindings(seek);
+    sqlite3_clear_bindings(del);
+    enc_release(&e);
+    block_release(&b);
+    for (int h = 0; h < nhits; h++) {
+        free(hits[h].last_user);
+        free(hits[h].blob);
+    }
+    free(hits);
+    return r;
+}
+
+hr_t sq_runs_purge(sq_store_t *q, conn_t *c, int64_t before_ms)
+{
+    sqlite3_stmt *a = sq_stmt(c, S_PURGE_RUNS);
+    sqlite3_stmt *b = sq_stmt(c, S_PURGE_RUN_LIST);
+    hr_t r = a && b ? sq_tx_begin(c, true) : HR_ERR;
+    if (r == HR_OK) {
+        sqlite3_bind_int64(a, 1, before_ms);
+        r = sq_step_done(c, a, "purge runs");
+    }
+    if (r == HR_OK) {
+        sqlite3_bind_int64(b, 1, before_ms);
+        r = sq_step_done(c, b, "purge run list");
+    }
+    r = sq_tx_end(c, r);
+    if (r == HR_OK && before_ms > q->purged_before) q->purged_before = before_ms;
+    return r;
+}
+
+hr_t sq_runs_init(sq_store_t *q)
+{
+    conn_t *c = &q->w;
+    sqlite3_stmt *st = sq_stmt(c, S_RUN_MAX);
+    if (!st) return HR_ERR;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) q->next_run = sqlite3_column_int64(st, 0) + 1;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? HR_OK : sq_err(c, rc, "user runs");
+}
+
+/* Version 8 -> 9: every live run of user_runs (a row per key) becomes
+ * blocks of user_chunks under the same run number; user_runs goes. */
+hr_t sq_runs_migrate_9(conn_t *c, int64_t *keys)
+{
+    sqlite3_stmt *runs = NULL, *rows = NULL;
+    hr_t r = HR_OK;
+    *keys = 0;
+    /* a version 6 to 8 database has user_runs; nothing to move otherwise */
+    if (sqlite3_prepare_v2(c->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name ="
+                                  " 'user_runs'", -1, &runs, NULL) != SQLITE_OK) {
+        r = sq_err(c, sqlite3_errcode(c->db), "user runs migration");
+        goto out;
+    }
+    bool present = sqlite3_step(runs) == SQLITE_ROW;
+    sqlite3_finalize(runs);
+    runs = NULL;
+    if (!present) goto out;
+    if (sqlite3_prepare_v2(c->db, "SELECT run FROM user_run_list ORDER BY run", -1, &runs, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(c->db, "SELECT user_id, created_at, notification_id FROM user_runs"
+                                  " WHERE run = ?1 ORDER BY user_id, created_at, notification_id",
+                           -1, &rows, NULL) != SQLITE_OK) {
+        r = sq_err(c, sqlite3_errcode(c->db), "user runs migration");
+        goto out;
+    }
+    int rc;
+    while (r == HR_OK && (rc = sqlite3_step(runs)) == SQLITE_ROW) {
+        run_out_t o;
+        if ((r = out_init(&o, c, sqlite3_column_int64(runs, 0))) != HR_OK) break;
+        sqlite3_bind_int64(rows, 1, o.run);
+        while (r == HR_OK && (rc = sqlite3_step(rows)) == SQLITE_ROW) {
+            const char *u = (const char *)sqlite3_column_text(rows, 0);
+            size_t un = (size_t)sqlite3_column_bytes(rows, 0);
+            int64_t cr = sqlite3_column_int64(rows, 1);
+            const char *id = (const char *)sqlite3_column_text(rows, 2);
+            size_t idn = (size_t)sqlite3_column_bytes(rows, 2);
+            run_key_t k = {{u ? u : "", un}, cr, {id ? id : "", idn}};
+            r = out_add(&o, &k);
+        }
+        if (r == HR_OK && rc != SQLITE_DONE) r = sq_err(c, rc, "user runs migration");
+        sqlite3_reset(rows);
+        hr_t e = out_flush(&o); /* the run keeps its user_run_list row */
+        if (r == HR_OK) r = e;
+        *keys += o.rows;
+        enc_release(&o.e);
+    }
+    if (r == HR_OK && rc != SQLITE_DONE) r = sq_err(c, rc, "user runs migration");
+    if (r == HR_OK && sqlite3_exec(c->db, "DROP TABLE user_runs", NULL, NULL, NULL) != SQLITE_OK)
+        r = sq_err(c, sqlite3_errcode(c->db), "user runs migration");
+out:
+    sqlite3_finalize(runs);
+    sqlite3_finalize(rows);
+    return r;
+}
