@@ -231,9 +231,21 @@ static size_t table_size(size_t kept)
     return size;
 }
 
+/* After a pass that freed entries (kept of p->count left): the table is
+ * rebuilt from the others (smaller when many went). When none went it is
+ * left as it is: a rebuild reads and writes every slot (with a million
+ * users, 32 MB per partition). */
+static void sweep_done(part_t *p, size_t kept, int64_t now_ms)
+{
+    if (kept != p->count) {
+        p->count = kept;
+        rehash(p, table_size(kept));
+    }
+    p->last_sweep = now_ms;
+}
+
 /* Forgets the users with nothing left in the window (but not the dirty
- * ones: the journal's next block names them): the table is rebuilt from
- * the others (smaller when many went). */
+ * ones: the journal's next block names them). */
 static void sweep(local_t *l, part_t *p, int64_t now_ms)
 {
     size_t kept = 0;
@@ -248,9 +260,7 @@ static void sweep(local_t *l, part_t *p, int64_t now_ms)
             kept++;
         }
     }
-    p->count = kept;
-    rehash(p, table_size(kept));
-    p->last_sweep = now_ms;
+    sweep_done(p, kept, now_ms);
 }
 
 static void snap_path(const local_t *l, int32_t id, char *out, size_t len, const char *suffix)
@@ -429,11 +439,7 @@ static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too, bool
     if (r == HR_OK && used) r = write_all(fd, buf, used, &body_crc);
     body_len += (z_off_t)used;
     free(buf);
-    if (sweep_too) {
-        p->count = kept;
-        rehash(p, table_size(kept));
-        p->last_sweep = now_ms;
-    }
+    if (sweep_too) sweep_done(p, kept, now_ms);
     memcpy(head + sizeof(MAGIC) + sizeof(int64_t), &count, sizeof(count));
     uint32_t c32 = (uint32_t)crc32_combine(crc32(crc32(0, Z_NULL, 0), (const Bytef *)head, HEAD), body_crc, body_len);
     if (r == HR_OK && pwrite(fd, head + sizeof(MAGIC) + sizeof(int64_t), sizeof(count),
