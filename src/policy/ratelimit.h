@@ -9,8 +9,11 @@
  *    owns the input partition. Exact, because notifications are keyed by
  *    recipient, so all of one user's notifications of a channel arrive on
  *    one partition and thus at one owner. Kept across restarts and
- *    rebalances as a snapshot file per (channel, partition), written on
- *    revoke and close and every ratelimit.snapshot_ms, loaded on assign.
+ *    rebalances per (channel, partition) as a base file plus a journal:
+ *    every ratelimit.snapshot_ms the users that sent since the last write
+ *    are appended to the journal; the base is rewritten (compacted) when
+ *    the journal outgrows it, on revoke and on close; both are read on
+ *    assign. A crash loses at most snapshot_ms of sends.
  *  - redis (ratelimit_redis.c): an atomic Lua sliding window per user (a
  *    ZSET of send times) through hiredis; shared by every process. When
  *    Redis cannot be reached the check fails open (allowed), counts
@@ -92,8 +95,9 @@ hr_t ratelimit_check_batch(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_
  * without an assign is loaded on first use. Redis: no-ops. */
 void ratelimit_partition_assigned(ratelimit_t *rl, int32_t partition, int64_t now_ms);
 void ratelimit_partition_revoked(ratelimit_t *rl, int32_t partition, int64_t now_ms);
-/* Call once per batch: the local backend forgets users with nothing in the
- * window and writes snapshots every snapshot_ms. */
+/* Call once per batch: the local backend appends the users that sent to
+ * the journal (or compacts) every snapshot_ms, and forgets users with
+ * nothing in the window every max(snapshot_ms, window_ms / 8). */
 void ratelimit_tick(ratelimit_t *rl, int64_t now_ms);
 
 const char *ratelimit_backend_name(const ratelimit_t *rl);

@@ -7,25 +7,47 @@
  * and bounded by the limit). A check drops the times that left the window
  * and allows when fewer than `limit` remain. Users whose ring empties are
  * forgotten by ratelimit_tick's sweep, so memory follows the users active
- * in the last window.
+ * in the last window (plus at most an eighth of a window: the sweep walks
+ * every user, so it runs every max(snapshot_ms, window_ms / 8)).
  *
  * Cost: a check is one probe of an open-addressing table whose slots carry
  * the user's full hash (no entry is read for another user) and one entry,
  * which holds the user id next to its header and the send times after it
- * (one or two cache lines). The sweep rebuilds the table from the users
- * left, and when a snapshot is due the same pass writes them: the tick
- * walks the users once per snapshot_ms, not once to sweep, once to count
- * and once to write.
+ * (one or two cache lines). An allowed check also puts the entry on the
+ * partition's dirty list (once per snapshot period).
  *
- * Persistence: <state_dir>/<channel>-<partition>.rl, written (temporary
- * file, fsync, rename) on revoke and on close, and every snapshot_ms from
- * ratelimit_tick (without the fsync: see snapshot()); read on assign (or
- * the partition's first check).
- * Crash consistency: a crash loses the sends since the last snapshot
- * (at most snapshot_ms of them, 10 s by default); after it those users may
- * receive up to `limit` more in that window. A snapshot is all or nothing:
- * a damaged file (bad magic, length or CRC) is ignored with a warning and
- * the partition starts empty (fail open, like a Redis outage).
+ * Persistence, per (channel, partition), in <state_dir>:
+ *  - <channel>-<partition>.rl, the base: every user with sends in the
+ *    window (temporary file, rename);
+ *  - <channel>-<partition>.rlj, the journal: every snapshot_ms,
+ *    ratelimit_tick appends the users whose ring changed since the last
+ *    write (the dirty list), each with its whole ring, in blocks with a CRC
+ *    each. Only the users that sent are written, not every user of the
+ *    window (the base alone, rewritten every snapshot_ms, was tens of MB
+ *    per 10 s with a million users).
+ * A compaction rewrites the base (one pass over the users, which also
+ * sweeps) and removes the journal: when the journal has grown past the
+ * base's size (and 64 KiB), on revoke and on close (those two fsync it),
+ * when the partition has no base yet, and after a failed write. The journal
+ * names the base it extends (its length and CRC): a journal left behind by
+ * a crash between a compaction's rename and its unlink is stale and
+ * ignored (the new base holds everything it had).
+ * Recovery, on assign (or the partition's first check): the base, then the
+ * journal's blocks in order, each user's entry replacing the user's ring;
+ * the first block that is short or fails its CRC ends the journal (a torn
+ * tail), and the file is cut back there so later appends stay readable.
+ *
+ * Crash consistency: a crash (kill -9) loses the sends since the last
+ * journal append, at most snapshot_ms of them (10 s by default), and a
+ * torn tail block holds only sends of that last period: after it those
+ * users may receive up to `limit` more in that window. Neither the
+ * appends nor the periodic compactions are fsynced (they run on the
+ * dispatcher's thread, where an fsync behind the status store's writes can
+ * take hundreds of milliseconds); the page cache has them after a process
+ * crash, and a power cut can lose what the kernel had not written yet, as
+ * before the journal. A damaged base (bad magic, length or CRC) is ignored
+ * with a warning, with its journal, and the partition starts empty (fail
+ * open, like a Redis outage).
  */
 #include "policy/ratelimit_int.h"
 
@@ -46,6 +68,7 @@
 typedef struct entry {
     int32_t head, n;
     uint32_t user_len;
+    bool dirty;                 /* on its partition's dirty list */
     char user[];
 } entry_t;
 
@@ -61,28 +84,46 @@ typedef struct slot {
     entry_t *e;                 /* NULL = empty */
 } slot_t;
 
+/* Invariants: an entry is on `dlist` exactly when its `dirty` is set; a
+ * dirty entry is never freed (the sweep keeps it); `dirty` is set when
+ * any entry is dirty or the partition changed otherwise since its last
+ * write. Entries are tracked only when journals are written (l->journal). */
 typedef struct part {
     int32_t id;
     slot_t *slots;              /* linear probing, at most half full */
     size_t nslots, count;
     bool dirty;                 /* changed since the last snapshot */
+    bool has_base;              /* the base file holds this partition (a journal may extend it) */
+    bool need_compact;          /* the next write is a compaction (a write failed) */
+    entry_t **dlist;            /* entries changed since the last write */
+    size_t ndirty, dcap;
+    uint64_t base_len;          /* the base file's length and CRC, named by the journal */
+    uint32_t base_crc;
+    uint64_t jlen;              /* the journal's length; 0 = none for this base */
+    int64_t last_sweep;
 } part_t;
 
 typedef struct local {
     ratelimit_t base;
     char *dir;                  /* NULL = not kept */
     int64_t snapshot_ms, last_snapshot;
+    bool journal;               /* dir and snapshot_ms > 0: dirty entries are tracked */
     part_t **parts;             /* by partition id; NULL = not held */
     int32_t nparts;
 } local_t;
 
 static const char MAGIC[8] = {'H', 'R', 'L', 'S', 'N', 'A', 'P', '1'};
+static const char JMAGIC[8] = {'H', 'R', 'L', 'J', 'R', 'N', 'L', '1'};
+
+/* The journal's header: JMAGIC | u64 base length | u32 base CRC | u32 CRC of the 20 bytes before */
+enum { JHEAD = 24, JBLOCK_HEAD = 8, COMPACT_MIN = 65536 };
 
 static void part_free(part_t *p)
 {
     if (!p) return;
     for (size_t i = 0; i < p->nslots; i++) free(p->slots[i].e);
     free(p->slots);
+    free(p->dlist);
     free(p);
 }
 
@@ -128,6 +169,7 @@ static entry_t *lookup_hashed(local_t *l, part_t *p, const char *user, size_t le
     entry_t *e = xmalloc(ts_offset(len) + cap * sizeof(int64_t));
     e->head = e->n = 0;
     e->user_len = (uint32_t)len;
+    e->dirty = false;
     memcpy(e->user, user, len);
     e->user[len] = 0;
     slot_put(p->slots, p->nslots, h, e);
@@ -163,8 +205,47 @@ static void push(const local_t *l, entry_t *e, int64_t t)
     e->n++;
 }
 
-/* Forgets the users with nothing left in the window: the table is rebuilt
- * from the others (smaller when many went). */
+static void mark_dirty(part_t *p, entry_t *e)
+{
+    if (e->dirty) return;
+    if (p->ndirty == p->dcap) {
+        p->dcap = p->dcap ? p->dcap * 2 : 256;
+        p->dlist = xrealloc(p->dlist, p->dcap * sizeof(*p->dlist));
+    }
+    p->dlist[p->ndirty++] = e;
+    e->dirty = true;
+}
+
+/* Empties the dirty list (every entry's flag cleared). */
+static void dirty_clear(part_t *p)
+{
+    for (size_t i = 0; i < p->ndirty; i++) p->dlist[i]->dirty = false;
+    p->ndirty = 0;
+}
+
+/* The table's size for `kept` entries after a sweep. */
+static size_t table_size(size_t kept)
+{
+    size_t size = 64;
+    while (size < 2 * kept + 2) size *= 2;
+    return size;
+}
+
+/* After a pass that freed entries (kept of p->count left): the table is
+ * rebuilt from the others (smaller when many went). When none went it is
+ * left as it is: a rebuild reads and writes every slot (with a million
+ * users, 32 MB per partition). */
+static void sweep_done(part_t *p, size_t kept, int64_t now_ms)
+{
+    if (kept != p->count) {
+        p->count = kept;
+        rehash(p, table_size(kept));
+    }
+    p->last_sweep = now_ms;
+}
+
+/* Forgets the users with nothing left in the window (but not the dirty
+ * ones: the journal's next block names them). */
 static void sweep(local_t *l, part_t *p, int64_t now_ms)
 {
     size_t kept = 0;
@@ -172,17 +253,14 @@ static void sweep(local_t *l, part_t *p, int64_t now_ms)
         entry_t *e = p->slots[i].e;
         if (!e) continue;
         expire(l, e, now_ms);
-        if (e->n == 0) {
+        if (e->n == 0 && !e->dirty) {
             free(e);
             p->slots[i].e = NULL;
         } else {
             kept++;
         }
     }
-    p->count = kept;
-    size_t size = 64;
-    while (size < 2 * kept + 2) size *= 2;
-    rehash(p, size);
+    sweep_done(p, kept, now_ms);
 }
 
 static void snap_path(const local_t *l, int32_t id, char *out, size_t len, const char *suffix)
@@ -190,13 +268,15 @@ static void snap_path(const local_t *l, int32_t id, char *out, size_t len, const
     snprintf(out, len, "%s/%s-%d.rl%s", l->dir, channel_name(l->base.ch), (int)id, suffix);
 }
 
-/* ---- snapshot file: MAGIC | i64 window_ms | u32 entries | entries | u32 crc32 of everything before
+/* ---- base file: MAGIC | i64 window_ms | u32 entries | entries | u32 crc32 of everything before
  * entry: u32 user_len | user | u32 n | n x i64 send time, oldest first (host byte order: the
- * file belongs to this machine's data_dir) */
+ * file belongs to this machine's data_dir)
+ * ---- journal: JHEAD bytes (above), then blocks: u32 len | u32 crc32 of len and payload | payload
+ * of len bytes, entries as in the base (each replaces the user's ring) */
 
 static hr_t write_all(int fd, const void *p, size_t n, uLong *crc)
 {
-    *crc = crc32(*crc, p, (uInt)n);
+    if (crc) *crc = crc32(*crc, p, (uInt)n);
     const char *c = p;
     while (n > 0) {
         ssize_t w = write(fd, c, n);
@@ -208,18 +288,107 @@ static hr_t write_all(int fd, const void *p, size_t n, uLong *crc)
     return HR_OK;
 }
 
-/* Writes p's users with sends in the window, in one pass over them. With
- * sweep, the same pass first drops the send times that left the window at
- * now_ms and forgets the users left with none (what sweep() does), so the
- * tick reads each user once. The count in the header is written when the
- * pass is over (pwrite); the file's CRC joins the header's and the body's
- * (crc32_combine), so it covers the same bytes in the same order as ever. */
-static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too)
+static inline size_t entry_bytes(const entry_t *e)
 {
-    if (!l->dir || !p->dirty) {
+    return 2 * sizeof(uint32_t) + e->user_len + (size_t)e->n * sizeof(int64_t);
+}
+
+/* Writes e at w (entry_bytes(e) bytes): its ring oldest first. */
+static void entry_put(const local_t *l, entry_t *e, char *w)
+{
+    uint32_t n = (uint32_t)e->n;
+    int limit = l->base.limit;
+    memcpy(w, &e->user_len, sizeof(uint32_t));
+    memcpy(w + 4, e->user, e->user_len);
+    memcpy(w + 4 + e->user_len, &n, sizeof(n));
+    /* the ring, oldest first: from head to the end, then from 0 */
+    const int64_t *ts = ts_of(e);
+    uint32_t first = (uint32_t)(limit - e->head) < n ? (uint32_t)(limit - e->head) : n;
+    memcpy(w + 8 + e->user_len, ts + e->head, first * sizeof(int64_t));
+    memcpy(w + 8 + e->user_len + first * sizeof(int64_t), ts, (n - first) * sizeof(int64_t));
+}
+
+static void journal_head(const part_t *p, char head[JHEAD])
+{
+    memcpy(head, JMAGIC, sizeof(JMAGIC));
+    memcpy(head + 8, &p->base_len, 8);
+    memcpy(head + 16, &p->base_crc, 4);
+    uint32_t c = (uint32_t)crc32(crc32(0, Z_NULL, 0), (const Bytef *)head, 20);
+    memcpy(head + 20, &c, 4);
+}
+
+/* Appends the dirty entries to the journal (created, naming the base, when
+ * the partition has none yet), in blocks of up to 64 KiB (bigger for one
+ * entry that is), one write each. On a failed write the journal is cut
+ * back to where it was and HR_ERR returned (the caller compacts). */
+static hr_t journal_append(local_t *l, part_t *p)
+{
+    char path[4200];
+    snap_path(l, p->id, path, sizeof(path), "j");
+    bool fresh = p->jlen == 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (fresh ? O_TRUNC : O_APPEND), 0600);
+    if (fd < 0) {
+        log_warn("ratelimit", "cannot write %s: %s", path, strerror(errno));
+        return HR_ERR;
+    }
+    hr_t r = HR_OK;
+    uint64_t len = p->jlen;
+    if (fresh) {
+        char head[JHEAD];
+        journal_head(p, head);
+        r = write_all(fd, head, JHEAD, NULL);
+        len = JHEAD;
+    }
+    size_t cap = 65536, used = JBLOCK_HEAD;
+    char *buf = xmalloc(cap);
+    for (size_t k = 0; k <= p->ndirty && r == HR_OK; k++) {
+        size_t need = k < p->ndirty ? entry_bytes(p->dlist[k]) : 0;
+        /* the block is full (or this is the end): write it */
+        if (used > JBLOCK_HEAD && (k == p->ndirty || used + need > cap)) {
+            uint32_t blen = (uint32_t)(used - JBLOCK_HEAD);
+            memcpy(buf, &blen, 4);
+            uint32_t c = (uint32_t)crc32(crc32(crc32(0, Z_NULL, 0), (const Bytef *)buf, 4),
+                                         (const Bytef *)buf + JBLOCK_HEAD, (uInt)blen);
+            memcpy(buf + 4, &c, 4);
+            r = write_all(fd, buf, used, NULL);
+            len += used;
+            used = JBLOCK_HEAD;
+        }
+        if (k == p->ndirty) break;
+        if (JBLOCK_HEAD + need > cap) buf = xrealloc(buf, cap = JBLOCK_HEAD + need);
+        entry_put(l, p->dlist[k], buf + used);
+        used += need;
+    }
+    free(buf);
+    if (r != HR_OK) {
+        log_warn("ratelimit", "cannot write %s: %s", path, strerror(errno));
+        if (!fresh && ftruncate(fd, (off_t)p->jlen) != 0) p->jlen = 0; /* unknown tail: start over */
+        close(fd);
+        return HR_ERR;
+    }
+    if (close(fd) != 0) return HR_ERR;
+    p->jlen = len;
+    dirty_clear(p);
+    p->dirty = false;
+    return HR_OK;
+}
+
+/* The compaction: writes p's users with sends in the window as the new
+ * base, in one pass over them, then removes the journal. With sweep, the
+ * same pass first drops the send times that left the window at now_ms and
+ * forgets the users left with none (what sweep() does), so the tick reads
+ * each user once. The count in the header is written when the pass is over
+ * (pwrite); the file's CRC joins the header's and the body's
+ * (crc32_combine), so it covers the same bytes in the same order as ever.
+ * The dirty list is emptied whatever happens (a failed write leaves
+ * need_compact, so the next write is a compaction again). */
+static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too, bool sync)
+{
+    if (!l->dir || (!p->dirty && !p->need_compact && p->jlen == 0)) {
         if (sweep_too) sweep(l, p, now_ms);
         return HR_OK;
     }
+    dirty_clear(p);
     char tmp[4200], path[4200];
     snap_path(l, p->id, tmp, sizeof(tmp), ".tmp");
     snap_path(l, p->id, path, sizeof(path), "");
@@ -227,6 +396,7 @@ static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too)
     if (fd < 0) {
         log_warn("ratelimit", "cannot write %s: %s", tmp, strerror(errno));
         if (sweep_too) sweep(l, p, now_ms);
+        p->need_compact = true;
         return HR_ERR;
     }
     enum { HEAD = sizeof(MAGIC) + sizeof(int64_t) + sizeof(uint32_t) };
@@ -241,7 +411,6 @@ static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too)
     /* buffered: one write per 64 KiB (or per entry when one is bigger) */
     size_t cap = 65536, used = 0;
     char *buf = xmalloc(cap);
-    int limit = l->base.limit;
     size_t kept = 0;
     for (size_t i = 0; i < p->nslots; i++) {
         entry_t *e = p->slots[i].e;
@@ -256,71 +425,64 @@ static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too)
             kept++;
         }
         if (e->n == 0) continue;
-        uint32_t n = (uint32_t)e->n;
-        size_t need = 2 * sizeof(uint32_t) + e->user_len + (size_t)n * sizeof(int64_t);
+        size_t need = entry_bytes(e);
         if (used + need > cap) {
             if (r == HR_OK) r = write_all(fd, buf, used, &body_crc);
             body_len += (z_off_t)used;
             used = 0;
             if (need > cap) buf = xrealloc(buf, cap = need);
         }
-        char *w = buf + used;
-        memcpy(w, &e->user_len, sizeof(uint32_t));
-        memcpy(w + 4, e->user, e->user_len);
-        memcpy(w + 4 + e->user_len, &n, sizeof(n));
-        /* the ring, oldest first: from head to the end, then from 0 */
-        const int64_t *ts = ts_of(e);
-        uint32_t first = (uint32_t)(limit - e->head) < n ? (uint32_t)(limit - e->head) : n;
-        memcpy(w + 8 + e->user_len, ts + e->head, first * sizeof(int64_t));
-        memcpy(w + 8 + e->user_len + first * sizeof(int64_t), ts, (n - first) * sizeof(int64_t));
+        entry_put(l, e, buf + used);
         used += need;
         count++;
     }
     if (r == HR_OK && used) r = write_all(fd, buf, used, &body_crc);
     body_len += (z_off_t)used;
     free(buf);
-    if (sweep_too) {
-        p->count = kept;
-        size_t size = 64;
-        while (size < 2 * kept + 2) size *= 2;
-        rehash(p, size);
-    }
+    if (sweep_too) sweep_done(p, kept, now_ms);
     memcpy(head + sizeof(MAGIC) + sizeof(int64_t), &count, sizeof(count));
     uint32_t c32 = (uint32_t)crc32_combine(crc32(crc32(0, Z_NULL, 0), (const Bytef *)head, HEAD), body_crc, body_len);
     if (r == HR_OK && pwrite(fd, head + sizeof(MAGIC) + sizeof(int64_t), sizeof(count),
                              (off_t)(sizeof(MAGIC) + sizeof(int64_t))) != (ssize_t)sizeof(count))
         r = HR_ERR;
     if (r == HR_OK) r = write_all(fd, &c32, sizeof(c32), &ignored);
-    /* The periodic snapshot (sweep_too) is not fsynced: it runs on the
+    /* The periodic compaction (sync false) is not fsynced: it runs on the
      * dispatcher's thread, and while the status store writes on the same
      * disk an fsync can take hundreds of milliseconds, which every
      * notification of the batch waited for. After a kill -9 the page cache
-     * has the file; a power cut may leave the previous snapshot (or, on a
-     * file system without rename ordering, a damaged one, which is ignored):
-     * the same loss as the snapshot interval's, at most `limit` more sends
-     * per user in that window. Revoke and close still fsync. */
-    if (r == HR_OK && !sweep_too && fsync(fd) != 0) r = HR_ERR;
+     * has the file; a power cut may leave the previous base (or, on a file
+     * system without rename ordering, a damaged one, which is ignored).
+     * Revoke and close fsync. */
+    if (r == HR_OK && sync && fsync(fd) != 0) r = HR_ERR;
     if (close(fd) != 0) r = HR_ERR;
     if (r == HR_OK && rename(tmp, path) != 0) r = HR_ERR;
     if (r != HR_OK) {
         log_warn("ratelimit", "cannot write %s: %s", path, strerror(errno));
         unlink(tmp);
+        p->need_compact = true;
         return r;
     }
+    /* The journal extended the old base: it goes. Should this process die
+     * before the unlink, the journal names the old base and is ignored. */
+    snap_path(l, p->id, path, sizeof(path), "j");
+    if (unlink(path) != 0 && errno != ENOENT) log_warn("ratelimit", "cannot remove %s: %s", path, strerror(errno));
+    p->has_base = true;
+    p->base_len = (uint64_t)HEAD + (uint64_t)body_len + 4;
+    p->base_crc = c32;
+    p->jlen = 0;
+    p->need_compact = false;
     p->dirty = false;
     return HR_OK;
 }
 
-/* Reads the partition's snapshot into p (which is empty). */
-static void load(local_t *l, part_t *p, int64_t now_ms)
+/* Reads the whole file at path (NULL when missing or unreadable: logged
+ * unless missing). */
+static char *slurp(const char *path, size_t *len_out)
 {
-    if (!l->dir) return;
-    char path[4200];
-    snap_path(l, p->id, path, sizeof(path), "");
     FILE *f = fopen(path, "rbe");
     if (!f) {
         if (errno != ENOENT) log_warn("ratelimit", "cannot read %s: %s", path, strerror(errno));
-        return;
+        return NULL;
     }
     char *data = NULL;
     size_t len = 0, cap = 0;
@@ -332,47 +494,127 @@ static void load(local_t *l, part_t *p, int64_t now_ms)
     }
     bool bad = ferror(f);
     fclose(f);
+    if (bad) {
+        log_warn("ratelimit", "cannot read %s", path);
+        free(data);
+        return NULL;
+    }
+    *len_out = len;
+    return data;
+}
+
+/* Walks the entries in data[at, end): checks their structure (apply
+ * false) or loads them into p, each replacing its user's ring (apply
+ * true). false when they do not end exactly at end. */
+static bool entries_walk(local_t *l, part_t *p, const char *data, size_t at, size_t end, uint32_t count,
+                         bool counted, bool apply, int64_t now_ms)
+{
+    for (uint32_t k = 0; counted ? k < count : at < end; k++) {
+        uint32_t ul, n;
+        if (at + 4 > end) return false;
+        memcpy(&ul, data + at, 4);
+        at += 4;
+        if (ul > end - at) return false;
+        const char *user = data + at;
+        at += ul;
+        if (at + 4 > end) return false;
+        memcpy(&n, data + at, 4);
+        at += 4;
+        if ((size_t)n > (end - at) / 8) return false;
+        if (apply) {
+            entry_t *e = lookup(l, p, user, ul, true);
+            e->head = e->n = 0;
+            for (uint32_t j = 0; j < n; j++) {
+                int64_t t;
+                memcpy(&t, data + at + (size_t)j * 8, 8);
+                push(l, e, t); /* a smaller limit than when written keeps the newest */
+            }
+            expire(l, e, now_ms);
+        }
+        at += (size_t)n * 8;
+    }
+    return at == end;
+}
+
+/* Replays the journal of p's base (p->base_len, p->base_crc) into p. A
+ * journal of another base, or with a bad header, is removed; a torn tail
+ * is cut off. */
+static void journal_load(local_t *l, part_t *p, int64_t now_ms)
+{
+    char path[4200];
+    snap_path(l, p->id, path, sizeof(path), "j");
+    size_t len = 0;
+    char *data = slurp(path, &len);
+    if (!data) return;
+    char want[JHEAD];
+    journal_head(p, want);
+    if (!p->has_base || len < JHEAD || memcmp(data, want, JHEAD) != 0) {
+        /* stale (its base was replaced) or damaged: the base has what it can */
+        free(data);
+        if (unlink(path) != 0) log_warn("ratelimit", "cannot remove %s: %s", path, strerror(errno));
+        return;
+    }
+    size_t at = JHEAD;
+    while (at + JBLOCK_HEAD <= len) {
+        uint32_t blen, c;
+        memcpy(&blen, data + at, 4);
+        memcpy(&c, data + at + 4, 4);
+        if (blen > len - at - JBLOCK_HEAD) break;
+        uint32_t got = (uint32_t)crc32(crc32(crc32(0, Z_NULL, 0), (const Bytef *)data + at, 4),
+                                       (const Bytef *)data + at + JBLOCK_HEAD, (uInt)blen);
+        size_t b = at + JBLOCK_HEAD;
+        if (got != c || !entries_walk(l, p, data, b, b + blen, 0, false, false, now_ms)) break;
+        entries_walk(l, p, data, b, b + blen, 0, false, true, now_ms);
+        at = b + blen;
+    }
+    free(data);
+    if (at < len) {
+        log_warn("ratelimit", "%s: dropping a torn tail of %zu bytes (sends of the last snapshot period)",
+                 path, len - at);
+        if (truncate(path, (off_t)at) != 0) {
+            log_warn("ratelimit", "cannot cut %s: %s", path, strerror(errno));
+            p->need_compact = true;
+        }
+    }
+    p->jlen = at;
+}
+
+/* Reads the partition's base and journal into p (which is empty). */
+static void load(local_t *l, part_t *p, int64_t now_ms)
+{
+    if (!l->dir) return;
+    p->last_sweep = now_ms;
+    char path[4200];
+    snap_path(l, p->id, path, sizeof(path), "");
+    size_t len = 0;
+    char *data = slurp(path, &len);
+    if (!data) {
+        journal_load(l, p, now_ms); /* without a base: removed */
+        return;
+    }
     size_t head = sizeof(MAGIC) + sizeof(int64_t) + sizeof(uint32_t);
     uint32_t count = 0, crc = 0;
-    if (!bad && len >= head + 4) {
+    bool bad = false;
+    if (len >= head + 4) {
         memcpy(&crc, data + len - 4, 4);
         bad = memcmp(data, MAGIC, sizeof(MAGIC)) != 0 || crc != (uint32_t)crc32(crc32(0, Z_NULL, 0), (const Bytef *)data, (uInt)(len - 4));
         memcpy(&count, data + sizeof(MAGIC) + sizeof(int64_t), 4);
     } else {
         bad = true;
     }
-    size_t at = head, end = len - (bad ? 0 : 4);
-    /* First pass validates the structure, the second loads: all or nothing. */
-    for (int pass = 0; pass < 2 && !bad; pass++) {
-        at = head;
-        for (uint32_t k = 0; k < count && !bad; k++) {
-            uint32_t ul, n;
-            if (at + 4 > end) { bad = true; break; }
-            memcpy(&ul, data + at, 4);
-            at += 4;
-            if (ul > end - at) { bad = true; break; }
-            const char *user = data + at;
-            at += ul;
-            if (at + 4 > end) { bad = true; break; }
-            memcpy(&n, data + at, 4);
-            at += 4;
-            if ((size_t)n > (end - at) / 8) { bad = true; break; }
-            if (pass == 1) {
-                entry_t *e = lookup(l, p, user, ul, true);
-                for (uint32_t j = 0; j < n; j++) {
-                    int64_t t;
-                    memcpy(&t, data + at + (size_t)j * 8, 8);
-                    push(l, e, t); /* a smaller limit than when written keeps the newest */
-                }
-                expire(l, e, now_ms);
-            }
-            at += (size_t)n * 8;
-        }
-        if (!bad && at != end) bad = true;
-    }
+    /* The first walk validates the structure, the second loads: all or nothing. */
+    if (!bad) bad = !entries_walk(l, p, data, head, len - 4, count, true, false, now_ms);
+    if (!bad) entries_walk(l, p, data, head, len - 4, count, true, true, now_ms);
     free(data);
-    if (bad) log_warn("ratelimit", "%s is damaged; starting %s partition %d empty", path,
-                      channel_name(l->base.ch), (int)p->id);
+    if (bad) {
+        log_warn("ratelimit", "%s is damaged; starting %s partition %d empty", path,
+                 channel_name(l->base.ch), (int)p->id);
+    } else {
+        p->has_base = true;
+        p->base_len = len;
+        p->base_crc = crc;
+    }
+    journal_load(l, p, now_ms);
 }
 
 static part_t *part_get(local_t *l, int32_t id, int64_t now_ms)
@@ -427,6 +669,7 @@ static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t n
             ts_of(e)[(e->head + e->n) % rl->limit] = now_ms;
             e->n++;
             p->dirty = true;
+            if (l->journal) mark_dirty(p, e);
         }
     }
 }
@@ -446,9 +689,27 @@ static void local_revoked(ratelimit_t *rl, int32_t partition, int64_t now_ms)
 {
     local_t *l = (local_t *)rl;
     if (partition < 0 || partition >= l->nparts || !l->parts[partition]) return;
-    snapshot(l, l->parts[partition], now_ms, false);
+    snapshot(l, l->parts[partition], now_ms, false, true);
     part_free(l->parts[partition]);
     l->parts[partition] = NULL;
+}
+
+/* The periodic write of one partition: a journal block of its dirty users,
+ * or a compaction when the journal has outgrown the base (or there is no
+ * base, or a write failed). true when it compacted (and so swept). */
+static bool persist(local_t *l, part_t *p, int64_t now_ms)
+{
+    if (!p->dirty && !p->need_compact) return false;
+    uint64_t room = p->base_len > COMPACT_MIN ? p->base_len : COMPACT_MIN;
+    if (!p->has_base || p->need_compact || p->jlen > room) {
+        snapshot(l, p, now_ms, true, false);
+        return true;
+    }
+    if (journal_append(l, p) != HR_OK) {
+        snapshot(l, p, now_ms, true, false);
+        return true;
+    }
+    return false;
 }
 
 static void local_tick(ratelimit_t *rl, int64_t now_ms)
@@ -458,12 +719,14 @@ static void local_tick(ratelimit_t *rl, int64_t now_ms)
     int64_t every = l->snapshot_ms > 0 ? l->snapshot_ms : 10000;
     if (now_ms - l->last_snapshot < every) return;
     l->last_snapshot = now_ms;
+    /* the sweep walks every user: less often than the journal's writes */
+    int64_t sweep_every = l->base.window_ms / 8 > every ? l->base.window_ms / 8 : every;
     for (int32_t i = 0; i < l->nparts; i++) {
-        if (!l->parts[i]) continue;
-        if (l->snapshot_ms > 0)
-            snapshot(l, l->parts[i], now_ms, true); /* sweeps in the same pass */
-        else
-            sweep(l, l->parts[i], now_ms);
+        part_t *p = l->parts[i];
+        if (!p) continue;
+        if (p->last_sweep == 0) p->last_sweep = now_ms;
+        bool swept = l->journal && persist(l, p, now_ms);
+        if (!swept && now_ms - p->last_sweep >= sweep_every) sweep(l, p, now_ms);
     }
 }
 
@@ -472,7 +735,7 @@ static void local_close(ratelimit_t *rl)
     local_t *l = (local_t *)rl;
     for (int32_t i = 0; i < l->nparts; i++) {
         if (!l->parts[i]) continue;
-        snapshot(l, l->parts[i], 0, false);
+        snapshot(l, l->parts[i], 0, false, true);
         part_free(l->parts[i]);
     }
     free(l->parts);
@@ -492,6 +755,7 @@ static hr_t local_open(const ratelimit_opts_t *o, ratelimit_t **out, char *why, 
         l->dir = xstrdup(o->state_dir);
     }
     l->snapshot_ms = o->snapshot_ms;
+    l->journal = l->dir && o->snapshot_ms > 0;
     *out = &l->base;
     return HR_OK;
 }

@@ -248,6 +248,276 @@ static void test_local_many_users(void **st)
     ratelimit_close(rl);
 }
 
+/* ---- the journal: base + appended blocks of the users that sent ---- */
+
+static ratelimit_t *open_snap(const char *dir, int limit)
+{
+    ratelimit_opts_t o = {.channel = CH_PUSH, .limit = limit, .window_ms = HOUR, .backend = "local",
+                          .state_dir = dir, .snapshot_ms = 10000};
+    ratelimit_t *rl = NULL;
+    char why[256];
+    assert_int_equal(ratelimit_open_opts(&o, &rl, why, sizeof(why)), HR_OK);
+    return rl;
+}
+
+/* The size of dir/push-<part>.rl<suffix>; -1 when missing. */
+static off_t fsize(const char *dir, int part, const char *suffix, ino_t *ino)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/push-%d.rl%s", dir, part, suffix);
+    struct stat sb;
+    if (stat(path, &sb) != 0) return -1;
+    if (ino) *ino = sb.st_ino;
+    return sb.st_size;
+}
+
+/* How many of `tries` checks of user at now the limiter allows. */
+static int allows(ratelimit_t *rl, int32_t part, const char *user, int64_t now, int tries)
+{
+    int n = 0;
+    for (int i = 0; i < tries; i++) n += check(rl, part, user, now);
+    return n;
+}
+
+static void mkdirs(char *dir, size_t len, const char *name)
+{
+    snprintf(dir, len, "%s/%s", tmpdir, name);
+}
+
+/* The periodic write appends the users that sent to the journal and leaves
+ * the base alone; a restart ("crash": the old limiter never closed) reads
+ * base + journal and loses only the sends after the last append. */
+static void test_journal_restart(void **st)
+{
+    (void)st;
+    char dir[300];
+    mkdirs(dir, sizeof(dir), "jr");
+    ratelimit_t *p = open_snap(dir, 3);
+    ratelimit_tick(p, T0);
+    assert_true(check(p, 0, "alice", T0));
+    ratelimit_tick(p, T0 + 10000); /* no base yet: the first write is one */
+    ino_t ino0, ino;
+    off_t base = fsize(dir, 0, "", &ino0);
+    assert_true(base > 0);
+    assert_int_equal(fsize(dir, 0, "j", NULL), -1);
+
+    assert_true(check(p, 0, "alice", T0 + 10001));
+    assert_int_equal(allows(p, 0, "bob", T0 + 10001, 3), 3);
+    ratelimit_tick(p, T0 + 20000);
+    off_t j1 = fsize(dir, 0, "j", NULL);
+    assert_true(j1 > 0);
+    assert_int_equal(fsize(dir, 0, "", &ino), base); /* the base is not rewritten */
+    assert_true(ino == ino0);
+
+    assert_true(check(p, 0, "carol", T0 + 20001));
+    ratelimit_tick(p, T0 + 25000); /* not due */
+    assert_int_equal(fsize(dir, 0, "j", NULL), j1);
+    ratelimit_tick(p, T0 + 30000);
+    off_t j2 = fsize(dir, 0, "j", NULL);
+    assert_true(j2 > j1);
+    assert_int_equal(fsize(dir, 0, "", &ino), base);
+    assert_true(ino == ino0);
+    assert_true(check(p, 0, "dave", T0 + 30001)); /* after the last append: lost in the crash */
+
+    ratelimit_t *q = open_snap(dir, 3);
+    ratelimit_partition_assigned(q, 0, T0 + 30002);
+    assert_int_equal(allows(q, 0, "alice", T0 + 30002, 3), 1);
+    assert_int_equal(allows(q, 0, "bob", T0 + 30002, 3), 0);
+    assert_int_equal(allows(q, 0, "carol", T0 + 30002, 3), 2);
+    assert_int_equal(allows(q, 0, "dave", T0 + 30002, 3), 3);
+    /* close compacts: one base, no journal */
+    ratelimit_close(q);
+    assert_int_equal(fsize(dir, 0, "j", NULL), -1);
+    ratelimit_t *r = open_snap(dir, 3);
+    assert_int_equal(allows(r, 0, "carol", T0 + 30003, 3), 0);
+    assert_int_equal(allows(r, 0, "dave", T0 + 30003, 3), 0);
+    ratelimit_close(r);
+    ratelimit_close(p);
+}
+
+/* Builds partition `part` in dir: a base with "u0", then a journal block
+ * with "a" (2 sends), then one with "b" (3 sends); *after_a is the
+ * journal's length after the first block. Returns the open limiter. */
+static ratelimit_t *two_blocks(const char *dir, int part, off_t *after_a)
+{
+    ratelimit_t *p = open_snap(dir, 3);
+    ratelimit_tick(p, T0);
+    assert_true(check(p, part, "u0", T0));
+    ratelimit_tick(p, T0 + 10000);
+    assert_int_equal(allows(p, part, "a", T0 + 10001, 2), 2);
+    ratelimit_tick(p, T0 + 20000);
+    *after_a = fsize(dir, part, "j", NULL);
+    assert_int_equal(allows(p, part, "b", T0 + 20001, 3), 3);
+    ratelimit_tick(p, T0 + 30000);
+    assert_true(fsize(dir, part, "j", NULL) > *after_a);
+    return p;
+}
+
+/* A torn last block (cut short, or a flipped byte) is dropped with what it
+ * held, the blocks before it are kept; the file is cut back so that the
+ * next owner's appends are read after it. */
+static void test_journal_torn_tail(void **st)
+{
+    (void)st;
+    char dir[300], path[400];
+    mkdirs(dir, sizeof(dir), "jt");
+    for (int variant = 0; variant < 2; variant++) {
+        int part = variant;
+        off_t after_a;
+        ratelimit_t *p = two_blocks(dir, part, &after_a);
+        off_t full = fsize(dir, part, "j", NULL);
+        snprintf(path, sizeof(path), "%s/push-%d.rlj", dir, part);
+        if (variant == 0) {
+            assert_int_equal(truncate(path, full - 3), 0);
+        } else {
+            FILE *f = fopen(path, "r+b");
+            assert_non_null(f);
+            fseek(f, (long)(after_a + (full - after_a) / 2), SEEK_SET);
+            int c = fgetc(f);
+            fseek(f, (long)(after_a + (full - after_a) / 2), SEEK_SET);
+            fputc(c ^ 0x5a, f);
+            fclose(f);
+        }
+        ratelimit_t *q = open_snap(dir, 3);
+        ratelimit_tick(q, T0 + 40000);
+        ratelimit_partition_assigned(q, part, T0 + 40000);
+        assert_int_equal(fsize(dir, part, "j", NULL), after_a); /* cut back */
+        assert_int_equal(allows(q, part, "u0", T0 + 40000, 3), 2);
+        assert_int_equal(allows(q, part, "a", T0 + 40000, 3), 1);
+        assert_int_equal(allows(q, part, "b", T0 + 40000, 3), 3); /* its block was torn */
+        ratelimit_tick(q, T0 + 50000); /* appends after the cut */
+        assert_true(fsize(dir, part, "j", NULL) > after_a);
+        ratelimit_t *r = open_snap(dir, 3);
+        ratelimit_partition_assigned(r, part, T0 + 50001);
+        assert_int_equal(allows(r, part, "u0", T0 + 50001, 3), 0);
+        assert_int_equal(allows(r, part, "a", T0 + 50001, 3), 0);
+        assert_int_equal(allows(r, part, "b", T0 + 50001, 3), 0);
+        ratelimit_close(r);
+        ratelimit_close(q);
+        ratelimit_close(p);
+    }
+}
+
+/* A rebalance: the old owner's revoke compacts (journal folded into the
+ * base, fsynced); the new owner appends its own journal to that base, and
+ * the one after it (the second crashed) reads both. */
+static void test_journal_rebalance(void **st)
+{
+    (void)st;
+    char dir[300];
+    mkdirs(dir, sizeof(dir), "jm");
+    off_t after_a;
+    ratelimit_t *a = two_blocks(dir, 4, &after_a);
+    assert_true(check(a, 4, "c", T0 + 30001)); /* not journaled yet: the revoke writes it */
+    ratelimit_partition_revoked(a, 4, T0 + 30002);
+    assert_int_equal(fsize(dir, 4, "j", NULL), -1);
+    ino_t ino0, ino;
+    off_t base = fsize(dir, 4, "", &ino0);
+
+    ratelimit_t *b = open_snap(dir, 3);
+    ratelimit_tick(b, T0 + 30003);
+    ratelimit_partition_assigned(b, 4, T0 + 30003);
+    assert_int_equal(allows(b, 4, "a", T0 + 30003, 3), 1);
+    assert_int_equal(allows(b, 4, "b", T0 + 30003, 3), 0);
+    assert_int_equal(allows(b, 4, "c", T0 + 30003, 3), 2);
+    assert_int_equal(allows(b, 4, "d", T0 + 30003, 1), 1);
+    ratelimit_tick(b, T0 + 40003);
+    assert_true(fsize(dir, 4, "j", NULL) > 0);
+    assert_int_equal(fsize(dir, 4, "", &ino), base);
+    assert_true(ino == ino0);
+
+    ratelimit_t *c = open_snap(dir, 3); /* b crashed */
+    ratelimit_partition_assigned(c, 4, T0 + 40004);
+    assert_int_equal(allows(c, 4, "a", T0 + 40004, 3), 0);
+    assert_int_equal(allows(c, 4, "c", T0 + 40004, 3), 0);
+    assert_int_equal(allows(c, 4, "d", T0 + 40004, 3), 2);
+    assert_int_equal(allows(c, 4, "u0", T0 + 40004, 3), 2);
+    ratelimit_close(c);
+    ratelimit_close(b);
+    ratelimit_close(a);
+}
+
+/* Journaled sends leave the window like the others (injected clock): a
+ * reload one window after them finds nothing, a millisecond earlier all. */
+static void test_journal_window_expiry(void **st)
+{
+    (void)st;
+    char dir[300];
+    mkdirs(dir, sizeof(dir), "jw");
+    off_t after_a;
+    ratelimit_t *p = two_blocks(dir, 5, &after_a); /* b's 3 sends at T0 + 20001, journaled */
+    ratelimit_t *x = open_snap(dir, 3);
+    ratelimit_partition_assigned(x, 5, T0 + 20001 + HOUR - 1);
+    assert_int_equal(allows(x, 5, "b", T0 + 20001 + HOUR - 1, 3), 0);
+    ratelimit_t *y = open_snap(dir, 3);
+    ratelimit_partition_assigned(y, 5, T0 + 20001 + HOUR);
+    assert_int_equal(allows(y, 5, "b", T0 + 20001 + HOUR, 4), 3);
+    assert_int_equal(allows(y, 5, "a", T0 + 20001 + HOUR, 4), 3); /* a's at T0 + 10001 */
+    ratelimit_close(y);
+    ratelimit_close(x);
+    ratelimit_close(p);
+}
+
+/* The journal is compacted into the base once it outgrows it (64 KiB at
+ * least); a journal left behind by a crash between a compaction's rename
+ * and its unlink names the old base and is ignored. */
+static void test_journal_compaction(void **st)
+{
+    (void)st;
+    enum { USERS = 3000 };
+    char dir[300], u[64], path[400];
+    mkdirs(dir, sizeof(dir), "jc");
+    ratelimit_t *p = open_snap(dir, 3);
+    ratelimit_tick(p, T0);
+    assert_true(check(p, 6, "s", T0));
+    ratelimit_tick(p, T0 + 10000);
+    off_t base0 = fsize(dir, 6, "", NULL);
+    assert_true(base0 > 0 && base0 < 100);
+    /* a stale copy of the journal as it is now: "s" with one send */
+    assert_true(check(p, 6, "s", T0 + 10001));
+    ratelimit_tick(p, T0 + 20000);
+    snprintf(path, sizeof(path), "%s/push-6.rlj", dir);
+    size_t stale_len = 0;
+    char stale[4096];
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    stale_len = fread(stale, 1, sizeof(stale), f);
+    fclose(f);
+    assert_true(stale_len > 0 && stale_len < sizeof(stale));
+    /* ~30 bytes a user: more than 64 KiB of journal in one period */
+    int64_t t = T0 + 20001;
+    for (int i = 0; i < USERS; i++) {
+        snprintf(u, sizeof(u), "user-%06d", i);
+        assert_true(check(p, 6, u, t));
+    }
+    assert_true(check(p, 6, "s", t));
+    ratelimit_tick(p, T0 + 30000);
+    off_t j = fsize(dir, 6, "j", NULL);
+    assert_true(j > 65536);
+    assert_int_equal(fsize(dir, 6, "", NULL), base0);
+    assert_true(check(p, 6, "late", T0 + 30001));
+    ratelimit_tick(p, T0 + 40000); /* past the base's size: compacted */
+    assert_int_equal(fsize(dir, 6, "j", NULL), -1);
+    off_t base1 = fsize(dir, 6, "", NULL);
+    assert_true(base1 > 65536);
+    /* the crash between rename and unlink: the old journal comes back */
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(stale, 1, stale_len, f), stale_len);
+    fclose(f);
+    ratelimit_t *q = open_snap(dir, 3);
+    ratelimit_partition_assigned(q, 6, T0 + 40001);
+    assert_int_equal(fsize(dir, 6, "j", NULL), -1); /* ignored and removed */
+    assert_int_equal(allows(q, 6, "s", T0 + 40001, 3), 0); /* 3 in the base, not the journal's 2 */
+    assert_int_equal(allows(q, 6, "late", T0 + 40001, 3), 2);
+    for (int i = 0; i < USERS; i += 97) {
+        snprintf(u, sizeof(u), "user-%06d", i);
+        assert_int_equal(allows(q, 6, u, T0 + 40001, 3), 2);
+    }
+    ratelimit_close(q);
+    ratelimit_close(p);
+}
+
 static void test_config(void **st)
 {
     config_t c;
@@ -423,6 +693,11 @@ int main(void)
         cmocka_unit_test(test_unlimited),
         cmocka_unit_test(test_local_persists),
         cmocka_unit_test(test_local_many_users),
+        cmocka_unit_test(test_journal_restart),
+        cmocka_unit_test(test_journal_torn_tail),
+        cmocka_unit_test(test_journal_rebalance),
+        cmocka_unit_test(test_journal_window_expiry),
+        cmocka_unit_test(test_journal_compaction),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_redis_limits),
         cmocka_unit_test(test_redis_outage),
