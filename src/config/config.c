@@ -246,6 +246,12 @@ static const opt_t opts[] = {
     {"store.sqlite_mmap_mb", OPT_INT, F(store_sqlite_mmap_mb), "0", 0, 65536, NULL,
      "SQLite store: MiB of the database the status writer reads through a memory map (0 = none). "
      "~7 % less CPU per status row, but every mapped page it touched counts in herald's RSS."},
+    {"dedupe.window_ms", OPT_I64, F(dedupe_window_ms), "86400000", 60000, INT64_C(86400000) * 366,
+     NULL,
+     "How long fan-out remembers an event id to drop a duplicate publish (SQLite store; the "
+     "claims are kept in generations and dropped whole once older than this). A producer retry "
+     "later than the window is delivered again; a longer window costs disk (~100 bytes per "
+     "event) and memory (~2 bytes per event)."},
 };
 
 static hr_t check_roles(const char *value, char *why, size_t why_len)

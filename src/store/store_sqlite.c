@@ -75,7 +75,15 @@
  * halved the rate); the reader serves API reads and fan-out's cache misses. */
 #define WRITER_CACHE_KIB 32768
 #define READER_CACHE_KIB 8192
-#define OTHER_CACHE_KIB 2048     /* checkpointer and dedupe connections */
+#define OTHER_CACHE_KIB 2048     /* checkpointer connections */
+/* The dedupe connection's: the current generation of claims (65536 of
+ * ~80 bytes, store_sqlite_claims.c) with its B-tree's slack, so that a
+ * claim reads no page from the kernel. */
+#define DEDUPE_CACHE_KIB 8192
+/* The page size of a new dedupe database: a claim dirties one random leaf
+ * page of the current generation, which the commit writes to the WAL and
+ * the checkpoint writes again; smaller pages write less per claim. */
+#define DEDUPE_PAGE_BYTES 4096
 /* Memory-mapped reads (store.sqlite_mmap_mb), for the writer only. The
  * reader ran fan-out's lookups through a map that SQLite re-creates
  * whenever the file grows - which, with the status sink writing, is all
@@ -186,9 +194,6 @@ static const char *stmt_sql[S__COUNT] = {
                   " ORDER BY CASE WHEN locale = ?3 THEN 0 WHEN locale = ?4 THEN 1 ELSE 2 END"
                   " LIMIT 1",
     [S_TPL_CHANNELS] = "SELECT DISTINCT channel FROM templates WHERE event_type = ?1",
-    [S_EVENT_ADD] = "INSERT INTO events (event_id, position, first_seen_ms) VALUES (?1, ?2, ?3)"
-                    " ON CONFLICT DO NOTHING",
-    [S_EVENT_GET] = "SELECT position FROM events WHERE event_id = ?1",
     /* the status log (store_sqlite_notif.c): a row's content is its
      * record (rec, the row record of store_sqlite_notif.c); content = 1 in
      * the row that holds the notification's content */
@@ -231,8 +236,6 @@ static const char *stmt_sql[S__COUNT] = {
     [S_RUN_MERGE_MAX] = "SELECT coalesce(max(max_created), 0) FROM user_run_list WHERE level = ?1",
     [S_RUN_DROP] = "DELETE FROM user_runs WHERE run IN (SELECT run FROM user_run_list WHERE level = ?1)",
     [S_RUN_LIST_DROP] = "DELETE FROM user_run_list WHERE level = ?1",
-    [S_PURGE_EVENTS] = "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events NOT INDEXED"
-                       " WHERE first_seen_ms < ?1 ORDER BY rowid LIMIT ?2)",
     [S_SCHED_PUT] = "INSERT OR REPLACE INTO scheduled (notification_id, channel, due_at_ms, record,"
                     " user_id) VALUES (?1, ?2, ?3, ?4, NULLIF(?5, ''))",
     [S_SCHED_DUE] = "SELECT notification_id, channel, due_at_ms, record FROM scheduled"
@@ -243,7 +246,6 @@ static const char *stmt_sql[S__COUNT] = {
                        " at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_ADDR_BAD_GET] = "SELECT 1 FROM invalid_addresses WHERE user_id = ?1 AND channel = ?2"
                        " AND address = ?3",
-    [S_EVENT_DEL] = "DELETE FROM events WHERE event_id = ?1",
     [S_DLQ_MARK] = "INSERT INTO dlq_redriven (dlq_id, at_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     [S_DLQ_GET] = "SELECT 1 FROM dlq_redriven WHERE dlq_id = ?1",
     [S_KEY_PUT] = "INSERT INTO api_keys (key_id, secret_hash, tenant, scopes, name, created_at_ms)"
@@ -440,6 +442,8 @@ static hr_t conn_open(conn_t *c, const char *path, conn_role_t role, int64_t mma
                  WAL_CHECKPOINT_PAGES, WAL_KEEP_BYTES, MAIN_PAGE_BYTES);
     else if (role == ROLE_READER)
         snprintf(extra, sizeof(extra), " PRAGMA query_only = 1;");
+    else if (role == ROLE_DEDUPE)
+        snprintf(extra, sizeof(extra), " PRAGMA page_size = %d;", DEDUPE_PAGE_BYTES); /* a new database only */
     else
         extra[0] = '\0';
     snprintf(pragmas, sizeof(pragmas),
@@ -450,7 +454,10 @@ static hr_t conn_open(conn_t *c, const char *path, conn_role_t role, int64_t mma
               * memory they took the status sink's peak RSS from 119 to 243 MB
               * at 2.5M rows (`herald bench sink`), at no measurable CPU */
              writer ? "FILE" : "MEMORY",
-             writer ? WRITER_CACHE_KIB : role == ROLE_READER ? READER_CACHE_KIB : OTHER_CACHE_KIB,
+             writer                ? WRITER_CACHE_KIB
+             : role == ROLE_READER ? READER_CACHE_KIB
+             : role == ROLE_DEDUPE ? DEDUPE_CACHE_KIB
+                                   : OTHER_CACHE_KIB,
              writer ? (long long)mmap_bytes : 0LL, extra);
     char *msg = NULL;
     if (sqlite3_exec(c->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
@@ -666,6 +673,7 @@ static void sq_close(store_t *s)
     }
     conn_close(&q->ck);
     conn_close(&q->ev_ck);
+    sq_claims_close(q); /* its statements are on ev */
     conn_close(&q->ev);
     if (q->w.db) sqlite3_exec(q->w.db, "PRAGMA optimize", NULL, NULL, NULL);
     conn_close(&q->r);
@@ -687,9 +695,12 @@ static char *dedupe_path(const char *dsn, bool memory)
     return xasprintf("%s.events", dsn);
 }
 
-/* Creates the dedupe table and moves any rows a store from before the split
- * kept in the main database's events table. */
-static hr_t dedupe_init(sq_store_t *q, const char *dsn, const char *path, bool memory)
+/* Creates the dedupe database's catalogue, moves any claims a store from
+ * before the split kept in the main database's events table (into a table
+ * of the same name here, which store_sqlite_claims.c then turns into
+ * generations) and reads the generations. */
+static hr_t dedupe_init(sq_store_t *q, const char *dsn, const char *path, bool memory,
+                        const store_open_opts_t *o)
 {
     conn_t *c = &q->ev;
     hr_t r = conn_open(c, path, ROLE_DEDUPE, 0);
@@ -701,27 +712,30 @@ static hr_t dedupe_init(sq_store_t *q, const char *dsn, const char *path, bool m
         sqlite3_free(msg);
         return HR_ERR;
     }
-    if (memory) return HR_OK;
     sqlite3_stmt *st = NULL;
     bool old_rows = false;
-    if (sqlite3_prepare_v2(q->w.db, "SELECT 1 FROM events LIMIT 1", -1, &st, NULL) == SQLITE_OK)
+    if (!memory && sqlite3_prepare_v2(q->w.db, "SELECT 1 FROM events LIMIT 1", -1, &st, NULL) == SQLITE_OK)
         old_rows = sqlite3_step(st) == SQLITE_ROW;
     sqlite3_finalize(st);
-    if (!old_rows) return HR_OK;
-    char *sql = sqlite3_mprintf("ATTACH %Q AS old; BEGIN;"
-                                " INSERT OR IGNORE INTO main.events SELECT event_id, position, first_seen_ms"
-                                " FROM old.events; DELETE FROM old.events; COMMIT; DETACH old;",
-                                dsn);
-    int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
-    sqlite3_free(sql);
-    if (rc != SQLITE_OK) {
-        log_error(LOG, "moving the dedupe table to %s: %s", path, msg ? msg : "?");
-        sqlite3_free(msg);
-        sqlite3_exec(c->db, "ROLLBACK; DETACH old;", NULL, NULL, NULL);
-        return HR_ERR;
+    if (old_rows) {
+        char *sql = sqlite3_mprintf("ATTACH %Q AS old; BEGIN;"
+                                    " CREATE TABLE IF NOT EXISTS main.events (event_id TEXT PRIMARY KEY,"
+                                    " position TEXT NOT NULL, first_seen_ms INTEGER NOT NULL);"
+                                    " INSERT OR IGNORE INTO main.events SELECT event_id, position,"
+                                    " first_seen_ms FROM old.events; DELETE FROM old.events; COMMIT;"
+                                    " DETACH old;",
+                                    dsn);
+        int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
+        sqlite3_free(sql);
+        if (rc != SQLITE_OK) {
+            log_error(LOG, "moving the dedupe table to %s: %s", path, msg ? msg : "?");
+            sqlite3_free(msg);
+            sqlite3_exec(c->db, "ROLLBACK; DETACH old;", NULL, NULL, NULL);
+            return HR_ERR;
+        }
+        log_info(LOG, "moved the dedupe table to %s", path);
     }
-    log_info(LOG, "moved the dedupe table to %s", path);
-    return HR_OK;
+    return sq_claims_open(q, o ? o->dedupe_window_ms : 0, o ? o->dedupe_gen_claims : 0);
 }
 
 /* Damage found at open: logged; refuses the open unless accepted, else
@@ -809,7 +823,7 @@ static hr_t sq_open(const char *dsn, const store_open_opts_t *o, store_t **out)
         free(evp);
         goto out;
     }
-    r = dedupe_init(q, dsn, evp, memory);
+    r = dedupe_init(q, dsn, evp, memory, o);
     if (r == HR_OK && !memory) r = check_db(q, o, q->ev.db, evp);
     if (r == HR_OK && !memory && conn_open(&q->ck, dsn, ROLE_CHECKPOINT, 0) == HR_OK) {
         if (conn_open(&q->ev_ck, evp, ROLE_CHECKPOINT, 0) != HR_OK) conn_close_db(&q->ev_ck);
