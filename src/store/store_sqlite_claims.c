@@ -85,8 +85,16 @@ typedef struct gen {
     int64_t claims;             /* current: counted; sealed: at seal */
     bool seen;                  /* sync: still in the catalogue */
     bool foreign;               /* current: another connection wrote to it */
-    sqlite3_stmt *get;          /* SELECT position ... WHERE event_id = ?1 (lazy) */
+    sqlite3_stmt *get;          /* sealed: the rows of a hash (lazy) */
 } gen_t;
+
+/* The current generation's index in memory: hash -> seq (its row). An
+ * open-addressing table; seq 0 = empty. Entries of rows gone (a release, a
+ * rolled-back batch) stay: every hit is checked against the row. */
+typedef struct cur_ent {
+    uint64_t h;
+    int64_t seq;
+} cur_ent_t;
 
 struct sq_claims {
     int64_t window_ms;
@@ -95,6 +103,10 @@ struct sq_claims {
     int ngens, capgens;
     int cur;                    /* index of the current generation; -1 none */
     sqlite3_stmt *ins;          /* insert into the current generation (lazy) */
+    sqlite3_stmt *row;          /* a row of the current generation by seq (lazy) */
+    cur_ent_t *tab;             /* the current generation's index */
+    int64_t tab_cap, tab_n;     /* cap: a power of two */
+    int64_t max_seq;            /* the largest seq of the current generation seen */
     sqlite3_stmt *dv;           /* PRAGMA data_version */
     int64_t data_version;       /* -1: the catalogue must be read */
     /* the filter matrix: words[block * slots + slot] */
@@ -169,6 +181,42 @@ static int slot_take(sq_claims_t *cl, int64_t id)
     return s;
 }
 
+/* ---- the current generation's index ---- */
+
+static void tab_put(sq_claims_t *cl, uint64_t h, int64_t seq);
+
+static void tab_reset(sq_claims_t *cl, int64_t cap)
+{
+    free(cl->tab);
+    cl->tab_cap = 1024;
+    while (cl->tab_cap < cap) cl->tab_cap *= 2;
+    cl->tab = xcalloc((size_t)cl->tab_cap, sizeof(*cl->tab));
+    cl->tab_n = 0;
+    cl->max_seq = 0;
+}
+
+static void tab_put(sq_claims_t *cl, uint64_t h, int64_t seq)
+{
+    if ((cl->tab_n + 1) * 2 > cl->tab_cap) { /* more than planned (other processes): grow */
+        cur_ent_t *old = cl->tab;
+        int64_t n = cl->tab_cap, max = cl->max_seq;
+        cl->tab = NULL;
+        tab_reset(cl, n * 2);
+        for (int64_t i = 0; i < n; i++)
+            if (old[i].seq) tab_put(cl, old[i].h, old[i].seq);
+        free(old);
+        cl->max_seq = max;
+    }
+    uint64_t mask = (uint64_t)cl->tab_cap - 1;
+    for (uint64_t i = h & mask;; i = (i + 1) & mask)
+        if (!cl->tab[i].seq) {
+            cl->tab[i] = (cur_ent_t){h, seq};
+            break;
+        }
+    cl->tab_n++;
+    if (seq > cl->max_seq) cl->max_seq = seq;
+}
+
 /* ---- generations in memory ---- */
 
 static gen_t *gen_find(sq_claims_t *cl, int64_t id)
@@ -185,13 +233,28 @@ static void gen_forget(sq_claims_t *cl, int i)
     if (g->slot >= 0) cl->slot_gen[g->slot] = 0;
     if (i == cl->cur) {
         sqlite3_finalize(cl->ins);
-        cl->ins = NULL;
+        sqlite3_finalize(cl->row);
+        cl->ins = cl->row = NULL;
         cl->cur = -1;
     } else if (cl->cur > i) {
         cl->cur--;
     }
     memmove(cl->gens + i, cl->gens + i + 1, (size_t)(cl->ngens - i - 1) * sizeof(*g));
     cl->ngens--;
+}
+
+/* Finalizes the cached statements (before and after changing the schema:
+ * a statement prepared before would log SQLITE_SCHEMA and prepare again). */
+static void stmts_drop(sq_claims_t *cl)
+{
+    for (int i = 0; i < cl->ngens; i++) {
+        sqlite3_finalize(cl->gens[i].get);
+        cl->gens[i].get = NULL;
+    }
+    sqlite3_finalize(cl->ins);
+    sqlite3_finalize(cl->row);
+    sqlite3_finalize(cl->dv);
+    cl->ins = cl->row = cl->dv = NULL;
 }
 
 /* Forgets everything in memory: the next sync reads the catalogue again. */
@@ -213,21 +276,42 @@ static sqlite3_stmt *prep(conn_t *c, const char *fmt, int64_t id)
     return st;
 }
 
-/* Reads a generation's table into its filter (and counts it). */
-static hr_t gen_scan(conn_t *c, sq_claims_t *cl, gen_t *g)
+/* Reads a generation's hashes into its filter (and counts them); index:
+ * into the current generation's index too (from scratch). */
+static hr_t gen_scan(conn_t *c, sq_claims_t *cl, gen_t *g, bool index)
 {
-    sqlite3_stmt *st = prep(c, "SELECT event_id FROM claims_%lld", g->id);
+    sqlite3_stmt *st = prep(c, "SELECT seq, h FROM claims_%lld", g->id);
     if (!st) return HR_ERR;
     if (g->slot >= 0) slot_clear(cl, g->slot);
+    if (index) tab_reset(cl, cl->gen_claims * 2);
     int rc;
     g->claims = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *id = (const char *)sqlite3_column_text(st, 0);
-        if (id) filter_add(cl, g->slot, claim_hash(id));
+        uint64_t h = (uint64_t)sqlite3_column_int64(st, 1);
+        filter_add(cl, g->slot, h);
+        if (index) tab_put(cl, h, sqlite3_column_int64(st, 0));
         g->claims++;
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? HR_OK : sq_err(c, rc, "dedupe: reading a generation");
+}
+
+/* The rows another connection appended to the current generation since we
+ * last looked: into its filter and index. */
+static hr_t cur_catch_up(conn_t *c, sq_claims_t *cl, gen_t *g)
+{
+    sqlite3_stmt *st = prep(c, "SELECT seq, h FROM claims_%lld WHERE seq > ?1", g->id);
+    if (!st) return HR_ERR;
+    sqlite3_bind_int64(st, 1, cl->max_seq);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        uint64_t h = (uint64_t)sqlite3_column_int64(st, 1);
+        filter_add(cl, g->slot, h);
+        tab_put(cl, h, sqlite3_column_int64(st, 0));
+        g->claims++;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? HR_OK : sq_err(c, rc, "dedupe: catching up");
 }
 
 /* A sealed generation's filter from the catalogue; read from its table
@@ -250,7 +334,7 @@ static hr_t gen_load_filter(conn_t *c, sq_claims_t *cl, gen_t *g)
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sq_err(c, rc, "dedupe: reading a filter");
-    return done ? HR_OK : gen_scan(c, cl, g);
+    return done ? HR_OK : gen_scan(c, cl, g, false);
 }
 
 /* Brings the generations in memory in line with the catalogue when another
@@ -291,7 +375,7 @@ static hr_t claims_sync(conn_t *c, sq_claims_t *cl, bool force)
             g->slot = slot_take(cl, id);
             if (g->slot < 0) log_warn(LOG, "dedupe: no filter for generation %lld (%d in memory)",
                                       (long long)id, MAX_SLOTS);
-            r = last ? gen_load_filter(c, cl, g) : gen_scan(c, cl, g);
+            r = last ? gen_load_filter(c, cl, g) : gen_scan(c, cl, g, true);
         } else if (g->last_ms == 0 && last != 0) {
             /* sealed by another connection: its filter is the exact one */
             g->last_ms = last;
@@ -315,10 +399,16 @@ static hr_t claims_sync(conn_t *c, sq_claims_t *cl, bool force)
         if (cl->gens[i].id == cur_id) cur = i;
     if (cur != cl->cur) {
         sqlite3_finalize(cl->ins);
-        cl->ins = NULL;
+        sqlite3_finalize(cl->row);
+        cl->ins = cl->row = NULL;
         cl->cur = cur;
+        /* a generation added above was read with its index; one we knew
+         * as sealed cannot become current again */
+    } else if (cur >= 0 && changed) {
+        r = cur_catch_up(c, cl, &cl->gens[cur]);
+        if (r != HR_OK) claims_reset(cl);
     }
-    return HR_OK;
+    return r;
 }
 
 /* ---- changes to the catalogue (each in a transaction of its own) ---- */
@@ -338,8 +428,9 @@ static hr_t exec_fmt(conn_t *c, const char *fmt, int64_t id, const char *what)
 /* Creates generation id (opened at first_ms). In the caller's transaction. */
 static hr_t gen_create(conn_t *c, int64_t id, int64_t first_ms)
 {
-    hr_t r = exec_fmt(c, "CREATE TABLE claims_%lld (event_id TEXT PRIMARY KEY,"
-                         " position TEXT NOT NULL, first_seen_ms INTEGER NOT NULL) WITHOUT ROWID",
+    hr_t r = exec_fmt(c, "CREATE TABLE claims_%lld (seq INTEGER PRIMARY KEY, h INTEGER NOT NULL,"
+                         " event_id TEXT NOT NULL, position TEXT NOT NULL,"
+                         " first_seen_ms INTEGER NOT NULL)",
                       id, "creating a generation");
     if (r != HR_OK) return r;
     sqlite3_stmt *st = prep(c, "INSERT INTO claim_gens (gen, first_ms, last_ms, claims)"
@@ -356,7 +447,10 @@ static hr_t gen_create(conn_t *c, int64_t id, int64_t first_ms)
 static hr_t gen_seal(conn_t *c, sq_claims_t *cl, gen_t *g, int64_t last_ms)
 {
     hr_t r = HR_OK;
-    if (g->foreign) r = gen_scan(c, cl, g); /* others wrote to it too */
+    if (g->foreign) r = gen_scan(c, cl, g, false); /* others wrote to it too */
+    if (r == HR_OK)
+        r = exec_fmt(c, "CREATE INDEX IF NOT EXISTS claims_%lld_h ON claims_%lld (h)", g->id,
+                     "indexing a generation");
     if (r != HR_OK) return r;
     sqlite3_stmt *st = prep(c, "UPDATE claim_gens SET last_ms = ?1, claims = ?2, filter = ?3"
                                " WHERE gen = %lld", g->id);
@@ -394,11 +488,12 @@ static hr_t claims_drop(conn_t *c, sq_claims_t *cl, int64_t before_ms, bool earl
                 id = cl->gens[i].id;
         if (!id) return HR_OK;
         gen_t *g = gen_find(cl, id);
-        sqlite3_finalize(g->get); /* no statement may use the table being dropped */
-        g->get = NULL;
+        stmts_drop(cl);
         if ((r = sq_tx_begin(c, true)) != HR_OK) return r;
         r = gen_drop_sql(c, id);
-        if ((r = sq_tx_end(c, r)) != HR_OK) {
+        r = sq_tx_end(c, r);
+        stmts_drop(cl);
+        if (r != HR_OK) {
             claims_reset(cl);
             return r;
         }
@@ -430,13 +525,16 @@ static hr_t claims_maintain(conn_t *c, sq_claims_t *cl, int64_t now)
                (g->claims > 0 && g->first_ms < now - cl->window_ms / TIME_SEAL_PARTS);
     if (!due) return HR_OK;
     if (cl->ngens >= MAX_SLOTS && (r = claims_drop(c, cl, cut, true)) != HR_OK) return r;
+    stmts_drop(cl);
     if ((r = sq_tx_begin(c, true)) != HR_OK) return r;
     r = claims_sync(c, cl, false);
     g = cl->cur >= 0 ? &cl->gens[cl->cur] : NULL;
     int64_t next = cl->ngens ? cl->gens[cl->ngens - 1].id + 1 : 1;
     if (r == HR_OK && g) r = gen_seal(c, cl, g, now > g->first_ms ? now : g->first_ms + 1);
     if (r == HR_OK) r = gen_create(c, next, now);
-    if ((r = sq_tx_end(c, r)) != HR_OK) {
+    r = sq_tx_end(c, r);
+    stmts_drop(cl);
+    if (r != HR_OK) {
         claims_reset(cl);
         return r;
     }
@@ -478,18 +576,20 @@ static hr_t claims_migrate(conn_t *c, sq_claims_t *cl, int64_t now)
             g = (gen_t){.id = next++, .claims = 0};
             g.slot = slot_take(cl, g.id);
             if ((r = gen_create(c, g.id, ms)) != HR_OK) break;
-            if (!(ins = prep(c, "INSERT INTO claims_%lld (event_id, position, first_seen_ms)"
-                                " VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING", g.id))) {
+            if (!(ins = prep(c, "INSERT INTO claims_%lld (event_id, position, first_seen_ms, h)"
+                                " VALUES (?1, ?2, ?3, ?4)", g.id))) {
                 r = HR_ERR;
                 break;
             }
         }
         const char *id = (const char *)sqlite3_column_text(st, 0);
+        uint64_t h = claim_hash(id ? id : "");
         sqlite3_bind_value(ins, 1, sqlite3_column_value(st, 0));
         sqlite3_bind_value(ins, 2, sqlite3_column_value(st, 1));
         sqlite3_bind_int64(ins, 3, ms);
+        sqlite3_bind_int64(ins, 4, (int64_t)h);
         if ((r = sq_step_done(c, ins, "dedupe: moving a claim")) != HR_OK) break;
-        filter_add(cl, g.slot, claim_hash(id ? id : ""));
+        filter_add(cl, g.slot, h);
         g.claims++;
         moved++;
         last = ms;
@@ -506,12 +606,14 @@ static hr_t claims_migrate(conn_t *c, sq_claims_t *cl, int64_t now)
     sqlite3_finalize(ins);
     sqlite3_finalize(st);
     st = NULL;
+    stmts_drop(cl);
     if (r == HR_OK) r = exec_fmt(c, "DROP TABLE events", 0, "dropping the old table");
     if (r == HR_OK) log_info(LOG, "dedupe: %lld claim(s) of the old table moved into generations",
                              (long long)moved);
 out:
     sqlite3_finalize(st);
     r = sq_tx_end(c, r);
+    stmts_drop(cl);
     claims_reset(cl); /* read again, with the generations made here */
     return r;
 }
@@ -532,6 +634,7 @@ hr_t sq_claims_open(sq_store_t *q, int64_t window_ms, int gen_claims)
     cl->slots = SLOT_STEP;
     cl->words = xcalloc((size_t)cl->blocks * (size_t)cl->slots, sizeof(*cl->words));
     cl->slot_gen = xcalloc((size_t)cl->slots, sizeof(*cl->slot_gen));
+    tab_reset(cl, cl->gen_claims * 2);
     int64_t now = hclock_now_ms();
     pthread_mutex_lock(&c->mu);
     hr_t r = claims_migrate(c, cl, now);
@@ -551,30 +654,58 @@ void sq_claims_close(sq_store_t *q)
     free(cl->gens);
     free(cl->words);
     free(cl->slot_gen);
+    free(cl->tab);
     free(cl);
     q->claims = NULL;
 }
 
 /* ---- claims ---- */
 
-/* Looks id up in generation g: *found, and whether at `position`. */
-static hr_t gen_get(conn_t *c, gen_t *g, const char *id, const char *position, bool *found,
-                    bool *same)
+/* Compares the row st stands on (event_id, position) with the claim. */
+static void row_match(sqlite3_stmt *st, const char *id, const char *position, bool *found,
+                      bool *same)
 {
-    if (!g->get && !(g->get = prep(c, "SELECT position FROM claims_%lld WHERE event_id = ?1", g->id)))
+    const char *rid = (const char *)sqlite3_column_text(st, 0);
+    if (!rid || strcmp(rid, id) != 0) return; /* another id of the same hash */
+    const char *pos = (const char *)sqlite3_column_text(st, 1);
+    *found = true;
+    *same = pos && strcmp(pos, position) == 0;
+}
+
+/* Looks id up in sealed generation g (by its hash index). */
+static hr_t gen_get(conn_t *c, gen_t *g, uint64_t h, const char *id, const char *position,
+                    bool *found, bool *same)
+{
+    if (!g->get &&
+        !(g->get = prep(c, "SELECT event_id, position FROM claims_%lld WHERE h = ?1", g->id)))
         return HR_ERR;
-    bind_str(g->get, 1, id);
-    int rc = sqlite3_step(g->get);
-    hr_t r = HR_OK;
-    *found = rc == SQLITE_ROW;
-    if (rc == SQLITE_ROW) {
-        const char *pos = (const char *)sqlite3_column_text(g->get, 0);
-        *same = pos && strcmp(pos, position) == 0;
-    } else if (rc != SQLITE_DONE) {
-        r = sq_err(c, rc, "dedupe: claim lookup");
-    }
+    sqlite3_bind_int64(g->get, 1, (int64_t)h);
+    int rc;
+    while ((rc = sqlite3_step(g->get)) == SQLITE_ROW && !*found) row_match(g->get, id, position, found, same);
+    hr_t r = rc == SQLITE_ROW || rc == SQLITE_DONE ? HR_OK : sq_err(c, rc, "dedupe: claim lookup");
     sqlite3_reset(g->get);
     return r;
+}
+
+/* Looks id up in the current generation: its index in memory, then the
+ * rows it names. *seq: the row found. */
+static hr_t cur_get(conn_t *c, sq_claims_t *cl, gen_t *g, uint64_t h, const char *id,
+                    const char *position, bool *found, bool *same, int64_t *seq)
+{
+    uint64_t mask = (uint64_t)cl->tab_cap - 1;
+    for (uint64_t i = h & mask; cl->tab[i].seq && !*found; i = (i + 1) & mask) {
+        if (cl->tab[i].h != h) continue;
+        if (!cl->row &&
+            !(cl->row = prep(c, "SELECT event_id, position FROM claims_%lld WHERE seq = ?1", g->id)))
+            return HR_ERR;
+        sqlite3_bind_int64(cl->row, 1, cl->tab[i].seq);
+        int rc = sqlite3_step(cl->row);
+        if (rc == SQLITE_ROW) row_match(cl->row, id, position, found, same);
+        sqlite3_reset(cl->row);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sq_err(c, rc, "dedupe: claim lookup");
+        if (*found && seq) *seq = cl->tab[i].seq;
+    }
+    return HR_OK;
 }
 
 /* One claim (c->mu held, in the batch's transaction). */
@@ -586,33 +717,30 @@ static hr_t claim_one(conn_t *c, sq_claims_t *cl, const char *id, const char *po
     const uint64_t *row = filter_row(cl, h);
     gen_t *cur = &cl->gens[cl->cur];
     bool found = false, same = false;
-    hr_t r = HR_OK;
+    hr_t r = cur_get(c, cl, cur, h, id, position, &found, &same, NULL);
     /* sealed generations whose filter has the id (or that have none) */
     for (int i = cl->ngens - 1; i >= 0 && r == HR_OK && !found; i--) {
         gen_t *g = &cl->gens[i];
         if (i == cl->cur || (g->slot >= 0 && (row[g->slot] & m) != m)) continue;
-        r = gen_get(c, g, id, position, &found, &same);
+        r = gen_get(c, g, h, id, position, &found, &same);
     }
     if (r != HR_OK) return r;
     if (found) {
         *out = same ? CLAIM_SAME : CLAIM_DUP;
         return HR_OK;
     }
-    if (!cl->ins && !(cl->ins = prep(c, "INSERT INTO claims_%lld (event_id, position, first_seen_ms)"
-                                        " VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING", cur->id)))
+    if (!cl->ins && !(cl->ins = prep(c, "INSERT INTO claims_%lld (h, event_id, position, first_seen_ms)"
+                                        " VALUES (?1, ?2, ?3, ?4)", cur->id)))
         return HR_ERR;
-    bind_str(cl->ins, 1, id);
-    bind_str(cl->ins, 2, position);
-    sqlite3_bind_int64(cl->ins, 3, now);
+    sqlite3_bind_int64(cl->ins, 1, (int64_t)h);
+    bind_str(cl->ins, 2, id);
+    bind_str(cl->ins, 3, position);
+    sqlite3_bind_int64(cl->ins, 4, now);
     if ((r = sq_step_done(c, cl->ins, "dedupe: claim")) != HR_OK) return r;
-    if (sqlite3_changes(c->db) == 1) {
-        filter_add(cl, cur->slot, h);
-        cur->claims++;
-        *out = CLAIM_NEW;
-        return HR_OK;
-    }
-    if ((r = gen_get(c, cur, id, position, &found, &same)) != HR_OK) return r;
-    *out = same ? CLAIM_SAME : CLAIM_DUP; /* found: the insert met it */
+    tab_put(cl, h, sqlite3_last_insert_rowid(c->db));
+    filter_add(cl, cur->slot, h);
+    cur->claims++;
+    *out = CLAIM_NEW;
     return HR_OK;
 }
 
@@ -664,12 +792,20 @@ hr_t sq_event_release(store_t *s, const char *event_id)
     for (int i = 0; i < cl->ngens && r == HR_OK; i++) {
         gen_t *g = &cl->gens[i];
         if (i != cl->cur && g->slot >= 0 && (filter_row(cl, h)[g->slot] & m) != m) continue;
-        sqlite3_stmt *st = prep(c, "DELETE FROM claims_%lld WHERE event_id = ?1", g->id);
+        int64_t seq = 0;
+        bool found = false, same = false;
+        if (i == cl->cur && (r = cur_get(c, cl, g, h, event_id, "", &found, &same, &seq)) != HR_OK) break;
+        if (i == cl->cur && !found) continue;
+        /* sealed: by the hash index; current: the row the index named */
+        sqlite3_stmt *st = prep(c, i == cl->cur ? "DELETE FROM claims_%lld WHERE seq = ?1 AND event_id = ?2"
+                                                : "DELETE FROM claims_%lld WHERE h = ?1 AND event_id = ?2",
+                                g->id);
         if (!st) {
             r = HR_ERR;
             break;
         }
-        bind_str(st, 1, event_id);
+        sqlite3_bind_int64(st, 1, i == cl->cur ? seq : (int64_t)h);
+        bind_str(st, 2, event_id);
         r = sq_step_done(c, st, "dedupe: release");
         if (r == HR_OK && i == cl->cur && sqlite3_changes(c->db) > 0) g->claims--;
         sqlite3_finalize(st);
