@@ -4,13 +4,14 @@
 -- schema_version: 8 (versioned with sqlite.sql; the claims are kept in
 -- generations since version 8, see store_sqlite_claims.c)
 
--- The generations of claims: claims_<gen> (event_id TEXT PRIMARY KEY,
--- position TEXT NOT NULL, first_seen_ms INTEGER NOT NULL) WITHOUT ROWID
--- holds a generation's claims; the current one has last_ms = 0. A sealed
--- generation keeps its Bloom filter here (64-bit words, host order) and is
--- dropped once last_ms is older than dedupe.window_ms. A store from before
--- kept every claim in one table, events, which the first open turns into
--- generations.
+-- The generations of claims: claims_<gen> (seq INTEGER PRIMARY KEY,
+-- h INTEGER NOT NULL (a 64-bit hash of the id), event_id TEXT NOT NULL,
+-- position TEXT NOT NULL, first_seen_ms INTEGER NOT NULL) holds a
+-- generation's claims in arrival order, with an index claims_<gen>_h on h
+-- once sealed; the current one has last_ms = 0. A sealed generation keeps
+-- its Bloom filter here (64-bit words, host order) and is dropped once
+-- last_ms is older than dedupe.window_ms. A store from before kept every
+-- claim in one table, events, which the first open turns into generations.
 CREATE TABLE IF NOT EXISTS claim_gens (
   gen INTEGER PRIMARY KEY,
   first_ms INTEGER NOT NULL,           -- opened at
