@@ -664,7 +664,7 @@ hr_t sq_claims_open(sq_store_t *q, int64_t window_ms, int gen_claims)
     cl->data_version = -1;
     cl->blocks = 64;
     while (cl->blocks * 64 * CELL < cl->gen_claims * FILTER_BITS_PER_CLAIM) cl->blocks *= 2;
-    cl->slots = SLOT_STEP;
+    cl->slots = 4; /* 1 MiB to start with */
     cl->words = xcalloc((size_t)cl->blocks * (size_t)cl->slots * CELL, sizeof(*cl->words));
     cl->slot_gen = xcalloc((size_t)cl->slots, sizeof(*cl->slot_gen));
     tab_reset(cl, cl->gen_claims * 2);
