@@ -136,14 +136,12 @@ typedef struct sq_store {
     conn_t *rd;                 /* &r, or &w when the database is in memory */
     conn_t ev;                  /* the dedupe database (events), its own file and writer */
     conn_t ck;                  /* checkpointer (file databases) */
-    conn_t ev_ck;               /* checkpointer's connection to the dedupe database */
     pthread_t ck_thread;
     bool ck_started;
     pthread_mutex_t ck_mu;
     pthread_cond_t ck_cv;
     bool ck_stop;
     _Atomic int wal_frames;     /* frames in the WAL after the last commit */
-    _Atomic int ev_frames;      /* the same for the dedupe database */
     char damage[512];           /* what the checks at open found; "" = nothing */
     /* The per-user runs (store_sqlite_notif.c), under w.mu: the next run's
      * number (above every run in user_runs, so a run is appended) and
