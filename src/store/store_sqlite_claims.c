@@ -797,12 +797,19 @@ hr_t sq_event_claim_batch(store_t *s, const char *const *ids, const char *const 
             r = HR_ERR;
         }
         int64_t before = r == HR_OK ? cl->gens[cl->cur].claims : 0;
-        int64_t cur_id = r == HR_OK ? cl->gens[cl->cur].id : 0;
+        int64_t cur_id = r == HR_OK ? cl->gens[cl->cur].id : 0, max_seq = cl->max_seq;
         for (int i = 0; i < n && r == HR_OK; i++)
             r = claim_one(c, cl, ids[i], positions[i] ? positions[i] : "", now, &out[i]);
         r = sq_tx_end(c, r);
         gen_t *g = cur_id ? gen_find(cl, cur_id) : NULL;
-        if (r != HR_OK && g) g->claims = before; /* its filter keeps the bits: harmless */
+        if (r != HR_OK && g && g == &cl->gens[cl->cur]) {
+            /* the filter and the index keep what the batch added (every
+             * hit is checked against a row: harmless), but the seqs it
+             * took are free again, and another process may take them: the
+             * catch-up must read from the last one committed */
+            g->claims = before;
+            cl->max_seq = max_seq;
+        }
     }
     pthread_mutex_unlock(&c->mu);
     return r;
@@ -831,8 +838,12 @@ hr_t sq_event_release(store_t *s, const char *event_id)
         bool found = false, same = false;
         if (i == cl->cur && (r = cur_get(c, cl, g, h, event_id, "", &found, &same, &seq)) != HR_OK) break;
         if (i == cl->cur && !found) continue;
-        /* sealed: by the hash index; current: the row the index named */
-        sqlite3_stmt *st = prep(c, i == cl->cur ? "DELETE FROM claims_%lld WHERE seq = ?1 AND event_id = ?2"
+        /* sealed: by the hash index; current: the row the index named,
+         * emptied rather than deleted, so that its seq is never taken again
+         * (another process reads the rows appended after the last seq it
+         * knows; a claim's id is never empty) */
+        sqlite3_stmt *st = prep(c, i == cl->cur ? "UPDATE claims_%lld SET event_id = '', h = 0"
+                                                  " WHERE seq = ?1 AND event_id = ?2"
                                                 : "DELETE FROM claims_%lld WHERE h = ?1 AND event_id = ?2",
                                 g->id);
         if (!st) {
@@ -842,7 +853,6 @@ hr_t sq_event_release(store_t *s, const char *event_id)
         sqlite3_bind_int64(st, 1, i == cl->cur ? seq : (int64_t)h);
         bind_str(st, 2, event_id);
         r = sq_step_done(c, st, "dedupe: release");
-        if (r == HR_OK && i == cl->cur && sqlite3_changes(c->db) > 0) g->claims--;
         sqlite3_finalize(st);
     }
     r = sq_tx_end(c, r);
