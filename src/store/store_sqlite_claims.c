@@ -52,8 +52,9 @@
  * generation (a claim looks in the sealed ones before it inserts into the
  * current one), so CLAIM_NEW / CLAIM_SAME / CLAIM_DUP are exact; a batch
  * is one transaction (all or nothing); release deletes the id from every
- * generation whose filter has it (a stale filter bit costs a lookup, never
- * a wrong answer).
+ * sealed generation whose filter has it (a stale filter bit costs a
+ * lookup, never a wrong answer) and empties its row in the current one
+ * (see sq_event_release).
  *
  * Two processes may share the database (tests/unit/store: two stores): the
  * catalogue in memory is re-read whenever PRAGMA data_version says another
