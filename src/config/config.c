@@ -251,7 +251,8 @@ static const opt_t opts[] = {
      "How long fan-out remembers an event id to drop a duplicate publish (SQLite store; the "
      "claims are kept in generations and dropped whole once older than this). A producer retry "
      "later than the window is delivered again; a longer window costs disk (~100 bytes per "
-     "event) and memory (~4 bytes per event)."},
+     "event) and memory (~4 bytes per event). At most ~16.7M events are remembered: past that "
+     "the oldest are forgotten early (logged)."},
 };
 
 static hr_t check_roles(const char *value, char *why, size_t why_len)
