@@ -98,7 +98,8 @@ hr_t store_open_cfg(const config_t *cfg, store_t **store, char *why, size_t why_
                             .accept_damage = strcmp(cfg->store_accept_damage, "true") == 0,
                             .pg_pool = cfg->store_pg_pool,
                             .pg_listen = strcmp(cfg->store_pg_listen, "true") == 0,
-                            .sqlite_mmap_mb = cfg->store_sqlite_mmap_mb};
+                            .sqlite_mmap_mb = cfg->store_sqlite_mmap_mb,
+                            .dedupe_window_ms = cfg->dedupe_window_ms};
     hr_t r = store_open_with(cfg->store_backend, dsn, &so, store);
     /* a PostgreSQL conninfo may hold a password: only a file path is shown */
     if (r != HR_OK && strcmp(cfg->store_backend, "sqlite") == 0)

@@ -148,7 +148,8 @@ static void usage(FILE *f)
             "                          herald starts, report their connections, streams and CPU\n"
             "  --fake-delay MS         with --fake-control: APNs answers after MS ms (default 0)\n\n"
             "herald bench http-engine --help: the HTTP engine alone against the fake APNs\n"
-            "herald bench sink --help: the status store alone (status rows into SQLite)\n");
+            "herald bench sink --help: the status store alone (status rows into SQLite)\n"
+            "herald bench claims --help: the event dedupe claims alone (SQLite)\n");
 }
 
 enum { O_BUS = 1, O_BROKERS, O_SINK, O_USERS, O_DURATION, O_WARMUP, O_SWEEP, O_SWEEP_DUR, O_RATE,
@@ -1052,6 +1053,7 @@ int bench_main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "http-engine") == 0) return bench_http_engine_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "sink") == 0) return bench_sink_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "pg-sink") == 0) return bench_pg_sink_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "claims") == 0) return bench_claims_main(argc - 1, argv + 1);
     bopts_t o;
     int rc = parse(argc, argv, &o);
     if (rc) return rc == 1 ? 0 : rc;

@@ -229,6 +229,8 @@ int bench_pg_sink_main(int argc, char **argv);
 
 /* `herald bench sink ...` (argv[0] is "sink"): exit code. */
 int bench_sink_main(int argc, char **argv);
+/* claims.c: `herald bench claims ...` (the dedupe claims alone): exit code. */
+int bench_claims_main(int argc, char **argv);
 
 /* ---- raw baselines ---- */
 

@@ -216,8 +216,9 @@ static const opt_t opts[] = {
      "Time bound of the store's integrity check at start (0 = skip it); a check cut short "
      "says so in the log."},
     {"store.retention_ms", OPT_I64, F(store_retention_ms), "7776000000", 0, INT64_MAX, NULL,
-     "Notifications (with their status history), inbox items, digests and dedupe claims older "
-     "than this are deleted by the process with the status role (0 = keep everything)."},
+     "Notifications (with their status history), inbox items and digests older than this are "
+     "deleted by the process with the status role (0 = keep everything; dedupe claims go by "
+     "dedupe.window_ms)."},
     {"store.purge_interval_ms", OPT_I64, F(store_purge_interval_ms), "3600000", 1000,
      INT64_C(2592000000),
      NULL, "How often that purge runs; the first run is a minute after the start."},
@@ -252,6 +253,13 @@ static const opt_t opts[] = {
     {"store.sqlite_mmap_mb", OPT_INT, F(store_sqlite_mmap_mb), "0", 0, 65536, NULL,
      "SQLite store: MiB of the database the status writer reads through a memory map (0 = none). "
      "~7 % less CPU per status row, but every mapped page it touched counts in herald's RSS."},
+    {"dedupe.window_ms", OPT_I64, F(dedupe_window_ms), "86400000", 60000, INT64_C(86400000) * 366,
+     NULL,
+     "How long fan-out remembers an event id to drop a duplicate publish (SQLite store; the "
+     "claims are kept in generations and dropped whole once older than this). A producer retry "
+     "later than the window is delivered again; a longer window costs disk (~100 bytes per "
+     "event) and memory (~4 bytes per event). At most ~16.7M events are remembered: past that "
+     "the oldest are forgotten early (logged)."},
 };
 
 static hr_t check_roles(const char *value, char *why, size_t why_len)

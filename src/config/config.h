@@ -101,6 +101,7 @@ typedef struct config {
     int inbox_token_max_ttl_s;  /* inbox.token_max_ttl_s */
     int store_pg_pool;          /* store.pg_pool: PostgreSQL connections */
     int store_sqlite_mmap_mb;   /* store.sqlite_mmap_mb: the SQLite writer's memory map */
+    int64_t dedupe_window_ms;   /* dedupe.window_ms: event claims are kept at least this long */
     char *store_pg_listen;      /* store.pg_listen true|false: LISTEN for other instances' changes */
     /* kafka.* passthrough, NULL-terminated key/value pairs */
     char **kafka_kv;

@@ -118,6 +118,8 @@ typedef struct store_open_opts {
     int pg_pool;                /* PostgreSQL: connections in the pool (0 = 8) */
     bool pg_listen;             /* PostgreSQL: follow other processes' changes (LISTEN) */
     int sqlite_mmap_mb;         /* SQLite: the writer's memory map, MiB (0 = none) */
+    int64_t dedupe_window_ms;   /* SQLite: how long event claims are kept at least (0 = 24 h) */
+    int dedupe_gen_claims;      /* SQLite: claims per dedupe generation (0 = the default; tests) */
 } store_open_opts_t;
 /* store_open with the integrity checks of the backend (SQLite: the WAL and
  * PRAGMA quick_check, bounded by o->check_ms). Damage found is logged and

@@ -77,6 +77,8 @@
 #define WRITER_CACHE_KIB 32768
 #define READER_CACHE_KIB 8192
 #define OTHER_CACHE_KIB 2048     /* checkpointer and dedupe connections */
+/* The dedupe database's WAL is cut back to this when it restarts. */
+#define DEDUPE_WAL_KEEP_BYTES (16LL << 20)
 /* Memory-mapped reads (store.sqlite_mmap_mb), for the writer only. The
  * reader ran fan-out's lookups through a map that SQLite re-creates
  * whenever the file grows - which, with the status sink writing, is all
@@ -98,7 +100,6 @@
  * (often a small one, like an event claim) paid ~1 ms per restart for it. */
 #define WAL_KEEP_BYTES (192LL << 20)
 #define CKPT_INTERVAL_MS 200
-#define DEDUPE_CKPT_PAGES 1000
 #define CKPT_FORCE_FRAMES 65536  /* ~256 MB: wait for readers and restart the WAL */
 /* The page size of a new main database (an existing one keeps its own: in
  * WAL mode only a VACUUM could change it). 8 KiB pages: half the page
@@ -187,9 +188,6 @@ static const char *stmt_sql[S__COUNT] = {
                   " ORDER BY CASE WHEN locale = ?3 THEN 0 WHEN locale = ?4 THEN 1 ELSE 2 END"
                   " LIMIT 1",
     [S_TPL_CHANNELS] = "SELECT DISTINCT channel FROM templates WHERE event_type = ?1",
-    [S_EVENT_ADD] = "INSERT INTO events (event_id, position, first_seen_ms) VALUES (?1, ?2, ?3)"
-                    " ON CONFLICT DO NOTHING",
-    [S_EVENT_GET] = "SELECT position FROM events WHERE event_id = ?1",
     /* the status log (store_sqlite_notif.c): a row's content is its
      * record (rec, the row record of store_sqlite_notif.c); content = 1 in
      * the row that holds the notification's content */
@@ -227,8 +225,6 @@ static const char *stmt_sql[S__COUNT] = {
     [S_RUN_MERGE_MAX] = "SELECT coalesce(max(max_created), 0) FROM user_run_list WHERE level = ?1",
     [S_RUN_DROP] = "DELETE FROM user_chunks WHERE run IN (SELECT run FROM user_run_list WHERE level = ?1)",
     [S_RUN_LIST_DROP] = "DELETE FROM user_run_list WHERE level = ?1",
-    [S_PURGE_EVENTS] = "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events NOT INDEXED"
-                       " WHERE first_seen_ms < ?1 ORDER BY rowid LIMIT ?2)",
     [S_SCHED_PUT] = "INSERT OR REPLACE INTO scheduled (notification_id, channel, due_at_ms, record,"
                     " user_id) VALUES (?1, ?2, ?3, ?4, NULLIF(?5, ''))",
     [S_SCHED_DUE] = "SELECT notification_id, channel, due_at_ms, record FROM scheduled"
@@ -239,7 +235,6 @@ static const char *stmt_sql[S__COUNT] = {
                        " at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_ADDR_BAD_GET] = "SELECT 1 FROM invalid_addresses WHERE user_id = ?1 AND channel = ?2"
                        " AND address = ?3",
-    [S_EVENT_DEL] = "DELETE FROM events WHERE event_id = ?1",
     [S_DLQ_MARK] = "INSERT INTO dlq_redriven (dlq_id, at_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     [S_DLQ_GET] = "SELECT 1 FROM dlq_redriven WHERE dlq_id = ?1",
     [S_KEY_PUT] = "INSERT INTO api_keys (key_id, secret_hash, tenant, scopes, name, created_at_ms)"
@@ -434,6 +429,8 @@ static hr_t conn_open(conn_t *c, const char *path, conn_role_t role, int64_t mma
                  WAL_CHECKPOINT_PAGES, WAL_KEEP_BYTES, MAIN_PAGE_BYTES);
     else if (role == ROLE_READER)
         snprintf(extra, sizeof(extra), " PRAGMA query_only = 1;");
+    else if (role == ROLE_DEDUPE)
+        snprintf(extra, sizeof(extra), " PRAGMA journal_size_limit = %lld;", DEDUPE_WAL_KEEP_BYTES);
     else
         extra[0] = '\0';
     snprintf(pragmas, sizeof(pragmas),
@@ -457,13 +454,6 @@ static hr_t conn_open(conn_t *c, const char *path, conn_role_t role, int64_t mma
         return HR_ERR;
     }
     return HR_OK;
-}
-
-/* Closes a connection that failed to open completely, keeping c->mu. */
-static void conn_close_db(conn_t *c)
-{
-    if (c->db) sqlite3_close(c->db);
-    c->db = NULL;
 }
 
 static void conn_close(conn_t *c)
@@ -593,14 +583,6 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int nframes)
     return SQLITE_OK;
 }
 
-/* The same for the dedupe database, whose WAL is kept small. */
-static int ev_wal_hook(void *arg, sqlite3 *db, const char *name, int nframes)
-{
-    sq_store_t *q = arg;
-    atomic_store(&q->ev_frames, nframes);
-    return SQLITE_OK;
-}
-
 /* One PASSIVE checkpoint (RESTART when the WAL has grown past
  * CKPT_FORCE_FRAMES because readers kept the last ones from finishing). */
 static void checkpoint(conn_t *c)
@@ -612,11 +594,10 @@ static void checkpoint(conn_t *c)
     if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) log_warn(LOG, "checkpoint: %s", sqlite3_errmsg(c->db));
 }
 
-/* The checkpointer thread: copies committed WAL frames back into the
- * databases (PASSIVE: never blocks the writers or readers), off the
- * writers' paths - the main database once WAL_CHECKPOINT_PAGES have
- * gathered, the dedupe database every CKPT_INTERVAL_MS it has
- * DEDUPE_CKPT_PAGES. */
+/* The checkpointer thread: copies committed WAL frames back into the main
+ * database (PASSIVE: never blocks the writer or the readers), off the
+ * writer's path, once WAL_CHECKPOINT_PAGES have gathered. (The dedupe
+ * database checkpoints in its own commits: see sq_open.) */
 static void *checkpointer_main(void *arg)
 {
     sq_store_t *q = arg;
@@ -627,8 +608,7 @@ static void *checkpointer_main(void *arg)
     pthread_mutex_lock(&q->ck_mu);
     while (!q->ck_stop) {
         bool main_due = atomic_load(&q->wal_frames) >= WAL_CHECKPOINT_PAGES;
-        bool ev_due = q->ev_ck.db && atomic_load(&q->ev_frames) >= DEDUPE_CKPT_PAGES;
-        if (!main_due && !ev_due) {
+        if (!main_due) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += (long)CKPT_INTERVAL_MS * 1000000;
@@ -640,14 +620,8 @@ static void *checkpointer_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&q->ck_mu);
-        if (main_due) {
-            checkpoint(&q->ck);
-            atomic_store(&q->wal_frames, 0); /* the next commit reports the WAL's size again */
-        }
-        if (ev_due) {
-            checkpoint(&q->ev_ck);
-            atomic_store(&q->ev_frames, 0);
-        }
+        checkpoint(&q->ck);
+        atomic_store(&q->wal_frames, 0); /* the next commit reports the WAL's size again */
         pthread_mutex_lock(&q->ck_mu);
     }
     pthread_mutex_unlock(&q->ck_mu);
@@ -665,7 +639,7 @@ static void sq_close(store_t *s)
         pthread_join(q->ck_thread, NULL);
     }
     conn_close(&q->ck);
-    conn_close(&q->ev_ck);
+    sq_claims_close(q); /* its statements are on ev */
     conn_close(&q->ev);
     if (q->w.db) sqlite3_exec(q->w.db, "PRAGMA optimize", NULL, NULL, NULL);
     conn_close(&q->r);
@@ -687,9 +661,12 @@ static char *dedupe_path(const char *dsn, bool memory)
     return xasprintf("%s.events", dsn);
 }
 
-/* Creates the dedupe table and moves any rows a store from before the split
- * kept in the main database's events table. */
-static hr_t dedupe_init(sq_store_t *q, const char *dsn, const char *path, bool memory)
+/* Creates the dedupe database's catalogue, moves any claims a store from
+ * before the split kept in the main database's events table (into a table
+ * of the same name here, which store_sqlite_claims.c then turns into
+ * generations) and reads the generations. */
+static hr_t dedupe_init(sq_store_t *q, const char *dsn, const char *path, bool memory,
+                        const store_open_opts_t *o)
 {
     conn_t *c = &q->ev;
     hr_t r = conn_open(c, path, ROLE_DEDUPE, 0);
@@ -701,27 +678,30 @@ static hr_t dedupe_init(sq_store_t *q, const char *dsn, const char *path, bool m
         sqlite3_free(msg);
         return HR_ERR;
     }
-    if (memory) return HR_OK;
     sqlite3_stmt *st = NULL;
     bool old_rows = false;
-    if (sqlite3_prepare_v2(q->w.db, "SELECT 1 FROM events LIMIT 1", -1, &st, NULL) == SQLITE_OK)
+    if (!memory && sqlite3_prepare_v2(q->w.db, "SELECT 1 FROM events LIMIT 1", -1, &st, NULL) == SQLITE_OK)
         old_rows = sqlite3_step(st) == SQLITE_ROW;
     sqlite3_finalize(st);
-    if (!old_rows) return HR_OK;
-    char *sql = sqlite3_mprintf("ATTACH %Q AS old; BEGIN;"
-                                " INSERT OR IGNORE INTO main.events SELECT event_id, position, first_seen_ms"
-                                " FROM old.events; DELETE FROM old.events; COMMIT; DETACH old;",
-                                dsn);
-    int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
-    sqlite3_free(sql);
-    if (rc != SQLITE_OK) {
-        log_error(LOG, "moving the dedupe table to %s: %s", path, msg ? msg : "?");
-        sqlite3_free(msg);
-        sqlite3_exec(c->db, "ROLLBACK; DETACH old;", NULL, NULL, NULL);
-        return HR_ERR;
+    if (old_rows) {
+        char *sql = sqlite3_mprintf("ATTACH %Q AS old; BEGIN;"
+                                    " CREATE TABLE IF NOT EXISTS main.events (event_id TEXT PRIMARY KEY,"
+                                    " position TEXT NOT NULL, first_seen_ms INTEGER NOT NULL);"
+                                    " INSERT OR IGNORE INTO main.events SELECT event_id, position,"
+                                    " first_seen_ms FROM old.events; DELETE FROM old.events; COMMIT;"
+                                    " DETACH old;",
+                                    dsn);
+        int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
+        sqlite3_free(sql);
+        if (rc != SQLITE_OK) {
+            log_error(LOG, "moving the dedupe table to %s: %s", path, msg ? msg : "?");
+            sqlite3_free(msg);
+            sqlite3_exec(c->db, "ROLLBACK; DETACH old;", NULL, NULL, NULL);
+            return HR_ERR;
+        }
+        log_info(LOG, "moved the dedupe table to %s", path);
     }
-    log_info(LOG, "moved the dedupe table to %s", path);
-    return HR_OK;
+    return sq_claims_open(q, o ? o->dedupe_window_ms : 0, o ? o->dedupe_gen_claims : 0);
 }
 
 /* Damage found at open: logged; refuses the open unless accepted, else
@@ -780,7 +760,6 @@ static hr_t sq_open(const char *dsn, const store_open_opts_t *o, store_t **out)
     pthread_mutex_init(&q->r.mu, NULL);
     pthread_mutex_init(&q->ck.mu, NULL);
     pthread_mutex_init(&q->ev.mu, NULL);
-    pthread_mutex_init(&q->ev_ck.mu, NULL);
     pthread_mutex_init(&q->ck_mu, NULL);
     pthread_cond_init(&q->ck_cv, NULL);
     bool memory = dsn[0] == '\0' || strcmp(dsn, ":memory:") == 0;
@@ -797,15 +776,21 @@ static hr_t sq_open(const char *dsn, const store_open_opts_t *o, store_t **out)
         free(evp);
         goto out;
     }
-    r = dedupe_init(q, dsn, evp, memory);
+    r = dedupe_init(q, dsn, evp, memory, o);
     if (r == HR_OK && !memory) r = check_db(q, o, q->ev.db, evp);
     if (r == HR_OK && !memory && conn_open(&q->ck, dsn, ROLE_CHECKPOINT, 0) == HR_OK) {
-        if (conn_open(&q->ev_ck, evp, ROLE_CHECKPOINT, 0) != HR_OK) conn_close_db(&q->ev_ck);
+        /* The dedupe database is not checkpointed here: a checkpoint on
+         * another connection raced the claiming thread, which commits
+         * every few milliseconds, never backfilled the last frame, and the
+         * WAL never restarted - it grew by every page written (2.7 GB
+         * after 1M claims, `herald bench claims`). SQLite's own
+         * autocheckpoint in the claiming commit (1000 pages, ~250 bytes
+         * written per claim: a few ms every ~16k claims) completes, and
+         * the WAL restarts. */
         if (pthread_create(&q->ck_thread, NULL, checkpointer_main, q) == 0) {
             q->ck_started = true;
-            /* the hooks replace the writers' own autocheckpoints */
+            /* the hook replaces the writer's own autocheckpoints */
             sqlite3_wal_hook(q->w.db, wal_hook, q);
-            if (q->ev_ck.db) sqlite3_wal_hook(q->ev.db, ev_wal_hook, q);
         }
     } /* otherwise the writers checkpoint in their commits */
     free(evp);

@@ -1,7 +1,7 @@
 /*
  * store_sqlite_flow.c - the SQLite side of the dispatch policy's state:
  * deferred notifications (table `scheduled`, taken by due time), invalid
- * addresses, the release of a dedupe claim, and redriven DLQ entries.
+ * addresses and redriven DLQ entries.
  * None of this is on the normal delivery path: rows are written only for
  * notifications deferred, dead addresses and redrives.
  */
@@ -207,22 +207,6 @@ hr_t sq_address_invalid_get(store_t *s, const char *user_id, channel_t ch, const
 {
     addr_args_t a = {user_id, address, NULL, ch, 0};
     return probe(sq(s)->rd, S_ADDR_BAD_GET, bind_addr, &a, invalid, "invalid address get");
-}
-
-/* ---- dedupe claims ---- */
-
-hr_t sq_event_release(store_t *s, const char *event_id)
-{
-    conn_t *c = &sq(s)->ev;
-    pthread_mutex_lock(&c->mu);
-    hr_t r = HR_ERR;
-    sqlite3_stmt *st = sq_stmt(c, S_EVENT_DEL);
-    if (st) {
-        bind_str(st, 1, event_id);
-        r = sq_step_done(c, st, "event release");
-    }
-    pthread_mutex_unlock(&c->mu);
-    return r;
 }
 
 /* ---- redriven DLQ entries ---- */

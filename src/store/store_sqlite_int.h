@@ -7,14 +7,14 @@
  *                         the statement table, the helpers below
  *   store_sqlite_users.c  users, preferences, subscriptions, follows,
  *                         templates
- *   store_sqlite_notif.c  dedupe claims, notification write/read/list/sent,
- *                         purge
+ *   store_sqlite_notif.c  notification write/read/list/sent, purge
  *   store_sqlite_runs.c   the per-user listing's sorted runs (blocks of
  *                         keys): write, merge, read, erase, purge
+ *   store_sqlite_claims.c the event dedupe claims, in generations
  *   store_sqlite_inbox.c  the in-app inbox
  *   store_sqlite_flow.c   dispatch policy: scheduled (deferred)
- *                         notifications, invalid addresses, claim release,
- *                         redriven DLQ entries
+ *                         notifications, invalid addresses, redriven DLQ
+ *                         entries
  *
  * The DESIGN note is atop store_sqlite.c. Conventions for every function
  * here: "c->mu held" means the caller locked the connection; a statement is
@@ -66,8 +66,6 @@ typedef enum stmt_id {
     S_TPL_PUT,
     S_TPL_GET,
     S_TPL_CHANNELS,
-    S_EVENT_ADD,
-    S_EVENT_GET,
     S_LOG_ADD,
     S_LOG_HAS,
     S_LOG_MAX,
@@ -88,14 +86,12 @@ typedef enum stmt_id {
     S_RUN_LIST_DROP,
     S_ERASE_LOG,
     S_ERASE_RUNS,
-    S_PURGE_EVENTS,
     S_SCHED_PUT,
     S_SCHED_DUE,
     S_SCHED_NEXT,
     S_SCHED_DEL,
     S_ADDR_BAD_ADD,
     S_ADDR_BAD_GET,
-    S_EVENT_DEL,
     S_DLQ_MARK,
     S_DLQ_GET,
     S_KEY_PUT,
@@ -141,14 +137,12 @@ typedef struct sq_store {
     conn_t *rd;                 /* &r, or &w when the database is in memory */
     conn_t ev;                  /* the dedupe database (events), its own file and writer */
     conn_t ck;                  /* checkpointer (file databases) */
-    conn_t ev_ck;               /* checkpointer's connection to the dedupe database */
     pthread_t ck_thread;
     bool ck_started;
     pthread_mutex_t ck_mu;
     pthread_cond_t ck_cv;
     bool ck_stop;
     _Atomic int wal_frames;     /* frames in the WAL after the last commit */
-    _Atomic int ev_frames;      /* the same for the dedupe database */
     char damage[512];           /* what the checks at open found; "" = nothing */
     /* The per-user runs (store_sqlite_runs.c), under w.mu: the next run's
      * number (above every run in user_chunks, so a run is appended) and
@@ -156,6 +150,7 @@ typedef struct sq_store {
     int64_t next_run;
     int64_t purged_before;
     uint64_t corrupt_at_open;   /* sq_corrupt_reports() when opened */
+    struct sq_claims *claims;   /* the dedupe generations (store_sqlite_claims.c), under ev.mu */
 } sq_store_t;
 
 static inline sq_store_t *sq(store_t *s) { return (sq_store_t *)s; }
@@ -280,10 +275,21 @@ hr_t sq_template_get(store_t *s, const char *event_type, channel_t ch,
                      const char *const chain[STORE_LOCALE_CHAIN], template_rec_t *out);
 hr_t sq_template_channels(store_t *s, const char *event_type, unsigned *mask);
 
-/* store_sqlite_notif.c */
+/* store_sqlite_claims.c (the dedupe claims; DESIGN note there) */
+typedef struct sq_claims sq_claims_t;
+/* Reads the generations of the dedupe database (q->ev, schema made),
+ * moving a table of an older store into them. window_ms, gen_claims: 0 =
+ * the defaults. q->claims is set even on failure (sq_claims_close frees). */
+hr_t sq_claims_open(sq_store_t *q, int64_t window_ms, int gen_claims);
+void sq_claims_close(sq_store_t *q);
+/* Retention: drops the generations sealed before before_ms. */
+hr_t sq_claims_purge(store_t *s, int64_t before_ms);
 hr_t sq_event_claim(store_t *s, const char *event_id, const char *position, claim_t *out);
 hr_t sq_event_claim_batch(store_t *s, const char *const *ids, const char *const *positions,
                           int n, claim_t *out);
+hr_t sq_event_release(store_t *s, const char *event_id);
+
+/* store_sqlite_notif.c */
 hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n);
 hr_t sq_notif_get(store_t *s, const char *notification_id, notif_row_t *out,
                   status_hist_t **hist, int *nhist);
@@ -342,7 +348,6 @@ hr_t sq_address_invalid_add(store_t *s, const char *user_id, channel_t ch, const
                             const char *reason, int64_t at_ms);
 hr_t sq_address_invalid_get(store_t *s, const char *user_id, channel_t ch, const char *address,
                             bool *invalid);
-hr_t sq_event_release(store_t *s, const char *event_id);
 hr_t sq_dlq_mark(store_t *s, const char *dlq_id, int64_t at_ms, bool *first);
 /* store_sqlite_keys.c */
 hr_t sq_key_put(store_t *s, const api_key_rec_t *k);

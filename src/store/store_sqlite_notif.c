@@ -1,8 +1,8 @@
 /*
- * store_sqlite_notif.c - the SQLite backend's ops for the event dedupe
- * claims and the notification records: the status sink's appends to the
- * status log (the hot path), reads, listing, the "already sent" checks, the
- * per-user runs and the purge
+ * store_sqlite_notif.c - the SQLite backend's ops for the notification
+ * records: the status sink's appends to the status log (the hot path),
+ * reads, listing, the "already sent" checks, the per-user runs and the
+ * purge (the dedupe claims are store_sqlite_claims.c's)
  * (store_sqlite_int.h lists the files of the backend; the DESIGN note is
  * atop store_sqlite.c).
  *
@@ -23,63 +23,6 @@
 #define LOG SQ_LOG
 #define YIELD_EVERY 32           /* batch rows between looks for waiting writers */
 #define YIELD_SPINS 1000         /* sched_yield()s at most while letting them in */
-
-/* ---- event dedupe ---- */
-
-/* One claim on the writer (c->mu held, inside or outside a transaction). */
-static hr_t claim_one(conn_t *c, const char *event_id, const char *position, int64_t now,
-                      claim_t *out)
-{
-    sqlite3_stmt *st = sq_stmt(c, S_EVENT_ADD);
-    if (!st) return HR_ERR;
-    bind_str(st, 1, event_id);
-    bind_str(st, 2, position);
-    sqlite3_bind_int64(st, 3, now);
-    hr_t r = sq_step_done(c, st, "event claim");
-    if (r != HR_OK) return r;
-    if (sqlite3_changes(c->db) == 1) {
-        *out = CLAIM_NEW;
-        return HR_OK;
-    }
-    if (!(st = sq_stmt(c, S_EVENT_GET))) return HR_ERR;
-    bind_str(st, 1, event_id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        const char *pos = (const char *)sqlite3_column_text(st, 0);
-        *out = pos && strcmp(pos, position) == 0 ? CLAIM_SAME : CLAIM_DUP;
-    } else {
-        r = sq_err(c, rc, "event claim lookup");
-    }
-    sqlite3_reset(st);
-    return r;
-}
-
-hr_t sq_event_claim(store_t *s, const char *event_id, const char *position, claim_t *out)
-{
-    conn_t *c = &sq(s)->ev;
-    pthread_mutex_lock(&c->mu);
-    hr_t r = claim_one(c, event_id, position, hclock_now_ms(), out);
-    pthread_mutex_unlock(&c->mu);
-    return r;
-}
-
-/* One write transaction for the whole batch: fan-out claims every event of
- * a polled batch at once instead of committing once per event. */
-hr_t sq_event_claim_batch(store_t *s, const char *const *ids, const char *const *positions,
-                          int n, claim_t *out)
-{
-    conn_t *c = &sq(s)->ev;
-    int64_t now = hclock_now_ms();
-    pthread_mutex_lock(&c->mu);
-    hr_t r = sq_tx_begin(c, true);
-    if (r == HR_OK) {
-        for (int i = 0; i < n && r == HR_OK; i++)
-            r = claim_one(c, ids[i], positions[i] ? positions[i] : "", now, &out[i]);
-        r = sq_tx_end(c, r);
-    }
-    pthread_mutex_unlock(&c->mu);
-    return r;
-}
 
 /* ---- the status log's row record (schema version 8) ----
  *
@@ -767,21 +710,7 @@ hr_t sq_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted)
         pthread_mutex_unlock(&c->mu);
         if (drows) log_info(LOG, "purged %lld digest row(s) before %lld", (long long)drows, (long long)before_ms);
     }
-    changed = SQ_PURGE_CHUNK;
-    c = &sq(s)->ev;
-    while (r == HR_OK && changed == SQ_PURGE_CHUNK) {
-        pthread_mutex_lock(&c->mu);
-        sqlite3_stmt *st = sq_stmt(c, S_PURGE_EVENTS);
-        if (st) {
-            sqlite3_bind_int64(st, 1, before_ms);
-            sqlite3_bind_int(st, 2, SQ_PURGE_CHUNK);
-            r = sq_step_done(c, st, "purge events");
-            changed = sqlite3_changes(c->db);
-        } else {
-            r = HR_ERR;
-        }
-        pthread_mutex_unlock(&c->mu);
-    }
+    if (r == HR_OK) r = sq_claims_purge(s, before_ms); /* store_sqlite_claims.c */
     *deleted = total;
     if (total) log_info(LOG, "purged %lld notification(s) created before %lld", (long long)total,
                         (long long)before_ms);

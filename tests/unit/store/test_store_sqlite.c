@@ -95,7 +95,7 @@ static void test_schema_embedded(void **state)
     assert_non_null(strstr(store_schema_sqlite_indexes, "CREATE INDEX IF NOT EXISTS status_log_key"));
     snprintf(mark, sizeof(mark), "-- schema_version: %d ", STORE_SCHEMA_VERSION);
     assert_non_null(strstr(store_schema_sqlite_events, mark));
-    assert_non_null(strstr(store_schema_sqlite_events, "CREATE TABLE IF NOT EXISTS events"));
+    assert_non_null(strstr(store_schema_sqlite_events, "CREATE TABLE IF NOT EXISTS claim_gens"));
 
     /* the database has every table of the file and records the version */
     sqlite3 *db = NULL;
@@ -116,8 +116,9 @@ static void test_schema_embedded(void **state)
     sqlite3_close(db);
 }
 
-/* SQLite keeps the dedupe table in a database of its own; claims recorded
- * in the main database by an older herald are moved there on open. */
+/* SQLite keeps the dedupe claims in a database of their own; claims
+ * recorded in the main database by an older herald are moved there on open
+ * (into generations: the ones older than the dedupe window are left out). */
 static void test_dedupe_moved(void **state)
 {
     fx_t *f = *state;
@@ -125,10 +126,11 @@ static void test_dedupe_moved(void **state)
     f->s = NULL;
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(f->dsn, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "INSERT INTO events (event_id, position, first_seen_ms)"
-                                      " VALUES ('legacy', 'raw-events/2/40', 1)",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
+    char *sql = sqlite3_mprintf("INSERT INTO events (event_id, position, first_seen_ms)"
+                                " VALUES ('legacy', 'raw-events/2/40', %lld), ('ancient', 'raw-events/2/1', 1)",
+                                (long long)hclock_now_ms() - 1000);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_free(sql);
     sqlite3_close(db);
     assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
     claim_t c;
@@ -136,6 +138,8 @@ static void test_dedupe_moved(void **state)
     assert_int_equal(c, CLAIM_SAME);
     assert_int_equal(store_event_claim(f->s, "legacy", "raw-events/0/1", &c), HR_OK);
     assert_int_equal(c, CLAIM_DUP);
+    assert_int_equal(store_event_claim(f->s, "ancient", "raw-events/2/1", &c), HR_OK);
+    assert_int_equal(c, CLAIM_NEW); /* 1970: long past the window */
 }
 
 /* A version 1 database (users without webhook_secret, notifications

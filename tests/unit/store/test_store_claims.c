@@ -1,0 +1,342 @@
+/*
+ * The SQLite dedupe claims in generations (store_sqlite_claims.c): the
+ * answers within and across generations, release, reopening, the window
+ * (an injected clock), all-or-nothing batches, a database of the old
+ * format, two stores on one database. Generations of 4 claims, so that a
+ * few claims span several.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/store.h"
+
+#define GEN 4
+#define WINDOW_MS 160000
+#define T0 INT64_C(1800000000000)
+
+typedef struct cf {
+    char dir[64];
+    char db[96], ev[96];
+    store_t *s;
+} cf_t;
+
+static store_t *open_store(const cf_t *f)
+{
+    store_open_opts_t o = {.dedupe_window_ms = WINDOW_MS, .dedupe_gen_claims = GEN};
+    store_t *s = NULL;
+    assert_int_equal(store_open_with("sqlite", f->db, &o, &s), HR_OK);
+    return s;
+}
+
+static int setup(void **state)
+{
+    cf_t *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/herald-claims-XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    snprintf(f->db, sizeof(f->db), "%s/h.db", f->dir);
+    snprintf(f->ev, sizeof(f->ev), "%s/h.events.db", f->dir);
+    hclock_set_fake(T0);
+    f->s = open_store(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    cf_t *f = *state;
+    store_close(f->s);
+    hclock_set_fake(0);
+    static const char *const sfx[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char p[128];
+        snprintf(p, sizeof(p), "%s%s", f->db, sfx[i]);
+        unlink(p);
+        snprintf(p, sizeof(p), "%s%s", f->ev, sfx[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void reopen(cf_t *f)
+{
+    store_close(f->s);
+    f->s = open_store(f);
+}
+
+static claim_t claim(store_t *s, const char *id, const char *pos)
+{
+    claim_t c = (claim_t)-1;
+    assert_int_equal(store_event_claim(s, id, pos, &c), HR_OK);
+    return c;
+}
+
+/* One integer from the dedupe database, read by a connection of its own. */
+static int64_t ev_int(const cf_t *f, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(f->ev, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void ev_exec(const cf_t *f, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->ev, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) fprintf(stderr, "%s: %s\n", sql, msg ? msg : "?");
+    sqlite3_free(msg);
+    assert_int_equal(rc, SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void claim_range(store_t *s, const char *prefix, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        char id[32], pos[32];
+        snprintf(id, sizeof(id), "%s%d", prefix, i);
+        snprintf(pos, sizeof(pos), "raw-events/0/%d", i);
+        assert_int_equal(claim(s, id, pos), CLAIM_NEW);
+    }
+}
+
+static void test_answers_across_generations(void **state)
+{
+    cf_t *f = *state;
+    claim_range(f->s, "e", 0, 14); /* generations of 4: 3 sealed, the 4th current */
+    assert_true(ev_int(f, "SELECT count(*) FROM claim_gens") >= 4);
+    assert_int_equal(ev_int(f, "SELECT count(*) FROM claim_gens WHERE last_ms > 0 AND filter IS NULL"), 0);
+    /* the oldest generation, a middle one, the current one */
+    assert_int_equal(claim(f->s, "e0", "raw-events/0/0"), CLAIM_SAME);
+    assert_int_equal(claim(f->s, "e0", "raw-events/1/0"), CLAIM_DUP);
+    assert_int_equal(claim(f->s, "e5", "raw-events/0/5"), CLAIM_SAME);
+    assert_int_equal(claim(f->s, "e5", "raw-events/0/6"), CLAIM_DUP);
+    assert_int_equal(claim(f->s, "e13", "raw-events/0/13"), CLAIM_SAME);
+    assert_int_equal(claim(f->s, "e13", "raw-events/0/99"), CLAIM_DUP);
+    /* a repeat is not claimed again in the current generation */
+    int64_t rows = ev_int(f, "SELECT sum(claims) FROM claim_gens WHERE last_ms > 0");
+    assert_int_equal(rows, 12);
+    /* a batch: new ones, old ones, an id twice at two positions */
+    const char *ids[] = {"b1", "e2", "b1", "e2", "b2", "b2"};
+    const char *pos[] = {"p/1", "raw-events/0/2", "p/2", "raw-events/9/9", "p/3", "p/3"};
+    claim_t out[6];
+    assert_int_equal(store_event_claim_batch(f->s, ids, pos, 6, out), HR_OK);
+    claim_t want[] = {CLAIM_NEW, CLAIM_SAME, CLAIM_DUP, CLAIM_DUP, CLAIM_NEW, CLAIM_SAME};
+    for (int i = 0; i < 6; i++) assert_int_equal(out[i], want[i]);
+}
+
+static void test_release_in_old_and_current(void **state)
+{
+    cf_t *f = *state;
+    claim_range(f->s, "r", 0, 10);
+    assert_int_equal(store_event_release(f->s, "r1"), HR_OK); /* sealed */
+    assert_int_equal(store_event_release(f->s, "r9"), HR_OK); /* current */
+    assert_int_equal(store_event_release(f->s, "never"), HR_OK);
+    assert_int_equal(claim(f->s, "r1", "raw-events/5/5"), CLAIM_NEW);
+    assert_int_equal(claim(f->s, "r1", "raw-events/5/5"), CLAIM_SAME);
+    assert_int_equal(claim(f->s, "r9", "raw-events/5/6"), CLAIM_NEW);
+    assert_int_equal(claim(f->s, "r9", "raw-events/0/9"), CLAIM_DUP);
+    assert_int_equal(claim(f->s, "r2", "raw-events/0/2"), CLAIM_SAME); /* the others stay */
+    /* a released claim of the current generation is emptied, not deleted */
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM claims_%lld WHERE event_id = ''",
+             (long long)ev_int(f, "SELECT max(gen) FROM claim_gens WHERE last_ms = 0"));
+    int64_t emptied = ev_int(f, sql);
+    assert_true(emptied <= 1); /* 0 once the generation was sealed by the claims since */
+}
+
+static void test_reopen_midway(void **state)
+{
+    cf_t *f = *state;
+    claim_range(f->s, "a", 0, 6); /* one sealed, two in the current one */
+    reopen(f);
+    assert_int_equal(claim(f->s, "a1", "raw-events/0/1"), CLAIM_SAME);
+    assert_int_equal(claim(f->s, "a5", "raw-events/0/5"), CLAIM_SAME);
+    assert_int_equal(claim(f->s, "a5", "raw-events/0/7"), CLAIM_DUP);
+    claim_range(f->s, "a", 6, 11);
+    reopen(f);
+    for (int i = 0; i < 11; i++) {
+        char id[16], pos[32];
+        snprintf(id, sizeof(id), "a%d", i);
+        snprintf(pos, sizeof(pos), "raw-events/0/%d", i);
+        assert_int_equal(claim(f->s, id, pos), CLAIM_SAME);
+    }
+    assert_int_equal(claim(f->s, "a11", "raw-events/0/11"), CLAIM_NEW);
+    /* the filters were read from the catalogue: spoil one and the claims
+     * still answer (read from the table instead) */
+    ev_exec(f, "UPDATE claim_gens SET filter = x'00' WHERE gen = 1");
+    reopen(f);
+    assert_int_equal(claim(f->s, "a0", "raw-events/0/0"), CLAIM_SAME);
+}
+
+static void test_window_expiry(void **state)
+{
+    cf_t *f = *state;
+    assert_int_equal(claim(f->s, "w0", "p/0"), CLAIM_NEW);
+    assert_int_equal(claim(f->s, "w1", "p/1"), CLAIM_NEW);
+    /* 1/16 of the window later the current generation is sealed by age */
+    hclock_set_fake(T0 + WINDOW_MS / 16 + 1);
+    assert_int_equal(claim(f->s, "w2", "p/2"), CLAIM_NEW);
+    assert_int_equal(ev_int(f, "SELECT count(*) FROM claim_gens WHERE last_ms > 0"), 1);
+    /* within the window the old claims still answer */
+    hclock_set_fake(T0 + WINDOW_MS);
+    assert_int_equal(claim(f->s, "w0", "p/9"), CLAIM_DUP);
+    /* past it (from the seal) the generation is dropped whole */
+    hclock_set_fake(T0 + WINDOW_MS / 16 + 1 + WINDOW_MS + 1);
+    assert_int_equal(claim(f->s, "w0", "p/9"), CLAIM_NEW);
+    assert_int_equal(ev_int(f, "SELECT count(*) FROM sqlite_master WHERE name = 'claims_1'"), 0);
+    assert_int_equal(ev_int(f, "SELECT min(gen) FROM claim_gens"), 2);
+    /* w2 (the generation sealed by the last step) is still remembered */
+    assert_int_equal(claim(f->s, "w2", "p/2"), CLAIM_SAME);
+    /* retention drops what was sealed before its cut, the current one stays */
+    hclock_set_fake(T0 + 3 * WINDOW_MS);
+    assert_int_equal(claim(f->s, "late", "p/3"), CLAIM_NEW);
+    hclock_set_fake(T0 + 3 * WINDOW_MS + WINDOW_MS / 16 + 1);
+    assert_int_equal(claim(f->s, "later", "p/4"), CLAIM_NEW); /* seals the one with late */
+    assert_int_equal(ev_int(f, "SELECT count(*) FROM claim_gens WHERE last_ms > 0"), 1);
+    int64_t deleted = 0;
+    assert_int_equal(store_notif_purge(f->s, T0 + 4 * WINDOW_MS, &deleted), HR_OK);
+    assert_int_equal(ev_int(f, "SELECT count(*) FROM claim_gens WHERE last_ms > 0"), 0);
+    assert_int_equal(claim(f->s, "later", "p/4"), CLAIM_SAME);
+    assert_int_equal(claim(f->s, "late", "p/3"), CLAIM_NEW);
+}
+
+/* A batch that fails half-way claims none of its events. */
+static void test_batch_all_or_nothing(void **state)
+{
+    cf_t *f = *state;
+    claim_range(f->s, "x", 0, 5);
+    int64_t cur = ev_int(f, "SELECT max(gen) FROM claim_gens");
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "CREATE TRIGGER boom BEFORE INSERT ON claims_%lld WHEN NEW.event_id = 'bad'"
+             " BEGIN SELECT RAISE(ABORT, 'refused'); END",
+             (long long)cur);
+    ev_exec(f, sql);
+    const char *ids[] = {"n1", "x0", "n2", "bad", "n3"};
+    const char *pos[] = {"p/1", "raw-events/0/0", "p/2", "p/3", "p/4"};
+    claim_t out[5];
+    assert_int_not_equal(store_event_claim_batch(f->s, ids, pos, 5, out), HR_OK);
+    ev_exec(f, "DROP TRIGGER boom");
+    assert_int_equal(claim(f->s, "n1", "p/1"), CLAIM_NEW);
+    assert_int_equal(claim(f->s, "n2", "p/9"), CLAIM_NEW);
+    assert_int_equal(claim(f->s, "bad", "p/3"), CLAIM_NEW);
+    assert_int_equal(claim(f->s, "x0", "raw-events/0/0"), CLAIM_SAME);
+}
+
+/* A dedupe database of the old format (one table, events) is turned into
+ * generations at open; claims older than the window are left out. */
+static void test_old_format(void **state)
+{
+    cf_t *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    unlink(f->ev);
+    char sql[4096];
+    int l = snprintf(sql, sizeof(sql),
+                     "CREATE TABLE events (event_id TEXT PRIMARY KEY, position TEXT NOT NULL,"
+                     " first_seen_ms INTEGER NOT NULL); INSERT INTO events VALUES"
+                     " ('ancient', 'raw-events/0/1', %lld)",
+                     (long long)(T0 - 2 * WINDOW_MS));
+    for (int i = 0; i < 10; i++)
+        l += snprintf(sql + l, sizeof(sql) - (size_t)l, ", ('old%d', 'raw-events/1/%d', %lld)", i, i,
+                      (long long)(T0 - 1000 + i));
+    snprintf(sql + l, sizeof(sql) - (size_t)l, ";");
+    ev_exec(f, sql);
+    f->s = open_store(f);
+    assert_int_equal(ev_int(f, "SELECT count(*) FROM sqlite_master WHERE name = 'events'"), 0);
+    assert_int_equal(ev_int(f, "SELECT count(*) FROM claim_gens WHERE last_ms > 0"), 3);
+    assert_int_equal(ev_int(f, "SELECT sum(claims) FROM claim_gens"), 10);
+    for (int i = 0; i < 10; i++) {
+        char id[16], pos[32];
+        snprintf(id, sizeof(id), "old%d", i);
+        snprintf(pos, sizeof(pos), "raw-events/1/%d", i);
+        assert_int_equal(claim(f->s, id, pos), CLAIM_SAME);
+    }
+    assert_int_equal(claim(f->s, "old3", "raw-events/2/3"), CLAIM_DUP);
+    assert_int_equal(claim(f->s, "ancient", "raw-events/0/1"), CLAIM_NEW);
+    reopen(f);
+    assert_int_equal(claim(f->s, "old9", "raw-events/1/9"), CLAIM_SAME);
+}
+
+/* Two stores on one database (two processes): whichever claims first gets
+ * NEW, across the generations either of them seals. */
+static void test_two_stores(void **state)
+{
+    cf_t *f = *state;
+    store_t *b = open_store(f);
+    claim_range(f->s, "s", 0, 6);
+    assert_int_equal(claim(b, "s1", "raw-events/0/1"), CLAIM_SAME);
+    assert_int_equal(claim(b, "s5", "raw-events/0/9"), CLAIM_DUP);
+    claim_range(b, "t", 0, 9); /* b seals what a wrote to */
+    claim_range(f->s, "u", 0, 3);
+    for (int i = 0; i < 9; i++) {
+        char id[16], pos[32];
+        snprintf(id, sizeof(id), "t%d", i);
+        snprintf(pos, sizeof(pos), "raw-events/0/%d", i);
+        assert_int_equal(claim(f->s, id, pos), CLAIM_SAME);
+    }
+    for (int i = 0; i < 6; i++) {
+        char id[16], pos[32];
+        snprintf(id, sizeof(id), "s%d", i);
+        snprintf(pos, sizeof(pos), "raw-events/0/%d", i);
+        assert_int_equal(claim(b, id, pos), CLAIM_SAME);
+    }
+    assert_int_equal(claim(b, "u2", "raw-events/3/3"), CLAIM_DUP);
+    assert_int_equal(store_event_release(b, "s2"), HR_OK);
+    assert_int_equal(claim(f->s, "s2", "raw-events/7/7"), CLAIM_NEW);
+    store_close(b);
+}
+
+/* A claim released in the current generation leaves its row (emptied):
+ * were it deleted, another process's next claim could take its seq, which
+ * this one would not read when catching up (it reads the rows after the
+ * last seq it knows). */
+static void test_release_then_other_store(void **state)
+{
+    cf_t *f = *state;
+    store_t *b = open_store(f);
+    assert_int_equal(claim(f->s, "q0", "p/0"), CLAIM_NEW);
+    assert_int_equal(claim(f->s, "q1", "p/1"), CLAIM_NEW);
+    assert_int_equal(store_event_release(f->s, "q1"), HR_OK);
+    assert_int_equal(claim(b, "q2", "p/2"), CLAIM_NEW);
+    assert_int_equal(claim(f->s, "q2", "p/2"), CLAIM_SAME);
+    assert_int_equal(claim(f->s, "q1", "p/1"), CLAIM_NEW);
+    assert_int_equal(claim(b, "q1", "p/1"), CLAIM_SAME);
+    store_close(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        T(test_answers_across_generations),
+        T(test_release_in_old_and_current),
+        T(test_reopen_midway),
+        T(test_window_expiry),
+        T(test_batch_all_or_nothing),
+        T(test_old_format),
+        T(test_two_stores),
+        T(test_release_then_other_store),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
