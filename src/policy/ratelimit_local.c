@@ -13,8 +13,12 @@
  * Cost: a check is one probe of an open-addressing table whose slots carry
  * the user's full hash (no entry is read for another user) and one entry,
  * which holds the user id next to its header and the send times after it
- * (one or two cache lines). An allowed check also puts the entry on the
- * partition's dirty list (once per snapshot period).
+ * (one cache line for most users). An allowed check also puts the entry
+ * on the partition's dirty list (once per snapshot period).
+ *
+ * Memory: an entry holds the user id and its send times as 32-bit offsets
+ * from a per-partition epoch, in a ring that starts small and grows with
+ * the user's sends (entry_t below); the files hold absolute times.
  *
  * Persistence, per (channel, partition), in <state_dir>:
  *  - <channel>-<partition>.rl, the base: every user with sends in the
@@ -57,39 +61,49 @@
 #include <errno.h>
 #include <stddef.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
 
-/* One user: the header, the user id (NUL-terminated), then the ring of
- * send times at ts_of(): ts[head], ... n of them, oldest first. */
+/* One user: the header, the user id (not NUL-terminated), then the ring
+ * of send times at ts_of(): ts[head], ... n of them, oldest first, in a
+ * ring of cap slots. A time is held as the milliseconds since its
+ * partition's epoch (part_t.epoch) in 32 bits: 49.7 days, more than the
+ * longest window (30 days, config.c), see rebase(). The ring starts with
+ * the slots that fit in the allocation's size class (2 or more) and
+ * doubles, up to the limit, when a user sends more (grow()): most users
+ * send one to three notifications an hour against a limit of 10 or 20.
+ * With a 12-byte user id an entry is 40 bytes (48 with malloc's header)
+ * instead of 128 with a ring of ten 64-bit times. */
 typedef struct entry {
-    int32_t head, n;
+    uint32_t head, n, cap;
     uint32_t user_len;
-    bool dirty;                 /* on its partition's dirty list */
+    uint32_t dix;               /* 1 + its index in its partition's dirty list; 0 = not dirty */
     char user[];
 } entry_t;
 
 static inline size_t ts_offset(size_t user_len)
 {
-    return (offsetof(entry_t, user) + user_len + 1 + 7) & ~(size_t)7;
+    return (offsetof(entry_t, user) + user_len + 3) & ~(size_t)3;
 }
 
-static inline int64_t *ts_of(entry_t *e) { return (int64_t *)(void *)((char *)e + ts_offset(e->user_len)); }
+static inline uint32_t *ts_of(entry_t *e) { return (uint32_t *)(void *)((char *)e + ts_offset(e->user_len)); }
 
 typedef struct slot {
     uint64_t hash;
     entry_t *e;                 /* NULL = empty */
 } slot_t;
 
-/* Invariants: an entry is on `dlist` exactly when its `dirty` is set; a
+/* Invariants: an entry is at dlist[dix - 1] exactly when its dix is set; a
  * dirty entry is never freed (the sweep keeps it); `dirty` is set when
  * any entry is dirty or the partition changed otherwise since its last
  * write. Entries are tracked only when journals are written (l->journal). */
 typedef struct part {
     int32_t id;
+    int64_t epoch;              /* the entries' times are ms after it (0 .. UINT32_MAX) */
     slot_t *slots;              /* linear probing, at most half full */
     size_t nslots, count;
     bool dirty;                 /* changed since the last snapshot */
@@ -155,71 +169,146 @@ static void rehash(part_t *p, size_t size)
     p->nslots = size;
 }
 
-/* The entry of user (hash h) in p, created when missing and `create`. */
-static entry_t *lookup_hashed(local_t *l, part_t *p, const char *user, size_t len, uint64_t h, bool create)
+/* An entry for len bytes of user id with room for at least `want` send
+ * times (and at most `limit`): the ring takes whatever malloc's size class
+ * leaves after the header (malloc_usable_size), so the first growth comes
+ * as late as it can without costing a byte. */
+static entry_t *entry_alloc(size_t len, uint32_t want, uint32_t limit)
 {
-    size_t mask = p->nslots - 1;
-    for (size_t i = (size_t)h & mask; p->slots[i].e; i = (i + 1) & mask) {
-        entry_t *e = p->slots[i].e;
-        if (p->slots[i].hash == h && e->user_len == len && memcmp(e->user, user, len) == 0) return e;
-    }
-    if (!create) return NULL;
-    if (2 * (p->count + 1) > p->nslots) rehash(p, p->nslots * 2);
-    size_t cap = (size_t)l->base.limit;
-    entry_t *e = xmalloc(ts_offset(len) + cap * sizeof(int64_t));
-    e->head = e->n = 0;
+    size_t off = ts_offset(len);
+    entry_t *e = xmalloc(off + (size_t)want * sizeof(uint32_t));
+    size_t room = (malloc_usable_size(e) - off) / sizeof(uint32_t);
+    e->cap = room < limit ? (uint32_t)room : limit;
     e->user_len = (uint32_t)len;
-    e->dirty = false;
-    memcpy(e->user, user, len);
-    e->user[len] = 0;
-    slot_put(p->slots, p->nslots, h, e);
-    p->count++;
     return e;
 }
 
-static entry_t *lookup(local_t *l, part_t *p, const char *user, size_t len, bool create)
+/* The first ring's size: 2 times, or fewer when the limit is. */
+enum { RING0 = 2 };
+
+/* The slot of user (hash h) in p, created when missing and `create` (NULL
+ * when missing otherwise). The pointer is good until the next insert. */
+static slot_t *lookup_hashed(local_t *l, part_t *p, const char *user, size_t len, uint64_t h, bool create)
+{
+    size_t mask = p->nslots - 1;
+    size_t i;
+    for (i = (size_t)h & mask; p->slots[i].e; i = (i + 1) & mask) {
+        entry_t *e = p->slots[i].e;
+        if (p->slots[i].hash == h && e->user_len == len && memcmp(e->user, user, len) == 0) return &p->slots[i];
+    }
+    if (!create) return NULL;
+    if (2 * (p->count + 1) > p->nslots) {
+        rehash(p, p->nslots * 2);
+        mask = p->nslots - 1;
+        for (i = (size_t)h & mask; p->slots[i].e;) i = (i + 1) & mask;
+    }
+    uint32_t limit = (uint32_t)l->base.limit;
+    entry_t *e = entry_alloc(len, limit < RING0 ? limit : RING0, limit);
+    e->head = e->n = 0;
+    e->dix = 0;
+    memcpy(e->user, user, len);
+    p->slots[i] = (slot_t){h, e};
+    p->count++;
+    return &p->slots[i];
+}
+
+static slot_t *lookup(local_t *l, part_t *p, const char *user, size_t len, bool create)
 {
     return lookup_hashed(l, p, user, len, fnv1a64(user, len), create);
 }
 
-static void expire(const local_t *l, entry_t *e, int64_t now_ms)
+/* Doubles the ring of s's entry (up to the limit), oldest first from 0;
+ * the entry moves (its slot and dirty list follow). */
+static entry_t *grow(const local_t *l, part_t *p, slot_t *s)
 {
-    int cap = l->base.limit;
-    const int64_t *ts = ts_of(e);
-    while (e->n > 0 && ts[e->head] <= now_ms - l->base.window_ms) {
-        e->head = e->head + 1 == cap ? 0 : e->head + 1;
+    entry_t *e = s->e;
+    uint32_t limit = (uint32_t)l->base.limit;
+    uint32_t want = e->cap > limit / 2 ? limit : e->cap * 2;
+    entry_t *g = entry_alloc(e->user_len, want, limit);
+    g->head = 0;
+    g->n = e->n;
+    g->dix = e->dix;
+    memcpy(g->user, e->user, e->user_len);
+    const uint32_t *from = ts_of(e);
+    uint32_t *to = ts_of(g);
+    for (uint32_t k = 0, j = e->head; k < e->n; k++, j = j + 1 == e->cap ? 0 : j + 1) to[k] = from[j];
+    free(e);
+    s->e = g;
+    if (g->dix) p->dlist[g->dix - 1] = g;
+    return g;
+}
+
+static void expire(const local_t *l, const part_t *p, entry_t *e, int64_t now_ms)
+{
+    /* a time t (ms after the epoch) has left when t <= cut */
+    int64_t cut = now_ms - l->base.window_ms - p->epoch;
+    if (cut < 0 || e->n == 0) return;
+    const uint32_t *ts = ts_of(e);
+    while (e->n > 0 && (int64_t)ts[e->head] <= cut) {
+        e->head = e->head + 1 == e->cap ? 0 : e->head + 1;
         e->n--;
     }
 }
 
-/* Appends t (dropping the oldest when full: only for loading). */
-static void push(const local_t *l, entry_t *e, int64_t t)
+/* t as held in p's entries: clamped to the epoch's range (a time before
+ * the epoch has left the window; one more than 49 days after it can only
+ * come from a clock set back by that much). */
+static uint32_t t_off(const part_t *p, int64_t t)
 {
-    int cap = l->base.limit;
-    int64_t *ts = ts_of(e);
-    if (e->n == cap) {
-        e->head = (e->head + 1) % cap;
+    if (t <= p->epoch) return 0;
+    return t - p->epoch > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)(t - p->epoch);
+}
+
+/* Moves p's epoch to now_ms - window_ms: every entry's times that left the
+ * window at now_ms are dropped, the others held relative to the new
+ * epoch. Called when a send time does not fit the epoch's 32 bits: after
+ * 2^32 ms less the window (49.7 days with a 1 h window, 19.6 days with the
+ * longest), or when the clock went back by more than a window. */
+static void rebase(const local_t *l, part_t *p, int64_t now_ms)
+{
+    int64_t epoch = now_ms - l->base.window_ms;
+    for (size_t i = 0; i < p->nslots; i++) {
+        entry_t *e = p->slots[i].e;
+        if (!e) continue;
+        expire(l, p, e, now_ms);
+        uint32_t *ts = ts_of(e);
+        for (uint32_t k = 0, j = e->head; k < e->n; k++, j = j + 1 == e->cap ? 0 : j + 1) {
+            int64_t t = p->epoch + ts[j];
+            ts[j] = t <= epoch ? 0 : t - epoch > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)(t - epoch);
+        }
+    }
+    p->epoch = epoch;
+}
+
+/* Appends t (dropping the oldest when full: only for loading). */
+static void push(const local_t *l, part_t *p, slot_t *s, int64_t t)
+{
+    entry_t *e = s->e;
+    if (e->n == e->cap && e->cap < (uint32_t)l->base.limit) e = grow(l, p, s);
+    uint32_t *ts = ts_of(e);
+    if (e->n == e->cap) {
+        e->head = e->head + 1 == e->cap ? 0 : e->head + 1;
         e->n--;
     }
-    ts[(e->head + e->n) % cap] = t;
+    ts[(e->head + e->n) % e->cap] = t_off(p, t);
     e->n++;
 }
 
 static void mark_dirty(part_t *p, entry_t *e)
 {
-    if (e->dirty) return;
+    if (e->dix) return;
     if (p->ndirty == p->dcap) {
         p->dcap = p->dcap ? p->dcap * 2 : 256;
         p->dlist = xrealloc(p->dlist, p->dcap * sizeof(*p->dlist));
     }
     p->dlist[p->ndirty++] = e;
-    e->dirty = true;
+    e->dix = (uint32_t)p->ndirty;
 }
 
-/* Empties the dirty list (every entry's flag cleared). */
+/* Empties the dirty list (every entry's index cleared). */
 static void dirty_clear(part_t *p)
 {
-    for (size_t i = 0; i < p->ndirty; i++) p->dlist[i]->dirty = false;
+    for (size_t i = 0; i < p->ndirty; i++) p->dlist[i]->dix = 0;
     p->ndirty = 0;
 }
 
@@ -252,8 +341,8 @@ static void sweep(local_t *l, part_t *p, int64_t now_ms)
     for (size_t i = 0; i < p->nslots; i++) {
         entry_t *e = p->slots[i].e;
         if (!e) continue;
-        expire(l, e, now_ms);
-        if (e->n == 0 && !e->dirty) {
+        expire(l, p, e, now_ms);
+        if (e->n == 0 && !e->dix) {
             free(e);
             p->slots[i].e = NULL;
         } else {
@@ -293,19 +382,20 @@ static inline size_t entry_bytes(const entry_t *e)
     return 2 * sizeof(uint32_t) + e->user_len + (size_t)e->n * sizeof(int64_t);
 }
 
-/* Writes e at w (entry_bytes(e) bytes): its ring oldest first. */
-static void entry_put(const local_t *l, entry_t *e, char *w)
+/* Writes e of p at w (entry_bytes(e) bytes): its ring oldest first, as
+ * absolute times (the files' format is the one of the 64-bit rings). */
+static void entry_put(const part_t *p, entry_t *e, char *w)
 {
-    uint32_t n = (uint32_t)e->n;
-    int limit = l->base.limit;
+    uint32_t n = e->n;
     memcpy(w, &e->user_len, sizeof(uint32_t));
     memcpy(w + 4, e->user, e->user_len);
     memcpy(w + 4 + e->user_len, &n, sizeof(n));
-    /* the ring, oldest first: from head to the end, then from 0 */
-    const int64_t *ts = ts_of(e);
-    uint32_t first = (uint32_t)(limit - e->head) < n ? (uint32_t)(limit - e->head) : n;
-    memcpy(w + 8 + e->user_len, ts + e->head, first * sizeof(int64_t));
-    memcpy(w + 8 + e->user_len + first * sizeof(int64_t), ts, (n - first) * sizeof(int64_t));
+    w += 8 + e->user_len;
+    const uint32_t *ts = ts_of(e);
+    for (uint32_t k = 0, j = e->head; k < n; k++, j = j + 1 == e->cap ? 0 : j + 1) {
+        int64_t t = p->epoch + ts[j];
+        memcpy(w + (size_t)k * sizeof(int64_t), &t, sizeof(t));
+    }
 }
 
 static void journal_head(const part_t *p, char head[JHEAD])
@@ -356,7 +446,7 @@ static hr_t journal_append(local_t *l, part_t *p)
         }
         if (k == p->ndirty) break;
         if (JBLOCK_HEAD + need > cap) buf = xrealloc(buf, cap = JBLOCK_HEAD + need);
-        entry_put(l, p->dlist[k], buf + used);
+        entry_put(p, p->dlist[k], buf + used);
         used += need;
     }
     free(buf);
@@ -416,7 +506,7 @@ static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too, bool
         entry_t *e = p->slots[i].e;
         if (!e) continue;
         if (sweep_too) {
-            expire(l, e, now_ms);
+            expire(l, p, e, now_ms);
             if (e->n == 0) {
                 free(e);
                 p->slots[i].e = NULL;
@@ -432,7 +522,7 @@ static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too, bool
             used = 0;
             if (need > cap) buf = xrealloc(buf, cap = need);
         }
-        entry_put(l, e, buf + used);
+        entry_put(p, e, buf + used);
         used += need;
         count++;
     }
@@ -522,14 +612,14 @@ static bool entries_walk(local_t *l, part_t *p, const char *data, size_t at, siz
         at += 4;
         if ((size_t)n > (end - at) / 8) return false;
         if (apply) {
-            entry_t *e = lookup(l, p, user, ul, true);
-            e->head = e->n = 0;
+            slot_t *s = lookup(l, p, user, ul, true);
+            s->e->head = s->e->n = 0;
             for (uint32_t j = 0; j < n; j++) {
                 int64_t t;
                 memcpy(&t, data + at + (size_t)j * 8, 8);
-                push(l, e, t); /* a smaller limit than when written keeps the newest */
+                push(l, p, s, t); /* a smaller limit than when written keeps the newest */
             }
-            expire(l, e, now_ms);
+            expire(l, p, s->e, now_ms);
         }
         at += (size_t)n * 8;
     }
@@ -629,6 +719,7 @@ static part_t *part_get(local_t *l, int32_t id, int64_t now_ms)
     }
     if (!l->parts[id]) {
         l->parts[id] = part_new(id);
+        l->parts[id]->epoch = now_ms - l->base.window_ms;
         load(l, l->parts[id], now_ms);
     }
     return l->parts[id];
@@ -662,11 +753,14 @@ static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t n
             }
         }
         part_t *p = ps[k]; /* part_get of a later request never frees an earlier one's */
-        entry_t *e = lookup_hashed(l, p, reqs[i].user, reqs[i].user_len, h[k], true);
-        expire(l, e, now_ms);
-        reqs[i].allowed = e->n < rl->limit;
+        slot_t *s = lookup_hashed(l, p, reqs[i].user, reqs[i].user_len, h[k], true);
+        entry_t *e = s->e;
+        expire(l, p, e, now_ms);
+        reqs[i].allowed = e->n < (uint32_t)rl->limit;
         if (reqs[i].allowed) {
-            ts_of(e)[(e->head + e->n) % rl->limit] = now_ms;
+            if (now_ms < p->epoch || now_ms - p->epoch > (int64_t)UINT32_MAX) rebase(l, p, now_ms);
+            if (e->n == e->cap) e = grow(l, p, s);
+            ts_of(e)[(e->head + e->n) % e->cap] = (uint32_t)(now_ms - p->epoch);
             e->n++;
             p->dirty = true;
             if (l->journal) mark_dirty(p, e);

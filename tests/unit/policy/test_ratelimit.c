@@ -518,6 +518,134 @@ static void test_journal_compaction(void **st)
     ratelimit_close(p);
 }
 
+/* ---- compact entries: rings that grow, 32-bit times after an epoch ---- */
+
+/* A user's ring starts small and grows with the sends, up to the limit,
+ * also when it has wrapped (sends that left the window ahead of its head);
+ * the window and the limit are exact at every size. */
+static void test_ring_grows(void **st)
+{
+    (void)st;
+    ratelimit_t *rl = open_rl("local", 20, NULL, NULL);
+    /* two sends, the first leaves, one more: the small ring has wrapped */
+    assert_true(check(rl, 0, "gina", T0));
+    assert_true(check(rl, 0, "gina", T0 + 1000));
+    assert_true(check(rl, 0, "gina", T0 + HOUR + 500)); /* T0 left */
+    /* two in the window: 18 more fit, the ring growing from its first size */
+    assert_int_equal(allows(rl, 0, "gina", T0 + HOUR + 600, 30), 18);
+    /* T0 + 1000 leaves: exactly one more, then the rest at their times */
+    assert_false(check(rl, 0, "gina", T0 + HOUR + 999));
+    assert_true(check(rl, 0, "gina", T0 + HOUR + 1000));
+    assert_false(check(rl, 0, "gina", T0 + HOUR + 1001));
+    assert_false(check(rl, 0, "gina", 2 * HOUR + T0 + 499));
+    assert_true(check(rl, 0, "gina", 2 * HOUR + T0 + 500));
+    assert_int_equal(allows(rl, 0, "gina", 2 * HOUR + T0 + 600, 30), 18);
+    /* a user with one send beside it is unaffected */
+    assert_true(check(rl, 0, "hank", T0 + HOUR));
+    assert_int_equal(allows(rl, 0, "hank", T0 + HOUR + 1, 30), 19);
+    ratelimit_close(rl);
+}
+
+/* Grown rings and small ones go through the base and the journal and come
+ * back the same; a limiter with a smaller limit keeps the newest sends. */
+static void test_ring_grows_restart(void **st)
+{
+    (void)st;
+    char dir[300];
+    mkdirs(dir, sizeof(dir), "grow");
+    ratelimit_t *p = open_snap(dir, 20);
+    ratelimit_tick(p, T0);
+    assert_int_equal(allows(p, 0, "big", T0, 7), 7);
+    assert_true(check(p, 0, "one", T0));
+    ratelimit_tick(p, T0 + 10000); /* the base */
+    assert_int_equal(allows(p, 0, "big", T0 + 10001, 9), 9);
+    assert_int_equal(allows(p, 0, "two", T0 + 10001, 2), 2);
+    ratelimit_tick(p, T0 + 20000); /* a journal block */
+    assert_true(fsize(dir, 0, "j", NULL) > 0);
+    ratelimit_t *q = open_snap(dir, 20); /* the crash: p never closed */
+    ratelimit_partition_assigned(q, 0, T0 + 20001);
+    assert_int_equal(allows(q, 0, "big", T0 + 20001, 10), 4);
+    assert_int_equal(allows(q, 0, "one", T0 + 20001, 30), 19);
+    assert_int_equal(allows(q, 0, "two", T0 + 20001, 30), 18);
+    /* the seven of T0 leave an hour later: seven more */
+    assert_int_equal(allows(q, 0, "big", T0 + HOUR, 10), 7);
+    ratelimit_close(q);
+    ratelimit_t *r = open_snap(dir, 5);
+    ratelimit_partition_assigned(r, 0, T0 + HOUR + 1);
+    assert_int_equal(allows(r, 0, "big", T0 + HOUR + 1, 5), 0);
+    /* the five newest were at T0 + HOUR: none leave at T0 + 10001 + HOUR */
+    assert_int_equal(allows(r, 0, "big", T0 + 10001 + HOUR, 5), 0);
+    assert_int_equal(allows(r, 0, "big", T0 + 2 * HOUR, 5), 5);
+    ratelimit_close(r);
+    ratelimit_close(p);
+}
+
+/* Send times are held in 32 bits after the partition's epoch: past 2^32 ms
+ * (49.7 days) the epoch moves and the sends still in the window keep
+ * counting, exactly; a base written before the move reads back after it;
+ * the longest window (30 days) and a clock set back work too. */
+static void test_epoch_rebase(void **st)
+{
+    (void)st;
+    const int64_t wrap = T0 - HOUR + (INT64_C(1) << 32); /* the first epoch's end */
+    ratelimit_t *rl = open_rl("local", 3, NULL, NULL);
+    assert_true(check(rl, 0, "ivy", T0)); /* the epoch: T0 - 1 h */
+    assert_int_equal(allows(rl, 0, "ivy", wrap - 2000, 2), 2);
+    assert_true(check(rl, 0, "jon", wrap - 1));
+    assert_true(check(rl, 0, "ivy", wrap + 1000)); /* past the epoch's end: it moves */
+    assert_false(check(rl, 0, "ivy", wrap + 1000));
+    assert_int_equal(allows(rl, 0, "jon", wrap + 2000, 5), 2);
+    /* the two of wrap - 2000 leave exactly an hour later */
+    assert_false(check(rl, 0, "ivy", wrap - 2000 + HOUR - 1));
+    assert_int_equal(allows(rl, 0, "ivy", wrap - 2000 + HOUR, 5), 2);
+    assert_int_equal(allows(rl, 0, "jon", wrap - 1 + HOUR, 5), 1);
+    /* a clock set back by three hours: the sends since count, as before */
+    assert_false(check(rl, 0, "ivy", wrap - 2 * HOUR));
+    assert_int_equal(allows(rl, 0, "kim", wrap - 2 * HOUR, 5), 3);
+    assert_int_equal(allows(rl, 0, "kim", wrap + 3 * HOUR, 5), 3);
+    ratelimit_close(rl);
+
+    /* a base and journal written before the epoch's end, read after it */
+    char dir[300];
+    mkdirs(dir, sizeof(dir), "epoch");
+    ratelimit_t *p = open_snap(dir, 3);
+    ratelimit_tick(p, T0);
+    assert_true(check(p, 0, "early", T0)); /* the partition's epoch: T0 - 1 h */
+    ratelimit_tick(p, wrap - 30000);        /* the base */
+    assert_true(check(p, 0, "lea", wrap - 30000));
+    ratelimit_tick(p, wrap - 20000);        /* the journal */
+    assert_true(check(p, 0, "lea", wrap - 10000));
+    ratelimit_tick(p, wrap);
+    assert_true(fsize(dir, 0, "j", NULL) > 0);
+    ratelimit_t *c = open_snap(dir, 3);     /* a crash: p never closed */
+    ratelimit_partition_assigned(c, 0, wrap + 6000);
+    assert_int_equal(allows(c, 0, "lea", wrap + 6000, 3), 1);
+    ratelimit_close(c);
+    assert_true(check(p, 0, "lea", wrap + 5000)); /* moves p's epoch */
+    ratelimit_close(p);
+    ratelimit_t *q = open_snap(dir, 3);
+    ratelimit_partition_assigned(q, 0, wrap + 6000);
+    assert_false(check(q, 0, "lea", wrap + 6000));
+    assert_true(check(q, 0, "lea", wrap - 30000 + HOUR));
+    assert_false(check(q, 0, "lea", wrap - 30000 + HOUR));
+    ratelimit_close(q);
+
+    /* the longest window: 30 days, sends over 60 days */
+    const int64_t day = 86400000, month = 30 * day;
+    ratelimit_opts_t o = {.channel = CH_PUSH, .limit = 2, .window_ms = month, .backend = "local"};
+    ratelimit_t *m = NULL;
+    char why[256];
+    assert_int_equal(ratelimit_open_opts(&o, &m, why, sizeof(why)), HR_OK);
+    for (int64_t d = 0; d <= 120; d++) {
+        int64_t now = T0 + d * day / 2; /* every 12 h */
+        int sent = allows(m, 0, "max", now, 1);
+        /* the first two go at T0 and T0 + 12 h; then two every 30 days */
+        int want = d == 0 || d == 1 || d == 60 || d == 61 || d == 120 ? 1 : 0;
+        assert_int_equal(sent, want);
+    }
+    ratelimit_close(m);
+}
+
 static void test_config(void **st)
 {
     config_t c;
@@ -698,6 +826,9 @@ int main(void)
         cmocka_unit_test(test_journal_rebalance),
         cmocka_unit_test(test_journal_window_expiry),
         cmocka_unit_test(test_journal_compaction),
+        cmocka_unit_test(test_ring_grows),
+        cmocka_unit_test(test_ring_grows_restart),
+        cmocka_unit_test(test_epoch_rebase),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_redis_limits),
         cmocka_unit_test(test_redis_outage),
