@@ -217,14 +217,12 @@ static slot_t *lookup(local_t *l, part_t *p, const char *user, size_t len, bool 
     return lookup_hashed(l, p, user, len, fnv1a64(user, len), create);
 }
 
-/* Doubles the ring of s's entry (up to the limit), oldest first from 0;
- * the entry moves (its slot and dirty list follow). */
-static entry_t *grow(const local_t *l, part_t *p, slot_t *s)
+/* Gives s's entry a ring of at least want (>= n) times, oldest first
+ * from 0; the entry moves (its slot and dirty list follow). */
+static entry_t *resize(const local_t *l, part_t *p, slot_t *s, uint32_t want)
 {
     entry_t *e = s->e;
-    uint32_t limit = (uint32_t)l->base.limit;
-    uint32_t want = e->cap > limit / 2 ? limit : e->cap * 2;
-    entry_t *g = entry_alloc(e->user_len, want, limit);
+    entry_t *g = entry_alloc(e->user_len, want, (uint32_t)l->base.limit);
     g->head = 0;
     g->n = e->n;
     g->dix = e->dix;
@@ -236,6 +234,22 @@ static entry_t *grow(const local_t *l, part_t *p, slot_t *s)
     s->e = g;
     if (g->dix) p->dlist[g->dix - 1] = g;
     return g;
+}
+
+/* Doubles the ring of s's entry, up to the limit. */
+static entry_t *grow(const local_t *l, part_t *p, slot_t *s)
+{
+    uint32_t limit = (uint32_t)l->base.limit;
+    return resize(l, p, s, s->e->cap > limit / 2 ? limit : s->e->cap * 2);
+}
+
+/* After a sweep's expiry: a ring at most a quarter full (and bigger than
+ * 4) is cut to twice what it holds, so a user who sent many once does not
+ * keep a big ring while still in the window. */
+static void shrink(const local_t *l, part_t *p, slot_t *s)
+{
+    entry_t *e = s->e;
+    if (e->cap > 4 && e->n * 4 <= e->cap) resize(l, p, s, e->n > RING0 / 2 ? 2 * e->n : RING0);
 }
 
 static void expire(const local_t *l, const part_t *p, entry_t *e, int64_t now_ms)
@@ -346,6 +360,7 @@ static void sweep(local_t *l, part_t *p, int64_t now_ms)
             free(e);
             p->slots[i].e = NULL;
         } else {
+            shrink(l, p, &p->slots[i]);
             kept++;
         }
     }
@@ -512,6 +527,8 @@ static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too, bool
                 p->slots[i].e = NULL;
                 continue;
             }
+            shrink(l, p, &p->slots[i]);
+            e = p->slots[i].e;
             kept++;
         }
         if (e->n == 0) continue;

@@ -580,6 +580,39 @@ static void test_ring_grows_restart(void **st)
     ratelimit_close(p);
 }
 
+/* A ring that grew is cut back by the sweep once most of its sends left
+ * the window; the limit stays exact, in memory and through the files. */
+static void test_ring_shrinks(void **st)
+{
+    (void)st;
+    ratelimit_t *rl = open_rl("local", 20, NULL, NULL);
+    ratelimit_tick(rl, T0);
+    assert_int_equal(allows(rl, 0, "olga", T0, 19), 19);
+    assert_true(check(rl, 0, "olga", T0 + HOUR / 2));
+    ratelimit_tick(rl, T0 + 10000);
+    ratelimit_tick(rl, T0 + HOUR + 10001); /* sweeps: 19 left, the ring shrinks */
+    assert_int_equal(allows(rl, 0, "olga", T0 + HOUR + 10001, 30), 19);
+    assert_false(check(rl, 0, "olga", T0 + HOUR + HOUR / 2 - 1));
+    assert_true(check(rl, 0, "olga", T0 + HOUR + HOUR / 2));
+    ratelimit_close(rl);
+
+    char dir[300];
+    mkdirs(dir, sizeof(dir), "shrink");
+    ratelimit_t *p = open_snap(dir, 20);
+    ratelimit_tick(p, T0);
+    assert_int_equal(allows(p, 0, "olga", T0, 18), 18);
+    assert_int_equal(allows(p, 0, "olga", T0 + HOUR / 2, 2), 2);
+    ratelimit_tick(p, T0 + 10000);        /* the base */
+    ratelimit_tick(p, T0 + HOUR + 10000); /* nothing to write; sweeps: the ring shrinks */
+    assert_true(check(p, 0, "olga", T0 + HOUR + 10001));
+    ratelimit_tick(p, T0 + HOUR + 20000); /* the journal */
+    ratelimit_t *q = open_snap(dir, 20);
+    ratelimit_partition_assigned(q, 0, T0 + HOUR + 20001);
+    assert_int_equal(allows(q, 0, "olga", T0 + HOUR + 20001, 30), 17);
+    ratelimit_close(q);
+    ratelimit_close(p);
+}
+
 /* Send times are held in 32 bits after the partition's epoch: past 2^32 ms
  * (49.7 days) the epoch moves and the sends still in the window keep
  * counting, exactly; a base written before the move reads back after it;
@@ -829,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_ring_grows),
         cmocka_unit_test(test_ring_grows_restart),
         cmocka_unit_test(test_epoch_rebase),
+        cmocka_unit_test(test_ring_shrinks),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_redis_limits),
         cmocka_unit_test(test_redis_outage),
