@@ -137,6 +137,8 @@ typedef struct sq_store {
     conn_t *rd;                 /* &r, or &w when the database is in memory */
     conn_t ev;                  /* the dedupe database (events), its own file and writer */
     conn_t ck;                  /* checkpointer (file databases) */
+    conn_t ev_ck;               /* checkpointer of the dedupe database */
+    _Atomic int ev_frames;      /* frames in the dedupe WAL after its last commit */
     pthread_t ck_thread;
     bool ck_started;
     pthread_mutex_t ck_mu;
