@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "app_env.h"
 #include "core/log.h"
 #include "model/event.h"
 #include "stage/ingest.h"
@@ -24,27 +25,12 @@ typedef struct fx {
     config_t cfg;
 } fx_t;
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static int setup(void **st)
 {
     fx_t *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/herald-app-XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
-    char why[256];
-    config_init(&f->cfg);
-    if (config_set(&f->cfg, "data_dir", f->dir, why, sizeof(why)) != HR_OK ||
-        config_set(&f->cfg, "http.listen", "127.0.0.1:0", why, sizeof(why)) != HR_OK ||
-        config_set(&f->cfg, "bus.partitions", "2", why, sizeof(why)) != HR_OK ||
-        config_set(&f->cfg, "bus.fsync", "never", why, sizeof(why)) != HR_OK)
-        return -1;
+    env_mkdir(f->dir, "app");
+    env_config(&f->cfg, f->dir,
+               (const char *[]){"http.listen", "127.0.0.1:0", "bus.partitions", "2", "bus.fsync", "never", NULL});
     *st = f;
     return 0;
 }
@@ -53,16 +39,12 @@ static int teardown(void **st)
 {
     fx_t *f = *st;
     config_release(&f->cfg);
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    env_rmdir(f->dir);
     free(f);
     return 0;
 }
 
-static void set(fx_t *f, const char *key, const char *value)
-{
-    char why[256];
-    assert_int_equal(config_set(&f->cfg, key, value, why, sizeof(why)), HR_OK);
-}
+static void set(fx_t *f, const char *key, const char *value) { env_set(&f->cfg, key, value); }
 
 static void test_bad_roles_open_nothing(void **st)
 {

@@ -13,6 +13,7 @@
 #include "fake_http.h"
 
 #include "app.h"
+#include "app_env.h"
 #include "model/notif.h"
 #include "stage/stage.h"
 #include "stage/topics.h"
@@ -34,28 +35,15 @@ typedef struct dfx {
 static int setup(void **st)
 {
     dfx_t *f = calloc(1, sizeof(*f));
-    char why[256];
-    snprintf(f->dir, sizeof(f->dir), "/tmp/herald-disp-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    env_mkdir(f->dir, "disp");
     f->srv = fake_http_start();
     assert_non_null(f->srv);
-    config_init(&f->cfg);
-    const char *kv[][2] = {
-        {"data_dir", f->dir}, {"bus.partitions", "1"}, {"bus.fsync", "never"},
-        {"channel.webhook.providers", "hook"}, {"provider.hook.type", "webhook"},
-        {"provider.hook.url", fake_http_url(f->srv, "/hook")}, {"provider.hook.max_in_flight", "4"},
-    };
-    for (size_t i = 0; i < ARRAY_LEN(kv); i++)
-        assert_int_equal(config_set(&f->cfg, kv[i][0], kv[i][1], why, sizeof(why)), HR_OK);
+    env_config(&f->cfg, f->dir,
+               (const char *[]){"bus.partitions", "1", "bus.fsync", "never", "channel.webhook.providers", "hook",
+                                "provider.hook.type", "webhook", "provider.hook.url",
+                                fake_http_url(f->srv, "/hook"), "provider.hook.max_in_flight", "4", NULL});
     f->app.cfg = &f->cfg;
-    char *db = xasprintf("%s/herald.db", f->dir);
-    assert_int_equal(store_open("sqlite", db, &f->app.store), HR_OK);
-    free(db);
-    char *busdir = xasprintf("%s/bus", f->dir);
-    bus_opts_t o = {.backend = "embedded", .dir = busdir, .fsync = "never"};
-    assert_int_equal(bus_open(&o, &f->app.bus), HR_OK);
-    free(busdir);
-    assert_int_equal(topics_create_all(&f->app), HR_OK);
+    env_open(&f->app, f->dir, 0);
     dispatch_stage_def(CH_WEBHOOK, &f->def);
     f->state = f->def.state_new(&f->app, &f->def, 0);
     assert_non_null(f->state);
@@ -67,12 +55,9 @@ static int teardown(void **st)
 {
     dfx_t *f = *st;
     f->def.state_free(f->state);
-    bus_close(f->app.bus);
-    store_close(f->app.store);
+    env_close(&f->app);
     fake_http_stop(f->srv);
-    char *cmd = xasprintf("rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    env_rmdir(f->dir);
     config_release(&f->cfg);
     free(f);
     return 0;

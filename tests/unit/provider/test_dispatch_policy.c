@@ -26,6 +26,7 @@
 #include "fake_http.h"
 
 #include "app.h"
+#include "app_env.h"
 #include "model/notif.h"
 #include "policy/breaker.h"
 #include "stage/scheduler.h"
@@ -61,10 +62,8 @@ typedef struct dfx {
 
 static void dfx_open(dfx_t *f, const char *const *kv)
 {
-    char why[256];
     memset(f, 0, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/herald-pol-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    env_mkdir(f->dir, "pol");
     f->srv = fake_http_start();
     f->esrv = fake_http_start();
     assert_non_null(f->srv);
@@ -72,27 +71,15 @@ static void dfx_open(dfx_t *f, const char *const *kv)
     char purl[256], eurl[256];
     snprintf(purl, sizeof(purl), "%s", fake_http_url(f->srv, "/push"));
     snprintf(eurl, sizeof(eurl), "%s", fake_http_url(f->esrv, "/email"));
-    config_init(&f->cfg);
-    const char *base[][2] = {
-        {"data_dir", f->dir}, {"bus.partitions", "1"}, {"bus.fsync", "never"},
-        {"channel.push.providers", "fcmfake"}, {"provider.fcmfake.type", "webhook"},
-        {"provider.fcmfake.url", purl}, {"provider.fcmfake.max_in_flight", "8"},
-        {"channel.email.providers", "sesfake"}, {"provider.sesfake.type", "webhook"},
-        {"provider.sesfake.url", eurl}, {"provider.sesfake.max_in_flight", "8"},
-    };
-    for (size_t i = 0; i < ARRAY_LEN(base); i++)
-        assert_int_equal(config_set(&f->cfg, base[i][0], base[i][1], why, sizeof(why)), HR_OK);
-    for (int i = 0; kv && kv[i]; i += 2)
-        if (config_set(&f->cfg, kv[i], kv[i + 1], why, sizeof(why)) != HR_OK) fail_msg("%s: %s", kv[i], why);
+    env_config(&f->cfg, f->dir,
+               (const char *[]){"bus.partitions", "1", "bus.fsync", "never",
+                                "channel.push.providers", "fcmfake", "provider.fcmfake.type", "webhook",
+                                "provider.fcmfake.url", purl, "provider.fcmfake.max_in_flight", "8",
+                                "channel.email.providers", "sesfake", "provider.sesfake.type", "webhook",
+                                "provider.sesfake.url", eurl, "provider.sesfake.max_in_flight", "8", NULL});
+    for (int i = 0; kv && kv[i]; i += 2) env_set(&f->cfg, kv[i], kv[i + 1]);
     f->app.cfg = &f->cfg;
-    char *db = xasprintf("%s/herald.db", f->dir);
-    assert_int_equal(store_open("sqlite", db, &f->app.store), HR_OK);
-    free(db);
-    char *busdir = xasprintf("%s/bus", f->dir);
-    bus_opts_t o = {.backend = "embedded", .dir = busdir, .fsync = "never"};
-    assert_int_equal(bus_open(&o, &f->app.bus), HR_OK);
-    free(busdir);
-    assert_int_equal(topics_create_all(&f->app), HR_OK);
+    env_open(&f->app, f->dir, 0);
     channel_t chs[] = {CH_PUSH, CH_EMAIL};
     for (size_t i = 0; i < ARRAY_LEN(chs); i++) {
         dispatch_stage_def(chs[i], &f->def[chs[i]]);
@@ -109,13 +96,10 @@ static void dfx_close(dfx_t *f)
     bus_consumer_close(f->st);
     for (int c = 0; c < CH__COUNT; c++)
         if (f->state[c]) f->def[c].state_free(f->state[c]);
-    bus_close(f->app.bus);
-    store_close(f->app.store);
+    env_close(&f->app);
     fake_http_stop(f->srv);
     fake_http_stop(f->esrv);
-    char *cmd = xasprintf("rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    env_rmdir(f->dir);
     config_release(&f->cfg);
     hclock_set_fake(0);
 }
@@ -259,8 +243,7 @@ static void test_rate_limit_redis(void **st)
         skip();
     }
     char dir[64];
-    snprintf(dir, sizeof(dir), "/tmp/herald-polr-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    env_mkdir(dir, "polr");
     char sock[128];
     snprintf(sock, sizeof(sock), "%s/r.sock", dir);
     char *argv[] = {"redis-server", "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no",
@@ -277,9 +260,7 @@ static void test_rate_limit_redis(void **st)
     rate_limit_case("redis", sock);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
-    char *cmd = xasprintf("rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    env_rmdir(dir);
 }
 
 /* ------------------------------------------------------------ quiet hours */

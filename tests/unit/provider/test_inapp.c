@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "app.h"
+#include "app_env.h"
 #include "prov_fixture.h"
 
 #include <stdio.h>
@@ -22,17 +23,15 @@ static char dir[64];
 static int setup(void **st)
 {
     (void)st;
-    snprintf(dir, sizeof(dir), "/tmp/herald-inapp-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    env_mkdir(dir, "inapp");
+    return 0;
 }
 
 static int teardown(void **st)
 {
     (void)st;
-    char *cmd = xasprintf("rm -rf '%s'", dir);
-    int rc = system(cmd);
-    free(cmd);
-    return rc == 0 ? 0 : -1;
+    env_rmdir(dir);
+    return 0;
 }
 
 static void test_needs_the_store(void **st)

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "app_env.h"
 #include "stage/chunks.h"
 #include "stage/stage.h"
 #include "stage/topics.h"
@@ -36,32 +37,18 @@ typedef struct fx {
     pipeline_t *pipe;
 } fx_t;
 
-static void set(fx_t *f, const char *k, const char *v)
-{
-    char why[256];
-    assert_int_equal(config_set(&f->cfg, k, v, why, sizeof(why)), HR_OK);
-}
-
 static void open_app(fx_t *f)
 {
     f->app.cfg = &f->cfg;
     atomic_store(&f->app.stopping, 0);
-    char *db = xasprintf("%s/herald.db", f->dir);
-    assert_int_equal(store_open("sqlite", db, &f->app.store), HR_OK);
-    free(db);
-    char *busdir = xasprintf("%s/bus", f->dir);
-    bus_opts_t o = {.backend = "embedded", .dir = busdir, .fsync = "never"};
-    assert_int_equal(bus_open(&o, &f->app.bus), HR_OK);
-    free(busdir);
-    assert_int_equal(topics_create_all(&f->app), HR_OK);
+    env_open(&f->app, f->dir, 0);
 }
 
 static void close_app(fx_t *f)
 {
     pipeline_stop(f->pipe);
     f->pipe = NULL;
-    bus_close(f->app.bus);
-    store_close(f->app.store);
+    env_close(&f->app);
 }
 
 static int setup(void **state)
@@ -69,16 +56,15 @@ static int setup(void **state)
     const char *env = getenv("HERALD_TEST_FOLLOWERS");
     if (env && strtol(env, NULL, 10) >= 10000) FOLLOWERS = (int)strtol(env, NULL, 10);
     fx_t *f = calloc(1, sizeof(*f));
-    strcpy(f->dir, "/tmp/herald-chunks-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    env_mkdir(f->dir, "chunks");
     config_init(&f->cfg);
-    set(f, "data_dir", f->dir);
-    set(f, "bus.partitions", "4");
-    set(f, "bus.fsync", "never");
-    set(f, "pipeline.workers", "2");
-    set(f, "fanout.chunk_threshold", "2000");
-    set(f, "fanout.chunk_size", "1500");
-    set(f, "ratelimit.email", "0");
+    env_set(&f->cfg, "data_dir", f->dir);
+    env_set(&f->cfg, "bus.partitions", "4");
+    env_set(&f->cfg, "bus.fsync", "never");
+    env_set(&f->cfg, "pipeline.workers", "2");
+    env_set(&f->cfg, "fanout.chunk_threshold", "2000");
+    env_set(&f->cfg, "fanout.chunk_size", "1500");
+    env_set(&f->cfg, "ratelimit.email", "0");
     open_app(f);
 
     /* the audience, written straight into the database in one transaction */
@@ -110,9 +96,7 @@ static int teardown(void **state)
 {
     fx_t *f = *state;
     close_app(f);
-    char *cmd = xasprintf("rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    env_rmdir(f->dir);
     config_release(&f->cfg);
     free(f);
     return 0;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "app_env.h"
 #include "model/digest.h"
 #include "stage/scheduler.h"
 #include "stage/stage.h"
@@ -38,37 +39,22 @@ typedef struct fx {
 
 static void open_parts(fx_t *f)
 {
-    char *db = xasprintf("%s/herald.db", f->dir);
-    assert_int_equal(store_open("sqlite", db, &f->app.store), HR_OK);
-    free(db);
-    char *busdir = xasprintf("%s/bus", f->dir);
-    bus_opts_t o = {.backend = "embedded", .dir = busdir, .fsync = "never"};
-    assert_int_equal(bus_open(&o, &f->app.bus), HR_OK);
-    free(busdir);
-    assert_int_equal(topics_create_all(&f->app), HR_OK);
+    env_open(&f->app, f->dir, 0);
 }
 
 static void close_parts(fx_t *f)
 {
     pipeline_stop(f->pipe);
     f->pipe = NULL;
-    bus_close(f->app.bus);
-    f->app.bus = NULL;
-    store_close(f->app.store);
-    f->app.store = NULL;
+    env_close(&f->app);
 }
 
 static int setup(void **state)
 {
     fx_t *f = calloc(1, sizeof(*f));
-    char why[256];
-    strcpy(f->dir, "/tmp/herald-digest-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    config_init(&f->cfg);
-    assert_int_equal(config_set(&f->cfg, "data_dir", f->dir, why, sizeof(why)), HR_OK);
+    env_mkdir(f->dir, "digest");
     /* one partition: the likes reach fan-out, and so the digest, in order */
-    assert_int_equal(config_set(&f->cfg, "bus.partitions", "1", why, sizeof(why)), HR_OK);
-    assert_int_equal(config_set(&f->cfg, "bus.fsync", "never", why, sizeof(why)), HR_OK);
+    env_config(&f->cfg, f->dir, (const char *[]){"bus.partitions", "1", "bus.fsync", "never", NULL});
     f->app.cfg = &f->cfg;
     hclock_set_fake(T0);
     open_parts(f);
@@ -88,9 +74,7 @@ static int teardown(void **state)
     fx_t *f = *state;
     close_parts(f);
     hclock_set_fake(0);
-    char *cmd = xasprintf("rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    env_rmdir(f->dir);
     config_release(&f->cfg);
     free(f);
     return 0;

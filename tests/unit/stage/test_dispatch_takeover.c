@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "app.h"
+#include "app_env.h"
 #include "model/notif.h"
 #include "stage/stage.h"
 #include "stage/topics.h"
@@ -36,23 +37,10 @@ static int setup(void **st)
 {
     int status_partitions = *st ? *(const int *)*st : 1;
     tfx_t *f = calloc(1, sizeof(*f));
-    char why[256];
-    snprintf(f->dir, sizeof(f->dir), "/tmp/herald-takeover-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    config_init(&f->cfg);
-    assert_int_equal(config_set(&f->cfg, "data_dir", f->dir, why, sizeof(why)), HR_OK);
-    assert_int_equal(config_set(&f->cfg, "bus.partitions", "1", why, sizeof(why)), HR_OK);
+    env_mkdir(f->dir, "takeover");
+    env_config(&f->cfg, f->dir, (const char *[]){"bus.partitions", "1", NULL});
     f->app.cfg = &f->cfg;
-    char *db = xasprintf("%s/herald.db", f->dir);
-    assert_int_equal(store_open("sqlite", db, &f->app.store), HR_OK);
-    free(db);
-    char *busdir = xasprintf("%s/bus", f->dir);
-    bus_opts_t o = {.backend = "embedded", .dir = busdir, .fsync = "never"};
-    assert_int_equal(bus_open(&o, &f->app.bus), HR_OK);
-    free(busdir);
-    bus_topic_opts_t to = {.partitions = status_partitions, .retention_ms = -1, .retention_bytes = -1};
-    assert_int_equal(bus_topic_ensure(f->app.bus, TOPIC_STATUS, &to), HR_OK);
-    assert_int_equal(topics_create_all(&f->app), HR_OK);
+    env_open(&f->app, f->dir, status_partitions);
     buf_init(&f->enc, 0);
     *st = f;
     return 0;
@@ -63,11 +51,8 @@ static int teardown(void **st)
     tfx_t *f = *st;
     if (f->state) f->def.state_free(f->state);
     buf_release(&f->enc);
-    bus_close(f->app.bus);
-    store_close(f->app.store);
-    char *cmd = xasprintf("rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    env_close(&f->app);
+    env_rmdir(f->dir);
     config_release(&f->cfg);
     free(f);
     return 0;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "app_env.h"
 #include "core/buf.h"
 #include "model/event.h"
 #include "stage/dlq.h"
@@ -37,14 +38,7 @@ typedef struct fx {
 
 static void open_app(fx_t *f)
 {
-    char *db = xasprintf("%s/herald.db", f->dir);
-    assert_int_equal(store_open("sqlite", db, &f->app.store), HR_OK);
-    free(db);
-    char *busdir = xasprintf("%s/bus", f->dir);
-    bus_opts_t o = {.backend = "embedded", .dir = busdir, .fsync = "never"};
-    assert_int_equal(bus_open(&o, &f->app.bus), HR_OK);
-    free(busdir);
-    assert_int_equal(topics_create_all(&f->app), HR_OK);
+    env_open(&f->app, f->dir, 0);
 }
 
 static void stop_app(fx_t *f)
@@ -53,10 +47,7 @@ static void stop_app(fx_t *f)
     f->pipe = NULL;
     scheduler_stop(f->sched);
     f->sched = NULL;
-    bus_close(f->app.bus);
-    store_close(f->app.store);
-    f->app.bus = NULL;
-    f->app.store = NULL;
+    env_close(&f->app);
     atomic_store(&f->app.stopping, 0);
 }
 
@@ -72,14 +63,8 @@ static void put_user(fx_t *f, const char *id, const char *token, const char *ema
 static int setup(void **state)
 {
     fx_t *f = calloc(1, sizeof(*f));
-    char why[256];
-    strcpy(f->dir, "/tmp/herald-flow-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    config_init(&f->cfg);
-    assert_int_equal(config_set(&f->cfg, "data_dir", f->dir, why, sizeof(why)), HR_OK);
-    assert_int_equal(config_set(&f->cfg, "bus.partitions", "2", why, sizeof(why)), HR_OK);
-    assert_int_equal(config_set(&f->cfg, "bus.fsync", "never", why, sizeof(why)), HR_OK);
-    assert_int_equal(config_set(&f->cfg, "retry.delays_ms", "30,30,30", why, sizeof(why)), HR_OK);
+    env_mkdir(f->dir, "flow");
+    env_config(&f->cfg, f->dir, (const char *[]){"bus.partitions", "2", "bus.fsync", "never", "retry.delays_ms", "30,30,30", NULL});
     f->app.cfg = &f->cfg;
     open_app(f);
     put_user(f, "ann", "tok-ann", "ann@example.com");
@@ -101,9 +86,7 @@ static int teardown(void **state)
     fx_t *f = *state;
     stop_app(f);
     hclock_set_fake(0);
-    char *cmd = xasprintf("rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    env_rmdir(f->dir);
     config_release(&f->cfg);
     free(f);
     return 0;

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "app.h"
+#include "app_env.h"
 #include "stage/outbuf.h"
 
 #include <stdio.h>
@@ -28,11 +29,8 @@ typedef struct tfx {
 static int setup(void **st)
 {
     tfx_t *f = calloc(1, sizeof(*f));
-    char why[256];
-    snprintf(f->dir, sizeof(f->dir), "/tmp/herald-outbuf-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    config_init(&f->cfg);
-    assert_int_equal(config_set(&f->cfg, "data_dir", f->dir, why, sizeof(why)), HR_OK);
+    env_mkdir(f->dir, "outbuf");
+    env_config(&f->cfg, f->dir, NULL);
     f->app.cfg = &f->cfg;
     char *busdir = xasprintf("%s/bus", f->dir);
     bus_opts_t o = {.backend = "embedded", .dir = busdir, .fsync = "never"};
@@ -49,9 +47,7 @@ static int teardown(void **st)
 {
     tfx_t *f = *st;
     bus_close(f->app.bus);
-    char *cmd = xasprintf("rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    env_rmdir(f->dir);
     config_release(&f->cfg);
     free(f);
     return 0;

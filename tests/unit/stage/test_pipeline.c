@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "app_env.h"
 #include "stage/stage.h"
 #include "stage/topics.h"
 
@@ -33,24 +34,10 @@ static int setup(void **state)
 {
     int status_partitions = *state ? *(const int *)*state : 2;
     fx_t *f = calloc(1, sizeof(*f));
-    char why[256];
-    strcpy(f->dir, "/tmp/herald-pipe-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    config_init(&f->cfg);
-    assert_int_equal(config_set(&f->cfg, "data_dir", f->dir, why, sizeof(why)), HR_OK);
-    assert_int_equal(config_set(&f->cfg, "bus.partitions", "2", why, sizeof(why)), HR_OK);
-    assert_int_equal(config_set(&f->cfg, "bus.fsync", "never", why, sizeof(why)), HR_OK);
+    env_mkdir(f->dir, "pipe");
+    env_config(&f->cfg, f->dir, (const char *[]){"bus.partitions", "2", "bus.fsync", "never", NULL});
     f->app.cfg = &f->cfg;
-    char *db = xasprintf("%s/herald.db", f->dir);
-    assert_int_equal(store_open("sqlite", db, &f->app.store), HR_OK);
-    free(db);
-    char *busdir = xasprintf("%s/bus", f->dir);
-    bus_opts_t o = {.backend = "embedded", .dir = busdir, .fsync = "never"};
-    assert_int_equal(bus_open(&o, &f->app.bus), HR_OK);
-    free(busdir);
-    bus_topic_opts_t many = {.partitions = status_partitions, .retention_ms = -1, .retention_bytes = -1};
-    assert_int_equal(bus_topic_ensure(f->app.bus, TOPIC_STATUS, &many), HR_OK);
-    assert_int_equal(topics_create_all(&f->app), HR_OK);
+    env_open(&f->app, f->dir, status_partitions);
 
     store_t *s = f->app.store;
     const char *names[] = {"ann", "ben", "cat", "dan"};
@@ -82,11 +69,8 @@ static int teardown(void **state)
 {
     fx_t *f = *state;
     pipeline_stop(f->pipe);
-    bus_close(f->app.bus);
-    store_close(f->app.store);
-    char *cmd = xasprintf("rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    env_close(&f->app);
+    env_rmdir(f->dir);
     config_release(&f->cfg);
     free(f);
     return 0;

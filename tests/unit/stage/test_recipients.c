@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "app_env.h"
 #include "policy/prefs.h"
 #include "stage/recipients.h"
 
@@ -38,8 +39,7 @@ static void put_user(store_t *s, const char *id, const char *email, const char *
 static int setup(void **state)
 {
     fx_t *f = calloc(1, sizeof(*f));
-    strcpy(f->dir, "/tmp/herald-recip-XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
+    env_mkdir(f->dir, "recip");
     char *db = xasprintf("%s/herald.db", f->dir);
     hr_t r = store_open("sqlite", db, &f->s);
     free(db);
@@ -52,9 +52,7 @@ static int teardown(void **state)
 {
     fx_t *f = *state;
     store_close(f->s);
-    char *cmd = xasprintf("rm -rf '%s'", f->dir);
-    if (system(cmd) != 0) return -1;
-    free(cmd);
+    env_rmdir(f->dir);
     free(f);
     return 0;
 }

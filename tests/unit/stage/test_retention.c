@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "app.h"
+#include "app_env.h"
 #include "metrics/metrics.h"
 #include "stage/retention.h"
 #include "store/store.h"
@@ -32,16 +33,10 @@ typedef struct rfx {
 static int setup(void **state)
 {
     rfx_t *f = xcalloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/herald-ret-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    config_init(&f->cfg);
-    char why[256];
-    assert_int_equal(config_set(&f->cfg, "data_dir", f->dir, why, sizeof(why)), HR_OK);
-    assert_int_equal(config_set(&f->cfg, "store.retention_ms", "86400000", why, sizeof(why)), HR_OK);
+    env_mkdir(f->dir, "ret");
+    env_config(&f->cfg, f->dir, (const char *[]){"store.retention_ms", "86400000", NULL});
     f->app.cfg = &f->cfg;
-    char *db = xasprintf("%s/herald.db", f->dir);
-    assert_int_equal(store_open("sqlite", db, &f->app.store), HR_OK);
-    free(db);
+    env_open_store(&f->app, f->dir);
     *state = f;
     return 0;
 }
@@ -49,10 +44,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     rfx_t *f = *state;
-    store_close(f->app.store);
-    char *cmd = xasprintf("rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    env_close(&f->app);
+    env_rmdir(f->dir);
     config_release(&f->cfg);
     free(f);
     return 0;

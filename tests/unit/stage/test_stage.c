@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "app_env.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "stage/stage.h"
@@ -130,12 +131,8 @@ static hr_t fake_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, in
 static int setup(void **state)
 {
     fx_t *f = calloc(1, sizeof(*f));
-    char why[256];
-    strcpy(f->dir, "/tmp/herald-stage-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    config_init(&f->cfg);
-    assert_int_equal(config_set(&f->cfg, "data_dir", f->dir, why, sizeof(why)), HR_OK);
-    assert_int_equal(config_set(&f->cfg, "pipeline.batch_max", "4", why, sizeof(why)), HR_OK);
+    env_mkdir(f->dir, "stage");
+    env_config(&f->cfg, f->dir, (const char *[]){"pipeline.batch_max", "4", NULL});
     f->app.cfg = &f->cfg;
     char *busdir = xasprintf("%s/bus", f->dir);
     bus_opts_t o = {.backend = "embedded", .dir = busdir, .fsync = "never"};
@@ -174,9 +171,7 @@ static int teardown(void **state)
     }
     hclock_set_fake(0);
     bus_close(f->app.bus);
-    char *cmd = xasprintf("rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    env_rmdir(f->dir);
     config_release(&f->cfg);
     pthread_mutex_destroy(&f->fake.mu);
     free(f);
