@@ -2,8 +2,7 @@
  * retention.c - the store's retention (retention.h).
  *
  * DESIGN
- *  One thread that sleeps on a condition variable (monotonic clock) until
- *  the next run is due, so that stopping is immediate between runs. A run
+ *  One thread (core/ticker.h: stopping is immediate between runs). A run
  *  is store_notif_purge(now - retention): its work is bounded by what aged
  *  out since the last run, except the first run on a store that was never
  *  purged. The thread runs at nice 10: like the status sink, it gives way
@@ -13,18 +12,12 @@
  */
 #include "stage/retention.h"
 
-#include "core/cond.h"
 #include "core/log.h"
+#include "core/ticker.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
 
-#include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #define RET_LOG "retention"
 
@@ -49,30 +42,14 @@ hr_t retention_run_once(app_t *app, int64_t now_ms, int64_t *deleted)
 
 struct retention {
     app_t *app;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stop;
+    ticker_t *ticker;
 };
 
-static void *retention_main(void *arg)
+static int64_t retention_tick(void *arg)
 {
     retention_t *t = arg;
-    pthread_setname_np(pthread_self(), "retention");
-    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
-        log_warn(RET_LOG, "cannot lower the thread's priority: %s", strerror(errno));
-    int64_t every_ns = t->app->cfg->store_purge_interval_ms * 1000000;
-    int64_t due = hclock_mono_ns() + (int64_t)RETENTION_FIRST_MS * 1000000;
-    for (;;) {
-        pthread_mutex_lock(&t->mu);
-        while (!t->stop && hclock_mono_ns() < due) cond_wait_until(&t->cv, &t->mu, due);
-        bool stop = t->stop;
-        pthread_mutex_unlock(&t->mu);
-        if (stop) break;
-        (void)retention_run_once(t->app, hclock_now_ms(), NULL);
-        due = hclock_mono_ns() + every_ns;
-    }
-    return NULL;
+    (void)retention_run_once(t->app, hclock_now_ms(), NULL);
+    return t->app->cfg->store_purge_interval_ms;
 }
 
 hr_t retention_start(app_t *app, retention_t **out)
@@ -81,11 +58,7 @@ hr_t retention_start(app_t *app, retention_t **out)
     if (!app->store || app->cfg->store_retention_ms <= 0) return HR_OK;
     retention_t *t = xcalloc(1, sizeof(*t));
     t->app = app;
-    pthread_mutex_init(&t->mu, NULL);
-    cond_init_mono(&t->cv);
-    if (pthread_create(&t->thread, NULL, retention_main, t) != 0) {
-        pthread_mutex_destroy(&t->mu);
-        pthread_cond_destroy(&t->cv);
+    if (ticker_start("retention", 10, RETENTION_FIRST_MS, retention_tick, t, &t->ticker) != HR_OK) {
         free(t);
         return HR_ERR;
     }
@@ -96,12 +69,6 @@ hr_t retention_start(app_t *app, retention_t **out)
 void retention_stop(retention_t *t)
 {
     if (!t) return;
-    pthread_mutex_lock(&t->mu);
-    t->stop = true;
-    pthread_cond_signal(&t->cv);
-    pthread_mutex_unlock(&t->mu);
-    pthread_join(t->thread, NULL);
-    pthread_mutex_destroy(&t->mu);
-    pthread_cond_destroy(&t->cv);
+    ticker_stop(t->ticker);
     free(t);
 }

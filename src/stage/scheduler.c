@@ -10,7 +10,7 @@
  *  produce and the delete repeats the record; the dispatcher's store check
  *  for records with a due time makes that harmless. The thread sleeps on a
  *  condition variable for SCHED_TICK_MS at most (less when the next row is
- *  due sooner), so stopping is immediate.
+ *  due sooner; core/ticker.h), so stopping is immediate.
  *
  *  Threads: schedule_defer runs on a dispatcher's thread; the rest on the
  *  scheduler's own thread.
@@ -19,14 +19,13 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/ticker.h"
 #include "model/lifecycle.h"
 #include "stage/stage.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define SCHED_TICK_MS 100
 #define SCHED_ROUND 512
@@ -105,59 +104,35 @@ hr_t scheduler_run_once(app_t *app, int64_t now_ms, int *moved)
 
 struct scheduler {
     app_t *app;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stop;
+    ticker_t *ticker;
+    int failures;
 };
 
-static void *scheduler_main(void *arg)
+/* One round; the wait until the next: none while a full round was due,
+ * else SCHED_TICK_MS or less when the next row is due sooner. */
+static int64_t scheduler_tick(void *arg)
 {
     scheduler_t *s = arg;
     app_t *app = s->app;
-    pthread_setname_np(pthread_self(), "scheduler");
-    int failures = 0;
-    for (;;) {
-        int moved = 0;
-        int64_t now = hclock_now_ms();
-        hr_t r = scheduler_run_once(app, now, &moved);
-        if (r != HR_OK && failures++ % 50 == 0)
-            log_warn(SCHED_LOG, "round failed: %s (retrying every %d ms)", hr_str(r), SCHED_TICK_MS);
-        if (r == HR_OK) failures = 0;
-        int wait = SCHED_TICK_MS;
-        if (moved == SCHED_ROUND) wait = 0; /* more are due */
-        else {
-            int64_t next;
-            if (store_sched_next(app->store, &next) == HR_OK && next != INT64_MAX) {
-                int64_t d = next - hclock_now_ms();
-                if (d < wait) wait = d < 1 ? 1 : (int)d;
-            }
-        }
-        pthread_mutex_lock(&s->mu);
-        if (!s->stop && wait > 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += (long)wait * 1000000;
-            ts.tv_sec += ts.tv_nsec / 1000000000;
-            ts.tv_nsec %= 1000000000;
-            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-        }
-        bool stop = s->stop;
-        pthread_mutex_unlock(&s->mu);
-        if (stop) break;
+    int moved = 0;
+    hr_t r = scheduler_run_once(app, hclock_now_ms(), &moved);
+    if (r != HR_OK && s->failures++ % 50 == 0)
+        log_warn(SCHED_LOG, "round failed: %s (retrying every %d ms)", hr_str(r), SCHED_TICK_MS);
+    if (r == HR_OK) s->failures = 0;
+    if (moved == SCHED_ROUND) return 0; /* more are due */
+    int64_t wait = SCHED_TICK_MS, next;
+    if (store_sched_next(app->store, &next) == HR_OK && next != INT64_MAX) {
+        int64_t d = next - hclock_now_ms();
+        if (d < wait) wait = d < 1 ? 1 : d;
     }
-    return NULL;
+    return wait;
 }
 
 hr_t scheduler_start(app_t *app, scheduler_t **out)
 {
     scheduler_t *s = xcalloc(1, sizeof(*s));
     s->app = app;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    if (pthread_create(&s->thread, NULL, scheduler_main, s) != 0) {
-        pthread_mutex_destroy(&s->mu);
-        pthread_cond_destroy(&s->cv);
+    if (ticker_start("scheduler", 0, 0, scheduler_tick, s, &s->ticker) != HR_OK) {
         free(s);
         return HR_ERR;
     }
@@ -168,12 +143,6 @@ hr_t scheduler_start(app_t *app, scheduler_t **out)
 void scheduler_stop(scheduler_t *s)
 {
     if (!s) return;
-    pthread_mutex_lock(&s->mu);
-    s->stop = true;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(s->thread, NULL);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
+    ticker_stop(s->ticker);
     free(s);
 }
