@@ -34,9 +34,6 @@
 #include <string.h>
 #include <time.h>
 
-#define EVENT_ID_MAX 200   /* bytes; also the limit for user ids and topics */
-#define AUDIENCE_USERS_MAX 10000
-#define EVENT_TYPE_MAX 128 /* bytes; a type names templates, it is not a payload */
 /* every id fits a tenant-qualified id (tenant.h) */
 _Static_assert(EVENT_ID_MAX <= TENANT_ID_MAX && EVENT_TYPE_MAX <= TENANT_ID_MAX, "ids qualify");
 
@@ -488,7 +485,9 @@ hr_t event_encode(const event_t *ev, buf_t *out)
     put_cstr(out, ev->audience == AUD_TOPIC       ? ev->audience_topic
                   : ev->audience == AUD_FOLLOWERS ? ev->audience_followers_of
                                                   : NULL);
-    hr_t r = put_json(out, event_data(ev));
+    hr_t r = HR_OK;
+    if (ev->rec && ev->data_compact) put_str(out, ev->data_text, ev->data_len);
+    else r = put_json(out, event_data(ev));
     if (r == HR_OK) r = put_json(out, ev->content);
     if (r != HR_OK) return r;
     put_u32(out, (uint32_t)(ev->audience == AUD_USERS ? ev->audience_n : 0));

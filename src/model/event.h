@@ -22,6 +22,10 @@ typedef struct problem {
     char detail[256];
 } problem_t;
 
+#define EVENT_ID_MAX 200   /* bytes; also the limit for user ids and topics */
+#define AUDIENCE_USERS_MAX 10000
+#define EVENT_TYPE_MAX 128 /* bytes; a type names templates, it is not a payload */
+
 typedef enum audience_kind { AUD_USERS = 1, AUD_TOPIC, AUD_FOLLOWERS } audience_kind_t;
 
 typedef struct event {
@@ -62,6 +66,8 @@ typedef struct event {
     const char *rec_users;      /* rec, AUD_USERS: the first user entry */
     const char *data_text;      /* rec: data's JSON text, NULL when absent */
     size_t data_len;
+    bool data_compact;          /* data_text is as jansson's compact dump writes it
+                                 * (event_scan_batch): encoded as it is */
 } event_t;
 
 /* The audience's users (AUD_USERS) in order, in either form:
@@ -134,6 +140,17 @@ bool event_content_for(const event_t *ev, channel_t ch, const char **title, cons
  * CloudEvents 1.0 (id, type, source, time, subject, data; herald fields may
  * sit inside data or as extension attributes). Takes a new reference to obj. */
 hr_t event_from_json(json_t *obj, event_t *ev, problem_t *pb);
+/* The fast path for a POST /v1/events body in the common herald shape: the
+ * events straight from the text, without a JSON tree (event_scan.c says
+ * what it takes). HR_OK: *evs (xmalloc'd, *n of them; free each with
+ * event_clear, then the array) are record-form events (rec) whose strings
+ * live in strings, which must outlive them; they are the events
+ * event_from_json would make of the same text and encode to the same
+ * bytes. HR_AGAIN: not for the fast path - more than max events, a shape
+ * or value it does not follow, or an invalid body: parse it with jansson,
+ * which accepts it or names the problem. *is_array: the body was an array. */
+hr_t event_scan_batch(const char *text, size_t len, int max, buf_t *strings, event_t **evs, int *n,
+                      bool *is_array);
 /* Parses bytes (one object). */
 hr_t event_parse(const char *text, size_t len, event_t *ev, problem_t *pb);
 void event_clear(event_t *ev);

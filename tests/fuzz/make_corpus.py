@@ -141,6 +141,19 @@ write("fuzz_event", "record_bad_utf8", b"{{type}}\n" + event_record(
     0, 1, 2, 0, 0, 1, 0, 0,
     ["e2", "t", "/src", None, "de\udcff\udcfft", None, None, "news", None, None], []))
 
+# ---- POST /v1/events bodies: the fast path against jansson (event_scan_batch) ----
+write("fuzz_event_scan", "one", full)
+write("fuzz_event_scan", "batch", "[" + full + "," + full.replace("evt-1", "evt-2") + "]")
+write("fuzz_event_scan", "bench", '[{"event_id":"r-1","type":"posted","actor":"u00000042",'
+      '"category":"social","channels":["push"],"audience":{"users":["u00000001","u00000002"]},'
+      '"data":{"text":"hello","n":1}}]')
+write("fuzz_event_scan", "data_kinds", '{"event_id":"e","type":"t","audience":{"topic":"news"},'
+      '"data":{"a":[1,-2,0,true,false,null,{},[]],"b":{"c":"caf\u00e9"},"d":1.5,"e":-0}}')
+write("fuzz_event_scan", "spaces", ' [ { "event_id" : "e" , "type" : "t" , "audience" : '
+      '{ "followers_of" : "kim" } , "send_at" : "1969-01-01T00:00:00Z" , "data" : { "x" : [ 1 , 2 ] } } ] ')
+write("fuzz_event_scan", "duplicates", '{"event_id":"e","type":"t","audience":{"users":["a"]},'
+      '"data":{"k":1,"k":2}}')
+
 # ---- request paths (src/http/router.c); first byte: method and decode mode ----
 GET, POST, PUT, DELETE = 0, 2, 3, 4
 write("fuzz_router", "events", bytes([POST]) + b"/v1/events")
