@@ -68,6 +68,7 @@ typedef struct event {
     size_t data_len;
     bool data_compact;          /* data_text is as jansson's compact dump writes it
                                  * (event_scan_batch): encoded as it is */
+    bool data_checked, data_simple; /* event_data_find: data_text read in place */
 } event_t;
 
 /* The audience's users (AUD_USERS) in order, in either form:
@@ -151,6 +152,20 @@ hr_t event_from_json(json_t *obj, event_t *ev, problem_t *pb);
  * which accepts it or names the problem. *is_array: the body was an array. */
 hr_t event_scan_batch(const char *text, size_t len, int max, buf_t *strings, event_t **evs, int *n,
                       bool *is_array);
+/* A value of the event's data found by event_data_find. */
+typedef enum { EV_STRING = 1, EV_INTEGER, EV_TRUE, EV_FALSE, EV_OTHER } event_value_kind_t;
+typedef struct event_value {
+    bool found;
+    event_value_kind_t kind;
+    const char *text;           /* EV_STRING: the string's bytes; EV_INTEGER: its digits */
+    size_t len;
+} event_value_t;
+/* data.<path> (segments split at '.', array elements by index, as
+ * template.c's data_lookup walks them) read on a record's data text in
+ * place, without a JSON tree. true with *out filled (found false when a
+ * step is missing) when the text is in the subset event_scan.c reads in
+ * place; false otherwise: use event_data() and walk the tree. */
+bool event_data_find(const event_t *ev, const char *path, size_t n, event_value_t *out);
 /* Parses bytes (one object). */
 hr_t event_parse(const char *text, size_t len, event_t *ev, problem_t *pb);
 void event_clear(event_t *ev);

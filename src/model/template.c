@@ -188,6 +188,17 @@ static hr_t render_var(const char *name, size_t n, const tmpl_ctx_t *ctx, buf_t 
         return HR_OK;
     }
     if (n > 5 && memcmp(name, "data.", 5) == 0) {
+        event_value_t tv;
+        if (ev && event_data_find(ev, name + 5, n - 5, &tv)) { /* no JSON tree */
+            if (!tv.found) return HR_OK;
+            switch (tv.kind) {
+            case EV_STRING:
+            case EV_INTEGER: return out_put(out, tv.text, tv.len); /* as render_json writes them */
+            case EV_TRUE: return out_put(out, "true", 4);
+            case EV_FALSE: return out_put(out, "false", 5);
+            default: return HR_OK;
+            }
+        }
         json_t *v = ev ? data_lookup(event_data(ev), name + 5, n - 5) : NULL;
         return v ? render_json(out, v) : HR_OK;
     }
