@@ -20,7 +20,8 @@
  * Memory: an entry holds the user id and its send times as 32-bit offsets
  * from a per-partition epoch, in a ring that starts small and grows with
  * the user's sends (entry_t below); the files hold absolute times. A table
- * slot is 8 bytes (slot_t below), at most half full: 16 to 32 bytes a user.
+ * slot is 8 bytes (slot_t below), at most 3/4 full: 10.7 to 21.3 bytes a
+ * user.
  *
  * Persistence, per (channel, partition), in <state_dir>:
  *  - <channel>-<partition>.rl, the base: every user with sends in the
@@ -116,7 +117,7 @@ typedef uint64_t slot_t;
 typedef struct part {
     int32_t id;
     int64_t epoch;              /* the entries' times are ms after it (0 .. UINT32_MAX) */
-    slot_t *slots;              /* linear probing, at most half full */
+    slot_t *slots;              /* linear probing, at most 3/4 full (fits()) */
     uint64_t pmask;             /* a slot's address bits (the local_t's) */
     size_t nslots, count;
     bool dirty;                 /* changed since the last snapshot */
@@ -180,6 +181,13 @@ static part_t *part_new(int32_t id, uint64_t pmask)
     p->slots = xcalloc(p->nslots, sizeof(*p->slots));
     return p;
 }
+
+/* Whether n entries fit a table of `size` slots: at most 3/4 full. The
+ * probes compare the tags in the slots (8 of them a cache line), so the
+ * longer runs of linear probing at 3/4 (8.5 slots for a user not there,
+ * 2.5 for one there, against 2.5 and 1.5 at 1/2) cost little next to the
+ * entry read, and the table is a third smaller. */
+static inline bool fits(size_t n, size_t size) { return 4 * n <= 3 * size; }
 
 /* Rebuilds p's table with `size` slots from the entries kept. */
 static void rehash(part_t *p, size_t size)
@@ -257,7 +265,7 @@ static slot_t *lookup_hashed(local_t *l, part_t *p, const char *user, size_t len
         if (e->user_len == len && memcmp(e->user, user, len) == 0) return &p->slots[i];
     }
     if (!create) return NULL;
-    if (2 * (p->count + 1) > p->nslots) {
+    if (!fits(p->count + 1, p->nslots)) {
         rehash(p, p->nslots * 2);
         mask = p->nslots - 1;
         for (i = (size_t)h & mask; p->slots[i];) i = (i + 1) & mask;
@@ -390,7 +398,7 @@ static void dirty_clear(part_t *p)
 static size_t table_size(size_t kept)
 {
     size_t size = 64;
-    while (size < 2 * kept + 2) size *= 2;
+    while (!fits(kept + 1, size)) size *= 2;
     return size;
 }
 
