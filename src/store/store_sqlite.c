@@ -73,8 +73,13 @@
 #define BUSY_TIMEOUT_MS 5000
 /* Page caches. The writer's holds the dirty pages of a status batch and the
  * index pages it visits (32 MiB did as well as 64 in a 600k-row test; 16
- * halved the rate); the reader serves API reads and fan-out's cache misses. */
-#define WRITER_CACHE_KIB 32768
+ * halved the rate); the reader serves API reads and fan-out's cache misses.
+ * Since the status log (schema 9) the writer appends to time-ordered keys:
+ * `herald bench sink --rows 3000000` gave 6.9 CPU-us a row with 32 MiB and
+ * 6.7 with 8 (means of four runs each, noise +-10 %), and a full cache was
+ * 32 MB of herald's peak RSS with 1M users; 8 MiB also bounds SQLite's
+ * sorter on this connection (it may take cache_size). */
+#define WRITER_CACHE_KIB 8192
 #define READER_CACHE_KIB 8192
 #define OTHER_CACHE_KIB 2048     /* checkpointer and dedupe connections */
 /* The dedupe database's WAL is cut back to this when it restarts. */
