@@ -28,4 +28,9 @@ struct ratelimit {
 extern const ratelimit_ops_t ratelimit_local_ops;
 extern const ratelimit_ops_t ratelimit_redis_ops;
 
+/* Makes a local limiter's table slots hold whole pointers, as it does by
+ * itself when malloc returns an address beyond the slots' 48 bits (tests;
+ * a no-op for other backends). */
+void ratelimit_local_whole_pointers(ratelimit_t *rl);
+
 #endif

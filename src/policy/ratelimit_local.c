@@ -11,14 +11,17 @@
  * every user, so it runs every max(snapshot_ms, window_ms / 8)).
  *
  * Cost: a check is one probe of an open-addressing table whose slots carry
- * the user's full hash (no entry is read for another user) and one entry,
+ * 16 bits of the user's hash next to the entry's address (an entry of
+ * another user is read once in 65,536 probes) and one entry,
  * which holds the user id next to its header and the send times after it
  * (one cache line for most users). An allowed check also puts the entry
  * on the partition's dirty list (once per snapshot period).
  *
  * Memory: an entry holds the user id and its send times as 32-bit offsets
  * from a per-partition epoch, in a ring that starts small and grows with
- * the user's sends (entry_t below); the files hold absolute times.
+ * the user's sends (entry_t below); the files hold absolute times. A table
+ * slot is 8 bytes (slot_t below), at most 3/4 full: 10.7 to 21.3 bytes a
+ * user.
  *
  * Persistence, per (channel, partition), in <state_dir>:
  *  - <channel>-<partition>.rl, the base: every user with sends in the
@@ -92,10 +95,20 @@ static inline size_t ts_offset(size_t user_len)
 
 static inline uint32_t *ts_of(entry_t *e) { return (uint32_t *)(void *)((char *)e + ts_offset(e->user_len)); }
 
-typedef struct slot {
-    uint64_t hash;
-    entry_t *e;                 /* NULL = empty */
-} slot_t;
+/* A table slot: the entry's address in the low 48 bits and the top 16
+ * bits of the user's hash (fnv1a64) above them, so that a probe compares
+ * hashes without reading the entry; 0 = empty. Half the size of a 64-bit
+ * hash next to a pointer (that was 32-64 bytes a user with a million
+ * users). The home slot comes from the hash's low bits, so a rebuild
+ * (rehash) hashes each entry's user id again.
+ * Addresses on x86-64 and arm64 Linux fit 48 bits (the kernel maps above
+ * 2^47 only when asked to). Should malloc ever return one that does not
+ * (tagged memory, wider address spaces), the limiter turns to whole
+ * pointers in its slots (pmask = all ones: every probe then reads the
+ * entry), see fit_slot(). */
+typedef uint64_t slot_t;
+
+#define SLOT_ADDR_MASK ((UINT64_C(1) << 48) - 1)
 
 /* Invariants: an entry is at dlist[dix - 1] exactly when its dix is set; a
  * dirty entry is never freed (the sweep keeps it); `dirty` is set when
@@ -104,7 +117,8 @@ typedef struct slot {
 typedef struct part {
     int32_t id;
     int64_t epoch;              /* the entries' times are ms after it (0 .. UINT32_MAX) */
-    slot_t *slots;              /* linear probing, at most half full */
+    slot_t *slots;              /* linear probing, at most 3/4 full (fits()) */
+    uint64_t pmask;             /* a slot's address bits (the local_t's) */
     size_t nslots, count;
     bool dirty;                 /* changed since the last snapshot */
     bool has_base;              /* the base file holds this partition (a journal may extend it) */
@@ -124,6 +138,7 @@ typedef struct local {
     bool journal;               /* dir and snapshot_ms > 0: dirty entries are tracked */
     part_t **parts;             /* by partition id; NULL = not held */
     int32_t nparts;
+    uint64_t pmask;             /* SLOT_ADDR_MASK, or all ones (whole pointers, see slot_t) */
 } local_t;
 
 static const char MAGIC[8] = {'H', 'R', 'L', 'S', 'N', 'A', 'P', '1'};
@@ -132,51 +147,103 @@ static const char JMAGIC[8] = {'H', 'R', 'L', 'J', 'R', 'N', 'L', '1'};
 /* The journal's header: JMAGIC | u64 base length | u32 base CRC | u32 CRC of the 20 bytes before */
 enum { JHEAD = 24, JBLOCK_HEAD = 8, COMPACT_MIN = 65536 };
 
+static inline entry_t *slot_entry(const part_t *p, slot_t s) { return (entry_t *)(uintptr_t)(s & p->pmask); }
+
+/* Whether s holds an entry whose user's hash may be h. */
+static inline bool slot_may_be(const part_t *p, slot_t s, uint64_t h) { return s && ((s ^ h) & ~p->pmask) == 0; }
+
+static inline slot_t slot_make(const part_t *p, entry_t *e, uint64_t h)
+{
+    return (h & ~p->pmask) | (uint64_t)(uintptr_t)e;
+}
+
+/* s with entry e instead (the same user, moved). */
+static inline slot_t slot_moved(const part_t *p, slot_t s, entry_t *e)
+{
+    return (s & ~p->pmask) | (uint64_t)(uintptr_t)e;
+}
+
 static void part_free(part_t *p)
 {
     if (!p) return;
-    for (size_t i = 0; i < p->nslots; i++) free(p->slots[i].e);
+    for (size_t i = 0; i < p->nslots; i++) free(slot_entry(p, p->slots[i]));
     free(p->slots);
     free(p->dlist);
     free(p);
 }
 
-static part_t *part_new(int32_t id)
+static part_t *part_new(int32_t id, uint64_t pmask)
 {
     part_t *p = xcalloc(1, sizeof(*p));
     p->id = id;
+    p->pmask = pmask;
     p->nslots = 64;
     p->slots = xcalloc(p->nslots, sizeof(*p->slots));
     return p;
 }
 
-/* Puts e (hash h, not in the table) into a table of n slots with room. */
-static void slot_put(slot_t *slots, size_t n, uint64_t h, entry_t *e)
-{
-    size_t i = (size_t)h & (n - 1);
-    while (slots[i].e) i = (i + 1) & (n - 1);
-    slots[i] = (slot_t){h, e};
-}
+/* Whether n entries fit a table of `size` slots: at most 3/4 full. The
+ * probes compare the tags in the slots (8 of them a cache line), so the
+ * longer runs of linear probing at 3/4 (8.5 slots for a user not there,
+ * 2.5 for one there, against 2.5 and 1.5 at 1/2) cost little next to the
+ * entry read, and the table is a third smaller. */
+static inline bool fits(size_t n, size_t size) { return 4 * n <= 3 * size; }
 
 /* Rebuilds p's table with `size` slots from the entries kept. */
 static void rehash(part_t *p, size_t size)
 {
     slot_t *s = xcalloc(size, sizeof(*s));
-    for (size_t i = 0; i < p->nslots; i++)
-        if (p->slots[i].e) slot_put(s, size, p->slots[i].hash, p->slots[i].e);
+    for (size_t i = 0; i < p->nslots; i++) {
+        if (!p->slots[i]) continue;
+        entry_t *e = slot_entry(p, p->slots[i]);
+        uint64_t h = fnv1a64(e->user, e->user_len);
+        size_t j = (size_t)h & (size - 1);
+        while (s[j]) j = (j + 1) & (size - 1);
+        s[j] = slot_make(p, e, h);
+    }
     free(p->slots);
     p->slots = s;
     p->nslots = size;
+}
+
+/* Turns l's slots to whole pointers (in place: a slot's position depends
+ * on the hash only). */
+static void whole_pointers(local_t *l)
+{
+    l->pmask = ~UINT64_C(0);
+    for (int32_t k = 0; k < l->nparts; k++) {
+        part_t *p = l->parts[k];
+        if (!p) continue;
+        for (size_t i = 0; i < p->nslots; i++)
+            if (p->slots[i]) p->slots[i] &= p->pmask;
+        p->pmask = l->pmask;
+    }
+}
+
+/* Makes sure e's address fits l's slots: the first one that does not
+ * turns every table to whole pointers. */
+static void fit_slot(local_t *l, const entry_t *e)
+{
+    if (((uint64_t)(uintptr_t)e & ~l->pmask) == 0) return;
+    log_warn("ratelimit", "an address beyond the slots' bits: the %s limiter's tables hold whole pointers "
+                          "from now on", channel_name(l->base.ch));
+    whole_pointers(l);
+}
+
+void ratelimit_local_whole_pointers(ratelimit_t *rl)
+{
+    if (rl && rl->ops == &ratelimit_local_ops) whole_pointers((local_t *)rl);
 }
 
 /* An entry for len bytes of user id with room for at least `want` send
  * times (and at most `limit`): the ring takes whatever malloc's size class
  * leaves after the header (malloc_usable_size), so the first growth comes
  * as late as it can without costing a byte. */
-static entry_t *entry_alloc(size_t len, uint32_t want, uint32_t limit)
+static entry_t *entry_alloc(local_t *l, size_t len, uint32_t want, uint32_t limit)
 {
     size_t off = ts_offset(len);
     entry_t *e = xmalloc(off + (size_t)want * sizeof(uint32_t));
+    fit_slot(l, e);
     size_t room = (malloc_usable_size(e) - off) / sizeof(uint32_t);
     e->cap = room < limit ? (uint32_t)room : limit;
     e->user_len = (uint32_t)len;
@@ -192,22 +259,23 @@ static slot_t *lookup_hashed(local_t *l, part_t *p, const char *user, size_t len
 {
     size_t mask = p->nslots - 1;
     size_t i;
-    for (i = (size_t)h & mask; p->slots[i].e; i = (i + 1) & mask) {
-        entry_t *e = p->slots[i].e;
-        if (p->slots[i].hash == h && e->user_len == len && memcmp(e->user, user, len) == 0) return &p->slots[i];
+    for (i = (size_t)h & mask; p->slots[i]; i = (i + 1) & mask) {
+        if (!slot_may_be(p, p->slots[i], h)) continue;
+        const entry_t *e = slot_entry(p, p->slots[i]);
+        if (e->user_len == len && memcmp(e->user, user, len) == 0) return &p->slots[i];
     }
     if (!create) return NULL;
-    if (2 * (p->count + 1) > p->nslots) {
+    if (!fits(p->count + 1, p->nslots)) {
         rehash(p, p->nslots * 2);
         mask = p->nslots - 1;
-        for (i = (size_t)h & mask; p->slots[i].e;) i = (i + 1) & mask;
+        for (i = (size_t)h & mask; p->slots[i];) i = (i + 1) & mask;
     }
     uint32_t limit = (uint32_t)l->base.limit;
-    entry_t *e = entry_alloc(len, limit < RING0 ? limit : RING0, limit);
+    entry_t *e = entry_alloc(l, len, limit < RING0 ? limit : RING0, limit);
     e->head = e->n = 0;
     e->dix = 0;
     memcpy(e->user, user, len);
-    p->slots[i] = (slot_t){h, e};
+    p->slots[i] = slot_make(p, e, h);
     p->count++;
     return &p->slots[i];
 }
@@ -219,10 +287,10 @@ static slot_t *lookup(local_t *l, part_t *p, const char *user, size_t len, bool 
 
 /* Gives s's entry a ring of at least want (>= n) times, oldest first
  * from 0; the entry moves (its slot and dirty list follow). */
-static entry_t *resize(const local_t *l, part_t *p, slot_t *s, uint32_t want)
+static entry_t *resize(local_t *l, part_t *p, slot_t *s, uint32_t want)
 {
-    entry_t *e = s->e;
-    entry_t *g = entry_alloc(e->user_len, want, (uint32_t)l->base.limit);
+    entry_t *e = slot_entry(p, *s);
+    entry_t *g = entry_alloc(l, e->user_len, want, (uint32_t)l->base.limit);
     g->head = 0;
     g->n = e->n;
     g->dix = e->dix;
@@ -231,24 +299,24 @@ static entry_t *resize(const local_t *l, part_t *p, slot_t *s, uint32_t want)
     uint32_t *to = ts_of(g);
     for (uint32_t k = 0, j = e->head; k < e->n; k++, j = j + 1 == e->cap ? 0 : j + 1) to[k] = from[j];
     free(e);
-    s->e = g;
+    *s = slot_moved(p, *s, g);
     if (g->dix) p->dlist[g->dix - 1] = g;
     return g;
 }
 
 /* Doubles the ring of s's entry, up to the limit. */
-static entry_t *grow(const local_t *l, part_t *p, slot_t *s)
+static entry_t *grow(local_t *l, part_t *p, slot_t *s)
 {
-    uint32_t limit = (uint32_t)l->base.limit;
-    return resize(l, p, s, s->e->cap > limit / 2 ? limit : s->e->cap * 2);
+    uint32_t limit = (uint32_t)l->base.limit, cap = slot_entry(p, *s)->cap;
+    return resize(l, p, s, cap > limit / 2 ? limit : cap * 2);
 }
 
 /* After a sweep's expiry: a ring at most a quarter full (and bigger than
  * 4) is cut to twice what it holds, so a user who sent many once does not
  * keep a big ring while still in the window. */
-static void shrink(const local_t *l, part_t *p, slot_t *s)
+static void shrink(local_t *l, part_t *p, slot_t *s)
 {
-    entry_t *e = s->e;
+    const entry_t *e = slot_entry(p, *s);
     if (e->cap > 4 && e->n * 4 <= e->cap) resize(l, p, s, e->n > RING0 / 2 ? 2 * e->n : RING0);
 }
 
@@ -282,7 +350,7 @@ static void rebase(const local_t *l, part_t *p, int64_t now_ms)
 {
     int64_t epoch = now_ms - l->base.window_ms;
     for (size_t i = 0; i < p->nslots; i++) {
-        entry_t *e = p->slots[i].e;
+        entry_t *e = slot_entry(p, p->slots[i]);
         if (!e) continue;
         expire(l, p, e, now_ms);
         uint32_t *ts = ts_of(e);
@@ -295,9 +363,9 @@ static void rebase(const local_t *l, part_t *p, int64_t now_ms)
 }
 
 /* Appends t (dropping the oldest when full: only for loading). */
-static void push(const local_t *l, part_t *p, slot_t *s, int64_t t)
+static void push(local_t *l, part_t *p, slot_t *s, int64_t t)
 {
-    entry_t *e = s->e;
+    entry_t *e = slot_entry(p, *s);
     if (e->n == e->cap && e->cap < (uint32_t)l->base.limit) e = grow(l, p, s);
     uint32_t *ts = ts_of(e);
     if (e->n == e->cap) {
@@ -330,7 +398,7 @@ static void dirty_clear(part_t *p)
 static size_t table_size(size_t kept)
 {
     size_t size = 64;
-    while (size < 2 * kept + 2) size *= 2;
+    while (!fits(kept + 1, size)) size *= 2;
     return size;
 }
 
@@ -353,12 +421,12 @@ static void sweep(local_t *l, part_t *p, int64_t now_ms)
 {
     size_t kept = 0;
     for (size_t i = 0; i < p->nslots; i++) {
-        entry_t *e = p->slots[i].e;
+        entry_t *e = slot_entry(p, p->slots[i]);
         if (!e) continue;
         expire(l, p, e, now_ms);
         if (e->n == 0 && !e->dix) {
             free(e);
-            p->slots[i].e = NULL;
+            p->slots[i] = 0;
         } else {
             shrink(l, p, &p->slots[i]);
             kept++;
@@ -518,17 +586,17 @@ static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too, bool
     char *buf = xmalloc(cap);
     size_t kept = 0;
     for (size_t i = 0; i < p->nslots; i++) {
-        entry_t *e = p->slots[i].e;
+        entry_t *e = slot_entry(p, p->slots[i]);
         if (!e) continue;
         if (sweep_too) {
             expire(l, p, e, now_ms);
             if (e->n == 0) {
                 free(e);
-                p->slots[i].e = NULL;
+                p->slots[i] = 0;
                 continue;
             }
             shrink(l, p, &p->slots[i]);
-            e = p->slots[i].e;
+            e = slot_entry(p, p->slots[i]);
             kept++;
         }
         if (e->n == 0) continue;
@@ -630,13 +698,14 @@ static bool entries_walk(local_t *l, part_t *p, const char *data, size_t at, siz
         if ((size_t)n > (end - at) / 8) return false;
         if (apply) {
             slot_t *s = lookup(l, p, user, ul, true);
-            s->e->head = s->e->n = 0;
+            entry_t *e = slot_entry(p, *s);
+            e->head = e->n = 0;
             for (uint32_t j = 0; j < n; j++) {
                 int64_t t;
                 memcpy(&t, data + at + (size_t)j * 8, 8);
                 push(l, p, s, t); /* a smaller limit than when written keeps the newest */
             }
-            expire(l, p, s->e, now_ms);
+            expire(l, p, slot_entry(p, *s), now_ms);
         }
         at += (size_t)n * 8;
     }
@@ -735,7 +804,7 @@ static part_t *part_get(local_t *l, int32_t id, int64_t now_ms)
         l->nparts = n;
     }
     if (!l->parts[id]) {
-        l->parts[id] = part_new(id);
+        l->parts[id] = part_new(id, l->pmask);
         l->parts[id]->epoch = now_ms - l->base.window_ms;
         load(l, l->parts[id], now_ms);
     }
@@ -762,16 +831,17 @@ static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t n
                 __builtin_prefetch(&ps[j]->slots[h[j] & (ps[j]->nslots - 1)]);
             }
             for (int j = 0; j < m; j++) {
-                const slot_t *sl = &ps[j]->slots[h[j] & (ps[j]->nslots - 1)];
-                if (sl->e && sl->hash == h[j]) {
-                    __builtin_prefetch(sl->e);
-                    __builtin_prefetch((const char *)sl->e + 64);
+                slot_t sl = ps[j]->slots[h[j] & (ps[j]->nslots - 1)];
+                if (slot_may_be(ps[j], sl, h[j])) {
+                    const char *e = (const char *)slot_entry(ps[j], sl);
+                    __builtin_prefetch(e);
+                    __builtin_prefetch(e + 64);
                 }
             }
         }
         part_t *p = ps[k]; /* part_get of a later request never frees an earlier one's */
         slot_t *s = lookup_hashed(l, p, reqs[i].user, reqs[i].user_len, h[k], true);
-        entry_t *e = s->e;
+        entry_t *e = slot_entry(p, *s);
         expire(l, p, e, now_ms);
         reqs[i].allowed = e->n < (uint32_t)rl->limit;
         if (reqs[i].allowed) {
@@ -857,6 +927,7 @@ static void local_close(ratelimit_t *rl)
 static hr_t local_open(const ratelimit_opts_t *o, ratelimit_t **out, char *why, size_t why_len)
 {
     local_t *l = xcalloc(1, sizeof(*l));
+    l->pmask = UINTPTR_MAX > UINT32_MAX ? SLOT_ADDR_MASK : UINT32_MAX; /* 32-bit: a 32-bit hash */
     if (o->state_dir && *o->state_dir) {
         if (mkdir_p(o->state_dir, 0700) != HR_OK) {
             snprintf(why, why_len, "ratelimit: cannot create %s", o->state_dir);

@@ -5,8 +5,8 @@
  * Keys are notification ids as notif_make_id() writes them (32 hex digits),
  * kept as their 16 bytes; any other id is not kept (sent_ids_add says so)
  * and never found. When the set holds `max` ids the oldest one goes first
- * (FIFO), so memory stays bounded (~32 bytes an id). Memory grows with use
- * up to that bound. One thread; no locking.
+ * (FIFO), so memory stays bounded (~24 bytes an id: 16 in the ring, two
+ * 4-byte table slots). Memory grows with use up to that bound. One thread; no locking.
  *
  * A caller that asks about one id several times (dispatch: in the batch?
  * sent before? then add it to both) parses it once with sent_key_parse()
@@ -28,11 +28,12 @@ typedef struct sent_ids {
     size_t max;                 /* bound; 0 keeps nothing */
     sent_key_t *ring;           /* insertion order; [head, head + count) mod cap */
     size_t cap, head, count;
-    /* linear probing; an entry is (32 bits of the key's hash) << 32 |
-     * (ring index + 1), 0 = empty: a probe compares hashes without reading
-     * the ring, and a deletion finds each entry's home without it */
-    uint64_t *tab;
+    /* linear probing; an entry is tag << ibits | (ring index + 1), 0 =
+     * empty, where the tag is the top 32 - ibits bits of the key's hash: a
+     * probe compares tags before it reads the ring (see sent_ids.c) */
+    uint32_t *tab;
     size_t tmask;               /* table size - 1 (table size >= 2 x cap) */
+    unsigned ibits;             /* bits of a ring index + 1 (max fits) */
     bool evicted;               /* an id was evicted since the last clear */
 } sent_ids_t;
 

@@ -12,8 +12,10 @@
 
 #include <cmocka.h>
 
+#include "core/hash.h"
 #include "metrics/metrics.h"
 #include "policy/ratelimit.h"
+#include "policy/ratelimit_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -679,6 +681,115 @@ static void test_epoch_rebase(void **st)
     ratelimit_close(m);
 }
 
+/* ---- the table: 8-byte slots, 16 bits of the hash beside the entry's address ---- */
+
+enum { SAME_TAG = 16 };
+
+/* Fills users[SAME_TAG] with ids whose fnv1a64 hashes share their top 16
+ * bits (the slot's tag) and, for the first two, their low 6 bits too (the
+ * home slot in a new table of 64 slots): found by search (some 5 million
+ * hashes, once), so that probes for one of them meet the others' tags. */
+static void same_tag_users(char users[SAME_TAG][32])
+{
+    static char found_users[SAME_TAG][32];
+    static int found;
+    uint64_t want = 0, home = 0;
+    for (uint32_t i = 0; found < SAME_TAG; i++) {
+        char u[32] = "tag-";
+        for (int d = 0; d < 8; d++) u[4 + d] = "0123456789abcdef"[(i >> (28 - 4 * d)) & 15];
+        uint64_t h = fnv1a64(u, 12);
+        if (found == 0) {
+            want = h >> 48;
+            home = h & 63;
+        } else if (h >> 48 != want || (found == 1 && (h & 63) != home)) {
+            continue;
+        }
+        memcpy(found_users[found++], u, sizeof(u));
+    }
+    memcpy(users, found_users, sizeof(found_users));
+}
+
+/* Users whose slots carry the same tag (the same home, too) are told apart
+ * by their entries: each has its own limit, through the table's growth, a
+ * sweep that rebuilds it, and a restart from the files. */
+static void tag_collisions(bool whole)
+{
+    char users[SAME_TAG][32];
+    same_tag_users(users);
+    char dir[300];
+    mkdirs(dir, sizeof(dir), whole ? "tags-whole" : "tags");
+    ratelimit_t *rl = open_snap(dir, 3);
+    if (whole) ratelimit_local_whole_pointers(rl);
+    ratelimit_tick(rl, T0);
+    /* user k sends k % 4 (0-3) at T0 */
+    for (int k = 0; k < SAME_TAG; k++) assert_int_equal(allows(rl, 0, users[k], T0, k % 4), k % 4);
+    /* 3000 other users: the table grows (rebuilt from the entries' ids) */
+    char u[32];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(u, sizeof(u), "other-%d", i);
+        assert_true(check(rl, 0, u, T0 + HOUR / 2));
+    }
+    /* the even users fill their limit half an hour later; the odd ones are full or not */
+    for (int k = 0; k < SAME_TAG; k++) {
+        if (k % 2 == 0) assert_int_equal(allows(rl, 0, users[k], T0 + HOUR / 2, 5), 3 - k % 4);
+        else assert_int_equal(allows(rl, 0, users[k], T0 + HOUR / 2, 0 + (k % 4 == 3)), 0);
+    }
+    /* the sends of T0 leave: the compaction's sweep forgets the odd users and rebuilds the table */
+    ratelimit_tick(rl, T0 + HOUR);
+    for (int k = 0; k < SAME_TAG; k++) {
+        int room = k % 2 ? 3 : k % 4; /* even: 3 - k % 4 sends of T0 + 30 min in the window */
+        assert_int_equal(allows(rl, 0, users[k], T0 + HOUR + 10000, k % 2 ? 1 : 5), k % 2 ? 1 : room);
+    }
+    ratelimit_tick(rl, T0 + HOUR + 20000); /* the journal */
+    ratelimit_t *q = open_snap(dir, 3);    /* a crash: rl never closed */
+    ratelimit_partition_assigned(q, 0, T0 + HOUR + 20001);
+    for (int k = 0; k < SAME_TAG; k++) /* even: full; odd: one send */
+        assert_int_equal(allows(q, 0, users[k], T0 + HOUR + 20001, 5), k % 2 ? 2 : 0);
+    for (int i = 0; i < 3000; i += 7) {
+        snprintf(u, sizeof(u), "other-%d", i);
+        assert_int_equal(allows(q, 0, u, T0 + HOUR + 20001, 5), 2);
+    }
+    ratelimit_close(q);
+    ratelimit_close(rl);
+}
+
+static void test_slot_tag_collisions(void **st)
+{
+    (void)st;
+    tag_collisions(false);
+}
+
+/* Whole pointers in the slots (what the limiter turns to when an address
+ * does not fit 48 bits): the same results, whether set from the start or
+ * midway (the slots of every partition held are rewritten in place). */
+static void test_whole_pointer_slots(void **st)
+{
+    (void)st;
+    tag_collisions(true);
+    ratelimit_t *rl = open_rl("local", 2, NULL, NULL);
+    char u[32];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(u, sizeof(u), "u-%d", i);
+        assert_true(check(rl, i % 3, u, T0));
+    }
+    ratelimit_local_whole_pointers(rl);
+    for (int i = 0; i < 4000; i++) { /* the first 2000 have one left; 2000 new ones grow the tables */
+        snprintf(u, sizeof(u), "u-%d", i);
+        assert_int_equal(allows(rl, i % 3, u, T0 + 1, 3), i < 2000 ? 1 : 2);
+    }
+    ratelimit_tick(rl, T0 + HOUR + 1);
+    ratelimit_tick(rl, T0 + 2 * HOUR + 2); /* everything left: swept, tables rebuilt */
+    for (int i = 0; i < 4000; i += 3) {
+        snprintf(u, sizeof(u), "u-%d", i);
+        assert_int_equal(allows(rl, i % 3, u, T0 + 2 * HOUR + 2, 3), 2);
+    }
+    ratelimit_local_whole_pointers(rl); /* again: a no-op */
+    snprintf(u, sizeof(u), "u-%d", 0);
+    assert_false(check(rl, 0, u, T0 + 2 * HOUR + 3));
+    ratelimit_close(rl);
+    ratelimit_local_whole_pointers(NULL);
+}
+
 static void test_config(void **st)
 {
     config_t c;
@@ -863,6 +974,8 @@ int main(void)
         cmocka_unit_test(test_ring_grows_restart),
         cmocka_unit_test(test_epoch_rebase),
         cmocka_unit_test(test_ring_shrinks),
+        cmocka_unit_test(test_slot_tag_collisions),
+        cmocka_unit_test(test_whole_pointer_slots),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_redis_limits),
         cmocka_unit_test(test_redis_outage),

@@ -13,6 +13,7 @@
 #include "stage/sent_ids.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static hstr_t id_of(int i, char buf[33])
@@ -144,6 +145,122 @@ static void test_clear_cycles(void **st)
     sent_ids_release(&s);
 }
 
+/* ---- the table: 4-byte entries (a tag of the hash's top bits, the ring index) ---- */
+
+/* A key whose hash (sent_key_hash) is h: distinct j give distinct keys
+ * with the same hash, so the same home slot and the same tag. */
+static sent_key_t key_with_hash(uint64_t h, uint64_t j)
+{
+    return (sent_key_t){.hi = j, .lo = h ^ (j * 0x9E3779B97F4A7C15ull)};
+}
+
+/* A plain FIFO of up to max keys: what the set must answer. */
+typedef struct model {
+    sent_key_t *k;
+    size_t n, max;
+} model_t;
+
+static bool model_has(const model_t *m, const sent_key_t *k)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (m->k[i].hi == k->hi && m->k[i].lo == k->lo) return true;
+    return false;
+}
+
+static void model_add(model_t *m, const sent_key_t *k)
+{
+    if (m->max == 0 || model_has(m, k)) return;
+    if (m->n == m->max) {
+        memmove(m->k, m->k + 1, (m->n - 1) * sizeof(*m->k));
+        m->n--;
+    }
+    m->k[m->n++] = *k;
+}
+
+static uint64_t rnd(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* Keys that share a hash (home and tag: only the ring tells them apart),
+ * homes at the table's end (runs that wrap around), repeats and random
+ * keys, through growth, FIFO eviction (backward shifts over mixed runs)
+ * and clears, for bounds around the index widths: the set answers as the
+ * FIFO model does, every step. */
+static void test_against_model(void **st)
+{
+    (void)st;
+    static const size_t maxes[] = {1, 2, 3, 7, 8, 9, 100, 1023, 1024, 1025, 2100};
+    for (size_t mi = 0; mi < sizeof(maxes) / sizeof(maxes[0]); mi++) {
+        size_t max = maxes[mi];
+        sent_ids_t s;
+        sent_ids_init(&s, max);
+        model_t m = {.k = calloc(max, sizeof(sent_key_t)), .max = max};
+        uint64_t x = 0x12345678u + max, shared[4] = {5, ~UINT64_C(0), 0x8000000000000000ull | 1023, 0};
+        sent_key_t recent[64];
+        size_t nrecent = 0;
+        for (int step = 0; step < 12000; step++) {
+            uint64_t r = rnd(&x);
+            sent_key_t k;
+            switch (r % 4) {
+            case 0: /* one of four shared hashes (the second has the top tag and the last home) */
+                k = key_with_hash(shared[(r >> 8) % 4], (r >> 16) % 50);
+                break;
+            case 1: /* again, an id seen lately */
+                k = nrecent ? recent[(r >> 8) % nrecent] : key_with_hash(rnd(&x), 1);
+                break;
+            default:
+                k = (sent_key_t){.hi = rnd(&x), .lo = rnd(&x)};
+            }
+            if (r % 7 == 0) {
+                assert_int_equal(sent_ids_has_key(&s, &k), model_has(&m, &k));
+                continue;
+            }
+            assert_true(sent_ids_add_key(&s, &k));
+            model_add(&m, &k);
+            recent[nrecent < 64 ? nrecent++ : (r >> 24) % 64] = k;
+            assert_int_equal(sent_ids_count(&s), m.n);
+            /* everything the model holds is found; a few others are not */
+            if (step % 97 == 0 || max <= 9)
+                for (size_t i = 0; i < m.n; i++) assert_true(sent_ids_has_key(&s, &m.k[i]));
+            for (size_t i = 0; i < nrecent; i += 5)
+                assert_int_equal(sent_ids_has_key(&s, &recent[i]), model_has(&m, &recent[i]));
+            if (step % 5003 == 5002) {
+                sent_ids_clear(&s);
+                m.n = 0;
+            }
+        }
+        for (size_t i = 0; i < m.n; i++) assert_true(sent_ids_has_key(&s, &m.k[i]));
+        assert_true(s.tmask + 1 >= 2 * s.cap);
+        assert_true((((size_t)1 << s.ibits) - 1) >= max); /* every ring index + 1 fits */
+        free(m.k);
+        sent_ids_release(&s);
+    }
+}
+
+/* The table takes 4 bytes a slot, at most half full: with the default
+ * bound, 24 bytes an id (16 in the ring). */
+static void test_bytes_per_id(void **st)
+{
+    (void)st;
+    enum { MAX = 262144 };
+    sent_ids_t s;
+    sent_ids_init(&s, MAX);
+    uint64_t x = 99;
+    for (int i = 0; i < MAX + 1000; i++) {
+        sent_key_t k = {.hi = rnd(&x), .lo = rnd(&x)};
+        assert_true(sent_ids_add_key(&s, &k));
+    }
+    assert_int_equal(sent_ids_count(&s), MAX);
+    assert_int_equal(s.cap, MAX);
+    size_t bytes = s.cap * sizeof(*s.ring) + (s.tmask + 1) * sizeof(*s.tab);
+    assert_int_equal(bytes / MAX, 24);
+    sent_ids_release(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -152,6 +269,8 @@ int main(void)
         cmocka_unit_test(test_zero_keeps_nothing),
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_clear_cycles),
+        cmocka_unit_test(test_against_model),
+        cmocka_unit_test(test_bytes_per_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
