@@ -537,6 +537,7 @@ static hr_t schema_init(conn_t *c)
         {7, store_schema_sqlite_migrate_7},
         {8, store_schema_sqlite_migrate_8},
         {9, store_schema_sqlite_migrate_9},
+        {10, store_schema_sqlite_migrate_10},
     };
     for (size_t i = 0; version > 0 && i < ARRAY_LEN(steps); i++) {
         if (version >= steps[i].to) continue;

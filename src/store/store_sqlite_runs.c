@@ -46,7 +46,7 @@
  * ~2000 with 8 KiB), no overflow pages. */
 #define RUN_BLOCK_BYTES 880
 #define BLOCK_VERSION 1
-#define ID_BIN 16                /* a 32-hex-digit id in binary */
+#define ID_BIN SQ_ID_BIN         /* a 32-hex-digit id in binary */
 
 /* SQLite's BINARY order of two texts: bytes, then the shorter first. */
 static int hstr_cmp(hstr_t a, hstr_t b)
@@ -78,9 +78,7 @@ static void hex_init(void)
     for (int i = 0; i < 6; i++) hex_val['a' + i] = (signed char)(10 + i);
 }
 
-/* Writes the 16 bytes of a 32-lowercase-hex-digit id into out; false (out
- * undefined) for any other id. */
-static bool id_to_bin(hstr_t id, unsigned char out[ID_BIN])
+bool sq_id_to_bin(hstr_t id, unsigned char out[SQ_ID_BIN])
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, hex_init);
@@ -93,6 +91,21 @@ static bool id_to_bin(hstr_t id, unsigned char out[ID_BIN])
         out[j] = (unsigned char)(h << 4 | (l & 15));
     }
     return bad >= 0;
+}
+
+char *sq_col_id(sqlite3_stmt *st, int i)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (sqlite3_column_type(st, i) != SQLITE_BLOB) return col_str(st, i);
+    const unsigned char *b = sqlite3_column_blob(st, i);
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    char *s = xmalloc(2 * n + 1);
+    for (size_t j = 0; j < n; j++) {
+        s[2 * j] = hex[b[j] >> 4];
+        s[2 * j + 1] = hex[b[j] & 15];
+    }
+    s[2 * n] = '\0';
+    return s;
 }
 
 /* A block being written: keys appended in order. */
@@ -145,7 +158,7 @@ static void enc_add(block_enc_t *e, const run_key_t *k)
     i += varint_put(p + i, shared);
     i += varint_span_put(p + i, k->user.p + shared, k->user.n - shared);
     i += varint_put(p + i, zigzag(e->count ? k->created - e->prev_created : k->created));
-    if (id_to_bin(k->id, p + i + 1)) {
+    if (sq_id_to_bin(k->id, p + i + 1)) {
         p[i] = 0;
         i += 1 + ID_BIN;
     } else {
