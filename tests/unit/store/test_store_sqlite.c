@@ -1102,6 +1102,41 @@ static void test_schema_migrated_from_9(void **state)
     assert_true(strncmp(after, "01900000000000ffffffffffffffffff|e1|u1|", 39) == 0);
 }
 
+/* One run holding users that share their first 8 bytes or are shorter
+ * than 8 (the run's sort compares an 8-byte prefix first): each user's
+ * listing has exactly its own notifications, newest first. */
+static void test_run_users_prefix(void **state)
+{
+    fx_t *f = *state;
+    static const char *const users[] = {"abcdefgh-2", "abcdefgh", "abcdefgh-10", "abc", "abcdefgi",
+                                        "", "abcdefgh-1"};
+    enum { NU = 7, PER = 5 };
+    notif_t recs[NU * PER];
+    const notif_t *ptrs[NU * PER];
+    char ids[NU * PER][40];
+    for (int i = 0; i < NU * PER; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "%032x", 0x5000 + (i * 7919) % (NU * PER));
+        recs[i] = status_rec(ids[i], ST_SENT, "");
+        recs[i].user_id = HSTR(users[i % NU]);
+        recs[i].created_at_ms = 1000 + (i * 7919) % (NU * PER);
+        ptrs[i] = &recs[i];
+    }
+    assert_int_equal(store_notif_write_batch(f->s, ptrs, NU * PER), HR_OK);
+    for (int u = 0; u < NU; u++) {
+        if (!users[u][0]) continue; /* an empty user is not listed by the API */
+        notif_row_t *rows = NULL;
+        int n = 0;
+        char *next = NULL;
+        assert_int_equal(store_notif_list_user(f->s, users[u], NULL, 100, &rows, &n, &next), HR_OK);
+        assert_int_equal(n, PER);
+        for (int i = 0; i < n; i++) {
+            assert_string_equal(rows[i].user_id, users[u]);
+            if (i) assert_true(rows[i].created_at_ms < rows[i - 1].created_at_ms);
+        }
+        notif_rows_free(rows, n);
+    }
+}
+
 /* store.c's fallbacks: the same answers with the optional ops missing. */
 static void test_fallbacks(void **state)
 {
@@ -1242,6 +1277,7 @@ int main(void)
         T(test_schema_migrated_from_9),
         T(test_batch_id_order),
         T(test_user_runs_merge),
+        T(test_run_users_prefix),
         T(test_fallbacks),
         T(test_status_without_content),
     };
