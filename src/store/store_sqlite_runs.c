@@ -48,12 +48,30 @@
 #define BLOCK_VERSION 1
 #define ID_BIN SQ_ID_BIN         /* a 32-hex-digit id in binary */
 
-/* SQLite's BINARY order of two texts: bytes, then the shorter first. */
+/* 8 bytes as a big-endian integer: compares as the bytes do. */
+static inline uint64_t load_be64(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* SQLite's BINARY order of two texts: bytes, then the shorter first.
+ * Compared 8 bytes at a time inline: the keys' users are short and a
+ * memcmp call per comparison was ~6 % of the status sink's samples (the
+ * runs' sorts and merges compare users all the time). */
 static int hstr_cmp(hstr_t a, hstr_t b)
 {
-    size_t n = a.n < b.n ? a.n : b.n;
-    int c = n ? memcmp(a.p, b.p, n) : 0;
-    if (c) return c;
+    size_t n = a.n < b.n ? a.n : b.n, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x = load_be64(a.p + i), y = load_be64(b.p + i);
+        if (x != y) return x < y ? -1 : 1;
+    }
+    for (; i < n; i++)
+        if (a.p[i] != b.p[i]) return (unsigned char)a.p[i] < (unsigned char)b.p[i] ? -1 : 1;
     return a.n < b.n ? -1 : a.n > b.n;
 }
 
