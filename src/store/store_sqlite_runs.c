@@ -106,7 +106,7 @@ bool sq_id_to_bin(hstr_t id, unsigned char out[SQ_ID_BIN])
     for (size_t j = 0; j < ID_BIN; j++) {
         int h = hex_val[p[2 * j]], l = hex_val[p[2 * j + 1]];
         bad |= h | l;
-        out[j] = (unsigned char)(h << 4 | (l & 15));
+        out[j] = (unsigned char)((unsigned)h << 4 | ((unsigned)l & 15u)); /* h, l < 0: bad */
     }
     return bad >= 0;
 }
