@@ -22,7 +22,7 @@
  * row per status record, its fields in one blob since version 8, the
  * content in a notification's first row only) with one index, led by the
  * notification id, which starts with the event's accepted time
- * (model/notif.h). The per-user listing is a small LSM tree
+ * (model/notif.h) and is stored as 16 bytes since version 10. The per-user listing is a small LSM tree
  * of sorted runs: each sink transaction appends one run of the
  * notifications it created, sorted by user, as blocks of keys (user_chunks,
  * schema version 9); runs are merged level by level (SQ_RUN_FANIN at a
@@ -542,6 +542,7 @@ static hr_t schema_init(conn_t *c)
         {7, store_schema_sqlite_migrate_7},
         {8, store_schema_sqlite_migrate_8},
         {9, store_schema_sqlite_migrate_9},
+        {10, store_schema_sqlite_migrate_10},
     };
     for (size_t i = 0; version > 0 && i < ARRAY_LEN(steps); i++) {
         if (version >= steps[i].to) continue;

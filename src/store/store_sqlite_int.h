@@ -247,6 +247,29 @@ static inline char *col_str(sqlite3_stmt *st, int i)
 
 static inline bool nonempty(const char *s) { return s && s[0]; }
 
+/* ---- notification ids in status_log (schema version 10) ----
+ *
+ * An id of 32 lowercase hex digits (model/notif.h makes those) is stored
+ * as a 16-byte blob, which sorts as its text does; any other id as its
+ * text. SQLite orders every text below every blob, and a text never
+ * equals a blob, so the two kinds never meet. */
+#define SQ_ID_BIN 16
+/* The 16 bytes of a 32-lowercase-hex-digit id into out; false (out
+ * undefined) for any other id (store_sqlite_runs.c). */
+bool sq_id_to_bin(hstr_t id, unsigned char out[SQ_ID_BIN]);
+/* Binds an id as status_log stores it; buf holds the bytes until the
+ * statement has run (bound SQLITE_STATIC, as the text is). */
+static inline void bind_id(sqlite3_stmt *st, int i, hstr_t id, unsigned char buf[SQ_ID_BIN])
+{
+    if (sq_id_to_bin(id, buf))
+        sqlite3_bind_blob(st, i, buf, SQ_ID_BIN, SQLITE_STATIC);
+    else
+        bind_hstr(st, i, id);
+}
+/* A copy of an id column of status_log as text (a blob back in hex);
+ * NULL for SQL NULL. */
+char *sq_col_id(sqlite3_stmt *st, int i);
+
 /* ---- the ops, by file ---- */
 
 /* store_sqlite_users.c */
@@ -301,7 +324,9 @@ hr_t sq_notif_sent(store_t *s, const char *notification_id, bool *sent);
 hr_t sq_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent);
 hr_t sq_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted);
 /* Registers herald_log_rec() on a connection: a version 7 status log row
- * as the row record of version 8 (the migration, sqlite_migrate_8.sql). */
+ * as the row record of version 8 (the migration, sqlite_migrate_8.sql);
+ * and herald_id(): a text id as status_log stores it since version 10
+ * (sqlite_migrate_10.sql). */
 hr_t sq_log_rec_register(sqlite3 *db);
 
 /* store_sqlite_runs.c: the per-user listing (schema version 9). A key of

@@ -179,19 +179,37 @@ static void lr_sql_fn(sqlite3_context *cx, int argc, sqlite3_value **argv)
     sqlite3_result_blob64(cx, out, n, sqlite3_free);
 }
 
+/* herald_id(notification_id): the id as status_log stores it since
+ * version 10 (a 16-byte blob for 32 lowercase hex digits, else as it
+ * is; the migration to version 10). */
+static void id_sql_fn(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+    unsigned char bin[SQ_ID_BIN];
+    if (argc == 1 && sqlite3_value_type(argv[0]) == SQLITE_TEXT && sq_id_to_bin(lr_val(argv[0]), bin))
+        sqlite3_result_blob(cx, bin, SQ_ID_BIN, SQLITE_TRANSIENT);
+    else if (argc == 1)
+        sqlite3_result_value(cx, argv[0]);
+    else
+        sqlite3_result_error(cx, "herald_id: 1 argument", -1);
+}
+
 hr_t sq_log_rec_register(sqlite3 *db)
 {
-    int rc = sqlite3_create_function_v2(db, "herald_log_rec", 14,
-                                        SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL,
-                                        lr_sql_fn, NULL, NULL, NULL);
+    int flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY;
+    int rc = sqlite3_create_function_v2(db, "herald_log_rec", 14, flags, NULL, lr_sql_fn, NULL,
+                                        NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_create_function_v2(db, "herald_id", 1, flags, NULL, id_sql_fn, NULL, NULL, NULL);
     return rc == SQLITE_OK ? HR_OK : HR_ERR;
 }
 
 /* ---- notifications ----
  *
- * DESIGN (schema versions 6 and 8, sqlite.sql). A status record becomes one
- * row appended to status_log (seq, id, status, content flag and the row
- * record above as one blob); nothing is updated in place. The key index
+ * DESIGN (schema versions 6, 8 and 10, sqlite.sql). A status record becomes
+ * one row appended to status_log (seq, id, status, content flag and the row
+ * record above as one blob); nothing is updated in place. The pipeline's
+ * ids (32 hex digits) are stored as 16-byte blobs since version 10 (bind_id,
+ * ord_bind): half the key bytes and shorter compares in the key index. The key index
  * (notification_id, status, content) is the only index the log has, and
  * ids start with the event's accepted time, so the index grows at its
  * right-hand edge like the log itself; a batch is written in id order, so
@@ -224,25 +242,54 @@ static int hstr_cmp(hstr_t a, hstr_t b)
     return a.n < b.n ? -1 : a.n > b.n;
 }
 
-/* A record of the batch in write order: by id, then arrival (the rows of
- * one notification keep their order, which is what the fold reads). */
+/* A record of the batch in write order: by id as status_log_key orders
+ * it (ids stored as text first, then the binary ones), then arrival (the
+ * rows of one notification keep their order, which is what the fold
+ * reads). */
 typedef struct ord {
     const notif_t *m;
     int i;
-    bool hex;                   /* the id is 32 lowercase hex digits: */
-    uint64_t hi, lo;            /* its value, which sorts as its text does */
+    bool hex;                   /* the id is 32 lowercase hex digits, stored */
+    uint64_t hi, lo;            /* as 16 bytes (schema 10): their value */
 } ord_t;
+
+static int u64_cmp(uint64_t a, uint64_t b) { return a < b ? -1 : a > b; }
+
+/* Two ids in status_log_key's order: a text below a blob. */
+static int ord_id_cmp(const ord_t *a, const ord_t *b)
+{
+    if (a->hex != b->hex) return a->hex ? 1 : -1;
+    if (!a->hex) return hstr_cmp(a->m->notification_id, b->m->notification_id);
+    int c = u64_cmp(a->hi, b->hi);
+    return c ? c : u64_cmp(a->lo, b->lo);
+}
 
 static int ord_cmp(const void *x, const void *y)
 {
     const ord_t *a = x, *b = y;
-    int c;
-    if (a->hex && b->hex)
-        c = a->hi != b->hi ? (a->hi < b->hi ? -1 : 1) : a->lo != b->lo ? (a->lo < b->lo ? -1 : 1) : 0;
-    else
-        c = hstr_cmp(a->m->notification_id, b->m->notification_id);
+    int c = ord_id_cmp(a, b);
     if (c) return c;
     return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/* The 16 bytes of a hex id (big-endian: they sort as the text does). */
+static void ord_bin(const ord_t *o, unsigned char out[SQ_ID_BIN])
+{
+    for (int k = 0; k < 8; k++) {
+        out[k] = (unsigned char)(o->hi >> (56 - 8 * k));
+        out[8 + k] = (unsigned char)(o->lo >> (56 - 8 * k));
+    }
+}
+
+/* Binds the record's id as status_log stores it; buf holds the bytes. */
+static void ord_bind(const ord_t *o, sqlite3_stmt *st, int i, unsigned char buf[SQ_ID_BIN])
+{
+    if (o->hex) {
+        ord_bin(o, buf);
+        sqlite3_bind_blob(st, i, buf, SQ_ID_BIN, SQLITE_STATIC);
+    } else {
+        bind_hstr(st, i, o->m->notification_id);
+    }
 }
 
 /* The sort key of a record: the pipeline's ids (model/notif.h) compare as
@@ -266,23 +313,43 @@ static ord_t ord_make(const notif_t *m, int i)
     return o;
 }
 
+/* The largest notification id in the log, as stored. */
+typedef struct log_max {
+    bool have;                  /* false: the log is empty */
+    ord_t o;                    /* the id as a record's sort key... */
+    notif_t m;                  /* ...whose text (non-hex ids) is here */
+    char *text;
+} log_max_t;
+
 /* The largest notification id in the log (one seek at the index's right
- * edge) into *max (owned, its length in max->n; p NULL when the log is
- * empty). c->mu held, inside the write transaction. */
-static hr_t log_max_id(conn_t *c, hstr_t *max)
+ * edge) into *max. c->mu held, inside the write transaction. */
+static hr_t log_max_id(conn_t *c, log_max_t *max)
 {
-    free((char *)max->p);
-    *max = (hstr_t){NULL, 0};
+    free(max->text);
+    memset(max, 0, sizeof(*max));
     sqlite3_stmt *st = sq_stmt(c, S_LOG_MAX);
     if (!st) return HR_ERR;
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
-        const void *t = sqlite3_column_blob(st, 0); /* the bytes as stored */
-        size_t len = (size_t)sqlite3_column_bytes(st, 0);
-        char *p = xmalloc(len + 1);
-        if (len) memcpy(p, t, len);
-        p[len] = '\0';
-        *max = (hstr_t){p, len};
+    int type = rc == SQLITE_ROW ? sqlite3_column_type(st, 0) : SQLITE_NULL;
+    const unsigned char *b = type != SQLITE_NULL ? sqlite3_column_blob(st, 0) : NULL;
+    size_t len = (size_t)sqlite3_column_bytes(st, 0);
+    if (type == SQLITE_BLOB && len == SQ_ID_BIN) {
+        max->have = max->o.hex = true;
+        for (int k = 0; k < 8; k++) {
+            max->o.hi = max->o.hi << 8 | b[k];
+            max->o.lo = max->o.lo << 8 | b[8 + k];
+        }
+    } else if (type == SQLITE_BLOB) {
+        /* not a blob this herald writes: above every record, all probed */
+        max->have = max->o.hex = true;
+        max->o.hi = max->o.lo = UINT64_MAX;
+    } else if (type != SQLITE_NULL) {
+        max->have = true;
+        max->text = xmalloc(len + 1);
+        if (len) memcpy(max->text, b, len);
+        max->text[len] = '\0';
+        max->m.notification_id = (hstr_t){max->text, len};
+        max->o.m = &max->m;
     }
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? HR_OK : sq_err(c, rc, "status log max");
@@ -305,7 +372,8 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     int nkeys = 0;
     size_t cap = 1024;
     unsigned char *scratch = xmalloc(cap);
-    hstr_t max = {NULL, 0};
+    unsigned char idbuf[SQ_ID_BIN];
+    log_max_t max = {0};
     for (int i = 0; i < n; i++) ord[i] = ord_make(recs[i], i);
     qsort(ord, (size_t)n, sizeof(*ord), ord_cmp);
     pthread_mutex_lock(&c->mu);
@@ -321,11 +389,12 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         int64_t at = m->status_at_ms ? m->status_at_ms : now;
         int64_t created = m->created_at_ms ? m->created_at_ms : at;
         bool has_content;
-        if (i > 0 && hstr_cmp(m->notification_id, ord[i - 1].m->notification_id) == 0) {
+        ord_bind(&ord[i], add, 1, idbuf); /* the bytes stay in idbuf for both */
+        if (i > 0 && ord_id_cmp(&ord[i], &ord[i - 1]) == 0) {
             has_content = prev_content;
-        } else if (max.p && hstr_cmp(m->notification_id, max) <= 0) {
+        } else if (max.have && ord_id_cmp(&ord[i], &max.o) <= 0) {
             /* maybe stored before: one probe of the id index */
-            bind_hstr(has, 1, m->notification_id);
+            ord_bind(&ord[i], has, 1, idbuf);
             int rc = sqlite3_step(has);
             sqlite3_reset(has);
             if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
@@ -356,7 +425,6 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
             scratch = xmalloc(cap);
         }
         size_t len = lr_encode(&lr, scratch);
-        bind_hstr(add, 1, m->notification_id);
         sqlite3_bind_int(add, 2, (int)m->status);
         sqlite3_bind_int(add, 3, first);
         sqlite3_bind_blob(add, 4, scratch, (int)len, SQLITE_STATIC);
@@ -384,7 +452,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
 out:
     if (r != HR_OK && sqlite3_get_autocommit(c->db) == 0) sq_tx_end(c, r);
     pthread_mutex_unlock(&c->mu);
-    free((char *)max.p);
+    free(max.text);
     free(scratch);
     free(ord);
     free(keys);
@@ -475,9 +543,10 @@ hr_t sq_notif_get(store_t *s, const char *notification_id, notif_row_t *out,
     sq_rows_t h = {0};
     pthread_mutex_lock(&c->mu);
     sqlite3_stmt *st = sq_stmt(c, S_NOTIF_GET);
+    unsigned char idbuf[SQ_ID_BIN];
     hr_t r = st ? sq_tx_begin(c, false) : HR_ERR; /* one snapshot */
     if (r != HR_OK) goto out;
-    bind_str(st, 1, notification_id);
+    bind_id(st, 1, HSTR(notification_id), idbuf);
     r = row_fold(c, st, notification_id, out, hist ? &h : NULL);
     r = sq_tx_end(c, r);
 out:
@@ -545,7 +614,8 @@ hr_t sq_notif_list_user(store_t *s, const char *user_id, int64_t after_ms, const
         }
         notif_row_t *row = &((notif_row_t *)v.v)[v.n];
         memset(row, 0, sizeof(*row));
-        bind_str(get, 1, cand[i].id);
+        unsigned char idbuf[SQ_ID_BIN];
+        bind_id(get, 1, HSTR(cand[i].id), idbuf);
         r = row_fold(c, get, cand[i].id, row, NULL);
         if (r == HR_OK) {
             v.n++;
@@ -580,7 +650,8 @@ hr_t sq_notif_sent(store_t *s, const char *notification_id, bool *sent)
     hr_t r = HR_ERR;
     sqlite3_stmt *st = sq_stmt(c, S_NOTIF_STATUS);
     if (st) {
-        bind_str(st, 1, notification_id);
+        unsigned char idbuf[SQ_ID_BIN];
+        bind_id(st, 1, HSTR(notification_id), idbuf);
         int rc = sqlite3_step(st);
         *sent = rc == SQLITE_ROW;
         sqlite3_reset(st);
@@ -598,8 +669,9 @@ hr_t sq_notif_sent_batch(store_t *s, const hstr_t *ids, int n, bool *sent)
     pthread_mutex_lock(&c->mu);
     sqlite3_stmt *st = sq_stmt(c, S_NOTIF_STATUS);
     hr_t r = st ? sq_tx_begin(c, false) : HR_ERR;
+    unsigned char idbuf[SQ_ID_BIN];
     for (int i = 0; i < n && r == HR_OK; i++) {
-        bind_hstr(st, 1, ids[i]);
+        bind_id(st, 1, ids[i], idbuf);
         int rc = sqlite3_step(st);
         sent[i] = rc == SQLITE_ROW;
         sqlite3_reset(st);
@@ -624,7 +696,7 @@ static void purge_row(sqlite3_stmt *st, void *elem)
     if (sqlite3_column_int(st, 1) &&
         lr_decode(sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2), &lr) && lr.content) {
         p->created = lr.created;
-        p->id = col_str(st, 3);
+        p->id = sq_col_id(st, 3); /* bound again as stored (bind_id) */
     }
 }
 
@@ -649,9 +721,10 @@ static hr_t purge_chunk(conn_t *c, int64_t before_ms, int64_t *last, int64_t *de
     }
     purge_row_t *p = rows.v;
     int64_t old = 0;
+    unsigned char idbuf[SQ_ID_BIN];
     for (int i = 0; i < rows.n && r == HR_OK; i++) {
         if (!p[i].id || p[i].created >= before_ms) continue;
-        bind_str(del, 1, p[i].id);
+        bind_id(del, 1, HSTR(p[i].id), idbuf);
         r = sq_step_done(c, del, "purge log");
         old++;
     }

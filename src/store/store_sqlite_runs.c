@@ -46,14 +46,32 @@
  * ~2000 with 8 KiB), no overflow pages. */
 #define RUN_BLOCK_BYTES 880
 #define BLOCK_VERSION 1
-#define ID_BIN 16                /* a 32-hex-digit id in binary */
+#define ID_BIN SQ_ID_BIN         /* a 32-hex-digit id in binary */
 
-/* SQLite's BINARY order of two texts: bytes, then the shorter first. */
+/* 8 bytes as a big-endian integer: compares as the bytes do. */
+static inline uint64_t load_be64(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* SQLite's BINARY order of two texts: bytes, then the shorter first.
+ * Compared 8 bytes at a time inline: the keys' users are short and a
+ * memcmp call per comparison was ~6 % of the status sink's samples (the
+ * runs' sorts and merges compare users all the time). */
 static int hstr_cmp(hstr_t a, hstr_t b)
 {
-    size_t n = a.n < b.n ? a.n : b.n;
-    int c = n ? memcmp(a.p, b.p, n) : 0;
-    if (c) return c;
+    size_t n = a.n < b.n ? a.n : b.n, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x = load_be64(a.p + i), y = load_be64(b.p + i);
+        if (x != y) return x < y ? -1 : 1;
+    }
+    for (; i < n; i++)
+        if (a.p[i] != b.p[i]) return (unsigned char)a.p[i] < (unsigned char)b.p[i] ? -1 : 1;
     return a.n < b.n ? -1 : a.n > b.n;
 }
 
@@ -78,9 +96,7 @@ static void hex_init(void)
     for (int i = 0; i < 6; i++) hex_val['a' + i] = (signed char)(10 + i);
 }
 
-/* Writes the 16 bytes of a 32-lowercase-hex-digit id into out; false (out
- * undefined) for any other id. */
-static bool id_to_bin(hstr_t id, unsigned char out[ID_BIN])
+bool sq_id_to_bin(hstr_t id, unsigned char out[SQ_ID_BIN])
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, hex_init);
@@ -90,9 +106,24 @@ static bool id_to_bin(hstr_t id, unsigned char out[ID_BIN])
     for (size_t j = 0; j < ID_BIN; j++) {
         int h = hex_val[p[2 * j]], l = hex_val[p[2 * j + 1]];
         bad |= h | l;
-        out[j] = (unsigned char)(h << 4 | (l & 15));
+        out[j] = (unsigned char)((unsigned)h << 4 | ((unsigned)l & 15u)); /* h, l < 0: bad */
     }
     return bad >= 0;
+}
+
+char *sq_col_id(sqlite3_stmt *st, int i)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (sqlite3_column_type(st, i) != SQLITE_BLOB) return col_str(st, i);
+    const unsigned char *b = sqlite3_column_blob(st, i);
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    char *s = xmalloc(2 * n + 1);
+    for (size_t j = 0; j < n; j++) {
+        s[2 * j] = hex[b[j] >> 4];
+        s[2 * j + 1] = hex[b[j] & 15];
+    }
+    s[2 * n] = '\0';
+    return s;
 }
 
 /* A block being written: keys appended in order. */
@@ -145,7 +176,7 @@ static void enc_add(block_enc_t *e, const run_key_t *k)
     i += varint_put(p + i, shared);
     i += varint_span_put(p + i, k->user.p + shared, k->user.n - shared);
     i += varint_put(p + i, zigzag(e->count ? k->created - e->prev_created : k->created));
-    if (id_to_bin(k->id, p + i + 1)) {
+    if (sq_id_to_bin(k->id, p + i + 1)) {
         p[i] = 0;
         i += 1 + ID_BIN;
     } else {

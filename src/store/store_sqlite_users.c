@@ -544,8 +544,9 @@ static hr_t erase_step(conn_t *c, const char *user_id, store_erase_t *st, bool *
     /* up to SQ_ERASE_CHUNK of the user's notifications out of the runs
      * (store_sqlite_runs.c), then their log rows */
     if (r == HR_OK) r = sq_runs_erase_user(c, user_id, SQ_ERASE_CHUNK, &nids, &nn);
+    unsigned char idbuf[SQ_ID_BIN];
     for (int i = 0; i < nn && r == HR_OK; i++) {
-        bind_str(dh, 1, nids[i]);
+        bind_id(dh, 1, HSTR(nids[i]), idbuf); /* as status_log stores it */
         if ((r = sq_step_done(c, dh, "erase status log")) != HR_OK) break;
         hist += sqlite3_changes(c->db);
         notifs += sqlite3_changes(c->db) > 0; /* rows of a notification not yet purged */

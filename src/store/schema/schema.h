@@ -26,6 +26,8 @@ extern const char store_schema_sqlite_migrate_7[];
 extern const char store_schema_sqlite_migrate_8[];
 /* schema/sqlite_migrate_9.sql: a version 8 main database to version 9. */
 extern const char store_schema_sqlite_migrate_9[];
+/* schema/sqlite_migrate_10.sql: a version 9 main database to version 10. */
+extern const char store_schema_sqlite_migrate_10[];
 /* schema/sqlite_indexes.sql: indexes on migrated columns, after migrating. */
 extern const char store_schema_sqlite_indexes[];
 /* The PostgreSQL schema: the migrations of schema/pg/ (store/store_pg.h). */

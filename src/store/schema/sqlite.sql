@@ -1,5 +1,5 @@
 -- herald: the SQLite schema of the main database.
--- schema_version: 9
+-- schema_version: 10
 --
 -- Applied at every open (each statement is IF NOT EXISTS); the version is
 -- STORE_SCHEMA_VERSION in store.h and is recorded in schema_version. A
@@ -75,10 +75,13 @@ CREATE TABLE IF NOT EXISTS events (
 -- status_log_key (notification_id, status, content; sqlite_indexes.sql),
 -- covers "already sent?" and the sink's "has content?" probe; the id starts
 -- with the event's accepted time (model/notif.h) and the sink writes a
--- batch in id order, so it grows at its right-hand edge.
+-- batch in id order, so it grows at its right-hand edge. Version 10
+-- (sqlite_migrate_10.sql): an id of 32 lowercase hex digits (the ids
+-- model/notif.h makes) is stored as its 16 bytes, a blob, which sorts as
+-- the text does; any other id as text (store_sqlite_int.h, bind_id).
 CREATE TABLE IF NOT EXISTS status_log (
   seq INTEGER PRIMARY KEY,
-  notification_id TEXT NOT NULL,
+  notification_id BLOB NOT NULL,         -- version 10: TEXT before
   status INTEGER NOT NULL, content INTEGER NOT NULL, rec BLOB NOT NULL);
 
 -- The per-user listing as sorted runs (a small LSM tree): each write

@@ -1,7 +1,7 @@
 -- herald: the SQLite schema of the dedupe database ("herald.db" ->
 -- "herald.events.db"), kept apart so that fan-out's event claims never
 -- queue behind the status sink's transactions on the main database.
--- schema_version: 9 (versioned with sqlite.sql; the claims' generations
+-- schema_version: 10 (versioned with sqlite.sql; the claims' generations
 -- are created IF NOT EXISTS, see store_sqlite_claims.c)
 
 -- The generations of claims: claims_<gen> (seq INTEGER PRIMARY KEY,

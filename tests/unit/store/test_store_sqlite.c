@@ -890,6 +890,253 @@ static void test_schema_migrated_from_8(void **state)
     notif_rows_free(rows, n);
 }
 
+/* What GET shows of a notification (row and history), as one string;
+ * "-" when it is not found. */
+static void notif_show(store_t *s, const char *id, char *out, size_t cap)
+{
+    notif_row_t row;
+    status_hist_t *h = NULL;
+    int nh = 0;
+    if (store_notif_get(s, id, &row, &h, &nh) != HR_OK) {
+        snprintf(out, cap, "-");
+        return;
+    }
+    bool sent = false;
+    assert_int_equal(store_notif_sent(s, id, &sent), HR_OK);
+    int l = snprintf(out, cap, "%s|%s|%s|%d|%s|%s|%s|%d|%d|%s|%s|%lld|%lld|%lld|%d",
+                     row.notification_id, row.event_id, row.user_id, (int)row.channel,
+                     row.category, row.title, row.address, (int)row.status, row.attempt,
+                     row.channel_msg_id ? row.channel_msg_id : "(null)",
+                     row.error ? row.error : "(null)", (long long)row.created_at_ms,
+                     (long long)row.updated_at_ms, (long long)row.delivered_at_ms, sent);
+    for (int i = 0; i < nh && l > 0 && (size_t)l < cap; i++)
+        l += snprintf(out + l, cap - (size_t)l, ";%d/%d/%lld/%s", (int)h[i].status, h[i].attempt,
+                      (long long)h[i].at_ms, h[i].detail ? h[i].detail : "(null)");
+    assert_true(l > 0 && (size_t)l < cap);
+    notif_row_clear(&row);
+    status_hist_free(h, nh);
+}
+
+/* A user's whole listing (ids newest first, in pages of 3), as one string. */
+static void list_show(store_t *s, const char *user, char *out, size_t cap)
+{
+    size_t l = 0;
+    char *cursor = NULL;
+    out[0] = '\0';
+    do {
+        notif_row_t *rows = NULL;
+        int n = 0;
+        char *next = NULL;
+        assert_int_equal(store_notif_list_user(s, user, cursor, 3, &rows, &n, &next), HR_OK);
+        for (int i = 0; i < n; i++) {
+            int w = snprintf(out + l, cap - l, "%s:%d ", rows[i].notification_id, (int)rows[i].status);
+            assert_true(w > 0 && (size_t)w < cap - l);
+            l += (size_t)w;
+        }
+        notif_rows_free(rows, n);
+        free(cursor);
+        cursor = next;
+    } while (cursor);
+}
+
+/* A version 9 database (status_log ids as text) is migrated to version 10
+ * at open (ids of 32 lowercase hex digits as 16-byte blobs, other ids as
+ * text): GET, the history, the listings and "already sent?" read back
+ * exactly as before; the sink goes on writing onto the migrated rows
+ * (a later record of a migrated notification finds its content), and
+ * erasure and retention find the migrated rows. */
+static void test_schema_migrated_from_9(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 40 };
+    char ids[N][40];
+    for (int k = 0; k < N; k++) {
+        if (k == 5) snprintf(ids[k], sizeof(ids[k]), "Not-Hex-%d", k);
+        else if (k == 6) snprintf(ids[k], sizeof(ids[k]), "%032X", 0xABC00 + k); /* upper case: text */
+        else snprintf(ids[k], sizeof(ids[k]), "%016llx%016x", 0x0190000000000000ULL + (unsigned)k * 977,
+                      0xbeef00 + k);
+        notif_t m = status_rec(ids[k], k % 3 ? ST_SENT : ST_FAILED, "");
+        m.user_id = HSTR(k % 2 ? "u2" : "u1");
+        m.created_at_ms = 1000 + k;
+        m.status_at_ms = 1100 + k;
+        if (k % 3 == 0) m.error = HSTR("provider said 503");
+        notif_t d = status_rec(ids[k], ST_DELIVERED, "");
+        d.status_at_ms = 1500 + k;
+        d.channel_msg_id = HSTR("msg-x");
+        d.no_content = true;
+        const notif_t *two[] = {&m, &d};
+        assert_int_equal(store_notif_write_batch(f->s, two, k % 4 == 1 ? 2 : 1), HR_OK);
+    }
+    static char before[N][512], after[512], lists[2][4096], list_after[4096];
+    for (int k = 0; k < N; k++) {
+        notif_show(f->s, ids[k], before[k], sizeof(before[k]));
+        assert_string_not_equal(before[k], "-");
+    }
+    list_show(f->s, "u1", lists[0], sizeof(lists[0]));
+    list_show(f->s, "u2", lists[1], sizeof(lists[1]));
+    store_close(f->s);
+    f->s = NULL;
+
+    /* the status log as version 9 kept it: ids as text */
+    sqlite3 *db = db_open_raw(f->dsn);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "DROP INDEX status_log_key; ALTER TABLE status_log RENAME TO s10;"
+                     "CREATE TABLE status_log (seq INTEGER PRIMARY KEY, notification_id TEXT NOT NULL,"
+                     " status INTEGER NOT NULL, content INTEGER NOT NULL, rec BLOB NOT NULL);"
+                     "INSERT INTO status_log SELECT seq, CASE WHEN typeof(notification_id) = 'blob'"
+                     " THEN lower(hex(notification_id)) ELSE notification_id END, status, content, rec"
+                     " FROM s10 ORDER BY seq;"
+                     "DROP TABLE s10;"
+                     "CREATE INDEX status_log_key ON status_log (notification_id, status, content);"
+                     "UPDATE schema_version SET version = 9;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM status_log WHERE typeof(notification_id)"
+                                            " = 'blob'", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
+    for (int k = 0; k < N; k++) {
+        notif_show(f->s, ids[k], after, sizeof(after));
+        assert_string_equal(after, before[k]);
+    }
+    list_show(f->s, "u1", list_after, sizeof(list_after));
+    assert_string_equal(list_after, lists[0]);
+    list_show(f->s, "u2", list_after, sizeof(list_after));
+    assert_string_equal(list_after, lists[1]);
+    const char raw[] = "Not-Hex-5";
+    hstr_t batch[3] = {HSTR(ids[4]), {raw, 9}, HSTR(ids[3])};
+    bool sent[3] = {false, false, true};
+    assert_int_equal(store_notif_sent_batch(f->s, batch, 3, sent), HR_OK);
+    assert_true(sent[0]);  /* 4: sent */
+    assert_true(sent[1]);  /* 5: sent, then delivered */
+    assert_false(sent[2]); /* 3: failed */
+
+    /* the ids as stored: blobs of 16 bytes but for the two text ones; the
+     * index is back, the old table gone */
+    db = db_open_raw(f->dsn);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM status_log WHERE"
+                                            " typeof(notification_id) = 'blob' AND"
+                                            " length(notification_id) = 16),"
+                                            " (SELECT group_concat(notification_id, ',') FROM (SELECT"
+                                            " DISTINCT notification_id FROM status_log WHERE"
+                                            " typeof(notification_id) = 'text' ORDER BY 1)),"
+                                            " (SELECT count(*) FROM sqlite_master WHERE name ="
+                                            " 'status_log_key'),"
+                                            " (SELECT count(*) FROM sqlite_master WHERE name ="
+                                            " 's10' OR name = 'status_log_v9'),"
+                                            " (SELECT count(*) FROM status_log)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int rows_before = sqlite3_column_int(st, 4);
+    assert_int_equal(rows_before, N + N / 4); /* a second row for k % 4 == 1 */
+    int text_rows = 2 + (5 % 4 == 1) + (6 % 4 == 1);
+    assert_int_equal(sqlite3_column_int(st, 0), rows_before - text_rows);
+    char want[80];
+    snprintf(want, sizeof(want), "%s,%s", ids[6], ids[5]); /* BINARY order: digits first */
+    assert_string_equal((const char *)sqlite3_column_text(st, 1), want);
+    assert_int_equal(sqlite3_column_int(st, 2), 1);
+    assert_int_equal(sqlite3_column_int(st, 3), 0);
+    sqlite3_finalize(st);
+
+    /* the sink goes on: a later record (with content) of a migrated
+     * notification folds onto it and stores no second content; a new
+     * notification is stored as a blob */
+    notif_t late = status_rec(ids[2], ST_DELIVERED, "");
+    late.user_id = HSTR("u1");
+    late.status_at_ms = 3000;
+    late.title = HSTR("other");
+    notif_t fresh = status_rec("01900000000000ffffffffffffffffff", ST_SENT, "");
+    fresh.user_id = HSTR("u1");
+    fresh.created_at_ms = 5000;
+    const notif_t *recs[] = {&late, &fresh};
+    assert_int_equal(store_notif_write_batch(f->s, recs, 2), HR_OK);
+    notif_row_t row;
+    assert_int_equal(store_notif_get(f->s, ids[2], &row, NULL, NULL), HR_OK);
+    assert_int_equal(row.status, ST_DELIVERED);
+    assert_string_equal(row.title, "t");
+    notif_row_clear(&row);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), sum(content) FROM status_log WHERE"
+                                            " notification_id = ?1", -1, &st, NULL),
+                     SQLITE_OK);
+    unsigned char bin[16];
+    for (int j = 0; j < 16; j++) {
+        unsigned v = 0;
+        assert_int_equal(sscanf(ids[2] + 2 * j, "%2x", &v), 1);
+        bin[j] = (unsigned char)v;
+    }
+    sqlite3_bind_blob(st, 1, bin, 16, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    assert_int_equal(sqlite3_column_int(st, 1), 1);
+    sqlite3_finalize(st);
+    list_show(f->s, "u1", list_after, sizeof(list_after));
+    assert_true(strncmp(list_after, "01900000000000ffffffffffffffffff:1 ", 35) == 0);
+
+    /* erasure finds the migrated rows: u2's notifications go with them */
+    store_erase_t er = {0};
+    assert_int_equal(store_user_erase(f->s, "u2", &er), HR_OK);
+    assert_int_equal(er.notifications, N / 2);
+    for (int k = 1; k < N; k += 2) {
+        notif_show(f->s, ids[k], after, sizeof(after));
+        assert_string_equal(after, "-");
+    }
+    /* retention finds the rest (created before 2000; the new one stays) */
+    int64_t deleted = 0;
+    assert_int_equal(store_notif_purge(f->s, 2000, &deleted), HR_OK);
+    assert_int_equal(deleted, N / 2);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM status_log", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    notif_show(f->s, "01900000000000ffffffffffffffffff", after, sizeof(after));
+    assert_true(strncmp(after, "01900000000000ffffffffffffffffff|e1|u1|", 39) == 0);
+}
+
+/* One run holding users that share their first 8 bytes or are shorter
+ * than 8 (the run's sort compares an 8-byte prefix first): each user's
+ * listing has exactly its own notifications, newest first. */
+static void test_run_users_prefix(void **state)
+{
+    fx_t *f = *state;
+    static const char *const users[] = {"abcdefgh-2", "abcdefgh", "abcdefgh-10", "abc", "abcdefgi",
+                                        "", "abcdefgh-1"};
+    enum { NU = 7, PER = 5 };
+    notif_t recs[NU * PER];
+    const notif_t *ptrs[NU * PER];
+    char ids[NU * PER][40];
+    for (int i = 0; i < NU * PER; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "%032x", 0x5000 + (i * 7919) % (NU * PER));
+        recs[i] = status_rec(ids[i], ST_SENT, "");
+        recs[i].user_id = HSTR(users[i % NU]);
+        recs[i].created_at_ms = 1000 + (i * 7919) % (NU * PER);
+        ptrs[i] = &recs[i];
+    }
+    assert_int_equal(store_notif_write_batch(f->s, ptrs, NU * PER), HR_OK);
+    for (int u = 0; u < NU; u++) {
+        if (!users[u][0]) continue; /* an empty user is not listed by the API */
+        notif_row_t *rows = NULL;
+        int n = 0;
+        char *next = NULL;
+        assert_int_equal(store_notif_list_user(f->s, users[u], NULL, 100, &rows, &n, &next), HR_OK);
+        assert_int_equal(n, PER);
+        for (int i = 0; i < n; i++) {
+            assert_string_equal(rows[i].user_id, users[u]);
+            if (i) assert_true(rows[i].created_at_ms < rows[i - 1].created_at_ms);
+        }
+        notif_rows_free(rows, n);
+    }
+}
+
 /* store.c's fallbacks: the same answers with the optional ops missing. */
 static void test_fallbacks(void **state)
 {
@@ -1027,8 +1274,10 @@ int main(void)
         T(test_schema_migrated_from_6),
         T(test_schema_migrated_from_7),
         T(test_schema_migrated_from_8),
+        T(test_schema_migrated_from_9),
         T(test_batch_id_order),
         T(test_user_runs_merge),
+        T(test_run_users_prefix),
         T(test_fallbacks),
         T(test_status_without_content),
     };
