@@ -158,6 +158,10 @@ static const opt_t opts[] = {
     {"status.gather", OPT_INT, F(status_gather), "8192", 1, 1048576, NULL,
      "Status sink: rows per store transaction (bigger transactions write each index page once "
      "for more rows)."},
+    {"status.linger_ms", OPT_INT, F(status_linger_ms), "50", 0, 1000, NULL,
+     "Status sink: how long it waits for more status records when fewer than status.gather "
+     "are there, so that a moderate load makes fewer, fuller store transactions (statuses "
+     "show up to this much later; 0 = write what is there at once)."},
     {"log.level", OPT_ENUM, F(log_level), "info", 0, 0, "debug|info|warn|error|off",
      "Diagnostic log level."},
     {"log.format", OPT_ENUM, F(log_format), "text", 0, 0, "text|json",

@@ -67,6 +67,7 @@ typedef struct config {
     int64_t fanout_chunk_size;  /* fanout.chunk_size users per chunk task */
     int64_t fanout_pull_threshold; /* fanout.pull_threshold (stage/pullfan.h), 0 = never */
     int status_gather;          /* status.gather rows per store transaction */
+    int status_linger_ms;       /* status.linger_ms: wait for a fuller transaction */
     char *log_level;            /* log.level */
     char *log_format;           /* log.format text|json */
     char *provider_mode;        /* sandbox.mode file|null */

@@ -223,9 +223,11 @@ static int resume_due(stage_worker_t *w, int max_wait_ms)
 
 /* Polls more records after a first batch of n (already in msgs), copying
  * them all so that they outlive the polls, until `want` records are there
- * or the bus has nothing more right now. Returns the new count. */
+ * or the bus has nothing more right now (with gather_linger_ms: nothing
+ * more by then). Returns the new count. */
 static int gather(stage_worker_t *w, gathered_t *g, bus_msg_t *msgs, int n, int want)
 {
+    int64_t until = w->def->gather_linger_ms > 0 ? hclock_mono_ns() + (int64_t)w->def->gather_linger_ms * 1000000 : 0;
     buf_reset(&g->bytes);
     if (g->cap < want) {
         g->cap = want;
@@ -249,6 +251,10 @@ static int gather(stage_worker_t *w, gathered_t *g, bus_msg_t *msgs, int n, int 
         int room = want - total;
         if (room <= 0) break;
         n = bus_poll(w->consumer, msgs + total, room, 0);
+        if (n == 0 && until && !atomic_load(&w->app->stopping)) {
+            int64_t left_ms = (until - hclock_mono_ns()) / 1000000;
+            if (left_ms > 0) n = bus_poll(w->consumer, msgs + total, room, (int)left_ms);
+        }
         if (n <= 0) break;
     }
     for (int i = 0; i < total; i++) {

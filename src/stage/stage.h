@@ -68,6 +68,10 @@ typedef struct stage_def {
      * many or the bus has no more for now. For stages whose cost is per
      * call (one store transaction per batch). 0 = batch_max. */
     int gather;
+    /* With gather: how long the worker may wait for more records, in ms,
+     * when the bus has fewer than `gather` (0 = not at all). A stage whose
+     * cost is per call takes fewer, larger calls at a moderate rate. */
+    int gather_linger_ms;
     /* Batches in flight at most, when fewer than pipeline.depth (0 = no
      * limit of the stage's own). Dispatch keeps 1: its batch's outputs
      * (status records) must be written before it calls the provider for

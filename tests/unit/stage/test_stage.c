@@ -311,6 +311,38 @@ static int count_lines(const char *text, const char *needle)
     return hits;
 }
 
+/* With gather and a linger, records that arrive while the worker waits for
+ * more go into the same call; with fewer than gather, the call comes when
+ * the linger ends, not before. */
+static void test_gather_lingers(void **state)
+{
+    fx_t *f = *state;
+    f->def.gather = 8;
+    f->def.gather_linger_ms = 5000; /* ended early: 8 records fill it */
+    produce_in(f, 0, 3);
+    start(f);
+    produce_in(f, 0, 5);
+    wait_done(f, 0, 8);
+    pthread_mutex_lock(&f->fake.mu);
+    assert_int_equal(f->fake.ncalls, 1);
+    assert_int_equal(f->fake.call_n[0], 8);
+    pthread_mutex_unlock(&f->fake.mu);
+    assert_int_equal(stop_and_committed(f, 0), 8);
+
+    atomic_store(&f->app.stopping, 0);
+    f->def.gather_linger_ms = 150;
+    int64_t t0 = mono_ms();
+    produce_in(f, 0, 2);
+    start(f);
+    wait_done(f, 0, 10);
+    pthread_mutex_lock(&f->fake.mu);
+    assert_int_equal(f->fake.ncalls, 2);
+    assert_int_equal(f->fake.call_n[1], 2);
+    assert_true(f->fake.call_mono_ms[1] - t0 >= 150);
+    pthread_mutex_unlock(&f->fake.mu);
+    assert_int_equal(stop_and_committed(f, 0), 10);
+}
+
 /* A batch whose process fails (after producing part of its outputs) is
  * delivered again from its first record; nothing is skipped; the other
  * records are acted on exactly once, in order; all offsets end committed. */
@@ -571,6 +603,7 @@ static void test_dead_letter_warnings_rate_limited(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_gather_lingers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_batch_is_processed_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets_committed_only_after_success, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_now_redelivers_without_backoff, setup, teardown),
