@@ -16,14 +16,21 @@
  *                 first_seen_ms): h = a 64-bit hash of the id
  *   claim_gens   one row per generation: first_ms (opened), last_ms (sealed
  *                at; 0 while current), claims, filter (at seal)
+ *   claims_<gen>_by_h (lo INTEGER PRIMARY KEY, pairs BLOB): a sealed
+ *                generation's hash index, its (h, seq) pairs sorted by h,
+ *                CHUNK_PAIRS to a row keyed by the row's first h
  *
  * - New claims are appended to the current generation (rowid order: a
  *   commit writes the table's right-hand edge, ~100 bytes per claim, not a
  *   random page). Its index is in memory: an open-addressing table
  *   h -> seq (2 x 16 bytes per claim), each hit checked against its row.
  *   It is sealed when it holds gen_claims claims (DEFAULT_GEN_CLAIMS) or
- *   is older than 1/16 of the window; sealing creates the index on h
- *   (one sort of 65536 integers) and stores the filter.
+ *   is older than 1/16 of the window; sealing writes the hash index from
+ *   the one in memory (a sort of its pairs, ~550 rows: 16-24 ms of CPU
+ *   in the claiming call, where an SQL CREATE INDEX on h took 92-115, see
+ *   gen_write_chunks) and stores the filter. A generation sealed before
+ *   the hash index existed has an SQL index claims_<gen>_h instead and is
+ *   read by it (gen_layout).
  * - Every generation has a Bloom filter in memory; a sealed one's is
  *   persisted in claim_gens, so opening reads it instead of the table. A
  *   new event id is checked against the sealed generations' filters
@@ -52,9 +59,9 @@
  * generation (a claim looks in the sealed ones before it inserts into the
  * current one), so CLAIM_NEW / CLAIM_SAME / CLAIM_DUP are exact; a batch
  * is one transaction (all or nothing); release deletes the id from every
- * sealed generation whose filter has it (a stale filter bit costs a
- * lookup, never a wrong answer) and empties its row in the current one
- * (see sq_event_release).
+ * sealed generation whose filter has it (a stale filter bit or index
+ * pair costs a lookup, never a wrong answer) and empties its row in the
+ * current one (see sq_event_release).
  *
  * Two processes may share the database (tests/unit/store: two stores): the
  * catalogue in memory is re-read whenever PRAGMA data_version says another
@@ -81,7 +88,7 @@
 #define LOG SQ_LOG
 #define DEFAULT_WINDOW_MS INT64_C(86400000)
 /* Claims per generation: its index in memory is 2 MiB, the seal's sort
- * takes tens of milliseconds; 10M claims are 153 generations, whose
+ * takes a few milliseconds; 10M claims are 153 generations, whose
  * filters a probe reads as 153 adjacent words. */
 #define DEFAULT_GEN_CLAIMS 65536
 #define FILTER_BITS_PER_CLAIM 32
@@ -275,8 +282,8 @@ static int pair_cmp(const void *x, const void *y)
  * claims_<gen>_by_h). The hashes are uniform: one pass places each pair in
  * the bucket of its top bits (about one pair each), then an insertion sort
  * per bucket; a bucket larger than it should be is sorted by qsort, so no
- * choice of ids makes this quadratic. (qsort alone: ~16 comparator calls
- * per pair, 4 ms at 65,536 pairs; a radix sort of 8 passes took as long.) */
+ * choice of ids makes this quadratic. (65,536 pairs on a loaded 2-core
+ * machine: qsort 12 ms, an 8-pass radix sort ~4, this 2.7.) */
 static void pairs_sort(cur_ent_t *a, int64_t n)
 {
     const uint64_t sign = UINT64_C(1) << 63; /* signed order as unsigned */
@@ -548,13 +555,14 @@ static hr_t gen_create(conn_t *c, int64_t id, int64_t first_ms)
  * rolled-back batch) cost a look at a row, never a wrong answer.
  *
  * Why not an SQLite index on h: CREATE INDEX at the seal reads the table
- * back and sorts it, ~65-100 ms of CPU per 65,536 claims, inside fan-out's
- * claiming transaction and under ev.mu; built by another connection it
- * holds the database's one write lock as long (measured: claim commits
- * meanwhile waited up to 147 ms); and kept from the generation's creation,
- * each claim dirties a random page of it (2 KB written per claim, 4.5 ->
- * 9.9 CPU-us per claim in batches of 256, 21 in batches of 16). The pairs
- * are in memory already: sorting them takes ~1 ms. */
+ * back and sorts it, 92-115 ms of CPU per 65,536 claims (herald bench
+ * claims, load 5-9), inside fan-out's claiming transaction and under
+ * ev.mu; built by another connection it holds the database's one write
+ * lock as long (measured: claim commits meanwhile waited up to 147 ms);
+ * and kept from the generation's creation, each claim dirties a random
+ * page of it (2 KB written per claim, 4.5 -> 9.9 CPU-us per claim in
+ * batches of 256, 21 in batches of 16). The pairs are in memory already:
+ * sorting them takes ~3 ms, writing the rows ~4. */
 static hr_t gen_write_chunks(conn_t *c, sq_claims_t *cl, gen_t *g)
 {
     hr_t r = exec_fmt(c, "CREATE TABLE claims_%lld_by_h (lo INTEGER PRIMARY KEY, pairs BLOB NOT NULL)",
