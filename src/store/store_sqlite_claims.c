@@ -26,8 +26,8 @@
  *   h -> seq (2 x 16 bytes per claim), each hit checked against its row.
  *   It is sealed when it holds gen_claims claims (DEFAULT_GEN_CLAIMS) or
  *   is older than 1/16 of the window; sealing writes the hash index from
- *   the one in memory (a sort of its pairs, ~550 rows: 16-24 ms of CPU
- *   in the claiming call, where an SQL CREATE INDEX on h took 92-115, see
+ *   the one in memory (a sort of its pairs, ~550 rows: 11-24 ms of CPU
+ *   in the claiming call, where an SQL CREATE INDEX on h took 50-115, see
  *   gen_write_chunks) and stores the filter. A generation sealed before
  *   the hash index existed has an SQL index claims_<gen>_h instead and is
  *   read by it (gen_layout).
@@ -555,7 +555,7 @@ static hr_t gen_create(conn_t *c, int64_t id, int64_t first_ms)
  * rolled-back batch) cost a look at a row, never a wrong answer.
  *
  * Why not an SQLite index on h: CREATE INDEX at the seal reads the table
- * back and sorts it, 92-115 ms of CPU per 65,536 claims (herald bench
+ * back and sorts it, 50-115 ms of CPU per 65,536 claims (herald bench
  * claims, load 5-9), inside fan-out's claiming transaction and under
  * ev.mu; built by another connection it holds the database's one write
  * lock as long (measured: claim commits meanwhile waited up to 147 ms);
