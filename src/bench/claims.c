@@ -10,7 +10,9 @@
  * bytes read from and handed to the kernel per claim (/proc/self/io rchar,
  * wchar), the dedupe database's size on disk and the process's RSS. A flat
  * figure across slices is the goal: the cost of a claim must not grow with
- * the number of claims made.
+ * the number of claims made. Also per slice: the longest single
+ * store_event_claim_batch call, in wall time and in the claiming thread's
+ * CPU time (a generation's seal runs inside one: fan-out waits that long).
  *
  * Ids: "<tenant>/<32 hex digits>" from a seeded generator, as random as a
  * producer's UUIDs; positions "raw-events/<partition>/<offset>". Every
@@ -171,10 +173,12 @@ int bench_claims_main(int argc, char **argv)
            n, batch, replay, dup, evdb, json_real_value(json_object_get(mach, "loadavg_1m")));
     json_decref(mach);
     printf("(CPU: every thread of the process, the ids' making left out)\n");
-    printf("%10s %8s %12s %9s %9s %9s %10s %10s %10s %8s\n", "claims", "wall_s", "claims/cpu-s",
-           "cpu-us", "user-us", "sys-us", "rchar/cl", "wchar/cl", "disk_MB", "rss_MB");
+    printf("%10s %8s %12s %9s %9s %9s %10s %10s %10s %8s %9s %9s\n", "claims", "wall_s", "claims/cpu-s",
+           "cpu-us", "user-us", "sys-us", "rchar/cl", "wchar/cl", "disk_MB", "rss_MB", "max_ms",
+           "maxcpu_ms");
     uint64_t seed = 0x9e3779b97f4a7c15ull;
     double t0 = now_s(), ts = t0, gen = 0, gs = 0;
+    double max_wall = 0, max_cpu = 0, all_wall = 0, all_cpu = 0; /* the longest batch call */
     ccounts_t cs = counts_now();
     int64_t done = 0, slice_start = 0, next_slice = slice, offset = 0, wrong = 0;
     int64_t nnew = 0, nsame = 0, ndup = 0;
@@ -204,7 +208,11 @@ int bench_claims_main(int argc, char **argv)
             pos[i] = cur[i].pos;
         }
         gen += cthread_cpu_s() - g0;
+        double w0 = now_s(), c0 = cthread_cpu_s();
         hr_t r = store_event_claim_batch(s, ids, pos, k, out);
+        double bw = now_s() - w0, bc = cthread_cpu_s() - c0;
+        if (bw > max_wall) max_wall = bw;
+        if (bc > max_cpu) max_cpu = bc;
         if (r != HR_OK) {
             fprintf(stderr, "bench claims: claim failed at %" PRId64 ": %s\n", done, hr_str(r));
             goto out;
@@ -227,10 +235,14 @@ int bench_claims_main(int argc, char **argv)
             ccounts_t cw = counts_now();
             double m = (double)(done - slice_start), g = gen - gs;
             double user = cw.user - cs.user - g, sys = cw.sys - cs.sys, cpu = user + sys;
-            printf("%10" PRId64 " %8.1f %12.0f %9.2f %9.2f %9.2f %10.0f %10.0f %10.1f %8.1f\n", done, tw - ts,
-                   cpu > 0 ? m / cpu : 0.0, cpu * 1e6 / m, user * 1e6 / m, sys * 1e6 / m,
+            printf("%10" PRId64 " %8.1f %12.0f %9.2f %9.2f %9.2f %10.0f %10.0f %10.1f %8.1f %9.2f %9.2f\n", done,
+                   tw - ts, cpu > 0 ? m / cpu : 0.0, cpu * 1e6 / m, user * 1e6 / m, sys * 1e6 / m,
                    (double)(cw.rchar - cs.rchar) / m, (double)(cw.wchar - cs.wchar) / m,
-                   (double)(file_bytes(evdb) + file_bytes(evwal)) / 1e6, (double)rss_kib() / 1024.0);
+                   (double)(file_bytes(evdb) + file_bytes(evwal)) / 1e6, (double)rss_kib() / 1024.0,
+                   max_wall * 1e3, max_cpu * 1e3);
+            if (max_wall > all_wall) all_wall = max_wall;
+            if (max_cpu > all_cpu) all_cpu = max_cpu;
+            max_wall = max_cpu = 0;
             fflush(stdout);
             ts = tw;
             cs = cw;
@@ -239,8 +251,9 @@ int bench_claims_main(int argc, char **argv)
             while (next_slice <= done) next_slice += slice;
         }
     }
-    printf("claims: %" PRId64 " new, %" PRId64 " same, %" PRId64 " dup; %" PRId64 " answered wrongly; %.1f s\n",
-           nnew, nsame, ndup, wrong, now_s() - t0);
+    printf("claims: %" PRId64 " new, %" PRId64 " same, %" PRId64 " dup; %" PRId64 " answered wrongly; %.1f s;"
+           " longest batch call %.2f ms (%.2f ms of CPU)\n",
+           nnew, nsame, ndup, wrong, now_s() - t0, all_wall * 1e3, all_cpu * 1e3);
     rc = wrong ? 1 : 0;
 out:
     store_close(s);

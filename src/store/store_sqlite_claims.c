@@ -16,14 +16,21 @@
  *                 first_seen_ms): h = a 64-bit hash of the id
  *   claim_gens   one row per generation: first_ms (opened), last_ms (sealed
  *                at; 0 while current), claims, filter (at seal)
+ *   claims_<gen>_by_h (lo INTEGER PRIMARY KEY, pairs BLOB): a sealed
+ *                generation's hash index, its (h, seq) pairs sorted by h,
+ *                CHUNK_PAIRS to a row keyed by the row's first h
  *
  * - New claims are appended to the current generation (rowid order: a
  *   commit writes the table's right-hand edge, ~100 bytes per claim, not a
  *   random page). Its index is in memory: an open-addressing table
  *   h -> seq (2 x 16 bytes per claim), each hit checked against its row.
  *   It is sealed when it holds gen_claims claims (DEFAULT_GEN_CLAIMS) or
- *   is older than 1/16 of the window; sealing creates the index on h
- *   (one sort of 65536 integers) and stores the filter.
+ *   is older than 1/16 of the window; sealing writes the hash index from
+ *   the one in memory (a sort of its pairs, ~550 rows: 11-24 ms of CPU
+ *   in the claiming call, where an SQL CREATE INDEX on h took 50-115, see
+ *   gen_write_chunks) and stores the filter. A generation sealed before
+ *   the hash index existed has an SQL index claims_<gen>_h instead and is
+ *   read by it (gen_layout).
  * - Every generation has a Bloom filter in memory; a sealed one's is
  *   persisted in claim_gens, so opening reads it instead of the table. A
  *   new event id is checked against the sealed generations' filters
@@ -52,9 +59,9 @@
  * generation (a claim looks in the sealed ones before it inserts into the
  * current one), so CLAIM_NEW / CLAIM_SAME / CLAIM_DUP are exact; a batch
  * is one transaction (all or nothing); release deletes the id from every
- * sealed generation whose filter has it (a stale filter bit costs a
- * lookup, never a wrong answer) and empties its row in the current one
- * (see sq_event_release).
+ * sealed generation whose filter has it (a stale filter bit or index
+ * pair costs a lookup, never a wrong answer) and empties its row in the
+ * current one (see sq_event_release).
  *
  * Two processes may share the database (tests/unit/store: two stores): the
  * catalogue in memory is re-read whenever PRAGMA data_version says another
@@ -81,7 +88,7 @@
 #define LOG SQ_LOG
 #define DEFAULT_WINDOW_MS INT64_C(86400000)
 /* Claims per generation: its index in memory is 2 MiB, the seal's sort
- * takes tens of milliseconds; 10M claims are 153 generations, whose
+ * takes a few milliseconds; 10M claims are 153 generations, whose
  * filters a probe reads as 153 adjacent words. */
 #define DEFAULT_GEN_CLAIMS 65536
 #define FILTER_BITS_PER_CLAIM 32
@@ -90,6 +97,9 @@
 #define MAX_SLOTS 256
 #define SLOT_STEP 16             /* the matrix grows by this many slots */
 #define TIME_SEAL_PARTS 16       /* the current generation is sealed at window / this */
+/* (h, seq) pairs per row of claims_<gen>_by_h: 16 bytes each, 1920 bytes
+ * a row, two rows to a 4 KiB page. */
+#define CHUNK_PAIRS 120
 
 typedef struct gen {
     int64_t id;
@@ -98,8 +108,16 @@ typedef struct gen {
     int64_t claims;             /* current: counted; sealed: at seal */
     bool seen;                  /* sync: still in the catalogue */
     bool foreign;               /* current: another connection wrote to it */
-    sqlite3_stmt *get;          /* sealed: the rows of a hash (lazy) */
+    int layout;                 /* sealed: LAYOUT_* (0: not looked at yet) */
+    sqlite3_stmt *get;          /* sealed: the rows of a hash, or a row by seq (lazy) */
+    sqlite3_stmt *chunk;        /* sealed, LAYOUT_CHUNKS: the chunk of a hash (lazy) */
 } gen_t;
+
+/* How a sealed generation finds the rows of a hash. */
+enum {
+    LAYOUT_CHUNKS = 1,          /* claims_<gen>_by_h: sorted (h, seq) pairs in chunks */
+    LAYOUT_INDEX,               /* the index claims_<gen>_h (sealed before the chunks) */
+};
 
 /* The current generation's index in memory: hash -> seq (its row). An
  * open-addressing table; seq 0 = empty. Entries of rows gone (a release, a
@@ -252,6 +270,59 @@ static void tab_put(sq_claims_t *cl, uint64_t h, int64_t seq)
     if (seq > cl->max_seq) cl->max_seq = seq;
 }
 
+/* ---- a sealed generation's hash index ---- */
+
+static int pair_cmp(const void *x, const void *y)
+{
+    int64_t a = (int64_t)((const cur_ent_t *)x)->h, b = (int64_t)((const cur_ent_t *)y)->h;
+    return (a > b) - (a < b);
+}
+
+/* Sorts n pairs by h read as a signed integer (the order of the key of
+ * claims_<gen>_by_h). The hashes are uniform: one pass places each pair in
+ * the bucket of its top bits (about one pair each), then an insertion sort
+ * per bucket; a bucket larger than it should be is sorted by qsort, so no
+ * choice of ids makes this quadratic. (65,536 pairs on a loaded 2-core
+ * machine: qsort 12 ms, an 8-pass radix sort ~4, this 2.7.) */
+static void pairs_sort(cur_ent_t *a, int64_t n)
+{
+    const uint64_t sign = UINT64_C(1) << 63; /* signed order as unsigned */
+    int bits = 1;
+    while (bits < 20 && (INT64_C(1) << bits) < n) bits++;
+    size_t nb = (size_t)1 << bits;
+    uint32_t *at = xcalloc(nb + 1, sizeof(*at));
+    cur_ent_t *tmp = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(*tmp));
+    for (int64_t i = 0; i < n; i++) at[((a[i].h ^ sign) >> (64 - bits)) + 1]++;
+    for (size_t d = 0; d < nb; d++) at[d + 1] += at[d];
+    for (int64_t i = 0; i < n; i++) tmp[at[(a[i].h ^ sign) >> (64 - bits)]++] = a[i];
+    /* at[d] is now where bucket d ends */
+    for (size_t d = 0, from = 0; d < nb; from = at[d++]) {
+        size_t len = at[d] - from;
+        cur_ent_t *p = tmp + from;
+        if (len > 16) {
+            qsort(p, len, sizeof(*p), pair_cmp);
+            continue;
+        }
+        for (size_t i = 1; i < len; i++) {
+            cur_ent_t e = p[i];
+            size_t j = i;
+            for (; j > 0 && (int64_t)p[j - 1].h > (int64_t)e.h; j--) p[j] = p[j - 1];
+            p[j] = e;
+        }
+    }
+    memcpy(a, tmp, (size_t)n * sizeof(*a));
+    free(tmp);
+    free(at);
+}
+
+/* Pair k of a chunk (the blob is not aligned). */
+static cur_ent_t chunk_pair(const unsigned char *b, size_t k)
+{
+    cur_ent_t e;
+    memcpy(&e, b + k * sizeof(e), sizeof(e));
+    return e;
+}
+
 /* ---- generations in memory ---- */
 
 static gen_t *gen_find(sq_claims_t *cl, int64_t id)
@@ -265,6 +336,7 @@ static void gen_forget(sq_claims_t *cl, int i)
 {
     gen_t *g = &cl->gens[i];
     sqlite3_finalize(g->get);
+    sqlite3_finalize(g->chunk);
     if (g->slot >= 0) cl->slot_gen[g->slot] = 0;
     if (i == cl->cur) {
         sqlite3_finalize(cl->ins);
@@ -284,7 +356,8 @@ static void stmts_drop(sq_claims_t *cl)
 {
     for (int i = 0; i < cl->ngens; i++) {
         sqlite3_finalize(cl->gens[i].get);
-        cl->gens[i].get = NULL;
+        sqlite3_finalize(cl->gens[i].chunk);
+        cl->gens[i].get = cl->gens[i].chunk = NULL;
     }
     sqlite3_finalize(cl->ins);
     sqlite3_finalize(cl->row);
@@ -447,7 +520,7 @@ static hr_t claims_sync(conn_t *c, sq_claims_t *cl, bool force)
 
 static hr_t exec_fmt(conn_t *c, const char *fmt, int64_t id, const char *what)
 {
-    char *sql = sqlite3_mprintf(fmt, (long long)id, (long long)id);
+    char *sql = sqlite3_mprintf(fmt, (long long)id, (long long)id, (long long)id);
     char *msg = NULL;
     int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
     sqlite3_free(sql);
@@ -474,15 +547,54 @@ static hr_t gen_create(conn_t *c, int64_t id, int64_t first_ms)
     return r;
 }
 
-/* Seals generation g at last_ms with its filter. In the caller's
- * transaction. */
+/* Writes generation g's hash index, claims_<gen>_by_h, from cl->tab (which
+ * indexes g's rows): its (h, seq) pairs sorted by h, CHUNK_PAIRS to a row
+ * keyed by the chunk's first h (the pairs of one h never split across two
+ * rows, so the chunk of h is the row with the largest key <= h). In the
+ * caller's transaction. The pairs of rows gone since (a release, a
+ * rolled-back batch) cost a look at a row, never a wrong answer.
+ *
+ * Why not an SQLite index on h: CREATE INDEX at the seal reads the table
+ * back and sorts it, 50-115 ms of CPU per 65,536 claims (herald bench
+ * claims, load 5-9), inside fan-out's claiming transaction and under
+ * ev.mu; built by another connection it holds the database's one write
+ * lock as long (measured: claim commits meanwhile waited up to 147 ms);
+ * and kept from the generation's creation, each claim dirties a random
+ * page of it (2 KB written per claim, 4.5 -> 9.9 CPU-us per claim in
+ * batches of 256, 21 in batches of 16). The pairs are in memory already:
+ * sorting them takes ~3 ms, writing the rows ~4. */
+static hr_t gen_write_chunks(conn_t *c, sq_claims_t *cl, gen_t *g)
+{
+    hr_t r = exec_fmt(c, "CREATE TABLE claims_%lld_by_h (lo INTEGER PRIMARY KEY, pairs BLOB NOT NULL)",
+                      g->id, "indexing a generation");
+    if (r != HR_OK) return r;
+    sqlite3_stmt *st = prep(c, "INSERT INTO claims_%lld_by_h (lo, pairs) VALUES (?1, ?2)", g->id);
+    if (!st) return HR_ERR;
+    cur_ent_t *p = xmalloc((size_t)(cl->tab_n > 0 ? cl->tab_n : 1) * sizeof(*p));
+    int64_t n = 0;
+    for (int64_t i = 0; i < cl->tab_cap && n < cl->tab_n; i++)
+        if (cl->tab[i].seq) p[n++] = cl->tab[i];
+    pairs_sort(p, n);
+    for (int64_t i = 0, j; i < n && r == HR_OK; i = j) {
+        j = i + CHUNK_PAIRS < n ? i + CHUNK_PAIRS : n;
+        while (j < n && p[j].h == p[j - 1].h) j++;
+        sqlite3_bind_int64(st, 1, (int64_t)p[i].h);
+        sqlite3_bind_blob64(st, 2, p + i, (sqlite3_uint64)(j - i) * sizeof(*p), SQLITE_STATIC);
+        r = sq_step_done(c, st, "indexing a generation");
+    }
+    sqlite3_finalize(st);
+    free(p);
+    if (r == HR_OK) g->layout = LAYOUT_CHUNKS;
+    return r;
+}
+
+/* Seals generation g at last_ms with its filter and its hash index; g is
+ * the generation cl->tab indexes. In the caller's transaction. */
 static hr_t gen_seal(conn_t *c, sq_claims_t *cl, gen_t *g, int64_t last_ms)
 {
     hr_t r = HR_OK;
-    if (g->foreign) r = gen_scan(c, cl, g, false); /* others wrote to it too */
-    if (r == HR_OK)
-        r = exec_fmt(c, "CREATE INDEX IF NOT EXISTS claims_%lld_h ON claims_%lld (h)", g->id,
-                     "indexing a generation");
+    if (g->foreign) r = gen_scan(c, cl, g, true); /* others wrote to it too */
+    if (r == HR_OK) r = gen_write_chunks(c, cl, g);
     if (r != HR_OK) return r;
     log_debug(LOG, "dedupe: sealing generation %lld (%lld claims)", (long long)g->id, (long long)g->claims);
     sqlite3_stmt *st = prep(c, "UPDATE claim_gens SET last_ms = ?1, claims = ?2, filter = ?3"
@@ -506,7 +618,8 @@ static hr_t gen_seal(conn_t *c, sq_claims_t *cl, gen_t *g, int64_t last_ms)
 static hr_t gen_drop_sql(conn_t *c, int64_t id)
 {
     log_debug(LOG, "dedupe: dropping generation %lld", (long long)id);
-    return exec_fmt(c, "DROP TABLE IF EXISTS claims_%lld; DELETE FROM claim_gens WHERE gen = %lld",
+    return exec_fmt(c, "DROP TABLE IF EXISTS claims_%lld; DROP TABLE IF EXISTS claims_%lld_by_h;"
+                       " DELETE FROM claim_gens WHERE gen = %lld",
                     id, "dropping a generation");
 }
 
@@ -609,6 +722,7 @@ static hr_t claims_migrate(conn_t *c, sq_claims_t *cl, int64_t now)
         if (!ins) { /* a new generation opened at its first claim */
             g = (gen_t){.id = next++, .claims = 0};
             g.slot = slot_take(cl, g.id);
+            tab_reset(cl, cl->gen_claims * 2); /* its hash index, for the seal */
             if ((r = gen_create(c, g.id, ms)) != HR_OK) break;
             if (!(ins = prep(c, "INSERT INTO claims_%lld (event_id, position, first_seen_ms, h)"
                                 " VALUES (?1, ?2, ?3, ?4)", g.id))) {
@@ -623,6 +737,7 @@ static hr_t claims_migrate(conn_t *c, sq_claims_t *cl, int64_t now)
         sqlite3_bind_int64(ins, 3, ms);
         sqlite3_bind_int64(ins, 4, (int64_t)h);
         if ((r = sq_step_done(c, ins, "dedupe: moving a claim")) != HR_OK) break;
+        tab_put(cl, h, sqlite3_last_insert_rowid(c->db));
         filter_add(cl, g.slot, h);
         g.claims++;
         moved++;
@@ -706,19 +821,100 @@ static void row_match(sqlite3_stmt *st, const char *id, const char *position, bo
     *same = pos && strcmp(pos, position) == 0;
 }
 
-/* Looks id up in sealed generation g (by its hash index). */
-static hr_t gen_get(conn_t *c, gen_t *g, uint64_t h, const char *id, const char *position,
-                    bool *found, bool *same)
+/* Looks id up among the rows of hash h that st (bound to h) returns:
+ * event_id, position, seq. *seq: the row found. */
+static hr_t rows_get(conn_t *c, sqlite3_stmt *st, const char *id, const char *position, bool *found,
+                     bool *same, int64_t *seq)
 {
-    if (!g->get &&
-        !(g->get = prep(c, "SELECT event_id, position FROM claims_%lld WHERE h = ?1", g->id)))
+    int rc = SQLITE_DONE;
+    while (!*found && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        row_match(st, id, position, found, same);
+        if (*found) *seq = sqlite3_column_int64(st, 2);
+    }
+    if (!*found && rc != SQLITE_DONE) {
+        sqlite3_reset(st);
+        return sq_err(c, rc, "dedupe: claim lookup");
+    }
+    sqlite3_reset(st);
+    return HR_OK;
+}
+
+/* Which hash index sealed generation g has. */
+static hr_t gen_layout(conn_t *c, gen_t *g)
+{
+    sqlite3_stmt *st = prep(c, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                               " AND name = 'claims_%lld_by_h'", g->id);
+    if (!st) return HR_ERR;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) g->layout = sqlite3_column_int(st, 0) ? LAYOUT_CHUNKS : LAYOUT_INDEX;
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? HR_OK : sq_err(c, rc, "dedupe: a generation's layout");
+}
+
+/* Looks id up in sealed generation g of LAYOUT_INDEX by the SQL index on
+ * h; also the way round a damaged chunk (a scan of the table then). */
+static hr_t index_get(conn_t *c, gen_t *g, sqlite3_stmt **st, uint64_t h, const char *id,
+                      const char *position, bool *found, bool *same, int64_t *seq)
+{
+    if (!*st && !(*st = prep(c, "SELECT event_id, position, seq FROM claims_%lld WHERE h = ?1", g->id)))
         return HR_ERR;
-    sqlite3_bind_int64(g->get, 1, (int64_t)h);
-    int rc;
-    while ((rc = sqlite3_step(g->get)) == SQLITE_ROW && !*found) row_match(g->get, id, position, found, same);
-    hr_t r = rc == SQLITE_ROW || rc == SQLITE_DONE ? HR_OK : sq_err(c, rc, "dedupe: claim lookup");
-    sqlite3_reset(g->get);
+    sqlite3_bind_int64(*st, 1, (int64_t)h);
+    return rows_get(c, *st, id, position, found, same, seq);
+}
+
+/* Looks id up in sealed generation g of LAYOUT_CHUNKS: the chunk of h,
+ * the pairs of h in it (a binary search), their rows. */
+static hr_t chunk_get(conn_t *c, gen_t *g, uint64_t h, const char *id, const char *position,
+                      bool *found, bool *same, int64_t *seq)
+{
+    if (!g->chunk && !(g->chunk = prep(c, "SELECT pairs FROM claims_%lld_by_h WHERE lo <= ?1"
+                                          " ORDER BY lo DESC LIMIT 1", g->id)))
+        return HR_ERR;
+    if (!g->get && !(g->get = prep(c, "SELECT event_id, position, seq FROM claims_%lld WHERE seq = ?1", g->id)))
+        return HR_ERR;
+    sqlite3_bind_int64(g->chunk, 1, (int64_t)h);
+    int rc = sqlite3_step(g->chunk);
+    hr_t r = HR_OK;
+    if (rc == SQLITE_ROW) {
+        const unsigned char *b = sqlite3_column_blob(g->chunk, 0);
+        size_t bytes = (size_t)sqlite3_column_bytes(g->chunk, 0), n = bytes / sizeof(cur_ent_t);
+        if (bytes % sizeof(cur_ent_t) || !b) {
+            log_warn(LOG, "dedupe: generation %lld: a damaged chunk of its index (%zu bytes):"
+                     " looking in its table", (long long)g->id, bytes);
+            sqlite3_reset(g->chunk);
+            sqlite3_stmt *st = NULL;
+            r = index_get(c, g, &st, h, id, position, found, same, seq);
+            sqlite3_finalize(st);
+            return r;
+        }
+        size_t lo = 0, hi = n; /* the first pair whose h >= h (signed order) */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if ((int64_t)chunk_pair(b, mid).h < (int64_t)h) lo = mid + 1;
+            else hi = mid;
+        }
+        for (size_t k = lo; k < n && !*found && r == HR_OK; k++) {
+            cur_ent_t e = chunk_pair(b, k);
+            if (e.h != h) break;
+            sqlite3_bind_int64(g->get, 1, e.seq);
+            r = rows_get(c, g->get, id, position, found, same, seq);
+        }
+    } else if (rc != SQLITE_DONE) {
+        r = sq_err(c, rc, "dedupe: claim lookup");
+    }
+    sqlite3_reset(g->chunk);
     return r;
+}
+
+/* Looks id up in sealed generation g (by its hash index). *seq: the row
+ * found. */
+static hr_t gen_get(conn_t *c, gen_t *g, uint64_t h, const char *id, const char *position,
+                    bool *found, bool *same, int64_t *seq)
+{
+    hr_t r = g->layout ? HR_OK : gen_layout(c, g);
+    if (r != HR_OK) return r;
+    return g->layout == LAYOUT_CHUNKS ? chunk_get(c, g, h, id, position, found, same, seq)
+                                      : index_get(c, g, &g->get, h, id, position, found, same, seq);
 }
 
 /* Looks id up in the current generation: its index in memory, then the
@@ -752,12 +948,13 @@ static hr_t claim_one(conn_t *c, sq_claims_t *cl, const char *id, const char *po
     const uint64_t *row = filter_row(cl, h);
     gen_t *cur = &cl->gens[cl->cur];
     bool found = false, same = false;
+    int64_t seq = 0;
     hr_t r = cur_get(c, cl, cur, h, id, position, &found, &same, NULL);
     /* sealed generations whose filter has the id (or that have none) */
     for (int i = cl->ngens - 1; i >= 0 && r == HR_OK && !found; i--) {
         gen_t *g = &cl->gens[i];
         if (i == cl->cur || (g->slot >= 0 && !filter_has(row, g->slot, m))) continue;
-        r = gen_get(c, g, h, id, position, &found, &same);
+        r = gen_get(c, g, h, id, position, &found, &same, &seq);
     }
     if (r != HR_OK) return r;
     if (found) {
@@ -837,21 +1034,24 @@ hr_t sq_event_release(store_t *s, const char *event_id)
         if (i != cl->cur && g->slot >= 0 && !filter_has(filter_row(cl, h), g->slot, m)) continue;
         int64_t seq = 0;
         bool found = false, same = false;
-        if (i == cl->cur && (r = cur_get(c, cl, g, h, event_id, "", &found, &same, &seq)) != HR_OK) break;
-        if (i == cl->cur && !found) continue;
-        /* sealed: by the hash index; current: the row the index named,
-         * emptied rather than deleted, so that its seq is never taken again
-         * (another process reads the rows appended after the last seq it
-         * knows; a claim's id is never empty) */
+        r = i == cl->cur ? cur_get(c, cl, g, h, event_id, "", &found, &same, &seq)
+                         : gen_get(c, g, h, event_id, "", &found, &same, &seq);
+        if (r != HR_OK) break;
+        if (!found) continue;
+        /* the row the hash index named: sealed, deleted (its pair stays in
+         * the chunk, naming no row); current, emptied rather than deleted,
+         * so that its seq is never taken again (another process reads the
+         * rows appended after the last seq it knows; a claim's id is never
+         * empty) */
         sqlite3_stmt *st = prep(c, i == cl->cur ? "UPDATE claims_%lld SET event_id = '', h = 0"
                                                   " WHERE seq = ?1 AND event_id = ?2"
-                                                : "DELETE FROM claims_%lld WHERE h = ?1 AND event_id = ?2",
+                                                : "DELETE FROM claims_%lld WHERE seq = ?1 AND event_id = ?2",
                                 g->id);
         if (!st) {
             r = HR_ERR;
             break;
         }
-        sqlite3_bind_int64(st, 1, i == cl->cur ? seq : (int64_t)h);
+        sqlite3_bind_int64(st, 1, seq);
         bind_str(st, 2, event_id);
         r = sq_step_done(c, st, "dedupe: release");
         sqlite3_finalize(st);

@@ -7,8 +7,11 @@
 -- The generations of claims: claims_<gen> (seq INTEGER PRIMARY KEY,
 -- h INTEGER NOT NULL (a 64-bit hash of the id), event_id TEXT NOT NULL,
 -- position TEXT NOT NULL, first_seen_ms INTEGER NOT NULL) holds a
--- generation's claims in arrival order, with an index claims_<gen>_h on h
--- once sealed; the current one has last_ms = 0. A sealed generation keeps
+-- generation's claims in arrival order; once sealed, its hash index is
+-- claims_<gen>_by_h (lo INTEGER PRIMARY KEY, pairs BLOB): the (h, seq)
+-- pairs sorted by h, in chunks keyed by their first h, written from the
+-- in-memory index at the seal (generations sealed before have an SQL index
+-- claims_<gen>_h on h instead). The current one has last_ms = 0. A sealed generation keeps
 -- its Bloom filter here (64-bit words, host order) and is dropped once
 -- last_ms is older than dedupe.window_ms. A store from before kept every
 -- claim in one table, events, which the first open turns into generations.

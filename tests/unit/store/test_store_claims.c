@@ -2,8 +2,9 @@
  * The SQLite dedupe claims in generations (store_sqlite_claims.c): the
  * answers within and across generations, release, reopening, the window
  * (an injected clock), all-or-nothing batches, a database of the old
- * format, two stores on one database. Generations of 4 claims, so that a
- * few claims span several.
+ * format, two stores on one database, the sealed generations' hash index
+ * (claims_<gen>_by_h) and the SQL index generations sealed before it have.
+ * Generations of 4 claims, so that a few claims span several.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,12 +30,17 @@ typedef struct cf {
     store_t *s;
 } cf_t;
 
-static store_t *open_store(const cf_t *f)
+static store_t *open_store_gen(const cf_t *f, int gen)
 {
-    store_open_opts_t o = {.dedupe_window_ms = WINDOW_MS, .dedupe_gen_claims = GEN};
+    store_open_opts_t o = {.dedupe_window_ms = WINDOW_MS, .dedupe_gen_claims = gen};
     store_t *s = NULL;
     assert_int_equal(store_open_with("sqlite", f->db, &o, &s), HR_OK);
     return s;
+}
+
+static store_t *open_store(const cf_t *f)
+{
+    return open_store_gen(f, GEN);
 }
 
 static int setup(void **state)
@@ -324,6 +330,104 @@ static void test_release_then_other_store(void **state)
     store_close(b);
 }
 
+/* Claims n ids "<prefix><i>" at "raw-events/0/<i>" in batches, checking
+ * every answer is want. */
+static void claim_many(store_t *s, const char *prefix, int n, claim_t want, int pos_base)
+{
+    enum { B = 64 };
+    char idb[B][32], posb[B][32];
+    const char *ids[B], *pos[B];
+    claim_t out[B];
+    for (int i = 0; i < n; i += B) {
+        int k = n - i < B ? n - i : B;
+        for (int j = 0; j < k; j++) {
+            snprintf(idb[j], sizeof(idb[j]), "%s%d", prefix, i + j);
+            snprintf(posb[j], sizeof(posb[j]), "raw-events/0/%d", pos_base + i + j);
+            ids[j] = idb[j];
+            pos[j] = posb[j];
+        }
+        assert_int_equal(store_event_claim_batch(s, ids, pos, k, out), HR_OK);
+        for (int j = 0; j < k; j++) assert_int_equal(out[j], want);
+    }
+}
+
+/* Sealing writes a generation's hash index as sorted (h, seq) pairs in
+ * chunks, no SQL index; a store opened again reads it (not the table),
+ * in a generation of many chunks; release deletes through it; a damaged
+ * chunk is read round (the table then). */
+static void test_sealed_chunks(void **state)
+{
+    cf_t *f = *state;
+    store_close(f->s);
+    f->s = open_store_gen(f, 1000); /* ~9 chunks of 120 pairs per generation */
+    claim_many(f->s, "c", 2500, CLAIM_NEW, 0);
+    assert_int_equal(ev_int(f, "SELECT count(*) FROM claim_gens WHERE last_ms > 0"), 2);
+    assert_int_equal(ev_int(f, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                               " AND name LIKE 'claims%'"), 0);
+    assert_int_equal(ev_int(f, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'claims^_%^_by^_h'"
+                               " ESCAPE '^'"), 2);
+    assert_true(ev_int(f, "SELECT count(*) FROM claims_1_by_h") > 1);
+    /* every claim of a sealed generation has its pair (16 bytes) */
+    assert_int_equal(ev_int(f, "SELECT sum(length(pairs)) / 16 FROM claims_1_by_h"),
+                     ev_int(f, "SELECT claims FROM claim_gens WHERE gen = 1"));
+    store_close(f->s);
+    f->s = open_store_gen(f, 1000);
+    claim_many(f->s, "c", 2500, CLAIM_SAME, 0);
+    claim_many(f->s, "c", 2500, CLAIM_DUP, 10000);
+    claim_many(f->s, "d", 300, CLAIM_NEW, 0);
+    /* release in a sealed generation: the row goes, its pair names none */
+    assert_int_equal(store_event_release(f->s, "c7"), HR_OK);
+    assert_int_equal(store_event_release(f->s, "c1500"), HR_OK);
+    assert_int_equal(ev_int(f, "SELECT count(*) FROM claims_1 WHERE event_id = 'c7'"), 0);
+    assert_int_equal(claim(f->s, "c7", "raw-events/3/7"), CLAIM_NEW);
+    assert_int_equal(claim(f->s, "c1500", "raw-events/3/8"), CLAIM_NEW);
+    assert_int_equal(claim(f->s, "c8", "raw-events/0/8"), CLAIM_SAME);
+    assert_int_equal(claim(f->s, "c7", "raw-events/3/7"), CLAIM_SAME);
+    /* damaged chunks: the claims still answer */
+    store_close(f->s);
+    ev_exec(f, "UPDATE claims_1_by_h SET pairs = x'00112233'");
+    f->s = open_store_gen(f, 1000);
+    assert_int_equal(claim(f->s, "c0", "raw-events/0/0"), CLAIM_SAME);
+    assert_int_equal(claim(f->s, "c999", "raw-events/0/5"), CLAIM_DUP);
+    assert_int_equal(claim(f->s, "c1", "raw-events/0/1"), CLAIM_SAME);
+}
+
+/* A dedupe database of the layout before the chunks: sealed generations
+ * with an SQL index on h (claims_<gen>_h) still answer, release and drop
+ * with the window, beside generations sealed now. */
+static void test_index_layout(void **state)
+{
+    cf_t *f = *state;
+    claim_range(f->s, "o", 0, 10); /* two sealed, the third current */
+    store_close(f->s);
+    for (int g = 1; g <= 2; g++) { /* what a store of that layout had sealed */
+        char sql[256];
+        snprintf(sql, sizeof(sql), "DROP TABLE claims_%d_by_h; CREATE INDEX claims_%d_h ON claims_%d (h)",
+                 g, g, g);
+        ev_exec(f, sql);
+    }
+    f->s = open_store(f);
+    for (int i = 0; i < 10; i++) {
+        char id[16], pos[32];
+        snprintf(id, sizeof(id), "o%d", i);
+        snprintf(pos, sizeof(pos), "raw-events/0/%d", i);
+        assert_int_equal(claim(f->s, id, pos), CLAIM_SAME);
+    }
+    assert_int_equal(claim(f->s, "o2", "raw-events/4/4"), CLAIM_DUP);
+    assert_int_equal(store_event_release(f->s, "o1"), HR_OK);
+    assert_int_equal(ev_int(f, "SELECT count(*) FROM claims_1 WHERE event_id = 'o1'"), 0);
+    assert_int_equal(claim(f->s, "o1", "raw-events/4/1"), CLAIM_NEW);
+    claim_range(f->s, "n", 0, 8); /* seals more, in chunks */
+    assert_int_equal(ev_int(f, "SELECT count(*) FROM sqlite_master WHERE name = 'claims_3_by_h'"), 1);
+    assert_int_equal(claim(f->s, "o5", "raw-events/0/5"), CLAIM_SAME);
+    assert_int_equal(claim(f->s, "n1", "raw-events/0/1"), CLAIM_SAME);
+    /* past the window both kinds are dropped whole */
+    hclock_set_fake(T0 + 2 * WINDOW_MS);
+    assert_int_equal(claim(f->s, "o5", "raw-events/0/5"), CLAIM_NEW);
+    assert_int_equal(ev_int(f, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'claims^_1%' ESCAPE '^'"
+                               " OR name LIKE 'claims^_3%' ESCAPE '^'"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +440,8 @@ int main(void)
         T(test_old_format),
         T(test_two_stores),
         T(test_release_then_other_store),
+        T(test_sealed_chunks),
+        T(test_index_layout),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
