@@ -30,7 +30,8 @@
  * notification back and the first of delivered / undelivered / bounced
  * stays. This works on Kafka with any number of herald processes. A
  * report for a notification the store does not know (pruned, or its sent
- * status not stored yet while the sink lags) is counted and answered 204:
+ * status not stored yet while the sink lags: looked up again for up to
+ * CB_SINK_WAIT_MS first) is counted and answered 204:
  * an error would only make the provider retry a report herald cannot use.
  * Dead addresses (Twilio 30003/30005/30006, an e-mail hard bounce) are
  * invalidated in the store once the record is acknowledged.
@@ -49,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define CB_STAGE "callbacks"
 #define TWILIO_PARAMS_MAX 64
@@ -100,10 +102,28 @@ static const char *setting_get(const void *ctx, const char *key)
 
 /* The stored row of notification id into rp->row. HR_OK, HR_NOTFOUND, or
  * the store's error. */
-static hr_t load_row(http_req_t *rq, const char *id, report_t *rp)
+/* A report can outrun the sink: the provider may call back before the
+ * status sink (which waits up to status.linger_ms for fuller transactions,
+ * and lags under load) has stored the notification's sent status. A report
+ * for an id the store does not know yet is looked up again until this long
+ * after the request's first such miss; then it is counted unknown. */
+#define CB_SINK_WAIT_MS 2000
+#define CB_SINK_POLL_MS 20
+
+/* *until: the request's wait deadline (0 = none yet), shared by its reports
+ * so that a request never waits more than CB_SINK_WAIT_MS in all. */
+static hr_t load_row(http_req_t *rq, const char *id, report_t *rp, int64_t *until)
 {
-    memset(&rp->row, 0, sizeof(rp->row));
-    return store_notif_get(rq->app->store, id, &rp->row, NULL, NULL);
+    for (;;) {
+        memset(&rp->row, 0, sizeof(rp->row));
+        hr_t r = store_notif_get(rq->app->store, id, &rp->row, NULL, NULL);
+        if (r != HR_NOTFOUND) return r;
+        notif_row_clear(&rp->row);
+        int64_t now = hclock_mono_ns() / 1000000;
+        if (!*until) *until = now + CB_SINK_WAIT_MS;
+        if (now >= *until || atomic_load(&rq->app->stopping)) return r;
+        usleep(CB_SINK_POLL_MS * 1000);
+    }
 }
 
 static void reports_free(report_t *rp, int n)
@@ -320,7 +340,8 @@ void api_cb_twilio(http_req_t *rq, http_resp_t *rs)
         return;
     }
     report_t *rp = xcalloc(1, sizeof(*rp));
-    hr_t r = load_row(rq, nid, rp);
+    int64_t until = 0;
+    hr_t r = load_row(rq, nid, rp, &until);
     if (r == HR_NOTFOUND) {
         count(P, METRIC_CB_UNKNOWN, 1);
         resp_text(rs, 204, NULL, NULL, 0);
@@ -400,6 +421,7 @@ void api_cb_sendgrid(http_req_t *rq, http_resp_t *rs)
     }
     report_t *rp = NULL;
     int n = 0, ignored = 0, no_id = 0, unknown = 0;
+    int64_t until = 0;
     size_t nev = json_array_size(doc);
     if (!json_is_array(doc)) {
         count(P, METRIC_CB_MALFORMED, 1);
@@ -457,7 +479,7 @@ void api_cb_sendgrid(http_req_t *rq, http_resp_t *rs)
             no_id++;
             continue;
         }
-        hr_t r = http_id_valid(id, strlen(id)) ? load_row(rq, id, p) : HR_NOTFOUND;
+        hr_t r = http_id_valid(id, strlen(id)) ? load_row(rq, id, p, &until) : HR_NOTFOUND;
         if (r == HR_NOTFOUND) {
             notif_row_clear(&p->row);
             unknown++;

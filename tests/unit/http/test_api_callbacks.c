@@ -17,6 +17,7 @@
 #include <openssl/hmac.h>
 #include <openssl/x509.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,6 +329,37 @@ static void test_twilio_undelivered_and_never_back(void **state)
     json_decref(doc);
 }
 
+static void *put_late(void *arg)
+{
+    (void)arg;
+    usleep(150 * 1000);
+    put_sent("tw-late", "u-tw", CH_SMS, "+15550009");
+    return NULL;
+}
+
+/* A report that outruns the sink (the notification's sent status is
+ * stored 150 ms after the report comes) is held and recorded, not dropped
+ * as unknown. */
+static void test_twilio_report_before_the_sink(void **state)
+{
+    (void)state;
+    int64_t unk = cb_count(METRIC_CB_TWILIO, METRIC_CB_UNKNOWN);
+    int64_t del = cb_count(METRIC_CB_TWILIO, METRIC_CB_DELIVERED);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, put_late, NULL), 0);
+    const char *d[] = {"MessageSid=SM90", "MessageStatus=delivered"};
+    hresp_t r;
+    twilio_post(&r, "tw", "tw-late", d, 2, NULL);
+    pthread_join(th, NULL);
+    assert_int_equal(r.status, 204);
+    hresp_clear(&r);
+    assert_int_equal(cb_count(METRIC_CB_TWILIO, METRIC_CB_UNKNOWN) - unk, 0);
+    assert_int_equal(cb_count(METRIC_CB_TWILIO, METRIC_CB_DELIVERED) - del, 1);
+    json_t *doc = wait_hist("tw-late", 2);
+    assert_status(doc, "delivered");
+    json_decref(doc);
+}
+
 static void test_twilio_no_change_and_unknown(void **state)
 {
     (void)state;
@@ -550,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_twilio_signature_refused),
         cmocka_unit_test(test_twilio_undelivered_and_never_back),
         cmocka_unit_test(test_twilio_no_change_and_unknown),
+        cmocka_unit_test(test_twilio_report_before_the_sink),
         cmocka_unit_test(test_twilio_malformed),
         cmocka_unit_test(test_sendgrid_batch),
         cmocka_unit_test(test_sendgrid_signed),
