@@ -75,7 +75,7 @@ static bool str(sc_t *s, const char **at, size_t *n)
 }
 
 /* Room left in the strings' buffer (reserved once: pointers into it stay). */
-static bool room(sc_t *s, size_t n) { return s->st->cap - s->st->len >= n; }
+static bool room(sc_t *s, size_t n) { return s->st->cap - s->st->len > n; /* and buf's NUL */ }
 
 /* Copies n bytes and a NUL to the strings' buffer; NULL without room. */
 static const char *keep(sc_t *s, const char *p, size_t n)
