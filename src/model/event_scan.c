@@ -57,6 +57,18 @@ static bool lit(sc_t *s, char c)
     return true;
 }
 
+/* After an item of a list closed by `close`: 1 when a ',' says another
+ * follows, 0 when `close` ends the list, -1 for anything else. */
+static int more(sc_t *s, char close)
+{
+    ws(s);
+    if (s->p < s->end && *s->p == ',') {
+        s->p++;
+        return 1;
+    }
+    return lit(s, close) ? 0 : -1;
+}
+
 /* A string without escapes or control characters, well-formed UTF-8:
  * *at, *n = its bytes (in the text). */
 static bool str(sc_t *s, const char **at, size_t *n)
@@ -148,16 +160,9 @@ static bool value(sc_t *s, int depth)
                 if (!put(s, "\"", 1) || !put(s, k, kn) || !put(s, "\":", 2) || !lit(s, ':')) return false;
             }
             if (!value(s, depth + 1)) return false;
-            ws(s);
-            if (s->p >= s->end) return false;
-            if (*s->p == ',') {
-                s->p++;
-                if (!put(s, ",", 1)) return false;
-                continue;
-            }
-            if (*s->p != (unsigned char)close) return false;
-            s->p++;
-            return put(s, &close, 1);
+            int m = more(s, close);
+            if (m < 0 || !put(s, m ? "," : &close, 1)) return false;
+            if (m == 0) return true;
         }
     }
     if (c == 't' || c == 'f' || c == 'n') {
@@ -194,13 +199,9 @@ static bool users(sc_t *s, event_t *e)
         if (!str(s, &p, &n) || !id_ok(p, n, EVENT_ID_MAX) || ++count > AUDIENCE_USERS_MAX) return false;
         uint16_t n16 = (uint16_t)n;
         if (!put(s, &n16, 2) || !keep(s, p, n)) return false;
-        ws(s);
-        if (s->p < s->end && *s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (!lit(s, ']')) return false;
-        break;
+        int m = more(s, ']');
+        if (m < 0) return false;
+        if (m == 0) break;
     }
     e->audience = AUD_USERS;
     e->audience_n = count;
@@ -240,13 +241,9 @@ static bool channels(sc_t *s, event_t *e)
         int c = channel_parse(p, n);
         if (c < 0) return false;
         mask |= 1u << c;
-        ws(s);
-        if (s->p < s->end && *s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (!lit(s, ']')) return false;
-        break;
+        int m = more(s, ']');
+        if (m < 0) return false;
+        if (m == 0) break;
     }
     e->channels_mask = mask;
     return true;
@@ -331,13 +328,9 @@ static bool event(sc_t *s, event_t *e, int64_t now_ms)
             break;
         }
         }
-        ws(s);
-        if (s->p < s->end && *s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (!lit(s, '}')) return false;
-        break;
+        int more_members = more(s, '}');
+        if (more_members < 0) return false;
+        if (more_members == 0) break;
     }
     return (seen & (1u << K_EVENT_ID)) && (seen & (1u << K_TYPE)) && (seen & (1u << K_AUDIENCE));
 }
@@ -372,13 +365,9 @@ hr_t event_scan_batch(const char *text, size_t len, int max, buf_t *strings, eve
         }
         count++;
         if (!array) break;
-        ws(&s);
-        if (s.p < s.end && *s.p == ',') {
-            s.p++;
-            continue;
-        }
-        if (!lit(&s, ']')) goto fallback;
-        break;
+        int m = more(&s, ']');
+        if (m < 0) goto fallback;
+        if (m == 0) break;
     }
     ws(&s);
     if (s.p != s.end) goto fallback;
