@@ -656,7 +656,8 @@ def figures(runs):
         f[short + "_sus_rows"] = k(g(d, "sustained", "status_rows_per_s"))
         f[short + "_events"] = k(m.get("events_per_s"))
         f[short + "_raw"] = k(g(d, "raw", "notifs_per_s"))
-        f[short + "_ratio"] = "%.0f %%" % (100 * d["ratio_vs_raw"]) if d.get("ratio_vs_raw") else "-"
+        rb = d.get("ratio_vs_raw_burst") or d.get("ratio_vs_raw")  # older results: one ratio
+        f[short + "_ratio"] = "%.0f %%" % (100 * rb) if rb else "-"
         f[short + "_cpu"] = "%.1f" % m.get("cpu_s_per_m", 0)
         f[short + "_raw_cpu"] = "%.1f" % g(d, "raw", "cpu_s_per_m", default=0)
         f[short + "_rss"] = mb(d.get("peak_rss_bytes"))
