@@ -419,6 +419,15 @@ static void skip(sc_t *s)
     }
 }
 
+/* Skips a list item (known good) and the ',' after it, if any. */
+static void skip_item(sc_t *s)
+{
+    skip(s);
+    ws(s);
+    if (*s->p == ',') s->p++;
+    ws(s);
+}
+
 /* Is the event's data text in the subset read in place? Once per event. */
 static bool data_simple(const event_t *ev)
 {
@@ -465,10 +474,7 @@ bool event_data_find(const event_t *ev, const char *path, size_t n, event_value_
                     found = true;
                     break;
                 }
-                skip(&s);
-                ws(&s);
-                if (*s.p == ',') s.p++;
-                ws(&s);
+                skip_item(&s);
             }
         } else if (c == '[') {
             size_t idx = 0; /* data_lookup's rule: digits only, at most 1000000 */
@@ -483,10 +489,7 @@ bool event_data_find(const event_t *ev, const char *path, size_t n, event_value_
                     found = true;
                     break;
                 }
-                skip(&s);
-                ws(&s);
-                if (*s.p == ',') s.p++;
-                ws(&s);
+                skip_item(&s);
             }
         }
         if (!found) return true;
