@@ -53,12 +53,29 @@ typedef struct pending {
 #define FAIL_RETRY "sandbox-fail-retry"
 #define FAIL_PERMANENT "sandbox-fail-permanent"
 
+#define FAIL_PREFIX "sandbox-fail-"
+
+/* Called for every notification the sandbox takes: a vectorised memchr
+ * for the markers' first byte, and a compare only where it is found (two
+ * memmem calls over every address were 4 % of a push dispatcher's CPU;
+ * a push token, being hex, holds no 's'). A retry marker anywhere wins
+ * over a permanent one, as it always did. */
 static send_class_t test_failure(const notif_t *n)
 {
-    if (n->address.n < sizeof(FAIL_RETRY) - 1) return SEND_OK;
-    if (memmem(n->address.p, n->address.n, FAIL_RETRY, sizeof(FAIL_RETRY) - 1)) return SEND_RETRY;
-    if (memmem(n->address.p, n->address.n, FAIL_PERMANENT, sizeof(FAIL_PERMANENT) - 1)) return SEND_PERMANENT;
-    return SEND_OK;
+    const char *p = n->address.p, *end = p + n->address.n;
+    bool permanent = false;
+    while (end - p >= (ptrdiff_t)sizeof(FAIL_RETRY) - 1) {
+        const char *m = memchr(p, 's', (size_t)(end - p) - (sizeof(FAIL_RETRY) - 2));
+        if (!m) break;
+        size_t left = (size_t)(end - m);
+        if (memcmp(m, FAIL_PREFIX, sizeof(FAIL_PREFIX) - 1) == 0) {
+            if (memcmp(m, FAIL_RETRY, sizeof(FAIL_RETRY) - 1) == 0) return SEND_RETRY;
+            if (left >= sizeof(FAIL_PERMANENT) - 1 && memcmp(m, FAIL_PERMANENT, sizeof(FAIL_PERMANENT) - 1) == 0)
+                permanent = true;
+        }
+        p = m + 1;
+    }
+    return permanent ? SEND_PERMANENT : SEND_OK;
 }
 
 typedef struct sandbox {

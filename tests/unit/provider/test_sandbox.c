@@ -124,6 +124,41 @@ static void test_torn_line_cut_at_open(void **st)
     fx_release(&f);
 }
 
+/* The test hooks in the address: "sandbox-fail-retry" anywhere answers
+ * RETRY, "sandbox-fail-permanent" PERMANENT (retry wins when both are
+ * there); anything else, near misses included, is delivered. */
+static void test_failure_markers(void **st)
+{
+    static const struct {
+        const char *address;
+        send_class_t want;
+    } cases[] = {
+        {"0123456789abcdef0123456789abcdef", SEND_OK},
+        {"sandbox-fail-retry", SEND_RETRY},
+        {"x+sandbox-fail-retry@example.com", SEND_RETRY},
+        {"ssandbox-fail-permanent", SEND_PERMANENT},
+        {"sandbox-fail-permanent sandbox-fail-retry", SEND_RETRY},
+        {"sandbox-fail-retr", SEND_OK},
+        {"sandbox-fail-permanen", SEND_OK},
+        {"sandbox-fail-other sandbox-fail-permanent", SEND_PERMANENT},
+        {"sasandbox-fail-retrysandbox", SEND_RETRY},
+        {"", SEND_OK},
+    };
+    enum { N = sizeof(cases) / sizeof(cases[0]) };
+    static fx_t f;
+    fx_init(&f, "data_dir", dir, "sandbox.mode", "null", NULL);
+    provider_set_t *s = NULL;
+    char why[256];
+    assert_int_equal(provider_set_open(&f.cfg, NULL, CH_EMAIL, fx_done, &f, &s, why, sizeof(why)), HR_OK);
+    for (int i = 0; i < N; i++) fx_notif(&f, i, CH_EMAIL, "t", "")->address = HSTR(cases[i].address);
+    fx_deliver(&f, s, N, 1024);
+    for (int i = 0; i < N; i++)
+        if (f.res[i].cls != cases[i].want)
+            fail_msg("address \"%s\": class %d, want %d", cases[i].address, (int)f.res[i].cls, (int)cases[i].want);
+    provider_set_close(s);
+    fx_release(&f);
+}
+
 /* The bound: with max_in_flight 4 the fifth submit is "full" until a
  * poll completes the first four; null mode writes nothing. */
 static void test_bound_and_null_mode(void **st)
@@ -215,6 +250,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lines_are_json_even_for_invalid_utf8),
+        cmocka_unit_test(test_failure_markers),
         cmocka_unit_test(test_bound_and_null_mode),
         cmocka_unit_test(test_torn_line_cut_at_open),
         cmocka_unit_test(test_config_check),
