@@ -58,6 +58,7 @@
  */
 #include "policy/ratelimit_int.h"
 
+#include "core/bigmem.h"
 #include "core/hash.h"
 #include "core/log.h"
 
@@ -120,6 +121,7 @@ typedef struct part {
     slot_t *slots;              /* linear probing, at most 3/4 full (fits()) */
     uint64_t pmask;             /* a slot's address bits (the local_t's) */
     size_t nslots, count;
+    size_t slots_map;           /* core/bigmem.h: the table's mapping (0: malloc'd) */
     bool dirty;                 /* changed since the last snapshot */
     bool has_base;              /* the base file holds this partition (a journal may extend it) */
     bool need_compact;          /* the next write is a compaction (a write failed) */
@@ -167,7 +169,7 @@ static void part_free(part_t *p)
 {
     if (!p) return;
     for (size_t i = 0; i < p->nslots; i++) free(slot_entry(p, p->slots[i]));
-    free(p->slots);
+    bigmem_free(p->slots, p->slots_map);
     free(p->dlist);
     free(p);
 }
@@ -192,7 +194,8 @@ static inline bool fits(size_t n, size_t size) { return 4 * n <= 3 * size; }
 /* Rebuilds p's table with `size` slots from the entries kept. */
 static void rehash(part_t *p, size_t size)
 {
-    slot_t *s = xcalloc(size, sizeof(*s));
+    size_t map;
+    slot_t *s = bigmem_alloc(size * sizeof(*s), &map); /* probed at random: huge pages */
     for (size_t i = 0; i < p->nslots; i++) {
         if (!p->slots[i]) continue;
         entry_t *e = slot_entry(p, p->slots[i]);
@@ -201,8 +204,9 @@ static void rehash(part_t *p, size_t size)
         while (s[j]) j = (j + 1) & (size - 1);
         s[j] = slot_make(p, e, h);
     }
-    free(p->slots);
+    bigmem_free(p->slots, p->slots_map);
     p->slots = s;
+    p->slots_map = map;
     p->nslots = size;
 }
 

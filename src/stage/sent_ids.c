@@ -22,6 +22,8 @@
  */
 #include "stage/sent_ids.h"
 
+#include "core/bigmem.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,8 +106,8 @@ void sent_ids_init(sent_ids_t *s, size_t max)
 
 void sent_ids_release(sent_ids_t *s)
 {
-    free(s->ring);
-    free(s->tab);
+    bigmem_free(s->ring, s->ring_map);
+    bigmem_free(s->tab, s->tab_map);
     sent_ids_init(s, s->max);
 }
 
@@ -127,12 +129,17 @@ void sent_ids_clear(sent_ids_t *s)
  * evicted yet: the ids are ring[0, count)). */
 static void grow(sent_ids_t *s, size_t new_cap)
 {
-    s->ring = xrealloc(s->ring, new_cap * sizeof(*s->ring));
+    size_t map;
+    sent_key_t *ring = bigmem_alloc(new_cap * sizeof(*s->ring), &map);
+    if (s->count) memcpy(ring, s->ring, s->count * sizeof(*s->ring));
+    bigmem_free(s->ring, s->ring_map);
+    s->ring = ring;
+    s->ring_map = map;
     s->cap = new_cap;
     size_t tsize = 16;
     while (tsize < 2 * new_cap) tsize *= 2;
-    free(s->tab);
-    s->tab = xcalloc(tsize, sizeof(*s->tab));
+    bigmem_free(s->tab, s->tab_map);
+    s->tab = bigmem_alloc(tsize * sizeof(*s->tab), &s->tab_map);
     s->tmask = tsize - 1;
     for (size_t r = 0; r < s->count; r++) s->tab[find_slot(s, &s->ring[r])] = entry_of(s, hash_of(&s->ring[r]), r);
 }

@@ -6,7 +6,8 @@
  * kept as their 16 bytes; any other id is not kept (sent_ids_add says so)
  * and never found. When the set holds `max` ids the oldest one goes first
  * (FIFO), so memory stays bounded (~24 bytes an id: 16 in the ring, two
- * 4-byte table slots). Memory grows with use up to that bound. One thread; no locking.
+ * 4-byte table slots). Memory grows with use up to that bound; arrays of
+ * 2 MiB and more go on huge pages (core/bigmem.h), being probed at random. One thread; no locking.
  *
  * A caller that asks about one id several times (dispatch: in the batch?
  * sent before? then add it to both) parses it once with sent_key_parse()
@@ -35,6 +36,7 @@ typedef struct sent_ids {
     size_t tmask;               /* table size - 1 (table size >= 2 x cap) */
     unsigned ibits;             /* bits of a ring index + 1 (max fits) */
     bool evicted;               /* an id was evicted since the last clear */
+    size_t ring_map, tab_map;   /* core/bigmem.h: the arrays' mappings (0: malloc'd) */
 } sent_ids_t;
 
 /* The key of id: false when id is not 32 hex digits (such ids are not

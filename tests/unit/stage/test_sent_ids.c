@@ -258,6 +258,15 @@ static void test_bytes_per_id(void **st)
     assert_int_equal(s.cap, MAX);
     size_t bytes = s.cap * sizeof(*s.ring) + (s.tmask + 1) * sizeof(*s.tab);
     assert_int_equal(bytes / MAX, 24);
+    /* the 4 MiB ring and 2 MiB table are mapped (huge pages), exactly */
+    assert_int_equal(s.ring_map, (size_t)MAX * sizeof(*s.ring));
+    assert_int_equal(s.tab_map, (s.tmask + 1) * sizeof(*s.tab));
+    /* the newest MAX ids survived the growths from calloc'd to mapped arrays */
+    x = 99;
+    for (int i = 0; i < MAX + 1000; i++) {
+        sent_key_t k = {.hi = rnd(&x), .lo = rnd(&x)};
+        assert_int_equal(sent_ids_has_key(&s, &k), i >= 1000);
+    }
     sent_ids_release(&s);
 }
 
