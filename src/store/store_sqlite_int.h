@@ -116,8 +116,12 @@ typedef enum stmt_id {
     S_INBOX_DEL,
     S_PURGE_INBOX,
     S_USER_FULL,
+    S_LOG_ADD_N,                /* SQ_LOG_ADD_ROWS rows of S_LOG_ADD at once */
     S__COUNT
 } stmt_id_t;
+
+/* Status log rows per INSERT statement of the sink (S_LOG_ADD_N). */
+#define SQ_LOG_ADD_ROWS 64
 
 /* One SQLite connection with its statement cache. Invariant: every cached
  * statement is reset whenever mu is not held. */

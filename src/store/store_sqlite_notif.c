@@ -21,7 +21,6 @@
 #include <string.h>
 
 #define LOG SQ_LOG
-#define YIELD_EVERY 32           /* batch rows between looks for waiting writers */
 #define YIELD_SPINS 1000         /* sched_yield()s at most while letting them in */
 
 /* ---- the status log's row record (schema version 8) ----
@@ -355,6 +354,42 @@ static hr_t log_max_id(conn_t *c, log_max_t *max)
     return rc == SQLITE_ROW ? HR_OK : sq_err(c, rc, "status log max");
 }
 
+/* A row of the batch waiting for its multi-row INSERT: its record is
+ * scratch[off, off + len), its id idb (hex ids) or its text. */
+typedef struct pend {
+    const ord_t *o;
+    int status;
+    bool first;
+    size_t off, len;
+    unsigned char idb[SQ_ID_BIN];
+} pend_t;
+
+/* Inserts the k pending rows: S_LOG_ADD_N for SQ_LOG_ADD_ROWS of them
+ * (one statement instead of SQ_LOG_ADD_ROWS: SQLite's cost per statement -
+ * halting the VM, opening cursors, its allocations - was a quarter of the
+ * sink's), S_LOG_ADD one by one for fewer. In order: seq keeps arrival. */
+static hr_t log_flush(conn_t *c, pend_t *p, int k, const unsigned char *scratch)
+{
+    sqlite3_stmt *st = sq_stmt(c, k == SQ_LOG_ADD_ROWS ? S_LOG_ADD_N : S_LOG_ADD);
+    if (!st) return HR_ERR;
+    int per = k == SQ_LOG_ADD_ROWS ? k : 1;
+    hr_t r = HR_OK;
+    for (int j = 0; j < k && r == HR_OK; j += per) {
+        for (int t = 0; t < per; t++) {
+            const pend_t *e = &p[j + t];
+            int b = 4 * t;
+            if (e->o->hex) sqlite3_bind_blob(st, b + 1, e->idb, SQ_ID_BIN, SQLITE_STATIC);
+            else bind_hstr(st, b + 1, e->o->m->notification_id);
+            sqlite3_bind_int(st, b + 2, e->status);
+            sqlite3_bind_int(st, b + 3, e->first);
+            sqlite3_bind_blob(st, b + 4, scratch + e->off, (int)e->len, SQLITE_STATIC);
+        }
+        r = sq_step_done(c, st, "status log add");
+    }
+    sqlite3_clear_bindings(st); /* the bound pointers are the caller's */
+    return r;
+}
+
 /* The hot path of the status sink: one transaction (committed early when a
  * short write waits for the writer, see DESIGN atop store_sqlite.c), cached
  * statements, strings bound in place (no copies; per batch one allocation
@@ -362,24 +397,27 @@ static hr_t log_max_id(conn_t *c, log_max_t *max)
  * records). The batch is written in id order: a notification that is new
  * (its id above every id in the log when the transaction began, and not
  * seen earlier in the batch) needs no probe, and the id index is appended
- * to at its right-hand edge. */
+ * to at its right-hand edge. Rows go in SQ_LOG_ADD_ROWS to a statement
+ * (log_flush). A probe only asks about rows stored before the batch (an
+ * id's earlier rows in the batch are its neighbours in the order), so the
+ * rows still pending never change its answer. */
 hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
 {
     sq_store_t *q = sq(s);
     conn_t *c = &q->w;
     run_key_t *keys = xmalloc((size_t)n * sizeof(*keys));
     ord_t *ord = xmalloc((size_t)n * sizeof(*ord));
-    int nkeys = 0;
-    size_t cap = 1024;
+    pend_t pend[SQ_LOG_ADD_ROWS];
+    int np = 0, nkeys = 0;
+    size_t cap = 16384, used = 0;
     unsigned char *scratch = xmalloc(cap);
     unsigned char idbuf[SQ_ID_BIN];
     log_max_t max = {0};
     for (int i = 0; i < n; i++) ord[i] = ord_make(recs[i], i);
     qsort(ord, (size_t)n, sizeof(*ord), ord_cmp);
     pthread_mutex_lock(&c->mu);
-    sqlite3_stmt *add = sq_stmt(c, S_LOG_ADD);
     sqlite3_stmt *has = sq_stmt(c, S_LOG_HAS);
-    hr_t r = add && has ? sq_tx_begin(c, true) : HR_ERR;
+    hr_t r = has ? sq_tx_begin(c, true) : HR_ERR;
     if (r == HR_OK) r = log_max_id(c, &max);
     if (r != HR_OK) goto out;
     int64_t now = hclock_now_ms();
@@ -389,7 +427,6 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         int64_t at = m->status_at_ms ? m->status_at_ms : now;
         int64_t created = m->created_at_ms ? m->created_at_ms : at;
         bool has_content;
-        ord_bind(&ord[i], add, 1, idbuf); /* the bytes stay in idbuf for both */
         if (i > 0 && ord_id_cmp(&ord[i], &ord[i - 1]) == 0) {
             has_content = prev_content;
         } else if (max.have && ord_id_cmp(&ord[i], &max.o) <= 0) {
@@ -419,18 +456,24 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         /* only a well-formed trace context is kept (the API shows it) */
         if (trace_is_v00(m->traceparent.p, m->traceparent.n)) lr.trace = m->traceparent;
         size_t need = lr_size_max(&lr);
-        if (need > cap) {
-            cap = need;
-            free(scratch);
-            scratch = xmalloc(cap);
+        if (used + need > cap) { /* nothing is bound yet: log_flush binds */
+            while (used + need > cap) cap *= 2;
+            scratch = xrealloc(scratch, cap);
         }
-        size_t len = lr_encode(&lr, scratch);
-        sqlite3_bind_int(add, 2, (int)m->status);
-        sqlite3_bind_int(add, 3, first);
-        sqlite3_bind_blob(add, 4, scratch, (int)len, SQLITE_STATIC);
+        pend_t *e = &pend[np++];
+        e->o = &ord[i];
+        e->status = (int)m->status;
+        e->first = first;
+        e->off = used;
+        e->len = lr_encode(&lr, scratch + used);
+        used += e->len;
+        if (ord[i].hex) ord_bin(&ord[i], e->idb);
         if (first) keys[nkeys++] = (run_key_t){m->user_id, created, m->notification_id};
-        r = sq_step_done(c, add, "status log add");
-        if (r == HR_OK && (i + 1) % YIELD_EVERY == 0 && i + 1 < n && atomic_load(&c->waiters) > 0) {
+        if (np < SQ_LOG_ADD_ROWS && i + 1 < n) continue;
+        r = log_flush(c, pend, np, scratch);
+        np = 0;
+        used = 0;
+        if (r == HR_OK && i + 1 < n && atomic_load(&c->waiters) > 0) {
             /* a short write is waiting: commit, let it in, go on */
             r = sq_run_write(q, c, keys, nkeys); /* store_sqlite_runs.c */
             nkeys = 0;
@@ -444,7 +487,6 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     }
     if (r == HR_OK) r = sq_run_write(q, c, keys, nkeys);
     /* the bound pointers belong to the caller: drop them */
-    sqlite3_clear_bindings(add);
     sqlite3_clear_bindings(has);
     if (sqlite3_get_autocommit(c->db) == 0) r = sq_tx_end(c, r);
     /* the batch is stored: a merge that fails is tried again after the next */
