@@ -271,6 +271,10 @@ static int ord_cmp(const void *x, const void *y)
     return a->i < b->i ? -1 : a->i > b->i;
 }
 
+static inline bool ord_less(const ord_t *a, const ord_t *b) { return ord_cmp(a, b) < 0; }
+
+SQ_DEFINE_SORT(ord_sort, ord_t, ord_less)
+
 /* The 16 bytes of a hex id (big-endian: they sort as the text does). */
 static void ord_bin(const ord_t *o, unsigned char out[SQ_ID_BIN])
 {
@@ -406,7 +410,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     sq_store_t *q = sq(s);
     conn_t *c = &q->w;
     run_key_t *keys = xmalloc((size_t)n * sizeof(*keys));
-    ord_t *ord = xmalloc((size_t)n * sizeof(*ord));
+    ord_t *ord = xmalloc((size_t)n * 2 * sizeof(*ord)); /* the second half: the sort's room */
     pend_t pend[SQ_LOG_ADD_ROWS];
     int np = 0, nkeys = 0;
     size_t cap = 16384, used = 0;
@@ -414,7 +418,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     unsigned char idbuf[SQ_ID_BIN];
     log_max_t max = {0};
     for (int i = 0; i < n; i++) ord[i] = ord_make(recs[i], i);
-    qsort(ord, (size_t)n, sizeof(*ord), ord_cmp);
+    ord_sort(ord, n, ord + n);
     pthread_mutex_lock(&c->mu);
     sqlite3_stmt *has = sq_stmt(c, S_LOG_HAS);
     hr_t r = has ? sq_tx_begin(c, true) : HR_ERR;
