@@ -709,6 +709,7 @@ static void sq_close(store_t *s)
     conn_close(&q->ck);
     conn_close(&q->ev_ck);
     sq_claims_close(q); /* its statements are on ev */
+    sq_seen_free(q);
     conn_close(&q->ev);
     if (q->w.db) sqlite3_exec(q->w.db, "PRAGMA optimize", NULL, NULL, NULL);
     conn_close(&q->r);

@@ -157,6 +157,7 @@ typedef struct sq_store {
     int64_t purged_before;
     uint64_t corrupt_at_open;   /* sq_corrupt_reports() when opened */
     struct sq_claims *claims;   /* the dedupe generations (store_sqlite_claims.c), under ev.mu */
+    struct sq_seen *seen;       /* ids the sink stored lately (store_sqlite_notif.c), under w.mu */
 } sq_store_t;
 
 static inline sq_store_t *sq(store_t *s) { return (sq_store_t *)s; }
@@ -332,6 +333,8 @@ hr_t sq_notif_purge(store_t *s, int64_t before_ms, int64_t *deleted);
  * and herald_id(): a text id as status_log stores it since version 10
  * (sqlite_migrate_10.sql). */
 hr_t sq_log_rec_register(sqlite3 *db);
+/* Frees q->seen (store_sqlite_notif.c). */
+void sq_seen_free(sq_store_t *q);
 
 /* SQ_DEFINE_SORT(name, type, less): defines
  *   static void name(type *a, int n, type *tmp)

@@ -358,6 +358,138 @@ static hr_t log_max_id(conn_t *c, log_max_t *max)
     return rc == SQLITE_ROW ? HR_OK : sq_err(c, rc, "status log max");
 }
 
+/* ---- the ids the sink stored lately ----
+ *
+ * A record whose id is not above the log's largest id costs the sink a
+ * probe of status_log_key ("has content?"). In the pipeline that is most
+ * records: batches interleave statuses of several channels and
+ * partitions, so a batch's ids often lie below ids stored a moment ago,
+ * and the probe (a statement and an index descent, almost always finding
+ * nothing) was as dear as the insert. The sink therefore remembers the
+ * pipeline (hex) ids it stored lately, exactly: every such id above a
+ * floor that this process stored is in the table. An id above the floor
+ * and not in the table has no row (this process is the log's only
+ * writer): no probe. An id in the table (maybe erased or purged since, or
+ * its batch rolled back) or below the floor is probed as before. The
+ * floor starts at the log's largest id when the first batch is written;
+ * when the table is 3/4 full the older half of its ids is dropped and the
+ * floor raised to the largest dropped. SEEN_SLOTS x 16 bytes (4 MiB). */
+#define SEEN_SLOTS (1u << 18)
+
+typedef struct sq_seen {
+    bool floor_none;            /* every hex id is above the floor */
+    uint64_t fhi, flo;          /* else the floor */
+    uint64_t *k;                /* SEEN_SLOTS x (hi, lo); (0, 0) = empty */
+    size_t n;
+    bool zero;                  /* the id (0, 0) is in */
+} seen_t;
+
+static size_t seen_slot(uint64_t hi, uint64_t lo)
+{
+    return (size_t)(((hi ^ lo) * 0x9E3779B97F4A7C15ull) >> 46) & (SEEN_SLOTS - 1);
+}
+
+static bool seen_has(const seen_t *s, uint64_t hi, uint64_t lo)
+{
+    if (!hi && !lo) return s->zero;
+    for (size_t i = seen_slot(hi, lo);; i = (i + 1) & (SEEN_SLOTS - 1)) {
+        if (s->k[2 * i] == hi && s->k[2 * i + 1] == lo) return true;
+        if (!s->k[2 * i] && !s->k[2 * i + 1]) return false;
+    }
+}
+
+static void seen_put(seen_t *s, uint64_t hi, uint64_t lo)
+{
+    if (!hi && !lo) {
+        s->n += !s->zero;
+        s->zero = true;
+        return;
+    }
+    for (size_t i = seen_slot(hi, lo);; i = (i + 1) & (SEEN_SLOTS - 1)) {
+        if (s->k[2 * i] == hi && s->k[2 * i + 1] == lo) return;
+        if (!s->k[2 * i] && !s->k[2 * i + 1]) {
+            s->k[2 * i] = hi;
+            s->k[2 * i + 1] = lo;
+            s->n++;
+            return;
+        }
+    }
+}
+
+typedef struct u128 {
+    uint64_t hi, lo;
+} u128_t;
+
+static inline bool u128_less(const u128_t *a, const u128_t *b)
+{
+    return a->hi != b->hi ? a->hi < b->hi : a->lo < b->lo;
+}
+
+SQ_DEFINE_SORT(u128_sort, u128_t, u128_less)
+
+/* Keeps the newer half of the ids; the floor goes up to the largest of
+ * the others. */
+static void seen_halve(seen_t *s)
+{
+    size_t n = 0;
+    u128_t *v = xmalloc(2 * s->n * sizeof(*v)); /* the second half: the sort's room */
+    if (s->zero) v[n++] = (u128_t){0, 0};
+    for (size_t i = 0; i < SEEN_SLOTS; i++)
+        if (s->k[2 * i] || s->k[2 * i + 1]) v[n++] = (u128_t){s->k[2 * i], s->k[2 * i + 1]};
+    u128_sort(v, (int)n, v + n);
+    size_t drop = n / 2;
+    if (drop) {
+        u128_t f = v[drop - 1];
+        if (s->floor_none || f.hi > s->fhi || (f.hi == s->fhi && f.lo > s->flo)) {
+            s->fhi = f.hi;
+            s->flo = f.lo;
+        }
+        s->floor_none = false;
+    }
+    memset(s->k, 0, (size_t)SEEN_SLOTS * 2 * sizeof(*s->k));
+    s->n = 0;
+    s->zero = false;
+    for (size_t i = drop; i < n; i++) seen_put(s, v[i].hi, v[i].lo);
+    free(v);
+}
+
+/* The writer's table, made at the first batch with the log's largest id
+ * then (max) as its floor. w.mu held. */
+static seen_t *seen_get(sq_store_t *q, const log_max_t *max)
+{
+    if (q->seen) return q->seen;
+    seen_t *s = xcalloc(1, sizeof(*s));
+    s->k = xcalloc((size_t)SEEN_SLOTS * 2, sizeof(*s->k));
+    /* no blob in the log (empty, or text ids only: they sort below): all
+     * hex ids are new to it */
+    s->floor_none = !max->have || !max->o.hex;
+    s->fhi = max->o.hi;
+    s->flo = max->o.lo;
+    q->seen = s;
+    return s;
+}
+
+/* Is the hex id o known to have no row in the log? */
+static bool seen_new(const seen_t *s, const ord_t *o)
+{
+    if (!s->floor_none && (o->hi < s->fhi || (o->hi == s->fhi && o->lo <= s->flo))) return false;
+    return !seen_has(s, o->hi, o->lo);
+}
+
+static void seen_add(seen_t *s, const ord_t *o)
+{
+    if (s->n + 1 > SEEN_SLOTS / 4 * 3) seen_halve(s);
+    seen_put(s, o->hi, o->lo);
+}
+
+void sq_seen_free(sq_store_t *q)
+{
+    if (!q->seen) return;
+    free(q->seen->k);
+    free(q->seen);
+    q->seen = NULL;
+}
+
 /* A row of the batch waiting for its multi-row INSERT: its record is
  * scratch[off, off + len), its id idb (hex ids) or its text. */
 typedef struct pend {
@@ -424,6 +556,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     hr_t r = has ? sq_tx_begin(c, true) : HR_ERR;
     if (r == HR_OK) r = log_max_id(c, &max);
     if (r != HR_OK) goto out;
+    seen_t *seen = seen_get(q, &max);
     int64_t now = hclock_now_ms();
     bool prev_content = false;  /* the previous record's id has a content row */
     for (int i = 0; i < n && r == HR_OK; i++) {
@@ -433,7 +566,8 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         bool has_content;
         if (i > 0 && ord_id_cmp(&ord[i], &ord[i - 1]) == 0) {
             has_content = prev_content;
-        } else if (max.have && ord_id_cmp(&ord[i], &max.o) <= 0) {
+        } else if (max.have && ord_id_cmp(&ord[i], &max.o) <= 0 &&
+                   !(ord[i].hex && seen_new(seen, &ord[i]))) {
             /* maybe stored before: one probe of the id index */
             ord_bind(&ord[i], has, 1, idbuf);
             int rc = sqlite3_step(has);
@@ -471,7 +605,10 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         e->off = used;
         e->len = lr_encode(&lr, scratch + used);
         used += e->len;
-        if (ord[i].hex) ord_bin(&ord[i], e->idb);
+        if (ord[i].hex) {
+            ord_bin(&ord[i], e->idb);
+            seen_add(seen, &ord[i]);
+        }
         if (first) keys[nkeys++] = (run_key_t){m->user_id, created, m->notification_id};
         if (np < SQ_LOG_ADD_ROWS && i + 1 < n) continue;
         r = log_flush(c, pend, np, scratch);
