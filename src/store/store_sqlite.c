@@ -301,7 +301,21 @@ static const char *stmt_sql[S__COUNT] = {
 };
 
 static char notif_sent_sql[256];
+static char log_add_n_sql[96 + 16 * SQ_LOG_ADD_ROWS];
 static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
+
+/* S_LOG_ADD for SQ_LOG_ADD_ROWS rows: "... VALUES (?, ?, ?, ?), (...)" */
+static void log_add_n_init(void)
+{
+    size_t l = (size_t)snprintf(log_add_n_sql, sizeof(log_add_n_sql),
+                                "INSERT OR FAIL INTO status_log (notification_id, status, content, rec) VALUES");
+    for (int i = 0; i < SQ_LOG_ADD_ROWS; i++) {
+        int w = snprintf(log_add_n_sql + l, sizeof(log_add_n_sql) - l, "%s(?,?,?,?)", i ? "," : " ");
+        assert(w > 0 && (size_t)w < sizeof(log_add_n_sql) - l);
+        l += (size_t)w;
+    }
+    stmt_sql[S_LOG_ADD_N] = log_add_n_sql;
+}
 
 /* "Already sent?" from the table of model/lifecycle.h: a row of the id with
  * a status that counts as sent. Such a status, once stored, is what the
@@ -323,6 +337,7 @@ static void sql_init(void)
     assert(w > 0 && (size_t)w < sizeof(notif_sent_sql));
     (void)w;
     stmt_sql[S_NOTIF_STATUS] = notif_sent_sql;
+    log_add_n_init();
     sq_log_install(); /* before the first connection */
 }
 
@@ -694,6 +709,7 @@ static void sq_close(store_t *s)
     conn_close(&q->ck);
     conn_close(&q->ev_ck);
     sq_claims_close(q); /* its statements are on ev */
+    sq_seen_free(q);
     conn_close(&q->ev);
     if (q->w.db) sqlite3_exec(q->w.db, "PRAGMA optimize", NULL, NULL, NULL);
     conn_close(&q->r);

@@ -21,7 +21,6 @@
 #include <string.h>
 
 #define LOG SQ_LOG
-#define YIELD_EVERY 32           /* batch rows between looks for waiting writers */
 #define YIELD_SPINS 1000         /* sched_yield()s at most while letting them in */
 
 /* ---- the status log's row record (schema version 8) ----
@@ -272,6 +271,10 @@ static int ord_cmp(const void *x, const void *y)
     return a->i < b->i ? -1 : a->i > b->i;
 }
 
+static inline bool ord_less(const ord_t *a, const ord_t *b) { return ord_cmp(a, b) < 0; }
+
+SQ_DEFINE_SORT(ord_sort, ord_t, ord_less)
+
 /* The 16 bytes of a hex id (big-endian: they sort as the text does). */
 static void ord_bin(const ord_t *o, unsigned char out[SQ_ID_BIN])
 {
@@ -355,6 +358,174 @@ static hr_t log_max_id(conn_t *c, log_max_t *max)
     return rc == SQLITE_ROW ? HR_OK : sq_err(c, rc, "status log max");
 }
 
+/* ---- the ids the sink stored lately ----
+ *
+ * A record whose id is not above the log's largest id costs the sink a
+ * probe of status_log_key ("has content?"). In the pipeline that is most
+ * records: batches interleave statuses of several channels and
+ * partitions, so a batch's ids often lie below ids stored a moment ago,
+ * and the probe (a statement and an index descent, almost always finding
+ * nothing) was as dear as the insert. The sink therefore remembers the
+ * pipeline (hex) ids it stored lately, exactly: every such id above a
+ * floor that this process stored is in the table. An id above the floor
+ * and not in the table has no row (this process is the log's only
+ * writer): no probe. An id in the table (maybe erased or purged since, or
+ * its batch rolled back) or below the floor is probed as before. The
+ * floor starts at the log's largest id when the first batch is written;
+ * when the table is 3/4 full the older half of its ids is dropped and the
+ * floor raised to the largest dropped. SEEN_SLOTS x 16 bytes (4 MiB). */
+#define SEEN_SLOTS (1u << 18)
+
+typedef struct sq_seen {
+    bool floor_none;            /* every hex id is above the floor */
+    uint64_t fhi, flo;          /* else the floor */
+    uint64_t *k;                /* SEEN_SLOTS x (hi, lo); (0, 0) = empty */
+    size_t n;
+    bool zero;                  /* the id (0, 0) is in */
+} seen_t;
+
+static size_t seen_slot(uint64_t hi, uint64_t lo)
+{
+    return (size_t)(((hi ^ lo) * 0x9E3779B97F4A7C15ull) >> 46) & (SEEN_SLOTS - 1);
+}
+
+static bool seen_has(const seen_t *s, uint64_t hi, uint64_t lo)
+{
+    if (!hi && !lo) return s->zero;
+    for (size_t i = seen_slot(hi, lo);; i = (i + 1) & (SEEN_SLOTS - 1)) {
+        if (s->k[2 * i] == hi && s->k[2 * i + 1] == lo) return true;
+        if (!s->k[2 * i] && !s->k[2 * i + 1]) return false;
+    }
+}
+
+static void seen_put(seen_t *s, uint64_t hi, uint64_t lo)
+{
+    if (!hi && !lo) {
+        s->n += !s->zero;
+        s->zero = true;
+        return;
+    }
+    for (size_t i = seen_slot(hi, lo);; i = (i + 1) & (SEEN_SLOTS - 1)) {
+        if (s->k[2 * i] == hi && s->k[2 * i + 1] == lo) return;
+        if (!s->k[2 * i] && !s->k[2 * i + 1]) {
+            s->k[2 * i] = hi;
+            s->k[2 * i + 1] = lo;
+            s->n++;
+            return;
+        }
+    }
+}
+
+typedef struct u128 {
+    uint64_t hi, lo;
+} u128_t;
+
+static inline bool u128_less(const u128_t *a, const u128_t *b)
+{
+    return a->hi != b->hi ? a->hi < b->hi : a->lo < b->lo;
+}
+
+SQ_DEFINE_SORT(u128_sort, u128_t, u128_less)
+
+/* Keeps the newer half of the ids; the floor goes up to the largest of
+ * the others. */
+static void seen_halve(seen_t *s)
+{
+    size_t n = 0;
+    u128_t *v = xmalloc(2 * s->n * sizeof(*v)); /* the second half: the sort's room */
+    if (s->zero) v[n++] = (u128_t){0, 0};
+    for (size_t i = 0; i < SEEN_SLOTS; i++)
+        if (s->k[2 * i] || s->k[2 * i + 1]) v[n++] = (u128_t){s->k[2 * i], s->k[2 * i + 1]};
+    u128_sort(v, (int)n, v + n);
+    size_t drop = n / 2;
+    if (drop) {
+        u128_t f = v[drop - 1];
+        if (s->floor_none || f.hi > s->fhi || (f.hi == s->fhi && f.lo > s->flo)) {
+            s->fhi = f.hi;
+            s->flo = f.lo;
+        }
+        s->floor_none = false;
+    }
+    memset(s->k, 0, (size_t)SEEN_SLOTS * 2 * sizeof(*s->k));
+    s->n = 0;
+    s->zero = false;
+    for (size_t i = drop; i < n; i++) seen_put(s, v[i].hi, v[i].lo);
+    free(v);
+}
+
+/* The writer's table, made at the first batch with the log's largest id
+ * then (max) as its floor. w.mu held. */
+static seen_t *seen_get(sq_store_t *q, const log_max_t *max)
+{
+    if (q->seen) return q->seen;
+    seen_t *s = xcalloc(1, sizeof(*s));
+    s->k = xcalloc((size_t)SEEN_SLOTS * 2, sizeof(*s->k));
+    /* no blob in the log (empty, or text ids only: they sort below): all
+     * hex ids are new to it */
+    s->floor_none = !max->have || !max->o.hex;
+    s->fhi = max->o.hi;
+    s->flo = max->o.lo;
+    q->seen = s;
+    return s;
+}
+
+/* Is the hex id o known to have no row in the log? */
+static bool seen_new(const seen_t *s, const ord_t *o)
+{
+    if (!s->floor_none && (o->hi < s->fhi || (o->hi == s->fhi && o->lo <= s->flo))) return false;
+    return !seen_has(s, o->hi, o->lo);
+}
+
+static void seen_add(seen_t *s, const ord_t *o)
+{
+    if (s->n + 1 > SEEN_SLOTS / 4 * 3) seen_halve(s);
+    seen_put(s, o->hi, o->lo);
+}
+
+void sq_seen_free(sq_store_t *q)
+{
+    if (!q->seen) return;
+    free(q->seen->k);
+    free(q->seen);
+    q->seen = NULL;
+}
+
+/* A row of the batch waiting for its multi-row INSERT: its record is
+ * scratch[off, off + len), its id idb (hex ids) or its text. */
+typedef struct pend {
+    const ord_t *o;
+    int status;
+    bool first;
+    size_t off, len;
+    unsigned char idb[SQ_ID_BIN];
+} pend_t;
+
+/* Inserts the k pending rows: S_LOG_ADD_N for SQ_LOG_ADD_ROWS of them
+ * (one statement instead of SQ_LOG_ADD_ROWS: SQLite's cost per statement -
+ * halting the VM, opening cursors, its allocations - was a quarter of the
+ * sink's), S_LOG_ADD one by one for fewer. In order: seq keeps arrival. */
+static hr_t log_flush(conn_t *c, pend_t *p, int k, const unsigned char *scratch)
+{
+    sqlite3_stmt *st = sq_stmt(c, k == SQ_LOG_ADD_ROWS ? S_LOG_ADD_N : S_LOG_ADD);
+    if (!st) return HR_ERR;
+    int per = k == SQ_LOG_ADD_ROWS ? k : 1;
+    hr_t r = HR_OK;
+    for (int j = 0; j < k && r == HR_OK; j += per) {
+        for (int t = 0; t < per; t++) {
+            const pend_t *e = &p[j + t];
+            int b = 4 * t;
+            if (e->o->hex) sqlite3_bind_blob(st, b + 1, e->idb, SQ_ID_BIN, SQLITE_STATIC);
+            else bind_hstr(st, b + 1, e->o->m->notification_id);
+            sqlite3_bind_int(st, b + 2, e->status);
+            sqlite3_bind_int(st, b + 3, e->first);
+            sqlite3_bind_blob(st, b + 4, scratch + e->off, (int)e->len, SQLITE_STATIC);
+        }
+        r = sq_step_done(c, st, "status log add");
+    }
+    sqlite3_clear_bindings(st); /* the bound pointers are the caller's */
+    return r;
+}
+
 /* The hot path of the status sink: one transaction (committed early when a
  * short write waits for the writer, see DESIGN atop store_sqlite.c), cached
  * statements, strings bound in place (no copies; per batch one allocation
@@ -362,26 +533,30 @@ static hr_t log_max_id(conn_t *c, log_max_t *max)
  * records). The batch is written in id order: a notification that is new
  * (its id above every id in the log when the transaction began, and not
  * seen earlier in the batch) needs no probe, and the id index is appended
- * to at its right-hand edge. */
+ * to at its right-hand edge. Rows go in SQ_LOG_ADD_ROWS to a statement
+ * (log_flush). A probe only asks about rows stored before the batch (an
+ * id's earlier rows in the batch are its neighbours in the order), so the
+ * rows still pending never change its answer. */
 hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
 {
     sq_store_t *q = sq(s);
     conn_t *c = &q->w;
     run_key_t *keys = xmalloc((size_t)n * sizeof(*keys));
-    ord_t *ord = xmalloc((size_t)n * sizeof(*ord));
-    int nkeys = 0;
-    size_t cap = 1024;
+    ord_t *ord = xmalloc((size_t)n * 2 * sizeof(*ord)); /* the second half: the sort's room */
+    pend_t pend[SQ_LOG_ADD_ROWS];
+    int np = 0, nkeys = 0;
+    size_t cap = 16384, used = 0;
     unsigned char *scratch = xmalloc(cap);
     unsigned char idbuf[SQ_ID_BIN];
     log_max_t max = {0};
     for (int i = 0; i < n; i++) ord[i] = ord_make(recs[i], i);
-    qsort(ord, (size_t)n, sizeof(*ord), ord_cmp);
+    ord_sort(ord, n, ord + n);
     pthread_mutex_lock(&c->mu);
-    sqlite3_stmt *add = sq_stmt(c, S_LOG_ADD);
     sqlite3_stmt *has = sq_stmt(c, S_LOG_HAS);
-    hr_t r = add && has ? sq_tx_begin(c, true) : HR_ERR;
+    hr_t r = has ? sq_tx_begin(c, true) : HR_ERR;
     if (r == HR_OK) r = log_max_id(c, &max);
     if (r != HR_OK) goto out;
+    seen_t *seen = seen_get(q, &max);
     int64_t now = hclock_now_ms();
     bool prev_content = false;  /* the previous record's id has a content row */
     for (int i = 0; i < n && r == HR_OK; i++) {
@@ -389,10 +564,10 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         int64_t at = m->status_at_ms ? m->status_at_ms : now;
         int64_t created = m->created_at_ms ? m->created_at_ms : at;
         bool has_content;
-        ord_bind(&ord[i], add, 1, idbuf); /* the bytes stay in idbuf for both */
         if (i > 0 && ord_id_cmp(&ord[i], &ord[i - 1]) == 0) {
             has_content = prev_content;
-        } else if (max.have && ord_id_cmp(&ord[i], &max.o) <= 0) {
+        } else if (max.have && ord_id_cmp(&ord[i], &max.o) <= 0 &&
+                   !(ord[i].hex && seen_new(seen, &ord[i]))) {
             /* maybe stored before: one probe of the id index */
             ord_bind(&ord[i], has, 1, idbuf);
             int rc = sqlite3_step(has);
@@ -419,18 +594,27 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         /* only a well-formed trace context is kept (the API shows it) */
         if (trace_is_v00(m->traceparent.p, m->traceparent.n)) lr.trace = m->traceparent;
         size_t need = lr_size_max(&lr);
-        if (need > cap) {
-            cap = need;
-            free(scratch);
-            scratch = xmalloc(cap);
+        if (used + need > cap) { /* nothing is bound yet: log_flush binds */
+            while (used + need > cap) cap *= 2;
+            scratch = xrealloc(scratch, cap);
         }
-        size_t len = lr_encode(&lr, scratch);
-        sqlite3_bind_int(add, 2, (int)m->status);
-        sqlite3_bind_int(add, 3, first);
-        sqlite3_bind_blob(add, 4, scratch, (int)len, SQLITE_STATIC);
+        pend_t *e = &pend[np++];
+        e->o = &ord[i];
+        e->status = (int)m->status;
+        e->first = first;
+        e->off = used;
+        e->len = lr_encode(&lr, scratch + used);
+        used += e->len;
+        if (ord[i].hex) {
+            ord_bin(&ord[i], e->idb);
+            seen_add(seen, &ord[i]);
+        }
         if (first) keys[nkeys++] = (run_key_t){m->user_id, created, m->notification_id};
-        r = sq_step_done(c, add, "status log add");
-        if (r == HR_OK && (i + 1) % YIELD_EVERY == 0 && i + 1 < n && atomic_load(&c->waiters) > 0) {
+        if (np < SQ_LOG_ADD_ROWS && i + 1 < n) continue;
+        r = log_flush(c, pend, np, scratch);
+        np = 0;
+        used = 0;
+        if (r == HR_OK && i + 1 < n && atomic_load(&c->waiters) > 0) {
             /* a short write is waiting: commit, let it in, go on */
             r = sq_run_write(q, c, keys, nkeys); /* store_sqlite_runs.c */
             nkeys = 0;
@@ -444,7 +628,6 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     }
     if (r == HR_OK) r = sq_run_write(q, c, keys, nkeys);
     /* the bound pointers belong to the caller: drop them */
-    sqlite3_clear_bindings(add);
     sqlite3_clear_bindings(has);
     if (sqlite3_get_autocommit(c->db) == 0) r = sq_tx_end(c, r);
     /* the batch is stored: a merge that fails is tried again after the next */

@@ -84,6 +84,40 @@ int sq_run_key_cmp(const void *x, const void *y)
     return hstr_cmp(a->id, b->id);
 }
 
+/* A run key while a run is sorted: the first 8 bytes of its user (zero
+ * padded) as an integer, so that most comparisons are one integer
+ * compare; equal ones compare the keys. 16 bytes moved per step instead
+ * of a key's 40. */
+typedef struct key_ref {
+    uint64_t pre;
+    const run_key_t *k;
+} key_ref_t;
+
+static inline bool ref_less(const key_ref_t *a, const key_ref_t *b)
+{
+    if (a->pre != b->pre) return a->pre < b->pre;
+    return sq_run_key_cmp(a->k, b->k) < 0;
+}
+
+SQ_DEFINE_SORT(ref_sort, key_ref_t, ref_less)
+
+/* Sorts keys[0..n) by sq_run_key_cmp. */
+static void key_sort(run_key_t *keys, int n)
+{
+    key_ref_t *ref = xmalloc((size_t)n * 2 * sizeof(*ref)); /* the second half: the sort's room */
+    for (int i = 0; i < n; i++) {
+        char b[8] = {0};
+        if (keys[i].user.n) memcpy(b, keys[i].user.p, keys[i].user.n < 8 ? keys[i].user.n : 8);
+        ref[i] = (key_ref_t){load_be64(b), &keys[i]};
+    }
+    ref_sort(ref, n, ref + n);
+    run_key_t *out = xmalloc((size_t)n * sizeof(*out));
+    for (int i = 0; i < n; i++) out[i] = *ref[i].k;
+    memcpy(keys, out, (size_t)n * sizeof(*keys));
+    free(out);
+    free(ref);
+}
+
 /* ---- the block codec ---- */
 
 /* The value of a lowercase hex digit; -1 for any other byte. */
@@ -371,7 +405,7 @@ static hr_t out_end(run_out_t *o, int level)
 hr_t sq_run_write(sq_store_t *q, conn_t *c, run_key_t *keys, int n)
 {
     if (n == 0) return HR_OK;
-    qsort(keys, (size_t)n, sizeof(*keys), sq_run_key_cmp);
+    key_sort(keys, n);
     run_out_t o;
     hr_t r = out_init(&o, c, q->next_run++);
     for (int i = 0; i < n && r == HR_OK; i++) {

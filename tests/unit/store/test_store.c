@@ -841,6 +841,99 @@ static void test_notif_hstr_not_terminated(void **state)
     notif_row_clear(&r);
 }
 
+/* A large batch is written as it would be one record at a time: new and
+ * stored notifications, several statuses of one id in the batch (some
+ * across the writer's multi-row statements), a later status without
+ * content, pipeline (hex) ids and other ids, in shuffled order. */
+static void test_notif_big_batch(void **state)
+{
+    fx_t *f = *state;
+    enum { OLD = 50, NEW = 100, TWICE = 25, TXT = 25, N = OLD + NEW + TWICE + TXT };
+    char oldid[OLD][33], newid[NEW][33], txt[TXT][8];
+    notif_t recs[N];
+    const notif_t *ptrs[N];
+    for (int k = 0; k < OLD; k++) {
+        snprintf(oldid[k], sizeof(oldid[k]), "%016x%016x", 0x100u, (unsigned)k);
+        recs[k] = mk(oldid[k], "ub", ST_PENDING, 1, 1000 + k, 1000 + k);
+        recs[k].title = HSTR("old");
+        ptrs[k] = &recs[k];
+    }
+    assert_int_equal(store_notif_write_batch(f->s, ptrs, OLD), HR_OK);
+    int n = 0;
+    for (int k = 0; k < NEW; k++) {
+        snprintf(newid[k], sizeof(newid[k]), "%016x%016x", 0x200u, (unsigned)k);
+        recs[n++] = mk(newid[k], "ub", ST_SENT, 1, 2000 + k, 2000 + k);
+    }
+    for (int k = 0; k < OLD; k++) { /* a later status: no content */
+        recs[n] = mk(oldid[k], "ub", ST_DELIVERED, 1, 1000 + k, 3000 + k);
+        recs[n].no_content = true;
+        n++;
+    }
+    for (int k = 0; k < TWICE; k++) recs[n++] = mk(newid[k * 3], "ub", ST_DELIVERED, 1, 2000 + k * 3, 4000);
+    for (int k = 0; k < TXT; k++) {
+        snprintf(txt[k], sizeof(txt[k]), "t%02d", k);
+        recs[n++] = mk(txt[k], "ub", ST_SENT, 2, 5000 + k, 5000 + k);
+    }
+    assert_int_equal(n, N);
+    /* shuffled, but each id's records in their order: the delivered ones
+     * of the new ids after their sent ones */
+    int order[N];
+    for (int i = 0; i < N; i++) order[i] = i;
+    for (int i = 0; i < NEW + OLD; i++) { /* only among the first statuses */
+        int j = (i * 37 + 11) % (NEW + OLD);
+        int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (int i = 0; i < N; i++) ptrs[i] = &recs[order[i]];
+    assert_int_equal(store_notif_write_batch(f->s, ptrs, N), HR_OK);
+
+    notif_row_t r;
+    status_hist_t *h = NULL;
+    int nh = 0;
+    for (int k = 0; k < OLD; k++) {
+        assert_int_equal(store_notif_get(f->s, oldid[k], &r, &h, &nh), HR_OK);
+        assert_int_equal(r.status, ST_DELIVERED);
+        assert_string_equal(r.title, "old");
+        assert_int_equal(r.created_at_ms, 1000 + k);
+        assert_int_equal(nh, 2);
+        assert_int_equal(h[0].status, ST_PENDING);
+        assert_int_equal(h[1].at_ms, 3000 + k);
+        notif_row_clear(&r);
+        status_hist_free(h, nh);
+    }
+    for (int k = 0; k < NEW; k++) {
+        bool twice = k % 3 == 0 && k / 3 < TWICE;
+        assert_int_equal(store_notif_get(f->s, newid[k], &r, &h, &nh), HR_OK);
+        assert_int_equal(r.status, twice ? ST_DELIVERED : ST_SENT);
+        assert_string_equal(r.title, "Kylie posted");
+        assert_int_equal(nh, twice ? 2 : 1);
+        assert_int_equal(h[0].status, ST_SENT);
+        assert_int_equal(h[0].at_ms, 2000 + k);
+        notif_row_clear(&r);
+        status_hist_free(h, nh);
+        bool sent = false;
+        assert_int_equal(store_notif_sent(f->s, newid[k], &sent), HR_OK);
+        assert_true(sent);
+    }
+    for (int k = 0; k < TXT; k++) {
+        assert_int_equal(store_notif_get(f->s, txt[k], &r, &h, &nh), HR_OK);
+        assert_int_equal(r.status, ST_SENT);
+        assert_int_equal(r.attempt, 2);
+        assert_int_equal(nh, 1);
+        notif_row_clear(&r);
+        status_hist_free(h, nh);
+    }
+    /* each notification listed once */
+    notif_row_t *rows = NULL;
+    char *next = NULL;
+    int got = 0;
+    assert_int_equal(store_notif_list_user(f->s, "ub", NULL, 500, &rows, &got, &next), HR_OK);
+    assert_int_equal(got, OLD + NEW + TXT);
+    assert_null(next);
+    notif_rows_free(rows, got);
+}
+
 static void test_notif_list_paging(void **state)
 {
     fx_t *f = *state;
@@ -1177,6 +1270,7 @@ int main(void)
         T(test_notif_batch_invalid_and_empty),
         T(test_notif_hstr_not_terminated),
         T(test_notif_list_paging),
+        T(test_notif_big_batch),
         T(test_persists_across_reopen),
         T(test_purge),
         T(test_concurrent_write_read), T(test_api_keys), T(test_two_stores_share),

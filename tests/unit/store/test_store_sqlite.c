@@ -1102,6 +1102,94 @@ static void test_schema_migrated_from_9(void **state)
     assert_true(strncmp(after, "01900000000000ffffffffffffffffff|e1|u1|", 39) == 0);
 }
 
+/* Writes count statuses (status st, with content) of the ids
+ * "<prefix><k>" for k in [from, from + count), in batches of up to 8192. */
+static void hex_statuses(store_t *s, unsigned prefix, int from, int count, notif_status_t st)
+{
+    enum { B = 8192 };
+    static char ids[B][33];
+    static notif_t recs[B];
+    static const notif_t *ptrs[B];
+    for (int done = 0; done < count;) {
+        int n = count - done < B ? count - done : B;
+        for (int i = 0; i < n; i++) {
+            snprintf(ids[i], sizeof(ids[i]), "%08x%024x", prefix, (unsigned)(from + done + i));
+            recs[i] = status_rec(ids[i], st, "");
+            ptrs[i] = &recs[i];
+        }
+        assert_int_equal(store_notif_write_batch(s, ptrs, n), HR_OK);
+        done += n;
+    }
+}
+
+/* rows, content rows and distinct ids of the status log */
+static void log_counts(const char *dsn, int *rows, int *content, int *ids)
+{
+    sqlite3 *db = db_open_raw(dsn);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), sum(content), count(DISTINCT notification_id)"
+                                            " FROM status_log", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    *rows = sqlite3_column_int(st, 0);
+    *content = sqlite3_column_int(st, 1);
+    *ids = sqlite3_column_int(st, 2);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* The sink skips the "has content?" probe for ids it knows are new (ids
+ * below the log's largest, not stored lately): a notification's content
+ * is still stored once, whether its later statuses come in the same
+ * process (remembered, or forgotten once the memory is full) or after a
+ * reopen, and every notification reads back. */
+static void test_sink_new_ids_below_max(void **state)
+{
+    fx_t *f = *state;
+    int rows, content, ids;
+    hex_statuses(f->s, 0x300, 0, 100, ST_SENT);       /* the log's largest ids */
+    hex_statuses(f->s, 0x200, 0, 100, ST_SENT);       /* below them, new: content */
+    hex_statuses(f->s, 0x200, 0, 100, ST_DELIVERED);  /* again with content: not stored */
+    log_counts(f->dsn, &rows, &content, &ids);
+    assert_int_equal(rows, 300);
+    assert_int_equal(content, 200);
+    assert_int_equal(ids, 200);
+    notif_row_t row;
+    assert_int_equal(store_notif_get(f->s, "00000200000000000000000000000007", &row, NULL, NULL), HR_OK);
+    assert_int_equal(row.status, ST_DELIVERED);
+    assert_string_equal(row.title, "t");
+    notif_row_clear(&row);
+
+    /* another process: what the last one stored is below its floor */
+    fx_reopen(f);
+    hex_statuses(f->s, 0x300, 0, 100, ST_DELIVERED);
+    hex_statuses(f->s, 0x250, 0, 10, ST_SENT); /* new */
+    log_counts(f->dsn, &rows, &content, &ids);
+    assert_int_equal(rows, 410);
+    assert_int_equal(content, 210);
+    assert_int_equal(ids, 210);
+
+    /* more new ids than the memory holds: the oldest are forgotten (and
+     * probed again), the newest remembered; both keep one content row */
+    enum { MANY = 210000 };
+    hex_statuses(f->s, 0x400, 0, MANY, ST_SENT);
+    hex_statuses(f->s, 0x400, 0, 10, ST_DELIVERED);
+    hex_statuses(f->s, 0x400, MANY - 10, 10, ST_DELIVERED);
+    hex_statuses(f->s, 0x380, 0, 10, ST_SENT); /* new, below the floor now */
+    log_counts(f->dsn, &rows, &content, &ids);
+    assert_int_equal(rows, 410 + MANY + 20 + 10);
+    assert_int_equal(content, 210 + MANY + 10);
+    assert_int_equal(ids, 210 + MANY + 10);
+    char id[33];
+    snprintf(id, sizeof(id), "%08x%024x", 0x400u, (unsigned)(MANY - 1));
+    assert_int_equal(store_notif_get(f->s, id, &row, NULL, NULL), HR_OK);
+    assert_int_equal(row.status, ST_DELIVERED);
+    notif_row_clear(&row);
+    assert_int_equal(store_notif_get(f->s, "00000380000000000000000000000003", &row, NULL, NULL), HR_OK);
+    assert_int_equal(row.status, ST_SENT);
+    notif_row_clear(&row);
+}
+
 /* One run holding users that share their first 8 bytes or are shorter
  * than 8 (the run's sort compares an 8-byte prefix first): each user's
  * listing has exactly its own notifications, newest first. */
@@ -1275,6 +1363,7 @@ int main(void)
         T(test_schema_migrated_from_7),
         T(test_schema_migrated_from_8),
         T(test_schema_migrated_from_9),
+        T(test_sink_new_ids_below_max),
         T(test_batch_id_order),
         T(test_user_runs_merge),
         T(test_run_users_prefix),
