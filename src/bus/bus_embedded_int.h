@@ -61,6 +61,11 @@
 #define MAX_PARTITIONS 1024
 #define NAME_MAX_LEN 127
 #define AUTOCOMMIT_MS 1000
+/* The committer writes the offsets files at most once per this many ms
+ * (commits in between are folded into the next round). */
+#define COMMIT_ROUND_MS 100
+/* An offsets journal longer than this is rewritten whole (compacted). */
+#define OFFSETS_COMPACT_BYTES ((int64_t)1 << 20)
 #define HOUSEKEEP_MS 1000
 /* Resynchronising after damage accepts a record whose offset is at most this
  * far past what the skipped bytes could hold (failed writes leave gaps). */
@@ -199,9 +204,16 @@ typedef struct group {
     size_t noffs, coffs;
     uint64_t ver;             /* bumped when offs change (under mu) */
     /* The offsets file: one writer at a time (save_mu, taken before mu);
-     * saved_ver is the ver it holds. */
+     * saved_ver is the ver it holds. The file is a journal (bus_embedded_group.c):
+     * fd appends to it (-1: not open), flen is its length known good,
+     * rewrite says the next save writes it whole (missing, the old format,
+     * a bad line, a failed append, or grown past OFFSETS_COMPACT_BYTES).
+     * All three under save_mu. */
     pthread_mutex_t save_mu;
     uint64_t saved_ver;
+    int fd;
+    int64_t flen;
+    bool rewrite;
 } group_t;
 
 /* A partition owned by a consumer. */
