@@ -156,7 +156,10 @@ typedef struct part {
     _Atomic int64_t hw;    /* offset after the last readable record */
     _Atomic int64_t acked; /* every record below this offset has been acked */
     int64_t fl_end;        /* flusher: acked becomes this after the flush's acks */
-    uint64_t fl_seq;       /* flusher: the last flush (b->fl_seq) that wrote records here */
+    /* the consumers owning this partition (one per group reading it), for
+     * the flusher's wake-ups; under the bus's cons_mu (emb_cons_set_parts) */
+    struct emb_consumer **wcons;
+    size_t nwcons, cwcons;
 } part_t;
 
 struct topic {
@@ -256,6 +259,7 @@ struct emb_consumer {
     _Atomic int sleeping;
     part_t **wparts;
     size_t nwparts, cwparts;
+    uint64_t woke_seq; /* flusher, under cons_mu: the last flush that woke it */
 };
 
 typedef struct emb_bus {
@@ -305,7 +309,7 @@ typedef struct emb_bus {
     size_t nfl_out, cfl_out;
     part_t **fl_parts;        /* partitions flushed, whose acked moves after the acks */
     size_t nfl_parts, cfl_parts;
-    uint64_t fl_seq;          /* flushes so far (part_t.fl_seq) */
+    uint64_t fl_seq;          /* flushes so far (emb_consumer_t.woke_seq) */
 
     /* the committer (bus_embedded_group.c): writes the offsets files of
      * asynchronous commits, so that no polling thread waits for an fsync */
