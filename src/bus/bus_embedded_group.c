@@ -8,10 +8,13 @@
 #include "core/log.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LOGC "bus"
 
@@ -52,27 +55,118 @@ static int64_t group_saved(group_t *g, const char *topic, int32_t part)
     return o ? o->saved : -1;
 }
 
+/* ---- the offsets file: a journal ----
+ *
+ * groups/<group>.offsets comes in two formats, told apart by its first line:
+ *
+ *   v1 (and a file without that header): "<topic> <partition> <next-offset>"
+ *      a line, always written whole (temporary file, fsync, rename, fsync of
+ *      the directory). Written by older versions; still read.
+ *   v2, a journal: the header OFFSETS_V2, then lines
+ *      "<topic> <partition> <next-offset> <crc>", crc being the CRC-32C of
+ *      the text before its space, 8 hex digits. A save appends one line per
+ *      partition whose offset changed, with one write() and one fdatasync;
+ *      the last valid line of a partition wins.
+ *
+ * Why a journal: rewriting the file took a new inode, two fsyncs and a
+ * rename per group per round, and with a dozen stage workers committing
+ * every 100 ms that was the largest share of the bus's own CPU (29 % at 30k
+ * notifications/s); an append takes one write and one fdatasync, and the
+ * committer runs at most one round per COMMIT_ROUND_MS.
+ *
+ * A line that fails its CRC, or the last one without its newline (an append
+ * torn by a crash, a power loss or a failed write), is ignored: its
+ * partition keeps the offset of its previous line, so a crash only ever
+ * replays, never skips. The next save after loading a v1 file or one with
+ * a bad line, after a failed append, or once the journal passed
+ * OFFSETS_COMPACT_BYTES, writes the file whole again (v2, one line per
+ * partition, the old atomic way): that upgrades old files in place and
+ * compacts the journal. An older herald reading a v2 file takes the first
+ * three fields of each line, the last line of a partition winning. */
+#define OFFSETS_V2 "# herald group offsets v2: topic partition next-offset crc32c; the last line of a partition wins\n"
+#define OFFSETS_V2_TAG "# herald group offsets v2"
+
+static size_t offsets_line(char *out, size_t cap, const char *topic, int32_t part, int64_t off)
+{
+    int n = snprintf(out, cap, "%s %d %" PRId64, topic, (int)part, off);
+    if (n < 0 || (size_t)n + 10 >= cap) return 0;
+    uint32_t crc = crc32c(0, out, (size_t)n);
+    n += snprintf(out + n, cap - (size_t)n, " %08x\n", crc);
+    return (size_t)n;
+}
+
+/* One line of the file (without its newline); false when it is not a valid
+ * entry of the format. */
+static bool offsets_parse(const char *line, size_t len, bool v2, char *topic, int *part, long long *off)
+{
+    char buf[512];
+    if (len == 0 || len >= sizeof(buf) || line[0] == '#') return false;
+    memcpy(buf, line, len);
+    buf[len] = '\0';
+    if (!v2) return sscanf(buf, "%127s %d %lld", topic, part, off) == 3;
+    const char *sp = memrchr(buf, ' ', len);
+    if (!sp || buf + len - (sp + 1) != 8) return false;
+    uint32_t crc = 0;
+    for (const char *q = sp + 1; q < buf + len; q++) {
+        int d = *q >= '0' && *q <= '9' ? *q - '0' : *q >= 'a' && *q <= 'f' ? *q - 'a' + 10 : -1;
+        if (d < 0) return false;
+        crc = crc << 4 | (uint32_t)d;
+    }
+    size_t body = (size_t)(sp - buf);
+    if (crc32c(0, buf, body) != crc) return false;
+    int used = -1;
+    buf[body] = '\0';
+    return sscanf(buf, "%127s %d %lld%n", topic, part, off, &used) == 3 && (size_t)used == body;
+}
+
+/* Reads the group's offsets file (either format); notes whether the next
+ * save must write it whole. */
 static void group_load(group_t *g)
 {
-    FILE *f = fopen(g->path, "re");
-    if (!f) return;
-    char line[512], topic[NAME_MAX_LEN + 1];
+    g->fd = -1;
+    g->flen = 0;
+    g->rewrite = true;
+    int fd = open(g->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    size_t cap = 64 << 10, len = 0;
+    char *text = xmalloc(cap);
+    for (;;) {
+        if (len == cap) text = xrealloc(text, cap *= 2);
+        ssize_t r = read(fd, text + len, cap - len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        len += (size_t)r;
+    }
+    close(fd);
+    size_t tag = strlen(OFFSETS_V2_TAG);
+    bool v2 = len >= tag && memcmp(text, OFFSETS_V2_TAG, tag) == 0, bad = false;
+    char topic[NAME_MAX_LEN + 1];
     int part;
     long long off;
-    while (fgets(line, sizeof(line), f)) {
-        if (line[0] == '#') continue;
-        if (sscanf(line, "%127s %d %lld", topic, &part, &off) != 3) continue;
-        if (!emb_name_ok(topic) || part < 0 || off < 0) continue;
-        goff_t *o = goff_get(g, topic, part);
-        o->off = o->saved = off;
+    for (size_t pos = 0; pos < len;) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - text) : len;
+        bool ok = (nl || !v2) && offsets_parse(text + pos, end - pos, v2, topic, &part, &off) &&
+                  emb_name_ok(topic) && part >= 0 && off >= 0;
+        if (ok) {
+            goff_t *o = goff_get(g, topic, part);
+            o->off = o->saved = off;
+        } else if (v2 && text[pos] != '#') {
+            bad = true;
+        }
+        pos = end + 1;
     }
-    fclose(f);
+    free(text);
+    if (bad) log_warn(LOGC, "%s: ignored damaged or torn lines (the file is rewritten at the next commit)", g->path);
+    g->flen = (int64_t)len;
+    g->rewrite = !v2 || bad;
 }
 
 /* Writes the group's committed offsets to its file unless it holds them
- * already. Neither g->mu nor save_mu held: the offsets are copied under mu,
- * and the file (with its fsyncs) is written outside it, so that members
- * committing meanwhile do not wait for the disk. */
+ * already: appends the changed ones to the journal, or writes the file whole
+ * (g->rewrite, or compaction). Neither g->mu nor save_mu held: the offsets
+ * are copied under mu, and the file (with its fsyncs) is written outside it,
+ * so that members committing meanwhile do not wait for the disk. */
 static hr_t group_save(emb_bus_t *b, group_t *g)
 {
     pthread_mutex_lock(&g->save_mu);
@@ -82,23 +176,47 @@ static hr_t group_save(emb_bus_t *b, group_t *g)
         pthread_mutex_unlock(&g->save_mu);
         return HR_OK;
     }
+    bool whole = g->rewrite || g->flen > OFFSETS_COMPACT_BYTES;
     uint64_t ver = g->ver;
     size_t n = g->noffs;
     int64_t *snap = xmalloc((n ? n : 1) * sizeof(*snap));
-    size_t cap = 64 + n * (NAME_MAX_LEN + 48), len = 0;
+    size_t cap = sizeof(OFFSETS_V2) + n * (NAME_MAX_LEN + 48), len = 0;
     char *text = xmalloc(cap);
-    len += (size_t)snprintf(text, cap, "# herald group offsets v1: topic partition next-offset\n");
+    if (whole) {
+        memcpy(text, OFFSETS_V2, sizeof(OFFSETS_V2) - 1);
+        len = sizeof(OFFSETS_V2) - 1;
+    }
     for (size_t i = 0; i < n; i++) {
         snap[i] = g->offs[i].off;
-        if (g->offs[i].off < 0) continue;
-        len += (size_t)snprintf(text + len, cap - len, "%s %d %" PRId64 "\n", g->offs[i].topic,
-                                (int)g->offs[i].part, g->offs[i].off);
+        if (g->offs[i].off < 0 || (!whole && g->offs[i].off == g->offs[i].saved)) continue;
+        len += offsets_line(text + len, cap - len, g->offs[i].topic, g->offs[i].part, g->offs[i].off);
     }
     pthread_mutex_unlock(&g->mu);
 
-    char *gdir = xasprintf("%s/groups", b->dir);
-    hr_t r = emb_write_file_atomic(gdir, g->path, text, len);
-    free(gdir);
+    hr_t r = HR_OK;
+    if (whole) {
+        char *gdir = xasprintf("%s/groups", b->dir);
+        r = emb_write_file_atomic(gdir, g->path, text, len);
+        free(gdir);
+        if (r == HR_OK) {
+            if (g->fd >= 0) close(g->fd);
+            g->fd = open(g->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+            g->flen = (int64_t)len;
+            g->rewrite = g->fd < 0;
+        }
+    } else if (len > 0) {
+        if (g->fd < 0) g->fd = open(g->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+        if (g->fd < 0 || emb_write_all(g->fd, text, len) != HR_OK || fdatasync(g->fd) != 0) {
+            log_error(LOGC, "append to %s: %s", g->path, strerror(errno));
+            /* a partial line may be left: cut it off, and write the file whole next time */
+            if (g->fd >= 0 && ftruncate(g->fd, g->flen) != 0)
+                log_warn(LOGC, "truncate %s: %s", g->path, strerror(errno));
+            g->rewrite = true;
+            r = HR_ERR;
+        } else {
+            g->flen += (int64_t)len;
+        }
+    }
     free(text);
     if (r == HR_OK) {
         /* entries are only ever appended: the first n are the ones copied */
@@ -139,6 +257,7 @@ void emb_group_free(group_t *g)
     free(g->members);
     free(g->name);
     free(g->path);
+    if (g->fd >= 0) close(g->fd);
     pthread_mutex_destroy(&g->mu);
     pthread_mutex_destroy(&g->save_mu);
     free(g);
@@ -262,8 +381,10 @@ hr_t emb_commit_async(bus_consumer_t *bc)
     commit_stored(c);
     if (!b->committer_started) return group_save(b, c->g);
     pthread_mutex_lock(&b->cm_mu);
-    b->cm_due = true;
-    pthread_cond_signal(&b->cm_cv);
+    if (!b->cm_due) { /* already due: the committer knows */
+        b->cm_due = true;
+        pthread_cond_signal(&b->cm_cv);
+    }
     pthread_mutex_unlock(&b->cm_mu);
     return HR_OK;
 }
@@ -285,13 +406,21 @@ static void save_all(emb_bus_t *b)
     free(gs);
 }
 
+/* At most one round of saves per COMMIT_ROUND_MS: the stages' workers
+ * commit every pipeline.commit_interval_ms each, and a round per commit ran
+ * the committer back to back; the commits of one round's wait are folded
+ * into the next (a crash loses at most those: their work is replayed). */
 static void *committer_main(void *arg)
 {
     emb_bus_t *b = arg;
+    int64_t next_round = 0;
     pthread_mutex_lock(&b->cm_mu);
     for (;;) {
         while (!b->cm_due && !b->cm_stop) pthread_cond_wait(&b->cm_cv, &b->cm_mu);
         if (!b->cm_due) break;
+        while (!b->cm_stop && hclock_mono_ns() < next_round)
+            if (cond_wait_until(&b->cm_cv, &b->cm_mu, next_round) == ETIMEDOUT) break;
+        next_round = hclock_mono_ns() + (int64_t)COMMIT_ROUND_MS * 1000000;
         b->cm_due = false;
         pthread_mutex_unlock(&b->cm_mu);
         save_all(b);
@@ -304,7 +433,7 @@ static void *committer_main(void *arg)
 hr_t emb_committer_start(emb_bus_t *b)
 {
     pthread_mutex_init(&b->cm_mu, NULL);
-    pthread_cond_init(&b->cm_cv, NULL);
+    cond_init_mono(&b->cm_cv);
     if (pthread_create(&b->committer, NULL, committer_main, b) != 0) return HR_ERR;
     b->committer_started = true;
     return HR_OK;

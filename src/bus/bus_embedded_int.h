@@ -61,6 +61,11 @@
 #define MAX_PARTITIONS 1024
 #define NAME_MAX_LEN 127
 #define AUTOCOMMIT_MS 1000
+/* The committer writes the offsets files at most once per this many ms
+ * (commits in between are folded into the next round). */
+#define COMMIT_ROUND_MS 100
+/* An offsets journal longer than this is rewritten whole (compacted). */
+#define OFFSETS_COMPACT_BYTES ((int64_t)1 << 20)
 #define HOUSEKEEP_MS 1000
 /* Resynchronising after damage accepts a record whose offset is at most this
  * far past what the skipped bytes could hold (failed writes leave gaps). */
@@ -151,7 +156,10 @@ typedef struct part {
     _Atomic int64_t hw;    /* offset after the last readable record */
     _Atomic int64_t acked; /* every record below this offset has been acked */
     int64_t fl_end;        /* flusher: acked becomes this after the flush's acks */
-    uint64_t fl_seq;       /* flusher: the last flush (b->fl_seq) that wrote records here */
+    /* the consumers owning this partition (one per group reading it), for
+     * the flusher's wake-ups; under the bus's cons_mu (emb_cons_set_parts) */
+    struct emb_consumer **wcons;
+    size_t nwcons, cwcons;
 } part_t;
 
 struct topic {
@@ -199,9 +207,16 @@ typedef struct group {
     size_t noffs, coffs;
     uint64_t ver;             /* bumped when offs change (under mu) */
     /* The offsets file: one writer at a time (save_mu, taken before mu);
-     * saved_ver is the ver it holds. */
+     * saved_ver is the ver it holds. The file is a journal (bus_embedded_group.c):
+     * fd appends to it (-1: not open), flen is its length known good,
+     * rewrite says the next save writes it whole (missing, the old format,
+     * a bad line, a failed append, or grown past OFFSETS_COMPACT_BYTES).
+     * All three under save_mu. */
     pthread_mutex_t save_mu;
     uint64_t saved_ver;
+    int fd;
+    int64_t flen;
+    bool rewrite;
 } group_t;
 
 /* A partition owned by a consumer. */
@@ -244,6 +259,7 @@ struct emb_consumer {
     _Atomic int sleeping;
     part_t **wparts;
     size_t nwparts, cwparts;
+    uint64_t woke_seq; /* flusher, under cons_mu: the last flush that woke it */
 };
 
 typedef struct emb_bus {
@@ -293,7 +309,7 @@ typedef struct emb_bus {
     size_t nfl_out, cfl_out;
     part_t **fl_parts;        /* partitions flushed, whose acked moves after the acks */
     size_t nfl_parts, cfl_parts;
-    uint64_t fl_seq;          /* flushes so far (part_t.fl_seq) */
+    uint64_t fl_seq;          /* flushes so far (emb_consumer_t.woke_seq) */
 
     /* the committer (bus_embedded_group.c): writes the offsets files of
      * asynchronous commits, so that no polling thread waits for an fsync */

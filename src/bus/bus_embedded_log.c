@@ -535,6 +535,7 @@ static void part_free(part_t *p)
     free(p->fbuf);
     free(p->facks);
     free(p->fidx);
+    free(p->wcons);
     free(p->dir);
     pthread_mutex_destroy(&p->mu);
     pthread_mutex_destroy(&p->seg_mu);
