@@ -402,8 +402,9 @@ static void test_many_domains(void **state)
 
 /* What an entry costs: a user like the benchmark's (8-byte id, e-mail at a
  * shared domain, phone, one 52-byte push token, locale and zone) takes at
- * most 88 bytes of the budget, and a cache sized for it holds nearly all
- * of them despite set conflicts. */
+ * most 88 bytes of the budget, and a cache sized for it holds all of them:
+ * with two sets to choose from (recipients.c), none is left out by a full
+ * set at 61 % of the slots taken (with one set ~2-3 % were). */
 static void test_entry_bytes(void **state)
 {
     fx_t *f = *state;
@@ -434,7 +435,7 @@ static void test_entry_bytes(void **state)
     print_message("%lld of %d users cached, %.1f bytes per entry, %.1f with the sets\n",
                   (long long)st.entries, N, per, (double)st.bytes / (double)st.entries);
     assert_true(per <= 88.0);
-    assert_true(st.entries >= N * 97 / 100);
+    assert_int_equal(st.entries, N);
     recip_cache_free(c);
     free(us);
     free(ids);
