@@ -432,7 +432,24 @@ static char *unpack(pstr_t s, char *out)
     uint32_t mask = (1u << width) - 1, acc = 0;
     int bits = 0;
     const unsigned char *p = s.p;
-    for (size_t i = 0; i < s.n; i++) {
+    size_t i = 0;
+    /* whole groups first (4 characters in 3 bytes, or 2 in 1): a push
+     * token is most of a recipient's characters */
+    if (s.form == PS_SIX) {
+        for (; i + 4 <= s.n; i += 4, p += 3) {
+            uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+            out[i] = abc[v & 63];
+            out[i + 1] = abc[(v >> 6) & 63];
+            out[i + 2] = abc[(v >> 12) & 63];
+            out[i + 3] = abc[v >> 18];
+        }
+    } else {
+        for (; i + 2 <= s.n; i += 2, p++) {
+            out[i] = abc[*p & 15];
+            out[i + 1] = abc[*p >> 4];
+        }
+    }
+    for (; i < s.n; i++) {
         if (bits < width) {
             acc |= (uint32_t)*p++ << bits;
             bits += 8;
