@@ -789,7 +789,9 @@ static bool insert(recip_cache_t *c, rentry_t *e, int32_t now_s)
     pthread_mutex_lock(mu);
     uint64_t *old = find(c, e->data, e->idlen, h);
     if (old) entry_drop(c, old);
-    /* the emptier of the id's two sets (the first on a tie) */
+    /* the id's first set while it has two free ways or more (so that
+     * nearly every entry is in its first set and a lookup seldom reads a
+     * second line), else the emptier of the two */
     size_t s2 = alt_set(c, s, h);
     uint64_t *ways[2 * WAYS];
     int nways = 0, empty[2] = {0, 0};
@@ -800,7 +802,7 @@ static bool insert(recip_cache_t *c, rentry_t *e, int32_t now_s)
             empty[k] += !*v;
         }
     uint64_t *victim = NULL;
-    int from = empty[1] > empty[0] ? WAYS : 0;
+    int from = empty[0] < 2 && empty[1] > empty[0] ? WAYS : 0;
     for (int w = from; w < from + WAYS && !victim; w++)
         if (!*ways[w]) victim = ways[w];
     /* CLOCK over both sets: the first way not used since the last sweep */
@@ -994,22 +996,21 @@ static void probe_ahead(recip_cache_t *c, const char *const *ids, int n, uint32_
     for (int k = 0; k < n; k++) {
         ls[k] = ids[k] ? strlen(ids[k]) : 0;
         hs[k] = ls[k] ? id_hash(ids[k], ls[k]) : 0;
-        if (!ls[k]) continue;
-        size_t s = set_of(c, hs[k]);
-        __builtin_prefetch(&c->slots[s * WAYS]);
-        __builtin_prefetch(&c->slots[alt_set(c, s, hs[k]) * WAYS]);
+        if (ls[k]) __builtin_prefetch(&c->slots[set_of(c, hs[k]) * WAYS]);
     }
     for (int k = 0; k < n; k++) {
         if (!ls[k]) continue;
-        size_t s = set_of(c, hs[k]), s2 = alt_set(c, s, hs[k]);
-        for (int w = 0; w < (s2 != s ? 2 : 1) * WAYS; w++) {
-            const uint64_t *v = &c->slots[(w < WAYS ? s : s2) * WAYS + w % WAYS];
-            uint64_t x = __atomic_load_n(v, __ATOMIC_RELAXED);
+        size_t s = set_of(c, hs[k]);
+        bool tagged = false;
+        for (int w = 0; w < WAYS; w++) {
+            uint64_t x = __atomic_load_n(&c->slots[s * WAYS + w], __ATOMIC_RELAXED);
             if (!slot_tag_is(x, hs[k])) continue;
             const char *e = (const char *)slot_entry(x);
             __builtin_prefetch(e);
             __builtin_prefetch(e + 64); /* entries are ~90 bytes, not line-aligned */
+            tagged = true;
         }
+        if (!tagged) __builtin_prefetch(&c->slots[alt_set(c, s, hs[k]) * WAYS]); /* rare */
     }
 }
 
