@@ -20,9 +20,18 @@
  * 32-bit hash, and each pointer carries the high 16 bits of that hash in
  * its unused top bits (user-space addresses fit in 48 bits), so a set of 8
  * is one 64-byte cache line and a lookup reads an entry only when its tag
- * matches. 8 ways instead of 4: at two slots per entry about 1 % of
- * entries conflict out of their set instead of ~4 %. Sets are guarded by
- * NSTRIPES mutexes (set % NSTRIPES). A reader copies a hit out under the
+ * matches. Two choices: an id may live in its set or in a second one
+ * (alt_set: the same set with the bits above the stripe's changed by a
+ * value from the hash), and an entry goes to the emptier of the two. With
+ * one set, at two slots per entry about 1 % of entries conflicted out of
+ * their set (8 ways; ~4 % with 4), and each of those was read from the
+ * store again and again, evicting a neighbour: 0.8 % of the benchmark's
+ * lookups (1M users) missed, and those misses were 12 % of fan-out's CPU
+ * (a miss costs ~60 us: three index probes through the reader's page
+ * cache). With two, no set overflows before the byte budget binds. A
+ * lookup reads the second set's line only when the first lacks the id.
+ * Sets are guarded by NSTRIPES mutexes (set % NSTRIPES, the same for both
+ * of an id's sets). A reader copies a hit out under the
  * lock and unpacks its copy, so entries can be replaced by other threads at
  * any time.
  *
@@ -32,6 +41,9 @@
  * up again. The slab and the set array are mapped with MADV_HUGEPAGE: with
  * 4 KiB pages nearly every lookup of a large cache missed the TLB (measured:
  * find() fell from 17.6 % to 4.1 % of fan-out's samples with huge pages).
+ * A prefetch starts the lookups of PROBE_GROUP ids at once (probe_ahead:
+ * the sets' lines, then the entries their tags point at), so that their
+ * cache misses overlap instead of coming one after another.
  */
 #include "stage/recipients.h"
 
@@ -51,6 +63,7 @@
 #define EST_ENTRY_BYTES 88      /* sizing guess per entry (one device, e-mail, phone) */
 #define MAX_ENTRY_BYTES 2048    /* larger users are not cached (read on every use) */
 #define PREFETCH_CHUNK 512
+#define PROBE_GROUP 16          /* ids whose lookups probe_ahead() starts together */
 #define ATOMS_MAX 16384         /* distinct short strings a cache interns */
 #define ATOM_HASH 32768         /* open-addressing slots (power of two, > 2 * ATOMS_MAX) */
 #define ATOM_LEN_MAX 255        /* longer strings are stored inline */
@@ -419,7 +432,24 @@ static char *unpack(pstr_t s, char *out)
     uint32_t mask = (1u << width) - 1, acc = 0;
     int bits = 0;
     const unsigned char *p = s.p;
-    for (size_t i = 0; i < s.n; i++) {
+    size_t i = 0;
+    /* whole groups first (4 characters in 3 bytes, or 2 in 1): a push
+     * token is most of a recipient's characters */
+    if (s.form == PS_SIX) {
+        for (; i + 4 <= s.n; i += 4, p += 3) {
+            uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+            out[i] = abc[v & 63];
+            out[i + 1] = abc[(v >> 6) & 63];
+            out[i + 2] = abc[(v >> 12) & 63];
+            out[i + 3] = abc[v >> 18];
+        }
+    } else {
+        for (; i + 2 <= s.n; i += 2, p++) {
+            out[i] = abc[*p & 15];
+            out[i + 1] = abc[*p >> 4];
+        }
+    }
+    for (; i < s.n; i++) {
         if (bits < width) {
             acc |= (uint32_t)*p++ << bits;
             bits += 8;
@@ -500,22 +530,43 @@ static void entry_drop(recip_cache_t *c, uint64_t *slot)
     atomic_fetch_sub(&c->bytes, (int64_t)cost_of(size));
     atomic_fetch_sub(&c->entries, 1);
     store_free(c, e, size);
-    *slot = 0;
+    __atomic_store_n(slot, 0, __ATOMIC_RELAXED); /* probe_ahead reads slots unlocked */
 }
 
 static size_t set_of(const recip_cache_t *c, uint32_t h) { return h & (c->nsets - 1); }
 static pthread_mutex_t *stripe(recip_cache_t *c, size_t set) { return &c->stripes[set % NSTRIPES]; }
 
-/* stripe lock held */
-static uint64_t *find(recip_cache_t *c, const char *id, size_t idl, uint32_t h)
+/* The other set an id of hash h may live in (two choices, see the top):
+ * set s with the bits above the stripe's changed by a value made from the
+ * hash, so that both sets are under the same stripe lock; s itself when
+ * the table is too small to have another. */
+static size_t alt_set(const recip_cache_t *c, size_t s, uint32_t h)
 {
-    uint64_t *set = &c->slots[set_of(c, h) * WAYS];
+    size_t groups = c->nsets / NSTRIPES;
+    if (groups < 2) return s;
+    uint32_t x = h * UINT32_C(0x9e3779b1);
+    x ^= x >> 15;
+    size_t v = (size_t)x & (groups - 1);
+    return s ^ ((v ? v : 1) * NSTRIPES);
+}
+
+static uint64_t *find_in(uint64_t *set, const char *id, size_t idl, uint32_t h)
+{
     for (int w = 0; w < WAYS; w++) {
         if (!slot_tag_is(set[w], h)) continue;
         const rentry_t *e = slot_entry(set[w]);
         if (e->idlen == idl && memcmp(e->data, id, idl) == 0) return &set[w];
     }
     return NULL;
+}
+
+/* stripe lock held */
+static uint64_t *find(recip_cache_t *c, const char *id, size_t idl, uint32_t h)
+{
+    size_t s = set_of(c, h), s2 = alt_set(c, s, h);
+    uint64_t *e = find_in(&c->slots[s * WAYS], id, idl, h);
+    if (!e && s2 != s) e = find_in(&c->slots[s2 * WAYS], id, idl, h);
+    return e;
 }
 
 void recip_cache_free(recip_cache_t *c)
@@ -738,27 +789,39 @@ static bool insert(recip_cache_t *c, rentry_t *e, int32_t now_s)
     pthread_mutex_lock(mu);
     uint64_t *old = find(c, e->data, e->idlen, h);
     if (old) entry_drop(c, old);
-    uint64_t *set = &c->slots[s * WAYS];
-    int victim = -1;
-    for (int w = 0; w < WAYS && victim < 0; w++)
-        if (!set[w]) victim = w;
-    /* CLOCK within the set: the first way not used since the last sweep */
-    for (int pass = 0; pass < 2 && victim < 0; pass++)
-        for (int w = 0; w < WAYS && victim < 0; w++) {
-            rentry_t *x = slot_entry(set[w]);
-            if (!(x->flags & F_USED)) victim = w;
+    /* the id's first set while it has two free ways or more (so that
+     * nearly every entry is in its first set and a lookup seldom reads a
+     * second line), else the emptier of the two */
+    size_t s2 = alt_set(c, s, h);
+    uint64_t *ways[2 * WAYS];
+    int nways = 0, empty[2] = {0, 0};
+    for (int k = 0; k < (s2 != s ? 2 : 1); k++)
+        for (int w = 0; w < WAYS; w++) {
+            uint64_t *v = &c->slots[(k ? s2 : s) * WAYS + w];
+            ways[nways++] = v;
+            empty[k] += !*v;
+        }
+    uint64_t *victim = NULL;
+    int from = empty[0] < 2 && empty[1] > empty[0] ? WAYS : 0;
+    for (int w = from; w < from + WAYS && !victim; w++)
+        if (!*ways[w]) victim = ways[w];
+    /* CLOCK over both sets: the first way not used since the last sweep */
+    for (int pass = 0; pass < 2 && !victim; pass++)
+        for (int w = 0; w < nways && !victim; w++) {
+            rentry_t *x = slot_entry(*ways[w]);
+            if (!(x->flags & F_USED)) victim = ways[w];
             else x->flags &= (uint8_t)~F_USED;
         }
-    if (victim < 0) victim = 0;
-    int64_t freed = set[victim] ? (int64_t)cost_of(entry_size(slot_entry(set[victim]))) : 0;
+    if (!victim) victim = ways[0];
+    int64_t freed = *victim ? (int64_t)cost_of(entry_size(slot_entry(*victim))) : 0;
     bool ok = atomic_load(&c->bytes) - freed + (int64_t)cost <= (int64_t)c->max_bytes;
     if (ok) {
-        entry_drop(c, &set[victim]);
+        entry_drop(c, victim);
         rentry_t *copy = store_alloc(c, size);
         ok = copy != NULL;
         if (ok) {
             memcpy(copy, e, size);
-            set[victim] = slot_make(copy, h);
+            __atomic_store_n(victim, slot_make(copy, h), __ATOMIC_RELAXED); /* probe_ahead */
             atomic_fetch_add(&c->bytes, (int64_t)cost);
             atomic_fetch_add(&c->entries, 1);
         }
@@ -901,12 +964,11 @@ void recip_sync(recip_reader_t *rd)
     rd->epoch = now;
 }
 
-/* Copies id's entry into l when it is cached and fresh (marking it used);
- * its offset, or OFF_NONE. */
-static uint32_t copy_hit(recip_cache_t *c, const char *id, int32_t now_s, recip_list_t *l)
+/* Copies id (idl bytes, hash h) 's entry into l when it is cached and
+ * fresh (marking it used); its offset, or OFF_NONE. */
+static uint32_t copy_hit(recip_cache_t *c, const char *id, size_t idl, uint32_t h, int32_t now_s,
+                         recip_list_t *l)
 {
-    size_t idl = strlen(id);
-    uint32_t h = id_hash(id, idl);
     pthread_mutex_t *mu = stripe(c, set_of(c, h));
     uint32_t off = OFF_NONE;
     pthread_mutex_lock(mu);
@@ -918,6 +980,38 @@ static uint32_t copy_hit(recip_cache_t *c, const char *id, int32_t now_s, recip_
     }
     pthread_mutex_unlock(mu);
     return off;
+}
+
+/* The lookups of a group of ids, made ahead in two passes: the hash of
+ * every id (hs, ls: its length, 0 for none) and a prefetch of its set's
+ * line; then, those lines on their way, a prefetch of the entries whose
+ * tags match. A large cache's sets and entries are nearly all cache (and
+ * TLB) misses: this way a group's misses overlap instead of coming one
+ * after another. The sets are read here without their locks, as hints for
+ * the prefetch only (an entry replaced meanwhile costs a useless prefetch,
+ * never a fault: a prefetch does not fault); the lookups themselves are
+ * made under the lock. */
+static void probe_ahead(recip_cache_t *c, const char *const *ids, int n, uint32_t *hs, size_t *ls)
+{
+    for (int k = 0; k < n; k++) {
+        ls[k] = ids[k] ? strlen(ids[k]) : 0;
+        hs[k] = ls[k] ? id_hash(ids[k], ls[k]) : 0;
+        if (ls[k]) __builtin_prefetch(&c->slots[set_of(c, hs[k]) * WAYS]);
+    }
+    for (int k = 0; k < n; k++) {
+        if (!ls[k]) continue;
+        size_t s = set_of(c, hs[k]);
+        bool tagged = false;
+        for (int w = 0; w < WAYS; w++) {
+            uint64_t x = __atomic_load_n(&c->slots[s * WAYS + w], __ATOMIC_RELAXED);
+            if (!slot_tag_is(x, hs[k])) continue;
+            const char *e = (const char *)slot_entry(x);
+            __builtin_prefetch(e);
+            __builtin_prefetch(e + 64); /* entries are ~90 bytes, not line-aligned */
+            tagged = true;
+        }
+        if (!tagged) __builtin_prefetch(&c->slots[alt_set(c, s, hs[k]) * WAYS]); /* rare */
+    }
 }
 
 /* The list a new prefetch fills: one whose entries were all taken, else
@@ -952,11 +1046,16 @@ hr_t recip_prefetch(recip_reader_t *rd, const char *const *ids, int n)
         l->cap = n;
         l->off = xrealloc(l->off, (size_t)n * sizeof(*l->off));
     }
-    int32_t now_s = age_now(rd->c);
+    recip_cache_t *c = rd->c;
+    int32_t now_s = age_now(c);
+    uint32_t hs[PROBE_GROUP];
+    size_t ls[PROBE_GROUP];
     for (int i = 0; i < n && r == HR_OK; i++) {
+        int g = i % PROBE_GROUP;
+        if (g == 0) probe_ahead(c, ids + i, n - i < PROBE_GROUP ? n - i : PROBE_GROUP, hs, ls);
         l->off[i] = OFF_NONE;
-        if (!ids[i] || !ids[i][0]) continue;
-        if ((l->off[i] = copy_hit(rd->c, ids[i], now_s, l)) != OFF_NONE) continue;
+        if (!ls[g]) continue;
+        if ((l->off[i] = copy_hit(c, ids[i], ls[g], hs[g], now_s, l)) != OFF_NONE) continue;
         int dup = -1; /* the same id close together: load it once */
         for (int k = nm - 1; k >= 0 && k >= nm - 8 && dup < 0; k--)
             if (strcmp(miss[k], ids[i]) == 0) dup = k;

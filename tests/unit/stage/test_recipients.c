@@ -363,6 +363,41 @@ static void test_round_trip(void **state)
     recip_cache_free(c);
 }
 
+/* Packed strings of every length modulo the packing's groups (4 six-bit
+ * characters in 3 bytes, 2 nibbles in a byte) read back exactly. */
+static void test_packed_lengths(void **state)
+{
+    fx_t *f = *state;
+    static const char six[] = "aZ09-_xYqW3";
+    static const char nib[] = "+1 (555) 0-.9";
+    enum { N = 11 };
+    char ids[N][8], toks[N][16], phones[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "p%d", i);
+        snprintf(toks[i], sizeof(toks[i]), "%.*s", i + 1, six);
+        snprintf(phones[i], sizeof(phones[i]), "%.*s", i + 1, nib);
+        user_t u = {.user_id = ids[i], .phone = phones[i], .email = toks[i], .ndevices = 1};
+        u.devices[0] = (device_t){"fcm", toks[i]};
+        assert_int_equal(store_user_put(f->s, &u), HR_OK);
+    }
+    recip_cache_t *c = recip_cache_new(f->s, 1 << 20, 60000);
+    int64_t loaded = 0;
+    assert_int_equal(recip_cache_prime(c, &loaded), HR_OK);
+    recip_reader_t *r = recip_reader_new(c);
+    for (int i = 0; i < N; i++) {
+        hr_t err;
+        const recipient_t *x = recip_get(r, ids[i], &err);
+        assert_non_null(x);
+        char push[256];
+        snprintf(push, sizeof(push), "fcm:%s", toks[i]);
+        assert_string_equal(x->addr[CH_PUSH], push);
+        assert_string_equal(x->addr[CH_SMS], phones[i]);
+        assert_string_equal(x->addr[CH_EMAIL], toks[i]);
+    }
+    recip_reader_free(r);
+    recip_cache_free(c);
+}
+
 /* More distinct e-mail domains than the atom table holds: the later ones
  * are stored inline, and every address still reads back. */
 static void test_many_domains(void **state)
@@ -402,8 +437,9 @@ static void test_many_domains(void **state)
 
 /* What an entry costs: a user like the benchmark's (8-byte id, e-mail at a
  * shared domain, phone, one 52-byte push token, locale and zone) takes at
- * most 88 bytes of the budget, and a cache sized for it holds nearly all
- * of them despite set conflicts. */
+ * most 88 bytes of the budget, and a cache sized for it holds all of them:
+ * with two sets to choose from (recipients.c), none is left out by a full
+ * set at 61 % of the slots taken (with one set ~2-3 % were). */
 static void test_entry_bytes(void **state)
 {
     fx_t *f = *state;
@@ -434,7 +470,7 @@ static void test_entry_bytes(void **state)
     print_message("%lld of %d users cached, %.1f bytes per entry, %.1f with the sets\n",
                   (long long)st.entries, N, per, (double)st.bytes / (double)st.entries);
     assert_true(per <= 88.0);
-    assert_true(st.entries >= N * 97 / 100);
+    assert_int_equal(st.entries, N);
     recip_cache_free(c);
     free(us);
     free(ids);
@@ -454,6 +490,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_domains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_packed_lengths, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
