@@ -214,9 +214,11 @@ hr_t sq_log_rec_register(sqlite3 *db)
  * right-hand edge like the log itself; a batch is written in id order, so
  * its new ids are appended in order. A record whose id is above every id
  * in the log (read once per transaction) and not earlier in the batch is a
- * new notification; any other takes one probe of that index (pages the
- * batch just visited): when no row holds the content yet, this row carries
- * it and the notification joins this transaction's run.
+ * new notification, and so is one the writer knows it has not stored (the
+ * ids stored lately, below); any other takes one probe of that index
+ * (pages the batch just visited): when no row holds the content yet, this
+ * row carries it and the notification joins this transaction's run. Rows
+ * go SQ_LOG_ADD_ROWS to an INSERT statement (log_flush).
  *
  * What GET shows is the fold of the id's rows in arrival order by the rank
  * rule (row_fold: lifecycle_may_replace), the same as the upsert of version
