@@ -22,7 +22,8 @@
  * row per status record, its fields in one blob since version 8, the
  * content in a notification's first row only) with one index, led by the
  * notification id, which starts with the event's accepted time
- * (model/notif.h) and is stored as 16 bytes since version 10. The per-user listing is a small LSM tree
+ * (model/notif.h) and is stored as 16 bytes since version 10; the sink
+ * appends SQ_LOG_ADD_ROWS rows per INSERT statement. The per-user listing is a small LSM tree
  * of sorted runs: each sink transaction appends one run of the
  * notifications it created, sorted by user, as blocks of keys (user_chunks,
  * schema version 9); runs are merged level by level (SQ_RUN_FANIN at a

@@ -214,9 +214,11 @@ hr_t sq_log_rec_register(sqlite3 *db)
  * right-hand edge like the log itself; a batch is written in id order, so
  * its new ids are appended in order. A record whose id is above every id
  * in the log (read once per transaction) and not earlier in the batch is a
- * new notification; any other takes one probe of that index (pages the
- * batch just visited): when no row holds the content yet, this row carries
- * it and the notification joins this transaction's run.
+ * new notification, and so is one the writer knows it has not stored (the
+ * ids stored lately, below); any other takes one probe of that index
+ * (pages the batch just visited): when no row holds the content yet, this
+ * row carries it and the notification joins this transaction's run. Rows
+ * go SQ_LOG_ADD_ROWS to an INSERT statement (log_flush).
  *
  * What GET shows is the fold of the id's rows in arrival order by the rank
  * rule (row_fold: lifecycle_may_replace), the same as the upsert of version
@@ -371,86 +373,94 @@ static hr_t log_max_id(conn_t *c, log_max_t *max)
  * and not in the table has no row (this process is the log's only
  * writer): no probe. An id in the table (maybe erased or purged since, or
  * its batch rolled back) or below the floor is probed as before. The
- * floor starts at the log's largest id when the first batch is written;
- * when the table is 3/4 full the older half of its ids is dropped and the
- * floor raised to the largest dropped. SEEN_SLOTS x 16 bytes (4 MiB). */
-#define SEEN_SLOTS (1u << 18)
+ * floor starts at the log's largest id when the first batch is written.
+ * Two generations of SEEN_SLOTS slots: ids go into the current one; when
+ * it is 3/4 full the other is emptied, the floor raised to the largest id
+ * it held, and it becomes the current one (sorting the table to drop its
+ * older half cost 9 % of the sink's CPU in the pipeline; this is a
+ * memset). A slot holds a 32-bit fingerprint of the id, not the id: a
+ * fingerprint found means "maybe stored" (a probe), which is all the
+ * answer needs, and the tables stay small (2 x SEEN_SLOTS x 4 bytes,
+ * 1 MiB) for the cache misses that are most of their cost. A batch's
+ * ids are looked up, then added, in two tight passes before it is written,
+ * each prefetching the slots of the records SEEN_AHEAD ahead, so that the
+ * misses overlap. */
+#define SEEN_SLOTS (1u << 17)
+#define SEEN_FULL (SEEN_SLOTS / 4 * 3)
+#define SEEN_AHEAD 16            /* records prefetched ahead */
+
+typedef struct seen_gen {
+    uint32_t *f;                /* SEEN_SLOTS fingerprints; 0 = empty */
+    size_t n;
+    bool any;                   /* n > 0: (mhi, mlo) is its largest id */
+    uint64_t mhi, mlo;
+} seen_gen_t;
 
 typedef struct sq_seen {
     bool floor_none;            /* every hex id is above the floor */
     uint64_t fhi, flo;          /* else the floor */
-    uint64_t *k;                /* SEEN_SLOTS x (hi, lo); (0, 0) = empty */
-    size_t n;
-    bool zero;                  /* the id (0, 0) is in */
+    seen_gen_t g[2];
+    int cur;                    /* the generation ids go into */
 } seen_t;
 
 static size_t seen_slot(uint64_t hi, uint64_t lo)
 {
-    return (size_t)(((hi ^ lo) * 0x9E3779B97F4A7C15ull) >> 46) & (SEEN_SLOTS - 1);
+    return (size_t)(((hi ^ lo) * 0x9E3779B97F4A7C15ull) >> 47) & (SEEN_SLOTS - 1);
 }
 
-static bool seen_has(const seen_t *s, uint64_t hi, uint64_t lo)
+/* Other bits of the id than the slot's; never 0. */
+static uint32_t seen_fp(uint64_t hi, uint64_t lo)
 {
-    if (!hi && !lo) return s->zero;
+    uint32_t f = (uint32_t)(((hi ^ lo) * 0xC2B2AE3D27D4EB4Full) >> 32);
+    return f ? f : 1;
+}
+
+static bool gen_has(const seen_gen_t *g, uint64_t hi, uint64_t lo)
+{
+    uint32_t f = seen_fp(hi, lo);
     for (size_t i = seen_slot(hi, lo);; i = (i + 1) & (SEEN_SLOTS - 1)) {
-        if (s->k[2 * i] == hi && s->k[2 * i + 1] == lo) return true;
-        if (!s->k[2 * i] && !s->k[2 * i + 1]) return false;
+        if (g->f[i] == f) return true;
+        if (!g->f[i]) return false;
     }
 }
 
-static void seen_put(seen_t *s, uint64_t hi, uint64_t lo)
+static bool u128_above(uint64_t hi, uint64_t lo, uint64_t than_hi, uint64_t than_lo)
 {
-    if (!hi && !lo) {
-        s->n += !s->zero;
-        s->zero = true;
-        return;
+    return hi != than_hi ? hi > than_hi : lo > than_lo;
+}
+
+static void gen_put(seen_gen_t *g, uint64_t hi, uint64_t lo)
+{
+    if (!g->any || u128_above(hi, lo, g->mhi, g->mlo)) {
+        g->mhi = hi;
+        g->mlo = lo;
+        g->any = true;
     }
+    uint32_t f = seen_fp(hi, lo);
     for (size_t i = seen_slot(hi, lo);; i = (i + 1) & (SEEN_SLOTS - 1)) {
-        if (s->k[2 * i] == hi && s->k[2 * i + 1] == lo) return;
-        if (!s->k[2 * i] && !s->k[2 * i + 1]) {
-            s->k[2 * i] = hi;
-            s->k[2 * i + 1] = lo;
-            s->n++;
+        if (g->f[i] == f) return; /* in, or another id of that print: probed */
+        if (!g->f[i]) {
+            g->f[i] = f;
+            g->n++;
             return;
         }
     }
 }
 
-typedef struct u128 {
-    uint64_t hi, lo;
-} u128_t;
-
-static inline bool u128_less(const u128_t *a, const u128_t *b)
+/* The current generation is full: the other one's ids are forgotten (the
+ * floor goes up to the largest of them) and it takes the new ids. */
+static void seen_turn(seen_t *s)
 {
-    return a->hi != b->hi ? a->hi < b->hi : a->lo < b->lo;
-}
-
-SQ_DEFINE_SORT(u128_sort, u128_t, u128_less)
-
-/* Keeps the newer half of the ids; the floor goes up to the largest of
- * the others. */
-static void seen_halve(seen_t *s)
-{
-    size_t n = 0;
-    u128_t *v = xmalloc(2 * s->n * sizeof(*v)); /* the second half: the sort's room */
-    if (s->zero) v[n++] = (u128_t){0, 0};
-    for (size_t i = 0; i < SEEN_SLOTS; i++)
-        if (s->k[2 * i] || s->k[2 * i + 1]) v[n++] = (u128_t){s->k[2 * i], s->k[2 * i + 1]};
-    u128_sort(v, (int)n, v + n);
-    size_t drop = n / 2;
-    if (drop) {
-        u128_t f = v[drop - 1];
-        if (s->floor_none || f.hi > s->fhi || (f.hi == s->fhi && f.lo > s->flo)) {
-            s->fhi = f.hi;
-            s->flo = f.lo;
-        }
+    seen_gen_t *old = &s->g[1 - s->cur];
+    if (old->any && (s->floor_none || u128_above(old->mhi, old->mlo, s->fhi, s->flo))) {
+        s->fhi = old->mhi;
+        s->flo = old->mlo;
         s->floor_none = false;
     }
-    memset(s->k, 0, (size_t)SEEN_SLOTS * 2 * sizeof(*s->k));
-    s->n = 0;
-    s->zero = false;
-    for (size_t i = drop; i < n; i++) seen_put(s, v[i].hi, v[i].lo);
-    free(v);
+    memset(old->f, 0, (size_t)SEEN_SLOTS * sizeof(*old->f));
+    old->n = 0;
+    old->any = false;
+    s->cur = 1 - s->cur;
 }
 
 /* The writer's table, made at the first batch with the log's largest id
@@ -459,7 +469,7 @@ static seen_t *seen_get(sq_store_t *q, const log_max_t *max)
 {
     if (q->seen) return q->seen;
     seen_t *s = xcalloc(1, sizeof(*s));
-    s->k = xcalloc((size_t)SEEN_SLOTS * 2, sizeof(*s->k));
+    for (int i = 0; i < 2; i++) s->g[i].f = xcalloc(SEEN_SLOTS, sizeof(uint32_t));
     /* no blob in the log (empty, or text ids only: they sort below): all
      * hex ids are new to it */
     s->floor_none = !max->have || !max->o.hex;
@@ -472,20 +482,28 @@ static seen_t *seen_get(sq_store_t *q, const log_max_t *max)
 /* Is the hex id o known to have no row in the log? */
 static bool seen_new(const seen_t *s, const ord_t *o)
 {
-    if (!s->floor_none && (o->hi < s->fhi || (o->hi == s->fhi && o->lo <= s->flo))) return false;
-    return !seen_has(s, o->hi, o->lo);
+    if (!s->floor_none && !u128_above(o->hi, o->lo, s->fhi, s->flo)) return false;
+    return !gen_has(&s->g[0], o->hi, o->lo) && !gen_has(&s->g[1], o->hi, o->lo);
+}
+
+/* Brings o's slots into the cache for a coming seen_new / seen_add. */
+static void seen_prefetch(const seen_t *s, const ord_t *o)
+{
+    size_t i = seen_slot(o->hi, o->lo);
+    __builtin_prefetch(&s->g[0].f[i]);
+    __builtin_prefetch(&s->g[1].f[i]);
 }
 
 static void seen_add(seen_t *s, const ord_t *o)
 {
-    if (s->n + 1 > SEEN_SLOTS / 4 * 3) seen_halve(s);
-    seen_put(s, o->hi, o->lo);
+    if (s->g[s->cur].n + 1 > SEEN_FULL) seen_turn(s);
+    gen_put(&s->g[s->cur], o->hi, o->lo);
 }
 
 void sq_seen_free(sq_store_t *q)
 {
     if (!q->seen) return;
-    free(q->seen->k);
+    for (int i = 0; i < 2; i++) free(q->seen->g[i].f);
     free(q->seen);
     q->seen = NULL;
 }
@@ -543,6 +561,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     conn_t *c = &q->w;
     run_key_t *keys = xmalloc((size_t)n * sizeof(*keys));
     ord_t *ord = xmalloc((size_t)n * 2 * sizeof(*ord)); /* the second half: the sort's room */
+    bool *fresh = xmalloc((size_t)n);
     pend_t pend[SQ_LOG_ADD_ROWS];
     int np = 0, nkeys = 0;
     size_t cap = 16384, used = 0;
@@ -557,6 +576,15 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     if (r == HR_OK) r = log_max_id(c, &max);
     if (r != HR_OK) goto out;
     seen_t *seen = seen_get(q, &max);
+    /* which ids are known to be new (before the batch's own are added) */
+    for (int i = 0; i < n; i++) {
+        if (i + SEEN_AHEAD < n && ord[i + SEEN_AHEAD].hex) seen_prefetch(seen, &ord[i + SEEN_AHEAD]);
+        fresh[i] = ord[i].hex && seen_new(seen, &ord[i]);
+    }
+    for (int i = 0; i < n; i++) {
+        if (i + SEEN_AHEAD < n && ord[i + SEEN_AHEAD].hex) seen_prefetch(seen, &ord[i + SEEN_AHEAD]);
+        if (ord[i].hex) seen_add(seen, &ord[i]);
+    }
     int64_t now = hclock_now_ms();
     bool prev_content = false;  /* the previous record's id has a content row */
     for (int i = 0; i < n && r == HR_OK; i++) {
@@ -567,7 +595,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         if (i > 0 && ord_id_cmp(&ord[i], &ord[i - 1]) == 0) {
             has_content = prev_content;
         } else if (max.have && ord_id_cmp(&ord[i], &max.o) <= 0 &&
-                   !(ord[i].hex && seen_new(seen, &ord[i]))) {
+                   !fresh[i]) {
             /* maybe stored before: one probe of the id index */
             ord_bind(&ord[i], has, 1, idbuf);
             int rc = sqlite3_step(has);
@@ -605,10 +633,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         e->off = used;
         e->len = lr_encode(&lr, scratch + used);
         used += e->len;
-        if (ord[i].hex) {
-            ord_bin(&ord[i], e->idb);
-            seen_add(seen, &ord[i]);
-        }
+        if (ord[i].hex) ord_bin(&ord[i], e->idb);
         if (first) keys[nkeys++] = (run_key_t){m->user_id, created, m->notification_id};
         if (np < SQ_LOG_ADD_ROWS && i + 1 < n) continue;
         r = log_flush(c, pend, np, scratch);
@@ -637,6 +662,7 @@ out:
     pthread_mutex_unlock(&c->mu);
     free(max.text);
     free(scratch);
+    free(fresh);
     free(ord);
     free(keys);
     return r;
