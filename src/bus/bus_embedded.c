@@ -7,7 +7,7 @@
  *    <dir>/LOCK                                   flock: one process per dir
  *    <dir>/topics/<topic>/meta                    partitions, retention
  *    <dir>/topics/<topic>/<p>/<20-digit base>.log segment files
- *    <dir>/groups/<group>.offsets                 committed offsets
+ *    <dir>/groups/<group>.offsets                 committed offsets (a journal)
  *
  *  Produce path (any thread): look the topic up in a lock-free table, lock the
  *  partition, encode the record into the partition's pending buffer, remember
@@ -301,6 +301,7 @@ static bool part_append(part_t *p, const void *key, size_t key_len, const void *
     if (key_len) memcpy(rec + REC_HDR, key, key_len);
     if (value_len) memcpy(rec + REC_HDR + key_len, value, value_len);
     bool urgent = p->plen < URGENT_BYTES && p->plen + len >= URGENT_BYTES;
+    if (p->plen == 0) atomic_store(&p->has_data, true);
     p->plen += len;
     if (p->nacks && p->acks[p->nacks - 1].b == batch) {
         p->acks[p->nacks - 1].n++;
@@ -317,13 +318,17 @@ static bool part_append(part_t *p, const void *key, size_t key_len, const void *
 }
 
 /* After records were appended: wakes the flusher (at once when a buffer
- * passed URGENT_BYTES, else only if it does not know yet). */
+ * passed URGENT_BYTES, else only if it does not know yet). The load of
+ * dirty is sequentially consistent, like the store of part_t.has_data
+ * before it and the flusher's clearing of dirty before it reads has_data:
+ * a producer that saw dirty still set finds its records taken by that
+ * flush (a plain load on x86). */
 static void produced(emb_bus_t *b, bool urgent)
 {
     if (urgent) {
         atomic_store(&b->dirty, 1);
         emb_kick_flusher(b);
-    } else if (!atomic_load_explicit(&b->dirty, memory_order_relaxed) && !atomic_exchange(&b->dirty, 1)) {
+    } else if (!atomic_load(&b->dirty) && !atomic_exchange(&b->dirty, 1)) {
         pthread_mutex_lock(&b->fl_mu);
         pthread_cond_signal(&b->fl_cv);
         pthread_mutex_unlock(&b->fl_mu);

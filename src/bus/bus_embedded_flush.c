@@ -349,7 +349,9 @@ static void ack_flush(emb_bus_t *b)
 /* Flusher thread. Returns true if anything was acked. */
 static bool part_flush(emb_bus_t *b, part_t *p)
 {
+    if (!atomic_load(&p->has_data)) return false; /* see produced() in bus_embedded.c */
     pthread_mutex_lock(&p->mu);
+    atomic_store_explicit(&p->has_data, false, memory_order_relaxed);
     if (p->plen == 0) {
         pthread_mutex_unlock(&p->mu);
         return false;

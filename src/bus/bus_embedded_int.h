@@ -138,6 +138,11 @@ typedef struct part {
     size_t nacks, cacks;
     int64_t next_off;
     int64_t last_ts;
+    /* pend holds records: set (sequentially consistent) by the append that
+     * finds pend empty, cleared by the flusher's swap, both under mu; the
+     * flusher skips a partition without it without taking mu (most of a
+     * bus's partitions get nothing in a given millisecond) */
+    _Atomic bool has_data;
 
     /* flusher only */
     char *fbuf;

@@ -238,6 +238,54 @@ static void test_v1_no_header(void **state)
     free(path);
 }
 
+/* A journal past OFFSETS_COMPACT_BYTES (1 MiB) is written whole at the next
+ * commit: one line per partition. */
+static void test_journal_compaction(void **state)
+{
+    ctx_t *cx = *state;
+    bus_t *b = open_bus_with(cx, "never", 0, 0, NULL);
+    const char *t = name(cx, "ct"), *g = name(cx, "cg");
+    ensure_topic(b, t, 2, -1, -1);
+    produce_seq(b, t, 0, 0, 10);
+    produce_seq(b, t, 1, 0, 10);
+    bus_close(b);
+    cx->bus = NULL;
+
+    char *path = offsets_path(cx, g);
+    FILE *f = fopen(path, "we");
+    assert_non_null(f);
+    fputs(V2, f);
+    char line[256];
+    for (int i = 0; i < 40000; i++) { /* ~1.3 MB of appends */
+        line_v2(line, sizeof(line), t, i % 2, 1 + (i % 5));
+        fputs(line, f);
+    }
+    assert_int_equal(fclose(f), 0);
+
+    b = open_bus_with(cx, "never", 0, 0, NULL);
+    assert_int_equal(committed_of(b, g, t, 0), 4); /* the last lines: i = 39998, 39999 */
+    assert_int_equal(committed_of(b, g, t, 1), 5);
+    bus_consumer_t *c = subscribe(b, g, t, NULL);
+    recs_t got = {0};
+    consume(c, &got, 11);
+    assert_int_equal(bus_store_offset(c, t, 0, 8), HR_OK);
+    assert_int_equal(bus_commit(c), HR_OK);
+    bus_consumer_close(c);
+    recs_free(&got);
+    char *text = read_text(path);
+    char want[256];
+    line_v2(want, sizeof(want), t, 0, 8);
+    assert_non_null(strstr(text, want));
+    line_v2(want, sizeof(want), t, 1, 5);
+    assert_non_null(strstr(text, want));
+    assert_true(strlen(text) < 1024);
+    free(text);
+    b = reopen_bus(cx);
+    assert_int_equal(committed_of(b, g, t, 0), 8);
+    assert_int_equal(committed_of(b, g, t, 1), 5);
+    free(path);
+}
+
 /* Many asynchronous commits fold into few committer rounds; closing the
  * bus writes the last one. */
 static void test_async_rounds(void **state)
@@ -277,6 +325,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_journal_damage, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_v1, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_v1_no_header, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_journal_compaction, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_async_rounds, harness_setup, harness_teardown),
     };
     return cmocka_run_group_tests_name("offsets", tests, NULL, NULL);
