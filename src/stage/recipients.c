@@ -689,10 +689,11 @@ static char *text_room(recip_reader_t *rd, size_t n)
     return rd->text;
 }
 
-/* Unpacks e (the reader's own memory) into the reader's view. The push
- * list ("platform:token,..."), the e-mail address and the other addresses
- * are put together, NUL-terminated, in the reader's text. */
-static const recipient_t *view_of(recip_reader_t *rd, const rentry_t *e)
+/* Unpacks e (the reader's own memory) into the reader's view: the
+ * addresses of the channels in mask (1 << channel), the others read as
+ * none. The push list ("platform:token,..."), the e-mail address and the
+ * other addresses are put together, NUL-terminated, in the reader's text. */
+static const recipient_t *view_of(recip_reader_t *rd, const rentry_t *e, unsigned mask)
 {
     recip_cache_t *c = rd->c;
     recipient_t *r = &rd->view;
@@ -718,6 +719,15 @@ static const recipient_t *view_of(recip_reader_t *rd, const rentry_t *e)
     const char *domain = get_ref(c, &in);
     size_t dl = strlen(domain);
     pstr_t hook = get_str(&in);
+    /* only what the caller reads is unpacked (a push token is most of it) */
+    r->platform = ndev ? plat[0] : "";
+    if (!(mask & (1u << CH_PUSH))) {
+        ndev = 0;
+        push_len = 0;
+    }
+    if (!(mask & (1u << CH_SMS))) phone.n = 0;
+    if (!(mask & (1u << CH_EMAIL))) local.n = dl = 0;
+    if (!(mask & (1u << CH_WEBHOOK))) hook.n = 0;
     /* text: id, push list, phone, e-mail, webhook, each with a NUL */
     char *t = text_room(rd, e->idlen + push_len + phone.n + local.n + dl + hook.n + 5);
     r->user_id = t;
@@ -752,7 +762,6 @@ static const recipient_t *view_of(recip_reader_t *rd, const rentry_t *e)
     r->known = (e->flags & F_KNOWN) != 0;
     r->addr[CH_INAPP] = r->known ? r->user_id : "";
     r->addr_len[CH_INAPP] = r->known ? e->idlen : 0;
-    r->platform = ndev ? plat[0] : "";
     int np = (int)get_var(&in);
     if (np > rd->cprefs) {
         rd->cprefs = np;
@@ -1124,12 +1133,17 @@ static const rentry_t *recorded(recip_reader_t *rd, const char *id, size_t idl)
 
 const recipient_t *recip_get(recip_reader_t *rd, const char *id, hr_t *err)
 {
+    return recip_get_for(rd, id, ~0u, err);
+}
+
+const recipient_t *recip_get_for(recip_reader_t *rd, const char *id, unsigned mask, hr_t *err)
+{
     recip_cache_t *c = rd->c;
     *err = HR_OK;
     rd->lookups++;
     size_t idl = strlen(id);
     const rentry_t *pre = recorded(rd, id, idl);
-    if (pre) return view_of(rd, pre);
+    if (pre) return view_of(rd, pre, mask);
     uint32_t h = id_hash(id, idl);
     pthread_mutex_t *mu = stripe(c, set_of(c, h));
     pthread_mutex_lock(mu);
@@ -1145,13 +1159,13 @@ const recipient_t *recip_get(recip_reader_t *rd, const char *id, hr_t *err)
         }
         memcpy(rd->copy, x, sz);
         pthread_mutex_unlock(mu);
-        return view_of(rd, rd->copy);
+        return view_of(rd, rd->copy, mask);
     }
     pthread_mutex_unlock(mu);
     const rentry_t *got = NULL;
     const char *ids[1] = {id};
     hr_t r = load(rd, ids, 1, NULL, NULL, &got);
-    if (r == HR_OK && got) return view_of(rd, got);
+    if (r == HR_OK && got) return view_of(rd, got, mask);
     *err = r != HR_OK ? r : HR_ERR;
     return NULL;
 }
