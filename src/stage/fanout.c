@@ -382,6 +382,11 @@ typedef struct fan_ev {
     const char *type;           /* qualified */
     uint64_t serial;            /* this fan-out's count of events, from 1 */
     const bus_msg_t *m;         /* its record (chunks.h plans from it) */
+    /* the same for every recipient: worked out once per event */
+    hstr_t eid;                 /* event_id */
+    hstr_t category;            /* the event's, else "default" */
+    hstr_t traceparent;
+    bool required;              /* the category is one of policy.required_categories */
 } fan_ev_t;
 
 /* A digest member (model/digest.h): renders title and body into f->title
@@ -450,10 +455,10 @@ static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const ch
     app_t *app = f->app;
     const event_t *ev = fe->ev;
     hr_t r;
-    const recipient_t *rc = recip_get(f->recips, user_id, &r);
+    const recipient_t *rc = recip_get_for(f->recips, user_id, mask, &r);
     if (!rc) return r;
-    const char *category = ev->category ? ev->category : "default";
-    bool required = prefs_required_has(&f->required, category);
+    const char *category = fe->category.p;
+    bool required = fe->required;
     const char *locale = rc->locale;
     int64_t now = hclock_now_ms();
     /* 0 = now: dispatch treats due_at > 0 as scheduled, retried or redriven
@@ -464,7 +469,7 @@ static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const ch
     for (int ch = 0; ch < CH__COUNT && r == HR_OK; ch++) {
         if (!(mask & (1u << ch))) continue;
         char nid[33];
-        notif_make_id(ev->accepted_at_us, HSTR(fe->event_id), (hstr_t){user_id, uid_len}, (channel_t)ch, nid);
+        notif_make_id(ev->accepted_at_us, fe->eid, (hstr_t){user_id, uid_len}, (channel_t)ch, nid);
         notif_t n = {
             .kind = REC_NOTIFICATION,
             .channel = (channel_t)ch,
@@ -475,13 +480,13 @@ static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const ch
             .due_at_ms = due,
             .accepted_at_us = ev->accepted_at_us,
             .notification_id = {nid, 32},
-            .event_id = HSTR(fe->event_id),
+            .event_id = fe->eid,
             .user_id = {user_id, uid_len},
-            .category = HSTR(category),
+            .category = fe->category,
             .timezone = HSTR(rc->timezone),
             .quiet_start_min = rc->quiet_start_min,
             .quiet_end_min = rc->quiet_end_min,
-            .traceparent = HSTR(ev->traceparent),
+            .traceparent = fe->traceparent,
         };
         if (replay && ch != CH_PUSH) { /* push: per device, below */
             bool sent = false;
@@ -553,7 +558,7 @@ static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const ch
         for (int d = 0; r == HR_OK && next_device(rc->addr[ch], rc->addr_len[ch], &pos, &dev, &plat);
              d++) {
             if (d > 0)
-                notif_make_device_id(ev->accepted_at_us, HSTR(fe->event_id), (hstr_t){user_id, uid_len},
+                notif_make_device_id(ev->accepted_at_us, fe->eid, (hstr_t){user_id, uid_len},
                                      (channel_t)ch, dev, did);
             n.notification_id = (hstr_t){d > 0 ? did : nid, 32};
             if (replay) {
@@ -623,8 +628,11 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, con
     }
     /* ids are validated at most TENANT_ID_MAX bytes, so they qualify */
     char qtype[TENANT_QID_MAX + 1], qkey[TENANT_QID_MAX + 1], quser[TENANT_QID_MAX + 1];
+    const char *category = ev->category ? ev->category : "default";
     fan_ev_t fe = {.ev = ev, .event_id = eid, .type = tenant_qualify_to(ev->tenant, ev->type, qtype),
-                   .serial = ++f->serial, .m = m};
+                   .serial = ++f->serial, .m = m, .eid = HSTR(eid), .category = HSTR(category),
+                   .traceparent = HSTR(ev->traceparent),
+                   .required = prefs_required_has(&f->required, category)};
     unsigned mask = ev->channels_mask;
     hr_t r;
     if (!fe.type) return dead_letter(f, m, ev, "invalid event: type: too long", batch);

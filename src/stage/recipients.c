@@ -41,9 +41,10 @@
  * up again. The slab and the set array are mapped with MADV_HUGEPAGE: with
  * 4 KiB pages nearly every lookup of a large cache missed the TLB (measured:
  * find() fell from 17.6 % to 4.1 % of fan-out's samples with huge pages).
- * A prefetch starts the lookups of PROBE_GROUP ids at once (probe_ahead:
- * the sets' lines, then the entries their tags point at), so that their
- * cache misses overlap instead of coming one after another.
+ * A prefetch makes its lookups ahead, in a pipeline of groups of
+ * PROBE_GROUP ids (probe_sets, probe_entries: the sets' lines, then the
+ * entries their tags point at), so that their cache misses overlap with
+ * the copying instead of coming one after another.
  */
 #include "stage/recipients.h"
 
@@ -63,7 +64,7 @@
 #define EST_ENTRY_BYTES 88      /* sizing guess per entry (one device, e-mail, phone) */
 #define MAX_ENTRY_BYTES 2048    /* larger users are not cached (read on every use) */
 #define PREFETCH_CHUNK 512
-#define PROBE_GROUP 16          /* ids whose lookups probe_ahead() starts together */
+#define PROBE_GROUP 16          /* ids whose lookups are started together (probe_sets) */
 #define ATOMS_MAX 16384         /* distinct short strings a cache interns */
 #define ATOM_HASH 32768         /* open-addressing slots (power of two, > 2 * ATOMS_MAX) */
 #define ATOM_LEN_MAX 255        /* longer strings are stored inline */
@@ -530,7 +531,7 @@ static void entry_drop(recip_cache_t *c, uint64_t *slot)
     atomic_fetch_sub(&c->bytes, (int64_t)cost_of(size));
     atomic_fetch_sub(&c->entries, 1);
     store_free(c, e, size);
-    __atomic_store_n(slot, 0, __ATOMIC_RELAXED); /* probe_ahead reads slots unlocked */
+    __atomic_store_n(slot, 0, __ATOMIC_RELAXED); /* probe_entries reads slots unlocked */
 }
 
 static size_t set_of(const recip_cache_t *c, uint32_t h) { return h & (c->nsets - 1); }
@@ -688,10 +689,11 @@ static char *text_room(recip_reader_t *rd, size_t n)
     return rd->text;
 }
 
-/* Unpacks e (the reader's own memory) into the reader's view. The push
- * list ("platform:token,..."), the e-mail address and the other addresses
- * are put together, NUL-terminated, in the reader's text. */
-static const recipient_t *view_of(recip_reader_t *rd, const rentry_t *e)
+/* Unpacks e (the reader's own memory) into the reader's view: the
+ * addresses of the channels in mask (1 << channel), the others read as
+ * none. The push list ("platform:token,..."), the e-mail address and the
+ * other addresses are put together, NUL-terminated, in the reader's text. */
+static const recipient_t *view_of(recip_reader_t *rd, const rentry_t *e, unsigned mask)
 {
     recip_cache_t *c = rd->c;
     recipient_t *r = &rd->view;
@@ -717,6 +719,15 @@ static const recipient_t *view_of(recip_reader_t *rd, const rentry_t *e)
     const char *domain = get_ref(c, &in);
     size_t dl = strlen(domain);
     pstr_t hook = get_str(&in);
+    /* only what the caller reads is unpacked (a push token is most of it) */
+    r->platform = ndev ? plat[0] : "";
+    if (!(mask & (1u << CH_PUSH))) {
+        ndev = 0;
+        push_len = 0;
+    }
+    if (!(mask & (1u << CH_SMS))) phone.n = 0;
+    if (!(mask & (1u << CH_EMAIL))) local.n = dl = 0;
+    if (!(mask & (1u << CH_WEBHOOK))) hook.n = 0;
     /* text: id, push list, phone, e-mail, webhook, each with a NUL */
     char *t = text_room(rd, e->idlen + push_len + phone.n + local.n + dl + hook.n + 5);
     r->user_id = t;
@@ -751,7 +762,6 @@ static const recipient_t *view_of(recip_reader_t *rd, const rentry_t *e)
     r->known = (e->flags & F_KNOWN) != 0;
     r->addr[CH_INAPP] = r->known ? r->user_id : "";
     r->addr_len[CH_INAPP] = r->known ? e->idlen : 0;
-    r->platform = ndev ? plat[0] : "";
     int np = (int)get_var(&in);
     if (np > rd->cprefs) {
         rd->cprefs = np;
@@ -821,7 +831,7 @@ static bool insert(recip_cache_t *c, rentry_t *e, int32_t now_s)
         ok = copy != NULL;
         if (ok) {
             memcpy(copy, e, size);
-            __atomic_store_n(victim, slot_make(copy, h), __ATOMIC_RELAXED); /* probe_ahead */
+            __atomic_store_n(victim, slot_make(copy, h), __ATOMIC_RELAXED); /* probe_entries */
             atomic_fetch_add(&c->bytes, (int64_t)cost);
             atomic_fetch_add(&c->entries, 1);
         }
@@ -982,35 +992,48 @@ static uint32_t copy_hit(recip_cache_t *c, const char *id, size_t idl, uint32_t 
     return off;
 }
 
-/* The lookups of a group of ids, made ahead in two passes: the hash of
- * every id (hs, ls: its length, 0 for none) and a prefetch of its set's
- * line; then, those lines on their way, a prefetch of the entries whose
- * tags match. A large cache's sets and entries are nearly all cache (and
- * TLB) misses: this way a group's misses overlap instead of coming one
- * after another. The sets are read here without their locks, as hints for
- * the prefetch only (an entry replaced meanwhile costs a useless prefetch,
- * never a fault: a prefetch does not fault); the lookups themselves are
- * made under the lock. */
-static void probe_ahead(recip_cache_t *c, const char *const *ids, int n, uint32_t *hs, size_t *ls)
+/* The lookups of a prefetch are made ahead, a group of PROBE_GROUP ids
+ * at a time, in a pipeline: while group g is copied out under the locks,
+ * the entries of group g + 1 (their sets' lines loaded meanwhile) and the
+ * sets' lines of group g + 2 are on their way. A large cache's sets and
+ * entries are nearly all cache (and TLB) misses: this way they overlap
+ * with the copying instead of coming one after another. The sets are read
+ * here without their locks, as hints for the prefetch only (an entry
+ * replaced meanwhile costs a useless prefetch, never a fault: a prefetch
+ * does not fault); the lookups themselves are made under the lock. */
+typedef struct probe {
+    uint32_t h[PROBE_GROUP];
+    size_t len[PROBE_GROUP];    /* 0: no id */
+} probe_t;
+
+/* Group g of ids (n in all): the hash of each id into p, and a prefetch
+ * of its first set's line. */
+static void probe_sets(recip_cache_t *c, const char *const *ids, int n, int g, probe_t *p)
 {
-    for (int k = 0; k < n; k++) {
-        ls[k] = ids[k] ? strlen(ids[k]) : 0;
-        hs[k] = ls[k] ? id_hash(ids[k], ls[k]) : 0;
-        if (ls[k]) __builtin_prefetch(&c->slots[set_of(c, hs[k]) * WAYS]);
+    for (int k = 0, i = g * PROBE_GROUP; k < PROBE_GROUP && i < n; k++, i++) {
+        p->len[k] = ids[i] ? strlen(ids[i]) : 0;
+        p->h[k] = p->len[k] ? id_hash(ids[i], p->len[k]) : 0;
+        if (p->len[k]) __builtin_prefetch(&c->slots[set_of(c, p->h[k]) * WAYS]);
     }
-    for (int k = 0; k < n; k++) {
-        if (!ls[k]) continue;
-        size_t s = set_of(c, hs[k]);
+}
+
+/* Group g (after probe_sets): a prefetch of the entries whose tags match
+ * in the first set, else of the second set's line (rare: see insert). */
+static void probe_entries(recip_cache_t *c, int n, int g, const probe_t *p)
+{
+    for (int k = 0, i = g * PROBE_GROUP; k < PROBE_GROUP && i < n; k++, i++) {
+        if (!p->len[k]) continue;
+        size_t s = set_of(c, p->h[k]);
         bool tagged = false;
         for (int w = 0; w < WAYS; w++) {
             uint64_t x = __atomic_load_n(&c->slots[s * WAYS + w], __ATOMIC_RELAXED);
-            if (!slot_tag_is(x, hs[k])) continue;
+            if (!slot_tag_is(x, p->h[k])) continue;
             const char *e = (const char *)slot_entry(x);
             __builtin_prefetch(e);
             __builtin_prefetch(e + 64); /* entries are ~90 bytes, not line-aligned */
             tagged = true;
         }
-        if (!tagged) __builtin_prefetch(&c->slots[alt_set(c, s, hs[k]) * WAYS]); /* rare */
+        if (!tagged) __builtin_prefetch(&c->slots[alt_set(c, s, p->h[k]) * WAYS]);
     }
 }
 
@@ -1048,14 +1071,20 @@ hr_t recip_prefetch(recip_reader_t *rd, const char *const *ids, int n)
     }
     recip_cache_t *c = rd->c;
     int32_t now_s = age_now(c);
-    uint32_t hs[PROBE_GROUP];
-    size_t ls[PROBE_GROUP];
+    probe_t pr[3]; /* groups g, g + 1, g + 2 at pr[g % 3] ... */
+    probe_sets(c, ids, n, 0, &pr[0]);
+    probe_sets(c, ids, n, 1, &pr[1]);
+    probe_entries(c, n, 0, &pr[0]);
     for (int i = 0; i < n && r == HR_OK; i++) {
-        int g = i % PROBE_GROUP;
-        if (g == 0) probe_ahead(c, ids + i, n - i < PROBE_GROUP ? n - i : PROBE_GROUP, hs, ls);
+        int g = i / PROBE_GROUP, at_g = i % PROBE_GROUP;
+        if (at_g == 0) {
+            probe_sets(c, ids, n, g + 2, &pr[(g + 2) % 3]);
+            probe_entries(c, n, g + 1, &pr[(g + 1) % 3]);
+        }
+        const probe_t *p = &pr[g % 3];
         l->off[i] = OFF_NONE;
-        if (!ls[g]) continue;
-        if ((l->off[i] = copy_hit(c, ids[i], ls[g], hs[g], now_s, l)) != OFF_NONE) continue;
+        if (!p->len[at_g]) continue;
+        if ((l->off[i] = copy_hit(c, ids[i], p->len[at_g], p->h[at_g], now_s, l)) != OFF_NONE) continue;
         int dup = -1; /* the same id close together: load it once */
         for (int k = nm - 1; k >= 0 && k >= nm - 8 && dup < 0; k--)
             if (strcmp(miss[k], ids[i]) == 0) dup = k;
@@ -1104,12 +1133,17 @@ static const rentry_t *recorded(recip_reader_t *rd, const char *id, size_t idl)
 
 const recipient_t *recip_get(recip_reader_t *rd, const char *id, hr_t *err)
 {
+    return recip_get_for(rd, id, ~0u, err);
+}
+
+const recipient_t *recip_get_for(recip_reader_t *rd, const char *id, unsigned mask, hr_t *err)
+{
     recip_cache_t *c = rd->c;
     *err = HR_OK;
     rd->lookups++;
     size_t idl = strlen(id);
     const rentry_t *pre = recorded(rd, id, idl);
-    if (pre) return view_of(rd, pre);
+    if (pre) return view_of(rd, pre, mask);
     uint32_t h = id_hash(id, idl);
     pthread_mutex_t *mu = stripe(c, set_of(c, h));
     pthread_mutex_lock(mu);
@@ -1125,13 +1159,13 @@ const recipient_t *recip_get(recip_reader_t *rd, const char *id, hr_t *err)
         }
         memcpy(rd->copy, x, sz);
         pthread_mutex_unlock(mu);
-        return view_of(rd, rd->copy);
+        return view_of(rd, rd->copy, mask);
     }
     pthread_mutex_unlock(mu);
     const rentry_t *got = NULL;
     const char *ids[1] = {id};
     hr_t r = load(rd, ids, 1, NULL, NULL, &got);
-    if (r == HR_OK && got) return view_of(rd, got);
+    if (r == HR_OK && got) return view_of(rd, got, mask);
     *err = r != HR_OK ? r : HR_ERR;
     return NULL;
 }

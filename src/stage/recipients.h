@@ -66,6 +66,10 @@ hr_t recip_prefetch(recip_reader_t *r, const char *const *ids, int n);
  * pointer is valid until the next call with r. NULL with *err set when the
  * store failed. */
 const recipient_t *recip_get(recip_reader_t *r, const char *id, hr_t *err);
+/* The same with only the addresses of the channels in mask (1 << channel)
+ * filled in; the others read as none (""), whatever the user has. Cheaper:
+ * a push token is most of a recipient's bytes. */
+const recipient_t *recip_get_for(recip_reader_t *r, const char *id, unsigned mask, hr_t *err);
 
 typedef struct recip_stats {
     int64_t lookups;            /* recip_get() calls */

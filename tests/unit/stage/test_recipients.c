@@ -340,6 +340,23 @@ static void test_round_trip(void **state)
     recip_reader_t *r = recip_reader_new(c);
     hr_t err;
     check_full(recip_get(r, "full", &err));
+    /* only the channels asked for */
+    const recipient_t *a = recip_get_for(r, "full", 1u << CH_SMS, &err);
+    assert_non_null(a);
+    assert_string_equal(a->addr[CH_SMS], "+4915112345678");
+    assert_int_equal(a->addr_len[CH_SMS], 14);
+    assert_string_equal(a->addr[CH_PUSH], "");
+    assert_int_equal(a->addr_len[CH_PUSH], 0);
+    assert_string_equal(a->addr[CH_EMAIL], "");
+    assert_int_equal(a->addr_len[CH_WEBHOOK], 0);
+    assert_string_equal(a->platform, "apns");
+    assert_string_equal(a->locale, "pt-BR");
+    assert_int_equal(a->nprefs, 3);
+    a = recip_get_for(r, "full", 1u << CH_PUSH | 1u << CH_EMAIL, &err);
+    assert_string_equal(a->addr[CH_EMAIL], "first.last+tag@mail.example.org");
+    assert_int_equal(a->addr_len[CH_SMS], 0);
+    assert_int_equal(strncmp(a->addr[CH_PUSH], "apns:0123", 9), 0);
+    check_full(recip_get(r, "full", &err));
     const recipient_t *b = recip_get(r, "local", &err);
     assert_non_null(b);
     assert_string_equal(b->addr[CH_EMAIL], "nodomain"); /* packed 6 bits */
