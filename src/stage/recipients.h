@@ -58,7 +58,11 @@ hr_t recip_cache_prime(recip_cache_t *c, int64_t *loaded);
 
 recip_reader_t *recip_reader_new(recip_cache_t *c);
 void recip_reader_free(recip_reader_t *r);
-/* Applies the store's change feed. Call before each batch. */
+/* Applies the store's change feed. Call before each batch. It also runs
+ * the refresh when a step is due (a page of a key-order scan of the
+ * users: the cached ones are read again, so that every cached user is
+ * read within 3/4 of ttl_ms and the entries of a busy cache do not age
+ * out; one reader at a time). */
 void recip_sync(recip_reader_t *r);
 /* Loads every id of ids that is not cached with one store read. */
 hr_t recip_prefetch(recip_reader_t *r, const char *const *ids, int n);
@@ -75,6 +79,7 @@ typedef struct recip_stats {
     int64_t lookups;            /* recip_get() calls */
     int64_t loads;              /* users read from the store (prefetch or miss) */
     int64_t entries, bytes;
+    int64_t refreshed;          /* entries read again by the refresh's scan */
 } recip_stats_t;
 /* The cache's entries and bytes, with the lookups and loads of every reader. */
 void recip_cache_stats(recip_cache_t *c, recip_stats_t *out);

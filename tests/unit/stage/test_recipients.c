@@ -380,6 +380,58 @@ static void test_round_trip(void **state)
     recip_cache_free(c);
 }
 
+/* The refresh: syncs of a busy reader read the cached users again, page by
+ * page, before they age out, so that none is read one by one on use. */
+static void test_refresh(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 600 };
+    user_t *us = calloc(N, sizeof(*us));
+    char (*ids)[16] = calloc(N, sizeof(*ids));
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "r%04d", i);
+        us[i] = (user_t){.user_id = ids[i], .locale = "en", .timezone = "UTC"};
+    }
+    assert_int_equal(store_user_put_batch(f->s, us, N), HR_OK);
+    const int64_t t0 = 1700000000000;
+    hclock_set_fake(t0);
+    recip_cache_t *c = recip_cache_new(f->s, 1 << 22, 60000);
+    int64_t loaded = 0;
+    assert_int_equal(recip_cache_prime(c, &loaded), HR_OK);
+    recip_reader_t *r = recip_reader_new(c);
+    /* a batch a second for 70 s: pages of 256 every 45 s * 256 / 600 (19.2 s);
+     * the first (at 1 s) finds its entries young and leaves them */
+    for (int t = 1; t <= 70; t++) {
+        hclock_set_fake(t0 + t * 1000);
+        recip_sync(r);
+    }
+    recip_stats_t st;
+    recip_cache_stats(c, &st);
+    assert_int_equal(st.refreshed, N); /* at 20 s 256, at 39 s 344, at 58 s the first 256 */
+    int64_t loads = st.loads;
+    for (int i = 0; i < N; i++) {
+        hr_t err;
+        const recipient_t *x = recip_get(r, ids[i], &err);
+        assert_non_null(x);
+        assert_true(x->known);
+    }
+    recip_sync(r);
+    recip_cache_stats(c, &st);
+    assert_int_equal(st.loads, loads); /* 70 s after the prime, none had aged out */
+    /* without syncs the entries age out and are read on use, as before */
+    hclock_set_fake(t0 + 200 * 1000);
+    hr_t err;
+    assert_non_null(recip_get(r, ids[0], &err));
+    recip_sync(r);
+    recip_cache_stats(c, &st);
+    assert_int_equal(st.loads, loads + 1);
+    recip_reader_free(r);
+    recip_cache_free(c);
+    hclock_set_fake(0);
+    free(us);
+    free(ids);
+}
+
 /* Packed strings of every length modulo the packing's groups (4 six-bit
  * characters in 3 bytes, 2 nibbles in a byte) read back exactly. */
 static void test_packed_lengths(void **state)
@@ -508,6 +560,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_domains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_packed_lengths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
