@@ -47,6 +47,11 @@
 #define IDX_STEP ((int64_t)64 << 10)
 #define URGENT_BYTES ((size_t)256 << 10)
 #define READ_CHUNK ((size_t)256 << 10)
+/* A consumer reads a segment through a read-only shared mapping of this
+ * much of the file at a time (its read window; bigger for a bigger record).
+ * The pages of the window a consumer touched count in the process's RSS
+ * while it is mapped, so it is kept small: 1 MiB per consumer. */
+#define READ_WINDOW ((size_t)1 << 20)
 #define SCAN_CHUNK ((size_t)1 << 20)
 #define DEF_MAX_PENDING ((int64_t)64 << 20)
 #define DEF_SEGMENT_BYTES ((int64_t)64 << 20)
@@ -249,11 +254,27 @@ struct emb_consumer {
     size_t nparts, cparts;
     size_t rr;
     uint64_t seen_gen;
-    /* read buffer: bytes [rdone, rlen) are unparsed data of rpart */
+    /* read data: bytes [rdone, rlen) of rdata are unparsed data of rpart,
+     * rdata pointing into the read window or, where mapping fails, into
+     * rbuf (filled with pread) */
+    const char *rdata;
     char *rbuf;
     size_t rcap, rlen, rdone;
     cpart_t *rpart;
-    int64_t rlimit;   /* readable end of rpart's segment when the buffer was filled */
+    int64_t rlimit;   /* readable end of rpart's segment when rdata was set */
+    /* the read window: bytes [woff, woff + wlen) of wseg's file mapped
+     * read-only at wmap (NULL: none). Only bytes below the segment's size
+     * (written and published) are ever read through it, never past the end
+     * of the file. The window holds a reference to wseg (so the pointer
+     * stays a valid identity) and outlives the records handed out from it:
+     * it is replaced or unmapped only inside bus_poll (or on close), never
+     * by seek or pause. A mapping keeps an unlinked file readable, so
+     * retention may delete a segment a window still shows. */
+    const char *wmap;
+    size_t wlen;
+    int64_t woff;
+    seg_t *wseg;
+    part_t *wpart;
     int64_t last_commit_ns;
     /* wake-ups: the flusher bumps wseq when a partition the consumer owns
      * got data (and every waker on a rebalance) and futex-wakes the
@@ -326,6 +347,7 @@ typedef struct emb_bus {
 
     /* damage and health (bus_embedded_log.c) */
     bool accept_loss;           /* start despite missing data; damage does not degrade */
+    bool read_mmap;             /* consumers read through mappings (else pread) */
     int64_t max_disk_bytes;     /* hard bound for retention; 0 = none */
     _Atomic bool write_failing; /* the last segment write failed (flusher sets/clears) */
     pthread_mutex_t health_mu;
@@ -494,6 +516,10 @@ void *emb_syncer_main(void *arg);
 
 /* ---- bus_embedded.c ---- */
 void emb_cpart_drop_seg(cpart_t *cp);
+/* Unmaps the consumer's read window and drops its segment reference (the
+ * polling thread, inside bus_poll or bus_consumer_close only: records
+ * handed out by the previous poll point into the window). */
+void emb_window_release(emb_consumer_t *c);
 int64_t emb_clamp_offset(part_t *p, int64_t off);
 
 #endif
