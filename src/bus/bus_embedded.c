@@ -569,7 +569,6 @@ static void emb_consumer_close(bus_consumer_t *bc)
     emb_bus_t *b = c->eb;
     group_t *g = c->g;
     emb_revoke_parts(c, true);
-    emb_window_release(c);
     if (emb_commit(bc) != HR_OK) log_error(LOGC, "group %s: commit on close failed", g->name);
 
     pthread_mutex_lock(&b->mu);
@@ -729,19 +728,17 @@ static int take_records(emb_consumer_t *c, bus_msg_t *msgs, int max, int64_t lim
 
 /* ---- the read window ---- */
 
-void emb_window_release(emb_consumer_t *c)
+void emb_cpart_unmap(cpart_t *cp)
 {
-    if (c->rpart && c->rdata != c->rbuf) drop_buffer(c);
-    if (c->wmap) munmap((void *)c->wmap, c->wlen);
-    c->wmap = NULL;
-    c->wlen = 0;
-    if (c->wseg) {
-        pthread_mutex_lock(&c->wpart->seg_mu);
-        emb_seg_unref(c->wseg);
-        pthread_mutex_unlock(&c->wpart->seg_mu);
+    if (cp->wmap) munmap((void *)cp->wmap, cp->wlen);
+    cp->wmap = NULL;
+    cp->wlen = 0;
+    if (cp->wseg) {
+        pthread_mutex_lock(&cp->p->seg_mu);
+        emb_seg_unref(cp->wseg);
+        pthread_mutex_unlock(&cp->p->seg_mu);
     }
-    c->wseg = NULL;
-    c->wpart = NULL;
+    cp->wseg = NULL;
 }
 
 /* Points the read data at cp->seg's bytes from cp->fpos through the read
@@ -755,8 +752,8 @@ static bool window_show(emb_consumer_t *c, cpart_t *cp, int fd, int64_t limit, s
     if (need < REC_HDR) need = REC_HDR;
     int64_t want_end = cp->fpos + (int64_t)need;
     if (want_end > limit) want_end = limit;
-    if (c->wseg != cp->seg || cp->fpos < c->woff || want_end > c->woff + (int64_t)c->wlen) {
-        emb_window_release(c);
+    if (cp->wseg != cp->seg || cp->fpos < cp->woff || want_end > cp->woff + (int64_t)cp->wlen) {
+        emb_cpart_unmap(cp);
         int64_t page = sysconf(_SC_PAGESIZE);
         int64_t off = cp->fpos - cp->fpos % page;
         size_t len = READ_WINDOW, span = (size_t)(cp->fpos - off) + need;
@@ -767,18 +764,17 @@ static bool window_show(emb_consumer_t *c, cpart_t *cp, int fd, int64_t limit, s
                 log_warn(LOGC, "mmap %s: %s; reading with pread", cp->seg->path, strerror(errno));
             return false;
         }
-        c->wmap = m;
-        c->wlen = len;
-        c->woff = off;
+        cp->wmap = m;
+        cp->wlen = len;
+        cp->woff = off;
         pthread_mutex_lock(&cp->p->seg_mu);
         cp->seg->refs++;
         pthread_mutex_unlock(&cp->p->seg_mu);
-        c->wseg = cp->seg;
-        c->wpart = cp->p;
+        cp->wseg = cp->seg;
     }
-    int64_t end = c->woff + (int64_t)c->wlen;
+    int64_t end = cp->woff + (int64_t)cp->wlen;
     if (end > limit) end = limit;
-    c->rdata = c->wmap + (cp->fpos - c->woff);
+    c->rdata = cp->wmap + (cp->fpos - cp->woff);
     c->rlen = (size_t)(end - cp->fpos);
     return true;
 }
@@ -815,7 +811,7 @@ static int read_part(emb_consumer_t *c, cpart_t *cp, bus_msg_t *msgs, int max)
         size_t room; /* how many bytes from fpos the read data could have held */
         if (!cursor_prepare(cp, &fd, &limit)) return 0;
         if (c->eb->read_mmap && window_show(c, cp, fd, limit, need)) {
-            room = (size_t)(c->woff + (int64_t)c->wlen - cp->fpos);
+            room = (size_t)(cp->woff + (int64_t)cp->wlen - cp->fpos);
         } else {
             if (pread_show(c, cp, fd, limit, need) != HR_OK) return HR_ERR;
             room = c->rcap;
@@ -869,11 +865,16 @@ static int fill(emb_consumer_t *c, bus_msg_t *msgs, int max)
  * record. A window on the active segment is kept for the next flush. */
 static void window_idle(emb_consumer_t *c)
 {
-    if (!c->wseg) return;
-    pthread_mutex_lock(&c->wpart->seg_mu);
-    bool sealed = c->wseg->sealed || c->wseg->dead;
-    pthread_mutex_unlock(&c->wpart->seg_mu);
-    if (sealed) emb_window_release(c);
+    for (size_t i = 0; i < c->nparts; i++) {
+        cpart_t *cp = c->parts[i];
+        if (!cp->wseg) continue;
+        pthread_mutex_lock(&cp->p->seg_mu);
+        bool sealed = cp->wseg->sealed || cp->wseg->dead;
+        pthread_mutex_unlock(&cp->p->seg_mu);
+        if (!sealed) continue;
+        if (c->rpart == cp) drop_buffer(c);
+        emb_cpart_unmap(cp);
+    }
 }
 
 static int emb_poll(bus_consumer_t *bc, bus_msg_t *msgs, int max, int timeout_ms)
@@ -962,7 +963,7 @@ static hr_t emb_read_range(bus_t *bb, const char *topic, int32_t partition, int6
         if (n <= 0) break;
         for (int i = 0; i < n && more; i++) more = msgs[i].offset < to && fn(ud, &msgs[i]);
     }
-    emb_window_release(&c);
+    emb_cpart_unmap(&cp);
     emb_cpart_drop_seg(&cp);
     free(c.rbuf);
     return r;
