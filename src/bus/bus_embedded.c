@@ -48,7 +48,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #define LOGC "bus"
@@ -95,13 +94,12 @@ static hr_t emb_open(const bus_opts_t *opts, bus_t **out)
     b->flush_interval_us = opts->flush_interval_us > 0 ? opts->flush_interval_us : 1000;
     for (size_t i = 0; opts->kv && opts->kv[i] && opts->kv[i + 1]; i += 2)
         if (strcmp(opts->kv[i], "max_pending_bytes") != 0 && strcmp(opts->kv[i], "accept_loss") != 0 &&
-            strcmp(opts->kv[i], "max_disk_bytes") != 0 && strcmp(opts->kv[i], "read_mmap") != 0)
+            strcmp(opts->kv[i], "max_disk_bytes") != 0)
             log_warn(LOGC, "ignoring unknown embedded bus setting %s", opts->kv[i]);
     int64_t mp = kv_int(opts->kv, "max_pending_bytes", DEF_MAX_PENDING);
     b->max_pending = (size_t)(mp >= 4096 ? mp : 4096);
     b->accept_loss = kv_int(opts->kv, "accept_loss", 0) != 0;
     b->max_disk_bytes = kv_int(opts->kv, "max_disk_bytes", 0);
-    b->read_mmap = kv_int(opts->kv, "read_mmap", 1) != 0;
     pthread_mutex_init(&b->health_mu, NULL);
     pthread_mutex_init(&b->mu, NULL);
     pthread_mutex_init(&b->fl_mu, NULL);
@@ -540,7 +538,6 @@ static hr_t emb_consumer_new(bus_t *bb, const char *group, const char *const *to
     }
     c->rcap = READ_CHUNK;
     c->rbuf = xmalloc(c->rcap);
-    c->rdata = c->rbuf;
     c->last_commit_ns = hclock_mono_ns();
     emb_cons_add(b, c);
 
@@ -689,13 +686,13 @@ static int64_t skip_damage(emb_bus_t *b, cpart_t *cp, int64_t limit)
     return nh.end;
 }
 
-/* Hands out parsed records of the read data (which holds rpart's bytes). */
+/* Hands out parsed records of the read buffer (which holds rpart's data). */
 static int take_records(emb_consumer_t *c, bus_msg_t *msgs, int max, int64_t limit)
 {
     cpart_t *cp = c->rpart;
     int n = 0;
     while (n < max && c->rlen - c->rdone >= REC_HDR) {
-        const char *r = c->rdata + c->rdone;
+        const char *r = c->rbuf + c->rdone;
         uint32_t len = le_get32(r);
         bool bad = len < REC_HDR || len > REC_MAX;
         if (!bad && len > c->rlen - c->rdone) break;
@@ -726,113 +723,36 @@ static int take_records(emb_consumer_t *c, bus_msg_t *msgs, int max, int64_t lim
     return n;
 }
 
-/* ---- the read window ---- */
-
-void emb_cpart_unmap(cpart_t *cp)
-{
-    if (cp->wmap) munmap((void *)cp->wmap, cp->wlen);
-    cp->wmap = NULL;
-    cp->wlen = 0;
-    if (cp->wseg) {
-        pthread_mutex_lock(&cp->p->seg_mu);
-        emb_seg_unref(cp->wseg);
-        pthread_mutex_unlock(&cp->p->seg_mu);
-    }
-    cp->wseg = NULL;
-}
-
-/* Points the read data at cp->seg's bytes from cp->fpos through the read
- * window, mapping a new one (at the page holding fpos) when the window does
- * not show [fpos, fpos + need) of the readable bytes (need: a whole header
- * at least). Only bytes below limit, the published size, are shown. false
- * when the file cannot be mapped: the caller reads it with pread. */
-static bool window_show(emb_consumer_t *c, cpart_t *cp, int fd, int64_t limit, size_t need)
-{
-    static _Atomic bool warned;
-    if (need < REC_HDR) need = REC_HDR;
-    int64_t want_end = cp->fpos + (int64_t)need;
-    if (want_end > limit) want_end = limit;
-    if (cp->wseg != cp->seg || cp->fpos < cp->woff || want_end > cp->woff + (int64_t)cp->wlen) {
-        emb_cpart_unmap(cp);
-        int64_t page = sysconf(_SC_PAGESIZE);
-        int64_t off = cp->fpos - cp->fpos % page;
-        size_t len = READ_WINDOW, span = (size_t)(cp->fpos - off) + need;
-        if (span > len) len = span + (size_t)(page - (int64_t)span % page) % (size_t)page;
-        void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, off);
-        if (m == MAP_FAILED) {
-            if (!atomic_exchange(&warned, true))
-                log_warn(LOGC, "mmap %s: %s; reading with pread", cp->seg->path, strerror(errno));
-            return false;
-        }
-        cp->wmap = m;
-        cp->wlen = len;
-        cp->woff = off;
-        pthread_mutex_lock(&cp->p->seg_mu);
-        cp->seg->refs++;
-        pthread_mutex_unlock(&cp->p->seg_mu);
-        cp->wseg = cp->seg;
-    }
-    int64_t end = cp->woff + (int64_t)cp->wlen;
-    if (end > limit) end = limit;
-    c->rdata = cp->wmap + (cp->fpos - cp->woff);
-    c->rlen = (size_t)(end - cp->fpos);
-    return true;
-}
-
-/* Fills the read data with cp->seg's bytes from cp->fpos (at most rcap,
- * grown to need) with pread. The fallback where mapping fails. */
-static hr_t pread_show(emb_consumer_t *c, cpart_t *cp, int fd, int64_t limit, size_t need)
-{
-    if (need > c->rcap) {
-        c->rcap = need;
-        c->rbuf = xrealloc(c->rbuf, c->rcap);
-    }
-    size_t want = c->rcap;
-    if ((int64_t)want > limit - cp->fpos) want = (size_t)(limit - cp->fpos);
-    ssize_t got;
-    do
-        got = pread(fd, c->rbuf, want, cp->fpos);
-    while (got < 0 && errno == EINTR);
-    if (got <= 0) {
-        log_error(LOGC, "read %s: %s", cp->seg->path, got < 0 ? strerror(errno) : "short file");
-        return HR_ERR;
-    }
-    c->rdata = c->rbuf;
-    c->rlen = (size_t)got;
-    return HR_OK;
-}
-
 static int read_part(emb_consumer_t *c, cpart_t *cp, bus_msg_t *msgs, int max)
 {
-    size_t need = 0; /* the length of the record at fpos, once it did not fit */
     for (int round = 0; round < 1024; round++) {
         int fd;
         int64_t limit;
-        size_t room; /* how many bytes from fpos the read data could have held */
         if (!cursor_prepare(cp, &fd, &limit)) return 0;
-        if (c->eb->read_mmap && window_show(c, cp, fd, limit, need)) {
-            room = (size_t)(cp->woff + (int64_t)cp->wlen - cp->fpos);
-        } else {
-            if (pread_show(c, cp, fd, limit, need) != HR_OK) return HR_ERR;
-            room = c->rcap;
+        size_t want = c->rcap;
+        if ((int64_t)want > limit - cp->fpos) want = (size_t)(limit - cp->fpos);
+        ssize_t got = pread(fd, c->rbuf, want, cp->fpos);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            log_error(LOGC, "read %s: %s", cp->seg->path, got < 0 ? strerror(errno) : "short file");
+            return HR_ERR;
         }
-        need = 0;
         c->rpart = cp;
+        c->rlen = (size_t)got;
         c->rdone = 0;
         c->rlimit = limit;
         int n = take_records(c, msgs, max, limit);
         if (n > 0) return n;
         if (c->rpart && c->rdone == 0) {
-            /* not even one whole record: it is bigger than the data could
-             * hold (read again with room for it), or it claims bytes past
-             * the published end (damage) */
-            uint32_t len = c->rlen >= 4 ? le_get32(c->rdata) : 0;
-            if (len <= room || len > REC_MAX) {
+            /* not even one whole record: it is bigger than the buffer */
+            uint32_t len = c->rlen >= 4 ? le_get32(c->rbuf) : 0;
+            if (len <= c->rcap || len > REC_MAX) {
                 cp->fpos = skip_damage(c->eb, cp, limit);
                 drop_buffer(c);
                 continue;
             }
-            need = len;
+            c->rcap = len;
+            c->rbuf = xrealloc(c->rbuf, c->rcap);
         }
     }
     return 0;
@@ -859,24 +779,6 @@ static int fill(emb_consumer_t *c, bus_msg_t *msgs, int max)
     return 0;
 }
 
-/* Caught up, before sleeping: a window on a sealed segment will not be read
- * again (the next data is in a later segment); unmapping it now lets
- * retention's deletion free the file instead of waiting for the next
- * record. A window on the active segment is kept for the next flush. */
-static void window_idle(emb_consumer_t *c)
-{
-    for (size_t i = 0; i < c->nparts; i++) {
-        cpart_t *cp = c->parts[i];
-        if (!cp->wseg) continue;
-        pthread_mutex_lock(&cp->p->seg_mu);
-        bool sealed = cp->wseg->sealed || cp->wseg->dead;
-        pthread_mutex_unlock(&cp->p->seg_mu);
-        if (!sealed) continue;
-        if (c->rpart == cp) drop_buffer(c);
-        emb_cpart_unmap(cp);
-    }
-}
-
 static int emb_poll(bus_consumer_t *bc, bus_msg_t *msgs, int max, int timeout_ms)
 {
     emb_consumer_t *c = (emb_consumer_t *)bc;
@@ -891,7 +793,6 @@ static int emb_poll(bus_consumer_t *bc, bus_msg_t *msgs, int max, int timeout_ms
         int n = fill(c, msgs, max);
         if (n != 0) return n;
         if (hclock_mono_ns() >= deadline) return 0;
-        window_idle(c);
         emb_cons_sleep(c, seq, deadline);
     }
 }
@@ -951,7 +852,6 @@ static hr_t emb_read_range(bus_t *bb, const char *topic, int32_t partition, int6
     c.eb = b;
     c.rcap = READ_CHUNK;
     c.rbuf = xmalloc(c.rcap);
-    c.rdata = c.rbuf;
     cpart_t cp = {.t = t, .p = &t->parts[partition], .part = partition, .stored = -1};
     cp.pos = emb_clamp_offset(cp.p, from);
     bus_msg_t msgs[256];
@@ -963,7 +863,6 @@ static hr_t emb_read_range(bus_t *bb, const char *topic, int32_t partition, int6
         if (n <= 0) break;
         for (int i = 0; i < n && more; i++) more = msgs[i].offset < to && fn(ud, &msgs[i]);
     }
-    emb_cpart_unmap(&cp);
     emb_cpart_drop_seg(&cp);
     free(c.rbuf);
     return r;

@@ -491,7 +491,6 @@ void emb_revoke_parts(emb_consumer_t *c, bool all)
             continue;
         }
         if (c->rpart == c->parts[i]) drop_buffer(c);
-        emb_cpart_unmap(c->parts[i]);
         emb_cpart_drop_seg(c->parts[i]);
         free(c->parts[i]);
     }

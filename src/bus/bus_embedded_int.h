@@ -47,11 +47,6 @@
 #define IDX_STEP ((int64_t)64 << 10)
 #define URGENT_BYTES ((size_t)256 << 10)
 #define READ_CHUNK ((size_t)256 << 10)
-/* A consumer reads a segment through a read-only shared mapping of this
- * much of the file at a time (a read window per owned partition; bigger for
- * a bigger record). The pages of a window that were touched count in the
- * process's RSS while it is mapped, so it is kept small. */
-#define READ_WINDOW ((size_t)256 << 10)
 #define SCAN_CHUNK ((size_t)1 << 20)
 #define DEF_MAX_PENDING ((int64_t)64 << 20)
 #define DEF_SEGMENT_BYTES ((int64_t)64 << 20)
@@ -239,19 +234,6 @@ typedef struct cpart {
     bool paused;
     seg_t *seg;       /* referenced segment holding pos, or NULL */
     int64_t fpos;     /* file position in seg of the first record not yet parsed */
-    /* the read window: bytes [woff, woff + wlen) of wseg's file mapped
-     * read-only at wmap (NULL: none). Only bytes below the segment's size
-     * (written and published) are ever read through it, never past the end
-     * of the file. The window holds a reference to wseg (so the pointer
-     * stays a valid identity) and outlives the records handed out from it:
-     * it is replaced or unmapped only inside bus_poll (or on close), never
-     * by seek or pause. A mapping keeps an unlinked file readable, so
-     * retention may delete a segment a window still shows. One window per
-     * owned partition: a consumer reads its partitions in turn. */
-    const char *wmap;
-    size_t wlen;
-    int64_t woff;
-    seg_t *wseg;
 } cpart_t;
 
 struct emb_consumer {
@@ -267,14 +249,11 @@ struct emb_consumer {
     size_t nparts, cparts;
     size_t rr;
     uint64_t seen_gen;
-    /* read data: bytes [rdone, rlen) of rdata are unparsed data of rpart,
-     * rdata pointing into rpart's read window or, where mapping fails, into
-     * rbuf (filled with pread) */
-    const char *rdata;
+    /* read buffer: bytes [rdone, rlen) are unparsed data of rpart */
     char *rbuf;
     size_t rcap, rlen, rdone;
     cpart_t *rpart;
-    int64_t rlimit;   /* readable end of rpart's segment when rdata was set */
+    int64_t rlimit;   /* readable end of rpart's segment when the buffer was filled */
     int64_t last_commit_ns;
     /* wake-ups: the flusher bumps wseq when a partition the consumer owns
      * got data (and every waker on a rebalance) and futex-wakes the
@@ -347,7 +326,6 @@ typedef struct emb_bus {
 
     /* damage and health (bus_embedded_log.c) */
     bool accept_loss;           /* start despite missing data; damage does not degrade */
-    bool read_mmap;             /* consumers read through mappings (else pread) */
     int64_t max_disk_bytes;     /* hard bound for retention; 0 = none */
     _Atomic bool write_failing; /* the last segment write failed (flusher sets/clears) */
     pthread_mutex_t health_mu;
@@ -516,11 +494,6 @@ void *emb_syncer_main(void *arg);
 
 /* ---- bus_embedded.c ---- */
 void emb_cpart_drop_seg(cpart_t *cp);
-/* Unmaps the partition's read window and drops its segment reference (the
- * polling thread, inside bus_poll or bus_consumer_close only: records
- * handed out by the previous poll may point into the window; the caller
- * drops the consumer's read data if it is the window's). */
-void emb_cpart_unmap(cpart_t *cp);
 int64_t emb_clamp_offset(part_t *p, int64_t off);
 
 #endif
