@@ -153,7 +153,7 @@ static void test_retention_deletes_read_segment(void **state)
         assert_true(now_ms() < deadline);
         int n = bus_poll(c, m, 1, 100);
         if (n <= 0) continue;
-        char want[16];
+        char want[32];
         snprintf(want, sizeof(want), "v%" PRId64, m[0].offset);
         assert_int_equal(m[0].value_len, strlen(want));
         assert_memory_equal(m[0].value, want, strlen(want));
@@ -169,7 +169,7 @@ static void test_retention_deletes_read_segment(void **state)
     assert_int_equal(bus_commit(c), HR_OK);
     produce_seq(b, t, 0, 400, 300);
     assert_int_not_equal(stat(first, &st), 0); /* deleted */
-    char want[16];
+    char want[32];
     snprintf(want, sizeof(want), "v%" PRId64, next_base - 1);
     assert_int_equal(m[0].value_len, strlen(want));
     assert_memory_equal(m[0].value, want, strlen(want)); /* the record is still readable */
