@@ -419,12 +419,23 @@ static void sweep_done(part_t *p, size_t kept, int64_t now_ms)
     p->last_sweep = now_ms;
 }
 
+/* The passes over every user (sweep, snapshot) read the entries in slot
+ * order, each one a cache miss (malloc'd, scattered): the entry AHEAD
+ * slots on is fetched meanwhile. */
+enum { AHEAD = 16 };
+
+static inline void prefetch_ahead(const part_t *p, size_t i)
+{
+    if (i + AHEAD < p->nslots && p->slots[i + AHEAD]) __builtin_prefetch(slot_entry(p, p->slots[i + AHEAD]));
+}
+
 /* Forgets the users with nothing left in the window (but not the dirty
  * ones: the journal's next block names them). */
 static void sweep(local_t *l, part_t *p, int64_t now_ms)
 {
     size_t kept = 0;
     for (size_t i = 0; i < p->nslots; i++) {
+        prefetch_ahead(p, i);
         entry_t *e = slot_entry(p, p->slots[i]);
         if (!e) continue;
         expire(l, p, e, now_ms);
@@ -590,6 +601,7 @@ static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too, bool
     char *buf = xmalloc(cap);
     size_t kept = 0;
     for (size_t i = 0; i < p->nslots; i++) {
+        prefetch_ahead(p, i);
         entry_t *e = slot_entry(p, p->slots[i]);
         if (!e) continue;
         if (sweep_too) {

@@ -135,6 +135,9 @@ typedef struct dispatch {
     sent_ids_t in_batch;        /* ids of the batch being processed */
     sent_key_t *keys;           /* per decoded record: its id parsed once (sent_ids.h) */
     bool *keyed;                /* per decoded record: keys[] is valid (a 32-hex-digit id) */
+    bool *was_sent;             /* per polled record: its key is in `sent` (looked up for the batch at once) */
+    sent_key_t *addq;           /* ids sent in the current slice, added to `sent` together */
+    int naddq;
     bool *decoded;              /* per polled record: notifs[] holds it (a notification) */
     bool *maybe_seen;           /* per decoded record of the batch: look it up in the store */
     hstr_t *ask;                /* ids to look up in the store, one query per batch */
@@ -195,6 +198,8 @@ static void *dispatch_new(app_t *app, const stage_def_t *def, int worker)
     sent_ids_init(&d->in_batch, (size_t)d->cap);
     d->keys = xcalloc((size_t)d->cap, sizeof(*d->keys));
     d->keyed = xcalloc((size_t)d->cap, sizeof(*d->keyed));
+    d->was_sent = xcalloc((size_t)d->cap, sizeof(*d->was_sent));
+    d->addq = xcalloc((size_t)d->cap, sizeof(*d->addq));
     d->decoded = xcalloc((size_t)d->cap, sizeof(*d->decoded));
     d->pidx = xcalloc((size_t)d->cap, sizeof(*d->pidx));
     d->probe = xcalloc((size_t)d->cap, sizeof(*d->probe));
@@ -234,6 +239,8 @@ static void dispatch_free(void *state)
     sent_ids_release(&d->in_batch);
     free(d->keys);
     free(d->keyed);
+    free(d->was_sent);
+    free(d->addq);
     free(d->decoded);
     provider_set_close(d->providers);
     quiet_ctx_free(d->quiet);
@@ -485,7 +492,7 @@ static hr_t record(dispatch_t *d, int i, bool fatal, int64_t at, bus_batch_t *ba
     if (fatal && res->cls != SEND_OK) return HR_OK;
     switch (res->cls) {
     case SEND_OK:
-        if (d->keyed[i]) sent_ids_add_key(&d->sent, &d->keys[i]);
+        if (d->keyed[i]) d->addq[d->naddq++] = d->keys[i]; /* into `sent` after the slice's loop */
         lifecycle_transition(x, ST_SENT, at, HSTR(res->msg_id), by);
         METRIC_INC(notifs_sent);
         METRIC_ADD_AT(delivery_attempts, METRIC_CHANNEL_RESULT(d->ch, METRIC_RESULT_SENT), 1);
@@ -725,14 +732,17 @@ static hr_t dispatch_batch(dispatch_t *d, stage_ctx_t *cx, const bus_msg_t *msgs
     digest_stage_begin(d->digests);
     int nd = 0, nask = 0;
     /* First every record is decoded and its id parsed (once, for the set
-     * operations below), and the sent-id table's slots of the whole batch
-     * are fetched together: that table is large and probed at random. */
+     * operations below), then the whole batch's ids are looked up in the
+     * sent-id set together (sent_ids_has_keys: that table is large and
+     * probed at random, and lookups in groups overlap their misses). The
+     * loop below only adds to in_batch, so `sent` answers the same there. */
     for (int i = 0; i < n; i++) {
         notif_t *x = &d->notifs[i];
         d->decoded[i] = notif_decode(msgs[i].value, msgs[i].value_len, x) == HR_OK && x->kind == REC_NOTIFICATION;
         d->keyed[i] = d->decoded[i] && sent_key_parse(x->notification_id, &d->keys[i]);
-        if (d->keyed[i]) sent_ids_prefetch(&d->sent, &d->keys[i]);
+        if (!d->keyed[i]) d->keys[i] = (sent_key_t){0, 0}; /* looked up, answer unused */
     }
+    sent_ids_has_keys(&d->sent, d->keys, (size_t)n, d->was_sent);
     for (int i = 0; i < n && r == HR_OK; i++) {
         int64_t *below = part_slot(d, msgs[i].partition);
         bool maybe_seen = *below < 0 || msgs[i].offset < *below;
@@ -759,7 +769,7 @@ static hr_t dispatch_batch(dispatch_t *d, stage_ctx_t *cx, const bus_msg_t *msgs
             METRIC_INC(notifs_skipped_sent); /* its first copy in this batch decides */
             continue;
         }
-        if (keyed && sent_ids_has_key(&d->sent, key)) {
+        if (keyed && d->was_sent[i]) { /* sent_ids_has_key(&d->sent, key), looked up above */
             /* Sent before (by this worker, or recorded on the status topic):
              * the provider is not called again, but the status is produced
              * again, in case the first one never reached the bus (a batch
@@ -839,7 +849,10 @@ static hr_t dispatch_batch(dispatch_t *d, stage_ctx_t *cx, const bus_msg_t *msgs
         for (int i = from; i < to && fatal < 0; i++)
             if (d->res[i].cls == SEND_FATAL) fatal = i;
         int64_t at = hclock_now_ms(); /* the slice's results: one clock read, not one per record */
+        d->naddq = 0;
         for (int i = from; i < to && r == HR_OK; i++) r = record(d, i, fatal >= 0, at, batch);
+        sent_ids_add_keys(&d->sent, d->addq, (size_t)d->naddq); /* in order, as record() met them */
+        d->naddq = 0;
         hr_t fr = outbuf_flush(&d->out); /* the slice's status records */
         if (r == HR_OK) r = fr;
         from = to;

@@ -29,12 +29,15 @@ typedef struct sent_ids {
     size_t max;                 /* bound; 0 keeps nothing */
     sent_key_t *ring;           /* insertion order; [head, head + count) mod cap */
     size_t cap, head, count;
-    /* linear probing; an entry is tag << ibits | (ring index + 1), 0 =
-     * empty, where the tag is the top 32 - ibits bits of the key's hash: a
-     * probe compares tags before it reads the ring (see sent_ids.c) */
+    /* linear probing; an entry is tag | displacement | ring index + 1,
+     * 0 = empty, where the tag is the top 32 - dbits - ibits bits of the
+     * key's hash (a probe compares tags before it reads the ring) and the
+     * displacement the entry's distance from its home slot (a deletion
+     * moves entries back without reading their keys), see sent_ids.c */
     uint32_t *tab;
     size_t tmask;               /* table size - 1 (table size >= 2 x cap) */
     unsigned ibits;             /* bits of a ring index + 1 (max fits) */
+    unsigned dbits;             /* bits of the displacement (4, fewer for huge bounds) */
     bool evicted;               /* an id was evicted since the last clear */
     size_t ring_map, tab_map;   /* core/bigmem.h: the arrays' mappings (0: malloc'd) */
 } sent_ids_t;
@@ -58,13 +61,18 @@ bool sent_ids_add_key(sent_ids_t *s, const sent_key_t *k);
 bool sent_ids_has_key(const sent_ids_t *s, const sent_key_t *k);
 static inline size_t sent_ids_count(const sent_ids_t *s) { return s->count; }
 
+/* Many keys at once, for a caller that has a batch of them: the table
+ * slots of a group of keys are fetched together, then probed, so that
+ * their cache misses overlap instead of following each other (a prefetch
+ * issued long before the probe, between other work, was measured to help
+ * little: the probe still missed).
+ * sent_ids_has_keys: found[i] = sent_ids_has_key(s, &keys[i]), i < n.
+ * sent_ids_add_keys: the same as sent_ids_add_key for each key in order
+ * (the same set afterwards); the slots of the ids a group's adds evict
+ * are fetched with the group's own. */
+void sent_ids_has_keys(const sent_ids_t *s, const sent_key_t *keys, size_t n, bool *found);
+void sent_ids_add_keys(sent_ids_t *s, const sent_key_t *keys, size_t n);
+
 static inline uint64_t sent_key_hash(const sent_key_t *k) { return k->lo ^ (k->hi * 0x9E3779B97F4A7C15ull); }
-/* Starts fetching k's table slot into the cache: a caller that will look
- * up many keys prefetches them all first, so that their cache misses
- * overlap instead of following each other. */
-static inline void sent_ids_prefetch(const sent_ids_t *s, const sent_key_t *k)
-{
-    if (s->tab) __builtin_prefetch(&s->tab[(size_t)sent_key_hash(k) & s->tmask]);
-}
 
 #endif

@@ -241,6 +241,63 @@ static void test_against_model(void **st)
     }
 }
 
+/* The batch calls (sent_ids_has_keys, _add_keys) answer and keep what the
+ * FIFO model does: batches of 0 to 70 keys (more than a group, with
+ * duplicates inside a batch, keys that share a hash, ids seen lately),
+ * through growth and eviction (evicting adds prefetch the oldest ids'
+ * slots), for small and odd bounds. */
+static void test_batches_against_model(void **st)
+{
+    (void)st;
+    static const size_t maxes[] = {1, 3, 16, 17, 100, 1025, 3000};
+    for (size_t mi = 0; mi < sizeof(maxes) / sizeof(maxes[0]); mi++) {
+        size_t max = maxes[mi];
+        sent_ids_t s;
+        sent_ids_init(&s, max);
+        model_t m = {.k = calloc(max, sizeof(sent_key_t)), .max = max};
+        uint64_t x = 0xabcdefu + max;
+        sent_key_t batch[70], recent[64];
+        bool found[70];
+        size_t nrecent = 0;
+        for (int round = 0; round < 600; round++) {
+            size_t n = (size_t)(rnd(&x) % 71);
+            for (size_t i = 0; i < n; i++) {
+                uint64_t r = rnd(&x);
+                switch (r % 5) {
+                case 0: batch[i] = key_with_hash(0x77, (r >> 8) % 20); break;
+                case 1: batch[i] = nrecent ? recent[(r >> 8) % nrecent] : key_with_hash(r, 2); break;
+                case 2: batch[i] = i ? batch[(r >> 8) % i] : key_with_hash(r, 3); break; /* twice in a batch */
+                default: batch[i] = (sent_key_t){.hi = rnd(&x), .lo = rnd(&x)};
+                }
+            }
+            sent_ids_has_keys(&s, batch, n, found);
+            for (size_t i = 0; i < n; i++) assert_int_equal(found[i], model_has(&m, &batch[i]));
+            if (round % 3 == 0) continue; /* looked up only */
+            sent_ids_add_keys(&s, batch, n);
+            for (size_t i = 0; i < n; i++) {
+                model_add(&m, &batch[i]);
+                recent[nrecent < 64 ? nrecent++ : rnd(&x) % 64] = batch[i];
+            }
+            assert_int_equal(sent_ids_count(&s), m.n);
+            for (size_t i = 0; i < m.n; i++) assert_true(sent_ids_has_key(&s, &m.k[i]));
+            for (size_t i = 0; i < nrecent; i++)
+                assert_int_equal(sent_ids_has_key(&s, &recent[i]), model_has(&m, &recent[i]));
+        }
+        free(m.k);
+        sent_ids_release(&s);
+    }
+    /* max 0 keeps nothing, and an empty set finds nothing */
+    sent_ids_t z;
+    sent_ids_init(&z, 0);
+    sent_key_t k = {1, 2};
+    bool f = true;
+    sent_ids_add_keys(&z, &k, 1);
+    sent_ids_has_keys(&z, &k, 1, &f);
+    assert_false(f);
+    assert_int_equal(sent_ids_count(&z), 0);
+    sent_ids_release(&z);
+}
+
 /* The table takes 4 bytes a slot, at most half full: with the default
  * bound, 24 bytes an id (16 in the ring). */
 static void test_bytes_per_id(void **st)
@@ -279,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_clear_cycles),
         cmocka_unit_test(test_against_model),
+        cmocka_unit_test(test_batches_against_model),
         cmocka_unit_test(test_bytes_per_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
