@@ -33,4 +33,13 @@ extern const ratelimit_ops_t ratelimit_redis_ops;
  * a no-op for other backends). */
 void ratelimit_local_whole_pointers(ratelimit_t *rl);
 
+/* A local limiter's partition writes its journal block as soon as this many
+ * users are dirty, without waiting for the tick (the dirty list is bounded
+ * whatever the load). */
+#define RL_DIRTY_MAX 16384
+
+/* The users of a local limiter's partition waiting for the next journal
+ * write (for tests; 0 when the partition is not held). */
+size_t ratelimit_local_dirty(ratelimit_t *rl, int32_t partition);
+
 #endif

@@ -337,6 +337,44 @@ static void test_journal_restart(void **st)
     ratelimit_close(p);
 }
 
+/* A burst of new users between two ticks: the dirty list never reaches
+ * RL_DIRTY_MAX (its users are journaled at once), and a restart without a
+ * close ("crash") has every user written by then. */
+static void test_journal_dirty_bound(void **st)
+{
+    (void)st;
+    char dir[300];
+    mkdirs(dir, sizeof(dir), "jb");
+    ratelimit_t *p = open_snap(dir, 1);
+    ratelimit_tick(p, T0);
+    int n = 3 * RL_DIRTY_MAX + 5;
+    size_t most = 0;
+    for (int i = 0; i < n; i++) {
+        char u[32];
+        snprintf(u, sizeof(u), "u%d", i);
+        assert_true(check(p, 0, u, T0 + 1));
+        size_t d = ratelimit_local_dirty(p, 0);
+        if (d > most) most = d;
+    }
+    assert_true(most < RL_DIRTY_MAX);
+    assert_int_equal(ratelimit_local_dirty(p, 0), 5); /* the last ones wait for the tick */
+    assert_true(fsize(dir, 0, "", NULL) > 0);         /* written without a tick */
+
+    ratelimit_t *q = open_snap(dir, 1);
+    ratelimit_partition_assigned(q, 0, T0 + 2);
+    char u[32];
+    for (int i = 0; i < 3 * RL_DIRTY_MAX; i += 997) {
+        snprintf(u, sizeof(u), "u%d", i);
+        assert_false(check(q, 0, u, T0 + 2));
+    }
+    snprintf(u, sizeof(u), "u%d", 3 * RL_DIRTY_MAX - 1);
+    assert_false(check(q, 0, u, T0 + 2));
+    snprintf(u, sizeof(u), "u%d", 3 * RL_DIRTY_MAX); /* after the last write: lost */
+    assert_true(check(q, 0, u, T0 + 2));
+    ratelimit_close(q);
+    ratelimit_close(p);
+}
+
 /* Builds partition `part` in dir: a base with "u0", then a journal block
  * with "a" (2 sends), then one with "b" (3 sends); *after_a is the
  * journal's length after the first block. Returns the open limiter. */
@@ -966,6 +1004,7 @@ int main(void)
         cmocka_unit_test(test_local_persists),
         cmocka_unit_test(test_local_many_users),
         cmocka_unit_test(test_journal_restart),
+        cmocka_unit_test(test_journal_dirty_bound),
         cmocka_unit_test(test_journal_torn_tail),
         cmocka_unit_test(test_journal_rebalance),
         cmocka_unit_test(test_journal_window_expiry),
