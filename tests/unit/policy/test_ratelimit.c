@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
 #include <spawn.h>
@@ -373,6 +374,38 @@ static void test_journal_dirty_bound(void **st)
     assert_true(check(q, 0, u, T0 + 2));
     ratelimit_close(q);
     ratelimit_close(p);
+}
+
+/* The heap a user costs (one send, 8-byte ids as in the benchmark, 4
+ * partitions): its entry from the pool (40 bytes; 48 as one malloc each)
+ * and its table slot (8 bytes, at most 3/4 full). Skipped where mallinfo2
+ * counts nothing (sanitizers replace malloc). */
+static void test_memory_per_user(void **st)
+{
+    (void)st;
+    enum { USERS = 180000 }; /* 45,000 a partition: tables of 65,536 slots */
+    struct mallinfo2 before = mallinfo2();
+    ratelimit_t *rl = open_rl("local", 10, NULL, NULL);
+    for (int i = 0; i < USERS; i++) {
+        char u[16];
+        snprintf(u, sizeof(u), "u%07d", i);
+        assert_true(check(rl, i % 4, u, T0));
+    }
+    struct mallinfo2 after = mallinfo2();
+    size_t used = (after.uordblks + after.hblkhd) - (before.uordblks + before.hblkhd);
+    if (used == 0) {
+        ratelimit_close(rl);
+        skip();
+    }
+    double per = (double)used / USERS;
+    print_message("heap: %.1f bytes a user\n", per);
+    assert_true(per < 55.0); /* 40 + 8 x 65536 / 45000 = 51.7; one malloc each: 59.7 */
+    for (int i = 0; i < USERS; i += 1009) {
+        char u[16];
+        snprintf(u, sizeof(u), "u%07d", i);
+        assert_int_equal(allows(rl, i % 4, u, T0 + 1, 10), 9);
+    }
+    ratelimit_close(rl);
 }
 
 /* Builds partition `part` in dir: a base with "u0", then a journal block
@@ -1005,6 +1038,7 @@ int main(void)
         cmocka_unit_test(test_local_many_users),
         cmocka_unit_test(test_journal_restart),
         cmocka_unit_test(test_journal_dirty_bound),
+        cmocka_unit_test(test_memory_per_user),
         cmocka_unit_test(test_journal_torn_tail),
         cmocka_unit_test(test_journal_rebalance),
         cmocka_unit_test(test_journal_window_expiry),
