@@ -35,8 +35,11 @@ void ratelimit_local_whole_pointers(ratelimit_t *rl);
 
 /* A local limiter's partition writes its journal block as soon as this many
  * users are dirty, without waiting for the tick (the dirty list is bounded
- * whatever the load). */
-#define RL_DIRTY_MAX 16384
+ * whatever the load; an entry's index in it is a 12-bit field). */
+#define RL_DIRTY_MAX 4095
+/* The largest limit the local backend holds (an entry's ring head and count
+ * are 20-bit fields); config.c allows up to 1,000,000. */
+#define RL_LIMIT_MAX ((1 << 20) - 1)
 
 /* The users of a local limiter's partition waiting for the next journal
  * write (for tests; 0 when the partition is not held). */

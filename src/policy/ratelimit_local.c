@@ -82,14 +82,26 @@
  * the slots that fit in the allocation's size class (2 or more) and
  * doubles, up to the limit, when a user sends more (grow()): most users
  * send one to three notifications an hour against a limit of 10 or 20.
- * With a 12-byte user id an entry is 40 bytes (48 when it came from malloc,
- * with its header) instead of 128 with a ring of ten 64-bit times. */
+ * The header is 12 bytes: the ring's head and count, the user id's length
+ * and the dirty list index are bit fields (the limit, the id and the dirty
+ * list are bounded to fit them). With a 12-byte user id and 2 send times an
+ * entry is 32 bytes (it was 48: a 20-byte header and malloc's 8 bytes,
+ * rounded up to 16) instead of 128 with a ring of ten 64-bit times. */
 typedef struct entry {
-    uint32_t head, n, cap;
-    uint32_t user_len;
-    uint32_t dix;               /* 1 + its index in its partition's dirty list; 0 = not dirty */
+    uint32_t head : 20;         /* head, n < cap <= limit <= RL_LIMIT_MAX */
+    uint32_t user_len : 12;     /* <= ENTRY_USER_MAX */
+    uint32_t n : 20;
+    uint32_t dix : 12;          /* 1 + its index in its partition's dirty list; 0 = not dirty */
+    uint32_t cap;
     char user[];
 } entry_t;
+
+/* The longest user id an entry holds (herald's are at most 200 bytes,
+ * model/event.h); a longer one is not limited (local_check). */
+#define ENTRY_USER_MAX 4095
+_Static_assert(sizeof(entry_t) == 12, "entry header: 12 bytes");
+_Static_assert(RL_DIRTY_MAX < 1 << 12, "entry_t.dix holds 1 + a dirty list index");
+_Static_assert(RL_LIMIT_MAX < 1 << 20, "entry_t.head and n hold up to the limit");
 
 static inline size_t ts_offset(size_t user_len)
 {
@@ -97,6 +109,9 @@ static inline size_t ts_offset(size_t user_len)
 }
 
 static inline uint32_t *ts_of(entry_t *e) { return (uint32_t *)(void *)((char *)e + ts_offset(e->user_len)); }
+
+/* The ring slot after j. */
+static inline uint32_t ring_next(const entry_t *e, uint32_t j) { return j + 1 == e->cap ? 0 : j + 1; }
 
 /* The bytes of e (its ring's whole capacity). */
 static inline size_t entry_size(const entry_t *e) { return ts_offset(e->user_len) + (size_t)e->cap * sizeof(uint32_t); }
@@ -335,7 +350,7 @@ static entry_t *entry_alloc(local_t *l, size_t len, uint32_t want, uint32_t limi
     size_t got = size <= POOL_MAX ? (size + 7) & ~(size_t)7 : malloc_usable_size(e);
     size_t room = (got - off) / sizeof(uint32_t);
     e->cap = room < limit ? (uint32_t)room : limit;
-    e->user_len = (uint32_t)len;
+    e->user_len = len & ENTRY_USER_MAX; /* callers keep len <= ENTRY_USER_MAX */
     return e;
 }
 
@@ -416,7 +431,7 @@ static void expire(const local_t *l, const part_t *p, entry_t *e, int64_t now_ms
     if (cut < 0 || e->n == 0) return;
     const uint32_t *ts = ts_of(e);
     while (e->n > 0 && (int64_t)ts[e->head] <= cut) {
-        e->head = e->head + 1 == e->cap ? 0 : e->head + 1;
+        e->head = ring_next(e, e->head);
         e->n--;
     }
 }
@@ -458,7 +473,7 @@ static void push(local_t *l, part_t *p, slot_t *s, int64_t t)
     if (e->n == e->cap && e->cap < (uint32_t)l->base.limit) e = grow(l, p, s);
     uint32_t *ts = ts_of(e);
     if (e->n == e->cap) {
-        e->head = e->head + 1 == e->cap ? 0 : e->head + 1;
+        e->head = ring_next(e, e->head);
         e->n--;
     }
     ts[(e->head + e->n) % e->cap] = t_off(p, t);
@@ -473,7 +488,7 @@ static void mark_dirty(part_t *p, entry_t *e)
         p->dlist = xrealloc(p->dlist, p->dcap * sizeof(*p->dlist));
     }
     p->dlist[p->ndirty++] = e;
-    e->dix = (uint32_t)p->ndirty;
+    e->dix = p->ndirty & 0xfff; /* ndirty < RL_DIRTY_MAX before this */
 }
 
 /* Empties the dirty list (every entry's index cleared). */
@@ -558,8 +573,8 @@ static inline size_t entry_bytes(const entry_t *e)
  * absolute times (the files' format is the one of the 64-bit rings). */
 static void entry_put(const part_t *p, entry_t *e, char *w)
 {
-    uint32_t n = e->n;
-    memcpy(w, &e->user_len, sizeof(uint32_t));
+    uint32_t n = e->n, ul = e->user_len;
+    memcpy(w, &ul, sizeof(uint32_t));
     memcpy(w + 4, e->user, e->user_len);
     memcpy(w + 4 + e->user_len, &n, sizeof(n));
     w += 8 + e->user_len;
@@ -778,7 +793,7 @@ static bool entries_walk(local_t *l, part_t *p, const char *data, size_t at, siz
         if (at + 4 > end) return false;
         memcpy(&ul, data + at, 4);
         at += 4;
-        if (ul > end - at) return false;
+        if (ul > end - at || ul > ENTRY_USER_MAX) return false;
         const char *user = data + at;
         at += ul;
         if (at + 4 > end) return false;
@@ -931,6 +946,10 @@ static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t n
             }
         }
         part_t *p = ps[k]; /* part_get of a later request never frees an earlier one's */
+        if (reqs[i].user_len > ENTRY_USER_MAX) {
+            reqs[i].allowed = true; /* not an id herald accepts (see ENTRY_USER_MAX) */
+            continue;
+        }
         slot_t *s = lookup_hashed(l, p, reqs[i].user, reqs[i].user_len, h[k], true);
         entry_t *e = slot_entry(p, *s);
         expire(l, p, e, now_ms);
@@ -1024,6 +1043,11 @@ static void local_close(ratelimit_t *rl)
 
 static hr_t local_open(const ratelimit_opts_t *o, ratelimit_t **out, char *why, size_t why_len)
 {
+    if (o->limit > RL_LIMIT_MAX) {
+        snprintf(why, why_len, "ratelimit: the local backend holds limits up to %d (%d asked)", RL_LIMIT_MAX,
+                 o->limit);
+        return HR_INVALID;
+    }
     local_t *l = xcalloc(1, sizeof(*l));
     l->pmask = UINTPTR_MAX > UINT32_MAX ? SLOT_ADDR_MASK : UINT32_MAX; /* 32-bit: a 32-bit hash */
     if (o->state_dir && *o->state_dir) {
