@@ -915,7 +915,7 @@ static part_t *part_get(local_t *l, int32_t id, int64_t now_ms)
     return l->parts[id];
 }
 
-static bool persist(local_t *l, part_t *p, int64_t now_ms);
+static void persist_dirty(local_t *l, part_t *p, int64_t now_ms);
 
 /* Requests looked up together: the table slots of a group are fetched from
  * memory at once (prefetch), then their entries, then the checks run, so
@@ -965,7 +965,7 @@ static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t n
                 /* a burst of new users: write them now rather than hold a
                  * list of them until the tick (8 bytes a user, 1.5M users
                  * in the 1M-user benchmark's burst) */
-                if (p->ndirty >= RL_DIRTY_MAX) persist(l, p, now_ms);
+                if (p->ndirty >= RL_DIRTY_MAX) persist_dirty(l, p, now_ms);
             }
         }
     }
@@ -1007,6 +1007,16 @@ static bool persist(local_t *l, part_t *p, int64_t now_ms)
         return true;
     }
     return false;
+}
+
+/* The write of a full dirty list (from a check): a journal block, even
+ * when the journal has outgrown the base - the compaction, which reads
+ * every user of the partition, waits for the tick, so that a burst of new
+ * users does not compact at every doubling of the partition. A compaction
+ * only when there is no base yet or a write failed. */
+static void persist_dirty(local_t *l, part_t *p, int64_t now_ms)
+{
+    if (!p->has_base || p->need_compact || journal_append(l, p) != HR_OK) snapshot(l, p, now_ms, true, false);
 }
 
 static void local_tick(ratelimit_t *rl, int64_t now_ms)
