@@ -88,11 +88,12 @@
  * entry is 32 bytes (it was 48: a 20-byte header and malloc's 8 bytes,
  * rounded up to 16) instead of 128 with a ring of ten 64-bit times. */
 typedef struct entry {
-    uint32_t head : 20;         /* head, n < cap <= limit <= RL_LIMIT_MAX */
+    uint32_t head : 20;         /* head, n <= cap <= limit <= RL_LIMIT_MAX */
     uint32_t user_len : 12;     /* <= ENTRY_USER_MAX */
     uint32_t n : 20;
-    uint32_t dix : 12;          /* 1 + its index in its partition's dirty list; 0 = not dirty */
-    uint32_t cap;
+    uint32_t dix_lo : 12;       /* dix: 1 + its index in its partition's dirty list, */
+    uint32_t cap : 20;          /* 0 = not dirty (dix_of(), dix_set()) */
+    uint32_t dix_hi : 12;
     char user[];
 } entry_t;
 
@@ -100,8 +101,8 @@ typedef struct entry {
  * model/event.h); a longer one is not limited (local_check). */
 #define ENTRY_USER_MAX 4095
 _Static_assert(sizeof(entry_t) == 12, "entry header: 12 bytes");
-_Static_assert(RL_DIRTY_MAX < 1 << 12, "entry_t.dix holds 1 + a dirty list index");
-_Static_assert(RL_LIMIT_MAX < 1 << 20, "entry_t.head and n hold up to the limit");
+_Static_assert(RL_DIRTY_MAX < 1 << 24, "entry_t's dix holds 1 + a dirty list index");
+_Static_assert(RL_LIMIT_MAX < 1 << 20, "entry_t.head, n and cap hold up to the limit");
 
 static inline size_t ts_offset(size_t user_len)
 {
@@ -109,6 +110,14 @@ static inline size_t ts_offset(size_t user_len)
 }
 
 static inline uint32_t *ts_of(entry_t *e) { return (uint32_t *)(void *)((char *)e + ts_offset(e->user_len)); }
+
+static inline uint32_t dix_of(const entry_t *e) { return (uint32_t)e->dix_hi << 12 | e->dix_lo; }
+
+static inline void dix_set(entry_t *e, uint32_t dix)
+{
+    e->dix_lo = dix & 0xfff;
+    e->dix_hi = dix >> 12 & 0xfff;
+}
 
 /* The ring slot after j. */
 static inline uint32_t ring_next(const entry_t *e, uint32_t j) { return j + 1 == e->cap ? 0 : j + 1; }
@@ -377,7 +386,7 @@ static slot_t *lookup_hashed(local_t *l, part_t *p, const char *user, size_t len
     uint32_t limit = (uint32_t)l->base.limit;
     entry_t *e = entry_alloc(l, len, limit < RING0 ? limit : RING0, limit);
     e->head = e->n = 0;
-    e->dix = 0;
+    dix_set(e, 0);
     memcpy(e->user, user, len);
     p->slots[i] = slot_make(p, e, h);
     p->count++;
@@ -397,14 +406,14 @@ static entry_t *resize(local_t *l, part_t *p, slot_t *s, uint32_t want)
     entry_t *g = entry_alloc(l, e->user_len, want, (uint32_t)l->base.limit);
     g->head = 0;
     g->n = e->n;
-    g->dix = e->dix;
+    dix_set(g, dix_of(e));
     memcpy(g->user, e->user, e->user_len);
     const uint32_t *from = ts_of(e);
     uint32_t *to = ts_of(g);
     for (uint32_t k = 0, j = e->head; k < e->n; k++, j = j + 1 == e->cap ? 0 : j + 1) to[k] = from[j];
     entry_free(l, e);
     *s = slot_moved(p, *s, g);
-    if (g->dix) p->dlist[g->dix - 1] = g;
+    if (dix_of(g)) p->dlist[dix_of(g) - 1] = g;
     return g;
 }
 
@@ -482,19 +491,19 @@ static void push(local_t *l, part_t *p, slot_t *s, int64_t t)
 
 static void mark_dirty(part_t *p, entry_t *e)
 {
-    if (e->dix) return;
+    if (dix_of(e)) return;
     if (p->ndirty == p->dcap) {
         p->dcap = p->dcap ? p->dcap * 2 : 256;
         p->dlist = xrealloc(p->dlist, p->dcap * sizeof(*p->dlist));
     }
     p->dlist[p->ndirty++] = e;
-    e->dix = p->ndirty & 0xfff; /* ndirty < RL_DIRTY_MAX before this */
+    dix_set(e, (uint32_t)p->ndirty); /* ndirty <= RL_DIRTY_MAX */
 }
 
 /* Empties the dirty list (every entry's index cleared). */
 static void dirty_clear(part_t *p)
 {
-    for (size_t i = 0; i < p->ndirty; i++) p->dlist[i]->dix = 0;
+    for (size_t i = 0; i < p->ndirty; i++) dix_set(p->dlist[i], 0);
     p->ndirty = 0;
 }
 
@@ -528,7 +537,7 @@ static void sweep(local_t *l, part_t *p, int64_t now_ms)
         entry_t *e = slot_entry(p, p->slots[i]);
         if (!e) continue;
         expire(l, p, e, now_ms);
-        if (e->n == 0 && !e->dix) {
+        if (e->n == 0 && !dix_of(e)) {
             entry_free(l, e);
             p->slots[i] = 0;
         } else {
