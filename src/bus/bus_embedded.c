@@ -335,9 +335,17 @@ static void produced(emb_bus_t *b, bool urgent)
     }
 }
 
+/* Whether a record of len bytes may join a partition's pending buffer that
+ * holds plen: within max_pending, or alone (a record bigger than the bound,
+ * up to REC_MAX, goes into an empty buffer). */
+static inline bool pending_fits(const emb_bus_t *b, size_t plen, size_t len)
+{
+    return plen == 0 || plen + len <= b->max_pending;
+}
+
 /* The partition of a record, or -1 when invalid (no key and no partition,
  * partition out of range, too big). */
-static int32_t rec_partition(const emb_bus_t *b, const topic_t *t, int32_t partition, const void *key,
+static int32_t rec_partition(const topic_t *t, int32_t partition, const void *key,
                              size_t key_len, size_t value_len)
 {
     if (partition < 0) {
@@ -348,7 +356,7 @@ static int32_t rec_partition(const emb_bus_t *b, const topic_t *t, int32_t parti
     }
     if (key_len > REC_MAX || value_len > REC_MAX) return -1;
     size_t len = REC_HDR + key_len + value_len;
-    if (len > REC_MAX || len > b->max_pending) return -1;
+    if (len > REC_MAX) return -1;
     return partition;
 }
 
@@ -358,7 +366,7 @@ static hr_t emb_produce(bus_t *bb, const char *topic, int32_t partition, const v
     emb_bus_t *b = (emb_bus_t *)bb;
     topic_t *t = topic_find(b, topic);
     if (!t) return HR_NOTFOUND;
-    partition = rec_partition(b, t, partition, key, key_len, value_len);
+    partition = rec_partition(t, partition, key, key_len, value_len);
     if (partition < 0) return HR_INVALID;
     size_t len = REC_HDR + key_len + value_len;
     part_t *p = &t->parts[partition];
@@ -369,7 +377,7 @@ static hr_t emb_produce(bus_t *bb, const char *topic, int32_t partition, const v
         pthread_mutex_unlock(&p->mu);
         return HR_CLOSED;
     }
-    if (p->plen + len > b->max_pending) {
+    if (!pending_fits(b, p->plen, len)) {
         pthread_mutex_unlock(&p->mu);
         emb_kick_flusher(b);
         return HR_AGAIN;
@@ -401,7 +409,7 @@ static hr_t produce_chunk(emb_bus_t *b, topic_t *t, const bus_rec_t *recs, int n
     *done = 0;
     for (; k < n; k++) {
         const bus_rec_t *x = &recs[k];
-        pid[k] = rec_partition(b, t, x->partition, x->key, x->key_len, x->value_len);
+        pid[k] = rec_partition(t, x->partition, x->key, x->key_len, x->value_len);
         if (pid[k] < 0) {
             r = HR_INVALID;
             break;
@@ -433,7 +441,7 @@ static hr_t produce_chunk(emb_bus_t *b, topic_t *t, const bus_rec_t *recs, int n
                 hi = (lo + hi) / 2 - 1;
         }
         size_t *q = &need[(lo + hi) / 2];
-        if (*q + len > b->max_pending) {
+        if (!pending_fits(b, *q, len)) {
             r = HR_AGAIN;
             break;
         }

@@ -48,7 +48,11 @@
 #define URGENT_BYTES ((size_t)256 << 10)
 #define READ_CHUNK ((size_t)256 << 10)
 #define SCAN_CHUNK ((size_t)1 << 20)
-#define DEF_MAX_PENDING ((int64_t)64 << 20)
+/* A partition's pending buffer (and so its spare) stays below this: past it
+ * producers get HR_AGAIN and wait for the flusher. 64 MiB let a burst's
+ * buffers grow to 2-4 MiB each (~45 MB of herald's peak RSS with 1M users);
+ * the flusher is woken at URGENT_BYTES, a quarter of this. */
+#define DEF_MAX_PENDING ((int64_t)1 << 20)
 #define DEF_SEGMENT_BYTES ((int64_t)64 << 20)
 #define MIN_SEGMENT_BYTES ((int64_t)1024)
 #define SHRINK_BYTES ((size_t)4 << 20)

@@ -81,10 +81,10 @@ static const opt_t opts[] = {
      "Partitions of each topic herald creates."},
     {"bus.flush_interval_us", OPT_INT, F(bus_flush_interval_us), "1000", 50, 1000000, NULL,
      "Embedded bus: producer batching window in microseconds."},
-    {"bus.embedded.max_pending_bytes", OPT_I64, F(bus_embedded_max_pending), "67108864", 4096,
+    {"bus.embedded.max_pending_bytes", OPT_I64, F(bus_embedded_max_pending), "1048576", 4096,
      INT64_C(1) << 40, NULL,
      "Embedded bus: bytes of records a partition holds before they are written; beyond it "
-     "producers wait (backpressure)."},
+     "producers wait (backpressure). A larger record goes alone."},
     {"bus.embedded.accept_loss", OPT_ENUM, F(bus_embedded_accept_loss), "false", 0, 0, "false|true",
      "Embedded bus: start even when segment files are missing or the metadata does not match the "
      "data (logged and counted), and do not report skipped damaged records as degraded."},

@@ -21,7 +21,8 @@
  * from a per-partition epoch, in a ring that starts small and grows with
  * the user's sends (entry_t below); the files hold absolute times. A table
  * slot is 8 bytes (slot_t below), at most 3/4 full: 10.7 to 21.3 bytes a
- * user.
+ * user. Entries come from a pool of 8-byte size classes (pool_t), not one
+ * malloc each: no allocator header, no rounding to 16 bytes.
  *
  * Persistence, per (channel, partition), in <state_dir>:
  *  - <channel>-<partition>.rl, the base: every user with sends in the
@@ -29,7 +30,8 @@
  *  - <channel>-<partition>.rlj, the journal: every snapshot_ms,
  *    ratelimit_tick appends the users whose ring changed since the last
  *    write (the dirty list), each with its whole ring, in blocks with a CRC
- *    each. Only the users that sent are written, not every user of the
+ *    each; a check that makes the list RL_DIRTY_MAX long writes it at once
+ *    (the list's memory stays bounded in a burst of new users). Only the users that sent are written, not every user of the
  *    window (the base alone, rewritten every snapshot_ms, was tens of MB
  *    per 10 s with a million users).
  * A compaction rewrites the base (one pass over the users, which also
@@ -80,14 +82,27 @@
  * the slots that fit in the allocation's size class (2 or more) and
  * doubles, up to the limit, when a user sends more (grow()): most users
  * send one to three notifications an hour against a limit of 10 or 20.
- * With a 12-byte user id an entry is 40 bytes (48 with malloc's header)
- * instead of 128 with a ring of ten 64-bit times. */
+ * The header is 12 bytes: the ring's head and count, the user id's length
+ * and the dirty list index are bit fields (the limit, the id and the dirty
+ * list are bounded to fit them). With a 12-byte user id and 2 send times an
+ * entry is 32 bytes (it was 48: a 20-byte header and malloc's 8 bytes,
+ * rounded up to 16) instead of 128 with a ring of ten 64-bit times. */
 typedef struct entry {
-    uint32_t head, n, cap;
-    uint32_t user_len;
-    uint32_t dix;               /* 1 + its index in its partition's dirty list; 0 = not dirty */
+    uint32_t head : 20;         /* head, n <= cap <= limit <= RL_LIMIT_MAX */
+    uint32_t user_len : 12;     /* <= ENTRY_USER_MAX */
+    uint32_t n : 20;
+    uint32_t dix_lo : 12;       /* dix: 1 + its index in its partition's dirty list, */
+    uint32_t cap : 20;          /* 0 = not dirty (dix_of(), dix_set()) */
+    uint32_t dix_hi : 12;
     char user[];
 } entry_t;
+
+/* The longest user id an entry holds (herald's are at most 200 bytes,
+ * model/event.h); a longer one is not limited (local_check). */
+#define ENTRY_USER_MAX 4095
+_Static_assert(sizeof(entry_t) == 12, "entry header: 12 bytes");
+_Static_assert(RL_DIRTY_MAX < 1 << 24, "entry_t's dix holds 1 + a dirty list index");
+_Static_assert(RL_LIMIT_MAX < 1 << 20, "entry_t.head, n and cap hold up to the limit");
 
 static inline size_t ts_offset(size_t user_len)
 {
@@ -95,6 +110,20 @@ static inline size_t ts_offset(size_t user_len)
 }
 
 static inline uint32_t *ts_of(entry_t *e) { return (uint32_t *)(void *)((char *)e + ts_offset(e->user_len)); }
+
+static inline uint32_t dix_of(const entry_t *e) { return (uint32_t)e->dix_hi << 12 | e->dix_lo; }
+
+static inline void dix_set(entry_t *e, uint32_t dix)
+{
+    e->dix_lo = dix & 0xfff;
+    e->dix_hi = dix >> 12 & 0xfff;
+}
+
+/* The ring slot after j. */
+static inline uint32_t ring_next(const entry_t *e, uint32_t j) { return j + 1 == e->cap ? 0 : j + 1; }
+
+/* The bytes of e (its ring's whole capacity). */
+static inline size_t entry_size(const entry_t *e) { return ts_offset(e->user_len) + (size_t)e->cap * sizeof(uint32_t); }
 
 /* A table slot: the entry's address in the low 48 bits and the top 16
  * bits of the user's hash (fnv1a64) above them, so that a probe compares
@@ -110,6 +139,70 @@ static inline uint32_t *ts_of(entry_t *e) { return (uint32_t *)(void *)((char *)
 typedef uint64_t slot_t;
 
 #define SLOT_ADDR_MASK ((UINT64_C(1) << 48) - 1)
+
+/* Entries come from a pool per limiter (one dispatcher thread uses it):
+ * size classes of 8 bytes up to POOL_MAX, carved from POOL_CHUNK blocks,
+ * each class with a free list threaded through its free entries; bigger
+ * entries (rings of more than ~50 times) come from malloc. An entry takes
+ * its size rounded up to 8 bytes, where malloc took it plus its 8-byte
+ * header rounded up to 16: with a 12-byte user id and 2 send times 40
+ * bytes instead of 48, with a 36-byte one 64 instead of 80 (the burst of
+ * the 1M-user benchmark holds ~2M entries). A freed entry's memory goes
+ * back to its class, not to malloc: the pool keeps the most entries the
+ * limiter held at once, as malloc's arenas did. */
+#define POOL_MAX 256
+#define POOL_CHUNK ((size_t)64 << 10)
+
+typedef struct pool {
+    void *free[POOL_MAX / 8 + 1];  /* by size / 8 */
+    char *cur;                  /* the carving block's unused rest */
+    size_t left;
+    char **blocks;
+    size_t nblocks, cblocks;
+} pool_t;
+
+static void *pool_alloc(pool_t *pl, size_t size)
+{
+    size_t c = (size + 7) / 8;
+    if (c > POOL_MAX / 8) return xmalloc(size);
+    void *e = pl->free[c];
+    if (e) {
+        memcpy(&pl->free[c], e, sizeof(void *));
+        return e;
+    }
+    if (pl->left < c * 8) {
+        if (pl->nblocks == pl->cblocks) {
+            pl->cblocks = pl->cblocks ? pl->cblocks * 2 : 16;
+            pl->blocks = xrealloc(pl->blocks, pl->cblocks * sizeof(*pl->blocks));
+        }
+        pl->cur = pl->blocks[pl->nblocks++] = xmalloc(POOL_CHUNK);
+        pl->left = POOL_CHUNK;
+    }
+    e = pl->cur;
+    pl->cur += c * 8;
+    pl->left -= c * 8;
+    return e;
+}
+
+/* size: what pool_alloc was asked for, or more within the same 8 bytes */
+static void pool_free(pool_t *pl, void *e, size_t size)
+{
+    if (!e) return;
+    size_t c = (size + 7) / 8;
+    if (c > POOL_MAX / 8) {
+        free(e);
+        return;
+    }
+    memcpy(e, &pl->free[c], sizeof(void *));
+    pl->free[c] = e;
+}
+
+static void pool_release(pool_t *pl)
+{
+    for (size_t i = 0; i < pl->nblocks; i++) free(pl->blocks[i]);
+    free(pl->blocks);
+    memset(pl, 0, sizeof(*pl));
+}
 
 /* Invariants: an entry is at dlist[dix - 1] exactly when its dix is set; a
  * dirty entry is never freed (the sweep keeps it); `dirty` is set when
@@ -141,6 +234,7 @@ typedef struct local {
     part_t **parts;             /* by partition id; NULL = not held */
     int32_t nparts;
     uint64_t pmask;             /* SLOT_ADDR_MASK, or all ones (whole pointers, see slot_t) */
+    pool_t pool;                /* the entries */
 } local_t;
 
 static const char MAGIC[8] = {'H', 'R', 'L', 'S', 'N', 'A', 'P', '1'};
@@ -165,10 +259,15 @@ static inline slot_t slot_moved(const part_t *p, slot_t s, entry_t *e)
     return (s & ~p->pmask) | (uint64_t)(uintptr_t)e;
 }
 
-static void part_free(part_t *p)
+static void entry_free(local_t *l, entry_t *e)
+{
+    if (e) pool_free(&l->pool, e, entry_size(e));
+}
+
+static void part_free(local_t *l, part_t *p)
 {
     if (!p) return;
-    for (size_t i = 0; i < p->nslots; i++) free(slot_entry(p, p->slots[i]));
+    for (size_t i = 0; i < p->nslots; i++) entry_free(l, slot_entry(p, p->slots[i]));
     bigmem_free(p->slots, p->slots_map);
     free(p->dlist);
     free(p);
@@ -234,23 +333,33 @@ static void fit_slot(local_t *l, const entry_t *e)
     whole_pointers(l);
 }
 
+size_t ratelimit_local_dirty(ratelimit_t *rl, int32_t partition)
+{
+    if (!rl || rl->ops != &ratelimit_local_ops) return 0;
+    const local_t *l = (const local_t *)rl;
+    if (partition < 0 || partition >= l->nparts || !l->parts[partition]) return 0;
+    return l->parts[partition]->ndirty;
+}
+
 void ratelimit_local_whole_pointers(ratelimit_t *rl)
 {
     if (rl && rl->ops == &ratelimit_local_ops) whole_pointers((local_t *)rl);
 }
 
 /* An entry for len bytes of user id with room for at least `want` send
- * times (and at most `limit`): the ring takes whatever malloc's size class
- * leaves after the header (malloc_usable_size), so the first growth comes
- * as late as it can without costing a byte. */
+ * times (and at most `limit`): the ring takes whatever its pool class (or
+ * for a big one malloc's size class, malloc_usable_size) leaves after the
+ * header, so the first growth comes as late as it can without costing a
+ * byte. entry_size() of the result stays in the class it was taken from. */
 static entry_t *entry_alloc(local_t *l, size_t len, uint32_t want, uint32_t limit)
 {
-    size_t off = ts_offset(len);
-    entry_t *e = xmalloc(off + (size_t)want * sizeof(uint32_t));
+    size_t off = ts_offset(len), size = off + (size_t)want * sizeof(uint32_t);
+    entry_t *e = pool_alloc(&l->pool, size);
     fit_slot(l, e);
-    size_t room = (malloc_usable_size(e) - off) / sizeof(uint32_t);
+    size_t got = size <= POOL_MAX ? (size + 7) & ~(size_t)7 : malloc_usable_size(e);
+    size_t room = (got - off) / sizeof(uint32_t);
     e->cap = room < limit ? (uint32_t)room : limit;
-    e->user_len = (uint32_t)len;
+    e->user_len = len & ENTRY_USER_MAX; /* callers keep len <= ENTRY_USER_MAX */
     return e;
 }
 
@@ -277,7 +386,7 @@ static slot_t *lookup_hashed(local_t *l, part_t *p, const char *user, size_t len
     uint32_t limit = (uint32_t)l->base.limit;
     entry_t *e = entry_alloc(l, len, limit < RING0 ? limit : RING0, limit);
     e->head = e->n = 0;
-    e->dix = 0;
+    dix_set(e, 0);
     memcpy(e->user, user, len);
     p->slots[i] = slot_make(p, e, h);
     p->count++;
@@ -297,14 +406,14 @@ static entry_t *resize(local_t *l, part_t *p, slot_t *s, uint32_t want)
     entry_t *g = entry_alloc(l, e->user_len, want, (uint32_t)l->base.limit);
     g->head = 0;
     g->n = e->n;
-    g->dix = e->dix;
+    dix_set(g, dix_of(e));
     memcpy(g->user, e->user, e->user_len);
     const uint32_t *from = ts_of(e);
     uint32_t *to = ts_of(g);
     for (uint32_t k = 0, j = e->head; k < e->n; k++, j = j + 1 == e->cap ? 0 : j + 1) to[k] = from[j];
-    free(e);
+    entry_free(l, e);
     *s = slot_moved(p, *s, g);
-    if (g->dix) p->dlist[g->dix - 1] = g;
+    if (dix_of(g)) p->dlist[dix_of(g) - 1] = g;
     return g;
 }
 
@@ -331,7 +440,7 @@ static void expire(const local_t *l, const part_t *p, entry_t *e, int64_t now_ms
     if (cut < 0 || e->n == 0) return;
     const uint32_t *ts = ts_of(e);
     while (e->n > 0 && (int64_t)ts[e->head] <= cut) {
-        e->head = e->head + 1 == e->cap ? 0 : e->head + 1;
+        e->head = ring_next(e, e->head);
         e->n--;
     }
 }
@@ -373,7 +482,7 @@ static void push(local_t *l, part_t *p, slot_t *s, int64_t t)
     if (e->n == e->cap && e->cap < (uint32_t)l->base.limit) e = grow(l, p, s);
     uint32_t *ts = ts_of(e);
     if (e->n == e->cap) {
-        e->head = e->head + 1 == e->cap ? 0 : e->head + 1;
+        e->head = ring_next(e, e->head);
         e->n--;
     }
     ts[(e->head + e->n) % e->cap] = t_off(p, t);
@@ -382,19 +491,19 @@ static void push(local_t *l, part_t *p, slot_t *s, int64_t t)
 
 static void mark_dirty(part_t *p, entry_t *e)
 {
-    if (e->dix) return;
+    if (dix_of(e)) return;
     if (p->ndirty == p->dcap) {
         p->dcap = p->dcap ? p->dcap * 2 : 256;
         p->dlist = xrealloc(p->dlist, p->dcap * sizeof(*p->dlist));
     }
     p->dlist[p->ndirty++] = e;
-    e->dix = (uint32_t)p->ndirty;
+    dix_set(e, (uint32_t)p->ndirty); /* ndirty <= RL_DIRTY_MAX */
 }
 
 /* Empties the dirty list (every entry's index cleared). */
 static void dirty_clear(part_t *p)
 {
-    for (size_t i = 0; i < p->ndirty; i++) p->dlist[i]->dix = 0;
+    for (size_t i = 0; i < p->ndirty; i++) dix_set(p->dlist[i], 0);
     p->ndirty = 0;
 }
 
@@ -439,8 +548,8 @@ static void sweep(local_t *l, part_t *p, int64_t now_ms)
         entry_t *e = slot_entry(p, p->slots[i]);
         if (!e) continue;
         expire(l, p, e, now_ms);
-        if (e->n == 0 && !e->dix) {
-            free(e);
+        if (e->n == 0 && !dix_of(e)) {
+            entry_free(l, e);
             p->slots[i] = 0;
         } else {
             shrink(l, p, &p->slots[i]);
@@ -484,8 +593,8 @@ static inline size_t entry_bytes(const entry_t *e)
  * absolute times (the files' format is the one of the 64-bit rings). */
 static void entry_put(const part_t *p, entry_t *e, char *w)
 {
-    uint32_t n = e->n;
-    memcpy(w, &e->user_len, sizeof(uint32_t));
+    uint32_t n = e->n, ul = e->user_len;
+    memcpy(w, &ul, sizeof(uint32_t));
     memcpy(w + 4, e->user, e->user_len);
     memcpy(w + 4 + e->user_len, &n, sizeof(n));
     w += 8 + e->user_len;
@@ -607,7 +716,7 @@ static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too, bool
         if (sweep_too) {
             expire(l, p, e, now_ms);
             if (e->n == 0) {
-                free(e);
+                entry_free(l, e);
                 p->slots[i] = 0;
                 continue;
             }
@@ -705,7 +814,7 @@ static bool entries_walk(local_t *l, part_t *p, const char *data, size_t at, siz
         if (at + 4 > end) return false;
         memcpy(&ul, data + at, 4);
         at += 4;
-        if (ul > end - at) return false;
+        if (ul > end - at || ul > ENTRY_USER_MAX) return false;
         const char *user = data + at;
         at += ul;
         if (at + 4 > end) return false;
@@ -827,6 +936,8 @@ static part_t *part_get(local_t *l, int32_t id, int64_t now_ms)
     return l->parts[id];
 }
 
+static void persist_dirty(local_t *l, part_t *p, int64_t now_ms);
+
 /* Requests looked up together: the table slots of a group are fetched from
  * memory at once (prefetch), then their entries, then the checks run, so
  * that the cache misses of a batch overlap instead of following each other. */
@@ -856,6 +967,10 @@ static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t n
             }
         }
         part_t *p = ps[k]; /* part_get of a later request never frees an earlier one's */
+        if (reqs[i].user_len > ENTRY_USER_MAX) {
+            reqs[i].allowed = true; /* not an id herald accepts (see ENTRY_USER_MAX) */
+            continue;
+        }
         slot_t *s = lookup_hashed(l, p, reqs[i].user, reqs[i].user_len, h[k], true);
         entry_t *e = slot_entry(p, *s);
         expire(l, p, e, now_ms);
@@ -866,7 +981,13 @@ static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t n
             ts_of(e)[(e->head + e->n) % e->cap] = (uint32_t)(now_ms - p->epoch);
             e->n++;
             p->dirty = true;
-            if (l->journal) mark_dirty(p, e);
+            if (l->journal) {
+                mark_dirty(p, e);
+                /* a burst of new users: write them now rather than hold a
+                 * list of them until the tick (8 bytes a user, 1.5M users
+                 * in the 1M-user benchmark's burst) */
+                if (p->ndirty >= RL_DIRTY_MAX) persist_dirty(l, p, now_ms);
+            }
         }
     }
 }
@@ -876,7 +997,7 @@ static void local_assigned(ratelimit_t *rl, int32_t partition, int64_t now_ms)
     local_t *l = (local_t *)rl;
     if (partition < 0) return;
     if (partition < l->nparts && l->parts[partition]) {
-        part_free(l->parts[partition]); /* whoever owned it meanwhile wrote newer state */
+        part_free(l, l->parts[partition]); /* whoever owned it meanwhile wrote newer state */
         l->parts[partition] = NULL;
     }
     part_get(l, partition, now_ms);
@@ -887,7 +1008,7 @@ static void local_revoked(ratelimit_t *rl, int32_t partition, int64_t now_ms)
     local_t *l = (local_t *)rl;
     if (partition < 0 || partition >= l->nparts || !l->parts[partition]) return;
     snapshot(l, l->parts[partition], now_ms, false, true);
-    part_free(l->parts[partition]);
+    part_free(l, l->parts[partition]);
     l->parts[partition] = NULL;
 }
 
@@ -907,6 +1028,16 @@ static bool persist(local_t *l, part_t *p, int64_t now_ms)
         return true;
     }
     return false;
+}
+
+/* The write of a full dirty list (from a check): a journal block, even
+ * when the journal has outgrown the base - the compaction, which reads
+ * every user of the partition, waits for the tick, so that a burst of new
+ * users does not compact at every doubling of the partition. A compaction
+ * only when there is no base yet or a write failed. */
+static void persist_dirty(local_t *l, part_t *p, int64_t now_ms)
+{
+    if (!p->has_base || p->need_compact || journal_append(l, p) != HR_OK) snapshot(l, p, now_ms, true, false);
 }
 
 static void local_tick(ratelimit_t *rl, int64_t now_ms)
@@ -933,8 +1064,9 @@ static void local_close(ratelimit_t *rl)
     for (int32_t i = 0; i < l->nparts; i++) {
         if (!l->parts[i]) continue;
         snapshot(l, l->parts[i], 0, false, true);
-        part_free(l->parts[i]);
+        part_free(l, l->parts[i]);
     }
+    pool_release(&l->pool);
     free(l->parts);
     free(l->dir);
     free(l);
@@ -942,6 +1074,11 @@ static void local_close(ratelimit_t *rl)
 
 static hr_t local_open(const ratelimit_opts_t *o, ratelimit_t **out, char *why, size_t why_len)
 {
+    if (o->limit > RL_LIMIT_MAX) {
+        snprintf(why, why_len, "ratelimit: the local backend holds limits up to %d (%d asked)", RL_LIMIT_MAX,
+                 o->limit);
+        return HR_INVALID;
+    }
     local_t *l = xcalloc(1, sizeof(*l));
     l->pmask = UINTPTR_MAX > UINT32_MAX ? SLOT_ADDR_MASK : UINT32_MAX; /* 32-bit: a 32-bit hash */
     if (o->state_dir && *o->state_dir) {

@@ -565,6 +565,61 @@ static void test_full_buffer(void **state)
     recs_free(&got);
 }
 
+/* A record bigger than the pending bound (embedded: max_pending_bytes) is
+ * not refused: it goes alone into an empty buffer, by bus_produce and by
+ * bus_produce_batch, and the records around it keep their order. */
+static void test_record_over_pending_bound(void **state)
+{
+    ctx_t *cx = *state;
+    if (!embedded()) skip();
+    static const char *const kv[] = {"max_pending_bytes", "65536", NULL};
+    bus_t *b = open_bus_with(cx, "never", 0, 1000, kv);
+    const char *t = name(cx, "overbound");
+    ensure_topic(b, t, 1, -1, -1);
+    size_t len = 200 * 1024;
+    unsigned char *big = malloc(len);
+    assert_non_null(big);
+    uint32_t sum = 0;
+    for (size_t i = 0; i < len; i++) {
+        big[i] = (unsigned char)(i * 13 + i / 777);
+        sum = sum * 31 + big[i];
+    }
+    bus_batch_t batch;
+    bus_batch_init(&batch);
+    produce_str(b, t, 0, "small", "first", &batch);
+    produce(b, t, 0, "big", big, len, &batch); /* was HR_INVALID: bigger than the bound */
+    bus_rec_t recs[2] = {
+        {.key = "big2", .key_len = 4, .value = big, .value_len = len, .partition = 0},
+        {.key = "small", .key_len = 5, .value = "last", .value_len = 4, .partition = 0},
+    };
+    int k = 0;
+    for (int tries = 0; k < 2; tries++) {
+        int got = 0;
+        hr_t r = bus_produce_batch(b, t, recs + k, 2 - k, &batch, &got);
+        k += got;
+        if (k == 2) break;
+        assert_int_equal(r, HR_AGAIN);
+        assert_true(tries < 100000);
+        bus_flush(b, 10);
+    }
+    wait_batch(b, &batch);
+    bus_batch_release(&batch);
+
+    bus_consumer_t *c = subscribe(b, name(cx, "g"), t, NULL);
+    recs_t got = {0};
+    consume(c, &got, 4);
+    assert_string_equal(got.v[0].val, "first");
+    assert_string_equal(got.v[1].key, "big");
+    assert_int_equal(got.v[1].val_len, len);
+    assert_int_equal(got.v[1].val_sum, sum);
+    assert_string_equal(got.v[2].key, "big2");
+    assert_int_equal(got.v[2].val_sum, sum);
+    assert_string_equal(got.v[3].val, "last");
+    bus_consumer_close(c);
+    recs_free(&got);
+    free(big);
+}
+
 /* bus_produce_batch puts records where n bus_produce calls would (keyed:
  * murmur2; explicit partitions kept), in order per partition, with one
  * batch; it stops at an invalid record and says how many went. */
@@ -798,6 +853,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_roundtrip, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_close_flushes, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_full_buffer, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(test_record_over_pending_bound, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_large_record, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_produce_batch, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_produce_batch_full, harness_setup, harness_teardown),

@@ -185,7 +185,7 @@ static void test_knobs(void **st)
     char why[256];
     config_init(&c);
     assert_int_equal(c.http_connection_limit, 1024);
-    assert_int_equal(c.bus_embedded_max_pending, 64LL << 20);
+    assert_int_equal(c.bus_embedded_max_pending, 1LL << 20);
     assert_int_equal(c.pipeline_depth, 4);
     assert_int_equal(c.ingest_ack_timeout_ms, 10000);
     assert_int_equal(c.fanout_cache_bytes, 128LL << 20);

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
 #include <spawn.h>
@@ -335,6 +336,106 @@ static void test_journal_restart(void **st)
     assert_int_equal(allows(r, 0, "dave", T0 + 30003, 3), 0);
     ratelimit_close(r);
     ratelimit_close(p);
+}
+
+/* A burst of new users between two ticks: the dirty list never reaches
+ * RL_DIRTY_MAX (its users are journaled at once), and a restart without a
+ * close ("crash") has every user written by then. */
+static void test_journal_dirty_bound(void **st)
+{
+    (void)st;
+    char dir[300];
+    mkdirs(dir, sizeof(dir), "jb");
+    ratelimit_t *p = open_snap(dir, 1);
+    ratelimit_tick(p, T0);
+    int n = 3 * RL_DIRTY_MAX + 5;
+    size_t most = 0;
+    for (int i = 0; i < n; i++) {
+        char u[32];
+        snprintf(u, sizeof(u), "u%d", i);
+        assert_true(check(p, 0, u, T0 + 1));
+        size_t d = ratelimit_local_dirty(p, 0);
+        if (d > most) most = d;
+    }
+    assert_true(most < RL_DIRTY_MAX);
+    assert_int_equal(ratelimit_local_dirty(p, 0), 5); /* the last ones wait for the tick */
+    /* written without a tick: the first list as the base (there was none),
+     * the next ones appended to the journal, which may outgrow the base
+     * until the tick compacts (a check never reads every user) */
+    off_t base = fsize(dir, 0, "", NULL), journal = fsize(dir, 0, "j", NULL);
+    assert_true(base > 0);
+    assert_true(journal > base);
+
+    ratelimit_t *q = open_snap(dir, 1);
+    ratelimit_partition_assigned(q, 0, T0 + 2);
+    char u[32];
+    for (int i = 0; i < 3 * RL_DIRTY_MAX; i += 997) {
+        snprintf(u, sizeof(u), "u%d", i);
+        assert_false(check(q, 0, u, T0 + 2));
+    }
+    snprintf(u, sizeof(u), "u%d", 3 * RL_DIRTY_MAX - 1);
+    assert_false(check(q, 0, u, T0 + 2));
+    snprintf(u, sizeof(u), "u%d", 3 * RL_DIRTY_MAX); /* after the last write: lost */
+    assert_true(check(q, 0, u, T0 + 2));
+    ratelimit_close(q);
+    ratelimit_close(p);
+}
+
+/* The heap a user costs (one send, 8-byte ids as in the benchmark, 4
+ * partitions): its entry from the pool (a 12-byte header, the id and a
+ * ring of 2 times: 32 bytes; 48 as one malloc each with a 20-byte header)
+ * and its table slot (8 bytes, at most 3/4 full). Skipped where mallinfo2
+ * counts nothing (sanitizers replace malloc). */
+static void test_memory_per_user(void **st)
+{
+    (void)st;
+    enum { USERS = 180000 }; /* 45,000 a partition: tables of 65,536 slots */
+    struct mallinfo2 before = mallinfo2();
+    ratelimit_t *rl = open_rl("local", 10, NULL, NULL);
+    for (int i = 0; i < USERS; i++) {
+        char u[16];
+        snprintf(u, sizeof(u), "u%07d", i);
+        assert_true(check(rl, i % 4, u, T0));
+    }
+    struct mallinfo2 after = mallinfo2();
+    size_t used = (after.uordblks + after.hblkhd) - (before.uordblks + before.hblkhd);
+    if (used == 0) {
+        ratelimit_close(rl);
+        skip();
+    }
+    double per = (double)used / USERS;
+    print_message("heap: %.1f bytes a user\n", per);
+    assert_true(per < 47.0); /* 32 + 8 x 65536 / 45000 = 43.7; one malloc each: 59.7 */
+    for (int i = 0; i < USERS; i += 1009) {
+        char u[16];
+        snprintf(u, sizeof(u), "u%07d", i);
+        assert_int_equal(allows(rl, i % 4, u, T0 + 1, 10), 9);
+    }
+    ratelimit_close(rl);
+}
+
+/* The local backend's bounds: a limit above RL_LIMIT_MAX is refused at
+ * open; a user id longer than an entry holds is not limited (herald's ids
+ * are at most 200 bytes), and the ids around it still are. */
+static void test_local_bounds(void **st)
+{
+    (void)st;
+    ratelimit_opts_t o = {.channel = CH_PUSH, .limit = RL_LIMIT_MAX + 1, .window_ms = HOUR, .backend = "local"};
+    ratelimit_t *rl = NULL;
+    char why[256];
+    assert_int_equal(ratelimit_open_opts(&o, &rl, why, sizeof(why)), HR_INVALID);
+    assert_null(rl);
+    rl = open_rl("local", 2, NULL, NULL);
+    char *longid = malloc(5000);
+    assert_non_null(longid);
+    memset(longid, 'x', 4999);
+    longid[4999] = '\0';
+    assert_int_equal(allows(rl, 0, longid, T0, 5), 5);
+    longid[4095] = '\0'; /* the longest an entry holds */
+    assert_int_equal(allows(rl, 0, longid, T0, 5), 2);
+    assert_int_equal(allows(rl, 0, "short", T0, 5), 2);
+    free(longid);
+    ratelimit_close(rl);
 }
 
 /* Builds partition `part` in dir: a base with "u0", then a journal block
@@ -966,6 +1067,9 @@ int main(void)
         cmocka_unit_test(test_local_persists),
         cmocka_unit_test(test_local_many_users),
         cmocka_unit_test(test_journal_restart),
+        cmocka_unit_test(test_journal_dirty_bound),
+        cmocka_unit_test(test_memory_per_user),
+        cmocka_unit_test(test_local_bounds),
         cmocka_unit_test(test_journal_torn_tail),
         cmocka_unit_test(test_journal_rebalance),
         cmocka_unit_test(test_journal_window_expiry),
