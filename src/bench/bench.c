@@ -1407,14 +1407,17 @@ int bench_main(int argc, char **argv)
         /* delivered during the window: what settled, over the generation time */
         double nps = (double)(b.v.notifs_sent - a.v.notifs_sent) / (t1 - t0);
         printf("sweep %3.0f%% of %s: offered %.0f events/s (%.0f notifications/s, %d per request), delivered %.0f "
-               "notifications/s, herald CPU %.2f cores, schedule slip %.3f s, sink backlog at start %lld\n",
-               pcts[i], base, eps, eps * mean_aud, batch, nps, (c1 - c0) / (t1 - t0), g.max_behind_s, (long long)ls);
+               "notifications/s, herald CPU %.2f cores, schedule slip %.3f s, backlog at start: fan-out %lld events, "
+               "dispatch %lld, sink %lld\n",
+               pcts[i], base, eps, eps * mean_aud, batch, nps, (c1 - c0) / (t1 - t0), g.max_behind_s, (long long)lf,
+               (long long)ld, (long long)ls);
         print_latencies("     ", &b, &a);
         fflush(stdout);
-        json_t *p = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:i,s:I}", "pct", pcts[i], "offered_events_per_s", eps,
-                              "offered_notifs_per_s", eps * mean_aud, "notifs_per_s", nps, "cpu_cores",
+        json_t *p = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:i,s:I,s:I,s:I}", "pct", pcts[i], "offered_events_per_s",
+                              eps, "offered_notifs_per_s", eps * mean_aud, "notifs_per_s", nps, "cpu_cores",
                               (c1 - c0) / (t1 - t0), "max_behind_s", g.max_behind_s, "settle_s", settle,
-                              "events_per_request", batch, "status_lag_at_start", (json_int_t)ls);
+                              "events_per_request", batch, "status_lag_at_start", (json_int_t)ls,
+                              "fanout_lag_at_start", (json_int_t)lf, "dispatch_lag_at_start", (json_int_t)ld);
         json_object_set_new(p, "latency", latencies_json(&b, &a));
         json_array_append_new(sweep, p);
         /* give the status sink a moment to catch up before the next point */
