@@ -22,6 +22,11 @@
  * *mapped is what bigmem_free needs: the mapping's length, 0 when the
  * array came from calloc. */
 void *bigmem_alloc(size_t len, size_t *mapped);
+/* Anonymous zeroed memory of *len bytes, rounded up to whole huge pages
+ * (*len is set to the mapping's length), 2 MiB-aligned and advised for
+ * transparent huge pages; untouched pages cost nothing. NULL when the
+ * mapping failed. Free with munmap(p, *len) or bigmem_free(p, *len). */
+void *bigmem_map(size_t *len);
 /* Frees what bigmem_alloc gave (NULL is a no-op). */
 void bigmem_free(void *p, size_t mapped);
 

@@ -48,6 +48,7 @@
  */
 #include "stage/recipients.h"
 
+#include "core/bigmem.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/varint.h"
@@ -100,7 +101,7 @@ struct recip_cache {
     int ttl_s;
     int64_t born_ms;
     uint64_t *slots;            /* nsets * WAYS tagged pointers (slot_make) */
-    size_t slots_len;           /* bytes mapped for slots */
+    size_t slots_len;           /* bytes mapped for slots (0: from the heap) */
     size_t nsets;
     pthread_mutex_t stripes[NSTRIPES];
     /* Entries of up to SLAB_MAX bytes (nearly all) live in one anonymous
@@ -177,27 +178,6 @@ static size_t slab_class(size_t n) { return (n + SLAB_GRAIN - 1) / SLAB_GRAIN; }
 
 /* Memory an entry of n bytes takes in the cache. */
 static size_t cost_of(size_t n) { return n <= SLAB_MAX ? slab_class(n) * SLAB_GRAIN : malloc_cost(n); }
-
-/* Anonymous memory of len bytes (rounded up to 2 MiB), aligned to 2 MiB and
- * advised for transparent huge pages; untouched pages cost nothing. NULL
- * when the mapping failed. */
-#define HUGE_PAGE ((size_t)2 << 20)
-static void *big_map(size_t *len)
-{
-    size_t want = (*len + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-    char *m = mmap(NULL, want + HUGE_PAGE, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED) return NULL;
-    char *a = (char *)(((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-    if (a > m) munmap(m, (size_t)(a - m));
-    size_t tail = (size_t)(m + want + HUGE_PAGE - (a + want));
-    if (tail) munmap(a + want, tail);
-#ifdef MADV_HUGEPAGE
-    (void)madvise(a, want, MADV_HUGEPAGE); /* advice only: THP may be off */
-#endif
-    *len = want;
-    return a;
-}
 
 /* A set slot: the entry's address with the high 16 bits of its hash on
  * top (0 = empty). */
@@ -507,12 +487,7 @@ recip_cache_t *recip_cache_new(store_t *store, size_t max_bytes, int ttl_ms)
     size_t want = max_bytes / ((EST_ENTRY_BYTES + sizeof(void *)) * WAYS);
     c->nsets = NSTRIPES;
     while (c->nsets < want) c->nsets *= 2; /* the byte budget is what binds */
-    c->slots_len = c->nsets * WAYS * sizeof(*c->slots);
-    c->slots = big_map(&c->slots_len);
-    if (!c->slots) { /* no mapping: the heap, without huge pages */
-        c->slots = xcalloc(c->nsets * WAYS, sizeof(*c->slots));
-        c->slots_len = 0;
-    }
+    c->slots = bigmem_alloc(c->nsets * WAYS * sizeof(*c->slots), &c->slots_len);
     atomic_store(&c->bytes, (int64_t)(c->nsets * WAYS * sizeof(*c->slots)));
     for (int i = 0; i < NSTRIPES; i++) pthread_mutex_init(&c->stripes[i], NULL);
     pthread_mutex_init(&c->slab_mu, NULL);
@@ -521,7 +496,7 @@ recip_cache_t *recip_cache_new(store_t *store, size_t max_bytes, int ttl_ms)
     /* offsets are kept in 32 bits of SLAB_GRAIN units */
     size_t len = max_bytes < (size_t)UINT32_MAX * SLAB_GRAIN ? max_bytes : (size_t)UINT32_MAX * SLAB_GRAIN;
     if (len >= SLAB_MAX) {
-        void *m = big_map(&len);
+        void *m = bigmem_map(&len);
         if (m) {
             c->slab = m;
             c->slab_len = len;
@@ -593,8 +568,7 @@ void recip_cache_free(recip_cache_t *c)
     free(c->scan_after);
     if (c->slab) munmap(c->slab, c->slab_len);
     for (int i = 0; i < SLAB_CLASSES; i++) free(c->slab_free[i].v);
-    if (c->slots_len) munmap(c->slots, c->slots_len);
-    else free(c->slots);
+    bigmem_free(c->slots, c->slots_len);
     free(c);
 }
 
