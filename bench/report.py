@@ -173,7 +173,7 @@ def steps_table(runs):
                     TITLES[label], len(steps), g(d, "sustained", "hold_s", default=0),
                     g(d, "sustained", "warmup_s", default=0), 100 * g(d, "sustained", "tolerance", default=0)),
                 "",
-                "| # | offered notifications/s | delivered/s | status rows/s | backlog growth per s "
+                "| # | offered notifications/s | settled/s | status rows/s | backlog growth per s "
                 "(ingest / fan-out / dispatch / sink) | herald cores | CPU s per million | other processes' cores "
                 "| load average | kept up? |",
                 "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
@@ -193,7 +193,7 @@ def steps_table(runs):
 
 def sweep_table(runs):
     rows = [
-        "| mode | offered (% of the sustained rate, or of the max) | offered notifications/s | delivered/s | "
+        "| mode | offered (% of the sustained rate, or of the max) | offered notifications/s | settled/s | "
         + " | ".join("%s p50 / p99 / max (ms)" % c for c in CHANNELS)
         + " | sink backlog at start |",
         "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in CHANNELS) + " | ---: |",

@@ -1256,18 +1256,21 @@ int bench_main(int argc, char **argv)
         int64_t fan, disp, stat;
         lag_now(&R, &m1, &fan, &disp, &stat);
         double eps = (double)(m1.v.events_accepted - m0.v.events_accepted) / dt;
-        double nps = (double)(m1.v.notifs_sent - m0.v.notifs_sent) / dt;
+        /* settled in the window: sent, or over a recipient's rate limit
+         * (herald's default limits; their share is printed) */
+        double nps = (double)(metrics_done(&m1) - metrics_done(&m0)) / dt;
         double rows = (double)(m1.v.status_rows_written - m0.v.status_rows_written) / dt;
         double cpu = c1 - c0;
-        int64_t sent = m1.v.notifs_sent - m0.v.notifs_sent;
+        int64_t sent = metrics_done(&m1) - metrics_done(&m0);
+        int64_t limited = metrics_limited(&m1) - metrics_limited(&m0);
         double cpu_per_m = sent ? cpu / ((double)sent / 1e6) : 0;
         max_nps = nps;
         int64_t peak = 0, rss = 0;
         proc_rss(R.child.pid, &peak, &rss);
-        printf("%s: %.0f events/s in, %.0f notifications/s delivered, status sink %.0f rows/s;\n"
+        printf("%s: %.0f events/s in, %.0f notifications/s settled (%.1f %% rate-limited), status sink %.0f rows/s;\n"
                "     herald CPU %.2f cores (%.2f s per million notifications), generator %.2f cores; "
                "peak RSS %.0f MB\n",
-               what, eps, nps, rows, cpu / dt, cpu_per_m, g.cpu_s / g.elapsed_s, (double)peak / 1048576.0);
+               what, eps, nps, sent ? 100.0 * (double)limited / (double)sent : 0.0, rows, cpu / dt, cpu_per_m, g.cpu_s / g.elapsed_s, (double)peak / 1048576.0);
         printf("     lag when the load stopped: fan-out %lld events, dispatch %lld, status sink %lld records\n",
                (long long)fan, (long long)disp, (long long)stat);
         print_latencies("     ", &m1, &m0);
@@ -1318,6 +1321,7 @@ int bench_main(int argc, char **argv)
         json_object_set_new(jm, "latency", latencies_json(&m1, &m0));
         json_object_set_new(jm, "threads", tcpu_json(&tg, done_w));
         json_object_set_new(jm, "reconnects", json_integer(g.reconnects));
+        json_object_set_new(jm, "rate_limited", json_integer(limited));
         json_object_set_new(jm, "sink_rows_share", json_real(done_w > 0 ? rows * dt / done_w : 0));
         json_object_set_new(jm, "others_cores", json_real(others));
         json_object_set_new(jm, "loadavg_start", json_incref(wa.load));
@@ -1405,12 +1409,13 @@ int bench_main(int argc, char **argv)
         double settle = wait_drain(&R, false, 60, &settled);
         if (metrics_scrape(R.port, &b) != HR_OK) goto out;
         /* delivered during the window: what settled, over the generation time */
-        double nps = (double)(b.v.notifs_sent - a.v.notifs_sent) / (t1 - t0);
-        printf("sweep %3.0f%% of %s: offered %.0f events/s (%.0f notifications/s, %d per request), delivered %.0f "
-               "notifications/s, herald CPU %.2f cores, schedule slip %.3f s, backlog at start: fan-out %lld events, "
-               "dispatch %lld, sink %lld\n",
-               pcts[i], base, eps, eps * mean_aud, batch, nps, (c1 - c0) / (t1 - t0), g.max_behind_s, (long long)lf,
-               (long long)ld, (long long)ls);
+        double nps = (double)(metrics_done(&b) - metrics_done(&a)) / (t1 - t0);
+        int64_t limited = metrics_limited(&b) - metrics_limited(&a);
+        printf("sweep %3.0f%% of %s: offered %.0f events/s (%.0f notifications/s, %d per request), settled %.0f "
+               "notifications/s (%lld rate-limited), herald CPU %.2f cores, schedule slip %.3f s, backlog at start: "
+               "fan-out %lld events, dispatch %lld, sink %lld\n",
+               pcts[i], base, eps, eps * mean_aud, batch, nps, (long long)limited, (c1 - c0) / (t1 - t0),
+               g.max_behind_s, (long long)lf, (long long)ld, (long long)ls);
         print_latencies("     ", &b, &a);
         fflush(stdout);
         json_t *p = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:i,s:I,s:I,s:I}", "pct", pcts[i], "offered_events_per_s",
@@ -1418,6 +1423,7 @@ int bench_main(int argc, char **argv)
                               (c1 - c0) / (t1 - t0), "max_behind_s", g.max_behind_s, "settle_s", settle,
                               "events_per_request", batch, "status_lag_at_start", (json_int_t)ls,
                               "fanout_lag_at_start", (json_int_t)lf, "dispatch_lag_at_start", (json_int_t)ld);
+        json_object_set_new(p, "rate_limited", json_integer(limited));
         json_object_set_new(p, "latency", latencies_json(&b, &a));
         json_array_append_new(sweep, p);
         /* give the status sink a moment to catch up before the next point */

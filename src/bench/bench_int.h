@@ -57,11 +57,15 @@ hr_t metrics_scrape(int port, metrics_t *m);
 /* Notifications whose fate is settled: sent, failed, suppressed or over the
  * recipient's rate limit (a final "rate_limited" status: herald's default
  * limits are on in the bench, and its later steps reach them). */
-static inline int64_t metrics_done(const metrics_t *m)
+static inline int64_t metrics_limited(const metrics_t *m)
 {
     int64_t limited = 0;
     for (int ch = 0; ch < CH__COUNT; ch++) limited += m->v.ratelimit_limited[ch];
-    return m->v.notifs_sent + m->v.notifs_failed + m->v.notifs_suppressed + limited;
+    return limited;
+}
+static inline int64_t metrics_done(const metrics_t *m)
+{
+    return m->v.notifs_sent + m->v.notifs_failed + m->v.notifs_suppressed + metrics_limited(m);
 }
 
 /* ---- proc.c ---- */
