@@ -541,7 +541,10 @@ Settings besides the defaults, per mode: {settings}.
   when the highest rate that kept up and the lowest that did not are within the precision. The status
   table grows from step to step, as it would in service.
 * **CPU s per million notifications, sustained**: the `herald serve` process's user + system time
-  over the hold of the highest step that kept up, divided by the notifications settled in it. At
+  over the hold of the highest step that kept up, divided by the notifications settled in it
+  (settled: sent, failed, suppressed by a preference, or over the recipient's rate limit - herald
+  runs with its default per-recipient limits, and with a million users the later steps reach them;
+  each run prints the rate-limited share). At
   that rate every stage keeps up, so the figure holds each stage's work for those notifications,
   the status sink's and the SQLite checkpointer's included (measured at a steady state, not by
   waiting for a backlog to drain). The per-stage table splits it by thread
@@ -562,7 +565,7 @@ Settings besides the defaults, per mode: {settings}.
   groups, as fast as they go, with no herald logic: a producer, a relay fanning each event out, four
   relays producing one status per notification, a status reader — each relay storing offsets only
   after its outputs are acknowledged, up to 4 batches in flight. Embedded: the embedded bus
-  in-process. Kafka: librdkafka against the same broker. herald ÷ raw compares delivered
+  in-process. Kafka: librdkafka against the same broker. herald ÷ raw compares settled
   notifications per second: the sustained rate first, the burst beside it.
 * **sweep**: fixed offered rates at shares of the sustained rate, open loop (requests leave on
   schedule whether or not earlier ones were answered), on the search's herald once every backlog
