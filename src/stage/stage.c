@@ -52,6 +52,10 @@ struct stage_worker {
      * transaction holding its outputs and its input offsets; one batch in
      * flight */
     bool txn;
+    /* gather() (worker thread only): the records polled so far, not yet
+     * processed; a poll may revoke a partition meanwhile (on_revoked) */
+    bus_msg_t *gathering;
+    int ngathered;
 };
 
 typedef struct part_range {
@@ -95,6 +99,12 @@ static void on_revoked(void *opaque, const char *topic, int32_t partition)
 {
     stage_worker_t *w = opaque;
     drain(w);
+    /* Records of it gathered but not processed yet: its next owner reads
+     * them again from the committed offset, so they are not this worker's
+     * to process any more (both would, e.g. plan an event's chunks twice). */
+    for (int i = 0; i < w->ngathered; i++)
+        if (w->gathering[i].partition == partition && strcmp(w->gathering[i].topic, topic) == 0)
+            w->gathering[i].partition = -1; /* dropped by gather() */
     /* A pause belongs to this owner: resume now (Kafka would otherwise keep
      * the partition paused if it came back to this consumer). */
     int i = paused_find(w, topic, partition);
@@ -224,7 +234,8 @@ static int resume_due(stage_worker_t *w, int max_wait_ms)
 /* Polls more records after a first batch of n (already in msgs), copying
  * them all so that they outlive the polls, until `want` records are there
  * or the bus has nothing more right now (with gather_linger_ms: nothing
- * more by then). Returns the new count. */
+ * more by then). A partition revoked by one of these polls takes its
+ * records gathered before with it (on_revoked). Returns the new count. */
 static int gather(stage_worker_t *w, gathered_t *g, bus_msg_t *msgs, int n, int want)
 {
     int64_t until = w->def->gather_linger_ms > 0 ? hclock_mono_ns() + (int64_t)w->def->gather_linger_ms * 1000000 : 0;
@@ -250,19 +261,30 @@ static int gather(stage_worker_t *w, gathered_t *g, bus_msg_t *msgs, int n, int 
         total += n;
         int room = want - total;
         if (room <= 0) break;
+        w->gathering = msgs;
+        w->ngathered = total;
         n = bus_poll(w->consumer, msgs + total, room, 0);
         if (n == 0 && until && !atomic_load(&w->app->stopping)) {
             int64_t left_ms = (until - hclock_mono_ns()) / 1000000;
             if (left_ms > 0) n = bus_poll(w->consumer, msgs + total, room, (int)left_ms);
         }
+        w->gathering = NULL;
+        w->ngathered = 0;
         if (n <= 0) break;
     }
+    int kept = 0;
     for (int i = 0; i < total; i++) {
-        msgs[i].key = g->bytes.data + g->key_at[i];
-        msgs[i].value = g->bytes.data + g->val_at[i];
-        if (msgs[i].traceparent) msgs[i].traceparent = g->bytes.data + g->tp_at[i];
+        if (msgs[i].partition < 0) continue; /* its partition was revoked */
+        msgs[kept] = msgs[i];
+        msgs[kept].key = g->bytes.data + g->key_at[i];
+        msgs[kept].value = g->bytes.data + g->val_at[i];
+        if (msgs[kept].traceparent) msgs[kept].traceparent = g->bytes.data + g->tp_at[i];
+        kept++;
     }
-    return total;
+    if (kept < total)
+        log_debug(w->def->name, "%d gathered record(s) of revoked partitions left to their new owner",
+                  total - kept);
+    return kept;
 }
 
 /*

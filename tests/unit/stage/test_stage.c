@@ -5,7 +5,8 @@
  * (HR_LATER: delivered again without back-off or warning), pause until a
  * time (a fake clock), rewind (rewound offsets are not stored), and the
  * helpers stage_produce (gives up once stopping) and stage_dead_letter
- * (rate-limited warnings).
+ * (rate-limited warnings); records gathered from a partition that is then
+ * revoked are left to its new owner.
  *
  * Nothing here sleeps to prove an absence: each negative check first waits
  * for a positive marker that the worker has moved past the point in
@@ -54,6 +55,9 @@ typedef struct fake {
     int64_t defer_at;           /* partition 0 offset to rewind to and pause at, once; -1 = never */
     int64_t defer_until;        /* the pause's end (0 = until resumed) */
     bool deferred;
+    bool hold_assign;           /* the first partition assigned waits for `go` */
+    bool held, go;
+    pthread_cond_t cv;
     /* what happened */
     int ncalls;
     int call_first[MAXCALLS];   /* index into seen of the call's first record */
@@ -128,6 +132,23 @@ static hr_t fake_process(void *state, stage_ctx_t *cx, const bus_msg_t *msgs, in
     return r;
 }
 
+/* Holds the worker inside its poll, between taking its partitions and
+ * reading them, until the test says go (hold_assign). */
+static void fake_partition_changed(void *state, const char *topic, int32_t partition, bool assigned)
+{
+    (void)topic;
+    (void)partition;
+    fake_t *f = state;
+    if (!assigned || !f->hold_assign) return; /* set before the workers start */
+    pthread_mutex_lock(&f->mu);
+    if (!f->held) {
+        f->held = true;
+        pthread_cond_broadcast(&f->cv);
+        while (!f->go) pthread_cond_wait(&f->cv, &f->mu);
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
 static int setup(void **state)
 {
     fx_t *f = calloc(1, sizeof(*f));
@@ -145,6 +166,7 @@ static int setup(void **state)
     assert_int_equal(bus_topic_ensure(f->app.bus, TOPIC_DLQ, &one), HR_OK);
 
     pthread_mutex_init(&f->fake.mu, NULL);
+    pthread_cond_init(&f->fake.cv, NULL);
     f->fake.app = &f->app;
     f->fake.fail_at = -1;
     f->fake.defer_at = -1;
@@ -154,6 +176,7 @@ static int setup(void **state)
         .topic = IN,
         .state_new = fake_new,
         .process = fake_process,
+        .partition_changed = fake_partition_changed,
         .retry_min_ms = 1,
         .retry_max_ms = 4,
         .arg = &f->fake,
@@ -174,6 +197,7 @@ static int teardown(void **state)
     env_rmdir(f->dir);
     config_release(&f->cfg);
     pthread_mutex_destroy(&f->fake.mu);
+    pthread_cond_destroy(&f->fake.cv);
     free(f);
     return 0;
 }
@@ -341,6 +365,46 @@ static void test_gather_lingers(void **state)
     assert_true(f->fake.call_mono_ms[1] - t0 >= 150);
     pthread_mutex_unlock(&f->fake.mu);
     assert_int_equal(stop_and_committed(f, 0), 10);
+}
+
+/* A partition revoked while the worker gathers (a second worker joins)
+ * takes the records gathered from it along: its new owner reads them again
+ * from the committed offset, so the first worker must not process them
+ * too. The first worker is held between taking both partitions and reading
+ * partition 1's records; the second joins meanwhile, so the poll inside
+ * gather revokes partition 1 from under the records already gathered. */
+static void test_gathered_records_of_a_revoked_partition_go_once(void **state)
+{
+    fx_t *f = *state;
+    f->def.gather = 8;
+    f->fake.hold_assign = true;
+    produce_in(f, 1, 3);
+    start(f);
+    int64_t end = mono_ms() + WAIT_MS;
+    pthread_mutex_lock(&f->fake.mu);
+    while (!f->fake.held) { /* worker 0 owns both partitions, has read nothing yet */
+        pthread_mutex_unlock(&f->fake.mu);
+        assert_true(mono_ms() < end);
+        usleep(1000);
+        pthread_mutex_lock(&f->fake.mu);
+    }
+    pthread_mutex_unlock(&f->fake.mu);
+    stage_worker_t *w1 = NULL;
+    assert_int_equal(stage_worker_start(&f->app, &f->def, 1, &w1), HR_OK); /* partition 1 is its */
+    pthread_mutex_lock(&f->fake.mu);
+    f->fake.go = true;
+    pthread_cond_broadcast(&f->fake.cv);
+    pthread_mutex_unlock(&f->fake.mu);
+    wait_done(f, 1, 3);
+    /* positive marker: worker 0 went on to partition 0 after that gather */
+    produce_in(f, 0, 2);
+    wait_done(f, 0, 2);
+    atomic_store(&f->app.stopping, 1);
+    stage_worker_join(w1);
+    assert_int_equal(stop_and_committed(f, 1), 3);
+    /* both workers stopped: no lock needed */
+    assert_done_in_order(&f->fake, 1, 3);
+    assert_done_in_order(&f->fake, 0, 2);
 }
 
 /* A batch whose process fails (after producing part of its outputs) is
@@ -604,6 +668,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_gather_lingers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gathered_records_of_a_revoked_partition_go_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_batch_is_processed_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets_committed_only_after_success, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_now_redelivers_without_backoff, setup, teardown),
