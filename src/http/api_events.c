@@ -34,6 +34,7 @@
 #include "http/api_int.h"
 
 #include "core/hash.h"
+#include "core/scratch.h"
 #include "stage/ingest.h"
 
 #include <pthread.h>
@@ -328,6 +329,7 @@ void api_events_post(http_req_t *rq, http_resp_t *rs)
      * else, and every invalid body, through jansson */
     buf_t strings;
     buf_init(&strings, 0);
+    strings.data = scratch_take(SCRATCH_EVENT_STRINGS, &strings.cap);
     json_t *doc = NULL;
     bool is_array = false;
     if (rq->media == MEDIA_JSON && rq->body.data &&
@@ -338,7 +340,7 @@ void api_events_post(http_req_t *rq, http_resp_t *rs)
     doc = body_json(rq, rs);
     if (!doc) {
         METRIC_INC(events_rejected);
-        buf_release(&strings);
+        scratch_give(SCRATCH_EVENT_STRINGS, strings.data, strings.cap);
         return;
     }
     is_array = json_is_array(doc);
@@ -437,7 +439,7 @@ out:
     /* the fast path's events were all made; jansson's up to the first bad one */
     for (int i = 0; i < (doc ? ok : n) && evs; i++) event_clear(&evs[i]);
     free(evs);
-    buf_release(&strings);
+    scratch_give(SCRATCH_EVENT_STRINGS, strings.data, strings.cap);
     if (doc) {
         json_decref(doc); /* its last reference: the arena can go */
         arena_reset();

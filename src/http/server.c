@@ -69,6 +69,7 @@
 #include "core/cond.h"
 #include "core/file.h"
 #include "core/log.h"
+#include "core/scratch.h"
 
 #include <microhttpd.h>
 #include <openssl/crypto.h>
@@ -650,7 +651,7 @@ static void req_free(http_req_t *rq)
     for (int i = 0; i < rq->nparams; i++) free(rq->params[i]);
     for (int i = 0; i < rq->nowned; i++) free(rq->owned[i]);
     free(rq->owned);
-    buf_release(&rq->body);
+    scratch_give(SCRATCH_HTTP_BODY, rq->body.data, rq->body.cap); /* the thread's next body */
     free(rq);
 }
 
@@ -957,6 +958,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq->track = track_of(conn);
         track_phase(srv, rq->track, CT_BODY);
         buf_init(&rq->body, (size_t)srv->app->cfg->http_max_body);
+        rq->body.data = scratch_take(SCRATCH_HTTP_BODY, &rq->body.cap);
         *con_cls = rq;
         if (target_refused(rq, version, &rs) || early_checks(rq, &rs)) return send_resp(rq, &rs);
         if (rq->route->stream) rq->sink = rq->route->stream->start(rq);
