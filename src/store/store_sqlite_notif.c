@@ -302,19 +302,8 @@ static void ord_bind(const ord_t *o, sqlite3_stmt *st, int i, unsigned char buf[
 static ord_t ord_make(const notif_t *m, int i)
 {
     ord_t o = {m, i, false, 0, 0};
-    hstr_t id = m->notification_id;
-    if (id.n != 32) return o;
-    uint64_t v[2] = {0, 0};
-    for (size_t k = 0; k < 32; k++) {
-        unsigned char ch = (unsigned char)id.p[k];
-        unsigned d0 = (unsigned)ch - '0', da = (unsigned)ch - 'a';
-        unsigned d = d0 < 10 ? d0 : da < 6 ? da + 10 : 16;
-        if (d > 15) return o;
-        v[k / 16] = v[k / 16] << 4 | d;
-    }
-    o.hex = true;
-    o.hi = v[0];
-    o.lo = v[1];
+    o.hex = sq_id_to_u128(m->notification_id, &o.hi, &o.lo);
+    if (!o.hex) o.hi = o.lo = 0;
     return o;
 }
 
@@ -576,10 +565,16 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     if (r == HR_OK) r = log_max_id(c, &max);
     if (r != HR_OK) goto out;
     seen_t *seen = seen_get(q, &max);
-    /* which ids are known to be new (before the batch's own are added) */
+    /* which ids are known to be new (before the batch's own are added);
+     * asked only of ids not above the log's largest (those above are new
+     * without asking: the batch is sorted, so they are its last ones) */
+    int below = n;
+    if (!max.have) below = 0;
+    else
+        while (below > 0 && ord_id_cmp(&ord[below - 1], &max.o) > 0) below--;
     for (int i = 0; i < n; i++) {
-        if (i + SEEN_AHEAD < n && ord[i + SEEN_AHEAD].hex) seen_prefetch(seen, &ord[i + SEEN_AHEAD]);
-        fresh[i] = ord[i].hex && seen_new(seen, &ord[i]);
+        if (i + SEEN_AHEAD < below && ord[i + SEEN_AHEAD].hex) seen_prefetch(seen, &ord[i + SEEN_AHEAD]);
+        fresh[i] = i < below && ord[i].hex && seen_new(seen, &ord[i]);
     }
     for (int i = 0; i < n; i++) {
         if (i + SEEN_AHEAD < n && ord[i + SEEN_AHEAD].hex) seen_prefetch(seen, &ord[i + SEEN_AHEAD]);

@@ -120,29 +120,15 @@ static void key_sort(run_key_t *keys, int n)
 
 /* ---- the block codec ---- */
 
-/* The value of a lowercase hex digit; -1 for any other byte. */
-static signed char hex_val[256];
-
-static void hex_init(void)
-{
-    memset(hex_val, -1, sizeof(hex_val));
-    for (int i = 0; i < 10; i++) hex_val['0' + i] = (signed char)i;
-    for (int i = 0; i < 6; i++) hex_val['a' + i] = (signed char)(10 + i);
-}
-
 bool sq_id_to_bin(hstr_t id, unsigned char out[SQ_ID_BIN])
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, hex_init);
-    if (id.n != 2 * ID_BIN) return false;
-    const unsigned char *p = (const unsigned char *)id.p;
-    int bad = 0;
-    for (size_t j = 0; j < ID_BIN; j++) {
-        int h = hex_val[p[2 * j]], l = hex_val[p[2 * j + 1]];
-        bad |= h | l;
-        out[j] = (unsigned char)((unsigned)h << 4 | ((unsigned)l & 15u)); /* h, l < 0: bad */
+    uint64_t hi, lo;
+    if (!sq_id_to_u128(id, &hi, &lo)) return false;
+    for (int k = 0; k < 8; k++) { /* big-endian: the bytes sort as the text does */
+        out[k] = (unsigned char)(hi >> (56 - 8 * k));
+        out[8 + k] = (unsigned char)(lo >> (56 - 8 * k));
     }
-    return bad >= 0;
+    return true;
 }
 
 char *sq_col_id(sqlite3_stmt *st, int i)
