@@ -377,6 +377,7 @@ static hr_t log_max_id(conn_t *c, log_max_t *max)
 #define SEEN_SLOTS (1u << 17)
 #define SEEN_FULL (SEEN_SLOTS / 4 * 3)
 #define SEEN_AHEAD 16            /* records prefetched ahead */
+#define WRITE_AHEAD 4            /* records prefetched ahead while rows are made */
 
 typedef struct seen_gen {
     uint32_t *f;                /* SEEN_SLOTS fingerprints; 0 = empty */
@@ -583,6 +584,12 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     int64_t now = hclock_now_ms();
     bool prev_content = false;  /* the previous record's id has a content row */
     for (int i = 0; i < n && r == HR_OK; i++) {
+        if (i + WRITE_AHEAD < n) { /* the record a few ahead: its fields and content */
+            const notif_t *a = ord[i + WRITE_AHEAD].m;
+            __builtin_prefetch(a);
+            __builtin_prefetch(a->title.p);
+            __builtin_prefetch(a->body.p);
+        }
         const notif_t *m = ord[i].m; /* valid: store.c dropped the others */
         int64_t at = m->status_at_ms ? m->status_at_ms : now;
         int64_t created = m->created_at_ms ? m->created_at_ms : at;
