@@ -436,6 +436,8 @@ typedef struct run_key {
 } run_key_t;
 /* Order of run keys: user, created, id (SQLite's BINARY order). */
 int sq_run_key_cmp(const void *a, const void *b);
+/* Sorts keys[0..n) by sq_run_key_cmp (stable). */
+void sq_run_keys_sort(run_key_t *keys, int n);
 /* Appends keys[0..n) (sorted here) as one level-0 run with its
  * user_run_list row. c->mu held, inside the write transaction. */
 hr_t sq_run_write(sq_store_t *q, conn_t *c, run_key_t *keys, int n);

@@ -102,20 +102,51 @@ static inline bool ref_less(const key_ref_t *a, const key_ref_t *b)
 
 SQ_DEFINE_SORT(ref_sort, key_ref_t, ref_less)
 
-/* Sorts keys[0..n) by sq_run_key_cmp. */
-static void key_sort(run_key_t *keys, int n)
+/* Sorts keys[0..n) by sq_run_key_cmp: a stable LSD radix sort of
+ * references by their 8-byte user prefix (a pass per byte, skipped when
+ * every key has the same byte there: a common prefix of the users costs
+ * nothing), then each stretch of equal prefixes by the whole key (the
+ * merge sort). The merge sort alone, ~13 passes of compares that
+ * mispredict on random users, was 4.4 % of `herald bench sink`'s
+ * samples. */
+void sq_run_keys_sort(run_key_t *keys, int n)
 {
-    key_ref_t *ref = xmalloc((size_t)n * 2 * sizeof(*ref)); /* the second half: the sort's room */
+    if (n < 2) return;
+    key_ref_t *ref = xmalloc((size_t)n * 2 * sizeof(*ref)); /* the second half: the passes' room */
+    uint32_t(*cnt)[256] = xcalloc(8, sizeof(*cnt));
     for (int i = 0; i < n; i++) {
         char b[8] = {0};
         if (keys[i].user.n) memcpy(b, keys[i].user.p, keys[i].user.n < 8 ? keys[i].user.n : 8);
-        ref[i] = (key_ref_t){load_be64(b), &keys[i]};
+        uint64_t pre = load_be64(b);
+        ref[i] = (key_ref_t){pre, &keys[i]};
+        for (int d = 0; d < 8; d++) cnt[d][(pre >> (8 * d)) & 255]++;
     }
-    ref_sort(ref, n, ref + n);
+    key_ref_t *src = ref, *dst = ref + n;
+    for (int d = 0; d < 8; d++) {
+        unsigned shift = 8u * (unsigned)d;
+        if (cnt[d][(src[0].pre >> shift) & 255] == (uint32_t)n) continue; /* one value: in order */
+        uint32_t at[256], sum = 0;
+        for (int v = 0; v < 256; v++) {
+            at[v] = sum;
+            sum += cnt[d][v];
+        }
+        for (int i = 0; i < n; i++) dst[at[(src[i].pre >> shift) & 255]++] = src[i];
+        key_ref_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    /* equal prefixes: by the whole key (dst: room) */
+    for (int lo = 0; lo < n;) {
+        int hi = lo + 1;
+        while (hi < n && src[hi].pre == src[lo].pre) hi++;
+        if (hi - lo > 1) ref_sort(src + lo, hi - lo, dst + lo);
+        lo = hi;
+    }
     run_key_t *out = xmalloc((size_t)n * sizeof(*out));
-    for (int i = 0; i < n; i++) out[i] = *ref[i].k;
+    for (int i = 0; i < n; i++) out[i] = *src[i].k;
     memcpy(keys, out, (size_t)n * sizeof(*keys));
     free(out);
+    free(cnt);
     free(ref);
 }
 
@@ -392,7 +423,7 @@ static hr_t out_end(run_out_t *o, int level)
 hr_t sq_run_write(sq_store_t *q, conn_t *c, run_key_t *keys, int n)
 {
     if (n == 0) return HR_OK;
-    key_sort(keys, n);
+    sq_run_keys_sort(keys, n);
     run_out_t o;
     hr_t r = out_init(&o, c, q->next_run++);
     for (int i = 0; i < n && r == HR_OK; i++) {
