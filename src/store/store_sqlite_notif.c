@@ -273,7 +273,15 @@ static int ord_cmp(const void *x, const void *y)
     return a->i < b->i ? -1 : a->i > b->i;
 }
 
-static inline bool ord_less(const ord_t *a, const ord_t *b) { return ord_cmp(a, b) < 0; }
+static inline bool ord_less(const ord_t *a, const ord_t *b)
+{
+    if (a->hex && b->hex) { /* the pipeline's ids: two integers, then arrival */
+        if (a->hi != b->hi) return a->hi < b->hi;
+        if (a->lo != b->lo) return a->lo < b->lo;
+        return a->i < b->i;
+    }
+    return ord_cmp(a, b) < 0;
+}
 
 SQ_DEFINE_SORT(ord_sort, ord_t, ord_less)
 
