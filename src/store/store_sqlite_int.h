@@ -433,6 +433,10 @@ typedef struct run_key {
     hstr_t user;
     int64_t created;
     hstr_t id;
+    /* id's 16 bytes (sq_id_to_bin) when the key's maker has them at hand
+     * (the sink's batch, a decoded block), so that a block is written
+     * without reading the text again; NULL: from id */
+    const unsigned char *bin;
 } run_key_t;
 /* Order of run keys: user, created, id (SQLite's BINARY order). */
 int sq_run_key_cmp(const void *a, const void *b);

@@ -558,6 +558,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     sq_store_t *q = sq(s);
     conn_t *c = &q->w;
     run_key_t *keys = xmalloc((size_t)n * sizeof(*keys));
+    unsigned char *kbin = xmalloc((size_t)n * SQ_ID_BIN); /* the keys' binary ids */
     ord_t *ord = xmalloc((size_t)n * 2 * sizeof(*ord)); /* the second half: the sort's room */
     bool *fresh = xmalloc((size_t)n);
     pend_t pend[SQ_LOG_ADD_ROWS];
@@ -644,7 +645,11 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         e->len = lr_encode(&lr, scratch + used);
         used += e->len;
         if (ord[i].hex) ord_bin(&ord[i], e->idb);
-        if (first) keys[nkeys++] = (run_key_t){m->user_id, created, m->notification_id};
+        if (first) {
+            unsigned char *kb = NULL;
+            if (ord[i].hex) ord_bin(&ord[i], kb = kbin + (size_t)nkeys * SQ_ID_BIN);
+            keys[nkeys++] = (run_key_t){m->user_id, created, m->notification_id, kb};
+        }
         if (np < SQ_LOG_ADD_ROWS && i + 1 < n) continue;
         r = log_flush(c, pend, np, scratch);
         np = 0;
@@ -675,6 +680,7 @@ out:
     free(fresh);
     free(ord);
     free(keys);
+    free(kbin);
     return r;
 }
 

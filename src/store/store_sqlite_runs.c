@@ -236,7 +236,11 @@ static void enc_add(block_enc_t *e, const run_key_t *k)
     i += varint_put(p + i, shared);
     i += varint_span_put(p + i, k->user.p + shared, k->user.n - shared);
     i += varint_put(p + i, zigzag(e->count ? k->created - e->prev_created : k->created));
-    if (sq_id_to_bin(k->id, p + i + 1)) {
+    if (k->bin) {
+        p[i] = 0;
+        memcpy(p + i + 1, k->bin, ID_BIN);
+        i += 1 + ID_BIN;
+    } else if (sq_id_to_bin(k->id, p + i + 1)) {
         p[i] = 0;
         i += 1 + ID_BIN;
     } else {
@@ -302,8 +306,9 @@ static bool block_decode(const void *data, size_t len, block_t *b)
         b->k = xrealloc(b->k, (size_t)b->cap * sizeof(*b->k));
     }
     /* every decoded byte comes from the block, but for a shared prefix
-     * (at most the previous user) and a binary id (32 for 17): bounded */
-    size_t need = len * 2 + (size_t)count * 2 * ID_BIN + 1;
+     * (at most the previous user) and a binary id (its 16 bytes and 32
+     * digits for 17): bounded */
+    size_t need = len * 2 + (size_t)count * 3 * ID_BIN + 1;
     if (need > b->acap) {
         b->acap = need;
         free(b->arena);
@@ -327,9 +332,12 @@ static bool block_decode(const void *data, size_t len, block_t *b)
         if (!varint_get(p, len, &off, &v)) return false;
         created = j ? created + unzigzag(v) : unzigzag(v);
         hstr_t id;
+        const unsigned char *bin = NULL;
         if (off < len && p[off] == 0) {
             off++;
-            if (len - off < ID_BIN || a + 2 * ID_BIN > b->acap) return false;
+            if (len - off < ID_BIN || a + 3 * ID_BIN > b->acap) return false;
+            bin = (const unsigned char *)memcpy(b->arena + a, p + off, ID_BIN);
+            a += ID_BIN;
             char *s = b->arena + a;
             for (size_t i = 0; i < ID_BIN; i++) {
                 s[2 * i] = hex[p[off + i] >> 4];
@@ -346,7 +354,7 @@ static bool block_decode(const void *data, size_t len, block_t *b)
             id = (hstr_t){b->arena + a, in};
             a += in;
         }
-        b->k[j] = (run_key_t){{user, shared + rest_n}, created, id};
+        b->k[j] = (run_key_t){{user, shared + rest_n}, created, id, bin};
         prev = user;
         prev_n = shared + rest_n;
     }
@@ -439,7 +447,7 @@ hr_t sq_run_write(sq_store_t *q, conn_t *c, run_key_t *keys, int n)
          * bring those of a key a few ahead into the cache (each a miss) */
         if (i + RUN_AHEAD < n) {
             __builtin_prefetch(keys[i + RUN_AHEAD].user.p);
-            __builtin_prefetch(keys[i + RUN_AHEAD].id.p);
+            if (!keys[i + RUN_AHEAD].bin) __builtin_prefetch(keys[i + RUN_AHEAD].id.p);
         }
         if (i > 0 && sq_run_key_cmp(&keys[i], &keys[i - 1]) == 0) continue;
         r = out_add(&o, &keys[i]);
@@ -551,7 +559,7 @@ hr_t sq_runs_merge(sq_store_t *q, conn_t *c)
         run_out_t o;
         memset(&o, 0, sizeof(o));
         if (r == HR_OK) r = out_init(&o, c, q->next_run++);
-        run_key_t last = {{NULL, 0}, 0, {NULL, 0}};
+        run_key_t last = {{NULL, 0}, 0, {NULL, 0}, NULL};
         char *lastbuf = NULL;
         size_t lastcap = 0;
         bool have_last = false;
@@ -577,7 +585,7 @@ hr_t sq_runs_merge(sq_store_t *q, conn_t *c)
                 memcpy(lastbuf, min->user.p, min->user.n);
                 memcpy(lastbuf + min->user.n, min->id.p, min->id.n);
                 last = (run_key_t){{lastbuf, min->user.n}, min->created,
-                                   {lastbuf + min->user.n, min->id.n}};
+                                   {lastbuf + min->user.n, min->id.n}, NULL};
                 have_last = true;
             }
             /* the next key of that input (min is stale from here) */
@@ -825,7 +833,7 @@ hr_t sq_runs_migrate_9(conn_t *c, int64_t *keys)
             int64_t cr = sqlite3_column_int64(rows, 1);
             const char *id = (const char *)sqlite3_column_text(rows, 2);
             size_t idn = (size_t)sqlite3_column_bytes(rows, 2);
-            run_key_t k = {{u ? u : "", un}, cr, {id ? id : "", idn}};
+            run_key_t k = {{u ? u : "", un}, cr, {id ? id : "", idn}, NULL};
             r = out_add(&o, &k);
         }
         if (r == HR_OK && rc != SQLITE_DONE) r = sq_err(c, rc, "user runs migration");

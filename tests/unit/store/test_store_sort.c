@@ -132,7 +132,7 @@ static void keys_run(int n, int kind)
         if (kind == U_LONG_PREFIX) memcpy(u, "user-0000", 9); /* more than 8 the same */
         size_t idn = rnd(4) ? 32 : 5;
         for (size_t j = 0; j < idn; j++) id[j] = digits[rnd(kind == U_FEW ? 2 : 16)];
-        k[i] = (run_key_t){{u, un}, (int64_t)rnd(kind == U_FEW ? 3 : 1000) - 500, {id, idn}};
+        k[i] = (run_key_t){{u, un}, (int64_t)rnd(kind == U_FEW ? 3 : 1000) - 500, {id, idn}, NULL};
     }
     if (n) memcpy(want, k, (size_t)n * sizeof(*k));
     /* qsort is not stable: the text's address breaks ties, which is input order */
