@@ -109,6 +109,8 @@
 #define DEDUPE_CKPT_PAGES 1000
 #define DEDUPE_RESTART_FRAMES 16384 /* ~64 MB of dedupe WAL: then it restarts */
 #define CKPT_FORCE_FRAMES 65536  /* ~256 MB: wait for readers and restart the WAL */
+#define CKPT_LOCKED_FRAMES 2048  /* at most this many copied with the writer held */
+#define CKPT_CATCHUP_PASSES 4    /* passes without it to get there */
 /* The page size of a new main database (an existing one keeps its own: in
  * WAL mode only a VACUUM could change it). 8 KiB pages: half the page
  * headers, cell pointers and B-tree descents per row, larger runs of a
@@ -617,12 +619,35 @@ static int ev_wal_hook(void *arg, sqlite3 *db, const char *name, int nframes)
     return SQLITE_OK;
 }
 
-/* One PASSIVE checkpoint (RESTART when the WAL has grown past
- * CKPT_FORCE_FRAMES because readers kept the last ones from finishing). */
-static void checkpoint(conn_t *c)
+/* The main database's checkpoint. A PASSIVE checkpoint copies the frames
+ * there were when it began; the status sink commits more meanwhile, so
+ * when it writes flat out the copy never ends with the WAL wholly copied,
+ * SQLite never restarts the WAL, and it grew to CKPT_FORCE_FRAMES (512 MiB
+ * with 8 KiB pages) before the forced RESTART, then was cut back to
+ * WAL_KEEP_BYTES: every commit wrote new blocks of the file (allocation,
+ * page cache growth) and the cut dropped the cached pages. So after the
+ * first pass, more passes copy what came meanwhile (each a shorter one)
+ * until at most CKPT_LOCKED_FRAMES are left; the last pass runs holding the
+ * writer's mutex, so nothing is committed meanwhile and it completes, and
+ * the writer's next transaction starts the WAL again from its beginning,
+ * over pages the kernel still caches. The writer waits for that pass (a
+ * copy of at most CKPT_LOCKED_FRAMES pages and an fsync). A reader that
+ * holds an older snapshot can still keep the WAL from restarting: then the
+ * RESTART at CKPT_FORCE_FRAMES waits for it, as before. */
+static void checkpoint(sq_store_t *q)
 {
+    conn_t *c = &q->ck;
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    /* log: the frames there were when the pass began; wal_frames: now */
+    for (int k = 0; rc == SQLITE_OK && done == log && k < CKPT_CATCHUP_PASSES &&
+                    atomic_load(&q->wal_frames) - log > CKPT_LOCKED_FRAMES; k++)
+        rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (rc == SQLITE_OK && done == log && atomic_load(&q->wal_frames) - log <= CKPT_LOCKED_FRAMES) {
+        pthread_mutex_lock(&q->w.mu);
+        rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        pthread_mutex_unlock(&q->w.mu);
+    }
     if (rc == SQLITE_OK && log >= CKPT_FORCE_FRAMES && done < log)
         rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &done);
     if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) log_warn(LOG, "checkpoint: %s", sqlite3_errmsg(c->db));
@@ -684,7 +709,7 @@ static void *checkpointer_main(void *arg)
         }
         pthread_mutex_unlock(&q->ck_mu);
         if (main_due) {
-            checkpoint(&q->ck);
+            checkpoint(q);
             atomic_store(&q->wal_frames, 0); /* the next commit reports the WAL's size again */
         }
         if (ev_due) {

@@ -273,7 +273,15 @@ static int ord_cmp(const void *x, const void *y)
     return a->i < b->i ? -1 : a->i > b->i;
 }
 
-static inline bool ord_less(const ord_t *a, const ord_t *b) { return ord_cmp(a, b) < 0; }
+static inline bool ord_less(const ord_t *a, const ord_t *b)
+{
+    if (a->hex && b->hex) { /* the pipeline's ids: two integers, then arrival */
+        if (a->hi != b->hi) return a->hi < b->hi;
+        if (a->lo != b->lo) return a->lo < b->lo;
+        return a->i < b->i;
+    }
+    return ord_cmp(a, b) < 0;
+}
 
 SQ_DEFINE_SORT(ord_sort, ord_t, ord_less)
 
@@ -302,19 +310,8 @@ static void ord_bind(const ord_t *o, sqlite3_stmt *st, int i, unsigned char buf[
 static ord_t ord_make(const notif_t *m, int i)
 {
     ord_t o = {m, i, false, 0, 0};
-    hstr_t id = m->notification_id;
-    if (id.n != 32) return o;
-    uint64_t v[2] = {0, 0};
-    for (size_t k = 0; k < 32; k++) {
-        unsigned char ch = (unsigned char)id.p[k];
-        unsigned d0 = (unsigned)ch - '0', da = (unsigned)ch - 'a';
-        unsigned d = d0 < 10 ? d0 : da < 6 ? da + 10 : 16;
-        if (d > 15) return o;
-        v[k / 16] = v[k / 16] << 4 | d;
-    }
-    o.hex = true;
-    o.hi = v[0];
-    o.lo = v[1];
+    o.hex = sq_id_to_u128(m->notification_id, &o.hi, &o.lo);
+    if (!o.hex) o.hi = o.lo = 0;
     return o;
 }
 
@@ -388,6 +385,7 @@ static hr_t log_max_id(conn_t *c, log_max_t *max)
 #define SEEN_SLOTS (1u << 17)
 #define SEEN_FULL (SEEN_SLOTS / 4 * 3)
 #define SEEN_AHEAD 16            /* records prefetched ahead */
+#define WRITE_AHEAD 4            /* records prefetched ahead while rows are made */
 
 typedef struct seen_gen {
     uint32_t *f;                /* SEEN_SLOTS fingerprints; 0 = empty */
@@ -560,6 +558,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     sq_store_t *q = sq(s);
     conn_t *c = &q->w;
     run_key_t *keys = xmalloc((size_t)n * sizeof(*keys));
+    unsigned char *kbin = xmalloc((size_t)n * SQ_ID_BIN); /* the keys' binary ids */
     ord_t *ord = xmalloc((size_t)n * 2 * sizeof(*ord)); /* the second half: the sort's room */
     bool *fresh = xmalloc((size_t)n);
     pend_t pend[SQ_LOG_ADD_ROWS];
@@ -576,10 +575,16 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     if (r == HR_OK) r = log_max_id(c, &max);
     if (r != HR_OK) goto out;
     seen_t *seen = seen_get(q, &max);
-    /* which ids are known to be new (before the batch's own are added) */
+    /* which ids are known to be new (before the batch's own are added);
+     * asked only of ids not above the log's largest (those above are new
+     * without asking: the batch is sorted, so they are its last ones) */
+    int below = n;
+    if (!max.have) below = 0;
+    else
+        while (below > 0 && ord_id_cmp(&ord[below - 1], &max.o) > 0) below--;
     for (int i = 0; i < n; i++) {
-        if (i + SEEN_AHEAD < n && ord[i + SEEN_AHEAD].hex) seen_prefetch(seen, &ord[i + SEEN_AHEAD]);
-        fresh[i] = ord[i].hex && seen_new(seen, &ord[i]);
+        if (i + SEEN_AHEAD < below && ord[i + SEEN_AHEAD].hex) seen_prefetch(seen, &ord[i + SEEN_AHEAD]);
+        fresh[i] = i < below && ord[i].hex && seen_new(seen, &ord[i]);
     }
     for (int i = 0; i < n; i++) {
         if (i + SEEN_AHEAD < n && ord[i + SEEN_AHEAD].hex) seen_prefetch(seen, &ord[i + SEEN_AHEAD]);
@@ -588,6 +593,12 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     int64_t now = hclock_now_ms();
     bool prev_content = false;  /* the previous record's id has a content row */
     for (int i = 0; i < n && r == HR_OK; i++) {
+        if (i + WRITE_AHEAD < n) { /* the record a few ahead: its fields and content */
+            const notif_t *a = ord[i + WRITE_AHEAD].m;
+            __builtin_prefetch(a);
+            __builtin_prefetch(a->title.p);
+            __builtin_prefetch(a->body.p);
+        }
         const notif_t *m = ord[i].m; /* valid: store.c dropped the others */
         int64_t at = m->status_at_ms ? m->status_at_ms : now;
         int64_t created = m->created_at_ms ? m->created_at_ms : at;
@@ -634,7 +645,11 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         e->len = lr_encode(&lr, scratch + used);
         used += e->len;
         if (ord[i].hex) ord_bin(&ord[i], e->idb);
-        if (first) keys[nkeys++] = (run_key_t){m->user_id, created, m->notification_id};
+        if (first) {
+            unsigned char *kb = NULL;
+            if (ord[i].hex) ord_bin(&ord[i], kb = kbin + (size_t)nkeys * SQ_ID_BIN);
+            keys[nkeys++] = (run_key_t){m->user_id, created, m->notification_id, kb};
+        }
         if (np < SQ_LOG_ADD_ROWS && i + 1 < n) continue;
         r = log_flush(c, pend, np, scratch);
         np = 0;
@@ -665,6 +680,7 @@ out:
     free(fresh);
     free(ord);
     free(keys);
+    free(kbin);
     return r;
 }
 
