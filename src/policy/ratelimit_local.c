@@ -291,12 +291,26 @@ static part_t *part_new(int32_t id, uint64_t pmask)
  * entry read, and the table is a third smaller. */
 static inline bool fits(size_t n, size_t size) { return 4 * n <= 3 * size; }
 
+/* The passes over every user (sweep, snapshot, rehash) read the entries in
+ * slot order, each one a cache miss (scattered): the entry AHEAD slots on
+ * is fetched meanwhile. The callers prefetch ahead_entry(): GCC finds a
+ * helper whose only effect is a __builtin_prefetch free of side effects
+ * and drops its calls (the sweep's and the compaction's prefetches were
+ * not in the binary). */
+enum { AHEAD = 16 };
+
+static inline const void *ahead_entry(const slot_t *slots, size_t nslots, uint64_t pmask, size_t i)
+{
+    return i + AHEAD < nslots ? (const void *)(uintptr_t)(slots[i + AHEAD] & pmask) : NULL;
+}
+
 /* Rebuilds p's table with `size` slots from the entries kept. */
 static void rehash(part_t *p, size_t size)
 {
     size_t map;
     slot_t *s = bigmem_alloc(size * sizeof(*s), &map); /* probed at random: huge pages */
     for (size_t i = 0; i < p->nslots; i++) {
+        __builtin_prefetch(ahead_entry(p->slots, p->nslots, p->pmask, i));
         if (!p->slots[i]) continue;
         entry_t *e = slot_entry(p, p->slots[i]);
         uint64_t h = fnv1a64(e->user, e->user_len);
@@ -543,22 +557,13 @@ static void sweep_done(part_t *p, size_t kept, int64_t now_ms)
     p->last_sweep = now_ms;
 }
 
-/* The passes over every user (sweep, snapshot) read the entries in slot
- * order, each one a cache miss (malloc'd, scattered): the entry AHEAD
- * slots on is fetched meanwhile. */
-enum { AHEAD = 16 };
-
-static inline void prefetch_ahead(const part_t *p, size_t i)
-{
-    if (i + AHEAD < p->nslots && p->slots[i + AHEAD]) __builtin_prefetch(slot_entry(p, p->slots[i + AHEAD]));
-}
 
 /* Forgets the users with nothing left in the window. */
 static void sweep(local_t *l, part_t *p, int64_t now_ms)
 {
     size_t kept = 0;
     for (size_t i = 0; i < p->nslots; i++) {
-        prefetch_ahead(p, i);
+        __builtin_prefetch(ahead_entry(p->slots, p->nslots, p->pmask, i));
         entry_t *e = slot_entry(p, p->slots[i]);
         if (!e) continue;
         expire(l, p, e, now_ms);
@@ -725,7 +730,7 @@ static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too, bool
     char *buf = xmalloc(cap);
     size_t kept = 0;
     for (size_t i = 0; i < p->nslots; i++) {
-        prefetch_ahead(p, i);
+        __builtin_prefetch(ahead_entry(p->slots, p->nslots, p->pmask, i));
         entry_t *e = slot_entry(p, p->slots[i]);
         if (!e) continue;
         if (sweep_too) {
@@ -990,34 +995,52 @@ static part_t *part_get(local_t *l, int32_t id, int64_t now_ms)
 
 static void persist_dirty(local_t *l, part_t *p, int64_t now_ms);
 
-/* Requests looked up together: the table slots of a group are fetched from
- * memory at once (prefetch), then their entries, then the checks run, so
- * that the cache misses of a batch overlap instead of following each other. */
-#define CHECK_GROUP 16
+/* The checks of a batch run as a pipeline, so that their cache misses
+ * overlap with each other and with the checks' work: request i + 2 *
+ * CHECK_AHEAD has its user id hashed and its table slot prefetched,
+ * request i + CHECK_AHEAD its slots read and its entry prefetched (the
+ * first slot that may be its user's, within the slot's run), and request
+ * i is checked. A prefetch that a check in between made stale (a rehash,
+ * a moved or freed entry) costs a wasted fetch, nothing else: the check
+ * looks its user up again. The groups of 16 before (slots of a group,
+ * then their entries, then its checks) waited for the first miss of each
+ * step. */
+#define CHECK_AHEAD 8
+#define CHECK_RING 32 /* > 2 * CHECK_AHEAD, a power of 2 */
+
+/* The entry of the first of the two slots from h's home in p that may be
+ * the user's (the home itself most often), or NULL: for a prefetch. */
+static inline const char *entry_guess(const part_t *p, uint64_t h)
+{
+    size_t mask = p->nslots - 1, i = (size_t)h & mask;
+    slot_t s = p->slots[i];
+    if (s && !slot_may_be(p, s, h)) s = p->slots[(i + 1) & mask];
+    return slot_may_be(p, s, h) ? (const char *)slot_entry(p, s) : NULL;
+}
 
 static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t now_ms)
 {
+    _Static_assert(CHECK_RING > 2 * CHECK_AHEAD && (CHECK_RING & (CHECK_RING - 1)) == 0, "the pipeline's ring");
     local_t *l = (local_t *)rl;
-    uint64_t h[CHECK_GROUP];
-    part_t *ps[CHECK_GROUP];
-    for (int i = 0; i < n; i++) {
-        int k = i % CHECK_GROUP;
-        if (k == 0) {
-            int m = n - i < CHECK_GROUP ? n - i : CHECK_GROUP;
-            for (int j = 0; j < m; j++) {
-                ps[j] = part_get(l, reqs[i + j].partition, now_ms);
-                h[j] = fnv1a64(reqs[i + j].user, reqs[i + j].user_len);
-                __builtin_prefetch(&ps[j]->slots[h[j] & (ps[j]->nslots - 1)]);
-            }
-            for (int j = 0; j < m; j++) {
-                slot_t sl = ps[j]->slots[h[j] & (ps[j]->nslots - 1)];
-                if (slot_may_be(ps[j], sl, h[j])) {
-                    const char *e = (const char *)slot_entry(ps[j], sl);
-                    __builtin_prefetch(e);
-                    __builtin_prefetch(e + 64);
-                }
+    uint64_t h[CHECK_RING];
+    part_t *ps[CHECK_RING];
+    for (int i = -2 * CHECK_AHEAD; i < n; i++) {
+        int a = i + 2 * CHECK_AHEAD, b = i + CHECK_AHEAD;
+        if (a < n) {
+            int ka = a & (CHECK_RING - 1);
+            ps[ka] = part_get(l, reqs[a].partition, now_ms);
+            h[ka] = fnv1a64(reqs[a].user, reqs[a].user_len);
+            __builtin_prefetch(&ps[ka]->slots[h[ka] & (ps[ka]->nslots - 1)]);
+        }
+        if (b >= 0 && b < n) {
+            const char *e = entry_guess(ps[b & (CHECK_RING - 1)], h[b & (CHECK_RING - 1)]);
+            if (e) { /* here, not in a helper: see ahead_entry() */
+                __builtin_prefetch(e);
+                __builtin_prefetch(e + 64);
             }
         }
+        if (i < 0) continue;
+        int k = i & (CHECK_RING - 1);
         part_t *p = ps[k]; /* part_get of a later request never frees an earlier one's */
         if (reqs[i].user_len > ENTRY_USER_MAX) {
             reqs[i].allowed = true; /* not an id herald accepts (see ENTRY_USER_MAX) */
@@ -1030,7 +1053,8 @@ static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t n
         if (reqs[i].allowed) {
             if (now_ms < p->epoch || now_ms - p->epoch > (int64_t)UINT32_MAX) rebase(l, p, now_ms);
             if (e->n == e->cap) e = grow(l, p, s);
-            ts_of(e)[(e->head + e->n) % e->cap] = (uint32_t)(now_ms - p->epoch);
+            uint32_t at = e->head + e->n; /* < 2 * cap */
+            ts_of(e)[at < e->cap ? at : at - e->cap] = (uint32_t)(now_ms - p->epoch);
             e->n++;
             p->dirty = true;
             if (l->journal) {
