@@ -87,9 +87,9 @@
  * the slots that fit in the allocation's size class (2 or more) and
  * doubles, up to the limit, when a user sends more (grow()): most users
  * send one to three notifications an hour against a limit of 10 or 20.
- * The header is 12 bytes: the ring's head and count, the user id's length
- * and the dirty list index are bit fields (the limit, the id and the dirty
- * list are bounded to fit them). With a 12-byte user id and 2 send times an
+ * The header is 12 bytes: the ring's head, count and capacity and the user
+ * id's length are bit fields (the limit and the id are bounded to fit
+ * them; 24 bits are spare). With a 12-byte user id and 2 send times an
  * entry is 32 bytes (it was 48: a 20-byte header and malloc's 8 bytes,
  * rounded up to 16) instead of 128 with a ring of ten 64-bit times. */
 typedef struct entry {
@@ -1087,7 +1087,7 @@ static void local_revoked(ratelimit_t *rl, int32_t partition, int64_t now_ms)
     l->parts[partition] = NULL;
 }
 
-/* The periodic write of one partition: a journal block of its dirty users,
+/* The periodic write of one partition: a journal block of its sends,
  * or a compaction when the journal has outgrown the base (or there is no
  * base, or a write failed). true when it compacted (and so swept). */
 static bool persist(local_t *l, part_t *p, int64_t now_ms)
@@ -1105,7 +1105,7 @@ static bool persist(local_t *l, part_t *p, int64_t now_ms)
     return false;
 }
 
-/* The write of a full dirty list (from a check): a journal block, even
+/* The write of a full block of sends (from a check): a journal block, even
  * when the journal has outgrown the base - the compaction, which reads
  * every user of the partition, waits for the tick, so that a burst of new
  * users does not compact at every doubling of the partition. A compaction
