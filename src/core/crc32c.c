@@ -48,9 +48,89 @@ uint32_t crc32c_portable(uint32_t crc, const void *data, size_t len)
     return ~crc;
 }
 
-/* ---- SSE4.2 ---- */
+/* ---- SSE4.2 ----
+ * The crc32 instruction takes 8 bytes but has a latency of 3 cycles (and a
+ * throughput of one a cycle), so one chain of them runs at a third of the
+ * unit's speed. From three stripes' worth on, three chains run side by side
+ * over three stripes, and the stripes' CRCs are joined: the register after
+ * A then B is the register after A advanced over |B| zero bytes, xor the
+ * register after B started from 0 (CRCs are linear), and advancing over a
+ * stripe's zero bytes is a linear map of the 32-bit register: four lookups
+ * in a table per register byte (shift_long, shift_short). ~2x faster on
+ * the embedded bus's records (a few hundred bytes each, CRC'd by the
+ * producer's flusher and again by every consumer). The technique is the
+ * usual one of hardware CRC-32C code (Intel's white paper, Mark Adler's
+ * crc32c.c); the code is ours. */
+
+#if defined(HAVE_X86_CRC) && defined(__x86_64__)
+/* Stripes of 256 bytes while 768 are left (a join per 768 bytes), then of
+ * 64 (records of 192 bytes and more). */
+enum { STRIPE_LONG = 256, STRIPE_SHORT = 64 };
+
+static uint32_t shift_long[4][256], shift_short[4][256];
+static pthread_once_t stripe_once = PTHREAD_ONCE_INIT;
+
+/* The register c advanced over n zero bytes, a bit at a time. */
+static uint32_t zeros_slow(uint32_t c, size_t n)
+{
+    for (size_t i = 0; i < 8 * n; i++) c = c & 1 ? (c >> 1) ^ POLY : c >> 1;
+    return c;
+}
+
+static void shift_table(uint32_t t[4][256], size_t n)
+{
+    uint32_t basis[32]; /* bit b of the register advanced over n zero bytes */
+    for (int b = 0; b < 32; b++) basis[b] = zeros_slow(UINT32_C(1) << b, n);
+    for (int k = 0; k < 4; k++)
+        for (uint32_t v = 0; v < 256; v++) {
+            uint32_t x = 0;
+            for (int j = 0; j < 8; j++)
+                if (v >> j & 1) x ^= basis[8 * k + j];
+            t[k][v] = x;
+        }
+}
+
+static void stripe_init(void)
+{
+    shift_table(shift_long, STRIPE_LONG);
+    shift_table(shift_short, STRIPE_SHORT);
+}
+
+static inline uint32_t advance(const uint32_t t[4][256], uint32_t c)
+{
+    return t[0][c & 0xff] ^ t[1][(c >> 8) & 0xff] ^ t[2][(c >> 16) & 0xff] ^ t[3][c >> 24];
+}
+
+/* c over the rounds of 3 stripes of `stripe` bytes at *p (while *len has
+ * one); t advances over `stripe` zero bytes. */
+__attribute__((target("sse4.2"))) static inline uint64_t stripes(uint64_t c, const unsigned char **p, size_t *len,
+                                                                  size_t stripe, const uint32_t t[4][256])
+{
+    const unsigned char *q = *p;
+    size_t n = *len;
+    while (n >= 3 * stripe) {
+        uint64_t c1 = 0, c2 = 0;
+        for (size_t i = 0; i < stripe; i += 8) {
+            uint64_t v0, v1, v2;
+            memcpy(&v0, q + i, 8);
+            memcpy(&v1, q + stripe + i, 8);
+            memcpy(&v2, q + 2 * stripe + i, 8);
+            c = _mm_crc32_u64(c, v0);
+            c1 = _mm_crc32_u64(c1, v1);
+            c2 = _mm_crc32_u64(c2, v2);
+        }
+        c = advance(t, advance(t, (uint32_t)c) ^ (uint32_t)c1) ^ (uint32_t)c2;
+        q += 3 * stripe;
+        n -= 3 * stripe;
+    }
+    *p = q;
+    *len = n;
+    return c;
+}
+#endif
 
 #ifdef HAVE_X86_CRC
+/* Only through crc32c_hardware(), which makes stripe_shift first. */
 __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const void *data, size_t len)
 {
     const unsigned char *p = data;
@@ -61,6 +141,8 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, con
     }
 #if defined(__x86_64__)
     uint64_t c = crc;
+    c = stripes(c, &p, &len, STRIPE_LONG, shift_long);
+    c = stripes(c, &p, &len, STRIPE_SHORT, shift_short);
     while (len >= 8) {
         uint64_t v;
         memcpy(&v, p, 8);
@@ -86,7 +168,12 @@ crc32c_fn crc32c_hardware(void)
 {
 #ifdef HAVE_X86_CRC
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("sse4.2")) return crc32c_sse42;
+    if (__builtin_cpu_supports("sse4.2")) {
+#if defined(__x86_64__)
+        pthread_once(&stripe_once, stripe_init);
+#endif
+        return crc32c_sse42;
+    }
 #endif
     return NULL;
 }

@@ -33,18 +33,17 @@ extern const ratelimit_ops_t ratelimit_redis_ops;
  * a no-op for other backends). */
 void ratelimit_local_whole_pointers(ratelimit_t *rl);
 
-/* A local limiter's partition writes its journal block as soon as this many
- * users are dirty, without waiting for the tick: the dirty list stays below
- * 256 KiB a partition whatever the load (an entry's index in it has 24
- * bits). 4,095 cost the dispatcher ~0.2 CPU-us a notification in a burst
- * (users journaled again at every write). */
-#define RL_DIRTY_MAX 32768
+/* A local limiter's partition writes its journal block as soon as the
+ * records of the sends since its last write reach this many bytes, without
+ * waiting for the tick: they stay below 256 KiB (and one record) a
+ * partition whatever the load, as the list of dirty users did before. */
+#define RL_JOURNAL_MAX ((size_t)256 << 10)
 /* The largest limit the local backend holds (an entry's ring head and count
  * are 20-bit fields); config.c allows up to 1,000,000. */
 #define RL_LIMIT_MAX ((1 << 20) - 1)
 
-/* The users of a local limiter's partition waiting for the next journal
- * write (for tests; 0 when the partition is not held). */
-size_t ratelimit_local_dirty(ratelimit_t *rl, int32_t partition);
+/* The bytes of the records of a local limiter's partition waiting for the
+ * next journal write (for tests; 0 when the partition is not held). */
+size_t ratelimit_local_pending(ratelimit_t *rl, int32_t partition);
 
 #endif

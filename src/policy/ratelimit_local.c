@@ -14,8 +14,8 @@
  * 16 bits of the user's hash next to the entry's address (an entry of
  * another user is read once in 65,536 probes) and one entry,
  * which holds the user id next to its header and the send times after it
- * (one cache line for most users). An allowed check also puts the entry
- * on the partition's dirty list (once per snapshot period).
+ * (one cache line for most users). An allowed check also appends a record
+ * of the send (user id, time) to the partition's next journal block.
  *
  * Memory: an entry holds the user id and its send times as 32-bit offsets
  * from a per-partition epoch, in a ring that starts small and grows with
@@ -28,12 +28,15 @@
  *  - <channel>-<partition>.rl, the base: every user with sends in the
  *    window (temporary file, rename);
  *  - <channel>-<partition>.rlj, the journal: every snapshot_ms,
- *    ratelimit_tick appends the users whose ring changed since the last
- *    write (the dirty list), each with its whole ring, in blocks with a CRC
- *    each; a check that makes the list RL_DIRTY_MAX long writes it at once
- *    (the list's memory stays bounded in a burst of new users). Only the users that sent are written, not every user of the
- *    window (the base alone, rewritten every snapshot_ms, was tens of MB
- *    per 10 s with a million users).
+ *    ratelimit_tick appends the sends since the last write as one block
+ *    (a CRC-32C each) of records of one send each (user id, time), made by
+ *    the checks while the entry was in the cache; a check that makes the
+ *    block RL_JOURNAL_MAX long writes it at once (its memory stays bounded
+ *    in a burst). Only the sends are written, not every user of the window
+ *    (the base alone, rewritten every snapshot_ms, was tens of MB per 10 s
+ *    with a million users). Version 1 journals held each changed user's
+ *    whole ring, written from a list of the users (a cache miss each at the
+ *    write); they are still read, and compacted at the next write.
  * A compaction rewrites the base (one pass over the users, which also
  * sweeps) and removes the journal: when the journal has grown past the
  * base's size (and 64 KiB), on revoke and on close (those two fsync it),
@@ -42,7 +45,8 @@
  * a crash between a compaction's rename and its unlink is stale and
  * ignored (the new base holds everything it had).
  * Recovery, on assign (or the partition's first check): the base, then the
- * journal's blocks in order, each user's entry replacing the user's ring;
+ * journal's blocks in order, each send appended to its user's ring (as
+ * the check did; a version 1 block's entries replace the users' rings);
  * the first block that is short or fails its CRC ends the journal (a torn
  * tail), and the file is cut back there so later appends stay readable.
  *
@@ -61,6 +65,7 @@
 #include "policy/ratelimit_int.h"
 
 #include "core/bigmem.h"
+#include "core/crc32c.h"
 #include "core/hash.h"
 #include "core/log.h"
 
@@ -82,18 +87,18 @@
  * the slots that fit in the allocation's size class (2 or more) and
  * doubles, up to the limit, when a user sends more (grow()): most users
  * send one to three notifications an hour against a limit of 10 or 20.
- * The header is 12 bytes: the ring's head and count, the user id's length
- * and the dirty list index are bit fields (the limit, the id and the dirty
- * list are bounded to fit them). With a 12-byte user id and 2 send times an
+ * The header is 12 bytes: the ring's head, count and capacity and the user
+ * id's length are bit fields (the limit and the id are bounded to fit
+ * them; 24 bits are spare). With a 12-byte user id and 2 send times an
  * entry is 32 bytes (it was 48: a 20-byte header and malloc's 8 bytes,
  * rounded up to 16) instead of 128 with a ring of ten 64-bit times. */
 typedef struct entry {
     uint32_t head : 20;         /* head, n <= cap <= limit <= RL_LIMIT_MAX */
     uint32_t user_len : 12;     /* <= ENTRY_USER_MAX */
     uint32_t n : 20;
-    uint32_t dix_lo : 12;       /* dix: 1 + its index in its partition's dirty list, */
-    uint32_t cap : 20;          /* 0 = not dirty (dix_of(), dix_set()) */
-    uint32_t dix_hi : 12;
+    uint32_t spare_lo : 12;     /* unused (the dirty list's index, before the */
+    uint32_t cap : 20;          /* journal's records of sends) */
+    uint32_t spare_hi : 12;
     char user[];
 } entry_t;
 
@@ -101,7 +106,6 @@ typedef struct entry {
  * model/event.h); a longer one is not limited (local_check). */
 #define ENTRY_USER_MAX 4095
 _Static_assert(sizeof(entry_t) == 12, "entry header: 12 bytes");
-_Static_assert(RL_DIRTY_MAX < 1 << 24, "entry_t's dix holds 1 + a dirty list index");
 _Static_assert(RL_LIMIT_MAX < 1 << 20, "entry_t.head, n and cap hold up to the limit");
 
 static inline size_t ts_offset(size_t user_len)
@@ -110,14 +114,6 @@ static inline size_t ts_offset(size_t user_len)
 }
 
 static inline uint32_t *ts_of(entry_t *e) { return (uint32_t *)(void *)((char *)e + ts_offset(e->user_len)); }
-
-static inline uint32_t dix_of(const entry_t *e) { return (uint32_t)e->dix_hi << 12 | e->dix_lo; }
-
-static inline void dix_set(entry_t *e, uint32_t dix)
-{
-    e->dix_lo = dix & 0xfff;
-    e->dix_hi = dix >> 12 & 0xfff;
-}
 
 /* The ring slot after j. */
 static inline uint32_t ring_next(const entry_t *e, uint32_t j) { return j + 1 == e->cap ? 0 : j + 1; }
@@ -204,10 +200,11 @@ static void pool_release(pool_t *pl)
     memset(pl, 0, sizeof(*pl));
 }
 
-/* Invariants: an entry is at dlist[dix - 1] exactly when its dix is set; a
- * dirty entry is never freed (the sweep keeps it); `dirty` is set when
- * any entry is dirty or the partition changed otherwise since its last
- * write. Entries are tracked only when journals are written (l->journal). */
+/* Invariants: jbuf holds a block being filled: JBLOCK_HEAD bytes (written
+ * with the block) then one record per allowed send since the last write,
+ * in the order of the checks (jused = JBLOCK_HEAD: none; jbuf NULL before
+ * the first); `dirty` is set when a send was counted since the last
+ * write. Records are kept only when journals are written (l->journal). */
 typedef struct part {
     int32_t id;
     int64_t epoch;              /* the entries' times are ms after it (0 .. UINT32_MAX) */
@@ -218,8 +215,8 @@ typedef struct part {
     bool dirty;                 /* changed since the last snapshot */
     bool has_base;              /* the base file holds this partition (a journal may extend it) */
     bool need_compact;          /* the next write is a compaction (a write failed) */
-    entry_t **dlist;            /* entries changed since the last write */
-    size_t ndirty, dcap;
+    char *jbuf;                 /* the journal's next block (JREC records) */
+    size_t jused, jcap;
     uint64_t base_len;          /* the base file's length and CRC, named by the journal */
     uint32_t base_crc;
     uint64_t jlen;              /* the journal's length; 0 = none for this base */
@@ -230,7 +227,7 @@ typedef struct local {
     ratelimit_t base;
     char *dir;                  /* NULL = not kept */
     int64_t snapshot_ms, last_snapshot;
-    bool journal;               /* dir and snapshot_ms > 0: dirty entries are tracked */
+    bool journal;               /* dir and snapshot_ms > 0: sends are recorded for the journal */
     part_t **parts;             /* by partition id; NULL = not held */
     int32_t nparts;
     uint64_t pmask;             /* SLOT_ADDR_MASK, or all ones (whole pointers, see slot_t) */
@@ -238,7 +235,11 @@ typedef struct local {
 } local_t;
 
 static const char MAGIC[8] = {'H', 'R', 'L', 'S', 'N', 'A', 'P', '1'};
-static const char JMAGIC[8] = {'H', 'R', 'L', 'J', 'R', 'N', 'L', '1'};
+/* The journal's versions: 1 held whole rings (read, never written: a
+ * partition that loads one compacts at its next write), 2 one record per
+ * send. */
+static const char JMAGIC1[8] = {'H', 'R', 'L', 'J', 'R', 'N', 'L', '1'};
+static const char JMAGIC2[8] = {'H', 'R', 'L', 'J', 'R', 'N', 'L', '2'};
 
 /* The journal's header: JMAGIC | u64 base length | u32 base CRC | u32 CRC of the 20 bytes before */
 enum { JHEAD = 24, JBLOCK_HEAD = 8, COMPACT_MIN = 65536 };
@@ -269,7 +270,7 @@ static void part_free(local_t *l, part_t *p)
     if (!p) return;
     for (size_t i = 0; i < p->nslots; i++) entry_free(l, slot_entry(p, p->slots[i]));
     bigmem_free(p->slots, p->slots_map);
-    free(p->dlist);
+    free(p->jbuf);
     free(p);
 }
 
@@ -290,12 +291,26 @@ static part_t *part_new(int32_t id, uint64_t pmask)
  * entry read, and the table is a third smaller. */
 static inline bool fits(size_t n, size_t size) { return 4 * n <= 3 * size; }
 
+/* The passes over every user (sweep, snapshot, rehash) read the entries in
+ * slot order, each one a cache miss (scattered): the entry AHEAD slots on
+ * is fetched meanwhile. The callers prefetch ahead_entry(): GCC finds a
+ * helper whose only effect is a __builtin_prefetch free of side effects
+ * and drops its calls (the sweep's and the compaction's prefetches were
+ * not in the binary). */
+enum { AHEAD = 16 };
+
+static inline const void *ahead_entry(const slot_t *slots, size_t nslots, uint64_t pmask, size_t i)
+{
+    return i + AHEAD < nslots ? (const void *)(uintptr_t)(slots[i + AHEAD] & pmask) : NULL;
+}
+
 /* Rebuilds p's table with `size` slots from the entries kept. */
 static void rehash(part_t *p, size_t size)
 {
     size_t map;
     slot_t *s = bigmem_alloc(size * sizeof(*s), &map); /* probed at random: huge pages */
     for (size_t i = 0; i < p->nslots; i++) {
+        __builtin_prefetch(ahead_entry(p->slots, p->nslots, p->pmask, i));
         if (!p->slots[i]) continue;
         entry_t *e = slot_entry(p, p->slots[i]);
         uint64_t h = fnv1a64(e->user, e->user_len);
@@ -333,12 +348,13 @@ static void fit_slot(local_t *l, const entry_t *e)
     whole_pointers(l);
 }
 
-size_t ratelimit_local_dirty(ratelimit_t *rl, int32_t partition)
+size_t ratelimit_local_pending(ratelimit_t *rl, int32_t partition)
 {
     if (!rl || rl->ops != &ratelimit_local_ops) return 0;
     const local_t *l = (const local_t *)rl;
     if (partition < 0 || partition >= l->nparts || !l->parts[partition]) return 0;
-    return l->parts[partition]->ndirty;
+    const part_t *p = l->parts[partition];
+    return p->jused > JBLOCK_HEAD ? p->jused - JBLOCK_HEAD : 0;
 }
 
 void ratelimit_local_whole_pointers(ratelimit_t *rl)
@@ -386,7 +402,6 @@ static slot_t *lookup_hashed(local_t *l, part_t *p, const char *user, size_t len
     uint32_t limit = (uint32_t)l->base.limit;
     entry_t *e = entry_alloc(l, len, limit < RING0 ? limit : RING0, limit);
     e->head = e->n = 0;
-    dix_set(e, 0);
     memcpy(e->user, user, len);
     p->slots[i] = slot_make(p, e, h);
     p->count++;
@@ -399,21 +414,19 @@ static slot_t *lookup(local_t *l, part_t *p, const char *user, size_t len, bool 
 }
 
 /* Gives s's entry a ring of at least want (>= n) times, oldest first
- * from 0; the entry moves (its slot and dirty list follow). */
+ * from 0; the entry moves (its slot follows). */
 static entry_t *resize(local_t *l, part_t *p, slot_t *s, uint32_t want)
 {
     entry_t *e = slot_entry(p, *s);
     entry_t *g = entry_alloc(l, e->user_len, want, (uint32_t)l->base.limit);
     g->head = 0;
     g->n = e->n;
-    dix_set(g, dix_of(e));
     memcpy(g->user, e->user, e->user_len);
     const uint32_t *from = ts_of(e);
     uint32_t *to = ts_of(g);
     for (uint32_t k = 0, j = e->head; k < e->n; k++, j = j + 1 == e->cap ? 0 : j + 1) to[k] = from[j];
     entry_free(l, e);
     *s = slot_moved(p, *s, g);
-    if (dix_of(g)) p->dlist[dix_of(g) - 1] = g;
     return g;
 }
 
@@ -489,22 +502,38 @@ static void push(local_t *l, part_t *p, slot_t *s, int64_t t)
     e->n++;
 }
 
-static void mark_dirty(part_t *p, entry_t *e)
+/* A journal record (version 2): u16 user id length | user id | i64 send
+ * time (ms, absolute), host byte order, unaligned. */
+static inline size_t jrec_bytes(size_t user_len) { return 2 + user_len + sizeof(int64_t); }
+
+/* Records a send of e's user at t for the journal's next block: written
+ * while the entry is in the cache, where the whole-ring records of
+ * version 1 read every entry of the dirty list again at the write (a
+ * cache miss each: a quarter of the push dispatcher's time at 100k
+ * notifications/s with a million users). */
+static void jrec_add(part_t *p, const entry_t *e, int64_t t)
 {
-    if (dix_of(e)) return;
-    if (p->ndirty == p->dcap) {
-        p->dcap = p->dcap ? p->dcap * 2 : 256;
-        p->dlist = xrealloc(p->dlist, p->dcap * sizeof(*p->dlist));
+    size_t need = jrec_bytes(e->user_len);
+    if (!p->jbuf) p->jused = JBLOCK_HEAD;
+    if (p->jused + need > p->jcap) {
+        /* up to RL_JOURNAL_MAX and one record more: the check that
+         * reaches RL_JOURNAL_MAX writes the block */
+        size_t cap = p->jcap ? p->jcap : 16384, most = RL_JOURNAL_MAX + jrec_bytes(ENTRY_USER_MAX);
+        while (p->jused + need > cap) cap = cap * 2 < most ? cap * 2 : most;
+        p->jbuf = xrealloc(p->jbuf, p->jcap = cap);
     }
-    p->dlist[p->ndirty++] = e;
-    dix_set(e, (uint32_t)p->ndirty); /* ndirty <= RL_DIRTY_MAX */
+    char *w = p->jbuf + p->jused;
+    uint16_t ul = (uint16_t)e->user_len;
+    memcpy(w, &ul, 2);
+    memcpy(w + 2, e->user, e->user_len);
+    memcpy(w + 2 + e->user_len, &t, sizeof(t));
+    p->jused += need;
 }
 
-/* Empties the dirty list (every entry's index cleared). */
-static void dirty_clear(part_t *p)
+/* Drops the records not written (a compaction holds them all). */
+static void jrec_clear(part_t *p)
 {
-    for (size_t i = 0; i < p->ndirty; i++) dix_set(p->dlist[i], 0);
-    p->ndirty = 0;
+    if (p->jbuf) p->jused = JBLOCK_HEAD;
 }
 
 /* The table's size for `kept` entries after a sweep. */
@@ -528,27 +557,17 @@ static void sweep_done(part_t *p, size_t kept, int64_t now_ms)
     p->last_sweep = now_ms;
 }
 
-/* The passes over every user (sweep, snapshot) read the entries in slot
- * order, each one a cache miss (malloc'd, scattered): the entry AHEAD
- * slots on is fetched meanwhile. */
-enum { AHEAD = 16 };
 
-static inline void prefetch_ahead(const part_t *p, size_t i)
-{
-    if (i + AHEAD < p->nslots && p->slots[i + AHEAD]) __builtin_prefetch(slot_entry(p, p->slots[i + AHEAD]));
-}
-
-/* Forgets the users with nothing left in the window (but not the dirty
- * ones: the journal's next block names them). */
+/* Forgets the users with nothing left in the window. */
 static void sweep(local_t *l, part_t *p, int64_t now_ms)
 {
     size_t kept = 0;
     for (size_t i = 0; i < p->nslots; i++) {
-        prefetch_ahead(p, i);
+        __builtin_prefetch(ahead_entry(p->slots, p->nslots, p->pmask, i));
         entry_t *e = slot_entry(p, p->slots[i]);
         if (!e) continue;
         expire(l, p, e, now_ms);
-        if (e->n == 0 && !dix_of(e)) {
+        if (e->n == 0) {
             entry_free(l, e);
             p->slots[i] = 0;
         } else {
@@ -567,8 +586,10 @@ static void snap_path(const local_t *l, int32_t id, char *out, size_t len, const
 /* ---- base file: MAGIC | i64 window_ms | u32 entries | entries | u32 crc32 of everything before
  * entry: u32 user_len | user | u32 n | n x i64 send time, oldest first (host byte order: the
  * file belongs to this machine's data_dir)
- * ---- journal: JHEAD bytes (above), then blocks: u32 len | u32 crc32 of len and payload | payload
- * of len bytes, entries as in the base (each replaces the user's ring) */
+ * ---- journal: JHEAD bytes (above), then blocks: u32 len | u32 CRC of len and payload | payload
+ * of len bytes. Version 2 (JMAGIC2, CRC-32C): records (jrec_add), each a send appended to its
+ * user's ring. Version 1 (JMAGIC1, zlib's CRC-32): entries as in the base, each replacing its
+ * user's ring. */
 
 static hr_t write_all(int fd, const void *p, size_t n, uLong *crc)
 {
@@ -605,19 +626,31 @@ static void entry_put(const part_t *p, entry_t *e, char *w)
     }
 }
 
-static void journal_head(const part_t *p, char head[JHEAD])
+/* The journal's header of version 1 or 2 (a version 2 journal has CRC-32C
+ * where version 1 had zlib's CRC-32). */
+static void journal_head(const part_t *p, int version, char head[JHEAD])
 {
-    memcpy(head, JMAGIC, sizeof(JMAGIC));
+    memcpy(head, version == 1 ? JMAGIC1 : JMAGIC2, 8);
     memcpy(head + 8, &p->base_len, 8);
     memcpy(head + 16, &p->base_crc, 4);
-    uint32_t c = (uint32_t)crc32(crc32(0, Z_NULL, 0), (const Bytef *)head, 20);
+    uint32_t c = version == 1 ? (uint32_t)crc32(crc32(0, Z_NULL, 0), (const Bytef *)head, 20) : crc32c(0, head, 20);
     memcpy(head + 20, &c, 4);
 }
 
-/* Appends the dirty entries to the journal (created, naming the base, when
- * the partition has none yet), in blocks of up to 64 KiB (bigger for one
- * entry that is), one write each. On a failed write the journal is cut
- * back to where it was and HR_ERR returned (the caller compacts). */
+/* A block's CRC: of its length field and payload (blen bytes after the
+ * JBLOCK_HEAD of b). */
+static uint32_t block_crc(int version, const char *b, uint32_t blen)
+{
+    if (version == 1)
+        return (uint32_t)crc32(crc32(crc32(0, Z_NULL, 0), (const Bytef *)b, 4), (const Bytef *)b + JBLOCK_HEAD,
+                               (uInt)blen);
+    return crc32c(crc32c(0, b, 4), b + JBLOCK_HEAD, blen);
+}
+
+/* Appends the recorded sends to the journal (created, naming the base,
+ * when the partition has none yet) as one block, one write. On a failed
+ * write the journal is cut back to where it was and HR_ERR returned (the
+ * caller compacts). */
 static hr_t journal_append(local_t *l, part_t *p)
 {
     char path[4200];
@@ -632,31 +665,18 @@ static hr_t journal_append(local_t *l, part_t *p)
     uint64_t len = p->jlen;
     if (fresh) {
         char head[JHEAD];
-        journal_head(p, head);
+        journal_head(p, 2, head);
         r = write_all(fd, head, JHEAD, NULL);
         len = JHEAD;
     }
-    size_t cap = 65536, used = JBLOCK_HEAD;
-    char *buf = xmalloc(cap);
-    for (size_t k = 0; k <= p->ndirty && r == HR_OK; k++) {
-        size_t need = k < p->ndirty ? entry_bytes(p->dlist[k]) : 0;
-        /* the block is full (or this is the end): write it */
-        if (used > JBLOCK_HEAD && (k == p->ndirty || used + need > cap)) {
-            uint32_t blen = (uint32_t)(used - JBLOCK_HEAD);
-            memcpy(buf, &blen, 4);
-            uint32_t c = (uint32_t)crc32(crc32(crc32(0, Z_NULL, 0), (const Bytef *)buf, 4),
-                                         (const Bytef *)buf + JBLOCK_HEAD, (uInt)blen);
-            memcpy(buf + 4, &c, 4);
-            r = write_all(fd, buf, used, NULL);
-            len += used;
-            used = JBLOCK_HEAD;
-        }
-        if (k == p->ndirty) break;
-        if (JBLOCK_HEAD + need > cap) buf = xrealloc(buf, cap = JBLOCK_HEAD + need);
-        entry_put(p, p->dlist[k], buf + used);
-        used += need;
+    if (r == HR_OK && p->jused > JBLOCK_HEAD) {
+        uint32_t blen = (uint32_t)(p->jused - JBLOCK_HEAD);
+        memcpy(p->jbuf, &blen, 4);
+        uint32_t c = block_crc(2, p->jbuf, blen);
+        memcpy(p->jbuf + 4, &c, 4);
+        r = write_all(fd, p->jbuf, p->jused, NULL);
+        len += p->jused;
     }
-    free(buf);
     if (r != HR_OK) {
         log_warn("ratelimit", "cannot write %s: %s", path, strerror(errno));
         if (!fresh && ftruncate(fd, (off_t)p->jlen) != 0) p->jlen = 0; /* unknown tail: start over */
@@ -665,7 +685,7 @@ static hr_t journal_append(local_t *l, part_t *p)
     }
     if (close(fd) != 0) return HR_ERR;
     p->jlen = len;
-    dirty_clear(p);
+    jrec_clear(p);
     p->dirty = false;
     return HR_OK;
 }
@@ -677,7 +697,7 @@ static hr_t journal_append(local_t *l, part_t *p)
  * each user once. The count in the header is written when the pass is over
  * (pwrite); the file's CRC joins the header's and the body's
  * (crc32_combine), so it covers the same bytes in the same order as ever.
- * The dirty list is emptied whatever happens (a failed write leaves
+ * The recorded sends are dropped whatever happens (a failed write leaves
  * need_compact, so the next write is a compaction again). */
 static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too, bool sync)
 {
@@ -685,7 +705,7 @@ static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too, bool
         if (sweep_too) sweep(l, p, now_ms);
         return HR_OK;
     }
-    dirty_clear(p);
+    jrec_clear(p);
     char tmp[4200], path[4200];
     snap_path(l, p->id, tmp, sizeof(tmp), ".tmp");
     snap_path(l, p->id, path, sizeof(path), "");
@@ -710,7 +730,7 @@ static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too, bool
     char *buf = xmalloc(cap);
     size_t kept = 0;
     for (size_t i = 0; i < p->nslots; i++) {
-        prefetch_ahead(p, i);
+        __builtin_prefetch(ahead_entry(p->slots, p->nslots, p->pmask, i));
         entry_t *e = slot_entry(p, p->slots[i]);
         if (!e) continue;
         if (sweep_too) {
@@ -837,9 +857,36 @@ static bool entries_walk(local_t *l, part_t *p, const char *data, size_t at, siz
     return at == end;
 }
 
+/* Walks the records of sends (journal version 2) in data[at, end): checks
+ * their structure (apply false) or appends each send to its user's ring
+ * (apply true), in their order, which was the checks'. false when they do
+ * not end exactly at end. */
+static bool records_walk(local_t *l, part_t *p, const char *data, size_t at, size_t end, bool apply,
+                         int64_t now_ms)
+{
+    while (at < end) {
+        uint16_t ul;
+        if (end - at < 2) return false;
+        memcpy(&ul, data + at, 2);
+        at += 2;
+        if (ul > ENTRY_USER_MAX || end - at < jrec_bytes(ul) - 2) return false;
+        if (apply) {
+            int64_t t;
+            memcpy(&t, data + at + ul, sizeof(t));
+            slot_t *s = lookup(l, p, data + at, ul, true);
+            push(l, p, s, t); /* a smaller limit than when written keeps the newest */
+            expire(l, p, slot_entry(p, *s), now_ms);
+        }
+        at += jrec_bytes(ul) - 2;
+    }
+    return true;
+}
+
 /* Replays the journal of p's base (p->base_len, p->base_crc) into p. A
  * journal of another base, or with a bad header, is removed; a torn tail
- * is cut off. */
+ * is cut off. A journal of version 1 (whole rings) is read as well; the
+ * partition's next write then compacts, so that version 2 blocks never
+ * follow version 1 ones. */
 static void journal_load(local_t *l, part_t *p, int64_t now_ms)
 {
     char path[4200];
@@ -848,7 +895,12 @@ static void journal_load(local_t *l, part_t *p, int64_t now_ms)
     char *data = slurp(path, &len);
     if (!data) return;
     char want[JHEAD];
-    journal_head(p, want);
+    int version = 2;
+    journal_head(p, 2, want);
+    if (len >= JHEAD && memcmp(data, JMAGIC1, sizeof(JMAGIC1)) == 0) {
+        version = 1;
+        journal_head(p, 1, want);
+    }
     if (!p->has_base || len < JHEAD || memcmp(data, want, JHEAD) != 0) {
         /* stale (its base was replaced) or damaged: the base has what it can */
         free(data);
@@ -861,14 +913,19 @@ static void journal_load(local_t *l, part_t *p, int64_t now_ms)
         memcpy(&blen, data + at, 4);
         memcpy(&c, data + at + 4, 4);
         if (blen > len - at - JBLOCK_HEAD) break;
-        uint32_t got = (uint32_t)crc32(crc32(crc32(0, Z_NULL, 0), (const Bytef *)data + at, 4),
-                                       (const Bytef *)data + at + JBLOCK_HEAD, (uInt)blen);
         size_t b = at + JBLOCK_HEAD;
-        if (got != c || !entries_walk(l, p, data, b, b + blen, 0, false, false, now_ms)) break;
-        entries_walk(l, p, data, b, b + blen, 0, false, true, now_ms);
+        if (block_crc(version, data + at, blen) != c) break;
+        if (version == 1) {
+            if (!entries_walk(l, p, data, b, b + blen, 0, false, false, now_ms)) break;
+            entries_walk(l, p, data, b, b + blen, 0, false, true, now_ms);
+        } else {
+            if (!records_walk(l, p, data, b, b + blen, false, now_ms)) break;
+            records_walk(l, p, data, b, b + blen, true, now_ms);
+        }
         at = b + blen;
     }
     free(data);
+    if (version == 1) p->need_compact = true;
     if (at < len) {
         log_warn("ratelimit", "%s: dropping a torn tail of %zu bytes (sends of the last snapshot period)",
                  path, len - at);
@@ -938,34 +995,52 @@ static part_t *part_get(local_t *l, int32_t id, int64_t now_ms)
 
 static void persist_dirty(local_t *l, part_t *p, int64_t now_ms);
 
-/* Requests looked up together: the table slots of a group are fetched from
- * memory at once (prefetch), then their entries, then the checks run, so
- * that the cache misses of a batch overlap instead of following each other. */
-#define CHECK_GROUP 16
+/* The checks of a batch run as a pipeline, so that their cache misses
+ * overlap with each other and with the checks' work: request i + 2 *
+ * CHECK_AHEAD has its user id hashed and its table slot prefetched,
+ * request i + CHECK_AHEAD its slots read and its entry prefetched (the
+ * first slot that may be its user's, within the slot's run), and request
+ * i is checked. A prefetch that a check in between made stale (a rehash,
+ * a moved or freed entry) costs a wasted fetch, nothing else: the check
+ * looks its user up again. The groups of 16 before (slots of a group,
+ * then their entries, then its checks) waited for the first miss of each
+ * step. */
+#define CHECK_AHEAD 8
+#define CHECK_RING 32 /* > 2 * CHECK_AHEAD, a power of 2 */
+
+/* The entry of the first of the two slots from h's home in p that may be
+ * the user's (the home itself most often), or NULL: for a prefetch. */
+static inline const char *entry_guess(const part_t *p, uint64_t h)
+{
+    size_t mask = p->nslots - 1, i = (size_t)h & mask;
+    slot_t s = p->slots[i];
+    if (s && !slot_may_be(p, s, h)) s = p->slots[(i + 1) & mask];
+    return slot_may_be(p, s, h) ? (const char *)slot_entry(p, s) : NULL;
+}
 
 static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t now_ms)
 {
+    _Static_assert(CHECK_RING > 2 * CHECK_AHEAD && (CHECK_RING & (CHECK_RING - 1)) == 0, "the pipeline's ring");
     local_t *l = (local_t *)rl;
-    uint64_t h[CHECK_GROUP];
-    part_t *ps[CHECK_GROUP];
-    for (int i = 0; i < n; i++) {
-        int k = i % CHECK_GROUP;
-        if (k == 0) {
-            int m = n - i < CHECK_GROUP ? n - i : CHECK_GROUP;
-            for (int j = 0; j < m; j++) {
-                ps[j] = part_get(l, reqs[i + j].partition, now_ms);
-                h[j] = fnv1a64(reqs[i + j].user, reqs[i + j].user_len);
-                __builtin_prefetch(&ps[j]->slots[h[j] & (ps[j]->nslots - 1)]);
-            }
-            for (int j = 0; j < m; j++) {
-                slot_t sl = ps[j]->slots[h[j] & (ps[j]->nslots - 1)];
-                if (slot_may_be(ps[j], sl, h[j])) {
-                    const char *e = (const char *)slot_entry(ps[j], sl);
-                    __builtin_prefetch(e);
-                    __builtin_prefetch(e + 64);
-                }
+    uint64_t h[CHECK_RING];
+    part_t *ps[CHECK_RING];
+    for (int i = -2 * CHECK_AHEAD; i < n; i++) {
+        int a = i + 2 * CHECK_AHEAD, b = i + CHECK_AHEAD;
+        if (a < n) {
+            int ka = a & (CHECK_RING - 1);
+            ps[ka] = part_get(l, reqs[a].partition, now_ms);
+            h[ka] = fnv1a64(reqs[a].user, reqs[a].user_len);
+            __builtin_prefetch(&ps[ka]->slots[h[ka] & (ps[ka]->nslots - 1)]);
+        }
+        if (b >= 0 && b < n) {
+            const char *e = entry_guess(ps[b & (CHECK_RING - 1)], h[b & (CHECK_RING - 1)]);
+            if (e) { /* here, not in a helper: see ahead_entry() */
+                __builtin_prefetch(e);
+                __builtin_prefetch(e + 64);
             }
         }
+        if (i < 0) continue;
+        int k = i & (CHECK_RING - 1);
         part_t *p = ps[k]; /* part_get of a later request never frees an earlier one's */
         if (reqs[i].user_len > ENTRY_USER_MAX) {
             reqs[i].allowed = true; /* not an id herald accepts (see ENTRY_USER_MAX) */
@@ -978,15 +1053,15 @@ static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t n
         if (reqs[i].allowed) {
             if (now_ms < p->epoch || now_ms - p->epoch > (int64_t)UINT32_MAX) rebase(l, p, now_ms);
             if (e->n == e->cap) e = grow(l, p, s);
-            ts_of(e)[(e->head + e->n) % e->cap] = (uint32_t)(now_ms - p->epoch);
+            uint32_t at = e->head + e->n; /* < 2 * cap */
+            ts_of(e)[at < e->cap ? at : at - e->cap] = (uint32_t)(now_ms - p->epoch);
             e->n++;
             p->dirty = true;
             if (l->journal) {
-                mark_dirty(p, e);
-                /* a burst of new users: write them now rather than hold a
-                 * list of them until the tick (8 bytes a user, 1.5M users
-                 * in the 1M-user benchmark's burst) */
-                if (p->ndirty >= RL_DIRTY_MAX) persist_dirty(l, p, now_ms);
+                jrec_add(p, e, now_ms);
+                /* a burst: write the block now rather than hold its
+                 * records until the tick */
+                if (p->jused >= RL_JOURNAL_MAX) persist_dirty(l, p, now_ms);
             }
         }
     }
@@ -1012,7 +1087,7 @@ static void local_revoked(ratelimit_t *rl, int32_t partition, int64_t now_ms)
     l->parts[partition] = NULL;
 }
 
-/* The periodic write of one partition: a journal block of its dirty users,
+/* The periodic write of one partition: a journal block of its sends,
  * or a compaction when the journal has outgrown the base (or there is no
  * base, or a write failed). true when it compacted (and so swept). */
 static bool persist(local_t *l, part_t *p, int64_t now_ms)
@@ -1030,7 +1105,7 @@ static bool persist(local_t *l, part_t *p, int64_t now_ms)
     return false;
 }
 
-/* The write of a full dirty list (from a check): a journal block, even
+/* The write of a full block of sends (from a check): a journal block, even
  * when the journal has outgrown the base - the compaction, which reads
  * every user of the partition, waits for the tick, so that a burst of new
  * users does not compact at every doubling of the partition. A compaction

@@ -225,10 +225,12 @@ static void tab_delete(sent_ids_t *s, size_t i)
  * in a burst an eviction then finds in the cache what it reads. */
 enum { AHEAD = 16 };
 
-static void prefetch_evictions(const sent_ids_t *s)
+/* The table slot of the id evicted AHEAD evictions later, for a prefetch
+ * (issued by the caller: GCC drops the calls of a helper whose only effect
+ * is a __builtin_prefetch, as it did here before). */
+static const uint32_t *eviction_ahead(const sent_ids_t *s)
 {
-    if (s->count <= AHEAD) return;
-    __builtin_prefetch(&s->tab[(size_t)hash_of(&s->ring[(s->head + AHEAD) % s->cap]) & s->tmask]);
+    return &s->tab[(size_t)hash_of(&s->ring[(s->head + AHEAD) % s->cap]) & s->tmask];
 }
 
 bool sent_ids_add_key(sent_ids_t *s, const sent_key_t *k)
@@ -243,7 +245,7 @@ bool sent_ids_add_key(sent_ids_t *s, const sent_key_t *k)
     size_t r;
     if (s->count == s->cap) { /* full: the oldest id goes */
         r = s->head;
-        prefetch_evictions(s);
+        if (s->count > AHEAD) __builtin_prefetch(eviction_ahead(s));
         tab_delete(s, slot_of_ring(s, r));
         s->head = (s->head + 1) % s->cap;
         s->count--;

@@ -30,6 +30,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 extern char **environ;
 
@@ -338,9 +339,10 @@ static void test_journal_restart(void **st)
     ratelimit_close(p);
 }
 
-/* A burst of new users between two ticks: the dirty list never reaches
- * RL_DIRTY_MAX (its users are journaled at once), and a restart without a
- * close ("crash") has every user written by then. */
+/* A burst of new users between two ticks: the records of their sends never
+ * pass RL_JOURNAL_MAX and a record (the check that reaches it writes the
+ * block), and a restart without a close ("crash") has every user written
+ * by then and none after. */
 static void test_journal_dirty_bound(void **st)
 {
     (void)st;
@@ -348,18 +350,27 @@ static void test_journal_dirty_bound(void **st)
     mkdirs(dir, sizeof(dir), "jb");
     ratelimit_t *p = open_snap(dir, 1);
     ratelimit_tick(p, T0);
-    int n = 3 * RL_DIRTY_MAX + 5;
-    size_t most = 0;
-    for (int i = 0; i < n; i++) {
+    enum { N = 60000 }; /* ~17 bytes a record: ~4 blocks */
+    size_t most = 0, writes = 0;
+    int last_written = -1;
+    for (int i = 0; i < N; i++) {
         char u[32];
         snprintf(u, sizeof(u), "u%d", i);
+        size_t before = ratelimit_local_pending(p, 0);
         assert_true(check(p, 0, u, T0 + 1));
-        size_t d = ratelimit_local_dirty(p, 0);
+        size_t d = ratelimit_local_pending(p, 0);
         if (d > most) most = d;
+        if (d < before) {
+            assert_int_equal(d, 0);
+            writes++;
+            last_written = i;
+        }
     }
-    assert_true(most < RL_DIRTY_MAX);
-    assert_int_equal(ratelimit_local_dirty(p, 0), 5); /* the last ones wait for the tick */
-    /* written without a tick: the first list as the base (there was none),
+    assert_true(most < RL_JOURNAL_MAX);
+    assert_true(writes >= 3);
+    assert_true(last_written > 0 && last_written < N - 1);
+    assert_true(ratelimit_local_pending(p, 0) > 0); /* the last ones wait for the tick */
+    /* written without a tick: the first block as the base (there was none),
      * the next ones appended to the journal, which may outgrow the base
      * until the tick compacts (a check never reads every user) */
     off_t base = fsize(dir, 0, "", NULL), journal = fsize(dir, 0, "j", NULL);
@@ -369,14 +380,93 @@ static void test_journal_dirty_bound(void **st)
     ratelimit_t *q = open_snap(dir, 1);
     ratelimit_partition_assigned(q, 0, T0 + 2);
     char u[32];
-    for (int i = 0; i < 3 * RL_DIRTY_MAX; i += 997) {
+    for (int i = 0; i <= last_written; i += 997) {
         snprintf(u, sizeof(u), "u%d", i);
         assert_false(check(q, 0, u, T0 + 2));
     }
-    snprintf(u, sizeof(u), "u%d", 3 * RL_DIRTY_MAX - 1);
+    snprintf(u, sizeof(u), "u%d", last_written);
     assert_false(check(q, 0, u, T0 + 2));
-    snprintf(u, sizeof(u), "u%d", 3 * RL_DIRTY_MAX); /* after the last write: lost */
+    snprintf(u, sizeof(u), "u%d", last_written + 1); /* after the last write: lost */
     assert_true(check(q, 0, u, T0 + 2));
+    snprintf(u, sizeof(u), "u%d", N - 1);
+    assert_true(check(q, 0, u, T0 + 2));
+    ratelimit_close(q);
+    ratelimit_close(p);
+}
+
+static void put32(FILE *f, uint32_t v) { assert_int_equal(fwrite(&v, 4, 1, f), 1); }
+
+/* A journal of version 1 (whole rings, zlib's CRC-32), as herald wrote
+ * before the records of sends, is still read over its base; the next tick
+ * compacts it away, and a restart then finds the same counts in the base. */
+static void test_journal_version1(void **st)
+{
+    (void)st;
+    char dir[300], path[400];
+    mkdirs(dir, sizeof(dir), "j1");
+    ratelimit_t *p = open_snap(dir, 3);
+    ratelimit_tick(p, T0);
+    assert_true(check(p, 7, "s", T0));
+    ratelimit_tick(p, T0 + 10000); /* no base yet: written as the base */
+    assert_int_equal(fsize(dir, 7, "j", NULL), -1);
+    off_t base_len = fsize(dir, 7, "", NULL);
+    assert_true(base_len > 4);
+    snprintf(path, sizeof(path), "%s/push-7.rl", dir);
+    uint32_t base_crc;
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, (long)base_len - 4, SEEK_SET), 0);
+    assert_int_equal(fread(&base_crc, 4, 1, f), 1);
+    fclose(f);
+
+    /* header: magic | u64 base length | u32 base CRC | u32 CRC-32 of those 20 bytes */
+    unsigned char head[24];
+    uint64_t bl = (uint64_t)base_len;
+    memcpy(head, "HRLJRNL1", 8);
+    memcpy(head + 8, &bl, 8);
+    memcpy(head + 16, &base_crc, 4);
+    uint32_t hc = (uint32_t)crc32(crc32(0, Z_NULL, 0), head, 20);
+    memcpy(head + 20, &hc, 4);
+    /* one block: "s" with 2 sends (replacing the base's 1), "v" with 2 */
+    unsigned char body[256];
+    size_t n = 0;
+    const struct {
+        const char *user;
+        int64_t t[2];
+    } rings[] = {{"s", {T0, T0 + 10003}}, {"v", {T0 + 10001, T0 + 10002}}};
+    for (size_t i = 0; i < 2; i++) {
+        uint32_t ul = 1, cnt = 2;
+        memcpy(body + n, &ul, 4);
+        memcpy(body + n + 4, rings[i].user, 1);
+        memcpy(body + n + 5, &cnt, 4);
+        memcpy(body + n + 9, rings[i].t, 16);
+        n += 25;
+    }
+    uint32_t blen = (uint32_t)n;
+    uint32_t bc = (uint32_t)crc32(crc32(crc32(0, Z_NULL, 0), (const Bytef *)&blen, 4), body, (uInt)n);
+    snprintf(path, sizeof(path), "%s/push-7.rlj", dir);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(head, 1, sizeof(head), f), sizeof(head));
+    put32(f, blen);
+    put32(f, bc);
+    assert_int_equal(fwrite(body, 1, n, f), n);
+    fclose(f);
+
+    ratelimit_t *q = open_snap(dir, 3); /* p "crashed" */
+    ratelimit_tick(q, T0 + 20000);
+    ratelimit_partition_assigned(q, 7, T0 + 20000);
+    assert_int_equal(allows(q, 7, "s", T0 + 20000, 3), 1);
+    assert_int_equal(allows(q, 7, "v", T0 + 20000, 3), 1);
+    ratelimit_tick(q, T0 + 30000); /* compacts: the version 1 journal goes */
+    assert_int_equal(fsize(dir, 7, "j", NULL), -1);
+    assert_true(fsize(dir, 7, "", NULL) > base_len);
+    ratelimit_t *r = open_snap(dir, 3);
+    ratelimit_partition_assigned(r, 7, T0 + 30001);
+    assert_int_equal(allows(r, 7, "s", T0 + 30001, 3), 0);
+    assert_int_equal(allows(r, 7, "v", T0 + 30001, 3), 0);
+    assert_int_equal(allows(r, 7, "w", T0 + 30001, 4), 3);
+    ratelimit_close(r);
     ratelimit_close(q);
     ratelimit_close(p);
 }
@@ -567,7 +657,7 @@ static void test_journal_window_expiry(void **st)
 static void test_journal_compaction(void **st)
 {
     (void)st;
-    enum { USERS = 3000 };
+    enum { USERS = 4000 };
     char dir[300], u[64], path[400];
     mkdirs(dir, sizeof(dir), "jc");
     ratelimit_t *p = open_snap(dir, 3);
@@ -587,7 +677,7 @@ static void test_journal_compaction(void **st)
     stale_len = fread(stale, 1, sizeof(stale), f);
     fclose(f);
     assert_true(stale_len > 0 && stale_len < sizeof(stale));
-    /* ~30 bytes a user: more than 64 KiB of journal in one period */
+    /* ~21 bytes a send: more than 64 KiB of journal in one period */
     int64_t t = T0 + 20001;
     for (int i = 0; i < USERS; i++) {
         snprintf(u, sizeof(u), "user-%06d", i);
@@ -1074,6 +1164,7 @@ int main(void)
         cmocka_unit_test(test_journal_rebalance),
         cmocka_unit_test(test_journal_window_expiry),
         cmocka_unit_test(test_journal_compaction),
+        cmocka_unit_test(test_journal_version1),
         cmocka_unit_test(test_ring_grows),
         cmocka_unit_test(test_ring_grows_restart),
         cmocka_unit_test(test_epoch_rebase),
