@@ -154,6 +154,7 @@ typedef struct fanout {
     prefs_required_t required;  /* policy.required_categories */
     tmpl_slot_t cache[TMPL_CACHE];
     int ncache;
+    int last[CH__COUNT + 1];    /* per channel (+1: the masks'), the slot it found last */
     uint64_t tmpl_epoch;
     uint64_t tick;
     int64_t now_ms;             /* the clock, read once per event (and audience page) */
@@ -259,10 +260,16 @@ static void fanout_free(void *state)
 static tmpl_slot_t *tmpl_slot(fanout_t *f, const char *type, int ch, const char *locale, bool *fresh)
 {
     f->tick++;
-    for (int i = 0; i < f->ncache; i++) {
+    /* the channel's last slot first: the events of a batch are mostly of
+     * a few types, one locale */
+    int *last = &f->last[ch + 1];
+    for (int k = -1; k < f->ncache; k++) {
+        int i = k < 0 ? *last : k;
+        if (i >= f->ncache || (k >= 0 && i == *last)) continue;
         tmpl_slot_t *s = &f->cache[i];
         if (s->channel == ch && strcmp(s->type, type) == 0 && strcmp(s->locale, locale) == 0) {
             s->used = f->tick;
+            *last = i;
             *fresh = false;
             return s;
         }
@@ -278,6 +285,7 @@ static tmpl_slot_t *tmpl_slot(fanout_t *f, const char *type, int ch, const char 
         free(s->type);
         pre_forget(f);
     }
+    *last = (int)(s - f->cache);
     memset(s, 0, sizeof(*s));
     s->type = xstrdup(type);
     s->channel = ch;
