@@ -390,12 +390,6 @@ static hr_t emb_produce(bus_t *bb, const char *topic, int32_t partition, const v
 
 #define CHUNK_RECS 256
 
-static int cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Up to CHUNK_RECS records: locks each partition they go to once (in
  * partition order, so two batch producers cannot deadlock), finds the
  * longest prefix that fits, appends it, unlocks. */
@@ -414,15 +408,22 @@ static hr_t produce_chunk(emb_bus_t *b, topic_t *t, const bus_rec_t *recs, int n
             r = HR_INVALID;
             break;
         }
-        uniq[nu++] = pid[k];
+        /* the distinct partitions in order, by insertion: few (at most
+         * the topic's partitions), where a qsort of every record's was
+         * 3 % of fan-out's CPU */
+        int lo = 0, hi = nu;
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            if (uniq[mid] < pid[k]) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo < nu && uniq[lo] == pid[k]) continue;
+        memmove(&uniq[lo + 1], &uniq[lo], (size_t)(nu - lo) * sizeof(*uniq));
+        uniq[lo] = pid[k];
+        nu++;
     }
     n = k; /* the valid prefix */
     if (n == 0) return r;
-    qsort(uniq, (size_t)nu, sizeof(*uniq), cmp_i32);
-    int w = 0;
-    for (int i = 0; i < nu; i++)
-        if (w == 0 || uniq[w - 1] != uniq[i]) uniq[w++] = uniq[i];
-    nu = w;
     for (int i = 0; i < nu; i++) pthread_mutex_lock(&t->parts[uniq[i]].mu);
     if (atomic_load_explicit(&b->closing, memory_order_relaxed)) {
         r = HR_CLOSED;

@@ -37,6 +37,10 @@ bool utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
+        if (p[i] < 0x80) { /* ASCII */
+            i++;
+            continue;
+        }
         size_t l = utf8_seq_len(p + i, n - i);
         if (l == 0) return false;
         i += l;
@@ -48,6 +52,10 @@ bool utf8_printable(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
+        if (p[i] >= 0x20 && p[i] < 0x7f) { /* printable ASCII: nearly every byte of an id */
+            i++;
+            continue;
+        }
         if (p[i] < 0x20 || p[i] == 0x7f) return false;
         size_t l = utf8_seq_len(p + i, n - i);
         if (l == 0) return false;

@@ -154,8 +154,10 @@ typedef struct fanout {
     prefs_required_t required;  /* policy.required_categories */
     tmpl_slot_t cache[TMPL_CACHE];
     int ncache;
+    int last[CH__COUNT + 1];    /* per channel (+1: the masks'), the slot it found last */
     uint64_t tmpl_epoch;
     uint64_t tick;
+    int64_t now_ms;             /* the clock, read once per event (and audience page) */
     /* the batch being processed */
     int cap;
     event_t *evs;
@@ -258,10 +260,16 @@ static void fanout_free(void *state)
 static tmpl_slot_t *tmpl_slot(fanout_t *f, const char *type, int ch, const char *locale, bool *fresh)
 {
     f->tick++;
-    for (int i = 0; i < f->ncache; i++) {
+    /* the channel's last slot first: the events of a batch are mostly of
+     * a few types, one locale */
+    int *last = &f->last[ch + 1];
+    for (int k = -1; k < f->ncache; k++) {
+        int i = k < 0 ? *last : k;
+        if (i >= f->ncache || (k >= 0 && i == *last)) continue;
         tmpl_slot_t *s = &f->cache[i];
         if (s->channel == ch && strcmp(s->type, type) == 0 && strcmp(s->locale, locale) == 0) {
             s->used = f->tick;
+            *last = i;
             *fresh = false;
             return s;
         }
@@ -277,6 +285,7 @@ static tmpl_slot_t *tmpl_slot(fanout_t *f, const char *type, int ch, const char 
         free(s->type);
         pre_forget(f);
     }
+    *last = (int)(s - f->cache);
     memset(s, 0, sizeof(*s));
     s->type = xstrdup(type);
     s->channel = ch;
@@ -460,7 +469,7 @@ static hr_t fan_to_user(fanout_t *f, const fan_ev_t *fe, unsigned mask, const ch
     const char *category = fe->category.p;
     bool required = fe->required;
     const char *locale = rc->locale;
-    int64_t now = hclock_now_ms();
+    int64_t now = f->now_ms;
     /* 0 = now: dispatch treats due_at > 0 as scheduled, retried or redriven
      * (looked up in the store before sending) */
     int64_t due = ev->send_at_ms > now ? ev->send_at_ms : 0;
@@ -599,6 +608,7 @@ static hr_t fan_pages(fanout_t *f, const fan_ev_t *fe, unsigned mask, page_fn pa
         if (r != HR_OK) break;
         int keep = ck ? chunk_in_range(ck, ids, n) : n;
         r = recip_prefetch(f->recips, (const char *const *)ids, keep);
+        f->now_ms = hclock_now_ms();
         for (int i = 0; i < keep && r == HR_OK; i++) r = fan_to_user(f, fe, mask, ids[i], replay, batch);
         free(after);
         after = n > 0 ? xstrdup(ids[n - 1]) : NULL;
@@ -635,6 +645,7 @@ static hr_t fanout_event(fanout_t *f, const bus_msg_t *m, const event_t *ev, con
                    .required = prefs_required_has(&f->required, category)};
     unsigned mask = ev->channels_mask;
     hr_t r;
+    f->now_ms = hclock_now_ms();
     if (!fe.type) return dead_letter(f, m, ev, "invalid event: type: too long", batch);
     if (!mask) {
         if ((r = template_mask(f, fe.type, &mask)) != HR_OK) return r;

@@ -56,6 +56,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -265,15 +266,20 @@ static const char *atom_name(recip_cache_t *c, uint32_t id)
 }
 
 /* ---- the packed form ----
- * A writer with p == NULL only counts (the first pass sizes the entry). */
+ * A writer writes at p while what it writes fits in cap bytes, and counts
+ * on past it (or from the start with p == NULL): an entry is built in one
+ * pass into a buffer on the stack, and in a second one into memory of the
+ * size the first counted only when it did not fit. */
 typedef struct wr {
     char *p;
-    size_t n;
+    size_t n, cap;
 } wr_t;
+
+static bool wr_fits(const wr_t *w, size_t n) { return w->p && w->n + n <= w->cap; }
 
 static void put_bytes(wr_t *w, const void *s, size_t n)
 {
-    if (w->p && n) memcpy(w->p + w->n, s, n);
+    if (n && wr_fits(w, n)) memcpy(w->p + w->n, s, n);
     w->n += n;
 }
 
@@ -294,27 +300,21 @@ enum { PS_RAW, PS_SIX, PS_NIBBLE };
 static const char six_chars[65] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_";
 static const char nibble_chars[17] = "0123456789+-.() ";
 
-static int six_code(unsigned char ch)
+/* Per byte: its 6-bit code (bits 0-5) and whether it has one (CODE_SIX),
+ * its 4-bit code (bits 8-11) and whether it has one (CODE_NIBBLE); made
+ * from six_chars and nibble_chars once (codes_init). */
+enum { CODE_SIX = 1 << 6, CODE_NIBBLE = 1 << 12 };
+static uint16_t char_codes[256];
+static pthread_once_t codes_once = PTHREAD_ONCE_INIT;
+
+static void codes_make(void)
 {
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'z') return 10 + (ch - 'a');
-    if (ch >= 'A' && ch <= 'Z') return 36 + (ch - 'A');
-    return ch == '-' ? 62 : ch == '_' ? 63 : -1;
+    for (int i = 0; i < 64; i++) char_codes[(unsigned char)six_chars[i]] |= (uint16_t)(i | CODE_SIX);
+    for (int i = 0; i < 16; i++)
+        char_codes[(unsigned char)nibble_chars[i]] |= (uint16_t)(i << 8 | CODE_NIBBLE);
 }
 
-static int nibble_code(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    switch (ch) {
-    case '+': return 10;
-    case '-': return 11;
-    case '.': return 12;
-    case '(': return 13;
-    case ')': return 14;
-    case ' ': return 15;
-    default: return -1;
-    }
-}
+static void codes_init(void) { pthread_once(&codes_once, codes_make); }
 
 static size_t packed_len(int form, size_t n)
 {
@@ -325,25 +325,23 @@ static void put_str(wr_t *w, const char *s, size_t n)
 {
     int form = PS_RAW;
     if (n >= 4 && n <= (UINT32_MAX >> 2)) {
-        bool six = true, nib = true;
-        for (size_t i = 0; i < n && (six || nib); i++) {
-            six = six && six_code((unsigned char)s[i]) >= 0;
-            nib = nib && nibble_code((unsigned char)s[i]) >= 0;
-        }
-        form = nib ? PS_NIBBLE : six ? PS_SIX : PS_RAW;
+        unsigned all = CODE_SIX | CODE_NIBBLE;
+        for (size_t i = 0; i < n && all; i++) all &= char_codes[(unsigned char)s[i]];
+        form = all & CODE_NIBBLE ? PS_NIBBLE : all & CODE_SIX ? PS_SIX : PS_RAW;
     }
     put_var(w, (uint32_t)(n << 2 | (size_t)form));
-    if (form == PS_RAW || !w->p) { /* counting: the length is known */
+    if (form == PS_RAW || !wr_fits(w, packed_len(form, n))) { /* counting: the length is known */
         if (form == PS_RAW) put_bytes(w, s, n);
         else w->n += packed_len(form, n);
         return;
     }
-    int width = form == PS_SIX ? 6 : 4;
+    int width = form == PS_SIX ? 6 : 4, shift = form == PS_SIX ? 0 : 8;
+    unsigned mask = (1u << width) - 1;
     unsigned char *out = (unsigned char *)w->p + w->n;
     uint32_t acc = 0;
     int bits = 0;
     for (size_t i = 0; i < n; i++) {
-        int code = form == PS_SIX ? six_code((unsigned char)s[i]) : nibble_code((unsigned char)s[i]);
+        unsigned code = ((unsigned)char_codes[(unsigned char)s[i]] >> shift) & mask;
         acc |= (uint32_t)code << bits;
         bits += width;
         if (bits >= 8) {
@@ -478,6 +476,7 @@ static void quiet_of(const user_t *u, int16_t *start, int16_t *end)
 
 recip_cache_t *recip_cache_new(store_t *store, size_t max_bytes, int ttl_ms)
 {
+    codes_init();
     recip_cache_t *c = xcalloc(1, sizeof(*c));
     c->store = store;
     c->max_bytes = max_bytes;
@@ -636,17 +635,17 @@ static void entry_body(recip_cache_t *c, wr_t *w, bool known, const user_t *u, c
     }
 }
 
-/* Builds an entry from what the store returned (u and prefs are borrowed).
- * The API's limits (ids, e-mails, URLs, 128-byte categories) keep every
- * length far within the fields. */
-static rentry_t *entry_build(recip_cache_t *c, const char *id, bool known, const user_t *u,
-                             const pref_t *prefs, int np)
+/* Packs an entry from what the store returned (u and prefs are borrowed)
+ * into buf (cap bytes, at least a header's); its size, larger than cap
+ * when it did not fit (buf then holds nothing of use). The API's limits
+ * (ids, e-mails, URLs, 128-byte categories) keep every length far within
+ * the fields. */
+static size_t entry_pack(recip_cache_t *c, const char *id, bool known, const user_t *u,
+                         const pref_t *prefs, int np, void *buf, size_t cap)
 {
     size_t idl = strlen(id);
     if (idl > UINT16_MAX) idl = UINT16_MAX; /* beyond any API limit */
-    wr_t w = {NULL, sizeof(rentry_t) + idl};
-    entry_body(c, &w, known, u, prefs, np);
-    rentry_t *e = xmalloc(w.n);
+    rentry_t *e = buf;
     memset(e, 0, sizeof(*e));
     e->idlen = (uint16_t)idl;
     e->flags = known ? F_KNOWN : 0;
@@ -655,12 +654,27 @@ static rentry_t *entry_build(recip_cache_t *c, const char *id, bool known, const
         quiet_of(u, &qs, &qe);
         if (qs != NOTIF_QUIET_NONE) e->flags |= F_QUIET;
     }
-    memcpy(e->data, id, idl);
+    wr_t w = {buf, sizeof(rentry_t), cap};
+    put_bytes(&w, id, idl);
+    entry_body(c, &w, known, u, prefs, np);
+    if (w.n <= cap) e->size = (uint32_t)w.n;
+    return w.n;
+}
+
+/* The same in memory of its own (the caller frees it). */
+static rentry_t *entry_build(recip_cache_t *c, const char *id, bool known, const user_t *u,
+                             const pref_t *prefs, int np)
+{
+    char tmp[512];
+    size_t n = entry_pack(c, id, known, u, prefs, np, tmp, sizeof(tmp));
+    rentry_t *e = xmalloc(n);
+    if (n <= sizeof(tmp)) {
+        memcpy(e, tmp, n);
+        return e;
+    }
     /* the second pass writes no more than the first counted: an atom,
      * once interned, stays */
-    wr_t w2 = {(char *)e, sizeof(rentry_t) + idl};
-    entry_body(c, &w2, known, u, prefs, np);
-    e->size = (uint32_t)w2.n;
+    entry_pack(c, id, known, u, prefs, np, e, n);
     return e;
 }
 
@@ -948,17 +962,31 @@ void recip_reader_free(recip_reader_t *rd)
     free(rd);
 }
 
-/* Whether id is cached (fresh or not) and was loaded before old_s. */
-static bool cached_before(recip_cache_t *c, const char *id, int32_t old_s)
+/* The refresh of one user (e, packed from what the store has now): when
+ * its id is cached (fresh or not) and was loaded before old_s, its entry
+ * is loaded again at now_s - in place when the store returned what it
+ * holds (the common case: only the load time changes), else replaced by e
+ * (insert). Whether it was refreshed. */
+static bool refresh_one(recip_cache_t *c, rentry_t *e, int32_t old_s, int32_t now_s)
 {
-    size_t idl = strlen(id);
-    uint32_t h = id_hash(id, idl);
+    uint32_t h = id_hash(e->data, e->idlen);
     pthread_mutex_t *mu = stripe(c, set_of(c, h));
     pthread_mutex_lock(mu);
-    uint64_t *e = find(c, id, idl, h);
-    bool yes = e && slot_entry(*e)->loaded_s <= old_s;
+    uint64_t *slot = find(c, e->data, e->idlen, h);
+    rentry_t *x = slot ? slot_entry(*slot) : NULL;
+    if (!x || x->loaded_s > old_s) {
+        pthread_mutex_unlock(mu);
+        return false;
+    }
+    size_t hdr = offsetof(rentry_t, data);
+    bool same = x->size == e->size && x->flags == (e->flags | (x->flags & F_USED)) &&
+                memcmp(x->data, e->data, e->size - hdr) == 0;
+    if (same) { /* as insert() leaves a copy of e: not used since */
+        x->loaded_s = now_s;
+        x->flags &= (uint8_t)~F_USED;
+    }
     pthread_mutex_unlock(mu);
-    return yes;
+    return same || insert(c, e, now_s);
 }
 
 /* The next page of the refresh's scan: the users of it that are cached
@@ -984,10 +1012,15 @@ static void refresh_page(recip_cache_t *c)
         for (int i = 0; i < n && cacheable; i++) {
             /* only what the cache holds, and only what would age out
              * before the scan comes back (3/4 of the ttl) */
-            if (!cached_before(c, u[i].user_id, now_s - c->ttl_s / 4)) continue;
-            rentry_t *e = entry_build(c, u[i].user_id, true, &u[i], prefs[i], np[i]);
-            done += insert(c, e, now_s);
-            free(e);
+            union {
+                rentry_t e;
+                char b[512];
+            } tmp;
+            rentry_t *e = &tmp.e;
+            size_t size = entry_pack(c, u[i].user_id, true, &u[i], prefs[i], np[i], tmp.b, sizeof(tmp.b));
+            if (size > sizeof(tmp.b)) e = entry_build(c, u[i].user_id, true, &u[i], prefs[i], np[i]);
+            done += refresh_one(c, e, now_s - c->ttl_s / 4, now_s);
+            if (e != &tmp.e) free(e);
         }
         atomic_fetch_add(&c->refreshed, done);
         free(c->scan_after);

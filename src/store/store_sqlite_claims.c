@@ -239,12 +239,22 @@ static int slot_take(sq_claims_t *cl, int64_t id)
 
 static void tab_put(sq_claims_t *cl, uint64_t h, int64_t seq);
 
+/* An empty index for cap claims. The memory of one the size of the last is
+ * cleared and kept: a fresh calloc of 2 MiB at every generation (every
+ * 65536 claims) is mapped anew, and its first touches - a lookup maps the
+ * zero page, the insert after it copies it - were page faults on every
+ * page, 2.9 % of fan-out's CPU. */
 static void tab_reset(sq_claims_t *cl, int64_t cap)
 {
-    free(cl->tab);
-    cl->tab_cap = 1024;
-    while (cl->tab_cap < cap) cl->tab_cap *= 2;
-    cl->tab = xcalloc((size_t)cl->tab_cap, sizeof(*cl->tab));
+    int64_t want = 1024;
+    while (want < cap) want *= 2;
+    if (cl->tab && want == cl->tab_cap) {
+        memset(cl->tab, 0, (size_t)want * sizeof(*cl->tab));
+    } else {
+        free(cl->tab);
+        cl->tab = xcalloc((size_t)want, sizeof(*cl->tab));
+        cl->tab_cap = want;
+    }
     cl->tab_n = 0;
     cl->max_seq = 0;
 }

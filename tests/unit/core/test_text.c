@@ -81,6 +81,37 @@ static void test_exhaustive_two_bytes(void **state)
     }
 }
 
+/* utf8_printable: well-formed and no control character (C0, DEL, C1),
+ * every 1- and 2-byte input against the definition, and longer ones with
+ * the character to refuse after an ASCII run. */
+static void test_printable_exhaustive(void **state)
+{
+    for (unsigned a = 0; a < 256; a++) {
+        unsigned char s1[1] = {(unsigned char)a};
+        assert_int_equal(utf8_printable((const char *)s1, 1), a >= 0x20 && a < 0x7f);
+        for (unsigned b = 0; b < 256; b++) {
+            unsigned char s[2] = {(unsigned char)a, (unsigned char)b};
+            bool want;
+            if (a < 0x80) {
+                want = a >= 0x20 && a != 0x7f && b >= 0x20 && b < 0x7f;
+            } else if ((a & 0xe0) == 0xc0 && (b & 0xc0) == 0x80) {
+                unsigned cp = ((a & 0x1f) << 6) | (b & 0x3f);
+                want = cp >= 0xa0; /* below 0x80 overlong, 0x80..0x9f C1 */
+            } else {
+                want = false;
+            }
+            assert_int_equal(utf8_printable((const char *)s, 2), want);
+        }
+    }
+    assert_true(utf8_printable("user-0001@example.com", 21));
+    assert_false(utf8_printable("user-0001\x7f", 10));
+    assert_false(utf8_printable("user-0001\n", 10));
+    assert_false(utf8_printable("user-0001\xc2\x85", 11));
+    assert_false(utf8_printable("user-0001\xc3", 10));
+    assert_true(utf8_printable("user-0001\xc3\xa9", 11));
+    assert_true(utf8_printable("user-0001\n", 9)); /* n bounds the check */
+}
+
 static void test_hex(void **state)
 {
     assert_int_equal(strlen(hex_lower), 16);
@@ -101,6 +132,7 @@ int main(void)
         cmocka_unit_test(test_seq_len_boundaries),
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_exhaustive_two_bytes),
+        cmocka_unit_test(test_printable_exhaustive),
         cmocka_unit_test(test_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

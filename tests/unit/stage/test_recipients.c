@@ -432,6 +432,69 @@ static void test_refresh(void **state)
     free(ids);
 }
 
+/* The refresh reads what another process changed (a second store on the
+ * same database: its changes reach this one's feed never): a changed user's
+ * entry is replaced by what the store has now, an unchanged one's kept,
+ * and neither is read on use afterwards. */
+static void test_refresh_sees_other_writer(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 600 };
+    for (int i = 0; i < N; i++) {
+        char id[16], em[32];
+        snprintf(id, sizeof(id), "r%04d", i);
+        snprintf(em, sizeof(em), "%s@old.example", id);
+        put_user(f->s, id, em, "tok0123456789");
+    }
+    const int64_t t0 = 1700000000000;
+    hclock_set_fake(t0);
+    recip_cache_t *c = recip_cache_new(f->s, 1 << 22, 60000);
+    int64_t loaded = 0;
+    assert_int_equal(recip_cache_prime(c, &loaded), HR_OK);
+    recip_reader_t *r = recip_reader_new(c);
+    hr_t err;
+    assert_string_equal(recip_get(r, "r0300", &err)->addr[CH_EMAIL], "r0300@old.example");
+
+    store_t *other = NULL;
+    char *db = xasprintf("%s/herald.db", f->dir);
+    assert_int_equal(store_open("sqlite", db, &other), HR_OK);
+    free(db);
+    hclock_set_fake(t0 + 10 * 1000);
+    put_user(other, "r0300", "r0300@new.example", "tokNEW");
+    store_close(other);
+    /* still the cached entry: the change is not in this store's feed */
+    recip_sync(r);
+    assert_string_equal(recip_get(r, "r0300", &err)->addr[CH_EMAIL], "r0300@old.example");
+
+    /* pages every 19.2 s: the first (at 10 s) found its entries young, the
+     * second (due at 29.2 s) reads r0256..r0511 again */
+    for (int t = 11; t <= 30; t++) {
+        hclock_set_fake(t0 + t * 1000);
+        recip_sync(r);
+    }
+    recip_stats_t st;
+    recip_cache_stats(c, &st);
+    assert_int_equal(st.refreshed, 256);
+    int64_t loads = st.loads;
+    const recipient_t *x = recip_get(r, "r0300", &err);
+    assert_string_equal(x->addr[CH_EMAIL], "r0300@new.example");
+    assert_string_equal(x->addr[CH_PUSH], "apns:tokNEW");
+    x = recip_get(r, "r0301", &err);
+    assert_string_equal(x->addr[CH_EMAIL], "r0301@old.example");
+    assert_string_equal(x->addr[CH_PUSH], "apns:tok0123456789");
+    assert_string_equal(x->locale, "de");
+    /* both refreshed at 30 s: fresh at 75 s, none read on use */
+    hclock_set_fake(t0 + 75 * 1000);
+    assert_string_equal(recip_get(r, "r0300", &err)->addr[CH_EMAIL], "r0300@new.example");
+    assert_string_equal(recip_get(r, "r0301", &err)->addr[CH_EMAIL], "r0301@old.example");
+    recip_sync(r);
+    recip_cache_stats(c, &st);
+    assert_int_equal(st.loads, loads);
+    recip_reader_free(r);
+    recip_cache_free(c);
+    hclock_set_fake(0);
+}
+
 /* Packed strings of every length modulo the packing's groups (4 six-bit
  * characters in 3 bytes, 2 nibbles in a byte) read back exactly. */
 static void test_packed_lengths(void **state)
@@ -561,6 +624,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_entry_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_packed_lengths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_sees_other_writer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
