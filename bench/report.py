@@ -265,11 +265,13 @@ def targets(runs):
         s = g(e, "sustained", "status_rows_per_s", default=0)
         alone = g(e, "max", "sink_rows_per_s_after")
         sk = runs.get("sink-sqlite") or {}
-        if not alone and (sk.get("total") or {}).get("rows_per_s"):
-            alone_txt = "%s rows/s alone through `herald bench sink`, %s rows" % (
-                k(sk["total"]["rows_per_s"]), k(sk["total"].get("rows")))
-        else:
-            alone_txt = "%s rows/s alone after the burst" % k(alone)
+        parts = []
+        if alone:
+            parts.append("%s rows/s alone after the burst" % k(alone))
+        if (sk.get("total") or {}).get("rows_per_s"):
+            parts.append("%s rows/s alone through `herald bench sink`, %s rows" % (
+                k(sk["total"]["rows_per_s"]), k(sk["total"].get("rows"))))
+        alone_txt = "; ".join(parts) if parts else "-"
         line("status sink: ≥ 300k rows/s sustained into SQLite",
              "%s rows/s in the pipeline; %s" % (k(s), alone_txt), s >= 3e5)
         p = p99_at(e, 50) if e.get("sweep_base") == "sustained" else None
