@@ -38,43 +38,16 @@
 #include "stage/sent_ids.h"
 
 #include "core/bigmem.h"
-#include "core/endian.h"
+#include "core/hex.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* Eight hex digits, text[0] first, as their 32-bit value; false when a
- * byte is not a hex digit. Eight bytes at a time (SWAR): for bytes below
- * 0x80, b + (0x80 - lo) has its top bit set exactly when b >= lo, and no
- * byte carries into the next; letters are folded to lower case (| 0x20,
- * whose only preimages of 'a'..'f' are 'A'..'F' and 'a'..'f'). A digit's
- * value is its low nibble, a letter's its low nibble + 9. */
-static bool hex8(const unsigned char *text, uint32_t *out)
-{
-    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
-    uint64_t b = (uint64_t)le_get32(text) | (uint64_t)le_get32(text + 4) << 32;
-    uint64_t ge0 = b + ones * (0x80 - '0'), gt9 = b + ones * (0x7f - '9');
-    uint64_t l = b | ones * 0x20;
-    uint64_t gea = l + ones * (0x80 - 'a'), gtf = l + ones * (0x7f - 'f');
-    uint64_t digit = ge0 & ~gt9 & high, letter = gea & ~gtf & high;
-    if ((b & high) || (digit | letter) != high) return false;
-    uint64_t v = (b & ones * 0x0f) + (letter >> 7) * 9; /* byte k: digit k's value */
-    v = (v << 4 | v >> 8) & 0x00ff00ff00ff00ffull;       /* bytes 0, 2, 4, 6: digit pairs */
-    v = (v | v >> 8) & 0x0000ffff0000ffffull;
-    v = (v | v >> 16) & 0xffffffffull;                    /* bytes 0-3: the pairs in text order */
-    *out = __builtin_bswap32((uint32_t)v);
-    return true;
-}
-
 bool sent_key_parse(hstr_t id, sent_key_t *k)
 {
     if (id.n != 32 || !id.p) return false;
-    const unsigned char *p = (const unsigned char *)id.p;
-    uint32_t w[4];
-    if (!hex8(p, &w[0]) || !hex8(p + 8, &w[1]) || !hex8(p + 16, &w[2]) || !hex8(p + 24, &w[3])) return false;
-    k->hi = (uint64_t)w[0] << 32 | w[1];
-    k->lo = (uint64_t)w[2] << 32 | w[3];
-    return true;
+    bool a = hex16_value(id.p, &k->hi, true), b = hex16_value(id.p + 16, &k->lo, true);
+    return a && b;
 }
 
 static uint64_t hash_of(const sent_key_t *k) { return sent_key_hash(k); }

@@ -23,13 +23,13 @@
 #ifndef HERALD_STORE_SQLITE_INT_H
 #define HERALD_STORE_SQLITE_INT_H
 
+#include "core/hex.h"
 #include "store/store_int.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <string.h>
 
 #define SQ_LOG "store"
 
@@ -261,36 +261,9 @@ static inline bool nonempty(const char *s) { return s && s[0]; }
  * text. SQLite orders every text below every blob, and a text never
  * equals a blob, so the two kinds never meet. */
 #define SQ_ID_BIN 16
-/* The value of 16 lowercase hex digits at p (any alignment) into *v; false
- * (*v undefined) when one is not such a digit. Eight digits at a time in a
- * 64-bit word (SWAR): range checks by adding to each byte so that its top
- * bit says ">= bound", then the nibbles packed; a loop with a branch per
- * digit (or a table load per digit) was a third of the sink's own loop. */
-static inline bool sq_hex16(const char *p, uint64_t *v)
-{
-    const uint64_t ones = 0x0101010101010101ull, top = 0x8080808080808080ull;
-    uint64_t out = 0, bad = 0;
-    for (int h = 0; h < 2; h++) {
-        uint64_t x;
-        memcpy(&x, p + 8 * h, 8);
-#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-        x = __builtin_bswap64(x); /* the first digit in the low byte */
-#endif
-        bad |= x & top;           /* 0x80 and up: not a digit (and no carries below) */
-        uint64_t ge0 = x + ones * (0x80 - '0'), ge10 = x + ones * (0x80 - '9' - 1);
-        uint64_t gea = x + ones * (0x80 - 'a'), gef = x + ones * (0x80 - 'f' - 1);
-        uint64_t digit = ge0 & ~ge10 & top, letter = gea & ~gef & top;
-        bad |= ~(digit | letter) & top;
-        uint64_t nib = (x & ones * 0x0f) + (letter >> 7) * 9; /* 'a' & 15 = 1: + 9 = 10 */
-        /* bytes d0..d7 (d0 first) -> 16-bit lanes (d0 << 4 | d1) ... */
-        uint64_t b = (nib << 4 | nib >> 8) & 0x00ff00ff00ff00ffull;
-        b = (b | b >> 8) & 0x0000ffff0000ffffull; /* 32-bit lanes: byte pairs */
-        b = (b | b >> 16) & 0xffffffffull;        /* the 4 bytes, the first lowest */
-        out = out << 32 | __builtin_bswap32((uint32_t)b);
-    }
-    *v = out;
-    return bad == 0;
-}
+/* The value of 16 lowercase hex digits at p (any alignment); false when
+ * one is not such a digit (core/hex.h). */
+static inline bool sq_hex16(const char *p, uint64_t *v) { return hex16_value(p, v, false); }
 
 /* The value of a 32-lowercase-hex-digit id as two integers (hi: the first
  * 16 digits); false for any other id. */
