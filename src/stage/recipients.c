@@ -989,6 +989,22 @@ static bool refresh_one(recip_cache_t *c, rentry_t *e, int32_t old_s, int32_t no
     return same || insert(c, e, now_s);
 }
 
+/* Whether the user is cached and loaded at or before old_s (refresh_one
+ * would read it again): asked before a user is packed, so that users the
+ * cache does not hold (more users than fit) or loaded lately are neither
+ * packed nor interned. */
+static bool refresh_due(recip_cache_t *c, const char *id, int32_t old_s)
+{
+    size_t idl = strlen(id);
+    uint32_t h = id_hash(id, idl);
+    pthread_mutex_t *mu = stripe(c, set_of(c, h));
+    pthread_mutex_lock(mu);
+    uint64_t *slot = find(c, id, idl, h);
+    bool due = slot && slot_entry(*slot)->loaded_s <= old_s;
+    pthread_mutex_unlock(mu);
+    return due;
+}
+
 /* The next page of the refresh's scan: the users of it that are cached
  * are read again (in one snapshot, cached only if no user changed
  * meanwhile, as load() does). scan_mu held. */
@@ -1016,6 +1032,7 @@ static void refresh_page(recip_cache_t *c)
                 rentry_t e;
                 char b[512];
             } tmp;
+            if (!refresh_due(c, u[i].user_id, now_s - c->ttl_s / 4)) continue;
             rentry_t *e = &tmp.e;
             size_t size = entry_pack(c, u[i].user_id, true, &u[i], prefs[i], np[i], tmp.b, sizeof(tmp.b));
             if (size > sizeof(tmp.b)) e = entry_build(c, u[i].user_id, true, &u[i], prefs[i], np[i]);
