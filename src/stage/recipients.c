@@ -2,16 +2,19 @@
  * recipients.c - fan-out's recipient cache (see recipients.h).
  *
  * An entry is one packed block: an 11-byte header (load time, size, flags,
- * id length), the id, then the fields as LEB128 varints and bytes - 81
+ * id length), the id, then the fields as LEB128 varints and bytes - 71
  * bytes for the benchmark's users (an e-mail address, a phone number and
- * one 52-character push token; it was 140 with a fixed header of 16-bit
- * lengths and every string in full). Short strings shared by many users -
+ * one 52-character push token, "fcm-" and 48 hex digits), in the 72-byte
+ * size class (it was 140 with a fixed header of 16-bit lengths and every
+ * string in full; 81, the 88-byte class, with the token as six bits a
+ * character). Short strings shared by many users -
  * time zones, locales, device platforms, the "@domain" of e-mail
  * addresses, preference categories - are interned in the cache's atom
  * table and stored as a one- or two-byte reference; tokens, local parts
  * and phone numbers are packed 6 or 4 bits a character when their
- * characters allow (put_str); quiet hours take 4 bytes only when set; a
- * preference is a byte and a category reference.
+ * characters allow, hex tails of tokens 4 bits a digit (put_str); quiet
+ * hours take 4 bytes only when set; a preference is a byte and a category
+ * reference.
  *
  * Entries of up to SLAB_MAX bytes (nearly all) live in one anonymous
  * mapping carved into 8-byte size classes, each with its own free list;
@@ -63,7 +66,7 @@
 
 #define WAYS 8
 #define NSTRIPES 256
-#define EST_ENTRY_BYTES 88      /* sizing guess per entry (one device, e-mail, phone) */
+#define EST_ENTRY_BYTES 72      /* sizing guess per entry (one device, e-mail, phone) */
 #define MAX_ENTRY_BYTES 2048    /* larger users are not cached (read on every use) */
 #define PREFETCH_CHUNK 512
 #define REFRESH_PAGE 256        /* users a step of the refresh reads */
@@ -291,12 +294,19 @@ static void put_var(wr_t *w, uint32_t v)
 
 static void put_u16(wr_t *w, uint16_t v) { put_bytes(w, &v, sizeof(v)); }
 
-/* Strings are stored in one of three forms, told by the low 2 bits of
+/* Strings are stored in one of four forms, told by the low 2 bits of
  * their varint header (length << 2 | form): raw bytes; 6 bits a character
- * when every one is in [0-9a-zA-Z_-] (push tokens, ids, most local parts
- * of e-mail addresses: 3/4 of the bytes); 4 bits a character when every
- * one is a digit or one of "+-.() " (phone numbers: half). */
-enum { PS_RAW, PS_SIX, PS_NIBBLE };
+ * when every one is in [0-9a-zA-Z_-] (ids, most local parts of e-mail
+ * addresses: 3/4 of the bytes); 4 bits a character when every one is a
+ * digit or one of "+-.() " (phone numbers: half); or a hex tail (PS_HEX:
+ * a byte k | upper << 7, k raw bytes, then hex digits of one case, 4 bits
+ * each): push tokens are hex or a short prefix and hex ("fcm-" and 48
+ * digits: 30 bytes instead of 40 as six bits; an APNs token's 64 digits:
+ * 34 instead of 49). The smallest form that applies is taken. */
+enum { PS_RAW, PS_SIX, PS_NIBBLE, PS_HEX };
+#define HEX_PREFIX_MAX 127      /* raw bytes before a hex tail at most */
+static const char hex_lower[17] = "0123456789abcdef";
+static const char hex_upper[17] = "0123456789ABCDEF";
 static const char six_chars[65] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_";
 static const char nibble_chars[17] = "0123456789+-.() ";
 
@@ -316,32 +326,54 @@ static void codes_make(void)
 
 static void codes_init(void) { pthread_once(&codes_once, codes_make); }
 
-static size_t packed_len(int form, size_t n)
+/* Bytes after the varint header of a string of n characters in form
+ * (PS_HEX: k characters before the hex tail). */
+static size_t packed_len(int form, size_t n, size_t k)
 {
-    return form == PS_SIX ? (n * 6 + 7) / 8 : form == PS_NIBBLE ? (n + 1) / 2 : n;
+    switch (form) {
+    case PS_SIX: return (n * 6 + 7) / 8;
+    case PS_NIBBLE: return (n + 1) / 2;
+    case PS_HEX: return 1 + k + (n - k + 1) / 2;
+    default: return n;
+    }
 }
 
-static void put_str(wr_t *w, const char *s, size_t n)
+/* The value of hex digit ch in the case of abc (hex_lower or hex_upper);
+ * -1 when it is not one. */
+static int hex_val(char ch, const char *abc)
 {
-    int form = PS_RAW;
-    if (n >= 4 && n <= (UINT32_MAX >> 2)) {
-        unsigned all = CODE_SIX | CODE_NIBBLE;
-        for (size_t i = 0; i < n && all; i++) all &= char_codes[(unsigned char)s[i]];
-        form = all & CODE_NIBBLE ? PS_NIBBLE : all & CODE_SIX ? PS_SIX : PS_RAW;
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= abc[10] && ch <= abc[15]) return ch - abc[10] + 10;
+    return -1;
+}
+
+/* Where s's hex tail starts (the longest suffix of hex digits of one case)
+ * and the case: *upper when it holds a digit A-F. */
+static size_t hex_tail(const char *s, size_t n, bool *upper)
+{
+    const char *abc = NULL;
+    size_t i = n;
+    for (; i > 0; i--) {
+        char ch = s[i - 1];
+        if (ch >= '0' && ch <= '9') continue;
+        if (!abc) abc = ch >= 'a' && ch <= 'f' ? hex_lower : ch >= 'A' && ch <= 'F' ? hex_upper : NULL;
+        if (!abc || hex_val(ch, abc) < 0) break;
     }
-    put_var(w, (uint32_t)(n << 2 | (size_t)form));
-    if (form == PS_RAW || !wr_fits(w, packed_len(form, n))) { /* counting: the length is known */
-        if (form == PS_RAW) put_bytes(w, s, n);
-        else w->n += packed_len(form, n);
-        return;
-    }
+    *upper = abc == hex_upper;
+    return i;
+}
+
+/* Packs n characters of s (every one has a code of the form) at out: 4
+ * six-bit codes in 3 bytes, or 2 four-bit codes in a byte, low first. */
+static unsigned char *pack_codes(unsigned char *out, const char *s, size_t n, int form, const char *hexabc)
+{
     int width = form == PS_SIX ? 6 : 4, shift = form == PS_SIX ? 0 : 8;
     unsigned mask = (1u << width) - 1;
-    unsigned char *out = (unsigned char *)w->p + w->n;
     uint32_t acc = 0;
     int bits = 0;
     for (size_t i = 0; i < n; i++) {
-        unsigned code = ((unsigned)char_codes[(unsigned char)s[i]] >> shift) & mask;
+        unsigned code = hexabc ? (unsigned)hex_val(s[i], hexabc)
+                               : ((unsigned)char_codes[(unsigned char)s[i]] >> shift) & mask;
         acc |= (uint32_t)code << bits;
         bits += width;
         if (bits >= 8) {
@@ -351,6 +383,41 @@ static void put_str(wr_t *w, const char *s, size_t n)
         }
     }
     if (bits > 0) *out++ = (unsigned char)(acc & 0xff);
+    return out;
+}
+
+static void put_str(wr_t *w, const char *s, size_t n)
+{
+    int form = PS_RAW;
+    size_t k = 0;
+    bool upper = false;
+    if (n >= 4 && n <= (UINT32_MAX >> 2)) {
+        unsigned all = CODE_SIX | CODE_NIBBLE;
+        for (size_t i = 0; i < n && all; i++) all &= char_codes[(unsigned char)s[i]];
+        form = all & CODE_NIBBLE ? PS_NIBBLE : all & CODE_SIX ? PS_SIX : PS_RAW;
+        if (form != PS_NIBBLE) {
+            size_t t = hex_tail(s, n, &upper);
+            if (t <= HEX_PREFIX_MAX && packed_len(PS_HEX, n, t) < packed_len(form, n, 0)) {
+                form = PS_HEX;
+                k = t;
+            }
+        }
+    }
+    put_var(w, (uint32_t)(n << 2 | (size_t)form));
+    size_t len = packed_len(form, n, k);
+    if (form == PS_RAW || !wr_fits(w, len)) { /* counting: the length is known */
+        if (form == PS_RAW) put_bytes(w, s, n);
+        else w->n += len;
+        return;
+    }
+    unsigned char *out = (unsigned char *)w->p + w->n;
+    if (form == PS_HEX) {
+        *out++ = (unsigned char)(k | (upper ? 0x80u : 0));
+        if (k) memcpy(out, s, k);
+        out = pack_codes(out + k, s + k, n - k, form, upper ? hex_upper : hex_lower);
+    } else {
+        out = pack_codes(out, s, n, form, NULL);
+    }
     w->n = (size_t)(out - (unsigned char *)w->p);
 }
 
@@ -404,22 +471,31 @@ static pstr_t get_str(rd_t *r)
 {
     uint32_t h = get_var(r);
     pstr_t s = {r->p, h >> 2, (int)(h & 3)};
-    r->p += packed_len(s.form, s.n);
+    r->p += packed_len(s.form, s.n, s.form == PS_HEX ? (size_t)(r->p[0] & 0x7f) : 0);
     return s;
 }
 
 /* Writes s's n characters at out; the end. */
 static char *unpack(pstr_t s, char *out)
 {
+    if (s.n == 0) return out; /* empty, or not asked for (view_of) */
     if (s.form == PS_RAW) {
         if (s.n) memcpy(out, s.p, s.n);
         return out + s.n;
     }
     const char *abc = s.form == PS_SIX ? six_chars : nibble_chars;
+    const unsigned char *p = s.p;
+    if (s.form == PS_HEX) { /* the raw prefix, then its digits as nibbles */
+        size_t k = p[0] & 0x7f;
+        abc = p[0] & 0x80 ? hex_upper : hex_lower;
+        memcpy(out, p + 1, k);
+        out += k;
+        p += 1 + k;
+        s.n -= k;
+    }
     int width = s.form == PS_SIX ? 6 : 4;
     uint32_t mask = (1u << width) - 1, acc = 0;
     int bits = 0;
-    const unsigned char *p = s.p;
     size_t i = 0;
     /* whole groups first (4 characters in 3 bytes, or 2 in 1): a push
      * token is most of a recipient's characters */
