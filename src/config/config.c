@@ -209,7 +209,7 @@ static const opt_t opts[] = {
      "crash makes the next start process again."},
     {"dispatch.sent_memory", OPT_INT, F(dispatch_sent_memory), "262144", 0, 100000000, NULL,
      "Notification ids a dispatch worker remembers as sent (the tail of notification-status "
-     "read on takeover, and its own deliveries) to skip copies after a crash; ~24 bytes each."},
+     "read on takeover, and its own deliveries) to skip copies after a crash; 16 bytes each."},
     {"dispatch.status_every", OPT_INT, F(dispatch_status_every), "128", 0, 65536, NULL,
      "Notifications dispatch hands to the provider before it waits for their status records to "
      "be written (0 = the whole batch): a crash repeats at most this many provider calls. Keep "

@@ -9,15 +9,27 @@
  * ring keeps the ids in insertion order; an open-addressing table (linear
  * probing, backward-shift deletion) maps ids to ring slots.
  *
+ * The ring keeps 8 bytes of each key, sent_key_hash (lo ^ hi x an odd
+ * constant: two keys that differ in one half only never share it), and
+ * the table entry's tag bits come from another mix of the whole key, so a
+ * key is found only when those 64 bits and the tag's (9 with the default
+ * bound) match: a different id is taken for a sent one with a chance of
+ * about count / 2^73 per lookup (the id itself carries 80 bits of SHA-256
+ * beside its time). With the whole 16-byte key in the ring an id took 24
+ * bytes; 16 now (2 MiB ring + 2 MiB table for 262,144 ids, one huge page
+ * each), for 8 dispatch workers 32 MB instead of 48 when full, and no
+ * slower (has 60-62 / add 81-84 ns an id against 57-62 / 81-86, 8 full
+ * sets, batches of 50, three runs each alternated).
+ *
  * Cost and memory: the table (2 x 4 bytes an id, at most half full) is
  * probed at random, so each probe is a cache miss. An entry packs the
  * ring index (ibits bits: 19 for the default 262,144 ids), the entry's
  * displacement from its home slot (dbits = 4 bits: 0 to 14, 15 = "15 or
- * more") and the top 32 - ibits - dbits bits of the key's hash (9 bits
+ * more") and the top 32 - ibits - dbits bits of the tag mix (9 bits
  * there), so a lookup of a new id reads the table only (the ring is read
  * when the tag matches: for an id that is there, or once in 512 probes of
  * another entry). The deletion of the oldest id finds its slot by ring
- * index (ring[head] is read in order: its hash gives the home); the
+ * index (ring[head] is read in order: its low bits give the home); the
  * entries it shifts back know their homes from their displacements, so
  * an eviction reads the table's lines and no other id's key (with a
  * 13-bit tag and no displacement each entry shifted back read its key in
@@ -50,13 +62,20 @@ bool sent_key_parse(hstr_t id, sent_key_t *k)
     return a && b;
 }
 
+/* What the ring keeps of a key (sent_key_hash: 64 bits that differ
+ * between any two keys differing in only one half); the table's home
+ * slot is its low bits. */
 static uint64_t hash_of(const sent_key_t *k) { return sent_key_hash(k); }
 
-/* The entry's tag bits: the hash's top 32 - ibits - dbits bits, in place. */
-static uint32_t tag_of(const sent_ids_t *s, uint64_t h)
+/* The entry's tag bits (the top 32 - ibits - dbits bits, in place) come
+ * from another mix of the whole key, so that an id found compares 64 +
+ * that many bits; they are set once, when the id is added, and moved
+ * with the entry (a rebuild keeps them, grow). */
+static uint32_t tag_of(const sent_ids_t *s, const sent_key_t *k)
 {
     unsigned sh = s->ibits + s->dbits;
-    return (uint32_t)(h >> 32 >> sh) << sh;
+    uint64_t t = (k->hi ^ k->lo * 0xC2B2AE3D27D4EB4Full) * 0x94D049BB133111EBull;
+    return (uint32_t)(t >> 32 >> sh) << sh;
 }
 
 /* The bits below the tag (displacement and ring index). */
@@ -79,10 +98,10 @@ static uint32_t with_disp(const sent_ids_t *s, uint32_t e, size_t i, size_t home
     return (e & ~(dfar(s) << s->ibits)) | code << s->ibits;
 }
 
-/* The entry of the key with hash h at ring index r, in table slot i. */
-static uint32_t entry_of(const sent_ids_t *s, uint64_t h, size_t r, size_t i)
+/* The entry of the key k (tag) at ring index r, in table slot i. */
+static uint32_t entry_of(const sent_ids_t *s, const sent_key_t *k, size_t r, size_t i)
 {
-    return with_disp(s, tag_of(s, h) | (uint32_t)(r + 1), i, (size_t)h & s->tmask);
+    return with_disp(s, tag_of(s, k) | (uint32_t)(r + 1), i, (size_t)hash_of(k) & s->tmask);
 }
 
 /* The home slot of the entry e found at slot i: from its displacement, or
@@ -91,21 +110,19 @@ static size_t home_of_entry(const sent_ids_t *s, uint32_t e, size_t i)
 {
     uint32_t d = (e >> s->ibits) & dfar(s);
     if (d < dfar(s)) return (i - d) & s->tmask;
-    return (size_t)hash_of(&s->ring[ring_of(s, e)]) & s->tmask;
+    return (size_t)s->ring[ring_of(s, e)] & s->tmask;
 }
-
-static bool key_eq(const sent_key_t *a, const sent_key_t *b) { return a->hi == b->hi && a->lo == b->lo; }
 
 /* The table slot holding k, or the empty slot where it would go. */
 static size_t find_slot(const sent_ids_t *s, const sent_key_t *k)
 {
     uint64_t h = hash_of(k);
-    uint32_t tag = tag_of(s, h), imask = imask_of(s), lmask = low_mask(s);
+    uint32_t tag = tag_of(s, k), imask = imask_of(s), lmask = low_mask(s);
     size_t i = (size_t)h & s->tmask;
     for (;;) {
         uint32_t e = s->tab[i];
         if (!e) return i;
-        if ((e & ~lmask) == tag && key_eq(&s->ring[(e & imask) - 1], k)) return i;
+        if ((e & ~lmask) == tag && s->ring[(e & imask) - 1] == h) return i;
         i = (i + 1) & s->tmask;
     }
 }
@@ -113,7 +130,7 @@ static size_t find_slot(const sent_ids_t *s, const sent_key_t *k)
 /* The table slot of ring index r (which is in the table). */
 static size_t slot_of_ring(const sent_ids_t *s, size_t r)
 {
-    size_t i = (size_t)hash_of(&s->ring[r]) & s->tmask;
+    size_t i = (size_t)s->ring[r] & s->tmask;
     uint32_t imask = imask_of(s);
     while ((s->tab[i] & imask) != (uint32_t)r + 1) i = (i + 1) & s->tmask;
     return i;
@@ -153,11 +170,12 @@ void sent_ids_clear(sent_ids_t *s)
 }
 
 /* Rebuilds the table for a ring of new_cap slots (only while nothing was
- * evicted yet: the ids are ring[0, count)). */
+ * evicted yet: the ids are ring[0, count)). The old table's entries are
+ * moved with their tags, which the ring's keys cannot give again. */
 static void grow(sent_ids_t *s, size_t new_cap)
 {
     size_t map;
-    sent_key_t *ring = bigmem_alloc(new_cap * sizeof(*s->ring), &map);
+    uint64_t *ring = bigmem_alloc(new_cap * sizeof(*s->ring), &map);
     if (s->count) memcpy(ring, s->ring, s->count * sizeof(*s->ring));
     bigmem_free(s->ring, s->ring_map);
     s->ring = ring;
@@ -165,13 +183,17 @@ static void grow(sent_ids_t *s, size_t new_cap)
     s->cap = new_cap;
     size_t tsize = 16;
     while (tsize < 2 * new_cap) tsize *= 2;
-    bigmem_free(s->tab, s->tab_map);
+    uint32_t *old = s->tab;
+    size_t old_map = s->tab_map, old_len = old ? s->tmask + 1 : 0;
     s->tab = bigmem_alloc(tsize * sizeof(*s->tab), &s->tab_map);
     s->tmask = tsize - 1;
-    for (size_t r = 0; r < s->count; r++) {
-        size_t i = find_slot(s, &s->ring[r]);
-        s->tab[i] = entry_of(s, hash_of(&s->ring[r]), r, i);
+    for (size_t j = 0; j < old_len; j++) {
+        if (!old[j]) continue;
+        size_t home = (size_t)s->ring[ring_of(s, old[j])] & s->tmask, i = home;
+        while (s->tab[i]) i = (i + 1) & s->tmask;
+        s->tab[i] = with_disp(s, old[j], i, home);
     }
+    bigmem_free(old, old_map);
 }
 
 /* Removes the table entry at slot i, shifting later entries of the probe
@@ -203,7 +225,7 @@ enum { AHEAD = 16 };
  * is a __builtin_prefetch, as it did here before). */
 static const uint32_t *eviction_ahead(const sent_ids_t *s)
 {
-    return &s->tab[(size_t)hash_of(&s->ring[(s->head + AHEAD) % s->cap]) & s->tmask];
+    return &s->tab[(size_t)s->ring[(s->head + AHEAD) % s->cap] & s->tmask];
 }
 
 bool sent_ids_add_key(sent_ids_t *s, const sent_key_t *k)
@@ -227,9 +249,9 @@ bool sent_ids_add_key(sent_ids_t *s, const sent_key_t *k)
     } else {
         r = (s->head + s->count) % s->cap;
     }
-    s->ring[r] = *k;
+    s->ring[r] = hash_of(k);
     s->count++;
-    s->tab[slot] = entry_of(s, hash_of(k), r, slot);
+    s->tab[slot] = entry_of(s, k, r, slot);
     return true;
 }
 
@@ -285,7 +307,7 @@ void sent_ids_has_keys(const sent_ids_t *s, const sent_key_t *keys, size_t n, bo
 static void prefetch_group_evictions(const sent_ids_t *s, size_t m)
 {
     if (m > s->count) m = s->count;
-    for (size_t j = 0; j < m; j++) touch_slot(s, hash_of(&s->ring[(s->head + j) % s->cap]));
+    for (size_t j = 0; j < m; j++) touch_slot(s, s->ring[(s->head + j) % s->cap]);
 }
 
 void sent_ids_add_keys(sent_ids_t *s, const sent_key_t *keys, size_t n)

@@ -3,10 +3,12 @@
  * "already sent?" knowledge between the bus and the store.
  *
  * Keys are notification ids as notif_make_id() writes them (32 hex digits),
- * kept as their 16 bytes; any other id is not kept (sent_ids_add says so)
- * and never found. When the set holds `max` ids the oldest one goes first
- * (FIFO), so memory stays bounded (~24 bytes an id: 16 in the ring, two
- * 4-byte table slots). Memory grows with use up to that bound; arrays of
+ * parsed to their 16 bytes; any other id is not kept (sent_ids_add says so)
+ * and never found. The set keeps 64 bits of each key and a tag of 9 more
+ * (sent_ids.c): a different id reads as present with a chance of about
+ * count / 2^73 per lookup. When the set holds `max` ids the oldest one
+ * goes first (FIFO), so memory stays bounded (16 bytes an id: 8 in the
+ * ring, two 4-byte table slots). Memory grows with use up to that bound; arrays of
  * 2 MiB and more go on huge pages (core/bigmem.h), being probed at random. One thread; no locking.
  *
  * A caller that asks about one id several times (dispatch: in the batch?
@@ -27,7 +29,7 @@ typedef struct sent_key {
 
 typedef struct sent_ids {
     size_t max;                 /* bound; 0 keeps nothing */
-    sent_key_t *ring;           /* insertion order; [head, head + count) mod cap */
+    uint64_t *ring;             /* insertion order, sent_key_hash of each; [head, head + count) mod cap */
     size_t cap, head, count;
     /* linear probing; an entry is tag | displacement | ring index + 1,
      * 0 = empty, where the tag is the top 32 - dbits - ibits bits of the

@@ -298,8 +298,10 @@ static void test_batches_against_model(void **st)
     sent_ids_release(&z);
 }
 
-/* The table takes 4 bytes a slot, at most half full: with the default
- * bound, 24 bytes an id (16 in the ring). */
+/* The table takes 4 bytes a slot, at most half full, and the ring 8 bytes
+ * an id: with the default bound, 16 bytes an id (it was 24 with the whole
+ * 16-byte key in the ring), the 2 MiB ring and the 2 MiB table in one huge
+ * page each. */
 static void test_bytes_per_id(void **st)
 {
     (void)st;
@@ -314,8 +316,8 @@ static void test_bytes_per_id(void **st)
     assert_int_equal(sent_ids_count(&s), MAX);
     assert_int_equal(s.cap, MAX);
     size_t bytes = s.cap * sizeof(*s.ring) + (s.tmask + 1) * sizeof(*s.tab);
-    assert_int_equal(bytes / MAX, 24);
-    /* the 4 MiB ring and 2 MiB table are mapped (huge pages), exactly */
+    assert_int_equal(bytes / MAX, 16);
+    /* the 2 MiB ring and 2 MiB table are mapped (huge pages), exactly */
     assert_int_equal(s.ring_map, (size_t)MAX * sizeof(*s.ring));
     assert_int_equal(s.tab_map, (s.tmask + 1) * sizeof(*s.tab));
     /* the newest MAX ids survived the growths from calloc'd to mapped arrays */
@@ -323,6 +325,46 @@ static void test_bytes_per_id(void **st)
     for (int i = 0; i < MAX + 1000; i++) {
         sent_key_t k = {.hi = rnd(&x), .lo = rnd(&x)};
         assert_int_equal(sent_ids_has_key(&s, &k), i >= 1000);
+    }
+    sent_ids_release(&s);
+}
+
+/* Keys the ring cannot tell apart are still told apart: ids that differ
+ * in one half only never share a ring key (sent_key_hash), and two keys
+ * made to share it (differing in both halves) differ in the table entry's
+ * tag, which comes from another mix of the whole key; both stay exact
+ * through the growths, evictions and the shifts of deletions. */
+static void test_ring_key_collisions(void **st)
+{
+    (void)st;
+    enum { MAX = 4096, N = 3000 };
+    sent_ids_t s;
+    sent_ids_init(&s, MAX);
+    uint64_t x = 7;
+    sent_key_t a[N], b[N];
+    for (int i = 0; i < N; i++) {
+        a[i] = (sent_key_t){.hi = rnd(&x), .lo = rnd(&x)};
+        /* the same ring key: lo ^ hi * C equal, hi different */
+        uint64_t hi = a[i].hi + 1 + (uint64_t)i;
+        b[i] = (sent_key_t){.hi = hi, .lo = a[i].lo ^ a[i].hi * 0x9E3779B97F4A7C15ull ^ hi * 0x9E3779B97F4A7C15ull};
+        assert_int_equal(sent_key_hash(&a[i]), sent_key_hash(&b[i]));
+    }
+    int told = 0;
+    for (int i = 0; i < N; i++) {
+        assert_true(sent_ids_add_key(&s, &a[i]));
+        told += !sent_ids_has_key(&s, &b[i]);
+        sent_key_t h = {.hi = a[i].hi ^ 1, .lo = a[i].lo}, l = {.hi = a[i].hi, .lo = a[i].lo ^ 1};
+        assert_false(sent_ids_has_key(&s, &h)); /* one half differs: never the same */
+        assert_false(sent_ids_has_key(&s, &l));
+    }
+    /* the tag has 32 - 13 - 4 = 15 bits here: a shared tag is 1 in 32768 */
+    assert_true(told >= N - 2);
+    for (int i = 0; i < N; i++) assert_true(sent_ids_has_key(&s, &a[i]));
+    /* past the bound: the oldest go, the newest stay, with their tags */
+    for (int i = 0; i < N; i++) assert_true(sent_ids_add_key(&s, &b[i]));
+    for (int i = 0; i < N; i++) {
+        assert_true(sent_ids_has_key(&s, &b[i]));
+        assert_int_equal(sent_ids_has_key(&s, &a[i]), i >= 2 * N - MAX);
     }
     sent_ids_release(&s);
 }
@@ -338,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_against_model),
         cmocka_unit_test(test_batches_against_model),
         cmocka_unit_test(test_bytes_per_id),
+        cmocka_unit_test(test_ring_key_collisions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
