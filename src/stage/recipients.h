@@ -7,7 +7,7 @@
  * Why: reading a user, its devices and its preferences from SQLite costs
  * two read transactions and three index probes per recipient (~20 us; ~6 us
  * even batched in one transaction), which alone would cap fan-out far below
- * the bus. A hit costs a hash, a compare and a copy of ~90 bytes (a user
+ * the bus. A hit costs a hash, a compare and a copy of ~72 bytes (a user
  * with one device, e-mail and phone, packed: recipients.c).
  *
  * Bounded: at most `max_bytes` of entries (set-associative, 4 ways, CLOCK
