@@ -71,13 +71,13 @@ double sustain_next(double lo, double hi, double cap, double tol)
     /* A failed step's bottleneck processed `cap` notifications/s while
      * overloaded: the rate it can take is about that (a little more, as the
      * overloaded stages upstream leave it more CPU at a lower rate). Try it
-     * when it lies well inside the bracket; bisect otherwise. */
-    double margin = 1 + tol / 2;
-    double c = cap * 0.97;
-    /* A bottleneck that processed nearly all of hi (a near miss) puts the
+     * when it lies above lo by more than the precision; bisect otherwise.
+     * A bottleneck that processed nearly all of hi (a near miss) puts the
      * rate just below hi: step down by the precision, not to the middle
      * (with nothing kept up yet that was half of hi, and three more steps
      * to climb back). */
+    double margin = 1 + tol / 2;
+    double c = cap * 0.97;
     if (c > 0 && c > (lo > 0 ? lo * margin : 0)) return fmin(c, hi / margin);
     return mid;
 }
