@@ -173,14 +173,16 @@ def steps_table(runs):
                     TITLES[label], len(steps), g(d, "sustained", "hold_s", default=0),
                     g(d, "sustained", "warmup_s", default=0), 100 * g(d, "sustained", "tolerance", default=0)),
                 "",
-                "| # | offered notifications/s | settled/s | status rows/s | backlog growth per s "
+                "| # | drained first (s) | offered notifications/s | settled/s | status rows/s | backlog growth per s "
                 "(ingest / fan-out / dispatch / sink) | herald cores | CPU s per million | other processes' cores "
                 "| load average | kept up? |",
-                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
         for i, st in enumerate(steps, 1):
             sg = st.get("stages", {})
-            out.append("| %d | %s | %s | %s | %s | %.2f | %.1f | %s | %s | %s |" % (
-                i, k(st.get("offered_notifs_per_s")), k(st.get("delivered_per_s")),
+            dr = st.get("drained_s")
+            out.append("| %d | %s | %s | %s | %s | %s | %.2f | %.1f | %s | %s | %s |" % (
+                i, "-" if dr is None else ("fresh herald" if dr < 0 else "%.1f" % dr),
+                k(st.get("offered_notifs_per_s")), k(st.get("delivered_per_s")),
                 k(st.get("status_rows_per_s")),
                 " / ".join("%.0f" % g(sg, x, "growth_per_s", default=0) for x in ("ingest", "fanout", "dispatch", "status")),
                 st.get("cpu_cores", 0), st.get("cpu_s_per_m", 0),
@@ -538,8 +540,10 @@ Settings besides the defaults, per mode: {settings}.
   minus what herald accepted, and no request may be refused. At low rates the 4,096 records limit
   the precision (a 15 s hold at 10k notifications/s allows 5.7 % growth). The first step is an estimate from the burst (the cores herald had, over the
   CPU of a notification plus that of its status row); after a step that fell behind, the next tries
-  the rate the slowest stage actually processed (when it lies inside the bracket) or bisects, with
-  every backlog drained first (or a fresh herald when it does not drain in time). The search stops
+  the rate the slowest stage actually processed (when it lies inside the bracket; just under the
+  failed rate, by the precision, when it processed nearly all of it) or bisects. Every step starts
+  with every backlog drained - dispatch's and the status sink's, after a step that kept up too (the
+  wait is the table's "drained first"; a fresh herald when it does not drain in time). The search stops
   when the highest rate that kept up and the lowest that did not are within the precision. The status
   table grows from step to step, as it would in service.
 * **CPU s per million notifications, sustained**: the `herald serve` process's user + system time

@@ -953,13 +953,16 @@ out:
     return r;
 }
 
-/* The running herald with every stage caught up: waits, and starts a
- * fresh one (named name) when the backlog does not drain in time. */
-static hr_t caught_up(run_t *R, const char *name)
+/* The running herald with every stage caught up (every accepted
+ * notification settled by dispatch and written by the status sink): waits
+ * up to --drain-timeout, and starts a fresh one (named name) when the
+ * backlog does not drain in time. *waited: the seconds the wait took, -1
+ * when a fresh herald was started. */
+static hr_t caught_up(run_t *R, const char *name, double *waited)
 {
     metrics_t m;
-    double w = wait_drain(R, true, R->o->drain_timeout, &m);
-    if (w >= 0) return HR_OK;
+    *waited = wait_drain(R, true, R->o->drain_timeout, &m);
+    if (*waited >= 0) return HR_OK;
     printf("     the backlog did not drain in %.0f s: a fresh herald\n", R->o->drain_timeout);
     fflush(stdout);
     hr_t r = herald_stop(R);
@@ -967,20 +970,19 @@ static hr_t caught_up(run_t *R, const char *name)
     return r;
 }
 
-/* The search: the highest offered rate at which every stage keeps up. lo
- * is the highest rate that kept up, hi the lowest that did not - at first
- * the burst rate, untried: a fixed rate above what the closed loop reached
- * is not expected to last, but the burst may have been measured while the
- * machine was busier, so an untried hi is tried before the search ends, and
- * raised when it keeps up. Each step after a failed one starts with every
- * backlog drained. The best step's record goes to *best (its json owned by
- * res). */
+/* The search: the highest offered rate at which every stage keeps up
+ * (sustain_search_t has the bracket). Every step starts from a drained
+ * pipeline: a step that kept up may still leave up to SUSTAIN_LEVEL_S of
+ * input behind, and one that fell behind leaves more; either would be the
+ * next step's backlog at its start (round 24's 286k step fell behind on the
+ * previous step's dispatch backlog). The wait is bounded (--drain-timeout,
+ * then a fresh herald) and recorded per step (drained_s). The best step's
+ * record goes to *best (its json owned by res). */
 static hr_t sustain_search(run_t *R, double burst, double first, json_t *res, step_t *best)
 {
     const bopts_t *o = R->o;
-    double lo = 0, hi = burst * 1.02, cap = 0;
-    bool hi_tried = false;
-    double r = fmin(first, hi / (1 + o->tolerance / 2));
+    sustain_search_t ss;
+    double r = sustain_start(&ss, burst, first, o->tolerance);
     json_t *steps = json_array();
     json_t *js = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:o}", "hold_s", o->hold, "warmup_s", o->step_warmup,
                            "tolerance", o->tolerance, "growth_rel", SUSTAIN_GROWTH_REL, "growth_abs",
@@ -991,32 +993,30 @@ static hr_t sustain_search(run_t *R, double burst, double first, json_t *res, st
     int restarts = 0;
     hr_t rc = HR_OK;
     for (int k = 0; k < o->steps && r > 0; k++) {
+        /* from a drained pipeline (the first step's herald is fresh) */
+        double drained = 0;
+        if (k > 0) {
+            char name[32];
+            snprintf(name, sizeof(name), "sustain-%d", restarts + 1);
+            rc = caught_up(R, name, &drained);
+            if (rc != HR_OK) break;
+            if (drained < 0) restarts++;
+            else printf("     drained in %.1f s\n", drained);
+            fflush(stdout);
+        }
         step_t st;
         rc = run_step(R, r, &st);
         if (rc != HR_OK) break;
+        json_object_set_new(st.j, "drained_s", json_real(drained));
         json_array_append_new(steps, st.j);
-        if (st.pass) {
-            lo = r;
-            *best = st;
-            cap = 0;
-            if (lo >= hi) hi = lo * 1.25; /* the untried bound kept up: raise it */
-        } else {
-            hi = r;
-            hi_tried = true;
-            cap = st.cap;
-        }
-        r = sustain_next(lo, hi, cap, o->tolerance);
-        if (r == 0 && !hi_tried) r = hi;
-        if (r > 0 && !st.pass) {
-            char name[32];
-            snprintf(name, sizeof(name), "sustain-%d", ++restarts);
-            rc = caught_up(R, name);
-            if (rc != HR_OK) break;
-        }
+        if (st.pass) *best = st;
+        r = sustain_step(&ss, r, st.pass, st.cap);
     }
+    double lo = ss.lo, hi = ss.hi;
     json_object_set_new(js, "notifs_per_s", json_real(lo));
     json_object_set_new(js, "events_per_s", json_real(lo / R->mean_aud));
     json_object_set_new(js, "upper_notifs_per_s", json_real(hi));
+    json_object_set_new(js, "upper_tried", json_boolean(ss.hi_tried));
     if (best->j) {
         json_object_set_new(js, "status_rows_per_s", json_real(best->rows_per_s));
         json_object_set_new(js, "delivered_per_s", json_real(best->delivered_per_s));
@@ -1024,9 +1024,9 @@ static hr_t sustain_search(run_t *R, double burst, double first, json_t *res, st
         json_object_set_new(js, "cpu_s_per_m", json_real(best->notifs > 0 ? best->cpu_s / (best->notifs / 1e6) : 0));
         json_object_set_new(js, "others_cores", json_real(best->others));
         json_object_set_new(js, "threads", json_incref(json_object_get(best->j, "threads")));
-        printf("sustained: %.0f notifications/s (%.0f events/s) kept up; %.0f did not. At it: sink %.0f rows/s, "
+        printf("sustained: %.0f notifications/s (%.0f events/s) kept up; %.0f %s. At it: sink %.0f rows/s, "
                "%.2f CPU s per million notifications (every stage)\n",
-               lo, lo / R->mean_aud, hi, best->rows_per_s, best->notifs > 0 ? best->cpu_s / (best->notifs / 1e6) : 0);
+               lo, lo / R->mean_aud, hi, ss.hi_tried ? "did not" : "untried", best->rows_per_s, best->notifs > 0 ? best->cpu_s / (best->notifs / 1e6) : 0);
         tcpu_print("     ", &best->g, best->notifs);
     } else {
         printf("sustained: no step kept up (the lowest tried: %.0f notifications/s)\n", hi);
@@ -1388,7 +1388,8 @@ int bench_main(int argc, char **argv)
     double mean_aud = (double)R.wl.notifs / (double)(R.wl.events ? R.wl.events : 1);
     if (np > 0) {
         if (searched) {
-            if (caught_up(&R, "sweep") != HR_OK) goto out;
+            double waited;
+            if (caught_up(&R, "sweep", &waited) != HR_OK) goto out;
         } else if (herald_stop(&R) != HR_OK || herald_start(&R, "sweep") != HR_OK) {
             goto out;
         }

@@ -183,6 +183,21 @@ bool sustain_keeps_up(double rate, double hold_s, double slope, double tail, cha
  * hi / lo <= 1 + tol: the search is done. */
 double sustain_next(double lo, double hi, double cap, double tol);
 
+/* The search's bracket. lo is the highest rate that kept up (0: none yet),
+ * hi the lowest that did not - at first the burst rate, untried: a fixed
+ * rate above what the closed loop reached is not expected to last, but the
+ * burst may have been measured while the machine was busier, so an untried
+ * hi is tried before the search ends, and raised when it keeps up. */
+typedef struct sustain_search {
+    double lo, hi, tol;
+    bool hi_tried;
+} sustain_search_t;
+/* Starts a search below the burst rate; returns the first rate to try. */
+double sustain_start(sustain_search_t *s, double burst, double first, double tol);
+/* Records a step's outcome (cap: its bottleneck's processed rate); returns
+ * the next rate to try, 0 when the search is done. */
+double sustain_step(sustain_search_t *s, double rate, bool pass, double cap);
+
 /* ---- gen.c ---- */
 
 typedef struct gen_opts {

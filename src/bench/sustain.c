@@ -71,9 +71,37 @@ double sustain_next(double lo, double hi, double cap, double tol)
     /* A failed step's bottleneck processed `cap` notifications/s while
      * overloaded: the rate it can take is about that (a little more, as the
      * overloaded stages upstream leave it more CPU at a lower rate). Try it
-     * when it lies well inside the bracket; bisect otherwise. */
+     * when it lies above lo by more than the precision; bisect otherwise.
+     * A bottleneck that processed nearly all of hi (a near miss) puts the
+     * rate just below hi: step down by the precision, not to the middle
+     * (with nothing kept up yet that was half of hi, and three more steps
+     * to climb back). */
     double margin = 1 + tol / 2;
     double c = cap * 0.97;
-    if (c > 0 && c > (lo > 0 ? lo * margin : 0) && c < hi / margin) return c;
+    if (c > 0 && c > (lo > 0 ? lo * margin : 0)) return fmin(c, hi / margin);
     return mid;
+}
+
+double sustain_start(sustain_search_t *s, double burst, double first, double tol)
+{
+    s->lo = 0;
+    s->hi = burst * 1.02;
+    s->hi_tried = false;
+    s->tol = tol;
+    return fmin(first, s->hi / (1 + tol / 2));
+}
+
+double sustain_step(sustain_search_t *s, double rate, bool pass, double cap)
+{
+    if (pass) {
+        s->lo = rate;
+        cap = 0;
+        if (s->lo >= s->hi) s->hi = s->lo * 1.25; /* the untried bound kept up: raise it */
+    } else {
+        s->hi = rate;
+        s->hi_tried = true;
+    }
+    double next = sustain_next(s->lo, s->hi, cap, s->tol);
+    if (next == 0 && !s->hi_tried) next = s->hi;
+    return next;
 }

@@ -74,7 +74,10 @@ static void test_next_rate(void **state)
     assert_float_equal(sustain_next(0, 100000, 40000, 0.1), 40000 * 0.97, 1e-6);
     /* no usable capacity figure: halve */
     assert_float_equal(sustain_next(0, 100000, 0, 0.1), 50000, 1e-6);
-    assert_float_equal(sustain_next(0, 100000, 99000, 0.1), 50000, 1e-6);
+    /* a near miss (the bottleneck did 99k of 100k): just below hi, by the
+     * precision, not half of it */
+    assert_float_equal(sustain_next(0, 100000, 99000, 0.1), 100000 / 1.05, 1e-6);
+    assert_float_equal(sustain_next(40000, 90000, 89000, 0.1), 90000 / 1.05, 1e-6);
     /* a bracket: geometric middle */
     assert_float_equal(sustain_next(40000, 90000, 0, 0.1), 60000, 1e-6);
     /* a capacity figure inside the bracket is tried */
@@ -83,6 +86,59 @@ static void test_next_rate(void **state)
     assert_float_equal(sustain_next(40000, 90000, 41000, 0.1), 60000, 1e-6);
     /* within the precision: done */
     assert_float_equal(sustain_next(95000, 100000, 0, 0.1), 0, 0);
+}
+
+/* A made-up herald that keeps up at most `cap` notifications/s; above it,
+ * the bottleneck processes `starve` of cap (an overloaded machine leaves the
+ * niced status sink less). Runs the search as bench.c does; returns the
+ * steps it took, the rates in tried[]. */
+static int simulate(double cap, double starve, double burst, double first, int max_steps, sustain_search_t *s,
+                    double *tried)
+{
+    double r = sustain_start(s, burst, first, 0.1);
+    int k = 0;
+    for (; k < max_steps && r > 0; k++) {
+        /* inside the bracket known before it (or its untried upper end) */
+        assert_true(r > s->lo);
+        assert_true(r < s->hi || (r == s->hi && !s->hi_tried));
+        tried[k] = r;
+        bool pass = r <= cap;
+        r = sustain_step(s, r, pass, pass ? r : cap * starve);
+    }
+    return k;
+}
+
+static void test_search_brackets(void **state)
+{
+    (void)state;
+    double tried[16];
+    sustain_search_t s;
+    /* the top near the burst rate, a starved sink on failed steps: the
+     * search ends with the rate inside the bracket, within the precision */
+    static const double caps[] = {150000, 262000, 290000, 305000, 330000};
+    static const double starves[] = {1.0, 0.9, 0.8};
+    for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+        for (size_t j = 0; j < sizeof(starves) / sizeof(starves[0]); j++) {
+            int n = simulate(caps[i], starves[j], 340000, 320000, 8, &s, tried);
+            assert_true(n <= 8);
+            assert_true(s.lo <= caps[i]);
+            assert_true(s.hi > caps[i]);
+            assert_true(s.hi_tried);
+            assert_true(s.hi / s.lo <= 1.1 + 1e-9);
+        }
+    /* a near miss at the first step (the bottleneck processed 318k of
+     * 320k) steps down by the precision and the search ends in two steps
+     * (halving first took five and ended at 293k) */
+    int n = simulate(318000, 1.0, 330000, 320000, 8, &s, tried);
+    assert_int_equal(n, 2);
+    assert_float_equal(tried[1], 320000 / 1.05, 1e-6);
+    assert_float_equal(s.lo, tried[1], 0);
+    /* the burst under-measured (the machine was busier): the untried upper
+     * bound is tried, kept up, raised, and the search goes on above it */
+    n = simulate(400000, 0.9, 300000, 250000, 8, &s, tried);
+    assert_true(s.lo > 300000 * 1.02);
+    assert_true(s.lo <= 400000);
+    assert_true(s.hi_tried || n == 8);
 }
 
 static void test_thread_groups(void **state)
@@ -135,7 +191,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slope_of_a_line),       cmocka_unit_test(test_sawtooth_keeps_up),
         cmocka_unit_test(test_growth_falls_behind),   cmocka_unit_test(test_high_backlog_falls_behind),
-        cmocka_unit_test(test_next_rate),             cmocka_unit_test(test_thread_groups),
+        cmocka_unit_test(test_next_rate),             cmocka_unit_test(test_search_brackets),
+        cmocka_unit_test(test_thread_groups),
         cmocka_unit_test(test_snapshot_of_self),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
