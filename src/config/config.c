@@ -155,7 +155,7 @@ static const opt_t opts[] = {
      "Pull fan-out: an event to the followers of an actor with at least this many followers "
      "stores its in-app item once, merged into each follower's inbox when read, instead of "
      "one inbox item per follower; push, e-mail, SMS and webhook still fan out (0 = never)."},
-    {"status.gather", OPT_INT, F(status_gather), "8192", 1, 1048576, NULL,
+    {"status.gather", OPT_INT, F(status_gather), "16384", 1, 1048576, NULL,
      "Status sink: rows per store transaction (bigger transactions write each index page once "
      "for more rows)."},
     {"status.linger_ms", OPT_INT, F(status_linger_ms), "50", 0, 1000, NULL,

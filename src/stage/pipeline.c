@@ -1,7 +1,8 @@
 /*
  * pipeline.c - starts the stages this process runs (cfg->roles) with
  * cfg->workers_per_stage consumer threads each (a channel's dispatch role
- * brings its retry-tier stages, one worker each: they mostly wait), and stops them gracefully:
+ * brings its retry-tier stages, one worker each: they mostly wait; a stage
+ * may ask for fewer, stage_def_t.max_workers), and stops them gracefully:
  * workers finish their batch, outputs are acknowledged, offsets committed.
  */
 #include "stage/stage.h"
@@ -17,6 +18,7 @@
 struct pipeline {
     app_t *app;
     stage_def_t defs[MAX_STAGES];
+    int nper[MAX_STAGES];       /* workers started for defs[i] */
     int ndefs;
     stage_worker_t **workers;
     int nworkers;
@@ -51,6 +53,7 @@ hr_t pipeline_start(app_t *app, pipeline_t **out)
     p->workers = xcalloc((size_t)(p->ndefs * workers), sizeof(*p->workers));
     for (int i = 0; i < p->ndefs; i++) {
         int per = strncmp(p->defs[i].name, "retry:", 6) == 0 ? 1 : workers;
+        if (p->defs[i].max_workers > 0 && per > p->defs[i].max_workers) per = p->defs[i].max_workers;
         for (int w = 0; w < per; w++) {
             hr_t r = stage_worker_start(app, &p->defs[i], w, &p->workers[p->nworkers]);
             if (r != HR_OK) {
@@ -59,6 +62,7 @@ hr_t pipeline_start(app_t *app, pipeline_t **out)
                 return r;
             }
             p->nworkers++;
+            p->nper[i]++;
         }
         if (per == 1 && strncmp(p->defs[i].name, "retry:", 6) == 0) /* fifteen of them: quiet */
             log_debug("pipeline", "stage %s: 1 worker on %s", p->defs[i].name, p->defs[i].topic);
@@ -68,6 +72,13 @@ hr_t pipeline_start(app_t *app, pipeline_t **out)
     }
     *out = p;
     return HR_OK;
+}
+
+int pipeline_stage_workers(const pipeline_t *p, const char *stage)
+{
+    for (int i = 0; i < p->ndefs; i++)
+        if (strcmp(p->defs[i].name, stage) == 0) return p->nper[i];
+    return 0;
 }
 
 void pipeline_stop(pipeline_t *p)

@@ -78,6 +78,11 @@ typedef struct stage_def {
      * the next, because a crash repeats every provider call whose status
      * record was not written yet. */
     int max_depth;
+    /* Worker threads at most, when fewer than pipeline.workers (0 = no
+     * limit of the stage's own). The status sink keeps 1: its batches are
+     * serialized on the store's one writer anyway, and two workers
+     * committing in turn each wrote the index pages both touch. */
+    int max_workers;
     /* Back-off after a failed batch: starts at retry_min_ms, doubles up to
      * retry_max_ms (0 = 10 ms and 5 s). HR_LATER does not use it. */
     int retry_min_ms;
@@ -144,6 +149,8 @@ void retry_stage_def(int channel, int tier, stage_def_t *out);
 /* pipeline.c: starts the stages named by cfg->roles. */
 typedef struct pipeline pipeline_t;
 hr_t pipeline_start(app_t *app, pipeline_t **out);
+/* Worker threads started for the named stage (0 when it is not run). */
+int pipeline_stage_workers(const pipeline_t *p, const char *stage);
 void pipeline_stop(pipeline_t *p);
 
 #endif

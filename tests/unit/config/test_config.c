@@ -189,7 +189,7 @@ static void test_knobs(void **st)
     assert_int_equal(c.pipeline_depth, 4);
     assert_int_equal(c.ingest_ack_timeout_ms, 10000);
     assert_int_equal(c.fanout_cache_bytes, 128LL << 20);
-    assert_int_equal(c.status_gather, 8192);
+    assert_int_equal(c.status_gather, 16384);
     assert_int_equal(config_set(&c, "bus.embedded.max_pending_bytes", "1MiB", why, sizeof(why)), HR_OK);
     assert_int_equal(c.bus_embedded_max_pending, 1 << 20);
     assert_int_not_equal(config_set(&c, "pipeline.depth", "0", why, sizeof(why)), HR_OK);

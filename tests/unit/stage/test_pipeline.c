@@ -149,6 +149,19 @@ static json_t *dlq_records(fx_t *f, int want)
     return arr;
 }
 
+/* pipeline.workers applies to every stage but the status sink, which
+ * keeps one worker (its transactions take turns on the store's one
+ * writer: stage_def_t.max_workers). */
+static void test_status_sink_keeps_one_worker(void **state)
+{
+    fx_t *f = *state;
+    f->cfg.workers_per_stage = 2;
+    start(f);
+    assert_int_equal(pipeline_stage_workers(f->pipe, STAGE_FANOUT), 2);
+    assert_int_equal(pipeline_stage_workers(f->pipe, STAGE_STATUS), 1);
+    assert_int_equal(pipeline_stage_workers(f->pipe, "no-such-stage"), 0);
+}
+
 static void test_topic_audience_locale_and_optout(void **state)
 {
     fx_t *f = *state;
@@ -534,6 +547,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_record_carries_zone_quiet_hours_and_send_at, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inline_content, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_records_go_to_dlq_and_partition_moves_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_sink_keeps_one_worker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_user_and_duplicates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_redelivers_nothing_twice, setup, teardown),
         cmocka_unit_test_prestate_setup_teardown(test_batch_spanning_300_partitions, setup, teardown,
