@@ -1,11 +1,16 @@
 /*
- * ratelimit_local.c - the local rate-limit backend: exact sliding windows
- * held by the dispatcher that owns the input partition (ratelimit.h).
+ * ratelimit_local.c - the local rate-limit backend: sliding windows held
+ * by the dispatcher that owns the input partition (ratelimit.h).
  *
  * DESIGN. Per partition a hash table of users; per user a ring of the send
- * times still in the window, at most `limit` of them (a sliding log: exact,
- * and bounded by the limit). A check drops the times that left the window
- * and allows when fewer than `limit` remain. Users whose ring empties are
+ * times still in the window, at most `limit` of them (a sliding log,
+ * bounded by the limit). A check drops the times that left the window
+ * and allows when fewer than `limit` remain. The log is conservative, not
+ * exact: a time is held rounded up to a unit (1 ms for windows up to
+ * 43.7 s, 83 ms for an hour; entry_t), so a send leaves the window up to
+ * a unit late and never early: a user never gets more than `limit` sends
+ * in any window, and a send the exact log would allow is refused only
+ * within a unit of the moment the exact log would start to allow it. Users whose ring empties are
  * forgotten by ratelimit_tick's sweep, so memory follows the users active
  * in the last window (plus at most an eighth of a window: the sweep walks
  * every user, so it runs every max(snapshot_ms, window_ms / 8)).
@@ -17,12 +22,17 @@
  * (one cache line for most users). An allowed check also appends a record
  * of the send (user id, time) to the partition's next journal block.
  *
- * Memory: an entry holds the user id and its send times as 32-bit offsets
- * from a per-partition epoch, in a ring that starts small and grows with
- * the user's sends (entry_t below); the files hold absolute times. A table
- * slot is 8 bytes (slot_t below), at most 3/4 full: 10.7 to 21.3 bytes a
- * user. Entries come from a pool of 8-byte size classes (pool_t), not one
- * malloc each: no allocator header, no rounding to 16 bytes.
+ * Memory: an entry holds a 4-byte header (12 for limits above 255), the
+ * user id and its send times as 16-bit units after a per-partition epoch,
+ * in a ring that starts small and grows with the user's sends (entry_t
+ * below); the files hold absolute times (in ms, as held: rounded up). A
+ * table slot is 8 bytes (slot_t below), at most 3/4 full: 10.7 to 21.3
+ * bytes a user. Entries come from a pool of 8-byte size classes (pool_t),
+ * not one malloc each: no allocator header, no rounding to 16 bytes; a
+ * free entry of a bigger class serves a smaller request (with a bigger
+ * ring) before new memory is carved. With the 8-byte ids of the 1M-user
+ * benchmark an entry is 16 bytes with up to 2 sends, 32 with 10 (32 and
+ * 64 with 32-bit times and a 12-byte header).
  *
  * Persistence, per (channel, partition), in <state_dir>:
  *  - <channel>-<partition>.rl, the base: every user with sends in the
@@ -154,13 +164,16 @@ typedef uint64_t slot_t;
 /* Entries come from a pool per limiter (one dispatcher thread uses it):
  * size classes of 8 bytes up to POOL_MAX, carved from POOL_CHUNK blocks,
  * each class with a free list threaded through its free entries; bigger
- * entries (rings of more than ~50 times) come from malloc. An entry takes
- * its size rounded up to 8 bytes, where malloc took it plus its 8-byte
- * header rounded up to 16: with a 12-byte user id and 2 send times 40
- * bytes instead of 48, with a 36-byte one 64 instead of 80 (the burst of
- * the 1M-user benchmark holds ~2M entries). A freed entry's memory goes
- * back to its class, not to malloc: the pool keeps the most entries the
- * limiter held at once, as malloc's arenas did. */
+ * entries (rings of more than ~120 times) come from malloc. An entry
+ * takes its size rounded up to 8 bytes, where malloc took it plus its
+ * 8-byte header rounded up to 16 (the burst of the 1M-user benchmark holds
+ * ~2.5M entries). A freed entry's memory goes back to its class, not to
+ * malloc: the pool keeps the most entries the limiter held at once, as
+ * malloc's arenas did. A ring that grows leaves its smaller entry behind;
+ * a request takes a free entry of its class or else of the smallest
+ * bigger class that does not hold more times than the limit (pool_alloc),
+ * before it carves a new one: the users that come next reuse what the
+ * rings left, with a ring as big as the entry holds. */
 #define POOL_MAX 256
 #define POOL_CHUNK ((size_t)64 << 10)
 
@@ -257,6 +270,10 @@ typedef struct part {
     uint32_t base_crc;
     uint64_t jlen;              /* the journal's length; 0 = none for this base */
     int64_t last_sweep;
+    /* the checks' times in units (check_units()): for now_ms at epoch */
+    int64_t units_now, units_epoch;
+    int64_t cut;                /* cut_units() */
+    uint16_t d;                 /* t_units() */
 } part_t;
 
 typedef struct local {
@@ -390,6 +407,7 @@ static part_t *part_new(int32_t id, uint64_t pmask)
     p->pmask = pmask;
     p->nslots = 64;
     p->slots = xcalloc(p->nslots, sizeof(*p->slots));
+    p->units_now = INT64_MIN; /* none yet (check_units) */
     return p;
 }
 
@@ -564,11 +582,18 @@ static entry_t *resize(local_t *l, part_t *p, slot_t *s, uint32_t want)
     return g;
 }
 
-/* Doubles the ring of s's entry, up to the limit. */
+/* Doubles the ring of s's entry, up to the limit; straight to the limit
+ * when its entry would be at most twice this one's: the step between would
+ * save at most a few bytes for the users who stay there, and costs the
+ * others a move and an entry left behind (in the 1M-user benchmark, where
+ * most push users reach the limit of 10 within the run, 24-byte entries
+ * between the 16 and 32-byte ones were a third of the push pool, free). */
 static entry_t *grow(local_t *l, part_t *p, slot_t *s)
 {
-    uint32_t limit = (uint32_t)l->base.limit, cap = e_cap(l, slot_entry(p, *s));
-    return resize(l, p, s, cap > limit / 2 ? limit : cap * 2);
+    const entry_t *e = slot_entry(p, *s);
+    uint32_t limit = (uint32_t)l->base.limit, cap = e_cap(l, e);
+    size_t full = ts_offset(l, e_user_len(l, e)) + (size_t)limit * sizeof(uint16_t);
+    return resize(l, p, s, cap > limit / 2 || full <= 2 * entry_size(l, e) ? limit : cap * 2);
 }
 
 /* After a sweep's expiry: a ring at most a quarter full (and bigger than
@@ -628,13 +653,15 @@ static inline int64_t span_ms(const local_t *l) { return (int64_t)UINT16_MAX * l
  * would fall before the new epoch is held as the epoch (later). */
 static void shift_entry(const local_t *l, entry_t *e, uint32_t k)
 {
+    if (k == 0) return;
     uint16_t *ts = ts_of(l, e);
     uint32_t n = e_n(l, e), cap = e_cap(l, e);
     for (uint32_t c = 0, j = e_head(l, e); c < n; c++, j = ring_next(cap, j)) ts[j] = ts[j] > k ? (uint16_t)(ts[j] - k) : 0;
 }
 
 /* Moves p's epoch k units on, every entry's times with it (after an
- * expiry at the new epoch's time + window, none falls before it: exact). */
+ * expiry at the new epoch's time + window, none falls before it: exact;
+ * otherwise those held as the new epoch are later than they were). */
 static void shift(const local_t *l, part_t *p, uint32_t k)
 {
     if (k == 0) return;
@@ -647,11 +674,12 @@ static void shift(const local_t *l, part_t *p, uint32_t k)
 }
 
 /* The units the epoch can move on at now_ms without losing a time in the
- * window: the times that left (cut_units), at most 65,535. */
+ * window: the times that left (cut_units). More than 65,535 only when all
+ * have left. */
 static uint32_t shift_units(const local_t *l, const part_t *p, int64_t now_ms)
 {
     int64_t k = cut_units(l, p, now_ms);
-    return k <= 0 ? 0 : k > UINT16_MAX ? UINT16_MAX : (uint32_t)k;
+    return k <= 0 ? 0 : k > UINT32_MAX ? UINT32_MAX : (uint32_t)k;
 }
 
 /* Moves p's epoch to within a unit of now_ms - window_ms, dropping the
@@ -663,10 +691,11 @@ static void rebase(const local_t *l, part_t *p, int64_t now_ms)
 {
     int64_t cut = cut_units(l, p, now_ms);
     for (size_t i = 0; i < p->nslots; i++) {
+        __builtin_prefetch(ahead_entry(p->slots, p->nslots, p->pmask, i));
         entry_t *e = slot_entry(p, p->slots[i]);
         if (e) expire_cut(l, e, cut);
     }
-    while (now_ms - p->epoch > span_ms(l)) shift(l, p, shift_units(l, p, now_ms));
+    shift(l, p, shift_units(l, p, now_ms)); /* one pass, however far the clock went */
 }
 
 /* Appends t (dropping the oldest when full: only for loading). A time
@@ -677,11 +706,7 @@ static void push(local_t *l, part_t *p, slot_t *s, int64_t t)
 {
     if (t - p->epoch > span_ms(l)) {
         int64_t k = (t - p->epoch - span_ms(l) + l->unit - 1) / l->unit;
-        for (size_t i = 0; i < p->nslots; i++) {
-            entry_t *o = slot_entry(p, p->slots[i]);
-            if (o) shift_entry(l, o, k > UINT16_MAX ? UINT16_MAX : (uint32_t)k);
-        }
-        p->epoch += k * l->unit;
+        shift(l, p, k > UINT32_MAX ? UINT32_MAX : (uint32_t)k);
     }
     entry_t *e = slot_entry(p, *s);
     if (e_n(l, e) == e_cap(l, e) && e_cap(l, e) < (uint32_t)l->base.limit) e = grow(l, p, s);
@@ -1229,6 +1254,18 @@ static inline const char *entry_guess(const part_t *p, uint64_t h)
     return slot_may_be(p, s, h) ? (const char *)slot_entry(p, s) : NULL;
 }
 
+/* Sets p's cut (cut_units) and d (t_units) for now_ms, unless they are
+ * for now_ms and p's epoch already: the checks of a batch share them (two
+ * divisions a check less). */
+static inline void check_units(const local_t *l, part_t *p, int64_t now_ms)
+{
+    if (p->units_now == now_ms && p->units_epoch == p->epoch) return;
+    p->units_now = now_ms;
+    p->units_epoch = p->epoch;
+    p->cut = cut_units(l, p, now_ms);
+    p->d = t_units(l, p, now_ms);
+}
+
 static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t now_ms)
 {
     _Static_assert(CHECK_RING > 2 * CHECK_AHEAD && (CHECK_RING & (CHECK_RING - 1)) == 0, "the pipeline's ring");
@@ -1259,14 +1296,18 @@ static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t n
         }
         slot_t *s = lookup_hashed(l, p, reqs[i].user, reqs[i].user_len, h[k], true);
         entry_t *e = slot_entry(p, *s);
-        expire(l, p, e, now_ms);
+        check_units(l, p, now_ms);
+        expire_cut(l, e, p->cut);
         uint32_t en = e_n(l, e);
         reqs[i].allowed = en < (uint32_t)rl->limit;
         if (reqs[i].allowed) {
-            if (now_ms - p->epoch > span_ms(l)) rebase(l, p, now_ms); /* no sweep for half a window */
+            if (now_ms - p->epoch > span_ms(l)) { /* no sweep for half a window */
+                rebase(l, p, now_ms);
+                check_units(l, p, now_ms);
+            }
             if (en == e_cap(l, e)) e = grow(l, p, s);
             uint32_t cap = e_cap(l, e), at = e_head(l, e) + en; /* < 2 * cap */
-            ts_of(l, e)[at < cap ? at : at - cap] = t_units(l, p, now_ms); /* rounded up; 0 when now_ms < epoch */
+            ts_of(l, e)[at < cap ? at : at - cap] = p->d; /* rounded up; 0 when now_ms < epoch */
             e_set_n(l, e, en + 1);
             p->dirty = true;
             if (l->journal) {
