@@ -25,12 +25,12 @@
  * Memory: an entry holds a 4-byte header (12 for limits above 255), the
  * user id and its send times as 16-bit units after a per-partition epoch,
  * in a ring that starts small and grows with the user's sends (entry_t
- * below); the files hold absolute times (in ms, as held: rounded up). A
- * table slot is 8 bytes (slot_t below), at most 3/4 full: 10.7 to 21.3
- * bytes a user. Entries come from a pool of 8-byte size classes (pool_t),
- * not one malloc each: no allocator header, no rounding to 16 bytes; a
- * free entry of a bigger class serves a smaller request (with a bigger
- * ring) before new memory is carved. With the 8-byte ids of the 1M-user
+ * below); the files hold absolute times in ms (the base as held, the
+ * journal as sent). A table slot is 8 bytes (slot_t below), at most 3/4
+ * full: 10.7 to 21.3 bytes a user. Entries come from a pool of 8-byte
+ * size classes (pool_t), not one malloc each: no allocator header, no
+ * rounding to 16 bytes; a free entry of a bigger class serves a smaller
+ * request (with a bigger ring) before new memory is carved. With the 8-byte ids of the 1M-user
  * benchmark an entry is 16 bytes with up to 2 sends, 32 with 10 (32 and
  * 64 with 32-bit times and a 12-byte header).
  *
