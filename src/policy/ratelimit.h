@@ -6,9 +6,13 @@
  *
  * One interface, two backends (ratelimit.backend):
  *  - local (ratelimit_local.c): the state lives with the dispatcher that
- *    owns the input partition. Exact, because notifications are keyed by
- *    recipient, so all of one user's notifications of a channel arrive on
- *    one partition and thus at one owner. Kept across restarts and
+ *    owns the input partition, which sees all of one user's sends,
+ *    because notifications are keyed by recipient, so all of one user's
+ *    notifications of a channel arrive on one partition and thus at one
+ *    owner. Conservative to a unit: a send time is held rounded up to
+ *    ratelimit_local_unit() ms (1 for windows up to 43.7 s, 83 for an
+ *    hour), so it counts up to that much less 1 ms longer, never shorter
+ *    (never more than `limit` in any window). Kept across restarts and
  *    rebalances per (channel, partition) as a base file plus a journal:
  *    every ratelimit.snapshot_ms the users that sent since the last write
  *    are appended to the journal; the base is rewritten (compacted) when
@@ -24,7 +28,8 @@
  * rate_limited. Denials count herald_ratelimit_limited_total{channel}.
  *
  * The window: a send at time t counts against checks at now while
- * t > now - window_ms.
+ * t > now - window_ms (the local backend: while t' > now - window_ms, t'
+ * being t rounded up to its unit).
  *
  * The Redis backend writes to a socket that may break: the process must
  * ignore SIGPIPE (herald serve does).

@@ -42,6 +42,22 @@ void ratelimit_local_whole_pointers(ratelimit_t *rl);
  * are 20-bit fields); config.c allows up to 1,000,000. */
 #define RL_LIMIT_MAX ((1 << 20) - 1)
 
+/* What a local limiter's users take (for tests and measurements; all 0 for
+ * other backends): its entries; the pool's chunks and the bytes of the
+ * entries in them (the rest is on the free lists or not carved yet; the
+ * few rings too big for the pool come from malloc and are in neither); the
+ * tables' slots. */
+typedef struct ratelimit_local_mem {
+    size_t entries, pool_bytes, pool_live, table_bytes;
+} ratelimit_local_mem_t;
+void ratelimit_local_memory(ratelimit_t *rl, ratelimit_local_mem_t *m);
+
+/* A local limiter's resolution: send times are held rounded up to this
+ * many ms (1 for windows up to 43.7 s; 83 for an hour), so a send leaves
+ * the window up to that much less 1 ms late, never early (0 for other
+ * backends). */
+int64_t ratelimit_local_unit(ratelimit_t *rl);
+
 /* The bytes of the records of a local limiter's partition waiting for the
  * next journal write (for tests; 0 when the partition is not held). */
 size_t ratelimit_local_pending(ratelimit_t *rl, int32_t partition);

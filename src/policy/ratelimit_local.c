@@ -1,11 +1,16 @@
 /*
- * ratelimit_local.c - the local rate-limit backend: exact sliding windows
- * held by the dispatcher that owns the input partition (ratelimit.h).
+ * ratelimit_local.c - the local rate-limit backend: sliding windows held
+ * by the dispatcher that owns the input partition (ratelimit.h).
  *
  * DESIGN. Per partition a hash table of users; per user a ring of the send
- * times still in the window, at most `limit` of them (a sliding log: exact,
- * and bounded by the limit). A check drops the times that left the window
- * and allows when fewer than `limit` remain. Users whose ring empties are
+ * times still in the window, at most `limit` of them (a sliding log,
+ * bounded by the limit). A check drops the times that left the window
+ * and allows when fewer than `limit` remain. The log is conservative, not
+ * exact: a time is held rounded up to a unit (1 ms for windows up to
+ * 43.7 s, 83 ms for an hour; entry_t), so a send leaves the window up to
+ * a unit late and never early: a user never gets more than `limit` sends
+ * in any window, and a send the exact log would allow is refused only
+ * within a unit of the moment the exact log would start to allow it. Users whose ring empties are
  * forgotten by ratelimit_tick's sweep, so memory follows the users active
  * in the last window (plus at most an eighth of a window: the sweep walks
  * every user, so it runs every max(snapshot_ms, window_ms / 8)).
@@ -17,12 +22,17 @@
  * (one cache line for most users). An allowed check also appends a record
  * of the send (user id, time) to the partition's next journal block.
  *
- * Memory: an entry holds the user id and its send times as 32-bit offsets
- * from a per-partition epoch, in a ring that starts small and grows with
- * the user's sends (entry_t below); the files hold absolute times. A table
- * slot is 8 bytes (slot_t below), at most 3/4 full: 10.7 to 21.3 bytes a
- * user. Entries come from a pool of 8-byte size classes (pool_t), not one
- * malloc each: no allocator header, no rounding to 16 bytes.
+ * Memory: an entry holds a 4-byte header (12 for limits above 255), the
+ * user id and its send times as 16-bit units after a per-partition epoch,
+ * in a ring that starts small and grows with the user's sends (entry_t
+ * below); the files hold absolute times in ms (the base as held, the
+ * journal as sent). A table slot is 8 bytes (slot_t below), at most 3/4
+ * full: 10.7 to 21.3 bytes a user. Entries come from a pool of 8-byte
+ * size classes (pool_t), not one malloc each: no allocator header, no
+ * rounding to 16 bytes; a free entry of a bigger class serves a smaller
+ * request (with a bigger ring) before new memory is carved. With the 8-byte ids of the 1M-user
+ * benchmark an entry is 16 bytes with up to 2 sends, 32 with 10 (32 and
+ * 64 with 32-bit times and a 12-byte header).
  *
  * Persistence, per (channel, partition), in <state_dir>:
  *  - <channel>-<partition>.rl, the base: every user with sends in the
@@ -68,6 +78,7 @@
 #include "core/crc32c.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "model/event.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -81,45 +92,59 @@
 
 /* One user: the header, the user id (not NUL-terminated), then the ring
  * of send times at ts_of(): ts[head], ... n of them, oldest first, in a
- * ring of cap slots. A time is held as the milliseconds since its
- * partition's epoch (part_t.epoch) in 32 bits: 49.7 days, more than the
- * longest window (30 days, config.c), see rebase(). The ring starts with
- * the slots that fit in the allocation's size class (2 or more) and
- * doubles, up to the limit, when a user sends more (grow()): most users
- * send one to three notifications an hour against a limit of 10 or 20.
- * The header is 12 bytes: the ring's head, count and capacity and the user
- * id's length are bit fields (the limit and the id are bounded to fit
- * them; 24 bits are spare). With a 12-byte user id and 2 send times an
- * entry is 32 bytes (it was 48: a 20-byte header and malloc's 8 bytes,
- * rounded up to 16) instead of 128 with a ring of ten 64-bit times. */
-typedef struct entry {
+ * ring of cap slots. The ring starts with the slots that fit in the
+ * allocation's size class (2 or more) and doubles, up to the limit, when a
+ * user sends more (grow()): most users send one to three notifications an
+ * hour against a limit of 10 or 20.
+ *
+ * A send time is held in 16 bits: the units (local_t.unit ms) since its
+ * partition's epoch (part_t.epoch), rounded UP: a time t is held as
+ * epoch + ceil((t - epoch) / unit) * unit, so it leaves the window at most
+ * unit - 1 ms after it would have, never before (a conservative log: a
+ * check never allows a send the exact log would refuse; it may refuse one
+ * for less than a unit after the exact log would allow it). The unit is
+ * the smallest that makes 65,535 units cover a window and a half
+ * (unit_of()): 1 ms (exact) for windows up to 43.7 s, 83 ms for an hour,
+ * 66 s for the longest window (30 days, config.c). The sweep moves the
+ * epoch forward by whole units (shift()), so the times it keeps are
+ * re-expressed exactly; a check that finds the epoch more than 65,535
+ * units behind (no sweep for half a window) does the same first
+ * (rebase()). A time before the epoch is held as the epoch (later:
+ * conservative), see t_units().
+ *
+ * Two header layouts, chosen per limiter by its limit (local_t.wide):
+ * narrow (limit <= NARROW_MAX, the usual case): 4 bytes, the ring's head,
+ * count and capacity and the user id's length one byte each (a longer
+ * user id, which herald does not accept, is not limited); wide (limit up
+ * to RL_LIMIT_MAX): 12 bytes of bit fields. The accessors below choose
+ * (one predictable branch). With the benchmark's 8-byte user ids a narrow
+ * entry is 16 bytes with 2 send times, 32 with 10 and 56 with 20 (32, 64
+ * and 104 with the 12-byte header and 32-bit milliseconds before). */
+typedef struct entry entry_t; /* narrow_t or wide_t, by the limiter */
+
+typedef struct narrow {
+    uint8_t head, n, cap, user_len; /* head, n <= cap <= limit <= NARROW_MAX */
+    char user[];
+} narrow_t;
+
+typedef struct wide {
     uint32_t head : 20;         /* head, n <= cap <= limit <= RL_LIMIT_MAX */
     uint32_t user_len : 12;     /* <= ENTRY_USER_MAX */
     uint32_t n : 20;
-    uint32_t spare_lo : 12;     /* unused (the dirty list's index, before the */
-    uint32_t cap : 20;          /* journal's records of sends) */
+    uint32_t spare_lo : 12;     /* unused */
+    uint32_t cap : 20;
     uint32_t spare_hi : 12;
     char user[];
-} entry_t;
+} wide_t;
 
 /* The longest user id an entry holds (herald's are at most 200 bytes,
  * model/event.h); a longer one is not limited (local_check). */
 #define ENTRY_USER_MAX 4095
-_Static_assert(sizeof(entry_t) == 12, "entry header: 12 bytes");
-_Static_assert(RL_LIMIT_MAX < 1 << 20, "entry_t.head, n and cap hold up to the limit");
-
-static inline size_t ts_offset(size_t user_len)
-{
-    return (offsetof(entry_t, user) + user_len + 3) & ~(size_t)3;
-}
-
-static inline uint32_t *ts_of(entry_t *e) { return (uint32_t *)(void *)((char *)e + ts_offset(e->user_len)); }
-
-/* The ring slot after j. */
-static inline uint32_t ring_next(const entry_t *e, uint32_t j) { return j + 1 == e->cap ? 0 : j + 1; }
-
-/* The bytes of e (its ring's whole capacity). */
-static inline size_t entry_size(const entry_t *e) { return ts_offset(e->user_len) + (size_t)e->cap * sizeof(uint32_t); }
+/* The largest limit (and the longest user id) of a narrow entry. */
+#define NARROW_MAX 255
+_Static_assert(sizeof(wide_t) == 12 && sizeof(narrow_t) == 4, "entry headers: 12 and 4 bytes");
+_Static_assert(RL_LIMIT_MAX < 1 << 20, "wide_t.head, n and cap hold up to the limit");
+_Static_assert(EVENT_ID_MAX <= NARROW_MAX, "a narrow entry holds every user id herald accepts");
 
 /* A table slot: the entry's address in the low 48 bits and the top 16
  * bits of the user's hash (fnv1a64) above them, so that a probe compares
@@ -139,13 +164,16 @@ typedef uint64_t slot_t;
 /* Entries come from a pool per limiter (one dispatcher thread uses it):
  * size classes of 8 bytes up to POOL_MAX, carved from POOL_CHUNK blocks,
  * each class with a free list threaded through its free entries; bigger
- * entries (rings of more than ~50 times) come from malloc. An entry takes
- * its size rounded up to 8 bytes, where malloc took it plus its 8-byte
- * header rounded up to 16: with a 12-byte user id and 2 send times 40
- * bytes instead of 48, with a 36-byte one 64 instead of 80 (the burst of
- * the 1M-user benchmark holds ~2M entries). A freed entry's memory goes
- * back to its class, not to malloc: the pool keeps the most entries the
- * limiter held at once, as malloc's arenas did. */
+ * entries (rings of more than ~120 times) come from malloc. An entry
+ * takes its size rounded up to 8 bytes, where malloc took it plus its
+ * 8-byte header rounded up to 16 (the burst of the 1M-user benchmark holds
+ * ~2.5M entries). A freed entry's memory goes back to its class, not to
+ * malloc: the pool keeps the most entries the limiter held at once, as
+ * malloc's arenas did. A ring that grows leaves its smaller entry behind;
+ * a request takes a free entry of its class or else of the smallest
+ * bigger class that does not hold more times than the limit (pool_alloc),
+ * before it carves a new one: the users that come next reuse what the
+ * rings left, with a ring as big as the entry holds. */
 #define POOL_MAX 256
 #define POOL_CHUNK ((size_t)64 << 10)
 
@@ -155,17 +183,37 @@ typedef struct pool {
     size_t left;
     char **blocks;
     size_t nblocks, cblocks;
+    size_t live;                /* the bytes of the classes' entries in use */
 } pool_t;
 
-static void *pool_alloc(pool_t *pl, size_t size)
+/* At least size bytes, at most most (>= size) rounded up to 8, for as
+ * long as the caller likes; *got: how many (what pool_free wants back). A
+ * free entry of a bigger class, up to most's, is taken before a new one is
+ * carved:
+ * the rings that grew leave their smaller entries behind, and the new
+ * users (and the rings that grow next) take them, with a ring as big as
+ * they hold (see entry_alloc). */
+static void *pool_alloc(pool_t *pl, size_t size, size_t most, size_t *got)
 {
     size_t c = (size + 7) / 8;
-    if (c > POOL_MAX / 8) return xmalloc(size);
-    void *e = pl->free[c];
-    if (e) {
-        memcpy(&pl->free[c], e, sizeof(void *));
-        return e;
+    if (c > POOL_MAX / 8) {
+        void *big = xmalloc(size);
+        *got = malloc_usable_size(big);
+        return big;
     }
+    size_t top = (most + 7) / 8 < POOL_MAX / 8 ? (most + 7) / 8 : POOL_MAX / 8;
+    for (size_t k = c; k <= top; k++) {
+        void *e = pl->free[k];
+        if (e) {
+            memcpy(&pl->free[k], e, sizeof(void *));
+            pl->live += k * 8;
+            *got = k * 8;
+            return e;
+        }
+    }
+    pl->live += c * 8;
+    *got = c * 8;
+    void *e;
     if (pl->left < c * 8) {
         if (pl->nblocks == pl->cblocks) {
             pl->cblocks = pl->cblocks ? pl->cblocks * 2 : 16;
@@ -180,7 +228,7 @@ static void *pool_alloc(pool_t *pl, size_t size)
     return e;
 }
 
-/* size: what pool_alloc was asked for, or more within the same 8 bytes */
+/* size: what pool_alloc gave (*got), or less within the same 8 bytes */
 static void pool_free(pool_t *pl, void *e, size_t size)
 {
     if (!e) return;
@@ -189,6 +237,7 @@ static void pool_free(pool_t *pl, void *e, size_t size)
         free(e);
         return;
     }
+    pl->live -= c * 8;
     memcpy(e, &pl->free[c], sizeof(void *));
     pl->free[c] = e;
 }
@@ -221,6 +270,10 @@ typedef struct part {
     uint32_t base_crc;
     uint64_t jlen;              /* the journal's length; 0 = none for this base */
     int64_t last_sweep;
+    /* the checks' times in units (check_units()): for now_ms at epoch */
+    int64_t units_now, units_epoch;
+    int64_t cut;                /* cut_units() */
+    uint16_t d;                 /* t_units() */
 } part_t;
 
 typedef struct local {
@@ -232,7 +285,80 @@ typedef struct local {
     int32_t nparts;
     uint64_t pmask;             /* SLOT_ADDR_MASK, or all ones (whole pointers, see slot_t) */
     pool_t pool;                /* the entries */
+    bool wide;                  /* entries are wide_t (limit > NARROW_MAX), else narrow_t */
+    int64_t unit;               /* ms per unit of the entries' times (unit_of()) */
 } local_t;
+
+/* ---- the entries' fields, by the limiter's layout */
+
+#define NARROW(e) ((narrow_t *)(void *)(e))
+#define WIDE(e) ((wide_t *)(void *)(e))
+
+static inline uint32_t e_head(const local_t *l, const entry_t *e) { return l->wide ? WIDE(e)->head : NARROW(e)->head; }
+static inline uint32_t e_n(const local_t *l, const entry_t *e) { return l->wide ? WIDE(e)->n : NARROW(e)->n; }
+static inline uint32_t e_cap(const local_t *l, const entry_t *e) { return l->wide ? WIDE(e)->cap : NARROW(e)->cap; }
+static inline size_t e_user_len(const local_t *l, const entry_t *e)
+{
+    return l->wide ? WIDE(e)->user_len : NARROW(e)->user_len;
+}
+static inline char *e_user(const local_t *l, entry_t *e) { return l->wide ? WIDE(e)->user : NARROW(e)->user; }
+
+/* Setters: v fits (head, n <= cap <= limit; a length <= user_max()). */
+static inline void e_set_head(const local_t *l, entry_t *e, uint32_t v)
+{
+    if (l->wide) WIDE(e)->head = v & RL_LIMIT_MAX;
+    else NARROW(e)->head = (uint8_t)v;
+}
+
+static inline void e_set_n(const local_t *l, entry_t *e, uint32_t v)
+{
+    if (l->wide) WIDE(e)->n = v & RL_LIMIT_MAX;
+    else NARROW(e)->n = (uint8_t)v;
+}
+
+static inline void e_set_cap(const local_t *l, entry_t *e, uint32_t v)
+{
+    if (l->wide) WIDE(e)->cap = v & RL_LIMIT_MAX;
+    else NARROW(e)->cap = (uint8_t)v;
+}
+
+static inline void e_set_user_len(const local_t *l, entry_t *e, size_t v)
+{
+    if (l->wide) WIDE(e)->user_len = v & ENTRY_USER_MAX;
+    else NARROW(e)->user_len = (uint8_t)v;
+}
+
+/* The longest user id l's entries hold. */
+static inline size_t user_max(const local_t *l) { return l->wide ? ENTRY_USER_MAX : NARROW_MAX; }
+
+/* Where the send times start after a header and user_len bytes of id. */
+static inline size_t ts_offset(const local_t *l, size_t user_len)
+{
+    return ((l->wide ? sizeof(wide_t) : sizeof(narrow_t)) + user_len + 1) & ~(size_t)1;
+}
+
+static inline uint16_t *ts_of(const local_t *l, entry_t *e)
+{
+    return (uint16_t *)(void *)((char *)e + ts_offset(l, e_user_len(l, e)));
+}
+
+/* The ring slot after j in a ring of cap. */
+static inline uint32_t ring_next(uint32_t cap, uint32_t j) { return j + 1 == cap ? 0 : j + 1; }
+
+/* The bytes of e (its ring's whole capacity). */
+static inline size_t entry_size(const local_t *l, const entry_t *e)
+{
+    return ts_offset(l, e_user_len(l, e)) + (size_t)e_cap(l, e) * sizeof(uint16_t);
+}
+
+/* The unit of the send times for a window: the fewest ms of which 65,535
+ * cover a window and a half (at least 1), see entry_t. */
+static int64_t unit_of(int64_t window_ms)
+{
+    int64_t span = window_ms + window_ms / 2;
+    int64_t u = (span + UINT16_MAX - 1) / UINT16_MAX;
+    return u > 0 ? u : 1;
+}
 
 static const char MAGIC[8] = {'H', 'R', 'L', 'S', 'N', 'A', 'P', '1'};
 /* The journal's versions: 1 held whole rings (read, never written: a
@@ -262,7 +388,7 @@ static inline slot_t slot_moved(const part_t *p, slot_t s, entry_t *e)
 
 static void entry_free(local_t *l, entry_t *e)
 {
-    if (e) pool_free(&l->pool, e, entry_size(e));
+    if (e) pool_free(&l->pool, e, entry_size(l, e));
 }
 
 static void part_free(local_t *l, part_t *p)
@@ -281,6 +407,7 @@ static part_t *part_new(int32_t id, uint64_t pmask)
     p->pmask = pmask;
     p->nslots = 64;
     p->slots = xcalloc(p->nslots, sizeof(*p->slots));
+    p->units_now = INT64_MIN; /* none yet (check_units) */
     return p;
 }
 
@@ -305,7 +432,7 @@ static inline const void *ahead_entry(const slot_t *slots, size_t nslots, uint64
 }
 
 /* Rebuilds p's table with `size` slots from the entries kept. */
-static void rehash(part_t *p, size_t size)
+static void rehash(const local_t *l, part_t *p, size_t size)
 {
     size_t map;
     slot_t *s = bigmem_alloc(size * sizeof(*s), &map); /* probed at random: huge pages */
@@ -313,7 +440,7 @@ static void rehash(part_t *p, size_t size)
         __builtin_prefetch(ahead_entry(p->slots, p->nslots, p->pmask, i));
         if (!p->slots[i]) continue;
         entry_t *e = slot_entry(p, p->slots[i]);
-        uint64_t h = fnv1a64(e->user, e->user_len);
+        uint64_t h = fnv1a64(e_user(l, e), e_user_len(l, e));
         size_t j = (size_t)h & (size - 1);
         while (s[j]) j = (j + 1) & (size - 1);
         s[j] = slot_make(p, e, h);
@@ -357,25 +484,47 @@ size_t ratelimit_local_pending(ratelimit_t *rl, int32_t partition)
     return p->jused > JBLOCK_HEAD ? p->jused - JBLOCK_HEAD : 0;
 }
 
+void ratelimit_local_memory(ratelimit_t *rl, ratelimit_local_mem_t *m)
+{
+    memset(m, 0, sizeof(*m));
+    if (!rl || rl->ops != &ratelimit_local_ops) return;
+    const local_t *l = (const local_t *)rl;
+    m->pool_bytes = l->pool.nblocks * POOL_CHUNK;
+    m->pool_live = l->pool.live;
+    for (int32_t i = 0; i < l->nparts; i++) {
+        const part_t *p = l->parts[i];
+        if (!p) continue;
+        m->entries += p->count;
+        m->table_bytes += p->nslots * sizeof(slot_t);
+    }
+}
+
+int64_t ratelimit_local_unit(ratelimit_t *rl)
+{
+    return rl && rl->ops == &ratelimit_local_ops ? ((const local_t *)rl)->unit : 0;
+}
+
 void ratelimit_local_whole_pointers(ratelimit_t *rl)
 {
     if (rl && rl->ops == &ratelimit_local_ops) whole_pointers((local_t *)rl);
 }
 
 /* An entry for len bytes of user id with room for at least `want` send
- * times (and at most `limit`): the ring takes whatever its pool class (or
- * for a big one malloc's size class, malloc_usable_size) leaves after the
- * header, so the first growth comes as late as it can without costing a
- * byte. entry_size() of the result stays in the class it was taken from. */
+ * times (and at most `limit`): the ring takes whatever its pool entry (of
+ * its class, or a free one of a bigger class, or for a big one malloc's
+ * size class, malloc_usable_size) leaves after the header, so the first
+ * growth comes as late as it can without costing a byte. entry_size() of
+ * the result stays in the class it was taken from. */
 static entry_t *entry_alloc(local_t *l, size_t len, uint32_t want, uint32_t limit)
 {
-    size_t off = ts_offset(len), size = off + (size_t)want * sizeof(uint32_t);
-    entry_t *e = pool_alloc(&l->pool, size);
+    size_t off = ts_offset(l, len), size = off + (size_t)want * sizeof(uint16_t), got;
+    /* a bigger free entry if its ring is no bigger than the limit's, so
+     * that entry_size() stays in its class */
+    entry_t *e = pool_alloc(&l->pool, size, off + (size_t)limit * sizeof(uint16_t), &got);
     fit_slot(l, e);
-    size_t got = size <= POOL_MAX ? (size + 7) & ~(size_t)7 : malloc_usable_size(e);
-    size_t room = (got - off) / sizeof(uint32_t);
-    e->cap = room < limit ? (uint32_t)room : limit;
-    e->user_len = len & ENTRY_USER_MAX; /* callers keep len <= ENTRY_USER_MAX */
+    size_t room = (got - off) / sizeof(uint16_t);
+    e_set_cap(l, e, room < limit ? (uint32_t)room : limit);
+    e_set_user_len(l, e, len); /* callers keep len <= user_max(l) */
     return e;
 }
 
@@ -390,19 +539,20 @@ static slot_t *lookup_hashed(local_t *l, part_t *p, const char *user, size_t len
     size_t i;
     for (i = (size_t)h & mask; p->slots[i]; i = (i + 1) & mask) {
         if (!slot_may_be(p, p->slots[i], h)) continue;
-        const entry_t *e = slot_entry(p, p->slots[i]);
-        if (e->user_len == len && memcmp(e->user, user, len) == 0) return &p->slots[i];
+        entry_t *e = slot_entry(p, p->slots[i]);
+        if (e_user_len(l, e) == len && memcmp(e_user(l, e), user, len) == 0) return &p->slots[i];
     }
     if (!create) return NULL;
     if (!fits(p->count + 1, p->nslots)) {
-        rehash(p, p->nslots * 2);
+        rehash(l, p, p->nslots * 2);
         mask = p->nslots - 1;
         for (i = (size_t)h & mask; p->slots[i];) i = (i + 1) & mask;
     }
     uint32_t limit = (uint32_t)l->base.limit;
     entry_t *e = entry_alloc(l, len, limit < RING0 ? limit : RING0, limit);
-    e->head = e->n = 0;
-    memcpy(e->user, user, len);
+    e_set_head(l, e, 0);
+    e_set_n(l, e, 0);
+    memcpy(e_user(l, e), user, len);
     p->slots[i] = slot_make(p, e, h);
     p->count++;
     return &p->slots[i];
@@ -418,23 +568,32 @@ static slot_t *lookup(local_t *l, part_t *p, const char *user, size_t len, bool 
 static entry_t *resize(local_t *l, part_t *p, slot_t *s, uint32_t want)
 {
     entry_t *e = slot_entry(p, *s);
-    entry_t *g = entry_alloc(l, e->user_len, want, (uint32_t)l->base.limit);
-    g->head = 0;
-    g->n = e->n;
-    memcpy(g->user, e->user, e->user_len);
-    const uint32_t *from = ts_of(e);
-    uint32_t *to = ts_of(g);
-    for (uint32_t k = 0, j = e->head; k < e->n; k++, j = j + 1 == e->cap ? 0 : j + 1) to[k] = from[j];
+    size_t len = e_user_len(l, e);
+    uint32_t n = e_n(l, e), cap = e_cap(l, e);
+    entry_t *g = entry_alloc(l, len, want, (uint32_t)l->base.limit);
+    e_set_head(l, g, 0);
+    e_set_n(l, g, n);
+    memcpy(e_user(l, g), e_user(l, e), len);
+    const uint16_t *from = ts_of(l, e);
+    uint16_t *to = ts_of(l, g);
+    for (uint32_t k = 0, j = e_head(l, e); k < n; k++, j = ring_next(cap, j)) to[k] = from[j];
     entry_free(l, e);
     *s = slot_moved(p, *s, g);
     return g;
 }
 
-/* Doubles the ring of s's entry, up to the limit. */
+/* Doubles the ring of s's entry, up to the limit; straight to the limit
+ * when its entry would be at most twice this one's: the step between would
+ * save at most a few bytes for the users who stay there, and costs the
+ * others a move and an entry left behind (in the 1M-user benchmark, where
+ * most push users reach the limit of 10 within the run, 24-byte entries
+ * between the 16 and 32-byte ones were a third of the push pool, free). */
 static entry_t *grow(local_t *l, part_t *p, slot_t *s)
 {
-    uint32_t limit = (uint32_t)l->base.limit, cap = slot_entry(p, *s)->cap;
-    return resize(l, p, s, cap > limit / 2 ? limit : cap * 2);
+    const entry_t *e = slot_entry(p, *s);
+    uint32_t limit = (uint32_t)l->base.limit, cap = e_cap(l, e);
+    size_t full = ts_offset(l, e_user_len(l, e)) + (size_t)limit * sizeof(uint16_t);
+    return resize(l, p, s, cap > limit / 2 || full <= 2 * entry_size(l, e) ? limit : cap * 2);
 }
 
 /* After a sweep's expiry: a ring at most a quarter full (and bigger than
@@ -443,63 +602,123 @@ static entry_t *grow(local_t *l, part_t *p, slot_t *s)
 static void shrink(local_t *l, part_t *p, slot_t *s)
 {
     const entry_t *e = slot_entry(p, *s);
-    if (e->cap > 4 && e->n * 4 <= e->cap) resize(l, p, s, e->n > RING0 / 2 ? 2 * e->n : RING0);
+    uint32_t n = e_n(l, e), cap = e_cap(l, e);
+    if (cap > 4 && n * 4 <= cap) resize(l, p, s, n > RING0 / 2 ? 2 * n : RING0);
+}
+
+/* The units of p's times that have left the window at now_ms: a time d
+ * has left when d <= the result (-1: none has). */
+static inline int64_t cut_units(const local_t *l, const part_t *p, int64_t now_ms)
+{
+    int64_t cut = now_ms - l->base.window_ms - p->epoch; /* ms after the epoch */
+    return cut < 0 ? -1 : cut / l->unit;
+}
+
+static void expire_cut(const local_t *l, entry_t *e, int64_t cut)
+{
+    uint32_t n = e_n(l, e);
+    if (cut < 0 || n == 0) return;
+    const uint16_t *ts = ts_of(l, e);
+    uint32_t head = e_head(l, e), cap = e_cap(l, e), n0 = n;
+    while (n > 0 && (int64_t)ts[head] <= cut) {
+        head = ring_next(cap, head);
+        n--;
+    }
+    if (n != n0) {
+        e_set_head(l, e, head);
+        e_set_n(l, e, n);
+    }
 }
 
 static void expire(const local_t *l, const part_t *p, entry_t *e, int64_t now_ms)
 {
-    /* a time t (ms after the epoch) has left when t <= cut */
-    int64_t cut = now_ms - l->base.window_ms - p->epoch;
-    if (cut < 0 || e->n == 0) return;
-    const uint32_t *ts = ts_of(e);
-    while (e->n > 0 && (int64_t)ts[e->head] <= cut) {
-        e->head = ring_next(e, e->head);
-        e->n--;
-    }
+    expire_cut(l, e, cut_units(l, p, now_ms));
 }
 
-/* t as held in p's entries: clamped to the epoch's range (a time before
- * the epoch has left the window; one more than 49 days after it can only
- * come from a clock set back by that much). */
-static uint32_t t_off(const part_t *p, int64_t t)
+/* t as held in p's entries: the units since the epoch, rounded up (see
+ * entry_t); a time before the epoch is held as the epoch (later: it has
+ * left the window anyway, or the clock went back), one beyond the 16 bits
+ * as the last unit (push() moves the epoch first). */
+static uint16_t t_units(const local_t *l, const part_t *p, int64_t t)
 {
     if (t <= p->epoch) return 0;
-    return t - p->epoch > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)(t - p->epoch);
+    int64_t d = (t - p->epoch + l->unit - 1) / l->unit;
+    return d > UINT16_MAX ? UINT16_MAX : (uint16_t)d;
 }
 
-/* Moves p's epoch to now_ms - window_ms: every entry's times that left the
- * window at now_ms are dropped, the others held relative to the new
- * epoch. Called when a send time does not fit the epoch's 32 bits: after
- * 2^32 ms less the window (49.7 days with a 1 h window, 19.6 days with the
- * longest), or when the clock went back by more than a window. */
+/* The newest time p's entries can hold, relative to the epoch (ms). */
+static inline int64_t span_ms(const local_t *l) { return (int64_t)UINT16_MAX * l->unit; }
+
+/* Moves e's times k units back (the epoch moves k units on); a time that
+ * would fall before the new epoch is held as the epoch (later). */
+static void shift_entry(const local_t *l, entry_t *e, uint32_t k)
+{
+    if (k == 0) return;
+    uint16_t *ts = ts_of(l, e);
+    uint32_t n = e_n(l, e), cap = e_cap(l, e);
+    for (uint32_t c = 0, j = e_head(l, e); c < n; c++, j = ring_next(cap, j)) ts[j] = ts[j] > k ? (uint16_t)(ts[j] - k) : 0;
+}
+
+/* Moves p's epoch k units on, every entry's times with it (after an
+ * expiry at the new epoch's time + window, none falls before it: exact;
+ * otherwise those held as the new epoch are later than they were). */
+static void shift(const local_t *l, part_t *p, uint32_t k)
+{
+    if (k == 0) return;
+    for (size_t i = 0; i < p->nslots; i++) {
+        __builtin_prefetch(ahead_entry(p->slots, p->nslots, p->pmask, i));
+        entry_t *e = slot_entry(p, p->slots[i]);
+        if (e) shift_entry(l, e, k);
+    }
+    p->epoch += (int64_t)k * l->unit;
+}
+
+/* The units the epoch can move on at now_ms without losing a time in the
+ * window: the times that left (cut_units). More than 65,535 only when all
+ * have left. */
+static uint32_t shift_units(const local_t *l, const part_t *p, int64_t now_ms)
+{
+    int64_t k = cut_units(l, p, now_ms);
+    return k <= 0 ? 0 : k > UINT32_MAX ? UINT32_MAX : (uint32_t)k;
+}
+
+/* Moves p's epoch to within a unit of now_ms - window_ms, dropping the
+ * times that left the window: called by a check when now_ms is more than
+ * 65,535 units after the epoch (no sweep for half a window: the sweeps
+ * move the epoch, see sweep()). Afterwards now_ms is less than a window
+ * and a unit after the epoch. */
 static void rebase(const local_t *l, part_t *p, int64_t now_ms)
 {
-    int64_t epoch = now_ms - l->base.window_ms;
+    int64_t cut = cut_units(l, p, now_ms);
     for (size_t i = 0; i < p->nslots; i++) {
+        __builtin_prefetch(ahead_entry(p->slots, p->nslots, p->pmask, i));
         entry_t *e = slot_entry(p, p->slots[i]);
-        if (!e) continue;
-        expire(l, p, e, now_ms);
-        uint32_t *ts = ts_of(e);
-        for (uint32_t k = 0, j = e->head; k < e->n; k++, j = j + 1 == e->cap ? 0 : j + 1) {
-            int64_t t = p->epoch + ts[j];
-            ts[j] = t <= epoch ? 0 : t - epoch > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)(t - epoch);
-        }
+        if (e) expire_cut(l, e, cut);
     }
-    p->epoch = epoch;
+    shift(l, p, shift_units(l, p, now_ms)); /* one pass, however far the clock went */
 }
 
-/* Appends t (dropping the oldest when full: only for loading). */
+/* Appends t (dropping the oldest when full: only for loading). A time
+ * beyond the epoch's 16 bits (a file written by a clock ahead of this one)
+ * moves the epoch on first, holding the times that fall before it as the
+ * new epoch (later: conservative). */
 static void push(local_t *l, part_t *p, slot_t *s, int64_t t)
 {
-    entry_t *e = slot_entry(p, *s);
-    if (e->n == e->cap && e->cap < (uint32_t)l->base.limit) e = grow(l, p, s);
-    uint32_t *ts = ts_of(e);
-    if (e->n == e->cap) {
-        e->head = ring_next(e, e->head);
-        e->n--;
+    if (t - p->epoch > span_ms(l)) {
+        int64_t k = (t - p->epoch - span_ms(l) + l->unit - 1) / l->unit;
+        shift(l, p, k > UINT32_MAX ? UINT32_MAX : (uint32_t)k);
     }
-    ts[(e->head + e->n) % e->cap] = t_off(p, t);
-    e->n++;
+    entry_t *e = slot_entry(p, *s);
+    if (e_n(l, e) == e_cap(l, e) && e_cap(l, e) < (uint32_t)l->base.limit) e = grow(l, p, s);
+    uint16_t *ts = ts_of(l, e);
+    uint32_t head = e_head(l, e), n = e_n(l, e), cap = e_cap(l, e);
+    if (n == cap) {
+        head = ring_next(cap, head);
+        n--;
+    }
+    ts[(head + n) % cap] = t_units(l, p, t);
+    e_set_head(l, e, head);
+    e_set_n(l, e, n + 1);
 }
 
 /* A journal record (version 2): u16 user id length | user id | i64 send
@@ -511,9 +730,9 @@ static inline size_t jrec_bytes(size_t user_len) { return 2 + user_len + sizeof(
  * version 1 read every entry of the dirty list again at the write (a
  * cache miss each: a quarter of the push dispatcher's time at 100k
  * notifications/s with a million users). */
-static void jrec_add(part_t *p, const entry_t *e, int64_t t)
+static void jrec_add(const local_t *l, part_t *p, entry_t *e, int64_t t)
 {
-    size_t need = jrec_bytes(e->user_len);
+    size_t len = e_user_len(l, e), need = jrec_bytes(len);
     if (!p->jbuf) p->jused = JBLOCK_HEAD;
     if (p->jused + need > p->jcap) {
         /* up to RL_JOURNAL_MAX and one record more: the check that
@@ -523,10 +742,10 @@ static void jrec_add(part_t *p, const entry_t *e, int64_t t)
         p->jbuf = xrealloc(p->jbuf, p->jcap = cap);
     }
     char *w = p->jbuf + p->jused;
-    uint16_t ul = (uint16_t)e->user_len;
+    uint16_t ul = (uint16_t)len;
     memcpy(w, &ul, 2);
-    memcpy(w + 2, e->user, e->user_len);
-    memcpy(w + 2 + e->user_len, &t, sizeof(t));
+    memcpy(w + 2, e_user(l, e), len);
+    memcpy(w + 2 + len, &t, sizeof(t));
     p->jused += need;
 }
 
@@ -547,35 +766,48 @@ static size_t table_size(size_t kept)
 /* After a pass that freed entries (kept of p->count left): the table is
  * rebuilt from the others (smaller when many went). When none went it is
  * left as it is: a rebuild reads and writes every slot (with a million
- * users, 32 MB per partition). */
-static void sweep_done(part_t *p, size_t kept, int64_t now_ms)
+ * users, 32 MB per partition). The pass moved the entries' times k units
+ * back: the epoch moves k units on. */
+static void sweep_done(const local_t *l, part_t *p, size_t kept, uint32_t k, int64_t now_ms)
 {
+    p->epoch += (int64_t)k * l->unit;
     if (kept != p->count) {
         p->count = kept;
-        rehash(p, table_size(kept));
+        rehash(l, p, table_size(kept));
     }
     p->last_sweep = now_ms;
 }
 
+/* One user of a sweep (of cut: cut_units()): its times that left go, and
+ * the user when none is left (false); its ring shrinks when mostly empty,
+ * its times move k units back. */
+static bool sweep_one(local_t *l, part_t *p, slot_t *s, int64_t cut, uint32_t k)
+{
+    entry_t *e = slot_entry(p, *s);
+    expire_cut(l, e, cut);
+    if (e_n(l, e) == 0) {
+        entry_free(l, e);
+        *s = 0;
+        return false;
+    }
+    shrink(l, p, s);
+    shift_entry(l, slot_entry(p, *s), k);
+    return true;
+}
 
-/* Forgets the users with nothing left in the window. */
+/* Forgets the users with nothing left in the window and moves the epoch
+ * on to the oldest time that may still be in it (so that the times stay
+ * within the epoch's 16 bits without a rebase). */
 static void sweep(local_t *l, part_t *p, int64_t now_ms)
 {
     size_t kept = 0;
+    int64_t cut = cut_units(l, p, now_ms);
+    uint32_t k = shift_units(l, p, now_ms);
     for (size_t i = 0; i < p->nslots; i++) {
         __builtin_prefetch(ahead_entry(p->slots, p->nslots, p->pmask, i));
-        entry_t *e = slot_entry(p, p->slots[i]);
-        if (!e) continue;
-        expire(l, p, e, now_ms);
-        if (e->n == 0) {
-            entry_free(l, e);
-            p->slots[i] = 0;
-        } else {
-            shrink(l, p, &p->slots[i]);
-            kept++;
-        }
+        if (p->slots[i] && sweep_one(l, p, &p->slots[i], cut, k)) kept++;
     }
-    sweep_done(p, kept, now_ms);
+    sweep_done(l, p, kept, k, now_ms);
 }
 
 static void snap_path(const local_t *l, int32_t id, char *out, size_t len, const char *suffix)
@@ -605,23 +837,24 @@ static hr_t write_all(int fd, const void *p, size_t n, uLong *crc)
     return HR_OK;
 }
 
-static inline size_t entry_bytes(const entry_t *e)
+static inline size_t entry_bytes(const local_t *l, const entry_t *e)
 {
-    return 2 * sizeof(uint32_t) + e->user_len + (size_t)e->n * sizeof(int64_t);
+    return 2 * sizeof(uint32_t) + e_user_len(l, e) + (size_t)e_n(l, e) * sizeof(int64_t);
 }
 
-/* Writes e of p at w (entry_bytes(e) bytes): its ring oldest first, as
- * absolute times (the files' format is the one of the 64-bit rings). */
-static void entry_put(const part_t *p, entry_t *e, char *w)
+/* Writes e at w (entry_bytes() bytes): its ring oldest first, as absolute
+ * times (epoch: its times' epoch; the files' format is the one of the
+ * 64-bit rings: a time is written as held, rounded up to its unit). */
+static void entry_put(const local_t *l, int64_t epoch, entry_t *e, char *w)
 {
-    uint32_t n = e->n, ul = e->user_len;
+    uint32_t n = e_n(l, e), ul = (uint32_t)e_user_len(l, e), cap = e_cap(l, e);
     memcpy(w, &ul, sizeof(uint32_t));
-    memcpy(w + 4, e->user, e->user_len);
-    memcpy(w + 4 + e->user_len, &n, sizeof(n));
-    w += 8 + e->user_len;
-    const uint32_t *ts = ts_of(e);
-    for (uint32_t k = 0, j = e->head; k < n; k++, j = j + 1 == e->cap ? 0 : j + 1) {
-        int64_t t = p->epoch + ts[j];
+    memcpy(w + 4, e_user(l, e), ul);
+    memcpy(w + 4 + ul, &n, sizeof(n));
+    w += 8 + ul;
+    const uint16_t *ts = ts_of(l, e);
+    for (uint32_t k = 0, j = e_head(l, e); k < n; k++, j = ring_next(cap, j)) {
+        int64_t t = epoch + (int64_t)ts[j] * l->unit;
         memcpy(w + (size_t)k * sizeof(int64_t), &t, sizeof(t));
     }
 }
@@ -729,37 +962,35 @@ static hr_t snapshot(local_t *l, part_t *p, int64_t now_ms, bool sweep_too, bool
     size_t cap = 65536, used = 0;
     char *buf = xmalloc(cap);
     size_t kept = 0;
+    /* with sweep_too, the times move k units back as the pass goes (the
+     * epoch moves k units on at its end) */
+    int64_t cut = sweep_too ? cut_units(l, p, now_ms) : -1;
+    uint32_t k = sweep_too ? shift_units(l, p, now_ms) : 0;
+    int64_t epoch = p->epoch + (int64_t)k * l->unit;
     for (size_t i = 0; i < p->nslots; i++) {
         __builtin_prefetch(ahead_entry(p->slots, p->nslots, p->pmask, i));
-        entry_t *e = slot_entry(p, p->slots[i]);
-        if (!e) continue;
+        if (!p->slots[i]) continue;
         if (sweep_too) {
-            expire(l, p, e, now_ms);
-            if (e->n == 0) {
-                entry_free(l, e);
-                p->slots[i] = 0;
-                continue;
-            }
-            shrink(l, p, &p->slots[i]);
-            e = slot_entry(p, p->slots[i]);
+            if (!sweep_one(l, p, &p->slots[i], cut, k)) continue;
             kept++;
         }
-        if (e->n == 0) continue;
-        size_t need = entry_bytes(e);
+        entry_t *e = slot_entry(p, p->slots[i]);
+        if (e_n(l, e) == 0) continue;
+        size_t need = entry_bytes(l, e);
         if (used + need > cap) {
             if (r == HR_OK) r = write_all(fd, buf, used, &body_crc);
             body_len += (z_off_t)used;
             used = 0;
             if (need > cap) buf = xrealloc(buf, cap = need);
         }
-        entry_put(p, e, buf + used);
+        entry_put(l, epoch, e, buf + used);
         used += need;
         count++;
     }
     if (r == HR_OK && used) r = write_all(fd, buf, used, &body_crc);
     body_len += (z_off_t)used;
     free(buf);
-    if (sweep_too) sweep_done(p, kept, now_ms);
+    if (sweep_too) sweep_done(l, p, kept, k, now_ms);
     memcpy(head + sizeof(MAGIC) + sizeof(int64_t), &count, sizeof(count));
     uint32_t c32 = (uint32_t)crc32_combine(crc32(crc32(0, Z_NULL, 0), (const Bytef *)head, HEAD), body_crc, body_len);
     if (r == HR_OK && pwrite(fd, head + sizeof(MAGIC) + sizeof(int64_t), sizeof(count),
@@ -841,10 +1072,11 @@ static bool entries_walk(local_t *l, part_t *p, const char *data, size_t at, siz
         memcpy(&n, data + at, 4);
         at += 4;
         if ((size_t)n > (end - at) / 8) return false;
-        if (apply) {
+        if (apply && ul <= user_max(l)) { /* a longer id is not limited (local_check) */
             slot_t *s = lookup(l, p, user, ul, true);
             entry_t *e = slot_entry(p, *s);
-            e->head = e->n = 0;
+            e_set_head(l, e, 0);
+            e_set_n(l, e, 0);
             for (uint32_t j = 0; j < n; j++) {
                 int64_t t;
                 memcpy(&t, data + at + (size_t)j * 8, 8);
@@ -870,7 +1102,7 @@ static bool records_walk(local_t *l, part_t *p, const char *data, size_t at, siz
         memcpy(&ul, data + at, 2);
         at += 2;
         if (ul > ENTRY_USER_MAX || end - at < jrec_bytes(ul) - 2) return false;
-        if (apply) {
+        if (apply && ul <= user_max(l)) {
             int64_t t;
             memcpy(&t, data + at + ul, sizeof(t));
             slot_t *s = lookup(l, p, data + at, ul, true);
@@ -987,7 +1219,11 @@ static part_t *part_get(local_t *l, int32_t id, int64_t now_ms)
     }
     if (!l->parts[id]) {
         l->parts[id] = part_new(id, l->pmask);
-        l->parts[id]->epoch = now_ms - l->base.window_ms;
+        /* on the grid of whole units since 1970, as every move keeps it:
+         * a time is held as the same multiple of the unit whichever
+         * process loads it, so reloading does not round it up again */
+        int64_t e0 = now_ms - l->base.window_ms;
+        l->parts[id]->epoch = e0 - ((e0 % l->unit) + l->unit) % l->unit;
         load(l, l->parts[id], now_ms);
     }
     return l->parts[id];
@@ -1018,6 +1254,18 @@ static inline const char *entry_guess(const part_t *p, uint64_t h)
     return slot_may_be(p, s, h) ? (const char *)slot_entry(p, s) : NULL;
 }
 
+/* Sets p's cut (cut_units) and d (t_units) for now_ms, unless they are
+ * for now_ms and p's epoch already: the checks of a batch share them (two
+ * divisions a check less). */
+static inline void check_units(const local_t *l, part_t *p, int64_t now_ms)
+{
+    if (p->units_now == now_ms && p->units_epoch == p->epoch) return;
+    p->units_now = now_ms;
+    p->units_epoch = p->epoch;
+    p->cut = cut_units(l, p, now_ms);
+    p->d = t_units(l, p, now_ms);
+}
+
 static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t now_ms)
 {
     _Static_assert(CHECK_RING > 2 * CHECK_AHEAD && (CHECK_RING & (CHECK_RING - 1)) == 0, "the pipeline's ring");
@@ -1042,23 +1290,28 @@ static void local_check(ratelimit_t *rl, ratelimit_req_t *reqs, int n, int64_t n
         if (i < 0) continue;
         int k = i & (CHECK_RING - 1);
         part_t *p = ps[k]; /* part_get of a later request never frees an earlier one's */
-        if (reqs[i].user_len > ENTRY_USER_MAX) {
-            reqs[i].allowed = true; /* not an id herald accepts (see ENTRY_USER_MAX) */
+        if (reqs[i].user_len > user_max(l)) {
+            reqs[i].allowed = true; /* not an id herald accepts (see ENTRY_USER_MAX, NARROW_MAX) */
             continue;
         }
         slot_t *s = lookup_hashed(l, p, reqs[i].user, reqs[i].user_len, h[k], true);
         entry_t *e = slot_entry(p, *s);
-        expire(l, p, e, now_ms);
-        reqs[i].allowed = e->n < (uint32_t)rl->limit;
+        check_units(l, p, now_ms);
+        expire_cut(l, e, p->cut);
+        uint32_t en = e_n(l, e);
+        reqs[i].allowed = en < (uint32_t)rl->limit;
         if (reqs[i].allowed) {
-            if (now_ms < p->epoch || now_ms - p->epoch > (int64_t)UINT32_MAX) rebase(l, p, now_ms);
-            if (e->n == e->cap) e = grow(l, p, s);
-            uint32_t at = e->head + e->n; /* < 2 * cap */
-            ts_of(e)[at < e->cap ? at : at - e->cap] = (uint32_t)(now_ms - p->epoch);
-            e->n++;
+            if (now_ms - p->epoch > span_ms(l)) { /* no sweep for half a window */
+                rebase(l, p, now_ms);
+                check_units(l, p, now_ms);
+            }
+            if (en == e_cap(l, e)) e = grow(l, p, s);
+            uint32_t cap = e_cap(l, e), at = e_head(l, e) + en; /* < 2 * cap */
+            ts_of(l, e)[at < cap ? at : at - cap] = p->d; /* rounded up; 0 when now_ms < epoch */
+            e_set_n(l, e, en + 1);
             p->dirty = true;
             if (l->journal) {
-                jrec_add(p, e, now_ms);
+                jrec_add(l, p, e, now_ms);
                 /* a burst: write the block now rather than hold its
                  * records until the tick */
                 if (p->jused >= RL_JOURNAL_MAX) persist_dirty(l, p, now_ms);
@@ -1165,6 +1418,8 @@ static hr_t local_open(const ratelimit_opts_t *o, ratelimit_t **out, char *why, 
         l->dir = xstrdup(o->state_dir);
     }
     l->snapshot_ms = o->snapshot_ms;
+    l->wide = o->limit > NARROW_MAX;
+    l->unit = unit_of(o->window_ms);
     l->journal = l->dir && o->snapshot_ms > 0;
     *out = &l->base;
     return HR_OK;

@@ -35,6 +35,10 @@
 extern char **environ;
 
 #define HOUR 3600000
+/* The local backend's resolution with a window of an hour: a send is held
+ * rounded up to 83 ms (ratelimit_local_unit), so it leaves the window at
+ * most 82 ms after the exact log would drop it, never before. */
+#define U 83
 static const int64_t T0 = 1790000000000; /* an injected clock */
 
 static char tmpdir[256];
@@ -78,8 +82,9 @@ static bool check(ratelimit_t *rl, int32_t part, const char *user, int64_t now)
 }
 
 /* 15 checks for one user in the window -> exactly 10; other users are
- * unaffected; the window slides. Shared by both backends. */
-static void limits_and_slides(ratelimit_t *rl)
+ * unaffected; the window slides, a send leaving it at most res - 1 ms
+ * late (0: exact), never early. Shared by both backends. */
+static void limits_and_slides(ratelimit_t *rl, int64_t res)
 {
     int64_t limited0 = METRIC_VALUE_AT(ratelimit_limited, CH_PUSH);
     int allowed = 0;
@@ -93,9 +98,9 @@ static void limits_and_slides(ratelimit_t *rl)
     assert_true(check(rl, 2, "carol", T0 + 30 * 60000));
     /* One hour after the first send it leaves the window: one slot. */
     assert_false(check(rl, 1, "alice", T0 + HOUR - 1));
-    assert_true(check(rl, 1, "alice", T0 + HOUR));
-    assert_false(check(rl, 1, "alice", T0 + HOUR));
-    assert_true(check(rl, 1, "alice", T0 + HOUR + 1000));
+    assert_true(check(rl, 1, "alice", T0 + HOUR + (res ? res - 1 : 0)));
+    assert_false(check(rl, 1, "alice", T0 + HOUR + (res ? res - 1 : 0)));
+    assert_true(check(rl, 1, "alice", T0 + HOUR + 1000 + (res ? res - 1 : 0)));
     assert_false(check(rl, 1, "alice", T0 + HOUR + 1500));
     /* Two hours later everything has left: 10 again. */
     allowed = 0;
@@ -130,7 +135,8 @@ static void test_local_limits(void **st)
 {
     ratelimit_t *rl = open_rl("local", 10, NULL, NULL);
     assert_string_equal(ratelimit_backend_name(rl), "local");
-    limits_and_slides(rl);
+    assert_int_equal(ratelimit_local_unit(rl), U);
+    limits_and_slides(rl, U);
     batch(rl, T0);
     ratelimit_close(rl);
 }
@@ -164,13 +170,13 @@ static void test_local_persists(void **st)
     ratelimit_partition_assigned(other, 5, T0 + 300);
     assert_false(check(other, 5, "alice", T0 + 300));
     /* ... and the window still slides after the move */
-    assert_true(check(other, 5, "alice", T0 + HOUR));
+    assert_true(check(other, 5, "alice", T0 + HOUR + U));
     ratelimit_close(other);
     ratelimit_close(rl);
 
     /* A smaller limit after a restart keeps the newest sends. */
     ratelimit_t *small = open_rl("local", 3, dir, NULL);
-    assert_false(check(small, 5, "alice", T0 + HOUR + 1));
+    assert_false(check(small, 5, "alice", T0 + HOUR + U + 1));
     ratelimit_close(small);
 
     /* Periodic snapshots from ratelimit_tick. */
@@ -236,17 +242,17 @@ static void test_local_many_users(void **st)
         if (i % 2 == 0) assert_false(check(rl, 7, u, T0 + HOUR / 2));
     }
     /* past the even users' window: the sweep drops them, the odd stay */
-    ratelimit_tick(rl, T0 + HOUR);
+    ratelimit_tick(rl, T0 + HOUR + U);
     ratelimit_t *other = NULL;
     assert_int_equal(ratelimit_open_opts(&o, &other, why, sizeof(why)), HR_OK);
-    ratelimit_partition_assigned(other, 7, T0 + HOUR);
+    ratelimit_partition_assigned(other, 7, T0 + HOUR + U);
     for (int i = 0; i < USERS; i++) {
         snprintf(u, sizeof(u), "user-%0*d", 1 + i % 40, i);
         int want = i % 2 ? 2 : 3; /* odd: one send still in the window */
-        for (int k = 0; k < want; k++) assert_true(check(other, 7, u, T0 + HOUR));
-        assert_false(check(other, 7, u, T0 + HOUR));
-        for (int k = 0; k < want; k++) assert_true(check(rl, 7, u, T0 + HOUR));
-        assert_false(check(rl, 7, u, T0 + HOUR));
+        for (int k = 0; k < want; k++) assert_true(check(other, 7, u, T0 + HOUR + U));
+        assert_false(check(other, 7, u, T0 + HOUR + U));
+        for (int k = 0; k < want; k++) assert_true(check(rl, 7, u, T0 + HOUR + U));
+        assert_false(check(rl, 7, u, T0 + HOUR + U));
     }
     ratelimit_close(other);
     ratelimit_close(rl);
@@ -471,42 +477,91 @@ static void test_journal_version1(void **st)
     ratelimit_close(p);
 }
 
-/* The heap a user costs (one send, 8-byte ids as in the benchmark, 4
- * partitions): its entry from the pool (a 12-byte header, the id and a
- * ring of 2 times: 32 bytes; 48 as one malloc each with a 20-byte header)
- * and its table slot (8 bytes, at most 3/4 full). Skipped where mallinfo2
- * counts nothing (sanitizers replace malloc). */
+/* Memory per user: 8-byte ids as in the benchmark, narrow entries (4-byte
+ * header, 16-bit times). One send each: a 16-byte entry (32 with 32-bit
+ * times and a 12-byte header) and a table slot at most 3/4 full. Ten each
+ * (the rings grown from 2 times straight to the limit, 10: an entry of
+ * 32 bytes is at most twice one of 16): 32 bytes (64), and nothing is
+ * carved between (an entry of 24 bytes for 6 times, left behind). The
+ * sweep forgets everyone after the window; the entries they and their
+ * rings left behind go to the users that come next, also those of a
+ * bigger class (a ring of 10 at once), so the pool does not grow. */
 static void test_memory_per_user(void **st)
 {
     (void)st;
     enum { USERS = 180000 }; /* 45,000 a partition: tables of 65,536 slots */
+    char u[16];
     struct mallinfo2 before = mallinfo2();
     ratelimit_t *rl = open_rl("local", 10, NULL, NULL);
     for (int i = 0; i < USERS; i++) {
-        char u[16];
         snprintf(u, sizeof(u), "u%07d", i);
         assert_true(check(rl, i % 4, u, T0));
     }
     struct mallinfo2 after = mallinfo2();
+    ratelimit_local_mem_t m;
+    ratelimit_local_memory(rl, &m);
+    assert_int_equal(m.entries, USERS);
+    assert_int_equal(m.pool_live, (size_t)USERS * 16);
+    assert_int_equal(m.table_bytes, (size_t)4 * 65536 * 8);
+    print_message("one send: entries %.1f bytes a user in use, %.1f carved; table %.1f\n",
+                  (double)m.pool_live / USERS, (double)m.pool_bytes / USERS, (double)m.table_bytes / USERS);
     size_t used = (after.uordblks + after.hblkhd) - (before.uordblks + before.hblkhd);
-    if (used == 0) {
-        ratelimit_close(rl);
-        skip();
+    if (used != 0) {
+        double per = (double)used / USERS;
+        print_message("heap: %.1f bytes a user\n", per);
+        assert_true(per < 30.0); /* 16 + 8 x 65536 / 45000 = 27.7; 43.7 before */
     }
-    double per = (double)used / USERS;
-    print_message("heap: %.1f bytes a user\n", per);
-    assert_true(per < 47.0); /* 32 + 8 x 65536 / 45000 = 43.7; one malloc each: 59.7 */
     for (int i = 0; i < USERS; i += 1009) {
-        char u[16];
         snprintf(u, sizeof(u), "u%07d", i);
         assert_int_equal(allows(rl, i % 4, u, T0 + 1, 10), 9);
     }
+    /* everyone to the limit */
+    for (int i = 0; i < USERS; i++) {
+        snprintf(u, sizeof(u), "u%07d", i);
+        assert_int_equal(allows(rl, i % 4, u, T0 + 2, i % 1009 ? 9 : 1), i % 1009 ? 9 : 0);
+    }
+    ratelimit_local_memory(rl, &m);
+    assert_int_equal(m.pool_live, (size_t)USERS * 32);
+    assert_true(m.pool_bytes <= (size_t)USERS * (16 + 32) + ((size_t)64 << 10));
+    print_message("ten sends: entries %.1f bytes a user in use, %.1f carved\n", (double)m.pool_live / USERS,
+                  (double)m.pool_bytes / USERS);
+    /* after the window the sweep forgets them all: the pool keeps their
+     * entries (of 32 bytes) and those the rings left behind when they grew
+     * (16) */
+    ratelimit_tick(rl, T0 + 5);     /* the first tick of the limiter */
+    ratelimit_tick(rl, T0 + 10005); /* and of its partitions */
+    ratelimit_tick(rl, T0 + HOUR + U + 10005);
+    ratelimit_local_memory(rl, &m);
+    assert_int_equal(m.entries, 0);
+    assert_int_equal(m.pool_live, 0);
+    assert_int_equal(m.table_bytes, (size_t)4 * 64 * 8);
+    /* twice as many new users: half take the entries of 16 bytes, half
+     * those of 32 (a ring of 10 at once): the pool does not grow */
+    size_t carved = m.pool_bytes;
+    int64_t t1 = T0 + HOUR + U + 20005;
+    for (int i = USERS; i < 3 * USERS; i++) {
+        snprintf(u, sizeof(u), "u%07d", i);
+        assert_true(check(rl, i % 4, u, t1));
+    }
+    ratelimit_local_memory(rl, &m);
+    assert_int_equal(m.entries, 2 * USERS);
+    assert_int_equal(m.pool_live, (size_t)USERS * (16 + 32));
+    assert_int_equal(m.pool_bytes, carved);
+    for (int i = USERS; i < 3 * USERS; i += 1009) { /* rings of 2 and of 10 alike */
+        snprintf(u, sizeof(u), "u%07d", i);
+        assert_int_equal(allows(rl, i % 4, u, t1 + 1, 12), 9);
+    }
+    ratelimit_tick(rl, t1 + HOUR + U);
+    ratelimit_local_memory(rl, &m);
+    assert_int_equal(m.entries, 0);
+    assert_int_equal(m.pool_live, 0);
     ratelimit_close(rl);
 }
 
 /* The local backend's bounds: a limit above RL_LIMIT_MAX is refused at
  * open; a user id longer than an entry holds is not limited (herald's ids
- * are at most 200 bytes), and the ids around it still are. */
+ * are at most 200 bytes; 255 for limits up to 255, 4095 above), and the
+ * ids around it still are. */
 static void test_local_bounds(void **st)
 {
     (void)st;
@@ -515,17 +570,28 @@ static void test_local_bounds(void **st)
     char why[256];
     assert_int_equal(ratelimit_open_opts(&o, &rl, why, sizeof(why)), HR_INVALID);
     assert_null(rl);
-    rl = open_rl("local", 2, NULL, NULL);
-    char *longid = malloc(5000);
-    assert_non_null(longid);
-    memset(longid, 'x', 4999);
-    longid[4999] = '\0';
-    assert_int_equal(allows(rl, 0, longid, T0, 5), 5);
-    longid[4095] = '\0'; /* the longest an entry holds */
-    assert_int_equal(allows(rl, 0, longid, T0, 5), 2);
-    assert_int_equal(allows(rl, 0, "short", T0, 5), 2);
-    free(longid);
-    ratelimit_close(rl);
+    /* limit 2: narrow entries (limits up to 255) hold ids up to 255 bytes;
+     * limit 300: wide entries up to 4095 */
+    for (int wide = 0; wide < 2; wide++) {
+        int limit = wide ? 300 : 2;
+        size_t most = wide ? 4095 : 255;
+        rl = open_rl("local", limit, NULL, NULL);
+        char *longid = malloc(5000);
+        assert_non_null(longid);
+        memset(longid, 'x', 4999);
+        longid[4999] = '\0';
+        assert_int_equal(allows(rl, 0, longid, T0, limit + 3), limit + 3);
+        longid[most + 1] = '\0';
+        assert_int_equal(allows(rl, 0, longid, T0, limit + 3), limit + 3);
+        longid[most] = '\0'; /* the longest an entry holds */
+        assert_int_equal(allows(rl, 0, longid, T0, limit + 3), limit);
+        assert_int_equal(allows(rl, 0, "short", T0, limit + 3), limit);
+        /* the window slides for both layouts */
+        assert_int_equal(allows(rl, 0, longid, T0 + HOUR - 1, 1), 0);
+        assert_int_equal(allows(rl, 0, longid, T0 + HOUR + U - 1, limit + 3), limit);
+        free(longid);
+        ratelimit_close(rl);
+    }
 }
 
 /* Builds partition `part` in dir: a base with "u0", then a journal block
@@ -631,7 +697,8 @@ static void test_journal_rebalance(void **st)
 }
 
 /* Journaled sends leave the window like the others (injected clock): a
- * reload one window after them finds nothing, a millisecond earlier all. */
+ * reload one window (and the resolution) after them finds nothing, a
+ * millisecond before the window ends all. */
 static void test_journal_window_expiry(void **st)
 {
     (void)st;
@@ -643,9 +710,9 @@ static void test_journal_window_expiry(void **st)
     ratelimit_partition_assigned(x, 5, T0 + 20001 + HOUR - 1);
     assert_int_equal(allows(x, 5, "b", T0 + 20001 + HOUR - 1, 3), 0);
     ratelimit_t *y = open_snap(dir, 3);
-    ratelimit_partition_assigned(y, 5, T0 + 20001 + HOUR);
-    assert_int_equal(allows(y, 5, "b", T0 + 20001 + HOUR, 4), 3);
-    assert_int_equal(allows(y, 5, "a", T0 + 20001 + HOUR, 4), 3); /* a's at T0 + 10001 */
+    ratelimit_partition_assigned(y, 5, T0 + 20001 + HOUR + U - 1);
+    assert_int_equal(allows(y, 5, "b", T0 + 20001 + HOUR + U - 1, 4), 3);
+    assert_int_equal(allows(y, 5, "a", T0 + 20001 + HOUR + U - 1, 4), 3); /* a's at T0 + 10001 */
     ratelimit_close(y);
     ratelimit_close(x);
     ratelimit_close(p);
@@ -728,11 +795,11 @@ static void test_ring_grows(void **st)
     assert_int_equal(allows(rl, 0, "gina", T0 + HOUR + 600, 30), 18);
     /* T0 + 1000 leaves: exactly one more, then the rest at their times */
     assert_false(check(rl, 0, "gina", T0 + HOUR + 999));
-    assert_true(check(rl, 0, "gina", T0 + HOUR + 1000));
-    assert_false(check(rl, 0, "gina", T0 + HOUR + 1001));
+    assert_true(check(rl, 0, "gina", T0 + HOUR + 1000 + U - 1));
+    assert_false(check(rl, 0, "gina", T0 + HOUR + 1000 + U));
     assert_false(check(rl, 0, "gina", 2 * HOUR + T0 + 499));
-    assert_true(check(rl, 0, "gina", 2 * HOUR + T0 + 500));
-    assert_int_equal(allows(rl, 0, "gina", 2 * HOUR + T0 + 600, 30), 18);
+    assert_true(check(rl, 0, "gina", 2 * HOUR + T0 + 500 + U - 1));
+    assert_int_equal(allows(rl, 0, "gina", 2 * HOUR + T0 + 600 + U, 30), 18);
     /* a user with one send beside it is unaffected */
     assert_true(check(rl, 0, "hank", T0 + HOUR));
     assert_int_equal(allows(rl, 0, "hank", T0 + HOUR + 1, 30), 19);
@@ -761,14 +828,15 @@ static void test_ring_grows_restart(void **st)
     assert_int_equal(allows(q, 0, "one", T0 + 20001, 30), 19);
     assert_int_equal(allows(q, 0, "two", T0 + 20001, 30), 18);
     /* the seven of T0 leave an hour later: seven more */
-    assert_int_equal(allows(q, 0, "big", T0 + HOUR, 10), 7);
+    assert_int_equal(allows(q, 0, "big", T0 + HOUR - 1, 10), 0);
+    assert_int_equal(allows(q, 0, "big", T0 + HOUR + U, 10), 7);
     ratelimit_close(q);
     ratelimit_t *r = open_snap(dir, 5);
-    ratelimit_partition_assigned(r, 0, T0 + HOUR + 1);
-    assert_int_equal(allows(r, 0, "big", T0 + HOUR + 1, 5), 0);
-    /* the five newest were at T0 + HOUR: none leave at T0 + 10001 + HOUR */
-    assert_int_equal(allows(r, 0, "big", T0 + 10001 + HOUR, 5), 0);
-    assert_int_equal(allows(r, 0, "big", T0 + 2 * HOUR, 5), 5);
+    ratelimit_partition_assigned(r, 0, T0 + HOUR + U + 1);
+    assert_int_equal(allows(r, 0, "big", T0 + HOUR + U + 1, 5), 0);
+    /* the five newest were at T0 + HOUR + U: none leave at T0 + 10001 + HOUR + U */
+    assert_int_equal(allows(r, 0, "big", T0 + 10001 + HOUR + U, 5), 0);
+    assert_int_equal(allows(r, 0, "big", T0 + 2 * HOUR + 2 * U, 5), 5);
     ratelimit_close(r);
     ratelimit_close(p);
 }
@@ -786,7 +854,7 @@ static void test_ring_shrinks(void **st)
     ratelimit_tick(rl, T0 + HOUR + 10001); /* sweeps: 19 left, the ring shrinks */
     assert_int_equal(allows(rl, 0, "olga", T0 + HOUR + 10001, 30), 19);
     assert_false(check(rl, 0, "olga", T0 + HOUR + HOUR / 2 - 1));
-    assert_true(check(rl, 0, "olga", T0 + HOUR + HOUR / 2));
+    assert_true(check(rl, 0, "olga", T0 + HOUR + HOUR / 2 + U));
     ratelimit_close(rl);
 
     char dir[300];
@@ -806,70 +874,131 @@ static void test_ring_shrinks(void **st)
     ratelimit_close(p);
 }
 
-/* Send times are held in 32 bits after the partition's epoch: past 2^32 ms
- * (49.7 days) the epoch moves and the sends still in the window keep
- * counting, exactly; a base written before the move reads back after it;
- * the longest window (30 days) and a clock set back work too. */
+/* Send times are held in 16 bits of units (83 ms for an hour) after the
+ * partition's epoch, 65,535 of them: a window and a half. Without ticks
+ * (no sweep moves the epoch) a check past the epoch's span moves it; the
+ * sends still in the window keep counting, also through the files; a
+ * clock set back holds the sends as the epoch (later than they were:
+ * conservative); the longest window; a short window is exact. */
 static void test_epoch_rebase(void **st)
 {
     (void)st;
-    const int64_t wrap = T0 - HOUR + (INT64_C(1) << 32); /* the first epoch's end */
+    const int64_t min = 60000;
     ratelimit_t *rl = open_rl("local", 3, NULL, NULL);
-    assert_true(check(rl, 0, "ivy", T0)); /* the epoch: T0 - 1 h */
-    assert_int_equal(allows(rl, 0, "ivy", wrap - 2000, 2), 2);
-    assert_true(check(rl, 0, "jon", wrap - 1));
-    assert_true(check(rl, 0, "ivy", wrap + 1000)); /* past the epoch's end: it moves */
-    assert_false(check(rl, 0, "ivy", wrap + 1000));
-    assert_int_equal(allows(rl, 0, "jon", wrap + 2000, 5), 2);
-    /* the two of wrap - 2000 leave exactly an hour later */
-    assert_false(check(rl, 0, "ivy", wrap - 2000 + HOUR - 1));
-    assert_int_equal(allows(rl, 0, "ivy", wrap - 2000 + HOUR, 5), 2);
-    assert_int_equal(allows(rl, 0, "jon", wrap - 1 + HOUR, 5), 1);
-    /* a clock set back by three hours: the sends since count, as before */
-    assert_false(check(rl, 0, "ivy", wrap - 2 * HOUR));
-    assert_int_equal(allows(rl, 0, "kim", wrap - 2 * HOUR, 5), 3);
-    assert_int_equal(allows(rl, 0, "kim", wrap + 3 * HOUR, 5), 3);
+    assert_true(check(rl, 0, "ivy", T0)); /* the epoch: T0 - 1 h; its span ends at T0 + 31 min */
+    assert_int_equal(allows(rl, 0, "ivy", T0 + 40 * min, 5), 2); /* past it: the epoch moves */
+    assert_true(check(rl, 0, "jon", T0 + 40 * min));
+    assert_false(check(rl, 0, "ivy", T0 + HOUR - 1));
+    assert_int_equal(allows(rl, 0, "ivy", T0 + HOUR + U - 1, 5), 1); /* T0's left */
+    /* ten hours later (several spans at once): everything has left */
+    assert_int_equal(allows(rl, 0, "ivy", T0 + 10 * HOUR, 5), 3);
+    assert_int_equal(allows(rl, 0, "jon", T0 + 10 * HOUR, 5), 3);
+    assert_int_equal(allows(rl, 0, "kim", T0 + 10 * HOUR + 40 * min, 5), 3); /* moves it again */
+    assert_int_equal(allows(rl, 0, "ivy", T0 + 10 * HOUR + 40 * min, 5), 0);
+    assert_int_equal(allows(rl, 0, "ivy", T0 + 11 * HOUR + U - 1, 5), 3);
+    /* a clock set back by almost three hours: the sends since count, held
+     * as the epoch (T0 + 9 h 40 min at the latest): until an hour after it */
+    assert_false(check(rl, 0, "kim", T0 + 8 * HOUR));
+    assert_int_equal(allows(rl, 0, "lou", T0 + 8 * HOUR, 5), 3);
+    assert_int_equal(allows(rl, 0, "lou", T0 + 9 * HOUR + U, 5), 0); /* the exact log: 3 */
+    assert_int_equal(allows(rl, 0, "lou", T0 + 10 * HOUR + 40 * min, 5), 3);
     ratelimit_close(rl);
 
-    /* a base and journal written before the epoch's end, read after it */
+    /* a base and journal written, read by a process whose epoch is another */
     char dir[300];
     mkdirs(dir, sizeof(dir), "epoch");
     ratelimit_t *p = open_snap(dir, 3);
     ratelimit_tick(p, T0);
-    assert_true(check(p, 0, "early", T0)); /* the partition's epoch: T0 - 1 h */
-    ratelimit_tick(p, wrap - 30000);        /* the base */
-    assert_true(check(p, 0, "lea", wrap - 30000));
-    ratelimit_tick(p, wrap - 20000);        /* the journal */
-    assert_true(check(p, 0, "lea", wrap - 10000));
-    ratelimit_tick(p, wrap);
+    assert_true(check(p, 0, "lea", T0));
+    ratelimit_tick(p, T0 + 10000); /* the base */
+    assert_true(check(p, 0, "lea", T0 + 40 * min));
+    ratelimit_tick(p, T0 + 40 * min + 10000); /* the journal */
     assert_true(fsize(dir, 0, "j", NULL) > 0);
-    ratelimit_t *c = open_snap(dir, 3);     /* a crash: p never closed */
-    ratelimit_partition_assigned(c, 0, wrap + 6000);
-    assert_int_equal(allows(c, 0, "lea", wrap + 6000, 3), 1);
+    ratelimit_t *c = open_snap(dir, 3); /* a crash: p never closed */
+    ratelimit_partition_assigned(c, 0, T0 + 50 * min);
+    assert_int_equal(allows(c, 0, "lea", T0 + 50 * min, 3), 1);
+    assert_int_equal(allows(c, 0, "lea", T0 + HOUR - 1, 3), 0);
+    assert_int_equal(allows(c, 0, "lea", T0 + HOUR + U - 1, 3), 1);
     ratelimit_close(c);
-    assert_true(check(p, 0, "lea", wrap + 5000)); /* moves p's epoch */
     ratelimit_close(p);
-    ratelimit_t *q = open_snap(dir, 3);
-    ratelimit_partition_assigned(q, 0, wrap + 6000);
-    assert_false(check(q, 0, "lea", wrap + 6000));
-    assert_true(check(q, 0, "lea", wrap - 30000 + HOUR));
-    assert_false(check(q, 0, "lea", wrap - 30000 + HOUR));
-    ratelimit_close(q);
 
-    /* the longest window: 30 days, sends over 60 days */
+    /* the longest window: 30 days (a unit of 59.3 s), sends over 60 days */
     const int64_t day = 86400000, month = 30 * day;
     ratelimit_opts_t o = {.channel = CH_PUSH, .limit = 2, .window_ms = month, .backend = "local"};
     ratelimit_t *m = NULL;
     char why[256];
     assert_int_equal(ratelimit_open_opts(&o, &m, why, sizeof(why)), HR_OK);
+    assert_int_equal(ratelimit_local_unit(m), 59328);
     for (int64_t d = 0; d <= 120; d++) {
         int64_t now = T0 + d * day / 2; /* every 12 h */
         int sent = allows(m, 0, "max", now, 1);
-        /* the first two go at T0 and T0 + 12 h; then two every 30 days */
-        int want = d == 0 || d == 1 || d == 60 || d == 61 || d == 120 ? 1 : 0;
+        /* the first two go at T0 and T0 + 12 h; each leaves less than a
+         * unit after its 30 days, so 12 h after the exact log's next ones */
+        int want = d == 0 || d == 1 || d == 61 || d == 62 || d == 122 ? 1 : 0;
         assert_int_equal(sent, want);
     }
     ratelimit_close(m);
+
+    /* windows up to 43.7 s are exact (a unit of 1 ms) */
+    o.window_ms = 30000;
+    o.limit = 2;
+    assert_int_equal(ratelimit_open_opts(&o, &m, why, sizeof(why)), HR_OK);
+    assert_int_equal(ratelimit_local_unit(m), 1);
+    assert_int_equal(allows(m, 0, "ned", T0, 3), 2);
+    assert_int_equal(allows(m, 0, "ned", T0 + 29999, 3), 0);
+    assert_int_equal(allows(m, 0, "ned", T0 + 30000, 3), 2);
+    ratelimit_close(m);
+}
+
+/* The 16-bit times against an exact log (a reference of every allowed
+ * send): random sends of 40 users over 30 hours, with ticks (sweeps,
+ * compactions), gaps of several hours (rebases) and restarts from the
+ * files. Every send allowed leaves at most `limit` in the window ending
+ * at it (never more than the exact log allows), and every send refused
+ * had `limit` in the window lengthened by a unit (refused only within a
+ * unit of when the exact log would have refused too). */
+static void test_conservative_log(void **st)
+{
+    (void)st;
+    enum { USERS = 40, SENDS = 6000, LIMIT = 4 };
+    static int64_t sent[USERS][SENDS];
+    int nsent[USERS] = {0};
+    char dir[300], u[16];
+    mkdirs(dir, sizeof(dir), "conservative");
+    ratelimit_t *rl = open_snap(dir, LIMIT);
+    uint64_t x = 88172645463325252u;
+    int64_t now = T0;
+    for (int i = 0; i < SENDS; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int step = (int)(x % 1000);
+        if (step == 0) now += 3 * HOUR + (int64_t)(x >> 20) % HOUR; /* a gap: the epoch moves */
+        else now += (int64_t)(x >> 24) % 30000;
+        if (step == 1) { /* a restart: what the files hold (the last journal block at most is lost) */
+            ratelimit_tick(rl, now);
+            ratelimit_close(rl);
+            rl = open_snap(dir, LIMIT);
+        }
+        ratelimit_tick(rl, now);
+        int k = (int)((x >> 40) % USERS);
+        snprintf(u, sizeof(u), "c%02d", k);
+        bool ok = check(rl, 0, u, now);
+        int in = 0, in_late = 0; /* the exact log's count, and with a window a unit longer */
+        for (int j = 0; j < nsent[k]; j++) {
+            in += sent[k][j] > now - HOUR;
+            in_late += sent[k][j] > now - HOUR - U;
+        }
+        if (ok) {
+            assert_true(in < LIMIT);
+            sent[k][nsent[k]++] = now;
+        } else {
+            assert_true(in_late >= LIMIT);
+        }
+    }
+    int total = 0;
+    for (int k = 0; k < USERS; k++) total += nsent[k];
+    assert_true(total > SENDS / 4); /* the limits bit, and sends went through */
+    assert_true(total < SENDS);
+    ratelimit_close(rl);
 }
 
 /* ---- the table: 8-byte slots, 16 bits of the hash beside the entry's address ---- */
@@ -1086,7 +1215,7 @@ static void test_redis_limits(void **st)
     ratelimit_t *rl = open_rl("redis", 10, NULL, sock);
     assert_string_equal(ratelimit_backend_name(rl), "redis");
     int64_t err0 = METRIC_VALUE(ratelimit_redis_errors);
-    limits_and_slides(rl);
+    limits_and_slides(rl, 0);
     batch(rl, T0);
     assert_int_equal(METRIC_VALUE(ratelimit_redis_errors), err0);
     /* Two limiters (two processes) share the window. */
@@ -1168,6 +1297,7 @@ int main(void)
         cmocka_unit_test(test_ring_grows),
         cmocka_unit_test(test_ring_grows_restart),
         cmocka_unit_test(test_epoch_rebase),
+        cmocka_unit_test(test_conservative_log),
         cmocka_unit_test(test_ring_shrinks),
         cmocka_unit_test(test_slot_tag_collisions),
         cmocka_unit_test(test_whole_pointer_slots),
