@@ -185,7 +185,7 @@ static const opt_t opts[] = {
     {"ratelimit.webhook", OPT_INT, F(ratelimit_webhook), "60", 0, 1000000, NULL,
      "Webhook calls per recipient per ratelimit.window_ms (0 = unlimited)."},
     {"ratelimit.window_ms", OPT_I64, F(ratelimit_window_ms), "3600000", 1000, INT64_C(2592000000),
-     NULL, "Sliding window of the per-recipient rate limits (1 h)."},
+     NULL, "Sliding window of the per-recipient rate limits (1 h). The embedded limiter holds send times rounded up to 1/43,690 of the window (83 ms for an hour, exact up to 43.7 s): a send may count up to that much longer, never shorter."},
     {"ratelimit.backend", OPT_ENUM, F(ratelimit_backend), "local", 0, 0, "local|redis",
      "Rate-limit state: local (held by the partition's dispatcher, snapshotted under "
      "<data_dir>/ratelimit) or redis (shared; fails open when Redis is down)."},

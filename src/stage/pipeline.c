@@ -2,7 +2,7 @@
  * pipeline.c - starts the stages this process runs (cfg->roles) with
  * cfg->workers_per_stage consumer threads each (a channel's dispatch role
  * brings its retry-tier stages, one worker each: they mostly wait; a stage
- * may ask for fewer, stage_def_t.max_workers), and stops them gracefully:
+ * may ask for fewer on SQLite, stage_def_t.max_workers), and stops them gracefully:
  * workers finish their batch, outputs are acknowledged, offsets committed.
  */
 #include "stage/stage.h"
@@ -51,9 +51,11 @@ hr_t pipeline_start(app_t *app, pipeline_t **out)
 
     int workers = app->cfg->workers_per_stage;
     p->workers = xcalloc((size_t)(p->ndefs * workers), sizeof(*p->workers));
+    const char *backend = app->cfg->store_backend;
+    bool one_writer = !backend || strcmp(backend, "sqlite") == 0; /* SQLite, the default */
     for (int i = 0; i < p->ndefs; i++) {
         int per = strncmp(p->defs[i].name, "retry:", 6) == 0 ? 1 : workers;
-        if (p->defs[i].max_workers > 0 && per > p->defs[i].max_workers) per = p->defs[i].max_workers;
+        if (one_writer && p->defs[i].max_workers > 0 && per > p->defs[i].max_workers) per = p->defs[i].max_workers;
         for (int w = 0; w < per; w++) {
             hr_t r = stage_worker_start(app, &p->defs[i], w, &p->workers[p->nworkers]);
             if (r != HR_OK) {

@@ -78,10 +78,12 @@ typedef struct stage_def {
      * the next, because a crash repeats every provider call whose status
      * record was not written yet. */
     int max_depth;
-    /* Worker threads at most, when fewer than pipeline.workers (0 = no
-     * limit of the stage's own). The status sink keeps 1: its batches are
-     * serialized on the store's one writer anyway, and two workers
-     * committing in turn each wrote the index pages both touch. */
+    /* Worker threads at most when the store has one writer (SQLite), when
+     * fewer than pipeline.workers (0 = no limit of the stage's own). The
+     * status sink keeps 1: its batches are serialized on SQLite's one
+     * writer anyway, and two workers committing in turn each wrote the
+     * index pages both touch. PostgreSQL takes concurrent writers: there
+     * every stage gets pipeline.workers. */
     int max_workers;
     /* Back-off after a failed batch: starts at retry_min_ms, doubles up to
      * retry_max_ms (0 = 10 ms and 5 s). HR_LATER does not use it. */

@@ -10,10 +10,11 @@
  * when the load drops. The bus holds the backlog (notification-status
  * keeps 7 days).
  *
- * One worker, whatever pipeline.workers says (stage_def_t.max_workers):
- * the store has one writer, so a second worker's transactions only took
- * turns with the first's, each half as large, and each wrote the pages of
- * the id index both touched (see SINK_GATHER).
+ * One worker on SQLite, whatever pipeline.workers says
+ * (stage_def_t.max_workers): SQLite has one writer, so a second worker's
+ * transactions only took turns with the first's, each half as large, and
+ * each wrote the pages of the id index both touched (see SINK_GATHER).
+ * PostgreSQL takes concurrent writers: there it gets pipeline.workers.
  *
  * Each transaction's time goes to herald_status_write_seconds: the store
  * write latency operators alert on (its p99).

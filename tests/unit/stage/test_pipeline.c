@@ -149,8 +149,8 @@ static json_t *dlq_records(fx_t *f, int want)
     return arr;
 }
 
-/* pipeline.workers applies to every stage but the status sink, which
- * keeps one worker (its transactions take turns on the store's one
+/* pipeline.workers applies to every stage but the status sink, which on
+ * SQLite keeps one worker (its transactions take turns on the store's one
  * writer: stage_def_t.max_workers). */
 static void test_status_sink_keeps_one_worker(void **state)
 {
