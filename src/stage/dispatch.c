@@ -856,17 +856,12 @@ static hr_t dispatch_batch(dispatch_t *d, stage_ctx_t *cx, const bus_msg_t *msgs
         hr_t fr = outbuf_flush(&d->out); /* the slice's status records */
         if (r == HR_OK) r = fr;
         from = to;
-        if (r != HR_OK || from >= ns || fatal >= 0) break;
+        if (r != HR_OK) break;
         /* The notifications are out; until their status records are
-         * written, a crash would send them again, and the next slice
-         * waits for them: have the bus write now rather than at its next
-         * batching interval. The last slice's records need no kick: the
-         * stage loop waits for them before the next batch (max_depth 1),
-         * and they go with the bus's next timed flush, shared with every
-         * other producer (a kick per batch was a flush and a wake-up
-         * pair per dispatch batch). */
+         * written, a crash would send them again: have the bus write now
+         * rather than at its next batching interval. */
         bus_flush(app->bus, 0);
-        r = bus_batch_wait(app->bus, batch, -1);
+        if (from < ns && fatal < 0) r = bus_batch_wait(app->bus, batch, -1);
     }
     if (r == HR_OK && fatal >= 0) {
         /* The provider is misconfigured: nothing more will pass until an
