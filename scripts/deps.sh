@@ -16,7 +16,7 @@ pkgs+=(libpq-dev)  # the PostgreSQL store (src/store/store_pg.c; built when pkg-
 # for `make fuzz`.
 for arg in "$@"; do
   case "$arg" in
-    --test) pkgs+=(default-jre-headless maven redis-server python3-aiosmtpd openssl prometheus npm chromium golang-go postgresql) ;;  # postgresql: the PostgreSQL store contract tests (scripts/pg.sh starts a throw-away server); redis-server: the Redis rate-limit tests; python3-aiosmtpd, openssl: the SMTP server tests; prometheus: promtool for the alert rules; npm: the OpenAPI linter; chromium: the status page test (headless); golang-go: tests/fakeprov (only when no go is on PATH)
+    --test) pkgs+=(default-jre-headless maven redis-server python3-aiosmtpd openssl prometheus npm chromium golang-go postgresql gdb) ;;  # gdb: thread stacks of a herald whose graceful stop hangs in a test; postgresql: the PostgreSQL store contract tests (scripts/pg.sh starts a throw-away server); redis-server: the Redis rate-limit tests; python3-aiosmtpd, openssl: the SMTP server tests; prometheus: promtool for the alert rules; npm: the OpenAPI linter; chromium: the status page test (headless); golang-go: tests/fakeprov (only when no go is on PATH)
     --fuzz) pkgs+=(clang libclang-rt-dev) ;;
   esac
 done

@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -194,9 +195,33 @@ class Herald:
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            self.dump_hang()
             self.proc.kill()
             self.proc.wait()
             return "timeout"
+
+    def dump_hang(self):
+        """A stop that hangs: print every thread's stack (gdb, when installed)
+        and the log's last lines, so that a failed run says where it hung."""
+        sys.stderr.write(f"{self.name}: still running {self.proc.pid} after SIGTERM; "
+                         f"its threads:\n")
+        if shutil.which("gdb"):
+            try:
+                out = subprocess.run(["gdb", "-p", str(self.proc.pid), "-batch", "-nx",
+                                      "-ex", "thread apply all bt"],
+                                     capture_output=True, text=True, timeout=60).stdout
+                sys.stderr.write("\n".join(l for l in out.splitlines()
+                                            if l.startswith(("Thread", "#"))) + "\n")
+            except (OSError, subprocess.TimeoutExpired) as e:
+                sys.stderr.write(f"  (gdb failed: {e})\n")
+        else:
+            sys.stderr.write("  (no gdb installed)\n")
+        try:
+            with open(self.log_path, "r", errors="replace") as f:
+                tail = f.readlines()[-40:]
+            sys.stderr.write(f"{self.name}: last lines of {self.log_path}:\n" + "".join(tail))
+        except OSError:
+            pass
 
     def sandbox(self, channel="push"):
         return os.path.join(self.data_dir, "sandbox", f"{channel}.jsonl")
