@@ -43,6 +43,8 @@ typedef struct bus_opts {
     int flush_interval_us;      /* producer batching window; default 1000 */
     /* kafka */
     const char *brokers;        /* bootstrap servers */
+    int close_timeout_ms;       /* a consumer's commit on revoke and on close waits at most this
+                                 * long, its close twice this (0 = 10000) */
     /* extra backend settings, passed through (kafka.<name> -> librdkafka <name>) */
     const char *const *kv;      /* NULL-terminated pairs: key, value, key, value, ..., NULL */
 } bus_opts_t;

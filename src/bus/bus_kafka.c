@@ -86,6 +86,15 @@
 #define ERR_LOG_INTERVAL_MS 5000
 /* Producer stall warning: records unacknowledged and no delivery report for this long. */
 #define STALL_WARN_MS 10000
+/* Commits on revoke and on close wait at most CLOSE_COMMIT_MS, the close
+ * itself twice that (bus_opts_t.close_timeout_ms sets it; commit_within,
+ * kconsumer_close). librdkafka's synchronous commit
+ * waits without a bound for a group coordinator (up to socket.timeout.ms
+ * for each request, retried), so a stop while a broker was coming back
+ * could hang past a service manager's stop timeout. A commit that does not
+ * finish in time is given up: the partitions' next owner processes again
+ * from the last committed offsets (at least once, as after a crash). */
+#define CLOSE_COMMIT_MS 10000
 /* Transactional producers (bus_txn_*): default transaction.timeout.ms. */
 #define TXN_TIMEOUT_MS "10000"
 
@@ -118,6 +127,7 @@ typedef struct kbus {
     atomic_llong produced;  /* records handed to librdkafka, for the stall watch */
     atomic_llong dr_count;  /* their delivery reports */
     rd_kafka_t *meta_rk;    /* stall watch metadata (poller thread; lazily) */
+    int close_ms;           /* bus_opts_t.close_timeout_ms (CLOSE_COMMIT_MS) */
 } kbus_t;
 
 /* Invariants: held[0..nheld) are the messages returned by the last poll and
@@ -455,6 +465,7 @@ static hr_t kopen(const bus_opts_t *opts, bus_t **out)
     errlog_init(&b->err_log, ERR_LOG_INTERVAL_MS);
     errlog_init(&b->dr_log, ERR_LOG_INTERVAL_MS);
     if (opts->brokers && *opts->brokers) b->brokers = xstrdup(opts->brokers);
+    b->close_ms = opts->close_timeout_ms > 0 ? opts->close_timeout_ms : CLOSE_COMMIT_MS;
     size_t n = 0;
     while (opts->kv && opts->kv[n]) n++;
     b->kv = xcalloc(n + 1, sizeof(char *));
@@ -799,6 +810,30 @@ static void held_release(kconsumer_t *c)
     c->nheld = 0;
 }
 
+/* Commits the offsets stored for rk's assignment and waits for the answer
+ * at most ms (kbus_t.close_ms); RD_KAFKA_RESP_ERR__TIMED_OUT when it did
+ * not come. The answer arrives on a queue of its own, so a late one is
+ * dropped with the queue. */
+static rd_kafka_resp_err_t commit_within(rd_kafka_t *rk, int ms)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_resp_err_t err = rd_kafka_commit_queue(rk, NULL, q, NULL, NULL);
+    if (!err) {
+        err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        int64_t deadline = hclock_mono_ns() + (int64_t)ms * 1000000;
+        for (int64_t left = ms; left > 0; left = (deadline - hclock_mono_ns()) / 1000000) {
+            rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)(left < 100 ? left : 100));
+            if (!ev) continue;
+            bool done = rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT;
+            if (done) err = rd_kafka_event_error(ev);
+            rd_kafka_event_destroy(ev);
+            if (done) break;
+        }
+    }
+    rd_kafka_queue_destroy(q);
+    return err;
+}
+
 /* Eager rebalance protocol. Runs on the polling thread inside
  * rd_kafka_consumer_poll() (and inside rd_kafka_consumer_close()). */
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -825,7 +860,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             log_warn(LOGC, "group %s: assignment lost; uncommitted work will be re-processed",
                      c->group);
         } else {
-            rd_kafka_resp_err_t e = rd_kafka_commit(rk, NULL, 0);
+            rd_kafka_resp_err_t e = commit_within(rk, ((kbus_t *)c->base.bus)->close_ms);
             if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
                 log_warn(LOGC, "group %s: commit on revoke: %s", c->group, rd_kafka_err2str(e));
         }
@@ -1112,12 +1147,40 @@ static void kconsumer_close(bus_consumer_t *bc)
     held_release(c);
     if (c->txn_open) bus_txn_abort(bc);
     /* What is stored now is committed now; then the close revokes (stage
-     * callback, another synchronous commit) and leaves the group. */
-    rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
+     * callback, another commit) and leaves the group. Each step is bounded
+     * (kbus_t.close_ms): a stop never hangs on an absent group coordinator;
+     * what was not committed is processed again. */
+    int close_ms = ((kbus_t *)c->base.bus)->close_ms;
+    rd_kafka_resp_err_t err = commit_within(c->rk, close_ms);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         log_warn(LOGC, "group %s: commit on close: %s", c->group, rd_kafka_err2str(err));
-    err = rd_kafka_consumer_close(c->rk);
-    if (err) log_warn(LOGC, "group %s: close: %s", c->group, rd_kafka_err2str(err));
+    rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(c->rk, q);
+    if (e) {
+        log_warn(LOGC, "group %s: close: %s", c->group, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    } else {
+        /* The revoke comes here as an event; it runs the rebalance callback
+         * on this thread, as rd_kafka_consumer_close() did. Other events
+         * (fetched records, errors) are dropped. Not served through
+         * rd_kafka_queue_poll_callback(): it asserts on a fetched record. */
+        int64_t deadline = hclock_mono_ns() + (int64_t)close_ms * 2 * 1000000;
+        while (!rd_kafka_consumer_closed(c->rk) && hclock_mono_ns() < deadline) {
+            rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+            if (!ev) continue;
+            if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+                rebalance_cb(c->rk, rd_kafka_event_error(ev),
+                             rd_kafka_event_topic_partition_list(ev), c);
+            rd_kafka_event_destroy(ev);
+        }
+        if (!rd_kafka_consumer_closed(c->rk))
+            log_warn(LOGC, "group %s: the close did not finish in %d ms; leaving it (the group "
+                           "drops this member after its session timeout)", c->group, close_ms * 2);
+    }
+    rd_kafka_queue_destroy(q);
+    /* after a close that did not finish this waits ~10 s for the group's
+     * requests still pending (measured with the coordinator down:
+     * test_close_without_coordinator), not for the coordinator */
     rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     kconsumer_free(c);
 }

@@ -387,6 +387,50 @@ static void test_traceparent_header(void **state)
     assert_string_equal(seen[2], "c:00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00");
 }
 
+/* A consumer's close is bounded when its group's coordinator is gone: the
+ * commits on close and on revoke wait at most bus_opts_t.close_timeout_ms,
+ * the close twice that, and librdkafka's destroy then ~10 s for the group's
+ * pending requests; none waits for the coordinator to come back. With the
+ * synchronous rd_kafka_commit() this close had not returned after 10
+ * minutes (a herald stop hung while a restarted broker was loading). */
+static void test_close_without_coordinator(void **state)
+{
+    fixture_t *f = *state;
+    enum { N = 200, CLOSE_MS = 500, COORD = 3 };
+    bus_batch_t b;
+    bus_batch_init(&b);
+    produce_range(f, &b, 0, N);
+    wait_acked(f, &b);
+    assert_int_equal(rd_kafka_mock_coordinator_set(f->mc, "group", "mock-close", COORD), 0);
+    static const char *const kv[] = {"retry.backoff.ms", "20", "log_level", "0", NULL};
+    bus_opts_t o = {.backend = "kafka", .brokers = f->bootstraps, .kv = kv,
+                    .close_timeout_ms = CLOSE_MS};
+    bus_t *bus = NULL;
+    assert_int_equal(bus_open(&o, &bus), HR_OK);
+    const char *topics[1] = {TOPIC};
+    bus_consumer_t *c = NULL;
+    assert_int_equal(bus_consumer_new(bus, "mock-close", topics, 1, NULL, &c), HR_OK);
+    int got = 0;
+    int64_t deadline = now_ms() + WAIT_MS;
+    bus_msg_t msgs[64];
+    while (got < N && now_ms() < deadline) {
+        int n = bus_poll(c, msgs, 64, 100);
+        assert_true(n >= 0);
+        for (int i = 0; i < n; i++, got++)
+            bus_store_offset(c, msgs[i].topic, msgs[i].partition, msgs[i].offset + 1);
+    }
+    assert_int_equal(got, N);
+    rd_kafka_mock_broker_set_down(f->mc, COORD);
+    int64_t t0 = now_ms();
+    bus_consumer_close(c);
+    int64_t took = now_ms() - t0;
+    print_message("  close without the coordinator took %lld ms\n", (long long)took);
+    assert_true(took < 3 * CLOSE_MS + 15000);
+    rd_kafka_mock_broker_set_up(f->mc, COORD);
+    bus_close(bus);
+    bus_batch_release(&b);
+}
+
 int main(void)
 {
     hlog_set_level(HLOG_ERROR);
@@ -397,6 +441,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_leader_down_and_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consumer_through_leader_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lag_with_leader_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_without_coordinator, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
