@@ -162,6 +162,9 @@ static const opt_t opts[] = {
      "Status sink: how long it waits for more status records when fewer than status.gather "
      "are there, so that a moderate load makes fewer, fuller store transactions (statuses "
      "show up to this much later; 0 = write what is there at once)."},
+    {"status.nice", OPT_INT, F(status_nice), "10", 0, 19, NULL,
+     "Status sink: the nice value of its thread (0 = the priority of delivery; higher gives "
+     "delivery the CPU first when it is short, the sink catching up later)."},
     {"log.level", OPT_ENUM, F(log_level), "info", 0, 0, "debug|info|warn|error|off",
      "Diagnostic log level."},
     {"log.format", OPT_ENUM, F(log_format), "text", 0, 0, "text|json",

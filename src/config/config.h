@@ -68,6 +68,7 @@ typedef struct config {
     int64_t fanout_pull_threshold; /* fanout.pull_threshold (stage/pullfan.h), 0 = never */
     int status_gather;          /* status.gather rows per store transaction */
     int status_linger_ms;       /* status.linger_ms: wait for a fuller transaction */
+    int status_nice;            /* status.nice: the sink thread's nice value */
     char *log_level;            /* log.level */
     char *log_format;           /* log.format text|json */
     char *provider_mode;        /* sandbox.mode file|null */

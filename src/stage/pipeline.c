@@ -46,7 +46,8 @@ hr_t pipeline_start(app_t *app, pipeline_t **out)
     if (roles.status) {
         p->defs[p->ndefs] = status_stage;
         p->defs[p->ndefs].gather = app->cfg->status_gather;           /* status.gather */
-        p->defs[p->ndefs++].gather_linger_ms = app->cfg->status_linger_ms; /* status.linger_ms */
+        p->defs[p->ndefs].gather_linger_ms = app->cfg->status_linger_ms; /* status.linger_ms */
+        p->defs[p->ndefs++].nice = app->cfg->status_nice;                  /* status.nice */
     }
 
     int workers = app->cfg->workers_per_stage;

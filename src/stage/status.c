@@ -8,7 +8,14 @@
  * The sink's thread runs at a lower scheduling priority (nice 10): when the
  * CPU is short, delivery gets it and the sink falls behind, to catch up
  * when the load drops. The bus holds the backlog (notification-status
- * keeps 7 days).
+ * keeps 7 days). status.nice sets it (pipeline.c); 0 makes the sink an
+ * equal of delivery. Measured at 54k events/s offered (270k notifications/s,
+ * above what this 2-core machine sustains, 1M users): at nice 10 the sink
+ * ran 9.2 s and waited 9.1 s on the run queue in 20 s and wrote 90 % of the
+ * window's rows in it; reniced to 0, it ran 10.2 s, waited 5.2 s and wrote
+ * them all, delivery settling 215k/s instead of 206k/s (bench/notes.md,
+ * round 27). The default stays 10: the design's choice of which side
+ * falls behind when the CPU is short.
  *
  * One worker on SQLite, whatever pipeline.workers says
  * (stage_def_t.max_workers): SQLite has one writer, so a second worker's

@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
+#include <limits.h>
+#include <sys/resource.h>
 
 #include <jansson.h>
 #include <stdio.h>
@@ -160,6 +163,63 @@ static void test_status_sink_keeps_one_worker(void **state)
     assert_int_equal(pipeline_stage_workers(f->pipe, STAGE_FANOUT), 2);
     assert_int_equal(pipeline_stage_workers(f->pipe, STAGE_STATUS), 1);
     assert_int_equal(pipeline_stage_workers(f->pipe, "no-such-stage"), 0);
+}
+
+/* The nice value of this process's thread named comm (/proc/self/task),
+ * polled until it is there and not nice0 (the worker sets it as it
+ * starts); INT_MIN when no such thread showed up. */
+static int thread_nice(const char *comm, int nice0)
+{
+    int found = INT_MIN;
+    for (int tries = 0; tries < 200; tries++) {
+        DIR *d = opendir("/proc/self/task");
+        assert_non_null(d);
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.') continue;
+            char path[320], name[32] = "", stat[1024];
+            snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+            FILE *fp = fopen(path, "r");
+            if (!fp) continue;
+            if (!fgets(name, sizeof(name), fp)) name[0] = '\0';
+            fclose(fp);
+            name[strcspn(name, "\n")] = '\0';
+            if (strcmp(name, comm) != 0) continue;
+            snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
+            fp = fopen(path, "r");
+            if (!fp) continue;
+            size_t got = fread(stat, 1, sizeof(stat) - 1, fp);
+            fclose(fp);
+            stat[got] = '\0';
+            /* after "(comm)": state is field 3, nice field 19 */
+            const char *p = strrchr(stat, ')');
+            int field = 2, nice = 0;
+            for (; p && *p; p++)
+                if (*p == ' ' && ++field == 19) {
+                    nice = atoi(p + 1);
+                    break;
+                }
+            found = nice;
+        }
+        closedir(d);
+        if (found != INT_MIN && found != nice0) return found;
+        usleep(10000);
+    }
+    return found;
+}
+
+/* status.nice sets the sink thread's scheduling priority; the delivery
+ * stages keep the process's. */
+static void test_status_sink_nice(void **state)
+{
+    fx_t *f = *state;
+    int nice0 = getpriority(PRIO_PROCESS, 0);
+    if (nice0 > 13) skip(); /* cannot go below the process's without privileges */
+    assert_int_equal(f->cfg.status_nice, 10); /* the default */
+    f->cfg.status_nice = 13;
+    start(f);
+    assert_int_equal(thread_nice(STAGE_STATUS, nice0), 13);
+    assert_int_equal(thread_nice(STAGE_FANOUT, INT_MIN), nice0);
 }
 
 static void test_topic_audience_locale_and_optout(void **state)
@@ -548,6 +608,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inline_content, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_records_go_to_dlq_and_partition_moves_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_sink_keeps_one_worker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_sink_nice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_user_and_duplicates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_redelivers_nothing_twice, setup, teardown),
         cmocka_unit_test_prestate_setup_teardown(test_batch_spanning_300_partitions, setup, teardown,
