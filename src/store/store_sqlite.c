@@ -742,6 +742,8 @@ static void sq_close(store_t *s)
     conn_close(&q->w);
     pthread_mutex_destroy(&q->ck_mu);
     pthread_cond_destroy(&q->ck_cv);
+    pthread_mutex_destroy(&q->wb_mu);
+    for (int i = 0; i < SQB__COUNT; i++) sq_buf_free(&q->wb[i]);
     free(q);
 }
 
@@ -874,6 +876,7 @@ static hr_t sq_open(const char *dsn, const store_open_opts_t *o, store_t **out)
     pthread_mutex_init(&q->ev_ck.mu, NULL);
     pthread_mutex_init(&q->ev.mu, NULL);
     pthread_mutex_init(&q->ck_mu, NULL);
+    pthread_mutex_init(&q->wb_mu, NULL);
     pthread_cond_init(&q->ck_cv, NULL);
     bool memory = dsn[0] == '\0' || strcmp(dsn, ":memory:") == 0;
     q->rd = memory ? &q->w : &q->r;

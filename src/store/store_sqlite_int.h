@@ -127,6 +127,24 @@ typedef enum stmt_id {
 
 /* One SQLite connection with its statement cache. Invariant: every cached
  * statement is reset whenever mu is not held. */
+/* A buffer kept from one call to the next, grown when too small. The
+ * sink's batch buffers (~8 MB for 16,384 rows) were malloc'd and freed per
+ * batch: each above glibc's mmap threshold or trimmed off the arena's top,
+ * so every batch faulted its pages in again, zeroed by the kernel - 8-10 %
+ * of the status thread's samples at 200k rows/s (bench/notes.md, round
+ * 27). Kept, they cost their size in RSS while the store is open. */
+typedef struct sq_buf {
+    void *p;
+    size_t cap;
+} sq_buf_t;
+/* At least n bytes of b; its contents are not kept. */
+void *sq_buf(sq_buf_t *b, size_t n);
+/* At least n bytes of b, its contents kept (a realloc). */
+void *sq_buf_grow(sq_buf_t *b, size_t n);
+void sq_buf_free(sq_buf_t *b);
+/* The sink's batch buffers (sq_store_t.wb). */
+enum { SQB_KEYS, SQB_KBIN, SQB_ORD, SQB_FRESH, SQB_SCRATCH, SQB_SORT_REF, SQB_SORT_OUT, SQB__COUNT };
+
 typedef struct conn {
     sqlite3 *db;
     pthread_mutex_t mu;
@@ -160,6 +178,10 @@ typedef struct sq_store {
     uint64_t corrupt_at_open;   /* sq_corrupt_reports() when opened */
     struct sq_claims *claims;   /* the dedupe generations (store_sqlite_claims.c), under ev.mu */
     struct sq_seen *seen;       /* ids the sink stored lately (store_sqlite_notif.c), under w.mu */
+    /* The status sink's batch buffers, kept from one batch to the next
+     * (sq_buf_t), under wb_mu (taken before w.mu). */
+    pthread_mutex_t wb_mu;
+    sq_buf_t wb[SQB__COUNT];
 } sq_store_t;
 
 static inline sq_store_t *sq(store_t *s) { return (sq_store_t *)s; }
@@ -413,8 +435,9 @@ typedef struct run_key {
 } run_key_t;
 /* Order of run keys: user, created, id (SQLite's BINARY order). */
 int sq_run_key_cmp(const void *a, const void *b);
-/* Sorts keys[0..n) by sq_run_key_cmp (stable). */
-void sq_run_keys_sort(run_key_t *keys, int n);
+/* Sorts keys[0..n) by sq_run_key_cmp (stable). room: two buffers it may
+ * keep (sq_buf_t), or NULL for its own, freed before it returns. */
+void sq_run_keys_sort(run_key_t *keys, int n, sq_buf_t room[2]);
 /* Appends keys[0..n) (sorted here) as one level-0 run with its
  * user_run_list row. c->mu held, inside the write transaction. */
 hr_t sq_run_write(sq_store_t *q, conn_t *c, run_key_t *keys, int n);

@@ -547,9 +547,8 @@ static hr_t log_flush(conn_t *c, pend_t *p, int k, const unsigned char *scratch)
 
 /* The hot path of the status sink: one transaction (committed early when a
  * short write waits for the writer, see DESIGN atop store_sqlite.c), cached
- * statements, strings bound in place (no copies; per batch one allocation
- * for the order and the run's keys and one scratch buffer for the row
- * records). The batch is written in id order: a notification that is new
+ * statements, strings bound in place (no copies; the order, the run's keys
+ * and the row records in buffers kept from batch to batch, sq_store_t.wb). The batch is written in id order: a notification that is new
  * (its id above every id in the log when the transaction began, and not
  * seen earlier in the batch) needs no probe, and the id index is appended
  * to at its right-hand edge. Rows go in SQ_LOG_ADD_ROWS to a statement
@@ -560,14 +559,16 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
 {
     sq_store_t *q = sq(s);
     conn_t *c = &q->w;
-    run_key_t *keys = xmalloc((size_t)n * sizeof(*keys));
-    unsigned char *kbin = xmalloc((size_t)n * SQ_ID_BIN); /* the keys' binary ids */
-    ord_t *ord = xmalloc((size_t)n * 2 * sizeof(*ord)); /* the second half: the sort's room */
-    bool *fresh = xmalloc((size_t)n);
+    pthread_mutex_lock(&q->wb_mu); /* the batch buffers, kept from batch to batch (sq_buf_t) */
+    sq_buf_t *wb = q->wb;
+    run_key_t *keys = sq_buf(&wb[SQB_KEYS], (size_t)n * sizeof(*keys));
+    unsigned char *kbin = sq_buf(&wb[SQB_KBIN], (size_t)n * SQ_ID_BIN); /* the keys' binary ids */
+    ord_t *ord = sq_buf(&wb[SQB_ORD], (size_t)n * 2 * sizeof(*ord)); /* the second half: the sort's room */
+    bool *fresh = sq_buf(&wb[SQB_FRESH], (size_t)n);
     pend_t pend[SQ_LOG_ADD_ROWS];
     int np = 0, nkeys = 0;
-    size_t cap = 16384, used = 0;
-    unsigned char *scratch = xmalloc(cap);
+    size_t cap = wb[SQB_SCRATCH].cap > 16384 ? wb[SQB_SCRATCH].cap : 16384, used = 0;
+    unsigned char *scratch = sq_buf_grow(&wb[SQB_SCRATCH], cap);
     unsigned char idbuf[SQ_ID_BIN];
     log_max_t max = {0};
     for (int i = 0; i < n; i++) ord[i] = ord_make(recs[i], i);
@@ -638,7 +639,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
         size_t need = lr_size_max(&lr);
         if (used + need > cap) { /* nothing is bound yet: log_flush binds */
             while (used + need > cap) cap *= 2;
-            scratch = xrealloc(scratch, cap);
+            scratch = sq_buf_grow(&wb[SQB_SCRATCH], cap);
         }
         pend_t *e = &pend[np++];
         e->o = &ord[i];
@@ -678,12 +679,8 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
 out:
     if (r != HR_OK && sqlite3_get_autocommit(c->db) == 0) sq_tx_end(c, r);
     pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&q->wb_mu);
     free(max.text);
-    free(scratch);
-    free(fresh);
-    free(ord);
-    free(keys);
-    free(kbin);
     return r;
 }
 

@@ -118,11 +118,14 @@ SQ_DEFINE_SORT(ref_sort, key_ref_t, ref_less)
  * merge sort). The merge sort alone, ~13 passes of compares that
  * mispredict on random users, was 4.4 % of `herald bench sink`'s
  * samples. */
-void sq_run_keys_sort(run_key_t *keys, int n)
+void sq_run_keys_sort(run_key_t *keys, int n, sq_buf_t room[2])
 {
     if (n < 2) return;
-    key_ref_t *ref = xmalloc((size_t)n * 2 * sizeof(*ref)); /* the second half: the passes' room */
-    uint32_t(*cnt)[256] = xcalloc(8, sizeof(*cnt));
+    sq_buf_t own[2] = {{NULL, 0}, {NULL, 0}};
+    sq_buf_t *bufs = room ? room : own;
+    key_ref_t *ref = sq_buf(&bufs[0], (size_t)n * 2 * sizeof(*ref)); /* the second half: the passes' room */
+    uint32_t cnt[8][256];
+    memset(cnt, 0, sizeof(cnt));
     for (int i = 0; i < n; i++) {
         if (i + RUN_AHEAD < n) __builtin_prefetch(keys[i + RUN_AHEAD].user.p); /* each a miss */
         uint64_t pre = user_pre(keys[i].user);
@@ -150,12 +153,37 @@ void sq_run_keys_sort(run_key_t *keys, int n)
         if (hi - lo > 1) ref_sort(src + lo, hi - lo, dst + lo);
         lo = hi;
     }
-    run_key_t *out = xmalloc((size_t)n * sizeof(*out));
+    run_key_t *out = sq_buf(&bufs[1], (size_t)n * sizeof(*out));
     for (int i = 0; i < n; i++) out[i] = *src[i].k;
     memcpy(keys, out, (size_t)n * sizeof(*keys));
-    free(out);
-    free(cnt);
-    free(ref);
+    sq_buf_free(&own[0]);
+    sq_buf_free(&own[1]);
+}
+
+void *sq_buf(sq_buf_t *b, size_t n)
+{
+    if (n > b->cap) {
+        free(b->p);
+        b->p = xmalloc(n);
+        b->cap = n;
+    }
+    return b->p;
+}
+
+void *sq_buf_grow(sq_buf_t *b, size_t n)
+{
+    if (n > b->cap) {
+        b->p = xrealloc(b->p, n);
+        b->cap = n;
+    }
+    return b->p;
+}
+
+void sq_buf_free(sq_buf_t *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->cap = 0;
 }
 
 /* ---- the block codec ---- */
@@ -439,7 +467,7 @@ static hr_t out_end(run_out_t *o, int level)
 hr_t sq_run_write(sq_store_t *q, conn_t *c, run_key_t *keys, int n)
 {
     if (n == 0) return HR_OK;
-    sq_run_keys_sort(keys, n);
+    sq_run_keys_sort(keys, n, &q->wb[SQB_SORT_REF]); /* SQB_SORT_REF, SQB_SORT_OUT */
     run_out_t o;
     hr_t r = out_init(&o, c, q->next_run++);
     for (int i = 0; i < n && r == HR_OK; i++) {

@@ -137,7 +137,7 @@ static void keys_run(int n, int kind)
     if (n) memcpy(want, k, (size_t)n * sizeof(*k));
     /* qsort is not stable: the text's address breaks ties, which is input order */
     qsort(want, (size_t)n, sizeof(*want), key_pos_cmp);
-    sq_run_keys_sort(k, n);
+    sq_run_keys_sort(k, n, NULL);
     for (int i = 0; i < n; i++) {
         assert_ptr_equal(k[i].user.p, want[i].user.p);
         assert_ptr_equal(k[i].id.p, want[i].id.p);
