@@ -43,6 +43,7 @@
 #include <spawn.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -101,6 +102,7 @@ typedef struct bopts {
     double step_warmup;         /* unmeasured seconds at the start of each step */
     int steps;                  /* steps of the search at most */
     double tolerance;           /* the search stops when hi / lo <= 1 + tolerance */
+    bool warm_cache;            /* fill the page cache before each herald starts (warm_page_cache) */
 } bopts_t;
 
 static void usage(FILE *f)
@@ -135,6 +137,9 @@ static void usage(FILE *f)
             "  --window N              notifications in flight in the max run (default 1000000)\n"
             "  --seed N                workload seed (default 1)\n"
             "  --drain-timeout S       longest wait for the status sink to catch up (default 90)\n"
+            "  --warm-page-cache       before each herald starts, fill free memory with a clean\n"
+            "                          file in the work directory (the page cache of a server that\n"
+            "                          has run for a while; see bench/notes.md, round 27)\n"
             "  --data-dir DIR          work directory (default: a temporary one, removed after)\n"
             "  --keep                  keep the work directory\n"
             "  --seed-cache DIR        reuse a seeded store from DIR (created when missing)\n"
@@ -155,7 +160,7 @@ static void usage(FILE *f)
 enum { O_BUS = 1, O_BROKERS, O_SINK, O_USERS, O_DURATION, O_WARMUP, O_SWEEP, O_SWEEP_DUR, O_RATE,
        O_NORAW, O_RAW_DUR, O_RAW_DEPTH, O_CONNS, O_BATCH, O_WINDOW, O_SEED, O_DATA, O_KEEP, O_OUT,
        O_LABEL, O_COMMIT, O_SEED_CACHE, O_DRAIN, O_SET, O_PARTS, O_RAW_ONLY, O_VERBOSE, O_PUSH_ONLY,
-       O_PLATFORM, O_FAKE_CTL, O_FAKE_DELAY, O_NO_SUSTAIN, O_HOLD, O_STEP_WARM, O_STEPS, O_TOL, O_HELP };
+       O_PLATFORM, O_FAKE_CTL, O_FAKE_DELAY, O_NO_SUSTAIN, O_HOLD, O_STEP_WARM, O_STEPS, O_TOL, O_WARM_CACHE, O_HELP };
 
 static int parse(int argc, char **argv, bopts_t *o)
 {
@@ -196,6 +201,7 @@ static int parse(int argc, char **argv, bopts_t *o)
         {"step-warmup", required_argument, NULL, O_STEP_WARM},
         {"steps", required_argument, NULL, O_STEPS},
         {"tolerance", required_argument, NULL, O_TOL},
+        {"warm-page-cache", no_argument, NULL, O_WARM_CACHE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -228,6 +234,7 @@ static int parse(int argc, char **argv, bopts_t *o)
         case O_SEED: o->seed = strtoull(optarg, NULL, 10); break;
         case O_DATA: o->data_dir = optarg; break;
         case O_KEEP: o->keep = true; break;
+        case O_WARM_CACHE: o->warm_cache = true; break;
         case O_OUT: o->out = optarg; break;
         case O_LABEL: o->label = optarg; break;
         case O_COMMIT: o->commit = optarg; break;
@@ -499,6 +506,8 @@ typedef struct run {
     int instance;
     char *data;                 /* the running herald's data directory */
     double mean_aud;            /* notifications per event of the workload */
+    int64_t warm_bytes;         /* written by warm_page_cache, over every herald started */
+    double warm_s;
 } run_t;
 
 /* Lag per stage: from /metrics (embedded) or the broker (kafka). */
@@ -613,6 +622,88 @@ static double fake_cpu_s(const bopts_t *o)
     return v;
 }
 
+/* ---- a warm page cache (--warm-page-cache) ----
+ *
+ * On a virtual machine whose guest hands the memory it frees back to the
+ * host (virtio free page reporting, as on the 2-core machines these figures
+ * come from: "Free page reporting enabled" at boot), the first write to a
+ * page the host took back costs a fault in the host. herald's files grow
+ * the page cache by ~1 KB a notification (the bus's records and the
+ * store's rows); while it grows into such memory, the bus's and the
+ * checkpointer's writes cost 3-4 times their usual system time. Measured
+ * at 200k notifications/s (`--rate 40000`, 100 s): the bus's I/O threads
+ * took 0.10 cores for the first 30 s, then 0.43-0.49 (copy_folio_from_
+ * iter_atomic, the copy into new page-cache pages: 32 % of the machine's
+ * samples), the checkpointer 0.05 -> 0.22-0.30, 8.09 CPU-s per million in
+ * all; with the page cache filled by a clean file first, 0.11-0.19 and
+ * 0.05-0.09 throughout, 5.77 CPU-s per million. A server that has run for
+ * a while has a full page cache and gets pages by reclaim: that is the
+ * state measured with this option. Each herald started in the benchmark
+ * deletes the previous one's files, which frees their memory, so the
+ * cache is topped up before each: the file is rewritten from its start
+ * until free memory is below WARM_FREE_KEEP, leaving at least
+ * WARM_DISK_KEEP of disk for herald's files; then synced, so that its
+ * pages are clean and reclaimed first. */
+#define WARM_FREE_KEEP (768LL << 20)
+#define WARM_DISK_KEEP (40LL << 30)
+#define WARM_CHUNK (4 << 20)
+
+static int64_t meminfo_kib(const char *key)
+{
+    FILE *f = fopen("/proc/meminfo", "re");
+    if (!f) return -1;
+    char line[256];
+    size_t kl = strlen(key);
+    int64_t v = -1;
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+            v = strtoll(line + kl + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+static void warm_page_cache(run_t *R)
+{
+    int64_t free_kib = meminfo_kib("MemFree");
+    struct statvfs vs;
+    if (free_kib < 0 || statvfs(R->work, &vs) != 0) return;
+    int64_t want = free_kib * 1024 - WARM_FREE_KEEP;
+    int64_t disk = (int64_t)vs.f_bavail * (int64_t)vs.f_frsize - WARM_DISK_KEEP;
+    char *path = xasprintf("%s/warm.fill", R->work);
+    struct stat st;
+    if (stat(path, &st) == 0) disk += st.st_size; /* rewritten in place */
+    if (want > disk) want = disk;
+    want -= want % WARM_CHUNK;
+    if (want <= 0) {
+        free(path);
+        return;
+    }
+    double t0 = now_s();
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    char *chunk = xcalloc(1, WARM_CHUNK);
+    memset(chunk, 0x5a, WARM_CHUNK);
+    int64_t done = 0;
+    while (fd >= 0 && done < want) {
+        ssize_t w = pwrite(fd, chunk, WARM_CHUNK, done);
+        if (w <= 0) break;
+        done += w;
+    }
+    if (fd >= 0) {
+        fdatasync(fd);
+        close(fd);
+    }
+    free(chunk);
+    double dt = now_s() - t0;
+    R->warm_bytes += done;
+    R->warm_s += dt;
+    printf("warm page cache: %.1f GB written in %.1f s (free memory %.1f -> %.1f GB)\n", (double)done / 1e9, dt,
+           (double)free_kib / 1048576.0, (double)meminfo_kib("MemFree") / 1048576.0);
+    fflush(stdout);
+    free(path);
+}
+
 /* Starts a fresh `herald serve`: its own data directory with a copy of the
  * seeded store, and on Kafka empty topics and groups. */
 static hr_t herald_start(run_t *R, const char *name)
@@ -622,6 +713,7 @@ static hr_t herald_start(run_t *R, const char *name)
     char *data = xasprintf("%s/data-%s", R->work, name);
     char *db = xasprintf("%s/herald.db", data);
     char *logp = xasprintf("%s/herald-%s.log", R->work, name);
+    if (o->warm_cache) warm_page_cache(R);
     hr_t r = mkdir_p(data, 0755);
     if (r == HR_OK) r = copy_file(R->seed_db, db);
     if (r == HR_OK && kafka) r = kafka_reset_herald(o->brokers);
@@ -1184,6 +1276,7 @@ int bench_main(int argc, char **argv)
         char *dir = xasprintf("%s/rawbus", R.work);
         char prefix[64];
         snprintf(prefix, sizeof(prefix), "rawbench-%s-", run_id);
+        if (o.warm_cache) warm_page_cache(&R); /* the baseline in the same state as herald */
         if (kafka) {
             ro.brokers = o.brokers;
             ro.topic_prefix = prefix;
@@ -1433,6 +1526,7 @@ int bench_main(int argc, char **argv)
     }
     if (herald_stop(&R) != HR_OK) goto out;
     json_object_set_new(res, "peak_rss_bytes", json_integer(R.peak_rss));
+    json_object_set_new(res, "warm_page_cache", o.warm_cache ? json_pack("{s:I,s:f}", "bytes", (json_int_t)R.warm_bytes, "seconds", R.warm_s) : json_null());
     /* VmHWM is the kernel's peak; the largest sample tells what it was made
      * of: anonymous pages (heap, caches, stacks) or file pages (mapped
      * libraries and files, which the kernel may drop) */
