@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
@@ -640,10 +641,11 @@ static double fake_cpu_s(const bopts_t *o)
  * a while has a full page cache and gets pages by reclaim: that is the
  * state measured with this option. Each herald started in the benchmark
  * deletes the previous one's files, which frees their memory, so the
- * cache is topped up before each: the file is rewritten from its start
+ * cache is topped up before each: the pages of the file the kernel
+ * dropped meanwhile are written again (mincore), then the file grows,
  * until free memory is below WARM_FREE_KEEP, leaving at least
  * WARM_DISK_KEEP of disk for herald's files; then synced, so that its
- * pages are clean and reclaimed first. */
+ * pages are clean for reclaim. */
 #define WARM_FREE_KEEP (768LL << 20)
 #define WARM_DISK_KEEP (40LL << 30)
 #define WARM_CHUNK (4 << 20)
@@ -664,36 +666,66 @@ static int64_t meminfo_kib(const char *key)
     return v;
 }
 
+/* Writes len bytes of chunk-sized pieces at off; answers what it wrote. */
+static int64_t warm_write(int fd, const char *chunk, int64_t off, int64_t len)
+{
+    int64_t done = 0;
+    while (done < len) {
+        size_t n = len - done < WARM_CHUNK ? (size_t)(len - done) : WARM_CHUNK;
+        ssize_t w = pwrite(fd, chunk, n, off + done);
+        if (w <= 0) break;
+        done += w;
+    }
+    return done;
+}
+
 static void warm_page_cache(run_t *R)
 {
     int64_t free_kib = meminfo_kib("MemFree");
     struct statvfs vs;
     if (free_kib < 0 || statvfs(R->work, &vs) != 0) return;
     int64_t want = free_kib * 1024 - WARM_FREE_KEEP;
-    int64_t disk = (int64_t)vs.f_bavail * (int64_t)vs.f_frsize - WARM_DISK_KEEP;
+    if (want <= 0) return;
     char *path = xasprintf("%s/warm.fill", R->work);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    free(path);
+    if (fd < 0) return;
     struct stat st;
-    if (stat(path, &st) == 0) disk += st.st_size; /* rewritten in place */
-    if (want > disk) want = disk;
-    want -= want % WARM_CHUNK;
-    if (want <= 0) {
-        free(path);
-        return;
-    }
+    int64_t size = fstat(fd, &st) == 0 ? (int64_t)st.st_size : 0;
+    long pg = sysconf(_SC_PAGESIZE);
     double t0 = now_s();
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    char *chunk = xcalloc(1, WARM_CHUNK);
+    char *chunk = xmalloc(WARM_CHUNK);
     memset(chunk, 0x5a, WARM_CHUNK);
     int64_t done = 0;
-    while (fd >= 0 && done < want) {
-        ssize_t w = pwrite(fd, chunk, WARM_CHUNK, done);
-        if (w <= 0) break;
-        done += w;
+    /* first the file's pages the kernel dropped (mincore), so that what is
+     * written takes free memory rather than rewriting cached pages */
+    void *map = size > 0 ? mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+    if (map != MAP_FAILED) {
+        size_t npages = (size_t)((size + pg - 1) / pg);
+        unsigned char *vec = xmalloc(npages);
+        if (mincore(map, (size_t)size, vec) == 0) {
+            for (size_t i = 0; i < npages && done < want;) {
+                if (vec[i] & 1) {
+                    i++;
+                    continue;
+                }
+                size_t j = i;
+                while (j < npages && !(vec[j] & 1) && (int64_t)(j - i) * pg < want - done) j++;
+                int64_t off = (int64_t)i * pg, len = (int64_t)(j - i) * pg;
+                if (off + len > size) len = size - off;
+                done += warm_write(fd, chunk, off, len);
+                i = j;
+            }
+        }
+        free(vec);
+        munmap(map, (size_t)size);
     }
-    if (fd >= 0) {
-        fdatasync(fd);
-        close(fd);
-    }
+    /* then the file grows, leaving WARM_DISK_KEEP of disk */
+    int64_t disk = (int64_t)vs.f_bavail * (int64_t)vs.f_frsize - WARM_DISK_KEEP;
+    int64_t grow = want - done < disk ? want - done : disk;
+    if (grow > 0) done += warm_write(fd, chunk, size, grow - grow % pg);
+    fdatasync(fd);
+    close(fd);
     free(chunk);
     double dt = now_s() - t0;
     R->warm_bytes += done;
@@ -701,7 +733,6 @@ static void warm_page_cache(run_t *R)
     printf("warm page cache: %.1f GB written in %.1f s (free memory %.1f -> %.1f GB)\n", (double)done / 1e9, dt,
            (double)free_kib / 1048576.0, (double)meminfo_kib("MemFree") / 1048576.0);
     fflush(stdout);
-    free(path);
 }
 
 /* Starts a fresh `herald serve`: its own data directory with a copy of the
