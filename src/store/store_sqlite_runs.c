@@ -567,6 +567,7 @@ hr_t sq_runs_merge(sq_store_t *q, conn_t *c)
         int level = rc == SQLITE_ROW ? sqlite3_column_int(full, 0) : -1;
         sqlite3_reset(full);
         if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? HR_OK : sq_err(c, rc, "user runs");
+        int64_t t0 = hclock_mono_ns();
         hr_t r = sq_tx_begin(c, true);
         if (r != HR_OK) return r;
         run_in_t in[SQ_RUN_FANIN * 2];
@@ -644,8 +645,14 @@ hr_t sq_runs_merge(sq_store_t *q, conn_t *c)
             if (r == HR_OK) r = e;
         }
         if ((r = sq_tx_end(c, r)) != HR_OK) return r;
-        log_debug(LOG, "merged the level-%d runs into run %lld (%lld keys)", level,
-                  (long long)o.run, (long long)rows);
+        /* the sink waits for it: a level-2 merge holds up the status rows for seconds */
+        int64_t ms = (hclock_mono_ns() - t0) / 1000000;
+        if (ms >= 1000)
+            log_info(LOG, "merged the level-%d runs into run %lld (%lld keys) in %lld ms", level,
+                     (long long)o.run, (long long)rows, (long long)ms);
+        else
+            log_debug(LOG, "merged the level-%d runs into run %lld (%lld keys) in %lld ms", level,
+                      (long long)o.run, (long long)rows, (long long)ms);
     }
 }
 
