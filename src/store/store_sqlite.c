@@ -737,6 +737,11 @@ static void sq_close(store_t *s)
     sq_claims_close(q); /* its statements are on ev */
     sq_seen_free(q);
     conn_close(&q->ev);
+    if (q->w.db && q->merge) { /* its output blocks go now rather than at the next open */
+        pthread_mutex_lock(&q->w.mu);
+        sq_runs_merge_abort(q, &q->w);
+        pthread_mutex_unlock(&q->w.mu);
+    }
     if (q->w.db) sqlite3_exec(q->w.db, "PRAGMA optimize", NULL, NULL, NULL);
     conn_close(&q->r);
     conn_close(&q->w);

@@ -178,6 +178,7 @@ typedef struct sq_store {
     uint64_t corrupt_at_open;   /* sq_corrupt_reports() when opened */
     struct sq_claims *claims;   /* the dedupe generations (store_sqlite_claims.c), under ev.mu */
     struct sq_seen *seen;       /* ids the sink stored lately (store_sqlite_notif.c), under w.mu */
+    struct sq_merge *merge;     /* the per-user runs' merge under way (store_sqlite_runs.c), under w.mu */
     /* The status sink's batch buffers, kept from one batch to the next
      * (sq_buf_t), under wb_mu (taken before w.mu). */
     pthread_mutex_t wb_mu;
@@ -441,20 +442,25 @@ void sq_run_keys_sort(run_key_t *keys, int n, sq_buf_t room[2]);
 /* Appends keys[0..n) (sorted here) as one level-0 run with its
  * user_run_list row. c->mu held, inside the write transaction. */
 hr_t sq_run_write(sq_store_t *q, conn_t *c, run_key_t *keys, int n);
-/* Merges the runs of every level that has SQ_RUN_FANIN of them, one
- * transaction each. c->mu held, outside a transaction. */
-hr_t sq_runs_merge(sq_store_t *q, conn_t *c);
+/* Merge work: the merge under way goes on, and one starts when a level
+ * has SQ_RUN_FANIN runs, until budget keys were merged or nothing is
+ * left; a transaction per slice. c->mu held, outside a transaction. */
+hr_t sq_runs_merge(sq_store_t *q, conn_t *c, int64_t budget);
+/* Abandons the merge under way, if any: its output blocks go (inside the
+ * caller's transaction, or on their own). c->mu held. */
+void sq_runs_merge_abort(sq_store_t *q, conn_t *c);
 /* The user's keys in the live runs, unsorted, possibly repeated: created
  * times and ids (owned by the caller, each id and both arrays). c->mu
  * held, inside a read transaction. */
 hr_t sq_runs_user(conn_t *c, const char *user_id, int64_t **created, char ***ids, int *n);
 /* Takes up to max of the user's keys out of the live runs; their ids into
  * *ids (owned by the caller). c->mu held, inside the write transaction. */
-hr_t sq_runs_erase_user(conn_t *c, const char *user_id, int max, char ***ids, int *n);
+hr_t sq_runs_erase_user(sq_store_t *q, conn_t *c, const char *user_id, int max, char ***ids, int *n);
 /* Retention: the runs whose every key is older than before_ms go whole;
  * merges drop older keys from then on. c->mu held, outside a transaction. */
 hr_t sq_runs_purge(sq_store_t *q, conn_t *c, int64_t before_ms);
-/* q->next_run from the database (at open, w.mu held or not yet shared). */
+/* q->next_run from the database, and the blocks of a merge a crash cut
+ * short deleted (at open, w.mu held or not yet shared). */
 hr_t sq_runs_init(sq_store_t *q);
 /* Schema migration to version 9: user_runs (a row per key) becomes blocks
  * of user_chunks; *keys = keys moved. Inside the schema transaction. */

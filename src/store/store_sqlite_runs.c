@@ -494,6 +494,10 @@ typedef struct run_in {
     int i;                       /* the next key of b */
     bool done;
     uint64_t pre;                /* its user's first 8 bytes (user_pre): the heap compares these first */
+    int64_t run;
+    char *last_user;             /* (last_user, pos) of the last block read; NULL: none yet */
+    size_t last_n, last_cap;
+    int64_t last_pos;
 } run_in_t;
 
 /* The current key; NULL at the end. Loads the next block when needed. */
@@ -508,6 +512,16 @@ static hr_t in_peek(conn_t *c, run_in_t *in, const run_key_t **k)
         }
         if (rc != SQLITE_ROW) return sq_err(c, rc, "user run read");
         in->i = 0;
+        size_t un = (size_t)sqlite3_column_bytes(in->st, 1);
+        const unsigned char *u = sqlite3_column_text(in->st, 1);
+        if (un + 1 > in->last_cap || !in->last_user) {
+            in->last_cap = un + 1 > 32 ? un + 1 : 32;
+            in->last_user = xrealloc(in->last_user, in->last_cap);
+        }
+        if (un) memcpy(in->last_user, u, un);
+        in->last_user[un] = '\0';
+        in->last_n = un;
+        in->last_pos = sqlite3_column_int64(in->st, 2);
         if (!block_decode(sqlite3_column_blob(in->st, 0), (size_t)sqlite3_column_bytes(in->st, 0),
                           &in->b)) {
             log_error(LOG, "a block of the per-user runs does not decode: passed over");
@@ -554,106 +568,206 @@ static void heap_push(const run_in_t *in, int *heap, int *nh, int i)
     }
 }
 
-/* Merges the runs of every level that has SQ_RUN_FANIN of them, lowest
- * first, one transaction per merge. c->mu held, outside a transaction. */
-hr_t sq_runs_merge(sq_store_t *q, conn_t *c)
+/* ---- merging, a slice at a time ----
+ *
+ * A merge used to run whole inside the status sink's call, one
+ * transaction per full level: 16 level-1 runs (3.78M keys in `herald
+ * bench sink`) took 999 ms, during which no status row was written, and
+ * the level above would take ~16 s (bench/notes.md, round 27). Now a
+ * merge goes on across the sink's calls, at most `budget` keys a call,
+ * each slice a transaction of its own: the inputs stay listed (the
+ * listing reads them) until the slice that takes their last key drops
+ * them and lists the output, which until then is blocks no listing
+ * reads. Between slices an input is its current decoded block and
+ * where its next block starts ((last_user, pos) of the last block read);
+ * each slice opens its statements again from there. A purge or an erase
+ * that comes meanwhile could change inputs whose keys were already
+ * copied: both abandon the merge first (its output blocks go; it starts
+ * again later). A crash in the middle leaves output blocks that no
+ * user_run_list row names: sq_runs_init deletes them at the next open. */
+struct sq_merge {
+    int level;
+    int nin;
+    run_in_t in[SQ_RUN_FANIN * 2];
+    run_out_t o;
+    run_key_t last;              /* the last key taken (a key twice is taken once) */
+    char *lastbuf;
+    size_t lastcap;
+    bool have_last;
+};
+
+static void merge_free(struct sq_merge *m)
 {
-    for (;;) {
-        sqlite3_stmt *full = sq_stmt(c, S_RUN_FULL_LEVEL);
-        sqlite3_stmt *pick = sq_stmt(c, S_RUN_MERGE);
-        if (!full || !pick) return HR_ERR;
-        sqlite3_bind_int(full, 1, SQ_RUN_FANIN);
-        int rc = sqlite3_step(full);
-        int level = rc == SQLITE_ROW ? sqlite3_column_int(full, 0) : -1;
-        sqlite3_reset(full);
-        if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? HR_OK : sq_err(c, rc, "user runs");
+    for (int i = 0; i < m->nin; i++) {
+        if (m->in[i].st) sqlite3_finalize(m->in[i].st);
+        block_release(&m->in[i].b);
+        free(m->in[i].last_user);
+    }
+    enc_release(&m->o.e);
+    free(m->lastbuf);
+    free(m);
+}
+
+void sq_runs_merge_abort(sq_store_t *q, conn_t *c)
+{
+    struct sq_merge *m = q->merge;
+    if (!m) return;
+    q->merge = NULL;
+    sqlite3_stmt *del = NULL;
+    if (sqlite3_prepare_v2(c->db, "DELETE FROM user_chunks WHERE run = ?1", -1, &del, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(del, 1, m->o.run);
+        int rc = sqlite3_step(del);
+        if (rc != SQLITE_DONE) log_warn(LOG, "dropping a merge's blocks: %s", sqlite3_errmsg(c->db));
+    }
+    sqlite3_finalize(del);
+    log_debug(LOG, "merge of level %d into run %lld abandoned", m->level, (long long)m->o.run);
+    merge_free(m);
+}
+
+/* Picks the inputs of a new merge (a full level, its oldest runs first);
+ * *m NULL when no level is full. Inside a transaction. */
+static hr_t merge_begin(sq_store_t *q, conn_t *c, struct sq_merge **out)
+{
+    *out = NULL;
+    sqlite3_stmt *full = sq_stmt(c, S_RUN_FULL_LEVEL);
+    sqlite3_stmt *pick = sq_stmt(c, S_RUN_MERGE);
+    if (!full || !pick) return HR_ERR;
+    sqlite3_bind_int(full, 1, SQ_RUN_FANIN);
+    int rc = sqlite3_step(full);
+    int level = rc == SQLITE_ROW ? sqlite3_column_int(full, 0) : -1;
+    sqlite3_reset(full);
+    if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? HR_OK : sq_err(c, rc, "user runs");
+    struct sq_merge *m = xcalloc(1, sizeof(*m));
+    m->level = level;
+    sqlite3_bind_int(pick, 1, level);
+    while (m->nin < (int)ARRAY_LEN(m->in) && (rc = sqlite3_step(pick)) == SQLITE_ROW)
+        m->in[m->nin++].run = sqlite3_column_int64(pick, 0);
+    sqlite3_reset(pick);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        merge_free(m);
+        return sq_err(c, rc, "user runs");
+    }
+    hr_t r = out_init(&m->o, c, q->next_run++);
+    if (r != HR_OK) {
+        merge_free(m);
+        return r;
+    }
+    *out = m;
+    return HR_OK;
+}
+
+/* Opens the statement of an input from where it stopped. */
+static hr_t in_open(conn_t *c, run_in_t *in)
+{
+    const char *sql = in->last_user ? "SELECT keys, last_user, pos FROM user_chunks WHERE run = ?1"
+                                      " AND (last_user, pos) > (?2, ?3) ORDER BY last_user, pos"
+                                    : "SELECT keys, last_user, pos FROM user_chunks WHERE run = ?1"
+                                      " ORDER BY last_user, pos";
+    if (sqlite3_prepare_v2(c->db, sql, -1, &in->st, NULL) != SQLITE_OK)
+        return sq_err(c, sqlite3_errcode(c->db), "user runs merge");
+    sqlite3_bind_int64(in->st, 1, in->run);
+    if (in->last_user) {
+        sqlite3_bind_text(in->st, 2, in->last_user, (int)in->last_n, SQLITE_STATIC);
+        sqlite3_bind_int64(in->st, 3, in->last_pos);
+    }
+    return HR_OK;
+}
+
+/* One slice of the merge: up to *budget keys (spent from it), in one
+ * transaction; the last one drops the inputs and lists the output. */
+static hr_t merge_slice(sq_store_t *q, conn_t *c, struct sq_merge *m, int64_t *budget, bool *finished)
+{
+    *finished = false;
+    hr_t r = HR_OK;
+    for (int i = 0; i < m->nin && r == HR_OK; i++)
+        if (!m->in[i].done) r = in_open(c, &m->in[i]);
+    int heap[ARRAY_LEN(m->in)], nh = 0;
+    for (int i = 0; i < m->nin && r == HR_OK; i++) {
+        const run_key_t *k;
+        if ((r = in_peek(c, &m->in[i], &k)) == HR_OK && k) heap_push(m->in, heap, &nh, i);
+    }
+    while (r == HR_OK && nh > 0 && *budget > 0) {
+        int at = heap[0];
+        run_in_t *in = m->in;
+        const run_key_t *min = &in[at].b.k[in[at].i];
+        /* rows purged meanwhile go; a key twice (a replayed batch) once */
+        bool take = min->created >= q->purged_before &&
+                    !(m->have_last && sq_run_key_cmp(min, &m->last) == 0);
+        if (take) {
+            if ((r = out_add(&m->o, min)) != HR_OK) break;
+            size_t need = min->user.n + min->id.n;
+            if (need > m->lastcap) {
+                m->lastcap = need * 2;
+                m->lastbuf = xrealloc(m->lastbuf, m->lastcap);
+            }
+            memcpy(m->lastbuf, min->user.p, min->user.n);
+            memcpy(m->lastbuf + min->user.n, min->id.p, min->id.n);
+            m->last = (run_key_t){{m->lastbuf, min->user.n}, min->created,
+                                  {m->lastbuf + min->user.n, min->id.n}, NULL};
+            m->have_last = true;
+        }
+        (*budget)--;
+        /* the next key of that input (min is stale from here) */
+        in[at].i++;
+        const run_key_t *k;
+        if ((r = in_peek(c, &in[at], &k)) != HR_OK) break;
+        if (!k) heap[0] = heap[--nh];
+        heap_down(in, heap, nh, 0);
+    }
+    for (int i = 0; i < m->nin; i++) {
+        if (m->in[i].st) sqlite3_finalize(m->in[i].st);
+        m->in[i].st = NULL;
+    }
+    if (r != HR_OK || nh > 0) return r;
+    /* every input read: they go, the output is listed */
+    sqlite3_stmt *drop = NULL, *unlist = NULL;
+    if (sqlite3_prepare_v2(c->db, "DELETE FROM user_chunks WHERE run = ?1", -1, &drop, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(c->db, "DELETE FROM user_run_list WHERE run = ?1", -1, &unlist, NULL) != SQLITE_OK)
+        r = sq_err(c, sqlite3_errcode(c->db), "user runs drop");
+    for (int i = 0; i < m->nin && r == HR_OK; i++) {
+        sqlite3_bind_int64(drop, 1, m->in[i].run);
+        r = sq_step_done(c, drop, "user runs drop");
+        if (r != HR_OK) break;
+        sqlite3_bind_int64(unlist, 1, m->in[i].run);
+        r = sq_step_done(c, unlist, "user runs drop");
+    }
+    sqlite3_finalize(drop);
+    sqlite3_finalize(unlist);
+    if (r == HR_OK) r = out_end(&m->o, m->level + 1); /* after the drops: its list row is new */
+    if (r == HR_OK) *finished = true;
+    return r;
+}
+
+/* Merge work after a sink batch: slices of the merge under way, a new one
+ * when a level is full, until budget keys were merged or nothing is left.
+ * c->mu held, outside a transaction. */
+hr_t sq_runs_merge(sq_store_t *q, conn_t *c, int64_t budget)
+{
+    while (budget > 0) {
         int64_t t0 = hclock_mono_ns();
         hr_t r = sq_tx_begin(c, true);
         if (r != HR_OK) return r;
-        run_in_t in[SQ_RUN_FANIN * 2];
-        int nin = 0;
-        memset(in, 0, sizeof(in));
-        sqlite3_bind_int(pick, 1, level);
-        while (r == HR_OK && nin < (int)ARRAY_LEN(in) && (rc = sqlite3_step(pick)) == SQLITE_ROW) {
-            int64_t run = sqlite3_column_int64(pick, 0);
-            if (sqlite3_prepare_v2(c->db, "SELECT keys FROM user_chunks WHERE run = ?1"
-                                          " ORDER BY last_user, pos", -1, &in[nin].st, NULL) != SQLITE_OK) {
-                r = sq_err(c, sqlite3_errcode(c->db), "user runs merge");
-                break;
-            }
-            sqlite3_bind_int64(in[nin++].st, 1, run);
+        if (!q->merge && (r = merge_begin(q, c, &q->merge)) == HR_OK && !q->merge) return sq_tx_end(c, r);
+        struct sq_merge *m = q->merge;
+        bool finished = false;
+        int64_t before = budget;
+        if (r == HR_OK) r = merge_slice(q, c, m, &budget, &finished);
+        if ((r = sq_tx_end(c, r)) != HR_OK) {
+            /* the slice is rolled back: the merge starts again later */
+            sq_runs_merge_abort(q, c);
+            return r;
         }
-        if (r == HR_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) r = sq_err(c, rc, "user runs");
-        sqlite3_reset(pick);
-        run_out_t o;
-        memset(&o, 0, sizeof(o));
-        if (r == HR_OK) r = out_init(&o, c, q->next_run++);
-        run_key_t last = {{NULL, 0}, 0, {NULL, 0}, NULL};
-        char *lastbuf = NULL;
-        size_t lastcap = 0;
-        bool have_last = false;
-        /* a binary heap of the inputs by their current key */
-        int heap[ARRAY_LEN(in)], nh = 0;
-        for (int i = 0; i < nin && r == HR_OK; i++) {
-            const run_key_t *k;
-            if ((r = in_peek(c, &in[i], &k)) == HR_OK && k) heap_push(in, heap, &nh, i);
+        log_debug(LOG, "merge of level %d into run %lld: %lld keys in %lld ms%s", m->level,
+                  (long long)m->o.run, (long long)(before - budget),
+                  (long long)((hclock_mono_ns() - t0) / 1000000), finished ? ", done" : "");
+        if (finished) {
+            log_debug(LOG, "merged the level-%d runs into run %lld (%lld keys)", m->level,
+                      (long long)m->o.run, (long long)m->o.rows);
+            q->merge = NULL;
+            merge_free(m);
         }
-        while (r == HR_OK && nh > 0) {
-            int at = heap[0];
-            const run_key_t *min = &in[at].b.k[in[at].i];
-            /* rows purged meanwhile go; a key twice (a replayed batch) once */
-            bool take = min->created >= q->purged_before &&
-                        !(have_last && sq_run_key_cmp(min, &last) == 0);
-            if (take) {
-                if ((r = out_add(&o, min)) != HR_OK) break;
-                size_t need = min->user.n + min->id.n;
-                if (need > lastcap) {
-                    lastcap = need * 2;
-                    lastbuf = xrealloc(lastbuf, lastcap);
-                }
-                memcpy(lastbuf, min->user.p, min->user.n);
-                memcpy(lastbuf + min->user.n, min->id.p, min->id.n);
-                last = (run_key_t){{lastbuf, min->user.n}, min->created,
-                                   {lastbuf + min->user.n, min->id.n}, NULL};
-                have_last = true;
-            }
-            /* the next key of that input (min is stale from here) */
-            in[at].i++;
-            const run_key_t *k;
-            if ((r = in_peek(c, &in[at], &k)) != HR_OK) break;
-            if (!k) heap[0] = heap[--nh];
-            heap_down(in, heap, nh, 0);
-        }
-        free(lastbuf);
-        for (int i = 0; i < nin; i++) {
-            sqlite3_finalize(in[i].st);
-            block_release(&in[i].b);
-        }
-        int64_t rows = o.rows;
-        static const stmt_id_t drops[] = {S_RUN_DROP, S_RUN_LIST_DROP};
-        for (size_t i = 0; i < ARRAY_LEN(drops) && r == HR_OK; i++) {
-            sqlite3_stmt *st = sq_stmt(c, drops[i]);
-            if (!st) {
-                r = HR_ERR;
-                break;
-            }
-            sqlite3_bind_int(st, 1, level);
-            r = sq_step_done(c, st, "user runs drop");
-        }
-        if (o.e.buf) {
-            hr_t e = out_end(&o, level + 1); /* after the drops: its list row is new */
-            if (r == HR_OK) r = e;
-        }
-        if ((r = sq_tx_end(c, r)) != HR_OK) return r;
-        /* the sink waits for it: a level-2 merge holds up the status rows for seconds */
-        int64_t ms = (hclock_mono_ns() - t0) / 1000000;
-        if (ms >= 1000)
-            log_info(LOG, "merged the level-%d runs into run %lld (%lld keys) in %lld ms", level,
-                     (long long)o.run, (long long)rows, (long long)ms);
-        else
-            log_debug(LOG, "merged the level-%d runs into run %lld (%lld keys) in %lld ms", level,
-                      (long long)o.run, (long long)rows, (long long)ms);
     }
+    return HR_OK;
 }
 
 /* ---- a user's keys ---- */
@@ -709,8 +823,9 @@ typedef struct hit {
     size_t len;
 } hit_t;
 
-hr_t sq_runs_erase_user(conn_t *c, const char *user_id, int max, char ***ids, int *n)
+hr_t sq_runs_erase_user(sq_store_t *q, conn_t *c, const char *user_id, int max, char ***ids, int *n)
 {
+    sq_runs_merge_abort(q, c); /* it may have copied the user's keys already */
     sqlite3_stmt *live = sq_stmt(c, S_RUN_LIVE);
     sqlite3_stmt *seek = sq_stmt(c, S_RUN_SEEK);
     sqlite3_stmt *del = sq_stmt(c, S_ERASE_RUNS);
@@ -808,6 +923,7 @@ hr_t sq_runs_purge(sq_store_t *q, conn_t *c, int64_t before_ms)
     sqlite3_stmt *a = sq_stmt(c, S_PURGE_RUNS);
     sqlite3_stmt *b = sq_stmt(c, S_PURGE_RUN_LIST);
     hr_t r = a && b ? sq_tx_begin(c, true) : HR_ERR;
+    if (r == HR_OK) sq_runs_merge_abort(q, c); /* its output holds keys older than before_ms */
     if (r == HR_OK) {
         sqlite3_bind_int64(a, 1, before_ms);
         r = sq_step_done(c, a, "purge runs");
@@ -829,7 +945,42 @@ hr_t sq_runs_init(sq_store_t *q)
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) q->next_run = sqlite3_column_int64(st, 0) + 1;
     sqlite3_reset(st);
-    return rc == SQLITE_ROW ? HR_OK : sq_err(c, rc, "user runs");
+    if (rc != SQLITE_ROW) return sq_err(c, rc, "user runs");
+    /* runs with blocks and no user_run_list row: a merge's output that a
+     * crash cut short (one index seek per run number) */
+    sqlite3_stmt *next = NULL, *listed = NULL, *del = NULL;
+    hr_t r = HR_OK;
+    if (sqlite3_prepare_v2(c->db, "SELECT run FROM user_chunks WHERE run > ?1 ORDER BY run LIMIT 1", -1, &next,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(c->db, "SELECT 1 FROM user_run_list WHERE run = ?1", -1, &listed, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(c->db, "DELETE FROM user_chunks WHERE run = ?1", -1, &del, NULL) != SQLITE_OK)
+        r = sq_err(c, sqlite3_errcode(c->db), "user runs check");
+    int64_t run = INT64_MIN;
+    while (r == HR_OK) {
+        sqlite3_bind_int64(next, 1, run);
+        rc = sqlite3_step(next);
+        if (rc != SQLITE_ROW) {
+            if (rc != SQLITE_DONE) r = sq_err(c, rc, "user runs check");
+            break;
+        }
+        run = sqlite3_column_int64(next, 0);
+        sqlite3_reset(next);
+        sqlite3_bind_int64(listed, 1, run);
+        rc = sqlite3_step(listed);
+        sqlite3_reset(listed);
+        if (rc == SQLITE_DONE) {
+            sqlite3_bind_int64(del, 1, run);
+            r = sq_step_done(c, del, "user runs check");
+            if (r == HR_OK)
+                log_info(LOG, "deleted the blocks of run %lld: a merge cut short by a stop", (long long)run);
+        } else if (rc != SQLITE_ROW) {
+            r = sq_err(c, rc, "user runs check");
+        }
+    }
+    sqlite3_finalize(next);
+    sqlite3_finalize(listed);
+    sqlite3_finalize(del);
+    return r;
 }
 
 /* Version 8 -> 9: every live run of user_runs (a row per key) becomes

@@ -525,7 +525,7 @@ static hr_t erase_run(conn_t *c, stmt_id_t id, const char *user_id, int limit, i
  * (their status log rows and their rows in the per-user runs) and as
  * many followers; when neither filled its
  * chunk, the user's other rows as well, and *done is set. */
-static hr_t erase_step(conn_t *c, const char *user_id, store_erase_t *st, bool *done)
+static hr_t erase_step(sq_store_t *q, conn_t *c, const char *user_id, store_erase_t *st, bool *done)
 {
     static const struct {
         stmt_id_t id;
@@ -543,7 +543,7 @@ static hr_t erase_step(conn_t *c, const char *user_id, store_erase_t *st, bool *
     hr_t r = dh ? sq_tx_begin(c, true) : HR_ERR;
     /* up to SQ_ERASE_CHUNK of the user's notifications out of the runs
      * (store_sqlite_runs.c), then their log rows */
-    if (r == HR_OK) r = sq_runs_erase_user(c, user_id, SQ_ERASE_CHUNK, &nids, &nn);
+    if (r == HR_OK) r = sq_runs_erase_user(q, c, user_id, SQ_ERASE_CHUNK, &nids, &nn);
     unsigned char idbuf[SQ_ID_BIN];
     for (int i = 0; i < nn && r == HR_OK; i++) {
         bind_id(dh, 1, HSTR(nids[i]), idbuf); /* as status_log stores it */
@@ -584,7 +584,7 @@ hr_t sq_user_erase(store_t *s, const char *user_id, store_erase_t *st)
     hr_t r = HR_OK;
     while (!done && r == HR_OK) {
         sq_writer_lock(c);
-        r = erase_step(c, user_id, st, &done);
+        r = erase_step(sq(s), c, user_id, st, &done);
         pthread_mutex_unlock(&c->mu);
         /* let a waiting short write in (a mutex is not fair) */
         for (int k = 0; !done && k < 1000 && atomic_load(&c->waiters) > 0; k++) sched_yield();

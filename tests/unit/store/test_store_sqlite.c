@@ -762,6 +762,130 @@ static void test_user_runs_merge(void **state)
     assert_int_equal(n, 0);
 }
 
+/* Counts of (runs listed, runs with blocks) of the per-user runs. */
+static void run_counts(const char *dsn, int *listed, int *with_blocks)
+{
+    sqlite3 *db = db_open_raw(dsn);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM user_run_list),"
+                                            " (SELECT count(DISTINCT run) FROM user_chunks)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    *listed = sqlite3_column_int(st, 0);
+    *with_blocks = sqlite3_column_int(st, 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* Pages through a user's listing: how many, each once, newest first. */
+static int listed_once(store_t *s, const char *user)
+{
+    int seen = 0;
+    char *cursor = NULL, prev[64] = "";
+    do {
+        notif_row_t *rows = NULL;
+        int n = 0;
+        char *next = NULL;
+        assert_int_equal(store_notif_list_user(s, user, cursor, 500, &rows, &n, &next), HR_OK);
+        for (int i = 0; i < n; i++, seen++) {
+            if (prev[0]) assert_true(strcmp(rows[i].notification_id, prev) < 0);
+            snprintf(prev, sizeof(prev), "%s", rows[i].notification_id);
+        }
+        notif_rows_free(rows, n);
+        free(cursor);
+        cursor = next;
+    } while (cursor);
+    return seen;
+}
+
+/* A merge larger than what a batch may merge (sq_runs_merge's budget)
+ * goes on across batches: meanwhile the listing sees every notification
+ * once; an erase in the middle abandons it, so the erased user's keys do
+ * not come back with its output; and the blocks of a merge a crash cut
+ * short are gone after the next open. */
+static void test_user_runs_merge_in_slices(void **state)
+{
+    fx_t *f = *state;
+    enum { BATCHES = 16, PER = 2000, USERS = 4 }; /* 32,000 keys > 16,384 + 4 x 2,000 */
+    static char ids[(BATCHES + 3) * PER][24];
+    notif_t *recs = calloc(PER, sizeof(*recs));
+    const notif_t **ptrs = calloc(PER, sizeof(*ptrs));
+    static const char *const users[USERS] = {"u0", "u1", "u2", "u3"};
+    for (int u = 0; u < USERS; u++) {
+        user_t rec = {.user_id = (char *)users[u], .locale = "en", .timezone = "UTC"};
+        assert_int_equal(store_user_put(f->s, &rec), HR_OK);
+    }
+    int k = 0;
+    for (int b = 0; b < BATCHES; b++) {
+        for (int i = 0; i < PER; i++, k++) {
+            snprintf(ids[k], sizeof(ids[k]), "m%06d", k);
+            recs[i] = status_rec(ids[k], ST_SENT, "");
+            recs[i].user_id = HSTR(users[k % USERS]);
+            recs[i].created_at_ms = recs[i].status_at_ms = 1000 + k;
+            ptrs[i] = &recs[i];
+        }
+        assert_int_equal(store_notif_write_batch(f->s, ptrs, PER), HR_OK);
+    }
+    /* the 16th batch began the merge of level 0 and could not end it: its
+     * output has blocks and no list row, the 16 inputs are still listed */
+    int listed, with_blocks;
+    run_counts(f->dsn, &listed, &with_blocks);
+    assert_int_equal(listed, BATCHES);
+    assert_int_equal(with_blocks, BATCHES + 1);
+    for (int u = 0; u < USERS; u++) assert_int_equal(listed_once(f->s, users[u]), BATCHES * PER / USERS);
+
+    /* an erase in the middle: the merge is abandoned, its blocks go */
+    store_erase_t er;
+    memset(&er, 0, sizeof(er));
+    assert_int_equal(store_user_erase(f->s, "u2", &er), HR_OK);
+    run_counts(f->dsn, &listed, &with_blocks);
+    assert_int_equal(listed, BATCHES);
+    assert_int_equal(with_blocks, BATCHES);
+    assert_int_equal(listed_once(f->s, "u2"), 0);
+
+    /* more batches: the merge starts again and ends */
+    for (int b = 0; b < 3; b++) {
+        for (int i = 0; i < PER; i++, k++) {
+            snprintf(ids[k], sizeof(ids[k]), "m%06d", k);
+            recs[i] = status_rec(ids[k], ST_SENT, "");
+            recs[i].user_id = HSTR(users[k % 2]); /* u0 and u1 only */
+            recs[i].created_at_ms = recs[i].status_at_ms = 1000 + k;
+            ptrs[i] = &recs[i];
+        }
+        assert_int_equal(store_notif_write_batch(f->s, ptrs, PER), HR_OK);
+    }
+    run_counts(f->dsn, &listed, &with_blocks);
+    /* the merge that began again after the 17th batch took the 17 runs of
+     * level 0 and ended after the 18th: its run (level 1), the 18th's and
+     * the 19th's */
+    assert_int_equal(listed, 3);
+    assert_int_equal(with_blocks, 3);
+    assert_int_equal(listed_once(f->s, "u0"), BATCHES * PER / USERS + 3 * PER / 2);
+    assert_int_equal(listed_once(f->s, "u1"), BATCHES * PER / USERS + 3 * PER / 2);
+    assert_int_equal(listed_once(f->s, "u2"), 0);
+    assert_int_equal(listed_once(f->s, "u3"), BATCHES * PER / USERS);
+
+    /* blocks of a run no list row names (a merge cut short) go at open */
+    store_close(f->s);
+    f->s = NULL;
+    sqlite3 *db = db_open_raw(f->dsn);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO user_chunks (run, last_user, pos, keys)"
+                                      " SELECT 1000000, last_user, pos, keys FROM user_chunks"
+                                      " WHERE run = (SELECT min(run) FROM user_chunks)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    run_counts(f->dsn, &listed, &with_blocks);
+    assert_int_equal(with_blocks, listed + 1);
+    assert_int_equal(store_open(f->backend, f->dsn, &f->s), HR_OK);
+    run_counts(f->dsn, &listed, &with_blocks);
+    assert_int_equal(with_blocks, listed);
+    assert_int_equal(listed_once(f->s, "u3"), BATCHES * PER / USERS);
+    free(recs);
+    free(ptrs);
+}
+
 /* A version 8 database (the per-user runs a row per key in user_runs) is
  * migrated to version 9 at open (blocks of keys in user_chunks, the same
  * run numbers): the listings show the same notifications in the same
@@ -1366,6 +1490,7 @@ int main(void)
         T(test_sink_new_ids_below_max),
         T(test_batch_id_order),
         T(test_user_runs_merge),
+        T(test_user_runs_merge_in_slices),
         T(test_run_users_prefix),
         T(test_fallbacks),
         T(test_status_without_content),
