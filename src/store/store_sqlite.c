@@ -233,8 +233,8 @@ static const char *stmt_sql[S__COUNT] = {
                          " ORDER BY level LIMIT 1",
     [S_RUN_MERGE] = "SELECT run FROM user_run_list WHERE level = ?1 ORDER BY run",
     [S_RUN_MERGE_MAX] = "SELECT coalesce(max(max_created), 0) FROM user_run_list WHERE level = ?1",
-    [S_RUN_DROP] = "DELETE FROM user_chunks WHERE run IN (SELECT run FROM user_run_list WHERE level = ?1)",
-    [S_RUN_LIST_DROP] = "DELETE FROM user_run_list WHERE level = ?1",
+    [S_RUN_DROP] = "DELETE FROM user_chunks WHERE run = ?1",
+    [S_RUN_LIST_DROP] = "DELETE FROM user_run_list WHERE run = ?1",
     [S_SCHED_PUT] = "INSERT OR REPLACE INTO scheduled (notification_id, channel, due_at_ms, record,"
                     " user_id) VALUES (?1, ?2, ?3, ?4, NULLIF(?5, ''))",
     [S_SCHED_DUE] = "SELECT notification_id, channel, due_at_ms, record FROM scheduled"

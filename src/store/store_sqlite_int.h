@@ -144,6 +144,7 @@ void *sq_buf_grow(sq_buf_t *b, size_t n);
 void sq_buf_free(sq_buf_t *b);
 /* The sink's batch buffers (sq_store_t.wb). */
 enum { SQB_KEYS, SQB_KBIN, SQB_ORD, SQB_FRESH, SQB_SCRATCH, SQB_SORT_REF, SQB_SORT_OUT, SQB__COUNT };
+_Static_assert(SQB_SORT_OUT == SQB_SORT_REF + 1, "sq_run_keys_sort takes the two as an array");
 
 typedef struct conn {
     sqlite3 *db;

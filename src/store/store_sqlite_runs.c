@@ -613,13 +613,12 @@ void sq_runs_merge_abort(sq_store_t *q, conn_t *c)
     struct sq_merge *m = q->merge;
     if (!m) return;
     q->merge = NULL;
-    sqlite3_stmt *del = NULL;
-    if (sqlite3_prepare_v2(c->db, "DELETE FROM user_chunks WHERE run = ?1", -1, &del, NULL) == SQLITE_OK) {
+    sqlite3_stmt *del = sq_stmt(c, S_RUN_DROP);
+    if (del) {
         sqlite3_bind_int64(del, 1, m->o.run);
-        int rc = sqlite3_step(del);
-        if (rc != SQLITE_DONE) log_warn(LOG, "dropping a merge's blocks: %s", sqlite3_errmsg(c->db));
+        if (sq_step_done(c, del, "dropping a merge's blocks") != HR_OK)
+            log_warn(LOG, "the blocks of run %lld stay until the next open", (long long)m->o.run);
     }
-    sqlite3_finalize(del);
     log_debug(LOG, "merge of level %d into run %lld abandoned", m->level, (long long)m->o.run);
     merge_free(m);
 }
@@ -720,10 +719,8 @@ static hr_t merge_slice(sq_store_t *q, conn_t *c, struct sq_merge *m, int64_t *b
     }
     if (r != HR_OK || nh > 0) return r;
     /* every input read: they go, the output is listed */
-    sqlite3_stmt *drop = NULL, *unlist = NULL;
-    if (sqlite3_prepare_v2(c->db, "DELETE FROM user_chunks WHERE run = ?1", -1, &drop, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(c->db, "DELETE FROM user_run_list WHERE run = ?1", -1, &unlist, NULL) != SQLITE_OK)
-        r = sq_err(c, sqlite3_errcode(c->db), "user runs drop");
+    sqlite3_stmt *drop = sq_stmt(c, S_RUN_DROP), *unlist = sq_stmt(c, S_RUN_LIST_DROP);
+    if (!drop || !unlist) r = HR_ERR;
     for (int i = 0; i < m->nin && r == HR_OK; i++) {
         sqlite3_bind_int64(drop, 1, m->in[i].run);
         r = sq_step_done(c, drop, "user runs drop");
@@ -731,8 +728,6 @@ static hr_t merge_slice(sq_store_t *q, conn_t *c, struct sq_merge *m, int64_t *b
         sqlite3_bind_int64(unlist, 1, m->in[i].run);
         r = sq_step_done(c, unlist, "user runs drop");
     }
-    sqlite3_finalize(drop);
-    sqlite3_finalize(unlist);
     if (r == HR_OK) r = out_end(&m->o, m->level + 1); /* after the drops: its list row is new */
     if (r == HR_OK) *finished = true;
     return r;
@@ -757,12 +752,12 @@ hr_t sq_runs_merge(sq_store_t *q, conn_t *c, int64_t budget)
             sq_runs_merge_abort(q, c);
             return r;
         }
-        log_debug(LOG, "merge of level %d into run %lld: %lld keys in %lld ms%s", m->level,
-                  (long long)m->o.run, (long long)(before - budget),
-                  (long long)((hclock_mono_ns() - t0) / 1000000), finished ? ", done" : "");
+        /* a slice is ~20 ms; one of a second or more holds the sink up */
+        int64_t ms = (hclock_mono_ns() - t0) / 1000000;
+        hlog(ms >= 1000 ? HLOG_INFO : HLOG_DEBUG, LOG, "merge of level %d into run %lld: %lld keys in %lld ms%s",
+             m->level, (long long)m->o.run, (long long)(before - budget), (long long)ms,
+             finished ? ", done" : "");
         if (finished) {
-            log_debug(LOG, "merged the level-%d runs into run %lld (%lld keys)", m->level,
-                      (long long)m->o.run, (long long)m->o.rows);
             q->merge = NULL;
             merge_free(m);
         }
