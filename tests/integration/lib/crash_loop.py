@@ -117,8 +117,17 @@ def tally(name, h, expected, nkills):
     seen = {nkey(d) for d in lines}
     lost, dups = len(expected - seen), len(lines) - len(seen)
     pct = 100.0 * dups / max(1, len(expected))
+    # Which check let a copy through: the same whole id twice is a dispatch
+    # that did not know the id was sent (sent-id set, tail read, store); the
+    # same hash under another accepted time is an event accepted twice (a
+    # re-post after a kill that event_id dedupe did not catch).
+    ids = {}
+    for d in lines:
+        ids.setdefault(nkey(d), set()).add(d["notification_id"])
+    reaccepted = sum(len(v) - 1 for v in ids.values())
     log(f"{name}: kills={nkills} expected={len(expected)} delivered_distinct={len(seen)} "
-        f"lines={len(lines)} lost={lost} duplicates={dups} ({pct:.3f} %) torn_lines_so_far={torn}")
+        f"lines={len(lines)} lost={lost} duplicates={dups} ({pct:.3f} %; same id {dups - reaccepted}, "
+        f"event accepted again {reaccepted}) torn_lines_so_far={torn}")
     return lost, dups
 
 
