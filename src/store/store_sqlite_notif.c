@@ -230,7 +230,7 @@ hr_t sq_log_rec_register(sqlite3 *db)
  * sorted in memory and stored as blocks of keys (schema version 9); when a
  * level has SQ_RUN_FANIN runs they are merged into one run of the next
  * level in one transaction, so each notification is rewritten about
- * log_16(rows / batch) times and a listing reads at most SQ_RUN_FANIN - 1
+ * log_FANIN(rows / batch) times and a listing reads at most SQ_RUN_FANIN - 1
  * runs per level, one seek each.
  */
 
@@ -704,7 +704,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
     if (sqlite3_get_autocommit(c->db) == 0) r = sq_tx_end(c, r);
     /* the batch is stored: a merge that fails is tried again after the next */
     /* merge work in proportion to the batch: each key is merged once per
-     * level it climbs (log_16 of the keys over a batch's), so a few times
+     * level it climbs (log_FANIN of the keys over a batch's), so a few times
      * the batch keeps the merges level with the writes */
     if (r == HR_OK && sq_runs_merge(q, c, MERGE_BUDGET_MIN + MERGE_BUDGET_PER_ROW * (int64_t)n) != HR_OK)
         log_warn(LOG, "merging the per-user runs failed");

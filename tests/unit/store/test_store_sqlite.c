@@ -432,8 +432,8 @@ static void test_schema_migrated_from_5(void **state)
     notif_rows_free(rows, n);
 }
 
-/* The per-user listing's runs: every write transaction adds one, 16 runs
- * of a level merge into one of the next; the listing sees every
+/* The per-user listing's runs: every write transaction adds one,
+ * SQ_RUN_FANIN runs of a level merge into one of the next; the listing sees every
  * notification once, newest first, across runs and merges and pages; the
  * purge drops the runs it empties. */
 /* A version 6 database (templates without a digest) is migrated to 7 at
@@ -716,8 +716,9 @@ static void test_user_runs_merge(void **state)
                                         -1, &st, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), BATCHES % 16); /* 40 runs: 2 merged twice */
-    assert_int_equal(sqlite3_column_int(st, 1), BATCHES / 16);
+    /* 40 runs: each SQ_RUN_FANIN of them merged into one of level 1 */
+    assert_int_equal(sqlite3_column_int(st, 0), BATCHES % SQ_RUN_FANIN);
+    assert_int_equal(sqlite3_column_int(st, 1), BATCHES / SQ_RUN_FANIN);
     assert_int_equal(sqlite3_column_int(st, 2), BATCHES * PER);
     assert_int_equal(sqlite3_column_int(st, 3), BATCHES * PER);
     sqlite3_finalize(st);
@@ -807,7 +808,10 @@ static int listed_once(store_t *s, const char *user)
 static void test_user_runs_merge_in_slices(void **state)
 {
     fx_t *f = *state;
-    enum { BATCHES = 16, PER = 2000, USERS = 4 }; /* 32,000 keys > 16,384 + 4 x 2,000 */
+    /* a full level of 32,000 keys > the budget, 16,384 + 4 x PER (24,384 with
+     * a fan-in of 16, 20,384 with 32); after the erase 24,000 + PER keys are
+     * left, more than one batch's budget and less than two */
+    enum { BATCHES = SQ_RUN_FANIN, PER = 32000 / SQ_RUN_FANIN, USERS = 4 };
     static char ids[(BATCHES + 3) * PER][24];
     notif_t *recs = calloc(PER, sizeof(*recs));
     const notif_t **ptrs = calloc(PER, sizeof(*ptrs));
@@ -827,8 +831,8 @@ static void test_user_runs_merge_in_slices(void **state)
         }
         assert_int_equal(store_notif_write_batch(f->s, ptrs, PER), HR_OK);
     }
-    /* the 16th batch began the merge of level 0 and could not end it: its
-     * output has blocks and no list row, the 16 inputs are still listed */
+    /* the last batch filled level 0 and began its merge and could not end
+     * it: its output has blocks and no list row, the inputs are still listed */
     int listed, with_blocks;
     run_counts(f->dsn, &listed, &with_blocks);
     assert_int_equal(listed, BATCHES);
@@ -856,9 +860,9 @@ static void test_user_runs_merge_in_slices(void **state)
         assert_int_equal(store_notif_write_batch(f->s, ptrs, PER), HR_OK);
     }
     run_counts(f->dsn, &listed, &with_blocks);
-    /* the merge that began again after the 17th batch took the 17 runs of
-     * level 0 and ended after the 18th: its run (level 1), the 18th's and
-     * the 19th's */
+    /* the merge that began again after the next batch took the
+     * SQ_RUN_FANIN + 1 runs of level 0 and ended after the one after it:
+     * its run (level 1) and the last two batches' */
     assert_int_equal(listed, 3);
     assert_int_equal(with_blocks, 3);
     assert_int_equal(listed_once(f->s, "u0"), BATCHES * PER / USERS + 3 * PER / 2);
