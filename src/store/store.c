@@ -170,6 +170,11 @@ uint64_t store_users_epoch(store_t *s)
     return s->feed ? atomic_load(&s->feed->users_epoch) : 0;
 }
 
+bool store_users_feed_exact(store_t *s)
+{
+    return s->feed && s->ops->users_feed_exact && s->ops->users_feed_exact(s);
+}
+
 uint64_t store_templates_epoch(store_t *s)
 {
     return s->feed ? atomic_load(&s->feed->templates_epoch) : 0;

@@ -524,12 +524,19 @@ static inline void status_hist_free(status_hist_t *h, int n) { store_status_hist
  * template_put made through a store_t is announced here after it commits. Caches compare
  * an epoch before use and drop what changed. Writes made by another process
  * (another herald sharing the database) are seen on PostgreSQL opened with
- * pg_listen (LISTEN/NOTIFY, store_pg_listen.c; herald's store.pg_listen),
- * shortly after they commit; otherwise not, and caches bound their
- * staleness with a TTL for those. Any thread. */
+ * pg_listen (LISTEN/NOTIFY, store_pg_listen.c; herald's store.pg_listen)
+ * and on a SQLite file (its change_log, read by the checkpointer thread),
+ * shortly after they commit; otherwise not (an in-memory SQLite database,
+ * PostgreSQL without pg_listen), and caches bound their staleness with a
+ * TTL for those (store_users_feed_exact). Any thread. */
 
 /* Bumped once per changed user. */
 uint64_t store_users_epoch(store_t *s);
+/* Whether changes made by other processes reach the feed too (SQLite: a
+ * file database, whose triggers log every change for the checkpointer
+ * thread to announce within ~200 ms; PostgreSQL: with pg_listen): caches
+ * then need no TTL to bound their staleness, only as a safety net. */
+bool store_users_feed_exact(store_t *s);
 /* Calls fn(arg, user_id) for each user changed after epoch `since` (the
  * same id may come more than once) and sets *now to the current epoch.
  * HR_AGAIN when more users changed than the feed remembers: drop everything.

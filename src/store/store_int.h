@@ -75,6 +75,10 @@ typedef struct store_ops {
     /* May be NULL: called once by store_open_with after it has set up the
      * change feed (a backend's own threads may announce from then on). */
     void (*opened)(store_t *s);
+    /* May be NULL (false): whether every change another process makes to
+     * users, devices, preferences and templates reaches the change feed
+     * (store_users_feed_exact). */
+    bool (*users_feed_exact)(store_t *s);
     int (*schema_version)(store_t *s);
 
     hr_t (*user_put)(store_t *s, const user_t *u);

@@ -247,6 +247,8 @@ static hr_t pg_open(const char *dsn, const store_open_opts_t *o, store_t **out)
 /* store.c's change feed exists now: the listener may announce. */
 static void pg_opened(store_t *s) { pg_listen_ready(pg(s)); }
 
+static bool pg_users_feed_exact(store_t *s) { return pg(s)->listen != NULL; }
+
 static void pg_close(store_t *s)
 {
     pg_t *p = pg(s);
@@ -1156,6 +1158,7 @@ const store_ops_t store_pg_ops = {
     .open = pg_open,
     .close = pg_close,
     .opened = pg_opened,
+    .users_feed_exact = pg_users_feed_exact,
     .schema_version = pg_schema_version,
     .user_put = pg_user_put,
     .user_put_batch = pg_user_put_batch,

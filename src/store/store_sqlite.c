@@ -106,6 +106,11 @@
  * (often a small one, like an event claim) paid ~1 ms per restart for it. */
 #define WAL_KEEP_BYTES (192LL << 20)
 #define CKPT_INTERVAL_MS 200
+/* The change log (sqlite.sql) is read this often, and this many rows at a
+ * time (a few reads per poll at most: a larger backlog is "everything"). */
+#define CHANGES_POLL_MS 200
+#define CHANGES_PAGE 4096
+#define CHANGES_PAGES 16
 #define DEDUPE_CKPT_PAGES 1000
 #define DEDUPE_RESTART_FRAMES 16384 /* ~64 MB of dedupe WAL: then it restarts */
 #define CKPT_FORCE_FRAMES 65536  /* ~256 MB: wait for readers and restart the WAL */
@@ -681,6 +686,158 @@ static void ev_checkpoint(sq_store_t *q)
         log_warn(LOG, "dedupe checkpoint: %s", sqlite3_errmsg(q->ev_ck.db));
 }
 
+/* ---- the change feed across processes ----
+ * Other processes sharing the file (another herald, `herald` commands)
+ * change users, devices, preferences and templates; sqlite.sql's triggers
+ * append each change to change_log, whoever makes it. The checkpointer
+ * thread reads the rows after the last it saw every CHANGES_POLL_MS (on its
+ * own connection, a read transaction: never in a writer's way) and
+ * announces them on the change feed (store_feed_remote_*, store.c), as
+ * store_pg_listen.c does with NOTIFY, so fan-out's caches stay exact
+ * without reading every cached user again against a TTL
+ * (store_users_feed_exact). This process's own rows are skipped (the
+ * writer's hooks note them; store.c announced those changes at commit). A reader
+ * that finds rows missing after its last (the triggers keep 65,536; a
+ * file restored from a copy) announces that everything changed. */
+#define CHANGES_OWN_MAX 65536    /* own ranges kept at most (past it: echoes) */
+
+static void ranges_add(sq_seq_ranges_t *r, int64_t seq)
+{
+    if (r->n && r->v[r->n - 1].hi + 1 == seq) {
+        r->v[r->n - 1].hi = seq;
+        return;
+    }
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 16;
+        r->v = xrealloc(r->v, (size_t)r->cap * sizeof(*r->v));
+    }
+    r->v[r->n++] = (sq_seq_range_t){seq, seq};
+}
+
+/* Drops the ranges that end below seq; whether seq is in the first left. */
+static bool ranges_take(sq_seq_ranges_t *r, int64_t seq)
+{
+    int k = 0;
+    while (k < r->n && r->v[k].hi < seq) k++;
+    if (k) {
+        memmove(r->v, r->v + k, (size_t)(r->n - k) * sizeof(*r->v));
+        r->n -= k;
+    }
+    return r->n && r->v[0].lo <= seq;
+}
+
+/* The writer's hooks (w.mu held: they run inside its statements and
+ * commits). A change_log row the writer's triggers insert is pending until
+ * the commit makes it this process's own; a rollback forgets it (its seq
+ * may be taken again by another process's row). A commit that fails after
+ * its hook (an I/O error) leaves its rows counted as own: should another
+ * process's row take such a seq, this process misses that change until the
+ * cache's TTL (RECIP_TTL_EXACT_MS). */
+static void chg_update_hook(void *arg, int op, const char *dbname, const char *table, sqlite3_int64 rowid)
+{
+    UNUSED(dbname);
+    if (op != SQLITE_INSERT || table[0] != 'c' || strcmp(table, "change_log") != 0) return;
+    ranges_add(&((sq_store_t *)arg)->chg_pend, rowid);
+}
+
+static int chg_commit_hook(void *arg)
+{
+    sq_store_t *q = arg;
+    if (!q->chg_pend.n) return 0;
+    pthread_mutex_lock(&q->chg_mu);
+    if (q->chg_own.n + q->chg_pend.n > CHANGES_OWN_MAX) q->chg_own.n = 0; /* the reader is not reading */
+    for (int i = 0; i < q->chg_pend.n; i++)
+        for (int64_t k = q->chg_pend.v[i].lo; k <= q->chg_pend.v[i].hi; k++) ranges_add(&q->chg_own, k);
+    pthread_mutex_unlock(&q->chg_mu);
+    q->chg_pend.n = 0;
+    return 0;
+}
+
+static void chg_rollback_hook(void *arg) { ((sq_store_t *)arg)->chg_pend.n = 0; }
+
+static hr_t changes_bounds(sqlite3 *db, int64_t *lo, int64_t *hi, bool *any)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT min(seq), max(seq) FROM change_log", -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *any = sqlite3_column_type(st, 1) != SQLITE_NULL;
+        *lo = sqlite3_column_int64(st, 0);
+        *hi = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? HR_OK : HR_ERR;
+}
+
+static void changes_poll(sq_store_t *q)
+{
+    sqlite3 *db = q->ck.db;
+    int64_t lo = 0, hi = 0;
+    bool any = false;
+    if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) return; /* one snapshot */
+    hr_t r = changes_bounds(db, &lo, &hi, &any);
+    bool all = false;
+    if (r == HR_OK && any && (hi < q->chg_seq || lo > q->chg_seq + 1)) {
+        all = true; /* rows after ours are gone (or the log went back) */
+    } else if (r == HR_OK && any && hi > q->chg_seq) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(db, "SELECT seq, kind, id FROM change_log WHERE seq > ?1"
+                                        " ORDER BY seq LIMIT ?2",
+                                    -1, &st, NULL);
+        bool templates = false;
+        for (int page = 0; rc == SQLITE_OK && q->chg_seq < hi; page++) {
+            if (page == CHANGES_PAGES) {
+                all = true;
+                break;
+            }
+            sqlite3_bind_int64(st, 1, q->chg_seq);
+            sqlite3_bind_int(st, 2, CHANGES_PAGE);
+            pthread_mutex_lock(&q->chg_mu);
+            while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                q->chg_seq = sqlite3_column_int64(st, 0);
+                if (ranges_take(&q->chg_own, q->chg_seq)) continue; /* ours: announced at commit */
+                if (sqlite3_column_int(st, 1) == 1) templates = true;
+                else if (sqlite3_column_type(st, 2) == SQLITE_TEXT)
+                    store_feed_remote_user(&q->base, (const char *)sqlite3_column_text(st, 2));
+            }
+            pthread_mutex_unlock(&q->chg_mu);
+            rc = rc == SQLITE_DONE ? sqlite3_reset(st) : rc;
+        }
+        if (rc != SQLITE_OK) log_debug(LOG, "change log: %s", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        if (templates) store_feed_remote_templates(&q->base);
+    }
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (all) {
+        log_info(LOG, "change log: rows after %lld are gone; every cached user and template is dropped",
+                 (long long)q->chg_seq);
+        store_feed_remote_user(&q->base, NULL);
+        store_feed_remote_templates(&q->base);
+        q->chg_seq = hi;
+        pthread_mutex_lock(&q->chg_mu);
+        ranges_take(&q->chg_own, hi + 1);
+        pthread_mutex_unlock(&q->chg_mu);
+    }
+}
+
+/* The last row of the change log at open: what came before is in what the
+ * caches will read. */
+static hr_t changes_init(sq_store_t *q)
+{
+    int64_t lo = 0, hi = 0;
+    bool any = false;
+    pthread_mutex_lock(&q->w.mu);
+    hr_t r = changes_bounds(q->w.db, &lo, &hi, &any);
+    pthread_mutex_unlock(&q->w.mu);
+    q->chg_seq = any ? hi : 0;
+    if (r != HR_OK) log_error(LOG, "change log: %s", sqlite3_errmsg(q->w.db));
+    return r;
+}
+
+static void sq_opened(store_t *s) { atomic_store(&sq(s)->feed_ready, true); }
+
+static bool sq_users_feed_exact(store_t *s) { return sq(s)->chg_on; }
+
 /* The checkpointer thread: copies committed WAL frames back into the main
  * database (PASSIVE: never blocks the writer or the readers), off the
  * writer's path, once WAL_CHECKPOINT_PAGES have gathered; and the dedupe
@@ -694,6 +851,13 @@ static void *checkpointer_main(void *arg)
         log_debug(LOG, "checkpointer: cannot lower its priority: %s", strerror(errno));
     pthread_mutex_lock(&q->ck_mu);
     while (!q->ck_stop) {
+        if (q->chg_on && atomic_load(&q->feed_ready) && hclock_mono_ns() >= q->chg_next_ns) {
+            pthread_mutex_unlock(&q->ck_mu);
+            changes_poll(q);
+            q->chg_next_ns = hclock_mono_ns() + (int64_t)CHANGES_POLL_MS * 1000000;
+            pthread_mutex_lock(&q->ck_mu);
+            continue;
+        }
         bool main_due = atomic_load(&q->wal_frames) >= WAL_CHECKPOINT_PAGES;
         bool ev_due = q->ev_ck.db && atomic_load(&q->ev_frames) >= DEDUPE_CKPT_PAGES;
         if (!main_due && !ev_due) {
@@ -748,6 +912,9 @@ static void sq_close(store_t *s)
     pthread_mutex_destroy(&q->ck_mu);
     pthread_cond_destroy(&q->ck_cv);
     pthread_mutex_destroy(&q->wb_mu);
+    pthread_mutex_destroy(&q->chg_mu);
+    free(q->chg_pend.v);
+    free(q->chg_own.v);
     for (int i = 0; i < SQB__COUNT; i++) sq_buf_free(&q->wb[i]);
     free(q);
 }
@@ -882,6 +1049,7 @@ static hr_t sq_open(const char *dsn, const store_open_opts_t *o, store_t **out)
     pthread_mutex_init(&q->ev.mu, NULL);
     pthread_mutex_init(&q->ck_mu, NULL);
     pthread_mutex_init(&q->wb_mu, NULL);
+    pthread_mutex_init(&q->chg_mu, NULL);
     pthread_cond_init(&q->ck_cv, NULL);
     bool memory = dsn[0] == '\0' || strcmp(dsn, ":memory:") == 0;
     q->rd = memory ? &q->w : &q->r;
@@ -892,6 +1060,7 @@ static hr_t sq_open(const char *dsn, const store_open_opts_t *o, store_t **out)
     if (r == HR_OK && !memory) r = check_db(q, o, q->w.db, dsn);
     if (r == HR_OK) r = schema_init(&q->w);
     if (r == HR_OK) r = sq_runs_init(q); /* store_sqlite_runs.c */
+    if (r == HR_OK) r = changes_init(q);
     if (r == HR_OK && !memory) r = conn_open(&q->r, dsn, ROLE_READER, 0);
     if (r != HR_OK) {
         free(evp);
@@ -906,11 +1075,19 @@ static hr_t sq_open(const char *dsn, const store_open_opts_t *o, store_t **out)
             sqlite3_close(q->ev_ck.db); /* keeps its mutex: sq_close destroys it */
             q->ev_ck.db = NULL;
         }
+        q->chg_on = true; /* before the thread starts: it reads it */
+        pthread_mutex_lock(&q->w.mu);
+        sqlite3_update_hook(q->w.db, chg_update_hook, q);
+        sqlite3_commit_hook(q->w.db, chg_commit_hook, q);
+        sqlite3_rollback_hook(q->w.db, chg_rollback_hook, q);
+        pthread_mutex_unlock(&q->w.mu);
         if (pthread_create(&q->ck_thread, NULL, checkpointer_main, q) == 0) {
             q->ck_started = true;
             /* the hooks replace the writers' own autocheckpoints */
             sqlite3_wal_hook(q->w.db, wal_hook, q);
             if (q->ev_ck.db) sqlite3_wal_hook(q->ev.db, ev_wal_hook, q);
+        } else {
+            q->chg_on = false;
         }
     } /* otherwise the writers checkpoint in their commits */
     free(evp);
@@ -942,6 +1119,8 @@ const store_ops_t store_sqlite_ops = {
     .name = "sqlite",
     .open = sq_open,
     .close = sq_close,
+    .opened = sq_opened,
+    .users_feed_exact = sq_users_feed_exact,
     .schema_version = sq_schema_version,
     .user_put = sq_user_put,
     .user_put_batch = sq_user_put_batch,

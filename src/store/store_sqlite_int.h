@@ -161,6 +161,15 @@ typedef struct conn {
 
 typedef enum conn_role { ROLE_WRITER, ROLE_READER, ROLE_CHECKPOINT, ROLE_DEDUPE } conn_role_t;
 
+/* Ascending ranges of rowids [lo, hi]. */
+typedef struct sq_seq_range {
+    int64_t lo, hi;
+} sq_seq_range_t;
+typedef struct sq_seq_ranges {
+    sq_seq_range_t *v;
+    int n, cap;
+} sq_seq_ranges_t;
+
 typedef struct sq_store {
     store_t base;               /* first: store_t* <-> sq_store_t* */
     conn_t w;                   /* writer: every write, the schema */
@@ -176,6 +185,20 @@ typedef struct sq_store {
     pthread_cond_t ck_cv;
     bool ck_stop;
     _Atomic int wal_frames;     /* frames in the WAL after the last commit */
+    /* The change feed across processes (sqlite.sql's change_log), read by
+     * the checkpointer thread: the last row announced, when the next read
+     * is due, whether it runs (a file database with a checkpointer) and
+     * whether store.c's feed exists yet (sq_opened). */
+    int64_t chg_seq;
+    int64_t chg_next_ns;
+    bool chg_on;
+    _Atomic bool feed_ready;
+    /* The log rows this process wrote (the writer's update hook), which
+     * the reader skips (store.c announced them at commit): ranges of seq
+     * in the open transaction (under w.mu), then committed ones (chg_mu). */
+    sq_seq_ranges_t chg_pend;
+    sq_seq_ranges_t chg_own;
+    pthread_mutex_t chg_mu;
     char damage[512];           /* what the checks at open found; "" = nothing */
     /* The per-user runs (store_sqlite_runs.c), under w.mu: the next run's
      * number (above every run in user_chunks, so a run is appended) and

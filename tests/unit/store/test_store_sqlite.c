@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The notification tables of schema versions 1 to 5 (sqlite.sql of
  * version 5; traceparent came with version 4), which a database of such a
@@ -1476,6 +1477,101 @@ static void test_status_without_content(void **state)
     free(next);
 }
 
+/* ---- the change feed across processes (sqlite.sql's change_log) ---- */
+
+typedef struct seen_ids {
+    int x1, x2, all;
+} seen_ids_t;
+
+static void note_id(void *arg, const char *id)
+{
+    seen_ids_t *w = arg;
+    if (strcmp(id, "x1") == 0) w->x1++;
+    if (strcmp(id, "x2") == 0) w->x2++;
+}
+
+/* Polls s's feed (the checkpointer thread reads the log every 200 ms) for
+ * up to 10 s until what it announced after *epoch names x1 or says
+ * "everything" (HR_AGAIN); moves *epoch. */
+static seen_ids_t wait_feed(store_t *s, uint64_t *epoch)
+{
+    seen_ids_t w = {0, 0, 0};
+    for (int i = 0; i < 1000 && !w.x1 && !w.all; i++) {
+        uint64_t now = *epoch;
+        if (store_users_changed(s, *epoch, &now, note_id, &w) == HR_AGAIN) w.all = 1;
+        *epoch = now;
+        if (!w.x1 && !w.all) usleep(10000);
+    }
+    return w;
+}
+
+/* Another process's changes reach this store's change feed: a second store
+ * on the same file (connections of its own, as another herald's) puts a
+ * user, then its preferences, then a template; this store's feed names the
+ * user after each and its templates epoch moves; its own changes are not
+ * announced again from the log. Rows of the log gone
+ * before this store read them (more than the triggers keep, written at
+ * once) announce "everything" (HR_AGAIN). An in-memory database has no
+ * such feed. */
+static void test_changes_from_another_process(void **state)
+{
+    fx_t *f = *state;
+    assert_true(store_users_feed_exact(f->s));
+    store_t *b = NULL;
+    assert_int_equal(store_open(f->backend, f->dsn, &b), HR_OK);
+    uint64_t e = store_users_epoch(f->s), t0 = store_templates_epoch(f->s);
+
+    user_t u = {.user_id = "x1", .locale = "en", .timezone = "UTC"};
+    assert_int_equal(store_user_put(b, &u), HR_OK);
+    seen_ids_t w = wait_feed(f->s, &e);
+    assert_int_equal(w.all, 0);
+    assert_true(w.x1 >= 1);
+
+    pref_t p = {.category = "social", .channel = CH_PUSH, .enabled = false};
+    assert_int_equal(store_prefs_replace(b, "x1", &p, 1), HR_OK);
+    w = wait_feed(f->s, &e);
+    assert_int_equal(w.all, 0);
+    assert_true(w.x1 >= 1);
+
+    template_rec_t t = {.event_type = "like", .channel = CH_INAPP, .locale = "en", .title = "T",
+                        .body = "B"};
+    assert_int_equal(store_template_put(b, &t), HR_OK);
+    for (int i = 0; i < 1000 && store_templates_epoch(f->s) == t0; i++) usleep(10000);
+    assert_true(store_templates_epoch(f->s) != t0);
+
+    /* this store's own change is announced once, at its commit: the log's
+     * reader skips its row (it has read past it once it names the other
+     * store's later change) */
+    e = store_users_epoch(f->s);
+    user_t own = {.user_id = "x2", .locale = "en", .timezone = "UTC"};
+    assert_int_equal(store_user_put(f->s, &own), HR_OK);
+    assert_int_equal(store_users_epoch(f->s), e + 1);
+    e++;
+    assert_int_equal(store_user_put(b, &u), HR_OK);
+    w = wait_feed(f->s, &e);
+    assert_true(w.x1 >= 1);
+    assert_int_equal(w.x2, 0);
+    store_close(b);
+
+    /* 70,000 rows in one transaction: the log keeps the last 65,536 */
+    sqlite3 *db = db_open_raw(f->dsn);
+    assert_int_equal(sqlite3_exec(db,
+                                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                                  " WHERE i < 70000) INSERT INTO preferences (user_id, category,"
+                                  " channel, enabled) SELECT 'y', 'c' || i, 0, 1 FROM n",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    w = wait_feed(f->s, &e);
+    assert_int_equal(w.all, 1);
+
+    /* in memory: no other process, no log reader */
+    store_t *m = NULL;
+    assert_int_equal(store_open(f->backend, ":memory:", &m), HR_OK);
+    assert_false(store_users_feed_exact(m));
+    store_close(m);
+}
+
 int main(void)
 {
     unsetenv("HERALD_TEST_STORE"); /* the fixture's default: sqlite */
@@ -1498,6 +1594,7 @@ int main(void)
         T(test_run_users_prefix),
         T(test_fallbacks),
         T(test_status_without_content),
+        T(test_changes_from_another_process),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
