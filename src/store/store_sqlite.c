@@ -154,6 +154,8 @@ static const char *stmt_sql[S__COUNT] = {
         " webhook_secret = CASE WHEN ?10 IS NULL THEN webhook_secret ELSE NULLIF(?10, '') END",
     [S_USER_GET] = "SELECT email, phone, locale, timezone, quiet_start, quiet_end, webhook_url,"
                    " updated_at, webhook_secret FROM users WHERE user_id = ?1",
+    [S_CHG_ADD] = "INSERT INTO change_log (kind, id) VALUES (?1, ?2)",
+    [S_CHG_PRUNE] = "DELETE FROM change_log WHERE seq <= ?1",
     [S_DEV_DEL] = "DELETE FROM devices WHERE user_id = ?1",
     [S_DEV_ADD] = "INSERT INTO devices (user_id, seq, platform, token) VALUES (?1, ?2, ?3, ?4)",
     [S_DEV_GET] = "SELECT platform, token FROM devices WHERE user_id = ?1 ORDER BY seq",
@@ -688,8 +690,9 @@ static void ev_checkpoint(sq_store_t *q)
 
 /* ---- the change feed across processes ----
  * Other processes sharing the file (another herald, `herald` commands)
- * change users, devices, preferences and templates; sqlite.sql's triggers
- * append each change to change_log, whoever makes it. The checkpointer
+ * change users, devices, preferences and templates; each such write adds
+ * a row to change_log in its transaction (sq_change_note: the store's
+ * code, not triggers, see sqlite.sql). The checkpointer
  * thread reads the rows after the last it saw every CHANGES_POLL_MS (on its
  * own connection, a read transaction: never in a writer's way) and
  * announces them on the change feed (store_feed_remote_*, store.c), as
@@ -697,7 +700,7 @@ static void ev_checkpoint(sq_store_t *q)
  * without reading every cached user again against a TTL
  * (store_users_feed_exact). This process's own rows are skipped (the
  * writer's hooks note them; store.c announced those changes at commit). A reader
- * that finds rows missing after its last (the triggers keep 65,536; a
+ * that finds rows missing after its last (the writer keeps ~65,536; a
  * file restored from a copy) announces that everything changed. */
 #define CHANGES_OWN_MAX 65536    /* own ranges kept at most (past it: echoes) */
 
@@ -726,19 +729,36 @@ static bool ranges_take(sq_seq_ranges_t *r, int64_t seq)
     return r->n && r->v[0].lo <= seq;
 }
 
-/* The writer's hooks (w.mu held: they run inside its statements and
- * commits). A change_log row the writer's triggers insert is pending until
- * the commit makes it this process's own; a rollback forgets it (its seq
- * may be taken again by another process's row). A commit that fails after
- * its hook (an I/O error) leaves its rows counted as own: should another
- * process's row take such a seq, this process misses that change until the
- * cache's TTL (RECIP_TTL_EXACT_MS). */
-static void chg_update_hook(void *arg, int op, const char *dbname, const char *table, sqlite3_int64 rowid)
+#define CHANGES_KEEP 65536       /* rows the writer keeps in change_log (about) */
+#define CHANGES_PRUNE_EVERY 1024 /* ...dropping the older ones this often */
+
+hr_t sq_change_note(sq_store_t *q, conn_t *c, int kind, const char *id)
 {
-    UNUSED(dbname);
-    if (op != SQLITE_INSERT || table[0] != 'c' || strcmp(table, "change_log") != 0) return;
-    ranges_add(&((sq_store_t *)arg)->chg_pend, rowid);
+    sqlite3_stmt *st = sq_stmt(c, S_CHG_ADD);
+    if (!st) return HR_ERR;
+    sqlite3_bind_int(st, 1, kind);
+    if (id) sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(st, 2);
+    hr_t r = sq_step_done(c, st, "change log");
+    sqlite3_clear_bindings(st);
+    if (r != HR_OK) return r;
+    int64_t seq = sqlite3_last_insert_rowid(c->db);
+    if (q->chg_on) ranges_add(&q->chg_pend, seq);
+    if (seq % CHANGES_PRUNE_EVERY == 0 && seq > CHANGES_KEEP) {
+        if (!(st = sq_stmt(c, S_CHG_PRUNE))) return HR_ERR;
+        sqlite3_bind_int64(st, 1, seq - CHANGES_KEEP);
+        r = sq_step_done(c, st, "change log prune");
+    }
+    return r;
 }
+
+/* The writer's hooks (w.mu held: they run inside its commits). A row
+ * sq_change_note added is pending until the commit makes it this
+ * process's own; a rollback forgets it (its seq may be taken again by
+ * another process's row). A commit that fails after its hook (an I/O
+ * error) leaves its rows counted as own: should another process's row
+ * take such a seq, this process misses that change until the cache's TTL
+ * (RECIP_TTL_EXACT_MS). */
 
 static int chg_commit_hook(void *arg)
 {
@@ -1077,7 +1097,6 @@ static hr_t sq_open(const char *dsn, const store_open_opts_t *o, store_t **out)
         }
         q->chg_on = true; /* before the thread starts: it reads it */
         pthread_mutex_lock(&q->w.mu);
-        sqlite3_update_hook(q->w.db, chg_update_hook, q);
         sqlite3_commit_hook(q->w.db, chg_commit_hook, q);
         sqlite3_rollback_hook(q->w.db, chg_rollback_hook, q);
         pthread_mutex_unlock(&q->w.mu);

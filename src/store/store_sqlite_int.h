@@ -56,6 +56,8 @@ typedef enum stmt_id {
     S_ROLLBACK,
     S_VERSION_GET,
     S_USER_PUT,
+    S_CHG_ADD,
+    S_CHG_PRUNE,
     S_USER_GET,
     S_DEV_DEL,
     S_DEV_ADD,
@@ -193,9 +195,9 @@ typedef struct sq_store {
     int64_t chg_next_ns;
     bool chg_on;
     _Atomic bool feed_ready;
-    /* The log rows this process wrote (the writer's update hook), which
-     * the reader skips (store.c announced them at commit): ranges of seq
-     * in the open transaction (under w.mu), then committed ones (chg_mu). */
+    /* The log rows this process wrote (sq_change_note), which the reader
+     * skips (store.c announced them at commit): ranges of seq in the open
+     * transaction (under w.mu), then committed ones (chg_mu). */
     sq_seq_ranges_t chg_pend;
     sq_seq_ranges_t chg_own;
     pthread_mutex_t chg_mu;
@@ -216,6 +218,12 @@ typedef struct sq_store {
 } sq_store_t;
 
 static inline sq_store_t *sq(store_t *s) { return (sq_store_t *)s; }
+
+/* store_sqlite.c: notes in change_log (sqlite.sql) that the user (kind
+ * SQ_CHG_USER, id) or the templates (SQ_CHG_TEMPLATES, id NULL) changed, in
+ * the writer's open transaction (c is q->w, its mu held). */
+enum { SQ_CHG_USER = 0, SQ_CHG_TEMPLATES = 1 };
+hr_t sq_change_note(sq_store_t *q, conn_t *c, int kind, const char *id);
 
 /* ---- damage (store_sqlite_check.c) ---- */
 

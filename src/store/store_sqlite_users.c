@@ -17,7 +17,7 @@
 /* ---- users ---- */
 
 /* Writes one user and its devices inside the caller's transaction. */
-static hr_t user_write(conn_t *c, const user_t *u)
+static hr_t user_write(sq_store_t *q, conn_t *c, const user_t *u)
 {
     hr_t r;
     sqlite3_stmt *st = sq_stmt(c, S_USER_PUT);
@@ -45,7 +45,7 @@ static hr_t user_write(conn_t *c, const user_t *u)
         bind_str(st, 4, u->devices[i].token);
         if ((r = sq_step_done(c, st, "device add")) != HR_OK) return r;
     }
-    return HR_OK;
+    return sq_change_note(q, c, SQ_CHG_USER, u->user_id); /* store_sqlite.c */
 }
 
 hr_t sq_user_put(store_t *s, const user_t *u)
@@ -58,7 +58,7 @@ hr_t sq_user_put_batch(store_t *s, const user_t *users, int n)
     conn_t *c = &sq(s)->w;
     sq_writer_lock(c);
     hr_t r = sq_tx_begin(c, true);
-    for (int i = 0; i < n && r == HR_OK; i++) r = user_write(c, &users[i]);
+    for (int i = 0; i < n && r == HR_OK; i++) r = user_write(sq(s), c, &users[i]);
     if (r == HR_OK || sqlite3_get_autocommit(c->db) == 0) r = sq_tx_end(c, r);
     pthread_mutex_unlock(&c->mu);
     return r;
@@ -377,6 +377,7 @@ hr_t sq_prefs_replace(store_t *s, const char *user_id, const pref_t *prefs, int 
         sqlite3_bind_int(add, 4, prefs[i].enabled ? 1 : 0);
         r = sq_step_done(c, add, "preference add");
     }
+    if (r == HR_OK) r = sq_change_note(sq(s), c, SQ_CHG_USER, user_id);
     r = sq_tx_end(c, r); /* rolls back on error; nothing to end if begin failed */
     pthread_mutex_unlock(&c->mu);
     return r;
@@ -561,6 +562,7 @@ static hr_t erase_step(sq_store_t *q, conn_t *c, const char *user_id, store_eras
         r = erase_run(c, rest[i].id, user_id, 0, &rows, rest[i].what);
     if (last && r == HR_OK) r = sq_feed_erase(c, user_id, &rows); /* store_sqlite_feed.c */
     if (last && r == HR_OK) r = sq_digest_erase(c, user_id, &rows); /* store_sqlite_digest.c */
+    if (last && r == HR_OK) r = sq_change_note(q, c, SQ_CHG_USER, user_id);
     r = sq_tx_end(c, r);
     if (r != HR_OK) return r;
     (void)hist; /* history rows go with their notification: not counted apart */
@@ -598,9 +600,9 @@ hr_t sq_template_put(store_t *s, const template_rec_t *t)
 {
     conn_t *c = &sq(s)->w;
     sq_writer_lock(c);
-    hr_t r = HR_ERR;
     sqlite3_stmt *st = sq_stmt(c, S_TPL_PUT);
-    if (st) {
+    hr_t r = st ? sq_tx_begin(c, true) : HR_ERR;
+    if (r == HR_OK) {
         bind_str(st, 1, t->event_type);
         sqlite3_bind_int(st, 2, (int)t->channel);
         bind_str(st, 3, nonempty(t->locale) ? t->locale : "en");
@@ -610,6 +612,8 @@ hr_t sq_template_put(store_t *s, const template_rec_t *t)
         sqlite3_bind_int64(st, 7, t->digest_window_ms > 0 ? t->digest_window_ms : 0);
         bind_str(st, 8, t->digest_window_ms > 0 && nonempty(t->digest_key) ? t->digest_key : NULL);
         r = sq_step_done(c, st, "template put");
+        if (r == HR_OK) r = sq_change_note(sq(s), c, SQ_CHG_TEMPLATES, NULL);
+        r = sq_tx_end(c, r);
     }
     pthread_mutex_unlock(&c->mu);
     return r;
