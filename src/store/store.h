@@ -533,7 +533,7 @@ static inline void status_hist_free(status_hist_t *h, int n) { store_status_hist
 /* Bumped once per changed user. */
 uint64_t store_users_epoch(store_t *s);
 /* Whether changes made by other processes reach the feed too (SQLite: a
- * file database, whose triggers log every change for the checkpointer
+ * file database, whose writers log every change for the checkpointer
  * thread to announce within ~200 ms; PostgreSQL: with pg_listen): caches
  * then need no TTL to bound their staleness, only as a safety net. */
 bool store_users_feed_exact(store_t *s);
