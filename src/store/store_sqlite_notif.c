@@ -629,7 +629,7 @@ hr_t sq_notif_write_batch(store_t *s, const notif_t *const *recs, int n)
             __builtin_prefetch(a->title.p);
             __builtin_prefetch(a->body.p);
             __builtin_prefetch(a->address.p);
-            __builtin_prefetch(a->address.p + a->address.n);
+            if (a->address.n > 1) __builtin_prefetch(a->address.p + a->address.n - 1);
         }
         const notif_t *m = ord[i].m; /* valid: store.c dropped the others */
         int64_t at = m->status_at_ms ? m->status_at_ms : now;
