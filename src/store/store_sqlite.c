@@ -704,17 +704,19 @@ static void ev_checkpoint(sq_store_t *q)
  * file restored from a copy) announces that everything changed. */
 #define CHANGES_OWN_MAX 65536    /* own ranges kept at most (past it: echoes) */
 
-static void ranges_add(sq_seq_ranges_t *r, int64_t seq)
+/* Appends [lo, hi] (above every range held), joined to the last range
+ * when they touch. */
+static void ranges_add(sq_seq_ranges_t *r, int64_t lo, int64_t hi)
 {
-    if (r->n && r->v[r->n - 1].hi + 1 == seq) {
-        r->v[r->n - 1].hi = seq;
+    if (r->n && r->v[r->n - 1].hi + 1 >= lo) {
+        if (hi > r->v[r->n - 1].hi) r->v[r->n - 1].hi = hi;
         return;
     }
     if (r->n == r->cap) {
         r->cap = r->cap ? r->cap * 2 : 16;
         r->v = xrealloc(r->v, (size_t)r->cap * sizeof(*r->v));
     }
-    r->v[r->n++] = (sq_seq_range_t){seq, seq};
+    r->v[r->n++] = (sq_seq_range_t){lo, hi};
 }
 
 /* Drops the ranges that end below seq; whether seq is in the first left. */
@@ -743,7 +745,7 @@ hr_t sq_change_note(sq_store_t *q, conn_t *c, int kind, const char *id)
     sqlite3_clear_bindings(st);
     if (r != HR_OK) return r;
     int64_t seq = sqlite3_last_insert_rowid(c->db);
-    if (q->chg_on) ranges_add(&q->chg_pend, seq);
+    if (q->chg_on) ranges_add(&q->chg_pend, seq, seq);
     if (seq % CHANGES_PRUNE_EVERY == 0 && seq > CHANGES_KEEP) {
         if (!(st = sq_stmt(c, S_CHG_PRUNE))) return HR_ERR;
         sqlite3_bind_int64(st, 1, seq - CHANGES_KEEP);
@@ -766,8 +768,7 @@ static int chg_commit_hook(void *arg)
     if (!q->chg_pend.n) return 0;
     pthread_mutex_lock(&q->chg_mu);
     if (q->chg_own.n + q->chg_pend.n > CHANGES_OWN_MAX) q->chg_own.n = 0; /* the reader is not reading */
-    for (int i = 0; i < q->chg_pend.n; i++)
-        for (int64_t k = q->chg_pend.v[i].lo; k <= q->chg_pend.v[i].hi; k++) ranges_add(&q->chg_own, k);
+    for (int i = 0; i < q->chg_pend.n; i++) ranges_add(&q->chg_own, q->chg_pend.v[i].lo, q->chg_pend.v[i].hi);
     pthread_mutex_unlock(&q->chg_mu);
     q->chg_pend.n = 0;
     return 0;
