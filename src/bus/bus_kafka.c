@@ -86,6 +86,13 @@
 #define ERR_LOG_INTERVAL_MS 5000
 /* Producer stall warning: records unacknowledged and no delivery report for this long. */
 #define STALL_WARN_MS 10000
+/* A producer replaced after a fatal error is kept (its delivery reports
+ * served by the poller) until its queue is empty and RETIRE_GRACE_MS have
+ * passed: far longer than any bus_flush() timeout a thread that read the
+ * old handle just before the swap can still be inside. At most
+ * RETIRED_MAX are kept; past that the fatal producer is not replaced. */
+#define RETIRE_GRACE_MS 600000
+#define RETIRED_MAX 8
 /* Commits on revoke and on close wait at most CLOSE_COMMIT_MS, the close
  * itself twice that (bus_opts_t.close_timeout_ms sets it; commit_within,
  * kconsumer_close). librdkafka's synchronous commit
@@ -107,13 +114,28 @@ typedef struct topic_cache_entry {
     int64_t fetched_ms;     /* monotonic */
 } topic_cache_entry_t;
 
-/* Invariants: rk is a producer that lives as long as the kbus; the poller
- * thread runs from open to close and is the only thread that serves
- * delivery reports; cache entries only grow (partition counts only grow in
- * Kafka). */
+typedef struct retired_producer {
+    rd_kafka_t *rk;
+    int64_t since_ms;       /* monotonic */
+} retired_producer_t;
+
+/* Invariants: rk is the current producer; it is replaced (by the poller
+ * thread only) after a fatal error (idempotence: librdkafka 2.0.2 can turn
+ * a broker's NOT_ENOUGH_REPLICAS into a fatal OUT_OF_ORDER_SEQUENCE_NUMBER,
+ * fixed upstream in 2.3.0), and every thread reads it once per call; the
+ * replaced ones live on in retired[] (poller thread and close only) until
+ * their delivery reports are served and RETIRE_GRACE_MS have passed. The
+ * poller thread runs from open to close and is the only thread that serves
+ * delivery reports besides rd_kafka_flush(); cache entries only grow
+ * (partition counts only grow in Kafka). */
 typedef struct kbus {
     bus_t base;
-    rd_kafka_t *rk;
+    rd_kafka_t *_Atomic rk;
+    atomic_int fatal;       /* rk raised a fatal error: the poller replaces it */
+    atomic_llong replaced;  /* producers replaced so far */
+    retired_producer_t retired[RETIRED_MAX];
+    int nretired;
+    errlog_t fatal_log;     /* a replacement that failed, retried every poll */
     char *brokers;
     char **kv;              /* copied pairs, NULL-terminated */
     pthread_t poller;
@@ -271,6 +293,9 @@ static void producer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
 {
     kbus_t *b = opaque;
     log_client_error(&b->err_log, rk, err, reason);
+    /* A fatal producer fails every produce from now on: the poller makes a
+     * new one (replace_producer). */
+    if (err == RD_KAFKA_RESP_ERR__FATAL && rk == b->rk) atomic_store(&b->fatal, 1);
 }
 
 static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -387,7 +412,59 @@ static void describe_unhealthy(kbus_t *b, char *out, size_t cap)
         snprintf(out + len, cap - len, "; %d partitions under-replicated", under);
 }
 
-/* Serves delivery reports and watches for a producer that makes no progress. */
+static hr_t producer_new(kbus_t *b, rd_kafka_t **out, char *why, size_t cap);
+
+/* Replaces the producer after a fatal error: every produce to it fails
+ * from then on and nothing it holds will be delivered, so without this
+ * herald would stall until restarted. The new producer has a new producer
+ * id (idempotence starts over); the old one's queued and in-flight records
+ * are purged, so their batches fail (HR_CLOSED) and the stages produce them
+ * again through the new one: at-least-once, as after any failed batch.
+ * Poller thread. */
+static void replace_producer(kbus_t *b, int64_t now_ms)
+{
+    rd_kafka_t *old = b->rk;
+    if (b->nretired == RETIRED_MAX) {
+        if (errlog_admit(&b->fatal_log) >= 0)
+            log_error(LOGC, "producer failed fatally and %d replaced ones are still draining: "
+                      "not replaced; restart herald", RETIRED_MAX);
+        return;
+    }
+    char why[512];
+    rd_kafka_t *rk;
+    if (producer_new(b, &rk, why, sizeof(why)) != HR_OK) {
+        if (errlog_admit(&b->fatal_log) >= 0)
+            log_error(LOGC, "cannot replace the failed producer: %s", why[0] ? why : "bad settings");
+        return;
+    }
+    atomic_store(&b->rk, rk);
+    atomic_store(&b->fatal, 0);
+    atomic_fetch_add(&b->replaced, 1);
+    b->retired[b->nretired++] = (retired_producer_t){.rk = old, .since_ms = now_ms};
+    int left = rd_kafka_outq_len(old);
+    rd_kafka_purge(old, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    log_warn(LOGC, "producer replaced after its fatal error; its %d unacknowledged records "
+             "fail and are produced again through the new one", left);
+}
+
+/* Serves the replaced producers' delivery reports and destroys those that
+ * are done. Poller thread. */
+static void serve_retired(kbus_t *b, int64_t now_ms)
+{
+    for (int i = 0; i < b->nretired;) {
+        retired_producer_t *r = &b->retired[i];
+        rd_kafka_poll(r->rk, 0);
+        if (rd_kafka_outq_len(r->rk) == 0 && now_ms - r->since_ms >= RETIRE_GRACE_MS) {
+            rd_kafka_destroy(r->rk);
+            *r = b->retired[--b->nretired];
+            continue;
+        }
+        i++;
+    }
+}
+
+/* Serves delivery reports, replaces a producer that failed fatally and
+ * watches for one that makes no progress. */
 static void *poller_main(void *arg)
 {
     kbus_t *b = arg;
@@ -396,6 +473,8 @@ static void *poller_main(void *arg)
     while (!atomic_load(&b->stop)) {
         rd_kafka_poll(b->rk, 100);
         int64_t now = hclock_mono_ns() / 1000000;
+        if (atomic_load(&b->fatal)) replace_producer(b, now);
+        if (b->nretired) serve_retired(b, now);
         int64_t count = atomic_load(&b->dr_count);
         int64_t waiting = atomic_load(&b->produced) - count;
         if (count != last_count || waiting <= 0) {
@@ -427,6 +506,7 @@ static void kbus_free(kbus_t *b)
     pthread_mutex_destroy(&b->cache_mu);
     errlog_release(&b->err_log);
     errlog_release(&b->dr_log);
+    errlog_release(&b->fatal_log);
     free(b->brokers);
     free(b);
 }
@@ -453,10 +533,33 @@ static const char *const producer_defaults[] = {
 
 const char *const *bus_kafka_producer_defaults(void) { return producer_defaults; }
 
+/* A producer with herald's settings, then the kafka.* ones; why is empty
+ * when the reason was logged already (a refused setting). */
+static hr_t producer_new(kbus_t *b, rd_kafka_t **out, char *why, size_t cap)
+{
+    hr_t r;
+    why[0] = '\0';
+    rd_kafka_conf_t *conf = conf_base(b);
+    if (!conf) return HR_INVALID;
+    if ((r = conf_set_pairs(conf, producer_defaults)) != HR_OK ||
+        (r = conf_set_pairs(conf, (const char *const *)b->kv)) != HR_OK) {
+        rd_kafka_conf_destroy(conf);
+        return r;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    rd_kafka_conf_set_error_cb(conf, producer_error_cb);
+    rd_kafka_conf_set_opaque(conf, b);
+    *out = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, cap);
+    if (!*out) {
+        rd_kafka_conf_destroy(conf);
+        return HR_INVALID;
+    }
+    return HR_OK; /* conf is owned by the producer now */
+}
+
 static hr_t kopen(const bus_opts_t *opts, bus_t **out)
 {
     kbus_t *b = xcalloc(1, sizeof(*b));
-    rd_kafka_conf_t *conf = NULL;
     hr_t r = HR_INVALID;
     char why[512];
 
@@ -464,6 +567,7 @@ static hr_t kopen(const bus_opts_t *opts, bus_t **out)
     pthread_mutex_init(&b->cache_mu, NULL);
     errlog_init(&b->err_log, ERR_LOG_INTERVAL_MS);
     errlog_init(&b->dr_log, ERR_LOG_INTERVAL_MS);
+    errlog_init(&b->fatal_log, ERR_LOG_INTERVAL_MS);
     if (opts->brokers && *opts->brokers) b->brokers = xstrdup(opts->brokers);
     b->close_ms = opts->close_timeout_ms > 0 ? opts->close_timeout_ms : CLOSE_COMMIT_MS;
     size_t n = 0;
@@ -486,20 +590,12 @@ static hr_t kopen(const bus_opts_t *opts, bus_t **out)
         }
     }
 
-    conf = conf_base(b);
-    if (!conf) goto out;
-    if ((r = conf_set_pairs(conf, producer_defaults)) != HR_OK) goto out;
-    if ((r = conf_set_pairs(conf, (const char *const *)b->kv)) != HR_OK) goto out;
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-    rd_kafka_conf_set_error_cb(conf, producer_error_cb);
-    rd_kafka_conf_set_opaque(conf, b);
-    b->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
-    if (!b->rk) {
-        log_error(LOGC, "cannot create producer: %s", why);
-        r = HR_INVALID;
+    rd_kafka_t *rk;
+    if ((r = producer_new(b, &rk, why, sizeof(why))) != HR_OK) {
+        if (why[0]) log_error(LOGC, "cannot create producer: %s", why);
         goto out;
     }
-    conf = NULL; /* owned by rk now */
+    atomic_store(&b->rk, rk);
     if (pthread_create(&b->poller, NULL, poller_main, b) != 0) {
         log_error(LOGC, "cannot start the producer poller thread");
         rd_kafka_destroy(b->rk);
@@ -511,7 +607,6 @@ static hr_t kopen(const bus_opts_t *opts, bus_t **out)
     b = NULL;
     r = HR_OK;
 out:
-    if (conf) rd_kafka_conf_destroy(conf);
     if (b) kbus_free(b);
     return r;
 }
@@ -530,6 +625,10 @@ static void kclose(bus_t *bus)
     }
     atomic_store(&b->stop, 1);
     pthread_join(b->poller, NULL);
+    for (int i = 0; i < b->nretired; i++) { /* purged when retired: reports only */
+        rd_kafka_flush(b->retired[i].rk, 5000);
+        rd_kafka_destroy(b->retired[i].rk);
+    }
     if (b->meta_rk) rd_kafka_destroy(b->meta_rk);
     rd_kafka_poll(b->rk, 0);
     rd_kafka_destroy(b->rk);
@@ -777,12 +876,13 @@ static hr_t kproduce(bus_t *bus, const char *topic, int32_t partition, const voi
         RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_OPAQUE(batch), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         atomic_fetch_add(&b->produced, 1);
-        if (prk != b->rk) { /* the transaction's (producer_for) */
+        if (txn_current && txn_current->txn_open && prk == txn_current->txn_rk) { /* producer_for */
             txn_current->txn_sent++;
             txn_current->txn_batch = batch;
         }
         return HR_OK;
     }
+    if (err == RD_KAFKA_RESP_ERR__FATAL && prk == b->rk) atomic_store(&b->fatal, 1);
     hr_t r = map_err(err);
     if (r != HR_AGAIN) log_warn(LOGC, "produce to %s: %s", topic, rd_kafka_err2str(err));
     return r;
