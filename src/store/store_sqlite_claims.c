@@ -78,6 +78,7 @@
  */
 #include "store/store_sqlite_int.h"
 
+#include "core/bigmem.h"
 #include "core/hash.h"
 #include "core/log.h"
 
@@ -137,12 +138,16 @@ struct sq_claims {
     sqlite3_stmt *ins;          /* insert into the current generation (lazy) */
     sqlite3_stmt *row;          /* a row of the current generation by seq (lazy) */
     cur_ent_t *tab;             /* the current generation's index */
+    size_t tab_map;             /* bigmem_free's length for tab (0: calloc'd) */
     int64_t tab_cap, tab_n;     /* cap: a power of two */
     int64_t max_seq;            /* the largest seq of the current generation seen */
     sqlite3_stmt *dv;           /* PRAGMA data_version */
     int64_t data_version;       /* -1: the catalogue must be read */
-    /* the filter matrix: words[block * slots + slot] */
+    /* the filter matrix: words[block * slots + slot]. It and tab are
+     * probed at random, a TLB miss a probe on 4 KiB pages: both are
+     * bigmem (huge pages) once they reach 2 MiB. */
     uint64_t *words;
+    size_t words_map;           /* bigmem_free's length for words */
     int64_t blocks;             /* power of two */
     int slots;
     int64_t *slot_gen;          /* generation id per slot, 0 = free */
@@ -221,12 +226,14 @@ static int slot_take(sq_claims_t *cl, int64_t id)
         }
     if (cl->slots >= MAX_SLOTS) return -1;
     int ns = cl->slots + SLOT_STEP;
-    uint64_t *w = xcalloc((size_t)cl->blocks * (size_t)ns * CELL, sizeof(*w));
+    size_t map;
+    uint64_t *w = bigmem_alloc((size_t)cl->blocks * (size_t)ns * CELL * sizeof(*w), &map);
     for (int64_t b = 0; b < cl->blocks; b++)
         memcpy(w + (size_t)b * (size_t)ns * CELL, cl->words + (size_t)b * (size_t)cl->slots * CELL,
                (size_t)cl->slots * CELL * sizeof(*w));
-    free(cl->words);
+    bigmem_free(cl->words, cl->words_map);
     cl->words = w;
+    cl->words_map = map;
     cl->slot_gen = xrealloc(cl->slot_gen, (size_t)ns * sizeof(*cl->slot_gen));
     for (int s = cl->slots; s < ns; s++) cl->slot_gen[s] = 0;
     int s = cl->slots;
@@ -251,8 +258,8 @@ static void tab_reset(sq_claims_t *cl, int64_t cap)
     if (cl->tab && want == cl->tab_cap) {
         memset(cl->tab, 0, (size_t)want * sizeof(*cl->tab));
     } else {
-        free(cl->tab);
-        cl->tab = xcalloc((size_t)want, sizeof(*cl->tab));
+        bigmem_free(cl->tab, cl->tab_map);
+        cl->tab = bigmem_alloc((size_t)want * sizeof(*cl->tab), &cl->tab_map);
         cl->tab_cap = want;
     }
     cl->tab_n = 0;
@@ -263,12 +270,14 @@ static void tab_put(sq_claims_t *cl, uint64_t h, int64_t seq)
 {
     if ((cl->tab_n + 1) * 2 > cl->tab_cap) { /* more than planned (other processes): grow */
         cur_ent_t *old = cl->tab;
+        size_t old_map = cl->tab_map;
         int64_t n = cl->tab_cap, max = cl->max_seq;
         cl->tab = NULL;
+        cl->tab_map = 0;
         tab_reset(cl, n * 2);
         for (int64_t i = 0; i < n; i++)
             if (old[i].seq) tab_put(cl, old[i].h, old[i].seq);
-        free(old);
+        bigmem_free(old, old_map);
         cl->max_seq = max;
     }
     uint64_t mask = (uint64_t)cl->tab_cap - 1;
@@ -792,7 +801,8 @@ hr_t sq_claims_open(sq_store_t *q, int64_t window_ms, int gen_claims)
     cl->blocks = 64;
     while (cl->blocks * 64 * CELL < cl->gen_claims * FILTER_BITS_PER_CLAIM) cl->blocks *= 2;
     cl->slots = 4; /* 1 MiB to start with */
-    cl->words = xcalloc((size_t)cl->blocks * (size_t)cl->slots * CELL, sizeof(*cl->words));
+    cl->words = bigmem_alloc((size_t)cl->blocks * (size_t)cl->slots * CELL * sizeof(*cl->words),
+                             &cl->words_map);
     cl->slot_gen = xcalloc((size_t)cl->slots, sizeof(*cl->slot_gen));
     tab_reset(cl, cl->gen_claims * 2);
     int64_t now = hclock_now_ms();
@@ -812,9 +822,9 @@ void sq_claims_close(sq_store_t *q)
     claims_reset(cl);
     sqlite3_finalize(cl->dv);
     free(cl->gens);
-    free(cl->words);
+    bigmem_free(cl->words, cl->words_map);
     free(cl->slot_gen);
-    free(cl->tab);
+    bigmem_free(cl->tab, cl->tab_map);
     free(cl);
     q->claims = NULL;
 }
