@@ -439,12 +439,12 @@ static void replace_producer(kbus_t *b, int64_t now_ms)
     }
     atomic_store(&b->rk, rk);
     atomic_store(&b->fatal, 0);
-    atomic_fetch_add(&b->replaced, 1);
+    long long nth = atomic_fetch_add(&b->replaced, 1) + 1;
     b->retired[b->nretired++] = (retired_producer_t){.rk = old, .since_ms = now_ms};
     int left = rd_kafka_outq_len(old);
     rd_kafka_purge(old, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    log_warn(LOGC, "producer replaced after its fatal error; its %d unacknowledged records "
-             "fail and are produced again through the new one", left);
+    log_warn(LOGC, "producer replaced after its fatal error (%lld so far); its %d unacknowledged "
+             "records fail and are produced again through the new one", nth, left);
 }
 
 /* Serves the replaced producers' delivery reports and destroys those that
