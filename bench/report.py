@@ -377,13 +377,20 @@ def stores_section(runs):
                 "%s into a fresh file (schema %s), per slice of about a million rows. CPU is every thread's "
                 "(generating the rows left out). Commit %s." % (sq.get("batch"), sq.get("schema_version"),
                                                                   sq.get("commit", "?")), "",
-                "| rows so far | rows/s (wall) | rows per CPU-s | CPU-µs per row | bytes written per row |",
-                "| ---: | ---: | ---: | ---: | ---: |"]
+                "| rows so far | rows/s (wall) | rows per CPU-s | CPU-µs per row | bytes written per row |"
+                " GET by id p50 / p99 µs | listing (50) p50 / p99 µs | sent? p50 / p99 µs |",
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+        def lat(r, key):
+            x = (r.get("reads") or {}).get(key)
+            return "%.0f / %.0f" % (x["p50_us"], x["p99_us"]) if x else "-"
         for r in sq.get("slices", []):
-            out.append("| %s | %s | %s | %.1f | %.0f |" % (k(r["rows_end"]), k(r["rows_per_s"]),
-                                                         k(r["rows_per_cpu_s"]), r["cpu_us_per_row"],
-                                                         r.get("wchar_per_row", 0)))
-        out.append("")
+            out.append("| %s | %s | %s | %.1f | %.0f | %s | %s | %s |" % (
+                k(r["rows_end"]), k(r["rows_per_s"]), k(r["rows_per_cpu_s"]), r["cpu_us_per_row"],
+                r.get("wchar_per_row", 0), lat(r, "get"), lat(r, "list"), lat(r, "sent")))
+        out += ["", "The reads (since round 29; \"-\" in results from before) are timed after each slice on "
+                "500 random notifications written so far: GET by id with its history, the user's newest 50 "
+                "(every per-user run is read: up to 31 a level) and \"already sent?\".", ""]
     else:
         out += ["(no SQLite store result: `HERALD_BENCH_ONLY=sink-sqlite make bench`)", ""]
     pg = [runs[l] for l in ("pg-sink", "pg-sink-load") if l in runs]

@@ -17,6 +17,14 @@
  * advances by 3 us per notification (~333k/s); every tenth row of a batch
  * after the first is a second status (delivered) of a notification of the
  * previous batch, as provider callbacks produce.
+ *
+ * After each slice's write figures it times the three reads the status log
+ * must keep cheap (issue 13) on rows written so far, a reservoir sample of
+ * READ_SAMPLE notifications: GET by id (store_notif_get with its history),
+ * the user's listing (store_notif_list_user, newest 50: every per-user run
+ * is read, up to SQ_RUN_FANIN - 1 a level) and "already sent?"
+ * (store_notif_sent), READ_N of each, p50 / p99 / max in µs. The reads'
+ * time is kept out of the next slice's write figures.
  */
 #include "bench/bench_int.h"
 
@@ -32,6 +40,10 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#define READ_SAMPLE 4096
+#define READ_N 500
+#define LIST_LIMIT 50
 
 /* CPU seconds of the calling thread (the rows' making is not the store's). */
 static double thread_cpu_s(void)
@@ -129,6 +141,73 @@ static void usage(void)
 }
 
 /* cpu: the store's (the process's minus gen, the rows' making). */
+typedef struct sample {
+    char user[16], nid[33];
+} sample_t;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* p50, p99 and max of n latencies (sorted in place) as a JSON object. */
+static json_t *lat_json(double *us, int n)
+{
+    qsort(us, (size_t)n, sizeof(*us), cmp_double);
+    return json_pack("{s:f,s:f,s:f}", "p50_us", n ? us[n / 2] : 0.0, "p99_us",
+                     n ? us[(n * 99) / 100] : 0.0, "max_us", n ? us[n - 1] : 0.0);
+}
+
+/* Times READ_N of each read on random samples; NULL when a read failed. */
+static json_t *reads_json(store_t *s, const sample_t *smp, int nsmp, uint64_t *rng)
+{
+    static double get_us[READ_N], list_us[READ_N], sent_us[READ_N];
+    int64_t listed = 0;
+    for (int i = 0; i < READ_N; i++) {
+        *rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+        const sample_t *x = &smp[(*rng >> 33) % (uint64_t)nsmp];
+        notif_row_t row;
+        status_hist_t *hist = NULL;
+        int nhist = 0;
+        double t = now_s();
+        hr_t r = store_notif_get(s, x->nid, &row, &hist, &nhist);
+        get_us[i] = (now_s() - t) * 1e6;
+        if (r != HR_OK) {
+            fprintf(stderr, "bench sink: GET %s: %s\n", x->nid, hr_str(r));
+            return NULL;
+        }
+        notif_row_clear(&row);
+        store_status_hist_free(hist, nhist);
+        notif_row_t *rows = NULL;
+        int n = 0;
+        char *next = NULL;
+        t = now_s();
+        r = store_notif_list_user(s, x->user, NULL, LIST_LIMIT, &rows, &n, &next);
+        list_us[i] = (now_s() - t) * 1e6;
+        if (r != HR_OK || n == 0) {
+            fprintf(stderr, "bench sink: listing %s: %s, %d rows\n", x->user, hr_str(r), n);
+            notif_rows_free(rows, n);
+            free(next);
+            return NULL;
+        }
+        listed += n;
+        notif_rows_free(rows, n);
+        free(next);
+        bool sent = false;
+        t = now_s();
+        r = store_notif_sent(s, x->nid, &sent);
+        sent_us[i] = (now_s() - t) * 1e6;
+        if (r != HR_OK || !sent) {
+            fprintf(stderr, "bench sink: sent? %s: %s, %d\n", x->nid, hr_str(r), (int)sent);
+            return NULL;
+        }
+    }
+    return json_pack("{s:o,s:o,s:o,s:f}", "get", lat_json(get_us, READ_N), "list",
+                     lat_json(list_us, READ_N), "sent", lat_json(sent_us, READ_N), "list_rows_mean",
+                     (double)listed / READ_N);
+}
+
 static json_t *slice_json(int64_t end, int64_t rows, double wall, double cpu, double gen,
                           io_counts_t io)
 {
@@ -191,6 +270,9 @@ int bench_sink_main(int argc, char **argv)
     int rc = 1;
     srow_t *cur = xcalloc((size_t)batch, sizeof(*cur)), *prev = xcalloc((size_t)batch, sizeof(*prev));
     const notif_t **ptrs = xcalloc((size_t)batch, sizeof(*ptrs));
+    sample_t *smp = xcalloc(READ_SAMPLE, sizeof(*smp));
+    int nsmp = 0;
+    uint64_t rng = 0x243f6a8885a308d3ull;
     json_t *slices = json_array();
     if (store_open("sqlite", db, &s) != HR_OK) {
         fprintf(stderr, "bench sink: cannot open %s\n", db);
@@ -203,8 +285,8 @@ int bench_sink_main(int argc, char **argv)
            json_real_value(json_object_get(mach, "loadavg_1m")));
     json_decref(mach);
     printf("(CPU: the store's, every thread; the rows' making left out)\n");
-    printf("%10s %10s %12s %12s %10s %10s %10s\n", "rows", "wall_s", "rows/s", "rows/cpu-s",
-           "cpu-us/row", "wchar/row", "disk/row");
+    printf("%10s %10s %12s %12s %10s %10s %10s  %s\n", "rows", "wall_s", "rows/s", "rows/cpu-s",
+           "cpu-us/row", "wchar/row", "disk/row", "reads p50/p99 us: get, list 50, sent?");
     double t0 = now_s(), c0 = self_cpu_s(), ts = t0, cs = c0, gen = 0, gs = 0;
     io_counts_t i0 = io_now(), is = i0;
     int64_t done = 0, made = 0, slice_start = 0, next_slice = slice;
@@ -219,8 +301,21 @@ int bench_sink_main(int argc, char **argv)
                 cur[i].n.status = ST_DELIVERED;
                 cur[i].n.status_at_ms += 2000;
             } else {
-                row_make(&wl, made++, &cur[i]);
+                row_make(&wl, made, &cur[i]);
                 row_bind(&cur[i]);
+                /* a reservoir sample of the notifications written */
+                int64_t at = made < READ_SAMPLE ? made : -1;
+                if (at < 0) {
+                    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                    uint64_t j = (rng >> 33) % (uint64_t)(made + 1);
+                    if (j < READ_SAMPLE) at = (int64_t)j;
+                }
+                if (at >= 0) {
+                    snprintf(smp[at].user, sizeof(smp[at].user), "%s", cur[i].user);
+                    snprintf(smp[at].nid, sizeof(smp[at].nid), "%s", cur[i].nid);
+                    if (at >= nsmp) nsmp = (int)at + 1;
+                }
+                made++;
             }
             ptrs[i] = &cur[i].n;
         }
@@ -240,15 +335,32 @@ int bench_sink_main(int argc, char **argv)
             io_counts_t iw = io_now();
             io_counts_t d = {iw.wchar - is.wchar, iw.write_bytes - is.write_bytes};
             json_t *sj = slice_json(done, done - slice_start, tw - ts, cw - cs - (gen - gs), gen - gs, d);
-            printf("%10" PRId64 " %10.1f %12.0f %12.0f %10.2f %10.0f %10.0f\n", done,
-                   json_real_value(json_object_get(sj, "wall_s")),
+            /* the rows just committed are readable: every sample is */
+            json_t *rd = reads_json(s, smp, nsmp, &rng);
+            if (!rd) {
+                json_decref(sj);
+                goto out;
+            }
+#define LAT(k, q) json_real_value(json_object_get(json_object_get(rd, k), q))
+            printf("%10" PRId64 " %10.1f %12.0f %12.0f %10.2f %10.0f %10.0f  %.0f/%.0f, %.0f/%.0f, %.0f/%.0f\n",
+                   done, json_real_value(json_object_get(sj, "wall_s")),
                    json_real_value(json_object_get(sj, "rows_per_s")),
                    json_real_value(json_object_get(sj, "rows_per_cpu_s")),
                    json_real_value(json_object_get(sj, "cpu_us_per_row")),
                    json_real_value(json_object_get(sj, "wchar_per_row")),
-                   json_real_value(json_object_get(sj, "disk_bytes_per_row")));
+                   json_real_value(json_object_get(sj, "disk_bytes_per_row")), LAT("get", "p50_us"),
+                   LAT("get", "p99_us"), LAT("list", "p50_us"), LAT("list", "p99_us"), LAT("sent", "p50_us"),
+                   LAT("sent", "p99_us"));
+#undef LAT
             fflush(stdout);
+            json_object_set_new(sj, "reads", rd);
             json_array_append_new(slices, sj);
+            /* the reads are not the next slice's writes, nor the total's */
+            double rt = now_s() - tw, rcpu = self_cpu_s() - cw;
+            t0 += rt;
+            c0 += rcpu;
+            tw += rt;
+            cw += rcpu;
             ts = tw;
             cs = cw;
             gs = gen;
@@ -288,6 +400,7 @@ out:
     if (s) store_close(s);
     json_decref(slices);
     free(ptrs);
+    free(smp);
     free(cur);
     free(prev);
     for (size_t i = 0; i < ARRAY_LEN(sfx); i++) {
