@@ -92,19 +92,23 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Produces records seq..seq+n-1: key "user-<seq % KEYS>", value "<seq>". */
+/* Produces record i: key "user-<i % KEYS>", value "<i>", waiting while the
+ * queue is full; the bus's answer otherwise. */
+static hr_t produce_one(fixture_t *f, bus_batch_t *b, int i)
+{
+    char key[32], val[32];
+    snprintf(key, sizeof(key), "user-%d", i % KEYS);
+    snprintf(val, sizeof(val), "%d", i);
+    hr_t r;
+    while ((r = bus_produce(f->bus, TOPIC, -1, key, strlen(key), val, strlen(val), b)) == HR_AGAIN)
+        sleep_ms(1);
+    return r;
+}
+
+/* Produces records seq..seq+n-1 (produce_one), each accepted. */
 static void produce_range(fixture_t *f, bus_batch_t *b, int seq, int n)
 {
-    for (int i = seq; i < seq + n; i++) {
-        char key[32], val[32];
-        snprintf(key, sizeof(key), "user-%d", i % KEYS);
-        snprintf(val, sizeof(val), "%d", i);
-        hr_t r;
-        while ((r = bus_produce(f->bus, TOPIC, -1, key, strlen(key), val, strlen(val), b)) ==
-               HR_AGAIN)
-            sleep_ms(1);
-        assert_int_equal(r, HR_OK);
-    }
+    for (int i = seq; i < seq + n; i++) assert_int_equal(produce_one(f, b, i), HR_OK);
 }
 
 static void wait_acked(fixture_t *f, bus_batch_t *b)
@@ -258,16 +262,7 @@ static void test_fatal_producer_replaced(void **state)
         bus_batch_release(&b);
         bus_batch_init(&b);
         bool refused = false;
-        for (int i = 1000; i < 2000 && !refused; i++) {
-            char key[32], val[32];
-            snprintf(key, sizeof(key), "user-%d", i % KEYS);
-            snprintf(val, sizeof(val), "%d", i);
-            hr_t r;
-            while ((r = bus_produce(f->bus, TOPIC, -1, key, strlen(key), val, strlen(val), &b)) ==
-                   HR_AGAIN)
-                sleep_ms(1);
-            refused = r != HR_OK;
-        }
+        for (int i = 1000; i < 2000 && !refused; i++) refused = produce_one(f, &b, i) != HR_OK;
         hr_t r = bus_batch_wait(f->bus, &b, WAIT_MS);
         assert_int_not_equal(r, HR_TIMEOUT); /* failed records are reported, not held */
         if (!refused && r == HR_OK && b.failed == 0) break;
