@@ -102,6 +102,11 @@
  * a row, two rows to a 4 KiB page. */
 #define CHUNK_PAIRS 120
 #define CLAIM_GROUP 16           /* claims whose first reads claims_prefetch starts together */
+/* New claims are inserted CLAIM_ROWS to a statement (the rest of a batch
+ * one by one), with the seqs the batch gives them: an INSERT statement's
+ * own work (its set-up, the table's seek, the cursor's close) was most of
+ * a claim's cost in fan-out, one statement per claim. */
+#define CLAIM_ROWS 32
 
 typedef struct gen {
     int64_t id;
@@ -129,13 +134,25 @@ typedef struct cur_ent {
     int64_t seq;
 } cur_ent_t;
 
+/* A claim of the batch under way not inserted yet (its seq: pend_seq +
+ * its index); the strings are the caller's. */
+typedef struct pend {
+    const char *id, *position;
+    uint64_t h;
+} pend_t;
+
 struct sq_claims {
     int64_t window_ms;
     int64_t gen_claims;
     gen_t *gens;                /* ascending id */
     int ngens, capgens;
     int cur;                    /* index of the current generation; -1 none */
-    sqlite3_stmt *ins;          /* insert into the current generation (lazy) */
+    sqlite3_stmt *ins;          /* insert one claim into the current generation (lazy) */
+    sqlite3_stmt *ins_n;        /* insert CLAIM_ROWS claims (lazy) */
+    sqlite3_stmt *top;          /* the current generation's largest seq (lazy) */
+    pend_t pend[CLAIM_ROWS];    /* the batch's claims waiting for their INSERT */
+    int npend;
+    int64_t pend_seq;           /* seq of pend[0]; the batch's claims take seqs from here on */
     sqlite3_stmt *row;          /* a row of the current generation by seq (lazy) */
     cur_ent_t *tab;             /* the current generation's index */
     size_t tab_map;             /* bigmem_free's length for tab (0: calloc'd) */
@@ -352,6 +369,16 @@ static gen_t *gen_find(sq_claims_t *cl, int64_t id)
     return NULL;
 }
 
+/* Finalizes the statements on the current generation's table. */
+static void cur_stmts_drop(sq_claims_t *cl)
+{
+    sqlite3_finalize(cl->ins);
+    sqlite3_finalize(cl->ins_n);
+    sqlite3_finalize(cl->top);
+    sqlite3_finalize(cl->row);
+    cl->ins = cl->ins_n = cl->top = cl->row = NULL;
+}
+
 static void gen_forget(sq_claims_t *cl, int i)
 {
     gen_t *g = &cl->gens[i];
@@ -359,9 +386,7 @@ static void gen_forget(sq_claims_t *cl, int i)
     sqlite3_finalize(g->chunk);
     if (g->slot >= 0) cl->slot_gen[g->slot] = 0;
     if (i == cl->cur) {
-        sqlite3_finalize(cl->ins);
-        sqlite3_finalize(cl->row);
-        cl->ins = cl->row = NULL;
+        cur_stmts_drop(cl);
         cl->cur = -1;
     } else if (cl->cur > i) {
         cl->cur--;
@@ -379,10 +404,9 @@ static void stmts_drop(sq_claims_t *cl)
         sqlite3_finalize(cl->gens[i].chunk);
         cl->gens[i].get = cl->gens[i].chunk = NULL;
     }
-    sqlite3_finalize(cl->ins);
-    sqlite3_finalize(cl->row);
+    cur_stmts_drop(cl);
     sqlite3_finalize(cl->dv);
-    cl->ins = cl->row = cl->dv = NULL;
+    cl->dv = NULL;
 }
 
 /* Forgets everything in memory: the next sync reads the catalogue again. */
@@ -523,9 +547,7 @@ static hr_t claims_sync(conn_t *c, sq_claims_t *cl, bool force)
     for (int i = 0; i < cl->ngens; i++)
         if (cl->gens[i].id == cur_id) cur = i;
     if (cur != cl->cur) {
-        sqlite3_finalize(cl->ins);
-        sqlite3_finalize(cl->row);
-        cl->ins = cl->row = NULL;
+        cur_stmts_drop(cl);
         cl->cur = cur;
         /* a generation added above was read with its index; one we knew
          * as sealed cannot become current again */
@@ -946,6 +968,17 @@ static hr_t cur_get(conn_t *c, sq_claims_t *cl, gen_t *g, uint64_t h, const char
     uint64_t mask = (uint64_t)cl->tab_cap - 1;
     for (uint64_t i = h & mask; cl->tab[i].seq && !*found; i = (i + 1) & mask) {
         if (cl->tab[i].h != h) continue;
+        int64_t k = cl->tab[i].seq - cl->pend_seq;
+        if (cl->pend_seq && k >= 0) {
+            /* a claim of this batch not inserted yet; beyond them, a seq
+             * a rolled-back batch had taken (no row: not this id) */
+            if (k < cl->npend && strcmp(cl->pend[k].id, id) == 0) {
+                *found = true;
+                *same = strcmp(cl->pend[k].position, position) == 0;
+                if (seq) *seq = cl->tab[i].seq;
+            }
+            continue;
+        }
         if (!cl->row &&
             !(cl->row = prep(c, "SELECT event_id, position FROM claims_%lld WHERE seq = ?1", g->id)))
             return HR_ERR;
@@ -977,7 +1010,68 @@ static void claims_prefetch(sq_claims_t *cl, const char *const *ids, int n, uint
     }
 }
 
-/* One claim of id, of hash h (c->mu held, in the batch's transaction). */
+/* Inserts the batch's pending claims into the current generation: one
+ * statement when they are CLAIM_ROWS, else one each. OR FAIL: with the
+ * default ABORT a statement of several rows keeps a statement journal to
+ * undo itself; a failure rolls the batch's transaction back anyway. */
+static hr_t pend_flush(conn_t *c, sq_claims_t *cl, int64_t now)
+{
+    int64_t gen = cl->gens[cl->cur].id;
+    hr_t r = HR_OK;
+    if (cl->npend == CLAIM_ROWS) {
+        if (!cl->ins_n) {
+            char sql[64 + CLAIM_ROWS * 16];
+            int len = snprintf(sql, sizeof(sql),
+                               "INSERT OR FAIL INTO claims_%%lld (seq, h, event_id, position, first_seen_ms) VALUES");
+            for (int k = 0; k < CLAIM_ROWS; k++)
+                len += snprintf(sql + len, sizeof(sql) - (size_t)len, "%s(?,?,?,?,?)", k ? "," : " ");
+            if (!(cl->ins_n = prep(c, sql, gen))) return HR_ERR;
+        }
+        for (int k = 0; k < CLAIM_ROWS; k++) {
+            sqlite3_bind_int64(cl->ins_n, 5 * k + 1, cl->pend_seq + k);
+            sqlite3_bind_int64(cl->ins_n, 5 * k + 2, (int64_t)cl->pend[k].h);
+            bind_str(cl->ins_n, 5 * k + 3, cl->pend[k].id);
+            bind_str(cl->ins_n, 5 * k + 4, cl->pend[k].position);
+            sqlite3_bind_int64(cl->ins_n, 5 * k + 5, now);
+        }
+        r = sq_step_done(c, cl->ins_n, "dedupe: claim");
+    } else {
+        if (!cl->ins && !(cl->ins = prep(c, "INSERT OR FAIL INTO claims_%lld (seq, h, event_id, position,"
+                                            " first_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)", gen)))
+            return HR_ERR;
+        for (int k = 0; k < cl->npend && r == HR_OK; k++) {
+            sqlite3_bind_int64(cl->ins, 1, cl->pend_seq + k);
+            sqlite3_bind_int64(cl->ins, 2, (int64_t)cl->pend[k].h);
+            bind_str(cl->ins, 3, cl->pend[k].id);
+            bind_str(cl->ins, 4, cl->pend[k].position);
+            sqlite3_bind_int64(cl->ins, 5, now);
+            r = sq_step_done(c, cl->ins, "dedupe: claim");
+        }
+    }
+    if (r == HR_OK) {
+        cl->pend_seq += cl->npend;
+        cl->npend = 0;
+    }
+    return r;
+}
+
+/* The seq the current generation's next row takes: above its largest row
+ * (in the transaction: what every process committed) and every seq this
+ * process saw. */
+static hr_t next_seq(conn_t *c, sq_claims_t *cl, int64_t *out)
+{
+    if (!cl->top && !(cl->top = prep(c, "SELECT max(seq) FROM claims_%lld", cl->gens[cl->cur].id)))
+        return HR_ERR;
+    int rc = sqlite3_step(cl->top);
+    int64_t top = rc == SQLITE_ROW ? sqlite3_column_int64(cl->top, 0) : 0;
+    sqlite3_reset(cl->top);
+    if (rc != SQLITE_ROW) return sq_err(c, rc, "dedupe: the largest claim");
+    *out = (top > cl->max_seq ? top : cl->max_seq) + 1;
+    return HR_OK;
+}
+
+/* One claim of id, of hash h (c->mu held, in the batch's transaction; a
+ * new claim waits in cl->pend for its INSERT, pend_flush). */
 static hr_t claim_one(conn_t *c, sq_claims_t *cl, const char *id, uint64_t h, const char *position,
                       int64_t now, claim_t *out)
 {
@@ -999,15 +1093,10 @@ static hr_t claim_one(conn_t *c, sq_claims_t *cl, const char *id, uint64_t h, co
         *out = same ? CLAIM_SAME : CLAIM_DUP;
         return HR_OK;
     }
-    if (!cl->ins && !(cl->ins = prep(c, "INSERT INTO claims_%lld (h, event_id, position, first_seen_ms)"
-                                        " VALUES (?1, ?2, ?3, ?4)", cur->id)))
-        return HR_ERR;
-    sqlite3_bind_int64(cl->ins, 1, (int64_t)h);
-    bind_str(cl->ins, 2, id);
-    bind_str(cl->ins, 3, position);
-    sqlite3_bind_int64(cl->ins, 4, now);
-    if ((r = sq_step_done(c, cl->ins, "dedupe: claim")) != HR_OK) return r;
-    tab_put(cl, h, sqlite3_last_insert_rowid(c->db));
+    if (cl->npend == CLAIM_ROWS && (r = pend_flush(c, cl, now)) != HR_OK) return r;
+    int64_t seq_new = cl->pend_seq + cl->npend;
+    cl->pend[cl->npend++] = (pend_t){id, position, h};
+    tab_put(cl, h, seq_new);
     filter_add(cl, cur->slot, h);
     cur->claims++;
     *out = CLAIM_NEW;
@@ -1034,11 +1123,16 @@ hr_t sq_event_claim_batch(store_t *s, const char *const *ids, const char *const 
         }
         int64_t before = r == HR_OK ? cl->gens[cl->cur].claims : 0;
         int64_t cur_id = r == HR_OK ? cl->gens[cl->cur].id : 0, max_seq = cl->max_seq;
+        if (r == HR_OK) r = next_seq(c, cl, &cl->pend_seq);
+        cl->npend = 0;
         uint64_t hs[CLAIM_GROUP];
         for (int i = 0; i < n && r == HR_OK; i++) {
             if (i % CLAIM_GROUP == 0) claims_prefetch(cl, ids + i, n - i < CLAIM_GROUP ? n - i : CLAIM_GROUP, hs);
             r = claim_one(c, cl, ids[i], hs[i % CLAIM_GROUP], positions[i] ? positions[i] : "", now, &out[i]);
         }
+        if (r == HR_OK && cl->npend) r = pend_flush(c, cl, now);
+        cl->npend = 0;
+        cl->pend_seq = 0; /* no claims pending: lookups read the rows */
         r = sq_tx_end(c, r);
         gen_t *g = cur_id ? gen_find(cl, cur_id) : NULL;
         if (r != HR_OK && g && g == &cl->gens[cl->cur]) {

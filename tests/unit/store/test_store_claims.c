@@ -3,7 +3,8 @@
  * answers within and across generations, release, reopening, the window
  * (an injected clock), all-or-nothing batches, a database of the old
  * format, two stores on one database, the sealed generations' hash index
- * (claims_<gen>_by_h) and the SQL index generations sealed before it have.
+ * (claims_<gen>_by_h) and the SQL index generations sealed before it have,
+ * batches of more claims than one INSERT statement takes.
  * Generations of 4 claims, so that a few claims span several.
  */
 #include <setjmp.h>
@@ -428,6 +429,101 @@ static void test_index_layout(void **state)
                                " OR name LIKE 'claims^_3%' ESCAPE '^'"), 0);
 }
 
+/* A batch of more claims than one INSERT statement takes (store_sqlite_claims.c
+ * inserts them CLAIM_ROWS = 32 to a statement, with seqs the batch gives
+ * them): an id repeated within the batch is found whether its first claim
+ * was inserted already or still waits, with its position compared; a
+ * batch that fails leaves nothing, and its seqs are taken again by the
+ * next; the rows, their seqs and the answers hold for another store and
+ * after reopening. */
+#define BIG 100
+static void big_batch(const char *prefix, const char **ids, const char **pos, char (*idb)[16],
+                      char (*posb)[32])
+{
+    for (int i = 0; i < BIG; i++) {
+        /* every 10th repeats the id 7 before (the same position when i is
+         * a multiple of 20, else another); 7 apart straddles the 32-row
+         * statements' boundaries at 32, 64, 96 */
+        int j = i % 10 == 9 ? i - 7 : i;
+        snprintf(idb[i], sizeof(idb[i]), "%s%d", prefix, j);
+        snprintf(posb[i], sizeof(posb[i]), "raw-events/1/%d", i % 20 == 19 ? j : i);
+        ids[i] = idb[i];
+        pos[i] = posb[i];
+    }
+}
+
+static void check_big(const char **ids, const char **pos, const claim_t *out)
+{
+    int news = 0;
+    for (int i = 0; i < BIG; i++) {
+        claim_t want = i % 10 != 9 ? CLAIM_NEW : i % 20 == 19 ? CLAIM_SAME : CLAIM_DUP;
+        if (out[i] != want) fail_msg("claim %d (%s at %s): %d, want %d", i, ids[i], pos[i], out[i], want);
+        news += out[i] == CLAIM_NEW;
+    }
+    assert_int_equal(news, 90);
+}
+
+static void test_big_batch(void **state)
+{
+    cf_t *f = *state;
+    store_close(f->s);
+    f->s = open_store_gen(f, 1000); /* one generation holds the batches */
+    claim_range(f->s, "a", 0, 3);
+    const char *ids[BIG], *pos[BIG];
+    char idb[BIG][16], posb[BIG][32];
+    claim_t out[BIG];
+
+    /* a batch that fails at its 70th claim (after two statements of 32) */
+    int64_t cur = ev_int(f, "SELECT max(gen) FROM claim_gens");
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "CREATE TRIGGER boom BEFORE INSERT ON claims_%lld WHEN NEW.event_id = 'b70'"
+             " BEGIN SELECT RAISE(ABORT, 'refused'); END",
+             (long long)cur);
+    ev_exec(f, sql);
+    big_batch("b", ids, pos, idb, posb);
+    assert_int_not_equal(store_event_claim_batch(f->s, ids, pos, BIG, out), HR_OK);
+    ev_exec(f, "DROP TRIGGER boom");
+    char q[128];
+    snprintf(q, sizeof(q), "SELECT count(*) FROM claims_%lld", (long long)cur);
+    assert_int_equal(ev_int(f, q), 3);
+
+    /* again, without the trigger: 90 new, the repeats answered */
+    assert_int_equal(store_event_claim_batch(f->s, ids, pos, BIG, out), HR_OK);
+    check_big(ids, pos, out);
+    assert_int_equal(ev_int(f, q), 93);
+    snprintf(q, sizeof(q), "SELECT max(seq) FROM claims_%lld", (long long)cur);
+    assert_int_equal(ev_int(f, q), 93); /* the seqs follow the rows before */
+    snprintf(q, sizeof(q), "SELECT count(*) FROM claims_%lld WHERE event_id = 'b12' AND position = 'raw-events/1/12'",
+             (long long)cur);
+    assert_int_equal(ev_int(f, q), 1);
+
+    /* another store sees them and appends after them */
+    store_t *b = open_store_gen(f, 1000);
+    assert_int_equal(claim(b, "b2", "raw-events/1/2"), CLAIM_SAME);
+    assert_int_equal(claim(b, "b95", "raw-events/1/0"), CLAIM_DUP);
+    big_batch("c", ids, pos, idb, posb);
+    assert_int_equal(store_event_claim_batch(b, ids, pos, BIG, out), HR_OK);
+    check_big(ids, pos, out);
+    store_close(b);
+    /* this store catches up with them, then its next batch follows on */
+    assert_int_equal(claim(f->s, "c40", "raw-events/1/40"), CLAIM_SAME);
+    big_batch("d", ids, pos, idb, posb);
+    assert_int_equal(store_event_claim_batch(f->s, ids, pos, BIG, out), HR_OK);
+    check_big(ids, pos, out);
+
+    store_close(f->s);
+    f->s = open_store_gen(f, 1000);
+    for (int i = 0; i < BIG; i += 7) {
+        char id[16], p2[32];
+        snprintf(id, sizeof(id), "d%d", i);
+        snprintf(p2, sizeof(p2), "raw-events/1/%d", i);
+        assert_int_equal(claim(f->s, id, p2), i % 10 == 9 ? CLAIM_NEW : CLAIM_SAME);
+        snprintf(id, sizeof(id), "b%d", i);
+        assert_int_equal(claim(f->s, id, "elsewhere"), i % 10 == 9 ? CLAIM_NEW : CLAIM_DUP);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -442,6 +538,7 @@ int main(void)
         T(test_release_then_other_store),
         T(test_sealed_chunks),
         T(test_index_layout),
+        T(test_big_batch),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
