@@ -18,6 +18,15 @@
  * after the first is a second status (delivered) of a notification of the
  * previous batch, as provider callbacks produce.
  *
+ * --lag makes the ids arrive as they do in the pipeline, where dispatch
+ * lags and an id starts with its event's acceptance time: each new
+ * notification's accepted time is set back by a random lag, up to 20 ms
+ * for 60 % of them, 0.5 s for 30 %, 3 s for 10 % (what a run at 260k
+ * notifications/s showed). Its ids then land across the last seconds of
+ * the id index instead of at its right-hand edge, and a transaction
+ * dirties an index page for every few late rows: the figure the sink
+ * pays in service (docs/internals/store.md, "Ids that arrive late").
+ *
  * After each slice's write figures it times the three reads the status log
  * must keep cheap (issue 13) on rows written so far, a reservoir sample of
  * READ_SAMPLE notifications: GET by id (store_notif_get with its history),
@@ -85,7 +94,7 @@ static const char *const texts[] = {
 };
 
 /* Row k of the run: a new notification, its first status (sent). */
-static void row_make(workload_t *wl, int64_t k, srow_t *r)
+static void row_make(workload_t *wl, int64_t k, bool lag, srow_t *r)
 {
     char actor[16];
     workload_user_id((int64_t)workload_rand(wl, 1000000), r->user);
@@ -94,6 +103,10 @@ static void row_make(workload_t *wl, int64_t k, srow_t *r)
     int p = (int)workload_rand(wl, 100);
     channel_t ch = p < 70 ? CH_PUSH : p < 90 ? CH_INAPP : p < 98 ? CH_EMAIL : CH_SMS;
     int64_t accepted_us = 1700000000000000 + k * 3;
+    if (lag) {
+        int q = (int)workload_rand(wl, 10);
+        accepted_us -= (int64_t)workload_rand(wl, q < 6 ? 20000 : q < 9 ? 500000 : 3000000);
+    }
     notif_make_id(accepted_us, HSTR(r->ev), HSTR(r->user), ch, r->nid);
     snprintf(r->title, sizeof(r->title), "%s posted something new", actor);
     snprintf(r->body, sizeof(r->body), "Hi %s, %s wrote: %s", r->user, actor, texts[k % 4]);
@@ -132,10 +145,11 @@ static void row_bind(srow_t *r)
 
 static void usage(void)
 {
-    printf("usage: herald bench sink [--rows N] [--batch N] [--slice N] [--dir DIR] [--out FILE]\n"
+    printf("usage: herald bench sink [--rows N] [--batch N] [--slice N] [--lag] [--dir DIR] [--out FILE]\n"
            "  --rows N    status rows to write (default 10000000)\n"
            "  --batch N   rows per store_notif_write_batch (default 8192, the status sink's)\n"
            "  --slice N   rows per reported slice (default 1000000)\n"
+           "  --lag       ids late as in the pipeline (up to 20 ms for 60 %%, 0.5 s for 30 %%, 3 s for 10 %%)\n"
            "  --dir DIR   where the fresh SQLite file goes (default ./bench-sink.<pid>; removed after)\n"
            "  --out FILE  the result as JSON\n");
 }
@@ -224,11 +238,13 @@ int bench_sink_main(int argc, char **argv)
 {
     int64_t rows = 10000000, slice = 1000000;
     int batch = 8192;
+    bool lag = false;
     const char *dir_opt = NULL, *out = NULL;
     static const struct option longs[] = {
         {"rows", required_argument, NULL, 'r'}, {"batch", required_argument, NULL, 'b'},
         {"slice", required_argument, NULL, 's'}, {"dir", required_argument, NULL, 'd'},
         {"out", required_argument, NULL, 'o'},   {"help", no_argument, NULL, 'h'},
+        {"lag", no_argument, NULL, 'l'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -240,6 +256,7 @@ int bench_sink_main(int argc, char **argv)
         case 's': slice = strtoll(optarg, NULL, 10); break;
         case 'd': dir_opt = optarg; break;
         case 'o': out = optarg; break;
+        case 'l': lag = true; break;
         case 'h': usage(); return 0;
         default: usage(); return 2;
         }
@@ -281,7 +298,8 @@ int bench_sink_main(int argc, char **argv)
     workload_t wl;
     workload_init(&wl, 42, 1000000, "sink");
     json_t *mach = bench_machine_json();
-    printf("bench sink: %" PRId64 " rows, batches of %d, into %s (load %.1f)\n", rows, batch, db,
+    printf("bench sink: %" PRId64 " rows, batches of %d%s, into %s (load %.1f)\n", rows, batch,
+           lag ? ", ids late as in the pipeline" : "", db,
            json_real_value(json_object_get(mach, "loadavg_1m")));
     json_decref(mach);
     printf("(CPU: the store's, every thread; the rows' making left out)\n");
@@ -301,7 +319,7 @@ int bench_sink_main(int argc, char **argv)
                 cur[i].n.status = ST_DELIVERED;
                 cur[i].n.status_at_ms += 2000;
             } else {
-                row_make(&wl, made, &cur[i]);
+                row_make(&wl, made, lag, &cur[i]);
                 row_bind(&cur[i]);
                 /* a reservoir sample of the notifications written */
                 int64_t at = made < READ_SAMPLE ? made : -1;
@@ -383,8 +401,8 @@ int bench_sink_main(int argc, char **argv)
            json_real_value(json_object_get(total, "rows_per_cpu_s")),
            json_real_value(json_object_get(total, "cpu_us_per_row")), (double)db_bytes / 1e6,
            done ? (double)db_bytes / (double)done : 0.0);
-    json_t *res = json_pack("{s:i,s:s,s:s,s:I,s:i,s:I,s:o,s:o,s:I,s:o}", "schema", 1, "label",
-                            "sink-sqlite", "mode", "sink", "rows", (json_int_t)done,
+    json_t *res = json_pack("{s:i,s:s,s:s,s:I,s:i,s:b,s:I,s:o,s:o,s:I,s:o}", "schema", 1, "label",
+                            "sink-sqlite", "mode", "sink", "rows", (json_int_t)done, "lag", lag,
                             "batch", batch, "schema_version", (json_int_t)STORE_SCHEMA_VERSION, "slices",
                             slices, "total", total, "db_bytes", (json_int_t)db_bytes, "machine",
                             bench_machine_json());
