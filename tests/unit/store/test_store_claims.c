@@ -226,18 +226,26 @@ static void test_window_expiry(void **state)
     assert_int_equal(claim(f->s, "late", "p/3"), CLAIM_NEW);
 }
 
+/* Makes the current generation refuse a claim of id (a trigger "boom");
+ * returns the generation. */
+static int64_t refuse_id(const cf_t *f, const char *id)
+{
+    int64_t cur = ev_int(f, "SELECT max(gen) FROM claim_gens");
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "CREATE TRIGGER boom BEFORE INSERT ON claims_%lld WHEN NEW.event_id = '%s'"
+             " BEGIN SELECT RAISE(ABORT, 'refused'); END",
+             (long long)cur, id);
+    ev_exec(f, sql);
+    return cur;
+}
+
 /* A batch that fails half-way claims none of its events. */
 static void test_batch_all_or_nothing(void **state)
 {
     cf_t *f = *state;
     claim_range(f->s, "x", 0, 5);
-    int64_t cur = ev_int(f, "SELECT max(gen) FROM claim_gens");
-    char sql[256];
-    snprintf(sql, sizeof(sql),
-             "CREATE TRIGGER boom BEFORE INSERT ON claims_%lld WHEN NEW.event_id = 'bad'"
-             " BEGIN SELECT RAISE(ABORT, 'refused'); END",
-             (long long)cur);
-    ev_exec(f, sql);
+    refuse_id(f, "bad");
     const char *ids[] = {"n1", "x0", "n2", "bad", "n3"};
     const char *pos[] = {"p/1", "raw-events/0/0", "p/2", "p/3", "p/4"};
     claim_t out[5];
@@ -474,13 +482,7 @@ static void test_big_batch(void **state)
     claim_t out[BIG];
 
     /* a batch that fails at its 70th claim (after two statements of 32) */
-    int64_t cur = ev_int(f, "SELECT max(gen) FROM claim_gens");
-    char sql[256];
-    snprintf(sql, sizeof(sql),
-             "CREATE TRIGGER boom BEFORE INSERT ON claims_%lld WHEN NEW.event_id = 'b70'"
-             " BEGIN SELECT RAISE(ABORT, 'refused'); END",
-             (long long)cur);
-    ev_exec(f, sql);
+    int64_t cur = refuse_id(f, "b70");
     big_batch("b", ids, pos, idb, posb);
     assert_int_not_equal(store_event_claim_batch(f->s, ids, pos, BIG, out), HR_OK);
     ev_exec(f, "DROP TRIGGER boom");
