@@ -22,6 +22,7 @@
 #   sink-sqlite     the status store alone (`herald bench sink`): status rows
 #                   through store_notif_write_batch into a fresh SQLite file,
 #                   rows/s and rows per CPU-second per million rows
+#   sink-sqlite-lag the same with ids late as in the pipeline (`--lag`)
 #   cluster3        three herald instances on scripts/cluster.sh (Kafka x3,
 #                   PostgreSQL, Redis), with and without exactly-once fan-out
 #   pg-sink         status rows/s into PostgreSQL through the store alone
@@ -41,6 +42,7 @@
 #   HERALD_BENCH_BROKERS    use this Kafka instead of starting one (its herald topics must be empty)
 #   HERALD_BENCH_PUSH_USERS users of the push runs (default 100000)
 #   HERALD_BENCH_SINK_ROWS  status rows of the sink-sqlite run (default 10000000)
+#   HERALD_BENCH_SINK_LAG_ROWS  status rows of the sink-sqlite-lag run (default 2000000)
 #   HERALD_BENCH_WARM       0: skip filling free memory with a clean file before each herald
 #                           starts (--warm-page-cache; it writes up to the free memory, leaving
 #                           40 GB of disk, ~2 s a GB on a fresh virtual machine)
@@ -164,6 +166,10 @@ fi
 if want sink-sqlite; then
     "$HERALD" bench sink --rows "${HERALD_BENCH_SINK_ROWS:-10000000}" --dir "$WORK" \
         --out "$OUT/sink-sqlite.json"
+fi
+if want sink-sqlite-lag; then
+    "$HERALD" bench sink --lag --rows "${HERALD_BENCH_SINK_LAG_ROWS:-2000000}" --dir "$WORK" \
+        --out "$OUT/sink-sqlite-lag.json"
 fi
 
 # The push pipeline: herald's APNs provider against the fake, which checks

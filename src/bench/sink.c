@@ -401,8 +401,8 @@ int bench_sink_main(int argc, char **argv)
            json_real_value(json_object_get(total, "rows_per_cpu_s")),
            json_real_value(json_object_get(total, "cpu_us_per_row")), (double)db_bytes / 1e6,
            done ? (double)db_bytes / (double)done : 0.0);
-    json_t *res = json_pack("{s:i,s:s,s:s,s:I,s:i,s:b,s:I,s:o,s:o,s:I,s:o}", "schema", 1, "label",
-                            "sink-sqlite", "mode", "sink", "rows", (json_int_t)done, "lag", lag,
+    json_t *res = json_pack("{s:i,s:s,s:s,s:I,s:b,s:i,s:I,s:o,s:o,s:I,s:o}", "schema", 1, "label",
+                            lag ? "sink-sqlite-lag" : "sink-sqlite", "mode", "sink", "rows", (json_int_t)done, "lag", lag,
                             "batch", batch, "schema_version", (json_int_t)STORE_SCHEMA_VERSION, "slices",
                             slices, "total", total, "db_bytes", (json_int_t)db_bytes, "machine",
                             bench_machine_json());
